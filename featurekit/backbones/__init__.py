@@ -1,0 +1,129 @@
+"""The backbone registry: one frozen spec per backbone, as data.
+
+`list_backbones()`, `get_spec(name)` and `create_backbone(name, ...)` are the only ways in. Modules in
+this package register their specs on import; TensorFlow is imported only when a model is built, so
+listing names stays instant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from featurekit.errors import FeaturekitError
+
+# Preprocessing modes. The first three are keras.applications.imagenet_utils modes; "rescale" is the
+# original study's x/255, kept only as an explicit, labelled option.
+PREPROCESSING_MODES = ("caffe", "tf", "torch", "rescale")
+POOLINGS = ("flatten", "avg", "max", "meanstd")
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """Everything featurekit knows about one backbone.
+
+    Attributes:
+        name: Registry name (`--backbone NAME`).
+        builder: `builder(input_shape, weights, seed) -> keras.Model` without classification top.
+            `weights` is "imagenet", None (seeded random init) or a path to a `.weights.h5` file.
+        input_size: Native square input size in pixels.
+        preprocessing: One of PREPROCESSING_MODES; applied to float pixels in [0, 255].
+        pretrained: Named weights the builder can fetch itself, e.g. ("imagenet",).
+        weights_licence: Licence of the pretrained weights.
+        description: One line for `python cli.py backbones`.
+        min_input_size: Smallest input the architecture accepts.
+        is_test: True for tiny test backbones (hidden from user-facing listings).
+    """
+
+    name: str
+    builder: Callable[..., Any]
+    input_size: int
+    preprocessing: str
+    pretrained: tuple[str, ...] = ()
+    weights_licence: str = "n/a"
+    description: str = ""
+    min_input_size: int = 32
+    is_test: bool = False
+    notes: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.preprocessing not in PREPROCESSING_MODES:
+            raise ValueError(f"{self.name}: preprocessing {self.preprocessing!r} not in {PREPROCESSING_MODES}")
+
+    @property
+    def default_weights(self) -> str:
+        return self.pretrained[0] if self.pretrained else "none"
+
+
+_REGISTRY: dict[str, BackboneSpec] = {}
+
+
+def register_backbone(spec: BackboneSpec) -> BackboneSpec:
+    """Add a spec to the registry (import-time, once per name)."""
+    if spec.name in _REGISTRY:
+        raise ValueError(f"backbone {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def _ensure_registered() -> None:
+    # Importing the modules registers their specs; kept lazy so import order never matters.
+    from featurekit.backbones import inception_v1, keras_applications, tiny  # noqa: F401
+
+
+def list_backbones(include_test: bool = False) -> list[str]:
+    """Registered backbone names, sorted; test backbones only when asked."""
+    _ensure_registered()
+    return sorted(n for n, s in _REGISTRY.items() if include_test or not s.is_test)
+
+
+def get_spec(name: str) -> BackboneSpec:
+    """The spec of a registered backbone; unknown names get an error listing the valid ones."""
+    _ensure_registered()
+    if name not in _REGISTRY:
+        raise FeaturekitError(
+            f"Unknown backbone {name!r}.",
+            received=f"--backbone {name}",
+            fix=f"Choose one of: {', '.join(list_backbones(include_test=True))} (`python cli.py backbones` lists them).",
+        )
+    return _REGISTRY[name]
+
+
+def file_sha256(path: str | Path, chunk_size: int = 1 << 20) -> str:
+    """sha256 of a file's bytes, streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# Weight files we know by content, so every result made with them says what they are
+# (see ../shared/weights/README.md). sha256 -> label recorded in caches and reports.
+KNOWN_WEIGHT_FILES: dict[str, str] = {
+    "908444b3183c77689cb00dfb30b203cb6738ea3b5f3542cc50f7826091c162dc":
+        "near-imagenet (ImageNet VGG16 briefly fine-tuned for HED edges; not exact ImageNet)",
+    "8392fd8560d7a4e75f89028b756e107303e4a782924b522df7b82d06b0b4b017":
+        "near-imagenet (ImageNet InceptionV3 up to mixed5, NSFW-fine-tuned above; not exact ImageNet)",
+}
+
+
+def create_backbone(name: str, weights: str = "default", image_size: int | None = None, seed: int = 0):
+    """Build a frozen backbone (no classification top) as a keras.Model.
+
+    Args:
+        name: Registry name.
+        weights: "default" (the spec's pretrained weights, else random), "imagenet", "none" (seeded random
+            init: a random-features baseline), or a path to a `.weights.h5` or `.keras` file.
+        image_size: Square input size; defaults to the spec's native size.
+        seed: Seed of the random initialisation for weights="none".
+
+    Returns:
+        The model, with `trainable = False`.
+    """
+    from featurekit.backbones.loading import build_with_weights
+
+    spec = get_spec(name)
+    return build_with_weights(spec, weights, image_size or spec.input_size, seed)
