@@ -7,12 +7,11 @@ listing names stays instant.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 from featurekit.errors import FeaturekitError
+from featurekit.hashing import file_sha256  # noqa: F401  (re-exported for weight files)
 
 # Preprocessing modes. The first three are keras.applications.imagenet_utils modes; "rescale" is the
 # original study's x/255, kept only as an explicit, labelled option.
@@ -89,15 +88,6 @@ def get_spec(name: str) -> BackboneSpec:
             fix=f"Choose one of: {', '.join(list_backbones(include_test=True))} (`python cli.py backbones` lists them).",
         )
     return _REGISTRY[name]
-
-
-def file_sha256(path: str | Path, chunk_size: int = 1 << 20) -> str:
-    """sha256 of a file's bytes, streamed."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # Weight files we know by content, so every result made with them says what they are
