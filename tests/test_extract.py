@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO, make_image_folder, write_image
+from featurekit.cache import PartialCache, open_cache
+from featurekit.data import load_image
+from featurekit.errors import FeaturekitError, WeightsUnavailableError
+from featurekit.extract import extract
+
+
+def _extract(data: Path, cache: Path, **options):
+    options = {"backbone": "test_tiny", "pooling": "avg", "batch_size": 4, "progress": False,
+               "log": lambda message: None, **options}
+    return extract(data, cache=cache, **options)
+
+
+def test_cache_rows_are_the_backbone_features_of_each_image(image_folder: Path, tmp_path: Path):
+    from featurekit.embedder import build_embedder
+
+    result = _extract(image_folder, tmp_path / "c.h5")
+    assert result.status == "extracted" and result.n_images == 24 and result.n_skipped == 0
+    embedder = build_embedder("test_tiny", weights="none", pooling="avg")
+    with open_cache(result.cache_path) as cache:
+        assert cache.attrs["backbone"] == "test_tiny" and cache.attrs["preprocessing"] == "tf"
+        assert cache.attrs["random_features"] and cache.attrs["weights_label"].startswith("random-init")
+        images = np.stack([load_image(image_folder / p, 32) for p in cache.paths])
+        np.testing.assert_allclose(cache.load()[0], embedder(images), rtol=1e-5, atol=1e-6)
+        assert cache.attrs["config"] == {}
+
+
+def test_rerun_is_up_to_date_and_recomputes_nothing(image_folder: Path, tmp_path: Path):
+    _extract(image_folder, tmp_path / "c.h5")
+    again = _extract(image_folder, tmp_path / "c.h5")
+    assert again.status == "up-to-date" and again.n_computed == 0
+
+
+def test_bad_files_are_skipped_and_listed(image_folder: Path, tmp_path: Path):
+    (image_folder / "real" / "empty.jpg").write_bytes(b"")
+    (image_folder / "fake" / "text.png").write_bytes(b"hello, not a png")
+    good = write_image(tmp_path / "good.jpg", seed=5, size=64, fmt="JPEG")
+    (image_folder / "fake" / "truncated.jpg").write_bytes(good.read_bytes()[:300])
+    (image_folder / "real" / "readme.txt").write_text("x")
+    result = _extract(image_folder, tmp_path / "c.h5")
+    assert result.n_images == 24
+    assert sorted(p for p, _ in result.skipped) == ["fake/text.png", "fake/truncated.jpg", "real/empty.jpg"]
+    assert result.unsupported == [("real/readme.txt", "unsupported file type .txt")]
+    with open_cache(result.cache_path) as cache:
+        assert len(cache.skipped) == 3 and not set(p for p, _ in cache.skipped) & set(cache.paths)
+
+
+def test_a_cache_that_differs_is_refused_until_overwrite(image_folder: Path, tmp_path: Path):
+    cache = tmp_path / "c.h5"
+    _extract(image_folder, cache)
+    with pytest.raises(FeaturekitError, match="pooling is 'avg' in the cache but 'max'.*--overwrite"):
+        _extract(image_folder, cache, pooling="max")
+    write_image(image_folder / "fake" / "new.png", seed=99)
+    with pytest.raises(FeaturekitError, match="images differ"):
+        _extract(image_folder, cache)
+    rebuilt = _extract(image_folder, cache, pooling="max", overwrite=True)
+    assert rebuilt.status == "extracted" and rebuilt.n_images == 25
+
+
+def test_float16_halves_the_features(image_folder: Path, tmp_path: Path):
+    result = _extract(image_folder, tmp_path / "c.h5", dtype="float16", pooling="flatten")
+    with open_cache(result.cache_path) as cache:
+        assert cache.features.dtype == np.float16 and cache.load()[0].dtype == np.float32
+
+
+def test_missing_imagenet_weights_can_fall_back_to_labelled_random(image_folder: Path, tmp_path: Path, monkeypatch):
+    import featurekit.embedder as embedder_module
+
+    real_build = embedder_module.build_embedder
+
+    def offline_build(backbone, weights="default", **kwargs):
+        if weights != "none":
+            raise WeightsUnavailableError("ImageNet weights could not be downloaded.")
+        return real_build(backbone, weights=weights, **kwargs)
+
+    monkeypatch.setattr(embedder_module, "build_embedder", offline_build)
+    messages: list[str] = []
+    with pytest.raises(WeightsUnavailableError):
+        _extract(image_folder, tmp_path / "a.h5", weights="imagenet")
+    result = _extract(image_folder, tmp_path / "b.h5", weights="imagenet", on_missing_weights="random",
+                      log=messages.append)
+    assert "RANDOM-FEATURES" in messages[0]
+    with open_cache(result.cache_path) as cache:
+        assert cache.attrs["random_features"] and cache.attrs["weights"] == "none"
+
+
+def test_resume_after_sigkill_gives_the_same_cache_row_for_row(tmp_path: Path):
+    data = make_image_folder(tmp_path / "faces", per_class=150, size=64)
+    interrupted, uninterrupted = tmp_path / "killed.h5", tmp_path / "whole.h5"
+    command = [sys.executable, str(REPO / "cli.py"), "extract", "--backbone", "test_tiny", "--data", str(data),
+               "--pooling", "flatten", "--image-size", "64", "--batch-size", "2", "--cache", str(interrupted),
+               "--no-progress"]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    partial = PartialCache(interrupted)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if partial.directory.exists() and len(partial.done_batches()) >= 10:
+            break
+        time.sleep(0.002)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    done_before = len(partial.done_batches())
+    assert not interrupted.exists(), "the run finished before it could be killed; the test proves nothing"
+    assert 10 <= done_before < 150
+
+    resumed = _extract(data, interrupted, pooling="flatten", image_size=64, batch_size=2)
+    assert resumed.status == "resumed" and resumed.n_computed == 300 - 2 * done_before
+    whole = _extract(data, uninterrupted, pooling="flatten", image_size=64, batch_size=2)
+    with open_cache(interrupted) as a, open_cache(whole.cache_path) as b:
+        assert a.paths == b.paths
+        np.testing.assert_array_equal(a.load()[0], b.load()[0])
+        assert a.fingerprint == b.fingerprint
+
+
+def test_resume_keeps_the_interrupted_batch_size(image_folder: Path, tmp_path: Path):
+    cache = tmp_path / "c.h5"
+    partial = PartialCache(cache)
+    # Pretend a run with batch size 4 finished its first batch, then died.
+    _extract(image_folder, tmp_path / "full.h5")
+    with open_cache(tmp_path / "full.h5") as full:
+        first_rows = full.load()[0][:4]
+    from featurekit.data import scan_image_folder
+    folder = scan_image_folder(image_folder)
+    partial.start({"backbone": "test_tiny", "weights_label": "random-init (seed 0)", "weights_sha256": "",
+                   "layer": "pool2", "pooling": "avg", "image_size": 32, "preprocessing": "tf", "dtype": "float32",
+                   "data_fingerprint": folder.fingerprint(), "batch_size": 4, "n_batches": 6, "n_samples": 24})
+    partial.write_batch(0, np.arange(4), first_rows, np.array([], int), [], "float32")
+    (partial.directory / "batch-0000001.tmp").write_bytes(b"half-written")  # killed mid-write
+    messages: list[str] = []
+    result = _extract(image_folder, cache, batch_size=8, log=messages.append)
+    assert result.status == "resumed" and result.n_computed == 20
+    assert any("batch size 4" in m for m in messages)
