@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from featurekit.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_help_lists_the_commands():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("extract", "info", "backbones"):
+        assert command in result.output
+
+
+def test_extract_then_info(image_folder: Path, tmp_path: Path):
+    cache = tmp_path / "c.h5"
+    result = invoke("extract", "--backbone", "test_tiny", "--data", image_folder, "--pooling", "meanstd",
+                    "--cache", cache, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "extracted" in result.output and "24 images" in result.output
+    info = invoke("info", cache)
+    assert info.exit_code == 0 and "meanstd" in info.output and "random-init" in info.output
+
+
+def test_config_file_gives_defaults_and_flags_win(image_folder: Path, tmp_path: Path):
+    config = tmp_path / "x.toml"
+    config.write_text(f'data = "{image_folder}"\n[extract]\nbackbone = "test_tiny"\npooling = "max"\n')
+    result = invoke("extract", "--config", config, "--pooling", "avg", "--cache", tmp_path / "c.h5", "--no-progress")
+    assert result.exit_code == 0, result.output
+    from featurekit.cache import open_cache
+
+    with open_cache(tmp_path / "c.h5") as cache:
+        assert cache.attrs["pooling"] == "avg"
+        assert cache.attrs["config"]["backbone"] == "test_tiny" and cache.attrs["config"]["pooling"] == "avg"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--backbone", "resnet9000"], "Unknown backbone 'resnet9000'"),
+    (["--backbone", "test_tiny", "--pooling", "median"], "median"),
+    (["--backbone", "test_tiny", "--layer", "nope"], "no layer 'nope'"),
+    (["--backbone", "test_tiny", "--weights", "missing.weights.h5"], "missing.weights.h5"),
+    (["--backbone", "test_tiny", "--dtype", "int8"], "Unknown feature dtype"),
+])
+def test_bad_options_exit_2_with_a_clear_message(image_folder: Path, tmp_path: Path, args, message):
+    result = invoke("extract", "--data", image_folder, "--cache", tmp_path / "c.h5", "--no-progress", *args)
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_missing_data_folder_and_missing_option(tmp_path: Path):
+    result = invoke("extract", "--backbone", "test_tiny", "--data", tmp_path / "nowhere")
+    assert result.exit_code == 2 and "does not exist" in result.output
+    result = invoke("extract", "--backbone", "test_tiny")
+    assert result.exit_code == 2 and "Missing option --data" in result.output
+
+
+def test_unknown_config_key_is_refused(tmp_path: Path):
+    config = tmp_path / "x.toml"
+    config.write_text("[extract]\npoolin = 'avg'\n")
+    result = invoke("extract", "--config", config)
+    assert result.exit_code == 2 and "unknown keys: poolin" in result.output
+
+
+def test_backbones_lists_the_registry_with_feature_sizes():
+    result = runner.invoke(app, ["backbones"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    vgg_row = next(line for line in result.output.splitlines() if " vgg16 " in line)
+    assert "224" in vgg_row and "caffe" in vgg_row and "25088 / 512 / 512 / 1024" in vgg_row and "imagenet" in vgg_row
+    inception_row = next(line for line in result.output.splitlines() if " inceptionv3 " in line)
+    assert "299" in inception_row and " tf " in inception_row
