@@ -119,14 +119,14 @@ def backbones() -> None:
     from featurekit.embedder import backbone_summary
 
     table = Table(title="Backbones")
-    for column in ("name", "native size", "preprocessing", "features (flatten / avg / max / meanstd)",
+    for column in ("name", "native size", "preprocessing", "last block", "features (flatten / avg / max / meanstd)",
                    "parameters", "weights"):
         table.add_column(column)
     for name in list_backbones(include_test=True):
         summary = backbone_summary(name)
-        sizes = " / ".join(str(summary["feature_size"][p]) for p in ("flatten", "avg", "max", "meanstd"))
-        table.add_row(name, str(summary["input_size"]), summary["preprocessing"], sizes,
-                      f"{summary['parameters']:,}", ", ".join(summary["weights_available"]))
+        sizes = " / ".join(str(summary["feature_dim"][p]) for p in ("flatten", "avg", "max", "meanstd"))
+        table.add_row(name, str(summary["input_size"]), summary["preprocessing"], summary["output_layer"], sizes,
+                      f"{summary['params']:,}", " | ".join([*summary["pretrained"], "none", "PATH"]))
     console.print(table)
 
 

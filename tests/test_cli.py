@@ -70,8 +70,11 @@ def test_unknown_config_key_is_refused(tmp_path: Path):
     assert result.exit_code == 2 and "unknown keys: poolin" in result.output
 
 
-def test_backbones_lists_the_registry_with_feature_sizes():
-    result = runner.invoke(app, ["backbones"], terminal_width=200)
+def test_backbones_lists_the_registry_with_feature_sizes(monkeypatch):
+    from rich.console import Console
+
+    monkeypatch.setattr("featurekit.cli.console", Console(width=200))
+    result = invoke("backbones")
     assert result.exit_code == 0, result.output
     vgg_row = next(line for line in result.output.splitlines() if " vgg16 " in line)
     assert "224" in vgg_row and "caffe" in vgg_row and "25088 / 512 / 512 / 1024" in vgg_row and "imagenet" in vgg_row
