@@ -1,0 +1,283 @@
+"""Embedder: preprocessing per backbone, poolings, layer taps, what describe() records, backbone summaries."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from featurekit.backbones import POOLINGS, create_backbone, file_sha256
+from featurekit.embedder import Embedder, backbone_summary, build_embedder, pooled_dim, preprocess
+from featurekit.errors import FeaturekitError
+
+# One known pixel, RGB = (255, 128, 0), and what each mode must turn it into.
+PIXEL = (255.0, 128.0, 0.0)
+EXPECTED = {
+    # BGR order, minus the ImageNet channel means (B 103.939, G 116.779, R 123.68).
+    "caffe": (0.0 - 103.939, 128.0 - 116.779, 255.0 - 123.68),
+    "tf": (1.0, 128.0 / 127.5 - 1.0, -1.0),
+    "torch": ((1.0 - 0.485) / 0.229, (128.0 / 255.0 - 0.456) / 0.224, (0.0 - 0.406) / 0.225),
+    "rescale": (1.0, 128.0 / 255.0, 0.0),
+}
+DESCRIBE_KEYS = {
+    "backbone", "weights", "weights_label", "weights_sha256", "random_features", "layer", "pooling",
+    "image_size", "preprocessing", "feature_dim", "backbone_params",
+}
+
+
+def _pixel_image(size: int) -> np.ndarray:
+    return np.broadcast_to(np.array(PIXEL, np.float32), (1, size, size, 3)).copy()
+
+
+def _images(size: int, batch: int = 3, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
+
+
+def _shared_weights_dir() -> Path | None:
+    beside_repo = Path(__file__).resolve().parents[1].parent / "shared" / "weights"
+    for candidate in (beside_repo, Path("/work/shared/weights")):
+        if (candidate / "vgg16_near_imagenet_notop.weights.h5").is_file():
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="module")
+def tiny_flatten() -> Embedder:
+    return build_embedder("test_tiny", weights="none", seed=0)
+
+
+# --- preprocessing ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", sorted(EXPECTED))
+def test_preprocessing_of_a_known_pixel(mode):
+    image = _pixel_image(2)
+    before = image.copy()
+    out = np.asarray(preprocess(image, mode))
+    np.testing.assert_allclose(out[0, 0, 0], EXPECTED[mode], rtol=1e-5, atol=1e-5)
+    assert out.dtype == np.float32 and out.shape == image.shape
+    np.testing.assert_array_equal(image, before)  # Keras edits NumPy inputs in place; we must not
+
+
+@pytest.mark.parametrize("backbone, size, mode", [("vgg16", 32, "caffe"), ("inceptionv3", 75, "tf")])
+def test_pretrained_backbones_get_their_own_preprocessing_not_rescale(backbone, size, mode):
+    embedder = build_embedder(backbone, weights="none", image_size=size, pooling="avg")
+    fed = embedder.preprocess(_pixel_image(size))
+    np.testing.assert_allclose(fed[0, 5, 7], EXPECTED[mode], rtol=1e-5, atol=1e-5)
+    assert not np.allclose(fed[0, 5, 7], EXPECTED["rescale"])
+    assert embedder.describe()["preprocessing"] == mode
+
+
+def test_rescale_only_as_an_explicit_override_and_recorded(tiny_flatten):
+    rescaled = build_embedder("test_tiny", weights="none", preprocessing="rescale", seed=0)
+    np.testing.assert_allclose(rescaled.preprocess(_pixel_image(32))[0, 0, 0], EXPECTED["rescale"], rtol=1e-6)
+    assert rescaled.describe()["preprocessing"] == "rescale"
+    assert tiny_flatten.describe()["preprocessing"] == "tf"
+    # Same weights, different inputs to the network: different features.
+    images = _images(32)
+    assert not np.allclose(rescaled(images), tiny_flatten(images))
+
+
+def test_unknown_preprocessing_is_refused():
+    with pytest.raises(FeaturekitError, match=r"Unknown preprocessing 'bgr'.*caffe, tf, torch, rescale"):
+        build_embedder("test_tiny", weights="none", preprocessing="bgr")
+
+
+# --- pooling ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pooling, dim", [("flatten", 8 * 8 * 16), ("avg", 16), ("max", 16), ("meanstd", 32)])
+def test_every_pooling_has_its_shape_and_dtype(pooling, dim):
+    embedder = build_embedder("test_tiny", weights="none", pooling=pooling)
+    features = embedder(_images(32, batch=3))
+    assert features.shape == (3, dim) and features.dtype == np.float32
+    assert embedder.feature_dim == dim == embedder.describe()["feature_dim"]
+
+
+def test_poolings_compute_what_they_say(tiny_flatten):
+    images = _images(32, batch=2)
+    feature_map = tiny_flatten(images).reshape(2, 8, 8, 16)  # flatten is row-major (H, W, C)
+    expected = {
+        "avg": feature_map.mean(axis=(1, 2)),
+        "max": feature_map.max(axis=(1, 2)),
+        "meanstd": np.concatenate([feature_map.mean(axis=(1, 2)), feature_map.std(axis=(1, 2))], axis=1),
+    }
+    for pooling, values in expected.items():
+        pooled = build_embedder("test_tiny", weights="none", pooling=pooling, seed=0)(images)
+        np.testing.assert_allclose(pooled, values, rtol=1e-5, atol=1e-5, err_msg=pooling)
+
+
+def test_flatten_equals_the_backbone_run_by_hand(tiny_flatten):
+    images = _images(32, batch=2)
+    model = create_backbone("test_tiny", weights="none", seed=0)
+    by_hand = model(np.asarray(preprocess(images.astype(np.float32), "tf")), training=False)
+    np.testing.assert_allclose(tiny_flatten(images), np.asarray(by_hand).reshape(2, -1), rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_pooling_is_refused():
+    with pytest.raises(FeaturekitError, match=r"Unknown pooling 'gem'.*flatten, avg, max, meanstd"):
+        build_embedder("test_tiny", weights="none", pooling="gem")
+
+
+def test_pooled_dim_for_every_pooling():
+    assert {p: pooled_dim((7, 7, 512), p) for p in POOLINGS} == {
+        "flatten": 25088, "avg": 512, "max": 512, "meanstd": 1024,
+    }
+    assert pooled_dim((300,), "flatten") == 300
+    with pytest.raises(FeaturekitError, match="needs a spatial feature map"):
+        pooled_dim((300,), "avg")
+
+
+# --- inputs -----------------------------------------------------------------------------------------------
+
+
+def test_uint8_and_float_inputs_agree_and_batches_are_independent(tiny_flatten):
+    images = _images(32, batch=4)
+    as_uint8 = tiny_flatten(images)
+    np.testing.assert_array_equal(as_uint8, tiny_flatten(images.astype(np.float32)))
+    # Inference mode: one image's features do not depend on the rest of the batch.
+    np.testing.assert_allclose(tiny_flatten(images[2:3]), as_uint8[2:3], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(32, 32, 3), (2, 64, 64, 3), (2, 32, 32, 1)])
+def test_wrong_image_shape_is_refused(tiny_flatten, shape):
+    with pytest.raises(FeaturekitError, match=r"takes image batches of shape \[B, 32, 32, 3\]"):
+        tiny_flatten(np.zeros(shape, np.uint8))
+
+
+def test_other_image_size_changes_the_flatten_size():
+    embedder = build_embedder("test_tiny", weights="none", image_size=48)
+    assert embedder(_images(48, batch=1)).shape == (1, 12 * 12 * 16)
+    assert embedder.describe()["image_size"] == 48
+
+
+# --- layer taps -------------------------------------------------------------------------------------------
+
+
+def test_layer_none_taps_the_last_block(tiny_flatten):
+    assert tiny_flatten.layer == "pool2" and tiny_flatten.describe()["layer"] == "pool2"
+
+
+@pytest.mark.parametrize(
+    "layer, pooling, dim", [("conv1", "flatten", 32 * 32 * 8), ("pool1", "avg", 8), ("conv2", "meanstd", 32)]
+)
+def test_intermediate_layer_taps(layer, pooling, dim):
+    embedder = build_embedder("test_tiny", weights="none", layer=layer, pooling=pooling)
+    assert embedder(_images(32, batch=2)).shape == (2, dim)
+    assert embedder.describe()["layer"] == layer
+
+
+def test_a_tap_gives_that_layers_activations():
+    images = _images(32, batch=2)
+    tapped = build_embedder("test_tiny", weights="none", layer="pool1", seed=4)
+    model = create_backbone("test_tiny", weights="none", seed=4)
+    sub = keras.Model(model.input, model.get_layer("pool1").output)
+    expected = np.asarray(sub(np.asarray(preprocess(images.astype(np.float32), "tf")), training=False))
+    np.testing.assert_allclose(tapped(images), expected.reshape(2, -1), rtol=1e-5, atol=1e-6)
+
+
+def test_inceptionv1_block_tap():
+    embedder = build_embedder("inceptionv1", image_size=64, layer="inception_4e", pooling="avg")
+    assert embedder.feature_dim == 832
+    assert embedder(_images(64, batch=1)).shape == (1, 832)
+    assert embedder.describe()["weights_label"] == "random-init (seed 0)"  # inceptionv1's default
+
+
+def test_unknown_layer_lists_valid_ones():
+    with pytest.raises(FeaturekitError) as info:
+        build_embedder("test_tiny", weights="none", layer="block5_pool")
+    message = str(info.value)
+    assert "Backbone 'test_tiny' has no layer 'block5_pool'. Received: --layer block5_pool." in message
+    for name in ("conv1", "pool1", "conv2", "pool2"):
+        assert name in message
+
+
+def test_unknown_backbone_is_refused():
+    with pytest.raises(FeaturekitError, match="Unknown backbone 'vgg19'"):
+        build_embedder("vgg19")
+
+
+# --- describe and weights ---------------------------------------------------------------------------------
+
+
+def test_describe_is_json_and_complete(tiny_flatten):
+    description = tiny_flatten.describe()
+    assert set(description) == DESCRIBE_KEYS
+    assert json.loads(json.dumps(description)) == description
+    assert description == {
+        "backbone": "test_tiny",
+        "weights": "none",
+        "weights_label": "random-init (seed 0)",
+        "weights_sha256": "",
+        "random_features": True,
+        "layer": "pool2",
+        "pooling": "flatten",
+        "image_size": 32,
+        "preprocessing": "tf",
+        "feature_dim": 1024,
+        "backbone_params": 1392,
+    }
+
+
+def test_random_features_are_reproducible_by_seed(tiny_flatten):
+    images = _images(32)
+    again = build_embedder("test_tiny", weights="none", seed=0)
+    other = build_embedder("test_tiny", weights="none", seed=3)
+    np.testing.assert_array_equal(tiny_flatten(images), again(images))
+    assert not np.allclose(tiny_flatten(images), other(images))
+    assert other.describe()["weights_label"] == "random-init (seed 3)"
+
+
+def test_weights_file_is_described_by_name_and_hash(tmp_path):
+    path = tmp_path / "mine.weights.h5"
+    create_backbone("test_tiny", weights="none", seed=9).save_weights(path)
+    from_file = build_embedder("test_tiny", weights=str(path), pooling="avg")
+    same_seed = build_embedder("test_tiny", weights="none", seed=9, pooling="avg")
+    images = _images(32)
+    np.testing.assert_array_equal(from_file(images), same_seed(images))
+    description = from_file.describe()
+    assert description["weights"] == str(path)
+    assert description["weights_label"] == "file mine.weights.h5"
+    assert description["weights_sha256"] == file_sha256(path)
+    assert description["random_features"] is False
+
+
+def test_near_imagenet_vgg16_file_loads_and_is_labelled():
+    shared = _shared_weights_dir()
+    if shared is None:
+        pytest.skip("near-ImageNet weights not found in ../shared/weights beside the repo or /work/shared/weights")
+    path = shared / "vgg16_near_imagenet_notop.weights.h5"
+    embedder = build_embedder("vgg16", weights=str(path), image_size=32, pooling="avg")
+    description = embedder.describe()
+    assert description["weights_label"].startswith("near-imagenet")
+    assert description["weights_sha256"] == "908444b3183c77689cb00dfb30b203cb6738ea3b5f3542cc50f7826091c162dc"
+    assert description["random_features"] is False and description["preprocessing"] == "caffe"
+    # The README's statistic of the trained first layer (std 0.2033), far from a random init's.
+    kernel = embedder.model.get_layer("block1_conv1").get_weights()[0]
+    assert abs(float(kernel.std()) - 0.2033) < 0.002
+    features = embedder(_images(32, batch=2))
+    assert features.shape == (2, 512) and np.isfinite(features).all()
+
+
+# --- summaries --------------------------------------------------------------------------------------------
+
+
+def test_backbone_summary_of_the_test_backbone():
+    summary = backbone_summary("test_tiny")
+    assert summary["feature_dim"] == {"flatten": 1024, "avg": 16, "max": 16, "meanstd": 32}
+    assert summary["params"] == 1392 and summary["output_layer"] == "pool2"
+    assert summary["preprocessing"] == "tf" and summary["input_size"] == 32
+    assert summary["weights_options"] == ["none", "PATH.weights.h5", "PATH.keras"]
+    assert json.loads(json.dumps(summary)) == summary
+
+
+def test_backbone_summary_of_vgg16_at_native_size():
+    summary = backbone_summary("vgg16")
+    assert summary["output_shape"] == [7, 7, 512]
+    assert summary["feature_dim"] == {"flatten": 25088, "avg": 512, "max": 512, "meanstd": 1024}
+    assert summary["params"] == 14_714_688
+    assert summary["preprocessing"] == "caffe" and summary["default_weights"] == "imagenet"
+    assert summary["weights_options"][0] == "imagenet" and "CC BY 4.0" in summary["weights_licence"]
