@@ -122,7 +122,7 @@ def backbones() -> None:
     for column in ("name", "native size", "preprocessing", "last block", "features (flatten / avg / max / meanstd)",
                    "parameters", "weights"):
         table.add_column(column)
-    for name in list_backbones(include_test=True):
+    for name in list_backbones():
         summary = backbone_summary(name)
         sizes = " / ".join(str(summary["feature_dim"][p]) for p in ("flatten", "avg", "max", "meanstd"))
         table.add_row(name, str(summary["input_size"]), summary["preprocessing"], summary["output_layer"], sizes,

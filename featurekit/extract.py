@@ -7,6 +7,8 @@ uninterrupted run would have computed, and the finished cache is the same row fo
 from __future__ import annotations
 
 import shlex
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 import sys
 import time
 from dataclasses import dataclass, field
@@ -204,7 +206,10 @@ def _run_batches(embedder, folder, partial: PartialCache, todo: list[int], batch
     total = len(rows)
     embedder(np.zeros((1, size, size, 3), np.uint8))  # trace the graph before the clock and the bar start
     started = time.perf_counter()
-    with _progress_bar(progress, total, f"{embedder.describe()['backbone']} features") as advance:
+    # Batch files are written by one background thread, so the next forward pass never waits on the disk.
+    with _progress_bar(progress, total, f"{embedder.describe()['backbone']} features") as advance, \
+            ThreadPoolExecutor(max_workers=1) as writer:
+        pending: deque[Future] = deque()
         offset = 0
         for batch_index, (images, ok, reasons) in zip(todo, dataset):
             ok = ok.numpy()
@@ -212,8 +217,13 @@ def _run_batches(embedder, folder, partial: PartialCache, todo: list[int], batch
             offset += len(ok)
             features = embedder(images)[ok]
             skipped_reasons = [r.decode() for r in reasons.numpy()[~ok]]
-            partial.write_batch(batch_index, batch_rows[ok], features, batch_rows[~ok], skipped_reasons, dtype)
+            pending.append(writer.submit(partial.write_batch, batch_index, batch_rows[ok], features,
+                                         batch_rows[~ok], skipped_reasons, dtype))
+            while len(pending) > 2 or (pending and pending[0].done()):
+                pending.popleft().result()  # re-raises a failed write here, in order
             advance(len(ok))
+        for future in pending:
+            future.result()
     return total, time.perf_counter() - started
 
 
