@@ -139,3 +139,168 @@ def _require(options: dict, key: str, example: str) -> None:
 
 def _jsonable(options: dict) -> dict:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
+
+
+HEAD_DEFAULTS = dict(cache=None, out=None, runs_dir="runs", epochs=30, units=512, dropout=0.5, learning_rate=1e-3,
+                     batch_size=256, patience=5, seed=0, memory_budget_gb=4.0)
+
+
+@app.command("fit-head")
+@user_errors
+def fit_head(
+    cache: Optional[Path] = typer.Option(None, help="Cache file to train on."),
+    epochs: Optional[int] = typer.Option(None, help="Maximum epochs (early stopping on valid keeps the best)."),
+    units: Optional[int] = typer.Option(None, help="Hidden units (the study: 512)."),
+    dropout: Optional[float] = typer.Option(None, help="Dropout rate (the study: 0.5)."),
+    learning_rate: Optional[float] = typer.Option(None, help="Adam learning rate (the study: 1e-3)."),
+    batch_size: Optional[int] = typer.Option(None, help="Rows per step."),
+    patience: Optional[int] = typer.Option(None, help="Epochs without valid improvement before stopping."),
+    seed: Optional[int] = typer.Option(None, help="Seed of weights, dropout and shuffling."),
+    out: Optional[Path] = typer.Option(None, help="Output folder. Default: runs/<cache-name>/head"),
+    runs_dir: Optional[Path] = typer.Option(None, help="Root of default output folders."),
+    memory_budget_gb: Optional[float] = typer.Option(None, help="Features larger than this stream from disk."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Train the study's Dense-512 / Dropout-0.5 / sigmoid head on a cache (train split; early stop on valid)."""
+    options = resolve_config("fit_head", HEAD_DEFAULTS, load_config_file(config), dict(
+        cache=cache, epochs=epochs, units=units, dropout=dropout, learning_rate=learning_rate, batch_size=batch_size,
+        patience=patience, seed=seed, out=out, runs_dir=runs_dir, memory_budget_gb=memory_budget_gb))
+    _require(options, "cache", "--cache cache/NAME.h5")
+    params = {k: options[k] for k in ("epochs", "units", "dropout", "learning_rate", "batch_size", "patience")}
+    params["random_state"] = options["seed"]
+    _fit_and_report(options, "head", params)
+
+
+FIT_DEFAULTS = dict(cache=None, probe="logreg", out=None, runs_dir="runs", memory_budget_gb=4.0)
+
+
+@app.command()
+@user_errors
+def fit(
+    cache: Optional[Path] = typer.Option(None, help="Cache file to train on."),
+    probe: Optional[str] = typer.Option(None, help="head | logreg | linsvm | knn | rbfsvm"),
+    out: Optional[Path] = typer.Option(None, help="Output folder. Default: runs/<cache-name>/<probe>"),
+    runs_dir: Optional[Path] = typer.Option(None, help="Root of default output folders."),
+    memory_budget_gb: Optional[float] = typer.Option(None, help="Features larger than this stream from disk."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Fit one probe (a scikit-learn baseline or the head with its defaults) on a cache."""
+    options = resolve_config("fit", FIT_DEFAULTS, load_config_file(config), dict(
+        cache=cache, probe=probe, out=out, runs_dir=runs_dir, memory_budget_gb=memory_budget_gb))
+    _require(options, "cache", "--cache cache/NAME.h5")
+    _fit_and_report(options, options["probe"], {})
+
+
+def _fit_and_report(options: dict, probe: str, params: dict) -> None:
+    from featurekit.fitting import fit_probe
+
+    fitted = fit_probe(options["cache"], probe, params, out=options["out"], runs_dir=options["runs_dir"],
+                       memory_budget_gb=options["memory_budget_gb"], log=console.print)
+    meta = fitted.meta
+    extra = ""
+    if hasattr(fitted.estimator, "best_epoch_"):
+        extra = f", best epoch {fitted.estimator.best_epoch_ + 1} of {len(fitted.estimator.history_['loss'])}"
+    console.print(f"[bold]fitted[/] {probe} on {Path(options['cache']).name}: {meta['n_train']} train rows in "
+                  f"{meta['fit_seconds']:.1f} s{extra}; threshold {meta['threshold']:.4g} chosen on valid "
+                  f"({meta['n_valid']} rows). Saved to {fitted.directory}", highlight=False)
+
+
+COMPARE_DEFAULTS = dict(cache=None, cache_dir="cache", probe=None, runs_dir="runs", refit=False, boot=1000,
+                        format="table", out=None, plot=None, memory_budget_gb=4.0, include_rbf=False, head_epochs=30)
+
+
+@app.command()
+@user_errors
+def compare(
+    cache: Optional[list[Path]] = typer.Option(None, help="Cache file (repeat). Default: every cache in --cache-dir."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Folder searched when no --cache is given."),
+    probe: Optional[list[str]] = typer.Option(None, help="Probe (repeat). Default: head, logreg, linsvm, knn."),
+    include_rbf: bool = typer.Option(False, "--include-rbf", help="Add the RBF-kernel SVM (slow on large splits)."),
+    refit: bool = typer.Option(False, "--refit", help="Refit even where a matching fitted probe exists."),
+    boot: Optional[int] = typer.Option(None, help="Bootstrap resamples for the 95% intervals."),
+    head_epochs: Optional[int] = typer.Option(None, help="Maximum epochs of the head."),
+    format: Optional[str] = typer.Option(None, "--format", help="table | csv | json | md"),
+    out: Optional[Path] = typer.Option(None, help="Write the csv/json/md output here."),
+    plot: Optional[Path] = typer.Option(None, help="Write ROC curves of every row to this PNG."),
+    runs_dir: Optional[Path] = typer.Option(None, help="Where fitted probes are kept."),
+    memory_budget_gb: Optional[float] = typer.Option(None, help="Features larger than this stream from disk."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """One table of every cache x classifier on the test split, with forensic metrics and 95% intervals."""
+    options = resolve_config("compare", COMPARE_DEFAULTS, load_config_file(config), dict(
+        cache=cache or None, cache_dir=cache_dir, probe=probe or None, refit=refit or None, boot=boot, format=format,
+        out=out, plot=plot, runs_dir=runs_dir, memory_budget_gb=memory_budget_gb, include_rbf=include_rbf or None,
+        head_epochs=head_epochs))
+    run_compare(options)
+
+
+def run_compare(options: dict) -> list[dict]:
+    """Compare and render, as the `compare` command and the end of `run` do."""
+    from featurekit.compare import compare as compare_caches
+    from featurekit.compare import find_caches
+    from featurekit.probes import list_probes
+    from featurekit.report import FORMATS, plot_roc, results_table, write_rows
+
+    if options["format"] not in FORMATS:
+        raise FeaturekitError(f"Unknown output format {options['format']!r}.", received=f"--format {options['format']}",
+                              fix=f"Use one of: {', '.join(FORMATS)}.")
+    if options["out"] and options["format"] == "table":
+        raise FeaturekitError("--out needs a file format.", received=f"--out {options['out']} --format table",
+                              fix="Add --format md, --format csv or --format json.")
+    caches = [Path(c) for c in options["cache"]] if options["cache"] else find_caches(options["cache_dir"])
+    probes = list(options["probe"] or list_probes())
+    if options["include_rbf"] and "rbfsvm" not in probes:
+        probes.append("rbfsvm")
+    rows = compare_caches(caches, probes, probe_params={"head": {"epochs": options["head_epochs"]}},
+                          runs_dir=options["runs_dir"], refit=options["refit"], n_boot=options["boot"],
+                          memory_budget_gb=options["memory_budget_gb"], log=console.print)
+    if options["format"] == "table":
+        console.print(results_table(rows))
+    else:
+        text = write_rows(rows, options["format"], options["out"])
+        if not options["out"]:
+            console.print(text, highlight=False, markup=False, end="")
+    if options["out"]:
+        console.print(f"wrote {options['out']}")
+    if options["plot"]:
+        console.print(f"wrote {plot_roc(rows, options['plot'])}")
+    return rows
+
+
+@app.command()
+@user_errors
+def predict(
+    inputs: list[Path] = typer.Argument(..., help="Image files and/or folders."),
+    model: Path = typer.Option(..., "--model", help="A fitted-model folder, e.g. runs/<cache>/head."),
+    format: str = typer.Option("table", "--format", help="table | json | csv"),
+    batch_size: int = typer.Option(32, help="Images per forward pass."),
+) -> None:
+    """P(fake) and the label at the model's threshold for image files or folders."""
+    import csv
+    import io
+    import json
+
+    from rich.table import Table
+
+    from featurekit.predict import predict as predict_images
+
+    if format not in ("table", "json", "csv"):
+        raise FeaturekitError(f"Unknown output format {format!r}.", received=f"--format {format}",
+                              fix="Use table, json or csv.")
+    rows = predict_images(model, inputs, batch_size=batch_size)
+    if format == "json":
+        console.print(json.dumps(rows, indent=2), highlight=False, markup=False)
+    elif format == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=["path", "p_fake", "label", "threshold", "error"])
+        writer.writeheader()
+        writer.writerows(rows)
+        console.print(buffer.getvalue(), highlight=False, markup=False, end="")
+    else:
+        table = Table(title=f"predictions of {model}")
+        for column in ("path", "P(fake)", "label"):
+            table.add_column(column)
+        for row in rows:
+            p = "-" if row["p_fake"] is None else f"{row['p_fake']:.4f}"
+            table.add_row(row["path"], p, row["label"] or f"[red]{row.get('error')}[/]")
+        console.print(table)

@@ -172,7 +172,7 @@ def extract(
                  "class_names": list(folder.class_names), "data_root": str(folder.root.resolve()),
                  "layout": folder.layout, "versions": library_versions(), "config": config or {},
                  "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                 "batch_size": batch_size, "resize": "pillow-bilinear",
+                 "batch_size": batch_size, "resize": "pillow-bilinear", "seed": seed,
                  "backbone_params": description.get("backbone_params", 0)}
         finalize_cache(partial, folder.samples, attrs)
 

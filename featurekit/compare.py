@@ -1,0 +1,128 @@
+"""Caches x probes -> one row of honest test metrics each.
+
+Every probe trains on `train`, picks its threshold on `valid`, and is scored once on `test`. Probes
+already fitted on the same cache with the same parameters are reused, not refitted.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from featurekit.cache import open_cache
+from featurekit.errors import FeaturekitError
+from featurekit.fitting import (
+    DEFAULT_MEMORY_BUDGET_GB,
+    fit_probe,
+    load_fitted,
+    read_fitted_meta,
+    run_dir_for,
+    split_scores,
+)
+
+# Columns every row has, in display order (snake_case keys of the JSON output).
+ROW_KEYS = (
+    "cache", "backbone", "weights_label", "random_features", "layer", "pooling", "image_size", "preprocessing",
+    "feature_dim", "probe", "n_test", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "balanced_accuracy",
+    "roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "average_precision", "eer", "tpr_at_1pct_fpr", "f1",
+    "threshold", "fit_seconds", "reused", "streamed", "collapsed", "model_dir",
+)
+
+
+def find_caches(cache_dir: str | Path = "cache") -> list[Path]:
+    """Every finished cache file in a folder, sorted by name."""
+    folder = Path(cache_dir)
+    caches = sorted(p for p in folder.glob("*.h5") if p.is_file())
+    if not caches:
+        raise FeaturekitError(
+            "No cache files to compare.", received=f"cache folder {folder}",
+            fix="Extract some first, e.g. `python cli.py extract --backbone vgg16 --data DIR`, or pass --cache FILE.")
+    return caches
+
+
+def compare(
+    caches: list[str | Path],
+    probes: list[str],
+    probe_params: dict[str, dict[str, Any]] | None = None,
+    runs_dir: str | Path = "runs",
+    refit: bool = False,
+    n_boot: int = 1000,
+    memory_budget_gb: float = DEFAULT_MEMORY_BUDGET_GB,
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Fit what is missing, reuse what still matches, and evaluate every cache x probe on `test`.
+
+    Args:
+        caches: Cache files.
+        probes: Probe names.
+        probe_params: Constructor parameters per probe name.
+        runs_dir: Where fitted probes live (``runs/<cache>/<probe>``).
+        refit: Refit even where a matching fitted probe exists.
+        n_boot: Bootstrap resamples for the 95% intervals.
+        memory_budget_gb: Larger features are streamed from disk.
+        log: Where progress messages go.
+
+    Returns:
+        One dict per cache x probe with the ROW_KEYS, plus private ``_scores``/``_labels`` for plots.
+    """
+    from featurekit.metrics import evaluate
+    from featurekit.probes import get_probe_spec
+
+    for probe in probes:
+        get_probe_spec(probe)  # unknown names fail before any work
+    probe_params = probe_params or {}
+    rows = []
+    for cache_path in caches:
+        with open_cache(cache_path) as cache:
+            cache.require_splits()
+            for probe in probes:
+                params = probe_params.get(probe, {})
+                directory = run_dir_for(cache_path, probe, runs_dir)
+                reused = not refit and _matches(directory, cache.fingerprint, probe, params)
+                started = time.perf_counter()
+                if reused:
+                    fitted = load_fitted(directory, cache)
+                else:
+                    log(f"fitting {probe} on {Path(cache_path).name} ...")
+                    fitted = fit_probe(cache_path, probe, params, out=directory, memory_budget_gb=memory_budget_gb,
+                                       log=log)
+                scores, labels = split_scores(fitted, cache, "test")
+                metrics = evaluate(labels, scores, fitted.threshold, n_boot=n_boot)
+                attrs = cache.attrs
+                rows.append({
+                    "cache": Path(cache_path).name, "backbone": attrs.get("backbone"),
+                    "weights_label": attrs.get("weights_label"), "random_features": bool(attrs.get("random_features")),
+                    "layer": attrs.get("layer"), "pooling": attrs.get("pooling"), "image_size": attrs.get("image_size"),
+                    "preprocessing": attrs.get("preprocessing"), "feature_dim": cache.feature_dim, "probe": probe,
+                    "n_test": metrics["n"], **{k: metrics[k] for k in metrics if k in ROW_KEYS},
+                    "fit_seconds": fitted.meta["fit_seconds"], "reused": reused,
+                    "streamed": bool(fitted.meta.get("streamed")), "model_dir": str(directory),
+                    "_scores": scores, "_labels": labels, "_seconds": time.perf_counter() - started,
+                })
+    return rows
+
+
+def _matches(directory: Path, fingerprint: str, probe: str, params: dict[str, Any]) -> bool:
+    try:
+        meta = read_fitted_meta(directory)
+    except FeaturekitError:
+        return False
+    return (meta.get("cache_fingerprint") == fingerprint and meta.get("probe") == probe
+            and effective_params(probe, meta.get("params", {})) == effective_params(probe, params))
+
+
+def effective_params(probe: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Every scalar parameter of the probe as it would be built: explicit defaults equal omitted ones."""
+    from featurekit.probes import make_probe
+
+    built = make_probe(probe, **params).get_params(deep=True)
+    return {k: v for k, v in built.items() if isinstance(v, (str, int, float, bool, type(None)))}
+
+
+def public_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows without private keys, with NumPy scalars as plain Python values (for CSV/JSON)."""
+    return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items() if not k.startswith("_")}
+            for row in rows]

@@ -1,0 +1,195 @@
+"""Cache -> fitted probe on disk: train on `train`, early-stop and choose the threshold on `valid`.
+
+A fitted probe lives in ``runs/<cache-name>/<probe>/``: the estimator (``model/``) and ``fitted.json``,
+which records the cache fingerprint, the class names, the threshold chosen on valid, the parameters,
+the fit time and library versions. A probe is reused only while its cache and parameters still match.
+Features that fit the memory budget are loaded; larger ones are streamed from HDF5 in chunks.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from featurekit.cache import CacheReader, library_versions, open_cache
+from featurekit.errors import FeaturekitError
+
+FITTED_FILE = "fitted.json"
+MODEL_DIR = "model"
+STREAM_ROWS = 4096
+DEFAULT_MEMORY_BUDGET_GB = 4.0
+# Attributes of the cache copied into fitted.json, so `predict` can rebuild the same embedder.
+EMBEDDING_KEYS = ("backbone", "weights", "weights_label", "weights_sha256", "random_features", "seed", "layer",
+                  "pooling", "image_size", "preprocessing", "feature_dim", "dtype")
+
+
+@dataclass
+class FittedProbe:
+    """A fitted estimator with what it was fitted on."""
+
+    estimator: Any
+    meta: dict[str, Any]
+    directory: Path
+
+    @property
+    def threshold(self) -> float:
+        return float(self.meta["threshold"])
+
+
+def run_dir_for(cache_path: str | Path, probe: str, runs_dir: str | Path = "runs") -> Path:
+    """``runs/<cache file stem>/<probe>``."""
+    return Path(runs_dir) / Path(cache_path).stem / probe
+
+
+def _check_finite(x: np.ndarray, cache: CacheReader, split: str) -> np.ndarray:
+    if not np.isfinite(x).all():
+        raise FeaturekitError(
+            f"Cache {cache.path.name} has {int((~np.isfinite(x)).sum())} NaN or infinite feature values in its {split!r} split.",
+            received=str(cache.path),
+            fix="Re-extract it with `python cli.py extract ... --overwrite` (float16 overflows on large "
+                "activations: try --dtype float32).")
+    return x
+
+
+def _stream(cache: CacheReader, split: str, shuffle: bool) -> Callable[[int], Any]:
+    def batches(epoch: int = 0):
+        for x, y in cache.iter_batches(split, STREAM_ROWS, shuffle=shuffle, seed=epoch):
+            yield _check_finite(x, cache, split), y
+    return batches
+
+
+def split_scores(fitted: FittedProbe, cache: CacheReader, split: str, streamed: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """P(fake) and labels of one split, in row order."""
+    from featurekit.probes import fake_scores
+
+    streamed = fitted.meta.get("streamed", False) if streamed is None else streamed
+    if streamed and hasattr(fitted.estimator, "predict_proba_stream"):
+        scores = fitted.estimator.predict_proba_stream(_stream(cache, split, shuffle=False))[:, 1]
+        return scores, cache.labels[cache.split_indices(split)]
+    x, y = cache.load(split)
+    return fake_scores(fitted.estimator, _check_finite(x, cache, split)), y
+
+
+def fit_probe(
+    cache_path: str | Path,
+    probe: str,
+    params: dict[str, Any] | None = None,
+    out: str | Path | None = None,
+    runs_dir: str | Path = "runs",
+    memory_budget_gb: float = DEFAULT_MEMORY_BUDGET_GB,
+    log: Callable[[str], None] = print,
+) -> FittedProbe:
+    """Fit one probe on a cache's train split and save it with its threshold and provenance.
+
+    Args:
+        cache_path: A finished cache.
+        probe: Probe name (see `featurekit.probes.list_probes`).
+        params: Constructor parameters of the probe.
+        out: Output folder; default ``runs/<cache-name>/<probe>``.
+        runs_dir: Root of default output folders.
+        memory_budget_gb: Train and valid features larger than this are streamed from disk in chunks.
+        log: Where messages go.
+
+    Returns:
+        The fitted probe, already saved. Nothing is written unless fitting succeeded.
+    """
+    from featurekit.metrics import choose_threshold
+    from featurekit.probes import make_probe, make_stream_probe, save_probe
+
+    params = dict(params or {})
+    directory = Path(out) if out else run_dir_for(cache_path, probe, runs_dir)
+    with open_cache(cache_path) as cache:
+        cache.require_splits()
+        streamed = cache.nbytes("train") + cache.nbytes("valid") > memory_budget_gb * 2**30
+        started = time.perf_counter()
+        if streamed:
+            log(f"{probe}: streaming {cache.nbytes('train') / 2**30:.1f} GiB of train features from {cache.path.name} "
+                f"(budget {memory_budget_gb} GiB).")
+            estimator = make_stream_probe(probe, **params)
+            estimator.fit_stream(_stream(cache, "train", shuffle=True), valid=_stream(cache, "valid", shuffle=False))
+        else:
+            estimator = make_probe(probe, **params)
+            x_train, y_train = cache.load("train")
+            x_valid, y_valid = cache.load("valid")
+            _check_finite(x_train, cache, "train")
+            _check_finite(x_valid, cache, "valid")
+            if "X_valid" in inspect.signature(estimator.fit).parameters:
+                estimator.fit(x_train, y_train, X_valid=x_valid, y_valid=y_valid)
+            else:
+                estimator.fit(x_train, y_train)
+        fit_seconds = time.perf_counter() - started
+        meta = {
+            "probe": probe, "params": params, "cache": str(Path(cache_path)), "cache_fingerprint": cache.fingerprint,
+            "class_names": cache.class_names, "streamed": streamed, "fit_seconds": round(fit_seconds, 3),
+            "n_train": int(len(cache.split_indices("train"))), "n_valid": int(len(cache.split_indices("valid"))),
+            "embedding": {key: cache.attrs.get(key) for key in EMBEDDING_KEYS},
+            "data_root": cache.attrs.get("data_root", ""),
+            "versions": library_versions(), "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        fitted = FittedProbe(estimator, meta, directory)
+        valid_scores, valid_labels = split_scores(fitted, cache, "valid", streamed)
+        meta["threshold"] = choose_threshold(valid_labels, valid_scores)
+    _save_atomically(fitted, save_probe)
+    return fitted
+
+
+def _save_atomically(fitted: FittedProbe, save_probe: Callable) -> None:
+    """Write into a temporary sibling folder, then swap it in: no half-written run folder, ever."""
+    directory = fitted.directory
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    temporary = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
+    shutil.rmtree(temporary, ignore_errors=True)
+    save_probe(fitted.estimator, temporary / MODEL_DIR)
+    (temporary / FITTED_FILE).write_text(json.dumps(fitted.meta, indent=2, default=_json_default) + "\n")
+    if directory.exists():
+        shutil.rmtree(directory)
+    os.replace(temporary, directory)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+def read_fitted_meta(directory: str | Path) -> dict[str, Any]:
+    """The `fitted.json` of a run folder (clear error when it is not one)."""
+    file = Path(directory) / FITTED_FILE
+    if not file.is_file():
+        raise FeaturekitError("Not a fitted-model folder (no fitted.json).", received=str(directory),
+                              fix="Pass a folder written by `python cli.py fit-head` or `compare`, e.g. runs/<cache>/head.")
+    return json.loads(file.read_text())
+
+
+def load_fitted(directory: str | Path, cache: CacheReader | None = None) -> FittedProbe:
+    """Load a fitted probe; with `cache`, refuse one fitted on another cache or other classes."""
+    from featurekit.probes import load_probe
+
+    meta = read_fitted_meta(directory)
+    if cache is not None:
+        check_matches(meta, cache, directory)
+    return FittedProbe(load_probe(Path(directory) / MODEL_DIR), meta, Path(directory))
+
+
+def check_matches(meta: dict[str, Any], cache: CacheReader, directory: str | Path) -> None:
+    """Refuse a model fitted on another cache (fingerprint) or on other class names."""
+    if meta.get("class_names") != cache.class_names:
+        raise FeaturekitError(
+            f"Model {directory} was fitted on classes {meta.get('class_names')}, but cache {cache.path.name} has {cache.class_names}.",
+            received=f"--model {directory} --cache {cache.path}",
+            fix=f"Refit it: `python cli.py fit --cache {cache.path} --probe {meta.get('probe', 'head')}`.")
+    if meta.get("cache_fingerprint") != cache.fingerprint:
+        raise FeaturekitError(
+            f"Model {directory} was fitted on another cache (fingerprint {meta.get('cache_fingerprint')}, "
+            f"this cache is {cache.fingerprint}).",
+            received=f"--model {directory} --cache {cache.path}",
+            fix=f"Refit it: `python cli.py fit --cache {cache.path} --probe {meta.get('probe', 'head')}`.")
