@@ -59,3 +59,31 @@ def shared_weights() -> Path:
     if not SHARED_WEIGHTS.exists():
         pytest.skip(f"shared near-ImageNet weights not found at {SHARED_WEIGHTS}")
     return SHARED_WEIGHTS
+
+
+def make_cache(path: Path, features: np.ndarray, labels, splits, class_names=("real", "fake"), **attrs) -> Path:
+    """A finished cache with given rows, written through the real writer (no backbone needed)."""
+    from featurekit.cache import PartialCache, finalize_cache
+    from featurekit.data import Sample
+
+    samples = [Sample(f"{class_names[int(y)]}/{i:05d}.png", int(y), split, f"{i:064x}")
+               for i, (y, split) in enumerate(zip(labels, splits))]
+    partial = PartialCache(path)
+    partial.start({"n_batches": 1})
+    partial.write_batch(0, np.arange(len(samples)), features, np.array([], int), [], "float32")
+    base = dict(backbone="test_tiny", weights="none", weights_label="random-init (seed 0)", weights_sha256="",
+                random_features=True, layer="pool2", pooling="avg", image_size=32, preprocessing="tf",
+                feature_dim=features.shape[1], dtype="float32", data_fingerprint=f"synthetic-{path.name}",
+                class_names=list(class_names), versions={}, config={}, created_utc="2026-01-01T00:00:00+00:00")
+    finalize_cache(partial, samples, {**base, **attrs})
+    return path
+
+
+def separable_cache(path: Path, n: int = 240, d: int = 8, seed: int = 0, shift: float = 1.5) -> Path:
+    """Two Gaussian classes a linear probe separates well; 60/20/20 splits with both classes in each."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    features = rng.normal(size=(n, d)).astype(np.float32) + shift * labels[:, None]
+    # Pairs of rows (one real, one fake) share a split, so every split holds both classes.
+    splits = np.repeat(np.array(["train"] * 3 + ["valid", "test"]), 2)[np.arange(n) % 10]
+    return make_cache(path, features, labels, splits)
