@@ -56,7 +56,7 @@ class ExtractResult:
 def extract(
     data: str | Path,
     backbone: str,
-    weights: str = "default",
+    weights: str | list[str] = "default",
     image_size: int | None = None,
     layer: str | None = None,
     pooling: str = "flatten",
@@ -78,7 +78,8 @@ def extract(
     Args:
         data: Data folder (`DIR/<class>/...` or `DIR/{train,valid,test}/<class>/...`).
         backbone: Registry name.
-        weights: "default", "imagenet", "none" (seeded random init) or a weights file path.
+        weights: "default", "imagenet", "none" (seeded random init) or a weights file path; or a list of
+            these, tried in order (the first that can be had is used, and the choice is logged).
         image_size: Square input size; default the backbone's native size.
         layer: Layer to tap instead of the last block.
         pooling: flatten, avg, max or meanstd.
@@ -96,7 +97,6 @@ def extract(
         progress: Show a progress bar.
     """
     from featurekit.backbones import get_spec
-    from featurekit.embedder import build_embedder
 
     if dtype not in DTYPES:
         raise FeaturekitError(f"Unknown feature dtype {dtype!r}.", received=f"--dtype {dtype}",
@@ -104,18 +104,13 @@ def extract(
     if batch_size < 1:
         raise FeaturekitError("The batch size must be at least 1.", received=f"--batch-size {batch_size}",
                               fix="Use e.g. --batch-size 32.")
+    if on_missing_weights not in ("error", "random"):
+        raise FeaturekitError(f"Unknown on_missing_weights {on_missing_weights!r}.",
+                              received=f"--on-missing-weights {on_missing_weights}", fix="Use error or random.")
     folder = scan_image_folder(data, split_fractions)
-    try:
-        embedder = build_embedder(backbone, weights=weights, image_size=image_size, layer=layer,
-                                  pooling=pooling, preprocessing=preprocessing, seed=seed)
-    except WeightsUnavailableError as error:
-        if on_missing_weights != "random":
-            raise
-        log(f"[bold yellow]WARNING[/]: {error}\n"
-            f"Continuing with seeded random-init weights (seed {seed}): every output of this run is a "
-            "RANDOM-FEATURES baseline, not an ImageNet result.")
-        embedder = build_embedder(backbone, weights="none", image_size=image_size, layer=layer,
-                                  pooling=pooling, preprocessing=preprocessing, seed=seed)
+    embedder = _first_available_embedder(
+        [weights] if isinstance(weights, str) else list(weights), on_missing_weights, log,
+        backbone=backbone, image_size=image_size, layer=layer, pooling=pooling, preprocessing=preprocessing, seed=seed)
     description = embedder.describe()
     cache_path = Path(cache) if cache else default_cache_path(
         folder.root, backbone, layer, pooling, description["image_size"], cache_dir,
@@ -181,6 +176,33 @@ def extract(
         n_rows = finished.n_rows
     return ExtractResult(cache_path, status, n_rows, len(skipped), n_computed, seconds,
                          description["weights_label"], skipped=skipped, unsupported=folder.unsupported)
+
+
+def _first_available_embedder(candidates: list[str], on_missing_weights: str, log: Callable[[str], None], **options):
+    """Build with the first weights that can be had; else fail, or fall back to labelled random weights."""
+    from featurekit.embedder import build_embedder
+
+    failures: list[WeightsUnavailableError] = []
+    for candidate in candidates:
+        try:
+            embedder = build_embedder(weights=candidate, **options)
+        except WeightsUnavailableError as error:
+            failures.append(error)
+            continue
+        if failures:
+            log(f"Using weights {candidate!r} ({embedder.describe()['weights_label']}); earlier choices were "
+                f"not available: {'; '.join(e.problem for e in failures)}")
+        return embedder
+    if on_missing_weights != "random":
+        if len(failures) == 1:
+            raise failures[0]
+        raise WeightsUnavailableError(
+            "None of the weights asked for could be had: " + "; ".join(e.problem for e in failures),
+            received=f"weights {candidates}", fix=failures[0].fix)
+    log(f"[bold yellow]WARNING[/]: {'; '.join(e.problem for e in failures)}\n"
+        f"Continuing with seeded random-init weights (seed {options['seed']}): every output of this run is a "
+        "RANDOM-FEATURES baseline, not an ImageNet result.")
+    return build_embedder(weights="none", **options)
 
 
 def _tag(description: dict[str, Any], native_preprocessing: str) -> str | None:

@@ -142,3 +142,13 @@ def test_resume_keeps_the_interrupted_batch_size(image_folder: Path, tmp_path: P
     result = _extract(image_folder, cache, batch_size=8, log=messages.append)
     assert result.status == "resumed" and result.n_computed == 20
     assert any("batch size 4" in m for m in messages)
+
+
+def test_weights_candidates_are_tried_in_order(image_folder: Path, tmp_path: Path):
+    messages: list[str] = []
+    result = _extract(image_folder, tmp_path / "c.h5", weights=[str(tmp_path / "absent.weights.h5"), "none"],
+                      log=messages.append)
+    assert result.weights_label.startswith("random-init")
+    assert "absent.weights.h5" in messages[0] and "does not exist" in messages[0]
+    with pytest.raises(WeightsUnavailableError, match="does not exist"):
+        _extract(image_folder, tmp_path / "d.h5", weights=[str(tmp_path / "absent.weights.h5")])
