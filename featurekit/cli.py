@@ -12,7 +12,14 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from featurekit.config import load_config_file, parse_split_fractions, resolve_config
+from featurekit.config import (
+    COMPARE_DEFAULTS,
+    EXTRACT_DEFAULTS,
+    FIT_DEFAULTS,
+    HEAD_DEFAULTS,
+    load_config_file,
+    resolve_config,
+)
 from featurekit.errors import FeaturekitError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
@@ -40,11 +47,6 @@ def user_errors(command):
     return wrapper
 
 
-EXTRACT_DEFAULTS = dict(
-    data=None, backbone=None, weights="default", image_size=None, layer=None, pooling="flatten",
-    preprocessing=None, batch_size=32, dtype="float32", cache=None, cache_dir="cache", overwrite=False,
-    split="0.7,0.15,0.15", seed=0, on_missing_weights="error",
-)
 
 
 @app.command()
@@ -69,22 +71,13 @@ def extract(
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """Run a frozen backbone over a data folder once and write an HDF5 embedding cache (resumable)."""
-    from featurekit.extract import extract as run_extract
+    from featurekit.extract import extract_from_options
 
     options = resolve_config("extract", EXTRACT_DEFAULTS, load_config_file(config), dict(
         backbone=backbone, data=data, weights=weights, pooling=pooling, image_size=image_size, layer=layer,
         preprocessing=preprocessing, batch_size=batch_size, dtype=dtype, cache=cache, cache_dir=cache_dir,
         split=split, seed=seed, on_missing_weights=on_missing_weights, overwrite=overwrite or None))
-    _require(options, "backbone", "--backbone vgg16")
-    _require(options, "data", "--data DIR")
-    result = run_extract(
-        data=options["data"], backbone=options["backbone"], weights=options["weights"],
-        image_size=options["image_size"], layer=options["layer"], pooling=options["pooling"],
-        preprocessing=options["preprocessing"], batch_size=options["batch_size"], dtype=options["dtype"],
-        cache=options["cache"], cache_dir=options["cache_dir"], overwrite=options["overwrite"],
-        split_fractions=parse_split_fractions(options["split"]), seed=options["seed"],
-        on_missing_weights=options["on_missing_weights"], config=_jsonable(options),
-        log=console.print, progress=not no_progress)
+    result = extract_from_options(options, log=console.print, progress=not no_progress)
     print_extract_summary(result)
 
 
@@ -137,12 +130,7 @@ def _require(options: dict, key: str, example: str) -> None:
                               fix=f"Pass it, e.g. {example}, or set `{key}` in a --config file.")
 
 
-def _jsonable(options: dict) -> dict:
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
 
-
-HEAD_DEFAULTS = dict(cache=None, out=None, runs_dir="runs", epochs=30, units=512, dropout=0.5, learning_rate=1e-3,
-                     batch_size=256, patience=5, seed=0, memory_budget_gb=4.0)
 
 
 @app.command("fit-head")
@@ -171,7 +159,6 @@ def fit_head(
     _fit_and_report(options, "head", params)
 
 
-FIT_DEFAULTS = dict(cache=None, probe="logreg", out=None, runs_dir="runs", memory_budget_gb=4.0)
 
 
 @app.command()
@@ -205,8 +192,6 @@ def _fit_and_report(options: dict, probe: str, params: dict) -> None:
                   f"({meta['n_valid']} rows). Saved to {fitted.directory}", highlight=False)
 
 
-COMPARE_DEFAULTS = dict(cache=None, cache_dir="cache", probe=None, runs_dir="runs", refit=False, boot=1000,
-                        format="table", out=None, plot=None, memory_budget_gb=4.0, include_rbf=False, head_epochs=30)
 
 
 @app.command()
@@ -227,19 +212,43 @@ def compare(
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """One table of every cache x classifier on the test split, with forensic metrics and 95% intervals."""
+    from featurekit.compare import compare_from_options
+
     options = resolve_config("compare", COMPARE_DEFAULTS, load_config_file(config), dict(
         cache=cache or None, cache_dir=cache_dir, probe=probe or None, refit=refit or None, boot=boot, format=format,
         out=out, plot=plot, runs_dir=runs_dir, memory_budget_gb=memory_budget_gb, include_rbf=include_rbf or None,
         head_epochs=head_epochs))
-    run_compare(options)
+    _check_output_options(options)
+    render_results(compare_from_options(options, log=console.print), options)
 
 
-def run_compare(options: dict) -> list[dict]:
-    """Compare and render, as the `compare` command and the end of `run` do."""
-    from featurekit.compare import compare as compare_caches
-    from featurekit.compare import find_caches
-    from featurekit.probes import list_probes
-    from featurekit.report import FORMATS, plot_roc, results_table, write_rows
+def render_results(rows: list[dict], options: dict) -> None:
+    """Show the compare table and write the files asked for (`format`/`out`, `plot`, or a `results` stem)."""
+    from featurekit.report import plot_roc, results_table, write_rows
+
+    if options["format"] == "table":
+        console.print(results_table(rows, title=options.get("title") or "featurekit compare (test split)"))
+    else:
+        text = write_rows(rows, options["format"], options["out"])
+        if not options["out"]:
+            console.print(text, highlight=False, markup=False, end="")
+    written = []
+    if options["out"]:
+        written.append(options["out"])
+    if options["plot"]:
+        written.append(plot_roc(rows, options["plot"]))
+    if options.get("results"):
+        stem = Path(options["results"])
+        for fmt in ("md", "json"):
+            write_rows(rows, fmt, stem.with_suffix(f".{fmt}"))
+            written.append(stem.with_suffix(f".{fmt}"))
+        written.append(plot_roc(rows, stem.with_name(stem.name + "-roc.png")))
+    for path in written:
+        console.print(f"wrote {path}", highlight=False)
+
+
+def _check_output_options(options: dict) -> None:
+    from featurekit.report import FORMATS
 
     if options["format"] not in FORMATS:
         raise FeaturekitError(f"Unknown output format {options['format']!r}.", received=f"--format {options['format']}",
@@ -247,24 +256,20 @@ def run_compare(options: dict) -> list[dict]:
     if options["out"] and options["format"] == "table":
         raise FeaturekitError("--out needs a file format.", received=f"--out {options['out']} --format table",
                               fix="Add --format md, --format csv or --format json.")
-    caches = [Path(c) for c in options["cache"]] if options["cache"] else find_caches(options["cache_dir"])
-    probes = list(options["probe"] or list_probes())
-    if options["include_rbf"] and "rbfsvm" not in probes:
-        probes.append("rbfsvm")
-    rows = compare_caches(caches, probes, probe_params={"head": {"epochs": options["head_epochs"]}},
-                          runs_dir=options["runs_dir"], refit=options["refit"], n_boot=options["boot"],
-                          memory_budget_gb=options["memory_budget_gb"], log=console.print)
-    if options["format"] == "table":
-        console.print(results_table(rows))
-    else:
-        text = write_rows(rows, options["format"], options["out"])
-        if not options["out"]:
-            console.print(text, highlight=False, markup=False, end="")
-    if options["out"]:
-        console.print(f"wrote {options['out']}")
-    if options["plot"]:
-        console.print(f"wrote {plot_roc(rows, options['plot'])}")
-    return rows
+
+
+@app.command()
+@user_errors
+def run(
+    config: Path = typer.Option(Path("configs/default.toml"), "--config", help="The job: see configs/*.toml."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Data folder overriding the config's."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
+) -> None:
+    """The whole job of a config: (train backbones), extract each cache, fit every probe, one compare table."""
+    from featurekit.workflow import run_job
+
+    run_job(load_config_file(config), data=data, log=console.print, progress=not no_progress,
+            render=render_results)
 
 
 @app.command()

@@ -105,6 +105,19 @@ def compare(
     return rows
 
 
+def compare_from_options(options: dict[str, Any], log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """`compare` with a resolved config (see featurekit.config.COMPARE_DEFAULTS)."""
+    from featurekit.probes import list_probes
+
+    caches = [Path(c) for c in options["cache"]] if options["cache"] else find_caches(options["cache_dir"])
+    probes = list(options["probe"] or list_probes())
+    if options["include_rbf"] and "rbfsvm" not in probes:
+        probes.append("rbfsvm")
+    return compare(caches, probes, probe_params={"head": {"epochs": options["head_epochs"]}},
+                   runs_dir=options["runs_dir"], refit=options["refit"], n_boot=options["boot"],
+                   memory_budget_gb=options["memory_budget_gb"], log=log)
+
+
 def _matches(directory: Path, fingerprint: str, probe: str, params: dict[str, Any]) -> bool:
     try:
         meta = read_fitted_meta(directory)

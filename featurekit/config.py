@@ -17,6 +17,18 @@ from typing import Any
 
 from featurekit.errors import FeaturekitError
 
+# Every option of every command with its built-in default; None means "required" or "backbone's own".
+EXTRACT_DEFAULTS = dict(
+    data=None, backbone=None, weights="default", image_size=None, layer=None, pooling="flatten",
+    preprocessing=None, batch_size=32, dtype="float32", cache=None, cache_dir="cache", overwrite=False,
+    split="0.7,0.15,0.15", seed=0, on_missing_weights="error",
+)
+HEAD_DEFAULTS = dict(cache=None, out=None, runs_dir="runs", epochs=30, units=512, dropout=0.5, learning_rate=1e-3,
+                     batch_size=256, patience=5, seed=0, memory_budget_gb=4.0)
+FIT_DEFAULTS = dict(cache=None, probe="logreg", out=None, runs_dir="runs", memory_budget_gb=4.0)
+COMPARE_DEFAULTS = dict(cache=None, cache_dir="cache", probe=None, runs_dir="runs", refit=False, boot=1000,
+                        format="table", out=None, plot=None, memory_budget_gb=4.0, include_rbf=False, head_epochs=30)
+
 
 def load_config_file(path: str | Path | None) -> dict[str, Any]:
     """Parse a TOML config file ({} when no path is given)."""

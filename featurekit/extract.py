@@ -178,6 +178,25 @@ def extract(
                          description["weights_label"], skipped=skipped, unsupported=folder.unsupported)
 
 
+def extract_from_options(options: dict[str, Any], log: Callable[[str], None] = print,
+                         progress: bool = True) -> ExtractResult:
+    """`extract` with a resolved config (see featurekit.config.EXTRACT_DEFAULTS); the config is stored too."""
+    from featurekit.config import parse_split_fractions
+
+    for key, example in (("backbone", "--backbone vgg16"), ("data", "--data DIR")):
+        if options.get(key) in (None, ""):
+            raise FeaturekitError(f"Missing option --{key}.", received="no value on the command line or in --config",
+                                  fix=f"Pass it, e.g. {example}, or set `{key}` in a --config file.")
+    stored = {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
+    return extract(
+        data=options["data"], backbone=options["backbone"], weights=options["weights"],
+        image_size=options["image_size"], layer=options["layer"], pooling=options["pooling"],
+        preprocessing=options["preprocessing"], batch_size=options["batch_size"], dtype=options["dtype"],
+        cache=options["cache"], cache_dir=options["cache_dir"], overwrite=options["overwrite"],
+        split_fractions=parse_split_fractions(options["split"]), seed=options["seed"],
+        on_missing_weights=options["on_missing_weights"], config=stored, log=log, progress=progress)
+
+
 def _first_available_embedder(candidates: list[str], on_missing_weights: str, log: Callable[[str], None], **options):
     """Build with the first weights that can be had; else fail, or fall back to labelled random weights."""
     from featurekit.embedder import build_embedder
