@@ -246,3 +246,17 @@ def test_save_load_round_trips_to_identical_predictions(name, data, fitted, tmp_
 def test_load_refuses_a_directory_without_a_probe(tmp_path):
     with pytest.raises(FeaturekitError, match="No saved probe"):
         load_probe(tmp_path)
+
+
+def test_head_standardises_badly_scaled_features_and_folds_the_scaling_into_the_model():
+    # Raw VGG activations are in the hundreds; the study's unscaled head stalls on such inputs.
+    X, y = blobs(400, seed=11, shift=1.5)
+    X_valid, y_valid = blobs(200, seed=12, shift=1.5)
+    offset = np.linspace(200, 900, X.shape[1]).astype(np.float32)
+    head = DenseHeadClassifier(epochs=20, batch_size=32).fit(X * 300 + offset, y, X_valid * 300 + offset, y_valid)
+    X_test, y_test = blobs(200, seed=13, shift=1.5)
+    raw_test = X_test * 300 + offset
+    assert (head.predict(raw_test) == y_test).mean() > 0.9
+    np.testing.assert_allclose(head.predict_proba(raw_test)[:, 1], head.model_.predict(raw_test, verbose=0)[:, 0],
+                               atol=1e-4)
+    assert head.mean_.shape == (X.shape[1],) and np.all(head.scale_ > 100)

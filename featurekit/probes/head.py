@@ -51,6 +51,10 @@ class DenseHeadClassifier(ClassifierMixin, BaseEstimator):
         random_state: Seed for weights, dropout and shuffling (`keras.utils.set_random_seed`,
             which also seeds Python's and NumPy's global generators). None leaves them alone.
         verbose: Print one line per epoch (loss, val_loss, val_auc) when > 0.
+        standardize: Train on features scaled to zero mean and unit variance (training-split
+            statistics), then fold the scaling into the hidden layer, so `model_` takes raw features.
+            The study's head had no such step; without it, raw VGG activations (hundreds, caffe
+            preprocessing) or mean+std pooled features can stall Adam at one class.
 
     Attributes:
         model_: The trained `keras.Model`, outputs P(positive class).
@@ -58,6 +62,9 @@ class DenseHeadClassifier(ClassifierMixin, BaseEstimator):
         n_features_in_: Embedding size.
         history_: Per-epoch lists: "loss" (mean training loss), and with valid data "val_loss"
             and "val_auc". A loss that never falls is the first sign of a collapsed head.
+        mean_: Training-split feature means used for standardisation (None when standardize=False;
+            not restored by `load`, where the scaling already lives in `model_`).
+        scale_: Training-split feature standard deviations (1 for constant features).
         best_epoch_: 0-based index into `history_` of the weights kept (the last epoch without
             valid data).
     """
@@ -73,6 +80,7 @@ class DenseHeadClassifier(ClassifierMixin, BaseEstimator):
         monitor: str = "val_loss",
         random_state: int | None = 0,
         verbose: int = 0,
+        standardize: bool = True,
     ):
         self.units = units
         self.dropout = dropout
@@ -83,6 +91,7 @@ class DenseHeadClassifier(ClassifierMixin, BaseEstimator):
         self.monitor = monitor
         self.random_state = random_state
         self.verbose = verbose
+        self.standardize = standardize
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -121,6 +130,7 @@ class DenseHeadClassifier(ClassifierMixin, BaseEstimator):
             valid = (Xv, yv)
         y01 = encode_labels(y, self.classes_)
         valid_chunks = None if valid is None else (lambda epoch: iter([valid]))
+        self._fit_scaler(lambda epoch: iter([(X, y01)]))
         self._train(X.shape[1], lambda epoch: iter([(X, y01)]), valid_chunks)
         return self
 
@@ -167,6 +177,7 @@ class DenseHeadClassifier(ClassifierMixin, BaseEstimator):
         elif valid is not None:
             valid_factory = valid
             valid = lambda epoch: labelled_chunks(valid_factory, 0)  # noqa: E731
+        self._fit_scaler(lambda epoch: labelled_chunks(batches_factory, epoch))
         self._train(n_features, lambda epoch: labelled_chunks(batches_factory, epoch), valid, shuffle)
         self.n_features_in_ = n_features
         return self
@@ -249,6 +260,7 @@ class DenseHeadClassifier(ClassifierMixin, BaseEstimator):
             rng = np.random.default_rng([seed, epoch])
             total, rows = 0.0, 0
             for Xc, yc in chunks(epoch):
+                Xc = self._scaled(Xc)
                 order = rng.permutation(len(Xc)) if shuffle else np.arange(len(Xc))
                 for start in range(0, len(Xc), batch_size):
                     idx = order[start : start + batch_size]
@@ -261,6 +273,7 @@ class DenseHeadClassifier(ClassifierMixin, BaseEstimator):
             if valid is not None:
                 scores, labels = [], []
                 for Xc, yc in valid(epoch):
+                    Xc = self._scaled(Xc)
                     scores.append(_forward_logits(model, Xc))
                     labels.append(yc)
                 z, t = np.concatenate(scores), np.concatenate(labels)
@@ -282,12 +295,48 @@ class DenseHeadClassifier(ClassifierMixin, BaseEstimator):
                 break
         if best_weights is not None:
             model.set_weights(best_weights)
+        self._fold_scaler_into(model)
         self.model_, self.history_, self.best_epoch_ = model, history, best_epoch
 
     # -- inference -------------------------------------------------------------------------
 
     def _logits(self, X: np.ndarray) -> np.ndarray:
         return _forward_logits(self.model_, X)
+
+    def _fit_scaler(self, chunks: Callable[[int], Iterable]) -> None:
+        """Per-feature mean and scale of the training rows, in one streamed float64 pass."""
+        if not self.standardize:
+            self.mean_, self.scale_ = None, None
+            return
+        count, total, squares = 0, None, None
+        for Xc, _ in chunks(0):
+            X64 = np.asarray(Xc, dtype=np.float64)
+            total = X64.sum(axis=0) if total is None else total + X64.sum(axis=0)
+            squares = (X64**2).sum(axis=0) if squares is None else squares + (X64**2).sum(axis=0)
+            count += len(X64)
+        mean = total / count
+        std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+        # Constant features (dead channels) keep scale 1, as sklearn's StandardScaler does.
+        self.mean_ = mean.astype(np.float32)
+        self.scale_ = np.where(std > 1e-12, std, 1.0).astype(np.float32)
+
+    def _fold_scaler_into(self, model: Any) -> None:
+        """Fold the standardisation into the hidden layer: the saved model then takes raw features.
+
+        hidden((x - mean) / scale) = x @ (W / scale[:, None]) + (b - (mean / scale) @ W), exactly.
+        """
+        if getattr(self, "mean_", None) is None:
+            return
+        hidden = model.get_layer("hidden")
+        kernel, bias = (np.asarray(w, dtype=np.float64) for w in hidden.get_weights())
+        scale, mean = self.scale_.astype(np.float64), self.mean_.astype(np.float64)
+        hidden.set_weights([(kernel / scale[:, None]).astype(np.float32),
+                            (bias - (mean / scale) @ kernel).astype(np.float32)])
+
+    def _scaled(self, X: np.ndarray) -> np.ndarray:
+        if getattr(self, "mean_", None) is None:
+            return X
+        return (np.asarray(X, dtype=np.float32) - self.mean_) / self.scale_
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """The logit of P(classes_[1]); > 0 means the positive class.
