@@ -87,3 +87,84 @@ def test_backbones_lists_the_registry_with_feature_sizes():
     inception_row = next(line for line in result.output.splitlines() if " inceptionv3 " in line)
     assert "299" in inception_row and " tf " in inception_row
     assert "test_tiny" not in result.output
+
+
+def test_fit_head_compare_predict_end_to_end(tmp_path: Path):
+    from conftest import make_image_folder
+
+    data = make_image_folder(tmp_path / "faces", per_class=40)
+    caches, runs = tmp_path / "cache", tmp_path / "runs"
+    assert invoke("extract", "--backbone", "test_tiny", "--data", data, "--pooling", "meanstd", "--cache-dir", caches,
+                  "--no-progress").exit_code == 0
+    cache = next(caches.glob("*.h5"))
+    fitted = invoke("fit-head", "--cache", cache, "--epochs", "5", "--runs-dir", runs)
+    assert fitted.exit_code == 0, fitted.output
+    assert "threshold" in fitted.output and "chosen on valid" in fitted.output
+    model = runs / cache.stem / "head"
+    assert (model / "fitted.json").exists()
+    assert invoke("fit", "--cache", cache, "--probe", "logreg", "--runs-dir", runs).exit_code == 0
+
+    table = invoke("compare", "--cache-dir", caches, "--runs-dir", runs, "--probe", "head", "--probe", "logreg",
+                   "--head-epochs", "5", "--boot", "100", "--plot", tmp_path / "roc.png")
+    assert table.exit_code == 0, table.output
+    assert "(reused)" in table.output and "RANDOM FEATURES" in table.output and (tmp_path / "roc.png").exists()
+    as_json = invoke("compare", "--cache", cache, "--runs-dir", runs, "--probe", "logreg", "--boot", "50",
+                     "--format", "json", "--out", tmp_path / "r.json")
+    assert as_json.exit_code == 0, as_json.output
+    import json
+
+    rows = json.loads((tmp_path / "r.json").read_text())
+    assert rows[0]["probe"] == "logreg" and "tpr_at_1pct_fpr" in rows[0]
+
+    predicted = invoke("predict", "--model", model, data / "fake", "--format", "csv")
+    assert predicted.exit_code == 0, predicted.output
+    lines = predicted.output.strip().splitlines()
+    assert lines[0] == "path,p_fake,label,threshold,error" and len(lines) == 41
+
+
+def test_compare_refuses_bad_requests(tmp_path: Path):
+    result = invoke("compare", "--cache-dir", tmp_path)
+    assert result.exit_code == 2 and "No cache files" in result.output
+    result = invoke("compare", "--cache-dir", tmp_path, "--format", "xml")
+    assert result.exit_code == 2 and "Unknown output format" in result.output
+    result = invoke("compare", "--cache-dir", tmp_path, "--out", tmp_path / "x.md")
+    assert result.exit_code == 2 and "--out needs a file format" in result.output
+    result = invoke("fit-head", "--cache", tmp_path / "missing.h5")
+    assert result.exit_code == 2 and "not found" in result.output
+
+
+def test_run_does_the_whole_job_of_a_config(tmp_path: Path):
+    from conftest import make_image_folder
+
+    data = make_image_folder(tmp_path / "faces", per_class=40)
+    config = tmp_path / "job.toml"
+    config.write_text(f"""
+data = "{data}"
+cache_dir = "{tmp_path / 'cache'}"
+runs_dir = "{tmp_path / 'runs'}"
+[extract]
+pooling = "avg"
+[compare]
+probe = ["logreg", "knn"]
+boot = 50
+[run]
+results = "{tmp_path / 'results' / 'job'}"
+[[run.extract]]
+backbone = "test_tiny"
+[[run.extract]]
+backbone = "test_tiny"
+pooling = "meanstd"
+preprocessing = "rescale"
+""")
+    result = invoke("run", "--config", config, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "results" / "job.md").exists() and (tmp_path / "results" / "job-roc.png").exists()
+    import json
+
+    rows = json.loads((tmp_path / "results" / "job.json").read_text())
+    assert [(r["pooling"], r["preprocessing"], r["probe"]) for r in rows] == [
+        ("avg", "tf", "logreg"), ("avg", "tf", "knn"), ("meanstd", "rescale", "logreg"), ("meanstd", "rescale", "knn")]
+    assert sorted(p.name for p in (tmp_path / "cache").glob("*.h5")) == [
+        "faces-test_tiny-avg-32-random.h5", "faces-test_tiny-meanstd-32-rescale-random.h5"]
+    again = invoke("run", "--config", config, "--no-progress")
+    assert again.exit_code == 0 and "up-to-date" in again.output and "(reused)" in again.output
