@@ -113,3 +113,16 @@ def test_bundled_sample_is_balanced_and_small():
     labels = [s.label for s in folder.samples]
     assert labels.count(0) == 100 and labels.count(1) == 100
     assert sum(p.stat().st_size for p in BUNDLED_FACES.rglob("*")) < 3 * 2**20
+
+
+def test_shared_faces_scan_matches_their_manifest(shared_faces: Path):
+    import csv
+
+    folder = scan_image_folder(shared_faces)
+    manifest = {row["path"]: row for row in csv.DictReader(open(shared_faces / "manifest.csv"))}
+    assert len(folder.samples) == len(manifest) == 1756
+    assert folder.class_names == ("real", "fake")
+    assert all(manifest[s.path]["sha256"] == s.sha256 for s in folder.samples)
+    assert all(s.label == (manifest[s.path]["label"] == "fake") for s in folder.samples)
+    counts = folder.split_counts()
+    assert 0.6 < sum(counts["train"].values()) / 1756 < 0.8 and min(min(c.values()) for c in counts.values()) > 100

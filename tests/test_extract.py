@@ -152,3 +152,19 @@ def test_weights_candidates_are_tried_in_order(image_folder: Path, tmp_path: Pat
     assert "absent.weights.h5" in messages[0] and "does not exist" in messages[0]
     with pytest.raises(WeightsUnavailableError, match="does not exist"):
         _extract(image_folder, tmp_path / "d.h5", weights=[str(tmp_path / "absent.weights.h5")])
+
+
+def test_shared_faces_with_near_imagenet_vgg16_are_labelled_so(shared_faces: Path, shared_weights: Path, tmp_path: Path):
+    import shutil
+
+    data = tmp_path / "faces"
+    for label in ("real", "fake"):
+        (data / label).mkdir(parents=True)
+        for path in sorted((shared_faces / label).glob("*.jpg"))[:3]:
+            shutil.copy2(path, data / label / path.name)
+    result = _extract(data, tmp_path / "c.h5", backbone="vgg16", layer="block1_pool", pooling="meanstd",
+                      weights=str(shared_weights / "vgg16_near_imagenet_notop.weights.h5"), image_size=64)
+    with open_cache(result.cache_path) as cache:
+        assert cache.attrs["weights_label"].startswith("near-imagenet") and not cache.attrs["random_features"]
+        assert cache.attrs["preprocessing"] == "caffe" and cache.feature_dim == 128
+        assert len(cache.attrs["weights_sha256"]) == 64

@@ -1,0 +1,183 @@
+"""Training InceptionV1 from scratch: it learns, its saved backbone extracts, an interrupted run resumes.
+
+Each `fit` traces InceptionV1's training step once, which takes ~30 s on two CPU cores, so the whole
+file trains twice: one run interrupted after epoch 2 and resumed to epoch 4 (module fixture). The tests
+of learning, saving and resuming all look at that run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import make_image_folder
+from featurekit.errors import FeaturekitError
+from featurekit.train_backbone import BACKUP_DIR, PROGRESS_FILE, RESULT_FILE, train_backbone
+
+IMAGE_SIZE = 64  # InceptionV1 accepts 32 and up (2x2 feature map at 64)
+EPOCHS = 4
+INTERRUPT_AFTER = 2  # epochs finished when the first call is interrupted
+SETTINGS = dict(epochs=EPOCHS, image_size=IMAGE_SIZE, batch_size=8, learning_rate=1e-3, patience=10, seed=0,
+                split_fractions=(0.7, 0.3, 0.0), progress=False)
+
+
+def _weights_snapshot(model) -> list[np.ndarray]:
+    return [np.array(w) for w in model.get_weights()]
+
+
+@pytest.fixture(scope="module")
+def resumed_run(tmp_path_factory):
+    """Train 2 epochs, interrupt (Ctrl-C in a callback), then call again with the same settings."""
+    import keras
+
+    root = tmp_path_factory.mktemp("train")
+    # Fake images are clearly brighter: a learnable difference, so a collapse to ln 2 means a broken network.
+    data = make_image_folder(root / "faces", per_class=28, size=IMAGE_SIZE)
+    out = root / "run"
+    seen: dict = {"interrupted_weights": None, "resumed_epochs": [], "resumed_start_weights": None}
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            # Called after the progress recorder and the backup have saved this epoch, like a Ctrl-C then.
+            if epoch + 1 == INTERRUPT_AFTER:
+                seen["interrupted_weights"] = _weights_snapshot(self.model)
+                raise KeyboardInterrupt
+
+    class Observe(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if not seen["resumed_epochs"]:
+                seen["resumed_start_weights"] = _weights_snapshot(self.model)
+            seen["resumed_epochs"].append(epoch)
+
+    first_log: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        train_backbone(data, out=out, log=first_log.append, callbacks=[Interrupt()], **SETTINGS)
+    seen["first_log"] = first_log
+    seen["backup_existed"] = (out / BACKUP_DIR).is_dir()
+    seen["progress_after_interrupt"] = json.loads((out / PROGRESS_FILE).read_text())
+    with pytest.raises(FeaturekitError) as other_settings:
+        train_backbone(data, out=out, log=lambda _: None, **{**SETTINGS, "learning_rate": 1e-2})
+    seen["other_settings_error"] = str(other_settings.value)
+
+    log: list[str] = []
+    result = train_backbone(data, out=out, log=log.append, callbacks=[Observe()], **SETTINGS)
+    return {"data": data, "out": out, "result": result, "log": log, **seen}
+
+
+def test_training_loss_falls_clearly_below_ln2(resumed_run):
+    # The original study's network stayed at ln 2 = 0.693 (a constant classifier); this one must learn.
+    losses = resumed_run["result"].history["loss"]
+    assert len(losses) == EPOCHS
+    assert losses[-1] < 0.5 < math.log(2)
+    assert resumed_run["result"].history["accuracy"][-1] > 0.8
+
+
+def test_interrupted_run_resumes_at_next_epoch(resumed_run):
+    result = resumed_run["result"]
+    assert resumed_run["backup_existed"]
+    assert len(resumed_run["progress_after_interrupt"]["history"]["loss"]) == INTERRUPT_AFTER
+    # The second call ran only the missing epochs, starting from the interrupted run's weights.
+    assert resumed_run["resumed_epochs"] == list(range(INTERRUPT_AFTER, EPOCHS))
+    for restored, saved in zip(resumed_run["resumed_start_weights"], resumed_run["interrupted_weights"], strict=True):
+        np.testing.assert_array_equal(restored, saved)
+    assert f"Resuming from epoch {INTERRUPT_AFTER + 1}/{EPOCHS}" in "\n".join(resumed_run["log"])
+    assert result.resumed_from == [INTERRUPT_AFTER]
+    assert result.epochs_run == EPOCHS
+    # The interrupted epochs' history is kept, not re-run.
+    assert result.history["loss"][:INTERRUPT_AFTER] == resumed_run["progress_after_interrupt"]["history"]["loss"]
+    # One line per epoch reaches `log` (progress=False, and pytest's stdout is no terminal).
+    epoch_lines = [line for line in resumed_run["first_log"] + resumed_run["log"] if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in epoch_lines] == [f"epoch {e}/{EPOCHS}" for e in range(1, EPOCHS + 1)]
+    # A finished run leaves only its results.
+    out = resumed_run["out"]
+    assert not (out / BACKUP_DIR).exists() and not (out / PROGRESS_FILE).exists()
+    assert not list(out.glob("*.weights.h5"))
+
+
+def test_unfinished_run_with_other_settings_is_refused(resumed_run):
+    message = resumed_run["other_settings_error"]
+    assert "unfinished training run with other settings" in message
+    assert "learning_rate 0.001" in message and "0.01" in message
+
+
+def test_saved_backbone_reloads_and_extracts(resumed_run):
+    import keras
+
+    from featurekit.backbones.inception_v1 import InceptionV1
+    from featurekit.data import scan_image_folder
+    from featurekit.embedder import build_embedder
+    from featurekit.pipeline import image_dataset
+
+    result = resumed_run["result"]
+    backbone = keras.saving.load_model(result.model_path, safe_mode=True)
+    assert isinstance(backbone, InceptionV1)
+    assert (backbone.batch_norm, backbone.width, backbone.input_size) == (True, 1.0, IMAGE_SIZE)
+    assert backbone.count_params() == result.params["backbone"] == 5_995_392
+    assert result.params["total"] == 6_520_705
+
+    classifier = keras.saving.load_model(result.out / "classifier.keras", safe_mode=True)
+    folder = scan_image_folder(resumed_run["data"], SETTINGS["split_fractions"])
+    valid = [s for s in folder.samples if s.split == "valid"]
+    batches = image_dataset(folder.root, [s.path for s in valid], IMAGE_SIZE, batch_size=16).as_numpy_iterator()
+    images = np.concatenate([batch for batch, _, _ in batches])
+    # The saved backbone is the classifier's own backbone: identical outputs, not merely close ones.
+    pixels = images.astype(np.float32) / 127.5 - 1.0
+    np.testing.assert_array_equal(backbone.predict(pixels, verbose=0),
+                                  classifier.get_layer(backbone.name).predict(pixels, verbose=0))
+    # It holds the best epoch's weights: the classifier reproduces that epoch's validation loss.
+    labels = np.array([s.label for s in valid], np.float32)
+    loss, _ = classifier.evaluate(images.astype(np.float32), labels, batch_size=64, verbose=0)
+    assert loss == pytest.approx(result.best_valid_loss, rel=1e-4, abs=1e-5)
+
+    # Extraction accepts the file, and its "tf" preprocessing is the one the network was trained with.
+    embedder = build_embedder("inceptionv1", weights=str(result.model_path), image_size=IMAGE_SIZE, pooling="avg")
+    features = embedder(images)
+    gap = keras.Model(classifier.input, classifier.get_layer("gap").output).predict(images.astype(np.float32),
+                                                                                      verbose=0)
+    np.testing.assert_allclose(features, gap, rtol=1e-4, atol=1e-4)
+    assert features.std(axis=0).max() > 0  # not one constant embedding for every image
+
+
+def test_training_json_records_the_run(resumed_run):
+    result = resumed_run["result"]
+    record = json.loads((result.out / RESULT_FILE).read_text())
+    assert record["finished"] is True
+    assert record["best_epoch"] == result.best_epoch
+    assert record["best_valid_loss"] == min(record["history"]["val_loss"])  # monitor val_loss
+    assert record["data"]["class_names"] == ["real", "fake"]
+    assert record["config"]["image_size"] == IMAGE_SIZE and record["config"]["preprocessing"] == "tf"
+    assert {"tensorflow", "keras"} <= set(record["versions"])
+    assert result.seconds_to_best == pytest.approx(sum(record["history"]["epoch_seconds"][: result.best_epoch]))
+
+
+def test_finished_run_is_refused_without_overwrite(resumed_run):
+    with pytest.raises(FeaturekitError, match="holds a finished training run.*--overwrite"):
+        train_backbone(resumed_run["data"], out=resumed_run["out"], log=lambda _: None, **SETTINGS)
+
+
+@pytest.mark.parametrize(
+    "backbone, match",
+    [("vgg16", "only inceptionv1 can .*used frozen"), ("resnet9000", "only inceptionv1 can .*unknown name")],
+)
+def test_untrainable_backbones_are_refused(tmp_path: Path, backbone: str, match: str):
+    data = make_image_folder(tmp_path / "faces", per_class=2)
+    with pytest.raises(FeaturekitError, match=match):
+        train_backbone(data, backbone=backbone, out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_too_small_image_size_is_refused(tmp_path: Path):
+    data = make_image_folder(tmp_path / "faces", per_class=2)
+    with pytest.raises(FeaturekitError, match="at least 32x32.*--image-size 31"):
+        train_backbone(data, image_size=31, out=tmp_path / "run")
+
+
+def test_too_few_images_are_refused(tmp_path: Path):
+    data = make_image_folder(tmp_path / "faces", per_class=10)
+    with pytest.raises(FeaturekitError, match="Too few images to train: the (train|valid) split needs"):
+        train_backbone(data, image_size=32, out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
