@@ -310,10 +310,11 @@ class DenseHeadClassifier(ClassifierMixin, BaseEstimator):
             return
         count, total, squares = 0, None, None
         for Xc, _ in chunks(0):
-            X64 = np.asarray(Xc, dtype=np.float64)
-            total = X64.sum(axis=0) if total is None else total + X64.sum(axis=0)
-            squares = (X64**2).sum(axis=0) if squares is None else squares + (X64**2).sum(axis=0)
-            count += len(X64)
+            for start in range(0, len(Xc), 4096):  # float64 copies of a few rows, never of the whole matrix
+                X64 = np.asarray(Xc[start:start + 4096], dtype=np.float64)
+                total = X64.sum(axis=0) if total is None else total + X64.sum(axis=0)
+                squares = (X64**2).sum(axis=0) if squares is None else squares + (X64**2).sum(axis=0)
+                count += len(X64)
         mean = total / count
         std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
         # Constant features (dead channels) keep scale 1, as sklearn's StandardScaler does.
