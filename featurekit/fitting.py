@@ -25,7 +25,7 @@ from featurekit.errors import FeaturekitError
 
 FITTED_FILE = "fitted.json"
 MODEL_DIR = "model"
-STREAM_ROWS = 4096
+STREAM_CHUNK_BYTES = 32 * 2**20  # per streamed chunk: small against any budget, large enough for fast BLAS
 DEFAULT_MEMORY_BUDGET_GB = 4.0
 # Attributes of the cache copied into fitted.json, so `predict` can rebuild the same embedder.
 EMBEDDING_KEYS = ("backbone", "weights", "weights_label", "weights_sha256", "random_features", "seed", "layer",
@@ -61,8 +61,10 @@ def _check_finite(x: np.ndarray, cache: CacheReader, split: str) -> np.ndarray:
 
 
 def _stream(cache: CacheReader, split: str, shuffle: bool) -> Callable[[int], Any]:
+    rows = max(1, STREAM_CHUNK_BYTES // (4 * cache.feature_dim))
+
     def batches(epoch: int = 0):
-        for x, y in cache.iter_batches(split, STREAM_ROWS, shuffle=shuffle, seed=epoch):
+        for x, y in cache.iter_batches(split, rows, shuffle=shuffle, seed=epoch):
             yield _check_finite(x, cache, split), y
     return batches
 
