@@ -55,9 +55,9 @@ def extract(
     backbone: Optional[str] = typer.Option(None, "--backbone", "-b", help="Registry name (see `backbones`)."),
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="DIR/<class>/... or DIR/{train,valid,test}/<class>/..."),
     weights: Optional[str] = typer.Option(None, help="imagenet | none (seeded random features) | PATH to .weights.h5 or .keras. Default: the backbone's pretrained weights."),
-    pooling: Optional[str] = typer.Option(None, help="flatten (what the study fed its head) | avg | max | meanstd."),
+    pooling: Optional[str] = typer.Option(None, help="flatten (what the study fed its head) | avg | max | meanstd; several, comma-separated, come from one pass."),
     image_size: Optional[int] = typer.Option(None, help="Square input size. Default: the backbone's native size."),
-    layer: Optional[str] = typer.Option(None, help="Tap this layer instead of the last block, e.g. block2_pool."),
+    layer: Optional[str] = typer.Option(None, help="Tap this layer instead of the last block, e.g. block2_pool; several, comma-separated, come from one pass."),
     preprocessing: Optional[str] = typer.Option(None, help="Override the backbone's own preprocessing (caffe | tf | torch | rescale = the study's x/255)."),
     batch_size: Optional[int] = typer.Option(None, help="Images per forward pass."),
     dtype: Optional[str] = typer.Option(None, help="float32 | float16 (halves the disk)."),
@@ -70,15 +70,18 @@ def extract(
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
     config: Optional[Path] = ConfigOption,
 ) -> None:
-    """Run a frozen backbone over a data folder once and write an HDF5 embedding cache (resumable)."""
+    """Run a frozen backbone over a data folder once and write HDF5 embedding caches (resumable).
+
+    Every --layer x --pooling combination becomes its own cache, all from one forward pass.
+    """
     from featurekit.extract import extract_from_options
 
     options = resolve_config("extract", EXTRACT_DEFAULTS, load_config_file(config), dict(
         backbone=backbone, data=data, weights=weights, pooling=pooling, image_size=image_size, layer=layer,
         preprocessing=preprocessing, batch_size=batch_size, dtype=dtype, cache=cache, cache_dir=cache_dir,
         split=split, seed=seed, on_missing_weights=on_missing_weights, overwrite=overwrite or None))
-    result = extract_from_options(options, log=console.print, progress=not no_progress)
-    print_extract_summary(result)
+    for result in extract_from_options(options, log=console.print, progress=not no_progress):
+        print_extract_summary(result)
 
 
 def print_extract_summary(result) -> None:

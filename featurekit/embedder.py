@@ -253,14 +253,20 @@ def build_embedder(
     Returns:
         The embedder.
     """
-    spec = get_spec(backbone)
     _check_pooling(pooling)
+    return Embedder(*_frozen_backbone(backbone, weights, image_size, preprocessing, seed, layer, pooling))
+
+
+def _frozen_backbone(backbone: str, weights: str, image_size: int | None, preprocessing: str | None, seed: int,
+                     layer: str | None, pooling: str) -> tuple:
+    """The Embedder constructor's arguments: spec, built backbone, tap, pooling, mode, size, provenance."""
+    spec = get_spec(backbone)
     mode = spec.preprocessing if preprocessing is None else preprocessing
     _check_preprocessing(mode)
     size = image_size or spec.input_size
     model = create_backbone(backbone, weights=weights, image_size=size, seed=seed)
     provenance = weights_provenance(spec, resolve_weights(spec, weights), seed)
-    return Embedder(spec, model, layer, pooling, mode, size, provenance)
+    return spec, model, layer, pooling, mode, size, provenance
 
 
 def backbone_summary(name: str) -> dict[str, Any]:
@@ -294,3 +300,49 @@ def backbone_summary(name: str) -> dict[str, Any]:
         "is_test": spec.is_test,
     }
     return summary
+
+
+class MultiEmbedder:
+    """Several taps and poolings of one backbone, computed in ONE forward pass.
+
+    Exploring which layer carries the signal (GAN traces live in low-level features) then costs one
+    pass over the images instead of one per layer. `embedders[i].describe()` says what output i is.
+    """
+
+    def __init__(self, embedders: list[Embedder]):
+        if not embedders:
+            raise ValueError("MultiEmbedder needs at least one Embedder")
+        self.embedders = embedders
+        first = embedders[0]
+        self.image_size, self.preprocessing = first.image_size, first.preprocessing
+        # Every Embedder's model is a view of the same backbone graph: one model with all their outputs.
+        self.model = keras.Model(first.model.inputs, [e.model.outputs[0] for e in embedders])
+        self.model.trainable = False
+        signature = [tf.TensorSpec([None, self.image_size, self.image_size, 3], tf.float32)]
+        self._forward = tf.function(self._embed, input_signature=signature, reduce_retracing=True)
+
+    def _embed(self, pixels: tf.Tensor) -> list[tf.Tensor]:
+        outputs = self.model(preprocess(pixels, self.preprocessing), training=False)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        return [_pool(features, e.pooling) for features, e in zip(outputs, self.embedders)]
+
+    def __call__(self, images: Any) -> list[np.ndarray]:
+        """Embed a batch [B, S, S, 3] (0..255); returns one float32 array [B, D_i] per embedder."""
+        pixels = self.embedders[0]._as_pixels(images)
+        return [output.numpy() for output in self._forward(tf.constant(pixels))]
+
+
+def build_multi_embedder(
+    backbone: str,
+    taps: list[tuple[str | None, str]],
+    weights: str = "default",
+    image_size: int | None = None,
+    preprocessing: str | None = None,
+    seed: int = 0,
+) -> MultiEmbedder:
+    """A MultiEmbedder over (layer, pooling) taps of one backbone; arguments as for `build_embedder`."""
+    for _, pooling in taps:
+        _check_pooling(pooling)
+    spec, model, _, _, mode, size, provenance = _frozen_backbone(backbone, weights, image_size, preprocessing, seed,
+                                                                 None, "avg")
+    return MultiEmbedder([Embedder(spec, model, layer, pooling, mode, size, provenance) for layer, pooling in taps])

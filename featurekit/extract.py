@@ -7,10 +7,11 @@ uninterrupted run would have computed, and the finished cache is the same row fo
 from __future__ import annotations
 
 import shlex
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 import sys
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -60,6 +61,33 @@ def extract(
     image_size: int | None = None,
     layer: str | None = None,
     pooling: str = "flatten",
+    **options: Any,
+) -> ExtractResult:
+    """Extract one cache: `extract_many` with a single layer and pooling (same arguments)."""
+    return extract_many(data, backbone, weights, image_size, layers=[layer], poolings=[pooling], **options)[0]
+
+
+@dataclass
+class _Target:
+    """One cache being written: a tap and pooling of the shared forward pass."""
+
+    index: int
+    requested_layer: str | None
+    description: dict[str, Any]
+    identity: dict[str, Any]
+    path: Path
+    partial: PartialCache
+    status: str = "extracted"
+    done: set[int] = field(default_factory=set)
+
+
+def extract_many(
+    data: str | Path,
+    backbone: str,
+    weights: str | list[str] = "default",
+    image_size: int | None = None,
+    layers: list[str | None] = (None,),
+    poolings: list[str] = ("flatten",),
     preprocessing: str | None = None,
     batch_size: int = 32,
     dtype: str = "float32",
@@ -72,8 +100,10 @@ def extract(
     config: dict[str, Any] | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
-) -> ExtractResult:
-    """Extract embeddings of every image of `data` with one backbone into an HDF5 cache.
+) -> list[ExtractResult]:
+    """Extract embeddings of every image of `data` with one backbone: one cache per layer x pooling.
+
+    All taps come from ONE forward pass per batch, so exploring layers costs one pass over the images.
 
     Args:
         data: Data folder (`DIR/<class>/...` or `DIR/{train,valid,test}/<class>/...`).
@@ -81,20 +111,23 @@ def extract(
         weights: "default", "imagenet", "none" (seeded random init) or a weights file path; or a list of
             these, tried in order (the first that can be had is used, and the choice is logged).
         image_size: Square input size; default the backbone's native size.
-        layer: Layer to tap instead of the last block.
-        pooling: flatten, avg, max or meanstd.
+        layers: Layers to tap; None taps the last block.
+        poolings: flatten, avg, max and/or meanstd.
         preprocessing: Override of the backbone's own preprocessing (e.g. the study's "rescale").
         batch_size: Images per forward pass (and per crash-safe batch file).
         dtype: Stored feature dtype, float32 or float16.
-        cache: Cache path; default `cache_dir/<data>-<backbone>[-<layer>]-<pooling>-<size>.h5`.
-        overwrite: Rebuild a cache that exists or differs from the request.
+        cache: Cache path (one tap only); default `cache_dir/<data>-<backbone>[-<layer>]-<pooling>-<size>.h5`.
+        overwrite: Rebuild caches that exist or differ from the request.
         split_fractions: train/valid/test fractions for the class-folder layout.
         seed: Seed of random-init weights.
         on_missing_weights: "error", or "random" to continue with seeded random weights (labelled so)
             when pretrained weights cannot be had.
-        config: The resolved config, stored in the cache.
+        config: The resolved config, stored in each cache.
         log: Where messages go.
         progress: Show a progress bar.
+
+    Returns:
+        One ExtractResult per layer x pooling, layers outer.
     """
     from featurekit.backbones import get_spec
 
@@ -107,80 +140,116 @@ def extract(
     if on_missing_weights not in ("error", "random"):
         raise FeaturekitError(f"Unknown on_missing_weights {on_missing_weights!r}.",
                               received=f"--on-missing-weights {on_missing_weights}", fix="Use error or random.")
+    taps = [(layer, pooling) for layer in dict.fromkeys(layers) for pooling in dict.fromkeys(poolings)]
+    if cache and len(taps) > 1:
+        raise FeaturekitError("--cache names one file, but several layers or poolings were asked for.",
+                              received=f"--cache {cache} with {len(taps)} taps",
+                              fix="Leave --cache out (names then follow the default pattern) and use --cache-dir.")
     folder = scan_image_folder(data, split_fractions)
     embedder = _first_available_embedder(
         [weights] if isinstance(weights, str) else list(weights), on_missing_weights, log,
-        backbone=backbone, image_size=image_size, layer=layer, pooling=pooling, preprocessing=preprocessing, seed=seed)
-    description = embedder.describe()
-    cache_path = Path(cache) if cache else default_cache_path(
-        folder.root, backbone, layer, pooling, description["image_size"], cache_dir,
-        tag=_tag(description, get_spec(backbone).preprocessing))
-    identity = {**description, "dtype": dtype, "data_fingerprint": folder.fingerprint()}
+        backbone=backbone, taps=taps, image_size=image_size, preprocessing=preprocessing, seed=seed)
+    native = get_spec(backbone).preprocessing
+    targets = []
+    for index, ((layer, pooling), tap) in enumerate(zip(taps, embedder.embedders)):
+        description = tap.describe()
+        path = Path(cache) if cache else default_cache_path(
+            folder.root, backbone, layer, pooling, description["image_size"], cache_dir, tag=_tag(description, native))
+        identity = {**description, "dtype": dtype, "data_fingerprint": folder.fingerprint()}
+        targets.append(_Target(index, layer, description, identity, path, PartialCache(path)))
 
-    with writer_lock(cache_path):
-        if cache_path.exists():
-            if overwrite:
-                cache_path.unlink()
-            else:
-                with open_cache(cache_path) as existing:
-                    differences = describe_differences(existing.attrs, identity)
-                if differences:
-                    raise FeaturekitError(
-                        f"Cache {cache_path} exists but differs from this request: {'; '.join(differences)}.",
-                        received=f"--cache {cache_path}",
-                        fix="Pass --overwrite to rebuild it, or --cache PATH to write another file.")
-                log(f"Cache {cache_path} is up to date ({len(folder.samples)} images); nothing to compute.")
-                return ExtractResult(cache_path, "up-to-date", len(folder.samples), 0, 0, 0.0,
-                                     description["weights_label"], unsupported=folder.unsupported)
-
-        partial = PartialCache(cache_path)
+    with ExitStack() as locks:
+        for target in targets:
+            locks.enter_context(writer_lock(target.path))
+        for target in targets:
+            _check_existing(target, overwrite, log, len(folder.samples))
+        active = [t for t in targets if t.status != "up-to-date"]
+        batch_size = _agreed_batch_size(active, batch_size, log)
         n_batches = -(-len(folder.samples) // batch_size)
-        request = {key: identity[key] for key in IDENTITY_KEYS} | {
-            "batch_size": batch_size, "n_batches": n_batches, "n_samples": len(folder.samples),
-            "command": " ".join(shlex.quote(a) for a in ["python", "cli.py", *sys.argv[1:]]) if sys.argv[1:] else ""}
-        if partial.exists() and overwrite:
-            partial.remove()
-        if partial.exists():
-            stored = partial.read_request()
-            differences = describe_differences(stored, identity)
+        command = " ".join(shlex.quote(a) for a in ["python", "cli.py", *sys.argv[1:]]) if sys.argv[1:] else ""
+        for target in active:
+            if target.partial.exists():
+                target.done = target.partial.done_batches()
+                target.status = "resumed" if target.done else "extracted"
+                log(f"Resuming {target.path}: {len(target.done)} of {n_batches} batches already done.")
+            else:
+                target.partial.start({key: target.identity[key] for key in IDENTITY_KEYS} | {
+                    "batch_size": batch_size, "n_batches": n_batches, "n_samples": len(folder.samples),
+                    "command": command})
+        todo = sorted({b for t in active for b in range(n_batches) if b not in t.done})
+        n_computed, seconds = _run_batches(embedder, folder, active, todo, batch_size, dtype, progress)
+
+        for target in active:
+            description = target.description
+            attrs = {**target.identity, "weights": description["weights"],
+                     "random_features": description["random_features"],
+                     "class_names": list(folder.class_names), "data_root": str(folder.root.resolve()),
+                     "layout": folder.layout, "versions": library_versions(), "config": config or {},
+                     "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                     "batch_size": batch_size, "resize": "pillow-bilinear", "seed": seed,
+                     "backbone_params": description.get("backbone_params", 0)}
+            finalize_cache(target.partial, folder.samples, attrs)
+
+    results = []
+    for target in targets:
+        with open_cache(target.path) as finished:
+            skipped, n_rows = finished.skipped, finished.n_rows
+        computed = 0 if target.status == "up-to-date" else n_computed
+        results.append(ExtractResult(target.path, target.status, n_rows, len(skipped), computed,
+                                     seconds if computed else 0.0, target.description["weights_label"],
+                                     skipped=skipped, unsupported=folder.unsupported))
+    return results
+
+
+def _check_existing(target: _Target, overwrite: bool, log: Callable[[str], None], n_samples: int) -> None:
+    """Mark an up-to-date cache; refuse (or with overwrite, remove) a cache or partial run that differs."""
+    if target.path.exists():
+        if overwrite:
+            target.path.unlink()
+        else:
+            with open_cache(target.path) as existing:
+                differences = describe_differences(existing.attrs, target.identity)
             if differences:
                 raise FeaturekitError(
-                    f"An interrupted extraction of {cache_path} differs from this request: {'; '.join(differences)}.",
-                    received=f"--cache {cache_path}",
-                    fix="Re-run the original command to finish it, or pass --overwrite to start over.")
-            if stored["batch_size"] != batch_size:
-                log(f"Resuming with the interrupted run's batch size {stored['batch_size']} (asked: {batch_size}), "
-                    "so its finished batches stay valid.")
-                batch_size, n_batches = stored["batch_size"], stored["n_batches"]
-            request = stored
-        else:
-            partial.start(request)
+                    f"Cache {target.path} exists but differs from this request: {'; '.join(differences)}.",
+                    received=f"--cache {target.path}",
+                    fix="Pass --overwrite to rebuild it, or --cache PATH to write another file.")
+            log(f"Cache {target.path} is up to date ({n_samples} images); nothing to compute.")
+            target.status = "up-to-date"
+            return
+    if target.partial.exists() and overwrite:
+        target.partial.remove()
+    if target.partial.exists():
+        differences = describe_differences(target.partial.read_request(), target.identity)
+        if differences:
+            raise FeaturekitError(
+                f"An interrupted extraction of {target.path} differs from this request: {'; '.join(differences)}.",
+                received=f"--cache {target.path}",
+                fix="Re-run the original command to finish it, or pass --overwrite to start over.")
 
-        done = partial.done_batches()
-        todo = [b for b in range(n_batches) if b not in done]
-        status = "resumed" if done else "extracted"
-        if done:
-            log(f"Resuming {cache_path}: {len(done)} of {n_batches} batches already done.")
-        n_computed, seconds = _run_batches(embedder, folder, partial, todo, batch_size, dtype, progress)
 
-        attrs = {**identity, "weights": description["weights"], "random_features": description["random_features"],
-                 "class_names": list(folder.class_names), "data_root": str(folder.root.resolve()),
-                 "layout": folder.layout, "versions": library_versions(), "config": config or {},
-                 "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                 "batch_size": batch_size, "resize": "pillow-bilinear", "seed": seed,
-                 "backbone_params": description.get("backbone_params", 0)}
-        finalize_cache(partial, folder.samples, attrs)
-
-    with open_cache(cache_path) as finished:
-        skipped = finished.skipped
-        n_rows = finished.n_rows
-    return ExtractResult(cache_path, status, n_rows, len(skipped), n_computed, seconds,
-                         description["weights_label"], skipped=skipped, unsupported=folder.unsupported)
+def _agreed_batch_size(active: list[_Target], batch_size: int, log: Callable[[str], None]) -> int:
+    """The batch size of interrupted runs, so their finished batches stay valid; else the one asked for."""
+    stored = {t.partial.read_request()["batch_size"] for t in active if t.partial.exists()}
+    if len(stored) > 1:
+        raise FeaturekitError(
+            "Interrupted extractions of these caches used different batch sizes, so one pass cannot finish them all.",
+            received=f"batch sizes {sorted(stored)}",
+            fix="Finish them one layer/pooling at a time, or pass --overwrite to start over.")
+    if stored and stored != {batch_size}:
+        resumed = stored.pop()
+        log(f"Resuming with the interrupted run's batch size {resumed} (asked: {batch_size}), "
+            "so its finished batches stay valid.")
+        return resumed
+    return batch_size
 
 
 def extract_from_options(options: dict[str, Any], log: Callable[[str], None] = print,
-                         progress: bool = True) -> ExtractResult:
-    """`extract` with a resolved config (see featurekit.config.EXTRACT_DEFAULTS); the config is stored too."""
+                         progress: bool = True) -> list[ExtractResult]:
+    """`extract_many` with a resolved config (see featurekit.config.EXTRACT_DEFAULTS); the config is stored too.
+
+    `layer` and `pooling` may be lists or comma-separated strings: every combination is extracted in one pass.
+    """
     from featurekit.config import parse_split_fractions
 
     for key, example in (("backbone", "--backbone vgg16"), ("data", "--data DIR")):
@@ -188,29 +257,37 @@ def extract_from_options(options: dict[str, Any], log: Callable[[str], None] = p
             raise FeaturekitError(f"Missing option --{key}.", received="no value on the command line or in --config",
                                   fix=f"Pass it, e.g. {example}, or set `{key}` in a --config file.")
     stored = {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
-    return extract(
+    return extract_many(
         data=options["data"], backbone=options["backbone"], weights=options["weights"],
-        image_size=options["image_size"], layer=options["layer"], pooling=options["pooling"],
+        image_size=options["image_size"], layers=_as_list(options["layer"]), poolings=_as_list(options["pooling"]),
         preprocessing=options["preprocessing"], batch_size=options["batch_size"], dtype=options["dtype"],
         cache=options["cache"], cache_dir=options["cache_dir"], overwrite=options["overwrite"],
         split_fractions=parse_split_fractions(options["split"]), seed=options["seed"],
         on_missing_weights=options["on_missing_weights"], config=stored, log=log, progress=progress)
 
 
+def _as_list(value: Any) -> list:
+    if value is None:
+        return [None]
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return list(value)
+
+
 def _first_available_embedder(candidates: list[str], on_missing_weights: str, log: Callable[[str], None], **options):
     """Build with the first weights that can be had; else fail, or fall back to labelled random weights."""
-    from featurekit.embedder import build_embedder
+    from featurekit.embedder import build_multi_embedder
 
     failures: list[WeightsUnavailableError] = []
     for candidate in candidates:
         try:
-            embedder = build_embedder(weights=candidate, **options)
+            embedder = build_multi_embedder(weights=candidate, **options)
         except WeightsUnavailableError as error:
             failures.append(error)
             continue
         if failures:
-            log(f"Using weights {candidate!r} ({embedder.describe()['weights_label']}); earlier choices were "
-                f"not available: {'; '.join(e.problem for e in failures)}")
+            log(f"Using weights {candidate!r} ({embedder.embedders[0].describe()['weights_label']}); earlier "
+                f"choices were not available: {'; '.join(e.problem for e in failures)}")
         return embedder
     if on_missing_weights != "random":
         if len(failures) == 1:
@@ -221,7 +298,7 @@ def _first_available_embedder(candidates: list[str], on_missing_weights: str, lo
     log(f"[bold yellow]WARNING[/]: {'; '.join(e.problem for e in failures)}\n"
         f"Continuing with seeded random-init weights (seed {options['seed']}): every output of this run is a "
         "RANDOM-FEATURES baseline, not an ImageNet result.")
-    return build_embedder(weights="none", **options)
+    return build_multi_embedder(weights="none", **options)
 
 
 def _tag(description: dict[str, Any], native_preprocessing: str) -> str | None:
@@ -234,38 +311,44 @@ def _tag(description: dict[str, Any], native_preprocessing: str) -> str | None:
     return "-".join(parts) or None
 
 
-def _run_batches(embedder, folder, partial: PartialCache, todo: list[int], batch_size: int, dtype: str,
+def _run_batches(embedder, folder, targets: list[_Target], todo: list[int], batch_size: int, dtype: str,
                  progress: bool) -> tuple[int, float]:
-    """Forward the missing batches and write each as soon as it is done; returns (images computed, seconds)."""
+    """Forward the batches some target misses; write each target's part as soon as it is done.
+
+    Returns:
+        (images computed, seconds).
+    """
     from featurekit.pipeline import image_dataset
 
     if not todo:
         return 0, 0.0
     rows = np.concatenate([np.arange(b * batch_size, min((b + 1) * batch_size, len(folder.samples))) for b in todo])
-    size = embedder.describe()["image_size"]
+    size = embedder.image_size
     dataset = image_dataset(folder.root, [folder.samples[i].path for i in rows], size, batch_size)
-    total = len(rows)
     embedder(np.zeros((1, size, size, 3), np.uint8))  # trace the graph before the clock and the bar start
+    backbone = targets[0].description["backbone"]
+    label = f"{backbone} features" + (f" ({len(targets)} taps)" if len(targets) > 1 else "")
     started = time.perf_counter()
     # Batch files are written by one background thread, so the next forward pass never waits on the disk.
-    with _progress_bar(progress, total, f"{embedder.describe()['backbone']} features") as advance, \
-            ThreadPoolExecutor(max_workers=1) as writer:
+    with _progress_bar(progress, len(rows), label) as advance, ThreadPoolExecutor(max_workers=1) as writer:
         pending: deque[Future] = deque()
         offset = 0
         for batch_index, (images, ok, reasons) in zip(todo, dataset):
             ok = ok.numpy()
             batch_rows = rows[offset:offset + len(ok)]
             offset += len(ok)
-            features = embedder(images)[ok]
+            outputs = embedder(images)
             skipped_reasons = [r.decode() for r in reasons.numpy()[~ok]]
-            pending.append(writer.submit(partial.write_batch, batch_index, batch_rows[ok], features,
-                                         batch_rows[~ok], skipped_reasons, dtype))
-            while len(pending) > 2 or (pending and pending[0].done()):
+            for target in targets:
+                if batch_index not in target.done:
+                    pending.append(writer.submit(target.partial.write_batch, batch_index, batch_rows[ok],
+                                                 outputs[target.index][ok], batch_rows[~ok], skipped_reasons, dtype))
+            while len(pending) > 2 * len(targets) or (pending and pending[0].done()):
                 pending.popleft().result()  # re-raises a failed write here, in order
             advance(len(ok))
         for future in pending:
             future.result()
-    return total, time.perf_counter() - started
+    return len(rows), time.perf_counter() - started
 
 
 class _progress_bar:

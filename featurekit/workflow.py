@@ -65,9 +65,9 @@ def run_job(file_config: dict[str, Any], data: str | Path | None = None, log: Ca
                                   received=str(job), fix=f"Valid keys: {', '.join(sorted(EXTRACT_DEFAULTS))}.")
         log(f"[bold]extract {number}/{len(extract_jobs)}[/]: {options['backbone']} "
             f"{options['layer'] or ''} {options['pooling']} {options.get('preprocessing') or ''}")
-        result = extract_from_options(options, log=log, progress=progress)
-        log(f"  {result.status}: {result.cache_path} ({result.n_images} images, weights: {result.weights_label})")
-        caches.append(result.cache_path)
+        for result in extract_from_options(options, log=log, progress=progress):
+            log(f"  {result.status}: {result.cache_path} ({result.n_images} images, weights: {result.weights_label})")
+            caches.append(result.cache_path)
 
     compare_options = resolve_config("compare", COMPARE_DEFAULTS, file_config, {"cache": [str(c) for c in caches]})
     results = _substitute(run.get("results"), names)

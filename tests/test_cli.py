@@ -168,3 +168,13 @@ preprocessing = "rescale"
         "faces-test_tiny-avg-32-random.h5", "faces-test_tiny-meanstd-32-rescale-random.h5"]
     again = invoke("run", "--config", config, "--no-progress")
     assert again.exit_code == 0 and "up-to-date" in again.output and "(reused)" in again.output
+
+
+def test_extract_several_layers_and_poolings_in_one_command(image_folder: Path, tmp_path: Path):
+    result = invoke("extract", "--backbone", "test_tiny", "--data", image_folder, "--layer", "pool1,pool2",
+                    "--pooling", "avg,max", "--cache-dir", tmp_path, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.glob("*.h5")) == [
+        "faces-test_tiny-pool1-avg-32-random.h5", "faces-test_tiny-pool1-max-32-random.h5",
+        "faces-test_tiny-pool2-avg-32-random.h5", "faces-test_tiny-pool2-max-32-random.h5"]
+    assert result.output.count("extracted:") == 4

@@ -78,14 +78,14 @@ def test_float16_halves_the_features(image_folder: Path, tmp_path: Path):
 def test_missing_imagenet_weights_can_fall_back_to_labelled_random(image_folder: Path, tmp_path: Path, monkeypatch):
     import featurekit.embedder as embedder_module
 
-    real_build = embedder_module.build_embedder
+    real_build = embedder_module.build_multi_embedder
 
     def offline_build(backbone, weights="default", **kwargs):
         if weights != "none":
             raise WeightsUnavailableError("ImageNet weights could not be downloaded.")
         return real_build(backbone, weights=weights, **kwargs)
 
-    monkeypatch.setattr(embedder_module, "build_embedder", offline_build)
+    monkeypatch.setattr(embedder_module, "build_multi_embedder", offline_build)
     messages: list[str] = []
     with pytest.raises(WeightsUnavailableError):
         _extract(image_folder, tmp_path / "a.h5", weights="imagenet")
@@ -168,3 +168,24 @@ def test_shared_faces_with_near_imagenet_vgg16_are_labelled_so(shared_faces: Pat
         assert cache.attrs["weights_label"].startswith("near-imagenet") and not cache.attrs["random_features"]
         assert cache.attrs["preprocessing"] == "caffe" and cache.feature_dim == 128
         assert len(cache.attrs["weights_sha256"]) == 64
+
+
+def test_several_taps_from_one_pass_equal_separate_extractions(image_folder: Path, tmp_path: Path):
+    from featurekit.extract import extract_many
+
+    results = extract_many(image_folder, "test_tiny", layers=["pool1", "pool2"], poolings=["avg", "meanstd"],
+                           cache_dir=tmp_path / "multi", batch_size=4, progress=False, log=lambda m: None)
+    assert [r.cache_path.name for r in results] == [
+        "faces-test_tiny-pool1-avg-32-random.h5", "faces-test_tiny-pool1-meanstd-32-random.h5",
+        "faces-test_tiny-pool2-avg-32-random.h5", "faces-test_tiny-pool2-meanstd-32-random.h5"]
+    assert len({r.n_computed for r in results}) == 1 and results[0].n_computed == 24  # one pass, not four
+    single = _extract(image_folder, tmp_path / "single.h5", layer="pool1", pooling="meanstd")
+    with open_cache(results[1].cache_path) as multi, open_cache(single.cache_path) as alone:
+        np.testing.assert_array_equal(multi.load()[0], alone.load()[0])
+        assert multi.attrs["layer"] == "pool1" and multi.attrs["pooling"] == "meanstd"
+    again = extract_many(image_folder, "test_tiny", layers=["pool1", "pool2", "conv1"], poolings=["avg"],
+                         cache_dir=tmp_path / "multi", batch_size=4, progress=False, log=lambda m: None)
+    assert [r.status for r in again] == ["up-to-date", "up-to-date", "extracted"]
+    with pytest.raises(FeaturekitError, match="--cache names one file"):
+        extract_many(image_folder, "test_tiny", layers=["pool1", "pool2"], cache=tmp_path / "x.h5",
+                     progress=False, log=lambda m: None)
