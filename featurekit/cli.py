@@ -6,11 +6,13 @@ Heavy imports (TensorFlow) happen inside the commands, so `--help` is instant.
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from featurekit.config import (
     COMPARE_DEFAULTS,
@@ -21,6 +23,8 @@ from featurekit.config import (
     resolve_config,
 )
 from featurekit.errors import FeaturekitError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines drown the progress bar
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
                   help="featurekit: extract frozen CNN embeddings once, then train and compare classifiers on the cache.")
@@ -38,15 +42,13 @@ def user_errors(command):
         try:
             return command(*args, **kwargs)
         except FeaturekitError as error:
-            error_console.print(f"[bold red]Error:[/] {error}", highlight=False, markup=True, soft_wrap=True)
+            error_console.print(f"[bold red]Error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             error_console.print("Interrupted. Finished batches are kept; run the same command again to resume.")
             raise typer.Exit(130) from None
 
     return wrapper
-
-
 
 
 @app.command()
@@ -91,9 +93,9 @@ def print_extract_summary(result) -> None:
                   f"{result.n_skipped} skipped, {result.n_computed} computed in {result.seconds:.1f} s{rate}; "
                   f"weights: {result.weights_label}", highlight=False)
     for path, reason in result.skipped:
-        console.print(f"  skipped {path}: {reason}", highlight=False)
+        console.print(f"  skipped {escape(path)}: {escape(reason)}", highlight=False)
     for path, reason in result.unsupported:
-        console.print(f"  ignored {path}: {reason}", highlight=False)
+        console.print(f"  ignored {escape(path)}: {escape(reason)}", highlight=False)
 
 
 @app.command()
