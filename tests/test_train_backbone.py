@@ -16,7 +16,15 @@ import pytest
 
 from conftest import make_image_folder
 from featurekit.errors import FeaturekitError
-from featurekit.train_backbone import BACKUP_DIR, PROGRESS_FILE, RESULT_FILE, train_backbone
+from featurekit.config import TRAIN_BACKBONE_DEFAULTS
+from featurekit.train_backbone import (
+    BACKUP_DIR,
+    PROGRESS_FILE,
+    RESULT_FILE,
+    finished_model,
+    train_backbone,
+    train_from_options,
+)
 
 IMAGE_SIZE = 64  # InceptionV1 accepts 32 and up (2x2 feature map at 64)
 EPOCHS = 4
@@ -74,6 +82,8 @@ def test_training_loss_falls_clearly_below_ln2(resumed_run):
     assert len(losses) == EPOCHS
     assert losses[-1] < 0.5 < math.log(2)
     assert resumed_run["result"].history["accuracy"][-1] > 0.8
+    # In inference mode too (batch-norm moving statistics, as extraction uses them), on held-out images.
+    assert resumed_run["result"].best_valid_accuracy >= 0.9
 
 
 def test_interrupted_run_resumes_at_next_epoch(resumed_run):
@@ -95,7 +105,7 @@ def test_interrupted_run_resumes_at_next_epoch(resumed_run):
     # A finished run leaves only its results.
     out = resumed_run["out"]
     assert not (out / BACKUP_DIR).exists() and not (out / PROGRESS_FILE).exists()
-    assert not list(out.glob("*.weights.h5"))
+    assert not list(out.glob("best-epoch*"))
 
 
 def test_unfinished_run_with_other_settings_is_refused(resumed_run):
@@ -124,21 +134,22 @@ def test_saved_backbone_reloads_and_extracts(resumed_run):
     valid = [s for s in folder.samples if s.split == "valid"]
     batches = image_dataset(folder.root, [s.path for s in valid], IMAGE_SIZE, batch_size=16).as_numpy_iterator()
     images = np.concatenate([batch for batch, _, _ in batches])
-    # The saved backbone is the classifier's own backbone: identical outputs, not merely close ones.
+    # The saved backbone is the classifier's own backbone: identical outputs, not merely close ones. (Direct
+    # calls, not predict(): each predict() traces a graph, seconds on a CPU.)
     pixels = images.astype(np.float32) / 127.5 - 1.0
-    np.testing.assert_array_equal(backbone.predict(pixels, verbose=0),
-                                  classifier.get_layer(backbone.name).predict(pixels, verbose=0))
+    np.testing.assert_array_equal(np.asarray(backbone(pixels, training=False)),
+                                  np.asarray(classifier.get_layer(backbone.name)(pixels, training=False)))
     # It holds the best epoch's weights: the classifier reproduces that epoch's validation loss.
-    labels = np.array([s.label for s in valid], np.float32)
-    loss, _ = classifier.evaluate(images.astype(np.float32), labels, batch_size=64, verbose=0)
+    labels = np.array([s.label for s in valid], np.float32)[:, None]
+    probabilities = classifier(images.astype(np.float32), training=False)
+    loss = float(keras.losses.BinaryCrossentropy()(labels, probabilities))
     assert loss == pytest.approx(result.best_valid_loss, rel=1e-4, abs=1e-5)
 
     # Extraction accepts the file, and its "tf" preprocessing is the one the network was trained with.
     embedder = build_embedder("inceptionv1", weights=str(result.model_path), image_size=IMAGE_SIZE, pooling="avg")
     features = embedder(images)
-    gap = keras.Model(classifier.input, classifier.get_layer("gap").output).predict(images.astype(np.float32),
-                                                                                      verbose=0)
-    np.testing.assert_allclose(features, gap, rtol=1e-4, atol=1e-4)
+    gap = keras.Model(classifier.input, classifier.get_layer("gap").output)(images.astype(np.float32))
+    np.testing.assert_allclose(features, np.asarray(gap), rtol=1e-4, atol=1e-4)
     assert features.std(axis=0).max() > 0  # not one constant embedding for every image
 
 
@@ -159,9 +170,28 @@ def test_finished_run_is_refused_without_overwrite(resumed_run):
         train_backbone(resumed_run["data"], out=resumed_run["out"], log=lambda _: None, **SETTINGS)
 
 
+def test_finished_model_is_found_for_its_options(resumed_run, tmp_path: Path):
+    options = {**TRAIN_BACKBONE_DEFAULTS, "data": str(resumed_run["data"]), "image_size": IMAGE_SIZE}
+    assert finished_model({**options, "out": str(resumed_run["out"])}) == resumed_run["result"].model_path
+    assert finished_model({**options, "out": str(resumed_run["out"]), "image_size": 128}) is None
+    assert finished_model({**options, "runs_dir": str(tmp_path)}) is None
+
+
+def test_options_without_data_are_refused():
+    with pytest.raises(FeaturekitError, match="Missing option --data"):
+        train_from_options(dict(TRAIN_BACKBONE_DEFAULTS))
+
+
+def test_options_reach_train_backbone(tmp_path: Path):
+    data = make_image_folder(tmp_path / "faces", per_class=2)
+    options = {**TRAIN_BACKBONE_DEFAULTS, "data": data, "image_size": 16, "runs_dir": str(tmp_path / "runs")}
+    with pytest.raises(FeaturekitError, match="--image-size 16"):
+        train_from_options(options)
+
+
 @pytest.mark.parametrize(
     "backbone, match",
-    [("vgg16", "only inceptionv1 can .*used frozen"), ("resnet9000", "only inceptionv1 can .*unknown name")],
+    [("vgg16", "only inceptionv1 can .*used frozen"), ("resnet9000", "only inceptionv1 can .*no registered backbone")],
 )
 def test_untrainable_backbones_are_refused(tmp_path: Path, backbone: str, match: str):
     data = make_image_folder(tmp_path / "faces", per_class=2)
