@@ -26,6 +26,9 @@ EXTRACT_DEFAULTS = dict(
 HEAD_DEFAULTS = dict(cache=None, out=None, runs_dir="runs", epochs=30, units=512, dropout=0.5, learning_rate=1e-3,
                      batch_size=256, patience=5, seed=0, memory_budget_gb=4.0)
 FIT_DEFAULTS = dict(cache=None, probe="logreg", out=None, runs_dir="runs", memory_budget_gb=4.0)
+TRAIN_BACKBONE_DEFAULTS = dict(data=None, backbone="inceptionv1", epochs=30, image_size=224, batch_size=32,
+                               learning_rate=1e-3, patience=5, seed=0, out=None, runs_dir="runs",
+                               split="0.7,0.15,0.15", monitor="val_loss", overwrite=False)
 COMPARE_DEFAULTS = dict(cache=None, cache_dir="cache", probe=None, runs_dir="runs", refit=False, boot=1000,
                         format="table", out=None, plot=None, memory_budget_gb=4.0, include_rbf=False, head_epochs=30)
 

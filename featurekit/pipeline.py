@@ -72,8 +72,17 @@ def image_dataset(
         dataset = dataset.shuffle(len(full_paths), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
-    dataset = dataset.map(lambda p, y: (*decode(p), y), num_parallel_calls=autotune, deterministic=not shuffle)
-    dataset = dataset.filter(lambda image, ok, reason, y: ok).map(lambda image, ok, reason, y: (image, y))
+    def decode_labelled(path, label):
+        return (*decode(path), label)
+
+    def decoded(image, ok, reason, label):
+        return ok
+
+    def image_and_label(image, ok, reason, label):
+        return image, label
+
+    dataset = dataset.map(decode_labelled, num_parallel_calls=autotune, deterministic=not shuffle)
+    dataset = dataset.filter(decoded).map(image_and_label)
     if augment:
         dataset = dataset.map(lambda image, y: (_augment(image, size, seed), y), num_parallel_calls=autotune)
     return dataset.batch(batch_size).prefetch(autotune)

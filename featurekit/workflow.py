@@ -13,10 +13,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+from rich.markup import escape
+
 from featurekit.config import COMPARE_DEFAULTS, EXTRACT_DEFAULTS, resolve_config
 from featurekit.errors import FeaturekitError
 
 RUN_DEFAULTS = dict(results=None, title=None)
+
+
+def _joined(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value or "")
 
 
 def _substitute(value: Any, names: dict[str, str]) -> Any:
@@ -63,8 +69,8 @@ def run_job(file_config: dict[str, Any], data: str | Path | None = None, log: Ca
         if unknown:
             raise FeaturekitError(f"[[run.extract]] number {number} has unknown keys: {', '.join(unknown)}.",
                                   received=str(job), fix=f"Valid keys: {', '.join(sorted(EXTRACT_DEFAULTS))}.")
-        log(f"[bold]extract {number}/{len(extract_jobs)}[/]: {options['backbone']} "
-            f"{options['layer'] or ''} {options['pooling']} {options.get('preprocessing') or ''}")
+        what = [options["backbone"], _joined(options["layer"]), _joined(options["pooling"]), options["preprocessing"]]
+        log(f"[bold]extract {number}/{len(extract_jobs)}[/]: {escape(' '.join(w for w in what if w))}")
         for result in extract_from_options(options, log=log, progress=progress):
             log(f"  {result.status}: {result.cache_path} ({result.n_images} images, weights: {result.weights_label})")
             caches.append(result.cache_path)
@@ -78,9 +84,16 @@ def run_job(file_config: dict[str, Any], data: str | Path | None = None, log: Ca
 
 
 def _train_backbone_step(job: dict[str, Any], data: str | Path, log: Callable[[str], None], progress: bool) -> None:
-    from featurekit.train_backbone import train_backbone
+    """Train a backbone unless its finished model is already there (then the job reuses it)."""
+    from featurekit.config import TRAIN_BACKBONE_DEFAULTS
+    from featurekit.train_backbone import finished_model, train_from_options
 
-    log(f"[bold]train-backbone[/]: {job.get('backbone', 'inceptionv1')}")
-    result = train_backbone(data=data, log=log, progress=progress, **job)
+    options = resolve_config("train_backbone", TRAIN_BACKBONE_DEFAULTS, {}, {**job, "data": str(data)})
+    existing = finished_model(options)
+    if existing is not None:
+        log(f"[bold]train-backbone[/]: {existing} is already trained; reusing it.")
+        return
+    log(f"[bold]train-backbone[/]: {options['backbone']} at {options['image_size']} px")
+    result = train_from_options(options, log=log, progress=progress)
     log(f"  trained: {result.model_path} (best valid accuracy {result.best_valid_accuracy:.3f} at epoch "
         f"{result.best_epoch}, {result.seconds:.0f} s)")

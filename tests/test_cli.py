@@ -178,3 +178,8 @@ def test_extract_several_layers_and_poolings_in_one_command(image_folder: Path, 
         "faces-test_tiny-pool1-avg-32-random.h5", "faces-test_tiny-pool1-max-32-random.h5",
         "faces-test_tiny-pool2-avg-32-random.h5", "faces-test_tiny-pool2-max-32-random.h5"]
     assert result.output.count("extracted:") == 4
+
+
+def test_train_backbone_refuses_a_pretrained_backbone(image_folder: Path, tmp_path: Path):
+    result = invoke("train-backbone", "vgg16", "--data", image_folder, "--out", tmp_path / "run")
+    assert result.exit_code == 2 and "inceptionv1" in result.output and "Traceback" not in result.output
