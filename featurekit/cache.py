@@ -101,27 +101,40 @@ def _normalise(value: Any) -> Any:
 
 @contextmanager
 def writer_lock(cache_path: str | Path) -> Iterator[None]:
-    """Exclusive lock so two processes never write one cache; released by the kernel even on SIGKILL."""
+    """Exclusive lock so two processes never write one cache; released by the kernel even on SIGKILL.
+
+    The lock file is removed on release; a process that locked a file just removed by its holder sees
+    that the path now names another file (or none) and locks again.
+    """
     lock_path = Path(f"{cache_path}.lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(lock_path, "a+")
-    try:
+    while True:
+        handle = open(lock_path, "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
+            handle.close()
             raise FeaturekitError(
                 f"Another process ({holder}) is writing this cache right now.",
                 received=str(cache_path),
                 fix="Wait for it to finish (it resumes where it stands if stopped), or write another --cache.",
             ) from None
+        try:
+            if os.stat(lock_path).st_ino == os.fstat(handle.fileno()).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        handle.close()
+    try:
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()}")
         handle.flush()
         yield
     finally:
+        lock_path.unlink(missing_ok=True)  # while still holding it: nobody can lock this file meanwhile
         handle.close()
 
 

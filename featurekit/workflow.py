@@ -72,7 +72,9 @@ def run_job(file_config: dict[str, Any], data: str | Path | None = None, log: Ca
         what = [options["backbone"], _joined(options["layer"]), _joined(options["pooling"]), options["preprocessing"]]
         log(f"[bold]extract {number}/{len(extract_jobs)}[/]: {escape(' '.join(w for w in what if w))}")
         for result in extract_from_options(options, log=log, progress=progress):
-            log(f"  {result.status}: {result.cache_path} ({result.n_images} images, weights: {result.weights_label})")
+            rate = f", {result.n_computed} computed at {result.images_per_second:.1f} img/s" if result.n_computed else ""
+            log(f"  {result.status}: {escape(str(result.cache_path))} ({result.n_images} images{rate}; "
+                f"weights: {escape(result.weights_label)})")
             caches.append(result.cache_path)
 
     compare_options = resolve_config("compare", COMPARE_DEFAULTS, file_config, {"cache": [str(c) for c in caches]})

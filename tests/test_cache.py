@@ -122,3 +122,9 @@ def test_lock_refuses_a_second_writer(tmp_path: Path):
                 pass
     with writer_lock(tmp_path / "c.h5"):  # released after use
         pass
+
+
+def test_lock_file_is_removed_on_release(tmp_path: Path):
+    with writer_lock(tmp_path / "c.h5"):
+        assert (tmp_path / "c.h5.lock").read_text() == f"pid {__import__('os').getpid()}"
+    assert not (tmp_path / "c.h5.lock").exists()
