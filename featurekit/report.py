@@ -166,13 +166,15 @@ def plot_roc(rows: list[dict[str, Any]], out: str | Path) -> Path:
     import matplotlib.pyplot as plt
     from sklearn.metrics import RocCurveDisplay
 
-    figure, axes = plt.subplots(figsize=(8, 7))
+    # The legend sits beside the axes: with dozens of rows it would hide the curves.
+    figure, axes = plt.subplots(figsize=(14, max(7, 0.22 * len(rows) + 1)))
     for row in rows:
         RocCurveDisplay.from_predictions(row["_labels"], row["_scores"], ax=axes,
                                          name=f"{_features(row)} {short_weights(row.get('weights_label'))} {row['probe']}")
     axes.plot([0, 1], [0, 1], linestyle=":", color="grey")
     axes.set_title("ROC on the test split (positive class: fake)")
-    axes.legend(fontsize=7, loc="lower right")
+    axes.set_aspect("equal")
+    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     figure.tight_layout()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=120)
