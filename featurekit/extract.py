@@ -181,7 +181,7 @@ def extract_many(
 
         for target in active:
             description = target.description
-            attrs = {**target.identity, "weights": description["weights"],
+            attrs = {**target.identity, "weights": _absolute_if_file(description["weights"]),
                      "random_features": description["random_features"],
                      "class_names": list(folder.class_names), "data_root": str(folder.root.resolve()),
                      "layout": folder.layout, "versions": library_versions(), "config": config or {},
@@ -264,6 +264,12 @@ def extract_from_options(options: dict[str, Any], log: Callable[[str], None] = p
         cache=options["cache"], cache_dir=options["cache_dir"], overwrite=options["overwrite"],
         split_fractions=parse_split_fractions(options["split"]), seed=options["seed"],
         on_missing_weights=options["on_missing_weights"], config=stored, log=log, progress=progress)
+
+
+def _absolute_if_file(weights: str) -> str:
+    """Weight files are recorded by absolute path, so `predict` finds them from any working directory."""
+    path = Path(weights).expanduser()
+    return str(path.resolve()) if weights not in ("imagenet", "none", "default") and path.is_file() else weights
 
 
 def _as_list(value: Any) -> list:
