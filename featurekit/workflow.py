@@ -59,7 +59,7 @@ def run_job(file_config: dict[str, Any], data: str | Path | None = None, log: Ca
     names = {"data_name": Path(data).expanduser().resolve().name}
 
     for job in run.get("train_backbone", []):
-        _train_backbone_step({k: _substitute(v, names) for k, v in job.items()}, data, log, progress)
+        _train_backbone_step(file_config, {k: _substitute(v, names) for k, v in job.items()}, data, log, progress)
 
     caches = []
     for number, job in enumerate(extract_jobs, start=1):
@@ -85,12 +85,13 @@ def run_job(file_config: dict[str, Any], data: str | Path | None = None, log: Ca
     return rows
 
 
-def _train_backbone_step(job: dict[str, Any], data: str | Path, log: Callable[[str], None], progress: bool) -> None:
+def _train_backbone_step(file_config: dict[str, Any], job: dict[str, Any], data: str | Path,
+                         log: Callable[[str], None], progress: bool) -> None:
     """Train a backbone unless its finished model is already there (then the job reuses it)."""
     from featurekit.config import TRAIN_BACKBONE_DEFAULTS
     from featurekit.train_backbone import finished_model, train_from_options
 
-    options = resolve_config("train_backbone", TRAIN_BACKBONE_DEFAULTS, {}, {**job, "data": str(data)})
+    options = resolve_config("train_backbone", TRAIN_BACKBONE_DEFAULTS, file_config, {**job, "data": str(data)})
     existing = finished_model(options)
     if existing is not None:
         log(f"[bold]train-backbone[/]: {existing} is already trained; reusing it.")
