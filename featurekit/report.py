@@ -177,6 +177,6 @@ def plot_roc(rows: list[dict[str, Any]], out: str | Path) -> Path:
     axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     figure.tight_layout()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=120)
+    figure.savefig(out, dpi=120, bbox_inches="tight")  # keeps the legend beside the axes in the file
     plt.close(figure)
     return Path(out)
