@@ -16,13 +16,13 @@ import pytest
 from featurekit.backbones import (
     PREPROCESSING_MODES,
     create_backbone,
-    file_sha256,
     get_spec,
     list_backbones,
 )
 from featurekit.backbones.inception_v1 import INCEPTION_MODULES, InceptionV1
 from featurekit.backbones.loading import weights_provenance
 from featurekit.errors import FeaturekitError, WeightsUnavailableError
+from featurekit.hashing import file_sha256
 
 # Documented in featurekit/backbones/inception_v1.py; a change of architecture must update both.
 INCEPTIONV1_PARAMS = 5_995_392

@@ -10,7 +10,7 @@ from conftest import make_cache, separable_cache
 from featurekit.cache import open_cache
 from featurekit.compare import ROW_KEYS, compare
 from featurekit.errors import FeaturekitError
-from featurekit.fitting import fit_probe, load_fitted, run_dir_for
+from featurekit.fitting import fit_probe, load_fitted
 from featurekit.report import write_rows
 
 FAST_HEAD = {"epochs": 15, "batch_size": 32}

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from featurekit.errors import FeaturekitError
-from featurekit.hashing import file_sha256  # noqa: F401  (re-exported for weight files)
 
 # Preprocessing modes. The first three are keras.applications.imagenet_utils modes; "rescale" is the
 # original study's x/255, kept only as an explicit, labelled option.

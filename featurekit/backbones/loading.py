@@ -15,8 +15,9 @@ from typing import Any
 import h5py
 import keras
 
-from featurekit.backbones import KNOWN_WEIGHT_FILES, BackboneSpec, file_sha256, get_spec, list_backbones
+from featurekit.backbones import KNOWN_WEIGHT_FILES, BackboneSpec, get_spec, list_backbones
 from featurekit.errors import FeaturekitError, WeightsUnavailableError
+from featurekit.hashing import file_sha256
 
 WEIGHTS_KEYWORDS = ("default", "imagenet", "none")
 # Where ../shared/weights/README.md puts the near-ImageNet substitutes, relative to the repository root.
