@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 
 from featurekit.config import (
     COMPARE_DEFAULTS,
@@ -266,7 +267,15 @@ def render_results(rows: list[dict], options: dict) -> None:
     from featurekit.report import plot_roc, results_table, write_rows
 
     if options["format"] == "table":
-        console.print(results_table(rows, title=options.get("title") or "featurekit compare (test split)"))
+        table = results_table(rows, title=options.get("title") or "featurekit compare (test split)")
+        # Never squeeze numbers into ellipses: a narrow terminal or a log file gets the table's full width.
+        natural = Measurement.get(console, console.options.update_width(1000), table).maximum
+        terminal_width = console.width
+        console.width = max(terminal_width, natural)  # print() alone cannot exceed the console's width
+        try:
+            console.print(table)
+        finally:
+            console.width = terminal_width
     else:
         text = write_rows(rows, options["format"], options["out"])
         if not options["out"]:

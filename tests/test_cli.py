@@ -183,3 +183,17 @@ def test_extract_several_layers_and_poolings_in_one_command(image_folder: Path, 
 def test_train_backbone_refuses_a_pretrained_backbone(image_folder: Path, tmp_path: Path):
     result = invoke("train-backbone", "vgg16", "--data", image_folder, "--out", tmp_path / "run")
     assert result.exit_code == 2 and "inceptionv1" in result.output and "Traceback" not in result.output
+
+
+def test_compare_table_is_not_squeezed_on_a_narrow_console(tmp_path: Path, monkeypatch):
+    import re
+
+    from rich.console import Console
+
+    from conftest import separable_cache
+
+    cache = separable_cache(tmp_path / "sep.h5")
+    monkeypatch.setattr("featurekit.cli.console", Console(width=80))
+    result = invoke("compare", "--cache", cache, "--runs-dir", tmp_path / "runs", "--probe", "logreg", "--boot", "20")
+    assert result.exit_code == 0, result.output
+    assert re.search(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", result.output), result.output
