@@ -32,3 +32,33 @@ class WeightsUnavailableError(FeaturekitError):
 
     A separate type so a job may choose to continue with random-init weights, labelled as such.
     """
+
+
+# Library errors name parameters (`batch_size=0`); the command line names flags (`--batch-size 0`).
+# The CLI switches the spelling on for the duration of a command; library callers never see flags.
+_cli_spelling = False
+
+
+def option_name(parameter: str) -> str:
+    """How the caller spells an option: `--batch-size` on the command line, `batch_size` from Python."""
+    return "--" + parameter.replace("_", "-") if _cli_spelling else parameter
+
+
+def given(parameter: str, value: object) -> str:
+    """What the caller passed, in the caller's spelling: `--batch-size 0` or `batch_size=0`."""
+    if _cli_spelling:
+        return f"{option_name(parameter)} {value}"
+    return f"{parameter}={value!r}"
+
+
+class cli_spelling:
+    """Context manager the CLI wraps each command in, so errors quote flags instead of parameters."""
+
+    def __enter__(self) -> "cli_spelling":
+        global _cli_spelling
+        self._previous, _cli_spelling = _cli_spelling, True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        global _cli_spelling
+        _cli_spelling = self._previous

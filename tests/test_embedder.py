@@ -39,7 +39,7 @@ def _images(size: int, batch: int = 3, seed: int = 0) -> np.ndarray:
 
 def _shared_weights_dir() -> Path | None:
     beside_repo = Path(__file__).resolve().parents[1].parent / "shared" / "weights"
-    for candidate in (beside_repo, Path("/work/shared/weights")):
+    for candidate in (beside_repo,):
         if (candidate / "vgg16_near_imagenet_notop.weights.h5").is_file():
             return candidate
     return None
@@ -249,7 +249,7 @@ def test_weights_file_is_described_by_name_and_hash(tmp_path):
 def test_near_imagenet_vgg16_file_loads_and_is_labelled():
     shared = _shared_weights_dir()
     if shared is None:
-        pytest.skip("near-ImageNet weights not found in ../shared/weights beside the repo or /work/shared/weights")
+        pytest.skip("near-ImageNet weights not found in ../shared/weights beside the repo")
     path = shared / "vgg16_near_imagenet_notop.weights.h5"
     embedder = build_embedder("vgg16", weights=str(path), image_size=32, pooling="avg")
     description = embedder.describe()
