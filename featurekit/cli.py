@@ -101,6 +101,11 @@ def command(name: str) -> Callable[[Callable[[dict[str, Any]], None]], Callable[
     return register
 
 
+def log_for(options: dict[str, Any]) -> Callable[..., None]:
+    """Progress messages go to stderr when stdout carries csv/json/md, so a pipe gets clean data."""
+    return console.print if options.get("format", "table") == "table" or options.get("out") else error_console.print
+
+
 def show(rendered: Any, options: dict[str, Any]) -> None:
     """Print a table whole, print csv/json/md text as it is, or write it to `out`."""
     from featurekit.report import print_text, print_whole, write_text
@@ -194,7 +199,7 @@ def compare(options: dict[str, Any]) -> None:
     from featurekit.report import check_output
 
     check_output(options["format"], options["out"])
-    render_results(compare_from_options(options, log=console.print), options)
+    render_results(compare_from_options(options, log=log_for(options)), options)
 
 
 def render_results(rows: list[dict], options: dict[str, Any]) -> None:
