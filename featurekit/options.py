@@ -199,16 +199,6 @@ class Option:
                 raise _Mismatch
         return value
 
-    def shown_default(self) -> str | None:
-        """The default as `--help` shows it (None: nothing to show)."""
-        if self.default is None:
-            return self.default_text
-        if self.kind is BOOL:
-            return self.flag if self.default else "--no-" + self.flag[2:]
-        if isinstance(self.default, (list, tuple)):
-            return ", ".join(map(str, self.default))
-        return str(self.default)
-
     def sample(self) -> Any:
         """A valid value for examples in messages."""
         return self.example if self.example is not None else self.default
