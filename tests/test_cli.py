@@ -23,6 +23,18 @@ def invoke(*args: str):
     return runner.invoke(app, [str(a) for a in args])
 
 
+def test_help_imports_no_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys; from typer.testing import CliRunner; from featurekit.cli import app; "
+            "r = CliRunner().invoke(app, ['extract', '--help']); assert r.exit_code == 0 and '--batch-size' in r.output; "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'jax') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "[]"
+
+
 def test_help_lists_the_commands():
     result = invoke("--help")
     assert result.exit_code == 0
@@ -512,6 +524,8 @@ def test_compare_files_carry_every_column(tmp_path: Path, two_caches):
     (["compare", "--cache", "c.h5"], "featurekit.compare.compare_from_options",
      "probes already fitted are kept and reused"),
     (["predict", "--model", "m", "x.png"], "featurekit.predict.predict", "no predictions were written"),
+    (["run", "--config", Path(__file__).resolve().parents[1] / "configs" / "default.toml"],
+     "featurekit.workflow.run_job", "fitted probes are kept; run the same command again to continue"),
 ])
 def test_ctrl_c_says_what_is_kept(monkeypatch, argv, target, expected):
     _capture(monkeypatch, target, returned=KeyboardInterrupt())
