@@ -2,8 +2,9 @@
 
 Each command's flags are generated from its declarations in `featurekit.options` (Typer reads the
 function's `__signature__`), so `--help`, config files and the library share one set of defaults.
-A flag left out is None here and means "not given": the config file's value, else the declared
-default, applies. Heavy imports (TensorFlow) happen inside the commands, so `--help` is instant.
+A flag the user did not type (click records each value's source) leaves the value to the config
+file, else to the declared default. Heavy imports (TensorFlow) happen inside the commands, so
+`--help` is instant.
 """
 
 from __future__ import annotations
