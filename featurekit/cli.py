@@ -1,30 +1,27 @@
 """The command line: one thin function per command (parse, resolve config, call the library).
 
-Heavy imports (TensorFlow) happen inside the commands, so `--help` is instant.
+Each command's flags are generated from its declarations in `featurekit.options` (Typer reads the
+function's `__signature__`), so `--help`, config files and the library share one set of defaults.
+A flag the user did not type (click records each value's source) leaves the value to the config
+file, else to the declared default. Heavy imports (TensorFlow) happen inside the commands, so
+`--help` is instant.
 """
 
 from __future__ import annotations
 
-import functools
+import inspect
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.measure import Measurement
+from rich.text import Text
 
-from featurekit.config import (
-    COMPARE_DEFAULTS,
-    EXTRACT_DEFAULTS,
-    FIT_DEFAULTS,
-    HEAD_DEFAULTS,
-    TRAIN_BACKBONE_DEFAULTS,
-    load_config_file,
-    resolve_config,
-)
-from featurekit.errors import FeaturekitError
+from featurekit.config import load_config_file, resolve_config
+from featurekit.errors import FeaturekitError, cli_spelling
+from featurekit.options import BOOL, COMMANDS, Option, defaults, options_for, require
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines drown the progress bar
 
@@ -33,253 +30,190 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="
 console = Console()
 error_console = Console(stderr=True)
 
-ConfigOption = typer.Option(None, "--config", help="TOML file with defaults; flags override it.")
+
+def typer_parameter(option: Option) -> inspect.Parameter:
+    """The Typer flag (or argument) of a declared option, with the declared default and help."""
+    help_text = escape(option.help)
+    show_default: bool | str = True if option.default is not None else escape(option.default_text or "") or False
+    metavar = "|".join(option.choices) if option.choices else None
+    annotation: Any = option.kind.cli_type
+    if option.argument:
+        default = ... if option.required else option.default
+        info = typer.Argument(default, help=help_text, show_default=show_default, metavar=metavar)
+    else:
+        flags = [f"{option.flag}/--no-{option.flag[2:]}"] if option.kind is BOOL else [option.flag]
+        if option.short:
+            flags.append(option.short)
+        info = typer.Option(option.default, *flags, help=help_text, show_default=show_default, metavar=metavar)
+    if option.default is None and not (option.argument and option.required):
+        annotation = Optional[annotation]
+    return inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=annotation)
 
 
-def user_errors(command):
-    """Turn FeaturekitError into a clear message and exit code 2; Ctrl-C into exit code 130."""
+def given_flags(context: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
+    """The values the user typed; the rest is left to the config file and the declared defaults.
 
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except FeaturekitError as error:
-            error_console.print(f"[bold red]Error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            error_console.print("Interrupted. Finished batches are kept; run the same command again to resume.")
-            raise typer.Exit(130) from None
-
-    return wrapper
+    Click records where each value came from, so a flag given with its default value still
+    overrides the config file.
+    """
+    return {name: value for name, value in values.items()
+            if getattr(context.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
 
 
-@app.command()
-@user_errors
-def extract(
-    backbone: Optional[str] = typer.Option(None, "--backbone", "-b", help="Registry name (see `backbones`)."),
-    data: Optional[Path] = typer.Option(None, "--data", "-d", help="DIR/<class>/... or DIR/{train,valid,test}/<class>/..."),
-    weights: Optional[str] = typer.Option(None, help="imagenet | none (seeded random features) | PATH to .weights.h5 or .keras. Default: the backbone's pretrained weights."),
-    pooling: Optional[str] = typer.Option(None, help="flatten (what the study fed its head) | avg | max | meanstd; several, comma-separated, come from one pass."),
-    image_size: Optional[int] = typer.Option(None, help="Square input size. Default: the backbone's native size."),
-    layer: Optional[str] = typer.Option(None, help="Tap this layer instead of the last block, e.g. block2_pool; several, comma-separated, come from one pass."),
-    preprocessing: Optional[str] = typer.Option(None, help="Override the backbone's own preprocessing (caffe | tf | torch | rescale = the study's x/255)."),
-    batch_size: Optional[int] = typer.Option(None, help="Images per forward pass."),
-    dtype: Optional[str] = typer.Option(None, help="float32 | float16 (halves the disk)."),
-    cache: Optional[Path] = typer.Option(None, help="Cache file. Default: cache/<data>-<backbone>[-<layer>]-<pooling>-<size>.h5"),
-    cache_dir: Optional[Path] = typer.Option(None, help="Folder for default cache names."),
-    split: Optional[str] = typer.Option(None, help="train,valid,test fractions for the DIR/<class>/ layout."),
-    seed: Optional[int] = typer.Option(None, help="Seed of random-init weights."),
-    on_missing_weights: Optional[str] = typer.Option(None, help="error | random: continue with labelled random weights when pretrained ones cannot be had."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Rebuild a cache that exists or differs."),
-    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
-    config: Optional[Path] = ConfigOption,
-) -> None:
+def resolve_command_options(command: str, flags: dict[str, Any]) -> dict[str, Any]:
+    """Declared defaults < config file < the flags given, checked; required options present."""
+    flags = {name: (None if isinstance(value, (list, tuple)) and not value else value) for name, value in flags.items()}
+    file_config = {}
+    if COMMANDS[command].takes_config:
+        file_config = load_config_file(flags.get("config") or defaults(command).get("config"))
+    options = resolve_config(command, file_config, flags)
+    require(command, options)
+    return options
+
+
+def command(name: str) -> Callable[[Callable[[dict[str, Any]], None]], Callable[[dict[str, Any]], None]]:
+    """Register `body(options)` as the Typer command `name`, its flags generated from featurekit.options.
+
+    The command runs with errors spelled as flags; a FeaturekitError exits 2 with its message, Ctrl-C
+    exits 130 with what the command leaves behind.
+    """
+    spec = COMMANDS[name]
+
+    def register(body: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+        def cli_command(typer_context: typer.Context, **flags: Any) -> None:
+            with cli_spelling():
+                try:
+                    body(resolve_command_options(name, given_flags(typer_context, flags)))
+                except FeaturekitError as error:
+                    error_console.print(Text.assemble(("Error: ", "bold red"), str(error)), soft_wrap=True)
+                    raise typer.Exit(2) from None
+                except KeyboardInterrupt:
+                    error_console.print(Text(spec.interrupted), soft_wrap=True)
+                    raise typer.Exit(130) from None
+
+        cli_command.__name__ = body.__name__
+        cli_command.__doc__ = body.__doc__
+        context = inspect.Parameter("typer_context", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
+        cli_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [context] + [typer_parameter(option) for option in options_for(name).values()])
+        app.command(spec.cli_name)(cli_command)
+        return body
+
+    return register
+
+
+def log_for(options: dict[str, Any]) -> Callable[..., None]:
+    """Progress messages go to stderr when stdout carries csv/json/md, so a pipe gets clean data."""
+    return console.print if options.get("format", "table") == "table" or options.get("out") else error_console.print
+
+
+def show(rendered: Any, options: dict[str, Any]) -> None:
+    """Print a table whole, print csv/json/md text as it is, or write it to `out`."""
+    from featurekit.report import print_text, print_whole, write_text
+
+    if not isinstance(rendered, str):
+        print_whole(console, rendered)
+    elif options.get("out"):
+        console.print(f"wrote {escape(str(write_text(rendered, options['out'])))}", highlight=False)
+    else:
+        print_text(console, rendered)
+
+
+@command("extract")
+def extract(options: dict[str, Any]) -> None:
     """Run a frozen backbone over a data folder once and write HDF5 embedding caches (resumable).
 
     Every --layer x --pooling combination becomes its own cache, all from one forward pass.
     """
     from featurekit.extract import extract_from_options
 
-    options = resolve_config("extract", EXTRACT_DEFAULTS, load_config_file(config), dict(
-        backbone=backbone, data=data, weights=weights, pooling=pooling, image_size=image_size, layer=layer,
-        preprocessing=preprocessing, batch_size=batch_size, dtype=dtype, cache=cache, cache_dir=cache_dir,
-        split=split, seed=seed, on_missing_weights=on_missing_weights, overwrite=overwrite or None))
-    for result in extract_from_options(options, log=console.print, progress=not no_progress):
+    for result in extract_from_options(options, log=console.print, progress=options["progress"]):
         print_extract_summary(result)
 
 
 def print_extract_summary(result) -> None:
     """The closing line of an extraction: counts, skipped files, throughput."""
     rate = f", {result.images_per_second:.1f} img/s" if result.n_computed else ""
-    console.print(f"[bold]{result.status}[/]: {result.cache_path}  {result.n_images} images, "
+    console.print(f"[bold]{result.status}[/]: {escape(str(result.cache_path))}  {result.n_images} images, "
                   f"{result.n_skipped} skipped, {result.n_computed} computed in {result.seconds:.1f} s{rate}; "
-                  f"weights: {result.weights_label}", highlight=False)
+                  f"weights: {escape(str(result.weights_label))}", highlight=False)
     for path, reason in result.skipped:
         console.print(f"  skipped {escape(path)}: {escape(reason)}", highlight=False)
     for path, reason in result.unsupported:
         console.print(f"  ignored {escape(path)}: {escape(reason)}", highlight=False)
 
 
-@app.command()
-@user_errors
-def info(cache: Path = typer.Argument(..., help="A cache file written by `extract`.")) -> None:
-    """Describe a cache: what made it, from which images, split and class counts."""
-    from featurekit.report import cache_summary
+@command("info")
+def info(options: dict[str, Any]) -> None:
+    """Describe a cache: what made it, from which images, split and class counts, skipped files."""
+    from featurekit.report import check_output, describe_cache, render_cache
 
-    console.print(cache_summary(cache))
+    check_output(options["format"], options["out"])
+    show(render_cache(describe_cache(options["cache"]), options["format"]), options)
 
 
-@app.command()
-@user_errors
-def backbones() -> None:
+@command("backbones")
+def backbones(options: dict[str, Any]) -> None:
     """List the registered backbones: input size, preprocessing, feature sizes, parameters, weights."""
-    from rich.table import Table
-
     from featurekit.backbones import list_backbones
     from featurekit.embedder import backbone_summary
+    from featurekit.report import check_output, render_backbones
 
-    table = Table(title="Backbones")
-    for column in ("name", "native size", "preprocessing", "last block", "features (flatten / avg / max / meanstd)",
-                   "parameters", "weights"):
-        table.add_column(column)
-    for name in list_backbones():
-        summary = backbone_summary(name)
-        sizes = " / ".join(str(summary["feature_dim"][p]) for p in ("flatten", "avg", "max", "meanstd"))
-        table.add_row(name, str(summary["input_size"]), summary["preprocessing"], summary["output_layer"], sizes,
-                      f"{summary['params']:,}", " | ".join([*summary["pretrained"], "none", "PATH"]))
-    console.print(table)
+    check_output(options["format"], options["out"])
+    show(render_backbones([backbone_summary(name) for name in list_backbones()], options["format"]), options)
 
 
-def _require(options: dict, key: str, example: str) -> None:
-    if options.get(key) in (None, ""):
-        flag = "--" + key.replace("_", "-")
-        raise FeaturekitError(f"Missing option {flag}.", received="no value on the command line or in --config",
-                              fix=f"Pass it, e.g. {example}, or set `{key}` in a --config file.")
-
-
-
-
-
-@app.command("fit-head")
-@user_errors
-def fit_head(
-    cache: Optional[Path] = typer.Option(None, help="Cache file to train on."),
-    epochs: Optional[int] = typer.Option(None, help="Maximum epochs (early stopping on valid keeps the best)."),
-    units: Optional[int] = typer.Option(None, help="Hidden units (the study: 512)."),
-    dropout: Optional[float] = typer.Option(None, help="Dropout rate (the study: 0.5)."),
-    learning_rate: Optional[float] = typer.Option(None, help="Adam learning rate (the study: 1e-3)."),
-    batch_size: Optional[int] = typer.Option(None, help="Rows per step."),
-    patience: Optional[int] = typer.Option(None, help="Epochs without valid improvement before stopping."),
-    seed: Optional[int] = typer.Option(None, help="Seed of weights, dropout and shuffling."),
-    out: Optional[Path] = typer.Option(None, help="Output folder. Default: runs/<cache-name>/head"),
-    runs_dir: Optional[Path] = typer.Option(None, help="Root of default output folders."),
-    memory_budget_gb: Optional[float] = typer.Option(None, help="Features larger than this stream from disk."),
-    config: Optional[Path] = ConfigOption,
-) -> None:
+@command("fit_head")
+def fit_head(options: dict[str, Any]) -> None:
     """Train the study's Dense-512 / Dropout-0.5 / sigmoid head on a cache (train split; early stop on valid)."""
-    options = resolve_config("fit_head", HEAD_DEFAULTS, load_config_file(config), dict(
-        cache=cache, epochs=epochs, units=units, dropout=dropout, learning_rate=learning_rate, batch_size=batch_size,
-        patience=patience, seed=seed, out=out, runs_dir=runs_dir, memory_budget_gb=memory_budget_gb))
-    _require(options, "cache", "--cache cache/NAME.h5")
-    params = {k: options[k] for k in ("epochs", "units", "dropout", "learning_rate", "batch_size", "patience")}
-    params["random_state"] = options["seed"]
-    _fit_and_report(options, "head", params)
+    from featurekit.workflow import fit_head_from_options
+
+    print_fitted(fit_head_from_options(options, log=console.print), options["cache"])
 
 
+@command("fit")
+def fit(options: dict[str, Any]) -> None:
+    """Fit one probe (a scikit-learn baseline, or the head with its declared defaults) on a cache."""
+    from featurekit.workflow import fit_from_options
+
+    print_fitted(fit_from_options(options, log=console.print), options["cache"])
 
 
-@app.command()
-@user_errors
-def fit(
-    cache: Optional[Path] = typer.Option(None, help="Cache file to train on."),
-    probe: Optional[str] = typer.Option(None, help="head | logreg | linsvm | knn | rbfsvm"),
-    out: Optional[Path] = typer.Option(None, help="Output folder. Default: runs/<cache-name>/<probe>"),
-    runs_dir: Optional[Path] = typer.Option(None, help="Root of default output folders."),
-    memory_budget_gb: Optional[float] = typer.Option(None, help="Features larger than this stream from disk."),
-    config: Optional[Path] = ConfigOption,
-) -> None:
-    """Fit one probe (a scikit-learn baseline or the head with its defaults) on a cache."""
-    options = resolve_config("fit", FIT_DEFAULTS, load_config_file(config), dict(
-        cache=cache, probe=probe, out=out, runs_dir=runs_dir, memory_budget_gb=memory_budget_gb))
-    _require(options, "cache", "--cache cache/NAME.h5")
-    _fit_and_report(options, options["probe"], {})
-
-
-def _fit_and_report(options: dict, probe: str, params: dict) -> None:
-    from featurekit.fitting import fit_probe
-
-    fitted = fit_probe(options["cache"], probe, params, out=options["out"], runs_dir=options["runs_dir"],
-                       memory_budget_gb=options["memory_budget_gb"], log=console.print)
+def print_fitted(fitted, cache: str | Path) -> None:
+    """One line: what was fitted on what, how long, the threshold chosen on valid, where it is saved."""
     meta = fitted.meta
     extra = ""
     if hasattr(fitted.estimator, "best_epoch_"):
         extra = f", best epoch {fitted.estimator.best_epoch_ + 1} of {len(fitted.estimator.history_['loss'])}"
-    console.print(f"[bold]fitted[/] {probe} on {Path(options['cache']).name}: {meta['n_train']} train rows in "
-                  f"{meta['fit_seconds']:.1f} s{extra}; threshold {meta['threshold']:.4g} chosen on valid "
-                  f"({meta['n_valid']} rows). Saved to {fitted.directory}", highlight=False)
+    console.print(f"[bold]fitted[/] {escape(str(meta['probe']))} on {escape(Path(cache).name)}: {meta['n_train']} "
+                  f"train rows in {meta['fit_seconds']:.1f} s{extra}; threshold {meta['threshold']:.4g} chosen on "
+                  f"valid ({meta['n_valid']} rows). Saved to {escape(str(fitted.directory))}", highlight=False)
 
 
+@command("compare")
+def compare(options: dict[str, Any]) -> None:
+    """One table of every cache x classifier on the test split, with forensic metrics and 95% intervals.
 
-
-@app.command()
-@user_errors
-def compare(
-    cache: Optional[list[Path]] = typer.Option(None, help="Cache file (repeat). Default: every cache in --cache-dir."),
-    cache_dir: Optional[Path] = typer.Option(None, help="Folder searched when no --cache is given."),
-    probe: Optional[list[str]] = typer.Option(None, help="Probe (repeat). Default: head, logreg, linsvm, knn."),
-    include_rbf: bool = typer.Option(False, "--include-rbf", help="Add the RBF-kernel SVM (slow on large splits)."),
-    refit: bool = typer.Option(False, "--refit", help="Refit even where a matching fitted probe exists."),
-    boot: Optional[int] = typer.Option(None, help="Bootstrap resamples for the 95% intervals."),
-    head_epochs: Optional[int] = typer.Option(None, help="Maximum epochs of the head."),
-    format: Optional[str] = typer.Option(None, "--format", help="table | csv | json | md"),
-    out: Optional[Path] = typer.Option(None, help="Write the csv/json/md output here."),
-    plot: Optional[Path] = typer.Option(None, help="Write ROC curves of every row to this PNG."),
-    runs_dir: Optional[Path] = typer.Option(None, help="Where fitted probes are kept."),
-    memory_budget_gb: Optional[float] = typer.Option(None, help="Features larger than this stream from disk."),
-    config: Optional[Path] = ConfigOption,
-) -> None:
-    """One table of every cache x classifier on the test split, with forensic metrics and 95% intervals."""
+    A terminal narrower than the full table gets the compact columns; --wide shows every metric.
+    """
     from featurekit.compare import compare_from_options
+    from featurekit.report import check_output
 
-    options = resolve_config("compare", COMPARE_DEFAULTS, load_config_file(config), dict(
-        cache=cache or None, cache_dir=cache_dir, probe=probe or None, refit=refit or None, boot=boot, format=format,
-        out=out, plot=plot, runs_dir=runs_dir, memory_budget_gb=memory_budget_gb, include_rbf=include_rbf or None,
-        head_epochs=head_epochs))
-    _check_output_options(options)
-    render_results(compare_from_options(options, log=console.print), options)
+    check_output(options["format"], options["out"])
+    render_results(compare_from_options(options, log=log_for(options)), options)
 
 
-@app.command("train-backbone")
-@user_errors
-def train_backbone(
-    backbone: Optional[str] = typer.Argument(None, help="The network to train from scratch (inceptionv1)."),
-    data: Optional[Path] = typer.Option(None, "--data", "-d", help="DIR/<class>/... or DIR/{train,valid,test}/<class>/..."),
-    epochs: Optional[int] = typer.Option(None, help="Most epochs (early stopping on valid may end sooner)."),
-    image_size: Optional[int] = typer.Option(None, help="Square training size (224 native; 128 is 3x cheaper on a CPU)."),
-    batch_size: Optional[int] = typer.Option(None, help="Images per step."),
-    learning_rate: Optional[float] = typer.Option(None, help="Adam learning rate."),
-    patience: Optional[int] = typer.Option(None, help="Epochs without valid improvement before stopping."),
-    monitor: Optional[str] = typer.Option(None, help="val_loss | val_accuracy: picks the best epoch."),
-    seed: Optional[int] = typer.Option(None, help="Seed of initialisation, shuffling and augmentation."),
-    out: Optional[Path] = typer.Option(None, help="Output folder. Default: runs/<backbone>-<data>-<size>/"),
-    split: Optional[str] = typer.Option(None, help="train,valid,test fractions for the DIR/<class>/ layout."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run in --out."),
-    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar within epochs."),
-    config: Optional[Path] = ConfigOption,
-) -> None:
-    """Train InceptionV1 end to end (batch norm, augmentation, early stopping; resumable), save the backbone."""
-    from featurekit.train_backbone import train_from_options
-
-    options = resolve_config("train_backbone", TRAIN_BACKBONE_DEFAULTS, load_config_file(config), dict(
-        backbone=backbone, data=data, epochs=epochs, image_size=image_size, batch_size=batch_size,
-        learning_rate=learning_rate, patience=patience, monitor=monitor, seed=seed, out=out, split=split,
-        overwrite=overwrite or None))
-    result = train_from_options(options, log=console.print, progress=not no_progress)
-    console.print(f"[bold]trained[/] {options['backbone']}: best valid accuracy {result.best_valid_accuracy:.3f} at "
-                  f"epoch {result.best_epoch} of {result.epochs_run}, {result.seconds:.0f} s, "
-                  f"{result.train_images_per_second:.1f} train img/s. Backbone saved to {result.model_path}; "
-                  f"extract with `python cli.py extract --backbone {options['backbone']} --data {options['data']} "
-                  f"--weights {result.model_path} --image-size {options['image_size']}`.", highlight=False)
-
-
-def render_results(rows: list[dict], options: dict) -> None:
+def render_results(rows: list[dict], options: dict[str, Any]) -> None:
     """Show the compare table and write the files asked for (`format`/`out`, `plot`, or a `results` stem)."""
-    from featurekit.report import plot_roc, results_table, write_rows
+    from featurekit.report import plot_roc, print_text, print_whole, results_table_for, write_rows
 
     if options["format"] == "table":
-        table = results_table(rows, title=options.get("title") or "featurekit compare (test split)")
-        # Never squeeze numbers into ellipses: a narrow terminal or a log file gets the table's full width.
-        natural = Measurement.get(console, console.options.update_width(1000), table).maximum
-        terminal_width = console.width
-        console.width = max(terminal_width, natural)  # print() alone cannot exceed the console's width
-        try:
-            console.print(table)
-        finally:
-            console.width = terminal_width
+        title = options.get("title") or "featurekit compare (test split)"
+        print_whole(console, results_table_for(console, rows, title, wide=bool(options.get("wide"))))
     else:
         text = write_rows(rows, options["format"], options["out"])
         if not options["out"]:
-            console.print(text, highlight=False, markup=False, end="")
+            print_text(console, text)
     written = []
     if options["out"]:
         written.append(options["out"])
@@ -292,68 +226,37 @@ def render_results(rows: list[dict], options: dict) -> None:
             written.append(stem.with_suffix(f".{fmt}"))
         written.append(plot_roc(rows, stem.with_name(stem.name + "-roc.png")))
     for path in written:
-        console.print(f"wrote {path}", highlight=False)
+        console.print(f"wrote {escape(str(path))}", highlight=False)
 
 
-def _check_output_options(options: dict) -> None:
-    from featurekit.report import FORMATS
+@command("train_backbone")
+def train_backbone(options: dict[str, Any]) -> None:
+    """Train InceptionV1 end to end (batch norm, augmentation, early stopping; resumable), save the backbone."""
+    from featurekit.train_backbone import train_from_options
 
-    if options["format"] not in FORMATS:
-        raise FeaturekitError(f"Unknown output format {options['format']!r}.", received=f"--format {options['format']}",
-                              fix=f"Use one of: {', '.join(FORMATS)}.")
-    if options["out"] and options["format"] == "table":
-        raise FeaturekitError("--out needs a file format.", received=f"--out {options['out']} --format table",
-                              fix="Add --format md, --format csv or --format json.")
+    result = train_from_options(options, log=console.print, progress=options["progress"])
+    console.print(f"[bold]trained[/] {escape(options['backbone'])}: best valid accuracy {result.best_valid_accuracy:.3f} "
+                  f"at epoch {result.best_epoch} of {result.epochs_run}, {result.seconds:.0f} s, "
+                  f"{result.train_images_per_second:.1f} train img/s. Backbone saved to {escape(str(result.model_path))}"
+                  f"; extract with `python cli.py extract --backbone {escape(options['backbone'])} --data "
+                  f"{escape(str(options['data']))} --weights {escape(str(result.model_path))} --image-size "
+                  f"{options['image_size']}`.", highlight=False)
 
 
-@app.command()
-@user_errors
-def run(
-    config: Path = typer.Option(Path("configs/default.toml"), "--config", help="The job: see configs/*.toml."),
-    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Data folder overriding the config's."),
-    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
-) -> None:
+@command("run")
+def run(options: dict[str, Any]) -> None:
     """The whole job of a config: (train backbones), extract each cache, fit every probe, one compare table."""
     from featurekit.workflow import run_job
 
-    run_job(load_config_file(config), data=data, log=console.print, progress=not no_progress,
-            render=render_results)
+    run_job(load_config_file(options["config"]), options, log=console.print, render=render_results)
 
 
-@app.command()
-@user_errors
-def predict(
-    inputs: list[Path] = typer.Argument(..., help="Image files and/or folders."),
-    model: Path = typer.Option(..., "--model", help="A fitted-model folder, e.g. runs/<cache>/head."),
-    format: str = typer.Option("table", "--format", help="table | json | csv"),
-    batch_size: int = typer.Option(32, help="Images per forward pass."),
-) -> None:
+@command("predict")
+def predict(options: dict[str, Any]) -> None:
     """P(fake) and the label at the model's threshold for image files or folders."""
-    import csv
-    import io
-    import json
-
-    from rich.table import Table
-
     from featurekit.predict import predict as predict_images
+    from featurekit.report import check_output, render_predictions
 
-    if format not in ("table", "json", "csv"):
-        raise FeaturekitError(f"Unknown output format {format!r}.", received=f"--format {format}",
-                              fix="Use table, json or csv.")
-    rows = predict_images(model, inputs, batch_size=batch_size)
-    if format == "json":
-        console.print(json.dumps(rows, indent=2), highlight=False, markup=False)
-    elif format == "csv":
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=["path", "p_fake", "label", "threshold", "error"])
-        writer.writeheader()
-        writer.writerows(rows)
-        console.print(buffer.getvalue(), highlight=False, markup=False, end="")
-    else:
-        table = Table(title=f"predictions of {model}")
-        for column in ("path", "P(fake)", "label"):
-            table.add_column(column)
-        for row in rows:
-            p = "-" if row["p_fake"] is None else f"{row['p_fake']:.4f}"
-            table.add_row(row["path"], p, row["label"] or f"[red]{row.get('error')}[/]")
-        console.print(table)
+    check_output(options["format"], options["out"])
+    rows = predict_images(options["model"], options["inputs"], batch_size=options["batch_size"])
+    show(render_predictions(rows, options["format"], title=f"predictions of {options['model']}"), options)

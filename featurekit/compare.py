@@ -106,14 +106,20 @@ def compare(
 
 
 def compare_from_options(options: dict[str, Any], log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """`compare` with a resolved config (see featurekit.config.COMPARE_DEFAULTS)."""
+    """`compare` with the options of the `compare` command; options left out take their declared defaults.
+
+    The head is always built with every declared fit-head default (epochs: `head_epochs`), so it is the
+    same head as under `fit-head` and `fit --probe head`, and a head fitted there is reused here.
+    """
+    from featurekit.options import complete, head_params
     from featurekit.probes import list_probes
 
+    options = complete("compare", options)
     caches = [Path(c) for c in options["cache"]] if options["cache"] else find_caches(options["cache_dir"])
     probes = list(options["probe"] or list_probes())
     if options["include_rbf"] and "rbfsvm" not in probes:
         probes.append("rbfsvm")
-    return compare(caches, probes, probe_params={"head": {"epochs": options["head_epochs"]}},
+    return compare(caches, probes, probe_params={"head": head_params(epochs=options["head_epochs"])},
                    runs_dir=options["runs_dir"], refit=options["refit"], n_boot=options["boot"],
                    memory_budget_gb=options["memory_budget_gb"], log=log)
 

@@ -1,88 +1,157 @@
-"""Layered configuration: built-in defaults < `--config FILE.toml` < command-line flags.
+"""Layered configuration: declared defaults < `--config FILE.toml` < command-line flags.
 
-A config file has top-level keys shared by every command and one table per command:
+A config file has top-level keys shared by every command that takes them, and one table per command:
 
     data = "data/faces_sample"
     [extract]
     pooling = "avg"
 
-Keys are the commands' option names in snake_case. The resolved config is stored with every output.
+Keys are the options of `featurekit.options`, in snake_case. A file is checked whole when it is read:
+an unknown key anywhere (a misspelt top-level key included) or a value of the wrong type is an
+error naming the key, the file and the expected type. Booleans must be TOML booleans (`true`, not
+`"true"`) and numbers must not be quoted. The resolved config is stored with every output.
 """
 
 from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-from featurekit.errors import FeaturekitError
-
-# Every option of every command with its built-in default; None means "required" or "backbone's own".
-EXTRACT_DEFAULTS = dict(
-    data=None, backbone=None, weights="default", image_size=None, layer=None, pooling="flatten",
-    preprocessing=None, batch_size=32, dtype="float32", cache=None, cache_dir="cache", overwrite=False,
-    split="0.7,0.15,0.15", seed=0, on_missing_weights="error",
+from featurekit.errors import FeaturekitError, given, option_name
+from featurekit.options import (
+    COMMANDS,
+    config_keys,
+    defaults,
+    did_you_mean,
+    options_for,
+    toml_literal,
+    validate,
 )
-HEAD_DEFAULTS = dict(cache=None, out=None, runs_dir="runs", epochs=30, units=512, dropout=0.5, learning_rate=1e-3,
-                     batch_size=256, patience=5, seed=0, memory_budget_gb=4.0)
-FIT_DEFAULTS = dict(cache=None, probe="logreg", out=None, runs_dir="runs", memory_budget_gb=4.0)
-TRAIN_BACKBONE_DEFAULTS = dict(data=None, backbone="inceptionv1", epochs=30, image_size=224, batch_size=32,
-                               learning_rate=1e-3, patience=5, seed=0, out=None, runs_dir="runs",
-                               split="0.7,0.15,0.15", monitor="val_loss", overwrite=False)
-COMPARE_DEFAULTS = dict(cache=None, cache_dir="cache", probe=None, runs_dir="runs", refit=False, boot=1000,
-                        format="table", out=None, plot=None, memory_budget_gb=4.0, include_rbf=False, head_epochs=30)
+
+# `[run]` holds lists of steps besides its own options: `[[run.extract]]` and `[[run.train_backbone]]`
+# entries take the config keys of those commands, except `data` (a job has one data folder, the
+# file's or `run --data`).
+RUN_STEPS = {"extract": "extract", "train_backbone": "train_backbone"}
+STEP_EXCLUDED = ("data",)
+
+# Kept for callers that want a command's defaults as a dict; they are views of featurekit.options.
+EXTRACT_DEFAULTS = defaults("extract")
+HEAD_DEFAULTS = defaults("fit_head")
+FIT_DEFAULTS = defaults("fit")
+TRAIN_BACKBONE_DEFAULTS = defaults("train_backbone")
+COMPARE_DEFAULTS = defaults("compare")
+
+
+def config_commands() -> list[str]:
+    """Commands that read a config file: each may have a `[command]` table."""
+    return [name for name, command in COMMANDS.items() if command.takes_config]
+
+
+def shared_keys() -> list[str]:
+    """Keys a config file may set at its top level: any option of a command that reads config files."""
+    return sorted({key for command in config_commands() for key in config_keys(command)})
 
 
 def load_config_file(path: str | Path | None) -> dict[str, Any]:
-    """Parse a TOML config file ({} when no path is given)."""
+    """Parse and check a TOML config file ({} when no path is given).
+
+    Raises:
+        FeaturekitError: a missing file, invalid TOML, an unknown key or a value of the wrong type.
+    """
     if path is None:
         return {}
     path = Path(path)
-    if not path.exists():
-        raise FeaturekitError("Config file not found.", received=f"--config {path}",
-                              fix="Pass an existing TOML file, e.g. --config configs/default.toml.")
+    if not path.is_file():
+        raise FeaturekitError("Config file not found.", received=given("config", str(path)),
+                              fix=f"Pass an existing TOML file, e.g. {given('config', 'configs/default.toml')}.")
     try:
-        return tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
-        raise FeaturekitError(f"Config file is not valid TOML ({error}).", received=f"--config {path}",
+        config = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise FeaturekitError(f"Config file is not valid TOML ({error}).", received=given("config", str(path)),
                               fix="Fix the syntax; see configs/default.toml for an example.") from None
+    check_config(config, str(path))
+    return config
 
 
-def resolve_config(command: str, defaults: dict[str, Any], file_config: dict[str, Any],
-                   flags: dict[str, Any]) -> dict[str, Any]:
-    """Merge defaults, the file's shared keys and its `[command]` table, then flags that were given.
+def check_config(config: Mapping[str, Any], source: str = "the config") -> None:
+    """Check every key and value of a parsed config against the declared options.
 
     Args:
-        command: The command's table name in the file (e.g. "extract", "fit_head").
-        defaults: Every option of the command with its built-in default.
-        file_config: The parsed config file.
-        flags: Command-line values; None means "not given".
-
-    Raises:
-        FeaturekitError: the file's `[command]` table names an option the command does not have.
+        config: The parsed file.
+        source: The file's name, for messages.
     """
-    table = file_config.get(command, {})
-    if not isinstance(table, dict):
-        table = {}
-    unknown = sorted(set(table) - set(defaults))
-    if unknown:
-        raise FeaturekitError(
-            f"Config table [{command}] has unknown keys: {', '.join(unknown)}.",
-            received=", ".join(f"{k} = {table[k]!r}" for k in unknown),
-            fix=f"Valid keys: {', '.join(sorted(defaults))}.")
-    shared = {k: v for k, v in file_config.items() if k in defaults and not isinstance(v, dict)}
-    given = {k: v for k, v in flags.items() if v is not None}
-    return {**defaults, **shared, **table, **given}
+    tables = config_commands()
+    top_level = shared_keys()
+    for key, value in config.items():
+        if key in tables:
+            if not isinstance(value, dict):
+                raise FeaturekitError(f"`{key}` in {source} must be a table ([{key}]).",
+                                      received=f"{key} = {toml_literal(value)}",
+                                      fix=f"Write the command's options under a [{key}] header.")
+            _check_table(key, value, f"{source} [{key}]")
+        elif key in top_level:
+            # A top-level key applies to every command that takes it, so it must suit each of them.
+            for command in tables:
+                if key in config_keys(command):
+                    validate(command, {key: value}, f"{source} (top level)")
+        else:
+            raise FeaturekitError(
+                f"Unknown top-level key `{key}` in {source}.{did_you_mean(key, top_level + tables)}",
+                received=f"{key} = {toml_literal(value)}",
+                fix=f"Top-level keys are options shared by the commands: {', '.join(top_level)}; command tables: "
+                    f"{', '.join(f'[{t}]' for t in tables)}.")
+
+
+def _check_table(command: str, table: dict[str, Any], where: str) -> None:
+    own = dict(table)
+    if command == "run":
+        for step in RUN_STEPS:
+            if step in own:
+                _check_steps(RUN_STEPS[step], own.pop(step), f"{where.rsplit(' [', 1)[0]} [[run.{step}]]")
+    validate(command, own, where)
+
+
+def _check_steps(command: str, entries: Any, where: str) -> None:
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise FeaturekitError(f"{where} must be a list of tables.", received=toml_literal(entries),
+                              fix=f"Write each step under its own {where.rsplit(' ', 1)[-1]} header.")
+    allowed = [k for k in config_keys(command) if k not in STEP_EXCLUDED]
+    for number, entry in enumerate(entries, start=1):
+        validate(command, entry, f"{where} number {number}", keys=allowed)
+
+
+def resolve_config(command: str, file_config: Mapping[str, Any], flags: Mapping[str, Any],
+                   step: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Merge declared defaults < the file's top-level keys < its `[command]` table < a run step < flags.
+
+    Args:
+        command: The command (its table name, e.g. "extract", "fit_head").
+        file_config: The parsed config file (checked by `load_config_file`).
+        flags: The caller's values; None means "not given".
+        step: A `[[run.<command>]]` entry, between the table and the flags.
+
+    Returns:
+        Every option of the command, checked and converted.
+    """
+    declared = options_for(command)
+    shared = {k: v for k, v in file_config.items() if k in declared and declared[k].in_config}
+    table = file_config.get(command, {}) if command in config_commands() else {}
+    table = {k: v for k, v in table.items() if not (command == "run" and k in RUN_STEPS)}
+    given_flags = {k: v for k, v in flags.items() if v is not None}
+    merged = {**defaults(command), **shared, **table, **(step or {}), **given_flags}
+    return validate(command, merged)
 
 
 def parse_split_fractions(text: str | list | tuple) -> tuple[float, float, float]:
     """"0.7,0.15,0.15" (or a list of three numbers) -> (0.7, 0.15, 0.15)."""
+    example = "0.7,0.15,0.15"
     try:
         values = tuple(float(v) for v in (text.split(",") if isinstance(text, str) else text))
-    except ValueError:
-        raise FeaturekitError("Split fractions must be numbers.", received=f"--split {text}",
-                              fix="Use e.g. --split 0.7,0.15,0.15.") from None
+    except (TypeError, ValueError):
+        raise FeaturekitError("Split fractions must be numbers.", received=given("split", text),
+                              fix=f"Use e.g. {given('split', example)}.") from None
     if len(values) != 3:
-        raise FeaturekitError("Split fractions need three numbers: train, valid, test.",
-                              received=f"--split {text}", fix="Use e.g. --split 0.7,0.15,0.15.")
+        raise FeaturekitError(f"Split fractions need three numbers for {option_name('split')}: train, valid, test.",
+                              received=given("split", text), fix=f"Use e.g. {given('split', example)}.")
     return values  # type: ignore[return-value]

@@ -246,16 +246,19 @@ def _agreed_batch_size(active: list[_Target], batch_size: int, log: Callable[[st
 
 def extract_from_options(options: dict[str, Any], log: Callable[[str], None] = print,
                          progress: bool = True) -> list[ExtractResult]:
-    """`extract_many` with a resolved config (see featurekit.config.EXTRACT_DEFAULTS); the config is stored too.
+    """`extract_many` with the options of the `extract` command; the resolved options are stored in each cache.
 
-    `layer` and `pooling` may be lists or comma-separated strings: every combination is extracted in one pass.
+    Options left out take their declared defaults (featurekit.options), so a Python caller, a config
+    file and the command line get the same ones. `layer` and `pooling` may be lists or comma-separated
+    strings: every combination is extracted in one pass.
+
+    Raises:
+        FeaturekitError: an unknown option, a value of the wrong type, or no `backbone` or `data`.
     """
     from featurekit.config import parse_split_fractions
+    from featurekit.options import complete
 
-    for key, example in (("backbone", "--backbone vgg16"), ("data", "--data DIR")):
-        if options.get(key) in (None, ""):
-            raise FeaturekitError(f"Missing option --{key}.", received="no value on the command line or in --config",
-                                  fix=f"Pass it, e.g. {example}, or set `{key}` in a --config file.")
+    options = complete("extract", options)
     stored = {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
     return extract_many(
         data=options["data"], backbone=options["backbone"], weights=options["weights"],

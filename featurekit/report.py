@@ -1,54 +1,296 @@
-"""Renderers: result rows and cache descriptions -> rich tables, CSV, JSON, Markdown, ROC plots."""
+"""Renderers: rows -> rich tables, CSV, JSON, Markdown, ROC plots; cache descriptions; whole tables.
+
+Every table of the command line goes through `rich_table`, whose cells are rich `Text`: file names,
+cache names, weights labels, layer and probe names are shown exactly as they are, never read as
+markup (`face[hidden].jpg`) or emoji codes (`:smile:`). `print_whole` prints a table at its natural
+width, so a narrow terminal or a pipe gets every character instead of ellipses.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from featurekit.errors import FeaturekitError, given, option_name
 
-def cache_summary(path: str | Path):
-    """A rich renderable that says what a cache holds and what made it."""
-    from rich.console import Group
+FORMATS = ("table", "csv", "json", "md")
+
+
+# --------------------------------------------------------------------------------------------------
+# Generic: columns, tables in every format, output
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a table: its header and how a row shows in it (tables and Markdown).
+
+    CSV and JSON carry the rows' own keys instead, unformatted.
+    """
+
+    header: str
+    text: Callable[[dict[str, Any]], str]
+    justify: str = "left"
+
+
+def rich_table(rows: Iterable[dict[str, Any]], columns: Iterable[Column], title: str | None = None,
+               caption: str | None = None, row_style: Callable[[dict[str, Any]], str | None] | None = None):
+    """A rich Table whose every cell, title and caption is plain text (no markup, no emoji codes)."""
     from rich.table import Table
+    from rich.text import Text
 
+    columns = list(columns)
+    table = Table(title=Text(title) if title else None, caption=Text(caption) if caption else None)
+    for column in columns:
+        table.add_column(Text(column.header), justify=column.justify)  # type: ignore[arg-type]
+    for row in rows:
+        table.add_row(*(Text(column.text(row)) for column in columns), style=row_style(row) if row_style else None)
+    return table
+
+
+def markdown_table(rows: Iterable[dict[str, Any]], columns: Iterable[Column]) -> str:
+    """A GitHub Markdown table with the same cells as the terminal table (pipes escaped)."""
+    columns = list(columns)
+
+    def cell(text: str) -> str:
+        return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cell(c.header) for c in columns) + " |",
+             "|" + "|".join("---:" if c.justify == "right" else "---" for c in columns) + "|"]
+    lines += ["| " + " | ".join(cell(c.text(row)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(records: Iterable[dict[str, Any]], fieldnames: list[str]) -> str:
+    """CSV with a header line; keys missing from a record are empty, extra keys are left out."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fieldnames, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    return buffer.getvalue()
+
+
+def json_text(payload: Any) -> str:
+    """Indented JSON (NumPy scalars as plain numbers, paths as strings)."""
+    return json.dumps(plain(payload), indent=2, default=str) + "\n"
+
+
+def plain(value: Any) -> Any:
+    """NumPy scalars and arrays, tuples and paths as plain JSON values, recursively."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return plain(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def check_output(fmt: str, out: str | Path | None) -> None:
+    """Refuse an output file for the terminal table (before any work is done)."""
+    if fmt not in FORMATS:
+        raise FeaturekitError(f"Unknown output format {fmt!r}.", received=given("format", fmt),
+                              fix=f"Use one of: {', '.join(FORMATS)}.")
+    if out and fmt == "table":
+        raise FeaturekitError(f"{option_name('out')} needs a file format.",
+                              received=f"{given('out', str(out))} {given('format', fmt)}",
+                              fix=f"Add {given('format', 'md')}, {given('format', 'csv')} or {given('format', 'json')}.")
+
+
+def write_text(text: str, out: str | Path) -> Path:
+    """Write an output file atomically (never half-written, never through a symlink)."""
+    from featurekit.fsutil import atomic_write_text
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_text(out, text)
+
+
+def natural_width(console, renderable) -> int:
+    """The width a renderable takes when nothing limits it."""
+    from rich.measure import Measurement
+
+    return Measurement.get(console, console.options.update_width(100_000), renderable).maximum
+
+
+def print_whole(console, renderable) -> None:
+    """Print at least at the renderable's natural width: never squeeze cells into ellipses.
+
+    A terminal narrower than the table wraps its lines, a pipe or a log file gets them whole; both
+    keep every character of every cell.
+    """
+    width = console.width
+    console.width = max(width, natural_width(console, renderable))  # print() alone cannot exceed it
+    try:
+        console.print(renderable)
+    finally:
+        console.width = width
+
+
+def print_text(console, text: str) -> None:
+    """Print csv/json/md text as it is: no wrapping at the terminal width, no markup, no highlighting."""
+    console.out(text, highlight=False, end="")
+
+
+# --------------------------------------------------------------------------------------------------
+# backbones
+
+
+def backbone_rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Flat rows (for CSV) from `embedder.backbone_summary` dicts."""
+    from featurekit.backbones import POOLINGS
+
+    rows = []
+    for summary in summaries:
+        row = {"name": summary["name"], "input_size": summary["input_size"], "preprocessing": summary["preprocessing"],
+               "output_layer": summary["output_layer"]}
+        row.update({f"feature_dim_{p}": summary["feature_dim"][p] for p in POOLINGS if p in summary["feature_dim"]})
+        row.update(params=summary["params"], weights=", ".join([*summary["pretrained"], "none", "PATH"]))
+        rows.append(row)
+    return rows
+
+
+def _feature_sizes(row: dict[str, Any]) -> str:
+    return " / ".join(str(v) for k, v in row.items() if k.startswith("feature_dim_"))
+
+
+BACKBONE_COLUMNS = (
+    Column("name", lambda r: str(r["name"])),
+    Column("native size", lambda r: str(r["input_size"]), "right"),
+    Column("preprocessing", lambda r: str(r["preprocessing"])),
+    Column("last block", lambda r: str(r["output_layer"])),
+    Column("features (flatten / avg / max / meanstd)", _feature_sizes, "right"),
+    Column("parameters", lambda r: f"{r['params']:,}", "right"),
+    Column("weights", lambda r: str(r["weights"])),
+)
+
+
+def render_backbones(summaries: list[dict[str, Any]], fmt: str):
+    """The `backbones` listing: a rich table, or csv/json/md text."""
+    rows = backbone_rows(summaries)
+    if fmt == "table":
+        return rich_table(rows, BACKBONE_COLUMNS, title="Backbones")
+    if fmt == "json":
+        return json_text(summaries)
+    if fmt == "csv":
+        return csv_text(rows, list(rows[0]) if rows else ["name"])
+    return markdown_table(rows, BACKBONE_COLUMNS)
+
+
+# --------------------------------------------------------------------------------------------------
+# info
+
+
+CACHE_ATTRIBUTES = ("backbone", "weights", "weights_label", "weights_sha256", "random_features", "layer", "pooling",
+                    "image_size", "preprocessing", "dtype", "feature_dim", "n_rows", "n_skipped", "class_names",
+                    "data_root", "layout", "data_fingerprint", "fingerprint", "created_utc", "schema_version",
+                    "versions")
+
+
+def describe_cache(path: str | Path) -> dict[str, Any]:
+    """What a cache holds and what made it, as plain data (for `info` in every format)."""
     from featurekit.cache import open_cache
 
     path = Path(path)
     with open_cache(path) as cache:
         attrs = dict(cache.attrs)
-        about = Table(title=f"{path}  ({path.stat().st_size / 2**20:.1f} MiB)", show_header=False)
-        about.add_column("attribute", style="bold")
-        about.add_column("value")
-        shown = ("backbone", "weights", "weights_label", "weights_sha256", "random_features", "layer", "pooling",
-                 "image_size", "preprocessing", "dtype", "feature_dim", "n_rows", "n_skipped", "class_names",
-                 "data_root", "layout", "data_fingerprint", "fingerprint", "created_utc", "schema_version")
-        for key in shown:
-            if key in attrs:
-                value = attrs[key]
-                about.add_row(key, ", ".join(value) if isinstance(value, list) else str(value))
-        about.add_row("versions", ", ".join(f"{k} {v}" for k, v in attrs.get("versions", {}).items()))
-        counts = Table(title="images per split and class")
-        counts.add_column("split")
-        names = cache.class_names
-        for name in names:
-            counts.add_column(name, justify="right")
+        names = list(cache.class_names)
+        counts = {}
         for split in ("train", "valid", "test"):
             labels = cache.labels[cache.splits == split]
-            counts.add_row(split, *(str(int(np.sum(labels == i))) for i in range(len(names))))
-        parts: list[Any] = [about, counts]
-        if cache.skipped:
-            skipped = Table(title="skipped files")
-            skipped.add_column("path")
-            skipped.add_column("reason")
-            for skipped_path, reason in cache.skipped:
-                skipped.add_row(skipped_path, reason)
-            parts.append(skipped)
-    return Group(*parts)
+            counts[split] = {name: int(np.sum(labels == i)) for i, name in enumerate(names)}
+        return plain({
+            "path": str(path), "size_mib": round(path.stat().st_size / 2**20, 3),
+            "attributes": {key: attrs[key] for key in CACHE_ATTRIBUTES if key in attrs},
+            "class_names": names, "counts": counts,
+            "skipped": [{"path": p, "reason": r} for p, r in cache.skipped],
+        })
 
 
-FORMATS = ("table", "csv", "json", "md")
+def _attribute_text(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+_ATTRIBUTE_COLUMNS = (Column("attribute", lambda r: r["key"]), Column("value", lambda r: _attribute_text(r["value"])))
+_SKIPPED_COLUMNS = (Column("path", lambda r: r["path"]), Column("reason", lambda r: r["reason"]))
+
+
+def _count_columns(description: dict[str, Any]) -> list[Column]:
+    return [Column("split", lambda r: r["split"])] + [
+        Column(name, (lambda r, name=name: str(r[name])), "right") for name in description["class_names"]]
+
+
+def _count_rows(description: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"split": split, **counts} for split, counts in description["counts"].items()]
+
+
+def render_cache(description: dict[str, Any], fmt: str):
+    """`info`: rich tables (a Group), or json, csv (section,key,value rows) or md text."""
+    attributes = [{"key": k, "value": v} for k, v in description["attributes"].items()]
+    if fmt == "json":
+        return json_text(description)
+    if fmt == "csv":
+        records = [{"section": "attribute", "key": r["key"], "value": _attribute_text(r["value"])} for r in attributes]
+        records += [{"section": "count", "key": f"{split}/{name}", "value": n}
+                    for split, counts in description["counts"].items() for name, n in counts.items()]
+        records += [{"section": "skipped", "key": s["path"], "value": s["reason"]} for s in description["skipped"]]
+        return csv_text(records, ["section", "key", "value"])
+    title = f"{description['path']}  ({description['size_mib']:.1f} MiB)"
+    parts: list[tuple[str, list, Any]] = [(title, attributes, _ATTRIBUTE_COLUMNS),
+                                          ("images per split and class", _count_rows(description),
+                                           _count_columns(description))]
+    if description["skipped"]:
+        parts.append(("skipped files", description["skipped"], _SKIPPED_COLUMNS))
+    if fmt == "md":
+        return "\n".join(f"### {heading}\n\n{markdown_table(rows, columns)}" for heading, rows, columns in parts)
+    from rich.console import Group
+
+    return Group(*(rich_table(rows, columns, title=heading) for heading, rows, columns in parts))
+
+
+def cache_summary(path: str | Path):
+    """A rich renderable that says what a cache holds and what made it."""
+    return render_cache(describe_cache(path), "table")
+
+
+# --------------------------------------------------------------------------------------------------
+# predict
+
+
+PREDICT_KEYS = ["path", "p_fake", "label", "threshold", "error"]
+PREDICT_COLUMNS = (
+    Column("path", lambda r: str(r["path"])),
+    Column("P(fake)", lambda r: "-" if r.get("p_fake") is None else f"{r['p_fake']:.4f}", "right"),
+    Column("label", lambda r: r.get("label") or f"error: {r.get('error')}"),
+)
+
+
+def render_predictions(rows: list[dict[str, Any]], fmt: str, title: str):
+    """`predict` rows: a rich table (undecodable files in red), or csv/json/md text."""
+    if fmt == "table":
+        return rich_table(rows, PREDICT_COLUMNS, title=title, row_style=lambda r: "red" if r.get("error") else None)
+    if fmt == "json":
+        return json_text(rows)
+    if fmt == "csv":
+        return csv_text(rows, PREDICT_KEYS)
+    return markdown_table(rows, PREDICT_COLUMNS)
+
+
+# --------------------------------------------------------------------------------------------------
+# compare
 
 
 def short_weights(label: str | None) -> str:
@@ -80,20 +322,29 @@ def _interval(row: dict[str, Any], key: str) -> str:
     return f"{row[key]:.3f} [{low:.3f}, {high:.3f}]"
 
 
-DISPLAY_COLUMNS = (
-    ("features", _features),
-    ("weights", lambda r: short_weights(r.get("weights_label"))),
-    ("probe", lambda r: r["probe"]),
-    ("accuracy [95% CI]", lambda r: _interval(r, "accuracy")),
-    ("bal. acc", lambda r: f"{r['balanced_accuracy']:.3f}"),
-    ("ROC AUC [95% CI]", lambda r: _interval(r, "roc_auc")),
-    ("AP", lambda r: f"{r['average_precision']:.3f}"),
-    ("EER", lambda r: f"{r['eer']:.3f}"),
-    ("TPR@1%FPR", lambda r: f"{r['tpr_at_1pct_fpr']:.3f}"),
-    ("F1", lambda r: f"{r['f1']:.3f}"),
-    ("thr (valid)", lambda r: f"{r['threshold']:.3g}"),
-    ("fit s", lambda r: f"{r['fit_seconds']:.1f}" + (" (reused)" if r.get("reused") else "")),
-    ("flags", _flags),
+def _number(key: str, spec: str = ".3f") -> Callable[[dict[str, Any]], str]:
+    return lambda row: format(row[key], spec)
+
+
+WIDE_COLUMNS = (
+    Column("features", _features),
+    Column("weights", lambda r: short_weights(r.get("weights_label"))),
+    Column("probe", lambda r: str(r["probe"])),
+    Column("accuracy [95% CI]", lambda r: _interval(r, "accuracy"), "right"),
+    Column("bal. acc", _number("balanced_accuracy"), "right"),
+    Column("ROC AUC [95% CI]", lambda r: _interval(r, "roc_auc"), "right"),
+    Column("AP", _number("average_precision"), "right"),
+    Column("EER", _number("eer"), "right"),
+    Column("TPR@1%FPR", _number("tpr_at_1pct_fpr"), "right"),
+    Column("F1", _number("f1"), "right"),
+    Column("thr (valid)", _number("threshold", ".3g"), "right"),
+    Column("fit s", lambda r: f"{r['fit_seconds']:.1f}" + (" (reused)" if r.get("reused") else ""), "right"),
+    Column("flags", _flags),
+)
+COMPACT_COLUMNS = (
+    WIDE_COLUMNS[0], WIDE_COLUMNS[2], WIDE_COLUMNS[3],
+    Column("ROC AUC", _number("roc_auc"), "right"),
+    WIDE_COLUMNS[6], WIDE_COLUMNS[12],
 )
 
 
@@ -103,58 +354,51 @@ def weights_footnotes(rows: list[dict[str, Any]]) -> list[str]:
     return [f"{short_weights(label)}: {label}" for label in labels if label and short_weights(label) != label]
 
 
-def results_table(rows: list[dict[str, Any]], title: str = "featurekit compare (test split)"):
-    """The rich table of `compare`."""
-    from rich.table import Table
+def _row_style(row: dict[str, Any]) -> str | None:
+    return "red" if row.get("collapsed") else ("yellow" if row.get("random_features") else None)
 
-    table = Table(title=title, caption="\n".join(weights_footnotes(rows)) or None)
-    for name, _ in DISPLAY_COLUMNS:
-        table.add_column(name, justify="left" if name in ("features", "weights", "probe", "flags") else "right")
-    for row in rows:
-        style = "red" if row.get("collapsed") else ("yellow" if row.get("random_features") else None)
-        table.add_row(*(render(row) for _, render in DISPLAY_COLUMNS), style=style)
-    return table
+
+def results_table(rows: list[dict[str, Any]], title: str = "featurekit compare (test split)", wide: bool = True):
+    """The rich table of `compare`: every metric, or the compact columns."""
+    notes = weights_footnotes(rows) if wide else []
+    if not wide:
+        notes.append("compact view: --wide (or --format md/csv/json) shows every metric")
+    return rich_table(rows, WIDE_COLUMNS if wide else COMPACT_COLUMNS, title=title,
+                      caption="\n".join(notes) or None, row_style=_row_style)
+
+
+def results_table_for(console, rows: list[dict[str, Any]], title: str, wide: bool = False):
+    """The wide table where it fits the console (or `wide` is asked for), else the compact one."""
+    table = results_table(rows, title, wide=True)
+    if wide or natural_width(console, table) <= console.width:
+        return table
+    return results_table(rows, title, wide=False)
 
 
 def results_markdown(rows: list[dict[str, Any]]) -> str:
-    """A Markdown table with the same columns as the terminal table."""
-    header = [name for name, _ in DISPLAY_COLUMNS]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    for row in rows:
-        lines.append("| " + " | ".join(render(row).replace("|", "/") for _, render in DISPLAY_COLUMNS) + " |")
+    """A Markdown table with every column of the wide terminal table, and the weights footnotes."""
+    text = markdown_table(rows, WIDE_COLUMNS)
     notes = weights_footnotes(rows)
     if notes:
-        lines += [""] + [f"- {note}" for note in notes]
-    return "\n".join(lines) + "\n"
+        text += "\n" + "".join(f"- {note}\n" for note in notes)
+    return text
 
 
 def write_rows(rows: list[dict[str, Any]], fmt: str, out: str | Path | None) -> str:
-    """Render rows as csv/json/md; write to `out` when given; return the text."""
-    import csv
-    import io
-    import json
-
+    """Render compare rows as csv/json/md (every column); write to `out` when given; return the text."""
     from featurekit.compare import ROW_KEYS, public_rows
 
-    plain = public_rows(rows)
     if fmt == "json":
-        text = json.dumps(plain, indent=2, default=str) + "\n"
+        text = json_text(public_rows(rows))
     elif fmt == "csv":
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(ROW_KEYS), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(plain)
-        text = buffer.getvalue()
+        text = csv_text(public_rows(rows), list(ROW_KEYS))
     elif fmt == "md":
         text = results_markdown(rows)
     else:
-        from featurekit.errors import FeaturekitError
-
-        raise FeaturekitError(f"Unknown output format {fmt!r}.", received=f"--format {fmt}",
-                              fix=f"Use one of: {', '.join(FORMATS)}.")
+        raise FeaturekitError(f"Unknown output format {fmt!r}.", received=given("format", fmt),
+                              fix=f"Use one of: {', '.join(f for f in FORMATS if f != 'table')}.")
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text)
+        write_text(text, out)
     return text
 
 
@@ -166,6 +410,8 @@ def plot_roc(rows: list[dict[str, Any]], out: str | Path) -> Path:
     import matplotlib.pyplot as plt
     from sklearn.metrics import RocCurveDisplay
 
+    from featurekit.fsutil import atomic_write_bytes
+
     # The legend sits beside the axes: with dozens of rows it would hide the curves.
     figure, axes = plt.subplots(figsize=(14, max(7, 0.22 * len(rows) + 1)))
     for row in rows:
@@ -176,7 +422,8 @@ def plot_roc(rows: list[dict[str, Any]], out: str | Path) -> Path:
     axes.set_aspect("equal")
     axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     figure.tight_layout()
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=120, bbox_inches="tight")  # keeps the legend beside the axes in the file
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")  # keeps the legend beside the axes
     plt.close(figure)
-    return Path(out)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_bytes(out, buffer.getvalue())

@@ -181,8 +181,9 @@ def train_backbone(
 
 def train_from_options(options: dict[str, Any], log: Callable[[str], None] = print,
                        progress: bool = True) -> TrainResult:
-    """`train_backbone` with a resolved config (see featurekit.config.TRAIN_BACKBONE_DEFAULTS), stored in
-    training.json.
+    """`train_backbone` with the options of the `train_backbone` command, stored in training.json.
+
+    Options left out take their declared defaults (featurekit.options), the same as on the command line.
 
     Args:
         options: data, backbone, epochs, image_size, batch_size, learning_rate, patience, seed, out, runs_dir,
@@ -192,12 +193,14 @@ def train_from_options(options: dict[str, Any], log: Callable[[str], None] = pri
 
     Returns:
         The TrainResult.
+
+    Raises:
+        FeaturekitError: an unknown option, a value of the wrong type, or no `data`.
     """
     from featurekit.config import parse_split_fractions
+    from featurekit.options import complete
 
-    if options.get("data") in (None, ""):
-        raise FeaturekitError("Missing option --data.", received="no value on the command line or in --config",
-                              fix="Pass it, e.g. --data DIR, or set `data` in a --config file.")
+    options = complete("train_backbone", options)
     stored = {key: (str(value) if isinstance(value, Path) else value) for key, value in options.items()}
     return train_backbone(
         data=options["data"], backbone=options["backbone"], epochs=options["epochs"],

@@ -1,0 +1,530 @@
+"""Every option of every command, declared once: type, default, help, choices, bounds, commands.
+
+Typer builds each command's flags from these declarations (`featurekit.cli`), the TOML loader checks
+config files against them (`featurekit.config`), and the `*_from_options` library entry points fill
+missing values from them. A default therefore lives in exactly one place and cannot drift between
+`--help`, a config file and a Python call.
+
+Adding an option is one `Option(...)` entry in OPTIONS below (name it in snake_case, list the commands
+that take it), then reading `options["name"]` where the command's library function needs it.
+
+This module imports nothing heavy: `--help` reads it and must stay instant.
+"""
+
+from __future__ import annotations
+
+import difflib
+import numbers
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from featurekit.errors import FeaturekitError, given, option_name
+
+# --------------------------------------------------------------------------------------------------
+# Value types
+
+
+class _Mismatch(Exception):
+    """A value does not fit its option's type, choices or bounds (turned into a FeaturekitError)."""
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise _Mismatch
+    return int(value)
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise _Mismatch
+    return float(value)
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _Mismatch
+    return value
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):  # "false" is a string, and a string is always true: refuse it
+        raise _Mismatch
+    return value
+
+
+def _path(value: Any) -> str | os.PathLike:
+    if not isinstance(value, (str, os.PathLike)) or not str(value):
+        raise _Mismatch
+    return value
+
+
+def _list_of(item: Callable[[Any], Any]) -> Callable[[Any], list]:
+    def convert(value: Any) -> list:
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        return [item(v) for v in values]
+
+    return convert
+
+
+def _string_or_strings(value: Any) -> str | list[str]:
+    """Kept as given: a comma-separated string and a list of strings mean the same to the library."""
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise _Mismatch
+        return [_string(v) for v in value]
+    return _string(value)
+
+
+def _split(value: Any) -> str | list[float]:
+    """"0.7,0.15,0.15" or three numbers; kept as given (the library parses it)."""
+    parts = value.split(",") if isinstance(value, str) else value
+    if not isinstance(parts, (list, tuple)) or len(parts) != 3:
+        raise _Mismatch
+    try:
+        numbers_ = [float(p) if isinstance(p, str) else _number(p) for p in parts]
+    except ValueError:
+        raise _Mismatch from None
+    if any(n < 0 for n in numbers_):
+        raise _Mismatch
+    return value if isinstance(value, str) else [float(n) for n in numbers_]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A value type: how to check and convert a value, how to describe it, what Typer parses.
+
+    Attributes:
+        expected: How errors describe it ("an integer").
+        convert: Returns the value as the library takes it; raises _Mismatch if it does not fit.
+        cli_type: The annotation Typer parses the flag with.
+        numeric: Bounds apply (integers and numbers).
+    """
+
+    expected: str
+    convert: Callable[[Any], Any]
+    cli_type: Any
+    numeric: bool = False
+
+
+INT = Kind("an integer (no quotes)", _integer, int, numeric=True)
+FLOAT = Kind("a number (no quotes)", _number, float, numeric=True)
+STR = Kind("a string", _string, str)
+BOOL = Kind("true or false (a boolean, no quotes)", _boolean, bool)
+PATH = Kind("a path (a string)", _path, Path)
+PATHS = Kind("a path or a list of paths", _list_of(_path), list[Path])
+STRS = Kind("a string or a list of strings", _list_of(_string), list[str])
+NAMES = Kind("a name, names separated by commas, or a list of names", _string_or_strings, str)
+WEIGHTS = Kind("imagenet, none, default or a weights file path, or a list of these to try in order",
+               _string_or_strings, str)
+SPLIT = Kind('three train,valid,test fractions: "0.7,0.15,0.15" or [0.7, 0.15, 0.15]', _split, str)
+
+
+# --------------------------------------------------------------------------------------------------
+# Declarations
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of one or more commands.
+
+    Attributes:
+        name: The parameter name (snake_case); the flag is `--name-with-dashes`, the TOML key `name`.
+        kind: Its value type.
+        default: Its built-in default; None means "not set" (required, or a derived default).
+        help: One line for `--help`.
+        commands: The commands (TOML table names) that take it.
+        choices: The only allowed values (each item, for list kinds).
+        minimum, maximum: Inclusive bounds of numbers.
+        above: An exclusive lower bound of numbers (learning rates, budgets).
+        below: An exclusive upper bound of numbers (dropout).
+        required: The command cannot run without a value (from the command line or a config file).
+        default_text: What `--help` shows as the default when `default` is None.
+        example: A value to show in errors (defaults to `default`).
+        short: A one-letter flag ("-d").
+        argument: Given positionally on the command line instead of as a flag.
+        in_config: May be set in a config file (not `config` itself).
+    """
+
+    name: str
+    kind: Kind
+    default: Any
+    help: str
+    commands: tuple[str, ...]
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    above: float | None = None
+    below: float | None = None
+    required: bool = False
+    default_text: str | None = None
+    example: Any = None
+    short: str | None = None
+    argument: bool = False
+    in_config: bool = True
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def expected(self) -> str:
+        """What a valid value looks like, for error messages."""
+        if self.choices:
+            if self.kind is STR:
+                return f"one of: {', '.join(self.choices)}"
+            return f"{self.kind.expected}, each one of: {', '.join(self.choices)}"
+        bounds = []
+        if self.minimum is not None:
+            bounds.append(f">= {self.minimum:g}")
+        if self.above is not None:
+            bounds.append(f"> {self.above:g}")
+        if self.maximum is not None:
+            bounds.append(f"<= {self.maximum:g}")
+        if self.below is not None:
+            bounds.append(f"< {self.below:g}")
+        return self.kind.expected + (f", {' and '.join(bounds)}" if bounds else "")
+
+    def convert(self, value: Any) -> Any:
+        """The value as the library takes it; raises _Mismatch when its type, choices or bounds are wrong."""
+        value = self.kind.convert(value)
+        if self.kind.numeric and not (
+            (self.minimum is None or value >= self.minimum) and (self.maximum is None or value <= self.maximum)
+            and (self.above is None or value > self.above) and (self.below is None or value < self.below)
+        ):
+            raise _Mismatch
+        if self.choices:
+            items = value if isinstance(value, list) else [value]
+            if any(item not in self.choices for item in items):
+                raise _Mismatch
+        return value
+
+    def sample(self) -> Any:
+        """A valid value for examples in messages."""
+        return self.example if self.example is not None else self.default
+
+
+@dataclass(frozen=True)
+class Command:
+    """A command as data: its TOML table, whether it reads a config file, what Ctrl-C leaves behind.
+
+    Attributes:
+        name: The TOML table name (snake_case); the command line spells it with dashes.
+        interrupted: Printed when the user presses Ctrl-C: it must be true for this command.
+        takes_config: Reads `--config FILE.toml` (and so has a `[name]` table there).
+    """
+
+    name: str
+    interrupted: str
+    takes_config: bool = True
+
+    @property
+    def cli_name(self) -> str:
+        return self.name.replace("_", "-")
+
+
+_NOTHING_SAVED = "Interrupted; nothing was written."
+COMMANDS: dict[str, Command] = {c.name: c for c in (
+    Command("extract", "Interrupted. Finished batches are kept; run the same command again to resume."),
+    Command("info", _NOTHING_SAVED, takes_config=False),
+    Command("backbones", _NOTHING_SAVED, takes_config=False),
+    Command("fit_head", "Interrupted; nothing was saved for the head in progress (a fitted probe is written only "
+                        "once complete); probes fitted before are kept."),
+    Command("fit", "Interrupted; nothing was saved for the probe in progress (a fitted probe is written only once "
+                   "complete); probes fitted before are kept."),
+    Command("compare", "Interrupted; nothing was saved for the probe in progress; probes already fitted are kept "
+                       "and reused when you run compare again."),
+    Command("train_backbone", "Interrupted. Finished epochs are kept; run the same command again to resume from "
+                              "the last one."),
+    Command("run", "Interrupted. Finished caches, extraction batches, trained epochs and fitted probes are kept; "
+                   "run the same command again to continue where it stopped."),
+    Command("predict", "Interrupted; no predictions were written.", takes_config=False),
+)}
+
+_DATA_HELP = "Data folder: DIR/<class>/... or DIR/{train,valid,test}/<class>/..."
+_OUT_FILE_HELP = "Write the csv/json/md output to this file instead of the terminal."
+HEAD_EPOCHS = 30  # the head's epochs under fit-head, fit --probe head, compare and run
+
+OPTIONS: tuple[Option, ...] = (
+    Option("data", PATH, None, _DATA_HELP, ("extract", "train_backbone", "run"), required=True, example="DIR",
+           short="-d"),
+    # extract
+    Option("backbone", STR, None, "Registry name (see `backbones`).", ("extract",), required=True,
+           example="vgg16", short="-b"),
+    Option("weights", WEIGHTS, "default", "imagenet | none (seeded random features) | PATH to .weights.h5 or "
+           ".keras; default: the backbone's pretrained weights. A config may list several to try in order.",
+           ("extract",)),
+    Option("pooling", NAMES, "flatten", "flatten (what the study fed its head) | avg | max | meanstd; several, "
+           "comma-separated, come from one pass.", ("extract",)),
+    Option("image_size", INT, None, "Square input size.", ("extract",), minimum=16, maximum=4096,
+           default_text="the backbone's native size", example=224),
+    Option("layer", NAMES, None, "Tap this layer instead of the last block, e.g. block2_pool; several, "
+           "comma-separated, come from one pass.", ("extract",), default_text="the last block",
+           example="block2_pool"),
+    Option("preprocessing", STR, None, "Override the backbone's own preprocessing (caffe | tf | torch | rescale = "
+           "the study's x/255).", ("extract",), default_text="the backbone's own", example="tf"),
+    Option("dtype", STR, "float32", "Stored feature type (float16 halves the disk).", ("extract",),
+           choices=("float32", "float16")),
+    Option("cache", PATH, None, "Cache file (one layer and pooling only).", ("extract",),
+           default_text="<cache-dir>/<data>-<backbone>[-<layer>]-<pooling>-<size>.h5", example="cache/x.h5"),
+    Option("on_missing_weights", STR, "error", "What to do when pretrained weights cannot be had: stop, or "
+           "continue with seeded random weights, labelled RANDOM FEATURES.", ("extract",),
+           choices=("error", "random")),
+    # info
+    Option("cache", PATH, None, "A cache file written by `extract`.", ("info",), required=True, argument=True),
+    # fit-head and fit
+    Option("cache", PATH, None, "Cache file to train on.", ("fit_head", "fit"), required=True, example="cache/NAME.h5"),
+    Option("epochs", INT, HEAD_EPOCHS, "Most epochs of the head (early stopping on valid keeps the best).",
+           ("fit_head",), minimum=1),
+    Option("units", INT, 512, "Hidden units of the head (the study: 512).", ("fit_head",), minimum=1),
+    Option("dropout", FLOAT, 0.5, "Dropout rate of the head (the study: 0.5).", ("fit_head",), minimum=0, below=1),
+    Option("batch_size", INT, 256, "Rows per training step of the head.", ("fit_head",), minimum=1),
+    Option("probe", STR, "logreg", "head | logreg | linsvm | knn | rbfsvm", ("fit",)),
+    Option("out", PATH, None, "Output folder.", ("fit_head", "fit"), default_text="<runs-dir>/<cache-name>/<probe>",
+           example="runs/NAME"),
+    # compare
+    Option("cache", PATHS, None, "Cache file (repeat the flag for several).", ("compare",),
+           default_text="every cache in --cache-dir", example=["cache/a.h5"]),
+    Option("probe", STRS, None, "Probe (repeat the flag for several).", ("compare",),
+           default_text="head, logreg, linsvm, knn", example=["logreg"]),
+    Option("include_rbf", BOOL, False, "Add the RBF-kernel SVM (slow on large splits).", ("compare",)),
+    Option("refit", BOOL, False, "Refit even where a matching fitted probe exists.", ("compare",)),
+    Option("boot", INT, 1000, "Bootstrap resamples for the 95% intervals (0: no intervals).", ("compare",),
+           minimum=0),
+    Option("head_epochs", INT, HEAD_EPOCHS, "Most epochs of the head.", ("compare",), minimum=1),
+    Option("plot", PATH, None, "Write ROC curves of every row to this PNG.", ("compare",), example="roc.png"),
+    Option("wide", BOOL, False, "Show every metric in the terminal table (by default a terminal narrower than "
+           "the full table gets the compact one; csv/json/md always carry every column).", ("compare",)),
+    # train-backbone
+    Option("backbone", STR, "inceptionv1", "The network to train from scratch.", ("train_backbone",),
+           argument=True),
+    Option("epochs", INT, 30, "Most epochs (early stopping on valid may end sooner).", ("train_backbone",),
+           minimum=1),
+    Option("image_size", INT, 224, "Square training size (224 native; 128 is 3x cheaper on a CPU).",
+           ("train_backbone",), minimum=16, maximum=4096),
+    Option("monitor", STR, "val_loss", "What picks the best epoch and drives early stopping.", ("train_backbone",),
+           choices=("val_loss", "val_accuracy")),
+    Option("out", PATH, None, "Output folder.", ("train_backbone",),
+           default_text="<runs-dir>/<backbone>-<data>-<size>/", example="runs/NAME"),
+    # run
+    Option("config", PATH, "configs/default.toml", "The job: see configs/*.toml.", ("run",), in_config=False),
+    Option("results", PATH, None, "Write the compare table as STEM.md, STEM.json and STEM-roc.png; "
+           "{data_name} is the data folder's name.", ("run",), example="results/NAME"),
+    Option("title", STR, None, "Title of the compare table.", ("run",), example="my study"),
+    # predict
+    Option("inputs", PATHS, None, "Image files and/or folders.", ("predict",), required=True, argument=True),
+    Option("model", PATH, None, "A fitted-model folder, e.g. runs/<cache>/head.", ("predict",), required=True,
+           example="runs/NAME/head"),
+    # Shared by several commands
+    Option("seed", INT, 0, "Seed of random-init weights, of initialisation, dropout and shuffling.",
+           ("extract", "fit_head", "train_backbone"), minimum=0),
+    Option("cache_dir", PATH, "cache", "Folder of caches: default cache names go there; compare reads every cache "
+           "in it when no --cache is given.", ("extract", "compare")),
+    Option("runs_dir", PATH, "runs", "Root of default output folders (fitted probes, trained backbones).",
+           ("fit_head", "fit", "compare", "train_backbone")),
+    Option("memory_budget_gb", FLOAT, 4.0, "Train and valid features larger than this (GiB) stream from disk.",
+           ("fit_head", "fit", "compare"), above=0),
+    Option("batch_size", INT, 32, "Images per forward pass (extract, predict) or per training step.",
+           ("extract", "train_backbone", "predict"), minimum=1),
+    Option("split", SPLIT, "0.7,0.15,0.15", "train,valid,test fractions for the DIR/<class>/ layout.",
+           ("extract", "train_backbone")),
+    Option("overwrite", BOOL, False, "Rebuild what is there: a cache that exists or differs (extract), a finished "
+           "run in --out (train-backbone).", ("extract", "train_backbone")),
+    Option("progress", BOOL, True, "Show progress bars.", ("extract", "train_backbone", "run")),
+    Option("learning_rate", FLOAT, 1e-3, "Adam learning rate (the study: 1e-3).", ("fit_head", "train_backbone"),
+           above=0),
+    Option("patience", INT, 5, "Epochs without improvement on valid before training stops.",
+           ("fit_head", "train_backbone"), minimum=1),
+    Option("format", STR, "table", "Output: a table on the terminal, or csv, json or md.",
+           ("compare", "backbones", "info", "predict"), choices=("table", "csv", "json", "md")),
+    Option("out", PATH, None, _OUT_FILE_HELP, ("compare", "backbones", "info", "predict"), example="results.md"),
+    Option("config", PATH, None, "TOML file with defaults; flags override it.",
+           ("extract", "fit_head", "fit", "compare", "train_backbone"), in_config=False, example="x.toml"),
+)
+
+# The head's constructor parameters that the fit-head options set (option name -> parameter name).
+HEAD_PARAMETERS = {"epochs": "epochs", "units": "units", "dropout": "dropout", "learning_rate": "learning_rate",
+                   "batch_size": "batch_size", "patience": "patience", "seed": "random_state"}
+
+
+def _index() -> dict[str, dict[str, Option]]:
+    table: dict[str, dict[str, Option]] = {name: {} for name in COMMANDS}
+    for option in OPTIONS:
+        for command in option.commands:
+            if command not in table:
+                raise ValueError(f"Option {option.name!r} names an unknown command {command!r}.")
+            if option.name in table[command]:
+                raise ValueError(f"Command {command!r} declares option {option.name!r} twice.")
+            table[command][option.name] = option
+    return table
+
+
+_BY_COMMAND = _index()
+
+# --------------------------------------------------------------------------------------------------
+# The API
+
+
+def options_for(command: str) -> dict[str, Option]:
+    """The options of a command by name, in declaration order."""
+    if command not in _BY_COMMAND:
+        raise FeaturekitError(f"Unknown command {command!r}.", received=command,
+                              fix=f"Use one of: {', '.join(COMMANDS)}.")
+    return dict(_BY_COMMAND[command])
+
+
+def default(command: str, name: str) -> Any:
+    """The declared default of one option of a command."""
+    declared = options_for(command)
+    if name not in declared:
+        raise _unknown_error(command, [name], {name: None}, where=None)
+    return declared[name].default
+
+
+def defaults(command: str) -> dict[str, Any]:
+    """Every option of a command with its declared default (None: not set)."""
+    return {name: option.default for name, option in options_for(command).items()}
+
+
+def config_keys(command: str) -> list[str]:
+    """The keys a config file may set for a command."""
+    return [name for name, option in options_for(command).items() if option.in_config]
+
+
+def validate(command: str, values: Mapping[str, Any], source: str | None = None,
+             keys: list[str] | None = None) -> dict[str, Any]:
+    """Check names, types, choices and bounds; return the values as the library takes them.
+
+    None stays None (not set). Unknown names are refused: a misspelt option never goes unnoticed.
+
+    Args:
+        command: The command (TOML table name).
+        values: Option values.
+        source: Where the values come from, for messages, e.g. "x.toml [extract]"; None means the
+            caller's own arguments (flags on the command line, parameters from Python).
+        keys: The names allowed there; default: every option (from a file: those it may set).
+
+    Raises:
+        FeaturekitError: naming the option, the source and the expected type.
+    """
+    declared = options_for(command)
+    allowed = keys if keys is not None else (config_keys(command) if source else list(declared))
+    unknown = [name for name in values if name not in allowed]
+    if unknown:
+        raise _unknown_error(command, unknown, values, where=source, allowed=allowed)
+    checked = {}
+    for name, value in values.items():
+        checked[name] = None if value is None else check_value(declared[name], value, source)
+    return checked
+
+
+def check_value(option: Option, value: Any, source: str | None = None) -> Any:
+    """One value converted for the library, or a FeaturekitError naming the option, source and type."""
+    try:
+        return option.convert(value)
+    except _Mismatch:
+        pass
+    if source:
+        raise FeaturekitError(
+            f"`{option.name}` in {source} must be {option.expected()}.",
+            received=f"{option.name} = {toml_literal(value)} ({_kind_of(value)})",
+            fix=f"Write e.g. {option.name} = {toml_literal(option.sample())}.")
+    raise FeaturekitError(f"{option_name(option.name)} must be {option.expected()}.",
+                          received=given(option.name, value),
+                          fix=f"Use e.g. {given(option.name, option.sample())}.")
+
+
+def require(command: str, values: Mapping[str, Any]) -> None:
+    """Refuse values that leave a required option unset."""
+    for name, option in options_for(command).items():
+        if option.required and values.get(name) in (None, "", []):
+            in_file = option.in_config and COMMANDS[command].takes_config
+            raise FeaturekitError(
+                f"Missing option {option_name(name)}.", received="no value given",
+                fix=f"Pass it, e.g. {given(name, option.sample())}"
+                    + (f", or set `{name}` in a {option_name('config')} file." if in_file else "."))
+
+
+def complete(command: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Declared defaults under the given values, checked, with required options present.
+
+    This is how library entry points (`extract_from_options`, ...) get their defaults: from the same
+    declarations as the command line and the config files.
+    """
+    checked = validate(command, values)
+    merged = {**defaults(command), **{k: v for k, v in checked.items() if v is not None}}
+    require(command, merged)
+    return merged
+
+
+def head_params(**values: Any) -> dict[str, Any]:
+    """The head's constructor parameters: the fit-head options given, declared defaults for the rest.
+
+    fit-head, `fit --probe head`, compare and run all build the head through here, so its defaults
+    are the same under every command.
+    """
+    merged = {**defaults("fit_head"), **{k: v for k, v in values.items() if v is not None}}
+    return {parameter: merged[name] for name, parameter in HEAD_PARAMETERS.items()}
+
+
+# --------------------------------------------------------------------------------------------------
+# Messages
+
+
+def toml_literal(value: Any) -> str:
+    """A value as it would be written in a TOML file (for messages)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, os.PathLike)):
+        text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{text}"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_literal(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {toml_literal(v)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, numbers.Integral):
+        return "an integer"
+    if isinstance(value, numbers.Real):
+        return "a number"
+    if isinstance(value, (str, os.PathLike)):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    return type(value).__name__
+
+
+def did_you_mean(name: str, valid: list[str]) -> str:
+    """" Did you mean `data`?" for a near miss, else ""."""
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+    return f" Did you mean `{close[0]}`?" if close else ""
+
+
+def _unknown_error(command: str, unknown: list[str], values: Mapping[str, Any], where: str | None,
+                   allowed: list[str] | None = None) -> FeaturekitError:
+    allowed = allowed if allowed is not None else list(options_for(command))
+    hint = did_you_mean(unknown[0], allowed)
+    plural = "s" if len(unknown) > 1 else ""
+    if where:
+        return FeaturekitError(
+            f"Unknown key{plural} {', '.join(f'`{k}`' for k in unknown)} in {where}.{hint}",
+            received=", ".join(f"{k} = {toml_literal(values[k])}" for k in unknown),
+            fix=f"Valid keys there: {', '.join(sorted(allowed))}.")
+    return FeaturekitError(
+        f"Unknown option{plural} {', '.join(option_name(k) for k in unknown)} for {COMMANDS[command].cli_name}."
+        f"{hint}", received=", ".join(given(k, values[k]) for k in unknown),
+        fix=f"Valid options: {', '.join(option_name(k) for k in sorted(allowed))}.")
+
+
+__all__ = [
+    "BOOL", "COMMANDS", "Command", "FLOAT", "HEAD_EPOCHS", "HEAD_PARAMETERS", "INT", "Kind", "NAMES", "OPTIONS",
+    "Option", "PATH", "PATHS", "SPLIT", "STR", "STRS", "WEIGHTS", "check_value", "complete", "config_keys",
+    "default", "defaults", "did_you_mean", "head_params", "options_for", "require", "toml_literal", "validate",
+]

@@ -1,0 +1,199 @@
+"""Options declared once: the declarations, their checks, the config loader, and the library's defaults."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import pytest
+
+from featurekit.config import load_config_file, resolve_config
+from featurekit.errors import FeaturekitError, cli_spelling
+from featurekit.options import (
+    COMMANDS,
+    OPTIONS,
+    complete,
+    default,
+    defaults,
+    head_params,
+    options_for,
+    validate,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "job.toml"
+    path.write_text(text)
+    return path
+
+
+def test_every_declared_default_passes_its_own_check():
+    for command in COMMANDS:
+        declared = options_for(command)
+        checked = validate(command, defaults(command))
+        assert checked == defaults(command), command
+        assert all(option.help for option in declared.values())
+
+
+def test_options_of_every_command_are_unique_and_named_in_snake_case():
+    for option in OPTIONS:
+        assert option.name == option.name.lower() and "-" not in option.name
+        assert set(option.commands) <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("batch_size", "32", "an integer"),
+    ("batch_size", 0, ">= 1"),
+    ("batch_size", 32.0, "an integer"),
+    ("overwrite", "false", "true or false"),
+    ("overwrite", 0, "true or false"),
+    ("split", 5, "three train,valid,test fractions"),
+    ("split", "0.7,0.3", "three train,valid,test fractions"),
+    ("dtype", "int8", "one of: float32, float16"),
+    ("image_size", 100000, "<= 4096"),
+    ("weights", 3, "imagenet, none, default or a weights file path"),
+])
+def test_wrong_values_name_the_key_the_source_and_the_expected_type(key, value, expected):
+    with pytest.raises(FeaturekitError) as caught:
+        validate("extract", {key: value}, "job.toml [extract]")
+    message = str(caught.value)
+    assert f"`{key}` in job.toml [extract]" in message and expected in message
+
+
+def test_caller_values_are_spelled_as_parameters_from_python_and_as_flags_on_the_command_line():
+    with pytest.raises(FeaturekitError) as from_python:
+        validate("extract", {"batch_size": 0})
+    assert "batch_size must be" in str(from_python.value) and "batch_size=0" in str(from_python.value)
+    assert "--" not in str(from_python.value)
+    with cli_spelling(), pytest.raises(FeaturekitError) as from_cli:
+        validate("extract", {"batch_size": 0})
+    assert "--batch-size must be" in str(from_cli.value) and "Received: --batch-size 0" in str(from_cli.value)
+
+
+def test_values_are_converted_as_the_library_takes_them():
+    checked = validate("compare", {"memory_budget_gb": 2, "cache": "a.h5", "probe": "logreg"})
+    assert checked == {"memory_budget_gb": 2.0, "cache": ["a.h5"], "probe": ["logreg"]}
+    assert isinstance(checked["memory_budget_gb"], float)
+    assert validate("extract", {"split": [0.8, 0.1, 0.1], "pooling": ["avg", "max"]}) == {
+        "split": [0.8, 0.1, 0.1], "pooling": ["avg", "max"]}
+
+
+def test_complete_fills_declared_defaults_and_refuses_unknown_or_missing_options():
+    options = complete("extract", {"data": "DIR", "backbone": "vgg16"})
+    assert options == {**defaults("extract"), "data": "DIR", "backbone": "vgg16"}
+    with pytest.raises(FeaturekitError, match=r"Unknown option batchsize for extract\. Did you mean `batch_size`\?"):
+        complete("extract", {"data": "DIR", "backbone": "vgg16", "batchsize": 8})
+    with pytest.raises(FeaturekitError, match=r"Missing option data\.") as caught:
+        complete("extract", {"backbone": "vgg16"})
+    assert "--" not in str(caught.value)
+
+
+def test_library_entry_points_speak_of_parameters_not_flags():
+    from featurekit.extract import extract_from_options
+
+    with pytest.raises(FeaturekitError) as caught:
+        extract_from_options({"backbone": "vgg16"})
+    assert "Missing option data." in str(caught.value) and "--data" not in str(caught.value)
+
+
+def test_the_head_has_the_same_epochs_under_every_command():
+    assert default("fit_head", "epochs") == default("compare", "head_epochs") == 30
+    assert head_params()["epochs"] == 30
+    assert head_params(epochs=7, seed=3) == {**head_params(), "epochs": 7, "random_state": 3}
+
+
+def _signature_defaults(function) -> dict:
+    return {name: p.default for name, p in inspect.signature(function).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def test_library_signatures_agree_with_the_declarations():
+    """Drift guard: where a library function still spells a default itself, it must equal the declared one."""
+    from featurekit.compare import compare
+    from featurekit.extract import extract_many
+    from featurekit.fitting import fit_probe
+    from featurekit.predict import predict
+    from featurekit.train_backbone import train_backbone
+
+    extract = _signature_defaults(extract_many)
+    for name in ("weights", "batch_size", "dtype", "cache_dir", "overwrite", "seed", "on_missing_weights"):
+        assert extract[name] == default("extract", name), name
+    assert list(extract["poolings"]) == [default("extract", "pooling")]
+    training = _signature_defaults(train_backbone)
+    for name in ("backbone", "epochs", "image_size", "batch_size", "learning_rate", "patience", "seed", "overwrite",
+                 "monitor"):
+        assert training[name] == default("train_backbone", name), name
+    comparing = _signature_defaults(compare)
+    assert comparing["n_boot"] == default("compare", "boot")
+    assert comparing["runs_dir"] == default("compare", "runs_dir")
+    assert comparing["memory_budget_gb"] == default("compare", "memory_budget_gb")
+    fitting = _signature_defaults(fit_probe)
+    assert fitting["runs_dir"] == default("fit", "runs_dir")
+    assert fitting["memory_budget_gb"] == default("fit", "memory_budget_gb")
+    assert _signature_defaults(predict)["batch_size"] == default("predict", "batch_size")
+
+
+def test_head_constructor_defaults_agree_with_the_declarations_except_epochs():
+    """The head's own literal `epochs` default (20) is overridden: every command passes head_params()."""
+    from featurekit.probes import DenseHeadClassifier
+
+    params = DenseHeadClassifier().get_params()
+    declared = head_params()
+    for name in ("units", "dropout", "learning_rate", "batch_size", "patience", "random_state"):
+        assert params[name] == declared[name], name
+
+
+# ---- config files
+
+
+def test_config_files_of_the_project_load(tmp_path: Path):
+    for path in sorted((REPO / "configs").glob("*.toml")):
+        config = load_config_file(path)
+        assert config["run"]["extract"], path
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('dta = "faces"\n', ["Unknown top-level key `dta`", "Did you mean `data`?"]),
+    ('[extract]\nbatch_size = "32"\n', ["`batch_size` in", "job.toml [extract] must be an integer",
+                                       'batch_size = "32" (a string)']),
+    ('[extract]\nsplit = 5\n', ["`split` in", "[extract] must be three train,valid,test fractions"]),
+    ('[extract]\noverwrite = "false"\n', ["`overwrite` in", "must be true or false", "Write e.g. overwrite = false"]),
+    ('batch_size = "32"\n', ["`batch_size` in", "job.toml (top level) must be an integer"]),
+    ('[compare]\nhead_epochs = 20.5\n', ["`head_epochs`", "[compare] must be an integer"]),
+    ('[extrct]\nbackbone = "vgg16"\n', ["Unknown top-level key `extrct`", "Did you mean `extract`?"]),
+    ('extract = 3\n', ["`extract` in", "must be a table"]),
+    ('[run]\ntitel = "x"\n', ["Unknown key `titel`", "[run]", "Did you mean `title`?"]),
+    ('[[run.extract]]\nbackbone = "vgg16"\n[[run.extract]]\nbackbone = "vgg16"\npoolng = "avg"\n',
+     ["Unknown key `poolng` in", "[[run.extract]] number 2", "Did you mean `pooling`?"]),
+    ('[[run.extract]]\nbackbone = "vgg16"\nbatch_size = "8"\n',
+     ["`batch_size` in", "[[run.extract]] number 1 must be an integer"]),
+    ('[[run.extract]]\nbackbone = "vgg16"\ndata = "x"\n', ["Unknown key `data`", "[[run.extract]] number 1"]),
+    ('[[run.train_backbone]]\nepochs = "3"\n', ["`epochs` in", "[[run.train_backbone]] number 1 must be an integer"]),
+    ('[extract]\nconfig = "other.toml"\n', ["Unknown key `config`"]),
+])
+def test_config_files_are_checked_whole(tmp_path: Path, text: str, expected: list[str]):
+    path = write_config(tmp_path, text)
+    with pytest.raises(FeaturekitError) as caught:
+        load_config_file(path)
+    message = str(caught.value)
+    assert str(path) in message
+    for part in expected:
+        assert part in message, message
+
+
+def test_precedence_is_defaults_then_top_level_then_table_then_step_then_flags(tmp_path: Path):
+    config = load_config_file(write_config(tmp_path, 'batch_size = 4\nseed = 1\n[extract]\nseed = 2\npooling = "avg"\n'))
+    options = resolve_config("extract", config, {"pooling": None, "dtype": "float16"}, step={"pooling": "max"})
+    assert (options["batch_size"], options["seed"], options["pooling"], options["dtype"]) == (4, 2, "max", "float16")
+    assert options["cache_dir"] == default("extract", "cache_dir")
+    head = resolve_config("fit_head", config, {})
+    assert head["batch_size"] == 4  # a top-level key applies to every command that takes it
+
+
+def test_a_dict_from_python_is_held_to_the_same_rules_as_a_file():
+    from featurekit.workflow import run_job
+
+    with pytest.raises(FeaturekitError, match="Unknown top-level key `dta`"):
+        run_job({"dta": "x", "run": {"extract": [{"backbone": "vgg16"}]}})
