@@ -60,7 +60,8 @@ class ShortcutReport:
     """Shortcut probes on trivial file properties, trained on one split and scored on another.
 
     `property_auc` holds each property's own ROC AUC on the scored split (its direction, or for a
-    categorical property its fake rate per value, learnt on the training split); `probes` the
+    categorical property its fake rate per value, learnt on the training split), `property_auc_ci`
+    its 95 % stratified bootstrap interval; `probes` the
     classifiers on all properties together. `flagged` names what exceeds the threshold significantly
     (the lower end of its 95 % bootstrap interval above 0.5).
     """

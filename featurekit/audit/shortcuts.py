@@ -33,22 +33,29 @@ IJG_LUMINANCE_TABLE = np.array([
 ])
 
 
-def estimate_jpeg_quality(quantization: dict[int, Sequence[int]] | None) -> float | None:
-    """IJG quality (1-100) whose scaled standard luminance table best matches the file's, or None.
+def ijg_luminance_table(quality: int) -> np.ndarray:
+    """The luminance table libjpeg (and Pillow) writes at this quality, baseline (values 1-255)."""
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return np.clip((IJG_LUMINANCE_TABLE * scale + 50) // 100, 1, 255)
 
-    libjpeg scales the standard table by `s = 5000 / q` (q < 50) or `200 - 2 q` (q >= 50) percent. The
-    ratio of the file's table sum to the standard's gives `s` back (the sum ignores the table's
-    order, zig-zag or natural), the same estimate ImageMagick makes. Encoders with their own tables
-    (cameras, Photoshop) get the IJG quality of equal average coarseness.
+
+_IJG_TABLE_SUMS = np.array([ijg_luminance_table(q).sum() for q in range(1, 101)])
+
+
+def estimate_jpeg_quality(quantization: dict[int, Sequence[int]] | None) -> int | None:
+    """IJG quality (1-100) whose standard luminance table is closest to the file's, or None.
+
+    Tables are compared by their sum, which ignores their order (zig-zag or natural, depending on the
+    reader) and finds the exact setting of files written by libjpeg, Pillow or OpenCV. Encoders with
+    their own tables (cameras, Photoshop) get the IJG quality of equal average coarseness, as in
+    ImageMagick's estimate.
     """
     if not quantization or 0 not in quantization:
         return None
-    luminance = np.asarray(quantization[0], dtype=np.float64)
+    luminance = np.asarray(quantization[0], dtype=np.int64)
     if luminance.size != 64:
         return None
-    scale = 100.0 * luminance.sum() / IJG_LUMINANCE_TABLE.sum()
-    quality = (200.0 - scale) / 2.0 if scale <= 100.0 else 5000.0 / scale
-    return round(float(np.clip(quality, 1.0, 100.0)), 1)
+    return int(np.argmin(np.abs(_IJG_TABLE_SUMS - luminance.sum()))) + 1
 
 
 @dataclass(frozen=True)
@@ -56,7 +63,7 @@ class FileProperties:
     """Trivial properties of one image file: what a shortcut could exploit without seeing the content."""
 
     file_size: int
-    jpeg_quality: float | None
+    jpeg_quality: int | None
     width: int
     height: int
     mode: str
@@ -91,12 +98,15 @@ def read_file_properties(path: str | Path) -> FileProperties:
 def read_all_file_properties(paths: Sequence[Path], workers: int | None = None
                              ) -> tuple[list[FileProperties | None], list[tuple[str, str]]]:
     """Properties of many files in threads (Pillow decodes without the GIL); failures listed, not raised."""
+    from PIL import Image
+
     workers = workers or min(8, os.cpu_count() or 1)
 
     def one(path: Path) -> FileProperties | str:
         try:
             return read_file_properties(path)
-        except (OSError, ValueError, SyntaxError) as error:  # Pillow's signals for corrupt or truncated files
+        # Pillow's signals for corrupt, truncated or absurdly large (decompression bomb) files.
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
             return f"{type(error).__name__}: {error}"
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -116,7 +126,7 @@ def _property_columns(properties: Sequence[FileProperties]) -> dict[str, np.ndar
     return columns
 
 
-def _single_property_scores(train: np.ndarray, y_train: np.ndarray, scored: np.ndarray, categorical: bool) -> np.ndarray | None:
+def _single_property_scores(train: np.ndarray, y_train: np.ndarray, scored: np.ndarray, categorical: bool) -> np.ndarray:
     """Scores of one property for the scored rows, with everything learnt on the training rows only."""
     from featurekit.metrics import roc_auc
 
@@ -214,10 +224,9 @@ def shortcut_probes(properties: Sequence[FileProperties | None], labels: np.ndar
         score = _single_property_scores(columns[name][train], y_train, columns[name][scored], name in CATEGORICAL_PROPERTIES)
         auc = roc_auc(y_eval, score)
         report.property_auc[name] = round(auc, 4)
-        if auc > threshold:
-            report.property_auc_ci[name] = interval(score)
-            if report.property_auc_ci[name][0] > 0.5:
-                report.flagged.append(name)
+        report.property_auc_ci[name] = interval(score)
+        if auc > threshold and report.property_auc_ci[name][0] > 0.5:
+            report.flagged.append(name)
 
     table = np.column_stack([columns[name] for name in PROPERTY_NAMES]).astype(object)
     for name, model in _probe_models(seed).items():
