@@ -172,6 +172,17 @@ def test_near_duplicate_search_streams_in_blocks_with_the_same_result(tmp_path: 
     assert [s for s, _, _ in listed] == sorted((s for s, _, _ in in_memory), reverse=True)[:3]
 
 
+def test_near_duplicates_are_centred_so_non_negative_features_do_not_all_match():
+    rng = np.random.default_rng(4)
+    features = np.abs(rng.normal(size=(200, 64))).astype(np.float32) + 10.0  # positive, like pooled ReLU features
+    splits = np.array(["train", "test"] * 100)
+    features[101] = features[0]  # one real copy, train vs test
+    raw_pairs, raw_count = find_near_duplicates(features, splits, threshold=0.99, center=False)
+    pairs, count = find_near_duplicates(features, splits, threshold=0.99)
+    assert raw_count > 1000  # every pair of unrelated rows looks alike uncentred
+    assert count == 1 and (pairs[0][1], pairs[0][2]) == (0, 101) and pairs[0][0] == pytest.approx(1.0)
+
+
 # ------------------------------------------------------------------------------------------- balance
 
 

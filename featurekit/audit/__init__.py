@@ -82,7 +82,8 @@ def _finish(report: AuditReport, balance_tolerance: float) -> AuditReport:
                         + (f", {conflicts} of them with CONFLICTING labels" if conflicts else "") + f": {shown}{more}.")
     if report.near_duplicate_count:
         warnings.append(f"LEAK: {report.near_duplicate_count} pairs of images in different splits have embeddings "
-                        f"with cosine similarity >= {report.near_duplicate_threshold} (near-duplicates; listed).")
+                        f"with {'centred ' if report.near_duplicate_centered else ''}cosine similarity >= "
+                        f"{report.near_duplicate_threshold} (near-duplicates; listed).")
     if report.shortcuts is not None:
         loud, notes = shortcut_warnings(report.shortcuts)
         warnings += loud
@@ -163,7 +164,7 @@ def _image_files(data_root: Path, relative_paths: Sequence[str], sha256: Sequenc
 def audit_cache(path: str | Path, *, data_root: str | Path | None = None,
                 near_duplicate_threshold: float = DEFAULT_NEAR_DUPLICATE_THRESHOLD,
                 max_listed: int = DEFAULT_MAX_LISTED, memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
-                near_duplicates: bool = True, shortcuts: bool = True, shortcut_auc: float = DEFAULT_SHORTCUT_AUC,
+                near_duplicates: bool = True, center: bool = True, shortcuts: bool = True, shortcut_auc: float = DEFAULT_SHORTCUT_AUC,
                 balance_tolerance: float = DEFAULT_BALANCE_TOLERANCE, n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
                 workers: int | None = None) -> AuditReport:
     """Audit a cache: exact and near-duplicates across its splits, balance, and shortcut probes.
@@ -180,6 +181,8 @@ def audit_cache(path: str | Path, *, data_root: str | Path | None = None,
         max_listed: Most near-duplicate pairs listed (the most similar); all are counted.
         memory_budget_bytes: Bound on the memory the near-duplicate search holds at once.
         near_duplicates: Search for near-duplicates (quadratic in the number of rows).
+        center: Centre the embeddings before the cosine similarity; pooled ReLU features need it
+            (see `find_near_duplicates`).
         shortcuts: Run the shortcut probes on the image files.
         shortcut_auc, balance_tolerance, n_boot, seed, workers: As in `audit_data`.
     """
@@ -197,10 +200,11 @@ def audit_cache(path: str | Path, *, data_root: str | Path | None = None,
                              cross, within)
         if near_duplicates:
             pairs, count = find_near_duplicates(cache.features, splits, near_duplicate_threshold, max_listed,
-                                                memory_budget_bytes, same_bytes=np.asarray(sha256))
+                                                memory_budget_bytes, same_bytes=np.asarray(sha256), center=center)
             report.near_duplicates = [NearDuplicatePair(s, Member(paths[i], splits[i], label_names[i]),
                                                         Member(paths[j], splits[j], label_names[j])) for s, i, j in pairs]
             report.near_duplicate_count, report.near_duplicate_threshold = count, near_duplicate_threshold
+            report.near_duplicate_centered = center
         root_text = str(data_root) if data_root is not None else str(cache.attrs.get("data_root") or "")
     if shortcuts:
         root = Path(root_text).expanduser() if root_text else None

@@ -111,6 +111,7 @@ class AuditReport:
     near_duplicates: list[NearDuplicatePair] | None = None  # None: not computed (no embeddings)
     near_duplicate_count: int = 0
     near_duplicate_threshold: float | None = None
+    near_duplicate_centered: bool = True
     shortcuts: ShortcutReport | None = None
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -138,6 +139,7 @@ class AuditReport:
             "exact_duplicates_within_split": [g.to_dict() for g in self.exact_within_split],
             "near_duplicates": None if self.near_duplicates is None else {
                 "threshold": self.near_duplicate_threshold,
+                "centered": self.near_duplicate_centered,
                 "count": self.near_duplicate_count,
                 "listed": [p.to_dict() for p in self.near_duplicates],
             },
