@@ -181,5 +181,6 @@ def test_spec_parameters_are_overridable_validated_and_recorded():
         spam.with_parameters(threshold=11)
     with pytest.raises(TypeError):
         spam.parameters["threshold"] = 2  # read-only: a spec is data
+    assert spam.with_parameters(threshold=3) == spam and hash(spam.with_parameters(threshold=3)) == hash(spam)
     with pytest.raises(FeaturekitError, match="spam, spectrum"):
         get_handmade("lbp")

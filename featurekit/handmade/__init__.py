@@ -51,7 +51,7 @@ class HandmadeSpec:
     name: str
     function: Callable[..., np.ndarray]
     dim_function: Callable[..., int]
-    parameters: Mapping[str, Any] = field(default_factory=dict)
+    parameters: Mapping[str, Any] = field(default_factory=dict, hash=False)  # compared, not hashed (a mapping)
     version: str = "1"
     input_size: int = NATIVE_FACE_SIZE
     resamples: bool = False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from featurekit.errors import FeaturekitError, given, option_name
+from featurekit.errors import FeaturekitError, option_name
 
 
 def require_uint8_rgb_batch(images: np.ndarray, min_size: int, feature: str) -> np.ndarray:
@@ -18,13 +18,13 @@ def require_uint8_rgb_batch(images: np.ndarray, min_size: int, feature: str) -> 
     if array.dtype != np.uint8 or array.ndim != 4 or array.shape[-1] != 3:
         raise FeaturekitError(
             f"The {feature} features take a batch of uint8 RGB images of shape (batch, height, width, 3).",
-            received=given("images", f"array of dtype {array.dtype} and shape {shape}"),
+            received=f"images of dtype {array.dtype} and shape {shape}",
             fix="Decode with featurekit.data.load_image (uint8 RGB) and stack the images with np.stack.",
         )
     if min(array.shape[1:3]) < min_size:
         raise FeaturekitError(
             f"The {feature} features need images of at least {min_size}x{min_size} pixels.",
-            received=given("images", f"array of shape {shape}"),
+            received=f"images of shape {shape}",
             fix=f"Use larger images, e.g. {option_name('image_size')} 256 (the faces' own size).",
         )
     return array
