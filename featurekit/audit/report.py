@@ -1,0 +1,182 @@
+"""What an audit found, as data: JSON through `to_dict()`, plain text through `summary_lines()`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from featurekit.data import SPLITS
+
+
+def split_rank(split: str) -> tuple[int, str]:
+    """Sort key: train, valid, test, then any other split name alphabetically."""
+    return (SPLITS.index(split) if split in SPLITS else len(SPLITS), split)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One image as the audit lists it."""
+
+    path: str
+    split: str
+    label: str
+
+
+@dataclass
+class DuplicateGroup:
+    """Files with the same sha256."""
+
+    sha256: str
+    members: list[Member]
+
+    @property
+    def splits(self) -> list[str]:
+        return sorted({m.split for m in self.members}, key=split_rank)
+
+    @property
+    def label_conflict(self) -> bool:
+        """The same bytes carry both labels: no classifier can be right on both."""
+        return len({m.label for m in self.members}) > 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sha256": self.sha256, "splits": self.splits, "label_conflict": self.label_conflict,
+                "members": [asdict(m) for m in self.members]}
+
+
+@dataclass(frozen=True)
+class NearDuplicatePair:
+    """Two images in different splits whose embeddings nearly coincide."""
+
+    similarity: float
+    first: Member
+    second: Member
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"similarity": round(self.similarity, 6), "first": asdict(self.first), "second": asdict(self.second)}
+
+
+@dataclass
+class ShortcutReport:
+    """Shortcut probes on trivial file properties, trained on one split and scored on another.
+
+    `property_auc` holds each property's own ROC AUC on the scored split (its direction, or for a
+    categorical property its fake rate per value, learnt on the training split), `property_auc_ci`
+    its 95 % stratified bootstrap interval; `probes` the
+    classifiers on all properties together. `flagged` names what exceeds the threshold significantly
+    (the lower end of its 95 % bootstrap interval above 0.5).
+    """
+
+    threshold: float
+    train_split: str = "train"
+    eval_split: str = "test"
+    n_train: int = 0
+    n_eval: int = 0
+    property_auc: dict[str, float | None] = field(default_factory=dict)
+    property_auc_ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    probes: dict[str, dict[str, float]] = field(default_factory=dict)
+    flagged: list[str] = field(default_factory=list)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    skipped: str = ""  # why the probes did not run, "" when they did
+
+    @property
+    def verdict(self) -> str:
+        if self.skipped:
+            return "not run"
+        return "SHORTCUT" if self.flagged else "near chance"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["verdict"] = self.verdict
+        out["property_auc_ci"] = {k: list(v) for k, v in self.property_auc_ci.items()}
+        out["unreadable"] = [list(item) for item in self.unreadable]
+        return out
+
+
+@dataclass
+class AuditReport:
+    """Everything one audit found; `to_dict()` for JSON, `summary_lines()` for a terminal or a log.
+
+    `has_leaks` is True when an image (byte-identical or near-identical) sits in more than one split.
+    `warnings` lists every finding a reader must see before trusting a score on this data: leaks,
+    shortcuts and imbalance. `notes` lists checks that could not run or were inconclusive.
+    """
+
+    source: str
+    kind: str  # "data" or "cache"
+    class_names: list[str]
+    n_images: int
+    balance: dict[str, dict[str, Any]]
+    exact_cross_split: list[DuplicateGroup]
+    exact_within_split: list[DuplicateGroup]
+    near_duplicates: list[NearDuplicatePair] | None = None  # None: not computed (no embeddings)
+    near_duplicate_count: int = 0
+    near_duplicate_threshold: float | None = None
+    near_duplicate_centered: bool = True
+    shortcuts: ShortcutReport | None = None
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def has_leaks(self) -> bool:
+        return bool(self.exact_cross_split) or self.near_duplicate_count > 0
+
+    @property
+    def has_shortcuts(self) -> bool:
+        return bool(self.shortcuts and self.shortcuts.flagged)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "kind": self.kind,
+            "class_names": self.class_names,
+            "n_images": self.n_images,
+            "has_leaks": self.has_leaks,
+            "has_shortcuts": self.has_shortcuts,
+            "warnings": self.warnings,
+            "notes": self.notes,
+            "balance": self.balance,
+            "exact_duplicates_across_splits": [g.to_dict() for g in self.exact_cross_split],
+            "exact_duplicates_within_split": [g.to_dict() for g in self.exact_within_split],
+            "near_duplicates": None if self.near_duplicates is None else {
+                "threshold": self.near_duplicate_threshold,
+                "centered": self.near_duplicate_centered,
+                "count": self.near_duplicate_count,
+                "listed": [p.to_dict() for p in self.near_duplicates],
+            },
+            "shortcuts": None if self.shortcuts is None else self.shortcuts.to_dict(),
+        }
+
+    def summary_lines(self) -> list[str]:
+        """Plain-text summary, warnings first (escape with rich.markup.escape before printing as markup)."""
+        lines = [f"audit of {self.kind} {self.source}: {self.n_images} images, classes {', '.join(self.class_names)}"]
+        lines += [f"WARNING: {w}" for w in self.warnings]
+        for split, row in self.balance.items():
+            counts = ", ".join(f"{name} {row['counts'][name]} ({row['fractions'][name]:.1%})" for name in self.class_names)
+            lines.append(f"balance {split}: {row['total']} images: {counts}")
+        lines.append(f"exact duplicates across splits: {len(self.exact_cross_split)} groups; "
+                     f"within one split: {len(self.exact_within_split)} groups")
+        for group in self.exact_cross_split[:20]:
+            members = "; ".join(f"{m.path} ({m.split}, {m.label})" for m in group.members)
+            lines.append(f"  sha256 {group.sha256[:12]}: {members}")
+        if self.near_duplicates is not None:
+            lines.append(f"near-duplicates across splits (cosine >= {self.near_duplicate_threshold}): "
+                         f"{self.near_duplicate_count} pairs")
+            for pair in self.near_duplicates[:20]:
+                lines.append(f"  {pair.similarity:.4f}: {pair.first.path} ({pair.first.split}) ~ "
+                             f"{pair.second.path} ({pair.second.split})")
+        if self.shortcuts is not None:
+            s = self.shortcuts
+            if s.skipped:
+                lines.append(f"shortcut probes: not run ({s.skipped})")
+            else:
+                lines.append(f"shortcut probes ({s.verdict}), trained on {s.train_split} ({s.n_train}), "
+                             f"ROC AUC on {s.eval_split} ({s.n_eval}):")
+                for name, probe in s.probes.items():
+                    lines.append(f"  {name}: ROC AUC {probe['roc_auc']:.3f} [{probe['roc_auc_ci_low']:.3f}, "
+                                 f"{probe['roc_auc_ci_high']:.3f}], accuracy {probe['accuracy']:.3f}")
+                singles = ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} n/a" for k, v in s.property_auc.items())
+                lines.append(f"  each property alone: {singles}")
+        lines += [f"note: {n}" for n in self.notes]
+        return lines
+
+
