@@ -25,6 +25,7 @@ from featurekit.backbones.weights import (
     SHIPPED_WEIGHTS_DIR,
     STANDARD_VARIANT,
     WEIGHTS_RECORDS,
+    default_weights_label,
     known_weights_rows,
     record_for_sha256,
     record_path,
@@ -123,6 +124,18 @@ def test_known_weights_rows_list_every_file_per_backbone():
     assert inception[0]["weights"].endswith("shared/weights/inception_v3_imagenet_2015_12_05_notop.weights.h5")
     assert not inception[0]["weights"].startswith("/")  # relative, as a user would type it
     assert inception[0]["present"] == ("yes" if record_path(record_for_sha256(INCEPTION_2015_SHA256)).is_file() else "no")
+
+
+@pytest.mark.parametrize(
+    "backbone, label",
+    [("mobilenet", "ImageNet (MobileNet v1 0.25), shipped"), ("vgg16", "ImageNet (Keras VGG16), Keras download"),
+     ("inceptionv3", "ImageNet (Keras InceptionV3), Keras download"), ("inceptionv1", "random init")],
+)
+def test_default_weights_label_follows_the_specs_default(backbone, label):
+    assert default_weights_label(backbone) == label
+    default = get_spec(backbone).default_weights
+    assert default == {"random init": "none"}.get(label, default)
+    assert ("imagenet" == default) == label.endswith("Keras download")
 
 
 # --- mobilenet --------------------------------------------------------------------------------------------

@@ -265,6 +265,21 @@ def cached_file_sha256(path: str | os.PathLike) -> str:
     return _sha256_of(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
 
 
+def default_weights_label(backbone: str) -> str:
+    """What a backbone's default weights are, in words, without building or hashing anything.
+
+    The shipped file where there is one, else Keras' ImageNet download, else random init: the order of
+    `BackboneSpec.default_weights`. For a `backbones` table beside the names one can pass.
+    """
+    shipped = shipped_record(backbone)
+    if shipped is not None:
+        return f"{shipped.label}, shipped"
+    keras_record = keras_imagenet_record(backbone)
+    if keras_record is not None:
+        return f"{keras_record.label}, Keras download"
+    return "random init"
+
+
 def known_weights_rows(backbone: str | None = None) -> list[dict[str, Any]]:
     """Rows for `python cli.py backbones --weights` (or a README table): the known files per backbone.
 
