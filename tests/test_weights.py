@@ -421,3 +421,15 @@ def test_configs_name_only_recorded_weights_files(config):
         if entry["backbone"] == "inceptionv3" and files:
             assert [Path(c).name for c in files] == ["inception_v3_imagenet_2015_12_05_notop.weights.h5"]
             assert _candidates(entry)[0] == "imagenet"
+
+
+def test_the_records_load_without_keras_or_tensorflow():
+    # The backbones table and error messages read the records; naming files must not start TensorFlow.
+    import subprocess
+    import sys
+
+    code = ("import sys; from featurekit.backbones.weights import known_weights_rows, default_weights_label; "
+            "known_weights_rows(); default_weights_label('mobilenet'); "
+            "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -212,14 +213,18 @@ def shared_weights_dir() -> Path:
 def keras_models_dir() -> Path:
     """Where keras.utils.get_file caches application weights: $KERAS_HOME or ~/.keras, then models/.
 
-    Keras writes to /tmp/.keras instead when its home is not writable; so do we look there then.
+    Asks Keras when it is loaded already; otherwise repeats its rule (keras/src/backend/config.py) rather
+    than import Keras and TensorFlow just to name a folder. Like get_file, falls back to /tmp/.keras
+    when the home is not writable.
     """
-    try:
-        from keras.src.backend.config import keras_home  # private, but it is what get_file uses
-
-        home = keras_home()
-    except ImportError:
-        home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+    config = sys.modules.get("keras.src.backend.config")
+    if config is not None and hasattr(config, "keras_home"):
+        home = config.keras_home()  # private, but it is what get_file uses
+    elif "KERAS_HOME" in os.environ:
+        home = os.environ["KERAS_HOME"]
+    else:
+        base = os.path.expanduser("~")
+        home = os.path.join(base if os.access(base, os.W_OK) else "/tmp", ".keras")
     home = os.path.expanduser(home)
     if not os.access(home, os.W_OK):  # the same test get_file makes
         home = os.path.join("/tmp", ".keras")
