@@ -25,7 +25,7 @@ EXPECTED = {
 }
 DESCRIBE_KEYS = {
     "backbone", "weights", "weights_label", "weights_sha256", "random_features", "layer", "pooling",
-    "image_size", "preprocessing", "feature_dim", "backbone_params",
+    "image_size", "preprocessing", "feature_dim", "backbone_params", "architecture_variant",
 }
 
 
@@ -214,6 +214,7 @@ def test_describe_is_json_and_complete(tiny_flatten):
         "weights_label": "random-init (seed 0)",
         "weights_sha256": "",
         "random_features": True,
+        "architecture_variant": "standard",
         "layer": "pool2",
         "pooling": "flatten",
         "image_size": 32,
