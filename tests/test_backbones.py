@@ -21,8 +21,11 @@ from featurekit.backbones import (
 )
 from featurekit.backbones.inception_v1 import INCEPTION_MODULES, InceptionV1
 from featurekit.backbones.loading import weights_provenance
-from featurekit.errors import FeaturekitError, WeightsUnavailableError
+from featurekit.backbones.weights import display_path, keras_imagenet_record, keras_models_dir, record_path, records_for
+from featurekit.errors import FeaturekitError, WeightsUnavailableError, cli_spelling
 from featurekit.hashing import file_sha256
+
+from conftest import REPO
 
 # Documented in featurekit/backbones/inception_v1.py; a change of architecture must update both.
 INCEPTIONV1_PARAMS = 5_995_392
@@ -38,8 +41,8 @@ def _pixels(size: int, batch: int = 2, seed: int = 0) -> np.ndarray:
 
 
 def test_registry_lists_real_backbones_and_hides_test_ones():
-    assert list_backbones() == ["inceptionv1", "inceptionv3", "vgg16"]
-    assert list_backbones(include_test=True) == ["inceptionv1", "inceptionv3", "test_tiny", "vgg16"]
+    assert list_backbones() == ["inceptionv1", "inceptionv3", "mobilenet", "vgg16"]
+    assert list_backbones(include_test=True) == ["inceptionv1", "inceptionv3", "mobilenet", "test_tiny", "vgg16"]
     assert get_spec("test_tiny").is_test
 
 
@@ -47,8 +50,8 @@ def test_unknown_backbone_names_the_valid_ones():
     with pytest.raises(FeaturekitError) as info:
         get_spec("resnet50")
     message = str(info.value)
-    assert "'resnet50'" in message and "Received: --backbone resnet50." in message
-    for name in ("vgg16", "inceptionv3", "inceptionv1", "test_tiny"):
+    assert "'resnet50'" in message and "Received: backbone='resnet50'." in message
+    for name in ("vgg16", "inceptionv3", "inceptionv1", "mobilenet", "test_tiny"):
         assert name in message
 
 
@@ -57,6 +60,7 @@ def test_unknown_backbone_names_the_valid_ones():
     [
         ("vgg16", 224, "caffe", ("imagenet",), 32),
         ("inceptionv3", 299, "tf", ("imagenet",), 75),
+        ("mobilenet", 224, "tf", ("imagenet",), 32),
         ("inceptionv1", 224, "tf", (), 32),
         ("test_tiny", 32, "tf", (), 8),
     ],
@@ -68,15 +72,21 @@ def test_specs_carry_their_own_preprocessing_and_sizes(name, size, mode, pretrai
     )
     # The original study's x/255 must never be a backbone's own mode.
     assert spec.preprocessing != "rescale" and spec.preprocessing in PREPROCESSING_MODES
-    assert spec.default_weights == (pretrained[0] if pretrained else "none")
+    if name != "mobilenet":  # mobilenet's default is its shipped file (tests/test_weights.py)
+        assert spec.default_weights == (pretrained[0] if pretrained else "none")
     if pretrained:
         assert spec.weights_licence != "n/a"
+    # Every record of the backbone's weights says the same preprocessing as the spec.
+    assert {record.preprocessing for record in records_for(name)} <= {mode}
 
 
 def test_pretrained_specs_name_their_licence_and_keras_file():
     assert "CC BY 4.0" in get_spec("vgg16").weights_licence
     assert "MIT" in get_spec("inceptionv3").weights_licence
-    assert get_spec("vgg16").notes["imagenet_file"] == "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    assert "Apache-2.0" in get_spec("mobilenet").weights_licence
+    assert keras_imagenet_record("vgg16").file_name == "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    assert keras_imagenet_record("mobilenet").file_name == "mobilenet_2_5_224_tf_no_top.h5"
+    assert keras_imagenet_record("inceptionv1") is None
 
 
 # --- building and random init ---------------------------------------------------------------------------
@@ -98,7 +108,10 @@ def test_real_backbones_build_at_small_sizes_with_expected_outputs():
 
 
 def test_image_size_below_the_minimum_is_refused():
-    with pytest.raises(FeaturekitError, match=r"at least 75x75.*Received: --image-size 64"):
+    with pytest.raises(FeaturekitError, match=r"at least 75x75.*Received: image_size=64\. Use image_size=75 or more"):
+        create_backbone("inceptionv3", weights="none", image_size=64)
+    # The command line quotes its flags instead.
+    with cli_spelling(), pytest.raises(FeaturekitError, match=r"Received: --image-size 64\. Use --image-size 75"):
         create_backbone("inceptionv3", weights="none", image_size=64)
 
 
@@ -132,6 +145,7 @@ def test_weights_h5_round_trip(tmp_path):
         "weights_label": "file tiny.weights.h5",
         "weights_sha256": file_sha256(path),
         "random_features": False,
+        "architecture_variant": "standard",
     }
 
 
@@ -172,7 +186,7 @@ def test_weights_file_with_same_count_but_other_shapes_is_refused(tmp_path):
 
 def test_missing_weights_file_is_unavailable(tmp_path):
     path = tmp_path / "absent.weights.h5"
-    with pytest.raises(WeightsUnavailableError, match=r"does not exist\. Received: --weights .*absent\.weights\.h5"):
+    with pytest.raises(WeightsUnavailableError, match=r"does not exist\. Received: weights='.*absent\.weights\.h5'"):
         create_backbone("test_tiny", weights=str(path))
 
 
@@ -242,7 +256,7 @@ def test_imagenet_for_a_backbone_without_it_is_refused(name):
         create_backbone(name, weights="imagenet")
     message = str(info.value)
     assert f"Backbone {name!r} has no ImageNet weights." in message
-    assert "inceptionv3, vgg16" in message and '"none"' in message
+    assert "inceptionv3, mobilenet, vgg16" in message and '"none"' in message
 
 
 def _download_failure(*args, **kwargs):
@@ -253,25 +267,50 @@ def _download_failure(*args, **kwargs):
     )
 
 
-@pytest.mark.parametrize(
-    "name, builder, near_file",
-    [
-        ("vgg16", "VGG16", "vgg16_near_imagenet_notop.weights.h5"),
-        ("inceptionv3", "InceptionV3", "inception_v3_near_imagenet_notop.weights.h5"),
-    ],
-)
-def test_imagenet_offline_says_how_to_work_without_it(monkeypatch, name, builder, near_file):
+@pytest.mark.parametrize("name, builder", [("vgg16", "VGG16"), ("inceptionv3", "InceptionV3"),
+                                           ("mobilenet", "MobileNet")])
+def test_imagenet_offline_says_how_to_work_without_it(monkeypatch, name, builder):
     monkeypatch.setattr(keras.applications, builder, _download_failure)
     with pytest.raises(WeightsUnavailableError) as info:
         create_backbone(name, weights="imagenet", image_size=get_spec(name).min_input_size)
     message = str(info.value)
     assert f"ImageNet weights for backbone {name!r} could not be downloaded (URL fetch failure" in message
-    assert f"Received: --backbone {name} --weights imagenet." in message
-    assert "--weights PATH" in message and f"../shared/weights/{near_file}" in message
-    assert "--weights none" in message
-    assert f"Keras looks for {get_spec(name).notes['imagenet_file']} in " in message
+    assert f"Received: backbone={name!r}, weights='imagenet'." in message
+    assert "Or pass weights with a local " in message
+    assert "weights='none'" in message
+    assert f"Keras looks for {keras_imagenet_record(name).file_name} in " in message
     assert ".keras/models first" in message
+    # The offline files from the records: present ones by path (relative, as typed) with their label,
+    # absent ones by name with where they belong. Never an absolute path.
+    for record in records_for(name):
+        if record.location == "keras":
+            continue
+        path = record_path(record)
+        if path.is_file():
+            assert f"{display_path(path)} ({record.label}" in message
+            assert not display_path(path).startswith("/")
+        else:
+            assert record.file_name in message and "../shared/weights beside the checkout" in message
     assert isinstance(info.value.__cause__, Exception)
+
+
+def test_imagenet_offline_message_names_the_shared_files_relative_to_the_checkout(monkeypatch, shared_weights):
+    monkeypatch.setattr(keras.applications, "VGG16", _download_failure)
+    monkeypatch.chdir(REPO)
+    with pytest.raises(WeightsUnavailableError) as info:
+        create_backbone("vgg16", weights="imagenet", image_size=32)
+    assert ("../shared/weights/vgg16_near_imagenet_notop.weights.h5 (near-ImageNet (VGG16, HED fine-tuned))"
+            in str(info.value))
+
+
+def test_mobilenet_offline_imagenet_names_the_shipped_default(monkeypatch):
+    monkeypatch.setattr(keras.applications, "MobileNet", _download_failure)
+    monkeypatch.chdir(REPO)
+    with pytest.raises(WeightsUnavailableError) as info:
+        create_backbone("mobilenet", weights="imagenet", image_size=32)
+    expected = ("featurekit/weights/mobilenet_v1_0.25_224_imagenet_notop.weights.h5 (ImageNet (MobileNet v1 0.25); "
+                "shipped with featurekit, what 'default' uses)")
+    assert expected in str(info.value)
 
 
 def test_imagenet_default_weights_go_through_the_same_error(monkeypatch):
@@ -280,22 +319,86 @@ def test_imagenet_default_weights_go_through_the_same_error(monkeypatch):
         create_backbone("vgg16", image_size=32)  # weights="default" means imagenet for vgg16
 
 
-def test_imagenet_download_through_keras_get_file_offline(monkeypatch):
-    # The real path, from keras.applications through keras.utils.get_file, with the network cut at urlretrieve.
+@pytest.fixture
+def keras_home(monkeypatch, tmp_path):
+    """An empty Keras home for get_file, so nothing is downloaded into (or found in) the user's ~/.keras."""
+    from keras.src.backend import config
+
+    home = tmp_path / "keras_home"
+    home.mkdir()
+    monkeypatch.setattr(config, "keras_home", lambda: str(home))
+    return home
+
+
+def _cut_network(monkeypatch, error):
     from keras.src.utils import file_utils
 
-    from featurekit.backbones.loading import _keras_models_dir
+    def urlretrieve(url, filename, *args, **kwargs):
+        raise error
 
-    cached = _keras_models_dir() / get_spec("vgg16").notes["imagenet_file"]
-    if cached.exists():
-        pytest.skip(f"{cached} exists, so Keras would not try to download")
+    monkeypatch.setattr(file_utils, "urlretrieve", urlretrieve)
 
-    def no_network(*args, **kwargs):
-        raise urllib.error.URLError("[Errno -2] Name or service not known")
 
-    monkeypatch.setattr(file_utils, "urlretrieve", no_network)
+def test_imagenet_download_through_keras_get_file_offline(monkeypatch, keras_home):
+    # The real path, from keras.applications through keras.utils.get_file, with the network cut at urlretrieve.
+    _cut_network(monkeypatch, urllib.error.URLError("[Errno -2] Name or service not known"))
     with pytest.raises(WeightsUnavailableError, match=r"could not be downloaded \(URL fetch failure on https://"):
         create_backbone("vgg16", weights="imagenet", image_size=32)
+    assert keras_models_dir() == keras_home / "models"
+
+
+@pytest.mark.parametrize("error", [ConnectionResetError(104, "Connection reset by peer"), TimeoutError("timed out")])
+def test_a_connection_lost_mid_download_is_a_download_failure(monkeypatch, keras_home, error):
+    # urllib raises these while the bytes stream in; get_file does not wrap them.
+    _cut_network(monkeypatch, error)
+    with pytest.raises(WeightsUnavailableError, match="could not be downloaded"):
+        create_backbone("vgg16", weights="imagenet", image_size=32)
+
+
+def test_a_download_with_the_wrong_hash_is_a_download_failure(monkeypatch, keras_home):
+    from keras.src.utils import file_utils
+
+    def truncated_download(url, filename, *args, **kwargs):
+        with open(filename, "wb") as handle:
+            handle.write(b"half a file")
+
+    monkeypatch.setattr(file_utils, "urlretrieve", truncated_download)
+    with pytest.raises(WeightsUnavailableError, match=r"could not be downloaded \(Incomplete or corrupted file"):
+        create_backbone("vgg16", weights="imagenet", image_size=32)
+
+
+def test_a_local_io_error_while_downloading_is_not_a_download_failure(monkeypatch, keras_home):
+    # The disk is full (or the folder read-only) while Keras writes the download: a local fault that must
+    # stop the job, not fall back to random features.
+    import errno
+
+    _cut_network(monkeypatch, OSError(errno.ENOSPC, "No space left on device"))
+    with pytest.raises(FeaturekitError) as info:
+        create_backbone("vgg16", weights="imagenet", image_size=32)
+    assert not isinstance(info.value, WeightsUnavailableError)
+    message = str(info.value)
+    assert "a local file error, not a failed download (OSError: [Errno 28] No space left on device)" in message
+    assert str(keras_home / "models" / keras_imagenet_record("vgg16").file_name) in message
+
+
+def test_an_unreadable_cached_imagenet_file_is_a_clear_error_not_random_features(monkeypatch, image_folder, tmp_path):
+    # Keras finds its cached file but cannot read it (permission denied): before, any OSError counted as a
+    # failed download, and a job with on_missing_weights="random" went on with random features.
+    def permission_denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", "/root/.keras/models/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5")
+
+    monkeypatch.setattr(keras.applications, "VGG16", permission_denied)
+    with pytest.raises(FeaturekitError) as info:
+        create_backbone("vgg16", weights="imagenet", image_size=32)
+    assert not isinstance(info.value, WeightsUnavailableError)
+    assert "(PermissionError: [Errno 13] Permission denied" in str(info.value)
+
+    from featurekit.extract import extract
+
+    with pytest.raises(FeaturekitError, match="local file error"):
+        extract(image_folder, backbone="vgg16", weights="imagenet", image_size=32, pooling="avg",
+                cache=tmp_path / "vgg.h5", on_missing_weights="random", log=lambda message: None, progress=False)
+    assert not (tmp_path / "vgg.h5").exists()
 
 
 def test_errors_other_than_download_are_not_relabelled(monkeypatch):

@@ -25,7 +25,7 @@ EXPECTED = {
 }
 DESCRIBE_KEYS = {
     "backbone", "weights", "weights_label", "weights_sha256", "random_features", "layer", "pooling",
-    "image_size", "preprocessing", "feature_dim", "backbone_params",
+    "image_size", "preprocessing", "feature_dim", "backbone_params", "architecture_variant",
 }
 
 
@@ -214,6 +214,7 @@ def test_describe_is_json_and_complete(tiny_flatten):
         "weights_label": "random-init (seed 0)",
         "weights_sha256": "",
         "random_features": True,
+        "architecture_variant": "standard",
         "layer": "pool2",
         "pooling": "flatten",
         "image_size": 32,
@@ -253,7 +254,7 @@ def test_near_imagenet_vgg16_file_loads_and_is_labelled():
     path = shared / "vgg16_near_imagenet_notop.weights.h5"
     embedder = build_embedder("vgg16", weights=str(path), image_size=32, pooling="avg")
     description = embedder.describe()
-    assert description["weights_label"].startswith("near-imagenet")
+    assert description["weights_label"].startswith("near-ImageNet (VGG16")
     assert description["weights_sha256"] == "908444b3183c77689cb00dfb30b203cb6738ea3b5f3542cc50f7826091c162dc"
     assert description["random_features"] is False and description["preprocessing"] == "caffe"
     # The README's statistic of the trained first layer (std 0.2033), far from a random init's.

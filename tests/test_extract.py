@@ -165,7 +165,7 @@ def test_shared_faces_with_near_imagenet_vgg16_are_labelled_so(shared_faces: Pat
     result = _extract(data, tmp_path / "c.h5", backbone="vgg16", layer="block1_pool", pooling="meanstd",
                       weights=str(shared_weights / "vgg16_near_imagenet_notop.weights.h5"), image_size=64)
     with open_cache(result.cache_path) as cache:
-        assert cache.attrs["weights_label"].startswith("near-imagenet") and not cache.attrs["random_features"]
+        assert cache.attrs["weights_label"].startswith("near-ImageNet (VGG16") and not cache.attrs["random_features"]
         assert cache.attrs["preprocessing"] == "caffe" and cache.feature_dim == 128
         assert len(cache.attrs["weights_sha256"]) == 64
 

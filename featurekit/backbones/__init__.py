@@ -8,9 +8,10 @@ listing names stays instant.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
-from featurekit.errors import FeaturekitError
+from featurekit.backbones.weights import STANDARD_VARIANT, record_path, shipped_record
+from featurekit.errors import FeaturekitError, given
 
 # Preprocessing modes. The first three are keras.applications.imagenet_utils modes; "rescale" is the
 # original study's x/255, kept only as an explicit, labelled option.
@@ -29,10 +30,13 @@ class BackboneSpec:
         input_size: Native square input size in pixels.
         preprocessing: One of PREPROCESSING_MODES; applied to float pixels in [0, 255].
         pretrained: Named weights the builder can fetch itself, e.g. ("imagenet",).
-        weights_licence: Licence of the pretrained weights.
+        weights_licence: Licence of the default weights (the records in `weights.py` give each file's).
         description: One line for `python cli.py backbones`.
         min_input_size: Smallest input the architecture accepts.
         is_test: True for tiny test backbones (hidden from user-facing listings).
+        variants: Builders of other architecture variants, by name, with the builder's signature. A weights
+            record names the variant its file was trained in, and loading that file builds it (InceptionV3's
+            "tf-2015-12-05"); the standard variant is `builder`.
     """
 
     name: str
@@ -44,7 +48,7 @@ class BackboneSpec:
     description: str = ""
     min_input_size: int = 32
     is_test: bool = False
-    notes: dict = field(default_factory=dict, compare=False)
+    variants: Mapping[str, Callable[..., Any]] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if self.preprocessing not in PREPROCESSING_MODES:
@@ -52,7 +56,22 @@ class BackboneSpec:
 
     @property
     def default_weights(self) -> str:
+        """What weights="default" means: the shipped file, else the first pretrained name, else random init.
+
+        A shipped file wins over "imagenet" because it works offline and its bytes never change.
+        """
+        shipped = shipped_record(self.name)
+        if shipped is not None:
+            return str(record_path(shipped))
         return self.pretrained[0] if self.pretrained else "none"
+
+    def builder_for(self, variant: str) -> Callable[..., Any]:
+        """The builder of an architecture variant (STANDARD_VARIANT: `builder`)."""
+        if variant == STANDARD_VARIANT:
+            return self.builder
+        if variant not in self.variants:
+            raise ValueError(f"backbone {self.name!r} has no architecture variant {variant!r}")
+        return self.variants[variant]
 
 
 _REGISTRY: dict[str, BackboneSpec] = {}
@@ -83,20 +102,10 @@ def get_spec(name: str) -> BackboneSpec:
     if name not in _REGISTRY:
         raise FeaturekitError(
             f"Unknown backbone {name!r}.",
-            received=f"--backbone {name}",
+            received=given("backbone", name),
             fix=f"Choose one of: {', '.join(list_backbones(include_test=True))} (`python cli.py backbones` lists them).",
         )
     return _REGISTRY[name]
-
-
-# Weight files we know by content, so every result made with them says what they are
-# (see ../shared/weights/README.md). sha256 -> label recorded in caches and reports.
-KNOWN_WEIGHT_FILES: dict[str, str] = {
-    "908444b3183c77689cb00dfb30b203cb6738ea3b5f3542cc50f7826091c162dc":
-        "near-imagenet (ImageNet VGG16 briefly fine-tuned for HED edges; not exact ImageNet)",
-    "8392fd8560d7a4e75f89028b756e107303e4a782924b522df7b82d06b0b4b017":
-        "near-imagenet (ImageNet InceptionV3 up to mixed5, NSFW-fine-tuned above; not exact ImageNet)",
-}
 
 
 def create_backbone(name: str, weights: str = "default", image_size: int | None = None, seed: int = 0):
@@ -104,8 +113,9 @@ def create_backbone(name: str, weights: str = "default", image_size: int | None 
 
     Args:
         name: Registry name.
-        weights: "default" (the spec's pretrained weights, else random), "imagenet", "none" (seeded random
-            init: a random-features baseline), or a path to a `.weights.h5` or `.keras` file.
+        weights: "default" (the shipped file, else the spec's pretrained weights, else random), "imagenet",
+            "none" (seeded random init: a random-features baseline), or a path to a `.weights.h5` or
+            `.keras` file. A known file (see `weights.py`) builds the architecture variant it was trained in.
         image_size: Square input size; defaults to the spec's native size.
         seed: Seed of the random initialisation for weights="none".
 

@@ -1,20 +1,21 @@
-"""Backbones from keras.applications: VGG16 and InceptionV3, without their classification tops.
+"""Backbones from keras.applications: VGG16, InceptionV3 and MobileNet v1 (0.25), without classification tops.
 
 Each spec carries the preprocessing its ImageNet weights were trained with (VGG16: "caffe", BGR with the
-ImageNet mean subtracted; InceptionV3: "tf", scaled to [-1, 1]). The original study fed both `x / 255`,
-which puts their inputs far outside what the weights expect.
+ImageNet mean subtracted; InceptionV3 and MobileNet: "tf", scaled to [-1, 1]). The original study fed VGG16
+and InceptionV3 `x / 255`, which puts their inputs far outside what the weights expect. Licences and labels
+of the weights themselves live in the records of `featurekit/backbones/weights.py`.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 
 from featurekit.backbones import BackboneSpec, register_backbone
+from featurekit.backbones.weights import INCEPTION_2015_VARIANT, keras_imagenet_record, shipped_record
 
-# Licences of the files Keras downloads, as stated by keras-team/keras-applications (README, "Licensing").
-# Both were trained on ImageNet, whose images carry their own (non-commercial research) terms of access.
-VGG16_IMAGENET_LICENCE = "CC BY 4.0 (VGG16 weights released by Oxford VGG, ported by Keras; trained on ImageNet)"
-INCEPTIONV3_IMAGENET_LICENCE = "MIT (InceptionV3 weights trained and released by the Keras team on ImageNet)"
+MOBILENET_ALPHA = 0.25
 
 
 def _build_vgg16(input_shape: tuple[int, int, int], weights: str | None, seed: int) -> keras.Model:
@@ -26,6 +27,54 @@ def _build_inceptionv3(input_shape: tuple[int, int, int], weights: str | None, s
     return keras.applications.InceptionV3(include_top=False, weights=weights, input_shape=input_shape)
 
 
+def mixed10_pooled_branch(model: keras.Model) -> keras.layers.Layer:
+    """The pooling layer that opens the pooled branch of InceptionV3's last block (mixed10).
+
+    Found by the graph, not by name: Keras names it `average_pooling2d_N` with N counted across the whole
+    session. It is the one pooling layer whose input is mixed9's output.
+    """
+    mixed9 = model.get_layer("mixed9").output
+    pools = [layer for layer in model.layers
+             if isinstance(layer, (keras.layers.AveragePooling2D, keras.layers.MaxPooling2D))
+             and layer.input is mixed9]
+    if len(pools) != 1:
+        raise RuntimeError(f"expected one pooling layer fed by mixed9 in {model.name}, found {len(pools)}: "
+                           "keras.applications.InceptionV3 has changed")
+    return pools[0]
+
+
+def _build_inceptionv3_tf_2015_12_05(input_shape: tuple[int, int, int], weights: str | None, seed: int) -> keras.Model:
+    """InceptionV3 as in Google's 2015-12-05 graph: Keras' network with mixed10's branch pool max-pooling.
+
+    In the original graph (the network of the Inception Score and FID) the pooled branch of the last block
+    uses a 3x3 max pool; Keras' builder averages there. Every other layer is Keras' own, with the same
+    name and configuration, so weight files load into it exactly as into Keras' model.
+    """
+    standard = keras.applications.InceptionV3(include_top=False, weights=None, input_shape=input_shape)
+    target = mixed10_pooled_branch(standard)
+
+    def clone_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
+        if layer is target:
+            return keras.layers.MaxPooling2D(pool_size=layer.pool_size, strides=layer.strides,
+                                             padding=layer.padding, data_format=layer.data_format,
+                                             name="mixed10_branch_pool_max")
+        return layer.__class__.from_config(layer.get_config())
+
+    model = keras.models.clone_model(standard, clone_function=clone_layer)
+    if weights is not None:
+        model.load_weights(weights)
+    return model
+
+
+def _build_mobilenet(input_shape: tuple[int, int, int], weights: str | None, seed: int) -> keras.Model:
+    with warnings.catch_warnings():
+        # Keras warns that its ImageNet file was trained at 224 whenever another size is asked for; running
+        # a frozen backbone at the images' own size is deliberate here (the size is recorded in the cache).
+        warnings.filterwarnings("ignore", message=r"`input_shape` is undefined or non-square")
+        return keras.applications.MobileNet(input_shape=input_shape, alpha=MOBILENET_ALPHA, include_top=False,
+                                            weights=weights)
+
+
 register_backbone(
     BackboneSpec(
         name="vgg16",
@@ -33,15 +82,9 @@ register_backbone(
         input_size=224,
         preprocessing="caffe",
         pretrained=("imagenet",),
-        weights_licence=VGG16_IMAGENET_LICENCE,
+        weights_licence=keras_imagenet_record("vgg16").licence,
         description="VGG16 (Simonyan & Zisserman 2014), 14.7M params, 7x7x512 at 224 (block5_pool)",
         min_input_size=32,
-        # imagenet_file: what Keras downloads for weights="imagenet", looking in ~/.keras/models first.
-        notes={
-            "imagenet_file": "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-            # The offline substitute in ../shared/weights (see its README), named in download errors.
-            "near_imagenet_file": "vgg16_near_imagenet_notop.weights.h5",
-        },
     )
 )
 
@@ -52,12 +95,23 @@ register_backbone(
         input_size=299,
         preprocessing="tf",
         pretrained=("imagenet",),
-        weights_licence=INCEPTIONV3_IMAGENET_LICENCE,
+        weights_licence=keras_imagenet_record("inceptionv3").licence,
         description="InceptionV3 (Szegedy et al. 2016), 21.8M params, 8x8x2048 at 299 (mixed10)",
         min_input_size=75,
-        notes={
-            "imagenet_file": "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-            "near_imagenet_file": "inception_v3_near_imagenet_notop.weights.h5",
-        },
+        variants={INCEPTION_2015_VARIANT: _build_inceptionv3_tf_2015_12_05},
+    )
+)
+
+register_backbone(
+    BackboneSpec(
+        name="mobilenet",
+        builder=_build_mobilenet,
+        input_size=224,
+        preprocessing="tf",
+        pretrained=("imagenet",),
+        weights_licence=shipped_record("mobilenet").licence,
+        description="MobileNet v1 width 0.25 (Howard et al. 2017), 0.22M params, 7x7x256 at 224 (conv_pw_13_relu); "
+        "ImageNet weights ship with featurekit",
+        min_input_size=32,
     )
 )

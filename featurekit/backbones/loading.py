@@ -3,25 +3,46 @@
 A request is "default", "imagenet", "none" (seeded random init) or a path to a `.weights.h5` or `.keras`
 file. Every way it can fail becomes a FeaturekitError that says what was wrong, what was received and
 how to fix it: above all the offline `imagenet` download, which Keras reports as a bare `Exception`.
+Files are recognised by content through the records in `weights.py`, which give each its label and the
+architecture variant it was trained in.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
+import socket
+import ssl
 import urllib.error
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import h5py
 import keras
 
-from featurekit.backbones import KNOWN_WEIGHT_FILES, BackboneSpec, get_spec, list_backbones
-from featurekit.errors import FeaturekitError, WeightsUnavailableError
-from featurekit.hashing import file_sha256
+from featurekit.backbones import BackboneSpec, get_spec, list_backbones
+from featurekit.backbones.weights import (
+    SHARED_WEIGHTS_DIR,
+    STANDARD_VARIANT,
+    WeightsRecord,
+    cached_file_sha256,
+    display_path,
+    keras_imagenet_record,
+    keras_models_dir,
+    offline_files,
+    record_for_sha256,
+    records_for,
+)
+from featurekit.errors import FeaturekitError, WeightsUnavailableError, given, option_name
 
 WEIGHTS_KEYWORDS = ("default", "imagenet", "none")
-# Where ../shared/weights/README.md puts the near-ImageNet substitutes, relative to the repository root.
-SHARED_WEIGHTS_DIR = "../shared/weights"
+# What urllib raises while a download is under way (keras.utils.get_file wraps only URLError/HTTPError):
+# the connection dropped, timed out, was cut short or spoke broken HTTP. All are network faults; a local
+# file that cannot be read or written raises other OSErrors (PermissionError, ENOSPC ...).
+_NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError,
+                   socket.gaierror, ssl.SSLError)
 
 
 def resolve_weights(spec: BackboneSpec, weights: str | os.PathLike) -> str:
@@ -36,8 +57,9 @@ def build_with_weights(spec: BackboneSpec, weights: str | os.PathLike, image_siz
     Args:
         spec: The registered backbone.
         weights: "default" (spec.default_weights), "imagenet", "none" (random init seeded with `seed`: a
-            random-features baseline), or a path to a `.weights.h5` file (same architecture) or a `.keras`
-            file (a saved model containing this backbone, possibly trained at another input size).
+            random-features baseline), or a path to a `.weights.h5` file (same architecture; a file known by
+            its sha256 builds the architecture variant its record names) or a `.keras` file (a saved model
+            containing this backbone, possibly trained at another input size).
         image_size: Square input size in pixels, at least spec.min_input_size.
         seed: Seed for `keras.utils.set_random_seed` before building (sets Python, NumPy and TF seeds).
 
@@ -47,13 +69,14 @@ def build_with_weights(spec: BackboneSpec, weights: str | os.PathLike, image_siz
     Raises:
         WeightsUnavailableError: ImageNet weights could not be downloaded, or the file does not exist.
         FeaturekitError: Any other unusable request (no ImageNet weights for this backbone, unknown
-            suffix, a file that does not fit the backbone, an input size below the minimum).
+            suffix, a file that does not fit the backbone, a .keras file with Lambda layers, an input size
+            below the minimum, a local I/O error reading Keras' cached ImageNet file).
     """
     if image_size < spec.min_input_size:
         raise FeaturekitError(
             f"Backbone {spec.name!r} needs inputs of at least {spec.min_input_size}x{spec.min_input_size} pixels.",
-            received=f"--image-size {image_size}",
-            fix=f"Use --image-size {spec.min_input_size} or more (native: {spec.input_size}).",
+            received=given("image_size", image_size),
+            fix=f"Use {given('image_size', spec.min_input_size)} or more (native: {spec.input_size}).",
         )
     request = resolve_weights(spec, weights)
     input_shape = (image_size, image_size, 3)
@@ -78,34 +101,30 @@ def weights_provenance(spec: BackboneSpec, weights: str | os.PathLike, seed: int
         seed: The random-init seed.
 
     Returns:
-        JSON-able dict with `weights` (the resolved request), `weights_label` ("imagenet",
-        "random-init (seed N)", the KNOWN_WEIGHT_FILES label of a known file, else "file NAME"),
-        `weights_sha256` ("" for random init, and for imagenet when Keras' cached file is not found)
-        and `random_features` (True for random init).
+        JSON-able dict with `weights` (the resolved request), `weights_label` ("random-init (seed N)",
+        the record's label for Keras' ImageNet download and for a file known by its sha256, else
+        "file NAME"), `weights_sha256` ("" for random init, and for imagenet when Keras' cached file is not
+        found), `random_features` (True for random init) and `architecture_variant` (the variant the
+        weights were built into, "standard" unless a record names another). Weights with another label,
+        sha256 or variant are other features: caches record all of them.
     """
     request = resolve_weights(spec, weights)
     if request == "none":
         return {"weights": request, "weights_label": f"random-init (seed {seed})", "weights_sha256": "",
-                "random_features": True}
+                "random_features": True, "architecture_variant": STANDARD_VARIANT}
     if request == "imagenet":
-        cached = _keras_models_dir() / spec.notes.get("imagenet_file", "")
-        sha = file_sha256(cached) if cached.is_file() else ""
-        return {"weights": request, "weights_label": "imagenet", "weights_sha256": sha, "random_features": False}
+        record = keras_imagenet_record(spec.name)
+        cached = keras_models_dir() / record.file_name if record else None
+        sha = cached_file_sha256(cached) if cached is not None and cached.is_file() else ""
+        return {"weights": request, "weights_label": record.label if record else "imagenet", "weights_sha256": sha,
+                "random_features": False, "architecture_variant": STANDARD_VARIANT}
     path = Path(request).expanduser()
-    sha = file_sha256(path)
-    label = KNOWN_WEIGHT_FILES.get(sha, f"file {path.name}")
-    return {"weights": request, "weights_label": label, "weights_sha256": sha, "random_features": False}
-
-
-def _keras_models_dir() -> Path:
-    """Where keras.utils.get_file caches application weights ($KERAS_HOME or ~/.keras, then models/)."""
-    try:
-        from keras.src.backend.config import keras_home  # private, but it is what get_file uses
-
-        home = keras_home()
-    except ImportError:
-        home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
-    return Path(home) / "models"
+    sha = cached_file_sha256(path)
+    record = record_for_sha256(sha)
+    label = record.label if record else f"file {path.name}"
+    variant = record.variant if record and path.name.endswith(".weights.h5") else STANDARD_VARIANT
+    return {"weights": request, "weights_label": label, "weights_sha256": sha, "random_features": False,
+            "architecture_variant": variant}
 
 
 def _weights_choices(spec: BackboneSpec) -> str:
@@ -114,41 +133,76 @@ def _weights_choices(spec: BackboneSpec) -> str:
 
 
 def _is_download_failure(exc: BaseException) -> bool:
-    # keras.utils.get_file re-raises URL errors as a bare Exception("URL fetch failure on ...") and a bad
-    # hash as ValueError("Incomplete or corrupted file detected ..."); socket errors are OSErrors.
+    """True for what keras.utils.get_file raises when a download fails, and for nothing else.
+
+    get_file wraps urllib's URLError/HTTPError in a bare `Exception("URL fetch failure on URL: ...")` and
+    reports a download whose hash does not match as `ValueError("Incomplete or corrupted file detected.
+    ...")` (Keras 3.15, keras/src/utils/file_utils.py). Errors while the bytes stream in are not wrapped:
+    see _NETWORK_ERRORS. A local I/O fault (a cached file that cannot be read, a full disk) is not a failed
+    download: it must not quietly turn into random features.
+    """
+    if isinstance(exc, _NETWORK_ERRORS):
+        return True
     text = str(exc)
-    return (
-        isinstance(exc, (urllib.error.URLError, OSError))
-        or "URL fetch failure" in text
-        or "corrupted file" in text
-    )
+    if type(exc) is Exception and text.startswith("URL fetch failure on "):
+        return True
+    return isinstance(exc, ValueError) and text.startswith("Incomplete or corrupted file detected.")
 
 
 def _build_imagenet(spec: BackboneSpec, input_shape: tuple[int, int, int], seed: int) -> keras.Model:
+    received = f"{given('backbone', spec.name)}, {given('weights', 'imagenet')}"
     if "imagenet" not in spec.pretrained:
         with_imagenet = [n for n in list_backbones(include_test=True) if n != spec.name and _has_imagenet(n)]
         raise FeaturekitError(
             f"Backbone {spec.name!r} has no ImageNet weights.",
-            received=f"--backbone {spec.name} --weights imagenet",
-            fix=f"Use --weights {_weights_choices(spec)}; backbones with ImageNet weights: "
+            received=received,
+            fix=f"Use {option_name('weights')} {_weights_choices(spec)}; backbones with ImageNet weights: "
             f"{', '.join(with_imagenet) or 'none'}.",
         )
+    record = keras_imagenet_record(spec.name)
+    file_name = record.file_name if record else "the weights file"
     try:
         return spec.builder(input_shape, "imagenet", seed)
     except Exception as exc:
-        if not _is_download_failure(exc):
-            raise
-        file_name = spec.notes.get("imagenet_file", "the weights file")
-        near = spec.notes.get("near_imagenet_file")
-        example = f"{SHARED_WEIGHTS_DIR}/{near}" if near else f"a file in {SHARED_WEIGHTS_DIR}"
-        raise WeightsUnavailableError(
-            f"ImageNet weights for backbone {spec.name!r} could not be downloaded ({exc}).",
-            received=f"--backbone {spec.name} --weights imagenet",
-            fix=f"Keras looks for {file_name} in {_keras_models_dir()} first: copy the genuine file there "
-            f"for offline use. Or pass --weights PATH with a local .weights.h5 file, e.g. {example} "
-            "(near-ImageNet weights, labelled as such in every result), or --weights none for a "
-            "random-features baseline.",
-        ) from exc
+        if _is_download_failure(exc):
+            raise WeightsUnavailableError(
+                f"ImageNet weights for backbone {spec.name!r} could not be downloaded ({exc}).",
+                received=received,
+                fix=f"Keras looks for {file_name} in {keras_models_dir()} first: copy the genuine file there "
+                f"for offline use. {_offline_alternatives(spec)} Or pass {given('weights', 'none')} for a "
+                "random-features baseline.",
+            ) from exc
+        if isinstance(exc, OSError):
+            # A local fault, not a failed download: it must stop the job, never turn into random features.
+            raise FeaturekitError(
+                f"Keras' ImageNet weights for backbone {spec.name!r} could not be read or written: a local file "
+                f"error, not a failed download ({type(exc).__name__}: {exc}).",
+                received=received,
+                fix=f"Check that {keras_models_dir() / file_name} and its folder are readable and writable and "
+                "that the disk has space; delete a damaged file there so Keras downloads it again.",
+            ) from exc
+        raise
+
+
+def _offline_alternatives(spec: BackboneSpec) -> str:
+    """A sentence naming the local files for this backbone (shipped, or in ../shared/weights) to use instead.
+
+    Paths are shown relative to the working directory, as a user would type them.
+    """
+    present = offline_files(spec.name)
+    if present:
+        described = []
+        for record, path in present:
+            where = "; shipped with featurekit, what 'default' uses" if record.location == "shipped" else ""
+            described.append(f"{display_path(path)} ({record.label}{where})")
+        return (f"Or pass {option_name('weights')} with a local file: {', '.join(described)}; every result "
+                "carries its label.")
+    expected = [r.file_name for r in records_for(spec.name) if r.location == "shared"]
+    if expected:
+        return (f"Or pass {option_name('weights')} with a local .weights.h5 file: the known offline files for "
+                f"{spec.name!r} ({', '.join(expected)}) belong in {SHARED_WEIGHTS_DIR} beside the checkout, "
+                "which does not hold them.")
+    return f"Or pass {option_name('weights')} with a local .weights.h5 file of this architecture."
 
 
 def _has_imagenet(name: str) -> bool:
@@ -164,25 +218,43 @@ def _build_from_file(spec: BackboneSpec, request: str, input_shape: tuple[int, i
             hint = (
                 " A legacy Keras 2 .h5 file: load it into the same architecture and save it again with "
                 "model.save_weights('NAME.weights.h5'); the genuine Keras ImageNet .h5 files instead go in "
-                f"{_keras_models_dir()} and are used with --weights imagenet."
+                f"{keras_models_dir()} and are used with {given('weights', 'imagenet')}."
             )
         raise FeaturekitError(
             f"Weights {request!r} are neither a known name nor a .weights.h5 / .keras file.",
-            received=f"--weights {request}",
+            received=given("weights", request),
             fix=f"For backbone {spec.name!r} use {_weights_choices(spec)}.{hint}",
         )
     if not path.is_file():
         raise WeightsUnavailableError(
             f"Weights file {str(path)!r} does not exist.",
-            received=f"--weights {request}",
+            received=given("weights", request),
             fix=f"Check the path, or use {_weights_choices(spec)}.",
         )
-    model = spec.builder(input_shape, None, seed)
     if is_weights_h5:
+        record = _record_of_file(spec, path)
+        variant = record.variant if record else STANDARD_VARIANT
+        model = spec.builder_for(variant)(input_shape, None, seed)
         _load_weights_h5(spec, model, path)
     else:
+        model = spec.builder(input_shape, None, seed)
         _copy_weights_from_keras_file(spec, model, path)
     return model
+
+
+def _record_of_file(spec: BackboneSpec, path: Path) -> WeightsRecord | None:
+    """The record of a weights file, by content; a known file of another backbone is refused here."""
+    try:
+        record = record_for_sha256(cached_file_sha256(path))
+    except OSError as exc:
+        raise FeaturekitError(
+            f"Weights file {path.name!r} could not be read ({type(exc).__name__}: {exc}).",
+            received=given("weights", str(path)),
+            fix="Check the file's permissions, or pass another file.",
+        ) from exc
+    if record is not None and record.backbone != spec.name:
+        raise _does_not_fit(spec, path, f"it holds the {record.label} weights of backbone {record.backbone!r}.")
+    return record
 
 
 def _h5_array_count(path: Path) -> int:
@@ -195,8 +267,8 @@ def _h5_array_count(path: Path) -> int:
 def _does_not_fit(spec: BackboneSpec, path: Path, detail: str) -> FeaturekitError:
     return FeaturekitError(
         f"Weights file {path.name!r} does not fit backbone {spec.name!r}: {detail}",
-        received=f"--backbone {spec.name} --weights {path}",
-        fix="Pass the --backbone the file was saved from, or a file saved from this backbone "
+        received=f"{given('backbone', spec.name)}, {given('weights', str(path))}",
+        fix=f"Pass the {option_name('backbone')} the file was saved from, or a file saved from this backbone "
         "(model.save_weights('NAME.weights.h5') or model.save('NAME.keras')).",
     )
 
@@ -210,7 +282,7 @@ def _load_weights_h5(spec: BackboneSpec, model: keras.Model, path: Path) -> None
     except OSError as exc:
         raise FeaturekitError(
             f"Weights file {path.name!r} is not a readable HDF5 file ({exc}).",
-            received=f"--weights {path}",
+            received=given("weights", str(path)),
             fix="Re-save it with model.save_weights('NAME.weights.h5').",
         ) from exc
     if n_arrays != len(model.weights):
@@ -233,16 +305,53 @@ def _weighted_leaf_layers(model: keras.Model) -> list[keras.layers.Layer]:
     return leaves
 
 
+def _lambda_layer_names(path: Path) -> list[str]:
+    """Names of the Lambda layers in a .keras archive's config, read as JSON without building anything.
+
+    Returns [] when the archive or its config cannot be read: loading then reports that itself.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return []
+    names: list[str] = []
+    stack: list[Any] = [config]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if item.get("class_name") == "Lambda":
+                inner = item.get("config")
+                names.append(str(inner.get("name", "?")) if isinstance(inner, dict) else "?")
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return sorted(names)
+
+
 def _copy_weights_from_keras_file(spec: BackboneSpec, model: keras.Model, path: Path) -> None:
     # The file's model was built at the size it was trained at; convolutional weights do not depend on
     # the input size, so they are copied into the fresh model built at the requested size.
+    lambdas = _lambda_layer_names(path)
+    if lambdas:
+        # Keras' safe mode refuses these (a Lambda's function is Python code stored in the file, or a name
+        # it cannot resolve); its own message suggests safe_mode=False, which featurekit never offers.
+        raise FeaturekitError(
+            f"File {path.name!r} holds Lambda layers ({', '.join(lambdas)}), and featurekit loads model files "
+            "in Keras' safe mode, which refuses them: a Lambda layer is Python code, and code from a model "
+            "file is never run.",
+            received=given("weights", str(path)),
+            fix="Save the model without Lambda layers (built-in layers, or a layer class registered with "
+            "keras.saving.register_keras_serializable), or save its weights with "
+            "model.save_weights('NAME.weights.h5') and pass that file.",
+        )
     try:
         source = keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:  # Keras raises ValueError, TypeError, OSError or zipfile errors here
         raise FeaturekitError(
             f"File {path.name!r} could not be loaded as a Keras model ({type(exc).__name__}: "
             f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}).",
-            received=f"--weights {path}",
+            received=given("weights", str(path)),
             fix="Pass a .keras file saved with model.save() from a registered architecture (safe mode refuses "
             "Lambda layers), or a .weights.h5 file.",
         ) from exc
