@@ -539,10 +539,17 @@ def _to_attr(value: Any) -> Any:
     if isinstance(value, dict):
         return json.dumps(value, sort_keys=True, default=str)
     if isinstance(value, (list, tuple)):
-        return np.array([str(v) for v in value], dtype=object) if value else "[]"
+        return np.array([_utf8(str(v)) for v in value], dtype=object) if value else "[]"
     if value is None:
         return ""
+    if isinstance(value, str):
+        return _utf8(value)
     return value
+
+
+def _utf8(text: str) -> str:
+    """Text HDF5 can store as UTF-8: bytes of a file name that were not UTF-8 become `\\xe9` escapes."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 JSON_ATTRS = ("config", "versions")

@@ -357,12 +357,12 @@ def load_image(path: str | Path, image_size: int, *, max_pixels: int | None = DE
 
     Raises:
         ImageDecodeError: the file is empty, truncated, corrupt, unreadable, too large or not an image, or
-            its name is not valid UTF-8 (such names are ignored by the scan too).
+            its file name is not valid UTF-8 (the scan ignores such files too, so extract and predict agree).
     """
     from PIL import Image, UnidentifiedImageError
 
     _check_max_pixels(max_pixels)
-    if not is_utf8_name(path):
+    if not is_utf8_name(os.path.basename(path)):  # the scan ignores such files; their folders may be anything
         raise ImageDecodeError(NON_UTF8_NAME)
     try:
         info = os.stat(path)

@@ -233,3 +233,11 @@ def test_predict_lists_hostile_files_as_error_rows(fitted_model, tmp_path: Path,
         "cannot read the file: permission denied",  # the reason extract lists for it too
     ]
     assert all(row["p_fake"] is None for row in rows[1:])
+
+
+def test_a_data_folder_whose_name_is_not_utf8_still_extracts(tmp_path: Path):
+    root = Path(os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9"))
+    make_image_folder(root, per_class=3)
+    result = extract(root, "test_tiny", pooling="avg", cache_dir=tmp_path / "cache", progress=False, log=lambda m: None)
+    with open_cache(result.cache_path) as cache:
+        assert cache.n_rows == 6 and cache.attrs["data_root"].endswith("/caf\\xe9")
