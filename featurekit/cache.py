@@ -3,36 +3,52 @@
 A finished cache is one HDF5 file with these names, which other tools may rely on:
 
 - datasets ``features`` (N, D), ``labels`` (N,), ``paths`` (relative to the data folder, UTF-8),
-  ``splits`` (train/valid/test), ``sha256`` (of each image file's bytes), ``skipped_paths`` and
-  ``skipped_reasons`` (files that could not be decoded);
+  ``splits`` (train/valid/test), ``sha256`` (of each image file's bytes): one row per image; ``skipped_paths``
+  and ``skipped_reasons`` (files that could not be decoded); ``ignored_paths`` and ``ignored_reasons``
+  (what the data scan did not take: links it does not follow, unreadable files, names that are not UTF-8);
 - root attributes ``backbone``, ``weights``, ``weights_label``, ``weights_sha256``, ``random_features``,
-  ``layer``, ``pooling``, ``image_size``, ``preprocessing``, ``class_names``, ``complete``, ``versions``,
-  ``created_utc``, ``config`` (the resolved config, JSON), ``fingerprint`` and the schema version.
+  ``layer``, ``pooling``, ``image_size``, ``preprocessing``, ``class_names``, ``positive_class`` (label 1),
+  ``complete``, ``versions``, ``created_utc``, ``config`` (the resolved config, JSON), ``fingerprint``,
+  ``n_samples`` (images the cache was made from: rows plus skipped) and ``schema_version``.
 
 While extraction runs, finished batches are written next to the cache, in ``NAME.h5.partial/``, one small
-HDF5 file per batch, each created under a temporary name and renamed into place. A kill at any moment
-(SIGKILL included) therefore loses at most the batch in flight, never a finished one, and a rerun picks
-up the batches that are missing. When all are there they are merged into ``NAME.h5`` (again through a
-temporary name), so a file at the cache path is always complete.
+HDF5 file per batch (a fixed slice of the sorted file list), each created under a fresh temporary name and
+renamed into place. A kill at any moment (SIGKILL included) therefore loses at most the batch in flight,
+never a finished one, and a rerun computes only the batches that are missing or not well formed. When all
+are there they are verified (every image exactly once) and merged into ``NAME.h5``, again through a
+temporary name, so a file at the cache path is always complete. Nothing is written through a symbolic
+link, and a full disk or a read-only folder ends in a clear error with the finished batches kept.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from featurekit.errors import FeaturekitError
+from featurekit.errors import FeaturekitError, option_name
+from featurekit.fsutil import (
+    atomic_write_json,
+    commit_file,
+    discard_temporaries,
+    NewFileSink,
+    exclusive_lock,
+    make_folder,
+    storage_error,
+    temporary_sibling,
+)
 
-SCHEMA_VERSION = 1
+# 2: adds `n_samples`, `positive_class` and the ignored_* datasets. Readers read every version up to this one.
+SCHEMA_VERSION = 2
 # Attributes that say what a cache is; a request that differs in any of them needs another cache.
 IDENTITY_KEYS = (
     "backbone", "weights_label", "weights_sha256", "layer", "pooling", "image_size",
@@ -103,43 +119,66 @@ def _normalise(value: Any) -> Any:
 def writer_lock(cache_path: str | Path) -> Iterator[None]:
     """Exclusive lock so two processes never write one cache; released by the kernel even on SIGKILL.
 
-    The lock file is removed on release; a process that locked a file just removed by its holder sees
-    that the path now names another file (or none) and locks again.
+    The lock file ``NAME.h5.lock`` is opened with O_NOFOLLOW: a symbolic link planted at its path is refused,
+    never written through (it could otherwise make a run overwrite any file the user may write).
     """
+    cache_path = Path(cache_path)
     lock_path = Path(f"{cache_path}.lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        handle = open(lock_path, "a+")
+    make_folder(lock_path.parent, "create the cache folder")
+    with ExitStack() as stack:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise FeaturekitError(
-                f"Another process ({holder}) is writing this cache right now.",
-                received=str(cache_path),
-                fix="Wait for it to finish (it resumes where it stands if stopped), or write another --cache.",
-            ) from None
-        try:
-            if os.stat(lock_path).st_ino == os.fstat(handle.fileno()).st_ino:
-                break
-        except FileNotFoundError:
-            pass
-        handle.close()
-    try:
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}")
-        handle.flush()
+            stack.enter_context(exclusive_lock(
+                lock_path, "Another process ({holder}) is writing this cache right now.", received=str(cache_path),
+                fix=f"Wait for it to finish (it resumes where it stands if stopped), or write another {option_name('cache')}."))
+        except OSError as error:
+            raise storage_error(error, "create the cache's lock file", lock_path) from None
         yield
+
+
+@contextmanager
+def _new_hdf5_file(path: Path) -> Iterator[Any]:
+    """A new HDF5 file at `path`, created exclusively (O_EXCL, O_NOFOLLOW: never through a planted link).
+
+    HDF5 writes through a `NewFileSink`, so a write that fails (a full disk, a folder made read-only) never
+    leaves the library half-closed (which crashed the process at exit); the first such OSError is raised
+    here, after HDF5 has closed the file cleanly. The caller removes the file on any error.
+    """
+    import h5py
+
+    sink = NewFileSink(path)
+    try:
+        with h5py.File(sink, "w") as f:
+            yield f
+        sink.raise_failure()
     finally:
-        lock_path.unlink(missing_ok=True)  # while still holding it: nobody can lock this file meanwhile
-        handle.close()
+        sink.close()
+
+
+BATCH_FILE = re.compile(r"batch-(\d{7})\.h5")
+RESUME_HINT = "Then run the same command again: the finished batches are kept and it resumes where it stopped."
+
+
+@dataclass
+class _Batch:
+    """What one well-formed batch file holds, apart from its features."""
+
+    index: int
+    path: Path
+    rows: np.ndarray  # rows of the sample list whose features the file holds, ascending
+    skipped: np.ndarray  # rows that did not decode
+    reasons: list[str]
+    start: int  # the batch is the slice start:stop of the sample list
+    stop: int
+    feature_dim: int
 
 
 class PartialCache:
-    """The finished batches of an extraction that is still running or was interrupted."""
+    """The finished batches of an extraction that is still running or was interrupted.
+
+    Each batch is one HDF5 file ``batch-NNNNNNN.h5`` for a fixed slice of the sorted sample list: its kept rows
+    with their features and its skipped rows with their reasons. Only well-formed files count as done, so a
+    file that was truncated, damaged, misplaced or planted is computed again (and replaced) by the next run.
+    """
 
     def __init__(self, cache_path: str | Path):
         self.cache_path = Path(cache_path)
@@ -153,58 +192,233 @@ class PartialCache:
         return self.request_path.exists()
 
     def read_request(self) -> dict[str, Any]:
-        return json.loads(self.request_path.read_text())
+        """The settings the interrupted run was started with (refused clearly when its record is damaged)."""
+        try:
+            request = json.loads(self.request_path.read_text(encoding="utf-8"))
+            if not isinstance(request, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as error:
+            raise FeaturekitError(
+                f"The record of an interrupted extraction is damaged ({error}), so its finished batches cannot be "
+                "trusted.", received=str(self.request_path),
+                fix=f"Pass {option_name('overwrite')} to start this cache over.") from None
+        return request
 
     def start(self, request: dict[str, Any]) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        _atomic_write_text(self.request_path, json.dumps(request, indent=2, sort_keys=True))
+        """Record the request of a new extraction (fsynced, atomic) so a rerun can check it resumes the same one."""
+        self._refuse_link()
+        make_folder(self.directory, "create the folder for finished batches")
+        try:
+            atomic_write_json(self.request_path, request)
+        except OSError as error:
+            raise storage_error(error, "record the extraction request", self.request_path) from None
 
     def batch_path(self, index: int) -> Path:
         return self.directory / f"batch-{index:07d}.h5"
 
     def done_batches(self) -> set[int]:
-        return {int(p.stem.split("-")[1]) for p in self.directory.glob("batch-*.h5")}
+        """Indices of the batches whose files are well formed and hold exactly their slice of rows."""
+        layout = self._layout(self._request_or_empty())
+        return {index for index, path in self._batch_files()
+                if isinstance(_inspect_batch(path, index, layout), _Batch)}
 
     def write_batch(self, index: int, row_indices: np.ndarray, features: np.ndarray,
                     skipped_indices: np.ndarray, skipped_reasons: list[str], dtype: str) -> None:
-        """Write one finished batch atomically (temporary name, fsync, rename)."""
-        import h5py
+        """Write one finished batch atomically: a new file under a fresh temporary name, fsync, rename.
 
+        The temporary name is unpredictable and created exclusively (h5py mode "x", O_EXCL), so a symbolic link
+        planted in the folder is never written through. Its features carry HDF5's Fletcher-32 checksum, so
+        the merge notices a damaged file instead of copying garbage into the cache.
+
+        Args:
+            index: The batch number.
+            row_indices: Rows (of the sorted sample list) whose features follow, ascending.
+            features: One row per kept row.
+            skipped_indices: Rows of this batch that did not decode.
+            skipped_reasons: Why, one per skipped row.
+            dtype: Stored feature dtype.
+        """
+        rows = np.asarray(row_indices, dtype=np.int64).reshape(-1)
+        skipped = np.asarray(skipped_indices, dtype=np.int64).reshape(-1)
+        covered = np.sort(np.concatenate([rows, skipped]))
+        if len(covered) == 0 or np.any(np.diff(covered) != 1) or len(skipped_reasons) != len(skipped):
+            raise ValueError(f"batch {index}: rows must be one contiguous run, each once, with a reason per skipped row")
+        features = np.asarray(features, dtype=dtype)
+        self._refuse_link()
         final = self.batch_path(index)
-        temporary = final.with_suffix(".tmp")
-        with h5py.File(temporary, "w") as f:
-            f.create_dataset("row_indices", data=np.asarray(row_indices, dtype=np.int64))
-            f.create_dataset("features", data=np.asarray(features, dtype=dtype))
-            f.create_dataset("skipped_indices", data=np.asarray(skipped_indices, dtype=np.int64))
-            f.create_dataset("skipped_reasons", data=np.asarray(skipped_reasons, dtype=object), dtype=_string_dtype())
-        _fsync_path(temporary)
-        os.replace(temporary, final)
+        temporary = temporary_sibling(final)
+        try:
+            with _new_hdf5_file(temporary) as f:
+                f.attrs.update(batch_index=index, row_start=int(covered[0]), row_stop=int(covered[-1]) + 1)
+                f.create_dataset("row_indices", data=rows)
+                f.create_dataset("features", data=features, **({"fletcher32": True} if features.size else {}))
+                f.create_dataset("skipped_indices", data=skipped)
+                f.create_dataset("skipped_reasons", data=np.asarray(skipped_reasons, dtype=object), dtype=_string_dtype())
+            commit_file(temporary, final)
+        except BaseException as error:
+            temporary.unlink(missing_ok=True)
+            if isinstance(error, OSError):
+                raise storage_error(error, f"write batch {index} of the cache", final, then=RESUME_HINT) from None
+            raise
 
-    def read_batches(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]]:
-        import h5py
+    def verified_batches(self, n_samples: int, feature_dim: int) -> list[_Batch]:
+        """Every batch, checked to cover rows 0..n_samples-1 exactly once between them (kept plus skipped).
 
-        for index in sorted(self.done_batches()):
-            with h5py.File(self.batch_path(index), "r") as f:
-                yield (f["row_indices"][()], f["features"][()], f["skipped_indices"][()],
-                       [r.decode() if isinstance(r, bytes) else r for r in f["skipped_reasons"][()]])
+        Damaged or misplaced batch files are removed, so that the rerun the error asks for recomputes exactly
+        the batches it names.
+
+        Raises:
+            FeaturekitError: batches are missing, damaged or overlap; it names them.
+        """
+        request = self.read_request()
+        layout = self._layout(request, n_samples)
+        batches: list[_Batch] = []
+        damaged: dict[int, str] = {}
+        for index, path in self._batch_files():
+            found = _inspect_batch(path, index, layout)
+            if isinstance(found, _Batch) and found.feature_dim != feature_dim and len(found.rows):
+                found = f"holds {found.feature_dim}-dimensional features, not {feature_dim}"
+            if isinstance(found, _Batch) and found.stop > n_samples:
+                found = f"holds rows up to {found.stop - 1}, but there are only {n_samples} images"
+            if isinstance(found, str):
+                damaged[index] = found
+                path.unlink(missing_ok=True)
+            else:
+                batches.append(found)
+        coverage = np.zeros(n_samples, dtype=np.int64)
+        for batch in batches:
+            coverage[batch.start:batch.stop] += 1
+        n_batches = request.get("n_batches")
+        expected = range(int(n_batches)) if isinstance(n_batches, int) else range(0)
+        present = {batch.index for batch in batches}
+        missing = [index for index in expected if index not in present and index not in damaged]
+        problems = []
+        if missing:
+            problems.append(f"{_count(len(missing), 'batch', 'batches')} {_ranges(missing)} "
+                            f"{'is' if len(missing) == 1 else 'are'} missing (deleted while the run went on?)")
+        if damaged:
+            first = next(iter(damaged.items()))
+            problems.append(f"{_count(len(damaged), 'batch', 'batches')} {_ranges(sorted(damaged))} "
+                            f"{'was' if len(damaged) == 1 else 'were'} damaged and removed (batch {first[0]}: {first[1]})")
+        uncovered = np.flatnonzero(coverage == 0)
+        if len(uncovered) and not missing and not damaged:
+            problems.append(f"rows {_ranges(uncovered.tolist())} are in no batch")
+        doubled = np.flatnonzero(coverage > 1)
+        if len(doubled):
+            problems.append(f"rows {_ranges(doubled.tolist())} are in more than one batch")
+        if problems:
+            raise FeaturekitError(
+                f"Cannot finish cache {self.cache_path}: {'; '.join(problems)}. Nothing was written at the cache path.",
+                received=str(self.directory),
+                fix="Run the same command again: it recomputes only those batches and keeps the others."
+                    + ("" if not len(doubled) else f" If this repeats, pass {option_name('overwrite')} to start over."))
+        return sorted(batches, key=lambda batch: batch.start)
 
     def remove(self) -> None:
-        shutil.rmtree(self.directory, ignore_errors=True)
+        if self.directory.is_symlink():
+            self.directory.unlink()
+        else:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _request_or_empty(self) -> dict[str, Any]:
+        try:
+            return self.read_request()
+        except FeaturekitError:
+            return {}
+
+    @staticmethod
+    def _layout(request: dict[str, Any], n_samples: int | None = None) -> tuple[int, int] | None:
+        """(batch size, number of samples) when the request says where each batch's rows lie."""
+        batch_size, stored = request.get("batch_size"), request.get("n_samples")
+        n_samples = stored if n_samples is None else n_samples
+        if isinstance(batch_size, int) and batch_size > 0 and isinstance(n_samples, int):
+            return batch_size, n_samples
+        return None
+
+    def _batch_files(self) -> list[tuple[int, Path]]:
+        """(index, path) of every file named like a batch; links and other non-files are not ours."""
+        try:
+            entries = list(os.scandir(self.directory))
+        except OSError:
+            return []
+        found = []
+        for entry in entries:
+            match = BATCH_FILE.fullmatch(entry.name)
+            if match and entry.is_file(follow_symlinks=False):
+                found.append((int(match.group(1)), Path(entry.path)))
+        return sorted(found)
+
+    def _refuse_link(self) -> None:
+        if self.directory.is_symlink():
+            raise FeaturekitError(
+                "The folder for finished batches is a symbolic link; featurekit does not write through links.",
+                received=f"{self.directory} -> {os.readlink(self.directory)}",
+                fix=f"Remove the link (`rm {self.directory}`) and run the command again.")
 
 
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+def _inspect_batch(path: Path, index: int, layout: tuple[int, int] | None) -> _Batch | str:
+    """The batch a file holds, or why it cannot be trusted (unreadable, malformed, not its slice)."""
+    import h5py
+
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        with h5py.File(path, "r") as f:
+            absent = [name for name in ("row_indices", "features", "skipped_indices", "skipped_reasons") if name not in f]
+            if absent:
+                return f"datasets {absent} are missing"
+            rows, skipped = f["row_indices"][()], f["skipped_indices"][()]
+            reasons = [_decode(r) for r in f["skipped_reasons"][()]]
+            shape = f["features"].shape
+            stored = (f.attrs.get("row_start"), f.attrs.get("row_stop"))
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
+        return f"unreadable ({error})"
+    if rows.ndim != 1 or skipped.ndim != 1 or len(shape) != 2 or shape[0] != len(rows) or len(reasons) != len(skipped):
+        return "its datasets do not agree in length"
+    if not (np.issubdtype(rows.dtype, np.integer) and np.issubdtype(skipped.dtype, np.integer)):
+        return "its row numbers are not integers"
+    covered = np.sort(np.concatenate([rows, skipped]))
+    if len(covered) == 0 or covered[0] < 0 or np.any(np.diff(covered) != 1):
+        return "its rows are not one contiguous run, each once"
+    start, stop = int(covered[0]), int(covered[-1]) + 1
+    if stored[0] is not None and (int(stored[0]), int(stored[1])) != (start, stop):
+        return "its rows differ from the slice it records"
+    if layout is not None:
+        batch_size, n_samples = layout
+        expected = (index * batch_size, min((index + 1) * batch_size, n_samples))
+        if (start, stop) != expected:
+            return f"holds rows {start}-{stop - 1} instead of {expected[0]}-{expected[1] - 1}"
+    order = np.argsort(rows)
+    return _Batch(index, path, rows[order], skipped, reasons, start, stop, int(shape[1]))
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(text)
-    _fsync_path(temporary)
-    os.replace(temporary, path)
+def _read_batch_features(batch: _Batch, dtype: str) -> np.ndarray:
+    import h5py
+
+    with h5py.File(batch.path, "r") as f:
+        features = f["features"][()]  # Fletcher-32 checksums are verified here
+        rows = f["row_indices"][()]
+    return np.asarray(features[np.argsort(rows)], dtype=dtype)
+
+
+class _DamagedBatch(Exception):
+    def __init__(self, batch: _Batch, error: Exception):
+        super().__init__(f"batch {batch.index}: {error}")
+        self.batch, self.error = batch, error
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return one if n == 1 else many
+
+
+def _ranges(values: list[int], limit: int = 8) -> str:
+    """`3, 7-9, 12` for [3, 7, 8, 9, 12] (the first `limit` runs, then how many more)."""
+    runs: list[list[int]] = []
+    for value in values:
+        if runs and value == runs[-1][1] + 1:
+            runs[-1][1] = value
+        else:
+            runs.append([value, value])
+    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs[:limit])
+    return text + (f" and {len(runs) - limit} more runs" if len(runs) > limit else "")
 
 
 def cache_fingerprint(attrs: dict[str, Any], n_rows: int, feature_dim: int) -> str:
@@ -219,79 +433,123 @@ def rows_per_chunk(feature_dim: int, itemsize: int, n_rows: int) -> int:
     return int(max(1, min(max(n_rows, 1), TARGET_CHUNK_BYTES // max(1, feature_dim * itemsize))))
 
 
-def finalize_cache(partial: PartialCache, samples: list, attrs: dict[str, Any]) -> Path:
-    """Merge the finished batches into the cache file, through a temporary name.
+def finalize_cache(partial: PartialCache, samples: list, attrs: dict[str, Any],
+                   ignored: list[tuple[str, str]] = ()) -> Path:
+    """Merge the finished batches into the cache file, through a fresh temporary file, once they are verified.
+
+    The batches must cover every sample exactly once (kept or skipped), each holding exactly its slice;
+    otherwise nothing is written and the error names the batches a rerun recomputes. On any failure (a full
+    disk, a read-only folder, a damaged batch) the temporary file is closed and removed, the cache path is
+    never touched, and the finished batches stay for the rerun.
 
     Args:
         partial: The batches; all of them must be there.
         samples: The data folder's samples (objects with path, label, split, sha256), in row order.
         attrs: Root attributes; `class_names` a list, `config`/`versions` dicts (stored as JSON).
+        ignored: (path, reason) of files the scan did not take (links not followed, unreadable files, ...).
     """
-    import h5py
-
     dtype = attrs["dtype"]
     feature_dim = int(attrs["feature_dim"])
-    kept: list[int] = []
-    skipped: dict[int, str] = {}
-    for row_indices, _, skipped_indices, reasons in partial.read_batches():
-        kept.extend(int(i) for i in row_indices)
-        skipped.update({int(i): reason for i, reason in zip(skipped_indices, reasons)})
+    batches = partial.verified_batches(len(samples), feature_dim)
+    kept = np.sort(np.concatenate([batch.rows for batch in batches]))
+    skipped = {int(row): reason for batch in batches for row, reason in zip(batch.skipped, batch.reasons)}
     n_rows = len(kept)
     if n_rows == 0:
         raise FeaturekitError(
             "No image in the data folder could be decoded, so the cache would be empty.",
-            received=f"{len(skipped)} files, all skipped (first: {samples[next(iter(skipped))].path if skipped else '-'})",
+            received=f"{len(skipped)} files, all skipped (first: {samples[min(skipped)].path if skipped else '-'}: "
+                     f"{skipped[min(skipped)] if skipped else '-'})",
             fix="Check that the files are JPEG, PNG, BMP or GIF images.",
         )
-    order = np.argsort(np.asarray(kept))
-    if not np.all(np.diff(np.asarray(kept)[order]) > 0):
-        raise RuntimeError("duplicate rows in partial cache batches")  # a bug, not a user error
-
     cache_path = partial.cache_path
-    temporary = cache_path.with_name(cache_path.name + ".tmp")
+    if cache_path.is_dir() and not cache_path.is_symlink():
+        raise FeaturekitError("The cache path is a folder.", received=str(cache_path),
+                              fix=f"Pass a file name such as {cache_path / 'features.h5'} as {option_name('cache')}.")
+    _refuse_when_short_of_space(cache_path, n_rows * feature_dim * np.dtype(dtype).itemsize + 256 * len(samples))
+    discard_temporaries(cache_path)  # left by merges that were killed (we hold the writer lock)
+    temporary = temporary_sibling(cache_path)
     strings = _string_dtype()
-    kept_sorted = [kept[i] for i in order]
-    with h5py.File(temporary, "w") as f:
-        chunk_rows = rows_per_chunk(feature_dim, np.dtype(dtype).itemsize, n_rows)
-        features = f.create_dataset("features", shape=(n_rows, feature_dim), maxshape=(None, feature_dim),
-                                    dtype=dtype, chunks=(chunk_rows, feature_dim))
-        position = {row: i for i, row in enumerate(kept_sorted)}
-        for row_indices, batch_features, _, _ in partial.read_batches():
-            if len(row_indices):
-                targets = np.array([position[int(r)] for r in row_indices])
+    try:
+        with _new_hdf5_file(temporary) as f:
+            chunk_rows = rows_per_chunk(feature_dim, np.dtype(dtype).itemsize, n_rows)
+            features = f.create_dataset("features", shape=(n_rows, feature_dim), maxshape=(None, feature_dim),
+                                        dtype=dtype, chunks=(chunk_rows, feature_dim))
+            for batch in batches:
+                if not len(batch.rows):
+                    continue
+                try:
+                    batch_features = _read_batch_features(batch, dtype)
+                except (OSError, ValueError, KeyError) as error:
+                    raise _DamagedBatch(batch, error) from None
+                targets = np.searchsorted(kept, batch.rows)
                 # Batches are contiguous runs of rows, so one slice write per batch.
-                if np.all(np.diff(targets) == 1):
+                if targets[-1] - targets[0] == len(targets) - 1:
                     features[targets[0]:targets[-1] + 1] = batch_features
                 else:
                     for target, row in zip(targets, batch_features):
                         features[target] = row
-        chosen = [samples[i] for i in kept_sorted]
-        f.create_dataset("labels", data=np.array([s.label for s in chosen], dtype=np.int8))
-        f.create_dataset("paths", data=np.array([s.path for s in chosen], dtype=object), dtype=strings)
-        f.create_dataset("splits", data=np.array([s.split for s in chosen], dtype=object), dtype=strings)
-        f.create_dataset("sha256", data=np.array([s.sha256 for s in chosen], dtype=object), dtype=strings)
-        skipped_rows = sorted(skipped)
-        f.create_dataset("skipped_paths", data=np.array([samples[i].path for i in skipped_rows], dtype=object), dtype=strings)
-        f.create_dataset("skipped_reasons", data=np.array([skipped[i] for i in skipped_rows], dtype=object), dtype=strings)
-        stored = dict(attrs)
-        stored.update(schema_version=SCHEMA_VERSION, complete=True, n_rows=n_rows, n_skipped=len(skipped_rows),
-                      fingerprint=cache_fingerprint(attrs, n_rows, feature_dim))
-        for key, value in stored.items():
-            f.attrs[key] = _to_attr(value)
-    _fsync_path(temporary)
-    os.replace(temporary, cache_path)
+            chosen = [samples[i] for i in kept]
+            f.create_dataset("labels", data=np.array([s.label for s in chosen], dtype=np.int8))
+            f.create_dataset("paths", data=np.array([s.path for s in chosen], dtype=object), dtype=strings)
+            f.create_dataset("splits", data=np.array([s.split for s in chosen], dtype=object), dtype=strings)
+            f.create_dataset("sha256", data=np.array([s.sha256 for s in chosen], dtype=object), dtype=strings)
+            skipped_rows = sorted(skipped)
+            f.create_dataset("skipped_paths", data=np.array([samples[i].path for i in skipped_rows], dtype=object), dtype=strings)
+            f.create_dataset("skipped_reasons", data=np.array([skipped[i] for i in skipped_rows], dtype=object), dtype=strings)
+            f.create_dataset("ignored_paths", data=np.array([p for p, _ in ignored], dtype=object), dtype=strings)
+            f.create_dataset("ignored_reasons", data=np.array([r for _, r in ignored], dtype=object), dtype=strings)
+            stored = dict(attrs)
+            class_names = list(attrs.get("class_names") or [])
+            stored.update(schema_version=SCHEMA_VERSION, complete=True, n_rows=n_rows, n_skipped=len(skipped_rows),
+                          n_samples=len(samples), fingerprint=cache_fingerprint(attrs, n_rows, feature_dim))
+            if len(class_names) == 2:
+                stored.setdefault("positive_class", class_names[1])
+            for key, value in stored.items():
+                f.attrs[key] = _to_attr(value)
+        commit_file(temporary, cache_path)
+    except BaseException as error:
+        temporary.unlink(missing_ok=True)
+        if isinstance(error, _DamagedBatch):
+            error.batch.path.unlink(missing_ok=True)
+            raise FeaturekitError(
+                f"Cannot finish cache {cache_path}: batch {error.batch.index} is damaged ({error.error}) and was "
+                "removed. Nothing was written at the cache path.", received=str(partial.directory),
+                fix="Run the same command again: it recomputes only that batch and keeps the others.") from None
+        if isinstance(error, OSError):
+            raise storage_error(error, "write the finished cache", cache_path, then=RESUME_HINT) from None
+        raise
     partial.remove()
     return cache_path
+
+
+def _refuse_when_short_of_space(cache_path: Path, needed: int) -> None:
+    """Refuse the merge up front when the disk clearly cannot hold the cache (the batches stay)."""
+    try:
+        free = shutil.disk_usage(cache_path.parent).free
+    except OSError:
+        return
+    if free < needed:
+        raise FeaturekitError(
+            f"Could not write the finished cache: the disk is full (it needs about {needed / 2**20:,.1f} MiB, "
+            f"{free / 2**20:,.1f} MiB are free).", received=str(cache_path),
+            fix=f"Free some space on that disk. {RESUME_HINT}")
 
 
 def _to_attr(value: Any) -> Any:
     if isinstance(value, dict):
         return json.dumps(value, sort_keys=True, default=str)
     if isinstance(value, (list, tuple)):
-        return np.array([str(v) for v in value], dtype=object) if value else "[]"
+        return np.array([_utf8(str(v)) for v in value], dtype=object) if value else "[]"
     if value is None:
         return ""
+    if isinstance(value, str):
+        return _utf8(value)
     return value
+
+
+def _utf8(text: str) -> str:
+    """Text HDF5 can store as UTF-8: bytes of a file name that were not UTF-8 become `\\xe9` escapes."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 JSON_ATTRS = ("config", "versions")
@@ -310,7 +568,12 @@ def _from_attr(key: str, value: Any) -> Any:
 
 
 class CacheReader:
-    """Read access to a finished cache; features load into memory or stream in chunk-sized blocks."""
+    """Read access to a finished cache; features load into memory or stream in chunk-sized blocks.
+
+    Opening checks that the file is a finished cache this code can read: a known schema version, and one row
+    per image in `features`, `labels`, `paths`, `splits` and `sha256` (a damaged file is refused here, not
+    later with an IndexError).
+    """
 
     def __init__(self, path: str | Path):
         import h5py
@@ -333,18 +596,65 @@ class CacheReader:
         except OSError as error:
             raise FeaturekitError(f"Not a readable HDF5 cache ({error}).", received=str(self.path),
                                   fix="Rebuild it with `python cli.py extract ... --overwrite`.") from None
-        missing = [name for name in ("features", "labels", "paths", "splits") if name not in self._file]
+        try:
+            self._check_and_load()
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _check_and_load(self) -> None:
+        missing = [name for name in ("features", "labels", "paths", "splits", "sha256") if name not in self._file]
         if missing:
             raise FeaturekitError(f"Not a featurekit cache: datasets {missing} are missing.", received=str(self.path),
                                   fix="Point --cache at a file written by `python cli.py extract`.")
-        self.attrs: dict[str, Any] = {key: _from_attr(key, value) for key, value in self._file.attrs.items()}
-        if not self.attrs.get("complete", False):
+        try:
+            self.attrs: dict[str, Any] = {key: _from_attr(key, value) for key, value in self._file.attrs.items()}
+        except (ValueError, OSError) as error:
+            raise self._damaged(f"its attributes cannot be read ({error})") from None
+        self._check_schema_version()
+        if self.attrs.get("complete") is not True:
             raise FeaturekitError(f"Cache {self.path} is marked incomplete.", received=str(self.path),
                                   fix="Re-run its extract command to finish it, or pass --overwrite to rebuild.")
         self.features = self._file["features"]
+        if self.features.ndim != 2:
+            raise self._damaged(f"features has shape {self.features.shape}, not (images, features)")
+        n_rows = self.features.shape[0]
+        lengths = {name: self._file[name].shape for name in ("labels", "paths", "splits", "sha256")}
+        wrong = {name: shape for name, shape in lengths.items() if shape != (n_rows,)}
+        if wrong:
+            described = ", ".join(f"{name} has {shape[0] if len(shape) == 1 else shape} rows" for name, shape in wrong.items())
+            raise self._damaged(f"features has {n_rows} rows but {described} (one row per image is expected)")
+        n_skipped = self._file["skipped_paths"].shape[0] if "skipped_paths" in self._file else 0
+        n_samples = self.attrs.get("n_samples")
+        if isinstance(n_samples, int) and n_rows + n_skipped != n_samples:
+            raise self._damaged(f"it holds {n_rows} rows and {n_skipped} skipped files, but was made from "
+                                f"{n_samples} images")
         self.labels: np.ndarray = self._file["labels"][()].astype(np.int64)
+        if not np.isin(self.labels, (0, 1)).all():
+            raise self._damaged(f"labels other than 0 and 1: {sorted(set(np.unique(self.labels).tolist()) - {0, 1})[:5]}")
         self.splits: np.ndarray = np.array([_decode(s) for s in self._file["splits"][()]])
+        unknown = sorted(set(self.splits.tolist()) - {"train", "valid", "test"})
+        if unknown:
+            raise self._damaged(f"unknown split names {unknown[:5]}")
         self.paths: list[str] = [_decode(p) for p in self._file["paths"][()]]
+
+    def _check_schema_version(self) -> None:
+        version = self.attrs.get("schema_version")
+        if version is None or version == "":
+            raise FeaturekitError(f"Cache {self.path} has no schema_version, so it is not a finished featurekit cache.",
+                                  received=str(self.path), fix="Rebuild it with `python cli.py extract ... --overwrite`.")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise self._damaged(f"its schema_version {version!r} is not a version number")
+        if version > SCHEMA_VERSION:
+            raise FeaturekitError(
+                f"Cache {self.path} was written by a newer featurekit (schema version {version}; this one reads up to "
+                f"{SCHEMA_VERSION}).", received=str(self.path),
+                fix="Upgrade featurekit (`pip install -U featurekit`), or rebuild the cache with this version "
+                    "(`python cli.py extract ... --overwrite`).")
+
+    def _damaged(self, problem: str) -> FeaturekitError:
+        return FeaturekitError(f"Cache {self.path} is damaged: {problem}.", received=str(self.path),
+                               fix="Rebuild it with `python cli.py extract ... --overwrite`.")
 
     def __enter__(self) -> "CacheReader":
         return self
@@ -372,6 +682,12 @@ class CacheReader:
         return list(self.attrs.get("class_names", []))
 
     @property
+    def positive_class(self) -> str | None:
+        """The class that is label 1 (what P(positive) and every "p_fake" column are the probability of)."""
+        names = self.class_names
+        return self.attrs.get("positive_class") or (names[1] if len(names) == 2 else None)
+
+    @property
     def sha256(self) -> list[str]:
         return [_decode(s) for s in self._file["sha256"][()]]
 
@@ -381,6 +697,14 @@ class CacheReader:
             return []
         return list(zip((_decode(p) for p in self._file["skipped_paths"][()]),
                         (_decode(r) for r in self._file["skipped_reasons"][()])))
+
+    @property
+    def ignored(self) -> list[tuple[str, str]]:
+        """(path, reason) of files the data scan did not take: links not followed, unreadable files, ..."""
+        if "ignored_paths" not in self._file:
+            return []
+        return list(zip((_decode(p) for p in self._file["ignored_paths"][()]),
+                        (_decode(r) for r in self._file["ignored_reasons"][()])))
 
     def split_indices(self, split: str) -> np.ndarray:
         return np.flatnonzero(self.splits == split)

@@ -6,27 +6,48 @@ Two layouts are understood:
   moves an existing file to another split;
 - ``DIR/{train,valid,test}/<class>/...`` (the Kaggle "140k Real and Fake Faces" layout): splits are kept.
 
-Decoding lives here too (Pillow: grayscale, RGBA, CMYK, palette and GIF frames all become RGB), so the
-same rules serve extraction, training and prediction. No TensorFlow in this module.
+Class folders are matched without regard to case (``Real/`` in one split and ``real/`` in another are one
+class). With ``real`` and ``fake`` (any case), ``fake`` is the positive class (label 1); with any other pair,
+the second in case-insensitive alphabetical order is, and it is recorded as ``positive_class``.
+
+The scan never follows a symbolic link to a folder, never reads anything but regular files, and takes
+links to regular files only when they stay inside the data folder. Whatever it does not take (such links,
+dangling or looping links, FIFOs, unreadable files, names that are not valid UTF-8, other suffixes) is
+listed in ``ImageFolder.unsupported`` with the reason, never dropped silently and never a crash.
+
+Decoding lives here too (Pillow: grayscale, 16-bit, RGBA, CMYK, palette and GIF frames all become 8-bit RGB,
+EXIF orientation applied), so the same rules serve extraction, training and prediction. No TensorFlow here.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
+import re
+import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from featurekit.errors import FeaturekitError
+from featurekit.errors import FeaturekitError, given, option_name
 from featurekit.hashing import file_sha256
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 SPLITS = ("train", "valid", "test")
 SPLIT_ALIASES = {"train": "train", "valid": "valid", "val": "valid", "validation": "valid", "test": "test"}
 DEFAULT_SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
-# With classes real/fake the generated images are what a forensic tool detects: label 1.
+# With classes real/fake the generated images are what a forensic tool detects: label 1 (any case).
 POSITIVE_CLASS_NAMES = ("fake",)
+NEGATIVE_CLASS_NAMES = ("real",)
+# Largest image decoded, in pixels. 64 megapixels holds every camera photo in common use (50-61 MP sensors)
+# and is 1,000 times a 256x256 face; its RGB decode takes 192 MB, so a few decoder threads stay within a
+# laptop's memory. A file declaring more (a "decompression bomb": a 20000x20000 PNG is a few kilobytes that
+# decode to 1.2 GB) is skipped before a byte of it is decoded. Pillow's own global limit is left alone.
+DEFAULT_MAX_PIXELS = 64_000_000
+NON_UTF8_NAME = "file name is not valid UTF-8 (rename the file)"
 
 
 @dataclass(frozen=True)
@@ -45,9 +66,21 @@ class ImageFolder:
 
     root: Path
     layout: str  # "class-folders" or "split-folders"
-    class_names: tuple[str, ...]
+    class_names: tuple[str, ...]  # in label order: class_names[1] is the positive class
     samples: list[Sample]
-    unsupported: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+    # (relative path, reason) of everything the scan did not take; paths shown with backslash escapes where
+    # the name is not valid UTF-8.
+    unsupported: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def positive_class(self) -> str:
+        """The class that is label 1: what P(positive) and every "p_fake" column are the probability of."""
+        return self.class_names[1]
+
+    @property
+    def ignored(self) -> list[tuple[str, str]]:
+        """The files and folders the scan did not take, with the reason (another name for `unsupported`)."""
+        return self.unsupported
 
     def fingerprint(self) -> str:
         """sha256 over (path, label, split, sha256) of every sample: the identity of the image set."""
@@ -87,25 +120,134 @@ def _check_fractions(fractions: tuple[float, ...]) -> None:
 
 
 def order_class_names(names: list[str]) -> tuple[str, ...]:
-    """Class names in label order: sorted, with a known positive class (`fake`) last, i.e. label 1."""
-    ordered = sorted(names)
-    for positive in POSITIVE_CLASS_NAMES:
-        if positive in ordered and len(ordered) == 2:
-            ordered.remove(positive)
-            ordered.append(positive)
+    """Class names in label order, the positive class (label 1) last.
+
+    Case does not matter: `fake`/`Fake`/`FAKE` is the positive class and `real`/`Real`/... the negative one;
+    any other pair is in case-insensitive alphabetical order, so the second is positive.
+    """
+    ordered = sorted(names, key=lambda name: (name.casefold(), name))
+    if len(ordered) == 2:
+        folded = [name.casefold() for name in ordered]
+        if folded[0] in POSITIVE_CLASS_NAMES or folded[1] in NEGATIVE_CLASS_NAMES:
+            ordered.reverse()
     return tuple(ordered)
 
 
-def _visible_children(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.iterdir() if not p.name.startswith("."))
+def printable_path(path: str | os.PathLike) -> str:
+    """A path as text that can always be shown and stored: bytes that are not UTF-8 become `\\xe9` escapes,
+    control characters (a newline in a name) their escapes too."""
+    raw = os.fsencode(path)
+    text = raw.decode("utf-8", errors="backslashreplace")
+    return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
 
 
-def _class_dirs(directory: Path) -> list[Path]:
-    return [p for p in _visible_children(directory) if p.is_dir()]
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _files_under(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(directory).parts))
+def is_utf8_name(path: str | os.PathLike) -> bool:
+    """Whether a file name is valid UTF-8 (on Linux a name is bytes; Python holds the others as surrogates)."""
+    try:
+        os.fsencode(path).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def read_problem(error: OSError) -> str:
+    """Why a file could not be read, in the words the scan and the decoder both use (so they agree)."""
+    if isinstance(error, PermissionError):
+        return "cannot read the file: permission denied"
+    if isinstance(error, IsADirectoryError):
+        return "a folder, not an image file"
+    if isinstance(error, FileNotFoundError):
+        return "the file disappeared"
+    return f"cannot read the file: {error.strerror or error}"
+
+
+def _walk(directory: Path, root: Path, real_root: str, ignored: list[tuple[str, str]]) -> Iterator[Path]:
+    """Regular files below `directory` in sorted order, listing in `ignored` whatever is not taken and why.
+
+    Folders reached through symbolic links are never entered (so a link loop cannot hang the scan); a link
+    to a regular file is taken when its target lies inside the data folder.
+    """
+    try:
+        entries = sorted(os.scandir(directory), key=lambda entry: os.fsencode(entry.name))
+    except OSError as error:
+        ignored.append((_relative(directory, root) + "/", f"cannot list the folder: {error.strerror or error}"))
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        path = Path(entry.path)
+        if not is_utf8_name(entry.name):
+            kind = "folder" if entry.is_dir(follow_symlinks=False) else "file"
+            ignored.append((_relative(path, root), f"{kind} name is not valid UTF-8 (rename the {kind})"))
+            continue
+        try:
+            if entry.is_symlink():
+                _, problem = _classify_link(path, real_root)
+                if problem:
+                    ignored.append((_relative(path, root), problem))
+                else:
+                    yield path
+            elif entry.is_dir(follow_symlinks=False):
+                yield from _walk(path, root, real_root, ignored)
+            elif entry.is_file(follow_symlinks=False):
+                yield path
+            else:
+                ignored.append((_relative(path, root), "not a regular file (a FIFO, socket or device): not read"))
+        except OSError as error:
+            ignored.append((_relative(path, root), read_problem(error)))
+
+
+def _classify_link(path: Path, real_root: str) -> tuple[str, str | None]:
+    """What a symbolic link points to ("file", "folder", "broken", "other") and why it is not followed
+    (None for a link to a regular file inside the data folder, the one kind that is)."""
+    try:
+        target = os.stat(path)
+    except FileNotFoundError:
+        return "broken", f"dangling symbolic link (to {printable_path(os.readlink(path))})"
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "broken", "symbolic link loop"
+        return "broken", f"symbolic link that cannot be followed ({error.strerror or error})"
+    if stat.S_ISDIR(target.st_mode):
+        return "folder", "symbolic link to a folder: not followed"
+    if not stat.S_ISREG(target.st_mode):
+        return "other", "symbolic link to something that is not a regular file: not followed"
+    if os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
+        return "file", "symbolic link to a file outside the data folder: not followed"
+    return "file", None
+
+
+def _relative(path: Path, root: Path) -> str:
+    return printable_path(path.relative_to(root).as_posix())
+
+
+def _folders(directory: Path, root: Path, ignored: list[tuple[str, str]]) -> list[Path]:
+    """The real subfolders of a data folder (or of a split folder); links to folders are listed as ignored."""
+    found = []
+    try:
+        entries = sorted(os.scandir(directory), key=lambda entry: os.fsencode(entry.name))
+    except OSError as error:
+        raise FeaturekitError(f"The data folder cannot be listed ({error.strerror or error}).",
+                              received=given("data", printable_path(directory)),
+                              fix="Make the folder readable for this user.") from None
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        path = Path(entry.path)
+        if entry.is_symlink():
+            kind, problem = _classify_link(path, os.path.realpath(root))
+            if kind != "file":  # files beside the class folders are not images of a class, links or not
+                ignored.append((_relative(path, root), problem))
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            if not is_utf8_name(entry.name):
+                ignored.append((_relative(path, root), "folder name is not valid UTF-8 (rename the folder)"))
+                continue
+            found.append(path)
+    return found
 
 
 def scan_image_folder(
@@ -119,55 +261,70 @@ def scan_image_folder(
         split_fractions: train/valid/test fractions for the class-folder layout.
 
     Returns:
-        An ImageFolder whose samples are sorted by relative path. Files whose suffix is not an image
-        suffix are listed in `unsupported`; files that do not decode are found later, at decode time.
+        An ImageFolder whose samples are sorted by relative path. What the scan did not take (other suffixes,
+        links it does not follow, unreadable files, names that are not UTF-8) is listed in `unsupported`
+        with the reason; files that do not decode are found later, at decode time.
     """
     root = Path(root).expanduser()
     if not root.exists():
         raise FeaturekitError(
             "The data folder does not exist.",
-            received=f"--data {root}",
+            received=given("data", printable_path(root)),
             fix="Pass a folder laid out as DIR/<class>/*.jpg or DIR/{train,valid,test}/<class>/*.jpg.",
         )
     if not root.is_dir():
-        raise FeaturekitError("The data path is a file, not a folder.", received=f"--data {root}",
+        raise FeaturekitError("The data path is a file, not a folder.", received=given("data", printable_path(root)),
                               fix="Pass the folder that holds one subfolder per class.")
     _check_fractions(split_fractions)
 
-    top = _class_dirs(root)
+    ignored: list[tuple[str, str]] = []
+    top = _folders(root, root, ignored)
     split_dirs = {SPLIT_ALIASES[p.name.lower()]: p for p in top if p.name.lower() in SPLIT_ALIASES}
     if split_dirs and len(split_dirs) == len(top):
         layout = "split-folders"
-        groups = [(split, class_dir) for split, split_dir in sorted(split_dirs.items()) for class_dir in _class_dirs(split_dir)]
+        groups = [(split, class_dir) for split, split_dir in sorted(split_dirs.items())
+                  for class_dir in _folders(split_dir, root, ignored)]
     else:
         layout = "class-folders"
         groups = [(None, class_dir) for class_dir in top]
 
-    class_names = order_class_names(sorted({class_dir.name for _, class_dir in groups}))
+    spellings: dict[str, str] = {}  # casefolded name -> the spelling shown (the first in sorted order)
+    for _, class_dir in sorted(groups, key=lambda group: group[1].name):
+        spellings.setdefault(class_dir.name.casefold(), class_dir.name)
+    class_names = order_class_names(list(spellings.values()))
     if len(class_names) != 2:
         found = ", ".join(class_names) or "none"
+        not_followed = [path for path, reason in ignored if "symbolic link" in reason]
+        hint = f" (symbolic links to folders are not followed: {', '.join(not_followed)})" if not_followed else ""
         raise FeaturekitError(
-            f"featurekit's probes are binary: the data folder needs exactly two class folders, found {len(class_names)} ({found}).",
-            received=f"--data {root}",
+            f"featurekit's probes are binary: the data folder needs exactly two class folders, found "
+            f"{len(class_names)} ({found}){hint}.",
+            received=given("data", printable_path(root)),
             fix="Lay the images out as DIR/real/*.jpg and DIR/fake/*.jpg (or DIR/{train,valid,test}/{real,fake}/).",
         )
+    label_of = {name.casefold(): label for label, name in enumerate(class_names)}
 
     samples: list[Sample] = []
-    unsupported: list[tuple[str, str]] = []
+    real_root = os.path.realpath(root)
     for split, class_dir in groups:
-        label = class_names.index(class_dir.name)
-        for file in _files_under(class_dir):
+        label = label_of[class_dir.name.casefold()]
+        for file in _walk(class_dir, root, real_root, ignored):
             relative = file.relative_to(root).as_posix()
             if file.suffix.lower() not in IMAGE_SUFFIXES:
-                unsupported.append((relative, f"unsupported file type {file.suffix or '(no suffix)'}"))
+                ignored.append((printable_path(relative), f"unsupported file type {printable_path(file.suffix) or '(no suffix)'}"))
                 continue
-            assigned = split or hash_split(relative, split_fractions)
-            samples.append(Sample(relative, label, assigned, file_sha256(file)))
+            try:
+                digest = file_sha256(file)
+            except OSError as error:  # unreadable: ignored here, and `load_image` gives predict the same reason
+                ignored.append((printable_path(relative), read_problem(error)))
+                continue
+            samples.append(Sample(relative, label, split or hash_split(relative, split_fractions), digest))
     samples.sort(key=lambda s: s.path)
+    ignored.sort()
     if not samples:
         raise FeaturekitError(
             f"The data folder has no images ({', '.join(IMAGE_SUFFIXES)}) in its class folders.",
-            received=f"--data {root}",
+            received=given("data", printable_path(root)),
             fix="Put the images in one subfolder per class, e.g. DIR/real/ and DIR/fake/.",
         )
     present = {s.label for s in samples}
@@ -175,41 +332,109 @@ def scan_image_folder(
         only = class_names[present.pop()]
         raise FeaturekitError(
             f"Only one class has images: {only!r}.",
-            received=f"--data {root}",
+            received=given("data", printable_path(root)),
             fix="Both class folders need images.",
         )
-    return ImageFolder(root, layout, class_names, samples, unsupported)
+    return ImageFolder(root, layout, class_names, samples, ignored)
 
 
 class ImageDecodeError(ValueError):
-    """An image file that Pillow cannot decode (corrupt, truncated, empty, not an image)."""
+    """An image file that cannot be decoded (corrupt, truncated, empty, unreadable, too large, not an image)."""
 
 
-def load_image(path: str | Path, image_size: int) -> np.ndarray:
+def load_image(path: str | Path, image_size: int, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode one file to RGB uint8 of shape (image_size, image_size, 3).
 
-    Grayscale, RGBA, CMYK and palette images become RGB; animated GIFs give their first frame.
-    Resizing is Pillow's bilinear filter, which antialiases when shrinking.
+    Grayscale, 16-bit, RGBA, CMYK and palette images become 8-bit RGB (16-bit values are scaled, 65535 ->
+    255); animated GIFs give their first frame; the EXIF orientation is applied, so a photo is seen upright
+    as a viewer shows it. Resizing is Pillow's bilinear filter, which antialiases when shrinking.
+
+    Args:
+        path: The image file.
+        image_size: Square output size.
+        max_pixels: Largest width x height decoded (checked from the header, before decoding); None for no
+            limit of ours (Pillow's own decompression-bomb limit still holds).
 
     Raises:
-        ImageDecodeError: the file is empty, truncated, corrupt or not an image.
+        ImageDecodeError: the file is empty, truncated, corrupt, unreadable, too large or not an image, or
+            its file name is not valid UTF-8 (the scan ignores such files too, so extract and predict agree).
     """
     from PIL import Image, UnidentifiedImageError
 
-    path = Path(path)
+    _check_max_pixels(max_pixels)
+    if not is_utf8_name(os.path.basename(path)):  # the scan ignores such files; their folders may be anything
+        raise ImageDecodeError(NON_UTF8_NAME)
     try:
-        if path.stat().st_size == 0:
+        info = os.stat(path)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "Is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageDecodeError("not a regular file (a FIFO, socket or device): not read")
+        if info.st_size == 0:
             raise ImageDecodeError("empty file (0 bytes)")
-        with Image.open(path) as image:
+        with _open_image_file(path) as handle, Image.open(handle) as image:
+            width, height = image.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise ImageDecodeError(_too_large(width * height, max_pixels))
             image.seek(0)
             image.load()  # forces a full decode: truncated files fail here, not later
-            rgb = image.convert("RGB")
+            rgb = _to_rgb(_upright(image))
         if rgb.size != (image_size, image_size):
             rgb = rgb.resize((image_size, image_size), Image.Resampling.BILINEAR)
         return np.asarray(rgb, dtype=np.uint8)
     except ImageDecodeError:
         raise
+    except Image.DecompressionBombError as error:
+        pixels = re.search(r"\((\d+) pixels\)", str(error))
+        raise ImageDecodeError(_too_large(int(pixels.group(1)) if pixels else None, max_pixels)) from error
     except UnidentifiedImageError as error:
         raise ImageDecodeError("not an image Pillow can identify") from error
-    except (OSError, ValueError, SyntaxError) as error:  # Pillow signals truncation/corruption with these
+    except Image.DecompressionBombWarning as error:  # only raised when warnings are turned into errors
+        raise ImageDecodeError(f"image too large to decode safely ({error})") from error
+    except OSError as error:
+        if error.errno is not None:  # the operating system refused: permissions, a folder, a vanished file
+            raise ImageDecodeError(read_problem(error)) from error
+        raise ImageDecodeError(f"corrupt or truncated image ({error})") from error  # Pillow's own OSErrors
+    except (ValueError, SyntaxError, EOFError) as error:  # how Pillow signals other corruption
         raise ImageDecodeError(f"corrupt or truncated image ({error})") from error
+    except MemoryError as error:
+        raise ImageDecodeError("not enough memory to decode this image") from error
+
+
+def _open_image_file(path: str | Path):
+    """The open file Pillow decodes from (one place to reach in tests that simulate unreadable files)."""
+    return open(path, "rb")
+
+
+def _check_max_pixels(max_pixels: int | None) -> None:
+    if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1):
+        raise FeaturekitError("The pixel limit must be a positive whole number of pixels (or None for no limit).",
+                              received=given("max_pixels", max_pixels),
+                              fix=f"Use e.g. {option_name('max_pixels')} {DEFAULT_MAX_PIXELS}.")
+
+
+def _too_large(pixels: int | None, max_pixels: int | None) -> str:
+    size = f"{pixels:,} pixels" if pixels else "too many pixels"
+    if max_pixels is not None and (pixels is None or pixels > max_pixels):
+        return (f"image too large to decode safely: {size}, more than {option_name('max_pixels')} {max_pixels:,} "
+                "(raise it to read this file)")
+    return f"image too large to decode safely: {size}, more than Pillow's limit (PIL.Image.MAX_IMAGE_PIXELS)"
+
+
+def _upright(image):
+    """The image as a viewer shows it: EXIF orientation (camera photos stored sideways) applied."""
+    from PIL import ImageOps
+
+    if image.getexif().get(0x0112, 1) not in (1, None):  # 0x0112: Orientation
+        image = ImageOps.exif_transpose(image)
+    return image
+
+
+def _to_rgb(image):
+    """8-bit RGB. 16-bit (and 32-bit integer) grayscale is scaled to 0-255; Pillow's convert would clip it."""
+    from PIL import Image
+
+    if image.mode.startswith("I"):  # I;16, I;16B, I;16L, I (Pillow's 16-bit PNG modes)
+        values = np.clip(np.asarray(image).astype(np.int64), 0, 65535)
+        image = Image.fromarray(((values * 255 + 32767) // 65535).astype(np.uint8), mode="L")
+    return image.convert("RGB")

@@ -188,7 +188,7 @@ def extract_many(
                      "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                      "batch_size": batch_size, "resize": "pillow-bilinear", "seed": seed,
                      "backbone_params": description.get("backbone_params", 0)}
-            finalize_cache(target.partial, folder.samples, attrs)
+            finalize_cache(target.partial, folder.samples, attrs, ignored=folder.unsupported)
 
     results = []
     for target in targets:
@@ -216,6 +216,7 @@ def _check_existing(target: _Target, overwrite: bool, log: Callable[[str], None]
                     fix="Pass --overwrite to rebuild it, or --cache PATH to write another file.")
             log(f"Cache {target.path} is up to date ({n_samples} images); nothing to compute.")
             target.status = "up-to-date"
+            target.partial.remove()  # batches left when a run was killed between the merge's rename and cleanup
             return
     if target.partial.exists() and overwrite:
         target.partial.remove()

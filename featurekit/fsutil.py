@@ -12,6 +12,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -48,9 +49,156 @@ def fsync_dir(directory: str | Path) -> None:
         pass
 
 
-def open_new_file(path: str | Path) -> int:
+def discard_temporaries(path: str | Path, tag: str = "tmp") -> list[Path]:
+    """Remove the temporaries that killed writers left beside `path` (names made by `temporary_sibling`).
+
+    Call it only while holding the lock that guards `path`: then no live writer owns such a file. Links
+    are removed themselves, never followed.
+    """
+    path = Path(path)
+    prefix = f".{path.name}.{tag}-"
+    removed = []
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        if entry.name.startswith(prefix) and not entry.is_dir(follow_symlinks=False):
+            try:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+            except OSError:
+                pass
+    return removed
+
+
+# What an OSError while writing means for the user, and what to do about it (errno -> problem, fix).
+_STORAGE_PROBLEMS = {
+    errno.ENOSPC: ("the disk is full", "Free some space on that disk (or write to another one)"),
+    errno.EDQUOT: ("the disk quota is used up", "Free some space within your quota (or write to another disk)"),
+    errno.EROFS: ("the file system is read-only", "Write to a writable folder"),
+    errno.EACCES: ("permission denied", "Make the folder writable for this user (or write to another folder)"),
+    errno.EPERM: ("operation not permitted", "Make the folder writable for this user (or write to another folder)"),
+    errno.ENOTDIR: ("a part of the path is a file, not a folder", "Choose a path whose folders are folders"),
+    errno.EEXIST: ("a file is in the way where a folder should be", "Choose a path whose folders are folders"),
+    errno.EISDIR: ("a folder is in the way where a file should be", "Remove that folder or choose another path"),
+    errno.ELOOP: ("a symbolic link is in the way", "Remove the link; featurekit does not write through links"),
+    errno.ENAMETOOLONG: ("the path is too long", "Choose a shorter path"),
+    errno.EIO: ("the disk reported an input/output error", "Check the disk"),
+}
+
+
+def error_number(error: OSError) -> int | None:
+    """The errno of an OSError, also when h5py only names it in the message ("errno = 28")."""
+    if error.errno is not None:
+        return error.errno
+    found = re.search(r"errno = (\d+)", str(error))
+    return int(found.group(1)) if found else None
+
+
+def storage_error(error: OSError, action: str, path: str | Path, then: str = "") -> FeaturekitError:
+    """A FeaturekitError for an OSError while writing: which condition (full disk, read-only, ...) and the fix.
+
+    Args:
+        error: What the operating system (or h5py) raised.
+        action: What was being done, e.g. "write batch 12 of the cache".
+        path: The file or folder being written.
+        then: A sentence for after the fix, e.g. that a rerun resumes.
+    """
+    number = error_number(error)
+    problem, fix = _STORAGE_PROBLEMS.get(number, (os.strerror(number) if number else str(error), "Fix the cause"))
+    detail = getattr(error, "strerror", None) or str(error).split("(")[0].strip() or type(error).__name__
+    return FeaturekitError(f"Could not {action}: {problem} ({detail}).", received=str(path),
+                           fix=f"{fix}. {then}".strip())
+
+
+def make_folder(directory: str | Path, action: str, then: str = "") -> Path:
+    """Create `directory` (and its parents) unless it exists; refuse clearly when something is in the way."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise storage_error(error, action, directory, then) from None
+    return directory
+
+
+def open_new_file(path: str | Path, readable: bool = False) -> int:
     """Create `path` for writing, failing if anything (a file, a symlink) is already there. Returns an fd."""
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o644)
+    access = os.O_RDWR if readable else os.O_WRONLY
+    return os.open(path, access | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o644)
+
+
+class NewFileSink:
+    """A file object over a new file (O_EXCL, O_NOFOLLOW) that remembers the first write error instead of raising it.
+
+    For libraries that write through a Python file object and cannot survive a failed write: HDF5 whose write
+    failed on a full disk keeps retrying its metadata flush on every later close, and the process crashed at
+    exit (exit code 139). Through this sink the first OSError is recorded (`failure`) and every later write
+    "succeeds" without touching the disk, so the library always closes cleanly; the caller then calls
+    `raise_failure()` and discards the file. Reads of what was never written return zeros, as a sparse file would.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.failure: OSError | None = None
+        self._fd = open_new_file(self.path, readable=True)
+        self._position = 0
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        if self.failure is None:
+            try:
+                written = 0
+                while written < len(view):
+                    written += os.pwrite(self._fd, view[written:], self._position + written)
+            except OSError as error:
+                self.failure = error
+        self._position += len(view)
+        return len(view)
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        count = os.preadv(self._fd, [view], self._position) if len(view) else 0
+        view[count:] = bytes(len(view) - count)
+        self._position += len(view)
+        return len(view)
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            size = max(0, os.fstat(self._fd).st_size - self._position)
+        buffer = bytearray(size)
+        self.readinto(buffer)
+        return bytes(buffer)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._position, os.SEEK_END: os.fstat(self._fd).st_size}[whence]
+        self._position = base + offset
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def truncate(self, size: int | None = None) -> int:
+        size = self._position if size is None else size
+        if self.failure is None:
+            try:
+                os.ftruncate(self._fd, size)
+            except OSError as error:
+                self.failure = error
+        return size
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def raise_failure(self) -> None:
+        """Raise the first write error, if there was one."""
+        if self.failure is not None:
+            raise self.failure
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

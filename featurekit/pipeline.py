@@ -6,6 +6,7 @@ and resize the same way (Pillow, in parallel worker threads) and keep the CPU bu
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from featurekit.data import ImageDecodeError, load_image
 
 def _decode_or_flag(path: bytes, image_size: int) -> tuple[np.ndarray, bool, bytes]:
     try:
-        return load_image(path.decode(), int(image_size)), True, b""
+        return load_image(os.fsdecode(path), int(image_size)), True, b""
     except ImageDecodeError as error:
         # A bad file becomes a black image flagged not-ok: batches keep their shape and the row is dropped.
         return np.zeros((int(image_size), int(image_size), 3), np.uint8), False, str(error).encode()
@@ -50,7 +51,7 @@ def image_dataset(
     import tensorflow as tf
 
     root = Path(root)
-    full_paths = [str(root / p) for p in paths]
+    full_paths = [os.fsencode(root / p) for p in paths]  # bytes: a name that is not UTF-8 is refused per file
     size = int(image_size)
     autotune = tf.data.AUTOTUNE
 

@@ -105,7 +105,7 @@ def test_bad_folders_are_refused_clearly(tmp_path: Path, case: str):
         root.write_text("x")
     with pytest.raises(FeaturekitError) as error:
         scan_image_folder(root)
-    assert "Received: --data" in str(error.value)
+    assert "Received: data=" in str(error.value)
 
 
 def test_bundled_sample_is_balanced_and_small():
@@ -126,3 +126,216 @@ def test_shared_faces_scan_matches_their_manifest(shared_faces: Path):
     assert all(s.label == (manifest[s.path]["label"] == "fake") for s in folder.samples)
     counts = folder.split_counts()
     assert 0.6 < sum(counts["train"].values()) / 1756 < 0.8 and min(min(c.values()) for c in counts.values()) > 100
+
+
+# --- Class names without regard to case ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("names,expected", [
+    (["Real", "FAKE"], ("Real", "FAKE")), (["fake", "Real"], ("Real", "fake")), (["Fake", "real"], ("real", "Fake")),
+    (["dog", "Cat"], ("Cat", "dog")), (["Banana", "apple"], ("apple", "Banana")), (["real", "ai"], ("real", "ai")),
+])
+def test_class_order_ignores_case(names, expected):
+    assert order_class_names(names) == expected
+
+
+def test_mixed_case_class_folders_label_fake_as_positive(tmp_path: Path):
+    root = make_image_folder(tmp_path / "d", per_class=3, classes=("Real", "FAKE"))
+    folder = scan_image_folder(root)
+    assert folder.class_names == ("Real", "FAKE") and folder.positive_class == "FAKE"
+    assert {s.path.split("/")[0]: s.label for s in folder.samples} == {"Real": 0, "FAKE": 1}
+
+
+def test_class_folders_differing_only_in_case_across_splits_are_one_class(tmp_path: Path):
+    for split, real, fake in (("train", "Real", "Fake"), ("valid", "real", "fake"), ("test", "REAL", "FAKE")):
+        write_image(tmp_path / "k" / split / real / "a.png", seed=1)
+        write_image(tmp_path / "k" / split / fake / "a.png", seed=2)
+    folder = scan_image_folder(tmp_path / "k")
+    assert len(folder.class_names) == 2 and folder.positive_class.casefold() == "fake"
+    assert all(s.label == (s.path.split("/")[1].casefold() == "fake") for s in folder.samples)
+
+
+# --- Decoding: 16-bit, EXIF orientation, pixel limit, unreadable files ---------------------------------------
+
+
+def test_16_bit_png_gradient_spans_the_full_8_bit_range(tmp_path: Path):
+    from PIL import Image
+
+    gradient = np.tile(np.linspace(0, 65535, 256).round().astype(">u2"), (256, 1))
+    Image.frombytes("I;16B", (256, 256), gradient.tobytes()).save(tmp_path / "g.png")
+    assert Image.open(tmp_path / "g.png").mode.startswith("I;16")
+    image = load_image(tmp_path / "g.png", 256)
+    row = image[10, :, 0].astype(int)
+    assert row[0] == 0 and row[-1] == 255 and np.all(np.diff(row) >= 0)
+    np.testing.assert_allclose(row, np.linspace(0, 255, 256), atol=1)
+    assert np.array_equal(image[..., 0], image[..., 2])
+
+
+def test_exif_orientation_is_applied(tmp_path: Path):
+    from PIL import Image
+
+    stored = np.zeros((20, 40, 3), np.uint8)  # 40 wide, 20 high: top half red, bottom half blue
+    stored[:10, :, 0] = 255
+    stored[10:, :, 2] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    Image.fromarray(stored).save(tmp_path / "photo.jpg", quality=95, exif=exif)
+    image = load_image(tmp_path / "photo.jpg", 40)
+    # Upright, the stored top (red) is on the right and the stored bottom (blue) on the left.
+    assert image[20, 35, 0] > 200 and image[20, 35, 2] < 60
+    assert image[20, 4, 2] > 200 and image[20, 4, 0] < 60
+
+
+def _png_declaring(path: Path, width: int, height: int) -> Path:
+    """A tiny PNG whose header declares width x height: what a decompression bomb looks like before decoding."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (1, 1)).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("width,height", [(20000, 20000), (9000, 8000)])
+def test_oversized_images_are_refused_before_decoding(tmp_path: Path, width: int, height: int):
+    from PIL import Image
+
+    limit_before = Image.MAX_IMAGE_PIXELS
+    with pytest.raises(ImageDecodeError, match=rf"image too large to decode safely: {width * height:,} pixels, "
+                                               r"more than max_pixels 64,000,000"):
+        load_image(_png_declaring(tmp_path / "bomb.png", width, height), 32)
+    assert Image.MAX_IMAGE_PIXELS == limit_before  # Pillow's global limit is left alone
+
+
+def test_pixel_limit_is_a_parameter(tmp_path: Path):
+    path = write_image(tmp_path / "a.png", seed=1, size=20)
+    with pytest.raises(ImageDecodeError, match="400 pixels, more than max_pixels 399"):
+        load_image(path, 8, max_pixels=399)
+    assert load_image(path, 8, max_pixels=400).shape == (8, 8, 3)
+    assert load_image(path, 8, max_pixels=None).shape == (8, 8, 3)
+    for bad in (0, -5, 2.5, "64M", True):
+        with pytest.raises(FeaturekitError, match="max_pixels="):
+            load_image(path, 8, max_pixels=bad)
+
+
+def test_unreadable_files_folders_and_fifos_raise_decode_errors(tmp_path: Path, monkeypatch):
+    import errno
+    import os
+
+    import featurekit.data as data
+
+    good = write_image(tmp_path / "good.png", seed=1)
+
+    def refuse(path):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(data, "_open_image_file", refuse)
+        with pytest.raises(ImageDecodeError, match="^cannot read the file: permission denied$"):
+            load_image(good, 8)
+    (tmp_path / "folder.jpg").mkdir()
+    with pytest.raises(ImageDecodeError, match="a folder, not an image file"):
+        load_image(tmp_path / "folder.jpg", 8)
+    os.mkfifo(tmp_path / "pipe.jpg")
+    with pytest.raises(ImageDecodeError, match="not a regular file"):
+        load_image(tmp_path / "pipe.jpg", 8)  # never opened: reading a FIFO would block forever
+    with pytest.raises(ImageDecodeError, match="file name is not valid UTF-8"):
+        load_image(os.fsdecode(bytes(tmp_path) + b"/caf\xe9.png"), 8)
+
+
+@pytest.mark.skipif(__import__("os").geteuid() == 0, reason="runs as root, which ignores file permissions; "
+                    "test_unreadable_files_folders_and_fifos_raise_decode_errors simulates the PermissionError")
+def test_unreadable_file_by_permissions(tmp_path: Path):
+    path = write_image(tmp_path / "a.png", seed=1)
+    path.chmod(0)
+    with pytest.raises(ImageDecodeError, match="permission denied"):
+        load_image(path, 8)
+
+
+# --- The scan lists what it does not take ----------------------------------------------------------------------
+
+
+def test_links_are_followed_only_to_files_inside_the_data_folder(tmp_path: Path):
+    import os
+
+    root = make_image_folder(tmp_path / "d", per_class=2)
+    outside = write_image(tmp_path / "outside.png", seed=7)
+    elsewhere = make_image_folder(tmp_path / "elsewhere", per_class=1)
+    (root / "real" / "inside_link.png").symlink_to(root / "real" / "img_00.png")
+    (root / "real" / "outside_link.png").symlink_to(outside)
+    (root / "real" / "folder_link").symlink_to(elsewhere / "real")
+    (root / "real" / "dangling.png").symlink_to(tmp_path / "gone.png")
+    (root / "fake" / "loop_a").symlink_to(root / "fake" / "loop_b")
+    (root / "fake" / "loop_b").symlink_to(root / "fake" / "loop_a")
+    (root / "extra").symlink_to(elsewhere)  # a linked folder beside the class folders
+    os.mkfifo(root / "fake" / "pipe.png")
+    folder = scan_image_folder(root)
+    assert "real/inside_link.png" in [s.path for s in folder.samples]
+    assert dict(folder.unsupported) == {
+        "extra": "symbolic link to a folder: not followed",
+        "fake/loop_a": "symbolic link loop",
+        "fake/loop_b": "symbolic link loop",
+        "fake/pipe.png": "not a regular file (a FIFO, socket or device): not read",
+        "real/dangling.png": f"dangling symbolic link (to {tmp_path / 'gone.png'})",
+        "real/folder_link": "symbolic link to a folder: not followed",
+        "real/outside_link.png": "symbolic link to a file outside the data folder: not followed",
+    }
+
+
+def test_a_linked_class_folder_is_named_when_classes_are_missing(tmp_path: Path):
+    make_image_folder(tmp_path / "src", per_class=1)
+    write_image(tmp_path / "d" / "real" / "a.png", seed=1)
+    (tmp_path / "d" / "fake").symlink_to(tmp_path / "src" / "fake")
+    with pytest.raises(FeaturekitError, match=r"found 1 \(real\) \(symbolic links to folders are not followed: fake\)"):
+        scan_image_folder(tmp_path / "d")
+
+
+def test_names_that_are_not_utf8_are_listed_escaped(tmp_path: Path):
+    import os
+
+    root = make_image_folder(tmp_path / "d", per_class=2)
+    source = (root / "real" / "img_00.png").read_bytes()
+    with open(os.fsencode(root / "real") + b"/caf\xe9.png", "wb") as handle:
+        handle.write(source)
+    os.mkdir(os.fsencode(root / "fake") + b"/dossier\xff")
+    folder = scan_image_folder(root)
+    assert len(folder.samples) == 4
+    assert folder.unsupported == [("fake/dossier\\xff", "folder name is not valid UTF-8 (rename the folder)"),
+                                  ("real/caf\\xe9.png", "file name is not valid UTF-8 (rename the file)")]
+    folder.fingerprint()  # every stored path encodes
+
+
+def test_unreadable_files_are_listed_with_the_reason_the_decoder_gives(tmp_path: Path, monkeypatch):
+    import errno
+
+    import featurekit.data as data
+
+    root = make_image_folder(tmp_path / "d", per_class=2)
+    real_hash = data.file_sha256
+
+    def sha256(path, *args):
+        if Path(path).name == "img_01.png" and "fake" in str(path):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_hash(path, *args)
+
+    monkeypatch.setattr(data, "file_sha256", sha256)
+    folder = scan_image_folder(root)
+    assert "fake/img_01.png" not in [s.path for s in folder.samples] and len(folder.samples) == 3
+    assert folder.unsupported == [("fake/img_01.png", "cannot read the file: permission denied")]
+
+
+def test_printable_path_escapes_undecodable_bytes_and_control_characters():
+    import os
+
+    from featurekit.data import printable_path
+
+    assert printable_path(os.fsdecode(b"real/caf\xe9.jpg")) == "real/caf\\xe9.jpg"
+    assert printable_path("real/a\nb.jpg") == "real/a\\nb.jpg"
+    assert printable_path("real/café.jpg") == "real/café.jpg"

@@ -62,3 +62,64 @@ def test_errors_quote_parameters_in_python_and_flags_on_the_command_line():
     with cli_spelling():
         assert given("batch_size", 0) == "--batch-size 0" and option_name("batch_size") == "--batch-size"
     assert given("batch_size", 0) == "batch_size=0"
+
+
+def test_new_file_sink_never_opens_an_existing_path_or_link(tmp_path):
+    from featurekit.fsutil import NewFileSink
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (tmp_path / "link").symlink_to(victim)
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    for taken in (victim, tmp_path / "link", tmp_path / "dangling"):
+        with pytest.raises(FileExistsError):
+            NewFileSink(taken)
+    assert victim.read_text() == "precious" and not (tmp_path / "nowhere").exists()
+
+
+def test_new_file_sink_latches_the_first_write_error(tmp_path, monkeypatch):
+    import errno
+
+    from featurekit.fsutil import NewFileSink
+
+    sink = NewFileSink(tmp_path / "out.bin")
+    assert sink.write(b"abc") == 3
+    real = os.pwrite
+    monkeypatch.setattr(os, "pwrite", lambda *a: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device")))
+    assert sink.write(b"defg") == 4 and sink.tell() == 7  # reported written, so the library goes on cleanly
+    monkeypatch.setattr(os, "pwrite", real)
+    sink.write(b"h")  # never written after a failure: the file is garbage and will be discarded
+    sink.seek(0)
+    assert sink.read(8) == b"abc\0\0\0\0\0"  # what was never written reads as zeros
+    with pytest.raises(OSError) as error:
+        sink.raise_failure()
+    assert error.value.errno == errno.ENOSPC
+    sink.close()
+    assert (tmp_path / "out.bin").read_bytes() == b"abc"
+
+
+def test_storage_errors_say_what_happened_and_what_to_do(tmp_path):
+    import errno
+
+    from featurekit.fsutil import storage_error
+
+    full = storage_error(OSError("Can't write data (file write failed: errno = 28, error message = 'No space')"),
+                         "write batch 3", tmp_path / "b.h5", then="Then run it again.")
+    assert str(full).startswith("Could not write batch 3: the disk is full")
+    assert full.received == str(tmp_path / "b.h5") and full.fix.endswith("Then run it again.")
+    assert "read-only" in str(storage_error(OSError(errno.EROFS, "Read-only file system"), "write", "x"))
+    assert "permission denied" in str(storage_error(PermissionError(errno.EACCES, "Permission denied"), "write", "x"))
+
+
+def test_discard_temporaries_removes_only_the_named_files_leftovers(tmp_path):
+    from featurekit.fsutil import discard_temporaries, temporary_sibling
+
+    target = tmp_path / "c.h5"
+    mine = temporary_sibling(target)
+    mine.write_text("x")
+    other = temporary_sibling(tmp_path / "c.h5x")
+    other.write_text("y")
+    keep = tmp_path / "c.h5"
+    keep.write_text("z")
+    assert discard_temporaries(target) == [mine]
+    assert other.exists() and keep.exists()
