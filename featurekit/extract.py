@@ -324,27 +324,26 @@ def _run_batches(embedder, folder, targets: list[_Target], todo: list[int], batc
     Returns:
         (images computed, seconds).
     """
-    from featurekit.pipeline import image_dataset
+    from featurekit.pipeline import image_batches
 
     if not todo:
         return 0, 0.0
-    rows = np.concatenate([np.arange(b * batch_size, min((b + 1) * batch_size, len(folder.samples))) for b in todo])
+    n_samples = len(folder.samples)
+    paths = [sample.path for sample in folder.samples]
     size = embedder.image_size
-    dataset = image_dataset(folder.root, [folder.samples[i].path for i in rows], size, batch_size)
-    embedder(np.zeros((1, size, size, 3), np.uint8))  # trace the graph before the clock and the bar start
+    embedder(np.zeros((1, size, size, 3), np.uint8))  # compile the forward pass before the clock and the bar start
     backbone = targets[0].description["backbone"]
     label = f"{backbone} features" + (f" ({len(targets)} taps)" if len(targets) > 1 else "")
+    n_rows = sum(min(batch_size, n_samples - b * batch_size) for b in todo)
     started = time.perf_counter()
     # Batch files are written by one background thread, so the next forward pass never waits on the disk.
-    with _progress_bar(progress, len(rows), label) as advance, ThreadPoolExecutor(max_workers=1) as writer:
+    with _progress_bar(progress, n_rows, label) as advance, ThreadPoolExecutor(max_workers=1) as writer:
         pending: deque[Future] = deque()
-        offset = 0
-        for batch_index, (images, ok, reasons) in zip(todo, dataset):
-            ok = ok.numpy()
-            batch_rows = rows[offset:offset + len(ok)]
-            offset += len(ok)
+        batches = image_batches(folder.root, paths, size, batch_size, batch_indices=todo)
+        for batch_index, (images, ok, reasons) in zip(todo, batches):
+            batch_rows = np.arange(batch_index * batch_size, batch_index * batch_size + len(ok))
             outputs = embedder(images)
-            skipped_reasons = [r.decode() for r in reasons.numpy()[~ok]]
+            skipped_reasons = [reason for reason, good in zip(reasons, ok) if not good]
             for target in targets:
                 if batch_index not in target.done:
                     pending.append(writer.submit(target.partial.write_batch, batch_index, batch_rows[ok],
@@ -354,7 +353,7 @@ def _run_batches(embedder, folder, targets: list[_Target], todo: list[int], batc
             advance(len(ok))
         for future in pending:
             future.result()
-    return len(rows), time.perf_counter() - started
+    return n_rows, time.perf_counter() - started
 
 
 class _progress_bar:

@@ -71,7 +71,7 @@ def predict(model_dir: str | Path, inputs: list[str | Path], batch_size: int = 3
     Returns:
         One dict per file: path, p_fake, label, threshold (and error for files that did not decode).
     """
-    from featurekit.pipeline import image_dataset
+    from featurekit.pipeline import image_batches
     from featurekit.probes import fake_scores
 
     fitted = load_fitted(model_dir)
@@ -80,20 +80,17 @@ def predict(model_dir: str | Path, inputs: list[str | Path], batch_size: int = 3
     class_names = fitted.meta["class_names"]
     threshold = fitted.threshold
     rows: list[dict[str, Any]] = []
-    dataset = image_dataset("", [str(f.resolve()) for f in files], fitted.meta["embedding"]["image_size"], batch_size)
-    offset = 0
-    for images, ok, reasons in dataset:
-        ok = ok.numpy()
-        batch_files = files[offset:offset + len(ok)]
-        offset += len(ok)
+    batches = image_batches("", [str(f.resolve()) for f in files], fitted.meta["embedding"]["image_size"], batch_size)
+    for number, (images, ok, reasons) in enumerate(batches):
+        batch_files = files[number * batch_size:number * batch_size + len(ok)]
         scores = np.full(len(ok), np.nan)
         if ok.any():
-            scores[ok] = fake_scores(fitted.estimator, embedder(images.numpy()[ok]))
-        for file, good, score, reason in zip(batch_files, ok, scores, reasons.numpy()):
+            scores[ok] = fake_scores(fitted.estimator, embedder(images)[ok])
+        for file, good, score, reason in zip(batch_files, ok, scores, reasons):
             if good:
                 rows.append({"path": str(file), "p_fake": float(score), "label": class_names[int(score >= threshold)],
                              "threshold": threshold})
             else:
                 rows.append({"path": str(file), "p_fake": None, "label": None, "threshold": threshold,
-                             "error": reason.decode()})
+                             "error": reason})
     return rows

@@ -31,7 +31,6 @@ import shutil
 import statistics
 import sys
 import time
-import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -398,24 +397,20 @@ def _param_counts(classifier, backbone) -> dict[str, int]:
     }
 
 
-def _datasets(folder: ImageFolder, image_size: int, batch_size: int, seed: int):
-    import numpy as np
-    import tensorflow as tf
-
-    from featurekit.pipeline import image_dataset
-
-    def to_float(images, labels):
-        # The pipeline yields uint8; the model's first layer does the "tf" preprocessing in float32.
-        return tf.cast(images, tf.float32), labels
+def _datasets(folder: ImageFolder, image_size: int, batch_size: int, seed: int, log: Callable[[str], None]):
+    from featurekit.pipeline import decodable
+    from featurekit.training.batches import ImageBatches
 
     def split(name: str, train: bool):
         samples = [s for s in folder.samples if s.split == name]
-        # Training repeats and counts steps: Keras then knows each epoch's length (progress bar, no
-        # "ran out of data" warning), and batches stay full across epoch boundaries.
-        dataset = image_dataset(folder.root, [s.path for s in samples], image_size, batch_size,
-                                labels=np.array([s.label for s in samples], np.float32),
-                                shuffle=train, augment=train, seed=seed, repeat=train)
-        return dataset.map(to_float), len(samples)
+        good, bad = decodable(folder.root, [s.path for s in samples], image_size)
+        for path, reason in bad:
+            log(f"  skipped {path}: {reason}")
+        samples = [samples[i] for i in good]
+        return ImageBatches(folder.root, [s.path for s in samples], np.array([s.label for s in samples], np.float32),
+                            image_size, batch_size, train=train, seed=seed), len(samples)
+
+    import numpy as np
 
     return split("train", True), split("valid", False)
 
@@ -510,6 +505,8 @@ def _train(folder: ImageFolder, counts, spec, out: Path, state: dict[str, Any], 
     import keras
     import numpy as np
 
+    from featurekit.training.batches import EpochSetter
+
     identity = state["identity"]
     image_size, batch_size, seed = identity["image_size"], identity["batch_size"], identity["seed"]
     epochs, patience, monitor = state["epochs"], state["patience"], identity["monitor"]
@@ -526,10 +523,12 @@ def _train(folder: ImageFolder, counts, spec, out: Path, state: dict[str, Any], 
     # Adam's slot variables made eagerly take under a second; made inside the first traced train step
     # (Keras' default) they add ~10 s to a trace that already takes ~30 s on a CPU.
     classifier.optimizer.build(classifier.trainable_variables)
-    (train_ds, n_train), (valid_ds, n_valid) = _datasets(folder, image_size, batch_size, call_seed)
-    steps_per_epoch = -(-n_train // batch_size)
+    (train_ds, n_train), (valid_ds, n_valid) = _datasets(folder, image_size, batch_size, seed, log)
+    steps_per_epoch = len(train_ds)
 
     if finished_fit:
+        train_ds.close()
+        valid_ds.close()
         log(f"Training in {out} had finished ({len(state['history'].get('loss', []))} epochs); saving its best epoch.")
     else:
         if done:
@@ -550,12 +549,12 @@ def _train(folder: ImageFolder, counts, spec, out: Path, state: dict[str, Any], 
         # double_checkpoint: a kill while the backup is being written leaves the previous epoch's copy.
         backup = keras.callbacks.BackupAndRestore(backup_dir=str(out / BACKUP_DIR), double_checkpoint=True)
         verbose = 1 if progress and sys.stdout.isatty() else 0
-        with warnings.catch_warnings():
-            # The validation split is read once per epoch without repeat, and its length is unknown to Keras
-            # (undecodable files are dropped): the end of it is expected, not the problem the warning suspects.
-            warnings.filterwarnings("ignore", message="Your input ran out of data")
-            classifier.fit(train_ds, validation_data=valid_ds, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                           shuffle=False, verbose=verbose, callbacks=[recorder, backup, *extra_callbacks])
+        try:
+            classifier.fit(train_ds, validation_data=valid_ds, epochs=epochs, verbose=verbose,
+                           callbacks=[EpochSetter(train_ds), recorder, backup, *extra_callbacks])
+        finally:
+            train_ds.close()
+            valid_ds.close()
 
     if state["best"] is None:
         raise FeaturekitError(

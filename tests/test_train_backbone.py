@@ -120,7 +120,7 @@ def test_saved_backbone_reloads_and_extracts(resumed_run):
     from featurekit.backbones.inception_v1 import InceptionV1
     from featurekit.data import scan_image_folder
     from featurekit.embedder import build_embedder
-    from featurekit.pipeline import image_dataset
+    from featurekit.pipeline import image_batches
 
     result = resumed_run["result"]
     backbone = keras.saving.load_model(result.model_path, safe_mode=True)
@@ -132,7 +132,7 @@ def test_saved_backbone_reloads_and_extracts(resumed_run):
     classifier = keras.saving.load_model(result.out / "classifier.keras", safe_mode=True)
     folder = scan_image_folder(resumed_run["data"], SETTINGS["split_fractions"])
     valid = [s for s in folder.samples if s.split == "valid"]
-    batches = image_dataset(folder.root, [s.path for s in valid], IMAGE_SIZE, batch_size=16).as_numpy_iterator()
+    batches = image_batches(folder.root, [s.path for s in valid], IMAGE_SIZE, batch_size=16)
     images = np.concatenate([batch for batch, _, _ in batches])
     # The saved backbone is the classifier's own backbone: identical outputs, not merely close ones. (Direct
     # calls, not predict(): each predict() traces a graph, seconds on a CPU.)
