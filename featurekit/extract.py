@@ -30,7 +30,7 @@ from featurekit.cache import (
     writer_lock,
 )
 from featurekit.data import DEFAULT_SPLIT_FRACTIONS, scan_image_folder
-from featurekit.errors import FeaturekitError, WeightsUnavailableError
+from featurekit.errors import FeaturekitError, WeightsUnavailableError, given, option_name
 
 DTYPES = ("float32", "float16")
 
@@ -97,6 +97,7 @@ def extract_many(
     split_fractions: tuple[float, float, float] = DEFAULT_SPLIT_FRACTIONS,
     seed: int = 0,
     on_missing_weights: str = "error",
+    precision: str = "float32",
     config: dict[str, Any] | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
@@ -122,6 +123,9 @@ def extract_many(
         seed: Seed of random-init weights.
         on_missing_weights: "error", or "random" to continue with seeded random weights (labelled so)
             when pretrained weights cannot be had.
+        precision: The backbone's compute precision: "float32", "bfloat16", "float16", or "auto" (bfloat16
+            where the hardware has it). Part of each cache's identity (the resolved value is recorded); `dtype`
+            still says how the features are stored.
         config: The resolved config, stored in each cache.
         log: Where messages go.
         progress: Show a progress bar.
@@ -130,31 +134,40 @@ def extract_many(
         One ExtractResult per layer x pooling, layers outer.
     """
     from featurekit.backbones import get_spec
+    from featurekit.backend import resolve_precision
+    from featurekit.embedder import check_image_size
 
+    # Every check that needs no image comes first: a refused request reads and writes nothing.
+    spec = get_spec(backbone)
+    check_image_size(spec, image_size)
+    precision = resolve_precision(precision)
     if dtype not in DTYPES:
-        raise FeaturekitError(f"Unknown feature dtype {dtype!r}.", received=f"--dtype {dtype}",
+        raise FeaturekitError(f"Unknown feature dtype {dtype!r}.", received=given("dtype", dtype),
                               fix=f"Use one of: {', '.join(DTYPES)}.")
-    if batch_size < 1:
-        raise FeaturekitError("The batch size must be at least 1.", received=f"--batch-size {batch_size}",
-                              fix="Use e.g. --batch-size 32.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise FeaturekitError("The batch size must be a whole number, at least 1.",
+                              received=given("batch_size", batch_size),
+                              fix=f"Use e.g. {option_name('batch_size')} 32.")
     if on_missing_weights not in ("error", "random"):
         raise FeaturekitError(f"Unknown on_missing_weights {on_missing_weights!r}.",
-                              received=f"--on-missing-weights {on_missing_weights}", fix="Use error or random.")
+                              received=given("on_missing_weights", on_missing_weights), fix="Use error or random.")
     taps = [(layer, pooling) for layer in dict.fromkeys(layers) for pooling in dict.fromkeys(poolings)]
     if cache and len(taps) > 1:
-        raise FeaturekitError("--cache names one file, but several layers or poolings were asked for.",
-                              received=f"--cache {cache} with {len(taps)} taps",
-                              fix="Leave --cache out (names then follow the default pattern) and use --cache-dir.")
+        raise FeaturekitError(f"{option_name('cache')} names one file, but several layers or poolings were asked for.",
+                              received=f"{given('cache', str(cache))} with {len(taps)} taps",
+                              fix=f"Leave {option_name('cache')} out (names then follow the default pattern) and use "
+                              f"{option_name('cache_dir')}.")
     folder = scan_image_folder(data, split_fractions)
     embedder = _first_available_embedder(
         [weights] if isinstance(weights, str) else list(weights), on_missing_weights, log,
-        backbone=backbone, taps=taps, image_size=image_size, preprocessing=preprocessing, seed=seed)
-    native = get_spec(backbone).preprocessing
+        backbone=backbone, taps=taps, image_size=image_size, preprocessing=preprocessing, seed=seed,
+        precision=precision, batch_size=batch_size)
     targets = []
     for index, ((layer, pooling), tap) in enumerate(zip(taps, embedder.embedders)):
         description = tap.describe()
         path = Path(cache) if cache else default_cache_path(
-            folder.root, backbone, layer, pooling, description["image_size"], cache_dir, tag=_tag(description, native))
+            folder.root, backbone, layer, pooling, description["image_size"], cache_dir,
+            tag=_tag(description, spec.preprocessing))
         identity = {**description, "dtype": dtype, "data_fingerprint": folder.fingerprint()}
         targets.append(_Target(index, layer, description, identity, path, PartialCache(path)))
 
@@ -165,6 +178,7 @@ def extract_many(
             _check_existing(target, overwrite, log, len(folder.samples))
         active = [t for t in targets if t.status != "up-to-date"]
         batch_size = _agreed_batch_size(active, batch_size, log)
+        embedder.batch_size = batch_size
         n_batches = -(-len(folder.samples) // batch_size)
         command = " ".join(shlex.quote(a) for a in ["python", "cli.py", *sys.argv[1:]]) if sys.argv[1:] else ""
         for target in active:
@@ -208,24 +222,30 @@ def _check_existing(target: _Target, overwrite: bool, log: Callable[[str], None]
             target.path.unlink()
         else:
             with open_cache(target.path) as existing:
-                differences = describe_differences(existing.attrs, target.identity)
+                differences = describe_differences(_with_defaults(existing.attrs), target.identity)
             if differences:
                 raise FeaturekitError(
                     f"Cache {target.path} exists but differs from this request: {'; '.join(differences)}.",
-                    received=f"--cache {target.path}",
-                    fix="Pass --overwrite to rebuild it, or --cache PATH to write another file.")
+                    received=given("cache", str(target.path)),
+                    fix=f"Pass {option_name('overwrite')} to rebuild it, or {option_name('cache')} PATH to write "
+                    "another file.")
             log(f"Cache {target.path} is up to date ({n_samples} images); nothing to compute.")
             target.status = "up-to-date"
             return
     if target.partial.exists() and overwrite:
         target.partial.remove()
     if target.partial.exists():
-        differences = describe_differences(target.partial.read_request(), target.identity)
+        differences = describe_differences(_with_defaults(target.partial.read_request()), target.identity)
         if differences:
             raise FeaturekitError(
                 f"An interrupted extraction of {target.path} differs from this request: {'; '.join(differences)}.",
-                received=f"--cache {target.path}",
-                fix="Re-run the original command to finish it, or pass --overwrite to start over.")
+                received=given("cache", str(target.path)),
+                fix=f"Re-run the original command to finish it, or pass {option_name('overwrite')} to start over.")
+
+
+def _with_defaults(stored: dict[str, Any]) -> dict[str, Any]:
+    """Identity attributes of caches made before they were recorded: those were all computed in float32."""
+    return {"precision": "float32", **stored}
 
 
 def _agreed_batch_size(active: list[_Target], batch_size: int, log: Callable[[str], None]) -> int:
@@ -235,7 +255,7 @@ def _agreed_batch_size(active: list[_Target], batch_size: int, log: Callable[[st
         raise FeaturekitError(
             "Interrupted extractions of these caches used different batch sizes, so one pass cannot finish them all.",
             received=f"batch sizes {sorted(stored)}",
-            fix="Finish them one layer/pooling at a time, or pass --overwrite to start over.")
+            fix=f"Finish them one layer/pooling at a time, or pass {option_name('overwrite')} to start over.")
     if stored and stored != {batch_size}:
         resumed = stored.pop()
         log(f"Resuming with the interrupted run's batch size {resumed} (asked: {batch_size}), "
@@ -312,6 +332,8 @@ def _tag(description: dict[str, Any], native_preprocessing: str) -> str | None:
     parts = []
     if description["preprocessing"] != native_preprocessing:
         parts.append(description["preprocessing"])
+    if description.get("precision", "float32") != "float32":
+        parts.append(description["precision"])
     if description.get("random_features"):
         parts.append("random")
     return "-".join(parts) or None

@@ -22,7 +22,7 @@ def cache_summary(path: str | Path):
         about.add_column("attribute", style="bold")
         about.add_column("value")
         shown = ("backbone", "weights", "weights_label", "weights_sha256", "random_features", "layer", "pooling",
-                 "image_size", "preprocessing", "dtype", "feature_dim", "n_rows", "n_skipped", "class_names",
+                 "image_size", "preprocessing", "precision", "backend", "dtype", "feature_dim", "n_rows", "n_skipped", "class_names",
                  "data_root", "layout", "data_fingerprint", "fingerprint", "created_utc", "schema_version")
         for key in shown:
             if key in attrs:

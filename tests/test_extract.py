@@ -60,7 +60,7 @@ def test_bad_files_are_skipped_and_listed(image_folder: Path, tmp_path: Path):
 def test_a_cache_that_differs_is_refused_until_overwrite(image_folder: Path, tmp_path: Path):
     cache = tmp_path / "c.h5"
     _extract(image_folder, cache)
-    with pytest.raises(FeaturekitError, match="pooling is 'avg' in the cache but 'max'.*--overwrite"):
+    with pytest.raises(FeaturekitError, match="pooling is 'avg' in the cache but 'max'.*Pass overwrite"):
         _extract(image_folder, cache, pooling="max")
     write_image(image_folder / "fake" / "new.png", seed=99)
     with pytest.raises(FeaturekitError, match="images differ"):
@@ -186,6 +186,58 @@ def test_several_taps_from_one_pass_equal_separate_extractions(image_folder: Pat
     again = extract_many(image_folder, "test_tiny", layers=["pool1", "pool2", "conv1"], poolings=["avg"],
                          cache_dir=tmp_path / "multi", batch_size=4, progress=False, log=lambda m: None)
     assert [r.status for r in again] == ["up-to-date", "up-to-date", "extracted"]
-    with pytest.raises(FeaturekitError, match="--cache names one file"):
+    with pytest.raises(FeaturekitError, match="cache names one file"):
         extract_many(image_folder, "test_tiny", layers=["pool1", "pool2"], cache=tmp_path / "x.h5",
                      progress=False, log=lambda m: None)
+
+
+@pytest.mark.backend
+def test_precision_and_backend_are_recorded_and_precision_is_identity(image_folder: Path, tmp_path: Path):
+    import keras
+
+    cache = tmp_path / "c.h5"
+    result = _extract(image_folder, cache)
+    with open_cache(result.cache_path) as made:
+        assert made.attrs["precision"] == "float32" and made.attrs["backend"] == keras.backend.backend()
+        assert made.attrs["versions"]["keras_backend"] == keras.backend.backend()
+        float32_rows, fingerprint = made.load()[0], made.fingerprint
+    with pytest.raises(FeaturekitError, match="precision is 'float32' in the cache but 'bfloat16' was asked"):
+        _extract(image_folder, cache, precision="bfloat16")
+    with open_cache(cache) as untouched:  # refused without overwrite: the float32 cache is still there
+        assert untouched.attrs["precision"] == "float32" and untouched.fingerprint == fingerprint
+    rebuilt = _extract(image_folder, cache, precision="bfloat16", overwrite=True)
+    with open_cache(rebuilt.cache_path) as half:
+        assert half.attrs["precision"] == "bfloat16" and half.fingerprint != fingerprint
+        np.testing.assert_allclose(half.load()[0], float32_rows, rtol=0.05, atol=0.05)
+    # Default names keep the two apart, so a study can compare float32 and bfloat16 side by side.
+    named = extract_many_default_names(image_folder, tmp_path / "caches")
+    assert [p.name for p in named] == ["faces-test_tiny-avg-32-random.h5", "faces-test_tiny-avg-32-bfloat16-random.h5"]
+
+
+def extract_many_default_names(data: Path, cache_dir: Path) -> list[Path]:
+    return [extract(data, "test_tiny", pooling="avg", cache_dir=cache_dir, precision=precision, progress=False,
+                    log=lambda m: None).cache_path for precision in ("float32", "bfloat16")]
+
+
+def test_a_cache_from_before_precision_was_recorded_counts_as_float32(image_folder: Path, tmp_path: Path):
+    import h5py
+
+    cache = tmp_path / "c.h5"
+    _extract(image_folder, cache)
+    with h5py.File(cache, "a") as f:
+        del f.attrs["precision"]
+    assert _extract(image_folder, cache).status == "up-to-date"
+    with pytest.raises(FeaturekitError, match="precision is 'float32' in the cache but 'bfloat16'"):
+        _extract(image_folder, cache, precision="bfloat16")
+
+
+@pytest.mark.parametrize("size", [0, 100_000, 4])
+def test_image_sizes_outside_the_sane_range_are_refused_before_any_work(image_folder: Path, tmp_path: Path,
+                                                                        size, monkeypatch):
+    import featurekit.extract as extract_module
+
+    monkeypatch.setattr(extract_module, "scan_image_folder", lambda *a, **k: pytest.fail("read the images"))
+    with pytest.raises(FeaturekitError, match=rf"from 8 to 2048 pixels.*image_size={size}"):
+        extract(image_folder, "test_tiny", image_size=size, cache_dir=tmp_path / "caches", progress=False,
+                log=lambda m: None)
+    assert not (tmp_path / "caches").exists()
