@@ -53,33 +53,42 @@ def backend_versions() -> dict[str, str]:
     return versions
 
 
-def set_random_seed(seed: int) -> None:
-    """Seed Python, NumPy and Keras (weights init, dropout) like `keras.utils.set_random_seed`.
+@contextmanager
+def tensorflow_kept_out() -> Iterator[None]:
+    """Keep Keras from importing TensorFlow inside the block when TensorFlow is not the backend.
 
-    Keras' own function also seeds TensorFlow whenever TensorFlow is installed, which imports it (seconds,
-    and hundreds of MB) even under JAX or PyTorch. Here TensorFlow is seeded only when it is the backend or
-    already loaded.
+    Keras asks whether TensorFlow is installed in a few places that run under every backend (seeding, and
+    the serialisation of `model.save`) and so imports it, seconds and hundreds of MB, whenever it is
+    installed. While TensorFlow is neither the backend nor loaded, no object can be a TensorFlow object, so
+    answering "not installed" for the duration of the block changes nothing but the import.
     """
     import keras
 
     if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules:
-        keras.utils.set_random_seed(int(seed))
+        yield
         return
     try:
-        from keras.src.utils import rng_utils
-    except ImportError:  # a Keras without this module: accept the TensorFlow import
-        keras.utils.set_random_seed(int(seed))
+        from keras.src.utils import module_utils
+
+        lazy_tensorflow = module_utils.tensorflow
+        known = lazy_tensorflow._available
+    except (ImportError, AttributeError):  # a Keras laid out otherwise: accept the import
+        yield
         return
-    lazy_tensorflow = getattr(rng_utils, "tf", None)
-    if lazy_tensorflow is None or not hasattr(lazy_tensorflow, "_available"):
-        keras.utils.set_random_seed(int(seed))
-        return
-    known = lazy_tensorflow._available
-    lazy_tensorflow._available = False  # "TensorFlow is not installed" for the duration of this one call
+    lazy_tensorflow._available = False
     try:
-        keras.utils.set_random_seed(int(seed))
+        yield
     finally:
         lazy_tensorflow._available = known
+
+
+def set_random_seed(seed: int) -> None:
+    """Seed Python, NumPy and Keras (weights init, dropout): `keras.utils.set_random_seed` without importing
+    TensorFlow under another backend (Keras' own seeds TensorFlow whenever it is installed)."""
+    import keras
+
+    with tensorflow_kept_out():
+        keras.utils.set_random_seed(int(seed))
 
 
 @lru_cache(maxsize=1)

@@ -32,6 +32,7 @@ from featurekit.backbones import POOLINGS, PREPROCESSING_MODES, BackboneSpec, cr
 from featurekit.backbones.loading import resolve_weights, weights_provenance
 from featurekit.backend import active_backend, dtype_policy, resolve_precision
 from featurekit.errors import FeaturekitError, given, option_name
+from featurekit.training.provenance import trained_label, training_record_for
 
 # The largest square input we accept. Memory sets it: at 2048 px one image is 12 MiB of uint8 and 48 MiB of
 # float32 input, and VGG16's first block alone holds 64 channels x 2048^2 x 4 B = 1 GiB of activations per
@@ -423,6 +424,9 @@ def _frozen_backbone(backbone: str, weights: str, image_size: int | None, prepro
     with dtype_policy(resolved):
         model = create_backbone(backbone, weights=weights, image_size=size, seed=seed)
     provenance = weights_provenance(spec, resolve_weights(spec, weights), seed)
+    trained = training_record_for(provenance["weights"], provenance["weights_sha256"])
+    if trained is not None:  # a train-backbone file: say what it was trained on, not just its name
+        provenance["weights_label"] = trained_label(trained)
     return spec, model, mode, size, provenance, resolved
 
 
