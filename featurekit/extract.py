@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from rich.markup import escape
 
 from featurekit.cache import (
     IDENTITY_KEYS,
@@ -98,6 +99,7 @@ def extract_many(
     seed: int = 0,
     on_missing_weights: str = "error",
     precision: str = "float32",
+    allow_train_overlap: bool = False,
     config: dict[str, Any] | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
@@ -126,6 +128,9 @@ def extract_many(
         precision: The backbone's compute precision: "float32", "bfloat16", "float16", or "auto" (bfloat16
             where the hardware has it). Part of each cache's identity (the resolved value is recorded); `dtype`
             still says how the features are stored.
+        allow_train_overlap: Extract even when the weights come from `train-backbone` and were trained on
+            images this extraction puts in its valid or test split (refused by default: probe scores on
+            them would be optimistic). The caches then record the overlap per split and are flagged.
         config: The resolved config, stored in each cache.
         log: Where messages go.
         progress: Show a progress bar.
@@ -162,6 +167,7 @@ def extract_many(
         [weights] if isinstance(weights, str) else list(weights), on_missing_weights, log,
         backbone=backbone, taps=taps, image_size=image_size, preprocessing=preprocessing, seed=seed,
         precision=precision, batch_size=batch_size)
+    overlap = _train_overlap(embedder.embedders[0].describe(), folder, allow_train_overlap, log)
     targets = []
     for index, ((layer, pooling), tap) in enumerate(zip(taps, embedder.embedders)):
         description = tap.describe()
@@ -201,7 +207,8 @@ def extract_many(
                      "layout": folder.layout, "versions": library_versions(), "config": config or {},
                      "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                      "batch_size": batch_size, "resize": "pillow-bilinear", "seed": seed,
-                     "backbone_params": description.get("backbone_params", 0)}
+                     "backbone_params": description.get("backbone_params", 0),
+                     **{f"train_overlap_{split}": count for split, count in overlap.items()}}
             finalize_cache(target.partial, folder.samples, attrs)
 
     results = []
@@ -241,6 +248,33 @@ def _check_existing(target: _Target, overwrite: bool, log: Callable[[str], None]
                 f"An interrupted extraction of {target.path} differs from this request: {'; '.join(differences)}.",
                 received=given("cache", str(target.path)),
                 fix=f"Re-run the original command to finish it, or pass {option_name('overwrite')} to start over.")
+
+
+def _train_overlap(description: dict[str, Any], folder, allowed: bool, log: Callable[[str], None]) -> dict[str, int]:
+    """Valid and test images of this extraction that the backbone was trained on ({} for other weights).
+
+    Refused unless `allowed`: a probe judged on images its backbone was trained on looks better than it is.
+    """
+    from featurekit.training.provenance import train_overlap, training_record_for
+
+    record = training_record_for(description["weights"], description["weights_sha256"])
+    if record is None:
+        return {}
+    overlap = train_overlap(record, folder.samples)
+    if not any(overlap.values()):
+        return overlap
+    where = " and ".join(f"{count} in {split}" for split, count in overlap.items() if count)
+    problem = (f"The backbone ({description['weights_label']}) was trained on {sum(overlap.values())} images that "
+               f"this extraction puts in its validation or test split ({where}); probe results on them would be "
+               "optimistic.")
+    if not allowed:
+        raise FeaturekitError(
+            problem, received=f"{given('weights', description['weights'])} with {given('data', str(folder.root))}",
+            fix="Extract images the backbone never trained on, or the same data with the split it was trained with "
+            f"(its training.json records it), or pass {option_name('allow_train_overlap')} to extract anyway: the "
+            "caches then record the overlap and are flagged.")
+    log(f"[bold yellow]WARNING[/]: {escape(problem)} Continuing because overlap was allowed; the caches record it.")
+    return overlap
 
 
 def _with_defaults(stored: dict[str, Any]) -> dict[str, Any]:
@@ -312,8 +346,8 @@ def _first_available_embedder(candidates: list[str], on_missing_weights: str, lo
             failures.append(error)
             continue
         if failures:
-            log(f"Using weights {candidate!r} ({embedder.embedders[0].describe()['weights_label']}); earlier "
-                f"choices were not available: {'; '.join(e.problem for e in failures)}")
+            log(escape(f"Using weights {candidate!r} ({embedder.embedders[0].describe()['weights_label']}); earlier "
+                       f"choices were not available: {'; '.join(e.problem for e in failures)}"))
         return embedder
     if on_missing_weights != "random":
         if len(failures) == 1:
@@ -321,7 +355,7 @@ def _first_available_embedder(candidates: list[str], on_missing_weights: str, lo
         raise WeightsUnavailableError(
             "None of the weights asked for could be had: " + "; ".join(e.problem for e in failures),
             received=f"weights {candidates}", fix=failures[0].fix)
-    log(f"[bold yellow]WARNING[/]: {'; '.join(e.problem for e in failures)}\n"
+    log(f"[bold yellow]WARNING[/]: {escape('; '.join(e.problem for e in failures))}\n"
         f"Continuing with seeded random-init weights (seed {options['seed']}): every output of this run is a "
         "RANDOM-FEATURES baseline, not an ImageNet result.")
     return build_multi_embedder(weights="none", **options)

@@ -241,3 +241,66 @@ def test_image_sizes_outside_the_sane_range_are_refused_before_any_work(image_fo
         extract(image_folder, "test_tiny", image_size=size, cache_dir=tmp_path / "caches", progress=False,
                 log=lambda m: None)
     assert not (tmp_path / "caches").exists()
+
+
+def _trained_weights(tmp_path: Path, trained_on: list[str], backbone: str = "test_tiny") -> Path:
+    """A .keras file with a train-backbone style training.json beside it, saying it trained on `trained_on`."""
+    import json
+
+    from featurekit.backbones import create_backbone
+    from featurekit.hashing import file_sha256
+
+    run = tmp_path / "run"
+    run.mkdir()
+    path = run / "tiny.keras"
+    create_backbone(backbone, weights="none", seed=1).save(path)
+    record = {"finished": True, "model_path": path.name, "model_sha256": file_sha256(path), "best_epoch": 3,
+              "config": {"backbone": backbone},
+              "data": {"name": "faces", "train_images": len(trained_on), "train_sha256": sorted(trained_on)}}
+    (run / "training.json").write_text(json.dumps(record))
+    return path
+
+
+def test_weights_trained_on_the_valid_or_test_images_are_refused_unless_allowed(image_folder: Path, tmp_path: Path):
+    from featurekit.data import scan_image_folder
+
+    samples = scan_image_folder(image_folder).samples
+    expected = {split: sum(s.split == split for s in samples) for split in ("valid", "test")}
+    assert expected["valid"] and expected["test"]
+    weights = _trained_weights(tmp_path, [s.sha256 for s in samples])  # trained on every image
+    cache = tmp_path / "c.h5"
+    with pytest.raises(FeaturekitError) as refused:
+        _extract(image_folder, cache, weights=str(weights))
+    message = str(refused.value)
+    assert (f"trained on {expected['valid'] + expected['test']} images" in message
+            and f"{expected['valid']} in valid and {expected['test']} in test" in message)
+    assert "allow_train_overlap" in message and not cache.exists()
+    messages: list[str] = []
+    result = _extract(image_folder, cache, weights=str(weights), allow_train_overlap=True, log=messages.append)
+    assert any("WARNING" in m and "optimistic" in m for m in messages)
+    with open_cache(result.cache_path) as made:
+        assert made.attrs["train_overlap_valid"] == expected["valid"]
+        assert made.attrs["train_overlap_test"] == expected["test"]
+        assert made.attrs["weights_label"] == "test_tiny trained on faces (train split, 24 images, epoch 3)"
+
+
+def test_weights_trained_on_the_train_split_only_extract_and_are_labelled(image_folder: Path, tmp_path: Path):
+    from featurekit.data import scan_image_folder
+
+    train = [s.sha256 for s in scan_image_folder(image_folder).samples if s.split == "train"]
+    weights = _trained_weights(tmp_path, train)
+    result = _extract(image_folder, tmp_path / "c.h5", weights=str(weights))
+    assert result.weights_label == f"test_tiny trained on faces (train split, {len(train)} images, epoch 3)"
+    with open_cache(result.cache_path) as made:
+        assert made.attrs["train_overlap_valid"] == 0 and made.attrs["train_overlap_test"] == 0
+
+
+def test_a_training_record_of_another_file_is_ignored(image_folder: Path, tmp_path: Path):
+    weights = _trained_weights(tmp_path, [])
+    weights.write_bytes(weights.read_bytes())  # same bytes: still its record
+    other = weights.with_name("other.keras")
+    from featurekit.backbones import create_backbone
+
+    create_backbone("test_tiny", weights="none", seed=2).save(other)  # beside the record, but not the file it names
+    result = _extract(image_folder, tmp_path / "c.h5", weights=str(other))
+    assert result.weights_label == "file other.keras"
