@@ -16,6 +16,7 @@ import h5py
 import keras
 
 from featurekit.backbones import KNOWN_WEIGHT_FILES, BackboneSpec, get_spec, list_backbones
+from featurekit.backend import set_random_seed
 from featurekit.errors import FeaturekitError, WeightsUnavailableError
 from featurekit.hashing import file_sha256
 
@@ -58,7 +59,7 @@ def build_with_weights(spec: BackboneSpec, weights: str | os.PathLike, image_siz
     request = resolve_weights(spec, weights)
     input_shape = (image_size, image_size, 3)
     # Seed every build: random init is then reproducible, and a file load starts from a known state.
-    keras.utils.set_random_seed(seed)
+    set_random_seed(seed)  # featurekit's: Keras' own imports TensorFlow under every backend
     if request == "imagenet":
         model = _build_imagenet(spec, input_shape, seed)
     elif request == "none":
