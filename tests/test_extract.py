@@ -23,6 +23,7 @@ def _extract(data: Path, cache: Path, **options):
     return extract(data, cache=cache, **options)
 
 
+@pytest.mark.backend
 def test_cache_rows_are_the_backbone_features_of_each_image(image_folder: Path, tmp_path: Path):
     from featurekit.embedder import build_embedder
 
@@ -37,12 +38,14 @@ def test_cache_rows_are_the_backbone_features_of_each_image(image_folder: Path, 
         assert cache.attrs["config"] == {}
 
 
+@pytest.mark.backend
 def test_rerun_is_up_to_date_and_recomputes_nothing(image_folder: Path, tmp_path: Path):
     _extract(image_folder, tmp_path / "c.h5")
     again = _extract(image_folder, tmp_path / "c.h5")
     assert again.status == "up-to-date" and again.n_computed == 0
 
 
+@pytest.mark.backend
 def test_bad_files_are_skipped_and_listed(image_folder: Path, tmp_path: Path):
     (image_folder / "real" / "empty.jpg").write_bytes(b"")
     (image_folder / "fake" / "text.png").write_bytes(b"hello, not a png")
@@ -124,6 +127,7 @@ def test_resume_after_sigkill_gives_the_same_cache_row_for_row(tmp_path: Path):
         assert a.fingerprint == b.fingerprint
 
 
+@pytest.mark.backend
 def test_resume_keeps_the_interrupted_batch_size(image_folder: Path, tmp_path: Path):
     cache = tmp_path / "c.h5"
     partial = PartialCache(cache)
@@ -170,6 +174,7 @@ def test_shared_faces_with_near_imagenet_vgg16_are_labelled_so(shared_faces: Pat
         assert len(cache.attrs["weights_sha256"]) == 64
 
 
+@pytest.mark.backend
 def test_several_taps_from_one_pass_equal_separate_extractions(image_folder: Path, tmp_path: Path):
     from featurekit.extract import extract_many
 
@@ -261,6 +266,7 @@ def _trained_weights(tmp_path: Path, trained_on: list[str], backbone: str = "tes
     return path
 
 
+@pytest.mark.backend
 def test_weights_trained_on_the_valid_or_test_images_are_refused_unless_allowed(image_folder: Path, tmp_path: Path):
     from featurekit.data import scan_image_folder
 
