@@ -310,3 +310,21 @@ def test_a_training_record_of_another_file_is_ignored(image_folder: Path, tmp_pa
     create_backbone("test_tiny", weights="none", seed=2).save(other)  # beside the record, but not the file it names
     result = _extract(image_folder, tmp_path / "c.h5", weights=str(other))
     assert result.weights_label == "file other.keras"
+
+
+def test_the_precision_benchmark_runs_through_extract(tmp_path: Path):
+    import json
+
+    out = tmp_path / "precision.json"
+    completed = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bench_precision.py"), "--images", "4", "--backbones", "test_tiny",
+         "--precisions", "float32,bfloat16", "--batch-size", "2", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "avx512_bf16" in completed.stdout and "bfloat16 vs float32" in completed.stdout
+    report = json.loads(out.read_text())
+    float32, bfloat16 = report["rows"]
+    assert (float32["precision"], bfloat16["precision"]) == ("float32", "bfloat16")
+    assert float32["images"] == bfloat16["images"] == 4 and bfloat16["speedup_vs_float32"] > 0
+    assert 0 < bfloat16["max_abs_diff"] < 0.1 and bfloat16["min_cosine_similarity"] > 0.99
+    assert set(report["machine"]["low_precision_flags"]) >= {"avx512_bf16", "amx_bf16"}
