@@ -117,3 +117,52 @@ def test_augmentation_is_seeded_per_image_and_keeps_shape():
     flipped = [o for o in others if np.array_equal(o, image[:, ::-1])]
     unchanged = [o for o in others if np.array_equal(o, image)]
     assert len(flipped) + len(unchanged) < len(others)  # most draws crop as well
+
+
+def test_training_batches_are_a_pure_function_of_seed_epoch_and_step(tmp_path: Path):
+    from featurekit.training.batches import ImageBatches
+
+    root = make_image_folder(tmp_path / "faces", per_class=5, size=32)
+    paths = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.png"))
+    labels = np.array([p.startswith("fake") for p in paths], np.float32)
+
+    def batches(epoch: int, order: list[int], **options) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        dataset = ImageBatches(root, paths, labels, 32, batch_size=4, train=True, seed=3, workers=2, **options)
+        try:
+            dataset.set_epoch(epoch)
+            return {index: dataset[index] for index in order}
+        finally:
+            dataset.close()
+
+    first = batches(1, [0, 1, 2])
+    again = batches(1, [2, 0, 1])  # another call order (a resumed run, Keras peeking ahead): the same batches
+    for index in range(3):
+        np.testing.assert_array_equal(first[index][0], again[index][0])
+        np.testing.assert_array_equal(first[index][1], again[index][1])
+    assert all(images.shape == (4, 32, 32, 3) and images.dtype == np.float32 for images, _ in first.values())
+    # 10 images, batches of 4: 3 steps, the last one filled by wrapping around; every image is seen.
+    seen = np.concatenate([labels_ for _, labels_ in first.values()])
+    assert len(seen) == 12 and seen.sum() >= 5
+    other_epoch = batches(2, [0])
+    assert not np.array_equal(other_epoch[0][0], first[0][0])  # each epoch reshuffles and re-augments
+    plain = batches(1, [0, 1, 2], augment=False)
+    decoded = {p: load_image(root / p, 32).astype(np.float32) for p in paths}
+    for images, _ in plain.values():  # without augmentation every row is one decoded image, unchanged
+        assert all(any(np.array_equal(row, image) for image in decoded.values()) for row in images)
+
+
+def test_validation_batches_are_one_ordered_pass(tmp_path: Path):
+    from featurekit.training.batches import ImageBatches
+
+    root = make_image_folder(tmp_path / "faces", per_class=3, size=32)
+    paths = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.png"))
+    dataset = ImageBatches(root, paths, np.arange(6, dtype=np.float32), 32, batch_size=4, train=False)
+    try:
+        assert len(dataset) == 2
+        images = np.concatenate([dataset[0][0], dataset[1][0]])
+        np.testing.assert_array_equal(np.concatenate([dataset[0][1], dataset[1][1]]), np.arange(6))
+        np.testing.assert_array_equal(images, np.stack([load_image(root / p, 32) for p in paths]).astype(np.float32))
+        with pytest.raises(IndexError):
+            dataset[2]
+    finally:
+        dataset.close()

@@ -31,12 +31,14 @@ class ImageBatches(keras.utils.PyDataset):
         batch_size: Images per batch.
         train: Shuffle and augment (training); otherwise one pass in order, last batch shorter.
         seed: Seed of the shuffles and augmentations.
+        augment: Whether training batches are augmented (default: yes when `train`).
         workers: Decode threads; default one per CPU.
         prefetch: Batches decoded ahead of the one Keras is training on.
     """
 
     def __init__(self, root: str | Path, paths: list[str], labels: np.ndarray, image_size: int, batch_size: int,
-                 train: bool, seed: int = 0, workers: int | None = None, prefetch: int = DEFAULT_PREFETCH_BATCHES):
+                 train: bool, seed: int = 0, workers: int | None = None, prefetch: int = DEFAULT_PREFETCH_BATCHES,
+                 augment: bool | None = None):
         # Keras' own workers stay at 1: our threads decode in parallel, and calls arrive in step order.
         super().__init__(workers=1, use_multiprocessing=False)
         self.root = Path(root)
@@ -44,6 +46,7 @@ class ImageBatches(keras.utils.PyDataset):
         self.labels = np.asarray(labels, dtype=np.float32)
         self.batch_size = int(batch_size)
         self.train = train
+        self.augment = train if augment is None else augment
         self.seed = int(seed)
         self.prefetch = int(prefetch)
         self.epoch = 0
@@ -76,7 +79,7 @@ class ImageBatches(keras.utils.PyDataset):
         epoch = self.epoch
         rows = self.positions(index, epoch)
         transform = None
-        if self.train:
+        if self.augment:
             start = index * self.batch_size
 
             def transform(image: np.ndarray, row: int) -> np.ndarray:
