@@ -160,6 +160,7 @@ def predict(model_dir: str | Path, inputs: list[str | Path], batch_size: int = 3
     check_fitted_record(model_dir, fitted.meta, fitted.estimator)
     embedder = embedder_for(fitted.meta["embedding"])
     check_embedder_matches(model_dir, fitted.meta["embedding"], embedder.describe())
+    embedder.batch_size = batch_size
     class_names = fitted.meta["class_names"]
     threshold = fitted.threshold
     rows: list[dict[str, Any]] = []
