@@ -45,7 +45,7 @@ def speedup(args: argparse.Namespace) -> dict:
     from featurekit.embedder import build_embedder
     from featurekit.extract import extract
     from featurekit.fitting import fit_probe
-    from featurekit.pipeline import image_dataset
+    from featurekit.training.batches import ImageBatches
 
     weights = str(WEIGHTS["vgg16"]) if WEIGHTS["vgg16"].exists() else "none"
     with tempfile.TemporaryDirectory() as scratch:
@@ -64,14 +64,15 @@ def speedup(args: argparse.Namespace) -> dict:
         samples = [s for s in scan_image_folder(folder).samples if s.split == "train"]
         embedder = build_embedder("vgg16", weights=weights, pooling="avg")
         inputs = keras.Input((224, 224, 3))
-        features = keras.layers.GlobalAveragePooling2D()(embedder.model(keras.layers.Lambda(
+        features = keras.layers.GlobalAveragePooling2D()(embedder.backbone(keras.layers.Lambda(
             lambda x: keras.applications.vgg16.preprocess_input(x))(inputs), training=False))
         hidden = keras.layers.Dropout(0.5)(keras.layers.Dense(512, activation="relu")(features))
         model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(hidden))
         model.compile(keras.optimizers.Adam(1e-3), "binary_crossentropy", metrics=["accuracy"])
-        train = image_dataset(folder, [s.path for s in samples], 224, 32, labels=np.array([s.label for s in samples]),
-                              shuffle=True).map(lambda x, y: (keras.ops.cast(x, "float32"), y))
-        model.fit(train.take(1), epochs=1, verbose=0)  # trace outside the clock, as extract does
+        train = ImageBatches(folder, [s.path for s in samples], np.array([s.label for s in samples]), 224, 32,
+                             train=True, augment=False)
+        model.fit(ImageBatches(folder, [s.path for s in samples[:32]], np.array([s.label for s in samples[:32]]),
+                               224, 32, train=False), epochs=1, verbose=0)  # compile outside the clock, as extract does
         started = time.perf_counter()
         model.fit(train, epochs=args.study_epochs, verbose=0)
         study_epoch_seconds = (time.perf_counter() - started) / args.study_epochs

@@ -17,7 +17,6 @@ import os
 import platform
 import sys
 import time
-import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -32,20 +31,21 @@ def end_to_end_test_accuracy(run_dir: Path, image_size: int, split_fractions: tu
     """Accuracy and loss of the saved classifier (backbone + top) on the test split, inference mode."""
     import keras
     import numpy as np
-    import tensorflow as tf
 
     from featurekit.data import scan_image_folder
-    from featurekit.pipeline import image_dataset
+    from featurekit.pipeline import decodable
+    from featurekit.training.batches import ImageBatches
 
     classifier = keras.saving.load_model(run_dir / "classifier.keras", safe_mode=True)
     test = [s for s in scan_image_folder(FACES, split_fractions).samples if s.split == "test"]
-    dataset = image_dataset(FACES, [s.path for s in test], image_size, 32,
-                            labels=np.array([s.label for s in test], np.float32))
-    dataset = dataset.map(lambda images, labels: (tf.cast(images, tf.float32), labels))
-    with warnings.catch_warnings():
-        # The split is read once, its length unknown to Keras: its end is expected.
-        warnings.filterwarnings("ignore", message="Your input ran out of data")
+    good, _ = decodable(FACES, [s.path for s in test], image_size)
+    test = [test[i] for i in good]
+    dataset = ImageBatches(FACES, [s.path for s in test], np.array([s.label for s in test], np.float32), image_size,
+                           32, train=False)
+    try:
         loss, accuracy = classifier.evaluate(dataset, verbose=0)
+    finally:
+        dataset.close()
     return {"test_images": len(test), "test_accuracy": float(accuracy), "test_loss": float(loss)}
 
 

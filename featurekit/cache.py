@@ -52,7 +52,7 @@ SCHEMA_VERSION = 2
 # Attributes that say what a cache is; a request that differs in any of them needs another cache.
 IDENTITY_KEYS = (
     "backbone", "weights_label", "weights_sha256", "layer", "pooling", "image_size",
-    "preprocessing", "dtype", "data_fingerprint",
+    "preprocessing", "precision", "architecture_variant", "dtype", "data_fingerprint",
 )
 TARGET_CHUNK_BYTES = 1 << 20
 
@@ -76,22 +76,21 @@ def partial_dir_for(cache_path: str | Path) -> Path:
 
 
 def library_versions() -> dict[str, str]:
-    """Versions of what made a cache (recorded in it)."""
+    """Versions of what made a cache (recorded in it), with the Keras backend that computed.
+
+    Only libraries already loaded are asked (see `featurekit.backend.backend_versions`): recording versions
+    never imports TensorFlow, or Keras, into a process that did not use them (readers, scikit-learn probes).
+    """
     import platform
 
     import h5py
 
     import featurekit
+    from featurekit.backend import backend_versions
 
     versions = {"featurekit": featurekit.__version__, "python": platform.python_version(),
                 "numpy": np.__version__, "h5py": h5py.__version__}
-    try:
-        import keras
-        import tensorflow as tf
-
-        versions.update(tensorflow=tf.__version__, keras=keras.__version__)
-    except ImportError:  # readers need no TensorFlow
-        pass
+    versions.update(backend_versions())
     return versions
 
 

@@ -258,5 +258,6 @@ def predict(options: dict[str, Any]) -> None:
     from featurekit.report import check_output, render_predictions
 
     check_output(options["format"], options["out"])
-    rows = predict_images(options["model"], options["inputs"], batch_size=options["batch_size"])
+    rows = predict_images(options["model"], options["inputs"], batch_size=options["batch_size"],
+                          max_pixels=options["max_pixels"] or None, workers=options["workers"])
     show(render_predictions(rows, options["format"], title=f"predictions of {options['model']}"), options)

@@ -1,11 +1,22 @@
-"""Frozen backbone + preprocessing + layer tap + pooling, as one callable: images in, embeddings out.
+"""Frozen backbone + preprocessing + layer tap + pooling, as one Keras model: images in, embeddings out.
 
     embedder = build_embedder("vgg16", weights="none", image_size=224, pooling="avg")
     features = embedder(uint8_batch)          # [B, 512] float32
     embedder.describe()                       # what the cache records next to the features
 
-Images are RGB batches [B, S, S, 3] with values 0..255 (uint8 or float). Preprocessing is the
-backbone's own (the spec's mode) unless explicitly overridden, and is recorded in `describe()`.
+Images are RGB batches [B, S, S, 3] with values 0..255 (uint8 or float). The embedding model is a
+`keras.Model`: pixels -> `Preprocessing` (the backbone's own mode unless explicitly overridden, written with
+`keras.ops`, the same numbers as `keras.applications.imagenet_utils.preprocess_input`) -> the backbone up to
+the tapped layers -> `Pooling` layers (flatten / avg / max / meanstd in `keras.ops`). It runs through
+Keras' own compiled inference (`predict_on_batch`) on whichever Keras backend is active, so nothing here
+imports TensorFlow. Batches are padded to one fixed size, so a compiling backend (JAX) compiles once.
+
+The backbone computes in the requested precision (a Keras mixed dtype policy); preprocessing and pooling
+compute in float32, and the embeddings are float32 whatever the precision.
+
+Extraction talks to embedders through a small interface only: `embedder(uint8 batch)` (a list of float32
+arrays for a `MultiEmbedder`) and `embedders[i].describe()`; anything that offers it (a hand-made numpy
+feature, a view of the images) can stand in.
 """
 
 from __future__ import annotations
@@ -15,12 +26,24 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
-from keras.applications import imagenet_utils
+from keras import ops
 
 from featurekit.backbones import POOLINGS, PREPROCESSING_MODES, BackboneSpec, create_backbone, get_spec
 from featurekit.backbones.loading import resolve_weights, weights_provenance
-from featurekit.errors import FeaturekitError
+from featurekit.backend import active_backend, dtype_policy, resolve_precision
+from featurekit.errors import FeaturekitError, given, option_name
+from featurekit.training.provenance import trained_label, training_record_for
+
+# The largest square input we accept. Memory sets it: at 2048 px one image is 12 MiB of uint8 and 48 MiB of
+# float32 input, and VGG16's first block alone holds 64 channels x 2048^2 x 4 B = 1 GiB of activations per
+# image; far beyond that a batch cannot fit any machine's memory and ends in MemoryError after work was done.
+MAX_IMAGE_SIZE = 2048
+# Images per forward pass; the last, partial batch is padded to this size and the padding dropped.
+DEFAULT_BATCH_SIZE = 32
+# ImageNet statistics as keras.applications.imagenet_utils uses them (caffe: BGR order; torch: RGB, [0, 1]).
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+TORCH_MEAN_RGB = (0.485, 0.456, 0.406)
+TORCH_STD_RGB = (0.229, 0.224, 0.225)
 
 # Layer names worth offering when a tap is unknown: block outputs and pools first, then convolutions.
 _BLOCK_LAYER = re.compile(r"mixed\d+|inception_\d[a-z]|(stem_)?pool\d+|block\d+_pool|max_pooling2d(_\d+)?")
@@ -28,32 +51,68 @@ _CONV_LAYER = re.compile(r".*conv(\d+|2d)?(_\d+)?|.*_(1x1|3x3|5x5)")
 _MAX_SUGGESTIONS = 20
 
 
-def preprocess(images: Any, mode: str) -> tf.Tensor:
-    """Map float pixels in [0, 255] (RGB) to the input a backbone expects.
+def preprocess_tensor(pixels: Any, mode: str) -> Any:
+    """`preprocess_input` of keras.applications.imagenet_utils, in keras.ops, on a float32 tensor.
+
+    The same operations in the same order (divide, then add the negated mean, then divide by the std), so
+    the numbers are identical to Keras' own on every backend. `mode` must be valid (see `preprocess`).
+    """
+    if mode == "rescale":
+        return pixels / 255.0
+    if mode == "tf":
+        return pixels / 127.5 - 1.0
+    if mode == "torch":
+        scaled = pixels / 255.0
+        centred = scaled + ops.convert_to_tensor(-np.array(TORCH_MEAN_RGB), dtype="float32")
+        return centred / ops.convert_to_tensor(np.array(TORCH_STD_RGB), dtype="float32")
+    bgr = ops.flip(pixels, axis=-1)
+    return bgr + ops.convert_to_tensor(-np.array(CAFFE_MEAN_BGR), dtype="float32")
+
+
+def preprocess(images: Any, mode: str) -> np.ndarray:
+    """Map pixels in [0, 255] (RGB) to the input a backbone expects.
 
     Args:
-        images: Batch [B, S, S, 3] (array or tensor); not modified.
+        images: Batch [B, S, S, 3] (uint8 or float); not modified.
         mode: "caffe" (RGB->BGR, minus the ImageNet mean per channel), "tf" (to [-1, 1]), "torch"
             (to [0, 1], minus mean, over std per channel), or "rescale" (x / 255, the original study's input).
 
     Returns:
-        float32 tensor of the same shape.
+        float32 array of the same shape.
     """
     _check_preprocessing(mode)
-    # A tensor, not a NumPy array: imagenet_utils edits NumPy inputs in place.
-    x = tf.convert_to_tensor(images, dtype=tf.float32)
-    if mode == "rescale":
-        return x / 255.0
-    return imagenet_utils.preprocess_input(x, data_format="channels_last", mode=mode)
+    pixels = ops.convert_to_tensor(np.asarray(images, dtype=np.float32))
+    return np.asarray(ops.convert_to_numpy(preprocess_tensor(pixels, mode)), dtype=np.float32)
 
 
 def _check_preprocessing(mode: str) -> None:
     if mode not in PREPROCESSING_MODES:
         raise FeaturekitError(
             f"Unknown preprocessing {mode!r}.",
-            received=f"--preprocessing {mode}",
+            received=given("preprocessing", mode),
             fix=f"Choose one of: {', '.join(PREPROCESSING_MODES)} (or leave it out to use the backbone's own).",
         )
+
+
+def check_image_size(spec: BackboneSpec, image_size: Any) -> int:
+    """The square input size to use: the native size for None; refuse anything outside
+    [spec.min_input_size, MAX_IMAGE_SIZE] before any work is done (0 is refused, not read as "native")."""
+    if image_size is None:
+        return spec.input_size
+    if isinstance(image_size, (bool, np.bool_)) or not isinstance(image_size, (int, np.integer)):
+        raise FeaturekitError(
+            "The image size must be a whole number of pixels.", received=given("image_size", image_size),
+            fix=f"Use e.g. {option_name('image_size')} {spec.input_size} (the native size of {spec.name}), "
+            "or leave it out for the native size.")
+    if not spec.min_input_size <= int(image_size) <= MAX_IMAGE_SIZE:
+        raise FeaturekitError(
+            f"Backbone {spec.name!r} takes image sizes from {spec.min_input_size} to {MAX_IMAGE_SIZE} pixels "
+            f"(at least {spec.min_input_size}x{spec.min_input_size} for its architecture; above "
+            f"{MAX_IMAGE_SIZE} a batch no longer fits in memory).",
+            received=given("image_size", image_size),
+            fix=f"Use {option_name('image_size')} {spec.input_size} (native) or another size in that range; "
+            "leave it out for the native size.")
+    return int(image_size)
 
 
 def pooled_dim(feature_shape: tuple[int, ...], pooling: str) -> int:
@@ -71,8 +130,8 @@ def pooled_dim(feature_shape: tuple[int, ...], pooling: str) -> int:
         if pooling != "flatten":
             raise FeaturekitError(
                 f"Pooling {pooling!r} needs a spatial feature map, but the tapped layer gives a vector.",
-                received=f"--pooling {pooling}",
-                fix="Use --pooling flatten, or tap a convolutional layer.",
+                received=given("pooling", pooling),
+                fix=f"Use {option_name('pooling')} flatten, or tap a convolutional layer.",
             )
         return int(feature_shape[0])
     if len(feature_shape) != 3:
@@ -85,24 +144,101 @@ def _check_pooling(pooling: str) -> None:
     if pooling not in POOLINGS:
         raise FeaturekitError(
             f"Unknown pooling {pooling!r}.",
-            received=f"--pooling {pooling}",
+            received=given("pooling", pooling),
             fix=f"Choose one of: {', '.join(POOLINGS)}.",
         )
 
 
-def _pool(features: tf.Tensor, pooling: str) -> tf.Tensor:
-    if features.shape.rank == 2:
-        return features
-    if pooling == "flatten":
-        return tf.reshape(features, [tf.shape(features)[0], -1])
-    if pooling == "avg":
-        return tf.reduce_mean(features, axis=[1, 2])
-    if pooling == "max":
-        return tf.reduce_max(features, axis=[1, 2])
-    # meanstd: first and second moments per channel over positions, a cheap texture/style descriptor.
-    mean = tf.reduce_mean(features, axis=[1, 2])
-    std = tf.math.reduce_std(features, axis=[1, 2])
-    return tf.concat([mean, std], axis=-1)
+class Preprocessing(keras.layers.Layer):
+    """Pixels 0..255 (any dtype) -> the backbone's input, in float32 whatever the model's precision."""
+
+    def __init__(self, mode: str, **kwargs: Any):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        _check_preprocessing(mode)
+        self.mode = mode
+
+    def call(self, pixels: Any) -> Any:
+        return preprocess_tensor(ops.cast(pixels, "float32"), self.mode)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "mode": self.mode}
+
+
+class Pooling(keras.layers.Layer):
+    """A feature map [B, H, W, C] -> [B, D] embedding, in float32 (a bfloat16 backbone's output is cast first).
+
+    flatten keeps every value (row-major H, W, C); avg and max pool over positions; meanstd is the per-channel
+    mean and standard deviation over positions, a cheap texture descriptor (2C values).
+    """
+
+    def __init__(self, pooling: str, **kwargs: Any):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        _check_pooling(pooling)
+        self.pooling = pooling
+
+    def call(self, features: Any) -> Any:
+        x = ops.cast(features, "float32")
+        if len(x.shape) == 2:
+            return x
+        if self.pooling == "flatten":
+            return ops.reshape(x, (-1, int(np.prod(x.shape[1:]))))
+        if self.pooling == "avg":
+            return ops.mean(x, axis=(1, 2))
+        if self.pooling == "max":
+            return ops.max(x, axis=(1, 2))
+        return ops.concatenate([ops.mean(x, axis=(1, 2)), ops.std(x, axis=(1, 2))], axis=-1)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        if len(input_shape) == 2:
+            return tuple(input_shape)
+        return (input_shape[0], pooled_dim(tuple(input_shape[1:]), self.pooling))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "pooling": self.pooling}
+
+
+def embedding_model(backbone: keras.Model, taps: list[tuple[str, str]], preprocessing: str, image_size: int,
+                    name: str = "embedder") -> keras.Model:
+    """The Keras model pixels [B, S, S, 3] -> one float32 embedding [B, D_i] per (layer, pooling) tap.
+
+    The backbone's layers are shared, not copied: several taps of one backbone cost one forward pass.
+    """
+    layer_names = list(dict.fromkeys(layer for layer, _ in taps))
+    tapped = keras.Model(backbone.inputs, [backbone.get_layer(layer).output for layer in layer_names],
+                         name=f"{backbone.name}_taps")
+    pixels = keras.Input((image_size, image_size, 3), dtype="float32", name="pixels")
+    maps = tapped(Preprocessing(preprocessing, name="preprocess")(pixels))
+    maps = maps if isinstance(maps, (list, tuple)) else [maps]
+    by_layer = dict(zip(layer_names, maps))
+    outputs = [Pooling(pooling, name=f"pool_{index}_{pooling}")(by_layer[layer])
+               for index, (layer, pooling) in enumerate(taps)]
+    model = keras.Model(pixels, outputs, name=name)
+    model.trainable = False
+    return model
+
+
+def run_in_batches(model: keras.Model, pixels: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """`model.predict_on_batch` over fixed-size batches; a short last batch is padded and the padding dropped.
+
+    One input shape means one compiled program on JAX (every new shape would compile again); in inference
+    mode a row's output does not depend on the other rows, so the padding changes nothing.
+    """
+    n_rows = len(pixels)
+    parts: list[list[np.ndarray]] = []
+    for start in range(0, max(n_rows, 1), batch_size):
+        chunk = pixels[start:start + batch_size]
+        n_real = len(chunk)
+        if n_real < batch_size:
+            chunk = np.concatenate([chunk, np.zeros((batch_size - n_real, *chunk.shape[1:]), chunk.dtype)])
+        outputs = model.predict_on_batch(chunk)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        parts.append([np.asarray(output[:n_real], dtype=np.float32) for output in outputs])
+    return [np.concatenate(columns) for columns in zip(*parts)]
 
 
 def _output_layer_name(model: keras.Model) -> str:
@@ -122,16 +258,18 @@ def _tap_suggestions(model: keras.Model) -> str:
 class Embedder:
     """A frozen backbone with its preprocessing, a layer tap and a pooling: images -> float32 embeddings.
 
-    Build it with `build_embedder`. Calling it runs one traced `tf.function` in inference mode
-    (`training=False`, so batch norm uses its moving statistics).
+    Build it with `build_embedder`. Calling it runs the embedding model (`model`, a keras.Model) through
+    Keras' compiled inference in fixed-size batches (batch norm uses its moving statistics).
 
     Attributes:
         spec: The backbone's registry spec.
-        model: The frozen sub-model from the image input to the tapped layer.
+        backbone: The frozen backbone (a keras.Model) the tap reads from.
         layer: Name of the tapped layer.
         pooling: One of POOLINGS.
         preprocessing: One of PREPROCESSING_MODES.
         image_size: Square input size in pixels.
+        precision: The backbone's compute precision: "float32", "bfloat16" or "float16".
+        batch_size: Images per forward pass (the last batch is padded to it).
         feature_shape: Shape of the tapped layer's output for one image, e.g. (7, 7, 512).
         feature_dim: Length of each embedding.
     """
@@ -145,39 +283,43 @@ class Embedder:
         preprocessing: str,
         image_size: int,
         provenance: dict[str, Any],
+        precision: str = "float32",
+        batch_size: int = DEFAULT_BATCH_SIZE,
     ):
         _check_pooling(pooling)
         self.spec = spec
+        self.backbone = backbone
         self.pooling = pooling
         self.preprocessing = preprocessing
         self.image_size = image_size
+        self.precision = precision
+        self.batch_size = int(batch_size)
         self._provenance = provenance
         self._backbone_params = int(backbone.count_params())
         if layer is None:
             self.layer = _output_layer_name(backbone)
-            self.model = backbone
         else:
             try:
-                tapped = backbone.get_layer(layer)
+                backbone.get_layer(layer)
             except ValueError:
                 raise FeaturekitError(
                     f"Backbone {spec.name!r} has no layer {layer!r}.",
-                    received=f"--layer {layer}",
-                    fix=f"Use one of: {_tap_suggestions(backbone)}; or leave --layer out to tap the last block "
-                    f"({_output_layer_name(backbone)}).",
+                    received=given("layer", layer),
+                    fix=f"Use one of: {_tap_suggestions(backbone)}; or leave {option_name('layer')} out to tap the "
+                    f"last block ({_output_layer_name(backbone)}).",
                 ) from None
             self.layer = layer
-            self.model = keras.Model(backbone.input, tapped.output, name=f"{backbone.name}_{layer}")
-            self.model.trainable = False
-        self.feature_shape = tuple(int(d) for d in self.model.outputs[0].shape[1:])
+        self.feature_shape = tuple(int(d) for d in backbone.get_layer(self.layer).output.shape[1:])
         self.feature_dim = pooled_dim(self.feature_shape, pooling)
-        # One fixed signature: a single trace serves every batch size.
-        signature = [tf.TensorSpec([None, image_size, image_size, 3], tf.float32)]
-        self._forward = tf.function(self._embed, input_signature=signature)
+        self._model: keras.Model | None = None
 
-    def _embed(self, pixels: tf.Tensor) -> tf.Tensor:
-        features = self.model(preprocess(pixels, self.preprocessing), training=False)
-        return _pool(features, self.pooling)
+    @property
+    def model(self) -> keras.Model:
+        """The embedding keras.Model (pixels -> [B, feature_dim]), built on first use."""
+        if self._model is None:
+            self._model = embedding_model(self.backbone, [(self.layer, self.pooling)], self.preprocessing,
+                                          self.image_size, name=f"{self.spec.name}_{self.layer}_{self.pooling}")
+        return self._model
 
     def _as_pixels(self, images: Any) -> np.ndarray:
         pixels = np.asarray(images)
@@ -189,11 +331,12 @@ class Embedder:
                 received=f"an array of shape {pixels.shape}",
                 fix="Resize the images to the embedder's image_size and stack them into one batch.",
             )
-        return pixels.astype(np.float32, copy=False)
+        # uint8 crosses to the device as it is (4x fewer bytes) and becomes float32 inside the model.
+        return pixels if pixels.dtype == np.uint8 else pixels.astype(np.float32, copy=False)
 
     def preprocess(self, images: Any) -> np.ndarray:
         """The network's input for `images` ([B, S, S, 3], 0..255): this embedder's preprocessing applied."""
-        return preprocess(self._as_pixels(images), self.preprocessing).numpy()
+        return preprocess(self._as_pixels(images), self.preprocessing)
 
     def __call__(self, images: Any) -> np.ndarray:
         """Embed a batch.
@@ -204,10 +347,14 @@ class Embedder:
         Returns:
             float32 array [B, feature_dim].
         """
-        return self._forward(tf.constant(self._as_pixels(images))).numpy()
+        return run_in_batches(self.model, self._as_pixels(images), self.batch_size)[0]
 
     def describe(self) -> dict[str, Any]:
-        """JSON-able attributes that identify these embeddings (stored with the cache, compared on reopen)."""
+        """JSON-able attributes that identify these embeddings (stored with the cache, compared on reopen).
+
+        `backend` is recorded but is no part of a cache's identity: features of the same weights agree
+        across backends to float tolerance.
+        """
         return {
             "backbone": self.spec.name,
             **self._provenance,
@@ -215,6 +362,8 @@ class Embedder:
             "pooling": self.pooling,
             "image_size": self.image_size,
             "preprocessing": self.preprocessing,
+            "precision": self.precision,
+            "backend": active_backend(),
             "feature_dim": self.feature_dim,
             "backbone_params": self._backbone_params,
         }
@@ -224,7 +373,7 @@ class Embedder:
         return (
             f"Embedder({d['backbone']}, weights={d['weights_label']!r}, layer={d['layer']!r}, "
             f"pooling={d['pooling']!r}, image_size={d['image_size']}, preprocessing={d['preprocessing']!r}, "
-            f"feature_dim={d['feature_dim']})"
+            f"precision={d['precision']!r}, feature_dim={d['feature_dim']})"
         )
 
 
@@ -236,6 +385,8 @@ def build_embedder(
     pooling: str = "flatten",
     preprocessing: str | None = None,
     seed: int = 0,
+    precision: str = "float32",
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> Embedder:
     """Build an Embedder for a registered backbone.
 
@@ -249,24 +400,34 @@ def build_embedder(
         preprocessing: None for the backbone's own mode (the right choice for pretrained weights); any of
             PREPROCESSING_MODES as an explicit override, e.g. "rescale" to reproduce the original study.
         seed: Random-init seed for weights="none".
+        precision: The backbone's compute precision: "float32", "bfloat16", "float16", or "auto" (bfloat16
+            where the hardware has it); the resolved value is in `describe()`.
+        batch_size: Images per forward pass.
 
     Returns:
         The embedder.
     """
     _check_pooling(pooling)
-    return Embedder(*_frozen_backbone(backbone, weights, image_size, preprocessing, seed, layer, pooling))
+    spec, model, mode, size, provenance, resolved = _frozen_backbone(backbone, weights, image_size, preprocessing,
+                                                                     seed, precision)
+    return Embedder(spec, model, layer, pooling, mode, size, provenance, resolved, batch_size)
 
 
 def _frozen_backbone(backbone: str, weights: str, image_size: int | None, preprocessing: str | None, seed: int,
-                     layer: str | None, pooling: str) -> tuple:
-    """The Embedder constructor's arguments: spec, built backbone, tap, pooling, mode, size, provenance."""
+                     precision: str) -> tuple:
+    """Check the request, then build: spec, frozen backbone, preprocessing mode, size, provenance, precision."""
     spec = get_spec(backbone)
     mode = spec.preprocessing if preprocessing is None else preprocessing
     _check_preprocessing(mode)
-    size = image_size or spec.input_size
-    model = create_backbone(backbone, weights=weights, image_size=size, seed=seed)
+    size = check_image_size(spec, image_size)
+    resolved = resolve_precision(precision)
+    with dtype_policy(resolved):
+        model = create_backbone(backbone, weights=weights, image_size=size, seed=seed)
     provenance = weights_provenance(spec, resolve_weights(spec, weights), seed)
-    return spec, model, layer, pooling, mode, size, provenance
+    trained = training_record_for(provenance["weights"], provenance["weights_sha256"])
+    if trained is not None:  # a train-backbone file: say what it was trained on, not just its name
+        provenance["weights_label"] = trained_label(trained)
+    return spec, model, mode, size, provenance, resolved
 
 
 def backbone_summary(name: str) -> dict[str, Any]:
@@ -283,7 +444,7 @@ def backbone_summary(name: str) -> dict[str, Any]:
     spec = get_spec(name)
     model = create_backbone(name, weights="none", image_size=spec.input_size, seed=0)
     output_shape = tuple(int(d) for d in model.outputs[0].shape[1:])
-    summary = {
+    return {
         "name": spec.name,
         "description": spec.description,
         "input_size": spec.input_size,
@@ -299,7 +460,6 @@ def backbone_summary(name: str) -> dict[str, Any]:
         "weights_licence": spec.weights_licence,
         "is_test": spec.is_test,
     }
-    return summary
 
 
 class MultiEmbedder:
@@ -307,29 +467,27 @@ class MultiEmbedder:
 
     Exploring which layer carries the signal (GAN traces live in low-level features) then costs one
     pass over the images instead of one per layer. `embedders[i].describe()` says what output i is.
+
+    Attributes:
+        embedders: One Embedder per tap, in output order.
+        model: The keras.Model with one output per tap.
+        batch_size: Images per forward pass (the last batch is padded to it).
     """
 
-    def __init__(self, embedders: list[Embedder]):
+    def __init__(self, embedders: list[Embedder], batch_size: int | None = None):
         if not embedders:
             raise ValueError("MultiEmbedder needs at least one Embedder")
         self.embedders = embedders
         first = embedders[0]
         self.image_size, self.preprocessing = first.image_size, first.preprocessing
-        # Every Embedder's model is a view of the same backbone graph: one model with all their outputs.
-        self.model = keras.Model(first.model.inputs, [e.model.outputs[0] for e in embedders])
-        self.model.trainable = False
-        signature = [tf.TensorSpec([None, self.image_size, self.image_size, 3], tf.float32)]
-        self._forward = tf.function(self._embed, input_signature=signature, reduce_retracing=True)
-
-    def _embed(self, pixels: tf.Tensor) -> list[tf.Tensor]:
-        outputs = self.model(preprocess(pixels, self.preprocessing), training=False)
-        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-        return [_pool(features, e.pooling) for features, e in zip(outputs, self.embedders)]
+        self.batch_size = int(batch_size or first.batch_size)
+        # Every Embedder taps the same backbone: one model with all their outputs.
+        self.model = embedding_model(first.backbone, [(e.layer, e.pooling) for e in embedders], self.preprocessing,
+                                     self.image_size, name=f"{first.spec.name}_multi")
 
     def __call__(self, images: Any) -> list[np.ndarray]:
         """Embed a batch [B, S, S, 3] (0..255); returns one float32 array [B, D_i] per embedder."""
-        pixels = self.embedders[0]._as_pixels(images)
-        return [output.numpy() for output in self._forward(tf.constant(pixels))]
+        return run_in_batches(self.model, self.embedders[0]._as_pixels(images), self.batch_size)
 
 
 def build_multi_embedder(
@@ -339,10 +497,13 @@ def build_multi_embedder(
     image_size: int | None = None,
     preprocessing: str | None = None,
     seed: int = 0,
+    precision: str = "float32",
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> MultiEmbedder:
     """A MultiEmbedder over (layer, pooling) taps of one backbone; arguments as for `build_embedder`."""
     for _, pooling in taps:
         _check_pooling(pooling)
-    spec, model, _, _, mode, size, provenance = _frozen_backbone(backbone, weights, image_size, preprocessing, seed,
-                                                                 None, "avg")
-    return MultiEmbedder([Embedder(spec, model, layer, pooling, mode, size, provenance) for layer, pooling in taps])
+    spec, model, mode, size, provenance, resolved = _frozen_backbone(backbone, weights, image_size, preprocessing,
+                                                                     seed, precision)
+    return MultiEmbedder([Embedder(spec, model, layer, pooling, mode, size, provenance, resolved, batch_size)
+                          for layer, pooling in taps], batch_size)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from rich.markup import escape
 
 from featurekit.cache import (
     IDENTITY_KEYS,
@@ -29,8 +30,8 @@ from featurekit.cache import (
     open_cache,
     writer_lock,
 )
-from featurekit.data import DEFAULT_SPLIT_FRACTIONS, scan_image_folder
-from featurekit.errors import FeaturekitError, WeightsUnavailableError
+from featurekit.data import DEFAULT_MAX_PIXELS, DEFAULT_SPLIT_FRACTIONS, scan_image_folder
+from featurekit.errors import FeaturekitError, WeightsUnavailableError, given, option_name
 
 DTYPES = ("float32", "float16")
 
@@ -97,6 +98,10 @@ def extract_many(
     split_fractions: tuple[float, float, float] = DEFAULT_SPLIT_FRACTIONS,
     seed: int = 0,
     on_missing_weights: str = "error",
+    precision: str = "float32",
+    allow_train_overlap: bool = False,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    workers: int | None = None,
     config: dict[str, Any] | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
@@ -122,6 +127,15 @@ def extract_many(
         seed: Seed of random-init weights.
         on_missing_weights: "error", or "random" to continue with seeded random weights (labelled so)
             when pretrained weights cannot be had.
+        precision: The backbone's compute precision: "float32", "bfloat16", "float16", or "auto" (bfloat16
+            where the hardware has it). Part of each cache's identity (the resolved value is recorded); `dtype`
+            still says how the features are stored.
+        max_pixels: Largest image (width x height) decoded; larger files are skipped and listed (a guard against
+            decompression bombs). None: no limit of featurekit's own.
+        workers: Decode threads; None for one per CPU core.
+        allow_train_overlap: Extract even when the weights come from `train-backbone` and were trained on
+            images this extraction puts in its valid or test split (refused by default: probe scores on
+            them would be optimistic). The caches then record the overlap per split and are flagged.
         config: The resolved config, stored in each cache.
         log: Where messages go.
         progress: Show a progress bar.
@@ -130,31 +144,41 @@ def extract_many(
         One ExtractResult per layer x pooling, layers outer.
     """
     from featurekit.backbones import get_spec
+    from featurekit.backend import resolve_precision
+    from featurekit.embedder import check_image_size
 
+    # Every check that needs no image comes first: a refused request reads and writes nothing.
+    spec = get_spec(backbone)
+    check_image_size(spec, image_size)
+    precision = resolve_precision(precision)
     if dtype not in DTYPES:
-        raise FeaturekitError(f"Unknown feature dtype {dtype!r}.", received=f"--dtype {dtype}",
+        raise FeaturekitError(f"Unknown feature dtype {dtype!r}.", received=given("dtype", dtype),
                               fix=f"Use one of: {', '.join(DTYPES)}.")
-    if batch_size < 1:
-        raise FeaturekitError("The batch size must be at least 1.", received=f"--batch-size {batch_size}",
-                              fix="Use e.g. --batch-size 32.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise FeaturekitError("The batch size must be a whole number, at least 1.",
+                              received=given("batch_size", batch_size),
+                              fix=f"Use e.g. {option_name('batch_size')} 32.")
     if on_missing_weights not in ("error", "random"):
         raise FeaturekitError(f"Unknown on_missing_weights {on_missing_weights!r}.",
-                              received=f"--on-missing-weights {on_missing_weights}", fix="Use error or random.")
+                              received=given("on_missing_weights", on_missing_weights), fix="Use error or random.")
     taps = [(layer, pooling) for layer in dict.fromkeys(layers) for pooling in dict.fromkeys(poolings)]
     if cache and len(taps) > 1:
-        raise FeaturekitError("--cache names one file, but several layers or poolings were asked for.",
-                              received=f"--cache {cache} with {len(taps)} taps",
-                              fix="Leave --cache out (names then follow the default pattern) and use --cache-dir.")
+        raise FeaturekitError(f"{option_name('cache')} names one file, but several layers or poolings were asked for.",
+                              received=f"{given('cache', str(cache))} with {len(taps)} taps",
+                              fix=f"Leave {option_name('cache')} out (names then follow the default pattern) and use "
+                              f"{option_name('cache_dir')}.")
     folder = scan_image_folder(data, split_fractions)
     embedder = _first_available_embedder(
         [weights] if isinstance(weights, str) else list(weights), on_missing_weights, log,
-        backbone=backbone, taps=taps, image_size=image_size, preprocessing=preprocessing, seed=seed)
-    native = get_spec(backbone).preprocessing
+        backbone=backbone, taps=taps, image_size=image_size, preprocessing=preprocessing, seed=seed,
+        precision=precision, batch_size=batch_size)
+    overlap = _train_overlap(embedder.embedders[0].describe(), folder, allow_train_overlap, log)
     targets = []
     for index, ((layer, pooling), tap) in enumerate(zip(taps, embedder.embedders)):
         description = tap.describe()
         path = Path(cache) if cache else default_cache_path(
-            folder.root, backbone, layer, pooling, description["image_size"], cache_dir, tag=_tag(description, native))
+            folder.root, backbone, layer, pooling, description["image_size"], cache_dir,
+            tag=_tag(description, spec.preprocessing))
         identity = {**description, "dtype": dtype, "data_fingerprint": folder.fingerprint()}
         targets.append(_Target(index, layer, description, identity, path, PartialCache(path)))
 
@@ -165,6 +189,7 @@ def extract_many(
             _check_existing(target, overwrite, log, len(folder.samples))
         active = [t for t in targets if t.status != "up-to-date"]
         batch_size = _agreed_batch_size(active, batch_size, log)
+        embedder.batch_size = batch_size
         n_batches = -(-len(folder.samples) // batch_size)
         command = " ".join(shlex.quote(a) for a in ["python", "cli.py", *sys.argv[1:]]) if sys.argv[1:] else ""
         for target in active:
@@ -177,7 +202,8 @@ def extract_many(
                     "batch_size": batch_size, "n_batches": n_batches, "n_samples": len(folder.samples),
                     "command": command})
         todo = sorted({b for t in active for b in range(n_batches) if b not in t.done})
-        n_computed, seconds = _run_batches(embedder, folder, active, todo, batch_size, dtype, progress)
+        n_computed, seconds = _run_batches(embedder, folder, active, todo, batch_size, dtype, progress,
+                                           decode_options={"max_pixels": max_pixels}, workers=workers)
 
         for target in active:
             description = target.description
@@ -187,7 +213,8 @@ def extract_many(
                      "layout": folder.layout, "versions": library_versions(), "config": config or {},
                      "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                      "batch_size": batch_size, "resize": "pillow-bilinear", "seed": seed,
-                     "backbone_params": description.get("backbone_params", 0)}
+                     "backbone_params": description.get("backbone_params", 0),
+                     **{f"train_overlap_{split}": count for split, count in overlap.items()}}
             finalize_cache(target.partial, folder.samples, attrs, ignored=folder.unsupported)
 
     results = []
@@ -208,12 +235,13 @@ def _check_existing(target: _Target, overwrite: bool, log: Callable[[str], None]
             target.path.unlink()
         else:
             with open_cache(target.path) as existing:
-                differences = describe_differences(existing.attrs, target.identity)
+                differences = describe_differences(_with_defaults(existing.attrs), target.identity)
             if differences:
                 raise FeaturekitError(
                     f"Cache {target.path} exists but differs from this request: {'; '.join(differences)}.",
-                    received=f"--cache {target.path}",
-                    fix="Pass --overwrite to rebuild it, or --cache PATH to write another file.")
+                    received=given("cache", str(target.path)),
+                    fix=f"Pass {option_name('overwrite')} to rebuild it, or {option_name('cache')} PATH to write "
+                    "another file.")
             log(f"Cache {target.path} is up to date ({n_samples} images); nothing to compute.")
             target.status = "up-to-date"
             target.partial.remove()  # batches left when a run was killed between the merge's rename and cleanup
@@ -221,12 +249,45 @@ def _check_existing(target: _Target, overwrite: bool, log: Callable[[str], None]
     if target.partial.exists() and overwrite:
         target.partial.remove()
     if target.partial.exists():
-        differences = describe_differences(target.partial.read_request(), target.identity)
+        differences = describe_differences(_with_defaults(target.partial.read_request()), target.identity)
         if differences:
             raise FeaturekitError(
                 f"An interrupted extraction of {target.path} differs from this request: {'; '.join(differences)}.",
-                received=f"--cache {target.path}",
-                fix="Re-run the original command to finish it, or pass --overwrite to start over.")
+                received=given("cache", str(target.path)),
+                fix=f"Re-run the original command to finish it, or pass {option_name('overwrite')} to start over.")
+
+
+def _train_overlap(description: dict[str, Any], folder, allowed: bool, log: Callable[[str], None]) -> dict[str, int]:
+    """Valid and test images of this extraction that the backbone was trained on ({} for other weights).
+
+    Refused unless `allowed`: a probe judged on images its backbone was trained on looks better than it is.
+    """
+    from featurekit.training.provenance import train_overlap, training_record_for
+
+    record = training_record_for(description["weights"], description["weights_sha256"])
+    if record is None:
+        return {}
+    overlap = train_overlap(record, folder.samples)
+    if not any(overlap.values()):
+        return overlap
+    where = " and ".join(f"{count} in {split}" for split, count in overlap.items() if count)
+    problem = (f"The backbone ({description['weights_label']}) was trained on {sum(overlap.values())} images that "
+               f"this extraction puts in its validation or test split ({where}); probe results on them would be "
+               "optimistic.")
+    if not allowed:
+        raise FeaturekitError(
+            problem, received=f"{given('weights', description['weights'])} with {given('data', str(folder.root))}",
+            fix="Extract images the backbone never trained on, or the same data with the split it was trained with "
+            f"(its training.json records it), or pass {option_name('allow_train_overlap')} to extract anyway: the "
+            "caches then record the overlap and are flagged.")
+    log(f"[bold yellow]WARNING[/]: {escape(problem)} Continuing because overlap was allowed; the caches record it.")
+    return overlap
+
+
+def _with_defaults(stored: dict[str, Any]) -> dict[str, Any]:
+    """Identity attributes of caches made before they were recorded: those were all computed in float32, with
+    the standard (Keras) architectures."""
+    return {"precision": "float32", "architecture_variant": "standard", **stored}
 
 
 def _agreed_batch_size(active: list[_Target], batch_size: int, log: Callable[[str], None]) -> int:
@@ -236,7 +297,7 @@ def _agreed_batch_size(active: list[_Target], batch_size: int, log: Callable[[st
         raise FeaturekitError(
             "Interrupted extractions of these caches used different batch sizes, so one pass cannot finish them all.",
             received=f"batch sizes {sorted(stored)}",
-            fix="Finish them one layer/pooling at a time, or pass --overwrite to start over.")
+            fix=f"Finish them one layer/pooling at a time, or pass {option_name('overwrite')} to start over.")
     if stored and stored != {batch_size}:
         resumed = stored.pop()
         log(f"Resuming with the interrupted run's batch size {resumed} (asked: {batch_size}), "
@@ -267,7 +328,9 @@ def extract_from_options(options: dict[str, Any], log: Callable[[str], None] = p
         preprocessing=options["preprocessing"], batch_size=options["batch_size"], dtype=options["dtype"],
         cache=options["cache"], cache_dir=options["cache_dir"], overwrite=options["overwrite"],
         split_fractions=parse_split_fractions(options["split"]), seed=options["seed"],
-        on_missing_weights=options["on_missing_weights"], config=stored, log=log, progress=progress)
+        on_missing_weights=options["on_missing_weights"], precision=options["precision"],
+        allow_train_overlap=options["allow_train_overlap"], max_pixels=options["max_pixels"] or None,
+        workers=options["workers"], config=stored, log=log, progress=progress)
 
 
 def _absolute_if_file(weights: str) -> str:
@@ -296,8 +359,8 @@ def _first_available_embedder(candidates: list[str], on_missing_weights: str, lo
             failures.append(error)
             continue
         if failures:
-            log(f"Using weights {candidate!r} ({embedder.embedders[0].describe()['weights_label']}); earlier "
-                f"choices were not available: {'; '.join(e.problem for e in failures)}")
+            log(escape(f"Using weights {candidate!r} ({embedder.embedders[0].describe()['weights_label']}); earlier "
+                       f"choices were not available: {'; '.join(e.problem for e in failures)}"))
         return embedder
     if on_missing_weights != "random":
         if len(failures) == 1:
@@ -305,7 +368,7 @@ def _first_available_embedder(candidates: list[str], on_missing_weights: str, lo
         raise WeightsUnavailableError(
             "None of the weights asked for could be had: " + "; ".join(e.problem for e in failures),
             received=f"weights {candidates}", fix=failures[0].fix)
-    log(f"[bold yellow]WARNING[/]: {'; '.join(e.problem for e in failures)}\n"
+    log(f"[bold yellow]WARNING[/]: {escape('; '.join(e.problem for e in failures))}\n"
         f"Continuing with seeded random-init weights (seed {options['seed']}): every output of this run is a "
         "RANDOM-FEATURES baseline, not an ImageNet result.")
     return build_multi_embedder(weights="none", **options)
@@ -316,39 +379,42 @@ def _tag(description: dict[str, Any], native_preprocessing: str) -> str | None:
     parts = []
     if description["preprocessing"] != native_preprocessing:
         parts.append(description["preprocessing"])
+    if description.get("precision", "float32") != "float32":
+        parts.append(description["precision"])
     if description.get("random_features"):
         parts.append("random")
     return "-".join(parts) or None
 
 
 def _run_batches(embedder, folder, targets: list[_Target], todo: list[int], batch_size: int, dtype: str,
-                 progress: bool) -> tuple[int, float]:
+                 progress: bool, decode_options: dict[str, Any] | None = None,
+                 workers: int | None = None) -> tuple[int, float]:
     """Forward the batches some target misses; write each target's part as soon as it is done.
 
     Returns:
         (images computed, seconds).
     """
-    from featurekit.pipeline import image_dataset
+    from featurekit.pipeline import image_batches
 
     if not todo:
         return 0, 0.0
-    rows = np.concatenate([np.arange(b * batch_size, min((b + 1) * batch_size, len(folder.samples))) for b in todo])
+    n_samples = len(folder.samples)
+    paths = [sample.path for sample in folder.samples]
     size = embedder.image_size
-    dataset = image_dataset(folder.root, [folder.samples[i].path for i in rows], size, batch_size)
-    embedder(np.zeros((1, size, size, 3), np.uint8))  # trace the graph before the clock and the bar start
+    embedder(np.zeros((1, size, size, 3), np.uint8))  # compile the forward pass before the clock and the bar start
     backbone = targets[0].description["backbone"]
     label = f"{backbone} features" + (f" ({len(targets)} taps)" if len(targets) > 1 else "")
+    n_rows = sum(min(batch_size, n_samples - b * batch_size) for b in todo)
     started = time.perf_counter()
     # Batch files are written by one background thread, so the next forward pass never waits on the disk.
-    with _progress_bar(progress, len(rows), label) as advance, ThreadPoolExecutor(max_workers=1) as writer:
+    with _progress_bar(progress, n_rows, label) as advance, ThreadPoolExecutor(max_workers=1) as writer:
         pending: deque[Future] = deque()
-        offset = 0
-        for batch_index, (images, ok, reasons) in zip(todo, dataset):
-            ok = ok.numpy()
-            batch_rows = rows[offset:offset + len(ok)]
-            offset += len(ok)
+        batches = image_batches(folder.root, paths, size, batch_size, batch_indices=todo, workers=workers,
+                                **(decode_options or {}))
+        for batch_index, (images, ok, reasons) in zip(todo, batches):
+            batch_rows = np.arange(batch_index * batch_size, batch_index * batch_size + len(ok))
             outputs = embedder(images)
-            skipped_reasons = [r.decode() for r in reasons.numpy()[~ok]]
+            skipped_reasons = [reason for reason, good in zip(reasons, ok) if not good]
             for target in targets:
                 if batch_index not in target.done:
                     pending.append(writer.submit(target.partial.write_batch, batch_index, batch_rows[ok],
@@ -358,7 +424,7 @@ def _run_batches(embedder, folder, targets: list[_Target], todo: list[int], batc
             advance(len(ok))
         for future in pending:
             future.result()
-    return len(rows), time.perf_counter() - started
+    return n_rows, time.perf_counter() - started
 
 
 class _progress_bar:

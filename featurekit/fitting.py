@@ -29,7 +29,8 @@ STREAM_CHUNK_BYTES = 32 * 2**20  # per streamed chunk: small against any budget,
 DEFAULT_MEMORY_BUDGET_GB = 4.0
 # Attributes of the cache copied into fitted.json, so `predict` can rebuild the same embedder.
 EMBEDDING_KEYS = ("backbone", "weights", "weights_label", "weights_sha256", "random_features", "seed", "layer",
-                  "pooling", "image_size", "preprocessing", "feature_dim", "dtype")
+                  "pooling", "image_size", "preprocessing", "precision", "architecture_variant", "backend", "feature_dim", "dtype",
+                  "data_fingerprint", "n_rows")
 
 
 @dataclass

@@ -270,6 +270,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("on_missing_weights", STR, "error", "What to do when pretrained weights cannot be had: stop, or "
            "continue with seeded random weights, labelled RANDOM FEATURES.", ("extract",),
            choices=("error", "random")),
+    Option("precision", STR, "float32", "Compute precision of the backbone: float32 | bfloat16 | float16 | auto "
+           "(bfloat16 on a GPU or a CPU with AVX512-BF16/AMX, else float32). Part of the cache identity; --dtype "
+           "still sets how features are stored.", ("extract",), choices=("float32", "bfloat16", "float16", "auto")),
+    Option("allow_train_overlap", BOOL, False, "Extract even when the backbone (from train-backbone) was trained on "
+           "images that land in valid/test; the cache records and flags the overlap.", ("extract",)),
     # info
     Option("cache", PATH, None, "A cache file written by `extract`.", ("info",), required=True, argument=True),
     # fit-head and fit
@@ -330,6 +335,11 @@ OPTIONS: tuple[Option, ...] = (
            ("extract", "train_backbone")),
     Option("overwrite", BOOL, False, "Rebuild what is there: a cache that exists or differs (extract), a finished "
            "run in --out (train-backbone).", ("extract", "train_backbone")),
+    Option("max_pixels", INT, 64_000_000, "Largest image (width x height) decoded; larger files are skipped and "
+           "listed (a guard against decompression bombs). 0: no limit of featurekit's own.",
+           ("extract", "predict"), minimum=0),
+    Option("workers", INT, None, "Threads that decode images.", ("extract", "predict"), minimum=1,
+           default_text="one per CPU core", example=4),
     Option("progress", BOOL, True, "Show progress bars.", ("extract", "train_backbone", "run")),
     Option("learning_rate", FLOAT, 1e-3, "Adam learning rate (the study: 1e-3).", ("fit_head", "train_backbone"),
            above=0),

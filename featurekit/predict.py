@@ -1,4 +1,11 @@
-"""Images -> P(fake) with a fitted model, through the same backbone, weights and preprocessing as its cache."""
+"""Images -> P(fake) with a fitted model, through the same backbone, weights and preprocessing as its cache.
+
+Before anything is scored, the model's `fitted.json` is cross-checked: its embedding record against the
+estimator it loads (number of features), against the cache it names when that cache is present (its
+fingerprint and every recorded field), against the cache fingerprint it was fitted on when the cache is
+absent, and against the embedder rebuilt from it. An edited or stale record (a changed pooling once turned
+P(fake) 0.26 into 0.003 without a word) is refused with the field that differs.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from featurekit.data import IMAGE_SUFFIXES
+from featurekit.data import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, printable_path
 from featurekit.errors import FeaturekitError, WeightsUnavailableError
 from featurekit.fitting import load_fitted
 from featurekit.hashing import file_sha256
@@ -29,6 +36,79 @@ def collect_images(inputs: list[str | Path]) -> list[Path]:
     return files
 
 
+# Fields of the embedding record that the rebuilt embedder's describe() must give back, with the value a
+# record written before the field existed stands for.
+DESCRIBED_KEYS = {"backbone": None, "weights_label": None, "weights_sha256": None, "layer": None, "pooling": None,
+                  "image_size": None, "preprocessing": None, "precision": "float32", "feature_dim": None}
+
+
+def _plain(value: Any) -> Any:
+    """JSON and HDF5 spellings of one value made comparable (NumPy scalars, None vs "")."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return "" if value is None else value
+
+
+def _refuse_field(model_dir: str | Path, field: str, recorded: Any, actual: Any, where: str) -> FeaturekitError:
+    return FeaturekitError(
+        f"The model's fitted.json says {field} is {recorded!r}, but {where} says {actual!r}: the model would "
+        "score features other than those it was fitted on.",
+        received=f"{Path(model_dir) / 'fitted.json'} ({field})",
+        fix="Restore the original fitted.json, or refit the model on its cache (python cli.py fit --cache CACHE "
+        "--probe PROBE).")
+
+
+def check_fitted_record(model_dir: str | Path, meta: dict[str, Any], estimator: Any) -> None:
+    """Refuse a fitted.json whose embedding record disagrees with its model, its cache or its fingerprint.
+
+    Args:
+        model_dir: The fitted-model folder (for messages).
+        meta: Its parsed fitted.json.
+        estimator: The estimator loaded from it.
+    """
+    from featurekit.cache import IDENTITY_KEYS, cache_fingerprint, open_cache
+
+    embedding = meta.get("embedding") or {}
+    n_features = getattr(estimator, "n_features_in_", None)
+    if n_features is not None and embedding.get("feature_dim") not in (None, "") and \
+            int(n_features) != int(embedding["feature_dim"]):
+        raise _refuse_field(model_dir, "feature_dim", embedding["feature_dim"], int(n_features),
+                            "the fitted estimator (n_features_in_)")
+    cache_path = Path(str(meta.get("cache", "")))
+    if meta.get("cache") and cache_path.is_file():
+        with open_cache(cache_path) as cache:
+            attrs, fingerprint = cache.attrs, cache.fingerprint
+        if meta.get("cache_fingerprint") != fingerprint:
+            raise _refuse_field(model_dir, "cache_fingerprint", meta.get("cache_fingerprint"), fingerprint,
+                                f"cache {cache_path}")
+        for key, recorded in embedding.items():
+            if key in attrs and _plain(recorded) != _plain(attrs[key]):
+                raise _refuse_field(model_dir, key, recorded, attrs[key], f"its cache {cache_path}")
+        return
+    # The cache is not here: the record must still give the fingerprint of the cache the model was fitted on.
+    if all(key in embedding for key in ("data_fingerprint", "n_rows", "feature_dim")) and meta.get("cache_fingerprint"):
+        recomputed = cache_fingerprint(embedding, int(embedding["n_rows"]), int(embedding["feature_dim"]))
+        if recomputed != meta["cache_fingerprint"]:
+            raise FeaturekitError(
+                "The model's fitted.json was changed after fitting: its embedding record no longer gives the "
+                f"fingerprint of the cache the model was fitted on (one of {', '.join(IDENTITY_KEYS)} differs; "
+                f"the cache itself, {meta.get('cache')}, is not here to say which).",
+                received=f"{Path(model_dir) / 'fitted.json'} (cache_fingerprint {meta['cache_fingerprint']}, record "
+                f"gives {recomputed})",
+                fix="Restore the original fitted.json, or refit the model on its cache.")
+
+
+def check_embedder_matches(model_dir: str | Path, embedding: dict[str, Any], described: dict[str, Any]) -> None:
+    """Refuse when the embedder rebuilt from the record does not describe the embeddings the record names."""
+    for key, default in DESCRIBED_KEYS.items():
+        recorded = embedding.get(key)
+        if recorded is None and default is None:
+            continue
+        recorded = default if recorded is None else recorded
+        if _plain(recorded) != _plain(described.get(key)):
+            raise _refuse_field(model_dir, key, recorded, described.get(key), "the embedder rebuilt from it")
+
+
 def embedder_for(embedding: dict[str, Any]):
     """Rebuild the embedder that made a model's cache; refuse when its weights cannot be had as they were."""
     from featurekit.embedder import build_embedder
@@ -44,7 +124,8 @@ def embedder_for(embedding: dict[str, Any]):
     try:
         embedder = build_embedder(embedding["backbone"], weights=weights, image_size=embedding["image_size"],
                                   layer=embedding.get("layer"), pooling=embedding["pooling"],
-                                  preprocessing=embedding.get("preprocessing"), seed=int(embedding.get("seed") or 0))
+                                  preprocessing=embedding.get("preprocessing"), seed=int(embedding.get("seed") or 0),
+                                  precision=embedding.get("precision") or "float32")
     except (WeightsUnavailableError, FileNotFoundError) as error:
         raise FeaturekitError(
             f"The model's backbone weights are not available here: {error}",
@@ -60,40 +141,44 @@ def embedder_for(embedding: dict[str, Any]):
     return embedder
 
 
-def predict(model_dir: str | Path, inputs: list[str | Path], batch_size: int = 32) -> list[dict[str, Any]]:
+def predict(model_dir: str | Path, inputs: list[str | Path], batch_size: int = 32,
+            max_pixels: int | None = DEFAULT_MAX_PIXELS, workers: int | None = None) -> list[dict[str, Any]]:
     """P(fake) and the label at the model's stored threshold for every input image.
 
     Args:
         model_dir: A fitted-model folder (``runs/<cache>/<probe>``).
         inputs: Image files and/or folders.
         batch_size: Images per forward pass.
+        max_pixels: Largest image (width x height) decoded; larger files get an error row. None: no limit.
+        workers: Decode threads; None for one per CPU core.
 
     Returns:
-        One dict per file: path, p_fake, label, threshold (and error for files that did not decode).
+        One dict per file: path (printable: a name that is not UTF-8 is shown with escapes), p_fake, label, threshold (and error for files that did not decode).
     """
-    from featurekit.pipeline import image_dataset
+    from featurekit.pipeline import image_batches
     from featurekit.probes import fake_scores
 
     fitted = load_fitted(model_dir)
     files = collect_images(inputs)
+    check_fitted_record(model_dir, fitted.meta, fitted.estimator)
     embedder = embedder_for(fitted.meta["embedding"])
+    check_embedder_matches(model_dir, fitted.meta["embedding"], embedder.describe())
+    embedder.batch_size = batch_size
     class_names = fitted.meta["class_names"]
     threshold = fitted.threshold
     rows: list[dict[str, Any]] = []
-    dataset = image_dataset("", [str(f.resolve()) for f in files], fitted.meta["embedding"]["image_size"], batch_size)
-    offset = 0
-    for images, ok, reasons in dataset:
-        ok = ok.numpy()
-        batch_files = files[offset:offset + len(ok)]
-        offset += len(ok)
+    batches = image_batches("", [str(f.resolve()) for f in files], fitted.meta["embedding"]["image_size"], batch_size,
+                            workers=workers, max_pixels=max_pixels)
+    for number, (images, ok, reasons) in enumerate(batches):
+        batch_files = files[number * batch_size:number * batch_size + len(ok)]
         scores = np.full(len(ok), np.nan)
         if ok.any():
-            scores[ok] = fake_scores(fitted.estimator, embedder(images.numpy()[ok]))
-        for file, good, score, reason in zip(batch_files, ok, scores, reasons.numpy()):
+            scores[ok] = fake_scores(fitted.estimator, embedder(images)[ok])
+        for file, good, score, reason in zip(batch_files, ok, scores, reasons):
             if good:
-                rows.append({"path": str(file), "p_fake": float(score), "label": class_names[int(score >= threshold)],
+                rows.append({"path": printable_path(str(file)), "p_fake": float(score), "label": class_names[int(score >= threshold)],
                              "threshold": threshold})
             else:
-                rows.append({"path": str(file), "p_fake": None, "label": None, "threshold": threshold,
-                             "error": reason.decode()})
+                rows.append({"path": printable_path(str(file)), "p_fake": None, "label": None, "threshold": threshold,
+                             "error": reason})
     return rows

@@ -191,7 +191,7 @@ def render_backbones(summaries: list[dict[str, Any]], fmt: str):
 
 
 CACHE_ATTRIBUTES = ("backbone", "weights", "weights_label", "weights_sha256", "random_features", "layer", "pooling",
-                    "image_size", "preprocessing", "dtype", "feature_dim", "n_rows", "n_skipped", "class_names",
+                    "image_size", "preprocessing", "precision", "backend", "architecture_variant", "dtype", "feature_dim", "n_rows", "n_skipped", "class_names",
                     "data_root", "layout", "data_fingerprint", "fingerprint", "created_utc", "schema_version",
                     "versions")
 

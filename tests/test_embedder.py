@@ -25,7 +25,7 @@ EXPECTED = {
 }
 DESCRIBE_KEYS = {
     "backbone", "weights", "weights_label", "weights_sha256", "random_features", "layer", "pooling",
-    "image_size", "preprocessing", "feature_dim", "backbone_params", "architecture_variant",
+    "image_size", "preprocessing", "precision", "backend", "feature_dim", "backbone_params", "architecture_variant",
 }
 
 
@@ -53,6 +53,7 @@ def tiny_flatten() -> Embedder:
 # --- preprocessing ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.backend
 @pytest.mark.parametrize("mode", sorted(EXPECTED))
 def test_preprocessing_of_a_known_pixel(mode):
     image = _pixel_image(2)
@@ -90,6 +91,7 @@ def test_unknown_preprocessing_is_refused():
 # --- pooling ----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.backend
 @pytest.mark.parametrize("pooling, dim", [("flatten", 8 * 8 * 16), ("avg", 16), ("max", 16), ("meanstd", 32)])
 def test_every_pooling_has_its_shape_and_dtype(pooling, dim):
     embedder = build_embedder("test_tiny", weights="none", pooling=pooling)
@@ -98,6 +100,7 @@ def test_every_pooling_has_its_shape_and_dtype(pooling, dim):
     assert embedder.feature_dim == dim == embedder.describe()["feature_dim"]
 
 
+@pytest.mark.backend
 def test_poolings_compute_what_they_say(tiny_flatten):
     images = _images(32, batch=2)
     feature_map = tiny_flatten(images).reshape(2, 8, 8, 16)  # flatten is row-major (H, W, C)
@@ -111,11 +114,12 @@ def test_poolings_compute_what_they_say(tiny_flatten):
         np.testing.assert_allclose(pooled, values, rtol=1e-5, atol=1e-5, err_msg=pooling)
 
 
+@pytest.mark.backend
 def test_flatten_equals_the_backbone_run_by_hand(tiny_flatten):
     images = _images(32, batch=2)
     model = create_backbone("test_tiny", weights="none", seed=0)
-    by_hand = model(np.asarray(preprocess(images.astype(np.float32), "tf")), training=False)
-    np.testing.assert_allclose(tiny_flatten(images), np.asarray(by_hand).reshape(2, -1), rtol=1e-5, atol=1e-6)
+    by_hand = keras.ops.convert_to_numpy(model(preprocess(images, "tf"), training=False))
+    np.testing.assert_allclose(tiny_flatten(images), by_hand.reshape(2, -1), rtol=1e-5, atol=1e-6)
 
 
 def test_unknown_pooling_is_refused():
@@ -135,6 +139,7 @@ def test_pooled_dim_for_every_pooling():
 # --- inputs -----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.backend
 def test_uint8_and_float_inputs_agree_and_batches_are_independent(tiny_flatten):
     images = _images(32, batch=4)
     as_uint8 = tiny_flatten(images)
@@ -162,6 +167,7 @@ def test_layer_none_taps_the_last_block(tiny_flatten):
     assert tiny_flatten.layer == "pool2" and tiny_flatten.describe()["layer"] == "pool2"
 
 
+@pytest.mark.backend
 @pytest.mark.parametrize(
     "layer, pooling, dim", [("conv1", "flatten", 32 * 32 * 8), ("pool1", "avg", 8), ("conv2", "meanstd", 32)]
 )
@@ -171,12 +177,13 @@ def test_intermediate_layer_taps(layer, pooling, dim):
     assert embedder.describe()["layer"] == layer
 
 
+@pytest.mark.backend
 def test_a_tap_gives_that_layers_activations():
     images = _images(32, batch=2)
     tapped = build_embedder("test_tiny", weights="none", layer="pool1", seed=4)
     model = create_backbone("test_tiny", weights="none", seed=4)
     sub = keras.Model(model.input, model.get_layer("pool1").output)
-    expected = np.asarray(sub(np.asarray(preprocess(images.astype(np.float32), "tf")), training=False))
+    expected = keras.ops.convert_to_numpy(sub(preprocess(images, "tf"), training=False))
     np.testing.assert_allclose(tapped(images), expected.reshape(2, -1), rtol=1e-5, atol=1e-6)
 
 
@@ -191,7 +198,7 @@ def test_unknown_layer_lists_valid_ones():
     with pytest.raises(FeaturekitError) as info:
         build_embedder("test_tiny", weights="none", layer="block5_pool")
     message = str(info.value)
-    assert "Backbone 'test_tiny' has no layer 'block5_pool'. Received: --layer block5_pool." in message
+    assert "Backbone 'test_tiny' has no layer 'block5_pool'. Received: layer='block5_pool'." in message
     for name in ("conv1", "pool1", "conv2", "pool2"):
         assert name in message
 
@@ -204,6 +211,7 @@ def test_unknown_backbone_is_refused():
 # --- describe and weights ---------------------------------------------------------------------------------
 
 
+@pytest.mark.backend
 def test_describe_is_json_and_complete(tiny_flatten):
     description = tiny_flatten.describe()
     assert set(description) == DESCRIBE_KEYS
@@ -219,6 +227,8 @@ def test_describe_is_json_and_complete(tiny_flatten):
         "pooling": "flatten",
         "image_size": 32,
         "preprocessing": "tf",
+        "precision": "float32",
+        "backend": keras.backend.backend(),
         "feature_dim": 1024,
         "backbone_params": 1392,
     }
@@ -233,6 +243,7 @@ def test_random_features_are_reproducible_by_seed(tiny_flatten):
     assert other.describe()["weights_label"] == "random-init (seed 3)"
 
 
+@pytest.mark.backend
 def test_weights_file_is_described_by_name_and_hash(tmp_path):
     path = tmp_path / "mine.weights.h5"
     create_backbone("test_tiny", weights="none", seed=9).save_weights(path)
@@ -258,7 +269,7 @@ def test_near_imagenet_vgg16_file_loads_and_is_labelled():
     assert description["weights_sha256"] == "908444b3183c77689cb00dfb30b203cb6738ea3b5f3542cc50f7826091c162dc"
     assert description["random_features"] is False and description["preprocessing"] == "caffe"
     # The README's statistic of the trained first layer (std 0.2033), far from a random init's.
-    kernel = embedder.model.get_layer("block1_conv1").get_weights()[0]
+    kernel = embedder.backbone.get_layer("block1_conv1").get_weights()[0]
     assert abs(float(kernel.std()) - 0.2033) < 0.002
     features = embedder(_images(32, batch=2))
     assert features.shape == (2, 512) and np.isfinite(features).all()
@@ -283,3 +294,102 @@ def test_backbone_summary_of_vgg16_at_native_size():
     assert summary["params"] == 14_714_688
     assert summary["preprocessing"] == "caffe" and summary["default_weights"] == "imagenet"
     assert summary["weights_options"][0] == "imagenet" and "CC BY 4.0" in summary["weights_licence"]
+
+
+# --- keras.ops preprocessing, padding, bounds, precision ---------------------------------------------------
+
+
+def _assert_same_numbers(actual: np.ndarray, desired: np.ndarray) -> None:
+    """Bit for bit on TensorFlow and PyTorch. XLA on a CPU (the JAX backend) divides by multiplying with the
+    reciprocal, which can round the last bits differently: there the tolerance is a few float32 ulp (torch
+    mode divides twice)."""
+    if keras.backend.backend() == "jax":
+        np.testing.assert_allclose(actual, desired, rtol=4e-7, atol=2.4e-7)
+    else:
+        np.testing.assert_array_equal(actual, desired)
+
+
+@pytest.mark.backend
+@pytest.mark.parametrize("mode", ["caffe", "tf", "torch"])
+def test_keras_ops_preprocessing_equals_imagenet_utils(mode):
+    from keras.applications import imagenet_utils
+
+    from featurekit.embedder import Preprocessing
+
+    images = _images(8, batch=3, seed=1)
+    keras_own = imagenet_utils.preprocess_input(images.astype(np.float32), data_format="channels_last", mode=mode)
+    _assert_same_numbers(preprocess(images, mode), keras_own)
+    # The layer inside the embedding model computes the same numbers.
+    layer_output = keras.ops.convert_to_numpy(Preprocessing(mode)(keras.ops.convert_to_tensor(images)))
+    _assert_same_numbers(layer_output, keras_own)
+
+
+@pytest.mark.backend
+def test_rescale_is_x_over_255():
+    images = _images(8, batch=2, seed=2)
+    _assert_same_numbers(preprocess(images, "rescale"), images.astype(np.float32) / np.float32(255.0))
+
+
+@pytest.mark.backend
+def test_a_padded_last_batch_gives_the_rows_of_an_unpadded_run():
+    images = _images(32, batch=8, seed=5)
+    embedder = build_embedder("test_tiny", weights="none", pooling="meanstd", seed=0, batch_size=8)
+    full = embedder(images)  # one whole batch, no padding
+    np.testing.assert_array_equal(embedder(images[:5]), full[:5])  # 5 rows + 3 padding rows, padding dropped
+    np.testing.assert_array_equal(embedder(np.concatenate([images, images[:3]]))[8:], full[:3])  # 8 + (3 + 5 padding)
+    assert embedder(images[:0]).shape == (0, 32)
+    unpadded = build_embedder("test_tiny", weights="none", pooling="meanstd", seed=0, batch_size=5)
+    np.testing.assert_allclose(unpadded(images[:5]), full[:5], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.backend
+def test_the_embedder_is_a_keras_model_with_keras_ops_layers(tiny_flatten):
+    from featurekit.embedder import Pooling, Preprocessing
+
+    model = tiny_flatten.model
+    assert isinstance(model, keras.Model)
+    assert {type(layer) for layer in model.layers} >= {Preprocessing, Pooling}
+    assert model.outputs[0].shape == (None, 1024)
+
+
+@pytest.mark.parametrize("size", [0, -1, 7, 2049, 100_000, 32.0, True, "32"])
+def test_image_sizes_outside_the_sane_range_are_refused_before_building(size, monkeypatch):
+    import featurekit.embedder as embedder_module
+
+    monkeypatch.setattr(embedder_module, "create_backbone", lambda *a, **k: pytest.fail("built despite the bad size"))
+    with pytest.raises(FeaturekitError, match=r"image_size="):
+        build_embedder("test_tiny", weights="none", image_size=size)
+
+
+def test_image_size_none_is_native_and_the_bounds_are_inclusive():
+    assert build_embedder("test_tiny", weights="none").image_size == 32
+    assert build_embedder("test_tiny", weights="none", image_size=8, pooling="avg").image_size == 8
+    with pytest.raises(FeaturekitError, match="from 75 to 2048 pixels"):
+        build_embedder("inceptionv3", weights="none", image_size=74)
+
+
+@pytest.mark.backend
+def test_bfloat16_precision_is_recorded_and_close_to_float32():
+    images = _images(32, batch=4, seed=3)
+    full = build_embedder("test_tiny", weights="none", pooling="avg", seed=0)
+    half = build_embedder("test_tiny", weights="none", pooling="avg", seed=0, precision="bfloat16")
+    assert half.describe()["precision"] == "bfloat16" and full.describe()["precision"] == "float32"
+    assert half.backbone.get_layer("conv1").compute_dtype == "bfloat16"
+    assert half.backbone.get_layer("conv1").variable_dtype == "float32"  # weights stay float32
+    features, reference = half(images), full(images)
+    assert features.dtype == np.float32  # pooling and outputs in float32
+    assert not np.array_equal(features, reference)  # it did compute in bfloat16
+    np.testing.assert_allclose(features, reference, rtol=0.05, atol=0.05)  # bfloat16 has 8 bits of mantissa
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+
+
+def test_auto_precision_resolves_and_unknown_precision_is_refused(monkeypatch):
+    import featurekit.backend as backend
+
+    monkeypatch.setattr(backend, "cpu_info", lambda: {"model": "test", "flags": frozenset({"avx2"})})
+    monkeypatch.setattr(backend, "has_accelerator", lambda: False)
+    assert backend.resolve_precision("auto") == "float32"
+    monkeypatch.setattr(backend, "cpu_info", lambda: {"model": "test", "flags": frozenset({"amx_bf16"})})
+    assert backend.resolve_precision("auto") == "bfloat16"
+    with pytest.raises(FeaturekitError, match="Unknown precision 'half'"):
+        build_embedder("test_tiny", weights="none", precision="half")

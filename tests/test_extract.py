@@ -23,6 +23,7 @@ def _extract(data: Path, cache: Path, **options):
     return extract(data, cache=cache, **options)
 
 
+@pytest.mark.backend
 def test_cache_rows_are_the_backbone_features_of_each_image(image_folder: Path, tmp_path: Path):
     from featurekit.embedder import build_embedder
 
@@ -37,12 +38,14 @@ def test_cache_rows_are_the_backbone_features_of_each_image(image_folder: Path, 
         assert cache.attrs["config"] == {}
 
 
+@pytest.mark.backend
 def test_rerun_is_up_to_date_and_recomputes_nothing(image_folder: Path, tmp_path: Path):
     _extract(image_folder, tmp_path / "c.h5")
     again = _extract(image_folder, tmp_path / "c.h5")
     assert again.status == "up-to-date" and again.n_computed == 0
 
 
+@pytest.mark.backend
 def test_bad_files_are_skipped_and_listed(image_folder: Path, tmp_path: Path):
     (image_folder / "real" / "empty.jpg").write_bytes(b"")
     (image_folder / "fake" / "text.png").write_bytes(b"hello, not a png")
@@ -60,7 +63,7 @@ def test_bad_files_are_skipped_and_listed(image_folder: Path, tmp_path: Path):
 def test_a_cache_that_differs_is_refused_until_overwrite(image_folder: Path, tmp_path: Path):
     cache = tmp_path / "c.h5"
     _extract(image_folder, cache)
-    with pytest.raises(FeaturekitError, match="pooling is 'avg' in the cache but 'max'.*--overwrite"):
+    with pytest.raises(FeaturekitError, match="pooling is 'avg' in the cache but 'max'.*Pass overwrite"):
         _extract(image_folder, cache, pooling="max")
     write_image(image_folder / "fake" / "new.png", seed=99)
     with pytest.raises(FeaturekitError, match="images differ"):
@@ -124,6 +127,7 @@ def test_resume_after_sigkill_gives_the_same_cache_row_for_row(tmp_path: Path):
         assert a.fingerprint == b.fingerprint
 
 
+@pytest.mark.backend
 def test_resume_keeps_the_interrupted_batch_size(image_folder: Path, tmp_path: Path):
     cache = tmp_path / "c.h5"
     partial = PartialCache(cache)
@@ -170,6 +174,7 @@ def test_shared_faces_with_near_imagenet_vgg16_are_labelled_so(shared_faces: Pat
         assert len(cache.attrs["weights_sha256"]) == 64
 
 
+@pytest.mark.backend
 def test_several_taps_from_one_pass_equal_separate_extractions(image_folder: Path, tmp_path: Path):
     from featurekit.extract import extract_many
 
@@ -186,6 +191,140 @@ def test_several_taps_from_one_pass_equal_separate_extractions(image_folder: Pat
     again = extract_many(image_folder, "test_tiny", layers=["pool1", "pool2", "conv1"], poolings=["avg"],
                          cache_dir=tmp_path / "multi", batch_size=4, progress=False, log=lambda m: None)
     assert [r.status for r in again] == ["up-to-date", "up-to-date", "extracted"]
-    with pytest.raises(FeaturekitError, match="--cache names one file"):
+    with pytest.raises(FeaturekitError, match="cache names one file"):
         extract_many(image_folder, "test_tiny", layers=["pool1", "pool2"], cache=tmp_path / "x.h5",
                      progress=False, log=lambda m: None)
+
+
+@pytest.mark.backend
+def test_precision_and_backend_are_recorded_and_precision_is_identity(image_folder: Path, tmp_path: Path):
+    import keras
+
+    cache = tmp_path / "c.h5"
+    result = _extract(image_folder, cache)
+    with open_cache(result.cache_path) as made:
+        assert made.attrs["precision"] == "float32" and made.attrs["backend"] == keras.backend.backend()
+        assert made.attrs["versions"]["keras_backend"] == keras.backend.backend()
+        float32_rows, fingerprint = made.load()[0], made.fingerprint
+    with pytest.raises(FeaturekitError, match="precision is 'float32' in the cache but 'bfloat16' was asked"):
+        _extract(image_folder, cache, precision="bfloat16")
+    with open_cache(cache) as untouched:  # refused without overwrite: the float32 cache is still there
+        assert untouched.attrs["precision"] == "float32" and untouched.fingerprint == fingerprint
+    rebuilt = _extract(image_folder, cache, precision="bfloat16", overwrite=True)
+    with open_cache(rebuilt.cache_path) as half:
+        assert half.attrs["precision"] == "bfloat16" and half.fingerprint != fingerprint
+        np.testing.assert_allclose(half.load()[0], float32_rows, rtol=0.05, atol=0.05)
+    # Default names keep the two apart, so a study can compare float32 and bfloat16 side by side.
+    named = extract_many_default_names(image_folder, tmp_path / "caches")
+    assert [p.name for p in named] == ["faces-test_tiny-avg-32-random.h5", "faces-test_tiny-avg-32-bfloat16-random.h5"]
+
+
+def extract_many_default_names(data: Path, cache_dir: Path) -> list[Path]:
+    return [extract(data, "test_tiny", pooling="avg", cache_dir=cache_dir, precision=precision, progress=False,
+                    log=lambda m: None).cache_path for precision in ("float32", "bfloat16")]
+
+
+def test_a_cache_from_before_precision_was_recorded_counts_as_float32(image_folder: Path, tmp_path: Path):
+    import h5py
+
+    cache = tmp_path / "c.h5"
+    _extract(image_folder, cache)
+    with h5py.File(cache, "a") as f:
+        del f.attrs["precision"]
+    assert _extract(image_folder, cache).status == "up-to-date"
+    with pytest.raises(FeaturekitError, match="precision is 'float32' in the cache but 'bfloat16'"):
+        _extract(image_folder, cache, precision="bfloat16")
+
+
+@pytest.mark.parametrize("size", [0, 100_000, 4])
+def test_image_sizes_outside_the_sane_range_are_refused_before_any_work(image_folder: Path, tmp_path: Path,
+                                                                        size, monkeypatch):
+    import featurekit.extract as extract_module
+
+    monkeypatch.setattr(extract_module, "scan_image_folder", lambda *a, **k: pytest.fail("read the images"))
+    with pytest.raises(FeaturekitError, match=rf"from 8 to 2048 pixels.*image_size={size}"):
+        extract(image_folder, "test_tiny", image_size=size, cache_dir=tmp_path / "caches", progress=False,
+                log=lambda m: None)
+    assert not (tmp_path / "caches").exists()
+
+
+def _trained_weights(tmp_path: Path, trained_on: list[str], backbone: str = "test_tiny") -> Path:
+    """A .keras file with a train-backbone style training.json beside it, saying it trained on `trained_on`."""
+    import json
+
+    from featurekit.backbones import create_backbone
+    from featurekit.hashing import file_sha256
+
+    run = tmp_path / "run"
+    run.mkdir()
+    path = run / "tiny.keras"
+    create_backbone(backbone, weights="none", seed=1).save(path)
+    record = {"finished": True, "model_path": path.name, "model_sha256": file_sha256(path), "best_epoch": 3,
+              "config": {"backbone": backbone},
+              "data": {"name": "faces", "train_images": len(trained_on), "train_sha256": sorted(trained_on)}}
+    (run / "training.json").write_text(json.dumps(record))
+    return path
+
+
+@pytest.mark.backend
+def test_weights_trained_on_the_valid_or_test_images_are_refused_unless_allowed(image_folder: Path, tmp_path: Path):
+    from featurekit.data import scan_image_folder
+
+    samples = scan_image_folder(image_folder).samples
+    expected = {split: sum(s.split == split for s in samples) for split in ("valid", "test")}
+    assert expected["valid"] and expected["test"]
+    weights = _trained_weights(tmp_path, [s.sha256 for s in samples])  # trained on every image
+    cache = tmp_path / "c.h5"
+    with pytest.raises(FeaturekitError) as refused:
+        _extract(image_folder, cache, weights=str(weights))
+    message = str(refused.value)
+    assert (f"trained on {expected['valid'] + expected['test']} images" in message
+            and f"{expected['valid']} in valid and {expected['test']} in test" in message)
+    assert "allow_train_overlap" in message and not cache.exists()
+    messages: list[str] = []
+    result = _extract(image_folder, cache, weights=str(weights), allow_train_overlap=True, log=messages.append)
+    assert any("WARNING" in m and "optimistic" in m for m in messages)
+    with open_cache(result.cache_path) as made:
+        assert made.attrs["train_overlap_valid"] == expected["valid"]
+        assert made.attrs["train_overlap_test"] == expected["test"]
+        assert made.attrs["weights_label"] == "test_tiny trained on faces (train split, 24 images, epoch 3)"
+
+
+def test_weights_trained_on_the_train_split_only_extract_and_are_labelled(image_folder: Path, tmp_path: Path):
+    from featurekit.data import scan_image_folder
+
+    train = [s.sha256 for s in scan_image_folder(image_folder).samples if s.split == "train"]
+    weights = _trained_weights(tmp_path, train)
+    result = _extract(image_folder, tmp_path / "c.h5", weights=str(weights))
+    assert result.weights_label == f"test_tiny trained on faces (train split, {len(train)} images, epoch 3)"
+    with open_cache(result.cache_path) as made:
+        assert made.attrs["train_overlap_valid"] == 0 and made.attrs["train_overlap_test"] == 0
+
+
+def test_a_training_record_of_another_file_is_ignored(image_folder: Path, tmp_path: Path):
+    weights = _trained_weights(tmp_path, [])
+    weights.write_bytes(weights.read_bytes())  # same bytes: still its record
+    other = weights.with_name("other.keras")
+    from featurekit.backbones import create_backbone
+
+    create_backbone("test_tiny", weights="none", seed=2).save(other)  # beside the record, but not the file it names
+    result = _extract(image_folder, tmp_path / "c.h5", weights=str(other))
+    assert result.weights_label == "file other.keras"
+
+
+def test_the_precision_benchmark_runs_through_extract(tmp_path: Path):
+    import json
+
+    out = tmp_path / "precision.json"
+    completed = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bench_precision.py"), "--images", "4", "--backbones", "test_tiny",
+         "--precisions", "float32,bfloat16", "--batch-size", "2", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "avx512_bf16" in completed.stdout and "bfloat16 vs float32" in completed.stdout
+    report = json.loads(out.read_text())
+    float32, bfloat16 = report["rows"]
+    assert (float32["precision"], bfloat16["precision"]) == ("float32", "bfloat16")
+    assert float32["images"] == bfloat16["images"] == 4 and bfloat16["speedup_vs_float32"] > 0
+    assert 0 < bfloat16["max_abs_diff"] < 0.1 and bfloat16["min_cosine_similarity"] > 0.99
+    assert set(report["machine"]["low_precision_flags"]) >= {"avx512_bf16", "amx_bf16"}

@@ -22,7 +22,7 @@ def fitted_on_images(tmp_path_factory):
     return data, result.cache_path, fitted
 
 
-@pytest.mark.parametrize("probe", ["logreg", "head"])
+@pytest.mark.parametrize("probe", [pytest.param("logreg", marks=pytest.mark.backend), "head"])
 def test_predict_agrees_with_the_scores_compare_uses(fitted_on_images, probe, tmp_path: Path):
     data, cache_path, fitted = fitted_on_images
     if probe != "logreg":
@@ -37,6 +37,7 @@ def test_predict_agrees_with_the_scores_compare_uses(fitted_on_images, probe, tm
     assert [r["label"] for r in rows] == expected
 
 
+@pytest.mark.backend
 def test_predict_on_a_folder_lists_undecodable_files(fitted_on_images, tmp_path: Path):
     _, _, fitted = fitted_on_images
     folder = make_image_folder(tmp_path / "new", per_class=2)
@@ -55,17 +56,78 @@ def test_predict_refuses_missing_inputs_and_non_model_folders(fitted_on_images, 
         predict(tmp_path, [tmp_path])
 
 
-def test_predict_refuses_when_the_weights_are_gone(fitted_on_images, tmp_path: Path):
+def test_predict_refuses_when_the_weights_are_gone(tmp_path: Path):
+    from featurekit.backbones import create_backbone
+
+    data = make_image_folder(tmp_path / "faces", per_class=10)
+    weights = tmp_path / "tiny.weights.h5"
+    create_backbone("test_tiny", weights="none", seed=4).save_weights(weights)
+    result = extract(data, "test_tiny", weights=str(weights), pooling="avg", cache=tmp_path / "c.h5", progress=False,
+                     log=lambda m: None)
+    fitted = fit_probe(result.cache_path, "logreg", runs_dir=tmp_path / "runs", log=lambda m: None)
+    weights.unlink()
+    with pytest.raises(FeaturekitError, match="not available"):
+        predict(fitted.directory, [data / "real" / "img_00.png"])
+
+
+def _edited_copy(fitted, tmp_path: Path, **changes) -> Path:
+    """A copy of the fitted-model folder whose fitted.json has `changes` in its embedding record."""
     import json
     import shutil
 
-    _, _, fitted = fitted_on_images
     moved = tmp_path / "model"
     shutil.copytree(fitted.directory, moved)
     meta = json.loads((moved / "fitted.json").read_text())
-    meta["embedding"]["weights"] = str(tmp_path / "gone.weights.h5")
-    meta["embedding"]["weights_sha256"] = "0" * 64
+    meta["embedding"].update(changes)
     (moved / "fitted.json").write_text(json.dumps(meta))
-    image = make_image_folder(tmp_path / "imgs", per_class=1) / "real" / "img_00.png"
-    with pytest.raises(FeaturekitError, match="not available"):
-        predict(moved, [image])
+    return moved
+
+
+@pytest.mark.backend
+@pytest.mark.parametrize("field, value", [("pooling", "avg"), ("precision", "bfloat16"), ("layer", "pool1"),
+                                          ("image_size", 48)])
+def test_an_edited_fitted_json_is_refused_naming_the_field(fitted_on_images, tmp_path: Path, field, value):
+    data, _, fitted = fitted_on_images
+    edited = _edited_copy(fitted, tmp_path, **{field: value})
+    with pytest.raises(FeaturekitError, match=rf"fitted.json says {field} is {value!r}, but its cache"):
+        predict(edited, [data / "real" / "img_00.png"])
+
+
+def test_an_edited_fitted_json_is_refused_by_the_cli_with_exit_code_2(fitted_on_images, tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from featurekit.cli import app
+
+    data, _, fitted = fitted_on_images
+    edited = _edited_copy(fitted, tmp_path, pooling="max")
+    result = CliRunner().invoke(app, ["predict", "--model", str(edited), str(data / "real" / "img_00.png")])
+    assert result.exit_code == 2 and "pooling" in result.output
+
+
+def test_without_its_cache_an_edited_record_is_refused_by_the_fingerprint(fitted_on_images, tmp_path: Path):
+    import json
+
+    data, cache_path, fitted = fitted_on_images
+    image = data / "real" / "img_00.png"
+    elsewhere = tmp_path / "gone.h5"
+    untouched = _edited_copy(fitted, tmp_path)
+    meta = json.loads((untouched / "fitted.json").read_text())
+    meta["cache"] = str(elsewhere)  # the cache is not here
+    (untouched / "fitted.json").write_text(json.dumps(meta))
+    assert predict(untouched, [image])[0]["p_fake"] == pytest.approx(predict(fitted.directory, [image])[0]["p_fake"])
+    meta["embedding"]["pooling"] = "avg"
+    (untouched / "fitted.json").write_text(json.dumps(meta))
+    with pytest.raises(FeaturekitError, match="changed after fitting.*pooling"):
+        predict(untouched, [image])
+
+
+def test_a_record_that_disagrees_with_its_model_is_refused(fitted_on_images, tmp_path: Path):
+    import json
+
+    data, _, fitted = fitted_on_images
+    edited = _edited_copy(fitted, tmp_path, feature_dim=16)
+    meta = json.loads((edited / "fitted.json").read_text())
+    meta["cache"] = str(tmp_path / "gone.h5")
+    (edited / "fitted.json").write_text(json.dumps(meta))
+    with pytest.raises(FeaturekitError, match=r"feature_dim is 16, but the fitted estimator \(n_features_in_\) says 32"):
+        predict(edited, [data / "real" / "img_00.png"])

@@ -120,7 +120,7 @@ def test_saved_backbone_reloads_and_extracts(resumed_run):
     from featurekit.backbones.inception_v1 import InceptionV1
     from featurekit.data import scan_image_folder
     from featurekit.embedder import build_embedder
-    from featurekit.pipeline import image_dataset
+    from featurekit.pipeline import image_batches
 
     result = resumed_run["result"]
     backbone = keras.saving.load_model(result.model_path, safe_mode=True)
@@ -132,7 +132,7 @@ def test_saved_backbone_reloads_and_extracts(resumed_run):
     classifier = keras.saving.load_model(result.out / "classifier.keras", safe_mode=True)
     folder = scan_image_folder(resumed_run["data"], SETTINGS["split_fractions"])
     valid = [s for s in folder.samples if s.split == "valid"]
-    batches = image_dataset(folder.root, [s.path for s in valid], IMAGE_SIZE, batch_size=16).as_numpy_iterator()
+    batches = image_batches(folder.root, [s.path for s in valid], IMAGE_SIZE, batch_size=16)
     images = np.concatenate([batch for batch, _, _ in batches])
     # The saved backbone is the classifier's own backbone: identical outputs, not merely close ones. (Direct
     # calls, not predict(): each predict() traces a graph, seconds on a CPU.)
@@ -161,12 +161,24 @@ def test_training_json_records_the_run(resumed_run):
     assert record["best_valid_loss"] == min(record["history"]["val_loss"])  # monitor val_loss
     assert record["data"]["class_names"] == ["real", "fake"]
     assert record["config"]["image_size"] == IMAGE_SIZE and record["config"]["preprocessing"] == "tf"
-    assert {"tensorflow", "keras"} <= set(record["versions"])
+    assert {"keras", "keras_backend"} <= set(record["versions"])
+    # Exactly which images trained (issue 9.16): content hashes of the train and valid splits used.
+    from featurekit.data import scan_image_folder
+    from featurekit.hashing import file_sha256
+
+    folder = scan_image_folder(resumed_run["data"], SETTINGS["split_fractions"])
+    data = record["data"]
+    assert data["train_sha256"] == sorted(s.sha256 for s in folder.samples if s.split == "train")
+    assert data["valid_sha256"] == sorted(s.sha256 for s in folder.samples if s.split == "valid")
+    assert data["fingerprint"] == folder.fingerprint() and data["train_images"] == len(data["train_sha256"])
+    assert record["model_sha256"] == file_sha256(result.model_path)
+    assert record["weights_label"] == result.weights_label == (
+        f"inceptionv1 trained on faces (train split, {data['train_images']} images, epoch {result.best_epoch})")
     assert result.seconds_to_best == pytest.approx(sum(record["history"]["epoch_seconds"][: result.best_epoch]))
 
 
 def test_finished_run_is_refused_without_overwrite(resumed_run):
-    with pytest.raises(FeaturekitError, match="holds a finished training run.*--overwrite"):
+    with pytest.raises(FeaturekitError, match="holds a finished training run.*pass overwrite"):
         train_backbone(resumed_run["data"], out=resumed_run["out"], log=lambda _: None, **SETTINGS)
 
 
@@ -185,7 +197,7 @@ def test_options_without_data_are_refused():
 def test_options_reach_train_backbone(tmp_path: Path):
     data = make_image_folder(tmp_path / "faces", per_class=2)
     options = {**TRAIN_BACKBONE_DEFAULTS, "data": data, "image_size": 16, "runs_dir": str(tmp_path / "runs")}
-    with pytest.raises(FeaturekitError, match="--image-size 16"):
+    with pytest.raises(FeaturekitError, match="image_size=16"):
         train_from_options(options)
 
 
@@ -202,7 +214,7 @@ def test_untrainable_backbones_are_refused(tmp_path: Path, backbone: str, match:
 
 def test_too_small_image_size_is_refused(tmp_path: Path):
     data = make_image_folder(tmp_path / "faces", per_class=2)
-    with pytest.raises(FeaturekitError, match="at least 32x32.*--image-size 31"):
+    with pytest.raises(FeaturekitError, match="at least 32x32.*image_size=31"):
         train_backbone(data, image_size=31, out=tmp_path / "run")
 
 
@@ -211,3 +223,16 @@ def test_too_few_images_are_refused(tmp_path: Path):
     with pytest.raises(FeaturekitError, match="Too few images to train: the (train|valid) split needs"):
         train_backbone(data, image_size=32, out=tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_extracting_the_backbones_own_training_images_as_test_is_refused(resumed_run, tmp_path: Path):
+    from featurekit.extract import extract
+
+    result = resumed_run["result"]
+    n_train = json.loads((result.out / RESULT_FILE).read_text())["data"]["train_images"]
+    # The same images, all put in the test split: every one the backbone trained on would be scored.
+    with pytest.raises(FeaturekitError, match=rf"trained on {n_train} images .*\({n_train} in test\)"):
+        extract(resumed_run["data"], "inceptionv1", weights=str(result.model_path), image_size=IMAGE_SIZE,
+                pooling="avg", split_fractions=(0.0, 0.0, 1.0), cache=tmp_path / "c.h5", progress=False,
+                log=lambda m: None)
+    assert not (tmp_path / "c.h5").exists()

@@ -35,6 +35,7 @@ from featurekit.backbones.weights import (
     record_for_sha256,
     records_for,
 )
+from featurekit.backend import set_random_seed
 from featurekit.errors import FeaturekitError, WeightsUnavailableError, given, option_name
 
 WEIGHTS_KEYWORDS = ("default", "imagenet", "none")
@@ -81,7 +82,7 @@ def build_with_weights(spec: BackboneSpec, weights: str | os.PathLike, image_siz
     request = resolve_weights(spec, weights)
     input_shape = (image_size, image_size, 3)
     # Seed every build: random init is then reproducible, and a file load starts from a known state.
-    keras.utils.set_random_seed(seed)
+    set_random_seed(seed)  # featurekit's: Keras' own imports TensorFlow under every backend
     if request == "imagenet":
         model = _build_imagenet(spec, input_shape, seed)
     elif request == "none":

@@ -1,0 +1,174 @@
+"""The compute side of Keras: which backend runs, seeding without TensorFlow, and the backbone's precision.
+
+Keras 3 runs on TensorFlow (the default), JAX or PyTorch, chosen by `KERAS_BACKEND` before Keras is first
+imported. featurekit's compute code speaks only Keras (`keras.ops`, `keras.Model`, `keras.utils.PyDataset`),
+so extraction, training and prediction run on whichever backend is active, and nothing here imports
+TensorFlow unless TensorFlow is that backend.
+
+Precision is the compute dtype of the backbone: "float32", "bfloat16" or "float16", through Keras' mixed
+dtype policies (variables stay float32, layers compute in the lower precision); pooling and stored features
+stay float32. "auto" picks bfloat16 where the hardware computes it natively (a GPU; a CPU with AVX512-BF16 or
+AMX-BF16 units), float32 elsewhere (emulated bfloat16 is slower than float32). The resolved value is what a
+cache records, because features computed in another precision are other numbers.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+
+from featurekit.errors import FeaturekitError, given
+
+PRECISIONS = ("float32", "bfloat16", "float16", "auto")
+# Keras dtype policy of each resolved precision: "mixed_*" keeps variables float32 and computes lower.
+DTYPE_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+# CPU flags (Linux /proc/cpuinfo names) of native bfloat16 arithmetic: AVX512-BF16 dot products, AMX tiles.
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+# The Python module behind each Keras backend, for version records.
+BACKEND_MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch", "numpy": "numpy", "openvino": "openvino"}
+
+
+def active_backend() -> str:
+    """The Keras backend this process computes with ("tensorflow", "jax", "torch", ...)."""
+    import keras
+
+    return keras.backend.backend()
+
+
+def backend_versions() -> dict[str, str]:
+    """Keras, its backend's name and that backend library's version; {} when Keras was never imported.
+
+    Only modules already loaded are asked, so recording versions never imports TensorFlow (or Keras).
+    """
+    keras = sys.modules.get("keras")
+    if keras is None:
+        return {}
+    backend = keras.backend.backend()
+    versions = {"keras": keras.__version__, "keras_backend": backend}
+    module = sys.modules.get(BACKEND_MODULES.get(backend, backend))
+    if module is not None and hasattr(module, "__version__"):
+        versions[BACKEND_MODULES.get(backend, backend)] = module.__version__
+    return versions
+
+
+@contextmanager
+def tensorflow_kept_out() -> Iterator[None]:
+    """Keep Keras from importing TensorFlow inside the block when TensorFlow is not the backend.
+
+    Keras asks whether TensorFlow is installed in a few places that run under every backend (seeding, and
+    the serialisation of `model.save`) and so imports it, seconds and hundreds of MB, whenever it is
+    installed. While TensorFlow is neither the backend nor loaded, no object can be a TensorFlow object, so
+    answering "not installed" for the duration of the block changes nothing but the import.
+    """
+    import keras
+
+    if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules:
+        yield
+        return
+    try:
+        from keras.src.utils import module_utils
+
+        lazy_tensorflow = module_utils.tensorflow
+        known = lazy_tensorflow._available
+    except (ImportError, AttributeError):  # a Keras laid out otherwise: accept the import
+        yield
+        return
+    lazy_tensorflow._available = False
+    try:
+        yield
+    finally:
+        lazy_tensorflow._available = known
+
+
+def set_random_seed(seed: int) -> None:
+    """Seed Python, NumPy and Keras (weights init, dropout): `keras.utils.set_random_seed` without importing
+    TensorFlow under another backend (Keras' own seeds TensorFlow whenever it is installed)."""
+    import keras
+
+    with tensorflow_kept_out():
+        keras.utils.set_random_seed(int(seed))
+
+
+@lru_cache(maxsize=1)
+def cpu_info() -> dict[str, object]:
+    """The CPU's model name and flags from /proc/cpuinfo (empty where there is none, e.g. macOS)."""
+    model, flags = "", set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name" and not model:
+                    model = value.strip()
+                elif key in ("flags", "Features") and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return {"model": model, "flags": frozenset(flags)}
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether the CPU has bfloat16 arithmetic units (AVX512-BF16 or AMX-BF16)."""
+    return any(flag in cpu_info()["flags"] for flag in BF16_CPU_FLAGS)
+
+
+def has_accelerator() -> bool:
+    """Whether the active backend computes on a GPU (asked of that backend only: no other is imported)."""
+    backend = active_backend()
+    try:
+        if backend == "jax":
+            import jax
+
+            return jax.default_backend() in ("gpu", "cuda", "rocm")
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return bool(tf.config.list_physical_devices("GPU"))
+        if backend == "torch":
+            import torch
+
+            return bool(torch.cuda.is_available())
+    except Exception:  # a backend that cannot say counts as a CPU
+        return False
+    return False
+
+
+def resolve_precision(precision: str) -> str:
+    """The precision to compute in: `precision` itself, or for "auto" bfloat16 where the hardware has it.
+
+    Args:
+        precision: One of PRECISIONS.
+
+    Returns:
+        "float32", "bfloat16" or "float16".
+    """
+    if precision not in PRECISIONS:
+        raise FeaturekitError(
+            f"Unknown precision {precision!r}.", received=given("precision", precision),
+            fix=f"Use one of: {', '.join(PRECISIONS)} (auto: bfloat16 on a GPU or a CPU with bfloat16 units, "
+            "else float32).")
+    if precision != "auto":
+        return precision
+    return "bfloat16" if has_accelerator() or cpu_has_native_bf16() else "float32"
+
+
+@contextmanager
+def dtype_policy(precision: str) -> Iterator[str]:
+    """Build layers in `precision` (a resolved one) inside the block; the global policy is restored after.
+
+    Yields:
+        The Keras dtype policy name in force.
+    """
+    import keras
+
+    if precision not in DTYPE_POLICIES:
+        raise ValueError(f"precision must be resolved first (one of {tuple(DTYPE_POLICIES)}), got {precision!r}")
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(DTYPE_POLICIES[precision])
+    try:
+        yield DTYPE_POLICIES[precision]
+    finally:
+        keras.config.set_dtype_policy(previous)
+

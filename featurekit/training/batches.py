@@ -1,0 +1,123 @@
+"""Labelled image batches for Keras `fit`, on any backend: a `keras.utils.PyDataset` over the pipeline.
+
+Training batches are shuffled and augmented, and every batch is a pure function of (seed, epoch, step):
+epoch e visits the images in the order of a permutation seeded with (seed, e), wrapping around so the
+last batch is full too, and each image's flip and crop come from a generator seeded with (seed, e, its
+position). A run resumed at epoch e therefore sees exactly the batches an uninterrupted run would have,
+whichever thread decoded what first. Keras tells the dataset the epoch through `EpochSetter`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from featurekit.errors import FeaturekitError
+from featurekit.pipeline import DEFAULT_PREFETCH_BATCHES, ParallelDecoder, PendingBatch, augment_image
+
+
+class ImageBatches(keras.utils.PyDataset):
+    """(float32 images [B, S, S, 3] with values 0..255, float32 labels [B]) batches of decodable files.
+
+    Args:
+        root: Folder the relative `paths` live in.
+        paths: Relative paths of files known to decode (see `featurekit.pipeline.decodable`).
+        labels: One 0/1 label per path.
+        image_size: Square size every image is resized to.
+        batch_size: Images per batch.
+        train: Shuffle and augment (training); otherwise one pass in order, last batch shorter.
+        seed: Seed of the shuffles and augmentations.
+        augment: Whether training batches are augmented (default: yes when `train`).
+        workers: Decode threads; default one per CPU.
+        prefetch: Batches decoded ahead of the one Keras is training on.
+    """
+
+    def __init__(self, root: str | Path, paths: list[str], labels: np.ndarray, image_size: int, batch_size: int,
+                 train: bool, seed: int = 0, workers: int | None = None, prefetch: int = DEFAULT_PREFETCH_BATCHES,
+                 augment: bool | None = None):
+        # Keras' own workers stay at 1: our threads decode in parallel, and calls arrive in step order.
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.root = Path(root)
+        self.paths = list(paths)
+        self.labels = np.asarray(labels, dtype=np.float32)
+        self.batch_size = int(batch_size)
+        self.train = train
+        self.augment = train if augment is None else augment
+        self.seed = int(seed)
+        self.prefetch = int(prefetch)
+        self.epoch = 0
+        self._decoder = ParallelDecoder(image_size, workers)
+        self._pending: dict[tuple[int, int], PendingBatch] = {}
+        self._orders: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.paths) / self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch whose batches `__getitem__` returns from now on (0-based, as Keras counts)."""
+        self.epoch = int(epoch)
+        for key in [k for k in self._pending if k[0] != self.epoch]:
+            self._pending.pop(key).cancel()
+        self._orders = {e: order for e, order in self._orders.items() if e == self.epoch}
+
+    def positions(self, index: int, epoch: int | None = None) -> np.ndarray:
+        """Indices into `paths` of batch `index` of `epoch` (default the current one)."""
+        epoch = self.epoch if epoch is None else epoch
+        n = len(self.paths)
+        if not self.train:
+            return np.arange(index * self.batch_size, min((index + 1) * self.batch_size, n))
+        if epoch not in self._orders:
+            self._orders[epoch] = np.random.default_rng([self.seed, epoch]).permutation(n)
+        # Wrapping around keeps the last batch full: batch norm sees as many images in every step.
+        return self._orders[epoch][(index * self.batch_size + np.arange(self.batch_size)) % n]
+
+    def _submit(self, index: int) -> PendingBatch:
+        epoch = self.epoch
+        rows = self.positions(index, epoch)
+        transform = None
+        if self.augment:
+            start = index * self.batch_size
+
+            def transform(image: np.ndarray, row: int) -> np.ndarray:
+                return augment_image(image, np.random.default_rng([self.seed, epoch, start + row]))
+
+        return self._decoder.submit([self.root / self.paths[i] for i in rows], transform)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        for ahead in range(index, min(index + 1 + self.prefetch, len(self))):
+            if (self.epoch, ahead) not in self._pending:
+                self._pending[(self.epoch, ahead)] = self._submit(ahead)
+        images, ok, reasons = self._pending.pop((self.epoch, index)).result()
+        rows = self.positions(index)
+        if not ok.all():
+            first = int(np.flatnonzero(~ok)[0])
+            raise FeaturekitError(
+                "An image stopped decoding during training (it decoded when the run started).",
+                received=f"{self.paths[rows[first]]}: {reasons[first]}",
+                fix="Restore or remove the file, then run the same command again: training resumes from the last "
+                "finished epoch.")
+        return images.astype(np.float32), self.labels[rows]
+
+    def close(self) -> None:
+        """Stop the decode threads."""
+        for pending in self._pending.values():
+            pending.cancel()
+        self._pending.clear()
+        self._decoder.close()
+
+
+class EpochSetter(keras.callbacks.Callback):
+    """Tells an `ImageBatches` which epoch Keras is starting (resumed runs start past epoch 0)."""
+
+    def __init__(self, dataset: ImageBatches):
+        super().__init__()
+        self.dataset = dataset
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.dataset.set_epoch(epoch)

@@ -1,0 +1,82 @@
+"""The network trained from scratch: InceptionV1 with the "tf" preprocessing in front and a small binary top.
+
+    uint8 image -> Rescaling to [-1, 1] ("tf" mode) -> InceptionV1 -> GlobalAveragePooling
+                -> Dense(512, relu) -> Dropout(0.5) -> Dense(1, sigmoid)
+
+The backbone alone, with the best epoch's weights, is what extraction uses afterwards; the top is dropped.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import keras
+
+from featurekit.fsutil import commit_file, temporary_sibling
+
+HEAD_UNITS = 512
+HEAD_DROPOUT = 0.5
+# Keras' default batch-norm momentum, 0.99, averages the inference statistics over ~100 steps: with ~40
+# steps an epoch they lag the changing weights by epochs, and validation (inference mode) misjudges the
+# network (val_loss 40 after epoch 1 on 1,230 faces; early stopping then keeps a poor epoch). 0.9 averages
+# over ~10 steps. Momentum only shapes training updates: the saved files are unaffected.
+BATCHNORM_MOMENTUM = 0.9
+TOP_DESCRIPTION = (f"GlobalAveragePooling2D -> Dense({HEAD_UNITS}, relu) -> Dropout({HEAD_DROPOUT}) -> "
+                   "Dense(1, sigmoid); dropped from inceptionv1.keras")
+
+
+def build_classifier(image_size: int) -> tuple[keras.Model, keras.Model]:
+    """InceptionV1 with the "tf" preprocessing in front and the small binary top; returns (classifier, backbone)."""
+    from featurekit.backbones.inception_v1 import InceptionV1
+
+    # The class defaults (batch_norm=True, width=1.0) are what the registered `inceptionv1` builds, so
+    # extraction accepts the saved file.
+    backbone = InceptionV1(input_size=image_size)
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = BATCHNORM_MOMENTUM
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    # x / 127.5 - 1 as a layer (not a Lambda), so classifier.keras loads with safe_mode=True.
+    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="preprocess_tf")(inputs)
+    x = backbone(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    x = keras.layers.Dense(HEAD_UNITS, activation="relu", kernel_initializer="he_normal", name="head_dense")(x)
+    x = keras.layers.Dropout(HEAD_DROPOUT, name="head_dropout")(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid", name="head_output")(x)
+    return keras.Model(inputs, outputs, name="inceptionv1_classifier"), backbone
+
+
+def param_counts(classifier: keras.Model, backbone: keras.Model) -> dict[str, int]:
+    """Parameters of the backbone, the top and the whole network (trainable and batch-norm statistics)."""
+    def trainable(model: keras.Model) -> int:
+        return sum(math.prod(w.shape) for w in model.trainable_weights)
+
+    total = int(classifier.count_params())
+    backbone_total = int(backbone.count_params())
+    return {
+        "backbone": backbone_total,
+        "backbone_trainable": trainable(backbone),
+        "backbone_batchnorm_statistics": backbone_total - trainable(backbone),
+        "top": total - backbone_total,
+        "total": total,
+        "total_trainable": trainable(classifier),
+    }
+
+
+def save_keras(model: keras.Model, path: Path) -> Path:
+    """`model.save` atomically: into a fresh temporary sibling (Keras insists on the .keras suffix), then
+    fsynced and renamed into place, so a file at `path` is always complete."""
+    from featurekit.backend import tensorflow_kept_out
+
+    temporary = temporary_sibling(path)
+    temporary = temporary.with_name(temporary.name + ".keras")
+    try:
+        with tensorflow_kept_out():  # Keras' serialisation would import TensorFlow under JAX or PyTorch
+            model.save(temporary)
+        return commit_file(temporary, path)
+    except BaseException:
+        if os.path.lexists(temporary):
+            temporary.unlink()
+        raise

@@ -1,0 +1,117 @@
+"""The output folder of a training run: its files, its lock, and the state an interrupted run resumes from.
+
+Once finished the folder holds `inceptionv1.keras`, `classifier.keras` (optional) and `training.json` (the
+finished marker). While a run is unfinished it holds `progress.json` (history, best epoch, early-stopping
+count), `best-epochNNN.npz` (the best epoch's weights) and `backup/` (Keras' BackupAndRestore: weights and
+optimizer state after the last finished epoch). Every file is written through `featurekit.fsutil`: under a
+temporary name, fsynced, renamed, so a kill at any moment leaves the previous complete file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from featurekit.errors import FeaturekitError, given, option_name
+from featurekit.fsutil import atomic_write_bytes, atomic_write_json, exclusive_lock
+
+MODEL_FILE = "inceptionv1.keras"
+CLASSIFIER_FILE = "classifier.keras"
+RESULT_FILE = "training.json"
+PROGRESS_FILE = "progress.json"
+BACKUP_DIR = "backup"
+LOCK_FILE = ".lock"
+BEST_WEIGHTS_GLOB = "best-epoch*.npz"
+# Settings a resumed run must share with the interrupted one; epochs and patience may change.
+IDENTITY_KEYS = ("backbone", "image_size", "batch_size", "learning_rate", "seed", "monitor",
+                 "split_fractions", "data_fingerprint")
+
+
+@contextmanager
+def out_lock(out: Path) -> Iterator[None]:
+    """Hold the folder's lock: two runs writing one folder would interleave their backups."""
+    with exclusive_lock(out / LOCK_FILE, "Another process ({holder}) is training into this folder right now.",
+                        received=given("out", str(out)),
+                        fix=f"Wait for it to finish, or pass another {option_name('out')}."):
+        yield
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Atomic, fsynced JSON (a kill mid-write leaves the previous file, never half a file)."""
+    atomic_write_json(path, payload)
+
+
+def write_weights(path: Path, weights: list[np.ndarray]) -> None:
+    """A model's arrays as `.npz` (arrays only: nothing in it can run code when loaded), atomically."""
+    buffer = io.BytesIO()
+    np.savez(buffer, *weights)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def read_weights(path: Path) -> list[np.ndarray]:
+    with np.load(path, allow_pickle=False) as arrays:
+        return [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
+
+
+def remove_run_files(out: Path) -> None:
+    for name in (MODEL_FILE, CLASSIFIER_FILE, RESULT_FILE, PROGRESS_FILE):
+        (out / name).unlink(missing_ok=True)
+    remove_unfinished_files(out)
+
+
+def remove_unfinished_files(out: Path) -> None:
+    """What only an unfinished run needs: best-epoch weights and Keras' backup."""
+    for path in out.glob(BEST_WEIGHTS_GLOB):
+        path.unlink()
+    shutil.rmtree(out / BACKUP_DIR, ignore_errors=True)
+
+
+def prepare_out(out: Path, identity: dict[str, Any], overwrite: bool) -> dict[str, Any]:
+    """Refuse a finished run, start afresh, or load the state of an unfinished run with the same settings."""
+    result_path, progress_path = out / RESULT_FILE, out / PROGRESS_FILE
+    if overwrite:
+        remove_run_files(out)
+    if result_path.exists():
+        finished = json.loads(result_path.read_text())
+        raise FeaturekitError(
+            f"{out} holds a finished training run (best epoch {finished.get('best_epoch')}, valid accuracy "
+            f"{finished.get('best_valid_accuracy', float('nan')):.3f}).",
+            received=given("out", str(out)),
+            fix=f"Use its {MODEL_FILE} as it is, pass {option_name('overwrite')} to train again, or pass another "
+            f"{option_name('out')}.",
+        )
+    if progress_path.exists():
+        state = json.loads(progress_path.read_text())
+        stored = state["identity"]
+        differences = [f"{key} {stored.get(key)!r} (interrupted run) vs {identity[key]!r} (now)"
+                       for key in IDENTITY_KEYS if stored.get(key) != identity[key]]
+        if differences:
+            raise FeaturekitError(
+                f"{out} holds an unfinished training run with other settings: {'; '.join(differences)}.",
+                received=given("out", str(out)),
+                fix=f"Re-run with the interrupted run's settings to resume it, pass {option_name('overwrite')} to "
+                f"discard it, or pass another {option_name('out')}.",
+            )
+        return state
+    state = {"identity": identity, "history": {}, "best": None, "wait": 0, "stopped_early": False,
+             "fit_finished": False, "seconds": 0.0, "resumed_from": []}
+    write_json(progress_path, state)
+    return state
+
+
+def backup_epochs(out: Path) -> int:
+    """Epochs finished according to BackupAndRestore's metadata (0 when there is no backup)."""
+    metadata = out / BACKUP_DIR / "training_metadata.json"
+    for path in (metadata, Path(f"{metadata}.bkp")):
+        try:
+            return int(json.loads(path.read_text())["epoch"])
+        except (OSError, ValueError, KeyError):
+            continue
+    return 0
