@@ -124,8 +124,8 @@ def fit_probe(
             x_valid, y_valid = cache.load("valid")
             _check_finite(x_train, cache, "train")
             _check_finite(x_valid, cache, "valid")
-            if "X_valid" in inspect.signature(estimator.fit).parameters:
-                estimator.fit(x_train, y_train, X_valid=x_valid, y_valid=y_valid)
+            if "X_val" in inspect.signature(estimator.fit).parameters:
+                estimator.fit(x_train, y_train, X_val=x_valid, y_val=y_valid)
             else:
                 estimator.fit(x_train, y_train)
         fit_seconds = time.perf_counter() - started

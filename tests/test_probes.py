@@ -63,7 +63,7 @@ def fitted(data):
     probes = {}
     for name in list_probes(include_optional=True):
         if name == "head":
-            probes[name] = make_probe(name, **FAST_HEAD).fit(*data["train"], *data["valid"])
+            probes[name] = make_probe(name, **FAST_HEAD).fit(*data["train"], X_val=data["valid"][0], y_val=data["valid"][1])
         else:
             probes[name] = make_probe(name).fit(*data["train"])
     probes["stream-linsvm"] = make_stream_probe("linsvm", epochs=2).fit(*data["train"])
@@ -134,7 +134,7 @@ def test_head_early_stopping_restores_the_best_epoch():
     X, y = blobs(60, seed=5, shift=0.6)
     X_valid, y_valid = blobs(200, seed=6, shift=0.6)
     head = DenseHeadClassifier(units=256, dropout=0.0, learning_rate=3e-3, epochs=60, batch_size=16, patience=3)
-    head.fit(X, y, X_valid, y_valid)
+    head.fit(X, y, X_val=X_valid, y_val=y_valid)
     val_loss = head.history_["val_loss"]
     assert len(val_loss) < 60  # it stopped early
     assert head.best_epoch_ == int(np.argmin(val_loss)) < len(val_loss) - 1
@@ -253,7 +253,8 @@ def test_head_standardises_badly_scaled_features_and_folds_the_scaling_into_the_
     X, y = blobs(400, seed=11, shift=1.5)
     X_valid, y_valid = blobs(200, seed=12, shift=1.5)
     offset = np.linspace(200, 900, X.shape[1]).astype(np.float32)
-    head = DenseHeadClassifier(epochs=20, batch_size=32).fit(X * 300 + offset, y, X_valid * 300 + offset, y_valid)
+    head = DenseHeadClassifier(epochs=20, batch_size=32).fit(X * 300 + offset, y, X_val=X_valid * 300 + offset,
+                                                              y_val=y_valid)
     X_test, y_test = blobs(200, seed=13, shift=1.5)
     raw_test = X_test * 300 + offset
     assert (head.predict(raw_test) == y_test).mean() > 0.9
