@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +47,7 @@ TRUSTED_TYPES = (
 # Layers and objects a head's model.keras may name (checked in its config.json before Keras reads it).
 HEAD_CLASS_NAMES = frozenset({
     "Sequential", "InputLayer", "Dense", "Dropout", "Activation", "Zeros", "GlorotUniform", "DTypePolicy",
-    "FloatDTypePolicy", "__tensor__", "__numpy__",
+    "FloatDTypePolicy",
 })
 
 
@@ -195,7 +198,8 @@ def _save_head(head: DenseHeadClassifier, path: Path) -> None:
     final = path / HEAD_MODEL
     temporary = temporary_sibling(final).with_suffix(".keras")  # Keras insists on the suffix
     try:
-        head.model_.save(temporary)
+        with _tensorflow_left_unimported():
+            head.model_.save(temporary)
         commit_file(temporary, final)
     finally:
         temporary.unlink(missing_ok=True)
@@ -212,6 +216,36 @@ def _save_head(head: DenseHeadClassifier, path: Path) -> None:
         "feature_names_in_": None if names is None else [str(n) for n in names],
         "history_": head.history_, "best_epoch_": int(head.best_epoch_), "batch_size_": int(head.batch_size_),
     })
+
+
+@contextmanager
+def _tensorflow_left_unimported() -> Iterator[None]:
+    """Keep Keras' serializer from importing TensorFlow when another backend runs and TF is not loaded.
+
+    `serialize_keras_object` asks its lazy `tensorflow` module whether TF is available (to recognise
+    TensorShape and DType objects), which imports TensorFlow whenever it is installed: seconds of
+    import and a second framework in memory under JAX or torch. While TF is not imported no object can
+    be one of its types, so answering "not available" for the duration of the save changes nothing
+    else. If Keras' internals move, the guard does nothing and saving still works (it imports TF).
+    """
+    import keras
+
+    lazy = None
+    if keras.backend.backend() != "tensorflow" and "tensorflow" not in sys.modules:
+        try:
+            from keras.src.utils import module_utils
+
+            lazy = getattr(module_utils, "tensorflow", None)
+        except ImportError:
+            lazy = None
+    if lazy is None or getattr(lazy, "_available", True) is not None:
+        yield
+        return
+    lazy._available = False
+    try:
+        yield
+    finally:
+        lazy._available = None
 
 
 def _load_head(path: Path, meta: dict[str, Any]) -> DenseHeadClassifier:
