@@ -116,9 +116,11 @@ class DenseHeadClassifier(EpochProbe):
         ]
         net = keras.Sequential(layers, name="dense_head_training")
         # The loss sees the logits: stable where the sigmoid saturates, on every backend.
+        # Padded rows weigh 0 and the mean runs over the weights, so a padded step equals an unpadded one.
         net.compile(optimizer=keras.optimizers.Adam(learning_rate=float(self.learning_rate)),
-                    loss=keras.losses.BinaryCrossentropy(from_logits=True))
+                    loss=keras.losses.BinaryCrossentropy(from_logits=True, reduction="mean_with_sample_weight"))
         self._net = net
+        self._step_shape = min(self.batch_size_, n_rows)
         if hasattr(self, "model_"):  # a refit: predictions come from the new training net until it ends
             del self.model_
 
@@ -126,7 +128,15 @@ class DenseHeadClassifier(EpochProbe):
         return self.batch_size_
 
     def _step(self, X: np.ndarray, y: np.ndarray) -> float:
-        return float(self._net.train_on_batch(X, y[:, None]))
+        """One Adam step; every step has the same shape (short batches padded with zero-weight rows),
+        so the backend compiles the step once per fit instead of once per distinct batch length."""
+        rows, pad = len(X), max(0, self._step_shape - len(X))
+        weights = np.ones(rows + pad, dtype=np.float32)
+        if pad:
+            X = np.concatenate([X, np.zeros((pad, X.shape[1]), dtype=X.dtype)])
+            y = np.concatenate([y, np.zeros(pad, dtype=y.dtype)])
+            weights[rows:] = 0.0
+        return float(self._net.train_on_batch(X, y[:, None], sample_weight=weights))
 
     def _get_state(self) -> list[np.ndarray]:
         return self._net.get_weights()
@@ -156,7 +166,7 @@ class DenseHeadClassifier(EpochProbe):
         w1, b1, w2, b2 = self._folded_weights()
         self.model_.get_layer("hidden").set_weights([w1, b1])
         self.model_.get_layer("logit").set_weights([w2, b2])
-        del self._net
+        del self._net, self._step_shape
 
     # -- scores --------------------------------------------------------------------------------
 
