@@ -355,3 +355,35 @@ print(json.dumps({{"backend": keras.backend.backend(), "tensorflow": "tensorflow
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["backend"] == "jax" and result["tensorflow"] is False
     assert result["same"] and result["accuracy"] > 0.8 and result["loss"][-1] < result["loss"][0]
+
+
+@pytest.mark.parametrize("name, params, word", [
+    ("head", {"batch_size": 0}, "batch_size"),
+    ("head", {"monitor": "accuracy"}, "monitor"),
+    ("logreg", {"C": -1.0}, "'C'"),
+])
+def test_bad_parameter_values_are_refused_when_the_probe_is_made(name, params, word):
+    with pytest.raises(FeaturekitError, match=word) as error:
+        make_probe(name, **params)
+    assert f"{next(iter(params))}=" in error.value.received  # the parameter spelling, not a flag
+    with pytest.raises(FeaturekitError, match="epochs"):
+        make_stream_probe(name, epochs=0)
+
+
+def test_feature_statistics_match_numpy_and_leave_the_input_alone(monkeypatch):
+    from featurekit.probes import chunks
+
+    monkeypatch.setattr(chunks, "STATISTICS_BLOCK_BYTES", 8 * 5 * 7)  # blocks of 7 rows of 5 features
+    rng = np.random.default_rng(0)
+    X = rng.normal(1e4, 3.0, size=(103, 5))  # a large mean and a small spread: the naive formula loses digits
+    X[:, 2] = 7.0  # a constant feature keeps scale 1
+    original = X.copy()
+    statistics = chunks.FeatureStatistics()
+    for start in range(0, len(X), 20):
+        statistics.update(X[start : start + 20])
+    mean, scale = statistics.mean_and_scale()
+    np.testing.assert_array_equal(X, original)
+    np.testing.assert_allclose(mean, X.mean(axis=0).astype(np.float32), rtol=1e-7)
+    expected = X.std(axis=0)
+    expected[2] = 1.0
+    np.testing.assert_allclose(scale, expected.astype(np.float32), rtol=1e-6)

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from featurekit.errors import FeaturekitError
+from featurekit.errors import FeaturekitError, given
 from featurekit.probes.baselines import make_knn, make_linsvm, make_logreg, make_rbfsvm
 from featurekit.probes.chunks import in_memory_only_error
 from featurekit.probes.epochs import EpochProbe
@@ -128,10 +128,32 @@ def _call_factory(name: str, factory: Callable[..., Any], params: dict) -> Any:
     if unknown:
         raise FeaturekitError(
             f"Probe '{name}' has no parameter {', '.join(map(repr, unknown))}.",
-            received=", ".join(f"{k}={params[k]!r}" for k in unknown),
+            received=", ".join(given(k, params[k]) for k in unknown),
             fix=f"Valid parameters of '{name}': {', '.join(accepted)}.",
         )
-    return factory(**params)
+    estimator = factory(**params)
+    _validate_parameters(name, estimator, params)
+    return estimator
+
+
+def _validate_parameters(name: str, estimator: Any, params: dict) -> None:
+    """Check every parameter against scikit-learn's constraints now, not minutes later inside `fit`.
+
+    Covers the estimator and the estimators nested in it (a pipeline's steps); a bad value becomes a
+    FeaturekitError instead of scikit-learn's InvalidParameterError traceback.
+    """
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    nested = [v for v in estimator.get_params(deep=True).values() if hasattr(v, "_validate_params")]
+    try:
+        for part in [estimator, *nested]:
+            part._validate_params()
+    except InvalidParameterError as error:
+        raise FeaturekitError(
+            f"Probe '{name}' got an invalid parameter value: {error}",
+            received=", ".join(given(k, v) for k, v in params.items()) or "its defaults",
+            fix="Pass a value within the range the message names.",
+        ) from None
 
 
 def make_probe(name: str, **params: Any) -> Any:

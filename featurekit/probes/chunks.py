@@ -20,8 +20,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from featurekit.errors import FeaturekitError
 
 BatchesFactory = Callable[..., Iterable]
-# Rows per float64 block when accumulating statistics: the copies stay small for any chunk size.
-STATISTICS_BLOCK_ROWS = 4096
+# Bytes of one float64 block when accumulating statistics: the copies stay small for any chunk and width.
+STATISTICS_BLOCK_BYTES = 8 * 2**20
 
 
 class ProbeInputError(FeaturekitError, ValueError):
@@ -149,13 +149,16 @@ class FeatureStatistics:
         self.m2: np.ndarray | None = None
 
     def update(self, X: np.ndarray) -> None:
-        for start in range(0, len(X), STATISTICS_BLOCK_ROWS):
-            block = np.asarray(X[start : start + STATISTICS_BLOCK_ROWS], dtype=np.float64)
+        rows = max(1, STATISTICS_BLOCK_BYTES // (8 * max(1, X.shape[1])))
+        for start in range(0, len(X), rows):
+            block = np.array(X[start : start + rows], dtype=np.float64)  # a copy: modified in place below
             n = len(block)
             if n == 0:
                 continue
             mean = block.mean(axis=0)
-            m2 = ((block - mean) ** 2).sum(axis=0)
+            block -= mean  # in place: one float64 block at a time, whatever the chunk
+            block *= block
+            m2 = block.sum(axis=0)
             if self.mean is None:
                 self.count, self.mean, self.m2 = n, mean, m2
                 continue

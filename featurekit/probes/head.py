@@ -138,6 +138,7 @@ class DenseHeadClassifier(EpochProbe):
             y = np.concatenate([y, np.zeros(pad, dtype=y.dtype)])
             weights[rows:] = 0.0
         self._updates += 1
+        self._folded = None  # the last validation's fold is stale now: free it while training
         return float(self._net.train_on_batch(X, y[:, None], sample_weight=weights))
 
     def _get_state(self) -> list[np.ndarray]:
@@ -220,7 +221,7 @@ def forward_logits(weights: list[np.ndarray], X: np.ndarray) -> np.ndarray:
     """
     w1, b1, w2, b2 = (np.asarray(w, dtype=np.float64) for w in weights)
     out = np.empty(X.shape[0], dtype=np.float64)
-    rows = max(1, min(PREDICT_ROWS, 2**24 // max(1, X.shape[1])))  # <= 128 MB of float64 rows
+    rows = max(1, min(PREDICT_ROWS, 2**22 // max(1, X.shape[1])))  # <= 32 MB of float64 rows
     for start in range(0, X.shape[0], rows):
         h = np.maximum(X[start : start + rows].astype(np.float64) @ w1 + b1, 0.0)
         out[start : start + rows] = (h @ w2 + b2)[:, 0]
