@@ -177,11 +177,11 @@ class DenseHeadClassifier(EpochProbe):
         return weights
 
     def _finish_training(self, chunks: Any, n_rows: int, seed: int) -> None:
+        w1, b1, w2, b2 = [w.astype(np.float32) for w in self._folded_weights()]  # exact: float32 values
+        del self._net, self._step_shape, self._updates, self._folded  # free the training state first
         self.model_ = build_inference_model(self.n_features_in_, int(self.units), float(self.dropout))
-        w1, b1, w2, b2 = (w.astype(np.float32) for w in self._folded_weights())  # exact: float32 values
         self.model_.get_layer("hidden").set_weights([w1, b1])
         self.model_.get_layer("logit").set_weights([w2, b2])
-        del self._net, self._step_shape, self._updates, self._folded
 
     # -- scores --------------------------------------------------------------------------------
 
