@@ -16,6 +16,8 @@ from featurekit.cache import open_cache
 from featurekit.errors import FeaturekitError
 from featurekit.fitting import (
     DEFAULT_MEMORY_BUDGET_GB,
+    MODEL_DIR,
+    FittedProbe,
     fit_probe,
     load_fitted,
     read_fitted_meta,
@@ -26,7 +28,8 @@ from featurekit.fitting import (
 # Columns every row has, in display order (snake_case keys of the JSON output).
 ROW_KEYS = (
     "cache", "backbone", "weights_label", "random_features", "layer", "pooling", "image_size", "preprocessing",
-    "feature_dim", "probe", "n_test", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "balanced_accuracy",
+    "feature_dim", "probe", "n_test", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "accuracy_real",
+    "accuracy_fake", "balanced_accuracy",
     "roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "average_precision", "eer", "tpr_at_1pct_fpr", "f1",
     "threshold", "fit_seconds", "reused", "streamed", "collapsed", "model_dir",
 )
@@ -74,18 +77,17 @@ def compare(
     for probe in probes:
         get_probe_spec(probe)  # unknown names fail before any work
     probe_params = probe_params or {}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for cache_path in caches:
         with open_cache(cache_path) as cache:
             cache.require_splits()
             for probe in probes:
                 params = probe_params.get(probe, {})
                 directory = run_dir_for(cache_path, probe, runs_dir)
-                reused = not refit and _matches(directory, cache.fingerprint, probe, params)
                 started = time.perf_counter()
-                if reused:
-                    fitted = load_fitted(directory, cache)
-                else:
+                fitted = None if refit else _reusable_fit(directory, cache, probe, params, log)
+                reused = fitted is not None
+                if fitted is None:
                     log(f"fitting {probe} on {Path(cache_path).name} ...")
                     fitted = fit_probe(cache_path, probe, params, out=directory, memory_budget_gb=memory_budget_gb,
                                        log=log)
@@ -124,13 +126,37 @@ def compare_from_options(options: dict[str, Any], log: Callable[[str], None] = p
                    memory_budget_gb=options["memory_budget_gb"], log=log)
 
 
-def _matches(directory: Path, fingerprint: str, probe: str, params: dict[str, Any]) -> bool:
+def _reusable_fit(directory: Path, cache: Any, probe: str, params: dict[str, Any],
+                  log: Callable[[str], None]) -> FittedProbe | None:
+    """The fitted probe in `directory` if it was fitted on this cache with these parameters and loads
+    safely; None means "fit it again" (the refit replaces the folder).
+
+    A folder in an old or unknown format is never opened (an old pickle could run code): its file
+    names and JSON decide. A current-format model that still fails to load is refitted with a message.
+    """
+    from featurekit.probes import saved_probe_problem
+
     try:
         meta = read_fitted_meta(directory)
     except FeaturekitError:
-        return False
-    return (meta.get("cache_fingerprint") == fingerprint and meta.get("probe") == probe
-            and effective_params(probe, meta.get("params", {})) == effective_params(probe, params))
+        return None
+    if meta.get("cache_fingerprint") != cache.fingerprint or meta.get("probe") != probe:
+        return None
+    try:
+        same_params = effective_params(probe, dict(meta.get("params") or {})) == effective_params(probe, params)
+    except (FeaturekitError, TypeError, ValueError):  # parameters this version no longer has
+        return None
+    if not same_params:
+        return None
+    problem = saved_probe_problem(directory / MODEL_DIR)
+    if problem:
+        log(f"not reusing {directory}: {problem} Refitting.")
+        return None
+    try:
+        return load_fitted(directory, cache)
+    except FeaturekitError as error:
+        log(f"not reusing {directory}: {error.problem} Refitting.")
+        return None
 
 
 def effective_params(probe: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -22,11 +21,14 @@ import numpy as np
 
 from featurekit.cache import CacheReader, library_versions, open_cache
 from featurekit.errors import FeaturekitError
+from featurekit.fsutil import atomic_write_json, replace_directory, temporary_sibling
 
 FITTED_FILE = "fitted.json"
 MODEL_DIR = "model"
 STREAM_CHUNK_BYTES = 32 * 2**20  # per streamed chunk: small against any budget, large enough for fast BLAS
 DEFAULT_MEMORY_BUDGET_GB = 4.0
+# Keys without which a fitted.json cannot be used (the rest is provenance).
+REQUIRED_META_KEYS = ("probe", "params", "cache_fingerprint", "class_names", "threshold", "embedding")
 # Attributes of the cache copied into fitted.json, so `predict` can rebuild the same embedder.
 EMBEDDING_KEYS = ("backbone", "weights", "weights_label", "weights_sha256", "random_features", "seed", "layer",
                   "pooling", "image_size", "preprocessing", "precision", "architecture_variant", "backend", "feature_dim", "dtype",
@@ -125,8 +127,8 @@ def fit_probe(
             x_valid, y_valid = cache.load("valid")
             _check_finite(x_train, cache, "train")
             _check_finite(x_valid, cache, "valid")
-            if "X_valid" in inspect.signature(estimator.fit).parameters:
-                estimator.fit(x_train, y_train, X_valid=x_valid, y_valid=y_valid)
+            if "X_val" in inspect.signature(estimator.fit).parameters:
+                estimator.fit(x_train, y_train, X_val=x_valid, y_val=y_valid)
             else:
                 estimator.fit(x_train, y_train)
         fit_seconds = time.perf_counter() - started
@@ -146,41 +148,75 @@ def fit_probe(
 
 
 def _save_atomically(fitted: FittedProbe, save_probe: Callable) -> None:
-    """Write into a temporary sibling folder, then swap it in: no half-written run folder, ever."""
+    """Write into a fresh sibling folder, then swap it in with `replace_directory`.
+
+    The old fit stays in place until the new folder is complete (a crash before the swap keeps it
+    loadable), and two fits racing for one folder both succeed, leaving one whole fit.
+    """
     directory = fitted.directory
     directory.parent.mkdir(parents=True, exist_ok=True)
-    temporary = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
-    shutil.rmtree(temporary, ignore_errors=True)
-    save_probe(fitted.estimator, temporary / MODEL_DIR)
-    (temporary / FITTED_FILE).write_text(json.dumps(fitted.meta, indent=2, default=_json_default) + "\n")
-    if directory.exists():
-        shutil.rmtree(directory)
-    os.replace(temporary, directory)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)
+    temporary = temporary_sibling(directory, "tmp")
+    temporary.mkdir()  # a fresh name: fails rather than writing into anything already there
+    try:
+        save_probe(fitted.estimator, temporary / MODEL_DIR)
+        atomic_write_json(temporary / FITTED_FILE, fitted.meta)
+        replace_directory(temporary, directory)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
 
 
 def read_fitted_meta(directory: str | Path) -> dict[str, Any]:
-    """The `fitted.json` of a run folder (clear error when it is not one)."""
+    """The `fitted.json` of a run folder; a clear error when it is missing, truncated or not ours."""
     file = Path(directory) / FITTED_FILE
     if not file.is_file():
         raise FeaturekitError("Not a fitted-model folder (no fitted.json).", received=str(directory),
                               fix="Pass a folder written by `python cli.py fit-head` or `compare`, e.g. runs/<cache>/head.")
-    return json.loads(file.read_text())
+    try:
+        meta = json.loads(file.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise FeaturekitError(f"The fitted-model folder's fitted.json is truncated or damaged ({error}).",
+                              received=str(file), fix=refit_command({}, directory)) from None
+    if not isinstance(meta, dict):
+        raise FeaturekitError("The fitted-model folder's fitted.json is not a JSON object.", received=str(file),
+                              fix=refit_command({}, directory))
+    missing = [key for key in REQUIRED_META_KEYS if key not in meta]
+    if missing:
+        raise FeaturekitError(f"The fitted-model folder's fitted.json lacks {', '.join(missing)}.",
+                              received=str(file), fix=refit_command(meta, directory))
+    try:
+        float(meta["threshold"])
+    except (TypeError, ValueError):
+        raise FeaturekitError("The fitted-model folder's fitted.json has no numeric threshold.",
+                              received=f"{file}: threshold {meta['threshold']!r}",
+                              fix=refit_command(meta, directory)) from None
+    return meta
 
 
 def load_fitted(directory: str | Path, cache: CacheReader | None = None) -> FittedProbe:
-    """Load a fitted probe; with `cache`, refuse one fitted on another cache or other classes."""
-    from featurekit.probes import load_probe
+    """Load a fitted probe; with `cache`, refuse one fitted on another cache or other classes.
+
+    Raises:
+        FeaturekitError: For a damaged fitted.json, a model in the old pickle format (never opened) or
+            any model file that cannot be loaded safely; the fix names the command that refits it.
+    """
+    from featurekit.probes import UnloadableProbeError, load_probe
 
     meta = read_fitted_meta(directory)
     if cache is not None:
         check_matches(meta, cache, directory)
-    return FittedProbe(load_probe(Path(directory) / MODEL_DIR), meta, Path(directory))
+    try:
+        estimator = load_probe(Path(directory) / MODEL_DIR)
+    except UnloadableProbeError as error:
+        raise FeaturekitError(error.problem, received=error.received, fix=refit_command(meta, directory)) from None
+    return FittedProbe(estimator, meta, Path(directory))
+
+
+def refit_command(meta: dict[str, Any], directory: str | Path) -> str:
+    """The fix for a fitted folder that cannot be used: the command that replaces it."""
+    cache, probe = meta.get("cache") or "CACHE", meta.get("probe") or "PROBE"
+    return (f"Refit it: `python cli.py fit --cache {cache} --probe {probe} --out {directory}` "
+            "(`python cli.py compare --refit` refits every probe it compares).")
 
 
 def check_matches(meta: dict[str, Any], cache: CacheReader, directory: str | Path) -> None:

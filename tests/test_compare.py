@@ -136,3 +136,78 @@ def test_outputs_in_every_format(tmp_path: Path):
     from featurekit.report import plot_roc
 
     assert plot_roc(rows, tmp_path / "roc.png").stat().st_size > 1000
+
+
+# -- saving a fit: atomic swap, concurrent fits, streamed probes ---------------------------------------
+
+
+def test_a_crash_before_the_swap_keeps_the_old_fit(tmp_path: Path, monkeypatch):
+    import featurekit.fitting as fitting
+
+    cache = separable_cache(tmp_path / "sep.h5")
+    old = fit_probe(cache, "logreg", runs_dir=tmp_path / "runs", log=lambda m: None)
+    seen = []
+
+    def crash(new, final):
+        # The new folder is complete at this point: only the swap is missing.
+        seen.append(sorted(p.name for p in Path(new).iterdir()))
+        raise KeyboardInterrupt  # a crash the process does not survive as far as this fit is concerned
+
+    monkeypatch.setattr(fitting, "replace_directory", crash)
+    with pytest.raises(KeyboardInterrupt):
+        fit_probe(cache, "logreg", {"C": 0.01}, runs_dir=tmp_path / "runs", log=lambda m: None)
+    assert seen == [["fitted.json", "model"]]
+    kept = load_fitted(old.directory)
+    assert kept.meta["params"] == {} and kept.threshold == old.threshold
+    assert sorted(p.name for p in old.directory.parent.iterdir()) == ["logreg"]  # no half-written folder left
+
+
+def test_two_fits_into_one_folder_both_succeed(tmp_path: Path, monkeypatch):
+    import threading
+
+    import featurekit.fitting as fitting
+    from featurekit.fsutil import replace_directory
+
+    cache = separable_cache(tmp_path / "sep.h5")
+    out = tmp_path / "runs" / "shared"
+    fit_probe(cache, "logreg", out=out, log=lambda m: None)  # an old fit to replace, as in a rerun
+    both_ready = threading.Barrier(2, timeout=60)
+
+    def swap_together(new, final):
+        both_ready.wait()  # both fits reach the swap at the same moment
+        return replace_directory(new, final)
+
+    monkeypatch.setattr(fitting, "replace_directory", swap_together)
+    errors: list[BaseException] = []
+
+    def fit(C: float) -> None:
+        try:
+            fit_probe(cache, "logreg", {"C": C}, out=out, log=lambda m: None)
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=fit, args=(C,)) for C in (0.5, 2.0)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    final = load_fitted(out)
+    assert final.meta["params"] in ({"C": 0.5}, {"C": 2.0})  # one whole fit, the last one swapped in
+    assert final.estimator.named_steps["clf"].C == final.meta["params"]["C"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["shared"]
+
+
+@pytest.mark.parametrize("probe, params", [("logreg", {}), ("linsvm", {}), ("head", {"epochs": 3, "batch_size": 64})])
+def test_fit_with_a_zero_memory_budget_streams_and_records_the_loss(probe, params, tmp_path: Path):
+    cache = separable_cache(tmp_path / "sep.h5", n=600)
+    fitted = fit_probe(cache, probe, params, runs_dir=tmp_path / "runs", memory_budget_gb=0, log=lambda m: None)
+    assert fitted.meta["streamed"]
+    history = fitted.estimator.history_
+    assert len(history["loss"]) == len(history["val_auc"]) >= 1  # one loss per epoch run
+    assert 0 <= fitted.estimator.best_epoch_ < len(history["loss"])
+    loaded = load_fitted(fitted.directory)
+    with open_cache(cache) as reader:
+        x, y = reader.load("test")
+    np.testing.assert_allclose(loaded.estimator.predict_proba(x), fitted.estimator.predict_proba(x))
+    assert (loaded.estimator.predict(x) == y).mean() > 0.85

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from featurekit import metrics
 from featurekit.errors import FeaturekitError
@@ -97,18 +98,84 @@ def _noisy_scores(n: int = 200, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def test_bootstrap_ci_contains_estimate_and_is_reproducible():
     y, s = _noisy_scores()
     auc = metrics.roc_auc(y, s)
-    low, high = metrics.bootstrap_ci(metrics.roc_auc, y, s, n_boot=100, seed=7)
+    low, high = metrics.bootstrap_ci(metrics.resampled_roc_auc, y, s, n_boot=100, seed=7)
     assert low < auc < high
     assert high - low < 0.3  # 200 samples pin the AUC down to a few hundredths
-    assert (low, high) == metrics.bootstrap_ci(metrics.roc_auc, y, s, n_boot=100, seed=7)
-    assert (low, high) != metrics.bootstrap_ci(metrics.roc_auc, y, s, n_boot=100, seed=8)
+    assert (low, high) == metrics.bootstrap_ci(metrics.resampled_roc_auc, y, s, n_boot=100, seed=7)
+    assert (low, high) != metrics.bootstrap_ci(metrics.resampled_roc_auc, y, s, n_boot=100, seed=8)
 
 
 def test_bootstrap_ci_plain_resampling_skips_one_class_resamples():
     # With 1 fake among 6, about a third of plain resamples hold no fake at all.
     y, s = np.array([0, 0, 0, 0, 0, 1]), np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.9])
-    low, high = metrics.bootstrap_ci(metrics.roc_auc, y, s, n_boot=200, seed=0, stratified=False)
+    low, high = metrics.bootstrap_ci(metrics.resampled_roc_auc, y, s, n_boot=200, seed=0, stratified=False)
     assert low == high == 1.0
+
+
+def _sklearn_loop_interval(metric_fn, y, s, n_boot, seed, stratified=True):
+    """The bootstrap as featurekit computed it before vectorising: one resample and one sklearn call at a time."""
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(y == c) for c in (0, 1)] if stratified else [np.arange(y.size)]
+    values = []
+    for _ in range(n_boot):
+        idx = np.concatenate([rng.choice(g, size=g.size, replace=True) for g in groups])
+        if not stratified and np.unique(y[idx]).size < 2:
+            continue
+        values.append(metric_fn(y[idx], s[idx]))
+    return tuple(np.percentile(values, [2.5, 97.5]))
+
+
+def test_resampled_auc_equals_sklearn_with_ties():
+    # Scores rounded to one decimal: many ties within and across classes.
+    rng = np.random.default_rng(4)
+    y = (rng.random(300) < 0.3).astype(int)
+    s = np.round(rng.normal(size=300) + y, 1)
+    assert len(np.unique(s)) < 100
+    whole = np.arange(y.size)[None, :]
+    assert metrics.resampled_roc_auc(y, s, whole)[0] == pytest.approx(roc_auc_score(y, s), rel=1e-14, abs=0)
+    assert metrics.resampled_roc_auc(Y6, S6, np.arange(6)[None, :])[0] == pytest.approx(7 / 9, rel=1e-15)
+    # Ten arbitrary resamples, one call: each equals sklearn on that resample.
+    idx = rng.integers(0, y.size, size=(10, y.size))
+    expected = [roc_auc_score(y[i], s[i]) for i in idx]
+    np.testing.assert_allclose(metrics.resampled_roc_auc(y, s, idx), expected, rtol=1e-13)
+    one_class = np.flatnonzero(y == 0)[None, :]
+    assert np.isnan(metrics.resampled_roc_auc(y, s, one_class)[0])
+
+
+@pytest.mark.parametrize("stratified", [True, False])
+def test_vectorised_intervals_equal_the_sklearn_loop(stratified):
+    # The same seed draws the same resamples, so the intervals agree to rounding, not just to Monte-Carlo noise.
+    y, s = _noisy_scores(n=150, seed=5)
+    s = np.round(s, 1)
+    for vectorised, reference in [
+        (metrics.resampled_roc_auc, roc_auc_score),
+        (metrics.resampled_accuracy(0.5), lambda yy, ss: metrics.accuracy(yy, ss, 0.5)),
+    ]:
+        expected = _sklearn_loop_interval(reference, y, s, n_boot=300, seed=3, stratified=stratified)
+        got = metrics.bootstrap_ci(vectorised, y, s, n_boot=300, seed=3, stratified=stratified)
+        np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_bootstrap_blocks_cover_every_resample(monkeypatch):
+    # Blocks of 7 resamples (the memory bound): the same intervals as one block.
+    y, s = _noisy_scores(n=100, seed=6)
+    whole = metrics.bootstrap_intervals({"auc": metrics.resampled_roc_auc}, y, s, n_boot=50, seed=1)
+    monkeypatch.setattr(metrics, "BOOTSTRAP_BLOCK_ELEMENTS", 7 * 100)
+    assert len(list(metrics.bootstrap_resamples(y, 50, seed=1))) == 8
+    assert metrics.bootstrap_intervals({"auc": metrics.resampled_roc_auc}, y, s, n_boot=50, seed=1) == whole
+
+
+def test_accuracy_on_real_and_on_fake_at_the_threshold():
+    # At 0.5: reals 0.1, 0.4, 0.35 all called real; fakes 0.8, 0.9 caught, 0.3 missed.
+    assert metrics.accuracy_real(Y6, S6, 0.5) == pytest.approx(1.0)
+    assert metrics.accuracy_fake(Y6, S6, 0.5) == pytest.approx(2 / 3)
+    # At 0.35 the real at 0.4 and at 0.35 are flagged (score >= threshold means fake).
+    assert metrics.accuracy_real(Y6, S6, 0.35) == pytest.approx(1 / 3)
+    assert metrics.accuracy_fake(Y6, S6, 0.35) == pytest.approx(2 / 3)
+    out = metrics.evaluate(Y6, S6, 0.5, n_boot=0)
+    assert (out["accuracy_real"], out["accuracy_fake"]) == (pytest.approx(1.0), pytest.approx(2 / 3))
+    # Balanced accuracy is their mean, by definition.
+    assert out["balanced_accuracy"] == pytest.approx((out["accuracy_real"] + out["accuracy_fake"]) / 2)
 
 
 def test_is_collapsed_flags_constant_and_chance_scorers():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -63,7 +64,7 @@ def fitted(data):
     probes = {}
     for name in list_probes(include_optional=True):
         if name == "head":
-            probes[name] = make_probe(name, **FAST_HEAD).fit(*data["train"], *data["valid"])
+            probes[name] = make_probe(name, **FAST_HEAD).fit(*data["train"], X_val=data["valid"][0], y_val=data["valid"][1])
         else:
             probes[name] = make_probe(name).fit(*data["train"])
     probes["stream-linsvm"] = make_stream_probe("linsvm", epochs=2).fit(*data["train"])
@@ -134,7 +135,7 @@ def test_head_early_stopping_restores_the_best_epoch():
     X, y = blobs(60, seed=5, shift=0.6)
     X_valid, y_valid = blobs(200, seed=6, shift=0.6)
     head = DenseHeadClassifier(units=256, dropout=0.0, learning_rate=3e-3, epochs=60, batch_size=16, patience=3)
-    head.fit(X, y, X_valid, y_valid)
+    head.fit(X, y, X_val=X_valid, y_val=y_valid)
     val_loss = head.history_["val_loss"]
     assert len(val_loss) < 60  # it stopped early
     assert head.best_epoch_ == int(np.argmin(val_loss)) < len(val_loss) - 1
@@ -253,10 +254,136 @@ def test_head_standardises_badly_scaled_features_and_folds_the_scaling_into_the_
     X, y = blobs(400, seed=11, shift=1.5)
     X_valid, y_valid = blobs(200, seed=12, shift=1.5)
     offset = np.linspace(200, 900, X.shape[1]).astype(np.float32)
-    head = DenseHeadClassifier(epochs=20, batch_size=32).fit(X * 300 + offset, y, X_valid * 300 + offset, y_valid)
+    head = DenseHeadClassifier(epochs=20, batch_size=32).fit(X * 300 + offset, y, X_val=X_valid * 300 + offset,
+                                                              y_val=y_valid)
     X_test, y_test = blobs(200, seed=13, shift=1.5)
     raw_test = X_test * 300 + offset
     assert (head.predict(raw_test) == y_test).mean() > 0.9
     np.testing.assert_allclose(head.predict_proba(raw_test)[:, 1], head.model_.predict(raw_test, verbose=0)[:, 0],
                                atol=1e-4)
     assert head.mean_.shape == (X.shape[1],) and np.all(head.scale_ > 100)
+
+
+# -- one base: keyword-only validation, loss history, local randomness -------------------------------
+
+
+@pytest.mark.parametrize("name", ["head", "logreg"])
+def test_epoch_probes_take_validation_data_by_keyword_only(name, data):
+    probe = make_stream_probe(name, **(dict(FAST_HEAD, epochs=2) if name == "head" else dict(epochs=2)))
+    with pytest.raises(TypeError):
+        probe.fit(*data["train"], *data["valid"])
+    with pytest.raises(FeaturekitError, match="X_val and y_val"):
+        probe.fit(*data["train"], X_val=data["valid"][0])
+    probe.fit(*data["train"], X_val=data["valid"][0], y_val=data["valid"][1])
+    assert set(probe.history_) == {"loss", "val_loss", "val_auc"}
+    assert len(probe.history_["loss"]) == len(probe.history_["val_loss"]) == len(probe.history_["val_auc"])
+    best = np.argmin(probe.history_["val_loss"]) if probe.monitor == "val_loss" else np.argmax(probe.history_["val_auc"])
+    assert probe.best_epoch_ == best
+
+
+@pytest.mark.parametrize("loss", ["log_loss", "hinge"])
+def test_sgd_probe_records_a_falling_loss_and_keeps_the_best_epoch(loss, data):
+    probe = SGDLinearProbe(loss=loss, epochs=6, patience=2, chunk_rows=50)
+    probe.fit(*data["train"], X_val=data["valid"][0], y_val=data["valid"][1])
+    history = probe.history_
+    assert history["loss"][-1] < history["loss"][0]
+    assert probe.best_epoch_ == int(np.argmax(history["val_auc"]))
+    # The kept coefficients are the best epoch's: their valid AUC is the recorded maximum.
+    auc = metrics.roc_auc(data["valid"][1], probe.decision_function(data["valid"][0]))
+    assert auc == pytest.approx(max(history["val_auc"]), rel=1e-12)
+
+
+@pytest.mark.parametrize("name", ["head", "logreg", "linsvm"])
+def test_fitting_leaves_global_random_state_alone_and_repeats_exactly(name, data):
+    import random
+
+    params = dict(FAST_HEAD, epochs=3) if name == "head" else dict(epochs=3)
+    X, y = data["train"]
+    make_stream_probe(name, **params).fit(X, y)  # imports (TensorFlow's touch NumPy's generator) happen here
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    first = make_stream_probe(name, **params).fit(X, y, X_val=data["valid"][0], y_val=data["valid"][1])
+    streamed = make_stream_probe(name, **params).fit_stream(chunk_factory(4, 100, seed=2))
+    assert random.getstate() == python_state
+    after = np.random.get_state()
+    assert after[0] == numpy_state[0] and np.array_equal(after[1], numpy_state[1]) and after[2:] == numpy_state[2:]
+    assert len(streamed.history_["loss"]) == 3
+    second = make_stream_probe(name, **params).fit(X, y, X_val=data["valid"][0], y_val=data["valid"][1])
+    X_test = data["test"][0]
+    np.testing.assert_array_equal(first.predict_proba(X_test), second.predict_proba(X_test))
+    assert first.history_ == second.history_
+    other = make_stream_probe(name, **params, random_state=1).fit(X, y)
+    assert not np.array_equal(other.predict_proba(X_test), first.predict_proba(X_test))
+
+
+def test_head_batch_size_auto_keeps_small_sets_at_256_and_grows_with_the_data():
+    from featurekit.probes.head import auto_batch_size
+
+    assert [auto_batch_size(n) for n in (10, 5_000, 16_383, 40_000, 80_000, 140_000, 10**7)] == [
+        256, 256, 256, 512, 1024, 2048, 4096]
+    X, y = blobs(300, seed=21)
+    head = DenseHeadClassifier(units=8, epochs=1).fit(X, y)
+    assert head.batch_size == "auto" and head.batch_size_ == 256
+    assert DenseHeadClassifier().get_params()["epochs"] == 30
+
+
+def test_head_trains_under_jax_without_importing_tensorflow(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = f"""
+import json, sys
+import numpy as np
+from featurekit.probes import DenseHeadClassifier, load_probe, save_probe
+rng = np.random.default_rng(0)
+y = np.arange(200) % 2
+X = (rng.normal(size=(200, 8)) + y[:, None]).astype(np.float32)
+head = DenseHeadClassifier(units=16, epochs=3, batch_size=50, learning_rate=1e-2)
+head.fit(X, y, X_val=X[:100], y_val=y[:100])
+save_probe(head, {str(tmp_path / "head")!r})
+loaded = load_probe({str(tmp_path / "head")!r})
+import keras
+print(json.dumps({{"backend": keras.backend.backend(), "tensorflow": "tensorflow" in sys.modules,
+                  "accuracy": float((loaded.predict(X) == y).mean()), "loss": head.history_["loss"],
+                  "same": bool(np.array_equal(loaded.predict_proba(X), head.predict_proba(X)))}}))
+"""
+    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    run = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[1], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["backend"] == "jax" and result["tensorflow"] is False
+    assert result["same"] and result["accuracy"] > 0.8 and result["loss"][-1] < result["loss"][0]
+
+
+@pytest.mark.parametrize("name, params, word", [
+    ("head", {"batch_size": 0}, "batch_size"),
+    ("head", {"monitor": "accuracy"}, "monitor"),
+    ("logreg", {"C": -1.0}, "'C'"),
+])
+def test_bad_parameter_values_are_refused_when_the_probe_is_made(name, params, word):
+    with pytest.raises(FeaturekitError, match=word) as error:
+        make_probe(name, **params)
+    assert f"{next(iter(params))}=" in error.value.received  # the parameter spelling, not a flag
+    with pytest.raises(FeaturekitError, match="epochs"):
+        make_stream_probe(name, epochs=0)
+
+
+def test_feature_statistics_match_numpy_and_leave_the_input_alone(monkeypatch):
+    from featurekit.probes import chunks
+
+    monkeypatch.setattr(chunks, "STATISTICS_BLOCK_BYTES", 8 * 5 * 7)  # blocks of 7 rows of 5 features
+    rng = np.random.default_rng(0)
+    X = rng.normal(1e4, 3.0, size=(103, 5))  # a large mean and a small spread: the naive formula loses digits
+    X[:, 2] = 7.0  # a constant feature keeps scale 1
+    original = X.copy()
+    statistics = chunks.FeatureStatistics()
+    for start in range(0, len(X), 20):
+        statistics.update(X[start : start + 20])
+    mean, scale = statistics.mean_and_scale()
+    np.testing.assert_array_equal(X, original)
+    np.testing.assert_allclose(mean, X.mean(axis=0).astype(np.float32), rtol=1e-7)
+    expected = X.std(axis=0)
+    expected[2] = 1.0
+    np.testing.assert_allclose(scale, expected.astype(np.float32), rtol=1e-6)

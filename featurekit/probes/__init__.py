@@ -5,33 +5,27 @@
 `fit`, `predict` and `predict_proba` (column 1 = `classes_[1]`, the fake class for 0/1 labels).
 For features larger than memory, `make_stream_probe(name)` returns an estimator with
 `fit_stream(batches_factory, valid=...)` and `predict_proba_stream(batches_factory)`; probes that
-need the whole matrix (knn, rbfsvm) refuse with a FeaturekitError.
+need the whole matrix (knn, rbfsvm) refuse with a FeaturekitError. `save_probe` and `load_probe`
+(featurekit.probes.persistence) store fitted probes in formats that cannot run code when loaded.
 
-Importing this package does not import TensorFlow; the Keras head imports it when it trains.
+Importing this package imports no Keras backend; the head imports Keras when it trains or loads.
 """
 
 from __future__ import annotations
 
 import inspect
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from featurekit.errors import FeaturekitError
-from featurekit.probes.baselines import (
-    SGDLinearProbe,
-    in_memory_only_error,
-    load_baseline,
-    make_knn,
-    make_linsvm,
-    make_logreg,
-    make_rbfsvm,
-    save_baseline,
-)
+from featurekit.errors import FeaturekitError, given
+from featurekit.probes.baselines import make_knn, make_linsvm, make_logreg, make_rbfsvm
+from featurekit.probes.chunks import in_memory_only_error
+from featurekit.probes.epochs import EpochProbe
 from featurekit.probes.head import DenseHeadClassifier
+from featurekit.probes.persistence import UnloadableProbeError, load_probe, save_probe, saved_probe_problem
+from featurekit.probes.sgd import SGDLinearProbe
 
 __all__ = [
     "ProbeSpec",
@@ -42,6 +36,9 @@ __all__ = [
     "fake_scores",
     "save_probe",
     "load_probe",
+    "saved_probe_problem",
+    "UnloadableProbeError",
+    "EpochProbe",
     "DenseHeadClassifier",
     "SGDLinearProbe",
 ]
@@ -131,10 +128,32 @@ def _call_factory(name: str, factory: Callable[..., Any], params: dict) -> Any:
     if unknown:
         raise FeaturekitError(
             f"Probe '{name}' has no parameter {', '.join(map(repr, unknown))}.",
-            received=", ".join(f"{k}={params[k]!r}" for k in unknown),
+            received=", ".join(given(k, params[k]) for k in unknown),
             fix=f"Valid parameters of '{name}': {', '.join(accepted)}.",
         )
-    return factory(**params)
+    estimator = factory(**params)
+    _validate_parameters(name, estimator, params)
+    return estimator
+
+
+def _validate_parameters(name: str, estimator: Any, params: dict) -> None:
+    """Check every parameter against scikit-learn's constraints now, not minutes later inside `fit`.
+
+    Covers the estimator and the estimators nested in it (a pipeline's steps); a bad value becomes a
+    FeaturekitError instead of scikit-learn's InvalidParameterError traceback.
+    """
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    nested = [v for v in estimator.get_params(deep=True).values() if hasattr(v, "_validate_params")]
+    try:
+        for part in [estimator, *nested]:
+            part._validate_params()
+    except InvalidParameterError as error:
+        raise FeaturekitError(
+            f"Probe '{name}' got an invalid parameter value: {error}",
+            received=", ".join(given(k, v) for k, v in params.items()) or "its defaults",
+            fix="Pass a value within the range the message names.",
+        ) from None
 
 
 def make_probe(name: str, **params: Any) -> Any:
@@ -179,29 +198,3 @@ def fake_scores(estimator: Any, X: np.ndarray) -> np.ndarray:
             fix="Train on the cache's integer labels, not on class names.",
         )
     return estimator.predict_proba(X)[:, 1]
-
-
-def save_probe(estimator: Any, path_dir: str | Path) -> Path:
-    """Write a fitted probe to a directory: the head as `model.keras` + JSON, others with joblib.
-
-    Returns:
-        The directory written.
-    """
-    if isinstance(estimator, DenseHeadClassifier):
-        return estimator.save(path_dir)
-    return save_baseline(estimator, path_dir)
-
-
-def load_probe(path_dir: str | Path) -> Any:
-    """Read a probe written by `save_probe`."""
-    path = Path(path_dir)
-    meta_file = next((f for f in (path / "estimator.json", path / "probe.json") if f.is_file()), None)
-    if meta_file is None:
-        raise FeaturekitError(
-            "No saved probe found in this directory.",
-            received=str(path),
-            fix="Pass the directory that save_probe wrote.",
-        )
-    if json.loads(meta_file.read_text()).get("kind") == "keras_head":
-        return DenseHeadClassifier.load(path)
-    return load_baseline(path)

@@ -1,0 +1,318 @@
+"""Fitted probes on disk in formats that cannot run code when they are loaded.
+
+scikit-learn probes (the logreg/linsvm/knn/rbfsvm pipelines and SGDLinearProbe) are written with
+`skops.io` and read back only if every type in the file is on `TRUSTED_TYPES`, an explicit list of
+what our probes contain; anything else is refused before a single object is built. The Keras head is
+a `.keras` file (its config checked against the layers the head has, then loaded with Keras' safe
+mode) plus `estimator.json`. Pickle-based files (joblib, the format before this one) are never opened:
+a folder holding one is refused with the command that refits it.
+
+Every refusal is an `UnloadableProbeError` (a FeaturekitError): what was wrong, the file, and a fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from featurekit.errors import FeaturekitError
+from featurekit.fsutil import atomic_write_bytes, atomic_write_json, commit_file, temporary_sibling
+from featurekit.probes.head import DenseHeadClassifier, build_inference_model
+
+FORMAT_VERSION = 2
+SKLEARN_META = "probe.json"
+SKLEARN_FILE = "estimator.skops"
+HEAD_META = "estimator.json"
+HEAD_MODEL = "model.keras"
+# Files of the pickle-based format before FORMAT_VERSION 2: never loaded, only recognised.
+PICKLE_FILES = ("estimator.joblib", "estimator.pkl", "estimator.pickle")
+GENERIC_REFIT = "Refit the probe: `python cli.py fit --cache CACHE --probe PROBE` (or `compare --refit`)."
+
+# Every type a saved probe may hold beyond skops' own defaults (Python primitives and containers,
+# NumPy arrays and dtypes, scikit-learn's public estimators). Found with `skops.io.get_untrusted_types`
+# on each fitted probe; tests/test_persistence.py checks that nothing else appears.
+TRUSTED_TYPES = (
+    "featurekit.probes.sgd.SGDLinearProbe",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+)
+# Layers and objects a head's model.keras may name (checked in its config.json before Keras reads it).
+HEAD_CLASS_NAMES = frozenset({
+    "Sequential", "InputLayer", "Dense", "Dropout", "Activation", "Zeros", "GlorotUniform", "DTypePolicy",
+    "FloatDTypePolicy",
+})
+
+
+class UnloadableProbeError(FeaturekitError):
+    """A saved probe that featurekit will not load (old pickle format, untrusted types, damaged files)."""
+
+
+def save_probe(estimator: Any, path_dir: str | Path) -> Path:
+    """Write a fitted probe into a folder: the head as `model.keras` + JSON, scikit-learn probes with skops.
+
+    Files are written under temporary names and renamed into place.
+
+    Returns:
+        The folder written.
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(estimator)
+    path = Path(path_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    if isinstance(estimator, DenseHeadClassifier):
+        _save_head(estimator, path)
+    else:
+        _save_sklearn(estimator, path)
+    return path
+
+
+def load_probe(path_dir: str | Path) -> Any:
+    """Read a probe written by `save_probe`, refusing anything that could run code or is not ours.
+
+    Raises:
+        UnloadableProbeError: For a folder in the old pickle format, an unknown or damaged file, or
+            a file that holds types other than `TRUSTED_TYPES`.
+    """
+    path = Path(path_dir)
+    problem = saved_probe_problem(path)
+    if problem:
+        raise UnloadableProbeError(problem, received=str(path), fix=_fix_for(problem))
+    meta_file = path / (HEAD_META if (path / HEAD_META).is_file() else SKLEARN_META)
+    meta = _read_json(meta_file)
+    if meta.get("kind") == "keras_head":
+        return _load_head(path, meta)
+    return _load_sklearn(path, meta)
+
+
+def saved_probe_problem(path_dir: str | Path) -> str:
+    """Why a folder does not hold a probe this version can load, read from its file names and JSON
+    only (nothing is deserialised); "" when it does.
+
+    `compare` uses it to decide that an old fit is not reusable without ever opening its model.
+    """
+    path = Path(path_dir)
+    if any((path / name).exists() or (path / name).is_symlink() for name in PICKLE_FILES):
+        return ("The saved probe is in the old pickle (joblib) format, which can run arbitrary code when loaded; "
+                "featurekit no longer opens it.")
+    if (path / HEAD_META).is_file():
+        meta_file, model_file = path / HEAD_META, path / HEAD_MODEL
+    elif (path / SKLEARN_META).is_file():
+        meta_file, model_file = path / SKLEARN_META, path / SKLEARN_FILE
+    else:
+        return "No saved probe found in this folder."
+    try:
+        meta = _read_json(meta_file)
+    except UnloadableProbeError as error:
+        return error.problem
+    kind = meta.get("kind")
+    if kind not in ("keras_head", "sklearn"):
+        return f"The saved probe's {meta_file.name} names an unknown kind of probe ({kind!r})."
+    if kind == "sklearn" and meta.get("format") != "skops":
+        return "The saved probe is in the old pickle (joblib) format; featurekit no longer opens it."
+    if model_file.is_symlink() or not model_file.is_file():
+        return f"The saved probe has no regular file {model_file.name}."
+    return ""
+
+
+def _fix_for(problem: str) -> str:
+    if "No saved probe" in problem:
+        return "Pass the folder that save_probe (or `python cli.py fit`) wrote."
+    return GENERIC_REFIT
+
+
+def _read_json(file: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads(_read_regular_file(file).decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise UnloadableProbeError(f"The saved probe's {file.name} cannot be read ({type(error).__name__}: {error}).",
+                                   received=str(file), fix=GENERIC_REFIT) from None
+    if not isinstance(meta, dict):
+        raise UnloadableProbeError(f"The saved probe's {file.name} is not a JSON object.", received=str(file),
+                                   fix=GENERIC_REFIT)
+    return meta
+
+
+def _read_regular_file(file: Path) -> bytes:
+    """The bytes of a regular file, opened without following a symbolic link."""
+    fd = os.open(file, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
+
+
+def _refuse(problem: str, file: Path, error: BaseException | None = None) -> UnloadableProbeError:
+    detail = f" ({type(error).__name__}: {error})" if error is not None else ""
+    return UnloadableProbeError(problem + detail, received=str(file), fix=GENERIC_REFIT)
+
+
+# -- scikit-learn probes: skops with an explicit list of trusted types ------------------------------
+
+
+def _save_sklearn(estimator: Any, path: Path) -> None:
+    import sklearn
+    import skops
+    import skops.io
+
+    atomic_write_bytes(path / SKLEARN_FILE, skops.io.dumps(estimator))
+    atomic_write_json(path / SKLEARN_META, {
+        "kind": "sklearn", "format": "skops", "format_version": FORMAT_VERSION, "class": type(estimator).__name__,
+        "versions": {"sklearn": sklearn.__version__, "skops": skops.__version__},
+    })
+
+
+def _load_sklearn(path: Path, meta: dict[str, Any]) -> Any:
+    import skops.io
+    from sklearn.base import BaseEstimator
+
+    file = path / SKLEARN_FILE
+    try:
+        data = _read_regular_file(file)
+        untrusted = [t for t in skops.io.get_untrusted_types(data=data) if t not in TRUSTED_TYPES]
+    except Exception as error:  # a damaged zip or schema surfaces as any of several exception types
+        raise _refuse("The saved probe's estimator.skops is damaged or not a skops file", file, error) from None
+    if untrusted:
+        raise _refuse(f"The saved probe holds types featurekit does not trust: {', '.join(untrusted[:5])}", file)
+    try:
+        estimator = skops.io.loads(data, trusted=list(TRUSTED_TYPES))
+    except Exception as error:
+        raise _refuse("The saved probe's estimator.skops could not be loaded", file, error) from None
+    if not isinstance(estimator, BaseEstimator) or not hasattr(estimator, "predict_proba"):
+        raise _refuse(f"The saved probe is not a classifier (it is a {type(estimator).__name__})", file)
+    return estimator
+
+
+# -- the Keras head: model.keras (safe mode) + estimator.json ---------------------------------------
+
+
+def _save_head(head: DenseHeadClassifier, path: Path) -> None:
+    import keras
+
+    final = path / HEAD_MODEL
+    temporary = temporary_sibling(final).with_suffix(".keras")  # Keras insists on the suffix
+    try:
+        with _tensorflow_left_unimported():
+            head.model_.save(temporary)
+        commit_file(temporary, final)
+    finally:
+        temporary.unlink(missing_ok=True)
+    params = head.get_params()
+    if not isinstance(params["random_state"], (int, type(None))):  # a RandomState object is not data
+        params["random_state"] = None
+    names = getattr(head, "feature_names_in_", None)
+    atomic_write_json(path / HEAD_META, {
+        "kind": "keras_head", "format_version": FORMAT_VERSION, "class": type(head).__name__,
+        "keras_version": keras.__version__, "params": params,
+        "classes_": head.classes_.tolist(),
+        "classes_dtype": head.classes_.dtype.str if head.classes_.dtype != object else "object",
+        "n_features_in_": int(head.n_features_in_),
+        "feature_names_in_": None if names is None else [str(n) for n in names],
+        "history_": head.history_, "best_epoch_": int(head.best_epoch_), "batch_size_": int(head.batch_size_),
+    })
+
+
+@contextmanager
+def _tensorflow_left_unimported() -> Iterator[None]:
+    """Keep Keras' serializer from importing TensorFlow when another backend runs and TF is not loaded.
+
+    `serialize_keras_object` asks its lazy `tensorflow` module whether TF is available (to recognise
+    TensorShape and DType objects), which imports TensorFlow whenever it is installed: seconds of
+    import and a second framework in memory under JAX or torch. While TF is not imported no object can
+    be one of its types, so answering "not available" for the duration of the save changes nothing
+    else. If Keras' internals move, the guard does nothing and saving still works (it imports TF).
+    """
+    import keras
+
+    lazy = None
+    if keras.backend.backend() != "tensorflow" and "tensorflow" not in sys.modules:
+        try:
+            from keras.src.utils import module_utils
+
+            lazy = getattr(module_utils, "tensorflow", None)
+        except ImportError:
+            lazy = None
+    if lazy is None or getattr(lazy, "_available", True) is not None:
+        yield
+        return
+    lazy._available = False
+    try:
+        yield
+    finally:
+        lazy._available = None
+
+
+def _load_head(path: Path, meta: dict[str, Any]) -> DenseHeadClassifier:
+    meta_file, model_file = path / HEAD_META, path / HEAD_MODEL
+    try:
+        head = DenseHeadClassifier(**meta["params"])
+        head._validate_params()
+        head.classes_ = np.asarray(meta["classes_"], dtype=np.dtype(meta["classes_dtype"]))
+        head.n_features_in_ = int(meta["n_features_in_"])
+        if meta.get("feature_names_in_") is not None:
+            head.feature_names_in_ = np.asarray([str(n) for n in meta["feature_names_in_"]], dtype=object)
+        head.history_ = {str(k): [float(v) for v in values] for k, values in dict(meta["history_"]).items()}
+        head.best_epoch_ = int(meta["best_epoch_"])
+        head.batch_size_ = int(meta.get("batch_size_", head.batch_size if head.batch_size != "auto" else 0))
+        if head.classes_.shape != (2,):
+            raise ValueError(f"classes_ must hold two labels, not {meta['classes_']!r}")
+    except Exception as error:  # missing keys, wrong types, bad values: all one refusal
+        raise _refuse("The saved head's estimator.json is incomplete or damaged", meta_file, error) from None
+    _check_head_config(model_file)
+    try:
+        import keras
+
+        model = keras.saving.load_model(model_file, safe_mode=True, compile=False)
+    except Exception as error:
+        raise _refuse("The saved head's model.keras could not be loaded", model_file, error) from None
+    # Copy the weights into a model we build ourselves: what predicts is always the head's architecture.
+    try:
+        weights = {name: model.get_layer(name).get_weights() for name in ("hidden", "logit")}
+        head.model_ = build_inference_model(head.n_features_in_, int(head.units), float(head.dropout))
+        for name, values in weights.items():
+            head.model_.get_layer(name).set_weights(values)
+    except Exception as error:
+        raise _refuse("The saved head's model.keras does not match its estimator.json", model_file, error) from None
+    return head
+
+
+def _check_head_config(model_file: Path) -> None:
+    """Refuse a model.keras whose config names anything a head does not have, before Keras reads it."""
+    try:
+        with zipfile.ZipFile(model_file) as archive:
+            config = json.loads(archive.read("config.json"))
+    except Exception as error:
+        raise _refuse("The saved head's model.keras is damaged or not a Keras file", model_file, error) from None
+    unexpected = sorted({name for name in _class_names(config) if name not in HEAD_CLASS_NAMES})
+    modules = sorted({m for m in _modules(config) if not (m == "keras" or m.startswith("keras."))})
+    if unexpected or modules:
+        raise _refuse(f"The saved head's model.keras names objects a head does not have: "
+                      f"{', '.join(unexpected + modules)[:200]}", model_file)
+
+
+def _class_names(node: Any):
+    if isinstance(node, dict):
+        if isinstance(node.get("class_name"), str):
+            yield node["class_name"]
+        for value in node.values():
+            yield from _class_names(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _class_names(value)
+
+
+def _modules(node: Any):
+    if isinstance(node, dict):
+        if isinstance(node.get("module"), str):
+            yield node["module"]
+        for value in node.values():
+            yield from _modules(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _modules(value)
