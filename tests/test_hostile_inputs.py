@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import make_image_folder, write_image
+from featurekit.data import printable_path
 from featurekit.cache import PartialCache, open_cache
 from featurekit.errors import FeaturekitError
 from featurekit.extract import extract
@@ -225,7 +226,9 @@ def test_predict_lists_hostile_files_as_error_rows(fitted_model, tmp_path: Path,
     (tmp_path / "folder.png").mkdir()
     inputs = [Path(good), _bomb(tmp_path / "bomb.png"), _not_utf8(tmp_path, Path(good)), Path(locked)]
     rows = predict(fitted.directory, inputs)
-    assert [Path(row["path"]) for row in rows] == inputs
+    # Rows carry printable names: a name that is not UTF-8 is shown with escapes, so JSON and tables can hold it.
+    assert [row["path"] for row in rows] == [printable_path(str(path)) for path in inputs]
+    assert rows[2]["path"].endswith("caf\\xe9.png")
     assert rows[0]["p_fake"] is not None and "error" not in rows[0]
     assert [row.get("error") for row in rows[1:]] == [
         "image too large to decode safely: 400,000,000 pixels, more than max_pixels 64,000,000 (raise it to read this file)",

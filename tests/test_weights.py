@@ -279,7 +279,7 @@ def test_the_2015_file_builds_the_2015_variant_and_records_it():
     assert description["weights_label"] == "ImageNet (InceptionV3 2015-12-05)"
     assert description["architecture_variant"] == INCEPTION_2015_VARIANT
     assert description["weights_sha256"] == INCEPTION_2015_SHA256 and not description["random_features"]
-    assert isinstance(mixed10_pooled_branch(embedder.model), keras.layers.MaxPooling2D)
+    assert isinstance(mixed10_pooled_branch(embedder.backbone), keras.layers.MaxPooling2D)
     # The same file through Keras' own builder would be other features: the variant is part of what a
     # cache records, and random or imagenet requests record the standard one.
     assert weights_provenance(get_spec("inceptionv3"), "none", 0)["architecture_variant"] == STANDARD_VARIANT
