@@ -15,7 +15,6 @@ import numpy as np
 from featurekit.cache import open_cache
 from featurekit.errors import FeaturekitError
 from featurekit.fitting import (
-    DEFAULT_MEMORY_BUDGET_GB,
     MODEL_DIR,
     FittedProbe,
     fit_probe,
@@ -24,6 +23,7 @@ from featurekit.fitting import (
     run_dir_for,
     split_scores,
 )
+from featurekit.options import default as declared
 
 # Columns every row has, in display order (snake_case keys of the JSON output).
 ROW_KEYS = (
@@ -50,10 +50,10 @@ def compare(
     caches: list[str | Path],
     probes: list[str],
     probe_params: dict[str, dict[str, Any]] | None = None,
-    runs_dir: str | Path = "runs",
-    refit: bool = False,
-    n_boot: int = 1000,
-    memory_budget_gb: float = DEFAULT_MEMORY_BUDGET_GB,
+    runs_dir: str | Path = declared("compare", "runs_dir"),
+    refit: bool = declared("compare", "refit"),
+    n_boot: int = declared("compare", "boot"),
+    memory_budget_gb: float = declared("compare", "memory_budget_gb"),
     log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
     """Fit what is missing, reuse what still matches, and evaluate every cache x probe on `test`.

@@ -32,6 +32,7 @@ from featurekit.cache import (
 )
 from featurekit.data import DEFAULT_MAX_PIXELS, DEFAULT_SPLIT_FRACTIONS, scan_image_folder
 from featurekit.errors import FeaturekitError, WeightsUnavailableError, given, option_name
+from featurekit.options import default as declared
 
 DTYPES = ("float32", "float16")
 
@@ -85,22 +86,22 @@ class _Target:
 def extract_many(
     data: str | Path,
     backbone: str,
-    weights: str | list[str] = "default",
+    weights: str | list[str] = declared("extract", "weights"),
     image_size: int | None = None,
     layers: list[str | None] = (None,),
-    poolings: list[str] = ("flatten",),
+    poolings: list[str] = (declared("extract", "pooling"),),
     preprocessing: str | None = None,
-    batch_size: int = 32,
-    dtype: str = "float32",
+    batch_size: int = declared("extract", "batch_size"),
+    dtype: str = declared("extract", "dtype"),
     cache: str | Path | None = None,
-    cache_dir: str | Path = "cache",
-    overwrite: bool = False,
+    cache_dir: str | Path = declared("extract", "cache_dir"),
+    overwrite: bool = declared("extract", "overwrite"),
     split_fractions: tuple[float, float, float] = DEFAULT_SPLIT_FRACTIONS,
-    seed: int = 0,
-    on_missing_weights: str = "error",
-    precision: str = "float32",
-    allow_train_overlap: bool = False,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    seed: int = declared("extract", "seed"),
+    on_missing_weights: str = declared("extract", "on_missing_weights"),
+    precision: str = declared("extract", "precision"),
+    allow_train_overlap: bool = declared("extract", "allow_train_overlap"),
+    max_pixels: int | None = declared("extract", "max_pixels"),
     workers: int | None = None,
     config: dict[str, Any] | None = None,
     log: Callable[[str], None] = print,

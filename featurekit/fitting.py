@@ -22,11 +22,12 @@ import numpy as np
 from featurekit.cache import CacheReader, library_versions, open_cache
 from featurekit.errors import FeaturekitError
 from featurekit.fsutil import atomic_write_json, replace_directory, temporary_sibling
+from featurekit.options import default as declared
 
 FITTED_FILE = "fitted.json"
 MODEL_DIR = "model"
 STREAM_CHUNK_BYTES = 32 * 2**20  # per streamed chunk: small against any budget, large enough for fast BLAS
-DEFAULT_MEMORY_BUDGET_GB = 4.0
+
 # Keys without which a fitted.json cannot be used (the rest is provenance).
 REQUIRED_META_KEYS = ("probe", "params", "cache_fingerprint", "class_names", "threshold", "embedding")
 # Attributes of the cache copied into fitted.json, so `predict` can rebuild the same embedder.
@@ -89,8 +90,8 @@ def fit_probe(
     probe: str,
     params: dict[str, Any] | None = None,
     out: str | Path | None = None,
-    runs_dir: str | Path = "runs",
-    memory_budget_gb: float = DEFAULT_MEMORY_BUDGET_GB,
+    runs_dir: str | Path = declared("fit", "runs_dir"),
+    memory_budget_gb: float = declared("fit", "memory_budget_gb"),
     log: Callable[[str], None] = print,
 ) -> FittedProbe:
     """Fit one probe on a cache's train split and save it with its threshold and provenance.

@@ -68,6 +68,15 @@ def _list_of(item: Callable[[Any], Any]) -> Callable[[Any], list]:
     return convert
 
 
+def _integer_or_auto(value: Any) -> int | str:
+    """An integer, or "auto" (the library picks); from the command line a string of digits is an integer."""
+    if value == "auto":
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return _integer(value)
+
+
 def _string_or_strings(value: Any) -> str | list[str]:
     """Kept as given: a comma-separated string and a list of strings mean the same to the library."""
     if isinstance(value, (list, tuple)):
@@ -111,6 +120,7 @@ class Kind:
 INT = Kind("an integer (no quotes)", _integer, int, numeric=True)
 FLOAT = Kind("a number (no quotes)", _number, float, numeric=True)
 STR = Kind("a string", _string, str)
+INT_OR_AUTO = Kind('an integer or "auto"', _integer_or_auto, str, numeric=True)
 BOOL = Kind("true or false (a boolean, no quotes)", _boolean, bool)
 PATH = Kind("a path (a string)", _path, Path)
 PATHS = Kind("a path or a list of paths", _list_of(_path), list[Path])
@@ -188,7 +198,7 @@ class Option:
     def convert(self, value: Any) -> Any:
         """The value as the library takes it; raises _Mismatch when its type, choices or bounds are wrong."""
         value = self.kind.convert(value)
-        if self.kind.numeric and not (
+        if self.kind.numeric and not isinstance(value, str) and not (
             (self.minimum is None or value >= self.minimum) and (self.maximum is None or value <= self.maximum)
             and (self.above is None or value > self.above) and (self.below is None or value < self.below)
         ):
@@ -283,7 +293,8 @@ OPTIONS: tuple[Option, ...] = (
            ("fit_head",), minimum=1),
     Option("units", INT, 512, "Hidden units of the head (the study: 512).", ("fit_head",), minimum=1),
     Option("dropout", FLOAT, 0.5, "Dropout rate of the head (the study: 0.5).", ("fit_head",), minimum=0, below=1),
-    Option("batch_size", INT, 256, "Rows per training step of the head.", ("fit_head",), minimum=1),
+    Option("batch_size", INT_OR_AUTO, "auto", "Rows per training step of the head; auto: 256 up to 16k training "
+           "rows, then about 64 steps per epoch (at most 4096).", ("fit_head",), minimum=1),
     Option("probe", STR, "logreg", "head | logreg | linsvm | knn | rbfsvm", ("fit",)),
     Option("out", PATH, None, "Output folder.", ("fit_head", "fit"), default_text="<runs-dir>/<cache-name>/<probe>",
            example="runs/NAME"),

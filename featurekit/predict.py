@@ -18,6 +18,7 @@ from featurekit.data import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, printable_path
 from featurekit.errors import FeaturekitError, WeightsUnavailableError
 from featurekit.fitting import load_fitted
 from featurekit.hashing import file_sha256
+from featurekit.options import default as declared
 
 
 def collect_images(inputs: list[str | Path]) -> list[Path]:
@@ -141,8 +142,8 @@ def embedder_for(embedding: dict[str, Any]):
     return embedder
 
 
-def predict(model_dir: str | Path, inputs: list[str | Path], batch_size: int = 32,
-            max_pixels: int | None = DEFAULT_MAX_PIXELS, workers: int | None = None) -> list[dict[str, Any]]:
+def predict(model_dir: str | Path, inputs: list[str | Path], batch_size: int = declared("predict", "batch_size"),
+            max_pixels: int | None = declared("predict", "max_pixels"), workers: int | None = None) -> list[dict[str, Any]]:
     """P(fake) and the label at the model's stored threshold for every input image.
 
     Args:

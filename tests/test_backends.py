@@ -105,7 +105,6 @@ def test_extract_fit_compare_predict_never_import_tensorflow_under_jax(tmp_path:
     assert "backend" in info and "jax" in info and "precision" in info  # `info` shows what computed the cache
 
 
-@pytest.mark.xfail(reason="head still imports TensorFlow until the probes branch is merged", strict=False)
 def test_the_head_probe_never_imports_tensorflow_under_jax(tmp_path: Path):
     _require("jax")
     make_image_folder(tmp_path / "faces", per_class=20)

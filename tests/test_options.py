@@ -135,14 +135,26 @@ def test_library_signatures_agree_with_the_declarations():
     assert _signature_defaults(predict)["batch_size"] == default("predict", "batch_size")
 
 
-def test_head_constructor_defaults_agree_with_the_declarations_except_epochs():
-    """The head's own literal `epochs` default (20) is overridden: every command passes head_params()."""
+def test_head_constructor_defaults_are_the_declared_ones():
+    """The head's constructor reads its defaults from the declarations: the same under every command."""
     from featurekit.probes import DenseHeadClassifier
 
     params = DenseHeadClassifier().get_params()
     declared = head_params()
-    for name in ("units", "dropout", "learning_rate", "batch_size", "patience", "random_state"):
+    for name in ("epochs", "units", "dropout", "learning_rate", "batch_size", "patience", "random_state"):
         assert params[name] == declared[name], name
+    assert declared["epochs"] == 30 and declared["batch_size"] == "auto"
+
+
+@pytest.mark.parametrize("value, expected", [("auto", "auto"), (512, 512), ("512", 512)])
+def test_head_batch_size_takes_an_integer_or_auto(value, expected):
+    assert validate("fit_head", {"batch_size": value}, source="test")["batch_size"] == expected
+
+
+@pytest.mark.parametrize("value", ["big", 0, 2.5, True])
+def test_head_batch_size_refuses_anything_else(value):
+    with pytest.raises(FeaturekitError, match="batch_size"):
+        validate("fit_head", {"batch_size": value}, source="test")
 
 
 # ---- config files

@@ -19,6 +19,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from featurekit.probes.epochs import SEED_MODEL, EpochProbe, log_loss_from_logits
+from featurekit.options import default as declared
 
 # Rows per forward pass at prediction time: bounds memory for any n, large enough to be fast.
 PREDICT_ROWS = 8192
@@ -74,14 +75,14 @@ class DenseHeadClassifier(EpochProbe):
 
     def __init__(
         self,
-        units: int = 512,
-        dropout: float = 0.5,
-        learning_rate: float = 1e-3,
-        epochs: int = 30,
-        batch_size: int | str = "auto",
-        patience: int = 5,
+        units: int = declared("fit_head", "units"),
+        dropout: float = declared("fit_head", "dropout"),
+        learning_rate: float = declared("fit_head", "learning_rate"),
+        epochs: int = declared("fit_head", "epochs"),
+        batch_size: int | str = declared("fit_head", "batch_size"),
+        patience: int = declared("fit_head", "patience"),
         monitor: str = "val_loss",
-        random_state: int | None = 0,
+        random_state: int | None = declared("fit_head", "seed"),
         verbose: int = 0,
         standardize: bool = True,
     ):

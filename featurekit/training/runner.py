@@ -46,6 +46,7 @@ from featurekit.training.state import (
     remove_unfinished_files,
     write_json,
 )
+from featurekit.options import default as declared
 
 
 @dataclass
@@ -95,19 +96,19 @@ def default_out_dir(data: str | Path, backbone: str, image_size: int, runs_dir: 
 
 def train_backbone(
     data: str | Path,
-    backbone: str = "inceptionv1",
-    epochs: int = 30,
-    image_size: int = 224,
-    batch_size: int = 32,
-    learning_rate: float = 1e-3,
-    patience: int = 5,
-    seed: int = 0,
+    backbone: str = declared("train_backbone", "backbone"),
+    epochs: int = declared("train_backbone", "epochs"),
+    image_size: int = declared("train_backbone", "image_size"),
+    batch_size: int = declared("train_backbone", "batch_size"),
+    learning_rate: float = declared("train_backbone", "learning_rate"),
+    patience: int = declared("train_backbone", "patience"),
+    seed: int = declared("train_backbone", "seed"),
     out: str | Path | None = None,
     split_fractions: tuple[float, float, float] = DEFAULT_SPLIT_FRACTIONS,
     log: Callable[[str], None] = print,
     progress: bool = True,
-    overwrite: bool = False,
-    monitor: str = "val_loss",
+    overwrite: bool = declared("train_backbone", "overwrite"),
+    monitor: str = declared("train_backbone", "monitor"),
     save_classifier: bool = True,
     callbacks: list | None = None,
     config: dict[str, Any] | None = None,
