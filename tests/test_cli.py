@@ -215,6 +215,19 @@ def test_compare_table_is_not_squeezed_on_a_narrow_console(tmp_path: Path, monke
     assert re.search(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", result.output), result.output
 
 
+@pytest.mark.parametrize("probe", ["logreg", "linsvm", "head"])
+def test_fit_streams_from_disk_with_a_tiny_memory_budget(tmp_path: Path, probe: str):
+    """Issue 9.13: a streamed fit used to fail with KeyError on history_['loss'] after saving."""
+    from conftest import separable_cache
+
+    cache = separable_cache(tmp_path / "sep.h5")
+    result = invoke("fit", "--cache", cache, "--probe", probe, "--runs-dir", tmp_path / "runs",
+                    "--memory-budget-gb", "1e-9")
+    assert result.exit_code == 0, result.output
+    assert "streaming" in result.output and "fitted" in result.output
+    assert (tmp_path / "runs" / "sep" / probe / "fitted.json").is_file()
+
+
 # ---- options declared once: Typer, TOML and the library agree
 
 

@@ -131,3 +131,23 @@ def test_a_record_that_disagrees_with_its_model_is_refused(fitted_on_images, tmp
     (edited / "fitted.json").write_text(json.dumps(meta))
     with pytest.raises(FeaturekitError, match=r"feature_dim is 16, but the fitted estimator \(n_features_in_\) says 32"):
         predict(edited, [data / "real" / "img_00.png"])
+
+
+def test_a_known_weights_file_that_moved_is_found_again_by_its_content(tmp_path: Path):
+    """A cache names its weights file by absolute path; when that copy is gone, a file featurekit knows by
+    sha256 (here the shipped MobileNet weights) is used instead, and predict still gives the same scores."""
+    import shutil
+
+    from featurekit.backbones.weights import SHIPPED_WEIGHTS_DIR
+
+    data = make_image_folder(tmp_path / "faces", per_class=10, size=40)
+    copy = tmp_path / "elsewhere" / "mobilenet_v1_0.25_224_imagenet_notop.weights.h5"
+    copy.parent.mkdir()
+    shutil.copy(SHIPPED_WEIGHTS_DIR / copy.name, copy)
+    result = extract(data, "mobilenet", weights=str(copy), image_size=32, pooling="avg", cache=tmp_path / "c.h5",
+                     progress=False, log=lambda m: None)
+    fitted = fit_probe(result.cache_path, "logreg", runs_dir=tmp_path / "runs", log=lambda m: None)
+    image = data / "fake" / "img_00.png"
+    before = predict(fitted.directory, [image])[0]["p_fake"]
+    copy.unlink()
+    assert predict(fitted.directory, [image])[0]["p_fake"] == pytest.approx(before, abs=1e-6)
