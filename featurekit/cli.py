@@ -160,7 +160,12 @@ def backbones(options: dict[str, Any]) -> None:
     from featurekit.report import check_output, render_backbones
 
     check_output(options["format"], options["out"])
-    show(render_backbones([backbone_summary(name) for name in list_backbones()], options["format"]), options)
+    files = None
+    if options["files"]:
+        from featurekit.backbones.weights import known_weights_rows
+
+        files = known_weights_rows()
+    show(render_backbones([backbone_summary(name) for name in list_backbones()], options["format"], files), options)
 
 
 @command("fit_head")

@@ -285,6 +285,9 @@ OPTIONS: tuple[Option, ...] = (
            "still sets how features are stored.", ("extract",), choices=("float32", "bfloat16", "float16", "auto")),
     Option("allow_train_overlap", BOOL, False, "Extract even when the backbone (from train-backbone) was trained on "
            "images that land in valid/test; the cache records and flags the overlap.", ("extract",)),
+    # backbones
+    Option("files", BOOL, False, "Also list the weights files featurekit knows, per backbone: label, whether they "
+           "are exact, whether they are present here, sha256 and licence.", ("backbones",)),
     # info
     Option("cache", PATH, None, "A cache file written by `extract`.", ("info",), required=True, argument=True),
     # fit-head and fit

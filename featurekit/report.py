@@ -148,13 +148,15 @@ def print_text(console, text: str) -> None:
 def backbone_rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Flat rows (for CSV) from `embedder.backbone_summary` dicts."""
     from featurekit.backbones import POOLINGS
+    from featurekit.backbones.weights import default_weights_label
 
     rows = []
     for summary in summaries:
         row = {"name": summary["name"], "input_size": summary["input_size"], "preprocessing": summary["preprocessing"],
                "output_layer": summary["output_layer"]}
         row.update({f"feature_dim_{p}": summary["feature_dim"][p] for p in POOLINGS if p in summary["feature_dim"]})
-        row.update(params=summary["params"], weights=", ".join([*summary["pretrained"], "none", "PATH"]))
+        row.update(params=summary["params"], default_weights=default_weights_label(summary["name"]),
+                   weights=", ".join(["default", *summary["pretrained"], "none", "PATH"]))
         rows.append(row)
     return rows
 
@@ -170,20 +172,38 @@ BACKBONE_COLUMNS = (
     Column("last block", lambda r: str(r["output_layer"])),
     Column("features (flatten / avg / max / meanstd)", _feature_sizes, "right"),
     Column("parameters", lambda r: f"{r['params']:,}", "right"),
+    Column("default weights", lambda r: str(r["default_weights"])),
     Column("weights", lambda r: str(r["weights"])),
+)
+WEIGHTS_FILE_COLUMNS = (
+    Column("backbone", lambda r: str(r["backbone"])),
+    Column("--weights", lambda r: str(r["weights"])),
+    Column("label", lambda r: str(r["label"])),
+    Column("exact", lambda r: "yes" if r["exact"] else "no"),
+    Column("present", lambda r: str(r["present"])),
+    Column("sha256", lambda r: (r["sha256"] or "-")[:16]),
+    Column("licence", lambda r: str(r["licence"])),
 )
 
 
-def render_backbones(summaries: list[dict[str, Any]], fmt: str):
-    """The `backbones` listing: a rich table, or csv/json/md text."""
+def render_backbones(summaries: list[dict[str, Any]], fmt: str, files: list[dict[str, Any]] | None = None):
+    """The `backbones` listing: a rich table, or csv/json/md text; with `files`, the known weights files too."""
     rows = backbone_rows(summaries)
     if fmt == "table":
-        return rich_table(rows, BACKBONE_COLUMNS, title="Backbones")
+        tables = [rich_table(rows, BACKBONE_COLUMNS, title="Backbones")]
+        if files is not None:
+            tables.append(rich_table(files, WEIGHTS_FILE_COLUMNS, title="Known weights files"))
+        from rich.console import Group
+
+        return Group(*tables) if len(tables) > 1 else tables[0]
     if fmt == "json":
-        return json_text(summaries)
+        return json_text(summaries if files is None else {"backbones": summaries, "weights_files": files})
     if fmt == "csv":
+        if files is not None:
+            return csv_text(files, list(files[0]) if files else ["backbone"])
         return csv_text(rows, list(rows[0]) if rows else ["name"])
-    return markdown_table(rows, BACKBONE_COLUMNS)
+    text = markdown_table(rows, BACKBONE_COLUMNS)
+    return text if files is None else text + "\n" + markdown_table(files, WEIGHTS_FILE_COLUMNS)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -191,9 +211,10 @@ def render_backbones(summaries: list[dict[str, Any]], fmt: str):
 
 
 CACHE_ATTRIBUTES = ("backbone", "weights", "weights_label", "weights_sha256", "random_features", "layer", "pooling",
-                    "image_size", "preprocessing", "precision", "backend", "architecture_variant", "dtype", "feature_dim", "n_rows", "n_skipped", "class_names",
-                    "data_root", "layout", "data_fingerprint", "fingerprint", "created_utc", "schema_version",
-                    "versions")
+                    "image_size", "preprocessing", "precision", "backend", "architecture_variant", "dtype",
+                    "feature_dim", "n_rows", "n_skipped", "class_names", "positive_class", "data_root", "layout",
+                    "data_fingerprint", "fingerprint", "train_overlap_valid", "train_overlap_test", "created_utc",
+                    "schema_version", "versions")
 
 
 def describe_cache(path: str | Path) -> dict[str, Any]:
@@ -210,9 +231,11 @@ def describe_cache(path: str | Path) -> dict[str, Any]:
             counts[split] = {name: int(np.sum(labels == i)) for i, name in enumerate(names)}
         return plain({
             "path": str(path), "size_mib": round(path.stat().st_size / 2**20, 3),
-            "attributes": {key: attrs[key] for key in CACHE_ATTRIBUTES if key in attrs},
+            "attributes": {**{key: attrs[key] for key in CACHE_ATTRIBUTES if key in attrs},
+                           "positive_class": cache.positive_class},
             "class_names": names, "counts": counts,
             "skipped": [{"path": p, "reason": r} for p, r in cache.skipped],
+            "ignored": [{"path": p, "reason": r} for p, r in cache.ignored],
         })
 
 
@@ -247,13 +270,17 @@ def render_cache(description: dict[str, Any], fmt: str):
         records += [{"section": "count", "key": f"{split}/{name}", "value": n}
                     for split, counts in description["counts"].items() for name, n in counts.items()]
         records += [{"section": "skipped", "key": s["path"], "value": s["reason"]} for s in description["skipped"]]
+        records += [{"section": "ignored", "key": s["path"], "value": s["reason"]} for s in description["ignored"]]
         return csv_text(records, ["section", "key", "value"])
     title = f"{description['path']}  ({description['size_mib']:.1f} MiB)"
     parts: list[tuple[str, list, Any]] = [(title, attributes, _ATTRIBUTE_COLUMNS),
                                           ("images per split and class", _count_rows(description),
                                            _count_columns(description))]
     if description["skipped"]:
-        parts.append(("skipped files", description["skipped"], _SKIPPED_COLUMNS))
+        parts.append(("skipped files (did not decode)", description["skipped"], _SKIPPED_COLUMNS))
+    if description["ignored"]:
+        parts.append(("ignored files (not images, links not followed, unreadable)", description["ignored"],
+                      _SKIPPED_COLUMNS))
     if fmt == "md":
         return "\n".join(f"### {heading}\n\n{markdown_table(rows, columns)}" for heading, rows, columns in parts)
     from rich.console import Group

@@ -547,3 +547,15 @@ def test_ctrl_c_says_what_is_kept(monkeypatch, argv, target, expected):
     assert expected in result.output
     if argv[0] != "extract":
         assert "Finished batches" not in result.output
+
+
+def test_backbones_files_lists_the_known_weights_with_their_labels():
+    import json
+
+    table = invoke("backbones", "--files")
+    assert table.exit_code == 0, table.output
+    assert "Known weights files" in table.output and "ImageNet (MobileNet v1 0.25)" in table.output
+    listing = json.loads(invoke("backbones", "--files", "--format", "json").output)
+    shipped = [f for f in listing["weights_files"] if f["location"] == "shipped"]
+    assert [f["backbone"] for f in shipped] == ["mobilenet"] and shipped[0]["present"] == "yes"
+    assert {b["name"] for b in listing["backbones"]} >= {"vgg16", "inceptionv3", "inceptionv1", "mobilenet"}
