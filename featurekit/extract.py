@@ -40,9 +40,6 @@ DTYPES = ("float32", "float16")
 # every image of the folder as a test image (another test set, scored by probes fitted elsewhere).
 ALL_AS_TEST = "all-as-test"
 SUBSETS = ("", *SPLITS, ALL_AS_TEST)
-# Identity keys that may differ between a training cache and the caches its probes are scored on elsewhere
-# (another test set, a view of its test split): everything else must be equal, or the features are others.
-SCORING_FREE_KEYS = ("data_fingerprint", "view", "subset")
 
 
 @dataclass
@@ -154,9 +151,10 @@ def extract_many(
         subset: Which rows to extract: None or "" every image; "train", "valid" or "test" only that split (the
             cache records it, and its data fingerprint stays the folder's, so it matches the full cache's);
             "all-as-test" every image as a test image (another test set).
-        expected_identity: The identity of a training cache these features must equal except for the images,
-            the view and the subset (`compare` scoring its probes elsewhere): a difference (weights changed,
-            another precision) is refused, naming it, before any image is read.
+        expected_identity: Identity attributes of a training cache that these features must equal (`compare`
+            scoring its probes elsewhere); the view and the subset may differ, and so may the images when
+            `data_fingerprint` is left out. A difference (weights changed, another precision) is refused, naming
+            it, before any image is read.
         config: The resolved config, stored in each cache.
         log: Where messages go.
         progress: Show a progress bar.
@@ -506,20 +504,27 @@ def scan_for_extraction(data: str | Path, split_fractions: tuple[float, float, f
 
 
 def _check_expected_identity(identity: dict[str, Any], expected: dict[str, Any]) -> None:
-    """Refuse features that differ from the training cache's in anything but the images, view and subset."""
+    """Refuse features that differ from the training cache's in any identity key `expected` names (the view
+    and the subset excepted): leave `data_fingerprint` out of `expected` for another test set, keep it in for a
+    view of the training cache's own test split."""
     from featurekit.cache import _normalise
 
     wanted = _with_defaults(expected)
-    differences = [f"{key} is {wanted.get(key)!r} in the training cache but {identity.get(key)!r} here"
-                   for key in IDENTITY_KEYS if key not in SCORING_FREE_KEYS
-                   and _normalise(wanted.get(key)) != _normalise(identity.get(key))]
+    differences = []
+    for key in IDENTITY_KEYS:
+        if key in ("view", "subset") or key not in expected or _normalise(wanted[key]) == _normalise(identity.get(key)):
+            continue
+        if key == "data_fingerprint":
+            differences.append("the images (or their split) differ from those the training cache was made from")
+        else:
+            differences.append(f"{key} is {wanted[key]!r} in the training cache but {identity.get(key)!r} here")
     if differences:
         raise FeaturekitError(
             f"The embedder rebuilt from the training cache does not give the features its probes were fitted on: "
             f"{'; '.join(differences)}.",
             received=f"backbone {identity.get('backbone')}, weights {identity.get('weights')}",
-            fix="Make the training cache's weights available as they were (the same file, unchanged), or re-extract "
-            "the training cache and refit its probes with the weights at hand.")
+            fix="Make the training cache's weights and images available as they were (the same files, unchanged), or "
+            "re-extract the training cache and refit its probes.")
 
 
 def decode_options(root: str | Path, max_pixels: int | None, view: Any = None, stored_size: int | None = None,
