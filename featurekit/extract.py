@@ -224,6 +224,10 @@ def extract_many(
             _check_expected_identity(identity, expected_identity)
         targets.append(_Target(index, layer, description, identity, path, PartialCache(path)))
     stored_size = getattr(embedder, "stored_size", None)
+    if stored_size is not None:
+        from featurekit.handmade.embedder import refuse_other_sizes
+
+        refuse_other_sizes(folder.root, [sample.path for sample in folder.samples], stored_size, backbone)
 
     with ExitStack() as locks:
         for target in targets:

@@ -258,18 +258,22 @@ class ViewDecoder:
         except ValueError:
             return Path(path).as_posix()
 
+    def size_error(self, key: str, size: tuple[int, int]) -> FeaturekitError:
+        """The refusal of an image not stored at `stored_size`."""
+        width, height = size
+        return FeaturekitError(
+            f"{self.feature or 'This feature'} is computed on the pixels as stored, at {self.stored_size}x"
+            f"{self.stored_size}, without resampling (resampling smooths away the pixel noise it measures), "
+            f"but {key} is {width}x{height}.",
+            received=f"image {key}",
+            fix=f"Pass {option_name('image_size')} {width} if every image is {width}x{width}, or "
+            f"{option_name('image_size')} {self.stored_size} to resample every image to that size (recorded in the "
+            "cache).")
+
     def __call__(self, path: str | Path, image_size: int, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
         image = decode_rgb(path, max_pixels=max_pixels)
         if self.stored_size is not None and image.size != (self.stored_size, self.stored_size):
-            width, height = image.size
-            raise FeaturekitError(
-                f"{self.feature or 'This feature'} is computed on the pixels as stored, at {self.stored_size}x"
-                f"{self.stored_size}, without resampling (resampling smooths away the pixel noise it measures), "
-                f"but {self.key(path)} is {width}x{height}.",
-                received=f"image {self.key(path)}",
-                fix=f"Pass {option_name('image_size')} {width} if every image is {width}x{width}, or "
-                f"{option_name('image_size')} {self.stored_size} to resample every image to that size (recorded in "
-                "the cache).")
+            raise self.size_error(self.key(path), image.size)
         if self.view is not None:
             image = self.view.apply(image, self.key(path))
         return resize_rgb(image, image_size)

@@ -246,6 +246,28 @@ def build_handmade_embedder(backbone: str, taps: list[tuple[str | None, str]], i
                              for layer, _ in taps], batch_size, stored_size=stored)
 
 
+def refuse_other_sizes(root: Any, paths: list[str], stored_size: int, feature: str) -> None:
+    """Refuse, before anything is written, a folder holding images not stored at `stored_size` (square).
+
+    Reads each file's header only (Pillow decodes nothing until asked); files that do not open are left to the
+    decoder, which skips and lists them as for any backbone.
+    """
+    from pathlib import Path
+
+    from PIL import Image
+
+    for relative in paths:
+        try:
+            with Image.open(Path(root) / relative) as image:
+                size = image.size
+        except Exception:  # undecodable files are skipped and listed at decode time
+            continue
+        if size != (stored_size, stored_size):
+            from featurekit.views import ViewDecoder
+
+            raise ViewDecoder(stored_size=stored_size, feature=feature, root=str(root)).size_error(relative, size)
+
+
 def handmade_embedder_for(embedding: dict[str, Any]) -> HandmadeTap:
     """The tap that made a hand-made cache, from its recorded attributes (what `predict` rebuilds)."""
     spec = get_spec(embedding["backbone"])
