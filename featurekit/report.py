@@ -192,8 +192,8 @@ def render_backbones(summaries: list[dict[str, Any]], fmt: str):
 
 
 CACHE_ATTRIBUTES = ("backbone", "weights", "weights_label", "weights_sha256", "random_features", "layer", "pooling",
-                    "image_size", "preprocessing", "precision", "backend", "architecture_variant", "dtype", "feature_dim",
-                    "view", "subset", "resize", "handmade", "n_rows", "n_skipped", "class_names",
+                    "image_size", "preprocessing", "precision", "backend", "architecture_variant", "dtype",
+                    "feature_dim", "view", "subset", "resize", "handmade", "n_rows", "n_skipped", "class_names",
                     "data_root", "layout", "data_fingerprint", "fingerprint", "created_utc", "schema_version",
                     "versions")
 
@@ -424,6 +424,11 @@ def write_rows(rows: list[dict[str, Any]], fmt: str, out: str | Path | None) -> 
     return text
 
 
+def _roc_name(row: dict[str, Any]) -> str:
+    name = f"{_features(row)} {short_weights(row.get('weights_label'))} {row['probe']}"
+    return name + (f" on {_scored_on(row)}" if columns_for([row], ()) else "")
+
+
 def plot_roc(rows: list[dict[str, Any]], out: str | Path) -> Path:
     """ROC curves of every row on one PNG (scikit-learn's RocCurveDisplay)."""
     import matplotlib
@@ -438,8 +443,7 @@ def plot_roc(rows: list[dict[str, Any]], out: str | Path) -> Path:
     figure, axes = plt.subplots(figsize=(14, max(7, 0.22 * len(rows) + 1)))
     for row in rows:
         RocCurveDisplay.from_predictions(row["_labels"], row["_scores"], ax=axes,
-                                         name=f"{_features(row)} {short_weights(row.get('weights_label'))} {row['probe']}"
-                                         + (f" on {_scored_on(row)}" if columns_for([row], ()) else ""))
+                                         name=_roc_name(row))
     axes.plot([0, 1], [0, 1], linestyle=":", color="grey")
     axes.set_title("ROC on the test split (positive class: fake)")
     axes.set_aspect("equal")

@@ -199,7 +199,8 @@ class HandmadeTap:
         }
 
     def __repr__(self) -> str:
-        return f"HandmadeTap({self.spec.name}, {self.layer}, image_size={self.image_size}, feature_dim={self.feature_dim})"
+        return (f"HandmadeTap({self.spec.name}, {self.layer}, image_size={self.image_size}, "
+                f"feature_dim={self.feature_dim})")
 
 
 class HandmadeEmbedder:
