@@ -102,7 +102,7 @@ def compare(
                     "n_test": metrics["n"], **{k: metrics[k] for k in metrics if k in ROW_KEYS},
                     "fit_seconds": fitted.meta["fit_seconds"], "reused": reused,
                     "streamed": bool(fitted.meta.get("streamed")), "model_dir": str(directory),
-                    "test_set": "test", "view": "", "scored_cache": Path(cache_path).name,
+                    "test_set": "test", "view": attrs.get("view") or "", "scored_cache": Path(cache_path).name,
                     "_scores": scores, "_labels": labels, "_seconds": time.perf_counter() - started,
                 })
     return rows

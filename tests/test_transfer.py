@@ -205,3 +205,13 @@ def test_run_configs_carry_views_and_test_sets(setup, tmp_path: Path):
     assert [(r["test_set"], r["view"]) for r in rows] == [("test", ""), ("test", "blur:2"), ("test", "jpeg:50"),
                                                           (str(other), "")]
     assert rows[1]["scored_cache"] == f"{clean.stem}-view-blur2-only-test.h5"  # the run's own view cache
+
+
+def test_a_view_cache_of_every_split_named_as_a_training_cache_says_its_view(setup, tmp_path: Path):
+    data, _, cache_dir, _ = setup
+    degraded = extract(data, "test_tiny", pooling="avg", batch_size=16, cache_dir=cache_dir, view="jpeg:50",
+                       **QUIET).cache_path
+    rows = compare_from_options({"cache": [degraded], "probe": ["logreg"], "boot": 0, "runs_dir": tmp_path / "runs",
+                                 "view": ["blur:1"]}, log=lambda m: None)
+    # Fitted and scored on JPEG 50 images; views of views are not scored.
+    assert [(r["test_set"], r["view"]) for r in rows] == [("test", "jpeg:50")]
