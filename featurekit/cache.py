@@ -52,8 +52,11 @@ SCHEMA_VERSION = 2
 # Attributes that say what a cache is; a request that differs in any of them needs another cache.
 IDENTITY_KEYS = (
     "backbone", "weights_label", "weights_sha256", "layer", "pooling", "image_size",
-    "preprocessing", "precision", "architecture_variant", "dtype", "data_fingerprint",
+    "preprocessing", "precision", "architecture_variant", "dtype", "data_fingerprint", "view", "subset",
 )
+# Identity keys added later whose empty value is what every cache made before them was (the clean images, every
+# split): left out of the fingerprint while empty, so those caches and the models fitted on them keep theirs.
+EMPTY_BY_DEFAULT_KEYS = ("view", "subset")
 TARGET_CHUNK_BYTES = 1 << 20
 
 
@@ -422,7 +425,8 @@ def _ranges(values: list[int], limit: int = 8) -> str:
 
 def cache_fingerprint(attrs: dict[str, Any], n_rows: int, feature_dim: int) -> str:
     """A short stable id of a cache's content: its identity attributes and shape."""
-    identity = {key: _normalise(attrs.get(key)) for key in IDENTITY_KEYS}
+    identity = {key: _normalise(attrs.get(key)) for key in IDENTITY_KEYS
+                if key not in EMPTY_BY_DEFAULT_KEYS or _normalise(attrs.get(key)) != ""}
     identity.update(n_rows=int(n_rows), feature_dim=int(feature_dim))
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -155,8 +155,7 @@ def info(options: dict[str, Any]) -> None:
 @command("backbones")
 def backbones(options: dict[str, Any]) -> None:
     """List the registered backbones: input size, preprocessing, feature sizes, parameters, weights."""
-    from featurekit.backbones import list_backbones
-    from featurekit.embedder import backbone_summary
+    from featurekit.backbones import backbone_listing, list_backbones
     from featurekit.report import check_output, render_backbones
 
     check_output(options["format"], options["out"])
@@ -165,7 +164,7 @@ def backbones(options: dict[str, Any]) -> None:
         from featurekit.backbones.weights import known_weights_rows
 
         files = known_weights_rows()
-    show(render_backbones([backbone_summary(name) for name in list_backbones()], options["format"], files), options)
+    show(render_backbones([backbone_listing(name) for name in list_backbones()], options["format"], files), options)
 
 
 @command("fit_head")

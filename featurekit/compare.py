@@ -28,10 +28,10 @@ from featurekit.options import default as declared
 # Columns every row has, in display order (snake_case keys of the JSON output).
 ROW_KEYS = (
     "cache", "backbone", "weights_label", "random_features", "layer", "pooling", "image_size", "preprocessing",
-    "feature_dim", "probe", "n_test", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "accuracy_real",
+    "feature_dim", "probe", "test_set", "view", "n_test", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "accuracy_real",
     "accuracy_fake", "balanced_accuracy",
     "roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "average_precision", "eer", "tpr_at_1pct_fpr", "f1",
-    "threshold", "fit_seconds", "reused", "streamed", "collapsed", "model_dir",
+    "threshold", "fit_seconds", "reused", "streamed", "collapsed", "model_dir", "scored_cache",
 )
 
 
@@ -102,6 +102,7 @@ def compare(
                     "n_test": metrics["n"], **{k: metrics[k] for k in metrics if k in ROW_KEYS},
                     "fit_seconds": fitted.meta["fit_seconds"], "reused": reused,
                     "streamed": bool(fitted.meta.get("streamed")), "model_dir": str(directory),
+                    "test_set": "test", "view": attrs.get("view") or "", "scored_cache": Path(cache_path).name,
                     "_scores": scores, "_labels": labels, "_seconds": time.perf_counter() - started,
                 })
     return rows
@@ -118,12 +119,32 @@ def compare_from_options(options: dict[str, Any], log: Callable[[str], None] = p
 
     options = complete("compare", options)
     caches = [Path(c) for c in options["cache"]] if options["cache"] else find_caches(options["cache_dir"])
+    caches = _training_caches(caches, found_by_scan=not options["cache"], log=log)
     probes = list(options["probe"] or list_probes())
     if options["include_rbf"] and "rbfsvm" not in probes:
         probes.append("rbfsvm")
-    return compare(caches, probes, probe_params={"head": head_params(epochs=options["head_epochs"])},
+    rows = compare(caches, probes, probe_params={"head": head_params(epochs=options["head_epochs"])},
                    runs_dir=options["runs_dir"], refit=options["refit"], n_boot=options["boot"],
                    memory_budget_gb=options["memory_budget_gb"], log=log)
+    return _scored_elsewhere(rows, caches, options, log)
+
+
+def _training_caches(caches: list[Path], found_by_scan: bool, log: Callable[[str], None]) -> list[Path]:
+    """Leave out caches that hold a view or another test set only (`featurekit.transfer.training_caches`)."""
+    from featurekit.transfer import training_caches
+
+    return training_caches(caches, found_by_scan, log)
+
+
+def _scored_elsewhere(rows: list[dict[str, Any]], caches: list[Path], options: dict[str, Any],
+                      log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """The rows, then the same probes scored on each `view` of the test split and each `test_data` folder."""
+    if not options.get("view") and not options.get("test_data"):
+        return rows
+    from featurekit.transfer import score_elsewhere
+
+    return score_elsewhere(rows, caches, views=options.get("view") or [], test_data=options.get("test_data") or [],
+                           cache_dir=options["cache_dir"], n_boot=options["boot"], log=log)
 
 
 def _reusable_fit(directory: Path, cache: Any, probe: str, params: dict[str, Any],

@@ -359,6 +359,18 @@ def load_image(path: str | Path, image_size: int, *, max_pixels: int | None = DE
         ImageDecodeError: the file is empty, truncated, corrupt, unreadable, too large or not an image, or
             its file name is not valid UTF-8 (the scan ignores such files too, so extract and predict agree).
     """
+    return resize_rgb(decode_rgb(path, max_pixels=max_pixels), image_size)
+
+
+def decode_rgb(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS):
+    """Decode one file to an upright 8-bit RGB Pillow image at its stored size (`load_image` without the resize).
+
+    Robustness views (`featurekit.views`) degrade this image before the backbone's resize, as CNNDetection
+    degrades the stored image before its own preprocessing; the rules and errors are `load_image`'s.
+
+    Raises:
+        ImageDecodeError: as `load_image`.
+    """
     from PIL import Image, UnidentifiedImageError
 
     _check_max_pixels(max_pixels)
@@ -378,10 +390,7 @@ def load_image(path: str | Path, image_size: int, *, max_pixels: int | None = DE
                 raise ImageDecodeError(_too_large(width * height, max_pixels))
             image.seek(0)
             image.load()  # forces a full decode: truncated files fail here, not later
-            rgb = _to_rgb(_upright(image))
-        if rgb.size != (image_size, image_size):
-            rgb = rgb.resize((image_size, image_size), Image.Resampling.BILINEAR)
-        return np.asarray(rgb, dtype=np.uint8)
+            return _to_rgb(_upright(image))
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as error:
@@ -399,6 +408,19 @@ def load_image(path: str | Path, image_size: int, *, max_pixels: int | None = DE
         raise ImageDecodeError(f"corrupt or truncated image ({error})") from error
     except MemoryError as error:
         raise ImageDecodeError("not enough memory to decode this image") from error
+
+
+def resize_rgb(image, image_size: int) -> np.ndarray:
+    """An RGB Pillow image as uint8 (image_size, image_size, 3): Pillow's bilinear filter, untouched when the
+    size already fits (so 256 px faces reach a 256 px backbone or a hand-made feature exactly as stored)."""
+    from PIL import Image
+
+    if image.size != (image_size, image_size):
+        try:
+            image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
+        except MemoryError as error:
+            raise ImageDecodeError("not enough memory to decode this image") from error
+    return np.asarray(image, dtype=np.uint8)
 
 
 def _open_image_file(path: str | Path):

@@ -30,11 +30,16 @@ from featurekit.cache import (
     open_cache,
     writer_lock,
 )
-from featurekit.data import DEFAULT_MAX_PIXELS, DEFAULT_SPLIT_FRACTIONS, scan_image_folder
+from featurekit.data import DEFAULT_MAX_PIXELS, DEFAULT_SPLIT_FRACTIONS, SPLITS, ImageFolder, scan_image_folder
 from featurekit.errors import FeaturekitError, WeightsUnavailableError, given, option_name
 from featurekit.options import default as declared
 
 DTYPES = ("float32", "float16")
+# Which rows a cache holds (its `subset` attribute, part of its identity): "" every image in its split; a split
+# name only that split's images (a robustness view needs only the test split: 15% of the work); ALL_AS_TEST
+# every image of the folder as a test image (another test set, scored by probes fitted elsewhere).
+ALL_AS_TEST = "all-as-test"
+SUBSETS = ("", *SPLITS, ALL_AS_TEST)
 
 
 @dataclass
@@ -103,6 +108,9 @@ def extract_many(
     allow_train_overlap: bool = declared("extract", "allow_train_overlap"),
     max_pixels: int | None = declared("extract", "max_pixels"),
     workers: int | None = None,
+    view: str | Any | None = None,
+    subset: str | None = None,
+    expected_identity: dict[str, Any] | None = None,
     config: dict[str, Any] | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
@@ -137,21 +145,45 @@ def extract_many(
         allow_train_overlap: Extract even when the weights come from `train-backbone` and were trained on
             images this extraction puts in its valid or test split (refused by default: probe scores on
             them would be optimistic). The caches then record the overlap per split and are flagged.
+        view: A robustness view (`featurekit.views`: "jpeg:50", "blur:1", "jpeg:50+blur:1", ...) applied to every
+            decoded image before the backbone's resize; None for the clean images. Part of each cache's identity
+            and of its default name (`...-view-jpeg50.h5`).
+        subset: Which rows to extract: None or "" every image; "train", "valid" or "test" only that split (the
+            cache records it, and its data fingerprint stays the folder's, so it matches the full cache's);
+            "all-as-test" every image as a test image (another test set).
+        expected_identity: Identity attributes of a training cache that these features must equal (`compare`
+            scoring its probes elsewhere); the view and the subset may differ, and so may the images when
+            `data_fingerprint` is left out. A difference (weights changed, another precision) is refused, naming
+            it, before any image is read.
         config: The resolved config, stored in each cache.
         log: Where messages go.
         progress: Show a progress bar.
 
     Returns:
         One ExtractResult per layer x pooling, layers outer.
+
+    Hand-made features (`spam`, `spectrum`) are backbones here: their `layers` are parameter variants
+    (`threshold=2+order=1`), their pooling is "none", and they run in numpy without importing Keras; see
+    `featurekit.handmade.embedder` for what their caches record.
     """
-    from featurekit.backbones import get_spec
-    from featurekit.backend import resolve_precision
-    from featurekit.embedder import check_image_size
+    from featurekit.backbones import HANDMADE_POOLING, get_spec
+    from featurekit.views import parse_view, view_name
 
     # Every check that needs no image comes first: a refused request reads and writes nothing.
     spec = get_spec(backbone)
-    check_image_size(spec, image_size)
-    precision = resolve_precision(precision)
+    if spec.is_handmade:
+        from featurekit.handmade.embedder import check_handmade_request
+
+        check_handmade_request(spec, image_size, list(poolings), preprocessing, precision, weights)
+        poolings, precision = [HANDMADE_POOLING], "float32"
+    else:
+        from featurekit.backend import resolve_precision
+        from featurekit.embedder import check_image_size
+
+        check_image_size(spec, image_size)
+        precision = resolve_precision(precision)
+    view = parse_view(view)
+    subset = _check_subset(subset)
     if dtype not in DTYPES:
         raise FeaturekitError(f"Unknown feature dtype {dtype!r}.", received=given("dtype", dtype),
                               fix=f"Use one of: {', '.join(DTYPES)}.")
@@ -168,20 +200,34 @@ def extract_many(
                               received=f"{given('cache', str(cache))} with {len(taps)} taps",
                               fix=f"Leave {option_name('cache')} out (names then follow the default pattern) and use "
                               f"{option_name('cache_dir')}.")
-    folder = scan_image_folder(data, split_fractions)
-    embedder = _first_available_embedder(
-        [weights] if isinstance(weights, str) else list(weights), on_missing_weights, log,
-        backbone=backbone, taps=taps, image_size=image_size, preprocessing=preprocessing, seed=seed,
-        precision=precision, batch_size=batch_size)
-    overlap = _train_overlap(embedder.embedders[0].describe(), folder, allow_train_overlap, log)
+    folder, data_fingerprint = scan_for_extraction(data, split_fractions, subset)
+    if spec.is_handmade:
+        from featurekit.handmade.embedder import build_handmade_embedder
+
+        embedder = build_handmade_embedder(backbone, taps, image_size, batch_size, preprocessing, precision, weights)
+        overlap: dict[str, int] = {}
+    else:
+        embedder = _first_available_embedder(
+            [weights] if isinstance(weights, str) else list(weights), on_missing_weights, log,
+            backbone=backbone, taps=taps, image_size=image_size, preprocessing=preprocessing, seed=seed,
+            precision=precision, batch_size=batch_size)
+        overlap = _train_overlap(embedder.embedders[0].describe(), folder, allow_train_overlap, log)
     targets = []
     for index, ((layer, pooling), tap) in enumerate(zip(taps, embedder.embedders)):
         description = tap.describe()
         path = Path(cache) if cache else default_cache_path(
-            folder.root, backbone, layer, pooling, description["image_size"], cache_dir,
-            tag=_tag(description, spec.preprocessing))
-        identity = {**description, "dtype": dtype, "data_fingerprint": folder.fingerprint()}
+            folder.root, backbone, _name_layer(spec, layer, tap), description["pooling"], description["image_size"],
+            cache_dir, tag=_tag(description, spec.preprocessing, view, subset))
+        identity = {**description, "dtype": dtype, "data_fingerprint": data_fingerprint, "view": view_name(view),
+                    "subset": subset}
+        if expected_identity is not None:
+            _check_expected_identity(identity, expected_identity)
         targets.append(_Target(index, layer, description, identity, path, PartialCache(path)))
+    stored_size = getattr(embedder, "stored_size", None)
+    if stored_size is not None:
+        from featurekit.handmade.embedder import refuse_other_sizes
+
+        refuse_other_sizes(folder.root, [sample.path for sample in folder.samples], stored_size, backbone)
 
     with ExitStack() as locks:
         for target in targets:
@@ -204,7 +250,8 @@ def extract_many(
                     "command": command})
         todo = sorted({b for t in active for b in range(n_batches) if b not in t.done})
         n_computed, seconds = _run_batches(embedder, folder, active, todo, batch_size, dtype, progress,
-                                           decode_options={"max_pixels": max_pixels}, workers=workers)
+                                           decode_options=decode_options(folder.root, max_pixels, view, stored_size,
+                                                                         backbone), workers=workers)
 
         for target in active:
             description = target.description
@@ -213,7 +260,8 @@ def extract_many(
                      "class_names": list(folder.class_names), "data_root": str(folder.root.resolve()),
                      "layout": folder.layout, "versions": library_versions(), "config": config or {},
                      "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                     "batch_size": batch_size, "resize": "pillow-bilinear", "seed": seed,
+                     "batch_size": batch_size, "seed": seed,
+                     "resize": "none (images as stored)" if stored_size else "pillow-bilinear",
                      "backbone_params": description.get("backbone_params", 0),
                      **{f"train_overlap_{split}": count for split, count in overlap.items()}}
             finalize_cache(target.partial, folder.samples, attrs, ignored=folder.unsupported)
@@ -313,25 +361,45 @@ def extract_from_options(options: dict[str, Any], log: Callable[[str], None] = p
 
     Options left out take their declared defaults (featurekit.options), so a Python caller, a config
     file and the command line get the same ones. `layer` and `pooling` may be lists or comma-separated
-    strings: every combination is extracted in one pass.
+    strings: every combination is extracted in one pass. `view` may list several views (`none` for the clean
+    images): each is its own pass, restricted to the split `views_split` names (all by default).
 
     Raises:
         FeaturekitError: an unknown option, a value of the wrong type, or no `backbone` or `data`.
     """
     from featurekit.config import parse_split_fractions
     from featurekit.options import complete
+    from featurekit.views import parse_views
 
     options = complete("extract", options)
     stored = {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
-    return extract_many(
-        data=options["data"], backbone=options["backbone"], weights=options["weights"],
-        image_size=options["image_size"], layers=_as_list(options["layer"]), poolings=_as_list(options["pooling"]),
-        preprocessing=options["preprocessing"], batch_size=options["batch_size"], dtype=options["dtype"],
-        cache=options["cache"], cache_dir=options["cache_dir"], overwrite=options["overwrite"],
-        split_fractions=parse_split_fractions(options["split"]), seed=options["seed"],
-        on_missing_weights=options["on_missing_weights"], precision=options["precision"],
-        allow_train_overlap=options["allow_train_overlap"], max_pixels=options["max_pixels"] or None,
-        workers=options["workers"], config=stored, log=log, progress=progress)
+    views = parse_views(options["view"]) or [None]
+    if options["cache"] and len(views) > 1:
+        raise FeaturekitError(f"{option_name('cache')} names one file, but several views were asked for.",
+                              received=f"{given('cache', str(options['cache']))} with {len(views)} views",
+                              fix=f"Leave {option_name('cache')} out (each view then gets its default name).")
+    results: list[ExtractResult] = []
+    # One pass per view: the loop decodes one array per image, and the forward pass, not the decode, is what
+    # costs (a JPEG decode is a few ms against tens of ms of CNN per image on a CPU), so sharing decodes
+    # between views would save little.
+    for view in views:
+        results += extract_many(
+            data=options["data"], backbone=options["backbone"], weights=options["weights"],
+            image_size=options["image_size"], layers=_as_list(options["layer"]), poolings=_as_list(options["pooling"]),
+            preprocessing=options["preprocessing"], batch_size=options["batch_size"], dtype=options["dtype"],
+            cache=options["cache"], cache_dir=options["cache_dir"], overwrite=options["overwrite"],
+            split_fractions=parse_split_fractions(options["split"]), seed=options["seed"],
+            on_missing_weights=options["on_missing_weights"], precision=options["precision"],
+            allow_train_overlap=options["allow_train_overlap"], max_pixels=options["max_pixels"] or None,
+            workers=options["workers"], view=view,
+            subset=_views_subset(options["views_split"]) if view is not None else None,
+            config=stored, log=log, progress=progress)
+    return results
+
+
+def _views_subset(views_split: str | None) -> str:
+    """The `subset` of a view pass: the split asked for, or "" for all of them."""
+    return "" if views_split in (None, "", "all") else views_split
 
 
 def _absolute_if_file(weights: str) -> str:
@@ -375,7 +443,7 @@ def _first_available_embedder(candidates: list[str], on_missing_weights: str, lo
     return build_multi_embedder(weights="none", **options)
 
 
-def _tag(description: dict[str, Any], native_preprocessing: str) -> str | None:
+def _tag(description: dict[str, Any], native_preprocessing: str, view: Any = None, subset: str = "") -> str | None:
     """Name suffix for caches that are not the backbone's standard recipe, so they never collide."""
     parts = []
     if description["preprocessing"] != native_preprocessing:
@@ -384,7 +452,98 @@ def _tag(description: dict[str, Any], native_preprocessing: str) -> str | None:
         parts.append(description["precision"])
     if description.get("random_features"):
         parts.append("random")
+    if view is not None:
+        parts.append(f"view-{view.slug}")
+    if subset:
+        parts.append(subset if subset == ALL_AS_TEST else f"only-{subset}")
     return "-".join(parts) or None
+
+
+def _name_layer(spec: Any, layer: str | None, tap: Any) -> str | None:
+    """The layer part of a default cache name: the layer asked for; for a hand-made feature the parameters that
+    differ from its defaults (None when none do, so `--layer threshold=3` names the default cache)."""
+    if not spec.is_handmade:
+        return layer
+    from featurekit.handmade.embedder import overrides_text
+
+    return overrides_text(spec.handmade, tap.feature)
+
+
+def _check_subset(subset: str | None) -> str:
+    subset = subset or ""
+    if subset not in SUBSETS:
+        raise FeaturekitError(f"Unknown subset {subset!r}.", received=given("subset", subset),
+                              fix=f"Use one of: {', '.join(repr(s) for s in SUBSETS)} ('' for every image).")
+    return subset
+
+
+def scan_for_extraction(data: str | Path, split_fractions: tuple[float, float, float] = DEFAULT_SPLIT_FRACTIONS,
+                        subset: str | None = None) -> tuple[ImageFolder, str]:
+    """The data folder's images as a cache of `subset` holds them, and the data fingerprint it records.
+
+    A one-split subset keeps that split's images and the whole folder's fingerprint (so the cache of a view's
+    test split is recognised as belonging to the full cache of the same folder); ALL_AS_TEST makes every image
+    a test image and fingerprints that, so it is never mistaken for the folder split for training.
+
+    Raises:
+        FeaturekitError: as `scan_image_folder`, or the subset leaves no image.
+    """
+    from dataclasses import replace
+
+    subset = _check_subset(subset)
+    folder = scan_image_folder(data, split_fractions)
+    if subset == ALL_AS_TEST:
+        folder = replace(folder, samples=[replace(sample, split="test") for sample in folder.samples])
+        return folder, folder.fingerprint()
+    fingerprint = folder.fingerprint()
+    if subset:
+        kept = [sample for sample in folder.samples if sample.split == subset]
+        if not kept:
+            raise FeaturekitError(f"The data folder has no images in its {subset!r} split.",
+                                  received=f"{given('data', str(data))} with {given('subset', subset)}",
+                                  fix="Extract every split (leave the split choice out), or change the split "
+                                  "fractions.")
+        folder = replace(folder, samples=kept)
+    return folder, fingerprint
+
+
+def _check_expected_identity(identity: dict[str, Any], expected: dict[str, Any]) -> None:
+    """Refuse features that differ from the training cache's in any identity key `expected` names (the view
+    and the subset excepted): leave `data_fingerprint` out of `expected` for another test set, keep it in for a
+    view of the training cache's own test split."""
+    from featurekit.cache import _normalise
+
+    wanted = _with_defaults(expected)
+    differences = []
+    for key in IDENTITY_KEYS:
+        if key in ("view", "subset") or key not in expected or _normalise(wanted[key]) == _normalise(identity.get(key)):
+            continue
+        if key == "data_fingerprint":
+            differences.append("the images (or their split) differ from those the training cache was made from")
+        else:
+            differences.append(f"{key} is {wanted[key]!r} in the training cache but {identity.get(key)!r} here")
+    if differences:
+        raise FeaturekitError(
+            f"The embedder rebuilt from the training cache does not give the features its probes were fitted on: "
+            f"{'; '.join(differences)}.",
+            received=f"backbone {identity.get('backbone')}, weights {identity.get('weights')}",
+            fix="Make the training cache's weights and images available as they were (the same files, unchanged), or "
+            "re-extract the training cache and refit its probes.")
+
+
+def decode_options(root: str | Path, max_pixels: int | None, view: Any = None, stored_size: int | None = None,
+                   feature: str = "") -> dict[str, Any]:
+    """Options of the per-image decoder (`featurekit.pipeline.image_batches`): the pixel limit, and a
+    `featurekit.views.ViewDecoder` when a view degrades the images or a hand-made feature needs them as stored.
+
+    The decoder is plain data, so an engine may ship these options to other processes.
+    """
+    options: dict[str, Any] = {"max_pixels": max_pixels}
+    if view is not None or stored_size is not None:
+        from featurekit.views import ViewDecoder
+
+        options["decode"] = ViewDecoder(view, str(root), stored_size, feature)
+    return options
 
 
 def _run_batches(embedder, folder, targets: list[_Target], todo: list[int], batch_size: int, dtype: str,

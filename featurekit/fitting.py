@@ -33,7 +33,7 @@ REQUIRED_META_KEYS = ("probe", "params", "cache_fingerprint", "class_names", "th
 # Attributes of the cache copied into fitted.json, so `predict` can rebuild the same embedder.
 EMBEDDING_KEYS = ("backbone", "weights", "weights_label", "weights_sha256", "random_features", "seed", "layer",
                   "pooling", "image_size", "preprocessing", "precision", "architecture_variant", "backend", "feature_dim", "dtype",
-                  "data_fingerprint", "n_rows")
+                  "data_fingerprint", "n_rows", "view", "subset")
 
 
 @dataclass

@@ -285,6 +285,12 @@ OPTIONS: tuple[Option, ...] = (
            "still sets how features are stored.", ("extract",), choices=("float32", "bfloat16", "float16", "auto")),
     Option("allow_train_overlap", BOOL, False, "Extract even when the backbone (from train-backbone) was trained on "
            "images that land in valid/test; the cache records and flags the overlap.", ("extract",)),
+    Option("view", STRS, None, "Robustness view: features of degraded copies, cached separately (jpeg:Q | blur:SIGMA "
+           "| resize:F, ranges LOW-HIGH drawn per image, joined by + in order, e.g. jpeg:50+blur:1; none = clean). "
+           "Repeat the flag for several: one pass each.", ("extract",), default_text="the clean images",
+           example=["jpeg:50"]),
+    Option("views_split", STR, "all", "Extract views for this split only (test is all compare --view needs).",
+           ("extract",), choices=("all", "train", "valid", "test")),
     # backbones
     Option("files", BOOL, False, "Also list the weights files featurekit knows, per backbone: label, whether they "
            "are exact, whether they are present here, sha256 and licence.", ("backbones",)),
@@ -312,6 +318,12 @@ OPTIONS: tuple[Option, ...] = (
            minimum=0),
     Option("head_epochs", INT, HEAD_EPOCHS, "Most epochs of the head.", ("compare",), minimum=1),
     Option("plot", PATH, None, "Write ROC curves of every row to this PNG.", ("compare",), example="roc.png"),
+    Option("view", STRS, None, "Also score every probe on this view of the test split (e.g. jpeg:50, blur:1; repeat "
+           "the flag for several); a missing view cache is extracted from the cache's data folder.", ("compare",),
+           default_text="no views", example=["jpeg:50"]),
+    Option("test_data", PATHS, None, "Also score every probe on all images of this folder, extracted with the "
+           "same embedder into its own cache (repeat the flag for several test sets).", ("compare",),
+           default_text="none", example=["DIR"]),
     Option("wide", BOOL, False, "Show every metric in the terminal table (by default a terminal narrower than "
            "the full table gets the compact one; csv/json/md always carry every column).", ("compare",)),
     # train-backbone

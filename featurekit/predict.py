@@ -128,6 +128,12 @@ def _known_file_if_moved(weights: str, expected_sha: str) -> str:
 
 def embedder_for(embedding: dict[str, Any]):
     """Rebuild the embedder that made a model's cache; refuse when its weights cannot be had as they were."""
+    from featurekit.backbones import is_handmade
+
+    if is_handmade(str(embedding.get("backbone") or "")):  # numpy features: no weights, no Keras
+        from featurekit.handmade.embedder import handmade_embedder_for
+
+        return handmade_embedder_for(embedding)
     from featurekit.embedder import build_embedder
 
     weights = embedding.get("weights") or "none"

@@ -155,8 +155,9 @@ def backbone_rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         row = {"name": summary["name"], "input_size": summary["input_size"], "preprocessing": summary["preprocessing"],
                "output_layer": summary["output_layer"]}
         row.update({f"feature_dim_{p}": summary["feature_dim"][p] for p in POOLINGS if p in summary["feature_dim"]})
-        row.update(params=summary["params"], default_weights=default_weights_label(summary["name"]),
-                   weights=", ".join(["default", *summary["pretrained"], "none", "PATH"]))
+        handmade = summary.get("weights_text")  # hand-made features: no weights at all
+        row.update(params=summary["params"], default_weights=handmade or default_weights_label(summary["name"]),
+                   weights=summary.get("weights_text") or ", ".join(["default", *summary["pretrained"], "none", "PATH"]))
         rows.append(row)
     return rows
 
@@ -212,9 +213,9 @@ def render_backbones(summaries: list[dict[str, Any]], fmt: str, files: list[dict
 
 CACHE_ATTRIBUTES = ("backbone", "weights", "weights_label", "weights_sha256", "random_features", "layer", "pooling",
                     "image_size", "preprocessing", "precision", "backend", "architecture_variant", "dtype",
-                    "feature_dim", "n_rows", "n_skipped", "class_names", "positive_class", "data_root", "layout",
-                    "data_fingerprint", "fingerprint", "train_overlap_valid", "train_overlap_test", "created_utc",
-                    "schema_version", "versions")
+                    "feature_dim", "view", "subset", "resize", "handmade", "n_rows", "n_skipped", "class_names",
+                    "positive_class", "data_root", "layout", "data_fingerprint", "fingerprint", "train_overlap_valid",
+                    "train_overlap_test", "created_utc", "schema_version", "versions")
 
 
 def describe_cache(path: str | Path) -> dict[str, Any]:
@@ -337,6 +338,8 @@ def _flags(row: dict[str, Any]) -> str:
 
 
 def _features(row: dict[str, Any]) -> str:
+    if row.get("pooling") == "none":  # a hand-made feature: its layer is its parameters, no pooling, no preprocessing
+        return f"{row['backbone']} {row.get('layer') or ''} {row['image_size']}px".replace("  ", " ")
     layer = f"{row['layer']}/" if row.get("layer") else ""
     extra = "" if row.get("preprocessing") in (None, "caffe", "tf", "torch") else f" [{row['preprocessing']}]"
     return f"{row['backbone']} {layer}{row['pooling']} {row['image_size']}px{extra}"
@@ -358,6 +361,8 @@ WIDE_COLUMNS = (
     Column("weights", lambda r: short_weights(r.get("weights_label"))),
     Column("probe", lambda r: str(r["probe"])),
     Column("accuracy [95% CI]", lambda r: _interval(r, "accuracy"), "right"),
+    Column("acc real", _number("accuracy_real"), "right"),
+    Column("acc fake", _number("accuracy_fake"), "right"),
     Column("bal. acc", _number("balanced_accuracy"), "right"),
     Column("ROC AUC [95% CI]", lambda r: _interval(r, "roc_auc"), "right"),
     Column("AP", _number("average_precision"), "right"),
@@ -371,8 +376,24 @@ WIDE_COLUMNS = (
 COMPACT_COLUMNS = (
     WIDE_COLUMNS[0], WIDE_COLUMNS[2], WIDE_COLUMNS[3],
     Column("ROC AUC", _number("roc_auc"), "right"),
-    WIDE_COLUMNS[6], WIDE_COLUMNS[12],
+    WIDE_COLUMNS[8], WIDE_COLUMNS[14],
 )
+
+
+def _scored_on(row: dict[str, Any]) -> str:
+    from featurekit.transfer import scored_on
+
+    return scored_on(row)
+
+
+SCORED_ON_COLUMN = Column("scored on", _scored_on)
+
+
+def columns_for(rows: list[dict[str, Any]], columns: tuple[Column, ...]) -> tuple[Column, ...]:
+    """The columns, led by "scored on" when some rows were scored on a view or another test set (blocks)."""
+    if any(row.get("view") or row.get("test_set", "test") != "test" for row in rows):
+        return (SCORED_ON_COLUMN, *columns)
+    return columns
 
 
 def weights_footnotes(rows: list[dict[str, Any]]) -> list[str]:
@@ -390,7 +411,7 @@ def results_table(rows: list[dict[str, Any]], title: str = "featurekit compare (
     notes = weights_footnotes(rows) if wide else []
     if not wide:
         notes.append("compact view: --wide (or --format md/csv/json) shows every metric")
-    return rich_table(rows, WIDE_COLUMNS if wide else COMPACT_COLUMNS, title=title,
+    return rich_table(rows, columns_for(rows, WIDE_COLUMNS if wide else COMPACT_COLUMNS), title=title,
                       caption="\n".join(notes) or None, row_style=_row_style)
 
 
@@ -404,7 +425,7 @@ def results_table_for(console, rows: list[dict[str, Any]], title: str, wide: boo
 
 def results_markdown(rows: list[dict[str, Any]]) -> str:
     """A Markdown table with every column of the wide terminal table, and the weights footnotes."""
-    text = markdown_table(rows, WIDE_COLUMNS)
+    text = markdown_table(rows, columns_for(rows, WIDE_COLUMNS))
     notes = weights_footnotes(rows)
     if notes:
         text += "\n" + "".join(f"- {note}\n" for note in notes)
@@ -429,6 +450,11 @@ def write_rows(rows: list[dict[str, Any]], fmt: str, out: str | Path | None) -> 
     return text
 
 
+def _roc_name(row: dict[str, Any]) -> str:
+    name = f"{_features(row)} {short_weights(row.get('weights_label'))} {row['probe']}"
+    return name + (f" on {_scored_on(row)}" if columns_for([row], ()) else "")
+
+
 def plot_roc(rows: list[dict[str, Any]], out: str | Path) -> Path:
     """ROC curves of every row on one PNG (scikit-learn's RocCurveDisplay)."""
     import matplotlib
@@ -443,7 +469,7 @@ def plot_roc(rows: list[dict[str, Any]], out: str | Path) -> Path:
     figure, axes = plt.subplots(figsize=(14, max(7, 0.22 * len(rows) + 1)))
     for row in rows:
         RocCurveDisplay.from_predictions(row["_labels"], row["_scores"], ax=axes,
-                                         name=f"{_features(row)} {short_weights(row.get('weights_label'))} {row['probe']}")
+                                         name=_roc_name(row))
     axes.plot([0, 1], [0, 1], linestyle=":", color="grey")
     axes.set_title("ROC on the test split (positive class: fake)")
     axes.set_aspect("equal")

@@ -41,8 +41,9 @@ def _pixels(size: int, batch: int = 2, seed: int = 0) -> np.ndarray:
 
 
 def test_registry_lists_real_backbones_and_hides_test_ones():
-    assert list_backbones() == ["inceptionv1", "inceptionv3", "mobilenet", "vgg16"]
-    assert list_backbones(include_test=True) == ["inceptionv1", "inceptionv3", "mobilenet", "test_tiny", "vgg16"]
+    assert list_backbones() == ["inceptionv1", "inceptionv3", "mobilenet", "spam", "spectrum", "vgg16"]
+    assert list_backbones(include_test=True) == ["inceptionv1", "inceptionv3", "mobilenet", "spam", "spectrum",
+                                                 "test_tiny", "vgg16"]
     assert get_spec("test_tiny").is_test
 
 

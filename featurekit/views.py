@@ -1,0 +1,279 @@
+"""Robustness views: degraded copies of each image (JPEG, Gaussian blur, rescaling), seeded per image.
+
+A view is written as steps joined by "+", applied in that order, with an optional "@SEED":
+
+    jpeg:Q          JPEG re-compression at quality Q (1-100; Pillow, its default 4:2:0 chroma subsampling)
+    jpeg:Q1-Q2      a quality drawn per image, uniformly from Q1..Q2 (whole numbers)
+    blur:SIGMA      Gaussian blur of standard deviation SIGMA pixels (> 0; scipy.ndimage.gaussian_filter
+                    per channel, edges reflected, as CNNDetection blurs)
+    blur:S1-S2      a sigma drawn per image, uniformly from [S1, S2] (S1 may be 0: no blur)
+    resize:F        rescale by F (0 < F <= 4, Pillow bilinear), after which the backbone's own resize
+                    brings the image to its input size: resize:0.5 halves the resolution, then the
+                    loader scales it back (CNNDetection-style "resize by F, then the network's resize")
+    resize:F1-F2    a factor drawn per image from [F1, F2]
+    none            the clean image (no view)
+
+e.g. ``jpeg:50``, ``blur:1``, ``jpeg:50+blur:1`` (JPEG first, then blur), ``jpeg:30-100@7``.
+CNNDetection's robustness protocol (Wang et al. 2020) is JPEG quality 30-100 and blur sigma 0-3.
+
+Order of operations: the file is decoded at its stored size (upright 8-bit RGB, `featurekit.data.decode_rgb`),
+the view's steps run on that image, and only then is it resized to the backbone's input size (Pillow
+bilinear, skipped when the size already fits). A view therefore degrades the image as a platform would,
+not the network's input.
+
+Randomness: every image draws from its own generator, seeded from the view's canonical text (which carries
+its seed) and the image's path relative to the data folder. The result never depends on which decode
+thread ran first, on the batch size or on resuming; the same view and seed give the same cache. Fixed views
+(`jpeg:50`, `blur:1`) use no randomness at all, and their canonical text has no seed.
+
+The canonical text (`View.name`) is part of a cache's identity (attribute `view`) and its file-name form
+(`View.slug`) of the default cache name (``...-view-jpeg50.h5``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from featurekit.data import DEFAULT_MAX_PIXELS, decode_rgb, resize_rgb
+from featurekit.errors import FeaturekitError, given, option_name
+
+# kind -> (lowest value, highest value, what it is). A fixed blur or resize must lie above the lowest value;
+# a blur range may start at 0 (CNNDetection draws sigma from 0-3), a JPEG quality may be 1.
+_BOUNDS = {
+    "jpeg": (1.0, 100.0, "a JPEG quality, a whole number from 1 to 100"),
+    "blur": (0.0, 64.0, "a Gaussian sigma in pixels, above 0 and at most 64 (a range may start at 0)"),
+    "resize": (0.0, 4.0, "a scale factor above 0 and at most 4"),
+}
+VIEW_KINDS = tuple(_BOUNDS)
+NO_VIEW = ("none", "clean")
+VIEW_GRAMMAR = ("jpeg:Q (quality 1-100), blur:SIGMA (> 0), resize:F (0 < F <= 4), each also as a range LOW-HIGH "
+                "drawn per image (jpeg:30-100, blur:0-3), joined by + and applied in order (jpeg:50+blur:1), "
+                "optionally @SEED for ranges (jpeg:30-100@7); or none for the clean images")
+_NUMBER = r"\d+(?:\.\d*)?|\.\d+"
+_STEP = re.compile(rf"(?P<kind>[a-z]+):(?P<low>{_NUMBER})(?:-(?P<high>{_NUMBER}))?")
+
+
+def _number_text(value: float) -> str:
+    return f"{value:g}"
+
+
+@dataclass(frozen=True)
+class ViewStep:
+    """One degradation: its kind and a fixed value (low == high) or a range drawn per image."""
+
+    kind: str
+    low: float
+    high: float
+
+    @property
+    def is_random(self) -> bool:
+        return self.high != self.low
+
+    @property
+    def text(self) -> str:
+        values = _number_text(self.low) + ("" if not self.is_random else f"-{_number_text(self.high)}")
+        return f"{self.kind}:{values}"
+
+    def value(self, rng: np.random.Generator) -> float:
+        """The fixed value, or one drawn for this image (qualities are whole numbers, both ends included)."""
+        if not self.is_random:
+            return self.low
+        if self.kind == "jpeg":
+            return float(rng.integers(int(self.low), int(self.high) + 1))
+        return float(rng.uniform(self.low, self.high))
+
+    def apply(self, image: Any, rng: np.random.Generator) -> Any:
+        """This step on an RGB Pillow image; returns a new RGB Pillow image."""
+        from PIL import Image
+
+        value = self.value(rng)
+        if self.kind == "jpeg":
+            buffer = io.BytesIO()
+            image.save(buffer, format="JPEG", quality=int(value))
+            buffer.seek(0)
+            with Image.open(buffer) as degraded:
+                degraded.load()
+                return degraded.convert("RGB")
+        if self.kind == "blur":
+            if value == 0:
+                return image
+            from scipy.ndimage import gaussian_filter
+
+            pixels = np.asarray(image, dtype=np.float32)
+            blurred = gaussian_filter(pixels, sigma=(value, value, 0), mode="reflect")
+            return Image.fromarray(np.clip(np.rint(blurred), 0, 255).astype(np.uint8), mode="RGB")
+        width, height = image.size
+        size = (max(1, round(width * value)), max(1, round(height * value)))
+        return image if size == image.size else image.resize(size, Image.Resampling.BILINEAR)
+
+
+@dataclass(frozen=True)
+class View:
+    """A chain of degradations applied in order, with the seed of its ranges."""
+
+    steps: tuple[ViewStep, ...]
+    seed: int = 0
+
+    @property
+    def is_random(self) -> bool:
+        return any(step.is_random for step in self.steps)
+
+    @property
+    def name(self) -> str:
+        """Canonical text, recorded in the cache: `jpeg:50+blur:1`, or with its seed when it draws `jpeg:30-100@0`."""
+        text = "+".join(step.text for step in self.steps)
+        return f"{text}@{self.seed}" if self.is_random else text
+
+    @property
+    def slug(self) -> str:
+        """The name as a file-name part: `jpeg50-blur1`, `jpeg30to100-s0`, `blur0.5`."""
+        parts = [f"{step.kind}{_number_text(step.low)}" + (f"to{_number_text(step.high)}" if step.is_random else "")
+                 for step in self.steps]
+        return "-".join(parts) + (f"-s{self.seed}" if self.is_random else "")
+
+    def rng_for(self, key: str) -> np.random.Generator:
+        """The generator of one image: a function of this view (with its seed) and the image's key only."""
+        digest = hashlib.sha256(f"{self.name}\0{key}".encode("utf-8", "surrogateescape")).digest()
+        return np.random.default_rng(int.from_bytes(digest[:8], "big"))
+
+    def apply(self, image: Any, key: str) -> Any:
+        """The degraded copy of an RGB Pillow image; `key` (its relative path) seeds the draws."""
+        rng = self.rng_for(key)
+        for step in self.steps:
+            image = step.apply(image, rng)
+        return image
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _refuse(text: Any, problem: str) -> FeaturekitError:
+    return FeaturekitError(f"Cannot read the view {text!r}: {problem}.", received=given("view", text),
+                           fix=f"Write a view as {VIEW_GRAMMAR}.")
+
+
+def parse_view(text: str | View | None) -> View | None:
+    """A view from its text (None for the clean images: `none`, `clean` or None).
+
+    Raises:
+        FeaturekitError: naming what is wrong, with the grammar.
+    """
+    if text is None or isinstance(text, View):
+        return text
+    if not isinstance(text, str):
+        raise _refuse(text, "a view is a string")
+    body = text.strip().lower()
+    if body in NO_VIEW:
+        return None
+    seed = 0
+    if "@" in body:
+        body, _, seed_text = body.partition("@")
+        if not seed_text.isdigit():
+            raise _refuse(text, f"the seed after @ must be a whole number, not {seed_text!r}")
+        seed = int(seed_text)
+    if not body:
+        raise _refuse(text, "it names no degradation")
+    steps = []
+    for part in body.split("+"):
+        match = _STEP.fullmatch(part.strip())
+        if not match:
+            kind = part.split(":", 1)[0].strip()
+            if kind and kind not in _BOUNDS:
+                raise _refuse(text, f"unknown degradation {kind!r} (known: {', '.join(VIEW_KINDS)})")
+            raise _refuse(text, f"{part!r} is not KIND:VALUE or KIND:LOW-HIGH")
+        kind = match["kind"]
+        if kind not in _BOUNDS:
+            raise _refuse(text, f"unknown degradation {kind!r} (known: {', '.join(VIEW_KINDS)})")
+        low = float(match["low"])
+        high = float(match["high"]) if match["high"] is not None else low
+        ranged = match["high"] is not None
+        if not _within_bounds(kind, low, high, ranged):
+            raise _refuse(text, f"{kind} takes {_BOUNDS[kind][2]}")
+        if ranged and high <= low:
+            raise _refuse(text, f"the range {match['low']}-{match['high']} of {kind} must rise (LOW-HIGH, LOW < HIGH)")
+        steps.append(ViewStep(kind, low, high))
+    view = View(tuple(steps), seed)
+    return view if view.is_random else View(view.steps)  # a fixed view draws nothing: its seed means nothing
+
+
+def _within_bounds(kind: str, low: float, high: float, ranged: bool) -> bool:
+    lowest, highest, _ = _BOUNDS[kind]
+    if kind == "jpeg":
+        return all(value == int(value) and lowest <= value <= highest for value in (low, high))
+    starts_at_zero = kind == "blur" and ranged
+    return (low >= lowest if starts_at_zero else low > lowest) and high <= highest
+
+
+def parse_views(texts: str | list[str] | tuple[str, ...] | None) -> list[View | None]:
+    """Views from a list of texts (or one), duplicates removed in order; None in the list is the clean images.
+
+    An empty list means no view was asked for: `[]`.
+    """
+    if texts is None:
+        return []
+    items = [texts] if isinstance(texts, (str, View)) else list(texts)
+    views: dict[str, View | None] = {}
+    for item in items:
+        view = parse_view(item)
+        views.setdefault(view.name if view else "", view)
+    return list(views.values())
+
+
+def view_name(view: View | None) -> str:
+    """What a cache records as its `view`: the canonical text, "" for the clean images."""
+    return view.name if view is not None else ""
+
+
+@dataclass(frozen=True)
+class ViewDecoder:
+    """A per-image decoder for `featurekit.pipeline.image_batches`: decode, degrade, then resize.
+
+    It has the signature of `featurekit.data.load_image` (`decoder(path, image_size, max_pixels=...)`), keeps
+    nothing but plain data (so an engine may ship it to other processes) and is safe to call from many threads.
+
+    Attributes:
+        view: The view to apply, or None for the clean image.
+        root: The data folder; an image's path relative to it seeds its draws.
+        stored_size: When set, images must be stored at this square size (hand-made features that must not
+            see resampled pixels); another size is refused, naming the `image_size` option that allows it.
+        feature: Name of the feature that asks for `stored_size`, for the message.
+    """
+
+    view: View | None = None
+    root: str = ""
+    stored_size: int | None = None
+    feature: str = ""
+
+    def key(self, path: str | Path) -> str:
+        """The image's path relative to the data folder (absolute when it lies elsewhere), POSIX separators."""
+        try:
+            return Path(path).relative_to(self.root).as_posix() if self.root else Path(path).as_posix()
+        except ValueError:
+            return Path(path).as_posix()
+
+    def size_error(self, key: str, size: tuple[int, int]) -> FeaturekitError:
+        """The refusal of an image not stored at `stored_size`."""
+        width, height = size
+        return FeaturekitError(
+            f"{self.feature or 'This feature'} is computed on the pixels as stored, at {self.stored_size}x"
+            f"{self.stored_size}, without resampling (resampling smooths away the pixel noise it measures), "
+            f"but {key} is {width}x{height}.",
+            received=f"image {key}",
+            fix=f"Pass {option_name('image_size')} {width} if every image is {width}x{width}, or "
+            f"{option_name('image_size')} {self.stored_size} to resample every image to that size (recorded in the "
+            "cache).")
+
+    def __call__(self, path: str | Path, image_size: int, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+        image = decode_rgb(path, max_pixels=max_pixels)
+        if self.stored_size is not None and image.size != (self.stored_size, self.stored_size):
+            raise self.size_error(self.key(path), image.size)
+        if self.view is not None:
+            image = self.view.apply(image, self.key(path))
+        return resize_rgb(image, image_size)
