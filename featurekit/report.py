@@ -190,10 +190,12 @@ def render_backbones(summaries: list[dict[str, Any]], fmt: str):
 # info
 
 
+# What computed a cache (featurekit.engines): recorded, never part of its identity (the features are the same).
+ENGINE_ATTRIBUTES = ("engine", "engine_workers", "cluster_nodes", "cluster_cpus", "cluster_gpus")
 CACHE_ATTRIBUTES = ("backbone", "weights", "weights_label", "weights_sha256", "random_features", "layer", "pooling",
                     "image_size", "preprocessing", "precision", "backend", "architecture_variant", "dtype", "feature_dim", "n_rows", "n_skipped", "class_names",
                     "data_root", "layout", "data_fingerprint", "fingerprint", "created_utc", "schema_version",
-                    "versions")
+                    "versions", *ENGINE_ATTRIBUTES)
 
 
 def describe_cache(path: str | Path) -> dict[str, Any]:
