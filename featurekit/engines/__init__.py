@@ -17,6 +17,7 @@ run there) before anything is written, and releases the engine afterwards.
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,8 +33,9 @@ from featurekit.options import default as declared
 
 ENGINES = ("local", "ray")
 RAY_EXTRA = "pip install 'featurekit[ray]'"
-# Batch files written at once: a second thread overlaps one file's fsync with the next file's HDF5 writes.
-WRITER_THREADS = 2
+# Batch files written at once: more threads overlap one file's fsync with the next files' HDF5 writes (HDF5
+# itself runs one call at a time). Two on a small machine, up to four where a fast GPU produces batches quickly.
+WRITER_THREADS = max(2, min(4, (os.cpu_count() or 1) // 4))
 
 
 @dataclass(frozen=True)
@@ -155,9 +157,24 @@ class Engine(Protocol):
     def run(self, job: ExtractionJob, embedder: Any, sink: BatchSink, advance: Advance) -> dict[str, Any]:
         ...
 
+    def warm_up(self, job: ExtractionJob, embedder: Any) -> None:
+        """Whatever should happen before the clock and the progress bar start (compiling the forward pass)."""
+        ...
+
     def record(self) -> dict[str, Any]:
         """`engine`, `engine_workers`, `cluster_nodes`, `cluster_cpus`, `cluster_gpus` (stored in the cache)."""
         ...
+
+
+ENGINE_DEFAULTS: dict[str, Any] = {
+    "prefetch_batches": declared("extract", "prefetch_batches"),
+    "ray_address": declared("extract", "ray_address"),
+    "ray_workers": declared("extract", "ray_workers"),
+    "cpus_per_worker": declared("extract", "cpus_per_worker"),
+    "gpus_per_worker": declared("extract", "gpus_per_worker"),
+    "ship_bytes": declared("extract", "ship_bytes"),
+}
+RAY_ONLY = ("ray_address", "ray_workers", "cpus_per_worker", "gpus_per_worker", "ship_bytes")
 
 
 def ray_installed() -> bool:
@@ -188,17 +205,6 @@ def check_engine_request(engine: str, engine_options: dict[str, Any] | None = No
             "The ray engine needs Ray Data, which is not installed.", received=given("engine", engine),
             fix=f"Install the extra: {RAY_EXTRA} (or use {given('engine', 'local')}).")
     return options
-
-
-ENGINE_DEFAULTS: dict[str, Any] = {
-    "prefetch_batches": declared("extract", "prefetch_batches"),
-    "ray_address": declared("extract", "ray_address"),
-    "ray_workers": declared("extract", "ray_workers"),
-    "cpus_per_worker": declared("extract", "cpus_per_worker"),
-    "gpus_per_worker": declared("extract", "gpus_per_worker"),
-    "ship_bytes": declared("extract", "ship_bytes"),
-}
-RAY_ONLY = ("ray_address", "ray_workers", "cpus_per_worker", "gpus_per_worker", "ship_bytes")
 
 
 @contextmanager
