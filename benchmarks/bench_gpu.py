@@ -202,7 +202,8 @@ def main() -> None:
     configs = [(b, p, int(s)) for b, p, s in (c.split(":") for c in args.configs.split(","))]
     precisions = args.precisions.split(",")
     result = {"benchmark": "GPU extraction end to end vs forward only", "device": device_description(),
-              "cpu_count": os.cpu_count(), "python": sys.version.split()[0],
+              "cpu_count": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2),
+              "python": sys.version.split()[0],
               "keras_backend": os.environ.get("KERAS_BACKEND", "tensorflow"), "images": args.images,
               "source": str(source), "batch_size": args.batch_size, "prefetch_batches": args.prefetch_batches,
               "dtype": args.dtype,

@@ -73,6 +73,7 @@ def main() -> None:
 
     BatchSink.put = timed_put
 
+    load_at_start = round(os.getloadavg()[0], 2)  # other work on the machine skews every figure
     spare = args.cpus - 1
     runs = [("local", {}), ("ray", {"ray_workers": 1, "cpus_per_worker": float(spare)}),
             ("ray", {"ray_workers": 2, "cpus_per_worker": spare / 2})]
@@ -104,6 +105,7 @@ def main() -> None:
         row["vs_local"] = round(row["img_per_s"] / rows[0]["img_per_s"], 3)
         row["steady_vs_local"] = round(row["steady_img_per_s"] / rows[0]["steady_img_per_s"], 3)
     payload = {"benchmark": "ray engine vs local engine, one run", "cpu_count": os.cpu_count(),
+               "load_average_1min_at_start_and_end": [load_at_start, round(os.getloadavg()[0], 2)],
                "cpu": cpu_info()["model"], "ray_cpus": args.cpus, "ray_start_seconds": round(ray_start, 2),
                "data": f"{args.images} faces from {source.name}", "backbone": args.backbone, "layer": args.layer,
                "pooling": args.pooling, "image_size": args.image_size, "batch_size": args.batch_size,
@@ -112,7 +114,8 @@ def main() -> None:
                        "batches_img_per_s: the batch phase only; for local after the forward pass is compiled, "
                        "for ray including the actors' start (process, imports, model build, compile). "
                        "steady_img_per_s: rows of batches 2..n over the time from the first batch's arrival at the "
-                       "writer to the last's (the engine once running)"}
+                       "writer to the last's (the engine once running; for ray an upper bound, as results that "
+                       "were computed while the first was in transit arrive together)"}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {args.out}")
