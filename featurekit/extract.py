@@ -9,8 +9,6 @@ from __future__ import annotations
 import shlex
 import sys
 import time
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -40,6 +38,8 @@ DTYPES = ("float32", "float16")
 # every image of the folder as a test image (another test set, scored by probes fitted elsewhere).
 ALL_AS_TEST = "all-as-test"
 SUBSETS = ("", *SPLITS, ALL_AS_TEST)
+# Options of the extract command that go to the engine (see featurekit.engines.open_engine).
+ENGINE_OPTIONS = ("prefetch_batches", "ray_address", "ray_workers", "cpus_per_worker", "gpus_per_worker", "ship_bytes")
 
 
 @dataclass
@@ -111,6 +111,8 @@ def extract_many(
     view: str | Any | None = None,
     subset: str | None = None,
     expected_identity: dict[str, Any] | None = None,
+    engine: str = declared("extract", "engine"),
+    engine_options: dict[str, Any] | None = None,
     config: dict[str, Any] | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
@@ -141,7 +143,12 @@ def extract_many(
             still says how the features are stored.
         max_pixels: Largest image (width x height) decoded; larger files are skipped and listed (a guard against
             decompression bombs). None: no limit of featurekit's own.
-        workers: Decode threads; None for one per CPU core.
+        workers: Decode threads (of this process, or with the ray engine of each Ray actor); None for the default.
+        engine: Where the batches are computed: "local" (this process) or "ray" (Ray Data actors; the extra
+            `featurekit[ray]`). The features are the same; the engine and cluster size are recorded in each cache.
+        engine_options: prefetch_batches; for the ray engine ray_address, ray_workers, cpus_per_worker,
+            gpus_per_worker, ship_bytes (see `featurekit.engines.open_engine`). Missing ones take their declared
+            defaults.
         allow_train_overlap: Extract even when the weights come from `train-backbone` and were trained on
             images this extraction puts in its valid or test split (refused by default: probe scores on
             them would be optimistic). The caches then record the overlap per split and are flagged.
@@ -167,6 +174,9 @@ def extract_many(
     `featurekit.handmade.embedder` for what their caches record.
     """
     from featurekit.backbones import HANDMADE_POOLING, get_spec
+    from featurekit.backend import resolve_precision
+    from featurekit.embedder import check_image_size
+    from featurekit.engines import check_engine_request, open_engine
     from featurekit.views import parse_view, view_name
 
     # Every check that needs no image comes first: a refused request reads and writes nothing.
@@ -200,7 +210,10 @@ def extract_many(
                               received=f"{given('cache', str(cache))} with {len(taps)} taps",
                               fix=f"Leave {option_name('cache')} out (names then follow the default pattern) and use "
                               f"{option_name('cache_dir')}.")
+    check_engine_request(engine, engine_options)
     folder, data_fingerprint = scan_for_extraction(data, split_fractions, subset)
+    build_options = dict(backbone=backbone, taps=taps, image_size=image_size, preprocessing=preprocessing, seed=seed,
+                         precision=precision, batch_size=batch_size)
     if spec.is_handmade:
         from featurekit.handmade.embedder import build_handmade_embedder
 
@@ -208,9 +221,7 @@ def extract_many(
         overlap: dict[str, int] = {}
     else:
         embedder = _first_available_embedder(
-            [weights] if isinstance(weights, str) else list(weights), on_missing_weights, log,
-            backbone=backbone, taps=taps, image_size=image_size, preprocessing=preprocessing, seed=seed,
-            precision=precision, batch_size=batch_size)
+            [weights] if isinstance(weights, str) else list(weights), on_missing_weights, log, **build_options)
         overlap = _train_overlap(embedder.embedders[0].describe(), folder, allow_train_overlap, log)
     targets = []
     for index, ((layer, pooling), tap) in enumerate(zip(taps, embedder.embedders)):
@@ -235,6 +246,8 @@ def extract_many(
         for target in targets:
             _check_existing(target, overwrite, log, len(folder.samples))
         active = [t for t in targets if t.status != "up-to-date"]
+        # The engine is ready (a Ray cluster joined and the request checked) before anything is written.
+        runner = locks.enter_context(open_engine(engine, engine_options, workers, log)) if active else None
         batch_size = _agreed_batch_size(active, batch_size, log)
         embedder.batch_size = batch_size
         n_batches = -(-len(folder.samples) // batch_size)
@@ -249,9 +262,11 @@ def extract_many(
                     "batch_size": batch_size, "n_batches": n_batches, "n_samples": len(folder.samples),
                     "command": command})
         todo = sorted({b for t in active for b in range(n_batches) if b not in t.done})
-        n_computed, seconds = _run_batches(embedder, folder, active, todo, batch_size, dtype, progress,
-                                           decode_options=decode_options(folder.root, max_pixels, view, stored_size,
-                                                                         backbone), workers=workers)
+        request = {**build_options, "weights": _absolute_if_file(embedder.embedders[0].describe()["weights"])}
+        n_computed, seconds, engine_record = _run_batches(
+            runner, embedder, folder, active, todo, batch_size, dtype, progress,
+            decode_options=decode_options(folder.root, max_pixels, view, stored_size, backbone),
+            embedder_request=request)
 
         for target in active:
             description = target.description
@@ -262,7 +277,7 @@ def extract_many(
                      "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                      "batch_size": batch_size, "seed": seed,
                      "resize": "none (images as stored)" if stored_size else "pillow-bilinear",
-                     "backbone_params": description.get("backbone_params", 0),
+                     "backbone_params": description.get("backbone_params", 0), **engine_record,
                      **{f"train_overlap_{split}": count for split, count in overlap.items()}}
             finalize_cache(target.partial, folder.samples, attrs, ignored=folder.unsupported)
 
@@ -391,7 +406,8 @@ def extract_from_options(options: dict[str, Any], log: Callable[[str], None] = p
             split_fractions=parse_split_fractions(options["split"]), seed=options["seed"],
             on_missing_weights=options["on_missing_weights"], precision=options["precision"],
             allow_train_overlap=options["allow_train_overlap"], max_pixels=options["max_pixels"] or None,
-            workers=options["workers"], view=view,
+            workers=options["workers"], engine=options["engine"],
+            engine_options={name: options[name] for name in ENGINE_OPTIONS}, view=view,
             subset=_views_subset(options["views_split"]) if view is not None else None,
             config=stored, log=log, progress=progress)
     return results
@@ -546,45 +562,29 @@ def decode_options(root: str | Path, max_pixels: int | None, view: Any = None, s
     return options
 
 
-def _run_batches(embedder, folder, targets: list[_Target], todo: list[int], batch_size: int, dtype: str,
+def _run_batches(runner, embedder, folder, targets: list[_Target], todo: list[int], batch_size: int, dtype: str,
                  progress: bool, decode_options: dict[str, Any] | None = None,
-                 workers: int | None = None) -> tuple[int, float]:
-    """Forward the batches some target misses; write each target's part as soon as it is done.
+                 embedder_request: dict[str, Any] | None = None) -> tuple[int, float, dict[str, Any]]:
+    """Have the engine compute the batches some target misses; each target's part is written as it arrives.
 
     Returns:
-        (images computed, seconds).
+        (images computed, seconds, what the engine records in the caches).
     """
-    from featurekit.pipeline import image_batches
+    from featurekit.engines import BatchSink, ExtractionJob
 
+    job = ExtractionJob(root=folder.root, paths=tuple(sample.path for sample in folder.samples), todo=tuple(todo),
+                        batch_size=batch_size, image_size=embedder.image_size, decode_options=dict(decode_options or {}),
+                        embedder_request=dict(embedder_request or {}),
+                        descriptions=tuple(tap.describe() for tap in embedder.embedders))
     if not todo:
-        return 0, 0.0
-    n_samples = len(folder.samples)
-    paths = [sample.path for sample in folder.samples]
-    size = embedder.image_size
-    embedder(np.zeros((1, size, size, 3), np.uint8))  # compile the forward pass before the clock and the bar start
+        return 0, 0.0, runner.record() if runner is not None else {}
+    runner.warm_up(job, embedder)  # e.g. compile the forward pass before the clock and the bar start
     backbone = targets[0].description["backbone"]
     label = f"{backbone} features" + (f" ({len(targets)} taps)" if len(targets) > 1 else "")
-    n_rows = sum(min(batch_size, n_samples - b * batch_size) for b in todo)
     started = time.perf_counter()
-    # Batch files are written by one background thread, so the next forward pass never waits on the disk.
-    with _progress_bar(progress, n_rows, label) as advance, ThreadPoolExecutor(max_workers=1) as writer:
-        pending: deque[Future] = deque()
-        batches = image_batches(folder.root, paths, size, batch_size, batch_indices=todo, workers=workers,
-                                **(decode_options or {}))
-        for batch_index, (images, ok, reasons) in zip(todo, batches):
-            batch_rows = np.arange(batch_index * batch_size, batch_index * batch_size + len(ok))
-            outputs = embedder(images)
-            skipped_reasons = [reason for reason, good in zip(reasons, ok) if not good]
-            for target in targets:
-                if batch_index not in target.done:
-                    pending.append(writer.submit(target.partial.write_batch, batch_index, batch_rows[ok],
-                                                 outputs[target.index][ok], batch_rows[~ok], skipped_reasons, dtype))
-            while len(pending) > 2 * len(targets) or (pending and pending[0].done()):
-                pending.popleft().result()  # re-raises a failed write here, in order
-            advance(len(ok))
-        for future in pending:
-            future.result()
-    return n_rows, time.perf_counter() - started
+    with _progress_bar(progress, job.n_rows, label) as advance, BatchSink(targets, batch_size, dtype) as sink:
+        record = runner.run(job, embedder, sink, advance)
+    return job.n_rows, time.perf_counter() - started, record
 
 
 class _progress_bar:

@@ -283,6 +283,20 @@ OPTIONS: tuple[Option, ...] = (
     Option("precision", STR, "float32", "Compute precision of the backbone: float32 | bfloat16 | float16 | auto "
            "(bfloat16 on a GPU or a CPU with AVX512-BF16/AMX, else float32). Part of the cache identity; --dtype "
            "still sets how features are stored.", ("extract",), choices=("float32", "bfloat16", "float16", "auto")),
+    Option("engine", STR, "local", "Where the batches are computed: local (this process) | ray (Ray Data actors on a "
+           "Ray cluster; needs pip install 'featurekit[ray]').", ("extract",), choices=("local", "ray")),
+    Option("ray_address", STR, None, "The Ray cluster to join (auto, or ray://HOST:10001).", ("extract",),
+           default_text="a local Ray started for the run", example="auto"),
+    Option("ray_workers", INT, None, "Ray actors, each with its own embedder.", ("extract",), minimum=1,
+           default_text="as many as the cluster holds, leaving one CPU for reading", example=2),
+    Option("cpus_per_worker", FLOAT, 1.0, "CPUs each Ray actor reserves (and its decode threads unless --workers).",
+           ("extract",), above=0),
+    Option("gpus_per_worker", FLOAT, 0.0, "GPUs each Ray actor reserves (0.5: two actors share a GPU, one decodes "
+           "while the other computes).", ("extract",), minimum=0),
+    Option("ship_bytes", BOOL, False, "Send the Ray actors each file's bytes instead of its path (for nodes that do "
+           "not see the data folder).", ("extract",)),
+    Option("prefetch_batches", INT, 2, "Batches decoded ahead of the one being embedded (the local engine).",
+           ("extract",), minimum=0),
     Option("allow_train_overlap", BOOL, False, "Extract even when the backbone (from train-backbone) was trained on "
            "images that land in valid/test; the cache records and flags the overlap.", ("extract",)),
     Option("view", STRS, None, "Robustness view: features of degraded copies, cached separately (jpeg:Q | blur:SIGMA "
@@ -364,7 +378,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_pixels", INT, 64_000_000, "Largest image (width x height) decoded; larger files are skipped and "
            "listed (a guard against decompression bombs). 0: no limit of featurekit's own.",
            ("extract", "predict"), minimum=0),
-    Option("workers", INT, None, "Threads that decode images.", ("extract", "predict"), minimum=1,
+    Option("workers", INT, None, "Threads that decode images (with --engine ray: in each Ray actor).",
+           ("extract", "predict"), minimum=1,
            default_text="one per CPU core", example=4),
     Option("progress", BOOL, True, "Show progress bars.", ("extract", "train_backbone", "run")),
     Option("learning_rate", FLOAT, 1e-3, "Adam learning rate (the study: 1e-3).", ("fit_head", "train_backbone"),

@@ -211,11 +211,14 @@ def render_backbones(summaries: list[dict[str, Any]], fmt: str, files: list[dict
 # info
 
 
+# What computed a cache (featurekit.engines): recorded, never part of its identity (the features are the same).
+ENGINE_ATTRIBUTES = ("engine", "engine_workers", "cluster_nodes", "cluster_cpus", "cluster_gpus")
 CACHE_ATTRIBUTES = ("backbone", "weights", "weights_label", "weights_sha256", "random_features", "layer", "pooling",
                     "image_size", "preprocessing", "precision", "backend", "architecture_variant", "dtype",
                     "feature_dim", "view", "subset", "resize", "handmade", "n_rows", "n_skipped", "class_names",
                     "positive_class", "data_root", "layout", "data_fingerprint", "fingerprint", "train_overlap_valid",
-                    "train_overlap_test", "created_utc", "schema_version", "versions")
+                    "train_overlap_test", "created_utc", "schema_version", "versions",
+                    *ENGINE_ATTRIBUTES)
 
 
 def describe_cache(path: str | Path) -> dict[str, Any]:

@@ -1,0 +1,68 @@
+"""The local engine: decode threads feed one embedder in this process, batch after batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from featurekit.engines import Advance, BatchSink, ExtractionJob
+from featurekit.pipeline import DEFAULT_PREFETCH_BATCHES, default_workers
+
+
+class LocalEngine:
+    """Computes every batch in this process: `image_batches` decodes ahead on threads while the model runs.
+
+    Args:
+        workers: Decode threads; None for one per CPU this process may use.
+        prefetch_batches: Batches decoded ahead of the one being embedded (more hides slow disks, costs memory).
+    """
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None, prefetch_batches: int = DEFAULT_PREFETCH_BATCHES):
+        self.workers = workers
+        self.prefetch_batches = int(prefetch_batches)
+
+    def run(self, job: ExtractionJob, embedder: Any, sink: BatchSink, advance: Advance) -> dict[str, Any]:
+        """Embed the job's batches with `embedder` (a MultiEmbedder: uint8 batch -> one array per tap)."""
+        from featurekit.pipeline import image_batches
+
+        if job.todo:
+            batches = image_batches(job.root, job.paths, job.image_size, job.batch_size, batch_indices=job.todo,
+                                    workers=self.workers, prefetch=self.prefetch_batches, **job.decode_options)
+            for batch_index, (images, ok, reasons) in zip(job.todo, batches):
+                sink.put(batch_index, embedder(images), ok, reasons)
+                advance(len(ok))
+        return self.record()
+
+    def warm_up(self, job: ExtractionJob, embedder: Any) -> None:
+        """Compile the forward pass before the clock and the progress bar start."""
+        embedder(np.zeros((1, job.image_size, job.image_size, 3), np.uint8))
+
+    def record(self) -> dict[str, Any]:
+        return {"engine": self.name, "engine_workers": 1, "cluster_nodes": 1, "cluster_cpus": default_workers(),
+                "cluster_gpus": local_gpus()}
+
+
+def local_gpus() -> int:
+    """GPUs the active Keras backend computes on (asked of that backend only: no other is imported)."""
+    from featurekit.backend import active_backend
+
+    backend = active_backend()
+    try:
+        if backend == "jax":
+            import jax
+
+            return sum(1 for device in jax.devices() if device.platform in ("gpu", "cuda", "rocm"))
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return len(tf.config.list_physical_devices("GPU"))
+        if backend == "torch":
+            import torch
+
+            return int(torch.cuda.device_count())
+    except Exception:  # a backend that cannot say has none we know of
+        return 0
+    return 0

@@ -1,0 +1,547 @@
+"""The ray engine: Ray Data actors decode and embed whole batches; this process writes them.
+
+The unit of work is the batch, the same fixed slice of the sorted sample list as the local engine. One Ray
+Data row per batch to compute (its index and file paths, or the files' bytes) goes through `map_batches` to
+a pool of actors (`ActorPoolStrategy`); each actor builds ONE embedder from the registry and the driver's
+recorded request (backbone, taps, resolved weights, precision: never a pickled model), checks that it
+describes itself exactly as the driver's does, and decodes with the same `featurekit.data.load_image` and
+options. Results come back in any order, each carrying its batch index, and the driver writes each one as
+it arrives (`BatchSink` -> `PartialCache.write_batch`): a killed driver keeps every batch written, and a
+rerun submits only the batches still missing.
+
+Failures:
+- An actor process that dies (a crash, the OOM killer) is restarted by Ray and its batch retried, up to
+  `BATCH_ATTEMPTS` times.
+- An exception while computing a batch is retried by the actor, up to `BATCH_ATTEMPTS` tries in all; a
+  batch that still fails comes back as data (the actor lives on) and, once the other batches are written,
+  the run stops with an error naming the batch, its first file and the error. Every finished batch is kept.
+- A worker that cannot work at all (its embedder differs from the driver's, the weights file or the data
+  folder is not on its node) fails every batch at once, without retries: they would fail the same way.
+
+Before launching, the request is checked against the cluster: actors holding every CPU leave none to feed
+them and Ray Data waits forever (ray-project/ray#44687), so at least one CPU stays free; GPUs asked for
+must exist. The driver's Keras backend and featurekit code travel to the workers in the runtime
+environment (`KERAS_BACKEND`, `py_modules`), so the workers compute exactly what the driver would.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import socket
+import tempfile
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from featurekit.engines import RAY_EXTRA, Advance, BatchSink, ExtractionJob
+from featurekit.errors import FeaturekitError, given, option_name
+
+# Tries per batch: a batch whose computation fails (or kills its actor) this many times stops the run.
+BATCH_ATTEMPTS = 3
+# CPUs kept free of actors: Ray Data needs one to schedule and feed the actors (ray-project/ray#44687).
+RESERVED_CPUS = 1
+# A test-only hook: a JSON list of {"batch": B, "times": N, "action": "raise"|"exit", "markers": DIR}; each makes
+# the actor computing batch B raise (or its process exit) on its first N tries, counted with marker files so
+# that restarted actors count too.
+FAULT_VARIABLE = "FEATUREKIT_RAY_TEST_FAULT"
+# Environment the driver passes on to every worker (its Keras backend is added explicitly).
+FORWARDED_VARIABLES = ("TF_CPP_MIN_LOG_LEVEL", "KERAS_HOME", FAULT_VARIABLE)
+_EPSILON = 1e-9
+
+
+@dataclass(frozen=True)
+class ClusterShape:
+    """The resources of a Ray cluster's live nodes: CPUs and GPUs per node."""
+
+    node_cpus: tuple[float, ...]
+    node_gpus: tuple[float, ...]
+
+    @property
+    def nodes(self) -> int:
+        return len(self.node_cpus)
+
+    @property
+    def cpus(self) -> float:
+        return float(sum(self.node_cpus))
+
+    @property
+    def gpus(self) -> float:
+        return float(sum(self.node_gpus))
+
+    def record(self) -> dict[str, Any]:
+        return {"cluster_nodes": self.nodes, "cluster_cpus": _number(self.cpus), "cluster_gpus": _number(self.gpus)}
+
+
+def plan_workers(requested: int | None, cpus_per_worker: float, gpus_per_worker: float, cluster: ClusterShape) -> int:
+    """How many actors to start; refuses, before anything launches, a request that could never run.
+
+    Args:
+        requested: Actors asked for; None for as many as the cluster holds (one CPU kept free).
+        cpus_per_worker: CPUs each actor reserves (> 0).
+        gpus_per_worker: GPUs each actor reserves (>= 0).
+        cluster: The cluster's nodes.
+
+    Raises:
+        FeaturekitError: the actors would hold every CPU (the run would hang, ray-project/ray#44687), more GPUs
+            than the cluster has are asked for, or no node is large enough for one actor.
+    """
+    fix_workers = f"{option_name('ray_workers')} / {option_name('cpus_per_worker')} / {option_name('gpus_per_worker')}"
+    received = (f"{given('ray_workers', requested)}, {given('cpus_per_worker', _number(cpus_per_worker))}, "
+                f"{given('gpus_per_worker', _number(gpus_per_worker))} on a cluster of {cluster.nodes} node(s) with "
+                f"{_number(cluster.cpus)} CPUs and {_number(cluster.gpus)} GPUs")
+    if gpus_per_worker > max(cluster.node_gpus, default=0) + _EPSILON:
+        raise FeaturekitError(
+            f"Each Ray worker asks for {_number(gpus_per_worker)} GPU(s), but no node of the cluster has that many "
+            "(the run would wait forever for them).", received=received,
+            fix=f"Use {given('gpus_per_worker', 0)} on a CPU cluster, or at most "
+                f"{_number(max(cluster.node_gpus, default=0))}.")
+    if cpus_per_worker > max(cluster.node_cpus, default=0) + _EPSILON:
+        raise FeaturekitError(
+            f"Each Ray worker asks for {_number(cpus_per_worker)} CPUs, but no node of the cluster has that many.",
+            received=received, fix=f"Lower {option_name('cpus_per_worker')} to at most "
+                                   f"{_number(max(cluster.node_cpus, default=0) - RESERVED_CPUS)}.")
+    spare_cpus = cluster.cpus - RESERVED_CPUS
+    by_cpus = math.floor(spare_cpus / cpus_per_worker + _EPSILON) if spare_cpus > 0 else 0
+    by_nodes = sum(_fits(cpus, gpus, cpus_per_worker, gpus_per_worker)
+                   for cpus, gpus in zip(cluster.node_cpus, cluster.node_gpus))
+    by_gpus = math.floor(cluster.gpus / gpus_per_worker + _EPSILON) if gpus_per_worker > 0 else by_nodes
+    most = min(by_cpus, by_nodes, by_gpus)
+    if requested is None:
+        if most < 1:
+            raise FeaturekitError(
+                f"The cluster has no room for one Ray worker of {_number(cpus_per_worker)} CPUs once one CPU is kept "
+                "free for Ray Data to feed it (ray-project/ray#44687).", received=received,
+                fix=f"Use fewer CPUs per worker (e.g. {given('cpus_per_worker', 0.5)}), a larger cluster, or "
+                    f"{option_name('engine')} local.")
+        return most
+    if requested * cpus_per_worker > spare_cpus + _EPSILON:
+        raise FeaturekitError(
+            f"{requested} Ray workers x {_number(cpus_per_worker)} CPUs would hold "
+            f"{_number(requested * cpus_per_worker)} of the cluster's {_number(cluster.cpus)} CPUs, leaving less than "
+            f"{RESERVED_CPUS} for Ray Data to feed them: the run would wait forever (ray-project/ray#44687).",
+            received=received,
+            fix=f"Use at most {max(by_cpus, 0)} workers of {_number(cpus_per_worker)} CPUs, or fewer CPUs per worker "
+                f"(e.g. {given('ray_workers', requested)} with {given('cpus_per_worker', _number(_fraction(spare_cpus, requested)))}) "
+                f"({fix_workers}).")
+    if gpus_per_worker > 0 and requested * gpus_per_worker > cluster.gpus + _EPSILON:
+        raise FeaturekitError(
+            f"{requested} Ray workers x {_number(gpus_per_worker)} GPUs need {_number(requested * gpus_per_worker)} "
+            f"GPUs, but the cluster has {_number(cluster.gpus)}.", received=received,
+            fix=f"Use at most {by_gpus} workers, or fewer GPUs per worker ({fix_workers}).")
+    if requested > by_nodes:
+        raise FeaturekitError(
+            f"The cluster's nodes hold at most {by_nodes} Ray workers of {_number(cpus_per_worker)} CPUs and "
+            f"{_number(gpus_per_worker)} GPUs each, not {requested}.", received=received,
+            fix=f"Use at most {by_nodes} workers, or smaller ones ({fix_workers}).")
+    return requested
+
+
+def _fits(cpus: float, gpus: float, cpus_per_worker: float, gpus_per_worker: float) -> int:
+    """Actors of this size one node holds."""
+    count = math.floor(cpus / cpus_per_worker + _EPSILON)
+    if gpus_per_worker > 0:
+        count = min(count, math.floor(gpus / gpus_per_worker + _EPSILON))
+    return max(count, 0)
+
+
+def _fraction(cpus: float, workers: int) -> float:
+    """The largest CPUs per worker, in steps of 0.25, that `workers` actors can share `cpus` with."""
+    return max(0.25, math.floor(cpus / max(workers, 1) * 4) / 4)
+
+
+def _number(value: float) -> float | int:
+    """1.0 -> 1 (for messages and records), 0.5 stays 0.5."""
+    return int(value) if float(value).is_integer() else float(value)
+
+
+def import_ray():
+    """The `ray` module with Ray Data, or a FeaturekitError naming the extra to install."""
+    try:
+        import ray
+        import ray.data  # noqa: F401  (Ray Core alone is not enough)
+    except ImportError as error:
+        raise FeaturekitError(f"The ray engine needs Ray Data, which is not installed ({error}).",
+                              received=given("engine", "ray"),
+                              fix=f"Install the extra: {RAY_EXTRA} (or use {given('engine', 'local')}).") from None
+    return ray
+
+
+def cluster_shape(ray) -> ClusterShape:
+    """The live nodes of the connected cluster."""
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    return ClusterShape(tuple(float(n.get("Resources", {}).get("CPU", 0)) for n in nodes),
+                        tuple(float(n.get("Resources", {}).get("GPU", 0)) for n in nodes))
+
+
+class RayEngine:
+    """Computes the batches on a Ray cluster with Ray Data actors (see the module docstring).
+
+    Use as a context manager: entering joins the cluster at `address` (or the Ray this process already runs,
+    or starts a local one) and checks the request against it; leaving shuts down a Ray it started.
+
+    Args:
+        address: The cluster to join ("auto", "ray://host:10001"); None starts a local Ray on this machine
+            unless this process is already connected to one.
+        workers: Actors; None for as many as the cluster holds with one CPU kept free.
+        cpus_per_worker: CPUs each actor reserves.
+        gpus_per_worker: GPUs each actor reserves (0.5: two actors share one GPU).
+        ship_bytes: Send each file's bytes to the actors instead of its path, for nodes that do not see the
+            data folder. The bytes of every batch to compute are put in Ray's object store up front (it
+            spills to disk when full).
+        decode_threads: Decode threads in each actor; None: one per CPU it reserves (at least one).
+        log: Where messages go.
+        attempts: Tries per batch before the run stops.
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, workers: int | None = None, cpus_per_worker: float = 1.0,
+                 gpus_per_worker: float = 0.0, ship_bytes: bool = False, decode_threads: int | None = None,
+                 log: Callable[[str], None] = print, attempts: int = BATCH_ATTEMPTS):
+        self.address = address
+        self.requested_workers = workers
+        self.cpus_per_worker = float(cpus_per_worker)
+        self.gpus_per_worker = float(gpus_per_worker)
+        self.ship_bytes = bool(ship_bytes)
+        self.decode_threads = decode_threads or max(1, math.ceil(self.cpus_per_worker))
+        self.log = log
+        self.attempts = int(attempts)
+        self.workers = 0
+        self.cluster = ClusterShape((), ())
+        self._started = False
+
+    def __enter__(self) -> "RayEngine":
+        ray = import_ray()
+        if not ray.is_initialized():
+            try:
+                with _quiet_ray():
+                    ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+                             logging_level=logging.ERROR, runtime_env=self._job_runtime_env())
+            except (ConnectionError, RuntimeError, ValueError) as error:
+                where = f"the Ray cluster at {self.address}" if self.address else "a local Ray"
+                raise FeaturekitError(f"Could not start or join {where} ({error}).",
+                                      received=given("ray_address", self.address),
+                                      fix=f"Check that the cluster runs (`ray status`), or leave "
+                                          f"{option_name('ray_address')} out to start a local Ray.") from None
+            self._started = True
+        try:
+            self.cluster = cluster_shape(ray)
+            self.workers = plan_workers(self.requested_workers, self.cpus_per_worker, self.gpus_per_worker,
+                                        self.cluster)
+        except BaseException:
+            self._shutdown()
+            raise
+        gpus = f", {_number(self.gpus_per_worker)} GPU" if self.gpus_per_worker else ""
+        self.log(f"Ray: {self.cluster.nodes} node(s), {_number(self.cluster.cpus)} CPUs, {_number(self.cluster.gpus)} "
+                 f"GPUs; {self.workers} workers x {_number(self.cpus_per_worker)} CPU{gpus}"
+                 f"{', file bytes shipped' if self.ship_bytes else ''}.")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._started:
+            import ray
+
+            ray.shutdown()
+            self._started = False
+
+    def record(self) -> dict[str, Any]:
+        return {"engine": self.name, "engine_workers": self.workers, **self.cluster.record()}
+
+    def warm_up(self, job: ExtractionJob, embedder: Any) -> None:
+        """Nothing to do here: each actor compiles its own forward pass before its first batch."""
+
+    def run(self, job: ExtractionJob, embedder: Any, sink: BatchSink, advance: Advance) -> dict[str, Any]:
+        """Compute the job's batches on the cluster; each result is written by `sink` as it arrives.
+
+        `embedder` (the driver's) is not sent anywhere: actors build their own from `job.embedder_request`.
+
+        Raises:
+            FeaturekitError: a batch failed `attempts` times, a worker cannot work, or Ray failed; the batches
+                finished before are written and kept.
+        """
+        failed = self._compute(job, list(job.todo), sink, advance)
+        if failed:
+            index, (error, permanent) = next(iter(sorted(failed.items())))
+            tries = "" if permanent else f" {self.attempts} times"
+            others = f" ({len(failed) - 1} other batches failed too)" if len(failed) > 1 else ""
+            raise FeaturekitError(
+                f"Batch {index} (first file {job.batch_paths(index)[0]}) failed{tries} on the Ray workers: {error}"
+                f"{others}. The {len(job.todo) - len(failed)} batches finished in this run are kept.",
+                received=f"{given('engine', 'ray')}, batch {index} of {job.batch_size} images",
+                fix="Fix the cause and run the same command again: it computes only the missing batches "
+                    f"(or use {option_name('engine')} local to see the error on this machine).")
+        return self.record()
+
+    def _compute(self, job: ExtractionJob, batches: list[int], sink: BatchSink,
+                  advance: Advance) -> dict[int, tuple[str, bool]]:
+        """One Ray Data pass over `batches`; returns {batch: (error, permanent)} of those that failed."""
+        ray = import_ray()
+        from ray.data import ActorPoolStrategy
+
+        rows = [self._row(job, index) for index in batches]
+        dims = [int(d["feature_dim"]) for d in job.descriptions]
+        failed: dict[int, tuple[str, bool]] = {}
+        finished: set[int] = set()
+        with _quiet_ray(), warnings.catch_warnings():
+            # Bounded actor restarts and task retries are Ray remote arguments, deprecated in Ray Data 2.60 in
+            # favour of named parameters that do not cover them yet; its own defaults retry forever.
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
+            results = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
+                _BatchWorker, batch_size=1, batch_format="numpy",
+                compute=ActorPoolStrategy(size=max(1, min(self.workers, len(rows)))),
+                num_cpus=self.cpus_per_worker, num_gpus=self.gpus_per_worker or None,
+                fn_constructor_kwargs={"request": job.embedder_request, "descriptions": list(job.descriptions),
+                                       "image_size": job.image_size, "decode_options": dict(job.decode_options),
+                                       "decode_threads": self.decode_threads, "attempts": self.attempts},
+                runtime_env=None if self._started else self._actor_runtime_env(),
+                max_restarts=self.attempts, max_task_retries=self.attempts - 1)
+            try:
+                for row in results.iter_rows():
+                    index = int(row["batch"])
+                    if row["error"]:
+                        failed[index] = (str(row["error"]), bool(row["permanent"]))
+                        continue
+                    n = int(row["n"])
+                    outputs = [np.frombuffer(row[f"features_{i}"], dtype=np.float32).reshape(n, dim)
+                               for i, dim in enumerate(dims)]
+                    ok = np.frombuffer(row["ok"], dtype=bool)
+                    sink.put(index, outputs, ok, json.loads(row["reasons"]))
+                    finished.add(index)
+                    advance(n)
+            except ray.exceptions.RayError as error:
+                unfinished = [b for b in batches if b not in finished and b not in failed]
+                raise FeaturekitError(
+                    f"The Ray run failed ({_first_line(error)}); batches {_short_list(unfinished)} were not "
+                    f"finished. The {len(job.todo) - len(unfinished) - len(failed)} batches finished are kept.",
+                    received=f"{given('engine', 'ray')} with {self.workers} workers",
+                    fix="Fix the cause (a worker that keeps dying: memory, a crash in a decoder) and run the same "
+                        "command again: it computes only the missing batches.") from None
+        return failed
+
+    def _row(self, job: ExtractionJob, index: int) -> dict[str, Any]:
+        """One Ray Data row: a batch index, its files, and with ship_bytes their bytes (or why they cannot be read)."""
+        paths = job.batch_paths(index)
+        row: dict[str, Any] = {"batch": index, "root": str(Path(job.root).resolve()), "paths": json.dumps(paths),
+                               "blobs": [], "unread": "[]"}
+        if self.ship_bytes:
+            blobs, unread = [], []
+            for path in paths:
+                blob, reason = _read_for_shipping(Path(job.root) / path, job.image_size, job.decode_options)
+                blobs.append(blob)
+                unread.append(reason)
+            row.update(blobs=blobs, unread=json.dumps(unread))
+        return row
+
+    def _environment(self) -> dict[str, str]:
+        """The driver's Keras backend and a few settings, for every worker."""
+        from featurekit.backend import active_backend
+
+        env = {name: os.environ[name] for name in FORWARDED_VARIABLES if name in os.environ}
+        env["KERAS_BACKEND"] = active_backend()
+        if 0 < self.gpus_per_worker < 1:  # actors sharing a GPU must not each reserve most of its memory
+            env.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{0.9 * self.gpus_per_worker:.2f}")
+            env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+        return env
+
+    def _job_runtime_env(self) -> dict[str, Any]:
+        """For a Ray this engine starts or joins: the environment, and this featurekit's code uploaded to every
+        node (Ray accepts local code folders only for a whole job)."""
+        return {"env_vars": self._environment(), "py_modules": [str(_featurekit_folder())]}
+
+    def _actor_runtime_env(self) -> dict[str, Any]:
+        """For a Ray the caller connected to: the environment, and this featurekit first on the path (nodes that
+        do not have that folder import the featurekit installed there; the embedder check catches a mismatch)."""
+        env = self._environment()
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_featurekit_folder().parent),
+                                                         os.environ.get("PYTHONPATH", "")) if p)
+        return {"env_vars": env}
+
+
+def _featurekit_folder() -> Path:
+    import featurekit
+
+    return Path(featurekit.__file__).resolve().parent
+
+
+def _read_for_shipping(path: Path, image_size: int, decode_options: dict[str, Any]) -> tuple[bytes | None, str]:
+    """A regular file's bytes; for anything else (a folder, a FIFO, an unreadable file) the reason the local
+    engine would give, found by asking `load_image` itself here (it refuses such files without reading them)."""
+    import stat
+
+    from featurekit.data import ImageDecodeError, load_image
+
+    try:
+        if stat.S_ISREG(os.stat(path).st_mode):
+            with open(path, "rb") as handle:
+                return handle.read(), ""
+    except OSError:
+        pass
+    try:
+        load_image(path, image_size, **decode_options)
+    except ImageDecodeError as error:
+        return None, str(error) or "could not be decoded"
+    return None, "could not be read on the driver"
+
+
+class _BatchWorker:
+    """A Ray Data actor: one embedder, built once; decodes and embeds one batch per call.
+
+    Errors come back as data ({"error": ..., "permanent": ...}) rather than exceptions, so the driver knows
+    which batch failed and why, and decides about retries itself.
+    """
+
+    def __init__(self, request: dict[str, Any], descriptions: list[dict[str, Any]], image_size: int,
+                 decode_options: dict[str, Any], decode_threads: int, attempts: int = BATCH_ATTEMPTS):
+        self._n_outputs = len(descriptions)
+        self._attempts = max(1, int(attempts))
+        self._problem = ""
+        self._scratch = tempfile.mkdtemp(prefix="featurekit-ray-")
+        self._host = socket.gethostname()
+        try:
+            from featurekit.engines import build_from_request
+            from featurekit.pipeline import ParallelDecoder
+
+            self._embedder = build_from_request(request)
+            self._problem = _description_mismatch([e.describe() for e in self._embedder.embedders], descriptions)
+            self._decoder = ParallelDecoder(image_size, decode_threads, **decode_options)
+            self._image_size = image_size
+            if not self._problem:
+                self._embedder(np.zeros((1, image_size, image_size, 3), np.uint8))  # compile before the first batch
+        except Exception as error:  # e.g. the weights file is not on this node: no batch can be computed here
+            self._problem = f"the worker on {self._host} could not build its embedder ({type(error).__name__}: {error})"
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One batch row in, one result row out: features and decode results, or why it failed."""
+        index = int(batch["batch"][0])
+        if self._problem:
+            return self._error(index, self._problem, permanent=True)
+        root = str(batch["root"][0])
+        paths = json.loads(str(batch["paths"][0]))
+        blobs = list(batch["blobs"][0]) if len(batch["blobs"][0]) else None
+        unread = json.loads(str(batch["unread"][0]))
+        if blobs is None and not os.path.isdir(root):
+            return self._error(index, f"the data folder {root} is not visible on the worker's node ({self._host}); "
+                               f"put it on a filesystem every node mounts, or pass {option_name('ship_bytes')}",
+                               permanent=True)
+        for attempt in range(self._attempts):
+            try:
+                _injected_fault(index)
+                images, ok, reasons = self._decode(root, paths, blobs, unread)
+                outputs = self._embedder(images)
+                break
+            except Exception as error:  # retried here; the last error goes back to the driver as data
+                if attempt + 1 == self._attempts:
+                    return self._error(index, f"{type(error).__name__}: {error}", permanent=False)
+        columns = {"batch": np.array([index]), "error": np.array([""]), "permanent": np.array([False]),
+                   "n": np.array([len(ok)]), "ok": np.array([np.asarray(ok, bool).tobytes()], dtype=object),
+                   "reasons": np.array([json.dumps(list(reasons))])}
+        for i, output in enumerate(outputs):
+            columns[f"features_{i}"] = np.array([np.ascontiguousarray(output, np.float32).tobytes()], dtype=object)
+        return columns
+
+    def _decode(self, root: str, paths: list[str], blobs: list | None,
+                unread: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Decode with the same `load_image` and options as the local engine; shipped bytes are written to a
+        private scratch folder under the file's own name first (load_image reads files, and checks names)."""
+        if blobs is None:
+            return self._decoder.submit([Path(root) / p for p in paths]).result()
+        written = []
+        try:
+            for row, (path, blob) in enumerate(zip(paths, blobs)):
+                folder = Path(self._scratch) / str(row)
+                folder.mkdir(exist_ok=True)
+                local = folder / Path(path).name
+                if blob is not None:
+                    local.write_bytes(bytes(blob))
+                written.append(local)
+            images, ok, reasons = self._decoder.submit(written).result()
+        finally:
+            for local in written:
+                local.unlink(missing_ok=True)
+        for row, reason in enumerate(unread):
+            if reason:  # the driver could not read it: the reason the local engine gives
+                images[row] = 0
+                ok[row] = False
+                reasons[row] = reason
+        return images, ok, reasons
+
+    def _error(self, index: int, message: str, permanent: bool) -> dict[str, np.ndarray]:
+        columns = {"batch": np.array([index]), "error": np.array([message]), "permanent": np.array([permanent]),
+                   "n": np.array([0]), "ok": np.array([b""], dtype=object), "reasons": np.array(["[]"])}
+        for i in range(self._n_outputs):
+            columns[f"features_{i}"] = np.array([b""], dtype=object)
+        return columns
+
+    def __del__(self) -> None:
+        shutil.rmtree(getattr(self, "_scratch", ""), ignore_errors=True)
+
+
+def _description_mismatch(worker: list[dict[str, Any]], driver: list[dict[str, Any]]) -> str:
+    """Why the worker's embedder is not the driver's ("" when it is): the same keys, weights path aside."""
+    for own, wanted in zip(worker, driver):
+        for key in sorted(set(own) | set(wanted)):
+            if key == "weights":  # the same file may be spelled differently; its sha256 is compared
+                continue
+            if json.dumps(own.get(key), default=str) != json.dumps(wanted.get(key), default=str):
+                return (f"the worker's embedder differs from the driver's: {key} is {own.get(key)!r} there but "
+                        f"{wanted.get(key)!r} here")
+    return ""
+
+
+def _injected_fault(index: int) -> None:
+    """The test-only fault of FAULT_VARIABLE (see there); does nothing when it is not set."""
+    spec = os.environ.get(FAULT_VARIABLE)
+    if not spec:
+        return
+    for fault in json.loads(spec):
+        if int(fault["batch"]) != index:
+            continue
+        for attempt in range(int(fault.get("times", 1))):
+            try:
+                marker = Path(fault["markers"]) / f"fault-{index}-{attempt}"
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                continue
+            if fault.get("action") == "exit":
+                os._exit(1)
+            raise RuntimeError(f"injected fault in batch {index} (try {attempt + 1})")
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[-1] if lines else ''}"[:500]
+
+
+def _short_list(values: list[int], limit: int = 10) -> str:
+    shown = ", ".join(map(str, values[:limit]))
+    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
+
+
+@contextmanager
+def _quiet_ray() -> Iterator[None]:
+    """Ray Data's INFO lines and its note that progress bars are off would interleave with featurekit's own bar."""
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    loggers = [logging.getLogger(name) for name in ("ray", "ray.data")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
