@@ -259,3 +259,22 @@ def test_fused_predict_refuses_an_edited_member_record(fused_on_images, tmp_path
     (edited / "fitted.json").write_text(json.dumps(meta))
     with pytest.raises(FeaturekitError, match="cache_fingerprint"):
         predict(edited, [data / "real" / "img_00.png"])
+
+
+def test_fused_predict_decodes_once_per_member_size(fused_on_images, tmp_path: Path):
+    from featurekit.extract import extract
+    from featurekit.predict import predict
+
+    data, caches, _ = fused_on_images
+    larger = extract(data, "test_tiny", image_size=48, pooling="avg", cache=tmp_path / "c48.h5", progress=False,
+                     log=lambda m: None).cache_path
+    members = [caches[0], larger]
+    fitted = fit_probe(members, "logreg", runs_dir=tmp_path / "runs", **QUIET)
+    with FusedCache(members) as fused:
+        assert fused.attrs["image_size"] in ("32+48", "48+32")
+        scores, _ = split_scores(fitted, fused, "test")
+        test_paths = [data / fused.paths[i] for i in fused.split_indices("test")]
+    (tmp_path / "broken.png").write_bytes(b"nope")
+    predicted = predict(fitted.directory, [*test_paths, tmp_path / "broken.png"], batch_size=7)
+    np.testing.assert_allclose([r["p_fake"] for r in predicted[:-1]], scores, rtol=1e-5, atol=1e-6)
+    assert predicted[-1]["p_fake"] is None and predicted[-1]["error"]
