@@ -29,7 +29,7 @@ from featurekit.fitting import (
     run_dir_of,
     split_scores,
 )
-from featurekit.fusion import FusedCache, is_fusion, open_source, source_name
+from featurekit.fusion import FusedCache, open_source, source_name
 from featurekit.options import default as declared
 
 # Columns every row has, in display order (snake_case keys of the JSON output).

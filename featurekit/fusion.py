@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
+from rich.markup import escape
 
 from featurekit.cache import TARGET_CHUNK_BYTES, CacheReader, open_cache
 from featurekit.errors import FeaturekitError, given, option_name
@@ -204,7 +205,7 @@ class FusedCache:
         if left_out:
             named = "; ".join(f"{path} (skipped by {name})" for path, name in left_out[:NAMED_ROWS])
             more = f" and {len(left_out) - NAMED_ROWS} more" if len(left_out) > NAMED_ROWS else ""
-            log(f"fusion: {len(left_out)} images are left out because a member skipped them: {named}{more}.")
+            log(escape(f"fusion: {len(left_out)} images are left out because a member skipped them: {named}{more}."))
         return [keep] + [rows[keep] for rows in member_rows]
 
     @staticmethod

@@ -327,6 +327,8 @@ def gain_per_doubling(points: Sequence[dict[str, Any]]) -> float | None:
 
 def plot_learning_curve(points: Sequence[dict[str, Any]], out: str | Path, title: str) -> Path:
     """Test ROC AUC (mean +- sd over repeats) against training images, log2 x axis, as a PNG."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -334,16 +336,18 @@ def plot_learning_curve(points: Sequence[dict[str, Any]], out: str | Path, title
 
     from featurekit.fsutil import atomic_write_bytes
 
+    slope = gain_per_doubling(points)
     points = [p for p in points if "error" not in p]
     figure, axes = plt.subplots(figsize=(7, 4.5))
     sizes = [p["n_train"] for p in points]
     axes.errorbar(sizes, [p["test_roc_auc_mean"] for p in points], yerr=[p["test_roc_auc_sd"] for p in points],
-                  marker="o", capsize=4, label="test ROC AUC (mean +- sd over repeats)")
+                  marker="o", capsize=4, label="test ROC AUC (mean +- sd over repeats)"
+                  + (f"; {slope:+.3f} per doubling" if slope is not None else ""))
     axes.set_xscale("log", base=2)
     axes.set_xticks(sizes, [str(s) for s in sizes])
     axes.set_xlabel("training images (log2 scale)")
     axes.set_ylabel("test ROC AUC")
-    axes.set_title(title, fontsize=9)
+    axes.set_title(textwrap.fill(title, 100), fontsize=8)
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8, loc="lower right")
     figure.tight_layout()
@@ -428,6 +432,14 @@ def features_text(row: dict[str, Any]) -> str:
     return f"{row['backbone']} {layer}{row['pooling']} {row['image_size']}px"
 
 
+def _cache_text(row: dict[str, Any]) -> str:
+    """The cache's file name; a fusion by its number of members (its features column names each)."""
+    source = row.get("_source")
+    if isinstance(source, (list, tuple)) and len(source) > 1:
+        return f"fusion of {len(source)} caches"
+    return str(row["cache"])
+
+
 def _valid_columns():
     from featurekit.report import Column, short_weights
 
@@ -438,7 +450,7 @@ def _valid_columns():
 
     return (
         Column("rank", lambda r: "fusion" if r.get("rank") is None else str(r["rank"]), "right"),
-        Column("cache", lambda r: str(r["cache"])),
+        Column("cache", _cache_text),
         Column("features", features_text),
         Column("weights", lambda r: short_weights(r.get("weights_label"))),
         Column("probe", lambda r: str(r["probe"])),
@@ -500,8 +512,9 @@ def render_markdown(result: SweepResult, plot_name: str | None = None) -> str:
     """The sweep as Markdown: the valid table, the fusion candidate, the choice, then the test figures apart."""
     from featurekit.report import Column, markdown_table, weights_footnotes
 
-    lines = [f"# sweep {result.name}", "", f"Selection: {SELECTION_RULE}.", ""]
-    lines += [f"- **{note}**" if note.startswith("LEAK") else f"- {note}" for note in result.notes]
+    lines = [f"# sweep {result.name}", "", f"Selection: {SELECTION_RULE}."]
+    if result.notes:
+        lines += [""] + [f"- **{note}**" if note.startswith("LEAK") else f"- {note}" for note in result.notes]
     lines += ["", "## every configuration, on the valid split only", "",
               markdown_table(result.rows, _valid_columns()).rstrip("\n")]
     notes = weights_footnotes(result.rows + ([result.fusion] if result.fusion else []))
