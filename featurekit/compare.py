@@ -19,7 +19,7 @@ import numpy as np
 
 from rich.markup import escape
 
-from featurekit.errors import FeaturekitError
+from featurekit.errors import FeaturekitError, given, option_name
 from featurekit.fitting import (
     MODEL_DIR,
     FittedProbe,
@@ -186,9 +186,9 @@ def fusion_sources(caches: list[Path], fuse: bool | list[list[Any]]) -> list[Cac
     """
     if fuse is True:
         if len(caches) < 2:
-            raise FeaturekitError("Fusion needs two or more caches of the same images.",
-                                  received=", ".join(str(c) for c in caches) or "no cache",
-                                  fix="Repeat the cache option for each cache to fuse.")
+            raise FeaturekitError(f"{option_name('fuse')} needs two or more caches of the same images.",
+                                  received=", ".join(given("cache", str(c)) for c in caches) or "no cache",
+                                  fix=f"Repeat {option_name('cache')} for each cache to fuse.")
         groups = [list(caches)]
     else:
         groups = [[Path(p) for p in group] for group in (fuse or [])]
