@@ -21,7 +21,7 @@ from rich.text import Text
 
 from featurekit.config import load_config_file, resolve_config
 from featurekit.errors import FeaturekitError, cli_spelling
-from featurekit.options import BOOL, COMMANDS, Option, defaults, options_for, require
+from featurekit.options import COMMANDS, Option, defaults, options_for, require
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines drown the progress bar
 
@@ -41,7 +41,7 @@ def typer_parameter(option: Option) -> inspect.Parameter:
         default = ... if option.required else option.default
         info = typer.Argument(default, help=help_text, show_default=show_default, metavar=metavar)
     else:
-        flags = [f"{option.flag}/--no-{option.flag[2:]}"] if option.kind is BOOL else [option.flag]
+        flags = [f"{option.flag}/--no-{option.flag[2:]}"] if option.kind.cli_type is bool else [option.flag]
         if option.short:
             flags.append(option.short)
         info = typer.Option(option.default, *flags, help=help_text, show_default=show_default, metavar=metavar)
@@ -180,7 +180,8 @@ def fit(options: dict[str, Any]) -> None:
     """Fit one probe (a scikit-learn baseline, or the head with its declared defaults) on a cache."""
     from featurekit.workflow import fit_from_options
 
-    print_fitted(fit_from_options(options, log=console.print), options["cache"])
+    fitted = fit_from_options(options, log=console.print)
+    print_fitted(fitted, fitted.meta["cache"])
 
 
 def print_fitted(fitted, cache: str | Path) -> None:
@@ -265,3 +266,57 @@ def predict(options: dict[str, Any]) -> None:
     rows = predict_images(options["model"], options["inputs"], batch_size=options["batch_size"],
                           max_pixels=options["max_pixels"] or None, workers=options["workers"])
     show(render_predictions(rows, options["format"], title=f"predictions of {options['model']}"), options)
+
+
+@command("audit")
+def audit(options: dict[str, Any]) -> None:
+    """Look for leaks before trusting a score: duplicates across splits, class balance, shortcut probes.
+
+    TARGET is a cache (.h5; near-duplicates too, from its embeddings) or a data folder.
+    Warnings come first. Exit code 0; with --strict, 1 when a leak or a shortcut is found.
+    """
+    from featurekit.audit import audit_cache, audit_data
+    from featurekit.config import parse_split_fractions
+    from featurekit.errors import given
+    from featurekit.report import check_output, render_audit
+
+    check_output(options["format"], options["out"])
+    target = Path(options["target"])
+    common = {name: options[name] for name in ("shortcuts", "shortcut_auc", "balance_tolerance", "n_boot", "seed",
+                                               "workers")}
+    if target.is_dir():
+        report = audit_data(target, split_fractions=parse_split_fractions(options["split"]), **common)
+    elif target.is_file():
+        report = audit_cache(target, data_root=options["data_root"], max_listed=options["max_listed"],
+                             near_duplicate_threshold=options["near_duplicate_threshold"], center=options["center"],
+                             near_duplicates=options["near_duplicates"],
+                             memory_budget_bytes=options["memory_budget_mb"] * 2**20, **common)
+    else:
+        raise FeaturekitError("Nothing to audit there.", received=given("target", str(target)),
+                              fix="Pass a cache file written by `extract` (.h5) or a data folder.")
+    if options["format"] != "table" and not options["out"]:
+        for warning in report.warnings:  # stdout carries the json/md; a reader of the terminal sees these first
+            error_console.print(Text(f"WARNING: {warning}", style="bold red"), soft_wrap=True)
+    show(render_audit(report.to_dict(), options["format"]), options)
+    if options["out"]:
+        for warning in report.warnings:
+            console.print(Text(f"WARNING: {warning}", style="bold red"), soft_wrap=True)
+    if options["strict"] and (report.has_leaks or report.has_shortcuts):
+        error_console.print(Text("audit --strict: leaks or shortcuts found; exit code 1."), soft_wrap=True)
+        raise typer.Exit(1)
+
+
+@command("sweep")
+def sweep(options: dict[str, Any]) -> None:
+    """Choose backbone x layer x pooling x probe on VALID ROC AUC over a config's grid; report its test figures once.
+
+    One forward pass per \\[\\[sweep.backbone]] entry; the caches of the top-k rows, fused, are one more candidate.
+    --learning-curve refits the choice on 1/8, 1/4, 1/2 and all of train and plots test ROC AUC by training size.
+    """
+    from featurekit.report import print_whole
+    from featurekit.sweep import render_table, sweep as run_sweep
+
+    result = run_sweep(load_config_file(options["config"]), options, log=console.print)
+    print_whole(console, render_table(result))
+    for path in result.written:
+        console.print(f"wrote {escape(str(path))}", highlight=False)

@@ -2,27 +2,34 @@
 
 Every probe trains on `train`, picks its threshold on `valid`, and is scored once on `test`. Probes
 already fitted on the same cache with the same parameters are reused, not refitted.
+
+A cache may also be a fusion group (a list of caches of the same images, see `featurekit.fusion`): its
+rows score probes on the members' concatenated features, beside the members' own rows. Before any
+work, each cache gets the cheap part of the leak audit (exact duplicates across splits; it reads only
+the cache): a leak is announced loudly and every row of that cache carries `leaks`.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from featurekit.cache import open_cache
-from featurekit.errors import FeaturekitError
+from rich.markup import escape
+
+from featurekit.errors import FeaturekitError, given, option_name
 from featurekit.fitting import (
     MODEL_DIR,
     FittedProbe,
     fit_probe,
     load_fitted,
     read_fitted_meta,
-    run_dir_for,
+    run_dir_of,
     split_scores,
 )
+from featurekit.fusion import FusedCache, open_source, source_name
 from featurekit.options import default as declared
 
 # Columns every row has, in display order (snake_case keys of the JSON output).
@@ -31,7 +38,7 @@ ROW_KEYS = (
     "feature_dim", "probe", "test_set", "view", "n_test", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "accuracy_real",
     "accuracy_fake", "balanced_accuracy",
     "roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "average_precision", "eer", "tpr_at_1pct_fpr", "f1",
-    "threshold", "fit_seconds", "reused", "streamed", "collapsed", "model_dir", "scored_cache",
+    "threshold", "fit_seconds", "reused", "streamed", "collapsed", "model_dir", "scored_cache", "leaks",
 )
 
 
@@ -46,8 +53,11 @@ def find_caches(cache_dir: str | Path = "cache") -> list[Path]:
     return caches
 
 
+CacheSource = str | Path | Sequence[str | Path]  # a cache file, or a fusion group of several
+
+
 def compare(
-    caches: list[str | Path],
+    caches: list[CacheSource],
     probes: list[str],
     probe_params: dict[str, dict[str, Any]] | None = None,
     runs_dir: str | Path = declared("compare", "runs_dir"),
@@ -55,18 +65,21 @@ def compare(
     n_boot: int = declared("compare", "boot"),
     memory_budget_gb: float = declared("compare", "memory_budget_gb"),
     log: Callable[[str], None] = print,
+    audit: bool = declared("compare", "audit"),
 ) -> list[dict[str, Any]]:
     """Fit what is missing, reuse what still matches, and evaluate every cache x probe on `test`.
 
     Args:
-        caches: Cache files.
+        caches: Cache files; an entry that is a list of two or more caches of the same images is a
+            fusion group, scored on their concatenated features.
         probes: Probe names.
         probe_params: Constructor parameters per probe name.
-        runs_dir: Where fitted probes live (``runs/<cache>/<probe>``).
+        runs_dir: Where fitted probes live (``runs/<cache>/<probe>``, ``runs/fuse-<hash>/<probe>``).
         refit: Refit even where a matching fitted probe exists.
         n_boot: Bootstrap resamples for the 95% intervals.
         memory_budget_gb: Larger features are streamed from disk.
         log: Where progress messages go.
+        audit: Audit each cache for leaks first (exact duplicates across splits) and warn loudly.
 
     Returns:
         One dict per cache x probe with the ROW_KEYS, plus private ``_scores``/``_labels`` for plots.
@@ -77,35 +90,124 @@ def compare(
     for probe in probes:
         get_probe_spec(probe)  # unknown names fail before any work
     probe_params = probe_params or {}
+    leaky = leaking_caches(caches, log) if audit else {}
     rows: list[dict[str, Any]] = []
     for cache_path in caches:
-        with open_cache(cache_path) as cache:
+        with open_source(cache_path, log) as cache:
             cache.require_splits()
             for probe in probes:
-                params = probe_params.get(probe, {})
-                directory = run_dir_for(cache_path, probe, runs_dir)
                 started = time.perf_counter()
-                fitted = None if refit else _reusable_fit(directory, cache, probe, params, log)
-                reused = fitted is not None
-                if fitted is None:
-                    log(f"fitting {probe} on {Path(cache_path).name} ...")
-                    fitted = fit_probe(cache_path, probe, params, out=directory, memory_budget_gb=memory_budget_gb,
-                                       log=log)
+                fitted, reused = fitted_probe(cache_path, cache, probe, probe_params.get(probe, {}), runs_dir, refit,
+                                              memory_budget_gb, log)
                 scores, labels = split_scores(fitted, cache, "test")
                 metrics = evaluate(labels, scores, fitted.threshold, n_boot=n_boot)
-                attrs = cache.attrs
                 rows.append({
-                    "cache": Path(cache_path).name, "backbone": attrs.get("backbone"),
-                    "weights_label": attrs.get("weights_label"), "random_features": bool(attrs.get("random_features")),
-                    "layer": attrs.get("layer"), "pooling": attrs.get("pooling"), "image_size": attrs.get("image_size"),
-                    "preprocessing": attrs.get("preprocessing"), "feature_dim": cache.feature_dim, "probe": probe,
+                    **row_description(cache_path, cache), "probe": probe,
                     "n_test": metrics["n"], **{k: metrics[k] for k in metrics if k in ROW_KEYS},
                     "fit_seconds": fitted.meta["fit_seconds"], "reused": reused,
-                    "streamed": bool(fitted.meta.get("streamed")), "model_dir": str(directory),
-                    "test_set": "test", "view": attrs.get("view") or "", "scored_cache": Path(cache_path).name,
+                    "streamed": bool(fitted.meta.get("streamed")), "model_dir": str(fitted.directory),
+                    "test_set": "test", "view": cache.attrs.get("view") or "", "scored_cache": source_name(cache_path),
+                    "leaks": source_leaks(cache_path, leaky) if audit else None,
                     "_scores": scores, "_labels": labels, "_seconds": time.perf_counter() - started,
                 })
     return rows
+
+
+def row_description(cache_path: CacheSource, cache: Any) -> dict[str, Any]:
+    """The columns of a row that say which features it scores (a fusion: its members, joined)."""
+    attrs = cache.attrs
+    return {
+        "cache": source_name(cache_path) if not isinstance(cache, FusedCache) else cache.name,
+        "backbone": attrs.get("backbone"), "weights_label": attrs.get("weights_label"),
+        "random_features": bool(attrs.get("random_features")), "layer": attrs.get("layer"),
+        "pooling": attrs.get("pooling"), "image_size": attrs.get("image_size"),
+        "preprocessing": attrs.get("preprocessing"), "feature_dim": cache.feature_dim,
+    }
+
+
+def fitted_probe(cache_path: CacheSource, cache: Any, probe: str, params: dict[str, Any],
+                 runs_dir: str | Path = declared("compare", "runs_dir"), refit: bool = declared("compare", "refit"),
+                 memory_budget_gb: float = declared("compare", "memory_budget_gb"),
+                 log: Callable[[str], None] = print) -> tuple[FittedProbe, bool]:
+    """The probe fitted on an open cache (or fusion) in its default folder: reused where it still matches.
+
+    Returns:
+        (the fitted probe, whether it was reused rather than fitted now).
+    """
+    directory = run_dir_of(cache, probe, runs_dir)
+    fitted = None if refit else _reusable_fit(directory, cache, probe, params, log)
+    if fitted is not None:
+        return fitted, True
+    log(f"fitting {probe} on {escape(cache.name if isinstance(cache, FusedCache) else Path(cache.path).name)} ...")
+    members = [m.path for m in cache.members] if isinstance(cache, FusedCache) else cache_path
+    return fit_probe(members, probe, params, out=directory, memory_budget_gb=memory_budget_gb, log=log), False
+
+
+def _member_paths(source: CacheSource) -> list[Path]:
+    return [Path(p) for p in source] if isinstance(source, (list, tuple)) else [Path(source)]
+
+
+def leaking_caches(caches: list[CacheSource], log: Callable[[str], None] = print) -> dict[Path, bool]:
+    """The cheap audit of every cache (and fusion member) once: exact duplicates across splits and balance.
+
+    A leak (an image whose identical copy sits in another split) is logged as a loud warning line:
+    scores on such a test split are optimistic.
+
+    Returns:
+        For each resolved cache path, whether the audit found a leak.
+    """
+    from featurekit.audit import audit_cache
+
+    found: dict[Path, bool] = {}
+    for source in caches:
+        for path in _member_paths(source):
+            key = path.expanduser().resolve()
+            if key in found:
+                continue
+            report = audit_cache(path, near_duplicates=False, shortcuts=False)
+            found[key] = report.has_leaks
+            if report.has_leaks:
+                leak = next((w for w in report.warnings if w.startswith("LEAK")), "")
+                log(f"[bold red]WARNING: {escape(path.name)} leaks across its splits[/]: {escape(leak)} Its scores "
+                    f"are optimistic; `python cli.py audit {escape(str(path))}` lists every duplicate.")
+    return found
+
+
+def source_leaks(source: CacheSource, leaky: dict[Path, bool]) -> bool:
+    """Whether a cache, or any member of a fusion, leaks."""
+    return any(leaky.get(path.expanduser().resolve(), False) for path in _member_paths(source))
+
+
+def fusion_sources(caches: list[Path], fuse: bool | list[list[Any]]) -> list[CacheSource]:
+    """Caches plus the fusion groups to compare: `fuse=True` fuses every cache given; groups (from
+    `[[compare.fuse]]` tables) add their members as rows of their own when they are not listed yet.
+
+    Returns:
+        The plain caches first, then one entry (a list of paths) per fusion group.
+    """
+    if fuse is True:
+        if len(caches) < 2:
+            raise FeaturekitError(f"{option_name('fuse')} needs two or more caches of the same images.",
+                                  received=", ".join(given("cache", str(c)) for c in caches) or "no cache",
+                                  fix=f"Repeat {option_name('cache')} for each cache to fuse.")
+        groups = [list(caches)]
+    else:
+        groups = [[Path(p) for p in group] for group in (fuse or [])]
+    plain = list(caches)
+    listed = {p.expanduser().resolve() for p in plain}
+    for group in groups:
+        for member in group:
+            if member.expanduser().resolve() not in listed:
+                plain.append(member)
+                listed.add(member.expanduser().resolve())
+    unique_groups: list[list[Path]] = []
+    seen: set[tuple[Path, ...]] = set()
+    for group in groups:
+        key = tuple(sorted(p.expanduser().resolve() for p in group))
+        if key not in seen:
+            seen.add(key)
+            unique_groups.append(group)
+    return [*plain, *unique_groups]
 
 
 def compare_from_options(options: dict[str, Any], log: Callable[[str], None] = print) -> list[dict[str, Any]]:
@@ -123,10 +225,13 @@ def compare_from_options(options: dict[str, Any], log: Callable[[str], None] = p
     probes = list(options["probe"] or list_probes())
     if options["include_rbf"] and "rbfsvm" not in probes:
         probes.append("rbfsvm")
-    rows = compare(caches, probes, probe_params={"head": head_params(epochs=options["head_epochs"])},
+    rows = compare(fusion_sources(caches, options["fuse"]), probes,
+                   probe_params={"head": head_params(epochs=options["head_epochs"])},
                    runs_dir=options["runs_dir"], refit=options["refit"], n_boot=options["boot"],
-                   memory_budget_gb=options["memory_budget_gb"], log=log)
-    return _scored_elsewhere(rows, caches, options, log)
+                   memory_budget_gb=options["memory_budget_gb"], log=log, audit=options["audit"])
+    # Fused rows are scored on the test split only; views and other test sets score the members' probes.
+    return _scored_elsewhere([r for r in rows if not r["cache"].startswith("fuse(")], caches, options, log) + \
+        [r for r in rows if r["cache"].startswith("fuse(")]
 
 
 def _training_caches(caches: list[Path], found_by_scan: bool, log: Callable[[str], None]) -> list[Path]:

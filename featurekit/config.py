@@ -33,6 +33,9 @@ from featurekit.options import (
 # entries take the config keys of those commands, except `data` (a job has one data folder, the
 # file's or `run --data`).
 RUN_STEPS = {"extract": "extract", "train_backbone": "train_backbone"}
+# `[sweep]` holds its grid: each `[[sweep.backbone]]` entry is one extraction (the config keys of `extract`).
+SWEEP_STEPS = {"backbone": "extract"}
+STEPS = {"run": RUN_STEPS, "sweep": SWEEP_STEPS}
 STEP_EXCLUDED = ("data",)
 
 # Kept for callers that want a command's defaults as a dict; they are views of featurekit.options.
@@ -105,10 +108,9 @@ def check_config(config: Mapping[str, Any], source: str = "the config") -> None:
 
 def _check_table(command: str, table: dict[str, Any], where: str) -> None:
     own = dict(table)
-    if command == "run":
-        for step in RUN_STEPS:
-            if step in own:
-                _check_steps(RUN_STEPS[step], own.pop(step), f"{where.rsplit(' [', 1)[0]} [[run.{step}]]")
+    for step, step_command in STEPS.get(command, {}).items():
+        if step in own:
+            _check_steps(step_command, own.pop(step), f"{where.rsplit(' [', 1)[0]} [[{command}.{step}]]")
     validate(command, own, where)
 
 
@@ -137,7 +139,7 @@ def resolve_config(command: str, file_config: Mapping[str, Any], flags: Mapping[
     declared = options_for(command)
     shared = {k: v for k, v in file_config.items() if k in declared and declared[k].in_config}
     table = file_config.get(command, {}) if command in config_commands() else {}
-    table = {k: v for k, v in table.items() if not (command == "run" and k in RUN_STEPS)}
+    table = {k: v for k, v in table.items() if k not in STEPS.get(command, {})}
     given_flags = {k: v for k, v in flags.items() if v is not None}
     merged = {**defaults(command), **shared, **table, **(step or {}), **given_flags}
     return validate(command, merged)

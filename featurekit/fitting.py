@@ -4,6 +4,11 @@ A fitted probe lives in ``runs/<cache-name>/<probe>/``: the estimator (``model/`
 which records the cache fingerprint, the class names, the threshold chosen on valid, the parameters,
 the fit time and library versions. A probe is reused only while its cache and parameters still match.
 Features that fit the memory budget are loaded; larger ones are streamed from HDF5 in chunks.
+
+A fusion of several caches (`featurekit.fusion`, given as a list of cache paths) fits like one cache, in
+``runs/fuse-<short hash>/<probe>/``; its fitted.json also lists the `members` (each member's path,
+fingerprint and embedding record, in the order their columns are concatenated), so `predict` can
+rebuild every member's embedder.
 """
 
 from __future__ import annotations
@@ -15,13 +20,14 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from featurekit.cache import CacheReader, library_versions, open_cache
+from featurekit.cache import CacheReader, library_versions
 from featurekit.errors import FeaturekitError
 from featurekit.fsutil import atomic_write_json, replace_directory, temporary_sibling
+from featurekit.fusion import FusedCache, fusion_command_flags, open_source
 from featurekit.options import default as declared
 
 FITTED_FILE = "fitted.json"
@@ -52,6 +58,42 @@ class FittedProbe:
 def run_dir_for(cache_path: str | Path, probe: str, runs_dir: str | Path = "runs") -> Path:
     """``runs/<cache file stem>/<probe>``."""
     return Path(runs_dir) / Path(cache_path).stem / probe
+
+
+def run_dir_of(cache: CacheReader | FusedCache, probe: str, runs_dir: str | Path = "runs") -> Path:
+    """The default folder of a probe fitted on an open cache: ``runs/<cache file stem>/<probe>``, or
+    ``runs/fuse-<short hash>/<probe>`` for a fusion."""
+    name = cache.run_name if isinstance(cache, FusedCache) else Path(cache.path).stem
+    return Path(runs_dir) / name / probe
+
+
+def source_record(cache: CacheReader | FusedCache, cache_path: str | Path | Sequence[str | Path]) -> dict[str, Any]:
+    """What fitted.json says about the features a probe was fitted on (a fusion lists its members)."""
+    if not isinstance(cache, FusedCache):
+        path = cache_path[0] if isinstance(cache_path, (list, tuple)) else cache_path
+        return {"cache": str(Path(path)), "cache_fingerprint": cache.fingerprint,
+                "embedding": {key: cache.attrs.get(key) for key in EMBEDDING_KEYS}}
+    return {
+        "cache": cache.name, "cache_fingerprint": cache.fingerprint,
+        "embedding": {key: cache.attrs.get(key) for key in (*EMBEDDING_KEYS, "fused", "member_fingerprints")
+                      if key in cache.attrs},
+        "members": [{"path": str(member.path), "fingerprint": member.fingerprint,
+                     "embedding": {key: member.attrs.get(key) for key in EMBEDDING_KEYS}}
+                    for member in cache.members],
+    }
+
+
+def fit_estimator(probe: str, params: dict[str, Any], x_train: np.ndarray, y_train: np.ndarray,
+                  x_valid: np.ndarray, y_valid: np.ndarray) -> Any:
+    """A probe fitted on arrays in memory; probes that early-stop get the valid split as `X_val`/`y_val`."""
+    from featurekit.probes import make_probe
+
+    estimator = make_probe(probe, **params)
+    if "X_val" in inspect.signature(estimator.fit).parameters:
+        estimator.fit(x_train, y_train, X_val=x_valid, y_val=y_valid)
+    else:
+        estimator.fit(x_train, y_train)
+    return estimator
 
 
 def _check_finite(x: np.ndarray, cache: CacheReader, split: str) -> np.ndarray:
@@ -86,7 +128,7 @@ def split_scores(fitted: FittedProbe, cache: CacheReader, split: str, streamed: 
 
 
 def fit_probe(
-    cache_path: str | Path,
+    cache_path: str | Path | Sequence[str | Path],
     probe: str,
     params: dict[str, Any] | None = None,
     out: str | Path | None = None,
@@ -97,7 +139,8 @@ def fit_probe(
     """Fit one probe on a cache's train split and save it with its threshold and provenance.
 
     Args:
-        cache_path: A finished cache.
+        cache_path: A finished cache, or a list of two or more caches of the same images to fit on
+            their fused features (see `featurekit.fusion`).
         probe: Probe name (see `featurekit.probes.list_probes`).
         params: Constructor parameters of the probe.
         out: Output folder; default ``runs/<cache-name>/<probe>``.
@@ -109,11 +152,11 @@ def fit_probe(
         The fitted probe, already saved. Nothing is written unless fitting succeeded.
     """
     from featurekit.metrics import choose_threshold
-    from featurekit.probes import make_probe, make_stream_probe, save_probe
+    from featurekit.probes import make_stream_probe, save_probe
 
     params = dict(params or {})
-    directory = Path(out) if out else run_dir_for(cache_path, probe, runs_dir)
-    with open_cache(cache_path) as cache:
+    with open_source(cache_path, log) as cache:
+        directory = Path(out) if out else run_dir_of(cache, probe, runs_dir)
         cache.require_splits()
         streamed = cache.nbytes("train") + cache.nbytes("valid") > memory_budget_gb * 2**30
         started = time.perf_counter()
@@ -123,21 +166,16 @@ def fit_probe(
             estimator = make_stream_probe(probe, **params)
             estimator.fit_stream(_stream(cache, "train", shuffle=True), valid=_stream(cache, "valid", shuffle=False))
         else:
-            estimator = make_probe(probe, **params)
             x_train, y_train = cache.load("train")
             x_valid, y_valid = cache.load("valid")
             _check_finite(x_train, cache, "train")
             _check_finite(x_valid, cache, "valid")
-            if "X_val" in inspect.signature(estimator.fit).parameters:
-                estimator.fit(x_train, y_train, X_val=x_valid, y_val=y_valid)
-            else:
-                estimator.fit(x_train, y_train)
+            estimator = fit_estimator(probe, params, x_train, y_train, x_valid, y_valid)
         fit_seconds = time.perf_counter() - started
         meta = {
-            "probe": probe, "params": params, "cache": str(Path(cache_path)), "cache_fingerprint": cache.fingerprint,
+            "probe": probe, "params": params, **source_record(cache, cache_path),
             "class_names": cache.class_names, "streamed": streamed, "fit_seconds": round(fit_seconds, 3),
             "n_train": int(len(cache.split_indices("train"))), "n_valid": int(len(cache.split_indices("valid"))),
-            "embedding": {key: cache.attrs.get(key) for key in EMBEDDING_KEYS},
             "data_root": cache.attrs.get("data_root", ""),
             "versions": library_versions(), "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
@@ -216,20 +254,27 @@ def load_fitted(directory: str | Path, cache: CacheReader | None = None) -> Fitt
 def refit_command(meta: dict[str, Any], directory: str | Path) -> str:
     """The fix for a fitted folder that cannot be used: the command that replaces it."""
     cache, probe = meta.get("cache") or "CACHE", meta.get("probe") or "PROBE"
-    return (f"Refit it: `python cli.py fit --cache {cache} --probe {probe} --out {directory}` "
+    members = meta.get("members")
+    if isinstance(members, list) and members and all(isinstance(m, dict) for m in members):
+        caches = fusion_command_flags([m.get("path", "CACHE") for m in members])
+    else:
+        caches = f"--cache {cache}"
+    return (f"Refit it: `python cli.py fit {caches} --probe {probe} --out {directory}` "
             "(`python cli.py compare --refit` refits every probe it compares).")
 
 
-def check_matches(meta: dict[str, Any], cache: CacheReader, directory: str | Path) -> None:
+def check_matches(meta: dict[str, Any], cache: CacheReader | FusedCache, directory: str | Path) -> None:
     """Refuse a model fitted on another cache (fingerprint) or on other class names."""
+    caches = (fusion_command_flags([m.path for m in cache.members]) if isinstance(cache, FusedCache)
+              else f"--cache {cache.path}")
     if meta.get("class_names") != cache.class_names:
         raise FeaturekitError(
             f"Model {directory} was fitted on classes {meta.get('class_names')}, but cache {cache.path.name} has {cache.class_names}.",
-            received=f"--model {directory} --cache {cache.path}",
-            fix=f"Refit it: `python cli.py fit --cache {cache.path} --probe {meta.get('probe', 'head')}`.")
+            received=f"--model {directory} {caches}",
+            fix=f"Refit it: `python cli.py fit {caches} --probe {meta.get('probe', 'head')}`.")
     if meta.get("cache_fingerprint") != cache.fingerprint:
         raise FeaturekitError(
             f"Model {directory} was fitted on another cache (fingerprint {meta.get('cache_fingerprint')}, "
             f"this cache is {cache.fingerprint}).",
-            received=f"--model {directory} --cache {cache.path}",
-            fix=f"Refit it: `python cli.py fit --cache {cache.path} --probe {meta.get('probe', 'head')}`.")
+            received=f"--model {directory} {caches}",
+            fix=f"Refit it: `python cli.py fit {caches} --probe {meta.get('probe', 'head')}`.")

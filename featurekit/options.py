@@ -100,6 +100,25 @@ def _split(value: Any) -> str | list[float]:
     return value if isinstance(value, str) else [float(n) for n in numbers_]
 
 
+def _fusion_groups(value: Any) -> bool | list[list[str | os.PathLike]]:
+    """true/false (fuse the compared caches), or fusion groups: `[[compare.fuse]]` tables each with
+    `caches = [...]` (two or more), or lists of paths (from Python); groups come back as lists of paths."""
+    if isinstance(value, bool):
+        return value
+    if not isinstance(value, (list, tuple)) or not value:
+        raise _Mismatch
+    groups = []
+    for group in value:
+        if isinstance(group, dict):
+            if set(group) != {"caches"}:
+                raise _Mismatch
+            group = group["caches"]
+        if not isinstance(group, (list, tuple)) or len(group) < 2:
+            raise _Mismatch
+        groups.append([_path(member) for member in group])
+    return groups
+
+
 @dataclass(frozen=True)
 class Kind:
     """A value type: how to check and convert a value, how to describe it, what Typer parses.
@@ -128,6 +147,8 @@ STRS = Kind("a string or a list of strings", _list_of(_string), list[str])
 NAMES = Kind("a name, names separated by commas, or a list of names", _string_or_strings, str)
 WEIGHTS = Kind("imagenet, none, default or a weights file path, or a list of these to try in order",
                _string_or_strings, str)
+FUSION = Kind("true or false, or [[compare.fuse]] tables each with caches = [two or more cache files]",
+              _fusion_groups, bool)
 SPLIT = Kind('three train,valid,test fractions: "0.7,0.15,0.15" or [0.7, 0.15, 0.15]', _split, str)
 
 
@@ -249,6 +270,9 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("run", "Interrupted. Finished caches, extraction batches, trained epochs and fitted probes are kept; "
                    "run the same command again to continue where it stopped."),
     Command("predict", "Interrupted; no predictions were written.", takes_config=False),
+    Command("audit", "Interrupted; nothing was written.", takes_config=False),
+    Command("sweep", "Interrupted. Caches extracted and probes fitted so far are kept and reused when you run the "
+                     "same sweep again."),
 )}
 
 _DATA_HELP = "Data folder: DIR/<class>/... or DIR/{train,valid,test}/<class>/..."
@@ -256,7 +280,7 @@ _OUT_FILE_HELP = "Write the csv/json/md output to this file instead of the termi
 HEAD_EPOCHS = 30  # the head's epochs under fit-head, fit --probe head, compare and run
 
 OPTIONS: tuple[Option, ...] = (
-    Option("data", PATH, None, _DATA_HELP, ("extract", "train_backbone", "run"), required=True, example="DIR",
+    Option("data", PATH, None, _DATA_HELP, ("extract", "train_backbone", "run", "sweep"), required=True, example="DIR",
            short="-d"),
     # extract
     Option("backbone", STR, None, "Registry name (see `backbones`).", ("extract",), required=True,
@@ -311,7 +335,11 @@ OPTIONS: tuple[Option, ...] = (
     # info
     Option("cache", PATH, None, "A cache file written by `extract`.", ("info",), required=True, argument=True),
     # fit-head and fit
-    Option("cache", PATH, None, "Cache file to train on.", ("fit_head", "fit"), required=True, example="cache/NAME.h5"),
+    Option("cache", PATH, None, "Cache file to train on.", ("fit_head",), required=True, example="cache/NAME.h5"),
+    Option("cache", PATHS, None, "Cache file to train on; with --fuse, repeat the flag for the caches to fuse.",
+           ("fit",), required=True, example=["cache/NAME.h5"]),
+    Option("fuse", BOOL, False, "Train on the concatenated features of every --cache (caches of the same images; "
+           "rows are aligned by path and sha256).", ("fit",)),
     Option("epochs", INT, HEAD_EPOCHS, "Most epochs of the head (early stopping on valid keeps the best).",
            ("fit_head",), minimum=1),
     Option("units", INT, 512, "Hidden units of the head (the study: 512).", ("fit_head",), minimum=1),
@@ -327,10 +355,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("probe", STRS, None, "Probe (repeat the flag for several).", ("compare",),
            default_text="head, logreg, linsvm, knn", example=["logreg"]),
     Option("include_rbf", BOOL, False, "Add the RBF-kernel SVM (slow on large splits).", ("compare",)),
-    Option("refit", BOOL, False, "Refit even where a matching fitted probe exists.", ("compare",)),
-    Option("boot", INT, 1000, "Bootstrap resamples for the 95% intervals (0: no intervals).", ("compare",),
+    Option("refit", BOOL, False, "Refit even where a matching fitted probe exists.", ("compare", "sweep")),
+    Option("boot", INT, 1000, "Bootstrap resamples for the 95% intervals (0: no intervals).", ("compare", "sweep"),
            minimum=0),
-    Option("head_epochs", INT, HEAD_EPOCHS, "Most epochs of the head.", ("compare",), minimum=1),
+    Option("head_epochs", INT, HEAD_EPOCHS, "Most epochs of the head.", ("compare", "sweep"), minimum=1),
     Option("plot", PATH, None, "Write ROC curves of every row to this PNG.", ("compare",), example="roc.png"),
     Option("view", STRS, None, "Also score every probe on this view of the test split (e.g. jpeg:50, blur:1; repeat "
            "the flag for several); a missing view cache is extracted from the cache's data folder.", ("compare",),
@@ -340,6 +368,11 @@ OPTIONS: tuple[Option, ...] = (
            default_text="none", example=["DIR"]),
     Option("wide", BOOL, False, "Show every metric in the terminal table (by default a terminal narrower than "
            "the full table gets the compact one; csv/json/md always carry every column).", ("compare",)),
+    Option("fuse", FUSION, False, "Add a row per probe on the concatenated features of every --cache (caches of "
+           "the same images); in a config, [[compare.fuse]] tables with caches = [...] name fusion groups.",
+           ("compare",)),
+    Option("audit", BOOL, True, "Audit each cache first (exact duplicates across splits, class balance; reads "
+           "only the cache) and warn loudly about leaks.", ("compare", "sweep")),
     # train-backbone
     Option("backbone", STR, "inceptionv1", "The network to train from scratch.", ("train_backbone",),
            argument=True),
@@ -360,35 +393,78 @@ OPTIONS: tuple[Option, ...] = (
     Option("inputs", PATHS, None, "Image files and/or folders.", ("predict",), required=True, argument=True),
     Option("model", PATH, None, "A fitted-model folder, e.g. runs/<cache>/head.", ("predict",), required=True,
            example="runs/NAME/head"),
+    # audit
+    Option("target", PATH, None, "A cache (.h5) or a data folder.", ("audit",), required=True, argument=True,
+           example="cache/NAME.h5"),
+    Option("near_duplicates", BOOL, True, "Search a cache for near-duplicate embeddings across splits (quadratic "
+           "in the number of rows, in bounded blocks).", ("audit",)),
+    Option("near_duplicate_threshold", FLOAT, 0.99, "Cosine similarity of embeddings from which two images in "
+           "different splits count as near-duplicates.", ("audit",), above=0, maximum=1),
+    Option("center", BOOL, True, "Centre the embeddings before the cosine similarity (pooled ReLU features need "
+           "it).", ("audit",)),
+    Option("max_listed", INT, 1000, "Most near-duplicate pairs listed (the most similar); all are counted.",
+           ("audit",), minimum=0),
+    Option("memory_budget_mb", INT, 512, "Memory the near-duplicate search may hold at once (MiB).", ("audit",),
+           minimum=1),
+    Option("shortcuts", BOOL, True, "Train shortcut probes on trivial file properties (size, JPEG quality, "
+           "dimensions, mode, format, mean colour); they should sit near chance.", ("audit",)),
+    Option("shortcut_auc", FLOAT, 0.65, "ROC AUC above which a shortcut probe is called a shortcut.", ("audit",),
+           above=0.5, maximum=1),
+    Option("balance_tolerance", FLOAT, 0.10, "Largest allowed difference between a split's class fraction and "
+           "the whole set's.", ("audit",), above=0, maximum=1),
+    Option("n_boot", INT, 500, "Bootstrap resamples for the intervals of the shortcut probes.", ("audit",),
+           minimum=1),
+    Option("data_root", PATH, None, "The data folder a cache was made from, when it has moved since (the shortcut "
+           "probes read its image files).", ("audit",), default_text="the folder recorded in the cache",
+           example="DIR"),
+    Option("strict", BOOL, False, "Exit with code 1 when the audit finds a leak (an image in several splits) or a "
+           "shortcut; by default the audit only warns (exit 0).", ("audit",)),
+    Option("format", STR, "table", "Output: a table on the terminal, or json or md.", ("audit",),
+           choices=("table", "json", "md")),
+    # sweep
+    Option("config", PATH, "configs/sweep.toml", "The sweep: [[sweep.backbone]] entries (the extractions) and "
+           "the probes, see configs/sweep.toml.", ("sweep",), in_config=False),
+    Option("probe", STRS, None, "Probe (repeat the flag for several).", ("sweep",),
+           default_text="head, logreg, linsvm, knn", example=["logreg"]),
+    Option("top_k", INT, 3, "The caches of the best k rows by valid ROC AUC are fused as one more candidate "
+           "(0 or 1: no fusion candidate).", ("sweep",), minimum=0),
+    Option("learning_curve", BOOL, False, "Refit the chosen configuration on 1/8, 1/4, 1/2 and all of the train "
+           "split and plot test ROC AUC against training size.", ("sweep",)),
+    Option("repeats", INT, 3, "Seeded repeats of each learning-curve size.", ("sweep",), minimum=1),
+    Option("name", STR, None, "Name of the results: results-dir/sweep-NAME.md and .json.", ("sweep",),
+           default_text="the config file's name", example="faces"),
+    Option("results_dir", PATH, "results", "Folder of the sweep's results.", ("sweep",)),
     # Shared by several commands
-    Option("seed", INT, 0, "Seed of random-init weights, of initialisation, dropout and shuffling.",
-           ("extract", "fit_head", "train_backbone"), minimum=0),
+    Option("seed", INT, 0, "Seed of random-init weights, of initialisation, dropout and shuffling (audit: of the "
+           "bootstrap; sweep: of the learning curve's subsamples).",
+           ("extract", "fit_head", "train_backbone", "audit", "sweep"), minimum=0),
     Option("cache_dir", PATH, "cache", "Folder of caches: default cache names go there; compare reads every cache "
            "in it when no --cache is given.", ("extract", "compare")),
     Option("runs_dir", PATH, "runs", "Root of default output folders (fitted probes, trained backbones).",
-           ("fit_head", "fit", "compare", "train_backbone")),
+           ("fit_head", "fit", "compare", "train_backbone", "sweep")),
     Option("memory_budget_gb", FLOAT, 4.0, "Train and valid features larger than this (GiB) stream from disk.",
-           ("fit_head", "fit", "compare"), above=0),
+           ("fit_head", "fit", "compare", "sweep"), above=0),
     Option("batch_size", INT, 32, "Images per forward pass (extract, predict) or per training step.",
            ("extract", "train_backbone", "predict"), minimum=1),
     Option("split", SPLIT, "0.7,0.15,0.15", "train,valid,test fractions for the DIR/<class>/ layout.",
-           ("extract", "train_backbone")),
+           ("extract", "train_backbone", "audit")),
     Option("overwrite", BOOL, False, "Rebuild what is there: a cache that exists or differs (extract), a finished "
            "run in --out (train-backbone).", ("extract", "train_backbone")),
     Option("max_pixels", INT, 64_000_000, "Largest image (width x height) decoded; larger files are skipped and "
            "listed (a guard against decompression bombs). 0: no limit of featurekit's own.",
            ("extract", "predict"), minimum=0),
-    Option("workers", INT, None, "Threads that decode images (with --engine ray: in each Ray actor).",
-           ("extract", "predict"), minimum=1,
+    Option("workers", INT, None, "Threads that decode images (with --engine ray: in each Ray actor; audit: that "
+           "read file properties).", ("extract", "predict", "audit"), minimum=1,
            default_text="one per CPU core", example=4),
-    Option("progress", BOOL, True, "Show progress bars.", ("extract", "train_backbone", "run")),
+    Option("progress", BOOL, True, "Show progress bars.", ("extract", "train_backbone", "run", "sweep")),
     Option("learning_rate", FLOAT, 1e-3, "Adam learning rate (the study: 1e-3).", ("fit_head", "train_backbone"),
            above=0),
     Option("patience", INT, 5, "Epochs without improvement on valid before training stops.",
            ("fit_head", "train_backbone"), minimum=1),
     Option("format", STR, "table", "Output: a table on the terminal, or csv, json or md.",
            ("compare", "backbones", "info", "predict"), choices=("table", "csv", "json", "md")),
-    Option("out", PATH, None, _OUT_FILE_HELP, ("compare", "backbones", "info", "predict"), example="results.md"),
+    Option("out", PATH, None, _OUT_FILE_HELP, ("compare", "backbones", "info", "predict", "audit"),
+           example="results.md"),
     Option("config", PATH, None, "TOML file with defaults; flags override it.",
            ("extract", "fit_head", "fit", "compare", "train_backbone"), in_config=False, example="x.toml"),
 )
@@ -575,7 +651,7 @@ def _unknown_error(command: str, unknown: list[str], values: Mapping[str, Any], 
 
 
 __all__ = [
-    "BOOL", "COMMANDS", "Command", "FLOAT", "HEAD_EPOCHS", "HEAD_PARAMETERS", "INT", "Kind", "NAMES", "OPTIONS",
+    "BOOL", "COMMANDS", "Command", "FLOAT", "FUSION", "HEAD_EPOCHS", "HEAD_PARAMETERS", "INT", "Kind", "NAMES", "OPTIONS",
     "Option", "PATH", "PATHS", "SPLIT", "STR", "STRS", "WEIGHTS", "check_value", "complete", "config_keys",
     "default", "defaults", "did_you_mean", "head_params", "options_for", "require", "toml_literal", "validate",
 ]

@@ -5,6 +5,10 @@ estimator it loads (number of features), against the cache it names when that ca
 fingerprint and every recorded field), against the cache fingerprint it was fitted on when the cache is
 absent, and against the embedder rebuilt from it. An edited or stale record (a changed pooling once turned
 P(fake) 0.26 into 0.003 without a word) is refused with the field that differs.
+
+A model fitted on a fusion of caches (its fitted.json lists `members`) rebuilds every member's embedder,
+each checked as above, embeds each image with each of them, and concatenates the features in member
+order, as `featurekit.fusion.FusedCache` did for fitting.
 """
 
 from __future__ import annotations
@@ -184,6 +188,8 @@ def predict(model_dir: str | Path, inputs: list[str | Path], batch_size: int = d
 
     fitted = load_fitted(model_dir)
     files = collect_images(inputs)
+    if fitted.meta.get("members") is not None:
+        return _predict_fused(model_dir, fitted, files, batch_size, max_pixels, workers)
     check_fitted_record(model_dir, fitted.meta, fitted.estimator)
     embedder = embedder_for(fitted.meta["embedding"])
     check_embedder_matches(model_dir, fitted.meta["embedding"], embedder.describe())
@@ -205,4 +211,76 @@ def predict(model_dir: str | Path, inputs: list[str | Path], batch_size: int = d
             else:
                 rows.append({"path": printable_path(str(file)), "p_fake": None, "label": None, "threshold": threshold,
                              "error": reason})
+    return rows
+
+
+def fused_embedders(model_dir: str | Path, meta: dict[str, Any], estimator: Any) -> list:
+    """Every member's embedder of a model fitted on a fusion, in column order, each record checked.
+
+    Raises:
+        FeaturekitError: A members list that is not well formed, a member record that disagrees with its
+            cache, its fingerprint or its rebuilt embedder, or member sizes and fingerprints that do not
+            add up to the fused record (an edited fitted.json).
+    """
+    from featurekit.fusion import fused_fingerprint
+
+    members = meta.get("members")
+    if not isinstance(members, list) or len(members) < 2 or not all(
+            isinstance(m, dict) and isinstance(m.get("embedding"), dict) and m.get("fingerprint") for m in members):
+        raise FeaturekitError("The model's fitted.json lists its fused caches in a form this version cannot read.",
+                              received=f"{Path(model_dir) / 'fitted.json'} (members)",
+                              fix="Refit it: `python cli.py fit --cache A --cache B --fuse --probe PROBE`.")
+    fingerprint = fused_fingerprint([m["fingerprint"] for m in members])
+    if fingerprint != meta.get("cache_fingerprint"):
+        raise _refuse_field(model_dir, "cache_fingerprint", meta.get("cache_fingerprint"), fingerprint,
+                            "the fingerprints of its members")
+    check_fitted_record(model_dir, meta, estimator)  # the fused feature_dim against the estimator
+    dims = [m["embedding"].get("feature_dim") for m in members]
+    fused_dim = (meta.get("embedding") or {}).get("feature_dim")
+    if all(isinstance(d, int) for d in dims) and isinstance(fused_dim, int) and sum(dims) != fused_dim:
+        raise _refuse_field(model_dir, "feature_dim", fused_dim, sum(dims), "the sum of its members' feature_dim")
+    embedders = []
+    for member in members:
+        record = {"cache": member.get("path"), "cache_fingerprint": member["fingerprint"],
+                  "embedding": member["embedding"]}
+        check_fitted_record(model_dir, record, None)
+        embedder = embedder_for(member["embedding"])
+        check_embedder_matches(model_dir, member["embedding"], embedder.describe())
+        embedders.append(embedder)
+    return embedders
+
+
+def _predict_fused(model_dir: str | Path, fitted: Any, files: list[Path], batch_size: int, max_pixels: int | None,
+                   workers: int | None) -> list[dict[str, Any]]:
+    """`predict` for a model fitted on a fusion: each image through every member's embedder, concatenated."""
+    from featurekit.pipeline import image_batches
+    from featurekit.probes import fake_scores
+
+    embedders = fused_embedders(model_dir, fitted.meta, fitted.estimator)
+    sizes = [int(member["embedding"]["image_size"]) for member in fitted.meta["members"]]
+    distinct = list(dict.fromkeys(sizes))
+    for embedder in embedders:
+        embedder.batch_size = batch_size
+    class_names, threshold = fitted.meta["class_names"], fitted.threshold
+    paths = [str(f.resolve()) for f in files]
+    # One decode per distinct input size; the streams slice the files identically, batch by batch.
+    streams = [image_batches("", paths, size, batch_size, workers=workers, max_pixels=max_pixels) for size in distinct]
+    rows: list[dict[str, Any]] = []
+    for number, decoded in enumerate(zip(*streams)):
+        by_size = {size: batch for size, batch in zip(distinct, decoded)}
+        ok = np.logical_and.reduce([batch[1] for batch in decoded])
+        reasons = [next((r for r in row_reasons if r), "") for row_reasons in zip(*(batch[2] for batch in decoded))]
+        batch_files = files[number * batch_size:number * batch_size + len(ok)]
+        scores = np.full(len(ok), np.nan)
+        if ok.any():
+            features = np.concatenate([np.asarray(embedder(by_size[size][0]))[ok]
+                                       for embedder, size in zip(embedders, sizes)], axis=1)
+            scores[ok] = fake_scores(fitted.estimator, features)
+        for file, good, score, reason in zip(batch_files, ok, scores, reasons):
+            if good:
+                rows.append({"path": printable_path(str(file)), "p_fake": float(score),
+                             "label": class_names[int(score >= threshold)], "threshold": threshold})
+            else:
+                rows.append({"path": printable_path(str(file)), "p_fake": None, "label": None, "threshold": threshold,
+                             "error": reason or "not decoded"})
     return rows

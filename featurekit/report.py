@@ -333,6 +333,8 @@ def _flags(row: dict[str, Any]) -> str:
     flags = []
     if row.get("random_features"):
         flags.append("RANDOM FEATURES")
+    if row.get("leaks"):
+        flags.append("LEAKS (duplicates across splits)")
     if row.get("collapsed"):
         flags.append(f"COLLAPSED: {row['collapsed']}")
     if row.get("streamed"):
@@ -483,3 +485,100 @@ def plot_roc(rows: list[dict[str, Any]], out: str | Path) -> Path:
     plt.close(figure)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     return atomic_write_bytes(out, buffer.getvalue())
+
+
+# --------------------------------------------------------------------------------------------------
+# audit
+
+
+AUDIT_FORMATS = ("table", "json", "md")
+_BALANCE_FIXED = (Column("split", lambda r: r["split"]), Column("images", lambda r: str(r["total"]), "right"))
+_DUPLICATE_COLUMNS = (
+    Column("sha256", lambda r: r["sha256"][:12]), Column("path", lambda r: r["path"]), Column("split", lambda r: r["split"]),
+    Column("label", lambda r: r["label"]), Column("labels conflict", lambda r: "CONFLICT" if r["conflict"] else ""),
+)
+_NEAR_COLUMNS = (
+    Column("cosine", lambda r: f"{r['similarity']:.4f}", "right"),
+    Column("first", lambda r: f"{r['first']['path']} ({r['first']['split']}, {r['first']['label']})"),
+    Column("second", lambda r: f"{r['second']['path']} ({r['second']['split']}, {r['second']['label']})"),
+)
+_SHORTCUT_COLUMNS = (
+    Column("shortcut probe", lambda r: r["name"]),
+    Column("ROC AUC [95% CI]", lambda r: "n/a" if r["auc"] is None else f"{r['auc']:.3f} [{r['low']:.3f}, {r['high']:.3f}]",
+           "right"),
+    Column("verdict", lambda r: "SHORTCUT" if r["flagged"] else ""),
+)
+
+
+def _balance_columns(class_names: list[str]) -> list[Column]:
+    return [*_BALANCE_FIXED, *(Column(name, (lambda n: lambda r: f"{r['counts'][n]} ({r['fractions'][n]:.1%})")(name),
+                                      "right") for name in class_names)]
+
+
+def _audit_sections(audit: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]], tuple[Column, ...] | list[Column], str]]:
+    """(title, rows, columns, caption) of each table of an audit report (`AuditReport.to_dict()`)."""
+    sections = [("class balance per split", [{"split": split, **row} for split, row in audit["balance"].items()],
+                 _balance_columns(audit["class_names"]), "")]
+    duplicates = [{"sha256": group["sha256"], "conflict": group["label_conflict"], **member}
+                  for group in audit["exact_duplicates_across_splits"] for member in group["members"]]
+    sections.append((f"exact duplicates across splits: {len(audit['exact_duplicates_across_splits'])} groups",
+                     duplicates, _DUPLICATE_COLUMNS,
+                     f"groups of identical files inside one split (not a leak): "
+                     f"{len(audit['exact_duplicates_within_split'])}"))
+    near = audit["near_duplicates"]
+    if near is not None:
+        listed = near["listed"]
+        sections.append((f"near-duplicates across splits ({'centred ' if near['centered'] else ''}cosine >= "
+                         f"{near['threshold']}): {near['count']} pairs", listed, _NEAR_COLUMNS,
+                         f"{len(listed)} most similar listed" if len(listed) < near["count"] else ""))
+    shortcuts = audit["shortcuts"]
+    if shortcuts is not None and not shortcuts["skipped"]:
+        rows = [{"name": name, "auc": probe["roc_auc"], "low": probe["roc_auc_ci_low"], "high": probe["roc_auc_ci_high"],
+                 "flagged": name in shortcuts["flagged"]} for name, probe in shortcuts["probes"].items()]
+        rows += [{"name": f"{name} alone", "auc": auc, "low": (shortcuts["property_auc_ci"].get(name) or [0, 0])[0],
+                  "high": (shortcuts["property_auc_ci"].get(name) or [0, 0])[1], "flagged": name in shortcuts["flagged"]}
+                 for name, auc in shortcuts["property_auc"].items()]
+        sections.append((f"shortcut probes ({shortcuts['verdict']}): trained on {shortcuts['train_split']} "
+                         f"({shortcuts['n_train']}), scored on {shortcuts['eval_split']} ({shortcuts['n_eval']}); "
+                         f"a shortcut above ROC AUC {shortcuts['threshold']}", rows, _SHORTCUT_COLUMNS, ""))
+    return sections  # shortcut probes that did not run are among the notes
+
+
+def render_audit(audit: dict[str, Any], fmt: str):
+    """An audit report (`AuditReport.to_dict()`) as rich renderables (warnings first), JSON or Markdown.
+
+    Every path, label and message is shown as plain text: a file called `[red]x.jpg` stays that name.
+    """
+    from rich.console import Group
+    from rich.text import Text
+
+    if fmt == "json":
+        return json_text(audit)
+    heading = (f"audit of {audit['kind']} {audit['source']}: {audit['n_images']} images, classes "
+               f"{', '.join(audit['class_names'])}")
+    sections = _audit_sections(audit)
+    if fmt == "md":
+        lines = [f"# {heading}", ""]
+        lines += [f"- **WARNING**: {warning}" for warning in audit["warnings"]] or ["No leaks, shortcuts or imbalance found."]
+        for title, rows, columns, caption in sections:
+            lines += ["", f"## {title}", ""]
+            lines.append(markdown_table(rows, columns).rstrip("\n") if rows else "none")
+            if caption:
+                lines += ["", caption]
+        if audit["notes"]:
+            lines += ["", "## notes", ""] + [f"- {note}" for note in audit["notes"]]
+        return "\n".join(lines) + "\n"
+    if fmt != "table":
+        raise FeaturekitError(f"Unknown output format {fmt!r} for an audit.", received=given("format", fmt),
+                              fix=f"Use one of: {', '.join(AUDIT_FORMATS)}.")
+    parts: list[Any] = [Text(f"WARNING: {warning}", style="bold red") for warning in audit["warnings"]]
+    parts.append(Text(heading, style="bold"))
+    if not audit["warnings"]:
+        parts.append(Text("No leaks, shortcuts or imbalance found.", style="green"))
+    for title, rows, columns, caption in sections:
+        if rows:
+            parts.append(rich_table(rows, columns, title=title, caption=caption or None))
+        else:
+            parts.append(Text(title + (f"; {caption}" if caption else "")))
+    parts += [Text(f"note: {note}") for note in audit["notes"]]
+    return Group(*parts)

@@ -35,15 +35,20 @@ def _substitute(value: Any, names: dict[str, str]) -> Any:
 def fit_from_options(options: dict[str, Any], log: Callable[[str], None] = print):
     """`fit_probe` with the options of the `fit` command; the head gets every declared fit-head default.
 
+    Several caches with `fuse` fit one probe on their concatenated features (`featurekit.fusion`).
+
     Returns:
         The FittedProbe, saved.
     """
     from featurekit.fitting import fit_probe
+    from featurekit.fusion import check_fusion_request
 
     options = complete("fit", options)
     params = head_params() if options["probe"] == "head" else {}
-    return fit_probe(options["cache"], options["probe"], params, out=options["out"], runs_dir=options["runs_dir"],
-                     memory_budget_gb=options["memory_budget_gb"], log=log)
+    caches = list(options["cache"])
+    check_fusion_request(caches, options["fuse"])
+    return fit_probe(caches if options["fuse"] else caches[0], options["probe"], params, out=options["out"],
+                     runs_dir=options["runs_dir"], memory_budget_gb=options["memory_budget_gb"], log=log)
 
 
 def fit_head_from_options(options: dict[str, Any], log: Callable[[str], None] = print):

@@ -270,7 +270,7 @@ def _capture(monkeypatch, target: str, returned=None) -> list:
     ("extract", "featurekit.extract.extract_from_options", ["--data", "D", "--backbone", "b"],
      {"data": Path("D"), "backbone": "b"}),
     ("fit_head", "featurekit.workflow.fit_head_from_options", ["--cache", "c.h5"], {"cache": Path("c.h5")}),
-    ("fit", "featurekit.workflow.fit_from_options", ["--cache", "c.h5"], {"cache": Path("c.h5")}),
+    ("fit", "featurekit.workflow.fit_from_options", ["--cache", "c.h5"], {"cache": [Path("c.h5")]}),
     ("compare", "featurekit.compare.compare_from_options", [], {}),
     ("train_backbone", "featurekit.train_backbone.train_from_options", ["--data", "D"], {"data": Path("D")}),
 ])

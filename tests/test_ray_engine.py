@@ -110,6 +110,26 @@ def test_the_cache_records_engine_and_cluster_and_info_shows_them(ray_and_local)
     assert any("Ray: 1 node(s), 2 CPUs, 0 GPUs; 1 workers x 1 CPU" in m for m in messages)
 
 
+def test_hand_made_features_of_a_view_through_ray_equal_the_local_engine(ray_address, tmp_path: Path):
+    """Ray workers rebuild hand-made (numpy) embedders and get the view decoder shipped with the job."""
+    from PIL import Image
+
+    data = tmp_path / "faces"
+    rng = np.random.default_rng(3)
+    for name in ("real", "fake"):
+        for i in range(6):
+            (data / name).mkdir(parents=True, exist_ok=True)
+            pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(data / name / f"img_{i}.png")
+    common = {"backbone": "spam", "pooling": "none", "image_size": 32, "batch_size": 4, "progress": False,
+              "view": "jpeg:60", "log": lambda m: None}
+    local = extract(data, cache=tmp_path / "local.h5", **common)
+    distributed = extract(data, cache=tmp_path / "ray.h5", engine="ray", engine_options={"ray_workers": 1}, **common)
+    rows, other = _cache_rows(local.cache_path), _cache_rows(distributed.cache_path)
+    assert other[0] == rows[0] and rows[5]["view"] == other[5]["view"] == "jpeg:60"
+    np.testing.assert_array_equal(other[3], rows[3])
+
+
 def test_every_cpu_asked_for_is_refused_before_anything_is_written(ray_address, tmp_path: Path):
     data = make_image_folder(tmp_path / "faces", per_class=2)
     with pytest.raises(FeaturekitError, match=r"2 Ray workers x 1 CPUs.*2 CPUs.*wait forever.*#44687"):

@@ -1,0 +1,361 @@
+"""Several caches of the same images, read as one: features concatenated row by row.
+
+A probe on the fused features of, say, MobileNet `conv_pw_5` and VGG16 `block2_pool` can find what
+neither finds alone. `FusedCache` presents the reading API of `featurekit.cache.CacheReader` that
+fitting, compare and the sweep use (`split_indices`, `load`, `iter_batches`, `labels`, `splits`,
+`paths`, `class_names`, `fingerprint`, `feature_dim`, `nbytes`, `require_splits`, `attrs`), so each of
+them takes a fusion wherever it takes a cache.
+
+Alignment, defined:
+
+- Rows are matched by path and must then agree on sha256, label and split; the class names must be
+  equal. Anything else is refused, naming the first row that differs: those are not the same images.
+- A row that one member has and another lacks is refused too, unless the other member lists that
+  file among its skipped (undecodable) files: then the row is left out of the fused view (the
+  intersection), with a warning naming how many and the first.
+- Member order in a cache does not matter: fused rows follow the row order of the first member.
+
+Members are put in a canonical order (by fingerprint), so `--cache A --cache B` and `--cache B
+--cache A` are the same fusion, with the same columns, fingerprint and fitted models. The
+fingerprint is a hash of the sorted member fingerprints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+from rich.markup import escape
+
+from featurekit.cache import TARGET_CHUNK_BYTES, CacheReader, open_cache
+from featurekit.errors import FeaturekitError, given, option_name
+
+BLOCK_BYTES = 8 * TARGET_CHUNK_BYTES  # what one read of a member holds, as CacheReader streams
+NAMED_ROWS = 3  # rows named in the warning about rows left out
+
+
+def fused_fingerprint(member_fingerprints: Sequence[str]) -> str:
+    """The fingerprint of a fusion: a hash of its members' fingerprints, sorted (member order is canonical)."""
+    payload = json.dumps({"fused": sorted(member_fingerprints)}, sort_keys=True).encode()
+    return hashlib.sha256(payload).hexdigest()[:16]
+
+
+def is_fusion(source: Any) -> bool:
+    """A list or tuple of two or more cache paths is a fusion; one path (or a list of one) is a plain cache."""
+    return isinstance(source, (list, tuple)) and len(source) > 1
+
+
+def open_source(source: str | Path | Sequence[str | Path], log: Callable[[str], None] | None = None
+                ) -> CacheReader | "FusedCache":
+    """Open a cache, or a fusion of several caches given as a list of paths."""
+    if isinstance(source, (list, tuple)):
+        if not source:
+            raise FeaturekitError("No cache given.", received="an empty list of caches", fix="Name at least one cache.")
+        return FusedCache(source, log=log) if len(source) > 1 else open_cache(source[0])
+    return open_cache(source)
+
+
+def source_name(source: str | Path | Sequence[str | Path]) -> str:
+    """How a cache or a fusion is named in tables: the file name, or ``fuse(a.h5+b.h5)`` in the given order."""
+    if is_fusion(source):
+        return "fuse(" + "+".join(Path(p).name for p in source) + ")"
+    return Path(source[0] if isinstance(source, (list, tuple)) else source).name
+
+
+def _member_label(attrs: dict[str, Any], with_size: bool) -> str:
+    parts = [str(attrs.get("backbone"))] + ([str(attrs["layer"])] if attrs.get("layer") else [])
+    parts.append(str(attrs.get("pooling")))
+    if with_size:
+        parts.append(str(attrs.get("image_size")))
+    return "/".join(parts)
+
+
+def _label(cache: CacheReader, row: int) -> str:
+    label = int(cache.labels[row])
+    return cache.class_names[label] if len(cache.class_names) > label else str(label)
+
+
+def read_rows(features: Any, rows: np.ndarray, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
+    """Rows of an HDF5 feature dataset in the order given, as float32, reading bounded contiguous windows.
+
+    Each read spans at most one block (about `block_bytes`), so memory stays bounded whatever the
+    order of `rows`; rows in increasing order (the usual case: members extracted from one folder
+    list it in the same order) read every block once.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    dim = int(features.shape[1])
+    out = np.empty((len(rows), dim), dtype=np.float32)
+    if not len(rows):
+        return out
+    chunk_rows = (features.chunks or (1024,))[0]
+    block_rows = max(chunk_rows, block_bytes // max(1, dim * features.dtype.itemsize))
+    order = np.argsort(rows, kind="stable")
+    ordered = rows[order]
+    start_index = 0
+    while start_index < len(ordered):
+        start = int(ordered[start_index])
+        stop_index = int(np.searchsorted(ordered, start + block_rows, side="left"))
+        stop = int(ordered[stop_index - 1]) + 1
+        block = features[start:stop]
+        out[order[start_index:stop_index]] = block[ordered[start_index:stop_index] - start]
+        start_index = stop_index
+    return out
+
+
+class FusedCache:
+    """Member caches of the same images as one cache whose features are the members' side by side.
+
+    Args:
+        paths: Two or more finished caches.
+        log: Where the warning about rows left out goes (default: print).
+
+    Raises:
+        FeaturekitError: Fewer than two distinct caches, other class names, or a row that differs
+            (sha256, label, split) or that one member lacks without having skipped it.
+    """
+
+    def __init__(self, paths: Sequence[str | Path], log: Callable[[str], None] | None = None):
+        paths = [Path(p) for p in paths]
+        if len(paths) < 2:
+            raise FeaturekitError("A fusion needs at least two caches.", received=", ".join(map(str, paths)),
+                                  fix=f"Name two or more caches of the same images ({option_name('cache')} A "
+                                      f"{option_name('cache')} B).")
+        resolved = [p.expanduser().resolve() for p in paths]
+        if len(set(resolved)) < len(resolved):
+            twice = next(p for p in paths if resolved.count(p.expanduser().resolve()) > 1)
+            raise FeaturekitError("The same cache is named twice in a fusion.", received=str(twice),
+                                  fix="Name each cache once.")
+        self._stack = ExitStack()
+        try:
+            members = [self._stack.enter_context(open_cache(p)) for p in paths]
+            self._setup(members, log or print)
+        except BaseException:
+            self._stack.close()
+            raise
+
+    def _setup(self, members: list[CacheReader], log: Callable[[str], None]) -> None:
+        fingerprints = [m.fingerprint for m in members]
+        if len(set(fingerprints)) < len(fingerprints):
+            same = [m.path for m in members if fingerprints.count(m.fingerprint) > 1]
+            raise FeaturekitError("Two caches of the fusion hold the same features (equal fingerprints).",
+                                  received=", ".join(map(str, same)), fix="Fuse caches of different features.")
+        self.members: list[CacheReader] = sorted(members, key=lambda m: m.fingerprint)
+        first = self.members[0]
+        for other in self.members[1:]:
+            if other.class_names != first.class_names:
+                raise FeaturekitError(
+                    f"Caches of a fusion must have the same classes: {first.path.name} has {first.class_names}, "
+                    f"{other.path.name} has {other.class_names}.", received=f"{first.path}, {other.path}",
+                    fix="Fuse caches extracted from the same data folder.")
+        self._rows = self._align(log)
+        keep = self._rows[0]
+        self.labels: np.ndarray = first.labels[keep]
+        self.splits: np.ndarray = first.splits[keep]
+        self.paths: list[str] = [first.paths[i] for i in keep]
+        first_sha = first.sha256
+        self.sha256: list[str] = [first_sha[i] for i in keep]
+        self.fingerprint: str = fused_fingerprint([m.fingerprint for m in self.members])
+        self.name: str = "fuse(" + "+".join(m.path.name for m in self.members) + ")"
+        self.path = Path(self.name)  # for messages, like CacheReader.path; not a file
+        self.run_name: str = f"fuse-{self.fingerprint[:12]}"
+        self.attrs: dict[str, Any] = self._describe()
+
+    def _align(self, log: Callable[[str], None]) -> list[np.ndarray]:
+        """For each member, its row of every fused row (the rows all members hold, in the first's order)."""
+        first = self.members[0]
+        first_sha = first.sha256
+        present = np.ones(first.n_rows, dtype=bool)
+        left_out: list[tuple[str, str]] = []
+        member_rows: list[np.ndarray] = []
+        for other in self.members[1:]:
+            where = {path: row for row, path in enumerate(other.paths)}
+            skipped = {path for path, _ in other.skipped}
+            other_sha = other.sha256
+            rows = np.full(first.n_rows, -1, dtype=np.int64)
+            for row, path in enumerate(first.paths):
+                match = where.pop(path, None)
+                if match is None:
+                    if path not in skipped:
+                        raise self._missing_row(first, other, path, row)
+                    present[row] = False
+                    left_out.append((path, other.path.name))
+                    continue
+                for what, mine, theirs in (("sha256", first_sha[row], other_sha[match]),
+                                           ("label", _label(first, row), _label(other, match)),
+                                           ("split", str(first.splits[row]), str(other.splits[match]))):
+                    if mine != theirs:
+                        raise FeaturekitError(
+                            f"The caches of the fusion do not hold the same images: row {row} of {first.path.name} "
+                            f"({path}) has {what} {mine!r}, but row {match} of {other.path.name} has {theirs!r}.",
+                            received=f"{first.path}, {other.path}",
+                            fix="Fuse caches extracted from the same data folder with the same split "
+                                "(re-extract the one that is out of date).")
+                rows[row] = match
+            first_skipped = {path for path, _ in first.skipped}
+            for path, row in where.items():  # rows only the other member holds
+                if path not in first_skipped:
+                    raise self._missing_row(other, first, path, row)
+                left_out.append((path, first.path.name))
+            member_rows.append(rows)
+        keep = np.flatnonzero(present)
+        if left_out:
+            named = "; ".join(f"{path} (skipped by {name})" for path, name in left_out[:NAMED_ROWS])
+            more = f" and {len(left_out) - NAMED_ROWS} more" if len(left_out) > NAMED_ROWS else ""
+            log(escape(f"fusion: {len(left_out)} images are left out because a member skipped them: {named}{more}."))
+        return [keep] + [rows[keep] for rows in member_rows]
+
+    @staticmethod
+    def _missing_row(holder: CacheReader, lacking: CacheReader, path: str, row: int) -> FeaturekitError:
+        return FeaturekitError(
+            f"The caches of the fusion do not hold the same images: row {row} of {holder.path.name} ({path}) is "
+            f"not in {lacking.path.name} (nor among the files it skipped).",
+            received=f"{holder.path}, {lacking.path}",
+            fix="Fuse caches extracted from the same data folder (re-extract the one that is out of date).")
+
+    def _describe(self) -> dict[str, Any]:
+        """Attributes for rows and records: what each member is, joined; the sizes once where all agree."""
+        attrs = [m.attrs for m in self.members]
+        sizes = list(dict.fromkeys(str(a.get("image_size")) for a in attrs))
+        poolings = list(dict.fromkeys(str(a.get("pooling")) for a in attrs))
+        labels = list(dict.fromkeys(str(a.get("weights_label") or "") for a in attrs))
+        return {
+            "backbone": "fuse(" + "+".join(_member_label(a, len(sizes) > 1) for a in attrs) + ")",
+            "weights_label": " + ".join(label for label in labels if label),
+            "random_features": any(bool(a.get("random_features")) for a in attrs),
+            "layer": "",
+            "pooling": "concat",
+            "image_size": sizes[0] if len(sizes) == 1 else "+".join(sizes),
+            "preprocessing": None,
+            "feature_dim": self.feature_dim,
+            "n_rows": self.n_rows,
+            "class_names": self.members[0].class_names,
+            "data_root": self.members[0].attrs.get("data_root", ""),
+            "fused": True,
+            "member_poolings": poolings,
+            "members": [str(m.path) for m in self.members],
+            "member_fingerprints": [m.fingerprint for m in self.members],
+        }
+
+    # ---- the CacheReader API
+
+    def __enter__(self) -> "FusedCache":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stack.close()
+
+    @property
+    def n_rows(self) -> int:
+        return int(len(self._rows[0]))
+
+    @property
+    def feature_dim(self) -> int:
+        return int(sum(m.feature_dim for m in self.members))
+
+    @property
+    def member_dims(self) -> list[int]:
+        return [m.feature_dim for m in self.members]
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.members[0].class_names
+
+    @property
+    def positive_class(self) -> str | None:
+        return self.members[0].positive_class
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        seen: dict[str, str] = {}
+        for member in self.members:
+            for path, reason in member.skipped:
+                seen.setdefault(path, reason)
+        return list(seen.items())
+
+    def split_indices(self, split: str) -> np.ndarray:
+        return np.flatnonzero(self.splits == split)
+
+    def nbytes(self, split: str | None = None) -> int:
+        """Bytes the split's fused features take in memory as float32."""
+        rows = self.n_rows if split is None else len(self.split_indices(split))
+        return rows * self.feature_dim * 4
+
+    def require_splits(self, splits: tuple[str, ...] = ("train", "valid", "test")) -> None:
+        """Refuse a fusion whose splits cannot train and evaluate a binary classifier."""
+        for split in splits:
+            labels = self.labels[self.splits == split]
+            if len(labels) == 0:
+                raise FeaturekitError(f"The fusion {self.name} has no {split!r} split.", received=self.name,
+                                      fix="Re-extract with split fractions that give every split images.")
+            if len(np.unique(labels)) < 2:
+                raise FeaturekitError(f"The {split!r} split of the fusion {self.name} holds one class only.",
+                                      received=self.name, fix="Add images of both classes, or change the split fractions.")
+
+    def _fused_rows(self, rows: np.ndarray) -> np.ndarray:
+        parts = [read_rows(member.features, member_rows[rows])
+                 for member, member_rows in zip(self.members, self._rows)]
+        return np.concatenate(parts, axis=1) if parts else np.zeros((len(rows), 0), np.float32)
+
+    def load(self, split: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Fused features (float32, members' columns in member order) and labels of one split, in memory."""
+        rows = np.arange(self.n_rows) if split is None else self.split_indices(split)
+        return self._fused_rows(rows), self.labels[rows]
+
+    def iter_batches(self, split: str | None, batch_rows: int, shuffle: bool = False,
+                     seed: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Stream fused (X, y) batches with memory bounded by one block of fused rows.
+
+        Blocks are runs of consecutive rows of the split, each read from every member in bounded windows;
+        shuffling is at block level (block order) plus within each block, as `CacheReader.iter_batches`.
+        """
+        rows = np.arange(self.n_rows) if split is None else self.split_indices(split)
+        block_rows = max(1, BLOCK_BYTES // max(1, 4 * self.feature_dim))
+        starts = np.arange(0, len(rows), block_rows)
+        rng = np.random.default_rng(seed)
+        if shuffle:
+            rng.shuffle(starts)
+        pending_x: list[np.ndarray] = []
+        pending_y: list[np.ndarray] = []
+        count = 0
+        for start in starts:
+            block_rows_here = rows[start:start + block_rows]
+            x, y = self._fused_rows(block_rows_here), self.labels[block_rows_here]
+            if shuffle:
+                permutation = rng.permutation(len(x))
+                x, y = x[permutation], y[permutation]
+            pending_x.append(x)
+            pending_y.append(y)
+            count += len(x)
+            while count >= batch_rows:
+                x_all, y_all = np.concatenate(pending_x), np.concatenate(pending_y)
+                yield x_all[:batch_rows], y_all[:batch_rows]
+                pending_x, pending_y = [x_all[batch_rows:]], [y_all[batch_rows:]]
+                count = len(pending_x[0])
+        if count:
+            yield np.concatenate(pending_x), np.concatenate(pending_y)
+
+
+def check_fusion_request(caches: Sequence[str | Path], fuse: bool) -> None:
+    """Refuse several caches without `fuse`, and `fuse` with fewer than two caches (for `fit`)."""
+    if fuse and len(caches) < 2:
+        raise FeaturekitError(f"{option_name('fuse')} needs two or more caches of the same images.",
+                              received=", ".join(given("cache", str(c)) for c in caches) or "no cache",
+                              fix=f"Repeat {option_name('cache')}: {option_name('cache')} A.h5 "
+                                  f"{option_name('cache')} B.h5 {option_name('fuse')}.")
+    if not fuse and len(caches) > 1:
+        raise FeaturekitError("One probe is fitted on one cache; several were given.",
+                              received=", ".join(given("cache", str(c)) for c in caches),
+                              fix=f"Add {option_name('fuse')} to fit on their concatenated features, or name one "
+                                  f"{option_name('cache')}.")
+
+
+def fusion_command_flags(member_paths: Sequence[str | Path]) -> str:
+    """``--cache A --cache B --fuse``: the flags of the `python cli.py fit` command a message tells the user to run."""
+    return " ".join(f"--cache {p}" for p in member_paths) + " --fuse"
