@@ -174,8 +174,6 @@ def extract_many(
     `featurekit.handmade.embedder` for what their caches record.
     """
     from featurekit.backbones import HANDMADE_POOLING, get_spec
-    from featurekit.backend import resolve_precision
-    from featurekit.embedder import check_image_size
     from featurekit.engines import check_engine_request, open_engine
     from featurekit.views import parse_view, view_name
 

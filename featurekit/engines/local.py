@@ -46,8 +46,16 @@ class LocalEngine:
 
 
 def local_gpus() -> int:
-    """GPUs the active Keras backend computes on (asked of that backend only: no other is imported)."""
+    """GPUs the active Keras backend computes on (asked of that backend only: no other is imported).
+
+    Without Keras loaded nothing ran on a GPU (hand-made features are numpy), and Keras is not imported to say so.
+    """
+    import sys
+
     from featurekit.backend import active_backend
+
+    if "keras" not in sys.modules:
+        return 0
 
     backend = active_backend()
     try:
