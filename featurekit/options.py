@@ -320,9 +320,8 @@ OPTIONS: tuple[Option, ...] = (
            ("train_backbone",), minimum=16, maximum=4096),
     Option("monitor", STR, "val_loss", "What picks the best epoch and drives early stopping.", ("train_backbone",),
            choices=("val_loss", "val_accuracy")),
-    Option("schedule", STR, "cosine", "Learning-rate schedule: cosine (down to --min-learning-rate at the last "
-           "epoch: --epochs is then part of the run) | plateau (x --plateau-factor after --plateau-patience epochs "
-           "without a better --monitor) | constant (one rate throughout, as before schedules).", ("train_backbone",),
+    Option("schedule", STR, "cosine", "Learning rate per epoch: cosine (down to --min-learning-rate at the last "
+           "epoch) | plateau (lowered when --monitor stalls) | constant (as before schedules).", ("train_backbone",),
            choices=("constant", "cosine", "plateau")),
     Option("warmup_epochs", INT, 0, "Epochs of linear warmup up to --learning-rate before the cosine decay.",
            ("train_backbone",), minimum=0),
