@@ -428,3 +428,19 @@ def test_training_batches_at_the_faces_own_size_are_not_resampled(tmp_path: Path
         batches.close()
     np.testing.assert_array_equal(images, pixels.astype(np.float32))  # exactly the file's pixels
     np.testing.assert_array_equal(labels, [0, 1])
+
+
+def test_unfinished_run_from_before_schedules_resumes_only_as_constant(tmp_path: Path):
+    from featurekit.training.state import PROGRESS_FILE, prepare_out
+
+    identity = {"backbone": "inceptionv1", "image_size": 64, "batch_size": 8, "learning_rate": 1e-3, "seed": 0,
+                "monitor": "val_loss", "split_fractions": [0.7, 0.3, 0.0], "data_fingerprint": "f"}
+    legacy = {"identity": identity, "history": {"loss": [0.7]}, "best": None, "wait": 0, "stopped_early": False,
+              "fit_finished": False, "seconds": 1.0, "resumed_from": []}
+    (tmp_path / PROGRESS_FILE).write_text(json.dumps(legacy))
+    # It trained at one constant rate: resuming it with a cosine schedule would change its rates midway.
+    with pytest.raises(FeaturekitError, match=r"schedule \{'name': 'constant'\} \(interrupted run\) vs \{'name': "
+                                              r"'cosine'"):
+        prepare_out(tmp_path, {**identity, "schedule": _schedule().identity()}, overwrite=False)
+    state = prepare_out(tmp_path, {**identity, "schedule": {"name": "constant"}}, overwrite=False)
+    assert state["identity"]["schedule"] == {"name": "constant"} and state["history"] == {"loss": [0.7]}
