@@ -122,7 +122,7 @@ def main() -> None:
         "seconds": round(result.seconds, 1),
         "this_call_seconds": round(wall, 1),
         "end_to_end_test": test,
-        "history": {key: [round(v, 4) for v in values] for key, values in result.history.items()},
+        "history": {key: [float(f"{v:.4g}") for v in values] for key, values in result.history.items()},
         "model_path": str(result.model_path.relative_to(REPO)),
         "versions": library_versions(),
     }
