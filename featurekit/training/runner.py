@@ -4,9 +4,10 @@ The original study trained its InceptionV1 (no batch norm) for one epoch and got
 (test loss ln 2, accuracy 0.50): a network without pretrained weights is useless as a feature extractor
 until it is trained. Here the network (with batch norm and He init, see `featurekit.training.model`) is
 trained end to end with Adam and binary cross-entropy on the `train` split (flips and small crops), with a
-learning-rate schedule (cosine by default; see `featurekit.training.schedule`), early-stopped on `valid`, and the backbone alone, with the best epoch's weights, is saved as
-`inceptionv1.keras` for `extract --backbone inceptionv1 --weights PATH`. `training.json` beside it records
-the run and exactly which images it trained on (see `featurekit.training.provenance`).
+learning-rate schedule (cosine by default; see `featurekit.training.schedule`), early-stopped on `valid`, and
+the backbone alone, with the best epoch's weights, is saved as `inceptionv1.keras` for `extract --backbone
+inceptionv1 --weights PATH`. `training.json` beside it records the run and exactly which images it trained on
+(see `featurekit.training.provenance`).
 
 Calling `train_backbone` again with the same settings resumes an interrupted run from the last finished
 epoch (see `featurekit.training.state`). Training batches are a pure function of (seed, epoch, step), so
@@ -162,22 +163,22 @@ def train_backbone(
     """
     started = time.perf_counter()
     spec = check_request(backbone, epochs, image_size, batch_size, learning_rate, patience, monitor)
-    rates = make_schedule(schedule, learning_rate, epochs, min_learning_rate, warmup_epochs, plateau_factor,
-                          plateau_patience, monitor)
+    lr_schedule = make_schedule(schedule, learning_rate, epochs, min_learning_rate, warmup_epochs, plateau_factor,
+                                plateau_patience, monitor)
     folder = scan_image_folder(data, split_fractions)
     counts = folder.split_counts()
     check_split_sizes(folder, counts)
     out = Path(out) if out is not None else default_out_dir(folder.root, backbone, image_size)
     identity = {
         "backbone": backbone, "image_size": image_size, "batch_size": batch_size,
-        "learning_rate": learning_rate, "schedule": rates.identity(), "seed": seed, "monitor": monitor,
+        "learning_rate": learning_rate, "schedule": lr_schedule.identity(), "seed": seed, "monitor": monitor,
         "split_fractions": list(split_fractions), "data_fingerprint": folder.fingerprint(),
     }
     out.mkdir(parents=True, exist_ok=True)
     with out_lock(out):
         state = prepare_out(out, identity, overwrite)
         state["epochs"], state["patience"], state["config"] = epochs, patience, config or {}
-        return _train(folder, spec, out, state, rates, save_classifier, callbacks or [], progress, log, started)
+        return _train(folder, spec, out, state, lr_schedule, save_classifier, callbacks or [], progress, log, started)
 
 
 def train_from_options(options: dict[str, Any], log: Callable[[str], None] = print,
@@ -217,8 +218,9 @@ def train_from_options(options: dict[str, Any], log: Callable[[str], None] = pri
 def finished_model(options: dict[str, Any]) -> Path | None:
     """The backbone file of a finished run for these options, or None when there is none to reuse.
 
-    Reuse is decided by the run's folder, backbone, size and learning-rate schedule; that the backbone is not then scored on its own
-    training images is checked at extraction, by image content (see `featurekit.training.provenance`).
+    Reuse is decided by the run's folder, backbone, size and learning-rate schedule; that the backbone is not
+    then scored on its own training images is checked at extraction, by image content (see
+    `featurekit.training.provenance`).
 
     Args:
         options: As for `train_from_options`; `out` (else runs_dir, data, backbone and image_size) locates the

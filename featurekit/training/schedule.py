@@ -129,6 +129,10 @@ class Schedule:
         return float(stand_in.optimizer.learning_rate)
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def make_schedule(name: str, learning_rate: float, epochs: int, min_learning_rate: float, warmup_epochs: int,
                   plateau_factor: float, plateau_patience: int, monitor: str) -> Schedule:
     """A checked Schedule: refuse an unknown name and settings the named schedule cannot use.
@@ -154,15 +158,14 @@ def make_schedule(name: str, learning_rate: float, epochs: int, min_learning_rat
             received=f"{given('warmup_epochs', warmup_epochs)} with {given('epochs', epochs)}",
             fix=f"Use fewer {option_name('warmup_epochs')} (e.g. {max(0, min(2, epochs - 1))}) or more "
             f"{option_name('epochs')}.")
-    if name != "constant" and not (isinstance(min_learning_rate, (int, float)) and not isinstance(min_learning_rate, bool)
-                                   and math.isfinite(min_learning_rate) and 0 <= min_learning_rate < learning_rate):
+    if name != "constant" and not (_is_number(min_learning_rate) and 0 <= min_learning_rate < learning_rate):
         raise FeaturekitError(
             f"The minimum learning rate of the {name} schedule must be at least 0 and below the learning rate "
             f"({learning_rate:g}).",
             received=f"{given('min_learning_rate', min_learning_rate)} with {given('learning_rate', learning_rate)}",
             fix=f"Use e.g. {option_name('min_learning_rate')} {learning_rate / 100:g} (1% of the learning rate).")
     if name == "plateau":
-        if isinstance(plateau_factor, bool) or not isinstance(plateau_factor, (int, float)) or not 0 < plateau_factor < 1:
+        if not (_is_number(plateau_factor) and 0 < plateau_factor < 1):
             raise FeaturekitError("The plateau factor must be a number between 0 and 1 (exclusive): the rate is "
                                   "multiplied by it.", received=given("plateau_factor", plateau_factor),
                                   fix=f"Use e.g. {option_name('plateau_factor')} 0.5.")
