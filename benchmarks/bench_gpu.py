@@ -40,7 +40,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SOURCES = (REPO.parent / "shared" / "data" / "ffhq_stylegan_140k_sample",  # beside the checkout (dev machines)
-           REPO / "benchmarks" / "gpu" / "faces",  # carried to the device by benchmarks/gpu/prepare.sh
+           REPO / "benchmarks" / "gpu" / "data" / "ffhq_stylegan_140k_sample",  # carried by benchmarks/gpu/prepare.sh
            REPO / "data" / "faces_sample")  # the 200 faces in the repository
 TARGET_IMAGES = 140_000
 CLOSING_LINE = re.compile(r"(\d+) images, (\d+) skipped, (\d+) computed in ([\d.]+) s, ([\d.]+) img/s")

@@ -382,6 +382,17 @@ OPTIONS: tuple[Option, ...] = (
            ("train_backbone",), minimum=16, maximum=4096),
     Option("monitor", STR, "val_loss", "What picks the best epoch and drives early stopping.", ("train_backbone",),
            choices=("val_loss", "val_accuracy")),
+    Option("schedule", STR, "cosine", "Learning rate per epoch: cosine (down to --min-learning-rate at the last "
+           "epoch) | plateau (lowered when --monitor stalls) | constant (as before schedules).", ("train_backbone",),
+           choices=("constant", "cosine", "plateau")),
+    Option("warmup_epochs", INT, 0, "Epochs of linear warmup up to --learning-rate before the cosine decay.",
+           ("train_backbone",), minimum=0),
+    Option("min_learning_rate", FLOAT, 1e-5, "Lowest learning rate of the cosine and plateau schedules.",
+           ("train_backbone",), minimum=0),
+    Option("plateau_factor", FLOAT, 0.5, "The plateau schedule multiplies the learning rate by this.",
+           ("train_backbone",), above=0, below=1),
+    Option("plateau_patience", INT, 2, "Epochs without a better --monitor before the plateau schedule lowers the "
+           "learning rate (keep it below --patience, which stops the run).", ("train_backbone",), minimum=1),
     Option("out", PATH, None, "Output folder.", ("train_backbone",),
            default_text="<runs-dir>/<backbone>-<data>-<size>/", example="runs/NAME"),
     # run

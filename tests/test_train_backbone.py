@@ -1,8 +1,10 @@
 """Training InceptionV1 from scratch: it learns, its saved backbone extracts, an interrupted run resumes.
 
 Each `fit` traces InceptionV1's training step once, which takes ~30 s on two CPU cores, so the whole
-file trains twice: one run interrupted after epoch 2 and resumed to epoch 4 (module fixture). The tests
-of learning, saving and resuming all look at that run.
+file trains InceptionV1 twice: one run (cosine schedule) interrupted after epoch 2 and resumed to epoch 4
+(module fixture). The tests of learning, saving and resuming all look at that run. Learning-rate schedules
+are checked as values per epoch, and, through `train_backbone` with the tiny test backbone in place of
+InceptionV1 (seconds), interrupted and resumed against an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -29,8 +31,17 @@ from featurekit.train_backbone import (
 IMAGE_SIZE = 64  # InceptionV1 accepts 32 and up (2x2 feature map at 64)
 EPOCHS = 4
 INTERRUPT_AFTER = 2  # epochs finished when the first call is interrupted
+SCHEDULE = dict(schedule="cosine", min_learning_rate=1e-4, warmup_epochs=0)
 SETTINGS = dict(epochs=EPOCHS, image_size=IMAGE_SIZE, batch_size=8, learning_rate=1e-3, patience=10, seed=0,
-                split_fractions=(0.7, 0.3, 0.0), progress=False)
+                split_fractions=(0.7, 0.3, 0.0), progress=False, **SCHEDULE)
+
+
+def _schedule(**changes):
+    from featurekit.training.schedule import make_schedule
+
+    settings = dict(name="cosine", learning_rate=1e-3, epochs=5, min_learning_rate=1e-5, warmup_epochs=0,
+                    plateau_factor=0.5, plateau_patience=2, monitor="val_loss")
+    return make_schedule(**{**settings, **changes})
 
 
 def _weights_snapshot(model) -> list[np.ndarray]:
@@ -46,20 +57,28 @@ def resumed_run(tmp_path_factory):
     # Fake images are clearly brighter: a learnable difference, so a collapse to ln 2 means a broken network.
     data = make_image_folder(root / "faces", per_class=28, size=IMAGE_SIZE)
     out = root / "run"
-    seen: dict = {"interrupted_weights": None, "resumed_epochs": [], "resumed_start_weights": None}
+    seen: dict = {"interrupted_weights": None, "resumed_epochs": [], "resumed_start_weights": None,
+                  "optimizer_rates": [], "resumed_start_iterations": None}
 
     class Interrupt(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             # Called after the progress recorder and the backup have saved this epoch, like a Ctrl-C then.
+            seen["optimizer_rates"].append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
             if epoch + 1 == INTERRUPT_AFTER:
                 seen["interrupted_weights"] = _weights_snapshot(self.model)
+                seen["interrupted_iterations"] = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
                 raise KeyboardInterrupt
 
     class Observe(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             if not seen["resumed_epochs"]:
                 seen["resumed_start_weights"] = _weights_snapshot(self.model)
+                seen["resumed_start_iterations"] = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
             seen["resumed_epochs"].append(epoch)
+
+        def on_epoch_end(self, epoch, logs=None):
+            # The rate the optimizer actually trained this epoch at (the schedule sets it when an epoch begins).
+            seen["optimizer_rates"].append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
 
     first_log: list[str] = []
     with pytest.raises(KeyboardInterrupt):
@@ -70,6 +89,12 @@ def resumed_run(tmp_path_factory):
     with pytest.raises(FeaturekitError) as other_settings:
         train_backbone(data, out=out, log=lambda _: None, **{**SETTINGS, "learning_rate": 1e-2})
     seen["other_settings_error"] = str(other_settings.value)
+    with pytest.raises(FeaturekitError) as other_schedule:
+        train_backbone(data, out=out, log=lambda _: None, **{**SETTINGS, "schedule": "constant"})
+    seen["other_schedule_error"] = str(other_schedule.value)
+    with pytest.raises(FeaturekitError) as longer_cosine:
+        train_backbone(data, out=out, log=lambda _: None, **{**SETTINGS, "epochs": EPOCHS + 2})
+    seen["longer_cosine_error"] = str(longer_cosine.value)
 
     log: list[str] = []
     result = train_backbone(data, out=out, log=log.append, callbacks=[Observe()], **SETTINGS)
@@ -112,6 +137,32 @@ def test_unfinished_run_with_other_settings_is_refused(resumed_run):
     message = resumed_run["other_settings_error"]
     assert "unfinished training run with other settings" in message
     assert "learning_rate 0.001" in message and "0.01" in message
+
+
+def test_unfinished_run_with_another_schedule_is_refused(resumed_run):
+    message = resumed_run["other_schedule_error"]
+    assert "unfinished training run with other settings: schedule {'name': 'cosine'" in message
+    assert "vs {'name': 'constant'} (now)" in message
+    # A cosine schedule's length is its run's epochs: more epochs would change every epoch's rate.
+    message = resumed_run["longer_cosine_error"]
+    assert f"'epochs': {EPOCHS}," in message and f"'epochs': {EPOCHS + 2}," in message
+    assert "A cosine schedule decays over the run's epochs" in message
+
+
+def test_resumed_run_continues_the_schedule_where_it_stopped(resumed_run):
+    expected = _schedule(learning_rate=SETTINGS["learning_rate"], epochs=EPOCHS,
+                         min_learning_rate=SCHEDULE["min_learning_rate"]).rates()
+    # Every epoch, before and after the interruption, trained at the uninterrupted run's rate for that epoch
+    # (a resumed run that restarted the schedule would train epoch 3 at the first epoch's rate again).
+    assert resumed_run["optimizer_rates"] == pytest.approx(expected, rel=1e-6)
+    assert resumed_run["result"].history["learning_rate"] == pytest.approx(expected, rel=1e-6)
+    assert expected[0] == pytest.approx(1e-3) and expected[-1] == pytest.approx(1e-4)
+    assert expected[INTERRUPT_AFTER] < expected[INTERRUPT_AFTER - 1]
+    # BackupAndRestore gave the optimizer back its step count too (what a per-step schedule would rely on).
+    assert resumed_run["resumed_start_iterations"] == resumed_run["interrupted_iterations"] > 0
+    record = json.loads((resumed_run["result"].out / RESULT_FILE).read_text())
+    assert record["config"]["schedule"] == {"name": "cosine", "epochs": EPOCHS, "warmup_epochs": 0,
+                                            "min_learning_rate": SCHEDULE["min_learning_rate"]}
 
 
 def test_saved_backbone_reloads_and_extracts(resumed_run):
@@ -183,9 +234,13 @@ def test_finished_run_is_refused_without_overwrite(resumed_run):
 
 
 def test_finished_model_is_found_for_its_options(resumed_run, tmp_path: Path):
-    options = {**TRAIN_BACKBONE_DEFAULTS, "data": str(resumed_run["data"]), "image_size": IMAGE_SIZE}
+    options = {**TRAIN_BACKBONE_DEFAULTS, "data": str(resumed_run["data"]), "image_size": IMAGE_SIZE,
+               "epochs": EPOCHS, **SCHEDULE}
     assert finished_model({**options, "out": str(resumed_run["out"])}) == resumed_run["result"].model_path
     assert finished_model({**options, "out": str(resumed_run["out"]), "image_size": 128}) is None
+    # Trained with another schedule: not the model these options ask for.
+    assert finished_model({**options, "out": str(resumed_run["out"]), "schedule": "constant"}) is None
+    assert finished_model({**options, "out": str(resumed_run["out"]), "min_learning_rate": 1e-6}) is None
     assert finished_model({**options, "runs_dir": str(tmp_path)}) is None
 
 
@@ -236,3 +291,156 @@ def test_extracting_the_backbones_own_training_images_as_test_is_refused(resumed
                 pooling="avg", split_fractions=(0.0, 0.0, 1.0), cache=tmp_path / "c.h5", progress=False,
                 log=lambda m: None)
     assert not (tmp_path / "c.h5").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# Learning-rate schedules
+
+
+def test_cosine_falls_from_the_learning_rate_to_the_minimum_at_the_last_epoch():
+    rates = _schedule(epochs=5, learning_rate=1e-3, min_learning_rate=1e-5).rates()
+    assert len(rates) == 5
+    assert rates[0] == pytest.approx(1e-3, rel=1e-6)
+    assert rates[-1] == pytest.approx(1e-5, rel=1e-6)
+    assert rates[2] == pytest.approx((1e-3 + 1e-5) / 2, rel=1e-6)  # half way along the cosine
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    # The schedule's end depends on the run's length: the same epoch is at another point of a longer run.
+    assert _schedule(epochs=9).rate(4) > rates[4]
+
+
+def test_cosine_warmup_rises_linearly_to_the_learning_rate_then_decays():
+    rates = _schedule(epochs=6, warmup_epochs=2, learning_rate=1e-3, min_learning_rate=0.0).rates()
+    assert rates[:3] == pytest.approx([1e-3 / 3, 2e-3 / 3, 1e-3], rel=1e-6)
+    assert rates[-1] == pytest.approx(0.0, abs=1e-12)
+    assert rates[3] > rates[4] > rates[5]
+
+
+def test_constant_schedule_keeps_the_learning_rate():
+    assert _schedule(name="constant", epochs=4, learning_rate=3e-4).rates() == [3e-4] * 4
+
+
+@pytest.mark.parametrize("monitor, flat, better", [("val_loss", 0.5, 0.4), ("val_accuracy", 0.7, 0.8)])
+def test_plateau_lowers_the_rate_after_patience_epochs_without_improvement(monitor, flat, better):
+    schedule = _schedule(name="plateau", epochs=8, monitor=monitor, plateau_patience=2, plateau_factor=0.5,
+                         min_learning_rate=2e-4)
+    # Epoch 0 sets the best; epochs 1 and 2 are flat (patience 2): epoch 3 trains at half the rate. Epoch 3
+    # improves (the count restarts); 4 and 5 are flat again: 6 is halved, down to the floor, where it stays.
+    values = [flat, flat, flat, better, better, better, better, better]
+    assert schedule.rates(values) == pytest.approx([1e-3, 1e-3, 1e-3, 5e-4, 5e-4, 5e-4, 2.5e-4, 2.5e-4])
+    assert schedule.rate(7, values + [better] * 4) == pytest.approx(2.5e-4)
+    assert schedule.rates([flat] * 8)[-1] == pytest.approx(2e-4)  # never below min_learning_rate
+    # Only the epochs before the one asked about count.
+    assert schedule.rate(3, values[:3]) == schedule.rate(3, values)
+
+
+@pytest.mark.parametrize("changes, match", [
+    (dict(schedule="linear"), r"schedule must be one of: constant, cosine, plateau"),
+    (dict(min_learning_rate=-1e-5), r"min_learning_rate must be a number \(no quotes\), >= 0"),
+    (dict(plateau_factor=1.0), r"plateau_factor must be a number \(no quotes\), > 0 and < 1"),
+    (dict(plateau_patience=0), r"plateau_patience must be an integer \(no quotes\), >= 1"),
+    (dict(warmup_epochs=-1), r"warmup_epochs must be an integer \(no quotes\), >= 0"),
+])
+def test_schedule_options_are_checked(tmp_path: Path, changes: dict, match: str):
+    options = {**TRAIN_BACKBONE_DEFAULTS, "data": str(tmp_path), **changes}
+    with pytest.raises(FeaturekitError, match=match):
+        train_from_options(options)
+
+
+@pytest.mark.parametrize("changes, match", [
+    (dict(schedule="cosine", min_learning_rate=1e-3), r"minimum learning rate of the cosine schedule .*below the "
+     r"learning rate \(0.001\).*min_learning_rate=0.001"),
+    (dict(schedule="plateau", min_learning_rate=2e-3), r"minimum learning rate of the plateau schedule"),
+    (dict(schedule="plateau", warmup_epochs=2), r"warmup belongs to the cosine schedule.*schedule='plateau'"),
+    (dict(schedule="cosine", warmup_epochs=3, epochs=3), r"leave at least one epoch.*warmup_epochs=3 with epochs=3"),
+    (dict(schedule="plateau", plateau_factor=1.5), r"plateau factor must be a number between 0 and 1"),
+])
+def test_schedule_settings_the_schedule_cannot_use_are_refused(tmp_path: Path, changes: dict, match: str):
+    data = make_image_folder(tmp_path / "faces", per_class=2)
+    with pytest.raises(FeaturekitError, match=match):
+        train_backbone(data, out=tmp_path / "run", **changes)
+    assert not (tmp_path / "run").exists()
+
+
+def test_constant_schedule_ignores_cosine_and_plateau_settings():
+    # min_learning_rate is only checked where it is used; a constant run does not depend on it.
+    constant = _schedule(name="constant", min_learning_rate=5.0)
+    assert constant.identity() == {"name": "constant"}
+
+
+def _tiny_classifier(image_size: int):
+    """test_tiny with a one-unit top: the real training machinery without compiling InceptionV1 (seconds)."""
+    import keras
+
+    from featurekit.backbones import create_backbone
+
+    backbone = create_backbone("test_tiny", weights="none", image_size=image_size)
+    backbone.trainable = True
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = keras.layers.GlobalAveragePooling2D()(backbone(keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)))
+    return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x)), backbone
+
+
+@pytest.mark.backend
+def test_plateau_schedule_resumes_with_its_counters(tmp_path: Path, monkeypatch):
+    import keras
+
+    import featurekit.training.model as model
+
+    monkeypatch.setattr(model, "build_classifier", _tiny_classifier)
+    data = make_image_folder(tmp_path / "faces", per_class=20, size=32)
+    settings = dict(epochs=7, image_size=32, batch_size=8, patience=20, monitor="val_accuracy", schedule="plateau",
+                    plateau_patience=2, plateau_factor=0.5, split_fractions=(0.7, 0.3, 0.0), progress=False,
+                    log=lambda _: None)
+    straight = train_backbone(data, out=tmp_path / "straight", **settings)
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 3:  # four epochs finished, the plateau's count of flat epochs possibly under way
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_backbone(data, out=tmp_path / "resumed", callbacks=[Interrupt()], **settings)
+    resumed = train_backbone(data, out=tmp_path / "resumed", **settings)
+    assert resumed.resumed_from == [4]
+    schedule = _schedule(name="plateau", epochs=7, monitor="val_accuracy", plateau_patience=2, plateau_factor=0.5)
+    for run in (straight, resumed):
+        # Each epoch trained at the rate Keras' ReduceLROnPlateau gives for the validation values before it.
+        assert run.history["learning_rate"] == pytest.approx(schedule.rates(run.history["val_accuracy"]), rel=1e-6)
+    # The tiny network stops improving on valid within a few epochs: the rate falls, and the resumed run falls
+    # on the same epochs as the uninterrupted one (a plateau whose counters restarted at the resume would not).
+    assert resumed.history["val_accuracy"] == straight.history["val_accuracy"]
+    assert resumed.history["learning_rate"] == pytest.approx(straight.history["learning_rate"], rel=1e-6)
+    assert min(straight.history["learning_rate"][4:]) < 1e-3
+
+
+def test_training_batches_at_the_faces_own_size_are_not_resampled(tmp_path: Path):
+    from PIL import Image
+
+    from featurekit.training.batches import ImageBatches
+
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 256, 256, 3), dtype=np.uint8)
+    for i, image in enumerate(pixels):
+        Image.fromarray(image).save(tmp_path / f"face{i}.png")
+    batches = ImageBatches(tmp_path, ["face0.png", "face1.png"], np.array([0, 1]), 256, 2, train=False)
+    try:
+        images, labels = batches[0]
+    finally:
+        batches.close()
+    np.testing.assert_array_equal(images, pixels.astype(np.float32))  # exactly the file's pixels
+    np.testing.assert_array_equal(labels, [0, 1])
+
+
+def test_unfinished_run_from_before_schedules_resumes_only_as_constant(tmp_path: Path):
+    from featurekit.training.state import PROGRESS_FILE, prepare_out
+
+    identity = {"backbone": "inceptionv1", "image_size": 64, "batch_size": 8, "learning_rate": 1e-3, "seed": 0,
+                "monitor": "val_loss", "split_fractions": [0.7, 0.3, 0.0], "data_fingerprint": "f"}
+    legacy = {"identity": identity, "history": {"loss": [0.7]}, "best": None, "wait": 0, "stopped_early": False,
+              "fit_finished": False, "seconds": 1.0, "resumed_from": []}
+    (tmp_path / PROGRESS_FILE).write_text(json.dumps(legacy))
+    # It trained at one constant rate: resuming it with a cosine schedule would change its rates midway.
+    with pytest.raises(FeaturekitError, match=r"schedule \{'name': 'constant'\} \(interrupted run\) vs \{'name': "
+                                              r"'cosine'"):
+        prepare_out(tmp_path, {**identity, "schedule": _schedule().identity()}, overwrite=False)
+    state = prepare_out(tmp_path, {**identity, "schedule": {"name": "constant"}}, overwrite=False)
+    assert state["identity"]["schedule"] == {"name": "constant"} and state["history"] == {"loss": [0.7]}

@@ -6,9 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-/tmp/featurekit-gpu-out}"
 mkdir -p "$OUT"
-wheels=benchmarks/gpu/wheels
+wheels=benchmarks/gpu/data/wheels
 if ! ls "$wheels"/keras-*.whl >/dev/null 2>&1; then
-  echo "No Keras wheel in $wheels: run 'bash benchmarks/gpu/prepare.sh' first and carry benchmarks/gpu/wheels." >&2
+  echo "No Keras wheel in $wheels: run 'bash benchmarks/gpu/prepare.sh' first and carry benchmarks/gpu/data." >&2
   exit 3
 fi
 python_bin="${PYTHON:-python3}"

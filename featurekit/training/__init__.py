@@ -6,6 +6,7 @@
 - `callbacks`: history, best epoch and early stopping that survive a resume;
 - `model`: InceptionV1 with its preprocessing and small top, parameter counts, atomic `.keras` saves;
 - `provenance`: which images a backbone was trained on, its weights label, overlap with an extraction;
+- `schedule`: the learning rate of each epoch (constant, cosine, plateau), a pure function of the epoch and history;
 - `runner`: `train_backbone` itself.
 
 `featurekit.train_backbone` re-exports the public names. This package imports nothing heavy on import.

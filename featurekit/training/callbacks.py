@@ -69,6 +69,8 @@ class ProgressRecorder(keras.callbacks.Callback):
         epoch_seconds = now - self._epoch_started
         train_seconds = self._train_seconds or epoch_seconds
         row = {key: float(logs[key]) for key in HISTORY_KEYS}
+        # The rate this epoch trained at (the schedule sets it when an epoch begins and only then).
+        row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         row |= {"epoch_seconds": epoch_seconds, "train_seconds": train_seconds,
                 "train_images_per_second": self.images_per_epoch / train_seconds}
         for key, value in row.items():
@@ -99,6 +101,7 @@ class ProgressRecorder(keras.callbacks.Callback):
                 path.unlink(missing_ok=True)
         self.log(f"epoch {epoch + 1}/{epochs}: loss {row['loss']:.4f}, accuracy {row['accuracy']:.3f}, "
                  f"val_loss {row['val_loss']:.4f}, val_accuracy {row['val_accuracy']:.3f}, "
+                 f"learning rate {row['learning_rate']:.3g}, "
                  f"{epoch_seconds:.0f} s ({row['train_images_per_second']:.1f} train images/s){marker}")
         if state["stopped_early"] and state["best"]:
             self.log(f"Early stop: {monitor} did not improve for {patience} epochs; keeping epoch "

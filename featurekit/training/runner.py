@@ -3,14 +3,16 @@
 The original study trained its InceptionV1 (no batch norm) for one epoch and got a constant classifier
 (test loss ln 2, accuracy 0.50): a network without pretrained weights is useless as a feature extractor
 until it is trained. Here the network (with batch norm and He init, see `featurekit.training.model`) is
-trained end to end with Adam and binary cross-entropy on the `train` split (flips and small crops),
-early-stopped on `valid`, and the backbone alone, with the best epoch's weights, is saved as
-`inceptionv1.keras` for `extract --backbone inceptionv1 --weights PATH`. `training.json` beside it records
-the run and exactly which images it trained on (see `featurekit.training.provenance`).
+trained end to end with Adam and binary cross-entropy on the `train` split (flips and small crops), with a
+learning-rate schedule (cosine by default; see `featurekit.training.schedule`), early-stopped on `valid`, and
+the backbone alone, with the best epoch's weights, is saved as `inceptionv1.keras` for `extract --backbone
+inceptionv1 --weights PATH`. `training.json` beside it records the run and exactly which images it trained on
+(see `featurekit.training.provenance`).
 
 Calling `train_backbone` again with the same settings resumes an interrupted run from the last finished
 epoch (see `featurekit.training.state`). Training batches are a pure function of (seed, epoch, step), so
-resumed epochs see the same shuffles and augmentations as an uninterrupted run; only dropout draws differ
+resumed epochs see the same shuffles and augmentations, and the same learning rates (a pure function of the
+epoch and the recorded validation values), as an uninterrupted run; only dropout draws differ
 (each call seeds Keras afresh), so a resumed run is comparable, not bit-identical.
 
 It runs on any Keras backend: the data come through a `keras.utils.PyDataset` and nothing imports
@@ -32,10 +34,12 @@ from typing import Any
 from featurekit.data import DEFAULT_SPLIT_FRACTIONS, ImageFolder, Sample, scan_image_folder
 from featurekit.errors import FeaturekitError, given, option_name
 from featurekit.training.checks import check_request, check_split_sizes
+from featurekit.training.schedule import Schedule, make_schedule
 from featurekit.training.state import (
     BACKUP_DIR,
     CLASSIFIER_FILE,
     IDENTITY_KEYS,
+    LEGACY_IDENTITY,
     MODEL_FILE,
     PROGRESS_FILE,
     RESULT_FILE,
@@ -59,8 +63,8 @@ class TrainResult:
         best_valid_accuracy: Validation accuracy at the best epoch.
         best_valid_loss: Validation loss at the best epoch.
         epochs_run: Epochs finished, over all calls of an interrupted and resumed run.
-        history: Per-epoch lists: loss, accuracy, val_loss, val_accuracy, epoch_seconds, train_seconds,
-            train_images_per_second.
+        history: Per-epoch lists: loss, accuracy, val_loss, val_accuracy, learning_rate (the rate the epoch
+            trained at), epoch_seconds, train_seconds, train_images_per_second.
         seconds: Wall-clock seconds of all calls, model building and saving included.
         train_images_per_second: Median over epochs of train images / seconds of the training phase (the
             median ignores the first epoch of a call, which also compiles the step).
@@ -109,6 +113,11 @@ def train_backbone(
     progress: bool = True,
     overwrite: bool = declared("train_backbone", "overwrite"),
     monitor: str = declared("train_backbone", "monitor"),
+    schedule: str = declared("train_backbone", "schedule"),
+    min_learning_rate: float = declared("train_backbone", "min_learning_rate"),
+    warmup_epochs: int = declared("train_backbone", "warmup_epochs"),
+    plateau_factor: float = declared("train_backbone", "plateau_factor"),
+    plateau_patience: int = declared("train_backbone", "plateau_patience"),
     save_classifier: bool = True,
     callbacks: list | None = None,
     config: dict[str, Any] | None = None,
@@ -121,7 +130,7 @@ def train_backbone(
         epochs: Most epochs to run (early stopping may end sooner).
         image_size: Square input size in pixels the network is trained at.
         batch_size: Images per training step (at least 2: batch norm).
-        learning_rate: Adam's learning rate.
+        learning_rate: Adam's learning rate (where a schedule starts, after any warmup).
         patience: Epochs without improvement of `monitor` before training stops.
         seed: Seed of initialisation, dropout, shuffling and augmentation.
         out: Output folder; default `runs/<backbone>-<data-folder-name>-<image_size>/`.
@@ -131,7 +140,15 @@ def train_backbone(
             `log` either way).
         overwrite: Replace a finished run, or discard an unfinished one, in `out` instead of refusing or
             resuming.
-        monitor: "val_loss" or "val_accuracy": what picks the best epoch and drives early stopping.
+        monitor: "val_loss" or "val_accuracy": what picks the best epoch and drives early stopping (and the
+            plateau schedule).
+        schedule: "cosine" (default: a fixed budget that ends at a small rate, so the last epochs settle;
+            deterministic, where plateau reacts to a small valid split's noise), "plateau" or "constant" (the
+            behaviour before schedules). Part of the run's identity: resuming with another is refused.
+        min_learning_rate: The cosine schedule's last rate, the plateau schedule's floor.
+        warmup_epochs: Epochs of linear warmup before the cosine decay (cosine only).
+        plateau_factor: The plateau schedule's factor.
+        plateau_patience: Epochs without a better `monitor` before the plateau schedule lowers the rate.
         save_classifier: Also save the whole trained network (with its top) as `classifier.keras`.
         callbacks: Extra Keras callbacks, called after the ones that record progress and back up.
         config: The resolved config of the command, stored in training.json.
@@ -140,26 +157,28 @@ def train_backbone(
         The TrainResult; the same is written to `out/training.json`.
 
     Raises:
-        FeaturekitError: An untrainable backbone, an image size outside the backbone's range, too few images
-            in train or valid, a finished run in `out` (without overwrite), or an unfinished run there with
-            other settings.
+        FeaturekitError: An untrainable backbone, an image size outside the backbone's range, schedule settings
+            the schedule cannot use, too few images in train or valid, a finished run in `out` (without
+            overwrite), or an unfinished run there with other settings (the schedule included).
     """
     started = time.perf_counter()
     spec = check_request(backbone, epochs, image_size, batch_size, learning_rate, patience, monitor)
+    lr_schedule = make_schedule(schedule, learning_rate, epochs, min_learning_rate, warmup_epochs, plateau_factor,
+                                plateau_patience, monitor)
     folder = scan_image_folder(data, split_fractions)
     counts = folder.split_counts()
     check_split_sizes(folder, counts)
     out = Path(out) if out is not None else default_out_dir(folder.root, backbone, image_size)
     identity = {
         "backbone": backbone, "image_size": image_size, "batch_size": batch_size,
-        "learning_rate": learning_rate, "seed": seed, "monitor": monitor,
+        "learning_rate": learning_rate, "schedule": lr_schedule.identity(), "seed": seed, "monitor": monitor,
         "split_fractions": list(split_fractions), "data_fingerprint": folder.fingerprint(),
     }
     out.mkdir(parents=True, exist_ok=True)
     with out_lock(out):
         state = prepare_out(out, identity, overwrite)
         state["epochs"], state["patience"], state["config"] = epochs, patience, config or {}
-        return _train(folder, spec, out, state, save_classifier, callbacks or [], progress, log, started)
+        return _train(folder, spec, out, state, lr_schedule, save_classifier, callbacks or [], progress, log, started)
 
 
 def train_from_options(options: dict[str, Any], log: Callable[[str], None] = print,
@@ -170,7 +189,8 @@ def train_from_options(options: dict[str, Any], log: Callable[[str], None] = pri
 
     Args:
         options: data, backbone, epochs, image_size, batch_size, learning_rate, patience, seed, out, runs_dir,
-            split ("0.7,0.15,0.15" or three numbers), monitor, overwrite.
+            split ("0.7,0.15,0.15" or three numbers), monitor, overwrite, schedule, min_learning_rate,
+            warmup_epochs, plateau_factor, plateau_patience.
         log: Where messages go.
         progress: Keras' progress bar within each epoch (on a terminal).
 
@@ -190,18 +210,21 @@ def train_from_options(options: dict[str, Any], log: Callable[[str], None] = pri
         image_size=options["image_size"], batch_size=options["batch_size"], learning_rate=options["learning_rate"],
         patience=options["patience"], seed=options["seed"], out=_out_from_options(options),
         split_fractions=parse_split_fractions(options["split"]), log=log, progress=progress,
-        overwrite=bool(options["overwrite"]), monitor=options["monitor"], config=stored)
+        overwrite=bool(options["overwrite"]), monitor=options["monitor"], schedule=options["schedule"],
+        min_learning_rate=options["min_learning_rate"], warmup_epochs=options["warmup_epochs"],
+        plateau_factor=options["plateau_factor"], plateau_patience=options["plateau_patience"], config=stored)
 
 
 def finished_model(options: dict[str, Any]) -> Path | None:
     """The backbone file of a finished run for these options, or None when there is none to reuse.
 
-    Reuse is decided by the run's folder, backbone and size; that the backbone is not then scored on its own
-    training images is checked at extraction, by image content (see `featurekit.training.provenance`).
+    Reuse is decided by the run's folder, backbone, size and learning-rate schedule; that the backbone is not
+    then scored on its own training images is checked at extraction, by image content (see
+    `featurekit.training.provenance`).
 
     Args:
         options: As for `train_from_options`; `out` (else runs_dir, data, backbone and image_size) locates the
-            run, whose training.json must say it finished with the same backbone and image size.
+            run, whose training.json must say it finished with the same backbone, image size and schedule.
 
     Returns:
         Path of `inceptionv1.keras`, or None.
@@ -211,7 +234,11 @@ def finished_model(options: dict[str, Any]) -> Path | None:
     if not (record_path.is_file() and model_path.is_file()):
         return None
     config = json.loads(record_path.read_text()).get("config", {})
-    if config.get("backbone") != options["backbone"] or config.get("image_size") != options["image_size"]:
+    schedule = make_schedule(options["schedule"], options["learning_rate"], options["epochs"],
+                             options["min_learning_rate"], options["warmup_epochs"], options["plateau_factor"],
+                             options["plateau_patience"], options["monitor"])
+    if (config.get("backbone") != options["backbone"] or config.get("image_size") != options["image_size"]
+            or config.get("schedule", LEGACY_IDENTITY["schedule"]) != schedule.identity()):
         return None  # training then refuses the folder, naming the finished run in it
     return model_path
 
@@ -234,7 +261,7 @@ def _decodable_split(folder: ImageFolder, split: str, image_size: int,
     return [samples[i] for i in good], bad
 
 
-def _train(folder: ImageFolder, spec, out: Path, state: dict[str, Any], save_classifier: bool,
+def _train(folder: ImageFolder, spec, out: Path, state: dict[str, Any], schedule: Schedule, save_classifier: bool,
            extra_callbacks: list, progress: bool, log: Callable[[str], None], started: float) -> TrainResult:
     import keras
 
@@ -242,6 +269,7 @@ def _train(folder: ImageFolder, spec, out: Path, state: dict[str, Any], save_cla
     from featurekit.training.batches import EpochSetter, ImageBatches
     from featurekit.training.callbacks import ProgressRecorder, flush_output
     from featurekit.training.model import build_classifier, param_counts, save_keras
+    from featurekit.training.schedule import schedule_callback
 
     identity = state["identity"]
     image_size, batch_size, seed = identity["image_size"], identity["batch_size"], identity["seed"]
@@ -274,12 +302,17 @@ def _train(folder: ImageFolder, spec, out: Path, state: dict[str, Any], save_cla
             # History rows past the backup belong to an epoch that will run again. (A best epoch among them,
             # from a kill between progress.json and the backup, keeps its weights: they are a finished epoch's.)
             state["history"] = {key: values[:done] for key, values in state["history"].items()}
+            # A run interrupted before rates were recorded trained at its one constant rate.
+            state["history"].setdefault("learning_rate", [identity["learning_rate"]] * done)
             log(f"Resuming from epoch {done + 1}/{epochs} ({done} finished; backup in {out / BACKUP_DIR}).")
         else:
             log(f"Training {identity['backbone']} from scratch on {folder.root}: {len(train)} train images "
                 f"({_counts_text(counts['train'])}), {len(valid)} valid ({_counts_text(counts['valid'])}), "
-                f"{image_size}x{image_size}, batch {batch_size}, up to {epochs} epochs, early stop on "
-                f"{monitor} (patience {patience}).")
+                f"{image_size}x{image_size}, batch {batch_size}, up to {epochs} epochs, {schedule.describe()}, "
+                f"early stop on {monitor} (patience {patience}).")
+            if schedule.name == "plateau" and schedule.plateau_patience >= patience:
+                log(f"Note: the plateau patience ({schedule.plateau_patience}) is not below the early-stopping "
+                    f"patience ({patience}): the run stops before the schedule lowers the learning rate.")
             log(f"Parameters: backbone {params['backbone']:,} ({params['backbone_trainable']:,} trainable), "
                 f"top {params['top']:,}, total {params['total']:,}.")
         flush_output()
@@ -289,7 +322,8 @@ def _train(folder: ImageFolder, spec, out: Path, state: dict[str, Any], save_cla
         verbose = 1 if progress and sys.stdout.isatty() else 0
         try:
             classifier.fit(train_batches, validation_data=valid_batches, epochs=epochs, verbose=verbose,
-                           callbacks=[EpochSetter(train_batches), recorder, backup, *extra_callbacks])
+                           callbacks=[EpochSetter(train_batches), schedule_callback(schedule, state), recorder, backup,
+                                      *extra_callbacks])
         finally:
             train_batches.close()
             valid_batches.close()
@@ -376,6 +410,7 @@ def _result_record(result: TrainResult, folder: ImageFolder, spec, state: dict[s
             "batchnorm_momentum": BATCHNORM_MOMENTUM,
             "top": TOP_DESCRIPTION,
             "optimizer": "adam",
+            "schedule_applied": "per epoch, set when the epoch begins; history.learning_rate holds each epoch's rate",
             "loss": "binary_crossentropy",
             "augmentation": "train only: random horizontal flip, random crop of 7/8..1 of the side resized back",
         },

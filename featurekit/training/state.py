@@ -29,9 +29,12 @@ PROGRESS_FILE = "progress.json"
 BACKUP_DIR = "backup"
 LOCK_FILE = ".lock"
 BEST_WEIGHTS_GLOB = "best-epoch*.npz"
-# Settings a resumed run must share with the interrupted one; epochs and patience may change.
-IDENTITY_KEYS = ("backbone", "image_size", "batch_size", "learning_rate", "seed", "monitor",
+# Settings a resumed run must share with the interrupted one. Epochs and patience may change, except that a
+# cosine schedule's length is part of `schedule` (see featurekit.training.schedule.Schedule.identity).
+IDENTITY_KEYS = ("backbone", "image_size", "batch_size", "learning_rate", "schedule", "seed", "monitor",
                  "split_fractions", "data_fingerprint")
+# What an unfinished run from before a key existed had (its progress.json lacks the key).
+LEGACY_IDENTITY = {"schedule": {"name": "constant"}}
 
 
 @contextmanager
@@ -89,16 +92,21 @@ def prepare_out(out: Path, identity: dict[str, Any], overwrite: bool) -> dict[st
         )
     if progress_path.exists():
         state = json.loads(progress_path.read_text())
-        stored = state["identity"]
+        stored = {**LEGACY_IDENTITY, **state["identity"]}
         differences = [f"{key} {stored.get(key)!r} (interrupted run) vs {identity[key]!r} (now)"
                        for key in IDENTITY_KEYS if stored.get(key) != identity[key]]
         if differences:
+            note = ""
+            if stored.get("schedule", {}).get("name") == "cosine" and stored["schedule"] != identity["schedule"]:
+                note = (" A cosine schedule decays over the run's epochs, so they are part of it: resuming with "
+                        "other epochs would change the rate of every epoch.")
             raise FeaturekitError(
-                f"{out} holds an unfinished training run with other settings: {'; '.join(differences)}.",
+                f"{out} holds an unfinished training run with other settings: {'; '.join(differences)}.{note}",
                 received=given("out", str(out)),
                 fix=f"Re-run with the interrupted run's settings to resume it, pass {option_name('overwrite')} to "
                 f"discard it, or pass another {option_name('out')}.",
             )
+        state["identity"] = identity  # the same settings, with any key the interrupted run predates
         return state
     state = {"identity": identity, "history": {}, "best": None, "wait": 0, "stopped_early": False,
              "fit_finished": False, "seconds": 0.0, "resumed_from": []}

@@ -1,0 +1,194 @@
+"""The learning-rate schedule of a training run: constant, cosine or plateau, one rate per epoch.
+
+The rate of epoch e is a pure function of the schedule, of e, and (plateau only) of the monitored validation
+values of the epochs before e. Keras' `LearningRateScheduler` sets it on the optimizer at the start of each
+epoch. A run resumed at epoch e (BackupAndRestore gives back the epoch number, progress.json the history of
+finished epochs) therefore trains every epoch at the rate an uninterrupted run would, and nothing about the
+schedule needs saving besides the history that is saved anyway. Why per epoch rather than per step: plateau
+can only act between epochs, so one mechanism serves all three schedules; each epoch's rate is recorded in
+training.json; and the JAX trainer reads the optimizer's variables afresh at the start of each epoch, so a
+rate set there takes effect on every backend without a state sync per step. With 20-40 steps an epoch the
+epoch-wise cosine is a fine enough staircase.
+
+- constant: the learning rate throughout (featurekit's behaviour before schedules).
+- cosine: Keras' `CosineDecay`, evaluated at the epoch number: from the learning rate at the first epoch after
+  the warmup down to `min_learning_rate` at the last epoch (`epochs` is part of the schedule), after a linear
+  warmup of `warmup_epochs` epochs from learning_rate / (warmup_epochs + 1).
+- plateau: Keras' `ReduceLROnPlateau` on the monitored value (factor, patience, min_learning_rate), replayed
+  over the recorded values, so its counters survive an interruption.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+from featurekit.errors import FeaturekitError, given, option_name
+
+SCHEDULES = ("constant", "cosine", "plateau")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A learning-rate schedule over epochs.
+
+    Attributes:
+        name: "constant", "cosine" or "plateau".
+        learning_rate: The rate the schedule starts from (after any warmup).
+        epochs: The run's epochs (cosine reaches `min_learning_rate` at the last one).
+        min_learning_rate: The lowest rate (cosine's end, plateau's floor).
+        warmup_epochs: Epochs of linear warmup before the cosine decay (cosine only).
+        plateau_factor: What plateau multiplies the rate by after `plateau_patience` epochs without improvement.
+        plateau_patience: Epochs without improvement of `monitor` before plateau lowers the rate.
+        monitor: "val_loss" (lower is better) or "val_accuracy" (higher is better).
+    """
+
+    name: str
+    learning_rate: float
+    epochs: int
+    min_learning_rate: float = 0.0
+    warmup_epochs: int = 0
+    plateau_factor: float = 0.5
+    plateau_patience: int = 2
+    monitor: str = "val_loss"
+
+    def identity(self) -> dict[str, Any]:
+        """What shapes the rates, beyond the base learning rate: a resumed run must have the same.
+
+        Only the settings the named schedule reads are included, so a constant run does not depend on, say,
+        `plateau_factor`; and a cosine run depends on `epochs` (its length), which other runs may change.
+        """
+        if self.name == "cosine":
+            return {"name": "cosine", "epochs": self.epochs, "warmup_epochs": self.warmup_epochs,
+                    "min_learning_rate": self.min_learning_rate}
+        if self.name == "plateau":
+            return {"name": "plateau", "factor": self.plateau_factor, "patience": self.plateau_patience,
+                    "min_learning_rate": self.min_learning_rate}
+        return {"name": self.name}
+
+    def describe(self) -> str:
+        """One phrase for the log: 'cosine from 0.001 to 1e-05 over 40 epochs (2 warmup)'."""
+        if self.name == "cosine":
+            warmup = f" after {self.warmup_epochs} warmup epochs" if self.warmup_epochs else ""
+            return (f"cosine schedule from {self.learning_rate:g} to {self.min_learning_rate:g} at epoch "
+                    f"{self.epochs}{warmup}")
+        if self.name == "plateau":
+            return (f"plateau schedule from {self.learning_rate:g}: x{self.plateau_factor:g} after "
+                    f"{self.plateau_patience} epochs without a better {self.monitor}, down to "
+                    f"{self.min_learning_rate:g}")
+        return f"constant learning rate {self.learning_rate:g}"
+
+    def rate(self, epoch: int, monitored: Sequence[float] = ()) -> float:
+        """The learning rate of `epoch` (0-based).
+
+        Args:
+            epoch: The epoch about to run.
+            monitored: The monitored value of each epoch before it (plateau reads them; others ignore them).
+        """
+        if self.name == "cosine":
+            return self._cosine_rate(epoch)
+        if self.name == "plateau":
+            return self._plateau_rate(monitored[:epoch])
+        return float(self.learning_rate)
+
+    def rates(self, monitored: Sequence[float] = ()) -> list[float]:
+        """The rate of every epoch of the run (plateau: given the monitored value of each epoch)."""
+        return [self.rate(epoch, monitored) for epoch in range(self.epochs)]
+
+    def _cosine_rate(self, epoch: int) -> float:
+        import keras
+
+        warmup = self.warmup_epochs
+        # Decaying over epochs - 1 - warmup steps puts the minimum exactly on the last epoch (one epoch: the rate).
+        decay_steps = max(1, self.epochs - 1 - warmup)
+        alpha = self.min_learning_rate / self.learning_rate
+        if warmup:
+            cosine = keras.optimizers.schedules.CosineDecay(
+                self.learning_rate / (warmup + 1), decay_steps, alpha=alpha, warmup_target=self.learning_rate,
+                warmup_steps=warmup)
+        else:
+            cosine = keras.optimizers.schedules.CosineDecay(self.learning_rate, decay_steps, alpha=alpha)
+        return float(keras.ops.convert_to_numpy(cosine(epoch)))
+
+    def _plateau_rate(self, monitored: Sequence[float]) -> float:
+        import keras
+
+        # Keras' own callback, fed the recorded values: its rule (min_delta, ties, NaN, the floor) exactly, and
+        # its counters rebuilt from the history instead of held in memory, which a resumed run would have lost.
+        stand_in = SimpleNamespace(optimizer=SimpleNamespace(learning_rate=float(self.learning_rate)))
+        plateau = keras.callbacks.ReduceLROnPlateau(
+            monitor=self.monitor, factor=self.plateau_factor, patience=self.plateau_patience,
+            mode="min" if self.monitor == "val_loss" else "max", min_lr=self.min_learning_rate)
+        plateau.set_model(stand_in)
+        plateau.on_train_begin()
+        for epoch, value in enumerate(monitored):
+            plateau.on_epoch_end(epoch, {self.monitor: float(value)})
+        return float(stand_in.optimizer.learning_rate)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def make_schedule(name: str, learning_rate: float, epochs: int, min_learning_rate: float, warmup_epochs: int,
+                  plateau_factor: float, plateau_patience: int, monitor: str) -> Schedule:
+    """A checked Schedule: refuse an unknown name and settings the named schedule cannot use.
+
+    Raises:
+        FeaturekitError: naming the parameter, what was received and a value that works.
+    """
+    if name not in SCHEDULES:
+        raise FeaturekitError(f"Unknown learning-rate schedule {name!r}.", received=given("schedule", name),
+                              fix=f"Use one of: {', '.join(SCHEDULES)}.")
+    if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:
+        raise FeaturekitError("The warmup epochs must be a whole number, at least 0.",
+                              received=given("warmup_epochs", warmup_epochs),
+                              fix=f"Use e.g. {option_name('warmup_epochs')} 2, or 0 for no warmup.")
+    if warmup_epochs and name != "cosine":
+        raise FeaturekitError(
+            f"A warmup belongs to the cosine schedule; the {name} schedule starts at the learning rate.",
+            received=f"{given('warmup_epochs', warmup_epochs)} with {given('schedule', name)}",
+            fix=f"Use {option_name('schedule')} cosine, or leave {option_name('warmup_epochs')} at 0.")
+    if name == "cosine" and warmup_epochs >= epochs:
+        raise FeaturekitError(
+            "The warmup must leave at least one epoch of the run for the cosine decay.",
+            received=f"{given('warmup_epochs', warmup_epochs)} with {given('epochs', epochs)}",
+            fix=f"Use fewer {option_name('warmup_epochs')} (e.g. {max(0, min(2, epochs - 1))}) or more "
+            f"{option_name('epochs')}.")
+    if name != "constant" and not (_is_number(min_learning_rate) and 0 <= min_learning_rate < learning_rate):
+        raise FeaturekitError(
+            f"The minimum learning rate of the {name} schedule must be at least 0 and below the learning rate "
+            f"({learning_rate:g}).",
+            received=f"{given('min_learning_rate', min_learning_rate)} with {given('learning_rate', learning_rate)}",
+            fix=f"Use e.g. {option_name('min_learning_rate')} {learning_rate / 100:g} (1% of the learning rate).")
+    if name == "plateau":
+        if not (_is_number(plateau_factor) and 0 < plateau_factor < 1):
+            raise FeaturekitError("The plateau factor must be a number between 0 and 1 (exclusive): the rate is "
+                                  "multiplied by it.", received=given("plateau_factor", plateau_factor),
+                                  fix=f"Use e.g. {option_name('plateau_factor')} 0.5.")
+        if isinstance(plateau_patience, bool) or not isinstance(plateau_patience, int) or plateau_patience < 1:
+            raise FeaturekitError("The plateau patience must be a whole number, at least 1.",
+                                  received=given("plateau_patience", plateau_patience),
+                                  fix=f"Use e.g. {option_name('plateau_patience')} 2.")
+    return Schedule(name=name, learning_rate=float(learning_rate), epochs=epochs,
+                    min_learning_rate=float(min_learning_rate), warmup_epochs=warmup_epochs,
+                    plateau_factor=float(plateau_factor), plateau_patience=plateau_patience, monitor=monitor)
+
+
+def schedule_callback(schedule: Schedule, state: dict[str, Any]):
+    """Keras' `LearningRateScheduler` setting `schedule.rate(epoch, ...)` at the start of each epoch.
+
+    Args:
+        schedule: The run's schedule.
+        state: The run's state; plateau reads `state["history"][schedule.monitor]` of the epochs finished
+            before the one starting (the progress recorder appends each epoch's row when it ends).
+    """
+    import keras
+
+    def rate(epoch: int) -> float:
+        return schedule.rate(epoch, state["history"].get(schedule.monitor, [])[:epoch])
+
+    return keras.callbacks.LearningRateScheduler(rate)
