@@ -265,7 +265,14 @@ def predict(options: dict[str, Any]) -> None:
     check_output(options["format"], options["out"])
     rows = predict_images(options["model"], options["inputs"], batch_size=options["batch_size"],
                           max_pixels=options["max_pixels"] or None, workers=options["workers"])
-    show(render_predictions(rows, options["format"], title=f"predictions of {options['model']}"), options)
+    from featurekit.fitting import read_fitted_meta
+
+    try:
+        class_names = read_fitted_meta(options["model"]).get("class_names") or ["real", "fake"]
+    except FeaturekitError:  # predict itself has read it; only a stand-in model gets here
+        class_names = ["real", "fake"]
+    show(render_predictions(rows, options["format"], title=f"predictions of {options['model']}",
+                            positive_class=str(class_names[-1])), options)
 
 
 @command("audit")

@@ -39,6 +39,7 @@ ROW_KEYS = (
     "accuracy_fake", "balanced_accuracy",
     "roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "average_precision", "eer", "tpr_at_1pct_fpr", "f1",
     "threshold", "fit_seconds", "reused", "streamed", "collapsed", "model_dir", "scored_cache", "leaks",
+    "train_overlap",
 )
 
 
@@ -122,6 +123,8 @@ def row_description(cache_path: CacheSource, cache: Any) -> dict[str, Any]:
         "random_features": bool(attrs.get("random_features")), "layer": attrs.get("layer"),
         "pooling": attrs.get("pooling"), "image_size": attrs.get("image_size"),
         "preprocessing": attrs.get("preprocessing"), "feature_dim": cache.feature_dim,
+        # Images of valid/test that the backbone (from train-backbone) was trained on: such scores are optimistic.
+        "train_overlap": int(attrs.get("train_overlap_valid") or 0) + int(attrs.get("train_overlap_test") or 0),
     }
 
 

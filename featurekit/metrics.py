@@ -387,5 +387,5 @@ def evaluate(
     )
     out["accuracy_ci_low"], out["accuracy_ci_high"] = intervals["accuracy"]
     out["roc_auc_ci_low"], out["roc_auc_ci_high"] = intervals["roc_auc"]
-    out["collapsed"] = is_collapsed(s >= threshold, s, out["roc_auc"])
+    out["collapsed"] = is_collapsed((s >= threshold).astype(np.int64), s, out["roc_auc"])
     return out

@@ -302,22 +302,34 @@ def cache_summary(path: str | Path):
 
 
 PREDICT_KEYS = ["path", "p_fake", "label", "threshold", "error"]
-PREDICT_COLUMNS = (
-    Column("path", lambda r: str(r["path"])),
-    Column("P(fake)", lambda r: "-" if r.get("p_fake") is None else f"{r['p_fake']:.4f}", "right"),
-    Column("label", lambda r: r.get("label") or f"error: {r.get('error')}"),
-)
 
 
-def render_predictions(rows: list[dict[str, Any]], fmt: str, title: str):
-    """`predict` rows: a rich table (undecodable files in red), or csv/json/md text."""
+def predict_columns(positive_class: str = "fake") -> tuple[Column, ...]:
+    """The `predict` table's columns; the score column names the positive class (label 1) it is the probability of."""
+    return (
+        Column("path", lambda r: str(r["path"])),
+        Column(f"P({positive_class})", lambda r: "-" if r.get("p_fake") is None else f"{r['p_fake']:.4f}", "right"),
+        Column("label", lambda r: r.get("label") or f"error: {r.get('error')}"),
+    )
+
+
+PREDICT_COLUMNS = predict_columns()
+
+
+def render_predictions(rows: list[dict[str, Any]], fmt: str, title: str, positive_class: str = "fake"):
+    """`predict` rows: a rich table (undecodable files in red), or csv/json/md text.
+
+    `p_fake` is the probability of the model's positive class (label 1: `fake` with real/fake folders); the
+    table and Markdown headers name that class.
+    """
+    columns = predict_columns(positive_class)
     if fmt == "table":
-        return rich_table(rows, PREDICT_COLUMNS, title=title, row_style=lambda r: "red" if r.get("error") else None)
+        return rich_table(rows, columns, title=title, row_style=lambda r: "red" if r.get("error") else None)
     if fmt == "json":
         return json_text(rows)
     if fmt == "csv":
         return csv_text(rows, PREDICT_KEYS)
-    return markdown_table(rows, PREDICT_COLUMNS)
+    return markdown_table(rows, columns)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -335,6 +347,8 @@ def _flags(row: dict[str, Any]) -> str:
         flags.append("RANDOM FEATURES")
     if row.get("leaks"):
         flags.append("LEAKS (duplicates across splits)")
+    if row.get("train_overlap"):
+        flags.append(f"TRAIN OVERLAP: the backbone was trained on {row['train_overlap']} of these valid/test images")
     if row.get("collapsed"):
         flags.append(f"COLLAPSED: {row['collapsed']}")
     if row.get("streamed"):

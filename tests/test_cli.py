@@ -559,3 +559,17 @@ def test_backbones_files_lists_the_known_weights_with_their_labels():
     shipped = [f for f in listing["weights_files"] if f["location"] == "shipped"]
     assert [f["backbone"] for f in shipped] == ["mobilenet"] and shipped[0]["present"] == "yes"
     assert {b["name"] for b in listing["backbones"]} >= {"vgg16", "inceptionv3", "inceptionv1", "mobilenet"}
+
+
+def test_predict_names_the_positive_class_in_its_score_column(tmp_path: Path):
+    """With class folders other than real/fake, P(...) says which class the score is the probability of."""
+    from conftest import make_image_folder
+    from featurekit.extract import extract
+    from featurekit.fitting import fit_probe
+
+    data = make_image_folder(tmp_path / "cats", per_class=12, classes=("cat", "dog"))
+    cache = extract(data, "test_tiny", pooling="avg", cache=tmp_path / "c.h5", progress=False, log=lambda m: None)
+    fitted = fit_probe(cache.cache_path, "logreg", runs_dir=tmp_path / "runs", log=lambda m: None)
+    result = invoke("predict", "--model", fitted.directory, data / "dog" / "img_00.png", "--format", "md")
+    assert result.exit_code == 0, result.output
+    assert "| path | P(dog) | label |" in result.output

@@ -205,3 +205,11 @@ def test_metrics_refuse_one_class_and_nan():
         metrics.choose_threshold(Y6, np.r_[S6[:-1], np.nan])
     with pytest.raises(FeaturekitError, match="differ in length"):
         metrics.evaluate(Y6, S6[:5], 0.5)
+
+
+def test_a_collapsed_probe_names_the_label_it_predicts():
+    from featurekit.metrics import evaluate
+
+    y = np.array([0, 1] * 20)
+    scores = np.linspace(0.0, 0.4, 40)  # every score below the threshold: all predicted real (0)
+    assert evaluate(y, scores, threshold=0.5, n_boot=0)["collapsed"].startswith("predicts one class only (0)")
