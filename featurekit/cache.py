@@ -570,7 +570,39 @@ def _from_attr(key: str, value: Any) -> Any:
     return value
 
 
-class CacheReader:
+class SplitAccess:
+    """What fitting and compare ask of any source of rows (a cache, a fusion of caches): split rows, sizes, checks.
+
+    Subclasses provide `labels`, `splits`, `n_rows`, `feature_dim`, `class_names` and `described` (how
+    messages name them: "cache x.h5", "fusion fuse(a.h5+b.h5)").
+    """
+
+    described: str
+
+    def split_indices(self, split: str) -> np.ndarray:
+        return np.flatnonzero(self.splits == split)
+
+    def nbytes(self, split: str | None = None) -> int:
+        """Bytes the split's features take in memory as float32."""
+        rows = self.n_rows if split is None else len(self.split_indices(split))
+        return rows * self.feature_dim * 4
+
+    def require_splits(self, splits: tuple[str, ...] = ("train", "valid", "test")) -> None:
+        """Refuse rows whose splits cannot train and evaluate a binary classifier."""
+        for split in splits:
+            labels = self.labels[self.splits == split]
+            if len(labels) == 0:
+                raise FeaturekitError(f"The {self.described} has no {split!r} split.", received=self.described,
+                                      fix="Re-extract with split fractions that give every split images, e.g. "
+                                      f"{option_name('split')} 0.7,0.15,0.15.")
+            if len(np.unique(labels)) < 2:
+                only = self.class_names[int(labels[0])] if self.class_names else int(labels[0])
+                raise FeaturekitError(f"The {split!r} split of the {self.described} holds one class only ({only!r}).",
+                                      received=self.described,
+                                      fix="Add images of both classes, or change the split fractions.")
+
+
+class CacheReader(SplitAccess):
     """Read access to a finished cache; features load into memory or stream in chunk-sized blocks.
 
     Opening checks that the file is a finished cache this code can read: a known schema version, and one row
@@ -582,6 +614,7 @@ class CacheReader:
         import h5py
 
         self.path = Path(path)
+        self.described = f"cache {self.path.name}"
         if not self.path.exists():
             partial = PartialCache(self.path)
             if partial.exists():
@@ -709,25 +742,6 @@ class CacheReader:
         return list(zip((_decode(p) for p in self._file["ignored_paths"][()]),
                         (_decode(r) for r in self._file["ignored_reasons"][()])))
 
-    def split_indices(self, split: str) -> np.ndarray:
-        return np.flatnonzero(self.splits == split)
-
-    def nbytes(self, split: str | None = None) -> int:
-        """Bytes the split's features take in memory as float32."""
-        rows = self.n_rows if split is None else len(self.split_indices(split))
-        return rows * self.feature_dim * 4
-
-    def require_splits(self, splits: tuple[str, ...] = ("train", "valid", "test")) -> None:
-        """Refuse a cache whose splits cannot train and evaluate a binary classifier."""
-        for split in splits:
-            labels = self.labels[self.splits == split]
-            if len(labels) == 0:
-                raise FeaturekitError(f"Cache {self.path.name} has no {split!r} split.", received=str(self.path),
-                                      fix="Re-extract with split fractions that give every split images, e.g. --split 0.7,0.15,0.15.")
-            if len(np.unique(labels)) < 2:
-                only = self.class_names[int(labels[0])] if self.class_names else int(labels[0])
-                raise FeaturekitError(f"The {split!r} split of {self.path.name} holds one class only ({only!r}).",
-                                      received=str(self.path), fix="Add images of both classes, or change the split fractions.")
 
     def load(self, split: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Features (float32) and labels of one split (or all rows), in memory."""

@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 from rich.markup import escape
 
-from featurekit.cache import TARGET_CHUNK_BYTES, CacheReader, open_cache
+from featurekit.cache import TARGET_CHUNK_BYTES, CacheReader, SplitAccess, open_cache
 from featurekit.errors import FeaturekitError, given, option_name
 
 BLOCK_BYTES = 8 * TARGET_CHUNK_BYTES  # what one read of a member holds, as CacheReader streams
@@ -106,7 +106,7 @@ def read_rows(features: Any, rows: np.ndarray, block_bytes: int = BLOCK_BYTES) -
     return out
 
 
-class FusedCache:
+class FusedCache(SplitAccess):
     """Member caches of the same images as one cache whose features are the members' side by side.
 
     Args:
@@ -160,6 +160,7 @@ class FusedCache:
         self.sha256: list[str] = [first_sha[i] for i in keep]
         self.fingerprint: str = fused_fingerprint([m.fingerprint for m in self.members])
         self.name: str = "fuse(" + "+".join(m.path.name for m in self.members) + ")"
+        self.described = f"fusion {self.name}"
         self.path = Path(self.name)  # for messages, like CacheReader.path; not a file
         self.run_name: str = f"fuse-{self.fingerprint[:12]}"
         self.attrs: dict[str, Any] = self._describe()
@@ -278,25 +279,6 @@ class FusedCache:
             for path, reason in member.skipped:
                 seen.setdefault(path, reason)
         return list(seen.items())
-
-    def split_indices(self, split: str) -> np.ndarray:
-        return np.flatnonzero(self.splits == split)
-
-    def nbytes(self, split: str | None = None) -> int:
-        """Bytes the split's fused features take in memory as float32."""
-        rows = self.n_rows if split is None else len(self.split_indices(split))
-        return rows * self.feature_dim * 4
-
-    def require_splits(self, splits: tuple[str, ...] = ("train", "valid", "test")) -> None:
-        """Refuse a fusion whose splits cannot train and evaluate a binary classifier."""
-        for split in splits:
-            labels = self.labels[self.splits == split]
-            if len(labels) == 0:
-                raise FeaturekitError(f"The fusion {self.name} has no {split!r} split.", received=self.name,
-                                      fix="Re-extract with split fractions that give every split images.")
-            if len(np.unique(labels)) < 2:
-                raise FeaturekitError(f"The {split!r} split of the fusion {self.name} holds one class only.",
-                                      received=self.name, fix="Add images of both classes, or change the split fractions.")
 
     def _fused_rows(self, rows: np.ndarray) -> np.ndarray:
         parts = [read_rows(member.features, member_rows[rows])
