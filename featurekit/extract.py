@@ -435,6 +435,10 @@ def _first_available_embedder(candidates: list[str], on_missing_weights: str, lo
     from featurekit.embedder import build_multi_embedder
 
     failures: list[WeightsUnavailableError] = []
+
+    def problems() -> str:
+        return "; ".join(error.problem.rstrip(".") for error in failures) + "."
+
     for candidate in candidates:
         try:
             embedder = build_multi_embedder(weights=candidate, **options)
@@ -443,15 +447,15 @@ def _first_available_embedder(candidates: list[str], on_missing_weights: str, lo
             continue
         if failures:
             log(escape(f"Using weights {candidate!r} ({embedder.embedders[0].describe()['weights_label']}); earlier "
-                       f"choices were not available: {'; '.join(e.problem for e in failures)}"))
+                       f"choices were not available: {problems()}"))
         return embedder
     if on_missing_weights != "random":
         if len(failures) == 1:
             raise failures[0]
         raise WeightsUnavailableError(
-            "None of the weights asked for could be had: " + "; ".join(e.problem for e in failures),
+            "None of the weights asked for could be had: " + problems(),
             received=f"weights {candidates}", fix=failures[0].fix)
-    log(f"[bold yellow]WARNING[/]: {escape('; '.join(e.problem for e in failures))}\n"
+    log(f"[bold yellow]WARNING[/]: {escape(problems())}\n"
         f"Continuing with seeded random-init weights (seed {options['seed']}): every output of this run is a "
         "RANDOM-FEATURES baseline, not an ImageNet result.")
     return build_multi_embedder(weights="none", **options)
