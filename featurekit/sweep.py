@@ -5,8 +5,9 @@
 Each `[[sweep.backbone]]` entry of the config is one extraction (the keys of `extract`; several layers
 and poolings come from ONE forward pass), every probe is fitted on every cache (or reused, as `compare`
 does), and every row is scored on the VALID split only. The best row by valid ROC AUC (ties: fewer
-features, then name) is one candidate; the caches of the top-k rows fused (`featurekit.fusion`, with
-the best row's probe) are another; the better of the two by valid ROC AUC is the choice. Only then is
+features, then name) is one candidate; the caches of the top-k rows fused (`featurekit.fusion`) are
+another, fitted with every probe of the grid like any other cache; the best of all by valid ROC AUC is the
+choice. Only then is
 the TEST split touched, once, for the chosen configuration: a table that ranked rows on test would
 report the maximum of many noisy test scores, which is optimistic by construction.
 
@@ -30,8 +31,8 @@ from featurekit.errors import FeaturekitError, given
 from featurekit.options import default as declared
 
 LEARNING_CURVE_FRACTIONS = (1 / 8, 1 / 4, 1 / 2, 1.0)
-SELECTION_RULE = ("chosen on valid ROC AUC (ties: fewer features, then name); the top-k fusion is one more "
-                  "candidate; test reported once, for the chosen configuration only")
+SELECTION_RULE = ("chosen on valid ROC AUC (ties: fewer features, then name); the fused caches of the top-k rows, "
+                  "under every probe, are more candidates; test reported once, for the chosen configuration only")
 # Columns of a sweep row: valid figures only. No test column may ever be added here.
 VALID_ROW_KEYS = (
     "rank", "cache", "backbone", "weights_label", "random_features", "layer", "pooling", "image_size",
@@ -51,7 +52,7 @@ class SweepResult:
     Attributes:
         name: The sweep's name (results file names).
         rows: One row per cache x probe with VALID metrics only, best first (`rank` 1).
-        fusion: The top-k fusion candidate's row (valid metrics), or None when there was none.
+        fusion: The best of the top-k fusion's rows (valid metrics), or None when there was none.
         chosen: The chosen row (one of `rows`, or `fusion`).
         test: Test metrics of the chosen configuration: computed once, after the choice.
         learning_curve: Points of the learning curve (test figures by training size), or None.
@@ -66,6 +67,7 @@ class SweepResult:
     test: dict[str, Any]
     learning_curve: list[dict[str, Any]] | None = None
     notes: list[str] = field(default_factory=list)
+    fusion_rows: list[dict[str, Any]] = field(default_factory=list)  # the fusion under every probe, best first
     written: list[Path] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -74,6 +76,7 @@ class SweepResult:
             "name": self.name, "selection": SELECTION_RULE,
             "rows": [public(row) for row in self.rows],
             "fusion_candidate": public(self.fusion) if self.fusion else None,
+            "fusion_rows": [public(row) for row in self.fusion_rows],
             "chosen": public(self.chosen),
             "test_of_chosen": {key: self.test.get(key) for key in TEST_KEYS},
             "learning_curve": self.learning_curve, "notes": self.notes,
@@ -194,17 +197,21 @@ def select_on_valid(
     best = rows[0]
     fusion = None
     group = top_k_caches(rows, top_k) if top_k >= 2 else []
+    fusion_rows: list[dict[str, Any]] = []
     if len(group) >= 2:
-        probe = best["probe"]
-        log(f"fusing the caches of the top {len(group)} rows with {escape(probe)}: "
-            f"{escape(', '.join(Path(p).name for p in group))}")
+        # The fusion is one more cache: every probe of the grid is fitted on it, as on the others.
+        log(f"fusing the caches of the top {len(group)} rows: {escape(', '.join(Path(p).name for p in group))}")
         with open_source(group, log) as fused:
             fused.require_splits()
-            fitted, reused = fitted_probe(group, fused, probe, probe_params.get(probe, {}), runs_dir, refit,
-                                          memory_budget_gb, log)
-            fusion = _valid_row(group, fused, probe, fitted, reused, source_leaks(group, leaky) if audit else None,
-                                n_boot)
-            fusion["rank"] = None
+            for probe in probes:
+                fitted, reused = fitted_probe(group, fused, probe, probe_params.get(probe, {}), runs_dir, refit,
+                                              memory_budget_gb, log)
+                row = _valid_row(group, fused, probe, fitted, reused,
+                                 source_leaks(group, leaky) if audit else None, n_boot)
+                row["rank"] = None
+                fusion_rows.append(row)
+        fusion_rows.sort(key=_rank_key)
+        fusion = fusion_rows[0]
     elif top_k >= 2:
         notes.append("no fusion candidate: the top rows all come from one cache")
     candidates = [best] + ([fusion] if fusion else [])
@@ -214,7 +221,8 @@ def select_on_valid(
     with open_source(chosen["_source"], log) as cache:
         scores, labels = split_scores(chosen["_fitted"], cache, "test")
     test = evaluate(labels, scores, chosen["_fitted"].threshold, n_boot=n_boot)
-    return SweepResult(name, rows, fusion, chosen, {k: test[k] for k in TEST_KEYS}, notes=notes)
+    return SweepResult(name, rows, fusion, chosen, {k: test[k] for k in TEST_KEYS}, notes=notes,
+                       fusion_rows=fusion_rows)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -521,7 +529,8 @@ def render_markdown(result: SweepResult, plot_name: str | None = None) -> str:
     if notes:
         lines += [""] + [f"- {note}" for note in notes]
     lines += ["", "## top-k fusion candidate (valid split)", ""]
-    lines.append(markdown_table([result.fusion], _valid_columns()).rstrip("\n") if result.fusion else "none")
+    lines.append(markdown_table(result.fusion_rows or [result.fusion], _valid_columns()).rstrip("\n")
+                 if result.fusion else "none")
     lines += ["", "## the choice, and its test figures (reported once)", "", _chosen_line(result), "",
               markdown_table(_test_rows(result), (Column("test split", lambda r: r["what"]),
                                                   Column("value", lambda r: r["value"], "right"))).rstrip("\n")]
@@ -545,7 +554,8 @@ def render_table(result: SweepResult):
     parts.append(rich_table(result.rows, _valid_columns(), title=f"sweep {result.name}: every configuration, VALID "
                             "split only", caption=SELECTION_RULE))
     if result.fusion:
-        parts.append(rich_table([result.fusion], _valid_columns(), title="top-k fusion candidate (valid split)"))
+        parts.append(rich_table(result.fusion_rows or [result.fusion], _valid_columns(),
+                                title="top-k fusion candidate, every probe (valid split)"))
     parts.append(Text(_chosen_line(result), style="bold"))
     parts.append(rich_table(_test_rows(result), (Column("test split", lambda r: r["what"]),
                                                   Column("value", lambda r: r["value"], "right")),

@@ -105,6 +105,17 @@ def test_the_top_k_fusion_is_one_more_candidate_and_can_win(tmp_path: Path):
     assert alone.fusion is None and alone.chosen is alone.rows[0]
 
 
+def test_the_fusion_is_fitted_with_every_probe_and_the_best_on_valid_is_its_candidate(tmp_path: Path):
+    """The fused caches are one more cache: each probe of the grid is fitted on them, ranked on valid."""
+    caches = split_signal(tmp_path)
+    result = select_on_valid(caches, ["knn", "logreg"], {"logreg": {"C": 1e4}}, top_k=3, runs_dir=tmp_path / "runs",
+                             n_boot=0, **QUIET)
+    assert sorted(row["probe"] for row in result.fusion_rows) == ["knn", "logreg"]
+    assert result.fusion is result.fusion_rows[0]
+    assert result.fusion["valid_roc_auc"] == max(row["valid_roc_auc"] for row in result.fusion_rows)
+    assert all(row["rank"] is None for row in result.fusion_rows)
+
+
 def test_learning_curve_sizes_repeats_and_plot(tmp_path: Path):
     cache = separable_cache(tmp_path / "sep.h5", n=480)
     points = learning_curve(cache, "logreg", repeats=2, seed=0, **QUIET)
