@@ -579,6 +579,15 @@ class SplitAccess:
 
     described: str
 
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def split_indices(self, split: str) -> np.ndarray:
         return np.flatnonzero(self.splits == split)
 
@@ -691,12 +700,6 @@ class CacheReader(SplitAccess):
     def _damaged(self, problem: str) -> FeaturekitError:
         return FeaturekitError(f"Cache {self.path} is damaged: {problem}.", received=str(self.path),
                                fix="Rebuild it with `python cli.py extract ... --overwrite`.")
-
-    def __enter__(self) -> "CacheReader":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def close(self) -> None:
         self._file.close()

@@ -243,12 +243,6 @@ class FusedCache(SplitAccess):
 
     # ---- the CacheReader API
 
-    def __enter__(self) -> "FusedCache":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     def close(self) -> None:
         self._stack.close()
 
