@@ -37,24 +37,88 @@ import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from featurekit.data import DEFAULT_MAX_PIXELS, decode_rgb, resize_rgb
+from featurekit.data import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_rgb, resize_rgb
 from featurekit.errors import FeaturekitError, given, option_name
 
-# kind -> (lowest value, highest value, what it is). A fixed blur or resize must lie above the lowest value;
-# a blur range may start at 0 (CNNDetection draws sigma from 0-3), a JPEG quality may be 1.
-_BOUNDS = {
-    "jpeg": (1.0, 100.0, "a JPEG quality, a whole number from 1 to 100"),
-    "blur": (0.0, 64.0, "a Gaussian sigma in pixels, above 0 and at most 64 (a range may start at 0)"),
-    "resize": (0.0, 4.0, "a scale factor above 0 and at most 4"),
-}
-VIEW_KINDS = tuple(_BOUNDS)
+@dataclass(frozen=True)
+class Degradation:
+    """One kind of view step, as data: its bounds, how a value is drawn, and how it degrades an image.
+
+    Adding a kind of view is one entry in DEGRADATIONS below; parsing, naming, drawing and applying read it.
+    """
+
+    kind: str
+    lowest: float  # a fixed value must lie above it (or at it, when `lowest_included`)
+    highest: float
+    meaning: str  # the bounds in words, for the grammar and for refusals
+    apply: Callable[[Any, float], Any]  # (RGB Pillow image, value) -> RGB Pillow image
+    whole_numbers: bool = False
+    lowest_included: bool = False  # a fixed value may equal `lowest`
+    range_may_start_at_lowest: bool = False  # a range may start at `lowest` (blur 0-3: CNNDetection)
+    scales_by: bool = False  # the value multiplies the image's width and height
+
+    def within_bounds(self, low: float, high: float, ranged: bool) -> bool:
+        if self.whole_numbers and any(value != int(value) for value in (low, high)):
+            return False
+        open_low = not (self.lowest_included or (ranged and self.range_may_start_at_lowest))
+        return (low > self.lowest if open_low else low >= self.lowest) and high <= self.highest
+
+    def draw(self, low: float, high: float, rng: np.random.Generator) -> float:
+        if self.whole_numbers:
+            return float(rng.integers(int(low), int(high) + 1))
+        return float(rng.uniform(low, high))
+
+
+def _jpeg(image: Any, quality: float) -> Any:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=int(quality))
+    buffer.seek(0)
+    with Image.open(buffer) as degraded:
+        degraded.load()
+        return degraded.convert("RGB")
+
+
+def _blur(image: Any, sigma: float) -> Any:
+    if sigma == 0:
+        return image
+    from PIL import Image
+    from scipy.ndimage import gaussian_filter
+
+    pixels = np.asarray(image, dtype=np.float32)
+    blurred = gaussian_filter(pixels, sigma=(sigma, sigma, 0), mode="reflect")
+    return Image.fromarray(np.clip(np.rint(blurred), 0, 255).astype(np.uint8), mode="RGB")
+
+
+def _resize(image: Any, factor: float) -> Any:
+    from PIL import Image
+
+    width, height = image.size
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    return image if size == image.size else image.resize(size, Image.Resampling.BILINEAR)
+
+
+DEGRADATIONS: dict[str, Degradation] = {entry.kind: entry for entry in (
+    Degradation("jpeg", 1, 100, "a JPEG quality, a whole number from 1 to 100", _jpeg, whole_numbers=True,
+                lowest_included=True),
+    Degradation("blur", 0, 64, "a Gaussian sigma in pixels, above 0 and at most 64 (a range may start at 0)", _blur,
+                range_may_start_at_lowest=True),
+    Degradation("resize", 0, 4, "a scale factor above 0 and at most 4", _resize, scales_by=True),
+)}
+VIEW_KINDS = tuple(DEGRADATIONS)
+# A chain longer than this is a typo or an attack (`resize:4` five times asked for 1,024 times the pixels).
+MAX_VIEW_STEPS = 8
+# The resize steps of one view together may enlarge an image at most this much in width and height.
+MAX_VIEW_ENLARGEMENT = 4.0
 NO_VIEW = ("none", "clean")
 VIEW_GRAMMAR = ("jpeg:Q (quality 1-100), blur:SIGMA (> 0), resize:F (0 < F <= 4), each also as a range LOW-HIGH "
                 "drawn per image (jpeg:30-100, blur:0-3), joined by + and applied in order (jpeg:50+blur:1), "
+                f"at most {MAX_VIEW_STEPS} steps enlarging at most {MAX_VIEW_ENLARGEMENT:g}x in all, "
                 "optionally @SEED for ranges (jpeg:30-100@7); or none for the clean images")
 _NUMBER = r"\d+(?:\.\d*)?|\.\d+"
 _STEP = re.compile(rf"(?P<kind>[a-z]+):(?P<low>{_NUMBER})(?:-(?P<high>{_NUMBER}))?")
@@ -82,36 +146,14 @@ class ViewStep:
         return f"{self.kind}:{values}"
 
     def value(self, rng: np.random.Generator) -> float:
-        """The fixed value, or one drawn for this image (qualities are whole numbers, both ends included)."""
+        """The fixed value, or one drawn for this image (whole-number kinds include both ends)."""
         if not self.is_random:
             return self.low
-        if self.kind == "jpeg":
-            return float(rng.integers(int(self.low), int(self.high) + 1))
-        return float(rng.uniform(self.low, self.high))
+        return DEGRADATIONS[self.kind].draw(self.low, self.high, rng)
 
     def apply(self, image: Any, rng: np.random.Generator) -> Any:
         """This step on an RGB Pillow image; returns a new RGB Pillow image."""
-        from PIL import Image
-
-        value = self.value(rng)
-        if self.kind == "jpeg":
-            buffer = io.BytesIO()
-            image.save(buffer, format="JPEG", quality=int(value))
-            buffer.seek(0)
-            with Image.open(buffer) as degraded:
-                degraded.load()
-                return degraded.convert("RGB")
-        if self.kind == "blur":
-            if value == 0:
-                return image
-            from scipy.ndimage import gaussian_filter
-
-            pixels = np.asarray(image, dtype=np.float32)
-            blurred = gaussian_filter(pixels, sigma=(value, value, 0), mode="reflect")
-            return Image.fromarray(np.clip(np.rint(blurred), 0, 255).astype(np.uint8), mode="RGB")
-        width, height = image.size
-        size = (max(1, round(width * value)), max(1, round(height * value)))
-        return image if size == image.size else image.resize(size, Image.Resampling.BILINEAR)
+        return DEGRADATIONS[self.kind].apply(image, self.value(rng))
 
 
 @dataclass(frozen=True)
@@ -143,11 +185,24 @@ class View:
         digest = hashlib.sha256(f"{self.name}\0{key}".encode("utf-8", "surrogateescape")).digest()
         return np.random.default_rng(int.from_bytes(digest[:8], "big"))
 
-    def apply(self, image: Any, key: str) -> Any:
-        """The degraded copy of an RGB Pillow image; `key` (its relative path) seeds the draws."""
+    def apply(self, image: Any, key: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Any:
+        """The degraded copy of an RGB Pillow image; `key` (its relative path) seeds the draws.
+
+        Raises:
+            ImageDecodeError: a resize step would make the image larger than `max_pixels` (the file is then
+                skipped with that reason, like a file too large to decode).
+        """
         rng = self.rng_for(key)
         for step in self.steps:
-            image = step.apply(image, rng)
+            value = step.value(rng)
+            entry = DEGRADATIONS[step.kind]
+            if entry.scales_by and max_pixels is not None:
+                width, height = image.size
+                pixels = round(width * value) * round(height * value)
+                if pixels > max_pixels:
+                    raise ImageDecodeError(f"the view {self.name} would enlarge the image to {pixels:,} pixels, more "
+                                           f"than {option_name('max_pixels')} {max_pixels:,}")
+            image = entry.apply(image, value)
         return image
 
     def __str__(self) -> str:
@@ -175,40 +230,39 @@ def parse_view(text: str | View | None) -> View | None:
     seed = 0
     if "@" in body:
         body, _, seed_text = body.partition("@")
-        if not seed_text.isdigit():
-            raise _refuse(text, f"the seed after @ must be a whole number, not {seed_text!r}")
+        if not seed_text.isdigit() or int(seed_text) >= 2**32:
+            raise _refuse(text, f"the seed after @ must be a whole number below 2**32, not {seed_text!r}")
         seed = int(seed_text)
     if not body:
         raise _refuse(text, "it names no degradation")
-    steps = []
-    for part in body.split("+"):
-        match = _STEP.fullmatch(part.strip())
-        if not match:
-            kind = part.split(":", 1)[0].strip()
-            if kind and kind not in _BOUNDS:
-                raise _refuse(text, f"unknown degradation {kind!r} (known: {', '.join(VIEW_KINDS)})")
-            raise _refuse(text, f"{part!r} is not KIND:VALUE or KIND:LOW-HIGH")
-        kind = match["kind"]
-        if kind not in _BOUNDS:
-            raise _refuse(text, f"unknown degradation {kind!r} (known: {', '.join(VIEW_KINDS)})")
-        low = float(match["low"])
-        high = float(match["high"]) if match["high"] is not None else low
-        ranged = match["high"] is not None
-        if not _within_bounds(kind, low, high, ranged):
-            raise _refuse(text, f"{kind} takes {_BOUNDS[kind][2]}")
-        if ranged and high <= low:
-            raise _refuse(text, f"the range {match['low']}-{match['high']} of {kind} must rise (LOW-HIGH, LOW < HIGH)")
-        steps.append(ViewStep(kind, low, high))
-    view = View(tuple(steps), seed)
+    parts = body.split("+")
+    if len(parts) > MAX_VIEW_STEPS:
+        raise _refuse(text, f"it chains {len(parts)} steps, more than {MAX_VIEW_STEPS}")
+    view = View(tuple(_parse_step(text, part.strip()) for part in parts), seed)
+    enlargement = float(np.prod([step.high for step in view.steps if DEGRADATIONS[step.kind].scales_by]))
+    if enlargement > MAX_VIEW_ENLARGEMENT:
+        raise _refuse(text, f"its resize steps enlarge images up to {enlargement:g}x, more than "
+                      f"{MAX_VIEW_ENLARGEMENT:g}x in all")
     return view if view.is_random else View(view.steps)  # a fixed view draws nothing: its seed means nothing
 
 
-def _within_bounds(kind: str, low: float, high: float, ranged: bool) -> bool:
-    lowest, highest, _ = _BOUNDS[kind]
-    if kind == "jpeg":
-        return all(value == int(value) and lowest <= value <= highest for value in (low, high))
-    starts_at_zero = kind == "blur" and ranged
-    return (low >= lowest if starts_at_zero else low > lowest) and high <= highest
+def _parse_step(text: str, part: str) -> ViewStep:
+    """One `KIND:VALUE` or `KIND:LOW-HIGH` step of the view `text`, checked against its registry entry."""
+    match = _STEP.fullmatch(part)
+    kind = match["kind"] if match else part.split(":", 1)[0].strip()
+    if kind and kind not in DEGRADATIONS:
+        raise _refuse(text, f"unknown degradation {kind!r} (known: {', '.join(VIEW_KINDS)})")
+    if not match:
+        raise _refuse(text, f"{part!r} is not KIND:VALUE or KIND:LOW-HIGH")
+    entry = DEGRADATIONS[kind]
+    low = float(match["low"])
+    ranged = match["high"] is not None
+    high = float(match["high"]) if ranged else low
+    if not entry.within_bounds(low, high, ranged):
+        raise _refuse(text, f"{kind} takes {entry.meaning}")
+    if ranged and high <= low:
+        raise _refuse(text, f"the range {match['low']}-{match['high']} of {kind} must rise (LOW-HIGH, LOW < HIGH)")
+    return ViewStep(kind, low, high)
 
 
 def parse_views(texts: str | list[str] | tuple[str, ...] | None) -> list[View | None]:
@@ -275,5 +329,5 @@ class ViewDecoder:
         if self.stored_size is not None and image.size != (self.stored_size, self.stored_size):
             raise self.size_error(self.key(path), image.size)
         if self.view is not None:
-            image = self.view.apply(image, self.key(path))
+            image = self.view.apply(image, self.key(path), max_pixels)
         return resize_rgb(image, image_size)

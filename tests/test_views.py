@@ -133,6 +133,36 @@ def test_random_ranges_are_seeded_per_image_whatever_the_threads(tmp_path: Path)
     assert len({round(f, 3) for f in fixed}) > 1
 
 
+def test_each_image_draws_from_its_own_key_even_with_the_same_content(tmp_path: Path):
+    # The same pixels under eight names: a view drawing once for every image would degrade them all alike.
+    source = write_image(tmp_path / "faces" / "real" / "a.png", seed=3, size=32)
+    paths = [source] + [source.with_name(f"copy{i}.png") for i in range(7)]
+    for copy in paths[1:]:
+        copy.write_bytes(source.read_bytes())
+    decoder = ViewDecoder(parse_view("jpeg:5-95"), str(tmp_path / "faces"))
+    degraded = [decoder(path, 32) for path in paths]
+    assert len({image.tobytes() for image in degraded}) > 1
+    # ... and one name always gets the same draw.
+    np.testing.assert_array_equal(decoder(paths[3], 32), degraded[3])
+
+
+def test_view_chains_and_their_enlargement_are_bounded():
+    with pytest.raises(FeaturekitError, match="chains 9 steps, more than 8"):
+        parse_view("+".join(["blur:1"] * 9))
+    with pytest.raises(FeaturekitError, match="enlarge images up to 1024x"):
+        parse_view("+".join(["resize:4"] * 5))
+    assert parse_view("resize:2+resize:2").name == "resize:2+resize:2"
+
+
+def test_a_view_never_enlarges_an_image_past_the_pixel_limit(tmp_path: Path):
+    from featurekit.data import ImageDecodeError
+
+    path = write_image(tmp_path / "big.png", seed=1, size=200)
+    with pytest.raises(ImageDecodeError, match="would enlarge the image to 640,000 pixels"):
+        ViewDecoder(parse_view("resize:4"))(path, 32, max_pixels=100_000)
+    assert ViewDecoder(parse_view("resize:4"))(path, 32, max_pixels=640_000).shape == (32, 32, 3)
+
+
 # --- views in extraction and in the identity ----------------------------------------------------------------
 
 
