@@ -10,10 +10,12 @@ Class folders are matched without regard to case (``Real/`` in one split and ``r
 class). With ``real`` and ``fake`` (any case), ``fake`` is the positive class (label 1); with any other pair,
 the second in case-insensitive alphabetical order is, and it is recorded as ``positive_class``.
 
-The scan never follows a symbolic link to a folder, never reads anything but regular files, and takes
-links to regular files only when they stay inside the data folder. Whatever it does not take (such links,
-dangling or looping links, FIFOs, unreadable files, names that are not valid UTF-8, other suffixes) is
-listed in ``ImageFolder.unsupported`` with the reason, never dropped silently and never a crash.
+The scan reads through symbolic links wherever they point (splits made of links to a big folder, as DVC
+and git-annex lay data out): links to regular files are images like any other, links to folders are entered,
+and a folder reached twice (a link loop, or two links to one folder) is entered once. It never reads anything
+but regular files. Whatever it does not take (dangling or looping links, FIFOs, unreadable files or folders,
+names that are not valid UTF-8, other suffixes) is listed in ``ImageFolder.unsupported`` with the reason,
+never dropped silently and never a crash; a folder that yields no images says what was skipped, by reason.
 
 Decoding lives here too (Pillow: grayscale, 16-bit, RGBA, CMYK, palette and GIF frames all become 8-bit RGB,
 EXIF orientation applied), so the same rules serve extraction, training and prediction. No TensorFlow here.
@@ -164,90 +166,200 @@ def read_problem(error: OSError) -> str:
     return f"cannot read the file: {error.strerror or error}"
 
 
-def _walk(directory: Path, root: Path, real_root: str, ignored: list[tuple[str, str]]) -> Iterator[Path]:
-    """Regular files below `directory` in sorted order, listing in `ignored` whatever is not taken and why.
+class _Scan:
+    """What one scan of a data folder has seen: the folders entered (by device and inode, so a folder reached
+    twice through links, or a link loop, is entered once) and what it did not take, with the reason."""
 
-    Folders reached through symbolic links are never entered (so a link loop cannot hang the scan); a link
-    to a regular file is taken when its target lies inside the data folder.
-    """
-    try:
-        entries = sorted(os.scandir(directory), key=lambda entry: os.fsencode(entry.name))
-    except OSError as error:
-        ignored.append((_relative(directory, root) + "/", f"cannot list the folder: {error.strerror or error}"))
-        return
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue
-        path = Path(entry.path)
-        if not is_utf8_name(entry.name):
-            kind = "folder" if entry.is_dir(follow_symlinks=False) else "file"
-            ignored.append((_relative(path, root), f"{kind} name is not valid UTF-8 (rename the {kind})"))
-            continue
+    def __init__(self, root: Path):
+        self.root = root
+        self.entered: set[tuple[int, int]] = set()
+        self.ignored: list[tuple[str, str]] = []
+
+    def relative(self, path: Path) -> str:
+        return printable_path(path.relative_to(self.root).as_posix())
+
+    def ignore(self, path: Path, reason: str, folder: bool = False) -> None:
+        self.ignored.append((self.relative(path) + ("/" if folder else ""), reason))
+
+    def enter(self, directory: Path) -> list[os.DirEntry] | None:
+        """The entries of a folder in sorted order; None when it was entered before or cannot be listed."""
         try:
-            if entry.is_symlink():
-                _, problem = _classify_link(path, real_root)
-                if problem:
-                    ignored.append((_relative(path, root), problem))
-                else:
-                    yield path
-            elif entry.is_dir(follow_symlinks=False):
-                yield from _walk(path, root, real_root, ignored)
-            elif entry.is_file(follow_symlinks=False):
-                yield path
-            else:
-                ignored.append((_relative(path, root), "not a regular file (a FIFO, socket or device): not read"))
+            info = os.stat(directory)
+            key = (info.st_dev, info.st_ino)
+            if key in self.entered:
+                self.ignore(directory, "folder reached a second time through a symbolic link: entered once",
+                            folder=True)
+                return None
+            self.entered.add(key)
+            return sorted(os.scandir(directory), key=lambda entry: os.fsencode(entry.name))
         except OSError as error:
-            ignored.append((_relative(path, root), read_problem(error)))
+            self.ignore(directory, f"cannot list the folder: {error.strerror or error}", folder=True)
+            return None
+
+    def files(self, directory: Path) -> Iterator[Path]:
+        """Regular files below `directory` in sorted order, through symbolic links to files and folders
+        wherever they point (reading through a link is harmless); whatever is not taken goes to `ignored`."""
+        for entry in self.enter(directory) or []:
+            if entry.name.startswith("."):
+                continue
+            path = Path(entry.path)
+            if not is_utf8_name(entry.name):
+                kind = "folder" if entry.is_dir(follow_symlinks=False) else "file"
+                self.ignore(path, f"{kind} name is not valid UTF-8 (rename the {kind})")
+                continue
+            try:
+                kind, problem = _classify(entry)
+            except OSError as error:
+                self.ignore(path, read_problem(error))
+                continue
+            if problem:
+                self.ignore(path, problem)
+            elif kind == "folder":
+                yield from self.files(path)
+            else:
+                yield path
 
 
-def _classify_link(path: Path, real_root: str) -> tuple[str, str | None]:
-    """What a symbolic link points to ("file", "folder", "broken", "other") and why it is not followed
-    (None for a link to a regular file inside the data folder, the one kind that is)."""
+def _classify(entry: os.DirEntry) -> tuple[str, str | None]:
+    """What an entry is, following a symbolic link ("file", "folder", "broken", "other"), and why it is not
+    taken (None for a regular file or a folder, wherever a link to it points)."""
+    if not entry.is_symlink():
+        if entry.is_dir(follow_symlinks=False):
+            return "folder", None
+        if entry.is_file(follow_symlinks=False):
+            return "file", None
+        return "other", "not a regular file (a FIFO, socket or device): not read"
     try:
-        target = os.stat(path)
+        target = os.stat(entry.path)
     except FileNotFoundError:
-        return "broken", f"dangling symbolic link (to {printable_path(os.readlink(path))})"
+        return "broken", f"dangling symbolic link (to {printable_path(os.readlink(entry.path))})"
     except OSError as error:
         if error.errno == errno.ELOOP:
             return "broken", "symbolic link loop"
         return "broken", f"symbolic link that cannot be followed ({error.strerror or error})"
     if stat.S_ISDIR(target.st_mode):
-        return "folder", "symbolic link to a folder: not followed"
+        return "folder", None
     if not stat.S_ISREG(target.st_mode):
-        return "other", "symbolic link to something that is not a regular file: not followed"
-    if os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
-        return "file", "symbolic link to a file outside the data folder: not followed"
+        return "other", "symbolic link to something that is not a regular file (a FIFO, socket or device): not read"
     return "file", None
 
 
-def _relative(path: Path, root: Path) -> str:
-    return printable_path(path.relative_to(root).as_posix())
-
-
-def _folders(directory: Path, root: Path, ignored: list[tuple[str, str]]) -> list[Path]:
-    """The real subfolders of a data folder (or of a split folder); links to folders are listed as ignored."""
-    found = []
+def _folders(directory: Path, scan: _Scan) -> list[Path]:
+    """The subfolders of a data folder (or of a split folder), through symbolic links to folders too."""
     try:
         entries = sorted(os.scandir(directory), key=lambda entry: os.fsencode(entry.name))
     except OSError as error:
         raise FeaturekitError(f"The data folder cannot be listed ({error.strerror or error}).",
                               received=given("data", printable_path(directory)),
                               fix="Make the folder readable for this user.") from None
+    found = []
     for entry in entries:
         if entry.name.startswith("."):
             continue
         path = Path(entry.path)
-        if entry.is_symlink():
-            kind, problem = _classify_link(path, os.path.realpath(root))
-            if kind != "file":  # files beside the class folders are not images of a class, links or not
-                ignored.append((_relative(path, root), problem))
+        try:
+            kind, problem = _classify(entry)
+        except OSError as error:
+            scan.ignore(path, read_problem(error))
             continue
-        if entry.is_dir(follow_symlinks=False):
-            if not is_utf8_name(entry.name):
-                ignored.append((_relative(path, root), "folder name is not valid UTF-8 (rename the folder)"))
-                continue
+        if kind == "folder" and not is_utf8_name(entry.name):
+            scan.ignore(path, "folder name is not valid UTF-8 (rename the folder)")
+        elif kind == "folder":
             found.append(path)
+        elif kind == "broken":  # files beside the class folders are not images of a class
+            scan.ignore(path, problem or "")
     return found
+
+
+def _class_groups(root: Path, scan: _Scan) -> tuple[str, list[tuple[str | None, Path]]]:
+    """The layout and its (split or None, class folder) pairs."""
+    top = _folders(root, scan)
+    split_dirs = {SPLIT_ALIASES[p.name.lower()]: p for p in top if p.name.lower() in SPLIT_ALIASES}
+    if split_dirs and len(split_dirs) == len(top):
+        return "split-folders", [(split, class_dir) for split, split_dir in sorted(split_dirs.items())
+                                 for class_dir in _folders(split_dir, scan)]
+    return "class-folders", [(None, class_dir) for class_dir in top]
+
+
+def _class_names(groups: list[tuple[str | None, Path]], root: Path, scan: _Scan) -> tuple[str, ...]:
+    """The two class names in label order (case-insensitive: the first spelling in sorted order is shown)."""
+    spellings: dict[str, str] = {}
+    for _, class_dir in sorted(groups, key=lambda group: group[1].name):
+        spellings.setdefault(class_dir.name.casefold(), class_dir.name)
+    class_names = order_class_names(list(spellings.values()))
+    if len(class_names) != 2:
+        found = ", ".join(class_names) or "none"
+        raise FeaturekitError(
+            f"featurekit's probes are binary: the data folder needs exactly two class folders, found "
+            f"{len(class_names)} ({found}){_skipped_summary(scan.ignored, ' Not taken: ')}.",
+            received=given("data", printable_path(root)),
+            fix="Lay the images out as DIR/real/*.jpg and DIR/fake/*.jpg (or DIR/{train,valid,test}/{real,fake}/).",
+        )
+    return class_names
+
+
+def _skipped_summary(ignored: list[tuple[str, str]], lead: str, examples: int = 3) -> str:
+    """`lead` and the entries not taken, counted by reason with the first few of each; "" when none."""
+    by_reason: dict[str, list[str]] = {}
+    for path, reason in ignored:
+        by_reason.setdefault(reason.split(" (to ")[0], []).append(path)
+    parts = [f"{len(paths)} {reason} (e.g. {', '.join(paths[:examples])}{', ...' if len(paths) > examples else ''})"
+             for reason, paths in sorted(by_reason.items(), key=lambda item: -len(item[1]))]
+    return lead + "; ".join(parts) if parts else ""
+
+
+def _samples(groups, class_names, split_fractions, scan: _Scan) -> list[Sample]:
+    """Every image of the class folders with its label, split and content hash, sorted by relative path."""
+    label_of = {name.casefold(): label for label, name in enumerate(class_names)}
+    samples: list[Sample] = []
+    for split, class_dir in groups:
+        label = label_of[class_dir.name.casefold()]
+        for file in scan.files(class_dir):
+            relative = file.relative_to(scan.root).as_posix()
+            if file.suffix.lower() not in IMAGE_SUFFIXES:
+                scan.ignore(file, f"unsupported file type {printable_path(file.suffix) or '(no suffix)'}")
+                continue
+            try:
+                digest = file_sha256(file)
+            except OSError as error:  # unreadable: ignored here, and `load_image` gives predict the same reason
+                scan.ignore(file, read_problem(error))
+                continue
+            samples.append(Sample(relative, label, split or hash_split(relative, split_fractions), digest))
+    return sorted(samples, key=lambda s: s.path)
+
+
+def _check_root(root: Path) -> None:
+    if not root.exists():
+        raise FeaturekitError(
+            "The data folder does not exist.",
+            received=given("data", printable_path(root)),
+            fix="Pass a folder laid out as DIR/<class>/*.jpg or DIR/{train,valid,test}/<class>/*.jpg.",
+        )
+    if not root.is_dir():
+        raise FeaturekitError("The data path is a file, not a folder.", received=given("data", printable_path(root)),
+                              fix="Pass the folder that holds one subfolder per class.")
+
+
+def _check_both_classes(samples: list[Sample], groups, class_names, root: Path, scan: _Scan) -> None:
+    if not samples:
+        raise FeaturekitError(
+            f"The data folder has no images ({', '.join(IMAGE_SUFFIXES)}) in its class folders."
+            f"{_skipped_summary(scan.ignored, ' Skipped: ')}",
+            received=given("data", printable_path(root)),
+            fix="Put the images in one subfolder per class, e.g. DIR/real/ and DIR/fake/.",
+        )
+    present = {s.label for s in samples}
+    if len(present) < 2:
+        missing = class_names[1 - present.pop()]
+        folders = [scan.relative(d) + "/" for _, d in groups if d.name.casefold() == missing.casefold()]
+        not_taken = [(path, reason) for path, reason in scan.ignored
+                     if any(path.startswith(folder) or path + "/" == folder for folder in folders)]
+        raise FeaturekitError(
+            f"Only one class has images: the class folder {', '.join(folders)} ({missing!r}) has none"
+            f"{_skipped_summary(not_taken, '. Not taken there: ')}.",
+            received=given("data", printable_path(root)),
+            fix="Both class folders need images (readable by this user).",
+        )
 
 
 def scan_image_folder(
@@ -262,80 +374,18 @@ def scan_image_folder(
 
     Returns:
         An ImageFolder whose samples are sorted by relative path. What the scan did not take (other suffixes,
-        links it does not follow, unreadable files, names that are not UTF-8) is listed in `unsupported`
-        with the reason; files that do not decode are found later, at decode time.
+        dangling links, unreadable files, names that are not UTF-8) is listed in `unsupported` with the
+        reason; files that do not decode are found later, at decode time.
     """
     root = Path(root).expanduser()
-    if not root.exists():
-        raise FeaturekitError(
-            "The data folder does not exist.",
-            received=given("data", printable_path(root)),
-            fix="Pass a folder laid out as DIR/<class>/*.jpg or DIR/{train,valid,test}/<class>/*.jpg.",
-        )
-    if not root.is_dir():
-        raise FeaturekitError("The data path is a file, not a folder.", received=given("data", printable_path(root)),
-                              fix="Pass the folder that holds one subfolder per class.")
+    _check_root(root)
     _check_fractions(split_fractions)
-
-    ignored: list[tuple[str, str]] = []
-    top = _folders(root, root, ignored)
-    split_dirs = {SPLIT_ALIASES[p.name.lower()]: p for p in top if p.name.lower() in SPLIT_ALIASES}
-    if split_dirs and len(split_dirs) == len(top):
-        layout = "split-folders"
-        groups = [(split, class_dir) for split, split_dir in sorted(split_dirs.items())
-                  for class_dir in _folders(split_dir, root, ignored)]
-    else:
-        layout = "class-folders"
-        groups = [(None, class_dir) for class_dir in top]
-
-    spellings: dict[str, str] = {}  # casefolded name -> the spelling shown (the first in sorted order)
-    for _, class_dir in sorted(groups, key=lambda group: group[1].name):
-        spellings.setdefault(class_dir.name.casefold(), class_dir.name)
-    class_names = order_class_names(list(spellings.values()))
-    if len(class_names) != 2:
-        found = ", ".join(class_names) or "none"
-        not_followed = [path for path, reason in ignored if "symbolic link" in reason]
-        hint = f" (symbolic links to folders are not followed: {', '.join(not_followed)})" if not_followed else ""
-        raise FeaturekitError(
-            f"featurekit's probes are binary: the data folder needs exactly two class folders, found "
-            f"{len(class_names)} ({found}){hint}.",
-            received=given("data", printable_path(root)),
-            fix="Lay the images out as DIR/real/*.jpg and DIR/fake/*.jpg (or DIR/{train,valid,test}/{real,fake}/).",
-        )
-    label_of = {name.casefold(): label for label, name in enumerate(class_names)}
-
-    samples: list[Sample] = []
-    real_root = os.path.realpath(root)
-    for split, class_dir in groups:
-        label = label_of[class_dir.name.casefold()]
-        for file in _walk(class_dir, root, real_root, ignored):
-            relative = file.relative_to(root).as_posix()
-            if file.suffix.lower() not in IMAGE_SUFFIXES:
-                ignored.append((printable_path(relative), f"unsupported file type {printable_path(file.suffix) or '(no suffix)'}"))
-                continue
-            try:
-                digest = file_sha256(file)
-            except OSError as error:  # unreadable: ignored here, and `load_image` gives predict the same reason
-                ignored.append((printable_path(relative), read_problem(error)))
-                continue
-            samples.append(Sample(relative, label, split or hash_split(relative, split_fractions), digest))
-    samples.sort(key=lambda s: s.path)
-    ignored.sort()
-    if not samples:
-        raise FeaturekitError(
-            f"The data folder has no images ({', '.join(IMAGE_SUFFIXES)}) in its class folders.",
-            received=given("data", printable_path(root)),
-            fix="Put the images in one subfolder per class, e.g. DIR/real/ and DIR/fake/.",
-        )
-    present = {s.label for s in samples}
-    if len(present) < 2:
-        only = class_names[present.pop()]
-        raise FeaturekitError(
-            f"Only one class has images: {only!r}.",
-            received=given("data", printable_path(root)),
-            fix="Both class folders need images.",
-        )
-    return ImageFolder(root, layout, class_names, samples, ignored)
+    scan = _Scan(root)
+    layout, groups = _class_groups(root, scan)
+    class_names = _class_names(groups, root, scan)
+    samples = _samples(groups, class_names, split_fractions, scan)
+    _check_both_classes(samples, groups, class_names, root, scan)
+    return ImageFolder(root, layout, class_names, samples, sorted(scan.ignored))
 
 
 class ImageDecodeError(ValueError):

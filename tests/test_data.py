@@ -8,6 +8,7 @@ import pytest
 from conftest import BUNDLED_FACES, make_image_folder, write_image
 from featurekit.data import ImageDecodeError, hash_split, load_image, order_class_names, scan_image_folder
 from featurekit.errors import FeaturekitError
+from featurekit.hashing import file_sha256
 
 
 def test_class_folder_layout_labels_fake_as_positive(image_folder: Path):
@@ -262,7 +263,7 @@ def test_unreadable_file_by_permissions(tmp_path: Path):
 # --- The scan lists what it does not take ----------------------------------------------------------------------
 
 
-def test_links_are_followed_only_to_files_inside_the_data_folder(tmp_path: Path):
+def test_links_are_followed_wherever_they_point(tmp_path: Path):
     import os
 
     root = make_image_folder(tmp_path / "d", per_class=2)
@@ -274,27 +275,86 @@ def test_links_are_followed_only_to_files_inside_the_data_folder(tmp_path: Path)
     (root / "real" / "dangling.png").symlink_to(tmp_path / "gone.png")
     (root / "fake" / "loop_a").symlink_to(root / "fake" / "loop_b")
     (root / "fake" / "loop_b").symlink_to(root / "fake" / "loop_a")
-    (root / "extra").symlink_to(elsewhere)  # a linked folder beside the class folders
     os.mkfifo(root / "fake" / "pipe.png")
+    (root / "fake" / "pipe_link.png").symlink_to(root / "fake" / "pipe.png")
     folder = scan_image_folder(root)
-    assert "real/inside_link.png" in [s.path for s in folder.samples]
+    paths = [s.path for s in folder.samples]
+    assert {"real/inside_link.png", "real/outside_link.png", "real/folder_link/img_00.png"} <= set(paths)
+    by_path = {s.path: s for s in folder.samples}
+    assert by_path["real/outside_link.png"].sha256 == file_sha256(outside)  # the content, read through the link
     assert dict(folder.unsupported) == {
-        "extra": "symbolic link to a folder: not followed",
         "fake/loop_a": "symbolic link loop",
         "fake/loop_b": "symbolic link loop",
         "fake/pipe.png": "not a regular file (a FIFO, socket or device): not read",
+        "fake/pipe_link.png": "symbolic link to something that is not a regular file (a FIFO, socket or device): "
+                              "not read",
         "real/dangling.png": f"dangling symbolic link (to {tmp_path / 'gone.png'})",
-        "real/folder_link": "symbolic link to a folder: not followed",
-        "real/outside_link.png": "symbolic link to a file outside the data folder: not followed",
     }
 
 
-def test_a_linked_class_folder_is_named_when_classes_are_missing(tmp_path: Path):
+def test_a_folder_reached_twice_through_links_is_entered_once(tmp_path: Path):
+    root = make_image_folder(tmp_path / "d", per_class=2)
+    (root / "real" / "up").symlink_to(root / "real")  # a loop through a link to an ancestor
+    (root / "fake" / "again").symlink_to(tmp_path / "shared_fakes")
+    (root / "fake" / "and_again").symlink_to(tmp_path / "shared_fakes")
+    write_image(tmp_path / "shared_fakes" / "x.png", seed=5)
+    folder = scan_image_folder(root)
+    assert [s.path for s in folder.samples if "x.png" in s.path] == ["fake/again/x.png"]
+    assert dict(folder.unsupported) == {
+        "fake/and_again/": "folder reached a second time through a symbolic link: entered once",
+        "real/up/": "folder reached a second time through a symbolic link: entered once",
+    }
+
+
+def test_a_split_made_of_links_to_files_outside_the_folder_is_scanned(tmp_path: Path):
+    big = make_image_folder(tmp_path / "big", per_class=4)
+    for split in ("train", "valid", "test"):
+        for name in ("real", "fake"):
+            (tmp_path / "mine" / split / name).mkdir(parents=True)
+    for i, source in enumerate(sorted(big.rglob("*.png"))):
+        split = ("train", "train", "valid", "test")[i % 4]
+        (tmp_path / "mine" / split / source.parent.name / source.name).symlink_to(source)
+    folder = scan_image_folder(tmp_path / "mine")
+    assert folder.layout == "split-folders" and len(folder.samples) == 8 and not folder.unsupported
+    assert {s.split for s in folder.samples} == {"train", "valid", "test"}
+
+
+def test_a_folder_of_dangling_links_says_what_was_skipped_by_reason(tmp_path: Path):
+    for name in ("real", "fake"):
+        for i in range(5):
+            (tmp_path / "d" / name).mkdir(parents=True, exist_ok=True)
+            (tmp_path / "d" / name / f"{i}.png").symlink_to(tmp_path / "moved" / f"{name}{i}.png")
+    (tmp_path / "d" / "real" / "notes.txt").write_text("not an image")
+    with pytest.raises(FeaturekitError) as refused:
+        scan_image_folder(tmp_path / "d")
+    message = str(refused.value)
+    assert "has no images" in message and "Skipped: 10 dangling symbolic link (e.g. fake/0.png, fake/1.png" in message
+    assert "1 unsupported file type .txt (e.g. real/notes.txt)" in message
+
+
+def test_a_linked_class_folder_is_a_class_folder(tmp_path: Path):
     make_image_folder(tmp_path / "src", per_class=1)
     write_image(tmp_path / "d" / "real" / "a.png", seed=1)
     (tmp_path / "d" / "fake").symlink_to(tmp_path / "src" / "fake")
-    with pytest.raises(FeaturekitError, match=r"found 1 \(real\) \(symbolic links to folders are not followed: fake\)"):
-        scan_image_folder(tmp_path / "d")
+    folder = scan_image_folder(tmp_path / "d")
+    assert [s.path for s in folder.samples] == ["fake/img_00.png", "real/a.png"]
+
+
+def test_an_unreadable_class_folder_is_named(tmp_path: Path, monkeypatch):
+    import os
+
+    root = make_image_folder(tmp_path / "d", per_class=2)
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if str(path).endswith("fake"):
+            raise PermissionError(13, "Permission denied")
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(FeaturekitError, match=r"the class folder fake/ \('fake'\) has none. Not taken there: 1 cannot "
+                                              r"list the folder: Permission denied \(e.g. fake/\)"):
+        scan_image_folder(root)
 
 
 def test_names_that_are_not_utf8_are_listed_escaped(tmp_path: Path):
