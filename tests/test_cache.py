@@ -399,7 +399,7 @@ _MERGE_ON_A_FULL_DISK = """
 import sys
 import numpy as np
 sys.path.insert(0, "tests")
-import featurekit.cache as cache
+import featurekit.cache.merge as cache
 from featurekit.errors import FeaturekitError
 from test_cache import _attrs, _samples
 

@@ -1,0 +1,187 @@
+"""The reader: a finished cache, checked on open, its features loaded into memory or streamed in blocks.
+
+Opening checks the schema version and one row per image in every row dataset.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from featurekit.cache.access import SplitAccess
+from featurekit.cache.batches import PartialCache
+from featurekit.cache.format import (
+    ROW_DATASETS,
+    SCHEMA_VERSION,
+    TARGET_CHUNK_BYTES,
+    cache_fingerprint,
+    decode,
+    from_attr,
+)
+from featurekit.errors import FeaturekitError
+
+REBUILD = "Rebuild it with `python cli.py extract ... --overwrite`."
+
+
+class CacheReader(SplitAccess):
+    """Read access to a finished cache; features load into memory or stream in chunk-sized blocks.
+
+    Opening checks that the file is a finished cache this code can read: a known schema version, and one row
+    per image in `features`, `labels`, `paths`, `splits` and `sha256` (a damaged file is refused here, not
+    later with an IndexError).
+    """
+
+    def __init__(self, path: str | Path):
+        import h5py
+
+        self.path = Path(path)
+        self.described = f"cache {self.path.name}"
+        self.name = self.path.name
+        self.run_name = self.path.stem
+        self.member_paths = [self.path]
+        if not self.path.exists():
+            raise _absent_cache(self.path)
+        try:
+            self._file = h5py.File(self.path, "r")
+        except OSError as error:
+            raise FeaturekitError(f"Not a readable HDF5 cache ({error}).", received=str(self.path),
+                                  fix="Rebuild it with `python cli.py extract ... --overwrite`.") from None
+        try:
+            self._check_and_load()
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _check_and_load(self) -> None:
+        missing = [name for name in ROW_DATASETS if name not in self._file]
+        if missing:
+            raise FeaturekitError(f"Not a featurekit cache: datasets {missing} are missing.", received=str(self.path),
+                                  fix="Point --cache at a file written by `python cli.py extract`.")
+        try:
+            self.attrs: dict[str, Any] = {key: from_attr(key, value) for key, value in self._file.attrs.items()}
+        except (ValueError, OSError) as error:
+            raise self._damaged(f"its attributes cannot be read ({error})") from None
+        self._check_schema_version()
+        if self.attrs.get("complete") is not True:
+            raise FeaturekitError(f"Cache {self.path} is marked incomplete.", received=str(self.path),
+                                  fix="Re-run its extract command to finish it, or pass --overwrite to rebuild.")
+        self.features = self._file["features"]
+        self._check_row_counts()
+        self.labels: np.ndarray = self._file["labels"][()].astype(np.int64)
+        if not np.isin(self.labels, (0, 1)).all():
+            raise self._damaged(f"labels other than 0 and 1: {sorted(set(np.unique(self.labels).tolist()) - {0, 1})[:5]}")
+        self.splits: np.ndarray = np.array([decode(s) for s in self._file["splits"][()]])
+        unknown = sorted(set(self.splits.tolist()) - {"train", "valid", "test"})
+        if unknown:
+            raise self._damaged(f"unknown split names {unknown[:5]}")
+        self.paths: list[str] = [decode(p) for p in self._file["paths"][()]]
+
+    def _check_row_counts(self) -> None:
+        if self.features.ndim != 2:
+            raise self._damaged(f"features has shape {self.features.shape}, not (images, features)")
+        n_rows = self.features.shape[0]
+        lengths = {name: self._file[name].shape for name in ROW_DATASETS[1:]}
+        wrong = {name: shape for name, shape in lengths.items() if shape != (n_rows,)}
+        if wrong:
+            described = ", ".join(f"{name} has {shape[0] if len(shape) == 1 else shape} rows" for name, shape in wrong.items())
+            raise self._damaged(f"features has {n_rows} rows but {described} (one row per image is expected)")
+        n_skipped = self._file["skipped_paths"].shape[0] if "skipped_paths" in self._file else 0
+        n_samples = self.attrs.get("n_samples")
+        if isinstance(n_samples, int) and n_rows + n_skipped != n_samples:
+            raise self._damaged(f"it holds {n_rows} rows and {n_skipped} skipped files, but was made from "
+                                f"{n_samples} images")
+
+    def _check_schema_version(self) -> None:
+        version = self.attrs.get("schema_version")
+        if version is None or version == "":
+            raise FeaturekitError(f"Cache {self.path} has no schema_version, so it is not a finished featurekit cache.",
+                                  received=str(self.path), fix=REBUILD)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise self._damaged(f"its schema_version {version!r} is not a version number")
+        if version > SCHEMA_VERSION:
+            raise FeaturekitError(
+                f"Cache {self.path} was written by a newer featurekit (schema version {version}; this one reads up to "
+                f"{SCHEMA_VERSION}).", received=str(self.path),
+                fix="Upgrade featurekit (`pip install -U featurekit`), or rebuild the cache with this version "
+                    "(`python cli.py extract ... --overwrite`).")
+
+    def _damaged(self, problem: str) -> FeaturekitError:
+        return FeaturekitError(f"Cache {self.path} is damaged: {problem}.", received=str(self.path), fix=REBUILD)
+
+    def close(self) -> None:
+        self._file.close()
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.features.shape[0])
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.features.shape[1])
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.attrs.get("fingerprint") or cache_fingerprint(self.attrs, self.n_rows, self.feature_dim))
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.attrs.get("class_names", []))
+
+    @property
+    def positive_class(self) -> str | None:
+        """The class that is label 1 (what P(positive) and every "p_fake" column are the probability of)."""
+        names = self.class_names
+        return self.attrs.get("positive_class") or (names[1] if len(names) == 2 else None)
+
+    @property
+    def sha256(self) -> list[str]:
+        return [decode(s) for s in self._file["sha256"][()]]
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        return self._listed("skipped_paths", "skipped_reasons")
+
+    @property
+    def ignored(self) -> list[tuple[str, str]]:
+        """(path, reason) of files the data scan did not take: links not followed, unreadable files, ..."""
+        return self._listed("ignored_paths", "ignored_reasons")
+
+    def _listed(self, paths: str, reasons: str) -> list[tuple[str, str]]:
+        if paths not in self._file:
+            return []
+        return list(zip((decode(p) for p in self._file[paths][()]), (decode(r) for r in self._file[reasons][()])))
+
+    def _plan_blocks(self, rows: np.ndarray) -> list[np.ndarray]:
+        """Blocks of whole HDF5 chunks (about 8 MiB), at fixed positions in the file; a block may hold no row."""
+        chunk_rows = (self.features.chunks or (1024,))[0]
+        block_rows = max(chunk_rows, (8 * TARGET_CHUNK_BYTES) // max(1, self.feature_dim * self.features.dtype.itemsize))
+        block_rows = max(chunk_rows, block_rows // chunk_rows * chunk_rows)
+        starts = np.arange(0, self.n_rows, block_rows)
+        return np.split(rows, np.searchsorted(rows, starts[1:]))
+
+    def _read_block(self, rows: np.ndarray) -> np.ndarray:
+        first = int(rows[0])
+        block = self.features[first:int(rows[-1]) + 1]
+        return block[rows - first].astype(np.float32, copy=False)
+
+
+def _absent_cache(path: Path) -> FeaturekitError:
+    """Why there is no cache file: an extraction that stopped, or none at all."""
+    partial = PartialCache(path)
+    if partial.exists():
+        request = partial.read_request()
+        done, total = len(partial.done_batches()), request.get("n_batches", "?")
+        return FeaturekitError(
+            f"Cache {path} is incomplete: its extraction stopped after {done} of {total} batches.",
+            received=str(path),
+            fix=f"Re-run the same extract command to finish it: `{request.get('command', 'python cli.py extract ...')}`.",
+        )
+    return FeaturekitError("Cache file not found.", received=str(path),
+                           fix="Make it with `python cli.py extract --backbone NAME --data DIR`, or list caches with `ls cache/`.")
+
+
+def open_cache(path: str | Path) -> CacheReader:
+    """Open a finished cache for reading (errors name what is wrong and how to fix it)."""
+    return CacheReader(path)
