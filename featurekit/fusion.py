@@ -4,7 +4,7 @@ A probe on the fused features of, say, MobileNet `conv_pw_5` and VGG16 `block2_p
 neither finds alone. `FusedCache` implements `featurekit.cache.SplitAccess`, the reading interface
 of `CacheReader` that fitting, compare and the sweep use (`split_indices`, `load`, `iter_batches`,
 `labels`, `splits`, `paths`, `class_names`, `fingerprint`, `feature_dim`, `nbytes`, `require_splits`,
-`attrs`, `name`, `run_name`, `member_paths`), so each of them takes a fusion
+`attrs`, `name`, `run_name`, `member_paths`, `verify_contents`), so each of them takes a fusion
 wherever it takes a cache.
 
 Alignment, defined:
@@ -274,6 +274,16 @@ class FusedCache(SplitAccess):
     @property
     def member_paths(self) -> list[Path]:
         return [m.path for m in self.members]
+
+    @property
+    def content_checksums(self) -> list[dict[str, str]] | None:
+        """Each member's content checksums, in member order (None when a member has none recorded)."""
+        checksums = [m.content_checksums for m in self.members]
+        return None if any(c is None for c in checksums) else checksums
+
+    def verify_contents(self) -> list[str]:
+        """Verify every member's contents (see `CacheReader.verify_contents`); notes for what cannot be checked."""
+        return [note for member in self.members for note in member.verify_contents()]
 
     def _plan_blocks(self, rows: np.ndarray) -> list[np.ndarray]:
         """Runs of consecutive rows of the split, each about `BLOCK_BYTES` of fused features."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ class SplitAccess:
     """Rows of a cache or a fusion: split rows, features in memory or streamed, sizes, checks, names.
 
     Subclasses provide `labels`, `splits`, `n_rows`, `feature_dim`, `class_names`, `positive_class`, `attrs`,
-    `fingerprint`, `member_paths` (the cache files read), `name` (in
+    `fingerprint`, `content_checksums`, `verify_contents`, `member_paths` (the cache files read), `name` (in
     tables), `run_name` (the folder of its fitted probes), `described` (how messages name it: "cache x.h5",
     "fusion fuse(a.h5+b.h5)"), `close`, and the two block methods.
     """
@@ -50,6 +51,14 @@ class SplitAccess:
     member_paths: list[Path]
 
     def close(self) -> None:
+        raise NotImplementedError
+
+    def verify_contents(self) -> list[str]:
+        """Check the contents against the checksums recorded when it was made; notes for what cannot be checked."""
+        raise NotImplementedError
+
+    @property
+    def content_checksums(self) -> Any:
         raise NotImplementedError
 
     def _plan_blocks(self, rows: np.ndarray) -> list[np.ndarray]:

@@ -9,7 +9,9 @@ A finished cache is one HDF5 file with these names, which other tools may rely o
 - root attributes ``backbone``, ``weights``, ``weights_label``, ``weights_sha256``, ``random_features``,
   ``layer``, ``pooling``, ``image_size``, ``preprocessing``, ``class_names``, ``positive_class`` (label 1),
   ``complete``, ``versions``, ``created_utc``, ``config`` (the resolved config, JSON), ``fingerprint``,
-  ``n_samples`` (images the cache was made from: rows plus skipped) and ``schema_version``.
+  ``n_samples`` (images the cache was made from: rows plus skipped), ``schema_version`` and
+  ``content_checksums`` (JSON: a checksum of each row dataset and the identity the fingerprint was made from;
+  see `featurekit.cache.checksums`; caches made before it was recorded have none).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 
 # 2: adds `n_samples`, `positive_class` and the ignored_* datasets. Readers read every version up to this one.
+# `content_checksums` is an optional attribute within version 2: readers of version 2 ignore it.
 SCHEMA_VERSION = 2
 # Attributes that say what a cache is; a request that differs in any of them needs another cache.
 IDENTITY_KEYS = (
@@ -33,7 +36,7 @@ IDENTITY_KEYS = (
 EMPTY_BY_DEFAULT_KEYS = ("view", "subset")
 # One row per image in each of these datasets.
 ROW_DATASETS = ("features", "labels", "paths", "splits", "sha256")
-JSON_ATTRS = ("config", "versions")
+JSON_ATTRS = ("config", "versions", "content_checksums")
 TARGET_CHUNK_BYTES = 1 << 20
 
 

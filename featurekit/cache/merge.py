@@ -1,6 +1,7 @@
 """The merge: verified batches -> the finished cache file, written through a fresh temporary name.
 
-A file at the cache path is therefore always complete.
+A file at the cache path is therefore always complete. The merge records a checksum of every row dataset
+(`featurekit.cache.checksums`), so later edits of the contents are noticed.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from featurekit.cache.batches import RESUME_HINT, Batch, DamagedBatch, PartialCache, new_hdf5_file, read_batch_features
+from featurekit.cache.checksums import content_record
 from featurekit.cache.format import SCHEMA_VERSION, cache_fingerprint, rows_per_chunk, string_dtype, to_attr
 from featurekit.errors import FeaturekitError, option_name
 from featurekit.fsutil import commit_file, discard_temporaries, storage_error, temporary_sibling
@@ -46,7 +48,7 @@ def finalize_cache(partial: PartialCache, samples: list, attrs: dict[str, Any],
         with new_hdf5_file(temporary) as f:
             _write_features(f, batches, kept, dtype, feature_dim)
             _write_rows(f, samples, kept, skipped, ignored)
-            for key, value in _finished_attrs(attrs, len(kept), len(skipped), len(samples)).items():
+            for key, value in _finished_attrs(f, attrs, len(kept), len(skipped), len(samples)).items():
                 f.attrs[key] = to_attr(value)
         commit_file(temporary, cache_path)
     except BaseException as error:
@@ -114,12 +116,13 @@ def _write_rows(f: Any, samples: list, kept: np.ndarray, skipped: dict[int, str]
         f.create_dataset(name, data=np.array(values, dtype=object), dtype=strings)
 
 
-def _finished_attrs(attrs: dict[str, Any], n_rows: int, n_skipped: int, n_samples: int) -> dict[str, Any]:
-    """The root attributes of the finished cache: the caller's, plus counts and fingerprint."""
+def _finished_attrs(f: Any, attrs: dict[str, Any], n_rows: int, n_skipped: int, n_samples: int) -> dict[str, Any]:
+    """The root attributes of the finished cache: the caller's, plus counts, fingerprint and content checksums."""
     stored = dict(attrs)
     class_names = list(attrs.get("class_names") or [])
     stored.update(schema_version=SCHEMA_VERSION, complete=True, n_rows=n_rows, n_skipped=n_skipped,
-                  n_samples=n_samples, fingerprint=cache_fingerprint(attrs, n_rows, int(attrs["feature_dim"])))
+                  n_samples=n_samples, fingerprint=cache_fingerprint(attrs, n_rows, int(attrs["feature_dim"])),
+                  content_checksums=content_record(f, attrs))
     if len(class_names) == 2:
         stored.setdefault("positive_class", class_names[1])
     return stored

@@ -1,6 +1,9 @@
 """The reader: a finished cache, checked on open, its features loaded into memory or streamed in blocks.
 
-Opening checks the schema version and one row per image in every row dataset.
+Opening checks the schema version, one row per image in every
+row dataset, the identity attributes against the fingerprint and the identity recorded when the cache was
+finished, and `positive_class` against `class_names`. The contents themselves are checked on request
+(`verify_contents`), before a probe is fitted or reused.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import numpy as np
 
 from featurekit.cache.access import SplitAccess
 from featurekit.cache.batches import PartialCache
+from featurekit.cache.checksums import changed_datasets, edited_identity, remembered_checksums
 from featurekit.cache.format import (
     ROW_DATASETS,
     SCHEMA_VERSION,
@@ -69,6 +73,7 @@ class CacheReader(SplitAccess):
                                   fix="Re-run its extract command to finish it, or pass --overwrite to rebuild.")
         self.features = self._file["features"]
         self._check_row_counts()
+        self._check_identity()
         self.labels: np.ndarray = self._file["labels"][()].astype(np.int64)
         if not np.isin(self.labels, (0, 1)).all():
             raise self._damaged(f"labels other than 0 and 1: {sorted(set(np.unique(self.labels).tolist()) - {0, 1})[:5]}")
@@ -93,6 +98,30 @@ class CacheReader(SplitAccess):
             raise self._damaged(f"it holds {n_rows} rows and {n_skipped} skipped files, but was made from "
                                 f"{n_samples} images")
 
+    def _check_identity(self) -> None:
+        """Refuse identity attributes edited after the cache was made, and a contradicting `positive_class`.
+
+        The fingerprint is recomputed: from the identity recorded with the content checksums where there is one
+        (attributes absent from the file then count as their defaults, as for caches made before them), else
+        from the attributes themselves.
+        """
+        record = self.attrs.get("content_checksums")
+        recorded = record.get("identity") if isinstance(record, dict) else None
+        if isinstance(recorded, dict):
+            edited = edited_identity(self.attrs, recorded)
+            if edited:
+                raise self._edited("; ".join(edited))
+        stored = self.attrs.get("fingerprint")
+        if stored:
+            expected = cache_fingerprint(recorded if isinstance(recorded, dict) else self.attrs, self.n_rows,
+                                         self.feature_dim)
+            if stored != expected:
+                raise self._edited(f"its fingerprint {stored!r} is not the one its attributes give ({expected!r})")
+        positive, names = self.attrs.get("positive_class"), self.class_names
+        if positive and (positive not in names or (len(names) == 2 and positive != names[1])):
+            raise self._damaged(f"positive_class {positive!r} contradicts class_names {names} (label 1 is "
+                                f"{names[1] if len(names) == 2 else 'not defined'!r})")
+
     def _check_schema_version(self) -> None:
         version = self.attrs.get("schema_version")
         if version is None or version == "":
@@ -110,8 +139,39 @@ class CacheReader(SplitAccess):
     def _damaged(self, problem: str) -> FeaturekitError:
         return FeaturekitError(f"Cache {self.path} is damaged: {problem}.", received=str(self.path), fix=REBUILD)
 
+    def _edited(self, problem: str) -> FeaturekitError:
+        return FeaturekitError(f"Cache {self.path} was changed after it was made: {problem}.",
+                               received=str(self.path), fix=f"Restore the original file, or {REBUILD[0].lower()}{REBUILD[1:]}")
+
     def close(self) -> None:
         self._file.close()
+
+    @property
+    def content_checksums(self) -> dict[str, str] | None:
+        """The checksum of each row dataset recorded when the cache was finished (None for older caches)."""
+        record = self.attrs.get("content_checksums")
+        datasets = record.get("datasets") if isinstance(record, dict) else None
+        return dict(datasets) if isinstance(datasets, dict) else None
+
+    def verify_contents(self) -> list[str]:
+        """Check every row dataset against the checksum recorded when the cache was finished.
+
+        Streamed, and computed once per file identity (path, size, mtime, inode) in a process.
+
+        Returns:
+            Notes on what could not be checked (a cache made before checksums were recorded); empty when verified.
+
+        Raises:
+            FeaturekitError: A dataset differs; the message names which (features, labels, paths, splits, ...).
+        """
+        recorded = self.content_checksums
+        if recorded is None:
+            return [f"note: {self.described} was made before featurekit recorded content checksums, so its contents "
+                    "cannot be verified (re-extract it with --overwrite to record them)."]
+        changed = changed_datasets(recorded, remembered_checksums(self._file, str(self.path)))
+        if changed:
+            raise self._edited(f"its {', '.join(changed)} differ from what was recorded when it was made")
+        return []
 
     @property
     def n_rows(self) -> int:
