@@ -1,6 +1,7 @@
 """The reader: a finished cache, checked on open, its features loaded into memory or streamed in blocks.
 
-Opening checks the schema version, one row per image in every
+Opening reads metadata only and checks it before anything is allocated by a declared size: the shapes each
+dataset declares against the bytes the file really holds, the schema version, one row per image in every
 row dataset, the identity attributes against the fingerprint and the identity recorded when the cache was
 finished, and `positive_class` against `class_names`. The contents themselves are checked on request
 (`verify_contents`), before a probe is fitted or reused.
@@ -8,6 +9,7 @@ finished, and `positive_class` against `class_names`. The contents themselves ar
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,11 @@ from featurekit.cache.format import (
 )
 from featurekit.errors import FeaturekitError
 
+# Every row of a cache stores at least a 16-byte reference in each of `paths`, `splits` and `sha256` (variable-
+# length strings), so a file declaring more rows than its size / 16 cannot hold them: it is refused before any
+# of its datasets is read.
+MIN_FILE_BYTES_PER_ROW = 16
+LIST_DATASETS = ("skipped_paths", "skipped_reasons", "ignored_paths", "ignored_reasons")
 REBUILD = "Rebuild it with `python cli.py extract ... --overwrite`."
 
 
@@ -63,9 +70,10 @@ class CacheReader(SplitAccess):
         if missing:
             raise FeaturekitError(f"Not a featurekit cache: datasets {missing} are missing.", received=str(self.path),
                                   fix="Point --cache at a file written by `python cli.py extract`.")
+        self._check_declared_sizes()
         try:
             self.attrs: dict[str, Any] = {key: from_attr(key, value) for key, value in self._file.attrs.items()}
-        except (ValueError, OSError) as error:
+        except (ValueError, OSError, RuntimeError) as error:
             raise self._damaged(f"its attributes cannot be read ({error})") from None
         self._check_schema_version()
         if self.attrs.get("complete") is not True:
@@ -82,6 +90,21 @@ class CacheReader(SplitAccess):
         if unknown:
             raise self._damaged(f"unknown split names {unknown[:5]}")
         self.paths: list[str] = [decode(p) for p in self._file["paths"][()]]
+
+    def _check_declared_sizes(self) -> None:
+        """Refuse datasets that declare more than the file holds, before reading any of them.
+
+        (HDF5 itself refuses an attribute whose declared size exceeds what its header holds.)
+        """
+        file_size = self.path.stat().st_size
+        for name in (*ROW_DATASETS, *(name for name in LIST_DATASETS if name in self._file)):
+            dataset = self._file[name]
+            rows = int(dataset.shape[0]) if dataset.shape else 0
+            if rows * MIN_FILE_BYTES_PER_ROW > file_size:
+                raise self._damaged(f"{name} declares {rows:,} rows, more than a file of {file_size:,} bytes can "
+                                    "hold; it was not written by featurekit or was truncated")
+            if not _stored_in_full(dataset):
+                raise self._damaged(f"{name} declares shape {dataset.shape} but the file does not hold its data")
 
     def _check_row_counts(self) -> None:
         if self.features.ndim != 2:
@@ -225,6 +248,17 @@ class CacheReader(SplitAccess):
         first = int(rows[0])
         block = self.features[first:int(rows[-1]) + 1]
         return block[rows - first].astype(np.float32, copy=False)
+
+
+def _stored_in_full(dataset: Any) -> bool:
+    """Whether the file holds data for every element a dataset declares (not a fill value for most of it)."""
+    n_elements = math.prod(dataset.shape or ())
+    if n_elements == 0:
+        return True
+    if dataset.chunks is None:
+        return dataset.id.get_storage_size() >= n_elements * max(1, min(dataset.dtype.itemsize, 8))
+    n_chunks = math.prod(-(-size // chunk) for size, chunk in zip(dataset.shape, dataset.chunks))
+    return dataset.id.get_num_chunks() >= n_chunks
 
 
 def _absent_cache(path: Path) -> FeaturekitError:
