@@ -443,3 +443,45 @@ def test_real_full_disk_during_the_merge_ends_in_a_clear_error_not_a_crash(tmp_p
     assert "clean error: Could not write the finished cache: the disk is full" in done.stdout
     assert remaining == ["c.h5.partial"]
     assert len([b for b in batches if b.startswith("batch-")]) == 8
+
+
+# --- Lock files featurekit did not make are never written (issue 16 item 17) -------------------------------------
+
+
+def _hard_link(victim: Path, lock: Path) -> None:
+    import os
+
+    os.link(victim, lock)
+
+
+def _fifo(victim: Path, lock: Path) -> None:
+    import os
+
+    os.mkfifo(lock)
+
+
+def _foreign_owner(victim: Path, lock: Path) -> None:
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give the lock file to another user")
+    lock.write_text("pid 1")
+    os.chown(lock, 54321, 54321)
+
+
+@pytest.mark.parametrize("plant, problem", [
+    (_hard_link, r"lock file is a hard link \(2 names share its contents\)"),
+    (_fifo, r"lock file is not a regular file"),
+    (_foreign_owner, r"lock file belongs to another user \(uid 54321\)"),
+])
+def test_a_lock_file_featurekit_did_not_make_is_refused_and_never_written(tmp_path: Path, plant, problem):
+    victim = _victim(tmp_path)
+    lock = tmp_path / "c.h5.lock"
+    plant(victim, lock)
+    before = lock.lstat()
+    with pytest.raises(FeaturekitError, match=problem):
+        with writer_lock(tmp_path / "c.h5"):
+            pass
+    assert victim.read_text() == "precious"
+    after = lock.lstat()  # still there, untouched: it is not ours to remove
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
