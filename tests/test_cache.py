@@ -485,3 +485,24 @@ def test_a_lock_file_featurekit_did_not_make_is_refused_and_never_written(tmp_pa
     assert victim.read_text() == "precious"
     after = lock.lstat()  # still there, untouched: it is not ours to remove
     assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+
+
+def test_a_cache_still_being_extracted_is_reported_in_progress_not_stopped(tmp_path: Path):
+    """compare/open while another extraction holds the lock: "in progress", not "stopped ... re-run" (16.15)."""
+    from featurekit.compare import compare
+
+    cache_path = tmp_path / "c.h5"
+    partial = PartialCache(cache_path)
+    with writer_lock(cache_path):
+        partial.start({"n_batches": 200, "batch_size": 4, "n_samples": 800, "command": "python cli.py extract ..."})
+        for b in range(41):
+            partial.write_batch(b, np.arange(4 * b, 4 * b + 4), np.ones((4, 3)), np.array([], int), [], "float32")
+        for opening in (lambda: open_cache(cache_path), lambda: compare([cache_path], ["logreg"], n_boot=0,
+                                                                         runs_dir=tmp_path / "runs", log=print)):
+            with pytest.raises(FeaturekitError, match=r"still being extracted: another process \(pid \d+\) is writing "
+                                                      r"it right now \(41 of 200 batches done so far\)") as error:
+                opening()
+            assert "stopped" not in str(error.value) and "Re-run" not in str(error.value)
+    assert (tmp_path / "c.h5.lock").exists() is False
+    with pytest.raises(FeaturekitError, match=r"incomplete: its extraction stopped after 41 of 200 batches.*Re-run"):
+        open_cache(cache_path)

@@ -1,4 +1,4 @@
-"""The writer's lock: one process writes a cache at a time.
+"""The writer's lock: one process writes a cache at a time; readers ask whether an extraction is under way.
 
 The lock file is ``NAME.h5.lock``. It is written only when it is a file featurekit made for this purpose: a
 symbolic link (refused by O_NOFOLLOW), a hard link to some other file, something that is not a regular file,
@@ -8,6 +8,8 @@ overwrite another file.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import stat
 from collections.abc import Iterator
@@ -63,3 +65,29 @@ def refuse_foreign_lock_file(lock_path: Path) -> None:
             f"The cache's lock file {problem}, so featurekit did not make it; it writes nothing into it (someone may "
             "be trying to make it overwrite another file).", received=str(lock_path),
             fix=f"Remove it (`rm {lock_path}`) if no extraction of this cache is running, and run the command again.")
+
+
+def lock_holder(cache_path: str | Path) -> str | None:
+    """Who holds the writer lock of a cache right now ("pid 1234"), or None when nobody does.
+
+    Asks without writing: the lock file is opened read-only, never created, and only probed with a shared lock.
+    """
+    lock_path = lock_path_for(cache_path)
+    try:
+        fd = os.open(lock_path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+                     | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                return os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            return None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)

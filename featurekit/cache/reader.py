@@ -26,6 +26,7 @@ from featurekit.cache.format import (
     decode,
     from_attr,
 )
+from featurekit.cache.lock import lock_holder
 from featurekit.errors import FeaturekitError
 
 # Every row of a cache stores at least a 16-byte reference in each of `paths`, `splits` and `sha256` (variable-
@@ -262,8 +263,17 @@ def _stored_in_full(dataset: Any) -> bool:
 
 
 def _absent_cache(path: Path) -> FeaturekitError:
-    """Why there is no cache file: an extraction that stopped, or none at all."""
+    """Why there is no cache file: an extraction under way, one that stopped, or none at all."""
     partial = PartialCache(path)
+    holder = lock_holder(path)
+    if holder is not None:
+        progress = ""
+        if partial.exists():
+            request = partial.request_or_empty()
+            progress = f" ({len(partial.done_batches())} of {request.get('n_batches', '?')} batches done so far)"
+        return FeaturekitError(
+            f"Cache {path} is still being extracted: another process ({holder}) is writing it right now{progress}.",
+            received=str(path), fix="Wait for that extraction to finish, then run this command again.")
     if partial.exists():
         request = partial.read_request()
         done, total = len(partial.done_batches()), request.get("n_batches", "?")
