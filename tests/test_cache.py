@@ -65,13 +65,30 @@ def test_reader_returns_rows_in_sample_order_without_skipped(tmp_path: Path):
 def test_streamed_batches_cover_the_split_once_with_shuffling(tmp_path: Path):
     path, _ = _build(tmp_path, n=200, d=3, batch=16, skip=())
     with open_cache(path) as cache:
-        x_all, _ = cache.load("train")
+        x_all, y_all = cache.load("train")
         streamed = list(cache.iter_batches("train", 7, shuffle=True, seed=1))
         assert max(len(x) for x, _ in streamed) == 7
         rows = np.concatenate([x for x, _ in streamed])
+        labels = np.concatenate([y for _, y in streamed])
         assert sorted(map(tuple, rows)) == sorted(map(tuple, x_all))
-        again = np.concatenate([x for x, _ in cache.iter_batches("train", 7, shuffle=True, seed=1)])
-        np.testing.assert_array_equal(rows, again)
+        assert not np.array_equal(rows, x_all)  # shuffled
+        # Each streamed row keeps its own label: row i holds features 3i..3i+2 and label i % 2 (see _samples).
+        np.testing.assert_array_equal(labels, (rows[:, 0] // 3).astype(int) % 2)
+        np.testing.assert_array_equal(y_all, (x_all[:, 0] // 3).astype(int) % 2)
+        again = list(cache.iter_batches("train", 7, shuffle=True, seed=1))
+        np.testing.assert_array_equal(rows, np.concatenate([x for x, _ in again]))
+        np.testing.assert_array_equal(labels, np.concatenate([y for _, y in again]))
+
+
+def test_merge_reports_a_pure_gap_between_batches(tmp_path: Path):
+    """Batch 0 holds rows 0-3 and batch 1 rows 5-7, and no batch is damaged: row 4 is in none (16.18)."""
+    partial = PartialCache(tmp_path / "c.h5")
+    partial.start({"n_batches": 2})
+    partial.write_batch(0, np.arange(0, 4), np.ones((4, 2)), np.array([], int), [], "float32")
+    partial.write_batch(1, np.arange(5, 8), np.ones((3, 2)), np.array([], int), [], "float32")
+    with pytest.raises(FeaturekitError, match=r"Cannot finish cache .*: rows 4 are in no batch\. Nothing was written"):
+        finalize_cache(partial, _samples(8), _attrs(2))
+    assert not (tmp_path / "c.h5").exists() and partial.done_batches() == {0, 1}
 
 
 def test_chunks_hold_about_a_mebibyte():
