@@ -21,7 +21,7 @@ def _crafted(path: Path, rows: int = DECLARED_ROWS, chunked: bool = True, paddin
     strings = h5py.string_dtype("utf-8")
     chunks = {"chunks": True} if chunked else {}
     with h5py.File(path, "w") as f:
-        f.create_dataset("features", shape=(rows, 4), dtype="float32", chunks=(1024, 4) if chunked else None)
+        f.create_dataset("features", shape=(rows, 4), dtype="float32", chunks=(min(rows, 1024), 4) if chunked else None)
         f.create_dataset("labels", shape=(rows,), dtype="int8", **chunks)
         for name in ("paths", "splits", "sha256"):
             f.create_dataset(name, shape=(rows,), dtype=strings, **chunks)
@@ -80,3 +80,12 @@ def test_an_attribute_declaring_more_than_it_holds_is_a_clear_error(tmp_path: Pa
     finally:
         tracemalloc.stop()
     assert peak < 16 * 2**20, f"opening allocated {peak / 2**20:.0f} MiB"
+
+
+def test_a_group_where_a_dataset_belongs_is_a_clear_error(tmp_path: Path):
+    path = _crafted(tmp_path / "crafted.h5", rows=10)
+    with h5py.File(path, "r+") as f:
+        del f["features"]
+        f.create_group("features")
+    with pytest.raises(FeaturekitError, match=r"damaged: features is not a dataset"):
+        open_cache(path)

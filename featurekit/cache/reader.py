@@ -97,9 +97,13 @@ class CacheReader(SplitAccess):
 
         (HDF5 itself refuses an attribute whose declared size exceeds what its header holds.)
         """
+        import h5py
+
         file_size = self.path.stat().st_size
         for name in (*ROW_DATASETS, *(name for name in LIST_DATASETS if name in self._file)):
             dataset = self._file[name]
+            if not isinstance(dataset, h5py.Dataset):
+                raise self._damaged(f"{name} is not a dataset")
             rows = int(dataset.shape[0]) if dataset.shape else 0
             if rows * MIN_FILE_BYTES_PER_ROW > file_size:
                 raise self._damaged(f"{name} declares {rows:,} rows, more than a file of {file_size:,} bytes can "
