@@ -85,8 +85,12 @@ class SplitAccess:
     def load(self, split: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Features (float32) and labels of one split (or all rows), in memory, in row order."""
         rows = self.rows_of(split)
-        blocks = [self._read_block(block) for block in self._plan_blocks(rows) if len(block)]
-        features = np.concatenate(blocks) if blocks else np.zeros((0, self.feature_dim), np.float32)
+        features = np.empty((len(rows), self.feature_dim), np.float32)  # filled block by block: one copy in memory
+        start = 0
+        for block in self._plan_blocks(rows):
+            if len(block):
+                features[start:start + len(block)] = self._read_block(block)
+                start += len(block)
         return features, self.labels[rows]
 
     def iter_batches(self, split: str | None, batch_rows: int, shuffle: bool = False,
