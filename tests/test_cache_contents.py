@@ -73,6 +73,7 @@ def test_changed_contents_are_refused_before_a_probe_is_reused_or_fitted(fitted,
 
 @pytest.mark.parametrize("attribute, value, message", [
     ("pooling", "max", r"changed after it was made: pooling is 'max' but the cache was made with 'avg'"),
+    ("view", "jpeg:50", r"changed after it was made: view is 'jpeg:50' but the cache was made with ''"),
     ("fingerprint", "0123456789abcdef", r"changed after it was made: its fingerprint '0123456789abcdef' is not"),
     ("positive_class", "real", r"positive_class 'real' contradicts class_names \['real', 'fake'\] \(label 1 is 'fake'\)"),
 ])

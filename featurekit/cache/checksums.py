@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from featurekit.cache.format import IDENTITY_KEYS, ROW_DATASETS, TARGET_CHUNK_BYTES, identity_of, normalise_attr, utf8
+from featurekit.cache.format import IDENTITY_KEYS, ROW_DATASETS, TARGET_CHUNK_BYTES, normalise_attr, utf8
 
 ALGORITHM = "sha256"
 BLOCK_BYTES = 8 * TARGET_CHUNK_BYTES
@@ -52,7 +52,8 @@ def content_checksums_of(file: Any) -> dict[str, str]:
 
 def content_record(file: Any, attrs: dict[str, Any]) -> dict[str, Any]:
     """What the merge records: the algorithm, each dataset's checksum, and the identity of the fingerprint."""
-    identity = {key: utf8(value) if isinstance(value, str) else value for key, value in identity_of(attrs).items()}
+    identity = {key: utf8(value) if isinstance(value, str) else value
+                for key, value in ((key, normalise_attr(attrs.get(key))) for key in IDENTITY_KEYS)}
     return {"algorithm": ALGORITHM, "datasets": content_checksums_of(file), "identity": identity}
 
 
@@ -77,10 +78,11 @@ def changed_datasets(recorded: dict[str, str], found: dict[str, str]) -> list[st
 
 
 def edited_identity(attrs: dict[str, Any], recorded: dict[str, Any]) -> list[str]:
-    """Identity attributes present in `attrs` whose value is not the one the cache was made with.
+    """Identity attributes present in `attrs` whose value is not the one recorded when the cache was made.
 
-    An attribute that is absent is left to the caller's default (as for caches made before it existed).
+    An attribute absent from the file is left to the caller's default (as for caches made before it existed),
+    and one the record does not hold (an identity key added later) is not judged.
     """
-    return [f"{key} is {attrs[key]!r} but the cache was made with {recorded.get(key, '')!r}"
+    return [f"{key} is {attrs[key]!r} but the cache was made with {recorded[key]!r}"
             for key in IDENTITY_KEYS
-            if key in attrs and normalise_attr(attrs[key]) != normalise_attr(recorded.get(key, ""))]
+            if key in attrs and key in recorded and normalise_attr(attrs[key]) != normalise_attr(recorded[key])]

@@ -102,15 +102,10 @@ def normalise_attr(value: Any) -> Any:
     return value
 
 
-def identity_of(attrs: dict[str, Any]) -> dict[str, Any]:
-    """The identity attributes a fingerprint is made from (empty-by-default keys left out while empty)."""
-    return {key: normalise_attr(attrs.get(key)) for key in IDENTITY_KEYS
-            if key not in EMPTY_BY_DEFAULT_KEYS or normalise_attr(attrs.get(key)) != ""}
-
-
 def cache_fingerprint(attrs: dict[str, Any], n_rows: int, feature_dim: int) -> str:
     """A short stable id of a cache's content: its identity attributes and shape."""
-    identity = identity_of(attrs)
+    identity = {key: normalise_attr(attrs.get(key)) for key in IDENTITY_KEYS
+                if key not in EMPTY_BY_DEFAULT_KEYS or normalise_attr(attrs.get(key)) != ""}
     identity.update(n_rows=int(n_rows), feature_dim=int(feature_dim))
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
