@@ -138,6 +138,8 @@ def fitted_probe(cache_path: CacheSource, cache: Any, probe: str, params: dict[s
         (the fitted probe, whether it was reused rather than fitted now).
     """
     directory = run_dir_of(cache, probe, runs_dir)
+    for note in cache.verify_contents():  # refuses contents changed since the cache was made
+        log(note)
     fitted = None if refit else _reusable_fit(directory, cache, probe, params, log)
     if fitted is not None:
         return fitted, True
@@ -270,6 +272,8 @@ def _reusable_fit(directory: Path, cache: Any, probe: str, params: dict[str, Any
     except FeaturekitError:
         return None
     if meta.get("cache_fingerprint") != cache.fingerprint or meta.get("probe") != probe:
+        return None
+    if meta.get("content_checksums") != cache.content_checksums:  # fitted on other contents, or before they were recorded
         return None
     try:
         same_params = effective_params(probe, dict(meta.get("params") or {})) == effective_params(probe, params)

@@ -156,6 +156,8 @@ def fit_probe(
 
     params = dict(params or {})
     with open_source(cache_path, log) as cache:
+        for note in cache.verify_contents():  # refuses contents changed since the cache was made
+            log(note)
         directory = Path(out) if out else run_dir_of(cache, probe, runs_dir)
         cache.require_splits()
         streamed = cache.nbytes("train") + cache.nbytes("valid") > memory_budget_gb * 2**30
@@ -174,6 +176,7 @@ def fit_probe(
         fit_seconds = time.perf_counter() - started
         meta = {
             "probe": probe, "params": params, **source_record(cache, cache_path),
+            "content_checksums": cache.content_checksums,
             "class_names": cache.class_names, "streamed": streamed, "fit_seconds": round(fit_seconds, 3),
             "n_train": int(len(cache.split_indices("train"))), "n_valid": int(len(cache.split_indices("valid"))),
             "data_root": cache.attrs.get("data_root", ""),
@@ -276,5 +279,10 @@ def check_matches(meta: dict[str, Any], cache: CacheReader | FusedCache, directo
         raise FeaturekitError(
             f"Model {directory} was fitted on another cache (fingerprint {meta.get('cache_fingerprint')}, "
             f"this cache is {cache.fingerprint}).",
+            received=f"--model {directory} {caches}",
+            fix=f"Refit it: `python cli.py fit {caches} --probe {meta.get('probe', 'head')}`.")
+    if "content_checksums" in meta and meta["content_checksums"] != cache.content_checksums:
+        raise FeaturekitError(
+            f"Model {directory} was fitted on other contents of cache {cache.path.name} (its content checksums differ).",
             received=f"--model {directory} {caches}",
             fix=f"Refit it: `python cli.py fit {caches} --probe {meta.get('probe', 'head')}`.")

@@ -1,10 +1,11 @@
 """Several caches of the same images, read as one: features concatenated row by row.
 
 A probe on the fused features of, say, MobileNet `conv_pw_5` and VGG16 `block2_pool` can find what
-neither finds alone. `FusedCache` presents the reading API of `featurekit.cache.CacheReader` that
-fitting, compare and the sweep use (`split_indices`, `load`, `iter_batches`, `labels`, `splits`,
-`paths`, `class_names`, `fingerprint`, `feature_dim`, `nbytes`, `require_splits`, `attrs`), so each of
-them takes a fusion wherever it takes a cache.
+neither finds alone. `FusedCache` implements `featurekit.cache.SplitAccess`, the reading interface
+of `CacheReader` that fitting, compare and the sweep use (`split_indices`, `load`, `iter_batches`,
+`labels`, `splits`, `paths`, `class_names`, `fingerprint`, `feature_dim`, `nbytes`, `require_splits`,
+`attrs`, `name`, `run_name`, `member_paths`, `verify_contents`), so each of them takes a fusion
+wherever it takes a cache.
 
 Alignment, defined:
 
@@ -26,7 +27,7 @@ import hashlib
 import json
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from rich.markup import escape
@@ -241,7 +242,7 @@ class FusedCache(SplitAccess):
             "member_fingerprints": [m.fingerprint for m in self.members],
         }
 
-    # ---- the CacheReader API
+    # ---- the SplitAccess interface
 
     def close(self) -> None:
         self._stack.close()
@@ -253,10 +254,6 @@ class FusedCache(SplitAccess):
     @property
     def feature_dim(self) -> int:
         return int(sum(m.feature_dim for m in self.members))
-
-    @property
-    def member_dims(self) -> list[int]:
-        return [m.feature_dim for m in self.members]
 
     @property
     def class_names(self) -> list[str]:
@@ -274,48 +271,30 @@ class FusedCache(SplitAccess):
                 seen.setdefault(path, reason)
         return list(seen.items())
 
-    def _fused_rows(self, rows: np.ndarray) -> np.ndarray:
+    @property
+    def member_paths(self) -> list[Path]:
+        return [m.path for m in self.members]
+
+    @property
+    def content_checksums(self) -> list[dict[str, str]] | None:
+        """Each member's content checksums, in member order (None when a member has none recorded)."""
+        checksums = [m.content_checksums for m in self.members]
+        return None if any(c is None for c in checksums) else checksums
+
+    def verify_contents(self) -> list[str]:
+        """Verify every member's contents (see `CacheReader.verify_contents`); notes for what cannot be checked."""
+        return [note for member in self.members for note in member.verify_contents()]
+
+    def _plan_blocks(self, rows: np.ndarray) -> list[np.ndarray]:
+        """Runs of consecutive rows of the split, each about `BLOCK_BYTES` of fused features."""
+        block_rows = max(1, BLOCK_BYTES // max(1, 4 * self.feature_dim))
+        return [rows[start:start + block_rows] for start in range(0, len(rows), block_rows)]
+
+    def _read_block(self, rows: np.ndarray) -> np.ndarray:
+        """Fused features (float32, members' columns in member order), each member read in bounded windows."""
         parts = [read_rows(member.features, member_rows[rows])
                  for member, member_rows in zip(self.members, self._rows)]
         return np.concatenate(parts, axis=1) if parts else np.zeros((len(rows), 0), np.float32)
-
-    def load(self, split: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Fused features (float32, members' columns in member order) and labels of one split, in memory."""
-        rows = np.arange(self.n_rows) if split is None else self.split_indices(split)
-        return self._fused_rows(rows), self.labels[rows]
-
-    def iter_batches(self, split: str | None, batch_rows: int, shuffle: bool = False,
-                     seed: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Stream fused (X, y) batches with memory bounded by one block of fused rows.
-
-        Blocks are runs of consecutive rows of the split, each read from every member in bounded windows;
-        shuffling is at block level (block order) plus within each block, as `CacheReader.iter_batches`.
-        """
-        rows = np.arange(self.n_rows) if split is None else self.split_indices(split)
-        block_rows = max(1, BLOCK_BYTES // max(1, 4 * self.feature_dim))
-        starts = np.arange(0, len(rows), block_rows)
-        rng = np.random.default_rng(seed)
-        if shuffle:
-            rng.shuffle(starts)
-        pending_x: list[np.ndarray] = []
-        pending_y: list[np.ndarray] = []
-        count = 0
-        for start in starts:
-            block_rows_here = rows[start:start + block_rows]
-            x, y = self._fused_rows(block_rows_here), self.labels[block_rows_here]
-            if shuffle:
-                permutation = rng.permutation(len(x))
-                x, y = x[permutation], y[permutation]
-            pending_x.append(x)
-            pending_y.append(y)
-            count += len(x)
-            while count >= batch_rows:
-                x_all, y_all = np.concatenate(pending_x), np.concatenate(pending_y)
-                yield x_all[:batch_rows], y_all[:batch_rows]
-                pending_x, pending_y = [x_all[batch_rows:]], [y_all[batch_rows:]]
-                count = len(pending_x[0])
-        if count:
-            yield np.concatenate(pending_x), np.concatenate(pending_y)
 
 
 def check_fusion_request(caches: Sequence[str | Path], fuse: bool) -> None:
@@ -333,5 +312,7 @@ def check_fusion_request(caches: Sequence[str | Path], fuse: bool) -> None:
 
 
 def fusion_command_flags(member_paths: Sequence[str | Path]) -> str:
-    """``--cache A --cache B --fuse``: the flags of the `python cli.py fit` command a message tells the user to run."""
-    return " ".join(f"--cache {p}" for p in member_paths) + " --fuse"
+    """``--cache A --cache B --fuse`` (``--cache A`` for one cache, as `member_paths` of a `CacheReader` gives):
+    the flags of the `python cli.py fit` command a message tells the user to run."""
+    flags = " ".join(f"--cache {p}" for p in member_paths)
+    return flags + " --fuse" if len(member_paths) > 1 else flags

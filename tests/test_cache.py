@@ -65,13 +65,30 @@ def test_reader_returns_rows_in_sample_order_without_skipped(tmp_path: Path):
 def test_streamed_batches_cover_the_split_once_with_shuffling(tmp_path: Path):
     path, _ = _build(tmp_path, n=200, d=3, batch=16, skip=())
     with open_cache(path) as cache:
-        x_all, _ = cache.load("train")
+        x_all, y_all = cache.load("train")
         streamed = list(cache.iter_batches("train", 7, shuffle=True, seed=1))
         assert max(len(x) for x, _ in streamed) == 7
         rows = np.concatenate([x for x, _ in streamed])
+        labels = np.concatenate([y for _, y in streamed])
         assert sorted(map(tuple, rows)) == sorted(map(tuple, x_all))
-        again = np.concatenate([x for x, _ in cache.iter_batches("train", 7, shuffle=True, seed=1)])
-        np.testing.assert_array_equal(rows, again)
+        assert not np.array_equal(rows, x_all)  # shuffled
+        # Each streamed row keeps its own label: row i holds features 3i..3i+2 and label i % 2 (see _samples).
+        np.testing.assert_array_equal(labels, (rows[:, 0] // 3).astype(int) % 2)
+        np.testing.assert_array_equal(y_all, (x_all[:, 0] // 3).astype(int) % 2)
+        again = list(cache.iter_batches("train", 7, shuffle=True, seed=1))
+        np.testing.assert_array_equal(rows, np.concatenate([x for x, _ in again]))
+        np.testing.assert_array_equal(labels, np.concatenate([y for _, y in again]))
+
+
+def test_merge_reports_a_pure_gap_between_batches(tmp_path: Path):
+    """Batch 0 holds rows 0-3 and batch 1 rows 5-7, and no batch is damaged: row 4 is in none (16.18)."""
+    partial = PartialCache(tmp_path / "c.h5")
+    partial.start({"n_batches": 2})
+    partial.write_batch(0, np.arange(0, 4), np.ones((4, 2)), np.array([], int), [], "float32")
+    partial.write_batch(1, np.arange(5, 8), np.ones((3, 2)), np.array([], int), [], "float32")
+    with pytest.raises(FeaturekitError, match=r"Cannot finish cache .*: rows 4 are in no batch\. Nothing was written"):
+        finalize_cache(partial, _samples(8), _attrs(2))
+    assert not (tmp_path / "c.h5").exists() and partial.done_batches() == {0, 1}
 
 
 def test_chunks_hold_about_a_mebibyte():
@@ -399,7 +416,7 @@ _MERGE_ON_A_FULL_DISK = """
 import sys
 import numpy as np
 sys.path.insert(0, "tests")
-import featurekit.cache as cache
+import featurekit.cache.merge as cache
 from featurekit.errors import FeaturekitError
 from test_cache import _attrs, _samples
 
@@ -443,3 +460,66 @@ def test_real_full_disk_during_the_merge_ends_in_a_clear_error_not_a_crash(tmp_p
     assert "clean error: Could not write the finished cache: the disk is full" in done.stdout
     assert remaining == ["c.h5.partial"]
     assert len([b for b in batches if b.startswith("batch-")]) == 8
+
+
+# --- Lock files featurekit did not make are never written (issue 16 item 17) -------------------------------------
+
+
+def _hard_link(victim: Path, lock: Path) -> None:
+    import os
+
+    os.link(victim, lock)
+
+
+def _fifo(victim: Path, lock: Path) -> None:
+    import os
+
+    os.mkfifo(lock)
+
+
+def _foreign_owner(victim: Path, lock: Path) -> None:
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give the lock file to another user")
+    lock.write_text("pid 1")
+    os.chown(lock, 54321, 54321)
+
+
+@pytest.mark.parametrize("plant, problem", [
+    (_hard_link, r"lock file is a hard link \(2 names share its contents\)"),
+    (_fifo, r"lock file is not a regular file"),
+    (_foreign_owner, r"lock file belongs to another user \(uid 54321\)"),
+])
+def test_a_lock_file_featurekit_did_not_make_is_refused_and_never_written(tmp_path: Path, plant, problem):
+    victim = _victim(tmp_path)
+    lock = tmp_path / "c.h5.lock"
+    plant(victim, lock)
+    before = lock.lstat()
+    with pytest.raises(FeaturekitError, match=problem):
+        with writer_lock(tmp_path / "c.h5"):
+            pass
+    assert victim.read_text() == "precious"
+    after = lock.lstat()  # still there, untouched: it is not ours to remove
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+
+
+def test_a_cache_still_being_extracted_is_reported_in_progress_not_stopped(tmp_path: Path):
+    """compare/open while another extraction holds the lock: "in progress", not "stopped ... re-run" (16.15)."""
+    from featurekit.compare import compare
+
+    cache_path = tmp_path / "c.h5"
+    partial = PartialCache(cache_path)
+    with writer_lock(cache_path):
+        partial.start({"n_batches": 200, "batch_size": 4, "n_samples": 800, "command": "python cli.py extract ..."})
+        for b in range(41):
+            partial.write_batch(b, np.arange(4 * b, 4 * b + 4), np.ones((4, 3)), np.array([], int), [], "float32")
+        for opening in (lambda: open_cache(cache_path), lambda: compare([cache_path], ["logreg"], n_boot=0,
+                                                                         runs_dir=tmp_path / "runs", log=print)):
+            with pytest.raises(FeaturekitError, match=r"still being extracted: another process \(pid \d+\) is writing "
+                                                      r"it right now \(41 of 200 batches done so far\)") as error:
+                opening()
+            assert "stopped" not in str(error.value) and "Re-run" not in str(error.value)
+    assert (tmp_path / "c.h5.lock").exists() is False
+    with pytest.raises(FeaturekitError, match=r"incomplete: its extraction stopped after 41 of 200 batches.*Re-run"):
+        open_cache(cache_path)

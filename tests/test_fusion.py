@@ -278,3 +278,19 @@ def test_fused_predict_decodes_once_per_member_size(fused_on_images, tmp_path: P
     predicted = predict(fitted.directory, [*test_paths, tmp_path / "broken.png"], batch_size=7)
     np.testing.assert_allclose([r["p_fake"] for r in predicted[:-1]], scores, rtol=1e-5, atol=1e-6)
     assert predicted[-1]["p_fake"] is None and predicted[-1]["error"]
+
+
+def test_caches_and_fusions_answer_the_same_interface(tmp_path: Path):
+    """Names, run folders, member paths and command flags without asking which kind of source it is."""
+    from featurekit.cache import open_cache
+    from featurekit.fusion import fusion_command_flags
+
+    a, b = split_signal(tmp_path, n=40)
+    with open_cache(a) as single, FusedCache([a, b]) as fused:
+        assert (single.name, single.run_name, single.member_paths) == ("a.h5", "a", [a])
+        assert fused.name.startswith("fuse(") and fused.run_name.startswith("fuse-")
+        assert sorted(fused.member_paths) == [a, b]
+        assert fusion_command_flags(single.member_paths) == f"--cache {a}"
+        assert fusion_command_flags(fused.member_paths).endswith(" --fuse")
+        assert single.verify_contents() == [] and fused.verify_contents() == []
+        assert len(fused.content_checksums) == 2 and fused.content_checksums[0]["features"]

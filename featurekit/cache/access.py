@@ -1,0 +1,137 @@
+"""What fitting and compare ask of any source of rows, a cache or a fusion of caches: one interface.
+
+A source says how it splits a run of rows into blocks (`_plan_blocks`) and how it reads the features of one
+block (`_read_block`); loading a split, streaming it in shuffled batches, sizes and split checks are written
+once, here, for every source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from featurekit.errors import FeaturekitError, option_name
+
+
+def rebatch(blocks: Iterable[tuple[np.ndarray, np.ndarray]], batch_rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(X, y) blocks of any sizes as batches of exactly `batch_rows` rows (the last one may be shorter)."""
+    pending_x: list[np.ndarray] = []
+    pending_y: list[np.ndarray] = []
+    count = 0
+    for x, y in blocks:
+        pending_x.append(x)
+        pending_y.append(y)
+        count += len(x)
+        while count >= batch_rows:
+            x_all, y_all = np.concatenate(pending_x), np.concatenate(pending_y)
+            yield x_all[:batch_rows], y_all[:batch_rows]
+            pending_x, pending_y = [x_all[batch_rows:]], [y_all[batch_rows:]]
+            count = len(pending_x[0])
+    if count:
+        yield np.concatenate(pending_x), np.concatenate(pending_y)
+
+
+class SplitAccess:
+    """Rows of a cache or a fusion: split rows, features in memory or streamed, sizes, checks, names.
+
+    Subclasses provide `labels`, `splits`, `n_rows`, `feature_dim`, `class_names`, `positive_class`, `attrs`,
+    `fingerprint`, `content_checksums`, `verify_contents`, `member_paths` (the cache files read), `name` (in
+    tables), `run_name` (the folder of its fitted probes), `described` (how messages name it: "cache x.h5",
+    "fusion fuse(a.h5+b.h5)"), `close`, and the two block methods.
+    """
+
+    described: str
+    name: str
+    run_name: str
+    labels: np.ndarray
+    splits: np.ndarray
+    member_paths: list[Path]
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def verify_contents(self) -> list[str]:
+        """Check the contents against the checksums recorded when it was made; notes for what cannot be checked."""
+        raise NotImplementedError
+
+    @property
+    def content_checksums(self) -> Any:
+        raise NotImplementedError
+
+    def _plan_blocks(self, rows: np.ndarray) -> list[np.ndarray]:
+        """`rows` (ascending) cut into blocks read at once, in file order; a block may be empty."""
+        raise NotImplementedError
+
+    def _read_block(self, rows: np.ndarray) -> np.ndarray:
+        """Features (float32) of one block's rows, in the order given."""
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def split_indices(self, split: str) -> np.ndarray:
+        return np.flatnonzero(self.splits == split)
+
+    def rows_of(self, split: str | None) -> np.ndarray:
+        """Row numbers of one split (all rows for None), ascending."""
+        return np.arange(self.n_rows) if split is None else self.split_indices(split)
+
+    def load(self, split: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Features (float32) and labels of one split (or all rows), in memory, in row order."""
+        rows = self.rows_of(split)
+        features = np.empty((len(rows), self.feature_dim), np.float32)  # filled block by block: one copy in memory
+        start = 0
+        for block in self._plan_blocks(rows):
+            if len(block):
+                features[start:start + len(block)] = self._read_block(block)
+                start += len(block)
+        return features, self.labels[rows]
+
+    def iter_batches(self, split: str | None, batch_rows: int, shuffle: bool = False,
+                     seed: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Stream (X, y) batches of one split with memory bounded by one block.
+
+        Shuffling is at block level (block order) plus within each block, so it never reads the whole source.
+        """
+        return rebatch(self._blocks(self.rows_of(split), shuffle, seed), batch_rows)
+
+    def _blocks(self, rows: np.ndarray, shuffle: bool, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        plan = self._plan_blocks(rows)
+        rng = np.random.default_rng(seed)
+        order = np.arange(len(plan))
+        if shuffle:
+            rng.shuffle(order)
+        for index in order:
+            block = plan[index]
+            if not len(block):
+                continue
+            x, y = self._read_block(block), self.labels[block]
+            if shuffle:
+                permutation = rng.permutation(len(x))
+                x, y = x[permutation], y[permutation]
+            yield x, y
+
+    def nbytes(self, split: str | None = None) -> int:
+        """Bytes the split's features take in memory as float32."""
+        rows = self.n_rows if split is None else len(self.split_indices(split))
+        return rows * self.feature_dim * 4
+
+    def require_splits(self, splits: tuple[str, ...] = ("train", "valid", "test")) -> None:
+        """Refuse rows whose splits cannot train and evaluate a binary classifier."""
+        for split in splits:
+            labels = self.labels[self.splits == split]
+            if len(labels) == 0:
+                raise FeaturekitError(f"The {self.described} has no {split!r} split.", received=self.described,
+                                      fix="Re-extract with split fractions that give every split images, e.g. "
+                                      f"{option_name('split')} 0.7,0.15,0.15.")
+            if len(np.unique(labels)) < 2:
+                only = self.class_names[int(labels[0])] if self.class_names else int(labels[0])
+                raise FeaturekitError(f"The {split!r} split of the {self.described} holds one class only ({only!r}).",
+                                      received=self.described,
+                                      fix="Add images of both classes, or change the split fractions.")
