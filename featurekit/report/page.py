@@ -21,11 +21,17 @@ from featurekit.report.gallery import gallery_items
 from featurekit.report.output import write_text
 from featurekit.report.page_assets import CONTENT_SECURITY_POLICY, SCRIPT, STYLE
 from featurekit.report.plots import curves_figure, figure_bytes, forest_figure, panel_name
-from featurekit.report.results import flags_text, scored_elsewhere, scored_on, short_weights
+from featurekit.report.results import features_text, flags_text, scored_elsewhere, scored_on, short_weights
 
 
 def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
+
+
+def prose(text: str) -> str:
+    """Escaped text whose `commands` show as code."""
+    parts = esc(text).split("`")
+    return "".join(f"<code>{part}</code>" if index % 2 else part for index, part in enumerate(parts))
 
 
 def number_text(value: Any, spec: str = ".3f") -> str:
@@ -42,13 +48,24 @@ def interval_text(row: dict[str, Any], key: str) -> str:
     return f"[{low:.3f}, {high:.3f}]"
 
 
-def colour(value: Any) -> str:
-    """A light background for a rate in [0, 1]: white at chance (0.5), greener above, redder below."""
+def colour(value: Any, low: float = 0.5, high: float = 1.0) -> str:
+    """A light background for a rate: greener from `low` to `high`, red below chance (0.5)."""
     if number_text(value) == "–":
         return ""
-    strength = max(-1.0, min(1.0, (float(value) - 0.5) / 0.5))
-    hue = 135 if strength >= 0 else 5
-    return f"background: hsl({hue}, 60%, {97 - 30 * abs(strength):.0f}%)"
+    value = float(value)
+    if value < 0.5:
+        return f"background: hsl(5, 70%, {92 - 50 * (0.5 - value):.0f}%)"
+    strength = max(0.0, min(1.0, (value - low) / (high - low))) if high > low else 1.0
+    return f"background: hsl(135, 55%, {96 - 34 * strength:.0f}%)"
+
+
+def value_range(values: Sequence[Any]) -> tuple[float, float]:
+    """The span a table's colours stretch over: its own values (at least 0.05 wide), never below chance."""
+    finite = [float(v) for v in values if number_text(v) != "–"]
+    if not finite:
+        return 0.5, 1.0
+    low, high = max(0.5, min(finite)), max(finite)
+    return (low, high) if high - low >= 0.05 else (max(0.5, high - 0.05), high)
 
 
 def picture(figure, alt: str) -> str:
@@ -94,7 +111,7 @@ def headline(row: dict[str, Any], figures: dict[str, Any], what: str, caveat: st
              card("test images", str(figures.get("n_test", figures.get("n", "–"))))]
     return (f'<section class="headline"><div class="muted">{esc(what)}</div>'
             f'<div class="what">{esc(panel_name(row))} &middot; {esc(row["probe"])} {flag_badges(row)}</div>'
-            f'<div class="cards">{"".join(cards)}</div><p class="muted">{esc(caveat)}</p></section>')
+            f'<div class="cards">{"".join(cards)}</div><p class="muted">{prose(caveat)}</p></section>')
 
 
 def forest_section(rows: Sequence[dict[str, Any]], figures: Sequence[tuple[str, str]], heading: str,
@@ -134,15 +151,16 @@ def real_fake_section(rows: Sequence[dict[str, Any]]) -> str:
     header = ("<tr><th>feature set</th><th>probe</th><th>accuracy on real</th><th>accuracy on fake</th>"
               "<th>real called real</th><th>real called fake</th><th>fake called real</th>"
               "<th>fake called fake</th><th>threshold</th></tr>")
+    low, high = value_range([r.get(k) for r in own for k in ("accuracy_real", "accuracy_fake")])
     lines = []
     for row in own:
         counts = confusion(row) or {}
         cells = "".join(f'<td class="num">{counts.get(k, "–")}</td>'
                         for k in ("real as real", "real as fake", "fake as real", "fake as fake"))
-        lines.append(f'<tr class="{row_class(row)}"><td>{esc(panel_name(row))}</td><td>{esc(row["probe"])} '
+        lines.append(f'<tr class="{row_class(row)}"><td class="nowrap">{esc(panel_name(row))}</td><td>{esc(row["probe"])} '
                      f'{flag_badges(row)}</td>'
-                     f'<td class="num" style="{colour(row.get("accuracy_real"))}">{number_text(row.get("accuracy_real"))}</td>'
-                     f'<td class="num" style="{colour(row.get("accuracy_fake"))}">{number_text(row.get("accuracy_fake"))}</td>'
+                     f'<td class="num" style="{colour(row.get("accuracy_real"), low, high)}">{number_text(row.get("accuracy_real"))}</td>'
+                     f'<td class="num" style="{colour(row.get("accuracy_fake"), low, high)}">{number_text(row.get("accuracy_fake"))}</td>'
                      f'{cells}<td class="num">{number_text(row.get("threshold"), ".4g")}</td></tr>')
     return ("<h2>Accuracy on real and on fake images; confusion at the threshold chosen on valid</h2>"
             "<p class=\"muted\">A detector's errors often sit on one side: a good overall accuracy can hide "
@@ -159,15 +177,17 @@ def robustness_section(rows: Sequence[dict[str, Any]]) -> str:
     for row in rows:
         grid.setdefault((panel_name(row), str(row["probe"])), {})[scored_on(row)] = row
     header = "<tr><th>feature set</th><th>probe</th>" + "".join(f"<th>{esc(p)}</th>" for p in places) + "</tr>"
+    low, high = value_range([r.get("roc_auc") for r in rows])
     lines = []
     for (name, probe), cells in grid.items():
         tds = "".join(
-            f'<td class="num" style="{colour(cells[p].get("roc_auc"))}">{number_text(cells[p].get("roc_auc"))}'
+            f'<td class="num" style="{colour(cells[p].get("roc_auc"), low, high)}">{number_text(cells[p].get("roc_auc"))}'
             f'<br><span class="muted">acc {number_text(cells[p].get("accuracy"))}</span></td>'
             if p in cells else '<td class="num">–</td>' for p in places)
-        lines.append(f"<tr><td>{esc(name)}</td><td>{esc(probe)}</td>{tds}</tr>")
+        lines.append(f'<tr><td class="nowrap">{esc(name)}</td><td>{esc(probe)}</td>{tds}</tr>')
     return ("<h2>Robustness views and other test sets</h2><p class=\"muted\">ROC AUC (and accuracy at the valid "
-            "threshold) of each probe where it was scored; colour: green above chance, red below.</p>"
+            "threshold) of each probe where it was scored; colour: darker green for a higher ROC AUC (over the range of "
+            "this table), red below chance.</p>"
             f'<div class="scroll"><table><thead>{header}</thead><tbody>{"".join(lines)}</tbody></table></div>')
 
 
@@ -223,10 +243,28 @@ def _with_ci(header: str, key: str) -> HtmlColumn:
             lambda r: r.get(key))
 
 
+def weights_cell(row: dict[str, Any]) -> str:
+    """The short weights label, the full one as its tooltip."""
+    label = row.get("weights_label") or ""
+    return f'<span title="{esc(label)}">{esc(short_weights(label) or "–")}</span>'
+
+
+def path_cell(text: Any) -> str:
+    return f'<span class="file">{esc(text)}</span>'
+
+
+FEATURES_COLUMN: HtmlColumn = ("features", lambda r: f'<span class="nowrap">{esc(features_text(r))}</span>',
+                               lambda r: features_text(r))
+PROVENANCE_COLUMNS: tuple[HtmlColumn, ...] = (
+    ("weights", weights_cell, lambda r: r.get("weights_label") or ""),
+    ("backend", lambda r: esc(r.get("backend") or "–"), lambda r: r.get("backend") or ""),
+    ("precision", lambda r: esc(r.get("precision") or "–"), lambda r: r.get("precision") or ""),
+)
+SCORED_ON_COLUMN: HtmlColumn = ("scored on", lambda r: f'<span class="nowrap">{esc(scored_on(r))}</span>',
+                               lambda r: scored_on(r))
 COMPARE_COLUMNS: tuple[HtmlColumn, ...] = (
-    ("feature set", lambda r: esc(panel_name(r)), lambda r: panel_name(r)),
+    FEATURES_COLUMN,
     ("probe", lambda r: esc(r["probe"]), lambda r: r["probe"]),
-    ("scored on", lambda r: esc(scored_on(r)), lambda r: scored_on(r)),
     _with_ci("accuracy [95% CI]", "accuracy"),
     _with_ci("ROC AUC [95% CI]", "roc_auc"),
     ("acc real", lambda r: esc(number_text(r.get("accuracy_real"))), lambda r: r.get("accuracy_real")),
@@ -237,11 +275,10 @@ COMPARE_COLUMNS: tuple[HtmlColumn, ...] = (
     ("threshold (valid)", lambda r: esc(number_text(r.get("threshold"), ".3g")), lambda r: r.get("threshold")),
     ("dim", lambda r: esc(r.get("feature_dim", "–")), lambda r: r.get("feature_dim")),
     ("fit s", lambda r: esc(number_text(r.get("fit_seconds"), ".1f")), lambda r: r.get("fit_seconds")),
-    ("weights", lambda r: esc(r.get("weights_label") or "–"), lambda r: r.get("weights_label") or ""),
-    ("backend", lambda r: esc(r.get("backend") or "–"), lambda r: r.get("backend") or ""),
-    ("precision", lambda r: esc(r.get("precision") or "–"), lambda r: r.get("precision") or ""),
-    ("cache", lambda r: esc(r.get("scored_cache") or r.get("cache")), lambda r: r.get("scored_cache") or r.get("cache")),
-    ("flags", lambda r: esc(flags_text(r)), lambda r: flags_text(r)),
+    ("flags", flag_badges, lambda r: flags_text(r)),
+    *PROVENANCE_COLUMNS,
+    ("cache", lambda r: path_cell(r.get("scored_cache") or r.get("cache")),
+     lambda r: r.get("scored_cache") or r.get("cache")),
 )
 _COMPARE_NUMERIC = {"accuracy [95% CI]", "ROC AUC [95% CI]", "acc real", "acc fake", "AP", "EER", "TPR@1%FPR",
                     "threshold (valid)", "dim", "fit s"}
@@ -276,18 +313,23 @@ def data_text(rows: Sequence[dict[str, Any]]) -> str:
     return f"{where} (test split: {len(labels)} images, {int(np.sum(labels == 0))} real, {int(np.sum(labels == 1))} fake)"
 
 
+LEAK_NOTE = ("Some caches hold identical images in several splits: their figures are optimistic (see the flags; "
+             "`python cli.py audit CACHE` lists the duplicates).")
+
+
 def compare_intro(rows: Sequence[dict[str, Any]]) -> str:
     sets = list(dict.fromkeys(panel_name(r) for r in rows))
     probes = list(dict.fromkeys(str(r["probe"]) for r in rows))
     elsewhere = list(dict.fromkeys(scored_on(r) for r in rows if scored_elsewhere(r)))
+    own = sum(not scored_elsewhere(r) for r in rows)
     lines = [f"<p><b>Compared:</b> {len(sets)} feature set{'s' * (len(sets) != 1)} &times; {len(probes)} probe"
-             f"{'s' * (len(probes) != 1)} ({esc(', '.join(probes))}): {len(rows)} rows.</p>",
+             f"{'s' * (len(probes) != 1)} ({esc(', '.join(probes))}): {own} rows on the test split"
+             f"{f', {len(rows) - own} more on views or other test sets' if len(rows) > own else ''}.</p>",
              f"<p><b>Data:</b> {esc(data_text(rows))}.</p>"]
     if elsewhere:
         lines.append(f"<p><b>Also scored on:</b> {esc(', '.join(elsewhere))}.</p>")
     if any(r.get("leaks") for r in rows):
-        lines.append('<p class="alert">Some caches hold identical images in several splits: their figures are '
-                     "optimistic (see the flags; `python cli.py audit CACHE` lists the duplicates).</p>")
+        lines.append(f'<p class="alert">{prose(LEAK_NOTE)}</p>')
     return "".join(lines)
 
 
@@ -312,8 +354,10 @@ def compare_page(rows: Sequence[dict[str, Any]], title: str = "featurekit compar
     sections += [curves_section(rows), real_fake_section(rows), robustness_section(rows)]
     if best is not None:
         sections.append(gallery_section(best))
-    sections.append("<h2>Every row (click a header to sort)</h2>"
-                    + sortable_table(rows, COMPARE_COLUMNS, _COMPARE_NUMERIC))
+    columns = COMPARE_COLUMNS
+    if any(scored_elsewhere(r) for r in rows):
+        columns = (columns[0], SCORED_ON_COLUMN, *columns[1:])
+    sections.append("<h2>Every row (click a header to sort)</h2>" + sortable_table(rows, columns, _COMPARE_NUMERIC))
     return page(title, compare_intro(rows), sections)
 
 

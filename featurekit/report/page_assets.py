@@ -51,7 +51,11 @@ tr.collapsed td:first-child { border-left: 4px solid var(--collapsed); }
 .gallery img { width: 144px; height: 144px; object-fit: cover; display: block; margin: 0 auto 6px;
                border-radius: 4px; background: var(--soft); }
 .gallery .score { font-weight: 650; }
-.gallery .path { font-size: 11px; color: var(--muted); word-break: break-all; }
+.path { font-size: 11px; color: var(--muted); word-break: break-all; }
+.nowrap { white-space: nowrap; }
+.file { font-size: 11px; color: var(--muted); white-space: nowrap; }
+code { font: 12.5px ui-monospace, "DejaVu Sans Mono", monospace; background: var(--soft); padding: 0 3px;
+       border-radius: 3px; }
 .missing { width: 144px; height: 144px; margin: 0 auto 6px; display: flex; align-items: center;
            justify-content: center; background: var(--soft); color: var(--muted); font-size: 12px; }
 footer { margin-top: 40px; font-size: 12px; color: var(--muted); }

@@ -80,20 +80,32 @@ def _curve(row: dict[str, Any], kind: str) -> tuple[np.ndarray, np.ndarray, floa
     return recall, precision, float(row.get("average_precision", np.nan))
 
 
-def curves_figure(rows: Sequence[dict[str, Any]], kind: str = "roc", columns: int = 3):
-    """ROC (`kind="roc"`) or precision-recall (`"pr"`) curves as small multiples; None without scored rows."""
+def probe_colours(rows: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """One colour per probe, the same in every panel."""
+    palette = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f")
+    probes = sorted({str(row["probe"]) for row in rows})
+    return {probe: palette[index % len(palette)] for index, probe in enumerate(probes)}
+
+
+def curves_figure(rows: Sequence[dict[str, Any]], kind: str = "roc", columns: int = 4):
+    """ROC (`kind="roc"`) or precision-recall (`"pr"`) curves as small multiples; None without scored rows.
+
+    Each probe keeps its colour in every panel; each legend lists its curves by area, best first.
+    """
     groups = curve_groups(rows)
     if not groups:
         return None
+    colours = probe_colours([row for _, members in groups for row in members])
     n_rows, n_columns = _grid(len(groups), columns)
     figure = new_figure(PANEL_INCHES * n_columns, PANEL_INCHES * n_rows + 0.4)
     axes = figure.subplots(n_rows, n_columns, squeeze=False, sharex=True, sharey=True)
     for index, (name, members) in enumerate(groups):
         ax = axes[index // n_columns][index % n_columns]
-        shown = members[:MAX_CURVES]
+        area_key = "roc_auc" if kind == "roc" else "average_precision"
+        shown = sorted(members, key=lambda r: -_finite(r.get(area_key)))[:MAX_CURVES]
         for row in shown:
             x, y, area = _curve(row, kind)
-            ax.plot(x, y, drawstyle="steps-post", linewidth=1.4,
+            ax.plot(x, y, drawstyle="steps-post", linewidth=1.4, color=colours[str(row["probe"])],
                     label=f"{row['probe']}{_label_marks(row)} ({'AUC' if kind == 'roc' else 'AP'} {area:.3f})")
         if kind == "roc":
             ax.plot([0, 1], [0, 1], linestyle=":", color="grey", linewidth=0.8)
@@ -105,7 +117,6 @@ def curves_figure(rows: Sequence[dict[str, Any]], kind: str = "roc", columns: in
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.01)
         ax.grid(True, alpha=0.25)
-        ax.set_aspect("equal")
     for index in range(len(groups), n_rows * n_columns):
         axes[index // n_columns][index % n_columns].set_visible(False)
     xlabel, ylabel = ("false positive rate", "true positive rate") if kind == "roc" else ("recall", "precision")
@@ -152,7 +163,7 @@ def forest_figure(rows: Sequence[dict[str, Any]], figures: Sequence[tuple[str, s
         ax.set_xlim(min(0.4, *(_low(r, key) for r in ordered)) - 0.02, 1.0)
         ax.set_xlabel(f"{name} [95% interval]; dotted: chance", fontsize=8)
         ax.grid(True, axis="x", alpha=0.3)
-        ax.tick_params(labelsize=7)
+        ax.tick_params(labelsize=8)
     panels[0].set_yticks(positions, [_forest_label(r) for r in ordered])
     panels[0].set_ylim(-0.7, len(ordered) - 0.3)
     return figure
