@@ -60,12 +60,12 @@ def colour(value: Any, low: float = 0.5, high: float = 1.0) -> str:
 
 
 def value_range(values: Sequence[Any]) -> tuple[float, float]:
-    """The span a table's colours stretch over: its own values (at least 0.05 wide), never below chance."""
+    """The span a table's colours stretch over: its own values (at least 0.2 wide), never below chance."""
     finite = [float(v) for v in values if number_text(v) != "–"]
     if not finite:
         return 0.5, 1.0
     low, high = max(0.5, min(finite)), max(finite)
-    return (low, high) if high - low >= 0.05 else (max(0.5, high - 0.05), high)
+    return (low, high) if high - low >= 0.2 else (max(0.5, high - 0.2), high)
 
 
 def picture(figure, alt: str) -> str:
@@ -115,22 +115,26 @@ def headline(row: dict[str, Any], figures: dict[str, Any], what: str, caveat: st
 
 
 def forest_section(rows: Sequence[dict[str, Any]], figures: Sequence[tuple[str, str]], heading: str,
-                   caption: str) -> str:
+                   caption: str, chosen: dict[str, Any] | None = None) -> str:
     key = ('<p class="key muted"><span><span class="dot" style="background:#1f4e9c"></span>a row</span>'
            '<span><span class="dot" style="border:2px solid #d97706"></span>random features (a baseline)</span>'
            '<span style="color:#dc2626">&times; collapsed (one class for every image)</span></p>')
-    return (f"<h2>{esc(heading)}</h2>{key}<figure>{picture(forest_figure(rows, figures), heading)}"
+    if chosen is not None:
+        key = key.replace("</p>", '<span style="color:#15803d">&#9679; the chosen configuration</span></p>')
+    return (f"<h2>{esc(heading)}</h2>{key}<figure>{picture(forest_figure(rows, figures, chosen), heading)}"
             f"<figcaption>{esc(caption)}</figcaption></figure>")
 
 
-def curves_section(rows: Sequence[dict[str, Any]]) -> str:
+def curves_section(rows: Sequence[dict[str, Any]],
+                   heading: str = "ROC and precision-recall curves, one panel per feature set") -> str:
     roc, pr = curves_figure(rows, "roc"), curves_figure(rows, "pr")
     if roc is None:
         return ""
-    return ("<h2>ROC and precision-recall curves, one panel per feature set</h2>"
+    return (f"<h2>{esc(heading)}</h2>"
             "<p class=\"muted\">Each panel holds the probes fitted on one feature set, the legend sorted by area. "
             "Dotted: chance.</p>"
-            f"<figure>{picture(roc, 'ROC curves')}</figure><figure>{picture(pr, 'precision-recall curves')}</figure>")
+            f'<div class="pair"><figure>{picture(roc, "ROC curves")}</figure>'
+            f'<figure>{picture(pr, "precision-recall curves")}</figure></div>')
 
 
 def confusion(row: dict[str, Any]) -> dict[str, int] | None:

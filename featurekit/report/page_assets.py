@@ -26,6 +26,7 @@ p { margin: 6px 0; }
 .card .label { font-size: 12px; color: var(--muted); text-transform: uppercase; letter-spacing: .04em; }
 .card .ci { font-size: 12px; color: var(--muted); font-variant-numeric: tabular-nums; }
 figure { margin: 8px 0; }
+.pair { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
 figure img.plot { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 6px; }
 figcaption { font-size: 13px; color: var(--muted); }
 .key span { display: inline-block; margin-right: 14px; }

@@ -139,21 +139,27 @@ def roc_png(rows: Sequence[dict[str, Any]]) -> bytes:
 TEST_FIGURES = (("accuracy", "test accuracy"), ("roc_auc", "test ROC AUC"))
 
 
-def forest_figure(rows: Sequence[dict[str, Any]], figures: Sequence[tuple[str, str]] = TEST_FIGURES):
+CHOSEN_COLOUR = "#15803d"
+
+
+def forest_figure(rows: Sequence[dict[str, Any]], figures: Sequence[tuple[str, str]] = TEST_FIGURES,
+                  chosen: dict[str, Any] | None = None):
     """Every row's figures (key, name) with 95% intervals, sorted by the last one (best on top).
 
-    Random-feature rows are drawn hollow in orange, collapsed rows as red crosses, and their labels say so.
+    Random-feature rows are drawn hollow in orange, collapsed rows as red crosses, the `chosen` row in
+    green, and their labels say so.
     """
     ordered = sorted(rows, key=lambda r: _finite(r[figures[-1][0]]))
     height = max(2.2, 0.24 * len(ordered) + 1.2)
-    figure = new_figure(5.5 * len(figures) + 3, height)
+    figure = new_figure(5.5 * len(figures) + 5, height)
     panels = figure.subplots(1, len(figures), sharey=True, squeeze=False)[0]
     positions = np.arange(len(ordered))
     for ax, (key, name) in zip(panels, figures):
         for y, row in zip(positions, ordered):
             value = row[key]
             low, high = row.get(f"{key}_ci_low"), row.get(f"{key}_ci_high")
-            colour = COLLAPSED_COLOUR if row.get("collapsed") else RANDOM_COLOUR if row.get("random_features") else PLAIN_COLOUR
+            colour = (CHOSEN_COLOUR if row is chosen else COLLAPSED_COLOUR if row.get("collapsed") else
+                      RANDOM_COLOUR if row.get("random_features") else PLAIN_COLOUR)
             if low is not None and high is not None and np.isfinite(low):
                 ax.plot([low, high], [y, y], color=colour, linewidth=1.6)
             marker = "x" if row.get("collapsed") else "o"
@@ -164,7 +170,11 @@ def forest_figure(rows: Sequence[dict[str, Any]], figures: Sequence[tuple[str, s
         ax.set_xlabel(f"{name} [95% interval]; dotted: chance", fontsize=8)
         ax.grid(True, axis="x", alpha=0.3)
         ax.tick_params(labelsize=8)
-    panels[0].set_yticks(positions, [_forest_label(r) for r in ordered])
+    panels[0].set_yticks(positions, [("CHOSEN: " if r is chosen else "") + _forest_label(r) for r in ordered])
+    for label, row in zip(panels[0].get_yticklabels(), ordered):
+        if row is chosen:
+            label.set_color(CHOSEN_COLOUR)
+            label.set_fontweight("bold")
     panels[0].set_ylim(-0.7, len(ordered) - 0.3)
     return figure
 

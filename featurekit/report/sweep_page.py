@@ -86,8 +86,9 @@ def sweep_page(result: SweepResult) -> str:
                  "The test split was touched once, for this choice only: these figures are not the best of many."),
         forest_section(candidates, (("valid_roc_auc", "valid ROC AUC"),),
                        "Every configuration on the valid split: ROC AUC with 95% intervals",
-                       "The choice is made here, on valid; the test split is scored once, for the chosen one."),
-        curves_section([chosen]), real_fake_section([chosen]), _learning_curve_section(result), gallery_section(chosen),
+                       "The choice is made here, on valid; the test split is scored once, for the chosen one.",
+                       chosen=result.chosen),
+        curves_section([chosen], "ROC and precision-recall curves of the chosen configuration (test split)"), real_fake_section([chosen]), _learning_curve_section(result), gallery_section(chosen),
         "<h2>Every configuration, valid split (click a header to sort)</h2>"
         + sortable_table(candidates, VALID_COLUMNS, _NUMERIC),
     ]
