@@ -200,3 +200,14 @@ def test_an_output_format_is_one_registry_entry(monkeypatch):
         render(Document([], name="an audit"), "csv")  # an audit has no CSV form
     with pytest.raises(FeaturekitError, match="needs a file format"):
         check_output("table", "x.txt")
+
+
+def test_run_writes_the_page_beside_its_markdown_and_json(rows, tmp_path: Path):
+    """`run --results STEM` (and the main job) write STEM.html with STEM.md, STEM.json and STEM-roc.png."""
+    from featurekit.cli import render_results
+
+    stem = tmp_path / "results" / "job"
+    render_results(rows, {"format": "table", "out": None, "plot": None, "results": str(stem), "title": "the job"})
+    assert sorted(p.name for p in stem.parent.iterdir()) == ["job-roc.png", "job.html", "job.json", "job.md"]
+    page = (stem.parent / "job.html").read_text()
+    assert "<h1>the job</h1>" in page and page.count('<tr class="') >= len(rows)
