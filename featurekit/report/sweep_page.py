@@ -8,22 +8,26 @@ from typing import Any
 
 from featurekit.report.output import write_text
 from featurekit.report.page import (
+    FEATURES_COLUMN,
+    PROVENANCE_COLUMNS,
     HtmlColumn,
     curves_section,
     data_text,
     esc,
+    flag_badges,
     forest_section,
     gallery_section,
     headline,
     interval_text,
     number_text,
     page,
+    path_cell,
     picture,
     real_fake_section,
     sortable_table,
 )
 from featurekit.report.plots import learning_curve_figure, panel_name
-from featurekit.report.results import short_weights
+from featurekit.report.results import flags_text
 from featurekit.report.sweep import chosen_line, curve_line
 from featurekit.sweep import SELECTION_RULE, SweepResult, gain_per_doubling
 
@@ -46,7 +50,7 @@ def chosen_on_test(result: SweepResult) -> dict[str, Any]:
 
 VALID_COLUMNS: tuple[HtmlColumn, ...] = (
     ("rank", lambda r: "fusion" if r.get("rank") is None else str(r["rank"]), lambda r: r.get("rank") or 0),
-    ("feature set", lambda r: esc(panel_name(r)), lambda r: panel_name(r)),
+    FEATURES_COLUMN,
     ("probe", lambda r: esc(r["probe"]), lambda r: r["probe"]),
     ("dim", lambda r: esc(r["feature_dim"]), lambda r: r["feature_dim"]),
     ("valid ROC AUC [95% CI]", lambda r: f'{number_text(r.get("valid_roc_auc"))} <span class="muted">'
@@ -54,11 +58,10 @@ VALID_COLUMNS: tuple[HtmlColumn, ...] = (
     ("valid AP", lambda r: number_text(r.get("valid_average_precision")), lambda r: r.get("valid_average_precision")),
     ("valid accuracy", lambda r: number_text(r.get("valid_accuracy")), lambda r: r.get("valid_accuracy")),
     ("fit s", lambda r: number_text(r.get("fit_seconds"), ".1f"), lambda r: r.get("fit_seconds")),
-    ("weights", lambda r: esc(short_weights(r.get("weights_label")) or "–"), lambda r: r.get("weights_label") or ""),
-    ("backend", lambda r: esc(r.get("backend") or "–"), lambda r: r.get("backend") or ""),
-    ("precision", lambda r: esc(r.get("precision") or "–"), lambda r: r.get("precision") or ""),
-    ("cache", lambda r: esc(r.get("cache")), lambda r: str(r.get("cache"))),
-    ("model folder", lambda r: esc(r.get("model_dir")), lambda r: str(r.get("model_dir"))),
+    ("flags", flag_badges, lambda r: flags_text(r)),
+    *PROVENANCE_COLUMNS,
+    ("cache", lambda r: path_cell(r.get("cache")), lambda r: str(r.get("cache"))),
+    ("model folder", lambda r: path_cell(r.get("model_dir")), lambda r: str(r.get("model_dir"))),
 )
 _NUMERIC = {"rank", "dim", "valid ROC AUC [95% CI]", "valid AP", "valid accuracy", "fit s"}
 
