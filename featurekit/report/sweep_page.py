@@ -26,7 +26,7 @@ from featurekit.report.page import (
     real_fake_section,
     sortable_table,
 )
-from featurekit.report.plots import learning_curve_figure, panel_name
+from featurekit.report.plots import learning_curve_figure
 from featurekit.report.results import flags_text
 from featurekit.report.sweep import chosen_line, curve_line
 from featurekit.sweep import SELECTION_RULE, SweepResult, gain_per_doubling
