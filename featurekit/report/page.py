@@ -22,6 +22,7 @@ from featurekit.report.output import write_text
 from featurekit.report.page_assets import CONTENT_SECURITY_POLICY, SCRIPT, STYLE
 from featurekit.report.plots import curves_figure, figure_bytes, forest_figure, panel_name
 from featurekit.report.results import features_text, flags_text, scored_elsewhere, scored_on, short_weights
+from featurekit.report.tables import rank_value
 
 
 def esc(value: Any) -> str:
@@ -149,7 +150,7 @@ def confusion(row: dict[str, Any]) -> dict[str, int] | None:
 
 def real_fake_section(rows: Sequence[dict[str, Any]]) -> str:
     """Accuracy on real and on fake images, and the confusion at the valid threshold, row by row."""
-    own = sorted([r for r in rows if not scored_elsewhere(r)], key=lambda r: -_finite(r.get("roc_auc")))
+    own = sorted([r for r in rows if not scored_elsewhere(r)], key=lambda r: -rank_value(r.get("roc_auc")))
     if not own:
         return ""
     header = ("<tr><th>feature set</th><th>probe</th><th>accuracy on real</th><th>accuracy on fake</th>"
@@ -232,14 +233,6 @@ def sortable_table(rows: Sequence[dict[str, Any]], columns: Sequence[HtmlColumn]
         lines.append(f'<tr class="{row_class(row)}">{"".join(cells)}</tr>')
     return (f'<div class="scroll"><table class="sortable" id="rows"><thead>{header}</thead>'
             f'<tbody>{"".join(lines)}</tbody></table></div>')
-
-
-def _finite(value: Any) -> float:
-    return float(value) if value is not None and math.isfinite(float(value)) else -1.0
-
-
-def _metric(key: str, spec: str = ".3f") -> HtmlColumn:
-    return (key, lambda r: esc(number_text(r.get(key), spec)), lambda r: r.get(key))
 
 
 def _with_ci(header: str, key: str) -> HtmlColumn:
@@ -340,7 +333,7 @@ def compare_intro(rows: Sequence[dict[str, Any]]) -> str:
 def best_row(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     """The row with the highest test ROC AUC on its own test split (ties: accuracy)."""
     own = [r for r in rows if not scored_elsewhere(r)]
-    return max(own, key=lambda r: (_finite(r.get("roc_auc")), _finite(r.get("accuracy"))), default=None)
+    return max(own, key=lambda r: (rank_value(r.get("roc_auc")), rank_value(r.get("accuracy"))), default=None)
 
 
 def compare_page(rows: Sequence[dict[str, Any]], title: str = "featurekit compare") -> str:

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from featurekit.report.results import features_text, scored_elsewhere, short_weights
+from featurekit.report.tables import rank_value
 
 MAX_CURVES = 6  # curves per panel: more cannot be told apart
 PANEL_INCHES = 3.4
@@ -51,12 +52,9 @@ def curve_groups(rows: Sequence[dict[str, Any]]) -> list[tuple[str, list[dict[st
     for row in rows:
         if "_scores" in row and not scored_elsewhere(row):
             groups.setdefault(panel_name(row), []).append(row)
-    ordered = [(name, sorted(members, key=lambda r: -_finite(r["roc_auc"]))) for name, members in groups.items()]
-    return sorted(ordered, key=lambda item: -_finite(item[1][0]["roc_auc"]))
+    ordered = [(name, sorted(members, key=lambda r: -rank_value(r["roc_auc"]))) for name, members in groups.items()]
+    return sorted(ordered, key=lambda item: -rank_value(item[1][0]["roc_auc"]))
 
-
-def _finite(value: Any) -> float:
-    return float(value) if value is not None and np.isfinite(value) else -1.0
 
 
 def _grid(n: int, columns: int = 3) -> tuple[int, int]:
@@ -102,7 +100,7 @@ def curves_figure(rows: Sequence[dict[str, Any]], kind: str = "roc", columns: in
     for index, (name, members) in enumerate(groups):
         ax = axes[index // n_columns][index % n_columns]
         area_key = "roc_auc" if kind == "roc" else "average_precision"
-        shown = sorted(members, key=lambda r: -_finite(r.get(area_key)))[:MAX_CURVES]
+        shown = sorted(members, key=lambda r: -rank_value(r.get(area_key)))[:MAX_CURVES]
         for row in shown:
             x, y, area = _curve(row, kind)
             ax.plot(x, y, drawstyle="steps-post", linewidth=1.4, color=colours[str(row["probe"])],
@@ -149,7 +147,7 @@ def forest_figure(rows: Sequence[dict[str, Any]], figures: Sequence[tuple[str, s
     Random-feature rows are drawn hollow in orange, collapsed rows as red crosses, the `chosen` row in
     green, and their labels say so.
     """
-    ordered = sorted(rows, key=lambda r: _finite(r[figures[-1][0]]))
+    ordered = sorted(rows, key=lambda r: rank_value(r[figures[-1][0]]))
     height = max(2.2, 0.24 * len(ordered) + 1.2)
     figure = new_figure(5.5 * len(figures) + 5, height)
     panels = figure.subplots(1, len(figures), sharey=True, squeeze=False)[0]
@@ -181,7 +179,7 @@ def forest_figure(rows: Sequence[dict[str, Any]], figures: Sequence[tuple[str, s
 
 def _low(row: dict[str, Any], key: str) -> float:
     low = row.get(f"{key}_ci_low")
-    return float(low) if low is not None and np.isfinite(low) else _finite(row[key])
+    return float(low) if low is not None and np.isfinite(low) else rank_value(row[key])
 
 
 def _forest_label(row: dict[str, Any]) -> str:

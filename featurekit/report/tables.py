@@ -63,3 +63,8 @@ def with_interval(row: dict[str, Any], key: str, prefix: str = "") -> str:
 def number(key: str, spec: str = ".3f") -> Callable[[dict[str, Any]], str]:
     """A column text: the row's `key` formatted with `spec`."""
     return lambda row: format(row[key], spec)
+
+
+def rank_value(value: Any) -> float:
+    """A figure to sort rows by: NaN and missing figures rank below every real one."""
+    return float(value) if value is not None and np.isfinite(value) else -1.0
