@@ -210,7 +210,7 @@ def compare(options: dict[str, Any]) -> None:
 
 def render_results(rows: list[dict], options: dict[str, Any]) -> None:
     """Show the compare table and write the files asked for (`format`/`out`, `plot`, or a `results` stem)."""
-    from featurekit.report import plot_roc, print_text, print_whole, results_table_for, write_rows
+    from featurekit.report import plot_roc, print_text, print_whole, results_table_for, write_html_report, write_rows
 
     if options["format"] == "table":
         title = options.get("title") or "featurekit compare (test split)"
@@ -230,6 +230,7 @@ def render_results(rows: list[dict], options: dict[str, Any]) -> None:
             write_rows(rows, fmt, stem.with_suffix(f".{fmt}"))
             written.append(stem.with_suffix(f".{fmt}"))
         written.append(plot_roc(rows, stem.with_name(stem.name + "-roc.png")))
+        written.append(write_html_report(rows, stem.with_suffix(".html"), options.get("title") or "featurekit compare"))
     for path in written:
         console.print(f"wrote {escape(str(path))}", highlight=False)
 
@@ -320,10 +321,26 @@ def sweep(options: dict[str, Any]) -> None:
     One forward pass per \\[\\[sweep.backbone]] entry; the caches of the top-k rows, fused, are one more candidate.
     --learning-curve refits the choice on 1/8, 1/4, 1/2 and all of train and plots test ROC AUC by training size.
     """
-    from featurekit.report import print_whole
-    from featurekit.sweep import render_table, sweep as run_sweep
+    from featurekit.report import print_whole, sweep_table, write_sweep_results
+    from featurekit.sweep import sweep as run_sweep
 
     result = run_sweep(load_config_file(options["config"]), options, log=console.print)
-    print_whole(console, render_table(result))
-    for path in result.written:
+    print_whole(console, sweep_table(result))
+    for path in write_sweep_results(result, options["results_dir"]):
         console.print(f"wrote {escape(str(path))}", highlight=False)
+
+
+@command("report")
+def report(options: dict[str, Any]) -> None:
+    """Write one self-contained HTML page of every cache x probe (compare's inputs; fitted probes are reused).
+
+    The page opens offline: the best row with its intervals, a forest plot of every row, ROC and
+    precision-recall curves per feature set, the most confident mistakes, and a sortable table.
+    """
+    from featurekit.compare import compare_from_options
+    from featurekit.options import options_for
+    from featurekit.report import write_html_report
+
+    compare_options = {name: value for name, value in options.items() if name in options_for("compare")}
+    rows = compare_from_options(compare_options, log=console.print)
+    console.print(f"wrote {escape(str(write_html_report(rows, options['out'], options['title'])))}", highlight=False)

@@ -15,8 +15,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
-
 from rich.markup import escape
 
 from featurekit.errors import FeaturekitError, given, option_name
@@ -31,16 +29,7 @@ from featurekit.fitting import (
 )
 from featurekit.fusion import FusedCache, open_source, source_name
 from featurekit.options import default as declared
-
-# Columns every row has, in display order (snake_case keys of the JSON output).
-ROW_KEYS = (
-    "cache", "backbone", "weights_label", "random_features", "layer", "pooling", "image_size", "preprocessing",
-    "feature_dim", "probe", "test_set", "view", "n_test", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "accuracy_real",
-    "accuracy_fake", "balanced_accuracy",
-    "roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "average_precision", "eer", "tpr_at_1pct_fpr", "f1",
-    "threshold", "fit_seconds", "reused", "streamed", "collapsed", "model_dir", "scored_cache", "leaks",
-    "train_overlap",
-)
+from featurekit.rows import ROW_KEYS, image_keys
 
 
 def find_caches(cache_dir: str | Path = "cache") -> list[Path]:
@@ -83,7 +72,8 @@ def compare(
         audit: Audit each cache for leaks first (exact duplicates across splits) and warn loudly.
 
     Returns:
-        One dict per cache x probe with the ROW_KEYS, plus private ``_scores``/``_labels`` for plots.
+        One dict per cache x probe with the ROW_KEYS, plus private ``_scores``/``_labels`` and the test
+        images (``featurekit.rows.image_keys``) for plots and the report page.
     """
     from featurekit.metrics import evaluate
     from featurekit.probes import get_probe_spec
@@ -109,7 +99,8 @@ def compare(
                     "streamed": bool(fitted.meta.get("streamed")), "model_dir": str(fitted.directory),
                     "test_set": "test", "view": cache.attrs.get("view") or "", "scored_cache": source_name(cache_path),
                     "leaks": source_leaks(cache_path, leaky) if audit else None,
-                    "_scores": scores, "_labels": labels, "_seconds": time.perf_counter() - started,
+                    "_scores": scores, "_labels": labels, **image_keys(cache, "test"),
+                    "_seconds": time.perf_counter() - started,
                 })
     return rows
 
@@ -123,6 +114,7 @@ def row_description(cache_path: CacheSource, cache: Any) -> dict[str, Any]:
         "random_features": bool(attrs.get("random_features")), "layer": attrs.get("layer"),
         "pooling": attrs.get("pooling"), "image_size": attrs.get("image_size"),
         "preprocessing": attrs.get("preprocessing"), "feature_dim": cache.feature_dim,
+        "backend": attrs.get("backend"), "precision": attrs.get("precision"),
         # Images of valid/test that the backbone (from train-backbone) was trained on: such scores are optimistic.
         "train_overlap": int(attrs.get("train_overlap_valid") or 0) + int(attrs.get("train_overlap_test") or 0),
     }
@@ -298,9 +290,3 @@ def effective_params(probe: str, params: dict[str, Any]) -> dict[str, Any]:
 
     built = make_probe(probe, **params).get_params(deep=True)
     return {k: v for k, v in built.items() if isinstance(v, (str, int, float, bool, type(None)))}
-
-
-def public_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows without private keys, with NumPy scalars as plain Python values (for CSV/JSON)."""
-    return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items() if not k.startswith("_")}
-            for row in rows]

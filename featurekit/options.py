@@ -16,7 +16,7 @@ from __future__ import annotations
 import difflib
 import numbers
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -273,6 +273,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("audit", "Interrupted; nothing was written.", takes_config=False),
     Command("sweep", "Interrupted. Caches extracted and probes fitted so far are kept and reused when you run the "
                      "same sweep again."),
+    Command("report", "Interrupted; no page was written; probes already fitted are kept and reused next time.",
+            takes_config=False),
 )}
 
 _DATA_HELP = "Data folder: DIR/<class>/... or DIR/{train,valid,test}/<class>/..."
@@ -397,7 +399,7 @@ OPTIONS: tuple[Option, ...] = (
            default_text="<runs-dir>/<backbone>-<data>-<size>/", example="runs/NAME"),
     # run
     Option("config", PATH, "configs/default.toml", "The job: see configs/*.toml.", ("run",), in_config=False),
-    Option("results", PATH, None, "Write the compare table as STEM.md, STEM.json and STEM-roc.png; "
+    Option("results", PATH, None, "Write the compare table as STEM.md, STEM.json, STEM-roc.png and the page STEM.html; "
            "{data_name} is the data folder's name.", ("run",), example="results/NAME"),
     Option("title", STR, None, "Title of the compare table.", ("run",), example="my study"),
     # predict
@@ -478,6 +480,14 @@ OPTIONS: tuple[Option, ...] = (
            example="results.md"),
     Option("config", PATH, None, "TOML file with defaults; flags override it.",
            ("extract", "fit_head", "fit", "compare", "train_backbone"), in_config=False, example="x.toml"),
+)
+
+# `report` takes compare's inputs (fitted probes are reused) and writes one HTML page instead of a table.
+OPTIONS += tuple(replace(option, commands=("report",)) for option in OPTIONS if "compare" in option.commands
+                 and option.name not in ("format", "out", "plot", "wide", "config")) + (
+    Option("out", PATH, "results/report.html", "The HTML page to write: one self-contained file that opens offline.",
+           ("report",)),
+    Option("title", STR, "featurekit compare", "Title of the page.", ("report",)),
 )
 
 # The head's constructor parameters that the fit-head options set (option name -> parameter name).

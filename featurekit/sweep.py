@@ -19,7 +19,6 @@ better features would pay.
 from __future__ import annotations
 
 import inspect
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -57,7 +56,6 @@ class SweepResult:
         test: Test metrics of the chosen configuration: computed once, after the choice.
         learning_curve: Points of the learning curve (test figures by training size), or None.
         notes: What the reader should know (leaks, a fusion that left rows out ...).
-        written: Files written.
     """
 
     name: str
@@ -68,7 +66,6 @@ class SweepResult:
     learning_curve: list[dict[str, Any]] | None = None
     notes: list[str] = field(default_factory=list)
     fusion_rows: list[dict[str, Any]] = field(default_factory=list)  # the fusion under every probe, best first
-    written: list[Path] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON: the valid table, the fusion candidate, the choice, and the test figures apart."""
@@ -333,39 +330,6 @@ def gain_per_doubling(points: Sequence[dict[str, Any]]) -> float | None:
     return float(np.polyfit(x, y, 1)[0])
 
 
-def plot_learning_curve(points: Sequence[dict[str, Any]], out: str | Path, title: str) -> Path:
-    """Test ROC AUC (mean +- sd over repeats) against training images, log2 x axis, as a PNG."""
-    import textwrap
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from featurekit.fsutil import atomic_write_bytes
-
-    slope = gain_per_doubling(points)
-    points = [p for p in points if "error" not in p]
-    figure, axes = plt.subplots(figsize=(7, 4.5))
-    sizes = [p["n_train"] for p in points]
-    axes.errorbar(sizes, [p["test_roc_auc_mean"] for p in points], yerr=[p["test_roc_auc_sd"] for p in points],
-                  marker="o", capsize=4, label="test ROC AUC (mean +- sd over repeats)"
-                  + (f"; {slope:+.3f} per doubling" if slope is not None else ""))
-    axes.set_xscale("log", base=2)
-    axes.set_xticks(sizes, [str(s) for s in sizes])
-    axes.set_xlabel("training images (log2 scale)")
-    axes.set_ylabel("test ROC AUC")
-    axes.set_title(textwrap.fill(title, 100), fontsize=8)
-    axes.grid(True, alpha=0.3)
-    axes.legend(fontsize=8, loc="lower right")
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=120)
-    plt.close(figure)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write_bytes(out, buffer.getvalue())
-
-
 # --------------------------------------------------------------------------------------------------
 # The whole sweep from a config
 
@@ -395,7 +359,7 @@ def _extract_grid(config: dict[str, Any], data: str | Path, progress: bool, log:
 
 def sweep(config: dict[str, Any], options: dict[str, Any] | None = None, log: Callable[[str], None] = print
           ) -> SweepResult:
-    """Run a sweep config: extract the grid, fit every probe, choose on valid, test once, write the results.
+    """Run a sweep config: extract the grid, fit every probe, choose on valid, test once.
 
     Args:
         config: The parsed config file (checked again here, so a dict from Python is held to the same rules).
@@ -403,7 +367,7 @@ def sweep(config: dict[str, Any], options: dict[str, Any] | None = None, log: Ca
         log: Where messages go.
 
     Returns:
-        The SweepResult, with `written` listing results-dir/sweep-NAME.md, .json (and the learning-curve PNG).
+        The SweepResult (`featurekit.report.write_sweep_results` writes its files).
     """
     from featurekit.config import check_config, resolve_config
     from featurekit.options import head_params, require
@@ -426,159 +390,4 @@ def sweep(config: dict[str, Any], options: dict[str, Any] | None = None, log: Ca
         result.learning_curve = learning_curve(chosen["_source"], chosen["probe"], params.get(chosen["probe"], {}),
                                                repeats=resolved["repeats"], seed=resolved["seed"],
                                                memory_budget_gb=resolved["memory_budget_gb"], log=log)
-    result.written = write_results(result, resolved["results_dir"])
     return result
-
-
-# --------------------------------------------------------------------------------------------------
-# Rendering
-
-
-def features_text(row: dict[str, Any]) -> str:
-    """"vgg16 block2_pool/meanstd 256px", as compare's tables name features."""
-    layer = f"{row['layer']}/" if row.get("layer") else ""
-    return f"{row['backbone']} {layer}{row['pooling']} {row['image_size']}px"
-
-
-def _cache_text(row: dict[str, Any]) -> str:
-    """The cache's file name; a fusion by its number of members (its features column names each)."""
-    source = row.get("_source")
-    if isinstance(source, (list, tuple)) and len(source) > 1:
-        return f"fusion of {len(source)} caches"
-    return str(row["cache"])
-
-
-def _valid_columns():
-    from featurekit.report import Column, short_weights
-
-    def interval(row: dict[str, Any]) -> str:
-        low, high = row.get("valid_roc_auc_ci_low"), row.get("valid_roc_auc_ci_high")
-        value = f"{row['valid_roc_auc']:.3f}"
-        return value if low is None or not np.isfinite(low) else f"{value} [{low:.3f}, {high:.3f}]"
-
-    return (
-        Column("rank", lambda r: "fusion" if r.get("rank") is None else str(r["rank"]), "right"),
-        Column("cache", _cache_text),
-        Column("features", features_text),
-        Column("weights", lambda r: short_weights(r.get("weights_label"))),
-        Column("probe", lambda r: str(r["probe"])),
-        Column("dim", lambda r: str(r["feature_dim"]), "right"),
-        Column("valid ROC AUC [95% CI]", interval, "right"),
-        Column("valid AP", lambda r: f"{r['valid_average_precision']:.3f}", "right"),
-        Column("valid acc (thr on valid)", lambda r: f"{r['valid_accuracy']:.3f}", "right"),
-        Column("fit s", lambda r: f"{r['fit_seconds']:.1f}" + (" (reused)" if r.get("reused") else ""), "right"),
-        Column("flags", lambda r: "; ".join(f for f in ("LEAKS" if r.get("leaks") else "",
-                                                          "RANDOM FEATURES" if r.get("random_features") else "",
-                                                          "streamed" if r.get("streamed") else "") if f)),
-    )
-
-
-def _test_rows(result: SweepResult) -> list[dict[str, str]]:
-    test = result.test
-
-    def interval(key: str) -> str:
-        low, high = test.get(f"{key}_ci_low"), test.get(f"{key}_ci_high")
-        value = f"{test[key]:.3f}"
-        return value if low is None or not np.isfinite(low) else f"{value} [{low:.3f}, {high:.3f}]"
-
-    return [{"what": "accuracy [95% CI]", "value": interval("accuracy")},
-            {"what": "ROC AUC [95% CI]", "value": interval("roc_auc")},
-            {"what": "average precision", "value": f"{test['average_precision']:.3f}"},
-            {"what": "accuracy on real images", "value": f"{test['accuracy_real']:.3f}"},
-            {"what": "accuracy on fake images", "value": f"{test['accuracy_fake']:.3f}"},
-            {"what": "threshold (chosen on valid)", "value": f"{test['threshold']:.4g}"},
-            {"what": "test images", "value": str(test["n"])}]
-
-
-def _curve_columns():
-    from featurekit.report import Column
-
-    return (
-        Column("train fraction", lambda p: f"{p['fraction']:.3g}", "right"),
-        Column("training images", lambda p: str(p["n_train"]), "right"),
-        Column("repeats", lambda p: str(p["repeats"]), "right"),
-        Column("test ROC AUC (mean +- sd)", lambda p: f"not fitted: {p['error']}" if "error" in p else
-               f"{p['test_roc_auc_mean']:.3f} +- {p['test_roc_auc_sd']:.3f}", "right"),
-        Column("test accuracy (mean +- sd)", lambda p: "" if "error" in p else
-               f"{p['test_accuracy_mean']:.3f} +- {p['test_accuracy_sd']:.3f}", "right"),
-    )
-
-
-def _chosen_line(result: SweepResult) -> str:
-    chosen = result.chosen
-    kind = "the top-k fusion" if chosen is result.fusion else f"row {chosen['rank']}"
-    return (f"chosen on valid ({kind}): {features_text(chosen)} with {chosen['probe']} ({chosen['feature_dim']} "
-            f"features), valid ROC AUC {chosen['valid_roc_auc']:.3f}")
-
-
-def _curve_line(points: Sequence[dict[str, Any]]) -> str:
-    slope = gain_per_doubling(points)
-    return "" if slope is None else f"about {slope:+.3f} test ROC AUC per doubling of the training split (least squares)"
-
-
-def render_markdown(result: SweepResult, plot_name: str | None = None) -> str:
-    """The sweep as Markdown: the valid table, the fusion candidate, the choice, then the test figures apart."""
-    from featurekit.report import Column, markdown_table, weights_footnotes
-
-    lines = [f"# sweep {result.name}", "", f"Selection: {SELECTION_RULE}."]
-    if result.notes:
-        lines += [""] + [f"- **{note}**" if note.startswith("LEAK") else f"- {note}" for note in result.notes]
-    lines += ["", "## every configuration, on the valid split only", "",
-              markdown_table(result.rows, _valid_columns()).rstrip("\n")]
-    notes = weights_footnotes(result.rows + ([result.fusion] if result.fusion else []))
-    if notes:
-        lines += [""] + [f"- {note}" for note in notes]
-    lines += ["", "## top-k fusion candidate (valid split)", ""]
-    lines.append(markdown_table(result.fusion_rows or [result.fusion], _valid_columns()).rstrip("\n")
-                 if result.fusion else "none")
-    lines += ["", "## the choice, and its test figures (reported once)", "", _chosen_line(result), "",
-              markdown_table(_test_rows(result), (Column("test split", lambda r: r["what"]),
-                                                  Column("value", lambda r: r["value"], "right"))).rstrip("\n")]
-    if result.learning_curve:
-        lines += ["", "## learning curve of the chosen configuration (test split)", "",
-                  markdown_table(result.learning_curve, _curve_columns()).rstrip("\n"), "", _curve_line(result.learning_curve)]
-        if plot_name:
-            lines += ["", f"![learning curve]({plot_name})"]
-    return "\n".join(lines) + "\n"
-
-
-def render_table(result: SweepResult):
-    """Rich renderables: the valid table, the fusion candidate, then the choice and its test figures apart."""
-    from rich.console import Group
-    from rich.text import Text
-
-    from featurekit.report import Column, rich_table
-
-    parts: list[Any] = [Text(f"WARNING: {note}", style="bold red") if note.startswith("LEAK") else Text(f"note: {note}")
-                        for note in result.notes]
-    parts.append(rich_table(result.rows, _valid_columns(), title=f"sweep {result.name}: every configuration, VALID "
-                            "split only", caption=SELECTION_RULE))
-    if result.fusion:
-        parts.append(rich_table(result.fusion_rows or [result.fusion], _valid_columns(),
-                                title="top-k fusion candidate, every probe (valid split)"))
-    parts.append(Text(_chosen_line(result), style="bold"))
-    parts.append(rich_table(_test_rows(result), (Column("test split", lambda r: r["what"]),
-                                                  Column("value", lambda r: r["value"], "right")),
-                            title="test figures of the chosen configuration (reported once)"))
-    if result.learning_curve:
-        parts.append(rich_table(result.learning_curve, _curve_columns(), title="learning curve (test split)",
-                                caption=_curve_line(result.learning_curve) or None))
-    return Group(*parts)
-
-
-def write_results(result: SweepResult, results_dir: str | Path) -> list[Path]:
-    """results-dir/sweep-NAME.md and .json, and sweep-NAME-learning-curve.png when there is a curve."""
-    from featurekit.report import json_text, write_text
-
-    folder = Path(results_dir)
-    stem = folder / f"sweep-{result.name}"
-    written = []
-    plot_name = None
-    if result.learning_curve:
-        plot = plot_learning_curve(result.learning_curve, stem.with_name(stem.name + "-learning-curve.png"),
-                                   f"sweep {result.name}: {_chosen_line(result)}")
-        plot_name = plot.name
-        written.append(plot)
-    written.append(write_text(render_markdown(result, plot_name), stem.with_suffix(".md")))
-    written.append(write_text(json_text(result.to_dict()), stem.with_suffix(".json")))
-    return written

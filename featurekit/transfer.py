@@ -32,10 +32,9 @@ from typing import Any, Callable
 
 from featurekit.cache import IDENTITY_KEYS, _normalise, open_cache
 from featurekit.errors import FeaturekitError, given
+from featurekit.rows import OWN_TEST_SPLIT
 from featurekit.views import View, parse_views
 
-# `test_set` of rows scored on the training cache's own test split.
-OWN_TEST_SPLIT = "test"
 # Subsets of a cache that hold a training cache's whole test split.
 _HOLDS_TEST_SPLIT = ("", "test")
 
@@ -290,10 +289,3 @@ def _score_rows(own: list[dict[str, Any]], training_cache: Path, scored: Path, f
                        _scores=scores, _labels=labels)
             out.append(new)
     return out
-
-
-def scored_on(row: dict[str, Any]) -> str:
-    """Where a row was scored, for tables: "test split", "test split, jpeg:50", "other_faces (all images)"."""
-    test_set = row.get("test_set") or OWN_TEST_SPLIT
-    where = "test split" if test_set == OWN_TEST_SPLIT else f"{Path(str(test_set)).name} (all images)"
-    return f"{where}, {row['view']}" if row.get("view") else where

@@ -78,7 +78,7 @@ NO_TENSORFLOW_SCRIPT = """
     from featurekit.extract import extract
     from featurekit.fitting import fit_probe
     from featurekit.predict import predict
-    from featurekit.report import cache_summary
+    from featurekit.report import describe_cache, render_cache
     from rich.console import Console
 
     quiet = lambda message: None
@@ -87,7 +87,7 @@ NO_TENSORFLOW_SCRIPT = """
     rows = compare([result.cache_path], ["logreg"], runs_dir=root / "runs", n_boot=20, log=quiet)
     predictions = predict(fitted.directory, [root / "faces" / "fake"])
     console = Console(width=200, record=True)
-    console.print(cache_summary(result.cache_path))
+    console.print(render_cache(describe_cache(result.cache_path), "table"))
     import keras
     print(json.dumps({"tensorflow": "tensorflow" in sys.modules, "backend": keras.backend.backend(),
                       "rows": len(rows), "predictions": len(predictions), "info": console.export_text()}))

@@ -11,7 +11,8 @@ import pytest
 
 from conftest import make_cache, make_image_folder, separable_cache
 from featurekit.errors import FeaturekitError
-from featurekit.sweep import VALID_ROW_KEYS, learning_curve, plot_learning_curve, render_markdown, select_on_valid
+from featurekit.report.sweep import plot_learning_curve, sweep_markdown as render_markdown
+from featurekit.sweep import VALID_ROW_KEYS, learning_curve, select_on_valid
 
 QUIET = {"log": lambda message: None}
 

@@ -1,0 +1,97 @@
+"""Output formats as data: format name -> renderer of a Document. Adding a format is one entry of FORMATS.
+
+`table` gives a rich renderable for the terminal; every other format gives text for a file or a pipe.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from featurekit.errors import FeaturekitError, given, option_name
+from featurekit.report.document import Document
+
+
+def plain(value: Any) -> Any:
+    """NumPy scalars and arrays, tuples and paths as plain JSON values, recursively."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return plain(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def json_text(payload: Any) -> str:
+    """Indented JSON (NumPy scalars as plain numbers, paths as strings)."""
+    return json.dumps(plain(payload), indent=2, default=str) + "\n"
+
+
+def csv_text(records: Iterable[dict[str, Any]], fieldnames: list[str]) -> str:
+    """CSV with a header line; keys missing from a record are empty, extra keys are left out."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fieldnames, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    return buffer.getvalue()
+
+
+def _terminal(document: Document):
+    from rich.console import Group
+
+    parts = [block.rich() for block in document.on_terminal()]
+    return parts[0] if len(parts) == 1 else Group(*parts)
+
+
+def _markdown(document: Document) -> str:
+    return "\n".join(block.markdown() for block in document.in_markdown())
+
+
+@dataclass(frozen=True)
+class Format:
+    """One output format: how a Document becomes it, and whether a Document can (CSV needs records)."""
+
+    render: Callable[[Document], Any]
+    accepts: Callable[[Document], bool] = lambda document: True
+    to_file: bool = True
+
+
+FORMATS: dict[str, Format] = {
+    "table": Format(_terminal, to_file=False),
+    "csv": Format(lambda d: csv_text(d.records or [], list(d.fieldnames)), accepts=lambda d: d.records is not None),
+    "json": Format(lambda d: json_text(d.data)),
+    "md": Format(_markdown),
+}
+
+
+def render(document: Document, fmt: str):
+    """The Document in format `fmt`: a rich renderable for `table`, else text."""
+    entry = FORMATS.get(fmt)
+    if entry is None or not entry.accepts(document):
+        usable = [name for name, f in FORMATS.items() if f.accepts(document)]
+        raise FeaturekitError(f"Unknown output format {fmt!r} for {document.name}.", received=given("format", fmt),
+                              fix=f"Use one of: {', '.join(usable)}.")
+    return entry.render(document)
+
+
+def check_output(fmt: str, out: str | Path | None) -> None:
+    """Refuse an unknown format, or an output file for the terminal table (before any work is done)."""
+    if fmt not in FORMATS:
+        raise FeaturekitError(f"Unknown output format {fmt!r}.", received=given("format", fmt),
+                              fix=f"Use one of: {', '.join(FORMATS)}.")
+    if out and not FORMATS[fmt].to_file:
+        files = [name for name, f in FORMATS.items() if f.to_file]
+        raise FeaturekitError(f"{option_name('out')} needs a file format.",
+                              received=f"{given('out', str(out))} {given('format', fmt)}",
+                              fix=f"Add {' or '.join(given('format', name) for name in files)}.")

@@ -1,0 +1,138 @@
+"""Compare rows (caches x probes scored on test): the terminal table, CSV, JSON and Markdown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from featurekit.report.document import Document, Note, Table
+from featurekit.report.formats import FORMATS, render
+from featurekit.report.output import natural_width, write_text
+from featurekit.report.tables import Column, number, with_interval
+from featurekit.rows import OWN_TEST_SPLIT, ROW_KEYS, public_rows
+
+
+def short_weights(label: str | None) -> str:
+    """"near-imagenet (long explanation)" -> "near-imagenet"; the full label goes in a footnote."""
+    return (label or "").split(" (")[0]
+
+
+def flags_text(row: dict[str, Any]) -> str:
+    """What a reader must know before trusting a row: random features, leaks, train overlap, a collapse."""
+    flags = []
+    if row.get("random_features"):
+        flags.append("RANDOM FEATURES")
+    if row.get("leaks"):
+        flags.append("LEAKS (duplicates across splits)")
+    if row.get("train_overlap"):
+        flags.append(f"TRAIN OVERLAP: the backbone was trained on {row['train_overlap']} of these valid/test images")
+    if row.get("collapsed"):
+        flags.append(f"COLLAPSED: {row['collapsed']}")
+    if row.get("streamed"):
+        flags.append("streamed")
+    return "; ".join(flags)
+
+
+def features_text(row: dict[str, Any]) -> str:
+    """"vgg16 block2_pool/meanstd 256px": the features a row scores; a hand-made feature by its parameters."""
+    if row.get("pooling") == "none":  # a hand-made feature: its layer is its parameters, no pooling, no preprocessing
+        return f"{row['backbone']} {row.get('layer') or ''} {row['image_size']}px".replace("  ", " ")
+    layer = f"{row['layer']}/" if row.get("layer") else ""
+    extra = "" if row.get("preprocessing") in (None, "caffe", "tf", "torch") else f" [{row['preprocessing']}]"
+    return f"{row['backbone']} {layer}{row['pooling']} {row['image_size']}px{extra}"
+
+
+def scored_on(row: dict[str, Any]) -> str:
+    """Where a row was scored, for tables: "test split", "test split, jpeg:50", "other_faces (all images)"."""
+    test_set = row.get("test_set") or OWN_TEST_SPLIT
+    where = "test split" if test_set == OWN_TEST_SPLIT else f"{Path(str(test_set)).name} (all images)"
+    return f"{where}, {row['view']}" if row.get("view") else where
+
+
+def scored_elsewhere(row: dict[str, Any]) -> bool:
+    """Whether a row was scored on a view or another test set rather than its own clean test split."""
+    return bool(row.get("view")) or (row.get("test_set") or OWN_TEST_SPLIT) != OWN_TEST_SPLIT
+
+
+WIDE_COLUMNS = (
+    Column("features", features_text),
+    Column("weights", lambda r: short_weights(r.get("weights_label"))),
+    Column("probe", lambda r: str(r["probe"])),
+    Column("accuracy [95% CI]", lambda r: with_interval(r, "accuracy"), "right"),
+    Column("acc real", number("accuracy_real"), "right"),
+    Column("acc fake", number("accuracy_fake"), "right"),
+    Column("bal. acc", number("balanced_accuracy"), "right"),
+    Column("ROC AUC [95% CI]", lambda r: with_interval(r, "roc_auc"), "right"),
+    Column("AP", number("average_precision"), "right"),
+    Column("EER", number("eer"), "right"),
+    Column("TPR@1%FPR", number("tpr_at_1pct_fpr"), "right"),
+    Column("F1", number("f1"), "right"),
+    Column("thr (valid)", number("threshold", ".3g"), "right"),
+    Column("fit s", lambda r: f"{r['fit_seconds']:.1f}" + (" (reused)" if r.get("reused") else ""), "right"),
+    Column("flags", flags_text),
+)
+COMPACT_COLUMNS = (
+    WIDE_COLUMNS[0], WIDE_COLUMNS[2], WIDE_COLUMNS[3],
+    Column("ROC AUC", number("roc_auc"), "right"),
+    WIDE_COLUMNS[8], WIDE_COLUMNS[14],
+)
+SCORED_ON_COLUMN = Column("scored on", scored_on)
+
+
+def columns_for(rows: list[dict[str, Any]], columns: tuple[Column, ...]) -> tuple[Column, ...]:
+    """The columns, led by "scored on" when some rows were scored on a view or another test set (blocks)."""
+    return (SCORED_ON_COLUMN, *columns) if any(scored_elsewhere(row) for row in rows) else columns
+
+
+def weights_footnotes(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per distinct weights label that the short column abbreviates."""
+    labels = sorted({r.get("weights_label") or "" for r in rows})
+    return [f"{short_weights(label)}: {label}" for label in labels if label and short_weights(label) != label]
+
+
+def _row_style(row: dict[str, Any]) -> str | None:
+    return "red" if row.get("collapsed") else ("yellow" if row.get("random_features") else None)
+
+
+def results_document(rows: list[dict[str, Any]], title: str = "featurekit compare (test split)",
+                     wide: bool = True) -> Document:
+    """Compare rows in every format: every metric (or the compact columns on a terminal), weights footnotes."""
+    notes = weights_footnotes(rows)
+    caption = list(notes) if wide else ["compact view: --wide (or --format md/csv/json) shows every metric"]
+    blocks: list[Any] = [Table(rows, columns_for(rows, WIDE_COLUMNS if wide else COMPACT_COLUMNS), title=title,
+                               caption="\n".join(caption) or None, row_style=_row_style)]
+    if notes:
+        blocks.append(Note(md="".join(f"- {note}\n" for note in notes).rstrip("\n")))
+    public = public_rows(rows)
+    return Document(blocks, data=public, records=public, fieldnames=list(ROW_KEYS), name="compare rows")
+
+
+def results_table(rows: list[dict[str, Any]], title: str = "featurekit compare (test split)", wide: bool = True):
+    """The rich table of `compare`: every metric, or the compact columns."""
+    return render(results_document(rows, title, wide), "table")
+
+
+def results_table_for(console, rows: list[dict[str, Any]], title: str, wide: bool = False):
+    """The wide table where it fits the console (or `wide` is asked for), else the compact one."""
+    table = results_table(rows, title, wide=True)
+    if wide or natural_width(console, table) <= console.width:
+        return table
+    return results_table(rows, title, wide=False)
+
+
+def results_markdown(rows: list[dict[str, Any]]) -> str:
+    """A Markdown table with every column of the wide terminal table, and the weights footnotes."""
+    return render(results_document(rows), "md")
+
+
+def write_rows(rows: list[dict[str, Any]], fmt: str, out: str | Path | None) -> str:
+    """Render compare rows as csv/json/md (every column); write to `out` when given; return the text."""
+    if fmt in FORMATS and not FORMATS[fmt].to_file:
+        from featurekit.errors import FeaturekitError, given
+
+        raise FeaturekitError(f"Unknown output format {fmt!r}.", received=given("format", fmt),
+                              fix=f"Use one of: {', '.join(f for f, e in FORMATS.items() if e.to_file)}.")
+    text = render(results_document(rows), fmt)
+    if out:
+        write_text(text, out)
+    return text

@@ -1,0 +1,144 @@
+"""`sweep`: the valid table, the fusion candidate, the choice and its test figures apart; the learning curve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from featurekit.report.document import Document, Note, Table
+from featurekit.report.formats import json_text, render
+from featurekit.report.output import write_bytes, write_text
+from featurekit.report.results import features_text, short_weights, weights_footnotes
+from featurekit.report.tables import Column, with_interval
+from featurekit.sweep import SELECTION_RULE, SweepResult, gain_per_doubling
+
+
+def _cache_text(row: dict[str, Any]) -> str:
+    """The cache's file name; a fusion by its number of members (its features column names each)."""
+    source = row.get("_source")
+    if isinstance(source, (list, tuple)) and len(source) > 1:
+        return f"fusion of {len(source)} caches"
+    return str(row["cache"])
+
+
+def _flags(row: dict[str, Any]) -> str:
+    return "; ".join(f for f in ("LEAKS" if row.get("leaks") else "", "RANDOM FEATURES" if row.get("random_features")
+                                 else "", "streamed" if row.get("streamed") else "") if f)
+
+
+VALID_COLUMNS = (
+    Column("rank", lambda r: "fusion" if r.get("rank") is None else str(r["rank"]), "right"),
+    Column("cache", _cache_text),
+    Column("features", features_text),
+    Column("weights", lambda r: short_weights(r.get("weights_label"))),
+    Column("probe", lambda r: str(r["probe"])),
+    Column("dim", lambda r: str(r["feature_dim"]), "right"),
+    Column("valid ROC AUC [95% CI]", lambda r: with_interval(r, "roc_auc", prefix="valid_"), "right"),
+    Column("valid AP", lambda r: f"{r['valid_average_precision']:.3f}", "right"),
+    Column("valid acc (thr on valid)", lambda r: f"{r['valid_accuracy']:.3f}", "right"),
+    Column("fit s", lambda r: f"{r['fit_seconds']:.1f}" + (" (reused)" if r.get("reused") else ""), "right"),
+    Column("flags", _flags),
+)
+CURVE_COLUMNS = (
+    Column("train fraction", lambda p: f"{p['fraction']:.3g}", "right"),
+    Column("training images", lambda p: str(p["n_train"]), "right"),
+    Column("repeats", lambda p: str(p["repeats"]), "right"),
+    Column("test ROC AUC (mean +- sd)", lambda p: f"not fitted: {p['error']}" if "error" in p else
+           f"{p['test_roc_auc_mean']:.3f} +- {p['test_roc_auc_sd']:.3f}", "right"),
+    Column("test accuracy (mean +- sd)", lambda p: "" if "error" in p else
+           f"{p['test_accuracy_mean']:.3f} +- {p['test_accuracy_sd']:.3f}", "right"),
+)
+_TEST_COLUMNS = (Column("test split", lambda r: r["what"]), Column("value", lambda r: r["value"], "right"))
+
+
+def test_rows(test: dict[str, Any]) -> list[dict[str, str]]:
+    """The chosen configuration's test figures, one (what, value) row each."""
+    return [{"what": "accuracy [95% CI]", "value": with_interval(test, "accuracy")},
+            {"what": "ROC AUC [95% CI]", "value": with_interval(test, "roc_auc")},
+            {"what": "average precision", "value": f"{test['average_precision']:.3f}"},
+            {"what": "accuracy on real images", "value": f"{test['accuracy_real']:.3f}"},
+            {"what": "accuracy on fake images", "value": f"{test['accuracy_fake']:.3f}"},
+            {"what": "threshold (chosen on valid)", "value": f"{test['threshold']:.4g}"},
+            {"what": "test images", "value": str(test["n"])}]
+
+
+def chosen_line(result: SweepResult) -> str:
+    """"chosen on valid (row 1): ... with logreg (1024 features), valid ROC AUC 0.912"."""
+    chosen = result.chosen
+    kind = "the top-k fusion" if chosen is result.fusion else f"row {chosen['rank']}"
+    return (f"chosen on valid ({kind}): {features_text(chosen)} with {chosen['probe']} ({chosen['feature_dim']} "
+            f"features), valid ROC AUC {chosen['valid_roc_auc']:.3f}")
+
+
+def curve_line(points: Sequence[dict[str, Any]]) -> str:
+    slope = gain_per_doubling(points)
+    return "" if slope is None else f"about {slope:+.3f} test ROC AUC per doubling of the training split (least squares)"
+
+
+def sweep_document(result: SweepResult, plot_name: str | None = None) -> Document:
+    """The sweep: notes, the valid table, the fusion candidate, the choice, then its test figures apart."""
+    blocks: list[Any] = [Note(md=f"# sweep {result.name}\n\nSelection: {SELECTION_RULE}.")]
+    if result.notes:
+        blocks.append(Note(md="\n".join(f"- **{n}**" if n.startswith("LEAK") else f"- {n}" for n in result.notes)))
+    blocks += [Note(f"WARNING: {n}", style="bold red") if n.startswith("LEAK") else Note(f"note: {n}")
+               for n in result.notes]
+    blocks.append(Table(result.rows, VALID_COLUMNS, title=f"sweep {result.name}: every configuration, VALID split only",
+                        caption=SELECTION_RULE, heading="## every configuration, on the valid split only"))
+    footnotes = weights_footnotes(result.rows + ([result.fusion] if result.fusion else []))
+    if footnotes:
+        blocks.append(Note(md="\n".join(f"- {note}" for note in footnotes)))
+    fusion_heading = "## top-k fusion candidate (valid split)"
+    if result.fusion:
+        blocks.append(Table(result.fusion_rows or [result.fusion], VALID_COLUMNS, heading=fusion_heading,
+                            title="top-k fusion candidate, every probe (valid split)"))
+    else:
+        blocks.append(Note(md=f"{fusion_heading}\n\nnone"))
+    blocks.append(Note(chosen_line(result), style="bold",
+                       md=f"## the choice, and its test figures (reported once)\n\n{chosen_line(result)}"))
+    blocks.append(Table(test_rows(result.test), _TEST_COLUMNS,
+                        title="test figures of the chosen configuration (reported once)"))
+    if result.learning_curve:
+        line = curve_line(result.learning_curve)
+        blocks.append(Table(result.learning_curve, CURVE_COLUMNS, title="learning curve (test split)",
+                            caption=line or None, md_caption=line or None,
+                            heading="## learning curve of the chosen configuration (test split)"))
+        if plot_name:
+            blocks.append(Note(md=f"![learning curve]({plot_name})"))
+    return Document(blocks, data=result.to_dict(), name="a sweep")
+
+
+def sweep_table(result: SweepResult):
+    """Rich renderables: the valid table, the fusion candidate, then the choice and its test figures apart."""
+    return render(sweep_document(result), "table")
+
+
+def sweep_markdown(result: SweepResult, plot_name: str | None = None) -> str:
+    """The sweep as Markdown: the valid table, the fusion candidate, the choice, then the test figures apart."""
+    return render(sweep_document(result, plot_name), "md")
+
+
+def plot_learning_curve(points: Sequence[dict[str, Any]], out: str | Path, title: str) -> Path:
+    """Test ROC AUC (mean +- sd over repeats) against training images, log2 x axis, as a PNG."""
+    from featurekit.report.plots import figure_bytes, learning_curve_figure
+
+    figure = learning_curve_figure(points, title, gain_per_doubling(points))
+    return write_bytes(figure_bytes(figure, "png"), out)
+
+
+def write_sweep_results(result: SweepResult, results_dir: str | Path) -> list[Path]:
+    """results-dir/sweep-NAME.md, .json and .html, and sweep-NAME-learning-curve.png when there is a curve."""
+    from featurekit.report.sweep_page import write_sweep_page
+
+    stem = Path(results_dir) / f"sweep-{result.name}"
+    written = []
+    plot_name = None
+    if result.learning_curve:
+        plot = plot_learning_curve(result.learning_curve, stem.with_name(stem.name + "-learning-curve.png"),
+                                   f"sweep {result.name}: {chosen_line(result)}")
+        plot_name = plot.name
+        written.append(plot)
+    written.append(write_text(sweep_markdown(result, plot_name), stem.with_suffix(".md")))
+    written.append(write_text(json_text(result.to_dict()), stem.with_suffix(".json")))
+    written.append(write_sweep_page(result, stem.with_suffix(".html")))
+    return written
+
