@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from featurekit.config import load_config_file, resolve_config
-from featurekit.errors import FeaturekitError, cli_spelling
+from featurekit.errors import FeaturekitError
+from featurekit.flags import CommandSpelling
 from featurekit.options import (
     COMMANDS,
     OPTIONS,
@@ -67,9 +68,9 @@ def test_caller_values_are_spelled_as_parameters_from_python_and_as_flags_on_the
         validate("extract", {"batch_size": 0})
     assert "batch_size must be" in str(from_python.value) and "batch_size=0" in str(from_python.value)
     assert "--" not in str(from_python.value)
-    with cli_spelling(), pytest.raises(FeaturekitError) as from_cli:
-        validate("extract", {"batch_size": 0})
-    assert "--batch-size must be" in str(from_cli.value) and "Received: --batch-size 0" in str(from_cli.value)
+    from_cli = CommandSpelling("extract", typed={"batch_size": 0}).error(from_python.value)
+    assert "--batch-size must be" in from_cli and "Received: --batch-size 0" in from_cli
+    assert "Use e.g. --batch-size 32" in from_cli
 
 
 def test_values_are_converted_as_the_library_takes_them():
