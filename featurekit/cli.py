@@ -55,6 +55,11 @@ class _Command(TyperCommand):
     def get_help_option(self, ctx):
         return _no_type(super().get_help_option(ctx))
 
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        """`[OPTIONS] INPUTS...`: arguments as click writes them (Typer's own usage reads `{INPUTS}...`)."""
+        pieces = super().collect_usage_pieces(ctx)
+        return [piece[1:].replace("}", "", 1) if piece.startswith("{") else piece for piece in pieces]
+
 
 class _Group(TyperGroup):
     def get_help_option(self, ctx):
