@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -39,10 +40,25 @@ def _is_terminal(stream) -> bool:
         return False
 
 
+# The spelling of the command that runs: the library's progress messages name parameters too.
+_spelling: ContextVar[CommandSpelling | None] = ContextVar("featurekit_cli_spelling", default=None)
+
+
+class _FlagConsole(Console):
+    """A console that prints the library's messages with the running command's flags (`--max-pixels`)."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        spelling = _spelling.get()
+        if spelling is not None:
+            objects = tuple(spelling.text(o) if isinstance(o, str) else o for o in objects)
+        super().print(*objects, **kwargs)
+
+
 def _console(stderr: bool = False) -> Console:
     """A console of the terminal's width, or of unlimited width on a pipe or a file."""
-    return Console(stderr=stderr) if _is_terminal(sys.stderr if stderr else sys.stdout) else Console(
-        stderr=stderr, width=PIPED_WIDTH)
+    if _is_terminal(sys.stderr if stderr else sys.stdout):
+        return _FlagConsole(stderr=stderr)
+    return _FlagConsole(stderr=stderr, width=PIPED_WIDTH)
 
 
 def _no_type(option):
@@ -159,6 +175,7 @@ def command(name: str) -> Callable[[Callable[[dict[str, Any]], None]], Callable[
     def register(body: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
         def cli_command(typer_context: typer.Context, **flags: Any) -> None:
             spelling = CommandSpelling(name)
+            token = _spelling.set(spelling)
             try:
                 body(resolve_command_options(name, given_flags(typer_context, flags), spelling))
             except FeaturekitError as error:
@@ -167,6 +184,8 @@ def command(name: str) -> Callable[[Callable[[dict[str, Any]], None]], Callable[
             except KeyboardInterrupt:
                 error_console.print(Text(spec.interrupted), soft_wrap=True)
                 raise typer.Exit(130) from None
+            finally:
+                _spelling.reset(token)
 
         cli_command.__name__ = body.__name__
         cli_command.__doc__ = body.__doc__

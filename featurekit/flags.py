@@ -60,8 +60,13 @@ class CommandSpelling:
 
     def _received(self, name: str, value: Any, has_value: bool) -> str | None:
         option = self.options.get(name)
-        if option is None or not has_value or name in self.typed:
+        if option is None or not has_value:
             return self._flag(name, value, has_value)
+        if name in self.typed:
+            typed = self.typed[name]
+            if isinstance(typed, (list, tuple, bool)) or str(typed) == str(value):
+                return flag_text(option, value)
+            return f"{flag_text(option, typed)} ({_word(value)})"  # `--weights default (imagenet)`
         if name in self.from_file:
             return f"{name} = {toml_literal(value)} (in {self.config})"
         return f"the default {option.flag} ({_word(value)})"

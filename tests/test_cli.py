@@ -35,6 +35,23 @@ def test_help_imports_no_tensorflow():
     assert out.stdout.strip() == "[]"
 
 
+def test_info_and_verbose_help_import_no_backend_and_quiet_start_is_the_default(tmp_path: Path):
+    import subprocess
+    import sys
+
+    from conftest import separable_cache
+
+    cache = separable_cache(tmp_path / "c.h5")
+    code = ("import sys; from typer.testing import CliRunner; from featurekit.cli import app\n"
+            "quiet = lambda: any(type(f).__name__ == '_QuietImport' for f in sys.meta_path)\n"
+            "r = CliRunner().invoke(app, ['--verbose', 'extract', '--help']); assert r.exit_code == 0; v = quiet()\n"
+            f"r = CliRunner().invoke(app, ['info', {str(cache)!r}]); assert r.exit_code == 0, r.output\n"
+            "print(v, quiet(), sorted(m for m in ('tensorflow', 'keras', 'jax') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "False True []"
+
+
 def test_help_lists_the_commands():
     result = invoke("--help")
     assert result.exit_code == 0
@@ -594,6 +611,7 @@ def test_library_errors_name_parameters_and_the_cli_spells_flags_by_where_each_v
     from_file = CommandSpelling("extract", from_file={"weights": "imagenet"}, config="x.toml").error(error)
     assert 'weights = "imagenet" (in x.toml)' in from_file
     assert "--weights imagenet" in CommandSpelling("extract", typed={"weights": "imagenet"}).error(error)
+    assert "--weights default (imagenet)" in CommandSpelling("extract", typed={"weights": "default"}).error(error)
     # A command without the option (sweep has no --weights) keeps the parameter's spelling.
     assert "weights='imagenet'" in CommandSpelling("sweep").error(error)
 
@@ -688,3 +706,19 @@ def test_the_filter_keeps_everything_but_the_backends_start_up_lines(tmp_path: P
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stderr == "a real warning\nafter\n"
+
+
+def test_progress_messages_of_the_library_are_spelled_as_flags_too(monkeypatch):
+    from featurekit.cli import _FlagConsole
+    from featurekit.errors import option_name
+
+    monkeypatch.setattr("featurekit.cli.console", _FlagConsole(width=300))
+
+    def fake(options, log, progress):
+        log(f"skipped big.png: more than {option_name('max_pixels')} 64,000,000 pixels; `layers` stays")
+        return []
+
+    monkeypatch.setattr("featurekit.extract.extract_from_options", fake)
+    result = invoke("extract", "--data", "D", "--backbone", "b")
+    assert result.exit_code == 0, result.output
+    assert "more than --max-pixels 64,000,000 pixels; `layers` stays" in result.output
