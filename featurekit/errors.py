@@ -97,6 +97,8 @@ def respell(text: str, spell: Spelling, bare: Iterable[str] = ()) -> str:
             end, spelt = match.end(), spell(match.group(1), None, False)
         else:
             end = _literal_end(text, match.end())
+            if end == match.end():  # "name=" with no value after it is no mention
+                continue
             spelt = spell(match.group(2), _read_literal(text[match.end():end]), True)
         if spelt is not None:
             pieces += [text[position:match.start()], spelt]
@@ -113,7 +115,8 @@ def _literal_end(text: str, start: int) -> int:
         return _quote_end(text, start)
     if text[start] in "[(":
         return _bracket_end(text, start)
-    end = start + _BARE_END.match(text, start).end() - start
+    bare = _BARE_END.match(text, start)
+    end = bare.end() if bare else start
     while end > start + 1 and text[end - 1] == ".":  # the full stop of the sentence, not the number's
         end -= 1
     return end

@@ -6,7 +6,16 @@ missing values from them. A default therefore lives in exactly one place and can
 `--help`, a config file and a Python call.
 
 Adding an option is one `Option(...)` entry in OPTIONS below (name it in snake_case, list the commands
-that take it), then reading `options["name"]` where the command's library function needs it.
+that take it), then reading `options["name"]` where the command's library function needs it. Choice
+lists come from `featurekit.choices`, which the library's own checks import too.
+
+A library function validates its arguments from these declarations with a decorator, instead of
+hand-written bounds checks (as scikit-learn's `validate_params`):
+
+    @validate_params("extract", poolings="pooling")
+    def extract_many(data, backbone, *, poolings=("flatten",), batch_size=32, seed=0, ...): ...
+
+Errors name the function's parameters (`batch_size=0`); the command line spells them as flags.
 
 This module imports nothing heavy: `--help` reads it and must stay instant.
 """
