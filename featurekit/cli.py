@@ -97,9 +97,11 @@ console = _console()
 error_console = _console(stderr=True)
 
 
+_VERBOSE_HELP = "Show the backends' own start-up and log lines (TensorFlow, absl, CUDA)."
+
+
 @app.callback()
-def main(verbose: bool = typer.Option(False, "--verbose", "-v", metavar="",
-                                      help="Show the backends' own start-up and log lines (TensorFlow, absl, CUDA).")) -> None:
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", metavar="", help=_VERBOSE_HELP)) -> None:
     """featurekit: extract frozen CNN embeddings once, then train and compare classifiers on the cache."""
     if not verbose:
         from featurekit.backend_logs import quiet_backends

@@ -48,7 +48,8 @@ class CommandSpelling:
         if isinstance(error, ConfigFileError):
             return str(error)
         received = respell(error.received, self._received, error.parameters) if error.received else None
-        return join_parts(self.text(error.problem, error.parameters), received, self.text(error.fix or "", error.parameters))
+        fix = self.text(error.fix, error.parameters) if error.fix else None
+        return join_parts(self.text(error.problem, error.parameters), received, fix)
 
     def _flag(self, name: str, value: Any, has_value: bool) -> str | None:
         option = self.options.get(name)

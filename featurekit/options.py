@@ -235,8 +235,8 @@ class Option:
             if self.kind is STR:
                 return f"one of: {', '.join(self.choices)}"
             return f"{self.kind.expected}, each one of: {', '.join(self.choices)}"
-        bounds = [f"{sign} {_bound(limit)}" for sign, limit in
-                  ((">=", self.minimum), (">", self.above), ("<=", self.maximum), ("<", self.below)) if limit is not None]
+        limits = ((">=", self.minimum), (">", self.above), ("<=", self.maximum), ("<", self.below))
+        bounds = [f"{sign} {_bound(limit)}" for sign, limit in limits if limit is not None]
         return self.kind.expected + (f", {' and '.join(bounds)}" if bounds else "")
 
     def convert(self, value: Any) -> Any:

@@ -59,7 +59,7 @@ def test_an_error_about_a_config_path_shows_the_resolved_path(tmp_path: Path):
 
 
 def test_the_shipped_configs_resolve_from_the_checkout():
-    """Every input path of every shipped config exists (outputs and templates aside), and outputs stay in the checkout."""
+    """Every input path of every shipped config exists (outputs and templates aside); outputs stay in the checkout."""
     outputs = {"cache_dir", "runs_dir", "results", "results_dir", "out", "plot", "cache"}
     for path in sorted((REPO / "configs").glob("*.toml")):
         config = load_config_file(path)
