@@ -4,13 +4,17 @@ Each command's flags are generated from its declarations in `featurekit.options`
 function's `__signature__`), so `--help`, config files and the library share one set of defaults.
 A flag the user did not type (click records each value's source) leaves the value to the config
 file, else to the declared default. Heavy imports (TensorFlow) happen inside the commands, so
-`--help` is instant.
+`--help` is instant; backend start-up logs are silenced before them unless `--verbose`.
+
+Library errors name parameters; `featurekit.flags` spells them as this command's flags when they are
+printed. Output to a pipe or a file is never cut to a terminal's width: tables and help print whole.
 """
 
 from __future__ import annotations
 
 import inspect
-import os
+import sys
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -18,17 +22,91 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
+from typer.core import TyperCommand, TyperGroup
 
 from featurekit.config import load_config_file, resolve_config
-from featurekit.errors import FeaturekitError, cli_spelling
+from featurekit.errors import FeaturekitError
+from featurekit.flags import CommandSpelling
 from featurekit.options import COMMANDS, Option, defaults, options_for, require
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines drown the progress bar
+PIPED_WIDTH = 100_000  # a pipe or a file gets every line whole: rich tables keep their natural width
+PIPED_HELP_WIDTH = 160  # help panels fill the width they get: wide enough that no option name is cut
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+# The spelling of the command that runs: the library's progress messages name parameters too.
+_spelling: ContextVar[CommandSpelling | None] = ContextVar("featurekit_cli_spelling", default=None)
+
+
+class _FlagConsole(Console):
+    """A console that prints the library's messages with the running command's flags (`--max-pixels`)."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        spelling = _spelling.get()
+        if spelling is not None:
+            objects = tuple(spelling.text(o) if isinstance(o, str) else o for o in objects)
+        super().print(*objects, **kwargs)
+
+
+def _console(stderr: bool = False) -> Console:
+    """A console of the terminal's width, or of unlimited width on a pipe or a file."""
+    if _is_terminal(sys.stderr if stderr else sys.stdout):
+        return _FlagConsole(stderr=stderr)
+    return _FlagConsole(stderr=stderr, width=PIPED_WIDTH)
+
+
+def _no_type(option):
+    if option is not None:
+        option.metavar = ""  # a switch takes no value: help shows no `<bool>` after it
+    return option
+
+
+class _Command(TyperCommand):
+    def get_help_option(self, ctx):
+        return _no_type(super().get_help_option(ctx))
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        """`[OPTIONS] INPUTS...`: arguments as click writes them (Typer's own usage reads `{INPUTS}...`)."""
+        pieces = super().collect_usage_pieces(ctx)
+        return [piece[1:].replace("}", "", 1) if piece.startswith("{") else piece for piece in pieces]
+
+
+class _Group(TyperGroup):
+    def get_help_option(self, ctx):
+        return _no_type(super().get_help_option(ctx))
+
+
+def _help_width() -> None:
+    """Help on a pipe is printed whole (Typer reads its width from TERMINAL_WIDTH, else the terminal's)."""
+    from typer import rich_utils
+
+    if not _is_terminal(sys.stdout) and rich_utils.MAX_WIDTH is None:
+        rich_utils.MAX_WIDTH = PIPED_HELP_WIDTH
+
+
+_help_width()
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich", cls=_Group,
                   help="featurekit: extract frozen CNN embeddings once, then train and compare classifiers on the cache.")
-console = Console()
-error_console = Console(stderr=True)
+console = _console()
+error_console = _console(stderr=True)
+
+
+_VERBOSE_HELP = "Show the backends' own start-up and log lines (TensorFlow, absl, CUDA)."
+
+
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", metavar="", help=_VERBOSE_HELP)) -> None:
+    """featurekit: extract frozen CNN embeddings once, then train and compare classifiers on the cache."""
+    if not verbose:
+        from featurekit.backend_logs import quiet_backends
+
+        quiet_backends()
 
 
 def typer_parameter(option: Option) -> inspect.Parameter:
@@ -39,8 +117,10 @@ def typer_parameter(option: Option) -> inspect.Parameter:
     annotation: Any = option.kind.cli_type
     if option.argument:
         default = ... if option.required else option.default
-        info = typer.Argument(default, help=help_text, show_default=show_default, metavar=metavar)
+        info = typer.Argument(default, help=help_text, show_default=show_default, metavar=option.name.upper())
     else:
+        if option.kind.cli_type is bool:
+            metavar = ""  # a switch takes no value
         flags = [f"{option.flag}/--no-{option.flag[2:]}"] if option.kind.cli_type is bool else [option.flag]
         if option.short:
             flags.append(option.short)
@@ -60,43 +140,61 @@ def given_flags(context: typer.Context, values: dict[str, Any]) -> dict[str, Any
             if getattr(context.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
 
 
-def resolve_command_options(command: str, flags: dict[str, Any]) -> dict[str, Any]:
-    """Declared defaults < config file < the flags given, checked; required options present."""
+def resolve_command_options(command: str, flags: dict[str, Any],
+                            spelling: CommandSpelling | None = None) -> dict[str, Any]:
+    """Declared defaults < config file < the flags given, checked; required options present.
+
+    `spelling` (when given) learns which options the user typed and which the config file set.
+    """
     flags = {name: (None if isinstance(value, (list, tuple)) and not value else value) for name, value in flags.items()}
+    spelling = spelling or CommandSpelling(command)
+    spelling.typed = {name: value for name, value in flags.items() if value is not None}
     file_config = {}
     if COMMANDS[command].takes_config:
-        file_config = load_config_file(flags.get("config") or defaults(command).get("config"))
+        spelling.config = flags.get("config") or defaults(command).get("config")
+        file_config = load_config_file(spelling.config)
+        spelling.from_file = set_in_file(command, file_config)
     options = resolve_config(command, file_config, flags)
     require(command, options)
     return options
 
 
+def set_in_file(command: str, file_config: dict[str, Any]) -> dict[str, Any]:
+    """The options of `command` that a config file sets (top level or its table)."""
+    table = file_config.get(command, {})
+    return {name: table.get(name, file_config.get(name)) for name in options_for(command)
+            if name in table or name in file_config}
+
+
 def command(name: str) -> Callable[[Callable[[dict[str, Any]], None]], Callable[[dict[str, Any]], None]]:
     """Register `body(options)` as the Typer command `name`, its flags generated from featurekit.options.
 
-    The command runs with errors spelled as flags; a FeaturekitError exits 2 with its message, Ctrl-C
+    A FeaturekitError exits 2 with its message, its parameters spelled as this command's flags; Ctrl-C
     exits 130 with what the command leaves behind.
     """
     spec = COMMANDS[name]
 
     def register(body: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
         def cli_command(typer_context: typer.Context, **flags: Any) -> None:
-            with cli_spelling():
-                try:
-                    body(resolve_command_options(name, given_flags(typer_context, flags)))
-                except FeaturekitError as error:
-                    error_console.print(Text.assemble(("Error: ", "bold red"), str(error)), soft_wrap=True)
-                    raise typer.Exit(2) from None
-                except KeyboardInterrupt:
-                    error_console.print(Text(spec.interrupted), soft_wrap=True)
-                    raise typer.Exit(130) from None
+            spelling = CommandSpelling(name)
+            token = _spelling.set(spelling)
+            try:
+                body(resolve_command_options(name, given_flags(typer_context, flags), spelling))
+            except FeaturekitError as error:
+                error_console.print(Text.assemble(("Error: ", "bold red"), spelling.error(error)), soft_wrap=True)
+                raise typer.Exit(2) from None
+            except KeyboardInterrupt:
+                error_console.print(Text(spec.interrupted), soft_wrap=True)
+                raise typer.Exit(130) from None
+            finally:
+                _spelling.reset(token)
 
         cli_command.__name__ = body.__name__
         cli_command.__doc__ = body.__doc__
         context = inspect.Parameter("typer_context", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
         cli_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
             [context] + [typer_parameter(option) for option in options_for(name).values()])
-        app.command(spec.cli_name)(cli_command)
+        app.command(spec.cli_name, cls=_Command)(cli_command)
         return body
 
     return register

@@ -10,23 +10,36 @@ Keys are the options of `featurekit.options`, in snake_case. A file is checked w
 an unknown key anywhere (a misspelt top-level key included) or a value of the wrong type is an
 error naming the key, the file and the expected type. Booleans must be TOML booleans (`true`, not
 `"true"`) and numbers must not be quoted. The resolved config is stored with every output.
+
+Relative paths in a file are relative to the file's folder, as in pyproject, pytest and ruff configs:
+`data = "../data/faces"` in `configs/x.toml` is `data/faces` from the checkout, wherever the command
+runs. `load_config_file` returns them resolved, so every message shows the path that is used.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 import tomllib
 from pathlib import Path
 from typing import Any, Mapping
 
-from featurekit.errors import FeaturekitError, given, option_name
+from featurekit.choices import WEIGHTS_KEYWORDS
+from featurekit.errors import ConfigFileError, FeaturekitError, given
 from featurekit.options import (
     COMMANDS,
+    FUSION,
+    OPTIONS,
+    PATH,
+    PATHS,
+    WEIGHTS,
     config_keys,
     defaults,
     did_you_mean,
     options_for,
     toml_literal,
     validate,
+    validate_params,
 )
 
 # `[run]` holds lists of steps besides its own options: `[[run.extract]]` and `[[run.train_backbone]]`
@@ -38,12 +51,8 @@ SWEEP_STEPS = {"backbone": "extract"}
 STEPS = {"run": RUN_STEPS, "sweep": SWEEP_STEPS}
 STEP_EXCLUDED = ("data",)
 
-# Kept for callers that want a command's defaults as a dict; they are views of featurekit.options.
-EXTRACT_DEFAULTS = defaults("extract")
-HEAD_DEFAULTS = defaults("fit_head")
-FIT_DEFAULTS = defaults("fit")
-TRAIN_BACKBONE_DEFAULTS = defaults("train_backbone")
-COMPARE_DEFAULTS = defaults("compare")
+# The keys whose values are paths (a weights value other than a keyword is a file): resolved against the file.
+PATH_KEYS = {option.name: option.kind for option in OPTIONS if option.kind in (PATH, PATHS, WEIGHTS, FUSION)}
 
 
 def config_commands() -> list[str]:
@@ -65,16 +74,59 @@ def load_config_file(path: str | Path | None) -> dict[str, Any]:
     if path is None:
         return {}
     path = Path(path)
-    if not path.is_file():
-        raise FeaturekitError("Config file not found.", received=given("config", str(path)),
-                              fix=f"Pass an existing TOML file, e.g. {given('config', 'configs/default.toml')}.")
+    _check_is_a_file(path)
     try:
         config = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise FeaturekitError(f"Config file is not valid TOML ({error}).", received=given("config", str(path)),
                               fix="Fix the syntax; see configs/default.toml for an example.") from None
+    except OSError as error:
+        raise FeaturekitError(f"Config file cannot be read ({error.strerror}).", received=given("config", str(path)),
+                              fix="Check its permissions, or pass another file.") from None
     check_config(config, str(path))
-    return config
+    return resolve_paths(config, path.parent)
+
+
+def _check_is_a_file(path: Path) -> None:
+    """Refuse a config path that is missing, a folder, or not a regular file (a FIFO would block the read)."""
+    example = f"e.g. {given('config', 'configs/default.toml')}"
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise FeaturekitError("Config file not found.", received=given("config", str(path)),
+                              fix=f"Pass an existing TOML file, {example}.") from None
+    except OSError as error:
+        raise FeaturekitError(f"Config file cannot be read ({error.strerror}).", received=given("config", str(path)),
+                              fix="Check the path and its permissions.") from None
+    if stat.S_ISDIR(mode):
+        tomls = sorted(p.name for p in path.glob("*.toml"))[:5]
+        inside = f" (it holds {', '.join(tomls)})" if tomls else ""
+        raise FeaturekitError(f"The config path is a folder, not a TOML file{inside}.",
+                              received=given("config", str(path)), fix=f"Pass a file inside it, {example}.")
+    if not stat.S_ISREG(mode):
+        raise FeaturekitError("The config path is not a regular file (a FIFO, socket or device); it is not read.",
+                              received=given("config", str(path)), fix=f"Pass a TOML file, {example}.")
+
+
+def resolve_paths(config: Mapping[str, Any], folder: str | Path) -> dict[str, Any]:
+    """The config with every relative path made relative to `folder` (the config file's), at any depth.
+
+    Paths stay relative when the folder is (`configs/../cache` is `cache`), so outputs record no machine's
+    absolute path; absolute paths and the weights keywords (default, imagenet, none) are kept as written.
+    """
+    def resolve(key: str, value: Any) -> Any:
+        if isinstance(value, dict):
+            if key == "fuse" or key not in PATH_KEYS:  # a table, a step or a [[compare.fuse]] group
+                return {k: resolve(k if key != "fuse" else "cache", v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [resolve(key, item) for item in value]
+        if key not in PATH_KEYS or not isinstance(value, str) or os.path.isabs(value):
+            return value
+        if PATH_KEYS[key] is WEIGHTS and value in WEIGHTS_KEYWORDS:
+            return value
+        return os.path.normpath(os.path.join(folder, value))
+
+    return {key: resolve(key, value) for key, value in config.items()}
 
 
 def check_config(config: Mapping[str, Any], source: str = "the config") -> None:
@@ -89,7 +141,7 @@ def check_config(config: Mapping[str, Any], source: str = "the config") -> None:
     for key, value in config.items():
         if key in tables:
             if not isinstance(value, dict):
-                raise FeaturekitError(f"`{key}` in {source} must be a table ([{key}]).",
+                raise ConfigFileError(f"`{key}` in {source} must be a table ([{key}]).",
                                       received=f"{key} = {toml_literal(value)}",
                                       fix=f"Write the command's options under a [{key}] header.")
             _check_table(key, value, f"{source} [{key}]")
@@ -99,7 +151,7 @@ def check_config(config: Mapping[str, Any], source: str = "the config") -> None:
                 if key in config_keys(command):
                     validate(command, {key: value}, f"{source} (top level)")
         else:
-            raise FeaturekitError(
+            raise ConfigFileError(
                 f"Unknown top-level key `{key}` in {source}.{did_you_mean(key, top_level + tables)}",
                 received=f"{key} = {toml_literal(value)}",
                 fix=f"Top-level keys are options shared by the commands: {', '.join(top_level)}; command tables: "
@@ -116,7 +168,7 @@ def _check_table(command: str, table: dict[str, Any], where: str) -> None:
 
 def _check_steps(command: str, entries: Any, where: str) -> None:
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        raise FeaturekitError(f"{where} must be a list of tables.", received=toml_literal(entries),
+        raise ConfigFileError(f"{where} must be a list of tables.", received=toml_literal(entries),
                               fix=f"Write each step under its own {where.rsplit(' ', 1)[-1]} header.")
     allowed = [k for k in config_keys(command) if k not in STEP_EXCLUDED]
     for number, entry in enumerate(entries, start=1):
@@ -145,15 +197,11 @@ def resolve_config(command: str, file_config: Mapping[str, Any], flags: Mapping[
     return validate(command, merged)
 
 
-def parse_split_fractions(text: str | list | tuple) -> tuple[float, float, float]:
-    """"0.7,0.15,0.15" (or a list of three numbers) -> (0.7, 0.15, 0.15)."""
-    example = "0.7,0.15,0.15"
-    try:
-        values = tuple(float(v) for v in (text.split(",") if isinstance(text, str) else text))
-    except (TypeError, ValueError):
-        raise FeaturekitError("Split fractions must be numbers.", received=given("split", text),
-                              fix=f"Use e.g. {given('split', example)}.") from None
-    if len(values) != 3:
-        raise FeaturekitError(f"Split fractions need three numbers for {option_name('split')}: train, valid, test.",
-                              received=given("split", text), fix=f"Use e.g. {given('split', example)}.")
-    return values  # type: ignore[return-value]
+@validate_params("extract")
+def parse_split_fractions(split: str | list | tuple) -> tuple[float, float, float]:
+    """"0.7,0.15,0.15" (or a list of three numbers) -> (0.7, 0.15, 0.15).
+
+    Raises:
+        FeaturekitError: not three finite, non-negative fractions that sum to 1 (the declared `split`).
+    """
+    return tuple(float(part) for part in (split.split(",") if isinstance(split, str) else split))  # type: ignore

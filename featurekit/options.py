@@ -6,7 +6,16 @@ missing values from them. A default therefore lives in exactly one place and can
 `--help`, a config file and a Python call.
 
 Adding an option is one `Option(...)` entry in OPTIONS below (name it in snake_case, list the commands
-that take it), then reading `options["name"]` where the command's library function needs it.
+that take it), then reading `options["name"]` where the command's library function needs it. Choice
+lists come from `featurekit.choices`, which the library's own checks import too.
+
+A library function validates its arguments from these declarations with a decorator, instead of
+hand-written bounds checks (as scikit-learn's `validate_params`):
+
+    @validate_params("extract", poolings="pooling")
+    def extract_many(data, backbone, *, poolings=("flatten",), batch_size=32, seed=0, ...): ...
+
+Errors name the function's parameters (`batch_size=0`); the command line spells them as flags.
 
 This module imports nothing heavy: `--help` reads it and must stay instant.
 """
@@ -14,13 +23,32 @@ This module imports nothing heavy: `--help` reads it and must stay instant.
 from __future__ import annotations
 
 import difflib
+import functools
+import inspect
+import math
 import numbers
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
-from featurekit.errors import FeaturekitError, given, option_name
+from featurekit.choices import (
+    AUDIT_FORMATS,
+    DTYPES,
+    ENGINES,
+    EXTRACT_POOLINGS,
+    FORMATS,
+    MONITORS,
+    ON_MISSING_WEIGHTS,
+    PRECISIONS,
+    PREPROCESSING_MODES,
+    PROBES,
+    SCHEDULES,
+    SEED_MAX,
+    SEED_MIN,
+    VIEWS_SPLITS,
+)
+from featurekit.errors import ConfigFileError, FeaturekitError, given, option_name
 
 # --------------------------------------------------------------------------------------------------
 # Value types
@@ -37,7 +65,8 @@ def _integer(value: Any) -> int:
 
 
 def _number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    """A finite number: NaN and infinity (TOML has `nan` and `inf`) fit no bound and mean no setting."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise _Mismatch
     return float(value)
 
@@ -87,15 +116,16 @@ def _string_or_strings(value: Any) -> str | list[str]:
 
 
 def _split(value: Any) -> str | list[float]:
-    """"0.7,0.15,0.15" or three numbers; kept as given (the library parses it)."""
+    """"0.7,0.15,0.15" or three numbers, finite, non-negative, summing to 1; kept as given (the library
+    parses it)."""
     parts = value.split(",") if isinstance(value, str) else value
     if not isinstance(parts, (list, tuple)) or len(parts) != 3:
         raise _Mismatch
     try:
-        numbers_ = [float(p) if isinstance(p, str) else _number(p) for p in parts]
+        numbers_ = [_number(float(p)) if isinstance(p, str) else _number(p) for p in parts]
     except ValueError:
         raise _Mismatch from None
-    if any(n < 0 for n in numbers_):
+    if any(n < 0 for n in numbers_) or not abs(sum(numbers_) - 1.0) <= 1e-6:
         raise _Mismatch
     return value if isinstance(value, str) else [float(n) for n in numbers_]
 
@@ -149,7 +179,7 @@ WEIGHTS = Kind("imagenet, none, default or a weights file path, or a list of the
                _string_or_strings, str)
 FUSION = Kind("true or false, or [[compare.fuse]] tables each with caches = [two or more cache files]",
               _fusion_groups, bool)
-SPLIT = Kind('three train,valid,test fractions: "0.7,0.15,0.15" or [0.7, 0.15, 0.15]', _split, str)
+SPLIT = Kind('three train,valid,test fractions that sum to 1: "0.7,0.15,0.15" or [0.7, 0.15, 0.15]', _split, str)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -205,15 +235,8 @@ class Option:
             if self.kind is STR:
                 return f"one of: {', '.join(self.choices)}"
             return f"{self.kind.expected}, each one of: {', '.join(self.choices)}"
-        bounds = []
-        if self.minimum is not None:
-            bounds.append(f">= {self.minimum:g}")
-        if self.above is not None:
-            bounds.append(f"> {self.above:g}")
-        if self.maximum is not None:
-            bounds.append(f"<= {self.maximum:g}")
-        if self.below is not None:
-            bounds.append(f"< {self.below:g}")
+        limits = ((">=", self.minimum), (">", self.above), ("<=", self.maximum), ("<", self.below))
+        bounds = [f"{sign} {_bound(limit)}" for sign, limit in limits if limit is not None]
         return self.kind.expected + (f", {' and '.join(bounds)}" if bounds else "")
 
     def convert(self, value: Any) -> Any:
@@ -226,6 +249,8 @@ class Option:
             raise _Mismatch
         if self.choices:
             items = value if isinstance(value, list) else [value]
+            if self.kind is NAMES:  # "avg,max": each comma-separated name is a choice
+                items = [part.strip() for item in items for part in item.split(",")]
             if any(item not in self.choices for item in items):
                 raise _Mismatch
         return value
@@ -233,6 +258,10 @@ class Option:
     def sample(self) -> Any:
         """A valid value for examples in messages."""
         return self.example if self.example is not None else self.default
+
+
+def _bound(limit: float) -> str:
+    return str(int(limit)) if float(limit).is_integer() else f"{limit:g}"
 
 
 @dataclass(frozen=True)
@@ -291,26 +320,27 @@ OPTIONS: tuple[Option, ...] = (
            ".keras; default: the backbone's pretrained weights. A config may list several to try in order.",
            ("extract",)),
     Option("pooling", NAMES, "flatten", "flatten (what the study fed its head) | avg | max | meanstd; several, "
-           "comma-separated, come from one pass.", ("extract",)),
+           "comma-separated, come from one pass.", ("extract",), choices=EXTRACT_POOLINGS),
     Option("image_size", INT, None, "Square input size.", ("extract",), minimum=16, maximum=4096,
            default_text="the backbone's native size", example=224),
     Option("layer", NAMES, None, "Tap this layer instead of the last block, e.g. block2_pool; several, "
            "comma-separated, come from one pass.", ("extract",), default_text="the last block",
            example="block2_pool"),
     Option("preprocessing", STR, None, "Override the backbone's own preprocessing (caffe | tf | torch | rescale = "
-           "the study's x/255).", ("extract",), default_text="the backbone's own", example="tf"),
+           "the study's x/255).", ("extract",), default_text="the backbone's own", example="tf",
+           choices=PREPROCESSING_MODES),
     Option("dtype", STR, "float32", "Stored feature type (float16 halves the disk).", ("extract",),
-           choices=("float32", "float16")),
+           choices=DTYPES),
     Option("cache", PATH, None, "Cache file (one layer and pooling only).", ("extract",),
            default_text="<cache-dir>/<data>-<backbone>[-<layer>]-<pooling>-<size>.h5", example="cache/x.h5"),
     Option("on_missing_weights", STR, "error", "What to do when pretrained weights cannot be had: stop, or "
            "continue with seeded random weights, labelled RANDOM FEATURES.", ("extract",),
-           choices=("error", "random")),
+           choices=ON_MISSING_WEIGHTS),
     Option("precision", STR, "float32", "Compute precision of the backbone: float32 | bfloat16 | float16 | auto "
            "(bfloat16 on a GPU or a CPU with AVX512-BF16/AMX, else float32). Part of the cache identity; --dtype "
-           "still sets how features are stored.", ("extract",), choices=("float32", "bfloat16", "float16", "auto")),
+           "still sets how features are stored.", ("extract",), choices=PRECISIONS),
     Option("engine", STR, "local", "Where the batches are computed: local (this process) | ray (Ray Data actors on a "
-           "Ray cluster; needs pip install 'featurekit[ray]').", ("extract",), choices=("local", "ray")),
+           "Ray cluster; needs pip install 'featurekit[ray]').", ("extract",), choices=ENGINES),
     Option("ray_address", STR, None, "The Ray cluster to join (auto, or ray://HOST:10001).", ("extract",),
            default_text="a local Ray started for the run", example="auto"),
     Option("ray_workers", INT, None, "Ray actors, each with its own embedder.", ("extract",), minimum=1,
@@ -330,7 +360,7 @@ OPTIONS: tuple[Option, ...] = (
            "Repeat the flag for several: one pass each.", ("extract",), default_text="the clean images",
            example=["jpeg:50"]),
     Option("views_split", STR, "all", "Extract views for this split only (test is all compare --view needs).",
-           ("extract",), choices=("all", "train", "valid", "test")),
+           ("extract",), choices=VIEWS_SPLITS),
     # backbones
     Option("files", BOOL, False, "Also list the weights files featurekit knows, per backbone: label, whether they "
            "are exact, whether they are present here, sha256 and licence.", ("backbones",)),
@@ -348,14 +378,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("dropout", FLOAT, 0.5, "Dropout rate of the head (the study: 0.5).", ("fit_head",), minimum=0, below=1),
     Option("batch_size", INT_OR_AUTO, "auto", "Rows per training step of the head; auto: 256 up to 16k training "
            "rows, then about 64 steps per epoch (at most 4096).", ("fit_head",), minimum=1),
-    Option("probe", STR, "logreg", "head | logreg | linsvm | knn | rbfsvm", ("fit",)),
+    Option("probe", STR, "logreg", "The probe to fit.", ("fit",), choices=PROBES),
     Option("out", PATH, None, "Output folder.", ("fit_head", "fit"), default_text="<runs-dir>/<cache-name>/<probe>",
            example="runs/NAME"),
     # compare
     Option("cache", PATHS, None, "Cache file (repeat the flag for several).", ("compare",),
            default_text="every cache in --cache-dir", example=["cache/a.h5"]),
     Option("probe", STRS, None, "Probe (repeat the flag for several).", ("compare",),
-           default_text="head, logreg, linsvm, knn", example=["logreg"]),
+           default_text="head, logreg, linsvm, knn", example=["logreg"], choices=PROBES),
     Option("include_rbf", BOOL, False, "Add the RBF-kernel SVM (slow on large splits).", ("compare",)),
     Option("refit", BOOL, False, "Refit even where a matching fitted probe exists.", ("compare", "sweep")),
     Option("boot", INT, 1000, "Bootstrap resamples for the 95% intervals (0: no intervals).", ("compare", "sweep"),
@@ -383,10 +413,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("image_size", INT, 224, "Square training size (224 native; 128 is 3x cheaper on a CPU).",
            ("train_backbone",), minimum=16, maximum=4096),
     Option("monitor", STR, "val_loss", "What picks the best epoch and drives early stopping.", ("train_backbone",),
-           choices=("val_loss", "val_accuracy")),
+           choices=MONITORS),
     Option("schedule", STR, "cosine", "Learning rate per epoch: cosine (down to --min-learning-rate at the last "
            "epoch) | plateau (lowered when --monitor stalls) | constant (as before schedules).", ("train_backbone",),
-           choices=("constant", "cosine", "plateau")),
+           choices=SCHEDULES),
     Option("warmup_epochs", INT, 0, "Epochs of linear warmup up to --learning-rate before the cosine decay.",
            ("train_backbone",), minimum=0),
     Option("min_learning_rate", FLOAT, 1e-5, "Lowest learning rate of the cosine and plateau schedules.",
@@ -433,12 +463,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("strict", BOOL, False, "Exit with code 1 when the audit finds a leak (an image in several splits) or a "
            "shortcut; by default the audit only warns (exit 0).", ("audit",)),
     Option("format", STR, "table", "Output: a table on the terminal, or json or md.", ("audit",),
-           choices=("table", "json", "md")),
+           choices=AUDIT_FORMATS),
     # sweep
     Option("config", PATH, "configs/sweep.toml", "The sweep: [[sweep.backbone]] entries (the extractions) and "
            "the probes, see configs/sweep.toml.", ("sweep",), in_config=False),
     Option("probe", STRS, None, "Probe (repeat the flag for several).", ("sweep",),
-           default_text="head, logreg, linsvm, knn", example=["logreg"]),
+           default_text="head, logreg, linsvm, knn", example=["logreg"], choices=PROBES),
     Option("top_k", INT, 3, "The caches of the best k rows by valid ROC AUC are fused as one more candidate "
            "(0 or 1: no fusion candidate).", ("sweep",), minimum=0),
     Option("learning_curve", BOOL, False, "Refit the chosen configuration on 1/8, 1/4, 1/2 and all of the train "
@@ -450,7 +480,7 @@ OPTIONS: tuple[Option, ...] = (
     # Shared by several commands
     Option("seed", INT, 0, "Seed of random-init weights, of initialisation, dropout and shuffling (audit: of the "
            "bootstrap; sweep: of the learning curve's subsamples).",
-           ("extract", "fit_head", "train_backbone", "audit", "sweep"), minimum=0),
+           ("extract", "fit_head", "train_backbone", "audit", "sweep"), minimum=SEED_MIN, maximum=SEED_MAX),
     Option("cache_dir", PATH, "cache", "Folder of caches: default cache names go there; compare reads every cache "
            "in it when no --cache is given.", ("extract", "compare")),
     Option("runs_dir", PATH, "runs", "Root of default output folders (fitted probes, trained backbones).",
@@ -475,7 +505,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("patience", INT, 5, "Epochs without improvement on valid before training stops.",
            ("fit_head", "train_backbone"), minimum=1),
     Option("format", STR, "table", "Output: a table on the terminal, or csv, json or md.",
-           ("compare", "backbones", "info", "predict"), choices=("table", "csv", "json", "md")),
+           ("compare", "backbones", "info", "predict"), choices=FORMATS),
     Option("out", PATH, None, _OUT_FILE_HELP, ("compare", "backbones", "info", "predict", "audit"),
            example="results.md"),
     Option("config", PATH, None, "TOML file with defaults; flags override it.",
@@ -566,20 +596,67 @@ def validate(command: str, values: Mapping[str, Any], source: str | None = None,
     return checked
 
 
-def check_value(option: Option, value: Any, source: str | None = None) -> Any:
-    """One value converted for the library, or a FeaturekitError naming the option, source and type."""
+def check_value(option: Option, value: Any, source: str | None = None, parameter: str | None = None) -> Any:
+    """One value converted for the library, or a FeaturekitError naming the option, source and type.
+
+    Args:
+        option: The declaration.
+        value: The value given.
+        source: The config file (and table) it comes from; None: the caller's own argument.
+        parameter: The caller's name of the option, where it differs (a function's parameter).
+    """
     try:
         return option.convert(value)
     except _Mismatch:
         pass
     if source:
-        raise FeaturekitError(
+        raise ConfigFileError(
             f"`{option.name}` in {source} must be {option.expected()}.",
             received=f"{option.name} = {toml_literal(value)} ({_kind_of(value)})",
             fix=f"Write e.g. {option.name} = {toml_literal(option.sample())}.")
-    raise FeaturekitError(f"{option_name(option.name)} must be {option.expected()}.",
-                          received=given(option.name, value),
-                          fix=f"Use e.g. {given(option.name, option.sample())}.")
+    name = parameter or option.name
+    raise FeaturekitError(f"{name} must be {option.expected()}.", received=given(name, value),
+                          fix=f"Use e.g. {given(name, option.sample())}.", parameters=(name,))
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def validate_params(command: str, **renamed: str) -> Callable[[F], F]:
+    """Decorator: check a library function's arguments against the options `command` declares.
+
+    Every parameter of the function named like an option of `command` (or mapped to one by `renamed`,
+    parameter=option) is checked when a caller passes it, by type, choices and bounds, and reaches the
+    function converted as the options are (None stays None: "not set"). Errors name the function's
+    parameter, as in scikit-learn's `validate_params`:
+
+        @validate_params("compare", n_boot="boot")
+        def compare(caches, probes=None, n_boot=1000, ...): ...
+
+    Raises:
+        ValueError: at decoration, when `renamed` names a parameter or an option that is not there.
+    """
+    declared = options_for(command)
+
+    def decorate(function: F) -> F:
+        signature = inspect.signature(function)
+        checked = {parameter: declared[renamed.get(parameter, parameter)] for parameter in signature.parameters
+                   if renamed.get(parameter, parameter) in declared}
+        stray = {p: o for p, o in renamed.items() if p not in signature.parameters or o not in declared}
+        if stray:
+            raise ValueError(f"validate_params({command!r}) of {function.__name__}: no parameter or option {stray}.")
+
+        @functools.wraps(function)
+        def validated(*args: Any, **kwargs: Any) -> Any:
+            bound = signature.bind(*args, **kwargs)
+            for parameter, value in bound.arguments.items():
+                if parameter in checked and value is not None:
+                    bound.arguments[parameter] = check_value(checked[parameter], value, parameter=parameter)
+            return function(*bound.args, **bound.kwargs)
+
+        return validated  # type: ignore[return-value]
+
+    return decorate
 
 
 def require(command: str, values: Mapping[str, Any]) -> None:
@@ -588,9 +665,11 @@ def require(command: str, values: Mapping[str, Any]) -> None:
         if option.required and values.get(name) in (None, "", []):
             in_file = option.in_config and COMMANDS[command].takes_config
             raise FeaturekitError(
-                f"Missing option {option_name(name)}.", received="no value given",
+                f"Missing option {name}.", received="no value given",
                 fix=f"Pass it, e.g. {given(name, option.sample())}"
-                    + (f", or set `{name}` in a {option_name('config')} file." if in_file else "."))
+                    + (f", or set {name} = {toml_literal(option.sample())} in a {option_name('config')} file."
+                       if in_file else "."),
+                parameters=(name,))
 
 
 def complete(command: str, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -661,18 +740,18 @@ def _unknown_error(command: str, unknown: list[str], values: Mapping[str, Any], 
     hint = did_you_mean(unknown[0], allowed)
     plural = "s" if len(unknown) > 1 else ""
     if where:
-        return FeaturekitError(
+        return ConfigFileError(
             f"Unknown key{plural} {', '.join(f'`{k}`' for k in unknown)} in {where}.{hint}",
             received=", ".join(f"{k} = {toml_literal(values[k])}" for k in unknown),
             fix=f"Valid keys there: {', '.join(sorted(allowed))}.")
     return FeaturekitError(
-        f"Unknown option{plural} {', '.join(option_name(k) for k in unknown)} for {COMMANDS[command].cli_name}."
-        f"{hint}", received=", ".join(given(k, values[k]) for k in unknown),
-        fix=f"Valid options: {', '.join(option_name(k) for k in sorted(allowed))}.")
+        f"Unknown option{plural} {', '.join(unknown)} for {COMMANDS[command].cli_name}.{hint}",
+        received=", ".join(given(k, values[k]) for k in unknown), fix=f"Valid options: {', '.join(sorted(allowed))}.")
 
 
 __all__ = [
     "BOOL", "COMMANDS", "Command", "FLOAT", "FUSION", "HEAD_EPOCHS", "HEAD_PARAMETERS", "INT", "Kind", "NAMES", "OPTIONS",
     "Option", "PATH", "PATHS", "SPLIT", "STR", "STRS", "WEIGHTS", "check_value", "complete", "config_keys",
     "default", "defaults", "did_you_mean", "head_params", "options_for", "require", "toml_literal", "validate",
+    "validate_params",
 ]

@@ -22,7 +22,7 @@ from featurekit.backbones import (
 from featurekit.backbones.inception_v1 import INCEPTION_MODULES, InceptionV1
 from featurekit.backbones.loading import weights_provenance
 from featurekit.backbones.weights import display_path, keras_imagenet_record, keras_models_dir, record_path, records_for
-from featurekit.errors import FeaturekitError, WeightsUnavailableError, cli_spelling
+from featurekit.errors import FeaturekitError, WeightsUnavailableError
 from featurekit.hashing import file_sha256
 
 from conftest import REPO
@@ -112,8 +112,12 @@ def test_image_size_below_the_minimum_is_refused():
     with pytest.raises(FeaturekitError, match=r"at least 75x75.*Received: image_size=64\. Use image_size=75 or more"):
         create_backbone("inceptionv3", weights="none", image_size=64)
     # The command line quotes its flags instead.
-    with cli_spelling(), pytest.raises(FeaturekitError, match=r"Received: --image-size 64\. Use --image-size 75"):
+    with pytest.raises(FeaturekitError) as caught:
         create_backbone("inceptionv3", weights="none", image_size=64)
+    from featurekit.flags import CommandSpelling
+
+    assert "Received: --image-size 64. Use --image-size 75" in CommandSpelling("extract", typed={"image_size": 64}).error(
+        caught.value)
 
 
 def test_random_init_is_reproducible_by_seed():

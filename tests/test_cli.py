@@ -35,6 +35,23 @@ def test_help_imports_no_tensorflow():
     assert out.stdout.strip() == "[]"
 
 
+def test_info_and_verbose_help_import_no_backend_and_quiet_start_is_the_default(tmp_path: Path):
+    import subprocess
+    import sys
+
+    from conftest import separable_cache
+
+    cache = separable_cache(tmp_path / "c.h5")
+    code = ("import sys; from typer.testing import CliRunner; from featurekit.cli import app\n"
+            "quiet = lambda: any(type(f).__name__ == '_QuietImport' for f in sys.meta_path)\n"
+            "r = CliRunner().invoke(app, ['--verbose', 'extract', '--help']); assert r.exit_code == 0; v = quiet()\n"
+            f"r = CliRunner().invoke(app, ['info', {str(cache)!r}]); assert r.exit_code == 0, r.output\n"
+            "print(v, quiet(), sorted(m for m in ('tensorflow', 'keras', 'jax') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "False True []"
+
+
 def test_help_lists_the_commands():
     result = invoke("--help")
     assert result.exit_code == 0
@@ -573,3 +590,135 @@ def test_predict_names_the_positive_class_in_its_score_column(tmp_path: Path):
     result = invoke("predict", "--model", fitted.directory, data / "dog" / "img_00.png", "--format", "md")
     assert result.exit_code == 0, result.output
     assert "| path | P(dog) | label |" in result.output
+
+
+# ---- errors name parameters; the command line spells them as its flags
+
+
+def test_library_errors_name_parameters_and_the_cli_spells_flags_by_where_each_value_came_from():
+    from featurekit.errors import FeaturekitError, given, option_name
+    from featurekit.flags import CommandSpelling
+
+    error = FeaturekitError(f"No weights for {given('backbone', 'vgg16')}.",
+                            received=f"{given('backbone', 'vgg16')}, {given('weights', 'imagenet')}",
+                            fix=f"Pass {option_name('weights')} with a file, or {given('weights', 'none')}; "
+                                f"`layers` {given('subset', 'x')}.")
+    assert str(error) == ("No weights for backbone='vgg16'. Received: backbone='vgg16', weights='imagenet'. Pass "
+                          "`weights` with a file, or weights='none'; `layers` subset='x'.")
+    typed = CommandSpelling("extract", typed={"backbone": "vgg16"}).error(error)
+    assert "Received: --backbone vgg16, the default --weights (imagenet)." in typed
+    assert "Pass --weights with a file, or --weights none; `layers` subset='x'." in typed  # not options: kept
+    from_file = CommandSpelling("extract", from_file={"weights": "imagenet"}, config="x.toml").error(error)
+    assert 'weights = "imagenet" (in x.toml)' in from_file
+    assert "--weights imagenet" in CommandSpelling("extract", typed={"weights": "imagenet"}).error(error)
+    assert "--weights default (imagenet)" in CommandSpelling("extract", typed={"weights": "default"}).error(error)
+    # A command without the option (sweep has no --weights) keeps the parameter's spelling.
+    assert "weights='imagenet'" in CommandSpelling("sweep").error(error)
+
+
+def test_received_says_the_default_when_the_user_passed_no_such_flag(monkeypatch):
+    from featurekit.errors import WeightsUnavailableError, given
+
+    error = WeightsUnavailableError("ImageNet weights cannot be downloaded.",
+                                    received=f"{given('backbone', 'vgg16')}, {given('weights', 'imagenet')}")
+    _capture(monkeypatch, "featurekit.extract.extract_from_options", returned=error)
+    result = invoke("extract", "--data", "D", "--backbone", "vgg16")
+    assert result.exit_code == 2
+    assert "Received: --backbone vgg16, the default --weights (imagenet)." in result.output, result.output
+    result = invoke("extract", "--data", "D", "--backbone", "vgg16", "--weights", "imagenet")
+    assert "Received: --backbone vgg16, --weights imagenet." in result.output, result.output
+
+
+def test_respell_reads_values_back_and_leaves_prose_alone():
+    from featurekit.errors import respell
+
+    spelt = respell("a data folder; data='my faces' k=15 cache=['a.h5', 'b.h5'] max_pixels=64000000. `data`",
+                    lambda name, value, has: f"<{name}:{value!r}>" if name in ("data", "cache", "max_pixels") else None)
+    assert spelt == ("a data folder; <data:'my faces'> k=15 <cache:['a.h5', 'b.h5']> <max_pixels:64000000>. "
+                     "<data:None>")
+
+
+@pytest.mark.parametrize("args", [["extract", "--seed", "4294967296"], ["fit-head", "--seed", "4294967296"],
+                                  ["extract", "--split", "nan,nan,nan"]])
+def test_out_of_bound_seeds_and_nan_splits_are_clean_errors(args):
+    result = invoke(*args, "--data", "D", "--backbone", "b") if args[0] == "extract" else invoke(*args, "--cache", "c.h5")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"Received: {args[1]} {args[2]}" in result.output, result.output
+
+
+# ---- piped output is whole, start is quiet
+
+
+def _piped(*args: str, env: dict | None = None):
+    import os
+    import subprocess
+    import sys
+
+    environment = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "TERMINAL_WIDTH")}
+    return subprocess.run([sys.executable, "cli.py", *args], capture_output=True, text=True, timeout=600,
+                          cwd=Path(__file__).resolve().parents[1], env={**environment, **(env or {})})
+
+
+def test_help_through_a_pipe_is_whole():
+    """`extract --help | cat`: no cut option names, no `{inputs}...` usage, no `--help <bool>`."""
+    from featurekit.options import COMMANDS, options_for
+
+    for command in ("extract", "predict", "train-backbone", "sweep"):
+        out = _piped(command, "--help")
+        assert out.returncode == 0, out.stderr
+        assert "…" not in out.stdout and "<bool>" not in out.stdout and "{" not in out.stdout.splitlines()[1]
+        for option in options_for(command.replace("-", "_")).values():
+            assert option.flag in out.stdout or option.argument, (command, option.flag)
+    assert "Usage: cli.py predict [OPTIONS] INPUTS..." in _piped("predict", "--help").stdout
+    assert COMMANDS
+
+
+def test_a_piped_compare_table_is_the_wide_one(tmp_path: Path, two_caches):
+    """`compare | cat` gets every column, even where COLUMNS says 80 (the table a narrow terminal gets is compact)."""
+    out = _piped("compare", *[a for c in two_caches for a in ("--cache", str(c))], "--runs-dir", str(tmp_path / "runs"),
+                 "--probe", "logreg", "--boot", "20", env={"COLUMNS": "80"})
+    assert out.returncode == 0, out.stderr
+    header = next(line for line in out.stdout.splitlines() if "features" in line)
+    for column in ("EER", "TPR@1%FPR", "bal. acc", "weights", "fit s"):
+        assert column in header
+    assert len(header) > 80 and "…" not in out.stdout and "--wide" not in out.stdout
+
+
+def test_a_command_that_imports_tensorflow_prints_no_backend_log_lines(image_folder: Path, tmp_path: Path):
+    out = _piped("extract", "--backbone", "test_tiny", "--data", str(image_folder), "--cache", str(tmp_path / "c.h5"),
+                 "--no-progress")
+    assert out.returncode == 0, out.stderr
+    for noise in ("cuInit", "E0000", "I0000", "absl::InitializeLog", "cudart_stub"):
+        assert noise not in out.stderr, out.stderr
+
+
+def test_the_filter_keeps_everything_but_the_backends_start_up_lines(tmp_path: Path):
+    import subprocess
+    import sys
+
+    code = ("import os; from featurekit.backend_logs import stderr_without_backend_noise\n"
+            "with stderr_without_backend_noise():\n"
+            "    os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\\n')\n"
+            "    os.write(2, b'I0000 00:00:1796157974.957992   17561 cudart_stub.cc:31] Could not find cuda drivers\\n')\n"
+            "    os.write(2, b'E0000 00:00:1796158148.965748   19494 cuda_platform.cc:52] failed call to cuInit\\n')\n"
+            "    os.write(2, b'a real warning\\n')\n"
+            "os.write(2, b'after\\n')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stderr == "a real warning\nafter\n"
+
+
+def test_progress_messages_of_the_library_are_spelled_as_flags_too(monkeypatch):
+    from featurekit.cli import _FlagConsole
+    from featurekit.errors import option_name
+
+    monkeypatch.setattr("featurekit.cli.console", _FlagConsole(width=300))
+
+    def fake(options, log, progress):
+        log(f"skipped big.png: more than {option_name('max_pixels')} 64,000,000 pixels; `layers` stays")
+        return []
+
+    monkeypatch.setattr("featurekit.extract.extract_from_options", fake)
+    result = invoke("extract", "--data", "D", "--backbone", "b")
+    assert result.exit_code == 0, result.output
+    assert "more than --max-pixels 64,000,000 pixels; `layers` stays" in result.output

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from featurekit.errors import FeaturekitError, cli_spelling, given, option_name
+from featurekit.errors import FeaturekitError
 from featurekit.fsutil import atomic_write_text, exclusive_lock, replace_directory
 
 
@@ -55,13 +55,6 @@ def test_replace_directory_swaps_in_the_new_folder(tmp_path):
     replace_directory(new, final)
     assert sorted(p.name for p in final.iterdir()) == ["new.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fit"]
-
-
-def test_errors_quote_parameters_in_python_and_flags_on_the_command_line():
-    assert given("batch_size", 0) == "batch_size=0" and option_name("batch_size") == "batch_size"
-    with cli_spelling():
-        assert given("batch_size", 0) == "--batch-size 0" and option_name("batch_size") == "--batch-size"
-    assert given("batch_size", 0) == "batch_size=0"
 
 
 def test_new_file_sink_never_opens_an_existing_path_or_link(tmp_path):

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from featurekit.config import load_config_file, resolve_config
-from featurekit.errors import FeaturekitError, cli_spelling
+from featurekit.errors import FeaturekitError
+from featurekit.flags import CommandSpelling
 from featurekit.options import (
     COMMANDS,
     OPTIONS,
@@ -67,9 +68,9 @@ def test_caller_values_are_spelled_as_parameters_from_python_and_as_flags_on_the
         validate("extract", {"batch_size": 0})
     assert "batch_size must be" in str(from_python.value) and "batch_size=0" in str(from_python.value)
     assert "--" not in str(from_python.value)
-    with cli_spelling(), pytest.raises(FeaturekitError) as from_cli:
-        validate("extract", {"batch_size": 0})
-    assert "--batch-size must be" in str(from_cli.value) and "Received: --batch-size 0" in str(from_cli.value)
+    from_cli = CommandSpelling("extract", typed={"batch_size": 0}).error(from_python.value)
+    assert "--batch-size must be" in from_cli and "Received: --batch-size 0" in from_cli
+    assert "Use e.g. --batch-size 32" in from_cli
 
 
 def test_values_are_converted_as_the_library_takes_them():
@@ -209,3 +210,94 @@ def test_a_dict_from_python_is_held_to_the_same_rules_as_a_file():
 
     with pytest.raises(FeaturekitError, match="Unknown top-level key `dta`"):
         run_job({"dta": "x", "run": {"extract": [{"backbone": "vgg16"}]}})
+
+
+# ---- bounds: NaN, infinity, seeds, splits
+
+
+@pytest.mark.parametrize("key", ["learning_rate", "min_learning_rate", "plateau_factor"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_nan_and_infinity_pass_no_float_bound(key, value):
+    """TOML allows `nan` and `inf`: a minimum-only bound (min_learning_rate >= 0) must not let NaN through."""
+    with pytest.raises(FeaturekitError, match=f"{key} must be a number"):
+        validate("train_backbone", {key: value})
+
+
+def test_nan_in_a_config_file_is_refused_naming_the_key(tmp_path: Path):
+    path = write_config(tmp_path, "[compare]\nmemory_budget_gb = nan\n[fit_head]\ndropout = inf\n")
+    with pytest.raises(FeaturekitError, match=r"`memory_budget_gb` in .* must be a number \(no quotes\), > 0"):
+        load_config_file(path)
+
+
+@pytest.mark.parametrize("command", ["extract", "fit_head", "train_backbone", "audit", "sweep"])
+def test_every_seed_has_one_bound(command):
+    assert validate(command, {"seed": 2**32 - 1}) == {"seed": 2**32 - 1}
+    for seed in (2**32, -1):
+        with pytest.raises(FeaturekitError, match=r"seed must be an integer \(no quotes\), >= 0 and <= 4294967295"):
+            validate(command, {"seed": seed})
+
+
+@pytest.mark.parametrize("split", ["nan,nan,nan", "0.7,0.15,nan", [float("nan")] * 3, "0.5,0.5,0.5", "inf,0,0",
+                                   "0.9,0.2,-0.1"])
+def test_split_fractions_are_three_finite_non_negative_numbers_that_sum_to_1(split):
+    from featurekit.config import parse_split_fractions
+
+    with pytest.raises(FeaturekitError, match="sum to 1"):
+        validate("extract", {"split": split})
+    with pytest.raises(FeaturekitError, match=r"split must be three"):
+        parse_split_fractions(split)
+
+
+def test_split_fractions_are_parsed():
+    from featurekit.config import parse_split_fractions
+
+    assert parse_split_fractions("0.8,0.1,0.1") == (0.8, 0.1, 0.1)
+    assert parse_split_fractions([0.6, 0.2, 0.2]) == (0.6, 0.2, 0.2)
+
+
+# ---- validate_params: a library function checked from the declarations
+
+
+def test_validate_params_checks_and_converts_a_functions_arguments():
+    from featurekit.options import validate_params
+
+    @validate_params("compare", n_boot="boot")
+    def scored(cache, n_boot=1000, memory_budget_gb=4.0, note="free text"):
+        return cache, n_boot, memory_budget_gb, note
+
+    assert scored("a.h5", n_boot=5, memory_budget_gb=2) == (["a.h5"], 5, 2.0, "free text")
+    assert scored("a.h5") == (["a.h5"], 1000, 4.0, "free text")  # defaults are not re-checked
+    with pytest.raises(FeaturekitError, match=r"n_boot must be an integer \(no quotes\), >= 0\. Received: n_boot=-1"):
+        scored("a.h5", n_boot=-1)
+    with pytest.raises(FeaturekitError, match=r"memory_budget_gb must be a number"):
+        scored("a.h5", 10, float("nan"))
+    with pytest.raises(ValueError, match="no parameter or option"):
+        validate_params("compare", nboot="boot")(scored)
+
+
+def test_choices_are_declared_once_and_the_library_agrees():
+    """Until each module imports featurekit.choices, its own tuple must equal the declared one."""
+    from featurekit import choices
+    from featurekit.backbones import POOLINGS, PREPROCESSING_MODES
+    from featurekit.backend import PRECISIONS
+    from featurekit.engines import ENGINES
+    from featurekit.extract import DTYPES
+    from featurekit.probes import list_probes
+    from featurekit.report import AUDIT_FORMATS, FORMATS
+
+    assert (choices.POOLINGS, choices.PREPROCESSING_MODES, choices.PRECISIONS, choices.ENGINES, choices.DTYPES,
+            choices.FORMATS, choices.AUDIT_FORMATS) == (POOLINGS, PREPROCESSING_MODES, PRECISIONS, ENGINES, DTYPES,
+                                                        FORMATS, AUDIT_FORMATS)
+    assert choices.PROBES == tuple(list_probes(include_optional=True))
+    declared = {(o.name, c) for o in OPTIONS for c in o.commands}
+    assert options_for("extract")["pooling"].choices == choices.EXTRACT_POOLINGS
+    assert options_for("fit")["probe"].choices == options_for("compare")["probe"].choices == choices.PROBES
+    assert ("precision", "extract") in declared and options_for("extract")["precision"].choices == choices.PRECISIONS
+
+
+def test_comma_separated_names_are_each_a_choice():
+    assert validate("extract", {"pooling": "avg,max"}) == {"pooling": "avg,max"}
+    with pytest.raises(FeaturekitError, match="each one of: flatten, avg, max, meanstd, none"):
+        validate("extract", {"pooling": "avg,median"})
+    with pytest.raises(FeaturekitError, match="probe must be one of: head, logreg"):
+        validate("fit", {"probe": "forest"})

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import make_image_folder
 from featurekit.errors import FeaturekitError
-from featurekit.config import TRAIN_BACKBONE_DEFAULTS
+from featurekit.options import defaults
 from featurekit.train_backbone import (
     BACKUP_DIR,
     PROGRESS_FILE,
@@ -234,7 +234,7 @@ def test_finished_run_is_refused_without_overwrite(resumed_run):
 
 
 def test_finished_model_is_found_for_its_options(resumed_run, tmp_path: Path):
-    options = {**TRAIN_BACKBONE_DEFAULTS, "data": str(resumed_run["data"]), "image_size": IMAGE_SIZE,
+    options = {**defaults("train_backbone"), "data": str(resumed_run["data"]), "image_size": IMAGE_SIZE,
                "epochs": EPOCHS, **SCHEDULE}
     assert finished_model({**options, "out": str(resumed_run["out"])}) == resumed_run["result"].model_path
     assert finished_model({**options, "out": str(resumed_run["out"]), "image_size": 128}) is None
@@ -246,12 +246,12 @@ def test_finished_model_is_found_for_its_options(resumed_run, tmp_path: Path):
 
 def test_options_without_data_are_refused():
     with pytest.raises(FeaturekitError, match=r"Missing option data\."):
-        train_from_options(dict(TRAIN_BACKBONE_DEFAULTS))
+        train_from_options(dict(defaults("train_backbone")))
 
 
 def test_options_reach_train_backbone(tmp_path: Path):
     data = make_image_folder(tmp_path / "faces", per_class=2)
-    options = {**TRAIN_BACKBONE_DEFAULTS, "data": data, "image_size": 16, "runs_dir": str(tmp_path / "runs")}
+    options = {**defaults("train_backbone"), "data": data, "image_size": 16, "runs_dir": str(tmp_path / "runs")}
     with pytest.raises(FeaturekitError, match="image_size=16"):
         train_from_options(options)
 
@@ -341,7 +341,7 @@ def test_plateau_lowers_the_rate_after_patience_epochs_without_improvement(monit
     (dict(warmup_epochs=-1), r"warmup_epochs must be an integer \(no quotes\), >= 0"),
 ])
 def test_schedule_options_are_checked(tmp_path: Path, changes: dict, match: str):
-    options = {**TRAIN_BACKBONE_DEFAULTS, "data": str(tmp_path), **changes}
+    options = {**defaults("train_backbone"), "data": str(tmp_path), **changes}
     with pytest.raises(FeaturekitError, match=match):
         train_from_options(options)
 

@@ -416,7 +416,7 @@ def test_configs_name_only_recorded_weights_files(config):
         for candidate in files:
             name = Path(candidate).name
             assert name in known, f"{config} names {candidate}, which no weights record describes"
-            assert (REPO / candidate).resolve() == record_path(known[name]).resolve()
+            assert (REPO / "configs" / candidate).resolve() == record_path(known[name]).resolve()  # file-relative
             assert known[name].backbone == entry["backbone"]
         if entry["backbone"] == "inceptionv3" and files:
             assert [Path(c).name for c in files] == ["inception_v3_imagenet_2015_12_05_notop.weights.h5"]
