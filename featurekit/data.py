@@ -113,7 +113,7 @@ def hash_split(relative_path: str, fractions: tuple[float, float, float] = DEFAU
 
 
 def _check_fractions(fractions: tuple[float, ...]) -> None:
-    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
+    if len(fractions) != 3 or not all(f >= 0 for f in fractions) or not abs(sum(fractions) - 1.0) <= 1e-6:
         raise FeaturekitError(
             "Split fractions must be three non-negative numbers (train, valid, test) that sum to 1.",
             received=f"split fractions {tuple(fractions)}",

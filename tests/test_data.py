@@ -399,3 +399,10 @@ def test_printable_path_escapes_undecodable_bytes_and_control_characters():
     assert printable_path(os.fsdecode(b"real/caf\xe9.jpg")) == "real/caf\\xe9.jpg"
     assert printable_path("real/a\nb.jpg") == "real/a\\nb.jpg"
     assert printable_path("real/café.jpg") == "real/café.jpg"
+
+
+@pytest.mark.parametrize("fractions", [(float("nan"),) * 3, (0.7, float("nan"), 0.3), (0.7, 0.15, float("inf"))])
+def test_split_fractions_that_are_not_finite_are_refused(tmp_path: Path, fractions):
+    make_image_folder(tmp_path / "d", per_class=2)
+    with pytest.raises(FeaturekitError, match="three non-negative numbers"):
+        scan_image_folder(tmp_path / "d", split_fractions=fractions)
