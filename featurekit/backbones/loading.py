@@ -17,12 +17,12 @@ import ssl
 import urllib.error
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import keras
 
-from featurekit.backbones import BackboneSpec, get_spec, list_backbones
+from featurekit.backbones.registry import get_spec, list_backbones
 from featurekit.backbones.weights import (
     SHARED_WEIGHTS_DIR,
     STANDARD_VARIANT,
@@ -37,6 +37,9 @@ from featurekit.backbones.weights import (
 )
 from featurekit.backend import set_random_seed
 from featurekit.errors import FeaturekitError, WeightsUnavailableError, given, option_name
+
+if TYPE_CHECKING:
+    from featurekit.backbones.spec import BackboneSpec
 
 WEIGHTS_KEYWORDS = ("default", "imagenet", "none")
 # What urllib raises while a download is under way (keras.utils.get_file wraps only URLError/HTTPError):
@@ -86,7 +89,7 @@ def build_with_weights(spec: BackboneSpec, weights: str | os.PathLike, image_siz
     if request == "imagenet":
         model = _build_imagenet(spec, input_shape, seed)
     elif request == "none":
-        model = spec.builder(input_shape, None, seed)
+        model = spec.builder_for(STANDARD_VARIANT)(input_shape, None, seed)
     else:
         model = _build_from_file(spec, request, input_shape, seed)
     model.trainable = False
@@ -163,7 +166,7 @@ def _build_imagenet(spec: BackboneSpec, input_shape: tuple[int, int, int], seed:
     record = keras_imagenet_record(spec.name)
     file_name = record.file_name if record else "the weights file"
     try:
-        return spec.builder(input_shape, "imagenet", seed)
+        return spec.builder_for(STANDARD_VARIANT)(input_shape, "imagenet", seed)
     except Exception as exc:
         if _is_download_failure(exc):
             raise WeightsUnavailableError(
@@ -207,7 +210,7 @@ def _offline_alternatives(spec: BackboneSpec) -> str:
 
 
 def _has_imagenet(name: str) -> bool:
-    return "imagenet" in get_spec(name).pretrained
+    return "imagenet" in getattr(get_spec(name), "pretrained", ())
 
 
 def _build_from_file(spec: BackboneSpec, request: str, input_shape: tuple[int, int, int], seed: int) -> keras.Model:
@@ -238,7 +241,7 @@ def _build_from_file(spec: BackboneSpec, request: str, input_shape: tuple[int, i
         model = spec.builder_for(variant)(input_shape, None, seed)
         _load_weights_h5(spec, model, path)
     else:
-        model = spec.builder(input_shape, None, seed)
+        model = spec.builder_for(STANDARD_VARIANT)(input_shape, None, seed)
         _copy_weights_from_keras_file(spec, model, path)
     return model
 
