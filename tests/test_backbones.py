@@ -8,6 +8,7 @@ full-size runs at a fraction of the CPU time.
 from __future__ import annotations
 
 import json
+import random
 import urllib.error
 
 import keras
@@ -183,6 +184,30 @@ def test_random_init_is_reproducible_by_seed():
     other = create_backbone("test_tiny", weights="none", seed=8).get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
     assert not np.array_equal(first[0], other[0])
+
+
+def test_random_init_leaves_the_global_random_state_alone():
+    random.seed(1234)
+    np.random.seed(1234)
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    first = create_backbone("test_tiny", weights="none", seed=7).get_weights()
+    assert random.getstate() == python_state
+    after = np.random.get_state()
+    assert after[0] == numpy_state[0] and np.array_equal(after[1], numpy_state[1]) and after[2:] == numpy_state[2:]
+    # The weights depend on the seed alone, not on what the caller's random state was.
+    random.random(), np.random.random()
+    again = create_backbone("test_tiny", weights="none", seed=7).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+
+
+def test_random_init_gives_the_weights_of_keras_own_seeding():
+    # Caches made before (seeded with keras.utils.set_random_seed) hold the features the same seed gives now.
+    from featurekit.backbones.tiny import build_test_tiny
+
+    keras.utils.set_random_seed(7)
+    keras_seeded = build_test_tiny((32, 32, 3), None, 7).get_weights()
+    ours = create_backbone("test_tiny", weights="none", seed=7).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(keras_seeded, ours))
 
 
 def test_default_weights_of_a_backbone_without_pretrained_is_random_init():

@@ -12,10 +12,13 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import random
 import socket
 import ssl
 import urllib.error
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,13 +38,11 @@ from featurekit.backbones.weights import (
     record_for_sha256,
     records_for,
 )
-from featurekit.backend import set_random_seed
 from featurekit.errors import FeaturekitError, WeightsUnavailableError, given, option_name
 
 if TYPE_CHECKING:
     from featurekit.backbones.spec import BackboneSpec
 
-WEIGHTS_KEYWORDS = ("default", "imagenet", "none")
 # What urllib raises while a download is under way (keras.utils.get_file wraps only URLError/HTTPError):
 # the connection dropped, timed out, was cut short or spoke broken HTTP. All are network faults; a local
 # file that cannot be read or written raises other OSErrors (PermissionError, ENOSPC ...).
@@ -65,7 +66,7 @@ def build_with_weights(spec: BackboneSpec, weights: str | os.PathLike, image_siz
             its sha256 builds the architecture variant its record names) or a `.keras` file (a saved model
             containing this backbone, possibly trained at another input size).
         image_size: Square input size in pixels, at least spec.min_input_size.
-        seed: Seed for `keras.utils.set_random_seed` before building (sets Python, NumPy and TF seeds).
+        seed: Seed of the random initialisation; the caller's random state is left as it was.
 
     Returns:
         The model, with `trainable = False`.
@@ -85,15 +86,33 @@ def build_with_weights(spec: BackboneSpec, weights: str | os.PathLike, image_siz
     request = resolve_weights(spec, weights)
     input_shape = (image_size, image_size, 3)
     # Seed every build: random init is then reproducible, and a file load starts from a known state.
-    set_random_seed(seed)  # featurekit's: Keras' own imports TensorFlow under every backend
-    if request == "imagenet":
-        model = _build_imagenet(spec, input_shape, seed)
-    elif request == "none":
-        model = spec.builder_for(STANDARD_VARIANT)(input_shape, None, seed)
-    else:
-        model = _build_from_file(spec, request, input_shape, seed)
+    with initialisers_seeded(seed):
+        if request == "imagenet":
+            model = _build_imagenet(spec, input_shape, seed)
+        elif request == "none":
+            model = spec.builder_for(STANDARD_VARIANT)(input_shape, None, seed)
+        else:
+            model = _build_from_file(spec, request, input_shape, seed)
     model.trainable = False
     return model
+
+
+@contextmanager
+def initialisers_seeded(seed: int) -> Iterator[None]:
+    """Make the initial weights of the layers built inside the block a function of `seed` alone.
+
+    Keras gives each initialiser built without a seed (as keras.applications builds them) a seed drawn from
+    Python's `random` module (`keras.src.random.seed_generator.make_default_seed`); the weights are then drawn
+    from that seed with stateless random ops, on every backend. Seeding `random` for the block and restoring
+    its state afterwards makes the build reproducible and leaves the caller's random state (Python's, NumPy's
+    and the backend's) as it was. The same seed gives the weights `keras.utils.set_random_seed(seed)` gave.
+    """
+    state = random.getstate()
+    random.seed(int(seed))
+    try:
+        yield
+    finally:
+        random.setstate(state)
 
 
 def weights_provenance(spec: BackboneSpec, weights: str | os.PathLike, seed: int) -> dict[str, Any]:
