@@ -21,7 +21,7 @@ feature, a view of the images) can stand in.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -35,12 +35,13 @@ from featurekit.backbones.checks import (  # noqa: F401  (check_image_size: call
     pooled_dim,
 )
 from featurekit.backbones.loading import build_with_weights, resolve_weights, weights_provenance
-from featurekit.backbones.networks import network_spec
-from featurekit.backbones.registry import get_spec
-from featurekit.backbones.spec import BackboneSpec
+from featurekit.backbones.registry import get_spec, network_spec
 from featurekit.backend import active_backend, dtype_policy, resolve_precision
 from featurekit.errors import FeaturekitError, given, option_name
 from featurekit.training.provenance import trained_label, training_record_for
+
+if TYPE_CHECKING:
+    from featurekit.backbones.spec import BackboneSpec
 
 # ImageNet statistics as keras.applications.imagenet_utils uses them (caffe: BGR order; torch: RGB, [0, 1]).
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)

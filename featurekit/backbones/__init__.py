@@ -7,11 +7,10 @@ itself), so callers never ask what kind of entry they hold. Importing this packa
 """
 
 from featurekit.backbones.checks import POOLINGS, PREPROCESSING_MODES
-from featurekit.backbones.registry import RegistryEntry, get_spec, list_backbones, register_backbone
+from featurekit.backbones.registry import RegistryEntry, create_backbone, get_spec, list_backbones, register_backbone
 from featurekit.backbones.spec import BackboneSpec
 from featurekit.backbones import catalog  # noqa: F401  (registers every entry)
-from featurekit.backbones.networks import create_backbone
-from featurekit.handmade import HANDMADE_POOLING, HANDMADE_PREPROCESSING
+from featurekit.handmade import HANDMADE_POOLING, HANDMADE_PREPROCESSING  # read by the extraction code
 
 __all__ = [
     "BackboneSpec",

@@ -3,7 +3,7 @@
 An entry is a Keras network (`featurekit.backbones.spec.BackboneSpec`) or a hand-made feature
 (`featurekit.handmade.HandmadeSpec`). Callers never ask which: each entry checks a request, builds its own
 embedder and describes itself. This module only stores entries; `featurekit.backbones.catalog` registers
-them when the package is imported. Nothing here imports a backend.
+them when the package is imported. Nothing here imports a backend, nor any other featurekit module but errors.
 """
 
 from __future__ import annotations
@@ -79,3 +79,31 @@ def get_spec(name: str) -> RegistryEntry:
             fix=f"Choose one of: {', '.join(list_backbones())} (`python cli.py backbones` lists them).",
         )
     return _REGISTRY[name]
+
+
+def network_spec(name: str) -> Any:
+    """The entry of a registered Keras network (one that can `create_network`); other entries are refused."""
+    entry = get_spec(name)
+    if not hasattr(entry, "create_network"):
+        raise FeaturekitError(
+            f"Backbone {name!r} is a {entry.kind}: it has no Keras model and no weights.",
+            received=given("backbone", name),
+            fix=f"Extract it with `python cli.py extract --backbone {name} --data DIR` (it builds its own features).")
+    return entry
+
+
+def create_backbone(name: str, weights: str = "default", image_size: int | None = None, seed: int = 0) -> Any:
+    """Build a frozen backbone (no classification top) as a keras.Model.
+
+    Args:
+        name: Registry name of a Keras network.
+        weights: "default" (the shipped file, else the spec's pretrained weights, else random), "imagenet",
+            "none" (seeded random init: a random-features baseline), or a path to a `.weights.h5` or
+            `.keras` file. A known file (see `weights.py`) builds the architecture variant it was trained in.
+        image_size: Square input size; defaults to the spec's native size.
+        seed: Seed of the random initialisation for weights="none" (no global random state is changed).
+
+    Returns:
+        The model, with `trainable = False`.
+    """
+    return network_spec(name).create_network(weights, image_size, seed)

@@ -255,10 +255,9 @@ def build_handmade_embedder(backbone: str, taps: list[tuple[str | None, str]], i
                             precision: str = "float32", weights: str | list[str] = "default") -> HandmadeEmbedder:
     """`handmade_embedder_of` by registry name: kept for the extraction dispatch until it calls
     `get_spec(name).build_embedder`; delete then."""
-    from featurekit.handmade.features import get_handmade
+    from featurekit.backbones.registry import get_spec
 
-    return handmade_embedder_of(get_handmade(backbone), taps, image_size, batch_size, preprocessing, precision,
-                                weights)
+    return handmade_embedder_of(get_spec(backbone), taps, image_size, batch_size, preprocessing, precision, weights)
 
 
 def refuse_other_sizes(root: Any, paths: list[str], stored_size: int, feature: str) -> None:
