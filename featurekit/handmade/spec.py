@@ -110,7 +110,6 @@ class HandmadeSpec:
             "featurekit_version": __version__,
         }
 
-
     @property
     def handmade(self) -> "HandmadeSpec":
         """The feature itself: read by the extraction dispatch until it calls the protocol; delete then."""
