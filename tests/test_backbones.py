@@ -112,7 +112,8 @@ def test_listing_the_backbones_imports_no_backend():
     result = subprocess.run([sys.executable, "-X", "importtime", "cli.py", "backbones", "--format", "json"], cwd=REPO,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
+                if line.startswith("import time:")}
     assert "featurekit.backbones.catalog" in imported  # the registry itself was read
     assert not {module for module in imported if module.split(".")[0] in ("tensorflow", "keras", "jax", "torch")}
     listed = {row["name"] for row in json.loads(result.stdout)}

@@ -442,7 +442,8 @@ LITE0_REFERENCE = REPO / "tests" / "data" / "efficientnet_lite0_reference.npz"
 
 def _lite0_taps(weights: str, size: int) -> tuple[keras.Model, list[str]]:
     reference = np.load(LITE0_REFERENCE, allow_pickle=False)
-    taps = sorted({key.split("@")[0] for key in reference.files if key.endswith(f"@{size}") and key != f"images@{size}"})
+    taps = sorted({key.split("@")[0] for key in reference.files
+                   if key.endswith(f"@{size}") and key != f"images@{size}"})
     model = create_backbone("efficientnet_lite0", weights=weights, image_size=size)
     return keras.Model(model.inputs, [model.get_layer(tap).output for tap in taps]), taps
 

@@ -1,9 +1,9 @@
 """Builders of the keras.applications backbones: VGG16, InceptionV3 and MobileNet v1 (0.25), without tops.
 
-Each spec (`featurekit/backbones/catalog.py`) carries the preprocessing its ImageNet weights were trained with (VGG16: "caffe", BGR with the
-ImageNet mean subtracted; InceptionV3 and MobileNet: "tf", scaled to [-1, 1]). The original study fed VGG16
-and InceptionV3 `x / 255`, which puts their inputs far outside what the weights expect. Licences and labels
-of the weights themselves live in the records of `featurekit/backbones/weights.py`.
+Each spec (`featurekit/backbones/catalog.py`) carries the preprocessing its ImageNet weights were trained with
+(VGG16: "caffe", BGR with the ImageNet mean subtracted; InceptionV3 and MobileNet: "tf", scaled to [-1, 1]).
+The original study fed VGG16 and InceptionV3 `x / 255`, which puts their inputs far outside what the weights
+expect. Licences and labels of the weights themselves live in the records of `featurekit/backbones/weights.py`.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ from __future__ import annotations
 import keras
 
 
-
 def build_test_tiny(input_shape: tuple[int, int, int], weights: str | None, seed: int) -> keras.Model:
     # 32x32x3 -> conv1 (8) -> pool1 16x16 -> conv2 (16) -> pool2 8x8x16; 1,392 parameters.
     inputs = keras.Input(shape=input_shape, name="image")
