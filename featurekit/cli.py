@@ -253,7 +253,8 @@ def info(options: dict[str, Any]) -> None:
 @command("backbones")
 def backbones(options: dict[str, Any]) -> None:
     """List the registered backbones: input size, preprocessing, feature sizes, parameters, weights."""
-    from featurekit.backbones import backbone_listing, list_backbones
+    from featurekit.backbones import list_backbones
+    from featurekit.backbones.listing import backbone_listing
     from featurekit.report import check_output, render_backbones
 
     check_output(options["format"], options["out"])

@@ -21,34 +21,32 @@ feature, a view of the images) can stand in.
 
 from __future__ import annotations
 
-import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
 from keras import ops
 
-from featurekit.backbones import POOLINGS, PREPROCESSING_MODES, BackboneSpec, create_backbone, get_spec
-from featurekit.backbones.loading import resolve_weights, weights_provenance
+from featurekit.backbones.checks import (  # noqa: F401  (check_image_size: callers import it from here)
+    DEFAULT_BATCH_SIZE,
+    check_image_size,
+    check_pooling,
+    check_preprocessing,
+    pooled_dim,
+)
+from featurekit.backbones.loading import build_with_weights, resolve_weights, weights_provenance
+from featurekit.backbones.registry import get_spec, network_spec
 from featurekit.backend import active_backend, dtype_policy, resolve_precision
 from featurekit.errors import FeaturekitError, given, option_name
 from featurekit.training.provenance import trained_label, training_record_for
 
-# The largest square input we accept. Memory sets it: at 2048 px one image is 12 MiB of uint8 and 48 MiB of
-# float32 input, and VGG16's first block alone holds 64 channels x 2048^2 x 4 B = 1 GiB of activations per
-# image; far beyond that a batch cannot fit any machine's memory and ends in MemoryError after work was done.
-MAX_IMAGE_SIZE = 2048
-# Images per forward pass; the last, partial batch is padded to this size and the padding dropped.
-DEFAULT_BATCH_SIZE = 32
+if TYPE_CHECKING:
+    from featurekit.backbones.spec import BackboneSpec
+
 # ImageNet statistics as keras.applications.imagenet_utils uses them (caffe: BGR order; torch: RGB, [0, 1]).
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 TORCH_MEAN_RGB = (0.485, 0.456, 0.406)
 TORCH_STD_RGB = (0.229, 0.224, 0.225)
-
-# Layer names worth offering when a tap is unknown: block outputs and pools first, then convolutions.
-_BLOCK_LAYER = re.compile(r"mixed\d+|inception_\d[a-z]|(stem_)?pool\d+|block\d+_pool|max_pooling2d(_\d+)?")
-_CONV_LAYER = re.compile(r".*conv(\d+|2d)?(_\d+)?|.*_(1x1|3x3|5x5)")
-_MAX_SUGGESTIONS = 20
 
 
 def preprocess_tensor(pixels: Any, mode: str) -> Any:
@@ -80,73 +78,9 @@ def preprocess(images: Any, mode: str) -> np.ndarray:
     Returns:
         float32 array of the same shape.
     """
-    _check_preprocessing(mode)
+    check_preprocessing(mode)
     pixels = ops.convert_to_tensor(np.asarray(images, dtype=np.float32))
     return np.asarray(ops.convert_to_numpy(preprocess_tensor(pixels, mode)), dtype=np.float32)
-
-
-def _check_preprocessing(mode: str) -> None:
-    if mode not in PREPROCESSING_MODES:
-        raise FeaturekitError(
-            f"Unknown preprocessing {mode!r}.",
-            received=given("preprocessing", mode),
-            fix=f"Choose one of: {', '.join(PREPROCESSING_MODES)} (or leave it out to use the backbone's own).",
-        )
-
-
-def check_image_size(spec: BackboneSpec, image_size: Any) -> int:
-    """The square input size to use: the native size for None; refuse anything outside
-    [spec.min_input_size, MAX_IMAGE_SIZE] before any work is done (0 is refused, not read as "native")."""
-    if image_size is None:
-        return spec.input_size
-    if isinstance(image_size, (bool, np.bool_)) or not isinstance(image_size, (int, np.integer)):
-        raise FeaturekitError(
-            "The image size must be a whole number of pixels.", received=given("image_size", image_size),
-            fix=f"Use e.g. {option_name('image_size')} {spec.input_size} (the native size of {spec.name}), "
-            "or leave it out for the native size.")
-    if not spec.min_input_size <= int(image_size) <= MAX_IMAGE_SIZE:
-        raise FeaturekitError(
-            f"Backbone {spec.name!r} takes image sizes from {spec.min_input_size} to {MAX_IMAGE_SIZE} pixels "
-            f"(at least {spec.min_input_size}x{spec.min_input_size} for its architecture; above "
-            f"{MAX_IMAGE_SIZE} a batch no longer fits in memory).",
-            received=given("image_size", image_size),
-            fix=f"Use {option_name('image_size')} {spec.input_size} (native) or another size in that range; "
-            "leave it out for the native size.")
-    return int(image_size)
-
-
-def pooled_dim(feature_shape: tuple[int, ...], pooling: str) -> int:
-    """Embedding size after `pooling` of one example's feature map.
-
-    Args:
-        feature_shape: Shape without the batch axis, (H, W, C) or (D,).
-        pooling: One of POOLINGS.
-
-    Returns:
-        H*W*C for "flatten", C for "avg"/"max", 2C for "meanstd"; D for a vector with "flatten".
-    """
-    _check_pooling(pooling)
-    if len(feature_shape) == 1:
-        if pooling != "flatten":
-            raise FeaturekitError(
-                f"Pooling {pooling!r} needs a spatial feature map, but the tapped layer gives a vector.",
-                received=given("pooling", pooling),
-                fix=f"Use {option_name('pooling')} flatten, or tap a convolutional layer.",
-            )
-        return int(feature_shape[0])
-    if len(feature_shape) != 3:
-        raise FeaturekitError(f"Cannot pool features of shape {tuple(feature_shape)}; expected (H, W, C) or (D,).")
-    height, width, channels = (int(d) for d in feature_shape)
-    return {"flatten": height * width * channels, "avg": channels, "max": channels, "meanstd": 2 * channels}[pooling]
-
-
-def _check_pooling(pooling: str) -> None:
-    if pooling not in POOLINGS:
-        raise FeaturekitError(
-            f"Unknown pooling {pooling!r}.",
-            received=given("pooling", pooling),
-            fix=f"Choose one of: {', '.join(POOLINGS)}.",
-        )
 
 
 class Preprocessing(keras.layers.Layer):
@@ -155,7 +89,7 @@ class Preprocessing(keras.layers.Layer):
     def __init__(self, mode: str, **kwargs: Any):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        _check_preprocessing(mode)
+        check_preprocessing(mode)
         self.mode = mode
 
     def call(self, pixels: Any) -> Any:
@@ -178,7 +112,7 @@ class Pooling(keras.layers.Layer):
     def __init__(self, pooling: str, **kwargs: Any):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        _check_pooling(pooling)
+        check_pooling(pooling)
         self.pooling = pooling
 
     def call(self, features: Any) -> Any:
@@ -246,13 +180,14 @@ def _output_layer_name(model: keras.Model) -> str:
     return history[0].name if history else model.layers[-1].name
 
 
-def _tap_suggestions(model: keras.Model) -> str:
-    names = [layer.name for layer in model.layers]
-    blocks = [n for n in names if _BLOCK_LAYER.fullmatch(n)]
-    convs = [n for n in names if n not in blocks and _CONV_LAYER.fullmatch(n)]
-    shown = (blocks + convs)[:_MAX_SUGGESTIONS]
-    more = f" ... ({len(names)} layers in all)" if len(blocks) + len(convs) > len(shown) else ""
-    return ", ".join(shown) + more
+def _unknown_layer(spec: BackboneSpec, backbone: keras.Model, layer: str) -> FeaturekitError:
+    """The error for a layer the network does not have: every tap the spec declares, shallow to deep."""
+    return FeaturekitError(
+        f"Backbone {spec.name!r} has no layer {layer!r}.",
+        received=given("layer", layer),
+        fix=f"Use one of its taps: {', '.join(spec.taps)} (any of its {len(backbone.layers)} layer names works too); "
+        f"or leave {option_name('layer')} out to tap the last block ({_output_layer_name(backbone)}).",
+    )
 
 
 class Embedder:
@@ -286,7 +221,7 @@ class Embedder:
         precision: str = "float32",
         batch_size: int = DEFAULT_BATCH_SIZE,
     ):
-        _check_pooling(pooling)
+        check_pooling(pooling)
         self.spec = spec
         self.backbone = backbone
         self.pooling = pooling
@@ -302,12 +237,7 @@ class Embedder:
             try:
                 backbone.get_layer(layer)
             except ValueError:
-                raise FeaturekitError(
-                    f"Backbone {spec.name!r} has no layer {layer!r}.",
-                    received=given("layer", layer),
-                    fix=f"Use one of: {_tap_suggestions(backbone)}; or leave {option_name('layer')} out to tap the "
-                    f"last block ({_output_layer_name(backbone)}).",
-                ) from None
+                raise _unknown_layer(spec, backbone, layer) from None
             self.layer = layer
         self.feature_shape = tuple(int(d) for d in backbone.get_layer(self.layer).output.shape[1:])
         self.feature_dim = pooled_dim(self.feature_shape, pooling)
@@ -407,59 +337,34 @@ def build_embedder(
     Returns:
         The embedder.
     """
-    _check_pooling(pooling)
-    spec, model, mode, size, provenance, resolved = _frozen_backbone(backbone, weights, image_size, preprocessing,
+    return embedder_for_spec(network_spec(backbone), weights, image_size, layer, pooling, preprocessing, seed,
+                             precision, batch_size)
+
+
+def embedder_for_spec(spec: BackboneSpec, weights: str = "default", image_size: int | None = None,
+                      layer: str | None = None, pooling: str = "flatten", preprocessing: str | None = None,
+                      seed: int = 0, precision: str = "float32", batch_size: int = DEFAULT_BATCH_SIZE) -> Embedder:
+    """`build_embedder` for a spec in hand (what `BackboneSpec.rebuild_embedder` calls)."""
+    check_pooling(pooling)
+    spec, model, mode, size, provenance, resolved = _frozen_backbone(spec, weights, image_size, preprocessing,
                                                                      seed, precision)
     return Embedder(spec, model, layer, pooling, mode, size, provenance, resolved, batch_size)
 
 
-def _frozen_backbone(backbone: str, weights: str, image_size: int | None, preprocessing: str | None, seed: int,
+def _frozen_backbone(spec: BackboneSpec, weights: str, image_size: int | None, preprocessing: str | None, seed: int,
                      precision: str) -> tuple:
     """Check the request, then build: spec, frozen backbone, preprocessing mode, size, provenance, precision."""
-    spec = get_spec(backbone)
     mode = spec.preprocessing if preprocessing is None else preprocessing
-    _check_preprocessing(mode)
+    check_preprocessing(mode)
     size = check_image_size(spec, image_size)
     resolved = resolve_precision(precision)
     with dtype_policy(resolved):
-        model = create_backbone(backbone, weights=weights, image_size=size, seed=seed)
+        model = build_with_weights(spec, weights, size, seed)
     provenance = weights_provenance(spec, resolve_weights(spec, weights), seed)
     trained = training_record_for(provenance["weights"], provenance["weights_sha256"])
     if trained is not None:  # a train-backbone file: say what it was trained on, not just its name
         provenance["weights_label"] = trained_label(trained)
     return spec, model, mode, size, provenance, resolved
-
-
-def backbone_summary(name: str) -> dict[str, Any]:
-    """What `python cli.py backbones` shows for one backbone; builds it once, random init, at native size.
-
-    Args:
-        name: Registry name.
-
-    Returns:
-        JSON-able dict: name, description, input_size, min_input_size, preprocessing, output_layer,
-        output_shape [H, W, C], feature_dim per pooling at native size, params, pretrained weights,
-        default_weights, weights_options, weights_licence, is_test.
-    """
-    spec = get_spec(name)
-    model = create_backbone(name, weights="none", image_size=spec.input_size, seed=0)
-    output_shape = tuple(int(d) for d in model.outputs[0].shape[1:])
-    return {
-        "name": spec.name,
-        "description": spec.description,
-        "input_size": spec.input_size,
-        "min_input_size": spec.min_input_size,
-        "preprocessing": spec.preprocessing,
-        "output_layer": _output_layer_name(model),
-        "output_shape": list(output_shape),
-        "feature_dim": {pooling: pooled_dim(output_shape, pooling) for pooling in POOLINGS},
-        "params": int(model.count_params()),
-        "pretrained": list(spec.pretrained),
-        "default_weights": spec.default_weights,
-        "weights_options": [*spec.pretrained, "none", "PATH.weights.h5", "PATH.keras"],
-        "weights_licence": spec.weights_licence,
-        "is_test": spec.is_test,
-    }
 
 
 class MultiEmbedder:
@@ -499,11 +404,23 @@ def build_multi_embedder(
     seed: int = 0,
     precision: str = "float32",
     batch_size: int = DEFAULT_BATCH_SIZE,
-) -> MultiEmbedder:
-    """A MultiEmbedder over (layer, pooling) taps of one backbone; arguments as for `build_embedder`."""
+) -> Any:
+    """The embedder of several (layer, pooling) taps of any registered backbone, from one pass over each batch.
+
+    Arguments as for `build_embedder`; the backbone's registry entry builds it (for a Keras network a
+    MultiEmbedder, for a hand-made feature its numpy embedder, whose `layer`s are parameter variants).
+    """
+    return get_spec(backbone).build_embedder(taps, weights=weights, image_size=image_size, preprocessing=preprocessing,
+                                             seed=seed, precision=precision, batch_size=batch_size)
+
+
+def multi_embedder_for_spec(spec: BackboneSpec, taps: list[tuple[str | None, str]], weights: str = "default",
+                            image_size: int | None = None, preprocessing: str | None = None, seed: int = 0,
+                            precision: str = "float32", batch_size: int = DEFAULT_BATCH_SIZE) -> MultiEmbedder:
+    """A MultiEmbedder over (layer, pooling) taps of a Keras network (what `BackboneSpec.build_embedder` calls)."""
     for _, pooling in taps:
-        _check_pooling(pooling)
-    spec, model, mode, size, provenance, resolved = _frozen_backbone(backbone, weights, image_size, preprocessing,
+        check_pooling(pooling)
+    spec, model, mode, size, provenance, resolved = _frozen_backbone(spec, weights, image_size, preprocessing,
                                                                      seed, precision)
     return MultiEmbedder([Embedder(spec, model, layer, pooling, mode, size, provenance, resolved, batch_size)
                           for layer, pooling in taps], batch_size)

@@ -132,14 +132,9 @@ def _known_file_if_moved(weights: str, expected_sha: str) -> str:
 
 def embedder_for(embedding: dict[str, Any]):
     """Rebuild the embedder that made a model's cache; refuse when its weights cannot be had as they were."""
-    from featurekit.backbones import is_handmade
+    from featurekit.backbones import get_spec
 
-    if is_handmade(str(embedding.get("backbone") or "")):  # numpy features: no weights, no Keras
-        from featurekit.handmade.embedder import handmade_embedder_for
-
-        return handmade_embedder_for(embedding)
-    from featurekit.embedder import build_embedder
-
+    spec = get_spec(str(embedding.get("backbone") or ""))
     weights = embedding.get("weights") or "none"
     expected_sha = embedding.get("weights_sha256") or ""
     weights = _known_file_if_moved(weights, expected_sha)
@@ -150,10 +145,7 @@ def embedder_for(embedding: dict[str, Any]):
                 received=f"{weights} (sha256 differs from {expected_sha[:12]}...)",
                 fix="Restore the original file, or re-extract the cache and refit the model.")
     try:
-        embedder = build_embedder(embedding["backbone"], weights=weights, image_size=embedding["image_size"],
-                                  layer=embedding.get("layer"), pooling=embedding["pooling"],
-                                  preprocessing=embedding.get("preprocessing"), seed=int(embedding.get("seed") or 0),
-                                  precision=embedding.get("precision") or "float32")
+        embedder = spec.rebuild_embedder(embedding, weights=weights)
     except (WeightsUnavailableError, FileNotFoundError) as error:
         raise FeaturekitError(
             f"The model's backbone weights are not available here: {error}",

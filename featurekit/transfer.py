@@ -96,12 +96,10 @@ def _same_except(identity: dict[str, Any], wanted: dict[str, Any], free: tuple[s
 
 def extraction_request(attrs: dict[str, Any]) -> dict[str, Any]:
     """`extract_many` arguments that rebuild the embedder of a cache from its attributes (as `predict` does)."""
-    from featurekit.backbones import is_handmade
-
     backbone = str(attrs["backbone"])
     image_size = int(attrs["image_size"])
-    if is_handmade(backbone) and str(attrs.get("resize", "")).startswith("none"):
-        image_size = None  # computed on images as stored: keep refusing resampled ones
+    if str(attrs.get("resize", "")).startswith("none"):
+        image_size = None  # a hand-made feature computed on images as stored: keep refusing resampled ones
     return {
         "backbone": backbone, "weights": str(attrs.get("weights") or "none"), "image_size": image_size,
         "layers": [attrs.get("layer") or None], "poolings": [str(attrs.get("pooling"))],
@@ -121,14 +119,16 @@ def _split_fractions(attrs: dict[str, Any]) -> tuple[float, float, float]:
 
 def extract_command(attrs: dict[str, Any], view: View, cache: Path) -> str:
     """The `extract` command that makes the view cache of a training cache's test split by hand."""
-    from featurekit.backbones import is_handmade
+    from featurekit.backbones import get_spec
 
     request = extraction_request(attrs)
     args = ["python", "cli.py", "extract", "--backbone", request["backbone"], "--data", str(attrs.get("data_root"))]
-    if not is_handmade(request["backbone"]):
-        args += ["--weights", request["weights"], "--pooling", request["poolings"][0],
-                 "--preprocessing", str(request["preprocessing"]), "--precision", request["precision"],
-                 "--seed", str(request["seed"])]
+    applies = get_spec(request["backbone"]).request_options
+    for name, value in (("weights", request["weights"]), ("pooling", request["poolings"][0]),
+                        ("preprocessing", str(request["preprocessing"])), ("precision", request["precision"]),
+                        ("seed", str(request["seed"]))):
+        if name in applies:
+            args += [f"--{name}", value]
     if request["layers"][0]:
         args += ["--layer", str(request["layers"][0])]
     if request["image_size"] is not None:

@@ -7,6 +7,8 @@ full-size runs at a fraction of the CPU time.
 
 from __future__ import annotations
 
+import json
+import random
 import urllib.error
 
 import keras
@@ -15,6 +17,7 @@ import pytest
 
 from featurekit.backbones import (
     PREPROCESSING_MODES,
+    BackboneSpec,
     create_backbone,
     get_spec,
     list_backbones,
@@ -41,19 +44,80 @@ def _pixels(size: int, batch: int = 2, seed: int = 0) -> np.ndarray:
 
 
 def test_registry_lists_real_backbones_and_hides_test_ones():
-    assert list_backbones() == ["inceptionv1", "inceptionv3", "mobilenet", "spam", "spectrum", "vgg16"]
-    assert list_backbones(include_test=True) == ["inceptionv1", "inceptionv3", "mobilenet", "spam", "spectrum",
-                                                 "test_tiny", "vgg16"]
+    assert list_backbones() == ["efficientnet_lite0", "inceptionv1", "inceptionv3", "mobilenet", "spam", "spectrum",
+                                "vgg16"]
+    assert list_backbones(include_test=True) == ["efficientnet_lite0", "inceptionv1", "inceptionv3", "mobilenet",
+                                                 "spam", "spectrum", "test_tiny", "vgg16"]
     assert get_spec("test_tiny").is_test
 
 
-def test_unknown_backbone_names_the_valid_ones():
+def test_unknown_backbone_names_the_valid_ones_but_not_the_test_ones():
     with pytest.raises(FeaturekitError) as info:
         get_spec("resnet50")
     message = str(info.value)
     assert "'resnet50'" in message and "Received: backbone='resnet50'." in message
-    for name in ("vgg16", "inceptionv3", "inceptionv1", "mobilenet", "test_tiny"):
+    for name in ("vgg16", "inceptionv3", "inceptionv1", "mobilenet", "spam", "spectrum"):
         assert name in message
+    assert "test_tiny" not in message
+
+
+# --- what the registry declares, checked against the built networks ----------------------------------------
+
+
+def _slow(name: str):
+    return pytest.param(name, marks=pytest.mark.slow)
+
+
+@pytest.mark.parametrize("name", ["test_tiny", "mobilenet", "efficientnet_lite0", _slow("vgg16"),
+                                  _slow("inceptionv1"), _slow("inceptionv3")])
+def test_declared_taps_shape_and_parameters_are_the_built_networks(name):
+    spec = get_spec(name)
+    model = create_backbone(name, weights="none")
+    layer_names = {layer.name for layer in model.layers}
+    assert set(spec.taps) <= layer_names
+    assert model.layers[-1].name == spec.output_layer == spec.taps[-1]
+    assert tuple(model.outputs[0].shape[1:]) == spec.output_shape
+    assert model.count_params() == spec.params
+
+
+def test_every_builder_and_variant_path_resolves():
+    for name in list_backbones(include_test=True):
+        spec = get_spec(name)
+        if isinstance(spec, BackboneSpec):
+            assert callable(spec.builder_for())
+            for variant in spec.variants:
+                assert callable(spec.builder_for(variant))
+
+
+def test_a_keras_backbone_without_a_weights_record_registers_and_lists(monkeypatch):
+    from featurekit.backbones import registry
+    from featurekit.backbones.listing import backbone_listings
+    from featurekit.backbones.spec import NO_RECORD_LICENCE
+
+    spec = BackboneSpec(name="no_record_net", builder="featurekit.backbones.tiny:build_test_tiny", input_size=32,
+                        preprocessing="tf", taps=("pool2",), output_shape=(8, 8, 16), params=1_392,
+                        pretrained=("imagenet",))
+    monkeypatch.setitem(registry._REGISTRY, spec.name, spec)
+    listings = {listing["name"]: listing for listing in backbone_listings()}
+    assert set(listings) == set(list_backbones()) and "no_record_net" in listings and "vgg16" in listings
+    assert listings["no_record_net"]["weights_licence"] == NO_RECORD_LICENCE
+    assert listings["no_record_net"]["feature_dim"] == {"flatten": 1024, "avg": 16, "max": 16, "meanstd": 32}
+
+
+def test_listing_the_backbones_imports_no_backend():
+    # `python cli.py backbones` is a static list: it must not pay for TensorFlow (13-16 s) or Keras.
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-X", "importtime", "cli.py", "backbones", "--format", "json"], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "featurekit.backbones.catalog" in imported  # the registry itself was read
+    assert not {module for module in imported if module.split(".")[0] in ("tensorflow", "keras", "jax", "torch")}
+    listed = {row["name"] for row in json.loads(result.stdout)}
+    assert listed == set(list_backbones())
 
 
 @pytest.mark.parametrize(
@@ -63,6 +127,7 @@ def test_unknown_backbone_names_the_valid_ones():
         ("inceptionv3", 299, "tf", ("imagenet",), 75),
         ("mobilenet", 224, "tf", ("imagenet",), 32),
         ("inceptionv1", 224, "tf", (), 32),
+        ("efficientnet_lite0", 224, "tf", (), 32),
         ("test_tiny", 32, "tf", (), 8),
     ],
 )
@@ -126,6 +191,30 @@ def test_random_init_is_reproducible_by_seed():
     other = create_backbone("test_tiny", weights="none", seed=8).get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
     assert not np.array_equal(first[0], other[0])
+
+
+def test_random_init_leaves_the_global_random_state_alone():
+    random.seed(1234)
+    np.random.seed(1234)
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    first = create_backbone("test_tiny", weights="none", seed=7).get_weights()
+    assert random.getstate() == python_state
+    after = np.random.get_state()
+    assert after[0] == numpy_state[0] and np.array_equal(after[1], numpy_state[1]) and after[2:] == numpy_state[2:]
+    # The weights depend on the seed alone, not on what the caller's random state was.
+    random.random(), np.random.random()
+    again = create_backbone("test_tiny", weights="none", seed=7).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+
+
+def test_random_init_gives_the_weights_of_keras_own_seeding():
+    # Caches made before (seeded with keras.utils.set_random_seed) hold the features the same seed gives now.
+    from featurekit.backbones.tiny import build_test_tiny
+
+    keras.utils.set_random_seed(7)
+    keras_seeded = build_test_tiny((32, 32, 3), None, 7).get_weights()
+    ours = create_backbone("test_tiny", weights="none", seed=7).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(keras_seeded, ours))
 
 
 def test_default_weights_of_a_backbone_without_pretrained_is_random_init():

@@ -390,7 +390,7 @@ FAKE_BACKBONES = [
 def fake_backbones(monkeypatch):
     summaries = {s["name"]: s for s in FAKE_BACKBONES}
     monkeypatch.setattr("featurekit.backbones.list_backbones", lambda include_test=False: list(summaries))
-    monkeypatch.setattr("featurekit.embedder.backbone_summary", lambda name: summaries[name])
+    monkeypatch.setattr("featurekit.backbones.listing.backbone_listing", lambda name: summaries[name])
 
 
 def test_backbones_prints_whole_on_a_narrow_console(fake_backbones, monkeypatch):

@@ -1,4 +1,4 @@
-"""Embedder: preprocessing per backbone, poolings, layer taps, what describe() records, backbone summaries."""
+"""Embedder: preprocessing per backbone, poolings, layer taps, what describe() records, backbone listings."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from featurekit.backbones import POOLINGS, create_backbone
 from featurekit.hashing import file_sha256
-from featurekit.embedder import Embedder, backbone_summary, build_embedder, pooled_dim, preprocess
+from featurekit.embedder import Embedder, build_embedder, pooled_dim, preprocess
 from featurekit.errors import FeaturekitError
 
 # One known pixel, RGB = (255, 128, 0), and what each mode must turn it into.
@@ -199,8 +199,17 @@ def test_unknown_layer_lists_valid_ones():
         build_embedder("test_tiny", weights="none", layer="block5_pool")
     message = str(info.value)
     assert "Backbone 'test_tiny' has no layer 'block5_pool'. Received: layer='block5_pool'." in message
-    for name in ("conv1", "pool1", "conv2", "pool2"):
-        assert name in message
+    assert "Use one of its taps: conv1, pool1, conv2, pool2 (any of its 5 layer names works too)" in message
+
+
+def test_unknown_mobilenet_layer_lists_the_pointwise_taps():
+    # The README recommends conv_pw_11_relu; the error used to offer only `conv1`.
+    with pytest.raises(FeaturekitError) as info:
+        build_embedder("mobilenet", weights="none", image_size=32, layer="conv_pw_14_relu")
+    message = str(info.value)
+    taps = ", ".join(["conv1_relu", *(f"conv_pw_{index}_relu" for index in range(1, 14))])
+    assert f"Use one of its taps: {taps} (any of its" in message
+    assert "to tap the last block (conv_pw_13_relu)" in message
 
 
 def test_unknown_backbone_is_refused():
@@ -275,25 +284,30 @@ def test_near_imagenet_vgg16_file_loads_and_is_labelled():
     assert features.shape == (2, 512) and np.isfinite(features).all()
 
 
-# --- summaries --------------------------------------------------------------------------------------------
+# --- listings (declared, nothing built) ----------------------------------------------------------------
 
 
-def test_backbone_summary_of_the_test_backbone():
-    summary = backbone_summary("test_tiny")
-    assert summary["feature_dim"] == {"flatten": 1024, "avg": 16, "max": 16, "meanstd": 32}
-    assert summary["params"] == 1392 and summary["output_layer"] == "pool2"
-    assert summary["preprocessing"] == "tf" and summary["input_size"] == 32
-    assert summary["weights_options"] == ["none", "PATH.weights.h5", "PATH.keras"]
-    assert json.loads(json.dumps(summary)) == summary
+def test_listing_of_the_test_backbone():
+    from featurekit.backbones.listing import backbone_listing
+
+    listing = backbone_listing("test_tiny")
+    assert listing["feature_dim"] == {"flatten": 1024, "avg": 16, "max": 16, "meanstd": 32}
+    assert listing["params"] == 1392 and listing["output_layer"] == "pool2" and listing["output_shape"] == [8, 8, 16]
+    assert listing["preprocessing"] == "tf" and listing["input_size"] == 32
+    assert listing["weights_options"] == ["none", "PATH.weights.h5", "PATH.keras"]
+    assert listing["taps"] == ["conv1", "pool1", "conv2", "pool2"]
+    assert json.loads(json.dumps(listing)) == listing
 
 
-def test_backbone_summary_of_vgg16_at_native_size():
-    summary = backbone_summary("vgg16")
-    assert summary["output_shape"] == [7, 7, 512]
-    assert summary["feature_dim"] == {"flatten": 25088, "avg": 512, "max": 512, "meanstd": 1024}
-    assert summary["params"] == 14_714_688
-    assert summary["preprocessing"] == "caffe" and summary["default_weights"] == "imagenet"
-    assert summary["weights_options"][0] == "imagenet" and "CC BY 4.0" in summary["weights_licence"]
+def test_listing_of_vgg16_at_native_size():
+    from featurekit.backbones.listing import backbone_listing
+
+    listing = backbone_listing("vgg16")
+    assert listing["output_shape"] == [7, 7, 512]
+    assert listing["feature_dim"] == {"flatten": 25088, "avg": 512, "max": 512, "meanstd": 1024}
+    assert listing["params"] == 14_714_688
+    assert listing["preprocessing"] == "caffe" and listing["default_weights"] == "imagenet"
+    assert listing["weights_options"][0] == "imagenet" and "CC BY 4.0" in listing["weights_licence"]
 
 
 # --- keras.ops preprocessing, padding, bounds, precision ---------------------------------------------------
@@ -356,7 +370,7 @@ def test_the_embedder_is_a_keras_model_with_keras_ops_layers(tiny_flatten):
 def test_image_sizes_outside_the_sane_range_are_refused_before_building(size, monkeypatch):
     import featurekit.embedder as embedder_module
 
-    monkeypatch.setattr(embedder_module, "create_backbone", lambda *a, **k: pytest.fail("built despite the bad size"))
+    monkeypatch.setattr(embedder_module, "build_with_weights", lambda *a, **k: pytest.fail("built despite the bad size"))
     with pytest.raises(FeaturekitError, match=r"image_size="):
         build_embedder("test_tiny", weights="none", image_size=size)
 

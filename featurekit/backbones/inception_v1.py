@@ -25,8 +25,6 @@ from typing import Any
 
 import keras
 
-from featurekit.backbones import BackboneSpec, register_backbone
-
 # GoogLeNet Table 1: per module, the filters of the 1x1 branch, the 3x3 reduce and 3x3, the 5x5 reduce and
 # 5x5, and the 1x1 projection after the 3x3 max pool. Output channels = 1x1 + 3x3 + 5x5 + pool_proj.
 INCEPTION_MODULES: dict[str, tuple[int, int, int, int, int, int]] = {
@@ -135,24 +133,10 @@ class InceptionV1(keras.Model):
         return cls(**config)
 
 
-def _build_inceptionv1(input_shape: tuple[int, int, int], weights: str | None, seed: int) -> keras.Model:
+def build_inceptionv1(input_shape: tuple[int, int, int], weights: str | None, seed: int) -> keras.Model:
     # No downloadable weights exist: "imagenet" is refused by the loader before we get here, and the
-    # loader seeds Keras for random init, so only a `.weights.h5` path needs handling here.
+    # loader seeds the random init around this call, so only a `.weights.h5` path needs handling here.
     model = InceptionV1(input_size=input_shape[0], batch_norm=True)
     if weights is not None:
         model.load_weights(weights)
     return model
-
-
-register_backbone(
-    BackboneSpec(
-        name="inceptionv1",
-        builder=_build_inceptionv1,
-        input_size=224,
-        preprocessing="tf",
-        pretrained=(),
-        weights_licence="n/a (no pretrained weights; random init or your own `train-backbone` .keras file)",
-        description="GoogLeNet-style InceptionV1 with batch norm, 6.0M params, 7x7x1024 at 224 (ours)",
-        min_input_size=32,
-    )
-)

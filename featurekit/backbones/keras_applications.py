@@ -1,9 +1,9 @@
-"""Backbones from keras.applications: VGG16, InceptionV3 and MobileNet v1 (0.25), without classification tops.
+"""Builders of the keras.applications backbones: VGG16, InceptionV3 and MobileNet v1 (0.25), without tops.
 
-Each spec carries the preprocessing its ImageNet weights were trained with (VGG16: "caffe", BGR with the
-ImageNet mean subtracted; InceptionV3 and MobileNet: "tf", scaled to [-1, 1]). The original study fed VGG16
-and InceptionV3 `x / 255`, which puts their inputs far outside what the weights expect. Licences and labels
-of the weights themselves live in the records of `featurekit/backbones/weights.py`.
+Each spec (`featurekit/backbones/catalog.py`) carries the preprocessing its ImageNet weights were trained with
+(VGG16: "caffe", BGR with the ImageNet mean subtracted; InceptionV3 and MobileNet: "tf", scaled to [-1, 1]).
+The original study fed VGG16 and InceptionV3 `x / 255`, which puts their inputs far outside what the weights
+expect. Licences and labels of the weights themselves live in the records of `featurekit/backbones/weights.py`.
 """
 
 from __future__ import annotations
@@ -12,18 +12,15 @@ import warnings
 
 import keras
 
-from featurekit.backbones import BackboneSpec, register_backbone
-from featurekit.backbones.weights import INCEPTION_2015_VARIANT, keras_imagenet_record, shipped_record
-
 MOBILENET_ALPHA = 0.25
 
 
-def _build_vgg16(input_shape: tuple[int, int, int], weights: str | None, seed: int) -> keras.Model:
-    # Seeding for weights=None happens in the loader, before this call.
+def build_vgg16(input_shape: tuple[int, int, int], weights: str | None, seed: int) -> keras.Model:
+    # Random init (weights=None) is seeded by the loader around this call.
     return keras.applications.VGG16(include_top=False, weights=weights, input_shape=input_shape)
 
 
-def _build_inceptionv3(input_shape: tuple[int, int, int], weights: str | None, seed: int) -> keras.Model:
+def build_inceptionv3(input_shape: tuple[int, int, int], weights: str | None, seed: int) -> keras.Model:
     return keras.applications.InceptionV3(include_top=False, weights=weights, input_shape=input_shape)
 
 
@@ -43,7 +40,7 @@ def mixed10_pooled_branch(model: keras.Model) -> keras.layers.Layer:
     return pools[0]
 
 
-def _build_inceptionv3_tf_2015_12_05(input_shape: tuple[int, int, int], weights: str | None, seed: int) -> keras.Model:
+def build_inceptionv3_tf_2015_12_05(input_shape: tuple[int, int, int], weights: str | None, seed: int) -> keras.Model:
     """InceptionV3 as in Google's 2015-12-05 graph: Keras' network with mixed10's branch pool max-pooling.
 
     In the original graph (the network of the Inception Score and FID) the pooled branch of the last block
@@ -66,52 +63,10 @@ def _build_inceptionv3_tf_2015_12_05(input_shape: tuple[int, int, int], weights:
     return model
 
 
-def _build_mobilenet(input_shape: tuple[int, int, int], weights: str | None, seed: int) -> keras.Model:
+def build_mobilenet(input_shape: tuple[int, int, int], weights: str | None, seed: int) -> keras.Model:
     with warnings.catch_warnings():
         # Keras warns that its ImageNet file was trained at 224 whenever another size is asked for; running
         # a frozen backbone at the images' own size is deliberate here (the size is recorded in the cache).
         warnings.filterwarnings("ignore", message=r"`input_shape` is undefined or non-square")
         return keras.applications.MobileNet(input_shape=input_shape, alpha=MOBILENET_ALPHA, include_top=False,
                                             weights=weights)
-
-
-register_backbone(
-    BackboneSpec(
-        name="vgg16",
-        builder=_build_vgg16,
-        input_size=224,
-        preprocessing="caffe",
-        pretrained=("imagenet",),
-        weights_licence=keras_imagenet_record("vgg16").licence,
-        description="VGG16 (Simonyan & Zisserman 2014), 14.7M params, 7x7x512 at 224 (block5_pool)",
-        min_input_size=32,
-    )
-)
-
-register_backbone(
-    BackboneSpec(
-        name="inceptionv3",
-        builder=_build_inceptionv3,
-        input_size=299,
-        preprocessing="tf",
-        pretrained=("imagenet",),
-        weights_licence=keras_imagenet_record("inceptionv3").licence,
-        description="InceptionV3 (Szegedy et al. 2016), 21.8M params, 8x8x2048 at 299 (mixed10)",
-        min_input_size=75,
-        variants={INCEPTION_2015_VARIANT: _build_inceptionv3_tf_2015_12_05},
-    )
-)
-
-register_backbone(
-    BackboneSpec(
-        name="mobilenet",
-        builder=_build_mobilenet,
-        input_size=224,
-        preprocessing="tf",
-        pretrained=("imagenet",),
-        weights_licence=shipped_record("mobilenet").licence,
-        description="MobileNet v1 width 0.25 (Howard et al. 2017), 0.22M params, 7x7x256 at 224 (conv_pw_13_relu); "
-        "ImageNet weights ship with featurekit",
-        min_input_size=32,
-    )
-)

@@ -12,17 +12,20 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import random
 import socket
 import ssl
 import urllib.error
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import keras
 
-from featurekit.backbones import BackboneSpec, get_spec, list_backbones
+from featurekit.backbones.registry import get_spec, list_backbones
 from featurekit.backbones.weights import (
     SHARED_WEIGHTS_DIR,
     STANDARD_VARIANT,
@@ -35,10 +38,11 @@ from featurekit.backbones.weights import (
     record_for_sha256,
     records_for,
 )
-from featurekit.backend import set_random_seed
 from featurekit.errors import FeaturekitError, WeightsUnavailableError, given, option_name
 
-WEIGHTS_KEYWORDS = ("default", "imagenet", "none")
+if TYPE_CHECKING:
+    from featurekit.backbones.spec import BackboneSpec
+
 # What urllib raises while a download is under way (keras.utils.get_file wraps only URLError/HTTPError):
 # the connection dropped, timed out, was cut short or spoke broken HTTP. All are network faults; a local
 # file that cannot be read or written raises other OSErrors (PermissionError, ENOSPC ...).
@@ -62,7 +66,7 @@ def build_with_weights(spec: BackboneSpec, weights: str | os.PathLike, image_siz
             its sha256 builds the architecture variant its record names) or a `.keras` file (a saved model
             containing this backbone, possibly trained at another input size).
         image_size: Square input size in pixels, at least spec.min_input_size.
-        seed: Seed for `keras.utils.set_random_seed` before building (sets Python, NumPy and TF seeds).
+        seed: Seed of the random initialisation; the caller's random state is left as it was.
 
     Returns:
         The model, with `trainable = False`.
@@ -82,15 +86,33 @@ def build_with_weights(spec: BackboneSpec, weights: str | os.PathLike, image_siz
     request = resolve_weights(spec, weights)
     input_shape = (image_size, image_size, 3)
     # Seed every build: random init is then reproducible, and a file load starts from a known state.
-    set_random_seed(seed)  # featurekit's: Keras' own imports TensorFlow under every backend
-    if request == "imagenet":
-        model = _build_imagenet(spec, input_shape, seed)
-    elif request == "none":
-        model = spec.builder(input_shape, None, seed)
-    else:
-        model = _build_from_file(spec, request, input_shape, seed)
+    with initialisers_seeded(seed):
+        if request == "imagenet":
+            model = _build_imagenet(spec, input_shape, seed)
+        elif request == "none":
+            model = spec.builder_for(STANDARD_VARIANT)(input_shape, None, seed)
+        else:
+            model = _build_from_file(spec, request, input_shape, seed)
     model.trainable = False
     return model
+
+
+@contextmanager
+def initialisers_seeded(seed: int) -> Iterator[None]:
+    """Make the initial weights of the layers built inside the block a function of `seed` alone.
+
+    Keras gives each initialiser built without a seed (as keras.applications builds them) a seed drawn from
+    Python's `random` module (`keras.src.random.seed_generator.make_default_seed`); the weights are then drawn
+    from that seed with stateless random ops, on every backend. Seeding `random` for the block and restoring
+    its state afterwards makes the build reproducible and leaves the caller's random state (Python's, NumPy's
+    and the backend's) as it was. The same seed gives the weights `keras.utils.set_random_seed(seed)` gave.
+    """
+    state = random.getstate()
+    random.seed(int(seed))
+    try:
+        yield
+    finally:
+        random.setstate(state)
 
 
 def weights_provenance(spec: BackboneSpec, weights: str | os.PathLike, seed: int) -> dict[str, Any]:
@@ -163,7 +185,7 @@ def _build_imagenet(spec: BackboneSpec, input_shape: tuple[int, int, int], seed:
     record = keras_imagenet_record(spec.name)
     file_name = record.file_name if record else "the weights file"
     try:
-        return spec.builder(input_shape, "imagenet", seed)
+        return spec.builder_for(STANDARD_VARIANT)(input_shape, "imagenet", seed)
     except Exception as exc:
         if _is_download_failure(exc):
             raise WeightsUnavailableError(
@@ -207,7 +229,7 @@ def _offline_alternatives(spec: BackboneSpec) -> str:
 
 
 def _has_imagenet(name: str) -> bool:
-    return "imagenet" in get_spec(name).pretrained
+    return "imagenet" in getattr(get_spec(name), "pretrained", ())
 
 
 def _build_from_file(spec: BackboneSpec, request: str, input_shape: tuple[int, int, int], seed: int) -> keras.Model:
@@ -238,7 +260,7 @@ def _build_from_file(spec: BackboneSpec, request: str, input_shape: tuple[int, i
         model = spec.builder_for(variant)(input_shape, None, seed)
         _load_weights_h5(spec, model, path)
     else:
-        model = spec.builder(input_shape, None, seed)
+        model = spec.builder_for(STANDARD_VARIANT)(input_shape, None, seed)
         _copy_weights_from_keras_file(spec, model, path)
     return model
 

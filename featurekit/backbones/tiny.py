@@ -1,4 +1,5 @@
-"""`test_tiny`: a two-conv backbone for tests, registered beside the real ones (as timm registers `test_*` models).
+"""`test_tiny`: a two-conv backbone for tests, registered beside the real ones (as timm registers `test_*` models):
+its spec is in `featurekit/backbones/catalog.py`.
 
 It has the same shape of API as the real backbones (named conv/pool layers to tap, a native size, a
 preprocessing mode) but builds and runs in milliseconds, so tests can sweep the registry, every pooling
@@ -9,10 +10,8 @@ from __future__ import annotations
 
 import keras
 
-from featurekit.backbones import BackboneSpec, register_backbone
 
-
-def _build_test_tiny(input_shape: tuple[int, int, int], weights: str | None, seed: int) -> keras.Model:
+def build_test_tiny(input_shape: tuple[int, int, int], weights: str | None, seed: int) -> keras.Model:
     # 32x32x3 -> conv1 (8) -> pool1 16x16 -> conv2 (16) -> pool2 8x8x16; 1,392 parameters.
     inputs = keras.Input(shape=input_shape, name="image")
     x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(inputs)
@@ -23,18 +22,3 @@ def _build_test_tiny(input_shape: tuple[int, int, int], weights: str | None, see
     if weights is not None:
         model.load_weights(weights)
     return model
-
-
-register_backbone(
-    BackboneSpec(
-        name="test_tiny",
-        builder=_build_test_tiny,
-        input_size=32,
-        preprocessing="tf",
-        pretrained=(),
-        weights_licence="n/a (random init only)",
-        description="Two-conv test backbone, 8x8x16 at 32 (tests only)",
-        min_input_size=8,
-        is_test=True,
-    )
-)

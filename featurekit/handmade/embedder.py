@@ -1,5 +1,8 @@
 """Hand-made features behind the embedder interface that extraction and prediction use (numpy only).
 
+A `featurekit.handmade.HandmadeSpec` builds these through its registry protocol (`build_embedder`,
+`rebuild_embedder`); this module knows nothing of the registry.
+
 `extract` talks to a `MultiEmbedder`: ``embedder(uint8 batch) -> [features per tap]``, ``embedder.image_size``,
 ``embedder.batch_size`` and ``embedder.embedders[i].describe()``; `predict` to a single `Embedder`:
 ``embedder(uint8 batch) -> features``. `HandmadeEmbedder` and `HandmadeTap` offer the same, so the extraction
@@ -31,17 +34,22 @@ What a hand-made cache records, chosen so that names, identity and `compare` row
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from featurekit.backbones import HANDMADE_POOLING, HANDMADE_PREPROCESSING, BackboneSpec, get_spec
 from featurekit.errors import FeaturekitError, given, option_name
-from featurekit.handmade import HandmadeSpec
 
+if TYPE_CHECKING:
+    from featurekit.handmade.spec import HandmadeSpec
+
+# What a hand-made feature records as its preprocessing and pooling: it takes uint8 RGB as stored, and its
+# output is already one vector per image.
+HANDMADE_PREPROCESSING = "none"
+HANDMADE_POOLING = "none"
 HANDMADE_WEIGHTS_LABEL = "hand-made (no weights)"
-# The largest square input, as for CNNs (featurekit.embedder.MAX_IMAGE_SIZE, not imported: it loads Keras):
-# SPAM's bin codes for a batch of 2048 px images already take hundreds of MB.
+# The largest square input, as for CNNs (featurekit.backbones.checks.MAX_IMAGE_SIZE, not imported: the
+# registry sits above this package): SPAM's bin codes for a batch of 2048 px images already take hundreds of MB.
 MAX_IMAGE_SIZE = 2048
 # Poolings that mean "the vector as it is" for a feature that is one vector per image.
 IDENTITY_POOLINGS = ("flatten", HANDMADE_POOLING)
@@ -109,7 +117,7 @@ def overrides_text(default: HandmadeSpec, variant: HandmadeSpec) -> str | None:
     return variant_text(variant, changed) if changed else None
 
 
-def check_handmade_request(spec: BackboneSpec, image_size: Any = None, poolings: list[str] = (HANDMADE_POOLING,),
+def check_handmade_request(spec: HandmadeSpec, image_size: Any = None, poolings: list[str] = (HANDMADE_POOLING,),
                            preprocessing: str | None = None, precision: str = "float32",
                            weights: str | list[str] = "default") -> int:
     """Refuse options that mean nothing for a hand-made feature, before any image is read.
@@ -153,7 +161,6 @@ class HandmadeTap:
     """One hand-made feature with its parameters at one image size: the `Embedder` interface, in numpy.
 
     Attributes:
-        spec: The backbone registry's spec of the feature.
         feature: The `HandmadeSpec` with this tap's parameters.
         image_size: Square input size.
         layer: The recorded parameter text (see the module docstring).
@@ -163,9 +170,7 @@ class HandmadeTap:
         batch_size: Images per call (kept for the interface; a batch is computed whole).
     """
 
-    def __init__(self, spec: BackboneSpec, feature: HandmadeSpec, image_size: int,
-                 batch_size: int = DEFAULT_BATCH_SIZE):
-        self.spec = spec
+    def __init__(self, feature: HandmadeSpec, image_size: int, batch_size: int = DEFAULT_BATCH_SIZE):
         self.feature = feature
         self.image_size = int(image_size)
         self.layer = variant_text(feature)
@@ -179,7 +184,7 @@ class HandmadeTap:
         pixels = np.asarray(images)
         if pixels.ndim != 4 or pixels.shape[1:] != (self.image_size, self.image_size, 3):
             raise FeaturekitError(
-                f"Hand-made feature {self.spec.name!r} takes image batches of shape [B, {self.image_size}, "
+                f"Hand-made feature {self.feature.name!r} takes image batches of shape [B, {self.image_size}, "
                 f"{self.image_size}, 3].", received=f"an array of shape {pixels.shape}",
                 fix="Decode the images at the cache's image size and stack them into one batch.")
         return pixels
@@ -191,7 +196,7 @@ class HandmadeTap:
     def describe(self) -> dict[str, Any]:
         """What the cache records (see the module docstring); the keys of `Embedder.describe()`."""
         return {
-            "backbone": self.spec.name, "weights": "none", "weights_label": HANDMADE_WEIGHTS_LABEL,
+            "backbone": self.feature.name, "weights": "none", "weights_label": HANDMADE_WEIGHTS_LABEL,
             "weights_sha256": "", "random_features": False, "architecture_variant": f"handmade-v{self.feature.version}",
             "layer": self.layer, "pooling": self.pooling, "image_size": self.image_size,
             "preprocessing": self.preprocessing, "precision": self.precision, "backend": "numpy",
@@ -199,7 +204,7 @@ class HandmadeTap:
         }
 
     def __repr__(self) -> str:
-        return (f"HandmadeTap({self.spec.name}, {self.layer}, image_size={self.image_size}, "
+        return (f"HandmadeTap({self.feature.name}, {self.layer}, image_size={self.image_size}, "
                 f"feature_dim={self.feature_dim})")
 
 
@@ -233,18 +238,26 @@ class HandmadeEmbedder:
         return outputs
 
 
+def handmade_embedder_of(feature: HandmadeSpec, taps: list[tuple[str | None, str]], image_size: int | None = None,
+                         batch_size: int = DEFAULT_BATCH_SIZE, preprocessing: str | None = None,
+                         precision: str = "float32", weights: str | list[str] = "default") -> HandmadeEmbedder:
+    """A HandmadeEmbedder over (variant, pooling) taps of one registered hand-made feature (arguments as for
+    `featurekit.embedder.build_multi_embedder`; `weights` must be "default" or "none")."""
+    size = check_handmade_request(feature, image_size, [pooling for _, pooling in taps], preprocessing, precision,
+                                  weights)
+    stored = size if image_size is None and not feature.resamples else None
+    return HandmadeEmbedder([HandmadeTap(parse_variant(feature, layer), size, batch_size) for layer, _ in taps],
+                            batch_size, stored_size=stored)
+
+
 def build_handmade_embedder(backbone: str, taps: list[tuple[str | None, str]], image_size: int | None = None,
                             batch_size: int = DEFAULT_BATCH_SIZE, preprocessing: str | None = None,
                             precision: str = "float32", weights: str | list[str] = "default") -> HandmadeEmbedder:
-    """A HandmadeEmbedder over (variant, pooling) taps of one hand-made feature (arguments as for
-    `featurekit.embedder.build_multi_embedder`; `weights` must be "default" or "none")."""
-    spec = get_spec(backbone)
-    if not spec.is_handmade:
-        raise ValueError(f"{backbone!r} is not a hand-made feature")
-    size = check_handmade_request(spec, image_size, [pooling for _, pooling in taps], preprocessing, precision, weights)
-    stored = size if image_size is None and not spec.handmade.resamples else None
-    return HandmadeEmbedder([HandmadeTap(spec, parse_variant(spec.handmade, layer), size, batch_size)
-                             for layer, _ in taps], batch_size, stored_size=stored)
+    """`handmade_embedder_of` by registry name: kept for the extraction dispatch until it calls
+    `get_spec(name).build_embedder`; delete then."""
+    from featurekit.backbones.registry import get_spec
+
+    return handmade_embedder_of(get_spec(backbone), taps, image_size, batch_size, preprocessing, precision, weights)
 
 
 def refuse_other_sizes(root: Any, paths: list[str], stored_size: int, feature: str) -> None:
@@ -269,31 +282,14 @@ def refuse_other_sizes(root: Any, paths: list[str], stored_size: int, feature: s
             raise ViewDecoder(stored_size=stored_size, feature=feature, root=str(root)).size_error(relative, size)
 
 
-def handmade_embedder_for(embedding: dict[str, Any]) -> HandmadeTap:
+def rebuilt_tap(feature: HandmadeSpec, embedding: dict[str, Any]) -> HandmadeTap:
     """The tap that made a hand-made cache, from its recorded attributes (what `predict` rebuilds)."""
-    spec = get_spec(embedding["backbone"])
-    feature = parse_variant(spec.handmade, embedding.get("layer"))
-    tap = HandmadeTap(spec, feature, int(embedding["image_size"]))
+    tap = HandmadeTap(parse_variant(feature, embedding.get("layer")), int(embedding["image_size"]))
     recorded = embedding.get("architecture_variant")
     if recorded not in (None, "") and recorded != tap.describe()["architecture_variant"]:
         raise FeaturekitError(
-            f"The cache was made by version {recorded!r} of {spec.name}; this featurekit computes "
+            f"The cache was made by version {recorded!r} of {feature.name}; this featurekit computes "
             f"{tap.describe()['architecture_variant']!r}, which gives other numbers.",
-            received=f"backbone {spec.name}, architecture_variant {recorded}",
+            received=f"backbone {feature.name}, architecture_variant {recorded}",
             fix="Re-extract the cache and refit the model with this version.")
     return tap
-
-
-def handmade_summary(name: str) -> dict[str, Any]:
-    """What `python cli.py backbones` shows for a hand-made feature (the keys of `backbone_summary`)."""
-    spec = get_spec(name)
-    feature = spec.handmade
-    dim = feature.feature_dim(spec.input_size)
-    return {
-        "name": spec.name, "description": spec.description, "input_size": spec.input_size,
-        "min_input_size": spec.min_input_size, "preprocessing": HANDMADE_PREPROCESSING,
-        "output_layer": variant_text(feature), "output_shape": [dim], "feature_dim": {"flatten": dim},
-        "params": 0, "pretrained": [], "default_weights": "none", "weights_options": [],
-        "weights_text": "no weights (hand-made)", "weights_licence": spec.weights_licence, "is_test": spec.is_test,
-        "handmade": feature.describe(spec.input_size),
-    }

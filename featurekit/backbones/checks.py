@@ -1,0 +1,89 @@
+"""What a network's request must satisfy, checked before anything is built: preprocessing, pooling, image size.
+
+Plain Python: checking a request imports no Keras, so a refused request costs nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from featurekit.errors import FeaturekitError, given, option_name
+
+# Preprocessing modes. The first three are keras.applications.imagenet_utils modes; "rescale" is the
+# original study's x/255, kept only as an explicit, labelled option.
+PREPROCESSING_MODES = ("caffe", "tf", "torch", "rescale")
+POOLINGS = ("flatten", "avg", "max", "meanstd")
+# The largest square input we accept. Memory sets it: at 2048 px one image is 12 MiB of uint8 and 48 MiB of
+# float32 input, and VGG16's first block alone holds 64 channels x 2048^2 x 4 B = 1 GiB of activations per
+# image; far beyond that a batch cannot fit any machine's memory and ends in MemoryError after work was done.
+MAX_IMAGE_SIZE = 2048
+# Images per forward pass; the last, partial batch is padded to this size and the padding dropped.
+DEFAULT_BATCH_SIZE = 32
+
+
+def check_preprocessing(mode: str) -> None:
+    """Refuse a preprocessing mode that is not one of PREPROCESSING_MODES."""
+    if mode not in PREPROCESSING_MODES:
+        raise FeaturekitError(
+            f"Unknown preprocessing {mode!r}.",
+            received=given("preprocessing", mode),
+            fix=f"Choose one of: {', '.join(PREPROCESSING_MODES)} (or leave it out to use the backbone's own).",
+        )
+
+
+def check_pooling(pooling: str) -> None:
+    """Refuse a pooling that is not one of POOLINGS."""
+    if pooling not in POOLINGS:
+        raise FeaturekitError(
+            f"Unknown pooling {pooling!r}.",
+            received=given("pooling", pooling),
+            fix=f"Choose one of: {', '.join(POOLINGS)}.",
+        )
+
+
+def check_image_size(spec: Any, image_size: Any) -> int:
+    """The square input size to use: the native size for None; refuse anything outside
+    [spec.min_input_size, MAX_IMAGE_SIZE] before any work is done (0 is refused, not read as "native")."""
+    if image_size is None:
+        return spec.input_size
+    if isinstance(image_size, (bool, np.bool_)) or not isinstance(image_size, (int, np.integer)):
+        raise FeaturekitError(
+            "The image size must be a whole number of pixels.", received=given("image_size", image_size),
+            fix=f"Use e.g. {option_name('image_size')} {spec.input_size} (the native size of {spec.name}), "
+            "or leave it out for the native size.")
+    if not spec.min_input_size <= int(image_size) <= MAX_IMAGE_SIZE:
+        raise FeaturekitError(
+            f"Backbone {spec.name!r} takes image sizes from {spec.min_input_size} to {MAX_IMAGE_SIZE} pixels "
+            f"(at least {spec.min_input_size}x{spec.min_input_size} for its architecture; above "
+            f"{MAX_IMAGE_SIZE} a batch no longer fits in memory).",
+            received=given("image_size", image_size),
+            fix=f"Use {option_name('image_size')} {spec.input_size} (native) or another size in that range; "
+            "leave it out for the native size.")
+    return int(image_size)
+
+
+def pooled_dim(feature_shape: tuple[int, ...], pooling: str) -> int:
+    """Embedding size after `pooling` of one example's feature map.
+
+    Args:
+        feature_shape: Shape without the batch axis, (H, W, C) or (D,).
+        pooling: One of POOLINGS.
+
+    Returns:
+        H*W*C for "flatten", C for "avg"/"max", 2C for "meanstd"; D for a vector with "flatten".
+    """
+    check_pooling(pooling)
+    if len(feature_shape) == 1:
+        if pooling != "flatten":
+            raise FeaturekitError(
+                f"Pooling {pooling!r} needs a spatial feature map, but the tapped layer gives a vector.",
+                received=given("pooling", pooling),
+                fix=f"Use {option_name('pooling')} flatten, or tap a convolutional layer.",
+            )
+        return int(feature_shape[0])
+    if len(feature_shape) != 3:
+        raise FeaturekitError(f"Cannot pool features of shape {tuple(feature_shape)}; expected (H, W, C) or (D,).")
+    height, width, channels = (int(d) for d in feature_shape)
+    return {"flatten": height * width * channels, "avg": channels, "max": channels, "meanstd": 2 * channels}[pooling]
