@@ -239,9 +239,9 @@ def test_a_cache_from_before_precision_was_recorded_counts_as_float32(image_fold
 @pytest.mark.parametrize("size", [0, 100_000, 4])
 def test_image_sizes_outside_the_sane_range_are_refused_before_any_work(image_folder: Path, tmp_path: Path,
                                                                         size, monkeypatch):
-    import featurekit.extract as extract_module
+    import featurekit.extraction.plan as plan_module
 
-    monkeypatch.setattr(extract_module, "scan_image_folder", lambda *a, **k: pytest.fail("read the images"))
+    monkeypatch.setattr(plan_module, "scan_image_folder", lambda *a, **k: pytest.fail("read the images"))
     with pytest.raises(FeaturekitError, match=rf"from 8 to 2048 pixels.*image_size={size}"):
         extract(image_folder, "test_tiny", image_size=size, cache_dir=tmp_path / "caches", progress=False,
                 log=lambda m: None)
