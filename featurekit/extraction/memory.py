@@ -67,7 +67,11 @@ def check_batch_memory(batch_size: int, bytes_per_image: int, decoded_ahead: int
     fix = (f"Use {option_name('batch_size')} {fitting} or less" if fitting >= 1 else
            f"Use a smaller {option_name('image_size')}: even one image does not fit")
     raise FeaturekitError(
-        f"A batch of {batch_size} images of {image_size}x{image_size} pixels needs about {needed / GIB:.1f} GiB "
-        f"(input and feature maps), but only {available / GIB:.1f} GiB of memory is available.",
+        f"A batch of {batch_size} images of {image_size}x{image_size} pixels needs about {_size(needed)} "
+        f"(input and feature maps), but only {_size(available)} of memory is available.",
         received=f"{given('batch_size', batch_size)} with {given('image_size', image_size)}",
         fix=f"{fix}, or free memory; nothing was computed.")
+
+
+def _size(n_bytes: float) -> str:
+    return f"{n_bytes / GIB:.1f} GiB" if n_bytes >= GIB else f"{n_bytes / (1 << 20):.0f} MiB"
