@@ -31,7 +31,7 @@ def extract(data: str | Path, backbone: str, weights: str | list[str] = "default
 
 
 def extract_many(data: str | Path, backbone: str, weights: str | list[str] = "default", image_size: int | None = None,
-                 log: Callable[[str], None] = print, progress: ProgressFactory | None = None,
+                 *, log: Callable[[str], None] = print, progress: ProgressFactory | None = None,
                  **settings: Any) -> list[ExtractResult]:
     """Extract embeddings of every image of `data` with one backbone: one cache per layer x pooling.
 
@@ -45,7 +45,7 @@ def extract_many(data: str | Path, backbone: str, weights: str | list[str] = "de
         image_size: Square input size; default the backbone's native size.
         log: Where messages go.
         progress: `progress(total_images, label)` -> a context manager yielding `advance(n)` (e.g.
-            `featurekit.extraction.progress.rich_progress_bar`); None shows nothing.
+            `featurekit.extraction.progress.rich_progress_bar`); None (or False) shows nothing.
         **settings: The other settings of `featurekit.extraction.request.make_request`:
             layers: Layers to tap; None taps the last block.
             poolings: flatten, avg, max and/or meanstd.

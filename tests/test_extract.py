@@ -131,7 +131,7 @@ def test_resume_after_sigkill_gives_the_same_cache_row_for_row(tmp_path: Path):
 
 
 @pytest.mark.backend
-def test_resume_keeps_the_interrupted_batch_size(image_folder: Path, tmp_path: Path):
+def test_resume_keeps_the_interrupted_batch_size(image_folder: Path, tmp_path: Path, monkeypatch):
     cache = tmp_path / "c.h5"
     partial = PartialCache(cache)
     # Pretend a run with batch size 4 finished its first batch, then died.
@@ -146,9 +146,16 @@ def test_resume_keeps_the_interrupted_batch_size(image_folder: Path, tmp_path: P
     partial.write_batch(0, np.arange(4), first_rows, np.array([], int), [], "float32")
     (partial.directory / "batch-0000001.tmp").write_bytes(b"half-written")  # killed mid-write
     messages: list[str] = []
+    jobs = []
+    from featurekit.engines.local import LocalEngine
+
+    real_run = LocalEngine.run
+    monkeypatch.setattr(LocalEngine, "run", lambda self, job, *a: jobs.append(job) or real_run(self, job, *a))
     result = _extract(image_folder, cache, batch_size=8, log=messages.append)
     assert result.status == "resumed" and result.n_computed == 20
     assert any("batch size 4" in m for m in messages)
+    # Every engine gets the agreed batch size, the request that rebuilds the embedder elsewhere (Ray) included.
+    assert [(job.batch_size, job.embedder_request.batch_size) for job in jobs] == [(4, 4)]
 
 
 def test_weights_candidates_are_tried_in_order(image_folder: Path, tmp_path: Path):

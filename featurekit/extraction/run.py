@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from featurekit.cache import IDENTITY_KEYS, finalize_cache, library_versions, open_cache
-from featurekit.extraction.plan import ExtractionPlan, Target, absolute_if_file
+from featurekit.extraction.plan import ExtractionPlan, Target, absolute_if_file, decode_options
 
 Advance = Callable[[int], None]
 # `progress(total_images, label)` -> a context manager yielding `advance(n_images)`; e.g.
@@ -43,7 +43,7 @@ def run(plan: ExtractionPlan, engine: Any, progress: ProgressFactory | None = No
     Args:
         plan: A plan settled under the caches' locks (`featurekit.extraction.plan.settle_targets`).
         engine: An open engine (`featurekit.engines.open_engine`); None when every cache is up to date.
-        progress: Shows the progress (see ProgressFactory); None shows nothing.
+        progress: Shows the progress (see ProgressFactory); None (or False) shows nothing.
 
     Returns:
         One ExtractResult per target, in the plan's order.
@@ -74,7 +74,6 @@ def _compute(plan: ExtractionPlan, engine: Any, progress: ProgressFactory | None
         (images computed, seconds, what the engine records in the caches).
     """
     from featurekit.engines import BatchSink, ExtractionJob
-    from featurekit.extraction.plan import decode_options
 
     active = plan.active
     todo = sorted({b for target in active for b in range(plan.n_batches) if b not in target.done})
