@@ -24,15 +24,16 @@ ENGINE_OPTIONS = ("prefetch_batches", "ray_address", "ray_workers", "cpus_per_wo
                   "ray_timeout")
 
 
-def extract(data: str | Path, backbone: str, weights: str | list[str] = "default", image_size: int | None = None,
-            layer: str | None = None, pooling: str = "flatten", **settings: Any) -> ExtractResult:
-    """Extract one cache: `extract_many` with a single layer and pooling (same arguments)."""
-    return extract_many(data, backbone, weights, image_size, layers=[layer], poolings=[pooling], **settings)[0]
+def extract(data: str | Path, backbone: str, weights: str | list[str] | None = None, image_size: int | None = None,
+            layer: str | None = None, pooling: str | None = None, **settings: Any) -> ExtractResult:
+    """Extract one cache: `extract_many` with a single layer and pooling (None: the declared default)."""
+    poolings = {"poolings": [pooling]} if pooling else {}
+    return extract_many(data, backbone, weights, image_size, layers=[layer], **poolings, **settings)[0]
 
 
-def extract_many(data: str | Path, backbone: str, weights: str | list[str] = "default", image_size: int | None = None,
-                 *, log: Callable[[str], None] = print, progress: ProgressFactory | None = None,
-                 **settings: Any) -> list[ExtractResult]:
+def extract_many(data: str | Path, backbone: str, weights: str | list[str] | None = None,
+                 image_size: int | None = None, *, log: Callable[[str], None] = print,
+                 progress: ProgressFactory | None = None, **settings: Any) -> list[ExtractResult]:
     """Extract embeddings of every image of `data` with one backbone: one cache per layer x pooling.
 
     All taps come from ONE forward pass per batch, so exploring layers costs one pass over the images.
@@ -46,33 +47,17 @@ def extract_many(data: str | Path, backbone: str, weights: str | list[str] = "de
         log: Where messages go.
         progress: `progress(total_images, label)` -> a context manager yielding `advance(n)` (e.g.
             `featurekit.extraction.progress.rich_progress_bar`); None (or False) shows nothing.
-        **settings: The other settings of `featurekit.extraction.request.make_request`:
-            layers: Layers to tap; None taps the last block.
-            poolings: flatten, avg, max and/or meanstd.
-            preprocessing: Override of the backbone's own preprocessing (e.g. the study's "rescale").
-            batch_size: Images per forward pass (and per crash-safe batch file); never more than the images.
-            dtype: Stored feature dtype, float32 or float16.
-            cache: Cache path (one tap only); default `cache_dir/<data>-<backbone>[-<layer>]-<pooling>-<size>.h5`.
-            cache_dir, overwrite: Where default names go; rebuild caches that exist or differ from the request.
-            split_fractions: train/valid/test fractions for the class-folder layout.
-            seed: Seed of random-init weights.
-            on_missing_weights: "error", or "random" to continue with seeded random weights (labelled so).
-            precision: The backbone's compute precision: "auto" (the default: bfloat16 where the hardware computes
-                it natively, else float32), "float32", "bfloat16" or "float16". The resolved value is recorded and
-                is part of each cache's identity; `dtype` still says how the features are stored.
-            max_pixels: Largest image (width x height) decoded; larger files are skipped and listed. None: no limit.
-            workers: Decode threads (of this process, or with the ray engine of each Ray actor).
-            engine, engine_options: "local" or "ray"; prefetch_batches, and for ray ray_address, ray_timeout,
-                ray_workers, cpus_per_worker, gpus_per_worker, ship_bytes (see `featurekit.engines.open_engine`).
-            allow_train_overlap: Extract even when the weights come from `train-backbone` and were trained on
-                images this extraction puts in its valid or test split (the caches then record the overlap).
-            view: A robustness view (`featurekit.views`: "jpeg:50", "blur:1", ...) applied to every decoded image.
-            subset: None or "" every image; "train", "valid" or "test" only that split; "all-as-test" every image
-                as a test image (another test set).
-            expected_identity: Identity attributes of a training cache these features must equal; a difference is
-                refused, naming it, before any image is read.
-            config: The resolved config, stored in each cache.
-            command: The command line to record for the resume hint ("" from Python).
+        **settings: The other settings of `featurekit.extraction.request.make_request` and `ExtractionRequest`:
+            layers, poolings (flatten, avg, max, meanstd), preprocessing (an override of the backbone's own),
+            batch_size (images per forward pass and per crash-safe batch file; never more than the images),
+            dtype (stored: float32 or float16), cache (one tap only) or cache_dir, overwrite, split_fractions,
+            seed (of random-init weights), on_missing_weights ("error", or "random": seeded random weights,
+            labelled so), precision ("auto", the default: bfloat16 where the hardware computes it natively, else
+            float32; or "float32", "bfloat16", "float16"; the resolved value is recorded and is part of each
+            cache's identity), max_pixels (larger images are skipped and listed), workers (decode threads),
+            engine and engine_options ("local" or "ray"; see `featurekit.engines.open_engine`),
+            allow_train_overlap, view, subset, expected_identity, config (stored in each cache) and command (the
+            command line recorded for the resume hint; "" from Python).
 
     Returns:
         One ExtractResult per layer x pooling, layers outer.

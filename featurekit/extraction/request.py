@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,66 +31,60 @@ class Tap:
 
 @dataclass(frozen=True)
 class ExtractionRequest:
-    """What to extract, checked once by `make_request`; the precision is the resolved one.
+    """What to extract; made (and checked, once) by `make_request`, where every setting is described.
 
-    `taps` are the layer x pooling combinations, layers outer; `weights` the candidates, tried in order.
-    `command` is the command line to record for the resume hint ("" when called from Python).
+    `taps` are the layer x pooling combinations, layers outer; `weights` the candidates, tried in order;
+    `precision` the resolved one; `command` the command line to record for the resume hint ("" from Python).
     """
 
     data: Path
     backbone: str
-    taps: tuple[Tap, ...]
-    weights: tuple[str, ...]
-    image_size: int | None
-    preprocessing: str | None
-    precision: str
-    batch_size: int
-    dtype: str
-    seed: int
-    cache: Path | None
-    cache_dir: Path
-    overwrite: bool
-    split_fractions: tuple[float, float, float]
-    on_missing_weights: str
-    allow_train_overlap: bool
-    max_pixels: int | None
-    view: Any  # featurekit.views.View | None
-    subset: str
-    engine: EngineSettings
+    taps: tuple[Tap, ...] = (Tap(None, declared("extract", "pooling")),)
+    weights: tuple[str, ...] = (declared("extract", "weights"),)
+    image_size: int | None = None
+    preprocessing: str | None = None
+    precision: str = declared("extract", "precision")
+    batch_size: int = declared("extract", "batch_size")
+    dtype: str = declared("extract", "dtype")
+    seed: int = declared("extract", "seed")
+    cache: Path | None = None
+    cache_dir: Path = Path(declared("extract", "cache_dir"))
+    overwrite: bool = declared("extract", "overwrite")
+    split_fractions: tuple[float, float, float] = DEFAULT_SPLIT_FRACTIONS
+    on_missing_weights: str = declared("extract", "on_missing_weights")
+    allow_train_overlap: bool = declared("extract", "allow_train_overlap")
+    max_pixels: int | None = declared("extract", "max_pixels")
+    view: Any = None  # featurekit.views.View | None
+    subset: str = ""
+    engine: EngineSettings = EngineSettings()
     expected_identity: Mapping[str, Any] | None = None
     config: Mapping[str, Any] = field(default_factory=dict)
     command: str = ""
 
 
-def make_request(
-    data: str | Path,
-    backbone: str,
-    weights: str | list[str] | tuple[str, ...] = declared("extract", "weights"),
-    image_size: int | None = None,
-    layers: list[str | None] | tuple = (None,),
-    poolings: list[str] | tuple = (declared("extract", "pooling"),),
-    preprocessing: str | None = None,
-    batch_size: int = declared("extract", "batch_size"),
-    dtype: str = declared("extract", "dtype"),
-    cache: str | Path | None = None,
-    cache_dir: str | Path = declared("extract", "cache_dir"),
-    overwrite: bool = declared("extract", "overwrite"),
-    split_fractions: tuple[float, float, float] = DEFAULT_SPLIT_FRACTIONS,
-    seed: int = declared("extract", "seed"),
-    on_missing_weights: str = declared("extract", "on_missing_weights"),
-    precision: str = declared("extract", "precision"),
-    allow_train_overlap: bool = declared("extract", "allow_train_overlap"),
-    max_pixels: int | None = declared("extract", "max_pixels"),
-    workers: int | None = None,
-    view: Any = None,
-    subset: str | None = None,
-    expected_identity: Mapping[str, Any] | None = None,
-    engine: str = declared("extract", "engine"),
-    engine_options: Mapping[str, Any] | None = None,
-    config: Mapping[str, Any] | None = None,
-    command: str = "",
-) -> ExtractionRequest:
-    """Check every setting that needs no image, once; see `featurekit.extract.extract_many` for their meaning.
+def make_request(data: str | Path, backbone: str, weights: str | list[str] | tuple[str, ...] | None = None,
+                 image_size: int | None = None, layers: list[str | None] | tuple = (None,),
+                 poolings: list[str] | tuple = (declared("extract", "pooling"),), cache: str | Path | None = None,
+                 cache_dir: str | Path | None = None, view: Any = None, subset: str | None = None,
+                 engine: str = declared("extract", "engine"), engine_options: Mapping[str, Any] | None = None,
+                 workers: int | None = None, **settings: Any) -> ExtractionRequest:
+    """Check every setting that needs no image, once, and return them as one typed request.
+
+    Args:
+        data: Data folder (`DIR/<class>/...` or `DIR/{train,valid,test}/<class>/...`).
+        backbone: Registry name.
+        weights: "default", "imagenet", "none" (seeded random init) or a weights file path; or a list of these,
+            tried in order. None: the declared default.
+        image_size: Square input size; None the backbone's native size.
+        layers, poolings: Every layer x pooling is one tap of the shared forward pass (None: the last block).
+        cache, cache_dir: One cache path (one tap only), or the folder of default names.
+        view: A robustness view (`featurekit.views`) applied to every decoded image; None the clean images.
+        subset: None or "" every image; "train", "valid" or "test" that split only; "all-as-test" every image as
+            a test image.
+        engine, engine_options, workers: Where batches are computed (see `featurekit.engines.engine_settings`).
+        **settings: Any other field of ExtractionRequest (preprocessing, precision, batch_size, dtype, seed,
+            overwrite, split_fractions, on_missing_weights, allow_train_overlap, max_pixels, expected_identity,
+            config, command); see `featurekit.extract.extract_many`.
 
     Raises:
         FeaturekitError: naming the first setting that is wrong.
@@ -99,25 +93,30 @@ def make_request(
     from featurekit.extraction.entries import entry_for
     from featurekit.views import parse_view
 
-    _check_choice("dtype", dtype, DTYPES)
-    _check_choice("on_missing_weights", on_missing_weights, MISSING_WEIGHTS_CHOICES)
-    _check_batch_size(batch_size)
-    taps = tuple(Tap(layer, pooling) for layer in dict.fromkeys(layers) for pooling in dict.fromkeys(poolings))
-    candidates = (weights,) if isinstance(weights, str) else tuple(weights)
-    taps, precision = entry_for(backbone).check(taps, image_size, preprocessing, precision, candidates)
-    if cache and len(taps) > 1:
+    request = ExtractionRequest(
+        Path(data), backbone, weights=_candidates(weights), image_size=image_size,
+        taps=tuple(Tap(layer, pooling) for layer in dict.fromkeys(layers) for pooling in dict.fromkeys(poolings)),
+        cache=Path(cache) if cache else None, view=parse_view(view), subset=check_subset(subset),
+        engine=engine_settings(engine, engine_options, workers), **settings,
+        **({"cache_dir": Path(cache_dir)} if cache_dir is not None else {}))
+    _check_choice("dtype", request.dtype, DTYPES)
+    _check_choice("on_missing_weights", request.on_missing_weights, MISSING_WEIGHTS_CHOICES)
+    _check_batch_size(request.batch_size)
+    taps, precision = entry_for(backbone).check(request.taps, image_size, request.preprocessing, request.precision,
+                                                request.weights)
+    if request.cache and len(taps) > 1:
         raise FeaturekitError(f"{option_name('cache')} names one file, but several layers or poolings were asked for.",
                               received=f"{given('cache', str(cache))} with {len(taps)} taps",
                               fix=f"Leave {option_name('cache')} out (names then follow the default pattern) and use "
                               f"{option_name('cache_dir')}.")
-    return ExtractionRequest(
-        data=Path(data), backbone=backbone, taps=taps, weights=candidates, image_size=image_size,
-        preprocessing=preprocessing, precision=precision, batch_size=batch_size, dtype=dtype, seed=seed,
-        cache=Path(cache) if cache else None, cache_dir=Path(cache_dir), overwrite=overwrite,
-        split_fractions=tuple(split_fractions), on_missing_weights=on_missing_weights,
-        allow_train_overlap=allow_train_overlap, max_pixels=max_pixels or None, view=parse_view(view),
-        subset=check_subset(subset), engine=engine_settings(engine, engine_options, workers),
-        expected_identity=expected_identity, config=dict(config or {}), command=command)
+    return replace(request, taps=taps, precision=precision, max_pixels=request.max_pixels or None,
+                   split_fractions=tuple(request.split_fractions), config=dict(request.config or {}))
+
+
+def _candidates(weights: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    if weights is None:
+        return ExtractionRequest.__dataclass_fields__["weights"].default
+    return (weights,) if isinstance(weights, str) else tuple(weights)
 
 
 def check_subset(subset: str | None) -> str:
