@@ -41,7 +41,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from featurekit.engines import RAY_EXTRA, Advance, BatchSink, ExtractionJob
+from featurekit.engines import ENGINE_DEFAULTS, RAY_EXTRA, Advance, BatchSink, ExtractionJob
 from featurekit.errors import FeaturekitError, given, option_name
 
 # Tries per batch: a batch whose computation fails (or kills its actor) this many times stops the run.
@@ -203,7 +203,7 @@ class RayEngine:
     def __init__(self, address: str | None = None, workers: int | None = None, cpus_per_worker: float = 1.0,
                  gpus_per_worker: float = 0.0, ship_bytes: bool = False, decode_threads: int | None = None,
                  log: Callable[[str], None] = print, attempts: int = BATCH_ATTEMPTS,
-                 connect_timeout: float = 30.0):
+                 connect_timeout: float = ENGINE_DEFAULTS["ray_timeout"]):
         self.address = address
         self.requested_workers = workers
         self.cpus_per_worker = float(cpus_per_worker)
