@@ -10,8 +10,9 @@ and a rerun computes only the batches that are missing, whichever engine ran bef
 - `ray` (`featurekit.engines.ray_engine`, the optional extra `featurekit[ray]`): Ray Data actors, each with
   its own embedder built from the registry, decode and embed whole batches; this process writes them.
 
-`open_engine(name, ...)` connects (for Ray: starts or joins a cluster and refuses a request that cannot
-run there) before anything is written, and releases the engine afterwards.
+`open_engine(settings)` connects (for Ray: reaches the address within `ray_timeout`, starts or joins a cluster,
+and refuses a request that cannot run there) before any cache is locked or written, and releases the engine
+afterwards.
 """
 
 from __future__ import annotations
