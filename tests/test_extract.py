@@ -440,6 +440,10 @@ def test_a_batch_that_does_not_fit_in_memory_is_refused_before_anything_runs(ima
         _extract(image_folder, cache, image_size=256)
     assert not cache.exists() and not PartialCache(cache).directory.exists()
     assert _extract(image_folder, cache, image_size=256, batch_size=1).status == "extracted"  # one image fits
+    with pytest.raises(FeaturekitError, match="needs about"):  # a refused overwrite keeps the cache it would replace
+        _extract(image_folder, cache, image_size=256, batch_size=4, dtype="float16", overwrite=True)
+    with open_cache(cache) as kept:
+        assert kept.attrs["dtype"] == "float32" and kept.attrs["batch_size"] == 1
 
 
 def test_the_memory_estimate_scales_with_batch_and_names_a_batch_that_fits():

@@ -35,6 +35,7 @@ class Target:
     partial: PartialCache
     status: str = "extracted"
     done: set[int] = field(default_factory=set)
+    replaced: bool = False  # `overwrite` removes its cache or interrupted run once every check has passed
 
 
 @dataclass
@@ -105,46 +106,46 @@ def _target(request: ExtractionRequest, entry: Any, index: int, tap: Any, built:
 
 def settle_targets(plan: ExtractionPlan, log: Log, check_memory: bool = True) -> None:
     """Under the caches' locks: mark up-to-date caches, check interrupted runs, agree on the batch size and
-    check its memory (`check_memory`: the batches are computed in this process). Writes nothing but what
-    `overwrite` replaces."""
+    check its memory (`check_memory`: the batches are computed in this process). Only once every check has
+    passed does `overwrite` remove what it replaces; nothing else is written."""
     from featurekit.extraction.memory import available_memory, check_batch_memory
 
     for target in plan.targets:
         _check_existing(target, plan, log)
-    batch_size = _agreed_batch_size(plan.active, plan.batch_size, log)
-    plan.embedder_request = replace(plan.embedder_request, batch_size=batch_size)
-    plan.embedder.batch_size = batch_size
-    for target in plan.active:
-        if target.partial.exists():
-            target.done = target.partial.done_batches()
-            target.status = "resumed" if target.done else "extracted"
-            log(f"Resuming {target.path}: {len(target.done)} of {plan.n_batches} batches already done.")
+    batch_size = _agreed_batch_size([t for t in plan.active if not t.replaced], plan.batch_size, log)
     if check_memory and plan.active:
         check_batch_memory(batch_size, entry_for(plan.request.backbone).bytes_per_image(plan.embedder),
                            plan.request.engine.prefetch_batches, plan.embedder.image_size, available_memory())
+    plan.embedder_request = replace(plan.embedder_request, batch_size=batch_size)
+    plan.embedder.batch_size = batch_size
+    for target in plan.active:
+        if target.replaced:
+            target.path.unlink(missing_ok=True)
+            target.partial.remove()
+        elif target.partial.exists():
+            target.done = target.partial.done_batches()
+            target.status = "resumed" if target.done else "extracted"
+            log(f"Resuming {target.path}: {len(target.done)} of {plan.n_batches} batches already done.")
 
 
 def _check_existing(target: Target, plan: ExtractionPlan, log: Log) -> None:
-    """Mark an up-to-date cache; refuse (or with overwrite, remove) a cache or interrupted run that differs."""
-    overwrite = plan.request.overwrite
+    """Mark an up-to-date cache, or one `overwrite` replaces; refuse a cache or interrupted run that differs."""
+    if plan.request.overwrite:
+        target.replaced = target.path.exists() or target.partial.exists()
+        return
     if target.path.exists():
-        if overwrite:
-            target.path.unlink()
-        else:
-            with open_cache(target.path) as existing:
-                differences = describe_differences(with_defaults(existing.attrs), target.identity)
-            if differences:
-                raise FeaturekitError(
-                    f"Cache {target.path} exists but differs from this request: {'; '.join(differences)}.",
-                    received=given("cache", str(target.path)),
-                    fix=f"Pass {option_name('overwrite')} to rebuild it, or {option_name('cache')} PATH to write "
-                    "another file.")
-            log(f"Cache {target.path} is up to date ({len(plan.folder.samples)} images); nothing to compute.")
-            target.status = "up-to-date"
-            target.partial.remove()  # batches left when a run was killed between the merge's rename and cleanup
-            return
-    if target.partial.exists() and overwrite:
-        target.partial.remove()
+        with open_cache(target.path) as existing:
+            differences = describe_differences(with_defaults(existing.attrs), target.identity)
+        if differences:
+            raise FeaturekitError(
+                f"Cache {target.path} exists but differs from this request: {'; '.join(differences)}.",
+                received=given("cache", str(target.path)),
+                fix=f"Pass {option_name('overwrite')} to rebuild it, or {option_name('cache')} PATH to write "
+                "another file.")
+        log(f"Cache {target.path} is up to date ({len(plan.folder.samples)} images); nothing to compute.")
+        target.status = "up-to-date"
+        target.partial.remove()  # batches left when a run was killed between the merge's rename and cleanup
+        return
     if target.partial.exists():
         stored = with_defaults(target.partial.read_request())
         differences = describe_differences(stored, target.identity) + describe_differences(
