@@ -223,9 +223,15 @@ def extract(options: dict[str, Any]) -> None:
 
     Every --layer x --pooling combination becomes its own cache, all from one forward pass.
     """
-    from featurekit.extract import extract_from_options
+    import shlex
+    import sys
 
-    for result in extract_from_options(options, log=console.print, progress=options["progress"]):
+    from featurekit.extract import extract_from_options
+    from featurekit.extraction.progress import rich_progress_bar
+
+    command = shlex.join(["python", "cli.py", *sys.argv[1:]])
+    for result in extract_from_options(options, log=console.print, command=command,
+                                       progress=rich_progress_bar if options["progress"] else None):
         print_extract_summary(result)
 
 

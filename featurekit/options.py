@@ -336,13 +336,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("on_missing_weights", STR, "error", "What to do when pretrained weights cannot be had: stop, or "
            "continue with seeded random weights, labelled RANDOM FEATURES.", ("extract",),
            choices=ON_MISSING_WEIGHTS),
-    Option("precision", STR, "float32", "Compute precision of the backbone: float32 | bfloat16 | float16 | auto "
-           "(bfloat16 on a GPU or a CPU with AVX512-BF16/AMX, else float32). Part of the cache identity; --dtype "
-           "still sets how features are stored.", ("extract",), choices=PRECISIONS),
+    Option("precision", STR, "auto", "Compute precision of the backbone: float32 | bfloat16 | float16 | auto "
+           "(bfloat16 on a GPU or a CPU with AVX512-BF16/AMX, else float32). The cache records the precision that "
+           "ran and it is part of the cache identity; --dtype still sets how features are stored.", ("extract",),
+           choices=PRECISIONS),
     Option("engine", STR, "local", "Where the batches are computed: local (this process) | ray (Ray Data actors on a "
            "Ray cluster; needs pip install 'featurekit[ray]').", ("extract",), choices=ENGINES),
     Option("ray_address", STR, None, "The Ray cluster to join (auto, or ray://HOST:10001).", ("extract",),
            default_text="a local Ray started for the run", example="auto"),
+    Option("ray_timeout", FLOAT, 30.0, "Seconds to wait for the Ray cluster at --ray-address to answer before "
+           "giving up.", ("extract",), above=0),
     Option("ray_workers", INT, None, "Ray actors, each with its own embedder.", ("extract",), minimum=1,
            default_text="as many as the cluster holds, leaving one CPU for reading", example=2),
     Option("cpus_per_worker", FLOAT, 1.0, "CPUs each Ray actor reserves (and its decode threads unless --workers).",

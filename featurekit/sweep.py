@@ -338,6 +338,7 @@ def _extract_grid(config: dict[str, Any], data: str | Path, progress: bool, log:
     """One `extract` per `[[sweep.backbone]]` entry (all its layers and poolings in one pass): the caches."""
     from featurekit.config import resolve_config
     from featurekit.extract import extract_from_options
+    from featurekit.extraction.progress import rich_progress_bar
 
     entries = (config.get("sweep") or {}).get("backbone") or []
     if not entries:
@@ -350,7 +351,7 @@ def _extract_grid(config: dict[str, Any], data: str | Path, progress: bool, log:
         what = [options["backbone"], options["layer"], options["pooling"], options["image_size"]]
         log(f"[bold]sweep extract {number}/{len(entries)}[/]: "
             f"{escape(' '.join(str(w) if not isinstance(w, list) else ','.join(map(str, w)) for w in what if w))}")
-        for result in extract_from_options(options, log=log, progress=progress):
+        for result in extract_from_options(options, log=log, progress=rich_progress_bar if progress else None):
             log(f"  {result.status}: {escape(str(result.cache_path))} ({result.n_images} images; weights: "
                 f"{escape(result.weights_label)})")
             caches.append(result.cache_path)

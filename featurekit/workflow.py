@@ -78,6 +78,7 @@ def run_job(file_config: dict[str, Any], options: dict[str, Any] | None = None, 
     """
     from featurekit.compare import compare_from_options
     from featurekit.extract import extract_from_options
+    from featurekit.extraction.progress import rich_progress_bar
 
     check_config(file_config, str((options or {}).get("config") or "the config"))
     run_options = resolve_config("run", file_config, options or {})
@@ -102,7 +103,7 @@ def run_job(file_config: dict[str, Any], options: dict[str, Any] | None = None, 
         what = [step_options["backbone"], _joined(step_options["layer"]), _joined(step_options["pooling"]),
                 step_options["preprocessing"]]
         log(f"[bold]extract {number}/{len(extract_jobs)}[/]: {escape(' '.join(str(w) for w in what if w))}")
-        for result in extract_from_options(step_options, log=log, progress=progress):
+        for result in extract_from_options(step_options, log=log, progress=rich_progress_bar if progress else None):
             rate = f", {result.n_computed} computed at {result.images_per_second:.1f} img/s" if result.n_computed else ""
             log(f"  {result.status}: {escape(str(result.cache_path))} ({result.n_images} images{rate}; "
                 f"weights: {escape(result.weights_label)})")

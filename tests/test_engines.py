@@ -13,7 +13,7 @@ import pytest
 from conftest import make_image_folder, write_image
 from featurekit.cache import PartialCache, open_cache
 from featurekit.engines import BatchSink, ExtractionJob, check_engine_request
-from featurekit.engines.ray_engine import FAULT_VARIABLE, ClusterShape, _BatchWorker, plan_workers
+from featurekit.engines.ray_engine import ClusterShape, _BatchWorker, plan_workers
 from featurekit.errors import FeaturekitError
 from featurekit.extract import extract
 
@@ -210,17 +210,49 @@ def worker_setup(tmp_path: Path):
     good = write_image(tmp_path / "good.jpg", seed=5, size=64, fmt="JPEG")
     (data / "fake" / "truncated.jpg").write_bytes(good.read_bytes()[:300])
     folder = scan_image_folder(data)
-    request = dict(backbone="test_tiny", taps=[(None, "avg"), (None, "max")], weights="none", image_size=None,
-                   preprocessing=None, seed=0, precision="float32", batch_size=8)
-    embedder = build_multi_embedder(**request)
+    from featurekit.extraction.entries import EmbedderRequest
+    from featurekit.extraction.request import Tap
+
+    request = EmbedderRequest("test_tiny", (Tap(None, "avg"), Tap(None, "max")), weights="none", image_size=None,
+                              preprocessing=None, seed=0, precision="float32", batch_size=8)
+    embedder = build_multi_embedder("test_tiny", taps=[(None, "avg"), (None, "max")], weights="none",
+                                    precision="float32", batch_size=8)
     job = ExtractionJob(root=folder.root, paths=tuple(s.path for s in folder.samples), todo=(0,), batch_size=8,
                         image_size=embedder.image_size, decode_options={"max_pixels": 10**7}, embedder_request=request,
                         descriptions=tuple(e.describe() for e in embedder.embedders))
     return job, embedder
 
 
-def _worker(job: ExtractionJob, **changes) -> _BatchWorker:
-    return _BatchWorker(**{"request": job.embedder_request, "descriptions": list(job.descriptions),
+def faulty_worker(faults: list[dict], base: type = _BatchWorker) -> type:
+    """A `_BatchWorker` whose batch `fault["batch"]` raises (action "raise") or exits its process ("exit") on its
+    first `fault["times"]` tries, counted with marker files in `fault["markers"]` so restarted actors count too.
+    Defined in a function, so Ray ships it by value to its actors."""
+
+    class FaultyWorker(base):
+        def _compute(self, index, *args):
+            for fault in faults:
+                if int(fault["batch"]) == index:
+                    _fail_once(fault, index)
+            return super()._compute(index, *args)
+
+    def _fail_once(fault: dict, index: int) -> None:
+        import os
+
+        for attempt in range(int(fault.get("times", 1))):
+            try:
+                os.close(os.open(Path(fault["markers"]) / f"fault-{index}-{attempt}",
+                                 os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                continue
+            if fault.get("action") == "exit":
+                os._exit(1)
+            raise RuntimeError(f"injected fault in batch {index} (try {attempt + 1})")
+
+    return FaultyWorker
+
+
+def _worker(job: ExtractionJob, worker_class: type = _BatchWorker, **changes) -> _BatchWorker:
+    return worker_class(**{"request": job.embedder_request, "descriptions": list(job.descriptions),
                            "image_size": job.image_size, "decode_options": dict(job.decode_options),
                            "decode_threads": 2, **changes})
 
@@ -267,20 +299,18 @@ def test_shipped_bytes_of_a_file_the_driver_cannot_read_give_the_local_reason(wo
     assert np.frombuffer(by_bytes["ok"][0], bool)[1] == False  # noqa: E712
 
 
-def test_the_actor_retries_a_batch_that_raises_once(worker_setup, monkeypatch, tmp_path: Path):
+def test_the_actor_retries_a_batch_that_raises_once(worker_setup, tmp_path: Path):
     job, _ = worker_setup
-    monkeypatch.setenv(FAULT_VARIABLE, json.dumps([{"batch": 0, "times": 1, "action": "raise",
-                                                    "markers": str(tmp_path)}]))
-    result = _worker(job)(_row(job, 0, False))
+    worker = faulty_worker([{"batch": 0, "times": 1, "action": "raise", "markers": str(tmp_path)}])
+    result = _worker(job, worker)(_row(job, 0, False))
     assert result["error"][0] == "" and (tmp_path / "fault-0-0").exists()
 
 
-def test_a_batch_that_keeps_failing_comes_back_as_an_error_not_an_exception(worker_setup, monkeypatch,
+def test_a_batch_that_keeps_failing_comes_back_as_an_error_not_an_exception(worker_setup,
                                                                             tmp_path: Path):
     job, _ = worker_setup
-    monkeypatch.setenv(FAULT_VARIABLE, json.dumps([{"batch": 0, "times": 5, "action": "raise",
-                                                    "markers": str(tmp_path)}]))
-    result = _worker(job, attempts=3)(_row(job, 0, False))
+    worker = faulty_worker([{"batch": 0, "times": 5, "action": "raise", "markers": str(tmp_path)}])
+    result = _worker(job, worker, attempts=3)(_row(job, 0, False))
     assert "injected fault in batch 0 (try 3)" in result["error"][0] and not result["permanent"][0]
     assert len(list(tmp_path.glob("fault-0-*"))) == 3  # three tries, then given up
 
@@ -290,7 +320,9 @@ def test_a_worker_whose_embedder_differs_fails_every_batch_at_once(worker_setup)
     wrong = [dict(d, weights_sha256="0" * 64) for d in job.descriptions]
     result = _worker(job, descriptions=wrong)(_row(job, 0, False))
     assert result["permanent"][0] and "weights_sha256" in result["error"][0]
-    unbuildable = _worker(job, request={**job.embedder_request, "backbone": "no_such_net"})
+    from dataclasses import replace
+
+    unbuildable = _worker(job, request=replace(job.embedder_request, backbone="no_such_net"))
     assert "could not build its embedder" in unbuildable(_row(job, 0, False))["error"][0]
 
 
@@ -300,3 +332,51 @@ def test_a_worker_that_cannot_see_the_data_folder_says_to_ship_bytes(worker_setu
     row["root"] = np.array([str(tmp_path / "not-on-this-node")], dtype=object)
     result = _worker(job)(row)
     assert result["permanent"][0] and "not visible" in result["error"][0] and "ship_bytes" in result["error"][0]
+
+
+# --------------------------------------------------------------------------------------------------
+# Ray: an address where nothing listens (issue 16, item 12)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.timeout(120)
+def test_a_ray_address_where_nothing_listens_fails_in_seconds_before_the_lock(image_folder: Path, tmp_path: Path):
+    import time
+
+    pytest.importorskip("ray.data", reason="the ray extra is not installed (pip install 'featurekit[ray]')")
+    import ray
+
+    assert not ray.is_initialized()  # else the engine would use that Ray and never dial the address
+    address = f"127.0.0.1:{_free_port()}"
+    cache = tmp_path / "c.h5"
+    started = time.perf_counter()
+    with pytest.raises(FeaturekitError, match=rf"Nothing answers at the Ray address {address}.*ray_address="):
+        _extract(image_folder, cache, engine="ray", engine_options={"ray_address": address, "ray_timeout": 5.0})
+    assert time.perf_counter() - started < 60
+    assert not Path(f"{cache}.lock").exists() and not PartialCache(cache).directory.exists()  # the lock never taken
+
+
+def test_the_ray_timeout_is_declared_and_only_a_listening_address_passes():
+    import socket
+
+    from featurekit.engines.ray_engine import check_reachable
+    from featurekit.options import options_for, validate
+
+    assert options_for("extract")["ray_timeout"].default == 30.0
+    with pytest.raises(FeaturekitError, match="ray_timeout"):
+        validate("extract", {"ray_timeout": 0})
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(4)
+        port = listening.getsockname()[1]
+        check_reachable(f"127.0.0.1:{port}", 5.0)
+        check_reachable(f"ray://127.0.0.1:{port}", 5.0)
+    with pytest.raises(FeaturekitError, match=rf"ray://127.0.0.1:{port} \(waited up to 2 s"):
+        check_reachable(f"ray://127.0.0.1:{port}", 2.0)

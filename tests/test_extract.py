@@ -18,7 +18,8 @@ from featurekit.extract import extract
 
 
 def _extract(data: Path, cache: Path, **options):
-    options = {"backbone": "test_tiny", "pooling": "avg", "batch_size": 4, "progress": False,
+    # float32 unless asked: these tests compare features exactly (the default, auto, is bfloat16 on some CPUs)
+    options = {"backbone": "test_tiny", "pooling": "avg", "batch_size": 4, "precision": "float32",
                "log": lambda message: None, **options}
     return extract(data, cache=cache, **options)
 
@@ -117,6 +118,8 @@ def test_resume_after_sigkill_gives_the_same_cache_row_for_row(tmp_path: Path):
     done_before = len(partial.done_batches())
     assert not interrupted.exists(), "the run finished before it could be killed; the test proves nothing"
     assert 10 <= done_before < 150
+    # The command line comes from the CLI, for the resume hint.
+    assert partial.read_request()["command"].startswith("python cli.py extract --backbone test_tiny --data ")
 
     resumed = _extract(data, interrupted, pooling="flatten", image_size=64, batch_size=2)
     assert resumed.status == "resumed" and resumed.n_computed == 300 - 2 * done_before
@@ -128,7 +131,7 @@ def test_resume_after_sigkill_gives_the_same_cache_row_for_row(tmp_path: Path):
 
 
 @pytest.mark.backend
-def test_resume_keeps_the_interrupted_batch_size(image_folder: Path, tmp_path: Path):
+def test_resume_keeps_the_interrupted_batch_size(image_folder: Path, tmp_path: Path, monkeypatch):
     cache = tmp_path / "c.h5"
     partial = PartialCache(cache)
     # Pretend a run with batch size 4 finished its first batch, then died.
@@ -143,9 +146,16 @@ def test_resume_keeps_the_interrupted_batch_size(image_folder: Path, tmp_path: P
     partial.write_batch(0, np.arange(4), first_rows, np.array([], int), [], "float32")
     (partial.directory / "batch-0000001.tmp").write_bytes(b"half-written")  # killed mid-write
     messages: list[str] = []
+    jobs = []
+    from featurekit.engines.local import LocalEngine
+
+    real_run = LocalEngine.run
+    monkeypatch.setattr(LocalEngine, "run", lambda self, job, *a: jobs.append(job) or real_run(self, job, *a))
     result = _extract(image_folder, cache, batch_size=8, log=messages.append)
     assert result.status == "resumed" and result.n_computed == 20
     assert any("batch size 4" in m for m in messages)
+    # Every engine gets the agreed batch size, the request that rebuilds the embedder elsewhere (Ray) included.
+    assert [(job.batch_size, job.embedder_request.batch_size) for job in jobs] == [(4, 4)]
 
 
 def test_weights_candidates_are_tried_in_order(image_folder: Path, tmp_path: Path):
@@ -179,7 +189,7 @@ def test_several_taps_from_one_pass_equal_separate_extractions(image_folder: Pat
     from featurekit.extract import extract_many
 
     results = extract_many(image_folder, "test_tiny", layers=["pool1", "pool2"], poolings=["avg", "meanstd"],
-                           cache_dir=tmp_path / "multi", batch_size=4, progress=False, log=lambda m: None)
+                           cache_dir=tmp_path / "multi", batch_size=4, precision="float32", log=lambda m: None)
     assert [r.cache_path.name for r in results] == [
         "faces-test_tiny-pool1-avg-32-random.h5", "faces-test_tiny-pool1-meanstd-32-random.h5",
         "faces-test_tiny-pool2-avg-32-random.h5", "faces-test_tiny-pool2-meanstd-32-random.h5"]
@@ -189,11 +199,11 @@ def test_several_taps_from_one_pass_equal_separate_extractions(image_folder: Pat
         np.testing.assert_array_equal(multi.load()[0], alone.load()[0])
         assert multi.attrs["layer"] == "pool1" and multi.attrs["pooling"] == "meanstd"
     again = extract_many(image_folder, "test_tiny", layers=["pool1", "pool2", "conv1"], poolings=["avg"],
-                         cache_dir=tmp_path / "multi", batch_size=4, progress=False, log=lambda m: None)
+                         cache_dir=tmp_path / "multi", batch_size=4, precision="float32", log=lambda m: None)
     assert [r.status for r in again] == ["up-to-date", "up-to-date", "extracted"]
     with pytest.raises(FeaturekitError, match="cache names one file"):
         extract_many(image_folder, "test_tiny", layers=["pool1", "pool2"], cache=tmp_path / "x.h5",
-                     progress=False, log=lambda m: None)
+                     log=lambda m: None)
 
 
 @pytest.mark.backend
@@ -220,7 +230,7 @@ def test_precision_and_backend_are_recorded_and_precision_is_identity(image_fold
 
 
 def extract_many_default_names(data: Path, cache_dir: Path) -> list[Path]:
-    return [extract(data, "test_tiny", pooling="avg", cache_dir=cache_dir, precision=precision, progress=False,
+    return [extract(data, "test_tiny", pooling="avg", cache_dir=cache_dir, precision=precision,
                     log=lambda m: None).cache_path for precision in ("float32", "bfloat16")]
 
 
@@ -239,12 +249,11 @@ def test_a_cache_from_before_precision_was_recorded_counts_as_float32(image_fold
 @pytest.mark.parametrize("size", [0, 100_000, 4])
 def test_image_sizes_outside_the_sane_range_are_refused_before_any_work(image_folder: Path, tmp_path: Path,
                                                                         size, monkeypatch):
-    import featurekit.extract as extract_module
+    import featurekit.extraction.plan as plan_module
 
-    monkeypatch.setattr(extract_module, "scan_image_folder", lambda *a, **k: pytest.fail("read the images"))
+    monkeypatch.setattr(plan_module, "scan_image_folder", lambda *a, **k: pytest.fail("read the images"))
     with pytest.raises(FeaturekitError, match=rf"from 8 to 2048 pixels.*image_size={size}"):
-        extract(image_folder, "test_tiny", image_size=size, cache_dir=tmp_path / "caches", progress=False,
-                log=lambda m: None)
+        extract(image_folder, "test_tiny", image_size=size, cache_dir=tmp_path / "caches", log=lambda m: None)
     assert not (tmp_path / "caches").exists()
 
 
@@ -327,10 +336,171 @@ def test_the_precision_benchmark_runs_through_extract(tmp_path: Path):
          "--precisions", "float32,bfloat16", "--batch-size", "2", "--out", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-3000:]
-    assert "avx512_bf16" in completed.stdout and "bfloat16 vs float32" in completed.stdout
     report = json.loads(out.read_text())
+    # What the benchmark says of the CPU is what /proc/cpuinfo says (read here, independently of featurekit).
+    flags = set()
+    if Path("/proc/cpuinfo").is_file():
+        flags = set(next((line.partition(":")[2].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                          if line.startswith("flags")), []))
+    shown = report["machine"]["low_precision_flags"]
+    assert set(shown) == {"avx512_bf16", "amx_bf16", "amx_tile", "avx512_fp16", "amx_fp16"}
+    assert shown == {flag: flag in flags for flag in shown}
+    for flag, present in shown.items():
+        assert f"{flag} {'yes' if present else 'no'}" in completed.stdout
+    assert "  bfloat16 vs float32: " in completed.stdout
     float32, bfloat16 = report["rows"]
     assert (float32["precision"], bfloat16["precision"]) == ("float32", "bfloat16")
     assert float32["images"] == bfloat16["images"] == 4 and bfloat16["speedup_vs_float32"] > 0
     assert 0 < bfloat16["max_abs_diff"] < 0.1 and bfloat16["min_cosine_similarity"] > 0.99
-    assert set(report["machine"]["low_precision_flags"]) >= {"avx512_bf16", "amx_bf16"}
+
+
+# ---- request -> plan -> run: progress and the command come from the caller
+
+
+def _interrupt_after(n_images: int):
+    """A progress factory that stops the run (as Ctrl-C would) once `n_images` images are computed."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def progress(total: int, label: str):
+        seen = [0]
+
+        def advance(n: int) -> None:
+            seen[0] += n
+            if seen[0] >= n_images:
+                raise KeyboardInterrupt
+
+        yield advance
+
+    return progress
+
+
+def test_progress_is_the_callers_callback_and_python_records_no_command(image_folder: Path, tmp_path: Path):
+    cache = tmp_path / "c.h5"
+    with pytest.raises(KeyboardInterrupt):
+        _extract(image_folder, cache, progress=_interrupt_after(8))
+    partial = PartialCache(cache)
+    assert 2 <= len(partial.done_batches()) < 6 and not cache.exists()
+    assert "command" not in partial.read_request()  # no sys.argv of whatever program called the library
+    with pytest.raises(FeaturekitError, match=r"stopped after \d of 6 batches.*python cli.py extract \.\.\."):
+        open_cache(cache)
+    calls = []
+
+    def counting(total: int, label: str):
+        calls.append((total, label))
+        return _interrupt_after(10**9)(total, label)
+
+    resumed = _extract(image_folder, cache, progress=counting)
+    assert resumed.status == "resumed" and calls == [(resumed.n_computed, "test_tiny features")]
+
+
+# ---- a resume never merges batches of other settings (issue 16, item 18)
+
+
+@pytest.mark.parametrize("first, second, named", [
+    ({"pooling": "max"}, {"pooling": "avg"}, "pooling is 'max' in the cache but 'avg'"),
+    ({"max_pixels": 10**6}, {"max_pixels": 1600}, "max_pixels is 1000000 in the cache but 1600"),
+])
+def test_an_interrupted_run_with_other_settings_is_refused_not_merged(image_folder: Path, tmp_path: Path, first,
+                                                                      second, named):
+    cache = tmp_path / "c.h5"
+    with pytest.raises(KeyboardInterrupt):
+        _extract(image_folder, cache, progress=_interrupt_after(4), **first)
+    done = PartialCache(cache).done_batches()
+    assert done
+    with pytest.raises(FeaturekitError, match=rf"interrupted extraction.*other settings: {named}.*overwrite"):
+        _extract(image_folder, cache, **second)
+    assert not cache.exists() and PartialCache(cache).done_batches() == done  # nothing merged, nothing lost
+    assert _extract(image_folder, cache, **second, overwrite=True).status == "extracted"
+
+
+# ---- batch size and memory (issue 16, item 7)
+
+
+def test_a_batch_larger_than_the_folder_is_never_padded_beyond_its_images(image_folder: Path, tmp_path: Path):
+    started = time.perf_counter()
+    result = _extract(image_folder, tmp_path / "c.h5", batch_size=100_000_000)  # padded: 1.2 TB of pixels
+    assert result.status == "extracted" and result.n_images == 24 and time.perf_counter() - started < 120
+    with open_cache(result.cache_path) as cache:
+        assert cache.attrs["batch_size"] == 24
+
+
+def test_a_batch_that_does_not_fit_in_memory_is_refused_before_anything_runs(image_folder: Path, tmp_path: Path,
+                                                                            monkeypatch):
+    import featurekit.extraction.memory as memory
+    from featurekit.embedder import build_multi_embedder
+    from featurekit.extraction.entries import entry_for
+
+    one_image = entry_for("test_tiny").bytes_per_image(build_multi_embedder("test_tiny", [(None, "avg")],
+                                                                            weights="none", image_size=256))
+    monkeypatch.setattr(memory, "available_memory", lambda: int(2.5 * one_image))  # room for two images
+    cache = tmp_path / "c.h5"
+    with pytest.raises(FeaturekitError, match=r"batch of 4 images of 256x256 pixels needs about \d+ MiB.*"
+                                              r"Use batch_size 1 or less.*nothing was computed"):
+        _extract(image_folder, cache, image_size=256)
+    assert not cache.exists() and not PartialCache(cache).directory.exists()
+    assert _extract(image_folder, cache, image_size=256, batch_size=1).status == "extracted"  # one image fits
+    with pytest.raises(FeaturekitError, match="needs about"):  # a refused overwrite keeps the cache it would replace
+        _extract(image_folder, cache, image_size=256, batch_size=4, dtype="float16", overwrite=True)
+    with open_cache(cache) as kept:
+        assert kept.attrs["dtype"] == "float32" and kept.attrs["batch_size"] == 1
+
+
+def test_the_memory_estimate_scales_with_batch_and_names_a_batch_that_fits():
+    from featurekit.extraction.memory import GIB, check_batch_memory
+
+    check_batch_memory(32, 10**8, 2, 224, 4 * GIB)  # 3.2 GB of 4 GiB: fits
+    with pytest.raises(FeaturekitError, match=r"needs about 3.0 GiB.*only 2.0 GiB.*Use batch_size 17 or less"):
+        check_batch_memory(32, 10**8, 2, 224, 2 * GIB)
+    with pytest.raises(FeaturekitError, match=r"Use a smaller image_size"):
+        check_batch_memory(1, 10**10, 2, 2048, 2 * GIB)
+    check_batch_memory(10**6, 10**10, 2, 2048, None)  # memory unknown: nothing to check
+
+
+def test_a_keras_backbone_estimate_counts_its_largest_feature_map():
+    from featurekit.embedder import build_multi_embedder
+    from featurekit.extraction.entries import entry_for
+
+    small = build_multi_embedder("vgg16", taps=[("block1_pool", "avg")], weights="none", image_size=32)
+    large = build_multi_embedder("vgg16", taps=[("block1_pool", "avg")], weights="none", image_size=64)
+    # block1_conv1: 64 channels at full size, the largest map; three alive, four bytes each, plus the input.
+    assert entry_for("vgg16").bytes_per_image(small) == 32 * 32 * 3 * 9 + 3 * 4 * 32 * 32 * 64
+    assert entry_for("vgg16").bytes_per_image(large) == 4 * entry_for("vgg16").bytes_per_image(small)
+
+
+# ---- precision: auto by default, resolved once, the dtype policy untouched (issue 13, item 10)
+
+
+def test_precision_defaults_to_auto_and_the_cache_records_what_ran(image_folder: Path, tmp_path: Path, monkeypatch):
+    import featurekit.backend as backend
+    from featurekit.options import default
+
+    assert default("extract", "precision") == "auto"
+    plain = extract(image_folder, "test_tiny", pooling="avg", cache_dir=tmp_path / "a", log=lambda m: None)
+    expected = "bfloat16" if backend.cpu_has_native_bf16() or backend.has_accelerator() else "float32"
+    with open_cache(plain.cache_path) as made:
+        assert made.attrs["precision"] == expected  # on this machine
+    monkeypatch.setattr(backend, "cpu_info", lambda: {"model": "a CPU with AVX512-BF16", "flags": frozenset(
+        {"avx512f", "avx512_bf16"})})
+    monkeypatch.setattr(backend, "has_accelerator", lambda: False)
+    bf16 = extract(image_folder, "test_tiny", pooling="avg", cache_dir=tmp_path / "b", log=lambda m: None)
+    with open_cache(bf16.cache_path) as made:
+        assert made.attrs["precision"] == "bfloat16" and bf16.cache_path.name.endswith("-bfloat16-random.h5")
+    float32 = extract(image_folder, "test_tiny", pooling="avg", cache_dir=tmp_path / "b", precision="float32",
+                      log=lambda m: None)
+    with open_cache(float32.cache_path) as made:
+        assert made.attrs["precision"] == "float32"
+
+
+def test_a_bfloat16_extraction_leaves_the_keras_dtype_policy_as_it_was(image_folder: Path, tmp_path: Path):
+    import keras
+
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float16")  # a caller's own policy, which extraction must neither use nor change
+    try:
+        result = _extract(image_folder, tmp_path / "c.h5", precision="bfloat16")
+        assert keras.config.dtype_policy().name == "float16"
+    finally:
+        keras.config.set_dtype_policy(before)
+    with open_cache(result.cache_path) as made:
+        assert made.attrs["precision"] == "bfloat16" and made.load()[0].dtype == np.float32

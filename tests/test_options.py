@@ -113,15 +113,19 @@ def _signature_defaults(function) -> dict:
 def test_library_signatures_agree_with_the_declarations():
     """Drift guard: where a library function still spells a default itself, it must equal the declared one."""
     from featurekit.compare import compare
-    from featurekit.extract import extract_many
+    from dataclasses import fields
+
+    from featurekit.extraction.request import ExtractionRequest
     from featurekit.fitting import fit_probe
     from featurekit.predict import predict
     from featurekit.train_backbone import train_backbone
 
-    extract = _signature_defaults(extract_many)
-    for name in ("weights", "batch_size", "dtype", "cache_dir", "overwrite", "seed", "on_missing_weights"):
+    extract = {field.name: field.default for field in fields(ExtractionRequest)}
+    for name in ("batch_size", "dtype", "overwrite", "seed", "on_missing_weights", "precision"):
         assert extract[name] == default("extract", name), name
-    assert list(extract["poolings"]) == [default("extract", "pooling")]
+    assert extract["weights"] == (default("extract", "weights"),)
+    assert extract["cache_dir"] == Path(default("extract", "cache_dir"))
+    assert [tap.pooling for tap in extract["taps"]] == [default("extract", "pooling")]
     training = _signature_defaults(train_backbone)
     for name in ("backbone", "epochs", "image_size", "batch_size", "learning_rate", "patience", "seed", "overwrite",
                  "monitor"):

@@ -22,9 +22,9 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip ins
 pytest.importorskip("ray.data", reason="Ray Data is not installed (pip install 'featurekit[ray]')")
 
 from featurekit.cache import PartialCache, open_cache  # noqa: E402
-from featurekit.engines.ray_engine import FAULT_VARIABLE  # noqa: E402
 from featurekit.errors import FeaturekitError  # noqa: E402
 from featurekit.extract import extract  # noqa: E402
+from test_engines import faulty_worker  # noqa: E402
 
 COMMON = {"backbone": "test_tiny", "pooling": "avg", "batch_size": 4, "progress": False}
 
@@ -67,7 +67,7 @@ def ray_and_local(ray_address, tmp_path_factory):
     faults = [{"batch": 1, "times": 1, "action": "raise", "markers": str(markers)},
               {"batch": 2, "times": 1, "action": "exit", "markers": str(markers)}]
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(FAULT_VARIABLE, json.dumps(faults))
+        patch.setattr("featurekit.engines.ray_engine._BatchWorker", faulty_worker(faults))
         started = time.perf_counter()
         distributed = extract(data, cache=root / "ray.h5", engine="ray", engine_options={"ray_workers": 1},
                               log=messages.append, **COMMON)
@@ -143,15 +143,15 @@ def test_a_batch_that_keeps_failing_stops_the_run_keeps_the_rest_and_a_rerun_com
     data = make_image_folder(tmp_path / "faces", per_class=8)
     markers = tmp_path / "markers"
     markers.mkdir()
-    monkeypatch.setenv(FAULT_VARIABLE, json.dumps([{"batch": 1, "times": 99, "action": "raise",
-                                                    "markers": str(markers)}]))
+    monkeypatch.setattr("featurekit.engines.ray_engine._BatchWorker",
+                        faulty_worker([{"batch": 1, "times": 99, "action": "raise", "markers": str(markers)}]))
     cache = tmp_path / "c.h5"
     with pytest.raises(FeaturekitError, match=r"Batch 1 \(first file fake/img_04.png\) failed 3 times.*injected fault"
                                               r".*3 batches finished in this run are kept"):
         extract(data, cache=cache, engine="ray", engine_options={"ray_workers": 1}, log=lambda m: None, **COMMON)
     assert PartialCache(cache).done_batches() == {0, 2, 3} and not cache.exists()
 
-    monkeypatch.delenv(FAULT_VARIABLE)
+    monkeypatch.undo()
     messages: list[str] = []
     resumed = extract(data, cache=cache, engine="ray", engine_options={"ray_workers": 1, "ship_bytes": True},
                       log=messages.append, **COMMON)

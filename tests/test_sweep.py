@@ -162,13 +162,13 @@ def test_the_sweep_command_end_to_end(tmp_path: Path, monkeypatch):
                       f'[sweep]\nprobe = ["logreg", "knn"]\nboot = 50\nrepeats = 2\nresults_dir = "{tmp_path / "results"}"\n'
                       '[[sweep.backbone]]\nbackbone = "test_tiny"\npooling = ["avg", "meanstd"]\n')
     passes = []
-    real = featurekit.extract.extract_many
+    real = featurekit.extract.extract_request
 
-    def counting(*args, **kwargs):
-        passes.append(kwargs.get("poolings"))
-        return real(*args, **kwargs)
+    def counting(request, *args, **kwargs):
+        passes.append([tap.pooling for tap in request.taps])
+        return real(request, *args, **kwargs)
 
-    monkeypatch.setattr(featurekit.extract, "extract_many", counting)
+    monkeypatch.setattr(featurekit.extract, "extract_request", counting)
     result = CliRunner().invoke(app, ["sweep", "--config", str(config), "--learning-curve", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert passes == [["avg", "meanstd"]]  # one forward pass for both poolings

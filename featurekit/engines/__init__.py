@@ -10,8 +10,9 @@ and a rerun computes only the batches that are missing, whichever engine ran bef
 - `ray` (`featurekit.engines.ray_engine`, the optional extra `featurekit[ray]`): Ray Data actors, each with
   its own embedder built from the registry, decode and embed whole batches; this process writes them.
 
-`open_engine(name, ...)` connects (for Ray: starts or joins a cluster and refuses a request that cannot
-run there) before anything is written, and releases the engine afterwards.
+`open_engine(settings)` connects (for Ray: reaches the address within `ray_timeout`, starts or joins a cluster,
+and refuses a request that cannot run there) before any cache is locked or written, and releases the engine
+afterwards.
 """
 
 from __future__ import annotations
@@ -49,9 +50,9 @@ class ExtractionJob:
         batch_size: Rows per batch: batch b is rows b * batch_size up to the next batch.
         image_size: Square size images are decoded to.
         decode_options: Passed to `featurekit.data.load_image` with every file (e.g. max_pixels).
-        embedder_request: `featurekit.embedder.build_multi_embedder` arguments that rebuild the driver's embedder
-            elsewhere (backbone, taps, resolved weights, image size, preprocessing, seed, resolved precision,
-            batch size): workers build from the registry, never from a pickled model.
+        embedder_request: What rebuilds the driver's embedder elsewhere (`request.build()`: backbone, taps,
+            resolved weights, image size, preprocessing, seed, resolved precision, batch size): workers build from
+            the registry, never from a pickled model.
         descriptions: `describe()` of each tap of the driver's embedder; a worker whose own differ is refused.
     """
 
@@ -61,7 +62,7 @@ class ExtractionJob:
     batch_size: int
     image_size: int
     decode_options: dict[str, Any] = field(default_factory=dict)
-    embedder_request: dict[str, Any] = field(default_factory=dict)
+    embedder_request: Any = None
     descriptions: tuple[dict[str, Any], ...] = ()
 
     def rows(self, batch_index: int) -> range:
@@ -173,8 +174,24 @@ ENGINE_DEFAULTS: dict[str, Any] = {
     "cpus_per_worker": declared("extract", "cpus_per_worker"),
     "gpus_per_worker": declared("extract", "gpus_per_worker"),
     "ship_bytes": declared("extract", "ship_bytes"),
+    "ray_timeout": declared("extract", "ray_timeout"),
 }
-RAY_ONLY = ("ray_address", "ray_workers", "cpus_per_worker", "gpus_per_worker", "ship_bytes")
+RAY_ONLY = ("ray_address", "ray_workers", "cpus_per_worker", "gpus_per_worker", "ship_bytes", "ray_timeout")
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Which engine computes the batches, and its settings (see `open_engine`); made by `engine_settings`."""
+
+    name: str = "local"
+    workers: int | None = None
+    prefetch_batches: int = ENGINE_DEFAULTS["prefetch_batches"]
+    ray_address: str | None = ENGINE_DEFAULTS["ray_address"]
+    ray_workers: int | None = ENGINE_DEFAULTS["ray_workers"]
+    cpus_per_worker: float = ENGINE_DEFAULTS["cpus_per_worker"]
+    gpus_per_worker: float = ENGINE_DEFAULTS["gpus_per_worker"]
+    ship_bytes: bool = ENGINE_DEFAULTS["ship_bytes"]
+    ray_timeout: float = ENGINE_DEFAULTS["ray_timeout"]
 
 
 def ray_installed() -> bool:
@@ -207,53 +224,39 @@ def check_engine_request(engine: str, engine_options: dict[str, Any] | None = No
     return options
 
 
+def engine_settings(engine: str = "local", engine_options: dict[str, Any] | None = None,
+                    workers: int | None = None) -> EngineSettings:
+    """The checked settings of an engine (see `check_engine_request`); `workers` are decode threads."""
+    return EngineSettings(name=engine, workers=workers, **check_engine_request(engine, engine_options))
+
+
 @contextmanager
-def open_engine(engine: str, engine_options: dict[str, Any] | None = None, workers: int | None = None,
-                log: Callable[[str], None] = print) -> Iterator[Engine]:
+def open_engine(settings: EngineSettings, log: Callable[[str], None] = print) -> Iterator[Engine]:
     """The engine, ready to run: for Ray, a cluster joined (or started) and the request checked against it.
 
     Args:
-        engine: "local" or "ray".
-        engine_options: prefetch_batches; for ray also ray_address, ray_workers, cpus_per_worker, gpus_per_worker,
-            ship_bytes (see `featurekit.engines.ray_engine.RayEngine`). Missing ones take their declared defaults.
-        workers: Decode threads (of this process for local, of each Ray worker for ray); None: the default.
+        settings: The engine and its options: prefetch_batches; for ray also ray_address (joined within
+            ray_timeout seconds), ray_workers, cpus_per_worker, gpus_per_worker, ship_bytes (see
+            `featurekit.engines.ray_engine.RayEngine`); `workers` decode threads (of this process for local,
+            of each Ray worker for ray; None: the default).
         log: Where messages go.
 
     Raises:
-        FeaturekitError: an unknown engine, Ray missing, or a request the cluster cannot run.
+        FeaturekitError: a cluster that cannot be reached, or a request the cluster cannot run.
     """
-    options = check_engine_request(engine, engine_options)
-    if engine == "local":
+    if settings.name == "local":
         from featurekit.engines.local import LocalEngine
 
-        yield LocalEngine(workers=workers, prefetch_batches=options["prefetch_batches"])
+        yield LocalEngine(workers=settings.workers, prefetch_batches=settings.prefetch_batches)
         return
     from featurekit.engines.ray_engine import RayEngine
 
-    with RayEngine(address=options["ray_address"], workers=options["ray_workers"],
-                   cpus_per_worker=options["cpus_per_worker"], gpus_per_worker=options["gpus_per_worker"],
-                   ship_bytes=options["ship_bytes"], decode_threads=workers, log=log) as ray_engine:
+    with RayEngine(address=settings.ray_address, workers=settings.ray_workers,
+                   cpus_per_worker=settings.cpus_per_worker, gpus_per_worker=settings.gpus_per_worker,
+                   ship_bytes=settings.ship_bytes, decode_threads=settings.workers, log=log,
+                   connect_timeout=settings.ray_timeout) as ray_engine:
         yield ray_engine
 
 
-__all__ = ["BatchSink", "ENGINES", "Engine", "ExtractionJob", "RAY_EXTRA", "check_engine_request", "open_engine",
-           "ray_installed"]
-
-
-def build_from_request(request: dict[str, Any]) -> Any:
-    """Rebuild the driver's embedder from `ExtractionJob.embedder_request` in another process.
-
-    Hand-made features (numpy, no Keras) and networks are built by their own builders; both give the
-    `MultiEmbedder` interface the engines call.
-    """
-    from featurekit.backbones import get_spec
-
-    if get_spec(request["backbone"]).is_handmade:
-        from featurekit.handmade.embedder import build_handmade_embedder
-
-        return build_handmade_embedder(request["backbone"], request["taps"], request.get("image_size"),
-                                       request.get("batch_size", 32), request.get("preprocessing"),
-                                       request.get("precision", "float32"), request.get("weights", "default"))
-    from featurekit.embedder import build_multi_embedder
-
-    return build_multi_embedder(**request)
+__all__ = ["BatchSink", "ENGINES", "Engine", "EngineSettings", "ExtractionJob", "RAY_EXTRA", "check_engine_request",
+           "engine_settings", "open_engine", "ray_installed"]

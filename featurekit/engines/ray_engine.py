@@ -41,19 +41,15 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from featurekit.engines import RAY_EXTRA, Advance, BatchSink, ExtractionJob
+from featurekit.engines import ENGINE_DEFAULTS, RAY_EXTRA, Advance, BatchSink, ExtractionJob
 from featurekit.errors import FeaturekitError, given, option_name
 
 # Tries per batch: a batch whose computation fails (or kills its actor) this many times stops the run.
 BATCH_ATTEMPTS = 3
 # CPUs kept free of actors: Ray Data needs one to schedule and feed the actors (ray-project/ray#44687).
 RESERVED_CPUS = 1
-# A test-only hook: a JSON list of {"batch": B, "times": N, "action": "raise"|"exit", "markers": DIR}; each makes
-# the actor computing batch B raise (or its process exit) on its first N tries, counted with marker files so
-# that restarted actors count too.
-FAULT_VARIABLE = "FEATUREKIT_RAY_TEST_FAULT"
 # Environment the driver passes on to every worker (its Keras backend is added explicitly).
-FORWARDED_VARIABLES = ("TF_CPP_MIN_LOG_LEVEL", "KERAS_HOME", FAULT_VARIABLE)
+FORWARDED_VARIABLES = ("TF_CPP_MIN_LOG_LEVEL", "KERAS_HOME")
 _EPSILON = 1e-9
 
 
@@ -199,13 +195,15 @@ class RayEngine:
         decode_threads: Decode threads in each actor; None: one per CPU it reserves (at least one).
         log: Where messages go.
         attempts: Tries per batch before the run stops.
+        connect_timeout: Seconds to wait for the cluster at `address` to answer before giving up.
     """
 
     name = "ray"
 
     def __init__(self, address: str | None = None, workers: int | None = None, cpus_per_worker: float = 1.0,
                  gpus_per_worker: float = 0.0, ship_bytes: bool = False, decode_threads: int | None = None,
-                 log: Callable[[str], None] = print, attempts: int = BATCH_ATTEMPTS):
+                 log: Callable[[str], None] = print, attempts: int = BATCH_ATTEMPTS,
+                 connect_timeout: float = ENGINE_DEFAULTS["ray_timeout"]):
         self.address = address
         self.requested_workers = workers
         self.cpus_per_worker = float(cpus_per_worker)
@@ -214,6 +212,7 @@ class RayEngine:
         self.decode_threads = decode_threads or max(1, math.ceil(self.cpus_per_worker))
         self.log = log
         self.attempts = int(attempts)
+        self.connect_timeout = float(connect_timeout)
         self.workers = 0
         self.cluster = ClusterShape((), ())
         self._started = False
@@ -221,6 +220,8 @@ class RayEngine:
     def __enter__(self) -> "RayEngine":
         ray = import_ray()
         if not ray.is_initialized():
+            if self.address:
+                check_reachable(self.address, self.connect_timeout)
             try:
                 with _quiet_ray():
                     ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
@@ -264,7 +265,7 @@ class RayEngine:
     def run(self, job: ExtractionJob, embedder: Any, sink: BatchSink, advance: Advance) -> dict[str, Any]:
         """Compute the job's batches on the cluster; each result is written by `sink` as it arrives.
 
-        `embedder` (the driver's) is not sent anywhere: actors build their own from `job.embedder_request`.
+        `embedder` (the driver's) is not sent anywhere: actors build their own with `job.embedder_request.build()`.
 
         Raises:
             FeaturekitError: a batch failed `attempts` times, a worker cannot work, or Ray failed; the batches
@@ -368,6 +369,23 @@ class RayEngine:
         return {"env_vars": env}
 
 
+def check_reachable(address: str, timeout: float) -> None:
+    """Refuse, within `timeout` seconds, a Ray address (`HOST:PORT` or `ray://HOST:PORT`) where nothing listens;
+    Ray itself retries such an address for many minutes. Other forms ("auto") are left to Ray."""
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise FeaturekitError(
+            f"Nothing answers at the Ray address {address} (waited up to {timeout:g} s: {error}).",
+            received=given("ray_address", address),
+            fix=f"Start the cluster there (`ray start --head`) and check the host and port (`ray status`), raise "
+                f"{option_name('ray_timeout')} for a slow network, or leave {option_name('ray_address')} out to "
+                "start a local Ray.") from None
+
+
 def _featurekit_folder() -> Path:
     import featurekit
 
@@ -401,7 +419,7 @@ class _BatchWorker:
     which batch failed and why, and decides about retries itself.
     """
 
-    def __init__(self, request: dict[str, Any], descriptions: list[dict[str, Any]], image_size: int,
+    def __init__(self, request: Any, descriptions: list[dict[str, Any]], image_size: int,
                  decode_options: dict[str, Any], decode_threads: int, attempts: int = BATCH_ATTEMPTS):
         self._n_outputs = len(descriptions)
         self._attempts = max(1, int(attempts))
@@ -409,10 +427,9 @@ class _BatchWorker:
         self._scratch = tempfile.mkdtemp(prefix="featurekit-ray-")
         self._host = socket.gethostname()
         try:
-            from featurekit.engines import build_from_request
             from featurekit.pipeline import ParallelDecoder
 
-            self._embedder = build_from_request(request)
+            self._embedder = request.build()
             self._problem = _description_mismatch([e.describe() for e in self._embedder.embedders], descriptions)
             self._decoder = ParallelDecoder(image_size, decode_threads, **decode_options)
             self._image_size = image_size
@@ -436,9 +453,7 @@ class _BatchWorker:
                                permanent=True)
         for attempt in range(self._attempts):
             try:
-                _injected_fault(index)
-                images, ok, reasons = self._decode(root, paths, blobs, unread)
-                outputs = self._embedder(images)
+                outputs, ok, reasons = self._compute(index, root, paths, blobs, unread)
                 break
             except Exception as error:  # retried here; the last error goes back to the driver as data
                 if attempt + 1 == self._attempts:
@@ -449,6 +464,12 @@ class _BatchWorker:
         for i, output in enumerate(outputs):
             columns[f"features_{i}"] = np.array([np.ascontiguousarray(output, np.float32).tobytes()], dtype=object)
         return columns
+
+    def _compute(self, index: int, root: str, paths: list[str], blobs: list | None,
+                 unread: list[str]) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
+        """One try at batch `index`: decode, then embed; returns (features per tap, ok, reasons)."""
+        images, ok, reasons = self._decode(root, paths, blobs, unread)
+        return self._embedder(images), ok, reasons
 
     def _decode(self, root: str, paths: list[str], blobs: list | None,
                 unread: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -497,25 +518,6 @@ def _description_mismatch(worker: list[dict[str, Any]], driver: list[dict[str, A
                 return (f"the worker's embedder differs from the driver's: {key} is {own.get(key)!r} there but "
                         f"{wanted.get(key)!r} here")
     return ""
-
-
-def _injected_fault(index: int) -> None:
-    """The test-only fault of FAULT_VARIABLE (see there); does nothing when it is not set."""
-    spec = os.environ.get(FAULT_VARIABLE)
-    if not spec:
-        return
-    for fault in json.loads(spec):
-        if int(fault["batch"]) != index:
-            continue
-        for attempt in range(int(fault.get("times", 1))):
-            try:
-                marker = Path(fault["markers"]) / f"fault-{index}-{attempt}"
-                os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-            except FileExistsError:
-                continue
-            if fault.get("action") == "exit":
-                os._exit(1)
-            raise RuntimeError(f"injected fault in batch {index} (try {attempt + 1})")
 
 
 def _first_line(error: BaseException) -> str:

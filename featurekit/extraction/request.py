@@ -1,0 +1,141 @@
+"""The extraction request: every setting typed and validated once, before any image is read."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from featurekit.data import DEFAULT_SPLIT_FRACTIONS, SPLITS
+from featurekit.engines import EngineSettings
+from featurekit.errors import FeaturekitError, given, option_name
+from featurekit.options import default as declared
+
+DTYPES = ("float32", "float16")
+MISSING_WEIGHTS_CHOICES = ("error", "random")
+# Which rows a cache holds (its `subset` attribute, part of its identity): "" every image in its split; a split
+# name only that split's images (a robustness view needs only the test split: 15% of the work); ALL_AS_TEST
+# every image of the folder as a test image (another test set, scored by probes fitted elsewhere).
+ALL_AS_TEST = "all-as-test"
+SUBSETS = ("", *SPLITS, ALL_AS_TEST)
+
+
+@dataclass(frozen=True)
+class Tap:
+    """One output of the shared forward pass: a layer (None: the last block) and how it is pooled."""
+
+    layer: str | None
+    pooling: str
+
+
+@dataclass(frozen=True)
+class ExtractionRequest:
+    """What to extract; made (and checked, once) by `make_request`, where every setting is described.
+
+    `taps` are the layer x pooling combinations, layers outer; `weights` the candidates, tried in order;
+    `precision` the resolved one; `command` the command line to record for the resume hint ("" from Python).
+    """
+
+    data: Path
+    backbone: str
+    taps: tuple[Tap, ...] = (Tap(None, declared("extract", "pooling")),)
+    weights: tuple[str, ...] = (declared("extract", "weights"),)
+    image_size: int | None = None
+    preprocessing: str | None = None
+    precision: str = declared("extract", "precision")
+    batch_size: int = declared("extract", "batch_size")
+    dtype: str = declared("extract", "dtype")
+    seed: int = declared("extract", "seed")
+    cache: Path | None = None
+    cache_dir: Path = Path(declared("extract", "cache_dir"))
+    overwrite: bool = declared("extract", "overwrite")
+    split_fractions: tuple[float, float, float] = DEFAULT_SPLIT_FRACTIONS
+    on_missing_weights: str = declared("extract", "on_missing_weights")
+    allow_train_overlap: bool = declared("extract", "allow_train_overlap")
+    max_pixels: int | None = declared("extract", "max_pixels")
+    view: Any = None  # featurekit.views.View | None
+    subset: str = ""
+    engine: EngineSettings = EngineSettings()
+    expected_identity: Mapping[str, Any] | None = None
+    config: Mapping[str, Any] = field(default_factory=dict)
+    command: str = ""
+
+
+def make_request(data: str | Path, backbone: str, weights: str | list[str] | tuple[str, ...] | None = None,
+                 image_size: int | None = None, layers: list[str | None] | tuple = (None,),
+                 poolings: list[str] | tuple = (declared("extract", "pooling"),), cache: str | Path | None = None,
+                 cache_dir: str | Path | None = None, view: Any = None, subset: str | None = None,
+                 engine: str = declared("extract", "engine"), engine_options: Mapping[str, Any] | None = None,
+                 workers: int | None = None, **settings: Any) -> ExtractionRequest:
+    """Check every setting that needs no image, once, and return them as one typed request.
+
+    Args:
+        data: Data folder (`DIR/<class>/...` or `DIR/{train,valid,test}/<class>/...`).
+        backbone: Registry name.
+        weights: "default", "imagenet", "none" (seeded random init) or a weights file path; or a list of these,
+            tried in order. None: the declared default.
+        image_size: Square input size; None the backbone's native size.
+        layers, poolings: Every layer x pooling is one tap of the shared forward pass (None: the last block).
+        cache, cache_dir: One cache path (one tap only), or the folder of default names.
+        view: A robustness view (`featurekit.views`) applied to every decoded image; None the clean images.
+        subset: None or "" every image; "train", "valid" or "test" that split only; "all-as-test" every image as
+            a test image.
+        engine, engine_options, workers: Where batches are computed (see `featurekit.engines.engine_settings`).
+        **settings: Any other field of ExtractionRequest (preprocessing, precision, batch_size, dtype, seed,
+            overwrite, split_fractions, on_missing_weights, allow_train_overlap, max_pixels, expected_identity,
+            config, command); see `featurekit.extract.extract_many`.
+
+    Raises:
+        FeaturekitError: naming the first setting that is wrong.
+    """
+    from featurekit.engines import engine_settings
+    from featurekit.extraction.entries import entry_for
+    from featurekit.views import parse_view
+
+    request = ExtractionRequest(
+        Path(data), backbone, weights=_candidates(weights), image_size=image_size,
+        taps=tuple(Tap(layer, pooling) for layer in dict.fromkeys(layers) for pooling in dict.fromkeys(poolings)),
+        cache=Path(cache) if cache else None, view=parse_view(view), subset=check_subset(subset),
+        engine=engine_settings(engine, engine_options, workers), **settings,
+        **({"cache_dir": Path(cache_dir)} if cache_dir is not None else {}))
+    _check_choice("dtype", request.dtype, DTYPES)
+    _check_choice("on_missing_weights", request.on_missing_weights, MISSING_WEIGHTS_CHOICES)
+    _check_batch_size(request.batch_size)
+    taps, precision = entry_for(backbone).check(request.taps, image_size, request.preprocessing, request.precision,
+                                                request.weights)
+    if request.cache and len(taps) > 1:
+        raise FeaturekitError(f"{option_name('cache')} names one file, but several layers or poolings were asked for.",
+                              received=f"{given('cache', str(cache))} with {len(taps)} taps",
+                              fix=f"Leave {option_name('cache')} out (names then follow the default pattern) and use "
+                              f"{option_name('cache_dir')}.")
+    return replace(request, taps=taps, precision=precision, max_pixels=request.max_pixels or None,
+                   split_fractions=tuple(request.split_fractions), config=dict(request.config or {}))
+
+
+def _candidates(weights: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    if weights is None:
+        return ExtractionRequest.__dataclass_fields__["weights"].default
+    return (weights,) if isinstance(weights, str) else tuple(weights)
+
+
+def check_subset(subset: str | None) -> str:
+    """The subset as the cache records it ("" for every image), or a FeaturekitError listing the valid ones."""
+    subset = subset or ""
+    if subset not in SUBSETS:
+        raise FeaturekitError(f"Unknown subset {subset!r}.", received=given("subset", subset),
+                              fix=f"Use one of: {', '.join(repr(s) for s in SUBSETS)} ('' for every image).")
+    return subset
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise FeaturekitError(f"Unknown {name} {value!r}.", received=given(name, value),
+                              fix=f"Use one of: {', '.join(choices)}.")
+
+
+def _check_batch_size(batch_size: Any) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise FeaturekitError("The batch size must be a whole number, at least 1.",
+                              received=given("batch_size", batch_size),
+                              fix=f"Use e.g. {option_name('batch_size')} 32.")

@@ -1,0 +1,116 @@
+"""Running a settled plan: the engine computes the missing batches, then each target cache is finalised."""
+
+from __future__ import annotations
+
+import time
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from featurekit.cache import IDENTITY_KEYS, finalize_cache, library_versions, open_cache
+from featurekit.extraction.plan import ExtractionPlan, Target, absolute_if_file, decode_options
+
+Advance = Callable[[int], None]
+# `progress(total_images, label)` -> a context manager yielding `advance(n_images)`; e.g.
+# `featurekit.extraction.progress.rich_progress_bar`. None shows nothing.
+ProgressFactory = Callable[[int, str], AbstractContextManager[Advance]]
+
+
+@dataclass
+class ExtractResult:
+    """What an extraction did, for the closing line and for callers."""
+
+    cache_path: Path
+    status: str  # "extracted", "resumed" or "up-to-date"
+    n_images: int
+    n_skipped: int
+    n_computed: int
+    seconds: float
+    weights_label: str
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    unsupported: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.n_computed / self.seconds if self.seconds > 0 else 0.0
+
+
+def run(plan: ExtractionPlan, engine: Any, progress: ProgressFactory | None = None) -> list[ExtractResult]:
+    """Compute the batches the target caches miss with `engine`, write them, finalise every cache.
+
+    Args:
+        plan: A plan settled under the caches' locks (`featurekit.extraction.plan.settle_targets`).
+        engine: An open engine (`featurekit.engines.open_engine`); None when every cache is up to date.
+        progress: Shows the progress (see ProgressFactory); None (or False) shows nothing.
+
+    Returns:
+        One ExtractResult per target, in the plan's order.
+    """
+    for target in plan.active:
+        if not target.partial.exists():
+            target.partial.start(_partial_record(plan, target))
+    n_computed, seconds, engine_record = _compute(plan, engine, progress)
+    for target in plan.active:
+        finalize_cache(target.partial, plan.folder.samples, _cache_attributes(plan, target, engine_record),
+                       ignored=plan.folder.unsupported)
+    return [_result(plan, target, n_computed, seconds) for target in plan.targets]
+
+
+def _partial_record(plan: ExtractionPlan, target: Target) -> dict[str, Any]:
+    """What an interrupted run leaves for its resume to check: identity, settings, batch layout, command."""
+    record = {key: target.identity[key] for key in IDENTITY_KEYS} | plan.settings | {
+        "batch_size": plan.batch_size, "n_batches": plan.n_batches, "n_samples": len(plan.folder.samples)}
+    if plan.request.command:
+        record["command"] = plan.request.command
+    return record
+
+
+def _compute(plan: ExtractionPlan, engine: Any, progress: ProgressFactory | None) -> tuple[int, float, dict[str, Any]]:
+    """Have the engine compute the batches some target misses; each target's part is written as it arrives.
+
+    Returns:
+        (images computed, seconds, what the engine records in the caches).
+    """
+    from featurekit.engines import BatchSink, ExtractionJob
+
+    active = plan.active
+    todo = sorted({b for target in active for b in range(plan.n_batches) if b not in target.done})
+    embedder = plan.embedder
+    job = ExtractionJob(root=plan.folder.root, paths=tuple(sample.path for sample in plan.folder.samples),
+                        todo=tuple(todo), batch_size=plan.batch_size, image_size=embedder.image_size,
+                        decode_options=decode_options(plan.folder.root, plan.request.max_pixels, plan.request.view,
+                                                      getattr(embedder, "stored_size", None), plan.request.backbone),
+                        embedder_request=plan.embedder_request,
+                        descriptions=tuple(tap.describe() for tap in embedder.embedders))
+    if not todo:
+        return 0, 0.0, engine.record() if engine is not None else {}
+    engine.warm_up(job, embedder)  # e.g. compile the forward pass before the clock and the bar start
+    label = f"{plan.request.backbone} features" + (f" ({len(active)} taps)" if len(active) > 1 else "")
+    bar = progress(job.n_rows, label) if progress else nullcontext(lambda n: None)
+    started = time.perf_counter()
+    with bar as advance, BatchSink(active, plan.batch_size, plan.request.dtype) as sink:
+        record = engine.run(job, embedder, sink, advance)
+    return job.n_rows, time.perf_counter() - started, record
+
+
+def _cache_attributes(plan: ExtractionPlan, target: Target, engine_record: dict[str, Any]) -> dict[str, Any]:
+    """Every attribute a finished cache records besides its rows."""
+    description, folder = target.description, plan.folder
+    return {**target.identity, "weights": absolute_if_file(description["weights"]),
+            "random_features": description["random_features"],
+            "class_names": list(folder.class_names), "data_root": str(folder.root.resolve()),
+            "layout": folder.layout, "versions": library_versions(), "config": dict(plan.request.config),
+            "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "batch_size": plan.batch_size, "seed": plan.request.seed, "resize": plan.settings["resize"],
+            "backbone_params": description.get("backbone_params", 0), **engine_record,
+            **{f"train_overlap_{split}": count for split, count in plan.overlap.items()}}
+
+
+def _result(plan: ExtractionPlan, target: Target, n_computed: int, seconds: float) -> ExtractResult:
+    with open_cache(target.path) as finished:
+        skipped, n_rows = finished.skipped, finished.n_rows
+    computed = 0 if target.status == "up-to-date" else n_computed
+    return ExtractResult(target.path, target.status, n_rows, len(skipped), computed, seconds if computed else 0.0,
+                         target.description["weights_label"], skipped=skipped, unsupported=plan.folder.unsupported)
