@@ -19,9 +19,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 
+from featurekit.choices import PRECISIONS
 from featurekit.errors import FeaturekitError, given
 
-PRECISIONS = ("float32", "bfloat16", "float16", "auto")
 # Keras dtype policy of each resolved precision: "mixed_*" keeps variables float32 and computes lower.
 DTYPE_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 # CPU flags (Linux /proc/cpuinfo names) of native bfloat16 arithmetic: AVX512-BF16 dot products, AMX tiles.

@@ -394,6 +394,22 @@ class MultiEmbedder:
         """Embed a batch [B, S, S, 3] (0..255); returns one float32 array [B, D_i] per embedder."""
         return run_in_batches(self.model, self.embedders[0]._as_pixels(images), self.batch_size)
 
+    def check_images(self, root: Any, paths: list[str]) -> None:
+        """Nothing to check before a run: every image is resized to the input size."""
+
+    def bytes_per_image(self) -> int:
+        """Memory one image takes in the forward pass, roughly: its input (uint8 pixels, their float32 copy, the
+        preprocessed input) and three of the largest feature maps (a layer's input, its output, a skip)."""
+        largest = 0
+        for layer in self.embedders[0].backbone.layers:
+            try:
+                shape = layer.output.shape[1:]
+            except (AttributeError, ValueError):  # a layer used twice, or a nested model: its parts are listed
+                continue
+            if shape and all(isinstance(d, int) for d in shape):
+                largest = max(largest, int(np.prod(shape)))
+        return self.image_size * self.image_size * 3 * (1 + 4 + 4) + 3 * 4 * largest
+
 
 def build_multi_embedder(
     backbone: str,

@@ -63,7 +63,7 @@ def test_unknown_engine_and_ray_options_without_ray_are_refused_before_reading(t
     missing = tmp_path / "nowhere"  # not even scanned: the request is refused first
     with pytest.raises(FeaturekitError, match="Unknown engine 'spark'.*local, ray"):
         _extract(missing, tmp_path / "c.h5", engine="spark")
-    with pytest.raises(FeaturekitError, match="ray_workers applies to the ray engine only.*engine ray"):
+    with pytest.raises(FeaturekitError, match="`ray_workers` applies to the ray engine only.*`engine` ray"):
         _extract(missing, tmp_path / "c.h5", engine_options={"ray_workers": 2})
     assert check_engine_request("local", {"ray_workers": None})["cpus_per_worker"] == 1.0
 

@@ -64,7 +64,7 @@ def test_bad_files_are_skipped_and_listed(image_folder: Path, tmp_path: Path):
 def test_a_cache_that_differs_is_refused_until_overwrite(image_folder: Path, tmp_path: Path):
     cache = tmp_path / "c.h5"
     _extract(image_folder, cache)
-    with pytest.raises(FeaturekitError, match="pooling is 'avg' in the cache but 'max'.*Pass overwrite"):
+    with pytest.raises(FeaturekitError, match="pooling is 'avg' in the cache but 'max'.*Pass `overwrite`"):
         _extract(image_folder, cache, pooling="max")
     write_image(image_folder / "fake" / "new.png", seed=99)
     with pytest.raises(FeaturekitError, match="images differ"):
@@ -82,14 +82,14 @@ def test_float16_halves_the_features(image_folder: Path, tmp_path: Path):
 def test_missing_imagenet_weights_can_fall_back_to_labelled_random(image_folder: Path, tmp_path: Path, monkeypatch):
     import featurekit.embedder as embedder_module
 
-    real_build = embedder_module.build_multi_embedder
+    real_build = embedder_module.multi_embedder_for_spec
 
-    def offline_build(backbone, weights="default", **kwargs):
+    def offline_build(spec, taps, weights="default", **kwargs):
         if weights != "none":
             raise WeightsUnavailableError("ImageNet weights could not be downloaded.")
-        return real_build(backbone, weights=weights, **kwargs)
+        return real_build(spec, taps, weights=weights, **kwargs)
 
-    monkeypatch.setattr(embedder_module, "build_multi_embedder", offline_build)
+    monkeypatch.setattr(embedder_module, "multi_embedder_for_spec", offline_build)
     messages: list[str] = []
     with pytest.raises(WeightsUnavailableError):
         _extract(image_folder, tmp_path / "a.h5", weights="imagenet")
@@ -201,7 +201,7 @@ def test_several_taps_from_one_pass_equal_separate_extractions(image_folder: Pat
     again = extract_many(image_folder, "test_tiny", layers=["pool1", "pool2", "conv1"], poolings=["avg"],
                          cache_dir=tmp_path / "multi", batch_size=4, precision="float32", log=lambda m: None)
     assert [r.status for r in again] == ["up-to-date", "up-to-date", "extracted"]
-    with pytest.raises(FeaturekitError, match="cache names one file"):
+    with pytest.raises(FeaturekitError, match="`cache` names one file"):
         extract_many(image_folder, "test_tiny", layers=["pool1", "pool2"], cache=tmp_path / "x.h5",
                      log=lambda m: None)
 
@@ -436,7 +436,7 @@ def test_a_batch_that_does_not_fit_in_memory_is_refused_before_anything_runs(ima
     monkeypatch.setattr(memory, "available_memory", lambda: int(2.5 * one_image))  # room for two images
     cache = tmp_path / "c.h5"
     with pytest.raises(FeaturekitError, match=r"batch of 4 images of 256x256 pixels needs about \d+ MiB.*"
-                                              r"Use batch_size 1 or less.*nothing was computed"):
+                                              r"Use `batch_size` 1 or less.*nothing was computed"):
         _extract(image_folder, cache, image_size=256)
     assert not cache.exists() and not PartialCache(cache).directory.exists()
     assert _extract(image_folder, cache, image_size=256, batch_size=1).status == "extracted"  # one image fits
@@ -450,9 +450,9 @@ def test_the_memory_estimate_scales_with_batch_and_names_a_batch_that_fits():
     from featurekit.extraction.memory import GIB, check_batch_memory
 
     check_batch_memory(32, 10**8, 2, 224, 4 * GIB)  # 3.2 GB of 4 GiB: fits
-    with pytest.raises(FeaturekitError, match=r"needs about 3.0 GiB.*only 2.0 GiB.*Use batch_size 17 or less"):
+    with pytest.raises(FeaturekitError, match=r"needs about 3.0 GiB.*only 2.0 GiB.*Use `batch_size` 17 or less"):
         check_batch_memory(32, 10**8, 2, 224, 2 * GIB)
-    with pytest.raises(FeaturekitError, match=r"Use a smaller image_size"):
+    with pytest.raises(FeaturekitError, match=r"Use a smaller `image_size`"):
         check_batch_memory(1, 10**10, 2, 2048, 2 * GIB)
     check_batch_memory(10**6, 10**10, 2, 2048, None)  # memory unknown: nothing to check
 

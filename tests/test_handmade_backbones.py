@@ -134,7 +134,7 @@ def test_images_of_another_size_are_refused_without_an_explicit_size(textures: P
     with pytest.raises(FeaturekitError) as info:
         extract(textures, "spam", cache=tmp_path / "c.h5", **QUIET)
     message = str(info.value)
-    assert "without resampling" in message and "is 48x48" in message and "image_size 48" in message
+    assert "without resampling" in message and "is 48x48" in message and "`image_size` 48" in message
     assert not (tmp_path / "c.h5").exists()
     assert extract(textures, "spam", image_size=48, cache=tmp_path / "c.h5", **QUIET).n_images == 40
 

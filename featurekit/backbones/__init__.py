@@ -10,12 +10,9 @@ from featurekit.backbones.checks import POOLINGS, PREPROCESSING_MODES
 from featurekit.backbones.registry import RegistryEntry, create_backbone, get_spec, list_backbones, register_backbone
 from featurekit.backbones.spec import BackboneSpec
 from featurekit.backbones import catalog  # noqa: F401  (registers every entry)
-from featurekit.handmade import HANDMADE_POOLING, HANDMADE_PREPROCESSING  # read by the extraction code
 
 __all__ = [
     "BackboneSpec",
-    "HANDMADE_POOLING",
-    "HANDMADE_PREPROCESSING",
     "POOLINGS",
     "PREPROCESSING_MODES",
     "RegistryEntry",

@@ -9,12 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from featurekit.choices import POOLINGS, PREPROCESSING_MODES
 from featurekit.errors import FeaturekitError, given, option_name
 
 # Preprocessing modes. The first three are keras.applications.imagenet_utils modes; "rescale" is the
 # original study's x/255, kept only as an explicit, labelled option.
-PREPROCESSING_MODES = ("caffe", "tf", "torch", "rescale")
-POOLINGS = ("flatten", "avg", "max", "meanstd")
 # The largest square input we accept. Memory sets it: at 2048 px one image is 12 MiB of uint8 and 48 MiB of
 # float32 input, and VGG16's first block alone holds 64 channels x 2048^2 x 4 B = 1 GiB of activations per
 # image; far beyond that a batch cannot fit any machine's memory and ends in MemoryError after work was done.

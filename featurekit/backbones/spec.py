@@ -57,7 +57,6 @@ class BackboneSpec:
     request_options: ClassVar[tuple[str, ...]] = (
         "weights", "layer", "pooling", "image_size", "preprocessing", "precision", "seed")
     # Read by the extraction dispatch until it calls the protocol; delete then.
-    is_handmade: ClassVar[bool] = False
 
     name: str
     builder: str

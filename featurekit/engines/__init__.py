@@ -29,10 +29,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from featurekit.choices import ENGINES
 from featurekit.errors import FeaturekitError, given, option_name
 from featurekit.options import default as declared
 
-ENGINES = ("local", "ray")
 RAY_EXTRA = "pip install 'featurekit[ray]'"
 # Batch files written at once: more threads overlap one file's fsync with the next files' HDF5 writes (HDF5
 # itself runs one call at a time). Two on a small machine, up to four where a fast GPU produces batches quickly.

@@ -7,13 +7,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from featurekit.choices import DTYPES, ON_MISSING_WEIGHTS
 from featurekit.data import DEFAULT_SPLIT_FRACTIONS, SPLITS
 from featurekit.engines import EngineSettings
 from featurekit.errors import FeaturekitError, given, option_name
 from featurekit.options import default as declared
 
-DTYPES = ("float32", "float16")
-MISSING_WEIGHTS_CHOICES = ("error", "random")
 # Which rows a cache holds (its `subset` attribute, part of its identity): "" every image in its split; a split
 # name only that split's images (a robustness view needs only the test split: 15% of the work); ALL_AS_TEST
 # every image of the folder as a test image (another test set, scored by probes fitted elsewhere).
@@ -100,7 +99,7 @@ def make_request(data: str | Path, backbone: str, weights: str | list[str] | tup
         engine=engine_settings(engine, engine_options, workers), **settings,
         **({"cache_dir": Path(cache_dir)} if cache_dir is not None else {}))
     _check_choice("dtype", request.dtype, DTYPES)
-    _check_choice("on_missing_weights", request.on_missing_weights, MISSING_WEIGHTS_CHOICES)
+    _check_choice("on_missing_weights", request.on_missing_weights, ON_MISSING_WEIGHTS)
     _check_batch_size(request.batch_size)
     taps, precision = entry_for(backbone).check(request.taps, image_size, request.preprocessing, request.precision,
                                                 request.weights)

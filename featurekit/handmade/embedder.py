@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from featurekit.choices import HANDMADE_POOLING
 from featurekit.errors import FeaturekitError, given, option_name
 
 if TYPE_CHECKING:
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
 # What a hand-made feature records as its preprocessing and pooling: it takes uint8 RGB as stored, and its
 # output is already one vector per image.
 HANDMADE_PREPROCESSING = "none"
-HANDMADE_POOLING = "none"
 HANDMADE_WEIGHTS_LABEL = "hand-made (no weights)"
 # The largest square input, as for CNNs (featurekit.backbones.checks.MAX_IMAGE_SIZE, not imported: the
 # registry sits above this package): SPAM's bin codes for a batch of 2048 px images already take hundreds of MB.
@@ -237,6 +237,15 @@ class HandmadeEmbedder:
             outputs.append(computed[tap.layer])
         return outputs
 
+    def check_images(self, root: Any, paths: list[str]) -> None:
+        """Refuse, before anything is written, images not stored at the size this feature reads them at."""
+        if self.stored_size is not None:
+            refuse_other_sizes(root, paths, self.stored_size, self.embedders[0].feature.name)
+
+    def bytes_per_image(self) -> int:
+        """Memory one image takes, roughly: its uint8 pixels and a few float64 intermediate arrays."""
+        return self.image_size ** 2 * 3 * (1 + 4 * 8)
+
 
 def handmade_embedder_of(feature: HandmadeSpec, taps: list[tuple[str | None, str]], image_size: int | None = None,
                          batch_size: int = DEFAULT_BATCH_SIZE, preprocessing: str | None = None,
@@ -248,16 +257,6 @@ def handmade_embedder_of(feature: HandmadeSpec, taps: list[tuple[str | None, str
     stored = size if image_size is None and not feature.resamples else None
     return HandmadeEmbedder([HandmadeTap(parse_variant(feature, layer), size, batch_size) for layer, _ in taps],
                             batch_size, stored_size=stored)
-
-
-def build_handmade_embedder(backbone: str, taps: list[tuple[str | None, str]], image_size: int | None = None,
-                            batch_size: int = DEFAULT_BATCH_SIZE, preprocessing: str | None = None,
-                            precision: str = "float32", weights: str | list[str] = "default") -> HandmadeEmbedder:
-    """`handmade_embedder_of` by registry name: kept for the extraction dispatch until it calls
-    `get_spec(name).build_embedder`; delete then."""
-    from featurekit.backbones.registry import get_spec
-
-    return handmade_embedder_of(get_spec(backbone), taps, image_size, batch_size, preprocessing, precision, weights)
 
 
 def refuse_other_sizes(root: Any, paths: list[str], stored_size: int, feature: str) -> None:

@@ -53,7 +53,6 @@ class HandmadeSpec:
     is_test: ClassVar[bool] = False
     request_options: ClassVar[tuple[str, ...]] = ("layer", "image_size")
     # Read by the extraction dispatch until it calls the protocol; delete then.
-    is_handmade: ClassVar[bool] = True
 
     name: str
     function: Callable[..., np.ndarray]
@@ -109,11 +108,6 @@ class HandmadeSpec:
             "reference": self.reference,
             "featurekit_version": __version__,
         }
-
-    @property
-    def handmade(self) -> "HandmadeSpec":
-        """The feature itself: read by the extraction dispatch until it calls the protocol; delete then."""
-        return self
 
     # --- the registry protocol (featurekit.backbones.registry.RegistryEntry) ---
 
