@@ -26,7 +26,15 @@ import numpy as np
 
 from featurekit.cache import CacheReader, library_versions
 from featurekit.errors import FeaturekitError
-from featurekit.fsutil import atomic_write_json, replace_directory, temporary_sibling
+from featurekit.fsutil import (
+    atomic_write_json,
+    discard_stale_temporaries,
+    make_folder,
+    refuse_unless_ours,
+    replace_directory,
+    storage_error,
+    temporary_sibling,
+)
 from featurekit.fusion import FusedCache, fusion_command_flags, open_source
 from featurekit.options import default as declared
 
@@ -53,11 +61,6 @@ class FittedProbe:
     @property
     def threshold(self) -> float:
         return float(self.meta["threshold"])
-
-
-def run_dir_for(cache_path: str | Path, probe: str, runs_dir: str | Path = "runs") -> Path:
-    """``runs/<cache file stem>/<probe>``."""
-    return Path(runs_dir) / Path(cache_path).stem / probe
 
 
 def run_dir_of(cache: CacheReader | FusedCache, probe: str, runs_dir: str | Path = "runs") -> Path:
@@ -157,6 +160,7 @@ def fit_probe(
     params = dict(params or {})
     with open_source(cache_path, log) as cache:
         directory = Path(out) if out else run_dir_of(cache, probe, runs_dir)
+        refuse_unless_ours(directory, is_fitted_folder, "The output folder")  # before any work
         cache.require_splits()
         streamed = cache.nbytes("train") + cache.nbytes("valid") > memory_budget_gb * 2**30
         started = time.perf_counter()
@@ -186,22 +190,35 @@ def fit_probe(
     return fitted
 
 
+def is_fitted_folder(path: str | Path) -> bool:
+    """featurekit's marker of a fitted-model folder: a real folder holding `fitted.json` and `model/`."""
+    path = Path(path)
+    return (path.is_dir() and not path.is_symlink() and (path / FITTED_FILE).is_file()
+            and (path / MODEL_DIR).is_dir())
+
+
 def _save_atomically(fitted: FittedProbe, save_probe: Callable) -> None:
     """Write into a fresh sibling folder, then swap it in with `replace_directory`.
 
     The old fit stays in place until the new folder is complete (a crash before the swap keeps it
-    loadable), and two fits racing for one folder both succeed, leaving one whole fit.
+    loadable), and two fits racing for one folder both succeed, leaving one whole fit. Only a folder
+    featurekit fitted is replaced (`is_fitted_folder`); anything else at the path is refused before any
+    writing. Temporaries of fits that were killed are removed first.
     """
     directory = fitted.directory
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    temporary = temporary_sibling(directory, "tmp")
-    temporary.mkdir()  # a fresh name: fails rather than writing into anything already there
+    refuse_unless_ours(directory, is_fitted_folder, "The output folder")
+    make_folder(directory.parent, "create the folder of the fitted model")
+    discard_stale_temporaries(directory)
+    temporary = make_folder(temporary_sibling(directory, "tmp"), "save the fitted model", exist_ok=False)
     try:
         save_probe(fitted.estimator, temporary / MODEL_DIR)
         atomic_write_json(temporary / FITTED_FILE, fitted.meta)
-        replace_directory(temporary, directory)
-    except BaseException:
+        replace_directory(temporary, directory, ours=is_fitted_folder)
+    except BaseException as error:
         shutil.rmtree(temporary, ignore_errors=True)
+        if isinstance(error, OSError):
+            raise storage_error(error, "save the fitted model", directory,
+                                "Nothing was replaced: the previous fit, if any, is unchanged.") from None
         raise
 
 
