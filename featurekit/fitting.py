@@ -40,6 +40,7 @@ from featurekit.options import default as declared
 
 FITTED_FILE = "fitted.json"
 MODEL_DIR = "model"
+THRESHOLD_MAX = float(np.nextafter(1.0, 2.0))  # `choose_threshold` may return just above the top score
 STREAM_CHUNK_BYTES = 32 * 2**20  # per streamed chunk: small against any budget, large enough for fast BLAS
 
 # Keys without which a fitted.json cannot be used (the rest is provenance).
@@ -240,13 +241,33 @@ def read_fitted_meta(directory: str | Path) -> dict[str, Any]:
     if missing:
         raise FeaturekitError(f"The fitted-model folder's fitted.json lacks {', '.join(missing)}.",
                               received=str(file), fix=refit_command(meta, directory))
-    try:
-        float(meta["threshold"])
-    except (TypeError, ValueError):
-        raise FeaturekitError("The fitted-model folder's fitted.json has no numeric threshold.",
-                              received=f"{file}: threshold {meta['threshold']!r}",
-                              fix=refit_command(meta, directory)) from None
+    check_decision_fields(meta, file, directory)
     return meta
+
+
+def check_decision_fields(meta: dict[str, Any], file: Path, directory: str | Path) -> None:
+    """Refuse a `threshold` or `class_names` that would turn scores into wrong labels without an error.
+
+    The threshold must be a finite number within the scores' range [0, 1] (a NaN or 5 calls every image
+    real); the class names two distinct names in the label order featurekit gives them
+    (`featurekit.data.order_class_names`: swapped names invert every label).
+    """
+    from featurekit.data import order_class_names
+
+    threshold, names = meta["threshold"], meta["class_names"]
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= THRESHOLD_MAX:
+        raise FeaturekitError("The fitted-model folder's fitted.json has a threshold outside the scores' range [0, 1] "
+                              "(or not a number): every image would get the same label.",
+                              received=f"{file} (threshold {threshold!r})", fix=refit_command(meta, directory))
+    if not (isinstance(names, list) and len(names) == 2 and all(isinstance(n, str) and n for n in names)
+            and names[0] != names[1]):
+        raise FeaturekitError("The fitted-model folder's fitted.json must name two distinct classes in class_names.",
+                              received=f"{file} (class_names {names!r})", fix=refit_command(meta, directory))
+    if tuple(names) != order_class_names(names):
+        raise FeaturekitError(
+            "The fitted-model folder's fitted.json lists class_names in an order featurekit never writes (label 0 "
+            f"first, the positive class {order_class_names(names)[1]!r} second): every label would be inverted.",
+            received=f"{file} (class_names {names!r})", fix=refit_command(meta, directory))
 
 
 def load_fitted(directory: str | Path, cache: CacheReader | None = None) -> FittedProbe:
