@@ -41,7 +41,10 @@ from featurekit.options import default as declared
 FITTED_FILE = "fitted.json"
 MODEL_DIR = "model"
 THRESHOLD_MAX = float(np.nextafter(1.0, 2.0))  # `choose_threshold` may return just above the top score
-STREAM_CHUNK_BYTES = 32 * 2**20  # per streamed chunk: small against any budget, large enough for fast BLAS
+STREAM_CHUNK_BYTES = 32 * 2**20
+# Largest row norm accepted: its square stays far inside float32 (3.4e38), where probes compute. Real
+# embeddings have norms below 1e6.
+FEATURE_NORM_MAX = 1e18  # per streamed chunk: small against any budget, large enough for fast BLAS
 
 # Keys without which a fitted.json cannot be used (the rest is provenance).
 REQUIRED_META_KEYS = ("probe", "params", "cache_fingerprint", "class_names", "threshold", "embedding")
@@ -101,13 +104,32 @@ def fit_estimator(probe: str, params: dict[str, Any], x_train: np.ndarray, y_tra
 
 
 def _check_finite(x: np.ndarray, cache: CacheReader, split: str) -> np.ndarray:
+    """Refuse features that are NaN or infinite, or so large that the probes' arithmetic overflows."""
     if not np.isfinite(x).all():
         raise FeaturekitError(
             f"Cache {cache.path.name} has {int((~np.isfinite(x)).sum())} NaN or infinite feature values in its {split!r} split.",
             received=str(cache.path),
             fix="Re-extract it with `python cli.py extract ... --overwrite` (float16 overflows on large "
                 "activations: try --dtype float32).")
+    largest = largest_row_norm(x)
+    if not largest <= FEATURE_NORM_MAX:
+        raise FeaturekitError(
+            f"Cache {cache.path.name} has feature rows of L2 norm up to {largest:.3g} in its {split!r} split: finite, "
+            f"but beyond {FEATURE_NORM_MAX:.0e}, where the probes' statistics and float32 products (squared norms, "
+            "a layer's sums) overflow to infinity and then NaN.",
+            received=str(cache.path),
+            fix="Re-extract it with `python cli.py extract ... --overwrite` from images and a backbone that give "
+                "features of ordinary size (a damaged or hand-edited cache holds values such as 3e38).")
     return x
+
+
+def largest_row_norm(x: np.ndarray, block_rows: int = 4096) -> float:
+    """The largest L2 norm of a row, summed in float64 block by block (no float64 copy of the whole array)."""
+    largest = 0.0
+    for start in range(0, len(x), block_rows):
+        block = np.asarray(x[start:start + block_rows], dtype=np.float64)
+        largest = max(largest, float(np.sqrt(np.einsum("ij,ij->i", block, block).max(initial=0.0))))
+    return largest
 
 
 def _stream(cache: CacheReader, split: str, shuffle: bool) -> Callable[[int], Any]:
@@ -217,9 +239,11 @@ def _save_atomically(fitted: FittedProbe, save_probe: Callable) -> None:
         replace_directory(temporary, directory, ours=is_fitted_folder)
     except BaseException as error:
         shutil.rmtree(temporary, ignore_errors=True)
+        kept = "Nothing was replaced: the previous fit, if any, is unchanged."
         if isinstance(error, OSError):
-            raise storage_error(error, "save the fitted model", directory,
-                                "Nothing was replaced: the previous fit, if any, is unchanged.") from None
+            raise storage_error(error, "save the fitted model", directory, kept) from None
+        if isinstance(error, FeaturekitError):
+            raise FeaturekitError(error.problem, received=str(directory), fix=f"{error.fix} {kept}") from None
         raise
 
 

@@ -303,6 +303,25 @@ def refuse_unless_ours(path: str | Path, ours: Callable[[Path], bool], what: str
             received=str(path), fix="Choose another path, or move that one away yourself.")
 
 
+def check_output_file(path: str | Path, ours: Callable[[Path], bool] | None = None) -> Path:
+    """Refuse, before any work, an output file that could not be written or would replace what is not ours.
+
+    What is at `path` must pass `refuse_unless_ours` (default marker: a regular file); the nearest folder
+    that exists on the way must be a folder this user can write into (its missing subfolders are made
+    when the file is written).
+    """
+    path = Path(path)
+    refuse_unless_ours(path, ours or is_regular_file)
+    existing = path.parent
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise storage_error(OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)), f"write {path.name}", path)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise storage_error(PermissionError(errno.EACCES, os.strerror(errno.EACCES)), f"write {path.name}", path)
+    return path
+
+
 def replace_directory(new: str | Path, final: str | Path, ours: Callable[[Path], bool]) -> Path:
     """Put the finished folder `new` at `final`, keeping the old one until the new one is in place.
 

@@ -104,14 +104,18 @@ def check_output(fmt: str, out: str | Path | None) -> None:
         raise FeaturekitError(f"{option_name('out')} needs a file format.",
                               received=f"{given('out', str(out))} {given('format', fmt)}",
                               fix=f"Add {given('format', 'md')}, {given('format', 'csv')} or {given('format', 'json')}.")
+    if out:
+        from featurekit.fsutil import check_output_file
+
+        check_output_file(out)
 
 
 def write_text(text: str, out: str | Path) -> Path:
     """Write an output file atomically (never half-written, never through a symlink)."""
-    from featurekit.fsutil import atomic_write_text
+    from featurekit.fsutil import atomic_write_text, make_folder
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(out.parent, f"create the folder of {out.name}")
     return atomic_write_text(out, text)
 
 
@@ -482,7 +486,7 @@ def plot_roc(rows: list[dict[str, Any]], out: str | Path) -> Path:
     import matplotlib.pyplot as plt
     from sklearn.metrics import RocCurveDisplay
 
-    from featurekit.fsutil import atomic_write_bytes
+    from featurekit.fsutil import atomic_write_bytes, make_folder
 
     # The legend sits beside the axes: with dozens of rows it would hide the curves.
     figure, axes = plt.subplots(figsize=(14, max(7, 0.22 * len(rows) + 1)))
@@ -497,7 +501,7 @@ def plot_roc(rows: list[dict[str, Any]], out: str | Path) -> Path:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")  # keeps the legend beside the axes
     plt.close(figure)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    make_folder(Path(out).parent, f"create the folder of {Path(out).name}")
     return atomic_write_bytes(out, buffer.getvalue())
 
 
