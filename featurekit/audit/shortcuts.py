@@ -184,7 +184,7 @@ def bootstrap_auc_interval(y: np.ndarray, score: np.ndarray, n_boot: int = 500, 
                            alpha: float = 0.05) -> tuple[float, float]:
     """Stratified percentile bootstrap interval of ROC AUC, all resamples at once.
 
-    The same resampling as `featurekit.metrics.bootstrap_ci` (each class drawn with replacement to its
+    The same resampling as `featurekit.metrics.bootstrap_intervals` (each class drawn with replacement to its
     own size), but the AUC of every resample comes from one rank computation (Mann-Whitney U with
     average ranks for ties) instead of one sklearn call each: hundreds of times faster on small test
     splits, which matters because the audit bootstraps every suspicious property.
