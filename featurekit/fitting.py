@@ -41,10 +41,10 @@ from featurekit.options import default as declared
 FITTED_FILE = "fitted.json"
 MODEL_DIR = "model"
 THRESHOLD_MAX = float(np.nextafter(1.0, 2.0))  # `choose_threshold` may return just above the top score
-STREAM_CHUNK_BYTES = 32 * 2**20
+STREAM_CHUNK_BYTES = 32 * 2**20  # per streamed chunk: small against any budget, large enough for fast BLAS
 # Largest row norm accepted: its square stays far inside float32 (3.4e38), where probes compute. Real
 # embeddings have norms below 1e6.
-FEATURE_NORM_MAX = 1e18  # per streamed chunk: small against any budget, large enough for fast BLAS
+FEATURE_NORM_MAX = 1e18
 
 # Keys without which a fitted.json cannot be used (the rest is provenance).
 REQUIRED_META_KEYS = ("probe", "params", "cache_fingerprint", "class_names", "threshold", "embedding")

@@ -211,10 +211,12 @@ def atomic_write_bytes(path: str | Path, data: bytes, ours: Callable[[Path], boo
     What is at `path` is replaced only when `ours` recognises it (default: a regular file, the output
     the caller named; see `refuse_unless_ours`): a link, a folder or a device there is refused, never
     written through or removed. An OSError (full disk, read-only, a file where a folder should be)
-    becomes a FeaturekitError naming the condition; nothing is left behind.
+    becomes a FeaturekitError naming the condition; nothing is left behind, and temporaries that killed
+    writers left beside `path` are removed (`discard_stale_temporaries`).
     """
     path = Path(path)
     refuse_unless_ours(path, ours or is_regular_file)
+    discard_stale_temporaries(path)
     temporary = temporary_sibling(path)
     try:
         fd = open_new_file(temporary)

@@ -429,7 +429,8 @@ OPTIONS: tuple[Option, ...] = (
            "probes read its image files).", ("audit",), default_text="the folder recorded in the cache",
            example="DIR"),
     Option("strict", BOOL, False, "Exit with code 1 when the audit finds a leak (an image in several splits), a "
-           "shortcut or a label conflict (identical files labelled both ways); by default the audit only warns (exit 0).", ("audit",)),
+           "shortcut or a label conflict (identical files labelled both ways); by default the audit only warns "
+           "(exit 0).", ("audit",)),
     Option("format", STR, "table", "Output: a table on the terminal, or json or md.", ("audit",),
            choices=("table", "json", "md")),
     # sweep

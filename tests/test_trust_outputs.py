@@ -146,3 +146,45 @@ def test_cli_fit_into_a_user_folder_exits_2_and_keeps_it(tmp_path: Path):
     assert run.returncode == 2, run.stderr
     assert "did not write" in run.stdout + run.stderr and "Traceback" not in run.stderr
     assert (out / "thesis.txt").read_text() == "precious" and sorted(os.listdir(out)) == ["thesis.txt"]
+
+
+def test_an_atomic_write_removes_the_temporary_a_killed_writer_left(tmp_path: Path):
+    stale = tmp_path / f".out.json.tmp-{_dead_pid()}-cafe0123"
+    stale.write_text("half")
+    live = tmp_path / f".out.json.tmp-{os.getpid()}-cafe4567"
+    live.write_text("being written")
+    atomic_write_text(tmp_path / "out.json", "{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out.json", live.name])
+
+
+def test_a_real_sigkill_while_saving_leaves_a_temporary_that_the_next_fit_removes(tmp_path: Path):
+    import signal
+    import textwrap
+
+    cache = separable_cache(tmp_path / "sep.h5")
+    out = tmp_path / "runs" / "fit"
+    child = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(REPO)!r})
+        import featurekit.fitting as fitting
+        from featurekit.probes import save_probe
+
+        def save_then_hang(estimator, path):
+            save_probe(estimator, path)
+            print("saving", flush=True)
+            time.sleep(120)
+
+        real = fitting._save_atomically
+        fitting._save_atomically = lambda fitted, _: real(fitted, save_then_hang)
+        fitting.fit_probe({str(cache)!r}, "logreg", out={str(out)!r}, log=lambda m: None)
+    """)
+    process = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        assert process.stdout.readline().strip() == "saving"
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    left = [p.name for p in out.parent.iterdir()]
+    assert len(left) == 1 and left[0].startswith(f".fit.tmp-{process.pid}-")
+    fit_probe(cache, "logreg", out=out, log=_quiet)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["fit"]

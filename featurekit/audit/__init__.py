@@ -99,7 +99,8 @@ def _finish(report: AuditReport, balance_tolerance: float) -> AuditReport:
     within_conflicts = [g for g in report.exact_within_split if g.label_conflict]
     if within_conflicts:
         shown = "; ".join(" = ".join(f"{m.path} ({m.label})" for m in g.members) for g in within_conflicts[:LEAKS_NAMED])
-        more = f"; and {len(within_conflicts) - LEAKS_NAMED} more (all in the report)" if len(within_conflicts) > LEAKS_NAMED else ""
+        extra = len(within_conflicts) - LEAKS_NAMED
+        more = f"; and {extra} more (all in the report)" if extra > 0 else ""
         warnings.append(f"LABEL CONFLICT: {len(within_conflicts)} groups of identical files carry both labels inside "
                         f"one split (no classifier can be right on both; fix the labels): {shown}{more}.")
     warnings += balance_warnings(report.balance, report.class_names, balance_tolerance)
