@@ -47,6 +47,23 @@ def entry_problem(path: Path) -> str:
     return ""
 
 
+def folder_entries(folder: Path) -> list[tuple[Path, str]]:
+    """(file, problem) for every image-named entry below `folder`, and every subfolder that cannot be read.
+
+    Links to folders are not entered (no loops); any other entry with an image suffix is listed, whatever
+    it is, so a FIFO or a dangling link gets its own row.
+    """
+    entries: list[tuple[Path, str]] = []
+
+    def unreadable(error: OSError) -> None:
+        entries.append((Path(error.filename), f"a folder that cannot be read: {error.strerror or error}"))
+
+    for root, _, names in os.walk(folder, onerror=unreadable):
+        entries += [(Path(root) / name, entry_problem(Path(root) / name)) for name in names
+                    if Path(name).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(entries)
+
+
 def collect_images(inputs: list[str | Path]) -> list[tuple[Path, str]]:
     """(file, problem) for every image named, or found (recursively) in named folders, in a stable order.
 
@@ -58,11 +75,7 @@ def collect_images(inputs: list[str | Path]) -> list[tuple[Path, str]]:
         if not os.path.lexists(item):
             raise FeaturekitError("Input not found.", received=str(item), fix="Pass image files or folders that exist.")
         problem = entry_problem(item)
-        if problem == "a folder, not an image file":
-            entries += [(path, entry_problem(path)) for path in sorted(item.rglob("*"))
-                        if path.suffix.lower() in IMAGE_SUFFIXES and not path.is_dir()]
-        else:
-            entries.append((item, problem))
+        entries += folder_entries(item) if problem == "a folder, not an image file" else [(item, problem)]
     if not entries:
         raise FeaturekitError("No images to predict.", received=", ".join(map(str, inputs)),
                               fix=f"Pass image files or folders holding {', '.join(IMAGE_SUFFIXES)} files.")

@@ -105,3 +105,23 @@ def test_a_folder_gives_a_row_to_fifos_and_dangling_links(fitted, tmp_path: Path
     assert rows[0]["p_fake"] is not None
     assert [row.get("error", "") for row in rows[1:]] == ["not a regular file (a FIFO): not read",
                                                           "a dangling symbolic link (its target does not exist)"]
+
+
+def test_an_unreadable_subfolder_gets_a_row(fitted, tmp_path: Path, monkeypatch):
+    data, model = fitted
+    folder = tmp_path / "inputs"
+    (folder / "locked").mkdir(parents=True)
+    shutil.copy(data / "real" / "img_00.png", folder / "a.png")
+    shutil.copy(data / "real" / "img_01.png", folder / "locked" / "b.png")
+    real_scandir = os.scandir
+
+    def scandir(path="."):  # as root, permissions are not enforced: simulate the refusal
+        if Path(path).name == "locked":
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    rows = predict(model.directory, [folder])
+    assert [Path(row["path"]).name for row in rows] == ["a.png", "locked"]
+    assert rows[0]["p_fake"] is not None
+    assert rows[1]["error"] == "a folder that cannot be read: Permission denied"
