@@ -226,7 +226,8 @@ def _save_atomically(fitted: FittedProbe, save_probe: Callable) -> None:
     The old fit stays in place until the new folder is complete (a crash before the swap keeps it
     loadable), and two fits racing for one folder both succeed, leaving one whole fit. Only a folder
     featurekit fitted is replaced (`is_fitted_folder`); anything else at the path is refused before any
-    writing. Temporaries of fits that were killed are removed first.
+    writing. Temporaries of fits that were killed are removed first; a previous fit that a killed swap
+    left aside (`.NAME.old-PID-*`) only once the new one is in place.
     """
     directory = fitted.directory
     refuse_unless_ours(directory, is_fitted_folder, "The output folder")
@@ -237,6 +238,7 @@ def _save_atomically(fitted: FittedProbe, save_probe: Callable) -> None:
         save_probe(fitted.estimator, temporary / MODEL_DIR)
         atomic_write_json(temporary / FITTED_FILE, fitted.meta)
         replace_directory(temporary, directory, ours=is_fitted_folder)
+        discard_stale_temporaries(directory, ("old",))  # previous fits a killed swap left aside: now replaced
     except BaseException as error:
         shutil.rmtree(temporary, ignore_errors=True)
         kept = "Nothing was replaced: the previous fit, if any, is unchanged."

@@ -136,6 +136,16 @@ def test_a_fit_after_a_sigkilled_fit_leaves_no_temporary(tmp_path: Path):
     assert sorted(p.name for p in out.parent.iterdir()) == ["fit"]
 
 
+def test_a_previous_fit_left_aside_by_a_killed_swap_is_removed_once_the_new_fit_is_in(tmp_path: Path):
+    cache = separable_cache(tmp_path / "sep.h5")
+    out = tmp_path / "runs" / "fit"
+    fit_probe(cache, "logreg", out=out, log=_quiet)
+    aside = out.with_name(f".fit.old-{_dead_pid()}-5678abcd")
+    out.rename(aside)  # killed between setting the old fit aside and renaming the new one in
+    fit_probe(cache, "logreg", out=out, log=_quiet)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["fit"]
+
+
 def test_cli_fit_into_a_user_folder_exits_2_and_keeps_it(tmp_path: Path):
     cache = separable_cache(tmp_path / "sep.h5")
     out = tmp_path / "d"
