@@ -208,9 +208,9 @@ class NewFileSink:
 def atomic_write_bytes(path: str | Path, data: bytes, ours: Callable[[Path], bool] | None = None) -> Path:
     """Write `data` to `path` atomically: temporary sibling (O_EXCL), fsync, rename, fsync the folder.
 
-    What is at `path` is replaced only when `ours` recognises it (default: a regular file, the output
-    the caller named; see `refuse_unless_ours`): a link, a folder or a device there is refused, never
-    written through or removed. An OSError (full disk, read-only, a file where a folder should be)
+    What is at `path` is replaced only when `ours` recognises it (default `is_regular_file`: the file
+    or link the caller named; see `refuse_unless_ours`): a folder or a device there is refused, and a
+    link is replaced, never written through. An OSError (full disk, read-only, a file where a folder should be)
     becomes a FeaturekitError naming the condition; nothing is left behind, and temporaries that killed
     writers left beside `path` are removed (`discard_stale_temporaries`).
     """
@@ -267,20 +267,22 @@ def commit_file(temporary: str | Path, path: str | Path, ours: Callable[[Path], 
 
 
 def is_regular_file(path: str | Path) -> bool:
-    """The marker of a plain output file (a report, a table): a regular file, not a link, folder or device."""
+    """The default marker of an output file the caller named (a report, a table): a regular file, or a
+    symbolic link, which the rename replaces without touching its target; never a folder, FIFO or device."""
     try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
+        mode = os.lstat(path).st_mode
     except OSError:
         return False
+    return stat.S_ISREG(mode) or stat.S_ISLNK(mode)
 
 
 def refuse_unless_ours(path: str | Path, ours: Callable[[Path], bool], what: str = "The output") -> None:
     """The one rule for every output featurekit replaces: only what featurekit wrote is replaced.
 
-    Nothing at `path`: fine. A symbolic link: refused (featurekit never writes through links). Anything
-    else is replaced only when `ours(path)` finds featurekit's own marker there (the caller knows it: a
-    fitted folder's `fitted.json` and `model/`, a cache's attributes); otherwise it is refused, and
-    nothing is moved or deleted.
+    Nothing at `path`: fine. Anything else is replaced only when `ours(path)` finds featurekit's own
+    marker there (the caller knows it: a fitted folder's `fitted.json` and `model/`, a cache's
+    attributes); otherwise it is refused, and nothing is moved or deleted. Writers replace by rename, so
+    even an accepted symbolic link is replaced, never written through.
 
     Args:
         path: The output path about to be replaced.
@@ -294,11 +296,9 @@ def refuse_unless_ours(path: str | Path, ours: Callable[[Path], bool], what: str
         return
     except OSError as error:
         raise storage_error(error, f"inspect {what.lower()}", path) from None
-    if stat.S_ISLNK(mode):
-        raise FeaturekitError(f"{what} is a symbolic link; featurekit does not write through links.",
-                              received=str(path), fix="Remove the link or choose another path.")
     if not ours(path):
-        kind = "folder" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "special file"
+        kind = ("symbolic link" if stat.S_ISLNK(mode) else "folder" if stat.S_ISDIR(mode)
+                else "file" if stat.S_ISREG(mode) else "special file (FIFO, socket or device)")
         raise FeaturekitError(
             f"{what} names an existing {kind} that featurekit did not write; featurekit replaces only its own "
             "outputs and never deletes or moves anything else.",

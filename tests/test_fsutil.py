@@ -35,14 +35,14 @@ def test_second_holder_is_refused_and_lock_file_removed_on_release(tmp_path):
     assert not lock.exists()
 
 
-def test_atomic_write_refuses_a_symlink_instead_of_writing_through_or_removing_it(tmp_path):
+def test_atomic_write_replaces_a_symlink_instead_of_writing_through_it(tmp_path):
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
     target = tmp_path / "out.json"
     target.symlink_to(victim)
-    with pytest.raises(FeaturekitError, match="symbolic link"):
-        atomic_write_text(target, "new")
-    assert victim.read_text() == "precious" and target.is_symlink()
+    atomic_write_text(target, "new")
+    assert victim.read_text() == "precious"
+    assert not target.is_symlink() and target.read_text() == "new"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 

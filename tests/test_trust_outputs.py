@@ -47,6 +47,15 @@ def test_fit_refuses_a_regular_file_at_out_and_moves_nothing(tmp_path: Path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
+def test_fit_refuses_a_link_at_out_and_leaves_it_and_its_target(tmp_path: Path):
+    cache = separable_cache(tmp_path / "sep.h5")
+    fit_probe(cache, "logreg", out=tmp_path / "real_fit", log=_quiet)
+    (tmp_path / "link").symlink_to(tmp_path / "real_fit")  # even a link to a fitted folder
+    with pytest.raises(FeaturekitError, match="existing symbolic link"):
+        fit_probe(cache, "logreg", out=tmp_path / "link", log=_quiet)
+    assert (tmp_path / "link").is_symlink() and is_fitted_folder(tmp_path / "real_fit")
+
+
 def test_fit_replaces_its_own_fit_and_only_that(tmp_path: Path):
     cache = separable_cache(tmp_path / "sep.h5")
     out = tmp_path / "fit"
@@ -70,14 +79,14 @@ def test_replace_directory_refuses_what_the_marker_does_not_recognise(tmp_path: 
     assert list(final.iterdir()) == []
 
 
-def test_atomic_writes_refuse_a_folder_a_link_or_a_file_the_marker_rejects(tmp_path: Path):
+def test_atomic_writes_refuse_a_folder_a_fifo_or_a_file_the_marker_rejects(tmp_path: Path):
     (tmp_path / "folder").mkdir()
     (tmp_path / "folder" / "inside.txt").write_text("x")
+    os.mkfifo(tmp_path / "pipe.md")
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
-    (tmp_path / "link.md").symlink_to(victim)
-    for target in (tmp_path / "folder", tmp_path / "link.md"):
-        with pytest.raises(FeaturekitError):
+    for target, kind in ((tmp_path / "folder", "existing folder"), (tmp_path / "pipe.md", "special file")):
+        with pytest.raises(FeaturekitError, match=kind):
             atomic_write_text(target, "new")
     with pytest.raises(FeaturekitError, match="did not write"):
         atomic_write_text(victim, "new", ours=lambda path: path.read_text().startswith("# featurekit"))
