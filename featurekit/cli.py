@@ -397,6 +397,7 @@ def audit(options: dict[str, Any]) -> None:
     target = Path(options["target"])
     common = {name: options[name] for name in ("shortcuts", "shortcut_auc", "balance_tolerance", "n_boot", "seed",
                                                "workers")}
+    common["max_pixels"] = options["max_pixels"] or None
     if target.is_dir():
         report = audit_data(target, split_fractions=parse_split_fractions(options["split"]), **common)
     elif target.is_file():
@@ -414,8 +415,9 @@ def audit(options: dict[str, Any]) -> None:
     if options["out"]:
         for warning in report.warnings:
             console.print(Text(f"WARNING: {warning}", style="bold red"), soft_wrap=True)
-    if options["strict"] and (report.has_leaks or report.has_shortcuts):
-        error_console.print(Text("audit --strict: leaks or shortcuts found; exit code 1."), soft_wrap=True)
+    if options["strict"] and (report.has_leaks or report.has_shortcuts or report.has_label_conflicts):
+        error_console.print(Text("audit --strict: leaks, shortcuts or label conflicts found; exit code 1."),
+                            soft_wrap=True)
         raise typer.Exit(1)
 
 

@@ -26,13 +26,25 @@ import numpy as np
 
 from featurekit.cache import CacheReader, library_versions
 from featurekit.errors import FeaturekitError
-from featurekit.fsutil import atomic_write_json, replace_directory, temporary_sibling
+from featurekit.fsutil import (
+    atomic_write_json,
+    discard_stale_temporaries,
+    make_folder,
+    refuse_unless_ours,
+    replace_directory,
+    storage_error,
+    temporary_sibling,
+)
 from featurekit.fusion import FusedCache, fusion_command_flags, open_source
 from featurekit.options import default as declared
 
 FITTED_FILE = "fitted.json"
 MODEL_DIR = "model"
+THRESHOLD_MAX = float(np.nextafter(1.0, 2.0))  # `choose_threshold` may return just above the top score
 STREAM_CHUNK_BYTES = 32 * 2**20  # per streamed chunk: small against any budget, large enough for fast BLAS
+# Largest row norm accepted: its square stays far inside float32 (3.4e38), where probes compute. Real
+# embeddings have norms below 1e6.
+FEATURE_NORM_MAX = 1e18
 
 # Keys without which a fitted.json cannot be used (the rest is provenance).
 REQUIRED_META_KEYS = ("probe", "params", "cache_fingerprint", "class_names", "threshold", "embedding")
@@ -53,11 +65,6 @@ class FittedProbe:
     @property
     def threshold(self) -> float:
         return float(self.meta["threshold"])
-
-
-def run_dir_for(cache_path: str | Path, probe: str, runs_dir: str | Path = "runs") -> Path:
-    """``runs/<cache file stem>/<probe>``."""
-    return Path(runs_dir) / Path(cache_path).stem / probe
 
 
 def run_dir_of(cache: CacheReader | FusedCache, probe: str, runs_dir: str | Path = "runs") -> Path:
@@ -97,13 +104,32 @@ def fit_estimator(probe: str, params: dict[str, Any], x_train: np.ndarray, y_tra
 
 
 def _check_finite(x: np.ndarray, cache: CacheReader, split: str) -> np.ndarray:
+    """Refuse features that are NaN or infinite, or so large that the probes' arithmetic overflows."""
     if not np.isfinite(x).all():
         raise FeaturekitError(
             f"Cache {cache.path.name} has {int((~np.isfinite(x)).sum())} NaN or infinite feature values in its {split!r} split.",
             received=str(cache.path),
             fix="Re-extract it with `python cli.py extract ... --overwrite` (float16 overflows on large "
                 "activations: try --dtype float32).")
+    largest = largest_row_norm(x)
+    if not largest <= FEATURE_NORM_MAX:
+        raise FeaturekitError(
+            f"Cache {cache.path.name} has feature rows of L2 norm up to {largest:.3g} in its {split!r} split: finite, "
+            f"but beyond {FEATURE_NORM_MAX:.0e}, where the probes' statistics and float32 products (squared norms, "
+            "a layer's sums) overflow to infinity and then NaN.",
+            received=str(cache.path),
+            fix="Re-extract it with `python cli.py extract ... --overwrite` from images and a backbone that give "
+                "features of ordinary size (a damaged or hand-edited cache holds values such as 3e38).")
     return x
+
+
+def largest_row_norm(x: np.ndarray, block_rows: int = 4096) -> float:
+    """The largest L2 norm of a row, summed in float64 block by block (no float64 copy of the whole array)."""
+    largest = 0.0
+    for start in range(0, len(x), block_rows):
+        block = np.asarray(x[start:start + block_rows], dtype=np.float64)
+        largest = max(largest, float(np.sqrt(np.einsum("ij,ij->i", block, block).max(initial=0.0))))
+    return largest
 
 
 def _stream(cache: CacheReader, split: str, shuffle: bool) -> Callable[[int], Any]:
@@ -159,6 +185,7 @@ def fit_probe(
         for note in cache.verify_contents():  # refuses contents changed since the cache was made
             log(note)
         directory = Path(out) if out else run_dir_of(cache, probe, runs_dir)
+        refuse_unless_ours(directory, is_fitted_folder, "The output folder")  # before any work
         cache.require_splits()
         streamed = cache.nbytes("train") + cache.nbytes("valid") > memory_budget_gb * 2**30
         started = time.perf_counter()
@@ -189,22 +216,39 @@ def fit_probe(
     return fitted
 
 
+def is_fitted_folder(path: str | Path) -> bool:
+    """featurekit's marker of a fitted-model folder: a real folder holding `fitted.json` and `model/`."""
+    path = Path(path)
+    return (path.is_dir() and not path.is_symlink() and (path / FITTED_FILE).is_file()
+            and (path / MODEL_DIR).is_dir())
+
+
 def _save_atomically(fitted: FittedProbe, save_probe: Callable) -> None:
     """Write into a fresh sibling folder, then swap it in with `replace_directory`.
 
     The old fit stays in place until the new folder is complete (a crash before the swap keeps it
-    loadable), and two fits racing for one folder both succeed, leaving one whole fit.
+    loadable), and two fits racing for one folder both succeed, leaving one whole fit. Only a folder
+    featurekit fitted is replaced (`is_fitted_folder`); anything else at the path is refused before any
+    writing. Temporaries of fits that were killed are removed first; a previous fit that a killed swap
+    left aside (`.NAME.old-PID-*`) only once the new one is in place.
     """
     directory = fitted.directory
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    temporary = temporary_sibling(directory, "tmp")
-    temporary.mkdir()  # a fresh name: fails rather than writing into anything already there
+    refuse_unless_ours(directory, is_fitted_folder, "The output folder")
+    make_folder(directory.parent, "create the folder of the fitted model")
+    discard_stale_temporaries(directory)
+    temporary = make_folder(temporary_sibling(directory, "tmp"), "save the fitted model", exist_ok=False)
     try:
         save_probe(fitted.estimator, temporary / MODEL_DIR)
         atomic_write_json(temporary / FITTED_FILE, fitted.meta)
-        replace_directory(temporary, directory)
-    except BaseException:
+        replace_directory(temporary, directory, ours=is_fitted_folder)
+        discard_stale_temporaries(directory, ("old",))  # previous fits a killed swap left aside: now replaced
+    except BaseException as error:
         shutil.rmtree(temporary, ignore_errors=True)
+        kept = "Nothing was replaced: the previous fit, if any, is unchanged."
+        if isinstance(error, OSError):
+            raise storage_error(error, "save the fitted model", directory, kept) from None
+        if isinstance(error, FeaturekitError):
+            raise FeaturekitError(error.problem, received=str(directory), fix=f"{error.fix} {kept}") from None
         raise
 
 
@@ -226,13 +270,33 @@ def read_fitted_meta(directory: str | Path) -> dict[str, Any]:
     if missing:
         raise FeaturekitError(f"The fitted-model folder's fitted.json lacks {', '.join(missing)}.",
                               received=str(file), fix=refit_command(meta, directory))
-    try:
-        float(meta["threshold"])
-    except (TypeError, ValueError):
-        raise FeaturekitError("The fitted-model folder's fitted.json has no numeric threshold.",
-                              received=f"{file}: threshold {meta['threshold']!r}",
-                              fix=refit_command(meta, directory)) from None
+    check_decision_fields(meta, file, directory)
     return meta
+
+
+def check_decision_fields(meta: dict[str, Any], file: Path, directory: str | Path) -> None:
+    """Refuse a `threshold` or `class_names` that would turn scores into wrong labels without an error.
+
+    The threshold must be a finite number within the scores' range [0, 1] (a NaN or 5 calls every image
+    real); the class names two distinct names in the label order featurekit gives them
+    (`featurekit.data.order_class_names`: swapped names invert every label).
+    """
+    from featurekit.data import order_class_names
+
+    threshold, names = meta["threshold"], meta["class_names"]
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= THRESHOLD_MAX:
+        raise FeaturekitError("The fitted-model folder's fitted.json has a threshold outside the scores' range [0, 1] "
+                              "(or not a number): every image would get the same label.",
+                              received=f"{file} (threshold {threshold!r})", fix=refit_command(meta, directory))
+    if not (isinstance(names, list) and len(names) == 2 and all(isinstance(n, str) and n for n in names)
+            and names[0] != names[1]):
+        raise FeaturekitError("The fitted-model folder's fitted.json must name two distinct classes in class_names.",
+                              received=f"{file} (class_names {names!r})", fix=refit_command(meta, directory))
+    if tuple(names) != order_class_names(names):
+        raise FeaturekitError(
+            "The fitted-model folder's fitted.json lists class_names in an order featurekit never writes (label 0 "
+            f"first, the positive class {order_class_names(names)[1]!r} second): every label would be inverted.",
+            received=f"{file} (class_names {names!r})", fix=refit_command(meta, directory))
 
 
 def load_fitted(directory: str | Path, cache: CacheReader | None = None) -> FittedProbe:

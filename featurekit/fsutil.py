@@ -15,7 +15,8 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Iterator
+import stat
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -112,11 +113,14 @@ def storage_error(error: OSError, action: str, path: str | Path, then: str = "")
                            fix=f"{fix}. {then}".strip())
 
 
-def make_folder(directory: str | Path, action: str, then: str = "") -> Path:
-    """Create `directory` (and its parents) unless it exists; refuse clearly when something is in the way."""
+def make_folder(directory: str | Path, action: str, then: str = "", exist_ok: bool = True) -> Path:
+    """Create `directory` (and its parents) unless it exists; refuse clearly when something is in the way.
+
+    With `exist_ok=False` the folder must be new (a fresh temporary name: nothing already there is used).
+    """
     directory = Path(directory)
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(parents=True, exist_ok=exist_ok)
     except OSError as error:
         raise storage_error(error, action, directory, then) from None
     return directory
@@ -201,35 +205,46 @@ class NewFileSink:
             raise self.failure
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+def atomic_write_bytes(path: str | Path, data: bytes, ours: Callable[[Path], bool] | None = None) -> Path:
     """Write `data` to `path` atomically: temporary sibling (O_EXCL), fsync, rename, fsync the folder.
 
-    A symlink at `path` is replaced by the rename, never written through.
+    What is at `path` is replaced only when `ours` recognises it (default `is_regular_file`: the file
+    or link the caller named; see `refuse_unless_ours`): a folder or a device there is refused, and a
+    link is replaced, never written through. An OSError (full disk, read-only, a file where a folder should be)
+    becomes a FeaturekitError naming the condition; nothing is left behind, and temporaries that killed
+    writers left beside `path` are removed (`discard_stale_temporaries`).
     """
     path = Path(path)
+    refuse_unless_ours(path, ours or is_regular_file)
+    discard_stale_temporaries(path)
     temporary = temporary_sibling(path)
-    fd = open_new_file(temporary)
+    try:
+        fd = open_new_file(temporary)
+    except OSError as error:
+        raise storage_error(error, f"write {path.name}", path) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise storage_error(error, f"write {path.name}", path) from None
         raise
     fsync_dir(path.parent)
     return path
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
+def atomic_write_text(path: str | Path, text: str, ours: Callable[[Path], bool] | None = None) -> Path:
     """`atomic_write_bytes` of UTF-8 text."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    return atomic_write_bytes(path, text.encode("utf-8"), ours)
 
 
-def atomic_write_json(path: str | Path, payload: Any) -> Path:
+def atomic_write_json(path: str | Path, payload: Any, ours: Callable[[Path], bool] | None = None) -> Path:
     """`atomic_write_text` of indented JSON (NumPy scalars and paths become plain values)."""
-    return atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False, default=_json_default) + "\n")
+    return atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False, default=_json_default) + "\n", ours)
 
 
 def _json_default(value: Any) -> Any:
@@ -238,32 +253,98 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def commit_file(temporary: str | Path, path: str | Path) -> Path:
-    """Move a finished temporary file into place: fsync it, rename it, fsync the folder."""
+def commit_file(temporary: str | Path, path: str | Path, ours: Callable[[Path], bool] | None = None) -> Path:
+    """Move a finished temporary file into place: fsync it, rename it, fsync the folder.
+
+    What is at `path` is replaced only when `ours` recognises it (default: a regular file; see
+    `refuse_unless_ours`).
+    """
+    refuse_unless_ours(path, ours or is_regular_file)
     fsync_path(temporary)
     os.replace(temporary, path)
     fsync_dir(Path(path).parent)
     return Path(path)
 
 
-def replace_directory(new: str | Path, final: str | Path) -> Path:
+def is_regular_file(path: str | Path) -> bool:
+    """The default marker of an output file the caller named (a report, a table): a regular file, or a
+    symbolic link, which the rename replaces without touching its target; never a folder, FIFO or device."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISREG(mode) or stat.S_ISLNK(mode)
+
+
+def refuse_unless_ours(path: str | Path, ours: Callable[[Path], bool], what: str = "The output") -> None:
+    """The one rule for every output featurekit replaces: only what featurekit wrote is replaced.
+
+    Nothing at `path`: fine. Anything else is replaced only when `ours(path)` finds featurekit's own
+    marker there (the caller knows it: a fitted folder's `fitted.json` and `model/`, a cache's
+    attributes); otherwise it is refused, and nothing is moved or deleted. Writers replace by rename, so
+    even an accepted symbolic link is replaced, never written through.
+
+    Args:
+        path: The output path about to be replaced.
+        ours: The caller's marker check.
+        what: What the output is, for the message ("The output folder", "The cache").
+    """
+    path = Path(path)
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise storage_error(error, f"inspect {what.lower()}", path) from None
+    if not ours(path):
+        kind = ("symbolic link" if stat.S_ISLNK(mode) else "folder" if stat.S_ISDIR(mode)
+                else "file" if stat.S_ISREG(mode) else "special file (FIFO, socket or device)")
+        raise FeaturekitError(
+            f"{what} names an existing {kind} that featurekit did not write; featurekit replaces only its own "
+            "outputs and never deletes or moves anything else.",
+            received=str(path), fix="Choose another path, or move that one away yourself.")
+
+
+def check_output_file(path: str | Path, ours: Callable[[Path], bool] | None = None) -> Path:
+    """Refuse, before any work, an output file that could not be written or would replace what is not ours.
+
+    What is at `path` must pass `refuse_unless_ours` (default marker: a regular file); the nearest folder
+    that exists on the way must be a folder this user can write into (its missing subfolders are made
+    when the file is written).
+    """
+    path = Path(path)
+    refuse_unless_ours(path, ours or is_regular_file)
+    existing = path.parent
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise storage_error(OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)), f"write {path.name}", path)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise storage_error(PermissionError(errno.EACCES, os.strerror(errno.EACCES)), f"write {path.name}", path)
+    return path
+
+
+def replace_directory(new: str | Path, final: str | Path, ours: Callable[[Path], bool]) -> Path:
     """Put the finished folder `new` at `final`, keeping the old one until the new one is in place.
 
-    The old folder is renamed aside first, then `new` is renamed in, then the old one is removed, so
-    a crash at any point leaves either the old or the new folder at `final` (or the old one aside, under
-    a `.NAME.old-*` name, never lost). Two writers racing for `final` both succeed; the last one wins.
+    What is at `final` is replaced only when `ours` recognises it (`refuse_unless_ours`). The old folder
+    is renamed aside first, checked again there (nothing can be swapped in between unseen), then `new` is
+    renamed in, then the old one is removed, so a crash at any point leaves either the old or the new
+    folder at `final` (or the old one aside, under a `.NAME.old-*` name, never lost). Two writers racing
+    for `final` both succeed; the last one wins.
     """
     new, final = Path(new), Path(final)
     for _ in range(10):
+        refuse_unless_ours(final, ours, "The output folder")
         aside = None
-        if final.is_symlink():
-            raise FeaturekitError("The output folder is a symbolic link; featurekit does not write through links.",
-                                  received=str(final), fix="Remove the link or choose another output folder.")
         if final.exists():
             aside = temporary_sibling(final, "old")
             try:
                 os.rename(final, aside)
             except FileNotFoundError:  # another writer moved it first: try again
+                continue
+            if not ours(aside):  # swapped in after the check: put it back untouched
+                os.rename(aside, final)
                 continue
         try:
             os.rename(new, final)
@@ -272,12 +353,64 @@ def replace_directory(new: str | Path, final: str | Path) -> Path:
                 raise
             continue  # another writer put its folder in between: set it aside next round
         finally:
-            if aside is not None:
+            if aside is not None and not final.exists():
+                os.rename(aside, final)  # the new folder could not go in: the old one goes back
+            elif aside is not None:
                 shutil.rmtree(aside, ignore_errors=True)
         fsync_dir(final.parent)
         return final
     raise FeaturekitError("Could not put the output folder in place: other processes keep replacing it.",
                           received=str(final), fix="Run one writer per output folder at a time.")
+
+
+_TEMPORARY_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<tag>[a-z]+)-(?P<pid>\d+)-[0-9a-f]{8}(?:\.[A-Za-z0-9]+)?$")
+
+
+def _process_is_gone(pid: int) -> bool:
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, under another user
+        return False
+    return False
+
+
+def discard_stale_temporaries(path: str | Path, tags: tuple[str, ...] = ("tmp",)) -> list[Path]:
+    """Remove the temporaries beside `path` whose writer was killed (SIGKILL, power loss).
+
+    Only entries that match featurekit's own naming (`temporary_sibling`: `.NAME.TAG-PID-HEX`), that
+    belong to this user, that are not links, and whose PID names no running process are removed; a
+    live writer's temporary is left alone. Safe without a lock: a PID that is gone cannot come back to
+    finish its temporary.
+
+    Returns:
+        The paths removed.
+    """
+    path = Path(path)
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        found = _TEMPORARY_NAME.match(entry.name)
+        if not found or found["name"] != path.name or found["tag"] not in tags:
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if info.st_uid != os.getuid() or stat.S_ISLNK(info.st_mode) or not _process_is_gone(int(found["pid"])):
+            continue
+        try:
+            shutil.rmtree(entry.path) if stat.S_ISDIR(info.st_mode) else os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError:
+            pass
+    return removed
 
 
 @contextmanager

@@ -290,23 +290,6 @@ def bootstrap_intervals(
     return {name: tuple(float(v) for v in np.percentile(vals, bounds)) for name, vals in kept.items()}
 
 
-def bootstrap_ci(
-    metric: ResampledMetric,
-    y: np.ndarray,
-    score: np.ndarray,
-    n_boot: int = 1000,
-    seed: int = 0,
-    alpha: float = 0.05,
-    stratified: bool = True,
-) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of one resampled metric (see `bootstrap_intervals`).
-
-    Returns:
-        (low, high).
-    """
-    return bootstrap_intervals({"metric": metric}, y, score, n_boot, seed, alpha, stratified)["metric"]
-
-
 def is_collapsed(
     y_pred: np.ndarray,
     score: np.ndarray,

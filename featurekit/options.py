@@ -463,8 +463,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("data_root", PATH, None, "The data folder a cache was made from, when it has moved since (the shortcut "
            "probes read its image files).", ("audit",), default_text="the folder recorded in the cache",
            example="DIR"),
-    Option("strict", BOOL, False, "Exit with code 1 when the audit finds a leak (an image in several splits) or a "
-           "shortcut; by default the audit only warns (exit 0).", ("audit",)),
+    Option("strict", BOOL, False, "Exit with code 1 when the audit finds a leak (an image in several splits), a "
+           "shortcut or a label conflict (identical files labelled both ways); by default the audit only warns "
+           "(exit 0).", ("audit",)),
     Option("format", STR, "table", "Output: a table on the terminal, or json or md.", ("audit",),
            choices=AUDIT_FORMATS),
     # sweep
@@ -498,7 +499,7 @@ OPTIONS: tuple[Option, ...] = (
            "run in --out (train-backbone).", ("extract", "train_backbone")),
     Option("max_pixels", INT, 64_000_000, "Largest image (width x height) decoded; larger files are skipped and "
            "listed (a guard against decompression bombs). 0: no limit of featurekit's own.",
-           ("extract", "predict"), minimum=0),
+           ("extract", "predict", "audit"), minimum=0),
     Option("workers", INT, None, "Threads that decode images (with --engine ray: in each Ray actor; audit: that "
            "read file properties).", ("extract", "predict", "audit"), minimum=1,
            default_text="one per CPU core", example=4),

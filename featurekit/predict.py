@@ -13,32 +13,73 @@ order, as `featurekit.fusion.FusedCache` did for fitting.
 
 from __future__ import annotations
 
+import os
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from featurekit.data import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, printable_path
+from featurekit.data import IMAGE_SUFFIXES, printable_path, read_problem
 from featurekit.errors import FeaturekitError, WeightsUnavailableError
 from featurekit.fitting import load_fitted
 from featurekit.hashing import file_sha256
 from featurekit.options import default as declared
 
 
-def collect_images(inputs: list[str | Path]) -> list[Path]:
-    """Image files named directly or found (recursively) in named folders, in a stable order."""
-    files: list[Path] = []
+def entry_problem(path: Path) -> str:
+    """Why an entry cannot be decoded as an image, found without opening it ("" when it can be tried).
+
+    A FIFO is never opened (reading one blocks until someone writes to it); a link is followed.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a dangling symbolic link (its target does not exist)" if path.is_symlink() else "the file disappeared"
+    except OSError as error:
+        return read_problem(error)
+    if stat.S_ISDIR(mode):
+        return "a folder, not an image file"
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        return f"not a regular file ({kind}): not read"
+    return ""
+
+
+def folder_entries(folder: Path) -> list[tuple[Path, str]]:
+    """(file, problem) for every image-named entry below `folder`, and every subfolder that cannot be read.
+
+    Links to folders are not entered (no loops); any other entry with an image suffix is listed, whatever
+    it is, so a FIFO or a dangling link gets its own row.
+    """
+    entries: list[tuple[Path, str]] = []
+
+    def unreadable(error: OSError) -> None:
+        entries.append((Path(error.filename), f"a folder that cannot be read: {error.strerror or error}"))
+
+    for root, _, names in os.walk(folder, onerror=unreadable):
+        entries += [(Path(root) / name, entry_problem(Path(root) / name)) for name in names
+                    if Path(name).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(entries)
+
+
+def collect_images(inputs: list[str | Path]) -> list[tuple[Path, str]]:
+    """(file, problem) for every image named, or found (recursively) in named folders, in a stable order.
+
+    An entry that cannot be read (a FIFO, a dangling link, a file or folder without permission) is kept
+    with its problem, so it gets its own error row; only an input that does not exist at all is refused.
+    """
+    entries: list[tuple[Path, str]] = []
     for item in map(Path, inputs):
-        if item.is_dir():
-            files += sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        elif item.is_file():
-            files.append(item)
-        else:
+        if not os.path.lexists(item):
             raise FeaturekitError("Input not found.", received=str(item), fix="Pass image files or folders that exist.")
-    if not files:
+        problem = entry_problem(item)
+        entries += folder_entries(item) if problem == "a folder, not an image file" else [(item, problem)]
+    if not entries:
         raise FeaturekitError("No images to predict.", received=", ".join(map(str, inputs)),
                               fix=f"Pass image files or folders holding {', '.join(IMAGE_SUFFIXES)} files.")
-    return files
+    return entries
 
 
 # Fields of the embedding record that the rebuilt embedder's describe() must give back, with the value a
@@ -82,10 +123,12 @@ def check_fitted_record(model_dir: str | Path, meta: dict[str, Any], estimator: 
     cache_path = Path(str(meta.get("cache", "")))
     if meta.get("cache") and cache_path.is_file():
         with open_cache(cache_path) as cache:
-            attrs, fingerprint = cache.attrs, cache.fingerprint
+            attrs, fingerprint, class_names = cache.attrs, cache.fingerprint, cache.class_names
         if meta.get("cache_fingerprint") != fingerprint:
             raise _refuse_field(model_dir, "cache_fingerprint", meta.get("cache_fingerprint"), fingerprint,
                                 f"cache {cache_path}")
+        if "class_names" in meta and meta["class_names"] != class_names:
+            raise _refuse_field(model_dir, "class_names", meta["class_names"], class_names, f"its cache {cache_path}")
         for key, recorded in embedding.items():
             if key in attrs and _plain(recorded) != _plain(attrs[key]):
                 raise _refuse_field(model_dir, key, recorded, attrs[key], f"its cache {cache_path}")
@@ -173,37 +216,48 @@ def predict(model_dir: str | Path, inputs: list[str | Path], batch_size: int = d
         workers: Decode threads; None for one per CPU core.
 
     Returns:
-        One dict per file: path (printable: a name that is not UTF-8 is shown with escapes), p_fake, label, threshold (and error for files that did not decode).
+        One dict per file: path (printable: a name that is not UTF-8 is shown with escapes), p_fake, label,
+        threshold, and error for a file that could not be read or decoded (its p_fake and label None).
     """
+    fitted = load_fitted(model_dir)
+    entries = collect_images(inputs)
+    if fitted.meta.get("members") is not None:
+        score = _fused_scorer(model_dir, fitted, batch_size)
+    else:
+        score = _single_scorer(model_dir, fitted, batch_size)
+    readable = [path for path, problem in entries if not problem]
+    scored = score([str(path.resolve()) for path in readable], batch_size, max_pixels, workers) if readable else iter(())
+    class_names, threshold = fitted.meta["class_names"], fitted.threshold
+    rows: list[dict[str, Any]] = []
+    for path, problem in entries:
+        p_fake, reason = (None, problem) if problem else next(scored)
+        row = {"path": printable_path(str(path)), "p_fake": p_fake, "label": None, "threshold": threshold}
+        if p_fake is None:
+            row["error"] = reason or "not decoded"
+        else:
+            row["label"] = class_names[int(p_fake >= threshold)]
+        rows.append(row)
+    return rows
+
+
+def _single_scorer(model_dir: str | Path, fitted: Any, batch_size: int):
+    """A function paths -> (P(fake) or None, reason) per path, through the one embedder of the model's cache."""
     from featurekit.pipeline import image_batches
     from featurekit.probes import fake_scores
 
-    fitted = load_fitted(model_dir)
-    files = collect_images(inputs)
-    if fitted.meta.get("members") is not None:
-        return _predict_fused(model_dir, fitted, files, batch_size, max_pixels, workers)
     check_fitted_record(model_dir, fitted.meta, fitted.estimator)
     embedder = embedder_for(fitted.meta["embedding"])
     check_embedder_matches(model_dir, fitted.meta["embedding"], embedder.describe())
     embedder.batch_size = batch_size
-    class_names = fitted.meta["class_names"]
-    threshold = fitted.threshold
-    rows: list[dict[str, Any]] = []
-    batches = image_batches("", [str(f.resolve()) for f in files], fitted.meta["embedding"]["image_size"], batch_size,
-                            workers=workers, max_pixels=max_pixels)
-    for number, (images, ok, reasons) in enumerate(batches):
-        batch_files = files[number * batch_size:number * batch_size + len(ok)]
-        scores = np.full(len(ok), np.nan)
-        if ok.any():
-            scores[ok] = fake_scores(fitted.estimator, embedder(images)[ok])
-        for file, good, score, reason in zip(batch_files, ok, scores, reasons):
-            if good:
-                rows.append({"path": printable_path(str(file)), "p_fake": float(score), "label": class_names[int(score >= threshold)],
-                             "threshold": threshold})
-            else:
-                rows.append({"path": printable_path(str(file)), "p_fake": None, "label": None, "threshold": threshold,
-                             "error": reason})
-    return rows
+    size = fitted.meta["embedding"]["image_size"]
+
+    def score(paths: list[str], batch_size: int, max_pixels: int | None, workers: int | None) -> Iterator:
+        for images, ok, reasons in image_batches("", paths, size, batch_size, workers=workers, max_pixels=max_pixels):
+            scores = np.full(len(ok), np.nan)
+            if ok.any():
+                scores[ok] = fake_scores(fitted.estimator, embedder(images)[ok])
+            yield from ((float(s), "") if good else (None, reason) for good, s, reason in zip(ok, scores, reasons))
+    return score
 
 
 def fused_embedders(model_dir: str | Path, meta: dict[str, Any], estimator: Any) -> list:
@@ -242,9 +296,8 @@ def fused_embedders(model_dir: str | Path, meta: dict[str, Any], estimator: Any)
     return embedders
 
 
-def _predict_fused(model_dir: str | Path, fitted: Any, files: list[Path], batch_size: int, max_pixels: int | None,
-                   workers: int | None) -> list[dict[str, Any]]:
-    """`predict` for a model fitted on a fusion: each image through every member's embedder, concatenated."""
+def _fused_scorer(model_dir: str | Path, fitted: Any, batch_size: int):
+    """`_single_scorer` for a model fitted on a fusion: each image through every member's embedder, concatenated."""
     from featurekit.pipeline import image_batches
     from featurekit.probes import fake_scores
 
@@ -253,26 +306,19 @@ def _predict_fused(model_dir: str | Path, fitted: Any, files: list[Path], batch_
     distinct = list(dict.fromkeys(sizes))
     for embedder in embedders:
         embedder.batch_size = batch_size
-    class_names, threshold = fitted.meta["class_names"], fitted.threshold
-    paths = [str(f.resolve()) for f in files]
-    # One decode per distinct input size; the streams slice the files identically, batch by batch.
-    streams = [image_batches("", paths, size, batch_size, workers=workers, max_pixels=max_pixels) for size in distinct]
-    rows: list[dict[str, Any]] = []
-    for number, decoded in enumerate(zip(*streams)):
-        by_size = {size: batch for size, batch in zip(distinct, decoded)}
-        ok = np.logical_and.reduce([batch[1] for batch in decoded])
-        reasons = [next((r for r in row_reasons if r), "") for row_reasons in zip(*(batch[2] for batch in decoded))]
-        batch_files = files[number * batch_size:number * batch_size + len(ok)]
-        scores = np.full(len(ok), np.nan)
-        if ok.any():
-            features = np.concatenate([np.asarray(embedder(by_size[size][0]))[ok]
-                                       for embedder, size in zip(embedders, sizes)], axis=1)
-            scores[ok] = fake_scores(fitted.estimator, features)
-        for file, good, score, reason in zip(batch_files, ok, scores, reasons):
-            if good:
-                rows.append({"path": printable_path(str(file)), "p_fake": float(score),
-                             "label": class_names[int(score >= threshold)], "threshold": threshold})
-            else:
-                rows.append({"path": printable_path(str(file)), "p_fake": None, "label": None, "threshold": threshold,
-                             "error": reason or "not decoded"})
-    return rows
+
+    def score(paths: list[str], batch_size: int, max_pixels: int | None, workers: int | None) -> Iterator:
+        # One decode per distinct input size; the streams slice the files identically, batch by batch.
+        streams = [image_batches("", paths, size, batch_size, workers=workers, max_pixels=max_pixels)
+                   for size in distinct]
+        for decoded in zip(*streams):
+            by_size = {size: batch for size, batch in zip(distinct, decoded)}
+            ok = np.logical_and.reduce([batch[1] for batch in decoded])
+            reasons = [next((r for r in row_reasons if r), "") for row_reasons in zip(*(batch[2] for batch in decoded))]
+            scores = np.full(len(ok), np.nan)
+            if ok.any():
+                features = np.concatenate([np.asarray(embedder(by_size[size][0]))[ok]
+                                           for embedder, size in zip(embedders, sizes)], axis=1)
+                scores[ok] = fake_scores(fitted.estimator, features)
+            yield from ((float(s), "") if good else (None, reason) for good, s, reason in zip(ok, scores, reasons))
+    return score

@@ -148,7 +148,7 @@ def test_a_crash_before_the_swap_keeps_the_old_fit(tmp_path: Path, monkeypatch):
     old = fit_probe(cache, "logreg", runs_dir=tmp_path / "runs", log=lambda m: None)
     seen = []
 
-    def crash(new, final):
+    def crash(new, final, **_):
         # The new folder is complete at this point: only the swap is missing.
         seen.append(sorted(p.name for p in Path(new).iterdir()))
         raise KeyboardInterrupt  # a crash the process does not survive as far as this fit is concerned
@@ -173,9 +173,9 @@ def test_two_fits_into_one_folder_both_succeed(tmp_path: Path, monkeypatch):
     fit_probe(cache, "logreg", out=out, log=lambda m: None)  # an old fit to replace, as in a rerun
     both_ready = threading.Barrier(2, timeout=60)
 
-    def swap_together(new, final):
+    def swap_together(new, final, **marker):
         both_ready.wait()  # both fits reach the swap at the same moment
-        return replace_directory(new, final)
+        return replace_directory(new, final, **marker)
 
     monkeypatch.setattr(fitting, "replace_directory", swap_together)
     errors: list[BaseException] = []

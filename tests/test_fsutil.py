@@ -52,7 +52,7 @@ def test_replace_directory_swaps_in_the_new_folder(tmp_path):
     (final / "old.txt").write_text("old")
     new.mkdir()
     (new / "new.txt").write_text("new")
-    replace_directory(new, final)
+    replace_directory(new, final, ours=lambda path: (path / "old.txt").is_file())
     assert sorted(p.name for p in final.iterdir()) == ["new.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fit"]
 

@@ -95,20 +95,25 @@ def _noisy_scores(n: int = 200, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return y, y * 1.0 + rng.normal(0, 1.0, n)
 
 
+def _interval(metric, y, s, **options):
+    """The interval of one metric through `bootstrap_intervals`."""
+    return metrics.bootstrap_intervals({"metric": metric}, y, s, **options)["metric"]
+
+
 def test_bootstrap_ci_contains_estimate_and_is_reproducible():
     y, s = _noisy_scores()
     auc = metrics.roc_auc(y, s)
-    low, high = metrics.bootstrap_ci(metrics.resampled_roc_auc, y, s, n_boot=100, seed=7)
+    low, high = _interval(metrics.resampled_roc_auc, y, s, n_boot=100, seed=7)
     assert low < auc < high
     assert high - low < 0.3  # 200 samples pin the AUC down to a few hundredths
-    assert (low, high) == metrics.bootstrap_ci(metrics.resampled_roc_auc, y, s, n_boot=100, seed=7)
-    assert (low, high) != metrics.bootstrap_ci(metrics.resampled_roc_auc, y, s, n_boot=100, seed=8)
+    assert (low, high) == _interval(metrics.resampled_roc_auc, y, s, n_boot=100, seed=7)
+    assert (low, high) != _interval(metrics.resampled_roc_auc, y, s, n_boot=100, seed=8)
 
 
 def test_bootstrap_ci_plain_resampling_skips_one_class_resamples():
     # With 1 fake among 6, about a third of plain resamples hold no fake at all.
     y, s = np.array([0, 0, 0, 0, 0, 1]), np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.9])
-    low, high = metrics.bootstrap_ci(metrics.resampled_roc_auc, y, s, n_boot=200, seed=0, stratified=False)
+    low, high = _interval(metrics.resampled_roc_auc, y, s, n_boot=200, seed=0, stratified=False)
     assert low == high == 1.0
 
 
@@ -152,7 +157,7 @@ def test_vectorised_intervals_equal_the_sklearn_loop(stratified):
         (metrics.resampled_accuracy(0.5), lambda yy, ss: metrics.accuracy(yy, ss, 0.5)),
     ]:
         expected = _sklearn_loop_interval(reference, y, s, n_boot=300, seed=3, stratified=stratified)
-        got = metrics.bootstrap_ci(vectorised, y, s, n_boot=300, seed=3, stratified=stratified)
+        got = _interval(vectorised, y, s, n_boot=300, seed=3, stratified=stratified)
         np.testing.assert_allclose(got, expected, rtol=1e-12)
 
 

@@ -44,12 +44,14 @@ from featurekit.audit.shortcuts import (
     shortcut_probes,
     shortcut_warnings,
 )
+from featurekit.data import DEFAULT_MAX_PIXELS
 from featurekit.errors import FeaturekitError, given, option_name
 
 DEFAULT_BALANCE_TOLERANCE = 0.10
 LEAKS_NAMED = 5  # duplicate groups named in the warning itself; the report lists all
 DEFAULTS = {"near_duplicate_threshold": DEFAULT_NEAR_DUPLICATE_THRESHOLD, "shortcut_auc": DEFAULT_SHORTCUT_AUC,
-            "balance_tolerance": DEFAULT_BALANCE_TOLERANCE, "n_boot": DEFAULT_N_BOOT, "max_listed": DEFAULT_MAX_LISTED}
+            "balance_tolerance": DEFAULT_BALANCE_TOLERANCE, "n_boot": DEFAULT_N_BOOT, "max_listed": DEFAULT_MAX_LISTED,
+            "max_pixels": DEFAULT_MAX_PIXELS}
 
 
 def _check_threshold(name: str, value: float, low: float, high: float) -> None:
@@ -64,10 +66,12 @@ def _check_count(name: str, value: int, low: int) -> None:
                               fix=f"Use e.g. {given(name, DEFAULTS[name])}.")
 
 
-def _check_common(shortcut_auc: float, balance_tolerance: float, n_boot: int) -> None:
+def _check_common(shortcut_auc: float, balance_tolerance: float, n_boot: int, max_pixels: int | None) -> None:
     _check_threshold("shortcut_auc", shortcut_auc, 0.5, 1.0)
     _check_threshold("balance_tolerance", balance_tolerance, 0.0, 1.0)
     _check_count("n_boot", n_boot, 1)
+    if max_pixels is not None:
+        _check_count("max_pixels", max_pixels, 1)
 
 
 def _finish(report: AuditReport, balance_tolerance: float) -> AuditReport:
@@ -92,6 +96,13 @@ def _finish(report: AuditReport, balance_tolerance: float) -> AuditReport:
             report.notes.append(f"shortcut probes not run: {report.shortcuts.skipped}")
         if report.shortcuts.unreadable:
             report.notes.append(f"{len(report.shortcuts.unreadable)} image files could not be read for the shortcut probes")
+    within_conflicts = [g for g in report.exact_within_split if g.label_conflict]
+    if within_conflicts:
+        shown = "; ".join(" = ".join(f"{m.path} ({m.label})" for m in g.members) for g in within_conflicts[:LEAKS_NAMED])
+        extra = len(within_conflicts) - LEAKS_NAMED
+        more = f"; and {extra} more (all in the report)" if extra > 0 else ""
+        warnings.append(f"LABEL CONFLICT: {len(within_conflicts)} groups of identical files carry both labels inside "
+                        f"one split (no classifier can be right on both; fix the labels): {shown}{more}.")
     warnings += balance_warnings(report.balance, report.class_names, balance_tolerance)
     if report.exact_within_split:
         report.notes.append(f"{len(report.exact_within_split)} groups of identical files inside one split "
@@ -102,7 +113,8 @@ def _finish(report: AuditReport, balance_tolerance: float) -> AuditReport:
 
 def audit_data(folder: str | Path, *, split_fractions: tuple[float, float, float] | None = None,
                shortcut_auc: float = DEFAULT_SHORTCUT_AUC, balance_tolerance: float = DEFAULT_BALANCE_TOLERANCE,
-               shortcuts: bool = True, n_boot: int = DEFAULT_N_BOOT, seed: int = 0, workers: int | None = None) -> AuditReport:
+               shortcuts: bool = True, n_boot: int = DEFAULT_N_BOOT, seed: int = 0, workers: int | None = None,
+               max_pixels: int | None = DEFAULT_MAX_PIXELS) -> AuditReport:
     """Audit an image folder: exact duplicates, class balance and shortcut probes (no embeddings needed).
 
     Args:
@@ -115,10 +127,12 @@ def audit_data(folder: str | Path, *, split_fractions: tuple[float, float, float
         n_boot: Bootstrap resamples for the intervals of the shortcut probes.
         seed: Seed of the bootstrap and the tree.
         workers: Threads reading file properties (default: up to 8, one per CPU).
+        max_pixels: Largest image (width x height) decoded for the shortcut probes; larger files are
+            left out with the reason. None: no limit.
     """
     from featurekit.data import DEFAULT_SPLIT_FRACTIONS, scan_image_folder
 
-    _check_common(shortcut_auc, balance_tolerance, n_boot)
+    _check_common(shortcut_auc, balance_tolerance, n_boot, max_pixels)
     scanned = scan_image_folder(folder, split_fractions or DEFAULT_SPLIT_FRACTIONS)
     samples = scanned.samples
     names = list(scanned.class_names)
@@ -128,7 +142,7 @@ def audit_data(folder: str | Path, *, split_fractions: tuple[float, float, float
                                           [names[s.label] for s in samples], [s.sha256 for s in samples])
     report = AuditReport(str(folder), "data", names, len(samples), class_balance(labels, splits, names), cross, within)
     if shortcuts:
-        properties, unreadable = read_all_file_properties([scanned.root / s.path for s in samples], workers)
+        properties, unreadable = read_all_file_properties([scanned.root / s.path for s in samples], workers, max_pixels)
         report.shortcuts = shortcut_probes(properties, labels, splits, shortcut_auc, n_boot, seed, unreadable)
     return _finish(report, balance_tolerance)
 
@@ -166,7 +180,7 @@ def audit_cache(path: str | Path, *, data_root: str | Path | None = None,
                 max_listed: int = DEFAULT_MAX_LISTED, memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
                 near_duplicates: bool = True, center: bool = True, shortcuts: bool = True, shortcut_auc: float = DEFAULT_SHORTCUT_AUC,
                 balance_tolerance: float = DEFAULT_BALANCE_TOLERANCE, n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
-                workers: int | None = None) -> AuditReport:
+                workers: int | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> AuditReport:
     """Audit a cache: exact and near-duplicates across its splits, balance, and shortcut probes.
 
     The shortcut probes read the image files under the cache's recorded `data_root` (or the given
@@ -184,11 +198,11 @@ def audit_cache(path: str | Path, *, data_root: str | Path | None = None,
         center: Centre the embeddings before the cosine similarity; pooled ReLU features need it
             (see `find_near_duplicates`).
         shortcuts: Run the shortcut probes on the image files.
-        shortcut_auc, balance_tolerance, n_boot, seed, workers: As in `audit_data`.
+        shortcut_auc, balance_tolerance, n_boot, seed, workers, max_pixels: As in `audit_data`.
     """
     from featurekit.cache import open_cache
 
-    _check_common(shortcut_auc, balance_tolerance, n_boot)
+    _check_common(shortcut_auc, balance_tolerance, n_boot, max_pixels)
     _check_threshold("near_duplicate_threshold", near_duplicate_threshold, 0.0, 1.0)
     _check_count("max_listed", max_listed, 0)
     with open_cache(path) as cache:
@@ -216,7 +230,7 @@ def audit_cache(path: str | Path, *, data_root: str | Path | None = None,
             files, notes = _image_files(root, paths, sha256)
             report.notes += notes
             present = [f for f in files if f is not None]
-            properties_present, unreadable = read_all_file_properties(present, workers)
+            properties_present, unreadable = read_all_file_properties(present, workers, max_pixels)
             found = iter(properties_present)
             properties = [next(found) if f is not None else None for f in files]
             report.shortcuts = shortcut_probes(properties, labels, splits, shortcut_auc, n_boot, seed, unreadable)

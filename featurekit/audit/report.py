@@ -62,8 +62,8 @@ class ShortcutReport:
     `property_auc` holds each property's own ROC AUC on the scored split (its direction, or for a
     categorical property its fake rate per value, learnt on the training split), `property_auc_ci`
     its 95 % stratified bootstrap interval; `probes` the
-    classifiers on all properties together. `flagged` names what exceeds the threshold significantly
-    (the lower end of its 95 % bootstrap interval above 0.5).
+    classifiers on all properties together. `flagged` names what lies beyond the threshold on either
+    side of chance (above it, or below 1 - threshold) with a 95 % bootstrap interval that excludes 0.5.
     """
 
     threshold: float
@@ -82,7 +82,12 @@ class ShortcutReport:
     def verdict(self) -> str:
         if self.skipped:
             return "not run"
-        return "SHORTCUT" if self.flagged else "near chance"
+        if self.flagged:
+            return "SHORTCUT"
+        aucs = [auc for auc in self.property_auc.values() if auc is not None]
+        aucs += [probe["roc_auc"] for probe in self.probes.values()]
+        far = any(abs(auc - 0.5) > self.threshold - 0.5 for auc in aucs)
+        return "inconclusive: far from chance, interval includes it" if far else "near chance"
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -124,6 +129,15 @@ class AuditReport:
     def has_shortcuts(self) -> bool:
         return bool(self.shortcuts and self.shortcuts.flagged)
 
+    @property
+    def label_conflicts(self) -> list[DuplicateGroup]:
+        """Identical files carrying both labels, across splits or inside one."""
+        return [g for g in self.exact_cross_split + self.exact_within_split if g.label_conflict]
+
+    @property
+    def has_label_conflicts(self) -> bool:
+        return bool(self.label_conflicts)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "source": self.source,
@@ -132,6 +146,7 @@ class AuditReport:
             "n_images": self.n_images,
             "has_leaks": self.has_leaks,
             "has_shortcuts": self.has_shortcuts,
+            "has_label_conflicts": self.has_label_conflicts,
             "warnings": self.warnings,
             "notes": self.notes,
             "balance": self.balance,

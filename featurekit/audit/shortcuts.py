@@ -17,6 +17,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from featurekit.audit.report import ShortcutReport
+from featurekit.data import DEFAULT_MAX_PIXELS
+from featurekit.errors import option_name
 
 DEFAULT_SHORTCUT_AUC = 0.65
 DEFAULT_N_BOOT = 500
@@ -73,40 +75,57 @@ class FileProperties:
     mean_blue: float
 
 
-def read_file_properties(path: str | Path) -> FileProperties:
+class TooLargeImage(ValueError):
+    """An image whose header declares more pixels than the audit may decode."""
+
+
+def read_file_properties(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> FileProperties:
     """File size, JPEG quality, size, mode, format and mean colour, decoding as little as possible.
 
-    The header gives size, mode, format and the quantisation tables without decoding; the mean colour
-    is taken from a JPEG decoded at 1/8 scale (`draft`: only the DCT's low frequencies, whose mean is
-    the full image's mean up to rounding) and from other formats at full size.
+    The header gives size, mode, format and the quantisation tables without decoding; a file declaring
+    more than `max_pixels` (width x height) is refused before any decoding (`TooLargeImage`). The mean
+    colour comes from a JPEG decoded at 1/8 scale (`draft`: only the DCT's low frequencies, whose mean
+    is the full image's mean up to rounding) and from other formats decoded as they are stored (8 bits
+    per channel), through Pillow's histogram: no float array of the image is ever made.
     """
-    from PIL import Image
+    from PIL import Image, ImageStat
 
     path = Path(path)
     file_size = path.stat().st_size
     with Image.open(path) as image:
         width, height, mode, fmt = image.width, image.height, image.mode, image.format or "unknown"
+        if max_pixels is not None and width * height > max_pixels:
+            raise TooLargeImage(f"image too large to decode safely: {width * height:,} pixels, more than "
+                                f"{option_name('max_pixels')} {max_pixels:,} (raise it to read this file)")
         quality = estimate_jpeg_quality(getattr(image, "quantization", None)) if fmt == "JPEG" else None
         if fmt == "JPEG":
             image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
         image.seek(0)
-        rgb = np.asarray(image.convert("RGB"), dtype=np.float64)
-    mean = rgb.reshape(-1, 3).mean(axis=0)
+        mean = ImageStat.Stat(image.convert("RGB")).mean
     return FileProperties(file_size, quality, width, height, mode, fmt, *(round(float(v), 3) for v in mean))
 
 
-def read_all_file_properties(paths: Sequence[Path], workers: int | None = None
+def read_all_file_properties(paths: Sequence[Path], workers: int | None = None,
+                             max_pixels: int | None = DEFAULT_MAX_PIXELS
                              ) -> tuple[list[FileProperties | None], list[tuple[str, str]]]:
-    """Properties of many files in threads (Pillow decodes without the GIL); failures listed, not raised."""
+    """Properties of many files in threads (Pillow decodes without the GIL); failures listed, not raised.
+
+    Args:
+        paths: Image files.
+        workers: Threads (default: up to 8, one per CPU).
+        max_pixels: Largest image (width x height) decoded; larger files are listed with the reason.
+    """
     from PIL import Image
 
     workers = workers or min(8, os.cpu_count() or 1)
 
     def one(path: Path) -> FileProperties | str:
         try:
-            return read_file_properties(path)
+            return read_file_properties(path, max_pixels)
+        except TooLargeImage as error:
+            return str(error)
         # Pillow's signals for corrupt, truncated or absurdly large (decompression bomb) files.
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        except (OSError, ValueError, SyntaxError, MemoryError, Image.DecompressionBombError) as error:
             return f"{type(error).__name__}: {error}"
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -165,7 +184,7 @@ def bootstrap_auc_interval(y: np.ndarray, score: np.ndarray, n_boot: int = 500, 
                            alpha: float = 0.05) -> tuple[float, float]:
     """Stratified percentile bootstrap interval of ROC AUC, all resamples at once.
 
-    The same resampling as `featurekit.metrics.bootstrap_ci` (each class drawn with replacement to its
+    The same resampling as `featurekit.metrics.bootstrap_intervals` (each class drawn with replacement to its
     own size), but the AUC of every resample comes from one rank computation (Mann-Whitney U with
     average ranks for ties) instead of one sklearn call each: hundreds of times faster on small test
     splits, which matters because the audit bootstraps every suspicious property.
@@ -187,14 +206,30 @@ def bootstrap_auc_interval(y: np.ndarray, score: np.ndarray, n_boot: int = 500, 
     return round(float(low), 4), round(float(high), 4)
 
 
+def far_from_chance(auc: float, threshold: float) -> bool:
+    """ROC AUC beyond `threshold` on either side of chance: above it, or below 1 - threshold."""
+    return abs(auc - 0.5) > threshold - 0.5
+
+
+def is_signal(auc: float, interval: tuple[float, float], threshold: float) -> bool:
+    """Far from chance in either direction, with a 95% interval that excludes 0.5.
+
+    Below chance is a signal too: what was learnt on train predicts the opposite on the scored split, so
+    the property differs between the classes, in a way that itself differs between the splits.
+    """
+    low, high = interval
+    return far_from_chance(auc, threshold) and (low > 0.5 or high < 0.5)
+
+
 def shortcut_probes(properties: Sequence[FileProperties | None], labels: np.ndarray, splits: np.ndarray,
                     threshold: float = DEFAULT_SHORTCUT_AUC, n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
                     unreadable: Sequence[tuple[str, str]] = ()) -> ShortcutReport:
     """Train classifiers on trivial properties and see whether they beat chance on held-out images.
 
     Trained on the train split and scored on test (valid when test lacks a class). A property or probe
-    is flagged when its ROC AUC exceeds `threshold` and the lower end of its 95 % bootstrap interval
-    is above 0.5, so a few lucky test images cannot raise the alarm on their own.
+    is flagged when its ROC AUC is beyond `threshold` on either side of chance (above it, or below
+    1 - threshold) and its 95 % bootstrap interval excludes 0.5 (`is_signal`), so a few lucky test
+    images cannot raise the alarm on their own.
     """
     from scipy.stats import binomtest
 
@@ -225,7 +260,7 @@ def shortcut_probes(properties: Sequence[FileProperties | None], labels: np.ndar
         auc = roc_auc(y_eval, score)
         report.property_auc[name] = round(auc, 4)
         report.property_auc_ci[name] = interval(score)
-        if auc > threshold and report.property_auc_ci[name][0] > 0.5:
+        if is_signal(auc, report.property_auc_ci[name], threshold):
             report.flagged.append(name)
 
     table = np.column_stack([columns[name] for name in PROPERTY_NAMES]).astype(object)
@@ -240,36 +275,44 @@ def shortcut_probes(properties: Sequence[FileProperties | None], labels: np.ndar
                                "accuracy": round(correct / len(y_eval), 4),
                                "accuracy_ci_low": round(float(accuracy_ci.low), 4),
                                "accuracy_ci_high": round(float(accuracy_ci.high), 4)}
-        if auc > threshold and low > 0.5:
+        if is_signal(auc, (low, high), threshold):
             report.flagged.append(name)
     return report
 
 
+def _direction(auc: float) -> str:
+    return "" if auc >= 0.5 else (", far BELOW chance: what it learnt on train predicts the opposite class here, so "
+                                  "the classes differ in it and the splits differ in how")
+
+
 def shortcut_warnings(shortcuts: ShortcutReport) -> tuple[list[str], list[str]]:
-    """(loud warnings for flagged items, notes for items above the threshold but not significant)."""
+    """(loud warnings for flagged items, notes for items far from chance whose interval includes it)."""
     warnings, notes = [], []
     where = f"on the {shortcuts.eval_split} split ({shortcuts.n_eval} images)"
+    bound = f"beyond {shortcuts.threshold} (or {1 - shortcuts.threshold:.2f})"
     singles = [name for name in shortcuts.flagged if name in PROPERTY_NAMES]
     for name in singles:
-        low, high = shortcuts.property_auc_ci[name]
+        auc, (low, high) = shortcuts.property_auc[name], shortcuts.property_auc_ci[name]
         warnings.append(
             f"SHORTCUT: real and fake files differ in {name}: that property alone reaches ROC AUC "
-            f"{shortcuts.property_auc[name]:.3f} [{low:.3f}, {high:.3f}] {where}, above {shortcuts.threshold}. "
+            f"{auc:.3f} [{low:.3f}, {high:.3f}] {where}, {bound}{_direction(auc)}. "
             "A classifier can score without looking at the images; save both classes the same way "
             "(format, size, JPEG quality) or report this baseline beside every result.")
     probes = [name for name in shortcuts.flagged if name in PROBE_NAMES]
     if probes and not singles:
-        best = max(probes, key=lambda n: shortcuts.probes[n]["roc_auc"])
+        best = max(probes, key=lambda n: abs(shortcuts.probes[n]["roc_auc"] - 0.5))
+        auc = shortcuts.probes[best]["roc_auc"]
         warnings.append(
             f"SHORTCUT: a {best.replace('_', ' ')} on trivial file properties ({', '.join(PROPERTY_NAMES)}) "
-            f"reaches ROC AUC {shortcuts.probes[best]['roc_auc']:.3f} {where}, above {shortcuts.threshold}, "
+            f"reaches ROC AUC {auc:.3f} [{shortcuts.probes[best]['roc_auc_ci_low']:.3f}, "
+            f"{shortcuts.probes[best]['roc_auc_ci_high']:.3f}] {where}, {bound}{_direction(auc)}, "
             "though no single property does: the classes differ in how their files were made.")
     unsure = {name: (auc, shortcuts.property_auc_ci[name]) for name, auc in shortcuts.property_auc.items()
-              if auc is not None and auc > shortcuts.threshold and name not in shortcuts.flagged}
+              if auc is not None and far_from_chance(auc, shortcuts.threshold) and name not in shortcuts.flagged}
     unsure.update({name: (probe["roc_auc"], (probe["roc_auc_ci_low"], probe["roc_auc_ci_high"]))
                    for name, probe in shortcuts.probes.items()
-                   if probe["roc_auc"] > shortcuts.threshold and name not in shortcuts.flagged})
+                   if far_from_chance(probe["roc_auc"], shortcuts.threshold) and name not in shortcuts.flagged})
     for name, (auc, (low, high)) in unsure.items():
-        notes.append(f"{name} reaches ROC AUC {auc:.3f} {where}, above {shortcuts.threshold}, but its "
+        notes.append(f"{name} reaches ROC AUC {auc:.3f} {where}, {bound}, but its "
                      f"95% interval [{low:.3f}, {high:.3f}] includes chance: check on more images.")
     return warnings, notes

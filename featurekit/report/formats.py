@@ -95,3 +95,7 @@ def check_output(fmt: str, out: str | Path | None) -> None:
         raise FeaturekitError(f"{option_name('out')} needs a file format.",
                               received=f"{given('out', str(out))} {given('format', fmt)}",
                               fix=f"Add {' or '.join(given('format', name) for name in files)}.")
+    if out:
+        from featurekit.fsutil import check_output_file
+
+        check_output_file(out)

@@ -7,19 +7,19 @@ from pathlib import Path
 
 def write_text(text: str, out: str | Path) -> Path:
     """Write an output file atomically (never half-written, never through a symlink)."""
-    from featurekit.fsutil import atomic_write_text
+    from featurekit.fsutil import atomic_write_text, make_folder
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(out.parent, f"create the folder of {out.name}")
     return atomic_write_text(out, text)
 
 
 def write_bytes(data: bytes, out: str | Path) -> Path:
     """Write a binary output file (a PNG) atomically, never through a symlink."""
-    from featurekit.fsutil import atomic_write_bytes
+    from featurekit.fsutil import atomic_write_bytes, make_folder
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(out.parent, f"create the folder of {out.name}")
     return atomic_write_bytes(out, data)
 
 
