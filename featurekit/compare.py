@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -57,6 +58,85 @@ def find_caches(cache_dir: str | Path = "cache") -> list[Path]:
 CacheSource = str | Path | Sequence[str | Path]  # a cache file, or a fusion group of several
 
 
+@dataclass
+class Fit:
+    """One probe fitted (or reused) on one cache or fusion, while that cache is open.
+
+    Attributes:
+        source: The cache path, or the list of member paths of a fusion.
+        cache: The open cache (or fusion); valid only inside the loop that yielded this fit.
+        probe: The probe name.
+        fitted: The fitted probe (its threshold chosen on valid).
+        reused: Whether it was reused rather than fitted now.
+    """
+
+    source: CacheSource
+    cache: Any
+    probe: str
+    fitted: FittedProbe
+    reused: bool
+
+
+def fitted_grid(
+    sources: Sequence[CacheSource],
+    probes: Sequence[str],
+    probe_params: dict[str, dict[str, Any]] | None = None,
+    runs_dir: str | Path = declared("compare", "runs_dir"),
+    refit: bool = declared("compare", "refit"),
+    memory_budget_gb: float = declared("compare", "memory_budget_gb"),
+    log: Callable[[str], None] = print,
+) -> Iterator[Fit]:
+    """Every probe on every cache (or fusion), fitted where missing and reused where it still matches: the one
+    caches x probes loop of `compare` and `sweep`. Probe names are all checked before any work.
+
+    Yields:
+        One Fit per cache x probe, cache by cache, while its cache is open.
+    """
+    from featurekit.probes import get_probe_spec
+
+    for probe in probes:
+        get_probe_spec(probe)  # unknown names fail before any work
+    probe_params = probe_params or {}
+    for source in sources:
+        with open_source(source, log) as cache:
+            cache.require_splits()
+            for probe in probes:
+                fitted, reused = fitted_probe(source, cache, probe, probe_params.get(probe, {}), runs_dir, refit,
+                                              memory_budget_gb, log)
+                yield Fit(source, cache, probe, fitted, reused)
+
+
+def scored(fitted: FittedProbe, reader: Any, split: str, n_boot: int) -> dict[str, Any]:
+    """A fitted probe's metrics on one split of an open cache, at its own threshold (chosen on valid), with
+    the figures that separate ranking from calibration (`shift_figures`) and private `_scores`/`_labels`."""
+    from featurekit.fitting import split_scores
+    from featurekit.metrics import evaluate
+
+    scores, labels = split_scores(fitted, reader, split)
+    return {**evaluate(labels, scores, fitted.threshold, n_boot=n_boot), **shift_figures(labels, scores),
+            "_scores": scores, "_labels": labels}
+
+
+def shift_figures(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """Figures that tell a ranking that holds from a threshold that fails (never used to choose anything).
+
+    Returns:
+        `oracle_accuracy`: the accuracy at the best threshold for THESE labels (as UnivFD reports it: an
+        optimistic bound, known only after seeing the answers); `mean_p_fake_real` and `mean_p_fake_fake`: the
+        mean P(fake) of the real and of the fake images.
+    """
+    from sklearn.metrics import roc_curve
+
+    labels = np.asarray(labels).astype(int)
+    scores = np.asarray(scores, dtype=np.float64)
+    n_fake, n_real = int(labels.sum()), int(labels.size - labels.sum())
+    false_positive, true_positive, _ = roc_curve(labels, scores)
+    # Every threshold between distinct scores, and "all fake" / "all real": correct = TP + TN.
+    correct = true_positive * n_fake + (1 - false_positive) * n_real
+    return {"oracle_accuracy": float(correct.max() / labels.size),
+            "mean_p_fake_real": float(scores[labels == 0].mean()), "mean_p_fake_fake": float(scores[labels == 1].mean())}
+
+
 def compare(
     caches: list[CacheSource],
     probes: list[str],
@@ -85,32 +165,25 @@ def compare(
     Returns:
         One dict per cache x probe with the ROW_KEYS, plus private ``_scores``/``_labels`` for plots.
     """
-    from featurekit.metrics import evaluate
     from featurekit.probes import get_probe_spec
 
     for probe in probes:
-        get_probe_spec(probe)  # unknown names fail before any work
-    probe_params = probe_params or {}
+        get_probe_spec(probe)  # unknown names fail before the audit
     leaky = leaking_caches(caches, log) if audit else {}
     rows: list[dict[str, Any]] = []
-    for cache_path in caches:
-        with open_source(cache_path, log) as cache:
-            cache.require_splits()
-            for probe in probes:
-                started = time.perf_counter()
-                fitted, reused = fitted_probe(cache_path, cache, probe, probe_params.get(probe, {}), runs_dir, refit,
-                                              memory_budget_gb, log)
-                scores, labels = split_scores(fitted, cache, "test")
-                metrics = evaluate(labels, scores, fitted.threshold, n_boot=n_boot)
-                rows.append({
-                    **row_description(cache_path, cache), "probe": probe,
-                    "n_test": metrics["n"], **{k: metrics[k] for k in metrics if k in ROW_KEYS},
-                    "fit_seconds": fitted.meta["fit_seconds"], "reused": reused,
-                    "streamed": bool(fitted.meta.get("streamed")), "model_dir": str(fitted.directory),
-                    "test_set": "test", "view": cache.attrs.get("view") or "", "scored_cache": source_name(cache_path),
-                    "leaks": source_leaks(cache_path, leaky) if audit else None,
-                    "_scores": scores, "_labels": labels, "_seconds": time.perf_counter() - started,
-                })
+    started = time.perf_counter()
+    for fit in fitted_grid(caches, probes, probe_params, runs_dir, refit, memory_budget_gb, log):
+        metrics = scored(fit.fitted, fit.cache, "test", n_boot)
+        rows.append({
+            **row_description(fit.source, fit.cache), "probe": fit.probe,
+            "n_test": metrics["n"], **{k: metrics[k] for k in metrics if k in ROW_KEYS or k.startswith("_")},
+            "fit_seconds": fit.fitted.meta["fit_seconds"], "reused": fit.reused,
+            "streamed": bool(fit.fitted.meta.get("streamed")), "model_dir": str(fit.fitted.directory),
+            "test_set": "test", "view": fit.cache.attrs.get("view") or "", "scored_cache": source_name(fit.source),
+            "leaks": source_leaks(fit.source, leaky) if audit else None,
+            "_fitted": fit.fitted, "_seconds": time.perf_counter() - started,
+        })
+        started = time.perf_counter()
     return rows
 
 
@@ -238,8 +311,8 @@ def compare_from_options(options: dict[str, Any], log: Callable[[str], None] = p
 
 
 def _training_caches(caches: list[Path], found_by_scan: bool, log: Callable[[str], None]) -> list[Path]:
-    """Leave out caches that hold a view or another test set only (`featurekit.transfer.training_caches`)."""
-    from featurekit.transfer import training_caches
+    """Leave out caches that hold a view or another test set only (`featurekit.shifted_scoring.training_caches`)."""
+    from featurekit.shifted_scoring import training_caches
 
     return training_caches(caches, found_by_scan, log)
 
@@ -249,7 +322,7 @@ def _scored_elsewhere(rows: list[dict[str, Any]], caches: list[Path], options: d
     """The rows, then the same probes scored on each `view` of the test split and each `test_data` folder."""
     if not options.get("view") and not options.get("test_data"):
         return rows
-    from featurekit.transfer import score_elsewhere
+    from featurekit.shifted_scoring import score_elsewhere
 
     return score_elsewhere(rows, caches, views=options.get("view") or [], test_data=options.get("test_data") or [],
                            cache_dir=options["cache_dir"], n_boot=options["boot"], log=log)

@@ -400,7 +400,7 @@ COMPACT_COLUMNS = (
 
 
 def _scored_on(row: dict[str, Any]) -> str:
-    from featurekit.transfer import scored_on
+    from featurekit.shifted_scoring import scored_on
 
     return scored_on(row)
 

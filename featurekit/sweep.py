@@ -92,24 +92,20 @@ def public(row: dict[str, Any]) -> dict[str, Any]:
 # Scoring on valid, choosing, testing once
 
 
-def _valid_row(source: Any, cache: Any, probe: str, fitted: Any, reused: bool, leaks: bool | None,
-               n_boot: int) -> dict[str, Any]:
+def _valid_row(fit: Any, leaks: bool | None, n_boot: int) -> dict[str, Any]:
     """One row of valid figures: the fitted probe's own valid scores, at the threshold chosen on valid."""
-    from featurekit.compare import row_description
-    from featurekit.fitting import split_scores
-    from featurekit.metrics import evaluate
+    from featurekit.compare import row_description, scored
 
-    scores, labels = split_scores(fitted, cache, "valid")
-    metrics = evaluate(labels, scores, fitted.threshold, n_boot=n_boot)
-    description = row_description(source, cache)
+    metrics = scored(fit.fitted, fit.cache, "valid", n_boot)
+    description = row_description(fit.source, fit.cache)
     return {
-        **description, "probe": probe, "n_valid": metrics["n"], "valid_roc_auc": metrics["roc_auc"],
+        **description, "probe": fit.probe, "n_valid": metrics["n"], "valid_roc_auc": metrics["roc_auc"],
         "valid_roc_auc_ci_low": metrics["roc_auc_ci_low"], "valid_roc_auc_ci_high": metrics["roc_auc_ci_high"],
         "valid_average_precision": metrics["average_precision"], "valid_accuracy": metrics["accuracy"],
-        "valid_balanced_accuracy": metrics["balanced_accuracy"], "threshold": fitted.threshold,
-        "fit_seconds": fitted.meta["fit_seconds"], "reused": reused, "streamed": bool(fitted.meta.get("streamed")),
-        "leaks": leaks, "model_dir": str(fitted.directory), "name": f"{description['cache']} {probe}",
-        "_source": source, "_fitted": fitted,
+        "valid_balanced_accuracy": metrics["balanced_accuracy"], "threshold": fit.fitted.threshold,
+        "fit_seconds": fit.fitted.meta["fit_seconds"], "reused": fit.reused,
+        "streamed": bool(fit.fitted.meta.get("streamed")), "leaks": leaks, "model_dir": str(fit.fitted.directory),
+        "name": f"{description['cache']} {fit.probe}", "_source": fit.source, "_fitted": fit.fitted,
     }
 
 
@@ -162,10 +158,35 @@ def select_on_valid(
     Returns:
         The SweepResult (nothing written; `sweep` writes the files).
     """
-    from featurekit.compare import fitted_probe, leaking_caches, source_leaks
-    from featurekit.fitting import split_scores
-    from featurekit.fusion import open_source
-    from featurekit.metrics import evaluate
+    from featurekit.compare import leaking_caches
+
+    _check_grid(caches, probes)
+    leaky = leaking_caches(list(caches), log) if audit else {}
+    notes = _leak_notes(leaky)
+    grid = _GridOnValid(probes, probe_params or {}, runs_dir, refit, memory_budget_gb, n_boot, leaky if audit else None,
+                        log)
+    rows = sorted(grid.rows(list(caches)), key=_rank_key)
+    for rank, row in enumerate(rows, start=1):
+        row["rank"] = rank
+    group = top_k_caches(rows, top_k) if top_k >= 2 else []
+    fusion_rows: list[dict[str, Any]] = []
+    if len(group) >= 2:
+        # The fusion is one more cache: every probe of the grid is fitted on it, as on the others.
+        log(f"fusing the caches of the top {len(group)} rows: {escape(', '.join(Path(p).name for p in group))}")
+        fusion_rows = sorted(grid.rows([group]), key=_rank_key)
+        for row in fusion_rows:
+            row["rank"] = None
+    elif top_k >= 2:
+        notes.append("no fusion candidate: the top rows all come from one cache")
+    fusion = fusion_rows[0] if fusion_rows else None
+    chosen = min([rows[0]] + ([fusion] if fusion else []), key=_rank_key)
+    log(f"chosen on valid: {escape(chosen['name'])} (valid ROC AUC {chosen['valid_roc_auc']:.3f}); "
+        "scoring it on test once.")
+    return SweepResult(name, rows, fusion, chosen, chosen_on_test(chosen, n_boot, log), notes=notes,
+                       fusion_rows=fusion_rows)
+
+
+def _check_grid(caches: Sequence[Any], probes: Sequence[str]) -> None:
     from featurekit.probes import get_probe_spec
 
     if not caches:
@@ -176,53 +197,44 @@ def select_on_valid(
                               fix="List probes, e.g. probe = [\"logreg\", \"linsvm\", \"head\"].")
     for probe in probes:
         get_probe_spec(probe)  # unknown names fail before any work
-    probe_params = probe_params or {}
-    leaky = leaking_caches(list(caches), log) if audit else {}
-    notes = []
-    if any(leaky.values()):
-        notes.append("LEAK: " + ", ".join(Path(p).name for p, leaks in leaky.items() if leaks) +
-                     " hold identical images in several splits; valid and test figures there are optimistic.")
-    rows = []
-    for cache_path in caches:
-        with open_source(cache_path, log) as cache:
-            cache.require_splits()
-            for probe in probes:
-                fitted, reused = fitted_probe(cache_path, cache, probe, probe_params.get(probe, {}), runs_dir, refit,
-                                              memory_budget_gb, log)
-                rows.append(_valid_row(cache_path, cache, probe, fitted, reused,
-                                       source_leaks(cache_path, leaky) if audit else None, n_boot))
-    rows.sort(key=_rank_key)
-    for rank, row in enumerate(rows, start=1):
-        row["rank"] = rank
-    best = rows[0]
-    fusion = None
-    group = top_k_caches(rows, top_k) if top_k >= 2 else []
-    fusion_rows: list[dict[str, Any]] = []
-    if len(group) >= 2:
-        # The fusion is one more cache: every probe of the grid is fitted on it, as on the others.
-        log(f"fusing the caches of the top {len(group)} rows: {escape(', '.join(Path(p).name for p in group))}")
-        with open_source(group, log) as fused:
-            fused.require_splits()
-            for probe in probes:
-                fitted, reused = fitted_probe(group, fused, probe, probe_params.get(probe, {}), runs_dir, refit,
-                                              memory_budget_gb, log)
-                row = _valid_row(group, fused, probe, fitted, reused,
-                                 source_leaks(group, leaky) if audit else None, n_boot)
-                row["rank"] = None
-                fusion_rows.append(row)
-        fusion_rows.sort(key=_rank_key)
-        fusion = fusion_rows[0]
-    elif top_k >= 2:
-        notes.append("no fusion candidate: the top rows all come from one cache")
-    candidates = [best] + ([fusion] if fusion else [])
-    chosen = min(candidates, key=_rank_key)
-    log(f"chosen on valid: {escape(chosen['name'])} (valid ROC AUC {chosen['valid_roc_auc']:.3f}); "
-        "scoring it on test once.")
+
+
+def _leak_notes(leaky: dict[Path, bool]) -> list[str]:
+    if not any(leaky.values()):
+        return []
+    return ["LEAK: " + ", ".join(Path(p).name for p, leaks in leaky.items() if leaks) +
+            " hold identical images in several splits; valid and test figures there are optimistic."]
+
+
+@dataclass
+class _GridOnValid:
+    """The probes of a sweep, fitted on caches through `featurekit.compare.fitted_grid`, as rows of valid figures."""
+
+    probes: Sequence[str]
+    probe_params: dict[str, dict[str, Any]]
+    runs_dir: str | Path
+    refit: bool
+    memory_budget_gb: float
+    n_boot: int
+    leaky: dict[Path, bool] | None  # None: not audited
+    log: Callable[[str], None]
+
+    def rows(self, sources: list[Any]) -> list[dict[str, Any]]:
+        from featurekit.compare import fitted_grid, source_leaks
+
+        return [_valid_row(fit, source_leaks(fit.source, self.leaky) if self.leaky is not None else None, self.n_boot)
+                for fit in fitted_grid(sources, self.probes, self.probe_params, self.runs_dir, self.refit,
+                                       self.memory_budget_gb, self.log)]
+
+
+def chosen_on_test(chosen: dict[str, Any], n_boot: int, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The chosen row's figures on the test split: the only time a sweep reads test."""
+    from featurekit.compare import scored
+    from featurekit.fusion import open_source
+
     with open_source(chosen["_source"], log) as cache:
-        scores, labels = split_scores(chosen["_fitted"], cache, "test")
-    test = evaluate(labels, scores, chosen["_fitted"].threshold, n_boot=n_boot)
-    return SweepResult(name, rows, fusion, chosen, {k: test[k] for k in TEST_KEYS}, notes=notes,
-                       fusion_rows=fusion_rows)
+        test = scored(chosen["_fitted"], cache, "test", n_boot)
+    return {k: test[k] for k in TEST_KEYS}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -267,16 +279,31 @@ def learning_curve(
         One dict per fraction: fraction, n_train, repeats, test ROC AUC and accuracy (mean, sd, each value);
         a size the probe cannot be fitted on (kNN with fewer rows than neighbours) has `error` instead.
     """
-    from sklearn.model_selection import train_test_split
-
-    from featurekit.fitting import fit_estimator
-    from featurekit.fusion import open_source
-    from featurekit.metrics import accuracy, choose_threshold, roc_auc
-    from featurekit.probes import fake_scores
-
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise FeaturekitError("The learning curve needs at least one repeat.", received=given("repeats", repeats),
                               fix=f"Use e.g. {given('repeats', 3)}.")
+    splits = _three_splits(source, memory_budget_gb, log)
+    params = dict(params or {})
+    points = []
+    for fraction in fractions:
+        size = int(round(fraction * len(splits["train"][1])))
+        try:
+            point = _curve_point(splits, probe, params, size, repeats, seed)
+        except ValueError as error:  # too few rows for this probe (kNN's neighbours, a class-stratified split)
+            log(f"learning curve: {probe} cannot be fitted on {size} training images ({escape(str(error))}); skipped.")
+            points.append({"fraction": float(fraction), "n_train": size, "repeats": 0, "error": str(error)})
+            continue
+        log(f"learning curve: {point['n_train']} training images, test ROC AUC {point['test_roc_auc_mean']:.3f} +- "
+            f"{np.std(point['test_roc_auc']):.3f}")
+        points.append({"fraction": float(fraction), **point})
+    return points
+
+
+def _three_splits(source: Any, memory_budget_gb: float, log: Callable[[str], None]
+                  ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Features and labels of train, valid and test in memory; refused beyond the memory budget."""
+    from featurekit.fusion import open_source
+
     with open_source(source, log) as cache:
         needed = sum(cache.nbytes(split) for split in ("train", "valid", "test"))
         if needed > memory_budget_gb * 2**30:
@@ -284,43 +311,40 @@ def learning_curve(
                 f"The learning curve holds the features of all three splits in memory ({needed / 2**30:.1f} GiB), "
                 f"more than the memory budget.", received=given("memory_budget_gb", memory_budget_gb),
                 fix="Raise the memory budget, or run the learning curve on a smaller tap or pooling.")
-        x_train, y_train = cache.load("train")
-        x_valid, y_valid = cache.load("valid")
-        x_test, y_test = cache.load("test")
-    params = dict(params or {})
-    points = []
+        return {split: cache.load(split) for split in ("train", "valid", "test")}
+
+
+def _curve_point(splits: dict[str, tuple[np.ndarray, np.ndarray]], probe: str, params: dict[str, Any], size: int,
+                 repeats: int, seed: int) -> dict[str, Any]:
+    """Test figures of `repeats` fits on stratified subsamples of `size` training rows (seed + repeat)."""
+    from sklearn.model_selection import train_test_split
+
+    from featurekit.fitting import fit_estimator
+    from featurekit.metrics import accuracy, choose_threshold, roc_auc
+    from featurekit.probes import fake_scores
+
+    (x_train, y_train), (x_valid, y_valid), (x_test, y_test) = splits["train"], splits["valid"], splits["test"]
     all_rows = np.arange(len(y_train))
-    for fraction in fractions:
-        size = int(round(fraction * len(y_train)))
-        aucs, accuracies, sizes = [], [], []
-        try:
-            for repeat in range(repeats):
-                if size < len(y_train):
-                    rows, _ = train_test_split(all_rows, train_size=size, stratify=y_train,
-                                               random_state=seed + repeat)
-                    rows = np.sort(rows)
-                else:
-                    rows = all_rows
-                estimator = fit_estimator(probe, _seeded_params(probe, params, seed + repeat), x_train[rows],
-                                          y_train[rows], x_valid, y_valid)
-                threshold = choose_threshold(y_valid, fake_scores(estimator, x_valid))
-                scores = fake_scores(estimator, x_test)
-                aucs.append(roc_auc(y_test, scores))
-                accuracies.append(accuracy(y_test, scores, threshold))
-                sizes.append(len(rows))
-        except ValueError as error:  # too few rows for this probe (kNN's neighbours, a class-stratified split)
-            log(f"learning curve: {probe} cannot be fitted on {size} training images ({escape(str(error))}); skipped.")
-            points.append({"fraction": float(fraction), "n_train": size, "repeats": 0, "error": str(error)})
-            continue
-        log(f"learning curve: {sizes[0]} training images, test ROC AUC {np.mean(aucs):.3f} +- {np.std(aucs):.3f}")
-        points.append({
-            "fraction": float(fraction), "n_train": int(sizes[0]), "repeats": repeats,
-            "test_roc_auc_mean": float(np.mean(aucs)), "test_roc_auc_sd": float(np.std(aucs, ddof=1) if repeats > 1 else 0.0),
-            "test_accuracy_mean": float(np.mean(accuracies)),
-            "test_accuracy_sd": float(np.std(accuracies, ddof=1) if repeats > 1 else 0.0),
-            "test_roc_auc": [float(a) for a in aucs], "test_accuracy": [float(a) for a in accuracies],
-        })
-    return points
+    aucs, accuracies, sizes = [], [], []
+    for repeat in range(repeats):
+        rows = all_rows
+        if size < len(y_train):
+            rows = np.sort(train_test_split(all_rows, train_size=size, stratify=y_train, random_state=seed + repeat)[0])
+        estimator = fit_estimator(probe, _seeded_params(probe, params, seed + repeat), x_train[rows], y_train[rows],
+                                  x_valid, y_valid)
+        threshold = choose_threshold(y_valid, fake_scores(estimator, x_valid))
+        scores = fake_scores(estimator, x_test)
+        aucs.append(roc_auc(y_test, scores))
+        accuracies.append(accuracy(y_test, scores, threshold))
+        sizes.append(len(rows))
+
+    def sd(values: list[float]) -> float:
+        return float(np.std(values, ddof=1) if repeats > 1 else 0.0)
+
+    return {"n_train": int(sizes[0]), "repeats": repeats, "test_roc_auc_mean": float(np.mean(aucs)),
+            "test_roc_auc_sd": sd(aucs), "test_accuracy_mean": float(np.mean(accuracies)),
+            "test_accuracy_sd": sd(accuracies), "test_roc_auc": [float(a) for a in aucs],
+            "test_accuracy": [float(a) for a in accuracies]}
 
 
 def gain_per_doubling(points: Sequence[dict[str, Any]]) -> float | None:

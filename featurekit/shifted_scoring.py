@@ -58,12 +58,6 @@ def stored_identity(path: str | Path) -> dict[str, Any] | None:
         return None
 
 
-def is_training_cache(path: str | Path) -> bool:
-    """Whether a cache holds clean features of a folder split for training (no view, every split)."""
-    identity = stored_identity(path)
-    return identity is None or (not identity.get("view") and not identity.get("subset"))
-
-
 def training_caches(paths: list[Path], found_by_scan: bool, log: Callable[[str], None] = print) -> list[Path]:
     """The caches `compare` fits probes on: a cache of one split or of another test set cannot train, so it
     is left out (with a message); a cache found by scanning the cache folder is left out too when it holds a
@@ -268,26 +262,24 @@ def score_elsewhere(rows: list[dict[str, Any]], caches: list[Path], views: list[
     return [row for block in blocks for row in block]
 
 
-def _score_rows(own: list[dict[str, Any]], training_cache: Path, scored: Path, fitted_cache: dict[str, Any],
+def _score_rows(own: list[dict[str, Any]], training_cache: Path, scored_cache: Path, fitted_cache: dict[str, Any],
                 n_boot: int, view: str, test_set: str) -> list[dict[str, Any]]:
-    """The own rows' probes scored on the test rows of `scored`, at their own thresholds."""
-    from featurekit.fitting import load_fitted, split_scores
-    from featurekit.metrics import evaluate
+    """The own rows' probes scored on the test rows of `scored_cache`, at their own thresholds."""
+    from featurekit.compare import scored
+    from featurekit.fitting import load_fitted
 
     out = []
-    with open_cache(training_cache) as training, open_cache(scored) as reader:
+    with open_cache(training_cache) as training, open_cache(scored_cache) as reader:
         reader.require_splits(("test",))
         for row in own:
             directory = str(row["model_dir"])
-            if directory not in fitted_cache:
-                fitted_cache[directory] = load_fitted(directory, training)  # refuses a probe of another cache
-            fitted = fitted_cache[directory]
-            scores, labels = split_scores(fitted, reader, "test")
-            metrics = evaluate(labels, scores, fitted.threshold, n_boot=n_boot)
+            if directory not in fitted_cache:  # the fit compare made, else loaded (refusing a probe of another cache)
+                fitted_cache[directory] = row.get("_fitted") or load_fitted(directory, training)
+            metrics = scored(fitted_cache[directory], reader, "test", n_boot)
             new = {key: value for key, value in row.items() if not key.startswith("_")}
             new.update({key: value for key, value in metrics.items() if key in new or key == "collapsed"})
-            new.update(n_test=metrics["n"], test_set=test_set, view=view, scored_cache=scored.name, reused=True,
-                       _scores=scores, _labels=labels)
+            new.update(n_test=metrics["n"], test_set=test_set, view=view, scored_cache=scored_cache.name, reused=True,
+                       _scores=metrics["_scores"], _labels=metrics["_labels"])
             out.append(new)
     return out
 
