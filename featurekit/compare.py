@@ -35,7 +35,7 @@ from featurekit.options import default as declared
 
 # Columns every row has, in display order (snake_case keys of the JSON output).
 ROW_KEYS = (
-    "cache", "backbone", "weights_label", "random_features", "layer", "pooling", "image_size", "preprocessing",
+    "cache", "data", "backbone", "weights_label", "random_features", "layer", "pooling", "image_size", "preprocessing",
     "feature_dim", "probe", "test_set", "view", "n_test", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "accuracy_real",
     "accuracy_fake", "balanced_accuracy",
     "roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "average_precision", "eer", "tpr_at_1pct_fpr", "f1",
@@ -192,6 +192,7 @@ def row_description(cache_path: CacheSource, cache: Any) -> dict[str, Any]:
     attrs = cache.attrs
     return {
         "cache": source_name(cache_path) if not isinstance(cache, FusedCache) else cache.name,
+        "data": data_set_label(getattr(cache, "members", [cache])[0].attrs),
         "backbone": attrs.get("backbone"), "weights_label": attrs.get("weights_label"),
         "random_features": bool(attrs.get("random_features")), "layer": attrs.get("layer"),
         "pooling": attrs.get("pooling"), "image_size": attrs.get("image_size"),
@@ -199,6 +200,40 @@ def row_description(cache_path: CacheSource, cache: Any) -> dict[str, Any]:
         # Images of valid/test that the backbone (from train-backbone) was trained on: such scores are optimistic.
         "train_overlap": int(attrs.get("train_overlap_valid") or 0) + int(attrs.get("train_overlap_test") or 0),
     }
+
+
+def data_set_label(attrs: dict[str, Any]) -> str:
+    """The data set a cache was made from, as "<folder name> <first 8 hex of its data fingerprint>": the
+    fingerprint covers every image, label and split, so one folder split two ways gives two labels."""
+    root = str(attrs.get("data_root") or "")
+    return f"{Path(root).name or '?'} {str(attrs.get('data_fingerprint') or '')[:8]}".strip()
+
+
+def caches_of_data(caches: list[Path], data: str | Path) -> list[Path]:
+    """The caches made from the data folder `data` (by its resolved path; their attributes alone are read).
+
+    Raises:
+        FeaturekitError: no cache was made from it (the folders they were made from are listed).
+    """
+    import h5py
+
+    wanted = Path(data).expanduser().resolve()
+    roots: dict[Path, str] = {}
+    for path in caches:
+        try:
+            with h5py.File(path, "r") as f:
+                root = f.attrs.get("data_root", "")
+        except OSError:
+            root = ""
+        roots[path] = root.decode() if isinstance(root, bytes) else str(root)
+    kept = [path for path, root in roots.items() if root and Path(root).resolve() == wanted]
+    if not kept:
+        found = sorted({root for root in roots.values() if root})
+        raise FeaturekitError(
+            f"No cache was made from the data folder {wanted}.", received=given("data", str(data)),
+            fix="Name a folder the caches were made from (" + (", ".join(found) or "none recorded") +
+                "), or extract this one first.")
+    return kept
 
 
 def fitted_probe(cache_path: CacheSource, cache: Any, probe: str, params: dict[str, Any],
@@ -297,6 +332,8 @@ def compare_from_options(options: dict[str, Any], log: Callable[[str], None] = p
 
     options = complete("compare", options)
     caches = [Path(c) for c in options["cache"]] if options["cache"] else find_caches(options["cache_dir"])
+    if options["data"] is not None:
+        caches = caches_of_data(caches, options["data"])
     caches = _training_caches(caches, found_by_scan=not options["cache"], log=log)
     probes = list(options["probe"] or list_probes())
     if options["include_rbf"] and "rbfsvm" not in probes:

@@ -354,6 +354,9 @@ OPTIONS: tuple[Option, ...] = (
            default_text="every cache in --cache-dir", example=["cache/a.h5"]),
     Option("probe", STRS, None, "Probe (repeat the flag for several).", ("compare",),
            default_text="head, logreg, linsvm, knn", example=["logreg"]),
+    Option("data", PATH, None, "Keep only the caches made from this data folder (rows of caches of several data "
+           "folders carry a data column: folder name and fingerprint).", ("compare",),
+           default_text="every cache given or found", example="DIR"),
     Option("include_rbf", BOOL, False, "Add the RBF-kernel SVM (slow on large splits).", ("compare",)),
     Option("refit", BOOL, False, "Refit even where a matching fitted probe exists.", ("compare", "sweep")),
     Option("boot", INT, 1000, "Bootstrap resamples for the 95% intervals (0: no intervals).", ("compare", "sweep"),

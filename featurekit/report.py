@@ -408,8 +408,14 @@ def _scored_on(row: dict[str, Any]) -> str:
 SCORED_ON_COLUMN = Column("scored on", _scored_on)
 
 
+DATA_COLUMN = Column("data", lambda r: str(r.get("data") or ""))
+
+
 def columns_for(rows: list[dict[str, Any]], columns: tuple[Column, ...]) -> tuple[Column, ...]:
-    """The columns, led by "scored on" when some rows were scored on a view or another test set (blocks)."""
+    """The columns, led by "scored on" when some rows were scored on a view or another test set (blocks), and
+    by "data" when the rows come from caches of more than one data set."""
+    if len({row.get("data") for row in rows}) > 1:
+        columns = (DATA_COLUMN, *columns)
     if any(row.get("view") or row.get("test_set", "test") != "test" for row in rows):
         return (SCORED_ON_COLUMN, *columns)
     return columns

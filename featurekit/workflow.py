@@ -108,7 +108,7 @@ def run_job(file_config: dict[str, Any], options: dict[str, Any] | None = None, 
                 f"weights: {escape(result.weights_label)})")
             caches.append(result.cache_path)
 
-    compare_options = resolve_config("compare", file_config, {"cache": [str(c) for c in caches]})
+    compare_options = resolve_config("compare", file_config, {"cache": [str(c) for c in caches], "data": str(data)})
     results = run_options["results"]
     results = _substitute(str(results), names) if results is not None else None
     rows = compare_from_options(compare_options, log)
