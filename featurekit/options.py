@@ -355,7 +355,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("probe", STRS, None, "Probe (repeat the flag for several).", ("compare",),
            default_text="head, logreg, linsvm, knn", example=["logreg"]),
     Option("data", PATH, None, "Keep only the caches made from this data folder (rows of caches of several data "
-           "folders carry a data column: folder name and fingerprint).", ("compare",),
+           "folders carry a data column: folder name and fingerprint; a config's top-level data key sets it too).",
+           ("compare",),
            default_text="every cache given or found", example="DIR"),
     Option("include_rbf", BOOL, False, "Add the RBF-kernel SVM (slow on large splits).", ("compare",)),
     Option("refit", BOOL, False, "Refit even where a matching fitted probe exists.", ("compare", "sweep")),
@@ -448,6 +449,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("name", STR, None, "Name of the results: results-dir/sweep-NAME.md and .json.", ("sweep",),
            default_text="the config file's name", example="faces"),
     Option("results_dir", PATH, "results", "Folder of the sweep's results.", ("sweep",)),
+    Option("on_missing_weights", STR, "skip", "A [[sweep.backbone]] entry whose weights cannot be had (offline, a "
+           "missing file): skip it with a warning and run the rest of the grid, or stop with an error.", ("sweep",),
+           choices=("skip", "error")),
     # Shared by several commands
     Option("seed", INT, 0, "Seed of random-init weights, of initialisation, dropout and shuffling (audit: of the "
            "bootstrap; sweep: of the learning curve's subsamples).",

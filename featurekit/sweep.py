@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import inspect
 import io
+import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -70,6 +72,16 @@ class SweepResult:
     fusion_rows: list[dict[str, Any]] = field(default_factory=list)  # the fusion under every probe, best first
     written: list[Path] = field(default_factory=list)
 
+    @property
+    def model_dir(self) -> str:
+        """The chosen fitted probe's folder: what `predict` takes."""
+        return str(self.chosen["model_dir"])
+
+    @property
+    def predict_command(self) -> str:
+        """The exact command that scores new images with the chosen configuration."""
+        return f"python cli.py predict IMAGES_OR_FOLDER --model {shlex.quote(self.model_dir)}"
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON: the valid table, the fusion candidate, the choice, and the test figures apart."""
         return {
@@ -77,7 +89,7 @@ class SweepResult:
             "rows": [public(row) for row in self.rows],
             "fusion_candidate": public(self.fusion) if self.fusion else None,
             "fusion_rows": [public(row) for row in self.fusion_rows],
-            "chosen": public(self.chosen),
+            "chosen": public(self.chosen), "model_dir": self.model_dir, "predict_command": self.predict_command,
             "test_of_chosen": {key: self.test.get(key) for key in TEST_KEYS},
             "learning_curve": self.learning_curve, "notes": self.notes,
         }
@@ -394,27 +406,67 @@ def plot_learning_curve(points: Sequence[dict[str, Any]], out: str | Path, title
 # The whole sweep from a config
 
 
-def _extract_grid(config: dict[str, Any], data: str | Path, progress: bool, log: Callable[[str], None]) -> list[Path]:
-    """One `extract` per `[[sweep.backbone]]` entry (all its layers and poolings in one pass): the caches."""
-    from featurekit.config import resolve_config
-    from featurekit.extract import extract_from_options
+def _extract_grid(config: dict[str, Any], resolved: dict[str, Any], source: str, log: Callable[[str], None]
+                  ) -> tuple[list[Path], list[str]]:
+    """One `extract` per `[[sweep.backbone]]` entry (all its layers and poolings in one pass).
+
+    Every entry is checked before the first is extracted. An entry whose weights cannot be had is skipped with a
+    warning (the grid runs with the rest) unless `on_missing_weights` is "error"; any other error names the
+    config file and the entry.
+
+    Returns:
+        The caches, and a note per skipped entry.
+    """
+    from featurekit.errors import WeightsUnavailableError
+    from featurekit.workflow import checked_extractions, entry_error, entry_place, extract_step
 
     entries = (config.get("sweep") or {}).get("backbone") or []
     if not entries:
-        raise FeaturekitError("The sweep's config lists no [[sweep.backbone]] entry.", received="no entry",
+        raise FeaturekitError(f"The sweep's config {source} lists no [[sweep.backbone]] entry.", received="no entry",
                               fix="Add [[sweep.backbone]] tables with backbone, weights, layer, pooling and "
                                   "image_size: see configs/sweep.toml.")
+    steps = checked_extractions(entries, config, resolved["data"], "sweep.backbone", source)
     caches: list[Path] = []
-    for number, entry in enumerate(entries, start=1):
-        options = resolve_config("extract", config, {"data": str(data)}, step=entry)
-        what = [options["backbone"], options["layer"], options["pooling"], options["image_size"]]
-        log(f"[bold]sweep extract {number}/{len(entries)}[/]: "
-            f"{escape(' '.join(str(w) if not isinstance(w, list) else ','.join(map(str, w)) for w in what if w))}")
-        for result in extract_from_options(options, log=log, progress=progress):
-            log(f"  {result.status}: {escape(str(result.cache_path))} ({result.n_images} images; weights: "
-                f"{escape(result.weights_label)})")
-            caches.append(result.cache_path)
-    return list(dict.fromkeys(caches))
+    skipped: list[str] = []
+    for number, (entry, options) in enumerate(zip(entries, steps), start=1):
+        place = entry_place("sweep.backbone", number, entry, source)
+        try:
+            caches += extract_step(options, f"sweep extract {number}/{len(entries)}", log, resolved["progress"])
+        except WeightsUnavailableError as error:
+            if resolved["on_missing_weights"] == "error":
+                error.fix = _weights_fix(entry)
+                raise entry_error(error, place, entry) from None
+            skipped.append(f"skipped {place}: {error.problem} {_weights_fix(entry)} To stop instead of skipping, "
+                           "set on_missing_weights = \"error\" in [sweep].")
+            log(f"[bold yellow]WARNING[/]: {escape(skipped[-1])}")
+        except FeaturekitError as error:
+            raise entry_error(error, place, entry) from None
+    if not caches:
+        raise FeaturekitError(f"No entry of the sweep {source} could be extracted.", received="; ".join(skipped),
+                              fix="Supply the weights files the entries name (see the warnings above).")
+    return list(dict.fromkeys(caches)), skipped
+
+
+def _weights_fix(entry: dict[str, Any]) -> str:
+    """How to supply an entry's weights, in the config's own terms (the sweep has no weights flag)."""
+    return ("To include it, name a weights file you have in that entry's `weights` list (e.g. weights = "
+            "[\"imagenet\", \"path/to/file.weights.h5\"]; `python cli.py backbones --files` lists the files featurekit "
+            "knows, with their sha256 and licence), or, on a machine that is online, let Keras download the "
+            f"ImageNet file into its cache (~/.keras/models). The entry has weights = {entry.get('weights', 'default')!r}.")
+
+
+def check_name(name: str) -> str:
+    """A sweep's name is a name, not a path: it becomes results-dir/sweep-NAME.md, nothing else.
+
+    Raises:
+        FeaturekitError: a name with a path separator, "..", a leading dot, or other than letters, digits, ._-.
+    """
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name) or ".." in name:
+        raise FeaturekitError(
+            "A sweep's name must be a plain name (letters, digits, '.', '_' and '-'; no path separator, no '..', "
+            "no leading dot): it names the results files inside the results folder.",
+            received=given("name", name), fix="Use e.g. faces_grid, and choose the folder with results_dir.")
+    return name
 
 
 def sweep(config: dict[str, Any], options: dict[str, Any] | None = None, log: Callable[[str], None] = print
@@ -438,13 +490,15 @@ def sweep(config: dict[str, Any], options: dict[str, Any] | None = None, log: Ca
     check_config(config, source)
     resolved = resolve_config("sweep", config, options)
     require("sweep", resolved)
-    name = resolved["name"] or (Path(resolved["config"]).stem if resolved.get("config") else "sweep")
-    caches = _extract_grid(config, resolved["data"], resolved["progress"], log)
+    name = check_name(resolved["name"] or (Path(resolved["config"]).stem if resolved.get("config") else "sweep"))
     probes = list(resolved["probe"] or list_probes())
+    _check_grid(["the grid"], probes)  # probe names too are checked before anything is extracted
+    caches, skipped = _extract_grid(config, resolved, source, log)
     params = {"head": head_params(epochs=resolved["head_epochs"])}
     result = select_on_valid(caches, probes, params, top_k=resolved["top_k"], runs_dir=resolved["runs_dir"],
                              refit=resolved["refit"], n_boot=resolved["boot"],
                              memory_budget_gb=resolved["memory_budget_gb"], audit=resolved["audit"], name=name, log=log)
+    result.notes += skipped
     if resolved["learning_curve"]:
         chosen = result.chosen
         result.learning_curve = learning_curve(chosen["_source"], chosen["probe"], params.get(chosen["probe"], {}),
@@ -558,6 +612,8 @@ def render_markdown(result: SweepResult, plot_name: str | None = None) -> str:
     lines += ["", "## the choice, and its test figures (reported once)", "", _chosen_line(result), "",
               markdown_table(_test_rows(result), (Column("test split", lambda r: r["what"]),
                                                   Column("value", lambda r: r["value"], "right"))).rstrip("\n")]
+    lines += ["", f"The chosen model's folder: `{result.model_dir}`. Score new images with it:", "",
+              f"    {result.predict_command}"]
     if result.learning_curve:
         lines += ["", "## learning curve of the chosen configuration (test split)", "",
                   markdown_table(result.learning_curve, _curve_columns()).rstrip("\n"), "", _curve_line(result.learning_curve)]
@@ -587,6 +643,8 @@ def render_table(result: SweepResult):
     if result.learning_curve:
         parts.append(rich_table(result.learning_curve, _curve_columns(), title="learning curve (test split)",
                                 caption=_curve_line(result.learning_curve) or None))
+    parts.append(Text(f"chosen model: {result.model_dir}\nscore new images with: {result.predict_command}",
+                      style="bold"))
     return Group(*parts)
 
 
