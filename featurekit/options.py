@@ -367,8 +367,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("view", STRS, None, "Also score every probe on this view of the test split (e.g. jpeg:50, blur:1; repeat "
            "the flag for several); a missing view cache is extracted from the cache's data folder.", ("compare",),
            default_text="no views", example=["jpeg:50"]),
-    Option("test_data", PATHS, None, "Also score every probe on all images of this folder, extracted with the "
-           "same embedder into its own cache (repeat the flag for several test sets).", ("compare",),
+    Option("test_data", PATHS, None, "Another test set, never used to choose: DIR (DIR/<class>/..., all its images "
+           "are test images), or fake=DIR (DIR's images are all fakes, e.g. of another generator, scored beside the "
+           "REAL images of the test split), real=DIR likewise, or real=DIR1,fake=DIR2. Embedded like each cache, "
+           "in a cache of its own (repeat for several test sets).", ("compare", "sweep"),
            default_text="none", example=["DIR"]),
     Option("wide", BOOL, False, "Show every metric in the terminal table (by default a terminal narrower than "
            "the full table gets the compact one; csv/json/md always carry every column).", ("compare",)),

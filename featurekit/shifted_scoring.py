@@ -26,7 +26,10 @@ reports robustness.
 
 from __future__ import annotations
 
+import os
+import re
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -212,6 +215,131 @@ def test_set_cache_for(training_cache: Path, attrs: dict[str, Any], data: str | 
 
 
 # --------------------------------------------------------------------------------------------------
+# Other test sets: a folder of both classes, or one class paired with the other class of the test split
+
+_PAIRED = re.compile(r"^(real|fake)=([^,]+?)(?:,(real|fake)=([^,]+))?$")
+
+
+@dataclass(frozen=True)
+class OtherTestSet:
+    """Another test set: `folder` (DIR/<class>/..., every image a test image), or `real` and/or `fake` folders
+    whose images all belong to that class; a class without a folder takes the images of that class of the
+    training cache's TEST split (fakes of another generator beside the real faces the probe was tested on)."""
+
+    text: str
+    folder: Path | None = None
+    real: Path | None = None
+    fake: Path | None = None
+
+    @property
+    def label(self) -> str:
+        """How rows name it: the folder as given, or "fake=DIR + real of the test split"."""
+        if self.folder is not None:
+            return self.text
+        return " + ".join(f"{key}={getattr(self, key)}" if getattr(self, key) is not None else f"{key} of the test split"
+                          for key in ("fake", "real"))
+
+
+def parse_test_set(spec: str | Path | OtherTestSet) -> OtherTestSet:
+    """A test-set spec: "DIR", "fake=DIR", "real=DIR" or "real=DIR1,fake=DIR2" (see `OtherTestSet`).
+
+    Raises:
+        FeaturekitError: a class named twice.
+    """
+    if isinstance(spec, OtherTestSet):
+        return spec
+    text = str(spec)
+    match = _PAIRED.match(text)
+    if match is None:
+        return OtherTestSet(text, folder=Path(text))
+    first, first_dir, second, second_dir = match.groups()
+    if first == second:
+        raise FeaturekitError(f"A test set names the {first} folder twice.", received=given("test_data", text),
+                              fix="Use fake=DIR, real=DIR, or real=DIR1,fake=DIR2.")
+    folders = {first: Path(first_dir)} | ({second: Path(second_dir)} if second else {})
+    return OtherTestSet(text, real=folders.get("real"), fake=folders.get("fake"))
+
+
+def other_test_set_cache(training_cache: Path, test_set: OtherTestSet, log: Callable[[str], None] = print) -> Path:
+    """The cache of another test set, embedded like the training cache (`test_set_cache_for`); a paired test set
+    is first gathered into its own folder next to the training cache (`paired_folder`)."""
+    with open_cache(training_cache) as reader:
+        attrs = dict(reader.attrs)
+    folder = test_set.folder if test_set.folder is not None else paired_folder(training_cache, attrs, test_set, log)
+    return test_set_cache_for(training_cache, attrs, folder, log)
+
+
+def paired_folder(training_cache: Path, attrs: dict[str, Any], test_set: OtherTestSet,
+                  log: Callable[[str], None] = print) -> Path:
+    """A data folder <class>/<file> of copies of a paired test set's images, next to the training cache, named by
+    its content (``testset-<names>-<hash>``): made once, reused while the images are the same.
+
+    Raises:
+        FeaturekitError: a given folder holds no image, or the training cache's data folder (for the test split's
+            images) is gone.
+    """
+    import hashlib
+    import shutil
+
+    from featurekit.fsutil import temporary_sibling
+
+    files = _paired_files(training_cache, attrs, test_set)
+    digest = hashlib.sha256()
+    for class_name, pairs in files.items():
+        for source, name in pairs:
+            stat = source.stat()
+            digest.update(f"{class_name}/{name}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    given_names = "-".join(Path(str(getattr(test_set, key))).name for key in ("real", "fake")
+                           if getattr(test_set, key) is not None)
+    # Named by content, so caches of the same images (other backbones, fusion members) share one folder.
+    final = training_cache.with_name(f"testset-{given_names}-{digest.hexdigest()[:10]}")
+    if final.is_dir():
+        return final
+    log(f"test set {test_set.label}: gathering {sum(map(len, files.values()))} images into {final.name}")
+    building = temporary_sibling(final)
+    for class_name, pairs in files.items():
+        (building / class_name).mkdir(parents=True)
+        for source, name in pairs:
+            shutil.copyfile(source, building / class_name / name)
+    try:
+        os.rename(building, final)
+    except OSError:  # another process put the same folder in place first: ours is not needed
+        shutil.rmtree(building, ignore_errors=True)
+    return final
+
+
+def _paired_files(training_cache: Path, attrs: dict[str, Any], test_set: OtherTestSet) -> dict[str, list[tuple[Path, str]]]:
+    """For each class (the training cache's names, label order): (source file, file name in the paired folder)."""
+    from featurekit.data import IMAGE_SUFFIXES
+
+    with open_cache(training_cache) as reader:
+        class_names, paths, labels = reader.class_names, reader.paths, reader.labels
+        test_rows = reader.split_indices(OWN_TEST_SPLIT)
+    files: dict[str, list[tuple[Path, str]]] = {}
+    for label, key in enumerate(("real", "fake")):
+        given_folder = getattr(test_set, key)
+        if given_folder is not None:
+            folder = Path(given_folder).expanduser()
+            found = sorted(f for f in folder.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()) \
+                if folder.is_dir() else []
+            if not found:
+                raise FeaturekitError(f"The {key} folder of a test set holds no images ({', '.join(IMAGE_SUFFIXES)}).",
+                                      received=given("test_data", test_set.text), fix="Name a folder of images.")
+            files[class_names[label]] = [(f, "given__" + f.relative_to(folder).as_posix().replace("/", "__"))
+                                         for f in found]
+            continue
+        root = Path(str(attrs.get("data_root") or ""))
+        if not attrs.get("data_root") or not root.is_dir():
+            raise FeaturekitError(
+                f"The test set pairs its images with the {key} images of {training_cache.name}'s test split, but its "
+                f"data folder {root} is not here.", received=given("test_data", test_set.text),
+                fix="Run where the training cache's data folder is, or give both classes: real=DIR1,fake=DIR2.")
+        files[class_names[label]] = [(root / paths[i], "testsplit__" + paths[i].replace("/", "__"))
+                                     for i in test_rows if int(labels[i]) == label]
+    return files
+
+
+# --------------------------------------------------------------------------------------------------
 # Scoring
 
 
@@ -224,7 +352,8 @@ def score_elsewhere(rows: list[dict[str, Any]], caches: list[Path], views: list[
         rows: Rows of `featurekit.compare.compare` (own test split), each naming its fitted probe (`model_dir`).
         caches: The training caches those rows were made from.
         views: View texts or Views (`featurekit.views`); "none" entries are ignored (that is the own row).
-        test_data: Folders whose every image is a test image.
+        test_data: Other test sets (`parse_test_set`): a folder whose every image is a test image, or one class's
+            folder paired with the other class of the training cache's test split.
         cache_dir: A further folder to look for view caches in.
         n_boot: Bootstrap resamples for the intervals.
         log: Where progress messages go.
@@ -254,10 +383,10 @@ def score_elsewhere(rows: list[dict[str, Any]], caches: list[Path], views: list[
             if view is not None:
                 scored = view_cache_for(training_cache, attrs, view, cache_dir, log)
             else:
-                scored = test_set_cache_for(training_cache, attrs, data, log)
+                scored = other_test_set_cache(training_cache, parse_test_set(data), log)
             block += _score_rows(own, training_cache, scored, fitted_cache, n_boot,
                                  view=view.name if view is not None else "",
-                                 test_set=OWN_TEST_SPLIT if view is not None else str(data))
+                                 test_set=OWN_TEST_SPLIT if view is not None else parse_test_set(data).label)
         blocks.append(block)
     return [row for block in blocks for row in block]
 
@@ -284,8 +413,36 @@ def _score_rows(own: list[dict[str, Any]], training_cache: Path, scored_cache: P
     return out
 
 
+def score_on_test_sets(source: Any, fitted: Any, test_data: list[str | Path], n_boot: int,
+                       log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """One fitted configuration (a cache or a fusion) scored on each other test set, at its own threshold (chosen
+    on valid): what a sweep reports about its choice, after the choice.
+
+    Returns:
+        One dict per test set: `test_set` (its label), `scored_cache`, and every metric of `compare.scored`.
+    """
+    from featurekit.compare import scored
+    from featurekit.fusion import open_source
+
+    members = [Path(p) for p in source] if isinstance(source, (list, tuple)) else [Path(source)]
+    rows = []
+    for spec in test_data:
+        test_set = parse_test_set(spec)
+        caches = [other_test_set_cache(member, test_set, log) for member in members]
+        with open_source(caches if len(caches) > 1 else caches[0], log) as reader:
+            reader.require_splits(("test",))
+            metrics = scored(fitted, reader, "test", n_boot)
+        rows.append({"test_set": test_set.label, "scored_cache": ", ".join(c.name for c in caches),
+                     **{k: v for k, v in metrics.items() if not k.startswith("_")}})
+    return rows
+
+
 def scored_on(row: dict[str, Any]) -> str:
     """Where a row was scored, for tables: "test split", "test split, jpeg:50", "other_faces (all images)"."""
     test_set = row.get("test_set") or OWN_TEST_SPLIT
-    where = "test split" if test_set == OWN_TEST_SPLIT else f"{Path(str(test_set)).name} (all images)"
+    if test_set == OWN_TEST_SPLIT:
+        where = "test split"
+    else:
+        spec = parse_test_set(test_set)
+        where = f"{Path(str(test_set)).name} (all images)" if spec.folder is not None else spec.label
     return f"{where}, {row['view']}" if row.get("view") else where

@@ -70,6 +70,7 @@ class SweepResult:
     learning_curve: list[dict[str, Any]] | None = None
     notes: list[str] = field(default_factory=list)
     fusion_rows: list[dict[str, Any]] = field(default_factory=list)  # the fusion under every probe, best first
+    test_sets: list[dict[str, Any]] = field(default_factory=list)  # the choice on other test sets, after the choice
     written: list[Path] = field(default_factory=list)
 
     @property
@@ -91,6 +92,8 @@ class SweepResult:
             "fusion_rows": [public(row) for row in self.fusion_rows],
             "chosen": public(self.chosen), "model_dir": self.model_dir, "predict_command": self.predict_command,
             "test_of_chosen": {key: self.test.get(key) for key in TEST_KEYS},
+            "other_test_sets_of_chosen": [{key: row.get(key) for key in ("test_set", "scored_cache", *TEST_KEYS)}
+                                          for row in self.test_sets],
             "learning_curve": self.learning_curve, "notes": self.notes,
         }
 
@@ -499,6 +502,12 @@ def sweep(config: dict[str, Any], options: dict[str, Any] | None = None, log: Ca
                              refit=resolved["refit"], n_boot=resolved["boot"],
                              memory_budget_gb=resolved["memory_budget_gb"], audit=resolved["audit"], name=name, log=log)
     result.notes += skipped
+    if resolved["test_data"]:
+        from featurekit.shifted_scoring import score_on_test_sets
+
+        log("scoring the choice on the other test sets (reported only: the choice was made on valid)")
+        result.test_sets = score_on_test_sets(result.chosen["_source"], result.chosen["_fitted"], resolved["test_data"],
+                                              resolved["boot"], log)
     if resolved["learning_curve"]:
         chosen = result.chosen
         result.learning_curve = learning_curve(chosen["_source"], chosen["probe"], params.get(chosen["probe"], {}),
@@ -568,6 +577,26 @@ def _test_rows(result: SweepResult) -> list[dict[str, str]]:
             {"what": "test images", "value": str(test["n"])}]
 
 
+def _test_set_columns():
+    from featurekit.report import Column
+
+    def interval(key: str):
+        def text(row: dict[str, Any]) -> str:
+            low, high = row.get(f"{key}_ci_low"), row.get(f"{key}_ci_high")
+            value = f"{row[key]:.3f}"
+            return value if low is None or not np.isfinite(low) else f"{value} [{low:.3f}, {high:.3f}]"
+        return text
+
+    return (
+        Column("other test set", lambda r: str(r["test_set"])),
+        Column("images", lambda r: str(r["n"]), "right"),
+        Column("accuracy, thr on valid [95% CI]", interval("accuracy"), "right"),
+        Column("acc real", lambda r: f"{r['accuracy_real']:.3f}", "right"),
+        Column("acc fake", lambda r: f"{r['accuracy_fake']:.3f}", "right"),
+        Column("ROC AUC [95% CI]", interval("roc_auc"), "right"),
+    )
+
+
 def _curve_columns():
     from featurekit.report import Column
 
@@ -612,6 +641,9 @@ def render_markdown(result: SweepResult, plot_name: str | None = None) -> str:
     lines += ["", "## the choice, and its test figures (reported once)", "", _chosen_line(result), "",
               markdown_table(_test_rows(result), (Column("test split", lambda r: r["what"]),
                                                   Column("value", lambda r: r["value"], "right"))).rstrip("\n")]
+    if result.test_sets:
+        lines += ["", "## the choice on other test sets (reported only, never used to choose)", "",
+                  markdown_table(result.test_sets, _test_set_columns()).rstrip("\n")]
     lines += ["", f"The chosen model's folder: `{result.model_dir}`. Score new images with it:", "",
               f"    {result.predict_command}"]
     if result.learning_curve:
@@ -643,6 +675,9 @@ def render_table(result: SweepResult):
     if result.learning_curve:
         parts.append(rich_table(result.learning_curve, _curve_columns(), title="learning curve (test split)",
                                 caption=_curve_line(result.learning_curve) or None))
+    if result.test_sets:
+        parts.append(rich_table(result.test_sets, _test_set_columns(),
+                                title="the choice on other test sets (reported only, never used to choose)"))
     parts.append(Text(f"chosen model: {result.model_dir}\nscore new images with: {result.predict_command}",
                       style="bold"))
     return Group(*parts)
