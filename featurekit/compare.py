@@ -39,6 +39,7 @@ ROW_KEYS = (
     "feature_dim", "probe", "test_set", "view", "n_test", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "accuracy_real",
     "accuracy_fake", "balanced_accuracy",
     "roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "average_precision", "eer", "tpr_at_1pct_fpr", "f1",
+    "oracle_accuracy", "mean_p_fake_real", "mean_p_fake_fake",
     "threshold", "fit_seconds", "reused", "streamed", "collapsed", "model_dir", "scored_cache", "leaks",
     "train_overlap",
 )

@@ -389,13 +389,16 @@ WIDE_COLUMNS = (
     Column("TPR@1%FPR", _number("tpr_at_1pct_fpr"), "right"),
     Column("F1", _number("f1"), "right"),
     Column("thr (valid)", _number("threshold", ".3g"), "right"),
+    # At the best threshold for THIS test set (as UnivFD reports it): tells ranking from calibration, never chooses.
+    Column("oracle acc", _number("oracle_accuracy"), "right"),
+    Column("P(fake) real/fake", lambda r: f"{r['mean_p_fake_real']:.2f}/{r['mean_p_fake_fake']:.2f}", "right"),
     Column("fit s", lambda r: f"{r['fit_seconds']:.1f}" + (" (reused)" if r.get("reused") else ""), "right"),
     Column("flags", _flags),
 )
 COMPACT_COLUMNS = (
     WIDE_COLUMNS[0], WIDE_COLUMNS[2], WIDE_COLUMNS[3],
     Column("ROC AUC", _number("roc_auc"), "right"),
-    WIDE_COLUMNS[8], WIDE_COLUMNS[14],
+    WIDE_COLUMNS[8], WIDE_COLUMNS[-1],
 )
 
 

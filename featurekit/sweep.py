@@ -44,7 +44,9 @@ VALID_ROW_KEYS = (
 )
 TEST_KEYS = ("n", "n_fake", "threshold", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "roc_auc",
              "roc_auc_ci_low", "roc_auc_ci_high", "average_precision", "accuracy_real", "accuracy_fake",
-             "balanced_accuracy", "eer", "tpr_at_1pct_fpr", "f1", "collapsed")
+             "balanced_accuracy", "eer", "tpr_at_1pct_fpr", "f1", "collapsed",
+             # Reported beside the figures at the valid threshold, never used to choose (`compare.shift_figures`):
+             "oracle_accuracy", "mean_p_fake_real", "mean_p_fake_fake")
 
 
 @dataclass
@@ -574,6 +576,9 @@ def _test_rows(result: SweepResult) -> list[dict[str, str]]:
             {"what": "accuracy on real images", "value": f"{test['accuracy_real']:.3f}"},
             {"what": "accuracy on fake images", "value": f"{test['accuracy_fake']:.3f}"},
             {"what": "threshold (chosen on valid)", "value": f"{test['threshold']:.4g}"},
+            {"what": "oracle accuracy (best threshold for test; never used)", "value": f"{test['oracle_accuracy']:.3f}"},
+            {"what": "mean P(fake) of real / of fake images",
+             "value": f"{test['mean_p_fake_real']:.3f} / {test['mean_p_fake_fake']:.3f}"},
             {"what": "test images", "value": str(test["n"])}]
 
 
@@ -594,6 +599,9 @@ def _test_set_columns():
         Column("acc real", lambda r: f"{r['accuracy_real']:.3f}", "right"),
         Column("acc fake", lambda r: f"{r['accuracy_fake']:.3f}", "right"),
         Column("ROC AUC [95% CI]", interval("roc_auc"), "right"),
+        Column("oracle acc (best thr for this set; never used)", lambda r: f"{r['oracle_accuracy']:.3f}", "right"),
+        Column("mean P(fake) real / fake", lambda r: f"{r['mean_p_fake_real']:.3f} / {r['mean_p_fake_fake']:.3f}",
+               "right"),
     )
 
 

@@ -1,0 +1,48 @@
+"""Figures that separate ranking from calibration: accuracy at the best threshold for the test set itself (oracle,
+reported, never used to choose) and the mean P(fake) of real and of fake images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import make_cache
+from featurekit.compare import compare, shift_figures
+
+
+def _brute_force_oracle(labels: np.ndarray, scores: np.ndarray) -> float:
+    thresholds = np.append(np.unique(scores), np.inf)
+    return max(float(np.mean((scores >= t) == labels)) for t in thresholds)
+
+
+def test_the_oracle_is_the_best_accuracy_over_every_threshold():
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    scores = np.array([0.1, 0.2, 0.6, 0.5, 0.8, 0.9])
+    figures = shift_figures(labels, scores)
+    assert figures["oracle_accuracy"] == pytest.approx(5 / 6)
+    assert figures["mean_p_fake_real"] == pytest.approx(0.3) and figures["mean_p_fake_fake"] == pytest.approx(2.2 / 3)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        labels = rng.integers(0, 2, 50)
+        labels[:2] = (0, 1)
+        scores = np.round(rng.random(50) + 0.3 * labels, 2)  # ties included
+        assert shift_figures(labels, scores)["oracle_accuracy"] == pytest.approx(_brute_force_oracle(labels, scores))
+
+
+def test_a_shifted_test_split_keeps_its_ranking_while_the_valid_threshold_fails(tmp_path: Path):
+    """Test features shifted towards "fake": accuracy at the valid threshold drops, the oracle does not."""
+    rng = np.random.default_rng(3)
+    n = 600
+    labels = np.arange(n) % 2
+    splits = np.repeat(np.array(["train"] * 3 + ["valid", "test"]), 2)[np.arange(n) % 10]
+    features = rng.normal(size=(n, 4)).astype(np.float32) + 3 * labels[:, None]
+    features[splits == "test"] += 2.5
+    cache = make_cache(tmp_path / "shift.h5", features, labels, splits)
+    [row] = compare([cache], ["logreg"], runs_dir=tmp_path / "runs", n_boot=0, audit=False, log=lambda m: None)
+    assert row["oracle_accuracy"] > 0.9 and row["accuracy"] < row["oracle_accuracy"] - 0.15
+    assert row["oracle_accuracy"] == pytest.approx(_brute_force_oracle(row["_labels"], row["_scores"]))
+    assert row["mean_p_fake_real"] > 0.5  # the real test images now look fake on average: a calibration failure
+    assert row["mean_p_fake_real"] == pytest.approx(row["_scores"][row["_labels"] == 0].mean())
+    assert row["mean_p_fake_fake"] == pytest.approx(row["_scores"][row["_labels"] == 1].mean())
