@@ -40,7 +40,7 @@ ROW_KEYS = (
     "accuracy_fake", "balanced_accuracy",
     "roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "average_precision", "eer", "tpr_at_1pct_fpr", "f1",
     "oracle_accuracy", "mean_p_fake_real", "mean_p_fake_fake",
-    "threshold", "fit_seconds", "reused", "streamed", "collapsed", "model_dir", "scored_cache", "leaks",
+    "threshold", "threshold_on", "fit_seconds", "reused", "streamed", "collapsed", "model_dir", "scored_cache", "leaks",
     "train_overlap",
 )
 
@@ -181,6 +181,7 @@ def compare(
             "fit_seconds": fit.fitted.meta["fit_seconds"], "reused": fit.reused,
             "streamed": bool(fit.fitted.meta.get("streamed")), "model_dir": str(fit.fitted.directory),
             "test_set": "test", "view": fit.cache.attrs.get("view") or "", "scored_cache": source_name(fit.source),
+            "threshold_on": "valid",
             "leaks": source_leaks(fit.source, leaky) if audit else None,
             "_fitted": fit.fitted, "_seconds": time.perf_counter() - started,
         })
@@ -357,13 +358,17 @@ def _training_caches(caches: list[Path], found_by_scan: bool, log: Callable[[str
 
 def _scored_elsewhere(rows: list[dict[str, Any]], caches: list[Path], options: dict[str, Any],
                       log: Callable[[str], None]) -> list[dict[str, Any]]:
-    """The rows, then the same probes scored on each `view` of the test split and each `test_data` folder."""
-    if not options.get("view") and not options.get("test_data"):
-        return rows
-    from featurekit.shifted_scoring import score_elsewhere
+    """The rows, then the same probes scored on each `view` of the test split and each `test_data` folder; with
+    `threshold_on` "valid+views", every row at the threshold chosen on valid plus the valid split's views."""
+    from featurekit.shifted_scoring import at_thresholds, score_elsewhere, thresholds_on_valid_and_views
 
-    return score_elsewhere(rows, caches, views=options.get("view") or [], test_data=options.get("test_data") or [],
-                           cache_dir=options["cache_dir"], n_boot=options["boot"], log=log)
+    if options.get("view") or options.get("test_data"):
+        rows = score_elsewhere(rows, caches, views=options.get("view") or [], test_data=options.get("test_data") or [],
+                               cache_dir=options["cache_dir"], n_boot=options["boot"], log=log)
+    if options.get("threshold_on") == "valid+views":
+        thresholds = thresholds_on_valid_and_views(rows, caches, options.get("view") or [], options["cache_dir"], log)
+        rows = at_thresholds(rows, thresholds, "valid+views", options["boot"])
+    return rows
 
 
 def _reusable_fit(directory: Path, cache: Any, probe: str, params: dict[str, Any],

@@ -372,6 +372,9 @@ OPTIONS: tuple[Option, ...] = (
            "REAL images of the test split), real=DIR likewise, or real=DIR1,fake=DIR2. Embedded like each cache, "
            "in a cache of its own (repeat for several test sets).", ("compare", "sweep"),
            default_text="none", example=["DIR"]),
+    Option("threshold_on", STR, "valid", "Where each probe's threshold is chosen: the valid split, or the valid split "
+           "plus the same images under every --view (degraded copies; a missing view cache of the valid split is "
+           "extracted). Never on test; the probes are the same.", ("compare",), choices=("valid", "valid+views")),
     Option("wide", BOOL, False, "Show every metric in the terminal table (by default a terminal narrower than "
            "the full table gets the compact one; csv/json/md always carry every column).", ("compare",)),
     Option("fuse", FUSION, False, "Add a row per probe on the concatenated features of every --cache (caches of "

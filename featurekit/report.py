@@ -388,7 +388,8 @@ WIDE_COLUMNS = (
     Column("EER", _number("eer"), "right"),
     Column("TPR@1%FPR", _number("tpr_at_1pct_fpr"), "right"),
     Column("F1", _number("f1"), "right"),
-    Column("thr (valid)", _number("threshold", ".3g"), "right"),
+    Column("thr (valid)", lambda r: format(r["threshold"], ".3g") + (" (valid+views)" if r.get("threshold_on")
+                                                                      == "valid+views" else ""), "right"),
     # At the best threshold for THIS test set (as UnivFD reports it): tells ranking from calibration, never chooses.
     Column("oracle acc", _number("oracle_accuracy"), "right"),
     Column("P(fake) real/fake", lambda r: f"{r['mean_p_fake_real']:.2f}/{r['mean_p_fake_fake']:.2f}", "right"),

@@ -35,12 +35,12 @@ from typing import Any, Callable
 
 from featurekit.cache import IDENTITY_KEYS, _normalise, open_cache
 from featurekit.errors import FeaturekitError, given
+import numpy as np
+
 from featurekit.views import View, parse_views
 
 # `test_set` of rows scored on the training cache's own test split.
 OWN_TEST_SPLIT = "test"
-# Subsets of a cache that hold a training cache's whole test split.
-_HOLDS_TEST_SPLIT = ("", "test")
 
 
 def stored_identity(path: str | Path) -> dict[str, Any] | None:
@@ -117,8 +117,8 @@ def _split_fractions(attrs: dict[str, Any]) -> tuple[float, float, float]:
     return parse_split_fractions(split) if split else DEFAULT_SPLIT_FRACTIONS
 
 
-def extract_command(attrs: dict[str, Any], view: View, cache: Path) -> str:
-    """The `extract` command that makes the view cache of a training cache's test split by hand."""
+def extract_command(attrs: dict[str, Any], view: View, cache: Path, views_split: str = OWN_TEST_SPLIT) -> str:
+    """The `extract` command that makes the view cache of a split of a training cache by hand."""
     from featurekit.backbones import is_handmade
 
     request = extraction_request(attrs)
@@ -135,7 +135,7 @@ def extract_command(attrs: dict[str, Any], view: View, cache: Path) -> str:
     if split:
         args += ["--split", split if isinstance(split, str) else ",".join(map(str, split))]
     args += ["--dtype", request["dtype"], "--batch-size", str(request["batch_size"]), "--view", view.name,
-             "--views-split", "test", "--cache", str(cache)]
+             "--views-split", views_split, "--cache", str(cache)]
     return " ".join(shlex.quote(a) for a in args)
 
 
@@ -143,22 +143,23 @@ def extract_command(attrs: dict[str, Any], view: View, cache: Path) -> str:
 # Finding or making the caches to score on
 
 
-def default_view_cache(training_cache: Path, view: View) -> Path:
-    """``<training cache>-view-<slug>-only-test.h5`` next to it: the name `extract --view V --views-split test`
+def default_view_cache(training_cache: Path, view: View, split: str = OWN_TEST_SPLIT) -> Path:
+    """``<training cache>-view-<slug>-only-<split>.h5`` next to it: the name `extract --view V --views-split SPLIT`
     gives when the training cache has its default name."""
-    return training_cache.with_name(f"{training_cache.stem}-view-{view.slug}-only-test.h5")
+    return training_cache.with_name(f"{training_cache.stem}-view-{view.slug}-only-{split}.h5")
 
 
 def view_cache_for(training_cache: Path, attrs: dict[str, Any], view: View, cache_dir: str | Path | None,
-                   log: Callable[[str], None] = print) -> Path:
-    """The cache of `view` of the training cache's test split: found by identity, else extracted.
+                   log: Callable[[str], None] = print, split: str = OWN_TEST_SPLIT) -> Path:
+    """The cache of `view` of one split of the training cache (the test split unless said): found by identity (a
+    cache of that split only, or of every split), else extracted.
 
     Raises:
         FeaturekitError: none is found and the data folder is gone or holds other images (with the exact
             extract command), or the rebuilt embedder differs from the training cache's.
     """
     wanted = {key: attrs.get(key) for key in IDENTITY_KEYS} | {"view": view.name}
-    default = default_view_cache(training_cache, view)
+    default = default_view_cache(training_cache, view, split)
     full = training_cache.with_name(f"{training_cache.stem}-view-{view.slug}.h5")
     folders = [training_cache.parent] + ([Path(cache_dir)] if cache_dir is not None else [])
     candidates = [default, full] + [p for folder in dict.fromkeys(folders) if folder.is_dir()
@@ -167,21 +168,21 @@ def view_cache_for(training_cache: Path, attrs: dict[str, Any], view: View, cach
         if not candidate.is_file():
             continue
         identity = stored_identity(candidate)
-        if identity is not None and identity.get("subset") in _HOLDS_TEST_SPLIT and \
+        if identity is not None and identity.get("subset") in ("", split) and \
                 _same_except(identity, wanted, ("subset",)):
             return candidate
     data_root = Path(str(attrs.get("data_root") or ""))
     if not attrs.get("data_root") or not data_root.is_dir():
         raise FeaturekitError(
-            f"No cache of view {view.name!r} of {training_cache.name}'s test split was found, and its data folder "
+            f"No cache of view {view.name!r} of {training_cache.name}'s {split} split was found, and its data folder "
             f"{data_root} is not here to extract one.",
             received=f"{given('view', view.name)} for cache {training_cache}",
-            fix=f"Extract it where the images are: `{extract_command(attrs, view, default)}`.")
+            fix=f"Extract it where the images are: `{extract_command(attrs, view, default, split)}`.")
     from featurekit.extract import extract_many
 
-    log(f"extracting view {view.name} of the test split of {training_cache.name} into {default.name} ...")
+    log(f"extracting view {view.name} of the {split} split of {training_cache.name} into {default.name} ...")
     extract_many(data_root, **extraction_request(attrs), cache=default, split_fractions=_split_fractions(attrs),
-                 view=view, subset="test", expected_identity={k: v for k, v in wanted.items() if k != "view"},
+                 view=view, subset=split, expected_identity={k: v for k, v in wanted.items() if k != "view"},
                  log=log, progress=False)
     return default
 
@@ -435,6 +436,64 @@ def score_on_test_sets(source: Any, fitted: Any, test_data: list[str | Path], n_
         rows.append({"test_set": test_set.label, "scored_cache": ", ".join(c.name for c in caches),
                      **{k: v for k, v in metrics.items() if not k.startswith("_")}})
     return rows
+
+
+def thresholds_on_valid_and_views(rows: list[dict[str, Any]], caches: list[Path], views: list[str | View],
+                                  cache_dir: str | Path | None = None, log: Callable[[str], None] = print
+                                  ) -> dict[str, float]:
+    """For each probe of `rows` (its `model_dir`): the threshold chosen on the valid split of its cache together
+    with the same valid images under every view (each view's valid split is found or extracted like a test view).
+    A threshold that has seen degraded copies may hold better under a shift; it is still chosen without test.
+
+    Raises:
+        FeaturekitError: no view is given.
+    """
+    from featurekit.fitting import load_fitted, split_scores
+    from featurekit.metrics import choose_threshold
+
+    views = [view for view in parse_views(list(views)) if view is not None]
+    if not views:
+        raise FeaturekitError("A threshold chosen on valid plus its views needs at least one view.",
+                              received=given("threshold_on", "valid+views"),
+                              fix=f"Name views with {given('view', 'jpeg:50')} (repeat for several), e.g. the views "
+                              "you report robustness on.")
+    thresholds: dict[str, float] = {}
+    for training_cache in caches:
+        own = [row for row in rows if row.get("cache") == Path(training_cache).name and not row.get("view")
+               and row.get("test_set", OWN_TEST_SPLIT) == OWN_TEST_SPLIT]
+        if not own:
+            continue
+        with open_cache(training_cache) as training:
+            attrs = dict(training.attrs)
+            fitted = {row["model_dir"]: row.get("_fitted") or load_fitted(row["model_dir"], training) for row in own}
+            scored = {directory: [split_scores(probe, training, "valid")] for directory, probe in fitted.items()}
+        for view in views:
+            with open_cache(view_cache_for(training_cache, attrs, view, cache_dir, log, split="valid")) as reader:
+                for directory, probe in fitted.items():
+                    scored[directory].append(split_scores(probe, reader, "valid"))
+        for directory, parts in scored.items():
+            thresholds[directory] = float(choose_threshold(np.concatenate([labels for _, labels in parts]),
+                                                           np.concatenate([scores for scores, _ in parts])))
+    return thresholds
+
+
+def at_thresholds(rows: list[dict[str, Any]], thresholds: dict[str, float], rule: str, n_boot: int
+                  ) -> list[dict[str, Any]]:
+    """The rows evaluated again at the thresholds given per probe (`model_dir`), each saying its rule in
+    `threshold_on`; rows of probes without one keep theirs."""
+    from featurekit.compare import shift_figures
+    from featurekit.metrics import evaluate
+
+    out = []
+    for row in rows:
+        threshold = thresholds.get(str(row.get("model_dir")))
+        if threshold is None:
+            out.append(row)
+            continue
+        metrics = {**evaluate(row["_labels"], row["_scores"], threshold, n_boot=n_boot),
+                   **shift_figures(row["_labels"], row["_scores"])}
+        out.append({**row, **{key: value for key, value in metrics.items() if key in row}, "threshold_on": rule})
+    return out
 
 
 def scored_on(row: dict[str, Any]) -> str:

@@ -46,3 +46,36 @@ def test_a_shifted_test_split_keeps_its_ranking_while_the_valid_threshold_fails(
     assert row["mean_p_fake_real"] > 0.5  # the real test images now look fake on average: a calibration failure
     assert row["mean_p_fake_real"] == pytest.approx(row["_scores"][row["_labels"] == 0].mean())
     assert row["mean_p_fake_fake"] == pytest.approx(row["_scores"][row["_labels"] == 1].mean())
+
+
+def test_a_threshold_chosen_on_valid_plus_its_views(tmp_path: Path):
+    from conftest import make_image_folder
+    from featurekit.cache import open_cache
+    from featurekit.compare import compare_from_options
+    from featurekit.errors import FeaturekitError
+    from featurekit.extract import extract
+    from featurekit.fitting import load_fitted, split_scores
+    from featurekit.metrics import choose_threshold, evaluate
+
+    data = make_image_folder(tmp_path / "faces", per_class=30, size=40)
+    cache_dir = tmp_path / "cache"
+    clean = extract(data, "test_tiny", pooling="avg", batch_size=16, cache_dir=cache_dir, progress=False,
+                    log=lambda m: None).cache_path
+    options = {"cache": [clean], "probe": ["logreg"], "boot": 0, "runs_dir": tmp_path / "runs", "cache_dir": cache_dir,
+               "audit": False}
+    plain = compare_from_options({**options, "view": ["blur:2"]}, log=lambda m: None)
+    rows = compare_from_options({**options, "view": ["blur:2"], "threshold_on": "valid+views"}, log=lambda m: None)
+    view_valid = cache_dir / f"{clean.stem}-view-blur2-only-valid.h5"
+    fitted = load_fitted(rows[0]["model_dir"])
+    with open_cache(clean) as training, open_cache(view_valid) as degraded:
+        assert set(degraded.splits) == {"valid"} and degraded.attrs["view"] == "blur:2"
+        parts = [split_scores(fitted, training, "valid"), split_scores(fitted, degraded, "valid")]
+    expected = choose_threshold(np.concatenate([y for _, y in parts]), np.concatenate([s for s, _ in parts]))
+    assert [row["threshold_on"] for row in plain] == ["valid", "valid"] and plain[0]["threshold"] == fitted.threshold
+    assert [row["threshold_on"] for row in rows] == ["valid+views", "valid+views"]
+    assert all(row["threshold"] == pytest.approx(expected) for row in rows) and expected != fitted.threshold
+    for row in rows:  # every figure at the new threshold; the ranking figures unchanged
+        assert row["accuracy"] == pytest.approx(evaluate(row["_labels"], row["_scores"], expected, n_boot=0)["accuracy"])
+    assert [row["roc_auc"] for row in rows] == [row["roc_auc"] for row in plain]
+    with pytest.raises(FeaturekitError, match="needs at least one view"):
+        compare_from_options({**options, "threshold_on": "valid+views"}, log=lambda m: None)
