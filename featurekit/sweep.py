@@ -204,11 +204,15 @@ def select_on_valid(
 
 
 def _check_grid(caches: Sequence[Any], probes: Sequence[str]) -> None:
-    from featurekit.probes import get_probe_spec
-
     if not caches:
         raise FeaturekitError("The sweep has no caches to choose from.", received="no cache",
                               fix="List at least one extraction under [[sweep.backbone]].")
+    _check_probes(probes)
+
+
+def _check_probes(probes: Sequence[str]) -> None:
+    from featurekit.probes import get_probe_spec
+
     if not probes:
         raise FeaturekitError("The sweep has no probes.", received=given("probe", list(probes)),
                               fix="List probes, e.g. probe = [\"logreg\", \"linsvm\", \"head\"].")
@@ -497,7 +501,7 @@ def sweep(config: dict[str, Any], options: dict[str, Any] | None = None, log: Ca
     require("sweep", resolved)
     name = check_name(resolved["name"] or (Path(resolved["config"]).stem if resolved.get("config") else "sweep"))
     probes = list(resolved["probe"] or list_probes())
-    _check_grid(["the grid"], probes)  # probe names too are checked before anything is extracted
+    _check_probes(probes)  # probe names too are checked before anything is extracted
     caches, skipped = _extract_grid(config, resolved, source, log)
     params = {"head": head_params(epochs=resolved["head_epochs"])}
     result = select_on_valid(caches, probes, params, top_k=resolved["top_k"], runs_dir=resolved["runs_dir"],

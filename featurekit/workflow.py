@@ -173,8 +173,12 @@ def run_job(file_config: dict[str, Any], options: dict[str, Any] | None = None, 
     for job in run.get("train_backbone", []):
         _train_backbone_step(file_config, {k: _substitute(v, names) for k, v in job.items()}, data, log, progress)
 
-    caches = [path for number, options in enumerate(steps, start=1)
-              for path in extract_step(options, f"extract {number}/{len(steps)}", log, progress)]
+    caches = []
+    for number, (job, options) in enumerate(zip(extract_jobs, steps), start=1):
+        try:
+            caches += extract_step(options, f"extract {number}/{len(steps)}", log, progress)
+        except FeaturekitError as error:
+            raise entry_error(error, entry_place("run.extract", number, job, source), job) from None
     compare_options = resolve_config("compare", file_config, {"cache": [str(c) for c in caches]})
     compare_options["data"] = None  # exactly the caches this job made (a top-level `data` is not a filter here)
     results = run_options["results"]

@@ -107,3 +107,15 @@ def test_on_missing_weights_error_stops_naming_the_file_and_the_entry(faces, tmp
     output = " ".join(result.output.split())
     assert "[[sweep.backbone]] entry 2 (backbone test_tiny) of " + str(config) in output
     assert "tiny.weights.h5" in output and "--weights" not in output and "weights = [" in output
+
+
+def test_an_error_while_running_an_entry_of_run_names_the_file_and_the_entry(faces, tmp_path: Path):
+    config = tmp_path / "job.toml"
+    config.write_text(f'data = "{faces}"\ncache_dir = "{tmp_path / "cache"}"\nruns_dir = "{tmp_path / "runs"}"\n'
+                      '[compare]\nprobe = ["logreg"]\n'
+                      '[[run.extract]]\nbackbone = "test_tiny"\npooling = "avg"\nweights = "gone/tiny.weights.h5"\n')
+    result = _invoke("run", "--config", str(config))
+    assert result.exit_code == 2, result.output
+    output = " ".join(result.output.split())
+    assert f"[[run.extract]] entry 1 (backbone test_tiny) of {config}" in output and "gone/tiny.weights.h5" in output
+    assert "--weights" not in output  # the entry's keys, not flags `run` does not have
