@@ -16,6 +16,12 @@ scored on:
   with the embedder rebuilt from the training cache's attributes (as `predict` rebuilds it) into
   ``<training cache>-on-<DIR name>.h5`` next to the training cache; a rebuilt embedder whose identity differs
   (weights changed, another precision) is refused, naming the difference, before any image is read.
+  `--test-data fake=DIR` pairs a folder of fakes only (another generator) with the REAL images of the training
+  cache's test split (`real=DIR` likewise; `real=DIR1,fake=DIR2` two folders): the images are gathered once into
+  a content-named folder ``testset-<name>-<hash>`` next to the training cache and embedded like any test set.
+- **a threshold chosen on valid plus its views** (`compare --threshold-on valid+views`): the valid split and the
+  same images under every view (view caches of the valid split, found or extracted like those of the test split)
+  choose each probe's threshold together; every row is then reported at it. Test never chooses anything.
 
 Every row says where it was scored: `test_set` ("test" for the training cache's own test split, else the
 folder given) and `view` ("" for the clean images), and `scored_cache` names the cache whose rows were
