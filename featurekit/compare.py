@@ -107,14 +107,17 @@ def fitted_grid(
                 yield Fit(source, cache, probe, fitted, reused)
 
 
-def scored(fitted: FittedProbe, reader: Any, split: str, n_boot: int) -> dict[str, Any]:
-    """A fitted probe's metrics on one split of an open cache, at its own threshold (chosen on valid), with
-    the figures that separate ranking from calibration (`shift_figures`) and private `_scores`/`_labels`."""
+def scored(fitted: FittedProbe, reader: Any, split: str, n_boot: int, threshold: float | None = None
+           ) -> dict[str, Any]:
+    """A fitted probe's metrics on one split of an open cache, at its own threshold (chosen on valid) unless
+    another is given, with the figures that separate ranking from calibration (`shift_figures`) and private
+    `_scores`/`_labels`."""
     from featurekit.fitting import split_scores
     from featurekit.metrics import evaluate
 
     scores, labels = split_scores(fitted, reader, split)
-    return {**evaluate(labels, scores, fitted.threshold, n_boot=n_boot), **shift_figures(labels, scores),
+    threshold = fitted.threshold if threshold is None else threshold
+    return {**evaluate(labels, scores, threshold, n_boot=n_boot), **shift_figures(labels, scores),
             "_scores": scores, "_labels": labels}
 
 

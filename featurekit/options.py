@@ -365,7 +365,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("head_epochs", INT, HEAD_EPOCHS, "Most epochs of the head.", ("compare", "sweep"), minimum=1),
     Option("plot", PATH, None, "Write ROC curves of every row to this PNG.", ("compare",), example="roc.png"),
     Option("view", STRS, None, "Also score every probe on this view of the test split (e.g. jpeg:50, blur:1; repeat "
-           "the flag for several); a missing view cache is extracted from the cache's data folder.", ("compare",),
+           "the flag for several; sweep: the choice, after the choice); a missing view cache is extracted from the "
+           "cache's data folder.", ("compare", "sweep"),
            default_text="no views", example=["jpeg:50"]),
     Option("test_data", PATHS, None, "Another test set, never used to choose: DIR (DIR/<class>/..., all its images "
            "are test images), or fake=DIR (DIR's images are all fakes, e.g. of another generator, scored beside the "
@@ -374,7 +375,8 @@ OPTIONS: tuple[Option, ...] = (
            default_text="none", example=["DIR"]),
     Option("threshold_on", STR, "valid", "Where each probe's threshold is chosen: the valid split, or the valid split "
            "plus the same images under every --view (degraded copies; a missing view cache of the valid split is "
-           "extracted). Never on test; the probes are the same.", ("compare",), choices=("valid", "valid+views")),
+           "extracted). Never on test; the probes are the same (sweep: the choice is still made on valid).",
+           ("compare", "sweep"), choices=("valid", "valid+views")),
     Option("wide", BOOL, False, "Show every metric in the terminal table (by default a terminal narrower than "
            "the full table gets the compact one; csv/json/md always carry every column).", ("compare",)),
     Option("fuse", FUSION, False, "Add a row per probe on the concatenated features of every --cache (caches of "

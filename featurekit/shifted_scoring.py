@@ -421,66 +421,96 @@ def _score_rows(own: list[dict[str, Any]], training_cache: Path, scored_cache: P
 
 
 def score_on_test_sets(source: Any, fitted: Any, test_data: list[str | Path], n_boot: int,
-                       log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """One fitted configuration (a cache or a fusion) scored on each other test set, at its own threshold (chosen
-    on valid): what a sweep reports about its choice, after the choice.
+                       log: Callable[[str], None] = print, views: list[str | View] = (),
+                       threshold: float | None = None) -> list[dict[str, Any]]:
+    """One fitted configuration (a cache or a fusion) scored on each view of the test split and each other test
+    set, at its own threshold (chosen on valid) unless another is given: what a sweep reports about its choice,
+    after the choice.
 
     Returns:
-        One dict per test set: `test_set` (its label), `scored_cache`, and every metric of `compare.scored`.
+        One dict per view, then per test set: `test_set` (its label), `view`, `scored_cache`, and every metric of
+        `compare.scored`.
     """
     from featurekit.compare import scored
     from featurekit.fusion import open_source
 
-    members = [Path(p) for p in source] if isinstance(source, (list, tuple)) else [Path(source)]
+    members = _members(source)
+    targets = [(view.name, OWN_TEST_SPLIT, [view_cache_for(m, _attrs(m), view, None, log) for m in members])
+               for view in parse_views(list(views)) if view is not None]
+    targets += [("", parse_test_set(spec).label, [other_test_set_cache(m, parse_test_set(spec), log) for m in members])
+                for spec in test_data]
     rows = []
-    for spec in test_data:
-        test_set = parse_test_set(spec)
-        caches = [other_test_set_cache(member, test_set, log) for member in members]
+    for view, label, caches in targets:
         with open_source(caches if len(caches) > 1 else caches[0], log) as reader:
             reader.require_splits(("test",))
-            metrics = scored(fitted, reader, "test", n_boot)
-        rows.append({"test_set": test_set.label, "scored_cache": ", ".join(c.name for c in caches),
+            metrics = scored(fitted, reader, "test", n_boot, threshold)
+        rows.append({"test_set": label, "view": view, "scored_cache": ", ".join(c.name for c in caches),
                      **{k: v for k, v in metrics.items() if not k.startswith("_")}})
     return rows
+
+
+def _members(source: Any) -> list[Path]:
+    return [Path(p) for p in source] if isinstance(source, (list, tuple)) else [Path(source)]
+
+
+def _attrs(cache: Path) -> dict[str, Any]:
+    with open_cache(cache) as reader:
+        return dict(reader.attrs)
+
+
+def valid_and_views_threshold(source: Any, fitted: Any, views: list[str | View], cache_dir: str | Path | None = None,
+                              log: Callable[[str], None] = print) -> float:
+    """The threshold of a fitted configuration (a cache or a fusion) chosen on its valid split together with the
+    same valid images under every view (each view's valid split found or extracted like a test view). A threshold
+    that has seen degraded copies may hold better under a shift; it is still chosen without test.
+
+    Raises:
+        FeaturekitError: no view is given.
+    """
+    from featurekit.fitting import split_scores
+    from featurekit.fusion import open_source
+    from featurekit.metrics import choose_threshold
+
+    views = _threshold_views(views)
+    members = _members(source)
+    sources = [source] + [[view_cache_for(m, _attrs(m), view, cache_dir, log, split="valid") for m in members]
+                          for view in views]
+    parts = []
+    for part in sources:
+        with open_source(part if not isinstance(part, list) or len(part) > 1 else part[0], log) as reader:
+            parts.append(split_scores(fitted, reader, "valid"))
+    return float(choose_threshold(np.concatenate([labels for _, labels in parts]),
+                                  np.concatenate([scores for scores, _ in parts])))
 
 
 def thresholds_on_valid_and_views(rows: list[dict[str, Any]], caches: list[Path], views: list[str | View],
                                   cache_dir: str | Path | None = None, log: Callable[[str], None] = print
                                   ) -> dict[str, float]:
-    """For each probe of `rows` (its `model_dir`): the threshold chosen on the valid split of its cache together
-    with the same valid images under every view (each view's valid split is found or extracted like a test view).
-    A threshold that has seen degraded copies may hold better under a shift; it is still chosen without test.
+    """For each probe of the rows of `caches` scored on their own test split (by `model_dir`): its
+    `valid_and_views_threshold`."""
+    from featurekit.fitting import load_fitted
 
-    Raises:
-        FeaturekitError: no view is given.
-    """
-    from featurekit.fitting import load_fitted, split_scores
-    from featurekit.metrics import choose_threshold
+    _threshold_views(views)
+    thresholds: dict[str, float] = {}
+    names = {Path(c).name: Path(c) for c in caches}
+    for row in rows:
+        training_cache = names.get(str(row.get("cache")))
+        if training_cache is None or row.get("view") or row.get("test_set", OWN_TEST_SPLIT) != OWN_TEST_SPLIT:
+            continue
+        fitted = row.get("_fitted") or load_fitted(row["model_dir"])
+        thresholds[str(row["model_dir"])] = valid_and_views_threshold(training_cache, fitted, views, cache_dir, log)
+    return thresholds
 
+
+def _threshold_views(views: list[str | View]) -> list[View]:
+    """The views a valid+views threshold is chosen on; refused when there are none."""
     views = [view for view in parse_views(list(views)) if view is not None]
     if not views:
         raise FeaturekitError("A threshold chosen on valid plus its views needs at least one view.",
                               received=given("threshold_on", "valid+views"),
                               fix=f"Name views with {given('view', 'jpeg:50')} (repeat for several), e.g. the views "
                               "you report robustness on.")
-    thresholds: dict[str, float] = {}
-    for training_cache in caches:
-        own = [row for row in rows if row.get("cache") == Path(training_cache).name and not row.get("view")
-               and row.get("test_set", OWN_TEST_SPLIT) == OWN_TEST_SPLIT]
-        if not own:
-            continue
-        with open_cache(training_cache) as training:
-            attrs = dict(training.attrs)
-            fitted = {row["model_dir"]: row.get("_fitted") or load_fitted(row["model_dir"], training) for row in own}
-            scored = {directory: [split_scores(probe, training, "valid")] for directory, probe in fitted.items()}
-        for view in views:
-            with open_cache(view_cache_for(training_cache, attrs, view, cache_dir, log, split="valid")) as reader:
-                for directory, probe in fitted.items():
-                    scored[directory].append(split_scores(probe, reader, "valid"))
-        for directory, parts in scored.items():
-            thresholds[directory] = float(choose_threshold(np.concatenate([labels for _, labels in parts]),
-                                                           np.concatenate([scores for scores, _ in parts])))
-    return thresholds
+    return views
 
 
 def at_thresholds(rows: list[dict[str, Any]], thresholds: dict[str, float], rule: str, n_boot: int

@@ -72,7 +72,8 @@ class SweepResult:
     learning_curve: list[dict[str, Any]] | None = None
     notes: list[str] = field(default_factory=list)
     fusion_rows: list[dict[str, Any]] = field(default_factory=list)  # the fusion under every probe, best first
-    test_sets: list[dict[str, Any]] = field(default_factory=list)  # the choice on other test sets, after the choice
+    test_sets: list[dict[str, Any]] = field(default_factory=list)  # the choice on views and other test sets
+    threshold_on: str = "valid"  # or "valid+views": where the threshold of the test figures was chosen
     written: list[Path] = field(default_factory=list)
 
     @property
@@ -94,7 +95,8 @@ class SweepResult:
             "fusion_rows": [public(row) for row in self.fusion_rows],
             "chosen": public(self.chosen), "model_dir": self.model_dir, "predict_command": self.predict_command,
             "test_of_chosen": {key: self.test.get(key) for key in TEST_KEYS},
-            "other_test_sets_of_chosen": [{key: row.get(key) for key in ("test_set", "scored_cache", *TEST_KEYS)}
+            "threshold_on": self.threshold_on,
+            "other_test_sets_of_chosen": [{key: row.get(key) for key in ("test_set", "view", "scored_cache", *TEST_KEYS)}
                                           for row in self.test_sets],
             "learning_curve": self.learning_curve, "notes": self.notes,
         }
@@ -248,13 +250,15 @@ class _GridOnValid:
                                        self.memory_budget_gb, self.log)]
 
 
-def chosen_on_test(chosen: dict[str, Any], n_boot: int, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """The chosen row's figures on the test split: the only time a sweep reads test."""
+def chosen_on_test(chosen: dict[str, Any], n_boot: int, log: Callable[[str], None] = print,
+                   threshold: float | None = None) -> dict[str, Any]:
+    """The chosen row's figures on the test split, at its threshold chosen on valid unless another is given (one
+    chosen on valid plus its views): test is read for the chosen configuration only, after the choice."""
     from featurekit.compare import scored
     from featurekit.fusion import open_source
 
     with open_source(chosen["_source"], log) as cache:
-        test = scored(chosen["_fitted"], cache, "test", n_boot)
+        test = scored(chosen["_fitted"], cache, "test", n_boot, threshold)
     return {k: test[k] for k in TEST_KEYS}
 
 
@@ -464,6 +468,22 @@ def _weights_fix(entry: dict[str, Any]) -> str:
             f"ImageNet file into its cache (~/.keras/models). The entry has weights = {entry.get('weights', 'default')!r}.")
 
 
+def _report_elsewhere(result: SweepResult, resolved: dict[str, Any], log: Callable[[str], None]) -> None:
+    """After the choice: with `threshold_on` "valid+views", the choice's threshold chosen again on valid plus its
+    views (and its test figures at it); then the choice on each view of the test split and each other test set."""
+    from featurekit.shifted_scoring import score_on_test_sets, valid_and_views_threshold
+
+    chosen, threshold = result.chosen, None
+    if resolved["threshold_on"] == "valid+views":
+        threshold = valid_and_views_threshold(chosen["_source"], chosen["_fitted"], resolved["view"] or [], log=log)
+        result.test = chosen_on_test(chosen, resolved["boot"], log, threshold)
+        result.threshold_on = "valid+views"
+    if resolved["view"] or resolved["test_data"]:
+        log("scoring the choice on views and other test sets (reported only: the choice was made on valid)")
+        result.test_sets = score_on_test_sets(chosen["_source"], chosen["_fitted"], resolved["test_data"] or [],
+                                              resolved["boot"], log, views=resolved["view"] or [], threshold=threshold)
+
+
 def check_name(name: str) -> str:
     """A sweep's name is a name, not a path: it becomes results-dir/sweep-NAME.md, nothing else.
 
@@ -508,12 +528,7 @@ def sweep(config: dict[str, Any], options: dict[str, Any] | None = None, log: Ca
                              refit=resolved["refit"], n_boot=resolved["boot"],
                              memory_budget_gb=resolved["memory_budget_gb"], audit=resolved["audit"], name=name, log=log)
     result.notes += skipped
-    if resolved["test_data"]:
-        from featurekit.shifted_scoring import score_on_test_sets
-
-        log("scoring the choice on the other test sets (reported only: the choice was made on valid)")
-        result.test_sets = score_on_test_sets(result.chosen["_source"], result.chosen["_fitted"], resolved["test_data"],
-                                              resolved["boot"], log)
+    _report_elsewhere(result, resolved, log)
     if resolved["learning_curve"]:
         chosen = result.chosen
         result.learning_curve = learning_curve(chosen["_source"], chosen["probe"], params.get(chosen["probe"], {}),
@@ -579,11 +594,17 @@ def _test_rows(result: SweepResult) -> list[dict[str, str]]:
             {"what": "average precision", "value": f"{test['average_precision']:.3f}"},
             {"what": "accuracy on real images", "value": f"{test['accuracy_real']:.3f}"},
             {"what": "accuracy on fake images", "value": f"{test['accuracy_fake']:.3f}"},
-            {"what": "threshold (chosen on valid)", "value": f"{test['threshold']:.4g}"},
+            {"what": f"threshold (chosen on {result.threshold_on})", "value": f"{test['threshold']:.4g}"},
             {"what": "oracle accuracy (best threshold for test; never used)", "value": f"{test['oracle_accuracy']:.3f}"},
             {"what": "mean P(fake) of real / of fake images",
              "value": f"{test['mean_p_fake_real']:.3f} / {test['mean_p_fake_fake']:.3f}"},
             {"what": "test images", "value": str(test["n"])}]
+
+
+def _scored_on(row: dict[str, Any]) -> str:
+    from featurekit.shifted_scoring import scored_on
+
+    return scored_on(row)
 
 
 def _test_set_columns():
@@ -597,9 +618,9 @@ def _test_set_columns():
         return text
 
     return (
-        Column("other test set", lambda r: str(r["test_set"])),
+        Column("scored on", _scored_on),
         Column("images", lambda r: str(r["n"]), "right"),
-        Column("accuracy, thr on valid [95% CI]", interval("accuracy"), "right"),
+        Column("accuracy at the threshold [95% CI]", interval("accuracy"), "right"),
         Column("acc real", lambda r: f"{r['accuracy_real']:.3f}", "right"),
         Column("acc fake", lambda r: f"{r['accuracy_fake']:.3f}", "right"),
         Column("ROC AUC [95% CI]", interval("roc_auc"), "right"),
@@ -654,7 +675,7 @@ def render_markdown(result: SweepResult, plot_name: str | None = None) -> str:
               markdown_table(_test_rows(result), (Column("test split", lambda r: r["what"]),
                                                   Column("value", lambda r: r["value"], "right"))).rstrip("\n")]
     if result.test_sets:
-        lines += ["", "## the choice on other test sets (reported only, never used to choose)", "",
+        lines += ["", "## the choice on views and other test sets (reported only, never used to choose)", "",
                   markdown_table(result.test_sets, _test_set_columns()).rstrip("\n")]
     lines += ["", f"The chosen model's folder: `{result.model_dir}`. Score new images with it:", "",
               f"    {result.predict_command}"]
@@ -689,7 +710,7 @@ def render_table(result: SweepResult):
                                 caption=_curve_line(result.learning_curve) or None))
     if result.test_sets:
         parts.append(rich_table(result.test_sets, _test_set_columns(),
-                                title="the choice on other test sets (reported only, never used to choose)"))
+                                title="the choice on views and other test sets (reported only, never used to choose)"))
     parts.append(Text(f"chosen model: {result.model_dir}\nscore new images with: {result.predict_command}",
                       style="bold"))
     return Group(*parts)

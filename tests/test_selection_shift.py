@@ -79,3 +79,41 @@ def test_a_threshold_chosen_on_valid_plus_its_views(tmp_path: Path):
     assert [row["roc_auc"] for row in rows] == [row["roc_auc"] for row in plain]
     with pytest.raises(FeaturekitError, match="needs at least one view"):
         compare_from_options({**options, "threshold_on": "valid+views"}, log=lambda m: None)
+
+
+def test_the_sweep_reports_its_choice_on_views_at_a_threshold_chosen_on_valid_plus_views(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from conftest import make_image_folder
+    from featurekit.cache import open_cache
+    from featurekit.cli import app
+    from featurekit.fitting import load_fitted, split_scores
+    from featurekit.fusion import open_source
+    from featurekit.metrics import choose_threshold
+
+    import json
+
+    data = make_image_folder(tmp_path / "faces", per_class=30, size=40)
+    config = tmp_path / "s.toml"
+    config.write_text(f'data = "{data}"\ncache_dir = "{tmp_path / "cache"}"\nruns_dir = "{tmp_path / "runs"}"\n'
+                      f'[sweep]\nprobe = ["logreg"]\nboot = 0\ntop_k = 2\nresults_dir = "{tmp_path / "results"}"\n'
+                      'view = ["blur:2"]\nthreshold_on = "valid+views"\n'
+                      '[[sweep.backbone]]\nbackbone = "test_tiny"\npooling = ["avg", "max"]\n')
+    result = CliRunner().invoke(app, ["sweep", "--config", str(config), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "results" / "sweep-s.json").read_text())
+    chosen = report["chosen"]
+    assert report["threshold_on"] == "valid+views" and chosen["threshold"] != report["test_of_chosen"]["threshold"]
+    fitted = load_fitted(chosen["model_dir"])
+    members = fitted.meta.get("members") or [fitted.meta["cache"]]
+    views = [Path(m).with_name(f"{Path(m).stem}-view-blur2-only-valid.h5") for m in members]
+    parts = []
+    for source in (members, views):
+        with open_source(source if len(source) > 1 else source[0]) as reader:
+            parts.append(split_scores(fitted, reader, "valid"))
+    expected = choose_threshold(np.concatenate([y for _, y in parts]), np.concatenate([s for s, _ in parts]))
+    assert report["test_of_chosen"]["threshold"] == pytest.approx(expected)
+    [on_view] = report["other_test_sets_of_chosen"]
+    assert on_view["view"] == "blur:2" and on_view["threshold"] == pytest.approx(expected)
+    assert "threshold (chosen on valid+views)" in (tmp_path / "results" / "sweep-s.md").read_text()
+    assert "test split, blur:2" in " ".join(result.output.split())

@@ -113,5 +113,20 @@ def test_the_sweep_reports_its_choice_on_other_test_sets_without_choosing_on_the
     valid_scores = [i for i, (_, split) in enumerate(splits_scored) if split == "valid"]
     assert other_scores and max(valid_scores) < min(other_scores)
     markdown = (tmp_path / "results" / "sweep-s.md").read_text()
-    assert "the choice on other test sets (reported only, never used to choose)" in markdown
+    assert "the choice on views and other test sets (reported only, never used to choose)" in markdown
     assert "never used to choose" in result.output
+
+
+def test_a_fused_configuration_on_views_at_a_threshold_chosen_on_valid_plus_views(world, tmp_path: Path):
+    from featurekit.fitting import fit_probe
+    from featurekit.shifted_scoring import score_on_test_sets, valid_and_views_threshold
+
+    _, _, caches = world
+    fitted = fit_probe(caches, "logreg", runs_dir=tmp_path / "runs", **QUIET)
+    threshold = valid_and_views_threshold(caches, fitted, ["blur:2"], **QUIET)
+    for cache in caches:  # each member's valid split under the view, extracted once
+        assert cache.with_name(f"{cache.stem}-view-blur2-only-valid.h5").is_file()
+    [row] = score_on_test_sets(caches, fitted, [], n_boot=0, views=["blur:2"], threshold=threshold, **QUIET)
+    assert row["view"] == "blur:2" and row["threshold"] == threshold and row["scored_cache"].count("only-test") == 2
+    with open_cache(caches[0]) as reader:
+        assert row["n"] == len(reader.split_indices("test"))
