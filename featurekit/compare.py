@@ -12,8 +12,8 @@ the cache): a leak is announced loudly and every row of that cache carries `leak
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -28,7 +28,6 @@ from featurekit.fitting import (
     load_fitted,
     read_fitted_meta,
     run_dir_of,
-    split_scores,
 )
 from featurekit.fusion import FusedCache, open_source, source_name
 from featurekit.options import default as declared
@@ -167,7 +166,8 @@ def compare(
         audit: Audit each cache for leaks first (exact duplicates across splits) and warn loudly.
 
     Returns:
-        One dict per cache x probe with the ROW_KEYS, plus private ``_scores``/``_labels`` for plots.
+        One dict per cache x probe with the ROW_KEYS, plus private ``_scores``/``_labels`` (for plots) and
+        ``_fitted`` (the fitted probe, scored elsewhere without loading it again).
     """
     from featurekit.probes import get_probe_spec
 
