@@ -39,10 +39,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from featurekit.cache import IDENTITY_KEYS, _normalise, open_cache
-from featurekit.errors import FeaturekitError, given
 import numpy as np
 
+from featurekit.cache import IDENTITY_KEYS, _normalise, open_cache
+from featurekit.errors import FeaturekitError, given
 from featurekit.views import View, parse_views
 
 # `test_set` of rows scored on the training cache's own test split.
@@ -288,13 +288,18 @@ def paired_folder(training_cache: Path, attrs: dict[str, Any], test_set: OtherTe
     import hashlib
     import shutil
 
-    from featurekit.fsutil import temporary_sibling
+    from featurekit.fsutil import storage_error, temporary_sibling
 
     files = _paired_files(training_cache, attrs, test_set)
     digest = hashlib.sha256()
     for class_name, pairs in files.items():
         for source, name in pairs:
-            stat = source.stat()
+            try:
+                stat = source.stat()
+            except OSError as error:
+                raise FeaturekitError(f"An image of the test set cannot be read ({error.strerror}).",
+                                      received=f"{given('test_data', test_set.text)}: {source}",
+                                      fix="Restore the file, or name a folder whose images are all there.") from None
             digest.update(f"{class_name}/{name}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
     given_names = "-".join(Path(str(getattr(test_set, key))).name for key in ("real", "fake")
                            if getattr(test_set, key) is not None)
@@ -304,10 +309,14 @@ def paired_folder(training_cache: Path, attrs: dict[str, Any], test_set: OtherTe
         return final
     log(f"test set {test_set.label}: gathering {sum(map(len, files.values()))} images into {final.name}")
     building = temporary_sibling(final)
-    for class_name, pairs in files.items():
-        (building / class_name).mkdir(parents=True)
-        for source, name in pairs:
-            shutil.copyfile(source, building / class_name / name)
+    try:
+        for class_name, pairs in files.items():
+            (building / class_name).mkdir(parents=True)
+            for source, name in pairs:
+                shutil.copyfile(source, building / class_name / name)
+    except OSError as error:
+        shutil.rmtree(building, ignore_errors=True)  # only what this call wrote
+        raise storage_error(error, "gather the images of the test set", final) from None
     try:
         os.rename(building, final)
     except OSError:  # another process put the same folder in place first: ours is not needed

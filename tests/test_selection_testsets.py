@@ -130,3 +130,15 @@ def test_a_fused_configuration_on_views_at_a_threshold_chosen_on_valid_plus_view
     assert row["view"] == "blur:2" and row["threshold"] == threshold and row["scored_cache"].count("only-test") == 2
     with open_cache(caches[0]) as reader:
         assert row["n"] == len(reader.split_indices("test"))
+
+
+def test_a_paired_test_set_of_an_empty_folder_is_refused_naming_it(world, tmp_path: Path):
+    from featurekit.shifted_scoring import score_on_test_sets
+    from featurekit.fitting import fit_probe
+
+    _, _, caches = world
+    empty = tmp_path / "nothing_here"
+    empty.mkdir()
+    fitted = fit_probe(caches[0], "logreg", runs_dir=tmp_path / "runs", **QUIET)
+    with pytest.raises(FeaturekitError, match=r"fake folder of a test set holds no images.*nothing_here"):
+        score_on_test_sets(caches[0], fitted, [f"fake={empty}"], n_boot=0, **QUIET)
