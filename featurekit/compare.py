@@ -137,7 +137,8 @@ def shift_figures(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     # Every threshold between distinct scores, and "all fake" / "all real": correct = TP + TN.
     correct = true_positive * n_fake + (1 - false_positive) * n_real
     return {"oracle_accuracy": float(correct.max() / labels.size),
-            "mean_p_fake_real": float(scores[labels == 0].mean()), "mean_p_fake_fake": float(scores[labels == 1].mean())}
+            "mean_p_fake_real": float(scores[labels == 0].mean()),
+            "mean_p_fake_fake": float(scores[labels == 1].mean())}
 
 
 def compare(

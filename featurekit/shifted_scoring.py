@@ -243,8 +243,8 @@ class OtherTestSet:
         """How rows name it: the folder as given, or "fake=DIR + real of the test split"."""
         if self.folder is not None:
             return self.text
-        return " + ".join(f"{key}={getattr(self, key)}" if getattr(self, key) is not None else f"{key} of the test split"
-                          for key in ("fake", "real"))
+        return " + ".join(f"{key}={getattr(self, key)}" if getattr(self, key) is not None
+                          else f"{key} of the test split" for key in ("fake", "real"))
 
 
 def parse_test_set(spec: str | Path | OtherTestSet) -> OtherTestSet:
@@ -324,7 +324,8 @@ def paired_folder(training_cache: Path, attrs: dict[str, Any], test_set: OtherTe
     return final
 
 
-def _paired_files(training_cache: Path, attrs: dict[str, Any], test_set: OtherTestSet) -> dict[str, list[tuple[Path, str]]]:
+def _paired_files(training_cache: Path, attrs: dict[str, Any], test_set: OtherTestSet
+                  ) -> dict[str, list[tuple[Path, str]]]:
     """For each class (the training cache's names, label order): (source file, file name in the paired folder)."""
     from featurekit.data import IMAGE_SUFFIXES
 

@@ -49,6 +49,9 @@ TEST_KEYS = ("n", "n_fake", "threshold", "accuracy", "accuracy_ci_low", "accurac
              "oracle_accuracy", "mean_p_fake_real", "mean_p_fake_fake")
 
 
+_WHERE_KEYS = ("test_set", "view", "scored_cache")  # where a row of the choice elsewhere was scored
+
+
 @dataclass
 class SweepResult:
     """What a sweep found.
@@ -96,7 +99,7 @@ class SweepResult:
             "chosen": public(self.chosen), "model_dir": self.model_dir, "predict_command": self.predict_command,
             "test_of_chosen": {key: self.test.get(key) for key in TEST_KEYS},
             "threshold_on": self.threshold_on,
-            "other_test_sets_of_chosen": [{key: row.get(key) for key in ("test_set", "view", "scored_cache", *TEST_KEYS)}
+            "other_test_sets_of_chosen": [{key: row.get(key) for key in (*_WHERE_KEYS, *TEST_KEYS)}
                                           for row in self.test_sets],
             "learning_curve": self.learning_curve, "notes": self.notes,
         }
@@ -465,7 +468,8 @@ def _weights_fix(entry: dict[str, Any]) -> str:
     return ("To include it, name a weights file you have in that entry's `weights` list (e.g. weights = "
             "[\"imagenet\", \"path/to/file.weights.h5\"]; `python cli.py backbones --files` lists the files featurekit "
             "knows, with their sha256 and licence), or, on a machine that is online, let Keras download the "
-            f"ImageNet file into its cache (~/.keras/models). The entry has weights = {entry.get('weights', 'default')!r}.")
+            "ImageNet file into its cache (~/.keras/models). The entry has weights = "
+            f"{entry.get('weights', 'default')!r}.")
 
 
 def _report_elsewhere(result: SweepResult, resolved: dict[str, Any], log: Callable[[str], None]) -> None:
@@ -488,12 +492,12 @@ def check_name(name: str) -> str:
     """A sweep's name is a name, not a path: it becomes results-dir/sweep-NAME.md, nothing else.
 
     Raises:
-        FeaturekitError: a name with a path separator, "..", a leading dot, or other than letters, digits, ._-.
+        FeaturekitError: a path separator, "..", a leading dot, or other than letters, digits, spaces, ._-.
     """
-    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name) or ".." in name:
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_. -]*", name) or ".." in name:
         raise FeaturekitError(
-            "A sweep's name must be a plain name (letters, digits, '.', '_' and '-'; no path separator, no '..', "
-            "no leading dot): it names the results files inside the results folder.",
+            "A sweep's name must be a plain name (letters, digits, spaces, '.', '_' and '-'; no path separator, no "
+            "'..', no leading dot): it names the results files inside the results folder.",
             received=given("name", name), fix="Use e.g. faces_grid, and choose the folder with results_dir.")
     return name
 
@@ -595,7 +599,8 @@ def _test_rows(result: SweepResult) -> list[dict[str, str]]:
             {"what": "accuracy on real images", "value": f"{test['accuracy_real']:.3f}"},
             {"what": "accuracy on fake images", "value": f"{test['accuracy_fake']:.3f}"},
             {"what": f"threshold (chosen on {result.threshold_on})", "value": f"{test['threshold']:.4g}"},
-            {"what": "oracle accuracy (best threshold for test; never used)", "value": f"{test['oracle_accuracy']:.3f}"},
+            {"what": "oracle accuracy (best threshold for test; never used)",
+             "value": f"{test['oracle_accuracy']:.3f}"},
             {"what": "mean P(fake) of real / of fake images",
              "value": f"{test['mean_p_fake_real']:.3f} / {test['mean_p_fake_fake']:.3f}"},
             {"what": "test images", "value": str(test["n"])}]

@@ -119,3 +119,10 @@ def test_an_error_while_running_an_entry_of_run_names_the_file_and_the_entry(fac
     output = " ".join(result.output.split())
     assert f"[[run.extract]] entry 1 (backbone test_tiny) of {config}" in output and "gone/tiny.weights.h5" in output
     assert "--weights" not in output  # the entry's keys, not flags `run` does not have
+
+
+def test_plain_names_are_kept():
+    from featurekit.sweep import check_name
+
+    for name in ("shared_faces", "faces v2.1", "grid-3"):
+        assert check_name(name) == name

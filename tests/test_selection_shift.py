@@ -75,7 +75,8 @@ def test_a_threshold_chosen_on_valid_plus_its_views(tmp_path: Path):
     assert [row["threshold_on"] for row in rows] == ["valid+views", "valid+views"]
     assert all(row["threshold"] == pytest.approx(expected) for row in rows) and expected != fitted.threshold
     for row in rows:  # every figure at the new threshold; the ranking figures unchanged
-        assert row["accuracy"] == pytest.approx(evaluate(row["_labels"], row["_scores"], expected, n_boot=0)["accuracy"])
+        at_new = evaluate(row["_labels"], row["_scores"], expected, n_boot=0)
+        assert row["accuracy"] == pytest.approx(at_new["accuracy"])
     assert [row["roc_auc"] for row in rows] == [row["roc_auc"] for row in plain]
     with pytest.raises(FeaturekitError, match="needs at least one view"):
         compare_from_options({**options, "threshold_on": "valid+views"}, log=lambda m: None)
