@@ -547,7 +547,8 @@ def scored_on(row: dict[str, Any]) -> str:
     test_set = row.get("test_set") or OWN_TEST_SPLIT
     if test_set == OWN_TEST_SPLIT:
         where = "test split"
+    elif _PAIRED.match(str(test_set).split(" + ")[0]):  # a paired test set's label, as is
+        where = str(test_set)
     else:
-        spec = parse_test_set(test_set)
-        where = f"{Path(str(test_set)).name} (all images)" if spec.folder is not None else spec.label
+        where = f"{Path(str(test_set)).name} (all images)"
     return f"{where}, {row['view']}" if row.get("view") else where

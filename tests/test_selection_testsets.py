@@ -142,3 +142,12 @@ def test_a_paired_test_set_of_an_empty_folder_is_refused_naming_it(world, tmp_pa
     fitted = fit_probe(caches[0], "logreg", runs_dir=tmp_path / "runs", **QUIET)
     with pytest.raises(FeaturekitError, match=r"fake folder of a test set holds no images.*nothing_here"):
         score_on_test_sets(caches[0], fitted, [f"fake={empty}"], n_boot=0, **QUIET)
+
+
+def test_rows_say_where_they_were_scored():
+    from featurekit.shifted_scoring import scored_on
+
+    label = parse_test_set("fake=../other_generator/fake").label
+    assert scored_on({"test_set": label, "view": ""}) == "fake=../other_generator/fake + real of the test split"
+    assert scored_on({"test_set": "data/other_faces", "view": ""}) == "other_faces (all images)"
+    assert scored_on({"test_set": "test", "view": "jpeg:50"}) == "test split, jpeg:50"
