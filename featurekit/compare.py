@@ -12,9 +12,11 @@ the cache): a leak is announced loudly and every row of that cache carries `leak
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
 from rich.markup import escape
 
 from featurekit.errors import FeaturekitError, given, option_name
@@ -25,7 +27,6 @@ from featurekit.fitting import (
     load_fitted,
     read_fitted_meta,
     run_dir_of,
-    split_scores,
 )
 from featurekit.fusion import FusedCache, open_source, source_name
 from featurekit.options import default as declared
@@ -44,6 +45,89 @@ def find_caches(cache_dir: str | Path = "cache") -> list[Path]:
 
 
 CacheSource = str | Path | Sequence[str | Path]  # a cache file, or a fusion group of several
+
+
+@dataclass
+class Fit:
+    """One probe fitted (or reused) on one cache or fusion, while that cache is open.
+
+    Attributes:
+        source: The cache path, or the list of member paths of a fusion.
+        cache: The open cache (or fusion); valid only inside the loop that yielded this fit.
+        probe: The probe name.
+        fitted: The fitted probe (its threshold chosen on valid).
+        reused: Whether it was reused rather than fitted now.
+    """
+
+    source: CacheSource
+    cache: Any
+    probe: str
+    fitted: FittedProbe
+    reused: bool
+
+
+def fitted_grid(
+    sources: Sequence[CacheSource],
+    probes: Sequence[str],
+    probe_params: dict[str, dict[str, Any]] | None = None,
+    runs_dir: str | Path = declared("compare", "runs_dir"),
+    refit: bool = declared("compare", "refit"),
+    memory_budget_gb: float = declared("compare", "memory_budget_gb"),
+    log: Callable[[str], None] = print,
+) -> Iterator[Fit]:
+    """Every probe on every cache (or fusion), fitted where missing and reused where it still matches: the one
+    caches x probes loop of `compare` and `sweep`. Probe names are all checked before any work.
+
+    Yields:
+        One Fit per cache x probe, cache by cache, while its cache is open.
+    """
+    from featurekit.probes import get_probe_spec
+
+    for probe in probes:
+        get_probe_spec(probe)  # unknown names fail before any work
+    probe_params = probe_params or {}
+    for source in sources:
+        with open_source(source, log) as cache:
+            cache.require_splits()
+            for probe in probes:
+                fitted, reused = fitted_probe(source, cache, probe, probe_params.get(probe, {}), runs_dir, refit,
+                                              memory_budget_gb, log)
+                yield Fit(source, cache, probe, fitted, reused)
+
+
+def scored(fitted: FittedProbe, reader: Any, split: str, n_boot: int, threshold: float | None = None
+           ) -> dict[str, Any]:
+    """A fitted probe's metrics on one split of an open cache, at its own threshold (chosen on valid) unless
+    another is given, with the figures that separate ranking from calibration (`shift_figures`) and private
+    `_scores`/`_labels`."""
+    from featurekit.fitting import split_scores
+    from featurekit.metrics import evaluate
+
+    scores, labels = split_scores(fitted, reader, split)
+    threshold = fitted.threshold if threshold is None else threshold
+    return {**evaluate(labels, scores, threshold, n_boot=n_boot), **shift_figures(labels, scores),
+            "_scores": scores, "_labels": labels}
+
+
+def shift_figures(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """Figures that tell a ranking that holds from a threshold that fails (never used to choose anything).
+
+    Returns:
+        `oracle_accuracy`: the accuracy at the best threshold for THESE labels (as UnivFD reports it: an
+        optimistic bound, known only after seeing the answers); `mean_p_fake_real` and `mean_p_fake_fake`: the
+        mean P(fake) of the real and of the fake images.
+    """
+    from sklearn.metrics import roc_curve
+
+    labels = np.asarray(labels).astype(int)
+    scores = np.asarray(scores, dtype=np.float64)
+    n_fake, n_real = int(labels.sum()), int(labels.size - labels.sum())
+    false_positive, true_positive, _ = roc_curve(labels, scores)
+    # Every threshold between distinct scores, and "all fake" / "all real": correct = TP + TN.
+    correct = true_positive * n_fake + (1 - false_positive) * n_real
+    return {"oracle_accuracy": float(correct.max() / labels.size),
+            "mean_p_fake_real": float(scores[labels == 0].mean()),
+            "mean_p_fake_fake": float(scores[labels == 1].mean())}
 
 
 def compare(
@@ -73,35 +157,29 @@ def compare(
 
     Returns:
         One dict per cache x probe with the ROW_KEYS, plus private ``_scores``/``_labels`` and the test
-        images (``featurekit.rows.image_keys``) for plots and the report page.
+        images (``featurekit.rows.image_keys``) for plots and the report page, and ``_fitted`` (the fitted
+        probe, scored elsewhere without loading it again).
     """
-    from featurekit.metrics import evaluate
     from featurekit.probes import get_probe_spec
 
     for probe in probes:
-        get_probe_spec(probe)  # unknown names fail before any work
-    probe_params = probe_params or {}
+        get_probe_spec(probe)  # unknown names fail before the audit
     leaky = leaking_caches(caches, log) if audit else {}
     rows: list[dict[str, Any]] = []
-    for cache_path in caches:
-        with open_source(cache_path, log) as cache:
-            cache.require_splits()
-            for probe in probes:
-                started = time.perf_counter()
-                fitted, reused = fitted_probe(cache_path, cache, probe, probe_params.get(probe, {}), runs_dir, refit,
-                                              memory_budget_gb, log)
-                scores, labels = split_scores(fitted, cache, "test")
-                metrics = evaluate(labels, scores, fitted.threshold, n_boot=n_boot)
-                rows.append({
-                    **row_description(cache_path, cache), "probe": probe,
-                    "n_test": metrics["n"], **{k: metrics[k] for k in metrics if k in ROW_KEYS},
-                    "fit_seconds": fitted.meta["fit_seconds"], "reused": reused,
-                    "streamed": bool(fitted.meta.get("streamed")), "model_dir": str(fitted.directory),
-                    "test_set": "test", "view": cache.attrs.get("view") or "", "scored_cache": source_name(cache_path),
-                    "leaks": source_leaks(cache_path, leaky) if audit else None,
-                    "_scores": scores, "_labels": labels, **image_keys(cache, "test"),
-                    "_seconds": time.perf_counter() - started,
-                })
+    started = time.perf_counter()
+    for fit in fitted_grid(caches, probes, probe_params, runs_dir, refit, memory_budget_gb, log):
+        metrics = scored(fit.fitted, fit.cache, "test", n_boot)
+        rows.append({
+            **row_description(fit.source, fit.cache), "probe": fit.probe,
+            "n_test": metrics["n"], **{k: metrics[k] for k in metrics if k in ROW_KEYS or k.startswith("_")},
+            "fit_seconds": fit.fitted.meta["fit_seconds"], "reused": fit.reused,
+            "streamed": bool(fit.fitted.meta.get("streamed")), "model_dir": str(fit.fitted.directory),
+            "test_set": "test", "view": fit.cache.attrs.get("view") or "", "scored_cache": source_name(fit.source),
+            "threshold_on": "valid",
+            "leaks": source_leaks(fit.source, leaky) if audit else None,
+            "_fitted": fit.fitted, **image_keys(fit.cache, "test"), "_seconds": time.perf_counter() - started,
+        })
+        started = time.perf_counter()
     return rows
 
 
@@ -110,6 +188,7 @@ def row_description(cache_path: CacheSource, cache: Any) -> dict[str, Any]:
     attrs = cache.attrs
     return {
         "cache": source_name(cache_path) if not isinstance(cache, FusedCache) else cache.name,
+        "data": data_set_label(getattr(cache, "members", [cache])[0].attrs),
         "backbone": attrs.get("backbone"), "weights_label": attrs.get("weights_label"),
         "random_features": bool(attrs.get("random_features")), "layer": attrs.get("layer"),
         "pooling": attrs.get("pooling"), "image_size": attrs.get("image_size"),
@@ -118,6 +197,40 @@ def row_description(cache_path: CacheSource, cache: Any) -> dict[str, Any]:
         # Images of valid/test that the backbone (from train-backbone) was trained on: such scores are optimistic.
         "train_overlap": int(attrs.get("train_overlap_valid") or 0) + int(attrs.get("train_overlap_test") or 0),
     }
+
+
+def data_set_label(attrs: dict[str, Any]) -> str:
+    """The data set a cache was made from, as "<folder name> <first 8 hex of its data fingerprint>": the
+    fingerprint covers every image, label and split, so one folder split two ways gives two labels."""
+    root = str(attrs.get("data_root") or "")
+    return f"{Path(root).name or '?'} {str(attrs.get('data_fingerprint') or '')[:8]}".strip()
+
+
+def caches_of_data(caches: list[Path], data: str | Path) -> list[Path]:
+    """The caches made from the data folder `data` (by its resolved path; their attributes alone are read).
+
+    Raises:
+        FeaturekitError: no cache was made from it (the folders they were made from are listed).
+    """
+    import h5py
+
+    wanted = Path(data).expanduser().resolve()
+    roots: dict[Path, str] = {}
+    for path in caches:
+        try:
+            with h5py.File(path, "r") as f:
+                root = f.attrs.get("data_root", "")
+        except OSError:
+            root = ""
+        roots[path] = root.decode() if isinstance(root, bytes) else str(root)
+    kept = [path for path, root in roots.items() if root and Path(root).resolve() == wanted]
+    if not kept:
+        found = sorted({root for root in roots.values() if root})
+        raise FeaturekitError(
+            f"No cache was made from the data folder {wanted}.", received=given("data", str(data)),
+            fix="Name a folder the caches were made from (" + (", ".join(found) or "none recorded") +
+                "), or extract this one first.")
+    return kept
 
 
 def fitted_probe(cache_path: CacheSource, cache: Any, probe: str, params: dict[str, Any],
@@ -218,6 +331,8 @@ def compare_from_options(options: dict[str, Any], log: Callable[[str], None] = p
 
     options = complete("compare", options)
     caches = [Path(c) for c in options["cache"]] if options["cache"] else find_caches(options["cache_dir"])
+    if options["data"] is not None:
+        caches = caches_of_data(caches, options["data"])
     caches = _training_caches(caches, found_by_scan=not options["cache"], log=log)
     probes = list(options["probe"] or list_probes())
     if options["include_rbf"] and "rbfsvm" not in probes:
@@ -232,21 +347,25 @@ def compare_from_options(options: dict[str, Any], log: Callable[[str], None] = p
 
 
 def _training_caches(caches: list[Path], found_by_scan: bool, log: Callable[[str], None]) -> list[Path]:
-    """Leave out caches that hold a view or another test set only (`featurekit.transfer.training_caches`)."""
-    from featurekit.transfer import training_caches
+    """Leave out caches that hold a view or another test set only (`featurekit.shifted_scoring.training_caches`)."""
+    from featurekit.shifted_scoring import training_caches
 
     return training_caches(caches, found_by_scan, log)
 
 
 def _scored_elsewhere(rows: list[dict[str, Any]], caches: list[Path], options: dict[str, Any],
                       log: Callable[[str], None]) -> list[dict[str, Any]]:
-    """The rows, then the same probes scored on each `view` of the test split and each `test_data` folder."""
-    if not options.get("view") and not options.get("test_data"):
-        return rows
-    from featurekit.transfer import score_elsewhere
+    """The rows, then the same probes scored on each `view` of the test split and each `test_data` folder; with
+    `threshold_on` "valid+views", every row at the threshold chosen on valid plus the valid split's views."""
+    from featurekit.shifted_scoring import at_thresholds, score_elsewhere, thresholds_on_valid_and_views
 
-    return score_elsewhere(rows, caches, views=options.get("view") or [], test_data=options.get("test_data") or [],
-                           cache_dir=options["cache_dir"], n_boot=options["boot"], log=log)
+    if options.get("view") or options.get("test_data"):
+        rows = score_elsewhere(rows, caches, views=options.get("view") or [], test_data=options.get("test_data") or [],
+                               cache_dir=options["cache_dir"], n_boot=options["boot"], log=log)
+    if options.get("threshold_on") == "valid+views":
+        thresholds = thresholds_on_valid_and_views(rows, caches, options.get("view") or [], options["cache_dir"], log)
+        rows = at_thresholds(rows, thresholds, "valid+views", options["boot"])
+    return rows
 
 
 def _reusable_fit(directory: Path, cache: Any, probe: str, params: dict[str, Any],

@@ -19,6 +19,7 @@ runs. `load_config_file` returns them resolved, so every message shows the path 
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tomllib
 from pathlib import Path
@@ -108,6 +109,9 @@ def _check_is_a_file(path: Path) -> None:
                               received=given("config", str(path)), fix=f"Pass a TOML file, {example}.")
 
 
+_TEST_SET_ROLE = re.compile(r"^(real|fake)=")  # a test set given as its real and/or fake folders
+
+
 def resolve_paths(config: Mapping[str, Any], folder: str | Path) -> dict[str, Any]:
     """The config with every relative path made relative to `folder` (the config file's), at any depth.
 
@@ -124,6 +128,9 @@ def resolve_paths(config: Mapping[str, Any], folder: str | Path) -> dict[str, An
             return value
         if PATH_KEYS[key] is WEIGHTS and value in WEIGHTS_KEYWORDS:
             return value
+        if key == "test_data" and _TEST_SET_ROLE.match(value):  # real=DIR1,fake=DIR2: each folder resolved
+            return ",".join(f"{role}={resolve(key, folder_)}" for role, folder_ in
+                            (part.split("=", 1) for part in value.split(",")))
         return os.path.normpath(os.path.join(folder, value))
 
     return {key: resolve(key, value) for key, value in config.items()}

@@ -389,6 +389,10 @@ OPTIONS: tuple[Option, ...] = (
            default_text="every cache in --cache-dir", example=["cache/a.h5"]),
     Option("probe", STRS, None, "Probe (repeat the flag for several).", ("compare",),
            default_text="head, logreg, linsvm, knn", example=["logreg"], choices=PROBES),
+    Option("data", PATH, None, "Keep only the caches made from this data folder (rows of caches of several data "
+           "folders carry a data column: folder name and fingerprint; a config's top-level data key sets it too).",
+           ("compare",),
+           default_text="every cache given or found", example="DIR"),
     Option("include_rbf", BOOL, False, "Add the RBF-kernel SVM (slow on large splits).", ("compare",)),
     Option("refit", BOOL, False, "Refit even where a matching fitted probe exists.", ("compare", "sweep")),
     Option("boot", INT, 1000, "Bootstrap resamples for the 95% intervals (0: no intervals).", ("compare", "sweep"),
@@ -396,11 +400,18 @@ OPTIONS: tuple[Option, ...] = (
     Option("head_epochs", INT, HEAD_EPOCHS, "Most epochs of the head.", ("compare", "sweep"), minimum=1),
     Option("plot", PATH, None, "Write ROC curves of every row to this PNG.", ("compare",), example="roc.png"),
     Option("view", STRS, None, "Also score every probe on this view of the test split (e.g. jpeg:50, blur:1; repeat "
-           "the flag for several); a missing view cache is extracted from the cache's data folder.", ("compare",),
+           "the flag for several; sweep: the choice, after the choice); a missing view cache is extracted from the "
+           "cache's data folder.", ("compare", "sweep"),
            default_text="no views", example=["jpeg:50"]),
-    Option("test_data", PATHS, None, "Also score every probe on all images of this folder, extracted with the "
-           "same embedder into its own cache (repeat the flag for several test sets).", ("compare",),
+    Option("test_data", PATHS, None, "Another test set, never used to choose: DIR (DIR/<class>/..., all its images "
+           "are test images), or fake=DIR (DIR's images are all fakes, e.g. of another generator, scored beside the "
+           "REAL images of the test split), real=DIR likewise, or real=DIR1,fake=DIR2. Embedded like each cache, "
+           "in a cache of its own (repeat for several test sets).", ("compare", "sweep"),
            default_text="none", example=["DIR"]),
+    Option("threshold_on", STR, "valid", "Where each probe's threshold is chosen: the valid split, or the valid split "
+           "plus the same images under every --view (degraded copies; a missing view cache of the valid split is "
+           "extracted). Never on test; the probes are the same (sweep: the choice is still made on valid).",
+           ("compare", "sweep"), choices=("valid", "valid+views")),
     Option("wide", BOOL, False, "Show every metric in the terminal table (by default a terminal narrower than "
            "the full table gets the compact one; csv/json/md always carry every column).", ("compare",)),
     Option("fuse", FUSION, False, "Add a row per probe on the concatenated features of every --cache (caches of "
@@ -481,6 +492,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("name", STR, None, "Name of the results: results-dir/sweep-NAME.md and .json.", ("sweep",),
            default_text="the config file's name", example="faces"),
     Option("results_dir", PATH, "results", "Folder of the sweep's results.", ("sweep",)),
+    Option("on_missing_weights", STR, "skip", "A [[sweep.backbone]] entry whose weights cannot be had (offline, a "
+           "missing file): skip it with a warning and run the rest of the grid, or stop with an error.", ("sweep",),
+           choices=("skip", "error")),
     # Shared by several commands
     Option("seed", INT, 0, "Seed of random-init weights, of initialisation, dropout and shuffling (audit: of the "
            "bootstrap; sweep: of the learning curve's subsamples).",

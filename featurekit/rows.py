@@ -15,11 +15,12 @@ OWN_TEST_SPLIT = "test"
 
 # Columns every compare row has, in display order (snake_case keys of the JSON output).
 ROW_KEYS = (
-    "cache", "backbone", "weights_label", "random_features", "layer", "pooling", "image_size", "preprocessing",
-    "feature_dim", "probe", "test_set", "view", "n_test", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "accuracy_real",
-    "accuracy_fake", "balanced_accuracy",
+    "cache", "data", "backbone", "weights_label", "random_features", "layer", "pooling", "image_size", "preprocessing",
+    "feature_dim", "probe", "test_set", "view", "n_test", "accuracy", "accuracy_ci_low", "accuracy_ci_high",
+    "accuracy_real", "accuracy_fake", "balanced_accuracy",
     "roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "average_precision", "eer", "tpr_at_1pct_fpr", "f1",
-    "threshold", "fit_seconds", "reused", "streamed", "collapsed", "model_dir", "scored_cache", "leaks",
+    "oracle_accuracy", "mean_p_fake_real", "mean_p_fake_fake",
+    "threshold", "threshold_on", "fit_seconds", "reused", "streamed", "collapsed", "model_dir", "scored_cache", "leaks",
     "train_overlap", "backend", "precision",
 )
 

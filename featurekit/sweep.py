@@ -19,6 +19,8 @@ better features would pay.
 from __future__ import annotations
 
 import inspect
+import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -41,7 +43,12 @@ VALID_ROW_KEYS = (
 )
 TEST_KEYS = ("n", "n_fake", "threshold", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "roc_auc",
              "roc_auc_ci_low", "roc_auc_ci_high", "average_precision", "accuracy_real", "accuracy_fake",
-             "balanced_accuracy", "eer", "tpr_at_1pct_fpr", "f1", "collapsed")
+             "balanced_accuracy", "eer", "tpr_at_1pct_fpr", "f1", "collapsed",
+             # Reported beside the figures at the valid threshold, never used to choose (`compare.shift_figures`):
+             "oracle_accuracy", "mean_p_fake_real", "mean_p_fake_fake")
+
+
+_WHERE_KEYS = ("test_set", "view", "scored_cache")  # where a row of the choice elsewhere was scored
 
 
 @dataclass
@@ -66,6 +73,18 @@ class SweepResult:
     learning_curve: list[dict[str, Any]] | None = None
     notes: list[str] = field(default_factory=list)
     fusion_rows: list[dict[str, Any]] = field(default_factory=list)  # the fusion under every probe, best first
+    test_sets: list[dict[str, Any]] = field(default_factory=list)  # the choice on views and other test sets
+    threshold_on: str = "valid"  # or "valid+views": where the threshold of the test figures was chosen
+
+    @property
+    def model_dir(self) -> str:
+        """The chosen fitted probe's folder: what `predict` takes."""
+        return str(self.chosen["model_dir"])
+
+    @property
+    def predict_command(self) -> str:
+        """The exact command that scores new images with the chosen configuration."""
+        return f"python cli.py predict IMAGES_OR_FOLDER --model {shlex.quote(self.model_dir)}"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON: the valid table, the fusion candidate, the choice, and the test figures apart."""
@@ -74,8 +93,11 @@ class SweepResult:
             "rows": [public(row) for row in self.rows],
             "fusion_candidate": public(self.fusion) if self.fusion else None,
             "fusion_rows": [public(row) for row in self.fusion_rows],
-            "chosen": public(self.chosen),
+            "chosen": public(self.chosen), "model_dir": self.model_dir, "predict_command": self.predict_command,
             "test_of_chosen": {key: self.test.get(key) for key in TEST_KEYS},
+            "threshold_on": self.threshold_on,
+            "other_test_sets_of_chosen": [{key: row.get(key) for key in (*_WHERE_KEYS, *TEST_KEYS)}
+                                          for row in self.test_sets],
             "learning_curve": self.learning_curve, "notes": self.notes,
         }
 
@@ -89,24 +111,20 @@ def public(row: dict[str, Any]) -> dict[str, Any]:
 # Scoring on valid, choosing, testing once
 
 
-def _valid_row(source: Any, cache: Any, probe: str, fitted: Any, reused: bool, leaks: bool | None,
-               n_boot: int) -> dict[str, Any]:
+def _valid_row(fit: Any, leaks: bool | None, n_boot: int) -> dict[str, Any]:
     """One row of valid figures: the fitted probe's own valid scores, at the threshold chosen on valid."""
-    from featurekit.compare import row_description
-    from featurekit.fitting import split_scores
-    from featurekit.metrics import evaluate
+    from featurekit.compare import row_description, scored
 
-    scores, labels = split_scores(fitted, cache, "valid")
-    metrics = evaluate(labels, scores, fitted.threshold, n_boot=n_boot)
-    description = row_description(source, cache)
+    metrics = scored(fit.fitted, fit.cache, "valid", n_boot)
+    description = row_description(fit.source, fit.cache)
     return {
-        **description, "probe": probe, "n_valid": metrics["n"], "valid_roc_auc": metrics["roc_auc"],
+        **description, "probe": fit.probe, "n_valid": metrics["n"], "valid_roc_auc": metrics["roc_auc"],
         "valid_roc_auc_ci_low": metrics["roc_auc_ci_low"], "valid_roc_auc_ci_high": metrics["roc_auc_ci_high"],
         "valid_average_precision": metrics["average_precision"], "valid_accuracy": metrics["accuracy"],
-        "valid_balanced_accuracy": metrics["balanced_accuracy"], "threshold": fitted.threshold,
-        "fit_seconds": fitted.meta["fit_seconds"], "reused": reused, "streamed": bool(fitted.meta.get("streamed")),
-        "leaks": leaks, "model_dir": str(fitted.directory), "name": f"{description['cache']} {probe}",
-        "_source": source, "_fitted": fitted,
+        "valid_balanced_accuracy": metrics["balanced_accuracy"], "threshold": fit.fitted.threshold,
+        "fit_seconds": fit.fitted.meta["fit_seconds"], "reused": fit.reused,
+        "streamed": bool(fit.fitted.meta.get("streamed")), "leaks": leaks, "model_dir": str(fit.fitted.directory),
+        "name": f"{description['cache']} {fit.probe}", "_source": fit.source, "_fitted": fit.fitted,
     }
 
 
@@ -159,67 +177,89 @@ def select_on_valid(
     Returns:
         The SweepResult (nothing written; `sweep` writes the files).
     """
-    from featurekit.compare import fitted_probe, leaking_caches, source_leaks
-    from featurekit.fitting import split_scores
-    from featurekit.fusion import open_source
-    from featurekit.metrics import evaluate
-    from featurekit.probes import get_probe_spec
+    from featurekit.compare import leaking_caches
 
-    if not caches:
-        raise FeaturekitError("The sweep has no caches to choose from.", received="no cache",
-                              fix="List at least one extraction under [[sweep.backbone]].")
-    if not probes:
-        raise FeaturekitError("The sweep has no probes.", received=given("probe", list(probes)),
-                              fix="List probes, e.g. probe = [\"logreg\", \"linsvm\", \"head\"].")
-    for probe in probes:
-        get_probe_spec(probe)  # unknown names fail before any work
-    probe_params = probe_params or {}
+    _check_grid(caches, probes)
     leaky = leaking_caches(list(caches), log) if audit else {}
-    notes = []
-    if any(leaky.values()):
-        notes.append("LEAK: " + ", ".join(Path(p).name for p, leaks in leaky.items() if leaks) +
-                     " hold identical images in several splits; valid and test figures there are optimistic.")
-    rows = []
-    for cache_path in caches:
-        with open_source(cache_path, log) as cache:
-            cache.require_splits()
-            for probe in probes:
-                fitted, reused = fitted_probe(cache_path, cache, probe, probe_params.get(probe, {}), runs_dir, refit,
-                                              memory_budget_gb, log)
-                rows.append(_valid_row(cache_path, cache, probe, fitted, reused,
-                                       source_leaks(cache_path, leaky) if audit else None, n_boot))
-    rows.sort(key=_rank_key)
+    notes = _leak_notes(leaky)
+    grid = _GridOnValid(probes, probe_params or {}, runs_dir, refit, memory_budget_gb, n_boot, leaky if audit else None,
+                        log)
+    rows = sorted(grid.rows(list(caches)), key=_rank_key)
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank
-    best = rows[0]
-    fusion = None
     group = top_k_caches(rows, top_k) if top_k >= 2 else []
     fusion_rows: list[dict[str, Any]] = []
     if len(group) >= 2:
         # The fusion is one more cache: every probe of the grid is fitted on it, as on the others.
         log(f"fusing the caches of the top {len(group)} rows: {escape(', '.join(Path(p).name for p in group))}")
-        with open_source(group, log) as fused:
-            fused.require_splits()
-            for probe in probes:
-                fitted, reused = fitted_probe(group, fused, probe, probe_params.get(probe, {}), runs_dir, refit,
-                                              memory_budget_gb, log)
-                row = _valid_row(group, fused, probe, fitted, reused,
-                                 source_leaks(group, leaky) if audit else None, n_boot)
-                row["rank"] = None
-                fusion_rows.append(row)
-        fusion_rows.sort(key=_rank_key)
-        fusion = fusion_rows[0]
+        fusion_rows = sorted(grid.rows([group]), key=_rank_key)
+        for row in fusion_rows:
+            row["rank"] = None
     elif top_k >= 2:
         notes.append("no fusion candidate: the top rows all come from one cache")
-    candidates = [best] + ([fusion] if fusion else [])
-    chosen = min(candidates, key=_rank_key)
+    fusion = fusion_rows[0] if fusion_rows else None
+    chosen = min([rows[0]] + ([fusion] if fusion else []), key=_rank_key)
     log(f"chosen on valid: {escape(chosen['name'])} (valid ROC AUC {chosen['valid_roc_auc']:.3f}); "
         "scoring it on test once.")
-    with open_source(chosen["_source"], log) as cache:
-        scores, labels = split_scores(chosen["_fitted"], cache, "test")
-    test = evaluate(labels, scores, chosen["_fitted"].threshold, n_boot=n_boot)
-    return SweepResult(name, rows, fusion, chosen, {k: test[k] for k in TEST_KEYS}, notes=notes,
+    return SweepResult(name, rows, fusion, chosen, chosen_on_test(chosen, n_boot, log), notes=notes,
                        fusion_rows=fusion_rows)
+
+
+def _check_grid(caches: Sequence[Any], probes: Sequence[str]) -> None:
+    if not caches:
+        raise FeaturekitError("The sweep has no caches to choose from.", received="no cache",
+                              fix="List at least one extraction under [[sweep.backbone]].")
+    _check_probes(probes)
+
+
+def _check_probes(probes: Sequence[str]) -> None:
+    from featurekit.probes import get_probe_spec
+
+    if not probes:
+        raise FeaturekitError("The sweep has no probes.", received=given("probe", list(probes)),
+                              fix="List probes, e.g. probe = [\"logreg\", \"linsvm\", \"head\"].")
+    for probe in probes:
+        get_probe_spec(probe)  # unknown names fail before any work
+
+
+def _leak_notes(leaky: dict[Path, bool]) -> list[str]:
+    if not any(leaky.values()):
+        return []
+    return ["LEAK: " + ", ".join(Path(p).name for p, leaks in leaky.items() if leaks) +
+            " hold identical images in several splits; valid and test figures there are optimistic."]
+
+
+@dataclass
+class _GridOnValid:
+    """The probes of a sweep, fitted on caches through `featurekit.compare.fitted_grid`, as rows of valid figures."""
+
+    probes: Sequence[str]
+    probe_params: dict[str, dict[str, Any]]
+    runs_dir: str | Path
+    refit: bool
+    memory_budget_gb: float
+    n_boot: int
+    leaky: dict[Path, bool] | None  # None: not audited
+    log: Callable[[str], None]
+
+    def rows(self, sources: list[Any]) -> list[dict[str, Any]]:
+        from featurekit.compare import fitted_grid, source_leaks
+
+        return [_valid_row(fit, source_leaks(fit.source, self.leaky) if self.leaky is not None else None, self.n_boot)
+                for fit in fitted_grid(sources, self.probes, self.probe_params, self.runs_dir, self.refit,
+                                       self.memory_budget_gb, self.log)]
+
+
+def chosen_on_test(chosen: dict[str, Any], n_boot: int, log: Callable[[str], None] = print,
+                   threshold: float | None = None) -> dict[str, Any]:
+    """The chosen row's figures on the test split, at its threshold chosen on valid unless another is given (one
+    chosen on valid plus its views): test is read for the chosen configuration only, after the choice."""
+    from featurekit.compare import scored
+    from featurekit.fusion import open_source
+
+    with open_source(chosen["_source"], log) as cache:
+        test = scored(chosen["_fitted"], cache, "test", n_boot, threshold)
+    return {k: test[k] for k in TEST_KEYS}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -264,16 +304,31 @@ def learning_curve(
         One dict per fraction: fraction, n_train, repeats, test ROC AUC and accuracy (mean, sd, each value);
         a size the probe cannot be fitted on (kNN with fewer rows than neighbours) has `error` instead.
     """
-    from sklearn.model_selection import train_test_split
-
-    from featurekit.fitting import fit_estimator
-    from featurekit.fusion import open_source
-    from featurekit.metrics import accuracy, choose_threshold, roc_auc
-    from featurekit.probes import fake_scores
-
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise FeaturekitError("The learning curve needs at least one repeat.", received=given("repeats", repeats),
                               fix=f"Use e.g. {given('repeats', 3)}.")
+    splits = _three_splits(source, memory_budget_gb, log)
+    params = dict(params or {})
+    points = []
+    for fraction in fractions:
+        size = int(round(fraction * len(splits["train"][1])))
+        try:
+            point = _curve_point(splits, probe, params, size, repeats, seed)
+        except ValueError as error:  # too few rows for this probe (kNN's neighbours, a class-stratified split)
+            log(f"learning curve: {probe} cannot be fitted on {size} training images ({escape(str(error))}); skipped.")
+            points.append({"fraction": float(fraction), "n_train": size, "repeats": 0, "error": str(error)})
+            continue
+        log(f"learning curve: {point['n_train']} training images, test ROC AUC {point['test_roc_auc_mean']:.3f} +- "
+            f"{np.std(point['test_roc_auc']):.3f}")
+        points.append({"fraction": float(fraction), **point})
+    return points
+
+
+def _three_splits(source: Any, memory_budget_gb: float, log: Callable[[str], None]
+                  ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Features and labels of train, valid and test in memory; refused beyond the memory budget."""
+    from featurekit.fusion import open_source
+
     with open_source(source, log) as cache:
         needed = sum(cache.nbytes(split) for split in ("train", "valid", "test"))
         if needed > memory_budget_gb * 2**30:
@@ -281,43 +336,40 @@ def learning_curve(
                 f"The learning curve holds the features of all three splits in memory ({needed / 2**30:.1f} GiB), "
                 f"more than the memory budget.", received=given("memory_budget_gb", memory_budget_gb),
                 fix="Raise the memory budget, or run the learning curve on a smaller tap or pooling.")
-        x_train, y_train = cache.load("train")
-        x_valid, y_valid = cache.load("valid")
-        x_test, y_test = cache.load("test")
-    params = dict(params or {})
-    points = []
+        return {split: cache.load(split) for split in ("train", "valid", "test")}
+
+
+def _curve_point(splits: dict[str, tuple[np.ndarray, np.ndarray]], probe: str, params: dict[str, Any], size: int,
+                 repeats: int, seed: int) -> dict[str, Any]:
+    """Test figures of `repeats` fits on stratified subsamples of `size` training rows (seed + repeat)."""
+    from sklearn.model_selection import train_test_split
+
+    from featurekit.fitting import fit_estimator
+    from featurekit.metrics import accuracy, choose_threshold, roc_auc
+    from featurekit.probes import fake_scores
+
+    (x_train, y_train), (x_valid, y_valid), (x_test, y_test) = splits["train"], splits["valid"], splits["test"]
     all_rows = np.arange(len(y_train))
-    for fraction in fractions:
-        size = int(round(fraction * len(y_train)))
-        aucs, accuracies, sizes = [], [], []
-        try:
-            for repeat in range(repeats):
-                if size < len(y_train):
-                    rows, _ = train_test_split(all_rows, train_size=size, stratify=y_train,
-                                               random_state=seed + repeat)
-                    rows = np.sort(rows)
-                else:
-                    rows = all_rows
-                estimator = fit_estimator(probe, _seeded_params(probe, params, seed + repeat), x_train[rows],
-                                          y_train[rows], x_valid, y_valid)
-                threshold = choose_threshold(y_valid, fake_scores(estimator, x_valid))
-                scores = fake_scores(estimator, x_test)
-                aucs.append(roc_auc(y_test, scores))
-                accuracies.append(accuracy(y_test, scores, threshold))
-                sizes.append(len(rows))
-        except ValueError as error:  # too few rows for this probe (kNN's neighbours, a class-stratified split)
-            log(f"learning curve: {probe} cannot be fitted on {size} training images ({escape(str(error))}); skipped.")
-            points.append({"fraction": float(fraction), "n_train": size, "repeats": 0, "error": str(error)})
-            continue
-        log(f"learning curve: {sizes[0]} training images, test ROC AUC {np.mean(aucs):.3f} +- {np.std(aucs):.3f}")
-        points.append({
-            "fraction": float(fraction), "n_train": int(sizes[0]), "repeats": repeats,
-            "test_roc_auc_mean": float(np.mean(aucs)), "test_roc_auc_sd": float(np.std(aucs, ddof=1) if repeats > 1 else 0.0),
-            "test_accuracy_mean": float(np.mean(accuracies)),
-            "test_accuracy_sd": float(np.std(accuracies, ddof=1) if repeats > 1 else 0.0),
-            "test_roc_auc": [float(a) for a in aucs], "test_accuracy": [float(a) for a in accuracies],
-        })
-    return points
+    aucs, accuracies, sizes = [], [], []
+    for repeat in range(repeats):
+        rows = all_rows
+        if size < len(y_train):
+            rows = np.sort(train_test_split(all_rows, train_size=size, stratify=y_train, random_state=seed + repeat)[0])
+        estimator = fit_estimator(probe, _seeded_params(probe, params, seed + repeat), x_train[rows], y_train[rows],
+                                  x_valid, y_valid)
+        threshold = choose_threshold(y_valid, fake_scores(estimator, x_valid))
+        scores = fake_scores(estimator, x_test)
+        aucs.append(roc_auc(y_test, scores))
+        accuracies.append(accuracy(y_test, scores, threshold))
+        sizes.append(len(rows))
+
+    def sd(values: list[float]) -> float:
+        return float(np.std(values, ddof=1) if repeats > 1 else 0.0)
+
+    return {"n_train": int(sizes[0]), "repeats": repeats, "test_roc_auc_mean": float(np.mean(aucs)),
+            "test_roc_auc_sd": sd(aucs), "test_accuracy_mean": float(np.mean(accuracies)),
+            "test_accuracy_sd": sd(accuracies), "test_roc_auc": [float(a) for a in aucs],
+            "test_accuracy": [float(a) for a in accuracies]}
 
 
 def gain_per_doubling(points: Sequence[dict[str, Any]]) -> float | None:
@@ -334,28 +386,84 @@ def gain_per_doubling(points: Sequence[dict[str, Any]]) -> float | None:
 # The whole sweep from a config
 
 
-def _extract_grid(config: dict[str, Any], data: str | Path, progress: bool, log: Callable[[str], None]) -> list[Path]:
-    """One `extract` per `[[sweep.backbone]]` entry (all its layers and poolings in one pass): the caches."""
-    from featurekit.config import resolve_config
-    from featurekit.extract import extract_from_options
-    from featurekit.extraction.progress import rich_progress_bar
+def _extract_grid(config: dict[str, Any], resolved: dict[str, Any], source: str, log: Callable[[str], None]
+                  ) -> tuple[list[Path], list[str]]:
+    """One `extract` per `[[sweep.backbone]]` entry (all its layers and poolings in one pass).
+
+    Every entry is checked before the first is extracted. An entry whose weights cannot be had is skipped with a
+    warning (the grid runs with the rest) unless `on_missing_weights` is "error"; any other error names the
+    config file and the entry.
+
+    Returns:
+        The caches, and a note per skipped entry.
+    """
+    from featurekit.errors import WeightsUnavailableError
+    from featurekit.workflow import checked_extractions, entry_error, entry_place, extract_step
 
     entries = (config.get("sweep") or {}).get("backbone") or []
     if not entries:
-        raise FeaturekitError("The sweep's config lists no [[sweep.backbone]] entry.", received="no entry",
+        raise FeaturekitError(f"The sweep's config {source} lists no [[sweep.backbone]] entry.", received="no entry",
                               fix="Add [[sweep.backbone]] tables with backbone, weights, layer, pooling and "
                                   "image_size: see configs/sweep.toml.")
+    steps = checked_extractions(entries, config, resolved["data"], "sweep.backbone", source)
     caches: list[Path] = []
-    for number, entry in enumerate(entries, start=1):
-        options = resolve_config("extract", config, {"data": str(data)}, step=entry)
-        what = [options["backbone"], options["layer"], options["pooling"], options["image_size"]]
-        log(f"[bold]sweep extract {number}/{len(entries)}[/]: "
-            f"{escape(' '.join(str(w) if not isinstance(w, list) else ','.join(map(str, w)) for w in what if w))}")
-        for result in extract_from_options(options, log=log, progress=rich_progress_bar if progress else None):
-            log(f"  {result.status}: {escape(str(result.cache_path))} ({result.n_images} images; weights: "
-                f"{escape(result.weights_label)})")
-            caches.append(result.cache_path)
-    return list(dict.fromkeys(caches))
+    skipped: list[str] = []
+    for number, (entry, options) in enumerate(zip(entries, steps), start=1):
+        place = entry_place("sweep.backbone", number, entry, source)
+        try:
+            caches += extract_step(options, f"sweep extract {number}/{len(entries)}", log, resolved["progress"])
+        except WeightsUnavailableError as error:
+            if resolved["on_missing_weights"] == "error":
+                error.fix = _weights_fix(entry)
+                raise entry_error(error, place, entry) from None
+            skipped.append(f"skipped {place}: {error.problem} {_weights_fix(entry)} To stop instead of skipping, "
+                           "set on_missing_weights = \"error\" in [sweep].")
+            log(f"[bold yellow]WARNING[/]: {escape(skipped[-1])}")
+        except FeaturekitError as error:
+            raise entry_error(error, place, entry) from None
+    if not caches:
+        raise FeaturekitError(f"No entry of the sweep {source} could be extracted.", received="; ".join(skipped),
+                              fix="Supply the weights files the entries name (see the warnings above).")
+    return list(dict.fromkeys(caches)), skipped
+
+
+def _weights_fix(entry: dict[str, Any]) -> str:
+    """How to supply an entry's weights, in the config's own terms (the sweep has no weights flag)."""
+    return ("To include it, name a weights file you have in that entry's `weights` list (e.g. weights = "
+            "[\"imagenet\", \"path/to/file.weights.h5\"]; `python cli.py backbones --files` lists the files featurekit "
+            "knows, with their sha256 and licence), or, on a machine that is online, let Keras download the "
+            "ImageNet file into its cache (~/.keras/models). The entry has weights = "
+            f"{entry.get('weights', 'default')!r}.")
+
+
+def _report_elsewhere(result: SweepResult, resolved: dict[str, Any], log: Callable[[str], None]) -> None:
+    """After the choice: with `threshold_on` "valid+views", the choice's threshold chosen again on valid plus its
+    views (and its test figures at it); then the choice on each view of the test split and each other test set."""
+    from featurekit.shifted_scoring import score_on_test_sets, valid_and_views_threshold
+
+    chosen, threshold = result.chosen, None
+    if resolved["threshold_on"] == "valid+views":
+        threshold = valid_and_views_threshold(chosen["_source"], chosen["_fitted"], resolved["view"] or [], log=log)
+        result.test = chosen_on_test(chosen, resolved["boot"], log, threshold)
+        result.threshold_on = "valid+views"
+    if resolved["view"] or resolved["test_data"]:
+        log("scoring the choice on views and other test sets (reported only: the choice was made on valid)")
+        result.test_sets = score_on_test_sets(chosen["_source"], chosen["_fitted"], resolved["test_data"] or [],
+                                              resolved["boot"], log, views=resolved["view"] or [], threshold=threshold)
+
+
+def check_name(name: str) -> str:
+    """A sweep's name is a name, not a path: it becomes results-dir/sweep-NAME.md, nothing else.
+
+    Raises:
+        FeaturekitError: a path separator, "..", a leading dot, or other than letters, digits, spaces, ._-.
+    """
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_. -]*", name) or ".." in name:
+        raise FeaturekitError(
+            "A sweep's name must be a plain name (letters, digits, spaces, '.', '_' and '-'; no path separator, no "
+            "'..', no leading dot): it names the results files inside the results folder.",
+            received=given("name", name), fix="Use e.g. faces_grid, and choose the folder with results_dir.")
+    return name
 
 
 def sweep(config: dict[str, Any], options: dict[str, Any] | None = None, log: Callable[[str], None] = print
@@ -379,13 +487,16 @@ def sweep(config: dict[str, Any], options: dict[str, Any] | None = None, log: Ca
     check_config(config, source)
     resolved = resolve_config("sweep", config, options)
     require("sweep", resolved)
-    name = resolved["name"] or (Path(resolved["config"]).stem if resolved.get("config") else "sweep")
-    caches = _extract_grid(config, resolved["data"], resolved["progress"], log)
+    name = check_name(resolved["name"] or (Path(resolved["config"]).stem if resolved.get("config") else "sweep"))
     probes = list(resolved["probe"] or list_probes())
+    _check_probes(probes)  # probe names too are checked before anything is extracted
+    caches, skipped = _extract_grid(config, resolved, source, log)
     params = {"head": head_params(epochs=resolved["head_epochs"])}
     result = select_on_valid(caches, probes, params, top_k=resolved["top_k"], runs_dir=resolved["runs_dir"],
                              refit=resolved["refit"], n_boot=resolved["boot"],
                              memory_budget_gb=resolved["memory_budget_gb"], audit=resolved["audit"], name=name, log=log)
+    result.notes += skipped
+    _report_elsewhere(result, resolved, log)
     if resolved["learning_curve"]:
         chosen = result.chosen
         result.learning_curve = learning_curve(chosen["_source"], chosen["probe"], params.get(chosen["probe"], {}),

@@ -10,6 +10,7 @@ the same job again only computes what is missing. In strings, `{data_name}` is t
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,6 +31,77 @@ def _substitute(value: Any, names: dict[str, str]) -> Any:
     if isinstance(value, list):
         return [_substitute(v, names) for v in value]
     return value
+
+
+def entry_error(error: FeaturekitError, where: str, entry: dict[str, Any]) -> FeaturekitError:
+    """The same error (of the same type) about an entry of a config file: it names the file and the entry
+    (`where`), shows the entry as written, and speaks of the entry's keys, not of flags (`--layer` -> `layer`).
+    """
+    written = ", ".join(f"{key} = {value!r}" for key, value in entry.items())
+    return type(error)(f"{where}: {_as_keys(error.problem)}", received=f"{{{written}}}",
+                       fix=_as_keys(error.fix or ""))
+
+
+def _as_keys(text: str) -> str:
+    """Flags of `extract` in a message, spelt as the config keys an entry uses."""
+    from featurekit.options import options_for
+
+    keys = options_for("extract")
+    return re.sub(r"--([a-z][a-z0-9-]*)", lambda m: f"`{m[1].replace('-', '_')}`"
+                  if m[1].replace("-", "_") in keys else m[0], text)
+
+
+def checked_extractions(entries: list[dict[str, Any]], file_config: dict[str, Any], data: str | Path,
+                        table: str, source: str) -> list[dict[str, Any]]:
+    """The `extract` options of every entry of a grid, each resolved and its backbone and pooling names checked,
+    so that a bad entry stops the job before ANY entry is extracted.
+
+    Args:
+        entries: The `[[run.extract]]` or `[[sweep.backbone]]` tables (placeholders already substituted).
+        file_config: The parsed config file (its `[extract]` table and top-level keys apply to every entry).
+        data: The data folder.
+        table: The entries' TOML name, e.g. "sweep.backbone", for messages.
+        source: The config file's name, for messages.
+
+    Raises:
+        FeaturekitError: naming the file and the entry (its number and backbone).
+    """
+    resolved = []
+    for number, entry in enumerate(entries, start=1):
+        try:
+            options = resolve_config("extract", file_config, {"data": str(data)}, step=entry)
+            _check_names(options)
+        except FeaturekitError as error:
+            raise entry_error(error, entry_place(table, number, entry, source), entry) from None
+        resolved.append(options)
+    return resolved
+
+
+def entry_place(table: str, number: int, entry: dict[str, Any], source: str) -> str:
+    """"[[sweep.backbone]] entry 2 (backbone vgg16) of configs/sweep.toml"."""
+    backbone = f" (backbone {entry['backbone']})" if entry.get("backbone") else ""
+    return f"[[{table}]] entry {number}{backbone} of {source}"
+
+
+def _check_names(options: dict[str, Any]) -> None:
+    """The backbone exists and each pooling is one it has (hand-made features check their own request)."""
+    from featurekit.backbones import POOLINGS, get_spec
+
+    if not options.get("backbone"):
+        raise FeaturekitError("The entry names no backbone.", received="no backbone key",
+                              fix='Add backbone = "NAME" (python cli.py backbones lists them).')
+    spec = get_spec(options["backbone"])
+    poolings = _joined(options["pooling"]).split(",")
+    if spec.is_handmade:
+        from featurekit.handmade.embedder import check_handmade_request
+
+        check_handmade_request(spec, options["image_size"], poolings, options["preprocessing"], options["precision"],
+                               options["weights"])
+        return
+    unknown = [pooling for pooling in poolings if pooling not in POOLINGS]
+    if unknown:
+        raise FeaturekitError(f"Unknown pooling {', '.join(map(repr, unknown))} for backbone {spec.name!r}.",
+                              received=f"pooling = {options['pooling']!r}", fix=f"Use {', '.join(POOLINGS)}.")
 
 
 def fit_from_options(options: dict[str, Any], log: Callable[[str], None] = print):
@@ -77,8 +149,7 @@ def run_job(file_config: dict[str, Any], options: dict[str, Any] | None = None, 
         render: Called with (rows, compare options + results and title) to show and write the results.
     """
     from featurekit.compare import compare_from_options
-    from featurekit.extract import extract_from_options
-    from featurekit.extraction.progress import rich_progress_bar
+    from featurekit.probes import get_probe_spec
 
     check_config(file_config, str((options or {}).get("config") or "the config"))
     run_options = resolve_config("run", file_config, options or {})
@@ -92,30 +163,47 @@ def run_job(file_config: dict[str, Any], options: dict[str, Any] | None = None, 
     data = run_options["data"]
     names = {"data_name": Path(data).expanduser().resolve().name}
     progress = run_options["progress"]
+    source = str(run_options["config"])
+    # Every name of the whole job is checked before anything is trained or extracted.
+    steps = checked_extractions([{k: _substitute(v, names) for k, v in job.items()} for job in extract_jobs],
+                                file_config, data, "run.extract", source)
+    for probe in resolve_config("compare", file_config, {})["probe"] or []:
+        get_probe_spec(probe)
 
     for job in run.get("train_backbone", []):
         _train_backbone_step(file_config, {k: _substitute(v, names) for k, v in job.items()}, data, log, progress)
 
     caches = []
-    for number, job in enumerate(extract_jobs, start=1):
-        step_options = resolve_config("extract", file_config, {"data": str(data)},
-                                  step={k: _substitute(v, names) for k, v in job.items()})
-        what = [step_options["backbone"], _joined(step_options["layer"]), _joined(step_options["pooling"]),
-                step_options["preprocessing"]]
-        log(f"[bold]extract {number}/{len(extract_jobs)}[/]: {escape(' '.join(str(w) for w in what if w))}")
-        for result in extract_from_options(step_options, log=log, progress=rich_progress_bar if progress else None):
-            rate = f", {result.n_computed} computed at {result.images_per_second:.1f} img/s" if result.n_computed else ""
-            log(f"  {result.status}: {escape(str(result.cache_path))} ({result.n_images} images{rate}; "
-                f"weights: {escape(result.weights_label)})")
-            caches.append(result.cache_path)
-
+    for number, (job, options) in enumerate(zip(extract_jobs, steps), start=1):
+        try:
+            caches += extract_step(options, f"extract {number}/{len(steps)}", log, progress)
+        except FeaturekitError as error:
+            raise entry_error(error, entry_place("run.extract", number, job, source), job) from None
     compare_options = resolve_config("compare", file_config, {"cache": [str(c) for c in caches]})
+    compare_options["data"] = None  # exactly the caches this job made (a top-level `data` is not a filter here)
     results = run_options["results"]
     results = _substitute(str(results), names) if results is not None else None
     rows = compare_from_options(compare_options, log)
     if render:
         render(rows, {**compare_options, "results": results, "title": run_options["title"]})
     return rows
+
+
+def extract_step(options: dict[str, Any], title: str, log: Callable[[str], None], progress: bool) -> list[Path]:
+    """One extraction of a job (all its layers and poolings in one pass), announced and summarised: its caches."""
+    from featurekit.extract import extract_from_options
+    from featurekit.extraction.progress import rich_progress_bar
+
+    what = [options["backbone"], _joined(options["layer"]), _joined(options["pooling"]), options["preprocessing"],
+            f"{options['image_size']}px" if options["image_size"] else ""]
+    log(f"[bold]{escape(title)}[/]: {escape(' '.join(str(w) for w in what if w))}")
+    caches = []
+    for result in extract_from_options(options, log=log, progress=rich_progress_bar if progress else None):
+        rate = f", {result.n_computed} computed at {result.images_per_second:.1f} img/s" if result.n_computed else ""
+        log(f"  {result.status}: {escape(str(result.cache_path))} ({result.n_images} images{rate}; "
+            f"weights: {escape(result.weights_label)})")
+        caches.append(result.cache_path)
+    return caches
 
 
 def _train_backbone_step(file_config: dict[str, Any], job: dict[str, Any], data: str | Path,

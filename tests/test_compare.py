@@ -131,7 +131,7 @@ def test_outputs_in_every_format(tmp_path: Path):
                 "accuracy_ci_low", "roc_auc_ci_high", "threshold", "fit_seconds", "collapsed", "random_features"):
         assert key in data[0]
     csv_text = write_rows(rows, "csv", None)
-    assert csv_text.splitlines()[0].startswith("cache,backbone,weights_label")
+    assert csv_text.splitlines()[0].startswith("cache,data,backbone,weights_label")
     assert "| test_tiny pool2/avg 32px | random-init | logreg |" in write_rows(rows, "md", None)
     from featurekit.report import plot_roc
 

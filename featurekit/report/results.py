@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +44,18 @@ def features_text(row: dict[str, Any]) -> str:
     return f"{row['backbone']} {layer}{row['pooling']} {row['image_size']}px{extra}"
 
 
+_PAIRED = re.compile(r"^(real|fake)=([^,]+?)(?:,(real|fake)=([^,]+))?$")
+
+
 def scored_on(row: dict[str, Any]) -> str:
     """Where a row was scored, for tables: "test split", "test split, jpeg:50", "other_faces (all images)"."""
     test_set = row.get("test_set") or OWN_TEST_SPLIT
-    where = "test split" if test_set == OWN_TEST_SPLIT else f"{Path(str(test_set)).name} (all images)"
+    if test_set == OWN_TEST_SPLIT:
+        where = "test split"
+    elif _PAIRED.match(str(test_set).split(" + ")[0]):  # a paired test set's label (fake=DIR + real faces), as is
+        where = str(test_set)
+    else:
+        where = f"{Path(str(test_set)).name} (all images)"
     return f"{where}, {row['view']}" if row.get("view") else where
 
 
@@ -67,20 +77,31 @@ WIDE_COLUMNS = (
     Column("EER", number("eer"), "right"),
     Column("TPR@1%FPR", number("tpr_at_1pct_fpr"), "right"),
     Column("F1", number("f1"), "right"),
-    Column("thr (valid)", number("threshold", ".3g"), "right"),
+    Column("thr (valid)", lambda r: format(r["threshold"], ".3g") + (" (valid+views)" if r.get("threshold_on")
+                                                                      == "valid+views" else ""), "right"),
+    # At the best threshold for THIS test set (as UnivFD reports it): tells ranking from calibration, never chooses.
+    Column("oracle acc", number("oracle_accuracy"), "right"),
+    Column("P(fake) real/fake", lambda r: (f"{r['mean_p_fake_real']:.2f}/{r['mean_p_fake_fake']:.2f}"
+                                           if r.get("mean_p_fake_real") is not None else ""), "right"),
     Column("fit s", lambda r: f"{r['fit_seconds']:.1f}" + (" (reused)" if r.get("reused") else ""), "right"),
     Column("flags", flags_text),
 )
 COMPACT_COLUMNS = (
     WIDE_COLUMNS[0], WIDE_COLUMNS[2], WIDE_COLUMNS[3],
     Column("ROC AUC", number("roc_auc"), "right"),
-    WIDE_COLUMNS[8], WIDE_COLUMNS[14],
+    WIDE_COLUMNS[8], WIDE_COLUMNS[-1],
 )
 SCORED_ON_COLUMN = Column("scored on", scored_on)
 
 
+DATA_COLUMN = Column("data", lambda r: str(r.get("data") or ""))
+
+
 def columns_for(rows: list[dict[str, Any]], columns: tuple[Column, ...]) -> tuple[Column, ...]:
-    """The columns, led by "scored on" when some rows were scored on a view or another test set (blocks)."""
+    """The columns, led by "scored on" when some rows were scored on a view or another test set (blocks), and
+    by "data" when the rows come from caches of more than one data set."""
+    if len({row.get("data") for row in rows}) > 1:
+        columns = (DATA_COLUMN, *columns)
     return (SCORED_ON_COLUMN, *columns) if any(scored_elsewhere(row) for row in rows) else columns
 
 

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 from featurekit.report.document import Document, Note, Table
 from featurekit.report.formats import json_text, render
 from featurekit.report.output import write_bytes, write_text
-from featurekit.report.results import features_text, short_weights, weights_footnotes
+from featurekit.report.results import features_text, scored_on, short_weights, weights_footnotes
 from featurekit.report.tables import Column, with_interval
 from featurekit.sweep import SELECTION_RULE, SweepResult, gain_per_doubling
 
@@ -51,14 +51,31 @@ CURVE_COLUMNS = (
 _TEST_COLUMNS = (Column("test split", lambda r: r["what"]), Column("value", lambda r: r["value"], "right"))
 
 
-def test_rows(test: dict[str, Any]) -> list[dict[str, str]]:
+TEST_SET_COLUMNS = (
+    Column("scored on", scored_on),
+    Column("images", lambda r: str(r["n"]), "right"),
+    Column("accuracy at the threshold [95% CI]", lambda r: with_interval(r, "accuracy"), "right"),
+    Column("acc real", lambda r: f"{r['accuracy_real']:.3f}", "right"),
+    Column("acc fake", lambda r: f"{r['accuracy_fake']:.3f}", "right"),
+    Column("ROC AUC [95% CI]", lambda r: with_interval(r, "roc_auc"), "right"),
+    Column("oracle acc (best thr for this set; never used)", lambda r: f"{r['oracle_accuracy']:.3f}", "right"),
+    Column("mean P(fake) real / fake", lambda r: f"{r['mean_p_fake_real']:.3f} / {r['mean_p_fake_fake']:.3f}",
+           "right"),
+)
+
+
+def test_rows(test: dict[str, Any], threshold_on: str = "valid") -> list[dict[str, str]]:
     """The chosen configuration's test figures, one (what, value) row each."""
     return [{"what": "accuracy [95% CI]", "value": with_interval(test, "accuracy")},
             {"what": "ROC AUC [95% CI]", "value": with_interval(test, "roc_auc")},
             {"what": "average precision", "value": f"{test['average_precision']:.3f}"},
             {"what": "accuracy on real images", "value": f"{test['accuracy_real']:.3f}"},
             {"what": "accuracy on fake images", "value": f"{test['accuracy_fake']:.3f}"},
-            {"what": "threshold (chosen on valid)", "value": f"{test['threshold']:.4g}"},
+            {"what": f"threshold (chosen on {threshold_on})", "value": f"{test['threshold']:.4g}"},
+            {"what": "oracle accuracy (best threshold for test; never used)",
+             "value": f"{test['oracle_accuracy']:.3f}"},
+            {"what": "mean P(fake) of real / of fake images",
+             "value": f"{test['mean_p_fake_real']:.3f} / {test['mean_p_fake_fake']:.3f}"},
             {"what": "test images", "value": str(test["n"])}]
 
 
@@ -95,8 +112,14 @@ def sweep_document(result: SweepResult, plot_name: str | None = None) -> Documen
         blocks.append(Note(md=f"{fusion_heading}\n\nnone"))
     blocks.append(Note(chosen_line(result), style="bold",
                        md=f"## the choice, and its test figures (reported once)\n\n{chosen_line(result)}"))
-    blocks.append(Table(test_rows(result.test), _TEST_COLUMNS,
+    blocks.append(Table(test_rows(result.test, result.threshold_on), _TEST_COLUMNS,
                         title="test figures of the chosen configuration (reported once)"))
+    if result.test_sets:
+        heading = "the choice on views and other test sets (reported only, never used to choose)"
+        blocks.append(Table(result.test_sets, TEST_SET_COLUMNS, title=heading, heading=f"## {heading}"))
+    blocks.append(Note(f"chosen model: {result.model_dir}\nscore new images with: {result.predict_command}",
+                       style="bold", md=f"The chosen model's folder: `{result.model_dir}`. Score new images with it:"
+                       f"\n\n    {result.predict_command}"))
     if result.learning_curve:
         line = curve_line(result.learning_curve)
         blocks.append(Table(result.learning_curve, CURVE_COLUMNS, title="learning curve (test split)",
