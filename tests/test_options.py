@@ -115,7 +115,7 @@ def test_library_signatures_agree_with_the_declarations():
     from featurekit.extract import extract_many
     from featurekit.fitting import fit_probe
     from featurekit.predict import predict
-    from featurekit.train_backbone import train_backbone
+    from featurekit.training.runner import train_backbone
 
     extract = _signature_defaults(extract_many)
     for name in ("weights", "batch_size", "dtype", "cache_dir", "overwrite", "seed", "on_missing_weights"):
