@@ -11,6 +11,7 @@ guide's rule).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import keras
@@ -23,6 +24,7 @@ from featurekit.errors import FeaturekitError, given, option_name
 STD_EPSILON = 1e-6
 HEAD_DROPOUT = 0.2
 _MAX_LISTED = 24
+_BLOCK_OUTPUT = re.compile(r"mixed\d+|conv\d*_relu|conv_pw_\d+_relu|block\d+_pool|pool\d+|conv\d+")
 
 
 @keras.saving.register_keras_serializable(package="featurekit")
@@ -62,8 +64,9 @@ def cut_points(model: keras.Model) -> list[str]:
 
 
 def _suggestions(names: list[str]) -> str:
-    shown = names if len(names) <= _MAX_LISTED else names[:: max(1, len(names) // _MAX_LISTED)]
-    return ", ".join(shown) + ("" if shown == names else f" (every {max(1, len(names) // _MAX_LISTED)}th shown)")
+    """Block outputs first (mixedN, conv_pw_N_relu, blockN_pool ...), at most _MAX_LISTED names."""
+    blocks = [name for name in names if _BLOCK_OUTPUT.fullmatch(name)] or names
+    return ", ".join(blocks[:_MAX_LISTED]) + (f" ({len(blocks) - _MAX_LISTED} more)" if len(blocks) > _MAX_LISTED else "")
 
 
 def split_backbone(model: keras.Model, backbone: str, unfreeze_from: str, top_layer: str | None):
