@@ -278,7 +278,8 @@ def test_options_reach_train_backbone(tmp_path: Path):
 
 @pytest.mark.parametrize(
     "backbone, match",
-    [("vgg16", "only inceptionv1 can .*used frozen"), ("resnet9000", "no registered backbone: only inceptionv1 can be trained")],
+    [("vgg16", "only inceptionv1 can .*used frozen"),
+     ("resnet9000", "no registered backbone: only inceptionv1 can be trained")],
 )
 def test_untrainable_backbones_are_refused(tmp_path: Path, backbone: str, match: str):
     data = make_image_folder(tmp_path / "faces", per_class=2)

@@ -66,7 +66,8 @@ def cut_points(model: keras.Model) -> list[str]:
 def _suggestions(names: list[str]) -> str:
     """Block outputs first (mixedN, conv_pw_N_relu, blockN_pool ...), at most _MAX_LISTED names."""
     blocks = [name for name in names if _BLOCK_OUTPUT.fullmatch(name)] or names
-    return ", ".join(blocks[:_MAX_LISTED]) + (f" ({len(blocks) - _MAX_LISTED} more)" if len(blocks) > _MAX_LISTED else "")
+    more = f" ({len(blocks) - _MAX_LISTED} more)" if len(blocks) > _MAX_LISTED else ""
+    return ", ".join(blocks[:_MAX_LISTED]) + more
 
 
 def split_backbone(model: keras.Model, backbone: str, unfreeze_from: str, top_layer: str | None):
@@ -87,11 +88,11 @@ def split_backbone(model: keras.Model, backbone: str, unfreeze_from: str, top_la
     top_name = top_layer or names[-1]
     if top_name not in names or names.index(top_name) <= names.index(unfreeze_from):
         above = names[names.index(unfreeze_from) + 1:]
+        choices = _suggestions([name for name in above if name in points] or above)
         raise FeaturekitError(
             f"The top layer must be a layer of {backbone!r} above {unfreeze_from!r}.",
             received=given("top_layer", top_layer),
-            fix=f"Use {option_name('top_layer')} with one of: {_suggestions([n for n in above if n in points] or above)}"
-            ", or leave it out for the backbone's output.")
+            fix=f"Use {option_name('top_layer')} with one of: {choices}, or leave it out for the backbone's output.")
     trunk = keras.Model(model.input, model.get_layer(unfreeze_from).output, name=f"{backbone}_trunk")
     top = keras.Model(model.get_layer(unfreeze_from).output, model.get_layer(top_name).output, name=f"{backbone}_top")
     return trunk, top, top_name

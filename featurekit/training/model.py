@@ -60,7 +60,8 @@ def param_counts(classifier: keras.Model, backbone: keras.Model) -> dict[str, in
     return {
         "backbone": backbone_total,
         "backbone_trainable": count(w for w in classifier.trainable_weights if id(w) in in_backbone),
-        "backbone_batchnorm_statistics": count(w for w in backbone.weights if w.path.split("/")[-1].startswith("moving_")),
+        "backbone_batchnorm_statistics": count(w for w in backbone.weights
+                                               if w.path.split("/")[-1].startswith("moving_")),
         "top": top,
         "total": backbone_total + top,
         "total_trainable": count(classifier.trainable_weights),

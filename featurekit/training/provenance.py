@@ -63,8 +63,11 @@ def trained_label(record: dict[str, Any]) -> str:
     on which data, how many images, which epoch."""
     data, config, parent = record.get("data", {}), record.get("config", {}), record.get("parent")
     backbone = config.get("backbone", "inceptionv1")
-    trained = (f"fine-tuned from {parent.get('weights_label', '?')} (sha256 {parent.get('weights_sha256', '')[:12] or '-'}) "
-               f"above {config.get('unfreeze_from', '?')}" if parent else "trained")
+    trained = "trained"
+    if parent:
+        sha = parent.get("weights_sha256", "")[:12] or "-"
+        trained = (f"fine-tuned from {parent.get('weights_label', '?')} (sha256 {sha}) above "
+                   f"{config.get('unfreeze_from', '?')}")
     return (f"{backbone} {trained} on {data.get('name', '?')} (train split, {data.get('train_images', '?')} images, "
             f"epoch {record.get('best_epoch', '?')})")
 

@@ -149,35 +149,25 @@ def train_backbone(
         epochs: Most epochs to run (early stopping may end sooner).
         image_size: Square input size in pixels the network is trained at.
         batch_size: Images per training step (at least 2: batch norm).
-        learning_rate: Adam's learning rate (where a schedule starts, after any warmup); None: 1e-3 from
-            scratch, 1e-4 fine-tuning.
+        learning_rate: Adam's rate where the schedule starts; None: 1e-3 from scratch, 1e-4 fine-tuning.
         patience: Epochs without improvement of `monitor` before training stops.
         seed: Seed of initialisation, dropout, shuffling and augmentation.
-        out: Output folder; default `runs/<backbone>-<data-folder-name>-<image_size>/` (fine-tuning:
-            `runs/<backbone>-from-<layer>-<data-folder-name>-<image_size>/`).
+        out: Output folder; default `runs/<backbone>[-from-<layer>]-<data-folder-name>-<image_size>/`.
         split_fractions: train/valid/test fractions for the class-folder layout.
         log: Where messages go, one line per epoch included.
-        progress: Keras' progress bar within each epoch (on a terminal only; the per-epoch line goes to
-            `log` either way).
-        overwrite: Replace a finished run, or discard an unfinished one, in `out` instead of refusing or
-            resuming.
-        monitor: "val_loss" or "val_accuracy": what picks the best epoch and drives early stopping (and the
-            plateau schedule).
-        schedule: "cosine" (default), "plateau" or "constant". Part of the run's identity.
-        min_learning_rate: The cosine schedule's last rate, the plateau schedule's floor.
-        warmup_epochs: Epochs of linear warmup before the cosine decay (cosine only).
-        plateau_factor: The plateau schedule's factor.
-        plateau_patience: Epochs without a better `monitor` before the plateau schedule lowers the rate.
+        progress: Keras' progress bar within each epoch (on a terminal; the per-epoch line goes to `log`).
+        overwrite: Replace a finished run, or discard an unfinished one, in `out` instead of refusing or resuming.
+        monitor: "val_loss" or "val_accuracy": what picks the best epoch, stops early, drives the plateau schedule.
+        schedule: "cosine" (default), "plateau" or "constant", part of the run's identity; `min_learning_rate`,
+            `warmup_epochs`, `plateau_factor` and `plateau_patience` shape it (see `featurekit.training.schedule`).
         weights: Fine-tuning: the parent weights ("default", "imagenet", or a .weights.h5 / .keras file).
         unfreeze_from: Fine-tuning: the layer whose output ends the frozen trunk (its output maps are computed
             once and cached); every layer above it, up to `top_layer`, trains. None: train from scratch.
         top_layer: Fine-tuning: the layer the head sits on; None: the backbone's output.
         head_pooling: Fine-tuning: "meanstd" or "avg" pooling of the top layer's map in the head.
         augment_views: Fine-tuning: views (e.g. "jpeg:30-95", "blur:0-2") drawn into augmented copies.
-        augment_copies: Fine-tuning: augmented copies (random flip and view) of each training image; each
-            epoch each image is one of its copies or the clean image, drawn anew.
-        save_classifier: Also save the whole trained network (with its top) as `classifier.keras` (from
-            scratch; a fine-tuned head reads cached maps, not images, and is not saved).
+        augment_copies: Fine-tuning: augmented copies (flip, view) per training image; each epoch draws one.
+        save_classifier: From scratch, also save the network with its top as `classifier.keras`.
         callbacks: Extra Keras callbacks, called after the ones that record progress and back up.
         config: The resolved config of the command, stored in training.json.
 
@@ -185,8 +175,7 @@ def train_backbone(
         The TrainResult; the same is written to `out/training.json`.
 
     Raises:
-        FeaturekitError: An untrainable backbone, an unusable layer or weights, an image size outside the
-            backbone's range, schedule settings the schedule cannot use, too few images in train or valid, a
+        FeaturekitError: An unusable setting, layer, weights or data folder (before anything is written), a
             finished run in `out` (without overwrite), or an unfinished run there with other settings.
     """
     started = time.perf_counter()

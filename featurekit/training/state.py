@@ -96,8 +96,8 @@ def prepare_out(out: Path, identity: dict[str, Any], overwrite: bool) -> dict[st
             f"{out} holds a finished training run (best epoch {finished.get('best_epoch')}, valid accuracy "
             f"{finished.get('best_valid_accuracy', float('nan')):.3f}).",
             received=given("out", str(out)),
-            fix=f"Use its {model_file(identity['backbone'])} as it is, pass {option_name('overwrite')} to train again, or pass another "
-            f"{option_name('out')}.",
+            fix=f"Use its {model_file(identity['backbone'])} as it is, pass {option_name('overwrite')} to train "
+            f"again, or pass another {option_name('out')}.",
         )
     if progress_path.exists():
         state = json.loads(progress_path.read_text())
