@@ -10,8 +10,8 @@
    threshold and ROC AUC, with 95% bootstrap intervals (1000 stratified resamples).
 
     nice -n 10 .venv/bin/python benchmarks/bench_finetune.py [--backbone mobilenet] [--weights default]
-        [--unfreeze-from conv_pw_5_relu] [--top-layer conv_pw_11_relu] [--image-size 256] [--epochs 10]
-        [--learning-rate 3e-4] [--augment-copies 1] [--augment-views jpeg:30-95 blur:0-2]
+        [--unfreeze-from conv_pw_5_relu] [--top-layer conv_pw_11_relu] [--image-size 256] [--epochs 8]
+        [--learning-rate 1e-4] [--patience 3] [--augment-copies 1] [--augment-views jpeg:30-95 blur:0-2]
         [--out benchmarks/results/finetune]
 
 Writes OUT.json and OUT.md. The fine-tuning run lives in runs/bench-finetune-<backbone>-<layer>-<size>/ and
@@ -46,10 +46,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--unfreeze-from", default="conv_pw_5_relu")
     parser.add_argument("--top-layer", default="conv_pw_11_relu")
     parser.add_argument("--image-size", type=int, default=256)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--patience", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--patience", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=3e-4)
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--augment-copies", type=int, default=1)
     parser.add_argument("--augment-views", nargs="*", default=["jpeg:30-95", "blur:0-2"])
     parser.add_argument("--seed", type=int, default=0)

@@ -72,6 +72,9 @@ def test_finetuning_trains_and_resumes_with_the_cached_trunk_maps(finetuned_run)
     assert finetuned_run["trunk_files"] == ["train-0.npy", "train-1.npy", "valid-0.npy"]
     assert sum("trunk maps" in line for line in finetuned_run["first_log"]) == 3
     assert not any("trunk maps" in line for line in finetuned_run["log"])
+    # The head starts as a linear probe once, before the first epoch; the resumed call restores it instead.
+    assert sum("Head initialised" in line for line in finetuned_run["first_log"]) == 1
+    assert not any("Head initialised" in line for line in finetuned_run["log"])
     assert not (result.out / "trunk").exists()  # a finished run keeps only its results
     assert all(np.isfinite(result.history["loss"]))
     assert "unfreeze_from 'conv_pw_11_relu' (interrupted run) vs 'conv_pw_10_relu' (now)" in \
@@ -224,3 +227,21 @@ def test_augmented_copies_are_seeded_and_copy_zero_is_the_clean_image(tmp_path: 
     np.testing.assert_array_equal(copy(path, 32), copy(path, 32))
     assert not np.array_equal(copy(path, 32), clean)
     assert not np.array_equal(AugmentedCopy(str(data), 2, 0, ("jpeg:30-95",))(path, 32), copy(path, 32))
+
+
+def test_the_head_starts_as_the_logistic_regression_of_the_parents_features():
+    import keras
+    from sklearn.linear_model import LogisticRegression
+
+    from featurekit.backbones import create_backbone
+    from featurekit.training.layers_split import build_head, linear_probe_init, split_backbone
+
+    _, top, _ = split_backbone(create_backbone("test_tiny", weights="none", image_size=16), "test_tiny", "pool1", None)
+    classifier = build_head(top, "meanstd", seed=0)
+    maps = np.random.default_rng(0).random((40, 8, 8, 8)).astype(np.float32)
+    labels = (maps.mean(axis=(1, 2, 3)) > np.median(maps.mean(axis=(1, 2, 3)))).astype(int)
+    linear_probe_init(classifier, maps, labels, batch_size=16)
+    pooled = np.asarray(keras.Model(classifier.input, classifier.get_layer("head_dropout").input)(maps))
+    scaled = (pooled - pooled.mean(axis=0)) / (pooled.std(axis=0) + 1e-6)
+    expected = LogisticRegression(C=1.0, max_iter=2000).fit(scaled, labels).predict_proba(scaled)[:, 1]
+    np.testing.assert_allclose(np.asarray(classifier(maps, training=False))[:, 0], expected, rtol=1e-4, atol=1e-5)

@@ -2,7 +2,8 @@
 
     parent (registry backbone + weights) -> trunk (frozen, up to `unfreeze_from`; maps cached once per run)
                                           -> top (the layers above it, batch norm frozen; trains)
-                                          -> head (mean+std or average pooling, dropout, Dense(1, sigmoid))
+                                          -> head (mean+std or average pooling, dropout, Dense(1, sigmoid),
+                                             initialised as a logistic regression on the parent's features)
 
 The parent is built in planning, before anything is written, so an unknown layer or unusable weights are
 refused first. The saved `<backbone>.keras` is the whole backbone: the trunk and any layers above `top_layer`
@@ -62,7 +63,18 @@ class FineTuning:
         from featurekit.training.layers_split import build_head, unfreeze_top
 
         self.trained_layers = unfreeze_top(self.top)
-        return build_head(self.top, self.request.head_pooling, self.request.seed), self.backbone
+        self.classifier = build_head(self.top, self.request.head_pooling, self.request.seed)
+        return self.classifier, self.backbone
+
+    def warm_start(self, train_batches, log: Callable[[str], None]) -> None:
+        """Before the first epoch: the head as a logistic regression on the parent's features (LP-FT)."""
+        from featurekit.training.layers_split import linear_probe_init
+
+        accuracy = linear_probe_init(self.classifier, train_batches.versions[0], train_batches.labels,
+                                     self.request.batch_size)
+        log(f"Head initialised as a logistic regression on the parent's pooled {self.top_layer} features of the "
+            f"clean training images (train accuracy {accuracy:.3f}); then every layer above "
+            f"{self.request.unfreeze_from} fine-tunes.")
 
     def datasets(self, out: Path, folder: ImageFolder, train: list[Sample], valid: list[Sample],
                  log: Callable[[str], None]):
@@ -96,6 +108,8 @@ class FineTuning:
                 "batchnorm": "frozen: the top's batch-norm layers run in inference mode with the parent's statistics",
                 "top": f"{pooling} -> Dropout({HEAD_DROPOUT}) -> Dense(1, sigmoid); dropped from {self.model_file}",
                 "trunk": f"{self.request.unfreeze_from} output maps computed once per run, cached as float16",
+                "head_init": "logistic regression (C=1, standardised, folded into the weights) on the parent's "
+                             "pooled features of the clean training images, then fine-tuned with the top (LP-FT)",
                 "augmentation": (f"{self.request.augment_copies} cached copies per training image: random "
                                  "horizontal flip and one of augment_views, drawn per image and copy; each epoch "
                                  "draws the clean image or one copy per image" if self.request.augment_copies

@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
 
 from featurekit.errors import FeaturekitError, given, option_name
@@ -23,6 +24,7 @@ from featurekit.errors import FeaturekitError, given, option_name
 # the gradient of sqrt at 0 is infinite (NaN losses when training through mean+std pooling).
 STD_EPSILON = 1e-6
 HEAD_DROPOUT = 0.2
+POOLING_LAYER, DROPOUT_LAYER, OUTPUT_LAYER = "head_pooling", "head_dropout", "head_output"
 _MAX_LISTED = 24
 _BLOCK_OUTPUT = re.compile(r"mixed\d+|conv\d*_relu|conv_pw_\d+_relu|block\d+_pool|pool\d+|conv\d+")
 
@@ -111,9 +113,35 @@ def build_head(top: keras.Model, pooling: str, seed: int) -> keras.Model:
     inputs = keras.Input(tuple(top.input.shape[1:]), name="trunk_maps")
     x = top(inputs)
     if len(x.shape) == 4:
-        x = MeanStdPooling(name="meanstd")(x) if pooling == "meanstd" else keras.layers.GlobalAveragePooling2D(
-            name="gap")(x)
-    x = keras.layers.Dropout(HEAD_DROPOUT, seed=seed, name="head_dropout")(x)
-    outputs = keras.layers.Dense(1, activation="sigmoid", name="head_output",
+        x = (MeanStdPooling(name=POOLING_LAYER) if pooling == "meanstd"
+             else keras.layers.GlobalAveragePooling2D(name=POOLING_LAYER))(x)
+    x = keras.layers.Dropout(HEAD_DROPOUT, seed=seed, name=DROPOUT_LAYER)(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid", name=OUTPUT_LAYER,
                                  kernel_initializer=keras.initializers.GlorotUniform(seed=seed))(x)
     return keras.Model(inputs, outputs, name=f"{top.name}_classifier")
+
+
+def linear_probe_init(classifier: keras.Model, maps: np.ndarray, labels: np.ndarray, batch_size: int) -> float:
+    """Set the head's Dense layer to a logistic regression fitted on the pooled features of `maps`.
+
+    Fine-tuning under a randomly initialised head sends noise into the pretrained layers for many steps (at a
+    fine-tuning rate the head itself barely moves: the run stays near chance). Fitting the head first on the
+    parent's features, then fine-tuning everything, is the Keras guide's two stages in one run, and "linear
+    probe, then fine-tune" (LP-FT, Kumar et al. 2022), which also distorts the pretrained features less, so
+    they hold up better out of distribution. The standardisation of the fit is folded into the weights.
+
+    Returns:
+        The regression's training accuracy.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    source = keras.Model(classifier.input, classifier.get_layer(DROPOUT_LAYER).input)  # the pooled features
+    features = np.concatenate([np.asarray(source(np.asarray(maps[i:i + batch_size], np.float32), training=False))
+                               for i in range(0, len(maps), batch_size)])
+    mean, scale = features.mean(axis=0), features.std(axis=0) + 1e-6
+    regression = LogisticRegression(C=1.0, max_iter=2000).fit((features - mean) / scale, labels)
+    kernel = regression.coef_[0] / scale
+    bias = regression.intercept_[0] - float(kernel @ mean)
+    classifier.get_layer(OUTPUT_LAYER).set_weights([kernel[:, None].astype(np.float32),
+                                                    np.array([bias], np.float32)])
+    return float(regression.score((features - mean) / scale, labels))

@@ -96,7 +96,7 @@ class TrainPlan:
     """What a run will do: the request, how it trains (scratch or fine-tuning), the data, where it writes."""
 
     request: TrainRequest
-    method: Any  # ScratchTraining | FineTuning: identity, describe, build, datasets, record, model_file
+    method: Any  # ScratchTraining | FineTuning: identity, describe, build, datasets, warm_start, record, model_file
     folder: ImageFolder
     split_fractions: tuple[float, float, float]
     out: Path
@@ -270,6 +270,8 @@ def _fit(plan: TrainPlan, state: dict[str, Any], classifier, params: dict[str, i
     else:
         _log_start(plan, state, params, len(train), len(valid), log)
     train_batches, valid_batches = plan.method.datasets(out, plan.folder, train, valid, log)
+    if not done:
+        plan.method.warm_start(train_batches, log)
     flush_output()
     recorder = ProgressRecorder(out, state, len(train_batches) * request.batch_size, started, log)
     # double_checkpoint: a kill while the backup is being written leaves the previous epoch's copy.

@@ -1,7 +1,7 @@
 """Training InceptionV1 from scratch: the network (with its top) and shuffled, augmented image batches.
 
 One of the two ways `featurekit.training.runner` trains (the other is `featurekit.training.finetune`); both
-offer the same small interface: `identity`, `describe`, `build`, `datasets`, `record`, `model_file`.
+offer the same small interface: `identity`, `describe`, `build`, `datasets`, `warm_start`, `record`, `model_file`.
 """
 
 from __future__ import annotations
@@ -46,6 +46,9 @@ class ScratchTraining:
                              request.batch_size, train=True, seed=request.seed),
                 ImageBatches(folder.root, [s.path for s in valid], [s.label for s in valid], request.image_size,
                              request.batch_size, train=False, seed=request.seed))
+
+    def warm_start(self, train_batches, log: Callable[[str], None]) -> None:
+        """Nothing to do before the first epoch: the network starts from its He initialisation."""
 
     def record(self) -> dict[str, Any]:
         """What training.json says (under `config`) about the network and its training, besides the identity."""
