@@ -106,10 +106,12 @@ class FineTuning:
             "config": {
                 "trained_layers": self.trained_layers,
                 "batchnorm": "frozen: the top's batch-norm layers run in inference mode with the parent's statistics",
-                "top": f"{pooling} -> Dropout({HEAD_DROPOUT}) -> Dense(1, sigmoid); dropped from {self.model_file}",
+                "top": f"{pooling} -> standardisation -> Dropout({HEAD_DROPOUT}) -> Dense(1, sigmoid); dropped from "
+                       f"{self.model_file}",
                 "trunk": f"{self.request.unfreeze_from} output maps computed once per run, cached as float16",
-                "head_init": "logistic regression (C=1, standardised, folded into the weights) on the parent's "
-                             "pooled features of the clean training images, then fine-tuned with the top (LP-FT)",
+                "head_init": "standardisation (a Normalization layer) and logistic regression (C=1) fitted on the "
+                             "parent's pooled features of the clean training images, then fine-tuned with the top "
+                             "(LP-FT)",
                 "augmentation": (f"{self.request.augment_copies} cached copies per training image: random "
                                  "horizontal flip and one of augment_views, drawn per image and copy; each epoch "
                                  "draws the clean image or one copy per image" if self.request.augment_copies

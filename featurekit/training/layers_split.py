@@ -24,7 +24,8 @@ from featurekit.errors import FeaturekitError, given, option_name
 # the gradient of sqrt at 0 is infinite (NaN losses when training through mean+std pooling).
 STD_EPSILON = 1e-6
 HEAD_DROPOUT = 0.2
-POOLING_LAYER, DROPOUT_LAYER, OUTPUT_LAYER = "head_pooling", "head_dropout", "head_output"
+POOLING_LAYER, NORMALIZATION_LAYER, DROPOUT_LAYER, OUTPUT_LAYER = (
+    "head_pooling", "head_standardise", "head_dropout", "head_output")
 _MAX_LISTED = 24
 _BLOCK_OUTPUT = re.compile(r"mixed\d+|conv\d*_relu|conv_pw_\d+_relu|block\d+_pool|pool\d+|conv\d+")
 
@@ -109,12 +110,16 @@ def unfreeze_top(top: keras.Model) -> list[str]:
 
 
 def build_head(top: keras.Model, pooling: str, seed: int) -> keras.Model:
-    """Cached maps -> top -> pooling (mean+std with an epsilon, or average) -> dropout -> Dense(1, sigmoid)."""
+    """Cached maps -> top -> pooling (mean+std with an epsilon, or average) -> standardisation -> dropout ->
+    Dense(1, sigmoid)."""
     inputs = keras.Input(tuple(top.input.shape[1:]), name="trunk_maps")
     x = top(inputs)
     if len(x.shape) == 4:
         x = (MeanStdPooling(name=POOLING_LAYER) if pooling == "meanstd"
              else keras.layers.GlobalAveragePooling2D(name=POOLING_LAYER))(x)
+    # Standardised features (statistics set by `linear_probe_init`): dropout then removes information, not a
+    # feature's large mean, which the linear probe's bias would otherwise have to cancel.
+    x = keras.layers.Normalization(name=NORMALIZATION_LAYER)(x)
     x = keras.layers.Dropout(HEAD_DROPOUT, seed=seed, name=DROPOUT_LAYER)(x)
     outputs = keras.layers.Dense(1, activation="sigmoid", name=OUTPUT_LAYER,
                                  kernel_initializer=keras.initializers.GlorotUniform(seed=seed))(x)
@@ -122,26 +127,27 @@ def build_head(top: keras.Model, pooling: str, seed: int) -> keras.Model:
 
 
 def linear_probe_init(classifier: keras.Model, maps: np.ndarray, labels: np.ndarray, batch_size: int) -> float:
-    """Set the head's Dense layer to a logistic regression fitted on the pooled features of `maps`.
+    """Set the head's standardisation to the pooled features of `maps` and its Dense layer to a logistic
+    regression fitted on them.
 
     Fine-tuning under a randomly initialised head sends noise into the pretrained layers for many steps (at a
     fine-tuning rate the head itself barely moves: the run stays near chance). Fitting the head first on the
     parent's features, then fine-tuning everything, is the Keras guide's two stages in one run, and "linear
     probe, then fine-tune" (LP-FT, Kumar et al. 2022), which also distorts the pretrained features less, so
-    they hold up better out of distribution. The standardisation of the fit is folded into the weights.
+    they hold up better out of distribution.
 
     Returns:
         The regression's training accuracy.
     """
     from sklearn.linear_model import LogisticRegression
 
-    source = keras.Model(classifier.input, classifier.get_layer(DROPOUT_LAYER).input)  # the pooled features
-    features = np.concatenate([np.asarray(source(np.asarray(maps[i:i + batch_size], np.float32), training=False))
+    pooled = keras.Model(classifier.input, classifier.get_layer(NORMALIZATION_LAYER).input)
+    features = np.concatenate([np.asarray(pooled(np.asarray(maps[i:i + batch_size], np.float32), training=False))
                                for i in range(0, len(maps), batch_size)])
-    mean, scale = features.mean(axis=0), features.std(axis=0) + 1e-6
-    regression = LogisticRegression(C=1.0, max_iter=2000).fit((features - mean) / scale, labels)
-    kernel = regression.coef_[0] / scale
-    bias = regression.intercept_[0] - float(kernel @ mean)
-    classifier.get_layer(OUTPUT_LAYER).set_weights([kernel[:, None].astype(np.float32),
-                                                    np.array([bias], np.float32)])
-    return float(regression.score((features - mean) / scale, labels))
+    standardise = classifier.get_layer(NORMALIZATION_LAYER)
+    standardise.adapt(features)
+    standardised = np.asarray(standardise(features))
+    regression = LogisticRegression(C=1.0, max_iter=2000).fit(standardised, labels)
+    classifier.get_layer(OUTPUT_LAYER).set_weights([regression.coef_[0][:, None].astype(np.float32),
+                                                    regression.intercept_.astype(np.float32)])
+    return float(regression.score(standardised, labels))

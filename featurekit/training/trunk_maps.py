@@ -26,7 +26,8 @@ import keras
 import numpy as np
 
 from featurekit.data import DEFAULT_MAX_PIXELS, decode_rgb, resize_rgb
-from featurekit.fsutil import atomic_write_bytes
+from featurekit.errors import FeaturekitError, given
+from featurekit.fsutil import atomic_write_bytes, make_folder
 from featurekit.views import View, parse_view
 
 MAP_DTYPE = np.float16
@@ -81,7 +82,10 @@ def trunk_maps(trunk: keras.Model, preprocessing: str, folder: Path, root: Path,
         row += count
     buffer = io.BytesIO()
     np.save(buffer, maps, allow_pickle=False)
-    folder.mkdir(exist_ok=True)
+    if folder.is_symlink():  # writing never follows a link
+        raise FeaturekitError(f"{folder} is a symbolic link; the trunk's maps are written only into a real folder.",
+                              received=given("out", str(folder.parent)), fix=f"Remove the link {folder}.")
+    make_folder(folder, "write the trunk's maps")
     atomic_write_bytes(path, buffer.getvalue())
     return maps
 
