@@ -251,3 +251,21 @@ def test_the_head_starts_as_the_logistic_regression_of_the_parents_features():
     loss = -np.mean(labels * np.log(training_probabilities + 1e-7) + (1 - labels) * np.log(1 - training_probabilities
                                                                                              + 1e-7))
     assert loss < 1.0
+
+
+def test_trunk_maps_are_never_written_through_a_symlinked_folder(tmp_path: Path):
+    from featurekit.backbones import create_backbone
+    from featurekit.training.layers_split import split_backbone
+    from featurekit.training.trunk_maps import AugmentedCopy, trunk_maps
+
+    data = make_image_folder(tmp_path / "faces", per_class=2, size=16)
+    elsewhere, out = tmp_path / "elsewhere", tmp_path / "run"
+    elsewhere.mkdir()
+    out.mkdir()
+    (out / "trunk").symlink_to(elsewhere)
+    trunk, _, _ = split_backbone(create_backbone("test_tiny", weights="none", image_size=16), "test_tiny", "pool1",
+                                 None)
+    with pytest.raises(FeaturekitError, match="symbolic link"):
+        trunk_maps(trunk, "tf", out / "trunk", data, ["real/img_00.png", "fake/img_00.png"], "train-0",
+                   AugmentedCopy(str(data), 0, 0), 16, 2, lambda _: None)
+    assert not list(elsewhere.iterdir())

@@ -69,6 +69,9 @@ def trunk_maps(trunk: keras.Model, preprocessing: str, folder: Path, root: Path,
         maps = np.load(path, mmap_mode="r", allow_pickle=False)
         if maps.shape[0] == len(paths):
             return maps
+    if folder.is_symlink():  # writing never follows a link
+        raise FeaturekitError(f"{folder} is a symbolic link; the trunk's maps are written only into a real folder.",
+                              received=given("out", str(folder.parent)), fix=f"Remove the link {folder}.")
     shape = tuple(int(d) for d in trunk.output.shape[1:])
     maps = np.empty((len(paths), *shape), MAP_DTYPE)
     log(f"  trunk maps {name}: {len(paths)} images -> {shape} each")
@@ -82,9 +85,6 @@ def trunk_maps(trunk: keras.Model, preprocessing: str, folder: Path, root: Path,
         row += count
     buffer = io.BytesIO()
     np.save(buffer, maps, allow_pickle=False)
-    if folder.is_symlink():  # writing never follows a link
-        raise FeaturekitError(f"{folder} is a symbolic link; the trunk's maps are written only into a real folder.",
-                              received=given("out", str(folder.parent)), fix=f"Remove the link {folder}.")
     make_folder(folder, "write the trunk's maps")
     atomic_write_bytes(path, buffer.getvalue())
     return maps
