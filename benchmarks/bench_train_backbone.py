@@ -1,6 +1,6 @@
 """Training InceptionV1 from scratch on the shared faces: images/s, time to the best validation accuracy.
 
-Trains with featurekit.train_backbone (train split, a learning-rate schedule, early stopping on valid), saves
+Trains with featurekit.training.runner.train_backbone (train split, a learning-rate schedule, early stopping on valid), saves
 the backbone to runs/inceptionv1-<data>-<size>-<schedule>/ for extraction, then measures the trained network's
 own accuracy on the test split once (end to end, with its top: a reference for the frozen-embedding
 probes). An interrupted run resumes when started again with the same options.
@@ -80,7 +80,7 @@ def main() -> None:
 
     from featurekit.cache import library_versions
     from featurekit.data import DEFAULT_SPLIT_FRACTIONS
-    from featurekit.train_backbone import default_out_dir, train_backbone
+    from featurekit.training.runner import default_out_dir, train_backbone
 
     if args.evaluate_run is not None:
         test = end_to_end_test_accuracy(args.evaluate_run, args.image_size, DEFAULT_SPLIT_FRACTIONS, faces)

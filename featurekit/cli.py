@@ -342,8 +342,8 @@ def render_results(rows: list[dict], options: dict[str, Any]) -> None:
 
 @command("train_backbone")
 def train_backbone(options: dict[str, Any]) -> None:
-    """Train InceptionV1 end to end (batch norm, augmentation, early stopping; resumable), save the backbone."""
-    from featurekit.train_backbone import train_from_options
+    """Train InceptionV1 from scratch, or fine-tune a backbone above --unfreeze-from (resumable); save the backbone."""
+    from featurekit.training.runner import train_from_options
 
     result = train_from_options(options, log=console.print, progress=options["progress"])
     console.print(f"[bold]trained[/] {escape(options['backbone'])}: best valid accuracy {result.best_valid_accuracy:.3f} "

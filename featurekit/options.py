@@ -420,8 +420,24 @@ OPTIONS: tuple[Option, ...] = (
     Option("audit", BOOL, True, "Audit each cache first (exact duplicates across splits, class balance; reads "
            "only the cache) and warn loudly about leaks.", ("compare", "sweep")),
     # train-backbone
-    Option("backbone", STR, "inceptionv1", "The network to train from scratch.", ("train_backbone",),
-           argument=True),
+    Option("backbone", STR, "inceptionv1", "The network to train from scratch (inceptionv1), or to fine-tune with "
+           "--unfreeze-from (any registered backbone).", ("train_backbone",), argument=True),
+    Option("weights", STR, "default", "Fine-tuning: the parent weights (imagenet | PATH to .weights.h5 or .keras).",
+           ("train_backbone",), default_text="the backbone's pretrained weights"),
+    Option("unfreeze_from", STR, None, "Fine-tune from this layer up: its output ends the frozen trunk (computed "
+           "once, cached in --out), the layers above it train, e.g. mixed5 (InceptionV3).", ("train_backbone",),
+           default_text="train inceptionv1 from scratch", example="mixed5"),
+    Option("top_layer", STR, None, "Fine-tuning: the layer the head sits on; layers above it keep the parent's "
+           "weights.", ("train_backbone",), default_text="the backbone's output", example="mixed7"),
+    Option("head_pooling", STR, "meanstd", "Fine-tuning: how the head pools the top layer's map.",
+           ("train_backbone",), choices=("meanstd", "avg")),
+    Option("augment_views", STRS, None, "Fine-tuning: views drawn into the augmented copies (e.g. jpeg:30-95, "
+           "blur:0-2; repeat the flag for several).", ("train_backbone",), default_text="flips only",
+           example=["jpeg:30-95"]),
+    Option("augment_copies", INT, 0, "Fine-tuning: augmented copies of each training image (random flip and view), "
+           "cached besides the clean one; each epoch draws one of them per image.", ("train_backbone",), minimum=0),
+    Option("learning_rate", FLOAT, None, "Adam learning rate.", ("train_backbone",), above=0,
+           default_text="1e-3 from scratch, 1e-4 fine-tuning", example=1e-4),
     Option("epochs", INT, 30, "Most epochs (early stopping on valid may end sooner).", ("train_backbone",),
            minimum=1),
     Option("image_size", INT, 224, "Square training size (224 native; 128 is 3x cheaper on a CPU).",
@@ -518,8 +534,7 @@ OPTIONS: tuple[Option, ...] = (
            "read file properties).", ("extract", "predict", "audit"), minimum=1,
            default_text="one per CPU core", example=4),
     Option("progress", BOOL, True, "Show progress bars.", ("extract", "train_backbone", "run", "sweep")),
-    Option("learning_rate", FLOAT, 1e-3, "Adam learning rate (the study: 1e-3).", ("fit_head", "train_backbone"),
-           above=0),
+    Option("learning_rate", FLOAT, 1e-3, "Adam learning rate (the study: 1e-3).", ("fit_head",), above=0),
     Option("patience", INT, 5, "Epochs without improvement on valid before training stops.",
            ("fit_head", "train_backbone"), minimum=1),
     Option("format", STR, "table", "Output: a table on the terminal, or csv, json or md.",

@@ -209,7 +209,7 @@ def extract_step(options: dict[str, Any], title: str, log: Callable[[str], None]
 def _train_backbone_step(file_config: dict[str, Any], job: dict[str, Any], data: str | Path,
                          log: Callable[[str], None], progress: bool) -> None:
     """Train a backbone unless its finished model is already there (then the job reuses it)."""
-    from featurekit.train_backbone import finished_model, train_from_options
+    from featurekit.training.runner import finished_model, train_from_options
 
     options = resolve_config("train_backbone", file_config, {"data": str(data)}, step=job)
     existing = finished_model(options)

@@ -142,7 +142,7 @@ TRAIN_SCRIPT = """
     if network == "tiny":
         model.build_classifier = tiny_classifier
     from featurekit.extract import extract
-    from featurekit.train_backbone import train_backbone
+    from featurekit.training.runner import train_backbone
     result = train_backbone(root / "faces", epochs=2, image_size=32, batch_size=4, out=root / "run",
                             progress=False, log=lambda m: None)
     extracted = extract(root / "faces", "test_tiny" if network == "tiny" else "inceptionv1",

@@ -289,7 +289,7 @@ def _capture(monkeypatch, target: str, returned=None) -> list:
     ("fit_head", "featurekit.workflow.fit_head_from_options", ["--cache", "c.h5"], {"cache": Path("c.h5")}),
     ("fit", "featurekit.workflow.fit_from_options", ["--cache", "c.h5"], {"cache": [Path("c.h5")]}),
     ("compare", "featurekit.compare.compare_from_options", [], {}),
-    ("train_backbone", "featurekit.train_backbone.train_from_options", ["--data", "D"], {"data": Path("D")}),
+    ("train_backbone", "featurekit.training.runner.train_from_options", ["--data", "D"], {"data": Path("D")}),
 ])
 def test_commands_get_the_declared_defaults(monkeypatch, command, target, args, required):
     from featurekit.options import COMMANDS, defaults
@@ -547,7 +547,7 @@ def test_compare_files_carry_every_column(tmp_path: Path, two_caches):
 @pytest.mark.parametrize("argv, target, expected", [
     (["extract", "--data", "D", "--backbone", "b"], "featurekit.extract.extract_from_options",
      "Finished batches are kept; run the same command again to resume."),
-    (["train-backbone", "--data", "D"], "featurekit.train_backbone.train_from_options", "Finished epochs are kept"),
+    (["train-backbone", "--data", "D"], "featurekit.training.runner.train_from_options", "Finished epochs are kept"),
     (["fit-head", "--cache", "c.h5"], "featurekit.workflow.fit_head_from_options",
      "nothing was saved for the head in progress"),
     (["fit", "--cache", "c.h5"], "featurekit.workflow.fit_from_options", "nothing was saved for the probe in progress"),

@@ -118,7 +118,7 @@ def test_library_signatures_agree_with_the_declarations():
     from featurekit.extraction.request import ExtractionRequest
     from featurekit.fitting import fit_probe
     from featurekit.predict import predict
-    from featurekit.train_backbone import train_backbone
+    from featurekit.training.runner import train_backbone
 
     extract = {field.name: field.default for field in fields(ExtractionRequest)}
     for name in ("batch_size", "dtype", "overwrite", "seed", "on_missing_weights", "precision"):

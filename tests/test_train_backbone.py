@@ -1,16 +1,19 @@
 """Training InceptionV1 from scratch: it learns, its saved backbone extracts, an interrupted run resumes.
 
-Each `fit` traces InceptionV1's training step once, which takes ~30 s on two CPU cores, so the whole
-file trains InceptionV1 twice: one run (cosine schedule) interrupted after epoch 2 and resumed to epoch 4
-(module fixture). The tests of learning, saving and resuming all look at that run. Learning-rate schedules
-are checked as values per epoch, and, through `train_backbone` with the tiny test backbone in place of
-InceptionV1 (seconds), interrupted and resumed against an uninterrupted run.
+Each `fit` traces its network's training step once, ~30 s for InceptionV1 on two CPU cores, so InceptionV1
+trains once here, uninterrupted, on few small images (module fixture `inceptionv1_run`): the tests of
+learning, saving, reloading and extracting look at that run. Resuming is the same machinery whatever the
+network, so the interrupted-and-resumed run (`resumed_run`: interrupted after epoch 2, resumed to epoch 4,
+cosine schedule) trains the tiny test backbone with the same top in place of InceptionV1 (seconds).
+Learning-rate schedules are checked as values per epoch, and the plateau schedule through an interrupted
+and resumed tiny run against an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import random
 from pathlib import Path
 
 import numpy as np
@@ -19,21 +22,16 @@ import pytest
 from conftest import make_image_folder
 from featurekit.errors import FeaturekitError
 from featurekit.options import defaults
-from featurekit.train_backbone import (
-    BACKUP_DIR,
-    PROGRESS_FILE,
-    RESULT_FILE,
-    finished_model,
-    train_backbone,
-    train_from_options,
-)
+from featurekit.training.runner import finished_model, train_backbone, train_from_options
+from featurekit.training.state import BACKUP_DIR, PROGRESS_FILE, RESULT_FILE
 
-IMAGE_SIZE = 64  # InceptionV1 accepts 32 and up (2x2 feature map at 64)
+IMAGE_SIZE = 32  # InceptionV1's smallest input (1x1 feature map): the cost is tracing the step, not the pixels
 EPOCHS = 4
 INTERRUPT_AFTER = 2  # epochs finished when the first call is interrupted
 SCHEDULE = dict(schedule="cosine", min_learning_rate=1e-4, warmup_epochs=0)
 SETTINGS = dict(epochs=EPOCHS, image_size=IMAGE_SIZE, batch_size=8, learning_rate=1e-3, patience=10, seed=0,
                 split_fractions=(0.7, 0.3, 0.0), progress=False, **SCHEDULE)
+INCEPTION_EPOCHS = 3
 
 
 def _schedule(**changes):
@@ -49,13 +47,26 @@ def _weights_snapshot(model) -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def resumed_run(tmp_path_factory):
-    """Train 2 epochs, interrupt (Ctrl-C in a callback), then call again with the same settings."""
-    import keras
-
+def inceptionv1_run(tmp_path_factory):
+    """InceptionV1 trained from scratch, uninterrupted, on 40 images of 32x32 for 3 epochs."""
     root = tmp_path_factory.mktemp("train")
     # Fake images are clearly brighter: a learnable difference, so a collapse to ln 2 means a broken network.
-    data = make_image_folder(root / "faces", per_class=28, size=IMAGE_SIZE)
+    data = make_image_folder(root / "faces", per_class=20, size=IMAGE_SIZE)
+    log: list[str] = []
+    result = train_backbone(data, out=root / "run", log=log.append,
+                            **{**SETTINGS, "epochs": INCEPTION_EPOCHS})
+    return {"data": data, "out": root / "run", "result": result, "log": log}
+
+
+@pytest.fixture(scope="module")
+def resumed_run(tmp_path_factory):
+    """The tiny network: train 2 epochs, interrupt (Ctrl-C in a callback), then call again with the same settings."""
+    import keras
+
+    import featurekit.training.model as model
+
+    root = tmp_path_factory.mktemp("resume")
+    data = make_image_folder(root / "faces", per_class=20, size=IMAGE_SIZE)
     out = root / "run"
     seen: dict = {"interrupted_weights": None, "resumed_epochs": [], "resumed_start_weights": None,
                   "optimizer_rates": [], "resumed_start_iterations": None}
@@ -80,35 +91,38 @@ def resumed_run(tmp_path_factory):
             # The rate the optimizer actually trained this epoch at (the schedule sets it when an epoch begins).
             seen["optimizer_rates"].append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
 
-    first_log: list[str] = []
-    with pytest.raises(KeyboardInterrupt):
-        train_backbone(data, out=out, log=first_log.append, callbacks=[Interrupt()], **SETTINGS)
-    seen["first_log"] = first_log
-    seen["backup_existed"] = (out / BACKUP_DIR).is_dir()
-    seen["progress_after_interrupt"] = json.loads((out / PROGRESS_FILE).read_text())
-    with pytest.raises(FeaturekitError) as other_settings:
-        train_backbone(data, out=out, log=lambda _: None, **{**SETTINGS, "learning_rate": 1e-2})
-    seen["other_settings_error"] = str(other_settings.value)
-    with pytest.raises(FeaturekitError) as other_schedule:
-        train_backbone(data, out=out, log=lambda _: None, **{**SETTINGS, "schedule": "constant"})
-    seen["other_schedule_error"] = str(other_schedule.value)
-    with pytest.raises(FeaturekitError) as longer_cosine:
-        train_backbone(data, out=out, log=lambda _: None, **{**SETTINGS, "epochs": EPOCHS + 2})
-    seen["longer_cosine_error"] = str(longer_cosine.value)
-
-    log: list[str] = []
-    result = train_backbone(data, out=out, log=log.append, callbacks=[Observe()], **SETTINGS)
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    seen["global_draws_expected"] = (random.random(), float(np.random.random()))
+    random.setstate(python_state)
+    np.random.set_state(numpy_state)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(model, "build_classifier", _tiny_classifier)
+        first_log: list[str] = []
+        with pytest.raises(KeyboardInterrupt):
+            train_backbone(data, out=out, log=first_log.append, callbacks=[Interrupt()], **SETTINGS)
+        seen["first_log"] = first_log
+        seen["backup_existed"] = (out / BACKUP_DIR).is_dir()
+        seen["progress_after_interrupt"] = json.loads((out / PROGRESS_FILE).read_text())
+        for name, change in (("other_settings_error", {"learning_rate": 1e-2}),
+                             ("other_schedule_error", {"schedule": "constant"}),
+                             ("longer_cosine_error", {"epochs": EPOCHS + 2})):
+            with pytest.raises(FeaturekitError) as refused:
+                train_backbone(data, out=out, log=lambda _: None, **{**SETTINGS, **change})
+            seen[name] = str(refused.value)
+        log: list[str] = []
+        result = train_backbone(data, out=out, log=log.append, callbacks=[Observe()], **SETTINGS)
+    seen["global_draws_after"] = (random.random(), float(np.random.random()))
     return {"data": data, "out": out, "result": result, "log": log, **seen}
 
 
-def test_training_loss_falls_clearly_below_ln2(resumed_run):
+def test_training_loss_falls_clearly_below_ln2(inceptionv1_run):
     # The original study's network stayed at ln 2 = 0.693 (a constant classifier); this one must learn.
-    losses = resumed_run["result"].history["loss"]
-    assert len(losses) == EPOCHS
+    losses = inceptionv1_run["result"].history["loss"]
+    assert len(losses) == INCEPTION_EPOCHS
     assert losses[-1] < 0.5 < math.log(2)
-    assert resumed_run["result"].history["accuracy"][-1] > 0.8
+    assert inceptionv1_run["result"].history["accuracy"][-1] > 0.8
     # In inference mode too (batch-norm moving statistics, as extraction uses them), on held-out images.
-    assert resumed_run["result"].best_valid_accuracy >= 0.9
+    assert inceptionv1_run["result"].best_valid_accuracy >= 0.9
 
 
 def test_interrupted_run_resumes_at_next_epoch(resumed_run):
@@ -165,7 +179,7 @@ def test_resumed_run_continues_the_schedule_where_it_stopped(resumed_run):
                                             "min_learning_rate": SCHEDULE["min_learning_rate"]}
 
 
-def test_saved_backbone_reloads_and_extracts(resumed_run):
+def test_saved_backbone_reloads_and_extracts(inceptionv1_run):
     import keras
 
     from featurekit.backbones.inception_v1 import InceptionV1
@@ -173,7 +187,7 @@ def test_saved_backbone_reloads_and_extracts(resumed_run):
     from featurekit.embedder import build_embedder
     from featurekit.pipeline import image_batches
 
-    result = resumed_run["result"]
+    result = inceptionv1_run["result"]
     backbone = keras.saving.load_model(result.model_path, safe_mode=True)
     assert isinstance(backbone, InceptionV1)
     assert (backbone.batch_norm, backbone.width, backbone.input_size) == (True, 1.0, IMAGE_SIZE)
@@ -181,7 +195,7 @@ def test_saved_backbone_reloads_and_extracts(resumed_run):
     assert result.params["total"] == 6_520_705
 
     classifier = keras.saving.load_model(result.out / "classifier.keras", safe_mode=True)
-    folder = scan_image_folder(resumed_run["data"], SETTINGS["split_fractions"])
+    folder = scan_image_folder(inceptionv1_run["data"], SETTINGS["split_fractions"])
     valid = [s for s in folder.samples if s.split == "valid"]
     batches = image_batches(folder.root, [s.path for s in valid], IMAGE_SIZE, batch_size=16)
     images = np.concatenate([batch for batch, _, _ in batches])
@@ -204,8 +218,8 @@ def test_saved_backbone_reloads_and_extracts(resumed_run):
     assert features.std(axis=0).max() > 0  # not one constant embedding for every image
 
 
-def test_training_json_records_the_run(resumed_run):
-    result = resumed_run["result"]
+def test_training_json_records_the_run(inceptionv1_run):
+    result = inceptionv1_run["result"]
     record = json.loads((result.out / RESULT_FILE).read_text())
     assert record["finished"] is True
     assert record["best_epoch"] == result.best_epoch
@@ -217,7 +231,7 @@ def test_training_json_records_the_run(resumed_run):
     from featurekit.data import scan_image_folder
     from featurekit.hashing import file_sha256
 
-    folder = scan_image_folder(resumed_run["data"], SETTINGS["split_fractions"])
+    folder = scan_image_folder(inceptionv1_run["data"], SETTINGS["split_fractions"])
     data = record["data"]
     assert data["train_sha256"] == sorted(s.sha256 for s in folder.samples if s.split == "train")
     assert data["valid_sha256"] == sorted(s.sha256 for s in folder.samples if s.split == "valid")
@@ -226,6 +240,12 @@ def test_training_json_records_the_run(resumed_run):
     assert record["weights_label"] == result.weights_label == (
         f"inceptionv1 trained on faces (train split, {data['train_images']} images, epoch {result.best_epoch})")
     assert result.seconds_to_best == pytest.approx(sum(record["history"]["epoch_seconds"][: result.best_epoch]))
+    assert "parent" not in record  # trained from scratch: no parent weights
+
+
+def test_training_leaves_the_global_random_state_as_it_was(resumed_run):
+    # Keras' seeding reseeds Python's and NumPy's global generators; the caller's draws must not change.
+    assert resumed_run["global_draws_after"] == resumed_run["global_draws_expected"]
 
 
 def test_finished_run_is_refused_without_overwrite(resumed_run):
@@ -258,7 +278,8 @@ def test_options_reach_train_backbone(tmp_path: Path):
 
 @pytest.mark.parametrize(
     "backbone, match",
-    [("vgg16", "only inceptionv1 can .*used frozen"), ("resnet9000", "only inceptionv1 can .*no registered backbone")],
+    [("vgg16", "only inceptionv1 can .*used frozen"),
+     ("resnet9000", "no registered backbone: only inceptionv1 can be trained")],
 )
 def test_untrainable_backbones_are_refused(tmp_path: Path, backbone: str, match: str):
     data = make_image_folder(tmp_path / "faces", per_class=2)
@@ -280,14 +301,14 @@ def test_too_few_images_are_refused(tmp_path: Path):
     assert not (tmp_path / "run").exists()
 
 
-def test_extracting_the_backbones_own_training_images_as_test_is_refused(resumed_run, tmp_path: Path):
+def test_extracting_the_backbones_own_training_images_as_test_is_refused(inceptionv1_run, tmp_path: Path):
     from featurekit.extract import extract
 
-    result = resumed_run["result"]
+    result = inceptionv1_run["result"]
     n_train = json.loads((result.out / RESULT_FILE).read_text())["data"]["train_images"]
     # The same images, all put in the test split: every one the backbone trained on would be scored.
     with pytest.raises(FeaturekitError, match=rf"trained on {n_train} images .*\({n_train} in test\)"):
-        extract(resumed_run["data"], "inceptionv1", weights=str(result.model_path), image_size=IMAGE_SIZE,
+        extract(inceptionv1_run["data"], "inceptionv1", weights=str(result.model_path), image_size=IMAGE_SIZE,
                 pooling="avg", split_fractions=(0.0, 0.0, 1.0), cache=tmp_path / "c.h5", progress=False,
                 log=lambda m: None)
     assert not (tmp_path / "c.h5").exists()

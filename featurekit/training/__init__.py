@@ -1,13 +1,16 @@
-"""Training a backbone from scratch (`train-backbone`), one job per module.
+"""Training a backbone (`train-backbone`): from scratch, or fine-tuned from its weights above a layer.
 
-- `checks`: what a request must satisfy before anything is built or written;
+- `checks`: what a request must satisfy before anything is built or written (the checked `TrainRequest`);
+- `runner`: `train_backbone` itself, request -> plan -> run, and `train_from_options` / `finished_model`;
+- `scratch`: InceptionV1 trained from scratch on images; `finetune`: a pretrained backbone's top trained on the
+  cached maps of its frozen trunk (`layers_split`: the cut, the head; `trunk_maps`: the cached maps, batches);
 - `state`: the run's folder, its lock (`fsutil.exclusive_lock`), fsynced atomic files, resume state;
-- `batches`: shuffled, augmented, seeded training batches as a `keras.utils.PyDataset`;
+- `batches`: shuffled, augmented, seeded training batches of images as a `keras.utils.PyDataset`;
 - `callbacks`: history, best epoch and early stopping that survive a resume;
 - `model`: InceptionV1 with its preprocessing and small top, parameter counts, atomic `.keras` saves;
 - `provenance`: which images a backbone was trained on, its weights label, overlap with an extraction;
 - `schedule`: the learning rate of each epoch (constant, cosine, plateau), a pure function of the epoch and history;
-- `runner`: `train_backbone` itself.
+- `seeding`: a run's seed without leaving the caller's global random state changed.
 
-`featurekit.train_backbone` re-exports the public names. This package imports nothing heavy on import.
+Import the public names from `featurekit.training.runner`. This package imports nothing heavy on import.
 """

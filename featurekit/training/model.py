@@ -49,19 +49,22 @@ def build_classifier(image_size: int) -> tuple[keras.Model, keras.Model]:
 
 
 def param_counts(classifier: keras.Model, backbone: keras.Model) -> dict[str, int]:
-    """Parameters of the backbone, the top and the whole network (trainable and batch-norm statistics)."""
-    def trainable(model: keras.Model) -> int:
-        return sum(math.prod(w.shape) for w in model.trainable_weights)
+    """Parameters of the backbone, the top (the classifier's own weights outside the backbone) and the whole
+    network (trainable, and batch-norm statistics). A fine-tuned classifier holds only part of the backbone."""
+    def count(weights) -> int:
+        return sum(math.prod(w.shape) for w in weights)
 
-    total = int(classifier.count_params())
+    in_backbone = {id(w) for w in backbone.weights}
     backbone_total = int(backbone.count_params())
+    top = count(w for w in classifier.weights if id(w) not in in_backbone)
     return {
         "backbone": backbone_total,
-        "backbone_trainable": trainable(backbone),
-        "backbone_batchnorm_statistics": backbone_total - trainable(backbone),
-        "top": total - backbone_total,
-        "total": total,
-        "total_trainable": trainable(classifier),
+        "backbone_trainable": count(w for w in classifier.trainable_weights if id(w) in in_backbone),
+        "backbone_batchnorm_statistics": count(w for w in backbone.weights
+                                               if w.path.split("/")[-1].startswith("moving_")),
+        "top": top,
+        "total": backbone_total + top,
+        "total_trainable": count(classifier.trainable_weights),
     }
 
 

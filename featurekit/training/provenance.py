@@ -1,10 +1,12 @@
 """What a trained backbone was trained on, so its features are labelled and never scored on its own images.
 
-`train-backbone` records in `training.json`, beside `inceptionv1.keras`, the data folder's fingerprint, the
-split assignment and the sha256 of every image it trained on, and the sha256 of the saved file. When that
+`train-backbone` records in `training.json`, beside `<backbone>.keras`, the data folder's fingerprint, the
+split assignment and the sha256 of every image it trained on, the sha256 of the saved file, and for a
+fine-tuned backbone its parent weights (label and sha256). When that
 file is used for extraction, `training_record_for` finds the record (the file's own sha256 must match, so a
 record never describes another file), the weights are labelled "inceptionv1 trained on faces (train split,
-1230 images, epoch 7)", and `train_overlap` counts the extraction's valid and test images the backbone has
+1230 images, epoch 7)" or "inceptionv3 fine-tuned from ImageNet (InceptionV3 2015-12-05) (sha256 1fa8305f4f56)
+above mixed5 on faces (...)", and `train_overlap` counts the extraction's valid and test images the backbone has
 seen in training (matched by content, so copies and renamed files count too).
 """
 
@@ -57,10 +59,16 @@ def data_record(folder: ImageFolder, split_fractions: tuple[float, float, float]
 
 
 def trained_label(record: dict[str, Any]) -> str:
-    """The weights label of a trained backbone: what, on which data, how many images, which epoch."""
-    data = record.get("data", {})
-    backbone = record.get("config", {}).get("backbone", "inceptionv1")
-    return (f"{backbone} trained on {data.get('name', '?')} (train split, {data.get('train_images', '?')} images, "
+    """The weights label of a trained backbone: what (fine-tuned from which parent weights, above which layer),
+    on which data, how many images, which epoch."""
+    data, config, parent = record.get("data", {}), record.get("config", {}), record.get("parent")
+    backbone = config.get("backbone", "inceptionv1")
+    trained = "trained"
+    if parent:
+        sha = parent.get("weights_sha256", "")[:12] or "-"
+        trained = (f"fine-tuned from {parent.get('weights_label', '?')} (sha256 {sha}) above "
+                   f"{config.get('unfreeze_from', '?')}")
+    return (f"{backbone} {trained} on {data.get('name', '?')} (train split, {data.get('train_images', '?')} images, "
             f"epoch {record.get('best_epoch', '?')})")
 
 

@@ -1,19 +1,20 @@
-"""Train a backbone from scratch on an image folder, so it can then serve as a frozen feature extractor.
+"""Train a backbone on an image folder, so it can then serve as a frozen feature extractor: `train_backbone`.
 
-The original study trained its InceptionV1 (no batch norm) for one epoch and got a constant classifier
-(test loss ln 2, accuracy 0.50): a network without pretrained weights is useless as a feature extractor
-until it is trained. Here the network (with batch norm and He init, see `featurekit.training.model`) is
-trained end to end with Adam and binary cross-entropy on the `train` split (flips and small crops), with a
+Two ways, chosen once by the request: from scratch (InceptionV1, `featurekit.training.scratch`) or fine-tuning
+any registered Keras backbone from its weights above a layer (`featurekit.training.finetune`). The original
+study trained its InceptionV1 (no batch norm) for one epoch and got a constant classifier (test loss ln 2,
+accuracy 0.50); here the network is trained with Adam and binary cross-entropy on the `train` split, with a
 learning-rate schedule (cosine by default; see `featurekit.training.schedule`), early-stopped on `valid`, and
-the backbone alone, with the best epoch's weights, is saved as `inceptionv1.keras` for `extract --backbone
-inceptionv1 --weights PATH`. `training.json` beside it records the run and exactly which images it trained on
-(see `featurekit.training.provenance`).
+the backbone alone, with the best epoch's weights, is saved as `<backbone>.keras` for `extract --weights PATH`.
+`training.json` beside it records the run and exactly which images it trained on (see
+`featurekit.training.provenance`).
 
+The flow is request -> plan -> run: `make_request` checks the settings, `plan_run` reads the data folder and
+prepares the network's parent (nothing is written until then), and `run_plan` builds, fits and saves.
 Calling `train_backbone` again with the same settings resumes an interrupted run from the last finished
 epoch (see `featurekit.training.state`). Training batches are a pure function of (seed, epoch, step), so
-resumed epochs see the same shuffles and augmentations, and the same learning rates (a pure function of the
-epoch and the recorded validation values), as an uninterrupted run; only dropout draws differ
-(each call seeds Keras afresh), so a resumed run is comparable, not bit-identical.
+resumed epochs see the same shuffles and augmentations, and the same learning rates, as an uninterrupted run;
+only dropout draws differ (each call seeds Keras afresh), so a resumed run is comparable, not bit-identical.
 
 It runs on any Keras backend: the data come through a `keras.utils.PyDataset` and nothing imports
 TensorFlow unless it is the backend.
@@ -33,24 +34,22 @@ from typing import Any
 
 from featurekit.data import DEFAULT_SPLIT_FRACTIONS, ImageFolder, Sample, scan_image_folder
 from featurekit.errors import FeaturekitError, given, option_name
-from featurekit.training.checks import check_request, check_split_sizes
-from featurekit.training.schedule import Schedule, make_schedule
+from featurekit.options import default as declared
+from featurekit.training.checks import TrainRequest, check_split_sizes, make_request
 from featurekit.training.state import (
     BACKUP_DIR,
     CLASSIFIER_FILE,
-    IDENTITY_KEYS,
     LEGACY_IDENTITY,
-    MODEL_FILE,
     PROGRESS_FILE,
     RESULT_FILE,
     backup_epochs,
+    model_file,
     out_lock,
     prepare_out,
     read_weights,
     remove_unfinished_files,
     write_json,
 )
-from featurekit.options import default as declared
 
 
 @dataclass
@@ -58,7 +57,7 @@ class TrainResult:
     """What a training run produced.
 
     Attributes:
-        model_path: The saved backbone (`inceptionv1.keras`), best epoch's weights.
+        model_path: The saved backbone (`<backbone>.keras`), best epoch's weights.
         best_epoch: 1-based epoch whose weights were kept.
         best_valid_accuracy: Validation accuracy at the best epoch.
         best_valid_loss: Validation loss at the best epoch.
@@ -92,10 +91,24 @@ class TrainResult:
     weights_label: str = ""
 
 
-def default_out_dir(data: str | Path, backbone: str, image_size: int, runs_dir: str | Path = "runs") -> Path:
-    """``runs/<backbone>-<data-folder-name>-<image_size>/``."""
+@dataclass
+class TrainPlan:
+    """What a run will do: the request, how it trains (scratch or fine-tuning), the data, where it writes."""
+
+    request: TrainRequest
+    method: Any  # ScratchTraining | FineTuning: identity, describe, build, datasets, warm_start, record, model_file
+    folder: ImageFolder
+    split_fractions: tuple[float, float, float]
+    out: Path
+    identity: dict[str, Any]
+
+
+def default_out_dir(data: str | Path, backbone: str, image_size: int, runs_dir: str | Path = "runs",
+                    unfreeze_from: str | None = None) -> Path:
+    """``runs/<backbone>-<data-folder-name>-<image_size>/`` (fine-tuning: ``<backbone>-from-<layer>-...``)."""
     name = Path(data).expanduser().resolve().name
-    return Path(runs_dir) / f"{backbone}-{name}-{image_size}"
+    stem = backbone if unfreeze_from is None else f"{backbone}-from-{unfreeze_from}"
+    return Path(runs_dir) / f"{stem}-{name}-{image_size}"
 
 
 def train_backbone(
@@ -104,7 +117,7 @@ def train_backbone(
     epochs: int = declared("train_backbone", "epochs"),
     image_size: int = declared("train_backbone", "image_size"),
     batch_size: int = declared("train_backbone", "batch_size"),
-    learning_rate: float = declared("train_backbone", "learning_rate"),
+    learning_rate: float | None = declared("train_backbone", "learning_rate"),
     patience: int = declared("train_backbone", "patience"),
     seed: int = declared("train_backbone", "seed"),
     out: str | Path | None = None,
@@ -118,38 +131,43 @@ def train_backbone(
     warmup_epochs: int = declared("train_backbone", "warmup_epochs"),
     plateau_factor: float = declared("train_backbone", "plateau_factor"),
     plateau_patience: int = declared("train_backbone", "plateau_patience"),
+    weights: str = declared("train_backbone", "weights"),
+    unfreeze_from: str | None = declared("train_backbone", "unfreeze_from"),
+    top_layer: str | None = declared("train_backbone", "top_layer"),
+    head_pooling: str = declared("train_backbone", "head_pooling"),
+    augment_views: list[str] | None = declared("train_backbone", "augment_views"),
+    augment_copies: int = declared("train_backbone", "augment_copies"),
     save_classifier: bool = True,
     callbacks: list | None = None,
     config: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Train `backbone` from scratch with a small binary top; save the backbone with its best weights.
+    """Train `backbone` from scratch, or fine-tune it from `weights` above `unfreeze_from`; save the backbone.
 
     Args:
         data: Data folder (`DIR/<class>/...` or `DIR/{train,valid,test}/<class>/...`).
-        backbone: Registry name; only names in TRAINABLE_BACKBONES can be trained.
+        backbone: Registry name; from scratch only names in TRAINABLE_BACKBONES, fine-tuning any Keras backbone.
         epochs: Most epochs to run (early stopping may end sooner).
         image_size: Square input size in pixels the network is trained at.
         batch_size: Images per training step (at least 2: batch norm).
-        learning_rate: Adam's learning rate (where a schedule starts, after any warmup).
+        learning_rate: Adam's rate where the schedule starts; None: 1e-3 from scratch, 1e-4 fine-tuning.
         patience: Epochs without improvement of `monitor` before training stops.
         seed: Seed of initialisation, dropout, shuffling and augmentation.
-        out: Output folder; default `runs/<backbone>-<data-folder-name>-<image_size>/`.
+        out: Output folder; default `runs/<backbone>[-from-<layer>]-<data-folder-name>-<image_size>/`.
         split_fractions: train/valid/test fractions for the class-folder layout.
         log: Where messages go, one line per epoch included.
-        progress: Keras' progress bar within each epoch (on a terminal only; the per-epoch line goes to
-            `log` either way).
-        overwrite: Replace a finished run, or discard an unfinished one, in `out` instead of refusing or
-            resuming.
-        monitor: "val_loss" or "val_accuracy": what picks the best epoch and drives early stopping (and the
-            plateau schedule).
-        schedule: "cosine" (default: a fixed budget that ends at a small rate, so the last epochs settle;
-            deterministic, where plateau reacts to a small valid split's noise), "plateau" or "constant" (the
-            behaviour before schedules). Part of the run's identity: resuming with another is refused.
-        min_learning_rate: The cosine schedule's last rate, the plateau schedule's floor.
-        warmup_epochs: Epochs of linear warmup before the cosine decay (cosine only).
-        plateau_factor: The plateau schedule's factor.
-        plateau_patience: Epochs without a better `monitor` before the plateau schedule lowers the rate.
-        save_classifier: Also save the whole trained network (with its top) as `classifier.keras`.
+        progress: Keras' progress bar within each epoch (on a terminal; the per-epoch line goes to `log`).
+        overwrite: Replace a finished run, or discard an unfinished one, in `out` instead of refusing or resuming.
+        monitor: "val_loss" or "val_accuracy": what picks the best epoch, stops early, drives the plateau schedule.
+        schedule: "cosine" (default), "plateau" or "constant", part of the run's identity; `min_learning_rate`,
+            `warmup_epochs`, `plateau_factor` and `plateau_patience` shape it (see `featurekit.training.schedule`).
+        weights: Fine-tuning: the parent weights ("default", "imagenet", or a .weights.h5 / .keras file).
+        unfreeze_from: Fine-tuning: the layer whose output ends the frozen trunk (its output maps are computed
+            once and cached); every layer above it, up to `top_layer`, trains. None: train from scratch.
+        top_layer: Fine-tuning: the layer the head sits on; None: the backbone's output.
+        head_pooling: Fine-tuning: "meanstd" or "avg" pooling of the top layer's map in the head.
+        augment_views: Fine-tuning: views (e.g. "jpeg:30-95", "blur:0-2") drawn into augmented copies.
+        augment_copies: Fine-tuning: augmented copies (flip, view) per training image; each epoch draws one.
+        save_classifier: From scratch, also save the network with its top as `classifier.keras`.
         callbacks: Extra Keras callbacks, called after the ones that record progress and back up.
         config: The resolved config of the command, stored in training.json.
 
@@ -157,28 +175,171 @@ def train_backbone(
         The TrainResult; the same is written to `out/training.json`.
 
     Raises:
-        FeaturekitError: An untrainable backbone, an image size outside the backbone's range, schedule settings
-            the schedule cannot use, too few images in train or valid, a finished run in `out` (without
-            overwrite), or an unfinished run there with other settings (the schedule included).
+        FeaturekitError: An unusable setting, layer, weights or data folder (before anything is written), a
+            finished run in `out` (without overwrite), or an unfinished run there with other settings.
     """
     started = time.perf_counter()
-    spec = check_request(backbone, epochs, image_size, batch_size, learning_rate, patience, monitor)
-    lr_schedule = make_schedule(schedule, learning_rate, epochs, min_learning_rate, warmup_epochs, plateau_factor,
-                                plateau_patience, monitor)
-    folder = scan_image_folder(data, split_fractions)
-    counts = folder.split_counts()
-    check_split_sizes(folder, counts)
-    out = Path(out) if out is not None else default_out_dir(folder.root, backbone, image_size)
-    identity = {
-        "backbone": backbone, "image_size": image_size, "batch_size": batch_size,
-        "learning_rate": learning_rate, "schedule": lr_schedule.identity(), "seed": seed, "monitor": monitor,
-        "split_fractions": list(split_fractions), "data_fingerprint": folder.fingerprint(),
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    with out_lock(out):
-        state = prepare_out(out, identity, overwrite)
+    request = make_request(
+        backbone, epochs, image_size, batch_size, learning_rate, patience, seed, monitor,
+        dict(name=schedule, min_learning_rate=min_learning_rate, warmup_epochs=warmup_epochs,
+             plateau_factor=plateau_factor, plateau_patience=plateau_patience),
+        weights=weights, unfreeze_from=unfreeze_from, top_layer=top_layer, head_pooling=head_pooling,
+        augment_views=augment_views, augment_copies=augment_copies)
+    plan = plan_run(request, data, split_fractions, out)
+    plan.out.mkdir(parents=True, exist_ok=True)
+    with out_lock(plan.out):
+        state = prepare_out(plan.out, plan.identity, overwrite)
         state["epochs"], state["patience"], state["config"] = epochs, patience, config or {}
-        return _train(folder, spec, out, state, lr_schedule, save_classifier, callbacks or [], progress, log, started)
+        return run_plan(plan, state, save_classifier, callbacks or [], progress, log, started)
+
+
+def plan_run(request: TrainRequest, data: str | Path, split_fractions: tuple[float, float, float],
+             out: str | Path | None) -> TrainPlan:
+    """Read the data folder, check its splits, prepare the way of training; nothing is written."""
+    from featurekit.training.finetune import FineTuning
+    from featurekit.training.scratch import ScratchTraining
+
+    folder = scan_image_folder(data, split_fractions)
+    check_split_sizes(folder, folder.split_counts())
+    method = FineTuning(request) if request.fine_tunes else ScratchTraining(request)
+    out = Path(out) if out is not None else default_out_dir(folder.root, request.backbone, request.image_size,
+                                                             unfreeze_from=request.unfreeze_from)
+    identity = {
+        "backbone": request.backbone, "image_size": request.image_size, "batch_size": request.batch_size,
+        "learning_rate": request.learning_rate, "schedule": request.schedule.identity(), "seed": request.seed,
+        "monitor": request.monitor, "split_fractions": list(split_fractions), "data_fingerprint": folder.fingerprint(),
+        **method.identity(),
+    }
+    return TrainPlan(request, method, folder, tuple(split_fractions), out, identity)
+
+
+def run_plan(plan: TrainPlan, state: dict[str, Any], save_classifier: bool, extra_callbacks: list, progress: bool,
+             log: Callable[[str], None], started: float) -> TrainResult:
+    """Build the network, fit the epochs still to run (none for a finished fit), save the best epoch."""
+    from featurekit.training.model import param_counts
+    from featurekit.training.seeding import seeded
+
+    done = backup_epochs(plan.out)
+    seconds_before = state["seconds"]  # earlier calls of an interrupted run
+    finished_fit = state["fit_finished"] or state["stopped_early"] or (done >= state["epochs"] and done > 0)
+    # A resumed call gets its own seed for dropout, so its epochs do not replay the first epochs' draws.
+    with seeded(plan.request.seed + done):
+        classifier, backbone = plan.method.build(log)
+        params = param_counts(classifier, backbone)
+        _compile(classifier, plan.request.learning_rate)
+        train, skipped_train = _decodable_split(plan.folder, "train", plan.request.image_size, log)
+        valid, skipped_valid = _decodable_split(plan.folder, "valid", plan.request.image_size, log)
+        if finished_fit:
+            log(f"Training in {plan.out} had finished ({len(state['history'].get('loss', []))} epochs); saving "
+                "its best epoch.")
+        else:
+            _fit(plan, state, classifier, params, train, valid, done, extra_callbacks, progress, log, started)
+    return _finish(plan, state, classifier, backbone, params, save_classifier and plan.method.saves_classifier,
+                   train, valid, skipped_train + skipped_valid, log, started, seconds_before)
+
+
+def _compile(classifier, learning_rate: float) -> None:
+    import keras
+
+    classifier.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="binary_crossentropy",
+                       metrics=["accuracy"])
+    # Adam's slot variables made eagerly take under a second; made inside the first compiled train step
+    # (Keras' default) they add ~10 s to a compilation that already takes ~30 s on a CPU.
+    classifier.optimizer.build(classifier.trainable_variables)
+
+
+def _fit(plan: TrainPlan, state: dict[str, Any], classifier, params: dict[str, int], train: list[Sample],
+         valid: list[Sample], done: int, extra_callbacks: list, progress: bool, log: Callable[[str], None],
+         started: float) -> None:
+    """Run the epochs from `done` on, recording each, backing up after each, stopping early on valid."""
+    import keras
+
+    from featurekit.training.batches import EpochSetter
+    from featurekit.training.callbacks import ProgressRecorder, flush_output
+    from featurekit.training.schedule import schedule_callback
+
+    request, out = plan.request, plan.out
+    if done:
+        state["resumed_from"].append(done)
+        # History rows past the backup belong to an epoch that will run again. (A best epoch among them,
+        # from a kill between progress.json and the backup, keeps its weights: they are a finished epoch's.)
+        state["history"] = {key: values[:done] for key, values in state["history"].items()}
+        # A run interrupted before rates were recorded trained at its one constant rate.
+        state["history"].setdefault("learning_rate", [request.learning_rate] * done)
+        log(f"Resuming from epoch {done + 1}/{state['epochs']} ({done} finished; backup in {out / BACKUP_DIR}).")
+    else:
+        _log_start(plan, state, params, len(train), len(valid), log)
+    train_batches, valid_batches = plan.method.datasets(out, plan.folder, train, valid, log)
+    if not done:
+        plan.method.warm_start(train_batches, log)
+    flush_output()
+    recorder = ProgressRecorder(out, state, len(train_batches) * request.batch_size, started, log)
+    # double_checkpoint: a kill while the backup is being written leaves the previous epoch's copy.
+    backup = keras.callbacks.BackupAndRestore(backup_dir=str(out / BACKUP_DIR), double_checkpoint=True)
+    verbose = 1 if progress and sys.stdout.isatty() else 0
+    try:
+        classifier.fit(train_batches, validation_data=valid_batches, epochs=state["epochs"], verbose=verbose,
+                       callbacks=[EpochSetter(train_batches), schedule_callback(request.schedule, state), recorder,
+                                  backup, *extra_callbacks])
+    finally:
+        train_batches.close()
+        valid_batches.close()
+
+
+def _log_start(plan: TrainPlan, state: dict[str, Any], params: dict[str, int], n_train: int, n_valid: int,
+               log: Callable[[str], None]) -> None:
+    request, counts = plan.request, plan.folder.split_counts()
+    schedule = request.schedule
+    log(f"{plan.method.describe()} on {plan.folder.root}: {n_train} train images ({_counts_text(counts['train'])}), "
+        f"{n_valid} valid ({_counts_text(counts['valid'])}), {request.image_size}x{request.image_size}, batch "
+        f"{request.batch_size}, up to {state['epochs']} epochs, {schedule.describe()}, early stop on "
+        f"{request.monitor} (patience {state['patience']}).")
+    if schedule.name == "plateau" and schedule.plateau_patience >= state["patience"]:
+        log(f"Note: the plateau patience ({schedule.plateau_patience}) is not below the early-stopping "
+            f"patience ({state['patience']}): the run stops before the schedule lowers the learning rate.")
+    log(f"Parameters: backbone {params['backbone']:,} ({params['backbone_trainable']:,} trainable), "
+        f"top {params['top']:,}, total {params['total']:,}.")
+
+
+def _finish(plan: TrainPlan, state: dict[str, Any], classifier, backbone, params: dict[str, int],
+            save_classifier: bool, train: list[Sample], valid: list[Sample], skipped: list[tuple[str, str]],
+            log: Callable[[str], None], started: float, seconds_before: float) -> TrainResult:
+    """Load the best epoch's weights, save the backbone (and classifier), write training.json, tidy up."""
+    from featurekit.training.callbacks import flush_output
+    from featurekit.training.model import save_keras
+
+    out = plan.out
+    if state["best"] is None:
+        raise FeaturekitError(
+            "No epoch gave a usable validation result (the validation metric was NaN every epoch).",
+            received=given("learning_rate", plan.request.learning_rate),
+            fix=f"Try a smaller {option_name('learning_rate')}, and check the images decode (python cli.py extract "
+            "lists bad files).",
+        )
+    best, history = state["best"], state["history"]
+    classifier.set_weights(read_weights(out / best["weights"]))
+    model_path = save_keras(backbone, out / plan.method.model_file)
+    if save_classifier:
+        save_keras(classifier, out / CLASSIFIER_FILE)
+    rates = history.get("train_images_per_second", [])
+    result = TrainResult(
+        model_path=model_path, best_epoch=best["epoch"], best_valid_accuracy=best["val_accuracy"],
+        best_valid_loss=best["val_loss"], epochs_run=len(history.get("loss", [])), history=history,
+        seconds=seconds_before + time.perf_counter() - started, out=out,
+        train_images_per_second=statistics.median(rates) if rates else 0.0,
+        seconds_to_best=sum(history["epoch_seconds"][: best["epoch"]]), stopped_early=state["stopped_early"],
+        resumed_from=state["resumed_from"], params=params)
+    record = _result_record(result, plan, state, save_classifier, train, valid, skipped)
+    result.weights_label = record["weights_label"]
+    write_json(out / RESULT_FILE, record)
+    (out / PROGRESS_FILE).unlink(missing_ok=True)
+    remove_unfinished_files(out)
+    log(f"Best epoch {result.best_epoch} of {result.epochs_run}: val_accuracy {result.best_valid_accuracy:.3f}, "
+        f"val_loss {result.best_valid_loss:.4f}; {result.seconds:.0f} s in all, "
+        f"{result.train_images_per_second:.1f} train images/s. Backbone saved to {result.model_path} "
+        f"({result.weights_label}).")
+    flush_output()
+    return result
 
 
 def train_from_options(options: dict[str, Any], log: Callable[[str], None] = print,
@@ -186,16 +347,6 @@ def train_from_options(options: dict[str, Any], log: Callable[[str], None] = pri
     """`train_backbone` with the options of the `train_backbone` command, stored in training.json.
 
     Options left out take their declared defaults (featurekit.options), the same as on the command line.
-
-    Args:
-        options: data, backbone, epochs, image_size, batch_size, learning_rate, patience, seed, out, runs_dir,
-            split ("0.7,0.15,0.15" or three numbers), monitor, overwrite, schedule, min_learning_rate,
-            warmup_epochs, plateau_factor, plateau_patience.
-        log: Where messages go.
-        progress: Keras' progress bar within each epoch (on a terminal).
-
-    Returns:
-        The TrainResult.
 
     Raises:
         FeaturekitError: an unknown option, a value of the wrong type, or no `data`.
@@ -205,21 +356,23 @@ def train_from_options(options: dict[str, Any], log: Callable[[str], None] = pri
 
     options = complete("train_backbone", options)
     stored = {key: (str(value) if isinstance(value, Path) else value) for key, value in options.items()}
-    return train_backbone(
-        data=options["data"], backbone=options["backbone"], epochs=options["epochs"],
-        image_size=options["image_size"], batch_size=options["batch_size"], learning_rate=options["learning_rate"],
-        patience=options["patience"], seed=options["seed"], out=_out_from_options(options),
-        split_fractions=parse_split_fractions(options["split"]), log=log, progress=progress,
-        overwrite=bool(options["overwrite"]), monitor=options["monitor"], schedule=options["schedule"],
-        min_learning_rate=options["min_learning_rate"], warmup_epochs=options["warmup_epochs"],
-        plateau_factor=options["plateau_factor"], plateau_patience=options["plateau_patience"], config=stored)
+    passed = {name: options[name] for name in _TRAIN_OPTIONS}
+    return train_backbone(data=options["data"], out=_out_from_options(options),
+                          split_fractions=parse_split_fractions(options["split"]), log=log, progress=progress,
+                          config=stored, **passed)
+
+
+# Options passed to train_backbone under their own names.
+_TRAIN_OPTIONS = ("backbone", "epochs", "image_size", "batch_size", "learning_rate", "patience", "seed", "overwrite",
+                  "monitor", "schedule", "min_learning_rate", "warmup_epochs", "plateau_factor", "plateau_patience",
+                  "weights", "unfreeze_from", "top_layer", "head_pooling", "augment_views", "augment_copies")
 
 
 def finished_model(options: dict[str, Any]) -> Path | None:
     """The backbone file of a finished run for these options, or None when there is none to reuse.
 
-    Reuse is decided by the run's folder, backbone, size and learning-rate schedule; that the backbone is not
-    then scored on its own training images is checked at extraction, by image content (see
+    Reuse is decided by the run's folder, backbone, size, layers and learning-rate schedule; that the backbone
+    is not then scored on its own training images is checked at extraction, by image content (see
     `featurekit.training.provenance`).
 
     Args:
@@ -227,18 +380,27 @@ def finished_model(options: dict[str, Any]) -> Path | None:
             run, whose training.json must say it finished with the same backbone, image size and schedule.
 
     Returns:
-        Path of `inceptionv1.keras`, or None.
+        Path of `<backbone>.keras`, or None.
     """
+    from featurekit.options import complete
+
+    options = complete("train_backbone", options)
     out = _out_from_options(options)
-    record_path, model_path = out / RESULT_FILE, out / MODEL_FILE
+    record_path, model_path = out / RESULT_FILE, out / model_file(options["backbone"])
     if not (record_path.is_file() and model_path.is_file()):
         return None
     config = json.loads(record_path.read_text()).get("config", {})
-    schedule = make_schedule(options["schedule"], options["learning_rate"], options["epochs"],
-                             options["min_learning_rate"], options["warmup_epochs"], options["plateau_factor"],
-                             options["plateau_patience"], options["monitor"])
-    if (config.get("backbone") != options["backbone"] or config.get("image_size") != options["image_size"]
-            or config.get("schedule", LEGACY_IDENTITY["schedule"]) != schedule.identity()):
+    request = make_request(
+        options["backbone"], options["epochs"], options["image_size"], options["batch_size"],
+        options["learning_rate"], options["patience"], options["seed"], options["monitor"],
+        dict(name=options["schedule"], min_learning_rate=options["min_learning_rate"],
+             warmup_epochs=options["warmup_epochs"], plateau_factor=options["plateau_factor"],
+             plateau_patience=options["plateau_patience"]), weights=options["weights"],
+        unfreeze_from=options["unfreeze_from"], top_layer=options["top_layer"], head_pooling=options["head_pooling"],
+        augment_views=options["augment_views"], augment_copies=options["augment_copies"])
+    if (config.get("backbone") != request.backbone or config.get("image_size") != request.image_size
+            or config.get("unfreeze_from") != request.unfreeze_from
+            or config.get("schedule", LEGACY_IDENTITY["schedule"]) != request.schedule.identity()):
         return None  # training then refuses the folder, naming the finished run in it
     return model_path
 
@@ -246,7 +408,8 @@ def finished_model(options: dict[str, Any]) -> Path | None:
 def _out_from_options(options: dict[str, Any]) -> Path:
     if options.get("out"):
         return Path(options["out"])
-    return default_out_dir(options["data"], options["backbone"], options["image_size"], options.get("runs_dir") or "runs")
+    return default_out_dir(options["data"], options["backbone"], options["image_size"],
+                           options.get("runs_dir") or "runs", options.get("unfreeze_from"))
 
 
 def _decodable_split(folder: ImageFolder, split: str, image_size: int,
@@ -261,134 +424,23 @@ def _decodable_split(folder: ImageFolder, split: str, image_size: int,
     return [samples[i] for i in good], bad
 
 
-def _train(folder: ImageFolder, spec, out: Path, state: dict[str, Any], schedule: Schedule, save_classifier: bool,
-           extra_callbacks: list, progress: bool, log: Callable[[str], None], started: float) -> TrainResult:
-    import keras
-
-    from featurekit.backend import set_random_seed
-    from featurekit.training.batches import EpochSetter, ImageBatches
-    from featurekit.training.callbacks import ProgressRecorder, flush_output
-    from featurekit.training.model import build_classifier, param_counts, save_keras
-    from featurekit.training.schedule import schedule_callback
-
-    identity = state["identity"]
-    image_size, batch_size, seed = identity["image_size"], identity["batch_size"], identity["seed"]
-    epochs, patience, monitor = state["epochs"], state["patience"], identity["monitor"]
-    counts = folder.split_counts()
-    done = backup_epochs(out)
-    seconds_before = state["seconds"]  # earlier calls of an interrupted run
-    finished_fit = state["fit_finished"] or state["stopped_early"] or (done >= epochs and done > 0)
-    # A resumed call gets its own seed for dropout, so its epochs do not replay the first epochs' draws.
-    set_random_seed(seed + done)
-    classifier, backbone = build_classifier(image_size)
-    params = param_counts(classifier, backbone)
-    classifier.compile(optimizer=keras.optimizers.Adam(learning_rate=identity["learning_rate"]),
-                       loss="binary_crossentropy", metrics=["accuracy"])
-    # Adam's slot variables made eagerly take under a second; made inside the first compiled train step
-    # (Keras' default) they add ~10 s to a compilation that already takes ~30 s on a CPU.
-    classifier.optimizer.build(classifier.trainable_variables)
-    train, skipped_train = _decodable_split(folder, "train", image_size, log)
-    valid, skipped_valid = _decodable_split(folder, "valid", image_size, log)
-
-    if finished_fit:
-        log(f"Training in {out} had finished ({len(state['history'].get('loss', []))} epochs); saving its best epoch.")
-    else:
-        train_batches = ImageBatches(folder.root, [s.path for s in train], [s.label for s in train], image_size,
-                                     batch_size, train=True, seed=seed)
-        valid_batches = ImageBatches(folder.root, [s.path for s in valid], [s.label for s in valid], image_size,
-                                     batch_size, train=False, seed=seed)
-        if done:
-            state["resumed_from"].append(done)
-            # History rows past the backup belong to an epoch that will run again. (A best epoch among them,
-            # from a kill between progress.json and the backup, keeps its weights: they are a finished epoch's.)
-            state["history"] = {key: values[:done] for key, values in state["history"].items()}
-            # A run interrupted before rates were recorded trained at its one constant rate.
-            state["history"].setdefault("learning_rate", [identity["learning_rate"]] * done)
-            log(f"Resuming from epoch {done + 1}/{epochs} ({done} finished; backup in {out / BACKUP_DIR}).")
-        else:
-            log(f"Training {identity['backbone']} from scratch on {folder.root}: {len(train)} train images "
-                f"({_counts_text(counts['train'])}), {len(valid)} valid ({_counts_text(counts['valid'])}), "
-                f"{image_size}x{image_size}, batch {batch_size}, up to {epochs} epochs, {schedule.describe()}, "
-                f"early stop on {monitor} (patience {patience}).")
-            if schedule.name == "plateau" and schedule.plateau_patience >= patience:
-                log(f"Note: the plateau patience ({schedule.plateau_patience}) is not below the early-stopping "
-                    f"patience ({patience}): the run stops before the schedule lowers the learning rate.")
-            log(f"Parameters: backbone {params['backbone']:,} ({params['backbone_trainable']:,} trainable), "
-                f"top {params['top']:,}, total {params['total']:,}.")
-        flush_output()
-        recorder = ProgressRecorder(out, state, len(train_batches) * batch_size, started, log)
-        # double_checkpoint: a kill while the backup is being written leaves the previous epoch's copy.
-        backup = keras.callbacks.BackupAndRestore(backup_dir=str(out / BACKUP_DIR), double_checkpoint=True)
-        verbose = 1 if progress and sys.stdout.isatty() else 0
-        try:
-            classifier.fit(train_batches, validation_data=valid_batches, epochs=epochs, verbose=verbose,
-                           callbacks=[EpochSetter(train_batches), schedule_callback(schedule, state), recorder, backup,
-                                      *extra_callbacks])
-        finally:
-            train_batches.close()
-            valid_batches.close()
-
-    if state["best"] is None:
-        raise FeaturekitError(
-            "No epoch gave a usable validation result (the validation metric was NaN every epoch).",
-            received=given("learning_rate", identity["learning_rate"]),
-            fix=f"Try a smaller {option_name('learning_rate')}, and check the images decode (python cli.py extract "
-            "lists bad files).",
-        )
-    best = state["best"]
-    classifier.set_weights(read_weights(out / best["weights"]))
-    save_keras(backbone, out / MODEL_FILE)
-    if save_classifier:
-        save_keras(classifier, out / CLASSIFIER_FILE)
-    history = state["history"]
-    epochs_run = len(history.get("loss", []))
-    rates = history.get("train_images_per_second", [])
-    result = TrainResult(
-        model_path=out / MODEL_FILE,
-        best_epoch=best["epoch"],
-        best_valid_accuracy=best["val_accuracy"],
-        best_valid_loss=best["val_loss"],
-        epochs_run=epochs_run,
-        history=history,
-        seconds=seconds_before + time.perf_counter() - started,
-        train_images_per_second=statistics.median(rates) if rates else 0.0,
-        seconds_to_best=sum(history["epoch_seconds"][: best["epoch"]]),
-        out=out,
-        stopped_early=state["stopped_early"],
-        resumed_from=state["resumed_from"],
-        params=params,
-    )
-    record = _result_record(result, folder, spec, state, save_classifier, train, valid,
-                            skipped_train + skipped_valid)
-    result.weights_label = record["weights_label"]
-    write_json(out / RESULT_FILE, record)
-    (out / PROGRESS_FILE).unlink(missing_ok=True)
-    remove_unfinished_files(out)
-    log(f"Best epoch {result.best_epoch} of {epochs_run}: val_accuracy {result.best_valid_accuracy:.3f}, "
-        f"val_loss {result.best_valid_loss:.4f}; {result.seconds:.0f} s in all, "
-        f"{result.train_images_per_second:.1f} train images/s. Backbone saved to {result.model_path} "
-        f"({result.weights_label}).")
-    flush_output()
-    return result
-
-
 def _counts_text(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {name}" for name, n in counts.items())
 
 
-def _result_record(result: TrainResult, folder: ImageFolder, spec, state: dict[str, Any], save_classifier: bool,
+def _result_record(result: TrainResult, plan: TrainPlan, state: dict[str, Any], save_classifier: bool,
                    train: list[Sample], valid: list[Sample], skipped: list[tuple[str, str]]) -> dict[str, Any]:
     """training.json: the result, the resolved settings, exactly which images trained, and library versions."""
     from featurekit.cache import library_versions
     from featurekit.hashing import file_sha256
-    from featurekit.training.model import BATCHNORM_MOMENTUM, TOP_DESCRIPTION
     from featurekit.training.provenance import data_record, trained_label
 
     identity = state["identity"]
+    method = plan.method.record()
     record = {
         "finished": True,
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model_path": MODEL_FILE,
+        "model_path": plan.method.model_file,
         "model_sha256": file_sha256(result.model_path),
         "classifier_path": CLASSIFIER_FILE if save_classifier else None,
         "best_epoch": result.best_epoch,
@@ -402,19 +454,17 @@ def _result_record(result: TrainResult, folder: ImageFolder, spec, state: dict[s
         "train_images_per_second": result.train_images_per_second,
         "params": result.params,
         "config": {
-            **{key: identity[key] for key in IDENTITY_KEYS if key != "data_fingerprint"},
+            **{key: value for key, value in identity.items() if key != "data_fingerprint"},
             "epochs": state["epochs"],
             "patience": state["patience"],
-            "preprocessing": spec.preprocessing,
-            "architecture": {"batch_norm": True, "width": 1.0, "input_size": identity["image_size"]},
-            "batchnorm_momentum": BATCHNORM_MOMENTUM,
-            "top": TOP_DESCRIPTION,
+            "preprocessing": plan.request.spec.preprocessing,
+            **method.pop("config"),
             "optimizer": "adam",
             "schedule_applied": "per epoch, set when the epoch begins; history.learning_rate holds each epoch's rate",
             "loss": "binary_crossentropy",
-            "augmentation": "train only: random horizontal flip, random crop of 7/8..1 of the side resized back",
         },
-        "data": data_record(folder, tuple(identity["split_fractions"]), train, valid, skipped),
+        **method,
+        "data": data_record(plan.folder, plan.split_fractions, train, valid, skipped),
         "resolved_config": state.get("config", {}),
         "history": result.history,
         "versions": library_versions(),

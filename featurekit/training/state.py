@@ -1,9 +1,10 @@
 """The output folder of a training run: its files, its lock, and the state an interrupted run resumes from.
 
-Once finished the folder holds `inceptionv1.keras`, `classifier.keras` (optional) and `training.json` (the
-finished marker). While a run is unfinished it holds `progress.json` (history, best epoch, early-stopping
-count), `best-epochNNN.npz` (the best epoch's weights) and `backup/` (Keras' BackupAndRestore: weights and
-optimizer state after the last finished epoch). Every file is written through `featurekit.fsutil`: under a
+Once finished the folder holds `<backbone>.keras` (`inceptionv1.keras`), `classifier.keras` (optional) and
+`training.json` (the finished marker). While a run is unfinished it holds `progress.json` (history, best epoch,
+early-stopping count), `best-epochNNN.npz` (the best epoch's weights), `backup/` (Keras' BackupAndRestore:
+weights and optimizer state after the last finished epoch) and, when fine-tuning, `trunk/` (the frozen trunk's
+output maps, computed once per run). Every file is written through `featurekit.fsutil`: under a
 temporary name, fsynced, renamed, so a kill at any moment leaves the previous complete file.
 """
 
@@ -22,15 +23,16 @@ import numpy as np
 from featurekit.errors import FeaturekitError, given, option_name
 from featurekit.fsutil import atomic_write_bytes, atomic_write_json, exclusive_lock
 
-MODEL_FILE = "inceptionv1.keras"
 CLASSIFIER_FILE = "classifier.keras"
 RESULT_FILE = "training.json"
 PROGRESS_FILE = "progress.json"
 BACKUP_DIR = "backup"
+TRUNK_DIR = "trunk"
 LOCK_FILE = ".lock"
 BEST_WEIGHTS_GLOB = "best-epoch*.npz"
-# Settings a resumed run must share with the interrupted one. Epochs and patience may change, except that a
-# cosine schedule's length is part of `schedule` (see featurekit.training.schedule.Schedule.identity).
+# Settings a resumed run must share with the interrupted one (a fine-tuning adds its own: parent weights, layers,
+# augmentation). Epochs and patience may change, except that a cosine schedule's length is part of `schedule`
+# (see featurekit.training.schedule.Schedule.identity).
 IDENTITY_KEYS = ("backbone", "image_size", "batch_size", "learning_rate", "schedule", "seed", "monitor",
                  "split_fractions", "data_fingerprint")
 # What an unfinished run from before a key existed had (its progress.json lacks the key).
@@ -63,38 +65,46 @@ def read_weights(path: Path) -> list[np.ndarray]:
         return [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
 
 
-def remove_run_files(out: Path) -> None:
-    for name in (MODEL_FILE, CLASSIFIER_FILE, RESULT_FILE, PROGRESS_FILE):
+def model_file(backbone: str) -> str:
+    """The saved backbone's file name in a run's folder: `<backbone>.keras`."""
+    return f"{backbone}.keras"
+
+
+def remove_run_files(out: Path, backbone: str) -> None:
+    for name in (model_file(backbone), CLASSIFIER_FILE, RESULT_FILE, PROGRESS_FILE):
         (out / name).unlink(missing_ok=True)
     remove_unfinished_files(out)
 
 
 def remove_unfinished_files(out: Path) -> None:
-    """What only an unfinished run needs: best-epoch weights and Keras' backup."""
+    """What only an unfinished run needs: best-epoch weights, Keras' backup and the trunk's cached maps."""
     for path in out.glob(BEST_WEIGHTS_GLOB):
         path.unlink()
-    shutil.rmtree(out / BACKUP_DIR, ignore_errors=True)
+    for folder in (BACKUP_DIR, TRUNK_DIR):
+        if not (out / folder).is_symlink():  # never follow a link planted in place of our folder
+            shutil.rmtree(out / folder, ignore_errors=True)
 
 
 def prepare_out(out: Path, identity: dict[str, Any], overwrite: bool) -> dict[str, Any]:
     """Refuse a finished run, start afresh, or load the state of an unfinished run with the same settings."""
     result_path, progress_path = out / RESULT_FILE, out / PROGRESS_FILE
     if overwrite:
-        remove_run_files(out)
+        remove_run_files(out, identity["backbone"])
     if result_path.exists():
         finished = json.loads(result_path.read_text())
         raise FeaturekitError(
             f"{out} holds a finished training run (best epoch {finished.get('best_epoch')}, valid accuracy "
             f"{finished.get('best_valid_accuracy', float('nan')):.3f}).",
             received=given("out", str(out)),
-            fix=f"Use its {MODEL_FILE} as it is, pass {option_name('overwrite')} to train again, or pass another "
-            f"{option_name('out')}.",
+            fix=f"Use its {model_file(identity['backbone'])} as it is, pass {option_name('overwrite')} to train "
+            f"again, or pass another {option_name('out')}.",
         )
     if progress_path.exists():
         state = json.loads(progress_path.read_text())
         stored = {**LEGACY_IDENTITY, **state["identity"]}
-        differences = [f"{key} {stored.get(key)!r} (interrupted run) vs {identity[key]!r} (now)"
-                       for key in IDENTITY_KEYS if stored.get(key) != identity[key]]
+        keys = [*IDENTITY_KEYS, *sorted((set(identity) | set(stored)) - set(IDENTITY_KEYS))]
+        differences = [f"{key} {stored.get(key)!r} (interrupted run) vs {identity.get(key)!r} (now)"
+                       for key in keys if stored.get(key) != identity.get(key)]
         if differences:
             note = ""
             if stored.get("schedule", {}).get("name") == "cosine" and stored["schedule"] != identity["schedule"]:

@@ -1,0 +1,129 @@
+"""The frozen trunk's output maps of every training and validation image, computed once per run and cached.
+
+Fine-tuning trains only the layers above `unfreeze_from`; the trunk below never changes, so running it every
+epoch would repeat the same work. Its maps are computed once and stored in the run's `trunk/` folder as `.npy`
+arrays (float16: half the bytes; read back memory-mapped, arrays only, nothing that can run code), and every
+epoch trains the top on them. A resumed run reuses the files; a finished run deletes them.
+
+Augmentation must happen before the trunk, on the images, so it is cached too: besides the clean image (copy
+0), `copies` augmented copies of each training image (copy k: a random horizontal flip and one of the
+augmentation views, JPEG quality or blur strength drawn per image; `featurekit.views`), each seeded by (run
+seed, k, image path). Each epoch then shows each training image as one of its K + 1 versions, drawn anew from
+(seed, epoch): augmentation redrawn every epoch among a fixed set of K + 1 cached versions, at K + 1 times the
+trunk's cost once. Validation sees the clean images only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from featurekit.data import DEFAULT_MAX_PIXELS, decode_rgb, resize_rgb
+from featurekit.errors import FeaturekitError, given
+from featurekit.fsutil import atomic_write_bytes, make_folder
+from featurekit.views import View, parse_view
+
+MAP_DTYPE = np.float16
+
+
+@dataclass(frozen=True)
+class AugmentedCopy:
+    """A per-image decoder (`featurekit.pipeline.image_batches`): copy `copy` of each image; 0 is the clean one."""
+
+    root: str
+    copy: int
+    seed: int
+    views: tuple[str, ...] = ()
+
+    def __call__(self, path: str | Path, image_size: int, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+        from PIL import ImageOps
+
+        image = decode_rgb(path, max_pixels=max_pixels)
+        if self.copy:
+            key = Path(path).relative_to(self.root).as_posix()
+            digest = hashlib.sha256(f"{self.seed}\0{self.copy}\0{key}".encode("utf-8", "surrogateescape")).digest()
+            rng = np.random.default_rng(int.from_bytes(digest[:8], "big"))
+            if rng.random() < 0.5:
+                image = ImageOps.mirror(image)
+            if self.views:
+                view: View = parse_view(self.views[int(rng.integers(len(self.views)))])
+                image = replace(view, seed=self.seed).apply(image, f"{key}#copy{self.copy}")
+        return resize_rgb(image, image_size)
+
+
+def trunk_maps(trunk: keras.Model, preprocessing: str, folder: Path, root: Path, paths: Sequence[str], name: str,
+               decoder: AugmentedCopy, image_size: int, batch_size: int, log: Callable[[str], None]) -> np.ndarray:
+    """The trunk's maps of `paths` decoded by `decoder`, from `folder/<name>.npy` when a complete file is there."""
+    from featurekit.embedder import preprocess
+    from featurekit.pipeline import image_batches
+
+    path = folder / f"{name}.npy"
+    if path.is_file():
+        maps = np.load(path, mmap_mode="r", allow_pickle=False)
+        if maps.shape[0] == len(paths):
+            return maps
+    if folder.is_symlink():  # writing never follows a link
+        raise FeaturekitError(f"{folder} is a symbolic link; the trunk's maps are written only into a real folder.",
+                              received=given("out", str(folder.parent)), fix=f"Remove the link {folder}.")
+    shape = tuple(int(d) for d in trunk.output.shape[1:])
+    maps = np.empty((len(paths), *shape), MAP_DTYPE)
+    log(f"  trunk maps {name}: {len(paths)} images -> {shape} each")
+    row = 0
+    for images, _, _ in image_batches(root, paths, image_size, batch_size, decode=decoder):
+        count = len(images)
+        pixels = preprocess(images, preprocessing)
+        if count < batch_size:  # one batch shape: the compiled forward pass is traced once
+            pixels = np.concatenate([pixels, np.zeros((batch_size - count, *pixels.shape[1:]), pixels.dtype)])
+        maps[row:row + count] = np.asarray(trunk.predict_on_batch(pixels))[:count]
+        row += count
+    buffer = io.BytesIO()
+    np.save(buffer, maps, allow_pickle=False)
+    make_folder(folder, "write the trunk's maps")
+    atomic_write_bytes(path, buffer.getvalue())
+    return maps
+
+
+class MapBatches(keras.utils.PyDataset):
+    """(float32 maps, float32 labels) batches of cached trunk maps, each image one of its cached versions.
+
+    Training batches follow `featurekit.training.batches.ImageBatches`: epoch e visits the images in a
+    permutation seeded with (seed, e), wrapping so the last batch is full, and picks for each image one of the
+    versions (`versions[k]`, all of the same images in the same order), drawn from (seed, e) too: a pure
+    function of (seed, epoch, step), so a resumed run sees the batches an uninterrupted one would have.
+    """
+
+    def __init__(self, versions: list[np.ndarray], labels: Sequence[int], batch_size: int, train: bool, seed: int):
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.versions = versions
+        self.labels = np.asarray(labels, dtype=np.float32)
+        self.batch_size, self.train, self.seed = int(batch_size), train, int(seed)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.labels) / self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        n = len(self.labels)
+        if not self.train:
+            rows = np.arange(index * self.batch_size, min((index + 1) * self.batch_size, n))
+            return np.asarray(self.versions[0][rows], np.float32), self.labels[rows]
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order, version = rng.permutation(n), rng.integers(0, len(self.versions), size=n)
+        rows = order[(index * self.batch_size + np.arange(self.batch_size)) % n]
+        maps = np.stack([self.versions[version[row]][row] for row in rows]).astype(np.float32)
+        return maps, self.labels[rows]
+
+    def close(self) -> None:
+        """Nothing runs in the background (the interface of ImageBatches)."""
