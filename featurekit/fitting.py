@@ -27,8 +27,9 @@ import numpy as np
 from featurekit.cache import CacheReader, library_versions
 from featurekit.errors import FeaturekitError
 from featurekit.fsutil import atomic_write_json, replace_directory, temporary_sibling
-from featurekit.fusion import FusedCache, fusion_command_flags, open_source
+from featurekit.fusion import FusedCache, fusion_command_flags
 from featurekit.options import default as declared
+from featurekit.train_views import open_training_source
 
 FITTED_FILE = "fitted.json"
 MODEL_DIR = "model"
@@ -63,7 +64,7 @@ def run_dir_for(cache_path: str | Path, probe: str, runs_dir: str | Path = "runs
 def run_dir_of(cache: CacheReader | FusedCache, probe: str, runs_dir: str | Path = "runs") -> Path:
     """The default folder of a probe fitted on an open cache: ``runs/<cache file stem>/<probe>``, or
     ``runs/fuse-<short hash>/<probe>`` for a fusion."""
-    name = cache.run_name if isinstance(cache, FusedCache) else Path(cache.path).stem
+    name = cache.run_name  # a cache's file stem; fuse-<hash>; <stem>-tv-<hash> with training views
     return Path(runs_dir) / name / probe
 
 
@@ -135,6 +136,7 @@ def fit_probe(
     runs_dir: str | Path = declared("fit", "runs_dir"),
     memory_budget_gb: float = declared("fit", "memory_budget_gb"),
     log: Callable[[str], None] = print,
+    train_views: Sequence[str] | str | None = None,
 ) -> FittedProbe:
     """Fit one probe on a cache's train split and save it with its threshold and provenance.
 
@@ -147,6 +149,7 @@ def fit_probe(
         runs_dir: Root of default output folders.
         memory_budget_gb: Train and valid features larger than this are streamed from disk in chunks.
         log: Where messages go.
+        train_views: Views of the train split to fit on beside its clean rows (`featurekit.train_views`).
 
     Returns:
         The fitted probe, already saved. Nothing is written unless fitting succeeded.
@@ -155,7 +158,7 @@ def fit_probe(
     from featurekit.probes import make_stream_probe, save_probe
 
     params = dict(params or {})
-    with open_source(cache_path, log) as cache:
+    with open_training_source(cache_path, train_views, log=log) as cache:
         for note in cache.verify_contents():  # refuses contents changed since the cache was made
             log(note)
         directory = Path(out) if out else run_dir_of(cache, probe, runs_dir)
@@ -178,6 +181,7 @@ def fit_probe(
             "probe": probe, "params": params, **source_record(cache, cache_path),
             "content_checksums": cache.content_checksums,
             "class_names": cache.class_names, "streamed": streamed, "fit_seconds": round(fit_seconds, 3),
+            "train_views": list(cache.train_views), "train_view_caches": list(cache.train_view_caches),
             "n_train": int(len(cache.split_indices("train"))), "n_valid": int(len(cache.split_indices("valid"))),
             "data_root": cache.attrs.get("data_root", ""),
             "versions": library_versions(), "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),

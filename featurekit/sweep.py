@@ -140,6 +140,7 @@ def select_on_valid(
     audit: bool = declared("sweep", "audit"),
     name: str = "sweep",
     log: Callable[[str], None] = print,
+    train_views: Sequence[str] | str | None = None,
 ) -> SweepResult:
     """Fit (or reuse) every probe on every cache, rank on valid, add the top-k fusion, choose, test once.
 
@@ -155,6 +156,8 @@ def select_on_valid(
         audit: Audit each cache for leaks first (exact duplicates across splits) and warn loudly.
         name: The sweep's name.
         log: Where progress messages go.
+        train_views: Views of each cache's train split fitted on beside its clean rows (`featurekit.train_views`;
+            single caches only: the fusion candidate fits on its clean rows).
 
     Returns:
         The SweepResult (nothing written; `sweep` writes the files).
@@ -164,6 +167,7 @@ def select_on_valid(
     from featurekit.fusion import open_source
     from featurekit.metrics import evaluate
     from featurekit.probes import get_probe_spec
+    from featurekit.train_views import open_training_source, parse_train_views
 
     if not caches:
         raise FeaturekitError("The sweep has no caches to choose from.", received="no cache",
@@ -173,6 +177,7 @@ def select_on_valid(
                               fix="List probes, e.g. probe = [\"logreg\", \"linsvm\", \"head\"].")
     for probe in probes:
         get_probe_spec(probe)  # unknown names fail before any work
+    train_views = parse_train_views(train_views)  # so do wrong view texts
     probe_params = probe_params or {}
     leaky = leaking_caches(list(caches), log) if audit else {}
     notes = []
@@ -181,7 +186,7 @@ def select_on_valid(
                      " hold identical images in several splits; valid and test figures there are optimistic.")
     rows = []
     for cache_path in caches:
-        with open_source(cache_path, log) as cache:
+        with open_training_source(cache_path, train_views, log=log) as cache:
             cache.require_splits()
             for probe in probes:
                 fitted, reused = fitted_probe(cache_path, cache, probe, probe_params.get(probe, {}), runs_dir, refit,
@@ -384,7 +389,8 @@ def sweep(config: dict[str, Any], options: dict[str, Any] | None = None, log: Ca
     params = {"head": head_params(epochs=resolved["head_epochs"])}
     result = select_on_valid(caches, probes, params, top_k=resolved["top_k"], runs_dir=resolved["runs_dir"],
                              refit=resolved["refit"], n_boot=resolved["boot"],
-                             memory_budget_gb=resolved["memory_budget_gb"], audit=resolved["audit"], name=name, log=log)
+                             memory_budget_gb=resolved["memory_budget_gb"], audit=resolved["audit"], name=name, log=log,
+                             train_views=resolved["train_views"])
     if resolved["learning_curve"]:
         chosen = result.chosen
         result.learning_curve = learning_curve(chosen["_source"], chosen["probe"], params.get(chosen["probe"], {}),

@@ -35,9 +35,6 @@ from featurekit.errors import FeaturekitError, given
 from featurekit.rows import OWN_TEST_SPLIT
 from featurekit.views import View, parse_views
 
-# Subsets of a cache that hold a training cache's whole test split.
-_HOLDS_TEST_SPLIT = ("", "test")
-
 
 def stored_identity(path: str | Path) -> dict[str, Any] | None:
     """The identity attributes of a finished cache, read from its HDF5 attributes alone (cheap: no rows are
@@ -117,8 +114,8 @@ def _split_fractions(attrs: dict[str, Any]) -> tuple[float, float, float]:
     return parse_split_fractions(split) if split else DEFAULT_SPLIT_FRACTIONS
 
 
-def extract_command(attrs: dict[str, Any], view: View, cache: Path) -> str:
-    """The `extract` command that makes the view cache of a training cache's test split by hand."""
+def extract_command(attrs: dict[str, Any], view: View, cache: Path, views_split: str = "test") -> str:
+    """The `extract` command that makes the view cache of a training cache's `views_split` by hand."""
     from featurekit.backbones import get_spec
 
     request = extraction_request(attrs)
@@ -137,7 +134,7 @@ def extract_command(attrs: dict[str, Any], view: View, cache: Path) -> str:
     if split:
         args += ["--split", split if isinstance(split, str) else ",".join(map(str, split))]
     args += ["--dtype", request["dtype"], "--batch-size", str(request["batch_size"]), "--view", view.name,
-             "--views-split", "test", "--cache", str(cache)]
+             "--views-split", views_split, "--cache", str(cache)]
     return " ".join(shlex.quote(a) for a in args)
 
 
@@ -145,22 +142,23 @@ def extract_command(attrs: dict[str, Any], view: View, cache: Path) -> str:
 # Finding or making the caches to score on
 
 
-def default_view_cache(training_cache: Path, view: View) -> Path:
-    """``<training cache>-view-<slug>-only-test.h5`` next to it: the name `extract --view V --views-split test`
+def default_view_cache(training_cache: Path, view: View, split: str = "test") -> Path:
+    """``<training cache>-view-<slug>-only-<split>.h5`` next to it: the name `extract --view V --views-split SPLIT`
     gives when the training cache has its default name."""
-    return training_cache.with_name(f"{training_cache.stem}-view-{view.slug}-only-test.h5")
+    return training_cache.with_name(f"{training_cache.stem}-view-{view.slug}-only-{split}.h5")
 
 
 def view_cache_for(training_cache: Path, attrs: dict[str, Any], view: View, cache_dir: str | Path | None,
-                   log: Callable[[str], None] = print) -> Path:
-    """The cache of `view` of the training cache's test split: found by identity, else extracted.
+                   log: Callable[[str], None] = print, split: str = "test") -> Path:
+    """The cache of `view` of the training cache's `split` (test; train for training views): found by identity,
+    else extracted.
 
     Raises:
         FeaturekitError: none is found and the data folder is gone or holds other images (with the exact
             extract command), or the rebuilt embedder differs from the training cache's.
     """
     wanted = {key: attrs.get(key) for key in IDENTITY_KEYS} | {"view": view.name}
-    default = default_view_cache(training_cache, view)
+    default = default_view_cache(training_cache, view, split)
     full = training_cache.with_name(f"{training_cache.stem}-view-{view.slug}.h5")
     folders = [training_cache.parent] + ([Path(cache_dir)] if cache_dir is not None else [])
     candidates = [default, full] + [p for folder in dict.fromkeys(folders) if folder.is_dir()
@@ -169,21 +167,21 @@ def view_cache_for(training_cache: Path, attrs: dict[str, Any], view: View, cach
         if not candidate.is_file():
             continue
         identity = stored_identity(candidate)
-        if identity is not None and identity.get("subset") in _HOLDS_TEST_SPLIT and \
+        if identity is not None and identity.get("subset") in ("", split) and \
                 _same_except(identity, wanted, ("subset",)):
             return candidate
     data_root = Path(str(attrs.get("data_root") or ""))
     if not attrs.get("data_root") or not data_root.is_dir():
         raise FeaturekitError(
-            f"No cache of view {view.name!r} of {training_cache.name}'s test split was found, and its data folder "
+            f"No cache of view {view.name!r} of {training_cache.name}'s {split} split was found, and its data folder "
             f"{data_root} is not here to extract one.",
             received=f"{given('view', view.name)} for cache {training_cache}",
-            fix=f"Extract it where the images are: `{extract_command(attrs, view, default)}`.")
+            fix=f"Extract it where the images are: `{extract_command(attrs, view, default, split)}`.")
     from featurekit.extract import extract_many
 
-    log(f"extracting view {view.name} of the test split of {training_cache.name} into {default.name} ...")
+    log(f"extracting view {view.name} of the {split} split of {training_cache.name} into {default.name} ...")
     extract_many(data_root, **extraction_request(attrs), cache=default, split_fractions=_split_fractions(attrs),
-                 view=view, subset="test", expected_identity={k: v for k, v in wanted.items() if k != "view"},
+                 view=view, subset=split, expected_identity={k: v for k, v in wanted.items() if k != "view"},
                  log=log, progress=False)
     return default
 

@@ -49,6 +49,9 @@ class SplitAccess:
     labels: np.ndarray
     splits: np.ndarray
     member_paths: list[Path]
+    # Views of the train split read beside its clean rows, and their caches (`featurekit.cache.augmented`).
+    train_views: tuple[str, ...] = ()
+    train_view_caches: tuple[dict[str, Any], ...] = ()
 
     def close(self) -> None:
         raise NotImplementedError
