@@ -184,6 +184,9 @@ def select_on_valid(
     if any(leaky.values()):
         notes.append("LEAK: " + ", ".join(Path(p).name for p, leaks in leaky.items() if leaks) +
                      " hold identical images in several splits; valid and test figures there are optimistic.")
+    if train_views:
+        notes.append("trained on the clean train split plus views " + ", ".join(v.name for v in train_views) +
+                     " (single caches; a fusion candidate and the learning curve train on clean rows)")
     rows = []
     for cache_path in caches:
         with open_training_source(cache_path, train_views, log=log) as cache:

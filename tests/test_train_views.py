@@ -38,6 +38,7 @@ def test_views_are_parsed_comma_separated_with_their_seed():
     assert [v.name for v in views] == ["jpeg:30-95@0", "blur:0-2@0"]
     assert [v.name for v in parse_train_views(["jpeg:50+blur:1", "none"])] == ["jpeg:50+blur:1"]
     assert parse_train_views(None) == [] and parse_train_views("none") == []
+    assert [v.name for v in parse_train_views("jpeg:30-95, ")] == ["jpeg:30-95@0"]  # an empty item is left out
 
 
 def test_fit_trains_on_clean_plus_views_and_reuses_the_view_caches(clean: Path, tmp_path: Path):
@@ -113,12 +114,9 @@ def test_a_probe_recorded_with_other_training_views_is_refitted(clean: Path, tmp
     assert compare_from_options(options, log=lambda m: None)[0]["reused"]
 
 
-@pytest.mark.parametrize("text", ["jpeg:300", "blur:2-1", "sharpen:1", "jpeg:30-95, "])
+@pytest.mark.parametrize("text", ["jpeg:300", "blur:2-1", "sharpen:1", "jpeg:50,blur"])
 def test_a_wrong_view_text_is_refused_before_any_work(clean: Path, tmp_path: Path, text: str):
     before = _stamps(clean.parent)
-    if text.endswith(","):  # an empty item between commas is left out, the rest still holds
-        assert [v.name for v in parse_train_views(text)] == ["jpeg:30-95@0"]
-        return
     with pytest.raises(FeaturekitError) as error:
         fit_probe(clean, "logreg", runs_dir=tmp_path / "runs", train_views=text, log=lambda m: None)
     assert "train_views" in error.value.received
@@ -145,3 +143,17 @@ def test_a_fusion_with_training_views_is_refused(clean: Path, tmp_path: Path):
                     cache_dir=clean.parent, **QUIET).cache_path
     with pytest.raises(FeaturekitError, match="fusion"):
         fit_probe([clean, other], "logreg", runs_dir=tmp_path / "runs", train_views="jpeg:50", log=lambda m: None)
+
+
+def test_the_sweep_fits_single_caches_on_views_and_says_so(clean: Path, tmp_path: Path):
+    from featurekit.sweep import select_on_valid
+
+    other = extract(clean.parent.parent / "faces", "test_tiny", pooling="max", batch_size=16,
+                    cache_dir=clean.parent, **QUIET).cache_path
+    result = select_on_valid([clean, other], ["logreg"], top_k=2, runs_dir=tmp_path / "runs", n_boot=0, audit=False,
+                             train_views="blur:0-2", log=lambda m: None)
+    assert all("-tv-" in row["model_dir"] for row in result.rows)
+    assert result.fusion is not None and "-tv-" not in result.fusion["model_dir"]
+    assert any("blur:0-2@0" in note and "fusion" in note for note in result.notes)
+    assert clean.with_name(f"{clean.stem}-view-blur0to2-s0-only-train.h5").is_file()
+    assert other.with_name(f"{other.stem}-view-blur0to2-s0-only-train.h5").is_file()
