@@ -27,7 +27,7 @@ from featurekit.fitting import (
     run_dir_of,
     split_scores,
 )
-from featurekit.fusion import FusedCache, open_source, source_name
+from featurekit.fusion import FusedCache, source_name
 from featurekit.options import default as declared
 from featurekit.rows import ROW_KEYS, image_keys
 from featurekit.train_views import open_training_source, parse_train_views

@@ -62,10 +62,10 @@ def run_dir_for(cache_path: str | Path, probe: str, runs_dir: str | Path = "runs
 
 
 def run_dir_of(cache: CacheReader | FusedCache, probe: str, runs_dir: str | Path = "runs") -> Path:
-    """The default folder of a probe fitted on an open cache: ``runs/<cache file stem>/<probe>``, or
-    ``runs/fuse-<short hash>/<probe>`` for a fusion."""
-    name = cache.run_name  # a cache's file stem; fuse-<hash>; <stem>-tv-<hash> with training views
-    return Path(runs_dir) / name / probe
+    """The default folder of a probe fitted on an open cache: ``runs/<cache file stem>/<probe>``,
+    ``runs/fuse-<short hash>/<probe>`` for a fusion, ``runs/<cache file stem>-tv-<short hash>/<probe>`` with
+    training views (`featurekit.cache.augmented`)."""
+    return Path(runs_dir) / cache.run_name / probe
 
 
 def source_record(cache: CacheReader | FusedCache, cache_path: str | Path | Sequence[str | Path]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -56,7 +57,7 @@ class AugmentedSource(SplitAccess):
         self.paths = [source.paths[i] for source, rows in parts for i in rows]
         self.train_view_caches = tuple(_view_record(n, v) for n, v in zip(names, self.views))
         digest = hashlib.sha256(json.dumps(self.train_view_caches, sort_keys=True, default=str).encode()).hexdigest()
-        self.path = getattr(clean, "path", None)
+        self.path = clean.path  # for messages, as CacheReader.path and FusedCache.path
         self.name = clean.name
         self.run_name = f"{clean.run_name}-tv-{digest[:12]}"
         self.described = f"{clean.described} with train views {', '.join(names)}"
@@ -118,7 +119,7 @@ class AugmentedSource(SplitAccess):
         return self.clean.skipped
 
     @property
-    def member_paths(self) -> list:
+    def member_paths(self) -> list[Path]:
         return [path for source in (self.clean, *self.views) for path in source.member_paths]
 
     def verify_contents(self) -> list[str]:
