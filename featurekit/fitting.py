@@ -178,7 +178,7 @@ def fit_probe(
             estimator = fit_estimator(probe, params, x_train, y_train, x_valid, y_valid)
         fit_seconds = time.perf_counter() - started
         meta = {
-            "probe": probe, "params": params, **source_record(cache, cache_path),
+            "probe": probe, "params": params, **source_record(cache.clean, cache_path),
             "content_checksums": cache.content_checksums,
             "class_names": cache.class_names, "streamed": streamed, "fit_seconds": round(fit_seconds, 3),
             "train_views": list(cache.train_views), "train_view_caches": list(cache.train_view_caches),

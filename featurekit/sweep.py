@@ -156,8 +156,7 @@ def select_on_valid(
         audit: Audit each cache for leaks first (exact duplicates across splits) and warn loudly.
         name: The sweep's name.
         log: Where progress messages go.
-        train_views: Views of each cache's train split fitted on beside its clean rows (`featurekit.train_views`;
-            single caches only: the fusion candidate fits on its clean rows).
+        train_views: Views of each cache's train split fitted on beside its clean rows (`featurekit.train_views`).
 
     Returns:
         The SweepResult (nothing written; `sweep` writes the files).
@@ -186,7 +185,7 @@ def select_on_valid(
                      " hold identical images in several splits; valid and test figures there are optimistic.")
     if train_views:
         notes.append("trained on the clean train split plus views " + ", ".join(v.name for v in train_views) +
-                     " (single caches; a fusion candidate and the learning curve train on clean rows)")
+                     " (the learning curve trains on clean rows)")
     rows = []
     for cache_path in caches:
         with open_training_source(cache_path, train_views, log=log) as cache:
@@ -206,7 +205,7 @@ def select_on_valid(
     if len(group) >= 2:
         # The fusion is one more cache: every probe of the grid is fitted on it, as on the others.
         log(f"fusing the caches of the top {len(group)} rows: {escape(', '.join(Path(p).name for p in group))}")
-        with open_source(group, log) as fused:
+        with open_training_source(group, train_views, log=log) as fused:
             fused.require_splits()
             for probe in probes:
                 fitted, reused = fitted_probe(group, fused, probe, probe_params.get(probe, {}), runs_dir, refit,

@@ -17,6 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 from featurekit.cache import SplitAccess, open_cache
 from featurekit.cache.augmented import AugmentedSource
 from featurekit.errors import FeaturekitError, given
@@ -60,31 +62,41 @@ def train_view_caches(clean_path: str | Path, views: Sequence[View], cache_dir: 
 def open_training_source(source: str | Path | Sequence[str | Path], train_views: TrainViews = None,
                          cache_dir: str | Path | None = None, log: Callable[[str], None] = print
                          ) -> SplitAccess:
-    """The rows a probe trains on: the cache (or fusion) itself, or with `train_views` the clean cache plus the
-    train rows of each view's cache (extracted first when missing).
+    """The rows a probe trains on: the cache (or fusion) itself, or with `train_views` the clean source plus the
+    train rows of each view (extracted first when missing; for a fusion, each member's view, fused alike).
 
     Raises:
-        FeaturekitError: A view text is wrong (before any work), training views are asked for a fusion, or a view
-            cache cannot be found or made (see `featurekit.transfer.view_cache_for`).
+        FeaturekitError: A view text is wrong (before any work), or a view cache cannot be found or made (see
+            `featurekit.transfer.view_cache_for`).
     """
-    from featurekit.fusion import is_fusion, open_source
+    from featurekit.fusion import open_source
 
     views = parse_train_views(train_views)
     if not views:
         return open_source(source, log)
-    if is_fusion(source):
-        raise FeaturekitError("Training views are made for one cache at a time, not yet for a fusion.",
-                              received=f"{given('train_views', [v.name for v in views])} with a fusion of "
-                              f"{len(source)} caches", fix="Fit the fusion without training views, or fit each cache "
-                              "with them.")
-    path = Path(source[0] if isinstance(source, (list, tuple)) else source)
-    paths = train_view_caches(path, views, cache_dir, log)
-    opened: list[Any] = []
+    clean = open_source(source, log)
+    opened: list[SplitAccess] = [clean]
     try:
-        for cache in [path, *paths]:
-            opened.append(open_cache(cache))
-        return AugmentedSource(opened[0], opened[1:], [view.name for view in views])
+        members = list(clean.member_paths)  # one cache, or a fusion's members in their column order
+        per_member = [train_view_caches(member, views, cache_dir, log) for member in members]
+        orders = []
+        for index in range(len(views)):
+            paths = [caches[index] for caches in per_member]
+            opened.append(open_source(paths, log))
+            orders.append(_columns_in_member_order(opened[-1], paths))
+        return AugmentedSource(clean, opened[1:], [view.name for view in views], orders)
     except BaseException:
         for reader in opened:
             reader.close()
         raise
+
+
+def _columns_in_member_order(view: Any, paths: list[Path]) -> np.ndarray | None:
+    """The view's columns reordered as the clean members' (None when already so): a fusion orders its members
+    by fingerprint, and the view caches' fingerprints need not sort as the clean members' do."""
+    if len(paths) == 1:
+        return None
+    starts = np.cumsum([0] + [member.feature_dim for member in view.members])
+    where = {member.path: index for index, member in enumerate(view.members)}
+    order = np.concatenate([np.arange(starts[where[path]], starts[where[path] + 1]) for path in paths])
+    return None if np.array_equal(order, np.arange(len(order))) else order

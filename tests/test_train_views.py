@@ -138,14 +138,37 @@ def test_the_command_line_takes_comma_separated_views_and_refuses_a_wrong_one(cl
     assert meta["train_views"] == ["jpeg:30-95@0", "blur:0-2@0"]
 
 
-def test_a_fusion_with_training_views_is_refused(clean: Path, tmp_path: Path):
+def test_a_fusion_trains_on_its_members_views_fused_in_its_column_order(clean: Path, tmp_path: Path):
     other = extract(clean.parent.parent / "faces", "test_tiny", pooling="max", batch_size=16,
                     cache_dir=clean.parent, **QUIET).cache_path
-    with pytest.raises(FeaturekitError, match="fusion"):
-        fit_probe([clean, other], "logreg", runs_dir=tmp_path / "runs", train_views="jpeg:50", log=lambda m: None)
+    fitted = fit_probe([other, clean], "logreg", runs_dir=tmp_path / "runs", train_views="blur:0-2",
+                       log=lambda m: None)
+    with open_training_source([clean, other], "blur:0-2", log=lambda m: None) as source:
+        n_train = len(source.clean.split_indices("train"))
+        x_train = source.load("train")[0]
+        members = source.clean.member_paths  # the fusion's column order
+        views = [open_cache(m.with_name(f"{m.stem}-view-blur0to2-s0-only-train.h5")) for m in members]
+        expected = np.concatenate([view.load("train")[0] for view in views], axis=1)
+        for view in views:
+            view.close()
+        np.testing.assert_array_equal(x_train[n_train:], expected)
+        np.testing.assert_array_equal(source.load("valid")[0], source.clean.load("valid")[0])
+        assert fitted.directory.parent.name == source.run_name and source.run_name.startswith("fuse-")
+    assert fitted.meta["n_train"] == 2 * n_train and len(fitted.meta["members"]) == 2
 
 
-def test_the_sweep_fits_single_caches_on_views_and_says_so(clean: Path, tmp_path: Path):
+def test_view_columns_follow_the_clean_members_order():
+    from types import SimpleNamespace
+
+    from featurekit.train_views import _columns_in_member_order
+
+    a, b = Path("a.h5"), Path("b.h5")
+    view = SimpleNamespace(members=[SimpleNamespace(path=b, feature_dim=2), SimpleNamespace(path=a, feature_dim=3)])
+    assert _columns_in_member_order(view, [a, b]).tolist() == [2, 3, 4, 0, 1]
+    assert _columns_in_member_order(view, [b, a]) is None
+
+
+def test_the_sweep_fits_every_candidate_on_views_and_says_so(clean: Path, tmp_path: Path):
     from featurekit.sweep import select_on_valid
 
     other = extract(clean.parent.parent / "faces", "test_tiny", pooling="max", batch_size=16,
@@ -153,7 +176,7 @@ def test_the_sweep_fits_single_caches_on_views_and_says_so(clean: Path, tmp_path
     result = select_on_valid([clean, other], ["logreg"], top_k=2, runs_dir=tmp_path / "runs", n_boot=0, audit=False,
                              train_views="blur:0-2", log=lambda m: None)
     assert all("-tv-" in row["model_dir"] for row in result.rows)
-    assert result.fusion is not None and "-tv-" not in result.fusion["model_dir"]
-    assert any("blur:0-2@0" in note and "fusion" in note for note in result.notes)
+    assert result.fusion is not None and "fuse-" in result.fusion["model_dir"] and "-tv-" in result.fusion["model_dir"]
+    assert any("blur:0-2@0" in note for note in result.notes)
     assert clean.with_name(f"{clean.stem}-view-blur0to2-s0-only-train.h5").is_file()
     assert other.with_name(f"{other.stem}-view-blur0to2-s0-only-train.h5").is_file()

@@ -53,6 +53,12 @@ class SplitAccess:
     train_views: tuple[str, ...] = ()
     train_view_caches: tuple[dict[str, Any], ...] = ()
 
+    @property
+    def clean(self) -> SplitAccess:
+        """The source of the valid and test rows and of the embedding: itself (an AugmentedSource: the clean source
+        whose train split it widens with views)."""
+        return self
+
     def close(self) -> None:
         raise NotImplementedError
 

@@ -38,23 +38,26 @@ class AugmentedSource(SplitAccess):
         clean: The clean source (every split).
         views: Sources of degraded copies of the clean source's images; only their `train` rows are used.
         names: The canonical text of each view (`featurekit.views.View.name`), in the order of `views`.
+        column_orders: For each view, its columns in the clean source's order (None: the same order already), for
+            the fusion of several members' views.
 
     Raises:
         FeaturekitError: A view holds other features (width, classes) or train images the clean source does not
             train on (another folder, another split, other file contents).
     """
 
-    def __init__(self, clean: SplitAccess, views: list[SplitAccess], names: list[str]):
-        self.clean, self.views = clean, list(views)
+    def __init__(self, clean: SplitAccess, views: list[SplitAccess], names: list[str],
+                 column_orders: list[np.ndarray | None] | None = None):
+        self._clean, self.views = clean, list(views)
         self.train_views = tuple(names)
-        parts = [(clean, np.arange(clean.n_rows))]
-        for view in self.views:
-            parts.append((view, self._check_view(view)))
+        parts = [(clean, np.arange(clean.n_rows), None)]
+        for view, order in zip(self.views, column_orders or [None] * len(self.views)):
+            parts.append((view, self._check_view(view), order))
         self._parts = parts
-        self._offsets = np.cumsum([0] + [len(rows) for _, rows in parts])
-        self.labels = np.concatenate([source.labels[rows] for source, rows in parts])
-        self.splits = np.concatenate([clean.splits] + [np.full(len(rows), "train") for _, rows in parts[1:]])
-        self.paths = [source.paths[i] for source, rows in parts for i in rows]
+        self._offsets = np.cumsum([0] + [len(rows) for _, rows, _ in parts])
+        self.labels = np.concatenate([source.labels[rows] for source, rows, _ in parts])
+        self.splits = np.concatenate([clean.splits] + [np.full(len(rows), "train") for _, rows, _ in parts[1:]])
+        self.paths = [source.paths[i] for source, rows, _ in parts for i in rows]
         self.train_view_caches = tuple(_view_record(n, v) for n, v in zip(names, self.views))
         digest = hashlib.sha256(json.dumps(self.train_view_caches, sort_keys=True, default=str).encode()).hexdigest()
         self.path = clean.path  # for messages, as CacheReader.path and FusedCache.path
@@ -85,6 +88,10 @@ class AugmentedSource(SplitAccess):
         return rows
 
     # ---- the SplitAccess interface
+
+    @property
+    def clean(self) -> SplitAccess:
+        return self._clean
 
     def close(self) -> None:
         for source in (self.clean, *self.views):
@@ -129,7 +136,7 @@ class AugmentedSource(SplitAccess):
     def _plan_blocks(self, rows: np.ndarray) -> list[np.ndarray]:
         """Each part's own blocks, part after part; a block never spans two parts."""
         blocks = []
-        for index, (source, part_rows) in enumerate(self._parts):
+        for index, (source, part_rows, _) in enumerate(self._parts):
             start, stop = self._offsets[index], self._offsets[index + 1]
             mine = rows[(rows >= start) & (rows < stop)] - start
             for block in source._plan_blocks(part_rows[mine]):
@@ -138,5 +145,6 @@ class AugmentedSource(SplitAccess):
 
     def _read_block(self, rows: np.ndarray) -> np.ndarray:
         index = int(np.searchsorted(self._offsets, rows[0], side="right")) - 1
-        source, part_rows = self._parts[index]
-        return source._read_block(part_rows[rows - self._offsets[index]])
+        source, part_rows, order = self._parts[index]
+        features = source._read_block(part_rows[rows - self._offsets[index]])
+        return features if order is None else features[:, order]
