@@ -180,3 +180,15 @@ def test_the_sweep_fits_every_candidate_on_views_and_says_so(clean: Path, tmp_pa
     assert any("blur:0-2@0" in note for note in result.notes)
     assert clean.with_name(f"{clean.stem}-view-blur0to2-s0-only-train.h5").is_file()
     assert other.with_name(f"{other.stem}-view-blur0to2-s0-only-train.h5").is_file()
+
+
+def test_a_probe_fitted_on_views_predicts_like_any_fitted_probe(clean: Path, tmp_path: Path):
+    from featurekit.fitting import load_fitted, split_scores
+    from featurekit.predict import predict
+
+    fitted = fit_probe(clean, "logreg", runs_dir=tmp_path / "runs", train_views="jpeg:30-95", log=lambda m: None)
+    with open_cache(clean) as reader:
+        scores, _ = split_scores(load_fitted(fitted.directory, reader), reader, "test")
+        images = [Path(reader.attrs["data_root"]) / reader.paths[i] for i in reader.split_indices("test")]
+    predicted = predict(fitted.directory, images)
+    np.testing.assert_allclose([row["p_fake"] for row in predicted], scores, rtol=1e-4, atol=1e-5)
