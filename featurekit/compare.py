@@ -28,9 +28,10 @@ from featurekit.fitting import (
     read_fitted_meta,
     run_dir_of,
 )
-from featurekit.fusion import FusedCache, open_source, source_name
+from featurekit.fusion import FusedCache, source_name
 from featurekit.options import default as declared
 from featurekit.rows import ROW_KEYS, image_keys
+from featurekit.train_views import open_training_source, parse_train_views
 
 
 def find_caches(cache_dir: str | Path = "cache") -> list[Path]:
@@ -74,9 +75,13 @@ def fitted_grid(
     refit: bool = declared("compare", "refit"),
     memory_budget_gb: float = declared("compare", "memory_budget_gb"),
     log: Callable[[str], None] = print,
+    train_views: Sequence[Any] = (),
 ) -> Iterator[Fit]:
     """Every probe on every cache (or fusion), fitted where missing and reused where it still matches: the one
     caches x probes loop of `compare` and `sweep`. Probe names are all checked before any work.
+
+    `train_views` (parsed views, `featurekit.train_views.parse_train_views`) are fitted on beside each cache's
+    clean train rows.
 
     Yields:
         One Fit per cache x probe, cache by cache, while its cache is open.
@@ -87,7 +92,7 @@ def fitted_grid(
         get_probe_spec(probe)  # unknown names fail before any work
     probe_params = probe_params or {}
     for source in sources:
-        with open_source(source, log) as cache:
+        with open_training_source(source, train_views, log=log) as cache:
             cache.require_splits()
             for probe in probes:
                 fitted, reused = fitted_probe(source, cache, probe, probe_params.get(probe, {}), runs_dir, refit,
@@ -140,6 +145,7 @@ def compare(
     memory_budget_gb: float = declared("compare", "memory_budget_gb"),
     log: Callable[[str], None] = print,
     audit: bool = declared("compare", "audit"),
+    train_views: Sequence[str] | str | None = None,
 ) -> list[dict[str, Any]]:
     """Fit what is missing, reuse what still matches, and evaluate every cache x probe on `test`.
 
@@ -154,6 +160,7 @@ def compare(
         memory_budget_gb: Larger features are streamed from disk.
         log: Where progress messages go.
         audit: Audit each cache for leaks first (exact duplicates across splits) and warn loudly.
+        train_views: Views of each cache's train split fitted on beside its clean rows (`featurekit.train_views`).
 
     Returns:
         One dict per cache x probe with the ROW_KEYS, plus private ``_scores``/``_labels`` and the test
@@ -164,10 +171,11 @@ def compare(
 
     for probe in probes:
         get_probe_spec(probe)  # unknown names fail before the audit
+    train_views = parse_train_views(train_views)  # so do wrong view texts
     leaky = leaking_caches(caches, log) if audit else {}
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
-    for fit in fitted_grid(caches, probes, probe_params, runs_dir, refit, memory_budget_gb, log):
+    for fit in fitted_grid(caches, probes, probe_params, runs_dir, refit, memory_budget_gb, log, train_views):
         metrics = scored(fit.fitted, fit.cache, "test", n_boot)
         rows.append({
             **row_description(fit.source, fit.cache), "probe": fit.probe,
@@ -250,7 +258,8 @@ def fitted_probe(cache_path: CacheSource, cache: Any, probe: str, params: dict[s
         return fitted, True
     log(f"fitting {probe} on {escape(cache.name if isinstance(cache, FusedCache) else Path(cache.path).name)} ...")
     members = [m.path for m in cache.members] if isinstance(cache, FusedCache) else cache_path
-    return fit_probe(members, probe, params, out=directory, memory_budget_gb=memory_budget_gb, log=log), False
+    return fit_probe(members, probe, params, out=directory, memory_budget_gb=memory_budget_gb, log=log,
+                     train_views=cache.train_views), False
 
 
 def _member_paths(source: CacheSource) -> list[Path]:
@@ -340,7 +349,8 @@ def compare_from_options(options: dict[str, Any], log: Callable[[str], None] = p
     rows = compare(fusion_sources(caches, options["fuse"]), probes,
                    probe_params={"head": head_params(epochs=options["head_epochs"])},
                    runs_dir=options["runs_dir"], refit=options["refit"], n_boot=options["boot"],
-                   memory_budget_gb=options["memory_budget_gb"], log=log, audit=options["audit"])
+                   memory_budget_gb=options["memory_budget_gb"], log=log, audit=options["audit"],
+                   train_views=options["train_views"])
     # Fused rows are scored on the test split only; views and other test sets score the members' probes.
     return _scored_elsewhere([r for r in rows if not r["cache"].startswith("fuse(")], caches, options, log) + \
         [r for r in rows if r["cache"].startswith("fuse(")]
@@ -383,6 +393,8 @@ def _reusable_fit(directory: Path, cache: Any, probe: str, params: dict[str, Any
     except FeaturekitError:
         return None
     if meta.get("cache_fingerprint") != cache.fingerprint or meta.get("probe") != probe:
+        return None
+    if meta.get("train_view_caches", []) != list(cache.train_view_caches):  # fitted on other training views
         return None
     if meta.get("content_checksums") != cache.content_checksums:  # fitted on other contents, or before they were recorded
         return None

@@ -35,8 +35,9 @@ from featurekit.fsutil import (
     storage_error,
     temporary_sibling,
 )
-from featurekit.fusion import FusedCache, fusion_command_flags, open_source
+from featurekit.fusion import FusedCache, fusion_command_flags
 from featurekit.options import default as declared
+from featurekit.train_views import open_training_source
 
 FITTED_FILE = "fitted.json"
 MODEL_DIR = "model"
@@ -68,10 +69,10 @@ class FittedProbe:
 
 
 def run_dir_of(cache: CacheReader | FusedCache, probe: str, runs_dir: str | Path = "runs") -> Path:
-    """The default folder of a probe fitted on an open cache: ``runs/<cache file stem>/<probe>``, or
-    ``runs/fuse-<short hash>/<probe>`` for a fusion."""
-    name = cache.run_name if isinstance(cache, FusedCache) else Path(cache.path).stem
-    return Path(runs_dir) / name / probe
+    """The default folder of a probe fitted on an open cache: ``runs/<cache file stem>/<probe>``,
+    ``runs/fuse-<short hash>/<probe>`` for a fusion, ``runs/<cache file stem>-tv-<short hash>/<probe>`` with
+    training views (`featurekit.cache.augmented`)."""
+    return Path(runs_dir) / cache.run_name / probe
 
 
 def source_record(cache: CacheReader | FusedCache, cache_path: str | Path | Sequence[str | Path]) -> dict[str, Any]:
@@ -161,6 +162,7 @@ def fit_probe(
     runs_dir: str | Path = declared("fit", "runs_dir"),
     memory_budget_gb: float = declared("fit", "memory_budget_gb"),
     log: Callable[[str], None] = print,
+    train_views: Sequence[str] | str | None = None,
 ) -> FittedProbe:
     """Fit one probe on a cache's train split and save it with its threshold and provenance.
 
@@ -173,6 +175,7 @@ def fit_probe(
         runs_dir: Root of default output folders.
         memory_budget_gb: Train and valid features larger than this are streamed from disk in chunks.
         log: Where messages go.
+        train_views: Views of the train split to fit on beside its clean rows (`featurekit.train_views`).
 
     Returns:
         The fitted probe, already saved. Nothing is written unless fitting succeeded.
@@ -181,7 +184,7 @@ def fit_probe(
     from featurekit.probes import make_stream_probe, save_probe
 
     params = dict(params or {})
-    with open_source(cache_path, log) as cache:
+    with open_training_source(cache_path, train_views, log=log) as cache:
         for note in cache.verify_contents():  # refuses contents changed since the cache was made
             log(note)
         directory = Path(out) if out else run_dir_of(cache, probe, runs_dir)
@@ -202,9 +205,10 @@ def fit_probe(
             estimator = fit_estimator(probe, params, x_train, y_train, x_valid, y_valid)
         fit_seconds = time.perf_counter() - started
         meta = {
-            "probe": probe, "params": params, **source_record(cache, cache_path),
+            "probe": probe, "params": params, **source_record(cache.clean, cache_path),
             "content_checksums": cache.content_checksums,
             "class_names": cache.class_names, "streamed": streamed, "fit_seconds": round(fit_seconds, 3),
+            "train_views": list(cache.train_views), "train_view_caches": list(cache.train_view_caches),
             "n_train": int(len(cache.split_indices("train"))), "n_valid": int(len(cache.split_indices("valid"))),
             "data_root": cache.attrs.get("data_root", ""),
             "versions": library_versions(), "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),

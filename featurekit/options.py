@@ -384,6 +384,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("probe", STR, "logreg", "The probe to fit.", ("fit",), choices=PROBES),
     Option("out", PATH, None, "Output folder.", ("fit_head", "fit"), default_text="<runs-dir>/<cache-name>/<probe>",
            example="runs/NAME"),
+    Option("train_views", NAMES, None, "Also train on degraded views of the train split, comma-separated (each "
+           "image degraded with its own seeded random strength, e.g. jpeg:30-95,blur:0-2; + chains steps within "
+           "a view); each view is extracted once into its own cache and reused. Valid and test stay clean.",
+           ("fit", "fit_head", "compare", "sweep"), default_text="the clean train split only",
+           example="jpeg:30-95,blur:0-2"),
     # compare
     Option("cache", PATHS, None, "Cache file (repeat the flag for several).", ("compare",),
            default_text="every cache in --cache-dir", example=["cache/a.h5"]),

@@ -158,6 +158,7 @@ def select_on_valid(
     audit: bool = declared("sweep", "audit"),
     name: str = "sweep",
     log: Callable[[str], None] = print,
+    train_views: Sequence[str] | str | None = None,
 ) -> SweepResult:
     """Fit (or reuse) every probe on every cache, rank on valid, add the top-k fusion, choose, test once.
 
@@ -173,17 +174,23 @@ def select_on_valid(
         audit: Audit each cache for leaks first (exact duplicates across splits) and warn loudly.
         name: The sweep's name.
         log: Where progress messages go.
+        train_views: Views of each cache's train split fitted on beside its clean rows (`featurekit.train_views`).
 
     Returns:
         The SweepResult (nothing written; `sweep` writes the files).
     """
     from featurekit.compare import leaking_caches
+    from featurekit.train_views import parse_train_views
 
     _check_grid(caches, probes)
+    train_views = parse_train_views(train_views)  # wrong view texts fail before any work too
     leaky = leaking_caches(list(caches), log) if audit else {}
     notes = _leak_notes(leaky)
+    if train_views:
+        notes.append("trained on the clean train split plus views " + ", ".join(v.name for v in train_views) +
+                     " (the learning curve trains on clean rows)")
     grid = _GridOnValid(probes, probe_params or {}, runs_dir, refit, memory_budget_gb, n_boot, leaky if audit else None,
-                        log)
+                        log, train_views)
     rows = sorted(grid.rows(list(caches)), key=_rank_key)
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank
@@ -241,13 +248,14 @@ class _GridOnValid:
     n_boot: int
     leaky: dict[Path, bool] | None  # None: not audited
     log: Callable[[str], None]
+    train_views: Sequence[Any] = ()  # parsed views fitted on beside each cache's clean train rows
 
     def rows(self, sources: list[Any]) -> list[dict[str, Any]]:
         from featurekit.compare import fitted_grid, source_leaks
 
         return [_valid_row(fit, source_leaks(fit.source, self.leaky) if self.leaky is not None else None, self.n_boot)
                 for fit in fitted_grid(sources, self.probes, self.probe_params, self.runs_dir, self.refit,
-                                       self.memory_budget_gb, self.log)]
+                                       self.memory_budget_gb, self.log, self.train_views)]
 
 
 def chosen_on_test(chosen: dict[str, Any], n_boot: int, log: Callable[[str], None] = print,
@@ -494,7 +502,8 @@ def sweep(config: dict[str, Any], options: dict[str, Any] | None = None, log: Ca
     params = {"head": head_params(epochs=resolved["head_epochs"])}
     result = select_on_valid(caches, probes, params, top_k=resolved["top_k"], runs_dir=resolved["runs_dir"],
                              refit=resolved["refit"], n_boot=resolved["boot"],
-                             memory_budget_gb=resolved["memory_budget_gb"], audit=resolved["audit"], name=name, log=log)
+                             memory_budget_gb=resolved["memory_budget_gb"], audit=resolved["audit"], name=name, log=log,
+                             train_views=resolved["train_views"])
     result.notes += skipped
     _report_elsewhere(result, resolved, log)
     if resolved["learning_curve"]:

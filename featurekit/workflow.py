@@ -120,7 +120,8 @@ def fit_from_options(options: dict[str, Any], log: Callable[[str], None] = print
     caches = list(options["cache"])
     check_fusion_request(caches, options["fuse"])
     return fit_probe(caches if options["fuse"] else caches[0], options["probe"], params, out=options["out"],
-                     runs_dir=options["runs_dir"], memory_budget_gb=options["memory_budget_gb"], log=log)
+                     runs_dir=options["runs_dir"], memory_budget_gb=options["memory_budget_gb"], log=log,
+                     train_views=options["train_views"])
 
 
 def fit_head_from_options(options: dict[str, Any], log: Callable[[str], None] = print):
@@ -134,7 +135,7 @@ def fit_head_from_options(options: dict[str, Any], log: Callable[[str], None] = 
     options = complete("fit_head", options)
     params = head_params(**{name: options[name] for name in HEAD_PARAMETERS})
     return fit_probe(options["cache"], "head", params, out=options["out"], runs_dir=options["runs_dir"],
-                     memory_budget_gb=options["memory_budget_gb"], log=log)
+                     memory_budget_gb=options["memory_budget_gb"], log=log, train_views=options["train_views"])
 
 
 def run_job(file_config: dict[str, Any], options: dict[str, Any] | None = None, log: Callable[[str], None] = print,

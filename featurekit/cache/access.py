@@ -49,6 +49,15 @@ class SplitAccess:
     labels: np.ndarray
     splits: np.ndarray
     member_paths: list[Path]
+    # Views of the train split read beside its clean rows, and their caches (`featurekit.cache.augmented`).
+    train_views: tuple[str, ...] = ()
+    train_view_caches: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def clean(self) -> SplitAccess:
+        """The source of the valid and test rows and of the embedding: itself (an AugmentedSource: the clean source
+        whose train split it widens with views)."""
+        return self
 
     def close(self) -> None:
         raise NotImplementedError
