@@ -413,6 +413,20 @@ def discard_stale_temporaries(path: str | Path, tags: tuple[str, ...] = ("tmp",)
     return removed
 
 
+def _refuse_foreign_lock(fd: int, lock_path: Path) -> None:
+    """Refuse, on the open descriptor (no race with the path), a lock file featurekit cannot have made: a hard
+    link to another file, not a regular file, or owned by another user. Nothing has been written to it yet."""
+    info = os.fstat(fd)
+    problem = ("it is not a regular file" if not stat.S_ISREG(info.st_mode) else
+               f"it has {info.st_nlink} hard links (another file's contents)" if info.st_nlink > 1 else
+               "another user owns it" if info.st_uid != os.geteuid() else None)
+    if problem:
+        os.close(fd)
+        raise FeaturekitError(f"The lock file was not made by featurekit: {problem}; featurekit never writes to it.",
+                              received=str(lock_path),
+                              fix=f"Remove it (`rm {lock_path}`) if no featurekit command is running, then run again.")
+
+
 @contextmanager
 def exclusive_lock(lock_path: str | Path, holder_message: str, received: str, fix: str) -> Iterator[None]:
     """Hold an exclusive lock on `lock_path` for the duration of the block; refuse if another process holds it.
@@ -441,6 +455,7 @@ def exclusive_lock(lock_path: str | Path, holder_message: str, received: str, fi
                     received=f"{lock_path} -> {os.readlink(lock_path)}",
                     fix=f"Remove the link (`rm {lock_path}`) and run the command again.") from None
             raise
+        _refuse_foreign_lock(fd, lock_path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -41,7 +41,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from featurekit.cache import IDENTITY_KEYS, normalise_attr as _normalise, open_cache
+from featurekit.cache import IDENTITY_KEYS, normalise_attr, open_cache
 from featurekit.errors import FeaturekitError, given
 from featurekit.rows import OWN_TEST_SPLIT
 from featurekit.views import View, parse_views
@@ -59,7 +59,7 @@ def stored_identity(path: str | Path) -> dict[str, Any] | None:
             identity = {}
             for key in IDENTITY_KEYS:
                 value = f.attrs.get(key)
-                identity[key] = value.decode() if isinstance(value, bytes) else _normalise(value)
+                identity[key] = value.decode() if isinstance(value, bytes) else normalise_attr(value)
             return identity
     except (OSError, ValueError, TypeError):
         return None
@@ -89,7 +89,7 @@ def training_caches(paths: list[Path], found_by_scan: bool, log: Callable[[str],
 
 
 def _same_except(identity: dict[str, Any], wanted: dict[str, Any], free: tuple[str, ...]) -> bool:
-    return all(_normalise(identity.get(key)) == _normalise(wanted.get(key)) for key in IDENTITY_KEYS if key not in free)
+    return all(normalise_attr(identity.get(key)) == normalise_attr(wanted.get(key)) for key in IDENTITY_KEYS if key not in free)
 
 
 # --------------------------------------------------------------------------------------------------

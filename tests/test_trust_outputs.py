@@ -207,3 +207,30 @@ def test_a_real_sigkill_while_saving_leaves_a_temporary_that_the_next_fit_remove
     assert len(left) == 1 and left[0].startswith(f".fit.tmp-{process.pid}-")
     fit_probe(cache, "logreg", out=out, log=_quiet)
     assert sorted(p.name for p in out.parent.iterdir()) == ["fit"]
+
+
+def test_extract_overwrite_refuses_a_file_it_did_not_write_at_the_cache_path(image_folder: Path, tmp_path: Path):
+    from featurekit.extract import extract
+
+    thesis = tmp_path / "thesis.h5"
+    thesis.write_text("precious, and not a cache")
+    with pytest.raises(FeaturekitError, match="featurekit did not write"):
+        extract(image_folder, "test_tiny", cache=thesis, overwrite=True, pooling="avg", progress=None, log=_quiet)
+    assert thesis.read_text() == "precious, and not a cache"
+    result = extract(image_folder, "test_tiny", cache=tmp_path / "c.h5", pooling="avg", progress=None, log=_quiet)
+    again = extract(image_folder, "test_tiny", cache=result.cache_path, overwrite=True, pooling="avg", progress=None,
+                    log=_quiet)  # its own cache is replaced
+    assert again.status == "extracted"
+
+
+def test_a_lock_hard_linked_after_the_path_check_is_refused_on_the_open_file(tmp_path: Path, monkeypatch):
+    import featurekit.cache.lock as lock
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    cache = tmp_path / "c.h5"
+    monkeypatch.setattr(lock, "refuse_foreign_lock_file", lambda path: os.link(victim, path))  # planted in between
+    with pytest.raises(FeaturekitError, match="hard links"):
+        with lock.writer_lock(cache):
+            pass
+    assert victim.read_text() == "keep me"

@@ -22,7 +22,6 @@ from featurekit.cache.format import (
     normalise_attr,
     rows_per_chunk,
 )
-from featurekit.cache.format import normalise_attr as _normalise  # noqa: F401  (extract.py, transfer.py import it)
 from featurekit.cache.lock import writer_lock
 from featurekit.cache.merge import finalize_cache
 from featurekit.cache.reader import CacheReader, open_cache

@@ -148,3 +148,18 @@ def from_attr(key: str, value: Any) -> Any:
 
 def decode(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def is_featurekit_cache(path: str | Path) -> bool:
+    """Whether `path` holds a file featurekit wrote as a cache (an HDF5 file with featurekit's schema attribute), or
+    is a symbolic link (replaced by rename, its target untouched): the marker `overwrite` needs to replace it."""
+    import h5py
+
+    path = Path(path)
+    if path.is_symlink():
+        return True
+    try:
+        with h5py.File(path, "r") as f:
+            return "schema_version" in f.attrs and "backbone" in f.attrs
+    except (OSError, ValueError):
+        return False

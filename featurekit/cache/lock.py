@@ -41,9 +41,9 @@ def writer_lock(cache_path: str | Path) -> Iterator[None]:
 def refuse_foreign_lock_file(lock_path: Path) -> None:
     """Refuse a lock file that is a hard link, not a regular file, or another user's (nothing is written).
 
-    A symbolic link is left to `exclusive_lock`, which refuses it when opening (O_NOFOLLOW). The check runs on
-    the path just before `exclusive_lock` opens it; a link planted in between would need the same check on
-    the open descriptor, inside `fsutil.exclusive_lock`.
+    A symbolic link is left to `exclusive_lock`, which refuses it when opening (O_NOFOLLOW). This check on the
+    path gives the cache's own message; `fsutil.exclusive_lock` checks the same on the open descriptor before
+    writing, so a link planted between the two is refused too.
     """
     try:
         found = os.lstat(lock_path)

@@ -14,10 +14,12 @@ from typing import Any, Callable
 from rich.markup import escape
 
 from featurekit.cache import IDENTITY_KEYS, PartialCache, default_cache_path, describe_differences, open_cache
+from featurekit.cache.format import is_featurekit_cache
 from featurekit.data import DEFAULT_SPLIT_FRACTIONS, ImageFolder, scan_image_folder
 from featurekit.errors import FeaturekitError, WeightsUnavailableError, given, option_name
 from featurekit.extraction.entries import EmbedderRequest, entry_for
 from featurekit.extraction.request import ALL_AS_TEST, ExtractionRequest, check_subset
+from featurekit.fsutil import refuse_unless_ours
 
 Log = Callable[[str], None]
 # Settings of an interrupted run that decide which rows its batches hold, besides the cache's identity.
@@ -131,6 +133,7 @@ def settle_targets(plan: ExtractionPlan, log: Log, check_memory: bool = True) ->
 def _check_existing(target: Target, plan: ExtractionPlan, log: Log) -> None:
     """Mark an up-to-date cache, or one `overwrite` replaces; refuse a cache or interrupted run that differs."""
     if plan.request.overwrite:
+        refuse_unless_ours(target.path, is_featurekit_cache, "The cache path")  # never a user's own file
         target.replaced = target.path.exists() or target.partial.exists()
         return
     if target.path.exists():
@@ -297,12 +300,12 @@ def check_expected_identity(identity: dict[str, Any], expected: dict[str, Any]) 
     """Refuse features that differ from the training cache's in any identity key `expected` names (the view
     and the subset excepted): leave `data_fingerprint` out of `expected` for another test set, keep it in for a
     view of the training cache's own test split."""
-    from featurekit.cache import _normalise
+    from featurekit.cache import normalise_attr
 
     wanted = with_defaults(expected)
     differences = []
     for key in IDENTITY_KEYS:
-        if key in ("view", "subset") or key not in expected or _normalise(wanted[key]) == _normalise(identity.get(key)):
+        if key in ("view", "subset") or key not in expected or normalise_attr(wanted[key]) == normalise_attr(identity.get(key)):
             continue
         if key == "data_fingerprint":
             differences.append("the images (or their split) differ from those the training cache was made from")
