@@ -179,7 +179,7 @@ def _check_steps(command: str, entries: Any, where: str) -> None:
                               fix=f"Write each step under its own {where.rsplit(' ', 1)[-1]} header.")
     allowed = [k for k in config_keys(command) if k not in STEP_EXCLUDED]
     for number, entry in enumerate(entries, start=1):
-        validate(command, entry, f"{where} number {number}", keys=allowed)
+        validate(command, entry, f"{where} entry {number}", keys=allowed)
 
 
 def resolve_config(command: str, file_config: Mapping[str, Any], flags: Mapping[str, Any],

@@ -427,7 +427,7 @@ OPTIONS: tuple[Option, ...] = (
     # train-backbone
     Option("backbone", STR, "inceptionv1", "The network to train from scratch (inceptionv1), or to fine-tune with "
            "--unfreeze-from (any registered backbone).", ("train_backbone",), argument=True),
-    Option("weights", STR, "default", "Fine-tuning: the parent weights (imagenet | PATH to .weights.h5 or .keras).",
+    Option("weights", WEIGHTS, "default", "Fine-tuning: the parent weights (imagenet | PATH to .weights.h5 or .keras).",
            ("train_backbone",), default_text="the backbone's pretrained weights"),
     Option("unfreeze_from", STR, None, "Fine-tune from this layer up: its output ends the frozen trunk (computed "
            "once, cached in --out), the layers above it train, e.g. mixed5 (InceptionV3).", ("train_backbone",),

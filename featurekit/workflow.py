@@ -84,24 +84,16 @@ def entry_place(table: str, number: int, entry: dict[str, Any], source: str) -> 
 
 
 def _check_names(options: dict[str, Any]) -> None:
-    """The backbone exists and each pooling is one it has (hand-made features check their own request)."""
-    from featurekit.backbones import POOLINGS, get_spec
+    """The backbone exists and the entry's request is one it takes (each registry entry checks its own)."""
+    from featurekit.backbones import get_spec
 
     if not options.get("backbone"):
         raise FeaturekitError("The entry names no backbone.", received="no backbone key",
                               fix='Add backbone = "NAME" (python cli.py backbones lists them).')
     spec = get_spec(options["backbone"])
     poolings = _joined(options["pooling"]).split(",")
-    if spec.is_handmade:
-        from featurekit.handmade.embedder import check_handmade_request
-
-        check_handmade_request(spec, options["image_size"], poolings, options["preprocessing"], options["precision"],
-                               options["weights"])
-        return
-    unknown = [pooling for pooling in poolings if pooling not in POOLINGS]
-    if unknown:
-        raise FeaturekitError(f"Unknown pooling {', '.join(map(repr, unknown))} for backbone {spec.name!r}.",
-                              received=f"pooling = {options['pooling']!r}", fix=f"Use {', '.join(POOLINGS)}.")
+    spec.check_request(options["image_size"], poolings, options["preprocessing"], options["precision"],
+                       options["weights"])
 
 
 def fit_from_options(options: dict[str, Any], log: Callable[[str], None] = print):

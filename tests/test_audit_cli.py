@@ -127,7 +127,7 @@ def test_audit_of_a_data_folder_lists_a_copied_file(tmp_path: Path):
 
 def test_bad_targets_and_values_exit_2(tmp_path: Path, leaky_cache: Path):
     missing = invoke("audit", tmp_path / "nothing.h5")
-    assert missing.exit_code == 2 and "Nothing to audit" in missing.output and "--target" in missing.output
+    assert missing.exit_code == 2 and "Nothing to audit" in missing.output and "nothing.h5" in missing.output
     bad = invoke("audit", leaky_cache, "--near-duplicate-threshold", "1.5")
     assert bad.exit_code == 2 and "--near-duplicate-threshold" in bad.output
     csv = invoke("audit", leaky_cache, "--format", "csv")

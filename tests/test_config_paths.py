@@ -79,7 +79,8 @@ def _paths(config, key=None):
         for item in config:
             yield from _paths(item, key)
     elif key in PATH_KEYS and isinstance(config, str) and config not in ("default", "imagenet", "none"):
-        yield key, config
+        for part in config.split(",") if key == "test_data" else [config]:  # real=DIR1,fake=DIR2
+            yield key, part.split("=", 1)[1] if part.startswith(("real=", "fake=")) else part
 
 
 def test_default_config_runs_from_the_repository_root(monkeypatch):

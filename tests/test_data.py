@@ -210,14 +210,14 @@ def test_oversized_images_are_refused_before_decoding(tmp_path: Path, width: int
 
     limit_before = Image.MAX_IMAGE_PIXELS
     with pytest.raises(ImageDecodeError, match=rf"image too large to decode safely: {width * height:,} pixels, "
-                                               r"more than max_pixels 64,000,000"):
+                                               r"more than `max_pixels` 64,000,000"):
         load_image(_png_declaring(tmp_path / "bomb.png", width, height), 32)
     assert Image.MAX_IMAGE_PIXELS == limit_before  # Pillow's global limit is left alone
 
 
 def test_pixel_limit_is_a_parameter(tmp_path: Path):
     path = write_image(tmp_path / "a.png", seed=1, size=20)
-    with pytest.raises(ImageDecodeError, match="400 pixels, more than max_pixels 399"):
+    with pytest.raises(ImageDecodeError, match="400 pixels, more than `max_pixels` 399"):
         load_image(path, 8, max_pixels=399)
     assert load_image(path, 8, max_pixels=400).shape == (8, 8, 3)
     assert load_image(path, 8, max_pixels=None).shape == (8, 8, 3)

@@ -84,7 +84,7 @@ def test_hostile_files_are_skipped_or_ignored_never_a_crash(image_folder: Path, 
     cache = tmp_path / "c.h5"
     result = _extract(image_folder, cache)
     assert result.n_images == 26 and result.skipped == [  # real/more/img_00.png read through the link
-        ("fake/bomb.png", "image too large to decode safely: 400,000,000 pixels, more than max_pixels 64,000,000 "
+        ("fake/bomb.png", "image too large to decode safely: 400,000,000 pixels, more than `max_pixels` 64,000,000 "
                           "(raise it to read this file)")]
     assert dict(result.unsupported) == {
         "fake/gone.png": f"dangling symbolic link (to {tmp_path / 'nowhere.png'})",
@@ -230,7 +230,7 @@ def test_predict_lists_hostile_files_as_error_rows(fitted_model, tmp_path: Path,
     assert rows[2]["path"].endswith("caf\\xe9.png")
     assert rows[0]["p_fake"] is not None and "error" not in rows[0]
     assert [row.get("error") for row in rows[1:]] == [
-        "image too large to decode safely: 400,000,000 pixels, more than max_pixels 64,000,000 (raise it to read this file)",
+        "image too large to decode safely: 400,000,000 pixels, more than `max_pixels` 64,000,000 (raise it to read this file)",
         "file name is not valid UTF-8 (rename the file)",
         "cannot read the file: permission denied",  # the reason extract lists for it too
     ]

@@ -20,7 +20,7 @@ def test_an_image_beyond_max_pixels_is_skipped_with_the_reason_not_decoded(tmp_p
     _png_declaring(root / "train" / "real" / "huge.png", 12000, 12000)  # 144 MP: below Pillow's own bomb limit
     report = audit_data(root, n_boot=50)
     reasons = dict((Path(path).name, reason) for path, reason in report.shortcuts.unreadable)
-    assert reasons == {"huge.png": "image too large to decode safely: 144,000,000 pixels, more than max_pixels "
+    assert reasons == {"huge.png": "image too large to decode safely: 144,000,000 pixels, more than `max_pixels` "
                                    "64,000,000 (raise it to read this file)"}
     assert report.shortcuts.n_train == 48
 
@@ -29,7 +29,7 @@ def test_max_pixels_is_applied_to_every_file_and_checked(tmp_path: Path):
     root = make_split_folder(tmp_path / "faces", sizes={"train": 4, "valid": 2, "test": 4})
     report = audit_data(root, n_boot=20, max_pixels=1000)  # the images are 32 x 32 = 1,024 pixels
     assert report.shortcuts.skipped == "no image file could be read"
-    assert all("more than max_pixels 1,000" in reason for _, reason in report.shortcuts.unreadable)
+    assert all("more than `max_pixels` 1,000" in reason for _, reason in report.shortcuts.unreadable)
     result = CliRunner().invoke(app, ["audit", str(root), "--max-pixels", "1000", "--n-boot", "20"])
     assert result.exit_code == 0 and "shortcut probes not run" in result.output
 

@@ -61,8 +61,8 @@ def with_interval(row: dict[str, Any], key: str, prefix: str = "") -> str:
 
 
 def number(key: str, spec: str = ".3f") -> Callable[[dict[str, Any]], str]:
-    """A column text: the row's `key` formatted with `spec`."""
-    return lambda row: format(row[key], spec)
+    """A column text: the row's `key` formatted with `spec` ("" where the row has no such figure)."""
+    return lambda row: "" if row.get(key) is None else format(row[key], spec)
 
 
 def rank_value(value: Any) -> float:

@@ -102,16 +102,19 @@ def make_request(backbone: str, epochs: int, image_size: int, batch_size: int, l
 
 
 def _trainable_spec(backbone: str, unfreeze_from: str | None) -> BackboneSpec:
-    from featurekit.backbones import get_spec, is_handmade, list_backbones
+    from featurekit.backbones import get_spec, list_backbones
+
+    def is_network(name: str) -> bool:  # an entry with a Keras network (a hand-made feature has none)
+        return hasattr(get_spec(name), "create_network")
 
     known = backbone in list_backbones(include_test=True)
-    if known and unfreeze_from is not None and not is_handmade(backbone):
+    if known and unfreeze_from is not None and is_network(backbone):
         return get_spec(backbone)
     if known and backbone in TRAINABLE_BACKBONES:
         return get_spec(backbone)
-    others = [n for n in list_backbones() if n not in TRAINABLE_BACKBONES and not is_handmade(n)]
-    if known and is_handmade(backbone):
-        problem = f"{backbone!r} is a hand-made feature: it has no weights to train."
+    others = [n for n in list_backbones() if n not in TRAINABLE_BACKBONES and is_network(n)]
+    if known and not is_network(backbone):
+        problem = f"{backbone!r} is a {get_spec(backbone).kind}: it has no weights to train."
     elif known:
         problem = (f"Backbone {backbone!r} cannot be trained from scratch here: only {', '.join(TRAINABLE_BACKBONES)} "
                    f"can ({backbone} is used frozen, as it is, or fine-tuned from its weights above a layer).")
