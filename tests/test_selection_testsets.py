@@ -145,7 +145,7 @@ def test_a_paired_test_set_of_an_empty_folder_is_refused_naming_it(world, tmp_pa
 
 
 def test_rows_say_where_they_were_scored():
-    from featurekit.shifted_scoring import scored_on
+    from featurekit.report.results import scored_on
 
     label = parse_test_set("fake=../other_generator/fake").label
     assert scored_on({"test_set": label, "view": ""}) == "fake=../other_generator/fake + real of the test split"

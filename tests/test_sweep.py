@@ -194,7 +194,7 @@ def test_a_misspelt_key_in_a_sweep_entry_is_refused(tmp_path: Path):
 
     config = tmp_path / "s.toml"
     config.write_text('[[sweep.backbone]]\nbackbone = "test_tiny"\nlayers = ["a"]\n')
-    with pytest.raises(FeaturekitError, match=r"Unknown key `layers` in .*\[\[sweep.backbone\]\] number 1.*`layer`"):
+    with pytest.raises(FeaturekitError, match=r"Unknown key `layers` in .*\[\[sweep.backbone\]\] entry 1.*`layer`"):
         load_config_file(config)
     config.write_text('[sweep]\ntop_k = "3"\n')
     with pytest.raises(FeaturekitError, match=r"`top_k` in .*\[sweep\] must be an integer"):

@@ -249,7 +249,7 @@ def test_training_leaves_the_global_random_state_as_it_was(resumed_run):
 
 
 def test_finished_run_is_refused_without_overwrite(resumed_run):
-    with pytest.raises(FeaturekitError, match="holds a finished training run.*pass overwrite"):
+    with pytest.raises(FeaturekitError, match="holds a finished training run.*pass `overwrite`"):
         train_backbone(resumed_run["data"], out=resumed_run["out"], log=lambda _: None, **SETTINGS)
 
 

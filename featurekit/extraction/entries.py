@@ -9,7 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from featurekit.extraction.request import Tap
+
+@dataclass(frozen=True)
+class Tap:
+    """One output of the shared forward pass: a layer (None: the last block) and how it is pooled."""
+
+    layer: str | None
+    pooling: str
+
 
 @dataclass(frozen=True)
 class EmbedderRequest:
@@ -68,4 +75,4 @@ class Entry:
         return embedder.bytes_per_image()
 
 
-__all__ = ["EmbedderRequest", "Entry", "entry_for"]
+__all__ = ["EmbedderRequest", "Entry", "Tap", "entry_for"]

@@ -11,6 +11,7 @@ from featurekit.choices import DTYPES, ON_MISSING_WEIGHTS
 from featurekit.data import DEFAULT_SPLIT_FRACTIONS, SPLITS
 from featurekit.engines import EngineSettings
 from featurekit.errors import FeaturekitError, given, option_name
+from featurekit.extraction.entries import Tap, entry_for
 from featurekit.options import default as declared
 
 # Which rows a cache holds (its `subset` attribute, part of its identity): "" every image in its split; a split
@@ -18,14 +19,6 @@ from featurekit.options import default as declared
 # every image of the folder as a test image (another test set, scored by probes fitted elsewhere).
 ALL_AS_TEST = "all-as-test"
 SUBSETS = ("", *SPLITS, ALL_AS_TEST)
-
-
-@dataclass(frozen=True)
-class Tap:
-    """One output of the shared forward pass: a layer (None: the last block) and how it is pooled."""
-
-    layer: str | None
-    pooling: str
 
 
 @dataclass(frozen=True)
@@ -89,7 +82,6 @@ def make_request(data: str | Path, backbone: str, weights: str | list[str] | tup
         FeaturekitError: naming the first setting that is wrong.
     """
     from featurekit.engines import engine_settings
-    from featurekit.extraction.entries import entry_for
     from featurekit.views import parse_view
 
     request = ExtractionRequest(

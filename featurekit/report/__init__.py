@@ -27,7 +27,8 @@ from featurekit.report.results import (
     weights_footnotes,
     write_rows,
 )
-from featurekit.report.sweep import sweep_markdown, sweep_table, write_sweep_results
+from featurekit.report.sweep import sweep_markdown, sweep_table
+from featurekit.report.sweep_files import write_sweep_results
 from featurekit.report.tables import Column, markdown_table, rich_table
 
 __all__ = [

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from featurekit.report.document import Document, Note, Table
-from featurekit.report.formats import json_text, render
-from featurekit.report.output import write_bytes, write_text
+from featurekit.report.formats import render
+from featurekit.report.output import write_bytes
 from featurekit.report.results import features_text, scored_on, short_weights, weights_footnotes
 from featurekit.report.tables import Column, with_interval
 from featurekit.sweep import SELECTION_RULE, SweepResult, gain_per_doubling
@@ -146,22 +146,3 @@ def plot_learning_curve(points: Sequence[dict[str, Any]], out: str | Path, title
 
     figure = learning_curve_figure(points, title, gain_per_doubling(points))
     return write_bytes(figure_bytes(figure, "png"), out)
-
-
-def write_sweep_results(result: SweepResult, results_dir: str | Path) -> list[Path]:
-    """results-dir/sweep-NAME.md, .json and .html, and sweep-NAME-learning-curve.png when there is a curve."""
-    from featurekit.report.sweep_page import write_sweep_page
-
-    stem = Path(results_dir) / f"sweep-{result.name}"
-    written = []
-    plot_name = None
-    if result.learning_curve:
-        plot = plot_learning_curve(result.learning_curve, stem.with_name(stem.name + "-learning-curve.png"),
-                                   f"sweep {result.name}: {chosen_line(result)}")
-        plot_name = plot.name
-        written.append(plot)
-    written.append(write_text(sweep_markdown(result, plot_name), stem.with_suffix(".md")))
-    written.append(write_text(json_text(result.to_dict()), stem.with_suffix(".json")))
-    written.append(write_sweep_page(result, stem.with_suffix(".html")))
-    return written
-
