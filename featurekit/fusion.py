@@ -50,13 +50,13 @@ def is_fusion(source: Any) -> bool:
     return isinstance(source, (list, tuple)) and len(source) > 1
 
 
-def open_source(source: str | Path | Sequence[str | Path], log: Callable[[str], None] | None = None
-                ) -> CacheReader | "FusedCache":
-    """Open a cache, or a fusion of several caches given as a list of paths."""
+def open_source(source: str | Path | Sequence[str | Path], log: Callable[[str], None] | None = None,
+                keep_order: bool = False) -> CacheReader | "FusedCache":
+    """Open a cache, or a fusion of several caches given as a list of paths (`keep_order`: see FusedCache)."""
     if isinstance(source, (list, tuple)):
         if not source:
             raise FeaturekitError("No cache given.", received="an empty list of caches", fix="Name at least one cache.")
-        return FusedCache(source, log=log) if len(source) > 1 else open_cache(source[0])
+        return FusedCache(source, log=log, keep_order=keep_order) if len(source) > 1 else open_cache(source[0])
     return open_cache(source)
 
 
@@ -119,7 +119,8 @@ class FusedCache(SplitAccess):
             (sha256, label, split) or that one member lacks without having skipped it.
     """
 
-    def __init__(self, paths: Sequence[str | Path], log: Callable[[str], None] | None = None):
+    def __init__(self, paths: Sequence[str | Path], log: Callable[[str], None] | None = None,
+                 keep_order: bool = False):
         paths = [Path(p) for p in paths]
         if len(paths) < 2:
             raise FeaturekitError("A fusion needs at least two caches.", received=", ".join(map(str, paths)),
@@ -133,18 +134,20 @@ class FusedCache(SplitAccess):
         self._stack = ExitStack()
         try:
             members = [self._stack.enter_context(open_cache(p)) for p in paths]
-            self._setup(members, log or print)
+            self._setup(members, log or print, keep_order)
         except BaseException:
             self._stack.close()
             raise
 
-    def _setup(self, members: list[CacheReader], log: Callable[[str], None]) -> None:
+    def _setup(self, members: list[CacheReader], log: Callable[[str], None], keep_order: bool = False) -> None:
         fingerprints = [m.fingerprint for m in members]
         if len(set(fingerprints)) < len(fingerprints):
             same = [m.path for m in members if fingerprints.count(m.fingerprint) > 1]
             raise FeaturekitError("Two caches of the fusion hold the same features (equal fingerprints).",
                                   received=", ".join(map(str, same)), fix="Fuse caches of different features.")
-        self.members: list[CacheReader] = sorted(members, key=lambda m: m.fingerprint)
+        # Canonical order (by fingerprint), unless the caller keeps its own: the members' substitutes on another
+        # test set or view (other fingerprints) must keep the columns in the order the probe was fitted on.
+        self.members: list[CacheReader] = members if keep_order else sorted(members, key=lambda m: m.fingerprint)
         first = self.members[0]
         for other in self.members[1:]:
             if other.class_names != first.class_names:

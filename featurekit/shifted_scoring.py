@@ -449,7 +449,7 @@ def score_on_test_sets(source: Any, fitted: Any, test_data: list[str | Path], n_
                 for spec in test_data]
     rows = []
     for view, label, caches in targets:
-        with open_source(caches if len(caches) > 1 else caches[0], log) as reader:
+        with open_source(caches if len(caches) > 1 else caches[0], log, keep_order=True) as reader:
             reader.require_splits(("test",))
             metrics = scored(fitted, reader, "test", n_boot, threshold)
         rows.append({"test_set": label, "view": view, "scored_cache": ", ".join(c.name for c in caches),
@@ -458,7 +458,14 @@ def score_on_test_sets(source: Any, fitted: Any, test_data: list[str | Path], n_
 
 
 def _members(source: Any) -> list[Path]:
-    return [Path(p) for p in source] if isinstance(source, (list, tuple)) else [Path(source)]
+    """The member caches of a cache or fusion, in the column order its probes were fitted on (a fusion puts its
+    members in a canonical order, which the caches substituted for them on a view or test set need not share)."""
+    if not isinstance(source, (list, tuple)) or len(source) < 2:
+        return [Path(source[0] if isinstance(source, (list, tuple)) else source)]
+    from featurekit.fusion import open_source
+
+    with open_source(source) as fused:
+        return [Path(p) for p in fused.member_paths]
 
 
 def _attrs(cache: Path) -> dict[str, Any]:
@@ -481,11 +488,12 @@ def valid_and_views_threshold(source: Any, fitted: Any, views: list[str | View],
 
     views = _threshold_views(views)
     members = _members(source)
-    sources = [source] + [[view_cache_for(m, _attrs(m), view, cache_dir, log, split="valid") for m in members]
+    sources = [members] + [[view_cache_for(m, _attrs(m), view, cache_dir, log, split="valid") for m in members]
                           for view in views]
     parts = []
     for part in sources:
-        with open_source(part if not isinstance(part, list) or len(part) > 1 else part[0], log) as reader:
+        with open_source(part if not isinstance(part, list) or len(part) > 1 else part[0], log,
+                         keep_order=True) as reader:
             parts.append(split_scores(fitted, reader, "valid"))
     return float(choose_threshold(np.concatenate([labels for _, labels in parts]),
                                   np.concatenate([scores for scores, _ in parts])))

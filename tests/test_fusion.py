@@ -294,3 +294,30 @@ def test_caches_and_fusions_answer_the_same_interface(tmp_path: Path):
         assert fusion_command_flags(fused.member_paths).endswith(" --fuse")
         assert single.verify_contents() == [] and fused.verify_contents() == []
         assert len(fused.content_checksums) == 2 and fused.content_checksums[0]["features"]
+
+
+def test_substitute_members_keep_the_column_order_the_fused_probe_was_fitted_on(tmp_path: Path):
+    """A fused probe scored on its members' caches of another test set or view: those caches have other
+    fingerprints, so the canonical order (by fingerprint) may swap them; the columns must not move."""
+    from conftest import make_cache
+    from featurekit.fusion import FusedCache
+    from featurekit.shifted_scoring import _members
+
+    rng = np.random.default_rng(0)
+    labels, splits = np.arange(40) % 2, np.array(["train", "valid", "test", "train"] * 10)
+    narrow, wide = rng.normal(size=(40, 3)).astype(np.float32), rng.normal(size=(40, 5)).astype(np.float32)
+    for attempt in range(50):  # substitutes whose canonical order is the other way round
+        a = make_cache(tmp_path / f"a{attempt}.h5", narrow, labels, splits, layer="pool1")
+        b = make_cache(tmp_path / f"b{attempt}.h5", wide, labels, splits, layer="pool2")
+        a2 = make_cache(tmp_path / f"a{attempt}-other.h5", narrow, labels, splits, layer="pool1")
+        b2 = make_cache(tmp_path / f"b{attempt}-other.h5", wide, labels, splits, layer="pool2")
+        with FusedCache([a, b]) as fused, FusedCache([a2, b2]) as canonical:
+            if [p.name for p in fused.member_paths][0].startswith("a") != \
+                    [p.name for p in canonical.member_paths][0].startswith("a"):
+                break
+    order = _members([a, b])
+    substitutes = [{a: a2, b: b2}[p] for p in order]
+    with FusedCache([a, b]) as fused, FusedCache(substitutes, keep_order=True) as kept, \
+            FusedCache(substitutes) as resorted:
+        np.testing.assert_array_equal(kept.load("test")[0], fused.load("test")[0])
+        assert not np.array_equal(resorted.load("test")[0], fused.load("test")[0])  # what went wrong before
