@@ -182,11 +182,26 @@ def _low(row: dict[str, Any], key: str) -> float:
     return float(low) if low is not None and np.isfinite(low) else rank_value(row[key])
 
 
+# A tick label longer than this squeezes the plot itself to nothing (a fusion of three taps names all of them):
+# the middle is elided; the full name stays in the page's table.
+FOREST_LABEL_CHARS = 80
+
+
 def _forest_label(row: dict[str, Any]) -> str:
     where = f" @ {row['view']}" if row.get("view") else ""
     if (row.get("test_set") or "test") != "test":
         where += f" @ {str(row['test_set']).rstrip('/').split('/')[-1]}"
-    return f"{panel_name(row)} {row['probe']}{where}{_label_marks(row)}"
+    suffix = f" {row['probe']}{where}{_label_marks(row)}"
+    return _elided(panel_name(row), FOREST_LABEL_CHARS - len(suffix)) + suffix
+
+
+def _elided(text: str, most: int) -> str:
+    """`text`, its middle replaced by an ellipsis when it is longer than `most` characters."""
+    most = max(most, 20)
+    if len(text) <= most:
+        return text
+    head = (most - 1) * 2 // 3
+    return f"{text[:head]}…{text[len(text) - (most - 1 - head):]}"
 
 
 def learning_curve_figure(points: Sequence[dict[str, Any]], title: str, slope: float | None):
