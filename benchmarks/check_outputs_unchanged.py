@@ -25,7 +25,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 IGNORED_KEYS = {"fit_seconds", "seconds", "created_utc", "versions", "model_dir", "scored_cache", "cache", "path",
-                "fitted", "run_dir", "elapsed", "images_per_second", "weights"}
+                "fitted", "run_dir", "elapsed", "images_per_second", "weights", "source"}
 
 
 def commands(data: Path, out: Path) -> list[tuple[str, list[str]]]:
