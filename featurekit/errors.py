@@ -150,3 +150,10 @@ def _read_literal(literal: str) -> object:
         return ast.literal_eval(path.group(1) if path else literal)
     except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
         return literal
+
+
+def refuse_unknown(parameter: str, value: object, choices, hint: str = "") -> None:
+    """Refuse a value that is not one of `choices`, naming the parameter, the value and every choice."""
+    if value not in choices:
+        raise FeaturekitError(f"Unknown {parameter.replace('_', ' ')} {value!r}.", received=given(parameter, value),
+                              fix=f"Choose one of: {', '.join(choices)}{hint}.")

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from featurekit.choices import POOLINGS, PREPROCESSING_MODES
-from featurekit.errors import FeaturekitError, given, option_name
+from featurekit.errors import FeaturekitError, given, option_name, refuse_unknown
 
 # Preprocessing modes. The first three are keras.applications.imagenet_utils modes; "rescale" is the
 # original study's x/255, kept only as an explicit, labelled option.
@@ -24,22 +24,12 @@ DEFAULT_BATCH_SIZE = 32
 
 def check_preprocessing(mode: str) -> None:
     """Refuse a preprocessing mode that is not one of PREPROCESSING_MODES."""
-    if mode not in PREPROCESSING_MODES:
-        raise FeaturekitError(
-            f"Unknown preprocessing {mode!r}.",
-            received=given("preprocessing", mode),
-            fix=f"Choose one of: {', '.join(PREPROCESSING_MODES)} (or leave it out to use the backbone's own).",
-        )
+    refuse_unknown("preprocessing", mode, PREPROCESSING_MODES, " (or leave it out to use the backbone's own)")
 
 
 def check_pooling(pooling: str) -> None:
     """Refuse a pooling that is not one of POOLINGS."""
-    if pooling not in POOLINGS:
-        raise FeaturekitError(
-            f"Unknown pooling {pooling!r}.",
-            received=given("pooling", pooling),
-            fix=f"Choose one of: {', '.join(POOLINGS)}.",
-        )
+    refuse_unknown("pooling", pooling, POOLINGS)
 
 
 def check_image_size(spec: Any, image_size: Any) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 from featurekit.choices import DTYPES, ON_MISSING_WEIGHTS
 from featurekit.data import DEFAULT_SPLIT_FRACTIONS, SPLITS
 from featurekit.engines import EngineSettings
-from featurekit.errors import FeaturekitError, given, option_name
+from featurekit.errors import FeaturekitError, given, option_name, refuse_unknown
 from featurekit.extraction.entries import Tap, entry_for
 from featurekit.options import default as declared
 
@@ -90,8 +90,8 @@ def make_request(data: str | Path, backbone: str, weights: str | list[str] | tup
         cache=Path(cache) if cache else None, view=parse_view(view), subset=check_subset(subset),
         engine=engine_settings(engine, engine_options, workers), **settings,
         **({"cache_dir": Path(cache_dir)} if cache_dir is not None else {}))
-    _check_choice("dtype", request.dtype, DTYPES)
-    _check_choice("on_missing_weights", request.on_missing_weights, ON_MISSING_WEIGHTS)
+    refuse_unknown("dtype", request.dtype, DTYPES)
+    refuse_unknown("on_missing_weights", request.on_missing_weights, ON_MISSING_WEIGHTS)
     _check_batch_size(request.batch_size)
     taps, precision = entry_for(backbone).check(request.taps, image_size, request.preprocessing, request.precision,
                                                 request.weights)
@@ -117,12 +117,6 @@ def check_subset(subset: str | None) -> str:
         raise FeaturekitError(f"Unknown subset {subset!r}.", received=given("subset", subset),
                               fix=f"Use one of: {', '.join(repr(s) for s in SUBSETS)} ('' for every image).")
     return subset
-
-
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise FeaturekitError(f"Unknown {name} {value!r}.", received=given(name, value),
-                              fix=f"Use one of: {', '.join(choices)}.")
 
 
 def _check_batch_size(batch_size: Any) -> None:
