@@ -131,7 +131,7 @@ def image_sets(args: argparse.Namespace) -> tuple[dict, dict]:
 def fine_tune(args: argparse.Namespace):
     from featurekit.training.runner import train_backbone
 
-    out = REPO / "runs" / f"bench-finetune-{args.backbone}-{args.unfreeze_from}-{args.image_size}"
+    out = REPO / "runs" / f"bench-finetune-{args.backbone}-{args.unfreeze_from}-{args.image_size}-seed{args.seed}"
     return train_backbone(args.data, backbone=args.backbone, weights=args.weights, unfreeze_from=args.unfreeze_from,
                           top_layer=args.top_layer, image_size=args.image_size, epochs=args.epochs,
                           batch_size=args.batch_size, learning_rate=args.learning_rate, patience=args.patience,
