@@ -64,8 +64,8 @@ def main() -> None:
     if not FACES.exists():
         sys.exit(f"needs the shared faces at {FACES}")
 
-    from featurekit.embedder import build_embedder
-    from featurekit.extract import extract
+    from featurekit.backbones.embedder import build_embedder
+    from featurekit.extraction.extract import extract
 
     rows = []
     with tempfile.TemporaryDirectory() as scratch:

@@ -63,7 +63,7 @@ def features(weights: str, args: argparse.Namespace, sets: dict[str, tuple[Path,
     """Mean+std features at the top layer of every image set ({name: (root, paths)}), and the weights label."""
     import numpy as np
 
-    from featurekit.embedder import build_embedder
+    from featurekit.backbones.embedder import build_embedder
     from featurekit.pipeline import image_batches
     from featurekit.views import ViewDecoder, parse_view
 

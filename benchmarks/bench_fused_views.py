@@ -33,8 +33,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from featurekit.cache import open_cache
-    from featurekit.extract import extract_many
-    from featurekit.fitting import load_fitted
+    from featurekit.extraction.extract import extract_many
+    from featurekit.evaluation.fitting import load_fitted
     from featurekit.metrics import evaluate
     from featurekit.probes import fake_scores
 

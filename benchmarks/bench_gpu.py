@@ -110,7 +110,7 @@ def forward_only(backbone: str, pooling: str, image_size: int, precision: str, b
     """In a fresh process: time to the first compiled batch, then images/s of `embedder(batch)` in memory."""
     import numpy as np
 
-    from featurekit.embedder import build_multi_embedder
+    from featurekit.backbones.embedder import build_multi_embedder
 
     embedder = build_multi_embedder(backbone, [(None, pooling)], weights="none", image_size=image_size,
                                     precision=precision, batch_size=batch_size)

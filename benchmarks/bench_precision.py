@@ -1,7 +1,7 @@
 """Backbone precision: float32 vs bfloat16 (and float16 where the hardware has it), measured through `extract`.
 
 For each backbone (VGG16 flatten at 224, InceptionV3 avg at 299 by default) the same N faces are extracted
-once per precision, side by side in ONE run, with the real `featurekit.extract.extract` (decode, compiled
+once per precision, side by side in ONE run, with the real `featurekit.extraction.extract.extract` (decode, compiled
 forward pass, crash-safe batch files). It prints the CPU model and its bfloat16 / float16 flags (machines
 differ: without AMX or AVX512-BF16 units, bfloat16 is emulated and can be slower than float32), the images/s
 of each precision and their ratio, and what the lower precision costs in the features: max and mean
@@ -105,7 +105,7 @@ def main() -> None:
     import keras
 
     from featurekit.cache import open_cache
-    from featurekit.extract import extract
+    from featurekit.extraction.extract import extract
 
     about = machine()
     fp16_units = about["accelerator"] or about["low_precision_flags"]["avx512_fp16"] or about["low_precision_flags"]["amx_fp16"]

@@ -55,9 +55,9 @@ def speedup(args: argparse.Namespace) -> dict:
     import keras
 
     from featurekit.data import scan_image_folder
-    from featurekit.embedder import build_embedder
-    from featurekit.extract import extract
-    from featurekit.fitting import fit_probe
+    from featurekit.backbones.embedder import build_embedder
+    from featurekit.extraction.extract import extract
+    from featurekit.evaluation.fitting import fit_probe
     from featurekit.training.batches import ImageBatches
 
     weights = str(WEIGHTS["vgg16"]) if WEIGHTS["vgg16"].exists() else "none"
@@ -132,7 +132,7 @@ def one_epoch(cache: str, budget_gb: float, epochs: int = 1) -> None:
     """Child process: one head fit of `epochs` epochs on a cache, then print seconds and peak RSS as JSON."""
     import keras  # noqa: F401  (so the baseline below includes the backend)
 
-    from featurekit.fitting import fit_probe
+    from featurekit.evaluation.fitting import fit_probe
 
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     started = time.perf_counter()

@@ -58,9 +58,9 @@ def main() -> None:
     import ray
 
     from featurekit.backend import cpu_info
-    from featurekit.embedder import build_embedder
+    from featurekit.backbones.embedder import build_embedder
     from featurekit.engines import BatchSink
-    from featurekit.extract import extract
+    from featurekit.extraction.extract import extract
 
     # Imports (Keras, its backend) are paid here, not by the first engine timed.
     build_embedder(args.backbone, weights="none", image_size=args.image_size, layer=args.layer, pooling=args.pooling)

@@ -226,7 +226,7 @@ def extract(options: dict[str, Any]) -> None:
     import shlex
     import sys
 
-    from featurekit.extract import extract_from_options
+    from featurekit.extraction.extract import extract_from_options
     from featurekit.extraction.progress import rich_progress_bar
 
     command = shlex.join(["python", "cli.py", *sys.argv[1:]])
@@ -275,7 +275,7 @@ def backbones(options: dict[str, Any]) -> None:
 @command("fit_head")
 def fit_head(options: dict[str, Any]) -> None:
     """Train the study's Dense-512 / Dropout-0.5 / sigmoid head on a cache (train split; early stop on valid)."""
-    from featurekit.workflow import fit_head_from_options
+    from featurekit.jobs.workflow import fit_head_from_options
 
     print_fitted(fit_head_from_options(options, log=console.print), options["cache"])
 
@@ -283,7 +283,7 @@ def fit_head(options: dict[str, Any]) -> None:
 @command("fit")
 def fit(options: dict[str, Any]) -> None:
     """Fit one probe (a scikit-learn baseline, or the head with its declared defaults) on a cache."""
-    from featurekit.workflow import fit_from_options
+    from featurekit.jobs.workflow import fit_from_options
 
     fitted = fit_from_options(options, log=console.print)
     print_fitted(fitted, fitted.meta["cache"])
@@ -306,7 +306,7 @@ def compare(options: dict[str, Any]) -> None:
 
     A terminal narrower than the full table gets the compact columns; --wide shows every metric.
     """
-    from featurekit.compare import compare_from_options
+    from featurekit.evaluation.compare import compare_from_options
     from featurekit.report import check_output
 
     check_output(options["format"], options["out"])
@@ -357,7 +357,7 @@ def train_backbone(options: dict[str, Any]) -> None:
 @command("run")
 def run(options: dict[str, Any]) -> None:
     """The whole job of a config: (train backbones), extract each cache, fit every probe, one compare table."""
-    from featurekit.workflow import run_job
+    from featurekit.jobs.workflow import run_job
 
     run_job(load_config_file(options["config"]), options, log=console.print, render=render_results)
 
@@ -371,7 +371,7 @@ def predict(options: dict[str, Any]) -> None:
     check_output(options["format"], options["out"])
     rows = predict_images(options["model"], options["inputs"], batch_size=options["batch_size"],
                           max_pixels=options["max_pixels"] or None, workers=options["workers"])
-    from featurekit.fitting import read_fitted_meta
+    from featurekit.evaluation.fitting import read_fitted_meta
 
     try:
         class_names = read_fitted_meta(options["model"]).get("class_names") or ["real", "fake"]
@@ -429,7 +429,7 @@ def sweep(options: dict[str, Any]) -> None:
     --learning-curve refits the choice on 1/8, 1/4, 1/2 and all of train and plots test ROC AUC by training size.
     """
     from featurekit.report import print_whole, sweep_table, write_sweep_results
-    from featurekit.sweep import sweep as run_sweep
+    from featurekit.jobs.sweep import sweep as run_sweep
 
     result = run_sweep(load_config_file(options["config"]), options, log=console.print)
     print_whole(console, sweep_table(result))
@@ -444,7 +444,7 @@ def report(options: dict[str, Any]) -> None:
     The page opens offline: the best row with its intervals, a forest plot of every row, ROC and
     precision-recall curves per feature set, the most confident mistakes, and a sortable table.
     """
-    from featurekit.compare import compare_from_options
+    from featurekit.evaluation.compare import compare_from_options
     from featurekit.options import options_for
     from featurekit.report import write_html_report
 

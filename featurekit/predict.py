@@ -8,7 +8,7 @@ P(fake) 0.26 into 0.003 without a word) is refused with the field that differs.
 
 A model fitted on a fusion of caches (its fitted.json lists `members`) rebuilds every member's embedder,
 each checked as above, embeds each image with each of them, and concatenates the features in member
-order, as `featurekit.fusion.FusedCache` did for fitting.
+order, as `featurekit.cache.fusion.FusedCache` did for fitting.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 
 from featurekit.data import IMAGE_SUFFIXES, printable_path, read_problem
 from featurekit.errors import FeaturekitError, WeightsUnavailableError
-from featurekit.fitting import load_fitted
+from featurekit.evaluation.fitting import load_fitted
 from featurekit.hashing import file_sha256
 from featurekit.options import default as declared
 
@@ -268,7 +268,7 @@ def fused_embedders(model_dir: str | Path, meta: dict[str, Any], estimator: Any)
             cache, its fingerprint or its rebuilt embedder, or member sizes and fingerprints that do not
             add up to the fused record (an edited fitted.json).
     """
-    from featurekit.fusion import fused_fingerprint
+    from featurekit.cache.fusion import fused_fingerprint
 
     members = meta.get("members")
     if not isinstance(members, list) or len(members) < 2 or not all(

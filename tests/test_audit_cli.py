@@ -146,7 +146,7 @@ def test_declared_audit_defaults_are_the_audit_library_defaults():
 
 
 def test_compare_warns_loudly_on_a_leaky_cache(leaky_cache: Path, clean_cache: Path, tmp_path: Path):
-    from featurekit.compare import compare
+    from featurekit.evaluation.compare import compare
 
     messages: list[str] = []
     rows = compare([leaky_cache, clean_cache], ["logreg"], runs_dir=tmp_path / "runs", n_boot=0, log=messages.append)

@@ -487,7 +487,7 @@ def test_an_unreadable_cached_imagenet_file_is_a_clear_error_not_random_features
     assert not isinstance(info.value, WeightsUnavailableError)
     assert "(PermissionError: [Errno 13] Permission denied" in str(info.value)
 
-    from featurekit.extract import extract
+    from featurekit.extraction.extract import extract
 
     with pytest.raises(FeaturekitError, match="local file error"):
         extract(image_folder, backbone="vgg16", weights="imagenet", image_size=32, pooling="avg",

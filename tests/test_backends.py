@@ -21,7 +21,7 @@ import pytest
 
 from conftest import REPO, make_image_folder
 from featurekit.backbones import POOLINGS, create_backbone
-from featurekit.embedder import build_multi_embedder
+from featurekit.backbones.embedder import build_multi_embedder
 
 pytestmark = pytest.mark.backend
 
@@ -55,7 +55,7 @@ def test_features_of_the_same_weights_agree_across_backends(tmp_path: Path):
     there = _run_python("""
         import json, sys
         import numpy as np
-        from featurekit.embedder import build_multi_embedder
+        from featurekit.backbones.embedder import build_multi_embedder
         weights, images, out, taps = sys.argv[1], np.load(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
         embedder = build_multi_embedder("test_tiny", [tuple(t) for t in taps], weights=weights, batch_size=4)
         np.savez(out, *embedder(images))
@@ -74,9 +74,9 @@ NO_TENSORFLOW_SCRIPT = """
     import json, sys
     from pathlib import Path
     root = Path(sys.argv[1])
-    from featurekit.compare import compare
-    from featurekit.extract import extract
-    from featurekit.fitting import fit_probe
+    from featurekit.evaluation.compare import compare
+    from featurekit.extraction.extract import extract
+    from featurekit.evaluation.fitting import fit_probe
     from featurekit.predict import predict
     from featurekit.report import describe_cache, render_cache
     from rich.console import Console
@@ -112,8 +112,8 @@ def test_the_head_probe_never_imports_tensorflow_under_jax(tmp_path: Path):
         import json, sys
         from pathlib import Path
         root = Path(sys.argv[1])
-        from featurekit.extract import extract
-        from featurekit.fitting import fit_probe
+        from featurekit.extraction.extract import extract
+        from featurekit.evaluation.fitting import fit_probe
         result = extract(root / "faces", "test_tiny", pooling="avg", cache=root / "c.h5", progress=False,
                          log=lambda m: None)
         fit_probe(result.cache_path, "head", {"epochs": 2}, runs_dir=root / "runs", log=lambda m: None)
@@ -141,7 +141,7 @@ TRAIN_SCRIPT = """
 
     if network == "tiny":
         model.build_classifier = tiny_classifier
-    from featurekit.extract import extract
+    from featurekit.extraction.extract import extract
     from featurekit.training.runner import train_backbone
     result = train_backbone(root / "faces", epochs=2, image_size=32, batch_size=4, out=root / "run",
                             progress=False, log=lambda m: None)

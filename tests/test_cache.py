@@ -506,7 +506,7 @@ def test_a_lock_file_featurekit_did_not_make_is_refused_and_never_written(tmp_pa
 
 def test_a_cache_still_being_extracted_is_reported_in_progress_not_stopped(tmp_path: Path):
     """compare/open while another extraction holds the lock: "in progress", not "stopped ... re-run" (16.15)."""
-    from featurekit.compare import compare
+    from featurekit.evaluation.compare import compare
 
     cache_path = tmp_path / "c.h5"
     partial = PartialCache(cache_path)

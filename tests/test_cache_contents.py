@@ -16,9 +16,9 @@ import pytest
 
 from conftest import separable_cache
 from featurekit.cache import open_cache
-from featurekit.compare import compare
+from featurekit.evaluation.compare import compare
 from featurekit.errors import FeaturekitError
-from featurekit.fitting import fit_probe, load_fitted
+from featurekit.evaluation.fitting import fit_probe, load_fitted
 
 QUIET = {"log": lambda message: None}
 

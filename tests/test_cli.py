@@ -284,11 +284,11 @@ def _capture(monkeypatch, target: str, returned=None) -> list:
 
 
 @pytest.mark.parametrize("command, target, args, required", [
-    ("extract", "featurekit.extract.extract_from_options", ["--data", "D", "--backbone", "b"],
+    ("extract", "featurekit.extraction.extract.extract_from_options", ["--data", "D", "--backbone", "b"],
      {"data": Path("D"), "backbone": "b"}),
-    ("fit_head", "featurekit.workflow.fit_head_from_options", ["--cache", "c.h5"], {"cache": Path("c.h5")}),
-    ("fit", "featurekit.workflow.fit_from_options", ["--cache", "c.h5"], {"cache": [Path("c.h5")]}),
-    ("compare", "featurekit.compare.compare_from_options", [], {}),
+    ("fit_head", "featurekit.jobs.workflow.fit_head_from_options", ["--cache", "c.h5"], {"cache": Path("c.h5")}),
+    ("fit", "featurekit.jobs.workflow.fit_from_options", ["--cache", "c.h5"], {"cache": [Path("c.h5")]}),
+    ("compare", "featurekit.evaluation.compare.compare_from_options", [], {}),
     ("train_backbone", "featurekit.training.runner.train_from_options", ["--data", "D"], {"data": Path("D")}),
 ])
 def test_commands_get_the_declared_defaults(monkeypatch, command, target, args, required):
@@ -304,7 +304,7 @@ def test_commands_get_the_declared_defaults(monkeypatch, command, target, args, 
 def test_a_flag_given_with_its_default_value_still_beats_the_config_file(tmp_path: Path, monkeypatch):
     config = tmp_path / "x.toml"
     config.write_text('[extract]\nbatch_size = 8\noverwrite = true\n')
-    calls = _capture(monkeypatch, "featurekit.extract.extract_from_options", returned=[])
+    calls = _capture(monkeypatch, "featurekit.extraction.extract.extract_from_options", returned=[])
     result = invoke("extract", "--config", config, "--data", "D", "--backbone", "b", "--batch-size", "32",
                     "--no-overwrite")
     assert result.exit_code == 0, result.output
@@ -317,16 +317,16 @@ def test_head_epochs_default_is_the_same_under_fit_fit_head_compare_and_run(tmp_
 
     from featurekit.options import head_params
 
-    fits = _capture(monkeypatch, "featurekit.fitting.fit_probe", returned=KeyboardInterrupt())
+    fits = _capture(monkeypatch, "featurekit.evaluation.fitting.fit_probe", returned=KeyboardInterrupt())
     assert invoke("fit", "--cache", "c.h5", "--probe", "head").exit_code == 130
     assert invoke("fit-head", "--cache", "c.h5").exit_code == 130
     assert [(args[1], args[2]) for args, _ in fits] == [("head", head_params()), ("head", head_params())]
 
-    compares = _capture(monkeypatch, "featurekit.compare.compare", returned=[])
+    compares = _capture(monkeypatch, "featurekit.evaluation.compare.compare", returned=[])
     assert invoke("compare", "--cache", "c.h5", "--format", "json").exit_code == 0
     extracted = types.SimpleNamespace(status="extracted", cache_path=tmp_path / "c.h5", n_images=1, n_computed=0,
                                       images_per_second=0.0, weights_label="random-init")
-    _capture(monkeypatch, "featurekit.extract.extract_from_options", returned=[extracted])
+    _capture(monkeypatch, "featurekit.extraction.extract.extract_from_options", returned=[extracted])
     config = tmp_path / "job.toml"
     config.write_text(f'data = "{tmp_path}"\n[[run.extract]]\nbackbone = "test_tiny"\n')
     assert invoke("run", "--config", config).exit_code == 0
@@ -529,7 +529,7 @@ def test_compare_files_carry_every_column(tmp_path: Path, two_caches):
     import io
     import json
 
-    from featurekit.compare import ROW_KEYS
+    from featurekit.evaluation.compare import ROW_KEYS
 
     first = _compare(tmp_path, two_caches, "--format", "json")
     assert "fitting logreg" in first.stderr  # progress stays out of the data
@@ -545,17 +545,17 @@ def test_compare_files_carry_every_column(tmp_path: Path, two_caches):
 
 
 @pytest.mark.parametrize("argv, target, expected", [
-    (["extract", "--data", "D", "--backbone", "b"], "featurekit.extract.extract_from_options",
+    (["extract", "--data", "D", "--backbone", "b"], "featurekit.extraction.extract.extract_from_options",
      "Finished batches are kept; run the same command again to resume."),
     (["train-backbone", "--data", "D"], "featurekit.training.runner.train_from_options", "Finished epochs are kept"),
-    (["fit-head", "--cache", "c.h5"], "featurekit.workflow.fit_head_from_options",
+    (["fit-head", "--cache", "c.h5"], "featurekit.jobs.workflow.fit_head_from_options",
      "nothing was saved for the head in progress"),
-    (["fit", "--cache", "c.h5"], "featurekit.workflow.fit_from_options", "nothing was saved for the probe in progress"),
-    (["compare", "--cache", "c.h5"], "featurekit.compare.compare_from_options",
+    (["fit", "--cache", "c.h5"], "featurekit.jobs.workflow.fit_from_options", "nothing was saved for the probe in progress"),
+    (["compare", "--cache", "c.h5"], "featurekit.evaluation.compare.compare_from_options",
      "probes already fitted are kept and reused"),
     (["predict", "--model", "m", "x.png"], "featurekit.predict.predict", "no predictions were written"),
     (["run", "--config", Path(__file__).resolve().parents[1] / "configs" / "default.toml"],
-     "featurekit.workflow.run_job", "fitted probes are kept; run the same command again to continue"),
+     "featurekit.jobs.workflow.run_job", "fitted probes are kept; run the same command again to continue"),
 ])
 def test_ctrl_c_says_what_is_kept(monkeypatch, argv, target, expected):
     _capture(monkeypatch, target, returned=KeyboardInterrupt())
@@ -581,8 +581,8 @@ def test_backbones_files_lists_the_known_weights_with_their_labels():
 def test_predict_names_the_positive_class_in_its_score_column(tmp_path: Path):
     """With class folders other than real/fake, P(...) says which class the score is the probability of."""
     from conftest import make_image_folder
-    from featurekit.extract import extract
-    from featurekit.fitting import fit_probe
+    from featurekit.extraction.extract import extract
+    from featurekit.evaluation.fitting import fit_probe
 
     data = make_image_folder(tmp_path / "cats", per_class=12, classes=("cat", "dog"))
     cache = extract(data, "test_tiny", pooling="avg", cache=tmp_path / "c.h5", progress=False, log=lambda m: None)
@@ -621,7 +621,7 @@ def test_received_says_the_default_when_the_user_passed_no_such_flag(monkeypatch
 
     error = WeightsUnavailableError("ImageNet weights cannot be downloaded.",
                                     received=f"{given('backbone', 'vgg16')}, {given('weights', 'imagenet')}")
-    _capture(monkeypatch, "featurekit.extract.extract_from_options", returned=error)
+    _capture(monkeypatch, "featurekit.extraction.extract.extract_from_options", returned=error)
     result = invoke("extract", "--data", "D", "--backbone", "vgg16")
     assert result.exit_code == 2
     assert "Received: --backbone vgg16, the default --weights (imagenet)." in result.output, result.output
@@ -718,7 +718,7 @@ def test_progress_messages_of_the_library_are_spelled_as_flags_too(monkeypatch):
         log(f"skipped big.png: more than {option_name('max_pixels')} 64,000,000 pixels; `layers` stays")
         return []
 
-    monkeypatch.setattr("featurekit.extract.extract_from_options", fake)
+    monkeypatch.setattr("featurekit.extraction.extract.extract_from_options", fake)
     result = invoke("extract", "--data", "D", "--backbone", "b")
     assert result.exit_code == 0, result.output
     assert "more than --max-pixels 64,000,000 pixels; `layers` stays" in result.output

@@ -8,9 +8,9 @@ import pytest
 
 from conftest import make_cache, separable_cache
 from featurekit.cache import open_cache
-from featurekit.compare import ROW_KEYS, compare
+from featurekit.evaluation.compare import ROW_KEYS, compare
 from featurekit.errors import FeaturekitError
-from featurekit.fitting import fit_probe, load_fitted
+from featurekit.evaluation.fitting import fit_probe, load_fitted
 from featurekit.report import write_rows
 
 FAST_HEAD = {"epochs": 15, "batch_size": 32}
@@ -58,7 +58,7 @@ def test_threshold_comes_from_valid_not_test(tmp_path: Path):
     features[splits == "test"] += 0.7
     cache = make_cache(tmp_path / "shift.h5", features, labels, splits)
     fitted = fit_probe(cache, "logreg", runs_dir=tmp_path / "runs", log=lambda m: None)
-    from featurekit.fitting import split_scores
+    from featurekit.evaluation.fitting import split_scores
     from featurekit.metrics import choose_threshold
 
     with open_cache(cache) as reader:
@@ -142,7 +142,7 @@ def test_outputs_in_every_format(tmp_path: Path):
 
 
 def test_a_crash_before_the_swap_keeps_the_old_fit(tmp_path: Path, monkeypatch):
-    import featurekit.fitting as fitting
+    import featurekit.evaluation.fitting as fitting
 
     cache = separable_cache(tmp_path / "sep.h5")
     old = fit_probe(cache, "logreg", runs_dir=tmp_path / "runs", log=lambda m: None)
@@ -165,7 +165,7 @@ def test_a_crash_before_the_swap_keeps_the_old_fit(tmp_path: Path, monkeypatch):
 def test_two_fits_into_one_folder_both_succeed(tmp_path: Path, monkeypatch):
     import threading
 
-    import featurekit.fitting as fitting
+    import featurekit.evaluation.fitting as fitting
     from featurekit.fsutil import replace_directory
 
     cache = separable_cache(tmp_path / "sep.h5")

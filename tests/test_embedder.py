@@ -11,7 +11,7 @@ import pytest
 
 from featurekit.backbones import POOLINGS, create_backbone
 from featurekit.hashing import file_sha256
-from featurekit.embedder import Embedder, build_embedder, pooled_dim, preprocess
+from featurekit.backbones.embedder import Embedder, build_embedder, pooled_dim, preprocess
 from featurekit.errors import FeaturekitError
 
 # One known pixel, RGB = (255, 128, 0), and what each mode must turn it into.
@@ -328,7 +328,7 @@ def _assert_same_numbers(actual: np.ndarray, desired: np.ndarray) -> None:
 def test_keras_ops_preprocessing_equals_imagenet_utils(mode):
     from keras.applications import imagenet_utils
 
-    from featurekit.embedder import Preprocessing
+    from featurekit.backbones.embedder import Preprocessing
 
     images = _images(8, batch=3, seed=1)
     keras_own = imagenet_utils.preprocess_input(images.astype(np.float32), data_format="channels_last", mode=mode)
@@ -358,7 +358,7 @@ def test_a_padded_last_batch_gives_the_rows_of_an_unpadded_run():
 
 @pytest.mark.backend
 def test_the_embedder_is_a_keras_model_with_keras_ops_layers(tiny_flatten):
-    from featurekit.embedder import Pooling, Preprocessing
+    from featurekit.backbones.embedder import Pooling, Preprocessing
 
     model = tiny_flatten.model
     assert isinstance(model, keras.Model)
@@ -368,7 +368,7 @@ def test_the_embedder_is_a_keras_model_with_keras_ops_layers(tiny_flatten):
 
 @pytest.mark.parametrize("size", [0, -1, 7, 2049, 100_000, 32.0, True, "32"])
 def test_image_sizes_outside_the_sane_range_are_refused_before_building(size, monkeypatch):
-    import featurekit.embedder as embedder_module
+    import featurekit.backbones.embedder as embedder_module
 
     monkeypatch.setattr(embedder_module, "build_with_weights", lambda *a, **k: pytest.fail("built despite the bad size"))
     with pytest.raises(FeaturekitError, match=r"image_size="):

@@ -15,7 +15,7 @@ from featurekit.cache import PartialCache, open_cache
 from featurekit.engines import BatchSink, ExtractionJob, check_engine_request
 from featurekit.engines.ray_engine import ClusterShape, _BatchWorker, plan_workers
 from featurekit.errors import FeaturekitError
-from featurekit.extract import extract
+from featurekit.extraction.extract import extract
 
 
 def _extract(data: Path, cache: Path, **options):
@@ -203,7 +203,7 @@ def test_workers_too_large_for_any_node_are_refused():
 @pytest.fixture
 def worker_setup(tmp_path: Path):
     from featurekit.data import scan_image_folder
-    from featurekit.embedder import build_multi_embedder
+    from featurekit.backbones.embedder import build_multi_embedder
 
     data = make_image_folder(tmp_path / "faces", per_class=3)
     (data / "real" / "empty.jpg").write_bytes(b"")

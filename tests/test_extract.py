@@ -14,7 +14,7 @@ from conftest import REPO, make_image_folder, write_image
 from featurekit.cache import PartialCache, open_cache
 from featurekit.data import load_image
 from featurekit.errors import FeaturekitError, WeightsUnavailableError
-from featurekit.extract import extract
+from featurekit.extraction.extract import extract
 
 
 def _extract(data: Path, cache: Path, **options):
@@ -26,7 +26,7 @@ def _extract(data: Path, cache: Path, **options):
 
 @pytest.mark.backend
 def test_cache_rows_are_the_backbone_features_of_each_image(image_folder: Path, tmp_path: Path):
-    from featurekit.embedder import build_embedder
+    from featurekit.backbones.embedder import build_embedder
 
     result = _extract(image_folder, tmp_path / "c.h5")
     assert result.status == "extracted" and result.n_images == 24 and result.n_skipped == 0
@@ -80,7 +80,7 @@ def test_float16_halves_the_features(image_folder: Path, tmp_path: Path):
 
 
 def test_missing_imagenet_weights_can_fall_back_to_labelled_random(image_folder: Path, tmp_path: Path, monkeypatch):
-    import featurekit.embedder as embedder_module
+    import featurekit.backbones.embedder as embedder_module
 
     real_build = embedder_module.multi_embedder_for_spec
 
@@ -186,7 +186,7 @@ def test_shared_faces_with_near_imagenet_vgg16_are_labelled_so(shared_faces: Pat
 
 @pytest.mark.backend
 def test_several_taps_from_one_pass_equal_separate_extractions(image_folder: Path, tmp_path: Path):
-    from featurekit.extract import extract_many
+    from featurekit.extraction.extract import extract_many
 
     results = extract_many(image_folder, "test_tiny", layers=["pool1", "pool2"], poolings=["avg", "meanstd"],
                            cache_dir=tmp_path / "multi", batch_size=4, precision="float32", log=lambda m: None)
@@ -297,7 +297,7 @@ def test_weights_trained_on_the_valid_or_test_images_are_refused_unless_allowed(
         assert made.attrs["train_overlap_valid"] == expected["valid"]
         assert made.attrs["train_overlap_test"] == expected["test"]
         assert made.attrs["weights_label"] == "test_tiny trained on faces (train split, 24 images, epoch 3)"
-    from featurekit.compare import compare
+    from featurekit.evaluation.compare import compare
     from featurekit.report import results_markdown
 
     rows = compare([result.cache_path], ["logreg"], runs_dir=tmp_path / "runs", n_boot=0, log=lambda m: None)
@@ -428,7 +428,7 @@ def test_a_batch_larger_than_the_folder_is_never_padded_beyond_its_images(image_
 def test_a_batch_that_does_not_fit_in_memory_is_refused_before_anything_runs(image_folder: Path, tmp_path: Path,
                                                                             monkeypatch):
     import featurekit.extraction.memory as memory
-    from featurekit.embedder import build_multi_embedder
+    from featurekit.backbones.embedder import build_multi_embedder
     from featurekit.extraction.entries import entry_for
 
     one_image = entry_for("test_tiny").bytes_per_image(build_multi_embedder("test_tiny", [(None, "avg")],
@@ -458,7 +458,7 @@ def test_the_memory_estimate_scales_with_batch_and_names_a_batch_that_fits():
 
 
 def test_a_keras_backbone_estimate_counts_its_largest_feature_map():
-    from featurekit.embedder import build_multi_embedder
+    from featurekit.backbones.embedder import build_multi_embedder
     from featurekit.extraction.entries import entry_for
 
     small = build_multi_embedder("vgg16", taps=[("block1_pool", "avg")], weights="none", image_size=32)

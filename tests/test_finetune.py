@@ -120,7 +120,7 @@ def test_extract_uses_the_finetuned_file_with_its_label_and_refuses_its_training
     import keras
 
     from featurekit.backbones.weights import shipped_record
-    from featurekit.extract import extract
+    from featurekit.extraction.extract import extract
 
     result = finetuned_run["result"]
     quiet = dict(progress=False, log=lambda _: None, image_size=IMAGE_SIZE, pooling="avg")

@@ -15,10 +15,10 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import make_cache, make_image_folder
-from featurekit.compare import compare, compare_from_options
+from featurekit.evaluation.compare import compare, compare_from_options
 from featurekit.errors import FeaturekitError
-from featurekit.fitting import fit_probe, split_scores
-from featurekit.fusion import FusedCache, fused_fingerprint
+from featurekit.evaluation.fitting import fit_probe, split_scores
+from featurekit.cache.fusion import FusedCache, fused_fingerprint
 from featurekit.metrics import roc_auc
 
 N = 1000
@@ -159,10 +159,10 @@ def test_other_classes_and_the_same_cache_twice_are_refused(tmp_path: Path):
 
 
 def test_streamed_fusion_under_a_zero_budget_matches_the_loaded_features(tmp_path: Path, monkeypatch):
-    import featurekit.fusion
+    import featurekit.cache.fusion
 
     a, b = split_signal(tmp_path)
-    monkeypatch.setattr(featurekit.fusion, "BLOCK_BYTES", 7 * 4 * 4)  # many small blocks and windows
+    monkeypatch.setattr(featurekit.cache.fusion, "BLOCK_BYTES", 7 * 4 * 4)  # many small blocks and windows
     with FusedCache([a, b]) as fused:
         loaded, labels = fused.load("train")
         streamed = list(fused.iter_batches("train", 25))
@@ -219,7 +219,7 @@ def test_compare_fuse_flag_and_config_tables_add_fused_rows(tmp_path: Path):
 
 @pytest.fixture(scope="module")
 def fused_on_images(tmp_path_factory):
-    from featurekit.extract import extract_many
+    from featurekit.extraction.extract import extract_many
 
     root = tmp_path_factory.mktemp("fused")
     data = make_image_folder(root / "faces", per_class=30)
@@ -262,7 +262,7 @@ def test_fused_predict_refuses_an_edited_member_record(fused_on_images, tmp_path
 
 
 def test_fused_predict_decodes_once_per_member_size(fused_on_images, tmp_path: Path):
-    from featurekit.extract import extract
+    from featurekit.extraction.extract import extract
     from featurekit.predict import predict
 
     data, caches, _ = fused_on_images
@@ -283,7 +283,7 @@ def test_fused_predict_decodes_once_per_member_size(fused_on_images, tmp_path: P
 def test_caches_and_fusions_answer_the_same_interface(tmp_path: Path):
     """Names, run folders, member paths and command flags without asking which kind of source it is."""
     from featurekit.cache import open_cache
-    from featurekit.fusion import fusion_command_flags
+    from featurekit.cache.fusion import fusion_command_flags
 
     a, b = split_signal(tmp_path, n=40)
     with open_cache(a) as single, FusedCache([a, b]) as fused:
@@ -300,8 +300,8 @@ def test_substitute_members_keep_the_column_order_the_fused_probe_was_fitted_on(
     """A fused probe scored on its members' caches of another test set or view: those caches have other
     fingerprints, so the canonical order (by fingerprint) may swap them; the columns must not move."""
     from conftest import make_cache
-    from featurekit.fusion import FusedCache
-    from featurekit.shifted_scoring import _members
+    from featurekit.cache.fusion import FusedCache
+    from featurekit.evaluation.shifted_scoring import _members
 
     rng = np.random.default_rng(0)
     labels, splits = np.arange(40) % 2, np.array(["train", "valid", "test", "train"] * 10)

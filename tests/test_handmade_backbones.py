@@ -15,7 +15,7 @@ from featurekit.backbones import create_backbone, get_spec, list_backbones
 from featurekit.cache import open_cache
 from featurekit.data import decode_rgb
 from featurekit.errors import FeaturekitError
-from featurekit.extract import extract, extract_many
+from featurekit.extraction.extract import extract, extract_many
 from featurekit.handmade import get_handmade
 
 QUIET = {"progress": False, "log": lambda message: None}
@@ -103,7 +103,7 @@ def test_backbones_listing_shows_hand_made_features():
 
 def test_extracting_hand_made_features_imports_no_keras(tmp_path: Path):
     texture_folder(tmp_path / "t", size=24, counts=(("train", 1), ("valid", 1), ("test", 1)))
-    code = ("import sys; from featurekit.extract import extract; "
+    code = ("import sys; from featurekit.extraction.extract import extract; "
             f"r = extract({str(tmp_path / 't')!r}, 'spam', image_size=24, cache={str(tmp_path / 'c.h5')!r}, "
             "progress=False, log=lambda m: None); assert r.n_images == 6; "
             "print(sorted(m for m in ('keras', 'tensorflow', 'jax') if m in sys.modules))")
@@ -193,7 +193,7 @@ def test_spectrum_is_a_backbone_too(textures: Path, tmp_path: Path):
 
 
 def test_hand_made_caches_go_through_compare_and_predict(textures: Path, tmp_path: Path):
-    from featurekit.compare import compare_from_options
+    from featurekit.evaluation.compare import compare_from_options
     from featurekit.predict import predict
 
     result = extract(textures, "spam", image_size=48, cache_dir=tmp_path / "cache", **QUIET)

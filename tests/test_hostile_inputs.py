@@ -18,7 +18,7 @@ from conftest import make_image_folder, write_image
 from featurekit.data import printable_path
 from featurekit.cache import PartialCache, open_cache
 from featurekit.errors import FeaturekitError
-from featurekit.extract import extract
+from featurekit.extraction.extract import extract
 
 
 def _extract(data: Path, cache: Path, **options):
@@ -207,7 +207,7 @@ def test_a_cache_with_rows_missing_is_refused_not_called_up_to_date(image_folder
 
 @pytest.fixture(scope="module")
 def fitted_model(tmp_path_factory):
-    from featurekit.fitting import fit_probe
+    from featurekit.evaluation.fitting import fit_probe
 
     root = tmp_path_factory.mktemp("hostile_predict")
     data = make_image_folder(root / "faces", per_class=20)

@@ -92,7 +92,7 @@ def test_complete_fills_declared_defaults_and_refuses_unknown_or_missing_options
 
 
 def test_library_entry_points_speak_of_parameters_not_flags():
-    from featurekit.extract import extract_from_options
+    from featurekit.extraction.extract import extract_from_options
 
     with pytest.raises(FeaturekitError) as caught:
         extract_from_options({"backbone": "vgg16"})
@@ -112,11 +112,11 @@ def _signature_defaults(function) -> dict:
 
 def test_library_signatures_agree_with_the_declarations():
     """Drift guard: where a library function still spells a default itself, it must equal the declared one."""
-    from featurekit.compare import compare
+    from featurekit.evaluation.compare import compare
     from dataclasses import fields
 
     from featurekit.extraction.request import ExtractionRequest
-    from featurekit.fitting import fit_probe
+    from featurekit.evaluation.fitting import fit_probe
     from featurekit.predict import predict
     from featurekit.training.runner import train_backbone
 
@@ -210,7 +210,7 @@ def test_precedence_is_defaults_then_top_level_then_table_then_step_then_flags(t
 
 
 def test_a_dict_from_python_is_held_to_the_same_rules_as_a_file():
-    from featurekit.workflow import run_job
+    from featurekit.jobs.workflow import run_job
 
     with pytest.raises(FeaturekitError, match="Unknown top-level key `dta`"):
         run_job({"dta": "x", "run": {"extract": [{"backbone": "vgg16"}]}})
@@ -285,7 +285,7 @@ def test_choices_are_declared_once_and_the_library_agrees():
     from featurekit.backbones import POOLINGS, PREPROCESSING_MODES
     from featurekit.backend import PRECISIONS
     from featurekit.engines import ENGINES
-    from featurekit.extract import DTYPES
+    from featurekit.extraction.extract import DTYPES
     from featurekit.probes import list_probes
     from featurekit.report.formats import FORMATS as RENDERERS
 

@@ -21,7 +21,7 @@ import skops.io
 
 from conftest import separable_cache
 from featurekit.errors import FeaturekitError
-from featurekit.fitting import fit_probe, load_fitted, read_fitted_meta
+from featurekit.evaluation.fitting import fit_probe, load_fitted, read_fitted_meta
 from featurekit.probes import (
     SGDLinearProbe,
     UnloadableProbeError,
@@ -261,7 +261,7 @@ def test_load_fitted_refuses_an_old_pickle_with_the_refit_command(tmp_path: Path
 
 
 def test_compare_refits_an_old_pickle_folder_without_opening_it(tmp_path: Path, marker: Path):
-    from featurekit.compare import compare
+    from featurekit.evaluation.compare import compare
 
     cache = separable_cache(tmp_path / "sep.h5")
     runs = tmp_path / "runs"
@@ -277,7 +277,7 @@ def test_compare_refits_an_old_pickle_folder_without_opening_it(tmp_path: Path, 
 
 @pytest.mark.parametrize("damage", ["truncated", "empty", "list", "no-threshold"])
 def test_a_truncated_fitted_json_is_a_clear_error(damage, tmp_path: Path):
-    from featurekit.compare import compare
+    from featurekit.evaluation.compare import compare
 
     cache = separable_cache(tmp_path / "sep.h5")
     fitted = fit_probe(cache, "logreg", runs_dir=tmp_path / "runs", log=lambda m: None)

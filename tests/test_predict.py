@@ -8,8 +8,8 @@ import pytest
 from conftest import make_image_folder
 from featurekit.cache import open_cache
 from featurekit.errors import FeaturekitError
-from featurekit.extract import extract
-from featurekit.fitting import fit_probe, split_scores
+from featurekit.extraction.extract import extract
+from featurekit.evaluation.fitting import fit_probe, split_scores
 from featurekit.predict import predict
 
 

@@ -23,7 +23,7 @@ pytest.importorskip("ray.data", reason="Ray Data is not installed (pip install '
 
 from featurekit.cache import PartialCache, open_cache  # noqa: E402
 from featurekit.errors import FeaturekitError  # noqa: E402
-from featurekit.extract import extract  # noqa: E402
+from featurekit.extraction.extract import extract  # noqa: E402
 from test_engines import faulty_worker  # noqa: E402
 
 COMMON = {"backbone": "test_tiny", "pooling": "avg", "batch_size": 4, "progress": False}
@@ -192,7 +192,7 @@ TWO_NODES = """
 import json, sys, time
 from ray.cluster_utils import Cluster
 sys.path.insert(0, {repo!r})
-from featurekit.extract import extract
+from featurekit.extraction.extract import extract
 from featurekit.cache import open_cache
 cluster = Cluster(initialize_head=True, head_node_args={{"num_cpus": 1}})
 cluster.add_node(num_cpus=2)

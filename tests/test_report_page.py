@@ -172,7 +172,7 @@ def test_the_report_command_writes_one_page_from_caches(tmp_path: Path):
 
 def test_the_sweep_writes_its_page_beside_its_markdown(tmp_path: Path):
     from featurekit.report import write_sweep_results
-    from featurekit.sweep import select_on_valid
+    from featurekit.jobs.sweep import select_on_valid
 
     caches = [separable_cache(tmp_path / f"s{i}.h5", seed=i, shift=0.5 + i) for i in range(2)]
     result = select_on_valid(caches, ["logreg"], top_k=0, runs_dir=tmp_path / "runs", n_boot=20, audit=False,

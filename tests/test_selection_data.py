@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import make_cache
-from featurekit.compare import compare_from_options
+from featurekit.evaluation.compare import compare_from_options
 from featurekit.errors import FeaturekitError
 
 QUIET = {"log": lambda message: None}
@@ -88,7 +88,7 @@ def test_compare_data_keeps_that_folders_caches_from_the_command_line(two_data_s
 
 
 def test_a_fusion_row_names_its_members_data_set(two_data_sets, tmp_path: Path):
-    from featurekit.compare import compare
+    from featurekit.evaluation.compare import compare
 
     cache_dir, mine, _ = two_data_sets
     twin = _cache(cache_dir.parent / "twin.h5", mine, "1a2b3c4d" + "0" * 56, seed=2, layer="pool1")

@@ -123,7 +123,7 @@ def test_an_error_while_running_an_entry_of_run_names_the_file_and_the_entry(fac
 
 
 def test_plain_names_are_kept():
-    from featurekit.sweep import check_name
+    from featurekit.jobs.sweep import check_name
 
     for name in ("shared_faces", "faces v2.1", "grid-3"):
         assert check_name(name) == name

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import make_cache
-from featurekit.compare import compare, shift_figures
+from featurekit.evaluation.compare import compare, shift_figures
 
 
 def _brute_force_oracle(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -51,10 +51,10 @@ def test_a_shifted_test_split_keeps_its_ranking_while_the_valid_threshold_fails(
 def test_a_threshold_chosen_on_valid_plus_its_views(tmp_path: Path):
     from conftest import make_image_folder
     from featurekit.cache import open_cache
-    from featurekit.compare import compare_from_options
+    from featurekit.evaluation.compare import compare_from_options
     from featurekit.errors import FeaturekitError
-    from featurekit.extract import extract
-    from featurekit.fitting import load_fitted, split_scores
+    from featurekit.extraction.extract import extract
+    from featurekit.evaluation.fitting import load_fitted, split_scores
     from featurekit.metrics import choose_threshold, evaluate
 
     data = make_image_folder(tmp_path / "faces", per_class=30, size=40)
@@ -88,8 +88,8 @@ def test_the_sweep_reports_its_choice_on_views_at_a_threshold_chosen_on_valid_pl
     from conftest import make_image_folder
     from featurekit.cache import open_cache
     from featurekit.cli import app
-    from featurekit.fitting import load_fitted, split_scores
-    from featurekit.fusion import open_source
+    from featurekit.evaluation.fitting import load_fitted, split_scores
+    from featurekit.cache.fusion import open_source
     from featurekit.metrics import choose_threshold
 
     import json

@@ -12,7 +12,7 @@ import pytest
 from conftest import make_image_folder, write_image
 from featurekit.cache import open_cache
 from featurekit.errors import FeaturekitError
-from featurekit.shifted_scoring import parse_test_set
+from featurekit.evaluation.shifted_scoring import parse_test_set
 
 QUIET = {"log": lambda message: None}
 
@@ -20,7 +20,7 @@ QUIET = {"log": lambda message: None}
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """Faces (real/fake class folders), a flat folder of 7 fakes of "another generator", and a tiny-backbone cache."""
-    from featurekit.extract import extract_many
+    from featurekit.extraction.extract import extract_many
 
     root = tmp_path_factory.mktemp("world")
     faces = make_image_folder(root / "faces", per_class=30, size=32)
@@ -45,8 +45,8 @@ def test_specs_name_a_folder_or_one_class_paired_with_the_test_split():
 
 
 def test_compare_scores_fakes_of_another_generator_beside_the_real_test_images(world, tmp_path: Path):
-    from featurekit.compare import compare_from_options
-    from featurekit.fitting import load_fitted, split_scores
+    from featurekit.evaluation.compare import compare_from_options
+    from featurekit.evaluation.fitting import load_fitted, split_scores
 
     _, other, caches = world
     spec = f"fake={other}"
@@ -72,8 +72,8 @@ def test_compare_scores_fakes_of_another_generator_beside_the_real_test_images(w
 
 
 def test_a_fused_configuration_is_scored_on_the_paired_test_set(world, tmp_path: Path):
-    from featurekit.fitting import fit_probe
-    from featurekit.shifted_scoring import score_on_test_sets
+    from featurekit.evaluation.fitting import fit_probe
+    from featurekit.evaluation.shifted_scoring import score_on_test_sets
 
     _, other, caches = world
     fitted = fit_probe(caches, "logreg", runs_dir=tmp_path / "runs", **QUIET)
@@ -85,7 +85,7 @@ def test_a_fused_configuration_is_scored_on_the_paired_test_set(world, tmp_path:
 def test_the_sweep_reports_its_choice_on_other_test_sets_without_choosing_on_them(world, tmp_path: Path, monkeypatch):
     from typer.testing import CliRunner
 
-    import featurekit.fitting
+    import featurekit.evaluation.fitting
     from featurekit.cli import app
 
     faces, other, _ = world
@@ -95,13 +95,13 @@ def test_the_sweep_reports_its_choice_on_other_test_sets_without_choosing_on_the
                       f'test_data = ["fake={other}"]\n'
                       '[[sweep.backbone]]\nbackbone = "test_tiny"\npooling = ["avg", "max"]\n')
     splits_scored = []
-    real = featurekit.fitting.split_scores
+    real = featurekit.evaluation.fitting.split_scores
 
     def counting(fitted, cache, split, *args, **kwargs):
         splits_scored.append((Path(getattr(cache, "path", "fusion")).name, split))
         return real(fitted, cache, split, *args, **kwargs)
 
-    monkeypatch.setattr(featurekit.fitting, "split_scores", counting)
+    monkeypatch.setattr(featurekit.evaluation.fitting, "split_scores", counting)
     result = CliRunner().invoke(app, ["sweep", "--config", str(config), "--no-progress"])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "results" / "sweep-s.json").read_text())
@@ -118,8 +118,8 @@ def test_the_sweep_reports_its_choice_on_other_test_sets_without_choosing_on_the
 
 
 def test_a_fused_configuration_on_views_at_a_threshold_chosen_on_valid_plus_views(world, tmp_path: Path):
-    from featurekit.fitting import fit_probe
-    from featurekit.shifted_scoring import score_on_test_sets, valid_and_views_threshold
+    from featurekit.evaluation.fitting import fit_probe
+    from featurekit.evaluation.shifted_scoring import score_on_test_sets, valid_and_views_threshold
 
     _, _, caches = world
     fitted = fit_probe(caches, "logreg", runs_dir=tmp_path / "runs", **QUIET)
@@ -133,8 +133,8 @@ def test_a_fused_configuration_on_views_at_a_threshold_chosen_on_valid_plus_view
 
 
 def test_a_paired_test_set_of_an_empty_folder_is_refused_naming_it(world, tmp_path: Path):
-    from featurekit.shifted_scoring import score_on_test_sets
-    from featurekit.fitting import fit_probe
+    from featurekit.evaluation.shifted_scoring import score_on_test_sets
+    from featurekit.evaluation.fitting import fit_probe
 
     _, _, caches = world
     empty = tmp_path / "nothing_here"

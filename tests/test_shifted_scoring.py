@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 
 from conftest import make_image_folder
 from featurekit.cache import open_cache
-from featurekit.compare import compare_from_options
+from featurekit.evaluation.compare import compare_from_options
 from featurekit.errors import FeaturekitError
-from featurekit.extract import extract
-from featurekit.fitting import load_fitted, split_scores
+from featurekit.extraction.extract import extract
+from featurekit.evaluation.fitting import load_fitted, split_scores
 from featurekit.metrics import evaluate
 
 QUIET = {"progress": False, "log": lambda message: None}
@@ -190,7 +190,7 @@ def test_cli_shows_where_each_row_was_scored(setup, tmp_path: Path, monkeypatch)
 
 def test_run_configs_carry_views_and_test_sets(setup, tmp_path: Path):
     from featurekit.config import load_config_file
-    from featurekit.workflow import run_job
+    from featurekit.jobs.workflow import run_job
 
     data, other, cache_dir, clean = setup
     config = tmp_path / "job.toml"

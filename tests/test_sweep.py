@@ -12,7 +12,7 @@ import pytest
 from conftest import make_cache, make_image_folder, separable_cache
 from featurekit.errors import FeaturekitError
 from featurekit.report.sweep import plot_learning_curve, sweep_markdown as render_markdown
-from featurekit.sweep import VALID_ROW_KEYS, learning_curve, select_on_valid
+from featurekit.jobs.sweep import VALID_ROW_KEYS, learning_curve, select_on_valid
 
 QUIET = {"log": lambda message: None}
 
@@ -40,18 +40,18 @@ def rankings_differ(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_the_sweep_chooses_on_valid_even_where_test_would_rank_otherwise(rankings_differ, tmp_path: Path,
                                                                           monkeypatch):
-    import featurekit.fitting
-    from featurekit.compare import compare
+    import featurekit.evaluation.fitting
+    from featurekit.evaluation.compare import compare
 
     valid_best, test_best = rankings_differ
     scored = []
-    real_split_scores = featurekit.fitting.split_scores
+    real_split_scores = featurekit.evaluation.fitting.split_scores
 
     def counting(fitted, cache, split, *args, **kwargs):
         scored.append(split)
         return real_split_scores(fitted, cache, split, *args, **kwargs)
 
-    monkeypatch.setattr(featurekit.fitting, "split_scores", counting)
+    monkeypatch.setattr(featurekit.evaluation.fitting, "split_scores", counting)
     result = select_on_valid([test_best, valid_best], ["logreg"], top_k=0, runs_dir=tmp_path / "runs", n_boot=0, **QUIET)
     assert scored.count("test") == 1  # the test split is scored once, for the choice only
     assert [row["cache"] for row in result.rows] == ["valid_best.h5", "test_best.h5"]
@@ -74,7 +74,7 @@ def test_the_sweep_chooses_on_valid_even_where_test_would_rank_otherwise(ranking
 
 
 def test_ties_go_to_fewer_features_then_name(tmp_path: Path):
-    from featurekit.sweep import _rank_key
+    from featurekit.jobs.sweep import _rank_key
 
     rows = [{"valid_roc_auc": 0.9, "feature_dim": 64, "name": "a"}, {"valid_roc_auc": 0.9, "feature_dim": 8, "name": "b"},
             {"valid_roc_auc": 0.9, "feature_dim": 8, "name": "a2"}, {"valid_roc_auc": 0.91, "feature_dim": 999, "name": "z"}]
@@ -135,17 +135,17 @@ def test_learning_curve_sizes_repeats_and_plot(tmp_path: Path):
 
 
 def test_stratified_subsamples_keep_the_class_balance(tmp_path: Path, monkeypatch):
-    import featurekit.fitting
+    import featurekit.evaluation.fitting
 
     cache = separable_cache(tmp_path / "sep.h5", n=480)
     seen = []
-    real = featurekit.fitting.fit_estimator
+    real = featurekit.evaluation.fitting.fit_estimator
 
     def spy(probe, params, x, y, *rest):
         seen.append((len(y), int(y.sum())))
         return real(probe, params, x, y, *rest)
 
-    monkeypatch.setattr(featurekit.fitting, "fit_estimator", spy)
+    monkeypatch.setattr(featurekit.evaluation.fitting, "fit_estimator", spy)
     learning_curve(cache, "logreg", repeats=1, **QUIET)
     assert seen == [(36, 18), (72, 36), (144, 72), (288, 144)]
 
@@ -153,7 +153,7 @@ def test_stratified_subsamples_keep_the_class_balance(tmp_path: Path, monkeypatc
 def test_the_sweep_command_end_to_end(tmp_path: Path, monkeypatch):
     from typer.testing import CliRunner
 
-    import featurekit.extract
+    import featurekit.extraction.extract
     from featurekit.cli import app
 
     data = make_image_folder(tmp_path / "faces", per_class=30, size=32)
@@ -162,13 +162,13 @@ def test_the_sweep_command_end_to_end(tmp_path: Path, monkeypatch):
                       f'[sweep]\nprobe = ["logreg", "knn"]\nboot = 50\nrepeats = 2\nresults_dir = "{tmp_path / "results"}"\n'
                       '[[sweep.backbone]]\nbackbone = "test_tiny"\npooling = ["avg", "meanstd"]\n')
     passes = []
-    real = featurekit.extract.extract_request
+    real = featurekit.extraction.extract.extract_request
 
     def counting(request, *args, **kwargs):
         passes.append([tap.pooling for tap in request.taps])
         return real(request, *args, **kwargs)
 
-    monkeypatch.setattr(featurekit.extract, "extract_request", counting)
+    monkeypatch.setattr(featurekit.extraction.extract, "extract_request", counting)
     result = CliRunner().invoke(app, ["sweep", "--config", str(config), "--learning-curve", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert passes == [["avg", "meanstd"]]  # one forward pass for both poolings

@@ -184,7 +184,7 @@ def test_saved_backbone_reloads_and_extracts(inceptionv1_run):
 
     from featurekit.backbones.inception_v1 import InceptionV1
     from featurekit.data import scan_image_folder
-    from featurekit.embedder import build_embedder
+    from featurekit.backbones.embedder import build_embedder
     from featurekit.pipeline import image_batches
 
     result = inceptionv1_run["result"]
@@ -302,7 +302,7 @@ def test_too_few_images_are_refused(tmp_path: Path):
 
 
 def test_extracting_the_backbones_own_training_images_as_test_is_refused(inceptionv1_run, tmp_path: Path):
-    from featurekit.extract import extract
+    from featurekit.extraction.extract import extract
 
     result = inceptionv1_run["result"]
     n_train = json.loads((result.out / RESULT_FILE).read_text())["data"]["train_images"]

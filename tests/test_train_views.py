@@ -14,11 +14,11 @@ from typer.testing import CliRunner
 from conftest import make_image_folder
 from featurekit.cache import open_cache
 from featurekit.cli import app
-from featurekit.compare import compare_from_options
+from featurekit.evaluation.compare import compare_from_options
 from featurekit.errors import FeaturekitError
-from featurekit.extract import extract
-from featurekit.fitting import fit_probe
-from featurekit.train_views import open_training_source, parse_train_views
+from featurekit.extraction.extract import extract
+from featurekit.evaluation.fitting import fit_probe
+from featurekit.evaluation.train_views import open_training_source, parse_train_views
 
 QUIET = {"progress": False, "log": lambda message: None}
 
@@ -160,7 +160,7 @@ def test_a_fusion_trains_on_its_members_views_fused_in_its_column_order(clean: P
 def test_view_columns_follow_the_clean_members_order():
     from types import SimpleNamespace
 
-    from featurekit.train_views import _columns_in_member_order
+    from featurekit.evaluation.train_views import _columns_in_member_order
 
     a, b = Path("a.h5"), Path("b.h5")
     view = SimpleNamespace(members=[SimpleNamespace(path=b, feature_dim=2), SimpleNamespace(path=a, feature_dim=3)])
@@ -169,7 +169,7 @@ def test_view_columns_follow_the_clean_members_order():
 
 
 def test_the_sweep_fits_every_candidate_on_views_and_says_so(clean: Path, tmp_path: Path):
-    from featurekit.sweep import select_on_valid
+    from featurekit.jobs.sweep import select_on_valid
 
     other = extract(clean.parent.parent / "faces", "test_tiny", pooling="max", batch_size=16,
                     cache_dir=clean.parent, **QUIET).cache_path
@@ -183,7 +183,7 @@ def test_the_sweep_fits_every_candidate_on_views_and_says_so(clean: Path, tmp_pa
 
 
 def test_a_probe_fitted_on_views_predicts_like_any_fitted_probe(clean: Path, tmp_path: Path):
-    from featurekit.fitting import load_fitted, split_scores
+    from featurekit.evaluation.fitting import load_fitted, split_scores
     from featurekit.predict import predict
 
     fitted = fit_probe(clean, "logreg", runs_dir=tmp_path / "runs", train_views="jpeg:30-95", log=lambda m: None)

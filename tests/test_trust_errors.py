@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from conftest import make_cache, separable_cache
 from featurekit.cli import app
 from featurekit.errors import FeaturekitError
-from featurekit.fitting import fit_probe, load_fitted
+from featurekit.evaluation.fitting import fit_probe, load_fitted
 
 
 def _quiet(message: str) -> None:

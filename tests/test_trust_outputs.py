@@ -12,7 +12,7 @@ import pytest
 
 from conftest import REPO, separable_cache
 from featurekit.errors import FeaturekitError
-from featurekit.fitting import fit_probe, is_fitted_folder, load_fitted
+from featurekit.evaluation.fitting import fit_probe, is_fitted_folder, load_fitted
 from featurekit.fsutil import atomic_write_text, discard_stale_temporaries, replace_directory
 
 
@@ -185,7 +185,7 @@ def test_a_real_sigkill_while_saving_leaves_a_temporary_that_the_next_fit_remove
     child = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(REPO)!r})
-        import featurekit.fitting as fitting
+        import featurekit.evaluation.fitting as fitting
         from featurekit.probes import save_probe
 
         def save_then_hang(estimator, path):
@@ -210,7 +210,7 @@ def test_a_real_sigkill_while_saving_leaves_a_temporary_that_the_next_fit_remove
 
 
 def test_extract_overwrite_refuses_a_file_it_did_not_write_at_the_cache_path(image_folder: Path, tmp_path: Path):
-    from featurekit.extract import extract
+    from featurekit.extraction.extract import extract
 
     thesis = tmp_path / "thesis.h5"
     thesis.write_text("precious, and not a cache")

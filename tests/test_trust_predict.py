@@ -12,8 +12,8 @@ import pytest
 
 from conftest import make_image_folder
 from featurekit.errors import FeaturekitError
-from featurekit.extract import extract
-from featurekit.fitting import fit_probe
+from featurekit.extraction.extract import extract
+from featurekit.evaluation.fitting import fit_probe
 from featurekit.predict import predict
 
 

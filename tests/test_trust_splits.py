@@ -10,7 +10,7 @@ import pytest
 from conftest import make_cache, make_image_folder
 from featurekit.cache import open_cache
 from featurekit.errors import FeaturekitError
-from featurekit.fitting import fit_probe, split_scores
+from featurekit.evaluation.fitting import fit_probe, split_scores
 from featurekit.metrics import roc_auc
 
 HEAD = dict(units=16, epochs=4, batch_size=32, learning_rate=1e-2)
@@ -47,14 +47,14 @@ def test_early_stopping_scores_the_valid_split_not_train(tmp_path: Path):
 
 
 def test_compare_scores_the_test_split_not_valid(tmp_path: Path):
-    from featurekit.compare import compare
+    from featurekit.evaluation.compare import compare
 
     # Valid and test differ in size and in how well the classes separate: each figure says which split it is.
     cache = split_cache(tmp_path / "c.h5", {"train": 200, "valid": 80, "test": 50},
                         {"train": 2.0, "valid": 3.0, "test": 0.8})
     rows = compare([cache], ["logreg"], runs_dir=tmp_path / "runs", n_boot=0, log=_quiet)
     fitted_dir = tmp_path / "runs" / "c" / "logreg"
-    from featurekit.fitting import load_fitted
+    from featurekit.evaluation.fitting import load_fitted
 
     with open_cache(cache) as reader:
         fitted = load_fitted(fitted_dir, reader)
@@ -67,7 +67,7 @@ def test_compare_scores_the_test_split_not_valid(tmp_path: Path):
 
 def test_predict_refuses_a_weights_file_changed_under_a_fitted_model(tmp_path: Path):
     from featurekit.backbones import create_backbone
-    from featurekit.extract import extract
+    from featurekit.extraction.extract import extract
     from featurekit.predict import predict
 
     data = make_image_folder(tmp_path / "faces", per_class=10)

@@ -13,7 +13,7 @@ from conftest import make_image_folder, write_image
 from featurekit.cache import cache_fingerprint, open_cache
 from featurekit.data import decode_rgb, load_image, resize_rgb
 from featurekit.errors import FeaturekitError
-from featurekit.extract import extract, extract_from_options
+from featurekit.extraction.extract import extract, extract_from_options
 from featurekit.pipeline import image_batches
 from featurekit.views import VIEW_GRAMMAR, ViewDecoder, parse_view, parse_views
 
@@ -187,7 +187,7 @@ def test_a_view_changes_the_features_and_is_recorded(faces: Path, tmp_path: Path
         difference = np.abs(a.load()[0] - b.load()[0]).mean()
         assert difference > 1e-3 * np.abs(a.load()[0]).mean()
         # The view cache holds the features of the degraded images, computed as the decoder gives them.
-        from featurekit.embedder import build_embedder
+        from featurekit.backbones.embedder import build_embedder
 
         decoder = ViewDecoder(parse_view(view), str(faces))
         images = np.stack([decoder(faces / p, 32) for p in b.paths[:4]])

@@ -149,7 +149,7 @@ def test_default_weights_label_follows_the_specs_default(backbone, label):
     ],
 )
 def test_mobilenet_feature_sizes(size, expected):
-    from featurekit.embedder import build_multi_embedder
+    from featurekit.backbones.embedder import build_multi_embedder
 
     taps = [(layer, "meanstd") for layer in expected]
     embedder = build_multi_embedder("mobilenet", taps, weights="none", image_size=size)
@@ -160,7 +160,7 @@ def test_mobilenet_feature_sizes(size, expected):
 
 
 def test_mobilenet_is_width_025_with_tf_preprocessing():
-    from featurekit.embedder import build_embedder
+    from featurekit.backbones.embedder import build_embedder
 
     spec = get_spec("mobilenet")
     assert (spec.input_size, spec.min_input_size, spec.preprocessing) == (224, 32, "tf")
@@ -272,7 +272,7 @@ def test_the_2015_file_builds_the_2015_variant_and_records_it():
     path = record_path(record_for_sha256(INCEPTION_2015_SHA256))
     if not path.is_file():
         pytest.skip(f"the genuine InceptionV3 2015-12-05 file is not at {path} (../shared beside the checkout)")
-    from featurekit.embedder import build_embedder
+    from featurekit.backbones.embedder import build_embedder
 
     embedder = build_embedder("inceptionv3", weights=str(path), image_size=75, pooling="avg")
     description = embedder.describe()
@@ -331,7 +331,7 @@ def _double(tensor):
 
 @pytest.mark.parametrize("function", [lambda tensor: tensor * 2.0, _double], ids=["lambda", "named function"])
 def test_a_keras_file_with_a_lambda_layer_is_a_clear_refusal(tmp_path, function):
-    from featurekit.embedder import build_embedder
+    from featurekit.backbones.embedder import build_embedder
 
     inputs = keras.Input((32, 32, 3))
     x = keras.layers.Lambda(function, name="scale")(inputs)

@@ -136,16 +136,16 @@ class BackboneSpec:
     def build_embedder(self, taps: Sequence[tuple[str | None, str]], weights: str = "default",
                        image_size: int | None = None, preprocessing: str | None = None, seed: int = 0,
                        precision: str = "float32", batch_size: int = DEFAULT_BATCH_SIZE) -> Any:
-        """A `featurekit.embedder.MultiEmbedder` over (layer, pooling) taps, one forward pass per batch."""
-        from featurekit.embedder import multi_embedder_for_spec
+        """A `featurekit.backbones.embedder.MultiEmbedder` over (layer, pooling) taps, one forward pass per batch."""
+        from featurekit.backbones.embedder import multi_embedder_for_spec
 
         return multi_embedder_for_spec(self, list(taps), weights=weights, image_size=image_size,
                                        preprocessing=preprocessing, seed=seed, precision=precision,
                                        batch_size=batch_size)
 
     def rebuild_embedder(self, embedding: dict[str, Any], weights: str | None = None) -> Any:
-        """The `featurekit.embedder.Embedder` that made a cache, from its recorded attributes."""
-        from featurekit.embedder import embedder_for_spec
+        """The `featurekit.backbones.embedder.Embedder` that made a cache, from its recorded attributes."""
+        from featurekit.backbones.embedder import embedder_for_spec
 
         return embedder_for_spec(
             self, weights=weights or embedding.get("weights") or "none", image_size=embedding["image_size"],

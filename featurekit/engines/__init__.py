@@ -1,6 +1,6 @@
 """Engines: what computes the missing batches of an extraction, on this machine or on a Ray cluster.
 
-An extraction decides WHAT to compute (`featurekit.extract`: the sorted sample list, its fixed batch slices,
+An extraction decides WHAT to compute (`featurekit.extraction.extract`: the sorted sample list, its fixed batch slices,
 which of them the partial caches miss); an engine decides WHERE. Every engine gets the same `ExtractionJob`
 and hands each finished batch to the same `BatchSink`, which writes it through `PartialCache.write_batch`
 in this process. The features therefore never depend on the engine, a killed run keeps every batch written,

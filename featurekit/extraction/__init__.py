@@ -1,4 +1,4 @@
-"""Extraction as request -> plan -> run (the public entry points are in `featurekit.extract`).
+"""Extraction as request -> plan -> run (the public entry points are in `featurekit.extraction.extract`).
 
 - `request`: the typed, validated request (`ExtractionRequest`, its `Tap`s), checked once.
 - `entries`: what differs between a Keras backbone and a hand-made feature (check, build, name).

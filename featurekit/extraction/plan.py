@@ -224,7 +224,7 @@ def _train_overlap(description: dict[str, Any], folder: ImageFolder, allowed: bo
 
     Refused unless `allowed`: a probe judged on images its backbone was trained on looks better than it is.
     """
-    from featurekit.training.provenance import train_overlap, training_record_for
+    from featurekit.backbones.provenance import train_overlap, training_record_for
 
     record = training_record_for(description["weights"], description["weights_sha256"])
     if record is None:

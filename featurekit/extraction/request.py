@@ -76,7 +76,7 @@ def make_request(data: str | Path, backbone: str, weights: str | list[str] | tup
         engine, engine_options, workers: Where batches are computed (see `featurekit.engines.engine_settings`).
         **settings: Any other field of ExtractionRequest (preprocessing, precision, batch_size, dtype, seed,
             overwrite, split_fractions, on_missing_weights, allow_train_overlap, max_pixels, expected_identity,
-            config, command); see `featurekit.extract.extract_many`.
+            config, command); see `featurekit.extraction.extract.extract_many`.
 
     Raises:
         FeaturekitError: naming the first setting that is wrong.

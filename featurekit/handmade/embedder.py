@@ -251,7 +251,7 @@ def handmade_embedder_of(feature: HandmadeSpec, taps: list[tuple[str | None, str
                          batch_size: int = DEFAULT_BATCH_SIZE, preprocessing: str | None = None,
                          precision: str = "float32", weights: str | list[str] = "default") -> HandmadeEmbedder:
     """A HandmadeEmbedder over (variant, pooling) taps of one registered hand-made feature (arguments as for
-    `featurekit.embedder.build_multi_embedder`; `weights` must be "default" or "none")."""
+    `featurekit.backbones.embedder.build_multi_embedder`; `weights` must be "default" or "none")."""
     size = check_handmade_request(feature, image_size, [pooling for _, pooling in taps], preprocessing, precision,
                                   weights)
     stored = size if image_size is None and not feature.resamples else None

@@ -29,7 +29,7 @@ from featurekit.report.page import (
 from featurekit.report.plots import learning_curve_figure
 from featurekit.report.results import flags_text
 from featurekit.report.sweep import chosen_line, curve_line
-from featurekit.sweep import SELECTION_RULE, SweepResult, gain_per_doubling
+from featurekit.jobs.sweep import SELECTION_RULE, SweepResult, gain_per_doubling
 
 
 def chosen_on_test(result: SweepResult) -> dict[str, Any]:
@@ -37,8 +37,8 @@ def chosen_on_test(result: SweepResult) -> dict[str, Any]:
 
     The scores are those the sweep reported once: the same fitted probe on the same test rows.
     """
-    from featurekit.fitting import split_scores
-    from featurekit.fusion import open_source
+    from featurekit.evaluation.fitting import split_scores
+    from featurekit.cache.fusion import open_source
     from featurekit.rows import image_keys
 
     chosen = result.chosen

@@ -74,7 +74,7 @@ def make_request(backbone: str, epochs: int, image_size: int, batch_size: int, l
     Returns:
         The checked request (the learning rate resolved: 1e-3 from scratch, 1e-4 fine-tuning when None).
     """
-    from featurekit.embedder import check_image_size
+    from featurekit.backbones.embedder import check_image_size
 
     spec = _trainable_spec(backbone, unfreeze_from)
     check_image_size(spec, image_size)

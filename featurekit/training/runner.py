@@ -7,7 +7,7 @@ accuracy 0.50); here the network is trained with Adam and binary cross-entropy o
 learning-rate schedule (cosine by default; see `featurekit.training.schedule`), early-stopped on `valid`, and
 the backbone alone, with the best epoch's weights, is saved as `<backbone>.keras` for `extract --weights PATH`.
 `training.json` beside it records the run and exactly which images it trained on (see
-`featurekit.training.provenance`).
+`featurekit.backbones.provenance`).
 
 The flow is request -> plan -> run: `make_request` checks the settings, `plan_run` reads the data folder and
 prepares the network's parent (nothing is written until then), and `run_plan` builds, fits and saves.
@@ -373,7 +373,7 @@ def finished_model(options: dict[str, Any]) -> Path | None:
 
     Reuse is decided by the run's folder, backbone, size, layers and learning-rate schedule; that the backbone
     is not then scored on its own training images is checked at extraction, by image content (see
-    `featurekit.training.provenance`).
+    `featurekit.backbones.provenance`).
 
     Args:
         options: As for `train_from_options`; `out` (else runs_dir, data, backbone and image_size) locates the
@@ -433,7 +433,7 @@ def _result_record(result: TrainResult, plan: TrainPlan, state: dict[str, Any], 
     """training.json: the result, the resolved settings, exactly which images trained, and library versions."""
     from featurekit.cache import library_versions
     from featurekit.hashing import file_sha256
-    from featurekit.training.provenance import data_record, trained_label
+    from featurekit.backbones.provenance import data_record, trained_label
 
     identity = state["identity"]
     method = plan.method.record()

@@ -61,7 +61,7 @@ class AugmentedCopy:
 def trunk_maps(trunk: keras.Model, preprocessing: str, folder: Path, root: Path, paths: Sequence[str], name: str,
                decoder: AugmentedCopy, image_size: int, batch_size: int, log: Callable[[str], None]) -> np.ndarray:
     """The trunk's maps of `paths` decoded by `decoder`, from `folder/<name>.npy` when a complete file is there."""
-    from featurekit.embedder import preprocess
+    from featurekit.backbones.embedder import preprocess
     from featurekit.pipeline import image_batches
 
     path = folder / f"{name}.npy"

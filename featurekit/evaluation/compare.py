@@ -3,7 +3,7 @@
 Every probe trains on `train`, picks its threshold on `valid`, and is scored once on `test`. Probes
 already fitted on the same cache with the same parameters are reused, not refitted.
 
-A cache may also be a fusion group (a list of caches of the same images, see `featurekit.fusion`): its
+A cache may also be a fusion group (a list of caches of the same images, see `featurekit.cache.fusion`): its
 rows score probes on the members' concatenated features, beside the members' own rows. Before any
 work, each cache gets the cheap part of the leak audit (exact duplicates across splits; it reads only
 the cache): a leak is announced loudly and every row of that cache carries `leaks`.
@@ -20,7 +20,7 @@ import numpy as np
 from rich.markup import escape
 
 from featurekit.errors import FeaturekitError, given, option_name
-from featurekit.fitting import (
+from featurekit.evaluation.fitting import (
     MODEL_DIR,
     FittedProbe,
     fit_probe,
@@ -28,10 +28,10 @@ from featurekit.fitting import (
     read_fitted_meta,
     run_dir_of,
 )
-from featurekit.fusion import FusedCache, source_name
+from featurekit.cache.fusion import FusedCache, source_name
 from featurekit.options import default as declared
 from featurekit.rows import ROW_KEYS, image_keys
-from featurekit.train_views import open_training_source, parse_train_views
+from featurekit.evaluation.train_views import open_training_source, parse_train_views
 
 
 def find_caches(cache_dir: str | Path = "cache") -> list[Path]:
@@ -80,7 +80,7 @@ def fitted_grid(
     """Every probe on every cache (or fusion), fitted where missing and reused where it still matches: the one
     caches x probes loop of `compare` and `sweep`. Probe names are all checked before any work.
 
-    `train_views` (parsed views, `featurekit.train_views.parse_train_views`) are fitted on beside each cache's
+    `train_views` (parsed views, `featurekit.evaluation.train_views.parse_train_views`) are fitted on beside each cache's
     clean train rows.
 
     Yields:
@@ -105,7 +105,7 @@ def scored(fitted: FittedProbe, reader: Any, split: str, n_boot: int, threshold:
     """A fitted probe's metrics on one split of an open cache, at its own threshold (chosen on valid) unless
     another is given, with the figures that separate ranking from calibration (`shift_figures`) and private
     `_scores`/`_labels`."""
-    from featurekit.fitting import split_scores
+    from featurekit.evaluation.fitting import split_scores
     from featurekit.metrics import evaluate
 
     scores, labels = split_scores(fitted, reader, split)
@@ -160,7 +160,7 @@ def compare(
         memory_budget_gb: Larger features are streamed from disk.
         log: Where progress messages go.
         audit: Audit each cache for leaks first (exact duplicates across splits) and warn loudly.
-        train_views: Views of each cache's train split fitted on beside its clean rows (`featurekit.train_views`).
+        train_views: Views of each cache's train split fitted on beside its clean rows (`featurekit.evaluation.train_views`).
 
     Returns:
         One dict per cache x probe with the ROW_KEYS, plus private ``_scores``/``_labels`` and the test
@@ -357,8 +357,8 @@ def compare_from_options(options: dict[str, Any], log: Callable[[str], None] = p
 
 
 def _training_caches(caches: list[Path], found_by_scan: bool, log: Callable[[str], None]) -> list[Path]:
-    """Leave out caches that hold a view or another test set only (`featurekit.shifted_scoring.training_caches`)."""
-    from featurekit.shifted_scoring import training_caches
+    """Leave out caches that hold a view or another test set only (`featurekit.evaluation.shifted_scoring.training_caches`)."""
+    from featurekit.evaluation.shifted_scoring import training_caches
 
     return training_caches(caches, found_by_scan, log)
 
@@ -367,7 +367,7 @@ def _scored_elsewhere(rows: list[dict[str, Any]], caches: list[Path], options: d
                       log: Callable[[str], None]) -> list[dict[str, Any]]:
     """The rows, then the same probes scored on each `view` of the test split and each `test_data` folder; with
     `threshold_on` "valid+views", every row at the threshold chosen on valid plus the valid split's views."""
-    from featurekit.shifted_scoring import at_thresholds, score_elsewhere, thresholds_on_valid_and_views
+    from featurekit.evaluation.shifted_scoring import at_thresholds, score_elsewhere, thresholds_on_valid_and_views
 
     if options.get("view") or options.get("test_data"):
         rows = score_elsewhere(rows, caches, views=options.get("view") or [], test_data=options.get("test_data") or [],

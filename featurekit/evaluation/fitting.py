@@ -5,7 +5,7 @@ which records the cache fingerprint, the class names, the threshold chosen on va
 the fit time and library versions. A probe is reused only while its cache and parameters still match.
 Features that fit the memory budget are loaded; larger ones are streamed from HDF5 in chunks.
 
-A fusion of several caches (`featurekit.fusion`, given as a list of cache paths) fits like one cache, in
+A fusion of several caches (`featurekit.cache.fusion`, given as a list of cache paths) fits like one cache, in
 ``runs/fuse-<short hash>/<probe>/``; its fitted.json also lists the `members` (each member's path,
 fingerprint and embedding record, in the order their columns are concatenated), so `predict` can
 rebuild every member's embedder.
@@ -35,9 +35,9 @@ from featurekit.fsutil import (
     storage_error,
     temporary_sibling,
 )
-from featurekit.fusion import FusedCache, fusion_command_flags
+from featurekit.cache.fusion import FusedCache, fusion_command_flags
 from featurekit.options import default as declared
-from featurekit.train_views import open_training_source
+from featurekit.evaluation.train_views import open_training_source
 
 FITTED_FILE = "fitted.json"
 MODEL_DIR = "model"
@@ -168,14 +168,14 @@ def fit_probe(
 
     Args:
         cache_path: A finished cache, or a list of two or more caches of the same images to fit on
-            their fused features (see `featurekit.fusion`).
+            their fused features (see `featurekit.cache.fusion`).
         probe: Probe name (see `featurekit.probes.list_probes`).
         params: Constructor parameters of the probe.
         out: Output folder; default ``runs/<cache-name>/<probe>``.
         runs_dir: Root of default output folders.
         memory_budget_gb: Train and valid features larger than this are streamed from disk in chunks.
         log: Where messages go.
-        train_views: Views of the train split to fit on beside its clean rows (`featurekit.train_views`).
+        train_views: Views of the train split to fit on beside its clean rows (`featurekit.evaluation.train_views`).
 
     Returns:
         The fitted probe, already saved. Nothing is written unless fitting succeeded.

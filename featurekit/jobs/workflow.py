@@ -99,13 +99,13 @@ def _check_names(options: dict[str, Any]) -> None:
 def fit_from_options(options: dict[str, Any], log: Callable[[str], None] = print):
     """`fit_probe` with the options of the `fit` command; the head gets every declared fit-head default.
 
-    Several caches with `fuse` fit one probe on their concatenated features (`featurekit.fusion`).
+    Several caches with `fuse` fit one probe on their concatenated features (`featurekit.cache.fusion`).
 
     Returns:
         The FittedProbe, saved.
     """
-    from featurekit.fitting import fit_probe
-    from featurekit.fusion import check_fusion_request
+    from featurekit.evaluation.fitting import fit_probe
+    from featurekit.cache.fusion import check_fusion_request
 
     options = complete("fit", options)
     params = head_params() if options["probe"] == "head" else {}
@@ -122,7 +122,7 @@ def fit_head_from_options(options: dict[str, Any], log: Callable[[str], None] = 
     Returns:
         The FittedProbe, saved.
     """
-    from featurekit.fitting import fit_probe
+    from featurekit.evaluation.fitting import fit_probe
 
     options = complete("fit_head", options)
     params = head_params(**{name: options[name] for name in HEAD_PARAMETERS})
@@ -141,7 +141,7 @@ def run_job(file_config: dict[str, Any], options: dict[str, Any] | None = None, 
         log: Where messages go.
         render: Called with (rows, compare options + results and title) to show and write the results.
     """
-    from featurekit.compare import compare_from_options
+    from featurekit.evaluation.compare import compare_from_options
     from featurekit.probes import get_probe_spec
 
     check_config(file_config, str((options or {}).get("config") or "the config"))
@@ -184,7 +184,7 @@ def run_job(file_config: dict[str, Any], options: dict[str, Any] | None = None, 
 
 def extract_step(options: dict[str, Any], title: str, log: Callable[[str], None], progress: bool) -> list[Path]:
     """One extraction of a job (all its layers and poolings in one pass), announced and summarised: its caches."""
-    from featurekit.extract import extract_from_options
+    from featurekit.extraction.extract import extract_from_options
     from featurekit.extraction.progress import rich_progress_bar
 
     what = [options["backbone"], _joined(options["layer"]), _joined(options["pooling"]), options["preprocessing"],

@@ -46,7 +46,7 @@ def parse_train_views(texts: TrainViews) -> list[View]:
 def train_view_caches(clean_path: str | Path, views: Sequence[View], cache_dir: str | Path | None = None,
                       log: Callable[[str], None] = print) -> list[Path]:
     """The cache of each view of the clean cache's train split: found by identity, else extracted (train only)."""
-    from featurekit.shifted_scoring import view_cache_for
+    from featurekit.evaluation.shifted_scoring import view_cache_for
 
     clean_path = Path(clean_path)
     with open_cache(clean_path) as clean:
@@ -67,9 +67,9 @@ def open_training_source(source: str | Path | Sequence[str | Path], train_views:
 
     Raises:
         FeaturekitError: A view text is wrong (before any work), or a view cache cannot be found or made (see
-            `featurekit.shifted_scoring.view_cache_for`).
+            `featurekit.evaluation.shifted_scoring.view_cache_for`).
     """
-    from featurekit.fusion import open_source
+    from featurekit.cache.fusion import open_source
 
     views = parse_train_views(train_views)
     if not views:

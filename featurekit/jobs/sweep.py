@@ -5,7 +5,7 @@
 Each `[[sweep.backbone]]` entry of the config is one extraction (the keys of `extract`; several layers
 and poolings come from ONE forward pass), every probe is fitted on every cache (or reused, as `compare`
 does), and every row is scored on the VALID split only. The best row by valid ROC AUC (ties: fewer
-features, then name) is one candidate; the caches of the top-k rows fused (`featurekit.fusion`) are
+features, then name) is one candidate; the caches of the top-k rows fused (`featurekit.cache.fusion`) are
 another, fitted with every probe of the grid like any other cache; the best of all by valid ROC AUC is the
 choice. Only then is
 the TEST split touched, once, for the chosen configuration: a table that ranked rows on test would
@@ -113,7 +113,7 @@ def public(row: dict[str, Any]) -> dict[str, Any]:
 
 def _valid_row(fit: Any, leaks: bool | None, n_boot: int) -> dict[str, Any]:
     """One row of valid figures: the fitted probe's own valid scores, at the threshold chosen on valid."""
-    from featurekit.compare import row_description, scored
+    from featurekit.evaluation.compare import row_description, scored
 
     metrics = scored(fit.fitted, fit.cache, "valid", n_boot)
     description = row_description(fit.source, fit.cache)
@@ -174,13 +174,13 @@ def select_on_valid(
         audit: Audit each cache for leaks first (exact duplicates across splits) and warn loudly.
         name: The sweep's name.
         log: Where progress messages go.
-        train_views: Views of each cache's train split fitted on beside its clean rows (`featurekit.train_views`).
+        train_views: Views of each cache's train split fitted on beside its clean rows (`featurekit.evaluation.train_views`).
 
     Returns:
         The SweepResult (nothing written; `sweep` writes the files).
     """
-    from featurekit.compare import leaking_caches
-    from featurekit.train_views import parse_train_views
+    from featurekit.evaluation.compare import leaking_caches
+    from featurekit.evaluation.train_views import parse_train_views
 
     _check_grid(caches, probes)
     train_views = parse_train_views(train_views)  # wrong view texts fail before any work too
@@ -238,7 +238,7 @@ def _leak_notes(leaky: dict[Path, bool]) -> list[str]:
 
 @dataclass
 class _GridOnValid:
-    """The probes of a sweep, fitted on caches through `featurekit.compare.fitted_grid`, as rows of valid figures."""
+    """The probes of a sweep, fitted on caches through `featurekit.evaluation.compare.fitted_grid`, as rows of valid figures."""
 
     probes: Sequence[str]
     probe_params: dict[str, dict[str, Any]]
@@ -251,7 +251,7 @@ class _GridOnValid:
     train_views: Sequence[Any] = ()  # parsed views fitted on beside each cache's clean train rows
 
     def rows(self, sources: list[Any]) -> list[dict[str, Any]]:
-        from featurekit.compare import fitted_grid, source_leaks
+        from featurekit.evaluation.compare import fitted_grid, source_leaks
 
         return [_valid_row(fit, source_leaks(fit.source, self.leaky) if self.leaky is not None else None, self.n_boot)
                 for fit in fitted_grid(sources, self.probes, self.probe_params, self.runs_dir, self.refit,
@@ -262,8 +262,8 @@ def chosen_on_test(chosen: dict[str, Any], n_boot: int, log: Callable[[str], Non
                    threshold: float | None = None) -> dict[str, Any]:
     """The chosen row's figures on the test split, at its threshold chosen on valid unless another is given (one
     chosen on valid plus its views): test is read for the chosen configuration only, after the choice."""
-    from featurekit.compare import scored
-    from featurekit.fusion import open_source
+    from featurekit.evaluation.compare import scored
+    from featurekit.cache.fusion import open_source
 
     with open_source(chosen["_source"], log) as cache:
         test = scored(chosen["_fitted"], cache, "test", n_boot, threshold)
@@ -335,7 +335,7 @@ def learning_curve(
 def _three_splits(source: Any, memory_budget_gb: float, log: Callable[[str], None]
                   ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Features and labels of train, valid and test in memory; refused beyond the memory budget."""
-    from featurekit.fusion import open_source
+    from featurekit.cache.fusion import open_source
 
     with open_source(source, log) as cache:
         needed = sum(cache.nbytes(split) for split in ("train", "valid", "test"))
@@ -352,7 +352,7 @@ def _curve_point(splits: dict[str, tuple[np.ndarray, np.ndarray]], probe: str, p
     """Test figures of `repeats` fits on stratified subsamples of `size` training rows (seed + repeat)."""
     from sklearn.model_selection import train_test_split
 
-    from featurekit.fitting import fit_estimator
+    from featurekit.evaluation.fitting import fit_estimator
     from featurekit.metrics import accuracy, choose_threshold, roc_auc
     from featurekit.probes import fake_scores
 
@@ -406,7 +406,7 @@ def _extract_grid(config: dict[str, Any], resolved: dict[str, Any], source: str,
         The caches, and a note per skipped entry.
     """
     from featurekit.errors import WeightsUnavailableError
-    from featurekit.workflow import checked_extractions, entry_error, entry_place, extract_step
+    from featurekit.jobs.workflow import checked_extractions, entry_error, entry_place, extract_step
 
     entries = (config.get("sweep") or {}).get("backbone") or []
     if not entries:
@@ -447,7 +447,7 @@ def _weights_fix(entry: dict[str, Any]) -> str:
 def _report_elsewhere(result: SweepResult, resolved: dict[str, Any], log: Callable[[str], None]) -> None:
     """After the choice: with `threshold_on` "valid+views", the choice's threshold chosen again on valid plus its
     views (and its test figures at it); then the choice on each view of the test split and each other test set."""
-    from featurekit.shifted_scoring import score_on_test_sets, valid_and_views_threshold
+    from featurekit.evaluation.shifted_scoring import score_on_test_sets, valid_and_views_threshold
 
     chosen, threshold = result.chosen, None
     if resolved["threshold_on"] == "valid+views":

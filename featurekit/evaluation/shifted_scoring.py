@@ -182,7 +182,7 @@ def view_cache_for(training_cache: Path, attrs: dict[str, Any], view: View, cach
             f"{data_root} is not here to extract one.",
             received=f"{given('view', view.name)} for cache {training_cache}",
             fix=f"Extract it where the images are: `{extract_command(attrs, view, default, split)}`.")
-    from featurekit.extract import extract_many
+    from featurekit.extraction.extract import extract_many
 
     log(f"extracting view {view.name} of the {split} split of {training_cache.name} into {default.name} ...")
     extract_many(data_root, **extraction_request(attrs), cache=default, split_fractions=_split_fractions(attrs),
@@ -201,7 +201,7 @@ def test_set_cache_for(training_cache: Path, attrs: dict[str, Any], data: str | 
         FeaturekitError: the rebuilt embedder differs from the training cache's (the difference is named),
             its weights cannot be had, or `data` is not a data folder.
     """
-    from featurekit.extract import ALL_AS_TEST, extract_many, scan_for_extraction
+    from featurekit.extraction.extract import ALL_AS_TEST, extract_many, scan_for_extraction
 
     path = training_cache.with_name(f"{training_cache.stem}-on-{Path(data).expanduser().resolve().name}.h5")
     wanted = {key: attrs.get(key) for key in IDENTITY_KEYS if key not in ("data_fingerprint", "view", "subset")}
@@ -364,7 +364,7 @@ def score_elsewhere(rows: list[dict[str, Any]], caches: list[Path], views: list[
     """`compare`'s rows followed by the same probes scored on each view and each other test set.
 
     Args:
-        rows: Rows of `featurekit.compare.compare` (own test split), each naming its fitted probe (`model_dir`).
+        rows: Rows of `featurekit.evaluation.compare.compare` (own test split), each naming its fitted probe (`model_dir`).
         caches: The training caches those rows were made from.
         views: View texts or Views (`featurekit.views`); "none" entries are ignored (that is the own row).
         test_data: Other test sets (`parse_test_set`): a folder whose every image is a test image, or one class's
@@ -409,8 +409,8 @@ def score_elsewhere(rows: list[dict[str, Any]], caches: list[Path], views: list[
 def _score_rows(own: list[dict[str, Any]], training_cache: Path, scored_cache: Path, fitted_cache: dict[str, Any],
                 n_boot: int, view: str, test_set: str) -> list[dict[str, Any]]:
     """The own rows' probes scored on the test rows of `scored_cache`, at their own thresholds."""
-    from featurekit.compare import scored
-    from featurekit.fitting import load_fitted
+    from featurekit.evaluation.compare import scored
+    from featurekit.evaluation.fitting import load_fitted
 
     out = []
     with open_cache(training_cache) as training, open_cache(scored_cache) as reader:
@@ -439,8 +439,8 @@ def score_on_test_sets(source: Any, fitted: Any, test_data: list[str | Path], n_
         One dict per view, then per test set: `test_set` (its label), `view`, `scored_cache`, and every metric of
         `compare.scored`.
     """
-    from featurekit.compare import scored
-    from featurekit.fusion import open_source
+    from featurekit.evaluation.compare import scored
+    from featurekit.cache.fusion import open_source
 
     members = _members(source)
     targets = [(view.name, OWN_TEST_SPLIT, [view_cache_for(m, _attrs(m), view, None, log) for m in members])
@@ -462,7 +462,7 @@ def _members(source: Any) -> list[Path]:
     members in a canonical order, which the caches substituted for them on a view or test set need not share)."""
     if not isinstance(source, (list, tuple)) or len(source) < 2:
         return [Path(source[0] if isinstance(source, (list, tuple)) else source)]
-    from featurekit.fusion import open_source
+    from featurekit.cache.fusion import open_source
 
     with open_source(source) as fused:
         return [Path(p) for p in fused.member_paths]
@@ -482,8 +482,8 @@ def valid_and_views_threshold(source: Any, fitted: Any, views: list[str | View],
     Raises:
         FeaturekitError: no view is given.
     """
-    from featurekit.fitting import split_scores
-    from featurekit.fusion import open_source
+    from featurekit.evaluation.fitting import split_scores
+    from featurekit.cache.fusion import open_source
     from featurekit.metrics import choose_threshold
 
     views = _threshold_views(views)
@@ -504,7 +504,7 @@ def thresholds_on_valid_and_views(rows: list[dict[str, Any]], caches: list[Path]
                                   ) -> dict[str, float]:
     """For each probe of the rows of `caches` scored on their own test split (by `model_dir`): its
     `valid_and_views_threshold`."""
-    from featurekit.fitting import load_fitted
+    from featurekit.evaluation.fitting import load_fitted
 
     _threshold_views(views)
     thresholds: dict[str, float] = {}
@@ -533,7 +533,7 @@ def at_thresholds(rows: list[dict[str, Any]], thresholds: dict[str, float], rule
                   ) -> list[dict[str, Any]]:
     """The rows evaluated again at the thresholds given per probe (`model_dir`), each saying its rule in
     `threshold_on`; rows of probes without one keep theirs."""
-    from featurekit.compare import shift_figures
+    from featurekit.evaluation.compare import shift_figures
     from featurekit.metrics import evaluate
 
     out = []

@@ -38,7 +38,7 @@ from featurekit.backbones.loading import build_with_weights, resolve_weights, we
 from featurekit.backbones.registry import get_spec, network_spec
 from featurekit.backend import active_backend, dtype_policy, resolve_precision
 from featurekit.errors import FeaturekitError, given, option_name
-from featurekit.training.provenance import trained_label, training_record_for
+from featurekit.backbones.provenance import trained_label, training_record_for
 
 if TYPE_CHECKING:
     from featurekit.backbones.spec import BackboneSpec
