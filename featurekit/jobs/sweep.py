@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import inspect
 import re
-import shlex
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -29,82 +27,12 @@ import numpy as np
 from rich.markup import escape
 
 from featurekit.errors import FeaturekitError, given
-from featurekit.options import default as declared
+from featurekit.options import check_value, default as declared, options_for
+from featurekit.rows import TEST_KEYS, SweepResult, image_keys
 
 LEARNING_CURVE_FRACTIONS = (1 / 8, 1 / 4, 1 / 2, 1.0)
-SELECTION_RULE = ("chosen on valid ROC AUC (ties: fewer features, then name); the fused caches of the top-k rows, "
-                  "under every probe, are more candidates; test reported once, for the chosen configuration only")
-# Columns of a sweep row: valid figures only. No test column may ever be added here.
-VALID_ROW_KEYS = (
-    "rank", "cache", "backbone", "weights_label", "random_features", "layer", "pooling", "image_size",
-    "preprocessing", "feature_dim", "probe", "n_valid", "valid_roc_auc", "valid_roc_auc_ci_low",
-    "valid_roc_auc_ci_high", "valid_average_precision", "valid_accuracy", "valid_balanced_accuracy", "threshold",
-    "fit_seconds", "reused", "streamed", "leaks", "model_dir",
-)
-TEST_KEYS = ("n", "n_fake", "threshold", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "roc_auc",
-             "roc_auc_ci_low", "roc_auc_ci_high", "average_precision", "accuracy_real", "accuracy_fake",
-             "balanced_accuracy", "eer", "tpr_at_1pct_fpr", "f1", "collapsed",
-             # Reported beside the figures at the valid threshold, never used to choose (`compare.shift_figures`):
-             "oracle_accuracy", "mean_p_fake_real", "mean_p_fake_fake")
-
-
-_WHERE_KEYS = ("test_set", "view", "scored_cache")  # where a row of the choice elsewhere was scored
-
-
-@dataclass
-class SweepResult:
-    """What a sweep found.
-
-    Attributes:
-        name: The sweep's name (results file names).
-        rows: One row per cache x probe with VALID metrics only, best first (`rank` 1).
-        fusion: The best of the top-k fusion's rows (valid metrics), or None when there was none.
-        chosen: The chosen row (one of `rows`, or `fusion`).
-        test: Test metrics of the chosen configuration: computed once, after the choice.
-        learning_curve: Points of the learning curve (test figures by training size), or None.
-        notes: What the reader should know (leaks, a fusion that left rows out ...).
-    """
-
-    name: str
-    rows: list[dict[str, Any]]
-    fusion: dict[str, Any] | None
-    chosen: dict[str, Any]
-    test: dict[str, Any]
-    learning_curve: list[dict[str, Any]] | None = None
-    notes: list[str] = field(default_factory=list)
-    fusion_rows: list[dict[str, Any]] = field(default_factory=list)  # the fusion under every probe, best first
-    test_sets: list[dict[str, Any]] = field(default_factory=list)  # the choice on views and other test sets
-    threshold_on: str = "valid"  # or "valid+views": where the threshold of the test figures was chosen
-
-    @property
-    def model_dir(self) -> str:
-        """The chosen fitted probe's folder: what `predict` takes."""
-        return str(self.chosen["model_dir"])
-
-    @property
-    def predict_command(self) -> str:
-        """The exact command that scores new images with the chosen configuration."""
-        return f"python cli.py predict IMAGES_OR_FOLDER --model {shlex.quote(self.model_dir)}"
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON: the valid table, the fusion candidate, the choice, and the test figures apart."""
-        return {
-            "name": self.name, "selection": SELECTION_RULE,
-            "rows": [public(row) for row in self.rows],
-            "fusion_candidate": public(self.fusion) if self.fusion else None,
-            "fusion_rows": [public(row) for row in self.fusion_rows],
-            "chosen": public(self.chosen), "model_dir": self.model_dir, "predict_command": self.predict_command,
-            "test_of_chosen": {key: self.test.get(key) for key in TEST_KEYS},
-            "threshold_on": self.threshold_on,
-            "other_test_sets_of_chosen": [{key: row.get(key) for key in (*_WHERE_KEYS, *TEST_KEYS)}
-                                          for row in self.test_sets],
-            "learning_curve": self.learning_curve, "notes": self.notes,
-        }
-
-
-def public(row: dict[str, Any]) -> dict[str, Any]:
-    """A row's VALID_ROW_KEYS, as plain values (no private fitted models or scores)."""
-    return {key: (row[key].item() if isinstance(row.get(key), np.generic) else row.get(key)) for key in VALID_ROW_KEYS}
+# The valid figures of a sweep row: `valid_KEY` is the fitted probe's KEY on the valid split.
+_VALID_FIGURES = ("roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "average_precision", "accuracy", "balanced_accuracy")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -118,10 +46,8 @@ def _valid_row(fit: Any, leaks: bool | None, n_boot: int) -> dict[str, Any]:
     metrics = scored(fit.fitted, fit.cache, "valid", n_boot)
     description = row_description(fit.source, fit.cache)
     return {
-        **description, "probe": fit.probe, "n_valid": metrics["n"], "valid_roc_auc": metrics["roc_auc"],
-        "valid_roc_auc_ci_low": metrics["roc_auc_ci_low"], "valid_roc_auc_ci_high": metrics["roc_auc_ci_high"],
-        "valid_average_precision": metrics["average_precision"], "valid_accuracy": metrics["accuracy"],
-        "valid_balanced_accuracy": metrics["balanced_accuracy"], "threshold": fit.fitted.threshold,
+        **description, "probe": fit.probe, "n_valid": metrics["n"],
+        **{f"valid_{key}": metrics[key] for key in _VALID_FIGURES}, "threshold": fit.fitted.threshold,
         "fit_seconds": fit.fitted.meta["fit_seconds"], "reused": fit.reused,
         "streamed": bool(fit.fitted.meta.get("streamed")), "leaks": leaks, "model_dir": str(fit.fitted.directory),
         "name": f"{description['cache']} {fit.probe}", "_source": fit.source, "_fitted": fit.fitted,
@@ -135,15 +61,8 @@ def _rank_key(row: dict[str, Any]) -> tuple:
 
 def top_k_caches(rows: Sequence[dict[str, Any]], k: int) -> list[Any]:
     """The caches of the best rows, best first, each once, until k distinct caches (plain caches only)."""
-    chosen: list[Any] = []
-    for row in sorted(rows, key=_rank_key):
-        source = row["_source"]
-        if isinstance(source, (list, tuple)) or source in chosen:
-            continue
-        chosen.append(source)
-        if len(chosen) == k:
-            break
-    return chosen
+    ranked = [row["_source"] for row in sorted(rows, key=_rank_key) if not isinstance(row["_source"], (list, tuple))]
+    return list(dict.fromkeys(ranked))[:k]
 
 
 def select_on_valid(
@@ -177,21 +96,29 @@ def select_on_valid(
         train_views: Views of each cache's train split fitted on beside its clean rows (`featurekit.evaluation.train_views`).
 
     Returns:
-        The SweepResult (nothing written; `sweep` writes the files).
+        The SweepResult (nothing written; `featurekit.report.write_sweep_results` writes the files).
     """
-    from featurekit.evaluation.compare import leaking_caches
+    from featurekit.evaluation.compare import fitted_grid, leaking_caches, source_leaks
     from featurekit.evaluation.train_views import parse_train_views
 
-    _check_grid(caches, probes)
+    if not caches:
+        raise FeaturekitError("The sweep has no caches to choose from.", received="no cache",
+                              fix="List at least one extraction under [[sweep.backbone]].")
+    _check_probes(probes)
     train_views = parse_train_views(train_views)  # wrong view texts fail before any work too
     leaky = leaking_caches(list(caches), log) if audit else {}
     notes = _leak_notes(leaky)
     if train_views:
         notes.append("trained on the clean train split plus views " + ", ".join(v.name for v in train_views) +
                      " (the learning curve trains on clean rows)")
-    grid = _GridOnValid(probes, probe_params or {}, runs_dir, refit, memory_budget_gb, n_boot, leaky if audit else None,
-                        log, train_views)
-    rows = sorted(grid.rows(list(caches)), key=_rank_key)
+
+    def ranked_rows(sources: list[Any]) -> list[dict[str, Any]]:
+        # The caches x probes loop is `fitted_grid`'s, shared with `compare`; here every fit becomes a valid row.
+        fits = fitted_grid(sources, probes, probe_params, runs_dir, refit, memory_budget_gb, log, train_views)
+        return sorted((_valid_row(fit, source_leaks(fit.source, leaky) if audit else None, n_boot) for fit in fits),
+                      key=_rank_key)
+
+    rows = ranked_rows(list(caches))
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank
     group = top_k_caches(rows, top_k) if top_k >= 2 else []
@@ -199,9 +126,7 @@ def select_on_valid(
     if len(group) >= 2:
         # The fusion is one more cache: every probe of the grid is fitted on it, as on the others.
         log(f"fusing the caches of the top {len(group)} rows: {escape(', '.join(Path(p).name for p in group))}")
-        fusion_rows = sorted(grid.rows([group]), key=_rank_key)
-        for row in fusion_rows:
-            row["rank"] = None
+        fusion_rows = [{**row, "rank": None} for row in ranked_rows([group])]
     elif top_k >= 2:
         notes.append("no fusion candidate: the top rows all come from one cache")
     fusion = fusion_rows[0] if fusion_rows else None
@@ -210,13 +135,6 @@ def select_on_valid(
         "scoring it on test once.")
     return SweepResult(name, rows, fusion, chosen, chosen_on_test(chosen, n_boot, log), notes=notes,
                        fusion_rows=fusion_rows)
-
-
-def _check_grid(caches: Sequence[Any], probes: Sequence[str]) -> None:
-    if not caches:
-        raise FeaturekitError("The sweep has no caches to choose from.", received="no cache",
-                              fix="List at least one extraction under [[sweep.backbone]].")
-    _check_probes(probes)
 
 
 def _check_probes(probes: Sequence[str]) -> None:
@@ -236,38 +154,18 @@ def _leak_notes(leaky: dict[Path, bool]) -> list[str]:
             " hold identical images in several splits; valid and test figures there are optimistic."]
 
 
-@dataclass
-class _GridOnValid:
-    """The probes of a sweep, fitted on caches through `featurekit.evaluation.compare.fitted_grid`, as rows of valid figures."""
-
-    probes: Sequence[str]
-    probe_params: dict[str, dict[str, Any]]
-    runs_dir: str | Path
-    refit: bool
-    memory_budget_gb: float
-    n_boot: int
-    leaky: dict[Path, bool] | None  # None: not audited
-    log: Callable[[str], None]
-    train_views: Sequence[Any] = ()  # parsed views fitted on beside each cache's clean train rows
-
-    def rows(self, sources: list[Any]) -> list[dict[str, Any]]:
-        from featurekit.evaluation.compare import fitted_grid, source_leaks
-
-        return [_valid_row(fit, source_leaks(fit.source, self.leaky) if self.leaky is not None else None, self.n_boot)
-                for fit in fitted_grid(sources, self.probes, self.probe_params, self.runs_dir, self.refit,
-                                       self.memory_budget_gb, self.log, self.train_views)]
-
-
 def chosen_on_test(chosen: dict[str, Any], n_boot: int, log: Callable[[str], None] = print,
                    threshold: float | None = None) -> dict[str, Any]:
-    """The chosen row's figures on the test split, at its threshold chosen on valid unless another is given (one
-    chosen on valid plus its views): test is read for the chosen configuration only, after the choice."""
-    from featurekit.evaluation.compare import scored
+    """The chosen row's figures on the test split (the TEST_KEYS, and the private keys behind its pictures), at its
+    threshold chosen on valid unless another is given (one chosen on valid plus its views): test is read for the
+    chosen configuration only, after the choice."""
     from featurekit.cache.fusion import open_source
+    from featurekit.evaluation.compare import scored
 
     with open_source(chosen["_source"], log) as cache:
         test = scored(chosen["_fitted"], cache, "test", n_boot, threshold)
-    return {k: test[k] for k in TEST_KEYS}
+        return {**{k: test[k] for k in TEST_KEYS}, "_scores": test["_scores"], "_labels": test["_labels"],
+                **image_keys(cache, "test")}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -312,9 +210,7 @@ def learning_curve(
         One dict per fraction: fraction, n_train, repeats, test ROC AUC and accuracy (mean, sd, each value);
         a size the probe cannot be fitted on (kNN with fewer rows than neighbours) has `error` instead.
     """
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise FeaturekitError("The learning curve needs at least one repeat.", received=given("repeats", repeats),
-                              fix=f"Use e.g. {given('repeats', 3)}.")
+    repeats = check_value(options_for("sweep")["repeats"], repeats, parameter="repeats")  # an integer >= 1
     splits = _three_splits(source, memory_budget_gb, log)
     params = dict(params or {})
     points = []
@@ -358,7 +254,7 @@ def _curve_point(splits: dict[str, tuple[np.ndarray, np.ndarray]], probe: str, p
 
     (x_train, y_train), (x_valid, y_valid), (x_test, y_test) = splits["train"], splits["valid"], splits["test"]
     all_rows = np.arange(len(y_train))
-    aucs, accuracies, sizes = [], [], []
+    figures = {"test_roc_auc": [], "test_accuracy": []}
     for repeat in range(repeats):
         rows = all_rows
         if size < len(y_train):
@@ -367,27 +263,11 @@ def _curve_point(splits: dict[str, tuple[np.ndarray, np.ndarray]], probe: str, p
                                   x_valid, y_valid)
         threshold = choose_threshold(y_valid, fake_scores(estimator, x_valid))
         scores = fake_scores(estimator, x_test)
-        aucs.append(roc_auc(y_test, scores))
-        accuracies.append(accuracy(y_test, scores, threshold))
-        sizes.append(len(rows))
-
-    def sd(values: list[float]) -> float:
-        return float(np.std(values, ddof=1) if repeats > 1 else 0.0)
-
-    return {"n_train": int(sizes[0]), "repeats": repeats, "test_roc_auc_mean": float(np.mean(aucs)),
-            "test_roc_auc_sd": sd(aucs), "test_accuracy_mean": float(np.mean(accuracies)),
-            "test_accuracy_sd": sd(accuracies), "test_roc_auc": [float(a) for a in aucs],
-            "test_accuracy": [float(a) for a in accuracies]}
-
-
-def gain_per_doubling(points: Sequence[dict[str, Any]]) -> float | None:
-    """Least-squares slope of mean test ROC AUC against log2(training images): the gain per doubling."""
-    points = [p for p in points if "error" not in p]
-    if len(points) < 2:
-        return None
-    x = np.log2([p["n_train"] for p in points])
-    y = np.array([p["test_roc_auc_mean"] for p in points])
-    return float(np.polyfit(x, y, 1)[0])
+        figures["test_roc_auc"].append(float(roc_auc(y_test, scores)))
+        figures["test_accuracy"].append(float(accuracy(y_test, scores, threshold)))
+    summary = {f"{name}_{statistic}": value for name, values in figures.items() for statistic, value in
+               (("mean", float(np.mean(values))), ("sd", float(np.std(values, ddof=1)) if repeats > 1 else 0.0))}
+    return {"n_train": len(rows), "repeats": repeats, **summary, **figures}
 
 
 # --------------------------------------------------------------------------------------------------

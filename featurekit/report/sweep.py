@@ -10,7 +10,7 @@ from featurekit.report.formats import render
 from featurekit.report.output import write_bytes
 from featurekit.report.results import features_text, scored_on, short_weights, weights_footnotes
 from featurekit.report.tables import Column, with_interval
-from featurekit.jobs.sweep import SELECTION_RULE, SweepResult, gain_per_doubling
+from featurekit.rows import SELECTION_RULE, SweepResult, gain_per_doubling
 
 
 def _cache_text(row: dict[str, Any]) -> str:

@@ -8,7 +8,7 @@ from featurekit.report.formats import json_text
 from featurekit.report.output import write_text
 from featurekit.report.sweep import chosen_line, plot_learning_curve, sweep_markdown
 from featurekit.report.sweep_page import write_sweep_page
-from featurekit.jobs.sweep import SweepResult
+from featurekit.rows import SweepResult
 
 
 def write_sweep_results(result: SweepResult, results_dir: str | Path) -> list[Path]:

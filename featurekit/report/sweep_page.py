@@ -4,8 +4,6 @@ configuration's valid ROC AUC, the choice's curves, confusion and mistakes, the 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
 from featurekit.report.output import write_text
 from featurekit.report.page import (
     FEATURES_COLUMN,
@@ -29,23 +27,7 @@ from featurekit.report.page import (
 from featurekit.report.plots import learning_curve_figure
 from featurekit.report.results import flags_text
 from featurekit.report.sweep import chosen_line, curve_line
-from featurekit.jobs.sweep import SELECTION_RULE, SweepResult, gain_per_doubling
-
-
-def chosen_on_test(result: SweepResult) -> dict[str, Any]:
-    """The chosen row with its test figures, and its test scores and images for the pictures.
-
-    The scores are those the sweep reported once: the same fitted probe on the same test rows.
-    """
-    from featurekit.evaluation.fitting import split_scores
-    from featurekit.cache.fusion import open_source
-    from featurekit.rows import image_keys
-
-    chosen = result.chosen
-    with open_source(chosen["_source"]) as cache:
-        scores, labels = split_scores(chosen["_fitted"], cache, "test")
-        images = image_keys(cache, "test")
-    return {**chosen, **result.test, "n_test": result.test["n"], "_scores": scores, "_labels": labels, **images}
+from featurekit.rows import SELECTION_RULE, SweepResult, gain_per_doubling
 
 
 VALID_COLUMNS: tuple[HtmlColumn, ...] = (
@@ -77,7 +59,7 @@ def _learning_curve_section(result: SweepResult) -> str:
 
 def sweep_page(result: SweepResult) -> str:
     """The whole page of a sweep."""
-    chosen = chosen_on_test(result)
+    chosen = {**result.chosen, **result.test, "n_test": result.test["n"]}  # with the scores behind its pictures
     candidates = result.rows + result.fusion_rows
     kind = "the top-k fusion" if result.chosen is result.fusion else f"row {result.chosen['rank']} of the grid"
     intro = (f"<p><b>Compared:</b> {len(result.rows)} configurations (feature set &times; probe) on the valid "
