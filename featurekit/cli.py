@@ -250,7 +250,8 @@ def print_extract_summary(result) -> None:
 @command("info")
 def info(options: dict[str, Any]) -> None:
     """Describe a cache: what made it, from which images, split and class counts, skipped files."""
-    from featurekit.report import check_output, describe_cache, render_cache
+    from featurekit.cache.describe import describe_cache
+    from featurekit.report import check_output, render_cache
 
     check_output(options["format"], options["out"])
     show(render_cache(describe_cache(options["cache"]), options["format"]), options)
@@ -261,6 +262,7 @@ def backbones(options: dict[str, Any]) -> None:
     """List the registered backbones: input size, preprocessing, feature sizes, parameters, weights."""
     from featurekit.backbones import list_backbones
     from featurekit.backbones.listing import backbone_listing
+    from featurekit.backbones.weights import default_weights_label
     from featurekit.report import check_output, render_backbones
 
     check_output(options["format"], options["out"])
@@ -269,7 +271,9 @@ def backbones(options: dict[str, Any]) -> None:
         from featurekit.backbones.weights import known_weights_rows
 
         files = known_weights_rows()
-    show(render_backbones([backbone_listing(name) for name in list_backbones()], options["format"], files), options)
+    names = list_backbones()
+    labels = {name: default_weights_label(name) for name in names}
+    show(render_backbones([backbone_listing(name) for name in names], options["format"], files, labels), options)
 
 
 @command("fit_head")

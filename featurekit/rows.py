@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -31,6 +32,21 @@ def public_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows without private keys, with NumPy scalars as plain Python values (for CSV/JSON)."""
     return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items() if not k.startswith("_")}
             for row in rows]
+
+
+def plain(value: Any) -> Any:
+    """NumPy scalars and arrays, tuples and paths as plain JSON values, recursively."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return plain(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return value
 
 
 def image_keys(cache: Any, split: str) -> dict[str, Any]:

@@ -78,7 +78,8 @@ NO_TENSORFLOW_SCRIPT = """
     from featurekit.extraction.extract import extract
     from featurekit.evaluation.fitting import fit_probe
     from featurekit.predict import predict
-    from featurekit.report import describe_cache, render_cache
+    from featurekit.cache.describe import describe_cache
+    from featurekit.report import render_cache
     from rich.console import Console
 
     quiet = lambda message: None

@@ -30,7 +30,7 @@ def _extract(data: Path, cache: Path, **options):
 
 @pytest.mark.backend
 def test_local_engine_records_itself_and_info_shows_it(image_folder: Path, tmp_path: Path):
-    from featurekit.report import describe_cache
+    from featurekit.cache.describe import describe_cache
 
     result = _extract(image_folder, tmp_path / "c.h5", engine="local", engine_options={"prefetch_batches": 0})
     with open_cache(result.cache_path) as cache:
@@ -51,7 +51,7 @@ def test_prefetch_depth_does_not_change_the_features(image_folder: Path, tmp_pat
 def test_engine_is_not_identity_a_cache_made_by_one_engine_is_up_to_date_for_another(image_folder: Path,
                                                                                      tmp_path: Path):
     from featurekit.cache import IDENTITY_KEYS
-    from featurekit.report import ENGINE_ATTRIBUTES
+    from featurekit.cache.describe import ENGINE_ATTRIBUTES
 
     assert not set(ENGINE_ATTRIBUTES) & set(IDENTITY_KEYS)
     _extract(image_folder, tmp_path / "c.h5")

@@ -99,7 +99,7 @@ def test_a_worker_that_raises_once_and_one_that_dies_once_are_retried(ray_and_lo
 
 
 def test_the_cache_records_engine_and_cluster_and_info_shows_them(ray_and_local):
-    from featurekit.report import describe_cache
+    from featurekit.cache.describe import describe_cache
 
     local, distributed, _, messages = ray_and_local
     attrs = _cache_rows(distributed.cache_path)[5]

@@ -226,7 +226,7 @@ def test_views_split_extracts_the_test_split_only(faces: Path, tmp_path: Path):
         assert b.paths == [a.paths[i] for i in test]
         assert b.attrs["data_fingerprint"] == a.attrs["data_fingerprint"]  # the same images, one split of them
         assert a.attrs["subset"] == ""
-    from featurekit.report import describe_cache
+    from featurekit.cache.describe import describe_cache
 
     described = describe_cache(blurred)["attributes"]
     assert described["view"] == "blur:1" and described["subset"] == "test"

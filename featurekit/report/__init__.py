@@ -1,7 +1,8 @@
 """Presentation, the top layer: rows and results -> terminal tables, CSV, JSON, Markdown, PNG and HTML.
 
-Library functions return rows (plain dicts, `featurekit.rows`) or result objects; the modules here turn
-them into every output of every command, and nothing below imports from here.
+Library functions return rows (plain dicts) or result objects (`featurekit.rows`); the modules here turn
+them into every output of every command. They compute nothing and import nothing above `featurekit.rows`,
+`featurekit.errors` and `featurekit.fsutil`; nothing below imports from here.
 
 - `tables`: columns, rich and Markdown tables;  `document` + `formats`: a command's output as data, and
   the registry of output formats (format name -> renderer);  `output`: files and the terminal.
@@ -13,28 +14,18 @@ them into every output of every command, and nothing below imports from here.
 
 from featurekit.report.audit import render_audit
 from featurekit.report.backbones import render_backbones
-from featurekit.report.cache_info import ENGINE_ATTRIBUTES, describe_cache, render_cache
-from featurekit.report.formats import FORMATS, check_output, csv_text, json_text, plain, render
+from featurekit.report.cache_info import render_cache
+from featurekit.report.formats import FORMATS, check_output, render
 from featurekit.report.output import print_text, print_whole, write_text
 from featurekit.report.page import compare_page, write_html_report
 from featurekit.report.plots import plot_roc
 from featurekit.report.predictions import render_predictions
-from featurekit.report.results import (
-    results_markdown,
-    results_table,
-    results_table_for,
-    short_weights,
-    weights_footnotes,
-    write_rows,
-)
-from featurekit.report.sweep import sweep_markdown, sweep_table
+from featurekit.report.results import results_markdown, results_table, results_table_for, write_rows
+from featurekit.report.sweep import sweep_table
 from featurekit.report.sweep_files import write_sweep_results
-from featurekit.report.tables import Column, markdown_table, rich_table
 
 __all__ = [
-    "ENGINE_ATTRIBUTES", "FORMATS", "Column", "check_output", "compare_page", "csv_text", "describe_cache", "json_text",
-    "markdown_table", "plain", "plot_roc", "print_text", "print_whole", "render", "render_audit", "render_backbones",
-    "render_cache", "render_predictions", "results_markdown", "results_table", "results_table_for", "rich_table",
-    "short_weights", "sweep_markdown", "sweep_table", "weights_footnotes", "write_html_report", "write_rows",
-    "write_sweep_results", "write_text",
+    "FORMATS", "check_output", "compare_page", "plot_roc", "print_text", "print_whole", "render", "render_audit",
+    "render_backbones", "render_cache", "render_predictions", "results_markdown", "results_table",
+    "results_table_for", "sweep_table", "write_html_report", "write_rows", "write_sweep_results", "write_text",
 ]

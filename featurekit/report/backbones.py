@@ -9,21 +9,14 @@ from featurekit.report.formats import render
 from featurekit.report.tables import Column
 
 
-def backbone_rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Flat rows (for CSV) from `embedder.backbone_summary` dicts."""
-    from featurekit.backbones import POOLINGS
-    from featurekit.backbones.weights import default_weights_label
-
-    rows = []
-    for summary in summaries:
-        row = {"name": summary["name"], "input_size": summary["input_size"], "preprocessing": summary["preprocessing"],
-               "output_layer": summary["output_layer"]}
-        row.update({f"feature_dim_{p}": summary["feature_dim"][p] for p in POOLINGS if p in summary["feature_dim"]})
-        handmade = summary.get("weights_text")  # hand-made features: no weights at all
-        row.update(params=summary["params"], default_weights=handmade or default_weights_label(summary["name"]),
-                   weights=summary.get("weights_text") or ", ".join(["default", *summary["pretrained"], "none", "PATH"]))
-        rows.append(row)
-    return rows
+def backbone_rows(summaries: list[dict[str, Any]], default_weights: dict[str, str]) -> list[dict[str, Any]]:
+    """Flat rows (for CSV) from `backbone_listing` dicts; `default_weights`: each Keras backbone's default weights
+    in words, by name (hand-made features have no weights: their `weights_text` says so)."""
+    return [{"name": s["name"], "input_size": s["input_size"], "preprocessing": s["preprocessing"],
+             "output_layer": s["output_layer"], **{f"feature_dim_{p}": dim for p, dim in s["feature_dim"].items()},
+             "params": s["params"], "default_weights": s.get("weights_text") or default_weights[s["name"]],
+             "weights": s.get("weights_text") or ", ".join(["default", *s["pretrained"], "none", "PATH"])}
+            for s in summaries]
 
 
 def _feature_sizes(row: dict[str, Any]) -> str:
@@ -51,9 +44,10 @@ WEIGHTS_FILE_COLUMNS = (
 )
 
 
-def backbones_document(summaries: list[dict[str, Any]], files: list[dict[str, Any]] | None = None) -> Document:
+def backbones_document(summaries: list[dict[str, Any]], files: list[dict[str, Any]] | None = None,
+                       default_weights: dict[str, str] | None = None) -> Document:
     """The `backbones` listing; with `files`, the known weights files too (CSV then lists the files)."""
-    rows = backbone_rows(summaries)
+    rows = backbone_rows(summaries, default_weights or {})
     blocks = [Table(rows, BACKBONE_COLUMNS, title="Backbones")]
     if files is not None:
         blocks.append(Table(files, WEIGHTS_FILE_COLUMNS, title="Known weights files"))
@@ -63,6 +57,11 @@ def backbones_document(summaries: list[dict[str, Any]], files: list[dict[str, An
                     name="the backbones listing")
 
 
-def render_backbones(summaries: list[dict[str, Any]], fmt: str, files: list[dict[str, Any]] | None = None):
-    """The `backbones` listing: a rich table, or csv/json/md text; with `files`, the known weights files too."""
-    return render(backbones_document(summaries, files), fmt)
+def render_backbones(summaries: list[dict[str, Any]], fmt: str, files: list[dict[str, Any]] | None = None,
+                     default_weights: dict[str, str] | None = None):
+    """The `backbones` listing: a rich table, or csv/json/md text; with `files`, the known weights files too.
+
+    `default_weights`: each Keras backbone's default weights in words, by name
+    (`featurekit.backbones.weights.default_weights_label`).
+    """
+    return render(backbones_document(summaries, files, default_weights), fmt)

@@ -1,46 +1,12 @@
-"""`info`: what a cache holds and what made it."""
+"""`info`: what a cache holds and what made it (`featurekit.cache.describe.describe_cache`), in every format."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from featurekit.report.document import Document, Table
-from featurekit.report.formats import plain, render
+from featurekit.report.formats import render
 from featurekit.report.tables import Column
-
-# What computed a cache (featurekit.engines): recorded, never part of its identity (the features are the same).
-ENGINE_ATTRIBUTES = ("engine", "engine_workers", "cluster_nodes", "cluster_cpus", "cluster_gpus")
-CACHE_ATTRIBUTES = ("backbone", "weights", "weights_label", "weights_sha256", "random_features", "layer", "pooling",
-                    "image_size", "preprocessing", "precision", "backend", "architecture_variant", "dtype",
-                    "feature_dim", "view", "subset", "resize", "handmade", "n_rows", "n_skipped", "class_names",
-                    "positive_class", "data_root", "layout", "data_fingerprint", "fingerprint", "train_overlap_valid",
-                    "train_overlap_test", "created_utc", "schema_version", "versions",
-                    *ENGINE_ATTRIBUTES)
-
-
-def describe_cache(path: str | Path) -> dict[str, Any]:
-    """What a cache holds and what made it, as plain data (for `info` in every format)."""
-    from featurekit.cache import open_cache
-
-    path = Path(path)
-    with open_cache(path) as cache:
-        attrs = dict(cache.attrs)
-        names = list(cache.class_names)
-        counts = {}
-        for split in ("train", "valid", "test"):
-            labels = cache.labels[cache.splits == split]
-            counts[split] = {name: int(np.sum(labels == i)) for i, name in enumerate(names)}
-        return plain({
-            "path": str(path), "size_mib": round(path.stat().st_size / 2**20, 3),
-            "attributes": {**{key: attrs[key] for key in CACHE_ATTRIBUTES if key in attrs},
-                           "positive_class": cache.positive_class},
-            "class_names": names, "counts": counts,
-            "skipped": [{"path": p, "reason": r} for p, r in cache.skipped],
-            "ignored": [{"path": p, "reason": r} for p, r in cache.ignored],
-        })
 
 
 def _attribute_text(value: Any) -> str:

@@ -12,25 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import numpy as np
-
 from featurekit.errors import FeaturekitError, given, option_name
 from featurekit.report.document import Document
-
-
-def plain(value: Any) -> Any:
-    """NumPy scalars and arrays, tuples and paths as plain JSON values, recursively."""
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return plain(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    return value
+from featurekit.rows import plain
 
 
 def json_text(payload: Any) -> str:
