@@ -6,16 +6,12 @@ from pathlib import Path
 
 
 def write_text(text: str, out: str | Path) -> Path:
-    """Write an output file atomically (never half-written, never through a symlink)."""
-    from featurekit.fsutil import atomic_write_text, make_folder
-
-    out = Path(out)
-    make_folder(out.parent, f"create the folder of {out.name}")
-    return atomic_write_text(out, text)
+    """Write a UTF-8 output file atomically (never half-written, never through a symlink)."""
+    return write_bytes(text.encode("utf-8"), out)
 
 
 def write_bytes(data: bytes, out: str | Path) -> Path:
-    """Write a binary output file (a PNG) atomically, never through a symlink."""
+    """Write an output file (a PNG, or text as bytes) atomically, never through a symlink."""
     from featurekit.fsutil import atomic_write_bytes, make_folder
 
     out = Path(out)

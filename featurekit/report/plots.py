@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from featurekit.report.output import write_bytes
 from featurekit.report.results import features_text, scored_elsewhere, short_weights
 from featurekit.report.tables import rank_value
 
@@ -56,12 +57,6 @@ def curve_groups(rows: Sequence[dict[str, Any]]) -> list[tuple[str, list[dict[st
     return sorted(ordered, key=lambda item: -rank_value(item[1][0]["roc_auc"]))
 
 
-
-def _grid(n: int, columns: int = 3) -> tuple[int, int]:
-    columns = max(1, min(columns, n))
-    return math.ceil(n / columns), columns
-
-
 def _label_marks(row: dict[str, Any]) -> str:
     marks = [m for m, on in (("RANDOM", row.get("random_features")), ("COLLAPSED", row.get("collapsed"))) if on]
     return f" [{', '.join(marks)}]" if marks else ""
@@ -94,7 +89,8 @@ def curves_figure(rows: Sequence[dict[str, Any]], kind: str = "roc", columns: in
     if not groups:
         return None
     colours = probe_colours([row for _, members in groups for row in members])
-    n_rows, n_columns = _grid(len(groups), columns)
+    n_columns = max(1, min(columns, len(groups)))
+    n_rows = math.ceil(len(groups) / n_columns)
     figure = new_figure(PANEL_INCHES * n_columns, PANEL_INCHES * n_rows + 0.4)
     axes = figure.subplots(n_rows, n_columns, squeeze=False, sharex=True, sharey=True)
     for index, (name, members) in enumerate(groups):
@@ -125,13 +121,6 @@ def curves_figure(rows: Sequence[dict[str, Any]], kind: str = "roc", columns: in
     return figure
 
 
-def roc_png(rows: Sequence[dict[str, Any]]) -> bytes:
-    """The `compare --plot` PNG: ROC small multiples (an empty note when no row has scores)."""
-    figure = curves_figure(rows, "roc")
-    if figure is None:
-        figure = new_figure(5, 1)
-        figure.text(0.5, 0.5, "no row was scored on its test split", ha="center", va="center")
-    return figure_bytes(figure, "png")
 
 
 TEST_FIGURES = (("accuracy", "test accuracy"), ("roc_auc", "test ROC AUC"))
@@ -224,7 +213,10 @@ def learning_curve_figure(points: Sequence[dict[str, Any]], title: str, slope: f
 
 
 def plot_roc(rows: Sequence[dict[str, Any]], out: str | Path) -> Path:
-    """`compare --plot`: the ROC small multiples of the rows as a PNG file."""
-    from featurekit.report.output import write_bytes
-
-    return write_bytes(roc_png(rows), out)
+    """The ROC small multiples of the rows as a PNG file (`compare`'s `plot`); an empty note when no row has
+    scores."""
+    figure = curves_figure(rows, "roc")
+    if figure is None:
+        figure = new_figure(5, 1)
+        figure.text(0.5, 0.5, "no row was scored on its test split", ha="center", va="center")
+    return write_bytes(figure_bytes(figure, "png"), out)

@@ -21,18 +21,13 @@ def short_weights(label: str | None) -> str:
 
 def flags_text(row: dict[str, Any]) -> str:
     """What a reader must know before trusting a row: random features, leaks, train overlap, a collapse."""
-    flags = []
-    if row.get("random_features"):
-        flags.append("RANDOM FEATURES")
-    if row.get("leaks"):
-        flags.append("LEAKS (duplicates across splits)")
-    if row.get("train_overlap"):
-        flags.append(f"TRAIN OVERLAP: the backbone was trained on {row['train_overlap']} of these valid/test images")
-    if row.get("collapsed"):
-        flags.append(f"COLLAPSED: {row['collapsed']}")
-    if row.get("streamed"):
-        flags.append("streamed")
-    return "; ".join(flags)
+    flags = ("RANDOM FEATURES" if row.get("random_features") else "",
+             "LEAKS (duplicates across splits)" if row.get("leaks") else "",
+             f"TRAIN OVERLAP: the backbone was trained on {row['train_overlap']} of these valid/test images"
+             if row.get("train_overlap") else "",
+             f"COLLAPSED: {row['collapsed']}" if row.get("collapsed") else "",
+             "streamed" if row.get("streamed") else "")
+    return "; ".join(flag for flag in flags if flag)
 
 
 def features_text(row: dict[str, Any]) -> str:
