@@ -43,10 +43,8 @@ class Table:
         return rich_table(self.rows, self.columns, title=self.title, caption=self.caption, row_style=self.row_style)
 
     def markdown(self) -> str:
-        if self.empty is not None and not self.rows:
-            body = self.empty + "\n"
-        else:
-            body = markdown_table(self.rows, self.columns)
+        empty = self.empty is not None and not self.rows
+        body = self.empty + "\n" if empty else markdown_table(self.rows, self.columns)
         text = (f"{self.heading}\n\n" if self.heading else "") + body
         return text + (f"\n{self.md_caption}\n" if self.md_caption else "")
 
