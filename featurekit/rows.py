@@ -1,7 +1,9 @@
-"""The rows that compare, transfer and sweep return, and that every renderer reads: their keys, as data.
+"""The rows that compare, shifted scoring and sweep return, and that every renderer reads: their keys, as data.
 
 A row is a plain dict: public keys (the ROW_KEYS, plain values for CSV/JSON) and private ones starting
 with "_" (the scores, labels and image paths behind the pictures), which never reach a results file.
+A sweep returns a `SweepResult` of such rows. This module sits below both the library that makes rows
+(`featurekit.evaluation`, `featurekit.jobs`) and the renderers that read them (`featurekit.report`).
 """
 
 from __future__ import annotations
