@@ -121,8 +121,6 @@ def curves_figure(rows: Sequence[dict[str, Any]], kind: str = "roc", columns: in
     return figure
 
 
-
-
 TEST_FIGURES = (("accuracy", "test accuracy"), ("roc_auc", "test ROC AUC"))
 
 

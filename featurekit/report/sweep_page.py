@@ -4,6 +4,7 @@ configuration's valid ROC AUC, the choice's curves, confusion and mistakes, the 
 from __future__ import annotations
 
 from pathlib import Path
+
 from featurekit.report.output import write_text
 from featurekit.report.page import (
     FEATURES_COLUMN,
