@@ -13,6 +13,7 @@ printed. Output to a pipe or a file is never cut to a terminal's width: tables a
 from __future__ import annotations
 
 import inspect
+import shlex
 import sys
 from contextvars import ContextVar
 from pathlib import Path
@@ -140,14 +141,12 @@ def given_flags(context: typer.Context, values: dict[str, Any]) -> dict[str, Any
             if getattr(context.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
 
 
-def resolve_command_options(command: str, flags: dict[str, Any],
-                            spelling: CommandSpelling | None = None) -> dict[str, Any]:
+def resolve_command_options(command: str, flags: dict[str, Any], spelling: CommandSpelling) -> dict[str, Any]:
     """Declared defaults < config file < the flags given, checked; required options present.
 
-    `spelling` (when given) learns which options the user typed and which the config file set.
+    `spelling` learns which options the user typed and which the config file set.
     """
     flags = {name: (None if isinstance(value, (list, tuple)) and not value else value) for name, value in flags.items()}
-    spelling = spelling or CommandSpelling(command)
     spelling.typed = {name: value for name, value in flags.items() if value is not None}
     file_config = {}
     if COMMANDS[command].takes_config:
@@ -223,9 +222,6 @@ def extract(options: dict[str, Any]) -> None:
 
     Every --layer x --pooling combination becomes its own cache, all from one forward pass.
     """
-    import shlex
-    import sys
-
     from featurekit.extraction.extract import extract_from_options
     from featurekit.extraction.progress import rich_progress_bar
 
@@ -263,12 +259,10 @@ def backbones(options: dict[str, Any]) -> None:
     from featurekit.backbones.listing import backbone_listing
     from featurekit.report import check_output, render_backbones
 
-    check_output(options["format"], options["out"])
-    files = None
-    if options["files"]:
-        from featurekit.backbones.weights import known_weights_rows
+    from featurekit.backbones.weights import known_weights_rows
 
-        files = known_weights_rows()
+    check_output(options["format"], options["out"])
+    files = known_weights_rows() if options["files"] else None
     show(render_backbones([backbone_listing(name) for name in list_backbones()], options["format"], files), options)
 
 
@@ -324,9 +318,7 @@ def render_results(rows: list[dict], options: dict[str, Any]) -> None:
         text = write_rows(rows, options["format"], options["out"])
         if not options["out"]:
             print_text(console, text)
-    written = []
-    if options["out"]:
-        written.append(options["out"])
+    written = [options["out"]] if options["out"] else []
     if options["plot"]:
         written.append(plot_roc(rows, options["plot"]))
     if options.get("results"):
@@ -365,14 +357,13 @@ def run(options: dict[str, Any]) -> None:
 @command("predict")
 def predict(options: dict[str, Any]) -> None:
     """P(fake) and the label at the model's threshold for image files or folders."""
+    from featurekit.evaluation.fitting import read_fitted_meta
     from featurekit.predict import predict as predict_images
     from featurekit.report import check_output, render_predictions
 
     check_output(options["format"], options["out"])
     rows = predict_images(options["model"], options["inputs"], batch_size=options["batch_size"],
                           max_pixels=options["max_pixels"] or None, workers=options["workers"])
-    from featurekit.evaluation.fitting import read_fitted_meta
-
     try:
         class_names = read_fitted_meta(options["model"]).get("class_names") or ["real", "fake"]
     except FeaturekitError:  # predict itself has read it; only a stand-in model gets here
@@ -388,26 +379,11 @@ def audit(options: dict[str, Any]) -> None:
     TARGET is a cache (.h5; near-duplicates too, from its embeddings) or a data folder.
     Warnings come first. Exit code 0; with --strict, 1 when a leak or a shortcut is found.
     """
-    from featurekit.audit import audit_cache, audit_data
-    from featurekit.config import parse_split_fractions
-    from featurekit.errors import given
+    from featurekit.audit import audit_from_options
     from featurekit.report import check_output, render_audit
 
     check_output(options["format"], options["out"])
-    target = Path(options["target"])
-    common = {name: options[name] for name in ("shortcuts", "shortcut_auc", "balance_tolerance", "n_boot", "seed",
-                                               "workers")}
-    common["max_pixels"] = options["max_pixels"] or None
-    if target.is_dir():
-        report = audit_data(target, split_fractions=parse_split_fractions(options["split"]), **common)
-    elif target.is_file():
-        report = audit_cache(target, data_root=options["data_root"], max_listed=options["max_listed"],
-                             near_duplicate_threshold=options["near_duplicate_threshold"], center=options["center"],
-                             near_duplicates=options["near_duplicates"],
-                             memory_budget_bytes=options["memory_budget_mb"] * 2**20, **common)
-    else:
-        raise FeaturekitError("Nothing to audit there.", received=given("target", str(target)),
-                              fix="Pass a cache file written by `extract` (.h5) or a data folder.")
+    report = audit_from_options(options)
     if options["format"] != "table" and not options["out"]:
         for warning in report.warnings:  # stdout carries the json/md; a reader of the terminal sees these first
             error_console.print(Text(f"WARNING: {warning}", style="bold red"), soft_wrap=True)
@@ -445,7 +421,6 @@ def report(options: dict[str, Any]) -> None:
     precision-recall curves per feature set, the most confident mistakes, and a sortable table.
     """
     from featurekit.evaluation.compare import compare_from_options
-    from featurekit.options import options_for
     from featurekit.report import write_html_report
 
     compare_options = {name: value for name, value in options.items() if name in options_for("compare")}

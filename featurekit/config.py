@@ -43,13 +43,10 @@ from featurekit.options import (
     validate_params,
 )
 
-# `[run]` holds lists of steps besides its own options: `[[run.extract]]` and `[[run.train_backbone]]`
-# entries take the config keys of those commands, except `data` (a job has one data folder, the
-# file's or `run --data`).
-RUN_STEPS = {"extract": "extract", "train_backbone": "train_backbone"}
-# `[sweep]` holds its grid: each `[[sweep.backbone]]` entry is one extraction (the config keys of `extract`).
-SWEEP_STEPS = {"backbone": "extract"}
-STEPS = {"run": RUN_STEPS, "sweep": SWEEP_STEPS}
+# Tables that hold lists of steps besides their own options (table -> step -> the command whose config keys
+# a step takes, except `data`: a job has one data folder). `[[run.extract]]` and `[[run.train_backbone]]`
+# are the job's steps; each `[[sweep.backbone]]` entry is one extraction of the sweep's grid.
+STEPS = {"run": {"extract": "extract", "train_backbone": "train_backbone"}, "sweep": {"backbone": "extract"}}
 STEP_EXCLUDED = ("data",)
 
 # The keys whose values are paths (a weights value other than a keyword is a file): resolved against the file.

@@ -1,4 +1,4 @@
-"""What an audit found, as data: JSON through `to_dict()`, plain text through `summary_lines()`."""
+"""What an audit found, as data: JSON through `to_dict()` (`featurekit.report` renders it)."""
 
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ class ShortcutReport:
 
 @dataclass
 class AuditReport:
-    """Everything one audit found; `to_dict()` for JSON, `summary_lines()` for a terminal or a log.
+    """Everything one audit found; `to_dict()` for JSON (and for every renderer).
 
     `has_leaks` is True when an image (byte-identical or near-identical) sits in more than one split.
     `warnings` lists every finding a reader must see before trusting a score on this data: leaks,
@@ -160,38 +160,3 @@ class AuditReport:
             },
             "shortcuts": None if self.shortcuts is None else self.shortcuts.to_dict(),
         }
-
-    def summary_lines(self) -> list[str]:
-        """Plain-text summary, warnings first (escape with rich.markup.escape before printing as markup)."""
-        lines = [f"audit of {self.kind} {self.source}: {self.n_images} images, classes {', '.join(self.class_names)}"]
-        lines += [f"WARNING: {w}" for w in self.warnings]
-        for split, row in self.balance.items():
-            counts = ", ".join(f"{name} {row['counts'][name]} ({row['fractions'][name]:.1%})" for name in self.class_names)
-            lines.append(f"balance {split}: {row['total']} images: {counts}")
-        lines.append(f"exact duplicates across splits: {len(self.exact_cross_split)} groups; "
-                     f"within one split: {len(self.exact_within_split)} groups")
-        for group in self.exact_cross_split[:20]:
-            members = "; ".join(f"{m.path} ({m.split}, {m.label})" for m in group.members)
-            lines.append(f"  sha256 {group.sha256[:12]}: {members}")
-        if self.near_duplicates is not None:
-            lines.append(f"near-duplicates across splits (cosine >= {self.near_duplicate_threshold}): "
-                         f"{self.near_duplicate_count} pairs")
-            for pair in self.near_duplicates[:20]:
-                lines.append(f"  {pair.similarity:.4f}: {pair.first.path} ({pair.first.split}) ~ "
-                             f"{pair.second.path} ({pair.second.split})")
-        if self.shortcuts is not None:
-            s = self.shortcuts
-            if s.skipped:
-                lines.append(f"shortcut probes: not run ({s.skipped})")
-            else:
-                lines.append(f"shortcut probes ({s.verdict}), trained on {s.train_split} ({s.n_train}), "
-                             f"ROC AUC on {s.eval_split} ({s.n_eval}):")
-                for name, probe in s.probes.items():
-                    lines.append(f"  {name}: ROC AUC {probe['roc_auc']:.3f} [{probe['roc_auc_ci_low']:.3f}, "
-                                 f"{probe['roc_auc_ci_high']:.3f}], accuracy {probe['accuracy']:.3f}")
-                singles = ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} n/a" for k, v in s.property_auc.items())
-                lines.append(f"  each property alone: {singles}")
-        lines += [f"note: {n}" for n in self.notes]
-        return lines
-
-

@@ -18,7 +18,6 @@ import numpy as np
 
 from featurekit.audit.report import ShortcutReport
 from featurekit.data import DEFAULT_MAX_PIXELS
-from featurekit.errors import option_name
 
 DEFAULT_SHORTCUT_AUC = 0.65
 DEFAULT_N_BOOT = 500
@@ -96,7 +95,7 @@ def read_file_properties(path: str | Path, max_pixels: int | None = DEFAULT_MAX_
         width, height, mode, fmt = image.width, image.height, image.mode, image.format or "unknown"
         if max_pixels is not None and width * height > max_pixels:
             raise TooLargeImage(f"image too large to decode safely: {width * height:,} pixels, more than "
-                                f"{option_name('max_pixels')} {max_pixels:,} (raise it to read this file)")
+                                f"`max_pixels` {max_pixels:,} (raise it to read this file)")
         quality = estimate_jpeg_quality(getattr(image, "quantization", None)) if fmt == "JPEG" else None
         if fmt == "JPEG":
             image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
@@ -135,14 +134,13 @@ def read_all_file_properties(paths: Sequence[Path], workers: int | None = None,
 
 
 def _property_columns(properties: Sequence[FileProperties]) -> dict[str, np.ndarray]:
-    columns = {name: np.array([getattr(p, name) for p in properties], dtype=object) for name in PROPERTY_NAMES}
-    for name in PROPERTY_NAMES:
-        if name not in CATEGORICAL_PROPERTIES:
-            # A missing JPEG quality (not a JPEG) becomes -1: "no quality" is itself a property.
-            columns[name] = np.array([-1.0 if v is None else float(v) for v in columns[name]])
-        else:
-            columns[name] = columns[name].astype(str)
-    return columns
+    def column(name: str) -> np.ndarray:
+        values = [getattr(p, name) for p in properties]
+        if name in CATEGORICAL_PROPERTIES:
+            return np.array([str(v) for v in values])
+        return np.array([-1.0 if v is None else float(v) for v in values])  # no JPEG quality: itself a property
+
+    return {name: column(name) for name in PROPERTY_NAMES}
 
 
 def _single_property_scores(train: np.ndarray, y_train: np.ndarray, scored: np.ndarray, categorical: bool) -> np.ndarray:
