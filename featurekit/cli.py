@@ -168,8 +168,9 @@ def set_in_file(command: str, file_config: dict[str, Any]) -> dict[str, Any]:
 def command(name: str) -> Callable[[Callable[[dict[str, Any]], None]], Callable[[dict[str, Any]], None]]:
     """Register `body(options)` as the Typer command `name`, its flags generated from featurekit.options.
 
-    A FeaturekitError exits 2 with its message, its parameters spelled as this command's flags; Ctrl-C
-    exits 130 with what the command leaves behind.
+    A command with a `format` option has its output checked before any work. A FeaturekitError exits 2
+    with its message, its parameters spelled as this command's flags; Ctrl-C exits 130 with what the
+    command leaves behind.
     """
     spec = COMMANDS[name]
 
@@ -178,7 +179,12 @@ def command(name: str) -> Callable[[Callable[[dict[str, Any]], None]], Callable[
             spelling = CommandSpelling(name)
             token = _spelling.set(spelling)
             try:
-                body(resolve_command_options(name, given_flags(typer_context, flags), spelling))
+                options = resolve_command_options(name, given_flags(typer_context, flags), spelling)
+                if "format" in options:  # the output is checked before any work is done
+                    from featurekit.report import check_output
+
+                    check_output(options["format"], options["out"])
+                body(options)
             except FeaturekitError as error:
                 error_console.print(Text.assemble(("Error: ", "bold red"), spelling.error(error)), soft_wrap=True)
                 raise typer.Exit(2) from None
@@ -246,9 +252,8 @@ def print_extract_summary(result) -> None:
 @command("info")
 def info(options: dict[str, Any]) -> None:
     """Describe a cache: what made it, from which images, split and class counts, skipped files."""
-    from featurekit.report import check_output, describe_cache, render_cache
+    from featurekit.report import describe_cache, render_cache
 
-    check_output(options["format"], options["out"])
     show(render_cache(describe_cache(options["cache"]), options["format"]), options)
 
 
@@ -257,11 +262,9 @@ def backbones(options: dict[str, Any]) -> None:
     """List the registered backbones: input size, preprocessing, feature sizes, parameters, weights."""
     from featurekit.backbones import list_backbones
     from featurekit.backbones.listing import backbone_listing
-    from featurekit.report import check_output, render_backbones
-
     from featurekit.backbones.weights import known_weights_rows
+    from featurekit.report import render_backbones
 
-    check_output(options["format"], options["out"])
     files = known_weights_rows() if options["files"] else None
     show(render_backbones([backbone_listing(name) for name in list_backbones()], options["format"], files), options)
 
@@ -301,9 +304,7 @@ def compare(options: dict[str, Any]) -> None:
     A terminal narrower than the full table gets the compact columns; --wide shows every metric.
     """
     from featurekit.evaluation.compare import compare_from_options
-    from featurekit.report import check_output
 
-    check_output(options["format"], options["out"])
     render_results(compare_from_options(options, log=log_for(options)), options)
 
 
@@ -359,9 +360,8 @@ def predict(options: dict[str, Any]) -> None:
     """P(fake) and the label at the model's threshold for image files or folders."""
     from featurekit.evaluation.fitting import read_fitted_meta
     from featurekit.predict import predict as predict_images
-    from featurekit.report import check_output, render_predictions
+    from featurekit.report import render_predictions
 
-    check_output(options["format"], options["out"])
     rows = predict_images(options["model"], options["inputs"], batch_size=options["batch_size"],
                           max_pixels=options["max_pixels"] or None, workers=options["workers"])
     try:
@@ -380,9 +380,8 @@ def audit(options: dict[str, Any]) -> None:
     Warnings come first. Exit code 0; with --strict, 1 when a leak or a shortcut is found.
     """
     from featurekit.audit import audit_from_options
-    from featurekit.report import check_output, render_audit
+    from featurekit.report import render_audit
 
-    check_output(options["format"], options["out"])
     report = audit_from_options(options)
     if options["format"] != "table" and not options["out"]:
         for warning in report.warnings:  # stdout carries the json/md; a reader of the terminal sees these first

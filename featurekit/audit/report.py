@@ -78,15 +78,24 @@ class ShortcutReport:
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     skipped: str = ""  # why the probes did not run, "" when they did
 
+    def scored(self) -> dict[str, tuple[float, tuple[float, float]]]:
+        """Every property that could be scored, then every probe: name -> (ROC AUC, its 95% interval)."""
+        out = {name: (auc, self.property_auc_ci[name]) for name, auc in self.property_auc.items() if auc is not None}
+        out.update({name: (probe["roc_auc"], (probe["roc_auc_ci_low"], probe["roc_auc_ci_high"]))
+                    for name, probe in self.probes.items()})
+        return out
+
+    def far_from_chance(self, auc: float) -> bool:
+        """ROC AUC beyond the threshold on either side of chance: above it, or below 1 - threshold."""
+        return abs(auc - 0.5) > self.threshold - 0.5
+
     @property
     def verdict(self) -> str:
         if self.skipped:
             return "not run"
         if self.flagged:
             return "SHORTCUT"
-        aucs = [auc for auc in self.property_auc.values() if auc is not None]
-        aucs += [probe["roc_auc"] for probe in self.probes.values()]
-        far = any(abs(auc - 0.5) > self.threshold - 0.5 for auc in aucs)
+        far = any(self.far_from_chance(auc) for auc, _ in self.scored().values())
         return "inconclusive: far from chance, interval includes it" if far else "near chance"
 
     def to_dict(self) -> dict[str, Any]:
@@ -130,13 +139,9 @@ class AuditReport:
         return bool(self.shortcuts and self.shortcuts.flagged)
 
     @property
-    def label_conflicts(self) -> list[DuplicateGroup]:
-        """Identical files carrying both labels, across splits or inside one."""
-        return [g for g in self.exact_cross_split + self.exact_within_split if g.label_conflict]
-
-    @property
     def has_label_conflicts(self) -> bool:
-        return bool(self.label_conflicts)
+        """Identical files carry both labels, across splits or inside one."""
+        return any(g.label_conflict for g in self.exact_cross_split + self.exact_within_split)
 
     def to_dict(self) -> dict[str, Any]:
         return {
