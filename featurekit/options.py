@@ -617,10 +617,8 @@ def validate(command: str, values: Mapping[str, Any], source: str | None = None,
     unknown = [name for name in values if name not in allowed]
     if unknown:
         raise _unknown_error(command, unknown, values, where=source, allowed=allowed)
-    checked = {}
-    for name, value in values.items():
-        checked[name] = None if value is None else check_value(declared[name], value, source)
-    return checked
+    return {name: check_value(declared[name], value, source) if value is not None else None
+            for name, value in values.items()}
 
 
 def check_value(option: Option, value: Any, source: str | None = None, parameter: str | None = None) -> Any:

@@ -293,6 +293,8 @@ def test_report_is_plain_json_with_the_flags_compare_needs(tmp_path: Path):
     ({"shortcut_auc": 0.4}, "shortcut_auc=0.4"),
     ({"balance_tolerance": 0}, "balance_tolerance=0"),
     ({"n_boot": 0}, "n_boot=0"),
+    ({"workers": 0}, "workers=0"),  # the declared bounds of the `audit` options hold for library calls too
+    ({"shortcuts": "no"}, "shortcuts='no'"),
 ])
 def test_bad_parameters_are_refused_naming_the_parameter(tmp_path: Path, kwargs, named):
     with pytest.raises(FeaturekitError, match=named):
