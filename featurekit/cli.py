@@ -23,6 +23,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
+from typer import rich_utils
 from typer.core import TyperCommand, TyperGroup
 
 from featurekit.config import load_config_file, resolve_config
@@ -62,36 +63,28 @@ def _console(stderr: bool = False) -> Console:
     return _FlagConsole(stderr=stderr, width=PIPED_WIDTH)
 
 
-def _no_type(option):
-    if option is not None:
-        option.metavar = ""  # a switch takes no value: help shows no `<bool>` after it
-    return option
-
-
-class _Command(TyperCommand):
+class _SwitchHelp:
     def get_help_option(self, ctx):
-        return _no_type(super().get_help_option(ctx))
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""  # a switch takes no value: help shows no `<bool>` after it
+        return option
 
+
+class _Group(_SwitchHelp, TyperGroup):
+    pass
+
+
+class _Command(_SwitchHelp, TyperCommand):
     def collect_usage_pieces(self, ctx) -> list[str]:
         """`[OPTIONS] INPUTS...`: arguments as click writes them (Typer's own usage reads `{INPUTS}...`)."""
         pieces = super().collect_usage_pieces(ctx)
         return [piece[1:].replace("}", "", 1) if piece.startswith("{") else piece for piece in pieces]
 
 
-class _Group(TyperGroup):
-    def get_help_option(self, ctx):
-        return _no_type(super().get_help_option(ctx))
-
-
-def _help_width() -> None:
-    """Help on a pipe is printed whole (Typer reads its width from TERMINAL_WIDTH, else the terminal's)."""
-    from typer import rich_utils
-
-    if not _is_terminal(sys.stdout) and rich_utils.MAX_WIDTH is None:
-        rich_utils.MAX_WIDTH = PIPED_HELP_WIDTH
-
-
-_help_width()
+# Help on a pipe is printed whole (Typer reads its width from TERMINAL_WIDTH, else the terminal's).
+if not _is_terminal(sys.stdout) and rich_utils.MAX_WIDTH is None:
+    rich_utils.MAX_WIDTH = PIPED_HELP_WIDTH
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich", cls=_Group,
                   help="featurekit: extract frozen CNN embeddings once, then train and compare classifiers on the cache.")
 console = _console()

@@ -213,13 +213,8 @@ def bootstrap_resamples(y: np.ndarray, n_boot: int, seed: int = 0, stratified: b
         if len(groups) == 1:  # one draw for the block: the same numbers as `rows` draws of n
             yield rng.integers(0, n, size=(rows, n))
             continue
-        idx = np.empty((rows, n), dtype=np.intp)
-        for row in range(rows):
-            offset = 0
-            for group in groups:
-                idx[row, offset : offset + group.size] = group[rng.integers(0, group.size, size=group.size)]
-                offset += group.size
-        yield idx
+        yield np.array([np.concatenate([group[rng.integers(0, group.size, size=group.size)] for group in groups])
+                        for _ in range(rows)], dtype=np.intp)
 
 
 def bootstrap_intervals(metrics: dict[str, ResampledMetric], y: np.ndarray, score: np.ndarray, n_boot: int = 1000,
