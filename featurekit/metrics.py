@@ -23,6 +23,7 @@ from featurekit.errors import FeaturekitError
 
 POSITIVE_LABEL = 1  # `fake`
 
+
 def _as_binary(y_true: np.ndarray, score: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(y_true).ravel()
     s = np.asarray(score, dtype=np.float64).ravel()
@@ -153,8 +154,8 @@ def choose_threshold(y_valid: np.ndarray, score_valid: np.ndarray) -> float:
 
 # `evaluate`'s metrics in the order a report shows them: name -> (function, whether it takes the threshold).
 _METRICS = {"accuracy": (accuracy, True), "accuracy_real": (accuracy_real, True),
-            "accuracy_fake": (accuracy_fake, True), "balanced_accuracy": (balanced_accuracy, True), "roc_auc": (roc_auc, False),
-            "average_precision": (average_precision, False), "eer": (eer, False),
+            "accuracy_fake": (accuracy_fake, True), "balanced_accuracy": (balanced_accuracy, True),
+            "roc_auc": (roc_auc, False), "average_precision": (average_precision, False), "eer": (eer, False),
             "tpr_at_1pct_fpr": (tpr_at_1pct_fpr, False), "f1": (f1, True)}
 METRIC_KEYS = tuple(_METRICS)
 
@@ -249,7 +250,8 @@ def bootstrap_intervals(metrics: dict[str, ResampledMetric], y: np.ndarray, scor
             values[name].append(np.asarray(metric(y, s, idx[keep]) if not keep.all() else metric(y, s, idx)))
     kept = {name: np.concatenate(parts) if parts else np.empty(0) for name, parts in values.items()}
     if not next(iter(kept.values())).size:
-        raise FeaturekitError("Every bootstrap resample held one class only.", received=f"{y.size} samples, n_boot={n_boot}",
+        raise FeaturekitError("Every bootstrap resample held one class only.",
+                              received=f"{y.size} samples, n_boot={n_boot}",
                               fix="Use stratified=True or a larger split.")
     bounds = [100 * alpha / 2, 100 * (1 - alpha / 2)]
     return {name: tuple(float(v) for v in np.percentile(vals, bounds)) for name, vals in kept.items()}

@@ -187,7 +187,8 @@ def audit_cache(path: str | Path, *, data_root: str | Path | None = None,
         if near_duplicates:
             pairs, count = find_near_duplicates(cache.features, splits, near_duplicate_threshold, max_listed,
                                                 memory_budget_bytes, same_bytes=np.asarray(sha256), center=center)
-            report.near_duplicates = [NearDuplicatePair(s, *(Member(paths[k], splits[k], label_names[k]) for k in (i, j)))
+            report.near_duplicates = [NearDuplicatePair(s, Member(paths[i], splits[i], label_names[i]),
+                                                        Member(paths[j], splits[j], label_names[j]))
                                       for s, i, j in pairs]
             report.near_duplicate_count, report.near_duplicate_threshold = count, near_duplicate_threshold
             report.near_duplicate_centered = center
