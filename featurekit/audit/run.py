@@ -21,8 +21,13 @@ from featurekit.audit.duplicates import (
     find_near_duplicates,
 )
 from featurekit.audit.report import AuditReport, DuplicateGroup, Member, NearDuplicatePair, ShortcutReport
-from featurekit.audit.shortcuts import DEFAULT_N_BOOT, DEFAULT_SHORTCUT_AUC, read_all_file_properties, shortcut_probes
-from featurekit.audit.shortcuts import shortcut_warnings
+from featurekit.audit.shortcuts import (
+    DEFAULT_N_BOOT,
+    DEFAULT_SHORTCUT_AUC,
+    read_all_file_properties,
+    shortcut_probes,
+    shortcut_warnings,
+)
 from featurekit.data import DEFAULT_MAX_PIXELS
 from featurekit.errors import FeaturekitError, given
 from featurekit.options import validate_params
@@ -204,7 +209,11 @@ _CACHE_ONLY = ("data_root", "max_listed", "near_duplicate_threshold", "center", 
 
 
 def audit_from_options(options: dict[str, Any]) -> AuditReport:
-    """The audit of the `audit` command's `target`: a data folder (`audit_data`) or a cache (`audit_cache`)."""
+    """The audit of the `audit` command's `target`: a data folder (`audit_data`) or a cache (`audit_cache`).
+
+    Args:
+        options: Every option of the `audit` command, as the command line resolves them.
+    """
     from featurekit.config import parse_split_fractions
 
     target = Path(options["target"])
