@@ -2,9 +2,9 @@
 
 This module belongs to the library. Its messages name parameters, never flags: a parameter with the
 value received is `given("batch_size", 0)` = "batch_size=0", a parameter alone is written in backticks,
-"`batch_size`" (`option_name` writes that too). An error may also list the parameters it names bare
-(`parameters=`). Spelling any of these as a command's flags (`--batch-size 0`) is the command line's
-job, done at its boundary by `featurekit.flags`; nothing here knows about flags.
+"`batch_size`", and an error may list the parameters it names bare (`parameters=`). Spelling any of
+these as a command's flags (`--batch-size 0`) is the command line's job, done at its boundary by
+`featurekit.flags`; nothing here knows about flags.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ def join_parts(problem: str, received: str | None, fix: str | None) -> str:
 def option_name(parameter: str) -> str:
     """A parameter mentioned in a message: "`batch_size`" (the command line shows `--batch-size`).
 
-    The same as writing the backticks: library modules may do either.
+    The same as writing the backticks, which is all the library needs (the command line never calls
+    this); kept while library modules still call it.
     """
     return f"`{parameter}`"
 
