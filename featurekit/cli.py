@@ -113,12 +113,10 @@ def typer_parameter(option: Option) -> inspect.Parameter:
         default = ... if option.required else option.default
         info = typer.Argument(default, help=help_text, show_default=show_default, metavar=option.name.upper())
     else:
-        if option.kind.cli_type is bool:
-            metavar = ""  # a switch takes no value
-        flags = [f"{option.flag}/--no-{option.flag[2:]}"] if option.kind.cli_type is bool else [option.flag]
-        if option.short:
-            flags.append(option.short)
-        info = typer.Option(option.default, *flags, help=help_text, show_default=show_default, metavar=metavar)
+        switch = option.kind.cli_type is bool  # a switch takes no value
+        names = [f"{option.flag}/--no-{option.flag[2:]}" if switch else option.flag, option.short]
+        info = typer.Option(option.default, *filter(None, names), help=help_text, show_default=show_default,
+                            metavar="" if switch else metavar)
     if option.default is None and not (option.argument and option.required):
         annotation = Optional[annotation]
     return inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=annotation)
