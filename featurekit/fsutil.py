@@ -401,6 +401,14 @@ def _refuse_foreign_lock(fd: int, lock_path: Path) -> None:
                               fix=f"Remove it (`rm {lock_path}`) if no featurekit command is running, then run again.")
 
 
+def _names_open_file(path: Path, fd: int) -> bool:
+    """`path` (not followed if a link) is the file open as `fd`, not one put there since, nor nothing."""
+    try:
+        return os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
+
+
 @contextmanager
 def exclusive_lock(lock_path: str | Path, holder_message: str, received: str, fix: str) -> Iterator[None]:
     """Hold an exclusive lock on `lock_path` for the duration of the block; refuse if another process holds it.
@@ -436,20 +444,14 @@ def exclusive_lock(lock_path: str | Path, holder_message: str, received: str, fi
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
             os.close(fd)
             raise FeaturekitError(holder_message.replace("{holder}", holder), received=received, fix=fix) from None
-        try:
-            if os.stat(lock_path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
-                break
-        except FileNotFoundError:
-            pass
+        if _names_open_file(lock_path, fd):
+            break
         os.close(fd)
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
         yield
     finally:
-        try:
-            if os.stat(lock_path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
-                lock_path.unlink()  # while still holding it: nobody can lock this file meanwhile
-        except FileNotFoundError:
-            pass
+        if _names_open_file(lock_path, fd):
+            lock_path.unlink(missing_ok=True)  # while still holding it: nobody can lock this file meanwhile
         os.close(fd)
