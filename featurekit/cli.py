@@ -251,12 +251,13 @@ def info(options: dict[str, Any]) -> None:
 @command("backbones")
 def backbones(options: dict[str, Any]) -> None:
     """List the registered backbones: input size, preprocessing, feature sizes, parameters, weights."""
-    from featurekit.backbones.listing import backbone_listings
+    from featurekit.backbones import list_backbones
+    from featurekit.backbones.listing import backbone_listing
     from featurekit.backbones.weights import known_weights_rows
     from featurekit.report import render_backbones
 
     files = known_weights_rows() if options["files"] else None
-    show(render_backbones(backbone_listings(), options["format"], files), options)
+    show(render_backbones([backbone_listing(name) for name in list_backbones()], options["format"], files), options)
 
 
 @command("fit_head")

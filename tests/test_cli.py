@@ -388,7 +388,9 @@ FAKE_BACKBONES = [
 
 @pytest.fixture
 def fake_backbones(monkeypatch):
-    monkeypatch.setattr("featurekit.backbones.listing.backbone_listings", lambda include_test=False: FAKE_BACKBONES)
+    summaries = {s["name"]: s for s in FAKE_BACKBONES}
+    monkeypatch.setattr("featurekit.backbones.list_backbones", lambda include_test=False: list(summaries))
+    monkeypatch.setattr("featurekit.backbones.listing.backbone_listing", lambda name: summaries[name])
 
 
 def test_backbones_prints_whole_on_a_narrow_console(fake_backbones, monkeypatch):
