@@ -25,8 +25,3 @@ WEIGHTS_KEYWORDS = ("default", "imagenet", "none")  # any other weights value is
 
 SEED_MIN, SEED_MAX = 0, 2**32 - 1  # what numpy's and Keras' seeding accept
 
-__all__ = [
-    "AUDIT_FORMATS", "DTYPES", "ENGINES", "EXTRACT_POOLINGS", "FORMATS", "HANDMADE_POOLING", "MONITORS",
-    "ON_MISSING_WEIGHTS", "POOLINGS", "PRECISIONS", "PREPROCESSING_MODES", "PROBES", "SCHEDULES", "SEED_MAX",
-    "SEED_MIN", "VIEWS_SPLITS", "WEIGHTS_KEYWORDS",
-]

@@ -13,6 +13,7 @@ printed. Output to a pipe or a file is never cut to a terminal's width: tables a
 from __future__ import annotations
 
 import inspect
+import shlex
 import sys
 from contextvars import ContextVar
 from pathlib import Path
@@ -22,6 +23,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
+from typer import rich_utils
 from typer.core import TyperCommand, TyperGroup
 
 from featurekit.config import load_config_file, resolve_config
@@ -61,36 +63,28 @@ def _console(stderr: bool = False) -> Console:
     return _FlagConsole(stderr=stderr, width=PIPED_WIDTH)
 
 
-def _no_type(option):
-    if option is not None:
-        option.metavar = ""  # a switch takes no value: help shows no `<bool>` after it
-    return option
-
-
-class _Command(TyperCommand):
+class _SwitchHelp:
     def get_help_option(self, ctx):
-        return _no_type(super().get_help_option(ctx))
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""  # a switch takes no value: help shows no `<bool>` after it
+        return option
 
+
+class _Group(_SwitchHelp, TyperGroup):
+    pass
+
+
+class _Command(_SwitchHelp, TyperCommand):
     def collect_usage_pieces(self, ctx) -> list[str]:
         """`[OPTIONS] INPUTS...`: arguments as click writes them (Typer's own usage reads `{INPUTS}...`)."""
         pieces = super().collect_usage_pieces(ctx)
         return [piece[1:].replace("}", "", 1) if piece.startswith("{") else piece for piece in pieces]
 
 
-class _Group(TyperGroup):
-    def get_help_option(self, ctx):
-        return _no_type(super().get_help_option(ctx))
-
-
-def _help_width() -> None:
-    """Help on a pipe is printed whole (Typer reads its width from TERMINAL_WIDTH, else the terminal's)."""
-    from typer import rich_utils
-
-    if not _is_terminal(sys.stdout) and rich_utils.MAX_WIDTH is None:
-        rich_utils.MAX_WIDTH = PIPED_HELP_WIDTH
-
-
-_help_width()
+# Help on a pipe is printed whole (Typer reads its width from TERMINAL_WIDTH, else the terminal's).
+if not _is_terminal(sys.stdout) and rich_utils.MAX_WIDTH is None:
+    rich_utils.MAX_WIDTH = PIPED_HELP_WIDTH
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich", cls=_Group,
                   help="featurekit: extract frozen CNN embeddings once, then train and compare classifiers on the cache.")
 console = _console()
@@ -119,12 +113,10 @@ def typer_parameter(option: Option) -> inspect.Parameter:
         default = ... if option.required else option.default
         info = typer.Argument(default, help=help_text, show_default=show_default, metavar=option.name.upper())
     else:
-        if option.kind.cli_type is bool:
-            metavar = ""  # a switch takes no value
-        flags = [f"{option.flag}/--no-{option.flag[2:]}"] if option.kind.cli_type is bool else [option.flag]
-        if option.short:
-            flags.append(option.short)
-        info = typer.Option(option.default, *flags, help=help_text, show_default=show_default, metavar=metavar)
+        switch = option.kind.cli_type is bool  # a switch takes no value
+        names = [f"{option.flag}/--no-{option.flag[2:]}" if switch else option.flag, option.short]
+        info = typer.Option(option.default, *filter(None, names), help=help_text, show_default=show_default,
+                            metavar="" if switch else metavar)
     if option.default is None and not (option.argument and option.required):
         annotation = Optional[annotation]
     return inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=annotation)
@@ -140,14 +132,12 @@ def given_flags(context: typer.Context, values: dict[str, Any]) -> dict[str, Any
             if getattr(context.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
 
 
-def resolve_command_options(command: str, flags: dict[str, Any],
-                            spelling: CommandSpelling | None = None) -> dict[str, Any]:
+def resolve_command_options(command: str, flags: dict[str, Any], spelling: CommandSpelling) -> dict[str, Any]:
     """Declared defaults < config file < the flags given, checked; required options present.
 
-    `spelling` (when given) learns which options the user typed and which the config file set.
+    `spelling` learns which options the user typed and which the config file set.
     """
     flags = {name: (None if isinstance(value, (list, tuple)) and not value else value) for name, value in flags.items()}
-    spelling = spelling or CommandSpelling(command)
     spelling.typed = {name: value for name, value in flags.items() if value is not None}
     file_config = {}
     if COMMANDS[command].takes_config:
@@ -169,8 +159,9 @@ def set_in_file(command: str, file_config: dict[str, Any]) -> dict[str, Any]:
 def command(name: str) -> Callable[[Callable[[dict[str, Any]], None]], Callable[[dict[str, Any]], None]]:
     """Register `body(options)` as the Typer command `name`, its flags generated from featurekit.options.
 
-    A FeaturekitError exits 2 with its message, its parameters spelled as this command's flags; Ctrl-C
-    exits 130 with what the command leaves behind.
+    A command with a `format` option has its output checked before any work. A FeaturekitError exits 2
+    with its message, its parameters spelled as this command's flags; Ctrl-C exits 130 with what the
+    command leaves behind.
     """
     spec = COMMANDS[name]
 
@@ -179,7 +170,12 @@ def command(name: str) -> Callable[[Callable[[dict[str, Any]], None]], Callable[
             spelling = CommandSpelling(name)
             token = _spelling.set(spelling)
             try:
-                body(resolve_command_options(name, given_flags(typer_context, flags), spelling))
+                options = resolve_command_options(name, given_flags(typer_context, flags), spelling)
+                if "format" in options:  # the output is checked before any work is done
+                    from featurekit.report import check_output
+
+                    check_output(options["format"], options["out"])
+                body(options)
             except FeaturekitError as error:
                 error_console.print(Text.assemble(("Error: ", "bold red"), spelling.error(error)), soft_wrap=True)
                 raise typer.Exit(2) from None
@@ -223,9 +219,6 @@ def extract(options: dict[str, Any]) -> None:
 
     Every --layer x --pooling combination becomes its own cache, all from one forward pass.
     """
-    import shlex
-    import sys
-
     from featurekit.extraction.extract import extract_from_options
     from featurekit.extraction.progress import rich_progress_bar
 
@@ -251,9 +244,8 @@ def print_extract_summary(result) -> None:
 def info(options: dict[str, Any]) -> None:
     """Describe a cache: what made it, from which images, split and class counts, skipped files."""
     from featurekit.cache.describe import describe_cache
-    from featurekit.report import check_output, render_cache
+    from featurekit.report import render_cache
 
-    check_output(options["format"], options["out"])
     show(render_cache(describe_cache(options["cache"]), options["format"]), options)
 
 
@@ -262,15 +254,10 @@ def backbones(options: dict[str, Any]) -> None:
     """List the registered backbones: input size, preprocessing, feature sizes, parameters, weights."""
     from featurekit.backbones import list_backbones
     from featurekit.backbones.listing import backbone_listing
-    from featurekit.backbones.weights import default_weights_label
-    from featurekit.report import check_output, render_backbones
+    from featurekit.backbones.weights import default_weights_label, known_weights_rows
+    from featurekit.report import render_backbones
 
-    check_output(options["format"], options["out"])
-    files = None
-    if options["files"]:
-        from featurekit.backbones.weights import known_weights_rows
-
-        files = known_weights_rows()
+    files = known_weights_rows() if options["files"] else None
     names = list_backbones()
     labels = {name: default_weights_label(name) for name in names}
     show(render_backbones([backbone_listing(name) for name in names], options["format"], files, labels), options)
@@ -311,9 +298,7 @@ def compare(options: dict[str, Any]) -> None:
     A terminal narrower than the full table gets the compact columns; --wide shows every metric.
     """
     from featurekit.evaluation.compare import compare_from_options
-    from featurekit.report import check_output
 
-    check_output(options["format"], options["out"])
     render_results(compare_from_options(options, log=log_for(options)), options)
 
 
@@ -328,9 +313,7 @@ def render_results(rows: list[dict], options: dict[str, Any]) -> None:
         text = write_rows(rows, options["format"], options["out"])
         if not options["out"]:
             print_text(console, text)
-    written = []
-    if options["out"]:
-        written.append(options["out"])
+    written = [options["out"]] if options["out"] else []
     if options["plot"]:
         written.append(plot_roc(rows, options["plot"]))
     if options.get("results"):
@@ -369,14 +352,12 @@ def run(options: dict[str, Any]) -> None:
 @command("predict")
 def predict(options: dict[str, Any]) -> None:
     """P(fake) and the label at the model's threshold for image files or folders."""
+    from featurekit.evaluation.fitting import read_fitted_meta
     from featurekit.predict import predict as predict_images
-    from featurekit.report import check_output, render_predictions
+    from featurekit.report import render_predictions
 
-    check_output(options["format"], options["out"])
     rows = predict_images(options["model"], options["inputs"], batch_size=options["batch_size"],
                           max_pixels=options["max_pixels"] or None, workers=options["workers"])
-    from featurekit.evaluation.fitting import read_fitted_meta
-
     try:
         class_names = read_fitted_meta(options["model"]).get("class_names") or ["real", "fake"]
     except FeaturekitError:  # predict itself has read it; only a stand-in model gets here
@@ -392,26 +373,10 @@ def audit(options: dict[str, Any]) -> None:
     TARGET is a cache (.h5; near-duplicates too, from its embeddings) or a data folder.
     Warnings come first. Exit code 0; with --strict, 1 when a leak or a shortcut is found.
     """
-    from featurekit.audit import audit_cache, audit_data
-    from featurekit.config import parse_split_fractions
-    from featurekit.errors import given
-    from featurekit.report import check_output, render_audit
+    from featurekit.audit import audit_from_options
+    from featurekit.report import render_audit
 
-    check_output(options["format"], options["out"])
-    target = Path(options["target"])
-    common = {name: options[name] for name in ("shortcuts", "shortcut_auc", "balance_tolerance", "n_boot", "seed",
-                                               "workers")}
-    common["max_pixels"] = options["max_pixels"] or None
-    if target.is_dir():
-        report = audit_data(target, split_fractions=parse_split_fractions(options["split"]), **common)
-    elif target.is_file():
-        report = audit_cache(target, data_root=options["data_root"], max_listed=options["max_listed"],
-                             near_duplicate_threshold=options["near_duplicate_threshold"], center=options["center"],
-                             near_duplicates=options["near_duplicates"],
-                             memory_budget_bytes=options["memory_budget_mb"] * 2**20, **common)
-    else:
-        raise FeaturekitError("Nothing to audit there.", received=given("target", str(target)),
-                              fix="Pass a cache file written by `extract` (.h5) or a data folder.")
+    report = audit_from_options(options)
     if options["format"] != "table" and not options["out"]:
         for warning in report.warnings:  # stdout carries the json/md; a reader of the terminal sees these first
             error_console.print(Text(f"WARNING: {warning}", style="bold red"), soft_wrap=True)
@@ -449,7 +414,6 @@ def report(options: dict[str, Any]) -> None:
     precision-recall curves per feature set, the most confident mistakes, and a sortable table.
     """
     from featurekit.evaluation.compare import compare_from_options
-    from featurekit.options import options_for
     from featurekit.report import write_html_report
 
     compare_options = {name: value for name, value in options.items() if name in options_for("compare")}

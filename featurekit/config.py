@@ -43,27 +43,20 @@ from featurekit.options import (
     validate_params,
 )
 
-# `[run]` holds lists of steps besides its own options: `[[run.extract]]` and `[[run.train_backbone]]`
-# entries take the config keys of those commands, except `data` (a job has one data folder, the
-# file's or `run --data`).
-RUN_STEPS = {"extract": "extract", "train_backbone": "train_backbone"}
-# `[sweep]` holds its grid: each `[[sweep.backbone]]` entry is one extraction (the config keys of `extract`).
-SWEEP_STEPS = {"backbone": "extract"}
-STEPS = {"run": RUN_STEPS, "sweep": SWEEP_STEPS}
+# Tables that hold lists of steps besides their own options (table -> step -> the command whose config keys
+# a step takes, except `data`: a job has one data folder). `[[run.extract]]` and `[[run.train_backbone]]`
+# are the job's steps; each `[[sweep.backbone]]` entry is one extraction of the sweep's grid.
+STEPS = {"run": {"extract": "extract", "train_backbone": "train_backbone"}, "sweep": {"backbone": "extract"}}
 STEP_EXCLUDED = ("data",)
 
 # The keys whose values are paths (a weights value other than a keyword is a file): resolved against the file.
 PATH_KEYS = {option.name: option.kind for option in OPTIONS if option.kind in (PATH, PATHS, WEIGHTS, FUSION)}
 
 
-def config_commands() -> list[str]:
-    """Commands that read a config file: each may have a `[command]` table."""
-    return [name for name, command in COMMANDS.items() if command.takes_config]
-
-
-def shared_keys() -> list[str]:
-    """Keys a config file may set at its top level: any option of a command that reads config files."""
-    return sorted({key for command in config_commands() for key in config_keys(command)})
+# Commands that read a config file: each may have a `[command]` table.
+CONFIG_COMMANDS = [name for name, command in COMMANDS.items() if command.takes_config]
+# Keys a config file may set at its top level: any option of a command that reads config files.
+SHARED_KEYS = sorted({key for command in CONFIG_COMMANDS for key in config_keys(command)})
 
 
 def load_config_file(path: str | Path | None) -> dict[str, Any]:
@@ -143,26 +136,24 @@ def check_config(config: Mapping[str, Any], source: str = "the config") -> None:
         config: The parsed file.
         source: The file's name, for messages.
     """
-    tables = config_commands()
-    top_level = shared_keys()
     for key, value in config.items():
-        if key in tables:
+        if key in CONFIG_COMMANDS:
             if not isinstance(value, dict):
                 raise ConfigFileError(f"`{key}` in {source} must be a table ([{key}]).",
                                       received=f"{key} = {toml_literal(value)}",
                                       fix=f"Write the command's options under a [{key}] header.")
             _check_table(key, value, f"{source} [{key}]")
-        elif key in top_level:
+        elif key in SHARED_KEYS:
             # A top-level key applies to every command that takes it, so it must suit each of them.
-            for command in tables:
+            for command in CONFIG_COMMANDS:
                 if key in config_keys(command):
                     validate(command, {key: value}, f"{source} (top level)")
         else:
             raise ConfigFileError(
-                f"Unknown top-level key `{key}` in {source}.{did_you_mean(key, top_level + tables)}",
+                f"Unknown top-level key `{key}` in {source}.{did_you_mean(key, SHARED_KEYS + CONFIG_COMMANDS)}",
                 received=f"{key} = {toml_literal(value)}",
-                fix=f"Top-level keys are options shared by the commands: {', '.join(top_level)}; command tables: "
-                    f"{', '.join(f'[{t}]' for t in tables)}.")
+                fix=f"Top-level keys are options shared by the commands: {', '.join(SHARED_KEYS)}; command tables: "
+                    f"{', '.join(f'[{t}]' for t in CONFIG_COMMANDS)}.")
 
 
 def _check_table(command: str, table: dict[str, Any], where: str) -> None:
@@ -197,7 +188,7 @@ def resolve_config(command: str, file_config: Mapping[str, Any], flags: Mapping[
     """
     declared = options_for(command)
     shared = {k: v for k, v in file_config.items() if k in declared and declared[k].in_config}
-    table = file_config.get(command, {}) if command in config_commands() else {}
+    table = file_config.get(command, {}) if command in CONFIG_COMMANDS else {}
     table = {k: v for k, v in table.items() if k not in STEPS.get(command, {})}
     given_flags = {k: v for k, v in flags.items() if v is not None}
     merged = {**defaults(command), **shared, **table, **(step or {}), **given_flags}

@@ -1,21 +1,15 @@
 """The one error type that reaches users: what was wrong, what was received, how to fix it.
 
-Library messages name parameters, never flags: `given("batch_size", 0)` is "batch_size=0" and
-`option_name("batch_size")` is "`batch_size`". The command line rewrites these mentions into its own
-spelling (`--batch-size 0`, `--batch-size`) at its boundary, with `respell`; an error may also list the
-parameters it names bare (`parameters=`), and those are rewritten too.
+This module belongs to the library. Its messages name parameters, never flags: a parameter with the
+value received is `given("batch_size", 0)` = "batch_size=0", a parameter alone is written in backticks,
+"`batch_size`", and an error may list the parameters it names bare (`parameters=`). Spelling any of
+these as a command's flags (`--batch-size 0`) is the command line's job, done at its boundary by
+`featurekit.flags`; nothing here knows about flags.
 """
 
 from __future__ import annotations
 
-import ast
-import re
-from typing import Callable, Iterable
-
-# `name` (option_name), or name= followed by a Python literal (given).
-_MENTION = re.compile(r"`([a-z][a-z0-9_]*)`|(?<![\w`'\"./\\-])([a-z][a-z0-9_]*)=(?=\S)")
-_BARE_END = re.compile(r"[^\s,;)\]]+")
-_PATH_REPR = re.compile(r"\w*Path\((.*)\)", re.S)
+from typing import Iterable
 
 
 class FeaturekitError(Exception):
@@ -63,93 +57,17 @@ def join_parts(problem: str, received: str | None, fix: str | None) -> str:
 
 
 def option_name(parameter: str) -> str:
-    """A parameter mentioned in a message: "`batch_size`" (the command line shows `--batch-size`)."""
+    """A parameter mentioned in a message: "`batch_size`" (the command line shows `--batch-size`).
+
+    The same as writing the backticks, which is all the library needs (the command line never calls
+    this); kept while library modules still call it.
+    """
     return f"`{parameter}`"
 
 
 def given(parameter: str, value: object) -> str:
     """A parameter with the value the caller passed: "batch_size=0" (the command line shows `--batch-size 0`)."""
     return f"{parameter}={value!r}"
-
-
-# spell(name, value, has_value) -> the text that replaces the mention, or None to keep it.
-Spelling = Callable[[str, object, bool], "str | None"]
-
-
-def respell(text: str, spell: Spelling, bare: Iterable[str] = ()) -> str:
-    """Rewrite the parameter mentions of `text` with `spell`.
-
-    Args:
-        text: A message written with `given` and `option_name`.
-        spell: Called as spell(name, value, has_value): `value` is the value of a `given` mention (its
-            repr read back, or the repr's text where it is no literal); has_value is False for an
-            `option_name` mention and for a bare name. Returns None to keep the mention as it is.
-        bare: Names to rewrite where they stand alone as words (an error's `parameters`).
-    """
-    for name in bare:
-        text = re.sub(rf"(?<![\w`'\"=-]){re.escape(name)}(?![\w`'\"=-])(?!\s*=)",
-                      lambda m: spell(m.group(0), None, False) or m.group(0), text)
-    pieces, position = [], 0
-    for match in _MENTION.finditer(text):
-        if match.start() < position:
-            continue
-        if match.group(1):
-            end, spelt = match.end(), spell(match.group(1), None, False)
-        else:
-            end = _literal_end(text, match.end())
-            if end == match.end():  # "name=" with no value after it is no mention
-                continue
-            spelt = spell(match.group(2), _read_literal(text[match.end():end]), True)
-        if spelt is not None:
-            pieces += [text[position:match.start()], spelt]
-            position = end
-    return "".join(pieces) + text[position:]
-
-
-def _literal_end(text: str, start: int) -> int:
-    """Where the Python literal (a repr) that starts at `start` ends."""
-    path = re.match(r"\w*Path\(", text[start:])
-    if path:
-        return _bracket_end(text, start + path.end() - 1)
-    if text[start] in "'\"":
-        return _quote_end(text, start)
-    if text[start] in "[(":
-        return _bracket_end(text, start)
-    bare = _BARE_END.match(text, start)
-    end = bare.end() if bare else start
-    while end > start + 1 and text[end - 1] == ".":  # the full stop of the sentence, not the number's
-        end -= 1
-    return end
-
-
-def _quote_end(text: str, start: int) -> int:
-    quote, index = text[start], start + 1
-    while index < len(text) and text[index] != quote:
-        index += 2 if text[index] == "\\" else 1
-    return min(index + 1, len(text))
-
-
-def _bracket_end(text: str, start: int) -> int:
-    depth, index = 0, start
-    while index < len(text):
-        char = text[index]
-        if char in "'\"":
-            index = _quote_end(text, index)
-            continue
-        depth += char in "[("
-        depth -= char in "])"
-        index += 1
-        if depth == 0:
-            return index
-    return len(text)
-
-
-def _read_literal(literal: str) -> object:
-    path = _PATH_REPR.fullmatch(literal)
-    try:
-        return ast.literal_eval(path.group(1) if path else literal)
-    except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
-        return literal
 
 
 def refuse_unknown(parameter: str, value: object, choices, hint: str = "") -> None:

@@ -1,6 +1,7 @@
 """How the command line spells what the library says: parameters become flags at the CLI's boundary.
 
-The library names parameters (`batch_size=0`, "`weights`"); a command's user typed flags, set keys in a
+This module belongs to the command line; the library never imports it. The library names parameters
+(`batch_size=0`, "`weights`", see `featurekit.errors`); a command's user typed flags, set keys in a
 config file, or left options at their defaults. `CommandSpelling` rewrites a message for the command
 that runs: an option the user typed reads `--batch-size 0`, one the config file set reads
 `batch_size = 0 (in x.toml)`, one left alone reads `the default --weights (imagenet)`. Names that are
@@ -9,12 +10,19 @@ not options of the command (a `[[sweep.backbone]]` entry's `weights`) keep the l
 
 from __future__ import annotations
 
+import ast
+import re
 import shlex
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
-from featurekit.errors import ConfigFileError, FeaturekitError, join_parts, respell
+from featurekit.errors import ConfigFileError, FeaturekitError, join_parts
 from featurekit.options import Option, options_for, toml_literal
+
+# `name` (a parameter alone), or name= followed by a Python literal (`given`).
+_MENTION = re.compile(r"`([a-z][a-z0-9_]*)`|(?<![\w`'\"./\\-])([a-z][a-z0-9_]*)=(?=\S)")
+_BARE_END = re.compile(r"[^\s,;)\]]+")
+_PATH_REPR = re.compile(r"\w*Path\((.*)\)", re.S)
 
 
 @dataclass
@@ -88,3 +96,73 @@ def _word(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ",".join(map(str, value))
     return shlex.quote(str(value))
+
+
+# spell(name, value, has_value) -> the text that replaces the mention, or None to keep it.
+Spelling = Callable[[str, object, bool], "str | None"]
+
+
+def respell(text: str, spell: Spelling, bare: Iterable[str] = ()) -> str:
+    """Rewrite the parameter mentions of `text` with `spell`.
+
+    Args:
+        text: A message written with `given` and `option_name`.
+        spell: Called as spell(name, value, has_value): `value` is the value of a `given` mention (its
+            repr read back, or the repr's text where it is no literal); has_value is False for an
+            `option_name` mention and for a bare name. Returns None to keep the mention as it is.
+        bare: Names to rewrite where they stand alone as words (an error's `parameters`).
+    """
+    for name in bare:
+        text = re.sub(rf"(?<![\w`'\"=-]){re.escape(name)}(?![\w`'\"=-])(?!\s*=)",
+                      lambda m: spell(m.group(0), None, False) or m.group(0), text)
+    pieces, position = [], 0
+    for match in _MENTION.finditer(text):
+        if match.start() < position:
+            continue
+        if match.group(1):
+            end, spelt = match.end(), spell(match.group(1), None, False)
+        else:
+            end = _literal_end(text, match.end())
+            if end == match.end():  # "name=" with no value after it is no mention
+                continue
+            spelt = spell(match.group(2), _read_literal(text[match.end():end]), True)
+        if spelt is not None:
+            pieces += [text[position:match.start()], spelt]
+            position = end
+    return "".join(pieces) + text[position:]
+
+
+def _literal_end(text: str, start: int) -> int:
+    """Where the Python literal (a repr) that starts at `start` ends."""
+    path = re.match(r"\w*Path(?=\()", text[start:])
+    index, depth = start + (path.end() if path else 0), 0
+    if text[index] not in "'\"[(":  # a number, True, None: up to a space or a closing mark
+        bare = _BARE_END.match(text, start)
+        end = bare.end() if bare else start
+        while end > start + 1 and text[end - 1] == ".":  # the full stop of the sentence, not the number's
+            end -= 1
+        return end
+    while index < len(text):
+        if text[index] in "'\"":
+            index = _quote_end(text, index)
+        else:
+            depth += (text[index] in "[(") - (text[index] in "])")
+            index += 1
+        if depth == 0:
+            return index
+    return len(text)
+
+
+def _quote_end(text: str, start: int) -> int:
+    quote, index = text[start], start + 1
+    while index < len(text) and text[index] != quote:
+        index += 2 if text[index] == "\\" else 1
+    return min(index + 1, len(text))
+
+
+def _read_literal(literal: str) -> object:
+    path = _PATH_REPR.fullmatch(literal)
+    try:
+        return ast.literal_eval(path.group(1) if path else literal)
+    except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
+        return literal

@@ -50,27 +50,13 @@ def fsync_dir(directory: str | Path) -> None:
         pass
 
 
-def discard_temporaries(path: str | Path, tag: str = "tmp") -> list[Path]:
+def discard_temporaries(path: str | Path) -> list[Path]:
     """Remove the temporaries that killed writers left beside `path` (names made by `temporary_sibling`).
 
-    Call it only while holding the lock that guards `path`: then no live writer owns such a file. Links
-    are removed themselves, never followed.
+    Call it only while holding the lock that guards `path`: then no live writer owns such a file, so
+    every one of ours is removed whatever its PID (see `discard_stale_temporaries`).
     """
-    path = Path(path)
-    prefix = f".{path.name}.{tag}-"
-    removed = []
-    try:
-        entries = list(os.scandir(path.parent))
-    except OSError:
-        return removed
-    for entry in entries:
-        if entry.name.startswith(prefix) and not entry.is_dir(follow_symlinks=False):
-            try:
-                os.unlink(entry.path)
-                removed.append(Path(entry.path))
-            except OSError:
-                pass
-    return removed
+    return discard_stale_temporaries(path, lock_held=True)
 
 
 # What an OSError while writing means for the user, and what to do about it (errno -> problem, fix).
@@ -89,24 +75,18 @@ _STORAGE_PROBLEMS = {
 }
 
 
-def error_number(error: OSError) -> int | None:
-    """The errno of an OSError, also when h5py only names it in the message ("errno = 28")."""
-    if error.errno is not None:
-        return error.errno
-    found = re.search(r"errno = (\d+)", str(error))
-    return int(found.group(1)) if found else None
-
-
 def storage_error(error: OSError, action: str, path: str | Path, then: str = "") -> FeaturekitError:
     """A FeaturekitError for an OSError while writing: which condition (full disk, read-only, ...) and the fix.
 
     Args:
-        error: What the operating system (or h5py) raised.
+        error: What the operating system (or h5py, which only names the errno in the message:
+            "errno = 28") raised.
         action: What was being done, e.g. "write batch 12 of the cache".
         path: The file or folder being written.
         then: A sentence for after the fix, e.g. that a rerun resumes.
     """
-    number = error_number(error)
+    found = re.search(r"errno = (\d+)", str(error))
+    number = error.errno if error.errno is not None else int(found.group(1)) if found else None
     problem, fix = _STORAGE_PROBLEMS.get(number, (os.strerror(number) if number else str(error), "Fix the cause"))
     detail = getattr(error, "strerror", None) or str(error).split("(")[0].strip() or type(error).__name__
     return FeaturekitError(f"Could not {action}: {problem} ({detail}).", received=str(path),
@@ -228,10 +208,11 @@ def atomic_write_bytes(path: str | Path, data: bytes, ours: Callable[[Path], boo
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
-    except BaseException as error:
+    except OSError as error:
         temporary.unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise storage_error(error, f"write {path.name}", path) from None
+        raise storage_error(error, f"write {path.name}", path) from None
+    except BaseException:
+        temporary.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
     return path
@@ -244,13 +225,8 @@ def atomic_write_text(path: str | Path, text: str, ours: Callable[[Path], bool] 
 
 def atomic_write_json(path: str | Path, payload: Any, ours: Callable[[Path], bool] | None = None) -> Path:
     """`atomic_write_text` of indented JSON (NumPy scalars and paths become plain values)."""
-    return atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False, default=_json_default) + "\n", ours)
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):  # NumPy scalars
-        return value.item()
-    return str(value)
+    text = json.dumps(payload, indent=2, default=lambda value: value.item() if hasattr(value, "item") else str(value))
+    return atomic_write_text(path, text + "\n", ours)
 
 
 def commit_file(temporary: str | Path, path: str | Path, ours: Callable[[Path], bool] | None = None) -> Path:
@@ -367,24 +343,24 @@ _TEMPORARY_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<tag>[a-z]+)-(?P<pid>\d+)-[0-
 
 
 def _process_is_gone(pid: int) -> bool:
-    if pid == os.getpid():
-        return False
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
         return True
     except PermissionError:  # alive, under another user
-        return False
+        pass
     return False
 
 
-def discard_stale_temporaries(path: str | Path, tags: tuple[str, ...] = ("tmp",)) -> list[Path]:
+def discard_stale_temporaries(path: str | Path, tags: tuple[str, ...] = ("tmp",),
+                              lock_held: bool = False) -> list[Path]:
     """Remove the temporaries beside `path` whose writer was killed (SIGKILL, power loss).
 
     Only entries that match featurekit's own naming (`temporary_sibling`: `.NAME.TAG-PID-HEX`), that
     belong to this user, that are not links, and whose PID names no running process are removed; a
     live writer's temporary is left alone. Safe without a lock: a PID that is gone cannot come back to
-    finish its temporary.
+    finish its temporary. With `lock_held` (the caller holds the lock that guards `path`) the PID is not
+    asked: no live writer can own one.
 
     Returns:
         The paths removed.
@@ -401,15 +377,13 @@ def discard_stale_temporaries(path: str | Path, tags: tuple[str, ...] = ("tmp",)
             continue
         try:
             info = entry.stat(follow_symlinks=False)
+            if info.st_uid != os.getuid() or stat.S_ISLNK(info.st_mode):
+                continue
+            if lock_held or _process_is_gone(int(found["pid"])):
+                shutil.rmtree(entry.path) if stat.S_ISDIR(info.st_mode) else os.unlink(entry.path)
+                removed.append(Path(entry.path))
         except OSError:
             continue
-        if info.st_uid != os.getuid() or stat.S_ISLNK(info.st_mode) or not _process_is_gone(int(found["pid"])):
-            continue
-        try:
-            shutil.rmtree(entry.path) if stat.S_ISDIR(info.st_mode) else os.unlink(entry.path)
-            removed.append(Path(entry.path))
-        except OSError:
-            pass
     return removed
 
 
@@ -425,6 +399,14 @@ def _refuse_foreign_lock(fd: int, lock_path: Path) -> None:
         raise FeaturekitError(f"The lock file was not made by featurekit: {problem}; featurekit never writes to it.",
                               received=str(lock_path),
                               fix=f"Remove it (`rm {lock_path}`) if no featurekit command is running, then run again.")
+
+
+def _names_open_file(path: Path, fd: int) -> bool:
+    """`path` (not followed if a link) is the file open as `fd`, not one put there since, nor nothing."""
+    try:
+        return os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
 
 
 @contextmanager
@@ -462,20 +444,14 @@ def exclusive_lock(lock_path: str | Path, holder_message: str, received: str, fi
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
             os.close(fd)
             raise FeaturekitError(holder_message.replace("{holder}", holder), received=received, fix=fix) from None
-        try:
-            if os.stat(lock_path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
-                break
-        except FileNotFoundError:
-            pass
+        if _names_open_file(lock_path, fd):
+            break
         os.close(fd)
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
         yield
     finally:
-        try:
-            if os.stat(lock_path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
-                lock_path.unlink()  # while still holding it: nobody can lock this file meanwhile
-        except FileNotFoundError:
-            pass
+        if _names_open_file(lock_path, fd):
+            lock_path.unlink(missing_ok=True)  # while still holding it: nobody can lock this file meanwhile
         os.close(fd)

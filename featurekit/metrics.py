@@ -23,52 +23,28 @@ from featurekit.errors import FeaturekitError
 
 POSITIVE_LABEL = 1  # `fake`
 
-# Keys of `evaluate`'s result, in the order a report shows them.
-METRIC_KEYS = (
-    "accuracy",
-    "accuracy_real",
-    "accuracy_fake",
-    "balanced_accuracy",
-    "roc_auc",
-    "average_precision",
-    "eer",
-    "tpr_at_1pct_fpr",
-    "f1",
-)
-
 
 def _as_binary(y_true: np.ndarray, score: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(y_true).ravel()
     s = np.asarray(score, dtype=np.float64).ravel()
     if y.shape != s.shape:
-        raise FeaturekitError(
-            f"Labels and scores of the {where} split differ in length.",
-            received=f"{y.size} labels and {s.size} scores",
-            fix="Score every row of the split exactly once, in the order of its labels.",
-        )
+        raise FeaturekitError(f"Labels and scores of the {where} split differ in length.",
+                              received=f"{y.size} labels and {s.size} scores",
+                              fix="Score every row of the split exactly once, in the order of its labels.")
     present = set(np.unique(y).tolist())
     if not present <= {0, 1}:
-        raise FeaturekitError(
-            f"Labels of the {where} split must be 0 (real) and 1 (fake).",
-            received=f"labels {sorted(present)}",
-            fix="Map class names to 0/1 with the cache's class_names before scoring.",
-        )
+        raise FeaturekitError(f"Labels of the {where} split must be 0 (real) and 1 (fake).",
+                              received=f"labels {sorted(present)}",
+                              fix="Map class names to 0/1 with the cache's class_names before scoring.")
     if np.isnan(s).any():
-        raise FeaturekitError(
-            f"Scores of the {where} split contain NaN; the probe diverged.",
-            received=f"{int(np.isnan(s).sum())} NaN scores out of {s.size}",
-            fix="Lower the learning rate or standardise the features, then retrain.",
-        )
-    return y.astype(np.int64), s
-
-
-def _require_both_classes(y: np.ndarray, where: str) -> None:
+        raise FeaturekitError(f"Scores of the {where} split contain NaN; the probe diverged.",
+                              received=f"{int(np.isnan(s).sum())} NaN scores out of {s.size}",
+                              fix="Lower the learning rate or standardise the features, then retrain.")
     if np.unique(y).size < 2:
-        raise FeaturekitError(
-            f"The {where} split holds one class only, so ROC-based metrics are undefined.",
-            received=f"{y.size} samples, all labelled {int(y[0]) if y.size else 'nothing'}",
-            fix="Re-split the dataset so every split has both real and fake images.",
-        )
+        raise FeaturekitError(f"The {where} split holds one class only, so ROC-based metrics are undefined.",
+                              received=f"{y.size} samples, all labelled {int(y[0]) if y.size else 'nothing'}",
+                              fix="Re-split the dataset so every split has both real and fake images.")
+    return y.astype(np.int64), s
 
 
 def accuracy(y_true: np.ndarray, score: np.ndarray, threshold: float = 0.5) -> float:
@@ -167,7 +143,6 @@ def choose_threshold(y_valid: np.ndarray, score_valid: np.ndarray) -> float:
         A threshold; predict fake when `score >= threshold`.
     """
     y, s = _as_binary(y_valid, score_valid, "valid")
-    _require_both_classes(y, "valid")
     fpr, tpr, thresholds = skm.roc_curve(y, s, drop_intermediate=False)
     best = int(np.argmax(tpr - fpr))
     if best == 0:  # threshold +inf: predicting nothing fake is best (useless scores)
@@ -176,6 +151,13 @@ def choose_threshold(y_valid: np.ndarray, score_valid: np.ndarray) -> float:
         return float(thresholds[best])
     return float((thresholds[best] + thresholds[best + 1]) / 2.0)
 
+
+# `evaluate`'s metrics in the order a report shows them: name -> (function, whether it takes the threshold).
+_METRICS = {"accuracy": (accuracy, True), "accuracy_real": (accuracy_real, True),
+            "accuracy_fake": (accuracy_fake, True), "balanced_accuracy": (balanced_accuracy, True),
+            "roc_auc": (roc_auc, False), "average_precision": (average_precision, False), "eer": (eer, False),
+            "tpr_at_1pct_fpr": (tpr_at_1pct_fpr, False), "f1": (f1, True)}
+METRIC_KEYS = tuple(_METRICS)
 
 # A resampled metric maps (labels, scores, index block of shape (resamples, n)) to one value per resample.
 ResampledMetric = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -232,24 +214,12 @@ def bootstrap_resamples(y: np.ndarray, n_boot: int, seed: int = 0, stratified: b
         if len(groups) == 1:  # one draw for the block: the same numbers as `rows` draws of n
             yield rng.integers(0, n, size=(rows, n))
             continue
-        idx = np.empty((rows, n), dtype=np.intp)
-        for row in range(rows):
-            offset = 0
-            for group in groups:
-                idx[row, offset : offset + group.size] = group[rng.integers(0, group.size, size=group.size)]
-                offset += group.size
-        yield idx
+        yield np.array([np.concatenate([group[rng.integers(0, group.size, size=group.size)] for group in groups])
+                        for _ in range(rows)], dtype=np.intp)
 
 
-def bootstrap_intervals(
-    metrics: dict[str, ResampledMetric],
-    y: np.ndarray,
-    score: np.ndarray,
-    n_boot: int = 1000,
-    seed: int = 0,
-    alpha: float = 0.05,
-    stratified: bool = True,
-) -> dict[str, tuple[float, float]]:
+def bootstrap_intervals(metrics: dict[str, ResampledMetric], y: np.ndarray, score: np.ndarray, n_boot: int = 1000,
+                        seed: int = 0, alpha: float = 0.05, stratified: bool = True) -> dict[str, tuple[float, float]]:
     """Percentile bootstrap confidence intervals of several metrics, from one set of resamples.
 
     Stratified resampling (the default) keeps every resample's class balance that of the split, which
@@ -270,7 +240,6 @@ def bootstrap_intervals(
         Name -> (low, high), the alpha/2 and 1 - alpha/2 percentiles of the resampled metric.
     """
     y, s = _as_binary(y, score, "scored")
-    _require_both_classes(y, "scored")
     if not metrics:
         return {}
     values: dict[str, list[np.ndarray]] = {name: [] for name in metrics}
@@ -281,22 +250,15 @@ def bootstrap_intervals(
             values[name].append(np.asarray(metric(y, s, idx[keep]) if not keep.all() else metric(y, s, idx)))
     kept = {name: np.concatenate(parts) if parts else np.empty(0) for name, parts in values.items()}
     if not next(iter(kept.values())).size:
-        raise FeaturekitError(
-            "Every bootstrap resample held one class only.",
-            received=f"{y.size} samples, n_boot={n_boot}",
-            fix="Use stratified=True or a larger split.",
-        )
+        raise FeaturekitError("Every bootstrap resample held one class only.",
+                              received=f"{y.size} samples, n_boot={n_boot}",
+                              fix="Use stratified=True or a larger split.")
     bounds = [100 * alpha / 2, 100 * (1 - alpha / 2)]
     return {name: tuple(float(v) for v in np.percentile(vals, bounds)) for name, vals in kept.items()}
 
 
-def is_collapsed(
-    y_pred: np.ndarray,
-    score: np.ndarray,
-    auc: float | None = None,
-    auc_margin: float = 0.05,
-    score_tol: float = 1e-4,
-) -> str:
+def is_collapsed(y_pred: np.ndarray, score: np.ndarray, auc: float | None = None, auc_margin: float = 0.05,
+                 score_tol: float = 1e-4) -> str:
     """Say why a probe looks collapsed (predicts one class or ranks at chance), or "" if it does not.
 
     A collapsed probe can still post a respectable accuracy on an imbalanced split, so reports must
@@ -326,14 +288,8 @@ def is_collapsed(
     return "; ".join(reasons)
 
 
-def evaluate(
-    y_test: np.ndarray,
-    score_test: np.ndarray,
-    threshold: float,
-    n_boot: int = 1000,
-    seed: int = 0,
-    alpha: float = 0.05,
-) -> dict:
+def evaluate(y_test: np.ndarray, score_test: np.ndarray, threshold: float, n_boot: int = 1000, seed: int = 0,
+             alpha: float = 0.05) -> dict:
     """All forensic metrics of one probe on the test split, at a threshold chosen on valid.
 
     Args:
@@ -350,24 +306,13 @@ def evaluate(
         roc_auc_ci_low/high, and `collapsed` (a reason from `is_collapsed`, "" when healthy).
     """
     y, s = _as_binary(y_test, score_test, "test")
-    _require_both_classes(y, "test")
     out: dict = {"n": int(y.size), "n_fake": int(y.sum()), "threshold": float(threshold)}
-    out["accuracy"] = accuracy(y, s, threshold)
-    out["accuracy_real"] = accuracy_real(y, s, threshold)
-    out["accuracy_fake"] = accuracy_fake(y, s, threshold)
-    out["balanced_accuracy"] = balanced_accuracy(y, s, threshold)
-    out["roc_auc"] = roc_auc(y, s)
-    out["average_precision"] = average_precision(y, s)
-    out["eer"] = eer(y, s)
-    out["tpr_at_1pct_fpr"] = tpr_at_1pct_fpr(y, s)
-    out["f1"] = f1(y, s, threshold)
-    nan = float("nan")
-    intervals = (
-        bootstrap_intervals({"accuracy": resampled_accuracy(threshold), "roc_auc": resampled_roc_auc}, y, s,
-                            n_boot, seed, alpha)
-        if n_boot
-        else {"accuracy": (nan, nan), "roc_auc": (nan, nan)}
-    )
+    out.update({key: metric(y, s, threshold) if at_threshold else metric(y, s)
+                for key, (metric, at_threshold) in _METRICS.items()})
+    resampled = {"accuracy": resampled_accuracy(threshold), "roc_auc": resampled_roc_auc}
+    intervals = dict.fromkeys(resampled, (float("nan"), float("nan")))
+    if n_boot:
+        intervals = bootstrap_intervals(resampled, y, s, n_boot, seed, alpha)
     out["accuracy_ci_low"], out["accuracy_ci_high"] = intervals["accuracy"]
     out["roc_auc_ci_low"], out["roc_auc_ci_high"] = intervals["roc_auc"]
     out["collapsed"] = is_collapsed((s >= threshold).astype(np.int64), s, out["roc_auc"])

@@ -48,7 +48,7 @@ from featurekit.choices import (
     SEED_MIN,
     VIEWS_SPLITS,
 )
-from featurekit.errors import ConfigFileError, FeaturekitError, given, option_name
+from featurekit.errors import ConfigFileError, FeaturekitError, given
 
 # --------------------------------------------------------------------------------------------------
 # Value types
@@ -563,19 +563,8 @@ HEAD_PARAMETERS = {"epochs": "epochs", "units": "units", "dropout": "dropout", "
                    "batch_size": "batch_size", "patience": "patience", "seed": "random_state"}
 
 
-def _index() -> dict[str, dict[str, Option]]:
-    table: dict[str, dict[str, Option]] = {name: {} for name in COMMANDS}
-    for option in OPTIONS:
-        for command in option.commands:
-            if command not in table:
-                raise ValueError(f"Option {option.name!r} names an unknown command {command!r}.")
-            if option.name in table[command]:
-                raise ValueError(f"Command {command!r} declares option {option.name!r} twice.")
-            table[command][option.name] = option
-    return table
-
-
-_BY_COMMAND = _index()
+# Each command's options by name (tests check that every option names known commands, none twice).
+_BY_COMMAND = {command: {o.name: o for o in OPTIONS if command in o.commands} for command in COMMANDS}
 
 # --------------------------------------------------------------------------------------------------
 # The API
@@ -628,10 +617,8 @@ def validate(command: str, values: Mapping[str, Any], source: str | None = None,
     unknown = [name for name in values if name not in allowed]
     if unknown:
         raise _unknown_error(command, unknown, values, where=source, allowed=allowed)
-    checked = {}
-    for name, value in values.items():
-        checked[name] = None if value is None else check_value(declared[name], value, source)
-    return checked
+    return {name: check_value(declared[name], value, source) if value is not None else None
+            for name, value in values.items()}
 
 
 def check_value(option: Option, value: Any, source: str | None = None, parameter: str | None = None) -> Any:
@@ -705,7 +692,7 @@ def require(command: str, values: Mapping[str, Any]) -> None:
             raise FeaturekitError(
                 f"Missing option {name}.", received="no value given",
                 fix=f"Pass it, e.g. {given(name, option.sample())}"
-                    + (f", or set {name} = {toml_literal(option.sample())} in a {option_name('config')} file."
+                    + (f", or set {name} = {toml_literal(option.sample())} in a `config` file."
                        if in_file else "."),
                 parameters=(name,))
 
@@ -750,20 +737,12 @@ def toml_literal(value: Any) -> str:
     return repr(value)
 
 
+_KIND_NAMES = ((bool, "a boolean"), (numbers.Integral, "an integer"), (numbers.Real, "a number"),
+               ((str, os.PathLike), "a string"), ((list, tuple), "a list"), (dict, "a table"))
+
+
 def _kind_of(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, numbers.Integral):
-        return "an integer"
-    if isinstance(value, numbers.Real):
-        return "a number"
-    if isinstance(value, (str, os.PathLike)):
-        return "a string"
-    if isinstance(value, (list, tuple)):
-        return "a list"
-    if isinstance(value, dict):
-        return "a table"
-    return type(value).__name__
+    return next((name for kind, name in _KIND_NAMES if isinstance(value, kind)), type(value).__name__)
 
 
 def did_you_mean(name: str, valid: list[str]) -> str:
@@ -785,11 +764,3 @@ def _unknown_error(command: str, unknown: list[str], values: Mapping[str, Any], 
     return FeaturekitError(
         f"Unknown option{plural} {', '.join(unknown)} for {COMMANDS[command].cli_name}.{hint}",
         received=", ".join(given(k, values[k]) for k in unknown), fix=f"Valid options: {', '.join(sorted(allowed))}.")
-
-
-__all__ = [
-    "BOOL", "COMMANDS", "Command", "FLOAT", "FUSION", "HEAD_EPOCHS", "HEAD_PARAMETERS", "INT", "Kind", "NAMES", "OPTIONS",
-    "Option", "PATH", "PATHS", "SPLIT", "STR", "STRS", "WEIGHTS", "check_value", "complete", "config_keys",
-    "default", "defaults", "did_you_mean", "head_params", "options_for", "require", "toml_literal", "validate",
-    "validate_params",
-]

@@ -135,14 +135,18 @@ def test_bad_targets_and_values_exit_2(tmp_path: Path, leaky_cache: Path):
 
 
 def test_declared_audit_defaults_are_the_audit_library_defaults():
-    from featurekit.audit import DEFAULTS
-    from featurekit.audit.duplicates import DEFAULT_MEMORY_BUDGET_BYTES
+    import inspect
+
+    from featurekit.audit import audit_cache, audit_data
     from featurekit.options import defaults
 
     declared = defaults("audit")
-    for name, value in DEFAULTS.items():
-        assert declared[name] == value, name
-    assert declared["memory_budget_mb"] * 2**20 == DEFAULT_MEMORY_BUDGET_BYTES
+    for function in (audit_data, audit_cache):
+        parameters = inspect.signature(function).parameters
+        for name in set(parameters) & set(declared):
+            if declared[name] is not None:
+                assert parameters[name].default == declared[name], (function.__name__, name)
+    assert declared["memory_budget_mb"] * 2**20 == inspect.signature(audit_cache).parameters["memory_budget_bytes"].default
 
 
 def test_compare_warns_loudly_on_a_leaky_cache(leaky_cache: Path, clean_cache: Path, tmp_path: Path):

@@ -596,12 +596,12 @@ def test_predict_names_the_positive_class_in_its_score_column(tmp_path: Path):
 
 
 def test_library_errors_name_parameters_and_the_cli_spells_flags_by_where_each_value_came_from():
-    from featurekit.errors import FeaturekitError, given, option_name
+    from featurekit.errors import FeaturekitError, given
     from featurekit.flags import CommandSpelling
 
     error = FeaturekitError(f"No weights for {given('backbone', 'vgg16')}.",
                             received=f"{given('backbone', 'vgg16')}, {given('weights', 'imagenet')}",
-                            fix=f"Pass {option_name('weights')} with a file, or {given('weights', 'none')}; "
+                            fix=f"Pass `weights` with a file, or {given('weights', 'none')}; "
                                 f"`layers` {given('subset', 'x')}.")
     assert str(error) == ("No weights for backbone='vgg16'. Received: backbone='vgg16', weights='imagenet'. Pass "
                           "`weights` with a file, or weights='none'; `layers` subset='x'.")
@@ -630,7 +630,7 @@ def test_received_says_the_default_when_the_user_passed_no_such_flag(monkeypatch
 
 
 def test_respell_reads_values_back_and_leaves_prose_alone():
-    from featurekit.errors import respell
+    from featurekit.flags import respell
 
     spelt = respell("a data folder; data='my faces' k=15 cache=['a.h5', 'b.h5'] max_pixels=64000000. `data`",
                     lambda name, value, has: f"<{name}:{value!r}>" if name in ("data", "cache", "max_pixels") else None)
@@ -710,12 +710,11 @@ def test_the_filter_keeps_everything_but_the_backends_start_up_lines(tmp_path: P
 
 def test_progress_messages_of_the_library_are_spelled_as_flags_too(monkeypatch):
     from featurekit.cli import _FlagConsole
-    from featurekit.errors import option_name
 
     monkeypatch.setattr("featurekit.cli.console", _FlagConsole(width=300))
 
     def fake(options, log, progress, command=""):
-        log(f"skipped big.png: more than {option_name('max_pixels')} 64,000,000 pixels; `layers` stays")
+        log("skipped big.png: more than `max_pixels` 64,000,000 pixels; `layers` stays")
         return []
 
     monkeypatch.setattr("featurekit.extraction.extract.extract_from_options", fake)

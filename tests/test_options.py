@@ -305,3 +305,11 @@ def test_comma_separated_names_are_each_a_choice():
         validate("extract", {"pooling": "avg,median"})
     with pytest.raises(FeaturekitError, match="probe must be one of: head, logreg"):
         validate("fit", {"probe": "forest"})
+
+
+def test_every_option_names_known_commands_and_none_declares_a_name_twice():
+    for option in OPTIONS:
+        assert set(option.commands) <= set(COMMANDS), option.name
+    for command in COMMANDS:
+        names = [option.name for option in OPTIONS if command in option.commands]
+        assert len(names) == len(set(names)), command

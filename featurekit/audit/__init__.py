@@ -13,232 +13,24 @@ for both, cheaply, before anyone trusts a table:
   height, colour mode, file format, mean colour), trained on train and scored on test. They should sit
   near chance; where one does not, the report says so loudly and names the property.
 
-`audit_data(folder)` and `audit_cache(path)` return an `AuditReport`; `report.to_dict()` is plain JSON
-and `report.warnings` / `report.has_leaks` is what `compare` needs to warn.
+`audit_data(folder)` and `audit_cache(path)` (in `run`) return an `AuditReport` (in `report`);
+`report.to_dict()` is plain JSON and `report.warnings` / `report.has_leaks` is what `compare` needs to warn.
 """
 
-from __future__ import annotations
-
-from pathlib import Path, PurePosixPath
-from typing import Sequence
-
-import numpy as np
-
-from featurekit.audit.duplicates import (
-    DEFAULT_MAX_LISTED,
-    DEFAULT_MEMORY_BUDGET_BYTES,
-    DEFAULT_NEAR_DUPLICATE_THRESHOLD,
-    balance_warnings,
-    class_balance,
-    find_exact_duplicates,
-    find_near_duplicates,
-)
+from featurekit.audit.duplicates import class_balance, find_exact_duplicates, find_near_duplicates
 from featurekit.audit.report import AuditReport, DuplicateGroup, Member, NearDuplicatePair, ShortcutReport
+from featurekit.audit.run import audit_cache, audit_data, audit_from_options
 from featurekit.audit.shortcuts import (
-    DEFAULT_N_BOOT,
-    DEFAULT_SHORTCUT_AUC,
     FileProperties,
     estimate_jpeg_quality,
     read_all_file_properties,
     read_file_properties,
     shortcut_probes,
-    shortcut_warnings,
 )
-from featurekit.data import DEFAULT_MAX_PIXELS
-from featurekit.errors import FeaturekitError, given, option_name
-
-DEFAULT_BALANCE_TOLERANCE = 0.10
-LEAKS_NAMED = 5  # duplicate groups named in the warning itself; the report lists all
-DEFAULTS = {"near_duplicate_threshold": DEFAULT_NEAR_DUPLICATE_THRESHOLD, "shortcut_auc": DEFAULT_SHORTCUT_AUC,
-            "balance_tolerance": DEFAULT_BALANCE_TOLERANCE, "n_boot": DEFAULT_N_BOOT, "max_listed": DEFAULT_MAX_LISTED,
-            "max_pixels": DEFAULT_MAX_PIXELS}
-
-
-def _check_threshold(name: str, value: float, low: float, high: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not low < value <= high:
-        raise FeaturekitError(f"{option_name(name)} must be a number in ({low}, {high}].", received=given(name, value),
-                              fix=f"Use e.g. {given(name, DEFAULTS[name])}.")
-
-
-def _check_count(name: str, value: int, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise FeaturekitError(f"{option_name(name)} must be a whole number >= {low}.", received=given(name, value),
-                              fix=f"Use e.g. {given(name, DEFAULTS[name])}.")
-
-
-def _check_common(shortcut_auc: float, balance_tolerance: float, n_boot: int, max_pixels: int | None) -> None:
-    _check_threshold("shortcut_auc", shortcut_auc, 0.5, 1.0)
-    _check_threshold("balance_tolerance", balance_tolerance, 0.0, 1.0)
-    _check_count("n_boot", n_boot, 1)
-    if max_pixels is not None:
-        _check_count("max_pixels", max_pixels, 1)
-
-
-def _finish(report: AuditReport, balance_tolerance: float) -> AuditReport:
-    """Turn the findings into warnings, leaks first."""
-    warnings = []
-    if report.exact_cross_split:
-        groups = report.exact_cross_split
-        conflicts = sum(g.label_conflict for g in groups)
-        shown = "; ".join(" = ".join(f"{m.path} ({m.split})" for m in g.members) for g in groups[:LEAKS_NAMED])
-        more = f"; and {len(groups) - LEAKS_NAMED} more (all in the report)" if len(groups) > LEAKS_NAMED else ""
-        warnings.append(f"LEAK: {len(groups)} files have identical copies in other splits"
-                        + (f", {conflicts} of them with CONFLICTING labels" if conflicts else "") + f": {shown}{more}.")
-    if report.near_duplicate_count:
-        warnings.append(f"LEAK: {report.near_duplicate_count} pairs of images in different splits have embeddings "
-                        f"with {'centred ' if report.near_duplicate_centered else ''}cosine similarity >= "
-                        f"{report.near_duplicate_threshold} (near-duplicates; listed).")
-    if report.shortcuts is not None:
-        loud, notes = shortcut_warnings(report.shortcuts)
-        warnings += loud
-        report.notes += notes
-        if report.shortcuts.skipped:
-            report.notes.append(f"shortcut probes not run: {report.shortcuts.skipped}")
-        if report.shortcuts.unreadable:
-            report.notes.append(f"{len(report.shortcuts.unreadable)} image files could not be read for the shortcut probes")
-    within_conflicts = [g for g in report.exact_within_split if g.label_conflict]
-    if within_conflicts:
-        shown = "; ".join(" = ".join(f"{m.path} ({m.label})" for m in g.members) for g in within_conflicts[:LEAKS_NAMED])
-        extra = len(within_conflicts) - LEAKS_NAMED
-        more = f"; and {extra} more (all in the report)" if extra > 0 else ""
-        warnings.append(f"LABEL CONFLICT: {len(within_conflicts)} groups of identical files carry both labels inside "
-                        f"one split (no classifier can be right on both; fix the labels): {shown}{more}.")
-    warnings += balance_warnings(report.balance, report.class_names, balance_tolerance)
-    if report.exact_within_split:
-        report.notes.append(f"{len(report.exact_within_split)} groups of identical files inside one split "
-                            "(not a leak, but they weigh double in training or scoring)")
-    report.warnings = warnings
-    return report
-
-
-def audit_data(folder: str | Path, *, split_fractions: tuple[float, float, float] | None = None,
-               shortcut_auc: float = DEFAULT_SHORTCUT_AUC, balance_tolerance: float = DEFAULT_BALANCE_TOLERANCE,
-               shortcuts: bool = True, n_boot: int = DEFAULT_N_BOOT, seed: int = 0, workers: int | None = None,
-               max_pixels: int | None = DEFAULT_MAX_PIXELS) -> AuditReport:
-    """Audit an image folder: exact duplicates, class balance and shortcut probes (no embeddings needed).
-
-    Args:
-        folder: A data folder in either layout `featurekit.data.scan_image_folder` reads; its splits
-            are the ones `extract` would use.
-        split_fractions: train/valid/test fractions for the class-folder layout (default 70/15/15).
-        shortcut_auc: ROC AUC above which a trivial-property probe is called a shortcut.
-        balance_tolerance: Largest allowed difference between a split's class fraction and the whole set's.
-        shortcuts: Run the shortcut probes (they decode every image at reduced size).
-        n_boot: Bootstrap resamples for the intervals of the shortcut probes.
-        seed: Seed of the bootstrap and the tree.
-        workers: Threads reading file properties (default: up to 8, one per CPU).
-        max_pixels: Largest image (width x height) decoded for the shortcut probes; larger files are
-            left out with the reason. None: no limit.
-    """
-    from featurekit.data import DEFAULT_SPLIT_FRACTIONS, scan_image_folder
-
-    _check_common(shortcut_auc, balance_tolerance, n_boot, max_pixels)
-    scanned = scan_image_folder(folder, split_fractions or DEFAULT_SPLIT_FRACTIONS)
-    samples = scanned.samples
-    names = list(scanned.class_names)
-    labels = np.array([s.label for s in samples])
-    splits = np.array([s.split for s in samples])
-    cross, within = find_exact_duplicates([s.path for s in samples], splits.tolist(),
-                                          [names[s.label] for s in samples], [s.sha256 for s in samples])
-    report = AuditReport(str(folder), "data", names, len(samples), class_balance(labels, splits, names), cross, within)
-    if shortcuts:
-        properties, unreadable = read_all_file_properties([scanned.root / s.path for s in samples], workers, max_pixels)
-        report.shortcuts = shortcut_probes(properties, labels, splits, shortcut_auc, n_boot, seed, unreadable)
-    return _finish(report, balance_tolerance)
-
-
-def _image_files(data_root: Path, relative_paths: Sequence[str], sha256: Sequence[str]
-                 ) -> tuple[list[Path | None], list[str]]:
-    """Files of the cache's rows under data_root; rows whose file is gone, changed or outside are None."""
-    from featurekit.hashing import file_sha256
-
-    files: list[Path | None] = []
-    problems = {"missing": 0, "changed": 0, "outside": 0}
-    for relative, digest in zip(relative_paths, sha256):
-        parts = PurePosixPath(relative).parts
-        if PurePosixPath(relative).is_absolute() or ".." in parts:
-            files.append(None)
-            problems["outside"] += 1
-            continue
-        path = data_root.joinpath(*parts)
-        if not path.is_file():
-            files.append(None)
-            problems["missing"] += 1
-        elif file_sha256(path) != digest:
-            files.append(None)
-            problems["changed"] += 1
-        else:
-            files.append(path)
-    notes = [f"{count} image files {what} since extraction (left out of the shortcut probes)"
-             if what != "outside" else f"{count} cache paths point outside the data folder (ignored)"
-             for what, count in problems.items() if count]
-    return files, notes
-
-
-def audit_cache(path: str | Path, *, data_root: str | Path | None = None,
-                near_duplicate_threshold: float = DEFAULT_NEAR_DUPLICATE_THRESHOLD,
-                max_listed: int = DEFAULT_MAX_LISTED, memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
-                near_duplicates: bool = True, center: bool = True, shortcuts: bool = True, shortcut_auc: float = DEFAULT_SHORTCUT_AUC,
-                balance_tolerance: float = DEFAULT_BALANCE_TOLERANCE, n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
-                workers: int | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> AuditReport:
-    """Audit a cache: exact and near-duplicates across its splits, balance, and shortcut probes.
-
-    The shortcut probes read the image files under the cache's recorded `data_root` (or the given
-    one); files missing or changed since extraction (their sha256 differs) are left out and noted.
-    `compare` can run a quick audit with `shortcuts=False`: it reads only the cache.
-
-    Args:
-        path: A finished cache.
-        data_root: The data folder the cache was made from, when it has moved since.
-        near_duplicate_threshold: Cosine similarity of embeddings from which two images in different
-            splits count as near-duplicates.
-        max_listed: Most near-duplicate pairs listed (the most similar); all are counted.
-        memory_budget_bytes: Bound on the memory the near-duplicate search holds at once.
-        near_duplicates: Search for near-duplicates (quadratic in the number of rows).
-        center: Centre the embeddings before the cosine similarity; pooled ReLU features need it
-            (see `find_near_duplicates`).
-        shortcuts: Run the shortcut probes on the image files.
-        shortcut_auc, balance_tolerance, n_boot, seed, workers, max_pixels: As in `audit_data`.
-    """
-    from featurekit.cache import open_cache
-
-    _check_common(shortcut_auc, balance_tolerance, n_boot, max_pixels)
-    _check_threshold("near_duplicate_threshold", near_duplicate_threshold, 0.0, 1.0)
-    _check_count("max_listed", max_listed, 0)
-    with open_cache(path) as cache:
-        names = cache.class_names or ["0", "1"]
-        labels, splits, paths, sha256 = cache.labels, cache.splits, cache.paths, cache.sha256
-        label_names = [names[int(y)] for y in labels]
-        cross, within = find_exact_duplicates(paths, splits.tolist(), label_names, sha256)
-        report = AuditReport(str(path), "cache", list(names), cache.n_rows, class_balance(labels, splits, names),
-                             cross, within)
-        if near_duplicates:
-            pairs, count = find_near_duplicates(cache.features, splits, near_duplicate_threshold, max_listed,
-                                                memory_budget_bytes, same_bytes=np.asarray(sha256), center=center)
-            report.near_duplicates = [NearDuplicatePair(s, Member(paths[i], splits[i], label_names[i]),
-                                                        Member(paths[j], splits[j], label_names[j])) for s, i, j in pairs]
-            report.near_duplicate_count, report.near_duplicate_threshold = count, near_duplicate_threshold
-            report.near_duplicate_centered = center
-        root_text = str(data_root) if data_root is not None else str(cache.attrs.get("data_root") or "")
-    if shortcuts:
-        root = Path(root_text).expanduser() if root_text else None
-        if root is None or not root.is_dir():
-            report.shortcuts = ShortcutReport(threshold=shortcut_auc, skipped=(
-                f"the data folder {root_text or '(not recorded)'} is not here; pass {given('data_root', 'DIR')} "
-                "to probe file properties"))
-        else:
-            files, notes = _image_files(root, paths, sha256)
-            report.notes += notes
-            present = [f for f in files if f is not None]
-            properties_present, unreadable = read_all_file_properties(present, workers, max_pixels)
-            found = iter(properties_present)
-            properties = [next(found) if f is not None else None for f in files]
-            report.shortcuts = shortcut_probes(properties, labels, splits, shortcut_auc, n_boot, seed, unreadable)
-    return _finish(report, balance_tolerance)
-
 
 __all__ = [
     "AuditReport", "DuplicateGroup", "FileProperties", "Member", "NearDuplicatePair", "ShortcutReport",
-    "audit_cache", "audit_data", "class_balance", "estimate_jpeg_quality", "find_exact_duplicates",
-    "find_near_duplicates", "read_all_file_properties", "read_file_properties", "shortcut_probes",
+    "audit_cache", "audit_data", "audit_from_options", "class_balance", "estimate_jpeg_quality",
+    "find_exact_duplicates", "find_near_duplicates", "read_all_file_properties", "read_file_properties",
+    "shortcut_probes",
 ]

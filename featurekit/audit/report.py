@@ -1,4 +1,4 @@
-"""What an audit found, as data: JSON through `to_dict()`, plain text through `summary_lines()`."""
+"""What an audit found, as data: JSON through `to_dict()` (`featurekit.report` renders it)."""
 
 from __future__ import annotations
 
@@ -78,15 +78,24 @@ class ShortcutReport:
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     skipped: str = ""  # why the probes did not run, "" when they did
 
+    def scored(self) -> dict[str, tuple[float, tuple[float, float]]]:
+        """Every property that could be scored, then every probe: name -> (ROC AUC, its 95% interval)."""
+        out = {name: (auc, self.property_auc_ci[name]) for name, auc in self.property_auc.items() if auc is not None}
+        out.update({name: (probe["roc_auc"], (probe["roc_auc_ci_low"], probe["roc_auc_ci_high"]))
+                    for name, probe in self.probes.items()})
+        return out
+
+    def far_from_chance(self, auc: float) -> bool:
+        """ROC AUC beyond the threshold on either side of chance: above it, or below 1 - threshold."""
+        return abs(auc - 0.5) > self.threshold - 0.5
+
     @property
     def verdict(self) -> str:
         if self.skipped:
             return "not run"
         if self.flagged:
             return "SHORTCUT"
-        aucs = [auc for auc in self.property_auc.values() if auc is not None]
-        aucs += [probe["roc_auc"] for probe in self.probes.values()]
-        far = any(abs(auc - 0.5) > self.threshold - 0.5 for auc in aucs)
+        far = any(self.far_from_chance(auc) for auc, _ in self.scored().values())
         return "inconclusive: far from chance, interval includes it" if far else "near chance"
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,7 +108,7 @@ class ShortcutReport:
 
 @dataclass
 class AuditReport:
-    """Everything one audit found; `to_dict()` for JSON, `summary_lines()` for a terminal or a log.
+    """Everything one audit found; `to_dict()` for JSON (and for every renderer).
 
     `has_leaks` is True when an image (byte-identical or near-identical) sits in more than one split.
     `warnings` lists every finding a reader must see before trusting a score on this data: leaks,
@@ -130,13 +139,9 @@ class AuditReport:
         return bool(self.shortcuts and self.shortcuts.flagged)
 
     @property
-    def label_conflicts(self) -> list[DuplicateGroup]:
-        """Identical files carrying both labels, across splits or inside one."""
-        return [g for g in self.exact_cross_split + self.exact_within_split if g.label_conflict]
-
-    @property
     def has_label_conflicts(self) -> bool:
-        return bool(self.label_conflicts)
+        """Identical files carry both labels, across splits or inside one."""
+        return any(g.label_conflict for g in self.exact_cross_split + self.exact_within_split)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -160,38 +165,3 @@ class AuditReport:
             },
             "shortcuts": None if self.shortcuts is None else self.shortcuts.to_dict(),
         }
-
-    def summary_lines(self) -> list[str]:
-        """Plain-text summary, warnings first (escape with rich.markup.escape before printing as markup)."""
-        lines = [f"audit of {self.kind} {self.source}: {self.n_images} images, classes {', '.join(self.class_names)}"]
-        lines += [f"WARNING: {w}" for w in self.warnings]
-        for split, row in self.balance.items():
-            counts = ", ".join(f"{name} {row['counts'][name]} ({row['fractions'][name]:.1%})" for name in self.class_names)
-            lines.append(f"balance {split}: {row['total']} images: {counts}")
-        lines.append(f"exact duplicates across splits: {len(self.exact_cross_split)} groups; "
-                     f"within one split: {len(self.exact_within_split)} groups")
-        for group in self.exact_cross_split[:20]:
-            members = "; ".join(f"{m.path} ({m.split}, {m.label})" for m in group.members)
-            lines.append(f"  sha256 {group.sha256[:12]}: {members}")
-        if self.near_duplicates is not None:
-            lines.append(f"near-duplicates across splits (cosine >= {self.near_duplicate_threshold}): "
-                         f"{self.near_duplicate_count} pairs")
-            for pair in self.near_duplicates[:20]:
-                lines.append(f"  {pair.similarity:.4f}: {pair.first.path} ({pair.first.split}) ~ "
-                             f"{pair.second.path} ({pair.second.split})")
-        if self.shortcuts is not None:
-            s = self.shortcuts
-            if s.skipped:
-                lines.append(f"shortcut probes: not run ({s.skipped})")
-            else:
-                lines.append(f"shortcut probes ({s.verdict}), trained on {s.train_split} ({s.n_train}), "
-                             f"ROC AUC on {s.eval_split} ({s.n_eval}):")
-                for name, probe in s.probes.items():
-                    lines.append(f"  {name}: ROC AUC {probe['roc_auc']:.3f} [{probe['roc_auc_ci_low']:.3f}, "
-                                 f"{probe['roc_auc_ci_high']:.3f}], accuracy {probe['accuracy']:.3f}")
-                singles = ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} n/a" for k, v in s.property_auc.items())
-                lines.append(f"  each property alone: {singles}")
-        lines += [f"note: {n}" for n in self.notes]
-        return lines
-
-

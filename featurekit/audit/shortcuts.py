@@ -18,7 +18,6 @@ import numpy as np
 
 from featurekit.audit.report import ShortcutReport
 from featurekit.data import DEFAULT_MAX_PIXELS
-from featurekit.errors import option_name
 
 DEFAULT_SHORTCUT_AUC = 0.65
 DEFAULT_N_BOOT = 500
@@ -96,7 +95,7 @@ def read_file_properties(path: str | Path, max_pixels: int | None = DEFAULT_MAX_
         width, height, mode, fmt = image.width, image.height, image.mode, image.format or "unknown"
         if max_pixels is not None and width * height > max_pixels:
             raise TooLargeImage(f"image too large to decode safely: {width * height:,} pixels, more than "
-                                f"{option_name('max_pixels')} {max_pixels:,} (raise it to read this file)")
+                                f"`max_pixels` {max_pixels:,} (raise it to read this file)")
         quality = estimate_jpeg_quality(getattr(image, "quantization", None)) if fmt == "JPEG" else None
         if fmt == "JPEG":
             image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
@@ -135,14 +134,13 @@ def read_all_file_properties(paths: Sequence[Path], workers: int | None = None,
 
 
 def _property_columns(properties: Sequence[FileProperties]) -> dict[str, np.ndarray]:
-    columns = {name: np.array([getattr(p, name) for p in properties], dtype=object) for name in PROPERTY_NAMES}
-    for name in PROPERTY_NAMES:
-        if name not in CATEGORICAL_PROPERTIES:
-            # A missing JPEG quality (not a JPEG) becomes -1: "no quality" is itself a property.
-            columns[name] = np.array([-1.0 if v is None else float(v) for v in columns[name]])
-        else:
-            columns[name] = columns[name].astype(str)
-    return columns
+    def column(name: str) -> np.ndarray:
+        values = [getattr(p, name) for p in properties]
+        if name in CATEGORICAL_PROPERTIES:
+            return np.array([str(v) for v in values])
+        return np.array([-1.0 if v is None else float(v) for v in values])  # no JPEG quality: itself a property
+
+    return {name: column(name) for name in PROPERTY_NAMES}
 
 
 def _single_property_scores(train: np.ndarray, y_train: np.ndarray, scored: np.ndarray, categorical: bool) -> np.ndarray:
@@ -206,19 +204,15 @@ def bootstrap_auc_interval(y: np.ndarray, score: np.ndarray, n_boot: int = 500, 
     return round(float(low), 4), round(float(high), 4)
 
 
-def far_from_chance(auc: float, threshold: float) -> bool:
-    """ROC AUC beyond `threshold` on either side of chance: above it, or below 1 - threshold."""
-    return abs(auc - 0.5) > threshold - 0.5
-
-
 def is_signal(auc: float, interval: tuple[float, float], threshold: float) -> bool:
-    """Far from chance in either direction, with a 95% interval that excludes 0.5.
+    """Far from chance in either direction (beyond `threshold`, or below 1 - threshold), with a 95% interval
+    that excludes 0.5.
 
     Below chance is a signal too: what was learnt on train predicts the opposite on the scored split, so
     the property differs between the classes, in a way that itself differs between the splits.
     """
     low, high = interval
-    return far_from_chance(auc, threshold) and (low > 0.5 or high < 0.5)
+    return abs(auc - 0.5) > threshold - 0.5 and (low > 0.5 or high < 0.5)
 
 
 def shortcut_probes(properties: Sequence[FileProperties | None], labels: np.ndarray, splits: np.ndarray,
@@ -287,12 +281,13 @@ def _direction(auc: float) -> str:
 
 def shortcut_warnings(shortcuts: ShortcutReport) -> tuple[list[str], list[str]]:
     """(loud warnings for flagged items, notes for items far from chance whose interval includes it)."""
-    warnings, notes = [], []
+    warnings = []
     where = f"on the {shortcuts.eval_split} split ({shortcuts.n_eval} images)"
     bound = f"beyond {shortcuts.threshold} (or {1 - shortcuts.threshold:.2f})"
+    scored = shortcuts.scored()
     singles = [name for name in shortcuts.flagged if name in PROPERTY_NAMES]
     for name in singles:
-        auc, (low, high) = shortcuts.property_auc[name], shortcuts.property_auc_ci[name]
+        auc, (low, high) = scored[name]
         warnings.append(
             f"SHORTCUT: real and fake files differ in {name}: that property alone reaches ROC AUC "
             f"{auc:.3f} [{low:.3f}, {high:.3f}] {where}, {bound}{_direction(auc)}. "
@@ -300,19 +295,13 @@ def shortcut_warnings(shortcuts: ShortcutReport) -> tuple[list[str], list[str]]:
             "(format, size, JPEG quality) or report this baseline beside every result.")
     probes = [name for name in shortcuts.flagged if name in PROBE_NAMES]
     if probes and not singles:
-        best = max(probes, key=lambda n: abs(shortcuts.probes[n]["roc_auc"] - 0.5))
-        auc = shortcuts.probes[best]["roc_auc"]
+        best = max(probes, key=lambda name: abs(scored[name][0] - 0.5))
+        auc, (low, high) = scored[best]
         warnings.append(
             f"SHORTCUT: a {best.replace('_', ' ')} on trivial file properties ({', '.join(PROPERTY_NAMES)}) "
-            f"reaches ROC AUC {auc:.3f} [{shortcuts.probes[best]['roc_auc_ci_low']:.3f}, "
-            f"{shortcuts.probes[best]['roc_auc_ci_high']:.3f}] {where}, {bound}{_direction(auc)}, "
+            f"reaches ROC AUC {auc:.3f} [{low:.3f}, {high:.3f}] {where}, {bound}{_direction(auc)}, "
             "though no single property does: the classes differ in how their files were made.")
-    unsure = {name: (auc, shortcuts.property_auc_ci[name]) for name, auc in shortcuts.property_auc.items()
-              if auc is not None and far_from_chance(auc, shortcuts.threshold) and name not in shortcuts.flagged}
-    unsure.update({name: (probe["roc_auc"], (probe["roc_auc_ci_low"], probe["roc_auc_ci_high"]))
-                   for name, probe in shortcuts.probes.items()
-                   if far_from_chance(probe["roc_auc"], shortcuts.threshold) and name not in shortcuts.flagged})
-    for name, (auc, (low, high)) in unsure.items():
-        notes.append(f"{name} reaches ROC AUC {auc:.3f} {where}, {bound}, but its "
-                     f"95% interval [{low:.3f}, {high:.3f}] includes chance: check on more images.")
+    notes = [f"{name} reaches ROC AUC {auc:.3f} {where}, {bound}, but its 95% interval [{low:.3f}, {high:.3f}] "
+             "includes chance: check on more images." for name, (auc, (low, high)) in scored.items()
+             if shortcuts.far_from_chance(auc) and name not in shortcuts.flagged]
     return warnings, notes
