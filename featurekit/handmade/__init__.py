@@ -15,22 +15,12 @@ should decode at the images' own size and refuse (not resize) images of another 
 asks for an explicit image size. There is no preprocessing: the functions take uint8 RGB.
 """
 
-from featurekit.handmade.embedder import HANDMADE_POOLING, HANDMADE_PREPROCESSING
 from featurekit.handmade.features import HANDMADE_FEATURES, get_handmade, list_handmade
 from featurekit.handmade.spam import spam_feature_dim, spam_features
-from featurekit.handmade.spec import NATIVE_FACE_SIZE, HandmadeSpec
+from featurekit.handmade.spec import HandmadeSpec
 from featurekit.handmade.spectrum import spectrum_feature_dim, spectrum_features
 
 __all__ = [
-    "HANDMADE_FEATURES",
-    "HANDMADE_POOLING",
-    "HANDMADE_PREPROCESSING",
-    "HandmadeSpec",
-    "NATIVE_FACE_SIZE",
-    "get_handmade",
-    "list_handmade",
-    "spam_feature_dim",
-    "spam_features",
-    "spectrum_feature_dim",
-    "spectrum_features",
+    "HANDMADE_FEATURES", "HandmadeSpec", "get_handmade", "list_handmade", "spam_feature_dim", "spam_features",
+    "spectrum_feature_dim", "spectrum_features",
 ]
