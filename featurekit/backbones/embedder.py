@@ -21,13 +21,13 @@ feature, a view of the images) can stand in.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import keras
 import numpy as np
 from keras import ops
 
-from featurekit.backbones.checks import (  # noqa: F401  (check_image_size: callers import it from here)
+from featurekit.backbones.checks import (
     DEFAULT_BATCH_SIZE,
     check_image_size,
     check_pooling,
@@ -35,13 +35,10 @@ from featurekit.backbones.checks import (  # noqa: F401  (check_image_size: call
     pooled_dim,
 )
 from featurekit.backbones.loading import build_with_weights, resolve_weights, weights_provenance
+from featurekit.backbones.provenance import trained_label, training_record_for
 from featurekit.backbones.registry import get_spec, network_spec
 from featurekit.backend import active_backend, dtype_policy, resolve_precision
 from featurekit.errors import FeaturekitError, given, option_name
-from featurekit.backbones.provenance import trained_label, training_record_for
-
-if TYPE_CHECKING:
-    from featurekit.backbones.spec import BackboneSpec
 
 # ImageNet statistics as keras.applications.imagenet_utils uses them (caffe: BGR order; torch: RGB, [0, 1]).
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -180,7 +177,7 @@ def _output_layer_name(model: keras.Model) -> str:
     return history[0].name if history else model.layers[-1].name
 
 
-def _unknown_layer(spec: BackboneSpec, backbone: keras.Model, layer: str) -> FeaturekitError:
+def _unknown_layer(spec: Any, backbone: keras.Model, layer: str) -> FeaturekitError:
     """The error for a layer the network does not have: every tap the spec declares, shallow to deep."""
     return FeaturekitError(
         f"Backbone {spec.name!r} has no layer {layer!r}.",
@@ -211,7 +208,7 @@ class Embedder:
 
     def __init__(
         self,
-        spec: BackboneSpec,
+        spec: Any,
         backbone: keras.Model,
         layer: str | None,
         pooling: str,
@@ -307,66 +304,6 @@ class Embedder:
         )
 
 
-def build_embedder(
-    backbone: str,
-    weights: str = "default",
-    image_size: int | None = None,
-    layer: str | None = None,
-    pooling: str = "flatten",
-    preprocessing: str | None = None,
-    seed: int = 0,
-    precision: str = "float32",
-    batch_size: int = DEFAULT_BATCH_SIZE,
-) -> Embedder:
-    """Build an Embedder for a registered backbone.
-
-    Args:
-        backbone: Registry name (see `list_backbones()`).
-        weights: "default", "imagenet", "none" (seeded random init) or a path to a .weights.h5 / .keras file;
-            see `create_backbone`.
-        image_size: Square input size; None for the backbone's native size.
-        layer: Layer to tap; None for the model output (the last block).
-        pooling: One of POOLINGS: "flatten", "avg", "max", "meanstd" (per-channel mean and std, 2C values).
-        preprocessing: None for the backbone's own mode (the right choice for pretrained weights); any of
-            PREPROCESSING_MODES as an explicit override, e.g. "rescale" to reproduce the original study.
-        seed: Random-init seed for weights="none".
-        precision: The backbone's compute precision: "float32", "bfloat16", "float16", or "auto" (bfloat16
-            where the hardware has it); the resolved value is in `describe()`.
-        batch_size: Images per forward pass.
-
-    Returns:
-        The embedder.
-    """
-    return embedder_for_spec(network_spec(backbone), weights, image_size, layer, pooling, preprocessing, seed,
-                             precision, batch_size)
-
-
-def embedder_for_spec(spec: BackboneSpec, weights: str = "default", image_size: int | None = None,
-                      layer: str | None = None, pooling: str = "flatten", preprocessing: str | None = None,
-                      seed: int = 0, precision: str = "float32", batch_size: int = DEFAULT_BATCH_SIZE) -> Embedder:
-    """`build_embedder` for a spec in hand (what `BackboneSpec.rebuild_embedder` calls)."""
-    check_pooling(pooling)
-    spec, model, mode, size, provenance, resolved = _frozen_backbone(spec, weights, image_size, preprocessing,
-                                                                     seed, precision)
-    return Embedder(spec, model, layer, pooling, mode, size, provenance, resolved, batch_size)
-
-
-def _frozen_backbone(spec: BackboneSpec, weights: str, image_size: int | None, preprocessing: str | None, seed: int,
-                     precision: str) -> tuple:
-    """Check the request, then build: spec, frozen backbone, preprocessing mode, size, provenance, precision."""
-    mode = spec.preprocessing if preprocessing is None else preprocessing
-    check_preprocessing(mode)
-    size = check_image_size(spec, image_size)
-    resolved = resolve_precision(precision)
-    with dtype_policy(resolved):
-        model = build_with_weights(spec, weights, size, seed)
-    provenance = weights_provenance(spec, resolve_weights(spec, weights), seed)
-    trained = training_record_for(provenance["weights"], provenance["weights_sha256"])
-    if trained is not None:  # a train-backbone file: say what it was trained on, not just its name
-        provenance["weights_label"] = trained_label(trained)
-    return spec, model, mode, size, provenance, resolved
-
-
 class MultiEmbedder:
     """Several taps and poolings of one backbone, computed in ONE forward pass.
 
@@ -375,7 +312,7 @@ class MultiEmbedder:
 
     Attributes:
         embedders: One Embedder per tap, in output order.
-        model: The keras.Model with one output per tap.
+        model: The keras.Model with one output per tap (built on first use).
         batch_size: Images per forward pass (the last batch is padded to it).
     """
 
@@ -386,9 +323,16 @@ class MultiEmbedder:
         first = embedders[0]
         self.image_size, self.preprocessing = first.image_size, first.preprocessing
         self.batch_size = int(batch_size or first.batch_size)
-        # Every Embedder taps the same backbone: one model with all their outputs.
-        self.model = embedding_model(first.backbone, [(e.layer, e.pooling) for e in embedders], self.preprocessing,
-                                     self.image_size, name=f"{first.spec.name}_multi")
+        self._model: keras.Model | None = None
+
+    @property
+    def model(self) -> keras.Model:
+        """One keras.Model with the outputs of every Embedder (they tap the same backbone), built on first use."""
+        if self._model is None:
+            first = self.embedders[0]
+            self._model = embedding_model(first.backbone, [(e.layer, e.pooling) for e in self.embedders],
+                                          self.preprocessing, self.image_size, name=f"{first.spec.name}_multi")
+        return self._model
 
     def __call__(self, images: Any) -> list[np.ndarray]:
         """Embed a batch [B, S, S, 3] (0..255); returns one float32 array [B, D_i] per embedder."""
@@ -411,6 +355,40 @@ class MultiEmbedder:
         return self.image_size * self.image_size * 3 * (1 + 4 + 4) + 3 * 4 * largest
 
 
+def build_embedder(
+    backbone: str,
+    weights: str = "default",
+    image_size: int | None = None,
+    layer: str | None = None,
+    pooling: str = "flatten",
+    preprocessing: str | None = None,
+    seed: int = 0,
+    precision: str = "float32",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> Embedder:
+    """Build an Embedder for a registered Keras network.
+
+    Args:
+        backbone: Registry name (see `list_backbones()`).
+        weights: "default", "imagenet", "none" (seeded random init) or a path to a .weights.h5 / .keras file;
+            see `create_backbone`.
+        image_size: Square input size; None for the backbone's native size.
+        layer: Layer to tap; None for the model output (the last block).
+        pooling: One of POOLINGS: "flatten", "avg", "max", "meanstd" (per-channel mean and std, 2C values).
+        preprocessing: None for the backbone's own mode (the right choice for pretrained weights); any of
+            PREPROCESSING_MODES as an explicit override, e.g. "rescale" to reproduce the original study.
+        seed: Random-init seed for weights="none".
+        precision: The backbone's compute precision: "float32", "bfloat16", "float16", or "auto" (bfloat16
+            where the hardware has it); the resolved value is in `describe()`.
+        batch_size: Images per forward pass.
+
+    Returns:
+        The embedder.
+    """
+    return multi_embedder_for_spec(network_spec(backbone), [(layer, pooling)], weights, image_size, preprocessing,
+                                   seed, precision, batch_size).embedders[0]
+
+
 def build_multi_embedder(
     backbone: str,
     taps: list[tuple[str | None, str]],
@@ -430,13 +408,22 @@ def build_multi_embedder(
                                              seed=seed, precision=precision, batch_size=batch_size)
 
 
-def multi_embedder_for_spec(spec: BackboneSpec, taps: list[tuple[str | None, str]], weights: str = "default",
+def multi_embedder_for_spec(spec: Any, taps: list[tuple[str | None, str]], weights: str = "default",
                             image_size: int | None = None, preprocessing: str | None = None, seed: int = 0,
                             precision: str = "float32", batch_size: int = DEFAULT_BATCH_SIZE) -> MultiEmbedder:
-    """A MultiEmbedder over (layer, pooling) taps of a Keras network (what `BackboneSpec.build_embedder` calls)."""
+    """A MultiEmbedder over (layer, pooling) taps of a Keras network's `BackboneSpec` (what its `build_embedder`
+    and `rebuild_embedder` call): the request is checked, then the frozen backbone built once."""
     for _, pooling in taps:
         check_pooling(pooling)
-    spec, model, mode, size, provenance, resolved = _frozen_backbone(spec, weights, image_size, preprocessing,
-                                                                     seed, precision)
+    mode = spec.preprocessing if preprocessing is None else preprocessing
+    check_preprocessing(mode)
+    size = check_image_size(spec, image_size)
+    resolved = resolve_precision(precision)
+    with dtype_policy(resolved):
+        model = build_with_weights(spec, weights, size, seed)
+    provenance = weights_provenance(spec, resolve_weights(spec, weights), seed)
+    trained = training_record_for(provenance["weights"], provenance["weights_sha256"])
+    if trained is not None:  # a train-backbone file: say what it was trained on, not just its name
+        provenance["weights_label"] = trained_label(trained)
     return MultiEmbedder([Embedder(spec, model, layer, pooling, mode, size, provenance, resolved, batch_size)
                           for layer, pooling in taps], batch_size)

@@ -20,7 +20,7 @@ import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import h5py
 import keras
@@ -40,9 +40,6 @@ from featurekit.backbones.weights import (
 )
 from featurekit.errors import FeaturekitError, WeightsUnavailableError, given, option_name
 
-if TYPE_CHECKING:
-    from featurekit.backbones.spec import BackboneSpec
-
 # What urllib raises while a download is under way (keras.utils.get_file wraps only URLError/HTTPError):
 # the connection dropped, timed out, was cut short or spoke broken HTTP. All are network faults; a local
 # file that cannot be read or written raises other OSErrors (PermissionError, ENOSPC ...).
@@ -50,13 +47,13 @@ _NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, ConnectionE
                    socket.gaierror, ssl.SSLError)
 
 
-def resolve_weights(spec: BackboneSpec, weights: str | os.PathLike) -> str:
+def resolve_weights(spec: Any, weights: str | os.PathLike) -> str:
     """The concrete request behind `weights`: "default" becomes the spec's own default, paths become str."""
     request = str(weights)
     return spec.default_weights if request == "default" else request
 
 
-def build_with_weights(spec: BackboneSpec, weights: str | os.PathLike, image_size: int, seed: int) -> keras.Model:
+def build_with_weights(spec: Any, weights: str | os.PathLike, image_size: int, seed: int) -> keras.Model:
     """Build `spec`'s network at `image_size` with the requested weights, frozen.
 
     Args:
@@ -115,7 +112,7 @@ def initialisers_seeded(seed: int) -> Iterator[None]:
         random.setstate(state)
 
 
-def weights_provenance(spec: BackboneSpec, weights: str | os.PathLike, seed: int) -> dict[str, Any]:
+def weights_provenance(spec: Any, weights: str | os.PathLike, seed: int) -> dict[str, Any]:
     """What to record about a weights request in caches and reports.
 
     Args:
@@ -150,7 +147,7 @@ def weights_provenance(spec: BackboneSpec, weights: str | os.PathLike, seed: int
             "architecture_variant": variant}
 
 
-def _weights_choices(spec: BackboneSpec) -> str:
+def _weights_choices(spec: Any) -> str:
     names = [f'"{w}"' for w in spec.pretrained] + ['"none" (random features)']
     return ", ".join(names) + ", or a path to a .weights.h5 / .keras file"
 
@@ -172,7 +169,7 @@ def _is_download_failure(exc: BaseException) -> bool:
     return isinstance(exc, ValueError) and text.startswith("Incomplete or corrupted file detected.")
 
 
-def _build_imagenet(spec: BackboneSpec, input_shape: tuple[int, int, int], seed: int) -> keras.Model:
+def _build_imagenet(spec: Any, input_shape: tuple[int, int, int], seed: int) -> keras.Model:
     received = f"{given('backbone', spec.name)}, {given('weights', 'imagenet')}"
     if "imagenet" not in spec.pretrained:
         with_imagenet = [n for n in list_backbones(include_test=True) if n != spec.name and _has_imagenet(n)]
@@ -207,7 +204,7 @@ def _build_imagenet(spec: BackboneSpec, input_shape: tuple[int, int, int], seed:
         raise
 
 
-def _offline_alternatives(spec: BackboneSpec) -> str:
+def _offline_alternatives(spec: Any) -> str:
     """A sentence naming the local files for this backbone (shipped, or in ../shared/weights) to use instead.
 
     Paths are shown relative to the working directory, as a user would type them.
@@ -232,7 +229,7 @@ def _has_imagenet(name: str) -> bool:
     return "imagenet" in getattr(get_spec(name), "pretrained", ())
 
 
-def _build_from_file(spec: BackboneSpec, request: str, input_shape: tuple[int, int, int], seed: int) -> keras.Model:
+def _build_from_file(spec: Any, request: str, input_shape: tuple[int, int, int], seed: int) -> keras.Model:
     path = Path(request).expanduser()
     is_weights_h5 = path.name.endswith(".weights.h5")
     if not is_weights_h5 and path.suffix != ".keras":
@@ -265,7 +262,7 @@ def _build_from_file(spec: BackboneSpec, request: str, input_shape: tuple[int, i
     return model
 
 
-def _record_of_file(spec: BackboneSpec, path: Path) -> WeightsRecord | None:
+def _record_of_file(spec: Any, path: Path) -> WeightsRecord | None:
     """The record of a weights file, by content; a known file of another backbone is refused here."""
     try:
         record = record_for_sha256(cached_file_sha256(path))
@@ -287,7 +284,7 @@ def _h5_array_count(path: Path) -> int:
     return len(arrays)
 
 
-def _does_not_fit(spec: BackboneSpec, path: Path, detail: str) -> FeaturekitError:
+def _does_not_fit(spec: Any, path: Path, detail: str) -> FeaturekitError:
     return FeaturekitError(
         f"Weights file {path.name!r} does not fit backbone {spec.name!r}: {detail}",
         received=f"{given('backbone', spec.name)}, {given('weights', str(path))}",
@@ -296,7 +293,7 @@ def _does_not_fit(spec: BackboneSpec, path: Path, detail: str) -> FeaturekitErro
     )
 
 
-def _load_weights_h5(spec: BackboneSpec, model: keras.Model, path: Path) -> None:
+def _load_weights_h5(spec: Any, model: keras.Model, path: Path) -> None:
     # Keras matches .weights.h5 entries to layers by position and silently ignores entries left over when
     # the file holds more layers than the model, so a file from a deeper network would half-load without
     # a word. Counting the arrays first turns that into a refusal.
@@ -352,7 +349,7 @@ def _lambda_layer_names(path: Path) -> list[str]:
     return sorted(names)
 
 
-def _copy_weights_from_keras_file(spec: BackboneSpec, model: keras.Model, path: Path) -> None:
+def _copy_weights_from_keras_file(spec: Any, model: keras.Model, path: Path) -> None:
     # The file's model was built at the size it was trained at; convolutional weights do not depend on
     # the input size, so they are copied into the fresh model built at the requested size.
     lambdas = _lambda_layer_names(path)

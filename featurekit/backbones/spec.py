@@ -37,7 +37,7 @@ class BackboneSpec:
     """Everything featurekit knows about one Keras backbone.
 
     Attributes:
-        name: Registry name (`--backbone NAME`).
+        name: Registry name (`backbone=NAME`).
         builder: "module:function" of `builder(input_shape, weights, seed) -> keras.Model` without classification
             top; `weights` is "imagenet", None (random init) or a path to a `.weights.h5` file.
         input_size: Native square input size in pixels.
@@ -46,7 +46,7 @@ class BackboneSpec:
         output_shape: Shape of the output for one image at the native size, e.g. (7, 7, 512).
         params: Number of parameters of the network (any input size).
         pretrained: Named weights the builder can fetch itself, e.g. ("imagenet",).
-        description: One line for `python cli.py backbones`.
+        description: One line for the `backbones` listing.
         min_input_size: Smallest input the architecture accepts.
         is_test: True for tiny test backbones (hidden from user-facing listings and error messages).
         variants: "module:function" builders of other architecture variants, by name. A weights record names the
@@ -56,7 +56,6 @@ class BackboneSpec:
     kind: ClassVar[str] = "Keras network"
     request_options: ClassVar[tuple[str, ...]] = (
         "weights", "layer", "pooling", "image_size", "preprocessing", "precision", "seed")
-    # Read by the extraction dispatch until it calls the protocol; delete then.
 
     name: str
     builder: str
@@ -145,13 +144,11 @@ class BackboneSpec:
 
     def rebuild_embedder(self, embedding: dict[str, Any], weights: str | None = None) -> Any:
         """The `featurekit.backbones.embedder.Embedder` that made a cache, from its recorded attributes."""
-        from featurekit.backbones.embedder import embedder_for_spec
-
-        return embedder_for_spec(
-            self, weights=weights or embedding.get("weights") or "none", image_size=embedding["image_size"],
-            layer=embedding.get("layer"), pooling=embedding["pooling"],
+        taps = [(embedding.get("layer"), embedding["pooling"])]
+        return self.build_embedder(
+            taps, weights=weights or embedding.get("weights") or "none", image_size=embedding["image_size"],
             preprocessing=embedding.get("preprocessing"), seed=int(embedding.get("seed") or 0),
-            precision=embedding.get("precision") or "float32")
+            precision=embedding.get("precision") or "float32").embedders[0]
 
     def cache_name_layer(self, layer: str | None) -> str | None:
         """The layer asked for, as it is."""
