@@ -14,10 +14,13 @@ cache records, because features computed in another precision are other numbers.
 
 from __future__ import annotations
 
+import random
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+
+import numpy as np
 
 from featurekit.choices import PRECISIONS
 from featurekit.errors import FeaturekitError, given
@@ -82,13 +85,26 @@ def tensorflow_kept_out() -> Iterator[None]:
         lazy_tensorflow._available = known
 
 
-def set_random_seed(seed: int) -> None:
-    """Seed Python, NumPy and Keras (weights init, dropout): `keras.utils.set_random_seed` without importing
-    TensorFlow under another backend (Keras' own seeds TensorFlow whenever it is installed)."""
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Seed Keras (initialisers, dropout) for the block, leaving Python's and NumPy's global states as they were.
+
+    `keras.utils.set_random_seed` reseeds Python's `random` (where Keras draws its initialisers' seeds) and NumPy's
+    global generator as well: both are put back when the block ends, so a caller's own draws are neither replayed
+    nor shifted. TensorFlow is not imported under another backend (Keras' own seeding imports it whenever it is
+    installed). Keras' global seed (and TensorFlow's graph seed) has no public getter to restore it from: it stays
+    set to `seed`. featurekit's own draws never use the global generators (`np.random.default_rng(seed)`).
+    """
     import keras
 
+    python_state, numpy_state = random.getstate(), np.random.get_state()
     with tensorflow_kept_out():
         keras.utils.set_random_seed(int(seed))
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
 
 
 @lru_cache(maxsize=1)

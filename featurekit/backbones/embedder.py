@@ -27,13 +27,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from featurekit.backbones.checks import (
-    DEFAULT_BATCH_SIZE,
-    check_image_size,
-    check_pooling,
-    check_preprocessing,
-    pooled_dim,
-)
+from featurekit.backbones.checks import (DEFAULT_BATCH_SIZE, check_image_size, check_pooling, check_preprocessing,
+                                         pooled_dim)
 from featurekit.backbones.loading import build_with_weights, resolve_weights, weights_provenance
 from featurekit.backbones.provenance import trained_label, training_record_for
 from featurekit.backbones.registry import get_spec, network_spec
@@ -99,6 +94,15 @@ class Preprocessing(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
+# Each pooling of a feature map [B, H, W, C], in keras.ops.
+POOLING_OPS = {
+    "flatten": lambda x: ops.reshape(x, (-1, int(np.prod(x.shape[1:])))),
+    "avg": lambda x: ops.mean(x, axis=(1, 2)),
+    "max": lambda x: ops.max(x, axis=(1, 2)),
+    "meanstd": lambda x: ops.concatenate([ops.mean(x, axis=(1, 2)), ops.std(x, axis=(1, 2))], axis=-1),
+}
+
+
 class Pooling(keras.layers.Layer):
     """A feature map [B, H, W, C] -> [B, D] embedding, in float32 (a bfloat16 backbone's output is cast first).
 
@@ -114,15 +118,7 @@ class Pooling(keras.layers.Layer):
 
     def call(self, features: Any) -> Any:
         x = ops.cast(features, "float32")
-        if len(x.shape) == 2:
-            return x
-        if self.pooling == "flatten":
-            return ops.reshape(x, (-1, int(np.prod(x.shape[1:]))))
-        if self.pooling == "avg":
-            return ops.mean(x, axis=(1, 2))
-        if self.pooling == "max":
-            return ops.max(x, axis=(1, 2))
-        return ops.concatenate([ops.mean(x, axis=(1, 2)), ops.std(x, axis=(1, 2))], axis=-1)
+        return x if len(x.shape) == 2 else POOLING_OPS[self.pooling](x)
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         if len(input_shape) == 2:
@@ -177,16 +173,6 @@ def _output_layer_name(model: keras.Model) -> str:
     return history[0].name if history else model.layers[-1].name
 
 
-def _unknown_layer(spec: Any, backbone: keras.Model, layer: str) -> FeaturekitError:
-    """The error for a layer the network does not have: every tap the spec declares, shallow to deep."""
-    return FeaturekitError(
-        f"Backbone {spec.name!r} has no layer {layer!r}.",
-        received=given("layer", layer),
-        fix=f"Use one of its taps: {', '.join(spec.taps)} (any of its {len(backbone.layers)} layer names works too); "
-        f"or leave {option_name('layer')} out to tap the last block ({_output_layer_name(backbone)}).",
-    )
-
-
 class Embedder:
     """A frozen backbone with its preprocessing, a layer tap and a pooling: images -> float32 embeddings.
 
@@ -206,19 +192,9 @@ class Embedder:
         feature_dim: Length of each embedding.
     """
 
-    def __init__(
-        self,
-        spec: Any,
-        backbone: keras.Model,
-        layer: str | None,
-        pooling: str,
-        preprocessing: str,
-        image_size: int,
-        provenance: dict[str, Any],
-        precision: str = "float32",
-        batch_size: int = DEFAULT_BATCH_SIZE,
-    ):
-        check_pooling(pooling)
+    def __init__(self, spec: Any, backbone: keras.Model, layer: str | None, pooling: str, preprocessing: str,
+                 image_size: int, provenance: dict[str, Any], precision: str = "float32",
+                 batch_size: int = DEFAULT_BATCH_SIZE):
         self.spec = spec
         self.backbone = backbone
         self.pooling = pooling
@@ -228,15 +204,16 @@ class Embedder:
         self.batch_size = int(batch_size)
         self._provenance = provenance
         self._backbone_params = int(backbone.count_params())
-        if layer is None:
-            self.layer = _output_layer_name(backbone)
-        else:
-            try:
-                backbone.get_layer(layer)
-            except ValueError:
-                raise _unknown_layer(spec, backbone, layer) from None
-            self.layer = layer
-        self.feature_shape = tuple(int(d) for d in backbone.get_layer(self.layer).output.shape[1:])
+        self.layer = _output_layer_name(backbone) if layer is None else layer
+        try:
+            tapped = backbone.get_layer(self.layer)
+        except ValueError:  # a layer the network does not have: every tap the spec declares, shallow to deep
+            raise FeaturekitError(
+                f"Backbone {spec.name!r} has no layer {layer!r}.", received=given("layer", layer),
+                fix=f"Use one of its taps: {', '.join(spec.taps)} (any of its {len(backbone.layers)} layer names works "
+                f"too); or leave {option_name('layer')} out to tap the last block ({_output_layer_name(backbone)}).",
+            ) from None
+        self.feature_shape = tuple(int(d) for d in tapped.output.shape[1:])
         self.feature_dim = pooled_dim(self.feature_shape, pooling)
         self._model: keras.Model | None = None
 
@@ -283,25 +260,15 @@ class Embedder:
         across backends to float tolerance.
         """
         return {
-            "backbone": self.spec.name,
-            **self._provenance,
-            "layer": self.layer,
-            "pooling": self.pooling,
-            "image_size": self.image_size,
-            "preprocessing": self.preprocessing,
-            "precision": self.precision,
-            "backend": active_backend(),
-            "feature_dim": self.feature_dim,
-            "backbone_params": self._backbone_params,
+            "backbone": self.spec.name, **self._provenance, "layer": self.layer, "pooling": self.pooling,
+            "image_size": self.image_size, "preprocessing": self.preprocessing, "precision": self.precision,
+            "backend": active_backend(), "feature_dim": self.feature_dim, "backbone_params": self._backbone_params,
         }
 
     def __repr__(self) -> str:
-        d = self.describe()
-        return (
-            f"Embedder({d['backbone']}, weights={d['weights_label']!r}, layer={d['layer']!r}, "
-            f"pooling={d['pooling']!r}, image_size={d['image_size']}, preprocessing={d['preprocessing']!r}, "
-            f"precision={d['precision']!r}, feature_dim={d['feature_dim']})"
-        )
+        return (f"Embedder({self.spec.name}, weights={self._provenance['weights_label']!r}, layer={self.layer!r}, "
+                f"pooling={self.pooling!r}, image_size={self.image_size}, preprocessing={self.preprocessing!r}, "
+                f"precision={self.precision!r}, feature_dim={self.feature_dim})")
 
 
 class MultiEmbedder:
@@ -355,17 +322,9 @@ class MultiEmbedder:
         return self.image_size * self.image_size * 3 * (1 + 4 + 4) + 3 * 4 * largest
 
 
-def build_embedder(
-    backbone: str,
-    weights: str = "default",
-    image_size: int | None = None,
-    layer: str | None = None,
-    pooling: str = "flatten",
-    preprocessing: str | None = None,
-    seed: int = 0,
-    precision: str = "float32",
-    batch_size: int = DEFAULT_BATCH_SIZE,
-) -> Embedder:
+def build_embedder(backbone: str, weights: str = "default", image_size: int | None = None, layer: str | None = None,
+                   pooling: str = "flatten", preprocessing: str | None = None, seed: int = 0,
+                   precision: str = "float32", batch_size: int = DEFAULT_BATCH_SIZE) -> Embedder:
     """Build an Embedder for a registered Keras network.
 
     Args:
@@ -389,16 +348,9 @@ def build_embedder(
                                    seed, precision, batch_size).embedders[0]
 
 
-def build_multi_embedder(
-    backbone: str,
-    taps: list[tuple[str | None, str]],
-    weights: str = "default",
-    image_size: int | None = None,
-    preprocessing: str | None = None,
-    seed: int = 0,
-    precision: str = "float32",
-    batch_size: int = DEFAULT_BATCH_SIZE,
-) -> Any:
+def build_multi_embedder(backbone: str, taps: list[tuple[str | None, str]], weights: str = "default",
+                         image_size: int | None = None, preprocessing: str | None = None, seed: int = 0,
+                         precision: str = "float32", batch_size: int = DEFAULT_BATCH_SIZE) -> Any:
     """The embedder of several (layer, pooling) taps of any registered backbone, from one pass over each batch.
 
     Arguments as for `build_embedder`; the backbone's registry entry builds it (for a Keras network a

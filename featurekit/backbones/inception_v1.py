@@ -1,7 +1,7 @@
 """Our own GoogLeNet-style network (Szegedy et al. 2015, "Going deeper with convolutions"), as a Keras model class.
 
 The network is the GoogLeNet feature extractor: stem, inception modules 3a-5b, no auxiliary heads, no
-pooling and no classifier, so `python cli.py extract` can tap any block and pool it as it likes. Two
+pooling and no classifier, so extraction can tap any block and pool it as it likes. Two
 departures from the paper, both because the original study's copy of this network collapsed in training:
 batch normalisation after every convolution (`batch_norm=True`, the default; Ioffe & Szegedy 2015) and He
 initialisation, which keeps activations at a sane scale through 57 ReLU layers.
@@ -133,10 +133,6 @@ class InceptionV1(keras.Model):
         return cls(**config)
 
 
-def build_inceptionv1(input_shape: tuple[int, int, int], weights: str | None, seed: int) -> keras.Model:
-    # No downloadable weights exist: "imagenet" is refused by the loader before we get here, and the
-    # loader seeds the random init around this call, so only a `.weights.h5` path needs handling here.
-    model = InceptionV1(input_size=input_shape[0], batch_norm=True)
-    if weights is not None:
-        model.load_weights(weights)
-    return model
+def build_inceptionv1(input_shape: tuple[int, int, int], weights: None = None) -> keras.Model:
+    # No downloadable weights exist ("imagenet" is refused before we get here); the loader loads files.
+    return InceptionV1(input_size=input_shape[0], batch_norm=True)

@@ -85,11 +85,11 @@ def build_with_weights(spec: Any, weights: str | os.PathLike, image_size: int, s
     # Seed every build: random init is then reproducible, and a file load starts from a known state.
     with initialisers_seeded(seed):
         if request == "imagenet":
-            model = _build_imagenet(spec, input_shape, seed)
+            model = _build_imagenet(spec, input_shape)
         elif request == "none":
-            model = spec.builder_for(STANDARD_VARIANT)(input_shape, None, seed)
+            model = spec.builder_for(STANDARD_VARIANT)(input_shape, None)
         else:
-            model = _build_from_file(spec, request, input_shape, seed)
+            model = _build_from_file(spec, request, input_shape)
     model.trainable = False
     return model
 
@@ -129,21 +129,19 @@ def weights_provenance(spec: Any, weights: str | os.PathLike, seed: int) -> dict
         sha256 or variant are other features: caches record all of them.
     """
     request = resolve_weights(spec, weights)
-    if request == "none":
-        return {"weights": request, "weights_label": f"random-init (seed {seed})", "weights_sha256": "",
-                "random_features": True, "architecture_variant": STANDARD_VARIANT}
+    label, sha, variant = f"random-init (seed {seed})", "", STANDARD_VARIANT
     if request == "imagenet":
         record = keras_imagenet_record(spec.name)
         cached = keras_models_dir() / record.file_name if record else None
         sha = cached_file_sha256(cached) if cached is not None and cached.is_file() else ""
-        return {"weights": request, "weights_label": record.label if record else "imagenet", "weights_sha256": sha,
-                "random_features": False, "architecture_variant": STANDARD_VARIANT}
-    path = Path(request).expanduser()
-    sha = cached_file_sha256(path)
-    record = record_for_sha256(sha)
-    label = record.label if record else f"file {path.name}"
-    variant = record.variant if record and path.name.endswith(".weights.h5") else STANDARD_VARIANT
-    return {"weights": request, "weights_label": label, "weights_sha256": sha, "random_features": False,
+        label = record.label if record else "imagenet"
+    elif request != "none":
+        path = Path(request).expanduser()
+        sha = cached_file_sha256(path)
+        record = record_for_sha256(sha)
+        label = record.label if record else f"file {path.name}"
+        variant = record.variant if record and path.name.endswith(".weights.h5") else STANDARD_VARIANT
+    return {"weights": request, "weights_label": label, "weights_sha256": sha, "random_features": request == "none",
             "architecture_variant": variant}
 
 
@@ -169,7 +167,7 @@ def _is_download_failure(exc: BaseException) -> bool:
     return isinstance(exc, ValueError) and text.startswith("Incomplete or corrupted file detected.")
 
 
-def _build_imagenet(spec: Any, input_shape: tuple[int, int, int], seed: int) -> keras.Model:
+def _build_imagenet(spec: Any, input_shape: tuple[int, int, int]) -> keras.Model:
     received = f"{given('backbone', spec.name)}, {given('weights', 'imagenet')}"
     if "imagenet" not in spec.pretrained:
         with_imagenet = [n for n in list_backbones(include_test=True) if n != spec.name and _has_imagenet(n)]
@@ -182,7 +180,7 @@ def _build_imagenet(spec: Any, input_shape: tuple[int, int, int], seed: int) -> 
     record = keras_imagenet_record(spec.name)
     file_name = record.file_name if record else "the weights file"
     try:
-        return spec.builder_for(STANDARD_VARIANT)(input_shape, "imagenet", seed)
+        return spec.builder_for(STANDARD_VARIANT)(input_shape, "imagenet")
     except Exception as exc:
         if _is_download_failure(exc):
             raise WeightsUnavailableError(
@@ -211,10 +209,9 @@ def _offline_alternatives(spec: Any) -> str:
     """
     present = offline_files(spec.name)
     if present:
-        described = []
-        for record, path in present:
-            where = "; shipped with featurekit, what 'default' uses" if record.location == "shipped" else ""
-            described.append(f"{display_path(path)} ({record.label}{where})")
+        shipped = "; shipped with featurekit, what 'default' uses"
+        described = [f"{display_path(path)} ({record.label}{shipped if record.location == 'shipped' else ''})"
+                     for record, path in present]
         return (f"Or pass {option_name('weights')} with a local file: {', '.join(described)}; every result "
                 "carries its label.")
     expected = [r.file_name for r in records_for(spec.name) if r.location == "shared"]
@@ -229,7 +226,7 @@ def _has_imagenet(name: str) -> bool:
     return "imagenet" in getattr(get_spec(name), "pretrained", ())
 
 
-def _build_from_file(spec: Any, request: str, input_shape: tuple[int, int, int], seed: int) -> keras.Model:
+def _build_from_file(spec: Any, request: str, input_shape: tuple[int, int, int]) -> keras.Model:
     path = Path(request).expanduser()
     is_weights_h5 = path.name.endswith(".weights.h5")
     if not is_weights_h5 and path.suffix != ".keras":
@@ -254,10 +251,10 @@ def _build_from_file(spec: Any, request: str, input_shape: tuple[int, int, int],
     if is_weights_h5:
         record = _record_of_file(spec, path)
         variant = record.variant if record else STANDARD_VARIANT
-        model = spec.builder_for(variant)(input_shape, None, seed)
+        model = spec.builder_for(variant)(input_shape, None)
         _load_weights_h5(spec, model, path)
     else:
-        model = spec.builder_for(STANDARD_VARIANT)(input_shape, None, seed)
+        model = spec.builder_for(STANDARD_VARIANT)(input_shape, None)
         _copy_weights_from_keras_file(spec, model, path)
     return model
 
@@ -330,22 +327,19 @@ def _lambda_layer_names(path: Path) -> list[str]:
 
     Returns [] when the archive or its config cannot be read: loading then reports that itself.
     """
+    names: list[str] = []
+
+    def collect(item: dict[str, Any]) -> dict[str, Any]:  # json calls it on every object, inner ones first
+        if item.get("class_name") == "Lambda":
+            inner = item.get("config")
+            names.append(str(inner.get("name", "?")) if isinstance(inner, dict) else "?")
+        return item
+
     try:
         with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
+            json.loads(archive.read("config.json"), object_hook=collect)
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):
         return []
-    names: list[str] = []
-    stack: list[Any] = [config]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            if item.get("class_name") == "Lambda":
-                inner = item.get("config")
-                names.append(str(inner.get("name", "?")) if isinstance(inner, dict) else "?")
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
     return sorted(names)
 
 

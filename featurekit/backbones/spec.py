@@ -26,20 +26,15 @@ from featurekit.backbones.weights import STANDARD_VARIANT, keras_imagenet_record
 NO_RECORD_LICENCE = "n/a (no published weights: random init or your own file)"
 
 
-def resolve_builder(path: str) -> Callable[..., Any]:
-    """The function a "package.module:function" path names (imported on first use)."""
-    module, _, function = path.partition(":")
-    return getattr(importlib.import_module(module), function)
-
-
 @dataclass(frozen=True)
 class BackboneSpec:
     """Everything featurekit knows about one Keras backbone.
 
     Attributes:
         name: Registry name (`backbone=NAME`).
-        builder: "module:function" of `builder(input_shape, weights, seed) -> keras.Model` without classification
-            top; `weights` is "imagenet", None (random init) or a path to a `.weights.h5` file.
+        builder: "module:function" of `builder(input_shape, weights) -> keras.Model` without classification top;
+            `weights` is "imagenet" (where `pretrained` has it) or None (random init, seeded by the loader, which
+            also loads weight files).
         input_size: Native square input size in pixels.
         preprocessing: One of PREPROCESSING_MODES; applied to float pixels in [0, 255].
         taps: The layers worth tapping, shallow to deep; the last is the network's output. Any layer name works.
@@ -99,12 +94,12 @@ class BackboneSpec:
         return self.taps[-1]
 
     def builder_for(self, variant: str = STANDARD_VARIANT) -> Callable[..., Any]:
-        """The builder of an architecture variant (STANDARD_VARIANT: `builder`)."""
-        if variant == STANDARD_VARIANT:
-            return resolve_builder(self.builder)
-        if variant not in self.variants:
+        """The builder of an architecture variant (STANDARD_VARIANT: `builder`), its module imported on first use."""
+        path = self.builder if variant == STANDARD_VARIANT else self.variants.get(variant)
+        if path is None:
             raise ValueError(f"backbone {self.name!r} has no architecture variant {variant!r}")
-        return resolve_builder(self.variants[variant])
+        module, _, function = path.partition(":")
+        return getattr(importlib.import_module(module), function)
 
     def create_network(self, weights: str = "default", image_size: int | None = None, seed: int = 0) -> Any:
         """The frozen keras.Model (see `featurekit.backbones.create_backbone`)."""

@@ -306,7 +306,7 @@ def default_weights_label(backbone: str) -> str:
 
 
 def known_weights_rows(backbone: str | None = None) -> list[dict[str, Any]]:
-    """Rows for `python cli.py backbones --weights` (or a README table): the known files per backbone.
+    """Rows for the `backbones` command's weights table (or a README table): the known files per backbone.
 
     Args:
         backbone: Only this backbone's files; None for all.
