@@ -27,12 +27,11 @@ import keras
 import numpy as np
 from keras import ops
 
-from featurekit.backbones.checks import (DEFAULT_BATCH_SIZE, check_image_size, check_pooling, check_preprocessing,
-                                         pooled_dim)
+from featurekit.backbones.checks import DEFAULT_BATCH_SIZE, check_pooling, check_preprocessing, pooled_dim
 from featurekit.backbones.loading import build_with_weights, resolve_weights, weights_provenance
 from featurekit.backbones.provenance import trained_label, training_record_for
 from featurekit.backbones.registry import get_spec, network_spec
-from featurekit.backend import active_backend, dtype_policy, resolve_precision
+from featurekit.backend import active_backend, dtype_policy
 from featurekit.errors import FeaturekitError, given, option_name
 
 # ImageNet statistics as keras.applications.imagenet_utils uses them (caffe: BGR order; torch: RGB, [0, 1]).
@@ -365,12 +364,9 @@ def multi_embedder_for_spec(spec: Any, taps: list[tuple[str | None, str]], weigh
                             precision: str = "float32", batch_size: int = DEFAULT_BATCH_SIZE) -> MultiEmbedder:
     """A MultiEmbedder over (layer, pooling) taps of a Keras network's `BackboneSpec` (what its `build_embedder`
     and `rebuild_embedder` call): the request is checked, then the frozen backbone built once."""
-    for _, pooling in taps:
-        check_pooling(pooling)
+    _, resolved = spec.check_request(image_size, [pooling for _, pooling in taps], preprocessing, precision)
     mode = spec.preprocessing if preprocessing is None else preprocessing
-    check_preprocessing(mode)
-    size = check_image_size(spec, image_size)
-    resolved = resolve_precision(precision)
+    size = spec.input_size if image_size is None else int(image_size)
     with dtype_policy(resolved):
         model = build_with_weights(spec, weights, size, seed)
     provenance = weights_provenance(spec, resolve_weights(spec, weights), seed)

@@ -44,16 +44,9 @@ _POOL_BEFORE = {"4a": "pool3", "5a": "pool4"}
 
 def _conv_unit(x, filters: int, kernel_size: int, name: str, batch_norm: bool, strides: int = 1):
     """Conv -> (batch norm) -> ReLU, with layers named `name`, `name_bn`, `name_relu`."""
-    x = keras.layers.Conv2D(
-        filters,
-        kernel_size,
-        strides=strides,
-        padding="same",
-        # The bias is redundant before batch norm, whose beta plays its role.
-        use_bias=not batch_norm,
-        kernel_initializer="he_normal",
-        name=name,
-    )(x)
+    # The bias is redundant before batch norm, whose beta plays its role.
+    x = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=not batch_norm,
+                            kernel_initializer="he_normal", name=name)(x)
     if batch_norm:
         x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
@@ -89,14 +82,8 @@ class InceptionV1(keras.Model):
         **kwargs: Passed to keras.Model (e.g. `trainable`, `dtype`).
     """
 
-    def __init__(
-        self,
-        input_size: int = 224,
-        batch_norm: bool = True,
-        width: float = 1.0,
-        name: str = "inception_v1",
-        **kwargs: Any,
-    ):
+    def __init__(self, input_size: int = 224, batch_norm: bool = True, width: float = 1.0, name: str = "inception_v1",
+                 **kwargs: Any):
         def ch(filters: int) -> int:
             return max(1, int(round(filters * width)))
 
@@ -119,13 +106,8 @@ class InceptionV1(keras.Model):
 
     def get_config(self) -> dict[str, Any]:
         """The constructor arguments: enough to rebuild the architecture (weights are saved separately)."""
-        return {
-            "input_size": self.input_size,
-            "batch_norm": self.batch_norm,
-            "width": self.width,
-            "name": self.name,
-            "trainable": self.trainable,
-        }
+        return {"input_size": self.input_size, "batch_norm": self.batch_norm, "width": self.width, "name": self.name,
+                "trainable": self.trainable}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "InceptionV1":

@@ -170,7 +170,8 @@ def _is_download_failure(exc: BaseException) -> bool:
 def _build_imagenet(spec: Any, input_shape: tuple[int, int, int]) -> keras.Model:
     received = f"{given('backbone', spec.name)}, {given('weights', 'imagenet')}"
     if "imagenet" not in spec.pretrained:
-        with_imagenet = [n for n in list_backbones(include_test=True) if n != spec.name and _has_imagenet(n)]
+        with_imagenet = [n for n in list_backbones(include_test=True)
+                         if n != spec.name and "imagenet" in get_spec(n).listing()["pretrained"]]
         raise FeaturekitError(
             f"Backbone {spec.name!r} has no ImageNet weights.",
             received=received,
@@ -220,10 +221,6 @@ def _offline_alternatives(spec: Any) -> str:
                 f"{spec.name!r} ({', '.join(expected)}) belong in {SHARED_WEIGHTS_DIR} beside the checkout, "
                 "which does not hold them.")
     return f"Or pass {option_name('weights')} with a local .weights.h5 file of this architecture."
-
-
-def _has_imagenet(name: str) -> bool:
-    return "imagenet" in getattr(get_spec(name), "pretrained", ())
 
 
 def _build_from_file(spec: Any, request: str, input_shape: tuple[int, int, int]) -> keras.Model:

@@ -220,14 +220,10 @@ def shipped_record(backbone: str) -> WeightsRecord | None:
     return next((r for r in records_for(backbone) if r.location == "shipped"), None)
 
 
-def checkout_root() -> Path:
-    """The folder that holds the `featurekit` package: the checkout, for a development copy."""
-    return _PACKAGE_DIR.parent
-
-
 def shared_weights_dir() -> Path:
-    """`../shared/weights` beside the checkout, found relative to this package (may not exist)."""
-    return checkout_root() / SHARED_WEIGHTS_DIR
+    """`../shared/weights` beside the checkout (the folder that holds the `featurekit` package), found relative to
+    this package (may not exist)."""
+    return _PACKAGE_DIR.parent / SHARED_WEIGHTS_DIR
 
 
 def keras_models_dir() -> Path:
@@ -253,11 +249,8 @@ def keras_models_dir() -> Path:
 
 def record_path(record: WeightsRecord) -> Path:
     """Where the record's file is expected on this machine (it may not be there)."""
-    if record.location == "shipped":
-        return SHIPPED_WEIGHTS_DIR / record.file_name
-    if record.location == "shared":
-        return shared_weights_dir() / record.file_name
-    return keras_models_dir() / record.file_name
+    folders = {"shipped": lambda: SHIPPED_WEIGHTS_DIR, "shared": shared_weights_dir, "keras": keras_models_dir}
+    return folders[record.location]() / record.file_name
 
 
 def display_path(path: Path) -> str:
@@ -296,13 +289,10 @@ def default_weights_label(backbone: str) -> str:
     The shipped file where there is one, else Keras' ImageNet download, else random init: the order of
     `BackboneSpec.default_weights`. For a `backbones` table beside the names one can pass.
     """
-    shipped = shipped_record(backbone)
+    shipped, keras_record = shipped_record(backbone), keras_imagenet_record(backbone)
     if shipped is not None:
         return f"{shipped.label}, shipped"
-    keras_record = keras_imagenet_record(backbone)
-    if keras_record is not None:
-        return f"{keras_record.label}, Keras download"
-    return "random init"
+    return f"{keras_record.label}, Keras download" if keras_record is not None else "random init"
 
 
 def known_weights_rows(backbone: str | None = None) -> list[dict[str, Any]]:
@@ -316,21 +306,15 @@ def known_weights_rows(backbone: str | None = None) -> list[dict[str, Any]]:
         location, present ("yes", "no", or "on download" for Keras' files not yet cached), sha256,
         size_bytes, preprocessing, variant, licence, source, notes.
     """
-    rows = []
-    for record in WEIGHTS_RECORDS:
-        if backbone is not None and record.backbone != backbone:
-            continue
+    def row(record: WeightsRecord) -> dict[str, Any]:
         path = record_path(record)
-        if record.location == "keras":
-            request, present = "imagenet", "yes" if path.is_file() else "on download"
-        else:
-            request, present = display_path(path), "yes" if path.is_file() else "no"
-            if record.location == "shipped":
-                request = "default"
-        rows.append({
+        request = {"keras": "imagenet", "shipped": "default"}.get(record.location) or display_path(path)
+        absent = "on download" if record.location == "keras" else "no"
+        return {
             "backbone": record.backbone, "weights": request, "label": record.label, "exact": record.exact,
-            "location": record.location, "present": present, "file": record.file_name,
+            "location": record.location, "present": "yes" if path.is_file() else absent, "file": record.file_name,
             "sha256": record.sha256, "size_bytes": record.size_bytes, "preprocessing": record.preprocessing,
             "variant": record.variant, "licence": record.licence, "source": record.source, "notes": record.notes,
-        })
-    return rows
+        }
+
+    return [row(record) for record in WEIGHTS_RECORDS if backbone in (None, record.backbone)]
