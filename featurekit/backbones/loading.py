@@ -26,18 +26,9 @@ import h5py
 import keras
 
 from featurekit.backbones.registry import get_spec, list_backbones
-from featurekit.backbones.weights import (
-    SHARED_WEIGHTS_DIR,
-    STANDARD_VARIANT,
-    WeightsRecord,
-    cached_file_sha256,
-    display_path,
-    keras_imagenet_record,
-    keras_models_dir,
-    offline_files,
-    record_for_sha256,
-    records_for,
-)
+from featurekit.backbones.weights import (SHARED_WEIGHTS_DIR, STANDARD_VARIANT, WeightsRecord, cached_file_sha256,
+                                          display_path, keras_imagenet_record, keras_models_dir, offline_files,
+                                          record_for_sha256, records_for)
 from featurekit.errors import FeaturekitError, WeightsUnavailableError, given, option_name
 
 # What urllib raises while a download is under way (keras.utils.get_file wraps only URLError/HTTPError):
@@ -271,13 +262,6 @@ def _record_of_file(spec: Any, path: Path) -> WeightsRecord | None:
     return record
 
 
-def _h5_array_count(path: Path) -> int:
-    arrays: list[str] = []
-    with h5py.File(path, "r") as handle:
-        handle.visititems(lambda key, item: arrays.append(key) if isinstance(item, h5py.Dataset) else None)
-    return len(arrays)
-
-
 def _does_not_fit(spec: Any, path: Path, detail: str) -> FeaturekitError:
     return FeaturekitError(
         f"Weights file {path.name!r} does not fit backbone {spec.name!r}: {detail}",
@@ -291,16 +275,19 @@ def _load_weights_h5(spec: Any, model: keras.Model, path: Path) -> None:
     # Keras matches .weights.h5 entries to layers by position and silently ignores entries left over when
     # the file holds more layers than the model, so a file from a deeper network would half-load without
     # a word. Counting the arrays first turns that into a refusal.
+    arrays: list[str] = []
     try:
-        n_arrays = _h5_array_count(path)
+        with h5py.File(path, "r") as handle:
+            handle.visititems(lambda key, item: arrays.append(key) if isinstance(item, h5py.Dataset) else None)
     except OSError as exc:
         raise FeaturekitError(
             f"Weights file {path.name!r} is not a readable HDF5 file ({exc}).",
             received=given("weights", str(path)),
             fix="Re-save it with model.save_weights('NAME.weights.h5').",
         ) from exc
-    if n_arrays != len(model.weights):
-        raise _does_not_fit(spec, path, f"the file holds {n_arrays} weight arrays, the network {len(model.weights)}.")
+    if len(arrays) != len(model.weights):
+        raise _does_not_fit(spec, path, f"the file holds {len(arrays)} weight arrays, the network "
+                                        f"{len(model.weights)}.")
     try:
         model.load_weights(path)
     except ValueError as exc:
