@@ -81,8 +81,6 @@ class WeightsRecord:
             raise ValueError(f"{self.file_name}: a file outside Keras' cache needs its sha256")
 
 
-VGG16_KERAS_LICENCE = "CC BY 4.0 (VGG16 weights released by Oxford VGG, ported by Keras; trained on ImageNet)"
-INCEPTIONV3_KERAS_LICENCE = "MIT (InceptionV3 weights trained and released by the Keras team on ImageNet)"
 MOBILENET_LICENCE = "Apache-2.0 (MobileNet v1 weights released by Google; trained on ImageNet)"
 
 # ImageNet's images carry their own (non-commercial research) terms of access, whatever the weights' licence.
@@ -93,7 +91,7 @@ WEIGHTS_RECORDS: tuple[WeightsRecord, ...] = (
         label="ImageNet (Keras VGG16)",
         source="Keras' download for keras.applications.VGG16(weights='imagenet'), "
         "storage.googleapis.com/tensorflow/keras-applications/vgg16/",
-        licence=VGG16_KERAS_LICENCE,
+        licence="CC BY 4.0 (VGG16 weights released by Oxford VGG, ported by Keras; trained on ImageNet)",
         preprocessing="caffe",
         location="keras",
         notes="The genuine ImageNet VGG16 (Simonyan & Zisserman 2014) as Keras distributes it.",
@@ -120,7 +118,7 @@ WEIGHTS_RECORDS: tuple[WeightsRecord, ...] = (
         label="ImageNet (Keras InceptionV3)",
         source="Keras' download for keras.applications.InceptionV3(weights='imagenet'), "
         "storage.googleapis.com/tensorflow/keras-applications/inception_v3/",
-        licence=INCEPTIONV3_KERAS_LICENCE,
+        licence="MIT (InceptionV3 weights trained and released by the Keras team on ImageNet)",
         preprocessing="tf",
         location="keras",
         notes="Genuine ImageNet weights, but not Google's 2015-12-05 release behind the Inception Score and "
@@ -205,9 +203,7 @@ def records_for(backbone: str) -> list[WeightsRecord]:
 
 def record_for_sha256(sha256: str) -> WeightsRecord | None:
     """The record of a file with these bytes, or None for a file featurekit does not know."""
-    if not sha256:
-        return None
-    return next((record for record in WEIGHTS_RECORDS if record.sha256 == sha256), None)
+    return next((record for record in WEIGHTS_RECORDS if sha256 and record.sha256 == sha256), None)
 
 
 def keras_imagenet_record(backbone: str) -> WeightsRecord | None:
