@@ -82,7 +82,8 @@ def get_spec(name: str) -> RegistryEntry:
 
 
 def network_spec(name: str) -> Any:
-    """The entry of a registered Keras network (one that can `create_network`); other entries are refused."""
+    """The entry of a registered Keras network (one whose request takes `weights`, so it can `create_network`);
+    other entries are refused."""
     entry = get_spec(name)
     if "weights" not in entry.request_options:
         raise FeaturekitError(
