@@ -21,6 +21,7 @@ feature, a view of the images) can stand in.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 import keras
@@ -214,15 +215,12 @@ class Embedder:
             ) from None
         self.feature_shape = tuple(int(d) for d in tapped.output.shape[1:])
         self.feature_dim = pooled_dim(self.feature_shape, pooling)
-        self._model: keras.Model | None = None
 
-    @property
+    @cached_property
     def model(self) -> keras.Model:
         """The embedding keras.Model (pixels -> [B, feature_dim]), built on first use."""
-        if self._model is None:
-            self._model = embedding_model(self.backbone, [(self.layer, self.pooling)], self.preprocessing,
-                                          self.image_size, name=f"{self.spec.name}_{self.layer}_{self.pooling}")
-        return self._model
+        return embedding_model(self.backbone, [(self.layer, self.pooling)], self.preprocessing, self.image_size,
+                               name=f"{self.spec.name}_{self.layer}_{self.pooling}")
 
     def _as_pixels(self, images: Any) -> np.ndarray:
         pixels = np.asarray(images)
@@ -289,16 +287,13 @@ class MultiEmbedder:
         first = embedders[0]
         self.image_size, self.preprocessing = first.image_size, first.preprocessing
         self.batch_size = int(batch_size or first.batch_size)
-        self._model: keras.Model | None = None
 
-    @property
+    @cached_property
     def model(self) -> keras.Model:
         """One keras.Model with the outputs of every Embedder (they tap the same backbone), built on first use."""
-        if self._model is None:
-            first = self.embedders[0]
-            self._model = embedding_model(first.backbone, [(e.layer, e.pooling) for e in self.embedders],
-                                          self.preprocessing, self.image_size, name=f"{first.spec.name}_multi")
-        return self._model
+        first = self.embedders[0]
+        return embedding_model(first.backbone, [(e.layer, e.pooling) for e in self.embedders], self.preprocessing,
+                               self.image_size, name=f"{first.spec.name}_multi")
 
     def __call__(self, images: Any) -> list[np.ndarray]:
         """Embed a batch [B, S, S, 3] (0..255); returns one float32 array [B, D_i] per embedder."""
