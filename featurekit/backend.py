@@ -14,13 +14,17 @@ cache records, because features computed in another precision are other numbers.
 
 from __future__ import annotations
 
+import importlib
+import random
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 
+import numpy as np
+
 from featurekit.choices import PRECISIONS
-from featurekit.errors import FeaturekitError, given
+from featurekit.errors import refuse_unknown
 
 # Keras dtype policy of each resolved precision: "mixed_*" keeps variables float32 and computes lower.
 DTYPE_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
@@ -82,13 +86,26 @@ def tensorflow_kept_out() -> Iterator[None]:
         lazy_tensorflow._available = known
 
 
-def set_random_seed(seed: int) -> None:
-    """Seed Python, NumPy and Keras (weights init, dropout): `keras.utils.set_random_seed` without importing
-    TensorFlow under another backend (Keras' own seeds TensorFlow whenever it is installed)."""
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Seed Keras (initialisers, dropout) for the block, leaving Python's and NumPy's global states as they were.
+
+    `keras.utils.set_random_seed` reseeds Python's `random` (where Keras draws its initialisers' seeds) and NumPy's
+    global generator as well: both are put back when the block ends, so a caller's own draws are neither replayed
+    nor shifted. TensorFlow is not imported under another backend (Keras' own seeding imports it whenever it is
+    installed). Keras' global seed (and TensorFlow's graph seed) has no public getter to restore it from: it stays
+    set to `seed`. featurekit's own draws never use the global generators (`np.random.default_rng(seed)`).
+    """
     import keras
 
+    python_state, numpy_state = random.getstate(), np.random.get_state()
     with tensorflow_kept_out():
         keras.utils.set_random_seed(int(seed))
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
 
 
 @lru_cache(maxsize=1)
@@ -114,25 +131,21 @@ def cpu_has_native_bf16() -> bool:
     return any(flag in cpu_info()["flags"] for flag in BF16_CPU_FLAGS)
 
 
+# How each backend says whether it computes on a GPU (only the active backend's module is imported).
+GPU_PROBES = {
+    "jax": lambda: importlib.import_module("jax").default_backend() in ("gpu", "cuda", "rocm"),
+    "tensorflow": lambda: bool(importlib.import_module("tensorflow").config.list_physical_devices("GPU")),
+    "torch": lambda: bool(importlib.import_module("torch").cuda.is_available()),
+}
+
+
 def has_accelerator() -> bool:
     """Whether the active backend computes on a GPU (asked of that backend only: no other is imported)."""
-    backend = active_backend()
+    probe = GPU_PROBES.get(active_backend())
     try:
-        if backend == "jax":
-            import jax
-
-            return jax.default_backend() in ("gpu", "cuda", "rocm")
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            return bool(tf.config.list_physical_devices("GPU"))
-        if backend == "torch":
-            import torch
-
-            return bool(torch.cuda.is_available())
+        return probe is not None and probe()
     except Exception:  # a backend that cannot say counts as a CPU
         return False
-    return False
 
 
 def resolve_precision(precision: str) -> str:
@@ -144,11 +157,8 @@ def resolve_precision(precision: str) -> str:
     Returns:
         "float32", "bfloat16" or "float16".
     """
-    if precision not in PRECISIONS:
-        raise FeaturekitError(
-            f"Unknown precision {precision!r}.", received=given("precision", precision),
-            fix=f"Use one of: {', '.join(PRECISIONS)} (auto: bfloat16 on a GPU or a CPU with bfloat16 units, "
-            "else float32).")
+    refuse_unknown("precision", precision, PRECISIONS, " (auto: bfloat16 on a GPU or a CPU with bfloat16 units, "
+                   "else float32)")
     if precision != "auto":
         return precision
     return "bfloat16" if has_accelerator() or cpu_has_native_bf16() else "float32"
@@ -156,19 +166,18 @@ def resolve_precision(precision: str) -> str:
 
 @contextmanager
 def dtype_policy(precision: str) -> Iterator[str]:
-    """Build layers in `precision` (a resolved one) inside the block; the global policy is restored after.
+    """Build layers in `precision` (a resolved one: see `resolve_precision`) inside the block; the global policy
+    is restored after.
 
     Yields:
         The Keras dtype policy name in force.
     """
     import keras
 
-    if precision not in DTYPE_POLICIES:
-        raise ValueError(f"precision must be resolved first (one of {tuple(DTYPE_POLICIES)}), got {precision!r}")
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(DTYPE_POLICIES[precision])
+    previous, policy = keras.config.dtype_policy(), DTYPE_POLICIES[precision]
+    keras.config.set_dtype_policy(policy)
     try:
-        yield DTYPE_POLICIES[precision]
+        yield policy
     finally:
         keras.config.set_dtype_policy(previous)
 

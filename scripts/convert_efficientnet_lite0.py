@@ -81,7 +81,7 @@ def convert(pth: Path, out: Path) -> dict[str, list[np.ndarray]]:
     unused = [key for key in state if not key.startswith("_fc.")]
     if used != len(unused):
         raise SystemExit(f"{len(unused)} source arrays (classifier excluded), {used} mapped: the layouts differ")
-    model = build_efficientnet_lite0((224, 224, 3), None, 0)
+    model = build_efficientnet_lite0((224, 224, 3))
     weighted = [layer for layer in model.layers if layer.weights]
     if sorted(layer.name for layer in weighted) != sorted(layers):
         raise SystemExit("the Keras network's weighted layers are not the mapped ones")

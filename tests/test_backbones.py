@@ -212,7 +212,7 @@ def test_random_init_gives_the_weights_of_keras_own_seeding():
     from featurekit.backbones.tiny import build_test_tiny
 
     keras.utils.set_random_seed(7)
-    keras_seeded = build_test_tiny((32, 32, 3), None, 7).get_weights()
+    keras_seeded = build_test_tiny((32, 32, 3)).get_weights()
     ours = create_backbone("test_tiny", weights="none", seed=7).get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(keras_seeded, ours))
 

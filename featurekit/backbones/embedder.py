@@ -21,27 +21,19 @@ feature, a view of the images) can stand in.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from functools import cached_property
+from typing import Any
 
 import keras
 import numpy as np
 from keras import ops
 
-from featurekit.backbones.checks import (  # noqa: F401  (check_image_size: callers import it from here)
-    DEFAULT_BATCH_SIZE,
-    check_image_size,
-    check_pooling,
-    check_preprocessing,
-    pooled_dim,
-)
+from featurekit.backbones.checks import DEFAULT_BATCH_SIZE, check_pooling, check_preprocessing, pooled_dim
 from featurekit.backbones.loading import build_with_weights, resolve_weights, weights_provenance
-from featurekit.backbones.registry import get_spec, network_spec
-from featurekit.backend import active_backend, dtype_policy, resolve_precision
-from featurekit.errors import FeaturekitError, given, option_name
 from featurekit.backbones.provenance import trained_label, training_record_for
-
-if TYPE_CHECKING:
-    from featurekit.backbones.spec import BackboneSpec
+from featurekit.backbones.registry import get_spec, network_spec
+from featurekit.backend import active_backend, dtype_policy
+from featurekit.errors import FeaturekitError, given, option_name
 
 # ImageNet statistics as keras.applications.imagenet_utils uses them (caffe: BGR order; torch: RGB, [0, 1]).
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -102,6 +94,15 @@ class Preprocessing(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
+# Each pooling of a feature map [B, H, W, C], in keras.ops.
+POOLING_OPS = {
+    "flatten": lambda x: ops.reshape(x, (-1, int(np.prod(x.shape[1:])))),
+    "avg": lambda x: ops.mean(x, axis=(1, 2)),
+    "max": lambda x: ops.max(x, axis=(1, 2)),
+    "meanstd": lambda x: ops.concatenate([ops.mean(x, axis=(1, 2)), ops.std(x, axis=(1, 2))], axis=-1),
+}
+
+
 class Pooling(keras.layers.Layer):
     """A feature map [B, H, W, C] -> [B, D] embedding, in float32 (a bfloat16 backbone's output is cast first).
 
@@ -117,15 +118,7 @@ class Pooling(keras.layers.Layer):
 
     def call(self, features: Any) -> Any:
         x = ops.cast(features, "float32")
-        if len(x.shape) == 2:
-            return x
-        if self.pooling == "flatten":
-            return ops.reshape(x, (-1, int(np.prod(x.shape[1:]))))
-        if self.pooling == "avg":
-            return ops.mean(x, axis=(1, 2))
-        if self.pooling == "max":
-            return ops.max(x, axis=(1, 2))
-        return ops.concatenate([ops.mean(x, axis=(1, 2)), ops.std(x, axis=(1, 2))], axis=-1)
+        return x if len(x.shape) == 2 else POOLING_OPS[self.pooling](x)
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         if len(input_shape) == 2:
@@ -180,16 +173,6 @@ def _output_layer_name(model: keras.Model) -> str:
     return history[0].name if history else model.layers[-1].name
 
 
-def _unknown_layer(spec: BackboneSpec, backbone: keras.Model, layer: str) -> FeaturekitError:
-    """The error for a layer the network does not have: every tap the spec declares, shallow to deep."""
-    return FeaturekitError(
-        f"Backbone {spec.name!r} has no layer {layer!r}.",
-        received=given("layer", layer),
-        fix=f"Use one of its taps: {', '.join(spec.taps)} (any of its {len(backbone.layers)} layer names works too); "
-        f"or leave {option_name('layer')} out to tap the last block ({_output_layer_name(backbone)}).",
-    )
-
-
 class Embedder:
     """A frozen backbone with its preprocessing, a layer tap and a pooling: images -> float32 embeddings.
 
@@ -209,19 +192,9 @@ class Embedder:
         feature_dim: Length of each embedding.
     """
 
-    def __init__(
-        self,
-        spec: BackboneSpec,
-        backbone: keras.Model,
-        layer: str | None,
-        pooling: str,
-        preprocessing: str,
-        image_size: int,
-        provenance: dict[str, Any],
-        precision: str = "float32",
-        batch_size: int = DEFAULT_BATCH_SIZE,
-    ):
-        check_pooling(pooling)
+    def __init__(self, spec: Any, backbone: keras.Model, layer: str | None, pooling: str, preprocessing: str,
+                 image_size: int, provenance: dict[str, Any], precision: str = "float32",
+                 batch_size: int = DEFAULT_BATCH_SIZE):
         self.spec = spec
         self.backbone = backbone
         self.pooling = pooling
@@ -231,25 +204,23 @@ class Embedder:
         self.batch_size = int(batch_size)
         self._provenance = provenance
         self._backbone_params = int(backbone.count_params())
-        if layer is None:
-            self.layer = _output_layer_name(backbone)
-        else:
-            try:
-                backbone.get_layer(layer)
-            except ValueError:
-                raise _unknown_layer(spec, backbone, layer) from None
-            self.layer = layer
-        self.feature_shape = tuple(int(d) for d in backbone.get_layer(self.layer).output.shape[1:])
+        self.layer = _output_layer_name(backbone) if layer is None else layer
+        try:
+            tapped = backbone.get_layer(self.layer)
+        except ValueError:  # a layer the network does not have: every tap the spec declares, shallow to deep
+            raise FeaturekitError(
+                f"Backbone {spec.name!r} has no layer {layer!r}.", received=given("layer", layer),
+                fix=f"Use one of its taps: {', '.join(spec.taps)} (any of its {len(backbone.layers)} layer names works "
+                f"too); or leave {option_name('layer')} out to tap the last block ({_output_layer_name(backbone)}).",
+            ) from None
+        self.feature_shape = tuple(int(d) for d in tapped.output.shape[1:])
         self.feature_dim = pooled_dim(self.feature_shape, pooling)
-        self._model: keras.Model | None = None
 
-    @property
+    @cached_property
     def model(self) -> keras.Model:
         """The embedding keras.Model (pixels -> [B, feature_dim]), built on first use."""
-        if self._model is None:
-            self._model = embedding_model(self.backbone, [(self.layer, self.pooling)], self.preprocessing,
-                                          self.image_size, name=f"{self.spec.name}_{self.layer}_{self.pooling}")
-        return self._model
+        return embedding_model(self.backbone, [(self.layer, self.pooling)], self.preprocessing, self.image_size,
+                               name=f"{self.spec.name}_{self.layer}_{self.pooling}")
 
     def _as_pixels(self, images: Any) -> np.ndarray:
         pixels = np.asarray(images)
@@ -286,85 +257,15 @@ class Embedder:
         across backends to float tolerance.
         """
         return {
-            "backbone": self.spec.name,
-            **self._provenance,
-            "layer": self.layer,
-            "pooling": self.pooling,
-            "image_size": self.image_size,
-            "preprocessing": self.preprocessing,
-            "precision": self.precision,
-            "backend": active_backend(),
-            "feature_dim": self.feature_dim,
-            "backbone_params": self._backbone_params,
+            "backbone": self.spec.name, **self._provenance, "layer": self.layer, "pooling": self.pooling,
+            "image_size": self.image_size, "preprocessing": self.preprocessing, "precision": self.precision,
+            "backend": active_backend(), "feature_dim": self.feature_dim, "backbone_params": self._backbone_params,
         }
 
     def __repr__(self) -> str:
-        d = self.describe()
-        return (
-            f"Embedder({d['backbone']}, weights={d['weights_label']!r}, layer={d['layer']!r}, "
-            f"pooling={d['pooling']!r}, image_size={d['image_size']}, preprocessing={d['preprocessing']!r}, "
-            f"precision={d['precision']!r}, feature_dim={d['feature_dim']})"
-        )
-
-
-def build_embedder(
-    backbone: str,
-    weights: str = "default",
-    image_size: int | None = None,
-    layer: str | None = None,
-    pooling: str = "flatten",
-    preprocessing: str | None = None,
-    seed: int = 0,
-    precision: str = "float32",
-    batch_size: int = DEFAULT_BATCH_SIZE,
-) -> Embedder:
-    """Build an Embedder for a registered backbone.
-
-    Args:
-        backbone: Registry name (see `list_backbones()`).
-        weights: "default", "imagenet", "none" (seeded random init) or a path to a .weights.h5 / .keras file;
-            see `create_backbone`.
-        image_size: Square input size; None for the backbone's native size.
-        layer: Layer to tap; None for the model output (the last block).
-        pooling: One of POOLINGS: "flatten", "avg", "max", "meanstd" (per-channel mean and std, 2C values).
-        preprocessing: None for the backbone's own mode (the right choice for pretrained weights); any of
-            PREPROCESSING_MODES as an explicit override, e.g. "rescale" to reproduce the original study.
-        seed: Random-init seed for weights="none".
-        precision: The backbone's compute precision: "float32", "bfloat16", "float16", or "auto" (bfloat16
-            where the hardware has it); the resolved value is in `describe()`.
-        batch_size: Images per forward pass.
-
-    Returns:
-        The embedder.
-    """
-    return embedder_for_spec(network_spec(backbone), weights, image_size, layer, pooling, preprocessing, seed,
-                             precision, batch_size)
-
-
-def embedder_for_spec(spec: BackboneSpec, weights: str = "default", image_size: int | None = None,
-                      layer: str | None = None, pooling: str = "flatten", preprocessing: str | None = None,
-                      seed: int = 0, precision: str = "float32", batch_size: int = DEFAULT_BATCH_SIZE) -> Embedder:
-    """`build_embedder` for a spec in hand (what `BackboneSpec.rebuild_embedder` calls)."""
-    check_pooling(pooling)
-    spec, model, mode, size, provenance, resolved = _frozen_backbone(spec, weights, image_size, preprocessing,
-                                                                     seed, precision)
-    return Embedder(spec, model, layer, pooling, mode, size, provenance, resolved, batch_size)
-
-
-def _frozen_backbone(spec: BackboneSpec, weights: str, image_size: int | None, preprocessing: str | None, seed: int,
-                     precision: str) -> tuple:
-    """Check the request, then build: spec, frozen backbone, preprocessing mode, size, provenance, precision."""
-    mode = spec.preprocessing if preprocessing is None else preprocessing
-    check_preprocessing(mode)
-    size = check_image_size(spec, image_size)
-    resolved = resolve_precision(precision)
-    with dtype_policy(resolved):
-        model = build_with_weights(spec, weights, size, seed)
-    provenance = weights_provenance(spec, resolve_weights(spec, weights), seed)
-    trained = training_record_for(provenance["weights"], provenance["weights_sha256"])
-    if trained is not None:  # a train-backbone file: say what it was trained on, not just its name
-        provenance["weights_label"] = trained_label(trained)
-    return spec, model, mode, size, provenance, resolved
+        return (f"Embedder({self.spec.name}, weights={self._provenance['weights_label']!r}, layer={self.layer!r}, "
+                f"pooling={self.pooling!r}, image_size={self.image_size}, preprocessing={self.preprocessing!r}, "
+                f"precision={self.precision!r}, feature_dim={self.feature_dim})")
 
 
 class MultiEmbedder:
@@ -375,7 +276,7 @@ class MultiEmbedder:
 
     Attributes:
         embedders: One Embedder per tap, in output order.
-        model: The keras.Model with one output per tap.
+        model: The keras.Model with one output per tap (built on first use).
         batch_size: Images per forward pass (the last batch is padded to it).
     """
 
@@ -386,9 +287,13 @@ class MultiEmbedder:
         first = embedders[0]
         self.image_size, self.preprocessing = first.image_size, first.preprocessing
         self.batch_size = int(batch_size or first.batch_size)
-        # Every Embedder taps the same backbone: one model with all their outputs.
-        self.model = embedding_model(first.backbone, [(e.layer, e.pooling) for e in embedders], self.preprocessing,
-                                     self.image_size, name=f"{first.spec.name}_multi")
+
+    @cached_property
+    def model(self) -> keras.Model:
+        """One keras.Model with the outputs of every Embedder (they tap the same backbone), built on first use."""
+        first = self.embedders[0]
+        return embedding_model(first.backbone, [(e.layer, e.pooling) for e in self.embedders], self.preprocessing,
+                               self.image_size, name=f"{first.spec.name}_multi")
 
     def __call__(self, images: Any) -> list[np.ndarray]:
         """Embed a batch [B, S, S, 3] (0..255); returns one float32 array [B, D_i] per embedder."""
@@ -411,16 +316,35 @@ class MultiEmbedder:
         return self.image_size * self.image_size * 3 * (1 + 4 + 4) + 3 * 4 * largest
 
 
-def build_multi_embedder(
-    backbone: str,
-    taps: list[tuple[str | None, str]],
-    weights: str = "default",
-    image_size: int | None = None,
-    preprocessing: str | None = None,
-    seed: int = 0,
-    precision: str = "float32",
-    batch_size: int = DEFAULT_BATCH_SIZE,
-) -> Any:
+def build_embedder(backbone: str, weights: str = "default", image_size: int | None = None, layer: str | None = None,
+                   pooling: str = "flatten", preprocessing: str | None = None, seed: int = 0,
+                   precision: str = "float32", batch_size: int = DEFAULT_BATCH_SIZE) -> Embedder:
+    """Build an Embedder for a registered Keras network.
+
+    Args:
+        backbone: Registry name (see `list_backbones()`).
+        weights: "default", "imagenet", "none" (seeded random init) or a path to a .weights.h5 / .keras file;
+            see `create_backbone`.
+        image_size: Square input size; None for the backbone's native size.
+        layer: Layer to tap; None for the model output (the last block).
+        pooling: One of POOLINGS: "flatten", "avg", "max", "meanstd" (per-channel mean and std, 2C values).
+        preprocessing: None for the backbone's own mode (the right choice for pretrained weights); any of
+            PREPROCESSING_MODES as an explicit override, e.g. "rescale" to reproduce the original study.
+        seed: Random-init seed for weights="none".
+        precision: The backbone's compute precision: "float32", "bfloat16", "float16", or "auto" (bfloat16
+            where the hardware has it); the resolved value is in `describe()`.
+        batch_size: Images per forward pass.
+
+    Returns:
+        The embedder.
+    """
+    return multi_embedder_for_spec(network_spec(backbone), [(layer, pooling)], weights, image_size, preprocessing,
+                                   seed, precision, batch_size).embedders[0]
+
+
+def build_multi_embedder(backbone: str, taps: list[tuple[str | None, str]], weights: str = "default",
+                         image_size: int | None = None, preprocessing: str | None = None, seed: int = 0,
+                         precision: str = "float32", batch_size: int = DEFAULT_BATCH_SIZE) -> Any:
     """The embedder of several (layer, pooling) taps of any registered backbone, from one pass over each batch.
 
     Arguments as for `build_embedder`; the backbone's registry entry builds it (for a Keras network a
@@ -430,13 +354,19 @@ def build_multi_embedder(
                                              seed=seed, precision=precision, batch_size=batch_size)
 
 
-def multi_embedder_for_spec(spec: BackboneSpec, taps: list[tuple[str | None, str]], weights: str = "default",
+def multi_embedder_for_spec(spec: Any, taps: list[tuple[str | None, str]], weights: str = "default",
                             image_size: int | None = None, preprocessing: str | None = None, seed: int = 0,
                             precision: str = "float32", batch_size: int = DEFAULT_BATCH_SIZE) -> MultiEmbedder:
-    """A MultiEmbedder over (layer, pooling) taps of a Keras network (what `BackboneSpec.build_embedder` calls)."""
-    for _, pooling in taps:
-        check_pooling(pooling)
-    spec, model, mode, size, provenance, resolved = _frozen_backbone(spec, weights, image_size, preprocessing,
-                                                                     seed, precision)
+    """A MultiEmbedder over (layer, pooling) taps of a Keras network's `BackboneSpec` (what its `build_embedder`
+    and `rebuild_embedder` call): the request is checked, then the frozen backbone built once."""
+    _, resolved = spec.check_request(image_size, [pooling for _, pooling in taps], preprocessing, precision)
+    mode = spec.preprocessing if preprocessing is None else preprocessing
+    size = spec.input_size if image_size is None else int(image_size)
+    with dtype_policy(resolved):
+        model = build_with_weights(spec, weights, size, seed)
+    provenance = weights_provenance(spec, resolve_weights(spec, weights), seed)
+    trained = training_record_for(provenance["weights"], provenance["weights_sha256"])
+    if trained is not None:  # a train-backbone file: say what it was trained on, not just its name
+        provenance["weights_label"] = trained_label(trained)
     return MultiEmbedder([Embedder(spec, model, layer, pooling, mode, size, provenance, resolved, batch_size)
                           for layer, pooling in taps], batch_size)

@@ -1,7 +1,7 @@
 """Our own GoogLeNet-style network (Szegedy et al. 2015, "Going deeper with convolutions"), as a Keras model class.
 
 The network is the GoogLeNet feature extractor: stem, inception modules 3a-5b, no auxiliary heads, no
-pooling and no classifier, so `python cli.py extract` can tap any block and pool it as it likes. Two
+pooling and no classifier, so extraction can tap any block and pool it as it likes. Two
 departures from the paper, both because the original study's copy of this network collapsed in training:
 batch normalisation after every convolution (`batch_norm=True`, the default; Ioffe & Szegedy 2015) and He
 initialisation, which keeps activations at a sane scale through 57 ReLU layers.
@@ -44,16 +44,9 @@ _POOL_BEFORE = {"4a": "pool3", "5a": "pool4"}
 
 def _conv_unit(x, filters: int, kernel_size: int, name: str, batch_norm: bool, strides: int = 1):
     """Conv -> (batch norm) -> ReLU, with layers named `name`, `name_bn`, `name_relu`."""
-    x = keras.layers.Conv2D(
-        filters,
-        kernel_size,
-        strides=strides,
-        padding="same",
-        # The bias is redundant before batch norm, whose beta plays its role.
-        use_bias=not batch_norm,
-        kernel_initializer="he_normal",
-        name=name,
-    )(x)
+    # The bias is redundant before batch norm, whose beta plays its role.
+    x = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=not batch_norm,
+                            kernel_initializer="he_normal", name=name)(x)
     if batch_norm:
         x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
@@ -89,14 +82,8 @@ class InceptionV1(keras.Model):
         **kwargs: Passed to keras.Model (e.g. `trainable`, `dtype`).
     """
 
-    def __init__(
-        self,
-        input_size: int = 224,
-        batch_norm: bool = True,
-        width: float = 1.0,
-        name: str = "inception_v1",
-        **kwargs: Any,
-    ):
+    def __init__(self, input_size: int = 224, batch_norm: bool = True, width: float = 1.0, name: str = "inception_v1",
+                 **kwargs: Any):
         def ch(filters: int) -> int:
             return max(1, int(round(filters * width)))
 
@@ -119,13 +106,8 @@ class InceptionV1(keras.Model):
 
     def get_config(self) -> dict[str, Any]:
         """The constructor arguments: enough to rebuild the architecture (weights are saved separately)."""
-        return {
-            "input_size": self.input_size,
-            "batch_norm": self.batch_norm,
-            "width": self.width,
-            "name": self.name,
-            "trainable": self.trainable,
-        }
+        return {"input_size": self.input_size, "batch_norm": self.batch_norm, "width": self.width, "name": self.name,
+                "trainable": self.trainable}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "InceptionV1":
@@ -133,10 +115,6 @@ class InceptionV1(keras.Model):
         return cls(**config)
 
 
-def build_inceptionv1(input_shape: tuple[int, int, int], weights: str | None, seed: int) -> keras.Model:
-    # No downloadable weights exist: "imagenet" is refused by the loader before we get here, and the
-    # loader seeds the random init around this call, so only a `.weights.h5` path needs handling here.
-    model = InceptionV1(input_size=input_shape[0], batch_norm=True)
-    if weights is not None:
-        model.load_weights(weights)
-    return model
+def build_inceptionv1(input_shape: tuple[int, int, int], weights: None = None) -> keras.Model:
+    # No downloadable weights exist ("imagenet" is refused before we get here); the loader loads files.
+    return InceptionV1(input_size=input_shape[0], batch_norm=True)

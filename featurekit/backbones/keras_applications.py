@@ -15,12 +15,11 @@ import keras
 MOBILENET_ALPHA = 0.25
 
 
-def build_vgg16(input_shape: tuple[int, int, int], weights: str | None, seed: int) -> keras.Model:
-    # Random init (weights=None) is seeded by the loader around this call.
+def build_vgg16(input_shape: tuple[int, int, int], weights: str | None) -> keras.Model:
     return keras.applications.VGG16(include_top=False, weights=weights, input_shape=input_shape)
 
 
-def build_inceptionv3(input_shape: tuple[int, int, int], weights: str | None, seed: int) -> keras.Model:
+def build_inceptionv3(input_shape: tuple[int, int, int], weights: str | None) -> keras.Model:
     return keras.applications.InceptionV3(include_top=False, weights=weights, input_shape=input_shape)
 
 
@@ -40,7 +39,7 @@ def mixed10_pooled_branch(model: keras.Model) -> keras.layers.Layer:
     return pools[0]
 
 
-def build_inceptionv3_tf_2015_12_05(input_shape: tuple[int, int, int], weights: str | None, seed: int) -> keras.Model:
+def build_inceptionv3_tf_2015_12_05(input_shape: tuple[int, int, int], weights: None = None) -> keras.Model:
     """InceptionV3 as in Google's 2015-12-05 graph: Keras' network with mixed10's branch pool max-pooling.
 
     In the original graph (the network of the Inception Score and FID) the pooled branch of the last block
@@ -57,13 +56,10 @@ def build_inceptionv3_tf_2015_12_05(input_shape: tuple[int, int, int], weights: 
                                              name="mixed10_branch_pool_max")
         return layer.__class__.from_config(layer.get_config())
 
-    model = keras.models.clone_model(standard, clone_function=clone_layer)
-    if weights is not None:
-        model.load_weights(weights)
-    return model
+    return keras.models.clone_model(standard, clone_function=clone_layer)
 
 
-def build_mobilenet(input_shape: tuple[int, int, int], weights: str | None, seed: int) -> keras.Model:
+def build_mobilenet(input_shape: tuple[int, int, int], weights: str | None) -> keras.Model:
     with warnings.catch_warnings():
         # Keras warns that its ImageNet file was trained at 224 whenever another size is asked for; running
         # a frozen backbone at the images' own size is deliberate here (the size is recorded in the cache).

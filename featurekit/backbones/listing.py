@@ -1,4 +1,4 @@
-"""What `python cli.py backbones` lists: each entry's own description, known without building a network."""
+"""What the `backbones` command lists: each entry's own description, known without building a network."""
 
 from __future__ import annotations
 

@@ -20,28 +20,16 @@ import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import h5py
 import keras
 
 from featurekit.backbones.registry import get_spec, list_backbones
-from featurekit.backbones.weights import (
-    SHARED_WEIGHTS_DIR,
-    STANDARD_VARIANT,
-    WeightsRecord,
-    cached_file_sha256,
-    display_path,
-    keras_imagenet_record,
-    keras_models_dir,
-    offline_files,
-    record_for_sha256,
-    records_for,
-)
+from featurekit.backbones.weights import (SHARED_WEIGHTS_DIR, STANDARD_VARIANT, WeightsRecord, cached_file_sha256,
+                                          display_path, keras_imagenet_record, keras_models_dir, offline_files,
+                                          record_for_sha256, records_for)
 from featurekit.errors import FeaturekitError, WeightsUnavailableError, given, option_name
-
-if TYPE_CHECKING:
-    from featurekit.backbones.spec import BackboneSpec
 
 # What urllib raises while a download is under way (keras.utils.get_file wraps only URLError/HTTPError):
 # the connection dropped, timed out, was cut short or spoke broken HTTP. All are network faults; a local
@@ -50,13 +38,13 @@ _NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, ConnectionE
                    socket.gaierror, ssl.SSLError)
 
 
-def resolve_weights(spec: BackboneSpec, weights: str | os.PathLike) -> str:
+def resolve_weights(spec: Any, weights: str | os.PathLike) -> str:
     """The concrete request behind `weights`: "default" becomes the spec's own default, paths become str."""
     request = str(weights)
     return spec.default_weights if request == "default" else request
 
 
-def build_with_weights(spec: BackboneSpec, weights: str | os.PathLike, image_size: int, seed: int) -> keras.Model:
+def build_with_weights(spec: Any, weights: str | os.PathLike, image_size: int, seed: int) -> keras.Model:
     """Build `spec`'s network at `image_size` with the requested weights, frozen.
 
     Args:
@@ -88,11 +76,11 @@ def build_with_weights(spec: BackboneSpec, weights: str | os.PathLike, image_siz
     # Seed every build: random init is then reproducible, and a file load starts from a known state.
     with initialisers_seeded(seed):
         if request == "imagenet":
-            model = _build_imagenet(spec, input_shape, seed)
+            model = _build_imagenet(spec, input_shape)
         elif request == "none":
-            model = spec.builder_for(STANDARD_VARIANT)(input_shape, None, seed)
+            model = spec.builder_for(STANDARD_VARIANT)(input_shape, None)
         else:
-            model = _build_from_file(spec, request, input_shape, seed)
+            model = _build_from_file(spec, request, input_shape)
     model.trainable = False
     return model
 
@@ -115,7 +103,7 @@ def initialisers_seeded(seed: int) -> Iterator[None]:
         random.setstate(state)
 
 
-def weights_provenance(spec: BackboneSpec, weights: str | os.PathLike, seed: int) -> dict[str, Any]:
+def weights_provenance(spec: Any, weights: str | os.PathLike, seed: int) -> dict[str, Any]:
     """What to record about a weights request in caches and reports.
 
     Args:
@@ -132,25 +120,23 @@ def weights_provenance(spec: BackboneSpec, weights: str | os.PathLike, seed: int
         sha256 or variant are other features: caches record all of them.
     """
     request = resolve_weights(spec, weights)
-    if request == "none":
-        return {"weights": request, "weights_label": f"random-init (seed {seed})", "weights_sha256": "",
-                "random_features": True, "architecture_variant": STANDARD_VARIANT}
+    label, sha, variant = f"random-init (seed {seed})", "", STANDARD_VARIANT
     if request == "imagenet":
         record = keras_imagenet_record(spec.name)
         cached = keras_models_dir() / record.file_name if record else None
         sha = cached_file_sha256(cached) if cached is not None and cached.is_file() else ""
-        return {"weights": request, "weights_label": record.label if record else "imagenet", "weights_sha256": sha,
-                "random_features": False, "architecture_variant": STANDARD_VARIANT}
-    path = Path(request).expanduser()
-    sha = cached_file_sha256(path)
-    record = record_for_sha256(sha)
-    label = record.label if record else f"file {path.name}"
-    variant = record.variant if record and path.name.endswith(".weights.h5") else STANDARD_VARIANT
-    return {"weights": request, "weights_label": label, "weights_sha256": sha, "random_features": False,
+        label = record.label if record else "imagenet"
+    elif request != "none":
+        path = Path(request).expanduser()
+        sha = cached_file_sha256(path)
+        record = record_for_sha256(sha)
+        label = record.label if record else f"file {path.name}"
+        variant = record.variant if record and path.name.endswith(".weights.h5") else STANDARD_VARIANT
+    return {"weights": request, "weights_label": label, "weights_sha256": sha, "random_features": request == "none",
             "architecture_variant": variant}
 
 
-def _weights_choices(spec: BackboneSpec) -> str:
+def _weights_choices(spec: Any) -> str:
     names = [f'"{w}"' for w in spec.pretrained] + ['"none" (random features)']
     return ", ".join(names) + ", or a path to a .weights.h5 / .keras file"
 
@@ -172,10 +158,11 @@ def _is_download_failure(exc: BaseException) -> bool:
     return isinstance(exc, ValueError) and text.startswith("Incomplete or corrupted file detected.")
 
 
-def _build_imagenet(spec: BackboneSpec, input_shape: tuple[int, int, int], seed: int) -> keras.Model:
+def _build_imagenet(spec: Any, input_shape: tuple[int, int, int]) -> keras.Model:
     received = f"{given('backbone', spec.name)}, {given('weights', 'imagenet')}"
     if "imagenet" not in spec.pretrained:
-        with_imagenet = [n for n in list_backbones(include_test=True) if n != spec.name and _has_imagenet(n)]
+        with_imagenet = [n for n in list_backbones(include_test=True)
+                         if n != spec.name and "imagenet" in get_spec(n).listing()["pretrained"]]
         raise FeaturekitError(
             f"Backbone {spec.name!r} has no ImageNet weights.",
             received=received,
@@ -185,7 +172,7 @@ def _build_imagenet(spec: BackboneSpec, input_shape: tuple[int, int, int], seed:
     record = keras_imagenet_record(spec.name)
     file_name = record.file_name if record else "the weights file"
     try:
-        return spec.builder_for(STANDARD_VARIANT)(input_shape, "imagenet", seed)
+        return spec.builder_for(STANDARD_VARIANT)(input_shape, "imagenet")
     except Exception as exc:
         if _is_download_failure(exc):
             raise WeightsUnavailableError(
@@ -207,17 +194,16 @@ def _build_imagenet(spec: BackboneSpec, input_shape: tuple[int, int, int], seed:
         raise
 
 
-def _offline_alternatives(spec: BackboneSpec) -> str:
+def _offline_alternatives(spec: Any) -> str:
     """A sentence naming the local files for this backbone (shipped, or in ../shared/weights) to use instead.
 
     Paths are shown relative to the working directory, as a user would type them.
     """
     present = offline_files(spec.name)
     if present:
-        described = []
-        for record, path in present:
-            where = "; shipped with featurekit, what 'default' uses" if record.location == "shipped" else ""
-            described.append(f"{display_path(path)} ({record.label}{where})")
+        shipped = "; shipped with featurekit, what 'default' uses"
+        described = [f"{display_path(path)} ({record.label}{shipped if record.location == 'shipped' else ''})"
+                     for record, path in present]
         return (f"Or pass {option_name('weights')} with a local file: {', '.join(described)}; every result "
                 "carries its label.")
     expected = [r.file_name for r in records_for(spec.name) if r.location == "shared"]
@@ -228,11 +214,7 @@ def _offline_alternatives(spec: BackboneSpec) -> str:
     return f"Or pass {option_name('weights')} with a local .weights.h5 file of this architecture."
 
 
-def _has_imagenet(name: str) -> bool:
-    return "imagenet" in getattr(get_spec(name), "pretrained", ())
-
-
-def _build_from_file(spec: BackboneSpec, request: str, input_shape: tuple[int, int, int], seed: int) -> keras.Model:
+def _build_from_file(spec: Any, request: str, input_shape: tuple[int, int, int]) -> keras.Model:
     path = Path(request).expanduser()
     is_weights_h5 = path.name.endswith(".weights.h5")
     if not is_weights_h5 and path.suffix != ".keras":
@@ -257,15 +239,15 @@ def _build_from_file(spec: BackboneSpec, request: str, input_shape: tuple[int, i
     if is_weights_h5:
         record = _record_of_file(spec, path)
         variant = record.variant if record else STANDARD_VARIANT
-        model = spec.builder_for(variant)(input_shape, None, seed)
+        model = spec.builder_for(variant)(input_shape, None)
         _load_weights_h5(spec, model, path)
     else:
-        model = spec.builder_for(STANDARD_VARIANT)(input_shape, None, seed)
+        model = spec.builder_for(STANDARD_VARIANT)(input_shape, None)
         _copy_weights_from_keras_file(spec, model, path)
     return model
 
 
-def _record_of_file(spec: BackboneSpec, path: Path) -> WeightsRecord | None:
+def _record_of_file(spec: Any, path: Path) -> WeightsRecord | None:
     """The record of a weights file, by content; a known file of another backbone is refused here."""
     try:
         record = record_for_sha256(cached_file_sha256(path))
@@ -280,14 +262,7 @@ def _record_of_file(spec: BackboneSpec, path: Path) -> WeightsRecord | None:
     return record
 
 
-def _h5_array_count(path: Path) -> int:
-    arrays: list[str] = []
-    with h5py.File(path, "r") as handle:
-        handle.visititems(lambda key, item: arrays.append(key) if isinstance(item, h5py.Dataset) else None)
-    return len(arrays)
-
-
-def _does_not_fit(spec: BackboneSpec, path: Path, detail: str) -> FeaturekitError:
+def _does_not_fit(spec: Any, path: Path, detail: str) -> FeaturekitError:
     return FeaturekitError(
         f"Weights file {path.name!r} does not fit backbone {spec.name!r}: {detail}",
         received=f"{given('backbone', spec.name)}, {given('weights', str(path))}",
@@ -296,20 +271,23 @@ def _does_not_fit(spec: BackboneSpec, path: Path, detail: str) -> FeaturekitErro
     )
 
 
-def _load_weights_h5(spec: BackboneSpec, model: keras.Model, path: Path) -> None:
+def _load_weights_h5(spec: Any, model: keras.Model, path: Path) -> None:
     # Keras matches .weights.h5 entries to layers by position and silently ignores entries left over when
     # the file holds more layers than the model, so a file from a deeper network would half-load without
     # a word. Counting the arrays first turns that into a refusal.
+    arrays: list[str] = []
     try:
-        n_arrays = _h5_array_count(path)
+        with h5py.File(path, "r") as handle:
+            handle.visititems(lambda key, item: arrays.append(key) if isinstance(item, h5py.Dataset) else None)
     except OSError as exc:
         raise FeaturekitError(
             f"Weights file {path.name!r} is not a readable HDF5 file ({exc}).",
             received=given("weights", str(path)),
             fix="Re-save it with model.save_weights('NAME.weights.h5').",
         ) from exc
-    if n_arrays != len(model.weights):
-        raise _does_not_fit(spec, path, f"the file holds {n_arrays} weight arrays, the network {len(model.weights)}.")
+    if len(arrays) != len(model.weights):
+        raise _does_not_fit(spec, path, f"the file holds {len(arrays)} weight arrays, the network "
+                                        f"{len(model.weights)}.")
     try:
         model.load_weights(path)
     except ValueError as exc:
@@ -333,26 +311,23 @@ def _lambda_layer_names(path: Path) -> list[str]:
 
     Returns [] when the archive or its config cannot be read: loading then reports that itself.
     """
+    names: list[str] = []
+
+    def collect(item: dict[str, Any]) -> dict[str, Any]:  # json calls it on every object, inner ones first
+        if item.get("class_name") == "Lambda":
+            inner = item.get("config")
+            names.append(str(inner.get("name", "?")) if isinstance(inner, dict) else "?")
+        return item
+
     try:
         with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
+            json.loads(archive.read("config.json"), object_hook=collect)
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):
         return []
-    names: list[str] = []
-    stack: list[Any] = [config]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            if item.get("class_name") == "Lambda":
-                inner = item.get("config")
-                names.append(str(inner.get("name", "?")) if isinstance(inner, dict) else "?")
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
     return sorted(names)
 
 
-def _copy_weights_from_keras_file(spec: BackboneSpec, model: keras.Model, path: Path) -> None:
+def _copy_weights_from_keras_file(spec: Any, model: keras.Model, path: Path) -> None:
     # The file's model was built at the size it was trained at; convolutional weights do not depend on
     # the input size, so they are copied into the fresh model built at the requested size.
     lambdas = _lambda_layer_names(path)

@@ -98,8 +98,4 @@ def training_record_for(weights: str, weights_sha256: str) -> dict[str, Any] | N
 def train_overlap(record: dict[str, Any], samples: list[Sample]) -> dict[str, int]:
     """How many of an extraction's valid and test images the backbone was trained on, per split."""
     trained = set(record.get("data", {}).get("train_sha256", []))
-    counts = dict.fromkeys(JUDGED_SPLITS, 0)
-    for sample in samples:
-        if sample.split in counts and sample.sha256 in trained:
-            counts[sample.split] += 1
-    return counts
+    return {split: sum(s.split == split and s.sha256 in trained for s in samples) for split in JUDGED_SPLITS}

@@ -76,19 +76,20 @@ def get_spec(name: str) -> RegistryEntry:
         raise FeaturekitError(
             f"Unknown backbone {name!r}.",
             received=given("backbone", name),
-            fix=f"Choose one of: {', '.join(list_backbones())} (`python cli.py backbones` lists them).",
+            fix=f"Choose one of: {', '.join(list_backbones())} (the `backbones` listing describes them).",
         )
     return _REGISTRY[name]
 
 
 def network_spec(name: str) -> Any:
-    """The entry of a registered Keras network (one that can `create_network`); other entries are refused."""
+    """The entry of a registered Keras network (one whose request takes `weights`, so it can `create_network`);
+    other entries are refused."""
     entry = get_spec(name)
-    if not hasattr(entry, "create_network"):
+    if "weights" not in entry.request_options:
         raise FeaturekitError(
             f"Backbone {name!r} is a {entry.kind}: it has no Keras model and no weights.",
             received=given("backbone", name),
-            fix=f"Extract it with `python cli.py extract --backbone {name} --data DIR` (it builds its own features).")
+            fix=f"Extract its features with {given('backbone', name)}: it computes them itself, without a network.")
     return entry
 
 

@@ -26,27 +26,22 @@ from featurekit.backbones.weights import STANDARD_VARIANT, keras_imagenet_record
 NO_RECORD_LICENCE = "n/a (no published weights: random init or your own file)"
 
 
-def resolve_builder(path: str) -> Callable[..., Any]:
-    """The function a "package.module:function" path names (imported on first use)."""
-    module, _, function = path.partition(":")
-    return getattr(importlib.import_module(module), function)
-
-
 @dataclass(frozen=True)
 class BackboneSpec:
     """Everything featurekit knows about one Keras backbone.
 
     Attributes:
-        name: Registry name (`--backbone NAME`).
-        builder: "module:function" of `builder(input_shape, weights, seed) -> keras.Model` without classification
-            top; `weights` is "imagenet", None (random init) or a path to a `.weights.h5` file.
+        name: Registry name (`backbone=NAME`).
+        builder: "module:function" of `builder(input_shape, weights) -> keras.Model` without classification top;
+            `weights` is "imagenet" (where `pretrained` has it) or None (random init, seeded by the loader, which
+            also loads weight files).
         input_size: Native square input size in pixels.
         preprocessing: One of PREPROCESSING_MODES; applied to float pixels in [0, 255].
         taps: The layers worth tapping, shallow to deep; the last is the network's output. Any layer name works.
         output_shape: Shape of the output for one image at the native size, e.g. (7, 7, 512).
         params: Number of parameters of the network (any input size).
         pretrained: Named weights the builder can fetch itself, e.g. ("imagenet",).
-        description: One line for `python cli.py backbones`.
+        description: One line for the `backbones` listing.
         min_input_size: Smallest input the architecture accepts.
         is_test: True for tiny test backbones (hidden from user-facing listings and error messages).
         variants: "module:function" builders of other architecture variants, by name. A weights record names the
@@ -56,7 +51,6 @@ class BackboneSpec:
     kind: ClassVar[str] = "Keras network"
     request_options: ClassVar[tuple[str, ...]] = (
         "weights", "layer", "pooling", "image_size", "preprocessing", "precision", "seed")
-    # Read by the extraction dispatch until it calls the protocol; delete then.
 
     name: str
     builder: str
@@ -100,12 +94,12 @@ class BackboneSpec:
         return self.taps[-1]
 
     def builder_for(self, variant: str = STANDARD_VARIANT) -> Callable[..., Any]:
-        """The builder of an architecture variant (STANDARD_VARIANT: `builder`)."""
-        if variant == STANDARD_VARIANT:
-            return resolve_builder(self.builder)
-        if variant not in self.variants:
+        """The builder of an architecture variant (STANDARD_VARIANT: `builder`), its module imported on first use."""
+        path = self.builder if variant == STANDARD_VARIANT else self.variants.get(variant)
+        if path is None:
             raise ValueError(f"backbone {self.name!r} has no architecture variant {variant!r}")
-        return resolve_builder(self.variants[variant])
+        module, _, function = path.partition(":")
+        return getattr(importlib.import_module(module), function)
 
     def create_network(self, weights: str = "default", image_size: int | None = None, seed: int = 0) -> Any:
         """The frozen keras.Model (see `featurekit.backbones.create_backbone`)."""
@@ -145,13 +139,11 @@ class BackboneSpec:
 
     def rebuild_embedder(self, embedding: dict[str, Any], weights: str | None = None) -> Any:
         """The `featurekit.backbones.embedder.Embedder` that made a cache, from its recorded attributes."""
-        from featurekit.backbones.embedder import embedder_for_spec
-
-        return embedder_for_spec(
-            self, weights=weights or embedding.get("weights") or "none", image_size=embedding["image_size"],
-            layer=embedding.get("layer"), pooling=embedding["pooling"],
+        taps = [(embedding.get("layer"), embedding["pooling"])]
+        return self.build_embedder(
+            taps, weights=weights or embedding.get("weights") or "none", image_size=embedding["image_size"],
             preprocessing=embedding.get("preprocessing"), seed=int(embedding.get("seed") or 0),
-            precision=embedding.get("precision") or "float32")
+            precision=embedding.get("precision") or "float32").embedders[0]
 
     def cache_name_layer(self, layer: str | None) -> str | None:
         """The layer asked for, as it is."""

@@ -81,8 +81,6 @@ class WeightsRecord:
             raise ValueError(f"{self.file_name}: a file outside Keras' cache needs its sha256")
 
 
-VGG16_KERAS_LICENCE = "CC BY 4.0 (VGG16 weights released by Oxford VGG, ported by Keras; trained on ImageNet)"
-INCEPTIONV3_KERAS_LICENCE = "MIT (InceptionV3 weights trained and released by the Keras team on ImageNet)"
 MOBILENET_LICENCE = "Apache-2.0 (MobileNet v1 weights released by Google; trained on ImageNet)"
 
 # ImageNet's images carry their own (non-commercial research) terms of access, whatever the weights' licence.
@@ -93,7 +91,7 @@ WEIGHTS_RECORDS: tuple[WeightsRecord, ...] = (
         label="ImageNet (Keras VGG16)",
         source="Keras' download for keras.applications.VGG16(weights='imagenet'), "
         "storage.googleapis.com/tensorflow/keras-applications/vgg16/",
-        licence=VGG16_KERAS_LICENCE,
+        licence="CC BY 4.0 (VGG16 weights released by Oxford VGG, ported by Keras; trained on ImageNet)",
         preprocessing="caffe",
         location="keras",
         notes="The genuine ImageNet VGG16 (Simonyan & Zisserman 2014) as Keras distributes it.",
@@ -120,7 +118,7 @@ WEIGHTS_RECORDS: tuple[WeightsRecord, ...] = (
         label="ImageNet (Keras InceptionV3)",
         source="Keras' download for keras.applications.InceptionV3(weights='imagenet'), "
         "storage.googleapis.com/tensorflow/keras-applications/inception_v3/",
-        licence=INCEPTIONV3_KERAS_LICENCE,
+        licence="MIT (InceptionV3 weights trained and released by the Keras team on ImageNet)",
         preprocessing="tf",
         location="keras",
         notes="Genuine ImageNet weights, but not Google's 2015-12-05 release behind the Inception Score and "
@@ -205,9 +203,7 @@ def records_for(backbone: str) -> list[WeightsRecord]:
 
 def record_for_sha256(sha256: str) -> WeightsRecord | None:
     """The record of a file with these bytes, or None for a file featurekit does not know."""
-    if not sha256:
-        return None
-    return next((record for record in WEIGHTS_RECORDS if record.sha256 == sha256), None)
+    return next((record for record in WEIGHTS_RECORDS if sha256 and record.sha256 == sha256), None)
 
 
 def keras_imagenet_record(backbone: str) -> WeightsRecord | None:
@@ -220,14 +216,10 @@ def shipped_record(backbone: str) -> WeightsRecord | None:
     return next((r for r in records_for(backbone) if r.location == "shipped"), None)
 
 
-def checkout_root() -> Path:
-    """The folder that holds the `featurekit` package: the checkout, for a development copy."""
-    return _PACKAGE_DIR.parent
-
-
 def shared_weights_dir() -> Path:
-    """`../shared/weights` beside the checkout, found relative to this package (may not exist)."""
-    return checkout_root() / SHARED_WEIGHTS_DIR
+    """`../shared/weights` beside the checkout (the folder that holds the `featurekit` package), found relative to
+    this package (may not exist)."""
+    return _PACKAGE_DIR.parent / SHARED_WEIGHTS_DIR
 
 
 def keras_models_dir() -> Path:
@@ -253,11 +245,8 @@ def keras_models_dir() -> Path:
 
 def record_path(record: WeightsRecord) -> Path:
     """Where the record's file is expected on this machine (it may not be there)."""
-    if record.location == "shipped":
-        return SHIPPED_WEIGHTS_DIR / record.file_name
-    if record.location == "shared":
-        return shared_weights_dir() / record.file_name
-    return keras_models_dir() / record.file_name
+    folders = {"shipped": lambda: SHIPPED_WEIGHTS_DIR, "shared": shared_weights_dir, "keras": keras_models_dir}
+    return folders[record.location]() / record.file_name
 
 
 def display_path(path: Path) -> str:
@@ -296,17 +285,14 @@ def default_weights_label(backbone: str) -> str:
     The shipped file where there is one, else Keras' ImageNet download, else random init: the order of
     `BackboneSpec.default_weights`. For a `backbones` table beside the names one can pass.
     """
-    shipped = shipped_record(backbone)
+    shipped, keras_record = shipped_record(backbone), keras_imagenet_record(backbone)
     if shipped is not None:
         return f"{shipped.label}, shipped"
-    keras_record = keras_imagenet_record(backbone)
-    if keras_record is not None:
-        return f"{keras_record.label}, Keras download"
-    return "random init"
+    return f"{keras_record.label}, Keras download" if keras_record is not None else "random init"
 
 
 def known_weights_rows(backbone: str | None = None) -> list[dict[str, Any]]:
-    """Rows for `python cli.py backbones --weights` (or a README table): the known files per backbone.
+    """Rows for the `backbones` command's weights table (or a README table): the known files per backbone.
 
     Args:
         backbone: Only this backbone's files; None for all.
@@ -316,21 +302,15 @@ def known_weights_rows(backbone: str | None = None) -> list[dict[str, Any]]:
         location, present ("yes", "no", or "on download" for Keras' files not yet cached), sha256,
         size_bytes, preprocessing, variant, licence, source, notes.
     """
-    rows = []
-    for record in WEIGHTS_RECORDS:
-        if backbone is not None and record.backbone != backbone:
-            continue
+    def row(record: WeightsRecord) -> dict[str, Any]:
         path = record_path(record)
-        if record.location == "keras":
-            request, present = "imagenet", "yes" if path.is_file() else "on download"
-        else:
-            request, present = display_path(path), "yes" if path.is_file() else "no"
-            if record.location == "shipped":
-                request = "default"
-        rows.append({
+        request = {"keras": "imagenet", "shipped": "default"}.get(record.location) or display_path(path)
+        absent = "on download" if record.location == "keras" else "no"
+        return {
             "backbone": record.backbone, "weights": request, "label": record.label, "exact": record.exact,
-            "location": record.location, "present": present, "file": record.file_name,
+            "location": record.location, "present": "yes" if path.is_file() else absent, "file": record.file_name,
             "sha256": record.sha256, "size_bytes": record.size_bytes, "preprocessing": record.preprocessing,
             "variant": record.variant, "licence": record.licence, "source": record.source, "notes": record.notes,
-        })
-    return rows
+        }
+
+    return [row(record) for record in WEIGHTS_RECORDS if backbone in (None, record.backbone)]

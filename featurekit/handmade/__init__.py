@@ -13,24 +13,17 @@ pixel-level noise SPAM measures and reshapes the high frequencies the spectrum m
 `input_size` is the data's own size (256 for the 140k faces) and `resamples` is False: extraction
 should decode at the images' own size and refuse (not resize) images of another size unless the user
 asks for an explicit image size. There is no preprocessing: the functions take uint8 RGB.
+
+Imports run one way: `features` -> `spec` (the registry entry: variants, request checks, building) ->
+`embedder` (the numpy taps, which know nothing of the spec), and `spam`, `spectrum` -> `_input`.
 """
 
-from featurekit.handmade.embedder import HANDMADE_POOLING, HANDMADE_PREPROCESSING
 from featurekit.handmade.features import HANDMADE_FEATURES, get_handmade, list_handmade
 from featurekit.handmade.spam import spam_feature_dim, spam_features
-from featurekit.handmade.spec import NATIVE_FACE_SIZE, HandmadeSpec
+from featurekit.handmade.spec import HandmadeSpec
 from featurekit.handmade.spectrum import spectrum_feature_dim, spectrum_features
 
 __all__ = [
-    "HANDMADE_FEATURES",
-    "HANDMADE_POOLING",
-    "HANDMADE_PREPROCESSING",
-    "HandmadeSpec",
-    "NATIVE_FACE_SIZE",
-    "get_handmade",
-    "list_handmade",
-    "spam_feature_dim",
-    "spam_features",
-    "spectrum_feature_dim",
-    "spectrum_features",
+    "HANDMADE_FEATURES", "HandmadeSpec", "get_handmade", "list_handmade", "spam_feature_dim", "spam_features",
+    "spectrum_feature_dim", "spectrum_features",
 ]

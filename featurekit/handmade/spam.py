@@ -56,7 +56,8 @@ def check_spam_parameters(threshold: int, order: int, normalisation: str) -> Non
     """Refuse bad parameters before any image is read (bin codes are int16, hence T <= 10)."""
     if isinstance(threshold, bool) or not isinstance(threshold, (int, np.integer)) or not 1 <= threshold <= 10:
         raise FeaturekitError(
-            "The SPAM truncation threshold must be an integer from 1 to 10 (the paper uses 3 for the second order, 4 for the first).",
+            "The SPAM truncation threshold must be an integer from 1 to 10 (the paper uses 3 for the second order, "
+            "4 for the first).",
             received=given("threshold", threshold),
             fix="Use threshold=3.",
         )
@@ -76,45 +77,36 @@ def colour_planes(images: np.ndarray) -> np.ndarray:
     return np.stack([red, green, blue, red - green, blue - green], axis=1)
 
 
-def _clipped_differences(planes: np.ndarray, direction: str, threshold: int) -> np.ndarray:
-    """Differences along one forward direction, clipped to [-T, T] and shifted to bin digits 0 .. 2T."""
-    if direction == "horizontal":  # ->, D[i, j] = I[i, j] - I[i, j+1]
-        d = planes[:, :, :-1] - planes[:, :, 1:]
-    elif direction == "vertical":  # down, D[i, j] = I[i, j] - I[i+1, j]
-        d = planes[:, :-1, :] - planes[:, 1:, :]
-    elif direction == "diagonal":  # down-right, D[i, j] = I[i, j] - I[i+1, j+1]
-        d = planes[:, :-1, :-1] - planes[:, 1:, 1:]
-    elif direction == "antidiagonal":  # up-right, D[i, j] = I[i+1, j] - I[i, j+1]
-        d = planes[:, 1:, :-1] - planes[:, :-1, 1:]
-    else:
-        raise ValueError(direction)
+# Each forward direction as its step (rows, columns) from a pixel to the next: ->, down, down-right, up-right.
+DIRECTIONS = {"horizontal": (0, 1), "vertical": (1, 0), "diagonal": (1, 1), "antidiagonal": (-1, 1)}
+
+
+def _run_view(array: np.ndarray, step: tuple[int, int], k: int, order: int) -> np.ndarray:
+    """Element k of every run of order+1 pixels (or differences) along `step`, as an aligned view of (N, H, W):
+    element [n, i, j] of the views for k = 0 .. order belongs to the same run."""
+    def window(size: int, stride: int) -> slice:
+        start = k if stride > 0 else order - k  # a step up starts the run `order` rows down
+        return slice(None) if stride == 0 else slice(start, size - order + start)
+
+    return array[:, window(array.shape[1], step[0]), window(array.shape[2], step[1])]
+
+
+def _clipped_differences(planes: np.ndarray, step: tuple[int, int], threshold: int) -> np.ndarray:
+    """Differences along one forward direction (a pixel minus the next), clipped to [-T, T] and shifted to bin
+    digits 0 .. 2T: horizontal D[i, j] = I[i, j] - I[i, j+1]; antidiagonal D[i, j] = I[i+1, j] - I[i, j+1]."""
+    d = _run_view(planes, step, 0, 1) - _run_view(planes, step, 1, 1)
     np.clip(d, -threshold, threshold, out=d)
     d += threshold
     return d
-
-
-def _runs(d: np.ndarray, direction: str, order: int) -> list[np.ndarray]:
-    """The order+1 consecutive differences along the direction, as aligned views [D_k, D_k+1, ...].
-
-    Element [n, i, j] of every view belongs to the same run.
-    """
-    h, w = d.shape[1:]
-    steps = range(order + 1)
-    if direction == "horizontal":
-        return [d[:, :, k: w - order + k] for k in steps]
-    if direction == "vertical":
-        return [d[:, k: h - order + k, :] for k in steps]
-    if direction == "diagonal":
-        return [d[:, k: h - order + k, k: w - order + k] for k in steps]
-    # antidiagonal: the next step up-right is one row up, one column right
-    return [d[:, order - k: h - k, k: w - order + k] for k in steps]
 
 
 def _forward_histograms(planes: np.ndarray, direction: str, threshold: int, order: int) -> np.ndarray:
     """Counts of clipped difference runs along one direction: (N, n, ..., n) with order+1 axes of n = 2T+1."""
     n = 2 * threshold + 1
     bins = n ** (order + 1)
-    runs = _runs(_clipped_differences(planes, direction, threshold), direction, order)
+    step = DIRECTIONS[direction]
+    d = _clipped_differences(planes, step, threshold)
+    runs = [_run_view(d, step, k, order) for k in range(order + 1)]
     code = runs[0] * np.int16(n)  # bin codes stay below 2T+1 cubed (9261 at T=10): int16 suffices
     for run in runs[1:-1]:
         code += run

@@ -8,23 +8,30 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from featurekit.errors import FeaturekitError, given
-from featurekit.handmade.embedder import (
-    DEFAULT_BATCH_SIZE,
-    HANDMADE_POOLING,
-    HANDMADE_PREPROCESSING,
-    HandmadeEmbedder,
-    HandmadeTap,
-    check_handmade_request,
-    handmade_embedder_of,
-    overrides_text,
-    parse_variant,
-    rebuilt_tap,
-    variant_text,
-)
+from featurekit.choices import HANDMADE_POOLING
+from featurekit.errors import FeaturekitError, given, option_name
+from featurekit.handmade.embedder import DEFAULT_BATCH_SIZE, HANDMADE_PREPROCESSING, HandmadeEmbedder, HandmadeTap
 
 # The faces' own size: hand-made features default to it instead of a CNN's 224/299.
 NATIVE_FACE_SIZE = 256
+# The largest square input, as for CNNs (featurekit.backbones.checks.MAX_IMAGE_SIZE, not imported: the
+# registry sits above this package): SPAM's bin codes for a batch of 2048 px images already take hundreds of MB.
+MAX_IMAGE_SIZE = 2048
+# Poolings that mean "the vector as it is" for a feature that is one vector per image.
+IDENTITY_POOLINGS = ("flatten", HANDMADE_POOLING)
+
+
+def _value_text(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def _parse_value(default: Any, text: str) -> Any:
+    """`text` as a value of the type of `default` (ValueError when it is none)."""
+    if isinstance(default, bool):
+        if text.lower() not in ("true", "false"):
+            raise ValueError(text)
+        return text.lower() == "true"
+    return type(default)(text) if isinstance(default, (int, float)) else text
 
 
 @dataclass(frozen=True)
@@ -32,7 +39,7 @@ class HandmadeSpec:
     """Everything featurekit knows about one hand-made feature.
 
     Attributes:
-        name: Registry name (what `--backbone NAME` will accept).
+        name: Registry name (what `backbone` accepts).
         function: `function(uint8_batch, **parameters) -> float32 (B, D)`.
         dim_function: `dim_function(image_size, **parameters) -> D`, without computing anything.
         parameters: The parameters `function` is called with (read-only).
@@ -46,13 +53,13 @@ class HandmadeSpec:
 
     It is a registry entry (`featurekit.backbones.registry.RegistryEntry`): it checks a request, builds its
     own numpy embedder (`featurekit.handmade.embedder`) and describes itself, with no weights and no Keras.
+    The `layer` of a request names a variant: `name=value` pairs joined by "+" (`threshold=2+order=1`).
     """
 
     kind: ClassVar[str] = "hand-made feature"
     preprocessing: ClassVar[str] = HANDMADE_PREPROCESSING
     is_test: ClassVar[bool] = False
     request_options: ClassVar[tuple[str, ...]] = ("layer", "image_size")
-    # Read by the extraction dispatch until it calls the protocol; delete then.
 
     name: str
     function: Callable[..., np.ndarray]
@@ -98,16 +105,45 @@ class HandmadeSpec:
 
         size = self.input_size if image_size is None else image_size
         return {
-            "name": self.name,
-            "kind": "handmade",
-            "parameters": dict(self.parameters),
-            "version": self.version,
-            "image_size": size,
-            "feature_dim": self.feature_dim(size),
-            "resamples": self.resamples,
-            "reference": self.reference,
-            "featurekit_version": __version__,
+            "name": self.name, "kind": "handmade", "parameters": dict(self.parameters), "version": self.version,
+            "image_size": size, "feature_dim": self.feature_dim(size), "resamples": self.resamples,
+            "reference": self.reference, "featurekit_version": __version__,
         }
+
+    def variant_text(self, only: Sequence[str] | None = None) -> str:
+        """Parameters as `name=value` joined by "+", in declaration order (the recorded `layer`)."""
+        names = [n for n in self.parameters if only is None or n in only]
+        return "+".join(f"{name}={_value_text(self.parameters[name])}" for name in names)
+
+    def variant(self, text: str | None) -> "HandmadeSpec":
+        """The feature with the parameters a `layer` text sets: None or "" for the defaults, else
+        `name=value` pairs joined by "+"; the full recorded text works too.
+
+        Raises:
+            FeaturekitError: an unknown parameter, a malformed pair, or a value the feature refuses.
+        """
+        if text is None or not str(text).strip():
+            return self
+        overrides: dict[str, Any] = {}
+        for pair in str(text).split("+"):
+            name, equals, value = pair.strip().partition("=")
+            if not equals or not name or not value:
+                raise FeaturekitError(
+                    f"A variant of hand-made feature {self.name!r} is name=value pairs joined by '+'.",
+                    received=given("layer", text),
+                    fix=f"Write e.g. {option_name('layer')} {self.variant_text()} (its defaults), or leave "
+                    f"{option_name('layer')} out for the defaults.")
+            if name not in self.parameters:
+                return self.with_parameters(**{name: value})  # refuses, naming the parameters there are
+            try:
+                overrides[name] = _parse_value(self.parameters[name], value)
+            except ValueError:
+                default = self.parameters[name]
+                raise FeaturekitError(
+                    f"Parameter {name!r} of {self.name} takes {type(default).__name__} values.",
+                    received=given("layer", text),
+                    fix=f"Write e.g. {option_name('layer')} {name}={_value_text(default)}.") from None
+        return self.with_parameters(**overrides)
 
     # --- the registry protocol (featurekit.backbones.registry.RegistryEntry) ---
 
@@ -119,31 +155,73 @@ class HandmadeSpec:
         Returns:
             (poolings, precision): ("none",) and "float32", what every hand-made cache records.
         """
-        check_handmade_request(self, image_size, list(poolings), preprocessing, precision, weights)
+        bad_pooling = next((pooling for pooling in poolings if pooling not in IDENTITY_POOLINGS), None)
+        candidates = [weights] if isinstance(weights, str) else list(weights)
+        refusals = (  # (refused, parameter, value, problem, how to leave it out)
+            (bad_pooling is not None, "pooling", bad_pooling, "is one vector per image already: pooling does not "
+             "apply.", " (flatten and none both mean the vector as it is)"),
+            (preprocessing not in (None, HANDMADE_PREPROCESSING), "preprocessing", preprocessing,
+             "reads the uint8 pixels as stored: it has no preprocessing to override.", ""),
+            (precision not in ("float32", "auto"), "precision", precision,
+             f"is computed with numpy in float32 and higher; it has no {precision} mode.", " (float32)"),
+            (any(c not in ("default", "none") for c in candidates), "weights", weights, "has no weights.", ""),
+        )
+        for refused, parameter, value, problem, note in refusals:
+            if refused:
+                raise FeaturekitError(f"Hand-made feature {self.name!r} {problem}", received=given(parameter, value),
+                                      fix=f"Leave {option_name(parameter)} out{note}.")
+        self._image_size(image_size)
         return (HANDMADE_POOLING,), "float32"
+
+    def _image_size(self, image_size: Any) -> int:
+        """The image size to compute at (the native size for None); sizes out of range are refused."""
+        if image_size is None:
+            return self.input_size
+        if isinstance(image_size, (bool, np.bool_)) or not isinstance(image_size, (int, np.integer)) or \
+                not self.min_input_size <= int(image_size) <= MAX_IMAGE_SIZE:
+            raise FeaturekitError(
+                f"Hand-made feature {self.name!r} takes image sizes from {self.min_input_size} to {MAX_IMAGE_SIZE} "
+                "pixels.", received=given("image_size", image_size),
+                fix=f"Leave {option_name('image_size')} out to compute at the images' own size ({self.input_size}), "
+                "or pass a size in that range to resample every image to it.")
+        return int(image_size)
 
     def build_embedder(self, taps: Sequence[tuple[str | None, str]], weights: str | Sequence[str] = "default",
                        image_size: int | None = None, preprocessing: str | None = None, seed: int = 0,
                        precision: str = "float32", batch_size: int = DEFAULT_BATCH_SIZE) -> HandmadeEmbedder:
         """A HandmadeEmbedder over (variant, pooling) taps: `layer` texts are parameter variants; `seed` is unused."""
-        return handmade_embedder_of(self, list(taps), image_size, batch_size, preprocessing, precision, weights)
+        self.check_request(image_size, [pooling for _, pooling in taps], preprocessing, precision, weights)
+        size = self._image_size(image_size)
+        stored = size if image_size is None and not self.resamples else None
+        return HandmadeEmbedder([HandmadeTap(self.variant(layer), size, batch_size) for layer, _ in taps],
+                                batch_size, stored_size=stored)
 
     def rebuild_embedder(self, embedding: dict[str, Any], weights: str | None = None) -> HandmadeTap:
         """The tap that made a cache, from its recorded attributes; refuses another code version."""
-        return rebuilt_tap(self, embedding)
+        tap = HandmadeTap(self.variant(embedding.get("layer")), int(embedding["image_size"]))
+        recorded, current = embedding.get("architecture_variant"), tap.describe()["architecture_variant"]
+        if recorded not in (None, "") and recorded != current:
+            raise FeaturekitError(
+                f"The cache was made by version {recorded!r} of {self.name}; this featurekit computes "
+                f"{current!r}, which gives other numbers.",
+                received=f"backbone {self.name}, architecture_variant {recorded}",
+                fix="Re-extract the cache and refit the model with this version.")
+        return tap
 
     def cache_name_layer(self, layer: str | None) -> str | None:
         """The parameters that differ from the registered ones (None when none do: `threshold=3` names the
         default cache)."""
-        return overrides_text(self, parse_variant(self, layer))
+        variant = self.variant(layer)
+        changed = [name for name, value in variant.parameters.items() if self.parameters.get(name) != value]
+        return variant.variant_text(changed) if changed else None
 
     def listing(self) -> dict[str, Any]:
-        """What `python cli.py backbones` shows: the keys of `BackboneSpec.listing`, with no weights."""
-        dim = self.feature_dim(self.input_size)
+        """What `backbones` lists: the keys of `BackboneSpec.listing`, with no weights."""
+        dim, variant = self.feature_dim(self.input_size), self.variant_text()
         return {
             "name": self.name, "kind": self.kind, "description": f"hand-made: {self.description}",
             "input_size": self.input_size, "min_input_size": self.min_input_size,
-            "preprocessing": self.preprocessing, "taps": [variant_text(self)], "output_layer": variant_text(self),
+            "preprocessing": self.preprocessing, "taps": [variant], "output_layer": variant,
             "output_shape": [dim], "feature_dim": {"flatten": dim}, "params": 0, "pretrained": [],
             "default_weights": "none", "weights_options": [], "weights_text": "no weights (hand-made)",
             "weights_licence": "n/a (no weights)", "is_test": self.is_test, "handmade": self.describe(self.input_size),

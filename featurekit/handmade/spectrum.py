@@ -45,7 +45,8 @@ def check_spectrum_parameters(normalisation: str, include_corners: bool) -> None
                               received=given("normalisation", normalisation),
                               fix="Use 'minmax' (the paper) or 'none'.")
     if not isinstance(include_corners, (bool, np.bool_)):
-        raise FeaturekitError("include_corners must be True or False.", received=given("include_corners", include_corners),
+        raise FeaturekitError("include_corners must be True or False.",
+                              received=given("include_corners", include_corners),
                               fix="Use include_corners=False (full rings only) or True.")
 
 

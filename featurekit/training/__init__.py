@@ -10,7 +10,6 @@
 - `model`: InceptionV1 with its preprocessing and small top, parameter counts, atomic `.keras` saves;
 - `provenance`: which images a backbone was trained on, its weights label, overlap with an extraction;
 - `schedule`: the learning rate of each epoch (constant, cosine, plateau), a pure function of the epoch and history;
-- `seeding`: a run's seed without leaving the caller's global random state changed.
 
 Import the public names from `featurekit.training.runner`. This package imports nothing heavy on import.
 """

@@ -74,7 +74,7 @@ def make_request(backbone: str, epochs: int, image_size: int, batch_size: int, l
     Returns:
         The checked request (the learning rate resolved: 1e-3 from scratch, 1e-4 fine-tuning when None).
     """
-    from featurekit.backbones.embedder import check_image_size
+    from featurekit.backbones.checks import check_image_size
 
     spec = _trainable_spec(backbone, unfreeze_from)
     check_image_size(spec, image_size)
@@ -104,8 +104,8 @@ def make_request(backbone: str, epochs: int, image_size: int, batch_size: int, l
 def _trainable_spec(backbone: str, unfreeze_from: str | None) -> BackboneSpec:
     from featurekit.backbones import get_spec, list_backbones
 
-    def is_network(name: str) -> bool:  # an entry with a Keras network (a hand-made feature has none)
-        return hasattr(get_spec(name), "create_network")
+    def is_network(name: str) -> bool:  # an entry with weights to train (a hand-made feature has none)
+        return "weights" in get_spec(name).request_options
 
     known = backbone in list_backbones(include_test=True)
     if known and unfreeze_from is not None and is_network(backbone):

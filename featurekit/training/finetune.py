@@ -32,7 +32,7 @@ class FineTuning:
     def __init__(self, request: TrainRequest):
         from featurekit.backbones.loading import build_with_weights, weights_provenance
         from featurekit.training.layers_split import split_backbone
-        from featurekit.training.seeding import seeded
+        from featurekit.backend import seeded
 
         self.request = request
         self.model_file = model_file(request.backbone)

@@ -217,7 +217,7 @@ def run_plan(plan: TrainPlan, state: dict[str, Any], save_classifier: bool, extr
              log: Callable[[str], None], started: float) -> TrainResult:
     """Build the network, fit the epochs still to run (none for a finished fit), save the best epoch."""
     from featurekit.training.model import param_counts
-    from featurekit.training.seeding import seeded
+    from featurekit.backend import seeded
 
     done = backup_epochs(plan.out)
     seconds_before = state["seconds"]  # earlier calls of an interrupted run
