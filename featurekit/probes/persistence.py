@@ -16,8 +16,9 @@ import json
 import os
 import sys
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,8 @@ HEAD_META = "estimator.json"
 HEAD_MODEL = "model.keras"
 # Files of the pickle-based format before FORMAT_VERSION 2: never loaded, only recognised.
 PICKLE_FILES = ("estimator.joblib", "estimator.pkl", "estimator.pickle")
-GENERIC_REFIT = "Refit the probe: `python cli.py fit --cache CACHE --probe PROBE` (or `compare --refit`)."
+GENERIC_REFIT = ("Refit the probe on its cache (the `fit` command with its `cache` and `probe`, or `compare` with "
+                 "`refit`).")
 
 # Every type a saved probe may hold beyond skops' own defaults (Python primitives and containers,
 # NumPy arrays and dtypes, scikit-learn's public estimators). Found with `skops.io.get_untrusted_types`
@@ -68,10 +70,7 @@ def save_probe(estimator: Any, path_dir: str | Path) -> Path:
     check_is_fitted(estimator)
     path = Path(path_dir)
     path.mkdir(parents=True, exist_ok=True)
-    if isinstance(estimator, DenseHeadClassifier):
-        _save_head(estimator, path)
-    else:
-        _save_sklearn(estimator, path)
+    FORMATS["keras_head" if isinstance(estimator, DenseHeadClassifier) else "sklearn"].save(estimator, path)
     return path
 
 
@@ -85,12 +84,10 @@ def load_probe(path_dir: str | Path) -> Any:
     path = Path(path_dir)
     problem = saved_probe_problem(path)
     if problem:
-        raise UnloadableProbeError(problem, received=str(path), fix=_fix_for(problem))
-    meta_file = path / (HEAD_META if (path / HEAD_META).is_file() else SKLEARN_META)
-    meta = _read_json(meta_file)
-    if meta.get("kind") == "keras_head":
-        return _load_head(path, meta)
-    return _load_sklearn(path, meta)
+        fix = "Pass the folder that `save_probe` (or fitting) wrote." if "No saved probe" in problem else GENERIC_REFIT
+        raise UnloadableProbeError(problem, received=str(path), fix=fix)
+    meta = _read_json(path / _saved_format(path).meta)
+    return FORMATS[meta["kind"]].load(path, meta)
 
 
 def saved_probe_problem(path_dir: str | Path) -> str:
@@ -103,30 +100,27 @@ def saved_probe_problem(path_dir: str | Path) -> str:
     if any((path / name).exists() or (path / name).is_symlink() for name in PICKLE_FILES):
         return ("The saved probe is in the old pickle (joblib) format, which can run arbitrary code when loaded; "
                 "featurekit no longer opens it.")
-    if (path / HEAD_META).is_file():
-        meta_file, model_file = path / HEAD_META, path / HEAD_MODEL
-    elif (path / SKLEARN_META).is_file():
-        meta_file, model_file = path / SKLEARN_META, path / SKLEARN_FILE
-    else:
+    saved = _saved_format(path)
+    if saved is None:
         return "No saved probe found in this folder."
     try:
-        meta = _read_json(meta_file)
+        meta = _read_json(path / saved.meta)
     except UnloadableProbeError as error:
         return error.problem
     kind = meta.get("kind")
-    if kind not in ("keras_head", "sklearn"):
-        return f"The saved probe's {meta_file.name} names an unknown kind of probe ({kind!r})."
+    if kind not in FORMATS:
+        return f"The saved probe's {saved.meta} names an unknown kind of probe ({kind!r})."
     if kind == "sklearn" and meta.get("format") != "skops":
         return "The saved probe is in the old pickle (joblib) format; featurekit no longer opens it."
+    model_file = path / saved.model
     if model_file.is_symlink() or not model_file.is_file():
         return f"The saved probe has no regular file {model_file.name}."
     return ""
 
 
-def _fix_for(problem: str) -> str:
-    if "No saved probe" in problem:
-        return "Pass the folder that save_probe (or `python cli.py fit`) wrote."
-    return GENERIC_REFIT
+def _saved_format(path: Path) -> _Format | None:
+    """The format whose JSON file the folder holds (the head's first), or None."""
+    return next((saved for saved in FORMATS.values() if (path / saved.meta).is_file()), None)
 
 
 def _read_json(file: Path) -> dict[str, Any]:
@@ -289,30 +283,36 @@ def _check_head_config(model_file: Path) -> None:
             config = json.loads(archive.read("config.json"))
     except Exception as error:
         raise _refuse("The saved head's model.keras is damaged or not a Keras file", model_file, error) from None
-    unexpected = sorted({name for name in _class_names(config) if name not in HEAD_CLASS_NAMES})
-    modules = sorted({m for m in _modules(config) if not (m == "keras" or m.startswith("keras."))})
+    unexpected = sorted({name for name in _values_of(config, "class_name") if name not in HEAD_CLASS_NAMES})
+    modules = sorted({m for m in _values_of(config, "module") if not (m == "keras" or m.startswith("keras."))})
     if unexpected or modules:
         raise _refuse(f"The saved head's model.keras names objects a head does not have: "
                       f"{', '.join(unexpected + modules)[:200]}", model_file)
 
 
-def _class_names(node: Any):
+def _values_of(node: Any, key: str):
+    """Every string under `key` in a nested JSON config (Keras' "class_name", "module")."""
     if isinstance(node, dict):
-        if isinstance(node.get("class_name"), str):
-            yield node["class_name"]
-        for value in node.values():
-            yield from _class_names(value)
-    elif isinstance(node, list):
+        if isinstance(node.get(key), str):
+            yield node[key]
+        node = list(node.values())
+    if isinstance(node, list):
         for value in node:
-            yield from _class_names(value)
+            yield from _values_of(value, key)
 
 
-def _modules(node: Any):
-    if isinstance(node, dict):
-        if isinstance(node.get("module"), str):
-            yield node["module"]
-        for value in node.values():
-            yield from _modules(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _modules(value)
+@dataclass(frozen=True)
+class _Format:
+    """One way a fitted probe lies in its folder: its JSON file, its model file, how to write and read them."""
+
+    meta: str
+    model: str
+    save: Callable[[Any, Path], None]
+    load: Callable[[Path, dict[str, Any]], Any]
+
+
+# By the `kind` their JSON file records.
+FORMATS = {
+    "keras_head": _Format(HEAD_META, HEAD_MODEL, _save_head, _load_head),
+    "sklearn": _Format(SKLEARN_META, SKLEARN_FILE, _save_sklearn, _load_sklearn),
+}
