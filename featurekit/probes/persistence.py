@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import zipfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,10 +187,12 @@ def _load_sklearn(path: Path, meta: dict[str, Any]) -> Any:
 def _save_head(head: DenseHeadClassifier, path: Path) -> None:
     import keras
 
+    from featurekit.backend import tensorflow_kept_out
+
     final = path / HEAD_MODEL
     temporary = temporary_sibling(final).with_suffix(".keras")  # Keras insists on the suffix
     try:
-        with _tensorflow_left_unimported():
+        with tensorflow_kept_out():  # Keras' serialisation would import TensorFlow under JAX or PyTorch
             head.model_.save(temporary)
         commit_file(temporary, final)
     finally:
@@ -210,36 +210,6 @@ def _save_head(head: DenseHeadClassifier, path: Path) -> None:
         "feature_names_in_": None if names is None else [str(n) for n in names],
         "history_": head.history_, "best_epoch_": int(head.best_epoch_), "batch_size_": int(head.batch_size_),
     })
-
-
-@contextmanager
-def _tensorflow_left_unimported() -> Iterator[None]:
-    """Keep Keras' serializer from importing TensorFlow when another backend runs and TF is not loaded.
-
-    `serialize_keras_object` asks its lazy `tensorflow` module whether TF is available (to recognise
-    TensorShape and DType objects), which imports TensorFlow whenever it is installed: seconds of
-    import and a second framework in memory under JAX or torch. While TF is not imported no object can
-    be one of its types, so answering "not available" for the duration of the save changes nothing
-    else. If Keras' internals move, the guard does nothing and saving still works (it imports TF).
-    """
-    import keras
-
-    lazy = None
-    if keras.backend.backend() != "tensorflow" and "tensorflow" not in sys.modules:
-        try:
-            from keras.src.utils import module_utils
-
-            lazy = getattr(module_utils, "tensorflow", None)
-        except ImportError:
-            lazy = None
-    if lazy is None or getattr(lazy, "_available", True) is not None:
-        yield
-        return
-    lazy._available = False
-    try:
-        yield
-    finally:
-        lazy._available = None
 
 
 def _load_head(path: Path, meta: dict[str, Any]) -> DenseHeadClassifier:

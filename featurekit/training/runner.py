@@ -36,6 +36,7 @@ from typing import Any
 
 from featurekit.data import ImageFolder, Sample, scan_image_folder
 from featurekit.errors import FeaturekitError, given, option_name
+from featurekit.fsutil import atomic_write_json
 from featurekit.options import complete
 from featurekit.training.checks import TrainRequest, check_split_sizes, make_request
 from featurekit.training.state import (
@@ -50,7 +51,6 @@ from featurekit.training.state import (
     prepare_out,
     read_weights,
     remove_unfinished_files,
-    write_json,
 )
 
 
@@ -232,7 +232,7 @@ def _fit(plan: TrainPlan, state: dict[str, Any], classifier, params: dict[str, i
     import keras
 
     from featurekit.training.batches import EpochSetter
-    from featurekit.training.callbacks import ProgressRecorder, flush_output
+    from featurekit.training.callbacks import ProgressRecorder
     from featurekit.training.schedule import schedule_callback
 
     request, out = plan.request, plan.out
@@ -249,7 +249,7 @@ def _fit(plan: TrainPlan, state: dict[str, Any], classifier, params: dict[str, i
     train_batches, valid_batches = plan.method.datasets(out, plan.folder, train, valid, log)
     if not done:
         plan.method.warm_start(train_batches, log)
-    flush_output()
+    sys.stdout.flush()
     recorder = ProgressRecorder(out, state, len(train_batches) * request.batch_size, started, log)
     # double_checkpoint: a kill while the backup is being written leaves the previous epoch's copy.
     backup = keras.callbacks.BackupAndRestore(backup_dir=str(out / BACKUP_DIR), double_checkpoint=True)
@@ -282,7 +282,6 @@ def _finish(plan: TrainPlan, state: dict[str, Any], classifier, backbone, params
             save_classifier: bool, train: list[Sample], valid: list[Sample], skipped: list[tuple[str, str]],
             log: Callable[[str], None], started: float, seconds_before: float) -> TrainResult:
     """Load the best epoch's weights, save the backbone (and classifier), write training.json, tidy up."""
-    from featurekit.training.callbacks import flush_output
     from featurekit.training.model import save_keras
 
     out = plan.out
@@ -308,14 +307,14 @@ def _finish(plan: TrainPlan, state: dict[str, Any], classifier, backbone, params
         resumed_from=state["resumed_from"], params=params)
     record = _result_record(result, plan, state, save_classifier, train, valid, skipped)
     result.weights_label = record["weights_label"]
-    write_json(out / RESULT_FILE, record)
+    atomic_write_json(out / RESULT_FILE, record)
     (out / PROGRESS_FILE).unlink(missing_ok=True)
     remove_unfinished_files(out)
     log(f"Best epoch {result.best_epoch} of {result.epochs_run}: val_accuracy {result.best_valid_accuracy:.3f}, "
         f"val_loss {result.best_valid_loss:.4f}; {result.seconds:.0f} s in all, "
         f"{result.train_images_per_second:.1f} train images/s. Backbone saved to {result.model_path} "
         f"({result.weights_label}).")
-    flush_output()
+    sys.stdout.flush()
     return result
 
 

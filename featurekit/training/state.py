@@ -48,11 +48,6 @@ def out_lock(out: Path) -> Iterator[None]:
         yield
 
 
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Atomic, fsynced JSON (a kill mid-write leaves the previous file, never half a file)."""
-    atomic_write_json(path, payload)
-
-
 def write_weights(path: Path, weights: list[np.ndarray]) -> None:
     """A model's arrays as `.npz` (arrays only: nothing in it can run code when loaded), atomically."""
     buffer = io.BytesIO()
@@ -120,7 +115,7 @@ def prepare_out(out: Path, identity: dict[str, Any], overwrite: bool) -> dict[st
         return state
     state = {"identity": identity, "history": {}, "best": None, "wait": 0, "stopped_early": False,
              "fit_finished": False, "seconds": 0.0, "resumed_from": []}
-    write_json(progress_path, state)
+    atomic_write_json(progress_path, state)
     return state
 
 
