@@ -125,11 +125,9 @@ def _read_json(file: Path) -> dict[str, Any]:
     try:
         meta = json.loads(_read_regular_file(file).decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise UnloadableProbeError(f"The saved probe's {file.name} cannot be read ({type(error).__name__}: {error}).",
-                                   received=str(file), fix=GENERIC_REFIT) from None
+        raise _refuse(f"The saved probe's {file.name} cannot be read", file, error) from None
     if not isinstance(meta, dict):
-        raise UnloadableProbeError(f"The saved probe's {file.name} is not a JSON object.", received=str(file),
-                                   fix=GENERIC_REFIT)
+        raise _refuse(f"The saved probe's {file.name} is not a JSON object", file)
     return meta
 
 
