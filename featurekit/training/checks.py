@@ -11,7 +11,7 @@ from typing import Any
 
 from featurekit.backbones import BackboneSpec
 from featurekit.data import ImageFolder
-from featurekit.errors import FeaturekitError, given, option_name
+from featurekit.errors import FeaturekitError, given
 from featurekit.training.schedule import Schedule, make_schedule
 
 # Only networks defined here can be trained from scratch; every registered Keras backbone (these included) can
@@ -84,7 +84,7 @@ def make_request(options: dict[str, Any]) -> TrainRequest:
     if options["batch_size"] < 2:
         raise FeaturekitError("The batch size must be at least 2 (batch norm needs two images per batch).",
                               received=given("batch_size", options["batch_size"]),
-                              fix=f"Use e.g. {option_name('batch_size')} 32.")
+                              fix="Use e.g. `batch_size` 32.")
     learning_rate = options["learning_rate"]
     if learning_rate is None:
         learning_rate = SCRATCH_LEARNING_RATE if options["unfreeze_from"] is None else FINETUNE_LEARNING_RATE
@@ -115,8 +115,8 @@ def _trainable_spec(backbone: str, unfreeze_from: str | None) -> BackboneSpec:
         problem = f"{backbone!r} is no registered backbone: only {', '.join(TRAINABLE_BACKBONES)} can be trained."
     raise FeaturekitError(
         problem, received=given("backbone", backbone),
-        fix=f"Use {option_name('backbone')} {TRAINABLE_BACKBONES[0]} to train from scratch, or fine-tune one of "
-        f"{', '.join(others)} with {option_name('unfreeze_from')} LAYER (e.g. inceptionv3 with mixed5).")
+        fix=f"Use `backbone` {TRAINABLE_BACKBONES[0]} to train from scratch, or fine-tune one of "
+        f"{', '.join(others)} with `unfreeze_from` LAYER (e.g. inceptionv3 with mixed5).")
 
 
 def _augment_views(options: dict[str, Any]) -> tuple[str, ...]:
@@ -134,12 +134,12 @@ def _augment_views(options: dict[str, Any]) -> tuple[str, ...]:
             raise FeaturekitError(
                 "These settings belong to fine-tuning, which starts from weights above a layer; training from "
                 "scratch does not use them.", received=", ".join(given_settings),
-                fix=f"Pass {option_name('unfreeze_from')} LAYER to fine-tune, or leave them out.")
+                fix="Pass `unfreeze_from` LAYER to fine-tune, or leave them out.")
     if views and not copies:
         raise FeaturekitError(
             "Augmentation views are drawn into cached copies of the training images, and none was asked for.",
             received=f"{given('augment_views', list(views))} with {given('augment_copies', 0)}",
-            fix=f"Pass {option_name('augment_copies')} 2 (two augmented copies per image besides the clean one).")
+            fix="Pass `augment_copies` 2 (two augmented copies per image besides the clean one).")
     return views
 
 
@@ -153,5 +153,5 @@ def check_split_sizes(folder: ImageFolder) -> None:
                 f"Too few images to train: the {split} split needs at least {least} images of each class, "
                 f"it has {have}.",
                 received=f"{given('data', str(folder.root))} ({len(folder.samples)} images, layout {folder.layout})",
-                fix=f"Add images, or give that split a larger share with {option_name('split')} (e.g. 0.7,0.15,0.15).",
+                fix="Add images, or give that split a larger share with `split` (e.g. 0.7,0.15,0.15).",
             )

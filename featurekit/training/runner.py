@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from featurekit.data import ImageFolder, Sample, scan_image_folder
-from featurekit.errors import FeaturekitError, given, option_name
+from featurekit.errors import FeaturekitError, given
 from featurekit.fsutil import atomic_write_json
 from featurekit.options import complete
 from featurekit.training.checks import TrainRequest, check_split_sizes, make_request
@@ -289,7 +289,7 @@ def _finish(plan: TrainPlan, state: dict[str, Any], classifier, backbone, params
         raise FeaturekitError(
             "No epoch gave a usable validation result (the validation metric was NaN every epoch).",
             received=given("learning_rate", plan.request.learning_rate),
-            fix=f"Try a smaller {option_name('learning_rate')}, and check the images decode (extraction lists bad "
+            fix="Try a smaller `learning_rate`, and check the images decode (extraction lists bad "
             "files).",
         )
     best, history = state["best"], state["history"]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
-from featurekit.errors import FeaturekitError, given, option_name
+from featurekit.errors import FeaturekitError, given
 
 @dataclass(frozen=True)
 class Schedule:
@@ -139,19 +139,19 @@ def make_schedule(name: str, learning_rate: float, epochs: int, min_learning_rat
         raise FeaturekitError(
             f"A warmup belongs to the cosine schedule; the {name} schedule starts at the learning rate.",
             received=f"{given('warmup_epochs', warmup_epochs)} with {given('schedule', name)}",
-            fix=f"Use {option_name('schedule')} cosine, or leave {option_name('warmup_epochs')} at 0.")
+            fix="Use `schedule` cosine, or leave `warmup_epochs` at 0.")
     if name == "cosine" and warmup_epochs >= epochs:
         raise FeaturekitError(
             "The warmup must leave at least one epoch of the run for the cosine decay.",
             received=f"{given('warmup_epochs', warmup_epochs)} with {given('epochs', epochs)}",
-            fix=f"Use fewer {option_name('warmup_epochs')} (e.g. {max(0, min(2, epochs - 1))}) or more "
-            f"{option_name('epochs')}.")
+            fix=f"Use fewer `warmup_epochs` (e.g. {max(0, min(2, epochs - 1))}) or more "
+            "`epochs`.")
     if name != "constant" and not min_learning_rate < learning_rate:
         raise FeaturekitError(
             f"The minimum learning rate of the {name} schedule must be at least 0 and below the learning rate "
             f"({learning_rate:g}).",
             received=f"{given('min_learning_rate', min_learning_rate)} with {given('learning_rate', learning_rate)}",
-            fix=f"Use e.g. {option_name('min_learning_rate')} {learning_rate / 100:g} (1% of the learning rate).")
+            fix=f"Use e.g. `min_learning_rate` {learning_rate / 100:g} (1% of the learning rate).")
     return Schedule(name=name, learning_rate=float(learning_rate), epochs=epochs,
                     min_learning_rate=float(min_learning_rate), warmup_epochs=warmup_epochs,
                     plateau_factor=float(plateau_factor), plateau_patience=plateau_patience, monitor=monitor)
