@@ -25,7 +25,7 @@ from featurekit.data import IMAGE_SUFFIXES, printable_path, read_problem
 from featurekit.errors import FeaturekitError, WeightsUnavailableError
 from featurekit.evaluation.fitting import load_fitted
 from featurekit.hashing import file_sha256
-from featurekit.options import default as declared
+from featurekit.options import validate_params
 
 
 def entry_problem(path: Path) -> str:
@@ -100,8 +100,8 @@ def _refuse_field(model_dir: str | Path, field: str, recorded: Any, actual: Any,
         f"The model's fitted.json says {field} is {recorded!r}, but {where} says {actual!r}: the model would "
         "score features other than those it was fitted on.",
         received=f"{Path(model_dir) / 'fitted.json'} ({field})",
-        fix="Restore the original fitted.json, or refit the model on its cache (python cli.py fit --cache CACHE "
-        "--probe PROBE).")
+        fix="Restore the original fitted.json, or refit the model on its cache (the `fit` command with its `cache` "
+        "and `probe`).")
 
 
 def check_fitted_record(model_dir: str | Path, meta: dict[str, Any], estimator: Any) -> None:
@@ -204,8 +204,9 @@ def embedder_for(embedding: dict[str, Any]):
     return embedder
 
 
-def predict(model_dir: str | Path, inputs: list[str | Path], batch_size: int = declared("predict", "batch_size"),
-            max_pixels: int | None = declared("predict", "max_pixels"), workers: int | None = None) -> list[dict[str, Any]]:
+@validate_params("predict")
+def predict(model_dir: str | Path, inputs: list[str | Path], batch_size: int = 32, max_pixels: int | None = 64_000_000,
+            workers: int | None = None) -> list[dict[str, Any]]:
     """P(fake) and the label at the model's stored threshold for every input image.
 
     Args:
@@ -221,12 +222,9 @@ def predict(model_dir: str | Path, inputs: list[str | Path], batch_size: int = d
     """
     fitted = load_fitted(model_dir)
     entries = collect_images(inputs)
-    if fitted.meta.get("members") is not None:
-        score = _fused_scorer(model_dir, fitted, batch_size)
-    else:
-        score = _single_scorer(model_dir, fitted, batch_size)
-    readable = [path for path, problem in entries if not problem]
-    scored = score([str(path.resolve()) for path in readable], batch_size, max_pixels, workers) if readable else iter(())
+    embedders = model_embedders(model_dir, fitted.meta, fitted.estimator)
+    readable = [str(path.resolve()) for path, problem in entries if not problem]
+    scored = _scores(fitted.estimator, embedders, readable, batch_size, max_pixels, workers)
     class_names, threshold = fitted.meta["class_names"], fitted.threshold
     rows: list[dict[str, Any]] = []
     for path, problem in entries:
@@ -240,34 +238,27 @@ def predict(model_dir: str | Path, inputs: list[str | Path], batch_size: int = d
     return rows
 
 
-def _single_scorer(model_dir: str | Path, fitted: Any, batch_size: int):
-    """A function paths -> (P(fake) or None, reason) per path, through the one embedder of the model's cache."""
-    from featurekit.pipeline import image_batches
-    from featurekit.probes import fake_scores
-
-    check_fitted_record(model_dir, fitted.meta, fitted.estimator)
-    embedder = embedder_for(fitted.meta["embedding"])
-    check_embedder_matches(model_dir, fitted.meta["embedding"], embedder.describe())
-    embedder.batch_size = batch_size
-    size = fitted.meta["embedding"]["image_size"]
-
-    def score(paths: list[str], batch_size: int, max_pixels: int | None, workers: int | None) -> Iterator:
-        for images, ok, reasons in image_batches("", paths, size, batch_size, workers=workers, max_pixels=max_pixels):
-            scores = np.full(len(ok), np.nan)
-            if ok.any():
-                scores[ok] = fake_scores(fitted.estimator, embedder(images)[ok])
-            yield from ((float(s), "") if good else (None, reason) for good, s, reason in zip(ok, scores, reasons))
-    return score
-
-
-def fused_embedders(model_dir: str | Path, meta: dict[str, Any], estimator: Any) -> list:
-    """Every member's embedder of a model fitted on a fusion, in column order, each record checked.
+def model_embedders(model_dir: str | Path, meta: dict[str, Any], estimator: Any) -> list[tuple[Any, int]]:
+    """(embedder, its image size) for each block of the model's feature columns, in column order: one for a
+    model fitted on one cache, one per member for a fusion; each record checked first.
 
     Raises:
-        FeaturekitError: A members list that is not well formed, a member record that disagrees with its
-            cache, its fingerprint or its rebuilt embedder, or member sizes and fingerprints that do not
-            add up to the fused record (an edited fitted.json).
+        FeaturekitError: A record that disagrees with the estimator, its cache, its fingerprint or its
+            rebuilt embedder; for a fusion also a members list that is not well formed, or member sizes and
+            fingerprints that do not add up to the fused record (an edited fitted.json).
     """
+    fused = meta.get("members") is not None
+    embedders = []
+    for record in _member_records(model_dir, meta, estimator) if fused else [meta]:
+        check_fitted_record(model_dir, record, None if fused else estimator)
+        embedder = embedder_for(record["embedding"])
+        check_embedder_matches(model_dir, record["embedding"], embedder.describe())
+        embedders.append((embedder, int(record["embedding"]["image_size"])))
+    return embedders
+
+
+def _member_records(model_dir: str | Path, meta: dict[str, Any], estimator: Any) -> list[dict[str, Any]]:
+    """The record of each member of a model fitted on a fusion, once the fused record adds up."""
     from featurekit.cache.fusion import fused_fingerprint
 
     members = meta.get("members")
@@ -275,7 +266,7 @@ def fused_embedders(model_dir: str | Path, meta: dict[str, Any], estimator: Any)
             isinstance(m, dict) and isinstance(m.get("embedding"), dict) and m.get("fingerprint") for m in members):
         raise FeaturekitError("The model's fitted.json lists its fused caches in a form this version cannot read.",
                               received=f"{Path(model_dir) / 'fitted.json'} (members)",
-                              fix="Refit it: `python cli.py fit --cache A --cache B --fuse --probe PROBE`.")
+                              fix="Refit it on the fusion of its caches (the `fit` command with `fuse`).")
     fingerprint = fused_fingerprint([m["fingerprint"] for m in members])
     if fingerprint != meta.get("cache_fingerprint"):
         raise _refuse_field(model_dir, "cache_fingerprint", meta.get("cache_fingerprint"), fingerprint,
@@ -285,40 +276,30 @@ def fused_embedders(model_dir: str | Path, meta: dict[str, Any], estimator: Any)
     fused_dim = (meta.get("embedding") or {}).get("feature_dim")
     if all(isinstance(d, int) for d in dims) and isinstance(fused_dim, int) and sum(dims) != fused_dim:
         raise _refuse_field(model_dir, "feature_dim", fused_dim, sum(dims), "the sum of its members' feature_dim")
-    embedders = []
-    for member in members:
-        record = {"cache": member.get("path"), "cache_fingerprint": member["fingerprint"],
-                  "embedding": member["embedding"]}
-        check_fitted_record(model_dir, record, None)
-        embedder = embedder_for(member["embedding"])
-        check_embedder_matches(model_dir, member["embedding"], embedder.describe())
-        embedders.append(embedder)
-    return embedders
+    return [{"cache": m.get("path"), "cache_fingerprint": m["fingerprint"], "embedding": m["embedding"]}
+            for m in members]
 
 
-def _fused_scorer(model_dir: str | Path, fitted: Any, batch_size: int):
-    """`_single_scorer` for a model fitted on a fusion: each image through every member's embedder, concatenated."""
+def _scores(estimator: Any, embedders: list[tuple[Any, int]], paths: list[str], batch_size: int,
+            max_pixels: int | None, workers: int | None) -> Iterator[tuple[float | None, str]]:
+    """(P(fake) or None, reason) per path: each image through every embedder, the features concatenated."""
     from featurekit.pipeline import image_batches
     from featurekit.probes import fake_scores
 
-    embedders = fused_embedders(model_dir, fitted.meta, fitted.estimator)
-    sizes = [int(member["embedding"]["image_size"]) for member in fitted.meta["members"]]
-    distinct = list(dict.fromkeys(sizes))
-    for embedder in embedders:
+    if not paths:
+        return
+    for embedder, _ in embedders:
         embedder.batch_size = batch_size
-
-    def score(paths: list[str], batch_size: int, max_pixels: int | None, workers: int | None) -> Iterator:
-        # One decode per distinct input size; the streams slice the files identically, batch by batch.
-        streams = [image_batches("", paths, size, batch_size, workers=workers, max_pixels=max_pixels)
-                   for size in distinct]
-        for decoded in zip(*streams):
-            by_size = {size: batch for size, batch in zip(distinct, decoded)}
-            ok = np.logical_and.reduce([batch[1] for batch in decoded])
-            reasons = [next((r for r in row_reasons if r), "") for row_reasons in zip(*(batch[2] for batch in decoded))]
-            scores = np.full(len(ok), np.nan)
-            if ok.any():
-                features = np.concatenate([np.asarray(embedder(by_size[size][0]))[ok]
-                                           for embedder, size in zip(embedders, sizes)], axis=1)
-                scores[ok] = fake_scores(fitted.estimator, features)
-            yield from ((float(s), "") if good else (None, reason) for good, s, reason in zip(ok, scores, reasons))
-    return score
+    # One decode per distinct input size; the streams slice the files identically, batch by batch.
+    sizes = list(dict.fromkeys(size for _, size in embedders))
+    streams = [image_batches("", paths, size, batch_size, workers=workers, max_pixels=max_pixels) for size in sizes]
+    for decoded in zip(*streams):
+        by_size = dict(zip(sizes, decoded))
+        ok = np.logical_and.reduce([batch[1] for batch in decoded])
+        reasons = [next((r for r in row_reasons if r), "") for row_reasons in zip(*(batch[2] for batch in decoded))]
+        scores = np.full(len(ok), np.nan)
+        if ok.any():
+            features = np.concatenate([np.asarray(embedder(by_size[size][0]))[ok] for embedder, size in embedders],
+                                      axis=1)
+            scores[ok] = fake_scores(estimator, features)
+        yield from ((float(s), "") if good else (None, reason) for good, s, reason in zip(ok, scores, reasons))

@@ -24,7 +24,7 @@ EPOCHS = 3
 UNFREEZE_FROM = "conv_pw_11_relu"
 SETTINGS = dict(backbone="mobilenet", weights="default", unfreeze_from=UNFREEZE_FROM, epochs=EPOCHS,
                 image_size=IMAGE_SIZE, batch_size=8, learning_rate=1e-3, patience=10, seed=0,
-                split_fractions=(0.7, 0.3, 0.0), progress=False, augment_copies=1,
+                split=(0.7, 0.3, 0.0), progress=False, augment_copies=1,
                 augment_views=["jpeg:30-95", "blur:0-2"])
 
 
@@ -109,7 +109,7 @@ def test_training_json_names_the_parent_weights_and_the_training_images(finetune
     record = json.loads((finetuned_run["out"] / "training.json").read_text())
     assert record["parent"]["weights_sha256"] == shipped_record("mobilenet").sha256
     assert record["parent"]["weights_label"].startswith("ImageNet")
-    folder = scan_image_folder(finetuned_run["data"], SETTINGS["split_fractions"])
+    folder = scan_image_folder(finetuned_run["data"], SETTINGS["split"])
     assert record["data"]["train_sha256"] == sorted(s.sha256 for s in folder.samples if s.split == "train")
     assert record["config"]["unfreeze_from"] == UNFREEZE_FROM and record["config"]["top_layer"] == "conv_pw_13_relu"
     assert record["config"]["augment_views"] == ["jpeg:30-95@0", "blur:0-2@0"]
@@ -153,7 +153,7 @@ def test_extract_uses_the_finetuned_file_with_its_label_and_refuses_its_training
     (dict(top_layer="conv_pw_5_relu"), r"top layer must be a layer of 'mobilenet' above 'conv_pw_11_relu'"),
     (dict(unfreeze_from=None), r"belong to fine-tuning.*weights='x.keras'"),
     (dict(augment_copies=0), r"none was asked for"),
-    (dict(head_pooling="max"), r"Unknown head pooling 'max'"),
+    (dict(head_pooling="max"), r"head_pooling must be one of: meanstd, avg"),
 ])
 def test_unusable_finetuning_settings_are_refused_before_anything_is_written(tmp_path, changes, match):
     data = make_image_folder(tmp_path / "faces", per_class=16, size=IMAGE_SIZE)

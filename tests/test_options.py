@@ -118,7 +118,6 @@ def test_library_signatures_agree_with_the_declarations():
     from featurekit.extraction.request import ExtractionRequest
     from featurekit.evaluation.fitting import fit_probe
     from featurekit.predict import predict
-    from featurekit.training.runner import train_backbone
 
     extract = {field.name: field.default for field in fields(ExtractionRequest)}
     for name in ("batch_size", "dtype", "overwrite", "seed", "on_missing_weights", "precision"):
@@ -126,10 +125,6 @@ def test_library_signatures_agree_with_the_declarations():
     assert extract["weights"] == (default("extract", "weights"),)
     assert extract["cache_dir"] == Path(default("extract", "cache_dir"))
     assert [tap.pooling for tap in extract["taps"]] == [default("extract", "pooling")]
-    training = _signature_defaults(train_backbone)
-    for name in ("backbone", "epochs", "image_size", "batch_size", "learning_rate", "patience", "seed", "overwrite",
-                 "monitor"):
-        assert training[name] == default("train_backbone", name), name
     comparing = _signature_defaults(compare)
     assert comparing["n_boot"] == default("compare", "boot")
     assert comparing["runs_dir"] == default("compare", "runs_dir")

@@ -30,7 +30,7 @@ EPOCHS = 4
 INTERRUPT_AFTER = 2  # epochs finished when the first call is interrupted
 SCHEDULE = dict(schedule="cosine", min_learning_rate=1e-4, warmup_epochs=0)
 SETTINGS = dict(epochs=EPOCHS, image_size=IMAGE_SIZE, batch_size=8, learning_rate=1e-3, patience=10, seed=0,
-                split_fractions=(0.7, 0.3, 0.0), progress=False, **SCHEDULE)
+                split=(0.7, 0.3, 0.0), progress=False, **SCHEDULE)
 INCEPTION_EPOCHS = 3
 
 
@@ -195,7 +195,7 @@ def test_saved_backbone_reloads_and_extracts(inceptionv1_run):
     assert result.params["total"] == 6_520_705
 
     classifier = keras.saving.load_model(result.out / "classifier.keras", safe_mode=True)
-    folder = scan_image_folder(inceptionv1_run["data"], SETTINGS["split_fractions"])
+    folder = scan_image_folder(inceptionv1_run["data"], SETTINGS["split"])
     valid = [s for s in folder.samples if s.split == "valid"]
     batches = image_batches(folder.root, [s.path for s in valid], IMAGE_SIZE, batch_size=16)
     images = np.concatenate([batch for batch, _, _ in batches])
@@ -231,7 +231,7 @@ def test_training_json_records_the_run(inceptionv1_run):
     from featurekit.data import scan_image_folder
     from featurekit.hashing import file_sha256
 
-    folder = scan_image_folder(inceptionv1_run["data"], SETTINGS["split_fractions"])
+    folder = scan_image_folder(inceptionv1_run["data"], SETTINGS["split"])
     data = record["data"]
     assert data["train_sha256"] == sorted(s.sha256 for s in folder.samples if s.split == "train")
     assert data["valid_sha256"] == sorted(s.sha256 for s in folder.samples if s.split == "valid")
@@ -373,7 +373,7 @@ def test_schedule_options_are_checked(tmp_path: Path, changes: dict, match: str)
     (dict(schedule="plateau", min_learning_rate=2e-3), r"minimum learning rate of the plateau schedule"),
     (dict(schedule="plateau", warmup_epochs=2), r"warmup belongs to the cosine schedule.*schedule='plateau'"),
     (dict(schedule="cosine", warmup_epochs=3, epochs=3), r"leave at least one epoch.*warmup_epochs=3 with epochs=3"),
-    (dict(schedule="plateau", plateau_factor=1.5), r"plateau factor must be a number between 0 and 1"),
+    (dict(schedule="plateau", plateau_factor=1.5), r"plateau_factor must be a number \(no quotes\), > 0 and < 1"),
 ])
 def test_schedule_settings_the_schedule_cannot_use_are_refused(tmp_path: Path, changes: dict, match: str):
     data = make_image_folder(tmp_path / "faces", per_class=2)
@@ -410,7 +410,7 @@ def test_plateau_schedule_resumes_with_its_counters(tmp_path: Path, monkeypatch)
     monkeypatch.setattr(model, "build_classifier", _tiny_classifier)
     data = make_image_folder(tmp_path / "faces", per_class=20, size=32)
     settings = dict(epochs=7, image_size=32, batch_size=8, patience=20, monitor="val_accuracy", schedule="plateau",
-                    plateau_patience=2, plateau_factor=0.5, split_fractions=(0.7, 0.3, 0.0), progress=False,
+                    plateau_patience=2, plateau_factor=0.5, split=(0.7, 0.3, 0.0), progress=False,
                     log=lambda _: None)
     straight = train_backbone(data, out=tmp_path / "straight", **settings)
 
@@ -465,3 +465,18 @@ def test_unfinished_run_from_before_schedules_resumes_only_as_constant(tmp_path:
         prepare_out(tmp_path, {**identity, "schedule": _schedule().identity()}, overwrite=False)
     state = prepare_out(tmp_path, {**identity, "schedule": {"name": "constant"}}, overwrite=False)
     assert state["identity"]["schedule"] == {"name": "constant"} and state["history"] == {"loss": [0.7]}
+
+
+def test_seeding_a_run_leaves_the_callers_global_random_state_as_it_was():
+    from featurekit.training.seeding import seeded
+
+    random.seed(5)
+    np.random.seed(5)
+    expected = (random.random(), float(np.random.rand()))
+    random.seed(5)
+    np.random.seed(5)
+    with seeded(123):
+        inside = float(np.random.rand())  # Keras' seeding reseeds NumPy's global generator inside the block
+    assert (random.random(), float(np.random.rand())) == expected
+    np.random.seed(123)
+    assert inside == float(np.random.rand())

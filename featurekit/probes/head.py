@@ -19,7 +19,6 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from featurekit.probes.epochs import SEED_MODEL, EpochProbe, log_loss_from_logits
-from featurekit.options import default as declared
 
 # Rows per forward pass at prediction time: bounds memory for any n, large enough to be fast.
 PREDICT_ROWS = 8192
@@ -41,6 +40,8 @@ def auto_batch_size(n_rows: int) -> int:
 
 class DenseHeadClassifier(EpochProbe):
     """Dense(units, relu) -> Dropout -> Dense(1, sigmoid) on frozen embeddings.
+
+    The defaults are the study's head; the `fit_head` options declare the same ones (a test keeps them equal).
 
     Args:
         units: Width of the hidden layer.
@@ -75,14 +76,14 @@ class DenseHeadClassifier(EpochProbe):
 
     def __init__(
         self,
-        units: int = declared("fit_head", "units"),
-        dropout: float = declared("fit_head", "dropout"),
-        learning_rate: float = declared("fit_head", "learning_rate"),
-        epochs: int = declared("fit_head", "epochs"),
-        batch_size: int | str = declared("fit_head", "batch_size"),
-        patience: int = declared("fit_head", "patience"),
+        units: int = 512,
+        dropout: float = 0.5,
+        learning_rate: float = 1e-3,
+        epochs: int = 30,
+        batch_size: int | str = "auto",
+        patience: int = 5,
         monitor: str = "val_loss",
-        random_state: int | None = declared("fit_head", "seed"),
+        random_state: int | None = 0,
         verbose: int = 0,
         standardize: bool = True,
     ):

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,8 @@ HEAD_META = "estimator.json"
 HEAD_MODEL = "model.keras"
 # Files of the pickle-based format before FORMAT_VERSION 2: never loaded, only recognised.
 PICKLE_FILES = ("estimator.joblib", "estimator.pkl", "estimator.pickle")
-GENERIC_REFIT = "Refit the probe: `python cli.py fit --cache CACHE --probe PROBE` (or `compare --refit`)."
+GENERIC_REFIT = ("Refit the probe on its cache (the `fit` command with its `cache` and `probe`, or `compare` with "
+                 "`refit`).")
 
 # Every type a saved probe may hold beyond skops' own defaults (Python primitives and containers,
 # NumPy arrays and dtypes, scikit-learn's public estimators). Found with `skops.io.get_untrusted_types`
@@ -68,10 +68,7 @@ def save_probe(estimator: Any, path_dir: str | Path) -> Path:
     check_is_fitted(estimator)
     path = Path(path_dir)
     path.mkdir(parents=True, exist_ok=True)
-    if isinstance(estimator, DenseHeadClassifier):
-        _save_head(estimator, path)
-    else:
-        _save_sklearn(estimator, path)
+    FORMATS["keras_head" if isinstance(estimator, DenseHeadClassifier) else "sklearn"].save(estimator, path)
     return path
 
 
@@ -85,12 +82,10 @@ def load_probe(path_dir: str | Path) -> Any:
     path = Path(path_dir)
     problem = saved_probe_problem(path)
     if problem:
-        raise UnloadableProbeError(problem, received=str(path), fix=_fix_for(problem))
-    meta_file = path / (HEAD_META if (path / HEAD_META).is_file() else SKLEARN_META)
-    meta = _read_json(meta_file)
-    if meta.get("kind") == "keras_head":
-        return _load_head(path, meta)
-    return _load_sklearn(path, meta)
+        fix = "Pass the folder that `save_probe` (or fitting) wrote." if "No saved probe" in problem else GENERIC_REFIT
+        raise UnloadableProbeError(problem, received=str(path), fix=fix)
+    meta = _read_json(path / _saved_format(path).meta)
+    return FORMATS[meta["kind"]].load(path, meta)
 
 
 def saved_probe_problem(path_dir: str | Path) -> str:
@@ -103,41 +98,36 @@ def saved_probe_problem(path_dir: str | Path) -> str:
     if any((path / name).exists() or (path / name).is_symlink() for name in PICKLE_FILES):
         return ("The saved probe is in the old pickle (joblib) format, which can run arbitrary code when loaded; "
                 "featurekit no longer opens it.")
-    if (path / HEAD_META).is_file():
-        meta_file, model_file = path / HEAD_META, path / HEAD_MODEL
-    elif (path / SKLEARN_META).is_file():
-        meta_file, model_file = path / SKLEARN_META, path / SKLEARN_FILE
-    else:
+    saved = _saved_format(path)
+    if saved is None:
         return "No saved probe found in this folder."
     try:
-        meta = _read_json(meta_file)
+        meta = _read_json(path / saved.meta)
     except UnloadableProbeError as error:
         return error.problem
     kind = meta.get("kind")
-    if kind not in ("keras_head", "sklearn"):
-        return f"The saved probe's {meta_file.name} names an unknown kind of probe ({kind!r})."
+    if kind not in FORMATS:
+        return f"The saved probe's {saved.meta} names an unknown kind of probe ({kind!r})."
     if kind == "sklearn" and meta.get("format") != "skops":
         return "The saved probe is in the old pickle (joblib) format; featurekit no longer opens it."
+    model_file = path / saved.model
     if model_file.is_symlink() or not model_file.is_file():
         return f"The saved probe has no regular file {model_file.name}."
     return ""
 
 
-def _fix_for(problem: str) -> str:
-    if "No saved probe" in problem:
-        return "Pass the folder that save_probe (or `python cli.py fit`) wrote."
-    return GENERIC_REFIT
+def _saved_format(path: Path) -> _Format | None:
+    """The format whose JSON file the folder holds (the head's first), or None."""
+    return next((saved for saved in FORMATS.values() if (path / saved.meta).is_file()), None)
 
 
 def _read_json(file: Path) -> dict[str, Any]:
     try:
         meta = json.loads(_read_regular_file(file).decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise UnloadableProbeError(f"The saved probe's {file.name} cannot be read ({type(error).__name__}: {error}).",
-                                   received=str(file), fix=GENERIC_REFIT) from None
+        raise _refuse(f"The saved probe's {file.name} cannot be read", file, error) from None
     if not isinstance(meta, dict):
-        raise UnloadableProbeError(f"The saved probe's {file.name} is not a JSON object.", received=str(file),
-                                   fix=GENERIC_REFIT)
+        raise _refuse(f"The saved probe's {file.name} is not a JSON object", file)
     return meta
 
 
@@ -195,10 +185,12 @@ def _load_sklearn(path: Path, meta: dict[str, Any]) -> Any:
 def _save_head(head: DenseHeadClassifier, path: Path) -> None:
     import keras
 
+    from featurekit.backend import tensorflow_kept_out
+
     final = path / HEAD_MODEL
     temporary = temporary_sibling(final).with_suffix(".keras")  # Keras insists on the suffix
     try:
-        with _tensorflow_left_unimported():
+        with tensorflow_kept_out():  # Keras' serialisation would import TensorFlow under JAX or PyTorch
             head.model_.save(temporary)
         commit_file(temporary, final)
     finally:
@@ -216,36 +208,6 @@ def _save_head(head: DenseHeadClassifier, path: Path) -> None:
         "feature_names_in_": None if names is None else [str(n) for n in names],
         "history_": head.history_, "best_epoch_": int(head.best_epoch_), "batch_size_": int(head.batch_size_),
     })
-
-
-@contextmanager
-def _tensorflow_left_unimported() -> Iterator[None]:
-    """Keep Keras' serializer from importing TensorFlow when another backend runs and TF is not loaded.
-
-    `serialize_keras_object` asks its lazy `tensorflow` module whether TF is available (to recognise
-    TensorShape and DType objects), which imports TensorFlow whenever it is installed: seconds of
-    import and a second framework in memory under JAX or torch. While TF is not imported no object can
-    be one of its types, so answering "not available" for the duration of the save changes nothing
-    else. If Keras' internals move, the guard does nothing and saving still works (it imports TF).
-    """
-    import keras
-
-    lazy = None
-    if keras.backend.backend() != "tensorflow" and "tensorflow" not in sys.modules:
-        try:
-            from keras.src.utils import module_utils
-
-            lazy = getattr(module_utils, "tensorflow", None)
-        except ImportError:
-            lazy = None
-    if lazy is None or getattr(lazy, "_available", True) is not None:
-        yield
-        return
-    lazy._available = False
-    try:
-        yield
-    finally:
-        lazy._available = None
 
 
 def _load_head(path: Path, meta: dict[str, Any]) -> DenseHeadClassifier:
@@ -289,30 +251,36 @@ def _check_head_config(model_file: Path) -> None:
             config = json.loads(archive.read("config.json"))
     except Exception as error:
         raise _refuse("The saved head's model.keras is damaged or not a Keras file", model_file, error) from None
-    unexpected = sorted({name for name in _class_names(config) if name not in HEAD_CLASS_NAMES})
-    modules = sorted({m for m in _modules(config) if not (m == "keras" or m.startswith("keras."))})
+    unexpected = sorted({name for name in _values_of(config, "class_name") if name not in HEAD_CLASS_NAMES})
+    modules = sorted({m for m in _values_of(config, "module") if not (m == "keras" or m.startswith("keras."))})
     if unexpected or modules:
         raise _refuse(f"The saved head's model.keras names objects a head does not have: "
                       f"{', '.join(unexpected + modules)[:200]}", model_file)
 
 
-def _class_names(node: Any):
+def _values_of(node: Any, key: str):
+    """Every string under `key` in a nested JSON config (Keras' "class_name", "module")."""
     if isinstance(node, dict):
-        if isinstance(node.get("class_name"), str):
-            yield node["class_name"]
-        for value in node.values():
-            yield from _class_names(value)
-    elif isinstance(node, list):
+        if isinstance(node.get(key), str):
+            yield node[key]
+        node = list(node.values())
+    if isinstance(node, list):
         for value in node:
-            yield from _class_names(value)
+            yield from _values_of(value, key)
 
 
-def _modules(node: Any):
-    if isinstance(node, dict):
-        if isinstance(node.get("module"), str):
-            yield node["module"]
-        for value in node.values():
-            yield from _modules(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _modules(value)
+@dataclass(frozen=True)
+class _Format:
+    """One way a fitted probe lies in its folder: its JSON file, its model file, how to write and read them."""
+
+    meta: str
+    model: str
+    save: Callable[[Any, Path], None]
+    load: Callable[[Path, dict[str, Any]], Any]
+
+
+# By the `kind` their JSON file records.
+FORMATS = {
+    "keras_head": _Format(HEAD_META, HEAD_MODEL, _save_head, _load_head),
+    "sklearn": _Format(SKLEARN_META, SKLEARN_FILE, _save_sklearn, _load_sklearn),
+}

@@ -108,8 +108,6 @@ class SGDLinearProbe(EpochProbe):
         self._sgd.coef_, self._sgd.intercept_ = state[0].copy(), state[1].copy()
 
     def _decision(self, X: np.ndarray) -> np.ndarray:
-        if X.shape[0] == 0:
-            return np.empty(0)
         if hasattr(self, "coef_"):
             coef, intercept = self.coef_, self.intercept_
         else:

@@ -16,7 +16,8 @@ from typing import Any
 
 import keras
 
-from featurekit.training.state import BEST_WEIGHTS_GLOB, PROGRESS_FILE, write_json, write_weights
+from featurekit.fsutil import atomic_write_json
+from featurekit.training.state import BEST_WEIGHTS_GLOB, PROGRESS_FILE, write_weights
 
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
@@ -26,11 +27,6 @@ def improved(value: float, best: dict[str, Any] | None, monitor: str) -> bool:
     if best is None:
         return value == value
     return value < best["value"] if monitor == "val_loss" else value > best["value"]
-
-
-def flush_output() -> None:
-    # `log=print` into a pipe or file is block-buffered: flush so each epoch shows when it ends.
-    sys.stdout.flush()
 
 
 class ProgressRecorder(keras.callbacks.Callback):
@@ -94,7 +90,7 @@ class ProgressRecorder(keras.callbacks.Callback):
                 self.model.stop_training = True
         state["seconds"] = self.seconds_before + now - self.call_started
         # progress.json names the new best file only once it is complete; then the old one can go.
-        write_json(out / PROGRESS_FILE, state)
+        atomic_write_json(out / PROGRESS_FILE, state)  # fsynced: a kill leaves the previous file
         keep = state["best"]["weights"] if state["best"] else None
         for path in out.glob(BEST_WEIGHTS_GLOB):
             if path.name != keep:
@@ -106,10 +102,10 @@ class ProgressRecorder(keras.callbacks.Callback):
         if state["stopped_early"] and state["best"]:
             self.log(f"Early stop: {monitor} did not improve for {patience} epochs; keeping epoch "
                      f"{state['best']['epoch']}.")
-        flush_output()
+        sys.stdout.flush()  # `log=print` into a pipe or file is block-buffered: each epoch shows when it ends
 
     def on_train_end(self, logs: dict | None = None) -> None:
         # Runs before BackupAndRestore deletes its backup, so a kill from here on never restarts at epoch 1.
         self.state["fit_finished"] = True
         self.state["seconds"] = self.seconds_before + time.perf_counter() - self.call_started
-        write_json(self.out / PROGRESS_FILE, self.state)
+        atomic_write_json(self.out / PROGRESS_FILE, self.state)

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from featurekit.errors import FeaturekitError, given, option_name
+from featurekit.errors import FeaturekitError, given
 
 # Inside the square root of the standard deviation: a ReLU channel that is zero everywhere has variance 0, and
 # the gradient of sqrt at 0 is infinite (NaN losses when training through mean+std pooling).
@@ -86,7 +86,7 @@ def split_backbone(model: keras.Model, backbone: str, unfreeze_from: str, top_la
             + ("no such layer." if unfreeze_from not in [layer.name for layer in model.layers] else
                "other tensors bypass it (a branch or residual connection), so its output alone cannot feed the top."),
             received=given("unfreeze_from", unfreeze_from),
-            fix=f"Use {option_name('unfreeze_from')} with one of: {_suggestions(points)}.")
+            fix=f"Use `unfreeze_from` with one of: {_suggestions(points)}.")
     names = [layer.name for layer in model.layers]
     top_name = top_layer or names[-1]
     if top_name not in names or names.index(top_name) <= names.index(unfreeze_from):
@@ -95,7 +95,7 @@ def split_backbone(model: keras.Model, backbone: str, unfreeze_from: str, top_la
         raise FeaturekitError(
             f"The top layer must be a layer of {backbone!r} above {unfreeze_from!r}.",
             received=given("top_layer", top_layer),
-            fix=f"Use {option_name('top_layer')} with one of: {choices}, or leave it out for the backbone's output.")
+            fix=f"Use `top_layer` with one of: {choices}, or leave it out for the backbone's output.")
     trunk = keras.Model(model.input, model.get_layer(unfreeze_from).output, name=f"{backbone}_trunk")
     top = keras.Model(model.get_layer(unfreeze_from).output, model.get_layer(top_name).output, name=f"{backbone}_top")
     return trunk, top, top_name

@@ -5,12 +5,14 @@ any registered Keras backbone from its weights above a layer (`featurekit.traini
 study trained its InceptionV1 (no batch norm) for one epoch and got a constant classifier (test loss ln 2,
 accuracy 0.50); here the network is trained with Adam and binary cross-entropy on the `train` split, with a
 learning-rate schedule (cosine by default; see `featurekit.training.schedule`), early-stopped on `valid`, and
-the backbone alone, with the best epoch's weights, is saved as `<backbone>.keras` for `extract --weights PATH`.
+the backbone alone, with the best epoch's weights, is saved as `<backbone>.keras`, for extraction's `weights`.
 `training.json` beside it records the run and exactly which images it trained on (see
 `featurekit.backbones.provenance`).
 
-The flow is request -> plan -> run: `make_request` checks the settings, `plan_run` reads the data folder and
-prepares the network's parent (nothing is written until then), and `run_plan` builds, fits and saves.
+The flow is request -> plan -> run: the options are validated against their declarations
+(`featurekit.options.complete`), `plan_run` checks the request (`featurekit.training.checks.make_request`),
+reads the data folder and prepares the network's parent (nothing is written until then), and `run_plan`
+builds, fits and saves.
 Calling `train_backbone` again with the same settings resumes an interrupted run from the last finished
 epoch (see `featurekit.training.state`). Training batches are a pure function of (seed, epoch, step), so
 resumed epochs see the same shuffles and augmentations, and the same learning rates, as an uninterrupted run;
@@ -32,9 +34,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from featurekit.data import DEFAULT_SPLIT_FRACTIONS, ImageFolder, Sample, scan_image_folder
-from featurekit.errors import FeaturekitError, given, option_name
-from featurekit.options import default as declared
+from featurekit.data import ImageFolder, Sample, scan_image_folder
+from featurekit.errors import FeaturekitError, given
+from featurekit.fsutil import atomic_write_json
+from featurekit.options import complete
 from featurekit.training.checks import TrainRequest, check_split_sizes, make_request
 from featurekit.training.state import (
     BACKUP_DIR,
@@ -48,7 +51,6 @@ from featurekit.training.state import (
     prepare_out,
     read_weights,
     remove_unfinished_files,
-    write_json,
 )
 
 
@@ -111,106 +113,81 @@ def default_out_dir(data: str | Path, backbone: str, image_size: int, runs_dir: 
     return Path(runs_dir) / f"{stem}-{name}-{image_size}"
 
 
-def train_backbone(
-    data: str | Path,
-    backbone: str = declared("train_backbone", "backbone"),
-    epochs: int = declared("train_backbone", "epochs"),
-    image_size: int = declared("train_backbone", "image_size"),
-    batch_size: int = declared("train_backbone", "batch_size"),
-    learning_rate: float | None = declared("train_backbone", "learning_rate"),
-    patience: int = declared("train_backbone", "patience"),
-    seed: int = declared("train_backbone", "seed"),
-    out: str | Path | None = None,
-    split_fractions: tuple[float, float, float] = DEFAULT_SPLIT_FRACTIONS,
-    log: Callable[[str], None] = print,
-    progress: bool = True,
-    overwrite: bool = declared("train_backbone", "overwrite"),
-    monitor: str = declared("train_backbone", "monitor"),
-    schedule: str = declared("train_backbone", "schedule"),
-    min_learning_rate: float = declared("train_backbone", "min_learning_rate"),
-    warmup_epochs: int = declared("train_backbone", "warmup_epochs"),
-    plateau_factor: float = declared("train_backbone", "plateau_factor"),
-    plateau_patience: int = declared("train_backbone", "plateau_patience"),
-    weights: str = declared("train_backbone", "weights"),
-    unfreeze_from: str | None = declared("train_backbone", "unfreeze_from"),
-    top_layer: str | None = declared("train_backbone", "top_layer"),
-    head_pooling: str = declared("train_backbone", "head_pooling"),
-    augment_views: list[str] | None = declared("train_backbone", "augment_views"),
-    augment_copies: int = declared("train_backbone", "augment_copies"),
-    save_classifier: bool = True,
-    callbacks: list | None = None,
-    config: dict[str, Any] | None = None,
-) -> TrainResult:
+def train_backbone(data: str | Path, *, log: Callable[[str], None] = print, callbacks: list | None = None,
+                   save_classifier: bool = True, **settings: Any) -> TrainResult:
     """Train `backbone` from scratch, or fine-tune it from `weights` above `unfreeze_from`; save the backbone.
 
     Args:
         data: Data folder (`DIR/<class>/...` or `DIR/{train,valid,test}/<class>/...`).
-        backbone: Registry name; from scratch only names in TRAINABLE_BACKBONES, fine-tuning any Keras backbone.
-        epochs: Most epochs to run (early stopping may end sooner).
-        image_size: Square input size in pixels the network is trained at.
-        batch_size: Images per training step (at least 2: batch norm).
-        learning_rate: Adam's rate where the schedule starts; None: 1e-3 from scratch, 1e-4 fine-tuning.
-        patience: Epochs without improvement of `monitor` before training stops.
-        seed: Seed of initialisation, dropout, shuffling and augmentation.
-        out: Output folder; default `runs/<backbone>[-from-<layer>]-<data-folder-name>-<image_size>/`.
-        split_fractions: train/valid/test fractions for the class-folder layout.
         log: Where messages go, one line per epoch included.
-        progress: Keras' progress bar within each epoch (on a terminal; the per-epoch line goes to `log`).
-        overwrite: Replace a finished run, or discard an unfinished one, in `out` instead of refusing or resuming.
-        monitor: "val_loss" or "val_accuracy": what picks the best epoch, stops early, drives the plateau schedule.
-        schedule: "cosine" (default), "plateau" or "constant", part of the run's identity; `min_learning_rate`,
-            `warmup_epochs`, `plateau_factor` and `plateau_patience` shape it (see `featurekit.training.schedule`).
-        weights: Fine-tuning: the parent weights ("default", "imagenet", or a .weights.h5 / .keras file).
-        unfreeze_from: Fine-tuning: the layer whose output ends the frozen trunk (its output maps are computed
-            once and cached); every layer above it, up to `top_layer`, trains. None: train from scratch.
-        top_layer: Fine-tuning: the layer the head sits on; None: the backbone's output.
-        head_pooling: Fine-tuning: "meanstd" or "avg" pooling of the top layer's map in the head.
-        augment_views: Fine-tuning: views (e.g. "jpeg:30-95", "blur:0-2") drawn into augmented copies.
-        augment_copies: Fine-tuning: augmented copies (flip, view) per training image; each epoch draws one.
-        save_classifier: From scratch, also save the network with its top as `classifier.keras`.
         callbacks: Extra Keras callbacks, called after the ones that record progress and back up.
-        config: The resolved config of the command, stored in training.json.
+        save_classifier: From scratch, also save the network with its top as `classifier.keras`.
+        **settings: The options of the `train_backbone` command, by name; each is validated against, and
+            defaults to, its declaration in `featurekit.options` (where the help of each stands):
+            backbone (from scratch only names in TRAINABLE_BACKBONES, fine-tuning any Keras backbone), epochs,
+            image_size, batch_size (at least 2: batch norm), learning_rate (None: 1e-3 from scratch, 1e-4
+            fine-tuning), patience, seed, monitor, out (default
+            `runs/<backbone>[-from-<layer>]-<data-folder-name>-<image_size>/`), runs_dir, split (train, valid,
+            test fractions), overwrite, progress; the schedule: schedule ("cosine", "plateau" or "constant",
+            part of the run's identity), min_learning_rate, warmup_epochs, plateau_factor, plateau_patience
+            (see `featurekit.training.schedule`); fine-tuning: weights (the parent weights), unfreeze_from (the
+            layer whose output ends the frozen trunk; None trains from scratch), top_layer, head_pooling,
+            augment_views, augment_copies.
 
     Returns:
-        The TrainResult; the same is written to `out/training.json`.
+        The TrainResult; the same is written to `out/training.json`, with the resolved options.
 
     Raises:
         FeaturekitError: An unusable setting, layer, weights or data folder (before anything is written), a
             finished run in `out` (without overwrite), or an unfinished run there with other settings.
     """
+    options = complete("train_backbone", {**settings, "data": data})
+    return _train(options, log, options["progress"], callbacks or [], save_classifier)
+
+
+def train_from_options(options: dict[str, Any], log: Callable[[str], None] = print,
+                       progress: bool = True) -> TrainResult:
+    """`train_backbone` with the options of the `train_backbone` command, stored in training.json.
+
+    Options left out take their declared defaults (featurekit.options), the same as on the command line.
+
+    Raises:
+        FeaturekitError: an unknown option, a value of the wrong type, or no `data`.
+    """
+    return _train(complete("train_backbone", options), log, progress, [], True)
+
+
+def _train(options: dict[str, Any], log: Callable[[str], None], progress: bool, callbacks: list,
+           save_classifier: bool) -> TrainResult:
+    """Request -> plan -> run, under the lock of the run's folder."""
     started = time.perf_counter()
-    request = make_request(
-        backbone, epochs, image_size, batch_size, learning_rate, patience, seed, monitor,
-        dict(name=schedule, min_learning_rate=min_learning_rate, warmup_epochs=warmup_epochs,
-             plateau_factor=plateau_factor, plateau_patience=plateau_patience),
-        weights=weights, unfreeze_from=unfreeze_from, top_layer=top_layer, head_pooling=head_pooling,
-        augment_views=augment_views, augment_copies=augment_copies)
-    plan = plan_run(request, data, split_fractions, out)
+    plan = plan_run(options)
     plan.out.mkdir(parents=True, exist_ok=True)
     with out_lock(plan.out):
-        state = prepare_out(plan.out, plan.identity, overwrite)
-        state["epochs"], state["patience"], state["config"] = epochs, patience, config or {}
-        return run_plan(plan, state, save_classifier, callbacks or [], progress, log, started)
+        state = prepare_out(plan.out, plan.identity, options["overwrite"])
+        state["epochs"], state["patience"] = options["epochs"], options["patience"]
+        state["config"] = {key: (str(value) if isinstance(value, Path) else value) for key, value in options.items()}
+        return run_plan(plan, state, save_classifier, callbacks, progress, log, started)
 
 
-def plan_run(request: TrainRequest, data: str | Path, split_fractions: tuple[float, float, float],
-             out: str | Path | None) -> TrainPlan:
-    """Read the data folder, check its splits, prepare the way of training; nothing is written."""
+def plan_run(options: dict[str, Any]) -> TrainPlan:
+    """Check the request, read the data folder and its splits, prepare the way of training; nothing is written."""
+    from featurekit.config import parse_split_fractions
     from featurekit.training.finetune import FineTuning
     from featurekit.training.scratch import ScratchTraining
 
-    folder = scan_image_folder(data, split_fractions)
-    check_split_sizes(folder, folder.split_counts())
+    request = make_request(options)
+    split_fractions = parse_split_fractions(options["split"])
+    folder = scan_image_folder(options["data"], split_fractions)
+    check_split_sizes(folder)
     method = FineTuning(request) if request.fine_tunes else ScratchTraining(request)
-    out = Path(out) if out is not None else default_out_dir(folder.root, request.backbone, request.image_size,
-                                                             unfreeze_from=request.unfreeze_from)
     identity = {
         "backbone": request.backbone, "image_size": request.image_size, "batch_size": request.batch_size,
         "learning_rate": request.learning_rate, "schedule": request.schedule.identity(), "seed": request.seed,
         "monitor": request.monitor, "split_fractions": list(split_fractions), "data_fingerprint": folder.fingerprint(),
         **method.identity(),
     }
-    return TrainPlan(request, method, folder, tuple(split_fractions), out, identity)
+    return TrainPlan(request, method, folder, split_fractions, _run_folder(options), identity)
 
 
 def run_plan(plan: TrainPlan, state: dict[str, Any], save_classifier: bool, extra_callbacks: list, progress: bool,
@@ -255,7 +232,7 @@ def _fit(plan: TrainPlan, state: dict[str, Any], classifier, params: dict[str, i
     import keras
 
     from featurekit.training.batches import EpochSetter
-    from featurekit.training.callbacks import ProgressRecorder, flush_output
+    from featurekit.training.callbacks import ProgressRecorder
     from featurekit.training.schedule import schedule_callback
 
     request, out = plan.request, plan.out
@@ -272,7 +249,7 @@ def _fit(plan: TrainPlan, state: dict[str, Any], classifier, params: dict[str, i
     train_batches, valid_batches = plan.method.datasets(out, plan.folder, train, valid, log)
     if not done:
         plan.method.warm_start(train_batches, log)
-    flush_output()
+    sys.stdout.flush()
     recorder = ProgressRecorder(out, state, len(train_batches) * request.batch_size, started, log)
     # double_checkpoint: a kill while the backup is being written leaves the previous epoch's copy.
     backup = keras.callbacks.BackupAndRestore(backup_dir=str(out / BACKUP_DIR), double_checkpoint=True)
@@ -305,7 +282,6 @@ def _finish(plan: TrainPlan, state: dict[str, Any], classifier, backbone, params
             save_classifier: bool, train: list[Sample], valid: list[Sample], skipped: list[tuple[str, str]],
             log: Callable[[str], None], started: float, seconds_before: float) -> TrainResult:
     """Load the best epoch's weights, save the backbone (and classifier), write training.json, tidy up."""
-    from featurekit.training.callbacks import flush_output
     from featurekit.training.model import save_keras
 
     out = plan.out
@@ -313,8 +289,8 @@ def _finish(plan: TrainPlan, state: dict[str, Any], classifier, backbone, params
         raise FeaturekitError(
             "No epoch gave a usable validation result (the validation metric was NaN every epoch).",
             received=given("learning_rate", plan.request.learning_rate),
-            fix=f"Try a smaller {option_name('learning_rate')}, and check the images decode (python cli.py extract "
-            "lists bad files).",
+            fix="Try a smaller `learning_rate`, and check the images decode (extraction lists bad "
+            "files).",
         )
     best, history = state["best"], state["history"]
     classifier.set_weights(read_weights(out / best["weights"]))
@@ -331,41 +307,15 @@ def _finish(plan: TrainPlan, state: dict[str, Any], classifier, backbone, params
         resumed_from=state["resumed_from"], params=params)
     record = _result_record(result, plan, state, save_classifier, train, valid, skipped)
     result.weights_label = record["weights_label"]
-    write_json(out / RESULT_FILE, record)
+    atomic_write_json(out / RESULT_FILE, record)
     (out / PROGRESS_FILE).unlink(missing_ok=True)
     remove_unfinished_files(out)
     log(f"Best epoch {result.best_epoch} of {result.epochs_run}: val_accuracy {result.best_valid_accuracy:.3f}, "
         f"val_loss {result.best_valid_loss:.4f}; {result.seconds:.0f} s in all, "
         f"{result.train_images_per_second:.1f} train images/s. Backbone saved to {result.model_path} "
         f"({result.weights_label}).")
-    flush_output()
+    sys.stdout.flush()
     return result
-
-
-def train_from_options(options: dict[str, Any], log: Callable[[str], None] = print,
-                       progress: bool = True) -> TrainResult:
-    """`train_backbone` with the options of the `train_backbone` command, stored in training.json.
-
-    Options left out take their declared defaults (featurekit.options), the same as on the command line.
-
-    Raises:
-        FeaturekitError: an unknown option, a value of the wrong type, or no `data`.
-    """
-    from featurekit.config import parse_split_fractions
-    from featurekit.options import complete
-
-    options = complete("train_backbone", options)
-    stored = {key: (str(value) if isinstance(value, Path) else value) for key, value in options.items()}
-    passed = {name: options[name] for name in _TRAIN_OPTIONS}
-    return train_backbone(data=options["data"], out=_out_from_options(options),
-                          split_fractions=parse_split_fractions(options["split"]), log=log, progress=progress,
-                          config=stored, **passed)
-
-
-# Options passed to train_backbone under their own names.
-_TRAIN_OPTIONS = ("backbone", "epochs", "image_size", "batch_size", "learning_rate", "patience", "seed", "overwrite",
-                  "monitor", "schedule", "min_learning_rate", "warmup_epochs", "plateau_factor", "plateau_patience",
-                  "weights", "unfreeze_from", "top_layer", "head_pooling", "augment_views", "augment_copies")
 
 
 def finished_model(options: dict[str, Any]) -> Path | None:
@@ -382,22 +332,13 @@ def finished_model(options: dict[str, Any]) -> Path | None:
     Returns:
         Path of `<backbone>.keras`, or None.
     """
-    from featurekit.options import complete
-
     options = complete("train_backbone", options)
-    out = _out_from_options(options)
+    out = _run_folder(options)
     record_path, model_path = out / RESULT_FILE, out / model_file(options["backbone"])
     if not (record_path.is_file() and model_path.is_file()):
         return None
     config = json.loads(record_path.read_text()).get("config", {})
-    request = make_request(
-        options["backbone"], options["epochs"], options["image_size"], options["batch_size"],
-        options["learning_rate"], options["patience"], options["seed"], options["monitor"],
-        dict(name=options["schedule"], min_learning_rate=options["min_learning_rate"],
-             warmup_epochs=options["warmup_epochs"], plateau_factor=options["plateau_factor"],
-             plateau_patience=options["plateau_patience"]), weights=options["weights"],
-        unfreeze_from=options["unfreeze_from"], top_layer=options["top_layer"], head_pooling=options["head_pooling"],
-        augment_views=options["augment_views"], augment_copies=options["augment_copies"])
+    request = make_request(options)
     if (config.get("backbone") != request.backbone or config.get("image_size") != request.image_size
             or config.get("unfreeze_from") != request.unfreeze_from
             or config.get("schedule", LEGACY_IDENTITY["schedule"]) != request.schedule.identity()):
@@ -405,11 +346,11 @@ def finished_model(options: dict[str, Any]) -> Path | None:
     return model_path
 
 
-def _out_from_options(options: dict[str, Any]) -> Path:
-    if options.get("out"):
+def _run_folder(options: dict[str, Any]) -> Path:
+    if options["out"]:
         return Path(options["out"])
-    return default_out_dir(options["data"], options["backbone"], options["image_size"],
-                           options.get("runs_dir") or "runs", options.get("unfreeze_from"))
+    return default_out_dir(options["data"], options["backbone"], options["image_size"], options["runs_dir"] or "runs",
+                           options["unfreeze_from"])
 
 
 def _decodable_split(folder: ImageFolder, split: str, image_size: int,
@@ -428,6 +369,11 @@ def _counts_text(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {name}" for name, n in counts.items())
 
 
+# TrainResult's fields that training.json records as they are, in its order.
+_RECORDED_RESULT = ("best_epoch", "best_valid_accuracy", "best_valid_loss", "epochs_run", "stopped_early",
+                    "resumed_from", "seconds", "seconds_to_best", "train_images_per_second", "params")
+
+
 def _result_record(result: TrainResult, plan: TrainPlan, state: dict[str, Any], save_classifier: bool,
                    train: list[Sample], valid: list[Sample], skipped: list[tuple[str, str]]) -> dict[str, Any]:
     """training.json: the result, the resolved settings, exactly which images trained, and library versions."""
@@ -443,16 +389,7 @@ def _result_record(result: TrainResult, plan: TrainPlan, state: dict[str, Any], 
         "model_path": plan.method.model_file,
         "model_sha256": file_sha256(result.model_path),
         "classifier_path": CLASSIFIER_FILE if save_classifier else None,
-        "best_epoch": result.best_epoch,
-        "best_valid_accuracy": result.best_valid_accuracy,
-        "best_valid_loss": result.best_valid_loss,
-        "epochs_run": result.epochs_run,
-        "stopped_early": result.stopped_early,
-        "resumed_from": result.resumed_from,
-        "seconds": result.seconds,
-        "seconds_to_best": result.seconds_to_best,
-        "train_images_per_second": result.train_images_per_second,
-        "params": result.params,
+        **{name: getattr(result, name) for name in _RECORDED_RESULT},
         "config": {
             **{key: value for key, value in identity.items() if key != "data_fingerprint"},
             "epochs": state["epochs"],

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from featurekit.errors import FeaturekitError, given, option_name
+from featurekit.errors import FeaturekitError, given
 from featurekit.fsutil import atomic_write_bytes, atomic_write_json, exclusive_lock
 
 CLASSIFIER_FILE = "classifier.keras"
@@ -44,13 +44,8 @@ def out_lock(out: Path) -> Iterator[None]:
     """Hold the folder's lock: two runs writing one folder would interleave their backups."""
     with exclusive_lock(out / LOCK_FILE, "Another process ({holder}) is training into this folder right now.",
                         received=given("out", str(out)),
-                        fix=f"Wait for it to finish, or pass another {option_name('out')}."):
+                        fix="Wait for it to finish, or pass another `out`."):
         yield
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Atomic, fsynced JSON (a kill mid-write leaves the previous file, never half a file)."""
-    atomic_write_json(path, payload)
 
 
 def write_weights(path: Path, weights: list[np.ndarray]) -> None:
@@ -96,8 +91,8 @@ def prepare_out(out: Path, identity: dict[str, Any], overwrite: bool) -> dict[st
             f"{out} holds a finished training run (best epoch {finished.get('best_epoch')}, valid accuracy "
             f"{finished.get('best_valid_accuracy', float('nan')):.3f}).",
             received=given("out", str(out)),
-            fix=f"Use its {model_file(identity['backbone'])} as it is, pass {option_name('overwrite')} to train "
-            f"again, or pass another {option_name('out')}.",
+            fix=f"Use its {model_file(identity['backbone'])} as it is, pass `overwrite` to train "
+            "again, or pass another `out`.",
         )
     if progress_path.exists():
         state = json.loads(progress_path.read_text())
@@ -113,14 +108,14 @@ def prepare_out(out: Path, identity: dict[str, Any], overwrite: bool) -> dict[st
             raise FeaturekitError(
                 f"{out} holds an unfinished training run with other settings: {'; '.join(differences)}.{note}",
                 received=given("out", str(out)),
-                fix=f"Re-run with the interrupted run's settings to resume it, pass {option_name('overwrite')} to "
-                f"discard it, or pass another {option_name('out')}.",
+                fix="Re-run with the interrupted run's settings to resume it, pass `overwrite` to "
+                "discard it, or pass another `out`.",
             )
         state["identity"] = identity  # the same settings, with any key the interrupted run predates
         return state
     state = {"identity": identity, "history": {}, "best": None, "wait": 0, "stopped_early": False,
              "fit_finished": False, "seconds": 0.0, "resumed_from": []}
-    write_json(progress_path, state)
+    atomic_write_json(progress_path, state)
     return state
 
 
