@@ -59,6 +59,12 @@ class SplitAccess:
         whose train split it widens with views)."""
         return self
 
+    def provenance(self, keys: tuple[str, ...]) -> dict[str, Any]:
+        """What a fitted probe records about the features it was fitted on: the cache, its fingerprint, and the
+        attributes `keys` of its embedding (a fusion: those of each member too)."""
+        return {"cache": str(self.path), "cache_fingerprint": self.fingerprint,
+                "embedding": {key: self.attrs.get(key) for key in keys}}
+
     def close(self) -> None:
         raise NotImplementedError
 

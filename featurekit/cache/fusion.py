@@ -247,6 +247,12 @@ class FusedCache(SplitAccess):
 
     # ---- the SplitAccess interface
 
+    def provenance(self, keys: tuple[str, ...]) -> dict[str, Any]:
+        return {"cache": self.name, "cache_fingerprint": self.fingerprint,
+                "embedding": {key: self.attrs[key] for key in (*keys, "fused", "member_fingerprints") if key in self.attrs},
+                "members": [{"path": str(member.path), "fingerprint": member.fingerprint,
+                             "embedding": member.provenance(keys)["embedding"]} for member in self.members]}
+
     def close(self) -> None:
         self._stack.close()
 

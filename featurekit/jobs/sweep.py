@@ -116,7 +116,7 @@ def _valid_row(fit: Any, leaks: bool | None, n_boot: int) -> dict[str, Any]:
     from featurekit.evaluation.compare import row_description, scored
 
     metrics = scored(fit.fitted, fit.cache, "valid", n_boot)
-    description = row_description(fit.source, fit.cache)
+    description = row_description(fit.cache)
     return {
         **description, "probe": fit.probe, "n_valid": metrics["n"], "valid_roc_auc": metrics["roc_auc"],
         "valid_roc_auc_ci_low": metrics["roc_auc_ci_low"], "valid_roc_auc_ci_high": metrics["roc_auc_ci_high"],
