@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from featurekit.errors import FeaturekitError, option_name
+from featurekit.errors import FeaturekitError
 
 
 def rebatch(blocks: Iterable[tuple[np.ndarray, np.ndarray]], batch_rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -37,18 +37,27 @@ def rebatch(blocks: Iterable[tuple[np.ndarray, np.ndarray]], batch_rows: int) ->
 class SplitAccess:
     """Rows of a cache or a fusion: split rows, features in memory or streamed, sizes, checks, names.
 
-    Subclasses provide `labels`, `splits`, `n_rows`, `feature_dim`, `class_names`, `positive_class`, `attrs`,
-    `fingerprint`, `content_checksums`, `verify_contents`, `member_paths` (the cache files read), `name` (in
-    tables), `run_name` (the folder of its fitted probes), `described` (how messages name it: "cache x.h5",
-    "fusion fuse(a.h5+b.h5)"), `close`, and the two block methods.
+    Subclasses provide the attributes annotated here, `close()`, `verify_contents()` (check the contents against
+    the checksums recorded when it was made; notes for what cannot be checked) and the two block methods:
+    `_plan_blocks(rows)` cuts `rows` (ascending) into blocks read at once, in file order (a block may be empty),
+    and `_read_block(rows)` reads the features (float32) of one block's rows, in the order given.
     """
 
-    described: str
-    name: str
-    run_name: str
+    path: Path  # for messages (a fusion's name: not a file)
+    described: str  # how messages name it: "cache x.h5", "fusion fuse(a.h5+b.h5)"
+    name: str  # in tables
+    run_name: str  # the folder of its fitted probes
+    member_paths: list[Path]  # the cache files read
     labels: np.ndarray
     splits: np.ndarray
-    member_paths: list[Path]
+    paths: list[str]
+    n_rows: int
+    feature_dim: int
+    class_names: list[str]
+    positive_class: str | None
+    attrs: dict[str, Any]
+    fingerprint: str
+    content_checksums: Any
     # Views of the train split read beside its clean rows, and their caches (`featurekit.cache.augmented`).
     train_views: tuple[str, ...] = ()
     train_view_caches: tuple[dict[str, Any], ...] = ()
@@ -64,25 +73,6 @@ class SplitAccess:
         attributes `keys` of its embedding (a fusion: those of each member too)."""
         return {"cache": str(self.path), "cache_fingerprint": self.fingerprint,
                 "embedding": {key: self.attrs.get(key) for key in keys}}
-
-    def close(self) -> None:
-        raise NotImplementedError
-
-    def verify_contents(self) -> list[str]:
-        """Check the contents against the checksums recorded when it was made; notes for what cannot be checked."""
-        raise NotImplementedError
-
-    @property
-    def content_checksums(self) -> Any:
-        raise NotImplementedError
-
-    def _plan_blocks(self, rows: np.ndarray) -> list[np.ndarray]:
-        """`rows` (ascending) cut into blocks read at once, in file order; a block may be empty."""
-        raise NotImplementedError
-
-    def _read_block(self, rows: np.ndarray) -> np.ndarray:
-        """Features (float32) of one block's rows, in the order given."""
-        raise NotImplementedError
 
     def __enter__(self):
         return self
@@ -144,7 +134,7 @@ class SplitAccess:
             if len(labels) == 0:
                 raise FeaturekitError(f"The {self.described} has no {split!r} split.", received=self.described,
                                       fix="Re-extract with split fractions that give every split images, e.g. "
-                                      f"{option_name('split')} 0.7,0.15,0.15.")
+                                      "`split` 0.7,0.15,0.15.")
             if len(np.unique(labels)) < 2:
                 only = self.class_names[int(labels[0])] if self.class_names else int(labels[0])
                 raise FeaturekitError(f"The {split!r} split of the {self.described} holds one class only ({only!r}).",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from itertools import groupby
 import re
 import shutil
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from featurekit.cache.format import decode, partial_dir_for, string_dtype
-from featurekit.errors import FeaturekitError, option_name
+from featurekit.errors import FeaturekitError
 from featurekit.fsutil import NewFileSink, atomic_write_json, commit_file, make_folder, storage_error, temporary_sibling
 
 @contextmanager
@@ -94,7 +95,7 @@ class PartialCache:
             raise FeaturekitError(
                 f"The record of an interrupted extraction is damaged ({error}), so its finished batches cannot be "
                 "trusted.", received=str(self.request_path),
-                fix=f"Pass {option_name('overwrite')} to start this cache over.") from None
+                fix="Pass `overwrite` to start this cache over.") from None
         return request
 
     def start(self, request: dict[str, Any]) -> None:
@@ -175,7 +176,7 @@ class PartialCache:
                 f"Cannot finish cache {self.cache_path}: {'; '.join(problems)}. Nothing was written at the cache path.",
                 received=str(self.directory),
                 fix="Run the same command again: it recomputes only those batches and keeps the others."
-                    + ("" if not doubled else f" If this repeats, pass {option_name('overwrite')} to start over."))
+                    + ("" if not doubled else " If this repeats, pass `overwrite` to start over."))
         return sorted(batches, key=lambda batch: batch.start)
 
     def _inspected_batches(self, layout: tuple[int, int] | None, n_samples: int,
@@ -223,12 +224,8 @@ class PartialCache:
             entries = list(os.scandir(self.directory))
         except OSError:
             return []
-        found = []
-        for entry in entries:
-            match = BATCH_FILE.fullmatch(entry.name)
-            if match and entry.is_file(follow_symlinks=False):
-                found.append((int(match.group(1)), Path(entry.path)))
-        return sorted(found)
+        return sorted((int(match.group(1)), Path(entry.path)) for entry in entries
+                      if (match := BATCH_FILE.fullmatch(entry.name)) and entry.is_file(follow_symlinks=False))
 
     def _refuse_link(self) -> None:
         if self.directory.is_symlink():
@@ -296,11 +293,11 @@ def _coverage_problems(batches: list[Batch], n_samples: int, missing: list[int],
         coverage[batch.start:batch.stop] += 1
     problems = []
     if missing:
-        problems.append(f"{_count(len(missing), 'batch', 'batches')} {_ranges(missing)} "
+        problems.append(f"{'batch' if len(missing) == 1 else 'batches'} {_ranges(missing)} "
                         f"{'is' if len(missing) == 1 else 'are'} missing (deleted while the run went on?)")
     if damaged:
         first = next(iter(damaged.items()))
-        problems.append(f"{_count(len(damaged), 'batch', 'batches')} {_ranges(sorted(damaged))} "
+        problems.append(f"{'batch' if len(damaged) == 1 else 'batches'} {_ranges(sorted(damaged))} "
                         f"{'was' if len(damaged) == 1 else 'were'} damaged and removed (batch {first[0]}: {first[1]})")
     uncovered = np.flatnonzero(coverage == 0)
     if len(uncovered) and not missing and not damaged:
@@ -311,17 +308,9 @@ def _coverage_problems(batches: list[Batch], n_samples: int, missing: list[int],
     return problems, bool(len(doubled))
 
 
-def _count(n: int, one: str, many: str) -> str:
-    return one if n == 1 else many
-
-
 def _ranges(values: list[int], limit: int = 8) -> str:
     """`3, 7-9, 12` for [3, 7, 8, 9, 12] (the first `limit` runs, then how many more)."""
-    runs: list[list[int]] = []
-    for value in values:
-        if runs and value == runs[-1][1] + 1:
-            runs[-1][1] = value
-        else:
-            runs.append([value, value])
-    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs[:limit])
+    # Consecutive values share value - position: each group is one run.
+    runs = [[value for _, value in run] for _, run in groupby(enumerate(values), lambda item: item[1] - item[0])]
+    text = ", ".join(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs[:limit])
     return text + (f" and {len(runs) - limit} more runs" if len(runs) > limit else "")

@@ -15,10 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from featurekit.cache.format import IDENTITY_KEYS, ROW_DATASETS, TARGET_CHUNK_BYTES, normalise_attr, utf8
+from featurekit.cache.format import BLOCK_BYTES, IDENTITY_KEYS, ROW_DATASETS, normalise_attr, utf8
 
 ALGORITHM = "sha256"
-BLOCK_BYTES = 8 * TARGET_CHUNK_BYTES
 # How a refusal names each dataset that changed.
 WHAT_CHANGED = {"features": "features", "labels": "labels", "paths": "paths", "splits": "splits",
                 "sha256": "image hashes (sha256)"}

@@ -38,6 +38,7 @@ EMPTY_BY_DEFAULT_KEYS = ("view", "subset")
 ROW_DATASETS = ("features", "labels", "paths", "splits", "sha256")
 JSON_ATTRS = ("config", "versions", "content_checksums")
 TARGET_CHUNK_BYTES = 1 << 20
+BLOCK_BYTES = 8 * TARGET_CHUNK_BYTES  # what one read of features holds, streamed or checked
 
 
 def string_dtype():

@@ -17,7 +17,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from featurekit.cache.format import lock_path_for
-from featurekit.errors import FeaturekitError, option_name
+from featurekit.errors import FeaturekitError
 from featurekit.fsutil import exclusive_lock, make_folder, storage_error
 
 
@@ -32,7 +32,7 @@ def writer_lock(cache_path: str | Path) -> Iterator[None]:
         try:
             stack.enter_context(exclusive_lock(
                 lock_path, "Another process ({holder}) is writing this cache right now.", received=str(cache_path),
-                fix=f"Wait for it to finish (it resumes where it stands if stopped), or write another {option_name('cache')}."))
+                fix="Wait for it to finish (it resumes where it stands if stopped), or write another `cache`."))
         except OSError as error:
             raise storage_error(error, "create the cache's lock file", lock_path) from None
         yield

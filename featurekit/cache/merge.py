@@ -15,7 +15,7 @@ import numpy as np
 from featurekit.cache.batches import RESUME_HINT, Batch, DamagedBatch, PartialCache, new_hdf5_file, read_batch_features
 from featurekit.cache.checksums import content_record
 from featurekit.cache.format import SCHEMA_VERSION, cache_fingerprint, rows_per_chunk, string_dtype, to_attr
-from featurekit.errors import FeaturekitError, option_name
+from featurekit.errors import FeaturekitError
 from featurekit.fsutil import commit_file, discard_temporaries, storage_error, temporary_sibling
 
 
@@ -40,7 +40,7 @@ def finalize_cache(partial: PartialCache, samples: list, attrs: dict[str, Any],
     cache_path = partial.cache_path
     if cache_path.is_dir() and not cache_path.is_symlink():
         raise FeaturekitError("The cache path is a folder.", received=str(cache_path),
-                              fix=f"Pass a file name such as {cache_path / 'features.h5'} as {option_name('cache')}.")
+                              fix=f"Pass a file name such as {cache_path / 'features.h5'} as `cache`.")
     _refuse_when_short_of_space(cache_path, len(kept) * feature_dim * np.dtype(dtype).itemsize + 256 * len(samples))
     discard_temporaries(cache_path)  # left by merges that were killed (we hold the writer lock)
     temporary = temporary_sibling(cache_path)

@@ -121,17 +121,8 @@ def caches_of_data(caches: list[Path], data: str | Path) -> list[Path]:
     Raises:
         FeaturekitError: no cache was made from it (the folders they were made from are listed).
     """
-    import h5py
-
     wanted = Path(data).expanduser().resolve()
-    roots: dict[Path, str] = {}
-    for path in caches:
-        try:
-            with h5py.File(path, "r") as f:
-                root = f.attrs.get("data_root", "")
-        except OSError:
-            root = ""
-        roots[path] = root.decode() if isinstance(root, bytes) else str(root)
+    roots = {path: str((stored_identity(path, ("data_root",)) or {}).get("data_root", "")) for path in caches}
     kept = [path for path, root in roots.items() if root and Path(root).resolve() == wanted]
     if not kept:
         found = sorted({root for root in roots.values() if root})
@@ -246,7 +237,7 @@ def training_caches(paths: list[Path], found_by_scan: bool, log: Callable[[str],
             "No training cache to compare: every cache given holds a view or a test set only.",
             received=", ".join(str(p) for p in paths),
             fix="Name a cache extracted without a view (its train, valid and test splits), e.g. "
-            "`python cli.py compare --cache cache/NAME.h5 --view jpeg:50`.")
+            "`cache` cache/NAME.h5 with `view` jpeg:50.")
     return kept
 
 

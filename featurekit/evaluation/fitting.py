@@ -94,8 +94,7 @@ def _check_finite(x: np.ndarray, cache: SplitAccess, split: str) -> np.ndarray:
         raise FeaturekitError(
             f"Cache {cache.path.name} has {int((~np.isfinite(x)).sum())} NaN or infinite feature values in its {split!r} split.",
             received=str(cache.path),
-            fix="Re-extract it with `python cli.py extract ... --overwrite` (float16 overflows on large "
-                "activations: try --dtype float32).")
+            fix="Re-extract it with `overwrite` (float16 overflows on large activations: try `dtype` float32).")
     largest = largest_row_norm(x)
     if not largest <= FEATURE_NORM_MAX:
         raise FeaturekitError(
@@ -103,7 +102,7 @@ def _check_finite(x: np.ndarray, cache: SplitAccess, split: str) -> np.ndarray:
             f"but beyond {FEATURE_NORM_MAX:.0e}, where the probes' statistics and float32 products (squared norms, "
             "a layer's sums) overflow to infinity and then NaN.",
             received=str(cache.path),
-            fix="Re-extract it with `python cli.py extract ... --overwrite` from images and a backbone that give "
+            fix="Re-extract it with `overwrite` from images and a backbone that give "
                 "features of ordinary size (a damaged or hand-edited cache holds values such as 3e38).")
     return x
 
@@ -247,15 +246,14 @@ def read_fitted_meta(directory: str | Path) -> dict[str, Any]:
     file = Path(directory) / FITTED_FILE
     if not file.is_file():
         raise FeaturekitError("Not a fitted-model folder (no fitted.json).", received=str(directory),
-                              fix="Pass a folder written by `python cli.py fit-head` or `compare`, e.g. runs/<cache>/head.")
+                              fix="Pass a folder written by `fit`, `fit-head` or `compare`, e.g. runs/<cache>/head.")
     try:
         meta = json.loads(file.read_bytes().decode("utf-8"))
+        if not isinstance(meta, dict):
+            raise ValueError("not a JSON object")
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise FeaturekitError(f"The fitted-model folder's fitted.json is truncated or damaged ({error}).",
                               received=str(file), fix=refit_command({}, directory)) from None
-    if not isinstance(meta, dict):
-        raise FeaturekitError("The fitted-model folder's fitted.json is not a JSON object.", received=str(file),
-                              fix=refit_command({}, directory))
     missing = [key for key in REQUIRED_META_KEYS if key not in meta]
     if missing:
         raise FeaturekitError(f"The fitted-model folder's fitted.json lacks {', '.join(missing)}.",
@@ -310,12 +308,12 @@ def load_fitted(directory: str | Path, cache: SplitAccess | None = None) -> Fitt
 
 def refit_command(meta: dict[str, Any], directory: str | Path) -> str:
     """The fix for a fitted folder that cannot be used: the command that replaces it."""
-    cache, probe = meta.get("cache") or "CACHE", meta.get("probe") or "PROBE"
     members = meta.get("members")
     if isinstance(members, list) and members and all(isinstance(m, dict) for m in members):
         caches = fusion_command_flags([m.get("path", "CACHE") for m in members])
     else:
-        caches = f"--cache {cache}"
+        caches = f"--cache {meta.get('cache') or 'CACHE'}"
+    probe = meta.get("probe") or "PROBE"
     return (f"Refit it: `python cli.py fit {caches} --probe {probe} --out {directory}` "
             "(`python cli.py compare --refit` refits every probe it compares).")
 

@@ -37,9 +37,9 @@ def cache_attrs(path: str | Path) -> dict[str, Any]:
         return dict(reader.attrs)
 
 
-def stored_identity(path: str | Path) -> dict[str, Any] | None:
-    """The identity attributes of a finished cache, read from its HDF5 attributes alone (cheap: no rows are
-    read); None for a file that is not a finished featurekit cache."""
+def stored_identity(path: str | Path, keys: tuple[str, ...] = IDENTITY_KEYS) -> dict[str, Any] | None:
+    """The identity attributes (or other `keys`) of a finished cache, read from its HDF5 attributes alone (cheap:
+    no rows are read); None for a file that is not a finished featurekit cache."""
     import h5py
 
     try:
@@ -47,7 +47,7 @@ def stored_identity(path: str | Path) -> dict[str, Any] | None:
             if not bool(f.attrs.get("complete", False)):
                 return None
             return {key: value.decode() if isinstance(value := f.attrs.get(key), bytes) else normalise_attr(value)
-                    for key in IDENTITY_KEYS}
+                    for key in keys}
     except (OSError, ValueError, TypeError):
         return None
 
@@ -211,14 +211,12 @@ class OtherTestSet:
                           else f"{key} of the test split" for key in ("fake", "real"))
 
 
-def parse_test_set(spec: str | Path | OtherTestSet) -> OtherTestSet:
+def parse_test_set(spec: str | Path) -> OtherTestSet:
     """A test-set spec: "DIR", "fake=DIR", "real=DIR" or "real=DIR1,fake=DIR2" (see `OtherTestSet`).
 
     Raises:
         FeaturekitError: a class named twice.
     """
-    if isinstance(spec, OtherTestSet):
-        return spec
     text = str(spec)
     match = _PAIRED.match(text)
     if match is None:
