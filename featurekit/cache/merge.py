@@ -92,13 +92,10 @@ def _write_features(f: Any, batches: list[Batch], kept: np.ndarray, dtype: str, 
             batch_features = read_batch_features(batch, dtype)
         except (OSError, ValueError, KeyError) as error:
             raise DamagedBatch(batch, error) from None
-        targets = np.searchsorted(kept, batch.rows)
-        # Batches are contiguous runs of rows, so one slice write per batch.
-        if targets[-1] - targets[0] == len(targets) - 1:
-            features[targets[0]:targets[-1] + 1] = batch_features
-        else:
-            for target, row in zip(targets, batch_features):
-                features[target] = row
+        # A batch's kept rows are the kept rows of its slice (verified: slices cover every row once), so they are
+        # consecutive in `kept`: one slice write per batch.
+        start = int(np.searchsorted(kept, batch.rows[0]))
+        features[start:start + len(batch.rows)] = batch_features
 
 
 def _write_rows(f: Any, samples: list, kept: np.ndarray, skipped: dict[int, str],

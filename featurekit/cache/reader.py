@@ -82,7 +82,14 @@ class CacheReader(SplitAccess):
                                   fix="Re-run its extract command to finish it, or pass `overwrite` to rebuild.")
         self.features = self._file["features"]
         self._check_row_counts()
+        self.n_rows, self.feature_dim = (int(size) for size in self.features.shape)
+        self.class_names: list[str] = list(self.attrs.get("class_names", []))
         self._check_identity()
+        self.fingerprint = str(self.attrs.get("fingerprint")
+                               or cache_fingerprint(self.attrs, self.n_rows, self.feature_dim))
+        # The class that is label 1 (what P(positive) and every "p_fake" column are the probability of).
+        names = self.class_names
+        self.positive_class = self.attrs.get("positive_class") or (names[1] if len(names) == 2 else None)
         self.labels: np.ndarray = self._file["labels"][()].astype(np.int64)
         if not np.isin(self.labels, (0, 1)).all():
             raise self._damaged(f"labels other than 0 and 1: {sorted(set(np.unique(self.labels).tolist()) - {0, 1})[:5]}")
@@ -200,28 +207,6 @@ class CacheReader(SplitAccess):
         if changed:
             raise self._edited(f"its {', '.join(changed)} differ from what was recorded when it was made")
         return []
-
-    @property
-    def n_rows(self) -> int:
-        return int(self.features.shape[0])
-
-    @property
-    def feature_dim(self) -> int:
-        return int(self.features.shape[1])
-
-    @property
-    def fingerprint(self) -> str:
-        return str(self.attrs.get("fingerprint") or cache_fingerprint(self.attrs, self.n_rows, self.feature_dim))
-
-    @property
-    def class_names(self) -> list[str]:
-        return list(self.attrs.get("class_names", []))
-
-    @property
-    def positive_class(self) -> str | None:
-        """The class that is label 1 (what P(positive) and every "p_fake" column are the probability of)."""
-        names = self.class_names
-        return self.attrs.get("positive_class") or (names[1] if len(names) == 2 else None)
 
     @property
     def sha256(self) -> list[str]:
