@@ -28,28 +28,38 @@ from featurekit.cache.format import decode, partial_dir_for, string_dtype
 from featurekit.errors import FeaturekitError
 from featurekit.fsutil import NewFileSink, atomic_write_json, commit_file, make_folder, storage_error, temporary_sibling
 
-@contextmanager
-def new_hdf5_file(path: Path) -> Iterator[Any]:
-    """A new HDF5 file at `path`, created exclusively (O_EXCL, O_NOFOLLOW: never through a planted link).
+BATCH_FILE = re.compile(r"batch-(\d{7})\.h5")
+RESUME_HINT = "Then run the same command again: the finished batches are kept and it resumes where it stopped."
 
-    HDF5 writes through a `NewFileSink`, so a write that fails (a full disk, a folder made read-only) never
-    leaves the library half-closed (which crashed the process at exit); the first such OSError is raised
-    here, after HDF5 has closed the file cleanly. The caller removes the file on any error.
+
+@contextmanager
+def new_hdf5_file(final: Path, action: str) -> Iterator[Any]:
+    """A new HDF5 file that replaces `final` (fsync, rename) once the block ends without an error.
+
+    It is written under a fresh temporary name, created exclusively (O_EXCL, O_NOFOLLOW: never through a planted
+    link), through a `NewFileSink`, so a write that fails (a full disk, a folder made read-only) never leaves the
+    library half-closed (which crashed the process at exit). On any error the temporary file is removed and
+    `final` is untouched; an OSError becomes a clear error saying what could not be done (`action`).
     """
     import h5py
 
-    sink = NewFileSink(path)
+    temporary = temporary_sibling(final)
     try:
-        with h5py.File(sink, "w") as f:
-            yield f
-        sink.raise_failure()
-    finally:
-        sink.close()
+        sink = NewFileSink(temporary)
+        try:
+            with h5py.File(sink, "w") as f:
+                yield f
+            sink.raise_failure()  # the first OSError of a write, raised once HDF5 has closed the file cleanly
+        finally:
+            sink.close()
+        commit_file(temporary, final)
+    except BaseException as error:
+        temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise storage_error(error, action, final, then=RESUME_HINT) from None
+        raise
 
 
-
-BATCH_FILE = re.compile(r"batch-(\d{7})\.h5")
-RESUME_HINT = "Then run the same command again: the finished batches are kept and it resumes where it stopped."
 
 
 @dataclass
@@ -139,21 +149,12 @@ class PartialCache:
             raise ValueError(f"batch {index}: rows must be one contiguous run, each once, with a reason per skipped row")
         features = np.asarray(features, dtype=dtype)
         self._refuse_link()
-        final = self.batch_path(index)
-        temporary = temporary_sibling(final)
-        try:
-            with new_hdf5_file(temporary) as f:
-                f.attrs.update(batch_index=index, row_start=int(covered[0]), row_stop=int(covered[-1]) + 1)
-                f.create_dataset("row_indices", data=rows)
-                f.create_dataset("features", data=features, **({"fletcher32": True} if features.size else {}))
-                f.create_dataset("skipped_indices", data=skipped)
-                f.create_dataset("skipped_reasons", data=np.asarray(skipped_reasons, dtype=object), dtype=string_dtype())
-            commit_file(temporary, final)
-        except BaseException as error:
-            temporary.unlink(missing_ok=True)
-            if isinstance(error, OSError):
-                raise storage_error(error, f"write batch {index} of the cache", final, then=RESUME_HINT) from None
-            raise
+        with new_hdf5_file(self.batch_path(index), f"write batch {index} of the cache") as f:
+            f.attrs.update(batch_index=index, row_start=int(covered[0]), row_stop=int(covered[-1]) + 1)
+            f.create_dataset("row_indices", data=rows)
+            f.create_dataset("features", data=features, **({"fletcher32": True} if features.size else {}))
+            f.create_dataset("skipped_indices", data=skipped)
+            f.create_dataset("skipped_reasons", data=np.asarray(skipped_reasons, dtype=object), dtype=string_dtype())
 
     def verified_batches(self, n_samples: int, feature_dim: int) -> list[Batch]:
         """Every batch, checked to cover rows 0..n_samples-1 exactly once between them (kept plus skipped).
