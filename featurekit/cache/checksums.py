@@ -19,8 +19,7 @@ from featurekit.cache.format import BLOCK_BYTES, IDENTITY_KEYS, ROW_DATASETS, no
 
 ALGORITHM = "sha256"
 # How a refusal names each dataset that changed.
-WHAT_CHANGED = {"features": "features", "labels": "labels", "paths": "paths", "splits": "splits",
-                "sha256": "image hashes (sha256)"}
+WHAT_CHANGED = {"sha256": "image hashes (sha256)"}  # the others by their names
 _REMEMBERED = 64
 _verified: OrderedDict[tuple, dict[str, str]] = OrderedDict()  # file identity -> checksums computed from it
 

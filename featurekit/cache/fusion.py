@@ -46,26 +46,24 @@ def fused_fingerprint(member_fingerprints: Sequence[str]) -> str:
     return hashlib.sha256(payload).hexdigest()[:16]
 
 
-def is_fusion(source: Any) -> bool:
-    """A list or tuple of two or more cache paths is a fusion; one path (or a list of one) is a plain cache."""
-    return isinstance(source, (list, tuple)) and len(source) > 1
+def source_paths(source: str | Path | Sequence[str | Path]) -> list[Path]:
+    """The cache files of a source: one cache path, or a list of them (two or more: a fusion)."""
+    return [Path(p) for p in source] if isinstance(source, (list, tuple)) else [Path(source)]
 
 
 def open_source(source: str | Path | Sequence[str | Path], log: Callable[[str], None] | None = None,
                 keep_order: bool = False) -> CacheReader | "FusedCache":
     """Open a cache, or a fusion of several caches given as a list of paths (`keep_order`: see FusedCache)."""
-    if isinstance(source, (list, tuple)):
-        if not source:
-            raise FeaturekitError("No cache given.", received="an empty list of caches", fix="Name at least one cache.")
-        return FusedCache(source, log=log, keep_order=keep_order) if len(source) > 1 else open_cache(source[0])
-    return open_cache(source)
+    paths = source_paths(source)
+    if not paths:
+        raise FeaturekitError("No cache given.", received="an empty list of caches", fix="Name at least one cache.")
+    return FusedCache(paths, log=log, keep_order=keep_order) if len(paths) > 1 else open_cache(paths[0])
 
 
 def source_name(source: str | Path | Sequence[str | Path]) -> str:
     """How a cache or a fusion is named in tables: the file name, or ``fuse(a.h5+b.h5)`` in the given order."""
-    if is_fusion(source):
-        return "fuse(" + "+".join(Path(p).name for p in source) + ")"
-    return Path(source[0] if isinstance(source, (list, tuple)) else source).name
+    names = [path.name for path in source_paths(source)]
+    return f"fuse({'+'.join(names)})" if len(names) > 1 else names[0]
 
 
 def _member_label(attrs: dict[str, Any], with_size: bool) -> str:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 from rich.markup import escape
 
-from featurekit.cache.fusion import source_name
+from featurekit.cache.fusion import check_fusion_request, source_name, source_paths
 from featurekit.errors import FeaturekitError, given
 from featurekit.evaluation.grid import CacheSource, check_probes, fitted_grid
 from featurekit.evaluation.scoring import scored
@@ -133,10 +133,6 @@ def caches_of_data(caches: list[Path], data: str | Path) -> list[Path]:
     return kept
 
 
-def _member_paths(source: CacheSource) -> list[Path]:
-    return [Path(p) for p in source] if isinstance(source, (list, tuple)) else [Path(source)]
-
-
 def _resolved(path: Path) -> Path:
     return path.expanduser().resolve()
 
@@ -154,7 +150,7 @@ def leaking_caches(caches: list[CacheSource], log: Callable[[str], None] = print
 
     found: dict[Path, bool] = {}
     for source in caches:
-        for path in _member_paths(source):
+        for path in source_paths(source):
             key = _resolved(path)
             if key in found:
                 continue
@@ -169,7 +165,7 @@ def leaking_caches(caches: list[CacheSource], log: Callable[[str], None] = print
 
 def source_leaks(source: CacheSource, leaky: dict[Path, bool]) -> bool:
     """Whether a cache, or any member of a fusion, leaks."""
-    return any(leaky.get(_resolved(path), False) for path in _member_paths(source))
+    return any(leaky.get(_resolved(path), False) for path in source_paths(source))
 
 
 def fusion_sources(caches: list[Path], fuse: bool | list[list[Any]]) -> list[CacheSource]:
@@ -179,10 +175,8 @@ def fusion_sources(caches: list[Path], fuse: bool | list[list[Any]]) -> list[Cac
     Returns:
         The plain caches first, then one entry (a list of paths) per fusion group, each group once.
     """
-    if fuse is True and len(caches) < 2:
-        raise FeaturekitError("`fuse` needs two or more caches of the same images.",
-                              received=", ".join(given("cache", str(c)) for c in caches) or "no cache",
-                              fix="Repeat `cache` for each cache to fuse.")
+    if fuse is True:
+        check_fusion_request(caches, fuse)
     groups = [list(caches)] if fuse is True else [[Path(p) for p in group] for group in (fuse or [])]
     plain = list(caches)
     for member in (member for group in groups for member in group):

@@ -86,10 +86,6 @@ def score_elsewhere(rows: list[dict[str, Any]], caches: list[Path], views: Seque
         The rows, then one block per view, then one block per test set; every row with `test_set`, `view` and
         `scored_cache`.
     """
-    for row in rows:
-        row.setdefault("test_set", OWN_TEST_SPLIT)
-        row.setdefault("view", "")
-        row.setdefault("scored_cache", row.get("cache"))
     by_name = {Path(cache).name: Path(cache) for cache in caches}
     own_rows = {name: [row for row in rows if row.get("cache") == name and row.get("test_set") == OWN_TEST_SPLIT
                        and not row.get("view")] for name in by_name}
