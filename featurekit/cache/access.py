@@ -37,27 +37,22 @@ def rebatch(blocks: Iterable[tuple[np.ndarray, np.ndarray]], batch_rows: int) ->
 class SplitAccess:
     """Rows of a cache or a fusion: split rows, features in memory or streamed, sizes, checks, names.
 
-    Subclasses provide the attributes annotated here, `close()`, `verify_contents()` (check the contents against
-    the checksums recorded when it was made; notes for what cannot be checked) and the two block methods:
+    Subclasses provide `labels`, `splits`, `paths`, `n_rows`, `feature_dim`, `class_names`, `positive_class`,
+    `attrs`, `fingerprint`, `content_checksums`, `member_paths` (the cache files read), `path` (for messages; a
+    fusion's name, not a file), `name` (in tables), `run_name` (the folder of its fitted probes), `described` (how
+    messages name it: "cache x.h5", "fusion fuse(a.h5+b.h5)"), `close()`, `verify_contents()` (check the contents
+    against the checksums recorded when it was made; notes for what cannot be checked) and the two block methods:
     `_plan_blocks(rows)` cuts `rows` (ascending) into blocks read at once, in file order (a block may be empty),
     and `_read_block(rows)` reads the features (float32) of one block's rows, in the order given.
     """
 
-    path: Path  # for messages (a fusion's name: not a file)
-    described: str  # how messages name it: "cache x.h5", "fusion fuse(a.h5+b.h5)"
-    name: str  # in tables
-    run_name: str  # the folder of its fitted probes
-    member_paths: list[Path]  # the cache files read
+    path: Path
+    described: str
+    name: str
+    run_name: str
     labels: np.ndarray
     splits: np.ndarray
-    paths: list[str]
-    n_rows: int
-    feature_dim: int
-    class_names: list[str]
-    positive_class: str | None
-    attrs: dict[str, Any]
-    fingerprint: str
-    content_checksums: Any
+    member_paths: list[Path]
     # Views of the train split read beside its clean rows, and their caches (`featurekit.cache.augmented`).
     train_views: tuple[str, ...] = ()
     train_view_caches: tuple[dict[str, Any], ...] = ()
