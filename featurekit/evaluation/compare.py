@@ -149,17 +149,15 @@ def leaking_caches(caches: list[CacheSource], log: Callable[[str], None] = print
     from featurekit.audit import audit_cache
 
     found: dict[Path, bool] = {}
-    for source in caches:
-        for path in source_paths(source):
-            key = _resolved(path)
-            if key in found:
-                continue
-            report = audit_cache(path, near_duplicates=False, shortcuts=False)
-            found[key] = report.has_leaks
-            if report.has_leaks:
-                leak = next((w for w in report.warnings if w.startswith("LEAK")), "")
-                log(f"[bold red]WARNING: {escape(path.name)} leaks across its splits[/]: {escape(leak)} Its scores "
-                    f"are optimistic; `python cli.py audit {escape(str(path))}` lists every duplicate.")
+    for path in (path for source in caches for path in source_paths(source)):
+        if _resolved(path) in found:
+            continue
+        report = audit_cache(path, near_duplicates=False, shortcuts=False)
+        found[_resolved(path)] = report.has_leaks
+        if report.has_leaks:
+            leak = next((w for w in report.warnings if w.startswith("LEAK")), "")
+            log(f"[bold red]WARNING: {escape(path.name)} leaks across its splits[/]: {escape(leak)} Its scores "
+                f"are optimistic; `python cli.py audit {escape(str(path))}` lists every duplicate.")
     return found
 
 
