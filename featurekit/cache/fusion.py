@@ -67,11 +67,9 @@ def source_name(source: str | Path | Sequence[str | Path]) -> str:
 
 
 def _member_label(attrs: dict[str, Any], with_size: bool) -> str:
-    parts = [str(attrs.get("backbone"))] + ([str(attrs["layer"])] if attrs.get("layer") else [])
-    parts.append(str(attrs.get("pooling")))
-    if with_size:
-        parts.append(str(attrs.get("image_size")))
-    return "/".join(parts)
+    parts = [attrs.get("backbone"), *([attrs["layer"]] if attrs.get("layer") else []), attrs.get("pooling"),
+             *([attrs.get("image_size")] if with_size else [])]
+    return "/".join(map(str, parts))
 
 
 def _label(cache: CacheReader, row: int) -> str:
