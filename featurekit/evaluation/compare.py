@@ -157,7 +157,7 @@ def leaking_caches(caches: list[CacheSource], log: Callable[[str], None] = print
         if report.has_leaks:
             leak = next((w for w in report.warnings if w.startswith("LEAK")), "")
             log(f"[bold red]WARNING: {escape(path.name)} leaks across its splits[/]: {escape(leak)} Its scores "
-                f"are optimistic; `python cli.py audit {escape(str(path))}` lists every duplicate.")
+                f"are optimistic; the `audit` command lists every duplicate of {escape(str(path))}.")
     return found
 
 
