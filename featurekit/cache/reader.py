@@ -19,8 +19,8 @@ from featurekit.cache.access import SplitAccess
 from featurekit.cache.batches import PartialCache
 from featurekit.cache.checksums import changed_datasets, edited_identity, remembered_checksums
 from featurekit.cache.format import (
-    ROW_DATASETS,
     BLOCK_BYTES,
+    ROW_DATASETS,
     SCHEMA_VERSION,
     cache_fingerprint,
     decode,
