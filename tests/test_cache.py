@@ -487,9 +487,9 @@ def _foreign_owner(victim: Path, lock: Path) -> None:
 
 
 @pytest.mark.parametrize("plant, problem", [
-    (_hard_link, r"lock file is a hard link \(2 names share its contents\)"),
-    (_fifo, r"lock file is not a regular file"),
-    (_foreign_owner, r"lock file belongs to another user \(uid 54321\)"),
+    (_hard_link, r"lock file was not made by featurekit: it has 2 hard links"),
+    (_fifo, r"lock file was not made by featurekit: it is not a regular file"),
+    (_foreign_owner, r"lock file was not made by featurekit: another user owns it"),
 ])
 def test_a_lock_file_featurekit_did_not_make_is_refused_and_never_written(tmp_path: Path, plant, problem):
     victim = _victim(tmp_path)

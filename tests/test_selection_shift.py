@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import make_cache
-from featurekit.evaluation.compare import compare, shift_figures
+from featurekit.evaluation.compare import compare
+from featurekit.evaluation.scoring import shift_figures
 
 
 def _brute_force_oracle(labels: np.ndarray, scores: np.ndarray) -> float:

@@ -12,7 +12,7 @@ import pytest
 from conftest import make_image_folder, write_image
 from featurekit.cache import open_cache
 from featurekit.errors import FeaturekitError
-from featurekit.evaluation.shifted_scoring import parse_test_set
+from featurekit.evaluation.shifted_caches import parse_test_set
 
 QUIET = {"log": lambda message: None}
 

@@ -223,13 +223,13 @@ def test_extract_overwrite_refuses_a_file_it_did_not_write_at_the_cache_path(ima
     assert again.status == "extracted"
 
 
-def test_a_lock_hard_linked_after_the_path_check_is_refused_on_the_open_file(tmp_path: Path, monkeypatch):
+def test_a_hard_linked_lock_is_refused_on_the_open_file(tmp_path: Path):
     import featurekit.cache.lock as lock
 
     victim = tmp_path / "victim.txt"
     victim.write_text("keep me")
     cache = tmp_path / "c.h5"
-    monkeypatch.setattr(lock, "refuse_foreign_lock_file", lambda path: os.link(victim, path))  # planted in between
+    os.link(victim, tmp_path / "c.h5.lock")  # planted: refused on the open file, before anything is written
     with pytest.raises(FeaturekitError, match="hard links"):
         with lock.writer_lock(cache):
             pass

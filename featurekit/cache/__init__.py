@@ -13,8 +13,6 @@ from featurekit.cache.access import SplitAccess
 from featurekit.cache.batches import PartialCache
 from featurekit.cache.format import (
     IDENTITY_KEYS,
-    SCHEMA_VERSION,
-    TARGET_CHUNK_BYTES,
     cache_fingerprint,
     default_cache_path,
     describe_differences,
@@ -27,7 +25,7 @@ from featurekit.cache.merge import finalize_cache
 from featurekit.cache.reader import CacheReader, open_cache
 
 __all__ = [
-    "IDENTITY_KEYS", "SCHEMA_VERSION", "TARGET_CHUNK_BYTES", "CacheReader", "PartialCache", "SplitAccess",
+    "IDENTITY_KEYS", "CacheReader", "PartialCache", "SplitAccess",
     "cache_fingerprint", "default_cache_path", "describe_differences", "finalize_cache", "library_versions",
     "normalise_attr", "open_cache", "rows_per_chunk", "writer_lock",
 ]

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from featurekit.errors import FeaturekitError, option_name
+from featurekit.errors import FeaturekitError
 
 
 def rebatch(blocks: Iterable[tuple[np.ndarray, np.ndarray]], batch_rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -37,12 +37,16 @@ def rebatch(blocks: Iterable[tuple[np.ndarray, np.ndarray]], batch_rows: int) ->
 class SplitAccess:
     """Rows of a cache or a fusion: split rows, features in memory or streamed, sizes, checks, names.
 
-    Subclasses provide `labels`, `splits`, `n_rows`, `feature_dim`, `class_names`, `positive_class`, `attrs`,
-    `fingerprint`, `content_checksums`, `verify_contents`, `member_paths` (the cache files read), `name` (in
-    tables), `run_name` (the folder of its fitted probes), `described` (how messages name it: "cache x.h5",
-    "fusion fuse(a.h5+b.h5)"), `close`, and the two block methods.
+    Subclasses provide `labels`, `splits`, `paths`, `n_rows`, `feature_dim`, `class_names`, `positive_class`,
+    `attrs`, `fingerprint`, `content_checksums`, `member_paths` (the cache files read), `path` (for messages; a
+    fusion's name, not a file), `name` (in tables), `run_name` (the folder of its fitted probes), `described` (how
+    messages name it: "cache x.h5", "fusion fuse(a.h5+b.h5)"), `close()`, `verify_contents()` (check the contents
+    against the checksums recorded when it was made; notes for what cannot be checked) and the two block methods:
+    `_plan_blocks(rows)` cuts `rows` (ascending) into blocks read at once, in file order (a block may be empty),
+    and `_read_block(rows)` reads the features (float32) of one block's rows, in the order given.
     """
 
+    path: Path
     described: str
     name: str
     run_name: str
@@ -59,24 +63,11 @@ class SplitAccess:
         whose train split it widens with views)."""
         return self
 
-    def close(self) -> None:
-        raise NotImplementedError
-
-    def verify_contents(self) -> list[str]:
-        """Check the contents against the checksums recorded when it was made; notes for what cannot be checked."""
-        raise NotImplementedError
-
-    @property
-    def content_checksums(self) -> Any:
-        raise NotImplementedError
-
-    def _plan_blocks(self, rows: np.ndarray) -> list[np.ndarray]:
-        """`rows` (ascending) cut into blocks read at once, in file order; a block may be empty."""
-        raise NotImplementedError
-
-    def _read_block(self, rows: np.ndarray) -> np.ndarray:
-        """Features (float32) of one block's rows, in the order given."""
-        raise NotImplementedError
+    def provenance(self, keys: tuple[str, ...]) -> dict[str, Any]:
+        """What a fitted probe records about the features it was fitted on: the cache, its fingerprint, and the
+        attributes `keys` of its embedding (a fusion: those of each member too)."""
+        return {"cache": str(self.path), "cache_fingerprint": self.fingerprint,
+                "embedding": {key: self.attrs.get(key) for key in keys}}
 
     def __enter__(self):
         return self
@@ -138,7 +129,7 @@ class SplitAccess:
             if len(labels) == 0:
                 raise FeaturekitError(f"The {self.described} has no {split!r} split.", received=self.described,
                                       fix="Re-extract with split fractions that give every split images, e.g. "
-                                      f"{option_name('split')} 0.7,0.15,0.15.")
+                                      "`split` 0.7,0.15,0.15.")
             if len(np.unique(labels)) < 2:
                 only = self.class_names[int(labels[0])] if self.class_names else int(labels[0])
                 raise FeaturekitError(f"The {split!r} split of the {self.described} holds one class only ({only!r}).",

@@ -50,11 +50,16 @@ class AugmentedSource(SplitAccess):
                  column_orders: list[np.ndarray | None] | None = None):
         self._clean, self.views = clean, list(views)
         self.train_views = tuple(names)
+        # Valid, test and the embedding are the clean source's.
+        self.feature_dim, self.class_names = clean.feature_dim, clean.class_names
+        self.positive_class, self.fingerprint = clean.positive_class, clean.fingerprint
+        self.content_checksums, self.skipped = clean.content_checksums, clean.skipped
         parts = [(clean, np.arange(clean.n_rows), None)]
         for view, order in zip(self.views, column_orders or [None] * len(self.views)):
             parts.append((view, self._check_view(view), order))
         self._parts = parts
         self._offsets = np.cumsum([0] + [len(rows) for _, rows, _ in parts])
+        self.n_rows = int(self._offsets[-1])
         self.labels = np.concatenate([source.labels[rows] for source, rows, _ in parts])
         self.splits = np.concatenate([clean.splits] + [np.full(len(rows), "train") for _, rows, _ in parts[1:]])
         self.paths = [source.paths[i] for source, rows, _ in parts for i in rows]
@@ -84,7 +89,7 @@ class AugmentedSource(SplitAccess):
                     f"The view cache {view.name} is not of {clean.name}'s training images: its train image "
                     f"{view.paths[row]} is not a clean training image with the same contents and label.",
                     received=view.described,
-                    fix="Re-extract the view's train split from the clean cache's data folder (`--views-split train`).")
+                    fix="Re-extract the view's train split from the clean cache's data folder (`views_split` train).")
         return rows
 
     # ---- the SplitAccess interface
@@ -96,34 +101,6 @@ class AugmentedSource(SplitAccess):
     def close(self) -> None:
         for source in (self.clean, *self.views):
             source.close()
-
-    @property
-    def n_rows(self) -> int:
-        return int(self._offsets[-1])
-
-    @property
-    def feature_dim(self) -> int:
-        return self.clean.feature_dim
-
-    @property
-    def class_names(self) -> list[str]:
-        return self.clean.class_names
-
-    @property
-    def positive_class(self) -> str | None:
-        return self.clean.positive_class
-
-    @property
-    def fingerprint(self) -> str:
-        return self.clean.fingerprint
-
-    @property
-    def content_checksums(self) -> Any:
-        return self.clean.content_checksums
-
-    @property
-    def skipped(self) -> list[tuple[str, str]]:
-        return self.clean.skipped
 
     @property
     def member_paths(self) -> list[Path]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from itertools import groupby
 import re
 import shutil
 from collections.abc import Iterator
@@ -24,31 +25,41 @@ from typing import Any
 import numpy as np
 
 from featurekit.cache.format import decode, partial_dir_for, string_dtype
-from featurekit.errors import FeaturekitError, option_name
+from featurekit.errors import FeaturekitError
 from featurekit.fsutil import NewFileSink, atomic_write_json, commit_file, make_folder, storage_error, temporary_sibling
-
-@contextmanager
-def new_hdf5_file(path: Path) -> Iterator[Any]:
-    """A new HDF5 file at `path`, created exclusively (O_EXCL, O_NOFOLLOW: never through a planted link).
-
-    HDF5 writes through a `NewFileSink`, so a write that fails (a full disk, a folder made read-only) never
-    leaves the library half-closed (which crashed the process at exit); the first such OSError is raised
-    here, after HDF5 has closed the file cleanly. The caller removes the file on any error.
-    """
-    import h5py
-
-    sink = NewFileSink(path)
-    try:
-        with h5py.File(sink, "w") as f:
-            yield f
-        sink.raise_failure()
-    finally:
-        sink.close()
-
-
 
 BATCH_FILE = re.compile(r"batch-(\d{7})\.h5")
 RESUME_HINT = "Then run the same command again: the finished batches are kept and it resumes where it stopped."
+
+
+@contextmanager
+def new_hdf5_file(final: Path, action: str) -> Iterator[Any]:
+    """A new HDF5 file that replaces `final` (fsync, rename) once the block ends without an error.
+
+    It is written under a fresh temporary name, created exclusively (O_EXCL, O_NOFOLLOW: never through a planted
+    link), through a `NewFileSink`, so a write that fails (a full disk, a folder made read-only) never leaves the
+    library half-closed (which crashed the process at exit). On any error the temporary file is removed and
+    `final` is untouched; an OSError becomes a clear error saying what could not be done (`action`).
+    """
+    import h5py
+
+    temporary = temporary_sibling(final)
+    try:
+        sink = NewFileSink(temporary)
+        try:
+            with h5py.File(sink, "w") as f:
+                yield f
+            sink.raise_failure()  # the first OSError of a write, raised once HDF5 has closed the file cleanly
+        finally:
+            sink.close()
+        commit_file(temporary, final)
+    except BaseException as error:
+        temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise storage_error(error, action, final, then=RESUME_HINT) from None
+        raise
+
+
 
 
 @dataclass
@@ -94,7 +105,7 @@ class PartialCache:
             raise FeaturekitError(
                 f"The record of an interrupted extraction is damaged ({error}), so its finished batches cannot be "
                 "trusted.", received=str(self.request_path),
-                fix=f"Pass {option_name('overwrite')} to start this cache over.") from None
+                fix="Pass `overwrite` to start this cache over.") from None
         return request
 
     def start(self, request: dict[str, Any]) -> None:
@@ -138,21 +149,12 @@ class PartialCache:
             raise ValueError(f"batch {index}: rows must be one contiguous run, each once, with a reason per skipped row")
         features = np.asarray(features, dtype=dtype)
         self._refuse_link()
-        final = self.batch_path(index)
-        temporary = temporary_sibling(final)
-        try:
-            with new_hdf5_file(temporary) as f:
-                f.attrs.update(batch_index=index, row_start=int(covered[0]), row_stop=int(covered[-1]) + 1)
-                f.create_dataset("row_indices", data=rows)
-                f.create_dataset("features", data=features, **({"fletcher32": True} if features.size else {}))
-                f.create_dataset("skipped_indices", data=skipped)
-                f.create_dataset("skipped_reasons", data=np.asarray(skipped_reasons, dtype=object), dtype=string_dtype())
-            commit_file(temporary, final)
-        except BaseException as error:
-            temporary.unlink(missing_ok=True)
-            if isinstance(error, OSError):
-                raise storage_error(error, f"write batch {index} of the cache", final, then=RESUME_HINT) from None
-            raise
+        with new_hdf5_file(self.batch_path(index), f"write batch {index} of the cache") as f:
+            f.attrs.update(batch_index=index, row_start=int(covered[0]), row_stop=int(covered[-1]) + 1)
+            f.create_dataset("row_indices", data=rows)
+            f.create_dataset("features", data=features, **({"fletcher32": True} if features.size else {}))
+            f.create_dataset("skipped_indices", data=skipped)
+            f.create_dataset("skipped_reasons", data=np.asarray(skipped_reasons, dtype=object), dtype=string_dtype())
 
     def verified_batches(self, n_samples: int, feature_dim: int) -> list[Batch]:
         """Every batch, checked to cover rows 0..n_samples-1 exactly once between them (kept plus skipped).
@@ -175,7 +177,7 @@ class PartialCache:
                 f"Cannot finish cache {self.cache_path}: {'; '.join(problems)}. Nothing was written at the cache path.",
                 received=str(self.directory),
                 fix="Run the same command again: it recomputes only those batches and keeps the others."
-                    + ("" if not doubled else f" If this repeats, pass {option_name('overwrite')} to start over."))
+                    + ("" if not doubled else " If this repeats, pass `overwrite` to start over."))
         return sorted(batches, key=lambda batch: batch.start)
 
     def _inspected_batches(self, layout: tuple[int, int] | None, n_samples: int,
@@ -223,12 +225,8 @@ class PartialCache:
             entries = list(os.scandir(self.directory))
         except OSError:
             return []
-        found = []
-        for entry in entries:
-            match = BATCH_FILE.fullmatch(entry.name)
-            if match and entry.is_file(follow_symlinks=False):
-                found.append((int(match.group(1)), Path(entry.path)))
-        return sorted(found)
+        return sorted((int(match.group(1)), Path(entry.path)) for entry in entries
+                      if (match := BATCH_FILE.fullmatch(entry.name)) and entry.is_file(follow_symlinks=False))
 
     def _refuse_link(self) -> None:
         if self.directory.is_symlink():
@@ -296,11 +294,11 @@ def _coverage_problems(batches: list[Batch], n_samples: int, missing: list[int],
         coverage[batch.start:batch.stop] += 1
     problems = []
     if missing:
-        problems.append(f"{_count(len(missing), 'batch', 'batches')} {_ranges(missing)} "
+        problems.append(f"{'batch' if len(missing) == 1 else 'batches'} {_ranges(missing)} "
                         f"{'is' if len(missing) == 1 else 'are'} missing (deleted while the run went on?)")
     if damaged:
         first = next(iter(damaged.items()))
-        problems.append(f"{_count(len(damaged), 'batch', 'batches')} {_ranges(sorted(damaged))} "
+        problems.append(f"{'batch' if len(damaged) == 1 else 'batches'} {_ranges(sorted(damaged))} "
                         f"{'was' if len(damaged) == 1 else 'were'} damaged and removed (batch {first[0]}: {first[1]})")
     uncovered = np.flatnonzero(coverage == 0)
     if len(uncovered) and not missing and not damaged:
@@ -311,17 +309,9 @@ def _coverage_problems(batches: list[Batch], n_samples: int, missing: list[int],
     return problems, bool(len(doubled))
 
 
-def _count(n: int, one: str, many: str) -> str:
-    return one if n == 1 else many
-
-
 def _ranges(values: list[int], limit: int = 8) -> str:
     """`3, 7-9, 12` for [3, 7, 8, 9, 12] (the first `limit` runs, then how many more)."""
-    runs: list[list[int]] = []
-    for value in values:
-        if runs and value == runs[-1][1] + 1:
-            runs[-1][1] = value
-        else:
-            runs.append([value, value])
-    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs[:limit])
+    # Consecutive values share value - position: each group is one run.
+    runs = [[value for _, value in run] for _, run in groupby(enumerate(values), lambda item: item[1] - item[0])]
+    text = ", ".join(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs[:limit])
     return text + (f" and {len(runs) - limit} more runs" if len(runs) > limit else "")

@@ -15,13 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from featurekit.cache.format import IDENTITY_KEYS, ROW_DATASETS, TARGET_CHUNK_BYTES, normalise_attr, utf8
+from featurekit.cache.format import BLOCK_BYTES, IDENTITY_KEYS, ROW_DATASETS, normalise_attr, utf8
 
 ALGORITHM = "sha256"
-BLOCK_BYTES = 8 * TARGET_CHUNK_BYTES
 # How a refusal names each dataset that changed.
-WHAT_CHANGED = {"features": "features", "labels": "labels", "paths": "paths", "splits": "splits",
-                "sha256": "image hashes (sha256)"}
+WHAT_CHANGED = {"sha256": "image hashes (sha256)"}  # the others by their names
 _REMEMBERED = 64
 _verified: OrderedDict[tuple, dict[str, str]] = OrderedDict()  # file identity -> checksums computed from it
 

@@ -38,6 +38,7 @@ EMPTY_BY_DEFAULT_KEYS = ("view", "subset")
 ROW_DATASETS = ("features", "labels", "paths", "splits", "sha256")
 JSON_ATTRS = ("config", "versions", "content_checksums")
 TARGET_CHUNK_BYTES = 1 << 20
+BLOCK_BYTES = 8 * TARGET_CHUNK_BYTES  # what one read of features holds, streamed or checked
 
 
 def string_dtype():
@@ -83,23 +84,16 @@ def library_versions() -> dict[str, str]:
 
 def describe_differences(stored: dict[str, Any], requested: dict[str, Any], keys=IDENTITY_KEYS) -> list[str]:
     """Human-readable list of identity attributes that differ."""
-    differences = []
-    for key in keys:
-        if key in requested and normalise_attr(stored.get(key)) != normalise_attr(requested[key]):
-            if key == "data_fingerprint":
-                differences.append("the images differ (files added, removed or changed since it was made)")
-            else:
-                differences.append(f"{key} is {stored.get(key)!r} in the cache but {requested[key]!r} was asked for")
-    return differences
+    return ["the images differ (files added, removed or changed since it was made)" if key == "data_fingerprint"
+            else f"{key} is {stored.get(key)!r} in the cache but {requested[key]!r} was asked for"
+            for key in keys if key in requested and normalise_attr(stored.get(key)) != normalise_attr(requested[key])]
 
 
 def normalise_attr(value: Any) -> Any:
     """An attribute value as identity comparisons see it: numpy scalars as Python values, None as ""."""
-    if isinstance(value, (np.generic,)):
+    if isinstance(value, np.generic):
         return value.item()
-    if value is None:
-        return ""
-    return value
+    return "" if value is None else value
 
 
 def cache_fingerprint(attrs: dict[str, Any], n_rows: int, feature_dim: int) -> str:

@@ -32,10 +32,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from rich.markup import escape
 
-from featurekit.cache import TARGET_CHUNK_BYTES, CacheReader, SplitAccess, open_cache
-from featurekit.errors import FeaturekitError, given, option_name
+from featurekit.cache import CacheReader, SplitAccess, open_cache
+from featurekit.cache.format import BLOCK_BYTES
+from featurekit.cache.reader import read_rows
+from featurekit.errors import FeaturekitError, given
 
-BLOCK_BYTES = 8 * TARGET_CHUNK_BYTES  # what one read of a member holds, as CacheReader streams
 NAMED_ROWS = 3  # rows named in the warning about rows left out
 
 
@@ -45,66 +46,35 @@ def fused_fingerprint(member_fingerprints: Sequence[str]) -> str:
     return hashlib.sha256(payload).hexdigest()[:16]
 
 
-def is_fusion(source: Any) -> bool:
-    """A list or tuple of two or more cache paths is a fusion; one path (or a list of one) is a plain cache."""
-    return isinstance(source, (list, tuple)) and len(source) > 1
+def source_paths(source: str | Path | Sequence[str | Path]) -> list[Path]:
+    """The cache files of a source: one cache path, or a list of them (two or more: a fusion)."""
+    return [Path(p) for p in source] if isinstance(source, (list, tuple)) else [Path(source)]
 
 
 def open_source(source: str | Path | Sequence[str | Path], log: Callable[[str], None] | None = None,
                 keep_order: bool = False) -> CacheReader | "FusedCache":
     """Open a cache, or a fusion of several caches given as a list of paths (`keep_order`: see FusedCache)."""
-    if isinstance(source, (list, tuple)):
-        if not source:
-            raise FeaturekitError("No cache given.", received="an empty list of caches", fix="Name at least one cache.")
-        return FusedCache(source, log=log, keep_order=keep_order) if len(source) > 1 else open_cache(source[0])
-    return open_cache(source)
+    paths = source_paths(source)
+    if not paths:
+        raise FeaturekitError("No cache given.", received="an empty list of caches", fix="Name at least one cache.")
+    return FusedCache(paths, log=log, keep_order=keep_order) if len(paths) > 1 else open_cache(paths[0])
 
 
 def source_name(source: str | Path | Sequence[str | Path]) -> str:
     """How a cache or a fusion is named in tables: the file name, or ``fuse(a.h5+b.h5)`` in the given order."""
-    if is_fusion(source):
-        return "fuse(" + "+".join(Path(p).name for p in source) + ")"
-    return Path(source[0] if isinstance(source, (list, tuple)) else source).name
+    names = [path.name for path in source_paths(source)]
+    return f"fuse({'+'.join(names)})" if len(names) > 1 else names[0]
 
 
 def _member_label(attrs: dict[str, Any], with_size: bool) -> str:
-    parts = [str(attrs.get("backbone"))] + ([str(attrs["layer"])] if attrs.get("layer") else [])
-    parts.append(str(attrs.get("pooling")))
-    if with_size:
-        parts.append(str(attrs.get("image_size")))
-    return "/".join(parts)
+    parts = [attrs.get("backbone"), *([attrs["layer"]] if attrs.get("layer") else []), attrs.get("pooling"),
+             *([attrs.get("image_size")] if with_size else [])]
+    return "/".join(map(str, parts))
 
 
 def _label(cache: CacheReader, row: int) -> str:
     label = int(cache.labels[row])
     return cache.class_names[label] if len(cache.class_names) > label else str(label)
-
-
-def read_rows(features: Any, rows: np.ndarray, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
-    """Rows of an HDF5 feature dataset in the order given, as float32, reading bounded contiguous windows.
-
-    Each read spans at most one block (about `block_bytes`), so memory stays bounded whatever the
-    order of `rows`; rows in increasing order (the usual case: members extracted from one folder
-    list it in the same order) read every block once.
-    """
-    rows = np.asarray(rows, dtype=np.int64)
-    dim = int(features.shape[1])
-    out = np.empty((len(rows), dim), dtype=np.float32)
-    if not len(rows):
-        return out
-    chunk_rows = (features.chunks or (1024,))[0]
-    block_rows = max(chunk_rows, block_bytes // max(1, dim * features.dtype.itemsize))
-    order = np.argsort(rows, kind="stable")
-    ordered = rows[order]
-    start_index = 0
-    while start_index < len(ordered):
-        start = int(ordered[start_index])
-        stop_index = int(np.searchsorted(ordered, start + block_rows, side="left"))
-        stop = int(ordered[stop_index - 1]) + 1
-        block = features[start:stop]
-        out[order[start_index:stop_index]] = block[ordered[start_index:stop_index] - start]
-        start_index = stop_index
-    return out
 
 
 class FusedCache(SplitAccess):
@@ -124,8 +94,7 @@ class FusedCache(SplitAccess):
         paths = [Path(p) for p in paths]
         if len(paths) < 2:
             raise FeaturekitError("A fusion needs at least two caches.", received=", ".join(map(str, paths)),
-                                  fix=f"Name two or more caches of the same images ({option_name('cache')} A "
-                                      f"{option_name('cache')} B).")
+                                  fix="Name two or more caches of the same images (`cache` A `cache` B).")
         resolved = [p.expanduser().resolve() for p in paths]
         if len(set(resolved)) < len(resolved):
             twice = next(p for p in paths if resolved.count(p.expanduser().resolve()) > 1)
@@ -133,8 +102,7 @@ class FusedCache(SplitAccess):
                                   fix="Name each cache once.")
         self._stack = ExitStack()
         try:
-            members = [self._stack.enter_context(open_cache(p)) for p in paths]
-            self._setup(members, log or print, keep_order)
+            self._setup([self._stack.enter_context(open_cache(p)) for p in paths], log or print, keep_order)
         except BaseException:
             self._stack.close()
             raise
@@ -157,17 +125,25 @@ class FusedCache(SplitAccess):
                     fix="Fuse caches extracted from the same data folder.")
         self._rows = self._align(log)
         keep = self._rows[0]
-        self.labels: np.ndarray = first.labels[keep]
-        self.splits: np.ndarray = first.splits[keep]
-        self.paths: list[str] = [first.paths[i] for i in keep]
+        self.labels, self.splits = first.labels[keep], first.splits[keep]
         first_sha = first.sha256
-        self.sha256: list[str] = [first_sha[i] for i in keep]
-        self.fingerprint: str = fused_fingerprint([m.fingerprint for m in self.members])
-        self.name: str = "fuse(" + "+".join(m.path.name for m in self.members) + ")"
+        self.paths, self.sha256 = [first.paths[i] for i in keep], [first_sha[i] for i in keep]
+        self.n_rows, self.feature_dim = len(keep), sum(m.feature_dim for m in self.members)
+        self.class_names, self.positive_class = first.class_names, first.positive_class
+        self.member_paths = [m.path for m in self.members]
+        skipped: dict[str, str] = {}  # each file once, with the first member's reason
+        for member in self.members:
+            for path, reason in member.skipped:
+                skipped.setdefault(path, reason)
+        self.skipped = list(skipped.items())
+        checksums = [m.content_checksums for m in self.members]  # in member order; None where one has none
+        self.content_checksums = None if any(c is None for c in checksums) else checksums
+        self.fingerprint = fused_fingerprint(fingerprints)
+        self.name = "fuse(" + "+".join(m.path.name for m in self.members) + ")"
         self.described = f"fusion {self.name}"
         self.path = Path(self.name)  # for messages, like CacheReader.path; not a file
-        self.run_name: str = f"fuse-{self.fingerprint[:12]}"
-        self.attrs: dict[str, Any] = self._describe()
+        self.run_name = f"fuse-{self.fingerprint[:12]}"
+        self.attrs = self._describe()
 
     def _align(self, log: Callable[[str], None]) -> list[np.ndarray]:
         """For each member, its row of every fused row (the rows all members hold, in the first's order)."""
@@ -247,42 +223,15 @@ class FusedCache(SplitAccess):
 
     # ---- the SplitAccess interface
 
+    def provenance(self, keys: tuple[str, ...]) -> dict[str, Any]:
+        return {"cache": self.name, "cache_fingerprint": self.fingerprint,
+                "embedding": {key: self.attrs[key] for key in (*keys, "fused", "member_fingerprints")
+                              if key in self.attrs},
+                "members": [{"path": str(member.path), "fingerprint": member.fingerprint,
+                             "embedding": member.provenance(keys)["embedding"]} for member in self.members]}
+
     def close(self) -> None:
         self._stack.close()
-
-    @property
-    def n_rows(self) -> int:
-        return int(len(self._rows[0]))
-
-    @property
-    def feature_dim(self) -> int:
-        return int(sum(m.feature_dim for m in self.members))
-
-    @property
-    def class_names(self) -> list[str]:
-        return self.members[0].class_names
-
-    @property
-    def positive_class(self) -> str | None:
-        return self.members[0].positive_class
-
-    @property
-    def skipped(self) -> list[tuple[str, str]]:
-        seen: dict[str, str] = {}
-        for member in self.members:
-            for path, reason in member.skipped:
-                seen.setdefault(path, reason)
-        return list(seen.items())
-
-    @property
-    def member_paths(self) -> list[Path]:
-        return [m.path for m in self.members]
-
-    @property
-    def content_checksums(self) -> list[dict[str, str]] | None:
-        """Each member's content checksums, in member order (None when a member has none recorded)."""
-        checksums = [m.content_checksums for m in self.members]
-        return None if any(c is None for c in checksums) else checksums
 
     def verify_contents(self) -> list[str]:
         """Verify every member's contents (see `CacheReader.verify_contents`); notes for what cannot be checked."""
@@ -303,15 +252,13 @@ class FusedCache(SplitAccess):
 def check_fusion_request(caches: Sequence[str | Path], fuse: bool) -> None:
     """Refuse several caches without `fuse`, and `fuse` with fewer than two caches (for `fit`)."""
     if fuse and len(caches) < 2:
-        raise FeaturekitError(f"{option_name('fuse')} needs two or more caches of the same images.",
+        raise FeaturekitError("`fuse` needs two or more caches of the same images.",
                               received=", ".join(given("cache", str(c)) for c in caches) or "no cache",
-                              fix=f"Repeat {option_name('cache')}: {option_name('cache')} A.h5 "
-                                  f"{option_name('cache')} B.h5 {option_name('fuse')}.")
+                              fix="Repeat `cache`: `cache` A.h5 `cache` B.h5 `fuse`.")
     if not fuse and len(caches) > 1:
         raise FeaturekitError("One probe is fitted on one cache; several were given.",
                               received=", ".join(given("cache", str(c)) for c in caches),
-                              fix=f"Add {option_name('fuse')} to fit on their concatenated features, or name one "
-                                  f"{option_name('cache')}.")
+                              fix="Add `fuse` to fit on their concatenated features, or name one `cache`.")
 
 
 def fusion_command_flags(member_paths: Sequence[str | Path]) -> str:

@@ -17,7 +17,6 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from featurekit.cache.format import lock_path_for
-from featurekit.errors import FeaturekitError, option_name
 from featurekit.fsutil import exclusive_lock, make_folder, storage_error
 
 
@@ -27,44 +26,14 @@ def writer_lock(cache_path: str | Path) -> Iterator[None]:
     cache_path = Path(cache_path)
     lock_path = lock_path_for(cache_path)
     make_folder(lock_path.parent, "create the cache folder")
-    refuse_foreign_lock_file(lock_path)
     with ExitStack() as stack:
         try:
             stack.enter_context(exclusive_lock(
                 lock_path, "Another process ({holder}) is writing this cache right now.", received=str(cache_path),
-                fix=f"Wait for it to finish (it resumes where it stands if stopped), or write another {option_name('cache')}."))
+                fix="Wait for it to finish (it resumes where it stands if stopped), or write another `cache`."))
         except OSError as error:
             raise storage_error(error, "create the cache's lock file", lock_path) from None
         yield
-
-
-def refuse_foreign_lock_file(lock_path: Path) -> None:
-    """Refuse a lock file that is a hard link, not a regular file, or another user's (nothing is written).
-
-    A symbolic link is left to `exclusive_lock`, which refuses it when opening (O_NOFOLLOW). This check on the
-    path gives the cache's own message; `fsutil.exclusive_lock` checks the same on the open descriptor before
-    writing, so a link planted between the two is refused too.
-    """
-    try:
-        found = os.lstat(lock_path)
-    except FileNotFoundError:
-        return
-    except OSError as error:
-        raise storage_error(error, "check the cache's lock file", lock_path) from None
-    if stat.S_ISLNK(found.st_mode):
-        return
-    problem = None
-    if not stat.S_ISREG(found.st_mode):
-        problem = "is not a regular file"
-    elif found.st_nlink > 1:
-        problem = f"is a hard link ({found.st_nlink} names share its contents)"
-    elif found.st_uid != os.geteuid():
-        problem = f"belongs to another user (uid {found.st_uid})"
-    if problem:
-        raise FeaturekitError(
-            f"The cache's lock file {problem}, so featurekit did not make it; it writes nothing into it (someone may "
-            "be trying to make it overwrite another file).", received=str(lock_path),
-            fix=f"Remove it (`rm {lock_path}`) if no extraction of this cache is running, and run the command again.")
 
 
 def lock_holder(cache_path: str | Path) -> str | None:

@@ -15,8 +15,8 @@ import numpy as np
 from featurekit.cache.batches import RESUME_HINT, Batch, DamagedBatch, PartialCache, new_hdf5_file, read_batch_features
 from featurekit.cache.checksums import content_record
 from featurekit.cache.format import SCHEMA_VERSION, cache_fingerprint, rows_per_chunk, string_dtype, to_attr
-from featurekit.errors import FeaturekitError, option_name
-from featurekit.fsutil import commit_file, discard_temporaries, storage_error, temporary_sibling
+from featurekit.errors import FeaturekitError
+from featurekit.fsutil import discard_temporaries
 
 
 def finalize_cache(partial: PartialCache, samples: list, attrs: dict[str, Any],
@@ -40,28 +40,21 @@ def finalize_cache(partial: PartialCache, samples: list, attrs: dict[str, Any],
     cache_path = partial.cache_path
     if cache_path.is_dir() and not cache_path.is_symlink():
         raise FeaturekitError("The cache path is a folder.", received=str(cache_path),
-                              fix=f"Pass a file name such as {cache_path / 'features.h5'} as {option_name('cache')}.")
+                              fix=f"Pass a file name such as {cache_path / 'features.h5'} as `cache`.")
     _refuse_when_short_of_space(cache_path, len(kept) * feature_dim * np.dtype(dtype).itemsize + 256 * len(samples))
     discard_temporaries(cache_path)  # left by merges that were killed (we hold the writer lock)
-    temporary = temporary_sibling(cache_path)
     try:
-        with new_hdf5_file(temporary) as f:
+        with new_hdf5_file(cache_path, "write the finished cache") as f:
             _write_features(f, batches, kept, dtype, feature_dim)
             _write_rows(f, samples, kept, skipped, ignored)
             for key, value in _finished_attrs(f, attrs, len(kept), len(skipped), len(samples)).items():
                 f.attrs[key] = to_attr(value)
-        commit_file(temporary, cache_path)
-    except BaseException as error:
-        temporary.unlink(missing_ok=True)
-        if isinstance(error, DamagedBatch):
-            error.batch.path.unlink(missing_ok=True)
-            raise FeaturekitError(
-                f"Cannot finish cache {cache_path}: batch {error.batch.index} is damaged ({error.error}) and was "
-                "removed. Nothing was written at the cache path.", received=str(partial.directory),
-                fix="Run the same command again: it recomputes only that batch and keeps the others.") from None
-        if isinstance(error, OSError):
-            raise storage_error(error, "write the finished cache", cache_path, then=RESUME_HINT) from None
-        raise
+    except DamagedBatch as error:
+        error.batch.path.unlink(missing_ok=True)
+        raise FeaturekitError(
+            f"Cannot finish cache {cache_path}: batch {error.batch.index} is damaged ({error.error}) and was "
+            "removed. Nothing was written at the cache path.", received=str(partial.directory),
+            fix="Run the same command again: it recomputes only that batch and keeps the others.") from None
     partial.remove()
     return cache_path
 
@@ -92,13 +85,10 @@ def _write_features(f: Any, batches: list[Batch], kept: np.ndarray, dtype: str, 
             batch_features = read_batch_features(batch, dtype)
         except (OSError, ValueError, KeyError) as error:
             raise DamagedBatch(batch, error) from None
-        targets = np.searchsorted(kept, batch.rows)
-        # Batches are contiguous runs of rows, so one slice write per batch.
-        if targets[-1] - targets[0] == len(targets) - 1:
-            features[targets[0]:targets[-1] + 1] = batch_features
-        else:
-            for target, row in zip(targets, batch_features):
-                features[target] = row
+        # A batch's kept rows are the kept rows of its slice (verified: slices cover every row once), so they are
+        # consecutive in `kept`: one slice write per batch.
+        start = int(np.searchsorted(kept, batch.rows[0]))
+        features[start:start + len(batch.rows)] = batch_features
 
 
 def _write_rows(f: Any, samples: list, kept: np.ndarray, skipped: dict[int, str],

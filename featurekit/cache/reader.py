@@ -19,9 +19,9 @@ from featurekit.cache.access import SplitAccess
 from featurekit.cache.batches import PartialCache
 from featurekit.cache.checksums import changed_datasets, edited_identity, remembered_checksums
 from featurekit.cache.format import (
+    BLOCK_BYTES,
     ROW_DATASETS,
     SCHEMA_VERSION,
-    TARGET_CHUNK_BYTES,
     cache_fingerprint,
     decode,
     from_attr,
@@ -34,7 +34,7 @@ from featurekit.errors import FeaturekitError
 # of its datasets is read.
 MIN_FILE_BYTES_PER_ROW = 16
 LIST_DATASETS = ("skipped_paths", "skipped_reasons", "ignored_paths", "ignored_reasons")
-REBUILD = "Rebuild it with `python cli.py extract ... --overwrite`."
+REBUILD = "Rebuild it: extract it again with `overwrite`."
 
 
 class CacheReader(SplitAccess):
@@ -59,7 +59,7 @@ class CacheReader(SplitAccess):
             self._file = h5py.File(self.path, "r")
         except OSError as error:
             raise FeaturekitError(f"Not a readable HDF5 cache ({error}).", received=str(self.path),
-                                  fix="Rebuild it with `python cli.py extract ... --overwrite`.") from None
+                                  fix=REBUILD) from None
         try:
             self._check_and_load()
         except BaseException:
@@ -70,7 +70,7 @@ class CacheReader(SplitAccess):
         missing = [name for name in ROW_DATASETS if name not in self._file]
         if missing:
             raise FeaturekitError(f"Not a featurekit cache: datasets {missing} are missing.", received=str(self.path),
-                                  fix="Point --cache at a file written by `python cli.py extract`.")
+                                  fix="Point `cache` at a file written by the `extract` command.")
         self._check_declared_sizes()
         try:
             self.attrs: dict[str, Any] = {key: from_attr(key, value) for key, value in self._file.attrs.items()}
@@ -79,10 +79,17 @@ class CacheReader(SplitAccess):
         self._check_schema_version()
         if self.attrs.get("complete") is not True:
             raise FeaturekitError(f"Cache {self.path} is marked incomplete.", received=str(self.path),
-                                  fix="Re-run its extract command to finish it, or pass --overwrite to rebuild.")
+                                  fix="Re-run its extract command to finish it, or pass `overwrite` to rebuild.")
         self.features = self._file["features"]
         self._check_row_counts()
+        self.n_rows, self.feature_dim = (int(size) for size in self.features.shape)
+        self.class_names: list[str] = list(self.attrs.get("class_names", []))
         self._check_identity()
+        self.fingerprint = str(self.attrs.get("fingerprint")
+                               or cache_fingerprint(self.attrs, self.n_rows, self.feature_dim))
+        # The class that is label 1 (what P(positive) and every "p_fake" column are the probability of).
+        names = self.class_names
+        self.positive_class = self.attrs.get("positive_class") or (names[1] if len(names) == 2 else None)
         self.labels: np.ndarray = self._file["labels"][()].astype(np.int64)
         if not np.isin(self.labels, (0, 1)).all():
             raise self._damaged(f"labels other than 0 and 1: {sorted(set(np.unique(self.labels).tolist()) - {0, 1})[:5]}")
@@ -162,7 +169,7 @@ class CacheReader(SplitAccess):
                 f"Cache {self.path} was written by a newer featurekit (schema version {version}; this one reads up to "
                 f"{SCHEMA_VERSION}).", received=str(self.path),
                 fix="Upgrade featurekit (`pip install -U featurekit`), or rebuild the cache with this version "
-                    "(`python cli.py extract ... --overwrite`).")
+                    "(extract it again with `overwrite`).")
 
     def _damaged(self, problem: str) -> FeaturekitError:
         return FeaturekitError(f"Cache {self.path} is damaged: {problem}.", received=str(self.path), fix=REBUILD)
@@ -195,33 +202,11 @@ class CacheReader(SplitAccess):
         recorded = self.content_checksums
         if recorded is None:
             return [f"note: {self.described} was made before featurekit recorded content checksums, so its contents "
-                    "cannot be verified (re-extract it with --overwrite to record them)."]
+                    "cannot be verified (re-extract it with `overwrite` to record them)."]
         changed = changed_datasets(recorded, remembered_checksums(self._file, str(self.path)))
         if changed:
             raise self._edited(f"its {', '.join(changed)} differ from what was recorded when it was made")
         return []
-
-    @property
-    def n_rows(self) -> int:
-        return int(self.features.shape[0])
-
-    @property
-    def feature_dim(self) -> int:
-        return int(self.features.shape[1])
-
-    @property
-    def fingerprint(self) -> str:
-        return str(self.attrs.get("fingerprint") or cache_fingerprint(self.attrs, self.n_rows, self.feature_dim))
-
-    @property
-    def class_names(self) -> list[str]:
-        return list(self.attrs.get("class_names", []))
-
-    @property
-    def positive_class(self) -> str | None:
-        """The class that is label 1 (what P(positive) and every "p_fake" column are the probability of)."""
-        names = self.class_names
-        return self.attrs.get("positive_class") or (names[1] if len(names) == 2 else None)
 
     @property
     def sha256(self) -> list[str]:
@@ -244,15 +229,40 @@ class CacheReader(SplitAccess):
     def _plan_blocks(self, rows: np.ndarray) -> list[np.ndarray]:
         """Blocks of whole HDF5 chunks (about 8 MiB), at fixed positions in the file; a block may hold no row."""
         chunk_rows = (self.features.chunks or (1024,))[0]
-        block_rows = max(chunk_rows, (8 * TARGET_CHUNK_BYTES) // max(1, self.feature_dim * self.features.dtype.itemsize))
+        block_rows = max(chunk_rows, BLOCK_BYTES // max(1, self.feature_dim * self.features.dtype.itemsize))
         block_rows = max(chunk_rows, block_rows // chunk_rows * chunk_rows)
         starts = np.arange(0, self.n_rows, block_rows)
         return np.split(rows, np.searchsorted(rows, starts[1:]))
 
     def _read_block(self, rows: np.ndarray) -> np.ndarray:
-        first = int(rows[0])
-        block = self.features[first:int(rows[-1]) + 1]
-        return block[rows - first].astype(np.float32, copy=False)
+        return read_rows(self.features, rows)
+
+
+def read_rows(features: Any, rows: np.ndarray, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
+    """Rows of an HDF5 feature dataset in the order given, as float32, reading bounded contiguous windows.
+
+    Each read spans at most one block (about `block_bytes`), so memory stays bounded whatever the
+    order of `rows`; rows in increasing order (the usual case: members extracted from one folder
+    list it in the same order) read every block once.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    dim = int(features.shape[1])
+    out = np.empty((len(rows), dim), dtype=np.float32)
+    if not len(rows):
+        return out
+    chunk_rows = (features.chunks or (1024,))[0]
+    block_rows = max(chunk_rows, block_bytes // max(1, dim * features.dtype.itemsize))
+    order = np.argsort(rows, kind="stable")
+    ordered = rows[order]
+    start_index = 0
+    while start_index < len(ordered):
+        start = int(ordered[start_index])
+        stop_index = int(np.searchsorted(ordered, start + block_rows, side="left"))
+        stop = int(ordered[stop_index - 1]) + 1
+        block = features[start:stop]
+        out[order[start_index:stop_index]] = block[ordered[start_index:stop_index] - start]
+        start_index = stop_index
+    return out
 
 
 def _stored_in_full(dataset: Any) -> bool:
@@ -287,7 +297,7 @@ def _absent_cache(path: Path) -> FeaturekitError:
             fix=f"Re-run the same extract command to finish it: `{request.get('command', 'python cli.py extract ...')}`.",
         )
     return FeaturekitError("Cache file not found.", received=str(path),
-                           fix="Make it with `python cli.py extract --backbone NAME --data DIR`, or list caches with `ls cache/`.")
+                           fix="Make it with the `extract` command (`backbone` NAME, `data` DIR), or list caches with `ls cache/`.")
 
 
 def open_cache(path: str | Path) -> CacheReader:

@@ -24,8 +24,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from featurekit.cache import CacheReader, library_versions
+from featurekit.cache import SplitAccess, library_versions
+from featurekit.cache.fusion import fusion_command_flags
 from featurekit.errors import FeaturekitError
+from featurekit.evaluation.train_views import open_training_source
 from featurekit.fsutil import (
     atomic_write_json,
     discard_stale_temporaries,
@@ -35,9 +37,7 @@ from featurekit.fsutil import (
     storage_error,
     temporary_sibling,
 )
-from featurekit.cache.fusion import FusedCache, fusion_command_flags
 from featurekit.options import default as declared
-from featurekit.evaluation.train_views import open_training_source
 
 FITTED_FILE = "fitted.json"
 MODEL_DIR = "model"
@@ -68,27 +68,11 @@ class FittedProbe:
         return float(self.meta["threshold"])
 
 
-def run_dir_of(cache: CacheReader | FusedCache, probe: str, runs_dir: str | Path = "runs") -> Path:
+def run_dir_of(cache: SplitAccess, probe: str, runs_dir: str | Path = "runs") -> Path:
     """The default folder of a probe fitted on an open cache: ``runs/<cache file stem>/<probe>``,
     ``runs/fuse-<short hash>/<probe>`` for a fusion, ``runs/<cache file stem>-tv-<short hash>/<probe>`` with
     training views (`featurekit.cache.augmented`)."""
     return Path(runs_dir) / cache.run_name / probe
-
-
-def source_record(cache: CacheReader | FusedCache, cache_path: str | Path | Sequence[str | Path]) -> dict[str, Any]:
-    """What fitted.json says about the features a probe was fitted on (a fusion lists its members)."""
-    if not isinstance(cache, FusedCache):
-        path = cache_path[0] if isinstance(cache_path, (list, tuple)) else cache_path
-        return {"cache": str(Path(path)), "cache_fingerprint": cache.fingerprint,
-                "embedding": {key: cache.attrs.get(key) for key in EMBEDDING_KEYS}}
-    return {
-        "cache": cache.name, "cache_fingerprint": cache.fingerprint,
-        "embedding": {key: cache.attrs.get(key) for key in (*EMBEDDING_KEYS, "fused", "member_fingerprints")
-                      if key in cache.attrs},
-        "members": [{"path": str(member.path), "fingerprint": member.fingerprint,
-                     "embedding": {key: member.attrs.get(key) for key in EMBEDDING_KEYS}}
-                    for member in cache.members],
-    }
 
 
 def fit_estimator(probe: str, params: dict[str, Any], x_train: np.ndarray, y_train: np.ndarray,
@@ -104,14 +88,13 @@ def fit_estimator(probe: str, params: dict[str, Any], x_train: np.ndarray, y_tra
     return estimator
 
 
-def _check_finite(x: np.ndarray, cache: CacheReader, split: str) -> np.ndarray:
+def _check_finite(x: np.ndarray, cache: SplitAccess, split: str) -> np.ndarray:
     """Refuse features that are NaN or infinite, or so large that the probes' arithmetic overflows."""
     if not np.isfinite(x).all():
         raise FeaturekitError(
             f"Cache {cache.path.name} has {int((~np.isfinite(x)).sum())} NaN or infinite feature values in its {split!r} split.",
             received=str(cache.path),
-            fix="Re-extract it with `python cli.py extract ... --overwrite` (float16 overflows on large "
-                "activations: try --dtype float32).")
+            fix="Re-extract it with `overwrite` (float16 overflows on large activations: try `dtype` float32).")
     largest = largest_row_norm(x)
     if not largest <= FEATURE_NORM_MAX:
         raise FeaturekitError(
@@ -119,7 +102,7 @@ def _check_finite(x: np.ndarray, cache: CacheReader, split: str) -> np.ndarray:
             f"but beyond {FEATURE_NORM_MAX:.0e}, where the probes' statistics and float32 products (squared norms, "
             "a layer's sums) overflow to infinity and then NaN.",
             received=str(cache.path),
-            fix="Re-extract it with `python cli.py extract ... --overwrite` from images and a backbone that give "
+            fix="Re-extract it with `overwrite` from images and a backbone that give "
                 "features of ordinary size (a damaged or hand-edited cache holds values such as 3e38).")
     return x
 
@@ -133,7 +116,7 @@ def largest_row_norm(x: np.ndarray, block_rows: int = 4096) -> float:
     return largest
 
 
-def _stream(cache: CacheReader, split: str, shuffle: bool) -> Callable[[int], Any]:
+def _stream(cache: SplitAccess, split: str, shuffle: bool) -> Callable[[int], Any]:
     rows = max(1, STREAM_CHUNK_BYTES // (4 * cache.feature_dim))
 
     def batches(epoch: int = 0):
@@ -142,7 +125,7 @@ def _stream(cache: CacheReader, split: str, shuffle: bool) -> Callable[[int], An
     return batches
 
 
-def split_scores(fitted: FittedProbe, cache: CacheReader, split: str, streamed: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+def split_scores(fitted: FittedProbe, cache: SplitAccess, split: str, streamed: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """P(fake) and labels of one split, in row order."""
     from featurekit.probes import fake_scores
 
@@ -180,42 +163,44 @@ def fit_probe(
     Returns:
         The fitted probe, already saved. Nothing is written unless fitting succeeded.
     """
-    from featurekit.metrics import choose_threshold
-    from featurekit.probes import make_stream_probe, save_probe
-
-    params = dict(params or {})
     with open_training_source(cache_path, train_views, log=log) as cache:
         for note in cache.verify_contents():  # refuses contents changed since the cache was made
             log(note)
-        directory = Path(out) if out else run_dir_of(cache, probe, runs_dir)
-        refuse_unless_ours(directory, is_fitted_folder, "The output folder")  # before any work
         cache.require_splits()
-        streamed = cache.nbytes("train") + cache.nbytes("valid") > memory_budget_gb * 2**30
-        started = time.perf_counter()
-        if streamed:
-            log(f"{probe}: streaming {cache.nbytes('train') / 2**30:.1f} GiB of train features from {cache.path.name} "
-                f"(budget {memory_budget_gb} GiB).")
-            estimator = make_stream_probe(probe, **params)
-            estimator.fit_stream(_stream(cache, "train", shuffle=True), valid=_stream(cache, "valid", shuffle=False))
-        else:
-            x_train, y_train = cache.load("train")
-            x_valid, y_valid = cache.load("valid")
-            _check_finite(x_train, cache, "train")
-            _check_finite(x_valid, cache, "valid")
-            estimator = fit_estimator(probe, params, x_train, y_train, x_valid, y_valid)
-        fit_seconds = time.perf_counter() - started
-        meta = {
-            "probe": probe, "params": params, **source_record(cache.clean, cache_path),
-            "content_checksums": cache.content_checksums,
-            "class_names": cache.class_names, "streamed": streamed, "fit_seconds": round(fit_seconds, 3),
-            "train_views": list(cache.train_views), "train_view_caches": list(cache.train_view_caches),
-            "n_train": int(len(cache.split_indices("train"))), "n_valid": int(len(cache.split_indices("valid"))),
-            "data_root": cache.attrs.get("data_root", ""),
-            "versions": library_versions(), "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        fitted = FittedProbe(estimator, meta, directory)
-        valid_scores, valid_labels = split_scores(fitted, cache, "valid", streamed)
-        meta["threshold"] = choose_threshold(valid_labels, valid_scores)
+        return fit_on(cache, probe, dict(params or {}), Path(out) if out else run_dir_of(cache, probe, runs_dir),
+                      memory_budget_gb, log)
+
+
+def fit_on(cache: SplitAccess, probe: str, params: dict[str, Any], directory: Path, memory_budget_gb: float,
+           log: Callable[[str], None] = print) -> FittedProbe:
+    """Fit one probe on an open source whose contents and splits were checked, and save it in `directory`."""
+    from featurekit.metrics import choose_threshold
+    from featurekit.probes import make_stream_probe, save_probe
+
+    refuse_unless_ours(directory, is_fitted_folder, "The output folder")  # before any work
+    streamed = cache.nbytes("train") + cache.nbytes("valid") > memory_budget_gb * 2**30
+    started = time.perf_counter()
+    if streamed:
+        log(f"{probe}: streaming {cache.nbytes('train') / 2**30:.1f} GiB of train features from {cache.path.name} "
+            f"(budget {memory_budget_gb} GiB).")
+        estimator = make_stream_probe(probe, **params)
+        estimator.fit_stream(_stream(cache, "train", shuffle=True), valid=_stream(cache, "valid", shuffle=False))
+    else:
+        (x_train, y_train), (x_valid, y_valid) = cache.load("train"), cache.load("valid")
+        estimator = fit_estimator(probe, params, _check_finite(x_train, cache, "train"), y_train,
+                                  _check_finite(x_valid, cache, "valid"), y_valid)
+    meta = {
+        "probe": probe, "params": params, **cache.clean.provenance(EMBEDDING_KEYS),
+        "content_checksums": cache.content_checksums,
+        "class_names": cache.class_names, "streamed": streamed, "fit_seconds": round(time.perf_counter() - started, 3),
+        "train_views": list(cache.train_views), "train_view_caches": list(cache.train_view_caches),
+        "n_train": int(len(cache.split_indices("train"))), "n_valid": int(len(cache.split_indices("valid"))),
+        "data_root": cache.attrs.get("data_root", ""),
+        "versions": library_versions(), "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    fitted = FittedProbe(estimator, meta, directory)
+    valid_scores, valid_labels = split_scores(fitted, cache, "valid", streamed)
+    meta["threshold"] = choose_threshold(valid_labels, valid_scores)
     _save_atomically(fitted, save_probe)
     return fitted
 
@@ -261,15 +246,14 @@ def read_fitted_meta(directory: str | Path) -> dict[str, Any]:
     file = Path(directory) / FITTED_FILE
     if not file.is_file():
         raise FeaturekitError("Not a fitted-model folder (no fitted.json).", received=str(directory),
-                              fix="Pass a folder written by `python cli.py fit-head` or `compare`, e.g. runs/<cache>/head.")
+                              fix="Pass a folder written by `fit`, `fit-head` or `compare`, e.g. runs/<cache>/head.")
     try:
         meta = json.loads(file.read_bytes().decode("utf-8"))
+        if not isinstance(meta, dict):
+            raise ValueError("not a JSON object")
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise FeaturekitError(f"The fitted-model folder's fitted.json is truncated or damaged ({error}).",
                               received=str(file), fix=refit_command({}, directory)) from None
-    if not isinstance(meta, dict):
-        raise FeaturekitError("The fitted-model folder's fitted.json is not a JSON object.", received=str(file),
-                              fix=refit_command({}, directory))
     missing = [key for key in REQUIRED_META_KEYS if key not in meta]
     if missing:
         raise FeaturekitError(f"The fitted-model folder's fitted.json lacks {', '.join(missing)}.",
@@ -303,7 +287,7 @@ def check_decision_fields(meta: dict[str, Any], file: Path, directory: str | Pat
             received=f"{file} (class_names {names!r})", fix=refit_command(meta, directory))
 
 
-def load_fitted(directory: str | Path, cache: CacheReader | None = None) -> FittedProbe:
+def load_fitted(directory: str | Path, cache: SplitAccess | None = None) -> FittedProbe:
     """Load a fitted probe; with `cache`, refuse one fitted on another cache or other classes.
 
     Raises:
@@ -324,33 +308,27 @@ def load_fitted(directory: str | Path, cache: CacheReader | None = None) -> Fitt
 
 def refit_command(meta: dict[str, Any], directory: str | Path) -> str:
     """The fix for a fitted folder that cannot be used: the command that replaces it."""
-    cache, probe = meta.get("cache") or "CACHE", meta.get("probe") or "PROBE"
     members = meta.get("members")
     if isinstance(members, list) and members and all(isinstance(m, dict) for m in members):
         caches = fusion_command_flags([m.get("path", "CACHE") for m in members])
     else:
-        caches = f"--cache {cache}"
+        caches = f"--cache {meta.get('cache') or 'CACHE'}"
+    probe = meta.get("probe") or "PROBE"
     return (f"Refit it: `python cli.py fit {caches} --probe {probe} --out {directory}` "
             "(`python cli.py compare --refit` refits every probe it compares).")
 
 
-def check_matches(meta: dict[str, Any], cache: CacheReader | FusedCache, directory: str | Path) -> None:
-    """Refuse a model fitted on another cache (fingerprint) or on other class names."""
-    caches = (fusion_command_flags([m.path for m in cache.members]) if isinstance(cache, FusedCache)
-              else f"--cache {cache.path}")
-    if meta.get("class_names") != cache.class_names:
-        raise FeaturekitError(
-            f"Model {directory} was fitted on classes {meta.get('class_names')}, but cache {cache.path.name} has {cache.class_names}.",
-            received=f"--model {directory} {caches}",
-            fix=f"Refit it: `python cli.py fit {caches} --probe {meta.get('probe', 'head')}`.")
-    if meta.get("cache_fingerprint") != cache.fingerprint:
-        raise FeaturekitError(
-            f"Model {directory} was fitted on another cache (fingerprint {meta.get('cache_fingerprint')}, "
-            f"this cache is {cache.fingerprint}).",
-            received=f"--model {directory} {caches}",
-            fix=f"Refit it: `python cli.py fit {caches} --probe {meta.get('probe', 'head')}`.")
-    if "content_checksums" in meta and meta["content_checksums"] != cache.content_checksums:
-        raise FeaturekitError(
-            f"Model {directory} was fitted on other contents of cache {cache.path.name} (its content checksums differ).",
-            received=f"--model {directory} {caches}",
-            fix=f"Refit it: `python cli.py fit {caches} --probe {meta.get('probe', 'head')}`.")
+def check_matches(meta: dict[str, Any], cache: SplitAccess, directory: str | Path) -> None:
+    """Refuse a model fitted on another cache (fingerprint), on other contents or on other class names."""
+    caches = fusion_command_flags(cache.clean.member_paths)
+    for wrong, problem in (
+            (meta.get("class_names") != cache.class_names,
+             f"was fitted on classes {meta.get('class_names')}, but cache {cache.path.name} has {cache.class_names}"),
+            (meta.get("cache_fingerprint") != cache.fingerprint,
+             f"was fitted on another cache (fingerprint {meta.get('cache_fingerprint')}, "
+             f"this cache is {cache.fingerprint})"),
+            ("content_checksums" in meta and meta["content_checksums"] != cache.content_checksums,
+             f"was fitted on other contents of cache {cache.path.name} (its content checksums differ)")):
+        if wrong:
+            raise FeaturekitError(f"Model {directory} {problem}.", received=f"--model {directory} {caches}",
+                                  fix=f"Refit it: `python cli.py fit {caches} --probe {meta.get('probe', 'head')}`.")

@@ -19,9 +19,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from featurekit.cache import SplitAccess, open_cache
+from featurekit.cache import SplitAccess
 from featurekit.cache.augmented import AugmentedSource
+from featurekit.cache.fusion import open_source
 from featurekit.errors import FeaturekitError, given
+from featurekit.evaluation.shifted_caches import cache_attrs, view_cache_for
 from featurekit.views import View, parse_views
 
 TrainViews = str | View | Sequence[str | View] | None
@@ -46,17 +48,14 @@ def parse_train_views(texts: TrainViews) -> list[View]:
 def train_view_caches(clean_path: str | Path, views: Sequence[View], cache_dir: str | Path | None = None,
                       log: Callable[[str], None] = print) -> list[Path]:
     """The cache of each view of the clean cache's train split: found by identity, else extracted (train only)."""
-    from featurekit.evaluation.shifted_scoring import view_cache_for
-
     clean_path = Path(clean_path)
-    with open_cache(clean_path) as clean:
-        attrs = dict(clean.attrs)
+    attrs = cache_attrs(clean_path)
     if attrs.get("view") or attrs.get("subset"):
         raise FeaturekitError(
             f"Training views widen a clean cache of every split, but {clean_path.name} holds "
             f"{'the view ' + repr(attrs['view']) if attrs.get('view') else 'the subset ' + repr(attrs['subset'])}.",
             received=str(clean_path), fix="Name the clean cache the views were made from.")
-    return [view_cache_for(clean_path, attrs, view, cache_dir, log, split="train") for view in views]
+    return [view_cache_for(clean_path, view, cache_dir, log, split="train") for view in views]
 
 
 def open_training_source(source: str | Path | Sequence[str | Path], train_views: TrainViews = None,
@@ -67,14 +66,12 @@ def open_training_source(source: str | Path | Sequence[str | Path], train_views:
 
     Raises:
         FeaturekitError: A view text is wrong (before any work), or a view cache cannot be found or made (see
-            `featurekit.evaluation.shifted_scoring.view_cache_for`).
+            `featurekit.evaluation.shifted_caches.view_cache_for`).
     """
-    from featurekit.cache.fusion import open_source
-
     views = parse_train_views(train_views)
-    if not views:
-        return open_source(source, log)
     clean = open_source(source, log)
+    if not views:
+        return clean
     opened: list[SplitAccess] = [clean]
     try:
         members = list(clean.member_paths)  # one cache, or a fusion's members in their column order

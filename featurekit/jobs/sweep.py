@@ -44,7 +44,7 @@ def _valid_row(fit: Any, leaks: bool | None, n_boot: int) -> dict[str, Any]:
     from featurekit.evaluation.compare import row_description, scored
 
     metrics = scored(fit.fitted, fit.cache, "valid", n_boot)
-    description = row_description(fit.source, fit.cache)
+    description = row_description(fit.cache)
     return {
         **description, "probe": fit.probe, "n_valid": metrics["n"],
         **{f"valid_{key}": metrics[key] for key in _VALID_FIGURES}, "threshold": fit.fitted.threshold,

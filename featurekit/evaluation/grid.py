@@ -1,0 +1,144 @@
+"""Caches x probes: every probe fitted on every cache (or fusion), or reused where its fit still matches.
+
+`fitted_grid` is the one loop over caches and probes: `compare` scores what it yields on test, and `sweep` on
+valid. A fitted probe lives in its default folder (``runs/<cache>/<probe>``, `featurekit.evaluation.fitting`) and
+is reused while it was fitted on the same cache, contents, training views and parameters, and loads safely.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from rich.markup import escape
+
+from featurekit.cache import SplitAccess
+from featurekit.errors import FeaturekitError
+from featurekit.evaluation.fitting import MODEL_DIR, FittedProbe, fit_on, load_fitted, read_fitted_meta, run_dir_of
+from featurekit.evaluation.train_views import open_training_source
+from featurekit.options import default as declared
+
+CacheSource = str | Path | Sequence[str | Path]  # a cache file, or a fusion group of several
+
+
+@dataclass
+class Fit:
+    """One probe fitted (or reused) on one cache or fusion, while that cache is open.
+
+    Attributes:
+        source: The cache path, or the list of member paths of a fusion.
+        cache: The open cache (or fusion); valid only inside the loop that yielded this fit.
+        probe: The probe name.
+        fitted: The fitted probe (its threshold chosen on valid).
+        reused: Whether it was reused rather than fitted now.
+    """
+
+    source: CacheSource
+    cache: SplitAccess
+    probe: str
+    fitted: FittedProbe
+    reused: bool
+
+
+def check_probes(probes: Sequence[str]) -> None:
+    """Refuse an unknown probe name (the known ones listed), before any work."""
+    from featurekit.probes import get_probe_spec
+
+    for probe in probes:
+        get_probe_spec(probe)
+
+
+def fitted_grid(
+    sources: Sequence[CacheSource],
+    probes: Sequence[str],
+    probe_params: dict[str, dict[str, Any]] | None = None,
+    runs_dir: str | Path = declared("compare", "runs_dir"),
+    refit: bool = declared("compare", "refit"),
+    memory_budget_gb: float = declared("compare", "memory_budget_gb"),
+    log: Callable[[str], None] = print,
+    train_views: Sequence[Any] = (),
+) -> Iterator[Fit]:
+    """Every probe on every cache (or fusion), fitted where missing and reused where it still matches. Probe names
+    are all checked before any work.
+
+    Args:
+        sources: Cache paths; a list of two or more paths is a fusion.
+        probes: Probe names.
+        probe_params: Constructor parameters per probe name.
+        runs_dir: Where fitted probes live.
+        refit: Refit even where a matching fitted probe exists.
+        memory_budget_gb: Larger features are streamed from disk.
+        log: Where progress messages go.
+        train_views: Parsed views (`featurekit.evaluation.train_views.parse_train_views`) fitted on beside each
+            cache's clean train rows.
+
+    Yields:
+        One Fit per cache x probe, cache by cache, while its cache is open.
+    """
+    check_probes(probes)
+    probe_params = probe_params or {}
+    for source in sources:
+        with open_training_source(source, train_views, log=log) as cache:
+            cache.require_splits()
+            for note in cache.verify_contents():  # refuses contents changed since the cache was made
+                log(note)
+            for probe in probes:
+                fitted, reused = fitted_probe(cache, probe, probe_params.get(probe, {}), runs_dir, refit,
+                                              memory_budget_gb, log)
+                yield Fit(source, cache, probe, fitted, reused)
+
+
+def fitted_probe(cache: SplitAccess, probe: str, params: dict[str, Any], runs_dir: str | Path, refit: bool,
+                 memory_budget_gb: float, log: Callable[[str], None] = print) -> tuple[FittedProbe, bool]:
+    """The probe fitted on an open cache (or fusion) in its default folder: reused where it still matches.
+
+    Returns:
+        (the fitted probe, whether it was reused rather than fitted now).
+    """
+    directory = run_dir_of(cache, probe, runs_dir)
+    fitted = None if refit else _reusable_fit(directory, cache, probe, params, log)
+    if fitted is not None:
+        return fitted, True
+    log(f"fitting {probe} on {escape(cache.name)} ...")
+    return fit_on(cache, probe, dict(params), directory, memory_budget_gb, log), False
+
+
+def _reusable_fit(directory: Path, cache: SplitAccess, probe: str, params: dict[str, Any],
+                  log: Callable[[str], None]) -> FittedProbe | None:
+    """The fitted probe in `directory` if it was fitted on this cache with these parameters and loads
+    safely; None means "fit it again" (the refit replaces the folder).
+
+    A folder in an old or unknown format is never opened (an old pickle could run code): its file
+    names and JSON decide. A current-format model that still fails to load is refitted with a message.
+    """
+    from featurekit.probes import saved_probe_problem
+
+    try:
+        meta = read_fitted_meta(directory)
+        same = (meta.get("cache_fingerprint") == cache.fingerprint and meta.get("probe") == probe
+                # fitted on other training views, or on other contents (or before they were recorded)
+                and meta.get("train_view_caches", []) == list(cache.train_view_caches)
+                and meta.get("content_checksums") == cache.content_checksums
+                and effective_params(probe, dict(meta.get("params") or {})) == effective_params(probe, params))
+    except (FeaturekitError, TypeError, ValueError):  # no usable fitted.json, or parameters this version lacks
+        return None
+    if not same:
+        return None
+    problem = saved_probe_problem(directory / MODEL_DIR)
+    if problem:
+        log(f"not reusing {directory}: {problem} Refitting.")
+        return None
+    try:
+        return load_fitted(directory, cache)
+    except FeaturekitError as error:
+        log(f"not reusing {directory}: {error.problem} Refitting.")
+        return None
+
+
+def effective_params(probe: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Every scalar parameter of the probe as it would be built: explicit defaults equal omitted ones."""
+    from featurekit.probes import make_probe
+
+    built = make_probe(probe, **params).get_params(deep=True)
+    return {k: v for k, v in built.items() if isinstance(v, (str, int, float, bool, type(None)))}
