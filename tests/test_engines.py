@@ -12,7 +12,7 @@ import pytest
 
 from conftest import make_image_folder, write_image
 from featurekit.cache import PartialCache, open_cache
-from featurekit.engines import BatchSink, ExtractionJob, check_engine_request
+from featurekit.engines import ENGINE_KINDS, ENGINES, BatchSink, ExtractionJob, engine_settings
 from featurekit.engines.ray_engine import ClusterShape, _BatchWorker, plan_workers
 from featurekit.errors import FeaturekitError
 from featurekit.extraction.extract import extract
@@ -65,7 +65,8 @@ def test_unknown_engine_and_ray_options_without_ray_are_refused_before_reading(t
         _extract(missing, tmp_path / "c.h5", engine="spark")
     with pytest.raises(FeaturekitError, match="`ray_workers` applies to the ray engine only.*`engine` ray"):
         _extract(missing, tmp_path / "c.h5", engine_options={"ray_workers": 2})
-    assert check_engine_request("local", {"ray_workers": None})["cpus_per_worker"] == 1.0
+    assert engine_settings("local", {"ray_workers": None}).cpus_per_worker == 1.0
+    assert tuple(ENGINE_KINDS) == ENGINES  # the registry holds every engine the `engine` option offers
 
 
 def test_ray_engine_without_ray_names_the_extra(monkeypatch, image_folder: Path, tmp_path: Path):
@@ -92,7 +93,7 @@ def test_cli_engine_ray_without_ray_exits_2_with_the_extra(monkeypatch, image_fo
 
     from featurekit.cli import app
 
-    monkeypatch.setattr("featurekit.engines.ray_installed", lambda: False)
+    monkeypatch.setattr("featurekit.engines.ray_engine.ray_installed", lambda: False)
     result = CliRunner().invoke(app, ["extract", "--backbone", "test_tiny", "--data", str(image_folder), "--engine",
                                       "ray", "--cache", str(tmp_path / "c.h5"), "--no-progress"])
     assert result.exit_code == 2
@@ -259,10 +260,9 @@ def _worker(job: ExtractionJob, worker_class: type = _BatchWorker, **changes) ->
 
 def _row(job: ExtractionJob, index: int, ship_bytes: bool) -> dict[str, np.ndarray]:
     """One Ray Data row as `map_batches(batch_size=1, batch_format="numpy")` hands it to the actor."""
-    from featurekit.engines.ray_engine import RayEngine
+    from featurekit.engines.ray_engine import _batch_row
 
-    engine = RayEngine(ship_bytes=ship_bytes)
-    row = engine._row(job, index)
+    row = _batch_row(job, index, ship_bytes)
     column = np.empty(1, dtype=object)
     column[0] = np.array(row["blobs"], dtype=object)
     return {"batch": np.array([row["batch"]]), "root": np.array([row["root"]], dtype=object),

@@ -429,10 +429,8 @@ def test_a_batch_that_does_not_fit_in_memory_is_refused_before_anything_runs(ima
                                                                             monkeypatch):
     import featurekit.extraction.memory as memory
     from featurekit.backbones.embedder import build_multi_embedder
-    from featurekit.extraction.entries import entry_for
 
-    one_image = entry_for("test_tiny").bytes_per_image(build_multi_embedder("test_tiny", [(None, "avg")],
-                                                                            weights="none", image_size=256))
+    one_image = build_multi_embedder("test_tiny", [(None, "avg")], weights="none", image_size=256).bytes_per_image()
     monkeypatch.setattr(memory, "available_memory", lambda: int(2.5 * one_image))  # room for two images
     cache = tmp_path / "c.h5"
     with pytest.raises(FeaturekitError, match=r"batch of 4 images of 256x256 pixels needs about \d+ MiB.*"
@@ -459,13 +457,12 @@ def test_the_memory_estimate_scales_with_batch_and_names_a_batch_that_fits():
 
 def test_a_keras_backbone_estimate_counts_its_largest_feature_map():
     from featurekit.backbones.embedder import build_multi_embedder
-    from featurekit.extraction.entries import entry_for
 
     small = build_multi_embedder("vgg16", taps=[("block1_pool", "avg")], weights="none", image_size=32)
     large = build_multi_embedder("vgg16", taps=[("block1_pool", "avg")], weights="none", image_size=64)
     # block1_conv1: 64 channels at full size, the largest map; three alive, four bytes each, plus the input.
-    assert entry_for("vgg16").bytes_per_image(small) == 32 * 32 * 3 * 9 + 3 * 4 * 32 * 32 * 64
-    assert entry_for("vgg16").bytes_per_image(large) == 4 * entry_for("vgg16").bytes_per_image(small)
+    assert small.bytes_per_image() == 32 * 32 * 3 * 9 + 3 * 4 * 32 * 32 * 64
+    assert large.bytes_per_image() == 4 * small.bytes_per_image()
 
 
 # ---- precision: auto by default, resolved once, the dtype policy untouched (issue 13, item 10)

@@ -14,14 +14,20 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Callable
 
+from featurekit.choices import DTYPES
+from featurekit.engines import ENGINE_OPTIONS
 from featurekit.errors import FeaturekitError, given, option_name
 from featurekit.extraction.plan import decode_options, scan_for_extraction
-from featurekit.extraction.request import ALL_AS_TEST, DTYPES, SUBSETS, ExtractionRequest, Tap, make_request
+from featurekit.extraction.request import ALL_AS_TEST, SUBSETS, ExtractionRequest, Tap, make_request
 from featurekit.extraction.run import ExtractResult, ProgressFactory
+from featurekit.options import check_value, options_for
 
-# Options of the extract command that go to the engine (see featurekit.engines.open_engine).
-ENGINE_OPTIONS = ("prefetch_batches", "ray_address", "ray_workers", "cpus_per_worker", "gpus_per_worker", "ship_bytes",
-                  "ray_timeout")
+# Settings of `extract_many` checked against the `extract` command's declarations (`featurekit.options`), mapped to
+# the option where the names differ; the others are checked where they are read (weights, view, subset, the engine
+# and its options, and the backbone's own checks).
+DECLARED_SETTINGS = {"poolings": "pooling", **{name: name for name in (
+    "preprocessing", "precision", "batch_size", "dtype", "seed", "overwrite", "on_missing_weights",
+    "allow_train_overlap", "max_pixels", "workers")}}
 
 
 def extract(data: str | Path, backbone: str, weights: str | list[str] | None = None, image_size: int | None = None,
@@ -55,7 +61,7 @@ def extract_many(data: str | Path, backbone: str, weights: str | list[str] | Non
             labelled so), precision ("auto", the default: bfloat16 where the hardware computes it natively, else
             float32; or "float32", "bfloat16", "float16"; the resolved value is recorded and is part of each
             cache's identity), max_pixels (larger images are skipped and listed), workers (decode threads),
-            engine and engine_options ("local" or "ray"; see `featurekit.engines.open_engine`),
+            engine and engine_options ("local" or "ray"; see `featurekit.engines.engine_settings`),
             allow_train_overlap, view, subset, expected_identity, config (stored in each cache) and command (the
             command line recorded for the resume hint; "" from Python).
 
@@ -65,7 +71,11 @@ def extract_many(data: str | Path, backbone: str, weights: str | list[str] | Non
     Hand-made features (`spam`, `spectrum`) are backbones here: their `layers` are parameter variants
     (`threshold=2+order=1`), their pooling is "none", and they run in numpy without importing Keras.
     """
-    return extract_request(make_request(data, backbone, weights, image_size, **settings), log, progress)
+    declared = options_for("extract")
+    settings = {name: check_value(declared[DECLARED_SETTINGS[name]], value, parameter=name)
+                if name in DECLARED_SETTINGS and value is not None else value
+                for name, value in {**settings, "image_size": image_size}.items()}
+    return extract_request(make_request(data, backbone, weights, **settings), log, progress)
 
 
 def extract_request(request: ExtractionRequest, log: Callable[[str], None] = print,
@@ -73,18 +83,17 @@ def extract_request(request: ExtractionRequest, log: Callable[[str], None] = pri
     """Plan and run one checked request. The engine is ready (a Ray cluster joined, or refused naming its address)
     before any cache is locked, and every check is done before the first batch is computed."""
     from featurekit.cache import writer_lock
-    from featurekit.engines import open_engine
     from featurekit.extraction.plan import plan_extraction, settle_targets
     from featurekit.extraction.run import run
 
     plan = plan_extraction(request, log)
     with ExitStack() as stack:
-        engine = stack.enter_context(open_engine(request.engine, log)) if plan.may_compute() else None
+        engine = stack.enter_context(request.engine.open(log)) if plan.may_compute() else None
         for target in plan.targets:
             stack.enter_context(writer_lock(target.path))
-        settle_targets(plan, log, check_memory=request.engine.name == "local")
+        settle_targets(plan, log, check_memory=request.engine.computes_here)
         if plan.active and engine is None:  # a cache removed since the plan was made
-            engine = stack.enter_context(open_engine(request.engine, log))
+            engine = stack.enter_context(request.engine.open(log))
         return run(plan, engine, progress)
 
 

@@ -17,7 +17,7 @@ from featurekit.cache import IDENTITY_KEYS, PartialCache, default_cache_path, de
 from featurekit.cache.format import is_featurekit_cache
 from featurekit.data import DEFAULT_SPLIT_FRACTIONS, ImageFolder, scan_image_folder
 from featurekit.errors import FeaturekitError, WeightsUnavailableError, given, option_name
-from featurekit.extraction.entries import EmbedderRequest, entry_for
+from featurekit.extraction.entries import EmbedderRequest
 from featurekit.extraction.request import ALL_AS_TEST, ExtractionRequest, check_subset
 from featurekit.fsutil import refuse_unless_ours
 
@@ -74,15 +74,17 @@ def plan_extraction(request: ExtractionRequest, log: Log) -> ExtractionPlan:
 
     The batch never exceeds the images there are, so nothing is padded beyond them.
     """
-    entry = entry_for(request.backbone)
+    from featurekit.backbones import get_spec
+
+    spec = get_spec(request.backbone)
     folder, fingerprint = scan_for_extraction(request.data, request.split_fractions, request.subset)
     batch_size = min(request.batch_size, max(len(folder.samples), 1))
     embedder, weights = _first_available_embedder(request, batch_size, log)
     description = embedder.embedders[0].describe()
     overlap = _train_overlap(description, folder, request.allow_train_overlap, log)
-    targets = [_target(request, entry, index, tap, built, folder.root, fingerprint)
+    targets = [_target(request, spec, index, tap, built, folder.root, fingerprint)
                for index, (tap, built) in enumerate(zip(request.taps, embedder.embedders))]
-    entry.check_folder(embedder, folder.root, [sample.path for sample in folder.samples])
+    embedder.check_images(folder.root, [sample.path for sample in folder.samples])
     stored_size = getattr(embedder, "stored_size", None)
     embedder_request = EmbedderRequest(request.backbone, request.taps, absolute_if_file(weights), request.image_size,
                                        request.preprocessing, request.seed, request.precision, batch_size)
@@ -91,14 +93,14 @@ def plan_extraction(request: ExtractionRequest, log: Log) -> ExtractionPlan:
     return ExtractionPlan(request, folder, embedder, embedder_request, targets, overlap, settings)
 
 
-def _target(request: ExtractionRequest, entry: Any, index: int, tap: Any, built: Any, root: Path,
+def _target(request: ExtractionRequest, spec: Any, index: int, tap: Any, built: Any, root: Path,
             fingerprint: str) -> Target:
     from featurekit.views import view_name
 
     description = built.describe()
     path = request.cache or default_cache_path(
-        root, request.backbone, entry.cache_layer(tap, built), description["pooling"], description["image_size"],
-        request.cache_dir, tag=name_tag(description, entry.spec.preprocessing, request.view, request.subset))
+        root, request.backbone, spec.cache_name_layer(tap.layer), description["pooling"], description["image_size"],
+        request.cache_dir, tag=name_tag(description, spec.preprocessing, request.view, request.subset))
     identity = {**description, "dtype": request.dtype, "data_fingerprint": fingerprint,
                 "view": view_name(request.view), "subset": request.subset}
     if request.expected_identity is not None:
@@ -116,7 +118,7 @@ def settle_targets(plan: ExtractionPlan, log: Log, check_memory: bool = True) ->
         _check_existing(target, plan, log)
     batch_size = _agreed_batch_size([t for t in plan.active if not t.replaced], plan.batch_size, log)
     if check_memory and plan.active:
-        check_batch_memory(batch_size, entry_for(plan.request.backbone).bytes_per_image(plan.embedder),
+        check_batch_memory(batch_size, plan.embedder.bytes_per_image(),
                            plan.request.engine.prefetch_batches, plan.embedder.image_size, available_memory())
     plan.embedder_request = replace(plan.embedder_request, batch_size=batch_size)
     plan.embedder.batch_size = batch_size

@@ -42,7 +42,7 @@ def run(plan: ExtractionPlan, engine: Any, progress: ProgressFactory | None = No
 
     Args:
         plan: A plan settled under the caches' locks (`featurekit.extraction.plan.settle_targets`).
-        engine: An open engine (`featurekit.engines.open_engine`); None when every cache is up to date.
+        engine: An entered engine (`EngineSettings.open`, `featurekit.engines`); None when every cache is up to date.
         progress: Shows the progress (see ProgressFactory); None (or False) shows nothing.
 
     Returns:
