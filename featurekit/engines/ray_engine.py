@@ -386,14 +386,11 @@ def check_reachable(address: str, timeout: float) -> None:
 def _read_for_shipping(path: Path, image_size: int, decode_options: dict[str, Any]) -> tuple[bytes | None, str]:
     """A regular file's bytes; for anything else (a folder, a FIFO, an unreadable file) the reason the local
     engine would give, found by asking `load_image` itself here (it refuses such files without reading them)."""
-    import stat
-
     from featurekit.data import ImageDecodeError, load_image
 
     try:
-        if stat.S_ISREG(os.stat(path).st_mode):
-            with open(path, "rb") as handle:
-                return handle.read(), ""
+        if path.is_file():  # through a symbolic link too
+            return path.read_bytes(), ""
     except OSError:
         pass
     try:
@@ -526,12 +523,11 @@ def _quiet_ray() -> Iterator[None]:
     context = DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
-    loggers = [logging.getLogger(name) for name in ("ray", "ray.data")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
+    levels = {logger: logger.level for logger in map(logging.getLogger, ("ray", "ray.data"))}
+    for logger in levels:
         logger.setLevel(logging.ERROR)
     try:
         yield
     finally:
-        for logger, level in zip(loggers, levels):
+        for logger, level in levels.items():
             logger.setLevel(level)

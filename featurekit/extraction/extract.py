@@ -17,7 +17,7 @@ from typing import Any, Callable
 from featurekit.choices import DTYPES
 from featurekit.engines import ENGINE_OPTIONS
 from featurekit.errors import FeaturekitError, given, option_name
-from featurekit.extraction.plan import decode_options, scan_for_extraction
+from featurekit.extraction.plan import scan_for_extraction
 from featurekit.extraction.request import ALL_AS_TEST, SUBSETS, ExtractionRequest, Tap, make_request
 from featurekit.extraction.run import ExtractResult, ProgressFactory
 from featurekit.options import check_value, options_for
@@ -133,7 +133,7 @@ def extract_from_options(options: dict[str, Any], log: Callable[[str], None] = p
         cache=options["cache"], cache_dir=options["cache_dir"], overwrite=options["overwrite"],
         split_fractions=parse_split_fractions(options["split"]), seed=options["seed"],
         on_missing_weights=options["on_missing_weights"], precision=options["precision"],
-        allow_train_overlap=options["allow_train_overlap"], max_pixels=options["max_pixels"] or None,
+        allow_train_overlap=options["allow_train_overlap"], max_pixels=options["max_pixels"],
         workers=options["workers"], engine=options["engine"],
         engine_options={name: options[name] for name in ENGINE_OPTIONS}, view=view,
         subset=_views_subset(options["views_split"]) if view is not None else None,
@@ -157,5 +157,5 @@ def _as_list(value: Any) -> list:
 
 
 __all__ = ["ALL_AS_TEST", "DTYPES", "ENGINE_OPTIONS", "SUBSETS", "ExtractResult", "ExtractionRequest", "Tap",
-           "decode_options", "extract", "extract_from_options", "extract_many", "extract_request", "make_request",
+           "extract", "extract_from_options", "extract_many", "extract_request", "make_request",
            "scan_for_extraction"]

@@ -79,18 +79,17 @@ def plan_extraction(request: ExtractionRequest, log: Log) -> ExtractionPlan:
     spec = get_spec(request.backbone)
     folder, fingerprint = scan_for_extraction(request.data, request.split_fractions, request.subset)
     batch_size = min(request.batch_size, max(len(folder.samples), 1))
-    embedder, weights = _first_available_embedder(request, batch_size, log)
+    embedder_request, embedder = _first_available_embedder(request, batch_size, log)
     description = embedder.embedders[0].describe()
     overlap = _train_overlap(description, folder, request.allow_train_overlap, log)
     targets = [_target(request, spec, index, tap, built, folder.root, fingerprint)
                for index, (tap, built) in enumerate(zip(request.taps, embedder.embedders))]
     embedder.check_images(folder.root, [sample.path for sample in folder.samples])
     stored_size = getattr(embedder, "stored_size", None)
-    embedder_request = EmbedderRequest(request.backbone, request.taps, absolute_if_file(weights), request.image_size,
-                                       request.preprocessing, request.seed, request.precision, batch_size)
     settings = {"max_pixels": request.max_pixels or 0,
                 "resize": "none (images as stored)" if stored_size else "pillow-bilinear"}
-    return ExtractionPlan(request, folder, embedder, embedder_request, targets, overlap, settings)
+    return ExtractionPlan(request, folder, embedder, replace(embedder_request, weights=absolute_if_file(
+        description["weights"])), targets, overlap, settings)
 
 
 def _target(request: ExtractionRequest, spec: Any, index: int, tap: Any, built: Any, root: Path,
@@ -185,31 +184,31 @@ def with_defaults(stored: dict[str, Any]) -> dict[str, Any]:
     return {"precision": "float32", "architecture_variant": "standard", **stored}
 
 
-def _first_available_embedder(request: ExtractionRequest, batch_size: int, log: Log) -> tuple[Any, str]:
+def _first_available_embedder(request: ExtractionRequest, batch_size: int, log: Log) -> tuple[EmbedderRequest, Any]:
     """Build with the first weights that can be had; else fail, or fall back to labelled random weights.
 
     Returns:
-        (the embedder, the weights it was built with).
+        (the request the embedder was built from, the embedder).
     """
     failures: list[WeightsUnavailableError] = []
+
+    def with_weights(weights: str) -> EmbedderRequest:
+        return EmbedderRequest(request.backbone, request.taps, weights, request.image_size, request.preprocessing,
+                               request.seed, request.precision, batch_size)
 
     def problems() -> str:
         return "; ".join(error.problem.rstrip(".") for error in failures) + "."
 
-    def build(weights: str) -> Any:
-        return EmbedderRequest(request.backbone, request.taps, weights, request.image_size, request.preprocessing,
-                               request.seed, request.precision, batch_size).build()
-
     for candidate in request.weights:
         try:
-            embedder = build(candidate)
+            embedder = with_weights(candidate).build()
         except WeightsUnavailableError as error:
             failures.append(error)
             continue
         if failures:
             log(escape(f"Using weights {candidate!r} ({embedder.embedders[0].describe()['weights_label']}); earlier "
                        f"choices were not available: {problems()}"))
-        return embedder, embedder.embedders[0].describe()["weights"]
+        return with_weights(candidate), embedder
     if request.on_missing_weights != "random":
         if len(failures) == 1:
             raise failures[0]
@@ -218,7 +217,7 @@ def _first_available_embedder(request: ExtractionRequest, batch_size: int, log: 
     log(f"[bold yellow]WARNING[/]: {escape(problems())}\n"
         f"Continuing with seeded random-init weights (seed {request.seed}): every output of this run is a "
         "RANDOM-FEATURES baseline, not an ImageNet result.")
-    return build("none"), "none"
+    return with_weights("none"), with_weights("none").build()
 
 
 def _train_overlap(description: dict[str, Any], folder: ImageFolder, allowed: bool, log: Log) -> dict[str, int]:
@@ -320,18 +319,3 @@ def check_expected_identity(identity: dict[str, Any], expected: dict[str, Any]) 
             received=f"backbone {identity.get('backbone')}, weights {identity.get('weights')}",
             fix="Make the training cache's weights and images available as they were (the same files, unchanged), or "
             "re-extract the training cache and refit its probes.")
-
-
-def decode_options(root: str | Path, max_pixels: int | None, view: Any = None, stored_size: int | None = None,
-                   feature: str = "") -> dict[str, Any]:
-    """Options of the per-image decoder (`featurekit.pipeline.image_batches`): the pixel limit, and a
-    `featurekit.views.ViewDecoder` when a view degrades the images or a hand-made feature needs them as stored.
-
-    The decoder is plain data, so an engine may ship these options to other processes.
-    """
-    options: dict[str, Any] = {"max_pixels": max_pixels}
-    if view is not None or stored_size is not None:
-        from featurekit.views import ViewDecoder
-
-        options["decode"] = ViewDecoder(view, str(root), stored_size, feature)
-    return options
