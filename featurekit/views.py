@@ -44,6 +44,7 @@ import numpy as np
 from featurekit.data import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_rgb, resize_rgb
 from featurekit.errors import FeaturekitError, given, option_name
 
+
 @dataclass(frozen=True)
 class Degradation:
     """One kind of view step, as data: its bounds, how a value is drawn, and how it degrades an image.

@@ -73,7 +73,7 @@ class BatchSink:
 
     The engine's loop never waits on the disk (HDF5 writes and fsyncs overlap the next batches); at most a
     few batches per cache are in flight, so memory stays bounded. A failed write (a full disk) is raised
-    from the next `put` or from `close`, and every batch written before it stays.
+    from the next `put` or on leaving the `with` block, and every batch written before it stays.
     """
 
     def __init__(self, targets: Sequence[SinkTarget], batch_size: int, dtype: str,
@@ -106,25 +106,19 @@ class BatchSink:
         while len(self._pending) > self._limit or (self._pending and self._pending[0].done()):
             self._pending.popleft().result()  # re-raises a failed write here, in order
 
-    def close(self) -> None:
-        """Wait for every queued write; raise the first failure."""
-        try:
-            while self._pending:
-                self._pending.popleft().result()
-        finally:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-
     def __enter__(self) -> "BatchSink":
         return self
 
     def __exit__(self, exc_type, *exc: object) -> None:
-        if exc_type is None:
-            self.close()
-            return
-        # Already failing (an error, Ctrl-C): let the writes in flight finish so their files are whole.
-        for future in self._pending:
-            future.cancel()
-        self._pool.shutdown(wait=True)
+        """Wait for every queued write and raise the first failure. Already failing (an error, Ctrl-C): cancel the
+        writes not started and let those in flight finish, so their files are whole."""
+        try:
+            while self._pending and exc_type is None:
+                self._pending.popleft().result()
+        finally:
+            for future in self._pending:
+                future.cancel()
+            self._pool.shutdown(wait=True)
 
 
 class Engine(Protocol):

@@ -18,7 +18,7 @@ from featurekit.cache.format import is_featurekit_cache
 from featurekit.data import DEFAULT_SPLIT_FRACTIONS, ImageFolder, scan_image_folder
 from featurekit.errors import FeaturekitError, WeightsUnavailableError, given, option_name
 from featurekit.extraction.entries import EmbedderRequest
-from featurekit.extraction.request import ALL_AS_TEST, ExtractionRequest, check_subset
+from featurekit.extraction.request import ALL_AS_TEST, ExtractionRequest
 from featurekit.fsutil import refuse_unless_ours
 
 Log = Callable[[str], None]
@@ -271,7 +271,8 @@ def name_tag(description: dict[str, Any], native_preprocessing: str, view: Any =
 
 def scan_for_extraction(data: str | Path, split_fractions: tuple[float, float, float] = DEFAULT_SPLIT_FRACTIONS,
                         subset: str | None = None) -> tuple[ImageFolder, str]:
-    """The data folder's images as a cache of `subset` holds them, and the data fingerprint it records.
+    """The data folder's images as a cache of `subset` (checked: see `check_subset`) holds them, and the data
+    fingerprint it records.
 
     A one-split subset keeps that split's images and the whole folder's fingerprint (so the cache of a view's
     test split is recognised as belonging to the full cache of the same folder); ALL_AS_TEST makes every image
@@ -280,7 +281,6 @@ def scan_for_extraction(data: str | Path, split_fractions: tuple[float, float, f
     Raises:
         FeaturekitError: as `scan_image_folder`, or the subset leaves no image.
     """
-    subset = check_subset(subset)
     folder = scan_image_folder(data, split_fractions)
     if subset == ALL_AS_TEST:
         folder = replace(folder, samples=[replace(sample, split="test") for sample in folder.samples])
