@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from conftest import REPO, make_image_folder, write_image
 from featurekit.cache import PartialCache, open_cache
 from featurekit.data import load_image
 from featurekit.errors import FeaturekitError, WeightsUnavailableError
-from featurekit.extraction.extract import extract
+from featurekit.extraction.extract import extract, extract_many
 
 
 def _extract(data: Path, cache: Path, **options):
@@ -186,8 +187,6 @@ def test_shared_faces_with_near_imagenet_vgg16_are_labelled_so(shared_faces: Pat
 
 @pytest.mark.backend
 def test_several_taps_from_one_pass_equal_separate_extractions(image_folder: Path, tmp_path: Path):
-    from featurekit.extraction.extract import extract_many
-
     results = extract_many(image_folder, "test_tiny", layers=["pool1", "pool2"], poolings=["avg", "meanstd"],
                            cache_dir=tmp_path / "multi", batch_size=4, precision="float32", log=lambda m: None)
     assert [r.cache_path.name for r in results] == [
@@ -501,3 +500,12 @@ def test_a_bfloat16_extraction_leaves_the_keras_dtype_policy_as_it_was(image_fol
         keras.config.set_dtype_policy(before)
     with open_cache(result.cache_path) as made:
         assert made.attrs["precision"] == "bfloat16" and made.load()[0].dtype == np.float32
+
+
+@pytest.mark.parametrize("setting, value", [("seed", -1), ("batch_size", 0), ("dtype", "int8"), ("poolings", ["gem"]),
+                                            ("workers", 0), ("precision", "half")])
+def test_python_settings_are_checked_against_their_declarations_before_anything_is_read(tmp_path: Path, setting,
+                                                                                         value):
+    missing = tmp_path / "nowhere"  # never scanned: the setting is refused first
+    with pytest.raises(FeaturekitError, match=rf"^{setting} must be .*Received: {setting}={re.escape(repr(value))}"):
+        extract_many(missing, "test_tiny", **{setting: value}, log=lambda m: None)

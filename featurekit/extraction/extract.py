@@ -3,8 +3,8 @@
 Batches are fixed slices of the sorted sample list, so a resumed run computes exactly the batches an
 uninterrupted run would have computed, and the finished cache is the same row for row.
 
-An extraction is request -> plan -> run (`featurekit.extraction`): `make_request` checks every setting once,
-`plan_extraction` scans the images, builds the embedder and names the target caches, `settle_targets` (under
+An extraction is request -> plan -> run (`featurekit.extraction`): `extract_many` (or `extract_from_options`) checks
+the settings against their declarations once, `make_request` makes them one typed request, `plan_extraction` scans the images, builds the embedder and names the target caches, `settle_targets` (under
 the caches' locks) sees what is cached already, and `run` has the engine compute the missing batches.
 """
 
@@ -67,6 +67,10 @@ def extract_many(data: str | Path, backbone: str, weights: str | list[str] | Non
 
     Returns:
         One ExtractResult per layer x pooling, layers outer.
+
+    Raises:
+        FeaturekitError: a setting outside its declaration (`featurekit.options`: type, bounds, choices), named as
+            passed, before anything is read; or what the request, the plan or the engine refuse.
 
     Hand-made features (`spam`, `spectrum`) are backbones here: their `layers` are parameter variants
     (`threshold=2+order=1`), their pooling is "none", and they run in numpy without importing Keras.
