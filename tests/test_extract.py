@@ -509,3 +509,14 @@ def test_python_settings_are_checked_against_their_declarations_before_anything_
     missing = tmp_path / "nowhere"  # never scanned: the setting is refused first
     with pytest.raises(FeaturekitError, match=rf"^{setting} must be .*Received: {setting}={re.escape(repr(value))}"):
         extract_many(missing, "test_tiny", **{setting: value}, log=lambda m: None)
+
+
+def test_a_hand_made_feature_takes_back_the_preprocessing_its_cache_records(image_folder: Path, tmp_path: Path):
+    """Shifted scoring (`compare --view`) rebuilds a cache's request from its attributes: a hand-made feature records
+    preprocessing "none", which no Keras backbone takes; its own entry accepts it."""
+    made = extract(image_folder, "spam", image_size=32, cache=tmp_path / "spam.h5", log=lambda m: None)
+    with open_cache(made.cache_path) as cache:
+        recorded = cache.attrs["preprocessing"]
+    again = extract(image_folder, "spam", image_size=32, preprocessing=recorded, cache=made.cache_path,
+                    log=lambda m: None)
+    assert recorded == "none" and again.status == "up-to-date"

@@ -24,10 +24,11 @@ from featurekit.options import check_value, options_for
 
 # Settings of `extract_many` checked against the `extract` command's declarations (`featurekit.options`), mapped to
 # the option where the names differ; the others are checked where they are read (weights, view, subset, the engine
-# and its options, and the backbone's own checks).
+# and its options; image size and preprocessing by the registry entry, which knows its own: a hand-made feature
+# records and accepts preprocessing "none").
 DECLARED_SETTINGS = {"poolings": "pooling", **{name: name for name in (
-    "preprocessing", "precision", "batch_size", "dtype", "seed", "overwrite", "on_missing_weights",
-    "allow_train_overlap", "max_pixels", "workers")}}
+    "precision", "batch_size", "dtype", "seed", "overwrite", "on_missing_weights", "allow_train_overlap",
+    "max_pixels", "workers")}}
 
 
 def extract(data: str | Path, backbone: str, weights: str | list[str] | None = None, image_size: int | None = None,
