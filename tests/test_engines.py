@@ -13,7 +13,8 @@ import pytest
 from conftest import make_image_folder, write_image
 from featurekit.cache import PartialCache, open_cache
 from featurekit.engines import ENGINE_KINDS, ENGINES, BatchSink, ExtractionJob, engine_settings
-from featurekit.engines.ray_engine import ClusterShape, _BatchWorker, plan_workers
+from featurekit.engines.ray_engine import ClusterShape, plan_workers
+from featurekit.engines.ray_worker import BatchWorker
 from featurekit.errors import FeaturekitError
 from featurekit.extraction.extract import extract
 
@@ -224,8 +225,8 @@ def worker_setup(tmp_path: Path):
     return job, embedder
 
 
-def faulty_worker(faults: list[dict], base: type = _BatchWorker) -> type:
-    """A `_BatchWorker` whose batch `fault["batch"]` raises (action "raise") or exits its process ("exit") on its
+def faulty_worker(faults: list[dict], base: type = BatchWorker) -> type:
+    """A `BatchWorker` whose batch `fault["batch"]` raises (action "raise") or exits its process ("exit") on its
     first `fault["times"]` tries, counted with marker files in `fault["markers"]` so restarted actors count too.
     Defined in a function, so Ray ships it by value to its actors."""
 
@@ -252,7 +253,7 @@ def faulty_worker(faults: list[dict], base: type = _BatchWorker) -> type:
     return FaultyWorker
 
 
-def _worker(job: ExtractionJob, worker_class: type = _BatchWorker, **changes) -> _BatchWorker:
+def _worker(job: ExtractionJob, worker_class: type = BatchWorker, **changes) -> BatchWorker:
     return worker_class(**{"request": job.embedder_request, "descriptions": list(job.descriptions),
                            "image_size": job.image_size, "decode_options": dict(job.decode_options),
                            "decode_threads": 2, **changes})
@@ -380,3 +381,29 @@ def test_the_ray_timeout_is_declared_and_only_a_listening_address_passes():
         check_reachable(f"ray://127.0.0.1:{port}", 5.0)
     with pytest.raises(FeaturekitError, match=rf"ray://127.0.0.1:{port} \(waited up to 2 s"):
         check_reachable(f"ray://127.0.0.1:{port}", 2.0)
+
+
+def test_sink_writes_every_queued_batch_when_the_run_fails(tmp_path: Path):
+    """A run that stops with an error (a batch failed on a Ray worker) keeps every batch it computed before."""
+    import time
+
+    class Target:
+        index, done = 0, set()
+
+        def __init__(self):
+            self.partial = PartialCache(tmp_path / "a.h5")
+            self.partial.start({"batch_size": 1, "n_samples": 3, "n_batches": 3})
+            self.real_write = self.partial.write_batch
+            self.partial.write_batch = self.slow_write
+
+        def slow_write(self, *args):
+            time.sleep(0.2)  # the writer is still busy when the run fails
+            self.real_write(*args)
+
+    target = Target()
+    with pytest.raises(RuntimeError, match="engine failed"):
+        with BatchSink([target], batch_size=1, dtype="float32", threads=1) as sink:
+            for index in range(3):
+                sink.put(index, [np.ones((1, 2), np.float32)], np.array([True]), [""])
+            raise RuntimeError("engine failed")
+    assert target.partial.done_batches() == {0, 1, 2}

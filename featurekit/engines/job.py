@@ -110,11 +110,14 @@ class BatchSink:
         return self
 
     def __exit__(self, exc_type, *exc: object) -> None:
-        """Wait for every queued write and raise the first failure. Already failing (an error, Ctrl-C): cancel the
-        writes not started and let those in flight finish, so their files are whole."""
+        """Wait for every queued write (a few batches at most), so every batch computed is kept even when the run
+        fails (a batch that failed on a Ray worker); raise the first failed write unless the run is failing already.
+        A second Ctrl-C cancels the writes not started and lets those in flight finish, so their files are whole."""
         try:
-            while self._pending and exc_type is None:
-                self._pending.popleft().result()
+            while self._pending:
+                error = self._pending.popleft().exception()
+                if error is not None and exc_type is None:
+                    raise error
         finally:
             for future in self._pending:
                 future.cancel()
