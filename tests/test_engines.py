@@ -212,7 +212,7 @@ def worker_setup(tmp_path: Path):
     good = write_image(tmp_path / "good.jpg", seed=5, size=64, fmt="JPEG")
     (data / "fake" / "truncated.jpg").write_bytes(good.read_bytes()[:300])
     folder = scan_image_folder(data)
-    from featurekit.extraction.entries import EmbedderRequest
+    from featurekit.extraction.embedder_request import EmbedderRequest
     from featurekit.extraction.request import Tap
 
     request = EmbedderRequest("test_tiny", (Tap(None, "avg"), Tap(None, "max")), weights="none", image_size=None,

@@ -17,7 +17,7 @@ from featurekit.cache import IDENTITY_KEYS, PartialCache, default_cache_path, de
 from featurekit.cache.format import is_featurekit_cache
 from featurekit.data import DEFAULT_SPLIT_FRACTIONS, ImageFolder, scan_image_folder
 from featurekit.errors import FeaturekitError, WeightsUnavailableError, given, option_name
-from featurekit.extraction.entries import EmbedderRequest
+from featurekit.extraction.embedder_request import EmbedderRequest
 from featurekit.extraction.request import ALL_AS_TEST, ExtractionRequest
 from featurekit.fsutil import refuse_unless_ours
 

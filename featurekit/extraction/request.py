@@ -10,7 +10,7 @@ from typing import Any
 from featurekit.data import DEFAULT_SPLIT_FRACTIONS, SPLITS
 from featurekit.engines import EngineSettings, engine_settings
 from featurekit.errors import FeaturekitError, given, option_name
-from featurekit.extraction.entries import Tap
+from featurekit.extraction.embedder_request import Tap
 from featurekit.options import default as declared
 
 # Which rows a cache holds (its `subset` attribute, part of its identity): "" every image in its split; a split
