@@ -106,11 +106,13 @@ def _resize(image: Any, factor: float) -> Any:
 
 
 DEGRADATIONS: dict[str, Degradation] = {entry.kind: entry for entry in (
-    Degradation("jpeg", "jpeg:Q (quality 1-100)", 1, 100, "a JPEG quality, a whole number from 1 to 100", _jpeg, whole_numbers=True,
-                lowest_included=True),
-    Degradation("blur", "blur:SIGMA (> 0)", 0, 64, "a Gaussian sigma in pixels, above 0 and at most 64 (a range may start at 0)", _blur,
+    Degradation("jpeg", "jpeg:Q (quality 1-100)", 1, 100, "a JPEG quality, a whole number from 1 to 100", _jpeg,
+                whole_numbers=True, lowest_included=True),
+    Degradation("blur", "blur:SIGMA (> 0)", 0, 64,
+                "a Gaussian sigma in pixels, above 0 and at most 64 (a range may start at 0)", _blur,
                 range_may_start_at_lowest=True),
-    Degradation("resize", "resize:F (0 < F <= 4)", 0, 4, "a scale factor above 0 and at most 4", _resize, scales_by=True),
+    Degradation("resize", "resize:F (0 < F <= 4)", 0, 4, "a scale factor above 0 and at most 4", _resize,
+                scales_by=True),
 )}
 # A chain longer than this is a typo or an attack (`resize:4` five times asked for 1,024 times the pixels).
 MAX_VIEW_STEPS = 8

@@ -520,3 +520,14 @@ def test_a_hand_made_feature_takes_back_the_preprocessing_its_cache_records(imag
     again = extract(image_folder, "spam", image_size=32, preprocessing=recorded, cache=made.cache_path,
                     log=lambda m: None)
     assert recorded == "none" and again.status == "up-to-date"
+
+
+def test_features_that_differ_from_the_training_cache_name_each_difference():
+    from featurekit.extraction.plan import check_expected_identity
+
+    identity = {"backbone": "test_tiny", "weights": "none", "precision": "float32", "data_fingerprint": "b",
+                "view": "jpeg:50", "subset": "test"}
+    check_expected_identity(identity, {"backbone": "test_tiny", "view": "", "subset": ""})  # view, subset aside
+    with pytest.raises(FeaturekitError, match=r"fitted on: precision is 'bfloat16' in the training cache but "
+                                              r"'float32' here; the images \(or their split\) differ"):
+        check_expected_identity(identity, {"precision": "bfloat16", "data_fingerprint": "a"})

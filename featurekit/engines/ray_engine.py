@@ -126,7 +126,8 @@ def plan_workers(requested: int | None, cpus_per_worker: float, gpus_per_worker:
             f"{RESERVED_CPUS} for Ray Data to feed them: the run would wait forever (ray-project/ray#44687).",
             received=received,
             fix=f"Use at most {max(by_cpus, 0)} workers of {_number(cpus_per_worker)} CPUs, or fewer CPUs per worker "
-                f"(e.g. {given('ray_workers', requested)} with {given('cpus_per_worker', _number(_fraction(spare_cpus, requested)))}) "
+                f"(e.g. {given('ray_workers', requested)} with "
+                f"{given('cpus_per_worker', _number(_fraction(spare_cpus, requested)))}) "
                 f"({fix_workers}).")
     if gpus_per_worker > 0 and requested * gpus_per_worker > cluster.gpus + _EPSILON:
         raise FeaturekitError(

@@ -3,9 +3,10 @@
 Batches are fixed slices of the sorted sample list, so a resumed run computes exactly the batches an
 uninterrupted run would have computed, and the finished cache is the same row for row.
 
-An extraction is request -> plan -> run (`featurekit.extraction`): `extract_many` (or `extract_from_options`) checks
-the settings against their declarations once, `make_request` makes them one typed request, `plan_extraction` scans the images, builds the embedder and names the target caches, `settle_targets` (under
-the caches' locks) sees what is cached already, and `run` has the engine compute the missing batches.
+An extraction is request -> plan -> run (`featurekit.extraction`): `extract_many` (or `extract_from_options`)
+checks the settings against their declarations once, `make_request` makes them one typed request,
+`plan_extraction` scans the images, builds the embedder and names the target caches, `settle_targets` (under the
+caches' locks) sees what is cached already, and `run` has the engine compute the missing batches.
 """
 
 from __future__ import annotations

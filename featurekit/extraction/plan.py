@@ -304,14 +304,11 @@ def check_expected_identity(identity: dict[str, Any], expected: dict[str, Any]) 
     from featurekit.cache import normalise_attr
 
     wanted = with_defaults(expected)
-    differences = []
-    for key in IDENTITY_KEYS:
-        if key in ("view", "subset") or key not in expected or normalise_attr(wanted[key]) == normalise_attr(identity.get(key)):
-            continue
-        if key == "data_fingerprint":
-            differences.append("the images (or their split) differ from those the training cache was made from")
-        else:
-            differences.append(f"{key} is {wanted[key]!r} in the training cache but {identity.get(key)!r} here")
+    differing = [key for key in IDENTITY_KEYS if key in expected and key not in ("view", "subset")
+                 and normalise_attr(wanted[key]) != normalise_attr(identity.get(key))]
+    differences = ["the images (or their split) differ from those the training cache was made from"
+                   if key == "data_fingerprint" else
+                   f"{key} is {wanted[key]!r} in the training cache but {identity.get(key)!r} here" for key in differing]
     if differences:
         raise FeaturekitError(
             f"The embedder rebuilt from the training cache does not give the features its probes were fitted on: "
