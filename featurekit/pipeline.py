@@ -104,12 +104,6 @@ class ParallelDecoder:
         """Stop the threads; decodes not yet started are cancelled."""
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def __enter__(self) -> "ParallelDecoder":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 
 def image_batches(
     root: str | Path,
@@ -143,16 +137,15 @@ def image_batches(
         (images uint8 [B, S, S, 3], ok bool [B], reasons: one string per row, "" where the file decoded).
     """
     full_paths = [Path(root) / p for p in paths]
-    indices = list(range(-(-len(full_paths) // batch_size)) if batch_indices is None else batch_indices)
+    indices = range(-(-len(full_paths) // batch_size)) if batch_indices is None else batch_indices
     pending: deque[PendingBatch] = deque()
     decoder = ParallelDecoder(image_size, workers, decode, **decode_options)
     try:
-        position = 0
-        while position < len(indices) or pending:
-            while position < len(indices) and len(pending) <= max(0, prefetch):
-                start = indices[position] * batch_size
-                pending.append(decoder.submit(full_paths[start:start + batch_size]))
-                position += 1
+        for index in indices:
+            pending.append(decoder.submit(full_paths[index * batch_size:(index + 1) * batch_size]))
+            if len(pending) > prefetch:  # `prefetch` batches stay submitted while the consumer works
+                yield pending.popleft().result()
+        while pending:
             yield pending.popleft().result()
     finally:
         for batch in pending:  # a consumer that stops early (an error, a break) leaves nothing running
