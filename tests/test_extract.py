@@ -509,6 +509,8 @@ def test_python_settings_are_checked_against_their_declarations_before_anything_
     missing = tmp_path / "nowhere"  # never scanned: the setting is refused first
     with pytest.raises(FeaturekitError, match=rf"^{setting} must be .*Received: {setting}={re.escape(repr(value))}"):
         extract_many(missing, "test_tiny", **{setting: value}, log=lambda m: None)
+    with pytest.raises(FeaturekitError, match=r"^cpus_per_worker must be a number .*> 0"):  # an engine option too
+        extract_many(missing, "test_tiny", engine="ray", engine_options={"cpus_per_worker": 0}, log=lambda m: None)
 
 
 def test_a_hand_made_feature_takes_back_the_preprocessing_its_cache_records(image_folder: Path, tmp_path: Path):

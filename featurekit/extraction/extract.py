@@ -24,9 +24,9 @@ from featurekit.extraction.run import ExtractResult, ProgressFactory
 from featurekit.options import check_value, options_for
 
 # Settings of `extract_many` checked against the `extract` command's declarations (`featurekit.options`), mapped to
-# the option where the names differ; the others are checked where they are read (weights, view, subset, the engine
-# and its options; image size and preprocessing by the registry entry, which knows its own: a hand-made feature
-# records and accepts preprocessing "none").
+# the option where the names differ; so are the engine options. The others are checked where they are read
+# (weights, view, subset, the engine; image size and preprocessing by the registry entry, which knows its own: a
+# hand-made feature records and accepts preprocessing "none").
 DECLARED_SETTINGS = {"poolings": "pooling", **{name: name for name in (
     "precision", "batch_size", "dtype", "seed", "overwrite", "on_missing_weights", "allow_train_overlap",
     "max_pixels", "workers")}}
@@ -77,11 +77,18 @@ def extract_many(data: str | Path, backbone: str, weights: str | list[str] | Non
     Hand-made features (`spam`, `spectrum`) are backbones here: their `layers` are parameter variants
     (`threshold=2+order=1`), their pooling is "none", and they run in numpy without importing Keras.
     """
-    declared = options_for("extract")
-    settings = {name: check_value(declared[DECLARED_SETTINGS[name]], value, parameter=name)
-                if name in DECLARED_SETTINGS and value is not None else value
-                for name, value in {**settings, "image_size": image_size}.items()}
-    return extract_request(make_request(data, backbone, weights, **settings), log, progress)
+    settings = {name: _checked(name, value) for name, value in settings.items()}
+    if settings.get("engine_options"):
+        settings["engine_options"] = {name: _checked(name, value) for name, value in settings["engine_options"].items()}
+    return extract_request(make_request(data, backbone, weights, image_size, **settings), log, progress)
+
+
+def _checked(name: str, value: Any) -> Any:
+    """`value` checked and converted by the declaration of the option the setting `name` stands for (see
+    DECLARED_SETTINGS; engine options are named as their options); other settings as they are."""
+    option = DECLARED_SETTINGS.get(name, name if name in ENGINE_OPTIONS else None)
+    return value if option is None or value is None else check_value(options_for("extract")[option], value,
+                                                                      parameter=name)
 
 
 def extract_request(request: ExtractionRequest, log: Callable[[str], None] = print,
