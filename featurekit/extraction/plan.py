@@ -15,6 +15,7 @@ from rich.markup import escape
 
 from featurekit.cache import IDENTITY_KEYS, PartialCache, default_cache_path, describe_differences, open_cache
 from featurekit.cache.format import is_featurekit_cache
+from featurekit.choices import WEIGHTS_KEYWORDS
 from featurekit.data import DEFAULT_SPLIT_FRACTIONS, ImageFolder, scan_image_folder
 from featurekit.errors import FeaturekitError, WeightsUnavailableError, given, option_name
 from featurekit.extraction.embedder_request import EmbedderRequest
@@ -250,7 +251,7 @@ def _train_overlap(description: dict[str, Any], folder: ImageFolder, allowed: bo
 def absolute_if_file(weights: str) -> str:
     """Weight files are recorded by absolute path, so `predict` finds them from any working directory."""
     path = Path(weights).expanduser()
-    return str(path.resolve()) if weights not in ("imagenet", "none", "default") and path.is_file() else weights
+    return str(path.resolve()) if weights not in WEIGHTS_KEYWORDS and path.is_file() else weights
 
 
 def name_tag(description: dict[str, Any], native_preprocessing: str, view: Any = None, subset: str = "") -> str | None:
