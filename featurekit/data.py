@@ -79,11 +79,6 @@ class ImageFolder:
         """The class that is label 1: what P(positive) and every "p_fake" column are the probability of."""
         return self.class_names[1]
 
-    @property
-    def ignored(self) -> list[tuple[str, str]]:
-        """The files and folders the scan did not take, with the reason (another name for `unsupported`)."""
-        return self.unsupported
-
     def fingerprint(self) -> str:
         """sha256 over (path, label, split, sha256) of every sample: the identity of the image set."""
         digest = hashlib.sha256()
@@ -102,8 +97,8 @@ def hash_split(relative_path: str, fractions: tuple[float, float, float] = DEFAU
     """Deterministic split of one file from a hash of its relative path.
 
     Each file's split depends on its own path alone, so adding or removing other files never moves it.
+    `fractions` are checked by `scan_image_folder`.
     """
-    _check_fractions(fractions)
     value = int.from_bytes(hashlib.sha256(relative_path.encode("utf-8")).digest()[:8], "big") / 2**64
     if value < fractions[0]:
         return "train"
@@ -117,7 +112,7 @@ def _check_fractions(fractions: tuple[float, ...]) -> None:
         raise FeaturekitError(
             "Split fractions must be three non-negative numbers (train, valid, test) that sum to 1.",
             received=f"split fractions {tuple(fractions)}",
-            fix="Use e.g. --split 0.7,0.15,0.15.",
+            fix=f"Use e.g. {given('split_fractions', DEFAULT_SPLIT_FRACTIONS)}.",
         )
 
 
@@ -434,7 +429,7 @@ def decode_rgb(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS)
             raise ImageDecodeError("not a regular file (a FIFO, socket or device): not read")
         if info.st_size == 0:
             raise ImageDecodeError("empty file (0 bytes)")
-        with _open_image_file(path) as handle, Image.open(handle) as image:
+        with open(path, "rb") as handle, Image.open(handle) as image:
             width, height = image.size
             if max_pixels is not None and width * height > max_pixels:
                 raise ImageDecodeError(_too_large(width * height, max_pixels))
@@ -471,11 +466,6 @@ def resize_rgb(image, image_size: int) -> np.ndarray:
         except MemoryError as error:
             raise ImageDecodeError("not enough memory to decode this image") from error
     return np.asarray(image, dtype=np.uint8)
-
-
-def _open_image_file(path: str | Path):
-    """The open file Pillow decodes from (one place to reach in tests that simulate unreadable files)."""
-    return open(path, "rb")
 
 
 def _check_max_pixels(max_pixels: int | None) -> None:

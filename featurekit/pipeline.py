@@ -104,17 +104,6 @@ class ParallelDecoder:
         """Stop the threads; decodes not yet started are cancelled."""
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def __enter__(self) -> "ParallelDecoder":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def batch_slices(n_items: int, batch_size: int) -> int:
-    """How many fixed slices of `batch_size` cover `n_items` (the last may be shorter)."""
-    return -(-int(n_items) // int(batch_size))
-
 
 def image_batches(
     root: str | Path,
@@ -136,7 +125,8 @@ def image_batches(
         root: Folder the relative `paths` live in ("" for absolute paths).
         paths: Relative (or absolute) file paths.
         image_size: Square size every image is resized to.
-        batch_size: Images per batch; only the last slice may be shorter.
+        batch_size: Images per batch (at least 1, checked by the caller's options); only the last slice may be
+            shorter.
         batch_indices: Which slices to yield, in this order; default all of them.
         workers: Decode threads; default one per CPU.
         prefetch: Batches decoded ahead of the one being consumed.
@@ -146,20 +136,16 @@ def image_batches(
     Yields:
         (images uint8 [B, S, S, 3], ok bool [B], reasons: one string per row, "" where the file decoded).
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    root = Path(root)
-    full_paths = [root / p for p in paths]
-    indices = list(range(batch_slices(len(full_paths), batch_size)) if batch_indices is None else batch_indices)
+    full_paths = [Path(root) / p for p in paths]
+    indices = range(-(-len(full_paths) // batch_size)) if batch_indices is None else batch_indices
     pending: deque[PendingBatch] = deque()
     decoder = ParallelDecoder(image_size, workers, decode, **decode_options)
     try:
-        position = 0
-        while position < len(indices) or pending:
-            while position < len(indices) and len(pending) <= max(0, prefetch):
-                start = indices[position] * batch_size
-                pending.append(decoder.submit(full_paths[start:start + batch_size]))
-                position += 1
+        for index in indices:
+            pending.append(decoder.submit(full_paths[index * batch_size:(index + 1) * batch_size]))
+            if len(pending) > prefetch:  # `prefetch` batches stay submitted while the consumer works
+                yield pending.popleft().result()
+        while pending:
             yield pending.popleft().result()
     finally:
         for batch in pending:  # a consumer that stops early (an error, a break) leaves nothing running
@@ -199,14 +185,7 @@ def decodable(root: str | Path, paths: Sequence[str], image_size: int, batch_siz
     Training reads every image many times in shuffled order; checking once up front keeps every
     training batch full and its content a pure function of (seed, epoch, step).
     """
-    good: list[int] = []
-    bad: list[tuple[str, str]] = []
-    for number, (_, ok, reasons) in enumerate(image_batches(root, paths, image_size, batch_size, workers=workers,
-                                                            **decode_options)):
-        for row, (fine, reason) in enumerate(zip(ok, reasons)):
-            index = number * batch_size + row
-            if fine:
-                good.append(index)
-            else:
-                bad.append((paths[index], reason))
-    return good, bad
+    reasons = [reason for _, _, batch in image_batches(root, paths, image_size, batch_size, workers=workers,
+                                                       **decode_options) for reason in batch]  # "": it decodes
+    return ([index for index, reason in enumerate(reasons) if not reason],
+            [(paths[index], reason) for index, reason in enumerate(reasons) if reason])

@@ -44,6 +44,7 @@ import numpy as np
 from featurekit.data import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_rgb, resize_rgb
 from featurekit.errors import FeaturekitError, given, option_name
 
+
 @dataclass(frozen=True)
 class Degradation:
     """One kind of view step, as data: its bounds, how a value is drawn, and how it degrades an image.
@@ -52,6 +53,7 @@ class Degradation:
     """
 
     kind: str
+    grammar: str  # how a step is written, for the grammar in messages: "jpeg:Q (quality 1-100)"
     lowest: float  # a fixed value must lie above it (or at it, when `lowest_included`)
     highest: float
     meaning: str  # the bounds in words, for the grammar and for refusals
@@ -104,28 +106,25 @@ def _resize(image: Any, factor: float) -> Any:
 
 
 DEGRADATIONS: dict[str, Degradation] = {entry.kind: entry for entry in (
-    Degradation("jpeg", 1, 100, "a JPEG quality, a whole number from 1 to 100", _jpeg, whole_numbers=True,
-                lowest_included=True),
-    Degradation("blur", 0, 64, "a Gaussian sigma in pixels, above 0 and at most 64 (a range may start at 0)", _blur,
+    Degradation("jpeg", "jpeg:Q (quality 1-100)", 1, 100, "a JPEG quality, a whole number from 1 to 100", _jpeg,
+                whole_numbers=True, lowest_included=True),
+    Degradation("blur", "blur:SIGMA (> 0)", 0, 64,
+                "a Gaussian sigma in pixels, above 0 and at most 64 (a range may start at 0)", _blur,
                 range_may_start_at_lowest=True),
-    Degradation("resize", 0, 4, "a scale factor above 0 and at most 4", _resize, scales_by=True),
+    Degradation("resize", "resize:F (0 < F <= 4)", 0, 4, "a scale factor above 0 and at most 4", _resize,
+                scales_by=True),
 )}
-VIEW_KINDS = tuple(DEGRADATIONS)
 # A chain longer than this is a typo or an attack (`resize:4` five times asked for 1,024 times the pixels).
 MAX_VIEW_STEPS = 8
 # The resize steps of one view together may enlarge an image at most this much in width and height.
 MAX_VIEW_ENLARGEMENT = 4.0
 NO_VIEW = ("none", "clean")
-VIEW_GRAMMAR = ("jpeg:Q (quality 1-100), blur:SIGMA (> 0), resize:F (0 < F <= 4), each also as a range LOW-HIGH "
+VIEW_GRAMMAR = (f"{', '.join(entry.grammar for entry in DEGRADATIONS.values())}, each also as a range LOW-HIGH "
                 "drawn per image (jpeg:30-100, blur:0-3), joined by + and applied in order (jpeg:50+blur:1), "
                 f"at most {MAX_VIEW_STEPS} steps enlarging at most {MAX_VIEW_ENLARGEMENT:g}x in all, "
                 "optionally @SEED for ranges (jpeg:30-100@7); or none for the clean images")
 _NUMBER = r"\d+(?:\.\d*)?|\.\d+"
 _STEP = re.compile(rf"(?P<kind>[a-z]+):(?P<low>{_NUMBER})(?:-(?P<high>{_NUMBER}))?")
-
-
-def _number_text(value: float) -> str:
-    return f"{value:g}"
 
 
 @dataclass(frozen=True)
@@ -142,18 +141,13 @@ class ViewStep:
 
     @property
     def text(self) -> str:
-        values = _number_text(self.low) + ("" if not self.is_random else f"-{_number_text(self.high)}")
-        return f"{self.kind}:{values}"
+        return f"{self.kind}:{self.low:g}" + (f"-{self.high:g}" if self.is_random else "")
 
     def value(self, rng: np.random.Generator) -> float:
         """The fixed value, or one drawn for this image (whole-number kinds include both ends)."""
         if not self.is_random:
             return self.low
         return DEGRADATIONS[self.kind].draw(self.low, self.high, rng)
-
-    def apply(self, image: Any, rng: np.random.Generator) -> Any:
-        """This step on an RGB Pillow image; returns a new RGB Pillow image."""
-        return DEGRADATIONS[self.kind].apply(image, self.value(rng))
 
 
 @dataclass(frozen=True)
@@ -176,7 +170,7 @@ class View:
     @property
     def slug(self) -> str:
         """The name as a file-name part: `jpeg50-blur1`, `jpeg30to100-s0`, `blur0.5`."""
-        parts = [f"{step.kind}{_number_text(step.low)}" + (f"to{_number_text(step.high)}" if step.is_random else "")
+        parts = [f"{step.kind}{step.low:g}" + (f"to{step.high:g}" if step.is_random else "")
                  for step in self.steps]
         return "-".join(parts) + (f"-s{self.seed}" if self.is_random else "")
 
@@ -251,7 +245,7 @@ def _parse_step(text: str, part: str) -> ViewStep:
     match = _STEP.fullmatch(part)
     kind = match["kind"] if match else part.split(":", 1)[0].strip()
     if kind and kind not in DEGRADATIONS:
-        raise _refuse(text, f"unknown degradation {kind!r} (known: {', '.join(VIEW_KINDS)})")
+        raise _refuse(text, f"unknown degradation {kind!r} (known: {', '.join(DEGRADATIONS)})")
     if not match:
         raise _refuse(text, f"{part!r} is not KIND:VALUE or KIND:LOW-HIGH")
     entry = DEGRADATIONS[kind]

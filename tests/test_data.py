@@ -238,7 +238,7 @@ def test_unreadable_files_folders_and_fifos_raise_decode_errors(tmp_path: Path, 
         raise PermissionError(errno.EACCES, "Permission denied", str(path))
 
     with monkeypatch.context() as patch:
-        patch.setattr(data, "_open_image_file", refuse)
+        patch.setattr(data, "open", lambda path, *a: refuse(path), raising=False)  # the decoder's `open` only
         with pytest.raises(ImageDecodeError, match="^cannot read the file: permission denied$"):
             load_image(good, 8)
     (tmp_path / "folder.jpg").mkdir()

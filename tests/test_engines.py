@@ -12,8 +12,9 @@ import pytest
 
 from conftest import make_image_folder, write_image
 from featurekit.cache import PartialCache, open_cache
-from featurekit.engines import BatchSink, ExtractionJob, check_engine_request
-from featurekit.engines.ray_engine import ClusterShape, _BatchWorker, plan_workers
+from featurekit.engines import ENGINE_KINDS, ENGINES, BatchSink, ExtractionJob, engine_settings
+from featurekit.engines.ray_engine import ClusterShape, plan_workers
+from featurekit.engines.ray_worker import BatchWorker
 from featurekit.errors import FeaturekitError
 from featurekit.extraction.extract import extract
 
@@ -65,7 +66,8 @@ def test_unknown_engine_and_ray_options_without_ray_are_refused_before_reading(t
         _extract(missing, tmp_path / "c.h5", engine="spark")
     with pytest.raises(FeaturekitError, match="`ray_workers` applies to the ray engine only.*`engine` ray"):
         _extract(missing, tmp_path / "c.h5", engine_options={"ray_workers": 2})
-    assert check_engine_request("local", {"ray_workers": None})["cpus_per_worker"] == 1.0
+    assert engine_settings("local", {"ray_workers": None}).cpus_per_worker == 1.0
+    assert tuple(ENGINE_KINDS) == ENGINES  # the registry holds every engine the `engine` option offers
 
 
 def test_ray_engine_without_ray_names_the_extra(monkeypatch, image_folder: Path, tmp_path: Path):
@@ -92,7 +94,7 @@ def test_cli_engine_ray_without_ray_exits_2_with_the_extra(monkeypatch, image_fo
 
     from featurekit.cli import app
 
-    monkeypatch.setattr("featurekit.engines.ray_installed", lambda: False)
+    monkeypatch.setattr("featurekit.engines.ray_engine.ray_installed", lambda: False)
     result = CliRunner().invoke(app, ["extract", "--backbone", "test_tiny", "--data", str(image_folder), "--engine",
                                       "ray", "--cache", str(tmp_path / "c.h5"), "--no-progress"])
     assert result.exit_code == 2
@@ -210,7 +212,7 @@ def worker_setup(tmp_path: Path):
     good = write_image(tmp_path / "good.jpg", seed=5, size=64, fmt="JPEG")
     (data / "fake" / "truncated.jpg").write_bytes(good.read_bytes()[:300])
     folder = scan_image_folder(data)
-    from featurekit.extraction.entries import EmbedderRequest
+    from featurekit.extraction.embedder_request import EmbedderRequest
     from featurekit.extraction.request import Tap
 
     request = EmbedderRequest("test_tiny", (Tap(None, "avg"), Tap(None, "max")), weights="none", image_size=None,
@@ -223,8 +225,8 @@ def worker_setup(tmp_path: Path):
     return job, embedder
 
 
-def faulty_worker(faults: list[dict], base: type = _BatchWorker) -> type:
-    """A `_BatchWorker` whose batch `fault["batch"]` raises (action "raise") or exits its process ("exit") on its
+def faulty_worker(faults: list[dict], base: type = BatchWorker) -> type:
+    """A `BatchWorker` whose batch `fault["batch"]` raises (action "raise") or exits its process ("exit") on its
     first `fault["times"]` tries, counted with marker files in `fault["markers"]` so restarted actors count too.
     Defined in a function, so Ray ships it by value to its actors."""
 
@@ -251,7 +253,7 @@ def faulty_worker(faults: list[dict], base: type = _BatchWorker) -> type:
     return FaultyWorker
 
 
-def _worker(job: ExtractionJob, worker_class: type = _BatchWorker, **changes) -> _BatchWorker:
+def _worker(job: ExtractionJob, worker_class: type = BatchWorker, **changes) -> BatchWorker:
     return worker_class(**{"request": job.embedder_request, "descriptions": list(job.descriptions),
                            "image_size": job.image_size, "decode_options": dict(job.decode_options),
                            "decode_threads": 2, **changes})
@@ -259,10 +261,9 @@ def _worker(job: ExtractionJob, worker_class: type = _BatchWorker, **changes) ->
 
 def _row(job: ExtractionJob, index: int, ship_bytes: bool) -> dict[str, np.ndarray]:
     """One Ray Data row as `map_batches(batch_size=1, batch_format="numpy")` hands it to the actor."""
-    from featurekit.engines.ray_engine import RayEngine
+    from featurekit.engines.ray_engine import _batch_row
 
-    engine = RayEngine(ship_bytes=ship_bytes)
-    row = engine._row(job, index)
+    row = _batch_row(job, index, ship_bytes)
     column = np.empty(1, dtype=object)
     column[0] = np.array(row["blobs"], dtype=object)
     return {"batch": np.array([row["batch"]]), "root": np.array([row["root"]], dtype=object),
@@ -380,3 +381,29 @@ def test_the_ray_timeout_is_declared_and_only_a_listening_address_passes():
         check_reachable(f"ray://127.0.0.1:{port}", 5.0)
     with pytest.raises(FeaturekitError, match=rf"ray://127.0.0.1:{port} \(waited up to 2 s"):
         check_reachable(f"ray://127.0.0.1:{port}", 2.0)
+
+
+def test_sink_writes_every_queued_batch_when_the_run_fails(tmp_path: Path):
+    """A run that stops with an error (a batch failed on a Ray worker) keeps every batch it computed before."""
+    import time
+
+    class Target:
+        index, done = 0, set()
+
+        def __init__(self):
+            self.partial = PartialCache(tmp_path / "a.h5")
+            self.partial.start({"batch_size": 1, "n_samples": 3, "n_batches": 3})
+            self.real_write = self.partial.write_batch
+            self.partial.write_batch = self.slow_write
+
+        def slow_write(self, *args):
+            time.sleep(0.2)  # the writer is still busy when the run fails
+            self.real_write(*args)
+
+    target = Target()
+    with pytest.raises(RuntimeError, match="engine failed"):
+        with BatchSink([target], batch_size=1, dtype="float32", threads=1) as sink:
+            for index in range(3):
+                sink.put(index, [np.ones((1, 2), np.float32)], np.array([True]), [""])
+            raise RuntimeError("engine failed")
+    assert target.partial.done_batches() == {0, 1, 2}

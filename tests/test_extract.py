@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from conftest import REPO, make_image_folder, write_image
 from featurekit.cache import PartialCache, open_cache
 from featurekit.data import load_image
 from featurekit.errors import FeaturekitError, WeightsUnavailableError
-from featurekit.extraction.extract import extract
+from featurekit.extraction.extract import extract, extract_many
 
 
 def _extract(data: Path, cache: Path, **options):
@@ -186,8 +187,6 @@ def test_shared_faces_with_near_imagenet_vgg16_are_labelled_so(shared_faces: Pat
 
 @pytest.mark.backend
 def test_several_taps_from_one_pass_equal_separate_extractions(image_folder: Path, tmp_path: Path):
-    from featurekit.extraction.extract import extract_many
-
     results = extract_many(image_folder, "test_tiny", layers=["pool1", "pool2"], poolings=["avg", "meanstd"],
                            cache_dir=tmp_path / "multi", batch_size=4, precision="float32", log=lambda m: None)
     assert [r.cache_path.name for r in results] == [
@@ -429,10 +428,8 @@ def test_a_batch_that_does_not_fit_in_memory_is_refused_before_anything_runs(ima
                                                                             monkeypatch):
     import featurekit.extraction.memory as memory
     from featurekit.backbones.embedder import build_multi_embedder
-    from featurekit.extraction.entries import entry_for
 
-    one_image = entry_for("test_tiny").bytes_per_image(build_multi_embedder("test_tiny", [(None, "avg")],
-                                                                            weights="none", image_size=256))
+    one_image = build_multi_embedder("test_tiny", [(None, "avg")], weights="none", image_size=256).bytes_per_image()
     monkeypatch.setattr(memory, "available_memory", lambda: int(2.5 * one_image))  # room for two images
     cache = tmp_path / "c.h5"
     with pytest.raises(FeaturekitError, match=r"batch of 4 images of 256x256 pixels needs about \d+ MiB.*"
@@ -459,13 +456,12 @@ def test_the_memory_estimate_scales_with_batch_and_names_a_batch_that_fits():
 
 def test_a_keras_backbone_estimate_counts_its_largest_feature_map():
     from featurekit.backbones.embedder import build_multi_embedder
-    from featurekit.extraction.entries import entry_for
 
     small = build_multi_embedder("vgg16", taps=[("block1_pool", "avg")], weights="none", image_size=32)
     large = build_multi_embedder("vgg16", taps=[("block1_pool", "avg")], weights="none", image_size=64)
     # block1_conv1: 64 channels at full size, the largest map; three alive, four bytes each, plus the input.
-    assert entry_for("vgg16").bytes_per_image(small) == 32 * 32 * 3 * 9 + 3 * 4 * 32 * 32 * 64
-    assert entry_for("vgg16").bytes_per_image(large) == 4 * entry_for("vgg16").bytes_per_image(small)
+    assert small.bytes_per_image() == 32 * 32 * 3 * 9 + 3 * 4 * 32 * 32 * 64
+    assert large.bytes_per_image() == 4 * small.bytes_per_image()
 
 
 # ---- precision: auto by default, resolved once, the dtype policy untouched (issue 13, item 10)
@@ -504,3 +500,36 @@ def test_a_bfloat16_extraction_leaves_the_keras_dtype_policy_as_it_was(image_fol
         keras.config.set_dtype_policy(before)
     with open_cache(result.cache_path) as made:
         assert made.attrs["precision"] == "bfloat16" and made.load()[0].dtype == np.float32
+
+
+@pytest.mark.parametrize("setting, value", [("seed", -1), ("batch_size", 0), ("dtype", "int8"), ("poolings", ["gem"]),
+                                            ("workers", 0), ("precision", "half")])
+def test_python_settings_are_checked_against_their_declarations_before_anything_is_read(tmp_path: Path, setting,
+                                                                                         value):
+    missing = tmp_path / "nowhere"  # never scanned: the setting is refused first
+    with pytest.raises(FeaturekitError, match=rf"^{setting} must be .*Received: {setting}={re.escape(repr(value))}"):
+        extract_many(missing, "test_tiny", **{setting: value}, log=lambda m: None)
+    with pytest.raises(FeaturekitError, match=r"^cpus_per_worker must be a number .*> 0"):  # an engine option too
+        extract_many(missing, "test_tiny", engine="ray", engine_options={"cpus_per_worker": 0}, log=lambda m: None)
+
+
+def test_a_hand_made_feature_takes_back_the_preprocessing_its_cache_records(image_folder: Path, tmp_path: Path):
+    """Shifted scoring (`compare --view`) rebuilds a cache's request from its attributes: a hand-made feature records
+    preprocessing "none", which no Keras backbone takes; its own entry accepts it."""
+    made = extract(image_folder, "spam", image_size=32, cache=tmp_path / "spam.h5", log=lambda m: None)
+    with open_cache(made.cache_path) as cache:
+        recorded = cache.attrs["preprocessing"]
+    again = extract(image_folder, "spam", image_size=32, preprocessing=recorded, cache=made.cache_path,
+                    log=lambda m: None)
+    assert recorded == "none" and again.status == "up-to-date"
+
+
+def test_features_that_differ_from_the_training_cache_name_each_difference():
+    from featurekit.extraction.plan import check_expected_identity
+
+    identity = {"backbone": "test_tiny", "weights": "none", "precision": "float32", "data_fingerprint": "b",
+                "view": "jpeg:50", "subset": "test"}
+    check_expected_identity(identity, {"backbone": "test_tiny", "view": "", "subset": ""})  # view, subset aside
+    with pytest.raises(FeaturekitError, match=r"fitted on: precision is 'bfloat16' in the training cache but "
+                                              r"'float32' here; the images \(or their split\) differ"):
+        check_expected_identity(identity, {"precision": "bfloat16", "data_fingerprint": "a"})

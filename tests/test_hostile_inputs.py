@@ -46,13 +46,14 @@ def _unreadable(monkeypatch, name: str) -> None:
     """Files called `name` raise PermissionError when read (hashing in the scan, opening in the decoder)."""
     import featurekit.data as data
 
-    real_hash, real_open = data.file_sha256, data._open_image_file
+    real_hash, real_open = data.file_sha256, open
 
     def refuse(path):
         raise PermissionError(errno.EACCES, "Permission denied", str(path))
 
     monkeypatch.setattr(data, "file_sha256", lambda path, *a: refuse(path) if Path(path).name == name else real_hash(path, *a))
-    monkeypatch.setattr(data, "_open_image_file", lambda path: refuse(path) if Path(path).name == name else real_open(path))
+    monkeypatch.setattr(data, "open", lambda path, *a: refuse(path) if Path(path).name == name else real_open(path, *a),
+                        raising=False)  # the decoder's `open` (the builtin elsewhere)
 
 
 def _same_cache(a: Path, b: Path) -> None:

@@ -67,7 +67,7 @@ def ray_and_local(ray_address, tmp_path_factory):
     faults = [{"batch": 1, "times": 1, "action": "raise", "markers": str(markers)},
               {"batch": 2, "times": 1, "action": "exit", "markers": str(markers)}]
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("featurekit.engines.ray_engine._BatchWorker", faulty_worker(faults))
+        patch.setattr("featurekit.engines.ray_engine.BatchWorker", faulty_worker(faults))
         started = time.perf_counter()
         distributed = extract(data, cache=root / "ray.h5", engine="ray", engine_options={"ray_workers": 1},
                               log=messages.append, **COMMON)
@@ -143,7 +143,7 @@ def test_a_batch_that_keeps_failing_stops_the_run_keeps_the_rest_and_a_rerun_com
     data = make_image_folder(tmp_path / "faces", per_class=8)
     markers = tmp_path / "markers"
     markers.mkdir()
-    monkeypatch.setattr("featurekit.engines.ray_engine._BatchWorker",
+    monkeypatch.setattr("featurekit.engines.ray_engine.BatchWorker",
                         faulty_worker([{"batch": 1, "times": 99, "action": "raise", "markers": str(markers)}]))
     cache = tmp_path / "c.h5"
     with pytest.raises(FeaturekitError, match=r"Batch 1 \(first file fake/img_04.png\) failed 3 times.*injected fault"

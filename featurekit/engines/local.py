@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from typing import Any, Callable
 
 import numpy as np
 
-from featurekit.engines import Advance, BatchSink, ExtractionJob
-from featurekit.pipeline import DEFAULT_PREFETCH_BATCHES, default_workers
+from featurekit.engines.job import Advance, BatchSink, ExtractionJob
+from featurekit.pipeline import DEFAULT_PREFETCH_BATCHES, default_workers, image_batches
 
 
 class LocalEngine:
@@ -19,21 +20,34 @@ class LocalEngine:
     """
 
     name = "local"
+    options = ("prefetch_batches",)
+    computes_here = True
 
     def __init__(self, workers: int | None = None, prefetch_batches: int = DEFAULT_PREFETCH_BATCHES):
         self.workers = workers
         self.prefetch_batches = int(prefetch_batches)
 
+    @classmethod
+    def check_available(cls) -> None:
+        """Always available."""
+
+    @classmethod
+    def from_settings(cls, settings: Any, log: Callable[[str], None]) -> "LocalEngine":
+        return cls(settings.workers, settings.prefetch_batches)
+
+    def __enter__(self) -> "LocalEngine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
     def run(self, job: ExtractionJob, embedder: Any, sink: BatchSink, advance: Advance) -> dict[str, Any]:
         """Embed the job's batches with `embedder` (a MultiEmbedder: uint8 batch -> one array per tap)."""
-        from featurekit.pipeline import image_batches
-
-        if job.todo:
-            batches = image_batches(job.root, job.paths, job.image_size, job.batch_size, batch_indices=job.todo,
-                                    workers=self.workers, prefetch=self.prefetch_batches, **job.decode_options)
-            for batch_index, (images, ok, reasons) in zip(job.todo, batches):
-                sink.put(batch_index, embedder(images), ok, reasons)
-                advance(len(ok))
+        batches = image_batches(job.root, job.paths, job.image_size, job.batch_size, batch_indices=job.todo,
+                                workers=self.workers, prefetch=self.prefetch_batches, **job.decode_options)
+        for batch_index, (images, ok, reasons) in zip(job.todo, batches):
+            sink.put(batch_index, embedder(images), ok, reasons)
+            advance(len(ok))
         return self.record()
 
     def warm_up(self, job: ExtractionJob, embedder: Any) -> None:
@@ -50,13 +64,10 @@ def local_gpus() -> int:
 
     Without Keras loaded nothing ran on a GPU (hand-made features are numpy), and Keras is not imported to say so.
     """
-    import sys
-
     from featurekit.backend import active_backend
 
     if "keras" not in sys.modules:
         return 0
-
     backend = active_backend()
     try:
         if backend == "jax":

@@ -26,13 +26,12 @@ environment (`KERAS_BACKEND`, `py_modules`), so the workers compute exactly what
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import math
 import os
-import shutil
 import socket
-import tempfile
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,11 +40,13 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from featurekit.engines import ENGINE_DEFAULTS, RAY_EXTRA, Advance, BatchSink, ExtractionJob
+import featurekit
+from featurekit.engines.job import Advance, BatchSink, ExtractionJob
+from featurekit.engines.ray_worker import BATCH_ATTEMPTS, BatchWorker
 from featurekit.errors import FeaturekitError, given, option_name
 
-# Tries per batch: a batch whose computation fails (or kills its actor) this many times stops the run.
-BATCH_ATTEMPTS = 3
+RAY_EXTRA = "pip install 'featurekit[ray]'"
+
 # CPUs kept free of actors: Ray Data needs one to schedule and feed the actors (ray-project/ray#44687).
 RESERVED_CPUS = 1
 # Environment the driver passes on to every worker (its Keras backend is added explicitly).
@@ -125,7 +126,8 @@ def plan_workers(requested: int | None, cpus_per_worker: float, gpus_per_worker:
             f"{RESERVED_CPUS} for Ray Data to feed them: the run would wait forever (ray-project/ray#44687).",
             received=received,
             fix=f"Use at most {max(by_cpus, 0)} workers of {_number(cpus_per_worker)} CPUs, or fewer CPUs per worker "
-                f"(e.g. {given('ray_workers', requested)} with {given('cpus_per_worker', _number(_fraction(spare_cpus, requested)))}) "
+                f"(e.g. {given('ray_workers', requested)} with "
+                f"{given('cpus_per_worker', _number(_fraction(spare_cpus, requested)))}) "
                 f"({fix_workers}).")
     if gpus_per_worker > 0 and requested * gpus_per_worker > cluster.gpus + _EPSILON:
         raise FeaturekitError(
@@ -158,98 +160,104 @@ def _number(value: float) -> float | int:
     return int(value) if float(value).is_integer() else float(value)
 
 
+def ray_installed() -> bool:
+    return importlib.util.find_spec("ray") is not None and importlib.util.find_spec("ray.data") is not None
+
+
+def _ray_missing(detail: str = "") -> FeaturekitError:
+    return FeaturekitError(f"The ray engine needs Ray Data, which is not installed{detail}.",
+                           received=given("engine", "ray"),
+                           fix=f"Install the extra: {RAY_EXTRA} (or use {given('engine', 'local')}).")
+
+
 def import_ray():
     """The `ray` module with Ray Data, or a FeaturekitError naming the extra to install."""
     try:
         import ray
         import ray.data  # noqa: F401  (Ray Core alone is not enough)
     except ImportError as error:
-        raise FeaturekitError(f"The ray engine needs Ray Data, which is not installed ({error}).",
-                              received=given("engine", "ray"),
-                              fix=f"Install the extra: {RAY_EXTRA} (or use {given('engine', 'local')}).") from None
+        raise _ray_missing(f" ({error})") from None
     return ray
 
 
 def cluster_shape(ray) -> ClusterShape:
     """The live nodes of the connected cluster."""
-    nodes = [node for node in ray.nodes() if node.get("Alive")]
-    return ClusterShape(tuple(float(n.get("Resources", {}).get("CPU", 0)) for n in nodes),
-                        tuple(float(n.get("Resources", {}).get("GPU", 0)) for n in nodes))
+    nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
+    return ClusterShape(tuple(float(n.get("CPU", 0)) for n in nodes), tuple(float(n.get("GPU", 0)) for n in nodes))
 
 
 class RayEngine:
     """Computes the batches on a Ray cluster with Ray Data actors (see the module docstring).
 
-    Use as a context manager: entering joins the cluster at `address` (or the Ray this process already runs,
-    or starts a local one) and checks the request against it; leaving shuts down a Ray it started.
+    Use as a context manager: entering joins the cluster at `settings.ray_address` (or the Ray this process
+    already runs, or starts a local one) and checks the request against it; leaving shuts down a Ray it started.
 
     Args:
-        address: The cluster to join ("auto", "ray://host:10001"); None starts a local Ray on this machine
-            unless this process is already connected to one.
-        workers: Actors; None for as many as the cluster holds with one CPU kept free.
-        cpus_per_worker: CPUs each actor reserves.
-        gpus_per_worker: GPUs each actor reserves (0.5: two actors share one GPU).
-        ship_bytes: Send each file's bytes to the actors instead of its path, for nodes that do not see the
-            data folder. The bytes of every batch to compute are put in Ray's object store up front (it
-            spills to disk when full).
-        decode_threads: Decode threads in each actor; None: one per CPU it reserves (at least one).
+        settings: A `featurekit.engines.settings.EngineSettings`: `ray_address` the cluster to join ("auto",
+            "ray://host:10001"; None starts a local Ray on this machine unless this process is already connected
+            to one), answering within `ray_timeout` seconds; `ray_workers` actors (None: as many as the cluster
+            holds with one CPU kept free), each reserving `cpus_per_worker` CPUs and `gpus_per_worker` GPUs (0.5:
+            two actors share one GPU); `ship_bytes` sends each file's bytes to the actors instead of its path, for
+            nodes that do not see the data folder (the bytes of every batch to compute are put in Ray's object
+            store up front; it spills to disk when full); `workers` decode threads in each actor (None: one per CPU
+            it reserves, at least one).
         log: Where messages go.
         attempts: Tries per batch before the run stops.
-        connect_timeout: Seconds to wait for the cluster at `address` to answer before giving up.
     """
 
     name = "ray"
+    options = ("prefetch_batches", "ray_address", "ray_workers", "cpus_per_worker", "gpus_per_worker", "ship_bytes",
+               "ray_timeout")
+    computes_here = False
 
-    def __init__(self, address: str | None = None, workers: int | None = None, cpus_per_worker: float = 1.0,
-                 gpus_per_worker: float = 0.0, ship_bytes: bool = False, decode_threads: int | None = None,
-                 log: Callable[[str], None] = print, attempts: int = BATCH_ATTEMPTS,
-                 connect_timeout: float = ENGINE_DEFAULTS["ray_timeout"]):
-        self.address = address
-        self.requested_workers = workers
-        self.cpus_per_worker = float(cpus_per_worker)
-        self.gpus_per_worker = float(gpus_per_worker)
-        self.ship_bytes = bool(ship_bytes)
-        self.decode_threads = decode_threads or max(1, math.ceil(self.cpus_per_worker))
+    def __init__(self, settings: Any, log: Callable[[str], None] = print, attempts: int = BATCH_ATTEMPTS):
+        self.settings = settings
+        self.decode_threads = settings.workers or max(1, math.ceil(settings.cpus_per_worker))
         self.log = log
         self.attempts = int(attempts)
-        self.connect_timeout = float(connect_timeout)
         self.workers = 0
         self.cluster = ClusterShape((), ())
         self._started = False
 
+    @classmethod
+    def check_available(cls) -> None:
+        if not ray_installed():
+            raise _ray_missing()
+
+    @classmethod
+    def from_settings(cls, settings: Any, log: Callable[[str], None]) -> "RayEngine":
+        return cls(settings, log)
+
     def __enter__(self) -> "RayEngine":
-        ray = import_ray()
+        ray, settings = import_ray(), self.settings
         if not ray.is_initialized():
-            if self.address:
-                check_reachable(self.address, self.connect_timeout)
+            if settings.ray_address:
+                check_reachable(settings.ray_address, settings.ray_timeout)
             try:
                 with _quiet_ray():
-                    ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
-                             logging_level=logging.ERROR, runtime_env=self._job_runtime_env())
+                    ray.init(address=settings.ray_address, include_dashboard=False, log_to_driver=False,
+                             logging_level=logging.ERROR, runtime_env=self._runtime_env(whole_job=True))
             except (ConnectionError, RuntimeError, ValueError) as error:
-                where = f"the Ray cluster at {self.address}" if self.address else "a local Ray"
+                where = f"the Ray cluster at {settings.ray_address}" if settings.ray_address else "a local Ray"
                 raise FeaturekitError(f"Could not start or join {where} ({error}).",
-                                      received=given("ray_address", self.address),
+                                      received=given("ray_address", settings.ray_address),
                                       fix=f"Check that the cluster runs (`ray status`), or leave "
                                           f"{option_name('ray_address')} out to start a local Ray.") from None
             self._started = True
         try:
             self.cluster = cluster_shape(ray)
-            self.workers = plan_workers(self.requested_workers, self.cpus_per_worker, self.gpus_per_worker,
+            self.workers = plan_workers(settings.ray_workers, settings.cpus_per_worker, settings.gpus_per_worker,
                                         self.cluster)
         except BaseException:
-            self._shutdown()
+            self.__exit__()
             raise
-        gpus = f", {_number(self.gpus_per_worker)} GPU" if self.gpus_per_worker else ""
+        gpus = f", {_number(settings.gpus_per_worker)} GPU" if settings.gpus_per_worker else ""
         self.log(f"Ray: {self.cluster.nodes} node(s), {_number(self.cluster.cpus)} CPUs, {_number(self.cluster.gpus)} "
-                 f"GPUs; {self.workers} workers x {_number(self.cpus_per_worker)} CPU{gpus}"
-                 f"{', file bytes shipped' if self.ship_bytes else ''}.")
+                 f"GPUs; {self.workers} workers x {_number(settings.cpus_per_worker)} CPU{gpus}"
+                 f"{', file bytes shipped' if settings.ship_bytes else ''}.")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._shutdown()
-
-    def _shutdown(self) -> None:
         if self._started:
             import ray
 
@@ -271,9 +279,9 @@ class RayEngine:
             FeaturekitError: a batch failed `attempts` times, a worker cannot work, or Ray failed; the batches
                 finished before are written and kept.
         """
-        failed = self._compute(job, list(job.todo), sink, advance)
+        failed = self._compute(job, sink, advance)
         if failed:
-            index, (error, permanent) = next(iter(sorted(failed.items())))
+            index, (error, permanent) = min(failed.items())
             tries = "" if permanent else f" {self.attempts} times"
             others = f" ({len(failed) - 1} other batches failed too)" if len(failed) > 1 else ""
             raise FeaturekitError(
@@ -284,13 +292,12 @@ class RayEngine:
                     f"(or use {option_name('engine')} local to see the error on this machine).")
         return self.record()
 
-    def _compute(self, job: ExtractionJob, batches: list[int], sink: BatchSink,
-                  advance: Advance) -> dict[int, tuple[str, bool]]:
-        """One Ray Data pass over `batches`; returns {batch: (error, permanent)} of those that failed."""
+    def _compute(self, job: ExtractionJob, sink: BatchSink, advance: Advance) -> dict[int, tuple[str, bool]]:
+        """One Ray Data pass over the job's batches; returns {batch: (error, permanent)} of those that failed."""
         ray = import_ray()
         from ray.data import ActorPoolStrategy
 
-        rows = [self._row(job, index) for index in batches]
+        rows = [_batch_row(job, index, self.settings.ship_bytes) for index in job.todo]
         dims = [int(d["feature_dim"]) for d in job.descriptions]
         failed: dict[int, tuple[str, bool]] = {}
         finished: set[int] = set()
@@ -299,13 +306,13 @@ class RayEngine:
             # favour of named parameters that do not cover them yet; its own defaults retry forever.
             warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
             results = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
-                _BatchWorker, batch_size=1, batch_format="numpy",
+                BatchWorker, batch_size=1, batch_format="numpy",
                 compute=ActorPoolStrategy(size=max(1, min(self.workers, len(rows)))),
-                num_cpus=self.cpus_per_worker, num_gpus=self.gpus_per_worker or None,
+                num_cpus=self.settings.cpus_per_worker, num_gpus=self.settings.gpus_per_worker or None,
                 fn_constructor_kwargs={"request": job.embedder_request, "descriptions": list(job.descriptions),
                                        "image_size": job.image_size, "decode_options": dict(job.decode_options),
                                        "decode_threads": self.decode_threads, "attempts": self.attempts},
-                runtime_env=None if self._started else self._actor_runtime_env(),
+                runtime_env=None if self._started else self._runtime_env(whole_job=False),
                 max_restarts=self.attempts, max_task_retries=self.attempts - 1)
             try:
                 for row in results.iter_rows():
@@ -316,12 +323,11 @@ class RayEngine:
                     n = int(row["n"])
                     outputs = [np.frombuffer(row[f"features_{i}"], dtype=np.float32).reshape(n, dim)
                                for i, dim in enumerate(dims)]
-                    ok = np.frombuffer(row["ok"], dtype=bool)
-                    sink.put(index, outputs, ok, json.loads(row["reasons"]))
+                    sink.put(index, outputs, np.frombuffer(row["ok"], dtype=bool), json.loads(row["reasons"]))
                     finished.add(index)
                     advance(n)
             except ray.exceptions.RayError as error:
-                unfinished = [b for b in batches if b not in finished and b not in failed]
+                unfinished = [b for b in job.todo if b not in finished and b not in failed]
                 raise FeaturekitError(
                     f"The Ray run failed ({_first_line(error)}); batches {_short_list(unfinished)} were not "
                     f"finished. The {len(job.todo) - len(unfinished) - len(failed)} batches finished are kept.",
@@ -330,43 +336,32 @@ class RayEngine:
                         "command again: it computes only the missing batches.") from None
         return failed
 
-    def _row(self, job: ExtractionJob, index: int) -> dict[str, Any]:
-        """One Ray Data row: a batch index, its files, and with ship_bytes their bytes (or why they cannot be read)."""
-        paths = job.batch_paths(index)
-        row: dict[str, Any] = {"batch": index, "root": str(Path(job.root).resolve()), "paths": json.dumps(paths),
-                               "blobs": [], "unread": "[]"}
-        if self.ship_bytes:
-            blobs, unread = [], []
-            for path in paths:
-                blob, reason = _read_for_shipping(Path(job.root) / path, job.image_size, job.decode_options)
-                blobs.append(blob)
-                unread.append(reason)
-            row.update(blobs=blobs, unread=json.dumps(unread))
-        return row
-
-    def _environment(self) -> dict[str, str]:
-        """The driver's Keras backend and a few settings, for every worker."""
+    def _runtime_env(self, whole_job: bool) -> dict[str, Any]:
+        """The driver's Keras backend and a few settings for every worker, and this featurekit's code: uploaded to
+        every node for a Ray this engine starts or joins (`whole_job`: Ray accepts local code folders only for a
+        whole job); else, for a Ray the caller connected to, first on the path (nodes that do not have that folder
+        import the featurekit installed there; the embedder check catches a mismatch)."""
         from featurekit.backend import active_backend
 
         env = {name: os.environ[name] for name in FORWARDED_VARIABLES if name in os.environ}
         env["KERAS_BACKEND"] = active_backend()
-        if 0 < self.gpus_per_worker < 1:  # actors sharing a GPU must not each reserve most of its memory
-            env.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{0.9 * self.gpus_per_worker:.2f}")
+        if 0 < self.settings.gpus_per_worker < 1:  # actors sharing a GPU must not each reserve most of its memory
+            env.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{0.9 * self.settings.gpus_per_worker:.2f}")
             env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
-        return env
-
-    def _job_runtime_env(self) -> dict[str, Any]:
-        """For a Ray this engine starts or joins: the environment, and this featurekit's code uploaded to every
-        node (Ray accepts local code folders only for a whole job)."""
-        return {"env_vars": self._environment(), "py_modules": [str(_featurekit_folder())]}
-
-    def _actor_runtime_env(self) -> dict[str, Any]:
-        """For a Ray the caller connected to: the environment, and this featurekit first on the path (nodes that
-        do not have that folder import the featurekit installed there; the embedder check catches a mismatch)."""
-        env = self._environment()
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_featurekit_folder().parent),
-                                                         os.environ.get("PYTHONPATH", "")) if p)
+        code = Path(featurekit.__file__).resolve().parent
+        if whole_job:
+            return {"env_vars": env, "py_modules": [str(code)]}
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(code.parent), os.environ.get("PYTHONPATH", "")) if p)
         return {"env_vars": env}
+
+
+def _batch_row(job: ExtractionJob, index: int, ship_bytes: bool) -> dict[str, Any]:
+    """One Ray Data row: a batch index, its files, and with ship_bytes their bytes (or why they cannot be read)."""
+    paths = job.batch_paths(index)
+    shipped = ([_read_for_shipping(Path(job.root) / path, job.image_size, job.decode_options) for path in paths]
+               if ship_bytes else [])
+    return {"batch": index, "root": str(Path(job.root).resolve()), "paths": json.dumps(paths),
+            "blobs": [blob for blob, _ in shipped], "unread": json.dumps([reason for _, reason in shipped])}
 
 
 def check_reachable(address: str, timeout: float) -> None:
@@ -386,23 +381,14 @@ def check_reachable(address: str, timeout: float) -> None:
                 "start a local Ray.") from None
 
 
-def _featurekit_folder() -> Path:
-    import featurekit
-
-    return Path(featurekit.__file__).resolve().parent
-
-
 def _read_for_shipping(path: Path, image_size: int, decode_options: dict[str, Any]) -> tuple[bytes | None, str]:
     """A regular file's bytes; for anything else (a folder, a FIFO, an unreadable file) the reason the local
     engine would give, found by asking `load_image` itself here (it refuses such files without reading them)."""
-    import stat
-
     from featurekit.data import ImageDecodeError, load_image
 
     try:
-        if stat.S_ISREG(os.stat(path).st_mode):
-            with open(path, "rb") as handle:
-                return handle.read(), ""
+        if path.is_file():  # through a symbolic link too
+            return path.read_bytes(), ""
     except OSError:
         pass
     try:
@@ -410,114 +396,6 @@ def _read_for_shipping(path: Path, image_size: int, decode_options: dict[str, An
     except ImageDecodeError as error:
         return None, str(error) or "could not be decoded"
     return None, "could not be read on the driver"
-
-
-class _BatchWorker:
-    """A Ray Data actor: one embedder, built once; decodes and embeds one batch per call.
-
-    Errors come back as data ({"error": ..., "permanent": ...}) rather than exceptions, so the driver knows
-    which batch failed and why, and decides about retries itself.
-    """
-
-    def __init__(self, request: Any, descriptions: list[dict[str, Any]], image_size: int,
-                 decode_options: dict[str, Any], decode_threads: int, attempts: int = BATCH_ATTEMPTS):
-        self._n_outputs = len(descriptions)
-        self._attempts = max(1, int(attempts))
-        self._problem = ""
-        self._scratch = tempfile.mkdtemp(prefix="featurekit-ray-")
-        self._host = socket.gethostname()
-        try:
-            from featurekit.pipeline import ParallelDecoder
-
-            self._embedder = request.build()
-            self._problem = _description_mismatch([e.describe() for e in self._embedder.embedders], descriptions)
-            self._decoder = ParallelDecoder(image_size, decode_threads, **decode_options)
-            self._image_size = image_size
-            if not self._problem:
-                self._embedder(np.zeros((1, image_size, image_size, 3), np.uint8))  # compile before the first batch
-        except Exception as error:  # e.g. the weights file is not on this node: no batch can be computed here
-            self._problem = f"the worker on {self._host} could not build its embedder ({type(error).__name__}: {error})"
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """One batch row in, one result row out: features and decode results, or why it failed."""
-        index = int(batch["batch"][0])
-        if self._problem:
-            return self._error(index, self._problem, permanent=True)
-        root = str(batch["root"][0])
-        paths = json.loads(str(batch["paths"][0]))
-        blobs = list(batch["blobs"][0]) if len(batch["blobs"][0]) else None
-        unread = json.loads(str(batch["unread"][0]))
-        if blobs is None and not os.path.isdir(root):
-            return self._error(index, f"the data folder {root} is not visible on the worker's node ({self._host}); "
-                               f"put it on a filesystem every node mounts, or pass {option_name('ship_bytes')}",
-                               permanent=True)
-        for attempt in range(self._attempts):
-            try:
-                outputs, ok, reasons = self._compute(index, root, paths, blobs, unread)
-                break
-            except Exception as error:  # retried here; the last error goes back to the driver as data
-                if attempt + 1 == self._attempts:
-                    return self._error(index, f"{type(error).__name__}: {error}", permanent=False)
-        columns = {"batch": np.array([index]), "error": np.array([""]), "permanent": np.array([False]),
-                   "n": np.array([len(ok)]), "ok": np.array([np.asarray(ok, bool).tobytes()], dtype=object),
-                   "reasons": np.array([json.dumps(list(reasons))])}
-        for i, output in enumerate(outputs):
-            columns[f"features_{i}"] = np.array([np.ascontiguousarray(output, np.float32).tobytes()], dtype=object)
-        return columns
-
-    def _compute(self, index: int, root: str, paths: list[str], blobs: list | None,
-                 unread: list[str]) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
-        """One try at batch `index`: decode, then embed; returns (features per tap, ok, reasons)."""
-        images, ok, reasons = self._decode(root, paths, blobs, unread)
-        return self._embedder(images), ok, reasons
-
-    def _decode(self, root: str, paths: list[str], blobs: list | None,
-                unread: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """Decode with the same `load_image` and options as the local engine; shipped bytes are written to a
-        private scratch folder under the file's own name first (load_image reads files, and checks names)."""
-        if blobs is None:
-            return self._decoder.submit([Path(root) / p for p in paths]).result()
-        written = []
-        try:
-            for row, (path, blob) in enumerate(zip(paths, blobs)):
-                folder = Path(self._scratch) / str(row)
-                folder.mkdir(exist_ok=True)
-                local = folder / Path(path).name
-                if blob is not None:
-                    local.write_bytes(bytes(blob))
-                written.append(local)
-            images, ok, reasons = self._decoder.submit(written).result()
-        finally:
-            for local in written:
-                local.unlink(missing_ok=True)
-        for row, reason in enumerate(unread):
-            if reason:  # the driver could not read it: the reason the local engine gives
-                images[row] = 0
-                ok[row] = False
-                reasons[row] = reason
-        return images, ok, reasons
-
-    def _error(self, index: int, message: str, permanent: bool) -> dict[str, np.ndarray]:
-        columns = {"batch": np.array([index]), "error": np.array([message]), "permanent": np.array([permanent]),
-                   "n": np.array([0]), "ok": np.array([b""], dtype=object), "reasons": np.array(["[]"])}
-        for i in range(self._n_outputs):
-            columns[f"features_{i}"] = np.array([b""], dtype=object)
-        return columns
-
-    def __del__(self) -> None:
-        shutil.rmtree(getattr(self, "_scratch", ""), ignore_errors=True)
-
-
-def _description_mismatch(worker: list[dict[str, Any]], driver: list[dict[str, Any]]) -> str:
-    """Why the worker's embedder is not the driver's ("" when it is): the same keys, weights path aside."""
-    for own, wanted in zip(worker, driver):
-        for key in sorted(set(own) | set(wanted)):
-            if key == "weights":  # the same file may be spelled differently; its sha256 is compared
-                continue
-            if json.dumps(own.get(key), default=str) != json.dumps(wanted.get(key), default=str):
-                return (f"the worker's embedder differs from the driver's: {key} is {own.get(key)!r} there but "
-                        f"{wanted.get(key)!r} here")
-    return ""
 
 
 def _first_line(error: BaseException) -> str:
@@ -538,12 +416,11 @@ def _quiet_ray() -> Iterator[None]:
     context = DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
-    loggers = [logging.getLogger(name) for name in ("ray", "ray.data")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
+    levels = {logger: logger.level for logger in map(logging.getLogger, ("ray", "ray.data"))}
+    for logger in levels:
         logger.setLevel(logging.ERROR)
     try:
         yield
     finally:
-        for logger, level in zip(loggers, levels):
+        for logger, level in levels.items():
             logger.setLevel(level)

@@ -3,9 +3,10 @@
 Batches are fixed slices of the sorted sample list, so a resumed run computes exactly the batches an
 uninterrupted run would have computed, and the finished cache is the same row for row.
 
-An extraction is request -> plan -> run (`featurekit.extraction`): `make_request` checks every setting once,
-`plan_extraction` scans the images, builds the embedder and names the target caches, `settle_targets` (under
-the caches' locks) sees what is cached already, and `run` has the engine compute the missing batches.
+An extraction is request -> plan -> run (`featurekit.extraction`): `extract_many` (or `extract_from_options`)
+checks the settings against their declarations once, `make_request` makes them one typed request,
+`plan_extraction` scans the images, builds the embedder and names the target caches, `settle_targets` (under the
+caches' locks) sees what is cached already, and `run` has the engine compute the missing batches.
 """
 
 from __future__ import annotations
@@ -14,14 +15,21 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Callable
 
+from featurekit.choices import DTYPES
+from featurekit.engines import ENGINE_OPTIONS
 from featurekit.errors import FeaturekitError, given, option_name
-from featurekit.extraction.plan import decode_options, scan_for_extraction
-from featurekit.extraction.request import ALL_AS_TEST, DTYPES, SUBSETS, ExtractionRequest, Tap, make_request
+from featurekit.extraction.plan import scan_for_extraction
+from featurekit.extraction.request import ALL_AS_TEST, SUBSETS, ExtractionRequest, Tap, make_request
 from featurekit.extraction.run import ExtractResult, ProgressFactory
+from featurekit.options import check_value, options_for
 
-# Options of the extract command that go to the engine (see featurekit.engines.open_engine).
-ENGINE_OPTIONS = ("prefetch_batches", "ray_address", "ray_workers", "cpus_per_worker", "gpus_per_worker", "ship_bytes",
-                  "ray_timeout")
+# Settings of `extract_many` checked against the `extract` command's declarations (`featurekit.options`), mapped to
+# the option where the names differ; so are the engine options. The others are checked where they are read
+# (weights, view, subset, the engine; image size and preprocessing by the registry entry, which knows its own: a
+# hand-made feature records and accepts preprocessing "none").
+DECLARED_SETTINGS = {"poolings": "pooling", **{name: name for name in (
+    "precision", "batch_size", "dtype", "seed", "overwrite", "on_missing_weights", "allow_train_overlap",
+    "max_pixels", "workers")}}
 
 
 def extract(data: str | Path, backbone: str, weights: str | list[str] | None = None, image_size: int | None = None,
@@ -55,17 +63,32 @@ def extract_many(data: str | Path, backbone: str, weights: str | list[str] | Non
             labelled so), precision ("auto", the default: bfloat16 where the hardware computes it natively, else
             float32; or "float32", "bfloat16", "float16"; the resolved value is recorded and is part of each
             cache's identity), max_pixels (larger images are skipped and listed), workers (decode threads),
-            engine and engine_options ("local" or "ray"; see `featurekit.engines.open_engine`),
+            engine and engine_options ("local" or "ray"; see `featurekit.engines.engine_settings`),
             allow_train_overlap, view, subset, expected_identity, config (stored in each cache) and command (the
             command line recorded for the resume hint; "" from Python).
 
     Returns:
         One ExtractResult per layer x pooling, layers outer.
 
+    Raises:
+        FeaturekitError: a setting outside its declaration (`featurekit.options`: type, bounds, choices), named as
+            passed, before anything is read; or what the request, the plan or the engine refuse.
+
     Hand-made features (`spam`, `spectrum`) are backbones here: their `layers` are parameter variants
     (`threshold=2+order=1`), their pooling is "none", and they run in numpy without importing Keras.
     """
+    settings = {name: _checked(name, value) for name, value in settings.items()}
+    if settings.get("engine_options"):
+        settings["engine_options"] = {name: _checked(name, value) for name, value in settings["engine_options"].items()}
     return extract_request(make_request(data, backbone, weights, image_size, **settings), log, progress)
+
+
+def _checked(name: str, value: Any) -> Any:
+    """`value` checked and converted by the declaration of the option the setting `name` stands for (see
+    DECLARED_SETTINGS; engine options are named as their options); other settings as they are."""
+    option = DECLARED_SETTINGS.get(name, name if name in ENGINE_OPTIONS else None)
+    return value if option is None or value is None else check_value(options_for("extract")[option], value,
+                                                                      parameter=name)
 
 
 def extract_request(request: ExtractionRequest, log: Callable[[str], None] = print,
@@ -73,18 +96,17 @@ def extract_request(request: ExtractionRequest, log: Callable[[str], None] = pri
     """Plan and run one checked request. The engine is ready (a Ray cluster joined, or refused naming its address)
     before any cache is locked, and every check is done before the first batch is computed."""
     from featurekit.cache import writer_lock
-    from featurekit.engines import open_engine
     from featurekit.extraction.plan import plan_extraction, settle_targets
     from featurekit.extraction.run import run
 
     plan = plan_extraction(request, log)
     with ExitStack() as stack:
-        engine = stack.enter_context(open_engine(request.engine, log)) if plan.may_compute() else None
+        engine = stack.enter_context(request.engine.open(log)) if plan.may_compute() else None
         for target in plan.targets:
             stack.enter_context(writer_lock(target.path))
-        settle_targets(plan, log, check_memory=request.engine.name == "local")
+        settle_targets(plan, log, check_memory=request.engine.computes_here)
         if plan.active and engine is None:  # a cache removed since the plan was made
-            engine = stack.enter_context(open_engine(request.engine, log))
+            engine = stack.enter_context(request.engine.open(log))
         return run(plan, engine, progress)
 
 
@@ -124,7 +146,7 @@ def extract_from_options(options: dict[str, Any], log: Callable[[str], None] = p
         cache=options["cache"], cache_dir=options["cache_dir"], overwrite=options["overwrite"],
         split_fractions=parse_split_fractions(options["split"]), seed=options["seed"],
         on_missing_weights=options["on_missing_weights"], precision=options["precision"],
-        allow_train_overlap=options["allow_train_overlap"], max_pixels=options["max_pixels"] or None,
+        allow_train_overlap=options["allow_train_overlap"], max_pixels=options["max_pixels"],
         workers=options["workers"], engine=options["engine"],
         engine_options={name: options[name] for name in ENGINE_OPTIONS}, view=view,
         subset=_views_subset(options["views_split"]) if view is not None else None,
@@ -148,5 +170,5 @@ def _as_list(value: Any) -> list:
 
 
 __all__ = ["ALL_AS_TEST", "DTYPES", "ENGINE_OPTIONS", "SUBSETS", "ExtractResult", "ExtractionRequest", "Tap",
-           "decode_options", "extract", "extract_from_options", "extract_many", "extract_request", "make_request",
+           "extract", "extract_from_options", "extract_many", "extract_request", "make_request",
            "scan_for_extraction"]

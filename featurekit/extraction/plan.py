@@ -15,10 +15,11 @@ from rich.markup import escape
 
 from featurekit.cache import IDENTITY_KEYS, PartialCache, default_cache_path, describe_differences, open_cache
 from featurekit.cache.format import is_featurekit_cache
+from featurekit.choices import WEIGHTS_KEYWORDS
 from featurekit.data import DEFAULT_SPLIT_FRACTIONS, ImageFolder, scan_image_folder
 from featurekit.errors import FeaturekitError, WeightsUnavailableError, given, option_name
-from featurekit.extraction.entries import EmbedderRequest, entry_for
-from featurekit.extraction.request import ALL_AS_TEST, ExtractionRequest, check_subset
+from featurekit.extraction.embedder_request import EmbedderRequest
+from featurekit.extraction.request import ALL_AS_TEST, ExtractionRequest
 from featurekit.fsutil import refuse_unless_ours
 
 Log = Callable[[str], None]
@@ -74,31 +75,32 @@ def plan_extraction(request: ExtractionRequest, log: Log) -> ExtractionPlan:
 
     The batch never exceeds the images there are, so nothing is padded beyond them.
     """
-    entry = entry_for(request.backbone)
+    from featurekit.backbones import get_spec
+
+    spec = get_spec(request.backbone)
     folder, fingerprint = scan_for_extraction(request.data, request.split_fractions, request.subset)
     batch_size = min(request.batch_size, max(len(folder.samples), 1))
-    embedder, weights = _first_available_embedder(request, batch_size, log)
+    embedder_request, embedder = _first_available_embedder(request, batch_size, log)
     description = embedder.embedders[0].describe()
     overlap = _train_overlap(description, folder, request.allow_train_overlap, log)
-    targets = [_target(request, entry, index, tap, built, folder.root, fingerprint)
+    targets = [_target(request, spec, index, tap, built, folder.root, fingerprint)
                for index, (tap, built) in enumerate(zip(request.taps, embedder.embedders))]
-    entry.check_folder(embedder, folder.root, [sample.path for sample in folder.samples])
+    embedder.check_images(folder.root, [sample.path for sample in folder.samples])
     stored_size = getattr(embedder, "stored_size", None)
-    embedder_request = EmbedderRequest(request.backbone, request.taps, absolute_if_file(weights), request.image_size,
-                                       request.preprocessing, request.seed, request.precision, batch_size)
     settings = {"max_pixels": request.max_pixels or 0,
                 "resize": "none (images as stored)" if stored_size else "pillow-bilinear"}
-    return ExtractionPlan(request, folder, embedder, embedder_request, targets, overlap, settings)
+    return ExtractionPlan(request, folder, embedder, replace(embedder_request, weights=absolute_if_file(
+        description["weights"])), targets, overlap, settings)
 
 
-def _target(request: ExtractionRequest, entry: Any, index: int, tap: Any, built: Any, root: Path,
+def _target(request: ExtractionRequest, spec: Any, index: int, tap: Any, built: Any, root: Path,
             fingerprint: str) -> Target:
     from featurekit.views import view_name
 
     description = built.describe()
     path = request.cache or default_cache_path(
-        root, request.backbone, entry.cache_layer(tap, built), description["pooling"], description["image_size"],
-        request.cache_dir, tag=name_tag(description, entry.spec.preprocessing, request.view, request.subset))
+        root, request.backbone, spec.cache_name_layer(tap.layer), description["pooling"], description["image_size"],
+        request.cache_dir, tag=name_tag(description, spec.preprocessing, request.view, request.subset))
     identity = {**description, "dtype": request.dtype, "data_fingerprint": fingerprint,
                 "view": view_name(request.view), "subset": request.subset}
     if request.expected_identity is not None:
@@ -116,7 +118,7 @@ def settle_targets(plan: ExtractionPlan, log: Log, check_memory: bool = True) ->
         _check_existing(target, plan, log)
     batch_size = _agreed_batch_size([t for t in plan.active if not t.replaced], plan.batch_size, log)
     if check_memory and plan.active:
-        check_batch_memory(batch_size, entry_for(plan.request.backbone).bytes_per_image(plan.embedder),
+        check_batch_memory(batch_size, plan.embedder.bytes_per_image(),
                            plan.request.engine.prefetch_batches, plan.embedder.image_size, available_memory())
     plan.embedder_request = replace(plan.embedder_request, batch_size=batch_size)
     plan.embedder.batch_size = batch_size
@@ -183,31 +185,31 @@ def with_defaults(stored: dict[str, Any]) -> dict[str, Any]:
     return {"precision": "float32", "architecture_variant": "standard", **stored}
 
 
-def _first_available_embedder(request: ExtractionRequest, batch_size: int, log: Log) -> tuple[Any, str]:
+def _first_available_embedder(request: ExtractionRequest, batch_size: int, log: Log) -> tuple[EmbedderRequest, Any]:
     """Build with the first weights that can be had; else fail, or fall back to labelled random weights.
 
     Returns:
-        (the embedder, the weights it was built with).
+        (the request the embedder was built from, the embedder).
     """
     failures: list[WeightsUnavailableError] = []
+
+    def with_weights(weights: str) -> EmbedderRequest:
+        return EmbedderRequest(request.backbone, request.taps, weights, request.image_size, request.preprocessing,
+                               request.seed, request.precision, batch_size)
 
     def problems() -> str:
         return "; ".join(error.problem.rstrip(".") for error in failures) + "."
 
-    def build(weights: str) -> Any:
-        return EmbedderRequest(request.backbone, request.taps, weights, request.image_size, request.preprocessing,
-                               request.seed, request.precision, batch_size).build()
-
     for candidate in request.weights:
         try:
-            embedder = build(candidate)
+            embedder = with_weights(candidate).build()
         except WeightsUnavailableError as error:
             failures.append(error)
             continue
         if failures:
             log(escape(f"Using weights {candidate!r} ({embedder.embedders[0].describe()['weights_label']}); earlier "
                        f"choices were not available: {problems()}"))
-        return embedder, embedder.embedders[0].describe()["weights"]
+        return with_weights(candidate), embedder
     if request.on_missing_weights != "random":
         if len(failures) == 1:
             raise failures[0]
@@ -216,7 +218,7 @@ def _first_available_embedder(request: ExtractionRequest, batch_size: int, log: 
     log(f"[bold yellow]WARNING[/]: {escape(problems())}\n"
         f"Continuing with seeded random-init weights (seed {request.seed}): every output of this run is a "
         "RANDOM-FEATURES baseline, not an ImageNet result.")
-    return build("none"), "none"
+    return with_weights("none"), with_weights("none").build()
 
 
 def _train_overlap(description: dict[str, Any], folder: ImageFolder, allowed: bool, log: Log) -> dict[str, int]:
@@ -249,7 +251,7 @@ def _train_overlap(description: dict[str, Any], folder: ImageFolder, allowed: bo
 def absolute_if_file(weights: str) -> str:
     """Weight files are recorded by absolute path, so `predict` finds them from any working directory."""
     path = Path(weights).expanduser()
-    return str(path.resolve()) if weights not in ("imagenet", "none", "default") and path.is_file() else weights
+    return str(path.resolve()) if weights not in WEIGHTS_KEYWORDS and path.is_file() else weights
 
 
 def name_tag(description: dict[str, Any], native_preprocessing: str, view: Any = None, subset: str = "") -> str | None:
@@ -270,7 +272,8 @@ def name_tag(description: dict[str, Any], native_preprocessing: str, view: Any =
 
 def scan_for_extraction(data: str | Path, split_fractions: tuple[float, float, float] = DEFAULT_SPLIT_FRACTIONS,
                         subset: str | None = None) -> tuple[ImageFolder, str]:
-    """The data folder's images as a cache of `subset` holds them, and the data fingerprint it records.
+    """The data folder's images as a cache of `subset` (checked: see `check_subset`) holds them, and the data
+    fingerprint it records.
 
     A one-split subset keeps that split's images and the whole folder's fingerprint (so the cache of a view's
     test split is recognised as belonging to the full cache of the same folder); ALL_AS_TEST makes every image
@@ -279,7 +282,6 @@ def scan_for_extraction(data: str | Path, split_fractions: tuple[float, float, f
     Raises:
         FeaturekitError: as `scan_image_folder`, or the subset leaves no image.
     """
-    subset = check_subset(subset)
     folder = scan_image_folder(data, split_fractions)
     if subset == ALL_AS_TEST:
         folder = replace(folder, samples=[replace(sample, split="test") for sample in folder.samples])
@@ -303,14 +305,11 @@ def check_expected_identity(identity: dict[str, Any], expected: dict[str, Any]) 
     from featurekit.cache import normalise_attr
 
     wanted = with_defaults(expected)
-    differences = []
-    for key in IDENTITY_KEYS:
-        if key in ("view", "subset") or key not in expected or normalise_attr(wanted[key]) == normalise_attr(identity.get(key)):
-            continue
-        if key == "data_fingerprint":
-            differences.append("the images (or their split) differ from those the training cache was made from")
-        else:
-            differences.append(f"{key} is {wanted[key]!r} in the training cache but {identity.get(key)!r} here")
+    differing = [key for key in IDENTITY_KEYS if key in expected and key not in ("view", "subset")
+                 and normalise_attr(wanted[key]) != normalise_attr(identity.get(key))]
+    differences = ["the images (or their split) differ from those the training cache was made from"
+                   if key == "data_fingerprint" else
+                   f"{key} is {wanted[key]!r} in the training cache but {identity.get(key)!r} here" for key in differing]
     if differences:
         raise FeaturekitError(
             f"The embedder rebuilt from the training cache does not give the features its probes were fitted on: "
@@ -318,18 +317,3 @@ def check_expected_identity(identity: dict[str, Any], expected: dict[str, Any]) 
             received=f"backbone {identity.get('backbone')}, weights {identity.get('weights')}",
             fix="Make the training cache's weights and images available as they were (the same files, unchanged), or "
             "re-extract the training cache and refit its probes.")
-
-
-def decode_options(root: str | Path, max_pixels: int | None, view: Any = None, stored_size: int | None = None,
-                   feature: str = "") -> dict[str, Any]:
-    """Options of the per-image decoder (`featurekit.pipeline.image_batches`): the pixel limit, and a
-    `featurekit.views.ViewDecoder` when a view degrades the images or a hand-made feature needs them as stored.
-
-    The decoder is plain data, so an engine may ship these options to other processes.
-    """
-    options: dict[str, Any] = {"max_pixels": max_pixels}
-    if view is not None or stored_size is not None:
-        from featurekit.views import ViewDecoder
-
-        options["decode"] = ViewDecoder(view, str(root), stored_size, feature)
-    return options

@@ -1,4 +1,4 @@
-"""The extraction request: every setting typed and validated once, before any image is read."""
+"""The extraction request: every setting typed, and checked once, before any image is read."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from featurekit.choices import DTYPES, ON_MISSING_WEIGHTS
 from featurekit.data import DEFAULT_SPLIT_FRACTIONS, SPLITS
-from featurekit.engines import EngineSettings
-from featurekit.errors import FeaturekitError, given, option_name, refuse_unknown
-from featurekit.extraction.entries import Tap, entry_for
+from featurekit.engines import EngineSettings, engine_settings
+from featurekit.errors import FeaturekitError, given, option_name
+from featurekit.extraction.embedder_request import Tap
 from featurekit.options import default as declared
 
 # Which rows a cache holds (its `subset` attribute, part of its identity): "" every image in its split; a split
@@ -60,7 +59,8 @@ def make_request(data: str | Path, backbone: str, weights: str | list[str] | tup
                  cache_dir: str | Path | None = None, view: Any = None, subset: str | None = None,
                  engine: str = declared("extract", "engine"), engine_options: Mapping[str, Any] | None = None,
                  workers: int | None = None, **settings: Any) -> ExtractionRequest:
-    """Check every setting that needs no image, once, and return them as one typed request.
+    """One typed request from settings checked against their declarations (`featurekit.options`: by
+    `extract_many` or `extract_from_options`); checks, once, what else needs no image.
 
     Args:
         data: Data folder (`DIR/<class>/...` or `DIR/{train,valid,test}/<class>/...`).
@@ -81,20 +81,20 @@ def make_request(data: str | Path, backbone: str, weights: str | list[str] | tup
     Raises:
         FeaturekitError: naming the first setting that is wrong.
     """
-    from featurekit.engines import engine_settings
+    from featurekit.backbones import get_spec
     from featurekit.views import parse_view
 
     request = ExtractionRequest(
         Path(data), backbone, weights=_candidates(weights), image_size=image_size,
-        taps=tuple(Tap(layer, pooling) for layer in dict.fromkeys(layers) for pooling in dict.fromkeys(poolings)),
         cache=Path(cache) if cache else None, view=parse_view(view), subset=check_subset(subset),
         engine=engine_settings(engine, engine_options, workers), **settings,
         **({"cache_dir": Path(cache_dir)} if cache_dir is not None else {}))
-    refuse_unknown("dtype", request.dtype, DTYPES)
-    refuse_unknown("on_missing_weights", request.on_missing_weights, ON_MISSING_WEIGHTS)
-    _check_batch_size(request.batch_size)
-    taps, precision = entry_for(backbone).check(request.taps, image_size, request.preprocessing, request.precision,
-                                                request.weights)
+    asked = tuple(dict.fromkeys(poolings))
+    # The entry refuses what does not apply to it; it returns the poolings it uses and the precision resolved.
+    used, precision = get_spec(backbone).check_request(image_size, asked, request.preprocessing, request.precision,
+                                                       list(request.weights))
+    pooling_of = dict(zip(asked, used)) if len(used) == len(asked) else {pooling: used[0] for pooling in asked}
+    taps = tuple(dict.fromkeys(Tap(layer, pooling_of[pooling]) for layer in dict.fromkeys(layers) for pooling in asked))
     if request.cache and len(taps) > 1:
         raise FeaturekitError(f"{option_name('cache')} names one file, but several layers or poolings were asked for.",
                               received=f"{given('cache', str(cache))} with {len(taps)} taps",
@@ -117,10 +117,3 @@ def check_subset(subset: str | None) -> str:
         raise FeaturekitError(f"Unknown subset {subset!r}.", received=given("subset", subset),
                               fix=f"Use one of: {', '.join(repr(s) for s in SUBSETS)} ('' for every image).")
     return subset
-
-
-def _check_batch_size(batch_size: Any) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise FeaturekitError("The batch size must be a whole number, at least 1.",
-                              received=given("batch_size", batch_size),
-                              fix=f"Use e.g. {option_name('batch_size')} 32.")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from featurekit.cache import IDENTITY_KEYS, finalize_cache, library_versions, open_cache
-from featurekit.extraction.plan import ExtractionPlan, Target, absolute_if_file, decode_options
+from featurekit.extraction.plan import ExtractionPlan, Target
 
 Advance = Callable[[int], None]
 # `progress(total_images, label)` -> a context manager yielding `advance(n_images)`; e.g.
@@ -42,7 +42,7 @@ def run(plan: ExtractionPlan, engine: Any, progress: ProgressFactory | None = No
 
     Args:
         plan: A plan settled under the caches' locks (`featurekit.extraction.plan.settle_targets`).
-        engine: An open engine (`featurekit.engines.open_engine`); None when every cache is up to date.
+        engine: An entered engine (`EngineSettings.open`, `featurekit.engines`); None when every cache is up to date.
         progress: Shows the progress (see ProgressFactory); None (or False) shows nothing.
 
     Returns:
@@ -80,9 +80,7 @@ def _compute(plan: ExtractionPlan, engine: Any, progress: ProgressFactory | None
     embedder = plan.embedder
     job = ExtractionJob(root=plan.folder.root, paths=tuple(sample.path for sample in plan.folder.samples),
                         todo=tuple(todo), batch_size=plan.batch_size, image_size=embedder.image_size,
-                        decode_options=decode_options(plan.folder.root, plan.request.max_pixels, plan.request.view,
-                                                      getattr(embedder, "stored_size", None), plan.request.backbone),
-                        embedder_request=plan.embedder_request,
+                        decode_options=_decode_options(plan), embedder_request=plan.embedder_request,
                         descriptions=tuple(tap.describe() for tap in embedder.embedders))
     if not todo:
         return 0, 0.0, engine.record() if engine is not None else {}
@@ -95,10 +93,25 @@ def _compute(plan: ExtractionPlan, engine: Any, progress: ProgressFactory | None
     return job.n_rows, time.perf_counter() - started, record
 
 
+def _decode_options(plan: ExtractionPlan) -> dict[str, Any]:
+    """Options of the per-image decoder (`featurekit.pipeline.image_batches`): the pixel limit, and a
+    `featurekit.views.ViewDecoder` when a view degrades the images or a hand-made feature needs them as stored.
+
+    The decoder is plain data, so an engine may ship these options to other processes.
+    """
+    from featurekit.views import ViewDecoder
+
+    view, stored_size = plan.request.view, getattr(plan.embedder, "stored_size", None)
+    if view is None and stored_size is None:
+        return {"max_pixels": plan.request.max_pixels}
+    return {"max_pixels": plan.request.max_pixels,
+            "decode": ViewDecoder(view, str(plan.folder.root), stored_size, plan.request.backbone)}
+
+
 def _cache_attributes(plan: ExtractionPlan, target: Target, engine_record: dict[str, Any]) -> dict[str, Any]:
     """Every attribute a finished cache records besides its rows."""
     description, folder = target.description, plan.folder
-    return {**target.identity, "weights": absolute_if_file(description["weights"]),
+    return {**target.identity, "weights": plan.embedder_request.weights,
             "random_features": description["random_features"],
             "class_names": list(folder.class_names), "data_root": str(folder.root.resolve()),
             "layout": folder.layout, "versions": library_versions(), "config": dict(plan.request.config),
