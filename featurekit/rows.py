@@ -73,7 +73,7 @@ VALID_ROW_KEYS = (
 TEST_KEYS = ("n", "n_fake", "threshold", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "roc_auc",
              "roc_auc_ci_low", "roc_auc_ci_high", "average_precision", "accuracy_real", "accuracy_fake",
              "balanced_accuracy", "eer", "tpr_at_1pct_fpr", "f1", "collapsed",
-             # Reported beside the figures at the valid threshold, never used to choose (`compare.shift_figures`):
+             # Reported beside the figures at the valid threshold, never used to choose (`evaluation.scoring.shift_figures`):
              "oracle_accuracy", "mean_p_fake_real", "mean_p_fake_fake")
 _WHERE_KEYS = ("test_set", "view", "scored_cache")  # where a row of the choice elsewhere was scored
 
