@@ -3,11 +3,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
+from conftest import invoke
 from featurekit.cli import app
-
-runner = CliRunner()
 
 
 @pytest.fixture(autouse=True)
@@ -17,10 +15,6 @@ def wide_console(monkeypatch):
 
     monkeypatch.setattr("featurekit.cli.console", Console(width=300))
     monkeypatch.setattr("featurekit.cli.error_console", Console(width=300, stderr=True))
-
-
-def invoke(*args: str):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def test_help_imports_no_tensorflow():

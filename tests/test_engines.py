@@ -11,17 +11,11 @@ import numpy as np
 import pytest
 
 from conftest import make_image_folder, write_image
+from conftest import extract_tiny as _extract  # the tests' shorthand
 from featurekit.cache import PartialCache, open_cache
 from featurekit.engines import BatchSink, ExtractionJob, check_engine_request
 from featurekit.engines.ray_engine import ClusterShape, _BatchWorker, plan_workers
 from featurekit.errors import FeaturekitError
-from featurekit.extraction.extract import extract
-
-
-def _extract(data: Path, cache: Path, **options):
-    options = {"backbone": "test_tiny", "pooling": "avg", "batch_size": 4, "progress": False,
-               "log": lambda message: None, **options}
-    return extract(data, cache=cache, **options)
 
 
 # --------------------------------------------------------------------------------------------------

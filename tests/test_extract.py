@@ -11,17 +11,11 @@ import numpy as np
 import pytest
 
 from conftest import REPO, make_image_folder, write_image
+from conftest import extract_tiny as _extract  # the tests' shorthand
 from featurekit.cache import PartialCache, open_cache
 from featurekit.data import load_image
 from featurekit.errors import FeaturekitError, WeightsUnavailableError
 from featurekit.extraction.extract import extract
-
-
-def _extract(data: Path, cache: Path, **options):
-    # float32 unless asked: these tests compare features exactly (the default, auto, is bfloat16 on some CPUs)
-    options = {"backbone": "test_tiny", "pooling": "avg", "batch_size": 4, "precision": "float32",
-               "log": lambda message: None, **options}
-    return extract(data, cache=cache, **options)
 
 
 @pytest.mark.backend

@@ -9,12 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_cache, make_image_folder, separable_cache
+from conftest import QUIET, make_cache, make_image_folder, separable_cache
 from featurekit.errors import FeaturekitError
 from featurekit.report.sweep import plot_learning_curve, sweep_markdown as render_markdown
 from featurekit.jobs.sweep import VALID_ROW_KEYS, learning_curve, select_on_valid
-
-QUIET = {"log": lambda message: None}
 
 
 def _splits(n: int) -> np.ndarray:
