@@ -667,6 +667,7 @@ def test_help_through_a_pipe_is_whole():
     assert COMMANDS
 
 
+@pytest.mark.slow  # a whole `python cli.py compare` process
 def test_a_piped_compare_table_is_the_wide_one(tmp_path: Path, two_caches):
     """`compare | cat` gets every column, even where COLUMNS says 80 (the table a narrow terminal gets is compact)."""
     out = _piped("compare", *[a for c in two_caches for a in ("--cache", str(c))], "--runs-dir", str(tmp_path / "runs"),
@@ -678,6 +679,7 @@ def test_a_piped_compare_table_is_the_wide_one(tmp_path: Path, two_caches):
     assert len(header) > 80 and "…" not in out.stdout and "--wide" not in out.stdout
 
 
+@pytest.mark.slow  # a whole `python cli.py extract` process: TensorFlow's import and start-up
 def test_a_command_that_imports_tensorflow_prints_no_backend_log_lines(image_folder: Path, tmp_path: Path):
     out = _piped("extract", "--backbone", "test_tiny", "--data", str(image_folder), "--cache", str(tmp_path / "c.h5"),
                  "--no-progress")
