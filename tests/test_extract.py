@@ -94,6 +94,7 @@ def test_missing_imagenet_weights_can_fall_back_to_labelled_random(image_folder:
         assert cache.attrs["random_features"] and cache.attrs["weights"] == "none"
 
 
+@pytest.mark.slow  # a whole `python cli.py extract` process, killed, then two extractions of 300 images
 def test_resume_after_sigkill_gives_the_same_cache_row_for_row(tmp_path: Path):
     data = make_image_folder(tmp_path / "faces", per_class=150, size=64)
     interrupted, uninterrupted = tmp_path / "killed.h5", tmp_path / "whole.h5"
@@ -321,6 +322,7 @@ def test_a_training_record_of_another_file_is_ignored(image_folder: Path, tmp_pa
     assert result.weights_label == "file other.keras"
 
 
+@pytest.mark.slow  # a whole benchmark process; the flag report is checked in this process below
 def test_the_precision_benchmark_runs_through_extract(tmp_path: Path):
     import json
 

@@ -96,14 +96,14 @@ def test_in_memory_probes_refuse_streaming(name):
 # -- scikit-learn conformance -----------------------------------------------------------------
 
 
-@parametrize_with_checks(
-    [
-        DenseHeadClassifier(units=16, epochs=5, batch_size=32, learning_rate=1e-2),
-        SGDLinearProbe(loss="log_loss"),
-        SGDLinearProbe(loss="hinge"),
-    ]
-)
+@parametrize_with_checks([SGDLinearProbe(loss="log_loss"), SGDLinearProbe(loss="hinge")])
 def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.slow  # about 50 checks, each compiling and fitting a Keras model
+@parametrize_with_checks([DenseHeadClassifier(units=16, epochs=5, batch_size=32, learning_rate=1e-2)])
+def test_sklearn_estimator_checks_of_the_head(estimator, check):
     check(estimator)
 
 
@@ -326,6 +326,7 @@ def test_head_batch_size_auto_keeps_small_sets_at_256_and_grows_with_the_data():
     assert DenseHeadClassifier().get_params()["epochs"] == 30
 
 
+@pytest.mark.slow  # a whole Python process under JAX
 def test_head_trains_under_jax_without_importing_tensorflow(tmp_path):
     import json
     import os
