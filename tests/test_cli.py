@@ -653,6 +653,7 @@ def _piped(*args: str, env: dict | None = None):
                           cwd=Path(__file__).resolve().parents[1], env={**environment, **(env or {})})
 
 
+@pytest.mark.slow  # five whole `python cli.py ... --help` processes
 def test_help_through_a_pipe_is_whole():
     """`extract --help | cat`: no cut option names, no `{inputs}...` usage, no `--help <bool>`."""
     from featurekit.options import COMMANDS, options_for

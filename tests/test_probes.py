@@ -198,7 +198,8 @@ def test_streaming_matches_in_memory(name, params, data):
     np.testing.assert_allclose(streamed.predict_proba_stream(test_chunks), streamed.predict_proba(X_test))
 
 
-@pytest.mark.parametrize("name", ["head", "linsvm"])
+# The head (slow): Keras fits over 36 chunks.
+@pytest.mark.parametrize("name", [pytest.param("head", marks=pytest.mark.slow), "linsvm"])
 def test_streaming_memory_does_not_grow_with_the_data(name):
     # Chunks of 400 x 128 float32 = 200 kB; 4 chunks = 0.8 MB of features, 32 chunks = 6.5 MB.
     params = dict(FAST_HEAD, epochs=1, batch_size=200) if name == "head" else dict(epochs=1, calibration_rows=1000)
@@ -293,7 +294,8 @@ def test_sgd_probe_records_a_falling_loss_and_keeps_the_best_epoch(loss, data):
     assert auc == pytest.approx(max(history["val_auc"]), rel=1e-12)
 
 
-@pytest.mark.parametrize("name", ["head", "logreg", "linsvm"])
+# The head (slow): five Keras fits.
+@pytest.mark.parametrize("name", [pytest.param("head", marks=pytest.mark.slow), "logreg", "linsvm"])
 def test_fitting_leaves_global_random_state_alone_and_repeats_exactly(name, data):
     import random
 

@@ -406,6 +406,7 @@ def _tiny_classifier(image_size: int):
 
 
 @pytest.mark.backend
+@pytest.mark.slow  # three training runs of the tiny network (CI runs it in the slow step and the JAX leg)
 def test_plateau_schedule_resumes_with_its_counters(tmp_path: Path, monkeypatch):
     import keras
 
