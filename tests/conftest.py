@@ -17,6 +17,34 @@ SHARED_WEIGHTS = SHARED / "weights"
 BUNDLED_FACES = REPO / "data" / "faces_sample"
 
 
+def quiet(message: str) -> None:
+    """A `log` that shows nothing."""
+
+
+QUIET = {"log": quiet}
+
+
+def invoke(*args):
+    """The CLI in this process (Typer's CliRunner), each argument as a string."""
+    from typer.testing import CliRunner
+
+    from featurekit.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def extract_tiny(data: Path, cache: Path, **options):
+    """`extract` with the tiny test backbone, avg pooling, batches of 4, silent.
+
+    float32 unless asked: tests compare features exactly (the default, auto, is bfloat16 on some CPUs).
+    """
+    from featurekit.extraction.extract import extract
+
+    options = {"backbone": "test_tiny", "pooling": "avg", "batch_size": 4, "precision": "float32", "log": quiet,
+               **options}
+    return extract(data, cache=cache, **options)
+
+
 def write_image(path: Path, seed: int, size: int = 40, mode: str = "RGB", fmt: str | None = None) -> Path:
     """A random-noise image; class differences come from the caller's seed ranges."""
     from PIL import Image

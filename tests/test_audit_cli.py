@@ -9,11 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from featurekit.cli import app
-
-runner = CliRunner()
+from conftest import invoke
 
 
 @pytest.fixture(autouse=True)
@@ -23,10 +20,6 @@ def wide_console(monkeypatch):
 
     monkeypatch.setattr("featurekit.cli.console", Console(width=400))
     monkeypatch.setattr("featurekit.cli.error_console", Console(width=400, stderr=True))
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def cache_with_rows(path: Path, sha256: list[str], n: int = 60, name=lambda i: f"{'fake' if i % 2 else 'real'}/{i:03d}.png"

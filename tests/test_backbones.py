@@ -554,6 +554,7 @@ def test_inceptionv1_without_batch_norm_and_config_round_trip():
     assert clone.count_params() == model.count_params() and clone.name == "v1_small"
 
 
+@pytest.mark.slow  # saves, reloads and rebuilds the 6M-parameter network: tens of seconds on 2 cores
 def test_inceptionv1_keras_file_round_trips_and_extracts_at_another_size(tmp_path, inceptionv1_32):
     model = inceptionv1_32
     # Non-trivial moving statistics, so the check covers batch-norm state as well as kernels.

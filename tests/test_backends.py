@@ -1,8 +1,9 @@
 """Keras 3 on any backend: the same features on TensorFlow and JAX, and no TensorFlow under JAX.
 
-The other backend runs in a subprocess (a Keras backend is fixed when Keras is first imported). These
-tests run in both CI legs: under TensorFlow they compare with JAX (skipped where JAX is not installed),
-under JAX with TensorFlow (always installed: it stays the default backend).
+The other backend runs in a subprocess (a Keras backend is fixed when Keras is first imported). Under
+TensorFlow they compare with JAX (skipped where JAX is not installed), under JAX with TensorFlow (always
+installed: it stays the default backend). All are marked slow: `pytest -m slow` runs them here, and CI's
+JAX leg (`KERAS_BACKEND=jax pytest -m backend`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from conftest import REPO, make_image_folder
 from featurekit.backbones import POOLINGS, create_backbone
 from featurekit.backbones.embedder import build_multi_embedder
 
-pytestmark = pytest.mark.backend
+# Each test starts Python with the other backend: seconds of imports and compiling.
+pytestmark = [pytest.mark.backend, pytest.mark.slow]
 
 TAPS = [(None, pooling) for pooling in POOLINGS] + [("conv1", "meanstd"), ("pool1", "flatten")]
 SUBPROCESS_TIMEOUT_S = 600
@@ -169,6 +171,5 @@ def test_train_backbone_machinery_runs_without_tensorflow_under_jax(tmp_path: Pa
     _train_without_tensorflow(tmp_path, "tiny")
 
 
-@pytest.mark.slow
 def test_train_backbone_inceptionv1_runs_without_tensorflow_under_jax(tmp_path: Path):
     _train_without_tensorflow(tmp_path, "inceptionv1")  # ~3 minutes on 2 CPU cores: compiling the training step

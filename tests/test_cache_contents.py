@@ -14,13 +14,11 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import separable_cache
+from conftest import QUIET, separable_cache
 from featurekit.cache import open_cache
 from featurekit.evaluation.compare import compare
 from featurekit.errors import FeaturekitError
 from featurekit.evaluation.fitting import fit_probe, load_fitted
-
-QUIET = {"log": lambda message: None}
 
 
 def _edit(path: Path, change) -> None:

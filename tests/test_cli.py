@@ -3,11 +3,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
+from conftest import invoke
 from featurekit.cli import app
-
-runner = CliRunner()
 
 
 @pytest.fixture(autouse=True)
@@ -17,10 +15,6 @@ def wide_console(monkeypatch):
 
     monkeypatch.setattr("featurekit.cli.console", Console(width=300))
     monkeypatch.setattr("featurekit.cli.error_console", Console(width=300, stderr=True))
-
-
-def invoke(*args: str):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def test_help_imports_no_tensorflow():
@@ -659,6 +653,7 @@ def _piped(*args: str, env: dict | None = None):
                           cwd=Path(__file__).resolve().parents[1], env={**environment, **(env or {})})
 
 
+@pytest.mark.slow  # five whole `python cli.py ... --help` processes
 def test_help_through_a_pipe_is_whole():
     """`extract --help | cat`: no cut option names, no `{inputs}...` usage, no `--help <bool>`."""
     from featurekit.options import COMMANDS, options_for
@@ -673,6 +668,7 @@ def test_help_through_a_pipe_is_whole():
     assert COMMANDS
 
 
+@pytest.mark.slow  # a whole `python cli.py compare` process
 def test_a_piped_compare_table_is_the_wide_one(tmp_path: Path, two_caches):
     """`compare | cat` gets every column, even where COLUMNS says 80 (the table a narrow terminal gets is compact)."""
     out = _piped("compare", *[a for c in two_caches for a in ("--cache", str(c))], "--runs-dir", str(tmp_path / "runs"),
@@ -684,6 +680,7 @@ def test_a_piped_compare_table_is_the_wide_one(tmp_path: Path, two_caches):
     assert len(header) > 80 and "…" not in out.stdout and "--wide" not in out.stdout
 
 
+@pytest.mark.slow  # a whole `python cli.py extract` process: TensorFlow's import and start-up
 def test_a_command_that_imports_tensorflow_prints_no_backend_log_lines(image_folder: Path, tmp_path: Path):
     out = _piped("extract", "--backbone", "test_tiny", "--data", str(image_folder), "--cache", str(tmp_path / "c.h5"),
                  "--no-progress")

@@ -187,6 +187,7 @@ def test_a_tap_gives_that_layers_activations():
     np.testing.assert_allclose(tapped(images), expected.reshape(2, -1), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # builds the 6M-parameter InceptionV1
 def test_inceptionv1_block_tap():
     embedder = build_embedder("inceptionv1", image_size=64, layer="inception_4e", pooling="avg")
     assert embedder.feature_dim == 832

@@ -11,18 +11,12 @@ import numpy as np
 import pytest
 
 from conftest import make_image_folder, write_image
+from conftest import extract_tiny as _extract  # the tests' shorthand
 from featurekit.cache import PartialCache, open_cache
 from featurekit.engines import ENGINE_KINDS, ENGINES, BatchSink, ExtractionJob, engine_settings
 from featurekit.engines.ray_engine import ClusterShape, plan_workers
 from featurekit.engines.ray_worker import BatchWorker
 from featurekit.errors import FeaturekitError
-from featurekit.extraction.extract import extract
-
-
-def _extract(data: Path, cache: Path, **options):
-    options = {"backbone": "test_tiny", "pooling": "avg", "batch_size": 4, "progress": False,
-               "log": lambda message: None, **options}
-    return extract(data, cache=cache, **options)
 
 
 # --------------------------------------------------------------------------------------------------

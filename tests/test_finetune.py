@@ -61,6 +61,7 @@ def finetuned_run(tmp_path_factory):
     return {"data": data, "out": out, "result": result, "first_log": first_log, "log": log, "parent": parent, **seen}
 
 
+@pytest.mark.slow  # uses finetuned_run: MobileNet fine-tuned, interrupted and resumed (tens of seconds on 2 cores)
 def test_finetuning_trains_and_resumes_with_the_cached_trunk_maps(finetuned_run):
     result = finetuned_run["result"]
     assert result.resumed_from == [1] and result.epochs_run == EPOCHS
@@ -81,6 +82,7 @@ def test_finetuning_trains_and_resumes_with_the_cached_trunk_maps(finetuned_run)
         finetuned_run["other_layer_error"]
 
 
+@pytest.mark.slow  # uses finetuned_run: MobileNet fine-tuned, interrupted and resumed (tens of seconds on 2 cores)
 def test_only_the_layers_above_the_cut_change_and_batch_norm_keeps_its_statistics(finetuned_run):
     import keras
 
@@ -102,6 +104,7 @@ def test_only_the_layers_above_the_cut_change_and_batch_norm_keeps_its_statistic
     assert record["config"]["trained_layers"] == ["conv_dw_12", "conv_pw_12", "conv_dw_13", "conv_pw_13"]
 
 
+@pytest.mark.slow  # uses finetuned_run: MobileNet fine-tuned, interrupted and resumed (tens of seconds on 2 cores)
 def test_training_json_names_the_parent_weights_and_the_training_images(finetuned_run):
     from featurekit.backbones.weights import shipped_record
     from featurekit.data import scan_image_folder
@@ -116,6 +119,7 @@ def test_training_json_names_the_parent_weights_and_the_training_images(finetune
     assert record["weights_label"] == finetuned_run["result"].weights_label
 
 
+@pytest.mark.slow  # uses finetuned_run: MobileNet fine-tuned, interrupted and resumed (tens of seconds on 2 cores)
 def test_extract_uses_the_finetuned_file_with_its_label_and_refuses_its_training_images(finetuned_run, tmp_path):
     import keras
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import make_cache, make_image_folder
+from conftest import QUIET, make_cache, make_image_folder
 from featurekit.evaluation.compare import compare, compare_from_options
 from featurekit.errors import FeaturekitError
 from featurekit.evaluation.fitting import fit_probe, split_scores
@@ -22,7 +22,6 @@ from featurekit.cache.fusion import FusedCache, fused_fingerprint
 from featurekit.metrics import roc_auc
 
 N = 1000
-QUIET = {"log": lambda message: None}
 # Little regularisation: the fused direction (B - A) is 1/40 of the nuisance's spread, and logistic
 # regression's default C=1 would shrink it away on a few hundred rows.
 SHARP = {"logreg": {"C": 1e4}}

@@ -10,15 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO
+from conftest import QUIET, REPO
 from featurekit.backbones import create_backbone, get_spec, list_backbones
 from featurekit.cache import open_cache
 from featurekit.data import decode_rgb
 from featurekit.errors import FeaturekitError
 from featurekit.extraction.extract import extract, extract_many
 from featurekit.handmade import get_handmade
-
-QUIET = {"progress": False, "log": lambda message: None}
 
 
 def texture(seed: int, size: int, smooth: bool) -> np.ndarray:

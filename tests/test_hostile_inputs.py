@@ -15,16 +15,11 @@ import numpy as np
 import pytest
 
 from conftest import make_image_folder, write_image
+from conftest import extract_tiny as _extract  # the tests' shorthand
 from featurekit.data import printable_path
 from featurekit.cache import PartialCache, open_cache
 from featurekit.errors import FeaturekitError
 from featurekit.extraction.extract import extract
-
-
-def _extract(data: Path, cache: Path, **options):
-    options = {"backbone": "test_tiny", "pooling": "avg", "batch_size": 4, "progress": False,
-               "log": lambda message: None, **options}
-    return extract(data, cache=cache, **options)
 
 
 def _bomb(path: Path, width: int = 20000, height: int = 20000) -> Path:

@@ -133,6 +133,7 @@ def test_a_record_that_disagrees_with_its_model_is_refused(fitted_on_images, tmp
         predict(edited, [data / "real" / "img_00.png"])
 
 
+@pytest.mark.slow  # MobileNet extraction, a fit and two predictions
 def test_a_known_weights_file_that_moved_is_found_again_by_its_content(tmp_path: Path):
     """A cache names its weights file by absolute path; when that copy is gone, a file featurekit knows by
     sha256 (here the shipped MobileNet weights) is used instead, and predict still gives the same scores."""

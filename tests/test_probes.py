@@ -96,14 +96,14 @@ def test_in_memory_probes_refuse_streaming(name):
 # -- scikit-learn conformance -----------------------------------------------------------------
 
 
-@parametrize_with_checks(
-    [
-        DenseHeadClassifier(units=16, epochs=5, batch_size=32, learning_rate=1e-2),
-        SGDLinearProbe(loss="log_loss"),
-        SGDLinearProbe(loss="hinge"),
-    ]
-)
+@parametrize_with_checks([SGDLinearProbe(loss="log_loss"), SGDLinearProbe(loss="hinge")])
 def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.slow  # about 50 checks, each compiling and fitting a Keras model
+@parametrize_with_checks([DenseHeadClassifier(units=16, epochs=5, batch_size=32, learning_rate=1e-2)])
+def test_sklearn_estimator_checks_of_the_head(estimator, check):
     check(estimator)
 
 
@@ -198,7 +198,8 @@ def test_streaming_matches_in_memory(name, params, data):
     np.testing.assert_allclose(streamed.predict_proba_stream(test_chunks), streamed.predict_proba(X_test))
 
 
-@pytest.mark.parametrize("name", ["head", "linsvm"])
+# The head (slow): Keras fits over 36 chunks.
+@pytest.mark.parametrize("name", [pytest.param("head", marks=pytest.mark.slow), "linsvm"])
 def test_streaming_memory_does_not_grow_with_the_data(name):
     # Chunks of 400 x 128 float32 = 200 kB; 4 chunks = 0.8 MB of features, 32 chunks = 6.5 MB.
     params = dict(FAST_HEAD, epochs=1, batch_size=200) if name == "head" else dict(epochs=1, calibration_rows=1000)
@@ -293,7 +294,8 @@ def test_sgd_probe_records_a_falling_loss_and_keeps_the_best_epoch(loss, data):
     assert auc == pytest.approx(max(history["val_auc"]), rel=1e-12)
 
 
-@pytest.mark.parametrize("name", ["head", "logreg", "linsvm"])
+# The head (slow): five Keras fits.
+@pytest.mark.parametrize("name", [pytest.param("head", marks=pytest.mark.slow), "logreg", "linsvm"])
 def test_fitting_leaves_global_random_state_alone_and_repeats_exactly(name, data):
     import random
 
@@ -326,6 +328,7 @@ def test_head_batch_size_auto_keeps_small_sets_at_256_and_grows_with_the_data():
     assert DenseHeadClassifier().get_params()["epochs"] == 30
 
 
+@pytest.mark.slow  # a whole Python process under JAX
 def test_head_trains_under_jax_without_importing_tensorflow(tmp_path):
     import json
     import os

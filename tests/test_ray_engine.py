@@ -1,6 +1,6 @@
 """The ray engine on a local Ray cluster (`ray.init(num_cpus=2)`, once for the module): the same cache as the
 local engine row for row, retries, a batch that keeps failing, a killed driver, the #44687 refusal, and
-(slow) a two-node cluster. Skipped where the `ray` extra is not installed; CI installs it."""
+a two-node cluster. All marked slow; skipped where the `ray` extra is not installed; CI installs it."""
 
 from __future__ import annotations
 
@@ -26,6 +26,9 @@ from featurekit.errors import FeaturekitError  # noqa: E402
 from featurekit.extraction.extract import extract  # noqa: E402
 from test_engines import faulty_worker  # noqa: E402
 
+# A local Ray (processes, actors, Ray Data) costs tens of seconds on 2 cores: CI runs these in its slow step;
+# the engine's planning and refusals without a live Ray are in test_engines.py, in the default run.
+pytestmark = pytest.mark.slow
 COMMON = {"backbone": "test_tiny", "pooling": "avg", "batch_size": 4, "progress": False}
 
 
@@ -208,7 +211,6 @@ print(json.dumps({{"seconds": seconds, **attrs}}))
 """
 
 
-@pytest.mark.slow
 def test_a_two_node_cluster_on_one_machine(tmp_path: Path):
     """Runs in its own process: a process joins one Ray cluster at a time, and this module's is running."""
     data = make_image_folder(tmp_path / "faces", per_class=8)

@@ -11,11 +11,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import make_cache
+from conftest import QUIET, make_cache
 from featurekit.evaluation.compare import compare_from_options
 from featurekit.errors import FeaturekitError
-
-QUIET = {"log": lambda message: None}
 
 
 def _cache(path: Path, data_root: Path, fingerprint: str, seed: int, layer: str = "pool2") -> Path:

@@ -9,12 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_image_folder, write_image
+from conftest import QUIET, make_image_folder, write_image
 from featurekit.cache import open_cache
 from featurekit.errors import FeaturekitError
 from featurekit.evaluation.shifted_caches import parse_test_set
-
-QUIET = {"log": lambda message: None}
 
 
 @pytest.fixture(scope="module")

@@ -13,15 +13,13 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import make_image_folder
+from conftest import QUIET, make_image_folder
 from featurekit.cache import open_cache
 from featurekit.evaluation.compare import compare_from_options
 from featurekit.errors import FeaturekitError
 from featurekit.extraction.extract import extract
 from featurekit.evaluation.fitting import load_fitted, split_scores
 from featurekit.metrics import evaluate
-
-QUIET = {"progress": False, "log": lambda message: None}
 
 
 def split_folder(root: Path, per_split_class: int = 5, size: int = 40) -> Path:

@@ -9,13 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_cache, make_image_folder, separable_cache
+from conftest import QUIET, make_cache, make_image_folder, separable_cache
 from featurekit.errors import FeaturekitError
 from featurekit.report.sweep import plot_learning_curve, sweep_markdown as render_markdown
 from featurekit.jobs.sweep import learning_curve, select_on_valid
 from featurekit.rows import VALID_ROW_KEYS
-
-QUIET = {"log": lambda message: None}
 
 
 def _splits(n: int) -> np.ndarray:

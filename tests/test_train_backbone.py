@@ -115,6 +115,7 @@ def resumed_run(tmp_path_factory):
     return {"data": data, "out": out, "result": result, "log": log, **seen}
 
 
+@pytest.mark.slow  # InceptionV1's training step traces for ~30 s: once, in CI's slow step
 def test_training_loss_falls_clearly_below_ln2(inceptionv1_run):
     # The original study's network stayed at ln 2 = 0.693 (a constant classifier); this one must learn.
     losses = inceptionv1_run["result"].history["loss"]
@@ -179,6 +180,7 @@ def test_resumed_run_continues_the_schedule_where_it_stopped(resumed_run):
                                             "min_learning_rate": SCHEDULE["min_learning_rate"]}
 
 
+@pytest.mark.slow  # InceptionV1's training step traces for ~30 s: once, in CI's slow step
 def test_saved_backbone_reloads_and_extracts(inceptionv1_run):
     import keras
 
@@ -218,6 +220,7 @@ def test_saved_backbone_reloads_and_extracts(inceptionv1_run):
     assert features.std(axis=0).max() > 0  # not one constant embedding for every image
 
 
+@pytest.mark.slow  # InceptionV1's training step traces for ~30 s: once, in CI's slow step
 def test_training_json_records_the_run(inceptionv1_run):
     result = inceptionv1_run["result"]
     record = json.loads((result.out / RESULT_FILE).read_text())
@@ -301,6 +304,7 @@ def test_too_few_images_are_refused(tmp_path: Path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow  # InceptionV1's training step traces for ~30 s: once, in CI's slow step
 def test_extracting_the_backbones_own_training_images_as_test_is_refused(inceptionv1_run, tmp_path: Path):
     from featurekit.extraction.extract import extract
 
@@ -402,6 +406,7 @@ def _tiny_classifier(image_size: int):
 
 
 @pytest.mark.backend
+@pytest.mark.slow  # three training runs of the tiny network (CI runs it in the slow step and the JAX leg)
 def test_plateau_schedule_resumes_with_its_counters(tmp_path: Path, monkeypatch):
     import keras
 

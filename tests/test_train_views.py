@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import make_image_folder
+from conftest import QUIET, make_image_folder
 from featurekit.cache import open_cache
 from featurekit.cli import app
 from featurekit.evaluation.compare import compare_from_options
@@ -19,8 +19,6 @@ from featurekit.errors import FeaturekitError
 from featurekit.extraction.extract import extract
 from featurekit.evaluation.fitting import fit_probe
 from featurekit.evaluation.train_views import open_training_source, parse_train_views
-
-QUIET = {"progress": False, "log": lambda message: None}
 
 
 @pytest.fixture

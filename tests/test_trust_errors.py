@@ -10,14 +10,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import make_cache, separable_cache
+from conftest import make_cache, quiet, separable_cache
 from featurekit.cli import app
 from featurekit.errors import FeaturekitError
 from featurekit.evaluation.fitting import fit_probe, load_fitted
-
-
-def _quiet(message: str) -> None:
-    pass
 
 
 def huge_cache(path: Path, n: int = 60, d: int = 256) -> Path:
@@ -31,7 +27,7 @@ def huge_cache(path: Path, n: int = 60, d: int = 256) -> Path:
 def test_huge_finite_features_are_refused_before_fitting(tmp_path: Path, memory_budget_gb):
     cache = huge_cache(tmp_path / "huge.h5")
     with pytest.raises(FeaturekitError, match="L2 norm up to 4.8e\\+39"):
-        fit_probe(cache, "logreg", out=tmp_path / "fit", memory_budget_gb=memory_budget_gb, log=_quiet)
+        fit_probe(cache, "logreg", out=tmp_path / "fit", memory_budget_gb=memory_budget_gb, log=quiet)
     assert not (tmp_path / "fit").exists()
 
 
@@ -54,10 +50,10 @@ def _full_disk(monkeypatch) -> None:
 def test_a_full_disk_while_saving_a_fit_is_clear_and_keeps_the_old_fit(tmp_path: Path, monkeypatch, probe, params):
     cache = separable_cache(tmp_path / "sep.h5")
     out = tmp_path / "runs" / "fit"
-    old = fit_probe(cache, probe, params, out=out, log=_quiet)
+    old = fit_probe(cache, probe, params, out=out, log=quiet)
     _full_disk(monkeypatch)
     with pytest.raises(FeaturekitError, match="the disk is full") as caught:
-        fit_probe(cache, probe, params, out=out, log=_quiet)
+        fit_probe(cache, probe, params, out=out, log=quiet)
     assert "previous fit" in str(caught.value)
     monkeypatch.undo()
     assert load_fitted(out).meta["created_utc"] == old.meta["created_utc"]

@@ -10,14 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, separable_cache
+from conftest import REPO, quiet, separable_cache
 from featurekit.errors import FeaturekitError
 from featurekit.evaluation.fitting import fit_probe, is_fitted_folder, load_fitted
 from featurekit.fsutil import atomic_write_text, discard_stale_temporaries, replace_directory
-
-
-def _quiet(message: str) -> None:
-    pass
 
 
 def _tree(root: Path) -> dict[str, str]:
@@ -32,7 +28,7 @@ def test_fit_refuses_an_existing_folder_it_did_not_write_and_keeps_every_file(tm
     (out / "sub" / "notes.txt").write_text("also precious")
     before = _tree(out)
     with pytest.raises(FeaturekitError, match="did not write"):
-        fit_probe(cache, "logreg", out=out, log=_quiet)
+        fit_probe(cache, "logreg", out=out, log=quiet)
     assert _tree(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "sep.h5"]  # nothing moved aside
 
@@ -42,26 +38,26 @@ def test_fit_refuses_a_regular_file_at_out_and_moves_nothing(tmp_path: Path):
     out = tmp_path / "model"
     out.write_text("a file of the user")
     with pytest.raises(FeaturekitError, match="existing file"):
-        fit_probe(cache, "logreg", out=out, log=_quiet)
+        fit_probe(cache, "logreg", out=out, log=quiet)
     assert out.read_text() == "a file of the user"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 def test_fit_refuses_a_link_at_out_and_leaves_it_and_its_target(tmp_path: Path):
     cache = separable_cache(tmp_path / "sep.h5")
-    fit_probe(cache, "logreg", out=tmp_path / "real_fit", log=_quiet)
+    fit_probe(cache, "logreg", out=tmp_path / "real_fit", log=quiet)
     (tmp_path / "link").symlink_to(tmp_path / "real_fit")  # even a link to a fitted folder
     with pytest.raises(FeaturekitError, match="existing symbolic link"):
-        fit_probe(cache, "logreg", out=tmp_path / "link", log=_quiet)
+        fit_probe(cache, "logreg", out=tmp_path / "link", log=quiet)
     assert (tmp_path / "link").is_symlink() and is_fitted_folder(tmp_path / "real_fit")
 
 
 def test_fit_replaces_its_own_fit_and_only_that(tmp_path: Path):
     cache = separable_cache(tmp_path / "sep.h5")
     out = tmp_path / "fit"
-    fit_probe(cache, "logreg", out=out, log=_quiet)
+    fit_probe(cache, "logreg", out=out, log=quiet)
     assert is_fitted_folder(out)
-    refit = fit_probe(cache, "logreg", {"C": 0.1}, out=out, log=_quiet)
+    refit = fit_probe(cache, "logreg", {"C": 0.1}, out=out, log=quiet)
     assert load_fitted(out).meta["params"] == {"C": 0.1} == refit.meta["params"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fit", "sep.h5"]
 
@@ -141,17 +137,17 @@ def test_a_fit_after_a_sigkilled_fit_leaves_no_temporary(tmp_path: Path):
     # A fit killed while saving: its temporary folder (our naming, a PID that is gone) is still there.
     killed = out.with_name(f".fit.tmp-{_dead_pid()}-1234abcd")
     (killed / "model").mkdir(parents=True)
-    fit_probe(cache, "logreg", out=out, log=_quiet)
+    fit_probe(cache, "logreg", out=out, log=quiet)
     assert sorted(p.name for p in out.parent.iterdir()) == ["fit"]
 
 
 def test_a_previous_fit_left_aside_by_a_killed_swap_is_removed_once_the_new_fit_is_in(tmp_path: Path):
     cache = separable_cache(tmp_path / "sep.h5")
     out = tmp_path / "runs" / "fit"
-    fit_probe(cache, "logreg", out=out, log=_quiet)
+    fit_probe(cache, "logreg", out=out, log=quiet)
     aside = out.with_name(f".fit.old-{_dead_pid()}-5678abcd")
     out.rename(aside)  # killed between setting the old fit aside and renaming the new one in
-    fit_probe(cache, "logreg", out=out, log=_quiet)
+    fit_probe(cache, "logreg", out=out, log=quiet)
     assert sorted(p.name for p in out.parent.iterdir()) == ["fit"]
 
 
@@ -205,7 +201,7 @@ def test_a_real_sigkill_while_saving_leaves_a_temporary_that_the_next_fit_remove
         process.wait()
     left = [p.name for p in out.parent.iterdir()]
     assert len(left) == 1 and left[0].startswith(f".fit.tmp-{process.pid}-")
-    fit_probe(cache, "logreg", out=out, log=_quiet)
+    fit_probe(cache, "logreg", out=out, log=quiet)
     assert sorted(p.name for p in out.parent.iterdir()) == ["fit"]
 
 
@@ -215,11 +211,11 @@ def test_extract_overwrite_refuses_a_file_it_did_not_write_at_the_cache_path(ima
     thesis = tmp_path / "thesis.h5"
     thesis.write_text("precious, and not a cache")
     with pytest.raises(FeaturekitError, match="featurekit did not write"):
-        extract(image_folder, "test_tiny", cache=thesis, overwrite=True, pooling="avg", progress=None, log=_quiet)
+        extract(image_folder, "test_tiny", cache=thesis, overwrite=True, pooling="avg", progress=None, log=quiet)
     assert thesis.read_text() == "precious, and not a cache"
-    result = extract(image_folder, "test_tiny", cache=tmp_path / "c.h5", pooling="avg", progress=None, log=_quiet)
+    result = extract(image_folder, "test_tiny", cache=tmp_path / "c.h5", pooling="avg", progress=None, log=quiet)
     again = extract(image_folder, "test_tiny", cache=result.cache_path, overwrite=True, pooling="avg", progress=None,
-                    log=_quiet)  # its own cache is replaced
+                    log=quiet)  # its own cache is replaced
     assert again.status == "extracted"
 
 

@@ -7,17 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_cache, make_image_folder
+from conftest import make_cache, make_image_folder, quiet
 from featurekit.cache import open_cache
 from featurekit.errors import FeaturekitError
 from featurekit.evaluation.fitting import fit_probe, split_scores
 from featurekit.metrics import roc_auc
 
 HEAD = dict(units=16, epochs=4, batch_size=32, learning_rate=1e-2)
-
-
-def _quiet(message: str) -> None:
-    pass
 
 
 def split_cache(path: Path, sizes: dict[str, int], shift: dict[str, float], invert: tuple[str, ...] = (),
@@ -37,7 +33,7 @@ def test_early_stopping_scores_the_valid_split_not_train(tmp_path: Path):
     # and far above it on train, so val_auc tells which split it was computed on.
     cache = split_cache(tmp_path / "c.h5", {"train": 160, "valid": 60, "test": 40},
                         {"train": 2.0, "valid": 2.0, "test": 2.0}, invert=("valid",))
-    fitted = fit_probe(cache, "head", HEAD, out=tmp_path / "head", log=_quiet)
+    fitted = fit_probe(cache, "head", HEAD, out=tmp_path / "head", log=quiet)
     history = fitted.estimator.history_
     assert len(history["val_auc"]) == len(history["loss"]) >= 1
     assert max(history["val_auc"]) < 0.2
@@ -52,7 +48,7 @@ def test_compare_scores_the_test_split_not_valid(tmp_path: Path):
     # Valid and test differ in size and in how well the classes separate: each figure says which split it is.
     cache = split_cache(tmp_path / "c.h5", {"train": 200, "valid": 80, "test": 50},
                         {"train": 2.0, "valid": 3.0, "test": 0.8})
-    rows = compare([cache], ["logreg"], runs_dir=tmp_path / "runs", n_boot=0, log=_quiet)
+    rows = compare([cache], ["logreg"], runs_dir=tmp_path / "runs", n_boot=0, log=quiet)
     fitted_dir = tmp_path / "runs" / "c" / "logreg"
     from featurekit.evaluation.fitting import load_fitted
 
@@ -74,8 +70,8 @@ def test_predict_refuses_a_weights_file_changed_under_a_fitted_model(tmp_path: P
     weights = tmp_path / "tiny.weights.h5"
     create_backbone("test_tiny", weights="none", seed=4).save_weights(weights)
     result = extract(data, "test_tiny", weights=str(weights), pooling="avg", cache=tmp_path / "c.h5", progress=False,
-                     log=_quiet)
-    fitted = fit_probe(result.cache_path, "logreg", runs_dir=tmp_path / "runs", log=_quiet)
+                     log=quiet)
+    fitted = fit_probe(result.cache_path, "logreg", runs_dir=tmp_path / "runs", log=quiet)
     image = data / "real" / "img_00.png"
     assert predict(fitted.directory, [image])[0]["p_fake"] is not None
     weights.unlink()

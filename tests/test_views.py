@@ -9,15 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import make_image_folder, write_image
+from conftest import QUIET, make_image_folder, write_image
 from featurekit.cache import cache_fingerprint, open_cache
 from featurekit.data import decode_rgb, load_image, resize_rgb
 from featurekit.errors import FeaturekitError
 from featurekit.extraction.extract import extract, extract_from_options
 from featurekit.pipeline import image_batches
 from featurekit.views import VIEW_GRAMMAR, ViewDecoder, parse_view, parse_views
-
-QUIET = {"progress": False, "log": lambda message: None}
 
 
 # --- the grammar -------------------------------------------------------------------------------------------

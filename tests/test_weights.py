@@ -231,6 +231,7 @@ def _parents(model: keras.Model) -> list[list[int]]:
             if layer._inbound_nodes else [] for layer in model.layers]
 
 
+@pytest.mark.slow  # builds InceptionV3 (twice for the pair): tens of seconds on 2 cores
 def test_the_2015_variant_differs_from_keras_in_mixed10s_pool_only(inception_pair):
     standard, variant = inception_pair
     assert len(standard.layers) == len(variant.layers) == 311
@@ -251,6 +252,7 @@ def test_the_2015_variant_differs_from_keras_in_mixed10s_pool_only(inception_pai
     assert all(np.array_equal(a, b) for a, b in zip(variant.get_weights(), standard.get_weights()))
 
 
+@pytest.mark.slow  # builds InceptionV3 (twice for the pair): tens of seconds on 2 cores
 def test_the_2015_variant_equals_keras_up_to_mixed9_and_differs_at_mixed10(inception_pair):
     standard, variant = inception_pair
     taps = ["mixed5", "mixed9", "mixed10"]
@@ -268,6 +270,7 @@ def test_the_2015_variant_equals_keras_up_to_mixed9_and_differs_at_mixed10(incep
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow  # builds InceptionV3 (twice for the pair): tens of seconds on 2 cores
 def test_the_2015_file_builds_the_2015_variant_and_records_it():
     path = record_path(record_for_sha256(INCEPTION_2015_SHA256))
     if not path.is_file():
