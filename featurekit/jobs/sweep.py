@@ -93,7 +93,8 @@ def select_on_valid(
         audit: Audit each cache for leaks first (exact duplicates across splits) and warn loudly.
         name: The sweep's name.
         log: Where progress messages go.
-        train_views: Views of each cache's train split fitted on beside its clean rows (`featurekit.evaluation.train_views`).
+        train_views: Views of each cache's train split fitted on beside its clean rows
+            (`featurekit.evaluation.train_views`).
 
     Returns:
         The SweepResult (nothing written; `featurekit.report.write_sweep_results` writes the files).
@@ -318,8 +319,8 @@ def _extract_grid(config: dict[str, Any], resolved: dict[str, Any], source: str,
 def _weights_fix(entry: dict[str, Any]) -> str:
     """How to supply an entry's weights, in the config's own terms (the sweep has no weights flag)."""
     return ("To include it, name a weights file you have in that entry's `weights` list (e.g. weights = "
-            "[\"imagenet\", \"path/to/file.weights.h5\"]; `python cli.py backbones --files` lists the files featurekit "
-            "knows, with their sha256 and licence), or, on a machine that is online, let Keras download the "
+            "[\"imagenet\", \"path/to/file.weights.h5\"]; the `backbones` command with `files` lists the files "
+            "featurekit knows, with their sha256 and licence), or, on a machine that is online, let Keras download the "
             "ImageNet file into its cache (~/.keras/models). The entry has weights = "
             f"{entry.get('weights', 'default')!r}.")
 

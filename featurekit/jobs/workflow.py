@@ -89,7 +89,7 @@ def _check_names(options: dict[str, Any]) -> None:
 
     if not options.get("backbone"):
         raise FeaturekitError("The entry names no backbone.", received="no backbone key",
-                              fix='Add backbone = "NAME" (python cli.py backbones lists them).')
+                              fix='Add backbone = "NAME" (the `backbones` command lists them).')
     spec = get_spec(options["backbone"])
     poolings = _joined(options["pooling"]).split(",")
     spec.check_request(options["image_size"], poolings, options["preprocessing"], options["precision"],
