@@ -183,7 +183,7 @@ def main() -> None:
                      "stopped_early": trained.stopped_early, "params": trained.params, "history": trained.history},
         "results": results, "seconds_total": time.perf_counter() - started,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared)",
-        "command": "nice -n 10 .venv/bin/python " + " ".join([os.path.relpath(__file__, REPO), *sys.argv[1:]]),
+        "command": ".venv/bin/python " + " ".join([os.path.relpath(__file__, REPO), *sys.argv[1:]]),
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     report["settings"]["data"] = report["data"]
