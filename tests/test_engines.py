@@ -129,22 +129,25 @@ def test_sink_writes_kept_and_skipped_rows_only_to_caches_that_miss_the_batch(tm
         np.testing.assert_array_equal(f["features"][()], [[0, 1], [4, 5]])
 
 
+class _HookedTarget:
+    """A sink target of three one-row batches whose batch writes go through `hook(real_write, index, *args)`."""
+
+    index, done = 0, set()
+
+    def __init__(self, folder: Path, hook):
+        self.partial = PartialCache(folder / "a.h5")
+        self.partial.start({"batch_size": 1, "n_samples": 3, "n_batches": 3})
+        real_write = self.partial.write_batch
+        self.partial.write_batch = lambda index, *args: hook(real_write, index, *args)
+
+
 def test_sink_raises_a_failed_write_and_keeps_the_batches_before(tmp_path: Path):
-    class Target:
-        index, done = 0, set()
+    def full_disk_at_batch_1(real_write, index, *args):
+        if index == 1:
+            raise OSError(28, "No space left on device")
+        real_write(index, *args)
 
-        def __init__(self):
-            self.partial = PartialCache(tmp_path / "a.h5")
-            self.partial.start({"batch_size": 1, "n_samples": 3, "n_batches": 3})
-            self.real_write = self.partial.write_batch
-            self.partial.write_batch = self.write
-
-        def write(self, index, *args):
-            if index == 1:
-                raise OSError(28, "No space left on device")
-            self.real_write(index, *args)
-
-    target = Target()
+    target = _HookedTarget(tmp_path, full_disk_at_batch_1)
     with pytest.raises(OSError, match="No space"):
         with BatchSink([target], batch_size=1, dtype="float32") as sink:
             for index in range(3):
@@ -381,20 +384,11 @@ def test_sink_writes_every_queued_batch_when_the_run_fails(tmp_path: Path):
     """A run that stops with an error (a batch failed on a Ray worker) keeps every batch it computed before."""
     import time
 
-    class Target:
-        index, done = 0, set()
+    def slow_write(real_write, *args):
+        time.sleep(0.2)  # the writer is still busy when the run fails
+        real_write(*args)
 
-        def __init__(self):
-            self.partial = PartialCache(tmp_path / "a.h5")
-            self.partial.start({"batch_size": 1, "n_samples": 3, "n_batches": 3})
-            self.real_write = self.partial.write_batch
-            self.partial.write_batch = self.slow_write
-
-        def slow_write(self, *args):
-            time.sleep(0.2)  # the writer is still busy when the run fails
-            self.real_write(*args)
-
-    target = Target()
+    target = _HookedTarget(tmp_path, slow_write)
     with pytest.raises(RuntimeError, match="engine failed"):
         with BatchSink([target], batch_size=1, dtype="float32", threads=1) as sink:
             for index in range(3):
