@@ -132,20 +132,25 @@ def cpu_has_native_bf16() -> bool:
 
 
 # How each backend says whether it computes on a GPU (only the active backend's module is imported).
-GPU_PROBES = {
-    "jax": lambda: importlib.import_module("jax").default_backend() in ("gpu", "cuda", "rocm"),
-    "tensorflow": lambda: bool(importlib.import_module("tensorflow").config.list_physical_devices("GPU")),
-    "torch": lambda: bool(importlib.import_module("torch").cuda.is_available()),
+GPU_COUNTS = {
+    "jax": lambda: sum(d.platform in ("gpu", "cuda", "rocm") for d in importlib.import_module("jax").devices()),
+    "tensorflow": lambda: len(importlib.import_module("tensorflow").config.list_physical_devices("GPU")),
+    "torch": lambda: int(importlib.import_module("torch").cuda.device_count()),
 }
 
 
-def has_accelerator() -> bool:
-    """Whether the active backend computes on a GPU (asked of that backend only: no other is imported)."""
-    probe = GPU_PROBES.get(active_backend())
+def gpu_count() -> int:
+    """GPUs the active backend computes on (asked of that backend only: no other is imported)."""
+    count = GPU_COUNTS.get(active_backend())
     try:
-        return probe is not None and probe()
-    except Exception:  # a backend that cannot say counts as a CPU
-        return False
+        return count() if count is not None else 0
+    except Exception:  # a backend that cannot say has none we know of
+        return 0
+
+
+def has_accelerator() -> bool:
+    """Whether the active backend computes on a GPU."""
+    return gpu_count() > 0
 
 
 def resolve_precision(precision: str) -> str:

@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from featurekit.backend import gpu_count
 from featurekit.engines.job import Advance, BatchSink, ExtractionJob
 from featurekit.pipeline import DEFAULT_PREFETCH_BATCHES, default_workers, image_batches
 
@@ -60,28 +61,8 @@ class LocalEngine:
 
 
 def local_gpus() -> int:
-    """GPUs the active Keras backend computes on (asked of that backend only: no other is imported).
+    """GPUs the active Keras backend computes on (`featurekit.backend.gpu_count`).
 
     Without Keras loaded nothing ran on a GPU (hand-made features are numpy), and Keras is not imported to say so.
     """
-    from featurekit.backend import active_backend
-
-    if "keras" not in sys.modules:
-        return 0
-    backend = active_backend()
-    try:
-        if backend == "jax":
-            import jax
-
-            return sum(1 for device in jax.devices() if device.platform in ("gpu", "cuda", "rocm"))
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            return len(tf.config.list_physical_devices("GPU"))
-        if backend == "torch":
-            import torch
-
-            return int(torch.cuda.device_count())
-    except Exception:  # a backend that cannot say has none we know of
-        return 0
-    return 0
+    return gpu_count() if "keras" in sys.modules else 0
