@@ -23,7 +23,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from featurekit.choices import PRECISIONS
+from featurekit.parameters import PRECISIONS
 from featurekit.errors import refuse_unknown
 
 # Keras dtype policy of each resolved precision: "mixed_*" keeps variables float32 and computes lower.

@@ -25,7 +25,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Mapping
 
-from featurekit.choices import WEIGHTS_KEYWORDS
+from featurekit.parameters import WEIGHTS_KEYWORDS
 from featurekit.errors import ConfigFileError, FeaturekitError, given
 from featurekit.options import (
     COMMANDS,

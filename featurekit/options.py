@@ -7,7 +7,7 @@ missing values from them. A default therefore lives in exactly one place and can
 
 Adding an option is one `Option(...)` entry in OPTIONS below (name it in snake_case, list the commands
 that take it), then reading `options["name"]` where the command's library function needs it. Choice
-lists come from `featurekit.choices`, which the library's own checks import too.
+lists come from `featurekit.parameters`, which the library's own checks import too.
 
 A library function validates its arguments from these declarations with a decorator, instead of
 hand-written bounds checks (as scikit-learn's `validate_params`):
@@ -32,8 +32,27 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
-from featurekit.choices import (
+from featurekit.parameters import (
     AUDIT_FORMATS,
+    BATCH_SIZE,
+    CACHE_DIR,
+    CPUS_PER_WORKER,
+    DTYPE,
+    ENGINE,
+    GPUS_PER_WORKER,
+    HEAD_EPOCHS,
+    MAX_PIXELS,
+    MEMORY_BUDGET_GB,
+    N_BOOT,
+    POOLING,
+    PRECISION,
+    PREFETCH_BATCHES,
+    RAY_TIMEOUT,
+    REPEATS,
+    RUNS_DIR,
+    SEED,
+    TOP_K,
+    WEIGHTS as DEFAULT_WEIGHTS,
     DTYPES,
     ENGINES,
     EXTRACT_POOLINGS,
@@ -308,7 +327,6 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
 
 _DATA_HELP = "Data folder: DIR/<class>/... or DIR/{train,valid,test}/<class>/..."
 _OUT_FILE_HELP = "Write the csv/json/md output to this file instead of the terminal."
-HEAD_EPOCHS = 30  # the head's epochs under fit-head, fit --probe head, compare and run
 
 OPTIONS: tuple[Option, ...] = (
     Option("data", PATH, None, _DATA_HELP, ("extract", "train_backbone", "run", "sweep"), required=True, example="DIR",
@@ -316,10 +334,10 @@ OPTIONS: tuple[Option, ...] = (
     # extract
     Option("backbone", STR, None, "Registry name (see `backbones`).", ("extract",), required=True,
            example="vgg16", short="-b"),
-    Option("weights", WEIGHTS, "default", "imagenet | none (seeded random features) | PATH to .weights.h5 or "
+    Option("weights", WEIGHTS, DEFAULT_WEIGHTS, "imagenet | none (seeded random features) | PATH to .weights.h5 or "
            ".keras; default: the backbone's pretrained weights. A config may list several to try in order.",
            ("extract",)),
-    Option("pooling", NAMES, "flatten", "flatten (what the study fed its head) | avg | max | meanstd; several, "
+    Option("pooling", NAMES, POOLING, "flatten (what the study fed its head) | avg | max | meanstd; several, "
            "comma-separated, come from one pass.", ("extract",), choices=EXTRACT_POOLINGS),
     Option("image_size", INT, None, "Square input size.", ("extract",), minimum=16, maximum=4096,
            default_text="the backbone's native size", example=224),
@@ -329,32 +347,32 @@ OPTIONS: tuple[Option, ...] = (
     Option("preprocessing", STR, None, "Override the backbone's own preprocessing (caffe | tf | torch | rescale = "
            "the study's x/255).", ("extract",), default_text="the backbone's own", example="tf",
            choices=PREPROCESSING_MODES),
-    Option("dtype", STR, "float32", "Stored feature type (float16 halves the disk).", ("extract",),
+    Option("dtype", STR, DTYPE, "Stored feature type (float16 halves the disk).", ("extract",),
            choices=DTYPES),
     Option("cache", PATH, None, "Cache file (one layer and pooling only).", ("extract",),
            default_text="<cache-dir>/<data>-<backbone>[-<layer>]-<pooling>-<size>.h5", example="cache/x.h5"),
     Option("on_missing_weights", STR, "error", "What to do when pretrained weights cannot be had: stop, or "
            "continue with seeded random weights, labelled RANDOM FEATURES.", ("extract",),
            choices=ON_MISSING_WEIGHTS),
-    Option("precision", STR, "auto", "Compute precision of the backbone: float32 | bfloat16 | float16 | auto "
+    Option("precision", STR, PRECISION, "Compute precision of the backbone: float32 | bfloat16 | float16 | auto "
            "(bfloat16 on a GPU or a CPU with AVX512-BF16/AMX, else float32). The cache records the precision that "
            "ran and it is part of the cache identity; --dtype still sets how features are stored.", ("extract",),
            choices=PRECISIONS),
-    Option("engine", STR, "local", "Where the batches are computed: local (this process) | ray (Ray Data actors on a "
+    Option("engine", STR, ENGINE, "Where the batches are computed: local (this process) | ray (Ray Data actors on a "
            "Ray cluster; needs pip install 'featurekit[ray]').", ("extract",), choices=ENGINES),
     Option("ray_address", STR, None, "The Ray cluster to join (auto, or ray://HOST:10001).", ("extract",),
            default_text="a local Ray started for the run", example="auto"),
-    Option("ray_timeout", FLOAT, 30.0, "Seconds to wait for the Ray cluster at --ray-address to answer before "
+    Option("ray_timeout", FLOAT, RAY_TIMEOUT, "Seconds to wait for the Ray cluster at --ray-address to answer before "
            "giving up.", ("extract",), above=0),
     Option("ray_workers", INT, None, "Ray actors, each with its own embedder.", ("extract",), minimum=1,
            default_text="as many as the cluster holds, leaving one CPU for reading", example=2),
-    Option("cpus_per_worker", FLOAT, 1.0, "CPUs each Ray actor reserves (and its decode threads unless --workers).",
+    Option("cpus_per_worker", FLOAT, CPUS_PER_WORKER, "CPUs each Ray actor reserves (and its decode threads unless --workers).",
            ("extract",), above=0),
-    Option("gpus_per_worker", FLOAT, 0.0, "GPUs each Ray actor reserves (0.5: two actors share a GPU, one decodes "
+    Option("gpus_per_worker", FLOAT, GPUS_PER_WORKER, "GPUs each Ray actor reserves (0.5: two actors share a GPU, one decodes "
            "while the other computes).", ("extract",), minimum=0),
     Option("ship_bytes", BOOL, False, "Send the Ray actors each file's bytes instead of its path (for nodes that do "
            "not see the data folder).", ("extract",)),
-    Option("prefetch_batches", INT, 2, "Batches decoded ahead of the one being embedded (the local engine).",
+    Option("prefetch_batches", INT, PREFETCH_BATCHES, "Batches decoded ahead of the one being embedded (the local engine).",
            ("extract",), minimum=0),
     Option("allow_train_overlap", BOOL, False, "Extract even when the backbone (from train-backbone) was trained on "
            "images that land in valid/test; the cache records and flags the overlap.", ("extract",)),
@@ -400,7 +418,7 @@ OPTIONS: tuple[Option, ...] = (
            default_text="every cache given or found", example="DIR"),
     Option("include_rbf", BOOL, False, "Add the RBF-kernel SVM (slow on large splits).", ("compare",)),
     Option("refit", BOOL, False, "Refit even where a matching fitted probe exists.", ("compare", "sweep")),
-    Option("boot", INT, 1000, "Bootstrap resamples for the 95% intervals (0: no intervals).", ("compare", "sweep"),
+    Option("boot", INT, N_BOOT, "Bootstrap resamples for the 95% intervals (0: no intervals).", ("compare", "sweep"),
            minimum=0),
     Option("head_epochs", INT, HEAD_EPOCHS, "Most epochs of the head.", ("compare", "sweep"), minimum=1),
     Option("plot", PATH, None, "Write ROC curves of every row to this PNG.", ("compare",), example="roc.png"),
@@ -505,11 +523,11 @@ OPTIONS: tuple[Option, ...] = (
            "the probes, see configs/sweep.toml.", ("sweep",), in_config=False),
     Option("probe", STRS, None, "Probe (repeat the flag for several).", ("sweep",),
            default_text="head, logreg, linsvm, knn", example=["logreg"], choices=PROBES),
-    Option("top_k", INT, 3, "The caches of the best k rows by valid ROC AUC are fused as one more candidate "
+    Option("top_k", INT, TOP_K, "The caches of the best k rows by valid ROC AUC are fused as one more candidate "
            "(0 or 1: no fusion candidate).", ("sweep",), minimum=0),
     Option("learning_curve", BOOL, False, "Refit the chosen configuration on 1/8, 1/4, 1/2 and all of the train "
            "split and plot test ROC AUC against training size.", ("sweep",)),
-    Option("repeats", INT, 3, "Seeded repeats of each learning-curve size.", ("sweep",), minimum=1),
+    Option("repeats", INT, REPEATS, "Seeded repeats of each learning-curve size.", ("sweep",), minimum=1),
     Option("name", STR, None, "Name of the results: results-dir/sweep-NAME.md and .json.", ("sweep",),
            default_text="the config file's name", example="faces"),
     Option("results_dir", PATH, "results", "Folder of the sweep's results.", ("sweep",)),
@@ -517,22 +535,22 @@ OPTIONS: tuple[Option, ...] = (
            "missing file): skip it with a warning and run the rest of the grid, or stop with an error.", ("sweep",),
            choices=("skip", "error")),
     # Shared by several commands
-    Option("seed", INT, 0, "Seed of random-init weights, of initialisation, dropout and shuffling (audit: of the "
+    Option("seed", INT, SEED, "Seed of random-init weights, of initialisation, dropout and shuffling (audit: of the "
            "bootstrap; sweep: of the learning curve's subsamples).",
            ("extract", "fit_head", "train_backbone", "audit", "sweep"), minimum=SEED_MIN, maximum=SEED_MAX),
-    Option("cache_dir", PATH, "cache", "Folder of caches: default cache names go there; compare reads every cache "
+    Option("cache_dir", PATH, CACHE_DIR, "Folder of caches: default cache names go there; compare reads every cache "
            "in it when no --cache is given.", ("extract", "compare")),
-    Option("runs_dir", PATH, "runs", "Root of default output folders (fitted probes, trained backbones).",
+    Option("runs_dir", PATH, RUNS_DIR, "Root of default output folders (fitted probes, trained backbones).",
            ("fit_head", "fit", "compare", "train_backbone", "sweep")),
-    Option("memory_budget_gb", FLOAT, 4.0, "Train and valid features larger than this (GiB) stream from disk.",
+    Option("memory_budget_gb", FLOAT, MEMORY_BUDGET_GB, "Train and valid features larger than this (GiB) stream from disk.",
            ("fit_head", "fit", "compare", "sweep"), above=0),
-    Option("batch_size", INT, 32, "Images per forward pass (extract, predict) or per training step.",
+    Option("batch_size", INT, BATCH_SIZE, "Images per forward pass (extract, predict) or per training step.",
            ("extract", "train_backbone", "predict"), minimum=1),
     Option("split", SPLIT, "0.7,0.15,0.15", "train,valid,test fractions for the DIR/<class>/ layout.",
            ("extract", "train_backbone", "audit")),
     Option("overwrite", BOOL, False, "Rebuild what is there: a cache that exists or differs (extract), a finished "
            "run in --out (train-backbone).", ("extract", "train_backbone")),
-    Option("max_pixels", INT, 64_000_000, "Largest image (width x height) decoded; larger files are skipped and "
+    Option("max_pixels", INT, MAX_PIXELS, "Largest image (width x height) decoded; larger files are skipped and "
            "listed (a guard against decompression bombs). 0: no limit of featurekit's own.",
            ("extract", "predict", "audit"), minimum=0),
     Option("workers", INT, None, "Threads that decode images (with --engine ray: in each Ray actor; audit: that "

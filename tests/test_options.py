@@ -275,8 +275,8 @@ def test_validate_params_checks_and_converts_a_functions_arguments():
 
 
 def test_choices_are_declared_once_and_the_library_agrees():
-    """Until each module imports featurekit.choices, its own tuple must equal the declared one."""
-    from featurekit import choices
+    """Until each module imports featurekit.parameters, its own tuple must equal the declared one."""
+    from featurekit import parameters
     from featurekit.backbones import POOLINGS, PREPROCESSING_MODES
     from featurekit.backend import PRECISIONS
     from featurekit.engines import ENGINES
@@ -284,14 +284,43 @@ def test_choices_are_declared_once_and_the_library_agrees():
     from featurekit.probes import list_probes
     from featurekit.report.formats import FORMATS as RENDERERS
 
-    assert (choices.POOLINGS, choices.PREPROCESSING_MODES, choices.PRECISIONS, choices.ENGINES, choices.DTYPES) == (
+    assert (parameters.POOLINGS, parameters.PREPROCESSING_MODES, parameters.PRECISIONS, parameters.ENGINES, parameters.DTYPES) == (
         POOLINGS, PREPROCESSING_MODES, PRECISIONS, ENGINES, DTYPES)
-    assert set(choices.FORMATS) | set(choices.AUDIT_FORMATS) <= set(RENDERERS)  # every declared format renders
-    assert choices.PROBES == tuple(list_probes(include_optional=True))
+    assert set(parameters.FORMATS) | set(parameters.AUDIT_FORMATS) <= set(RENDERERS)  # every declared format renders
+    assert parameters.PROBES == tuple(list_probes(include_optional=True))
     declared = {(o.name, c) for o in OPTIONS for c in o.commands}
-    assert options_for("extract")["pooling"].choices == choices.EXTRACT_POOLINGS
-    assert options_for("fit")["probe"].choices == options_for("compare")["probe"].choices == choices.PROBES
-    assert ("precision", "extract") in declared and options_for("extract")["precision"].choices == choices.PRECISIONS
+    assert options_for("extract")["pooling"].choices == parameters.EXTRACT_POOLINGS
+    assert options_for("fit")["probe"].choices == options_for("compare")["probe"].choices == parameters.PROBES
+    assert ("precision", "extract") in declared and options_for("extract")["precision"].choices == parameters.PRECISIONS
+
+
+@pytest.mark.parametrize("command, library, skip", [
+    ("extract", "featurekit.extraction.request:ExtractionRequest", ("weights", "engine")),
+    ("extract", "featurekit.engines.settings:EngineSettings", ()),
+    ("compare", "featurekit.evaluation.compare:compare", ()),
+    ("compare", "featurekit.evaluation.grid:fitted_grid", ()),
+    ("fit", "featurekit.evaluation.fitting:fit_probe", ()),
+    ("sweep", "featurekit.jobs.sweep:select_on_valid", ()),
+    ("sweep", "featurekit.jobs.sweep:learning_curve", ()),
+])
+def test_the_library_defaults_are_the_declared_defaults(command, library, skip):
+    """The library takes its defaults from featurekit.parameters (or writes False/None/"error"), the options table
+    declares them for --help and config files: the two agree, parameter by parameter (`boot` is `n_boot`)."""
+    import importlib
+
+    module, name = library.split(":")
+    parameters = inspect.signature(getattr(importlib.import_module(module), name)).parameters
+    declared = {("n_boot" if key == "boot" else key): value for key, value in defaults(command).items()}
+    shared = [key for key in set(parameters) & set(declared) if key not in skip and declared[key] is not None]
+    assert len(shared) >= 2, shared
+    for key in shared:
+        default = parameters[key].default
+        if default is inspect.Parameter.empty:  # required in the library: the command line gives one
+            continue
+        assert (str(default) if isinstance(default, Path) else default) == declared[key], (key, default)
+    if "taps" in parameters:  # the request holds the pooling and the weights as tuples
+        assert parameters["taps"].default[0].pooling == declared["pooling"]
+        assert parameters["weights"].default == (declared["weights"],)
 
 
 def test_comma_separated_names_are_each_a_choice():

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from featurekit.choices import POOLINGS, PREPROCESSING_MODES
+from featurekit.parameters import POOLINGS, PREPROCESSING_MODES
 from featurekit.errors import FeaturekitError, given, option_name, refuse_unknown
 
 # Preprocessing modes. The first three are keras.applications.imagenet_utils modes; "rescale" is the

@@ -16,7 +16,7 @@ and a rerun computes only the batches that are missing, whichever engine ran bef
   started or joined, a request that cannot run there refused) before any cache is locked or written.
 """
 
-from featurekit.choices import ENGINES
+from featurekit.parameters import ENGINES
 from featurekit.engines.job import Advance, BatchSink, Engine, ExtractionJob
 from featurekit.engines.ray_engine import RAY_EXTRA
 from featurekit.engines.settings import ENGINE_KINDS, ENGINE_OPTIONS, EngineSettings, engine_settings

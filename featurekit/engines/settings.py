@@ -10,7 +10,7 @@ from featurekit.engines.job import Engine
 from featurekit.engines.local import LocalEngine
 from featurekit.engines.ray_engine import RayEngine
 from featurekit.errors import FeaturekitError, given, option_name, refuse_unknown
-from featurekit.options import default as declared
+from featurekit.parameters import CPUS_PER_WORKER, ENGINE, GPUS_PER_WORKER, PREFETCH_BATCHES, RAY_TIMEOUT
 
 ENGINE_KINDS: dict[str, type[Engine]] = {engine.name: engine for engine in (LocalEngine, RayEngine)}
 
@@ -24,15 +24,15 @@ class EngineSettings:
     for the ray ones; `ray_address` is joined within `ray_timeout` seconds).
     """
 
-    name: str = "local"
+    name: str = ENGINE
     workers: int | None = None
-    prefetch_batches: int = declared("extract", "prefetch_batches")
-    ray_address: str | None = declared("extract", "ray_address")
-    ray_workers: int | None = declared("extract", "ray_workers")
-    cpus_per_worker: float = declared("extract", "cpus_per_worker")
-    gpus_per_worker: float = declared("extract", "gpus_per_worker")
-    ship_bytes: bool = declared("extract", "ship_bytes")
-    ray_timeout: float = declared("extract", "ray_timeout")
+    prefetch_batches: int = PREFETCH_BATCHES
+    ray_address: str | None = None
+    ray_workers: int | None = None
+    cpus_per_worker: float = CPUS_PER_WORKER
+    gpus_per_worker: float = GPUS_PER_WORKER
+    ship_bytes: bool = False
+    ray_timeout: float = RAY_TIMEOUT
 
     def open(self, log: Callable[[str], None] = print) -> Engine:
         """The engine, to enter before any cache is locked: entering joins (or starts) a Ray cluster and checks the

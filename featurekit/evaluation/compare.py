@@ -24,8 +24,8 @@ from featurekit.evaluation.scoring import scored
 from featurekit.evaluation.shifted_caches import stored_identity
 from featurekit.evaluation.shifted_scoring import at_thresholds, score_elsewhere, thresholds_on_valid_and_views
 from featurekit.evaluation.train_views import parse_train_views
-from featurekit.options import default as declared
 from featurekit.rows import ROW_KEYS, image_keys
+from featurekit.parameters import MEMORY_BUDGET_GB, N_BOOT, RUNS_DIR
 
 
 def find_caches(cache_dir: str | Path = "cache") -> list[Path]:
@@ -43,12 +43,12 @@ def compare(
     caches: list[CacheSource],
     probes: list[str],
     probe_params: dict[str, dict[str, Any]] | None = None,
-    runs_dir: str | Path = declared("compare", "runs_dir"),
-    refit: bool = declared("compare", "refit"),
-    n_boot: int = declared("compare", "boot"),
-    memory_budget_gb: float = declared("compare", "memory_budget_gb"),
+    runs_dir: str | Path = RUNS_DIR,
+    refit: bool = False,
+    n_boot: int = N_BOOT,
+    memory_budget_gb: float = MEMORY_BUDGET_GB,
     log: Callable[[str], None] = print,
-    audit: bool = declared("compare", "audit"),
+    audit: bool = True,
     train_views: Sequence[str] | str | None = None,
 ) -> list[dict[str, Any]]:
     """Fit what is missing, reuse what still matches, and evaluate every cache x probe on `test`.

@@ -28,6 +28,7 @@ from featurekit.cache import SplitAccess, library_versions
 from featurekit.cache.fusion import fusion_command_flags
 from featurekit.errors import FeaturekitError
 from featurekit.evaluation.train_views import open_training_source
+from featurekit.parameters import MEMORY_BUDGET_GB, RUNS_DIR
 from featurekit.fsutil import (
     atomic_write_json,
     discard_stale_temporaries,
@@ -37,7 +38,6 @@ from featurekit.fsutil import (
     storage_error,
     temporary_sibling,
 )
-from featurekit.options import default as declared
 
 FITTED_FILE = "fitted.json"
 MODEL_DIR = "model"
@@ -142,8 +142,8 @@ def fit_probe(
     probe: str,
     params: dict[str, Any] | None = None,
     out: str | Path | None = None,
-    runs_dir: str | Path = declared("fit", "runs_dir"),
-    memory_budget_gb: float = declared("fit", "memory_budget_gb"),
+    runs_dir: str | Path = RUNS_DIR,
+    memory_budget_gb: float = MEMORY_BUDGET_GB,
     log: Callable[[str], None] = print,
     train_views: Sequence[str] | str | None = None,
 ) -> FittedProbe:

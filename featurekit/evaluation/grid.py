@@ -17,7 +17,7 @@ from featurekit.cache import SplitAccess
 from featurekit.errors import FeaturekitError
 from featurekit.evaluation.fitting import MODEL_DIR, FittedProbe, fit_on, load_fitted, read_fitted_meta, run_dir_of
 from featurekit.evaluation.train_views import open_training_source
-from featurekit.options import default as declared
+from featurekit.parameters import MEMORY_BUDGET_GB, RUNS_DIR
 
 CacheSource = str | Path | Sequence[str | Path]  # a cache file, or a fusion group of several
 
@@ -53,9 +53,9 @@ def fitted_grid(
     sources: Sequence[CacheSource],
     probes: Sequence[str],
     probe_params: dict[str, dict[str, Any]] | None = None,
-    runs_dir: str | Path = declared("compare", "runs_dir"),
-    refit: bool = declared("compare", "refit"),
-    memory_budget_gb: float = declared("compare", "memory_budget_gb"),
+    runs_dir: str | Path = RUNS_DIR,
+    refit: bool = False,
+    memory_budget_gb: float = MEMORY_BUDGET_GB,
     log: Callable[[str], None] = print,
     train_views: Sequence[Any] = (),
 ) -> Iterator[Fit]:

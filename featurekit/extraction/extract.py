@@ -15,7 +15,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Callable
 
-from featurekit.choices import DTYPES
+from featurekit.parameters import DTYPES
 from featurekit.engines import ENGINE_OPTIONS
 from featurekit.errors import FeaturekitError, given, option_name
 from featurekit.extraction.plan import scan_for_extraction

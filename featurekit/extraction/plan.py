@@ -15,7 +15,7 @@ from rich.markup import escape
 
 from featurekit.cache import IDENTITY_KEYS, PartialCache, default_cache_path, describe_differences, open_cache
 from featurekit.cache.format import is_featurekit_cache
-from featurekit.choices import WEIGHTS_KEYWORDS
+from featurekit.parameters import WEIGHTS_KEYWORDS
 from featurekit.data import DEFAULT_SPLIT_FRACTIONS, ImageFolder, scan_image_folder
 from featurekit.errors import FeaturekitError, WeightsUnavailableError, given, option_name
 from featurekit.extraction.embedder_request import EmbedderRequest

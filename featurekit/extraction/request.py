@@ -11,7 +11,7 @@ from featurekit.data import DEFAULT_SPLIT_FRACTIONS, SPLITS
 from featurekit.engines import EngineSettings, engine_settings
 from featurekit.errors import FeaturekitError, given, option_name
 from featurekit.extraction.embedder_request import Tap
-from featurekit.options import default as declared
+from featurekit.parameters import BATCH_SIZE, CACHE_DIR, DTYPE, ENGINE, MAX_PIXELS, POOLING, PRECISION, SEED, WEIGHTS
 
 # Which rows a cache holds (its `subset` attribute, part of its identity): "" every image in its split; a split
 # name only that split's images (a robustness view needs only the test split: 15% of the work); ALL_AS_TEST
@@ -30,21 +30,21 @@ class ExtractionRequest:
 
     data: Path
     backbone: str
-    taps: tuple[Tap, ...] = (Tap(None, declared("extract", "pooling")),)
-    weights: tuple[str, ...] = (declared("extract", "weights"),)
+    taps: tuple[Tap, ...] = (Tap(None, POOLING),)
+    weights: tuple[str, ...] = (WEIGHTS,)
     image_size: int | None = None
     preprocessing: str | None = None
-    precision: str = declared("extract", "precision")
-    batch_size: int = declared("extract", "batch_size")
-    dtype: str = declared("extract", "dtype")
-    seed: int = declared("extract", "seed")
+    precision: str = PRECISION
+    batch_size: int = BATCH_SIZE
+    dtype: str = DTYPE
+    seed: int = SEED
     cache: Path | None = None
-    cache_dir: Path = Path(declared("extract", "cache_dir"))
-    overwrite: bool = declared("extract", "overwrite")
+    cache_dir: Path = Path(CACHE_DIR)
+    overwrite: bool = False
     split_fractions: tuple[float, float, float] = DEFAULT_SPLIT_FRACTIONS
-    on_missing_weights: str = declared("extract", "on_missing_weights")
-    allow_train_overlap: bool = declared("extract", "allow_train_overlap")
-    max_pixels: int | None = declared("extract", "max_pixels")
+    on_missing_weights: str = "error"
+    allow_train_overlap: bool = False
+    max_pixels: int | None = MAX_PIXELS
     view: Any = None  # featurekit.views.View | None
     subset: str = ""
     engine: EngineSettings = EngineSettings()
@@ -55,9 +55,9 @@ class ExtractionRequest:
 
 def make_request(data: str | Path, backbone: str, weights: str | list[str] | tuple[str, ...] | None = None,
                  image_size: int | None = None, layers: list[str | None] | tuple = (None,),
-                 poolings: list[str] | tuple = (declared("extract", "pooling"),), cache: str | Path | None = None,
+                 poolings: list[str] | tuple = (POOLING,), cache: str | Path | None = None,
                  cache_dir: str | Path | None = None, view: Any = None, subset: str | None = None,
-                 engine: str = declared("extract", "engine"), engine_options: Mapping[str, Any] | None = None,
+                 engine: str = ENGINE, engine_options: Mapping[str, Any] | None = None,
                  workers: int | None = None, **settings: Any) -> ExtractionRequest:
     """One typed request from settings checked against their declarations (`featurekit.options`: by
     `extract_many` or `extract_from_options`); checks, once, what else needs no image.

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from featurekit.choices import HANDMADE_POOLING
+from featurekit.parameters import HANDMADE_POOLING
 from featurekit.errors import FeaturekitError
 
 # What a hand-made feature records as its preprocessing: it takes uint8 RGB as stored.

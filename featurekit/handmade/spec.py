@@ -8,7 +8,7 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from featurekit.choices import HANDMADE_POOLING
+from featurekit.parameters import HANDMADE_POOLING
 from featurekit.errors import FeaturekitError, given, option_name
 from featurekit.handmade.embedder import DEFAULT_BATCH_SIZE, HANDMADE_PREPROCESSING, HandmadeEmbedder, HandmadeTap
 

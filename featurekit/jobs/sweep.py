@@ -27,8 +27,9 @@ import numpy as np
 from rich.markup import escape
 
 from featurekit.errors import FeaturekitError, given
-from featurekit.options import check_value, default as declared, options_for
+from featurekit.options import check_value, options_for
 from featurekit.rows import TEST_KEYS, SweepResult, image_keys
+from featurekit.parameters import MEMORY_BUDGET_GB, N_BOOT, REPEATS, RUNS_DIR, SEED, TOP_K
 
 LEARNING_CURVE_FRACTIONS = (1 / 8, 1 / 4, 1 / 2, 1.0)
 # The valid figures of a sweep row: `valid_KEY` is the fitted probe's KEY on the valid split.
@@ -69,12 +70,12 @@ def select_on_valid(
     caches: Sequence[str | Path],
     probes: Sequence[str],
     probe_params: dict[str, dict[str, Any]] | None = None,
-    top_k: int = declared("sweep", "top_k"),
-    runs_dir: str | Path = declared("sweep", "runs_dir"),
-    refit: bool = declared("sweep", "refit"),
-    n_boot: int = declared("sweep", "boot"),
-    memory_budget_gb: float = declared("sweep", "memory_budget_gb"),
-    audit: bool = declared("sweep", "audit"),
+    top_k: int = TOP_K,
+    runs_dir: str | Path = RUNS_DIR,
+    refit: bool = False,
+    n_boot: int = N_BOOT,
+    memory_budget_gb: float = MEMORY_BUDGET_GB,
+    audit: bool = True,
     name: str = "sweep",
     log: Callable[[str], None] = print,
     train_views: Sequence[str] | str | None = None,
@@ -186,9 +187,9 @@ def learning_curve(
     probe: str,
     params: dict[str, Any] | None = None,
     fractions: Sequence[float] = LEARNING_CURVE_FRACTIONS,
-    repeats: int = declared("sweep", "repeats"),
-    seed: int = declared("sweep", "seed"),
-    memory_budget_gb: float = declared("sweep", "memory_budget_gb"),
+    repeats: int = REPEATS,
+    seed: int = SEED,
+    memory_budget_gb: float = MEMORY_BUDGET_GB,
     log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
     """Refit one configuration on growing stratified subsamples of train; score each on test.

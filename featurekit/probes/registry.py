@@ -6,7 +6,7 @@
 For features larger than memory, `make_stream_probe(name)` returns an estimator with
 `fit_stream(batches_factory, valid=...)` and `predict_proba_stream(batches_factory)`; probes that
 need the whole matrix (knn, rbfsvm) refuse with a FeaturekitError. The names, in registry order, are
-also `featurekit.choices.PROBES`, which the options declare as the choices of `probe`.
+also `featurekit.parameters.PROBES`, which the options declare as the choices of `probe`.
 """
 
 from __future__ import annotations
