@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from featurekit.errors import FeaturekitError, given, option_name
+from featurekit.errors import FeaturekitError, given
 from featurekit.hashing import file_sha256
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -472,13 +472,13 @@ def _check_max_pixels(max_pixels: int | None) -> None:
     if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1):
         raise FeaturekitError("The pixel limit must be a positive whole number of pixels (or None for no limit).",
                               received=given("max_pixels", max_pixels),
-                              fix=f"Use e.g. {option_name('max_pixels')} {DEFAULT_MAX_PIXELS}.")
+                              fix=f"Use e.g. `max_pixels` {DEFAULT_MAX_PIXELS}.")
 
 
 def _too_large(pixels: int | None, max_pixels: int | None) -> str:
     size = f"{pixels:,} pixels" if pixels else "too many pixels"
     if max_pixels is not None and (pixels is None or pixels > max_pixels):
-        return (f"image too large to decode safely: {size}, more than {option_name('max_pixels')} {max_pixels:,} "
+        return (f"image too large to decode safely: {size}, more than `max_pixels` {max_pixels:,} "
                 "(raise it to read this file)")
     return f"image too large to decode safely: {size}, more than Pillow's limit (PIL.Image.MAX_IMAGE_PIXELS)"
 

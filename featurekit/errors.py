@@ -19,7 +19,7 @@ class FeaturekitError(Exception):
         problem: What was wrong, as one sentence.
         received: What the user gave (a path, a name, a value).
         fix: How to fix it, ideally a command to run.
-        parameters: Parameters the text names bare (not through `given`/`option_name`), so the
+        parameters: Parameters the text names bare (not through `given`), so the
             command line can spell them as flags.
     """
 
@@ -54,15 +54,6 @@ def join_parts(problem: str, received: str | None, fix: str | None) -> str:
     if fix:
         parts.append(fix)
     return " ".join(parts)
-
-
-def option_name(parameter: str) -> str:
-    """A parameter mentioned in a message: "`batch_size`" (the command line shows `--batch-size`).
-
-    The same as writing the backticks, which is all the library needs (the command line never calls
-    this); kept while library modules still call it.
-    """
-    return f"`{parameter}`"
 
 
 def given(parameter: str, value: object) -> str:

@@ -106,10 +106,10 @@ def respell(text: str, spell: Spelling, bare: Iterable[str] = ()) -> str:
     """Rewrite the parameter mentions of `text` with `spell`.
 
     Args:
-        text: A message written with `given` and `option_name`.
+        text: A message written with `given` and backticked parameter names.
         spell: Called as spell(name, value, has_value): `value` is the value of a `given` mention (its
-            repr read back, or the repr's text where it is no literal); has_value is False for an
-            `option_name` mention and for a bare name. Returns None to keep the mention as it is.
+            repr read back, or the repr's text where it is no literal); has_value is False for a
+            backticked mention and for a bare name. Returns None to keep the mention as it is.
         bare: Names to rewrite where they stand alone as words (an error's `parameters`).
     """
     for name in bare:

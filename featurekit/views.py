@@ -42,7 +42,7 @@ from typing import Any, Callable
 import numpy as np
 
 from featurekit.data import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_rgb, resize_rgb
-from featurekit.errors import FeaturekitError, given, option_name
+from featurekit.errors import FeaturekitError, given
 
 
 @dataclass(frozen=True)
@@ -195,7 +195,7 @@ class View:
                 pixels = round(width * value) * round(height * value)
                 if pixels > max_pixels:
                     raise ImageDecodeError(f"the view {self.name} would enlarge the image to {pixels:,} pixels, more "
-                                           f"than {option_name('max_pixels')} {max_pixels:,}")
+                                           f"than `max_pixels` {max_pixels:,}")
             image = entry.apply(image, value)
         return image
 
@@ -314,8 +314,8 @@ class ViewDecoder:
             f"{self.stored_size}, without resampling (resampling smooths away the pixel noise it measures), "
             f"but {key} is {width}x{height}.",
             received=f"image {key}",
-            fix=f"Pass {option_name('image_size')} {width} if every image is {width}x{width}, or "
-            f"{option_name('image_size')} {self.stored_size} to resample every image to that size (recorded in the "
+            fix=f"Pass `image_size` {width} if every image is {width}x{width}, or "
+            f"`image_size` {self.stored_size} to resample every image to that size (recorded in the "
             "cache).")
 
     def __call__(self, path: str | Path, image_size: int, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:

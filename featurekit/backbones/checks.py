@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from featurekit.parameters import POOLINGS, PREPROCESSING_MODES
-from featurekit.errors import FeaturekitError, given, option_name, refuse_unknown
+from featurekit.errors import FeaturekitError, given, refuse_unknown
 
 # Preprocessing modes. The first three are keras.applications.imagenet_utils modes; "rescale" is the
 # original study's x/255, kept only as an explicit, labelled option.
@@ -40,7 +40,7 @@ def check_image_size(spec: Any, image_size: Any) -> int:
     if isinstance(image_size, (bool, np.bool_)) or not isinstance(image_size, (int, np.integer)):
         raise FeaturekitError(
             "The image size must be a whole number of pixels.", received=given("image_size", image_size),
-            fix=f"Use e.g. {option_name('image_size')} {spec.input_size} (the native size of {spec.name}), "
+            fix=f"Use e.g. `image_size` {spec.input_size} (the native size of {spec.name}), "
             "or leave it out for the native size.")
     if not spec.min_input_size <= int(image_size) <= MAX_IMAGE_SIZE:
         raise FeaturekitError(
@@ -48,7 +48,7 @@ def check_image_size(spec: Any, image_size: Any) -> int:
             f"(at least {spec.min_input_size}x{spec.min_input_size} for its architecture; above "
             f"{MAX_IMAGE_SIZE} a batch no longer fits in memory).",
             received=given("image_size", image_size),
-            fix=f"Use {option_name('image_size')} {spec.input_size} (native) or another size in that range; "
+            fix=f"Use `image_size` {spec.input_size} (native) or another size in that range; "
             "leave it out for the native size.")
     return int(image_size)
 
@@ -69,7 +69,7 @@ def pooled_dim(feature_shape: tuple[int, ...], pooling: str) -> int:
             raise FeaturekitError(
                 f"Pooling {pooling!r} needs a spatial feature map, but the tapped layer gives a vector.",
                 received=given("pooling", pooling),
-                fix=f"Use {option_name('pooling')} flatten, or tap a convolutional layer.",
+                fix=f"Use `pooling` flatten, or tap a convolutional layer.",
             )
         return int(feature_shape[0])
     if len(feature_shape) != 3:

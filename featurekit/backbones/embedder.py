@@ -33,7 +33,7 @@ from featurekit.backbones.loading import build_with_weights, resolve_weights, we
 from featurekit.backbones.provenance import trained_label, training_record_for
 from featurekit.backbones.registry import get_spec, network_spec
 from featurekit.backend import active_backend, dtype_policy
-from featurekit.errors import FeaturekitError, given, option_name
+from featurekit.errors import FeaturekitError, given
 
 # ImageNet statistics as keras.applications.imagenet_utils uses them (caffe: BGR order; torch: RGB, [0, 1]).
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -211,7 +211,7 @@ class Embedder:
             raise FeaturekitError(
                 f"Backbone {spec.name!r} has no layer {layer!r}.", received=given("layer", layer),
                 fix=f"Use one of its taps: {', '.join(spec.taps)} (any of its {len(backbone.layers)} layer names works "
-                f"too); or leave {option_name('layer')} out to tap the last block ({_output_layer_name(backbone)}).",
+                f"too); or leave `layer` out to tap the last block ({_output_layer_name(backbone)}).",
             ) from None
         self.feature_shape = tuple(int(d) for d in tapped.output.shape[1:])
         self.feature_dim = pooled_dim(self.feature_shape, pooling)

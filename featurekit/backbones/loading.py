@@ -29,7 +29,7 @@ from featurekit.backbones.registry import get_spec, list_backbones
 from featurekit.backbones.weights import (SHARED_WEIGHTS_DIR, STANDARD_VARIANT, WeightsRecord, cached_file_sha256,
                                           display_path, keras_imagenet_record, keras_models_dir, offline_files,
                                           record_for_sha256, records_for)
-from featurekit.errors import FeaturekitError, WeightsUnavailableError, given, option_name
+from featurekit.errors import FeaturekitError, WeightsUnavailableError, given
 
 # What urllib raises while a download is under way (keras.utils.get_file wraps only URLError/HTTPError):
 # the connection dropped, timed out, was cut short or spoke broken HTTP. All are network faults; a local
@@ -166,7 +166,7 @@ def _build_imagenet(spec: Any, input_shape: tuple[int, int, int]) -> keras.Model
         raise FeaturekitError(
             f"Backbone {spec.name!r} has no ImageNet weights.",
             received=received,
-            fix=f"Use {option_name('weights')} {_weights_choices(spec)}; backbones with ImageNet weights: "
+            fix=f"Use `weights` {_weights_choices(spec)}; backbones with ImageNet weights: "
             f"{', '.join(with_imagenet) or 'none'}.",
         )
     record = keras_imagenet_record(spec.name)
@@ -204,14 +204,14 @@ def _offline_alternatives(spec: Any) -> str:
         shipped = "; shipped with featurekit, what 'default' uses"
         described = [f"{display_path(path)} ({record.label}{shipped if record.location == 'shipped' else ''})"
                      for record, path in present]
-        return (f"Or pass {option_name('weights')} with a local file: {', '.join(described)}; every result "
+        return (f"Or pass `weights` with a local file: {', '.join(described)}; every result "
                 "carries its label.")
     expected = [r.file_name for r in records_for(spec.name) if r.location == "shared"]
     if expected:
-        return (f"Or pass {option_name('weights')} with a local .weights.h5 file: the known offline files for "
+        return (f"Or pass `weights` with a local .weights.h5 file: the known offline files for "
                 f"{spec.name!r} ({', '.join(expected)}) belong in {SHARED_WEIGHTS_DIR} beside the checkout, "
                 "which does not hold them.")
-    return f"Or pass {option_name('weights')} with a local .weights.h5 file of this architecture."
+    return f"Or pass `weights` with a local .weights.h5 file of this architecture."
 
 
 def _build_from_file(spec: Any, request: str, input_shape: tuple[int, int, int]) -> keras.Model:
@@ -266,7 +266,7 @@ def _does_not_fit(spec: Any, path: Path, detail: str) -> FeaturekitError:
     return FeaturekitError(
         f"Weights file {path.name!r} does not fit backbone {spec.name!r}: {detail}",
         received=f"{given('backbone', spec.name)}, {given('weights', str(path))}",
-        fix=f"Pass the {option_name('backbone')} the file was saved from, or a file saved from this backbone "
+        fix=f"Pass the `backbone` the file was saved from, or a file saved from this backbone "
         "(model.save_weights('NAME.weights.h5') or model.save('NAME.keras')).",
     )
 

@@ -43,7 +43,7 @@ import numpy as np
 import featurekit
 from featurekit.engines.job import Advance, BatchSink, ExtractionJob
 from featurekit.engines.ray_worker import BATCH_ATTEMPTS, BatchWorker
-from featurekit.errors import FeaturekitError, given, option_name
+from featurekit.errors import FeaturekitError, given
 
 RAY_EXTRA = "pip install 'featurekit[ray]'"
 
@@ -90,7 +90,7 @@ def plan_workers(requested: int | None, cpus_per_worker: float, gpus_per_worker:
         FeaturekitError: the actors would hold every CPU (the run would hang, ray-project/ray#44687), more GPUs
             than the cluster has are asked for, or no node is large enough for one actor.
     """
-    fix_workers = f"{option_name('ray_workers')} / {option_name('cpus_per_worker')} / {option_name('gpus_per_worker')}"
+    fix_workers = f"`ray_workers` / `cpus_per_worker` / `gpus_per_worker`"
     received = (f"{given('ray_workers', requested)}, {given('cpus_per_worker', _number(cpus_per_worker))}, "
                 f"{given('gpus_per_worker', _number(gpus_per_worker))} on a cluster of {cluster.nodes} node(s) with "
                 f"{_number(cluster.cpus)} CPUs and {_number(cluster.gpus)} GPUs")
@@ -103,7 +103,7 @@ def plan_workers(requested: int | None, cpus_per_worker: float, gpus_per_worker:
     if cpus_per_worker > max(cluster.node_cpus, default=0) + _EPSILON:
         raise FeaturekitError(
             f"Each Ray worker asks for {_number(cpus_per_worker)} CPUs, but no node of the cluster has that many.",
-            received=received, fix=f"Lower {option_name('cpus_per_worker')} to at most "
+            received=received, fix=f"Lower `cpus_per_worker` to at most "
                                    f"{_number(max(cluster.node_cpus, default=0) - RESERVED_CPUS)}.")
     spare_cpus = cluster.cpus - RESERVED_CPUS
     by_cpus = math.floor(spare_cpus / cpus_per_worker + _EPSILON) if spare_cpus > 0 else 0
@@ -117,7 +117,7 @@ def plan_workers(requested: int | None, cpus_per_worker: float, gpus_per_worker:
                 f"The cluster has no room for one Ray worker of {_number(cpus_per_worker)} CPUs once one CPU is kept "
                 "free for Ray Data to feed it (ray-project/ray#44687).", received=received,
                 fix=f"Use fewer CPUs per worker (e.g. {given('cpus_per_worker', 0.5)}), a larger cluster, or "
-                    f"{option_name('engine')} local.")
+                    f"`engine` local.")
         return most
     if requested * cpus_per_worker > spare_cpus + _EPSILON:
         raise FeaturekitError(
@@ -242,7 +242,7 @@ class RayEngine:
                 raise FeaturekitError(f"Could not start or join {where} ({error}).",
                                       received=given("ray_address", settings.ray_address),
                                       fix=f"Check that the cluster runs (`ray status`), or leave "
-                                          f"{option_name('ray_address')} out to start a local Ray.") from None
+                                          f"`ray_address` out to start a local Ray.") from None
             self._started = True
         try:
             self.cluster = cluster_shape(ray)
@@ -289,7 +289,7 @@ class RayEngine:
                 f"{others}. The {len(job.todo) - len(failed)} batches finished in this run are kept.",
                 received=f"{given('engine', 'ray')}, batch {index} of {job.batch_size} images",
                 fix="Fix the cause and run the same command again: it computes only the missing batches "
-                    f"(or use {option_name('engine')} local to see the error on this machine).")
+                    f"(or use `engine` local to see the error on this machine).")
         return self.record()
 
     def _compute(self, job: ExtractionJob, sink: BatchSink, advance: Advance) -> dict[int, tuple[str, bool]]:
@@ -377,7 +377,7 @@ def check_reachable(address: str, timeout: float) -> None:
             f"Nothing answers at the Ray address {address} (waited up to {timeout:g} s: {error}).",
             received=given("ray_address", address),
             fix=f"Start the cluster there (`ray start --head`) and check the host and port (`ray status`), raise "
-                f"{option_name('ray_timeout')} for a slow network, or leave {option_name('ray_address')} out to "
+                f"`ray_timeout` for a slow network, or leave `ray_address` out to "
                 "start a local Ray.") from None
 
 

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from featurekit.errors import option_name
 
 # Tries per batch: a batch whose computation fails (or kills its actor) this many times stops the run.
 BATCH_ATTEMPTS = 3
@@ -58,7 +57,7 @@ class BatchWorker:
         if blobs is None and not os.path.isdir(root):
             return self._columns(index, error=f"the data folder {root} is not visible on the worker's node "
                                  f"({self._host}); put it on a filesystem every node mounts, or pass "
-                                 f"{option_name('ship_bytes')}", permanent=True)
+                                 f"`ship_bytes`", permanent=True)
         for attempt in range(self._attempts):
             try:
                 outputs, ok, reasons = self._compute(index, root, paths, blobs, unread)

@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping
 from featurekit.engines.job import Engine
 from featurekit.engines.local import LocalEngine
 from featurekit.engines.ray_engine import RayEngine
-from featurekit.errors import FeaturekitError, given, option_name, refuse_unknown
+from featurekit.errors import FeaturekitError, given, refuse_unknown
 from featurekit.parameters import CPUS_PER_WORKER, ENGINE, GPUS_PER_WORKER, PREFETCH_BATCHES, RAY_TIMEOUT
 
 ENGINE_KINDS: dict[str, type[Engine]] = {engine.name: engine for engine in (LocalEngine, RayEngine)}
@@ -63,14 +63,14 @@ def engine_settings(engine: str = "local", engine_options: Mapping[str, Any] | N
     unknown = sorted(set(options) - set(ENGINE_OPTIONS))
     if unknown:
         raise FeaturekitError(f"Unknown engine option {unknown[0]!r}.", received=given(unknown[0], options[unknown[0]]),
-                              fix=f"Engine options are: {', '.join(option_name(k) for k in ENGINE_OPTIONS)}.")
+                              fix=f"Engine options are: {', '.join(f'`{k}`' for k in ENGINE_OPTIONS)}.")
     kind = ENGINE_KINDS[engine]
     defaults = EngineSettings()
     for name, value in options.items():
         if name not in kind.options and value != getattr(defaults, name):
             takers = [other.name for other in ENGINE_KINDS.values() if name in other.options]
             raise FeaturekitError(
-                f"{option_name(name)} applies to the {' and '.join(takers)} engine only.", received=given(name, value),
-                fix=f"Add {option_name('engine')} {takers[0]}, or leave {option_name(name)} out.")
+                f"`{name}` applies to the {' and '.join(takers)} engine only.", received=given(name, value),
+                fix=f"Add `engine` {takers[0]}, or leave `{name}` out.")
     kind.check_available()
     return EngineSettings(engine, workers, **options)

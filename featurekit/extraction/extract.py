@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from featurekit.parameters import DTYPES
 from featurekit.engines import ENGINE_OPTIONS
-from featurekit.errors import FeaturekitError, given, option_name
+from featurekit.errors import FeaturekitError, given
 from featurekit.extraction.plan import scan_for_extraction
 from featurekit.extraction.request import ALL_AS_TEST, SUBSETS, ExtractionRequest, Tap, make_request
 from featurekit.extraction.run import ExtractResult, ProgressFactory
@@ -136,9 +136,9 @@ def extract_from_options(options: dict[str, Any], log: Callable[[str], None] = p
     stored = {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
     views = parse_views(options["view"]) or [None]
     if options["cache"] and len(views) > 1:
-        raise FeaturekitError(f"{option_name('cache')} names one file, but several views were asked for.",
+        raise FeaturekitError(f"`cache` names one file, but several views were asked for.",
                               received=f"{given('cache', str(options['cache']))} with {len(views)} views",
-                              fix=f"Leave {option_name('cache')} out (each view then gets its default name).")
+                              fix=f"Leave `cache` out (each view then gets its default name).")
     requests = [make_request(
         options["data"], options["backbone"], options["weights"], options["image_size"],
         layers=_as_list(options["layer"]), poolings=_as_list(options["pooling"]),

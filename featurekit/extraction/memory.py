@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from featurekit.errors import FeaturekitError, given, option_name
+from featurekit.errors import FeaturekitError, given
 
 GIB = 1 << 30
 # Limits a cgroup reports when it sets none (v1 reports a huge number instead of "max").
@@ -64,8 +64,8 @@ def check_batch_memory(batch_size: int, bytes_per_image: int, decoded_ahead: int
     if needed <= available:
         return
     fitting = int(0.8 * available // (bytes_per_image + decoded_ahead * decoded))
-    fix = (f"Use {option_name('batch_size')} {fitting} or less" if fitting >= 1 else
-           f"Use a smaller {option_name('image_size')}: even one image does not fit")
+    fix = (f"Use `batch_size` {fitting} or less" if fitting >= 1 else
+           f"Use a smaller `image_size`: even one image does not fit")
     raise FeaturekitError(
         f"A batch of {batch_size} images of {image_size}x{image_size} pixels needs about {_size(needed)} "
         f"(input and feature maps), but only {_size(available)} of memory is available.",

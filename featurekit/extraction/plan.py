@@ -17,7 +17,7 @@ from featurekit.cache import IDENTITY_KEYS, PartialCache, default_cache_path, de
 from featurekit.cache.format import is_featurekit_cache
 from featurekit.parameters import WEIGHTS_KEYWORDS
 from featurekit.data import DEFAULT_SPLIT_FRACTIONS, ImageFolder, scan_image_folder
-from featurekit.errors import FeaturekitError, WeightsUnavailableError, given, option_name
+from featurekit.errors import FeaturekitError, WeightsUnavailableError, given
 from featurekit.extraction.embedder_request import EmbedderRequest
 from featurekit.extraction.request import ALL_AS_TEST, ExtractionRequest
 from featurekit.fsutil import refuse_unless_ours
@@ -145,7 +145,7 @@ def _check_existing(target: Target, plan: ExtractionPlan, log: Log) -> None:
             raise FeaturekitError(
                 f"Cache {target.path} exists but differs from this request: {'; '.join(differences)}.",
                 received=given("cache", str(target.path)),
-                fix=f"Pass {option_name('overwrite')} to rebuild it, or {option_name('cache')} PATH to write "
+                fix=f"Pass `overwrite` to rebuild it, or `cache` PATH to write "
                 "another file.")
         log(f"Cache {target.path} is up to date ({len(plan.folder.samples)} images); nothing to compute.")
         target.status = "up-to-date"
@@ -160,7 +160,7 @@ def _check_existing(target: Target, plan: ExtractionPlan, log: Log) -> None:
                 f"An interrupted extraction of {target.path} was made with other settings: {'; '.join(differences)}. "
                 "Its finished batches cannot be merged with this run's.",
                 received=given("cache", str(target.path)),
-                fix=f"Re-run the original command to finish it, or pass {option_name('overwrite')} to start over.")
+                fix=f"Re-run the original command to finish it, or pass `overwrite` to start over.")
 
 
 def _agreed_batch_size(active: list[Target], batch_size: int, log: Log) -> int:
@@ -170,7 +170,7 @@ def _agreed_batch_size(active: list[Target], batch_size: int, log: Log) -> int:
         raise FeaturekitError(
             "Interrupted extractions of these caches used different batch sizes, so one pass cannot finish them all.",
             received=f"batch sizes {sorted(stored)}",
-            fix=f"Finish them one layer/pooling at a time, or pass {option_name('overwrite')} to start over.")
+            fix=f"Finish them one layer/pooling at a time, or pass `overwrite` to start over.")
     if stored and stored != {batch_size}:
         resumed = stored.pop()
         log(f"Resuming with the interrupted run's batch size {resumed} (asked: {batch_size}), "
@@ -242,7 +242,7 @@ def _train_overlap(description: dict[str, Any], folder: ImageFolder, allowed: bo
         raise FeaturekitError(
             problem, received=f"{given('weights', description['weights'])} with {given('data', str(folder.root))}",
             fix="Extract images the backbone never trained on, or the same data with the split it was trained with "
-            f"(its training.json records it), or pass {option_name('allow_train_overlap')} to extract anyway: the "
+            f"(its training.json records it), or pass `allow_train_overlap` to extract anyway: the "
             "caches then record the overlap and are flagged.")
     log(f"[bold yellow]WARNING[/]: {escape(problem)} Continuing because overlap was allowed; the caches record it.")
     return overlap

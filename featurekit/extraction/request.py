@@ -9,7 +9,7 @@ from typing import Any
 
 from featurekit.data import DEFAULT_SPLIT_FRACTIONS, SPLITS
 from featurekit.engines import EngineSettings, engine_settings
-from featurekit.errors import FeaturekitError, given, option_name
+from featurekit.errors import FeaturekitError, given
 from featurekit.extraction.embedder_request import Tap
 from featurekit.parameters import BATCH_SIZE, CACHE_DIR, DTYPE, ENGINE, MAX_PIXELS, POOLING, PRECISION, SEED, WEIGHTS
 
@@ -96,10 +96,10 @@ def make_request(data: str | Path, backbone: str, weights: str | list[str] | tup
     pooling_of = dict(zip(asked, used)) if len(used) == len(asked) else {pooling: used[0] for pooling in asked}
     taps = tuple(dict.fromkeys(Tap(layer, pooling_of[pooling]) for layer in dict.fromkeys(layers) for pooling in asked))
     if request.cache and len(taps) > 1:
-        raise FeaturekitError(f"{option_name('cache')} names one file, but several layers or poolings were asked for.",
+        raise FeaturekitError(f"`cache` names one file, but several layers or poolings were asked for.",
                               received=f"{given('cache', str(cache))} with {len(taps)} taps",
-                              fix=f"Leave {option_name('cache')} out (names then follow the default pattern) and use "
-                              f"{option_name('cache_dir')}.")
+                              fix=f"Leave `cache` out (names then follow the default pattern) and use "
+                              f"`cache_dir`.")
     return replace(request, taps=taps, precision=precision, max_pixels=request.max_pixels or None,
                    split_fractions=tuple(request.split_fractions), config=dict(request.config or {}))
 

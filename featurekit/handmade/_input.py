@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from featurekit.errors import FeaturekitError, option_name
+from featurekit.errors import FeaturekitError
 
 
 def require_uint8_rgb_batch(images: np.ndarray, min_size: int, feature: str) -> np.ndarray:
@@ -25,6 +25,6 @@ def require_uint8_rgb_batch(images: np.ndarray, min_size: int, feature: str) -> 
         raise FeaturekitError(
             f"The {feature} features need images of at least {min_size}x{min_size} pixels.",
             received=f"images of shape {shape}",
-            fix=f"Use larger images, e.g. {option_name('image_size')} 256 (the faces' own size).",
+            fix=f"Use larger images, e.g. `image_size` 256 (the faces' own size).",
         )
     return array

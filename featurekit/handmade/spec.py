@@ -9,7 +9,7 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 import numpy as np
 
 from featurekit.parameters import HANDMADE_POOLING
-from featurekit.errors import FeaturekitError, given, option_name
+from featurekit.errors import FeaturekitError, given
 from featurekit.handmade.embedder import DEFAULT_BATCH_SIZE, HANDMADE_PREPROCESSING, HandmadeEmbedder, HandmadeTap
 
 # The faces' own size: hand-made features default to it instead of a CNN's 224/299.
@@ -131,8 +131,8 @@ class HandmadeSpec:
                 raise FeaturekitError(
                     f"A variant of hand-made feature {self.name!r} is name=value pairs joined by '+'.",
                     received=given("layer", text),
-                    fix=f"Write e.g. {option_name('layer')} {self.variant_text()} (its defaults), or leave "
-                    f"{option_name('layer')} out for the defaults.")
+                    fix=f"Write e.g. `layer` {self.variant_text()} (its defaults), or leave "
+                    f"`layer` out for the defaults.")
             if name not in self.parameters:
                 return self.with_parameters(**{name: value})  # refuses, naming the parameters there are
             try:
@@ -142,7 +142,7 @@ class HandmadeSpec:
                 raise FeaturekitError(
                     f"Parameter {name!r} of {self.name} takes {type(default).__name__} values.",
                     received=given("layer", text),
-                    fix=f"Write e.g. {option_name('layer')} {name}={_value_text(default)}.") from None
+                    fix=f"Write e.g. `layer` {name}={_value_text(default)}.") from None
         return self.with_parameters(**overrides)
 
     # --- the registry protocol (featurekit.backbones.registry.RegistryEntry) ---
@@ -169,7 +169,7 @@ class HandmadeSpec:
         for refused, parameter, value, problem, note in refusals:
             if refused:
                 raise FeaturekitError(f"Hand-made feature {self.name!r} {problem}", received=given(parameter, value),
-                                      fix=f"Leave {option_name(parameter)} out{note}.")
+                                      fix=f"Leave `{parameter}` out{note}.")
         self._image_size(image_size)
         return (HANDMADE_POOLING,), "float32"
 
@@ -182,7 +182,7 @@ class HandmadeSpec:
             raise FeaturekitError(
                 f"Hand-made feature {self.name!r} takes image sizes from {self.min_input_size} to {MAX_IMAGE_SIZE} "
                 "pixels.", received=given("image_size", image_size),
-                fix=f"Leave {option_name('image_size')} out to compute at the images' own size ({self.input_size}), "
+                fix=f"Leave `image_size` out to compute at the images' own size ({self.input_size}), "
                 "or pass a size in that range to resample every image to it.")
         return int(image_size)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from featurekit.errors import FeaturekitError, given, option_name
+from featurekit.errors import FeaturekitError, given
 from featurekit.report.document import Document
 from featurekit.rows import plain
 
@@ -76,7 +76,7 @@ def check_output(fmt: str, out: str | Path | None) -> None:
                               fix=f"Use one of: {', '.join(FORMATS)}.")
     if out and not FORMATS[fmt].to_file:
         files = [name for name, f in FORMATS.items() if f.to_file]
-        raise FeaturekitError(f"{option_name('out')} needs a file format.",
+        raise FeaturekitError(f"`out` needs a file format.",
                               received=f"{given('out', str(out))} {given('format', fmt)}",
                               fix=f"Add {' or '.join(given('format', name) for name in files)}.")
     if out:
