@@ -596,14 +596,6 @@ def options_for(command: str) -> dict[str, Option]:
     return dict(_BY_COMMAND[command])
 
 
-def default(command: str, name: str) -> Any:
-    """The declared default of one option of a command."""
-    declared = options_for(command)
-    if name not in declared:
-        raise _unknown_error(command, [name], {name: None}, where=None)
-    return declared[name].default
-
-
 def defaults(command: str) -> dict[str, Any]:
     """Every option of a command with its declared default (None: not set)."""
     return {name: option.default for name, option in options_for(command).items()}

@@ -479,9 +479,9 @@ def test_a_keras_backbone_estimate_counts_its_largest_feature_map():
 
 def test_precision_defaults_to_auto_and_the_cache_records_what_ran(image_folder: Path, tmp_path: Path, monkeypatch):
     import featurekit.backend as backend
-    from featurekit.options import default
+    from featurekit.options import defaults
 
-    assert default("extract", "precision") == "auto"
+    assert defaults("extract")["precision"] == "auto"
     plain = extract(image_folder, "test_tiny", pooling="avg", cache_dir=tmp_path / "a", log=lambda m: None)
     expected = "bfloat16" if backend.cpu_has_native_bf16() or backend.has_accelerator() else "float32"
     with open_cache(plain.cache_path) as made:

@@ -14,7 +14,6 @@ from featurekit.options import (
     COMMANDS,
     OPTIONS,
     complete,
-    default,
     defaults,
     head_params,
     options_for,
@@ -100,39 +99,9 @@ def test_library_entry_points_speak_of_parameters_not_flags():
 
 
 def test_the_head_has_the_same_epochs_under_every_command():
-    assert default("fit_head", "epochs") == default("compare", "head_epochs") == 30
+    assert defaults("fit_head")["epochs"] == defaults("compare")["head_epochs"] == 30
     assert head_params()["epochs"] == 30
     assert head_params(epochs=7, seed=3) == {**head_params(), "epochs": 7, "random_state": 3}
-
-
-def _signature_defaults(function) -> dict:
-    return {name: p.default for name, p in inspect.signature(function).parameters.items()
-            if p.default is not inspect.Parameter.empty}
-
-
-def test_library_signatures_agree_with_the_declarations():
-    """Drift guard: where a library function still spells a default itself, it must equal the declared one."""
-    from featurekit.evaluation.compare import compare
-    from dataclasses import fields
-
-    from featurekit.extraction.request import ExtractionRequest
-    from featurekit.evaluation.fitting import fit_probe
-    from featurekit.predict import predict
-
-    extract = {field.name: field.default for field in fields(ExtractionRequest)}
-    for name in ("batch_size", "dtype", "overwrite", "seed", "on_missing_weights", "precision"):
-        assert extract[name] == default("extract", name), name
-    assert extract["weights"] == (default("extract", "weights"),)
-    assert extract["cache_dir"] == Path(default("extract", "cache_dir"))
-    assert [tap.pooling for tap in extract["taps"]] == [default("extract", "pooling")]
-    comparing = _signature_defaults(compare)
-    assert comparing["n_boot"] == default("compare", "boot")
-    assert comparing["runs_dir"] == default("compare", "runs_dir")
-    assert comparing["memory_budget_gb"] == default("compare", "memory_budget_gb")
-    fitting = _signature_defaults(fit_probe)
-    assert fitting["runs_dir"] == default("fit", "runs_dir")
-    assert fitting["memory_budget_gb"] == default("fit", "memory_budget_gb")
-    assert _signature_defaults(predict)["batch_size"] == default("predict", "batch_size")
 
 
 def test_head_constructor_defaults_are_the_declared_ones():
@@ -199,7 +168,7 @@ def test_precedence_is_defaults_then_top_level_then_table_then_step_then_flags(t
     config = load_config_file(write_config(tmp_path, 'batch_size = 4\nseed = 1\n[extract]\nseed = 2\npooling = "avg"\n'))
     options = resolve_config("extract", config, {"pooling": None, "dtype": "float16"}, step={"pooling": "max"})
     assert (options["batch_size"], options["seed"], options["pooling"], options["dtype"]) == (4, 2, "max", "float16")
-    assert options["cache_dir"] == default("extract", "cache_dir")
+    assert options["cache_dir"] == defaults("extract")["cache_dir"]
     head = resolve_config("fit_head", config, {})
     assert head["batch_size"] == 4  # a top-level key applies to every command that takes it
 
@@ -302,6 +271,7 @@ def test_choices_are_declared_once_and_the_library_agrees():
     ("fit", "featurekit.evaluation.fitting:fit_probe", ()),
     ("sweep", "featurekit.jobs.sweep:select_on_valid", ()),
     ("sweep", "featurekit.jobs.sweep:learning_curve", ()),
+    ("predict", "featurekit.predict:predict", ()),
 ])
 def test_the_library_defaults_are_the_declared_defaults(command, library, skip):
     """The library takes its defaults from featurekit.parameters (or writes False/None/"error"), the options table
