@@ -17,15 +17,11 @@ import secrets
 import shutil
 import stat
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 from featurekit.errors import FeaturekitError
-
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-
 
 def temporary_sibling(path: str | Path, tag: str = "tmp") -> Path:
     """A fresh, unused name beside `path` (same folder, so a rename into `path` is atomic)."""
@@ -35,7 +31,7 @@ def temporary_sibling(path: str | Path, tag: str = "tmp") -> Path:
 
 def fsync_path(path: str | Path) -> None:
     """Flush a file's (or a folder's) contents to disk."""
-    fd = os.open(path, os.O_RDONLY | _CLOEXEC)
+    fd = os.open(path, os.O_RDONLY)  # Python opens every descriptor close-on-exec (PEP 446)
     try:
         os.fsync(fd)
     finally:
@@ -44,10 +40,8 @@ def fsync_path(path: str | Path) -> None:
 
 def fsync_dir(directory: str | Path) -> None:
     """Flush a folder's entries (a rename is durable only once its folder is)."""
-    try:
+    with suppress(OSError):  # some filesystems refuse fsync on folders; the rename itself stays atomic
         fsync_path(directory)
-    except OSError:  # some filesystems refuse fsync on folders; the rename itself stays atomic
-        pass
 
 
 def discard_temporaries(path: str | Path) -> list[Path]:
@@ -109,7 +103,7 @@ def make_folder(directory: str | Path, action: str, then: str = "", exist_ok: bo
 def open_new_file(path: str | Path, readable: bool = False) -> int:
     """Create `path` for writing, failing if anything (a file, a symlink) is already there. Returns an fd."""
     access = os.O_RDWR if readable else os.O_WRONLY
-    return os.open(path, access | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o644)
+    return os.open(path, access | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
 
 
 class NewFileSink:
@@ -208,11 +202,10 @@ def atomic_write_bytes(path: str | Path, data: bytes, ours: Callable[[Path], boo
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
-    except OSError as error:
+    except BaseException as error:
         temporary.unlink(missing_ok=True)
-        raise storage_error(error, f"write {path.name}", path) from None
-    except BaseException:
-        temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise storage_error(error, f"write {path.name}", path) from None
         raise
     fsync_dir(path.parent)
     return path
@@ -245,11 +238,7 @@ def commit_file(temporary: str | Path, path: str | Path, ours: Callable[[Path], 
 def is_regular_file(path: str | Path) -> bool:
     """The default marker of an output file the caller named (a report, a table): a regular file, or a
     symbolic link, which the rename replaces without touching its target; never a folder, FIFO or device."""
-    try:
-        mode = os.lstat(path).st_mode
-    except OSError:
-        return False
-    return stat.S_ISREG(mode) or stat.S_ISLNK(mode)
+    return os.path.islink(path) or os.path.isfile(path)  # a link, or (not being one) a regular file
 
 
 def refuse_unless_ours(path: str | Path, ours: Callable[[Path], bool], what: str = "The output") -> None:
@@ -428,7 +417,7 @@ def exclusive_lock(lock_path: str | Path, holder_message: str, received: str, fi
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     while True:
         try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC, 0o644)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as error:
             if error.errno == errno.ELOOP:
                 raise FeaturekitError(
