@@ -30,8 +30,6 @@ from featurekit.errors import refuse_unknown
 DTYPE_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 # CPU flags (Linux /proc/cpuinfo names) of native bfloat16 arithmetic: AVX512-BF16 dot products, AMX tiles.
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
-# The Python module behind each Keras backend, for version records.
-BACKEND_MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch", "numpy": "numpy", "openvino": "openvino"}
 
 
 def active_backend() -> str:
@@ -49,12 +47,10 @@ def backend_versions() -> dict[str, str]:
     keras = sys.modules.get("keras")
     if keras is None:
         return {}
-    backend = keras.backend.backend()
-    versions = {"keras": keras.__version__, "keras_backend": backend}
-    module = sys.modules.get(BACKEND_MODULES.get(backend, backend))
-    if module is not None and hasattr(module, "__version__"):
-        versions[BACKEND_MODULES.get(backend, backend)] = module.__version__
-    return versions
+    backend = keras.backend.backend()  # also the name of its Python module ("tensorflow", "jax", "torch", ...)
+    module = sys.modules.get(backend)
+    return {"keras": keras.__version__, "keras_backend": backend,
+            **({backend: module.__version__} if hasattr(module, "__version__") else {})}
 
 
 @contextmanager

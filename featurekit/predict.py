@@ -149,38 +149,27 @@ def check_fitted_record(model_dir: str | Path, meta: dict[str, Any], estimator: 
 def check_embedder_matches(model_dir: str | Path, embedding: dict[str, Any], described: dict[str, Any]) -> None:
     """Refuse when the embedder rebuilt from the record does not describe the embeddings the record names."""
     for key, default in DESCRIBED_KEYS.items():
-        recorded = embedding.get(key)
-        if recorded is None and default is None:
-            continue
-        recorded = default if recorded is None else recorded
-        if _plain(recorded) != _plain(described.get(key)):
+        recorded = default if embedding.get(key) is None else embedding[key]
+        if recorded is not None and _plain(recorded) != _plain(described.get(key)):
             raise _refuse_field(model_dir, key, recorded, described.get(key), "the embedder rebuilt from it")
 
 
-def _known_file_if_moved(weights: str, expected_sha: str) -> str:
-    """A recorded weights file that is not at its recorded path, found again by content where featurekit knows it.
-
-    Caches record weight files by absolute path; a checkout that moved (or the shipped MobileNet file of
-    another installation) then still names the same bytes, which the weights records locate here.
-    """
-    from featurekit.backbones.weights import record_for_sha256, record_path
-
-    if weights in ("none", "imagenet", "default") or not expected_sha or Path(weights).exists():
-        return weights
-    record = record_for_sha256(expected_sha)
-    if record is not None and record_path(record).is_file():
-        return str(record_path(record))
-    return weights
-
-
 def embedder_for(embedding: dict[str, Any]):
-    """Rebuild the embedder that made a model's cache; refuse when its weights cannot be had as they were."""
+    """Rebuild the embedder that made a model's cache; refuse when its weights cannot be had as they were.
+
+    Caches record weight files by absolute path; a recorded file that is not at its path (a checkout that
+    moved, or the shipped MobileNet file of another installation) is found again by its content where the
+    weights records know it.
+    """
     from featurekit.backbones import get_spec
+    from featurekit.backbones.weights import record_for_sha256, record_path
 
     spec = get_spec(str(embedding.get("backbone") or ""))
     weights = embedding.get("weights") or "none"
     expected_sha = embedding.get("weights_sha256") or ""
-    weights = _known_file_if_moved(weights, expected_sha)
+    if weights not in ("none", "imagenet", "default") and expected_sha and not Path(weights).exists():
+        record = record_for_sha256(expected_sha)
+        weights = str(record_path(record)) if record is not None and record_path(record).is_file() else weights
     if weights not in ("none", "imagenet") and Path(weights).exists() and expected_sha:
         if file_sha256(weights) != expected_sha:
             raise FeaturekitError(

@@ -54,25 +54,11 @@ class Degradation:
 
     kind: str
     grammar: str  # how a step is written, for the grammar in messages: "jpeg:Q (quality 1-100)"
-    lowest: float  # a fixed value must lie above it (or at it, when `lowest_included`)
-    highest: float
     meaning: str  # the bounds in words, for the grammar and for refusals
+    within_bounds: Callable[[float, float, bool], bool]  # (low, high, is a range) -> allowed
     apply: Callable[[Any, float], Any]  # (RGB Pillow image, value) -> RGB Pillow image
-    whole_numbers: bool = False
-    lowest_included: bool = False  # a fixed value may equal `lowest`
-    range_may_start_at_lowest: bool = False  # a range may start at `lowest` (blur 0-3: CNNDetection)
+    whole_numbers: bool = False  # values are whole numbers, and a range draws its two ends too
     scales_by: bool = False  # the value multiplies the image's width and height
-
-    def within_bounds(self, low: float, high: float, ranged: bool) -> bool:
-        if self.whole_numbers and any(value != int(value) for value in (low, high)):
-            return False
-        open_low = not (self.lowest_included or (ranged and self.range_may_start_at_lowest))
-        return (low > self.lowest if open_low else low >= self.lowest) and high <= self.highest
-
-    def draw(self, low: float, high: float, rng: np.random.Generator) -> float:
-        if self.whole_numbers:
-            return float(rng.integers(int(low), int(high) + 1))
-        return float(rng.uniform(low, high))
 
 
 def _jpeg(image: Any, quality: float) -> Any:
@@ -106,13 +92,12 @@ def _resize(image: Any, factor: float) -> Any:
 
 
 DEGRADATIONS: dict[str, Degradation] = {entry.kind: entry for entry in (
-    Degradation("jpeg", "jpeg:Q (quality 1-100)", 1, 100, "a JPEG quality, a whole number from 1 to 100", _jpeg,
-                whole_numbers=True, lowest_included=True),
-    Degradation("blur", "blur:SIGMA (> 0)", 0, 64,
-                "a Gaussian sigma in pixels, above 0 and at most 64 (a range may start at 0)", _blur,
-                range_may_start_at_lowest=True),
-    Degradation("resize", "resize:F (0 < F <= 4)", 0, 4, "a scale factor above 0 and at most 4", _resize,
-                scales_by=True),
+    Degradation("jpeg", "jpeg:Q (quality 1-100)", "a JPEG quality, a whole number from 1 to 100",
+                lambda low, high, ranged: 1 <= low and high <= 100, _jpeg, whole_numbers=True),
+    Degradation("blur", "blur:SIGMA (> 0)", "a Gaussian sigma in pixels, above 0 and at most 64 (a range may "
+                "start at 0)", lambda low, high, ranged: (low >= 0 if ranged else low > 0) and high <= 64, _blur),
+    Degradation("resize", "resize:F (0 < F <= 4)", "a scale factor above 0 and at most 4",
+                lambda low, high, ranged: low > 0 and high <= 4, _resize, scales_by=True),
 )}
 # A chain longer than this is a typo or an attack (`resize:4` five times asked for 1,024 times the pixels).
 MAX_VIEW_STEPS = 8
@@ -147,7 +132,9 @@ class ViewStep:
         """The fixed value, or one drawn for this image (whole-number kinds include both ends)."""
         if not self.is_random:
             return self.low
-        return DEGRADATIONS[self.kind].draw(self.low, self.high, rng)
+        if DEGRADATIONS[self.kind].whole_numbers:
+            return float(rng.integers(int(self.low), int(self.high) + 1))
+        return float(rng.uniform(self.low, self.high))
 
 
 @dataclass(frozen=True)
@@ -191,8 +178,7 @@ class View:
             value = step.value(rng)
             entry = DEGRADATIONS[step.kind]
             if entry.scales_by and max_pixels is not None:
-                width, height = image.size
-                pixels = round(width * value) * round(height * value)
+                pixels = round(image.width * value) * round(image.height * value)
                 if pixels > max_pixels:
                     raise ImageDecodeError(f"the view {self.name} would enlarge the image to {pixels:,} pixels, more "
                                            f"than `max_pixels` {max_pixels:,}")
@@ -252,7 +238,8 @@ def _parse_step(text: str, part: str) -> ViewStep:
     low = float(match["low"])
     ranged = match["high"] is not None
     high = float(match["high"]) if ranged else low
-    if not entry.within_bounds(low, high, ranged):
+    whole = not entry.whole_numbers or (low.is_integer() and high.is_integer())
+    if not (whole and entry.within_bounds(low, high, ranged)):
         raise _refuse(text, f"{kind} takes {entry.meaning}")
     if ranged and high <= low:
         raise _refuse(text, f"the range {match['low']}-{match['high']} of {kind} must rise (LOW-HIGH, LOW < HIGH)")
@@ -266,11 +253,9 @@ def parse_views(texts: str | list[str] | tuple[str, ...] | None) -> list[View | 
     """
     if texts is None:
         return []
-    items = [texts] if isinstance(texts, (str, View)) else list(texts)
     views: dict[str, View | None] = {}
-    for item in items:
-        view = parse_view(item)
-        views.setdefault(view.name if view else "", view)
+    for view in map(parse_view, [texts] if isinstance(texts, (str, View)) else texts):
+        views.setdefault(view_name(view), view)
     return list(views.values())
 
 
@@ -301,10 +286,8 @@ class ViewDecoder:
 
     def key(self, path: str | Path) -> str:
         """The image's path relative to the data folder (absolute when it lies elsewhere), POSIX separators."""
-        try:
-            return Path(path).relative_to(self.root).as_posix() if self.root else Path(path).as_posix()
-        except ValueError:
-            return Path(path).as_posix()
+        path = Path(path)
+        return (path.relative_to(self.root) if self.root and path.is_relative_to(self.root) else path).as_posix()
 
     def size_error(self, key: str, size: tuple[int, int]) -> FeaturekitError:
         """The refusal of an image not stored at `stored_size`."""
