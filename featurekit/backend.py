@@ -107,18 +107,13 @@ def seeded(seed: int) -> Iterator[None]:
 @lru_cache(maxsize=1)
 def cpu_info() -> dict[str, object]:
     """The CPU's model name and flags from /proc/cpuinfo (empty where there is none, e.g. macOS)."""
-    model, flags = "", set()
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "model name" and not model:
-                    model = value.strip()
-                elif key in ("flags", "Features") and not flags:
-                    flags = set(value.split())
+            fields = [(key.strip(), value.strip()) for key, _, value in (line.partition(":") for line in handle)]
     except OSError:
-        pass
+        fields = []
+    model = next((value for key, value in fields if key == "model name" and value), "")
+    flags = next((value.split() for key, value in fields if key in ("flags", "Features") and value), [])
     return {"model": model, "flags": frozenset(flags)}
 
 

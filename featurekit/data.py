@@ -42,15 +42,11 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 SPLITS = ("train", "valid", "test")
 SPLIT_ALIASES = {"train": "train", "valid": "valid", "val": "valid", "validation": "valid", "test": "test"}
 DEFAULT_SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
-# With classes real/fake the generated images are what a forensic tool detects: label 1 (any case).
-POSITIVE_CLASS_NAMES = ("fake",)
-NEGATIVE_CLASS_NAMES = ("real",)
 # Largest image decoded, in pixels. 64 megapixels holds every camera photo in common use (50-61 MP sensors)
 # and is 1,000 times a 256x256 face; its RGB decode takes 192 MB, so a few decoder threads stay within a
 # laptop's memory. A file declaring more (a "decompression bomb": a 20000x20000 PNG is a few kilobytes that
 # decode to 1.2 GB) is skipped before a byte of it is decoded. Pillow's own global limit is left alone.
 DEFAULT_MAX_PIXELS = 64_000_000
-NON_UTF8_NAME = "file name is not valid UTF-8 (rename the file)"
 
 
 @dataclass(frozen=True)
@@ -120,7 +116,7 @@ def order_class_names(names: list[str]) -> tuple[str, ...]:
     ordered = sorted(names, key=lambda name: (name.casefold(), name))
     if len(ordered) == 2:
         folded = [name.casefold() for name in ordered]
-        if folded[0] in POSITIVE_CLASS_NAMES or folded[1] in NEGATIVE_CLASS_NAMES:
+        if folded[0] == "fake" or folded[1] == "real":  # generated images are what a forensic tool detects
             ordered.reverse()
     return tuple(ordered)
 
@@ -414,7 +410,7 @@ def decode_rgb(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS)
 
     _check_max_pixels(max_pixels)
     if not is_utf8_name(os.path.basename(path)):  # the scan ignores such files; their folders may be anything
-        raise ImageDecodeError(NON_UTF8_NAME)
+        raise ImageDecodeError("file name is not valid UTF-8 (rename the file)")
     try:
         info = os.stat(path)
         if stat.S_ISDIR(info.st_mode):

@@ -44,15 +44,6 @@ def fsync_dir(directory: str | Path) -> None:
         fsync_path(directory)
 
 
-def discard_temporaries(path: str | Path) -> list[Path]:
-    """Remove the temporaries that killed writers left beside `path` (names made by `temporary_sibling`).
-
-    Call it only while holding the lock that guards `path`: then no live writer owns such a file, so
-    every one of ours is removed whatever its PID (see `discard_stale_temporaries`).
-    """
-    return discard_stale_temporaries(path, lock_held=True)
-
-
 # What an OSError while writing means for the user, and what to do about it (errno -> problem, fix).
 _STORAGE_PROBLEMS = {
     errno.ENOSPC: ("the disk is full", "Free some space on that disk (or write to another one)"),
@@ -141,9 +132,7 @@ class NewFileSink:
         self._position += len(view)
         return len(view)
 
-    def read(self, size: int = -1) -> bytes:
-        if size < 0:
-            size = max(0, os.fstat(self._fd).st_size - self._position)
+    def read(self, size: int) -> bytes:  # h5py reads through `readinto`, but takes only objects with a `read`
         buffer = bytearray(size)
         self.readinto(buffer)
         return bytes(buffer)

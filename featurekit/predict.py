@@ -124,14 +124,11 @@ def check_fitted_record(model_dir: str | Path, meta: dict[str, Any], estimator: 
     if meta.get("cache") and cache_path.is_file():
         with open_cache(cache_path) as cache:
             attrs, fingerprint, class_names = cache.attrs, cache.fingerprint, cache.class_names
-        if meta.get("cache_fingerprint") != fingerprint:
-            raise _refuse_field(model_dir, "cache_fingerprint", meta.get("cache_fingerprint"), fingerprint,
-                                f"cache {cache_path}")
-        if "class_names" in meta and meta["class_names"] != class_names:
-            raise _refuse_field(model_dir, "class_names", meta["class_names"], class_names, f"its cache {cache_path}")
-        for key, recorded in embedding.items():
-            if key in attrs and _plain(recorded) != _plain(attrs[key]):
-                raise _refuse_field(model_dir, key, recorded, attrs[key], f"its cache {cache_path}")
+        in_cache = [(key, value, attrs[key]) for key, value in embedding.items() if key in attrs]
+        for field, recorded, actual in [("cache_fingerprint", meta.get("cache_fingerprint"), fingerprint),
+                                        ("class_names", meta.get("class_names", class_names), class_names), *in_cache]:
+            if _plain(recorded) != _plain(actual):
+                raise _refuse_field(model_dir, field, recorded, actual, f"its cache {cache_path}")
         return
     # The cache is not here: the record must still give the fingerprint of the cache the model was fitted on.
     if all(key in embedding for key in ("data_fingerprint", "n_rows", "feature_dim")) and meta.get("cache_fingerprint"):
@@ -218,12 +215,9 @@ def predict(model_dir: str | Path, inputs: list[str | Path], batch_size: int = 3
     rows: list[dict[str, Any]] = []
     for path, problem in entries:
         p_fake, reason = (None, problem) if problem else next(scored)
-        row = {"path": printable_path(str(path)), "p_fake": p_fake, "label": None, "threshold": threshold}
-        if p_fake is None:
-            row["error"] = reason or "not decoded"
-        else:
-            row["label"] = class_names[int(p_fake >= threshold)]
-        rows.append(row)
+        label = None if p_fake is None else class_names[int(p_fake >= threshold)]
+        rows.append({"path": printable_path(str(path)), "p_fake": p_fake, "label": label, "threshold": threshold,
+                     **({"error": reason or "not decoded"} if p_fake is None else {})})
     return rows
 
 
