@@ -268,9 +268,8 @@ def _class_groups(root: Path, scan: _Scan) -> tuple[str, list[tuple[str | None, 
 
 def _class_names(groups: list[tuple[str | None, Path]], root: Path, scan: _Scan) -> tuple[str, ...]:
     """The two class names in label order (case-insensitive: the first spelling in sorted order is shown)."""
-    spellings: dict[str, str] = {}
-    for _, class_dir in sorted(groups, key=lambda group: group[1].name):
-        spellings.setdefault(class_dir.name.casefold(), class_dir.name)
+    by_name = sorted(groups, key=lambda group: group[1].name, reverse=True)  # the first spelling is written last
+    spellings = {class_dir.name.casefold(): class_dir.name for _, class_dir in by_name}
     class_names = order_class_names(list(spellings.values()))
     if len(class_names) != 2:
         found = ", ".join(class_names) or "none"

@@ -268,9 +268,7 @@ def check_output_file(path: str | Path, ours: Callable[[Path], bool] | None = No
     """
     path = Path(path)
     refuse_unless_ours(path, ours or is_regular_file)
-    existing = path.parent
-    while not os.path.lexists(existing) and existing != existing.parent:
-        existing = existing.parent
+    existing = next(folder for folder in path.parents if os.path.lexists(folder))  # "." or "/" at last
     if not existing.is_dir():
         raise storage_error(OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)), f"write {path.name}", path)
     if not os.access(existing, os.W_OK | os.X_OK):

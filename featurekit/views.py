@@ -207,12 +207,10 @@ def parse_view(text: str | View | None) -> View | None:
     body = text.strip().lower()
     if body in NO_VIEW:
         return None
-    seed = 0
-    if "@" in body:
-        body, _, seed_text = body.partition("@")
-        if not seed_text.isdigit() or int(seed_text) >= 2**32:
-            raise _refuse(text, f"the seed after @ must be a whole number below 2**32, not {seed_text!r}")
-        seed = int(seed_text)
+    body, seeded, seed_text = body.partition("@")
+    if seeded and (not seed_text.isdigit() or int(seed_text) >= 2**32):
+        raise _refuse(text, f"the seed after @ must be a whole number below 2**32, not {seed_text!r}")
+    seed = int(seed_text) if seeded else 0
     if not body:
         raise _refuse(text, "it names no degradation")
     parts = body.split("+")
