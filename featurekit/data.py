@@ -124,8 +124,7 @@ def order_class_names(names: list[str]) -> tuple[str, ...]:
 def printable_path(path: str | os.PathLike) -> str:
     """A path as text that can always be shown and stored: bytes that are not UTF-8 become `\\xe9` escapes,
     control characters (a newline in a name) their escapes too."""
-    raw = os.fsencode(path)
-    text = raw.decode("utf-8", errors="backslashreplace")
+    text = os.fsencode(path).decode("utf-8", errors="backslashreplace")
     return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
 
 
