@@ -67,6 +67,4 @@ def stderr_without_backend_noise() -> Iterator[None]:
             os.dup2(saved, 2)
             os.close(saved)
             captured.seek(0)
-            kept = b"".join(line for line in captured if not _NOISE.match(line))
-            if kept:
-                os.write(2, kept)
+            os.write(2, b"".join(line for line in captured if not _NOISE.match(line)))

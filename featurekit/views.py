@@ -86,8 +86,7 @@ def _blur(image: Any, sigma: float) -> Any:
 def _resize(image: Any, factor: float) -> Any:
     from PIL import Image
 
-    width, height = image.size
-    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
     return image if size == image.size else image.resize(size, Image.Resampling.BILINEAR)
 
 
