@@ -146,7 +146,8 @@ _READ_PROBLEMS = {PermissionError: "cannot read the file: permission denied",
 
 def read_problem(error: OSError) -> str:
     """Why a file could not be read, in the words the scan and the decoder both use (so they agree)."""
-    return _READ_PROBLEMS.get(type(error), f"cannot read the file: {error.strerror or error}")
+    known = (text for kind, text in _READ_PROBLEMS.items() if isinstance(error, kind))
+    return next(known, f"cannot read the file: {error.strerror or error}")
 
 
 @dataclass
