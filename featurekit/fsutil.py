@@ -23,6 +23,7 @@ from typing import Any
 
 from featurekit.errors import FeaturekitError
 
+
 def temporary_sibling(path: str | Path, tag: str = "tmp") -> Path:
     """A fresh, unused name beside `path` (same folder, so a rename into `path` is atomic)."""
     path = Path(path)
