@@ -123,9 +123,9 @@ class ViewStep:
     def is_random(self) -> bool:
         return self.high != self.low
 
-    @property
-    def text(self) -> str:
-        return f"{self.kind}:{self.low:g}" + (f"-{self.high:g}" if self.is_random else "")
+    def text(self, after_kind: str = ":", to: str = "-") -> str:
+        """`jpeg:50`, `jpeg:30-100`; with other separators the file-name form (`jpeg30to100`)."""
+        return f"{self.kind}{after_kind}{self.low:g}" + (f"{to}{self.high:g}" if self.is_random else "")
 
     def value(self, rng: np.random.Generator) -> float:
         """The fixed value, or one drawn for this image (whole-number kinds include both ends)."""
@@ -150,15 +150,13 @@ class View:
     @property
     def name(self) -> str:
         """Canonical text, recorded in the cache: `jpeg:50+blur:1`, or with its seed when it draws `jpeg:30-100@0`."""
-        text = "+".join(step.text for step in self.steps)
+        text = "+".join(step.text() for step in self.steps)
         return f"{text}@{self.seed}" if self.is_random else text
 
     @property
     def slug(self) -> str:
         """The name as a file-name part: `jpeg50-blur1`, `jpeg30to100-s0`, `blur0.5`."""
-        parts = [f"{step.kind}{step.low:g}" + (f"to{step.high:g}" if step.is_random else "")
-                 for step in self.steps]
-        return "-".join(parts) + (f"-s{self.seed}" if self.is_random else "")
+        return "-".join(step.text("", "to") for step in self.steps) + (f"-s{self.seed}" if self.is_random else "")
 
     def rng_for(self, key: str) -> np.random.Generator:
         """The generator of one image: a function of this view (with its seed) and the image's key only."""
