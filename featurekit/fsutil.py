@@ -352,15 +352,13 @@ def discard_stale_temporaries(path: str | Path, tags: tuple[str, ...] = ("tmp",)
         found = _TEMPORARY_NAME.match(entry.name)
         if not found or found["name"] != path.name or found["tag"] not in tags:
             continue
-        try:
+        with suppress(OSError):  # gone meanwhile, or not ours to remove: left as it is
             info = entry.stat(follow_symlinks=False)
             if info.st_uid != os.getuid() or stat.S_ISLNK(info.st_mode):
                 continue
             if lock_held or _process_is_gone(int(found["pid"])):
                 shutil.rmtree(entry.path) if stat.S_ISDIR(info.st_mode) else os.unlink(entry.path)
                 removed.append(Path(entry.path))
-        except OSError:
-            continue
     return removed
 
 
