@@ -30,8 +30,6 @@ from featurekit.errors import refuse_unknown
 DTYPE_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 # CPU flags (Linux /proc/cpuinfo names) of native bfloat16 arithmetic: AVX512-BF16 dot products, AMX tiles.
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
-# The Python module behind each Keras backend, for version records.
-BACKEND_MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch", "numpy": "numpy", "openvino": "openvino"}
 
 
 def active_backend() -> str:
@@ -49,12 +47,10 @@ def backend_versions() -> dict[str, str]:
     keras = sys.modules.get("keras")
     if keras is None:
         return {}
-    backend = keras.backend.backend()
-    versions = {"keras": keras.__version__, "keras_backend": backend}
-    module = sys.modules.get(BACKEND_MODULES.get(backend, backend))
-    if module is not None and hasattr(module, "__version__"):
-        versions[BACKEND_MODULES.get(backend, backend)] = module.__version__
-    return versions
+    backend = keras.backend.backend()  # also the name of its Python module ("tensorflow", "jax", "torch", ...)
+    module = sys.modules.get(backend)
+    return {"keras": keras.__version__, "keras_backend": backend,
+            **({backend: module.__version__} if hasattr(module, "__version__") else {})}
 
 
 @contextmanager
@@ -111,18 +107,13 @@ def seeded(seed: int) -> Iterator[None]:
 @lru_cache(maxsize=1)
 def cpu_info() -> dict[str, object]:
     """The CPU's model name and flags from /proc/cpuinfo (empty where there is none, e.g. macOS)."""
-    model, flags = "", set()
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "model name" and not model:
-                    model = value.strip()
-                elif key in ("flags", "Features") and not flags:
-                    flags = set(value.split())
+            fields = [(key.strip(), value.strip()) for key, _, value in (line.partition(":") for line in handle)]
     except OSError:
-        pass
+        fields = []
+    model = next((value for key, value in fields if key == "model name" and value), "")
+    flags = next((value.split() for key, value in fields if key in ("flags", "Features") and value), [])
     return {"model": model, "flags": frozenset(flags)}
 
 

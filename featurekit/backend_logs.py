@@ -23,7 +23,6 @@ from typing import Iterator
 QUIET_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3", "ABSL_MIN_LOG_LEVEL": "3", "GRPC_VERBOSITY": "ERROR"}
 # absl/glog line prefixes ("I0000 00:00:1796.25 17561 cudart_stub.cc:31] ..."), and absl's notice before them.
 _NOISE = re.compile(rb"^([IWEF]\d{4} \d\d:\d\d:[\d.]+\s+\d+ [\w.]+:\d+\] |WARNING: All log messages before absl::)")
-_NOISY_MODULES = ("tensorflow",)
 
 
 def quiet_backends() -> None:
@@ -38,7 +37,7 @@ class _QuietImport(importlib.abc.MetaPathFinder):
     """Runs the first import of TensorFlow with its start-up lines filtered out of stderr."""
 
     def find_spec(self, name, path=None, target=None):
-        if name not in _NOISY_MODULES or name in sys.modules:
+        if name != "tensorflow" or name in sys.modules:
             return None
         sys.meta_path.remove(self)  # once: later imports are plain, and find_spec below finds the real one
         spec = importlib.util.find_spec(name)
@@ -68,6 +67,4 @@ def stderr_without_backend_noise() -> Iterator[None]:
             os.dup2(saved, 2)
             os.close(saved)
             captured.seek(0)
-            kept = b"".join(line for line in captured if not _NOISE.match(line))
-            if kept:
-                os.write(2, kept)
+            os.write(2, b"".join(line for line in captured if not _NOISE.match(line)))

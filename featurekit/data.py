@@ -23,6 +23,7 @@ EXIF orientation applied), so the same rules serve extraction, training and pred
 
 from __future__ import annotations
 
+import bisect
 import errno
 import hashlib
 import os
@@ -41,15 +42,11 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 SPLITS = ("train", "valid", "test")
 SPLIT_ALIASES = {"train": "train", "valid": "valid", "val": "valid", "validation": "valid", "test": "test"}
 DEFAULT_SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
-# With classes real/fake the generated images are what a forensic tool detects: label 1 (any case).
-POSITIVE_CLASS_NAMES = ("fake",)
-NEGATIVE_CLASS_NAMES = ("real",)
 # Largest image decoded, in pixels. 64 megapixels holds every camera photo in common use (50-61 MP sensors)
 # and is 1,000 times a 256x256 face; its RGB decode takes 192 MB, so a few decoder threads stay within a
 # laptop's memory. A file declaring more (a "decompression bomb": a 20000x20000 PNG is a few kilobytes that
 # decode to 1.2 GB) is skipped before a byte of it is decoded. Pillow's own global limit is left alone.
 DEFAULT_MAX_PIXELS = 64_000_000
-NON_UTF8_NAME = "file name is not valid UTF-8 (rename the file)"
 
 
 @dataclass(frozen=True)
@@ -81,10 +78,8 @@ class ImageFolder:
 
     def fingerprint(self) -> str:
         """sha256 over (path, label, split, sha256) of every sample: the identity of the image set."""
-        digest = hashlib.sha256()
-        for s in self.samples:
-            digest.update(f"{s.path}\t{s.label}\t{s.split}\t{s.sha256}\n".encode())
-        return digest.hexdigest()
+        lines = "".join(f"{s.path}\t{s.label}\t{s.split}\t{s.sha256}\n" for s in self.samples)
+        return hashlib.sha256(lines.encode()).hexdigest()
 
     def split_counts(self) -> dict[str, dict[str, int]]:
         counts = {split: {name: 0 for name in self.class_names} for split in SPLITS}
@@ -100,11 +95,7 @@ def hash_split(relative_path: str, fractions: tuple[float, float, float] = DEFAU
     `fractions` are checked by `scan_image_folder`.
     """
     value = int.from_bytes(hashlib.sha256(relative_path.encode("utf-8")).digest()[:8], "big") / 2**64
-    if value < fractions[0]:
-        return "train"
-    if value < fractions[0] + fractions[1]:
-        return "valid"
-    return "test"
+    return SPLITS[bisect.bisect_right((fractions[0], fractions[0] + fractions[1]), value)]
 
 
 def _check_fractions(fractions: tuple[float, ...]) -> None:
@@ -125,7 +116,7 @@ def order_class_names(names: list[str]) -> tuple[str, ...]:
     ordered = sorted(names, key=lambda name: (name.casefold(), name))
     if len(ordered) == 2:
         folded = [name.casefold() for name in ordered]
-        if folded[0] in POSITIVE_CLASS_NAMES or folded[1] in NEGATIVE_CLASS_NAMES:
+        if folded[0] == "fake" or folded[1] == "real":  # generated images are what a forensic tool detects
             ordered.reverse()
     return tuple(ordered)
 
@@ -133,8 +124,7 @@ def order_class_names(names: list[str]) -> tuple[str, ...]:
 def printable_path(path: str | os.PathLike) -> str:
     """A path as text that can always be shown and stored: bytes that are not UTF-8 become `\\xe9` escapes,
     control characters (a newline in a name) their escapes too."""
-    raw = os.fsencode(path)
-    text = raw.decode("utf-8", errors="backslashreplace")
+    text = os.fsencode(path).decode("utf-8", errors="backslashreplace")
     return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
 
 
@@ -150,25 +140,24 @@ def is_utf8_name(path: str | os.PathLike) -> bool:
     return True
 
 
+_READ_PROBLEMS = {PermissionError: "cannot read the file: permission denied",
+                  IsADirectoryError: "a folder, not an image file", FileNotFoundError: "the file disappeared"}
+
+
 def read_problem(error: OSError) -> str:
     """Why a file could not be read, in the words the scan and the decoder both use (so they agree)."""
-    if isinstance(error, PermissionError):
-        return "cannot read the file: permission denied"
-    if isinstance(error, IsADirectoryError):
-        return "a folder, not an image file"
-    if isinstance(error, FileNotFoundError):
-        return "the file disappeared"
-    return f"cannot read the file: {error.strerror or error}"
+    known = (text for kind, text in _READ_PROBLEMS.items() if isinstance(error, kind))
+    return next(known, f"cannot read the file: {error.strerror or error}")
 
 
+@dataclass
 class _Scan:
     """What one scan of a data folder has seen: the folders entered (by device and inode, so a folder reached
     twice through links, or a link loop, is entered once) and what it did not take, with the reason."""
 
-    def __init__(self, root: Path):
-        self.root = root
-        self.entered: set[tuple[int, int]] = set()
-        self.ignored: list[tuple[str, str]] = []
+    root: Path
+    entered: set[tuple[int, int]] = field(default_factory=set)
+    ignored: list[tuple[str, str]] = field(default_factory=list)
 
     def relative(self, path: Path) -> str:
         return printable_path(path.relative_to(self.root).as_posix())
@@ -186,7 +175,7 @@ class _Scan:
                             folder=True)
                 return None
             self.entered.add(key)
-            return sorted(os.scandir(directory), key=lambda entry: os.fsencode(entry.name))
+            return _sorted_entries(directory)
         except OSError as error:
             self.ignore(directory, f"cannot list the folder: {error.strerror or error}", folder=True)
             return None
@@ -194,25 +183,34 @@ class _Scan:
     def files(self, directory: Path) -> Iterator[Path]:
         """Regular files below `directory` in sorted order, through symbolic links to files and folders
         wherever they point (reading through a link is harmless); whatever is not taken goes to `ignored`."""
-        for entry in self.enter(directory) or []:
-            if entry.name.startswith("."):
-                continue
+        for entry, kind, problem in _classified(self.enter(directory) or []):
             path = Path(entry.path)
             if not is_utf8_name(entry.name):
                 kind = "folder" if entry.is_dir(follow_symlinks=False) else "file"
                 self.ignore(path, f"{kind} name is not valid UTF-8 (rename the {kind})")
-                continue
-            try:
-                kind, problem = _classify(entry)
-            except OSError as error:
-                self.ignore(path, read_problem(error))
-                continue
-            if problem:
+            elif problem:
                 self.ignore(path, problem)
             elif kind == "folder":
                 yield from self.files(path)
             else:
                 yield path
+
+
+def _sorted_entries(directory: Path) -> list[os.DirEntry]:
+    return sorted(os.scandir(directory), key=lambda entry: os.fsencode(entry.name))
+
+
+def _classified(entries: list[os.DirEntry]) -> Iterator[tuple[os.DirEntry, str, str | None]]:
+    """(entry, kind, why it is not taken) of every entry not hidden (a dot name), as `_classify` says; an entry
+    that cannot even be inspected is "broken", with the reason the decoder would give."""
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        try:
+            kind, problem = _classify(entry)
+        except OSError as error:
+            kind, problem = "broken", read_problem(error)
+        yield entry, kind, problem
 
 
 def _classify(entry: os.DirEntry) -> tuple[str, str | None]:
@@ -242,27 +240,19 @@ def _classify(entry: os.DirEntry) -> tuple[str, str | None]:
 def _folders(directory: Path, scan: _Scan) -> list[Path]:
     """The subfolders of a data folder (or of a split folder), through symbolic links to folders too."""
     try:
-        entries = sorted(os.scandir(directory), key=lambda entry: os.fsencode(entry.name))
+        entries = _sorted_entries(directory)
     except OSError as error:
         raise FeaturekitError(f"The data folder cannot be listed ({error.strerror or error}).",
                               received=given("data", printable_path(directory)),
                               fix="Make the folder readable for this user.") from None
     found = []
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue
-        path = Path(entry.path)
-        try:
-            kind, problem = _classify(entry)
-        except OSError as error:
-            scan.ignore(path, read_problem(error))
-            continue
+    for entry, kind, problem in _classified(entries):
         if kind == "folder" and not is_utf8_name(entry.name):
-            scan.ignore(path, "folder name is not valid UTF-8 (rename the folder)")
+            scan.ignore(Path(entry.path), "folder name is not valid UTF-8 (rename the folder)")
         elif kind == "folder":
-            found.append(path)
+            found.append(Path(entry.path))
         elif kind == "broken":  # files beside the class folders are not images of a class
-            scan.ignore(path, problem or "")
+            scan.ignore(Path(entry.path), problem or "")
     return found
 
 
@@ -278,9 +268,8 @@ def _class_groups(root: Path, scan: _Scan) -> tuple[str, list[tuple[str | None, 
 
 def _class_names(groups: list[tuple[str | None, Path]], root: Path, scan: _Scan) -> tuple[str, ...]:
     """The two class names in label order (case-insensitive: the first spelling in sorted order is shown)."""
-    spellings: dict[str, str] = {}
-    for _, class_dir in sorted(groups, key=lambda group: group[1].name):
-        spellings.setdefault(class_dir.name.casefold(), class_dir.name)
+    by_name = sorted(groups, key=lambda group: group[1].name, reverse=True)  # the first spelling is written last
+    spellings = {class_dir.name.casefold(): class_dir.name for _, class_dir in by_name}
     class_names = order_class_names(list(spellings.values()))
     if len(class_names) != 2:
         found = ", ".join(class_names) or "none"
@@ -416,11 +405,11 @@ def decode_rgb(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS)
     Raises:
         ImageDecodeError: as `load_image`.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     _check_max_pixels(max_pixels)
     if not is_utf8_name(os.path.basename(path)):  # the scan ignores such files; their folders may be anything
-        raise ImageDecodeError(NON_UTF8_NAME)
+        raise ImageDecodeError("file name is not valid UTF-8 (rename the file)")
     try:
         info = os.stat(path)
         if stat.S_ISDIR(info.st_mode):
@@ -435,7 +424,8 @@ def decode_rgb(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS)
                 raise ImageDecodeError(_too_large(width * height, max_pixels))
             image.seek(0)
             image.load()  # forces a full decode: truncated files fail here, not later
-            return _to_rgb(_upright(image))
+            ImageOps.exif_transpose(image, in_place=True)  # upright as a viewer shows it (photos stored sideways)
+            return _to_rgb(image)
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as error:
@@ -445,12 +435,9 @@ def decode_rgb(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS)
         raise ImageDecodeError("not an image Pillow can identify") from error
     except Image.DecompressionBombWarning as error:  # only raised when warnings are turned into errors
         raise ImageDecodeError(f"image too large to decode safely ({error})") from error
-    except OSError as error:
-        if error.errno is not None:  # the operating system refused: permissions, a folder, a vanished file
-            raise ImageDecodeError(read_problem(error)) from error
-        raise ImageDecodeError(f"corrupt or truncated image ({error})") from error  # Pillow's own OSErrors
-    except (ValueError, SyntaxError, EOFError) as error:  # how Pillow signals other corruption
-        raise ImageDecodeError(f"corrupt or truncated image ({error})") from error
+    except (OSError, ValueError, SyntaxError, EOFError) as error:  # how Pillow signals corruption
+        refused = getattr(error, "errno", None) is not None  # the system refused: permissions, a folder, gone
+        raise ImageDecodeError(read_problem(error) if refused else f"corrupt or truncated image ({error})") from error
     except MemoryError as error:
         raise ImageDecodeError("not enough memory to decode this image") from error
 
@@ -481,15 +468,6 @@ def _too_large(pixels: int | None, max_pixels: int | None) -> str:
         return (f"image too large to decode safely: {size}, more than `max_pixels` {max_pixels:,} "
                 "(raise it to read this file)")
     return f"image too large to decode safely: {size}, more than Pillow's limit (PIL.Image.MAX_IMAGE_PIXELS)"
-
-
-def _upright(image):
-    """The image as a viewer shows it: EXIF orientation (camera photos stored sideways) applied."""
-    from PIL import ImageOps
-
-    if image.getexif().get(0x0112, 1) not in (1, None):  # 0x0112: Orientation
-        image = ImageOps.exif_transpose(image)
-    return image
 
 
 def _to_rgb(image):

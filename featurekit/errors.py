@@ -47,13 +47,8 @@ class WeightsUnavailableError(FeaturekitError):
 
 
 def join_parts(problem: str, received: str | None, fix: str | None) -> str:
-    """The message of an error: problem, "Received: ...", fix."""
-    parts = [problem]
-    if received:
-        parts.append(f"Received: {received}.")
-    if fix:
-        parts.append(fix)
-    return " ".join(parts)
+    """The message of an error: problem, "Received: ...", fix (the parts that are given)."""
+    return " ".join(filter(None, (problem, received and f"Received: {received}.", fix)))
 
 
 def given(parameter: str, value: object) -> str:

@@ -17,14 +17,11 @@ import secrets
 import shutil
 import stat
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 from featurekit.errors import FeaturekitError
-
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 def temporary_sibling(path: str | Path, tag: str = "tmp") -> Path:
@@ -35,7 +32,7 @@ def temporary_sibling(path: str | Path, tag: str = "tmp") -> Path:
 
 def fsync_path(path: str | Path) -> None:
     """Flush a file's (or a folder's) contents to disk."""
-    fd = os.open(path, os.O_RDONLY | _CLOEXEC)
+    fd = os.open(path, os.O_RDONLY)  # Python opens every descriptor close-on-exec (PEP 446)
     try:
         os.fsync(fd)
     finally:
@@ -44,19 +41,8 @@ def fsync_path(path: str | Path) -> None:
 
 def fsync_dir(directory: str | Path) -> None:
     """Flush a folder's entries (a rename is durable only once its folder is)."""
-    try:
+    with suppress(OSError):  # some filesystems refuse fsync on folders; the rename itself stays atomic
         fsync_path(directory)
-    except OSError:  # some filesystems refuse fsync on folders; the rename itself stays atomic
-        pass
-
-
-def discard_temporaries(path: str | Path) -> list[Path]:
-    """Remove the temporaries that killed writers left beside `path` (names made by `temporary_sibling`).
-
-    Call it only while holding the lock that guards `path`: then no live writer owns such a file, so
-    every one of ours is removed whatever its PID (see `discard_stale_temporaries`).
-    """
-    return discard_stale_temporaries(path, lock_held=True)
 
 
 # What an OSError while writing means for the user, and what to do about it (errno -> problem, fix).
@@ -109,7 +95,7 @@ def make_folder(directory: str | Path, action: str, then: str = "", exist_ok: bo
 def open_new_file(path: str | Path, readable: bool = False) -> int:
     """Create `path` for writing, failing if anything (a file, a symlink) is already there. Returns an fd."""
     access = os.O_RDWR if readable else os.O_WRONLY
-    return os.open(path, access | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o644)
+    return os.open(path, access | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
 
 
 class NewFileSink:
@@ -147,9 +133,7 @@ class NewFileSink:
         self._position += len(view)
         return len(view)
 
-    def read(self, size: int = -1) -> bytes:
-        if size < 0:
-            size = max(0, os.fstat(self._fd).st_size - self._position)
+    def read(self, size: int) -> bytes:  # h5py reads through `readinto`, but takes only objects with a `read`
         buffer = bytearray(size)
         self.readinto(buffer)
         return bytes(buffer)
@@ -208,11 +192,10 @@ def atomic_write_bytes(path: str | Path, data: bytes, ours: Callable[[Path], boo
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
-    except OSError as error:
+    except BaseException as error:
         temporary.unlink(missing_ok=True)
-        raise storage_error(error, f"write {path.name}", path) from None
-    except BaseException:
-        temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise storage_error(error, f"write {path.name}", path) from None
         raise
     fsync_dir(path.parent)
     return path
@@ -245,11 +228,7 @@ def commit_file(temporary: str | Path, path: str | Path, ours: Callable[[Path], 
 def is_regular_file(path: str | Path) -> bool:
     """The default marker of an output file the caller named (a report, a table): a regular file, or a
     symbolic link, which the rename replaces without touching its target; never a folder, FIFO or device."""
-    try:
-        mode = os.lstat(path).st_mode
-    except OSError:
-        return False
-    return stat.S_ISREG(mode) or stat.S_ISLNK(mode)
+    return os.path.islink(path) or os.path.isfile(path)  # a link, or (not being one) a regular file
 
 
 def refuse_unless_ours(path: str | Path, ours: Callable[[Path], bool], what: str = "The output") -> None:
@@ -290,9 +269,7 @@ def check_output_file(path: str | Path, ours: Callable[[Path], bool] | None = No
     """
     path = Path(path)
     refuse_unless_ours(path, ours or is_regular_file)
-    existing = path.parent
-    while not os.path.lexists(existing) and existing != existing.parent:
-        existing = existing.parent
+    existing = next(folder for folder in path.parents if os.path.lexists(folder))  # "." or "/" at last
     if not existing.is_dir():
         raise storage_error(OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)), f"write {path.name}", path)
     if not os.access(existing, os.W_OK | os.X_OK):
@@ -375,15 +352,13 @@ def discard_stale_temporaries(path: str | Path, tags: tuple[str, ...] = ("tmp",)
         found = _TEMPORARY_NAME.match(entry.name)
         if not found or found["name"] != path.name or found["tag"] not in tags:
             continue
-        try:
+        with suppress(OSError):  # gone meanwhile, or not ours to remove: left as it is
             info = entry.stat(follow_symlinks=False)
             if info.st_uid != os.getuid() or stat.S_ISLNK(info.st_mode):
                 continue
             if lock_held or _process_is_gone(int(found["pid"])):
                 shutil.rmtree(entry.path) if stat.S_ISDIR(info.st_mode) else os.unlink(entry.path)
                 removed.append(Path(entry.path))
-        except OSError:
-            continue
     return removed
 
 
@@ -428,7 +403,7 @@ def exclusive_lock(lock_path: str | Path, holder_message: str, received: str, fi
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     while True:
         try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC, 0o644)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as error:
             if error.errno == errno.ELOOP:
                 raise FeaturekitError(

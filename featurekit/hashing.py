@@ -6,10 +6,7 @@ import hashlib
 from pathlib import Path
 
 
-def file_sha256(path: str | Path, chunk_size: int = 1 << 20) -> str:
+def file_sha256(path: str | Path) -> str:
     """sha256 of a file's bytes, streamed so large weight files need no memory."""
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()

@@ -124,14 +124,11 @@ def check_fitted_record(model_dir: str | Path, meta: dict[str, Any], estimator: 
     if meta.get("cache") and cache_path.is_file():
         with open_cache(cache_path) as cache:
             attrs, fingerprint, class_names = cache.attrs, cache.fingerprint, cache.class_names
-        if meta.get("cache_fingerprint") != fingerprint:
-            raise _refuse_field(model_dir, "cache_fingerprint", meta.get("cache_fingerprint"), fingerprint,
-                                f"cache {cache_path}")
-        if "class_names" in meta and meta["class_names"] != class_names:
-            raise _refuse_field(model_dir, "class_names", meta["class_names"], class_names, f"its cache {cache_path}")
-        for key, recorded in embedding.items():
-            if key in attrs and _plain(recorded) != _plain(attrs[key]):
-                raise _refuse_field(model_dir, key, recorded, attrs[key], f"its cache {cache_path}")
+        in_cache = [(key, value, attrs[key]) for key, value in embedding.items() if key in attrs]
+        for field, recorded, actual in [("cache_fingerprint", meta.get("cache_fingerprint"), fingerprint),
+                                        ("class_names", meta.get("class_names", class_names), class_names), *in_cache]:
+            if _plain(recorded) != _plain(actual):
+                raise _refuse_field(model_dir, field, recorded, actual, f"its cache {cache_path}")
         return
     # The cache is not here: the record must still give the fingerprint of the cache the model was fitted on.
     if all(key in embedding for key in ("data_fingerprint", "n_rows", "feature_dim")) and meta.get("cache_fingerprint"):
@@ -149,38 +146,27 @@ def check_fitted_record(model_dir: str | Path, meta: dict[str, Any], estimator: 
 def check_embedder_matches(model_dir: str | Path, embedding: dict[str, Any], described: dict[str, Any]) -> None:
     """Refuse when the embedder rebuilt from the record does not describe the embeddings the record names."""
     for key, default in DESCRIBED_KEYS.items():
-        recorded = embedding.get(key)
-        if recorded is None and default is None:
-            continue
-        recorded = default if recorded is None else recorded
-        if _plain(recorded) != _plain(described.get(key)):
+        recorded = default if embedding.get(key) is None else embedding[key]
+        if recorded is not None and _plain(recorded) != _plain(described.get(key)):
             raise _refuse_field(model_dir, key, recorded, described.get(key), "the embedder rebuilt from it")
 
 
-def _known_file_if_moved(weights: str, expected_sha: str) -> str:
-    """A recorded weights file that is not at its recorded path, found again by content where featurekit knows it.
-
-    Caches record weight files by absolute path; a checkout that moved (or the shipped MobileNet file of
-    another installation) then still names the same bytes, which the weights records locate here.
-    """
-    from featurekit.backbones.weights import record_for_sha256, record_path
-
-    if weights in ("none", "imagenet", "default") or not expected_sha or Path(weights).exists():
-        return weights
-    record = record_for_sha256(expected_sha)
-    if record is not None and record_path(record).is_file():
-        return str(record_path(record))
-    return weights
-
-
 def embedder_for(embedding: dict[str, Any]):
-    """Rebuild the embedder that made a model's cache; refuse when its weights cannot be had as they were."""
+    """Rebuild the embedder that made a model's cache; refuse when its weights cannot be had as they were.
+
+    Caches record weight files by absolute path; a recorded file that is not at its path (a checkout that
+    moved, or the shipped MobileNet file of another installation) is found again by its content where the
+    weights records know it.
+    """
     from featurekit.backbones import get_spec
+    from featurekit.backbones.weights import record_for_sha256, record_path
 
     spec = get_spec(str(embedding.get("backbone") or ""))
     weights = embedding.get("weights") or "none"
     expected_sha = embedding.get("weights_sha256") or ""
-    weights = _known_file_if_moved(weights, expected_sha)
+    if weights not in ("none", "imagenet", "default") and expected_sha and not Path(weights).exists():
+        record = record_for_sha256(expected_sha)
+        weights = str(record_path(record)) if record is not None and record_path(record).is_file() else weights
     if weights not in ("none", "imagenet") and Path(weights).exists() and expected_sha:
         if file_sha256(weights) != expected_sha:
             raise FeaturekitError(
@@ -229,12 +215,9 @@ def predict(model_dir: str | Path, inputs: list[str | Path], batch_size: int = 3
     rows: list[dict[str, Any]] = []
     for path, problem in entries:
         p_fake, reason = (None, problem) if problem else next(scored)
-        row = {"path": printable_path(str(path)), "p_fake": p_fake, "label": None, "threshold": threshold}
-        if p_fake is None:
-            row["error"] = reason or "not decoded"
-        else:
-            row["label"] = class_names[int(p_fake >= threshold)]
-        rows.append(row)
+        label = None if p_fake is None else class_names[int(p_fake >= threshold)]
+        rows.append({"path": printable_path(str(path)), "p_fake": p_fake, "label": label, "threshold": threshold,
+                     **({"error": reason or "not decoded"} if p_fake is None else {})})
     return rows
 
 

@@ -54,25 +54,11 @@ class Degradation:
 
     kind: str
     grammar: str  # how a step is written, for the grammar in messages: "jpeg:Q (quality 1-100)"
-    lowest: float  # a fixed value must lie above it (or at it, when `lowest_included`)
-    highest: float
     meaning: str  # the bounds in words, for the grammar and for refusals
+    within_bounds: Callable[[float, float, bool], bool]  # (low, high, is a range) -> allowed
     apply: Callable[[Any, float], Any]  # (RGB Pillow image, value) -> RGB Pillow image
-    whole_numbers: bool = False
-    lowest_included: bool = False  # a fixed value may equal `lowest`
-    range_may_start_at_lowest: bool = False  # a range may start at `lowest` (blur 0-3: CNNDetection)
+    whole_numbers: bool = False  # values are whole numbers, and a range draws its two ends too
     scales_by: bool = False  # the value multiplies the image's width and height
-
-    def within_bounds(self, low: float, high: float, ranged: bool) -> bool:
-        if self.whole_numbers and any(value != int(value) for value in (low, high)):
-            return False
-        open_low = not (self.lowest_included or (ranged and self.range_may_start_at_lowest))
-        return (low > self.lowest if open_low else low >= self.lowest) and high <= self.highest
-
-    def draw(self, low: float, high: float, rng: np.random.Generator) -> float:
-        if self.whole_numbers:
-            return float(rng.integers(int(low), int(high) + 1))
-        return float(rng.uniform(low, high))
 
 
 def _jpeg(image: Any, quality: float) -> Any:
@@ -100,19 +86,17 @@ def _blur(image: Any, sigma: float) -> Any:
 def _resize(image: Any, factor: float) -> Any:
     from PIL import Image
 
-    width, height = image.size
-    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
     return image if size == image.size else image.resize(size, Image.Resampling.BILINEAR)
 
 
 DEGRADATIONS: dict[str, Degradation] = {entry.kind: entry for entry in (
-    Degradation("jpeg", "jpeg:Q (quality 1-100)", 1, 100, "a JPEG quality, a whole number from 1 to 100", _jpeg,
-                whole_numbers=True, lowest_included=True),
-    Degradation("blur", "blur:SIGMA (> 0)", 0, 64,
-                "a Gaussian sigma in pixels, above 0 and at most 64 (a range may start at 0)", _blur,
-                range_may_start_at_lowest=True),
-    Degradation("resize", "resize:F (0 < F <= 4)", 0, 4, "a scale factor above 0 and at most 4", _resize,
-                scales_by=True),
+    Degradation("jpeg", "jpeg:Q (quality 1-100)", "a JPEG quality, a whole number from 1 to 100",
+                lambda low, high, ranged: 1 <= low and high <= 100, _jpeg, whole_numbers=True),
+    Degradation("blur", "blur:SIGMA (> 0)", "a Gaussian sigma in pixels, above 0 and at most 64 (a range may "
+                "start at 0)", lambda low, high, ranged: (low >= 0 if ranged else low > 0) and high <= 64, _blur),
+    Degradation("resize", "resize:F (0 < F <= 4)", "a scale factor above 0 and at most 4",
+                lambda low, high, ranged: low > 0 and high <= 4, _resize, scales_by=True),
 )}
 # A chain longer than this is a typo or an attack (`resize:4` five times asked for 1,024 times the pixels).
 MAX_VIEW_STEPS = 8
@@ -139,15 +123,17 @@ class ViewStep:
     def is_random(self) -> bool:
         return self.high != self.low
 
-    @property
-    def text(self) -> str:
-        return f"{self.kind}:{self.low:g}" + (f"-{self.high:g}" if self.is_random else "")
+    def text(self, after_kind: str = ":", to: str = "-") -> str:
+        """`jpeg:50`, `jpeg:30-100`; with other separators the file-name form (`jpeg30to100`)."""
+        return f"{self.kind}{after_kind}{self.low:g}" + (f"{to}{self.high:g}" if self.is_random else "")
 
     def value(self, rng: np.random.Generator) -> float:
         """The fixed value, or one drawn for this image (whole-number kinds include both ends)."""
         if not self.is_random:
             return self.low
-        return DEGRADATIONS[self.kind].draw(self.low, self.high, rng)
+        if DEGRADATIONS[self.kind].whole_numbers:
+            return float(rng.integers(int(self.low), int(self.high) + 1))
+        return float(rng.uniform(self.low, self.high))
 
 
 @dataclass(frozen=True)
@@ -164,15 +150,13 @@ class View:
     @property
     def name(self) -> str:
         """Canonical text, recorded in the cache: `jpeg:50+blur:1`, or with its seed when it draws `jpeg:30-100@0`."""
-        text = "+".join(step.text for step in self.steps)
+        text = "+".join(step.text() for step in self.steps)
         return f"{text}@{self.seed}" if self.is_random else text
 
     @property
     def slug(self) -> str:
         """The name as a file-name part: `jpeg50-blur1`, `jpeg30to100-s0`, `blur0.5`."""
-        parts = [f"{step.kind}{step.low:g}" + (f"to{step.high:g}" if step.is_random else "")
-                 for step in self.steps]
-        return "-".join(parts) + (f"-s{self.seed}" if self.is_random else "")
+        return "-".join(step.text("", "to") for step in self.steps) + (f"-s{self.seed}" if self.is_random else "")
 
     def rng_for(self, key: str) -> np.random.Generator:
         """The generator of one image: a function of this view (with its seed) and the image's key only."""
@@ -191,8 +175,7 @@ class View:
             value = step.value(rng)
             entry = DEGRADATIONS[step.kind]
             if entry.scales_by and max_pixels is not None:
-                width, height = image.size
-                pixels = round(width * value) * round(height * value)
+                pixels = round(image.width * value) * round(image.height * value)
                 if pixels > max_pixels:
                     raise ImageDecodeError(f"the view {self.name} would enlarge the image to {pixels:,} pixels, more "
                                            f"than `max_pixels` {max_pixels:,}")
@@ -221,12 +204,10 @@ def parse_view(text: str | View | None) -> View | None:
     body = text.strip().lower()
     if body in NO_VIEW:
         return None
-    seed = 0
-    if "@" in body:
-        body, _, seed_text = body.partition("@")
-        if not seed_text.isdigit() or int(seed_text) >= 2**32:
-            raise _refuse(text, f"the seed after @ must be a whole number below 2**32, not {seed_text!r}")
-        seed = int(seed_text)
+    body, seeded, seed_text = body.partition("@")
+    if seeded and (not seed_text.isdigit() or int(seed_text) >= 2**32):
+        raise _refuse(text, f"the seed after @ must be a whole number below 2**32, not {seed_text!r}")
+    seed = int(seed_text) if seeded else 0
     if not body:
         raise _refuse(text, "it names no degradation")
     parts = body.split("+")
@@ -252,7 +233,8 @@ def _parse_step(text: str, part: str) -> ViewStep:
     low = float(match["low"])
     ranged = match["high"] is not None
     high = float(match["high"]) if ranged else low
-    if not entry.within_bounds(low, high, ranged):
+    whole = not entry.whole_numbers or (low.is_integer() and high.is_integer())
+    if not (whole and entry.within_bounds(low, high, ranged)):
         raise _refuse(text, f"{kind} takes {entry.meaning}")
     if ranged and high <= low:
         raise _refuse(text, f"the range {match['low']}-{match['high']} of {kind} must rise (LOW-HIGH, LOW < HIGH)")
@@ -266,11 +248,9 @@ def parse_views(texts: str | list[str] | tuple[str, ...] | None) -> list[View | 
     """
     if texts is None:
         return []
-    items = [texts] if isinstance(texts, (str, View)) else list(texts)
     views: dict[str, View | None] = {}
-    for item in items:
-        view = parse_view(item)
-        views.setdefault(view.name if view else "", view)
+    for view in map(parse_view, [texts] if isinstance(texts, (str, View)) else texts):
+        views.setdefault(view_name(view), view)
     return list(views.values())
 
 
@@ -301,10 +281,8 @@ class ViewDecoder:
 
     def key(self, path: str | Path) -> str:
         """The image's path relative to the data folder (absolute when it lies elsewhere), POSIX separators."""
-        try:
-            return Path(path).relative_to(self.root).as_posix() if self.root else Path(path).as_posix()
-        except ValueError:
-            return Path(path).as_posix()
+        path = Path(path)
+        return (path.relative_to(self.root) if self.root and path.is_relative_to(self.root) else path).as_posix()
 
     def size_error(self, key: str, size: tuple[int, int]) -> FeaturekitError:
         """The refusal of an image not stored at `stored_size`."""

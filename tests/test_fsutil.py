@@ -105,7 +105,7 @@ def test_storage_errors_say_what_happened_and_what_to_do(tmp_path):
 
 
 def test_discard_temporaries_removes_only_the_named_files_leftovers(tmp_path):
-    from featurekit.fsutil import discard_temporaries, temporary_sibling
+    from featurekit.fsutil import discard_stale_temporaries, temporary_sibling
 
     target = tmp_path / "c.h5"
     mine = temporary_sibling(target)
@@ -114,5 +114,5 @@ def test_discard_temporaries_removes_only_the_named_files_leftovers(tmp_path):
     other.write_text("y")
     keep = tmp_path / "c.h5"
     keep.write_text("z")
-    assert discard_temporaries(target) == [mine]
+    assert discard_stale_temporaries(target, lock_held=True) == [mine]  # whatever its PID: no live writer owns it
     assert other.exists() and keep.exists()

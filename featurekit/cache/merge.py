@@ -16,7 +16,7 @@ from featurekit.cache.batches import RESUME_HINT, Batch, DamagedBatch, PartialCa
 from featurekit.cache.checksums import content_record
 from featurekit.cache.format import SCHEMA_VERSION, cache_fingerprint, rows_per_chunk, string_dtype, to_attr
 from featurekit.errors import FeaturekitError
-from featurekit.fsutil import discard_temporaries
+from featurekit.fsutil import discard_stale_temporaries
 
 
 def finalize_cache(partial: PartialCache, samples: list, attrs: dict[str, Any],
@@ -42,7 +42,7 @@ def finalize_cache(partial: PartialCache, samples: list, attrs: dict[str, Any],
         raise FeaturekitError("The cache path is a folder.", received=str(cache_path),
                               fix=f"Pass a file name such as {cache_path / 'features.h5'} as `cache`.")
     _refuse_when_short_of_space(cache_path, len(kept) * feature_dim * np.dtype(dtype).itemsize + 256 * len(samples))
-    discard_temporaries(cache_path)  # left by merges that were killed (we hold the writer lock)
+    discard_stale_temporaries(cache_path, lock_held=True)  # left by merges that were killed (we hold the lock)
     try:
         with new_hdf5_file(cache_path, "write the finished cache") as f:
             _write_features(f, batches, kept, dtype, feature_dim)
