@@ -34,8 +34,6 @@ STANDARD_VARIANT = "standard"
 # Google's 2015-12-05 InceptionV3 graph: mixed10's pooled branch max-pools where Keras averages.
 INCEPTION_2015_VARIANT = "tf-2015-12-05"
 
-LOCATIONS = ("keras", "shared", "shipped")
-
 # Relative to the checkout (the folder holding `featurekit/`), never an absolute path of some machine.
 SHARED_WEIGHTS_DIR = Path("..") / "shared" / "weights"
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -74,11 +72,6 @@ class WeightsRecord:
     notes: str = ""
     variant: str = STANDARD_VARIANT
 
-    def __post_init__(self) -> None:
-        if self.location not in LOCATIONS:
-            raise ValueError(f"{self.file_name}: location {self.location!r} not in {LOCATIONS}")
-        if self.location != "keras" and len(self.sha256) != 64:
-            raise ValueError(f"{self.file_name}: a file outside Keras' cache needs its sha256")
 
 
 MOBILENET_LICENCE = "Apache-2.0 (MobileNet v1 weights released by Google; trained on ImageNet)"

@@ -115,10 +115,7 @@ class HandmadeEmbedder:
 
     def __call__(self, images: Any) -> list[np.ndarray]:
         """One float32 array [B, D_i] per tap; a variant asked for twice is computed once."""
-        computed: dict[str, np.ndarray] = {}
-        for tap in self.embedders:
-            if tap.layer not in computed:
-                computed[tap.layer] = tap(images)
+        computed = {tap.layer: tap(images) for tap in {tap.layer: tap for tap in self.embedders}.values()}
         return [computed[tap.layer] for tap in self.embedders]
 
     def check_images(self, root: Any, paths: list[str]) -> None:

@@ -43,17 +43,12 @@ SPAM_ORDERS = (1, 2)
 _IMAGES_PER_CHUNK = 8
 
 
-def spam_feature_dim(threshold: int = 3, order: int = 2, n_planes: int = len(SPAM_PLANES)) -> int:
+def spam_feature_dim(threshold: int = 3, order: int = 2, normalisation: str = "joint") -> int:
     """Features per image: planes x 2 groups x (2T+1)^(order+1); 3,430 at the defaults.
 
-    The dimension does not depend on the image size: SPAM is a histogram.
+    The dimension does not depend on the image size: SPAM is a histogram. Bad parameters are refused here,
+    before any image is read (bin codes are int16, hence T <= 10).
     """
-    check_spam_parameters(threshold, order, SPAM_NORMALISATIONS[0])
-    return n_planes * 2 * (2 * threshold + 1) ** (order + 1)
-
-
-def check_spam_parameters(threshold: int, order: int, normalisation: str) -> None:
-    """Refuse bad parameters before any image is read (bin codes are int16, hence T <= 10)."""
     if isinstance(threshold, bool) or not isinstance(threshold, (int, np.integer)) or not 1 <= threshold <= 10:
         raise FeaturekitError(
             "The SPAM truncation threshold must be an integer from 1 to 10 (the paper uses 3 for the second order, "
@@ -68,6 +63,7 @@ def check_spam_parameters(threshold: int, order: int, normalisation: str) -> Non
         raise FeaturekitError(f"Unknown SPAM normalisation; valid: {', '.join(SPAM_NORMALISATIONS)}.",
                               received=given("normalisation", normalisation),
                               fix="Use 'joint' (the authors' reference code) or 'transition' (the paper).")
+    return len(SPAM_PLANES) * 2 * (2 * threshold + 1) ** (order + 1)
 
 
 def colour_planes(images: np.ndarray) -> np.ndarray:
@@ -160,9 +156,9 @@ def spam_features(images: np.ndarray, threshold: int = 3, order: int = 2,
     Returns:
         float32 of shape (B, spam_feature_dim(threshold, order)).
     """
-    check_spam_parameters(threshold, order, normalisation)
+    dim = spam_feature_dim(threshold, order, normalisation)  # refuses bad parameters first
     images = require_uint8_rgb_batch(images, min_size=order + 2, feature="SPAM")
-    out = np.empty((len(images), spam_feature_dim(threshold, order)), dtype=np.float32)
+    out = np.empty((len(images), dim), dtype=np.float32)
     for start in range(0, len(images), _IMAGES_PER_CHUNK):
         chunk = images[start: start + _IMAGES_PER_CHUNK]
         planes = colour_planes(chunk)

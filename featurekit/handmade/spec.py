@@ -79,8 +79,6 @@ class HandmadeSpec:
         """Features of a uint8 RGB batch (B, H, W, 3) as float32 (B, D)."""
         return self.function(images, **self.parameters)
 
-    __call__ = extract
-
     def feature_dim(self, image_size: int | None = None) -> int:
         """Features per image at this square image size (default: the native size)."""
         return int(self.dim_function(self.input_size if image_size is None else image_size, **self.parameters))
