@@ -84,6 +84,7 @@ def test_every_builder_and_variant_path_resolves():
     for name in list_backbones(include_test=True):
         spec = get_spec(name)
         if isinstance(spec, BackboneSpec):
+            assert spec.taps and spec.preprocessing in PREPROCESSING_MODES  # the output layer is the last tap
             assert callable(spec.builder_for())
             for variant in spec.variants:
                 assert callable(spec.builder_for(variant))

@@ -367,12 +367,10 @@ def _copy_weights_from_keras_file(spec: Any, model: keras.Model, path: Path) -> 
             spec, path, f"layers with weights: {len(sources)} in the file's model, {len(targets)} in the backbone."
         )
     for src, dst in pairs:
-        src_weights, dst_weights = src.get_weights(), dst.get_weights()
-        src_shapes = [w.shape for w in src_weights]
-        dst_shapes = [w.shape for w in dst_weights]
+        src_shapes, dst_shapes = ([tuple(w.shape) for w in layer.weights] for layer in (src, dst))
         if src_shapes != dst_shapes:
             raise _does_not_fit(
                 spec, path, f"layer {src.name!r} in the file has weight shapes {src_shapes}, "
                 f"layer {dst.name!r} of the backbone needs {dst_shapes}."
             )
-        dst.set_weights(src_weights)
+        dst.set_weights(src.get_weights())
