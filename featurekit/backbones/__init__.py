@@ -15,13 +15,5 @@ from featurekit.backbones.registry import RegistryEntry, create_backbone, get_sp
 from featurekit.backbones.spec import BackboneSpec
 from featurekit.backbones import catalog  # noqa: F401  (registers every entry)
 
-__all__ = [
-    "BackboneSpec",
-    "POOLINGS",
-    "PREPROCESSING_MODES",
-    "RegistryEntry",
-    "create_backbone",
-    "get_spec",
-    "list_backbones",
-    "register_backbone",
-]
+__all__ = ["BackboneSpec", "POOLINGS", "PREPROCESSING_MODES", "RegistryEntry", "create_backbone", "get_spec",
+           "list_backbones", "register_backbone"]

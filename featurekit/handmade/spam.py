@@ -103,11 +103,10 @@ def _forward_histograms(planes: np.ndarray, direction: str, threshold: int, orde
     step = DIRECTIONS[direction]
     d = _clipped_differences(planes, step, threshold)
     runs = [_run_view(d, step, k, order) for k in range(order + 1)]
-    code = runs[0] * np.int16(n)  # bin codes stay below 2T+1 cubed (9261 at T=10): int16 suffices
-    for run in runs[1:-1]:
-        code += run
+    code = runs[0].copy()  # bin codes stay below 2T+1 cubed (9261 at T=10): int16 suffices
+    for run in runs[1:]:
         code *= np.int16(n)
-    code += runs[-1]
+        code += run
     # One bincount per plane: measured faster than a single bincount over per-plane offsets, whose
     # int64 codes cost more memory traffic than the Python loop over planes (not pixels) costs here.
     counts = np.stack([np.bincount(plane_codes.ravel(), minlength=bins) for plane_codes in code])
@@ -122,11 +121,8 @@ def _opposite(histogram: np.ndarray) -> np.ndarray:
 
 
 def _normalise(histogram: np.ndarray, normalisation: str) -> np.ndarray:
-    if normalisation == "joint":
-        axes = tuple(range(1, histogram.ndim))
-        total = histogram.sum(axis=axes, keepdims=True)
-    else:  # transition: condition on every difference but the last; contexts never seen give 0
-        total = histogram.sum(axis=-1, keepdims=True)
+    # joint: over every bin; transition: condition on every difference but the last (contexts never seen give 0)
+    total = histogram.sum(axis=tuple(range(1, histogram.ndim)) if normalisation == "joint" else -1, keepdims=True)
     return np.divide(histogram, total, out=np.zeros_like(histogram), where=total > 0)
 
 
