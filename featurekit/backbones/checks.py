@@ -18,8 +18,6 @@ from featurekit.errors import FeaturekitError, given, refuse_unknown
 # float32 input, and VGG16's first block alone holds 64 channels x 2048^2 x 4 B = 1 GiB of activations per
 # image; far beyond that a batch cannot fit any machine's memory and ends in MemoryError after work was done.
 MAX_IMAGE_SIZE = 2048
-# Images per forward pass; the last, partial batch is padded to this size and the padding dropped.
-DEFAULT_BATCH_SIZE = 32
 
 
 def check_preprocessing(mode: str) -> None:

@@ -29,12 +29,13 @@ import keras
 import numpy as np
 from keras import ops
 
-from featurekit.backbones.checks import DEFAULT_BATCH_SIZE, check_pooling, check_preprocessing, pooled_dim
+from featurekit.backbones.checks import check_pooling, check_preprocessing, pooled_dim
 from featurekit.backbones.loading import build_with_weights, weights_provenance
 from featurekit.backbones.provenance import trained_label, training_record_for
 from featurekit.backbones.registry import get_spec, network_spec
 from featurekit.backend import active_backend, dtype_policy
 from featurekit.errors import FeaturekitError, given
+from featurekit.parameters import BATCH_SIZE
 
 # ImageNet statistics as keras.applications.imagenet_utils uses them (caffe: BGR order; torch: RGB, [0, 1]).
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -187,7 +188,7 @@ class Embedder:
     image_size: int
     provenance: dict[str, Any]
     precision: str = "float32"
-    batch_size: int = DEFAULT_BATCH_SIZE
+    batch_size: int = BATCH_SIZE
 
     def __post_init__(self) -> None:
         self.layer = self.spec.output_layer if self.layer is None else self.layer
@@ -303,7 +304,7 @@ class MultiEmbedder:
 
 def build_embedder(backbone: str, weights: str = "default", image_size: int | None = None, layer: str | None = None,
                    pooling: str = "flatten", preprocessing: str | None = None, seed: int = 0,
-                   precision: str = "float32", batch_size: int = DEFAULT_BATCH_SIZE) -> Embedder:
+                   precision: str = "float32", batch_size: int = BATCH_SIZE) -> Embedder:
     """Build an Embedder for a registered Keras network.
 
     Args:
@@ -329,7 +330,7 @@ def build_embedder(backbone: str, weights: str = "default", image_size: int | No
 
 def build_multi_embedder(backbone: str, taps: list[tuple[str | None, str]], weights: str = "default",
                          image_size: int | None = None, preprocessing: str | None = None, seed: int = 0,
-                         precision: str = "float32", batch_size: int = DEFAULT_BATCH_SIZE) -> Any:
+                         precision: str = "float32", batch_size: int = BATCH_SIZE) -> Any:
     """The embedder of several (layer, pooling) taps of any registered backbone, from one pass over each batch.
 
     Arguments as for `build_embedder`; the backbone's registry entry builds it (for a Keras network a
@@ -341,7 +342,7 @@ def build_multi_embedder(backbone: str, taps: list[tuple[str | None, str]], weig
 
 def multi_embedder_for_spec(spec: Any, taps: list[tuple[str | None, str]], weights: str = "default",
                             image_size: int | None = None, preprocessing: str | None = None, seed: int = 0,
-                            precision: str = "float32", batch_size: int = DEFAULT_BATCH_SIZE) -> MultiEmbedder:
+                            precision: str = "float32", batch_size: int = BATCH_SIZE) -> MultiEmbedder:
     """A MultiEmbedder over (layer, pooling) taps of a Keras network's `BackboneSpec` (what its `build_embedder`
     and `rebuild_embedder` call): the request is checked, then the frozen backbone built once."""
     _, resolved = spec.check_request(image_size, [pooling for _, pooling in taps], preprocessing, precision)

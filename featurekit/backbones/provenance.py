@@ -73,14 +73,11 @@ def training_record_for(weights: str, weights_sha256: str) -> dict[str, Any] | N
     path = Path(str(weights)).expanduser()
     if path.suffix != ".keras" or not weights_sha256:
         return None
-    record_path = path.parent / RECORD_FILE
     try:
-        record = json.loads(record_path.read_text())
+        record = json.loads((path.parent / RECORD_FILE).read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(record, dict) or record.get("model_sha256") != weights_sha256:
-        return None
-    return record
+    return record if isinstance(record, dict) and record.get("model_sha256") == weights_sha256 else None
 
 
 def train_overlap(record: dict[str, Any], samples: list[Sample]) -> dict[str, int]:

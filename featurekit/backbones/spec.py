@@ -12,9 +12,9 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
-from featurekit.backbones.checks import (DEFAULT_BATCH_SIZE, POOLINGS, check_image_size, check_pooling,
-                                         check_preprocessing, pooled_dim)
+from featurekit.backbones.checks import POOLINGS, check_image_size, check_pooling, check_preprocessing, pooled_dim
 from featurekit.backbones.weights import STANDARD_VARIANT, keras_imagenet_record, record_path, shipped_record
+from featurekit.parameters import BATCH_SIZE
 
 NO_RECORD_LICENCE = "n/a (no published weights: random init or your own file)"
 
@@ -108,7 +108,7 @@ class BackboneSpec:
 
     def build_embedder(self, taps: Sequence[tuple[str | None, str]], weights: str = "default",
                        image_size: int | None = None, preprocessing: str | None = None, seed: int = 0,
-                       precision: str = "float32", batch_size: int = DEFAULT_BATCH_SIZE) -> Any:
+                       precision: str = "float32", batch_size: int = BATCH_SIZE) -> Any:
         """A `featurekit.backbones.embedder.MultiEmbedder` over (layer, pooling) taps, one forward pass per batch."""
         from featurekit.backbones.embedder import multi_embedder_for_spec
 

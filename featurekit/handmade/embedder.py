@@ -40,13 +40,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from featurekit.parameters import HANDMADE_POOLING
+from featurekit.parameters import BATCH_SIZE, HANDMADE_POOLING
 from featurekit.errors import FeaturekitError
 
 # What a hand-made feature records as its preprocessing: it takes uint8 RGB as stored.
 HANDMADE_PREPROCESSING = "none"
 HANDMADE_WEIGHTS_LABEL = "hand-made (no weights)"
-DEFAULT_BATCH_SIZE = 32
 
 
 @dataclass(eq=False, repr=False)
@@ -65,7 +64,7 @@ class HandmadeTap:
 
     feature: Any
     image_size: int
-    batch_size: int = DEFAULT_BATCH_SIZE
+    batch_size: int = BATCH_SIZE
     pooling: ClassVar[str] = HANDMADE_POOLING
     preprocessing: ClassVar[str] = HANDMADE_PREPROCESSING
     precision: ClassVar[str] = "float32"
