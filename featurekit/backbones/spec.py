@@ -70,6 +70,12 @@ class BackboneSpec:
         return self.pretrained[0] if self.pretrained else "none"
 
     @property
+    def weights_licence(self) -> str:
+        """Licence of the default weights, from their record (the shipped file's, else Keras' download's)."""
+        record = shipped_record(self.name) or keras_imagenet_record(self.name)
+        return record.licence if record is not None else NO_RECORD_LICENCE
+
+    @property
     def output_layer(self) -> str:
         """The layer the network ends with (what an embedder taps when no layer is asked for)."""
         return self.taps[-1]
@@ -112,8 +118,9 @@ class BackboneSpec:
         """A `featurekit.backbones.embedder.MultiEmbedder` over (layer, pooling) taps, one forward pass per batch."""
         from featurekit.backbones.embedder import multi_embedder_for_spec
 
-        return multi_embedder_for_spec(self, list(taps), weights, image_size, preprocessing, seed, precision,
-                                       batch_size)
+        return multi_embedder_for_spec(self, list(taps), weights=weights, image_size=image_size,
+                                       preprocessing=preprocessing, seed=seed, precision=precision,
+                                       batch_size=batch_size)
 
     def rebuild_embedder(self, embedding: dict[str, Any], weights: str | None = None) -> Any:
         """The `featurekit.backbones.embedder.Embedder` that made a cache, from its recorded attributes."""
@@ -128,9 +135,7 @@ class BackboneSpec:
         return layer
 
     def listing(self) -> dict[str, Any]:
-        """Name, sizes, preprocessing, taps, features per pooling and weights, from the declared data; the licence
-        is the default weights' (the shipped file's, else Keras' download's)."""
-        record = shipped_record(self.name) or keras_imagenet_record(self.name)
+        """Name, sizes, preprocessing, taps, features per pooling and weights, from the declared data."""
         return {
             "name": self.name, "kind": self.kind, "description": self.description, "input_size": self.input_size,
             "min_input_size": self.min_input_size, "preprocessing": self.preprocessing, "taps": list(self.taps),
@@ -138,5 +143,5 @@ class BackboneSpec:
             "feature_dim": {pooling: pooled_dim(self.output_shape, pooling) for pooling in POOLINGS},
             "params": self.params, "pretrained": list(self.pretrained), "default_weights": self.default_weights,
             "weights_options": [*self.pretrained, "none", "PATH.weights.h5", "PATH.keras"],
-            "weights_licence": record.licence if record else NO_RECORD_LICENCE, "is_test": self.is_test,
+            "weights_licence": self.weights_licence, "is_test": self.is_test,
         }
