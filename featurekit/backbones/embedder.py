@@ -29,7 +29,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from featurekit.backbones.checks import check_pooling, check_preprocessing, pooled_dim
+from featurekit.backbones.checks import check_preprocessing, pooled_dim
 from featurekit.backbones.loading import build_with_weights, weights_provenance
 from featurekit.backbones.provenance import trained_label, training_record_for
 from featurekit.backbones.registry import get_spec, network_spec
@@ -75,12 +75,14 @@ def preprocess(images: Any, mode: str) -> np.ndarray:
 
 
 class Preprocessing(keras.layers.Layer):
-    """Pixels 0..255 (any dtype) -> the backbone's input, in float32 whatever the model's precision."""
+    """Pixels 0..255 (any dtype) -> the backbone's input, in float32 whatever the model's precision.
+
+    `mode` is one of PREPROCESSING_MODES, checked with the request before any layer is built.
+    """
 
     def __init__(self, mode: str, **kwargs: Any):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        check_preprocessing(mode)
         self.mode = mode
 
     def call(self, pixels: Any) -> Any:
@@ -103,13 +105,13 @@ class Pooling(keras.layers.Layer):
     """A feature map [B, H, W, C] -> [B, D] embedding, in float32 (a bfloat16 backbone's output is cast first).
 
     flatten keeps every value (row-major H, W, C); avg and max pool over positions; meanstd is the per-channel
-    mean and standard deviation over positions, a cheap texture descriptor (2C values).
+    mean and standard deviation over positions, a cheap texture descriptor (2C values). `pooling` is one of
+    POOLINGS, checked with the request before any layer is built.
     """
 
     def __init__(self, pooling: str, **kwargs: Any):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        check_pooling(pooling)
         self.pooling = pooling
 
     def call(self, features: Any) -> Any:

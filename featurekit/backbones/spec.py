@@ -12,9 +12,10 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
-from featurekit.backbones.checks import POOLINGS, check_image_size, check_pooling, check_preprocessing, pooled_dim
+from featurekit.backbones.checks import check_image_size, check_preprocessing, pooled_dim
 from featurekit.backbones.weights import STANDARD_VARIANT, keras_imagenet_record, record_path, shipped_record
-from featurekit.parameters import BATCH_SIZE
+from featurekit.errors import refuse_unknown
+from featurekit.parameters import BATCH_SIZE, POOLINGS
 
 NO_RECORD_LICENCE = "n/a (no published weights: random init or your own file)"
 
@@ -108,7 +109,7 @@ class BackboneSpec:
 
         check_image_size(self, image_size)
         for pooling in poolings:
-            check_pooling(pooling)
+            refuse_unknown("pooling", pooling, POOLINGS)
         check_preprocessing(self.preprocessing if preprocessing is None else preprocessing)
         return tuple(poolings), resolve_precision(precision)
 
