@@ -34,9 +34,8 @@ What a hand-made cache records, chosen so that names, identity and `compare` row
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +47,6 @@ HANDMADE_PREPROCESSING = "none"
 HANDMADE_WEIGHTS_LABEL = "hand-made (no weights)"
 
 
-@dataclass(eq=False, repr=False)
 class HandmadeTap:
     """One hand-made feature with its parameters at one image size: the `Embedder` interface, in numpy.
 
@@ -62,16 +60,15 @@ class HandmadeTap:
         batch_size: Images per call (kept for the interface; a batch is computed whole).
     """
 
-    feature: Any
-    image_size: int
-    batch_size: int = BATCH_SIZE
-    pooling: ClassVar[str] = HANDMADE_POOLING
-    preprocessing: ClassVar[str] = HANDMADE_PREPROCESSING
-    precision: ClassVar[str] = "float32"
-
-    def __post_init__(self) -> None:
-        self.layer = self.feature.variant_text()
-        self.feature_dim = self.feature.feature_dim(self.image_size)
+    def __init__(self, feature: Any, image_size: int, batch_size: int = BATCH_SIZE):
+        self.feature = feature
+        self.image_size = int(image_size)
+        self.layer = feature.variant_text()
+        self.pooling = HANDMADE_POOLING
+        self.preprocessing = HANDMADE_PREPROCESSING
+        self.precision = "float32"
+        self.batch_size = int(batch_size)
+        self.feature_dim = feature.feature_dim(self.image_size)
 
     def __call__(self, images: Any) -> np.ndarray:
         """Features of a uint8 RGB batch [B, S, S, 3] as float32 [B, feature_dim]."""
@@ -98,7 +95,6 @@ class HandmadeTap:
                 f"feature_dim={self.feature_dim})")
 
 
-@dataclass(eq=False)
 class HandmadeEmbedder:
     """Several variants of one hand-made feature from one decode of each image: the `MultiEmbedder` interface.
 
@@ -109,13 +105,12 @@ class HandmadeEmbedder:
         stored_size: When set, images must be stored at this size (no resampling; see `featurekit.views`).
     """
 
-    embedders: list[HandmadeTap]
-    batch_size: int
-    stored_size: int | None = None
-    preprocessing: ClassVar[str] = HANDMADE_PREPROCESSING
-
-    def __post_init__(self) -> None:
-        self.image_size = self.embedders[0].image_size
+    def __init__(self, embedders: list[HandmadeTap], batch_size: int, stored_size: int | None = None):
+        self.embedders = embedders
+        self.image_size = embedders[0].image_size
+        self.preprocessing = HANDMADE_PREPROCESSING
+        self.batch_size = int(batch_size)
+        self.stored_size = stored_size
 
     def __call__(self, images: Any) -> list[np.ndarray]:
         """One float32 array [B, D_i] per tap; a variant asked for twice is computed once."""
