@@ -214,13 +214,11 @@ def _build_from_file(spec: Any, request: str, input_shape: tuple[int, int, int])
     path = Path(request).expanduser()
     is_weights_h5 = path.name.endswith(".weights.h5")
     if not is_weights_h5 and path.suffix != ".keras":
-        hint = ""
-        if path.suffix == ".h5":
-            hint = (
-                " A legacy Keras 2 .h5 file: load it into the same architecture and save it again with "
-                "model.save_weights('NAME.weights.h5'); the genuine Keras ImageNet .h5 files instead go in "
-                f"{keras_models_dir()} and are used with {given('weights', 'imagenet')}."
-            )
+        hint = (
+            " A legacy Keras 2 .h5 file: load it into the same architecture and save it again with "
+            "model.save_weights('NAME.weights.h5'); the genuine Keras ImageNet .h5 files instead go in "
+            f"{keras_models_dir()} and are used with {given('weights', 'imagenet')}."
+        ) if path.suffix == ".h5" else ""
         raise FeaturekitError(
             f"Weights {request!r} are neither a known name nor a .weights.h5 / .keras file.",
             received=given("weights", request),
