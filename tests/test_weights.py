@@ -58,6 +58,8 @@ def test_records_are_unique_and_fit_registered_backbones():
     assert len({(r.backbone, r.file_name) for r in WEIGHTS_RECORDS}) == len(WEIGHTS_RECORDS)
     for record in WEIGHTS_RECORDS:
         assert record.preprocessing == get_spec(record.backbone).preprocessing
+        assert record.location in ("keras", "shared", "shipped")
+        assert record.location == "keras" or len(record.sha256) == 64  # a file outside Keras' cache is known by it
         assert record.source and record.licence and record.notes
         # The label says how genuine the weights are, first thing (reports shorten it to that word).
         assert record.label.startswith("ImageNet (" if record.exact else "near-ImageNet (")

@@ -9,27 +9,18 @@ from typing import Any
 
 import numpy as np
 
-from featurekit.parameters import POOLINGS, PREPROCESSING_MODES
 from featurekit.errors import FeaturekitError, given, refuse_unknown
+from featurekit.parameters import PREPROCESSING_MODES
 
-# Preprocessing modes. The first three are keras.applications.imagenet_utils modes; "rescale" is the
-# original study's x/255, kept only as an explicit, labelled option.
 # The largest square input we accept. Memory sets it: at 2048 px one image is 12 MiB of uint8 and 48 MiB of
 # float32 input, and VGG16's first block alone holds 64 channels x 2048^2 x 4 B = 1 GiB of activations per
 # image; far beyond that a batch cannot fit any machine's memory and ends in MemoryError after work was done.
 MAX_IMAGE_SIZE = 2048
-# Images per forward pass; the last, partial batch is padded to this size and the padding dropped.
-DEFAULT_BATCH_SIZE = 32
 
 
 def check_preprocessing(mode: str) -> None:
     """Refuse a preprocessing mode that is not one of PREPROCESSING_MODES."""
     refuse_unknown("preprocessing", mode, PREPROCESSING_MODES, " (or leave it out to use the backbone's own)")
-
-
-def check_pooling(pooling: str) -> None:
-    """Refuse a pooling that is not one of POOLINGS."""
-    refuse_unknown("pooling", pooling, POOLINGS)
 
 
 def check_image_size(spec: Any, image_size: Any) -> int:
@@ -58,12 +49,11 @@ def pooled_dim(feature_shape: tuple[int, ...], pooling: str) -> int:
 
     Args:
         feature_shape: Shape without the batch axis, (H, W, C) or (D,).
-        pooling: One of POOLINGS.
+        pooling: One of POOLINGS (checked with the request).
 
     Returns:
         H*W*C for "flatten", C for "avg"/"max", 2C for "meanstd"; D for a vector with "flatten".
     """
-    check_pooling(pooling)
     if len(feature_shape) == 1:
         if pooling != "flatten":
             raise FeaturekitError(

@@ -21,6 +21,7 @@ feature, a view of the images) can stand in.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -28,12 +29,13 @@ import keras
 import numpy as np
 from keras import ops
 
-from featurekit.backbones.checks import DEFAULT_BATCH_SIZE, check_pooling, check_preprocessing, pooled_dim
-from featurekit.backbones.loading import build_with_weights, resolve_weights, weights_provenance
+from featurekit.backbones.checks import check_preprocessing, pooled_dim
+from featurekit.backbones.loading import build_with_weights, weights_provenance
 from featurekit.backbones.provenance import trained_label, training_record_for
 from featurekit.backbones.registry import get_spec, network_spec
 from featurekit.backend import active_backend, dtype_policy
 from featurekit.errors import FeaturekitError, given
+from featurekit.parameters import BATCH_SIZE
 
 # ImageNet statistics as keras.applications.imagenet_utils uses them (caffe: BGR order; torch: RGB, [0, 1]).
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -41,22 +43,19 @@ TORCH_MEAN_RGB = (0.485, 0.456, 0.406)
 TORCH_STD_RGB = (0.229, 0.224, 0.225)
 
 
-def preprocess_tensor(pixels: Any, mode: str) -> Any:
-    """`preprocess_input` of keras.applications.imagenet_utils, in keras.ops, on a float32 tensor.
+def _float32(values: Any) -> Any:
+    return ops.convert_to_tensor(np.asarray(values), dtype="float32")
 
-    The same operations in the same order (divide, then add the negated mean, then divide by the std), so
-    the numbers are identical to Keras' own on every backend. `mode` must be valid (see `preprocess`).
-    """
-    if mode == "rescale":
-        return pixels / 255.0
-    if mode == "tf":
-        return pixels / 127.5 - 1.0
-    if mode == "torch":
-        scaled = pixels / 255.0
-        centred = scaled + ops.convert_to_tensor(-np.array(TORCH_MEAN_RGB), dtype="float32")
-        return centred / ops.convert_to_tensor(np.array(TORCH_STD_RGB), dtype="float32")
-    bgr = ops.flip(pixels, axis=-1)
-    return bgr + ops.convert_to_tensor(-np.array(CAFFE_MEAN_BGR), dtype="float32")
+
+# `preprocess_input` of keras.applications.imagenet_utils per mode, in keras.ops, on a float32 tensor: the same
+# operations in the same order (divide, then add the negated mean, then divide by the std), so the numbers are
+# identical to Keras' own on every backend.
+PREPROCESSING_OPS = {
+    "rescale": lambda x: x / 255.0,
+    "tf": lambda x: x / 127.5 - 1.0,
+    "torch": lambda x: (x / 255.0 + _float32(-np.array(TORCH_MEAN_RGB))) / _float32(TORCH_STD_RGB),
+    "caffe": lambda x: ops.flip(x, axis=-1) + _float32(-np.array(CAFFE_MEAN_BGR)),
+}
 
 
 def preprocess(images: Any, mode: str) -> np.ndarray:
@@ -72,23 +71,22 @@ def preprocess(images: Any, mode: str) -> np.ndarray:
     """
     check_preprocessing(mode)
     pixels = ops.convert_to_tensor(np.asarray(images, dtype=np.float32))
-    return np.asarray(ops.convert_to_numpy(preprocess_tensor(pixels, mode)), dtype=np.float32)
+    return np.asarray(ops.convert_to_numpy(PREPROCESSING_OPS[mode](pixels)), dtype=np.float32)
 
 
 class Preprocessing(keras.layers.Layer):
-    """Pixels 0..255 (any dtype) -> the backbone's input, in float32 whatever the model's precision."""
+    """Pixels 0..255 (any dtype) -> the backbone's input, in float32 whatever the model's precision.
+
+    `mode` is one of PREPROCESSING_MODES, checked with the request before any layer is built.
+    """
 
     def __init__(self, mode: str, **kwargs: Any):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        check_preprocessing(mode)
         self.mode = mode
 
     def call(self, pixels: Any) -> Any:
-        return preprocess_tensor(ops.cast(pixels, "float32"), self.mode)
-
-    def compute_output_shape(self, input_shape: tuple) -> tuple:
-        return input_shape
+        return PREPROCESSING_OPS[self.mode](ops.cast(pixels, "float32"))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "mode": self.mode}
@@ -107,23 +105,18 @@ class Pooling(keras.layers.Layer):
     """A feature map [B, H, W, C] -> [B, D] embedding, in float32 (a bfloat16 backbone's output is cast first).
 
     flatten keeps every value (row-major H, W, C); avg and max pool over positions; meanstd is the per-channel
-    mean and standard deviation over positions, a cheap texture descriptor (2C values).
+    mean and standard deviation over positions, a cheap texture descriptor (2C values). `pooling` is one of
+    POOLINGS, checked with the request before any layer is built.
     """
 
     def __init__(self, pooling: str, **kwargs: Any):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        check_pooling(pooling)
         self.pooling = pooling
 
     def call(self, features: Any) -> Any:
         x = ops.cast(features, "float32")
         return x if len(x.shape) == 2 else POOLING_OPS[self.pooling](x)
-
-    def compute_output_shape(self, input_shape: tuple) -> tuple:
-        if len(input_shape) == 2:
-            return tuple(input_shape)
-        return (input_shape[0], pooled_dim(tuple(input_shape[1:]), self.pooling))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "pooling": self.pooling}
@@ -168,11 +161,7 @@ def run_in_batches(model: keras.Model, pixels: np.ndarray, batch_size: int) -> l
     return [np.concatenate(columns) for columns in zip(*parts)]
 
 
-def _output_layer_name(model: keras.Model) -> str:
-    history = getattr(model.outputs[0], "_keras_history", None)
-    return history[0].name if history else model.layers[-1].name
-
-
+@dataclass(eq=False, repr=False)
 class Embedder:
     """A frozen backbone with its preprocessing, a layer tap and a pooling: images -> float32 embeddings.
 
@@ -186,35 +175,35 @@ class Embedder:
         pooling: One of POOLINGS.
         preprocessing: One of PREPROCESSING_MODES.
         image_size: Square input size in pixels.
+        provenance: What `weights_provenance` says of the weights (label, sha256, variant ...).
         precision: The backbone's compute precision: "float32", "bfloat16" or "float16".
         batch_size: Images per forward pass (the last batch is padded to it).
         feature_shape: Shape of the tapped layer's output for one image, e.g. (7, 7, 512).
         feature_dim: Length of each embedding.
     """
 
-    def __init__(self, spec: Any, backbone: keras.Model, layer: str | None, pooling: str, preprocessing: str,
-                 image_size: int, provenance: dict[str, Any], precision: str = "float32",
-                 batch_size: int = DEFAULT_BATCH_SIZE):
-        self.spec = spec
-        self.backbone = backbone
-        self.pooling = pooling
-        self.preprocessing = preprocessing
-        self.image_size = image_size
-        self.precision = precision
-        self.batch_size = int(batch_size)
-        self._provenance = provenance
-        self._backbone_params = int(backbone.count_params())
-        self.layer = _output_layer_name(backbone) if layer is None else layer
+    spec: Any
+    backbone: keras.Model
+    layer: str | None
+    pooling: str
+    preprocessing: str
+    image_size: int
+    provenance: dict[str, Any]
+    precision: str = "float32"
+    batch_size: int = BATCH_SIZE
+
+    def __post_init__(self) -> None:
+        self.layer = self.spec.output_layer if self.layer is None else self.layer
         try:
-            tapped = backbone.get_layer(self.layer)
+            tapped = self.backbone.get_layer(self.layer)
         except ValueError:  # a layer the network does not have: every tap the spec declares, shallow to deep
             raise FeaturekitError(
-                f"Backbone {spec.name!r} has no layer {layer!r}.", received=given("layer", layer),
-                fix=f"Use one of its taps: {', '.join(spec.taps)} (any of its {len(backbone.layers)} layer names works "
-                f"too); or leave `layer` out to tap the last block ({_output_layer_name(backbone)}).",
+                f"Backbone {self.spec.name!r} has no layer {self.layer!r}.", received=given("layer", self.layer),
+                fix=f"Use one of its taps: {', '.join(self.spec.taps)} (any of its {len(self.backbone.layers)} layer "
+                f"names works too); or leave `layer` out to tap the last block ({self.spec.output_layer}).",
             ) from None
         self.feature_shape = tuple(int(d) for d in tapped.output.shape[1:])
-        self.feature_dim = pooled_dim(self.feature_shape, pooling)
+        self.feature_dim = pooled_dim(self.feature_shape, self.pooling)
 
     @cached_property
     def model(self) -> keras.Model:
@@ -257,13 +246,14 @@ class Embedder:
         across backends to float tolerance.
         """
         return {
-            "backbone": self.spec.name, **self._provenance, "layer": self.layer, "pooling": self.pooling,
+            "backbone": self.spec.name, **self.provenance, "layer": self.layer, "pooling": self.pooling,
             "image_size": self.image_size, "preprocessing": self.preprocessing, "precision": self.precision,
-            "backend": active_backend(), "feature_dim": self.feature_dim, "backbone_params": self._backbone_params,
+            "backend": active_backend(), "feature_dim": self.feature_dim,
+            "backbone_params": int(self.backbone.count_params()),
         }
 
     def __repr__(self) -> str:
-        return (f"Embedder({self.spec.name}, weights={self._provenance['weights_label']!r}, layer={self.layer!r}, "
+        return (f"Embedder({self.spec.name}, weights={self.provenance['weights_label']!r}, layer={self.layer!r}, "
                 f"pooling={self.pooling!r}, image_size={self.image_size}, preprocessing={self.preprocessing!r}, "
                 f"precision={self.precision!r}, feature_dim={self.feature_dim})")
 
@@ -281,8 +271,6 @@ class MultiEmbedder:
     """
 
     def __init__(self, embedders: list[Embedder], batch_size: int | None = None):
-        if not embedders:
-            raise ValueError("MultiEmbedder needs at least one Embedder")
         self.embedders = embedders
         first = embedders[0]
         self.image_size, self.preprocessing = first.image_size, first.preprocessing
@@ -318,7 +306,7 @@ class MultiEmbedder:
 
 def build_embedder(backbone: str, weights: str = "default", image_size: int | None = None, layer: str | None = None,
                    pooling: str = "flatten", preprocessing: str | None = None, seed: int = 0,
-                   precision: str = "float32", batch_size: int = DEFAULT_BATCH_SIZE) -> Embedder:
+                   precision: str = "float32", batch_size: int = BATCH_SIZE) -> Embedder:
     """Build an Embedder for a registered Keras network.
 
     Args:
@@ -344,7 +332,7 @@ def build_embedder(backbone: str, weights: str = "default", image_size: int | No
 
 def build_multi_embedder(backbone: str, taps: list[tuple[str | None, str]], weights: str = "default",
                          image_size: int | None = None, preprocessing: str | None = None, seed: int = 0,
-                         precision: str = "float32", batch_size: int = DEFAULT_BATCH_SIZE) -> Any:
+                         precision: str = "float32", batch_size: int = BATCH_SIZE) -> Any:
     """The embedder of several (layer, pooling) taps of any registered backbone, from one pass over each batch.
 
     Arguments as for `build_embedder`; the backbone's registry entry builds it (for a Keras network a
@@ -356,7 +344,7 @@ def build_multi_embedder(backbone: str, taps: list[tuple[str | None, str]], weig
 
 def multi_embedder_for_spec(spec: Any, taps: list[tuple[str | None, str]], weights: str = "default",
                             image_size: int | None = None, preprocessing: str | None = None, seed: int = 0,
-                            precision: str = "float32", batch_size: int = DEFAULT_BATCH_SIZE) -> MultiEmbedder:
+                            precision: str = "float32", batch_size: int = BATCH_SIZE) -> MultiEmbedder:
     """A MultiEmbedder over (layer, pooling) taps of a Keras network's `BackboneSpec` (what its `build_embedder`
     and `rebuild_embedder` call): the request is checked, then the frozen backbone built once."""
     _, resolved = spec.check_request(image_size, [pooling for _, pooling in taps], preprocessing, precision)
@@ -364,7 +352,7 @@ def multi_embedder_for_spec(spec: Any, taps: list[tuple[str | None, str]], weigh
     size = spec.input_size if image_size is None else int(image_size)
     with dtype_policy(resolved):
         model = build_with_weights(spec, weights, size, seed)
-    provenance = weights_provenance(spec, resolve_weights(spec, weights), seed)
+    provenance = weights_provenance(spec, weights, seed)
     trained = training_record_for(provenance["weights"], provenance["weights_sha256"])
     if trained is not None:  # a train-backbone file: say what it was trained on, not just its name
         provenance["weights_label"] = trained_label(trained)

@@ -105,14 +105,10 @@ class InceptionV1(keras.Model):
         self.width = width
 
     def get_config(self) -> dict[str, Any]:
-        """The constructor arguments: enough to rebuild the architecture (weights are saved separately)."""
+        """The constructor arguments: enough to rebuild the architecture (weights are saved separately); Keras'
+        own `from_config` passes them back to the constructor."""
         return {"input_size": self.input_size, "batch_norm": self.batch_norm, "width": self.width, "name": self.name,
                 "trainable": self.trainable}
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "InceptionV1":
-        """Rebuild from `get_config()` output (used by keras.saving.load_model)."""
-        return cls(**config)
 
 
 def build_inceptionv1(input_shape: tuple[int, int, int], weights: None = None) -> keras.Model:

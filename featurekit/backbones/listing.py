@@ -4,14 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from featurekit.backbones.registry import get_spec, list_backbones
+from featurekit.backbones.registry import get_spec
 
 
 def backbone_listing(name: str) -> dict[str, Any]:
     """One backbone's listing (the keys of `RegistryEntry.listing`), JSON-able; imports no backend."""
     return get_spec(name).listing()
-
-
-def backbone_listings(include_test: bool = False) -> list[dict[str, Any]]:
-    """The listing of every registered backbone, sorted by name; test backbones only when asked."""
-    return [backbone_listing(name) for name in list_backbones(include_test)]

@@ -28,7 +28,7 @@ import keras
 from featurekit.backbones.registry import get_spec, list_backbones
 from featurekit.backbones.weights import (SHARED_WEIGHTS_DIR, STANDARD_VARIANT, WeightsRecord, cached_file_sha256,
                                           display_path, keras_imagenet_record, keras_models_dir, offline_files,
-                                          record_for_sha256, records_for)
+                                          record_for_sha256, record_path, records_for)
 from featurekit.errors import FeaturekitError, WeightsUnavailableError, given
 
 # What urllib raises while a download is under way (keras.utils.get_file wraps only URLError/HTTPError):
@@ -123,8 +123,7 @@ def weights_provenance(spec: Any, weights: str | os.PathLike, seed: int) -> dict
     label, sha, variant = f"random-init (seed {seed})", "", STANDARD_VARIANT
     if request == "imagenet":
         record = keras_imagenet_record(spec.name)
-        cached = keras_models_dir() / record.file_name if record else None
-        sha = cached_file_sha256(cached) if cached is not None and cached.is_file() else ""
+        sha = cached_file_sha256(record_path(record)) if record and record_path(record).is_file() else ""
         label = record.label if record else "imagenet"
     elif request != "none":
         path = Path(request).expanduser()
@@ -150,12 +149,9 @@ def _is_download_failure(exc: BaseException) -> bool:
     see _NETWORK_ERRORS. A local I/O fault (a cached file that cannot be read, a full disk) is not a failed
     download: it must not quietly turn into random features.
     """
-    if isinstance(exc, _NETWORK_ERRORS):
-        return True
     text = str(exc)
-    if type(exc) is Exception and text.startswith("URL fetch failure on "):
-        return True
-    return isinstance(exc, ValueError) and text.startswith("Incomplete or corrupted file detected.")
+    return (isinstance(exc, _NETWORK_ERRORS) or (type(exc) is Exception and text.startswith("URL fetch failure on "))
+            or (isinstance(exc, ValueError) and text.startswith("Incomplete or corrupted file detected.")))
 
 
 def _build_imagenet(spec: Any, input_shape: tuple[int, int, int]) -> keras.Model:
@@ -218,13 +214,11 @@ def _build_from_file(spec: Any, request: str, input_shape: tuple[int, int, int])
     path = Path(request).expanduser()
     is_weights_h5 = path.name.endswith(".weights.h5")
     if not is_weights_h5 and path.suffix != ".keras":
-        hint = ""
-        if path.suffix == ".h5":
-            hint = (
-                " A legacy Keras 2 .h5 file: load it into the same architecture and save it again with "
-                "model.save_weights('NAME.weights.h5'); the genuine Keras ImageNet .h5 files instead go in "
-                f"{keras_models_dir()} and are used with {given('weights', 'imagenet')}."
-            )
+        hint = (
+            " A legacy Keras 2 .h5 file: load it into the same architecture and save it again with "
+            "model.save_weights('NAME.weights.h5'); the genuine Keras ImageNet .h5 files instead go in "
+            f"{keras_models_dir()} and are used with {given('weights', 'imagenet')}."
+        ) if path.suffix == ".h5" else ""
         raise FeaturekitError(
             f"Weights {request!r} are neither a known name nor a .weights.h5 / .keras file.",
             received=given("weights", request),
@@ -367,12 +361,10 @@ def _copy_weights_from_keras_file(spec: Any, model: keras.Model, path: Path) -> 
             spec, path, f"layers with weights: {len(sources)} in the file's model, {len(targets)} in the backbone."
         )
     for src, dst in pairs:
-        src_weights, dst_weights = src.get_weights(), dst.get_weights()
-        src_shapes = [w.shape for w in src_weights]
-        dst_shapes = [w.shape for w in dst_weights]
+        src_shapes, dst_shapes = ([tuple(w.shape) for w in layer.weights] for layer in (src, dst))
         if src_shapes != dst_shapes:
             raise _does_not_fit(
                 spec, path, f"layer {src.name!r} in the file has weight shapes {src_shapes}, "
                 f"layer {dst.name!r} of the backbone needs {dst_shapes}."
             )
-        dst.set_weights(src_weights)
+        dst.set_weights(src.get_weights())

@@ -35,26 +35,14 @@ def data_record(folder: ImageFolder, split_fractions: tuple[float, float, float]
         valid: The validation images used.
         skipped: (path, reason) of files that did not decode.
     """
-    train_sha = sorted({s.sha256 for s in train})
-    valid_sha = sorted({s.sha256 for s in valid})
-    digest = hashlib.sha256()
-    for split, hashes in (("train", train_sha), ("valid", valid_sha)):
-        for sha in hashes:
-            digest.update(f"{split}\t{sha}\n".encode())
+    train_sha, valid_sha = sorted({s.sha256 for s in train}), sorted({s.sha256 for s in valid})
+    lines = [f"{split}\t{sha}\n" for split, hashes in (("train", train_sha), ("valid", valid_sha)) for sha in hashes]
     return {
-        "root": str(folder.root.resolve()),
-        "name": folder.root.resolve().name,
-        "layout": folder.layout,
-        "fingerprint": folder.fingerprint(),
-        "split_fractions": list(split_fractions),
-        "class_names": list(folder.class_names),
-        "split_counts": folder.split_counts(),
-        "train_images": len(train),
-        "valid_images": len(valid),
-        "images_digest": digest.hexdigest(),
-        "train_sha256": train_sha,
-        "valid_sha256": valid_sha,
-        "skipped": [list(item) for item in skipped],
+        "root": str(folder.root.resolve()), "name": folder.root.resolve().name, "layout": folder.layout,
+        "fingerprint": folder.fingerprint(), "split_fractions": list(split_fractions),
+        "class_names": list(folder.class_names), "split_counts": folder.split_counts(), "train_images": len(train),
+        "valid_images": len(valid), "images_digest": hashlib.sha256("".join(lines).encode()).hexdigest(),
+        "train_sha256": train_sha, "valid_sha256": valid_sha, "skipped": [list(item) for item in skipped],
     }
 
 
@@ -85,14 +73,11 @@ def training_record_for(weights: str, weights_sha256: str) -> dict[str, Any] | N
     path = Path(str(weights)).expanduser()
     if path.suffix != ".keras" or not weights_sha256:
         return None
-    record_path = path.parent / RECORD_FILE
     try:
-        record = json.loads(record_path.read_text())
+        record = json.loads((path.parent / RECORD_FILE).read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(record, dict) or record.get("model_sha256") != weights_sha256:
-        return None
-    return record
+    return record if isinstance(record, dict) and record.get("model_sha256") == weights_sha256 else None
 
 
 def train_overlap(record: dict[str, Any], samples: list[Sample]) -> dict[str, int]:

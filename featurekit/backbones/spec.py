@@ -12,16 +12,10 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
-from featurekit.backbones.checks import (
-    DEFAULT_BATCH_SIZE,
-    POOLINGS,
-    PREPROCESSING_MODES,
-    check_image_size,
-    check_pooling,
-    check_preprocessing,
-    pooled_dim,
-)
+from featurekit.backbones.checks import check_image_size, check_preprocessing, pooled_dim
 from featurekit.backbones.weights import STANDARD_VARIANT, keras_imagenet_record, record_path, shipped_record
+from featurekit.errors import refuse_unknown
+from featurekit.parameters import BATCH_SIZE, POOLINGS
 
 NO_RECORD_LICENCE = "n/a (no published weights: random init or your own file)"
 
@@ -65,12 +59,6 @@ class BackboneSpec:
     is_test: bool = False
     variants: Mapping[str, str] = field(default_factory=dict, compare=False)
 
-    def __post_init__(self) -> None:
-        if self.preprocessing not in PREPROCESSING_MODES:
-            raise ValueError(f"{self.name}: preprocessing {self.preprocessing!r} not in {PREPROCESSING_MODES}")
-        if not self.taps:
-            raise ValueError(f"{self.name}: declare at least the output layer in `taps`")
-
     @property
     def default_weights(self) -> str:
         """What weights="default" means: the shipped file, else the first pretrained name, else random init.
@@ -95,9 +83,7 @@ class BackboneSpec:
 
     def builder_for(self, variant: str = STANDARD_VARIANT) -> Callable[..., Any]:
         """The builder of an architecture variant (STANDARD_VARIANT: `builder`), its module imported on first use."""
-        path = self.builder if variant == STANDARD_VARIANT else self.variants.get(variant)
-        if path is None:
-            raise ValueError(f"backbone {self.name!r} has no architecture variant {variant!r}")
+        path = self.builder if variant == STANDARD_VARIANT else self.variants[variant]
         module, _, function = path.partition(":")
         return getattr(importlib.import_module(module), function)
 
@@ -123,13 +109,13 @@ class BackboneSpec:
 
         check_image_size(self, image_size)
         for pooling in poolings:
-            check_pooling(pooling)
+            refuse_unknown("pooling", pooling, POOLINGS)
         check_preprocessing(self.preprocessing if preprocessing is None else preprocessing)
         return tuple(poolings), resolve_precision(precision)
 
     def build_embedder(self, taps: Sequence[tuple[str | None, str]], weights: str = "default",
                        image_size: int | None = None, preprocessing: str | None = None, seed: int = 0,
-                       precision: str = "float32", batch_size: int = DEFAULT_BATCH_SIZE) -> Any:
+                       precision: str = "float32", batch_size: int = BATCH_SIZE) -> Any:
         """A `featurekit.backbones.embedder.MultiEmbedder` over (layer, pooling) taps, one forward pass per batch."""
         from featurekit.backbones.embedder import multi_embedder_for_spec
 

@@ -15,15 +15,11 @@ should decode at the images' own size and refuse (not resize) images of another 
 asks for an explicit image size. There is no preprocessing: the functions take uint8 RGB.
 
 Imports run one way: `features` -> `spec` (the registry entry: variants, request checks, building) ->
-`embedder` (the numpy taps, which know nothing of the spec), and `spam`, `spectrum` -> `_input`.
+`embedder` (the numpy taps, which know nothing of the spec), and `spam`, `spectrum` -> `_input`. The
+computations themselves are in `featurekit.handmade.spam` and `featurekit.handmade.spectrum`.
 """
 
 from featurekit.handmade.features import HANDMADE_FEATURES, get_handmade, list_handmade
-from featurekit.handmade.spam import spam_feature_dim, spam_features
 from featurekit.handmade.spec import HandmadeSpec
-from featurekit.handmade.spectrum import spectrum_feature_dim, spectrum_features
 
-__all__ = [
-    "HANDMADE_FEATURES", "HandmadeSpec", "get_handmade", "list_handmade", "spam_feature_dim", "spam_features",
-    "spectrum_feature_dim", "spectrum_features",
-]
+__all__ = ["HANDMADE_FEATURES", "HandmadeSpec", "get_handmade", "list_handmade"]

@@ -39,13 +39,12 @@ from typing import Any
 
 import numpy as np
 
-from featurekit.parameters import HANDMADE_POOLING
+from featurekit.parameters import BATCH_SIZE, HANDMADE_POOLING
 from featurekit.errors import FeaturekitError
 
 # What a hand-made feature records as its preprocessing: it takes uint8 RGB as stored.
 HANDMADE_PREPROCESSING = "none"
 HANDMADE_WEIGHTS_LABEL = "hand-made (no weights)"
-DEFAULT_BATCH_SIZE = 32
 
 
 class HandmadeTap:
@@ -61,7 +60,7 @@ class HandmadeTap:
         batch_size: Images per call (kept for the interface; a batch is computed whole).
     """
 
-    def __init__(self, feature: Any, image_size: int, batch_size: int = DEFAULT_BATCH_SIZE):
+    def __init__(self, feature: Any, image_size: int, batch_size: int = BATCH_SIZE):
         self.feature = feature
         self.image_size = int(image_size)
         self.layer = feature.variant_text()
@@ -115,10 +114,7 @@ class HandmadeEmbedder:
 
     def __call__(self, images: Any) -> list[np.ndarray]:
         """One float32 array [B, D_i] per tap; a variant asked for twice is computed once."""
-        computed: dict[str, np.ndarray] = {}
-        for tap in self.embedders:
-            if tap.layer not in computed:
-                computed[tap.layer] = tap(images)
+        computed = {tap.layer: tap(images) for tap in {tap.layer: tap for tap in self.embedders}.values()}
         return [computed[tap.layer] for tap in self.embedders]
 
     def check_images(self, root: Any, paths: list[str]) -> None:

@@ -3,34 +3,19 @@
 from __future__ import annotations
 
 from featurekit.errors import FeaturekitError, given
-from featurekit.handmade.spam import check_spam_parameters, spam_feature_dim, spam_features
+from featurekit.handmade.spam import spam_feature_dim, spam_features
 from featurekit.handmade.spec import HandmadeSpec
-from featurekit.handmade.spectrum import check_spectrum_parameters, spectrum_feature_dim, spectrum_features
-
-
-def _spam_dim(image_size: int, threshold: int, order: int, normalisation: str) -> int:
-    check_spam_parameters(threshold, order, normalisation)
-    return spam_feature_dim(threshold, order)
-
-
-def _spectrum_dim(image_size: int, normalisation: str, include_corners: bool) -> int:
-    check_spectrum_parameters(normalisation, include_corners)
-    return spectrum_feature_dim(image_size, include_corners)
-
+from featurekit.handmade.spectrum import spectrum_feature_dim, spectrum_features
 
 HANDMADE_FEATURES: tuple[HandmadeSpec, ...] = (
     HandmadeSpec(
-        name="spam",
-        function=spam_features,
-        dim_function=_spam_dim,
-        parameters={"threshold": 3, "order": 2, "normalisation": "joint"},
+        name="spam", function=spam_features, parameters={"threshold": 3, "order": 2, "normalisation": "joint"},
+        dim_function=lambda image_size, **parameters: spam_feature_dim(**parameters),  # the same at any size
         description="SPAM: co-occurrences of truncated pixel differences, per R, G, B, R-G, B-G (3,430 features)",
         reference="Pevny, Bas, Fridrich 2010, Steganalysis by Subtractive Pixel Adjacency Matrix, IEEE TIFS 5(2)",
     ),
     HandmadeSpec(
-        name="spectrum",
-        function=spectrum_features,
-        dim_function=_spectrum_dim,
+        name="spectrum", function=spectrum_features, dim_function=spectrum_feature_dim,
         parameters={"normalisation": "minmax", "include_corners": False},
         description="azimuthally averaged log power spectrum of the grayscale image (size // 2 features)",
         reference="Durall, Keuper, Keuper 2020, Watch your Up-Convolution, CVPR",

@@ -43,17 +43,12 @@ SPAM_ORDERS = (1, 2)
 _IMAGES_PER_CHUNK = 8
 
 
-def spam_feature_dim(threshold: int = 3, order: int = 2, n_planes: int = len(SPAM_PLANES)) -> int:
+def spam_feature_dim(threshold: int = 3, order: int = 2, normalisation: str = "joint") -> int:
     """Features per image: planes x 2 groups x (2T+1)^(order+1); 3,430 at the defaults.
 
-    The dimension does not depend on the image size: SPAM is a histogram.
+    The dimension does not depend on the image size: SPAM is a histogram. Bad parameters are refused here,
+    before any image is read (bin codes are int16, hence T <= 10).
     """
-    check_spam_parameters(threshold, order, SPAM_NORMALISATIONS[0])
-    return n_planes * 2 * (2 * threshold + 1) ** (order + 1)
-
-
-def check_spam_parameters(threshold: int, order: int, normalisation: str) -> None:
-    """Refuse bad parameters before any image is read (bin codes are int16, hence T <= 10)."""
     if isinstance(threshold, bool) or not isinstance(threshold, (int, np.integer)) or not 1 <= threshold <= 10:
         raise FeaturekitError(
             "The SPAM truncation threshold must be an integer from 1 to 10 (the paper uses 3 for the second order, "
@@ -68,6 +63,7 @@ def check_spam_parameters(threshold: int, order: int, normalisation: str) -> Non
         raise FeaturekitError(f"Unknown SPAM normalisation; valid: {', '.join(SPAM_NORMALISATIONS)}.",
                               received=given("normalisation", normalisation),
                               fix="Use 'joint' (the authors' reference code) or 'transition' (the paper).")
+    return len(SPAM_PLANES) * 2 * (2 * threshold + 1) ** (order + 1)
 
 
 def colour_planes(images: np.ndarray) -> np.ndarray:
@@ -107,11 +103,10 @@ def _forward_histograms(planes: np.ndarray, direction: str, threshold: int, orde
     step = DIRECTIONS[direction]
     d = _clipped_differences(planes, step, threshold)
     runs = [_run_view(d, step, k, order) for k in range(order + 1)]
-    code = runs[0] * np.int16(n)  # bin codes stay below 2T+1 cubed (9261 at T=10): int16 suffices
-    for run in runs[1:-1]:
-        code += run
+    code = runs[0].copy()  # bin codes stay below 2T+1 cubed (9261 at T=10): int16 suffices
+    for run in runs[1:]:
         code *= np.int16(n)
-    code += runs[-1]
+        code += run
     # One bincount per plane: measured faster than a single bincount over per-plane offsets, whose
     # int64 codes cost more memory traffic than the Python loop over planes (not pixels) costs here.
     counts = np.stack([np.bincount(plane_codes.ravel(), minlength=bins) for plane_codes in code])
@@ -126,11 +121,8 @@ def _opposite(histogram: np.ndarray) -> np.ndarray:
 
 
 def _normalise(histogram: np.ndarray, normalisation: str) -> np.ndarray:
-    if normalisation == "joint":
-        axes = tuple(range(1, histogram.ndim))
-        total = histogram.sum(axis=axes, keepdims=True)
-    else:  # transition: condition on every difference but the last; contexts never seen give 0
-        total = histogram.sum(axis=-1, keepdims=True)
+    # joint: over every bin; transition: condition on every difference but the last (contexts never seen give 0)
+    total = histogram.sum(axis=tuple(range(1, histogram.ndim)) if normalisation == "joint" else -1, keepdims=True)
     return np.divide(histogram, total, out=np.zeros_like(histogram), where=total > 0)
 
 
@@ -160,9 +152,9 @@ def spam_features(images: np.ndarray, threshold: int = 3, order: int = 2,
     Returns:
         float32 of shape (B, spam_feature_dim(threshold, order)).
     """
-    check_spam_parameters(threshold, order, normalisation)
+    dim = spam_feature_dim(threshold, order, normalisation)  # refuses bad parameters first
     images = require_uint8_rgb_batch(images, min_size=order + 2, feature="SPAM")
-    out = np.empty((len(images), spam_feature_dim(threshold, order)), dtype=np.float32)
+    out = np.empty((len(images), dim), dtype=np.float32)
     for start in range(0, len(images), _IMAGES_PER_CHUNK):
         chunk = images[start: start + _IMAGES_PER_CHUNK]
         planes = colour_planes(chunk)

@@ -8,9 +8,9 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from featurekit.parameters import HANDMADE_POOLING
+from featurekit.parameters import BATCH_SIZE, HANDMADE_POOLING
 from featurekit.errors import FeaturekitError, given
-from featurekit.handmade.embedder import DEFAULT_BATCH_SIZE, HANDMADE_PREPROCESSING, HandmadeEmbedder, HandmadeTap
+from featurekit.handmade.embedder import HANDMADE_PREPROCESSING, HandmadeEmbedder, HandmadeTap
 
 # The faces' own size: hand-made features default to it instead of a CNN's 224/299.
 NATIVE_FACE_SIZE = 256
@@ -26,11 +26,9 @@ def _value_text(value: Any) -> str:
 
 
 def _parse_value(default: Any, text: str) -> Any:
-    """`text` as a value of the type of `default` (ValueError when it is none)."""
+    """`text` as a value of the type of `default` (ValueError or KeyError when it is none)."""
     if isinstance(default, bool):
-        if text.lower() not in ("true", "false"):
-            raise ValueError(text)
-        return text.lower() == "true"
+        return {"true": True, "false": False}[text.lower()]
     return type(default)(text) if isinstance(default, (int, float)) else text
 
 
@@ -78,8 +76,6 @@ class HandmadeSpec:
     def extract(self, images: np.ndarray) -> np.ndarray:
         """Features of a uint8 RGB batch (B, H, W, 3) as float32 (B, D)."""
         return self.function(images, **self.parameters)
-
-    __call__ = extract
 
     def feature_dim(self, image_size: int | None = None) -> int:
         """Features per image at this square image size (default: the native size)."""
@@ -137,7 +133,7 @@ class HandmadeSpec:
                 return self.with_parameters(**{name: value})  # refuses, naming the parameters there are
             try:
                 overrides[name] = _parse_value(self.parameters[name], value)
-            except ValueError:
+            except (KeyError, ValueError):
                 default = self.parameters[name]
                 raise FeaturekitError(
                     f"Parameter {name!r} of {self.name} takes {type(default).__name__} values.",
@@ -188,7 +184,7 @@ class HandmadeSpec:
 
     def build_embedder(self, taps: Sequence[tuple[str | None, str]], weights: str | Sequence[str] = "default",
                        image_size: int | None = None, preprocessing: str | None = None, seed: int = 0,
-                       precision: str = "float32", batch_size: int = DEFAULT_BATCH_SIZE) -> HandmadeEmbedder:
+                       precision: str = "float32", batch_size: int = BATCH_SIZE) -> HandmadeEmbedder:
         """A HandmadeEmbedder over (variant, pooling) taps: `layer` texts are parameter variants; `seed` is unused."""
         self.check_request(image_size, [pooling for _, pooling in taps], preprocessing, precision, weights)
         size = self._image_size(image_size)

@@ -30,16 +30,10 @@ _EPS = 1e-8
 _IMAGES_PER_CHUNK = 32
 
 
-def spectrum_feature_dim(image_size: int | tuple[int, int], include_corners: bool = False) -> int:
-    """Rings in the profile of an image of this size (an int means a square image)."""
-    height, width = (image_size, image_size) if np.isscalar(image_size) else image_size
-    if include_corners:
-        return int(np.floor(np.hypot(height // 2, width // 2))) + 1
-    return min(height, width) // 2
-
-
-def check_spectrum_parameters(normalisation: str, include_corners: bool) -> None:
-    """Refuse unknown normalisations and non-boolean include_corners before any image is read."""
+def spectrum_feature_dim(image_size: int | tuple[int, int], include_corners: bool = False,
+                         normalisation: str = "minmax") -> int:
+    """Rings in the profile of an image of this size (an int means a square image); bad parameters are refused
+    here, before any image is read."""
     if normalisation not in SPECTRUM_NORMALISATIONS:
         raise FeaturekitError(f"Unknown spectrum normalisation; valid: {', '.join(SPECTRUM_NORMALISATIONS)}.",
                               received=given("normalisation", normalisation),
@@ -48,6 +42,10 @@ def check_spectrum_parameters(normalisation: str, include_corners: bool) -> None
         raise FeaturekitError("include_corners must be True or False.",
                               received=given("include_corners", include_corners),
                               fix="Use include_corners=False (full rings only) or True.")
+    height, width = (image_size, image_size) if np.isscalar(image_size) else image_size
+    if include_corners:
+        return int(np.floor(np.hypot(height // 2, width // 2))) + 1
+    return min(height, width) // 2
 
 
 def _ring_index(height: int, width: int, n_rings: int) -> np.ndarray:
@@ -69,10 +67,9 @@ def spectrum_features(images: np.ndarray, normalisation: str = "minmax", include
     Returns:
         float32 of shape (B, spectrum_feature_dim((H, W), include_corners)).
     """
-    check_spectrum_parameters(normalisation, include_corners)
     images = require_uint8_rgb_batch(images, min_size=4, feature="spectrum")
     height, width = images.shape[1:3]
-    n_rings = spectrum_feature_dim((height, width), include_corners)
+    n_rings = spectrum_feature_dim((height, width), include_corners, normalisation)
     rings = _ring_index(height, width, n_rings)
     pixels_per_ring = np.bincount(rings, minlength=n_rings + 1)[:n_rings].astype(np.float64)
     out = np.empty((len(images), n_rings), dtype=np.float32)
