@@ -17,7 +17,6 @@ from typing import Any, Callable
 
 from featurekit.errors import FeaturekitError, given
 from featurekit.probes.baselines import make_knn, make_linsvm, make_logreg, make_rbfsvm
-from featurekit.probes.chunks import in_memory_only_error
 from featurekit.probes.head import DenseHeadClassifier
 from featurekit.probes.sgd import SGDLinearProbe
 
@@ -52,7 +51,10 @@ class ProbeSpec:
 
         factory = self.stream_factory if stream else self.factory
         if factory is None:
-            raise in_memory_only_error(self.name)
+            raise FeaturekitError(f"Probe '{self.name}' needs the whole training matrix in memory; it cannot train "
+                                  "from chunks.", received=f"probe {self.name} with streamed features",
+                                  fix="Use the streaming probes (head, logreg, linsvm), or load the split into memory "
+                                  "with reader.load('train') if it fits.")
         accepted = inspect.signature(factory).parameters
         unknown = sorted(set(params) - set(accepted))
         if unknown:

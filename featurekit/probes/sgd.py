@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from featurekit.probes.epochs import SEED_EXTRA, SEED_MODEL, EpochProbe, log_loss_from_logits
+from featurekit.probes.epochs import SEED_EXTRA, SEED_MODEL, EpochProbe
 
 
 class SGDLinearProbe(EpochProbe):
@@ -88,8 +88,7 @@ class SGDLinearProbe(EpochProbe):
         sgd_seed = int(np.random.default_rng([seed, SEED_MODEL]).integers(2**31 - 1))
         self._sgd = SGDClassifier(loss=self.loss, alpha=self.alpha, random_state=sgd_seed)
         for name in ("coef_", "intercept_", "calibration_slope_"):  # a refit scores with the new SGD until it ends
-            if hasattr(self, name):
-                delattr(self, name)
+            self.__dict__.pop(name, None)
 
     def _step(self, X: np.ndarray, y: np.ndarray) -> float:
         Xs = self._scaled(X)
@@ -99,7 +98,7 @@ class SGDLinearProbe(EpochProbe):
     def _loss(self, y: np.ndarray, z: np.ndarray) -> float:
         if self.loss == "hinge":
             return float(np.mean(np.maximum(0.0, 1.0 - (2.0 * y - 1.0) * z)))
-        return log_loss_from_logits(y, z)
+        return super()._loss(y, z)
 
     def _get_state(self) -> tuple[np.ndarray, np.ndarray]:
         return self._sgd.coef_.copy(), self._sgd.intercept_.copy()
@@ -134,5 +133,5 @@ class SGDLinearProbe(EpochProbe):
             return 1.0
         return float(LogisticRegression(fit_intercept=False, C=1e4).fit(m[:, None], t).coef_[0, 0])
 
-    def _proba_positive(self, z: np.ndarray) -> np.ndarray:
-        return super()._proba_positive(self.calibration_slope_ * np.asarray(z, dtype=np.float64))
+    def _proba(self, z: np.ndarray) -> np.ndarray:
+        return super()._proba(self.calibration_slope_ * np.asarray(z, dtype=np.float64))
