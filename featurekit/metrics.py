@@ -58,8 +58,7 @@ def accuracy_real(y_true: np.ndarray, score: np.ndarray, threshold: float = 0.5)
     Reported beside `accuracy_fake` because a detector's errors on a new generator (or a new camera)
     show up on one side only; NaN when the split has no real image.
     """
-    real = np.asarray(y_true).ravel() == 0
-    return float(np.mean(np.asarray(score).ravel()[real] < threshold)) if real.any() else float("nan")
+    return float(skm.recall_score(y_true, np.asarray(score) >= threshold, pos_label=0, zero_division=np.nan))
 
 
 def accuracy_fake(y_true: np.ndarray, score: np.ndarray, threshold: float = 0.5) -> float:
@@ -67,8 +66,7 @@ def accuracy_fake(y_true: np.ndarray, score: np.ndarray, threshold: float = 0.5)
 
     NaN when the split has no fake image.
     """
-    fake = np.asarray(y_true).ravel() == POSITIVE_LABEL
-    return float(np.mean(np.asarray(score).ravel()[fake] >= threshold)) if fake.any() else float("nan")
+    return float(skm.recall_score(y_true, np.asarray(score) >= threshold, zero_division=np.nan))
 
 
 def balanced_accuracy(y_true: np.ndarray, score: np.ndarray, threshold: float = 0.5) -> float:
@@ -240,21 +238,20 @@ def bootstrap_intervals(metrics: dict[str, ResampledMetric], y: np.ndarray, scor
         Name -> (low, high), the alpha/2 and 1 - alpha/2 percentiles of the resampled metric.
     """
     y, s = _as_binary(y, score, "scored")
-    if not metrics:
-        return {}
     values: dict[str, list[np.ndarray]] = {name: [] for name in metrics}
+    kept = 0
     for idx in bootstrap_resamples(y, n_boot, seed, stratified):
         fakes = (y[idx] == POSITIVE_LABEL).sum(axis=1)
-        keep = (fakes > 0) & (fakes < y.size)
+        idx = idx[(fakes > 0) & (fakes < y.size)]
+        kept += len(idx)
         for name, metric in metrics.items():
-            values[name].append(np.asarray(metric(y, s, idx[keep]) if not keep.all() else metric(y, s, idx)))
-    kept = {name: np.concatenate(parts) if parts else np.empty(0) for name, parts in values.items()}
-    if not next(iter(kept.values())).size:
+            values[name].append(metric(y, s, idx))
+    if not kept:
         raise FeaturekitError("Every bootstrap resample held one class only.",
                               received=f"{y.size} samples, n_boot={n_boot}",
                               fix="Use stratified=True or a larger split.")
     bounds = [100 * alpha / 2, 100 * (1 - alpha / 2)]
-    return {name: tuple(float(v) for v in np.percentile(vals, bounds)) for name, vals in kept.items()}
+    return {name: tuple(float(v) for v in np.percentile(np.concatenate(parts), bounds)) for name, parts in values.items()}
 
 
 def is_collapsed(y_pred: np.ndarray, score: np.ndarray, auc: float | None = None, auc_margin: float = 0.05,
@@ -313,7 +310,7 @@ def evaluate(y_test: np.ndarray, score_test: np.ndarray, threshold: float, n_boo
     intervals = dict.fromkeys(resampled, (float("nan"), float("nan")))
     if n_boot:
         intervals = bootstrap_intervals(resampled, y, s, n_boot, seed, alpha)
-    out["accuracy_ci_low"], out["accuracy_ci_high"] = intervals["accuracy"]
-    out["roc_auc_ci_low"], out["roc_auc_ci_high"] = intervals["roc_auc"]
+    for name, (low, high) in intervals.items():
+        out[f"{name}_ci_low"], out[f"{name}_ci_high"] = low, high
     out["collapsed"] = is_collapsed((s >= threshold).astype(np.int64), s, out["roc_auc"])
     return out
