@@ -32,18 +32,11 @@ def binary_classes(y: np.ndarray, where: str = "training") -> np.ndarray:
     check_classification_targets(y)
     classes = np.unique(y)
     if classes.size != 2:
-        problem = (
-            f"The {where} split holds one class only ({classes[0]!r}); a probe needs both real "
-            "and fake samples."
-            if classes.size == 1
-            else f"Only binary classification is supported (real vs fake), but the {where} split "
-            f"has {classes.size} classes."
-        )
-        raise ProbeInputError(
-            problem,
-            received=f"classes {classes.tolist()[:10]}",
-            fix="Check the dataset layout and the split assignment of the cache.",
-        )
+        problem = (f"The {where} split holds one class only ({classes[0]!r}); a probe needs both real and fake samples."
+                   if classes.size == 1 else f"Only binary classification is supported (real vs fake), but the {where} "
+                   f"split has {classes.size} classes.")
+        raise ProbeInputError(problem, received=f"classes {classes.tolist()[:10]}",
+                              fix="Check the dataset layout and the split assignment of the cache.")
     return classes
 
 

@@ -112,7 +112,7 @@ class EpochProbe(ClassifierMixin, BaseEstimator):
             starts = np.random.default_rng([seed, SEED_CHUNKS, epoch]).permutation(np.arange(0, n, rows))
             return ((X[s : s + rows], y01[s : s + rows]) for s in starts)
 
-        return self._fit_chunks(chunks, self._valid_chunks(valid, classes), classes, seed, n_features=X.shape[1])
+        return self._fit_chunks(chunks, self._valid_chunks(valid, classes), classes, seed)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit_stream(
@@ -169,12 +169,11 @@ class EpochProbe(ClassifierMixin, BaseEstimator):
                 yield Xc, yc
         return chunks
 
-    def _scan(self, chunks: LabelledChunks, n_features: int | None) -> int:
+    def _scan(self, chunks: LabelledChunks) -> int:
         """Pass 0: rows, width and feature statistics; bad chunks fail here, before any training."""
         scaler, rows = StandardScaler(), 0
         for Xc, _ in chunks(0):
-            if n_features is None:
-                n_features = self.n_features_in_ = Xc.shape[1]  # later chunks are checked against it
+            self.n_features_in_ = Xc.shape[1]  # the first chunk's width: later chunks are checked against it
             rows += len(Xc)
             if self.standardize:  # in blocks: the scaler's float64 copies stay small for any chunk
                 block = max(1, STATISTICS_BLOCK_BYTES // (8 * max(1, Xc.shape[1])))
@@ -182,16 +181,15 @@ class EpochProbe(ClassifierMixin, BaseEstimator):
                     scaler.partial_fit(Xc[start : start + block])
         if rows == 0:
             raise empty_epoch_error(0)
-        self.n_features_in_ = int(n_features)
         self.mean_ = scaler.mean_.astype(np.float32) if self.standardize else None
         self.scale_ = scaler.scale_.astype(np.float32) if self.standardize else None
         return rows
 
-    def _fit_chunks(self, chunks: LabelledChunks, valid: LabelledChunks | None, classes: np.ndarray, seed: int,
-                    n_features: int | None = None) -> "EpochProbe":
+    def _fit_chunks(self, chunks: LabelledChunks, valid: LabelledChunks | None, classes: np.ndarray,
+                    seed: int) -> "EpochProbe":
         """The one training loop of every epoch probe."""
         self.classes_ = classes
-        n_rows = self._scan(chunks, n_features)
+        n_rows = self._scan(chunks)
         self._start_training(n_rows, seed)
         history: dict[str, list[float]] = {"loss": []}
         best_value, best_state, best_epoch, wait = None, None, 0, 0

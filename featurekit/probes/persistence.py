@@ -216,12 +216,11 @@ def _load_head(path: Path, meta: dict[str, Any]) -> DenseHeadClassifier:
         head = DenseHeadClassifier(**meta["params"])
         head._validate_params()
         head.classes_ = np.asarray(meta["classes_"], dtype=np.dtype(meta["classes_dtype"]))
-        head.n_features_in_ = int(meta["n_features_in_"])
-        if meta.get("feature_names_in_") is not None:
+        for name in ("n_features_in_", "best_epoch_", "batch_size_"):
+            setattr(head, name, int(meta[name]))
+        if meta["feature_names_in_"] is not None:
             head.feature_names_in_ = np.asarray([str(n) for n in meta["feature_names_in_"]], dtype=object)
         head.history_ = {str(k): [float(v) for v in values] for k, values in dict(meta["history_"]).items()}
-        head.best_epoch_ = int(meta["best_epoch_"])
-        head.batch_size_ = int(meta.get("batch_size_", head.batch_size if head.batch_size != "auto" else 0))
         if head.classes_.shape != (2,):
             raise ValueError(f"classes_ must hold two labels, not {meta['classes_']!r}")
     except Exception as error:  # missing keys, wrong types, bad values: all one refusal
@@ -235,10 +234,9 @@ def _load_head(path: Path, meta: dict[str, Any]) -> DenseHeadClassifier:
         raise _refuse("The saved head's model.keras could not be loaded", model_file, error) from None
     # Copy the weights into a model we build ourselves: what predicts is always the head's architecture.
     try:
-        weights = {name: model.get_layer(name).get_weights() for name in ("hidden", "logit")}
+        weights = [w for name in ("hidden", "logit") for w in model.get_layer(name).get_weights()]
         head.model_ = build_inference_model(head.n_features_in_, int(head.units), float(head.dropout))
-        for name, values in weights.items():
-            head.model_.get_layer(name).set_weights(values)
+        head.model_.set_weights(weights)
     except Exception as error:
         raise _refuse("The saved head's model.keras does not match its estimator.json", model_file, error) from None
     return head
