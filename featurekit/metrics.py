@@ -1,7 +1,8 @@
 """Forensic metrics for a binary real-vs-fake probe, the positive class being `fake` = 1.
 
 Every function takes the true labels and a *score* (higher means more likely fake: a probability,
-a logit or an SVM margin), so one code path serves every probe. Hard decisions come from a threshold
+a logit or an SVM margin), so one code path serves every probe; `fake_scores` is that score for any
+fitted probe, P(fake). Hard decisions come from a threshold
 that `choose_threshold` picks on the VALID split; the test split is only ever scored with it. The
 convention everywhere: predict fake when `score >= threshold`.
 
@@ -14,7 +15,7 @@ resamples at once with NumPy (tests check it equals scikit-learn's AUC, ties inc
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 from sklearn import metrics as skm
@@ -22,6 +23,19 @@ from sklearn import metrics as skm
 from featurekit.errors import FeaturekitError
 
 POSITIVE_LABEL = 1  # `fake`
+
+
+def fake_scores(estimator: Any, X: np.ndarray) -> np.ndarray:
+    """P(fake) for every row: column 1 of `predict_proba`, one definition for every probe.
+
+    Requires the probe to be fitted on labels 0 (real) / 1 (fake), so column 1 is fake.
+    """
+    classes = np.asarray(estimator.classes_)
+    if classes.tolist() != [0, POSITIVE_LABEL]:
+        raise FeaturekitError("Scores are defined for probes trained on labels 0 (real) and 1 (fake).",
+                              received=f"classes_ {classes.tolist()}",
+                              fix="Train on the cache's integer labels, not on class names.")
+    return estimator.predict_proba(X)[:, 1]
 
 
 def _as_binary(y_true: np.ndarray, score: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -100,8 +114,7 @@ def eer(y_true: np.ndarray, score: np.ndarray) -> float:
         The EER in [0, 1]; 0 for perfectly separated scores, about 0.5 for random ones.
     """
     fpr, tpr, _ = skm.roc_curve(y_true, score, drop_intermediate=False)
-    fnr = 1.0 - tpr
-    diff = fnr - fpr  # starts at 1 (threshold +inf), ends at -1, never increases
+    diff = (1.0 - tpr) - fpr  # FNR - FPR: starts at 1 (threshold +inf), ends at -1, never increases
     i = int(np.flatnonzero(diff <= 0)[0])  # first point at or past the crossing
     if diff[i] == 0 or i == 0:
         return float(fpr[i])

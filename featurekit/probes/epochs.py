@@ -38,13 +38,15 @@ STATISTICS_BLOCK_BYTES = 8 * 2**20
 class EpochProbe(ClassifierMixin, BaseEstimator):
     """Base class: a binary probe trained for epochs over (possibly streamed) chunks of features.
 
-    Subclasses set `_input_dtype` and `_memory_chunk_rows` and implement the hooks
+    Subclasses set `_input_dtype` (and have a `chunk_rows` parameter where `fit` should cut in-memory arrays
+    into chunks of that many rows, rather than train on one chunk) and implement the hooks
     `_start_training(n_rows, seed)` (a fresh model for `n_features_in_` inputs; the statistics are in
     `mean_`/`scale_`), `_step(X, y)` (one update on a shuffled batch of raw features and 0/1 float labels,
     returning its mean training loss), `_decision(X)` (float64 scores of raw features, > 0 meaning the
     positive class, in training or after it), `_get_state()` / `_set_state(state)` (a snapshot of the best
     epoch) and `_finish_training(chunks, n_rows, seed)` (the trained state into the fitted attributes);
-    `_step_rows`, `_loss` and `_proba` have defaults.
+    `_loss` and `_proba` have defaults. A step takes `batch_size_` rows where the probe sets that attribute
+    in `_start_training`, else a whole chunk.
 
     Common parameters (each subclass lists them in its own signature):
         epochs: Maximum number of passes over the training chunks.
@@ -72,8 +74,6 @@ class EpochProbe(ClassifierMixin, BaseEstimator):
         "verbose": ["verbose"],
     }
     _input_dtype: Any = np.float32
-    # Rows per chunk when `fit` cuts in-memory arrays (None: the whole matrix is one chunk).
-    _memory_chunk_rows: int | None = None
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -105,7 +105,7 @@ class EpochProbe(ClassifierMixin, BaseEstimator):
                                   fix="Pass both X_val and y_val, or neither.")
         valid = None if X_val is None else validate_data(self, X_val, y_val, reset=False, dtype=self._input_dtype)
         n, seed = len(X), self._fit_seed()
-        rows = self._memory_chunk_rows or n
+        rows = getattr(self, "chunk_rows", None) or n
 
         def chunks(epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
             # Chunk order changes per epoch, as reader.iter_batches(shuffle=True, seed=epoch) does.
@@ -198,7 +198,7 @@ class EpochProbe(ClassifierMixin, BaseEstimator):
             total, rows = 0.0, 0
             for Xc, yc in chunks(epoch):
                 order = rng.permutation(len(Xc))  # runs of one class stall SGD and Adam alike
-                step = self._step_rows() or len(Xc)
+                step = getattr(self, "batch_size_", None) or len(Xc)
                 for start in range(0, len(Xc), step):
                     idx = order[start : start + step]
                     total += self._step(Xc[idx], yc[idx]) * len(idx)
@@ -231,10 +231,6 @@ class EpochProbe(ClassifierMixin, BaseEstimator):
         scores, labels = zip(*((self._decision(Xc), yc) for Xc, yc in valid(0)))
         z, t = np.concatenate(scores), np.concatenate(labels)
         return {"val_loss": float(self._loss(t, z)), "val_auc": float(roc_auc_score(t, z))}
-
-    def _step_rows(self) -> int | None:
-        """Rows per `_step` (None: a whole chunk per step)."""
-        return None
 
     def _loss(self, y: np.ndarray, z: np.ndarray) -> float:
         """Mean loss of 0/1 labels `y` against scores `z` ("val_loss"): binary cross-entropy of sigmoid(z),

@@ -116,27 +116,21 @@ class DenseHeadClassifier(EpochProbe):
             keras.layers.Dropout(float(self.dropout), seed=seeds[1], name="dropout"),
             keras.layers.Dense(1, name="logit", kernel_initializer=keras.initializers.GlorotUniform(seed=seeds[2])),
         ]
-        net = keras.Sequential(layers, name="dense_head_training")
+        self._net = keras.Sequential(layers, name="dense_head_training")
         # The loss sees the logits: stable where the sigmoid saturates, on every backend.
         # Padded rows weigh 0 and the mean runs over the weights, so a padded step equals an unpadded one.
-        net.compile(optimizer=keras.optimizers.Adam(learning_rate=float(self.learning_rate)),
+        self._net.compile(optimizer=keras.optimizers.Adam(learning_rate=float(self.learning_rate)),
                     loss=keras.losses.BinaryCrossentropy(from_logits=True, reduction="mean_with_sample_weight"))
-        self._net = net
         self._step_shape = min(self.batch_size_, n_rows)
         self.__dict__.pop("model_", None)  # a refit: predictions come from the new training net until it ends
-
-    def _step_rows(self) -> int:
-        return self.batch_size_
 
     def _step(self, X: np.ndarray, y: np.ndarray) -> float:
         """One Adam step; every step has the same shape (short batches padded with zero-weight rows),
         so the backend compiles the step once per fit instead of once per distinct batch length."""
-        rows, pad = len(X), max(0, self._step_shape - len(X))
-        weights = np.ones(rows + pad, dtype=np.float32)
+        pad = max(0, self._step_shape - len(X))
+        weights = np.pad(np.ones(len(X), dtype=np.float32), (0, pad))
         if pad:
-            X = np.concatenate([X, np.zeros((pad, X.shape[1]), dtype=X.dtype)])
-            y = np.concatenate([y, np.zeros(pad, dtype=y.dtype)])
-            weights[rows:] = 0.0
+            X, y = np.pad(X, ((0, pad), (0, 0))), np.pad(y, (0, pad))
         return float(self._net.train_on_batch(X, y[:, None], sample_weight=weights))
 
     def _get_state(self) -> list[np.ndarray]:

@@ -76,10 +76,6 @@ class SGDLinearProbe(EpochProbe):
         self.random_state = random_state
         self.verbose = verbose
 
-    @property
-    def _memory_chunk_rows(self) -> int:  # type: ignore[override]
-        return max(1, int(self.chunk_rows))
-
     def _scaled(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
         return X if self.mean_ is None else (X - self.mean_) / self.scale_
