@@ -2,9 +2,9 @@
 
 Every function takes the true labels and a *score* (higher means more likely fake: a probability,
 a logit or an SVM margin), so one code path serves every probe; `fake_scores` is that score for any
-fitted probe, P(fake). Hard decisions come from a threshold
-that `choose_threshold` picks on the VALID split; the test split is only ever scored with it. The
-convention everywhere: predict fake when `score >= threshold`.
+fitted probe, P(fake). Hard decisions come from a threshold that `choose_threshold` picks on the VALID
+split; the test split is only ever scored with it. The convention everywhere: predict fake when
+`score >= threshold`.
 
 Point metrics come from `sklearn.metrics`. The bootstrap intervals count instead: the AUC of a
 resample is the Mann-Whitney statistic over the sample's distinct scores, computed for a block of
@@ -264,7 +264,8 @@ def bootstrap_intervals(metrics: dict[str, ResampledMetric], y: np.ndarray, scor
                               received=f"{y.size} samples, n_boot={n_boot}",
                               fix="Use stratified=True or a larger split.")
     bounds = [100 * alpha / 2, 100 * (1 - alpha / 2)]
-    return {name: tuple(float(v) for v in np.percentile(np.concatenate(parts), bounds)) for name, parts in values.items()}
+    return {name: tuple(float(v) for v in np.percentile(np.concatenate(parts), bounds))
+            for name, parts in values.items()}
 
 
 def is_collapsed(y_pred: np.ndarray, score: np.ndarray, auc: float | None = None, auc_margin: float = 0.05,

@@ -139,14 +139,15 @@ class EpochProbe(ClassifierMixin, BaseEstimator):
         classes = binary_classes(np.asarray(classes), "declared")
         for name in ("feature_names_in_", "n_features_in_"):  # left by an earlier fit (a refit may change the width)
             self.__dict__.pop(name, None)
-        return self._fit_chunks(self._labelled(batches_factory, classes, "training"), self._valid_chunks(valid, classes),
-                                classes, self._fit_seed())
+        training = self._labelled(batches_factory, classes, "training")
+        return self._fit_chunks(training, self._valid_chunks(valid, classes), classes, self._fit_seed())
 
     def _fit_seed(self) -> int:
         """One integer per fit, drawn from `random_state`: the root of every random stream of the fit."""
         return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
 
-    def _valid_chunks(self, valid: tuple[Any, Any] | BatchesFactory | None, classes: np.ndarray) -> LabelledChunks | None:
+    def _valid_chunks(self, valid: tuple[Any, Any] | BatchesFactory | None,
+                      classes: np.ndarray) -> LabelledChunks | None:
         """Validation chunks from a batches factory, or from a (X_valid, y_valid) pair: one chunk, refused up front
         if it holds one class (early stopping on one class would mean nothing)."""
         if valid is not None and not callable(valid):
@@ -217,8 +218,8 @@ class EpochProbe(ClassifierMixin, BaseEstimator):
             else:
                 best_epoch = epoch
             if self.verbose:
-                print(f"epoch {epoch + 1}/{self.epochs} - " + " - ".join(f"{k} {v[-1]:.4f}" for k, v in history.items()),
-                      flush=True)
+                figures = " - ".join(f"{key} {values[-1]:.4f}" for key, values in history.items())
+                print(f"epoch {epoch + 1}/{self.epochs} - {figures}", flush=True)
             if wait >= self.patience:  # only with valid data
                 break
         if best_state is not None:
