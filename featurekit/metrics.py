@@ -1,9 +1,10 @@
 """Forensic metrics for a binary real-vs-fake probe, the positive class being `fake` = 1.
 
 Every function takes the true labels and a *score* (higher means more likely fake: a probability,
-a logit or an SVM margin), so one code path serves every probe. Hard decisions come from a threshold
-that `choose_threshold` picks on the VALID split; the test split is only ever scored with it. The
-convention everywhere: predict fake when `score >= threshold`.
+a logit or an SVM margin), so one code path serves every probe; `fake_scores` is that score for any
+fitted probe, P(fake). Hard decisions come from a threshold that `choose_threshold` picks on the VALID
+split; the test split is only ever scored with it. The convention everywhere: predict fake when
+`score >= threshold`.
 
 Point metrics come from `sklearn.metrics`. The bootstrap intervals count instead: the AUC of a
 resample is the Mann-Whitney statistic over the sample's distinct scores, computed for a block of
@@ -14,7 +15,7 @@ resamples at once with NumPy (tests check it equals scikit-learn's AUC, ties inc
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 from sklearn import metrics as skm
@@ -22,6 +23,19 @@ from sklearn import metrics as skm
 from featurekit.errors import FeaturekitError
 
 POSITIVE_LABEL = 1  # `fake`
+
+
+def fake_scores(estimator: Any, X: np.ndarray) -> np.ndarray:
+    """P(fake) for every row: column 1 of `predict_proba`, one definition for every probe.
+
+    Requires the probe to be fitted on labels 0 (real) / 1 (fake), so column 1 is fake.
+    """
+    classes = np.asarray(estimator.classes_)
+    if classes.tolist() != [0, POSITIVE_LABEL]:
+        raise FeaturekitError("Scores are defined for probes trained on labels 0 (real) and 1 (fake).",
+                              received=f"classes_ {classes.tolist()}",
+                              fix="Train on the cache's integer labels, not on class names.")
+    return estimator.predict_proba(X)[:, 1]
 
 
 def _as_binary(y_true: np.ndarray, score: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -58,8 +72,7 @@ def accuracy_real(y_true: np.ndarray, score: np.ndarray, threshold: float = 0.5)
     Reported beside `accuracy_fake` because a detector's errors on a new generator (or a new camera)
     show up on one side only; NaN when the split has no real image.
     """
-    real = np.asarray(y_true).ravel() == 0
-    return float(np.mean(np.asarray(score).ravel()[real] < threshold)) if real.any() else float("nan")
+    return float(skm.recall_score(y_true, np.asarray(score) >= threshold, pos_label=0, zero_division=np.nan))
 
 
 def accuracy_fake(y_true: np.ndarray, score: np.ndarray, threshold: float = 0.5) -> float:
@@ -67,8 +80,7 @@ def accuracy_fake(y_true: np.ndarray, score: np.ndarray, threshold: float = 0.5)
 
     NaN when the split has no fake image.
     """
-    fake = np.asarray(y_true).ravel() == POSITIVE_LABEL
-    return float(np.mean(np.asarray(score).ravel()[fake] >= threshold)) if fake.any() else float("nan")
+    return float(skm.recall_score(y_true, np.asarray(score) >= threshold, zero_division=np.nan))
 
 
 def balanced_accuracy(y_true: np.ndarray, score: np.ndarray, threshold: float = 0.5) -> float:
@@ -102,8 +114,7 @@ def eer(y_true: np.ndarray, score: np.ndarray) -> float:
         The EER in [0, 1]; 0 for perfectly separated scores, about 0.5 for random ones.
     """
     fpr, tpr, _ = skm.roc_curve(y_true, score, drop_intermediate=False)
-    fnr = 1.0 - tpr
-    diff = fnr - fpr  # starts at 1 (threshold +inf), ends at -1, never increases
+    diff = (1.0 - tpr) - fpr  # FNR - FPR: starts at 1 (threshold +inf), ends at -1, never increases
     i = int(np.flatnonzero(diff <= 0)[0])  # first point at or past the crossing
     if diff[i] == 0 or i == 0:
         return float(fpr[i])
@@ -240,21 +251,21 @@ def bootstrap_intervals(metrics: dict[str, ResampledMetric], y: np.ndarray, scor
         Name -> (low, high), the alpha/2 and 1 - alpha/2 percentiles of the resampled metric.
     """
     y, s = _as_binary(y, score, "scored")
-    if not metrics:
-        return {}
     values: dict[str, list[np.ndarray]] = {name: [] for name in metrics}
+    kept = 0
     for idx in bootstrap_resamples(y, n_boot, seed, stratified):
         fakes = (y[idx] == POSITIVE_LABEL).sum(axis=1)
-        keep = (fakes > 0) & (fakes < y.size)
+        idx = idx[(fakes > 0) & (fakes < y.size)]
+        kept += len(idx)
         for name, metric in metrics.items():
-            values[name].append(np.asarray(metric(y, s, idx[keep]) if not keep.all() else metric(y, s, idx)))
-    kept = {name: np.concatenate(parts) if parts else np.empty(0) for name, parts in values.items()}
-    if not next(iter(kept.values())).size:
+            values[name].append(metric(y, s, idx))
+    if not kept:
         raise FeaturekitError("Every bootstrap resample held one class only.",
                               received=f"{y.size} samples, n_boot={n_boot}",
                               fix="Use stratified=True or a larger split.")
     bounds = [100 * alpha / 2, 100 * (1 - alpha / 2)]
-    return {name: tuple(float(v) for v in np.percentile(vals, bounds)) for name, vals in kept.items()}
+    return {name: tuple(float(v) for v in np.percentile(np.concatenate(parts), bounds))
+            for name, parts in values.items()}
 
 
 def is_collapsed(y_pred: np.ndarray, score: np.ndarray, auc: float | None = None, auc_margin: float = 0.05,
@@ -313,7 +324,7 @@ def evaluate(y_test: np.ndarray, score_test: np.ndarray, threshold: float, n_boo
     intervals = dict.fromkeys(resampled, (float("nan"), float("nan")))
     if n_boot:
         intervals = bootstrap_intervals(resampled, y, s, n_boot, seed, alpha)
-    out["accuracy_ci_low"], out["accuracy_ci_high"] = intervals["accuracy"]
-    out["roc_auc_ci_low"], out["roc_auc_ci_high"] = intervals["roc_auc"]
+    for name, (low, high) in intervals.items():
+        out[f"{name}_ci_low"], out[f"{name}_ci_high"] = low, high
     out["collapsed"] = is_collapsed((s >= threshold).astype(np.int64), s, out["roc_auc"])
     return out

@@ -376,19 +376,17 @@ def test_bad_parameter_values_are_refused_when_the_probe_is_made(name, params, w
 
 
 def test_feature_statistics_match_numpy_and_leave_the_input_alone(monkeypatch):
-    from featurekit.probes import chunks
+    from featurekit.probes import epochs
 
-    monkeypatch.setattr(chunks, "STATISTICS_BLOCK_BYTES", 8 * 5 * 7)  # blocks of 7 rows of 5 features
+    monkeypatch.setattr(epochs, "STATISTICS_BLOCK_BYTES", 8 * 5 * 7)  # blocks of 7 rows of 5 features
     rng = np.random.default_rng(0)
     X = rng.normal(1e4, 3.0, size=(103, 5))  # a large mean and a small spread: the naive formula loses digits
     X[:, 2] = 7.0  # a constant feature keeps scale 1
+    y = np.arange(len(X)) % 2
     original = X.copy()
-    statistics = chunks.FeatureStatistics()
-    for start in range(0, len(X), 20):
-        statistics.update(X[start : start + 20])
-    mean, scale = statistics.mean_and_scale()
+    probe = SGDLinearProbe(epochs=1).fit_stream(lambda: ((X[s : s + 20], y[s : s + 20]) for s in range(0, len(X), 20)))
     np.testing.assert_array_equal(X, original)
-    np.testing.assert_allclose(mean, X.mean(axis=0).astype(np.float32), rtol=1e-7)
+    np.testing.assert_allclose(probe.mean_, X.mean(axis=0).astype(np.float32), rtol=1e-7)
     expected = X.std(axis=0)
     expected[2] = 1.0
-    np.testing.assert_allclose(scale, expected.astype(np.float32), rtol=1e-6)
+    np.testing.assert_allclose(probe.scale_, expected.astype(np.float32), rtol=1e-6)

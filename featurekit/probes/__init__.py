@@ -4,17 +4,17 @@
 - `baselines`: the in-memory scikit-learn pipelines (logreg, linsvm, knn, rbfsvm);
 - `epochs`: `EpochProbe`, the one template of probes trained in epochs over chunks; `head` (the Keras head)
   and `sgd` (the streamed linear probe) build on it; `chunks`: checks of streamed input;
-- `scores`: `fake_scores`, P(fake) of a fitted probe;
-- `persistence`: `save_probe` and `load_probe`, in formats that cannot run code when loaded.
+- `persistence`: `save_probe` and `load_probe`, in formats that cannot run code when loaded;
+- `fake_scores`, P(fake) of a fitted probe, is `featurekit.metrics.fake_scores`, re-exported here.
 
 Importing this package imports no Keras backend; the head imports Keras when it trains or loads.
 """
 
+from featurekit.metrics import fake_scores
 from featurekit.probes.epochs import EpochProbe
 from featurekit.probes.head import DenseHeadClassifier
 from featurekit.probes.persistence import UnloadableProbeError, load_probe, save_probe, saved_probe_problem
 from featurekit.probes.registry import ProbeSpec, get_probe_spec, list_probes, make_probe, make_stream_probe
-from featurekit.probes.scores import fake_scores
 from featurekit.probes.sgd import SGDLinearProbe
 
 __all__ = ["DenseHeadClassifier", "EpochProbe", "ProbeSpec", "SGDLinearProbe", "UnloadableProbeError", "fake_scores",

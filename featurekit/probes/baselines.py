@@ -27,25 +27,15 @@ from sklearn.svm import SVC, LinearSVC
 
 def make_logreg(C: float = 1.0, max_iter: int = 2000, class_weight: Any = None) -> Pipeline:
     """StandardScaler -> LogisticRegression(lbfgs); deterministic, so no seed."""
-    return Pipeline(
-        [
-            ("scale", StandardScaler()),
-            ("clf", LogisticRegression(C=C, max_iter=max_iter, class_weight=class_weight)),
-        ]
-    )
+    return Pipeline([("scale", StandardScaler()),
+                     ("clf", LogisticRegression(C=C, max_iter=max_iter, class_weight=class_weight))])
 
 
 def make_linsvm(
     C: float = 1.0, max_iter: int = 10_000, calibration_cv: int = 3, random_state: int | None = 0
 ) -> Pipeline:
     """StandardScaler -> LinearSVC with sigmoid (Platt) calibration on out-of-fold training margins."""
-    svm = LinearSVC(C=C, max_iter=max_iter, random_state=random_state)
-    return Pipeline(
-        [
-            ("scale", StandardScaler()),
-            ("clf", CalibratedClassifierCV(svm, method="sigmoid", cv=calibration_cv, ensemble=False)),
-        ]
-    )
+    return _scaled_and_calibrated(LinearSVC(C=C, max_iter=max_iter, random_state=random_state), calibration_cv)
 
 
 def make_knn(n_neighbors: int = 15, weights: str = "distance") -> Pipeline:
@@ -63,10 +53,10 @@ def make_rbfsvm(
 
     `SVC(probability=True)` is deprecated since scikit-learn 1.9; this is its documented replacement.
     """
-    svm = SVC(kernel="rbf", C=C, gamma=gamma, random_state=random_state)
-    return Pipeline(
-        [
-            ("scale", StandardScaler()),
-            ("clf", CalibratedClassifierCV(svm, method="sigmoid", cv=calibration_cv, ensemble=False)),
-        ]
-    )
+    return _scaled_and_calibrated(SVC(kernel="rbf", C=C, gamma=gamma, random_state=random_state), calibration_cv)
+
+
+def _scaled_and_calibrated(svm: Any, calibration_cv: int) -> Pipeline:
+    """StandardScaler -> `svm`, wrapped in Platt's sigmoid fitted on out-of-fold training margins (no ensemble)."""
+    return Pipeline([("scale", StandardScaler()),
+                     ("clf", CalibratedClassifierCV(svm, method="sigmoid", cv=calibration_cv, ensemble=False))])

@@ -20,8 +20,6 @@ from sklearn.utils.multiclass import check_classification_targets
 from featurekit.errors import FeaturekitError
 
 BatchesFactory = Callable[..., Iterable]
-# Bytes of one float64 block when accumulating statistics: the copies stay small for any chunk and width.
-STATISTICS_BLOCK_BYTES = 8 * 2**20
 
 
 class ProbeInputError(FeaturekitError, ValueError):
@@ -34,18 +32,11 @@ def binary_classes(y: np.ndarray, where: str = "training") -> np.ndarray:
     check_classification_targets(y)
     classes = np.unique(y)
     if classes.size != 2:
-        problem = (
-            f"The {where} split holds one class only ({classes[0]!r}); a probe needs both real "
-            "and fake samples."
-            if classes.size == 1
-            else f"Only binary classification is supported (real vs fake), but the {where} split "
-            f"has {classes.size} classes."
-        )
-        raise ProbeInputError(
-            problem,
-            received=f"classes {classes.tolist()[:10]}",
-            fix="Check the dataset layout and the split assignment of the cache.",
-        )
+        problem = (f"The {where} split holds one class only ({classes[0]!r}); a probe needs both real and fake samples."
+                   if classes.size == 1 else f"Only binary classification is supported (real vs fake), but the {where} "
+                   f"split has {classes.size} classes.")
+        raise ProbeInputError(problem, received=f"classes {classes.tolist()[:10]}",
+                              fix="Check the dataset layout and the split assignment of the cache.")
     return classes
 
 
@@ -124,52 +115,3 @@ def empty_epoch_error(epoch: int) -> ProbeInputError:
         fix="Return a NEW iterator on every call (a lambda around reader.iter_batches), not a "
         "generator object created once.",
     )
-
-
-def in_memory_only_error(name: str) -> FeaturekitError:
-    """The error for probes that cannot train from chunks."""
-    return FeaturekitError(
-        f"Probe '{name}' needs the whole training matrix in memory; it cannot train from chunks.",
-        received=f"probe {name} with streamed features",
-        fix="Use the streaming probes (head, logreg, linsvm), or load the split into memory with "
-        "reader.load('train') if it fits.",
-    )
-
-
-class FeatureStatistics:
-    """Per-feature mean and standard deviation accumulated chunk by chunk, in float64.
-
-    Chunks are merged with Chan et al.'s pairwise update (count, mean, sum of squared deviations),
-    which stays accurate where the textbook sum-of-squares formula cancels (large means, small spread).
-    """
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.mean: np.ndarray | None = None
-        self.m2: np.ndarray | None = None
-
-    def update(self, X: np.ndarray) -> None:
-        rows = max(1, STATISTICS_BLOCK_BYTES // (8 * max(1, X.shape[1])))
-        for start in range(0, len(X), rows):
-            block = np.array(X[start : start + rows], dtype=np.float64)  # a copy: modified in place below
-            n = len(block)
-            if n == 0:
-                continue
-            mean = block.mean(axis=0)
-            block -= mean  # in place: one float64 block at a time, whatever the chunk
-            block *= block
-            m2 = block.sum(axis=0)
-            if self.mean is None:
-                self.count, self.mean, self.m2 = n, mean, m2
-                continue
-            total = self.count + n
-            delta = mean - self.mean
-            self.mean = self.mean + delta * (n / total)
-            self.m2 = self.m2 + m2 + delta**2 * (self.count * n / total)
-            self.count = total
-
-    def mean_and_scale(self) -> tuple[np.ndarray, np.ndarray]:
-        """float32 mean and scale; constant features keep scale 1, as scikit-learn's StandardScaler does."""
-        std = np.sqrt(self.m2 / self.count)
-        return self.mean.astype(np.float32), np.where(std > 1e-12 * np.maximum(1.0, np.abs(self.mean)), std,
-                                                      1.0).astype(np.float32)

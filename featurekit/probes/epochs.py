@@ -19,34 +19,34 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.metrics import roc_auc_score
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from featurekit.probes.chunks import (
-    BatchesFactory,
-    FeatureStatistics,
-    ProbeInputError,
-    binary_classes,
-    check_chunk,
-    empty_epoch_error,
-    encode_labels,
-    open_epoch,
-    split_batch,
-)
+from featurekit.probes.chunks import (BatchesFactory, ProbeInputError, binary_classes, check_chunk, empty_epoch_error,
+                                      encode_labels, open_epoch, split_batch)
 
-MONITORS = ("val_loss", "val_auc")
 LabelledChunks = Callable[[int], Iterable[tuple[np.ndarray, np.ndarray]]]
 
 # Sub-streams of one fit's seed, so that e.g. adding a shuffle never changes the initial weights.
 SEED_MODEL, SEED_ROWS, SEED_CHUNKS, SEED_EXTRA = 0, 1, 2, 3
+# Bytes of one float64 block when accumulating statistics: scikit-learn's copies stay small for any chunk and width.
+STATISTICS_BLOCK_BYTES = 8 * 2**20
 
 
 class EpochProbe(ClassifierMixin, BaseEstimator):
     """Base class: a binary probe trained for epochs over (possibly streamed) chunks of features.
 
-    Subclasses set `_input_dtype` and `_memory_chunk_rows` and implement `_start_training`, `_step`,
-    `_decision`, `_loss`, `_get_state`, `_set_state` and `_finish_training`.
+    Subclasses set `_input_dtype` (and have a `chunk_rows` parameter where `fit` should cut in-memory arrays
+    into chunks of that many rows, rather than train on one chunk) and implement the hooks
+    `_start_training(n_rows, seed)` (a fresh model for `n_features_in_` inputs; the statistics are in
+    `mean_`/`scale_`), `_step(X, y)` (one update on a shuffled batch of raw features and 0/1 float labels,
+    returning its mean training loss), `_decision(X)` (float64 scores of raw features, > 0 meaning the
+    positive class, in training or after it), `_get_state()` / `_set_state(state)` (a snapshot of the best
+    epoch) and `_finish_training(chunks, n_rows, seed)` (the trained state into the fitted attributes);
+    `_loss` and `_proba` have defaults. A step takes `batch_size_` rows where the probe sets that attribute
+    in `_start_training`, else a whole chunk.
 
     Common parameters (each subclass lists them in its own signature):
         epochs: Maximum number of passes over the training chunks.
@@ -68,14 +68,12 @@ class EpochProbe(ClassifierMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "epochs": [Interval(Integral, 1, None, closed="left")],
         "patience": [Interval(Integral, 1, None, closed="left")],
-        "monitor": [StrOptions(set(MONITORS))],
+        "monitor": [StrOptions({"val_loss", "val_auc"})],
         "standardize": ["boolean"],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
     _input_dtype: Any = np.float32
-    # Rows per chunk when `fit` cuts in-memory arrays (None: the whole matrix is one chunk).
-    _memory_chunk_rows: int | None = None
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -100,33 +98,21 @@ class EpochProbe(ClassifierMixin, BaseEstimator):
         X, y = validate_data(self, X, y, dtype=self._input_dtype)
         classes = binary_classes(y)
         y01 = encode_labels(y, classes)
-        valid = None
-        if X_val is not None or y_val is not None:
-            if X_val is None or y_val is None:
-                raise ProbeInputError("Validation features and labels go together.",
-                                      received=f"X_val {'missing' if X_val is None else 'given'}, "
-                                               f"y_val {'missing' if y_val is None else 'given'}",
-                                      fix="Pass both X_val and y_val, or neither.")
-            Xv = validate_data(self, X_val, reset=False, dtype=self._input_dtype)
-            yv = encode_labels(y_val, classes, "valid")
-            if len(yv) != len(Xv):
-                raise ProbeInputError("Validation features and labels differ in length.",
-                                      received=f"{len(Xv)} rows and {len(yv)} labels",
-                                      fix="Pass the labels of exactly the validation rows.")
-            binary_classes(yv, "valid")  # early stopping on one class would mean nothing
-            valid_pair = (Xv, yv)
-            valid = lambda epoch: iter([valid_pair])  # noqa: E731
+        if (X_val is None) != (y_val is None):
+            raise ProbeInputError("Validation features and labels go together.",
+                                  received=f"X_val {'missing' if X_val is None else 'given'}, "
+                                           f"y_val {'missing' if y_val is None else 'given'}",
+                                  fix="Pass both X_val and y_val, or neither.")
+        valid = None if X_val is None else validate_data(self, X_val, y_val, reset=False, dtype=self._input_dtype)
         n, seed = len(X), self._fit_seed()
-        rows = self._memory_chunk_rows or n
+        rows = getattr(self, "chunk_rows", None) or n
 
         def chunks(epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
             # Chunk order changes per epoch, as reader.iter_batches(shuffle=True, seed=epoch) does.
-            starts = np.arange(0, n, rows)
-            if len(starts) > 1:
-                starts = np.random.default_rng([seed, SEED_CHUNKS, epoch]).permutation(starts)
+            starts = np.random.default_rng([seed, SEED_CHUNKS, epoch]).permutation(np.arange(0, n, rows))
             return ((X[s : s + rows], y01[s : s + rows]) for s in starts)
 
-        return self._fit_chunks(chunks, valid, classes, seed, n_features=X.shape[1])
+        return self._fit_chunks(chunks, self._valid_chunks(valid, classes), classes, seed)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit_stream(
@@ -151,83 +137,80 @@ class EpochProbe(ClassifierMixin, BaseEstimator):
             self
         """
         classes = binary_classes(np.asarray(classes), "declared")
-        if hasattr(self, "feature_names_in_"):  # left by an earlier fit on a DataFrame
-            del self.feature_names_in_
-
-        def labelled(factory: BatchesFactory, where: str) -> LabelledChunks:
-            def chunks(epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-                for batch in open_epoch(factory, epoch):
-                    Xc, yc = split_batch(batch)
-                    Xc = check_chunk(Xc, getattr(self, "n_features_in_", None), self._input_dtype)
-                    yc = encode_labels(yc, classes, where)
-                    if len(yc) != len(Xc):
-                        raise ProbeInputError(f"A {where} chunk has more or fewer labels than rows.",
-                                              received=f"{len(Xc)} rows and {len(yc)} labels",
-                                              fix="Yield (X_chunk, y_chunk) pairs of equal length.")
-                    yield Xc, yc
-            return chunks
-
-        if hasattr(self, "n_features_in_"):  # a refit may change the width: learn it from the first chunk
-            del self.n_features_in_
-        valid_chunks = None
-        if valid is not None and not callable(valid):
-            Xv, yv = valid[0], encode_labels(valid[1], classes, "valid")
-            binary_classes(yv, "valid")
-            # Checked against the width of the training chunks once the first of them has been read.
-            valid_chunks = lambda epoch: iter([(check_chunk(Xv, self.n_features_in_, self._input_dtype), yv)])  # noqa: E731
-        elif valid is not None:
-            stream = labelled(valid, "valid")
-            valid_chunks = lambda epoch: stream(0)  # noqa: E731
-        return self._fit_chunks(labelled(batches_factory, "training"), valid_chunks, classes, self._fit_seed())
+        for name in ("feature_names_in_", "n_features_in_"):  # left by an earlier fit (a refit may change the width)
+            self.__dict__.pop(name, None)
+        training = self._labelled(batches_factory, classes, "training")
+        return self._fit_chunks(training, self._valid_chunks(valid, classes), classes, self._fit_seed())
 
     def _fit_seed(self) -> int:
         """One integer per fit, drawn from `random_state`: the root of every random stream of the fit."""
         return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
 
-    def _scan(self, chunks: LabelledChunks, n_features: int | None) -> int:
+    def _valid_chunks(self, valid: tuple[Any, Any] | BatchesFactory | None,
+                      classes: np.ndarray) -> LabelledChunks | None:
+        """Validation chunks from a batches factory, or from a (X_valid, y_valid) pair: one chunk, refused up front
+        if it holds one class (early stopping on one class would mean nothing)."""
+        if valid is not None and not callable(valid):
+            binary_classes(encode_labels(valid[1], classes, "valid"), "valid")
+            pair = [valid]
+            valid = lambda: iter(pair)  # noqa: E731
+        return None if valid is None else self._labelled(valid, classes, "valid")
+
+    def _labelled(self, factory: BatchesFactory, classes: np.ndarray, where: str) -> LabelledChunks:
+        """The factory's chunks, each checked (width, finite, labels known) and its labels encoded 0/1."""
+        def chunks(epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            for batch in open_epoch(factory, epoch):
+                Xc, yc = split_batch(batch)
+                Xc = check_chunk(Xc, getattr(self, "n_features_in_", None), self._input_dtype)
+                yc = encode_labels(yc, classes, where)
+                if len(yc) != len(Xc):
+                    raise ProbeInputError(f"A {where} chunk has more or fewer labels than rows.",
+                                          received=f"{len(Xc)} rows and {len(yc)} labels",
+                                          fix="Yield (X_chunk, y_chunk) pairs of equal length.")
+                yield Xc, yc
+        return chunks
+
+    def _scan(self, chunks: LabelledChunks) -> int:
         """Pass 0: rows, width and feature statistics; bad chunks fail here, before any training."""
-        statistics, rows = FeatureStatistics(), 0
+        scaler, rows = StandardScaler(), 0
         for Xc, _ in chunks(0):
-            if n_features is None:
-                n_features = Xc.shape[1]
-                self.n_features_in_ = n_features  # later chunks are checked against it
+            self.n_features_in_ = Xc.shape[1]  # the first chunk's width: later chunks are checked against it
             rows += len(Xc)
-            if self.standardize:
-                statistics.update(Xc)
+            if self.standardize:  # in blocks: the scaler's float64 copies stay small for any chunk
+                block = max(1, STATISTICS_BLOCK_BYTES // (8 * max(1, Xc.shape[1])))
+                for start in range(0, len(Xc), block):
+                    scaler.partial_fit(Xc[start : start + block])
         if rows == 0:
             raise empty_epoch_error(0)
-        self.n_features_in_ = int(n_features)
-        self.mean_, self.scale_ = statistics.mean_and_scale() if self.standardize else (None, None)
+        self.mean_ = scaler.mean_.astype(np.float32) if self.standardize else None
+        self.scale_ = scaler.scale_.astype(np.float32) if self.standardize else None
         return rows
 
-    def _fit_chunks(self, chunks: LabelledChunks, valid: LabelledChunks | None, classes: np.ndarray, seed: int,
-                    n_features: int | None = None) -> "EpochProbe":
+    def _fit_chunks(self, chunks: LabelledChunks, valid: LabelledChunks | None, classes: np.ndarray,
+                    seed: int) -> "EpochProbe":
         """The one training loop of every epoch probe."""
         self.classes_ = classes
-        n_rows = self._scan(chunks, n_features)
+        n_rows = self._scan(chunks)
         self._start_training(n_rows, seed)
         history: dict[str, list[float]] = {"loss": []}
         best_value, best_state, best_epoch, wait = None, None, 0, 0
-        for epoch in range(int(self.epochs)):
+        for epoch in range(self.epochs):
             rng = np.random.default_rng([seed, SEED_ROWS, epoch])
             total, rows = 0.0, 0
             for Xc, yc in chunks(epoch):
                 order = rng.permutation(len(Xc))  # runs of one class stall SGD and Adam alike
-                step = self._step_rows() or len(Xc)
+                step = getattr(self, "batch_size_", None) or len(Xc)
                 for start in range(0, len(Xc), step):
                     idx = order[start : start + step]
                     total += self._step(Xc[idx], yc[idx]) * len(idx)
-                    rows += len(idx)
+                rows += len(Xc)
             if rows == 0:
                 raise empty_epoch_error(epoch)
             history["loss"].append(total / rows)
-            line = f"epoch {epoch + 1}/{self.epochs} - loss {total / rows:.4f}"
             if valid is not None:
-                logs = self._validate(valid)
-                for key, value in logs.items():
+                for key, value in self._validate(valid).items():
                     history.setdefault(key, []).append(value)
-                line += f" - val_loss {logs['val_loss']:.4f} - val_auc {logs['val_auc']:.4f}"
-                value = logs[self.monitor] if self.monitor == "val_loss" else -logs[self.monitor]
+                value = history["val_loss"][-1] if self.monitor == "val_loss" else -history["val_auc"][-1]
                 if best_value is None or value < best_value:
                     best_value, best_state, best_epoch, wait = value, self._get_state(), epoch, 0
                 else:
@@ -235,8 +218,9 @@ class EpochProbe(ClassifierMixin, BaseEstimator):
             else:
                 best_epoch = epoch
             if self.verbose:
-                print(line, flush=True)
-            if valid is not None and wait >= int(self.patience):
+                figures = " - ".join(f"{key} {values[-1]:.4f}" for key, values in history.items())
+                print(f"epoch {epoch + 1}/{self.epochs} - {figures}", flush=True)
+            if wait >= self.patience:  # only with valid data
                 break
         if best_state is not None:
             self._set_state(best_state)
@@ -245,47 +229,20 @@ class EpochProbe(ClassifierMixin, BaseEstimator):
         return self
 
     def _validate(self, valid: LabelledChunks) -> dict[str, float]:
-        scores, labels = [], []
-        for Xc, yc in valid(0):
-            scores.append(self._decision(Xc))
-            labels.append(yc)
+        scores, labels = zip(*((self._decision(Xc), yc) for Xc, yc in valid(0)))
         z, t = np.concatenate(scores), np.concatenate(labels)
         return {"val_loss": float(self._loss(t, z)), "val_auc": float(roc_auc_score(t, z))}
 
-    # -- hooks ---------------------------------------------------------------------------------
-
-    def _start_training(self, n_rows: int, seed: int) -> None:
-        """Build a fresh model for `n_features_in_` inputs (statistics are in `mean_`/`scale_`)."""
-        raise NotImplementedError
-
-    def _step_rows(self) -> int | None:
-        """Rows per `_step` (None: a whole chunk per step)."""
-        return None
-
-    def _step(self, X: np.ndarray, y: np.ndarray) -> float:
-        """One update on a shuffled batch (raw features, 0/1 float labels); returns its mean training loss."""
-        raise NotImplementedError
-
-    def _decision(self, X: np.ndarray) -> np.ndarray:
-        """Scores of raw features (float64, > 0 means the positive class), in training or after it."""
-        raise NotImplementedError
-
     def _loss(self, y: np.ndarray, z: np.ndarray) -> float:
-        """Mean loss of 0/1 labels `y` against scores `z`: the quantity "val_loss" records."""
-        raise NotImplementedError
+        """Mean loss of 0/1 labels `y` against scores `z` ("val_loss"): binary cross-entropy of sigmoid(z),
+        written on logits, so exact where the sigmoid saturates."""
+        return float(np.mean(np.logaddexp(0.0, z) - y * z))
 
-    def _get_state(self) -> Any:
-        raise NotImplementedError
-
-    def _set_state(self, state: Any) -> None:
-        raise NotImplementedError
-
-    def _finish_training(self, chunks: LabelledChunks, n_rows: int, seed: int) -> None:
-        """Turn the trained state into the fitted attributes (fold scaling, calibrate)."""
-
-    def _proba_positive(self, z: np.ndarray) -> np.ndarray:
-        """P(classes_[1]) from scores; the logistic link unless a subclass calibrates."""
-        return sigmoid(z)
+    def _proba(self, z: np.ndarray) -> np.ndarray:
+        """Columns P(classes_[0]), P(classes_[1]) from scores: the logistic link (float64 and clipped: no overflow
+        warning, and p < 1 stays representable far into the tails) unless a subclass calibrates."""
+        p = 1.0 / (1.0 + np.exp(-np.clip(np.asarray(z, dtype=np.float64), -500.0, 500.0)))
+        return np.column_stack([1.0 - p, p])
 
     # -- inference -----------------------------------------------------------------------------
 
@@ -296,8 +253,7 @@ class EpochProbe(ClassifierMixin, BaseEstimator):
             Shape (n,).
         """
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=self._input_dtype)
-        return self._decision(X)
+        return self._decision(validate_data(self, X, reset=False, dtype=self._input_dtype))
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, columns in `classes_` order.
@@ -305,8 +261,7 @@ class EpochProbe(ClassifierMixin, BaseEstimator):
         Returns:
             Shape (n, 2); rows sum to 1.
         """
-        p = self._proba_positive(self.decision_function(X))
-        return np.column_stack([1.0 - p, p])
+        return self._proba(self.decision_function(X))
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted labels (the positive class where the score is > 0)."""
@@ -320,19 +275,6 @@ class EpochProbe(ClassifierMixin, BaseEstimator):
             Shape (n, 2) for all rows the iterator yields.
         """
         check_is_fitted(self)
-        out = []
-        for batch in open_epoch(batches_factory, 0):
-            X = check_chunk(split_batch(batch)[0], self.n_features_in_, self._input_dtype)
-            p = self._proba_positive(self._decision(X))
-            out.append(np.column_stack([1.0 - p, p]))
+        out = [self._proba(self._decision(check_chunk(split_batch(batch)[0], self.n_features_in_, self._input_dtype)))
+               for batch in open_epoch(batches_factory, 0)]
         return np.concatenate(out) if out else np.empty((0, 2))
-
-
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    """float64 and clipped: no overflow warning, and p < 1 stays representable far into the tails."""
-    return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(z, dtype=np.float64), -500.0, 500.0)))
-
-
-def log_loss_from_logits(y: np.ndarray, z: np.ndarray) -> float:
-    """Binary cross-entropy of sigmoid(z), written on logits: exact where the sigmoid saturates."""
-    return float(np.mean(np.logaddexp(0.0, z) - y * z))

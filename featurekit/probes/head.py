@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from featurekit.probes.epochs import SEED_MODEL, EpochProbe, log_loss_from_logits
+from featurekit.probes.epochs import SEED_MODEL, EpochProbe
 
 # Rows per forward pass at prediction time: bounds memory for any n, large enough to be fast.
 PREDICT_ROWS = 8192
@@ -116,31 +116,21 @@ class DenseHeadClassifier(EpochProbe):
             keras.layers.Dropout(float(self.dropout), seed=seeds[1], name="dropout"),
             keras.layers.Dense(1, name="logit", kernel_initializer=keras.initializers.GlorotUniform(seed=seeds[2])),
         ]
-        net = keras.Sequential(layers, name="dense_head_training")
+        self._net = keras.Sequential(layers, name="dense_head_training")
         # The loss sees the logits: stable where the sigmoid saturates, on every backend.
         # Padded rows weigh 0 and the mean runs over the weights, so a padded step equals an unpadded one.
-        net.compile(optimizer=keras.optimizers.Adam(learning_rate=float(self.learning_rate)),
+        self._net.compile(optimizer=keras.optimizers.Adam(learning_rate=float(self.learning_rate)),
                     loss=keras.losses.BinaryCrossentropy(from_logits=True, reduction="mean_with_sample_weight"))
-        self._net = net
         self._step_shape = min(self.batch_size_, n_rows)
-        self._updates, self._folded = 0, None  # weight versions, for `_folded_weights`' cache
-        if hasattr(self, "model_"):  # a refit: predictions come from the new training net until it ends
-            del self.model_
-
-    def _step_rows(self) -> int:
-        return self.batch_size_
+        self.__dict__.pop("model_", None)  # a refit: predictions come from the new training net until it ends
 
     def _step(self, X: np.ndarray, y: np.ndarray) -> float:
         """One Adam step; every step has the same shape (short batches padded with zero-weight rows),
         so the backend compiles the step once per fit instead of once per distinct batch length."""
-        rows, pad = len(X), max(0, self._step_shape - len(X))
-        weights = np.ones(rows + pad, dtype=np.float32)
+        pad = max(0, self._step_shape - len(X))
+        weights = np.pad(np.ones(len(X), dtype=np.float32), (0, pad))
         if pad:
-            X = np.concatenate([X, np.zeros((pad, X.shape[1]), dtype=X.dtype)])
-            y = np.concatenate([y, np.zeros(pad, dtype=y.dtype)])
-            weights[rows:] = 0.0
-        self._updates += 1
-        self._folded = None  # the last validation's fold is stale now: free it while training
+            X, y = np.pad(X, ((0, pad), (0, 0))), np.pad(y, (0, pad))
         return float(self._net.train_on_batch(X, y[:, None], sample_weight=weights))
 
     def _get_state(self) -> list[np.ndarray]:
@@ -148,51 +138,30 @@ class DenseHeadClassifier(EpochProbe):
 
     def _set_state(self, state: list[np.ndarray]) -> None:
         self._net.set_weights(state)
-        self._updates += 1
-
-    def _loss(self, y: np.ndarray, z: np.ndarray) -> float:
-        return log_loss_from_logits(y, z)
 
     def _folded_weights(self) -> list[np.ndarray]:
         """[W1, b1, w2, b2] of the inference model: the training net's scaling folded into the hidden layer.
 
         hidden((x - mean) / scale) = x @ (W / scale[:, None]) + (b - mean @ (W / scale[:, None])), exactly;
-        computed in float64 and rounded to float32 values like the saved model's, so validation scores
-        equal the final model's; returned as float64 arrays, ready for `forward_logits`. Kept until the
-        next step: an epoch's validation chunks share one fold.
+        computed in float64 and rounded to float32, the saved model's weights, so validation scores equal
+        the final model's.
         """
-        if self._folded is not None and self._folded[0] == self._updates:
-            return self._folded[1]
-        self._folded = None  # free the previous fold before making the next (hundreds of MB for flat features)
-        kernel32, bias = self._net.get_layer("hidden").get_weights()
-        kernel = kernel32.astype(np.float64)
-        del kernel32
-        bias = bias.astype(np.float64)
+        kernel, bias = (w.astype(np.float64) for w in self._net.get_layer("hidden").get_weights())
         if self.mean_ is not None:
             kernel /= self.scale_.astype(np.float64)[:, None]
             bias -= self.mean_.astype(np.float64) @ kernel
-        kernel[...] = kernel.astype(np.float32)  # round in place: float32 values, kept as float64 for scoring
-        logit_kernel, logit_bias = self._net.get_layer("logit").get_weights()
-        weights = [kernel, bias.astype(np.float32).astype(np.float64), np.asarray(logit_kernel, np.float64),
-                   np.asarray(logit_bias, np.float64)]
-        self._folded = (self._updates, weights)
-        return weights
+        return [kernel.astype(np.float32), bias.astype(np.float32), *self._net.get_layer("logit").get_weights()]
 
     def _finish_training(self, chunks: Any, n_rows: int, seed: int) -> None:
-        w1, b1, w2, b2 = [w.astype(np.float32) for w in self._folded_weights()]  # exact: float32 values
-        del self._net, self._step_shape, self._updates, self._folded  # free the training state first
+        weights = self._folded_weights()
+        del self._net, self._step_shape  # free the training state first
         self.model_ = build_inference_model(self.n_features_in_, int(self.units), float(self.dropout))
-        self.model_.get_layer("hidden").set_weights([w1, b1])
-        self.model_.get_layer("logit").set_weights([w2, b2])
+        self.model_.set_weights(weights)
 
     # -- scores --------------------------------------------------------------------------------
 
     def _decision(self, X: np.ndarray) -> np.ndarray:
-        if hasattr(self, "model_"):
-            weights = [w for name in ("hidden", "logit") for w in self.model_.get_layer(name).get_weights()]
-        else:
-            weights = self._folded_weights()
-        return forward_logits(weights, X)
+        return forward_logits(self.model_.get_weights() if hasattr(self, "model_") else self._folded_weights(), X)
 
 
 def build_inference_model(n_features: int, units: int, dropout: float) -> Any:

@@ -68,7 +68,7 @@ def save_probe(estimator: Any, path_dir: str | Path) -> Path:
     check_is_fitted(estimator)
     path = Path(path_dir)
     path.mkdir(parents=True, exist_ok=True)
-    FORMATS["keras_head" if isinstance(estimator, DenseHeadClassifier) else "sklearn"].save(estimator, path)
+    (_save_head if isinstance(estimator, DenseHeadClassifier) else _save_sklearn)(estimator, path)
     return path
 
 
@@ -80,11 +80,10 @@ def load_probe(path_dir: str | Path) -> Any:
             a file that holds types other than `TRUSTED_TYPES`.
     """
     path = Path(path_dir)
-    problem = saved_probe_problem(path)
+    problem, meta = _inspected(path)
     if problem:
         fix = "Pass the folder that `save_probe` (or fitting) wrote." if "No saved probe" in problem else GENERIC_REFIT
         raise UnloadableProbeError(problem, received=str(path), fix=fix)
-    meta = _read_json(path / _saved_format(path).meta)
     return FORMATS[meta["kind"]].load(path, meta)
 
 
@@ -94,31 +93,30 @@ def saved_probe_problem(path_dir: str | Path) -> str:
 
     `compare` uses it to decide that an old fit is not reusable without ever opening its model.
     """
-    path = Path(path_dir)
+    return _inspected(Path(path_dir))[0]
+
+
+def _inspected(path: Path) -> tuple[str, dict[str, Any]]:
+    """(`saved_probe_problem`, the content of the folder's JSON file or {} where it has none that reads)."""
     if any((path / name).exists() or (path / name).is_symlink() for name in PICKLE_FILES):
         return ("The saved probe is in the old pickle (joblib) format, which can run arbitrary code when loaded; "
-                "featurekit no longer opens it.")
-    saved = _saved_format(path)
+                "featurekit no longer opens it."), {}
+    saved = next((saved for saved in FORMATS.values() if (path / saved.meta).is_file()), None)  # the head's first
     if saved is None:
-        return "No saved probe found in this folder."
+        return "No saved probe found in this folder.", {}
     try:
         meta = _read_json(path / saved.meta)
     except UnloadableProbeError as error:
-        return error.problem
+        return error.problem, {}
     kind = meta.get("kind")
     if kind not in FORMATS:
-        return f"The saved probe's {saved.meta} names an unknown kind of probe ({kind!r})."
+        return f"The saved probe's {saved.meta} names an unknown kind of probe ({kind!r}).", meta
     if kind == "sklearn" and meta.get("format") != "skops":
-        return "The saved probe is in the old pickle (joblib) format; featurekit no longer opens it."
+        return "The saved probe is in the old pickle (joblib) format; featurekit no longer opens it.", meta
     model_file = path / saved.model
     if model_file.is_symlink() or not model_file.is_file():
-        return f"The saved probe has no regular file {model_file.name}."
-    return ""
-
-
-def _saved_format(path: Path) -> _Format | None:
-    """The format whose JSON file the folder holds (the head's first), or None."""
-    return next((saved for saved in FORMATS.values() if (path / saved.meta).is_file()), None)
+        return f"The saved probe has no regular file {model_file.name}.", meta
+    return "", meta
 
 
 def _read_json(file: Path) -> dict[str, Any]:
@@ -163,17 +161,14 @@ def _load_sklearn(path: Path, meta: dict[str, Any]) -> Any:
     from sklearn.base import BaseEstimator
 
     file = path / SKLEARN_FILE
-    try:
+    try:  # nothing is built unless every type in the file is trusted
         data = _read_regular_file(file)
         untrusted = [t for t in skops.io.get_untrusted_types(data=data) if t not in TRUSTED_TYPES]
+        estimator = None if untrusted else skops.io.loads(data, trusted=list(TRUSTED_TYPES))
     except Exception as error:  # a damaged zip or schema surfaces as any of several exception types
         raise _refuse("The saved probe's estimator.skops is damaged or not a skops file", file, error) from None
     if untrusted:
         raise _refuse(f"The saved probe holds types featurekit does not trust: {', '.join(untrusted[:5])}", file)
-    try:
-        estimator = skops.io.loads(data, trusted=list(TRUSTED_TYPES))
-    except Exception as error:
-        raise _refuse("The saved probe's estimator.skops could not be loaded", file, error) from None
     if not isinstance(estimator, BaseEstimator) or not hasattr(estimator, "predict_proba"):
         raise _refuse(f"The saved probe is not a classifier (it is a {type(estimator).__name__})", file)
     return estimator
@@ -216,12 +211,11 @@ def _load_head(path: Path, meta: dict[str, Any]) -> DenseHeadClassifier:
         head = DenseHeadClassifier(**meta["params"])
         head._validate_params()
         head.classes_ = np.asarray(meta["classes_"], dtype=np.dtype(meta["classes_dtype"]))
-        head.n_features_in_ = int(meta["n_features_in_"])
-        if meta.get("feature_names_in_") is not None:
+        for name in ("n_features_in_", "best_epoch_", "batch_size_"):
+            setattr(head, name, int(meta[name]))
+        if meta["feature_names_in_"] is not None:
             head.feature_names_in_ = np.asarray([str(n) for n in meta["feature_names_in_"]], dtype=object)
         head.history_ = {str(k): [float(v) for v in values] for k, values in dict(meta["history_"]).items()}
-        head.best_epoch_ = int(meta["best_epoch_"])
-        head.batch_size_ = int(meta.get("batch_size_", head.batch_size if head.batch_size != "auto" else 0))
         if head.classes_.shape != (2,):
             raise ValueError(f"classes_ must hold two labels, not {meta['classes_']!r}")
     except Exception as error:  # missing keys, wrong types, bad values: all one refusal
@@ -235,10 +229,9 @@ def _load_head(path: Path, meta: dict[str, Any]) -> DenseHeadClassifier:
         raise _refuse("The saved head's model.keras could not be loaded", model_file, error) from None
     # Copy the weights into a model we build ourselves: what predicts is always the head's architecture.
     try:
-        weights = {name: model.get_layer(name).get_weights() for name in ("hidden", "logit")}
+        weights = [w for name in ("hidden", "logit") for w in model.get_layer(name).get_weights()]
         head.model_ = build_inference_model(head.n_features_in_, int(head.units), float(head.dropout))
-        for name, values in weights.items():
-            head.model_.get_layer(name).set_weights(values)
+        head.model_.set_weights(weights)
     except Exception as error:
         raise _refuse("The saved head's model.keras does not match its estimator.json", model_file, error) from None
     return head
@@ -271,16 +264,15 @@ def _values_of(node: Any, key: str):
 
 @dataclass(frozen=True)
 class _Format:
-    """One way a fitted probe lies in its folder: its JSON file, its model file, how to write and read them."""
+    """One way a fitted probe lies in its folder: its JSON file, its model file, how to read them."""
 
     meta: str
     model: str
-    save: Callable[[Any, Path], None]
     load: Callable[[Path, dict[str, Any]], Any]
 
 
 # By the `kind` their JSON file records.
 FORMATS = {
-    "keras_head": _Format(HEAD_META, HEAD_MODEL, _save_head, _load_head),
-    "sklearn": _Format(SKLEARN_META, SKLEARN_FILE, _save_sklearn, _load_sklearn),
+    "keras_head": _Format(HEAD_META, HEAD_MODEL, _load_head),
+    "sklearn": _Format(SKLEARN_META, SKLEARN_FILE, _load_sklearn),
 }

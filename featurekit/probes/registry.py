@@ -17,7 +17,6 @@ from typing import Any, Callable
 
 from featurekit.errors import FeaturekitError, given
 from featurekit.probes.baselines import make_knn, make_linsvm, make_logreg, make_rbfsvm
-from featurekit.probes.chunks import in_memory_only_error
 from featurekit.probes.head import DenseHeadClassifier
 from featurekit.probes.sgd import SGDLinearProbe
 
@@ -33,6 +32,8 @@ class ProbeSpec:
         optional: True for probes left out of the default list (slow on large splits).
         stream_factory: `stream_factory(**params)` -> an estimator with `fit_stream`, or None if
             the probe needs the whole training matrix in memory.
+        stream_fixed: Parameters of `stream_factory` the entry fixes (the loss that makes `SGDLinearProbe` the
+            streamed stand-in of a linear pipeline); a caller cannot pass them.
     """
 
     name: str
@@ -40,6 +41,7 @@ class ProbeSpec:
     description: str
     optional: bool = False
     stream_factory: Callable[..., Any] | None = None
+    stream_fixed: tuple[tuple[str, Any], ...] = ()
 
     def build(self, params: dict[str, Any], stream: bool = False) -> Any:
         """An unfitted estimator with `params`, every one checked now, not minutes later inside `fit`.
@@ -50,17 +52,20 @@ class ProbeSpec:
         """
         from sklearn.utils._param_validation import InvalidParameterError
 
-        factory = self.stream_factory if stream else self.factory
+        factory, fixed = (self.stream_factory, dict(self.stream_fixed)) if stream else (self.factory, {})
         if factory is None:
-            raise in_memory_only_error(self.name)
-        accepted = inspect.signature(factory).parameters
+            raise FeaturekitError(f"Probe '{self.name}' needs the whole training matrix in memory; it cannot train "
+                                  "from chunks.", received=f"probe {self.name} with streamed features",
+                                  fix="Use the streaming probes (head, logreg, linsvm), or load the split into memory "
+                                  "with reader.load('train') if it fits.")
+        accepted = [name for name in inspect.signature(factory).parameters if name not in fixed]
         unknown = sorted(set(params) - set(accepted))
         if unknown:
             raise FeaturekitError(
                 f"Probe '{self.name}' has no parameter {', '.join(map(repr, unknown))}.",
                 received=", ".join(given(k, params[k]) for k in unknown),
                 fix=f"Valid parameters of '{self.name}': {', '.join(accepted)}.")
-        estimator = factory(**params)
+        estimator = factory(**params, **fixed)
         nested = [v for v in estimator.get_params(deep=True).values() if hasattr(v, "_validate_params")]
         try:
             for part in [estimator, *nested]:
@@ -73,23 +78,13 @@ class ProbeSpec:
         return estimator
 
 
-def _sgd(loss: str) -> Callable[..., SGDLinearProbe]:
-    """SGDLinearProbe with `loss` fixed: the streamed stand-in of a linear pipeline (its signature lacks `loss`)."""
-    def factory(**params: Any) -> SGDLinearProbe:
-        return SGDLinearProbe(loss=loss, **params)
-
-    signature = inspect.signature(SGDLinearProbe)
-    factory.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=[p for n, p in signature.parameters.items() if n != "loss"])
-    return factory
-
-
 _REGISTRY: dict[str, ProbeSpec] = {spec.name: spec for spec in (
     ProbeSpec("head", DenseHeadClassifier, "Keras Dense(512, relu) -> Dropout(0.5) -> Dense(1, sigmoid), the "
               "original study's head", stream_factory=DenseHeadClassifier),
-    ProbeSpec("logreg", make_logreg, "StandardScaler + logistic regression", stream_factory=_sgd("log_loss")),
+    ProbeSpec("logreg", make_logreg, "StandardScaler + logistic regression", stream_factory=SGDLinearProbe,
+              stream_fixed=(("loss", "log_loss"),)),
     ProbeSpec("linsvm", make_linsvm, "StandardScaler + linear SVM, sigmoid-calibrated on out-of-fold training "
-              "margins", stream_factory=_sgd("hinge")),
+              "margins", stream_factory=SGDLinearProbe, stream_fixed=(("loss", "hinge"),)),
     ProbeSpec("knn", make_knn, "cosine k-nearest neighbours (k=15, distance-weighted)"),
     ProbeSpec("rbfsvm", make_rbfsvm, "StandardScaler + RBF-kernel SVM, calibrated; fit time grows at least "
               "quadratically", optional=True),

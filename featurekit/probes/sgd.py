@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from featurekit.probes.epochs import SEED_EXTRA, SEED_MODEL, EpochProbe, log_loss_from_logits
+from featurekit.probes.epochs import SEED_EXTRA, SEED_MODEL, EpochProbe
 
 
 class SGDLinearProbe(EpochProbe):
@@ -76,10 +76,6 @@ class SGDLinearProbe(EpochProbe):
         self.random_state = random_state
         self.verbose = verbose
 
-    @property
-    def _memory_chunk_rows(self) -> int:  # type: ignore[override]
-        return max(1, int(self.chunk_rows))
-
     def _scaled(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
         return X if self.mean_ is None else (X - self.mean_) / self.scale_
@@ -87,38 +83,30 @@ class SGDLinearProbe(EpochProbe):
     def _start_training(self, n_rows: int, seed: int) -> None:
         sgd_seed = int(np.random.default_rng([seed, SEED_MODEL]).integers(2**31 - 1))
         self._sgd = SGDClassifier(loss=self.loss, alpha=self.alpha, random_state=sgd_seed)
-        for name in ("coef_", "intercept_", "calibration_slope_"):  # a refit scores with the new SGD until it ends
-            if hasattr(self, name):
-                delattr(self, name)
 
     def _step(self, X: np.ndarray, y: np.ndarray) -> float:
         Xs = self._scaled(X)
         self._sgd.partial_fit(Xs, y, classes=[0.0, 1.0])
+        self.coef_, self.intercept_ = self._sgd.coef_[0], float(self._sgd.intercept_[0])  # what `_decision` scores
         return self._loss(y, self._sgd.decision_function(Xs))  # the chunk's loss right after its update
 
     def _loss(self, y: np.ndarray, z: np.ndarray) -> float:
         if self.loss == "hinge":
             return float(np.mean(np.maximum(0.0, 1.0 - (2.0 * y - 1.0) * z)))
-        return log_loss_from_logits(y, z)
+        return super()._loss(y, z)
 
-    def _get_state(self) -> tuple[np.ndarray, np.ndarray]:
-        return self._sgd.coef_.copy(), self._sgd.intercept_.copy()
+    def _get_state(self) -> tuple[np.ndarray, float]:
+        return self.coef_.copy(), self.intercept_
 
-    def _set_state(self, state: tuple[np.ndarray, np.ndarray]) -> None:
-        self._sgd.coef_, self._sgd.intercept_ = state[0].copy(), state[1].copy()
+    def _set_state(self, state: tuple[np.ndarray, float]) -> None:
+        self.coef_, self.intercept_ = state
 
     def _decision(self, X: np.ndarray) -> np.ndarray:
-        if hasattr(self, "coef_"):
-            coef, intercept = self.coef_, self.intercept_
-        else:
-            coef, intercept = self._sgd.coef_[0], float(self._sgd.intercept_[0])
-        return self._scaled(X) @ coef + intercept
+        return self._scaled(X) @ self.coef_ + self.intercept_
 
     def _finish_training(self, chunks: Any, n_rows: int, seed: int) -> None:
-        coef, intercept = self._sgd.coef_[0].astype(np.float64), float(self._sgd.intercept_[0])
-        self.calibration_slope_ = self._calibrate(chunks, n_rows, seed) if self.loss == "hinge" else 1.0
-        self.coef_, self.intercept_ = coef, intercept
         del self._sgd
+        self.calibration_slope_ = self._calibrate(chunks, n_rows, seed) if self.loss == "hinge" else 1.0
 
     def _calibrate(self, chunks: Any, n_rows: int, seed: int) -> float:
         """Platt's slope on a bounded random sample of training margins: memory stays flat."""
@@ -134,5 +122,5 @@ class SGDLinearProbe(EpochProbe):
             return 1.0
         return float(LogisticRegression(fit_intercept=False, C=1e4).fit(m[:, None], t).coef_[0, 0])
 
-    def _proba_positive(self, z: np.ndarray) -> np.ndarray:
-        return super()._proba_positive(self.calibration_slope_ * np.asarray(z, dtype=np.float64))
+    def _proba(self, z: np.ndarray) -> np.ndarray:
+        return super()._proba(self.calibration_slope_ * np.asarray(z, dtype=np.float64))
