@@ -19,11 +19,10 @@ from rich.markup import escape
 
 from featurekit.cache.fusion import check_fusion_request, source_name, source_paths
 from featurekit.errors import FeaturekitError, given
-from featurekit.evaluation.grid import CacheSource, check_probes, fitted_grid
+from featurekit.evaluation.grid import CacheSource, ProbeGrid
 from featurekit.evaluation.scoring import scored
 from featurekit.evaluation.shifted_caches import stored_identity
 from featurekit.evaluation.shifted_scoring import at_thresholds, score_elsewhere, thresholds_on_valid_and_views
-from featurekit.evaluation.train_views import parse_train_views
 from featurekit.rows import ROW_KEYS, image_keys
 from featurekit.parameters import MEMORY_BUDGET_GB, N_BOOT, RUNS_DIR
 
@@ -71,12 +70,11 @@ def compare(
         images (``featurekit.rows.image_keys``) for plots and the report page, and ``_fitted`` (the fitted
         probe, scored elsewhere without loading it again).
     """
-    check_probes(probes)  # unknown names fail before the audit
-    train_views = parse_train_views(train_views)  # so do wrong view texts
+    grid = ProbeGrid(probes, probe_params, runs_dir, refit, memory_budget_gb, log, train_views)  # checked before the audit
     leaky = leaking_caches(caches, log) if audit else {}
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
-    for fit in fitted_grid(caches, probes, probe_params, runs_dir, refit, memory_budget_gb, log, train_views):
+    for fit in grid.fits(caches):
         metrics = scored(fit.fitted, fit.cache, "test", n_boot)
         rows.append({
             **row_description(fit.cache), "probe": fit.probe,

@@ -164,16 +164,14 @@ def fit_probe(
         The fitted probe, already saved. Nothing is written unless fitting succeeded.
     """
     with open_training_source(cache_path, train_views, log=log) as cache:
-        for note in cache.verify_contents():  # refuses contents changed since the cache was made
-            log(note)
-        cache.require_splits()
         return fit_on(cache, probe, dict(params or {}), Path(out) if out else run_dir_of(cache, probe, runs_dir),
                       memory_budget_gb, log)
 
 
 def fit_on(cache: SplitAccess, probe: str, params: dict[str, Any], directory: Path, memory_budget_gb: float,
            log: Callable[[str], None] = print) -> FittedProbe:
-    """Fit one probe on an open source whose contents and splits were checked, and save it in `directory`."""
+    """Fit one probe on an open source whose contents and splits were checked (`open_training_source`), and save it
+    in `directory`."""
     from featurekit.metrics import choose_threshold
     from featurekit.probes import make_stream_probe, save_probe
 

@@ -1,6 +1,6 @@
 """Caches x probes: every probe fitted on every cache (or fusion), or reused where its fit still matches.
 
-`fitted_grid` is the one loop over caches and probes: `compare` scores what it yields on test, and `sweep` on
+`ProbeGrid.fits` is the one loop over caches and probes: `compare` scores what it yields on test, and `sweep` on
 valid. A fitted probe lives in its default folder (``runs/<cache>/<probe>``, `featurekit.evaluation.fitting`) and
 is reused while it was fitted on the same cache, contents, training views and parameters, and loads safely.
 """
@@ -16,7 +16,7 @@ from rich.markup import escape
 from featurekit.cache import SplitAccess
 from featurekit.errors import FeaturekitError
 from featurekit.evaluation.fitting import MODEL_DIR, FittedProbe, fit_on, load_fitted, read_fitted_meta, run_dir_of
-from featurekit.evaluation.train_views import open_training_source
+from featurekit.evaluation.train_views import open_training_source, parse_train_views
 from featurekit.parameters import MEMORY_BUDGET_GB, RUNS_DIR
 
 CacheSource = str | Path | Sequence[str | Path]  # a cache file, or a fusion group of several
@@ -49,59 +49,56 @@ def check_probes(probes: Sequence[str]) -> None:
         get_probe_spec(probe)
 
 
-def fitted_grid(
-    sources: Sequence[CacheSource],
-    probes: Sequence[str],
-    probe_params: dict[str, dict[str, Any]] | None = None,
-    runs_dir: str | Path = RUNS_DIR,
-    refit: bool = False,
-    memory_budget_gb: float = MEMORY_BUDGET_GB,
-    log: Callable[[str], None] = print,
-    train_views: Sequence[Any] = (),
-) -> Iterator[Fit]:
-    """Every probe on every cache (or fusion), fitted where missing and reused where it still matches. Probe names
-    are all checked before any work.
+@dataclass
+class ProbeGrid:
+    """Probes to fit on every cache (or fusion), and how: fitted where missing, reused where the fit still matches.
 
-    Args:
-        sources: Cache paths; a list of two or more paths is a fusion.
+    The probe names and training views are checked when the grid is made, before any work.
+
+    Attributes:
         probes: Probe names.
         probe_params: Constructor parameters per probe name.
         runs_dir: Where fitted probes live.
         refit: Refit even where a matching fitted probe exists.
         memory_budget_gb: Larger features are streamed from disk.
         log: Where progress messages go.
-        train_views: Parsed views (`featurekit.evaluation.train_views.parse_train_views`) fitted on beside each
-            cache's clean train rows.
-
-    Yields:
-        One Fit per cache x probe, cache by cache, while its cache is open.
+        train_views: Views of each cache's train split fitted on beside its clean rows (texts, parsed here:
+            `featurekit.evaluation.train_views.parse_train_views`).
     """
-    check_probes(probes)
-    probe_params = probe_params or {}
-    for source in sources:
-        with open_training_source(source, train_views, log=log) as cache:
-            cache.require_splits()
-            for note in cache.verify_contents():  # refuses contents changed since the cache was made
-                log(note)
-            for probe in probes:
-                fitted, reused = fitted_probe(cache, probe, probe_params.get(probe, {}), runs_dir, refit,
-                                              memory_budget_gb, log)
-                yield Fit(source, cache, probe, fitted, reused)
 
+    probes: Sequence[str]
+    probe_params: dict[str, dict[str, Any]] | None = None
+    runs_dir: str | Path = RUNS_DIR
+    refit: bool = False
+    memory_budget_gb: float = MEMORY_BUDGET_GB
+    log: Callable[[str], None] = print
+    train_views: Sequence[str] | str | None = None
 
-def fitted_probe(cache: SplitAccess, probe: str, params: dict[str, Any], runs_dir: str | Path, refit: bool,
-                 memory_budget_gb: float, log: Callable[[str], None] = print) -> tuple[FittedProbe, bool]:
-    """The probe fitted on an open cache (or fusion) in its default folder: reused where it still matches.
+    def __post_init__(self) -> None:
+        check_probes(self.probes)  # unknown names fail before any work
+        self.train_views = parse_train_views(self.train_views)  # so do wrong view texts
+        self.probe_params = self.probe_params or {}
 
-    Returns:
-        (the fitted probe, whether it was reused rather than fitted now).
-    """
-    directory = run_dir_of(cache, probe, runs_dir)
-    fitted = None if refit else _reusable_fit(directory, cache, probe, params, log)
-    if fitted is not None:
-        return fitted, True
-    log(f"fitting {probe} on {escape(cache.name)} ...")
-    return fit_on(cache, probe, dict(params), directory, memory_budget_gb, log), False
+    def fits(self, sources: Sequence[CacheSource]) -> Iterator[Fit]:
+        """One Fit per cache x probe, cache by cache, while its cache is open (a list of paths is a fusion)."""
+        for source in sources:
+            with open_training_source(source, self.train_views, log=self.log) as cache:
+                for probe in self.probes:
+                    yield Fit(source, cache, probe, *self.fitted(cache, probe))
+
+    def fitted(self, cache: SplitAccess, probe: str) -> tuple[FittedProbe, bool]:
+        """The probe fitted on an open cache (or fusion) in its default folder: reused where it still matches.
+
+        Returns:
+            (the fitted probe, whether it was reused rather than fitted now).
+        """
+        directory = run_dir_of(cache, probe, self.runs_dir)
+        params = self.probe_params.get(probe, {})
+        fitted = None if self.refit else _reusable_fit(directory, cache, probe, params, self.log)
+        if fitted is not None:
+            return fitted, True
+        self.log(f"fitting {probe} on {escape(cache.name)} ...")
+        return fit_on(cache, probe, dict(params), directory, self.memory_budget_gb, self.log), False
 
 
 def _reusable_fit(directory: Path, cache: SplitAccess, probe: str, params: dict[str, Any],

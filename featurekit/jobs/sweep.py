@@ -100,29 +100,27 @@ def select_on_valid(
     Returns:
         The SweepResult (nothing written; `featurekit.report.write_sweep_results` writes the files).
     """
-    from featurekit.evaluation.compare import fitted_grid, leaking_caches, source_leaks
-    from featurekit.evaluation.train_views import parse_train_views
+    from featurekit.evaluation.compare import leaking_caches, source_leaks
+    from featurekit.evaluation.grid import ProbeGrid
 
     if not caches:
         raise FeaturekitError("The sweep has no caches to choose from.", received="no cache",
                               fix="List at least one extraction under [[sweep.backbone]].")
     _check_probes(probes)
-    train_views = parse_train_views(train_views)  # wrong view texts fail before any work too
+    grid = ProbeGrid(probes, probe_params, runs_dir, refit, memory_budget_gb, log, train_views)  # checked first
     leaky = leaking_caches(list(caches), log) if audit else {}
-    notes = _leak_notes(leaky)
-    if train_views:
-        notes.append("trained on the clean train split plus views " + ", ".join(v.name for v in train_views) +
+    notes = [f"LEAK: {', '.join(Path(p).name for p, leaks in leaky.items() if leaks)} hold identical images in "
+             "several splits; valid and test figures there are optimistic."] if any(leaky.values()) else []
+    if grid.train_views:
+        notes.append("trained on the clean train split plus views " + ", ".join(v.name for v in grid.train_views) +
                      " (the learning curve trains on clean rows)")
 
     def ranked_rows(sources: list[Any]) -> list[dict[str, Any]]:
-        # The caches x probes loop is `fitted_grid`'s, shared with `compare`; here every fit becomes a valid row.
-        fits = fitted_grid(sources, probes, probe_params, runs_dir, refit, memory_budget_gb, log, train_views)
-        return sorted((_valid_row(fit, source_leaks(fit.source, leaky) if audit else None, n_boot) for fit in fits),
-                      key=_rank_key)
+        # The caches x probes loop is the grid's, shared with `compare`; here every fit becomes a valid row.
+        return sorted((_valid_row(fit, source_leaks(fit.source, leaky) if audit else None, n_boot)
+                       for fit in grid.fits(sources)), key=_rank_key)
 
-    rows = ranked_rows(list(caches))
-    for rank, row in enumerate(rows, start=1):
-        row["rank"] = rank
+    rows = [{**row, "rank": rank} for rank, row in enumerate(ranked_rows(list(caches)), start=1)]
     group = top_k_caches(rows, top_k) if top_k >= 2 else []
     fusion_rows: list[dict[str, Any]] = []
     if len(group) >= 2:
@@ -140,20 +138,12 @@ def select_on_valid(
 
 
 def _check_probes(probes: Sequence[str]) -> None:
-    from featurekit.probes import get_probe_spec
+    from featurekit.evaluation.grid import check_probes
 
     if not probes:
         raise FeaturekitError("The sweep has no probes.", received=given("probe", list(probes)),
                               fix="List probes, e.g. probe = [\"logreg\", \"linsvm\", \"head\"].")
-    for probe in probes:
-        get_probe_spec(probe)  # unknown names fail before any work
-
-
-def _leak_notes(leaky: dict[Path, bool]) -> list[str]:
-    if not any(leaky.values()):
-        return []
-    return ["LEAK: " + ", ".join(Path(p).name for p, leaks in leaky.items() if leaks) +
-            " hold identical images in several splits; valid and test figures there are optimistic."]
+    check_probes(probes)
 
 
 def chosen_on_test(chosen: dict[str, Any], n_boot: int, log: Callable[[str], None] = print,
