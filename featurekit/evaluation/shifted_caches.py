@@ -85,23 +85,18 @@ def extract_command(attrs: dict[str, Any], view: View, cache: Path, views_split:
     from featurekit.backbones import get_spec
 
     request = extraction_request(attrs)
-    args = ["python", "cli.py", "extract", "--backbone", request["backbone"], "--data", str(attrs.get("data_root"))]
-    applies = get_spec(request["backbone"]).request_options
-    for name, value in (("weights", request["weights"]), ("pooling", request["poolings"][0]),
-                        ("preprocessing", str(request["preprocessing"])), ("precision", request["precision"]),
-                        ("seed", str(request["seed"]))):
-        if name in applies:
-            args += [f"--{name}", value]
-    if request["layers"][0]:
-        args += ["--layer", str(request["layers"][0])]
-    if request["image_size"] is not None:
-        args += ["--image-size", str(request["image_size"])]
     split = _recorded_split(attrs)
-    if split:
-        args += ["--split", split if isinstance(split, str) else ",".join(map(str, split))]
-    args += ["--dtype", request["dtype"], "--batch-size", str(request["batch_size"]), "--view", view.name,
-             "--views-split", views_split, "--cache", str(cache)]
-    return " ".join(shlex.quote(a) for a in args)
+    choices = {"weights": request["weights"], "pooling": request["poolings"][0],
+               "preprocessing": str(request["preprocessing"]), "precision": request["precision"], "seed": request["seed"]}
+    applies = get_spec(request["backbone"]).request_options
+    flags = {"backbone": request["backbone"], "data": str(attrs.get("data_root")),
+             **{name: value for name, value in choices.items() if name in applies},
+             "layer": request["layers"][0], "image-size": request["image_size"],
+             "split": (split if isinstance(split, str) else ",".join(map(str, split))) if split else None,
+             "dtype": request["dtype"], "batch-size": request["batch_size"], "view": view.name,
+             "views-split": views_split, "cache": cache}
+    args = [arg for name, value in flags.items() if value is not None for arg in (f"--{name}", str(value))]
+    return " ".join(shlex.quote(a) for a in ["python", "cli.py", "extract", *args])
 
 
 # --------------------------------------------------------------------------------------------------

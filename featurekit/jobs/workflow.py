@@ -10,7 +10,6 @@ the same job again only computes what is missing. In strings, `{data_name}` is t
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,20 +34,9 @@ def _substitute(value: Any, names: dict[str, str]) -> Any:
 
 def entry_error(error: FeaturekitError, where: str, entry: dict[str, Any]) -> FeaturekitError:
     """The same error (of the same type) about an entry of a config file: it names the file and the entry
-    (`where`), shows the entry as written, and speaks of the entry's keys, not of flags (`--layer` -> `layer`).
-    """
+    (`where`) and shows the entry as written (the library's messages already name its keys as parameters)."""
     written = ", ".join(f"{key} = {value!r}" for key, value in entry.items())
-    return type(error)(f"{where}: {_as_keys(error.problem)}", received=f"{{{written}}}",
-                       fix=_as_keys(error.fix or ""))
-
-
-def _as_keys(text: str) -> str:
-    """Flags of `extract` in a message, spelt as the config keys an entry uses."""
-    from featurekit.options import options_for
-
-    keys = options_for("extract")
-    return re.sub(r"--([a-z][a-z0-9-]*)", lambda m: f"`{m[1].replace('-', '_')}`"
-                  if m[1].replace("-", "_") in keys else m[0], text)
+    return type(error)(f"{where}: {error.problem}", received=f"{{{written}}}", fix=error.fix)
 
 
 def checked_extractions(entries: list[dict[str, Any]], file_config: dict[str, Any], data: str | Path,
