@@ -62,12 +62,10 @@ def _same_except(identity: dict[str, Any], wanted: dict[str, Any], free: tuple[s
 
 def extraction_request(attrs: dict[str, Any]) -> dict[str, Any]:
     """`extract_many` arguments that rebuild the embedder of a cache from its attributes (as `predict` does)."""
-    backbone = str(attrs["backbone"])
-    image_size = int(attrs["image_size"])
-    if str(attrs.get("resize", "")).startswith("none"):
-        image_size = None  # a hand-made feature computed on images as stored: keep refusing resampled ones
+    # A hand-made feature computed on images as stored (resize "none..."): keep refusing resampled ones.
+    image_size = None if str(attrs.get("resize", "")).startswith("none") else int(attrs["image_size"])
     return {
-        "backbone": backbone, "weights": str(attrs.get("weights") or "none"), "image_size": image_size,
+        "backbone": str(attrs["backbone"]), "weights": str(attrs.get("weights") or "none"), "image_size": image_size,
         "layers": [attrs.get("layer") or None], "poolings": [str(attrs.get("pooling"))],
         "preprocessing": attrs.get("preprocessing") or None, "dtype": str(attrs.get("dtype") or "float32"),
         "seed": int(attrs.get("seed") or 0), "precision": str(attrs.get("precision") or "float32"),
@@ -103,12 +101,6 @@ def extract_command(attrs: dict[str, Any], view: View, cache: Path, views_split:
 # Finding or making the caches to score on
 
 
-def default_view_cache(training_cache: Path, view: View, split: str = OWN_TEST_SPLIT) -> Path:
-    """``<training cache>-view-<slug>-only-<split>.h5`` next to it: the name `extract --view V --views-split SPLIT`
-    gives when the training cache has its default name."""
-    return training_cache.with_name(f"{training_cache.stem}-view-{view.slug}-only-{split}.h5")
-
-
 def view_cache_for(training_cache: Path, view: View, cache_dir: str | Path | None = None,
                    log: Callable[[str], None] = print, split: str = OWN_TEST_SPLIT) -> Path:
     """The cache of `view` of one split of the training cache (the test split unless said): found by identity (a
@@ -120,15 +112,13 @@ def view_cache_for(training_cache: Path, view: View, cache_dir: str | Path | Non
     """
     attrs = cache_attrs(training_cache)
     wanted = {key: attrs.get(key) for key in IDENTITY_KEYS} | {"view": view.name}
-    default = default_view_cache(training_cache, view, split)
-    full = training_cache.with_name(f"{training_cache.stem}-view-{view.slug}.h5")
+    # The name `extract --view V --views-split SPLIT` gives next to a training cache of the default name, the name
+    # of a view of every split, then every cache in the training cache's folder and in `cache_dir`.
+    default = training_cache.with_name(f"{training_cache.stem}-view-{view.slug}-only-{split}.h5")
     folders = [training_cache.parent] + ([Path(cache_dir)] if cache_dir is not None else [])
-    candidates = [default, full] + [p for folder in dict.fromkeys(folders) if folder.is_dir()
-                                    for p in sorted(folder.glob("*.h5"))]
-    for candidate in dict.fromkeys(candidates):
-        if not candidate.is_file():
-            continue
-        identity = stored_identity(candidate)
+    candidates = [default, training_cache.with_name(f"{training_cache.stem}-view-{view.slug}.h5")] + [
+        p for folder in dict.fromkeys(folders) if folder.is_dir() for p in sorted(folder.glob("*.h5"))]
+    for identity, candidate in ((stored_identity(c), c) for c in dict.fromkeys(candidates) if c.is_file()):
         if identity is not None and identity.get("subset") in ("", split) and \
                 _same_except(identity, wanted, ("subset",)):
             return candidate

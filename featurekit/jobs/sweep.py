@@ -129,8 +129,8 @@ def select_on_valid(
         fusion_rows = [{**row, "rank": None} for row in ranked_rows([group])]
     elif top_k >= 2:
         notes.append("no fusion candidate: the top rows all come from one cache")
-    fusion = fusion_rows[0] if fusion_rows else None
-    chosen = min([rows[0]] + ([fusion] if fusion else []), key=_rank_key)
+    fusion = next(iter(fusion_rows), None)
+    chosen = min([rows[0], *fusion_rows[:1]], key=_rank_key)
     log(f"chosen on valid: {escape(chosen['name'])} (valid ROC AUC {chosen['valid_roc_auc']:.3f}); "
         "scoring it on test once.")
     return SweepResult(name, rows, fusion, chosen, chosen_on_test(chosen, n_boot, log), notes=notes,

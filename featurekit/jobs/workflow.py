@@ -130,7 +130,7 @@ def run_job(file_config: dict[str, Any], options: dict[str, Any] | None = None, 
         render: Called with (rows, compare options + results and title) to show and write the results.
     """
     from featurekit.evaluation.compare import compare_from_options
-    from featurekit.probes import get_probe_spec
+    from featurekit.evaluation.grid import check_probes
 
     check_config(file_config, str((options or {}).get("config") or "the config"))
     run_options = resolve_config("run", file_config, options or {})
@@ -148,8 +148,7 @@ def run_job(file_config: dict[str, Any], options: dict[str, Any] | None = None, 
     # Every name of the whole job is checked before anything is trained or extracted.
     steps = checked_extractions([{k: _substitute(v, names) for k, v in job.items()} for job in extract_jobs],
                                 file_config, data, "run.extract", source)
-    for probe in resolve_config("compare", file_config, {})["probe"] or []:
-        get_probe_spec(probe)
+    check_probes(resolve_config("compare", file_config, {})["probe"] or [])
 
     for job in run.get("train_backbone", []):
         _train_backbone_step(file_config, {k: _substitute(v, names) for k, v in job.items()}, data, log, progress)
@@ -162,8 +161,7 @@ def run_job(file_config: dict[str, Any], options: dict[str, Any] | None = None, 
             raise entry_error(error, entry_place("run.extract", number, job, source), job) from None
     compare_options = resolve_config("compare", file_config, {"cache": [str(c) for c in caches]})
     compare_options["data"] = None  # exactly the caches this job made (a top-level `data` is not a filter here)
-    results = run_options["results"]
-    results = _substitute(str(results), names) if results is not None else None
+    results = run_options["results"] and _substitute(str(run_options["results"]), names)
     rows = compare_from_options(compare_options, log)
     if render:
         render(rows, {**compare_options, "results": results, "title": run_options["title"]})
