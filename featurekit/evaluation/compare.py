@@ -38,18 +38,10 @@ def find_caches(cache_dir: str | Path = "cache") -> list[Path]:
     return caches
 
 
-def compare(
-    caches: list[CacheSource],
-    probes: list[str],
-    probe_params: dict[str, dict[str, Any]] | None = None,
-    runs_dir: str | Path = RUNS_DIR,
-    refit: bool = False,
-    n_boot: int = N_BOOT,
-    memory_budget_gb: float = MEMORY_BUDGET_GB,
-    log: Callable[[str], None] = print,
-    audit: bool = True,
-    train_views: Sequence[str] | str | None = None,
-) -> list[dict[str, Any]]:
+def compare(caches: list[CacheSource], probes: list[str], probe_params: dict[str, dict[str, Any]] | None = None,
+            runs_dir: str | Path = RUNS_DIR, refit: bool = False, n_boot: int = N_BOOT,
+            memory_budget_gb: float = MEMORY_BUDGET_GB, log: Callable[[str], None] = print, audit: bool = True,
+            train_views: Sequence[str] | str | None = None) -> list[dict[str, Any]]:
     """Fit what is missing, reuse what still matches, and evaluate every cache x probe on `test`.
 
     Args:

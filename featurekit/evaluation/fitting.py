@@ -137,16 +137,10 @@ def split_scores(fitted: FittedProbe, cache: SplitAccess, split: str, streamed: 
     return fake_scores(fitted.estimator, _check_finite(x, cache, split)), y
 
 
-def fit_probe(
-    cache_path: str | Path | Sequence[str | Path],
-    probe: str,
-    params: dict[str, Any] | None = None,
-    out: str | Path | None = None,
-    runs_dir: str | Path = RUNS_DIR,
-    memory_budget_gb: float = MEMORY_BUDGET_GB,
-    log: Callable[[str], None] = print,
-    train_views: Sequence[str] | str | None = None,
-) -> FittedProbe:
+def fit_probe(cache_path: str | Path | Sequence[str | Path], probe: str, params: dict[str, Any] | None = None,
+              out: str | Path | None = None, runs_dir: str | Path = RUNS_DIR,
+              memory_budget_gb: float = MEMORY_BUDGET_GB, log: Callable[[str], None] = print,
+              train_views: Sequence[str] | str | None = None) -> FittedProbe:
     """Fit one probe on a cache's train split and save it with its threshold and provenance.
 
     Args:

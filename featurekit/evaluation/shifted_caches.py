@@ -84,8 +84,8 @@ def extract_command(attrs: dict[str, Any], view: View, cache: Path, views_split:
 
     request = extraction_request(attrs)
     split = _recorded_split(attrs)
-    choices = {"weights": request["weights"], "pooling": request["poolings"][0],
-               "preprocessing": str(request["preprocessing"]), "precision": request["precision"], "seed": request["seed"]}
+    choices = {"weights": request["weights"], "pooling": request["poolings"][0], "preprocessing":
+               str(request["preprocessing"]), "precision": request["precision"], "seed": request["seed"]}
     applies = get_spec(request["backbone"]).request_options
     flags = {"backbone": request["backbone"], "data": str(attrs.get("data_root")),
              **{name: value for name, value in choices.items() if name in applies},

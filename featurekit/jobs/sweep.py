@@ -66,20 +66,11 @@ def top_k_caches(rows: Sequence[dict[str, Any]], k: int) -> list[Any]:
     return list(dict.fromkeys(ranked))[:k]
 
 
-def select_on_valid(
-    caches: Sequence[str | Path],
-    probes: Sequence[str],
-    probe_params: dict[str, dict[str, Any]] | None = None,
-    top_k: int = TOP_K,
-    runs_dir: str | Path = RUNS_DIR,
-    refit: bool = False,
-    n_boot: int = N_BOOT,
-    memory_budget_gb: float = MEMORY_BUDGET_GB,
-    audit: bool = True,
-    name: str = "sweep",
-    log: Callable[[str], None] = print,
-    train_views: Sequence[str] | str | None = None,
-) -> SweepResult:
+def select_on_valid(caches: Sequence[str | Path], probes: Sequence[str],
+                    probe_params: dict[str, dict[str, Any]] | None = None, top_k: int = TOP_K,
+                    runs_dir: str | Path = RUNS_DIR, refit: bool = False, n_boot: int = N_BOOT,
+                    memory_budget_gb: float = MEMORY_BUDGET_GB, audit: bool = True, name: str = "sweep",
+                    log: Callable[[str], None] = print, train_views: Sequence[str] | str | None = None) -> SweepResult:
     """Fit (or reuse) every probe on every cache, rank on valid, add the top-k fusion, choose, test once.
 
     Args:
@@ -172,16 +163,10 @@ def _seeded_params(probe: str, params: dict[str, Any], seed: int) -> dict[str, A
     return {**params, "random_state": seed} if "random_state" in accepted else dict(params)
 
 
-def learning_curve(
-    source: str | Path | Sequence[str | Path],
-    probe: str,
-    params: dict[str, Any] | None = None,
-    fractions: Sequence[float] = LEARNING_CURVE_FRACTIONS,
-    repeats: int = REPEATS,
-    seed: int = SEED,
-    memory_budget_gb: float = MEMORY_BUDGET_GB,
-    log: Callable[[str], None] = print,
-) -> list[dict[str, Any]]:
+def learning_curve(source: str | Path | Sequence[str | Path], probe: str, params: dict[str, Any] | None = None,
+                   fractions: Sequence[float] = LEARNING_CURVE_FRACTIONS, repeats: int = REPEATS, seed: int = SEED,
+                   memory_budget_gb: float = MEMORY_BUDGET_GB,
+                   log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Refit one configuration on growing stratified subsamples of train; score each on test.
 
     Each refit chooses its threshold on the full valid split (and early-stops there, for the head), as
