@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterator, Sequence
 from rich.markup import escape
 
 from featurekit.cache import SplitAccess
+from featurekit.cache.fusion import source_paths
 from featurekit.errors import FeaturekitError
 from featurekit.evaluation.fitting import MODEL_DIR, FittedProbe, fit_on, load_fitted, read_fitted_meta, run_dir_of
 from featurekit.evaluation.train_views import open_training_source, parse_train_views
@@ -32,6 +33,7 @@ class Fit:
         probe: The probe name.
         fitted: The fitted probe (its threshold chosen on valid).
         reused: Whether it was reused rather than fitted now.
+        leaks: Whether the cache (or a member of the fusion) leaks across its splits; None when not audited.
     """
 
     source: CacheSource
@@ -39,6 +41,12 @@ class Fit:
     probe: str
     fitted: FittedProbe
     reused: bool
+    leaks: bool | None
+
+
+def resolved(path: str | Path) -> Path:
+    """A cache path as one file is known by, whichever way it was spelt."""
+    return Path(path).expanduser().resolve()
 
 
 def check_probes(probes: Sequence[str]) -> None:
@@ -64,6 +72,7 @@ class ProbeGrid:
         log: Where progress messages go.
         train_views: Views of each cache's train split fitted on beside its clean rows (texts, parsed here:
             `featurekit.evaluation.train_views.parse_train_views`).
+        audit: Audit each cache for leaks first (exact duplicates across splits) and warn loudly (`audit_leaks`).
     """
 
     probes: Sequence[str]
@@ -73,18 +82,40 @@ class ProbeGrid:
     memory_budget_gb: float = MEMORY_BUDGET_GB
     log: Callable[[str], None] = print
     train_views: Sequence[str] | str | None = None
+    audit: bool = True
 
     def __post_init__(self) -> None:
         check_probes(self.probes)  # unknown names fail before any work
         self.train_views = parse_train_views(self.train_views)  # so do wrong view texts
         self.probe_params = self.probe_params or {}
+        self.leaky: dict[Path, bool] = {}  # for each resolved cache path audited, whether it leaks
 
     def fits(self, sources: Sequence[CacheSource]) -> Iterator[Fit]:
-        """One Fit per cache x probe, cache by cache, while its cache is open (a list of paths is a fusion)."""
+        """One Fit per cache x probe, cache by cache, while its cache is open (a list of paths is a fusion); with
+        `audit`, every cache is audited first."""
+        if self.audit:
+            self.audit_leaks(sources)
         for source in sources:
+            leaks = any(self.leaky[resolved(path)] for path in source_paths(source)) if self.audit else None
             with open_training_source(source, self.train_views, log=self.log) as cache:
                 for probe in self.probes:
-                    yield Fit(source, cache, probe, *self.fitted(cache, probe))
+                    yield Fit(source, cache, probe, *self.fitted(cache, probe), leaks)
+
+    def audit_leaks(self, sources: Sequence[CacheSource]) -> None:
+        """The cheap audit of every cache (and fusion member) not audited yet: exact duplicates across splits and
+        balance. A leak (an image whose identical copy sits in another split) is logged as a loud warning line:
+        scores on such a test split are optimistic."""
+        from featurekit.audit import audit_cache
+
+        for path in (path for source in sources for path in source_paths(source)):
+            if resolved(path) in self.leaky:
+                continue
+            report = audit_cache(path, near_duplicates=False, shortcuts=False)
+            self.leaky[resolved(path)] = report.has_leaks
+            if report.has_leaks:
+                leak = next((w for w in report.warnings if w.startswith("LEAK")), "")
+                self.log(f"[bold red]WARNING: {escape(path.name)} leaks across its splits[/]: {escape(leak)} Its "
+                         f"scores are optimistic; the `audit` command lists every duplicate of {escape(str(path))}.")
 
     def fitted(self, cache: SplitAccess, probe: str) -> tuple[FittedProbe, bool]:
         """The probe fitted on an open cache (or fusion) in its default folder: reused where it still matches.

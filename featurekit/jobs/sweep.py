@@ -40,7 +40,7 @@ _VALID_FIGURES = ("roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "average_preci
 # Scoring on valid, choosing, testing once
 
 
-def _valid_row(fit: Any, leaks: bool | None, n_boot: int) -> dict[str, Any]:
+def _valid_row(fit: Any, n_boot: int) -> dict[str, Any]:
     """One row of valid figures: the fitted probe's own valid scores, at the threshold chosen on valid."""
     from featurekit.evaluation.compare import row_description, scored
 
@@ -50,7 +50,7 @@ def _valid_row(fit: Any, leaks: bool | None, n_boot: int) -> dict[str, Any]:
         **description, "probe": fit.probe, "n_valid": metrics["n"],
         **{f"valid_{key}": metrics[key] for key in _VALID_FIGURES}, "threshold": fit.fitted.threshold,
         "fit_seconds": fit.fitted.meta["fit_seconds"], "reused": fit.reused,
-        "streamed": bool(fit.fitted.meta.get("streamed")), "leaks": leaks, "model_dir": str(fit.fitted.directory),
+        "streamed": bool(fit.fitted.meta.get("streamed")), "leaks": fit.leaks, "model_dir": str(fit.fitted.directory),
         "name": f"{description['cache']} {fit.probe}", "_source": fit.source, "_fitted": fit.fitted,
     }
 
@@ -91,27 +91,24 @@ def select_on_valid(caches: Sequence[str | Path], probes: Sequence[str],
     Returns:
         The SweepResult (nothing written; `featurekit.report.write_sweep_results` writes the files).
     """
-    from featurekit.evaluation.compare import leaking_caches, source_leaks
     from featurekit.evaluation.grid import ProbeGrid
 
     if not caches:
         raise FeaturekitError("The sweep has no caches to choose from.", received="no cache",
                               fix="List at least one extraction under [[sweep.backbone]].")
     _check_probes(probes)
-    grid = ProbeGrid(probes, probe_params, runs_dir, refit, memory_budget_gb, log, train_views)  # checked first
-    leaky = leaking_caches(list(caches), log) if audit else {}
-    notes = [f"LEAK: {', '.join(Path(p).name for p, leaks in leaky.items() if leaks)} hold identical images in "
-             "several splits; valid and test figures there are optimistic."] if any(leaky.values()) else []
-    if grid.train_views:
-        notes.append("trained on the clean train split plus views " + ", ".join(v.name for v in grid.train_views) +
-                     " (the learning curve trains on clean rows)")
+    grid = ProbeGrid(probes, probe_params, runs_dir, refit, memory_budget_gb, log, train_views, audit)
 
     def ranked_rows(sources: list[Any]) -> list[dict[str, Any]]:
         # The caches x probes loop is the grid's, shared with `compare`; here every fit becomes a valid row.
-        return sorted((_valid_row(fit, source_leaks(fit.source, leaky) if audit else None, n_boot)
-                       for fit in grid.fits(sources)), key=_rank_key)
+        return sorted((_valid_row(fit, n_boot) for fit in grid.fits(sources)), key=_rank_key)
 
     rows = [{**row, "rank": rank} for rank, row in enumerate(ranked_rows(list(caches)), start=1)]
+    notes = [f"LEAK: {', '.join(path.name for path, leaks in grid.leaky.items() if leaks)} hold identical images "
+             "in several splits; valid and test figures there are optimistic."] if any(grid.leaky.values()) else []
+    if grid.train_views:
+        notes.append("trained on the clean train split plus views " + ", ".join(v.name for v in grid.train_views) +
+                     " (the learning curve trains on clean rows)")
     group = top_k_caches(rows, top_k) if top_k >= 2 else []
     fusion_rows: list[dict[str, Any]] = []
     if len(group) >= 2:
