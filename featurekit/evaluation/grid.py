@@ -16,7 +16,7 @@ from rich.markup import escape
 from featurekit.cache import SplitAccess
 from featurekit.cache.fusion import source_paths
 from featurekit.errors import FeaturekitError
-from featurekit.evaluation.fitting import MODEL_DIR, FittedProbe, fit_on, load_fitted, read_fitted_meta, run_dir_of
+from featurekit.evaluation.fitting import FittedProbe, fit_on, load_fitted, read_fitted_meta, run_dir_of
 from featurekit.evaluation.train_views import open_training_source, parse_train_views
 from featurekit.parameters import MEMORY_BUDGET_GB, RUNS_DIR
 
@@ -137,11 +137,9 @@ def _reusable_fit(directory: Path, cache: SplitAccess, probe: str, params: dict[
     """The fitted probe in `directory` if it was fitted on this cache with these parameters and loads
     safely; None means "fit it again" (the refit replaces the folder).
 
-    A folder in an old or unknown format is never opened (an old pickle could run code): its file
-    names and JSON decide. A current-format model that still fails to load is refitted with a message.
+    A folder in an old or unknown format is never opened (an old pickle could run code: `load_fitted` refuses it
+    from its file names and JSON); it is refitted with a message, as is a model that fails to load.
     """
-    from featurekit.probes import saved_probe_problem
-
     try:
         meta = read_fitted_meta(directory)
         same = (meta.get("cache_fingerprint") == cache.fingerprint and meta.get("probe") == probe
@@ -152,10 +150,6 @@ def _reusable_fit(directory: Path, cache: SplitAccess, probe: str, params: dict[
     except (FeaturekitError, TypeError, ValueError):  # no usable fitted.json, or parameters this version lacks
         return None
     if not same:
-        return None
-    problem = saved_probe_problem(directory / MODEL_DIR)
-    if problem:
-        log(f"not reusing {directory}: {problem} Refitting.")
         return None
     try:
         return load_fitted(directory, cache)
