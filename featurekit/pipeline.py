@@ -58,8 +58,7 @@ class PendingBatch:
         Errors other than an undecodable file (a bug, memory) are raised here, in row order.
         """
         reasons = [future.result() for future in self._futures]
-        ok = np.array([reason == "" for reason in reasons], dtype=bool)
-        return self._images, ok, reasons
+        return self._images, np.array([reason == "" for reason in reasons], dtype=bool), reasons
 
     def cancel(self) -> None:
         for future in self._futures:
@@ -86,8 +85,7 @@ class ParallelDecoder:
 
     def submit(self, paths: Sequence[str | Path], transform: Transform | None = None) -> PendingBatch:
         """Start decoding `paths` into one batch; `transform(image, row)` is applied to each decoded image."""
-        size = self.image_size
-        images = np.zeros((len(paths), size, size, 3), dtype=np.uint8)
+        images = np.zeros((len(paths), self.image_size, self.image_size, 3), dtype=np.uint8)
         futures = [self._pool.submit(self._decode_row, images, row, path, transform)
                    for row, path in enumerate(paths)]
         return PendingBatch(images, futures)

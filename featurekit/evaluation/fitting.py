@@ -109,11 +109,8 @@ def _check_finite(x: np.ndarray, cache: SplitAccess, split: str) -> np.ndarray:
 
 def largest_row_norm(x: np.ndarray, block_rows: int = 4096) -> float:
     """The largest L2 norm of a row, summed in float64 block by block (no float64 copy of the whole array)."""
-    largest = 0.0
-    for start in range(0, len(x), block_rows):
-        block = np.asarray(x[start:start + block_rows], dtype=np.float64)
-        largest = max(largest, float(np.sqrt(np.einsum("ij,ij->i", block, block).max(initial=0.0))))
-    return largest
+    blocks = (np.asarray(x[start:start + block_rows], dtype=np.float64) for start in range(0, len(x), block_rows))
+    return max((float(np.sqrt(np.einsum("ij,ij->i", b, b).max(initial=0.0))) for b in blocks), default=0.0)
 
 
 def _stream(cache: SplitAccess, split: str, shuffle: bool) -> Callable[[int], Any]:
@@ -305,8 +302,7 @@ def refit_command(meta: dict[str, Any], directory: str | Path) -> str:
         caches = fusion_command_flags([m.get("path", "CACHE") for m in members])
     else:
         caches = f"--cache {meta.get('cache') or 'CACHE'}"
-    probe = meta.get("probe") or "PROBE"
-    return (f"Refit it: `python cli.py fit {caches} --probe {probe} --out {directory}` "
+    return (f"Refit it: `python cli.py fit {caches} --probe {meta.get('probe') or 'PROBE'} --out {directory}` "
             "(`python cli.py compare --refit` refits every probe it compares).")
 
 

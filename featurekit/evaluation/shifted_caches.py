@@ -238,28 +238,26 @@ def paired_folder(training_cache: Path, attrs: dict[str, Any], test_set: OtherTe
 
     files = _paired_files(training_cache, attrs, test_set)
     digest = hashlib.sha256()
-    for class_name, pairs in files.items():
-        for source, name in pairs:
-            try:
-                stat = source.stat()
-            except OSError as error:
-                raise FeaturekitError(f"An image of the test set cannot be read ({error.strerror}).",
-                                      received=f"{given('test_data', test_set.text)}: {source}",
-                                      fix="Restore the file, or name a folder whose images are all there.") from None
-            digest.update(f"{class_name}/{name}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    for class_name, source, name in files:
+        try:
+            stat = source.stat()
+        except OSError as error:
+            raise FeaturekitError(f"An image of the test set cannot be read ({error.strerror}).",
+                                  received=f"{given('test_data', test_set.text)}: {source}",
+                                  fix="Restore the file, or name a folder whose images are all there.") from None
+        digest.update(f"{class_name}/{name}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
     given_names = "-".join(Path(str(getattr(test_set, key))).name for key in ("real", "fake")
                            if getattr(test_set, key) is not None)
     # Named by content, so caches of the same images (other backbones, fusion members) share one folder.
     final = training_cache.with_name(f"testset-{given_names}-{digest.hexdigest()[:10]}")
     if final.is_dir():
         return final
-    log(f"test set {test_set.label}: gathering {sum(map(len, files.values()))} images into {final.name}")
+    log(f"test set {test_set.label}: gathering {len(files)} images into {final.name}")
     building = temporary_sibling(final)
     try:
-        for class_name, pairs in files.items():
-            (building / class_name).mkdir(parents=True)
-            for source, name in pairs:
-                shutil.copyfile(source, building / class_name / name)
+        for class_name, source, name in files:
+            (building / class_name).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, building / class_name / name)
     except OSError as error:
         shutil.rmtree(building, ignore_errors=True)  # only what this call wrote
         raise storage_error(error, "gather the images of the test set", final) from None
@@ -271,14 +269,15 @@ def paired_folder(training_cache: Path, attrs: dict[str, Any], test_set: OtherTe
 
 
 def _paired_files(training_cache: Path, attrs: dict[str, Any], test_set: OtherTestSet
-                  ) -> dict[str, list[tuple[Path, str]]]:
-    """For each class (the training cache's names, label order): (source file, file name in the paired folder)."""
+                  ) -> list[tuple[str, Path, str]]:
+    """(class folder: the training cache's class name, source file, file name in the paired folder) of each image,
+    class by class in label order."""
     from featurekit.data import IMAGE_SUFFIXES
 
     with open_cache(training_cache) as reader:
         class_names, paths, labels = reader.class_names, reader.paths, reader.labels
         test_rows = reader.split_indices(OWN_TEST_SPLIT)
-    files: dict[str, list[tuple[Path, str]]] = {}
+    files: list[tuple[str, Path, str]] = []
     for label, key in enumerate(("real", "fake")):
         given_folder = getattr(test_set, key)
         if given_folder is not None:
@@ -288,8 +287,8 @@ def _paired_files(training_cache: Path, attrs: dict[str, Any], test_set: OtherTe
             if not found:
                 raise FeaturekitError(f"The {key} folder of a test set holds no images ({', '.join(IMAGE_SUFFIXES)}).",
                                       received=given("test_data", test_set.text), fix="Name a folder of images.")
-            files[class_names[label]] = [(f, "given__" + f.relative_to(folder).as_posix().replace("/", "__"))
-                                         for f in found]
+            files += [(class_names[label], f, "given__" + f.relative_to(folder).as_posix().replace("/", "__"))
+                      for f in found]
             continue
         root = Path(str(attrs.get("data_root") or ""))
         if not attrs.get("data_root") or not root.is_dir():
@@ -297,6 +296,6 @@ def _paired_files(training_cache: Path, attrs: dict[str, Any], test_set: OtherTe
                 f"The test set pairs its images with the {key} images of {training_cache.name}'s test split, but its "
                 f"data folder {root} is not here.", received=given("test_data", test_set.text),
                 fix="Run where the training cache's data folder is, or give both classes: real=DIR1,fake=DIR2.")
-        files[class_names[label]] = [(root / paths[i], "testsplit__" + paths[i].replace("/", "__"))
-                                     for i in test_rows if int(labels[i]) == label]
+        files += [(class_names[label], root / paths[i], "testsplit__" + paths[i].replace("/", "__"))
+                  for i in test_rows if int(labels[i]) == label]
     return files

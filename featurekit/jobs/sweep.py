@@ -344,10 +344,9 @@ def sweep(config: dict[str, Any], options: dict[str, Any] | None = None, log: Ca
     from featurekit.options import head_params, require
     from featurekit.probes import list_probes
 
-    options = dict(options or {})
-    source = str(options.get("config") or "the config")
+    source = str((options or {}).get("config") or "the config")
     check_config(config, source)
-    resolved = resolve_config("sweep", config, options)
+    resolved = resolve_config("sweep", config, options or {})
     require("sweep", resolved)
     name = check_name(resolved["name"] or (Path(resolved["config"]).stem if resolved.get("config") else "sweep"))
     probes = list(resolved["probe"] or list_probes())
