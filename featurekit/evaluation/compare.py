@@ -191,10 +191,9 @@ def _scored_elsewhere(rows: list[dict[str, Any]], caches: list[Path], options: d
                       log: Callable[[str], None]) -> list[dict[str, Any]]:
     """The rows, then the same probes scored on each `view` of the test split and each `test_data` folder; with
     `threshold_on` "valid+views", every row at the threshold chosen on valid plus the valid split's views."""
-    if options.get("view") or options.get("test_data"):
-        rows = score_elsewhere(rows, caches, views=options.get("view") or [], test_data=options.get("test_data") or [],
-                               cache_dir=options["cache_dir"], n_boot=options["boot"], log=log)
-    if options.get("threshold_on") == "valid+views":
-        thresholds = thresholds_on_valid_and_views(rows, caches, options.get("view") or [], options["cache_dir"], log)
+    views = options["view"] or []
+    rows = score_elsewhere(rows, caches, views, options["test_data"] or [], options["cache_dir"], options["boot"], log)
+    if options["threshold_on"] == "valid+views":
+        thresholds = thresholds_on_valid_and_views(rows, caches, views, options["cache_dir"], log)
         rows = at_thresholds(rows, thresholds, "valid+views", options["boot"])
     return rows
