@@ -58,8 +58,7 @@ class PendingBatch:
         Errors other than an undecodable file (a bug, memory) are raised here, in row order.
         """
         reasons = [future.result() for future in self._futures]
-        ok = np.array([reason == "" for reason in reasons], dtype=bool)
-        return self._images, ok, reasons
+        return self._images, np.array([reason == "" for reason in reasons], dtype=bool), reasons
 
     def cancel(self) -> None:
         for future in self._futures:
@@ -86,8 +85,7 @@ class ParallelDecoder:
 
     def submit(self, paths: Sequence[str | Path], transform: Transform | None = None) -> PendingBatch:
         """Start decoding `paths` into one batch; `transform(image, row)` is applied to each decoded image."""
-        size = self.image_size
-        images = np.zeros((len(paths), size, size, 3), dtype=np.uint8)
+        images = np.zeros((len(paths), self.image_size, self.image_size, 3), dtype=np.uint8)
         futures = [self._pool.submit(self._decode_row, images, row, path, transform)
                    for row, path in enumerate(paths)]
         return PendingBatch(images, futures)
@@ -105,17 +103,10 @@ class ParallelDecoder:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def image_batches(
-    root: str | Path,
-    paths: Sequence[str],
-    image_size: int,
-    batch_size: int,
-    batch_indices: Iterable[int] | None = None,
-    workers: int | None = None,
-    prefetch: int = DEFAULT_PREFETCH_BATCHES,
-    decode: Decoder = load_image,
-    **decode_options: Any,
-) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
+def image_batches(root: str | Path, paths: Sequence[str], image_size: int, batch_size: int,
+                  batch_indices: Iterable[int] | None = None, workers: int | None = None,
+                  prefetch: int = DEFAULT_PREFETCH_BATCHES, decode: Decoder = load_image,
+                  **decode_options: Any) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
     """Decoded batches of fixed slices of `paths`, in order, decoded in parallel ahead of the consumer.
 
     Batch b holds ``paths[b * batch_size:(b + 1) * batch_size]``: the same rows whichever batches are
@@ -148,9 +139,7 @@ def image_batches(
         while pending:
             yield pending.popleft().result()
     finally:
-        for batch in pending:  # a consumer that stops early (an error, a break) leaves nothing running
-            batch.cancel()
-        decoder.close()
+        decoder.close()  # a consumer that stops early (an error, a break) leaves nothing running: queued rows cancelled
 
 
 def augment_image(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:

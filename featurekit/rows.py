@@ -120,8 +120,7 @@ class SweepResult:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON: the valid table, the fusion candidate, the choice, and the test figures apart."""
         def public(row: dict[str, Any]) -> dict[str, Any]:
-            return {key: (row[key].item() if isinstance(row.get(key), np.generic) else row.get(key))
-                    for key in VALID_ROW_KEYS}
+            return {key: plain(row.get(key)) for key in VALID_ROW_KEYS}
 
         return {
             "name": self.name, "selection": SELECTION_RULE,

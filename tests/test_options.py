@@ -267,7 +267,7 @@ def test_choices_are_declared_once_and_the_library_agrees():
     ("extract", "featurekit.extraction.request:ExtractionRequest", ("weights", "engine")),
     ("extract", "featurekit.engines.settings:EngineSettings", ()),
     ("compare", "featurekit.evaluation.compare:compare", ()),
-    ("compare", "featurekit.evaluation.grid:fitted_grid", ()),
+    ("compare", "featurekit.evaluation.grid:ProbeGrid", ()),
     ("fit", "featurekit.evaluation.fitting:fit_probe", ()),
     ("sweep", "featurekit.jobs.sweep:select_on_valid", ()),
     ("sweep", "featurekit.jobs.sweep:learning_curve", ()),

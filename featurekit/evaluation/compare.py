@@ -15,15 +15,13 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from rich.markup import escape
 
-from featurekit.cache.fusion import check_fusion_request, source_name, source_paths
+from featurekit.cache.fusion import check_fusion_request, source_name
 from featurekit.errors import FeaturekitError, given
-from featurekit.evaluation.grid import CacheSource, check_probes, fitted_grid
+from featurekit.evaluation.grid import CacheSource, ProbeGrid, resolved
 from featurekit.evaluation.scoring import scored
 from featurekit.evaluation.shifted_caches import stored_identity
 from featurekit.evaluation.shifted_scoring import at_thresholds, score_elsewhere, thresholds_on_valid_and_views
-from featurekit.evaluation.train_views import parse_train_views
 from featurekit.rows import ROW_KEYS, image_keys
 from featurekit.parameters import MEMORY_BUDGET_GB, N_BOOT, RUNS_DIR
 
@@ -39,18 +37,10 @@ def find_caches(cache_dir: str | Path = "cache") -> list[Path]:
     return caches
 
 
-def compare(
-    caches: list[CacheSource],
-    probes: list[str],
-    probe_params: dict[str, dict[str, Any]] | None = None,
-    runs_dir: str | Path = RUNS_DIR,
-    refit: bool = False,
-    n_boot: int = N_BOOT,
-    memory_budget_gb: float = MEMORY_BUDGET_GB,
-    log: Callable[[str], None] = print,
-    audit: bool = True,
-    train_views: Sequence[str] | str | None = None,
-) -> list[dict[str, Any]]:
+def compare(caches: list[CacheSource], probes: list[str], probe_params: dict[str, dict[str, Any]] | None = None,
+            runs_dir: str | Path = RUNS_DIR, refit: bool = False, n_boot: int = N_BOOT,
+            memory_budget_gb: float = MEMORY_BUDGET_GB, log: Callable[[str], None] = print, audit: bool = True,
+            train_views: Sequence[str] | str | None = None) -> list[dict[str, Any]]:
     """Fit what is missing, reuse what still matches, and evaluate every cache x probe on `test`.
 
     Args:
@@ -71,12 +61,10 @@ def compare(
         images (``featurekit.rows.image_keys``) for plots and the report page, and ``_fitted`` (the fitted
         probe, scored elsewhere without loading it again).
     """
-    check_probes(probes)  # unknown names fail before the audit
-    train_views = parse_train_views(train_views)  # so do wrong view texts
-    leaky = leaking_caches(caches, log) if audit else {}
+    grid = ProbeGrid(probes, probe_params, runs_dir, refit, memory_budget_gb, log, train_views, audit)
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
-    for fit in fitted_grid(caches, probes, probe_params, runs_dir, refit, memory_budget_gb, log, train_views):
+    for fit in grid.fits(caches):
         metrics = scored(fit.fitted, fit.cache, "test", n_boot)
         rows.append({
             **row_description(fit.cache), "probe": fit.probe,
@@ -84,8 +72,7 @@ def compare(
             "fit_seconds": fit.fitted.meta["fit_seconds"], "reused": fit.reused,
             "streamed": bool(fit.fitted.meta.get("streamed")), "model_dir": str(fit.fitted.directory),
             "test_set": "test", "view": fit.cache.attrs.get("view") or "", "scored_cache": source_name(fit.source),
-            "threshold_on": "valid",
-            "leaks": source_leaks(fit.source, leaky) if audit else None,
+            "threshold_on": "valid", "leaks": fit.leaks,
             "_fitted": fit.fitted, **image_keys(fit.cache, "test"), "_seconds": time.perf_counter() - started,
         })
         started = time.perf_counter()
@@ -133,39 +120,6 @@ def caches_of_data(caches: list[Path], data: str | Path) -> list[Path]:
     return kept
 
 
-def _resolved(path: Path) -> Path:
-    return path.expanduser().resolve()
-
-
-def leaking_caches(caches: list[CacheSource], log: Callable[[str], None] = print) -> dict[Path, bool]:
-    """The cheap audit of every cache (and fusion member) once: exact duplicates across splits and balance.
-
-    A leak (an image whose identical copy sits in another split) is logged as a loud warning line:
-    scores on such a test split are optimistic.
-
-    Returns:
-        For each resolved cache path, whether the audit found a leak.
-    """
-    from featurekit.audit import audit_cache
-
-    found: dict[Path, bool] = {}
-    for path in (path for source in caches for path in source_paths(source)):
-        if _resolved(path) in found:
-            continue
-        report = audit_cache(path, near_duplicates=False, shortcuts=False)
-        found[_resolved(path)] = report.has_leaks
-        if report.has_leaks:
-            leak = next((w for w in report.warnings if w.startswith("LEAK")), "")
-            log(f"[bold red]WARNING: {escape(path.name)} leaks across its splits[/]: {escape(leak)} Its scores "
-                f"are optimistic; the `audit` command lists every duplicate of {escape(str(path))}.")
-    return found
-
-
-def source_leaks(source: CacheSource, leaky: dict[Path, bool]) -> bool:
-    """Whether a cache, or any member of a fusion, leaks."""
-    return any(leaky.get(_resolved(path), False) for path in source_paths(source))
-
-
 def fusion_sources(caches: list[Path], fuse: bool | list[list[Any]]) -> list[CacheSource]:
     """Caches plus the fusion groups to compare: `fuse=True` fuses every cache given; groups (from
     `[[compare.fuse]]` tables) add their members as rows of their own when they are not listed yet.
@@ -178,11 +132,11 @@ def fusion_sources(caches: list[Path], fuse: bool | list[list[Any]]) -> list[Cac
     groups = [list(caches)] if fuse is True else [[Path(p) for p in group] for group in (fuse or [])]
     plain = list(caches)
     for member in (member for group in groups for member in group):
-        if _resolved(member) not in {_resolved(p) for p in plain}:
+        if resolved(member) not in {resolved(p) for p in plain}:
             plain.append(member)
     unique: dict[tuple[Path, ...], list[Path]] = {}
     for group in groups:
-        unique.setdefault(tuple(sorted(map(_resolved, group))), group)
+        unique.setdefault(tuple(sorted(map(resolved, group))), group)
     return [*plain, *unique.values()]
 
 
@@ -237,10 +191,9 @@ def _scored_elsewhere(rows: list[dict[str, Any]], caches: list[Path], options: d
                       log: Callable[[str], None]) -> list[dict[str, Any]]:
     """The rows, then the same probes scored on each `view` of the test split and each `test_data` folder; with
     `threshold_on` "valid+views", every row at the threshold chosen on valid plus the valid split's views."""
-    if options.get("view") or options.get("test_data"):
-        rows = score_elsewhere(rows, caches, views=options.get("view") or [], test_data=options.get("test_data") or [],
-                               cache_dir=options["cache_dir"], n_boot=options["boot"], log=log)
-    if options.get("threshold_on") == "valid+views":
-        thresholds = thresholds_on_valid_and_views(rows, caches, options.get("view") or [], options["cache_dir"], log)
+    views = options["view"] or []
+    rows = score_elsewhere(rows, caches, views, options["test_data"] or [], options["cache_dir"], options["boot"], log)
+    if options["threshold_on"] == "valid+views":
+        thresholds = thresholds_on_valid_and_views(rows, caches, views, options["cache_dir"], log)
         rows = at_thresholds(rows, thresholds, "valid+views", options["boot"])
     return rows

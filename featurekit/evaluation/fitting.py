@@ -109,11 +109,8 @@ def _check_finite(x: np.ndarray, cache: SplitAccess, split: str) -> np.ndarray:
 
 def largest_row_norm(x: np.ndarray, block_rows: int = 4096) -> float:
     """The largest L2 norm of a row, summed in float64 block by block (no float64 copy of the whole array)."""
-    largest = 0.0
-    for start in range(0, len(x), block_rows):
-        block = np.asarray(x[start:start + block_rows], dtype=np.float64)
-        largest = max(largest, float(np.sqrt(np.einsum("ij,ij->i", block, block).max(initial=0.0))))
-    return largest
+    blocks = (np.asarray(x[start:start + block_rows], dtype=np.float64) for start in range(0, len(x), block_rows))
+    return max((float(np.sqrt(np.einsum("ij,ij->i", b, b).max(initial=0.0))) for b in blocks), default=0.0)
 
 
 def _stream(cache: SplitAccess, split: str, shuffle: bool) -> Callable[[int], Any]:
@@ -137,16 +134,10 @@ def split_scores(fitted: FittedProbe, cache: SplitAccess, split: str, streamed: 
     return fake_scores(fitted.estimator, _check_finite(x, cache, split)), y
 
 
-def fit_probe(
-    cache_path: str | Path | Sequence[str | Path],
-    probe: str,
-    params: dict[str, Any] | None = None,
-    out: str | Path | None = None,
-    runs_dir: str | Path = RUNS_DIR,
-    memory_budget_gb: float = MEMORY_BUDGET_GB,
-    log: Callable[[str], None] = print,
-    train_views: Sequence[str] | str | None = None,
-) -> FittedProbe:
+def fit_probe(cache_path: str | Path | Sequence[str | Path], probe: str, params: dict[str, Any] | None = None,
+              out: str | Path | None = None, runs_dir: str | Path = RUNS_DIR,
+              memory_budget_gb: float = MEMORY_BUDGET_GB, log: Callable[[str], None] = print,
+              train_views: Sequence[str] | str | None = None) -> FittedProbe:
     """Fit one probe on a cache's train split and save it with its threshold and provenance.
 
     Args:
@@ -164,16 +155,14 @@ def fit_probe(
         The fitted probe, already saved. Nothing is written unless fitting succeeded.
     """
     with open_training_source(cache_path, train_views, log=log) as cache:
-        for note in cache.verify_contents():  # refuses contents changed since the cache was made
-            log(note)
-        cache.require_splits()
         return fit_on(cache, probe, dict(params or {}), Path(out) if out else run_dir_of(cache, probe, runs_dir),
                       memory_budget_gb, log)
 
 
 def fit_on(cache: SplitAccess, probe: str, params: dict[str, Any], directory: Path, memory_budget_gb: float,
            log: Callable[[str], None] = print) -> FittedProbe:
-    """Fit one probe on an open source whose contents and splits were checked, and save it in `directory`."""
+    """Fit one probe on an open source whose contents and splits were checked (`open_training_source`), and save it
+    in `directory`."""
     from featurekit.metrics import choose_threshold
     from featurekit.probes import make_stream_probe, save_probe
 
@@ -313,8 +302,7 @@ def refit_command(meta: dict[str, Any], directory: str | Path) -> str:
         caches = fusion_command_flags([m.get("path", "CACHE") for m in members])
     else:
         caches = f"--cache {meta.get('cache') or 'CACHE'}"
-    probe = meta.get("probe") or "PROBE"
-    return (f"Refit it: `python cli.py fit {caches} --probe {probe} --out {directory}` "
+    return (f"Refit it: `python cli.py fit {caches} --probe {meta.get('probe') or 'PROBE'} --out {directory}` "
             "(`python cli.py compare --refit` refits every probe it compares).")
 
 

@@ -1,6 +1,6 @@
 """Caches x probes: every probe fitted on every cache (or fusion), or reused where its fit still matches.
 
-`fitted_grid` is the one loop over caches and probes: `compare` scores what it yields on test, and `sweep` on
+`ProbeGrid.fits` is the one loop over caches and probes: `compare` scores what it yields on test, and `sweep` on
 valid. A fitted probe lives in its default folder (``runs/<cache>/<probe>``, `featurekit.evaluation.fitting`) and
 is reused while it was fitted on the same cache, contents, training views and parameters, and loads safely.
 """
@@ -14,9 +14,10 @@ from typing import Any, Callable, Iterator, Sequence
 from rich.markup import escape
 
 from featurekit.cache import SplitAccess
+from featurekit.cache.fusion import source_paths
 from featurekit.errors import FeaturekitError
-from featurekit.evaluation.fitting import MODEL_DIR, FittedProbe, fit_on, load_fitted, read_fitted_meta, run_dir_of
-from featurekit.evaluation.train_views import open_training_source
+from featurekit.evaluation.fitting import FittedProbe, fit_on, load_fitted, read_fitted_meta, run_dir_of
+from featurekit.evaluation.train_views import open_training_source, parse_train_views
 from featurekit.parameters import MEMORY_BUDGET_GB, RUNS_DIR
 
 CacheSource = str | Path | Sequence[str | Path]  # a cache file, or a fusion group of several
@@ -32,6 +33,7 @@ class Fit:
         probe: The probe name.
         fitted: The fitted probe (its threshold chosen on valid).
         reused: Whether it was reused rather than fitted now.
+        leaks: Whether the cache (or a member of the fusion) leaks across its splits; None when not audited.
     """
 
     source: CacheSource
@@ -39,6 +41,12 @@ class Fit:
     probe: str
     fitted: FittedProbe
     reused: bool
+    leaks: bool | None
+
+
+def resolved(path: str | Path) -> Path:
+    """A cache path as one file is known by, whichever way it was spelt."""
+    return Path(path).expanduser().resolve()
 
 
 def check_probes(probes: Sequence[str]) -> None:
@@ -49,59 +57,79 @@ def check_probes(probes: Sequence[str]) -> None:
         get_probe_spec(probe)
 
 
-def fitted_grid(
-    sources: Sequence[CacheSource],
-    probes: Sequence[str],
-    probe_params: dict[str, dict[str, Any]] | None = None,
-    runs_dir: str | Path = RUNS_DIR,
-    refit: bool = False,
-    memory_budget_gb: float = MEMORY_BUDGET_GB,
-    log: Callable[[str], None] = print,
-    train_views: Sequence[Any] = (),
-) -> Iterator[Fit]:
-    """Every probe on every cache (or fusion), fitted where missing and reused where it still matches. Probe names
-    are all checked before any work.
+@dataclass
+class ProbeGrid:
+    """Probes to fit on every cache (or fusion), and how: fitted where missing, reused where the fit still matches.
 
-    Args:
-        sources: Cache paths; a list of two or more paths is a fusion.
+    The probe names and training views are checked when the grid is made, before any work.
+
+    Attributes:
         probes: Probe names.
         probe_params: Constructor parameters per probe name.
         runs_dir: Where fitted probes live.
         refit: Refit even where a matching fitted probe exists.
         memory_budget_gb: Larger features are streamed from disk.
         log: Where progress messages go.
-        train_views: Parsed views (`featurekit.evaluation.train_views.parse_train_views`) fitted on beside each
-            cache's clean train rows.
-
-    Yields:
-        One Fit per cache x probe, cache by cache, while its cache is open.
+        train_views: Views of each cache's train split fitted on beside its clean rows (texts, parsed here:
+            `featurekit.evaluation.train_views.parse_train_views`).
+        audit: Audit each cache for leaks first (exact duplicates across splits) and warn loudly (`audit_leaks`).
     """
-    check_probes(probes)
-    probe_params = probe_params or {}
-    for source in sources:
-        with open_training_source(source, train_views, log=log) as cache:
-            cache.require_splits()
-            for note in cache.verify_contents():  # refuses contents changed since the cache was made
-                log(note)
-            for probe in probes:
-                fitted, reused = fitted_probe(cache, probe, probe_params.get(probe, {}), runs_dir, refit,
-                                              memory_budget_gb, log)
-                yield Fit(source, cache, probe, fitted, reused)
 
+    probes: Sequence[str]
+    probe_params: dict[str, dict[str, Any]] | None = None
+    runs_dir: str | Path = RUNS_DIR
+    refit: bool = False
+    memory_budget_gb: float = MEMORY_BUDGET_GB
+    log: Callable[[str], None] = print
+    train_views: Sequence[str] | str | None = None
+    audit: bool = True
 
-def fitted_probe(cache: SplitAccess, probe: str, params: dict[str, Any], runs_dir: str | Path, refit: bool,
-                 memory_budget_gb: float, log: Callable[[str], None] = print) -> tuple[FittedProbe, bool]:
-    """The probe fitted on an open cache (or fusion) in its default folder: reused where it still matches.
+    def __post_init__(self) -> None:
+        check_probes(self.probes)  # unknown names fail before any work
+        self.train_views = parse_train_views(self.train_views)  # so do wrong view texts
+        self.probe_params = self.probe_params or {}
+        self.leaky: dict[Path, bool] = {}  # for each resolved cache path audited, whether it leaks
 
-    Returns:
-        (the fitted probe, whether it was reused rather than fitted now).
-    """
-    directory = run_dir_of(cache, probe, runs_dir)
-    fitted = None if refit else _reusable_fit(directory, cache, probe, params, log)
-    if fitted is not None:
-        return fitted, True
-    log(f"fitting {probe} on {escape(cache.name)} ...")
-    return fit_on(cache, probe, dict(params), directory, memory_budget_gb, log), False
+    def fits(self, sources: Sequence[CacheSource]) -> Iterator[Fit]:
+        """One Fit per cache x probe, cache by cache, while its cache is open (a list of paths is a fusion); with
+        `audit`, every cache is audited first."""
+        if self.audit:
+            self.audit_leaks(sources)
+        for source in sources:
+            leaks = any(self.leaky[resolved(path)] for path in source_paths(source)) if self.audit else None
+            with open_training_source(source, self.train_views, log=self.log) as cache:
+                for probe in self.probes:
+                    yield Fit(source, cache, probe, *self.fitted(cache, probe), leaks)
+
+    def audit_leaks(self, sources: Sequence[CacheSource]) -> None:
+        """The cheap audit of every cache (and fusion member) not audited yet: exact duplicates across splits and
+        balance. A leak (an image whose identical copy sits in another split) is logged as a loud warning line:
+        scores on such a test split are optimistic."""
+        from featurekit.audit import audit_cache
+
+        for path in (path for source in sources for path in source_paths(source)):
+            if resolved(path) in self.leaky:
+                continue
+            report = audit_cache(path, near_duplicates=False, shortcuts=False)
+            self.leaky[resolved(path)] = report.has_leaks
+            if report.has_leaks:
+                leak = next((w for w in report.warnings if w.startswith("LEAK")), "")
+                self.log(f"[bold red]WARNING: {escape(path.name)} leaks across its splits[/]: {escape(leak)} Its "
+                         f"scores are optimistic; the `audit` command lists every duplicate of {escape(str(path))}.")
+
+    def fitted(self, cache: SplitAccess, probe: str) -> tuple[FittedProbe, bool]:
+        """The probe fitted on an open cache (or fusion) in its default folder: reused where it still matches.
+
+        Returns:
+            (the fitted probe, whether it was reused rather than fitted now).
+        """
+        directory = run_dir_of(cache, probe, self.runs_dir)
+        params = self.probe_params.get(probe, {})
+        fitted = None if self.refit else _reusable_fit(directory, cache, probe, params, self.log)
+        if fitted is not None:
+            return fitted, True
+        self.log(f"fitting {probe} on {escape(cache.name)} ...")
+        return fit_on(cache, probe, dict(params), directory, self.memory_budget_gb, self.log), False
 
 
 def _reusable_fit(directory: Path, cache: SplitAccess, probe: str, params: dict[str, Any],
@@ -109,11 +137,9 @@ def _reusable_fit(directory: Path, cache: SplitAccess, probe: str, params: dict[
     """The fitted probe in `directory` if it was fitted on this cache with these parameters and loads
     safely; None means "fit it again" (the refit replaces the folder).
 
-    A folder in an old or unknown format is never opened (an old pickle could run code): its file
-    names and JSON decide. A current-format model that still fails to load is refitted with a message.
+    A folder in an old or unknown format is never opened (an old pickle could run code: `load_fitted` refuses it
+    from its file names and JSON); it is refitted with a message, as is a model that fails to load.
     """
-    from featurekit.probes import saved_probe_problem
-
     try:
         meta = read_fitted_meta(directory)
         same = (meta.get("cache_fingerprint") == cache.fingerprint and meta.get("probe") == probe
@@ -124,10 +150,6 @@ def _reusable_fit(directory: Path, cache: SplitAccess, probe: str, params: dict[
     except (FeaturekitError, TypeError, ValueError):  # no usable fitted.json, or parameters this version lacks
         return None
     if not same:
-        return None
-    problem = saved_probe_problem(directory / MODEL_DIR)
-    if problem:
-        log(f"not reusing {directory}: {problem} Refitting.")
         return None
     try:
         return load_fitted(directory, cache)

@@ -62,12 +62,10 @@ def _same_except(identity: dict[str, Any], wanted: dict[str, Any], free: tuple[s
 
 def extraction_request(attrs: dict[str, Any]) -> dict[str, Any]:
     """`extract_many` arguments that rebuild the embedder of a cache from its attributes (as `predict` does)."""
-    backbone = str(attrs["backbone"])
-    image_size = int(attrs["image_size"])
-    if str(attrs.get("resize", "")).startswith("none"):
-        image_size = None  # a hand-made feature computed on images as stored: keep refusing resampled ones
+    # A hand-made feature computed on images as stored (resize "none..."): keep refusing resampled ones.
+    image_size = None if str(attrs.get("resize", "")).startswith("none") else int(attrs["image_size"])
     return {
-        "backbone": backbone, "weights": str(attrs.get("weights") or "none"), "image_size": image_size,
+        "backbone": str(attrs["backbone"]), "weights": str(attrs.get("weights") or "none"), "image_size": image_size,
         "layers": [attrs.get("layer") or None], "poolings": [str(attrs.get("pooling"))],
         "preprocessing": attrs.get("preprocessing") or None, "dtype": str(attrs.get("dtype") or "float32"),
         "seed": int(attrs.get("seed") or 0), "precision": str(attrs.get("precision") or "float32"),
@@ -85,33 +83,22 @@ def extract_command(attrs: dict[str, Any], view: View, cache: Path, views_split:
     from featurekit.backbones import get_spec
 
     request = extraction_request(attrs)
-    args = ["python", "cli.py", "extract", "--backbone", request["backbone"], "--data", str(attrs.get("data_root"))]
-    applies = get_spec(request["backbone"]).request_options
-    for name, value in (("weights", request["weights"]), ("pooling", request["poolings"][0]),
-                        ("preprocessing", str(request["preprocessing"])), ("precision", request["precision"]),
-                        ("seed", str(request["seed"]))):
-        if name in applies:
-            args += [f"--{name}", value]
-    if request["layers"][0]:
-        args += ["--layer", str(request["layers"][0])]
-    if request["image_size"] is not None:
-        args += ["--image-size", str(request["image_size"])]
     split = _recorded_split(attrs)
-    if split:
-        args += ["--split", split if isinstance(split, str) else ",".join(map(str, split))]
-    args += ["--dtype", request["dtype"], "--batch-size", str(request["batch_size"]), "--view", view.name,
-             "--views-split", views_split, "--cache", str(cache)]
-    return " ".join(shlex.quote(a) for a in args)
+    choices = {"weights": request["weights"], "pooling": request["poolings"][0], "preprocessing":
+               str(request["preprocessing"]), "precision": request["precision"], "seed": request["seed"]}
+    applies = get_spec(request["backbone"]).request_options
+    flags = {"backbone": request["backbone"], "data": str(attrs.get("data_root")),
+             **{name: value for name, value in choices.items() if name in applies},
+             "layer": request["layers"][0], "image-size": request["image_size"],
+             "split": (split if isinstance(split, str) else ",".join(map(str, split))) if split else None,
+             "dtype": request["dtype"], "batch-size": request["batch_size"], "view": view.name,
+             "views-split": views_split, "cache": cache}
+    args = [arg for name, value in flags.items() if value is not None for arg in (f"--{name}", str(value))]
+    return " ".join(shlex.quote(a) for a in ["python", "cli.py", "extract", *args])
 
 
 # --------------------------------------------------------------------------------------------------
 # Finding or making the caches to score on
-
-
-def default_view_cache(training_cache: Path, view: View, split: str = OWN_TEST_SPLIT) -> Path:
-    """``<training cache>-view-<slug>-only-<split>.h5`` next to it: the name `extract --view V --views-split SPLIT`
-    gives when the training cache has its default name."""
-    return training_cache.with_name(f"{training_cache.stem}-view-{view.slug}-only-{split}.h5")
 
 
 def view_cache_for(training_cache: Path, view: View, cache_dir: str | Path | None = None,
@@ -125,15 +112,13 @@ def view_cache_for(training_cache: Path, view: View, cache_dir: str | Path | Non
     """
     attrs = cache_attrs(training_cache)
     wanted = {key: attrs.get(key) for key in IDENTITY_KEYS} | {"view": view.name}
-    default = default_view_cache(training_cache, view, split)
-    full = training_cache.with_name(f"{training_cache.stem}-view-{view.slug}.h5")
+    # The name `extract --view V --views-split SPLIT` gives next to a training cache of the default name, the name
+    # of a view of every split, then every cache in the training cache's folder and in `cache_dir`.
+    default = training_cache.with_name(f"{training_cache.stem}-view-{view.slug}-only-{split}.h5")
     folders = [training_cache.parent] + ([Path(cache_dir)] if cache_dir is not None else [])
-    candidates = [default, full] + [p for folder in dict.fromkeys(folders) if folder.is_dir()
-                                    for p in sorted(folder.glob("*.h5"))]
-    for candidate in dict.fromkeys(candidates):
-        if not candidate.is_file():
-            continue
-        identity = stored_identity(candidate)
+    candidates = [default, training_cache.with_name(f"{training_cache.stem}-view-{view.slug}.h5")] + [
+        p for folder in dict.fromkeys(folders) if folder.is_dir() for p in sorted(folder.glob("*.h5"))]
+    for identity, candidate in ((stored_identity(c), c) for c in dict.fromkeys(candidates) if c.is_file()):
         if identity is not None and identity.get("subset") in ("", split) and \
                 _same_except(identity, wanted, ("subset",)):
             return candidate
@@ -253,28 +238,26 @@ def paired_folder(training_cache: Path, attrs: dict[str, Any], test_set: OtherTe
 
     files = _paired_files(training_cache, attrs, test_set)
     digest = hashlib.sha256()
-    for class_name, pairs in files.items():
-        for source, name in pairs:
-            try:
-                stat = source.stat()
-            except OSError as error:
-                raise FeaturekitError(f"An image of the test set cannot be read ({error.strerror}).",
-                                      received=f"{given('test_data', test_set.text)}: {source}",
-                                      fix="Restore the file, or name a folder whose images are all there.") from None
-            digest.update(f"{class_name}/{name}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    for class_name, source, name in files:
+        try:
+            stat = source.stat()
+        except OSError as error:
+            raise FeaturekitError(f"An image of the test set cannot be read ({error.strerror}).",
+                                  received=f"{given('test_data', test_set.text)}: {source}",
+                                  fix="Restore the file, or name a folder whose images are all there.") from None
+        digest.update(f"{class_name}/{name}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
     given_names = "-".join(Path(str(getattr(test_set, key))).name for key in ("real", "fake")
                            if getattr(test_set, key) is not None)
     # Named by content, so caches of the same images (other backbones, fusion members) share one folder.
     final = training_cache.with_name(f"testset-{given_names}-{digest.hexdigest()[:10]}")
     if final.is_dir():
         return final
-    log(f"test set {test_set.label}: gathering {sum(map(len, files.values()))} images into {final.name}")
+    log(f"test set {test_set.label}: gathering {len(files)} images into {final.name}")
     building = temporary_sibling(final)
     try:
-        for class_name, pairs in files.items():
-            (building / class_name).mkdir(parents=True)
-            for source, name in pairs:
-                shutil.copyfile(source, building / class_name / name)
+        for class_name, source, name in files:
+            (building / class_name).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, building / class_name / name)
     except OSError as error:
         shutil.rmtree(building, ignore_errors=True)  # only what this call wrote
         raise storage_error(error, "gather the images of the test set", final) from None
@@ -286,14 +269,15 @@ def paired_folder(training_cache: Path, attrs: dict[str, Any], test_set: OtherTe
 
 
 def _paired_files(training_cache: Path, attrs: dict[str, Any], test_set: OtherTestSet
-                  ) -> dict[str, list[tuple[Path, str]]]:
-    """For each class (the training cache's names, label order): (source file, file name in the paired folder)."""
+                  ) -> list[tuple[str, Path, str]]:
+    """(class folder: the training cache's class name, source file, file name in the paired folder) of each image,
+    class by class in label order."""
     from featurekit.data import IMAGE_SUFFIXES
 
     with open_cache(training_cache) as reader:
         class_names, paths, labels = reader.class_names, reader.paths, reader.labels
         test_rows = reader.split_indices(OWN_TEST_SPLIT)
-    files: dict[str, list[tuple[Path, str]]] = {}
+    files: list[tuple[str, Path, str]] = []
     for label, key in enumerate(("real", "fake")):
         given_folder = getattr(test_set, key)
         if given_folder is not None:
@@ -303,8 +287,8 @@ def _paired_files(training_cache: Path, attrs: dict[str, Any], test_set: OtherTe
             if not found:
                 raise FeaturekitError(f"The {key} folder of a test set holds no images ({', '.join(IMAGE_SUFFIXES)}).",
                                       received=given("test_data", test_set.text), fix="Name a folder of images.")
-            files[class_names[label]] = [(f, "given__" + f.relative_to(folder).as_posix().replace("/", "__"))
-                                         for f in found]
+            files += [(class_names[label], f, "given__" + f.relative_to(folder).as_posix().replace("/", "__"))
+                      for f in found]
             continue
         root = Path(str(attrs.get("data_root") or ""))
         if not attrs.get("data_root") or not root.is_dir():
@@ -312,6 +296,6 @@ def _paired_files(training_cache: Path, attrs: dict[str, Any], test_set: OtherTe
                 f"The test set pairs its images with the {key} images of {training_cache.name}'s test split, but its "
                 f"data folder {root} is not here.", received=given("test_data", test_set.text),
                 fix="Run where the training cache's data folder is, or give both classes: real=DIR1,fake=DIR2.")
-        files[class_names[label]] = [(root / paths[i], "testsplit__" + paths[i].replace("/", "__"))
-                                     for i in test_rows if int(labels[i]) == label]
+        files += [(class_names[label], root / paths[i], "testsplit__" + paths[i].replace("/", "__"))
+                  for i in test_rows if int(labels[i]) == label]
     return files

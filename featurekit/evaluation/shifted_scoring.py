@@ -87,13 +87,11 @@ def score_elsewhere(rows: list[dict[str, Any]], caches: list[Path], views: Seque
         `scored_cache`.
     """
     by_name = {Path(cache).name: Path(cache) for cache in caches}
-    own_rows = {name: [row for row in rows if row.get("cache") == name and row.get("test_set") == OWN_TEST_SPLIT
-                       and not row.get("view")] for name in by_name}
-    blocks = [rows]
+    scored_rows = list(rows)  # then one block per view and per test set
     for view, test_set in [(view, None) for view in _views(views)] + [(None, parse_test_set(d)) for d in test_data]:
-        blocks.append([])
         for name, training_cache in by_name.items():
-            own = own_rows[name]
+            own = [row for row in rows if row.get("cache") == name and row.get("test_set") == OWN_TEST_SPLIT
+                   and not row.get("view")]
             if not own:
                 continue
             view_name, label, scored_caches = _target([training_cache], view, test_set, cache_dir, log)
@@ -102,8 +100,8 @@ def score_elsewhere(rows: list[dict[str, Any]], caches: list[Path], views: Seque
                 new.update({key: value for key, value in metrics.items() if key in new or key == "collapsed"})
                 new.update(n_test=metrics["n"], test_set=label, view=view_name, scored_cache=scored_caches[0].name,
                            reused=True, _scores=metrics["_scores"], _labels=metrics["_labels"])
-                blocks[-1].append(new)
-    return [row for block in blocks for row in block]
+                scored_rows.append(new)
+    return scored_rows
 
 
 def score_on_test_sets(source: Any, fitted: fitting.FittedProbe, test_data: Sequence[str | Path], n_boot: int,

@@ -62,26 +62,30 @@ def open_training_source(source: str | Path | Sequence[str | Path], train_views:
                          cache_dir: str | Path | None = None, log: Callable[[str], None] = print
                          ) -> SplitAccess:
     """The rows a probe trains on: the cache (or fusion) itself, or with `train_views` the clean source plus the
-    train rows of each view (extracted first when missing; for a fusion, each member's view, fused alike).
+    train rows of each view (extracted first when missing; for a fusion, each member's view, fused alike); checked
+    to hold every split of both classes and the contents it was made with (notes on what cannot be checked go to
+    `log`).
 
     Raises:
-        FeaturekitError: A view text is wrong (before any work), or a view cache cannot be found or made (see
-            `featurekit.evaluation.shifted_caches.view_cache_for`).
+        FeaturekitError: A view text is wrong (before any work), a view cache cannot be found or made (see
+            `featurekit.evaluation.shifted_caches.view_cache_for`), a split is missing or the contents changed.
     """
     views = parse_train_views(train_views)
-    clean = open_source(source, log)
-    if not views:
-        return clean
-    opened: list[SplitAccess] = [clean]
+    opened: list[SplitAccess] = [open_source(source, log)]
     try:
-        members = list(clean.member_paths)  # one cache, or a fusion's members in their column order
-        per_member = [train_view_caches(member, views, cache_dir, log) for member in members]
+        # Per member (one cache, or a fusion's members in their column order), its view caches.
+        per_member = [train_view_caches(member, views, cache_dir, log) for member in opened[0].member_paths] \
+            if views else []
         orders = []
         for index in range(len(views)):
             paths = [caches[index] for caches in per_member]
             opened.append(open_source(paths, log))
             orders.append(_columns_in_member_order(opened[-1], paths))
-        return AugmentedSource(clean, opened[1:], [view.name for view in views], orders)
+        training = AugmentedSource(opened[0], opened[1:], [view.name for view in views], orders) if views else opened[0]
+        training.require_splits()
+        for note in training.verify_contents():  # refuses contents changed since the cache was made
+            log(note)
+        return training
     except BaseException:
         for reader in opened:
             reader.close()

@@ -40,7 +40,7 @@ _VALID_FIGURES = ("roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "average_preci
 # Scoring on valid, choosing, testing once
 
 
-def _valid_row(fit: Any, leaks: bool | None, n_boot: int) -> dict[str, Any]:
+def _valid_row(fit: Any, n_boot: int) -> dict[str, Any]:
     """One row of valid figures: the fitted probe's own valid scores, at the threshold chosen on valid."""
     from featurekit.evaluation.compare import row_description, scored
 
@@ -50,7 +50,7 @@ def _valid_row(fit: Any, leaks: bool | None, n_boot: int) -> dict[str, Any]:
         **description, "probe": fit.probe, "n_valid": metrics["n"],
         **{f"valid_{key}": metrics[key] for key in _VALID_FIGURES}, "threshold": fit.fitted.threshold,
         "fit_seconds": fit.fitted.meta["fit_seconds"], "reused": fit.reused,
-        "streamed": bool(fit.fitted.meta.get("streamed")), "leaks": leaks, "model_dir": str(fit.fitted.directory),
+        "streamed": bool(fit.fitted.meta.get("streamed")), "leaks": fit.leaks, "model_dir": str(fit.fitted.directory),
         "name": f"{description['cache']} {fit.probe}", "_source": fit.source, "_fitted": fit.fitted,
     }
 
@@ -66,20 +66,11 @@ def top_k_caches(rows: Sequence[dict[str, Any]], k: int) -> list[Any]:
     return list(dict.fromkeys(ranked))[:k]
 
 
-def select_on_valid(
-    caches: Sequence[str | Path],
-    probes: Sequence[str],
-    probe_params: dict[str, dict[str, Any]] | None = None,
-    top_k: int = TOP_K,
-    runs_dir: str | Path = RUNS_DIR,
-    refit: bool = False,
-    n_boot: int = N_BOOT,
-    memory_budget_gb: float = MEMORY_BUDGET_GB,
-    audit: bool = True,
-    name: str = "sweep",
-    log: Callable[[str], None] = print,
-    train_views: Sequence[str] | str | None = None,
-) -> SweepResult:
+def select_on_valid(caches: Sequence[str | Path], probes: Sequence[str],
+                    probe_params: dict[str, dict[str, Any]] | None = None, top_k: int = TOP_K,
+                    runs_dir: str | Path = RUNS_DIR, refit: bool = False, n_boot: int = N_BOOT,
+                    memory_budget_gb: float = MEMORY_BUDGET_GB, audit: bool = True, name: str = "sweep",
+                    log: Callable[[str], None] = print, train_views: Sequence[str] | str | None = None) -> SweepResult:
     """Fit (or reuse) every probe on every cache, rank on valid, add the top-k fusion, choose, test once.
 
     Args:
@@ -100,29 +91,24 @@ def select_on_valid(
     Returns:
         The SweepResult (nothing written; `featurekit.report.write_sweep_results` writes the files).
     """
-    from featurekit.evaluation.compare import fitted_grid, leaking_caches, source_leaks
-    from featurekit.evaluation.train_views import parse_train_views
+    from featurekit.evaluation.grid import ProbeGrid
 
     if not caches:
         raise FeaturekitError("The sweep has no caches to choose from.", received="no cache",
                               fix="List at least one extraction under [[sweep.backbone]].")
     _check_probes(probes)
-    train_views = parse_train_views(train_views)  # wrong view texts fail before any work too
-    leaky = leaking_caches(list(caches), log) if audit else {}
-    notes = _leak_notes(leaky)
-    if train_views:
-        notes.append("trained on the clean train split plus views " + ", ".join(v.name for v in train_views) +
-                     " (the learning curve trains on clean rows)")
+    grid = ProbeGrid(probes, probe_params, runs_dir, refit, memory_budget_gb, log, train_views, audit)
 
     def ranked_rows(sources: list[Any]) -> list[dict[str, Any]]:
-        # The caches x probes loop is `fitted_grid`'s, shared with `compare`; here every fit becomes a valid row.
-        fits = fitted_grid(sources, probes, probe_params, runs_dir, refit, memory_budget_gb, log, train_views)
-        return sorted((_valid_row(fit, source_leaks(fit.source, leaky) if audit else None, n_boot) for fit in fits),
-                      key=_rank_key)
+        # The caches x probes loop is the grid's, shared with `compare`; here every fit becomes a valid row.
+        return sorted((_valid_row(fit, n_boot) for fit in grid.fits(sources)), key=_rank_key)
 
-    rows = ranked_rows(list(caches))
-    for rank, row in enumerate(rows, start=1):
-        row["rank"] = rank
+    rows = [{**row, "rank": rank} for rank, row in enumerate(ranked_rows(list(caches)), start=1)]
+    notes = [f"LEAK: {', '.join(path.name for path, leaks in grid.leaky.items() if leaks)} hold identical images "
+             "in several splits; valid and test figures there are optimistic."] if any(grid.leaky.values()) else []
+    if grid.train_views:
+        notes.append("trained on the clean train split plus views " + ", ".join(v.name for v in grid.train_views) +
+                     " (the learning curve trains on clean rows)")
     group = top_k_caches(rows, top_k) if top_k >= 2 else []
     fusion_rows: list[dict[str, Any]] = []
     if len(group) >= 2:
@@ -131,8 +117,8 @@ def select_on_valid(
         fusion_rows = [{**row, "rank": None} for row in ranked_rows([group])]
     elif top_k >= 2:
         notes.append("no fusion candidate: the top rows all come from one cache")
-    fusion = fusion_rows[0] if fusion_rows else None
-    chosen = min([rows[0]] + ([fusion] if fusion else []), key=_rank_key)
+    fusion = next(iter(fusion_rows), None)
+    chosen = min([rows[0], *fusion_rows[:1]], key=_rank_key)
     log(f"chosen on valid: {escape(chosen['name'])} (valid ROC AUC {chosen['valid_roc_auc']:.3f}); "
         "scoring it on test once.")
     return SweepResult(name, rows, fusion, chosen, chosen_on_test(chosen, n_boot, log), notes=notes,
@@ -140,20 +126,12 @@ def select_on_valid(
 
 
 def _check_probes(probes: Sequence[str]) -> None:
-    from featurekit.probes import get_probe_spec
+    from featurekit.evaluation.grid import check_probes
 
     if not probes:
         raise FeaturekitError("The sweep has no probes.", received=given("probe", list(probes)),
                               fix="List probes, e.g. probe = [\"logreg\", \"linsvm\", \"head\"].")
-    for probe in probes:
-        get_probe_spec(probe)  # unknown names fail before any work
-
-
-def _leak_notes(leaky: dict[Path, bool]) -> list[str]:
-    if not any(leaky.values()):
-        return []
-    return ["LEAK: " + ", ".join(Path(p).name for p, leaks in leaky.items() if leaks) +
-            " hold identical images in several splits; valid and test figures there are optimistic."]
+    check_probes(probes)
 
 
 def chosen_on_test(chosen: dict[str, Any], n_boot: int, log: Callable[[str], None] = print,
@@ -182,16 +160,10 @@ def _seeded_params(probe: str, params: dict[str, Any], seed: int) -> dict[str, A
     return {**params, "random_state": seed} if "random_state" in accepted else dict(params)
 
 
-def learning_curve(
-    source: str | Path | Sequence[str | Path],
-    probe: str,
-    params: dict[str, Any] | None = None,
-    fractions: Sequence[float] = LEARNING_CURVE_FRACTIONS,
-    repeats: int = REPEATS,
-    seed: int = SEED,
-    memory_budget_gb: float = MEMORY_BUDGET_GB,
-    log: Callable[[str], None] = print,
-) -> list[dict[str, Any]]:
+def learning_curve(source: str | Path | Sequence[str | Path], probe: str, params: dict[str, Any] | None = None,
+                   fractions: Sequence[float] = LEARNING_CURVE_FRACTIONS, repeats: int = REPEATS, seed: int = SEED,
+                   memory_budget_gb: float = MEMORY_BUDGET_GB,
+                   log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Refit one configuration on growing stratified subsamples of train; score each on test.
 
     Each refit chooses its threshold on the full valid split (and early-stops there, for the head), as
@@ -372,10 +344,9 @@ def sweep(config: dict[str, Any], options: dict[str, Any] | None = None, log: Ca
     from featurekit.options import head_params, require
     from featurekit.probes import list_probes
 
-    options = dict(options or {})
-    source = str(options.get("config") or "the config")
+    source = str((options or {}).get("config") or "the config")
     check_config(config, source)
-    resolved = resolve_config("sweep", config, options)
+    resolved = resolve_config("sweep", config, options or {})
     require("sweep", resolved)
     name = check_name(resolved["name"] or (Path(resolved["config"]).stem if resolved.get("config") else "sweep"))
     probes = list(resolved["probe"] or list_probes())

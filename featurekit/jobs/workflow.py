@@ -10,7 +10,6 @@ the same job again only computes what is missing. In strings, `{data_name}` is t
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,20 +34,9 @@ def _substitute(value: Any, names: dict[str, str]) -> Any:
 
 def entry_error(error: FeaturekitError, where: str, entry: dict[str, Any]) -> FeaturekitError:
     """The same error (of the same type) about an entry of a config file: it names the file and the entry
-    (`where`), shows the entry as written, and speaks of the entry's keys, not of flags (`--layer` -> `layer`).
-    """
+    (`where`) and shows the entry as written (the library's messages already name its keys as parameters)."""
     written = ", ".join(f"{key} = {value!r}" for key, value in entry.items())
-    return type(error)(f"{where}: {_as_keys(error.problem)}", received=f"{{{written}}}",
-                       fix=_as_keys(error.fix or ""))
-
-
-def _as_keys(text: str) -> str:
-    """Flags of `extract` in a message, spelt as the config keys an entry uses."""
-    from featurekit.options import options_for
-
-    keys = options_for("extract")
-    return re.sub(r"--([a-z][a-z0-9-]*)", lambda m: f"`{m[1].replace('-', '_')}`"
-                  if m[1].replace("-", "_") in keys else m[0], text)
+    return type(error)(f"{where}: {error.problem}", received=f"{{{written}}}", fix=error.fix)
 
 
 def checked_extractions(entries: list[dict[str, Any]], file_config: dict[str, Any], data: str | Path,
@@ -142,7 +130,7 @@ def run_job(file_config: dict[str, Any], options: dict[str, Any] | None = None, 
         render: Called with (rows, compare options + results and title) to show and write the results.
     """
     from featurekit.evaluation.compare import compare_from_options
-    from featurekit.probes import get_probe_spec
+    from featurekit.evaluation.grid import check_probes
 
     check_config(file_config, str((options or {}).get("config") or "the config"))
     run_options = resolve_config("run", file_config, options or {})
@@ -160,8 +148,7 @@ def run_job(file_config: dict[str, Any], options: dict[str, Any] | None = None, 
     # Every name of the whole job is checked before anything is trained or extracted.
     steps = checked_extractions([{k: _substitute(v, names) for k, v in job.items()} for job in extract_jobs],
                                 file_config, data, "run.extract", source)
-    for probe in resolve_config("compare", file_config, {})["probe"] or []:
-        get_probe_spec(probe)
+    check_probes(resolve_config("compare", file_config, {})["probe"] or [])
 
     for job in run.get("train_backbone", []):
         _train_backbone_step(file_config, {k: _substitute(v, names) for k, v in job.items()}, data, log, progress)
@@ -174,8 +161,7 @@ def run_job(file_config: dict[str, Any], options: dict[str, Any] | None = None, 
             raise entry_error(error, entry_place("run.extract", number, job, source), job) from None
     compare_options = resolve_config("compare", file_config, {"cache": [str(c) for c in caches]})
     compare_options["data"] = None  # exactly the caches this job made (a top-level `data` is not a filter here)
-    results = run_options["results"]
-    results = _substitute(str(results), names) if results is not None else None
+    results = run_options["results"] and _substitute(str(run_options["results"]), names)
     rows = compare_from_options(compare_options, log)
     if render:
         render(rows, {**compare_options, "results": results, "title": run_options["title"]})
