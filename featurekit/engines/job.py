@@ -71,8 +71,7 @@ class BatchSink:
     from the next `put` or on leaving the `with` block, and every batch written before it stays.
     """
 
-    def __init__(self, targets: Sequence[Any], batch_size: int, dtype: str,
-                 threads: int = WRITER_THREADS):
+    def __init__(self, targets: Sequence[Any], batch_size: int, dtype: str, threads: int = WRITER_THREADS):
         self._targets = list(targets)
         self._batch_size = int(batch_size)
         self._dtype = dtype

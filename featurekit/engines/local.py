@@ -26,9 +26,9 @@ class LocalEngine(Engine):
 
     def run(self, job: ExtractionJob, embedder: Any, sink: BatchSink, advance: Advance) -> dict[str, Any]:
         """Embed the job's batches with `embedder` (a MultiEmbedder: uint8 batch -> one array per tap)."""
+        settings = self.settings
         batches = image_batches(job.root, job.paths, job.image_size, job.batch_size, batch_indices=job.todo,
-                                workers=self.settings.workers,
-                                prefetch=self.settings.prefetch_batches, **job.decode_options)
+                                workers=settings.workers, prefetch=settings.prefetch_batches, **job.decode_options)
         for batch_index, (images, ok, reasons) in zip(job.todo, batches):
             sink.put(batch_index, embedder(images), ok, reasons)
             advance(len(ok))

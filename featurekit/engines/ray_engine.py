@@ -33,10 +33,10 @@ import math
 import os
 import socket
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -194,12 +194,10 @@ class RayEngine(Engine):
     options = ("prefetch_batches", "ray_address", "ray_workers", "cpus_per_worker", "gpus_per_worker", "ship_bytes",
                "ray_timeout")
     computes_here = False
-
-    def __init__(self, settings: Any, log: Callable[[str], None] = print):
-        super().__init__(settings, log)
-        self.workers = 0
-        self.cluster = ClusterShape((), ())
-        self._started = False
+    # Until entered: the actors planned, the cluster joined, whether this engine started that Ray.
+    workers = 0
+    cluster = ClusterShape((), ())
+    _started = False
 
     @classmethod
     def check_available(cls) -> None:
@@ -277,7 +275,6 @@ class RayEngine(Engine):
         from ray.data import ActorPoolStrategy
 
         rows = [_batch_row(job, index, self.settings.ship_bytes) for index in job.todo]
-        dims = [int(d["feature_dim"]) for d in job.descriptions]
         failed: dict[int, tuple[str, bool]] = {}
         finished: set[int] = set()
         with _quiet_ray(), warnings.catch_warnings():
@@ -299,8 +296,8 @@ class RayEngine(Engine):
                         failed[index] = (str(row["error"]), bool(row["permanent"]))
                         continue
                     n = int(row["n"])
-                    outputs = [np.frombuffer(row[f"features_{i}"], dtype=np.float32).reshape(n, dim)
-                               for i, dim in enumerate(dims)]
+                    outputs = [np.frombuffer(row[f"features_{i}"], dtype=np.float32).reshape(n, -1)
+                               for i in range(len(job.descriptions))]
                     sink.put(index, outputs, np.frombuffer(row["ok"], dtype=bool), json.loads(row["reasons"]))
                     finished.add(index)
                     advance(n)
@@ -362,11 +359,9 @@ def _read_for_shipping(path: Path, image_size: int, decode_options: dict[str, An
     engine would give, found by asking `load_image` itself here (it refuses such files without reading them)."""
     from featurekit.data import ImageDecodeError, load_image
 
-    try:
+    with suppress(OSError):
         if path.is_file():  # through a symbolic link too
             return path.read_bytes(), ""
-    except OSError:
-        pass
     try:
         load_image(path, image_size, **decode_options)
     except ImageDecodeError as error:

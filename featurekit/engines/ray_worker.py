@@ -101,11 +101,10 @@ class BatchWorker:
     def _columns(self, index: int, error: str = "", permanent: bool = False, n: int = 0, ok: bytes = b"",
                  reasons: str = "[]", features: list[bytes] | None = None) -> dict[str, np.ndarray]:
         """One result row: features and decode results, or (`error`) why the batch failed."""
-        columns = {"batch": np.array([index]), "error": np.array([error]), "permanent": np.array([permanent]),
-                   "n": np.array([n]), "ok": np.array([ok], dtype=object), "reasons": np.array([reasons])}
-        for i, blob in enumerate(features or [b""] * len(self._job.descriptions)):
-            columns[f"features_{i}"] = np.array([blob], dtype=object)
-        return columns
+        return {"batch": np.array([index]), "error": np.array([error]), "permanent": np.array([permanent]),
+                "n": np.array([n]), "ok": np.array([ok], dtype=object), "reasons": np.array([reasons])} | {
+            f"features_{i}": np.array([blob], dtype=object)
+            for i, blob in enumerate(features or [b""] * len(self._job.descriptions))}
 
 
 def _description_mismatch(worker: list[dict[str, Any]], driver: list[dict[str, Any]]) -> str:

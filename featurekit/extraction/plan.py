@@ -27,8 +27,6 @@ from featurekit.parameters import WEIGHTS_KEYWORDS
 from featurekit.views import view_name
 
 Log = Callable[[str], None]
-# Settings of an interrupted run that decide which rows its batches hold, besides the cache's identity.
-RESUME_SETTINGS = ("max_pixels", "resize")
 
 
 @dataclass
@@ -55,7 +53,7 @@ class ExtractionPlan:
     embedder_request: EmbedderRequest
     targets: list[Target]
     overlap: dict[str, int]
-    settings: dict[str, Any]  # RESUME_SETTINGS of this run
+    settings: dict[str, Any]  # besides identity, what decides which rows a batch holds (max_pixels, resize)
 
     @property
     def batch_size(self) -> int:
@@ -153,7 +151,7 @@ def _check_existing(target: Target, plan: ExtractionPlan, log: Log) -> None:
     if target.partial.exists():
         stored = with_defaults(target.partial.read_request())
         differences = describe_differences(stored, target.identity) + describe_differences(
-            stored, plan.settings, keys=[key for key in RESUME_SETTINGS if key in stored])
+            stored, plan.settings, keys=[key for key in plan.settings if key in stored])
         if differences:
             raise FeaturekitError(
                 f"An interrupted extraction of {target.path} was made with other settings: {'; '.join(differences)}. "
@@ -260,7 +258,7 @@ def name_tag(description: dict[str, Any], native_preprocessing: str, view: Any =
 
 def scan_for_extraction(data: str | Path, split_fractions: tuple[float, float, float] = DEFAULT_SPLIT_FRACTIONS,
                         subset: str | None = None) -> tuple[ImageFolder, str]:
-    """The data folder's images as a cache of `subset` (checked: see `check_subset`) holds them, and the data
+    """The data folder's images as a cache of `subset` (checked by `make_request`) holds them, and the data
     fingerprint it records.
 
     A one-split subset keeps that split's images and the whole folder's fingerprint (so the cache of a view's
