@@ -89,7 +89,11 @@ def test_cli_engine_ray_without_ray_exits_2_with_the_extra(monkeypatch, image_fo
 
     from featurekit.cli import app
 
-    monkeypatch.setattr("featurekit.engines.ray_engine.ray_installed", lambda: False)
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None if name.startswith("ray") else
+                        real_find_spec(name, *a))
     result = CliRunner().invoke(app, ["extract", "--backbone", "test_tiny", "--data", str(image_folder), "--engine",
                                       "ray", "--cache", str(tmp_path / "c.h5"), "--no-progress"])
     assert result.exit_code == 2

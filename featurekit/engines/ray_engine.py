@@ -152,10 +152,6 @@ def _number(value: float) -> float | int:
     return int(value) if float(value).is_integer() else float(value)
 
 
-def ray_installed() -> bool:
-    return importlib.util.find_spec("ray") is not None and importlib.util.find_spec("ray.data") is not None
-
-
 def _ray_missing(detail: str = "") -> FeaturekitError:
     return FeaturekitError(f"The ray engine needs Ray Data, which is not installed{detail}.",
                            received=given("engine", "ray"),
@@ -201,7 +197,7 @@ class RayEngine(Engine):
 
     @classmethod
     def check_available(cls) -> None:
-        if not ray_installed():
+        if importlib.util.find_spec("ray") is None or importlib.util.find_spec("ray.data") is None:
             raise _ray_missing()
 
     def __enter__(self) -> "RayEngine":
