@@ -86,9 +86,8 @@ def plan_extraction(request: ExtractionRequest, log: Log) -> ExtractionPlan:
     targets = [_target(request, spec, index, tap, built, folder.root, fingerprint)
                for index, (tap, built) in enumerate(zip(request.taps, embedder.embedders))]
     embedder.check_images(folder.root, [sample.path for sample in folder.samples])
-    stored_size = getattr(embedder, "stored_size", None)
     settings = {"max_pixels": request.max_pixels or 0,
-                "resize": "none (images as stored)" if stored_size else "pillow-bilinear"}
+                "resize": "none (images as stored)" if getattr(embedder, "stored_size", None) else "pillow-bilinear"}
     return ExtractionPlan(request, folder, embedder, replace(embedder_request, weights=absolute_if_file(
         description["weights"])), targets, overlap, settings)
 
