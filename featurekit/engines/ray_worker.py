@@ -36,7 +36,6 @@ class BatchWorker:
         self._job = job
         self._attempts = attempts
         self._problem = ""
-        self._scratch = tempfile.TemporaryDirectory(prefix="featurekit-ray-")  # removed with the actor
         self._host = socket.gethostname()
         try:
             from featurekit.pipeline import ParallelDecoder
@@ -71,32 +70,23 @@ class BatchWorker:
 
     def _compute(self, index: int, blobs: list | None, unread: list[str]) -> tuple[list[np.ndarray], np.ndarray,
                                                                                  list[str]]:
-        """One try at batch `index`: decode, then embed; returns (features per tap, ok, reasons)."""
-        images, ok, reasons = self._decode(self._job.batch_paths(index), blobs, unread)
-        return self._embedder(images), ok, reasons
-
-    def _decode(self, paths: list[str], blobs: list | None, unread: list[str]) -> tuple[np.ndarray, np.ndarray,
-                                                                                       list[str]]:
-        """Decode with the same `load_image` and options as the local engine; shipped bytes are written to a
-        private scratch folder under the file's own name first (load_image reads files, and checks names)."""
+        """One try at batch `index`: decode with the same `load_image` and options as the local engine, then embed;
+        returns (features per tap, ok, reasons). Shipped bytes are written to a private scratch folder first, each
+        file under its own name (load_image reads files, and checks names)."""
+        paths = self._job.batch_paths(index)
         if blobs is None:
-            return self._decoder.submit([Path(self._job.root) / p for p in paths]).result()
-        written = []
-        try:
-            for row, (path, blob) in enumerate(zip(paths, blobs)):
-                folder = Path(self._scratch.name) / str(row)
-                folder.mkdir(exist_ok=True)
-                local = folder / Path(path).name
+            images, ok, reasons = self._decoder.submit([Path(self._job.root) / path for path in paths]).result()
+            return self._embedder(images), ok, reasons
+        with tempfile.TemporaryDirectory(prefix="featurekit-ray-") as scratch:
+            written = [Path(scratch, str(row), Path(path).name) for row, path in enumerate(paths)]
+            for local, blob in zip(written, blobs):
+                local.parent.mkdir()
                 if blob is not None:
                     local.write_bytes(bytes(blob))
-                written.append(local)
             images, ok, reasons = self._decoder.submit(written).result()
-        finally:
-            for local in written:
-                local.unlink(missing_ok=True)
         # A file the driver could not read was not written (so it did not decode here): the driver's reason, the one
         # the local engine gives.
-        return images, ok, [driver or own for driver, own in zip(unread, reasons)]
+        return self._embedder(images), ok, [driver or own for driver, own in zip(unread, reasons)]
 
     def _columns(self, index: int, error: str = "", permanent: bool = False, n: int = 0, ok: bytes = b"",
                  reasons: str = "[]", features: list[bytes] | None = None) -> dict[str, np.ndarray]:
