@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import builtins
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +89,11 @@ def test_cli_engine_ray_without_ray_exits_2_with_the_extra(monkeypatch, image_fo
 
     from featurekit.cli import app
 
-    monkeypatch.setattr("featurekit.engines.ray_engine.ray_installed", lambda: False)
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None if name.startswith("ray") else
+                        real_find_spec(name, *a))
     result = CliRunner().invoke(app, ["extract", "--backbone", "test_tiny", "--data", str(image_folder), "--engine",
                                       "ray", "--cache", str(tmp_path / "c.h5"), "--no-progress"])
     assert result.exit_code == 2
@@ -251,9 +256,8 @@ def faulty_worker(faults: list[dict], base: type = BatchWorker) -> type:
 
 
 def _worker(job: ExtractionJob, worker_class: type = BatchWorker, **changes) -> BatchWorker:
-    return worker_class(**{"request": job.embedder_request, "descriptions": list(job.descriptions),
-                           "image_size": job.image_size, "decode_options": dict(job.decode_options),
-                           "decode_threads": 2, **changes})
+    """The actor as Ray builds it, for `job` with `changes` (fields of the job)."""
+    return worker_class(replace(job, **changes), decode_threads=2)
 
 
 def _row(job: ExtractionJob, index: int, ship_bytes: bool) -> dict[str, np.ndarray]:
@@ -263,9 +267,7 @@ def _row(job: ExtractionJob, index: int, ship_bytes: bool) -> dict[str, np.ndarr
     row = _batch_row(job, index, ship_bytes)
     column = np.empty(1, dtype=object)
     column[0] = np.array(row["blobs"], dtype=object)
-    return {"batch": np.array([row["batch"]]), "root": np.array([row["root"]], dtype=object),
-            "paths": np.array([row["paths"]], dtype=object), "blobs": column,
-            "unread": np.array([row["unread"]], dtype=object)}
+    return {"batch": np.array([row["batch"]]), "blobs": column, "unread": np.array([row["unread"]], dtype=object)}
 
 
 def _features(result: dict[str, np.ndarray], dim: int, tap: int = 0) -> np.ndarray:
@@ -308,7 +310,7 @@ def test_a_batch_that_keeps_failing_comes_back_as_an_error_not_an_exception(work
                                                                             tmp_path: Path):
     job, _ = worker_setup
     worker = faulty_worker([{"batch": 0, "times": 5, "action": "raise", "markers": str(tmp_path)}])
-    result = _worker(job, worker, attempts=3)(_row(job, 0, False))
+    result = worker(job, decode_threads=2, attempts=3)(_row(job, 0, False))
     assert "injected fault in batch 0 (try 3)" in result["error"][0] and not result["permanent"][0]
     assert len(list(tmp_path.glob("fault-0-*"))) == 3  # three tries, then given up
 
@@ -318,17 +320,13 @@ def test_a_worker_whose_embedder_differs_fails_every_batch_at_once(worker_setup)
     wrong = [dict(d, weights_sha256="0" * 64) for d in job.descriptions]
     result = _worker(job, descriptions=wrong)(_row(job, 0, False))
     assert result["permanent"][0] and "weights_sha256" in result["error"][0]
-    from dataclasses import replace
-
-    unbuildable = _worker(job, request=replace(job.embedder_request, backbone="no_such_net"))
+    unbuildable = _worker(job, embedder_request=replace(job.embedder_request, backbone="no_such_net"))
     assert "could not build its embedder" in unbuildable(_row(job, 0, False))["error"][0]
 
 
 def test_a_worker_that_cannot_see_the_data_folder_says_to_ship_bytes(worker_setup, tmp_path: Path):
     job, _ = worker_setup
-    row = _row(job, 0, False)
-    row["root"] = np.array([str(tmp_path / "not-on-this-node")], dtype=object)
-    result = _worker(job)(row)
+    result = _worker(job, root=tmp_path / "not-on-this-node")(_row(job, 0, False))
     assert result["permanent"][0] and "not visible" in result["error"][0] and "ship_bytes" in result["error"][0]
 
 

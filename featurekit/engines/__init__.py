@@ -18,8 +18,7 @@ and a rerun computes only the batches that are missing, whichever engine ran bef
 
 from featurekit.parameters import ENGINES
 from featurekit.engines.job import Advance, BatchSink, Engine, ExtractionJob
-from featurekit.engines.ray_engine import RAY_EXTRA
 from featurekit.engines.settings import ENGINE_KINDS, ENGINE_OPTIONS, EngineSettings, engine_settings
 
 __all__ = ["Advance", "BatchSink", "ENGINES", "ENGINE_KINDS", "ENGINE_OPTIONS", "Engine", "EngineSettings",
-           "ExtractionJob", "RAY_EXTRA", "engine_settings"]
+           "ExtractionJob", "engine_settings"]

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -60,24 +60,18 @@ class ExtractionJob:
         return sum(len(self.rows(b)) for b in self.todo)
 
 
-class SinkTarget(Protocol):
-    """A cache being written: which embedder output it stores, its partial cache, the batches it has."""
-
-    index: int
-    partial: Any  # featurekit.cache.PartialCache
-    done: set[int]
-
-
 class BatchSink:
     """Writes each finished batch into every partial cache that misses it, on background threads.
+
+    A target is a cache being written: `index` (which embedder output it stores), `partial` (its
+    `featurekit.cache.PartialCache`) and `done` (the batches it has).
 
     The engine's loop never waits on the disk (HDF5 writes and fsyncs overlap the next batches); at most a
     few batches per cache are in flight, so memory stays bounded. A failed write (a full disk) is raised
     from the next `put` or on leaving the `with` block, and every batch written before it stays.
     """
 
-    def __init__(self, targets: Sequence[SinkTarget], batch_size: int, dtype: str,
-                 threads: int = WRITER_THREADS):
+    def __init__(self, targets: Sequence[Any], batch_size: int, dtype: str, threads: int = WRITER_THREADS):
         self._targets = list(targets)
         self._batch_size = int(batch_size)
         self._dtype = dtype
@@ -124,31 +118,36 @@ class BatchSink:
             self._pool.shutdown(wait=True)
 
 
-class Engine(Protocol):
-    """An engine: a registry entry (`featurekit.engines.settings.ENGINE_KINDS`) that checks and builds itself from
-    the settings, and, used as a context manager, computes an ExtractionJob's batches and hands each to the sink."""
+class Engine:
+    """An engine: a registry entry (`featurekit.engines.settings.ENGINE_KINDS`) built from checked settings
+    (`Engine(settings, log)`) and, used as a context manager (entering makes it ready), computes an ExtractionJob's
+    batches and hands each to the sink. The defaults here are those of an engine with nothing to set up."""
 
     name: str
     options: tuple[str, ...]  # the engine options it takes; the others must keep their defaults
     computes_here: bool  # batches are computed in this process, so their memory is checked before they run
 
+    def __init__(self, settings: Any, log: Callable[[str], None] = print):
+        self.settings = settings  # featurekit.engines.settings.EngineSettings
+        self.log = log
+
     @classmethod
     def check_available(cls) -> None:
         """Refuse, before any image is read, an engine that cannot run here (an extra not installed)."""
 
-    @classmethod
-    def from_settings(cls, settings: Any, log: Callable[[str], None]) -> "Engine":
-        """The engine of checked `featurekit.engines.settings.EngineSettings`; entering it makes it ready."""
+    def __enter__(self) -> "Engine":
+        return self
 
-    def __enter__(self) -> "Engine": ...
-
-    def __exit__(self, *exc: object) -> None: ...
+    def __exit__(self, *exc: object) -> None:
+        pass
 
     def run(self, job: ExtractionJob, embedder: Any, sink: BatchSink, advance: Advance) -> dict[str, Any]:
         """Compute the job's batches, each handed to `sink`; returns what the caches record (see `record`)."""
+        raise NotImplementedError
 
     def warm_up(self, job: ExtractionJob, embedder: Any) -> None:
         """Whatever should happen before the clock and the progress bar start (compiling the forward pass)."""
 
     def record(self) -> dict[str, Any]:
         """`engine`, `engine_workers`, `cluster_nodes`, `cluster_cpus`, `cluster_gpus` (stored in the cache)."""
+        raise NotImplementedError

@@ -3,49 +3,32 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from featurekit.backend import gpu_count
-from featurekit.engines.job import Advance, BatchSink, ExtractionJob
-from featurekit.pipeline import DEFAULT_PREFETCH_BATCHES, default_workers, image_batches
+from featurekit.engines.job import Advance, BatchSink, Engine, ExtractionJob
+from featurekit.pipeline import default_workers, image_batches
 
 
-class LocalEngine:
+class LocalEngine(Engine):
     """Computes every batch in this process: `image_batches` decodes ahead on threads while the model runs.
 
-    Args:
-        workers: Decode threads; None for one per CPU this process may use.
-        prefetch_batches: Batches decoded ahead of the one being embedded (more hides slow disks, costs memory).
+    Its settings (`featurekit.engines.settings.EngineSettings`): `workers` decode threads (None: one per CPU this
+    process may use); `prefetch_batches` batches decoded ahead of the one being embedded (more hides slow disks,
+    costs memory).
     """
 
     name = "local"
     options = ("prefetch_batches",)
     computes_here = True
 
-    def __init__(self, workers: int | None = None, prefetch_batches: int = DEFAULT_PREFETCH_BATCHES):
-        self.workers = workers
-        self.prefetch_batches = int(prefetch_batches)
-
-    @classmethod
-    def check_available(cls) -> None:
-        """Always available."""
-
-    @classmethod
-    def from_settings(cls, settings: Any, log: Callable[[str], None]) -> "LocalEngine":
-        return cls(settings.workers, settings.prefetch_batches)
-
-    def __enter__(self) -> "LocalEngine":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
     def run(self, job: ExtractionJob, embedder: Any, sink: BatchSink, advance: Advance) -> dict[str, Any]:
         """Embed the job's batches with `embedder` (a MultiEmbedder: uint8 batch -> one array per tap)."""
+        settings = self.settings
         batches = image_batches(job.root, job.paths, job.image_size, job.batch_size, batch_indices=job.todo,
-                                workers=self.workers, prefetch=self.prefetch_batches, **job.decode_options)
+                                workers=settings.workers, prefetch=settings.prefetch_batches, **job.decode_options)
         for batch_index, (images, ok, reasons) in zip(job.todo, batches):
             sink.put(batch_index, embedder(images), ok, reasons)
             advance(len(ok))
@@ -56,13 +39,7 @@ class LocalEngine:
         embedder(np.zeros((1, job.image_size, job.image_size, 3), np.uint8))
 
     def record(self) -> dict[str, Any]:
+        """GPUs counted by the active Keras backend; without Keras loaded nothing ran on a GPU (hand-made features
+        are numpy), and Keras is not imported to say so."""
         return {"engine": self.name, "engine_workers": 1, "cluster_nodes": 1, "cluster_cpus": default_workers(),
-                "cluster_gpus": local_gpus()}
-
-
-def local_gpus() -> int:
-    """GPUs the active Keras backend computes on (`featurekit.backend.gpu_count`).
-
-    Without Keras loaded nothing ran on a GPU (hand-made features are numpy), and Keras is not imported to say so.
-    """
-    return gpu_count() if "keras" in sys.modules else 0
+                "cluster_gpus": gpu_count() if "keras" in sys.modules else 0}

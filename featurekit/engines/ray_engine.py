@@ -1,8 +1,8 @@
 """The ray engine: Ray Data actors decode and embed whole batches; this process writes them.
 
 The unit of work is the batch, the same fixed slice of the sorted sample list as the local engine. One Ray
-Data row per batch to compute (its index and file paths, or the files' bytes) goes through `map_batches` to
-a pool of actors (`ActorPoolStrategy`); each actor builds ONE embedder from the registry and the driver's
+Data row per batch to compute (its index, and with `ship_bytes` its files' bytes) goes through `map_batches`
+to a pool of actors (`ActorPoolStrategy`); each actor builds ONE embedder from the registry and the driver's
 recorded request (backbone, taps, resolved weights, precision: never a pickled model), checks that it
 describes itself exactly as the driver's does, and decodes with the same `featurekit.data.load_image` and
 options. Results come back in any order, each carrying its batch index, and the driver writes each one as
@@ -33,15 +33,15 @@ import math
 import os
 import socket
 import warnings
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
 import featurekit
-from featurekit.engines.job import Advance, BatchSink, ExtractionJob
+from featurekit.engines.job import Advance, BatchSink, Engine, ExtractionJob
 from featurekit.engines.ray_worker import BATCH_ATTEMPTS, BatchWorker
 from featurekit.errors import FeaturekitError, given
 
@@ -73,9 +73,6 @@ class ClusterShape:
     def gpus(self) -> float:
         return float(sum(self.node_gpus))
 
-    def record(self) -> dict[str, Any]:
-        return {"cluster_nodes": self.nodes, "cluster_cpus": _number(self.cpus), "cluster_gpus": _number(self.gpus)}
-
 
 def plan_workers(requested: int | None, cpus_per_worker: float, gpus_per_worker: float, cluster: ClusterShape) -> int:
     """How many actors to start; refuses, before anything launches, a request that could never run.
@@ -94,17 +91,13 @@ def plan_workers(requested: int | None, cpus_per_worker: float, gpus_per_worker:
     received = (f"{given('ray_workers', requested)}, {given('cpus_per_worker', _number(cpus_per_worker))}, "
                 f"{given('gpus_per_worker', _number(gpus_per_worker))} on a cluster of {cluster.nodes} node(s) with "
                 f"{_number(cluster.cpus)} CPUs and {_number(cluster.gpus)} GPUs")
-    if gpus_per_worker > max(cluster.node_gpus, default=0) + _EPSILON:
+    most_cpus, most_gpus = max(cluster.node_cpus, default=0), max(cluster.node_gpus, default=0)
+    if cpus_per_worker > most_cpus + _EPSILON or gpus_per_worker > most_gpus + _EPSILON:
         raise FeaturekitError(
-            f"Each Ray worker asks for {_number(gpus_per_worker)} GPU(s), but no node of the cluster has that many "
-            "(the run would wait forever for them).", received=received,
-            fix=f"Use {given('gpus_per_worker', 0)} on a CPU cluster, or at most "
-                f"{_number(max(cluster.node_gpus, default=0))}.")
-    if cpus_per_worker > max(cluster.node_cpus, default=0) + _EPSILON:
-        raise FeaturekitError(
-            f"Each Ray worker asks for {_number(cpus_per_worker)} CPUs, but no node of the cluster has that many.",
-            received=received, fix=f"Lower `cpus_per_worker` to at most "
-                                   f"{_number(max(cluster.node_cpus, default=0) - RESERVED_CPUS)}.")
+            f"Each Ray worker asks for {_number(cpus_per_worker)} CPUs and {_number(gpus_per_worker)} GPUs, but no "
+            "node of the cluster has that many (the run would wait forever for them).", received=received,
+            fix=f"Use at most {_number(most_cpus - RESERVED_CPUS)} `cpus_per_worker` and {_number(most_gpus)} "
+                f"`gpus_per_worker` (0 on a CPU cluster).")
     spare_cpus = cluster.cpus - RESERVED_CPUS
     by_cpus = math.floor(spare_cpus / cpus_per_worker + _EPSILON) if spare_cpus > 0 else 0
     by_nodes = sum(_fits(cpus, gpus, cpus_per_worker, gpus_per_worker)
@@ -127,9 +120,8 @@ def plan_workers(requested: int | None, cpus_per_worker: float, gpus_per_worker:
             received=received,
             fix=f"Use at most {max(by_cpus, 0)} workers of {_number(cpus_per_worker)} CPUs, or fewer CPUs per worker "
                 f"(e.g. {given('ray_workers', requested)} with "
-                f"{given('cpus_per_worker', _number(_fraction(spare_cpus, requested)))}) "
-                f"({fix_workers}).")
-    if gpus_per_worker > 0 and requested * gpus_per_worker > cluster.gpus + _EPSILON:
+                f"{given('cpus_per_worker', _number(_fraction(spare_cpus, requested)))}) ({fix_workers}).")
+    if requested * gpus_per_worker > cluster.gpus + _EPSILON:
         raise FeaturekitError(
             f"{requested} Ray workers x {_number(gpus_per_worker)} GPUs need {_number(requested * gpus_per_worker)} "
             f"GPUs, but the cluster has {_number(cluster.gpus)}.", received=received,
@@ -160,10 +152,6 @@ def _number(value: float) -> float | int:
     return int(value) if float(value).is_integer() else float(value)
 
 
-def ray_installed() -> bool:
-    return importlib.util.find_spec("ray") is not None and importlib.util.find_spec("ray.data") is not None
-
-
 def _ray_missing(detail: str = "") -> FeaturekitError:
     return FeaturekitError(f"The ray engine needs Ray Data, which is not installed{detail}.",
                            received=given("engine", "ray"),
@@ -180,13 +168,7 @@ def import_ray():
     return ray
 
 
-def cluster_shape(ray) -> ClusterShape:
-    """The live nodes of the connected cluster."""
-    nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
-    return ClusterShape(tuple(float(n.get("CPU", 0)) for n in nodes), tuple(float(n.get("GPU", 0)) for n in nodes))
-
-
-class RayEngine:
+class RayEngine(Engine):
     """Computes the batches on a Ray cluster with Ray Data actors (see the module docstring).
 
     Use as a context manager: entering joins the cluster at `settings.ray_address` (or the Ray this process
@@ -202,31 +184,21 @@ class RayEngine:
             store up front; it spills to disk when full); `workers` decode threads in each actor (None: one per CPU
             it reserves, at least one).
         log: Where messages go.
-        attempts: Tries per batch before the run stops.
     """
 
     name = "ray"
     options = ("prefetch_batches", "ray_address", "ray_workers", "cpus_per_worker", "gpus_per_worker", "ship_bytes",
                "ray_timeout")
     computes_here = False
-
-    def __init__(self, settings: Any, log: Callable[[str], None] = print, attempts: int = BATCH_ATTEMPTS):
-        self.settings = settings
-        self.decode_threads = settings.workers or max(1, math.ceil(settings.cpus_per_worker))
-        self.log = log
-        self.attempts = int(attempts)
-        self.workers = 0
-        self.cluster = ClusterShape((), ())
-        self._started = False
+    # Until entered: the actors planned, the cluster joined, whether this engine started that Ray.
+    workers = 0
+    cluster = ClusterShape((), ())
+    _started = False
 
     @classmethod
     def check_available(cls) -> None:
-        if not ray_installed():
+        if importlib.util.find_spec("ray") is None or importlib.util.find_spec("ray.data") is None:
             raise _ray_missing()
-
-    @classmethod
-    def from_settings(cls, settings: Any, log: Callable[[str], None]) -> "RayEngine":
-        return cls(settings, log)
 
     def __enter__(self) -> "RayEngine":
         ray, settings = import_ray(), self.settings
@@ -245,7 +217,9 @@ class RayEngine:
                                           f"`ray_address` out to start a local Ray.") from None
             self._started = True
         try:
-            self.cluster = cluster_shape(ray)
+            nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
+            self.cluster = ClusterShape(tuple(float(n.get("CPU", 0)) for n in nodes),
+                                        tuple(float(n.get("GPU", 0)) for n in nodes))
             self.workers = plan_workers(settings.ray_workers, settings.cpus_per_worker, settings.gpus_per_worker,
                                         self.cluster)
         except BaseException:
@@ -265,10 +239,9 @@ class RayEngine:
             self._started = False
 
     def record(self) -> dict[str, Any]:
-        return {"engine": self.name, "engine_workers": self.workers, **self.cluster.record()}
-
-    def warm_up(self, job: ExtractionJob, embedder: Any) -> None:
-        """Nothing to do here: each actor compiles its own forward pass before its first batch."""
+        cluster = self.cluster
+        return {"engine": self.name, "engine_workers": self.workers, "cluster_nodes": cluster.nodes,
+                "cluster_cpus": _number(cluster.cpus), "cluster_gpus": _number(cluster.gpus)}
 
     def run(self, job: ExtractionJob, embedder: Any, sink: BatchSink, advance: Advance) -> dict[str, Any]:
         """Compute the job's batches on the cluster; each result is written by `sink` as it arrives.
@@ -276,13 +249,13 @@ class RayEngine:
         `embedder` (the driver's) is not sent anywhere: actors build their own with `job.embedder_request.build()`.
 
         Raises:
-            FeaturekitError: a batch failed `attempts` times, a worker cannot work, or Ray failed; the batches
+            FeaturekitError: a batch failed `BATCH_ATTEMPTS` times, a worker cannot work, or Ray failed; the batches
                 finished before are written and kept.
         """
         failed = self._compute(job, sink, advance)
         if failed:
             index, (error, permanent) = min(failed.items())
-            tries = "" if permanent else f" {self.attempts} times"
+            tries = "" if permanent else f" {BATCH_ATTEMPTS} times"
             others = f" ({len(failed) - 1} other batches failed too)" if len(failed) > 1 else ""
             raise FeaturekitError(
                 f"Batch {index} (first file {job.batch_paths(index)[0]}) failed{tries} on the Ray workers: {error}"
@@ -294,11 +267,10 @@ class RayEngine:
 
     def _compute(self, job: ExtractionJob, sink: BatchSink, advance: Advance) -> dict[int, tuple[str, bool]]:
         """One Ray Data pass over the job's batches; returns {batch: (error, permanent)} of those that failed."""
-        ray = import_ray()
+        import ray
         from ray.data import ActorPoolStrategy
 
         rows = [_batch_row(job, index, self.settings.ship_bytes) for index in job.todo]
-        dims = [int(d["feature_dim"]) for d in job.descriptions]
         failed: dict[int, tuple[str, bool]] = {}
         finished: set[int] = set()
         with _quiet_ray(), warnings.catch_warnings():
@@ -309,11 +281,10 @@ class RayEngine:
                 BatchWorker, batch_size=1, batch_format="numpy",
                 compute=ActorPoolStrategy(size=max(1, min(self.workers, len(rows)))),
                 num_cpus=self.settings.cpus_per_worker, num_gpus=self.settings.gpus_per_worker or None,
-                fn_constructor_kwargs={"request": job.embedder_request, "descriptions": list(job.descriptions),
-                                       "image_size": job.image_size, "decode_options": dict(job.decode_options),
-                                       "decode_threads": self.decode_threads, "attempts": self.attempts},
+                fn_constructor_kwargs={"job": replace(job, root=Path(job.root).resolve()), "decode_threads":
+                                       self.settings.workers or max(1, math.ceil(self.settings.cpus_per_worker))},
                 runtime_env=None if self._started else self._runtime_env(whole_job=False),
-                max_restarts=self.attempts, max_task_retries=self.attempts - 1)
+                max_restarts=BATCH_ATTEMPTS, max_task_retries=BATCH_ATTEMPTS - 1)
             try:
                 for row in results.iter_rows():
                     index = int(row["batch"])
@@ -321,8 +292,8 @@ class RayEngine:
                         failed[index] = (str(row["error"]), bool(row["permanent"]))
                         continue
                     n = int(row["n"])
-                    outputs = [np.frombuffer(row[f"features_{i}"], dtype=np.float32).reshape(n, dim)
-                               for i, dim in enumerate(dims)]
+                    outputs = [np.frombuffer(row[f"features_{i}"], dtype=np.float32).reshape(n, -1)
+                               for i in range(len(job.descriptions))]
                     sink.put(index, outputs, np.frombuffer(row["ok"], dtype=bool), json.loads(row["reasons"]))
                     finished.add(index)
                     advance(n)
@@ -330,7 +301,7 @@ class RayEngine:
                 unfinished = [b for b in job.todo if b not in finished and b not in failed]
                 raise FeaturekitError(
                     f"The Ray run failed ({_first_line(error)}); batches {_short_list(unfinished)} were not "
-                    f"finished. The {len(job.todo) - len(unfinished) - len(failed)} batches finished are kept.",
+                    f"finished. The {len(finished)} batches finished are kept.",
                     received=f"{given('engine', 'ray')} with {self.workers} workers",
                     fix="Fix the cause (a worker that keeps dying: memory, a crash in a decoder) and run the same "
                         "command again: it computes only the missing batches.") from None
@@ -356,12 +327,11 @@ class RayEngine:
 
 
 def _batch_row(job: ExtractionJob, index: int, ship_bytes: bool) -> dict[str, Any]:
-    """One Ray Data row: a batch index, its files, and with ship_bytes their bytes (or why they cannot be read)."""
-    paths = job.batch_paths(index)
-    shipped = ([_read_for_shipping(Path(job.root) / path, job.image_size, job.decode_options) for path in paths]
-               if ship_bytes else [])
-    return {"batch": index, "root": str(Path(job.root).resolve()), "paths": json.dumps(paths),
-            "blobs": [blob for blob, _ in shipped], "unread": json.dumps([reason for _, reason in shipped])}
+    """One Ray Data row: a batch index, and with ship_bytes its files' bytes (or why they cannot be read)."""
+    shipped = ([_read_for_shipping(Path(job.root) / path, job.image_size, job.decode_options)
+                for path in job.batch_paths(index)] if ship_bytes else [])
+    return {"batch": index, "blobs": [blob for blob, _ in shipped],
+            "unread": json.dumps([reason for _, reason in shipped])}
 
 
 def check_reachable(address: str, timeout: float) -> None:
@@ -377,8 +347,7 @@ def check_reachable(address: str, timeout: float) -> None:
             f"Nothing answers at the Ray address {address} (waited up to {timeout:g} s: {error}).",
             received=given("ray_address", address),
             fix=f"Start the cluster there (`ray start --head`) and check the host and port (`ray status`), raise "
-                f"`ray_timeout` for a slow network, or leave `ray_address` out to "
-                "start a local Ray.") from None
+                "`ray_timeout` for a slow network, or leave `ray_address` out to start a local Ray.") from None
 
 
 def _read_for_shipping(path: Path, image_size: int, decode_options: dict[str, Any]) -> tuple[bytes | None, str]:
@@ -386,11 +355,9 @@ def _read_for_shipping(path: Path, image_size: int, decode_options: dict[str, An
     engine would give, found by asking `load_image` itself here (it refuses such files without reading them)."""
     from featurekit.data import ImageDecodeError, load_image
 
-    try:
+    with suppress(OSError):
         if path.is_file():  # through a symbolic link too
             return path.read_bytes(), ""
-    except OSError:
-        pass
     try:
         load_image(path, image_size, **decode_options)
     except ImageDecodeError as error:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import tempfile
 from pathlib import Path
@@ -23,44 +22,45 @@ BATCH_ATTEMPTS = 3
 class BatchWorker:
     """A Ray Data actor: one embedder, built once; decodes and embeds one batch per call.
 
+    Args:
+        job: The driver's `featurekit.engines.job.ExtractionJob` (its `root` absolute): the batches' files, the
+            decode options, the request that rebuilds the embedder and the descriptions it must match.
+        decode_threads: Decode threads of this actor.
+        attempts: Tries per batch.
+
     Errors come back as data ({"error": ..., "permanent": ...}) rather than exceptions, so the driver knows
     which batch failed and why, and decides about retries itself.
     """
 
-    def __init__(self, request: Any, descriptions: list[dict[str, Any]], image_size: int,
-                 decode_options: dict[str, Any], decode_threads: int, attempts: int = BATCH_ATTEMPTS):
-        self._n_outputs = len(descriptions)
-        self._attempts = max(1, int(attempts))
+    def __init__(self, job: Any, decode_threads: int, attempts: int = BATCH_ATTEMPTS):
+        self._job = job
+        self._attempts = attempts
         self._problem = ""
-        self._scratch = tempfile.mkdtemp(prefix="featurekit-ray-")
         self._host = socket.gethostname()
         try:
             from featurekit.pipeline import ParallelDecoder
 
-            self._embedder = request.build()
-            self._problem = _description_mismatch([e.describe() for e in self._embedder.embedders], descriptions)
-            self._decoder = ParallelDecoder(image_size, decode_threads, **decode_options)
-            if not self._problem:
-                self._embedder(np.zeros((1, image_size, image_size, 3), np.uint8))  # compile before the first batch
+            self._embedder = job.embedder_request.build()
+            self._problem = _description_mismatch([e.describe() for e in self._embedder.embedders], job.descriptions)
+            self._decoder = ParallelDecoder(job.image_size, decode_threads, **job.decode_options)
+            if not self._problem:  # compile before the first batch
+                self._embedder(np.zeros((1, job.image_size, job.image_size, 3), np.uint8))
         except Exception as error:  # e.g. the weights file is not on this node: no batch can be computed here
             self._problem = f"the worker on {self._host} could not build its embedder ({type(error).__name__}: {error})"
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One batch row in, one result row out: features and decode results, or why it failed."""
         index = int(batch["batch"][0])
+        blobs = list(batch["blobs"][0]) if len(batch["blobs"][0]) else None
         if self._problem:
             return self._columns(index, error=self._problem, permanent=True)
-        root = str(batch["root"][0])
-        paths = json.loads(str(batch["paths"][0]))
-        blobs = list(batch["blobs"][0]) if len(batch["blobs"][0]) else None
-        unread = json.loads(str(batch["unread"][0]))
-        if blobs is None and not os.path.isdir(root):
-            return self._columns(index, error=f"the data folder {root} is not visible on the worker's node "
-                                 f"({self._host}); put it on a filesystem every node mounts, or pass "
-                                 f"`ship_bytes`", permanent=True)
+        if blobs is None and not os.path.isdir(self._job.root):
+            return self._columns(index, error=f"the data folder {self._job.root} is not visible on the worker's node "
+                                 f"({self._host}); put it on a filesystem every node mounts, or pass `ship_bytes`",
+                                 permanent=True)
         for attempt in range(self._attempts):
             try:
-                outputs, ok, reasons = self._compute(index, root, paths, blobs, unread)
+                outputs, ok, reasons = self._compute(index, blobs, json.loads(str(batch["unread"][0])))
                 break
             except Exception as error:  # retried here; the last error goes back to the driver as data
                 if attempt + 1 == self._attempts:
@@ -68,49 +68,33 @@ class BatchWorker:
         return self._columns(index, n=len(ok), ok=np.asarray(ok, bool).tobytes(), reasons=json.dumps(list(reasons)),
                              features=[np.ascontiguousarray(output, np.float32).tobytes() for output in outputs])
 
-    def _compute(self, index: int, root: str, paths: list[str], blobs: list | None,
-                 unread: list[str]) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
-        """One try at batch `index`: decode, then embed; returns (features per tap, ok, reasons)."""
-        images, ok, reasons = self._decode(root, paths, blobs, unread)
-        return self._embedder(images), ok, reasons
-
-    def _decode(self, root: str, paths: list[str], blobs: list | None,
-                unread: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """Decode with the same `load_image` and options as the local engine; shipped bytes are written to a
-        private scratch folder under the file's own name first (load_image reads files, and checks names)."""
+    def _compute(self, index: int, blobs: list | None, unread: list[str]) -> tuple[list[np.ndarray], np.ndarray,
+                                                                                 list[str]]:
+        """One try at batch `index`: decode with the same `load_image` and options as the local engine, then embed;
+        returns (features per tap, ok, reasons). Shipped bytes are written to a private scratch folder first, each
+        file under its own name (load_image reads files, and checks names)."""
+        paths = self._job.batch_paths(index)
         if blobs is None:
-            return self._decoder.submit([Path(root) / p for p in paths]).result()
-        written = []
-        try:
-            for row, (path, blob) in enumerate(zip(paths, blobs)):
-                folder = Path(self._scratch) / str(row)
-                folder.mkdir(exist_ok=True)
-                local = folder / Path(path).name
+            images, ok, reasons = self._decoder.submit([Path(self._job.root) / path for path in paths]).result()
+            return self._embedder(images), ok, reasons
+        with tempfile.TemporaryDirectory(prefix="featurekit-ray-") as scratch:
+            written = [Path(scratch, str(row), Path(path).name) for row, path in enumerate(paths)]
+            for local, blob in zip(written, blobs):
+                local.parent.mkdir()
                 if blob is not None:
                     local.write_bytes(bytes(blob))
-                written.append(local)
             images, ok, reasons = self._decoder.submit(written).result()
-        finally:
-            for local in written:
-                local.unlink(missing_ok=True)
-        for row, reason in enumerate(unread):
-            if reason:  # the driver could not read it: the reason the local engine gives
-                images[row] = 0
-                ok[row] = False
-                reasons[row] = reason
-        return images, ok, reasons
+        # A file the driver could not read was not written (so it did not decode here): the driver's reason, the one
+        # the local engine gives.
+        return self._embedder(images), ok, [driver or own for driver, own in zip(unread, reasons)]
 
     def _columns(self, index: int, error: str = "", permanent: bool = False, n: int = 0, ok: bytes = b"",
                  reasons: str = "[]", features: list[bytes] | None = None) -> dict[str, np.ndarray]:
         """One result row: features and decode results, or (`error`) why the batch failed."""
-        columns = {"batch": np.array([index]), "error": np.array([error]), "permanent": np.array([permanent]),
-                   "n": np.array([n]), "ok": np.array([ok], dtype=object), "reasons": np.array([reasons])}
-        for i, blob in enumerate(features or [b""] * self._n_outputs):
-            columns[f"features_{i}"] = np.array([blob], dtype=object)
-        return columns
-
-    def __del__(self) -> None:
-        shutil.rmtree(getattr(self, "_scratch", ""), ignore_errors=True)
+        return {"batch": np.array([index]), "error": np.array([error]), "permanent": np.array([permanent]),
+                "n": np.array([n]), "ok": np.array([ok], dtype=object), "reasons": np.array([reasons])} | {
+            f"features_{i}": np.array([blob], dtype=object)
+            for i, blob in enumerate(features or [b""] * len(self._job.descriptions))}
 
 
 def _description_mismatch(worker: list[dict[str, Any]], driver: list[dict[str, Any]]) -> str:

@@ -41,7 +41,7 @@ class EngineSettings:
         Raises:
             FeaturekitError: a cluster that cannot be reached, or a request the cluster cannot run.
         """
-        return ENGINE_KINDS[self.name].from_settings(self, log)
+        return ENGINE_KINDS[self.name](self, log)
 
     @property
     def computes_here(self) -> bool:

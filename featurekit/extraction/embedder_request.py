@@ -38,6 +38,3 @@ class EmbedderRequest:
         return get_spec(self.backbone).build_embedder(
             [(tap.layer, tap.pooling) for tap in self.taps], weights=self.weights, image_size=self.image_size,
             preprocessing=self.preprocessing, seed=self.seed, precision=self.precision, batch_size=self.batch_size)
-
-
-__all__ = ["EmbedderRequest", "Tap"]

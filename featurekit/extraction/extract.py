@@ -15,13 +15,16 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Callable
 
-from featurekit.parameters import DTYPES
+from featurekit.cache import writer_lock
+from featurekit.config import parse_split_fractions
 from featurekit.engines import ENGINE_OPTIONS
 from featurekit.errors import FeaturekitError, given
-from featurekit.extraction.plan import scan_for_extraction
+from featurekit.extraction.plan import plan_extraction, scan_for_extraction, settle_targets
 from featurekit.extraction.request import ALL_AS_TEST, SUBSETS, ExtractionRequest, Tap, make_request
-from featurekit.extraction.run import ExtractResult, ProgressFactory
-from featurekit.options import check_value, options_for
+from featurekit.extraction.run import ExtractResult, ProgressFactory, run
+from featurekit.options import check_value, complete, options_for
+from featurekit.parameters import DTYPES
+from featurekit.views import parse_views
 
 # Settings of `extract_many` checked against the `extract` command's declarations (`featurekit.options`), mapped to
 # the option where the names differ; so are the engine options. The others are checked where they are read
@@ -30,6 +33,10 @@ from featurekit.options import check_value, options_for
 DECLARED_SETTINGS = {"poolings": "pooling", **{name: name for name in (
     "precision", "batch_size", "dtype", "seed", "overwrite", "on_missing_weights", "allow_train_overlap",
     "max_pixels", "workers")}}
+# Options of the `extract` command that `make_request` takes as they are.
+REQUEST_OPTIONS = ("data", "backbone", "weights", "image_size", "preprocessing", "batch_size", "dtype", "cache",
+                   "cache_dir", "overwrite", "seed", "on_missing_weights", "precision", "allow_train_overlap",
+                   "max_pixels", "workers", "engine")
 
 
 def extract(data: str | Path, backbone: str, weights: str | list[str] | None = None, image_size: int | None = None,
@@ -95,10 +102,6 @@ def extract_request(request: ExtractionRequest, log: Callable[[str], None] = pri
                     progress: ProgressFactory | None = None) -> list[ExtractResult]:
     """Plan and run one checked request. The engine is ready (a Ray cluster joined, or refused naming its address)
     before any cache is locked, and every check is done before the first batch is computed."""
-    from featurekit.cache import writer_lock
-    from featurekit.extraction.plan import plan_extraction, settle_targets
-    from featurekit.extraction.run import run
-
     plan = plan_extraction(request, log)
     with ExitStack() as stack:
         engine = stack.enter_context(request.engine.open(log)) if plan.may_compute() else None
@@ -128,10 +131,6 @@ def extract_from_options(options: dict[str, Any], log: Callable[[str], None] = p
     Raises:
         FeaturekitError: an unknown option, a value of the wrong type, or no `backbone` or `data`.
     """
-    from featurekit.config import parse_split_fractions
-    from featurekit.options import complete
-    from featurekit.views import parse_views
-
     options = complete("extract", options)
     stored = {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
     views = parse_views(options["view"]) or [None]
@@ -139,26 +138,15 @@ def extract_from_options(options: dict[str, Any], log: Callable[[str], None] = p
         raise FeaturekitError(f"`cache` names one file, but several views were asked for.",
                               received=f"{given('cache', str(options['cache']))} with {len(views)} views",
                               fix=f"Leave `cache` out (each view then gets its default name).")
-    requests = [make_request(
-        options["data"], options["backbone"], options["weights"], options["image_size"],
-        layers=_as_list(options["layer"]), poolings=_as_list(options["pooling"]),
-        preprocessing=options["preprocessing"], batch_size=options["batch_size"], dtype=options["dtype"],
-        cache=options["cache"], cache_dir=options["cache_dir"], overwrite=options["overwrite"],
-        split_fractions=parse_split_fractions(options["split"]), seed=options["seed"],
-        on_missing_weights=options["on_missing_weights"], precision=options["precision"],
-        allow_train_overlap=options["allow_train_overlap"], max_pixels=options["max_pixels"],
-        workers=options["workers"], engine=options["engine"],
-        engine_options={name: options[name] for name in ENGINE_OPTIONS}, view=view,
-        subset=_views_subset(options["views_split"]) if view is not None else None,
-        config=stored, command=command) for view in views]
+    settings = {name: options[name] for name in REQUEST_OPTIONS} | {
+        "layers": _as_list(options["layer"]), "poolings": _as_list(options["pooling"]),
+        "split_fractions": parse_split_fractions(options["split"]),
+        "engine_options": {name: options[name] for name in ENGINE_OPTIONS}, "config": stored, "command": command}
+    subset = None if options["views_split"] == "all" else options["views_split"]  # None: every split
+    requests = [make_request(**settings, view=view, subset=subset if view is not None else None) for view in views]
     # One pass per view: the forward pass, not the decode, is what costs (a JPEG decode is a few ms against tens
     # of ms of CNN per image on a CPU), so sharing decodes between views would save little.
     return [result for request in requests for result in extract_request(request, log, progress)]
-
-
-def _views_subset(views_split: str | None) -> str:
-    """The `subset` of a view pass: the split asked for, or "" for all of them."""
-    return "" if views_split in (None, "", "all") else views_split
 
 
 def _as_list(value: Any) -> list:

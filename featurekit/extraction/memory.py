@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from featurekit.errors import FeaturekitError, given
@@ -14,18 +15,15 @@ _NO_LIMIT = 1 << 60
 def available_memory() -> int | None:
     """Bytes this process may still allocate: the system's available memory, or less under a cgroup limit;
     None where neither can be read (then nothing is checked)."""
-    candidates = [value for value in (_meminfo_available(), _cgroup_room()) if value is not None]
-    return min(candidates) if candidates else None
+    return min((value for value in (_meminfo_available(), _cgroup_room()) if value is not None), default=None)
 
 
 def _meminfo_available() -> int | None:
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+        found = re.search(r"^MemAvailable:\s+(\d+)", Path("/proc/meminfo").read_text(), re.MULTILINE)
+    except OSError:
+        return None
+    return int(found.group(1)) * 1024 if found else None
 
 
 def _cgroup_room() -> int | None:

@@ -13,18 +13,20 @@ from typing import Any, Callable
 
 from rich.markup import escape
 
-from featurekit.cache import IDENTITY_KEYS, PartialCache, default_cache_path, describe_differences, open_cache
+from featurekit.backbones import get_spec
+from featurekit.backbones.provenance import train_overlap, training_record_for
+from featurekit.cache import (IDENTITY_KEYS, PartialCache, default_cache_path, describe_differences, normalise_attr,
+                              open_cache)
 from featurekit.cache.format import is_featurekit_cache
-from featurekit.parameters import WEIGHTS_KEYWORDS
 from featurekit.data import DEFAULT_SPLIT_FRACTIONS, ImageFolder, scan_image_folder
 from featurekit.errors import FeaturekitError, WeightsUnavailableError, given
 from featurekit.extraction.embedder_request import EmbedderRequest
 from featurekit.extraction.request import ALL_AS_TEST, ExtractionRequest
 from featurekit.fsutil import refuse_unless_ours
+from featurekit.parameters import WEIGHTS_KEYWORDS
+from featurekit.views import view_name
 
 Log = Callable[[str], None]
-# Settings of an interrupted run that decide which rows its batches hold, besides the cache's identity.
-RESUME_SETTINGS = ("max_pixels", "resize")
 
 
 @dataclass
@@ -51,7 +53,7 @@ class ExtractionPlan:
     embedder_request: EmbedderRequest
     targets: list[Target]
     overlap: dict[str, int]
-    settings: dict[str, Any]  # RESUME_SETTINGS of this run
+    settings: dict[str, Any]  # besides identity, what decides which rows a batch holds (max_pixels, resize)
 
     @property
     def batch_size(self) -> int:
@@ -75,8 +77,6 @@ def plan_extraction(request: ExtractionRequest, log: Log) -> ExtractionPlan:
 
     The batch never exceeds the images there are, so nothing is padded beyond them.
     """
-    from featurekit.backbones import get_spec
-
     spec = get_spec(request.backbone)
     folder, fingerprint = scan_for_extraction(request.data, request.split_fractions, request.subset)
     batch_size = min(request.batch_size, max(len(folder.samples), 1))
@@ -86,17 +86,14 @@ def plan_extraction(request: ExtractionRequest, log: Log) -> ExtractionPlan:
     targets = [_target(request, spec, index, tap, built, folder.root, fingerprint)
                for index, (tap, built) in enumerate(zip(request.taps, embedder.embedders))]
     embedder.check_images(folder.root, [sample.path for sample in folder.samples])
-    stored_size = getattr(embedder, "stored_size", None)
     settings = {"max_pixels": request.max_pixels or 0,
-                "resize": "none (images as stored)" if stored_size else "pillow-bilinear"}
+                "resize": "none (images as stored)" if getattr(embedder, "stored_size", None) else "pillow-bilinear"}
     return ExtractionPlan(request, folder, embedder, replace(embedder_request, weights=absolute_if_file(
         description["weights"])), targets, overlap, settings)
 
 
 def _target(request: ExtractionRequest, spec: Any, index: int, tap: Any, built: Any, root: Path,
             fingerprint: str) -> Target:
-    from featurekit.views import view_name
-
     description = built.describe()
     path = request.cache or default_cache_path(
         root, request.backbone, spec.cache_name_layer(tap.layer), description["pooling"], description["image_size"],
@@ -145,8 +142,7 @@ def _check_existing(target: Target, plan: ExtractionPlan, log: Log) -> None:
             raise FeaturekitError(
                 f"Cache {target.path} exists but differs from this request: {'; '.join(differences)}.",
                 received=given("cache", str(target.path)),
-                fix=f"Pass `overwrite` to rebuild it, or `cache` PATH to write "
-                "another file.")
+                fix="Pass `overwrite` to rebuild it, or `cache` PATH to write another file.")
         log(f"Cache {target.path} is up to date ({len(plan.folder.samples)} images); nothing to compute.")
         target.status = "up-to-date"
         target.partial.remove()  # batches left when a run was killed between the merge's rename and cleanup
@@ -154,7 +150,7 @@ def _check_existing(target: Target, plan: ExtractionPlan, log: Log) -> None:
     if target.partial.exists():
         stored = with_defaults(target.partial.read_request())
         differences = describe_differences(stored, target.identity) + describe_differences(
-            stored, plan.settings, keys=[key for key in RESUME_SETTINGS if key in stored])
+            stored, plan.settings, keys=[key for key in plan.settings if key in stored])
         if differences:
             raise FeaturekitError(
                 f"An interrupted extraction of {target.path} was made with other settings: {'; '.join(differences)}. "
@@ -191,34 +187,31 @@ def _first_available_embedder(request: ExtractionRequest, batch_size: int, log: 
     Returns:
         (the request the embedder was built from, the embedder).
     """
+    base = EmbedderRequest(request.backbone, request.taps, "none", request.image_size, request.preprocessing,
+                           request.seed, request.precision, batch_size)
     failures: list[WeightsUnavailableError] = []
-
-    def with_weights(weights: str) -> EmbedderRequest:
-        return EmbedderRequest(request.backbone, request.taps, weights, request.image_size, request.preprocessing,
-                               request.seed, request.precision, batch_size)
-
-    def problems() -> str:
-        return "; ".join(error.problem.rstrip(".") for error in failures) + "."
-
     for candidate in request.weights:
         try:
-            embedder = with_weights(candidate).build()
+            embedder = replace(base, weights=candidate).build()
         except WeightsUnavailableError as error:
             failures.append(error)
             continue
         if failures:
             log(escape(f"Using weights {candidate!r} ({embedder.embedders[0].describe()['weights_label']}); earlier "
-                       f"choices were not available: {problems()}"))
-        return with_weights(candidate), embedder
+                       f"choices were not available: {_problems(failures)}"))
+        return replace(base, weights=candidate), embedder
     if request.on_missing_weights != "random":
-        if len(failures) == 1:
-            raise failures[0]
-        raise WeightsUnavailableError("None of the weights asked for could be had: " + problems(),
-                                      received=f"weights {list(request.weights)}", fix=failures[0].fix)
-    log(f"[bold yellow]WARNING[/]: {escape(problems())}\n"
+        raise failures[0] if len(failures) == 1 else WeightsUnavailableError(
+            "None of the weights asked for could be had: " + _problems(failures),
+            received=f"weights {list(request.weights)}", fix=failures[0].fix)
+    log(f"[bold yellow]WARNING[/]: {escape(_problems(failures))}\n"
         f"Continuing with seeded random-init weights (seed {request.seed}): every output of this run is a "
         "RANDOM-FEATURES baseline, not an ImageNet result.")
-    return with_weights("none"), with_weights("none").build()
+    return base, base.build()
+
+
+def _problems(failures: list[WeightsUnavailableError]) -> str:
+    return "; ".join(error.problem.rstrip(".") for error in failures) + "."
 
 
 def _train_overlap(description: dict[str, Any], folder: ImageFolder, allowed: bool, log: Log) -> dict[str, int]:
@@ -226,8 +219,6 @@ def _train_overlap(description: dict[str, Any], folder: ImageFolder, allowed: bo
 
     Refused unless `allowed`: a probe judged on images its backbone was trained on looks better than it is.
     """
-    from featurekit.backbones.provenance import train_overlap, training_record_for
-
     record = training_record_for(description["weights"], description["weights_sha256"])
     if record is None:
         return {}
@@ -256,23 +247,17 @@ def absolute_if_file(weights: str) -> str:
 
 def name_tag(description: dict[str, Any], native_preprocessing: str, view: Any = None, subset: str = "") -> str | None:
     """Name suffix for caches that are not the backbone's standard recipe, so they never collide."""
-    parts = []
-    if description["preprocessing"] != native_preprocessing:
-        parts.append(description["preprocessing"])
-    if description.get("precision", "float32") != "float32":
-        parts.append(description["precision"])
-    if description.get("random_features"):
-        parts.append("random")
-    if view is not None:
-        parts.append(f"view-{view.slug}")
-    if subset:
-        parts.append(subset if subset == ALL_AS_TEST else f"only-{subset}")
-    return "-".join(parts) or None
+    parts = (description["preprocessing"] if description["preprocessing"] != native_preprocessing else "",
+             description.get("precision", "float32") if description.get("precision", "float32") != "float32" else "",
+             "random" if description.get("random_features") else "",
+             f"view-{view.slug}" if view is not None else "",
+             (subset if subset == ALL_AS_TEST else f"only-{subset}") if subset else "")
+    return "-".join(part for part in parts if part) or None
 
 
 def scan_for_extraction(data: str | Path, split_fractions: tuple[float, float, float] = DEFAULT_SPLIT_FRACTIONS,
                         subset: str | None = None) -> tuple[ImageFolder, str]:
-    """The data folder's images as a cache of `subset` (checked: see `check_subset`) holds them, and the data
+    """The data folder's images as a cache of `subset` (checked by `make_request`) holds them, and the data
     fingerprint it records.
 
     A one-split subset keeps that split's images and the whole folder's fingerprint (so the cache of a view's
@@ -302,8 +287,6 @@ def check_expected_identity(identity: dict[str, Any], expected: dict[str, Any]) 
     """Refuse features that differ from the training cache's in any identity key `expected` names (the view
     and the subset excepted): leave `data_fingerprint` out of `expected` for another test set, keep it in for a
     view of the training cache's own test split."""
-    from featurekit.cache import normalise_attr
-
     wanted = with_defaults(expected)
     differing = [key for key in IDENTITY_KEYS if key in expected and key not in ("view", "subset")
                  and normalise_attr(wanted[key]) != normalise_attr(identity.get(key))]

@@ -7,11 +7,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from featurekit.backbones import get_spec
 from featurekit.data import DEFAULT_SPLIT_FRACTIONS, SPLITS
 from featurekit.engines import EngineSettings, engine_settings
 from featurekit.errors import FeaturekitError, given
 from featurekit.extraction.embedder_request import Tap
 from featurekit.parameters import BATCH_SIZE, CACHE_DIR, DTYPE, ENGINE, MAX_PIXELS, POOLING, PRECISION, SEED, WEIGHTS
+from featurekit.views import parse_view
 
 # Which rows a cache holds (its `subset` attribute, part of its identity): "" every image in its split; a split
 # name only that split's images (a robustness view needs only the test split: 15% of the work); ALL_AS_TEST
@@ -81,39 +83,25 @@ def make_request(data: str | Path, backbone: str, weights: str | list[str] | tup
     Raises:
         FeaturekitError: naming the first setting that is wrong.
     """
-    from featurekit.backbones import get_spec
-    from featurekit.views import parse_view
-
+    if (subset or "") not in SUBSETS:
+        raise FeaturekitError(f"Unknown subset {subset!r}.", received=given("subset", subset),
+                              fix=f"Use one of: {', '.join(repr(s) for s in SUBSETS)} ('' for every image).")
+    candidates = (weights,) if isinstance(weights, str) else tuple(weights) if weights is not None else (WEIGHTS,)
     request = ExtractionRequest(
-        Path(data), backbone, weights=_candidates(weights), image_size=image_size,
-        cache=Path(cache) if cache else None, view=parse_view(view), subset=check_subset(subset),
+        Path(data), backbone, weights=candidates, image_size=image_size,
+        cache=Path(cache) if cache else None, view=parse_view(view), subset=subset or "",
         engine=engine_settings(engine, engine_options, workers), **settings,
         **({"cache_dir": Path(cache_dir)} if cache_dir is not None else {}))
     asked = tuple(dict.fromkeys(poolings))
     # The entry refuses what does not apply to it; it returns the poolings it uses and the precision resolved.
     used, precision = get_spec(backbone).check_request(image_size, asked, request.preprocessing, request.precision,
                                                        list(request.weights))
-    pooling_of = dict(zip(asked, used)) if len(used) == len(asked) else {pooling: used[0] for pooling in asked}
-    taps = tuple(dict.fromkeys(Tap(layer, pooling_of[pooling]) for layer in dict.fromkeys(layers) for pooling in asked))
+    used = used if len(used) == len(asked) else (used[0],) * len(asked)  # one for all (a hand-made feature's)
+    taps = tuple(dict.fromkeys(Tap(layer, pooling) for layer in layers for pooling in used))
     if request.cache and len(taps) > 1:
         raise FeaturekitError(f"`cache` names one file, but several layers or poolings were asked for.",
                               received=f"{given('cache', str(cache))} with {len(taps)} taps",
-                              fix=f"Leave `cache` out (names then follow the default pattern) and use "
-                              f"`cache_dir`.")
+                              fix="Leave `cache` out (names then follow the default pattern) and use `cache_dir`.")
     return replace(request, taps=taps, precision=precision, max_pixels=request.max_pixels or None,
                    split_fractions=tuple(request.split_fractions), config=dict(request.config or {}))
 
-
-def _candidates(weights: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
-    if weights is None:
-        return ExtractionRequest.__dataclass_fields__["weights"].default
-    return (weights,) if isinstance(weights, str) else tuple(weights)
-
-
-def check_subset(subset: str | None) -> str:
-    """The subset as the cache records it ("" for every image), or a FeaturekitError listing the valid ones."""
-    subset = subset or ""
-    if subset not in SUBSETS:
-        raise FeaturekitError(f"Unknown subset {subset!r}.", received=given("subset", subset),
-                              fix=f"Use one of: {', '.join(repr(s) for s in SUBSETS)} ('' for every image).")
-    return subset

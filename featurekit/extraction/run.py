@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from featurekit.cache import IDENTITY_KEYS, finalize_cache, library_versions, open_cache
+from featurekit.engines import Advance, BatchSink, ExtractionJob
 from featurekit.extraction.plan import ExtractionPlan, Target
+from featurekit.views import ViewDecoder
 
-Advance = Callable[[int], None]
 # `progress(total_images, label)` -> a context manager yielding `advance(n_images)`; e.g.
 # `featurekit.extraction.progress.rich_progress_bar`. None shows nothing.
 ProgressFactory = Callable[[int, str], AbstractContextManager[Advance]]
@@ -60,11 +61,9 @@ def run(plan: ExtractionPlan, engine: Any, progress: ProgressFactory | None = No
 
 def _partial_record(plan: ExtractionPlan, target: Target) -> dict[str, Any]:
     """What an interrupted run leaves for its resume to check: identity, settings, batch layout, command."""
-    record = {key: target.identity[key] for key in IDENTITY_KEYS} | plan.settings | {
-        "batch_size": plan.batch_size, "n_batches": plan.n_batches, "n_samples": len(plan.folder.samples)}
-    if plan.request.command:
-        record["command"] = plan.request.command
-    return record
+    return {key: target.identity[key] for key in IDENTITY_KEYS} | plan.settings | {
+        "batch_size": plan.batch_size, "n_batches": plan.n_batches, "n_samples": len(plan.folder.samples)} | (
+        {"command": plan.request.command} if plan.request.command else {})
 
 
 def _compute(plan: ExtractionPlan, engine: Any, progress: ProgressFactory | None) -> tuple[int, float, dict[str, Any]]:
@@ -73,8 +72,6 @@ def _compute(plan: ExtractionPlan, engine: Any, progress: ProgressFactory | None
     Returns:
         (images computed, seconds, what the engine records in the caches).
     """
-    from featurekit.engines import BatchSink, ExtractionJob
-
     active = plan.active
     todo = sorted({b for target in active for b in range(plan.n_batches) if b not in target.done})
     embedder = plan.embedder
@@ -99,13 +96,11 @@ def _decode_options(plan: ExtractionPlan) -> dict[str, Any]:
 
     The decoder is plain data, so an engine may ship these options to other processes.
     """
-    from featurekit.views import ViewDecoder
-
     view, stored_size = plan.request.view, getattr(plan.embedder, "stored_size", None)
-    if view is None and stored_size is None:
-        return {"max_pixels": plan.request.max_pixels}
-    return {"max_pixels": plan.request.max_pixels,
-            "decode": ViewDecoder(view, str(plan.folder.root), stored_size, plan.request.backbone)}
+    options: dict[str, Any] = {"max_pixels": plan.request.max_pixels}
+    if view is not None or stored_size is not None:
+        options["decode"] = ViewDecoder(view, str(plan.folder.root), stored_size, plan.request.backbone)
+    return options
 
 
 def _cache_attributes(plan: ExtractionPlan, target: Target, engine_record: dict[str, Any]) -> dict[str, Any]:
