@@ -146,10 +146,7 @@ def _cache_shortcuts(report: AuditReport, root_text: str, paths: Sequence[str], 
             "to probe file properties"))
     files, notes = _image_files(root, paths, sha256)
     report.notes += notes
-    properties_present, unreadable = read_all_file_properties([f for f in files if f is not None], workers,
-                                                              max_pixels or None)
-    found = iter(properties_present)
-    properties = [next(found) if f is not None else None for f in files]
+    properties, unreadable = read_all_file_properties(files, workers, max_pixels or None)
     return shortcut_probes(properties, labels, splits, shortcut_auc, n_boot, seed, unreadable)
 
 
