@@ -2,15 +2,18 @@
 
 A command builds one Document; `featurekit.report.formats` turns it into a terminal table, CSV, JSON or
 Markdown. A block knows its terminal form (`rich`) and its Markdown form (`markdown`); a note meant for
-one of the two only leaves the other text empty.
+one of the two gives None for the other.
+
+Every cell, title and caption on a terminal is plain rich `Text`: file names, cache names, weights labels,
+layer and probe names are shown exactly as they are, never read as markup (`face[hidden].jpg`) or emoji codes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
-from featurekit.report.tables import Column, markdown_table, rich_table
+from featurekit.report.tables import Column
 
 
 @dataclass(frozen=True)
@@ -36,15 +39,31 @@ class Table:
     empty: str | None = None
 
     def rich(self):
+        """A rich Table of plain-text cells; with no rows and an `empty` text, the title (and caption) alone."""
+        from rich.table import Table as RichTable
         from rich.text import Text
 
         if self.empty is not None and not self.rows:
             return Text((self.title or "") + (f"; {self.caption}" if self.caption else ""))
-        return rich_table(self.rows, self.columns, title=self.title, caption=self.caption, row_style=self.row_style)
+        table = RichTable(title=Text(self.title) if self.title else None, caption=Text(self.caption) if self.caption else None)
+        for column in self.columns:
+            table.add_column(Text(column.header), justify=column.justify)  # type: ignore[arg-type]
+        for row in self.rows:
+            table.add_row(*(Text(column.text(row)) for column in self.columns),
+                          style=self.row_style(row) if self.row_style else None)
+        return table
 
     def markdown(self) -> str:
-        empty = self.empty is not None and not self.rows
-        body = self.empty + "\n" if empty else markdown_table(self.rows, self.columns)
+        """A GitHub Markdown table with the same cells as the terminal table (pipes escaped)."""
+        def line(cells: Iterable[str]) -> str:
+            return "| " + " | ".join(c.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ") for c in cells) + " |\n"
+
+        if self.empty is not None and not self.rows:
+            body = self.empty + "\n"
+        else:
+            body = line(c.header for c in self.columns) + "|" + "|".join(
+                "---:" if c.justify == "right" else "---" for c in self.columns) + "|\n"
+            body += "".join(line(c.text(row) for c in self.columns) for row in self.rows)
         text = (f"{self.heading}\n\n" if self.heading else "") + body
         return text + (f"\n{self.md_caption}\n" if self.md_caption else "")
 
@@ -60,10 +79,10 @@ class Note:
     def rich(self):
         from rich.text import Text
 
-        return Text(self.text or "", style=self.style)
+        return None if self.text is None else Text(self.text, style=self.style)
 
-    def markdown(self) -> str:
-        return (self.md or "") + "\n"
+    def markdown(self) -> str | None:
+        return None if self.md is None else self.md + "\n"
 
 
 Block = Table | Note
@@ -85,9 +104,3 @@ class Document:
     records: Sequence[dict[str, Any]] | None = None
     fieldnames: Sequence[str] = ()
     name: str = "this output"
-
-    def on_terminal(self) -> list[Block]:
-        return [block for block in self.blocks if not (isinstance(block, Note) and block.text is None)]
-
-    def in_markdown(self) -> list[Block]:
-        return [block for block in self.blocks if not (isinstance(block, Note) and block.md is None)]

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from featurekit.report.document import Document, Note, Table
-from featurekit.report.formats import FORMATS, render
+from featurekit.report.formats import FORMATS, render, unknown_format
 from featurekit.report.output import natural_width, write_text
 from featurekit.report.tables import Column, number, with_interval
 from featurekit.rows import OWN_TEST_SPLIT, ROW_KEYS, public_rows
@@ -86,18 +86,14 @@ COMPACT_COLUMNS = (
     Column("ROC AUC", number("roc_auc"), "right"),
     WIDE_COLUMNS[8], WIDE_COLUMNS[-1],
 )
-SCORED_ON_COLUMN = Column("scored on", scored_on)
-
-
-DATA_COLUMN = Column("data", lambda r: str(r.get("data") or ""))
 
 
 def columns_for(rows: list[dict[str, Any]], columns: tuple[Column, ...]) -> tuple[Column, ...]:
     """The columns, led by "scored on" when some rows were scored on a view or another test set (blocks), and
     by "data" when the rows come from caches of more than one data set."""
     if len({row.get("data") for row in rows}) > 1:
-        columns = (DATA_COLUMN, *columns)
-    return (SCORED_ON_COLUMN, *columns) if any(scored_elsewhere(row) for row in rows) else columns
+        columns = (Column("data", lambda r: str(r.get("data") or "")), *columns)
+    return (Column("scored on", scored_on), *columns) if any(scored_elsewhere(row) for row in rows) else columns
 
 
 def weights_footnotes(rows: list[dict[str, Any]]) -> list[str]:
@@ -144,10 +140,7 @@ def results_markdown(rows: list[dict[str, Any]]) -> str:
 def write_rows(rows: list[dict[str, Any]], fmt: str, out: str | Path | None) -> str:
     """Render compare rows as csv/json/md (every column); write to `out` when given; return the text."""
     if fmt in FORMATS and not FORMATS[fmt].to_file:
-        from featurekit.errors import FeaturekitError, given
-
-        raise FeaturekitError(f"Unknown output format {fmt!r}.", received=given("format", fmt),
-                              fix=f"Use one of: {', '.join(f for f, e in FORMATS.items() if e.to_file)}.")
+        raise unknown_format(fmt, [name for name, entry in FORMATS.items() if entry.to_file])
     text = render(results_document(rows), fmt)
     if out:
         write_text(text, out)
