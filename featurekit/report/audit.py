@@ -70,8 +70,12 @@ def _audit_sections(audit: dict[str, Any]) -> list[Table]:
     return sections  # shortcut probes that did not run are among the notes
 
 
-def audit_document(audit: dict[str, Any]) -> Document:
-    """An audit report (`AuditReport.to_dict()`): warnings first on a terminal, under the heading in Markdown."""
+def render_audit(audit: dict[str, Any], fmt: str):
+    """An audit report (`AuditReport.to_dict()`) as rich renderables (warnings first), JSON or Markdown (warnings
+    under the heading).
+
+    Every path, label and message is shown as plain text: a file called `[red]x.jpg` stays that name.
+    """
     heading = (f"audit of {audit['kind']} {audit['source']}: {audit['n_images']} images, classes "
                f"{', '.join(audit['class_names'])}")
     warnings = audit["warnings"]
@@ -85,12 +89,4 @@ def audit_document(audit: dict[str, Any]) -> Document:
     if audit["notes"]:
         blocks.append(Note(md="## notes\n\n" + "\n".join(f"- {note}" for note in audit["notes"])))
     blocks += [Note(f"note: {note}") for note in audit["notes"]]
-    return Document(blocks, data=audit, name="an audit")
-
-
-def render_audit(audit: dict[str, Any], fmt: str):
-    """An audit report (`AuditReport.to_dict()`) as rich renderables (warnings first), JSON or Markdown.
-
-    Every path, label and message is shown as plain text: a file called `[red]x.jpg` stays that name.
-    """
-    return render(audit_document(audit), fmt)
+    return render(Document(blocks, data=audit, name="an audit"), fmt)
