@@ -59,10 +59,15 @@ def scored_elsewhere(row: dict[str, Any]) -> bool:
     return bool(row.get("view")) or (row.get("test_set") or OWN_TEST_SPLIT) != OWN_TEST_SPLIT
 
 
+# Columns that the compare and sweep tables share.
+FEATURES_COLUMN = Column("features", features_text)
+WEIGHTS_COLUMN = Column("weights", lambda r: short_weights(r.get("weights_label")))
+PROBE_COLUMN = Column("probe", lambda r: str(r["probe"]))
+FIT_COLUMN = Column("fit s", lambda r: f"{r['fit_seconds']:.1f}" + (" (reused)" if r.get("reused") else ""), "right")
+SCORED_ON_COLUMN = Column("scored on", scored_on)
+
 WIDE_COLUMNS = (
-    Column("features", features_text),
-    Column("weights", lambda r: short_weights(r.get("weights_label"))),
-    Column("probe", lambda r: str(r["probe"])),
+    FEATURES_COLUMN, WEIGHTS_COLUMN, PROBE_COLUMN,
     Column("accuracy [95% CI]", lambda r: with_interval(r, "accuracy"), "right"),
     Column("acc real", number("accuracy_real"), "right"),
     Column("acc fake", number("accuracy_fake"), "right"),
@@ -78,14 +83,11 @@ WIDE_COLUMNS = (
     Column("oracle acc", number("oracle_accuracy"), "right"),
     Column("P(fake) real/fake", lambda r: (f"{r['mean_p_fake_real']:.2f}/{r['mean_p_fake_fake']:.2f}"
                                            if r.get("mean_p_fake_real") is not None else ""), "right"),
-    Column("fit s", lambda r: f"{r['fit_seconds']:.1f}" + (" (reused)" if r.get("reused") else ""), "right"),
+    FIT_COLUMN,
     Column("flags", flags_text),
 )
-COMPACT_COLUMNS = (
-    WIDE_COLUMNS[0], WIDE_COLUMNS[2], WIDE_COLUMNS[3],
-    Column("ROC AUC", number("roc_auc"), "right"),
-    WIDE_COLUMNS[8], WIDE_COLUMNS[-1],
-)
+COMPACT_COLUMNS = (FEATURES_COLUMN, PROBE_COLUMN, WIDE_COLUMNS[3], Column("ROC AUC", number("roc_auc"), "right"),
+                   WIDE_COLUMNS[8], WIDE_COLUMNS[-1])
 
 
 def columns_for(rows: list[dict[str, Any]], columns: tuple[Column, ...]) -> tuple[Column, ...]:
@@ -93,7 +95,7 @@ def columns_for(rows: list[dict[str, Any]], columns: tuple[Column, ...]) -> tupl
     by "data" when the rows come from caches of more than one data set."""
     if len({row.get("data") for row in rows}) > 1:
         columns = (Column("data", lambda r: str(r.get("data") or "")), *columns)
-    return (Column("scored on", scored_on), *columns) if any(scored_elsewhere(row) for row in rows) else columns
+    return (SCORED_ON_COLUMN, *columns) if any(scored_elsewhere(row) for row in rows) else columns
 
 
 def weights_footnotes(rows: list[dict[str, Any]]) -> list[str]:
