@@ -20,13 +20,9 @@ def find_exact_duplicates(paths: Sequence[str], splits: Sequence[str], labels: S
     by_hash: dict[str, list[Member]] = {}
     for path, split, label, digest in zip(paths, splits, labels, sha256):
         by_hash.setdefault(digest, []).append(Member(path, split, label))
-    cross, within = [], []
-    for digest, members in sorted(by_hash.items(), key=lambda item: item[1][0].path):
-        if len(members) < 2:
-            continue
-        group = DuplicateGroup(digest, sorted(members, key=lambda m: (split_rank(m.split), m.path)))
-        (cross if len(group.splits) > 1 else within).append(group)
-    return cross, within
+    groups = [DuplicateGroup(digest, sorted(members, key=lambda m: (split_rank(m.split), m.path)))
+              for digest, members in sorted(by_hash.items(), key=lambda item: item[1][0].path) if len(members) > 1]
+    return [g for g in groups if len(g.splits) > 1], [g for g in groups if len(g.splits) == 1]
 
 
 def class_balance(labels: np.ndarray, splits: np.ndarray, class_names: Sequence[str]) -> dict[str, dict[str, Any]]:

@@ -89,6 +89,14 @@ class ShortcutReport:
         """ROC AUC beyond the threshold on either side of chance: above it, or below 1 - threshold."""
         return abs(auc - 0.5) > self.threshold - 0.5
 
+    def is_signal(self, auc: float, interval: tuple[float, float]) -> bool:
+        """Far from chance in either direction, with a 95% interval that excludes 0.5.
+
+        Below chance is a signal too: what was learnt on train predicts the opposite on the scored split, so
+        the property differs between the classes, in a way that itself differs between the splits.
+        """
+        return self.far_from_chance(auc) and (interval[0] > 0.5 or interval[1] < 0.5)
+
     @property
     def verdict(self) -> str:
         if self.skipped:

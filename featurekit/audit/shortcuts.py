@@ -201,17 +201,6 @@ def bootstrap_auc_interval(y: np.ndarray, score: np.ndarray, n_boot: int = 500, 
     return round(float(low), 4), round(float(high), 4)
 
 
-def is_signal(auc: float, interval: tuple[float, float], threshold: float) -> bool:
-    """Far from chance in either direction (beyond `threshold`, or below 1 - threshold), with a 95% interval
-    that excludes 0.5.
-
-    Below chance is a signal too: what was learnt on train predicts the opposite on the scored split, so
-    the property differs between the classes, in a way that itself differs between the splits.
-    """
-    low, high = interval
-    return abs(auc - 0.5) > threshold - 0.5 and (low > 0.5 or high < 0.5)
-
-
 def shortcut_probes(properties: Sequence[FileProperties | None], labels: np.ndarray, splits: np.ndarray,
                     threshold: float = DEFAULT_SHORTCUT_AUC, n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
                     unreadable: Sequence[tuple[str, str]] = ()) -> ShortcutReport:
@@ -219,7 +208,7 @@ def shortcut_probes(properties: Sequence[FileProperties | None], labels: np.ndar
 
     Trained on the train split and scored on test (valid when test lacks a class). A property or probe
     is flagged when its ROC AUC is beyond `threshold` on either side of chance (above it, or below
-    1 - threshold) and its 95 % bootstrap interval excludes 0.5 (`is_signal`), so a few lucky test
+    1 - threshold) and its 95 % bootstrap interval excludes 0.5 (`ShortcutReport.is_signal`), so a few lucky test
     images cannot raise the alarm on their own.
     """
     from scipy.stats import binomtest
@@ -247,7 +236,7 @@ def shortcut_probes(properties: Sequence[FileProperties | None], labels: np.ndar
         """(ROC AUC on the scored split, its bootstrap interval); flags the name when it is a signal."""
         auc = roc_auc(y_eval, score)
         interval = bootstrap_auc_interval(y_eval, np.asarray(score, dtype=np.float64), n_boot, seed)
-        if is_signal(auc, interval, threshold):
+        if report.is_signal(auc, interval):
             report.flagged.append(name)
         return round(auc, 4), interval
 
