@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from featurekit.report.document import Document, Note, Table
+from featurekit.report.document import Column, Document, Note, Table
 from featurekit.report.formats import render
-from featurekit.report.tables import Column
 
 _BALANCE_FIXED = (Column("split", lambda r: r["split"]), Column("images", lambda r: str(r["total"]), "right"))
 _DUPLICATE_COLUMNS = (

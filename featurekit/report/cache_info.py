@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from featurekit.report.document import Document, Table
+from featurekit.report.document import Column, Document, Table
 from featurekit.report.formats import render
-from featurekit.report.tables import Column
 
 
 def _attribute_text(value: Any) -> str:

@@ -1,7 +1,8 @@
 """What a command shows, as data: a Document of blocks (tables and notes) with its JSON and CSV payloads.
 
-A command builds one Document; `featurekit.report.formats` turns it into a terminal table, CSV, JSON or
-Markdown. A block knows its terminal form (`rich`) and its Markdown form (`markdown`); a note meant for
+A Table shows rows through Columns (a header and how a row shows in it); CSV and JSON carry the rows'
+own keys instead, unformatted. A command builds one Document; `featurekit.report.formats` turns it into a
+terminal table, CSV, JSON or Markdown. A block knows its terminal form (`rich`) and its Markdown form (`markdown`); a note meant for
 one of the two gives None for the other.
 
 Every cell, title and caption on a terminal is plain rich `Text`: file names, cache names, weights labels,
@@ -13,7 +14,34 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
-from featurekit.report.tables import Column
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a table: its header and how a row shows in it (tables and Markdown)."""
+
+    header: str
+    text: Callable[[dict[str, Any]], str]
+    justify: str = "left"
+
+
+def with_interval(row: dict[str, Any], key: str, prefix: str = "") -> str:
+    """"0.912 [0.880, 0.940]" from a row's `key` and `key_ci_low/high`; the value alone without an interval."""
+    value, low, high = row[prefix + key], row.get(f"{prefix}{key}_ci_low"), row.get(f"{prefix}{key}_ci_high")
+    if low is None or high is None or not np.isfinite(low):
+        return f"{value:.3f}"
+    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def number(key: str, spec: str = ".3f") -> Callable[[dict[str, Any]], str]:
+    """A column text: the row's `key` formatted with `spec` ("" where the row has no such figure)."""
+    return lambda row: "" if row.get(key) is None else format(row[key], spec)
+
+
+def rank_value(value: Any) -> float:
+    """A figure to sort rows by: NaN and missing figures rank below every real one."""
+    return float(value) if value is not None and np.isfinite(value) else -1.0
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from featurekit.report.document import Document, Note, Table
+from featurekit.report.document import Column, Document, Note, Table, number, with_interval
 from featurekit.report.formats import FORMATS, render, unknown_format
 from featurekit.report.output import natural_width, write_text
-from featurekit.report.tables import Column, number, with_interval
 from featurekit.rows import OWN_TEST_SPLIT, ROW_KEYS, public_rows
 
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from featurekit.report.document import Document, Note, Table
+from featurekit.report.document import Column, Document, Note, Table, with_interval
 from featurekit.report.formats import render
 from featurekit.report.output import write_bytes
 from featurekit.report.results import (
     FEATURES_COLUMN, FIT_COLUMN, PROBE_COLUMN, SCORED_ON_COLUMN, WEIGHTS_COLUMN, features_text, weights_footnotes,
 )
-from featurekit.report.tables import Column, with_interval
 from featurekit.rows import SELECTION_RULE, SweepResult, gain_per_doubling
 
 
