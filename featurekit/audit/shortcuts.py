@@ -23,7 +23,6 @@ DEFAULT_SHORTCUT_AUC = 0.65
 DEFAULT_N_BOOT = 500
 PROPERTY_NAMES = ("file_size", "jpeg_quality", "width", "height", "mode", "format", "mean_red", "mean_green", "mean_blue")
 CATEGORICAL_PROPERTIES = ("mode", "format")
-PROBE_NAMES = ("logistic_regression", "decision_tree_depth3")
 
 # The IJG (libjpeg) luminance quantisation table at quality 50, from the JPEG standard's Annex K.
 IJG_LUMINANCE_TABLE = np.array([
@@ -263,20 +262,16 @@ def _direction(auc: float) -> str:
 
 def shortcut_warnings(shortcuts: ShortcutReport) -> tuple[list[str], list[str]]:
     """(loud warnings for flagged items, notes for items far from chance whose interval includes it)."""
-    warnings = []
     where = f"on the {shortcuts.eval_split} split ({shortcuts.n_eval} images)"
     bound = f"beyond {shortcuts.threshold} (or {1 - shortcuts.threshold:.2f})"
     scored = shortcuts.scored()
-    singles = [name for name in shortcuts.flagged if name in PROPERTY_NAMES]
-    for name in singles:
-        auc, (low, high) = scored[name]
-        warnings.append(
-            f"SHORTCUT: real and fake files differ in {name}: that property alone reaches ROC AUC "
-            f"{auc:.3f} [{low:.3f}, {high:.3f}] {where}, {bound}{_direction(auc)}. "
-            "A classifier can score without looking at the images; save both classes the same way "
-            "(format, size, JPEG quality) or report this baseline beside every result.")
-    probes = [name for name in shortcuts.flagged if name in PROBE_NAMES]
-    if probes and not singles:
+    warnings = [f"SHORTCUT: real and fake files differ in {name}: that property alone reaches ROC AUC "
+                f"{auc:.3f} [{low:.3f}, {high:.3f}] {where}, {bound}{_direction(auc)}. "
+                "A classifier can score without looking at the images; save both classes the same way "
+                "(format, size, JPEG quality) or report this baseline beside every result."
+                for name, (auc, (low, high)) in scored.items() if name in shortcuts.flagged and name in PROPERTY_NAMES]
+    probes = [name for name in shortcuts.flagged if name not in PROPERTY_NAMES]
+    if probes and not warnings:
         best = max(probes, key=lambda name: abs(scored[name][0] - 0.5))
         auc, (low, high) = scored[best]
         warnings.append(

@@ -25,13 +25,10 @@ RANDOM_COLOUR, COLLAPSED_COLOUR, PLAIN_COLOUR = "#d97706", "#dc2626", "#1f4e9c"
 
 
 def new_figure(width: float, height: float):
-    """A Figure on the Agg canvas, outside pyplot's list of open figures."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    """A Figure outside pyplot's list of open figures (`savefig` draws it with the canvas of the format)."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
+    return Figure(figsize=(width, height), layout="constrained")
 
 
 def figure_bytes(figure, fmt: str = "png", dpi: int = 120) -> bytes:
