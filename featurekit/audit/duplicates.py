@@ -42,20 +42,17 @@ def balance_warnings(balance: dict[str, dict[str, Any]], class_names: Sequence[s
     warnings = []
     overall = balance["all"]["fractions"]
     for split, row in balance.items():
+        missing = [name for name in class_names if row["counts"][name] == 0]
+        off = [name for name in class_names if abs(row["fractions"][name] - overall[name]) > tolerance]
         if split == "all" or row["total"] == 0:
             continue
-        missing = [name for name in class_names if row["counts"][name] == 0]
         if missing:
             warnings.append(f"IMBALANCE: the {split} split has no {', '.join(missing)} images; "
                             "metrics on it are undefined or meaningless.")
-            continue
-        for name in class_names:
-            if abs(row["fractions"][name] - overall[name]) > tolerance:
-                warnings.append(
-                    f"IMBALANCE: the {split} split is {row['fractions'][name]:.1%} {name} against "
-                    f"{overall[name]:.1%} over all images (tolerance {tolerance:.0%}); accuracy there "
-                    "is not comparable with the other splits.")
-                break
+        elif off:
+            warnings.append(f"IMBALANCE: the {split} split is {row['fractions'][off[0]]:.1%} {off[0]} against "
+                            f"{overall[off[0]]:.1%} over all images (tolerance {tolerance:.0%}); accuracy there "
+                            "is not comparable with the other splits.")
     return warnings
 
 

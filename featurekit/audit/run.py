@@ -59,11 +59,6 @@ def _finish(report: AuditReport, balance_tolerance: float) -> AuditReport:
         loud, notes = shortcut_warnings(report.shortcuts)
         warnings += loud
         report.notes += notes
-        if report.shortcuts.skipped:
-            report.notes.append(f"shortcut probes not run: {report.shortcuts.skipped}")
-        if report.shortcuts.unreadable:
-            report.notes.append(f"{len(report.shortcuts.unreadable)} image files could not be read for the shortcut "
-                                "probes")
     within_conflicts = [g for g in report.exact_within_split if g.label_conflict]
     if within_conflicts:
         warnings.append(f"LABEL CONFLICT: {len(within_conflicts)} groups of identical files carry both labels inside "

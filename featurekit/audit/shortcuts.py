@@ -261,7 +261,8 @@ def _direction(auc: float) -> str:
 
 
 def shortcut_warnings(shortcuts: ShortcutReport) -> tuple[list[str], list[str]]:
-    """(loud warnings for flagged items, notes for items far from chance whose interval includes it)."""
+    """(loud warnings for flagged items, notes: items far from chance whose interval includes it, probes that
+    did not run, files that could not be read)."""
     where = f"on the {shortcuts.eval_split} split ({shortcuts.n_eval} images)"
     bound = f"beyond {shortcuts.threshold} (or {1 - shortcuts.threshold:.2f})"
     scored = shortcuts.scored()
@@ -281,4 +282,8 @@ def shortcut_warnings(shortcuts: ShortcutReport) -> tuple[list[str], list[str]]:
     notes = [f"{name} reaches ROC AUC {auc:.3f} {where}, {bound}, but its 95% interval [{low:.3f}, {high:.3f}] "
              "includes chance: check on more images." for name, (auc, (low, high)) in scored.items()
              if shortcuts.far_from_chance(auc) and name not in shortcuts.flagged]
+    if shortcuts.skipped:
+        notes.append(f"shortcut probes not run: {shortcuts.skipped}")
+    if shortcuts.unreadable:
+        notes.append(f"{len(shortcuts.unreadable)} image files could not be read for the shortcut probes")
     return warnings, notes
