@@ -82,7 +82,7 @@ def curves_figure(rows: Sequence[dict[str, Any]], kind: str = "roc", columns: in
 
     Each probe keeps its colour in every panel; each legend lists its curves by area, best first.
     """
-    groups = curve_groups(rows)
+    groups, roc = curve_groups(rows), kind == "roc"
     if not groups:
         return None
     colours = probe_colours([row for _, members in groups for row in members])
@@ -90,29 +90,27 @@ def curves_figure(rows: Sequence[dict[str, Any]], kind: str = "roc", columns: in
     n_rows = math.ceil(len(groups) / n_columns)
     figure = new_figure(PANEL_INCHES * n_columns, PANEL_INCHES * n_rows + 0.4)
     axes = figure.subplots(n_rows, n_columns, squeeze=False, sharex=True, sharey=True)
-    for index, (name, members) in enumerate(groups):
-        ax = axes[index // n_columns][index % n_columns]
-        area_key = "roc_auc" if kind == "roc" else "average_precision"
-        shown = sorted(members, key=lambda r: -rank_value(r.get(area_key)))[:MAX_CURVES]
+    for ax, (name, members) in zip(axes.flat, groups):
+        shown = sorted(members, key=lambda r: -rank_value(r.get("roc_auc" if roc else "average_precision")))[:MAX_CURVES]
         for row in shown:
             x, y, area = _curve(row, kind)
             ax.plot(x, y, drawstyle="steps-post", linewidth=1.4, color=colours[str(row["probe"])],
-                    label=f"{row['probe']}{_label_marks(row)} ({'AUC' if kind == 'roc' else 'AP'} {area:.3f})")
-        if kind == "roc":
+                    label=f"{row['probe']}{_label_marks(row)} ({'AUC' if roc else 'AP'} {area:.3f})")
+        if roc:
             ax.plot([0, 1], [0, 1], linestyle=":", color="grey", linewidth=0.8)
         else:
             ax.axhline(float(np.mean(shown[0]["_labels"])), linestyle=":", color="grey", linewidth=0.8)
         more = len(members) - len(shown)
         ax.set_title(textwrap.fill(name, 42) + (f"\n(+{more} probes in the table)" if more else ""), fontsize=8)
-        ax.legend(fontsize=7, loc="lower right" if kind == "roc" else "lower left", frameon=True)
+        ax.legend(fontsize=7, loc="lower right" if roc else "lower left", frameon=True)
         ax.set(xlim=(0, 1), ylim=(0, 1.01))
         ax.grid(True, alpha=0.25)
-    for index in range(len(groups), n_rows * n_columns):
-        axes[index // n_columns][index % n_columns].set_visible(False)
-    roc = kind == "roc"
+    for ax in axes.flat[len(groups):]:
+        ax.set_visible(False)
     figure.supxlabel("false positive rate" if roc else "recall", fontsize=9)
     figure.supylabel("true positive rate" if roc else "precision", fontsize=9)
-    figure.suptitle(f"{'ROC' if roc else 'precision-recall'} on the test split, one panel per feature set (positive class: fake)", fontsize=10)
+    figure.suptitle(f"{'ROC' if roc else 'precision-recall'} on the test split, one panel per feature set "
+                    "(positive class: fake)", fontsize=10)
     return figure
 
 
