@@ -50,9 +50,7 @@ def estimate_jpeg_quality(quantization: dict[int, Sequence[int]] | None) -> int 
     their own tables (cameras, Photoshop) get the IJG quality of equal average coarseness, as in
     ImageMagick's estimate.
     """
-    if not quantization or 0 not in quantization:
-        return None
-    luminance = np.asarray(quantization[0], dtype=np.int64)
+    luminance = np.asarray((quantization or {}).get(0, ()), dtype=np.int64)
     if luminance.size != 64:
         return None
     return int(np.argmin(np.abs(_IJG_TABLE_SUMS - luminance.sum()))) + 1
