@@ -20,11 +20,6 @@ _ATTRIBUTE_COLUMNS = (Column("attribute", lambda r: r["key"]), Column("value", l
 _SKIPPED_COLUMNS = (Column("path", lambda r: r["path"]), Column("reason", lambda r: r["reason"]))
 
 
-def _count_columns(description: dict[str, Any]) -> list[Column]:
-    return [Column("split", lambda r: r["split"])] + [
-        Column(name, (lambda r, name=name: str(r[name])), "right") for name in description["class_names"]]
-
-
 _SKIPPED = {"skipped": "skipped files (did not decode)",
             "ignored": "ignored files (not images, links not followed, unreadable)"}
 
@@ -34,8 +29,10 @@ def render_cache(description: dict[str, Any], fmt: str):
     tables (a Group), or json, csv (section,key,value rows) or md text."""
     attributes = [{"key": k, "value": v} for k, v in description["attributes"].items()]
     counts = [{"split": split, **counts} for split, counts in description["counts"].items()]
+    count_columns = [Column("split", lambda r: r["split"]), *(Column(name, (lambda r, name=name: str(r[name])), "right")
+                                                             for name in description["class_names"])]
     parts = [(f"{description['path']}  ({description['size_mib']:.1f} MiB)", attributes, _ATTRIBUTE_COLUMNS),
-             ("images per split and class", counts, _count_columns(description))]
+             ("images per split and class", counts, count_columns)]
     parts += [(title, description[key], _SKIPPED_COLUMNS) for key, title in _SKIPPED.items() if description[key]]
     records = [{"section": "attribute", "key": r["key"], "value": _attribute_text(r["value"])} for r in attributes]
     records += [{"section": "count", "key": f"{split}/{name}", "value": n}
