@@ -44,9 +44,8 @@ def _named(groups: list[DuplicateGroup], describe) -> str:
 
 def _finish(report: AuditReport, balance_tolerance: float) -> AuditReport:
     """Turn the findings into warnings, leaks first."""
-    warnings = []
-    if report.exact_cross_split:
-        groups = report.exact_cross_split
+    warnings = report.warnings
+    if groups := report.exact_cross_split:
         conflicts = sum(g.label_conflict for g in groups)
         warnings.append(f"LEAK: {len(groups)} files have identical copies in other splits"
                         + (f", {conflicts} of them with CONFLICTING labels" if conflicts else "")
@@ -59,8 +58,7 @@ def _finish(report: AuditReport, balance_tolerance: float) -> AuditReport:
         loud, notes = shortcut_warnings(report.shortcuts)
         warnings += loud
         report.notes += notes
-    within_conflicts = [g for g in report.exact_within_split if g.label_conflict]
-    if within_conflicts:
+    if within_conflicts := [g for g in report.exact_within_split if g.label_conflict]:
         warnings.append(f"LABEL CONFLICT: {len(within_conflicts)} groups of identical files carry both labels inside "
                         f"one split (no classifier can be right on both; fix the labels): "
                         f"{_named(within_conflicts, lambda m: f'{m.path} ({m.label})')}.")
@@ -68,7 +66,6 @@ def _finish(report: AuditReport, balance_tolerance: float) -> AuditReport:
     if report.exact_within_split:
         report.notes.append(f"{len(report.exact_within_split)} groups of identical files inside one split "
                             "(not a leak, but they weigh double in training or scoring)")
-    report.warnings = warnings
     return report
 
 
