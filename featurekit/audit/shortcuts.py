@@ -133,13 +133,10 @@ def read_all_file_properties(paths: Sequence[Path | None], workers: int | None =
 
 
 def _property_columns(properties: Sequence[FileProperties]) -> dict[str, np.ndarray]:
-    def column(name: str) -> np.ndarray:
-        values = [getattr(p, name) for p in properties]
-        if name in CATEGORICAL_PROPERTIES:
-            return np.array([str(v) for v in values])
-        return np.array([-1.0 if v is None else float(v) for v in values])  # no JPEG quality: itself a property
-
-    return {name: column(name) for name in PROPERTY_NAMES}
+    columns = {name: [getattr(p, name) for p in properties] for name in PROPERTY_NAMES}
+    return {name: np.array([str(v) for v in values]) if name in CATEGORICAL_PROPERTIES
+            else np.array([-1.0 if v is None else float(v) for v in values])  # no JPEG quality: itself a property
+            for name, values in columns.items()}
 
 
 def _single_property_scores(train: np.ndarray, y_train: np.ndarray, scored: np.ndarray, categorical: bool) -> np.ndarray:
@@ -205,8 +202,8 @@ def shortcut_probes(properties: Sequence[FileProperties | None], labels: np.ndar
 
     Trained on the train split and scored on test (valid when test lacks a class). A property or probe
     is flagged when its ROC AUC is beyond `threshold` on either side of chance (above it, or below
-    1 - threshold) and its 95 % bootstrap interval excludes 0.5 (`ShortcutReport.is_signal`), so a few lucky test
-    images cannot raise the alarm on their own.
+    1 - threshold) and its 95 % bootstrap interval excludes 0.5 (`ShortcutReport.is_signal`), so a few
+    lucky test images cannot raise the alarm on their own.
     """
     from scipy.stats import binomtest
 

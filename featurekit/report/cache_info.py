@@ -38,6 +38,6 @@ def render_cache(description: dict[str, Any], fmt: str):
     records += [{"section": "count", "key": f"{split}/{name}", "value": n}
                 for split, counts in description["counts"].items() for name, n in counts.items()]
     records += [{"section": key, "key": s["path"], "value": s["reason"]} for key in _SKIPPED for s in description[key]]
-    return render(Document([Table(rows, columns, title=title, heading=f"### {title}") for title, rows, columns in parts],
-                           data=description, records=records, fieldnames=["section", "key", "value"],
+    tables = [Table(rows, columns, title=title, heading=f"### {title}") for title, rows, columns in parts]
+    return render(Document(tables, data=description, records=records, fieldnames=["section", "key", "value"],
                            name="a cache description"), fmt)

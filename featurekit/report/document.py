@@ -2,8 +2,8 @@
 
 A Table shows rows through Columns (a header and how a row shows in it); CSV and JSON carry the rows'
 own keys instead, unformatted. A command builds one Document; `featurekit.report.formats` turns it into a
-terminal table, CSV, JSON or Markdown. A block knows its terminal form (`rich`) and its Markdown form (`markdown`); a note meant for
-one of the two gives None for the other.
+terminal table, CSV, JSON or Markdown. A block knows its terminal form (`rich`) and its Markdown form
+(`markdown`); a note meant for one of the two gives None for the other.
 
 Every cell, title and caption on a terminal is plain rich `Text`: file names, cache names, weights labels,
 layer and probe names are shown exactly as they are, never read as markup (`face[hidden].jpg`) or emoji codes.
@@ -73,7 +73,8 @@ class Table:
 
         if self.empty is not None and not self.rows:
             return Text((self.title or "") + (f"; {self.caption}" if self.caption else ""))
-        table = RichTable(title=Text(self.title) if self.title else None, caption=Text(self.caption) if self.caption else None)
+        table = RichTable(title=Text(self.title) if self.title else None,
+                          caption=Text(self.caption) if self.caption else None)
         for column in self.columns:
             table.add_column(Text(column.header), justify=column.justify)  # type: ignore[arg-type]
         for row in self.rows:
@@ -84,7 +85,8 @@ class Table:
     def markdown(self) -> str:
         """A GitHub Markdown table with the same cells as the terminal table (pipes escaped)."""
         def line(cells: Iterable[str]) -> str:
-            return "| " + " | ".join(c.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ") for c in cells) + " |\n"
+            escaped = (cell.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ") for cell in cells)
+            return "| " + " | ".join(escaped) + " |\n"
 
         if self.empty is not None and not self.rows:
             body = self.empty + "\n"

@@ -91,7 +91,8 @@ def curves_figure(rows: Sequence[dict[str, Any]], kind: str = "roc", columns: in
     figure = new_figure(PANEL_INCHES * n_columns, PANEL_INCHES * n_rows + 0.4)
     axes = figure.subplots(n_rows, n_columns, squeeze=False, sharex=True, sharey=True)
     for ax, (name, members) in zip(axes.flat, groups):
-        shown = sorted(members, key=lambda r: -rank_value(r.get("roc_auc" if roc else "average_precision")))[:MAX_CURVES]
+        area_key = "roc_auc" if roc else "average_precision"
+        shown = sorted(members, key=lambda r: -rank_value(r.get(area_key)))[:MAX_CURVES]
         for row in shown:
             x, y, area = _curve(row, kind)
             ax.plot(x, y, drawstyle="steps-post", linewidth=1.4, color=colours[str(row["probe"])],
