@@ -17,20 +17,10 @@ for both, cheaply, before anyone trusts a table:
 `report.to_dict()` is plain JSON and `report.warnings` / `report.has_leaks` is what `compare` needs to warn.
 """
 
-from featurekit.audit.duplicates import class_balance, find_exact_duplicates, find_near_duplicates
-from featurekit.audit.report import AuditReport, DuplicateGroup, Member, NearDuplicatePair, ShortcutReport
+from featurekit.audit.duplicates import find_near_duplicates
+from featurekit.audit.report import AuditReport
 from featurekit.audit.run import audit_cache, audit_data, audit_from_options
-from featurekit.audit.shortcuts import (
-    FileProperties,
-    estimate_jpeg_quality,
-    read_all_file_properties,
-    read_file_properties,
-    shortcut_probes,
-)
+from featurekit.audit.shortcuts import estimate_jpeg_quality, read_file_properties
 
-__all__ = [
-    "AuditReport", "DuplicateGroup", "FileProperties", "Member", "NearDuplicatePair", "ShortcutReport",
-    "audit_cache", "audit_data", "audit_from_options", "class_balance", "estimate_jpeg_quality",
-    "find_exact_duplicates", "find_near_duplicates", "read_all_file_properties", "read_file_properties",
-    "shortcut_probes",
-]
+__all__ = ["AuditReport", "audit_cache", "audit_data", "audit_from_options", "estimate_jpeg_quality",
+           "find_near_duplicates", "read_file_properties"]

@@ -20,13 +20,9 @@ def find_exact_duplicates(paths: Sequence[str], splits: Sequence[str], labels: S
     by_hash: dict[str, list[Member]] = {}
     for path, split, label, digest in zip(paths, splits, labels, sha256):
         by_hash.setdefault(digest, []).append(Member(path, split, label))
-    cross, within = [], []
-    for digest, members in sorted(by_hash.items(), key=lambda item: item[1][0].path):
-        if len(members) < 2:
-            continue
-        group = DuplicateGroup(digest, sorted(members, key=lambda m: (split_rank(m.split), m.path)))
-        (cross if len(group.splits) > 1 else within).append(group)
-    return cross, within
+    groups = [DuplicateGroup(digest, sorted(members, key=lambda m: (split_rank(m.split), m.path)))
+              for digest, members in sorted(by_hash.items(), key=lambda item: item[1][0].path) if len(members) > 1]
+    return [g for g in groups if len(g.splits) > 1], [g for g in groups if len(g.splits) == 1]
 
 
 def class_balance(labels: np.ndarray, splits: np.ndarray, class_names: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -46,20 +42,17 @@ def balance_warnings(balance: dict[str, dict[str, Any]], class_names: Sequence[s
     warnings = []
     overall = balance["all"]["fractions"]
     for split, row in balance.items():
+        missing = [name for name in class_names if row["counts"][name] == 0]
+        off = [name for name in class_names if abs(row["fractions"][name] - overall[name]) > tolerance]
         if split == "all" or row["total"] == 0:
             continue
-        missing = [name for name in class_names if row["counts"][name] == 0]
         if missing:
             warnings.append(f"IMBALANCE: the {split} split has no {', '.join(missing)} images; "
                             "metrics on it are undefined or meaningless.")
-            continue
-        for name in class_names:
-            if abs(row["fractions"][name] - overall[name]) > tolerance:
-                warnings.append(
-                    f"IMBALANCE: the {split} split is {row['fractions'][name]:.1%} {name} against "
-                    f"{overall[name]:.1%} over all images (tolerance {tolerance:.0%}); accuracy there "
-                    "is not comparable with the other splits.")
-                break
+        elif off:
+            warnings.append(f"IMBALANCE: the {split} split is {row['fractions'][off[0]]:.1%} {off[0]} against "
+                            f"{overall[off[0]]:.1%} over all images (tolerance {tolerance:.0%}); accuracy there "
+                            "is not comparable with the other splits.")
     return warnings
 
 

@@ -89,6 +89,14 @@ class ShortcutReport:
         """ROC AUC beyond the threshold on either side of chance: above it, or below 1 - threshold."""
         return abs(auc - 0.5) > self.threshold - 0.5
 
+    def is_signal(self, auc: float, interval: tuple[float, float]) -> bool:
+        """Far from chance in either direction, with a 95% interval that excludes 0.5.
+
+        Below chance is a signal too: what was learnt on train predicts the opposite on the scored split, so
+        the property differs between the classes, in a way that itself differs between the splits.
+        """
+        return self.far_from_chance(auc) and (interval[0] > 0.5 or interval[1] < 0.5)
+
     @property
     def verdict(self) -> str:
         if self.skipped:
@@ -99,11 +107,8 @@ class ShortcutReport:
         return "inconclusive: far from chance, interval includes it" if far else "near chance"
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["verdict"] = self.verdict
-        out["property_auc_ci"] = {k: list(v) for k, v in self.property_auc_ci.items()}
-        out["unreadable"] = [list(item) for item in self.unreadable]
-        return out
+        return {**asdict(self), "verdict": self.verdict, "unreadable": [list(item) for item in self.unreadable],
+                "property_auc_ci": {k: list(v) for k, v in self.property_auc_ci.items()}}
 
 
 @dataclass
@@ -144,24 +149,15 @@ class AuditReport:
         return any(g.label_conflict for g in self.exact_cross_split + self.exact_within_split)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "kind": self.kind,
-            "class_names": self.class_names,
-            "n_images": self.n_images,
-            "has_leaks": self.has_leaks,
-            "has_shortcuts": self.has_shortcuts,
-            "has_label_conflicts": self.has_label_conflicts,
-            "warnings": self.warnings,
-            "notes": self.notes,
-            "balance": self.balance,
-            "exact_duplicates_across_splits": [g.to_dict() for g in self.exact_cross_split],
-            "exact_duplicates_within_split": [g.to_dict() for g in self.exact_within_split],
-            "near_duplicates": None if self.near_duplicates is None else {
-                "threshold": self.near_duplicate_threshold,
-                "centered": self.near_duplicate_centered,
-                "count": self.near_duplicate_count,
-                "listed": [p.to_dict() for p in self.near_duplicates],
-            },
-            "shortcuts": None if self.shortcuts is None else self.shortcuts.to_dict(),
-        }
+        near = None if self.near_duplicates is None else {
+            "threshold": self.near_duplicate_threshold, "centered": self.near_duplicate_centered,
+            "count": self.near_duplicate_count, "listed": [p.to_dict() for p in self.near_duplicates]}
+        return {**{key: getattr(self, key) for key in _PLAIN_KEYS},
+                "exact_duplicates_across_splits": [g.to_dict() for g in self.exact_cross_split],
+                "exact_duplicates_within_split": [g.to_dict() for g in self.exact_within_split],
+                "near_duplicates": near, "shortcuts": None if self.shortcuts is None else self.shortcuts.to_dict()}
+
+
+# The keys of `AuditReport.to_dict()` that are its attributes as they are, in the order of the JSON report.
+_PLAIN_KEYS = ("source", "kind", "class_names", "n_images", "has_leaks", "has_shortcuts", "has_label_conflicts",
+               "warnings", "notes", "balance")

@@ -44,9 +44,8 @@ def _named(groups: list[DuplicateGroup], describe) -> str:
 
 def _finish(report: AuditReport, balance_tolerance: float) -> AuditReport:
     """Turn the findings into warnings, leaks first."""
-    warnings = []
-    if report.exact_cross_split:
-        groups = report.exact_cross_split
+    warnings = report.warnings
+    if groups := report.exact_cross_split:
         conflicts = sum(g.label_conflict for g in groups)
         warnings.append(f"LEAK: {len(groups)} files have identical copies in other splits"
                         + (f", {conflicts} of them with CONFLICTING labels" if conflicts else "")
@@ -59,13 +58,7 @@ def _finish(report: AuditReport, balance_tolerance: float) -> AuditReport:
         loud, notes = shortcut_warnings(report.shortcuts)
         warnings += loud
         report.notes += notes
-        if report.shortcuts.skipped:
-            report.notes.append(f"shortcut probes not run: {report.shortcuts.skipped}")
-        if report.shortcuts.unreadable:
-            report.notes.append(f"{len(report.shortcuts.unreadable)} image files could not be read for the shortcut "
-                                "probes")
-    within_conflicts = [g for g in report.exact_within_split if g.label_conflict]
-    if within_conflicts:
+    if within_conflicts := [g for g in report.exact_within_split if g.label_conflict]:
         warnings.append(f"LABEL CONFLICT: {len(within_conflicts)} groups of identical files carry both labels inside "
                         f"one split (no classifier can be right on both; fix the labels): "
                         f"{_named(within_conflicts, lambda m: f'{m.path} ({m.label})')}.")
@@ -73,7 +66,6 @@ def _finish(report: AuditReport, balance_tolerance: float) -> AuditReport:
     if report.exact_within_split:
         report.notes.append(f"{len(report.exact_within_split)} groups of identical files inside one split "
                             "(not a leak, but they weigh double in training or scoring)")
-    report.warnings = warnings
     return report
 
 
@@ -114,42 +106,33 @@ def audit_data(folder: str | Path, *, split_fractions: tuple[float, float, float
     return _finish(report, balance_tolerance)
 
 
-def _image_files(data_root: Path, relative_paths: Sequence[str], sha256: Sequence[str]
-                 ) -> tuple[list[Path | None], list[str]]:
-    """Files of the cache's rows under data_root; rows whose file is gone, changed or outside are None."""
-    from featurekit.hashing import file_sha256
-
-    files: list[Path | None] = []
-    problems = {"missing": 0, "changed": 0, "outside": 0}
-    for relative, digest in zip(relative_paths, sha256):
-        relative = PurePosixPath(relative)
-        path = data_root.joinpath(*relative.parts)
-        problem = ("outside" if relative.is_absolute() or ".." in relative.parts else "missing" if not path.is_file()
-                   else "changed" if file_sha256(path) != digest else None)
-        files.append(None if problem else path)
-        if problem:
-            problems[problem] += 1
-    notes = [f"{count} image files {what} since extraction (left out of the shortcut probes)"
-             if what != "outside" else f"{count} cache paths point outside the data folder (ignored)"
-             for what, count in problems.items() if count]
-    return files, notes
-
-
 def _cache_shortcuts(report: AuditReport, root_text: str, paths: Sequence[str], sha256: Sequence[str],
                      labels: np.ndarray, splits: np.ndarray, shortcut_auc: float, n_boot: int, seed: int,
                      workers: int | None, max_pixels: int | None) -> ShortcutReport:
-    """Shortcut probes on the cache's image files, or why they cannot run."""
+    """Shortcut probes on the files of the cache's rows under the data folder, or why they cannot run.
+
+    Rows whose file is gone, changed (another sha256) or outside the folder are left out and noted.
+    """
+    from featurekit.hashing import file_sha256
+
     root = Path(root_text).expanduser() if root_text else None
     if root is None or not root.is_dir():
         return ShortcutReport(threshold=shortcut_auc, skipped=(
             f"the data folder {root_text or '(not recorded)'} is not here; pass {given('data_root', 'DIR')} "
             "to probe file properties"))
-    files, notes = _image_files(root, paths, sha256)
-    report.notes += notes
-    properties_present, unreadable = read_all_file_properties([f for f in files if f is not None], workers,
-                                                              max_pixels or None)
-    found = iter(properties_present)
-    properties = [next(found) if f is not None else None for f in files]
+    files: list[Path | None] = []
+    problems = {"missing": 0, "changed": 0, "outside": 0}
+    for relative, digest in zip(map(PurePosixPath, paths), sha256):
+        path = root.joinpath(*relative.parts)
+        problem = ("outside" if relative.is_absolute() or ".." in relative.parts else "missing" if not path.is_file()
+                   else "changed" if file_sha256(path) != digest else None)
+        files.append(None if problem else path)
+        if problem:
+            problems[problem] += 1
+    report.notes += [f"{count} image files {what} since extraction (left out of the shortcut probes)"
+                     if what != "outside" else f"{count} cache paths point outside the data folder (ignored)"
+                     for what, count in problems.items() if count]
+    properties, unreadable = read_all_file_properties(files, workers, max_pixels or None)
     return shortcut_probes(properties, labels, splits, shortcut_auc, n_boot, seed, unreadable)
 
 

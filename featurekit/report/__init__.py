@@ -4,8 +4,8 @@ Library functions return rows (plain dicts) or result objects (`featurekit.rows`
 them into every output of every command. They compute nothing and import nothing above `featurekit.rows`,
 `featurekit.errors` and `featurekit.fsutil`; nothing below imports from here.
 
-- `tables`: columns, rich and Markdown tables;  `document` + `formats`: a command's output as data, and
-  the registry of output formats (format name -> renderer);  `output`: files and the terminal.
+- `document` + `formats`: a command's output as data (tables of columns, notes), and the registry of
+  output formats (format name -> renderer);  `output`: files and the terminal.
 - One module per command's output: `backbones`, `cache_info` (`info`), `predictions`, `audit`,
   `results` (`compare`, `run`), `sweep`.
 - `plots` (matplotlib's object API only), `page` + `sweep_page` (the self-contained HTML report),

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from featurekit.report.document import Document, Note, Table
+from featurekit.report.document import Column, Document, Note, Table
 from featurekit.report.formats import render
-from featurekit.report.tables import Column
 
 _BALANCE_FIXED = (Column("split", lambda r: r["split"]), Column("images", lambda r: str(r["total"]), "right"))
 _DUPLICATE_COLUMNS = (
@@ -27,17 +26,13 @@ _SHORTCUT_COLUMNS = (
 _CLEAN = "No leaks, shortcuts or imbalance found."
 
 
-def _balance_columns(class_names: list[str]) -> list[Column]:
-    return [*_BALANCE_FIXED, *(Column(name, (lambda n: lambda r: f"{r['counts'][n]} ({r['fractions'][n]:.1%})")(name),
-                                      "right") for name in class_names)]
-
-
 def _section(title: str, rows: list[dict[str, Any]], columns: Any, caption: str = "") -> Table:
     return Table(rows, columns, title=title, caption=caption or None, heading=f"## {title}",
                  md_caption=caption or None, empty="none")
 
 
 def _shortcut_section(shortcuts: dict[str, Any]) -> Table:
+    """The shortcut probes, then each property alone: ROC AUC, interval and verdict."""
     rows = [{"name": name, "auc": probe["roc_auc"], "low": probe["roc_auc_ci_low"], "high": probe["roc_auc_ci_high"],
              "flagged": name in shortcuts["flagged"]} for name, probe in shortcuts["probes"].items()]
     rows += [{"name": f"{name} alone", "auc": auc, "low": (shortcuts["property_auc_ci"].get(name) or [0, 0])[0],
@@ -50,8 +45,10 @@ def _shortcut_section(shortcuts: dict[str, Any]) -> Table:
 
 def _audit_sections(audit: dict[str, Any]) -> list[Table]:
     """A table per finding of an audit report (`AuditReport.to_dict()`)."""
+    balance_columns = [*_BALANCE_FIXED, *(Column(name, lambda r, n=name: f"{r['counts'][n]} ({r['fractions'][n]:.1%})",
+                                                 "right") for name in audit["class_names"])]
     sections = [_section("class balance per split", [{"split": split, **row} for split, row in audit["balance"].items()],
-                         _balance_columns(audit["class_names"]))]
+                         balance_columns)]
     duplicates = [{"sha256": group["sha256"], "conflict": group["label_conflict"], **member}
                   for group in audit["exact_duplicates_across_splits"] for member in group["members"]]
     sections.append(_section(f"exact duplicates across splits: {len(audit['exact_duplicates_across_splits'])} groups",
@@ -70,8 +67,12 @@ def _audit_sections(audit: dict[str, Any]) -> list[Table]:
     return sections  # shortcut probes that did not run are among the notes
 
 
-def audit_document(audit: dict[str, Any]) -> Document:
-    """An audit report (`AuditReport.to_dict()`): warnings first on a terminal, under the heading in Markdown."""
+def render_audit(audit: dict[str, Any], fmt: str):
+    """An audit report (`AuditReport.to_dict()`) as rich renderables (warnings first), JSON or Markdown (warnings
+    under the heading).
+
+    Every path, label and message is shown as plain text: a file called `[red]x.jpg` stays that name.
+    """
     heading = (f"audit of {audit['kind']} {audit['source']}: {audit['n_images']} images, classes "
                f"{', '.join(audit['class_names'])}")
     warnings = audit["warnings"]
@@ -85,12 +86,4 @@ def audit_document(audit: dict[str, Any]) -> Document:
     if audit["notes"]:
         blocks.append(Note(md="## notes\n\n" + "\n".join(f"- {note}" for note in audit["notes"])))
     blocks += [Note(f"note: {note}") for note in audit["notes"]]
-    return Document(blocks, data=audit, name="an audit")
-
-
-def render_audit(audit: dict[str, Any], fmt: str):
-    """An audit report (`AuditReport.to_dict()`) as rich renderables (warnings first), JSON or Markdown.
-
-    Every path, label and message is shown as plain text: a file called `[red]x.jpg` stays that name.
-    """
-    return render(audit_document(audit), fmt)
+    return render(Document(blocks, data=audit, name="an audit"), fmt)

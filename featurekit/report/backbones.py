@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from featurekit.report.document import Document, Table
+from featurekit.report.document import Column, Document, Table
 from featurekit.report.formats import render
-from featurekit.report.tables import Column
 
 
 def backbone_rows(summaries: list[dict[str, Any]], default_weights: dict[str, str]) -> list[dict[str, Any]]:
@@ -19,16 +18,13 @@ def backbone_rows(summaries: list[dict[str, Any]], default_weights: dict[str, st
             for s in summaries]
 
 
-def _feature_sizes(row: dict[str, Any]) -> str:
-    return " / ".join(str(v) for k, v in row.items() if k.startswith("feature_dim_"))
-
-
 BACKBONE_COLUMNS = (
     Column("name", lambda r: str(r["name"])),
     Column("native size", lambda r: str(r["input_size"]), "right"),
     Column("preprocessing", lambda r: str(r["preprocessing"])),
     Column("last block", lambda r: str(r["output_layer"])),
-    Column("features (flatten / avg / max / meanstd)", _feature_sizes, "right"),
+    Column("features (flatten / avg / max / meanstd)",
+           lambda r: " / ".join(str(v) for k, v in r.items() if k.startswith("feature_dim_")), "right"),
     Column("parameters", lambda r: f"{r['params']:,}", "right"),
     Column("default weights", lambda r: str(r["default_weights"])),
     Column("weights", lambda r: str(r["weights"])),
@@ -44,24 +40,19 @@ WEIGHTS_FILE_COLUMNS = (
 )
 
 
-def backbones_document(summaries: list[dict[str, Any]], files: list[dict[str, Any]] | None = None,
-                       default_weights: dict[str, str] | None = None) -> Document:
-    """The `backbones` listing; with `files`, the known weights files too (CSV then lists the files)."""
-    rows = backbone_rows(summaries, default_weights or {})
-    blocks = [Table(rows, BACKBONE_COLUMNS, title="Backbones")]
-    if files is not None:
-        blocks.append(Table(files, WEIGHTS_FILE_COLUMNS, title="Known weights files"))
-        return Document(blocks, data={"backbones": summaries, "weights_files": files}, records=files,
-                        fieldnames=list(files[0]) if files else ["backbone"], name="the backbones listing")
-    return Document(blocks, data=summaries, records=rows, fieldnames=list(rows[0]) if rows else ["name"],
-                    name="the backbones listing")
-
-
 def render_backbones(summaries: list[dict[str, Any]], fmt: str, files: list[dict[str, Any]] | None = None,
                      default_weights: dict[str, str] | None = None):
-    """The `backbones` listing: a rich table, or csv/json/md text; with `files`, the known weights files too.
+    """The `backbones` listing: a rich table, or csv/json/md text; with `files`, the known weights files too
+    (CSV then lists the files).
 
     `default_weights`: each Keras backbone's default weights in words, by name
     (`featurekit.backbones.weights.default_weights_label`).
     """
-    return render(backbones_document(summaries, files, default_weights), fmt)
+    rows = backbone_rows(summaries, default_weights or {})
+    blocks = [Table(rows, BACKBONE_COLUMNS, title="Backbones")]
+    data, records, first_key = summaries, rows, "name"
+    if files is not None:
+        blocks.append(Table(files, WEIGHTS_FILE_COLUMNS, title="Known weights files"))
+        data, records, first_key = {"backbones": summaries, "weights_files": files}, files, "backbone"
+    return render(Document(blocks, data=data, records=records, fieldnames=list(records[0]) if records else [first_key],
+                           name="the backbones listing"), fmt)

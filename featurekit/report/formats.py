@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from featurekit.errors import FeaturekitError, given
+from featurekit.fsutil import check_output_file
 from featurekit.report.document import Document
 from featurekit.rows import plain
 
@@ -34,12 +35,12 @@ def csv_text(records: Iterable[dict[str, Any]], fieldnames: list[str]) -> str:
 def _terminal(document: Document):
     from rich.console import Group
 
-    parts = [block.rich() for block in document.on_terminal()]
+    parts = [part for part in (block.rich() for block in document.blocks) if part is not None]
     return parts[0] if len(parts) == 1 else Group(*parts)
 
 
 def _markdown(document: Document) -> str:
-    return "\n".join(block.markdown() for block in document.in_markdown())
+    return "\n".join(text for text in (block.markdown() for block in document.blocks) if text is not None)
 
 
 @dataclass(frozen=True)
@@ -59,27 +60,28 @@ FORMATS: dict[str, Format] = {
 }
 
 
+def unknown_format(fmt: str, usable: Iterable[str], what: str = "") -> FeaturekitError:
+    """The refusal of format `fmt` (`what`: " for compare rows"), naming the `usable` ones."""
+    return FeaturekitError(f"Unknown output format {fmt!r}{what}.", received=given("format", fmt),
+                           fix=f"Use one of: {', '.join(usable)}.")
+
+
 def render(document: Document, fmt: str):
     """The Document in format `fmt`: a rich renderable for `table`, else text."""
     entry = FORMATS.get(fmt)
     if entry is None or not entry.accepts(document):
-        usable = [name for name, f in FORMATS.items() if f.accepts(document)]
-        raise FeaturekitError(f"Unknown output format {fmt!r} for {document.name}.", received=given("format", fmt),
-                              fix=f"Use one of: {', '.join(usable)}.")
+        raise unknown_format(fmt, [name for name, f in FORMATS.items() if f.accepts(document)], f" for {document.name}")
     return entry.render(document)
 
 
 def check_output(fmt: str, out: str | Path | None) -> None:
     """Refuse an unknown format, or an output file for the terminal table (before any work is done)."""
     if fmt not in FORMATS:
-        raise FeaturekitError(f"Unknown output format {fmt!r}.", received=given("format", fmt),
-                              fix=f"Use one of: {', '.join(FORMATS)}.")
+        raise unknown_format(fmt, FORMATS)
     if out and not FORMATS[fmt].to_file:
         files = [name for name, f in FORMATS.items() if f.to_file]
         raise FeaturekitError(f"`out` needs a file format.",
                               received=f"{given('out', str(out))} {given('format', fmt)}",
                               fix=f"Add {' or '.join(given('format', name) for name in files)}.")
     if out:
-        from featurekit.fsutil import check_output_file
-
         check_output_file(out)

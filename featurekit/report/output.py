@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from featurekit.fsutil import atomic_write_bytes, make_folder
+
 
 def write_text(text: str, out: str | Path) -> Path:
     """Write a UTF-8 output file atomically (never half-written, never through a symlink)."""
@@ -12,8 +14,6 @@ def write_text(text: str, out: str | Path) -> Path:
 
 def write_bytes(data: bytes, out: str | Path) -> Path:
     """Write an output file (a PNG, or text as bytes) atomically, never through a symlink."""
-    from featurekit.fsutil import atomic_write_bytes, make_folder
-
     out = Path(out)
     make_folder(out.parent, f"create the folder of {out.name}")
     return atomic_write_bytes(out, data)

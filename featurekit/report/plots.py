@@ -15,9 +15,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from featurekit.report.document import rank_value
 from featurekit.report.output import write_bytes
 from featurekit.report.results import features_text, scored_elsewhere, short_weights
-from featurekit.report.tables import rank_value
 
 MAX_CURVES = 6  # curves per panel: more cannot be told apart
 PANEL_INCHES = 3.4
@@ -25,13 +25,10 @@ RANDOM_COLOUR, COLLAPSED_COLOUR, PLAIN_COLOUR = "#d97706", "#dc2626", "#1f4e9c"
 
 
 def new_figure(width: float, height: float):
-    """A Figure on the Agg canvas, outside pyplot's list of open figures."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    """A Figure outside pyplot's list of open figures (`savefig` draws it with the canvas of the format)."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
+    return Figure(figsize=(width, height), layout="constrained")
 
 
 def figure_bytes(figure, fmt: str = "png", dpi: int = 120) -> bytes:
@@ -85,7 +82,7 @@ def curves_figure(rows: Sequence[dict[str, Any]], kind: str = "roc", columns: in
 
     Each probe keeps its colour in every panel; each legend lists its curves by area, best first.
     """
-    groups = curve_groups(rows)
+    groups, roc = curve_groups(rows), kind == "roc"
     if not groups:
         return None
     colours = probe_colours([row for _, members in groups for row in members])
@@ -93,31 +90,28 @@ def curves_figure(rows: Sequence[dict[str, Any]], kind: str = "roc", columns: in
     n_rows = math.ceil(len(groups) / n_columns)
     figure = new_figure(PANEL_INCHES * n_columns, PANEL_INCHES * n_rows + 0.4)
     axes = figure.subplots(n_rows, n_columns, squeeze=False, sharex=True, sharey=True)
-    for index, (name, members) in enumerate(groups):
-        ax = axes[index // n_columns][index % n_columns]
-        area_key = "roc_auc" if kind == "roc" else "average_precision"
+    for ax, (name, members) in zip(axes.flat, groups):
+        area_key = "roc_auc" if roc else "average_precision"
         shown = sorted(members, key=lambda r: -rank_value(r.get(area_key)))[:MAX_CURVES]
         for row in shown:
             x, y, area = _curve(row, kind)
             ax.plot(x, y, drawstyle="steps-post", linewidth=1.4, color=colours[str(row["probe"])],
-                    label=f"{row['probe']}{_label_marks(row)} ({'AUC' if kind == 'roc' else 'AP'} {area:.3f})")
-        if kind == "roc":
+                    label=f"{row['probe']}{_label_marks(row)} ({'AUC' if roc else 'AP'} {area:.3f})")
+        if roc:
             ax.plot([0, 1], [0, 1], linestyle=":", color="grey", linewidth=0.8)
         else:
             ax.axhline(float(np.mean(shown[0]["_labels"])), linestyle=":", color="grey", linewidth=0.8)
         more = len(members) - len(shown)
         ax.set_title(textwrap.fill(name, 42) + (f"\n(+{more} probes in the table)" if more else ""), fontsize=8)
-        ax.legend(fontsize=7, loc="lower right" if kind == "roc" else "lower left", frameon=True)
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1.01)
+        ax.legend(fontsize=7, loc="lower right" if roc else "lower left", frameon=True)
+        ax.set(xlim=(0, 1), ylim=(0, 1.01))
         ax.grid(True, alpha=0.25)
-    for index in range(len(groups), n_rows * n_columns):
-        axes[index // n_columns][index % n_columns].set_visible(False)
-    xlabel, ylabel = ("false positive rate", "true positive rate") if kind == "roc" else ("recall", "precision")
-    figure.supxlabel(xlabel, fontsize=9)
-    figure.supylabel(ylabel, fontsize=9)
-    what = "ROC" if kind == "roc" else "precision-recall"
-    figure.suptitle(f"{what} on the test split, one panel per feature set (positive class: fake)", fontsize=10)
+    for ax in axes.flat[len(groups):]:
+        ax.set_visible(False)
+    figure.supxlabel("false positive rate" if roc else "recall", fontsize=9)
+    figure.supylabel("true positive rate" if roc else "precision", fontsize=9)
+    figure.suptitle(f"{'ROC' if roc else 'precision-recall'} on the test split, one panel per feature set "
+                    "(positive class: fake)", fontsize=10)
     return figure
 
 
@@ -135,21 +129,18 @@ def forest_figure(rows: Sequence[dict[str, Any]], figures: Sequence[tuple[str, s
     green, and their labels say so.
     """
     ordered = sorted(rows, key=lambda r: rank_value(r[figures[-1][0]]))
-    height = max(2.2, 0.24 * len(ordered) + 1.2)
-    figure = new_figure(5.5 * len(figures) + 5, height)
+    figure = new_figure(5.5 * len(figures) + 5, max(2.2, 0.24 * len(ordered) + 1.2))
     panels = figure.subplots(1, len(figures), sharey=True, squeeze=False)[0]
     positions = np.arange(len(ordered))
     for ax, (key, name) in zip(panels, figures):
         for y, row in zip(positions, ordered):
-            value = row[key]
             low, high = row.get(f"{key}_ci_low"), row.get(f"{key}_ci_high")
             colour = (CHOSEN_COLOUR if row is chosen else COLLAPSED_COLOUR if row.get("collapsed") else
                       RANDOM_COLOUR if row.get("random_features") else PLAIN_COLOUR)
             if low is not None and high is not None and np.isfinite(low):
                 ax.plot([low, high], [y, y], color=colour, linewidth=1.6)
-            marker = "x" if row.get("collapsed") else "o"
-            face = "none" if row.get("random_features") else colour
-            ax.plot([value], [y], marker=marker, markersize=5.5, color=colour, markerfacecolor=face, linestyle="none")
+            ax.plot([row[key]], [y], marker="x" if row.get("collapsed") else "o", markersize=5.5, color=colour,
+                    markerfacecolor="none" if row.get("random_features") else colour, linestyle="none")
         ax.axvline(0.5, color="grey", linestyle=":", linewidth=0.9)
         ax.set_xlim(min(0.4, *(_low(r, key) for r in ordered)) - 0.02, 1.0)
         ax.set_xlabel(f"{name} [95% interval]; dotted: chance", fontsize=8)
@@ -158,8 +149,7 @@ def forest_figure(rows: Sequence[dict[str, Any]], figures: Sequence[tuple[str, s
     panels[0].set_yticks(positions, [("CHOSEN: " if r is chosen else "") + _forest_label(r) for r in ordered])
     for label, row in zip(panels[0].get_yticklabels(), ordered):
         if row is chosen:
-            label.set_color(CHOSEN_COLOUR)
-            label.set_fontweight("bold")
+            label.set(color=CHOSEN_COLOUR, fontweight="bold")
     panels[0].set_ylim(-0.7, len(ordered) - 0.3)
     return figure
 
@@ -202,8 +192,7 @@ def learning_curve_figure(points: Sequence[dict[str, Any]], title: str, slope: f
                   + (f"; {slope:+.3f} per doubling" if slope is not None else ""))
     axes.set_xscale("log", base=2)
     axes.set_xticks(sizes, [str(s) for s in sizes])
-    axes.set_xlabel("training images (log2 scale)")
-    axes.set_ylabel("test ROC AUC")
+    axes.set(xlabel="training images (log2 scale)", ylabel="test ROC AUC")
     axes.set_title(textwrap.fill(title, 100), fontsize=8)
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8, loc="lower right")

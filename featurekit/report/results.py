@@ -7,10 +7,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from featurekit.report.document import Document, Note, Table
-from featurekit.report.formats import FORMATS, render
+from featurekit.report.document import Column, Document, Note, Table, number, with_interval
+from featurekit.report.formats import FORMATS, render, unknown_format
 from featurekit.report.output import natural_width, write_text
-from featurekit.report.tables import Column, number, with_interval
 from featurekit.rows import OWN_TEST_SPLIT, ROW_KEYS, public_rows
 
 
@@ -59,10 +58,15 @@ def scored_elsewhere(row: dict[str, Any]) -> bool:
     return bool(row.get("view")) or (row.get("test_set") or OWN_TEST_SPLIT) != OWN_TEST_SPLIT
 
 
+# Columns that the compare and sweep tables share.
+FEATURES_COLUMN = Column("features", features_text)
+WEIGHTS_COLUMN = Column("weights", lambda r: short_weights(r.get("weights_label")))
+PROBE_COLUMN = Column("probe", lambda r: str(r["probe"]))
+FIT_COLUMN = Column("fit s", lambda r: f"{r['fit_seconds']:.1f}" + (" (reused)" if r.get("reused") else ""), "right")
+SCORED_ON_COLUMN = Column("scored on", scored_on)
+
 WIDE_COLUMNS = (
-    Column("features", features_text),
-    Column("weights", lambda r: short_weights(r.get("weights_label"))),
-    Column("probe", lambda r: str(r["probe"])),
+    FEATURES_COLUMN, WEIGHTS_COLUMN, PROBE_COLUMN,
     Column("accuracy [95% CI]", lambda r: with_interval(r, "accuracy"), "right"),
     Column("acc real", number("accuracy_real"), "right"),
     Column("acc fake", number("accuracy_fake"), "right"),
@@ -78,25 +82,18 @@ WIDE_COLUMNS = (
     Column("oracle acc", number("oracle_accuracy"), "right"),
     Column("P(fake) real/fake", lambda r: (f"{r['mean_p_fake_real']:.2f}/{r['mean_p_fake_fake']:.2f}"
                                            if r.get("mean_p_fake_real") is not None else ""), "right"),
-    Column("fit s", lambda r: f"{r['fit_seconds']:.1f}" + (" (reused)" if r.get("reused") else ""), "right"),
+    FIT_COLUMN,
     Column("flags", flags_text),
 )
-COMPACT_COLUMNS = (
-    WIDE_COLUMNS[0], WIDE_COLUMNS[2], WIDE_COLUMNS[3],
-    Column("ROC AUC", number("roc_auc"), "right"),
-    WIDE_COLUMNS[8], WIDE_COLUMNS[-1],
-)
-SCORED_ON_COLUMN = Column("scored on", scored_on)
-
-
-DATA_COLUMN = Column("data", lambda r: str(r.get("data") or ""))
+COMPACT_COLUMNS = (FEATURES_COLUMN, PROBE_COLUMN, WIDE_COLUMNS[3], Column("ROC AUC", number("roc_auc"), "right"),
+                   WIDE_COLUMNS[8], WIDE_COLUMNS[-1])
 
 
 def columns_for(rows: list[dict[str, Any]], columns: tuple[Column, ...]) -> tuple[Column, ...]:
     """The columns, led by "scored on" when some rows were scored on a view or another test set (blocks), and
     by "data" when the rows come from caches of more than one data set."""
     if len({row.get("data") for row in rows}) > 1:
-        columns = (DATA_COLUMN, *columns)
+        columns = (Column("data", lambda r: str(r.get("data") or "")), *columns)
     return (SCORED_ON_COLUMN, *columns) if any(scored_elsewhere(row) for row in rows) else columns
 
 
@@ -144,10 +141,7 @@ def results_markdown(rows: list[dict[str, Any]]) -> str:
 def write_rows(rows: list[dict[str, Any]], fmt: str, out: str | Path | None) -> str:
     """Render compare rows as csv/json/md (every column); write to `out` when given; return the text."""
     if fmt in FORMATS and not FORMATS[fmt].to_file:
-        from featurekit.errors import FeaturekitError, given
-
-        raise FeaturekitError(f"Unknown output format {fmt!r}.", received=given("format", fmt),
-                              fix=f"Use one of: {', '.join(f for f, e in FORMATS.items() if e.to_file)}.")
+        raise unknown_format(fmt, [name for name, entry in FORMATS.items() if entry.to_file])
     text = render(results_document(rows), fmt)
     if out:
         write_text(text, out)

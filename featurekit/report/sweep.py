@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from featurekit.report.document import Document, Note, Table
+from featurekit.report.document import Column, Document, Note, Table, with_interval
 from featurekit.report.formats import render
 from featurekit.report.output import write_bytes
-from featurekit.report.results import features_text, scored_on, short_weights, weights_footnotes
-from featurekit.report.tables import Column, with_interval
+from featurekit.report.results import (
+    FEATURES_COLUMN, FIT_COLUMN, PROBE_COLUMN, SCORED_ON_COLUMN, WEIGHTS_COLUMN, features_text, weights_footnotes,
+)
 from featurekit.rows import SELECTION_RULE, SweepResult, gain_per_doubling
 
 
@@ -28,15 +29,12 @@ def _flags(row: dict[str, Any]) -> str:
 
 VALID_COLUMNS = (
     Column("rank", lambda r: "fusion" if r.get("rank") is None else str(r["rank"]), "right"),
-    Column("cache", _cache_text),
-    Column("features", features_text),
-    Column("weights", lambda r: short_weights(r.get("weights_label"))),
-    Column("probe", lambda r: str(r["probe"])),
+    Column("cache", _cache_text), FEATURES_COLUMN, WEIGHTS_COLUMN, PROBE_COLUMN,
     Column("dim", lambda r: str(r["feature_dim"]), "right"),
     Column("valid ROC AUC [95% CI]", lambda r: with_interval(r, "roc_auc", prefix="valid_"), "right"),
     Column("valid AP", lambda r: f"{r['valid_average_precision']:.3f}", "right"),
     Column("valid acc (thr on valid)", lambda r: f"{r['valid_accuracy']:.3f}", "right"),
-    Column("fit s", lambda r: f"{r['fit_seconds']:.1f}" + (" (reused)" if r.get("reused") else ""), "right"),
+    FIT_COLUMN,
     Column("flags", _flags),
 )
 CURVE_COLUMNS = (
@@ -52,7 +50,7 @@ _TEST_COLUMNS = (Column("test split", lambda r: r["what"]), Column("value", lamb
 
 
 TEST_SET_COLUMNS = (
-    Column("scored on", scored_on),
+    SCORED_ON_COLUMN,
     Column("images", lambda r: str(r["n"]), "right"),
     Column("accuracy at the threshold [95% CI]", lambda r: with_interval(r, "accuracy"), "right"),
     Column("acc real", lambda r: f"{r['accuracy_real']:.3f}", "right"),

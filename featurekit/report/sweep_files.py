@@ -14,15 +14,9 @@ from featurekit.rows import SweepResult
 def write_sweep_results(result: SweepResult, results_dir: str | Path) -> list[Path]:
     """results-dir/sweep-NAME.md, .json and .html, and sweep-NAME-learning-curve.png when there is a curve."""
     stem = Path(results_dir) / f"sweep-{result.name}"
-    written = []
-    plot_name = None
-    if result.learning_curve:
-        plot = plot_learning_curve(result.learning_curve, stem.with_name(stem.name + "-learning-curve.png"),
-                                   f"sweep {result.name}: {chosen_line(result)}")
-        plot_name = plot.name
-        written.append(plot)
-    written.append(write_text(sweep_markdown(result, plot_name), stem.with_suffix(".md")))
-    written.append(write_text(json_text(result.to_dict()), stem.with_suffix(".json")))
-    written.append(write_sweep_page(result, stem.with_suffix(".html")))
-    return written
+    plots = [plot_learning_curve(result.learning_curve, stem.with_name(stem.name + "-learning-curve.png"),
+                                 f"sweep {result.name}: {chosen_line(result)}")] if result.learning_curve else []
+    return [*plots, write_text(sweep_markdown(result, plots[0].name if plots else None), stem.with_suffix(".md")),
+            write_text(json_text(result.to_dict()), stem.with_suffix(".json")),
+            write_sweep_page(result, stem.with_suffix(".html"))]
 
