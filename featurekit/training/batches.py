@@ -4,14 +4,13 @@ Training batches are shuffled and augmented, and every batch is a pure function 
 epoch e visits the images in the order of a permutation seeded with (seed, e), wrapping around so the
 last batch is full too, and each image's flip and crop come from a generator seeded with (seed, e, its
 position). A run resumed at epoch e therefore sees exactly the batches an uninterrupted run would have,
-whichever thread decoded what first. Keras tells the dataset the epoch through `EpochSetter`.
+whichever thread decoded what first. A callback of the run tells the dataset the epoch (`set_epoch`).
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 import keras
 import numpy as np
@@ -111,13 +110,3 @@ class ImageBatches(keras.utils.PyDataset):
         self._pending.clear()
         self._decoder.close()
 
-
-class EpochSetter(keras.callbacks.Callback):
-    """Tells an `ImageBatches` which epoch Keras is starting (resumed runs start past epoch 0)."""
-
-    def __init__(self, dataset: ImageBatches):
-        super().__init__()
-        self.dataset = dataset
-
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self.dataset.set_epoch(epoch)

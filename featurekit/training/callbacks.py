@@ -36,16 +36,14 @@ class ProgressRecorder(keras.callbacks.Callback):
         out: The run's folder.
         state: The run's state (see `featurekit.training.state.prepare_out`), updated in place.
         images_per_epoch: Training images per epoch (for the images/s figure).
-        call_started: `time.perf_counter()` when this call of the run started.
+        since: The `time.perf_counter()` the run's seconds count from (earlier calls' seconds included).
         log: Where the one line per epoch goes.
     """
 
-    def __init__(self, out: Path, state: dict[str, Any], images_per_epoch: int, call_started: float,
+    def __init__(self, out: Path, state: dict[str, Any], images_per_epoch: int, since: float,
                  log: Callable[[str], None]):
         super().__init__()
-        self.out, self.state, self.images_per_epoch, self.log = out, state, images_per_epoch, log
-        self.call_started = call_started
-        self.seconds_before = state["seconds"]  # earlier calls of an interrupted run
+        self.out, self.state, self.images_per_epoch, self.since, self.log = out, state, images_per_epoch, since, log
         self._epoch_started = time.perf_counter()
         self._train_seconds: float | None = None
 
@@ -88,7 +86,7 @@ class ProgressRecorder(keras.callbacks.Callback):
             if state["wait"] >= patience:
                 state["stopped_early"] = True
                 self.model.stop_training = True
-        state["seconds"] = self.seconds_before + now - self.call_started
+        state["seconds"] = now - self.since
         # progress.json names the new best file only once it is complete; then the old one can go.
         atomic_write_json(out / PROGRESS_FILE, state)  # fsynced: a kill leaves the previous file
         keep = state["best"]["weights"] if state["best"] else None
@@ -107,5 +105,5 @@ class ProgressRecorder(keras.callbacks.Callback):
     def on_train_end(self, logs: dict | None = None) -> None:
         # Runs before BackupAndRestore deletes its backup, so a kill from here on never restarts at epoch 1.
         self.state["fit_finished"] = True
-        self.state["seconds"] = self.seconds_before + time.perf_counter() - self.call_started
+        self.state["seconds"] = time.perf_counter() - self.since
         atomic_write_json(self.out / PROGRESS_FILE, self.state)

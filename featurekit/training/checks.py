@@ -148,10 +148,14 @@ def check_split_sizes(folder: ImageFolder) -> None:
     counts = folder.split_counts()
     for split, least in (("train", MIN_TRAIN_IMAGES_PER_CLASS), ("valid", MIN_VALID_IMAGES_PER_CLASS)):
         if min(counts[split].values()) < least:
-            have = ", ".join(f"{n} {name}" for name, n in counts[split].items())
             raise FeaturekitError(
                 f"Too few images to train: the {split} split needs at least {least} images of each class, "
-                f"it has {have}.",
+                f"it has {counts_text(counts[split])}.",
                 received=f"{given('data', str(folder.root))} ({len(folder.samples)} images, layout {folder.layout})",
                 fix="Add images, or give that split a larger share with `split` (e.g. 0.7,0.15,0.15).",
             )
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    """'20 real, 20 fake': a split's images per class."""
+    return ", ".join(f"{n} {name}" for name, n in counts.items())

@@ -36,18 +36,18 @@ from typing import Any
 
 from featurekit.data import ImageFolder, Sample, scan_image_folder
 from featurekit.errors import FeaturekitError, given
-from featurekit.fsutil import atomic_write_json
+from featurekit.fsutil import atomic_write_json, exclusive_lock
 from featurekit.options import complete
-from featurekit.training.checks import TrainRequest, check_split_sizes, make_request
+from featurekit.training.checks import TrainRequest, check_split_sizes, counts_text, make_request
 from featurekit.training.state import (
     BACKUP_DIR,
     CLASSIFIER_FILE,
     LEGACY_IDENTITY,
+    LOCK_FILE,
     PROGRESS_FILE,
     RESULT_FILE,
     backup_epochs,
     model_file,
-    out_lock,
     prepare_out,
     read_weights,
     remove_unfinished_files,
@@ -98,7 +98,7 @@ class TrainPlan:
     """What a run will do: the request, how it trains (scratch or fine-tuning), the data, where it writes."""
 
     request: TrainRequest
-    method: Any  # ScratchTraining | FineTuning: identity, describe, build, datasets, warm_start, record, model_file
+    method: Any  # ScratchTraining | FineTuning: identity, describe, build, datasets, warm_start, record
     folder: ImageFolder
     split_fractions: tuple[float, float, float]
     out: Path
@@ -159,15 +159,18 @@ def train_from_options(options: dict[str, Any], log: Callable[[str], None] = pri
 
 def _train(options: dict[str, Any], log: Callable[[str], None], progress: bool, callbacks: list,
            save_classifier: bool) -> TrainResult:
-    """Request -> plan -> run, under the lock of the run's folder."""
+    """Request -> plan -> run, under the lock of the run's folder (two runs writing one folder would interleave
+    their backups)."""
     started = time.perf_counter()
     plan = plan_run(options)
     plan.out.mkdir(parents=True, exist_ok=True)
-    with out_lock(plan.out):
+    with exclusive_lock(plan.out / LOCK_FILE, "Another process ({holder}) is training into this folder right now.",
+                        received=given("out", str(plan.out)), fix="Wait for it to finish, or pass another `out`."):
         state = prepare_out(plan.out, plan.identity, options["overwrite"])
         state["epochs"], state["patience"] = options["epochs"], options["patience"]
         state["config"] = {key: (str(value) if isinstance(value, Path) else value) for key, value in options.items()}
-        return run_plan(plan, state, save_classifier, callbacks, progress, log, started)
+        # The clock of the whole run: earlier calls of an interrupted run count as if they ran just before this one.
+        return run_plan(plan, state, save_classifier, callbacks, progress, log, started - state["seconds"])
 
 
 def plan_run(options: dict[str, Any]) -> TrainPlan:
@@ -191,17 +194,19 @@ def plan_run(options: dict[str, Any]) -> TrainPlan:
 
 
 def run_plan(plan: TrainPlan, state: dict[str, Any], save_classifier: bool, extra_callbacks: list, progress: bool,
-             log: Callable[[str], None], started: float) -> TrainResult:
-    """Build the network, fit the epochs still to run (none for a finished fit), save the best epoch."""
+             log: Callable[[str], None], since: float) -> TrainResult:
+    """Build the network, fit the epochs still to run (none for a finished fit), save the best epoch.
+
+    `since` is the `time.perf_counter()` the run's seconds count from (earlier calls' seconds included).
+    """
     from featurekit.training.model import param_counts
     from featurekit.backend import seeded
 
     done = backup_epochs(plan.out)
-    seconds_before = state["seconds"]  # earlier calls of an interrupted run
     finished_fit = state["fit_finished"] or state["stopped_early"] or (done >= state["epochs"] and done > 0)
     # A resumed call gets its own seed for dropout, so its epochs do not replay the first epochs' draws.
     with seeded(plan.request.seed + done):
-        classifier, backbone = plan.method.build(log)
+        classifier, backbone = plan.method.build()
         params = param_counts(classifier, backbone)
         _compile(classifier, plan.request.learning_rate)
         train, skipped_train = _decodable_split(plan.folder, "train", plan.request.image_size, log)
@@ -210,9 +215,9 @@ def run_plan(plan: TrainPlan, state: dict[str, Any], save_classifier: bool, extr
             log(f"Training in {plan.out} had finished ({len(state['history'].get('loss', []))} epochs); saving "
                 "its best epoch.")
         else:
-            _fit(plan, state, classifier, params, train, valid, done, extra_callbacks, progress, log, started)
+            _fit(plan, state, classifier, params, train, valid, done, extra_callbacks, progress, log, since)
     return _finish(plan, state, classifier, backbone, params, save_classifier and plan.method.saves_classifier,
-                   train, valid, skipped_train + skipped_valid, log, started, seconds_before)
+                   train, valid, skipped_train + skipped_valid, log, since)
 
 
 def _compile(classifier, learning_rate: float) -> None:
@@ -227,13 +232,11 @@ def _compile(classifier, learning_rate: float) -> None:
 
 def _fit(plan: TrainPlan, state: dict[str, Any], classifier, params: dict[str, int], train: list[Sample],
          valid: list[Sample], done: int, extra_callbacks: list, progress: bool, log: Callable[[str], None],
-         started: float) -> None:
+         since: float) -> None:
     """Run the epochs from `done` on, recording each, backing up after each, stopping early on valid."""
     import keras
 
-    from featurekit.training.batches import EpochSetter
     from featurekit.training.callbacks import ProgressRecorder
-    from featurekit.training.schedule import schedule_callback
 
     request, out = plan.request, plan.out
     if done:
@@ -250,14 +253,18 @@ def _fit(plan: TrainPlan, state: dict[str, Any], classifier, params: dict[str, i
     if not done:
         plan.method.warm_start(train_batches, log)
     sys.stdout.flush()
-    recorder = ProgressRecorder(out, state, len(train_batches) * request.batch_size, started, log)
+    # Batches and learning rates are functions of the epoch (resumed runs start past epoch 0); plateau reads the
+    # monitored values of the epochs finished before (the recorder appends each epoch's row when it ends).
+    epoch_setter = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: train_batches.set_epoch(epoch))
+    scheduler = keras.callbacks.LearningRateScheduler(
+        lambda epoch: request.schedule.rate(epoch, state["history"].get(request.schedule.monitor, [])))
+    recorder = ProgressRecorder(out, state, len(train_batches) * request.batch_size, since, log)
     # double_checkpoint: a kill while the backup is being written leaves the previous epoch's copy.
     backup = keras.callbacks.BackupAndRestore(backup_dir=str(out / BACKUP_DIR), double_checkpoint=True)
     verbose = 1 if progress and sys.stdout.isatty() else 0
     try:
         classifier.fit(train_batches, validation_data=valid_batches, epochs=state["epochs"], verbose=verbose,
-                       callbacks=[EpochSetter(train_batches), schedule_callback(request.schedule, state), recorder,
-                                  backup, *extra_callbacks])
+                       callbacks=[epoch_setter, scheduler, recorder, backup, *extra_callbacks])
     finally:
         train_batches.close()
         valid_batches.close()
@@ -267,8 +274,8 @@ def _log_start(plan: TrainPlan, state: dict[str, Any], params: dict[str, int], n
                log: Callable[[str], None]) -> None:
     request, counts = plan.request, plan.folder.split_counts()
     schedule = request.schedule
-    log(f"{plan.method.describe()} on {plan.folder.root}: {n_train} train images ({_counts_text(counts['train'])}), "
-        f"{n_valid} valid ({_counts_text(counts['valid'])}), {request.image_size}x{request.image_size}, batch "
+    log(f"{plan.method.describe()} on {plan.folder.root}: {n_train} train images ({counts_text(counts['train'])}), "
+        f"{n_valid} valid ({counts_text(counts['valid'])}), {request.image_size}x{request.image_size}, batch "
         f"{request.batch_size}, up to {state['epochs']} epochs, {schedule.describe()}, early stop on "
         f"{request.monitor} (patience {state['patience']}).")
     if schedule.name == "plateau" and schedule.plateau_patience >= state["patience"]:
@@ -280,7 +287,7 @@ def _log_start(plan: TrainPlan, state: dict[str, Any], params: dict[str, int], n
 
 def _finish(plan: TrainPlan, state: dict[str, Any], classifier, backbone, params: dict[str, int],
             save_classifier: bool, train: list[Sample], valid: list[Sample], skipped: list[tuple[str, str]],
-            log: Callable[[str], None], started: float, seconds_before: float) -> TrainResult:
+            log: Callable[[str], None], since: float) -> TrainResult:
     """Load the best epoch's weights, save the backbone (and classifier), write training.json, tidy up."""
     from featurekit.training.model import save_keras
 
@@ -294,14 +301,14 @@ def _finish(plan: TrainPlan, state: dict[str, Any], classifier, backbone, params
         )
     best, history = state["best"], state["history"]
     classifier.set_weights(read_weights(out / best["weights"]))
-    model_path = save_keras(backbone, out / plan.method.model_file)
+    model_path = save_keras(backbone, out / model_file(plan.request.backbone))
     if save_classifier:
         save_keras(classifier, out / CLASSIFIER_FILE)
     rates = history.get("train_images_per_second", [])
     result = TrainResult(
         model_path=model_path, best_epoch=best["epoch"], best_valid_accuracy=best["val_accuracy"],
         best_valid_loss=best["val_loss"], epochs_run=len(history.get("loss", [])), history=history,
-        seconds=seconds_before + time.perf_counter() - started, out=out,
+        seconds=time.perf_counter() - since, out=out,
         train_images_per_second=statistics.median(rates) if rates else 0.0,
         seconds_to_best=sum(history["epoch_seconds"][: best["epoch"]]), stopped_early=state["stopped_early"],
         resumed_from=state["resumed_from"], params=params)
@@ -337,13 +344,12 @@ def finished_model(options: dict[str, Any]) -> Path | None:
     record_path, model_path = out / RESULT_FILE, out / model_file(options["backbone"])
     if not (record_path.is_file() and model_path.is_file()):
         return None
-    config = json.loads(record_path.read_text()).get("config", {})
+    config = {**LEGACY_IDENTITY, **json.loads(record_path.read_text()).get("config", {})}
     request = make_request(options)
-    if (config.get("backbone") != request.backbone or config.get("image_size") != request.image_size
-            or config.get("unfreeze_from") != request.unfreeze_from
-            or config.get("schedule", LEGACY_IDENTITY["schedule"]) != request.schedule.identity()):
-        return None  # training then refuses the folder, naming the finished run in it
-    return model_path
+    wanted = {"backbone": request.backbone, "image_size": request.image_size, "unfreeze_from": request.unfreeze_from,
+              "schedule": request.schedule.identity()}
+    # Another run there: training then refuses the folder, naming the finished run in it.
+    return model_path if all(config.get(key) == value for key, value in wanted.items()) else None
 
 
 def _run_folder(options: dict[str, Any]) -> Path:
@@ -365,10 +371,6 @@ def _decodable_split(folder: ImageFolder, split: str, image_size: int,
     return [samples[i] for i in good], bad
 
 
-def _counts_text(counts: dict[str, int]) -> str:
-    return ", ".join(f"{n} {name}" for name, n in counts.items())
-
-
 # TrainResult's fields that training.json records as they are, in its order.
 _RECORDED_RESULT = ("best_epoch", "best_valid_accuracy", "best_valid_loss", "epochs_run", "stopped_early",
                     "resumed_from", "seconds", "seconds_to_best", "train_images_per_second", "params")
@@ -386,7 +388,7 @@ def _result_record(result: TrainResult, plan: TrainPlan, state: dict[str, Any], 
     record = {
         "finished": True,
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model_path": plan.method.model_file,
+        "model_path": result.model_path.name,
         "model_sha256": file_sha256(result.model_path),
         "classifier_path": CLASSIFIER_FILE if save_classifier else None,
         **{name: getattr(result, name) for name in _RECORDED_RESULT},

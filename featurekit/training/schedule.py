@@ -27,6 +27,7 @@ from typing import Any
 
 from featurekit.errors import FeaturekitError, given
 
+
 @dataclass(frozen=True)
 class Schedule:
     """A learning-rate schedule over epochs.
@@ -101,12 +102,10 @@ class Schedule:
         # Decaying over epochs - 1 - warmup steps puts the minimum exactly on the last epoch (one epoch: the rate).
         decay_steps = max(1, self.epochs - 1 - warmup)
         alpha = self.min_learning_rate / self.learning_rate
-        if warmup:
-            cosine = keras.optimizers.schedules.CosineDecay(
-                self.learning_rate / (warmup + 1), decay_steps, alpha=alpha, warmup_target=self.learning_rate,
-                warmup_steps=warmup)
-        else:
-            cosine = keras.optimizers.schedules.CosineDecay(self.learning_rate, decay_steps, alpha=alpha)
+        # With no warmup (warmup_steps 0) this is the plain decay from the learning rate, to the same bits.
+        cosine = keras.optimizers.schedules.CosineDecay(
+            self.learning_rate / (warmup + 1), decay_steps, alpha=alpha, warmup_target=self.learning_rate,
+            warmup_steps=warmup)
         return float(keras.ops.convert_to_numpy(cosine(epoch)))
 
     def _plateau_rate(self, monitored: Sequence[float]) -> float:
@@ -156,18 +155,3 @@ def make_schedule(name: str, learning_rate: float, epochs: int, min_learning_rat
                     min_learning_rate=float(min_learning_rate), warmup_epochs=warmup_epochs,
                     plateau_factor=float(plateau_factor), plateau_patience=plateau_patience, monitor=monitor)
 
-
-def schedule_callback(schedule: Schedule, state: dict[str, Any]):
-    """Keras' `LearningRateScheduler` setting `schedule.rate(epoch, ...)` at the start of each epoch.
-
-    Args:
-        schedule: The run's schedule.
-        state: The run's state; plateau reads `state["history"][schedule.monitor]` of the epochs finished
-            before the one starting (the progress recorder appends each epoch's row when it ends).
-    """
-    import keras
-
-    def rate(epoch: int) -> float:
-        return schedule.rate(epoch, state["history"].get(schedule.monitor, [])[:epoch])
-
-    return keras.callbacks.LearningRateScheduler(rate)

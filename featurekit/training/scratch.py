@@ -1,7 +1,8 @@
 """Training InceptionV1 from scratch: the network (with its top) and shuffled, augmented image batches.
 
 One of the two ways `featurekit.training.runner` trains (the other is `featurekit.training.finetune`); both
-offer the same small interface: `identity`, `describe`, `build`, `datasets`, `warm_start`, `record`, `model_file`.
+offer the same small interface: `identity`, `describe`, `build`, `datasets`, `warm_start`, `record`,
+`saves_classifier`.
 """
 
 from __future__ import annotations
@@ -13,13 +14,10 @@ from typing import Any
 from featurekit.data import ImageFolder, Sample
 from featurekit.training.checks import TrainRequest
 
-MODEL_FILE = "inceptionv1.keras"
-
 
 class ScratchTraining:
     """InceptionV1 with He init and batch norm, trained end to end on the images (flips and small crops)."""
 
-    model_file = MODEL_FILE
     saves_classifier = True
 
     def __init__(self, request: TrainRequest):
@@ -31,7 +29,7 @@ class ScratchTraining:
     def describe(self) -> str:
         return f"Training {self.request.backbone} from scratch"
 
-    def build(self, log: Callable[[str], None]):
+    def build(self):
         """(classifier images -> P(fake), backbone); the backbone's layers are the classifier's."""
         from featurekit.training.model import build_classifier
 

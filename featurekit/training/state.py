@@ -13,15 +13,13 @@ from __future__ import annotations
 import io
 import json
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from featurekit.errors import FeaturekitError, given
-from featurekit.fsutil import atomic_write_bytes, atomic_write_json, exclusive_lock
+from featurekit.fsutil import atomic_write_bytes, atomic_write_json
 
 CLASSIFIER_FILE = "classifier.keras"
 RESULT_FILE = "training.json"
@@ -37,15 +35,6 @@ IDENTITY_KEYS = ("backbone", "image_size", "batch_size", "learning_rate", "sched
                  "split_fractions", "data_fingerprint")
 # What an unfinished run from before a key existed had (its progress.json lacks the key).
 LEGACY_IDENTITY = {"schedule": {"name": "constant"}}
-
-
-@contextmanager
-def out_lock(out: Path) -> Iterator[None]:
-    """Hold the folder's lock: two runs writing one folder would interleave their backups."""
-    with exclusive_lock(out / LOCK_FILE, "Another process ({holder}) is training into this folder right now.",
-                        received=given("out", str(out)),
-                        fix="Wait for it to finish, or pass another `out`."):
-        yield
 
 
 def write_weights(path: Path, weights: list[np.ndarray]) -> None:
@@ -65,12 +54,6 @@ def model_file(backbone: str) -> str:
     return f"{backbone}.keras"
 
 
-def remove_run_files(out: Path, backbone: str) -> None:
-    for name in (model_file(backbone), CLASSIFIER_FILE, RESULT_FILE, PROGRESS_FILE):
-        (out / name).unlink(missing_ok=True)
-    remove_unfinished_files(out)
-
-
 def remove_unfinished_files(out: Path) -> None:
     """What only an unfinished run needs: best-epoch weights, Keras' backup and the trunk's cached maps."""
     for path in out.glob(BEST_WEIGHTS_GLOB):
@@ -84,7 +67,9 @@ def prepare_out(out: Path, identity: dict[str, Any], overwrite: bool) -> dict[st
     """Refuse a finished run, start afresh, or load the state of an unfinished run with the same settings."""
     result_path, progress_path = out / RESULT_FILE, out / PROGRESS_FILE
     if overwrite:
-        remove_run_files(out, identity["backbone"])
+        for name in (model_file(identity["backbone"]), CLASSIFIER_FILE, RESULT_FILE, PROGRESS_FILE):
+            (out / name).unlink(missing_ok=True)
+        remove_unfinished_files(out)
     if result_path.exists():
         finished = json.loads(result_path.read_text())
         raise FeaturekitError(
