@@ -8,6 +8,7 @@ same best epoch and patience count.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -20,13 +21,6 @@ from featurekit.fsutil import atomic_write_json
 from featurekit.training.state import BEST_WEIGHTS_GLOB, PROGRESS_FILE, write_weights
 
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
-
-
-def improved(value: float, best: dict[str, Any] | None, monitor: str) -> bool:
-    """Whether `value` of `monitor` beats the best epoch so far (a NaN never does)."""
-    if best is None:
-        return value == value
-    return value < best["value"] if monitor == "val_loss" else value > best["value"]
 
 
 class ProgressRecorder(keras.callbacks.Callback):
@@ -59,21 +53,21 @@ class ProgressRecorder(keras.callbacks.Callback):
         state, out = self.state, self.out
         monitor, epochs, patience = state["identity"]["monitor"], state["epochs"], state["patience"]
         now = time.perf_counter()
-        logs = dict(logs or {})
         epoch_seconds = now - self._epoch_started
         train_seconds = self._train_seconds or epoch_seconds
-        row = {key: float(logs[key]) for key in HISTORY_KEYS}
-        # The rate this epoch trained at (the schedule sets it when an epoch begins and only then).
-        row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        row |= {"epoch_seconds": epoch_seconds, "train_seconds": train_seconds,
-                "train_images_per_second": self.images_per_epoch / train_seconds}
+        row = {**{key: float(logs[key]) for key in HISTORY_KEYS},
+               # The rate this epoch trained at (the schedule sets it when an epoch begins and only then).
+               "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
+               "epoch_seconds": epoch_seconds, "train_seconds": train_seconds,
+               "train_images_per_second": self.images_per_epoch / train_seconds}
         for key, value in row.items():
             values = state["history"].setdefault(key, [])
             # A resumed run may redo an epoch whose backup did not finish: its row is replaced.
             del values[epoch:]
             values.append(value)
-        marker = ""
-        if improved(row[monitor], state["best"], monitor):
+        marker, lower_is_better = "", monitor == "val_loss"
+        best = state["best"]["value"] if state["best"] else (math.inf if lower_is_better else -math.inf)
+        if row[monitor] < best if lower_is_better else row[monitor] > best:  # a NaN is never better
             # The model's arrays only (save_weights would add Adam's two slots per weight: 3x the bytes).
             weights = out / f"best-epoch{epoch + 1:03d}.npz"
             write_weights(weights, self.model.get_weights())

@@ -9,7 +9,6 @@ The backbone alone, with the best epoch's weights, is what extraction uses after
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import keras
@@ -79,7 +78,5 @@ def save_keras(model: keras.Model, path: Path) -> Path:
         with tensorflow_kept_out():  # Keras' serialisation would import TensorFlow under JAX or PyTorch
             model.save(temporary)
         return commit_file(temporary, path)
-    except BaseException:
-        if os.path.lexists(temporary):
-            temporary.unlink()
-        raise
+    finally:
+        temporary.unlink(missing_ok=True)  # gone once committed; what a failed save left otherwise

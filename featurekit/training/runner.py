@@ -11,8 +11,8 @@ the backbone alone, with the best epoch's weights, is saved as `<backbone>.keras
 
 The flow is request -> plan -> run: the options are validated against their declarations
 (`featurekit.options.complete`), `plan_run` checks the request (`featurekit.training.checks.make_request`),
-reads the data folder and prepares the network's parent (nothing is written until then), and `run_plan`
-builds, fits and saves.
+reads the data folder, prepares the network's parent and checks which images decode (nothing is written until
+then), and the run, under the folder's lock, builds, fits and saves.
 Calling `train_backbone` again with the same settings resumes an interrupted run from the last finished
 epoch (see `featurekit.training.state`). Training batches are a pure function of (seed, epoch, step), so
 resumed epochs see the same shuffles and augmentations, and the same learning rates, as an uninterrupted run;
@@ -95,12 +95,19 @@ class TrainResult:
 
 @dataclass
 class TrainPlan:
-    """What a run will do: the request, how it trains (scratch or fine-tuning), the data, where it writes."""
+    """What a run will do: the request, how it trains (scratch or fine-tuning), the data, where it writes.
+
+    `train` and `valid` hold the split's images that decode (checked once, so every batch of every epoch is
+    full); `skipped` the (path, reason) of the others.
+    """
 
     request: TrainRequest
     method: Any  # ScratchTraining | FineTuning: identity, describe, build, datasets, warm_start, record
     folder: ImageFolder
     split_fractions: tuple[float, float, float]
+    train: list[Sample]
+    valid: list[Sample]
+    skipped: list[tuple[str, str]]
     out: Path
     identity: dict[str, Any]
 
@@ -159,23 +166,41 @@ def train_from_options(options: dict[str, Any], log: Callable[[str], None] = pri
 
 def _train(options: dict[str, Any], log: Callable[[str], None], progress: bool, callbacks: list,
            save_classifier: bool) -> TrainResult:
-    """Request -> plan -> run, under the lock of the run's folder (two runs writing one folder would interleave
-    their backups)."""
+    """Request -> plan -> run: under the folder's lock (two runs writing one folder would interleave their
+    backups), build the network, fit the epochs still to run (none for a finished fit), save the best epoch."""
+    from featurekit.backend import seeded
+    from featurekit.training.model import param_counts
+
     started = time.perf_counter()
-    plan = plan_run(options)
+    plan = plan_run(options, log)
     plan.out.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(plan.out / LOCK_FILE, "Another process ({holder}) is training into this folder right now.",
                         received=given("out", str(plan.out)), fix="Wait for it to finish, or pass another `out`."):
         state = prepare_out(plan.out, plan.identity, options["overwrite"])
         state["epochs"], state["patience"] = options["epochs"], options["patience"]
         state["config"] = {key: (str(value) if isinstance(value, Path) else value) for key, value in options.items()}
-        # The clock of the whole run: earlier calls of an interrupted run count as if they ran just before this one.
-        return run_plan(plan, state, save_classifier, callbacks, progress, log, started - state["seconds"])
+        since = started - state["seconds"]  # the run's clock: earlier calls of an interrupted run count too
+        done = backup_epochs(plan.out)
+        finished_fit = state["fit_finished"] or state["stopped_early"] or (done >= state["epochs"] and done > 0)
+        # A resumed call gets its own seed for dropout, so its epochs do not replay the first epochs' draws.
+        with seeded(plan.request.seed + done):
+            classifier, backbone = plan.method.build()
+            params = param_counts(classifier, backbone)
+            _compile(classifier, plan.request.learning_rate)
+            if finished_fit:
+                log(f"Training in {plan.out} had finished ({len(state['history'].get('loss', []))} epochs); saving "
+                    "its best epoch.")
+            else:
+                _fit(plan, state, classifier, params, done, callbacks, progress, log, since)
+        return _finish(plan, state, classifier, backbone, params, save_classifier and plan.method.saves_classifier,
+                       log, since)
 
 
-def plan_run(options: dict[str, Any]) -> TrainPlan:
-    """Check the request, read the data folder and its splits, prepare the way of training; nothing is written."""
+def plan_run(options: dict[str, Any], log: Callable[[str], None] = print) -> TrainPlan:
+    """Check the request, read the data folder and its splits, prepare the way of training, check which images
+    decode (logging the others); nothing is written."""
     from featurekit.config import parse_split_fractions
+    from featurekit.pipeline import decodable
     from featurekit.training.finetune import FineTuning
     from featurekit.training.scratch import ScratchTraining
 
@@ -184,40 +209,21 @@ def plan_run(options: dict[str, Any]) -> TrainPlan:
     folder = scan_image_folder(options["data"], split_fractions)
     check_split_sizes(folder)
     method = FineTuning(request) if request.fine_tunes else ScratchTraining(request)
+    kept, skipped = [], []
+    for split in ("train", "valid"):
+        samples = [s for s in folder.samples if s.split == split]
+        good, bad = decodable(folder.root, [s.path for s in samples], request.image_size)
+        kept.append([samples[i] for i in good])
+        skipped += bad
+    for path, reason in skipped:
+        log(f"  skipped {path}: {reason}")
     identity = {
         "backbone": request.backbone, "image_size": request.image_size, "batch_size": request.batch_size,
         "learning_rate": request.learning_rate, "schedule": request.schedule.identity(), "seed": request.seed,
         "monitor": request.monitor, "split_fractions": list(split_fractions), "data_fingerprint": folder.fingerprint(),
         **method.identity(),
     }
-    return TrainPlan(request, method, folder, split_fractions, _run_folder(options), identity)
-
-
-def run_plan(plan: TrainPlan, state: dict[str, Any], save_classifier: bool, extra_callbacks: list, progress: bool,
-             log: Callable[[str], None], since: float) -> TrainResult:
-    """Build the network, fit the epochs still to run (none for a finished fit), save the best epoch.
-
-    `since` is the `time.perf_counter()` the run's seconds count from (earlier calls' seconds included).
-    """
-    from featurekit.training.model import param_counts
-    from featurekit.backend import seeded
-
-    done = backup_epochs(plan.out)
-    finished_fit = state["fit_finished"] or state["stopped_early"] or (done >= state["epochs"] and done > 0)
-    # A resumed call gets its own seed for dropout, so its epochs do not replay the first epochs' draws.
-    with seeded(plan.request.seed + done):
-        classifier, backbone = plan.method.build()
-        params = param_counts(classifier, backbone)
-        _compile(classifier, plan.request.learning_rate)
-        train, skipped_train = _decodable_split(plan.folder, "train", plan.request.image_size, log)
-        valid, skipped_valid = _decodable_split(plan.folder, "valid", plan.request.image_size, log)
-        if finished_fit:
-            log(f"Training in {plan.out} had finished ({len(state['history'].get('loss', []))} epochs); saving "
-                "its best epoch.")
-        else:
-            _fit(plan, state, classifier, params, train, valid, done, extra_callbacks, progress, log, since)
-    return _finish(plan, state, classifier, backbone, params, save_classifier and plan.method.saves_classifier,
-                   train, valid, skipped_train + skipped_valid, log, since)
+    return TrainPlan(request, method, folder, split_fractions, *kept, skipped, _run_folder(options), identity)
 
 
 def _compile(classifier, learning_rate: float) -> None:
@@ -230,9 +236,8 @@ def _compile(classifier, learning_rate: float) -> None:
     classifier.optimizer.build(classifier.trainable_variables)
 
 
-def _fit(plan: TrainPlan, state: dict[str, Any], classifier, params: dict[str, int], train: list[Sample],
-         valid: list[Sample], done: int, extra_callbacks: list, progress: bool, log: Callable[[str], None],
-         since: float) -> None:
+def _fit(plan: TrainPlan, state: dict[str, Any], classifier, params: dict[str, int], done: int,
+         extra_callbacks: list, progress: bool, log: Callable[[str], None], since: float) -> None:
     """Run the epochs from `done` on, recording each, backing up after each, stopping early on valid."""
     import keras
 
@@ -248,8 +253,8 @@ def _fit(plan: TrainPlan, state: dict[str, Any], classifier, params: dict[str, i
         state["history"].setdefault("learning_rate", [request.learning_rate] * done)
         log(f"Resuming from epoch {done + 1}/{state['epochs']} ({done} finished; backup in {out / BACKUP_DIR}).")
     else:
-        _log_start(plan, state, params, len(train), len(valid), log)
-    train_batches, valid_batches = plan.method.datasets(out, plan.folder, train, valid, log)
+        _log_start(plan, state, params, log)
+    train_batches, valid_batches = plan.method.datasets(out, plan.folder, plan.train, plan.valid, log)
     if not done:
         plan.method.warm_start(train_batches, log)
     sys.stdout.flush()
@@ -270,14 +275,12 @@ def _fit(plan: TrainPlan, state: dict[str, Any], classifier, params: dict[str, i
         valid_batches.close()
 
 
-def _log_start(plan: TrainPlan, state: dict[str, Any], params: dict[str, int], n_train: int, n_valid: int,
-               log: Callable[[str], None]) -> None:
-    request, counts = plan.request, plan.folder.split_counts()
-    schedule = request.schedule
-    log(f"{plan.method.describe()} on {plan.folder.root}: {n_train} train images ({counts_text(counts['train'])}), "
-        f"{n_valid} valid ({counts_text(counts['valid'])}), {request.image_size}x{request.image_size}, batch "
-        f"{request.batch_size}, up to {state['epochs']} epochs, {schedule.describe()}, early stop on "
-        f"{request.monitor} (patience {state['patience']}).")
+def _log_start(plan: TrainPlan, state: dict[str, Any], params: dict[str, int], log: Callable[[str], None]) -> None:
+    request, counts, schedule = plan.request, plan.folder.split_counts(), plan.request.schedule
+    log(f"{plan.method.describe()} on {plan.folder.root}: {len(plan.train)} train images "
+        f"({counts_text(counts['train'])}), {len(plan.valid)} valid ({counts_text(counts['valid'])}), "
+        f"{request.image_size}x{request.image_size}, batch {request.batch_size}, up to {state['epochs']} epochs, "
+        f"{schedule.describe()}, early stop on {request.monitor} (patience {state['patience']}).")
     if schedule.name == "plateau" and schedule.plateau_patience >= state["patience"]:
         log(f"Note: the plateau patience ({schedule.plateau_patience}) is not below the early-stopping "
             f"patience ({state['patience']}): the run stops before the schedule lowers the learning rate.")
@@ -286,8 +289,7 @@ def _log_start(plan: TrainPlan, state: dict[str, Any], params: dict[str, int], n
 
 
 def _finish(plan: TrainPlan, state: dict[str, Any], classifier, backbone, params: dict[str, int],
-            save_classifier: bool, train: list[Sample], valid: list[Sample], skipped: list[tuple[str, str]],
-            log: Callable[[str], None], since: float) -> TrainResult:
+            save_classifier: bool, log: Callable[[str], None], since: float) -> TrainResult:
     """Load the best epoch's weights, save the backbone (and classifier), write training.json, tidy up."""
     from featurekit.training.model import save_keras
 
@@ -312,7 +314,7 @@ def _finish(plan: TrainPlan, state: dict[str, Any], classifier, backbone, params
         train_images_per_second=statistics.median(rates) if rates else 0.0,
         seconds_to_best=sum(history["epoch_seconds"][: best["epoch"]]), stopped_early=state["stopped_early"],
         resumed_from=state["resumed_from"], params=params)
-    record = _result_record(result, plan, state, save_classifier, train, valid, skipped)
+    record = _result_record(result, plan, state, save_classifier)
     result.weights_label = record["weights_label"]
     atomic_write_json(out / RESULT_FILE, record)
     (out / PROGRESS_FILE).unlink(missing_ok=True)
@@ -359,25 +361,13 @@ def _run_folder(options: dict[str, Any]) -> Path:
                            options["unfreeze_from"])
 
 
-def _decodable_split(folder: ImageFolder, split: str, image_size: int,
-                     log: Callable[[str], None]) -> tuple[list[Sample], list[tuple[str, str]]]:
-    """The split's samples that decode (checked once, so every batch of every epoch is full), and the others."""
-    from featurekit.pipeline import decodable
-
-    samples = [s for s in folder.samples if s.split == split]
-    good, bad = decodable(folder.root, [s.path for s in samples], image_size)
-    for path, reason in bad:
-        log(f"  skipped {path}: {reason}")
-    return [samples[i] for i in good], bad
-
-
 # TrainResult's fields that training.json records as they are, in its order.
 _RECORDED_RESULT = ("best_epoch", "best_valid_accuracy", "best_valid_loss", "epochs_run", "stopped_early",
                     "resumed_from", "seconds", "seconds_to_best", "train_images_per_second", "params")
 
 
-def _result_record(result: TrainResult, plan: TrainPlan, state: dict[str, Any], save_classifier: bool,
-                   train: list[Sample], valid: list[Sample], skipped: list[tuple[str, str]]) -> dict[str, Any]:
+def _result_record(result: TrainResult, plan: TrainPlan, state: dict[str, Any],
+                   save_classifier: bool) -> dict[str, Any]:
     """training.json: the result, the resolved settings, exactly which images trained, and library versions."""
     from featurekit.cache import library_versions
     from featurekit.hashing import file_sha256
@@ -403,7 +393,7 @@ def _result_record(result: TrainResult, plan: TrainPlan, state: dict[str, Any], 
             "loss": "binary_crossentropy",
         },
         **method,
-        "data": data_record(plan.folder, plan.split_fractions, train, valid, skipped),
+        "data": data_record(plan.folder, plan.split_fractions, plan.train, plan.valid, plan.skipped),
         "resolved_config": state.get("config", {}),
         "history": result.history,
         "versions": library_versions(),
