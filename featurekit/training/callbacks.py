@@ -60,11 +60,8 @@ class ProgressRecorder(keras.callbacks.Callback):
                "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
                "epoch_seconds": epoch_seconds, "train_seconds": train_seconds,
                "train_images_per_second": self.images_per_epoch / train_seconds}
-        for key, value in row.items():
-            values = state["history"].setdefault(key, [])
-            # A resumed run may redo an epoch whose backup did not finish: its row is replaced.
-            del values[epoch:]
-            values.append(value)
+        # A resumed run may redo an epoch whose backup did not finish: its row is replaced.
+        state["history"] |= {key: state["history"].get(key, [])[:epoch] + [value] for key, value in row.items()}
         marker, lower_is_better = "", monitor == "val_loss"
         best = state["best"]["value"] if state["best"] else (math.inf if lower_is_better else -math.inf)
         if row[monitor] < best if lower_is_better else row[monitor] > best:  # a NaN is never better

@@ -85,9 +85,9 @@ def make_request(options: dict[str, Any]) -> TrainRequest:
         raise FeaturekitError("The batch size must be at least 2 (batch norm needs two images per batch).",
                               received=given("batch_size", options["batch_size"]),
                               fix="Use e.g. `batch_size` 32.")
-    learning_rate = options["learning_rate"]
-    if learning_rate is None:
-        learning_rate = SCRATCH_LEARNING_RATE if options["unfreeze_from"] is None else FINETUNE_LEARNING_RATE
+    # Declared above 0: a learning rate that is not None is set.
+    learning_rate = options["learning_rate"] or (
+        SCRATCH_LEARNING_RATE if options["unfreeze_from"] is None else FINETUNE_LEARNING_RATE)
     schedule = make_schedule(options["schedule"], learning_rate, options["epochs"], options["min_learning_rate"],
                              options["warmup_epochs"], options["plateau_factor"], options["plateau_patience"],
                              options["monitor"])
@@ -126,10 +126,10 @@ def _augment_views(options: dict[str, Any]) -> tuple[str, ...]:
     views = tuple(view.name for view in parse_views(options["augment_views"]) if view is not None)
     copies = options["augment_copies"]
     if options["unfreeze_from"] is None:
-        given_settings = [text for text, is_set in (
-            (given("weights", options["weights"]), str(options["weights"]) != "default"),
-            (given("top_layer", options["top_layer"]), options["top_layer"]),
-            (given("augment_views", list(views)), views), (given("augment_copies", copies), copies)) if is_set]
+        settings = {"weights": options["weights"], "top_layer": options["top_layer"], "augment_views": list(views),
+                    "augment_copies": copies}  # each unset at "default", None, [] or 0
+        given_settings = [given(name, value) for name, value in settings.items()
+                          if value not in ("default", None, [], 0)]
         if given_settings:
             raise FeaturekitError(
                 "These settings belong to fine-tuning, which starts from weights above a layer; training from "

@@ -10,7 +10,7 @@ refused first. The saved `<backbone>.keras` is the whole backbone: the trunk and
 as the parent had them, the top with the best epoch's weights. Its `training.json` names the parent weights
 (label and sha256) and the training images' hashes, so extraction labels it "fine-tuned from ..." and refuses
 to score it on the images it trained on (see `featurekit.backbones.provenance`). Same interface as
-`featurekit.training.scratch.ScratchTraining`.
+`featurekit.training.model.ScratchTraining`.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ guide's rule).
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any
 
@@ -44,26 +45,16 @@ class MeanStdPooling(keras.layers.Layer):
         return (input_shape[0], 2 * input_shape[-1])
 
 
-def _producers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
-    node = layer._inbound_nodes[0]  # the backbone's own call (its first)
-    return [tensor._keras_history.operation for tensor in node.input_tensors]
-
-
 def cut_points(model: keras.Model) -> list[str]:
     """Names of the layers whose output alone carries everything the layers after them need."""
     layers = model.layers
     position = {id(layer): i for i, layer in enumerate(layers)}
-    last_use = list(range(len(layers)))
+    last_use = list(range(len(layers)))  # the last layer that reads each layer's output (in order: the latest wins)
     for i, layer in enumerate(layers[1:], start=1):
-        for producer in _producers(layer):
-            j = position[id(producer)]
-            last_use[j] = max(last_use[j], i)
-    points, reach = [], 0
-    for i, layer in enumerate(layers[:-1]):
-        reach = max(reach, last_use[i - 1] if i else 0)
-        if i and reach <= i:
-            points.append(layer.name)
-    return points
+        for tensor in layer._inbound_nodes[0].input_tensors:  # the backbone's own call (its first)
+            last_use[position[id(tensor._keras_history.operation)]] = i
+    reach = list(itertools.accumulate(last_use, max))  # reach[i]: the furthest layer reading any of layers 0..i
+    return [layer.name for i, layer in enumerate(layers[:-1]) if i and reach[i - 1] <= i]
 
 
 def _suggestions(names: list[str]) -> str:

@@ -1,6 +1,6 @@
 """Train a backbone on an image folder, so it can then serve as a frozen feature extractor: `train_backbone`.
 
-Two ways, chosen once by the request: from scratch (InceptionV1, `featurekit.training.scratch`) or fine-tuning
+Two ways, chosen once by the request: from scratch (InceptionV1, `featurekit.training.model`) or fine-tuning
 any registered Keras backbone from its weights above a layer (`featurekit.training.finetune`). The original
 study trained its InceptionV1 (no batch norm) for one epoch and got a constant classifier (test loss ln 2,
 accuracy 0.50); here the network is trained with Adam and binary cross-entropy on the `train` split, with a
@@ -202,7 +202,7 @@ def plan_run(options: dict[str, Any], log: Callable[[str], None] = print) -> Tra
     from featurekit.config import parse_split_fractions
     from featurekit.pipeline import decodable
     from featurekit.training.finetune import FineTuning
-    from featurekit.training.scratch import ScratchTraining
+    from featurekit.training.model import ScratchTraining
 
     request = make_request(options)
     split_fractions = parse_split_fractions(options["split"])
@@ -357,7 +357,7 @@ def finished_model(options: dict[str, Any]) -> Path | None:
 def _run_folder(options: dict[str, Any]) -> Path:
     if options["out"]:
         return Path(options["out"])
-    return default_out_dir(options["data"], options["backbone"], options["image_size"], options["runs_dir"] or "runs",
+    return default_out_dir(options["data"], options["backbone"], options["image_size"], options["runs_dir"],
                            options["unfreeze_from"])
 
 
