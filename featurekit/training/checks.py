@@ -6,7 +6,7 @@ checked here depends on several settings at once, on the backbone, or on the dat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from featurekit.backbones import BackboneSpec
@@ -24,9 +24,6 @@ FINETUNE_LEARNING_RATE = 1e-4
 # Below these counts a split cannot train (batch norm needs a few images per class) or judge an epoch.
 MIN_TRAIN_IMAGES_PER_CLASS = 8
 MIN_VALID_IMAGES_PER_CLASS = 2
-# Settings the request takes over from the options as they are.
-_PLAIN_SETTINGS = ("epochs", "image_size", "batch_size", "patience", "seed", "monitor", "unfreeze_from", "top_layer",
-                   "head_pooling", "augment_copies")
 
 
 @dataclass(frozen=True)
@@ -91,9 +88,10 @@ def make_request(options: dict[str, Any]) -> TrainRequest:
     schedule = make_schedule(options["schedule"], learning_rate, options["epochs"], options["min_learning_rate"],
                              options["warmup_epochs"], options["plateau_factor"], options["plateau_patience"],
                              options["monitor"])
-    return TrainRequest(spec=spec, learning_rate=float(learning_rate), schedule=schedule,
-                        weights=str(options["weights"]), augment_views=_augment_views(options),
-                        **{name: options[name] for name in _PLAIN_SETTINGS})
+    resolved = dict(spec=spec, learning_rate=float(learning_rate), schedule=schedule, weights=str(options["weights"]),
+                    augment_views=_augment_views(options))
+    # The other settings as the options have them.
+    return TrainRequest(**resolved, **{f.name: options[f.name] for f in fields(TrainRequest) if f.name not in resolved})
 
 
 def _trainable_spec(backbone: str, unfreeze_from: str | None) -> BackboneSpec:

@@ -40,7 +40,6 @@ class FineTuning:
             self.backbone = build_with_weights(request.spec, request.weights, request.image_size, request.seed)
         self.trunk, self.top, self.top_layer = split_backbone(self.backbone, request.backbone, request.unfreeze_from,
                                                               request.top_layer)
-        self.trained_layers: list[str] = []
 
     def identity(self) -> dict[str, Any]:
         request = self.request

@@ -28,11 +28,6 @@ BACKUP_DIR = "backup"
 TRUNK_DIR = "trunk"
 LOCK_FILE = ".lock"
 BEST_WEIGHTS_GLOB = "best-epoch*.npz"
-# Settings a resumed run must share with the interrupted one (a fine-tuning adds its own: parent weights, layers,
-# augmentation). Epochs and patience may change, except that a cosine schedule's length is part of `schedule`
-# (see featurekit.training.schedule.Schedule.identity).
-IDENTITY_KEYS = ("backbone", "image_size", "batch_size", "learning_rate", "schedule", "seed", "monitor",
-                 "split_fractions", "data_fingerprint")
 # What an unfinished run from before a key existed had (its progress.json lacks the key).
 LEGACY_IDENTITY = {"schedule": {"name": "constant"}}
 
@@ -64,7 +59,16 @@ def remove_unfinished_files(out: Path) -> None:
 
 
 def prepare_out(out: Path, identity: dict[str, Any], overwrite: bool) -> dict[str, Any]:
-    """Refuse a finished run, start afresh, or load the state of an unfinished run with the same settings."""
+    """Refuse a finished run, start afresh, or load the state of an unfinished run with the same settings.
+
+    Args:
+        out: The run's folder.
+        identity: The settings a resumed run must share with the interrupted one (backbone, image size, batch
+            size, learning rate, schedule, seed, monitor, split, data; a fine-tuning adds its own: parent
+            weights, layers, augmentation). Epochs and patience may change, except that a cosine schedule's length
+            is part of `schedule` (see `featurekit.training.schedule.Schedule.identity`).
+        overwrite: Remove a finished or unfinished run's files first.
+    """
     result_path, progress_path = out / RESULT_FILE, out / PROGRESS_FILE
     if overwrite:
         for name in (model_file(identity["backbone"]), CLASSIFIER_FILE, RESULT_FILE, PROGRESS_FILE):
@@ -82,9 +86,9 @@ def prepare_out(out: Path, identity: dict[str, Any], overwrite: bool) -> dict[st
     if progress_path.exists():
         state = json.loads(progress_path.read_text())
         stored = {**LEGACY_IDENTITY, **state["identity"]}
-        keys = [*IDENTITY_KEYS, *sorted((set(identity) | set(stored)) - set(IDENTITY_KEYS))]
         differences = [f"{key} {stored.get(key)!r} (interrupted run) vs {identity.get(key)!r} (now)"
-                       for key in keys if stored.get(key) != identity.get(key)]
+                       for key in [*identity, *sorted(set(stored) - set(identity))]
+                       if stored.get(key) != identity.get(key)]
         if differences:
             note = ""
             if stored.get("schedule", {}).get("name") == "cosine" and stored["schedule"] != identity["schedule"]:
@@ -111,5 +115,5 @@ def backup_epochs(out: Path) -> int:
         try:
             return int(json.loads(path.read_text())["epoch"])
         except (OSError, ValueError, KeyError):
-            continue
+            pass
     return 0

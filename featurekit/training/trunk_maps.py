@@ -61,7 +61,7 @@ class AugmentedCopy:
 def trunk_maps(trunk: keras.Model, preprocessing: str, folder: Path, root: Path, paths: Sequence[str], name: str,
                decoder: AugmentedCopy, image_size: int, batch_size: int, log: Callable[[str], None]) -> np.ndarray:
     """The trunk's maps of `paths` decoded by `decoder`, from `folder/<name>.npy` when a complete file is there."""
-    from featurekit.backbones.embedder import preprocess
+    from featurekit.backbones.embedder import preprocess, run_in_batches
     from featurekit.pipeline import image_batches
 
     path = folder / f"{name}.npy"
@@ -77,12 +77,9 @@ def trunk_maps(trunk: keras.Model, preprocessing: str, folder: Path, root: Path,
     log(f"  trunk maps {name}: {len(paths)} images -> {shape} each")
     row = 0
     for images, _, _ in image_batches(root, paths, image_size, batch_size, decode=decoder):
-        count = len(images)
-        pixels = preprocess(images, preprocessing)
-        if count < batch_size:  # one batch shape: the compiled forward pass is traced once
-            pixels = np.concatenate([pixels, np.zeros((batch_size - count, *pixels.shape[1:]), pixels.dtype)])
-        maps[row:row + count] = np.asarray(trunk.predict_on_batch(pixels))[:count]
-        row += count
+        # A short last batch is padded to `batch_size`: one batch shape, one trace of the forward pass.
+        maps[row:row + len(images)] = run_in_batches(trunk, preprocess(images, preprocessing), batch_size)[0]
+        row += len(images)
     buffer = io.BytesIO()
     np.save(buffer, maps, allow_pickle=False)
     make_folder(folder, "write the trunk's maps")
