@@ -12,7 +12,7 @@ from typing import Any
 from featurekit.backbones import BackboneSpec
 from featurekit.data import ImageFolder
 from featurekit.errors import FeaturekitError, given
-from featurekit.training.schedule import Schedule, make_schedule
+from featurekit.training.schedule import Schedule
 
 # Only networks defined here can be trained from scratch; every registered Keras backbone (these included) can
 # be fine-tuned from its weights above a layer (`unfreeze_from`).
@@ -85,10 +85,10 @@ def make_request(options: dict[str, Any]) -> TrainRequest:
     # Declared above 0: a learning rate that is not None is set.
     learning_rate = options["learning_rate"] or (
         SCRATCH_LEARNING_RATE if options["unfreeze_from"] is None else FINETUNE_LEARNING_RATE)
-    schedule = make_schedule(options["schedule"], learning_rate, options["epochs"], options["min_learning_rate"],
-                             options["warmup_epochs"], options["plateau_factor"], options["plateau_patience"],
-                             options["monitor"])
-    resolved = dict(spec=spec, learning_rate=float(learning_rate), schedule=schedule, weights=str(options["weights"]),
+    schedule = Schedule(options["schedule"], learning_rate, options["epochs"], options["min_learning_rate"],
+                        options["warmup_epochs"], options["plateau_factor"], options["plateau_patience"],
+                        options["monitor"])
+    resolved = dict(spec=spec, learning_rate=learning_rate, schedule=schedule, weights=str(options["weights"]),
                     augment_views=_augment_views(options))
     # The other settings as the options have them.
     return TrainRequest(**resolved, **{f.name: options[f.name] for f in fields(TrainRequest) if f.name not in resolved})

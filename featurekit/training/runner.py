@@ -29,6 +29,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -267,12 +268,9 @@ def _fit(plan: TrainPlan, state: dict[str, Any], classifier, params: dict[str, i
     # double_checkpoint: a kill while the backup is being written leaves the previous epoch's copy.
     backup = keras.callbacks.BackupAndRestore(backup_dir=str(out / BACKUP_DIR), double_checkpoint=True)
     verbose = 1 if progress and sys.stdout.isatty() else 0
-    try:
+    with closing(train_batches), closing(valid_batches):
         classifier.fit(train_batches, validation_data=valid_batches, epochs=state["epochs"], verbose=verbose,
                        callbacks=[epoch_setter, scheduler, recorder, backup, *extra_callbacks])
-    finally:
-        train_batches.close()
-        valid_batches.close()
 
 
 def _log_start(plan: TrainPlan, state: dict[str, Any], params: dict[str, int], log: Callable[[str], None]) -> None:
@@ -355,10 +353,8 @@ def finished_model(options: dict[str, Any]) -> Path | None:
 
 
 def _run_folder(options: dict[str, Any]) -> Path:
-    if options["out"]:
-        return Path(options["out"])
-    return default_out_dir(options["data"], options["backbone"], options["image_size"], options["runs_dir"],
-                           options["unfreeze_from"])
+    return Path(options["out"]) if options["out"] else default_out_dir(
+        options["data"], options["backbone"], options["image_size"], options["runs_dir"], options["unfreeze_from"])
 
 
 # TrainResult's fields that training.json records as they are, in its order.
