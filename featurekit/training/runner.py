@@ -30,7 +30,7 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -88,10 +88,10 @@ class TrainResult:
     train_images_per_second: float
     seconds_to_best: float
     out: Path
-    stopped_early: bool = False
-    resumed_from: list[int] = field(default_factory=list)
-    params: dict[str, int] = field(default_factory=dict)
-    weights_label: str = ""
+    stopped_early: bool
+    resumed_from: list[int]
+    params: dict[str, int]
+    weights_label: str
 
 
 @dataclass
@@ -299,21 +299,14 @@ def _finish(plan: TrainPlan, state: dict[str, Any], classifier, backbone, params
             fix="Try a smaller `learning_rate`, and check the images decode (extraction lists bad "
             "files).",
         )
-    best, history = state["best"], state["history"]
-    classifier.set_weights(read_weights(out / best["weights"]))
+    classifier.set_weights(read_weights(out / state["best"]["weights"]))
     model_path = save_keras(backbone, out / model_file(plan.request.backbone))
     if save_classifier:
         save_keras(classifier, out / CLASSIFIER_FILE)
-    rates = history.get("train_images_per_second", [])
-    result = TrainResult(
-        model_path=model_path, best_epoch=best["epoch"], best_valid_accuracy=best["val_accuracy"],
-        best_valid_loss=best["val_loss"], epochs_run=len(history.get("loss", [])), history=history,
-        seconds=time.perf_counter() - since, out=out,
-        train_images_per_second=statistics.median(rates) if rates else 0.0,
-        seconds_to_best=sum(history["epoch_seconds"][: best["epoch"]]), stopped_early=state["stopped_early"],
-        resumed_from=state["resumed_from"], params=params)
-    record = _result_record(result, plan, state, save_classifier)
-    result.weights_label = record["weights_label"]
+    record = _result_record(plan, state, params, model_path, save_classifier, time.perf_counter() - since)
+    # The result is what training.json records, with the paths as paths.
+    result = TrainResult(model_path=model_path, out=out, **{
+        field.name: record[field.name] for field in fields(TrainResult) if field.name not in ("model_path", "out")})
     atomic_write_json(out / RESULT_FILE, record)
     (out / PROGRESS_FILE).unlink(missing_ok=True)
     remove_unfinished_files(out)
@@ -357,27 +350,26 @@ def _run_folder(options: dict[str, Any]) -> Path:
         options["data"], options["backbone"], options["image_size"], options["runs_dir"], options["unfreeze_from"])
 
 
-# TrainResult's fields that training.json records as they are, in its order.
-_RECORDED_RESULT = ("best_epoch", "best_valid_accuracy", "best_valid_loss", "epochs_run", "stopped_early",
-                    "resumed_from", "seconds", "seconds_to_best", "train_images_per_second", "params")
-
-
-def _result_record(result: TrainResult, plan: TrainPlan, state: dict[str, Any],
-                   save_classifier: bool) -> dict[str, Any]:
+def _result_record(plan: TrainPlan, state: dict[str, Any], params: dict[str, int], model_path: Path,
+                   save_classifier: bool, seconds: float) -> dict[str, Any]:
     """training.json: the result, the resolved settings, exactly which images trained, and library versions."""
     from featurekit.cache import library_versions
     from featurekit.hashing import file_sha256
     from featurekit.backbones.provenance import data_record, trained_label
 
-    identity = state["identity"]
-    method = plan.method.record()
+    identity, best, history = state["identity"], state["best"], state["history"]
+    method, rates = plan.method.record(), history.get("train_images_per_second", [])
     record = {
         "finished": True,
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model_path": result.model_path.name,
-        "model_sha256": file_sha256(result.model_path),
+        "model_path": model_path.name,
+        "model_sha256": file_sha256(model_path),
         "classifier_path": CLASSIFIER_FILE if save_classifier else None,
-        **{name: getattr(result, name) for name in _RECORDED_RESULT},
+        "best_epoch": best["epoch"], "best_valid_accuracy": best["val_accuracy"], "best_valid_loss": best["val_loss"],
+        "epochs_run": len(history.get("loss", [])), "stopped_early": state["stopped_early"],
+        "resumed_from": state["resumed_from"], "seconds": seconds,
+        "seconds_to_best": sum(history["epoch_seconds"][: best["epoch"]]),
+        "train_images_per_second": statistics.median(rates) if rates else 0.0, "params": params,
         "config": {
             **{key: value for key, value in identity.items() if key != "data_fingerprint"},
             "epochs": state["epochs"],
@@ -391,7 +383,7 @@ def _result_record(result: TrainResult, plan: TrainPlan, state: dict[str, Any],
         **method,
         "data": data_record(plan.folder, plan.split_fractions, plan.train, plan.valid, plan.skipped),
         "resolved_config": state.get("config", {}),
-        "history": result.history,
+        "history": history,
         "versions": library_versions(),
     }
     record["weights_label"] = trained_label(record)
