@@ -86,16 +86,13 @@ class ImageBatches(SeededBatches):
             self._pending.pop(key).cancel()
 
     def _submit(self, index: int) -> PendingBatch:
-        epoch = self.epoch
-        rows = self.positions(index)
-        transform = None
-        if self.augment:
-            start = index * self.batch_size
+        epoch, start = self.epoch, index * self.batch_size
 
-            def transform(image: np.ndarray, row: int) -> np.ndarray:
-                return augment_image(image, np.random.default_rng([self.seed, epoch, start + row]))
+        def transform(image: np.ndarray, row: int) -> np.ndarray:
+            return augment_image(image, np.random.default_rng([self.seed, epoch, start + row]))
 
-        return self._decoder.submit([self.root / self.paths[i] for i in rows], transform)
+        return self._decoder.submit([self.root / self.paths[i] for i in self.positions(index)],
+                                    transform if self.augment else None)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         if not 0 <= index < len(self):

@@ -58,10 +58,10 @@ class FineTuning:
 
     def build(self):
         """(head over the top, reading cached maps; the whole backbone, whose top layers the head trains)."""
-        from featurekit.training.layers_split import build_head, unfreeze_top
+        from featurekit.training.layers_split import build_head
 
-        self.trained_layers = unfreeze_top(self.top)
         self.classifier = build_head(self.top, self.request.head_pooling, self.request.seed)
+        self.trained_layers = [layer.name for layer in self.top.layers if layer.trainable_weights]
         return self.classifier, self.backbone
 
     def warm_start(self, train_batches, log: Callable[[str], None]) -> None:

@@ -90,10 +90,9 @@ def prepare_out(out: Path, identity: dict[str, Any], overwrite: bool) -> dict[st
                        for key in [*identity, *sorted(set(stored) - set(identity))]
                        if stored.get(key) != identity.get(key)]
         if differences:
-            note = ""
-            if stored.get("schedule", {}).get("name") == "cosine" and stored["schedule"] != identity["schedule"]:
-                note = (" A cosine schedule decays over the run's epochs, so they are part of it: resuming with "
-                        "other epochs would change the rate of every epoch.")
+            cosine_changed = stored["schedule"].get("name") == "cosine" and stored["schedule"] != identity["schedule"]
+            note = (" A cosine schedule decays over the run's epochs, so they are part of it: resuming with other "
+                    "epochs would change the rate of every epoch.") if cosine_changed else ""
             raise FeaturekitError(
                 f"{out} holds an unfinished training run with other settings: {'; '.join(differences)}.{note}",
                 received=given("out", str(out)),
