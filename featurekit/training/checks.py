@@ -60,10 +60,6 @@ class TrainRequest:
     def backbone(self) -> str:
         return self.spec.name
 
-    @property
-    def fine_tunes(self) -> bool:
-        return self.unfreeze_from is not None
-
 
 def make_request(options: dict[str, Any]) -> TrainRequest:
     """Refuse an untrainable backbone, an image size outside its range, and settings that do not go together.

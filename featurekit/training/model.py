@@ -118,8 +118,7 @@ def save_keras(model: keras.Model, path: Path) -> Path:
     fsynced and renamed into place, so a file at `path` is always complete."""
     from featurekit.backend import tensorflow_kept_out
 
-    temporary = temporary_sibling(path)
-    temporary = temporary.with_name(temporary.name + ".keras")
+    temporary = Path(f"{temporary_sibling(path)}.keras")
     try:
         with tensorflow_kept_out():  # Keras' serialisation would import TensorFlow under JAX or PyTorch
             model.save(temporary)

@@ -209,7 +209,7 @@ def plan_run(options: dict[str, Any], log: Callable[[str], None] = print) -> Tra
     split_fractions = parse_split_fractions(options["split"])
     folder = scan_image_folder(options["data"], split_fractions)
     check_split_sizes(folder)
-    method = FineTuning(request) if request.fine_tunes else ScratchTraining(request)
+    method = FineTuning(request) if request.unfreeze_from is not None else ScratchTraining(request)
     kept, skipped = [], []
     for split in ("train", "valid"):
         samples = [s for s in folder.samples if s.split == split]
