@@ -73,6 +73,7 @@ def test_finetuning_trains_and_resumes_with_the_cached_trunk_maps(finetuned_run)
     assert finetuned_run["trunk_files"] == ["train-0.npy", "train-1.npy", "valid-0.npy"]
     assert sum("trunk maps" in line for line in finetuned_run["first_log"]) == 3
     assert not any("trunk maps" in line for line in finetuned_run["log"])
+    assert not any("Computing" in line for line in finetuned_run["log"])  # the maps were reused, not computed
     # The head starts as a linear probe once, before the first epoch; the resumed call restores it instead.
     assert sum("Head initialised" in line for line in finetuned_run["first_log"]) == 1
     assert not any("Head initialised" in line for line in finetuned_run["log"])

@@ -35,11 +35,11 @@ INCEPTION_EPOCHS = 3
 
 
 def _schedule(**changes):
-    from featurekit.training.schedule import make_schedule
+    from featurekit.training.schedule import Schedule
 
     settings = dict(name="cosine", learning_rate=1e-3, epochs=5, min_learning_rate=1e-5, warmup_epochs=0,
                     plateau_factor=0.5, plateau_patience=2, monitor="val_loss")
-    return make_schedule(**{**settings, **changes})
+    return Schedule(**{**settings, **changes})
 
 
 def _weights_snapshot(model) -> list[np.ndarray]:

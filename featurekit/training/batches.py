@@ -4,14 +4,13 @@ Training batches are shuffled and augmented, and every batch is a pure function 
 epoch e visits the images in the order of a permutation seeded with (seed, e), wrapping around so the
 last batch is full too, and each image's flip and crop come from a generator seeded with (seed, e, its
 position). A run resumed at epoch e therefore sees exactly the batches an uninterrupted run would have,
-whichever thread decoded what first. Keras tells the dataset the epoch through `EpochSetter`.
+whichever thread decoded what first. A callback of the run tells the dataset the epoch (`set_epoch`).
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 import keras
 import numpy as np
@@ -20,7 +19,41 @@ from featurekit.errors import FeaturekitError
 from featurekit.pipeline import DEFAULT_PREFETCH_BATCHES, ParallelDecoder, PendingBatch, augment_image
 
 
-class ImageBatches(keras.utils.PyDataset):
+class SeededBatches(keras.utils.PyDataset):
+    """Labelled batches of rows for Keras `fit`; what a row holds is the subclass's (images, trunk maps).
+
+    Training: epoch e visits the rows in the order of a permutation seeded with (seed, e), wrapping around so the
+    last batch is full too (batch norm sees as many images in every step). Otherwise one pass in order, the last
+    batch shorter.
+    """
+
+    def __init__(self, labels: np.ndarray, batch_size: int, train: bool, seed: int):
+        # Keras' own workers stay at 1: ImageBatches' threads decode in parallel, and calls arrive in step order.
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.labels = np.asarray(labels, dtype=np.float32)
+        self.batch_size, self.train, self.seed = int(batch_size), train, int(seed)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.labels) / self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch whose batches `__getitem__` returns from now on (0-based, as Keras counts)."""
+        self.epoch = int(epoch)
+
+    def positions(self, index: int) -> np.ndarray:
+        """Row indices of batch `index` of the current epoch."""
+        n = len(self.labels)
+        if not self.train:
+            return np.arange(index * self.batch_size, min((index + 1) * self.batch_size, n))
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(n)
+        return order[(index * self.batch_size + np.arange(self.batch_size)) % n]
+
+    def close(self) -> None:
+        """Stop what runs in the background (nothing, unless a subclass starts something)."""
+
+
+class ImageBatches(SeededBatches):
     """(float32 images [B, S, S, 3] with values 0..255, float32 labels [B]) batches of decodable files.
 
     Args:
@@ -39,53 +72,27 @@ class ImageBatches(keras.utils.PyDataset):
     def __init__(self, root: str | Path, paths: list[str], labels: np.ndarray, image_size: int, batch_size: int,
                  train: bool, seed: int = 0, workers: int | None = None, prefetch: int = DEFAULT_PREFETCH_BATCHES,
                  augment: bool | None = None):
-        # Keras' own workers stay at 1: our threads decode in parallel, and calls arrive in step order.
-        super().__init__(workers=1, use_multiprocessing=False)
+        super().__init__(labels, batch_size, train, seed)
         self.root = Path(root)
         self.paths = list(paths)
-        self.labels = np.asarray(labels, dtype=np.float32)
-        self.batch_size = int(batch_size)
-        self.train = train
         self.augment = train if augment is None else augment
-        self.seed = int(seed)
         self.prefetch = int(prefetch)
-        self.epoch = 0
         self._decoder = ParallelDecoder(image_size, workers)
         self._pending: dict[tuple[int, int], PendingBatch] = {}
-        self._orders: dict[int, np.ndarray] = {}
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.paths) / self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
-        """The epoch whose batches `__getitem__` returns from now on (0-based, as Keras counts)."""
-        self.epoch = int(epoch)
+        super().set_epoch(epoch)
         for key in [k for k in self._pending if k[0] != self.epoch]:
             self._pending.pop(key).cancel()
-        self._orders = {e: order for e, order in self._orders.items() if e == self.epoch}
-
-    def positions(self, index: int, epoch: int | None = None) -> np.ndarray:
-        """Indices into `paths` of batch `index` of `epoch` (default the current one)."""
-        epoch = self.epoch if epoch is None else epoch
-        n = len(self.paths)
-        if not self.train:
-            return np.arange(index * self.batch_size, min((index + 1) * self.batch_size, n))
-        if epoch not in self._orders:
-            self._orders[epoch] = np.random.default_rng([self.seed, epoch]).permutation(n)
-        # Wrapping around keeps the last batch full: batch norm sees as many images in every step.
-        return self._orders[epoch][(index * self.batch_size + np.arange(self.batch_size)) % n]
 
     def _submit(self, index: int) -> PendingBatch:
-        epoch = self.epoch
-        rows = self.positions(index, epoch)
-        transform = None
-        if self.augment:
-            start = index * self.batch_size
+        epoch, start = self.epoch, index * self.batch_size
 
-            def transform(image: np.ndarray, row: int) -> np.ndarray:
-                return augment_image(image, np.random.default_rng([self.seed, epoch, start + row]))
+        def transform(image: np.ndarray, row: int) -> np.ndarray:
+            return augment_image(image, np.random.default_rng([self.seed, epoch, start + row]))
 
-        return self._decoder.submit([self.root / self.paths[i] for i in rows], transform)
+        return self._decoder.submit([self.root / self.paths[i] for i in self.positions(index)],
+                                    transform if self.augment else None)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         if not 0 <= index < len(self):
@@ -111,13 +118,3 @@ class ImageBatches(keras.utils.PyDataset):
         self._pending.clear()
         self._decoder.close()
 
-
-class EpochSetter(keras.callbacks.Callback):
-    """Tells an `ImageBatches` which epoch Keras is starting (resumed runs start past epoch 0)."""
-
-    def __init__(self, dataset: ImageBatches):
-        super().__init__()
-        self.dataset = dataset
-
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self.dataset.set_epoch(epoch)

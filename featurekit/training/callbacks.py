@@ -8,6 +8,7 @@ same best epoch and patience count.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -22,13 +23,6 @@ from featurekit.training.state import BEST_WEIGHTS_GLOB, PROGRESS_FILE, write_we
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 
-def improved(value: float, best: dict[str, Any] | None, monitor: str) -> bool:
-    """Whether `value` of `monitor` beats the best epoch so far (a NaN never does)."""
-    if best is None:
-        return value == value
-    return value < best["value"] if monitor == "val_loss" else value > best["value"]
-
-
 class ProgressRecorder(keras.callbacks.Callback):
     """Records each epoch into `state`, keeps the best epoch's weights, stops early, saves progress.json.
 
@@ -36,16 +30,14 @@ class ProgressRecorder(keras.callbacks.Callback):
         out: The run's folder.
         state: The run's state (see `featurekit.training.state.prepare_out`), updated in place.
         images_per_epoch: Training images per epoch (for the images/s figure).
-        call_started: `time.perf_counter()` when this call of the run started.
+        since: The `time.perf_counter()` the run's seconds count from (earlier calls' seconds included).
         log: Where the one line per epoch goes.
     """
 
-    def __init__(self, out: Path, state: dict[str, Any], images_per_epoch: int, call_started: float,
+    def __init__(self, out: Path, state: dict[str, Any], images_per_epoch: int, since: float,
                  log: Callable[[str], None]):
         super().__init__()
-        self.out, self.state, self.images_per_epoch, self.log = out, state, images_per_epoch, log
-        self.call_started = call_started
-        self.seconds_before = state["seconds"]  # earlier calls of an interrupted run
+        self.out, self.state, self.images_per_epoch, self.since, self.log = out, state, images_per_epoch, since, log
         self._epoch_started = time.perf_counter()
         self._train_seconds: float | None = None
 
@@ -61,21 +53,18 @@ class ProgressRecorder(keras.callbacks.Callback):
         state, out = self.state, self.out
         monitor, epochs, patience = state["identity"]["monitor"], state["epochs"], state["patience"]
         now = time.perf_counter()
-        logs = dict(logs or {})
         epoch_seconds = now - self._epoch_started
         train_seconds = self._train_seconds or epoch_seconds
-        row = {key: float(logs[key]) for key in HISTORY_KEYS}
-        # The rate this epoch trained at (the schedule sets it when an epoch begins and only then).
-        row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        row |= {"epoch_seconds": epoch_seconds, "train_seconds": train_seconds,
-                "train_images_per_second": self.images_per_epoch / train_seconds}
-        for key, value in row.items():
-            values = state["history"].setdefault(key, [])
-            # A resumed run may redo an epoch whose backup did not finish: its row is replaced.
-            del values[epoch:]
-            values.append(value)
-        marker = ""
-        if improved(row[monitor], state["best"], monitor):
+        row = {**{key: float(logs[key]) for key in HISTORY_KEYS},
+               # The rate this epoch trained at (the schedule sets it when an epoch begins and only then).
+               "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
+               "epoch_seconds": epoch_seconds, "train_seconds": train_seconds,
+               "train_images_per_second": self.images_per_epoch / train_seconds}
+        # A resumed run may redo an epoch whose backup did not finish: its row is replaced.
+        state["history"] |= {key: state["history"].get(key, [])[:epoch] + [value] for key, value in row.items()}
+        marker, lower_is_better = "", monitor == "val_loss"
+        best = state["best"]["value"] if state["best"] else (math.inf if lower_is_better else -math.inf)
+        if row[monitor] < best if lower_is_better else row[monitor] > best:  # a NaN is never better
             # The model's arrays only (save_weights would add Adam's two slots per weight: 3x the bytes).
             weights = out / f"best-epoch{epoch + 1:03d}.npz"
             write_weights(weights, self.model.get_weights())
@@ -88,7 +77,7 @@ class ProgressRecorder(keras.callbacks.Callback):
             if state["wait"] >= patience:
                 state["stopped_early"] = True
                 self.model.stop_training = True
-        state["seconds"] = self.seconds_before + now - self.call_started
+        state["seconds"] = now - self.since
         # progress.json names the new best file only once it is complete; then the old one can go.
         atomic_write_json(out / PROGRESS_FILE, state)  # fsynced: a kill leaves the previous file
         keep = state["best"]["weights"] if state["best"] else None
@@ -107,5 +96,5 @@ class ProgressRecorder(keras.callbacks.Callback):
     def on_train_end(self, logs: dict | None = None) -> None:
         # Runs before BackupAndRestore deletes its backup, so a kill from here on never restarts at epoch 1.
         self.state["fit_finished"] = True
-        self.state["seconds"] = self.seconds_before + time.perf_counter() - self.call_started
+        self.state["seconds"] = time.perf_counter() - self.since
         atomic_write_json(self.out / PROGRESS_FILE, self.state)

@@ -6,13 +6,13 @@ checked here depends on several settings at once, on the backbone, or on the dat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from featurekit.backbones import BackboneSpec
 from featurekit.data import ImageFolder
 from featurekit.errors import FeaturekitError, given
-from featurekit.training.schedule import Schedule, make_schedule
+from featurekit.training.schedule import Schedule
 
 # Only networks defined here can be trained from scratch; every registered Keras backbone (these included) can
 # be fine-tuned from its weights above a layer (`unfreeze_from`).
@@ -24,9 +24,6 @@ FINETUNE_LEARNING_RATE = 1e-4
 # Below these counts a split cannot train (batch norm needs a few images per class) or judge an epoch.
 MIN_TRAIN_IMAGES_PER_CLASS = 8
 MIN_VALID_IMAGES_PER_CLASS = 2
-# Settings the request takes over from the options as they are.
-_PLAIN_SETTINGS = ("epochs", "image_size", "batch_size", "patience", "seed", "monitor", "unfreeze_from", "top_layer",
-                   "head_pooling", "augment_copies")
 
 
 @dataclass(frozen=True)
@@ -63,10 +60,6 @@ class TrainRequest:
     def backbone(self) -> str:
         return self.spec.name
 
-    @property
-    def fine_tunes(self) -> bool:
-        return self.unfreeze_from is not None
-
 
 def make_request(options: dict[str, Any]) -> TrainRequest:
     """Refuse an untrainable backbone, an image size outside its range, and settings that do not go together.
@@ -85,15 +78,16 @@ def make_request(options: dict[str, Any]) -> TrainRequest:
         raise FeaturekitError("The batch size must be at least 2 (batch norm needs two images per batch).",
                               received=given("batch_size", options["batch_size"]),
                               fix="Use e.g. `batch_size` 32.")
-    learning_rate = options["learning_rate"]
-    if learning_rate is None:
-        learning_rate = SCRATCH_LEARNING_RATE if options["unfreeze_from"] is None else FINETUNE_LEARNING_RATE
-    schedule = make_schedule(options["schedule"], learning_rate, options["epochs"], options["min_learning_rate"],
-                             options["warmup_epochs"], options["plateau_factor"], options["plateau_patience"],
-                             options["monitor"])
-    return TrainRequest(spec=spec, learning_rate=float(learning_rate), schedule=schedule,
-                        weights=str(options["weights"]), augment_views=_augment_views(options),
-                        **{name: options[name] for name in _PLAIN_SETTINGS})
+    # Declared above 0: a learning rate that is not None is set.
+    learning_rate = options["learning_rate"] or (
+        SCRATCH_LEARNING_RATE if options["unfreeze_from"] is None else FINETUNE_LEARNING_RATE)
+    schedule = Schedule(options["schedule"], learning_rate, options["epochs"], options["min_learning_rate"],
+                        options["warmup_epochs"], options["plateau_factor"], options["plateau_patience"],
+                        options["monitor"])
+    resolved = dict(spec=spec, learning_rate=learning_rate, schedule=schedule, weights=str(options["weights"]),
+                    augment_views=_augment_views(options))
+    # The other settings as the options have them.
+    return TrainRequest(**resolved, **{f.name: options[f.name] for f in fields(TrainRequest) if f.name not in resolved})
 
 
 def _trainable_spec(backbone: str, unfreeze_from: str | None) -> BackboneSpec:
@@ -126,10 +120,10 @@ def _augment_views(options: dict[str, Any]) -> tuple[str, ...]:
     views = tuple(view.name for view in parse_views(options["augment_views"]) if view is not None)
     copies = options["augment_copies"]
     if options["unfreeze_from"] is None:
-        given_settings = [text for text, is_set in (
-            (given("weights", options["weights"]), str(options["weights"]) != "default"),
-            (given("top_layer", options["top_layer"]), options["top_layer"]),
-            (given("augment_views", list(views)), views), (given("augment_copies", copies), copies)) if is_set]
+        settings = {"weights": options["weights"], "top_layer": options["top_layer"], "augment_views": list(views),
+                    "augment_copies": copies}  # each unset at "default", None, [] or 0
+        given_settings = [given(name, value) for name, value in settings.items()
+                          if value not in ("default", None, [], 0)]
         if given_settings:
             raise FeaturekitError(
                 "These settings belong to fine-tuning, which starts from weights above a layer; training from "
@@ -148,10 +142,14 @@ def check_split_sizes(folder: ImageFolder) -> None:
     counts = folder.split_counts()
     for split, least in (("train", MIN_TRAIN_IMAGES_PER_CLASS), ("valid", MIN_VALID_IMAGES_PER_CLASS)):
         if min(counts[split].values()) < least:
-            have = ", ".join(f"{n} {name}" for name, n in counts[split].items())
             raise FeaturekitError(
                 f"Too few images to train: the {split} split needs at least {least} images of each class, "
-                f"it has {have}.",
+                f"it has {counts_text(counts[split])}.",
                 received=f"{given('data', str(folder.root))} ({len(folder.samples)} images, layout {folder.layout})",
                 fix="Add images, or give that split a larger share with `split` (e.g. 0.7,0.15,0.15).",
             )
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    """'20 real, 20 fake': a split's images per class."""
+    return ", ".join(f"{n} {name}" for name, n in counts.items())

@@ -10,7 +10,7 @@ refused first. The saved `<backbone>.keras` is the whole backbone: the trunk and
 as the parent had them, the top with the best epoch's weights. Its `training.json` names the parent weights
 (label and sha256) and the training images' hashes, so extraction labels it "fine-tuned from ..." and refuses
 to score it on the images it trained on (see `featurekit.backbones.provenance`). Same interface as
-`featurekit.training.scratch.ScratchTraining`.
+`featurekit.training.model.ScratchTraining`.
 """
 
 from __future__ import annotations
@@ -35,13 +35,11 @@ class FineTuning:
         from featurekit.backend import seeded
 
         self.request = request
-        self.model_file = model_file(request.backbone)
         with seeded(request.seed):
             self.parent = weights_provenance(request.spec, request.weights, request.seed)
             self.backbone = build_with_weights(request.spec, request.weights, request.image_size, request.seed)
         self.trunk, self.top, self.top_layer = split_backbone(self.backbone, request.backbone, request.unfreeze_from,
                                                               request.top_layer)
-        self.trained_layers: list[str] = []
 
     def identity(self) -> dict[str, Any]:
         request = self.request
@@ -58,12 +56,12 @@ class FineTuning:
         return (f"Fine-tuning {request.backbone} ({self.parent['weights_label']}) above {request.unfreeze_from} up to "
                 f"{self.top_layer}, batch norm frozen, {request.head_pooling} head{augment}")
 
-    def build(self, log: Callable[[str], None]):
+    def build(self):
         """(head over the top, reading cached maps; the whole backbone, whose top layers the head trains)."""
-        from featurekit.training.layers_split import build_head, unfreeze_top
+        from featurekit.training.layers_split import build_head
 
-        self.trained_layers = unfreeze_top(self.top)
         self.classifier = build_head(self.top, self.request.head_pooling, self.request.seed)
+        self.trained_layers = [layer.name for layer in self.top.layers if layer.trainable_weights]
         return self.classifier, self.backbone
 
     def warm_start(self, train_batches, log: Callable[[str], None]) -> None:
@@ -81,7 +79,7 @@ class FineTuning:
         from featurekit.training.trunk_maps import AugmentedCopy, MapBatches, trunk_maps
 
         request = self.request
-        log(f"Computing the frozen trunk's maps (up to {request.unfreeze_from}) once, in {out / TRUNK_DIR}.")
+        log(f"The frozen trunk's maps (up to {request.unfreeze_from}): computed once per run, in {out / TRUNK_DIR}.")
 
         def maps(samples: list[Sample], split: str, copy: int):
             decoder = AugmentedCopy(str(folder.root), copy, request.seed, request.augment_views)
@@ -107,7 +105,7 @@ class FineTuning:
                 "trained_layers": self.trained_layers,
                 "batchnorm": "frozen: the top's batch-norm layers run in inference mode with the parent's statistics",
                 "top": f"{pooling} -> standardisation -> Dropout({HEAD_DROPOUT}) -> Dense(1, sigmoid); dropped from "
-                       f"{self.model_file}",
+                       f"{model_file(self.request.backbone)}",
                 "trunk": f"{self.request.unfreeze_from} output maps computed once per run, cached as float16",
                 "head_init": "standardisation (a Normalization layer) and logistic regression (C=1) fitted on the "
                              "parent's pooled features of the clean training images, then fine-tuned with the top "

@@ -11,6 +11,7 @@ guide's rule).
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any
 
@@ -44,26 +45,16 @@ class MeanStdPooling(keras.layers.Layer):
         return (input_shape[0], 2 * input_shape[-1])
 
 
-def _producers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
-    node = layer._inbound_nodes[0]  # the backbone's own call (its first)
-    return [tensor._keras_history.operation for tensor in node.input_tensors]
-
-
 def cut_points(model: keras.Model) -> list[str]:
     """Names of the layers whose output alone carries everything the layers after them need."""
     layers = model.layers
     position = {id(layer): i for i, layer in enumerate(layers)}
-    last_use = list(range(len(layers)))
+    last_use = list(range(len(layers)))  # the last layer that reads each layer's output (in order: the latest wins)
     for i, layer in enumerate(layers[1:], start=1):
-        for producer in _producers(layer):
-            j = position[id(producer)]
-            last_use[j] = max(last_use[j], i)
-    points, reach = [], 0
-    for i, layer in enumerate(layers[:-1]):
-        reach = max(reach, last_use[i - 1] if i else 0)
-        if i and reach <= i:
-            points.append(layer.name)
-    return points
+        for tensor in layer._inbound_nodes[0].input_tensors:  # the backbone's own call (its first)
+            last_use[position[id(tensor._keras_history.operation)]] = i
+    reach = list(itertools.accumulate(last_use, max))  # reach[i]: the furthest layer reading any of layers 0..i
+    return [layer.name for i, layer in enumerate(layers[:-1]) if i and reach[i - 1] <= i]
 
 
 def _suggestions(names: list[str]) -> str:
@@ -79,15 +70,14 @@ def split_backbone(model: keras.Model, backbone: str, unfreeze_from: str, top_la
     Raises:
         FeaturekitError: a layer that is no cut point, an unknown top layer, or a top layer not above it.
     """
-    points = cut_points(model)
+    names, points = [layer.name for layer in model.layers], cut_points(model)
     if unfreeze_from not in points:
         raise FeaturekitError(
             f"Backbone {backbone!r} cannot be cut at {unfreeze_from!r}: "
-            + ("no such layer." if unfreeze_from not in [layer.name for layer in model.layers] else
+            + ("no such layer." if unfreeze_from not in names else
                "other tensors bypass it (a branch or residual connection), so its output alone cannot feed the top."),
             received=given("unfreeze_from", unfreeze_from),
             fix=f"Use `unfreeze_from` with one of: {_suggestions(points)}.")
-    names = [layer.name for layer in model.layers]
     top_name = top_layer or names[-1]
     if top_name not in names or names.index(top_name) <= names.index(unfreeze_from):
         above = names[names.index(unfreeze_from) + 1:]
@@ -96,22 +86,17 @@ def split_backbone(model: keras.Model, backbone: str, unfreeze_from: str, top_la
             f"The top layer must be a layer of {backbone!r} above {unfreeze_from!r}.",
             received=given("top_layer", top_layer),
             fix=f"Use `top_layer` with one of: {choices}, or leave it out for the backbone's output.")
-    trunk = keras.Model(model.input, model.get_layer(unfreeze_from).output, name=f"{backbone}_trunk")
-    top = keras.Model(model.get_layer(unfreeze_from).output, model.get_layer(top_name).output, name=f"{backbone}_top")
-    return trunk, top, top_name
-
-
-def unfreeze_top(top: keras.Model) -> list[str]:
-    """Make the top's layers trainable, batch norm excepted; returns the names of the layers that train."""
-    top.trainable = True
-    for layer in top.layers:  # each layer itself: the backbone they belong to was frozen as a whole
-        layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
-    return [layer.name for layer in top.layers if layer.trainable_weights]
+    cut = model.get_layer(unfreeze_from).output
+    return (keras.Model(model.input, cut, name=f"{backbone}_trunk"),
+            keras.Model(cut, model.get_layer(top_name).output, name=f"{backbone}_top"), top_name)
 
 
 def build_head(top: keras.Model, pooling: str, seed: int) -> keras.Model:
     """Cached maps -> top -> pooling (mean+std with an epsilon, or average) -> standardisation -> dropout ->
-    Dense(1, sigmoid)."""
+    Dense(1, sigmoid); the top's layers train, batch norm excepted."""
+    top.trainable = True
+    for layer in top.layers:  # each layer itself: the backbone they belong to was frozen as a whole
+        layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
     inputs = keras.Input(tuple(top.input.shape[1:]), name="trunk_maps")
     x = top(inputs)
     if len(x.shape) == 4:

@@ -1,20 +1,27 @@
-"""The network trained from scratch: InceptionV1 with the "tf" preprocessing in front and a small binary top.
+"""Training InceptionV1 from scratch (`ScratchTraining`): the network, with the "tf" preprocessing in front and a
+small binary top, trained end to end on shuffled, augmented image batches.
 
     uint8 image -> Rescaling to [-1, 1] ("tf" mode) -> InceptionV1 -> GlobalAveragePooling
                 -> Dense(512, relu) -> Dropout(0.5) -> Dense(1, sigmoid)
 
 The backbone alone, with the best epoch's weights, is what extraction uses afterwards; the top is dropped.
+`ScratchTraining` is one of the two ways `featurekit.training.runner` trains (the other is
+`featurekit.training.finetune.FineTuning`); both offer the same small interface: `identity`, `describe`, `build`,
+`datasets`, `warm_start`, `record`, `saves_classifier`. Also here: parameter counts and atomic `.keras` saves,
+which both ways use.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
+from typing import Any
 
 import keras
 
+from featurekit.data import ImageFolder, Sample
 from featurekit.fsutil import commit_file, temporary_sibling
+from featurekit.training.checks import TrainRequest
 
 HEAD_UNITS = 512
 HEAD_DROPOUT = 0.5
@@ -23,8 +30,6 @@ HEAD_DROPOUT = 0.5
 # network (val_loss 40 after epoch 1 on 1,230 faces; early stopping then keeps a poor epoch). 0.9 averages
 # over ~10 steps. Momentum only shapes training updates: the saved files are unaffected.
 BATCHNORM_MOMENTUM = 0.9
-TOP_DESCRIPTION = (f"GlobalAveragePooling2D -> Dense({HEAD_UNITS}, relu) -> Dropout({HEAD_DROPOUT}) -> "
-                   "Dense(1, sigmoid); dropped from inceptionv1.keras")
 
 
 def build_classifier(image_size: int) -> tuple[keras.Model, keras.Model]:
@@ -46,6 +51,46 @@ def build_classifier(image_size: int) -> tuple[keras.Model, keras.Model]:
     x = keras.layers.Dropout(HEAD_DROPOUT, name="head_dropout")(x)
     outputs = keras.layers.Dense(1, activation="sigmoid", name="head_output")(x)
     return keras.Model(inputs, outputs, name="inceptionv1_classifier"), backbone
+
+
+class ScratchTraining:
+    """InceptionV1 with He init and batch norm, trained end to end on the images (flips and small crops)."""
+
+    saves_classifier = True
+
+    def __init__(self, request: TrainRequest):
+        self.request = request
+
+    def identity(self) -> dict[str, Any]:
+        return {}
+
+    def describe(self) -> str:
+        return f"Training {self.request.backbone} from scratch"
+
+    def build(self):
+        """(classifier images -> P(fake), backbone); the backbone's layers are the classifier's."""
+        return build_classifier(self.request.image_size)
+
+    def datasets(self, out: Path, folder: ImageFolder, train: list[Sample], valid: list[Sample], log):
+        from featurekit.training.batches import ImageBatches
+
+        request = self.request
+        return (ImageBatches(folder.root, [s.path for s in train], [s.label for s in train], request.image_size,
+                             request.batch_size, train=True, seed=request.seed),
+                ImageBatches(folder.root, [s.path for s in valid], [s.label for s in valid], request.image_size,
+                             request.batch_size, train=False, seed=request.seed))
+
+    def warm_start(self, train_batches, log) -> None:
+        """Nothing to do before the first epoch: the network starts from its He initialisation."""
+
+    def record(self) -> dict[str, Any]:
+        """What training.json says (under `config`) about the network and its training, besides the identity."""
+        return {"config": {
+            "architecture": {"batch_norm": True, "width": 1.0, "input_size": self.request.image_size},
+            "batchnorm_momentum": BATCHNORM_MOMENTUM,
+            "top": f"GlobalAveragePooling2D -> Dense({HEAD_UNITS}, relu) -> Dropout({HEAD_DROPOUT}) -> "
+                   "Dense(1, sigmoid); dropped from inceptionv1.keras",
+            "augmentation": "train only: random horizontal flip, random crop of 7/8..1 of the side resized back"}}
 
 
 def param_counts(classifier: keras.Model, backbone: keras.Model) -> dict[str, int]:
@@ -73,13 +118,10 @@ def save_keras(model: keras.Model, path: Path) -> Path:
     fsynced and renamed into place, so a file at `path` is always complete."""
     from featurekit.backend import tensorflow_kept_out
 
-    temporary = temporary_sibling(path)
-    temporary = temporary.with_name(temporary.name + ".keras")
+    temporary = Path(f"{temporary_sibling(path)}.keras")
     try:
         with tensorflow_kept_out():  # Keras' serialisation would import TensorFlow under JAX or PyTorch
             model.save(temporary)
         return commit_file(temporary, path)
-    except BaseException:
-        if os.path.lexists(temporary):
-            temporary.unlink()
-        raise
+    finally:
+        temporary.unlink(missing_ok=True)  # gone once committed; what a failed save left otherwise

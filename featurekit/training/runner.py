@@ -1,6 +1,6 @@
 """Train a backbone on an image folder, so it can then serve as a frozen feature extractor: `train_backbone`.
 
-Two ways, chosen once by the request: from scratch (InceptionV1, `featurekit.training.scratch`) or fine-tuning
+Two ways, chosen once by the request: from scratch (InceptionV1, `featurekit.training.model`) or fine-tuning
 any registered Keras backbone from its weights above a layer (`featurekit.training.finetune`). The original
 study trained its InceptionV1 (no batch norm) for one epoch and got a constant classifier (test loss ln 2,
 accuracy 0.50); here the network is trained with Adam and binary cross-entropy on the `train` split, with a
@@ -11,8 +11,8 @@ the backbone alone, with the best epoch's weights, is saved as `<backbone>.keras
 
 The flow is request -> plan -> run: the options are validated against their declarations
 (`featurekit.options.complete`), `plan_run` checks the request (`featurekit.training.checks.make_request`),
-reads the data folder and prepares the network's parent (nothing is written until then), and `run_plan`
-builds, fits and saves.
+reads the data folder, prepares the network's parent and checks which images decode (nothing is written until
+then), and the run, under the folder's lock, builds, fits and saves.
 Calling `train_backbone` again with the same settings resumes an interrupted run from the last finished
 epoch (see `featurekit.training.state`). Training batches are a pure function of (seed, epoch, step), so
 resumed epochs see the same shuffles and augmentations, and the same learning rates, as an uninterrupted run;
@@ -29,25 +29,26 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from contextlib import closing
+from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from featurekit.data import ImageFolder, Sample, scan_image_folder
 from featurekit.errors import FeaturekitError, given
-from featurekit.fsutil import atomic_write_json
+from featurekit.fsutil import atomic_write_json, exclusive_lock
 from featurekit.options import complete
-from featurekit.training.checks import TrainRequest, check_split_sizes, make_request
+from featurekit.training.checks import TrainRequest, check_split_sizes, counts_text, make_request
 from featurekit.training.state import (
     BACKUP_DIR,
     CLASSIFIER_FILE,
     LEGACY_IDENTITY,
+    LOCK_FILE,
     PROGRESS_FILE,
     RESULT_FILE,
     backup_epochs,
     model_file,
-    out_lock,
     prepare_out,
     read_weights,
     remove_unfinished_files,
@@ -87,20 +88,27 @@ class TrainResult:
     train_images_per_second: float
     seconds_to_best: float
     out: Path
-    stopped_early: bool = False
-    resumed_from: list[int] = field(default_factory=list)
-    params: dict[str, int] = field(default_factory=dict)
-    weights_label: str = ""
+    stopped_early: bool
+    resumed_from: list[int]
+    params: dict[str, int]
+    weights_label: str
 
 
 @dataclass
 class TrainPlan:
-    """What a run will do: the request, how it trains (scratch or fine-tuning), the data, where it writes."""
+    """What a run will do: the request, how it trains (scratch or fine-tuning), the data, where it writes.
+
+    `train` and `valid` hold the split's images that decode (checked once, so every batch of every epoch is
+    full); `skipped` the (path, reason) of the others.
+    """
 
     request: TrainRequest
-    method: Any  # ScratchTraining | FineTuning: identity, describe, build, datasets, warm_start, record, model_file
+    method: Any  # ScratchTraining | FineTuning: identity, describe, build, datasets, warm_start, record
     folder: ImageFolder
     split_fractions: tuple[float, float, float]
+    train: list[Sample]
+    valid: list[Sample]
+    skipped: list[tuple[str, str]]
     out: Path
     identity: dict[str, Any]
 
@@ -159,60 +167,64 @@ def train_from_options(options: dict[str, Any], log: Callable[[str], None] = pri
 
 def _train(options: dict[str, Any], log: Callable[[str], None], progress: bool, callbacks: list,
            save_classifier: bool) -> TrainResult:
-    """Request -> plan -> run, under the lock of the run's folder."""
+    """Request -> plan -> run: under the folder's lock (two runs writing one folder would interleave their
+    backups), build the network, fit the epochs still to run (none for a finished fit), save the best epoch."""
+    from featurekit.backend import seeded
+    from featurekit.training.model import param_counts
+
     started = time.perf_counter()
-    plan = plan_run(options)
+    plan = plan_run(options, log)
     plan.out.mkdir(parents=True, exist_ok=True)
-    with out_lock(plan.out):
+    with exclusive_lock(plan.out / LOCK_FILE, "Another process ({holder}) is training into this folder right now.",
+                        received=given("out", str(plan.out)), fix="Wait for it to finish, or pass another `out`."):
         state = prepare_out(plan.out, plan.identity, options["overwrite"])
         state["epochs"], state["patience"] = options["epochs"], options["patience"]
         state["config"] = {key: (str(value) if isinstance(value, Path) else value) for key, value in options.items()}
-        return run_plan(plan, state, save_classifier, callbacks, progress, log, started)
+        since = started - state["seconds"]  # the run's clock: earlier calls of an interrupted run count too
+        done = backup_epochs(plan.out)
+        finished_fit = state["fit_finished"] or state["stopped_early"] or (done >= state["epochs"] and done > 0)
+        # A resumed call gets its own seed for dropout, so its epochs do not replay the first epochs' draws.
+        with seeded(plan.request.seed + done):
+            classifier, backbone = plan.method.build()
+            params = param_counts(classifier, backbone)
+            _compile(classifier, plan.request.learning_rate)
+            if finished_fit:
+                log(f"Training in {plan.out} had finished ({len(state['history'].get('loss', []))} epochs); saving "
+                    "its best epoch.")
+            else:
+                _fit(plan, state, classifier, params, done, callbacks, progress, log, since)
+        return _finish(plan, state, classifier, backbone, params, save_classifier and plan.method.saves_classifier,
+                       log, since)
 
 
-def plan_run(options: dict[str, Any]) -> TrainPlan:
-    """Check the request, read the data folder and its splits, prepare the way of training; nothing is written."""
+def plan_run(options: dict[str, Any], log: Callable[[str], None] = print) -> TrainPlan:
+    """Check the request, read the data folder and its splits, prepare the way of training, check which images
+    decode (logging the others); nothing is written."""
     from featurekit.config import parse_split_fractions
+    from featurekit.pipeline import decodable
     from featurekit.training.finetune import FineTuning
-    from featurekit.training.scratch import ScratchTraining
+    from featurekit.training.model import ScratchTraining
 
     request = make_request(options)
     split_fractions = parse_split_fractions(options["split"])
     folder = scan_image_folder(options["data"], split_fractions)
     check_split_sizes(folder)
-    method = FineTuning(request) if request.fine_tunes else ScratchTraining(request)
+    method = FineTuning(request) if request.unfreeze_from is not None else ScratchTraining(request)
+    kept, skipped = [], []
+    for split in ("train", "valid"):
+        samples = [s for s in folder.samples if s.split == split]
+        good, bad = decodable(folder.root, [s.path for s in samples], request.image_size)
+        kept.append([samples[i] for i in good])
+        skipped += bad
+    for path, reason in skipped:
+        log(f"  skipped {path}: {reason}")
     identity = {
         "backbone": request.backbone, "image_size": request.image_size, "batch_size": request.batch_size,
         "learning_rate": request.learning_rate, "schedule": request.schedule.identity(), "seed": request.seed,
         "monitor": request.monitor, "split_fractions": list(split_fractions), "data_fingerprint": folder.fingerprint(),
         **method.identity(),
     }
-    return TrainPlan(request, method, folder, split_fractions, _run_folder(options), identity)
-
-
-def run_plan(plan: TrainPlan, state: dict[str, Any], save_classifier: bool, extra_callbacks: list, progress: bool,
-             log: Callable[[str], None], started: float) -> TrainResult:
-    """Build the network, fit the epochs still to run (none for a finished fit), save the best epoch."""
-    from featurekit.training.model import param_counts
-    from featurekit.backend import seeded
-
-    done = backup_epochs(plan.out)
-    seconds_before = state["seconds"]  # earlier calls of an interrupted run
-    finished_fit = state["fit_finished"] or state["stopped_early"] or (done >= state["epochs"] and done > 0)
-    # A resumed call gets its own seed for dropout, so its epochs do not replay the first epochs' draws.
-    with seeded(plan.request.seed + done):
-        classifier, backbone = plan.method.build(log)
-        params = param_counts(classifier, backbone)
-        _compile(classifier, plan.request.learning_rate)
-        train, skipped_train = _decodable_split(plan.folder, "train", plan.request.image_size, log)
-        valid, skipped_valid = _decodable_split(plan.folder, "valid", plan.request.image_size, log)
-        if finished_fit:
-            log(f"Training in {plan.out} had finished ({len(state['history'].get('loss', []))} epochs); saving "
-                "its best epoch.")
-        else:
-            _fit(plan, state, classifier, params, train, valid, done, extra_callbacks, progress, log, started)
-    return _finish(plan, state, classifier, backbone, params, save_classifier and plan.method.saves_classifier,
-                   train, valid, skipped_train + skipped_valid, log, started, seconds_before)
+    return TrainPlan(request, method, folder, split_fractions, *kept, skipped, _run_folder(options), identity)
 
 
 def _compile(classifier, learning_rate: float) -> None:
@@ -225,15 +237,12 @@ def _compile(classifier, learning_rate: float) -> None:
     classifier.optimizer.build(classifier.trainable_variables)
 
 
-def _fit(plan: TrainPlan, state: dict[str, Any], classifier, params: dict[str, int], train: list[Sample],
-         valid: list[Sample], done: int, extra_callbacks: list, progress: bool, log: Callable[[str], None],
-         started: float) -> None:
+def _fit(plan: TrainPlan, state: dict[str, Any], classifier, params: dict[str, int], done: int,
+         extra_callbacks: list, progress: bool, log: Callable[[str], None], since: float) -> None:
     """Run the epochs from `done` on, recording each, backing up after each, stopping early on valid."""
     import keras
 
-    from featurekit.training.batches import EpochSetter
     from featurekit.training.callbacks import ProgressRecorder
-    from featurekit.training.schedule import schedule_callback
 
     request, out = plan.request, plan.out
     if done:
@@ -245,32 +254,31 @@ def _fit(plan: TrainPlan, state: dict[str, Any], classifier, params: dict[str, i
         state["history"].setdefault("learning_rate", [request.learning_rate] * done)
         log(f"Resuming from epoch {done + 1}/{state['epochs']} ({done} finished; backup in {out / BACKUP_DIR}).")
     else:
-        _log_start(plan, state, params, len(train), len(valid), log)
-    train_batches, valid_batches = plan.method.datasets(out, plan.folder, train, valid, log)
+        _log_start(plan, state, params, log)
+    train_batches, valid_batches = plan.method.datasets(out, plan.folder, plan.train, plan.valid, log)
     if not done:
         plan.method.warm_start(train_batches, log)
     sys.stdout.flush()
-    recorder = ProgressRecorder(out, state, len(train_batches) * request.batch_size, started, log)
+    # Batches and learning rates are functions of the epoch (resumed runs start past epoch 0); plateau reads the
+    # monitored values of the epochs finished before (the recorder appends each epoch's row when it ends).
+    epoch_setter = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: train_batches.set_epoch(epoch))
+    scheduler = keras.callbacks.LearningRateScheduler(
+        lambda epoch: request.schedule.rate(epoch, state["history"].get(request.schedule.monitor, [])))
+    recorder = ProgressRecorder(out, state, len(train_batches) * request.batch_size, since, log)
     # double_checkpoint: a kill while the backup is being written leaves the previous epoch's copy.
     backup = keras.callbacks.BackupAndRestore(backup_dir=str(out / BACKUP_DIR), double_checkpoint=True)
     verbose = 1 if progress and sys.stdout.isatty() else 0
-    try:
+    with closing(train_batches), closing(valid_batches):
         classifier.fit(train_batches, validation_data=valid_batches, epochs=state["epochs"], verbose=verbose,
-                       callbacks=[EpochSetter(train_batches), schedule_callback(request.schedule, state), recorder,
-                                  backup, *extra_callbacks])
-    finally:
-        train_batches.close()
-        valid_batches.close()
+                       callbacks=[epoch_setter, scheduler, recorder, backup, *extra_callbacks])
 
 
-def _log_start(plan: TrainPlan, state: dict[str, Any], params: dict[str, int], n_train: int, n_valid: int,
-               log: Callable[[str], None]) -> None:
-    request, counts = plan.request, plan.folder.split_counts()
-    schedule = request.schedule
-    log(f"{plan.method.describe()} on {plan.folder.root}: {n_train} train images ({_counts_text(counts['train'])}), "
-        f"{n_valid} valid ({_counts_text(counts['valid'])}), {request.image_size}x{request.image_size}, batch "
-        f"{request.batch_size}, up to {state['epochs']} epochs, {schedule.describe()}, early stop on "
-        f"{request.monitor} (patience {state['patience']}).")
+def _log_start(plan: TrainPlan, state: dict[str, Any], params: dict[str, int], log: Callable[[str], None]) -> None:
+    request, counts, schedule = plan.request, plan.folder.split_counts(), plan.request.schedule
+    log(f"{plan.method.describe()} on {plan.folder.root}: {len(plan.train)} train images "
+        f"({counts_text(counts['train'])}), {len(plan.valid)} valid ({counts_text(counts['valid'])}), "
+        f"{request.image_size}x{request.image_size}, batch {request.batch_size}, up to {state['epochs']} epochs, "
+        f"{schedule.describe()}, early stop on {request.monitor} (patience {state['patience']}).")
     if schedule.name == "plateau" and schedule.plateau_patience >= state["patience"]:
         log(f"Note: the plateau patience ({schedule.plateau_patience}) is not below the early-stopping "
             f"patience ({state['patience']}): the run stops before the schedule lowers the learning rate.")
@@ -279,8 +287,7 @@ def _log_start(plan: TrainPlan, state: dict[str, Any], params: dict[str, int], n
 
 
 def _finish(plan: TrainPlan, state: dict[str, Any], classifier, backbone, params: dict[str, int],
-            save_classifier: bool, train: list[Sample], valid: list[Sample], skipped: list[tuple[str, str]],
-            log: Callable[[str], None], started: float, seconds_before: float) -> TrainResult:
+            save_classifier: bool, log: Callable[[str], None], since: float) -> TrainResult:
     """Load the best epoch's weights, save the backbone (and classifier), write training.json, tidy up."""
     from featurekit.training.model import save_keras
 
@@ -292,21 +299,14 @@ def _finish(plan: TrainPlan, state: dict[str, Any], classifier, backbone, params
             fix="Try a smaller `learning_rate`, and check the images decode (extraction lists bad "
             "files).",
         )
-    best, history = state["best"], state["history"]
-    classifier.set_weights(read_weights(out / best["weights"]))
-    model_path = save_keras(backbone, out / plan.method.model_file)
+    classifier.set_weights(read_weights(out / state["best"]["weights"]))
+    model_path = save_keras(backbone, out / model_file(plan.request.backbone))
     if save_classifier:
         save_keras(classifier, out / CLASSIFIER_FILE)
-    rates = history.get("train_images_per_second", [])
-    result = TrainResult(
-        model_path=model_path, best_epoch=best["epoch"], best_valid_accuracy=best["val_accuracy"],
-        best_valid_loss=best["val_loss"], epochs_run=len(history.get("loss", [])), history=history,
-        seconds=seconds_before + time.perf_counter() - started, out=out,
-        train_images_per_second=statistics.median(rates) if rates else 0.0,
-        seconds_to_best=sum(history["epoch_seconds"][: best["epoch"]]), stopped_early=state["stopped_early"],
-        resumed_from=state["resumed_from"], params=params)
-    record = _result_record(result, plan, state, save_classifier, train, valid, skipped)
-    result.weights_label = record["weights_label"]
+    record = _result_record(plan, state, params, model_path, save_classifier, time.perf_counter() - since)
+    # The result is what training.json records, with the paths as paths.
+    result = TrainResult(model_path=model_path, out=out, **{
+        field.name: record[field.name] for field in fields(TrainResult) if field.name not in ("model_path", "out")})
     atomic_write_json(out / RESULT_FILE, record)
     (out / PROGRESS_FILE).unlink(missing_ok=True)
     remove_unfinished_files(out)
@@ -337,59 +337,39 @@ def finished_model(options: dict[str, Any]) -> Path | None:
     record_path, model_path = out / RESULT_FILE, out / model_file(options["backbone"])
     if not (record_path.is_file() and model_path.is_file()):
         return None
-    config = json.loads(record_path.read_text()).get("config", {})
+    config = {**LEGACY_IDENTITY, **json.loads(record_path.read_text()).get("config", {})}
     request = make_request(options)
-    if (config.get("backbone") != request.backbone or config.get("image_size") != request.image_size
-            or config.get("unfreeze_from") != request.unfreeze_from
-            or config.get("schedule", LEGACY_IDENTITY["schedule"]) != request.schedule.identity()):
-        return None  # training then refuses the folder, naming the finished run in it
-    return model_path
+    wanted = {"backbone": request.backbone, "image_size": request.image_size, "unfreeze_from": request.unfreeze_from,
+              "schedule": request.schedule.identity()}
+    # Another run there: training then refuses the folder, naming the finished run in it.
+    return model_path if all(config.get(key) == value for key, value in wanted.items()) else None
 
 
 def _run_folder(options: dict[str, Any]) -> Path:
-    if options["out"]:
-        return Path(options["out"])
-    return default_out_dir(options["data"], options["backbone"], options["image_size"], options["runs_dir"] or "runs",
-                           options["unfreeze_from"])
+    return Path(options["out"]) if options["out"] else default_out_dir(
+        options["data"], options["backbone"], options["image_size"], options["runs_dir"], options["unfreeze_from"])
 
 
-def _decodable_split(folder: ImageFolder, split: str, image_size: int,
-                     log: Callable[[str], None]) -> tuple[list[Sample], list[tuple[str, str]]]:
-    """The split's samples that decode (checked once, so every batch of every epoch is full), and the others."""
-    from featurekit.pipeline import decodable
-
-    samples = [s for s in folder.samples if s.split == split]
-    good, bad = decodable(folder.root, [s.path for s in samples], image_size)
-    for path, reason in bad:
-        log(f"  skipped {path}: {reason}")
-    return [samples[i] for i in good], bad
-
-
-def _counts_text(counts: dict[str, int]) -> str:
-    return ", ".join(f"{n} {name}" for name, n in counts.items())
-
-
-# TrainResult's fields that training.json records as they are, in its order.
-_RECORDED_RESULT = ("best_epoch", "best_valid_accuracy", "best_valid_loss", "epochs_run", "stopped_early",
-                    "resumed_from", "seconds", "seconds_to_best", "train_images_per_second", "params")
-
-
-def _result_record(result: TrainResult, plan: TrainPlan, state: dict[str, Any], save_classifier: bool,
-                   train: list[Sample], valid: list[Sample], skipped: list[tuple[str, str]]) -> dict[str, Any]:
+def _result_record(plan: TrainPlan, state: dict[str, Any], params: dict[str, int], model_path: Path,
+                   save_classifier: bool, seconds: float) -> dict[str, Any]:
     """training.json: the result, the resolved settings, exactly which images trained, and library versions."""
     from featurekit.cache import library_versions
     from featurekit.hashing import file_sha256
     from featurekit.backbones.provenance import data_record, trained_label
 
-    identity = state["identity"]
-    method = plan.method.record()
+    identity, best, history = state["identity"], state["best"], state["history"]
+    method, rates = plan.method.record(), history.get("train_images_per_second", [])
     record = {
         "finished": True,
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model_path": plan.method.model_file,
-        "model_sha256": file_sha256(result.model_path),
+        "model_path": model_path.name,
+        "model_sha256": file_sha256(model_path),
         "classifier_path": CLASSIFIER_FILE if save_classifier else None,
-        **{name: getattr(result, name) for name in _RECORDED_RESULT},
+        "best_epoch": best["epoch"], "best_valid_accuracy": best["val_accuracy"], "best_valid_loss": best["val_loss"],
+        "epochs_run": len(history.get("loss", [])), "stopped_early": state["stopped_early"],
+        "resumed_from": state["resumed_from"], "seconds": seconds,
+        "seconds_to_best": sum(history["epoch_seconds"][: best["epoch"]]),
+        "train_images_per_second": statistics.median(rates) if rates else 0.0, "params": params,
         "config": {
             **{key: value for key, value in identity.items() if key != "data_fingerprint"},
             "epochs": state["epochs"],
@@ -401,9 +381,9 @@ def _result_record(result: TrainResult, plan: TrainPlan, state: dict[str, Any], 
             "loss": "binary_crossentropy",
         },
         **method,
-        "data": data_record(plan.folder, plan.split_fractions, train, valid, skipped),
+        "data": data_record(plan.folder, plan.split_fractions, plan.train, plan.valid, plan.skipped),
         "resolved_config": state.get("config", {}),
-        "history": result.history,
+        "history": history,
         "versions": library_versions(),
     }
     record["weights_label"] = trained_label(record)

@@ -27,9 +27,10 @@ from typing import Any
 
 from featurekit.errors import FeaturekitError, given
 
+
 @dataclass(frozen=True)
 class Schedule:
-    """A learning-rate schedule over epochs.
+    """A learning-rate schedule over epochs; making one refuses settings the named schedule cannot use.
 
     Attributes:
         name: "constant", "cosine" or "plateau".
@@ -50,6 +51,34 @@ class Schedule:
     plateau_factor: float = 0.5
     plateau_patience: int = 2
     monitor: str = "val_loss"
+
+    def __post_init__(self) -> None:
+        """Refuse settings the named schedule cannot use.
+
+        Each setting on its own is validated against its declaration (`featurekit.options`: the schedule's name
+        among the choices, the bounds of the others); refused here is what depends on several of them.
+
+        Raises:
+            FeaturekitError: naming the parameters, what was received and a value that works.
+        """
+        if self.warmup_epochs and self.name != "cosine":
+            raise FeaturekitError(
+                f"A warmup belongs to the cosine schedule; the {self.name} schedule starts at the learning "
+                "rate.",
+                received=f"{given('warmup_epochs', self.warmup_epochs)} with {given('schedule', self.name)}",
+                fix="Use `schedule` cosine, or leave `warmup_epochs` at 0.")
+        if self.name == "cosine" and self.warmup_epochs >= self.epochs:
+            raise FeaturekitError(
+                "The warmup must leave at least one epoch of the run for the cosine decay.",
+                received=f"{given('warmup_epochs', self.warmup_epochs)} with {given('epochs', self.epochs)}",
+                fix=f"Use fewer `warmup_epochs` (e.g. {max(0, min(2, self.epochs - 1))}) or more `epochs`.")
+        if self.name != "constant" and not self.min_learning_rate < self.learning_rate:
+            raise FeaturekitError(
+                f"The minimum learning rate of the {self.name} schedule must be at least 0 and below the "
+                f"learning rate ({self.learning_rate:g}).",
+                received=f"{given('min_learning_rate', self.min_learning_rate)} with "
+                f"{given('learning_rate', self.learning_rate)}",
+                fix=f"Use e.g. `min_learning_rate` {self.learning_rate / 100:g} (1% of the learning rate).")
 
     def identity(self) -> dict[str, Any]:
         """What shapes the rates, beyond the base learning rate: a resumed run must have the same.
@@ -101,12 +130,10 @@ class Schedule:
         # Decaying over epochs - 1 - warmup steps puts the minimum exactly on the last epoch (one epoch: the rate).
         decay_steps = max(1, self.epochs - 1 - warmup)
         alpha = self.min_learning_rate / self.learning_rate
-        if warmup:
-            cosine = keras.optimizers.schedules.CosineDecay(
-                self.learning_rate / (warmup + 1), decay_steps, alpha=alpha, warmup_target=self.learning_rate,
-                warmup_steps=warmup)
-        else:
-            cosine = keras.optimizers.schedules.CosineDecay(self.learning_rate, decay_steps, alpha=alpha)
+        # With no warmup (warmup_steps 0) this is the plain decay from the learning rate, to the same bits.
+        cosine = keras.optimizers.schedules.CosineDecay(
+            self.learning_rate / (warmup + 1), decay_steps, alpha=alpha, warmup_target=self.learning_rate,
+            warmup_steps=warmup)
         return float(keras.ops.convert_to_numpy(cosine(epoch)))
 
     def _plateau_rate(self, monitored: Sequence[float]) -> float:
@@ -123,51 +150,3 @@ class Schedule:
         for epoch, value in enumerate(monitored):
             plateau.on_epoch_end(epoch, {self.monitor: float(value)})
         return float(stand_in.optimizer.learning_rate)
-
-
-def make_schedule(name: str, learning_rate: float, epochs: int, min_learning_rate: float, warmup_epochs: int,
-                  plateau_factor: float, plateau_patience: int, monitor: str) -> Schedule:
-    """A checked Schedule: refuse settings the named schedule cannot use.
-
-    Each setting on its own is validated against its declaration (`featurekit.options`: the schedule's name
-    among the choices, the bounds of the others); refused here is what depends on several of them.
-
-    Raises:
-        FeaturekitError: naming the parameters, what was received and a value that works.
-    """
-    if warmup_epochs and name != "cosine":
-        raise FeaturekitError(
-            f"A warmup belongs to the cosine schedule; the {name} schedule starts at the learning rate.",
-            received=f"{given('warmup_epochs', warmup_epochs)} with {given('schedule', name)}",
-            fix="Use `schedule` cosine, or leave `warmup_epochs` at 0.")
-    if name == "cosine" and warmup_epochs >= epochs:
-        raise FeaturekitError(
-            "The warmup must leave at least one epoch of the run for the cosine decay.",
-            received=f"{given('warmup_epochs', warmup_epochs)} with {given('epochs', epochs)}",
-            fix=f"Use fewer `warmup_epochs` (e.g. {max(0, min(2, epochs - 1))}) or more "
-            "`epochs`.")
-    if name != "constant" and not min_learning_rate < learning_rate:
-        raise FeaturekitError(
-            f"The minimum learning rate of the {name} schedule must be at least 0 and below the learning rate "
-            f"({learning_rate:g}).",
-            received=f"{given('min_learning_rate', min_learning_rate)} with {given('learning_rate', learning_rate)}",
-            fix=f"Use e.g. `min_learning_rate` {learning_rate / 100:g} (1% of the learning rate).")
-    return Schedule(name=name, learning_rate=float(learning_rate), epochs=epochs,
-                    min_learning_rate=float(min_learning_rate), warmup_epochs=warmup_epochs,
-                    plateau_factor=float(plateau_factor), plateau_patience=plateau_patience, monitor=monitor)
-
-
-def schedule_callback(schedule: Schedule, state: dict[str, Any]):
-    """Keras' `LearningRateScheduler` setting `schedule.rate(epoch, ...)` at the start of each epoch.
-
-    Args:
-        schedule: The run's schedule.
-        state: The run's state; plateau reads `state["history"][schedule.monitor]` of the epochs finished
-            before the one starting (the progress recorder appends each epoch's row when it ends).
-    """
-    import keras
-
-    def rate(epoch: int) -> float:
-        return schedule.rate(epoch, state["history"].get(schedule.monitor, [])[:epoch])
-
-    return keras.callbacks.LearningRateScheduler(rate)

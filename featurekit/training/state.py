@@ -13,15 +13,13 @@ from __future__ import annotations
 import io
 import json
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from featurekit.errors import FeaturekitError, given
-from featurekit.fsutil import atomic_write_bytes, atomic_write_json, exclusive_lock
+from featurekit.fsutil import atomic_write_bytes, atomic_write_json
 
 CLASSIFIER_FILE = "classifier.keras"
 RESULT_FILE = "training.json"
@@ -30,22 +28,8 @@ BACKUP_DIR = "backup"
 TRUNK_DIR = "trunk"
 LOCK_FILE = ".lock"
 BEST_WEIGHTS_GLOB = "best-epoch*.npz"
-# Settings a resumed run must share with the interrupted one (a fine-tuning adds its own: parent weights, layers,
-# augmentation). Epochs and patience may change, except that a cosine schedule's length is part of `schedule`
-# (see featurekit.training.schedule.Schedule.identity).
-IDENTITY_KEYS = ("backbone", "image_size", "batch_size", "learning_rate", "schedule", "seed", "monitor",
-                 "split_fractions", "data_fingerprint")
 # What an unfinished run from before a key existed had (its progress.json lacks the key).
 LEGACY_IDENTITY = {"schedule": {"name": "constant"}}
-
-
-@contextmanager
-def out_lock(out: Path) -> Iterator[None]:
-    """Hold the folder's lock: two runs writing one folder would interleave their backups."""
-    with exclusive_lock(out / LOCK_FILE, "Another process ({holder}) is training into this folder right now.",
-                        received=given("out", str(out)),
-                        fix="Wait for it to finish, or pass another `out`."):
-        yield
 
 
 def write_weights(path: Path, weights: list[np.ndarray]) -> None:
@@ -65,12 +49,6 @@ def model_file(backbone: str) -> str:
     return f"{backbone}.keras"
 
 
-def remove_run_files(out: Path, backbone: str) -> None:
-    for name in (model_file(backbone), CLASSIFIER_FILE, RESULT_FILE, PROGRESS_FILE):
-        (out / name).unlink(missing_ok=True)
-    remove_unfinished_files(out)
-
-
 def remove_unfinished_files(out: Path) -> None:
     """What only an unfinished run needs: best-epoch weights, Keras' backup and the trunk's cached maps."""
     for path in out.glob(BEST_WEIGHTS_GLOB):
@@ -81,10 +59,21 @@ def remove_unfinished_files(out: Path) -> None:
 
 
 def prepare_out(out: Path, identity: dict[str, Any], overwrite: bool) -> dict[str, Any]:
-    """Refuse a finished run, start afresh, or load the state of an unfinished run with the same settings."""
+    """Refuse a finished run, start afresh, or load the state of an unfinished run with the same settings.
+
+    Args:
+        out: The run's folder.
+        identity: The settings a resumed run must share with the interrupted one (backbone, image size, batch
+            size, learning rate, schedule, seed, monitor, split, data; a fine-tuning adds its own: parent
+            weights, layers, augmentation). Epochs and patience may change, except that a cosine schedule's length
+            is part of `schedule` (see `featurekit.training.schedule.Schedule.identity`).
+        overwrite: Remove a finished or unfinished run's files first.
+    """
     result_path, progress_path = out / RESULT_FILE, out / PROGRESS_FILE
     if overwrite:
-        remove_run_files(out, identity["backbone"])
+        for name in (model_file(identity["backbone"]), CLASSIFIER_FILE, RESULT_FILE, PROGRESS_FILE):
+            (out / name).unlink(missing_ok=True)
+        remove_unfinished_files(out)
     if result_path.exists():
         finished = json.loads(result_path.read_text())
         raise FeaturekitError(
@@ -97,14 +86,13 @@ def prepare_out(out: Path, identity: dict[str, Any], overwrite: bool) -> dict[st
     if progress_path.exists():
         state = json.loads(progress_path.read_text())
         stored = {**LEGACY_IDENTITY, **state["identity"]}
-        keys = [*IDENTITY_KEYS, *sorted((set(identity) | set(stored)) - set(IDENTITY_KEYS))]
         differences = [f"{key} {stored.get(key)!r} (interrupted run) vs {identity.get(key)!r} (now)"
-                       for key in keys if stored.get(key) != identity.get(key)]
+                       for key in [*identity, *sorted(set(stored) - set(identity))]
+                       if stored.get(key) != identity.get(key)]
         if differences:
-            note = ""
-            if stored.get("schedule", {}).get("name") == "cosine" and stored["schedule"] != identity["schedule"]:
-                note = (" A cosine schedule decays over the run's epochs, so they are part of it: resuming with "
-                        "other epochs would change the rate of every epoch.")
+            cosine_changed = stored["schedule"].get("name") == "cosine" and stored["schedule"] != identity["schedule"]
+            note = (" A cosine schedule decays over the run's epochs, so they are part of it: resuming with other "
+                    "epochs would change the rate of every epoch.") if cosine_changed else ""
             raise FeaturekitError(
                 f"{out} holds an unfinished training run with other settings: {'; '.join(differences)}.{note}",
                 received=given("out", str(out)),
@@ -126,5 +114,5 @@ def backup_epochs(out: Path) -> int:
         try:
             return int(json.loads(path.read_text())["epoch"])
         except (OSError, ValueError, KeyError):
-            continue
+            pass
     return 0

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 from featurekit.data import DEFAULT_MAX_PIXELS, decode_rgb, resize_rgb
 from featurekit.errors import FeaturekitError, given
 from featurekit.fsutil import atomic_write_bytes, make_folder
+from featurekit.training.batches import SeededBatches
 from featurekit.views import View, parse_view
 
 MAP_DTYPE = np.float16
@@ -61,7 +61,7 @@ class AugmentedCopy:
 def trunk_maps(trunk: keras.Model, preprocessing: str, folder: Path, root: Path, paths: Sequence[str], name: str,
                decoder: AugmentedCopy, image_size: int, batch_size: int, log: Callable[[str], None]) -> np.ndarray:
     """The trunk's maps of `paths` decoded by `decoder`, from `folder/<name>.npy` when a complete file is there."""
-    from featurekit.backbones.embedder import preprocess
+    from featurekit.backbones.embedder import preprocess, run_in_batches
     from featurekit.pipeline import image_batches
 
     path = folder / f"{name}.npy"
@@ -77,12 +77,9 @@ def trunk_maps(trunk: keras.Model, preprocessing: str, folder: Path, root: Path,
     log(f"  trunk maps {name}: {len(paths)} images -> {shape} each")
     row = 0
     for images, _, _ in image_batches(root, paths, image_size, batch_size, decode=decoder):
-        count = len(images)
-        pixels = preprocess(images, preprocessing)
-        if count < batch_size:  # one batch shape: the compiled forward pass is traced once
-            pixels = np.concatenate([pixels, np.zeros((batch_size - count, *pixels.shape[1:]), pixels.dtype)])
-        maps[row:row + count] = np.asarray(trunk.predict_on_batch(pixels))[:count]
-        row += count
+        # A short last batch is padded to `batch_size`: one batch shape, one trace of the forward pass.
+        maps[row:row + len(images)] = run_in_batches(trunk, preprocess(images, preprocessing), batch_size)[0]
+        row += len(images)
     buffer = io.BytesIO()
     np.save(buffer, maps, allow_pickle=False)
     make_folder(folder, "write the trunk's maps")
@@ -90,40 +87,26 @@ def trunk_maps(trunk: keras.Model, preprocessing: str, folder: Path, root: Path,
     return maps
 
 
-class MapBatches(keras.utils.PyDataset):
+class MapBatches(SeededBatches):
     """(float32 maps, float32 labels) batches of cached trunk maps, each image one of its cached versions.
 
-    Training batches follow `featurekit.training.batches.ImageBatches`: epoch e visits the images in a
-    permutation seeded with (seed, e), wrapping so the last batch is full, and picks for each image one of the
-    versions (`versions[k]`, all of the same images in the same order), drawn from (seed, e) too: a pure
-    function of (seed, epoch, step), so a resumed run sees the batches an uninterrupted one would have.
+    The rows of a batch are those of `featurekit.training.batches.SeededBatches`, as for images; a training batch
+    picks for each image one of the versions (`versions[k]`, all of the same images in the same order), drawn
+    from (seed, e) too: a pure function of (seed, epoch, step), so a resumed run sees the batches an
+    uninterrupted one would have.
     """
 
     def __init__(self, versions: list[np.ndarray], labels: Sequence[int], batch_size: int, train: bool, seed: int):
-        super().__init__(workers=1, use_multiprocessing=False)
+        super().__init__(labels, batch_size, train, seed)
         self.versions = versions
-        self.labels = np.asarray(labels, dtype=np.float32)
-        self.batch_size, self.train, self.seed = int(batch_size), train, int(seed)
-        self.epoch = 0
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.labels) / self.batch_size)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         if not 0 <= index < len(self):
             raise IndexError(index)
-        n = len(self.labels)
+        rows = self.positions(index)
         if not self.train:
-            rows = np.arange(index * self.batch_size, min((index + 1) * self.batch_size, n))
             return np.asarray(self.versions[0][rows], np.float32), self.labels[rows]
         rng = np.random.default_rng([self.seed, self.epoch])
-        order, version = rng.permutation(n), rng.integers(0, len(self.versions), size=n)
-        rows = order[(index * self.batch_size + np.arange(self.batch_size)) % n]
-        maps = np.stack([self.versions[version[row]][row] for row in rows]).astype(np.float32)
-        return maps, self.labels[rows]
-
-    def close(self) -> None:
-        """Nothing runs in the background (the interface of ImageBatches)."""
+        rng.permutation(len(self.labels))  # the epoch's order (`positions`): the versions are drawn after it
+        version = rng.integers(0, len(self.versions), size=len(self.labels))
+        return np.stack([self.versions[version[row]][row] for row in rows]).astype(np.float32), self.labels[rows]
