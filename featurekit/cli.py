@@ -26,20 +26,13 @@ from rich.text import Text
 from typer import rich_utils
 from typer.core import TyperCommand, TyperGroup
 
-from featurekit.config import load_config_file, resolve_config
+from featurekit.config import load_config_file, resolve_config, set_in_file
 from featurekit.errors import FeaturekitError
 from featurekit.flags import CommandSpelling
 from featurekit.options import COMMANDS, Option, defaults, options_for, require
 
 PIPED_WIDTH = 100_000  # a pipe or a file gets every line whole: rich tables keep their natural width
 PIPED_HELP_WIDTH = 160  # help panels fill the width they get: wide enough that no option name is cut
-
-
-def _is_terminal(stream) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 # The spelling of the command that runs: the library's progress messages name parameters too.
@@ -58,9 +51,8 @@ class _FlagConsole(Console):
 
 def _console(stderr: bool = False) -> Console:
     """A console of the terminal's width, or of unlimited width on a pipe or a file."""
-    if _is_terminal(sys.stderr if stderr else sys.stdout):
-        return _FlagConsole(stderr=stderr)
-    return _FlagConsole(stderr=stderr, width=PIPED_WIDTH)
+    console = _FlagConsole(stderr=stderr)
+    return console if console.is_terminal else _FlagConsole(stderr=stderr, width=PIPED_WIDTH)
 
 
 class _SwitchHelp:
@@ -82,13 +74,13 @@ class _Command(_SwitchHelp, TyperCommand):
         return [piece[1:].replace("}", "", 1) if piece.startswith("{") else piece for piece in pieces]
 
 
-# Help on a pipe is printed whole (Typer reads its width from TERMINAL_WIDTH, else the terminal's).
-if not _is_terminal(sys.stdout) and rich_utils.MAX_WIDTH is None:
-    rich_utils.MAX_WIDTH = PIPED_HELP_WIDTH
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich", cls=_Group,
                   help="featurekit: extract frozen CNN embeddings once, then train and compare classifiers on the cache.")
 console = _console()
 error_console = _console(stderr=True)
+# Help on a pipe is printed whole (Typer reads its width from TERMINAL_WIDTH, else the terminal's).
+if not console.is_terminal and rich_utils.MAX_WIDTH is None:
+    rich_utils.MAX_WIDTH = PIPED_HELP_WIDTH
 
 
 _VERBOSE_HELP = "Show the backends' own start-up and log lines (TensorFlow, absl, CUDA)."
@@ -139,21 +131,12 @@ def resolve_command_options(command: str, flags: dict[str, Any], spelling: Comma
     """
     flags = {name: (None if isinstance(value, (list, tuple)) and not value else value) for name, value in flags.items()}
     spelling.typed = {name: value for name, value in flags.items() if value is not None}
-    file_config = {}
-    if COMMANDS[command].takes_config:
-        spelling.config = flags.get("config") or defaults(command).get("config")
-        file_config = load_config_file(spelling.config)
-        spelling.from_file = set_in_file(command, file_config)
+    spelling.config = flags.get("config") or defaults(command).get("config")  # None: the command reads no file
+    file_config = load_config_file(spelling.config)
+    spelling.from_file = set_in_file(command, file_config)
     options = resolve_config(command, file_config, flags)
     require(command, options)
     return options
-
-
-def set_in_file(command: str, file_config: dict[str, Any]) -> dict[str, Any]:
-    """The options of `command` that a config file sets (top level or its table)."""
-    table = file_config.get(command, {})
-    return {name: table.get(name, file_config.get(name)) for name in options_for(command)
-            if name in table or name in file_config}
 
 
 def command(name: str) -> Callable[[Callable[[dict[str, Any]], None]], Callable[[dict[str, Any]], None]]:

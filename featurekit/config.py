@@ -37,7 +37,6 @@ from featurekit.options import (
     config_keys,
     defaults,
     did_you_mean,
-    options_for,
     toml_literal,
     validate,
     validate_params,
@@ -47,7 +46,6 @@ from featurekit.options import (
 # a step takes, except `data`: a job has one data folder). `[[run.extract]]` and `[[run.train_backbone]]`
 # are the job's steps; each `[[sweep.backbone]]` entry is one extraction of the sweep's grid.
 STEPS = {"run": {"extract": "extract", "train_backbone": "train_backbone"}, "sweep": {"backbone": "extract"}}
-STEP_EXCLUDED = ("data",)
 
 # The keys whose values are paths (a weights value other than a keyword is a file): resolved against the file.
 PATH_KEYS = {option.name: option.kind for option in OPTIONS if option.kind in (PATH, PATHS, WEIGHTS, FUSION)}
@@ -63,43 +61,34 @@ def load_config_file(path: str | Path | None) -> dict[str, Any]:
     """Parse and check a TOML config file ({} when no path is given).
 
     Raises:
-        FeaturekitError: a missing file, invalid TOML, an unknown key or a value of the wrong type.
+        FeaturekitError: a missing file, a folder, a FIFO, invalid TOML, an unknown key or a value of the wrong type.
     """
     if path is None:
         return {}
     path = Path(path)
-    _check_is_a_file(path)
-    try:
-        config = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise FeaturekitError(f"Config file is not valid TOML ({error}).", received=given("config", str(path)),
-                              fix="Fix the syntax; see configs/default.toml for an example.") from None
-    except OSError as error:
-        raise FeaturekitError(f"Config file cannot be read ({error.strerror}).", received=given("config", str(path)),
-                              fix="Check its permissions, or pass another file.") from None
-    check_config(config, str(path))
-    return resolve_paths(config, path.parent)
-
-
-def _check_is_a_file(path: Path) -> None:
-    """Refuse a config path that is missing, a folder, or not a regular file (a FIFO would block the read)."""
-    example = f"e.g. {given('config', 'configs/default.toml')}"
+    received, example = given("config", str(path)), f"e.g. {given('config', 'configs/default.toml')}"
     try:
         mode = path.stat().st_mode
+        config = tomllib.loads(path.read_text()) if stat.S_ISREG(mode) else None  # a FIFO would block the read
     except FileNotFoundError:
-        raise FeaturekitError("Config file not found.", received=given("config", str(path)),
+        raise FeaturekitError("Config file not found.", received=received,
                               fix=f"Pass an existing TOML file, {example}.") from None
     except OSError as error:
-        raise FeaturekitError(f"Config file cannot be read ({error.strerror}).", received=given("config", str(path)),
-                              fix="Check the path and its permissions.") from None
+        raise FeaturekitError(f"Config file cannot be read ({error.strerror}).", received=received,
+                              fix="Check the path and its permissions, or pass another file.") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise FeaturekitError(f"Config file is not valid TOML ({error}).", received=received,
+                              fix="Fix the syntax; see configs/default.toml for an example.") from None
     if stat.S_ISDIR(mode):
         tomls = sorted(p.name for p in path.glob("*.toml"))[:5]
         inside = f" (it holds {', '.join(tomls)})" if tomls else ""
-        raise FeaturekitError(f"The config path is a folder, not a TOML file{inside}.",
-                              received=given("config", str(path)), fix=f"Pass a file inside it, {example}.")
-    if not stat.S_ISREG(mode):
+        raise FeaturekitError(f"The config path is a folder, not a TOML file{inside}.", received=received,
+                              fix=f"Pass a file inside it, {example}.")
+    if config is None:
         raise FeaturekitError("The config path is not a regular file (a FIFO, socket or device); it is not read.",
-                              received=given("config", str(path)), fix=f"Pass a TOML file, {example}.")
+                              received=received, fix=f"Pass a TOML file, {example}.")
+    check_config(config, str(path))
+    return resolve_paths(config, path.parent)
 
 
 _TEST_SET_ROLE = re.compile(r"^(real|fake)=")  # a test set given as its real and/or fake folders
@@ -117,9 +106,8 @@ def resolve_paths(config: Mapping[str, Any], folder: str | Path) -> dict[str, An
                 return {k: resolve(k if key != "fuse" else "cache", v) for k, v in value.items()}
         if isinstance(value, list):
             return [resolve(key, item) for item in value]
-        if key not in PATH_KEYS or not isinstance(value, str) or os.path.isabs(value):
-            return value
-        if PATH_KEYS[key] is WEIGHTS and value in WEIGHTS_KEYWORDS:
+        if key not in PATH_KEYS or not isinstance(value, str) or os.path.isabs(value) or (
+                PATH_KEYS[key] is WEIGHTS and value in WEIGHTS_KEYWORDS):
             return value
         if key == "test_data" and _TEST_SET_ROLE.match(value):  # real=DIR1,fake=DIR2: each folder resolved
             return ",".join(f"{role}={resolve(key, folder_)}" for role, folder_ in
@@ -168,7 +156,7 @@ def _check_steps(command: str, entries: Any, where: str) -> None:
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise ConfigFileError(f"{where} must be a list of tables.", received=toml_literal(entries),
                               fix=f"Write each step under its own {where.rsplit(' ', 1)[-1]} header.")
-    allowed = [k for k in config_keys(command) if k not in STEP_EXCLUDED]
+    allowed = [k for k in config_keys(command) if k != "data"]
     for number, entry in enumerate(entries, start=1):
         validate(command, entry, f"{where} entry {number}", keys=allowed)
 
@@ -186,13 +174,15 @@ def resolve_config(command: str, file_config: Mapping[str, Any], flags: Mapping[
     Returns:
         Every option of the command, checked and converted.
     """
-    declared = options_for(command)
-    shared = {k: v for k, v in file_config.items() if k in declared and declared[k].in_config}
-    table = file_config.get(command, {}) if command in CONFIG_COMMANDS else {}
-    table = {k: v for k, v in table.items() if k not in STEPS.get(command, {})}
     given_flags = {k: v for k, v in flags.items() if v is not None}
-    merged = {**defaults(command), **shared, **table, **(step or {}), **given_flags}
-    return validate(command, merged)
+    return validate(command, {**defaults(command), **set_in_file(command, file_config), **(step or {}), **given_flags})
+
+
+def set_in_file(command: str, file_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of `command` that a checked config file sets: its top-level keys, under its `[command]` table."""
+    keys = config_keys(command)
+    table = {k: v for k, v in file_config.get(command, {}).items() if k not in STEPS.get(command, {})}
+    return {**{k: v for k, v in file_config.items() if k in keys}, **table}
 
 
 @validate_params("extract")

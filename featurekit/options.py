@@ -27,6 +27,7 @@ import functools
 import inspect
 import math
 import numbers
+import operator
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -77,43 +78,36 @@ class _Mismatch(Exception):
     """A value does not fit its option's type, choices or bounds (turned into a FeaturekitError)."""
 
 
-def _integer(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise _Mismatch
-    return int(value)
+def _instance(types: type | tuple, convert: Callable[[Any], Any] = lambda value: value) -> Callable[[Any], Any]:
+    """A check that a value is one of `types` (a bool is no number: TOML `true` is not 1), then `convert`."""
+    def check(value: Any) -> Any:
+        if not isinstance(value, types) or (isinstance(value, bool) and types is not bool):
+            raise _Mismatch
+        return convert(value)
+
+    return check
+
+
+_integer = _instance(numbers.Integral, int)
+_string = _instance(str)
+_boolean = _instance(bool)  # "false" is a string, and a string is always true: refuse it
 
 
 def _number(value: Any) -> float:
     """A finite number: NaN and infinity (TOML has `nan` and `inf`) fit no bound and mean no setting."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise _Mismatch
-    return float(value)
-
-
-def _string(value: Any) -> str:
-    if not isinstance(value, str):
-        raise _Mismatch
-    return value
-
-
-def _boolean(value: Any) -> bool:
-    if not isinstance(value, bool):  # "false" is a string, and a string is always true: refuse it
+    if not math.isfinite(value := _instance(numbers.Real, float)(value)):
         raise _Mismatch
     return value
 
 
 def _path(value: Any) -> str | os.PathLike:
-    if not isinstance(value, (str, os.PathLike)) or not str(value):
+    if not str(_instance((str, os.PathLike))(value)):
         raise _Mismatch
     return value
 
 
 def _list_of(item: Callable[[Any], Any]) -> Callable[[Any], list]:
-    def convert(value: Any) -> list:
-        values = list(value) if isinstance(value, (list, tuple)) else [value]
-        return [item(v) for v in values]
-
-    return convert
+    return lambda value: [item(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
 
 
 def _integer_or_auto(value: Any) -> int | str:
@@ -141,7 +135,7 @@ def _split(value: Any) -> str | list[float]:
     if not isinstance(parts, (list, tuple)) or len(parts) != 3:
         raise _Mismatch
     try:
-        numbers_ = [_number(float(p)) if isinstance(p, str) else _number(p) for p in parts]
+        numbers_ = [_number(float(p) if isinstance(p, str) else p) for p in parts]
     except ValueError:
         raise _Mismatch from None
     if any(n < 0 for n in numbers_) or not abs(sum(numbers_) - 1.0) <= 1e-6:
@@ -156,16 +150,10 @@ def _fusion_groups(value: Any) -> bool | list[list[str | os.PathLike]]:
         return value
     if not isinstance(value, (list, tuple)) or not value:
         raise _Mismatch
-    groups = []
-    for group in value:
-        if isinstance(group, dict):
-            if set(group) != {"caches"}:
-                raise _Mismatch
-            group = group["caches"]
-        if not isinstance(group, (list, tuple)) or len(group) < 2:
-            raise _Mismatch
-        groups.append([_path(member) for member in group])
-    return groups
+    groups = [group["caches"] if isinstance(group, dict) and set(group) == {"caches"} else group for group in value]
+    if any(not isinstance(group, (list, tuple)) or len(group) < 2 for group in groups):
+        raise _Mismatch
+    return [[_path(member) for member in group] for group in groups]
 
 
 @dataclass(frozen=True)
@@ -176,19 +164,17 @@ class Kind:
         expected: How errors describe it ("an integer").
         convert: Returns the value as the library takes it; raises _Mismatch if it does not fit.
         cli_type: The annotation Typer parses the flag with.
-        numeric: Bounds apply (integers and numbers).
     """
 
     expected: str
     convert: Callable[[Any], Any]
     cli_type: Any
-    numeric: bool = False
 
 
-INT = Kind("an integer (no quotes)", _integer, int, numeric=True)
-FLOAT = Kind("a number (no quotes)", _number, float, numeric=True)
+INT = Kind("an integer (no quotes)", _integer, int)
+FLOAT = Kind("a number (no quotes)", _number, float)
 STR = Kind("a string", _string, str)
-INT_OR_AUTO = Kind('an integer or "auto"', _integer_or_auto, str, numeric=True)
+INT_OR_AUTO = Kind('an integer or "auto"', _integer_or_auto, str)
 BOOL = Kind("true or false (a boolean, no quotes)", _boolean, bool)
 PATH = Kind("a path (a string)", _path, Path)
 PATHS = Kind("a path or a list of paths", _list_of(_path), list[Path])
@@ -254,18 +240,18 @@ class Option:
             if self.kind is STR:
                 return f"one of: {', '.join(self.choices)}"
             return f"{self.kind.expected}, each one of: {', '.join(self.choices)}"
-        limits = ((">=", self.minimum), (">", self.above), ("<=", self.maximum), ("<", self.below))
-        bounds = [f"{sign} {_bound(limit)}" for sign, limit in limits if limit is not None]
+        bounds = [f"{sign} {_bound(limit)}" for sign, limit, _ in self._limits()]
         return self.kind.expected + (f", {' and '.join(bounds)}" if bounds else "")
+
+    def _limits(self) -> list[tuple[str, float, Callable[[Any, Any], bool]]]:
+        """The declared bounds as (sign, limit, test), in the order messages name them."""
+        return [(sign, getattr(self, field), test) for sign, field, test in _LIMITS if getattr(self, field) is not None]
 
     def convert(self, value: Any) -> Any:
         """The value as the library takes it; raises _Mismatch when its type, choices or bounds are wrong."""
         value = self.kind.convert(value)
-        if self.kind.numeric and not isinstance(value, str) and not (
-            (self.minimum is None or value >= self.minimum) and (self.maximum is None or value <= self.maximum)
-            and (self.above is None or value > self.above) and (self.below is None or value < self.below)
-        ):
-            raise _Mismatch
+        if not isinstance(value, str) and not all(test(value, limit) for _, limit, test in self._limits()):
+            raise _Mismatch  # bounds are declared on numbers only; "auto" has none
         if self.choices:
             items = value if isinstance(value, list) else [value]
             if self.kind is NAMES:  # "avg,max": each comma-separated name is a choice
@@ -277,6 +263,10 @@ class Option:
     def sample(self) -> Any:
         """A valid value for examples in messages."""
         return self.example if self.example is not None else self.default
+
+
+_LIMITS = ((">=", "minimum", operator.ge), (">", "above", operator.gt), ("<=", "maximum", operator.le),
+           ("<", "below", operator.lt))
 
 
 def _bound(limit: float) -> str:
@@ -577,8 +567,8 @@ OPTIONS += tuple(replace(option, commands=("report",)) for option in OPTIONS if 
 )
 
 # The head's constructor parameters that the fit-head options set (option name -> parameter name).
-HEAD_PARAMETERS = {"epochs": "epochs", "units": "units", "dropout": "dropout", "learning_rate": "learning_rate",
-                   "batch_size": "batch_size", "patience": "patience", "seed": "random_state"}
+HEAD_PARAMETERS = {**{name: name for name in ("epochs", "units", "dropout", "learning_rate", "batch_size", "patience")},
+                   "seed": "random_state"}
 
 
 # Each command's options by name (tests check that every option names known commands, none twice).
@@ -590,9 +580,6 @@ _BY_COMMAND = {command: {o.name: o for o in OPTIONS if command in o.commands} fo
 
 def options_for(command: str) -> dict[str, Option]:
     """The options of a command by name, in declaration order."""
-    if command not in _BY_COMMAND:
-        raise FeaturekitError(f"Unknown command {command!r}.", received=command,
-                              fix=f"Use one of: {', '.join(COMMANDS)}.")
     return dict(_BY_COMMAND[command])
 
 
@@ -626,7 +613,15 @@ def validate(command: str, values: Mapping[str, Any], source: str | None = None,
     allowed = keys if keys is not None else (config_keys(command) if source else list(declared))
     unknown = [name for name in values if name not in allowed]
     if unknown:
-        raise _unknown_error(command, unknown, values, where=source, allowed=allowed)
+        hint, plural = did_you_mean(unknown[0], allowed), "s" if len(unknown) > 1 else ""
+        if source:
+            raise ConfigFileError(
+                f"Unknown key{plural} {', '.join(f'`{k}`' for k in unknown)} in {source}.{hint}",
+                received=", ".join(f"{k} = {toml_literal(values[k])}" for k in unknown),
+                fix=f"Valid keys there: {', '.join(sorted(allowed))}.")
+        raise FeaturekitError(
+            f"Unknown option{plural} {', '.join(unknown)} for {COMMANDS[command].cli_name}.{hint}",
+            received=", ".join(given(k, values[k]) for k in unknown), fix=f"Valid options: {', '.join(sorted(allowed))}.")
     return {name: check_value(declared[name], value, source) if value is not None else None
             for name, value in values.items()}
 
@@ -760,17 +755,3 @@ def did_you_mean(name: str, valid: list[str]) -> str:
     close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
     return f" Did you mean `{close[0]}`?" if close else ""
 
-
-def _unknown_error(command: str, unknown: list[str], values: Mapping[str, Any], where: str | None,
-                   allowed: list[str] | None = None) -> FeaturekitError:
-    allowed = allowed if allowed is not None else list(options_for(command))
-    hint = did_you_mean(unknown[0], allowed)
-    plural = "s" if len(unknown) > 1 else ""
-    if where:
-        return ConfigFileError(
-            f"Unknown key{plural} {', '.join(f'`{k}`' for k in unknown)} in {where}.{hint}",
-            received=", ".join(f"{k} = {toml_literal(values[k])}" for k in unknown),
-            fix=f"Valid keys there: {', '.join(sorted(allowed))}.")
-    return FeaturekitError(
-        f"Unknown option{plural} {', '.join(unknown)} for {COMMANDS[command].cli_name}.{hint}",
-        received=", ".join(given(k, values[k]) for k in unknown), fix=f"Valid options: {', '.join(sorted(allowed))}.")
