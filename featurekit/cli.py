@@ -83,11 +83,9 @@ if not console.is_terminal and rich_utils.MAX_WIDTH is None:
     rich_utils.MAX_WIDTH = PIPED_HELP_WIDTH
 
 
-_VERBOSE_HELP = "Show the backends' own start-up and log lines (TensorFlow, absl, CUDA)."
-
-
 @app.callback()
-def main(verbose: bool = typer.Option(False, "--verbose", "-v", metavar="", help=_VERBOSE_HELP)) -> None:
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", metavar="",
+                                      help="Show the backends' own start-up and log lines (TensorFlow, absl, CUDA).")) -> None:
     """featurekit: extract frozen CNN embeddings once, then train and compare classifiers on the cache."""
     if not verbose:
         from featurekit.backend_logs import quiet_backends
@@ -99,16 +97,15 @@ def typer_parameter(option: Option) -> inspect.Parameter:
     """The Typer flag (or argument) of a declared option, with the declared default and help."""
     help_text = escape(option.help)
     show_default: bool | str = True if option.default is not None else escape(option.default_text or "") or False
-    metavar = "|".join(option.choices) if option.choices else None
     annotation: Any = option.kind.cli_type
     if option.argument:
-        default = ... if option.required else option.default
-        info = typer.Argument(default, help=help_text, show_default=show_default, metavar=option.name.upper())
+        info = typer.Argument(... if option.required else option.default, help=help_text, show_default=show_default,
+                              metavar=option.name.upper())
     else:
         switch = option.kind.cli_type is bool  # a switch takes no value
         names = [f"{option.flag}/--no-{option.flag[2:]}" if switch else option.flag, option.short]
         info = typer.Option(option.default, *filter(None, names), help=help_text, show_default=show_default,
-                            metavar="" if switch else metavar)
+                            metavar="" if switch else "|".join(option.choices) or None)
     if option.default is None and not (option.argument and option.required):
         annotation = Optional[annotation]
     return inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=annotation)
@@ -287,18 +284,12 @@ def compare(options: dict[str, Any]) -> None:
 
 def render_results(rows: list[dict], options: dict[str, Any]) -> None:
     """Show the compare table and write the files asked for (`format`/`out`, `plot`, or a `results` stem)."""
-    from featurekit.report import plot_roc, print_text, print_whole, results_table_for, write_html_report, write_rows
+    from featurekit.report import plot_roc, results_table_for, write_html_report, write_rows
 
-    if options["format"] == "table":
-        title = options.get("title") or "featurekit compare (test split)"
-        print_whole(console, results_table_for(console, rows, title, wide=bool(options.get("wide"))))
-    else:
-        text = write_rows(rows, options["format"], options["out"])
-        if not options["out"]:
-            print_text(console, text)
-    written = [options["out"]] if options["out"] else []
-    if options["plot"]:
-        written.append(plot_roc(rows, options["plot"]))
+    title = options.get("title") or "featurekit compare (test split)"
+    show(results_table_for(console, rows, title, wide=bool(options.get("wide"))) if options["format"] == "table"
+         else write_rows(rows, options["format"], None), options)
+    written = [plot_roc(rows, options["plot"])] if options["plot"] else []
     if options.get("results"):
         stem = Path(options["results"])
         for fmt in ("md", "json"):
@@ -341,10 +332,7 @@ def predict(options: dict[str, Any]) -> None:
 
     rows = predict_images(options["model"], options["inputs"], batch_size=options["batch_size"],
                           max_pixels=options["max_pixels"] or None, workers=options["workers"])
-    try:
-        class_names = read_fitted_meta(options["model"]).get("class_names") or ["real", "fake"]
-    except FeaturekitError:  # predict itself has read it; only a stand-in model gets here
-        class_names = ["real", "fake"]
+    class_names = read_fitted_meta(options["model"]).get("class_names") or ["real", "fake"]  # predict has read it
     show(render_predictions(rows, options["format"], title=f"predictions of {options['model']}",
                             positive_class=str(class_names[-1])), options)
 

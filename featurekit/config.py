@@ -130,7 +130,7 @@ def check_config(config: Mapping[str, Any], source: str = "the config") -> None:
                 raise ConfigFileError(f"`{key}` in {source} must be a table ([{key}]).",
                                       received=f"{key} = {toml_literal(value)}",
                                       fix=f"Write the command's options under a [{key}] header.")
-            _check_table(key, value, f"{source} [{key}]")
+            _check_table(key, value, source)
         elif key in SHARED_KEYS:
             # A top-level key applies to every command that takes it, so it must suit each of them.
             for command in CONFIG_COMMANDS:
@@ -144,21 +144,18 @@ def check_config(config: Mapping[str, Any], source: str = "the config") -> None:
                     f"{', '.join(f'[{t}]' for t in CONFIG_COMMANDS)}.")
 
 
-def _check_table(command: str, table: dict[str, Any], where: str) -> None:
-    own = dict(table)
-    for step, step_command in STEPS.get(command, {}).items():
-        if step in own:
-            _check_steps(step_command, own.pop(step), f"{where.rsplit(' [', 1)[0]} [[{command}.{step}]]")
-    validate(command, own, where)
-
-
-def _check_steps(command: str, entries: Any, where: str) -> None:
-    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        raise ConfigFileError(f"{where} must be a list of tables.", received=toml_literal(entries),
-                              fix=f"Write each step under its own {where.rsplit(' ', 1)[-1]} header.")
-    allowed = [k for k in config_keys(command) if k != "data"]
-    for number, entry in enumerate(entries, start=1):
-        validate(command, entry, f"{where} entry {number}", keys=allowed)
+def _check_table(command: str, table: dict[str, Any], source: str) -> None:
+    """A `[command]` table: its own options, and each entry of the lists of steps it holds (`[[run.extract]]`)."""
+    steps = STEPS.get(command, {})
+    for step, step_command in steps.items():
+        entries, header = table.get(step, []), f"[[{command}.{step}]]"
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise ConfigFileError(f"{source} {header} must be a list of tables.", received=toml_literal(entries),
+                                  fix=f"Write each step under its own {header} header.")
+        allowed = [k for k in config_keys(step_command) if k != "data"]
+        for number, entry in enumerate(entries, start=1):
+            validate(step_command, entry, f"{source} {header} entry {number}", keys=allowed)
+    validate(command, {k: v for k, v in table.items() if k not in steps}, f"{source} [{command}]")
 
 
 def resolve_config(command: str, file_config: Mapping[str, Any], flags: Mapping[str, Any],

@@ -84,13 +84,10 @@ class CommandSpelling:
 
 def flag_text(option: Option, value: Any) -> str:
     """A value as the user would type it: `--batch-size 0`, `--no-overwrite`, `--cache a --cache b`, `x.h5`."""
-    if option.argument:
-        return " ".join(_word(v) for v in value) if isinstance(value, (list, tuple)) else _word(value)
-    if isinstance(value, bool):
+    if isinstance(value, bool) and not option.argument:
         return option.flag if value else f"--no-{option.flag[2:]}"
-    if isinstance(value, (list, tuple)) and value:
-        return " ".join(f"{option.flag} {_word(v)}" for v in value)
-    return f"{option.flag} {_word(value)}"
+    flag = "" if option.argument else f"{option.flag} "
+    return " ".join(f"{flag}{_word(v)}" for v in (value if isinstance(value, (list, tuple)) and value else [value]))
 
 
 def _word(value: Any) -> str:
@@ -99,11 +96,7 @@ def _word(value: Any) -> str:
     return shlex.quote(str(value))
 
 
-# spell(name, value, has_value) -> the text that replaces the mention, or None to keep it.
-Spelling = Callable[[str, object, bool], "str | None"]
-
-
-def respell(text: str, spell: Spelling, bare: Iterable[str] = ()) -> str:
+def respell(text: str, spell: Callable[[str, object, bool], str | None], bare: Iterable[str] = ()) -> str:
     """Rewrite the parameter mentions of `text` with `spell`.
 
     Args:

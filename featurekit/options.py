@@ -112,20 +112,16 @@ def _list_of(item: Callable[[Any], Any]) -> Callable[[Any], list]:
 
 def _integer_or_auto(value: Any) -> int | str:
     """An integer, or "auto" (the library picks); from the command line a string of digits is an integer."""
-    if value == "auto":
-        return value
     if isinstance(value, str) and value.isdigit():
         return int(value)
-    return _integer(value)
+    return value if value == "auto" else _integer(value)
 
 
 def _string_or_strings(value: Any) -> str | list[str]:
     """Kept as given: a comma-separated string and a list of strings mean the same to the library."""
-    if isinstance(value, (list, tuple)):
-        if not value:
-            raise _Mismatch
-        return [_string(v) for v in value]
-    return _string(value)
+    if isinstance(value, (list, tuple)) and not value:
+        raise _Mismatch
+    return _list_of(_string)(value) if isinstance(value, (list, tuple)) else _string(value)
 
 
 def _split(value: Any) -> str | list[float]:

@@ -467,6 +467,7 @@ def test_predict_shows_file_names_as_they_are_in_every_format(monkeypatch, tmp_p
             {"path": "faces/a.png", "p_fake": 0.1, "label": "real", "threshold": 0.5},
             {"path": "faces/b[red].png", "p_fake": None, "label": None, "threshold": 0.5, "error": "bad [file]"}]
     monkeypatch.setattr("featurekit.predict.predict", lambda model, inputs, **options: rows)
+    monkeypatch.setattr("featurekit.evaluation.fitting.read_fitted_meta", lambda model: {})  # no model to read
     table = invoke("predict", "--model", tmp_path / "m[1]", tmp_path)
     assert table.exit_code == 0, table.output
     for text in ("faces/a[x].png", "faces/a.png", "faces/b[red].png", "error: bad [file]", "m[1]"):
