@@ -74,8 +74,7 @@ class _Command(_SwitchHelp, TyperCommand):
         return [piece[1:].replace("}", "", 1) if piece.startswith("{") else piece for piece in pieces]
 
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich", cls=_Group,
-                  help="featurekit: extract frozen CNN embeddings once, then train and compare classifiers on the cache.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich", cls=_Group)  # help: main's
 console = _console()
 error_console = _console(stderr=True)
 # Help on a pipe is printed whole (Typer reads its width from TERMINAL_WIDTH, else the terminal's).
@@ -83,9 +82,11 @@ if not console.is_terminal and rich_utils.MAX_WIDTH is None:
     rich_utils.MAX_WIDTH = PIPED_HELP_WIDTH
 
 
+_VERBOSE_HELP = "Show the backends' own start-up and log lines (TensorFlow, absl, CUDA)."
+
+
 @app.callback()
-def main(verbose: bool = typer.Option(False, "--verbose", "-v", metavar="",
-                                      help="Show the backends' own start-up and log lines (TensorFlow, absl, CUDA).")) -> None:
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", metavar="", help=_VERBOSE_HELP)) -> None:
     """featurekit: extract frozen CNN embeddings once, then train and compare classifiers on the cache."""
     if not verbose:
         from featurekit.backend_logs import quiet_backends
@@ -126,8 +127,7 @@ def resolve_command_options(command: str, flags: dict[str, Any], spelling: Comma
 
     `spelling` learns which options the user typed and which the config file set.
     """
-    flags = {name: (None if isinstance(value, (list, tuple)) and not value else value) for name, value in flags.items()}
-    spelling.typed = {name: value for name, value in flags.items() if value is not None}
+    spelling.typed = flags
     spelling.config = flags.get("config") or defaults(command).get("config")  # None: the command reads no file
     file_config = load_config_file(spelling.config)
     spelling.from_file = set_in_file(command, file_config)
@@ -214,10 +214,9 @@ def print_extract_summary(result) -> None:
     console.print(f"[bold]{result.status}[/]: {escape(str(result.cache_path))}  {result.n_images} images, "
                   f"{result.n_skipped} skipped, {result.n_computed} computed in {result.seconds:.1f} s{rate}; "
                   f"weights: {escape(str(result.weights_label))}", highlight=False)
-    for path, reason in result.skipped:
-        console.print(f"  skipped {escape(path)}: {escape(reason)}", highlight=False)
-    for path, reason in result.unsupported:
-        console.print(f"  ignored {escape(path)}: {escape(reason)}", highlight=False)
+    for what, files in (("skipped", result.skipped), ("ignored", result.unsupported)):
+        for path, reason in files:
+            console.print(f"  {what} {escape(path)}: {escape(reason)}", highlight=False)
 
 
 @command("info")

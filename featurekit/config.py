@@ -37,6 +37,7 @@ from featurekit.options import (
     config_keys,
     defaults,
     did_you_mean,
+    options_for,
     toml_literal,
     validate,
     validate_params,
@@ -52,7 +53,7 @@ PATH_KEYS = {option.name: option.kind for option in OPTIONS if option.kind in (P
 
 
 # Commands that read a config file: each may have a `[command]` table.
-CONFIG_COMMANDS = [name for name, command in COMMANDS.items() if command.takes_config]
+CONFIG_COMMANDS = [name for name in COMMANDS if "config" in options_for(name)]
 # Keys a config file may set at its top level: any option of a command that reads config files.
 SHARED_KEYS = sorted({key for command in CONFIG_COMMANDS for key in config_keys(command)})
 

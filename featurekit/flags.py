@@ -62,11 +62,9 @@ class CommandSpelling:
 
     def _flag(self, name: str, value: Any, has_value: bool) -> str | None:
         option = self.options.get(name)
-        if option is None:
-            return None
-        if not has_value:
-            return option.name.upper() if option.argument else option.flag
-        return flag_text(option, value)
+        if option is None or has_value:
+            return option and flag_text(option, value)
+        return option.name.upper() if option.argument else option.flag
 
     def _received(self, name: str, value: Any, has_value: bool) -> str | None:
         option = self.options.get(name)

@@ -74,15 +74,11 @@ from featurekit.errors import ConfigFileError, FeaturekitError, given
 # Value types
 
 
-class _Mismatch(Exception):
-    """A value does not fit its option's type, choices or bounds (turned into a FeaturekitError)."""
-
-
 def _instance(types: type | tuple, convert: Callable[[Any], Any] = lambda value: value) -> Callable[[Any], Any]:
     """A check that a value is one of `types` (a bool is no number: TOML `true` is not 1), then `convert`."""
     def check(value: Any) -> Any:
         if not isinstance(value, types) or (isinstance(value, bool) and types is not bool):
-            raise _Mismatch
+            raise ValueError
         return convert(value)
 
     return check
@@ -96,13 +92,13 @@ _boolean = _instance(bool)  # "false" is a string, and a string is always true: 
 def _number(value: Any) -> float:
     """A finite number: NaN and infinity (TOML has `nan` and `inf`) fit no bound and mean no setting."""
     if not math.isfinite(value := _instance(numbers.Real, float)(value)):
-        raise _Mismatch
+        raise ValueError
     return value
 
 
 def _path(value: Any) -> str | os.PathLike:
     if not str(_instance((str, os.PathLike))(value)):
-        raise _Mismatch
+        raise ValueError
     return value
 
 
@@ -120,7 +116,7 @@ def _integer_or_auto(value: Any) -> int | str:
 def _string_or_strings(value: Any) -> str | list[str]:
     """Kept as given: a comma-separated string and a list of strings mean the same to the library."""
     if isinstance(value, (list, tuple)) and not value:
-        raise _Mismatch
+        raise ValueError
     return _list_of(_string)(value) if isinstance(value, (list, tuple)) else _string(value)
 
 
@@ -129,14 +125,11 @@ def _split(value: Any) -> str | list[float]:
     parses it)."""
     parts = value.split(",") if isinstance(value, str) else value
     if not isinstance(parts, (list, tuple)) or len(parts) != 3:
-        raise _Mismatch
-    try:
-        numbers_ = [_number(float(p) if isinstance(p, str) else p) for p in parts]
-    except ValueError:
-        raise _Mismatch from None
+        raise ValueError
+    numbers_ = [_number(float(p) if isinstance(p, str) else p) for p in parts]
     if any(n < 0 for n in numbers_) or not abs(sum(numbers_) - 1.0) <= 1e-6:
-        raise _Mismatch
-    return value if isinstance(value, str) else [float(n) for n in numbers_]
+        raise ValueError
+    return value if isinstance(value, str) else numbers_
 
 
 def _fusion_groups(value: Any) -> bool | list[list[str | os.PathLike]]:
@@ -145,10 +138,10 @@ def _fusion_groups(value: Any) -> bool | list[list[str | os.PathLike]]:
     if isinstance(value, bool):
         return value
     if not isinstance(value, (list, tuple)) or not value:
-        raise _Mismatch
+        raise ValueError
     groups = [group["caches"] if isinstance(group, dict) and set(group) == {"caches"} else group for group in value]
     if any(not isinstance(group, (list, tuple)) or len(group) < 2 for group in groups):
-        raise _Mismatch
+        raise ValueError
     return [[_path(member) for member in group] for group in groups]
 
 
@@ -158,7 +151,7 @@ class Kind:
 
     Attributes:
         expected: How errors describe it ("an integer").
-        convert: Returns the value as the library takes it; raises _Mismatch if it does not fit.
+        convert: Returns the value as the library takes it; raises ValueError if it does not fit.
         cli_type: The annotation Typer parses the flag with.
     """
 
@@ -233,9 +226,8 @@ class Option:
     def expected(self) -> str:
         """What a valid value looks like, for error messages."""
         if self.choices:
-            if self.kind is STR:
-                return f"one of: {', '.join(self.choices)}"
-            return f"{self.kind.expected}, each one of: {', '.join(self.choices)}"
+            each = "one of" if self.kind is STR else f"{self.kind.expected}, each one of"
+            return f"{each}: {', '.join(self.choices)}"
         bounds = [f"{sign} {_bound(limit)}" for sign, limit, _ in self._limits()]
         return self.kind.expected + (f", {' and '.join(bounds)}" if bounds else "")
 
@@ -244,16 +236,16 @@ class Option:
         return [(sign, getattr(self, field), test) for sign, field, test in _LIMITS if getattr(self, field) is not None]
 
     def convert(self, value: Any) -> Any:
-        """The value as the library takes it; raises _Mismatch when its type, choices or bounds are wrong."""
+        """The value as the library takes it; raises ValueError when its type, choices or bounds are wrong."""
         value = self.kind.convert(value)
         if not isinstance(value, str) and not all(test(value, limit) for _, limit, test in self._limits()):
-            raise _Mismatch  # bounds are declared on numbers only; "auto" has none
+            raise ValueError  # bounds are declared on numbers only; "auto" has none
         if self.choices:
             items = value if isinstance(value, list) else [value]
             if self.kind is NAMES:  # "avg,max": each comma-separated name is a choice
                 items = [part.strip() for item in items for part in item.split(",")]
             if any(item not in self.choices for item in items):
-                raise _Mismatch
+                raise ValueError
         return value
 
     def sample(self) -> Any:
@@ -271,17 +263,15 @@ def _bound(limit: float) -> str:
 
 @dataclass(frozen=True)
 class Command:
-    """A command as data: its TOML table, whether it reads a config file, what Ctrl-C leaves behind.
+    """A command as data: its TOML table and what Ctrl-C leaves behind (it reads a config file if it has `config`).
 
     Attributes:
         name: The TOML table name (snake_case); the command line spells it with dashes.
         interrupted: Printed when the user presses Ctrl-C: it must be true for this command.
-        takes_config: Reads `--config FILE.toml` (and so has a `[name]` table there).
     """
 
     name: str
     interrupted: str
-    takes_config: bool = True
 
     @property
     def cli_name(self) -> str:
@@ -291,8 +281,8 @@ class Command:
 _NOTHING_SAVED = "Interrupted; nothing was written."
 COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("extract", "Interrupted. Finished batches are kept; run the same command again to resume."),
-    Command("info", _NOTHING_SAVED, takes_config=False),
-    Command("backbones", _NOTHING_SAVED, takes_config=False),
+    Command("info", _NOTHING_SAVED),
+    Command("backbones", _NOTHING_SAVED),
     Command("fit_head", "Interrupted; nothing was saved for the head in progress (a fitted probe is written only "
                         "once complete); probes fitted before are kept."),
     Command("fit", "Interrupted; nothing was saved for the probe in progress (a fitted probe is written only once "
@@ -303,20 +293,17 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
                               "the last one."),
     Command("run", "Interrupted. Finished caches, extraction batches, trained epochs and fitted probes are kept; "
                    "run the same command again to continue where it stopped."),
-    Command("predict", "Interrupted; no predictions were written.", takes_config=False),
-    Command("audit", "Interrupted; nothing was written.", takes_config=False),
+    Command("predict", "Interrupted; no predictions were written."),
+    Command("audit", _NOTHING_SAVED),
     Command("sweep", "Interrupted. Caches extracted and probes fitted so far are kept and reused when you run the "
                      "same sweep again."),
-    Command("report", "Interrupted; no page was written; probes already fitted are kept and reused next time.",
-            takes_config=False),
+    Command("report", "Interrupted; no page was written; probes already fitted are kept and reused next time."),
 )}
 
-_DATA_HELP = "Data folder: DIR/<class>/... or DIR/{train,valid,test}/<class>/..."
-_OUT_FILE_HELP = "Write the csv/json/md output to this file instead of the terminal."
 
 OPTIONS: tuple[Option, ...] = (
-    Option("data", PATH, None, _DATA_HELP, ("extract", "train_backbone", "run", "sweep"), required=True, example="DIR",
-           short="-d"),
+    Option("data", PATH, None, "Data folder: DIR/<class>/... or DIR/{train,valid,test}/<class>/...",
+           ("extract", "train_backbone", "run", "sweep"), required=True, example="DIR", short="-d"),
     # extract
     Option("backbone", STR, None, "Registry name (see `backbones`).", ("extract",), required=True,
            example="vgg16", short="-b"),
@@ -548,8 +535,8 @@ OPTIONS: tuple[Option, ...] = (
            ("fit_head", "train_backbone"), minimum=1),
     Option("format", STR, "table", "Output: a table on the terminal, or csv, json or md.",
            ("compare", "backbones", "info", "predict"), choices=FORMATS),
-    Option("out", PATH, None, _OUT_FILE_HELP, ("compare", "backbones", "info", "predict", "audit"),
-           example="results.md"),
+    Option("out", PATH, None, "Write the csv/json/md output to this file instead of the terminal.",
+           ("compare", "backbones", "info", "predict", "audit"), example="results.md"),
     Option("config", PATH, None, "TOML file with defaults; flags override it.",
            ("extract", "fit_head", "fit", "compare", "train_backbone"), in_config=False, example="x.toml"),
 )
@@ -617,7 +604,8 @@ def validate(command: str, values: Mapping[str, Any], source: str | None = None,
                 fix=f"Valid keys there: {', '.join(sorted(allowed))}.")
         raise FeaturekitError(
             f"Unknown option{plural} {', '.join(unknown)} for {COMMANDS[command].cli_name}.{hint}",
-            received=", ".join(given(k, values[k]) for k in unknown), fix=f"Valid options: {', '.join(sorted(allowed))}.")
+            received=", ".join(given(k, values[k]) for k in unknown),
+            fix=f"Valid options: {', '.join(sorted(allowed))}.")
     return {name: check_value(declared[name], value, source) if value is not None else None
             for name, value in values.items()}
 
@@ -633,7 +621,7 @@ def check_value(option: Option, value: Any, source: str | None = None, parameter
     """
     try:
         return option.convert(value)
-    except _Mismatch:
+    except ValueError:  # the converters' way to say the value does not fit
         pass
     if source:
         raise ConfigFileError(
@@ -689,7 +677,7 @@ def require(command: str, values: Mapping[str, Any]) -> None:
     """Refuse values that leave a required option unset."""
     for name, option in options_for(command).items():
         if option.required and values.get(name) in (None, "", []):
-            in_file = option.in_config and COMMANDS[command].takes_config
+            in_file = option.in_config and "config" in options_for(command)
             raise FeaturekitError(
                 f"Missing option {name}.", received="no value given",
                 fix=f"Pass it, e.g. {given(name, option.sample())}"
