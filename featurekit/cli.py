@@ -262,9 +262,8 @@ def fit(options: dict[str, Any]) -> None:
 def print_fitted(fitted, cache: str | Path) -> None:
     """One line: what was fitted on what, how long, the threshold chosen on valid, where it is saved."""
     meta = fitted.meta
-    extra = ""
-    if hasattr(fitted.estimator, "best_epoch_"):
-        extra = f", best epoch {fitted.estimator.best_epoch_ + 1} of {len(fitted.estimator.history_['loss'])}"
+    head = fitted.estimator
+    extra = f", best epoch {head.best_epoch_ + 1} of {len(head.history_['loss'])}" if hasattr(head, "best_epoch_") else ""
     console.print(f"[bold]fitted[/] {escape(str(meta['probe']))} on {escape(Path(cache).name)}: {meta['n_train']} "
                   f"train rows in {meta['fit_seconds']:.1f} s{extra}; threshold {meta['threshold']:.4g} chosen on "
                   f"valid ({meta['n_valid']} rows). Saved to {escape(str(fitted.directory))}", highlight=False)
@@ -283,7 +282,7 @@ def compare(options: dict[str, Any]) -> None:
 
 def render_results(rows: list[dict], options: dict[str, Any]) -> None:
     """Show the compare table and write the files asked for (`format`/`out`, `plot`, or a `results` stem)."""
-    from featurekit.report import plot_roc, results_table_for, write_html_report, write_rows
+    from featurekit.report import plot_roc, results_table_for, write_html_report, write_rows, write_text
 
     title = options.get("title") or "featurekit compare (test split)"
     show(results_table_for(console, rows, title, wide=bool(options.get("wide"))) if options["format"] == "table"
@@ -291,11 +290,9 @@ def render_results(rows: list[dict], options: dict[str, Any]) -> None:
     written = [plot_roc(rows, options["plot"])] if options["plot"] else []
     if options.get("results"):
         stem = Path(options["results"])
-        for fmt in ("md", "json"):
-            write_rows(rows, fmt, stem.with_suffix(f".{fmt}"))
-            written.append(stem.with_suffix(f".{fmt}"))
-        written.append(plot_roc(rows, stem.with_name(stem.name + "-roc.png")))
-        written.append(write_html_report(rows, stem.with_suffix(".html"), options.get("title") or "featurekit compare"))
+        written += [write_text(write_rows(rows, fmt, None), stem.with_suffix(f".{fmt}")) for fmt in ("md", "json")]
+        written += [plot_roc(rows, stem.with_name(stem.name + "-roc.png")),
+                    write_html_report(rows, stem.with_suffix(".html"), options.get("title") or "featurekit compare")]
     for path in written:
         console.print(f"wrote {escape(str(path))}", highlight=False)
 

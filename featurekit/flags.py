@@ -89,9 +89,7 @@ def flag_text(option: Option, value: Any) -> str:
 
 
 def _word(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return ",".join(map(str, value))
-    return shlex.quote(str(value))
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else shlex.quote(str(value))
 
 
 def respell(text: str, spell: Callable[[str, object, bool], str | None], bare: Iterable[str] = ()) -> str:

@@ -22,6 +22,7 @@ This module imports nothing heavy: `--help` reads it and must stay instant.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import inspect
@@ -619,10 +620,8 @@ def check_value(option: Option, value: Any, source: str | None = None, parameter
         source: The config file (and table) it comes from; None: the caller's own argument.
         parameter: The caller's name of the option, where it differs (a function's parameter).
     """
-    try:
+    with contextlib.suppress(ValueError):  # the converters' way to say the value does not fit
         return option.convert(value)
-    except ValueError:  # the converters' way to say the value does not fit
-        pass
     if source:
         raise ConfigFileError(
             f"`{option.name}` in {source} must be {option.expected()}.",
@@ -717,8 +716,7 @@ def toml_literal(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (str, os.PathLike)):
-        text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-        return f'"{text}"'
+        return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(toml_literal(v) for v in value) + "]"
     if isinstance(value, dict):
