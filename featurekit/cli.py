@@ -98,7 +98,6 @@ def typer_parameter(option: Option) -> inspect.Parameter:
     """The Typer flag (or argument) of a declared option, with the declared default and help."""
     help_text = escape(option.help)
     show_default: bool | str = True if option.default is not None else escape(option.default_text or "") or False
-    annotation: Any = option.kind.cli_type
     if option.argument:
         info = typer.Argument(... if option.required else option.default, help=help_text, show_default=show_default,
                               metavar=option.name.upper())
@@ -107,8 +106,8 @@ def typer_parameter(option: Option) -> inspect.Parameter:
         names = [f"{option.flag}/--no-{option.flag[2:]}" if switch else option.flag, option.short]
         info = typer.Option(option.default, *filter(None, names), help=help_text, show_default=show_default,
                             metavar="" if switch else "|".join(option.choices) or None)
-    if option.default is None and not (option.argument and option.required):
-        annotation = Optional[annotation]
+    optional = option.default is None and not (option.argument and option.required)
+    annotation = Optional[option.kind.cli_type] if optional else option.kind.cli_type
     return inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=annotation)
 
 
@@ -143,7 +142,6 @@ def command(name: str) -> Callable[[Callable[[dict[str, Any]], None]], Callable[
     with its message, its parameters spelled as this command's flags; Ctrl-C exits 130 with what the
     command leaves behind.
     """
-    spec = COMMANDS[name]
 
     def register(body: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
         def cli_command(typer_context: typer.Context, **flags: Any) -> None:
@@ -160,25 +158,18 @@ def command(name: str) -> Callable[[Callable[[dict[str, Any]], None]], Callable[
                 error_console.print(Text.assemble(("Error: ", "bold red"), spelling.error(error)), soft_wrap=True)
                 raise typer.Exit(2) from None
             except KeyboardInterrupt:
-                error_console.print(Text(spec.interrupted), soft_wrap=True)
+                error_console.print(Text(COMMANDS[name]), soft_wrap=True)
                 raise typer.Exit(130) from None
             finally:
                 _spelling.reset(token)
 
-        cli_command.__name__ = body.__name__
-        cli_command.__doc__ = body.__doc__
         context = inspect.Parameter("typer_context", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
         cli_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
             [context] + [typer_parameter(option) for option in options_for(name).values()])
-        app.command(spec.cli_name, cls=_Command)(cli_command)
+        app.command(name.replace("_", "-"), cls=_Command, help=body.__doc__)(cli_command)
         return body
 
     return register
-
-
-def log_for(options: dict[str, Any]) -> Callable[..., None]:
-    """Progress messages go to stderr when stdout carries csv/json/md, so a pipe gets clean data."""
-    return console.print if options.get("format", "table") == "table" or options.get("out") else error_console.print
 
 
 def show(rendered: Any, options: dict[str, Any]) -> None:
@@ -261,9 +252,8 @@ def fit(options: dict[str, Any]) -> None:
 
 def print_fitted(fitted, cache: str | Path) -> None:
     """One line: what was fitted on what, how long, the threshold chosen on valid, where it is saved."""
-    meta = fitted.meta
-    head = fitted.estimator
-    extra = f", best epoch {head.best_epoch_ + 1} of {len(head.history_['loss'])}" if hasattr(head, "best_epoch_") else ""
+    meta, head = fitted.meta, fitted.estimator  # a probe trained in epochs (EpochProbe) sets best_epoch_ and history_
+    extra = f", best epoch {head.best_epoch_ + 1} of {len(head.history_['loss'])}" if hasattr(head, "history_") else ""
     console.print(f"[bold]fitted[/] {escape(str(meta['probe']))} on {escape(Path(cache).name)}: {meta['n_train']} "
                   f"train rows in {meta['fit_seconds']:.1f} s{extra}; threshold {meta['threshold']:.4g} chosen on "
                   f"valid ({meta['n_valid']} rows). Saved to {escape(str(fitted.directory))}", highlight=False)
@@ -277,7 +267,8 @@ def compare(options: dict[str, Any]) -> None:
     """
     from featurekit.evaluation.compare import compare_from_options
 
-    render_results(compare_from_options(options, log=log_for(options)), options)
+    on_stdout = options["format"] != "table" and not options["out"]  # csv/json/md: progress to stderr, a pipe gets data
+    render_results(compare_from_options(options, log=error_console.print if on_stdout else console.print), options)
 
 
 def render_results(rows: list[dict], options: dict[str, Any]) -> None:
@@ -303,12 +294,13 @@ def train_backbone(options: dict[str, Any]) -> None:
     from featurekit.training.runner import train_from_options
 
     result = train_from_options(options, log=console.print, progress=options["progress"])
-    console.print(f"[bold]trained[/] {escape(options['backbone'])}: best valid accuracy {result.best_valid_accuracy:.3f} "
-                  f"at epoch {result.best_epoch} of {result.epochs_run}, {result.seconds:.0f} s, "
-                  f"{result.train_images_per_second:.1f} train img/s. Backbone saved to {escape(str(result.model_path))}"
-                  f"; extract with `python cli.py extract --backbone {escape(options['backbone'])} --data "
-                  f"{escape(str(options['data']))} --weights {escape(str(result.model_path))} --image-size "
-                  f"{options['image_size']}`.", highlight=False)
+    extract = shlex.join(["python", "cli.py", "extract", "--backbone", options["backbone"], "--data",
+                          str(options["data"]), "--weights", str(result.model_path),
+                          "--image-size", str(options["image_size"])])
+    console.print(f"[bold]trained[/] {escape(options['backbone'])}: best valid accuracy "
+                  f"{result.best_valid_accuracy:.3f} at epoch {result.best_epoch} of {result.epochs_run}, "
+                  f"{result.seconds:.0f} s, {result.train_images_per_second:.1f} train img/s. Backbone saved to "
+                  f"{escape(str(result.model_path))}; extract with `{escape(extract)}`.", highlight=False)
 
 
 @command("run")

@@ -19,7 +19,6 @@ runs. `load_config_file` returns them resolved, so every message shows the path 
 from __future__ import annotations
 
 import os
-import re
 import stat
 import tomllib
 from pathlib import Path
@@ -92,9 +91,6 @@ def load_config_file(path: str | Path | None) -> dict[str, Any]:
     return resolve_paths(config, path.parent)
 
 
-_TEST_SET_ROLE = re.compile(r"^(real|fake)=")  # a test set given as its real and/or fake folders
-
-
 def resolve_paths(config: Mapping[str, Any], folder: str | Path) -> dict[str, Any]:
     """The config with every relative path made relative to `folder` (the config file's), at any depth.
 
@@ -110,7 +106,7 @@ def resolve_paths(config: Mapping[str, Any], folder: str | Path) -> dict[str, An
         if key not in PATH_KEYS or not isinstance(value, str) or os.path.isabs(value) or (
                 PATH_KEYS[key] is WEIGHTS and value in WEIGHTS_KEYWORDS):
             return value
-        if key == "test_data" and _TEST_SET_ROLE.match(value):  # real=DIR1,fake=DIR2: each folder resolved
+        if key == "test_data" and value.startswith(("real=", "fake=")):  # real=DIR1,fake=DIR2: each folder resolved
             return ",".join(f"{role}={resolve(key, folder_)}" for role, folder_ in
                             (part.split("=", 1) for part in value.split(",")))
         return os.path.normpath(os.path.join(folder, value))

@@ -87,7 +87,6 @@ def _instance(types: type | tuple, convert: Callable[[Any], Any] = lambda value:
 
 _integer = _instance(numbers.Integral, int)
 _string = _instance(str)
-_boolean = _instance(bool)  # "false" is a string, and a string is always true: refuse it
 
 
 def _number(value: Any) -> float:
@@ -165,7 +164,7 @@ INT = Kind("an integer (no quotes)", _integer, int)
 FLOAT = Kind("a number (no quotes)", _number, float)
 STR = Kind("a string", _string, str)
 INT_OR_AUTO = Kind('an integer or "auto"', _integer_or_auto, str)
-BOOL = Kind("true or false (a boolean, no quotes)", _boolean, bool)
+BOOL = Kind("true or false (a boolean, no quotes)", _instance(bool), bool)  # "false" is a string, and always true
 PATH = Kind("a path (a string)", _path, Path)
 PATHS = Kind("a path or a list of paths", _list_of(_path), list[Path])
 STRS = Kind("a string or a list of strings", _list_of(_string), list[str])
@@ -262,44 +261,29 @@ def _bound(limit: float) -> str:
     return str(int(limit)) if float(limit).is_integer() else f"{limit:g}"
 
 
-@dataclass(frozen=True)
-class Command:
-    """A command as data: its TOML table and what Ctrl-C leaves behind (it reads a config file if it has `config`).
-
-    Attributes:
-        name: The TOML table name (snake_case); the command line spells it with dashes.
-        interrupted: Printed when the user presses Ctrl-C: it must be true for this command.
-    """
-
-    name: str
-    interrupted: str
-
-    @property
-    def cli_name(self) -> str:
-        return self.name.replace("_", "-")
-
-
+# Each command (its TOML table name; the command line spells it with dashes) -> what Ctrl-C leaves behind, printed
+# when the user presses it: it must be true for the command. A command with a `config` option reads config files.
 _NOTHING_SAVED = "Interrupted; nothing was written."
-COMMANDS: dict[str, Command] = {c.name: c for c in (
-    Command("extract", "Interrupted. Finished batches are kept; run the same command again to resume."),
-    Command("info", _NOTHING_SAVED),
-    Command("backbones", _NOTHING_SAVED),
-    Command("fit_head", "Interrupted; nothing was saved for the head in progress (a fitted probe is written only "
-                        "once complete); probes fitted before are kept."),
-    Command("fit", "Interrupted; nothing was saved for the probe in progress (a fitted probe is written only once "
-                   "complete); probes fitted before are kept."),
-    Command("compare", "Interrupted; nothing was saved for the probe in progress; probes already fitted are kept "
-                       "and reused when you run compare again."),
-    Command("train_backbone", "Interrupted. Finished epochs are kept; run the same command again to resume from "
-                              "the last one."),
-    Command("run", "Interrupted. Finished caches, extraction batches, trained epochs and fitted probes are kept; "
-                   "run the same command again to continue where it stopped."),
-    Command("predict", "Interrupted; no predictions were written."),
-    Command("audit", _NOTHING_SAVED),
-    Command("sweep", "Interrupted. Caches extracted and probes fitted so far are kept and reused when you run the "
-                     "same sweep again."),
-    Command("report", "Interrupted; no page was written; probes already fitted are kept and reused next time."),
-)}
+COMMANDS: dict[str, str] = {
+    "extract": "Interrupted. Finished batches are kept; run the same command again to resume.",
+    "info": _NOTHING_SAVED,
+    "backbones": _NOTHING_SAVED,
+    "fit_head": "Interrupted; nothing was saved for the head in progress (a fitted probe is written only "
+                "once complete); probes fitted before are kept.",
+    "fit": "Interrupted; nothing was saved for the probe in progress (a fitted probe is written only once "
+           "complete); probes fitted before are kept.",
+    "compare": "Interrupted; nothing was saved for the probe in progress; probes already fitted are kept "
+               "and reused when you run compare again.",
+    "train_backbone": "Interrupted. Finished epochs are kept; run the same command again to resume from "
+                      "the last one.",
+    "run": "Interrupted. Finished caches, extraction batches, trained epochs and fitted probes are kept; "
+           "run the same command again to continue where it stopped.",
+    "predict": "Interrupted; no predictions were written.",
+    "audit": _NOTHING_SAVED,
+    "sweep": "Interrupted. Caches extracted and probes fitted so far are kept and reused when you run the "
+             "same sweep again.",
+    "report": "Interrupted; no page was written; probes already fitted are kept and reused next time.",
+}
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -551,8 +535,8 @@ OPTIONS += tuple(replace(option, commands=("report",)) for option in OPTIONS if 
 )
 
 # The head's constructor parameters that the fit-head options set (option name -> parameter name).
-HEAD_PARAMETERS = {**{name: name for name in ("epochs", "units", "dropout", "learning_rate", "batch_size", "patience")},
-                   "seed": "random_state"}
+HEAD_PARAMETERS = {"epochs": "epochs", "units": "units", "dropout": "dropout", "learning_rate": "learning_rate",
+                   "batch_size": "batch_size", "patience": "patience", "seed": "random_state"}
 
 
 # Each command's options by name (tests check that every option names known commands, none twice).
@@ -604,7 +588,7 @@ def validate(command: str, values: Mapping[str, Any], source: str | None = None,
                 received=", ".join(f"{k} = {toml_literal(values[k])}" for k in unknown),
                 fix=f"Valid keys there: {', '.join(sorted(allowed))}.")
         raise FeaturekitError(
-            f"Unknown option{plural} {', '.join(unknown)} for {COMMANDS[command].cli_name}.{hint}",
+            f"Unknown option{plural} {', '.join(unknown)} for {command.replace('_', '-')}.{hint}",
             received=", ".join(given(k, values[k]) for k in unknown),
             fix=f"Valid options: {', '.join(sorted(allowed))}.")
     return {name: check_value(declared[name], value, source) if value is not None else None
@@ -736,4 +720,3 @@ def did_you_mean(name: str, valid: list[str]) -> str:
     """" Did you mean `data`?" for a near miss, else ""."""
     close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
     return f" Did you mean `{close[0]}`?" if close else ""
-

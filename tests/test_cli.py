@@ -249,8 +249,8 @@ def test_typer_flags_are_generated_from_the_declarations():
     from featurekit.options import COMMANDS, options_for
 
     group = typer.main.get_command(app)
-    for name, spec in COMMANDS.items():
-        click_command = group.commands[spec.cli_name]
+    for name in COMMANDS:
+        click_command = group.commands[name.replace("_", "-")]
         params = {p.name: p for p in click_command.params if p.name not in ("help", "typer_context")}
         declared = options_for(name)
         assert set(params) == set(declared), name
@@ -286,10 +286,10 @@ def _capture(monkeypatch, target: str, returned=None) -> list:
     ("train_backbone", "featurekit.training.runner.train_from_options", ["--data", "D"], {"data": Path("D")}),
 ])
 def test_commands_get_the_declared_defaults(monkeypatch, command, target, args, required):
-    from featurekit.options import COMMANDS, defaults
+    from featurekit.options import defaults
 
     calls = _capture(monkeypatch, target, returned=KeyboardInterrupt())
-    result = invoke(COMMANDS[command].cli_name, *args)
+    result = invoke(command.replace("_", "-"), *args)
     assert result.exit_code == 130, result.output
     options = calls[0][0][0]
     assert options == {**defaults(command), **required}
