@@ -26,20 +26,13 @@ from rich.text import Text
 from typer import rich_utils
 from typer.core import TyperCommand, TyperGroup
 
-from featurekit.config import load_config_file, resolve_config
+from featurekit.config import load_config_file, resolve_config, set_in_file
 from featurekit.errors import FeaturekitError
 from featurekit.flags import CommandSpelling
 from featurekit.options import COMMANDS, Option, defaults, options_for, require
 
 PIPED_WIDTH = 100_000  # a pipe or a file gets every line whole: rich tables keep their natural width
 PIPED_HELP_WIDTH = 160  # help panels fill the width they get: wide enough that no option name is cut
-
-
-def _is_terminal(stream) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 # The spelling of the command that runs: the library's progress messages name parameters too.
@@ -58,9 +51,8 @@ class _FlagConsole(Console):
 
 def _console(stderr: bool = False) -> Console:
     """A console of the terminal's width, or of unlimited width on a pipe or a file."""
-    if _is_terminal(sys.stderr if stderr else sys.stdout):
-        return _FlagConsole(stderr=stderr)
-    return _FlagConsole(stderr=stderr, width=PIPED_WIDTH)
+    console = _FlagConsole(stderr=stderr)
+    return console if console.is_terminal else _FlagConsole(stderr=stderr, width=PIPED_WIDTH)
 
 
 class _SwitchHelp:
@@ -82,13 +74,12 @@ class _Command(_SwitchHelp, TyperCommand):
         return [piece[1:].replace("}", "", 1) if piece.startswith("{") else piece for piece in pieces]
 
 
-# Help on a pipe is printed whole (Typer reads its width from TERMINAL_WIDTH, else the terminal's).
-if not _is_terminal(sys.stdout) and rich_utils.MAX_WIDTH is None:
-    rich_utils.MAX_WIDTH = PIPED_HELP_WIDTH
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich", cls=_Group,
-                  help="featurekit: extract frozen CNN embeddings once, then train and compare classifiers on the cache.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich", cls=_Group)  # help: main's
 console = _console()
 error_console = _console(stderr=True)
+# Help on a pipe is printed whole (Typer reads its width from TERMINAL_WIDTH, else the terminal's).
+if not console.is_terminal and rich_utils.MAX_WIDTH is None:
+    rich_utils.MAX_WIDTH = PIPED_HELP_WIDTH
 
 
 _VERBOSE_HELP = "Show the backends' own start-up and log lines (TensorFlow, absl, CUDA)."
@@ -107,18 +98,16 @@ def typer_parameter(option: Option) -> inspect.Parameter:
     """The Typer flag (or argument) of a declared option, with the declared default and help."""
     help_text = escape(option.help)
     show_default: bool | str = True if option.default is not None else escape(option.default_text or "") or False
-    metavar = "|".join(option.choices) if option.choices else None
-    annotation: Any = option.kind.cli_type
     if option.argument:
-        default = ... if option.required else option.default
-        info = typer.Argument(default, help=help_text, show_default=show_default, metavar=option.name.upper())
+        info = typer.Argument(... if option.required else option.default, help=help_text, show_default=show_default,
+                              metavar=option.name.upper())
     else:
         switch = option.kind.cli_type is bool  # a switch takes no value
         names = [f"{option.flag}/--no-{option.flag[2:]}" if switch else option.flag, option.short]
         info = typer.Option(option.default, *filter(None, names), help=help_text, show_default=show_default,
-                            metavar="" if switch else metavar)
-    if option.default is None and not (option.argument and option.required):
-        annotation = Optional[annotation]
+                            metavar="" if switch else "|".join(option.choices) or None)
+    optional = option.default is None and not (option.argument and option.required)
+    annotation = Optional[option.kind.cli_type] if optional else option.kind.cli_type
     return inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=annotation)
 
 
@@ -137,23 +126,13 @@ def resolve_command_options(command: str, flags: dict[str, Any], spelling: Comma
 
     `spelling` learns which options the user typed and which the config file set.
     """
-    flags = {name: (None if isinstance(value, (list, tuple)) and not value else value) for name, value in flags.items()}
-    spelling.typed = {name: value for name, value in flags.items() if value is not None}
-    file_config = {}
-    if COMMANDS[command].takes_config:
-        spelling.config = flags.get("config") or defaults(command).get("config")
-        file_config = load_config_file(spelling.config)
-        spelling.from_file = set_in_file(command, file_config)
+    spelling.typed = flags
+    spelling.config = flags.get("config") or defaults(command).get("config")  # None: the command reads no file
+    file_config = load_config_file(spelling.config)
+    spelling.from_file = set_in_file(command, file_config)
     options = resolve_config(command, file_config, flags)
     require(command, options)
     return options
-
-
-def set_in_file(command: str, file_config: dict[str, Any]) -> dict[str, Any]:
-    """The options of `command` that a config file sets (top level or its table)."""
-    table = file_config.get(command, {})
-    return {name: table.get(name, file_config.get(name)) for name in options_for(command)
-            if name in table or name in file_config}
 
 
 def command(name: str) -> Callable[[Callable[[dict[str, Any]], None]], Callable[[dict[str, Any]], None]]:
@@ -163,7 +142,6 @@ def command(name: str) -> Callable[[Callable[[dict[str, Any]], None]], Callable[
     with its message, its parameters spelled as this command's flags; Ctrl-C exits 130 with what the
     command leaves behind.
     """
-    spec = COMMANDS[name]
 
     def register(body: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
         def cli_command(typer_context: typer.Context, **flags: Any) -> None:
@@ -180,25 +158,18 @@ def command(name: str) -> Callable[[Callable[[dict[str, Any]], None]], Callable[
                 error_console.print(Text.assemble(("Error: ", "bold red"), spelling.error(error)), soft_wrap=True)
                 raise typer.Exit(2) from None
             except KeyboardInterrupt:
-                error_console.print(Text(spec.interrupted), soft_wrap=True)
+                error_console.print(Text(COMMANDS[name]), soft_wrap=True)
                 raise typer.Exit(130) from None
             finally:
                 _spelling.reset(token)
 
-        cli_command.__name__ = body.__name__
-        cli_command.__doc__ = body.__doc__
         context = inspect.Parameter("typer_context", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
         cli_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
             [context] + [typer_parameter(option) for option in options_for(name).values()])
-        app.command(spec.cli_name, cls=_Command)(cli_command)
+        app.command(name.replace("_", "-"), cls=_Command, help=body.__doc__)(cli_command)
         return body
 
     return register
-
-
-def log_for(options: dict[str, Any]) -> Callable[..., None]:
-    """Progress messages go to stderr when stdout carries csv/json/md, so a pipe gets clean data."""
-    return console.print if options.get("format", "table") == "table" or options.get("out") else error_console.print
 
 
 def show(rendered: Any, options: dict[str, Any]) -> None:
@@ -234,10 +205,9 @@ def print_extract_summary(result) -> None:
     console.print(f"[bold]{result.status}[/]: {escape(str(result.cache_path))}  {result.n_images} images, "
                   f"{result.n_skipped} skipped, {result.n_computed} computed in {result.seconds:.1f} s{rate}; "
                   f"weights: {escape(str(result.weights_label))}", highlight=False)
-    for path, reason in result.skipped:
-        console.print(f"  skipped {escape(path)}: {escape(reason)}", highlight=False)
-    for path, reason in result.unsupported:
-        console.print(f"  ignored {escape(path)}: {escape(reason)}", highlight=False)
+    for what, files in (("skipped", result.skipped), ("ignored", result.unsupported)):
+        for path, reason in files:
+            console.print(f"  {what} {escape(path)}: {escape(reason)}", highlight=False)
 
 
 @command("info")
@@ -282,10 +252,8 @@ def fit(options: dict[str, Any]) -> None:
 
 def print_fitted(fitted, cache: str | Path) -> None:
     """One line: what was fitted on what, how long, the threshold chosen on valid, where it is saved."""
-    meta = fitted.meta
-    extra = ""
-    if hasattr(fitted.estimator, "best_epoch_"):
-        extra = f", best epoch {fitted.estimator.best_epoch_ + 1} of {len(fitted.estimator.history_['loss'])}"
+    meta, head = fitted.meta, fitted.estimator  # a probe trained in epochs (EpochProbe) sets best_epoch_ and history_
+    extra = f", best epoch {head.best_epoch_ + 1} of {len(head.history_['loss'])}" if hasattr(head, "history_") else ""
     console.print(f"[bold]fitted[/] {escape(str(meta['probe']))} on {escape(Path(cache).name)}: {meta['n_train']} "
                   f"train rows in {meta['fit_seconds']:.1f} s{extra}; threshold {meta['threshold']:.4g} chosen on "
                   f"valid ({meta['n_valid']} rows). Saved to {escape(str(fitted.directory))}", highlight=False)
@@ -299,30 +267,23 @@ def compare(options: dict[str, Any]) -> None:
     """
     from featurekit.evaluation.compare import compare_from_options
 
-    render_results(compare_from_options(options, log=log_for(options)), options)
+    on_stdout = options["format"] != "table" and not options["out"]  # csv/json/md: progress to stderr, a pipe gets data
+    render_results(compare_from_options(options, log=error_console.print if on_stdout else console.print), options)
 
 
 def render_results(rows: list[dict], options: dict[str, Any]) -> None:
     """Show the compare table and write the files asked for (`format`/`out`, `plot`, or a `results` stem)."""
-    from featurekit.report import plot_roc, print_text, print_whole, results_table_for, write_html_report, write_rows
+    from featurekit.report import plot_roc, results_table_for, write_html_report, write_rows, write_text
 
-    if options["format"] == "table":
-        title = options.get("title") or "featurekit compare (test split)"
-        print_whole(console, results_table_for(console, rows, title, wide=bool(options.get("wide"))))
-    else:
-        text = write_rows(rows, options["format"], options["out"])
-        if not options["out"]:
-            print_text(console, text)
-    written = [options["out"]] if options["out"] else []
-    if options["plot"]:
-        written.append(plot_roc(rows, options["plot"]))
+    title = options.get("title") or "featurekit compare (test split)"
+    show(results_table_for(console, rows, title, wide=bool(options.get("wide"))) if options["format"] == "table"
+         else write_rows(rows, options["format"], None), options)
+    written = [plot_roc(rows, options["plot"])] if options["plot"] else []
     if options.get("results"):
         stem = Path(options["results"])
-        for fmt in ("md", "json"):
-            write_rows(rows, fmt, stem.with_suffix(f".{fmt}"))
-            written.append(stem.with_suffix(f".{fmt}"))
-        written.append(plot_roc(rows, stem.with_name(stem.name + "-roc.png")))
-        written.append(write_html_report(rows, stem.with_suffix(".html"), options.get("title") or "featurekit compare"))
+        written += [write_text(write_rows(rows, fmt, None), stem.with_suffix(f".{fmt}")) for fmt in ("md", "json")]
+        written += [plot_roc(rows, stem.with_name(stem.name + "-roc.png")),
+                    write_html_report(rows, stem.with_suffix(".html"), options.get("title") or "featurekit compare")]
     for path in written:
         console.print(f"wrote {escape(str(path))}", highlight=False)
 
@@ -333,12 +294,13 @@ def train_backbone(options: dict[str, Any]) -> None:
     from featurekit.training.runner import train_from_options
 
     result = train_from_options(options, log=console.print, progress=options["progress"])
-    console.print(f"[bold]trained[/] {escape(options['backbone'])}: best valid accuracy {result.best_valid_accuracy:.3f} "
-                  f"at epoch {result.best_epoch} of {result.epochs_run}, {result.seconds:.0f} s, "
-                  f"{result.train_images_per_second:.1f} train img/s. Backbone saved to {escape(str(result.model_path))}"
-                  f"; extract with `python cli.py extract --backbone {escape(options['backbone'])} --data "
-                  f"{escape(str(options['data']))} --weights {escape(str(result.model_path))} --image-size "
-                  f"{options['image_size']}`.", highlight=False)
+    extract = shlex.join(["python", "cli.py", "extract", "--backbone", options["backbone"], "--data",
+                          str(options["data"]), "--weights", str(result.model_path),
+                          "--image-size", str(options["image_size"])])
+    console.print(f"[bold]trained[/] {escape(options['backbone'])}: best valid accuracy "
+                  f"{result.best_valid_accuracy:.3f} at epoch {result.best_epoch} of {result.epochs_run}, "
+                  f"{result.seconds:.0f} s, {result.train_images_per_second:.1f} train img/s. Backbone saved to "
+                  f"{escape(str(result.model_path))}; extract with `{escape(extract)}`.", highlight=False)
 
 
 @command("run")
@@ -358,10 +320,7 @@ def predict(options: dict[str, Any]) -> None:
 
     rows = predict_images(options["model"], options["inputs"], batch_size=options["batch_size"],
                           max_pixels=options["max_pixels"] or None, workers=options["workers"])
-    try:
-        class_names = read_fitted_meta(options["model"]).get("class_names") or ["real", "fake"]
-    except FeaturekitError:  # predict itself has read it; only a stand-in model gets here
-        class_names = ["real", "fake"]
+    class_names = read_fitted_meta(options["model"]).get("class_names") or ["real", "fake"]  # predict has read it
     show(render_predictions(rows, options["format"], title=f"predictions of {options['model']}",
                             positive_class=str(class_names[-1])), options)
 

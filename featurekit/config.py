@@ -19,7 +19,6 @@ runs. `load_config_file` returns them resolved, so every message shows the path 
 from __future__ import annotations
 
 import os
-import re
 import stat
 import tomllib
 from pathlib import Path
@@ -47,14 +46,13 @@ from featurekit.options import (
 # a step takes, except `data`: a job has one data folder). `[[run.extract]]` and `[[run.train_backbone]]`
 # are the job's steps; each `[[sweep.backbone]]` entry is one extraction of the sweep's grid.
 STEPS = {"run": {"extract": "extract", "train_backbone": "train_backbone"}, "sweep": {"backbone": "extract"}}
-STEP_EXCLUDED = ("data",)
 
 # The keys whose values are paths (a weights value other than a keyword is a file): resolved against the file.
 PATH_KEYS = {option.name: option.kind for option in OPTIONS if option.kind in (PATH, PATHS, WEIGHTS, FUSION)}
 
 
 # Commands that read a config file: each may have a `[command]` table.
-CONFIG_COMMANDS = [name for name, command in COMMANDS.items() if command.takes_config]
+CONFIG_COMMANDS = [name for name in COMMANDS if "config" in options_for(name)]
 # Keys a config file may set at its top level: any option of a command that reads config files.
 SHARED_KEYS = sorted({key for command in CONFIG_COMMANDS for key in config_keys(command)})
 
@@ -63,46 +61,34 @@ def load_config_file(path: str | Path | None) -> dict[str, Any]:
     """Parse and check a TOML config file ({} when no path is given).
 
     Raises:
-        FeaturekitError: a missing file, invalid TOML, an unknown key or a value of the wrong type.
+        FeaturekitError: a missing file, a folder, a FIFO, invalid TOML, an unknown key or a value of the wrong type.
     """
     if path is None:
         return {}
     path = Path(path)
-    _check_is_a_file(path)
-    try:
-        config = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise FeaturekitError(f"Config file is not valid TOML ({error}).", received=given("config", str(path)),
-                              fix="Fix the syntax; see configs/default.toml for an example.") from None
-    except OSError as error:
-        raise FeaturekitError(f"Config file cannot be read ({error.strerror}).", received=given("config", str(path)),
-                              fix="Check its permissions, or pass another file.") from None
-    check_config(config, str(path))
-    return resolve_paths(config, path.parent)
-
-
-def _check_is_a_file(path: Path) -> None:
-    """Refuse a config path that is missing, a folder, or not a regular file (a FIFO would block the read)."""
-    example = f"e.g. {given('config', 'configs/default.toml')}"
+    received, example = given("config", str(path)), f"e.g. {given('config', 'configs/default.toml')}"
     try:
         mode = path.stat().st_mode
+        config = tomllib.loads(path.read_text()) if stat.S_ISREG(mode) else None  # a FIFO would block the read
     except FileNotFoundError:
-        raise FeaturekitError("Config file not found.", received=given("config", str(path)),
+        raise FeaturekitError("Config file not found.", received=received,
                               fix=f"Pass an existing TOML file, {example}.") from None
     except OSError as error:
-        raise FeaturekitError(f"Config file cannot be read ({error.strerror}).", received=given("config", str(path)),
-                              fix="Check the path and its permissions.") from None
+        raise FeaturekitError(f"Config file cannot be read ({error.strerror}).", received=received,
+                              fix="Check the path and its permissions, or pass another file.") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise FeaturekitError(f"Config file is not valid TOML ({error}).", received=received,
+                              fix="Fix the syntax; see configs/default.toml for an example.") from None
     if stat.S_ISDIR(mode):
         tomls = sorted(p.name for p in path.glob("*.toml"))[:5]
         inside = f" (it holds {', '.join(tomls)})" if tomls else ""
-        raise FeaturekitError(f"The config path is a folder, not a TOML file{inside}.",
-                              received=given("config", str(path)), fix=f"Pass a file inside it, {example}.")
-    if not stat.S_ISREG(mode):
+        raise FeaturekitError(f"The config path is a folder, not a TOML file{inside}.", received=received,
+                              fix=f"Pass a file inside it, {example}.")
+    if config is None:
         raise FeaturekitError("The config path is not a regular file (a FIFO, socket or device); it is not read.",
-                              received=given("config", str(path)), fix=f"Pass a TOML file, {example}.")
-
-
-_TEST_SET_ROLE = re.compile(r"^(real|fake)=")  # a test set given as its real and/or fake folders
+                              received=received, fix=f"Pass a TOML file, {example}.")
+    check_config(config, str(path))
+    return resolve_paths(config, path.parent)
 
 
 def resolve_paths(config: Mapping[str, Any], folder: str | Path) -> dict[str, Any]:
@@ -117,11 +103,10 @@ def resolve_paths(config: Mapping[str, Any], folder: str | Path) -> dict[str, An
                 return {k: resolve(k if key != "fuse" else "cache", v) for k, v in value.items()}
         if isinstance(value, list):
             return [resolve(key, item) for item in value]
-        if key not in PATH_KEYS or not isinstance(value, str) or os.path.isabs(value):
+        if key not in PATH_KEYS or not isinstance(value, str) or os.path.isabs(value) or (
+                PATH_KEYS[key] is WEIGHTS and value in WEIGHTS_KEYWORDS):
             return value
-        if PATH_KEYS[key] is WEIGHTS and value in WEIGHTS_KEYWORDS:
-            return value
-        if key == "test_data" and _TEST_SET_ROLE.match(value):  # real=DIR1,fake=DIR2: each folder resolved
+        if key == "test_data" and value.startswith(("real=", "fake=")):  # real=DIR1,fake=DIR2: each folder resolved
             return ",".join(f"{role}={resolve(key, folder_)}" for role, folder_ in
                             (part.split("=", 1) for part in value.split(",")))
         return os.path.normpath(os.path.join(folder, value))
@@ -142,7 +127,7 @@ def check_config(config: Mapping[str, Any], source: str = "the config") -> None:
                 raise ConfigFileError(f"`{key}` in {source} must be a table ([{key}]).",
                                       received=f"{key} = {toml_literal(value)}",
                                       fix=f"Write the command's options under a [{key}] header.")
-            _check_table(key, value, f"{source} [{key}]")
+            _check_table(key, value, source)
         elif key in SHARED_KEYS:
             # A top-level key applies to every command that takes it, so it must suit each of them.
             for command in CONFIG_COMMANDS:
@@ -156,21 +141,18 @@ def check_config(config: Mapping[str, Any], source: str = "the config") -> None:
                     f"{', '.join(f'[{t}]' for t in CONFIG_COMMANDS)}.")
 
 
-def _check_table(command: str, table: dict[str, Any], where: str) -> None:
-    own = dict(table)
-    for step, step_command in STEPS.get(command, {}).items():
-        if step in own:
-            _check_steps(step_command, own.pop(step), f"{where.rsplit(' [', 1)[0]} [[{command}.{step}]]")
-    validate(command, own, where)
-
-
-def _check_steps(command: str, entries: Any, where: str) -> None:
-    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        raise ConfigFileError(f"{where} must be a list of tables.", received=toml_literal(entries),
-                              fix=f"Write each step under its own {where.rsplit(' ', 1)[-1]} header.")
-    allowed = [k for k in config_keys(command) if k not in STEP_EXCLUDED]
-    for number, entry in enumerate(entries, start=1):
-        validate(command, entry, f"{where} entry {number}", keys=allowed)
+def _check_table(command: str, table: dict[str, Any], source: str) -> None:
+    """A `[command]` table: its own options, and each entry of the lists of steps it holds (`[[run.extract]]`)."""
+    steps = STEPS.get(command, {})
+    for step, step_command in steps.items():
+        entries, header = table.get(step, []), f"[[{command}.{step}]]"
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise ConfigFileError(f"{source} {header} must be a list of tables.", received=toml_literal(entries),
+                                  fix=f"Write each step under its own {header} header.")
+        allowed = [k for k in config_keys(step_command) if k != "data"]
+        for number, entry in enumerate(entries, start=1):
+            validate(step_command, entry, f"{source} {header} entry {number}", keys=allowed)
+    validate(command, {k: v for k, v in table.items() if k not in steps}, f"{source} [{command}]")
 
 
 def resolve_config(command: str, file_config: Mapping[str, Any], flags: Mapping[str, Any],
@@ -186,13 +168,15 @@ def resolve_config(command: str, file_config: Mapping[str, Any], flags: Mapping[
     Returns:
         Every option of the command, checked and converted.
     """
-    declared = options_for(command)
-    shared = {k: v for k, v in file_config.items() if k in declared and declared[k].in_config}
-    table = file_config.get(command, {}) if command in CONFIG_COMMANDS else {}
-    table = {k: v for k, v in table.items() if k not in STEPS.get(command, {})}
     given_flags = {k: v for k, v in flags.items() if v is not None}
-    merged = {**defaults(command), **shared, **table, **(step or {}), **given_flags}
-    return validate(command, merged)
+    return validate(command, {**defaults(command), **set_in_file(command, file_config), **(step or {}), **given_flags})
+
+
+def set_in_file(command: str, file_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of `command` that a checked config file sets: its top-level keys, under its `[command]` table."""
+    keys = config_keys(command)
+    table = {k: v for k, v in file_config.get(command, {}).items() if k not in STEPS.get(command, {})}
+    return {**{k: v for k, v in file_config.items() if k in keys}, **table}
 
 
 @validate_params("extract")

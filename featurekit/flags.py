@@ -11,6 +11,7 @@ not options of the command (a `[[sweep.backbone]]` entry's `weights`) keep the l
 from __future__ import annotations
 
 import ast
+import contextlib
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -21,8 +22,8 @@ from featurekit.options import Option, options_for, toml_literal
 
 # `name` (a parameter alone), or name= followed by a Python literal (`given`).
 _MENTION = re.compile(r"`([a-z][a-z0-9_]*)`|(?<![\w`'\"./\\-])([a-z][a-z0-9_]*)=(?=\S)")
-_BARE_END = re.compile(r"[^\s,;)\]]+")
-_PATH_REPR = re.compile(r"\w*Path\((.*)\)", re.S)
+_LITERAL_END = re.compile(r"(?=[\s,;)\]]|$)")  # where a literal may end
+_PATH_REPR = re.compile(r"\w*Path\(('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")\)")  # PosixPath('x') -> 'x'
 
 
 @dataclass
@@ -61,11 +62,9 @@ class CommandSpelling:
 
     def _flag(self, name: str, value: Any, has_value: bool) -> str | None:
         option = self.options.get(name)
-        if option is None:
-            return None
-        if not has_value:
-            return option.name.upper() if option.argument else option.flag
-        return flag_text(option, value)
+        if option is None or has_value:
+            return option and flag_text(option, value)
+        return option.name.upper() if option.argument else option.flag
 
     def _received(self, name: str, value: Any, has_value: bool) -> str | None:
         option = self.options.get(name)
@@ -83,26 +82,17 @@ class CommandSpelling:
 
 def flag_text(option: Option, value: Any) -> str:
     """A value as the user would type it: `--batch-size 0`, `--no-overwrite`, `--cache a --cache b`, `x.h5`."""
-    if option.argument:
-        return " ".join(_word(v) for v in value) if isinstance(value, (list, tuple)) else _word(value)
-    if isinstance(value, bool):
+    if isinstance(value, bool) and not option.argument:
         return option.flag if value else f"--no-{option.flag[2:]}"
-    if isinstance(value, (list, tuple)) and value:
-        return " ".join(f"{option.flag} {_word(v)}" for v in value)
-    return f"{option.flag} {_word(value)}"
+    flag = "" if option.argument else f"{option.flag} "
+    return " ".join(f"{flag}{_word(v)}" for v in (value if isinstance(value, (list, tuple)) and value else [value]))
 
 
 def _word(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return ",".join(map(str, value))
-    return shlex.quote(str(value))
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else shlex.quote(str(value))
 
 
-# spell(name, value, has_value) -> the text that replaces the mention, or None to keep it.
-Spelling = Callable[[str, object, bool], "str | None"]
-
-
-def respell(text: str, spell: Spelling, bare: Iterable[str] = ()) -> str:
+def respell(text: str, spell: Callable[[str, object, bool], str | None], bare: Iterable[str] = ()) -> str:
     """Rewrite the parameter mentions of `text` with `spell`.
 
     Args:
@@ -122,47 +112,28 @@ def respell(text: str, spell: Spelling, bare: Iterable[str] = ()) -> str:
         if match.group(1):
             end, spelt = match.end(), spell(match.group(1), None, False)
         else:
-            end = _literal_end(text, match.end())
+            end, value = _literal(text, match.end())
             if end == match.end():  # "name=" with no value after it is no mention
                 continue
-            spelt = spell(match.group(2), _read_literal(text[match.end():end]), True)
+            spelt = spell(match.group(2), value, True)
         if spelt is not None:
             pieces += [text[position:match.start()], spelt]
             position = end
     return "".join(pieces) + text[position:]
 
 
-def _literal_end(text: str, start: int) -> int:
-    """Where the Python literal (a repr) that starts at `start` ends."""
-    path = re.match(r"\w*Path(?=\()", text[start:])
-    index, depth = start + (path.end() if path else 0), 0
-    if text[index] not in "'\"[(":  # a number, True, None: up to a space or a closing mark
-        bare = _BARE_END.match(text, start)
-        end = bare.end() if bare else start
-        while end > start + 1 and text[end - 1] == ".":  # the full stop of the sentence, not the number's
-            end -= 1
-        return end
-    while index < len(text):
-        if text[index] in "'\"":
-            index = _quote_end(text, index)
-        else:
-            depth += (text[index] in "[(") - (text[index] in "])")
-            index += 1
-        if depth == 0:
-            return index
-    return len(text)
+def _literal(text: str, start: int) -> tuple[int, object]:
+    """Where the Python literal (a repr) that starts at `start` ends, and its value (its text where it is none).
 
-
-def _quote_end(text: str, start: int) -> int:
-    quote, index = text[start], start + 1
-    while index < len(text) and text[index] != quote:
-        index += 2 if text[index] == "\\" else 1
-    return min(index + 1, len(text))
-
-
-def _read_literal(literal: str) -> object:
-    path = _PATH_REPR.fullmatch(literal)
-    try:
-        return ast.literal_eval(path.group(1) if path else literal)
-    except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
-        return literal
+    The literal is the shortest text up to a space, a separator or a closing mark that reads back as one
+    (`'a b'` and `['x', 'y']` span spaces); a path's repr reads back as its string.
+    """
+    ends = [match.start() for match in _LITERAL_END.finditer(text, start)]
+    for end in ends:
+        literal = text[start:end].rstrip(".")  # the full stop of the sentence, not the number's
+        with contextlib.suppress(ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
+            return start + len(literal), ast.literal_eval(_PATH_REPR.sub(r"\1", literal))
+        if text[end:end + 1] == "\n":  # a repr holds no line break
+            break
+    end = start + len(text[start:ends[0]].rstrip(".") or text[start:ends[0]])
+    return end, text[start:end]

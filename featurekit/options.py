@@ -22,11 +22,13 @@ This module imports nothing heavy: `--help` reads it and must stay instant.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import inspect
 import math
 import numbers
+import operator
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -73,65 +75,49 @@ from featurekit.errors import ConfigFileError, FeaturekitError, given
 # Value types
 
 
-class _Mismatch(Exception):
-    """A value does not fit its option's type, choices or bounds (turned into a FeaturekitError)."""
+def _instance(types: type | tuple, convert: Callable[[Any], Any] = lambda value: value) -> Callable[[Any], Any]:
+    """A check that a value is one of `types` (a bool is no number: TOML `true` is not 1), then `convert`."""
+    def check(value: Any) -> Any:
+        if not isinstance(value, types) or (isinstance(value, bool) and types is not bool):
+            raise ValueError
+        return convert(value)
+
+    return check
 
 
-def _integer(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise _Mismatch
-    return int(value)
+_integer = _instance(numbers.Integral, int)
+_string = _instance(str)
 
 
 def _number(value: Any) -> float:
     """A finite number: NaN and infinity (TOML has `nan` and `inf`) fit no bound and mean no setting."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise _Mismatch
-    return float(value)
-
-
-def _string(value: Any) -> str:
-    if not isinstance(value, str):
-        raise _Mismatch
-    return value
-
-
-def _boolean(value: Any) -> bool:
-    if not isinstance(value, bool):  # "false" is a string, and a string is always true: refuse it
-        raise _Mismatch
+    if not math.isfinite(value := _instance(numbers.Real, float)(value)):
+        raise ValueError
     return value
 
 
 def _path(value: Any) -> str | os.PathLike:
-    if not isinstance(value, (str, os.PathLike)) or not str(value):
-        raise _Mismatch
+    if not str(_instance((str, os.PathLike))(value)):
+        raise ValueError
     return value
 
 
 def _list_of(item: Callable[[Any], Any]) -> Callable[[Any], list]:
-    def convert(value: Any) -> list:
-        values = list(value) if isinstance(value, (list, tuple)) else [value]
-        return [item(v) for v in values]
-
-    return convert
+    return lambda value: [item(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
 
 
 def _integer_or_auto(value: Any) -> int | str:
     """An integer, or "auto" (the library picks); from the command line a string of digits is an integer."""
-    if value == "auto":
-        return value
     if isinstance(value, str) and value.isdigit():
         return int(value)
-    return _integer(value)
+    return value if value == "auto" else _integer(value)
 
 
 def _string_or_strings(value: Any) -> str | list[str]:
     """Kept as given: a comma-separated string and a list of strings mean the same to the library."""
-    if isinstance(value, (list, tuple)):
-        if not value:
-            raise _Mismatch
-        return [_string(v) for v in value]
-    return _string(value)
+    if isinstance(value, (list, tuple)) and not value:
+        raise ValueError
+    return _list_of(_string)(value) if isinstance(value, (list, tuple)) else _string(value)
 
 
 def _split(value: Any) -> str | list[float]:
@@ -139,14 +125,11 @@ def _split(value: Any) -> str | list[float]:
     parses it)."""
     parts = value.split(",") if isinstance(value, str) else value
     if not isinstance(parts, (list, tuple)) or len(parts) != 3:
-        raise _Mismatch
-    try:
-        numbers_ = [_number(float(p)) if isinstance(p, str) else _number(p) for p in parts]
-    except ValueError:
-        raise _Mismatch from None
+        raise ValueError
+    numbers_ = [_number(float(p) if isinstance(p, str) else p) for p in parts]
     if any(n < 0 for n in numbers_) or not abs(sum(numbers_) - 1.0) <= 1e-6:
-        raise _Mismatch
-    return value if isinstance(value, str) else [float(n) for n in numbers_]
+        raise ValueError
+    return value if isinstance(value, str) else numbers_
 
 
 def _fusion_groups(value: Any) -> bool | list[list[str | os.PathLike]]:
@@ -155,17 +138,11 @@ def _fusion_groups(value: Any) -> bool | list[list[str | os.PathLike]]:
     if isinstance(value, bool):
         return value
     if not isinstance(value, (list, tuple)) or not value:
-        raise _Mismatch
-    groups = []
-    for group in value:
-        if isinstance(group, dict):
-            if set(group) != {"caches"}:
-                raise _Mismatch
-            group = group["caches"]
-        if not isinstance(group, (list, tuple)) or len(group) < 2:
-            raise _Mismatch
-        groups.append([_path(member) for member in group])
-    return groups
+        raise ValueError
+    groups = [group["caches"] if isinstance(group, dict) and set(group) == {"caches"} else group for group in value]
+    if any(not isinstance(group, (list, tuple)) or len(group) < 2 for group in groups):
+        raise ValueError
+    return [[_path(member) for member in group] for group in groups]
 
 
 @dataclass(frozen=True)
@@ -174,22 +151,20 @@ class Kind:
 
     Attributes:
         expected: How errors describe it ("an integer").
-        convert: Returns the value as the library takes it; raises _Mismatch if it does not fit.
+        convert: Returns the value as the library takes it; raises ValueError if it does not fit.
         cli_type: The annotation Typer parses the flag with.
-        numeric: Bounds apply (integers and numbers).
     """
 
     expected: str
     convert: Callable[[Any], Any]
     cli_type: Any
-    numeric: bool = False
 
 
-INT = Kind("an integer (no quotes)", _integer, int, numeric=True)
-FLOAT = Kind("a number (no quotes)", _number, float, numeric=True)
+INT = Kind("an integer (no quotes)", _integer, int)
+FLOAT = Kind("a number (no quotes)", _number, float)
 STR = Kind("a string", _string, str)
-INT_OR_AUTO = Kind('an integer or "auto"', _integer_or_auto, str, numeric=True)
-BOOL = Kind("true or false (a boolean, no quotes)", _boolean, bool)
+INT_OR_AUTO = Kind('an integer or "auto"', _integer_or_auto, str)
+BOOL = Kind("true or false (a boolean, no quotes)", _instance(bool), bool)  # "false" is a string, and always true
 PATH = Kind("a path (a string)", _path, Path)
 PATHS = Kind("a path or a list of paths", _list_of(_path), list[Path])
 STRS = Kind("a string or a list of strings", _list_of(_string), list[str])
@@ -251,27 +226,26 @@ class Option:
     def expected(self) -> str:
         """What a valid value looks like, for error messages."""
         if self.choices:
-            if self.kind is STR:
-                return f"one of: {', '.join(self.choices)}"
-            return f"{self.kind.expected}, each one of: {', '.join(self.choices)}"
-        limits = ((">=", self.minimum), (">", self.above), ("<=", self.maximum), ("<", self.below))
-        bounds = [f"{sign} {_bound(limit)}" for sign, limit in limits if limit is not None]
+            each = "one of" if self.kind is STR else f"{self.kind.expected}, each one of"
+            return f"{each}: {', '.join(self.choices)}"
+        bounds = [f"{sign} {_bound(limit)}" for sign, limit, _ in self._limits()]
         return self.kind.expected + (f", {' and '.join(bounds)}" if bounds else "")
 
+    def _limits(self) -> list[tuple[str, float, Callable[[Any, Any], bool]]]:
+        """The declared bounds as (sign, limit, test), in the order messages name them."""
+        return [(sign, getattr(self, field), test) for sign, field, test in _LIMITS if getattr(self, field) is not None]
+
     def convert(self, value: Any) -> Any:
-        """The value as the library takes it; raises _Mismatch when its type, choices or bounds are wrong."""
+        """The value as the library takes it; raises ValueError when its type, choices or bounds are wrong."""
         value = self.kind.convert(value)
-        if self.kind.numeric and not isinstance(value, str) and not (
-            (self.minimum is None or value >= self.minimum) and (self.maximum is None or value <= self.maximum)
-            and (self.above is None or value > self.above) and (self.below is None or value < self.below)
-        ):
-            raise _Mismatch
+        if not isinstance(value, str) and not all(test(value, limit) for _, limit, test in self._limits()):
+            raise ValueError  # bounds are declared on numbers only; "auto" has none
         if self.choices:
             items = value if isinstance(value, list) else [value]
             if self.kind is NAMES:  # "avg,max": each comma-separated name is a choice
                 items = [part.strip() for item in items for part in item.split(",")]
             if any(item not in self.choices for item in items):
-                raise _Mismatch
+                raise ValueError
         return value
 
     def sample(self) -> Any:
@@ -279,58 +253,42 @@ class Option:
         return self.example if self.example is not None else self.default
 
 
+_LIMITS = ((">=", "minimum", operator.ge), (">", "above", operator.gt), ("<=", "maximum", operator.le),
+           ("<", "below", operator.lt))
+
+
 def _bound(limit: float) -> str:
     return str(int(limit)) if float(limit).is_integer() else f"{limit:g}"
 
 
-@dataclass(frozen=True)
-class Command:
-    """A command as data: its TOML table, whether it reads a config file, what Ctrl-C leaves behind.
-
-    Attributes:
-        name: The TOML table name (snake_case); the command line spells it with dashes.
-        interrupted: Printed when the user presses Ctrl-C: it must be true for this command.
-        takes_config: Reads `--config FILE.toml` (and so has a `[name]` table there).
-    """
-
-    name: str
-    interrupted: str
-    takes_config: bool = True
-
-    @property
-    def cli_name(self) -> str:
-        return self.name.replace("_", "-")
-
-
+# Each command (its TOML table name; the command line spells it with dashes) -> what Ctrl-C leaves behind, printed
+# when the user presses it: it must be true for the command. A command with a `config` option reads config files.
 _NOTHING_SAVED = "Interrupted; nothing was written."
-COMMANDS: dict[str, Command] = {c.name: c for c in (
-    Command("extract", "Interrupted. Finished batches are kept; run the same command again to resume."),
-    Command("info", _NOTHING_SAVED, takes_config=False),
-    Command("backbones", _NOTHING_SAVED, takes_config=False),
-    Command("fit_head", "Interrupted; nothing was saved for the head in progress (a fitted probe is written only "
-                        "once complete); probes fitted before are kept."),
-    Command("fit", "Interrupted; nothing was saved for the probe in progress (a fitted probe is written only once "
-                   "complete); probes fitted before are kept."),
-    Command("compare", "Interrupted; nothing was saved for the probe in progress; probes already fitted are kept "
-                       "and reused when you run compare again."),
-    Command("train_backbone", "Interrupted. Finished epochs are kept; run the same command again to resume from "
-                              "the last one."),
-    Command("run", "Interrupted. Finished caches, extraction batches, trained epochs and fitted probes are kept; "
-                   "run the same command again to continue where it stopped."),
-    Command("predict", "Interrupted; no predictions were written.", takes_config=False),
-    Command("audit", "Interrupted; nothing was written.", takes_config=False),
-    Command("sweep", "Interrupted. Caches extracted and probes fitted so far are kept and reused when you run the "
-                     "same sweep again."),
-    Command("report", "Interrupted; no page was written; probes already fitted are kept and reused next time.",
-            takes_config=False),
-)}
+COMMANDS: dict[str, str] = {
+    "extract": "Interrupted. Finished batches are kept; run the same command again to resume.",
+    "info": _NOTHING_SAVED,
+    "backbones": _NOTHING_SAVED,
+    "fit_head": "Interrupted; nothing was saved for the head in progress (a fitted probe is written only "
+                "once complete); probes fitted before are kept.",
+    "fit": "Interrupted; nothing was saved for the probe in progress (a fitted probe is written only once "
+           "complete); probes fitted before are kept.",
+    "compare": "Interrupted; nothing was saved for the probe in progress; probes already fitted are kept "
+               "and reused when you run compare again.",
+    "train_backbone": "Interrupted. Finished epochs are kept; run the same command again to resume from "
+                      "the last one.",
+    "run": "Interrupted. Finished caches, extraction batches, trained epochs and fitted probes are kept; "
+           "run the same command again to continue where it stopped.",
+    "predict": "Interrupted; no predictions were written.",
+    "audit": _NOTHING_SAVED,
+    "sweep": "Interrupted. Caches extracted and probes fitted so far are kept and reused when you run the "
+             "same sweep again.",
+    "report": "Interrupted; no page was written; probes already fitted are kept and reused next time.",
+}
 
-_DATA_HELP = "Data folder: DIR/<class>/... or DIR/{train,valid,test}/<class>/..."
-_OUT_FILE_HELP = "Write the csv/json/md output to this file instead of the terminal."
 
 OPTIONS: tuple[Option, ...] = (
-    Option("data", PATH, None, _DATA_HELP, ("extract", "train_backbone", "run", "sweep"), required=True, example="DIR",
-           short="-d"),
+    Option("data", PATH, None, "Data folder: DIR/<class>/... or DIR/{train,valid,test}/<class>/...",
+           ("extract", "train_backbone", "run", "sweep"), required=True, example="DIR", short="-d"),
     # extract
     Option("backbone", STR, None, "Registry name (see `backbones`).", ("extract",), required=True,
            example="vgg16", short="-b"),
@@ -562,8 +520,8 @@ OPTIONS: tuple[Option, ...] = (
            ("fit_head", "train_backbone"), minimum=1),
     Option("format", STR, "table", "Output: a table on the terminal, or csv, json or md.",
            ("compare", "backbones", "info", "predict"), choices=FORMATS),
-    Option("out", PATH, None, _OUT_FILE_HELP, ("compare", "backbones", "info", "predict", "audit"),
-           example="results.md"),
+    Option("out", PATH, None, "Write the csv/json/md output to this file instead of the terminal.",
+           ("compare", "backbones", "info", "predict", "audit"), example="results.md"),
     Option("config", PATH, None, "TOML file with defaults; flags override it.",
            ("extract", "fit_head", "fit", "compare", "train_backbone"), in_config=False, example="x.toml"),
 )
@@ -590,9 +548,6 @@ _BY_COMMAND = {command: {o.name: o for o in OPTIONS if command in o.commands} fo
 
 def options_for(command: str) -> dict[str, Option]:
     """The options of a command by name, in declaration order."""
-    if command not in _BY_COMMAND:
-        raise FeaturekitError(f"Unknown command {command!r}.", received=command,
-                              fix=f"Use one of: {', '.join(COMMANDS)}.")
     return dict(_BY_COMMAND[command])
 
 
@@ -626,7 +581,16 @@ def validate(command: str, values: Mapping[str, Any], source: str | None = None,
     allowed = keys if keys is not None else (config_keys(command) if source else list(declared))
     unknown = [name for name in values if name not in allowed]
     if unknown:
-        raise _unknown_error(command, unknown, values, where=source, allowed=allowed)
+        hint, plural = did_you_mean(unknown[0], allowed), "s" if len(unknown) > 1 else ""
+        if source:
+            raise ConfigFileError(
+                f"Unknown key{plural} {', '.join(f'`{k}`' for k in unknown)} in {source}.{hint}",
+                received=", ".join(f"{k} = {toml_literal(values[k])}" for k in unknown),
+                fix=f"Valid keys there: {', '.join(sorted(allowed))}.")
+        raise FeaturekitError(
+            f"Unknown option{plural} {', '.join(unknown)} for {command.replace('_', '-')}.{hint}",
+            received=", ".join(given(k, values[k]) for k in unknown),
+            fix=f"Valid options: {', '.join(sorted(allowed))}.")
     return {name: check_value(declared[name], value, source) if value is not None else None
             for name, value in values.items()}
 
@@ -640,10 +604,8 @@ def check_value(option: Option, value: Any, source: str | None = None, parameter
         source: The config file (and table) it comes from; None: the caller's own argument.
         parameter: The caller's name of the option, where it differs (a function's parameter).
     """
-    try:
+    with contextlib.suppress(ValueError):  # the converters' way to say the value does not fit
         return option.convert(value)
-    except _Mismatch:
-        pass
     if source:
         raise ConfigFileError(
             f"`{option.name}` in {source} must be {option.expected()}.",
@@ -698,7 +660,7 @@ def require(command: str, values: Mapping[str, Any]) -> None:
     """Refuse values that leave a required option unset."""
     for name, option in options_for(command).items():
         if option.required and values.get(name) in (None, "", []):
-            in_file = option.in_config and COMMANDS[command].takes_config
+            in_file = option.in_config and "config" in options_for(command)
             raise FeaturekitError(
                 f"Missing option {name}.", received="no value given",
                 fix=f"Pass it, e.g. {given(name, option.sample())}"
@@ -738,8 +700,7 @@ def toml_literal(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (str, os.PathLike)):
-        text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-        return f'"{text}"'
+        return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(toml_literal(v) for v in value) + "]"
     if isinstance(value, dict):
@@ -759,18 +720,3 @@ def did_you_mean(name: str, valid: list[str]) -> str:
     """" Did you mean `data`?" for a near miss, else ""."""
     close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
     return f" Did you mean `{close[0]}`?" if close else ""
-
-
-def _unknown_error(command: str, unknown: list[str], values: Mapping[str, Any], where: str | None,
-                   allowed: list[str] | None = None) -> FeaturekitError:
-    allowed = allowed if allowed is not None else list(options_for(command))
-    hint = did_you_mean(unknown[0], allowed)
-    plural = "s" if len(unknown) > 1 else ""
-    if where:
-        return ConfigFileError(
-            f"Unknown key{plural} {', '.join(f'`{k}`' for k in unknown)} in {where}.{hint}",
-            received=", ".join(f"{k} = {toml_literal(values[k])}" for k in unknown),
-            fix=f"Valid keys there: {', '.join(sorted(allowed))}.")
-    return FeaturekitError(
-        f"Unknown option{plural} {', '.join(unknown)} for {COMMANDS[command].cli_name}.{hint}",
-        received=", ".join(given(k, values[k]) for k in unknown), fix=f"Valid options: {', '.join(sorted(allowed))}.")

@@ -249,8 +249,8 @@ def test_typer_flags_are_generated_from_the_declarations():
     from featurekit.options import COMMANDS, options_for
 
     group = typer.main.get_command(app)
-    for name, spec in COMMANDS.items():
-        click_command = group.commands[spec.cli_name]
+    for name in COMMANDS:
+        click_command = group.commands[name.replace("_", "-")]
         params = {p.name: p for p in click_command.params if p.name not in ("help", "typer_context")}
         declared = options_for(name)
         assert set(params) == set(declared), name
@@ -286,10 +286,10 @@ def _capture(monkeypatch, target: str, returned=None) -> list:
     ("train_backbone", "featurekit.training.runner.train_from_options", ["--data", "D"], {"data": Path("D")}),
 ])
 def test_commands_get_the_declared_defaults(monkeypatch, command, target, args, required):
-    from featurekit.options import COMMANDS, defaults
+    from featurekit.options import defaults
 
     calls = _capture(monkeypatch, target, returned=KeyboardInterrupt())
-    result = invoke(COMMANDS[command].cli_name, *args)
+    result = invoke(command.replace("_", "-"), *args)
     assert result.exit_code == 130, result.output
     options = calls[0][0][0]
     assert options == {**defaults(command), **required}
@@ -467,6 +467,7 @@ def test_predict_shows_file_names_as_they_are_in_every_format(monkeypatch, tmp_p
             {"path": "faces/a.png", "p_fake": 0.1, "label": "real", "threshold": 0.5},
             {"path": "faces/b[red].png", "p_fake": None, "label": None, "threshold": 0.5, "error": "bad [file]"}]
     monkeypatch.setattr("featurekit.predict.predict", lambda model, inputs, **options: rows)
+    monkeypatch.setattr("featurekit.evaluation.fitting.read_fitted_meta", lambda model: {})  # no model to read
     table = invoke("predict", "--model", tmp_path / "m[1]", tmp_path)
     assert table.exit_code == 0, table.output
     for text in ("faces/a[x].png", "faces/a.png", "faces/b[red].png", "error: bad [file]", "m[1]"):
