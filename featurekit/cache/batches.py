@@ -73,7 +73,6 @@ class Batch:
     reasons: list[str]
     start: int  # the batch is the slice start:stop of the sample list
     stop: int
-    feature_dim: int
 
 
 class PartialCache:
@@ -123,8 +122,7 @@ class PartialCache:
     def done_batches(self) -> set[int]:
         """Indices of the batches whose files are well formed and hold exactly their slice of rows."""
         layout = self._layout(self.request_or_empty())
-        return {index for index, path in self._batch_files()
-                if isinstance(_inspect_batch(path, index, layout), Batch)}
+        return {index for index, path in self._batch_files() if isinstance(_inspect_batch(path, index, layout), Batch)}
 
     def write_batch(self, index: int, row_indices: np.ndarray, features: np.ndarray,
                     skipped_indices: np.ndarray, skipped_reasons: list[str], dtype: str) -> None:
@@ -144,13 +142,13 @@ class PartialCache:
         """
         rows = np.asarray(row_indices, dtype=np.int64).reshape(-1)
         skipped = np.asarray(skipped_indices, dtype=np.int64).reshape(-1)
-        covered = np.sort(np.concatenate([rows, skipped]))
-        if len(covered) == 0 or np.any(np.diff(covered) != 1) or len(skipped_reasons) != len(skipped):
+        span = _span(rows, skipped)
+        if span is None or len(skipped_reasons) != len(skipped):
             raise ValueError(f"batch {index}: rows must be one contiguous run, each once, with a reason per skipped row")
         features = np.asarray(features, dtype=dtype)
         self._refuse_link()
         with new_hdf5_file(self.batch_path(index), f"write batch {index} of the cache") as f:
-            f.attrs.update(batch_index=index, row_start=int(covered[0]), row_stop=int(covered[-1]) + 1)
+            f.attrs.update(batch_index=index, row_start=span[0], row_stop=span[1])
             f.create_dataset("row_indices", data=rows)
             f.create_dataset("features", data=features, **({"fletcher32": True} if features.size else {}))
             f.create_dataset("skipped_indices", data=skipped)
@@ -186,11 +184,7 @@ class PartialCache:
         batches: list[Batch] = []
         damaged: dict[int, str] = {}
         for index, path in self._batch_files():
-            found = _inspect_batch(path, index, layout)
-            if isinstance(found, Batch) and found.feature_dim != feature_dim and len(found.rows):
-                found = f"holds {found.feature_dim}-dimensional features, not {feature_dim}"
-            if isinstance(found, Batch) and found.stop > n_samples:
-                found = f"holds rows up to {found.stop - 1}, but there are only {n_samples} images"
+            found = _inspect_batch(path, index, layout, feature_dim, n_samples)
             if isinstance(found, str):
                 damaged[index] = found
                 path.unlink(missing_ok=True)
@@ -213,8 +207,7 @@ class PartialCache:
     @staticmethod
     def _layout(request: dict[str, Any], n_samples: int | None = None) -> tuple[int, int] | None:
         """(batch size, number of samples) when the request says where each batch's rows lie."""
-        batch_size, stored = request.get("batch_size"), request.get("n_samples")
-        n_samples = stored if n_samples is None else n_samples
+        batch_size, n_samples = request.get("batch_size"), request.get("n_samples") if n_samples is None else n_samples
         if isinstance(batch_size, int) and batch_size > 0 and isinstance(n_samples, int):
             return batch_size, n_samples
         return None
@@ -237,8 +230,10 @@ class PartialCache:
 
 
 
-def _inspect_batch(path: Path, index: int, layout: tuple[int, int] | None) -> Batch | str:
-    """The batch a file holds, or why it cannot be trusted (unreadable, malformed, not its slice)."""
+def _inspect_batch(path: Path, index: int, layout: tuple[int, int] | None, feature_dim: int | None = None,
+                   n_samples: int | None = None) -> Batch | str:
+    """The batch a file holds, or why it cannot be trusted (unreadable, malformed, not its slice; with `feature_dim`
+    and `n_samples`: features of another width, rows past the last image)."""
     import h5py
 
     try:
@@ -256,34 +251,31 @@ def _inspect_batch(path: Path, index: int, layout: tuple[int, int] | None) -> Ba
         return "its datasets do not agree in length"
     if not (np.issubdtype(rows.dtype, np.integer) and np.issubdtype(skipped.dtype, np.integer)):
         return "its row numbers are not integers"
-    covered = np.sort(np.concatenate([rows, skipped]))
-    if len(covered) == 0 or covered[0] < 0 or np.any(np.diff(covered) != 1):
+    span = _span(rows, skipped)
+    if span is None:
         return "its rows are not one contiguous run, each once"
-    start, stop = int(covered[0]), int(covered[-1]) + 1
-    if stored[0] is not None and (int(stored[0]), int(stored[1])) != (start, stop):
+    start, stop = span
+    if stored[0] is not None and (int(stored[0]), int(stored[1])) != span:
         return "its rows differ from the slice it records"
     if layout is not None:
-        batch_size, n_samples = layout
-        expected = (index * batch_size, min((index + 1) * batch_size, n_samples))
-        if (start, stop) != expected:
+        batch_size, total = layout
+        expected = (index * batch_size, min((index + 1) * batch_size, total))
+        if span != expected:
             return f"holds rows {start}-{stop - 1} instead of {expected[0]}-{expected[1] - 1}"
-    order = np.argsort(rows)
-    return Batch(index, path, rows[order], skipped, reasons, start, stop, int(shape[1]))
+    if feature_dim is not None and shape[1] != feature_dim and len(rows):
+        return f"holds {shape[1]}-dimensional features, not {feature_dim}"
+    if n_samples is not None and stop > n_samples:
+        return f"holds rows up to {stop - 1}, but there are only {n_samples} images"
+    return Batch(index, path, np.sort(rows), skipped, reasons, start, stop)
 
 
-def read_batch_features(batch: Batch, dtype: str) -> np.ndarray:
-    import h5py
-
-    with h5py.File(batch.path, "r") as f:
-        features = f["features"][()]  # Fletcher-32 checksums are verified here
-        rows = f["row_indices"][()]
-    return np.asarray(features[np.argsort(rows)], dtype=dtype)
-
-
-class DamagedBatch(Exception):
-    def __init__(self, batch: Batch, error: Exception):
-        super().__init__(f"batch {batch.index}: {error}")
-        self.batch, self.error = batch, error
+def _span(rows: np.ndarray, skipped: np.ndarray) -> tuple[int, int] | None:
+    """(start, stop) of the rows a batch covers, kept or skipped; None unless they are one run of rows from 0 up,
+    each once."""
+    covered = np.sort(np.concatenate([rows, skipped]))
+    if len(covered) == 0 or covered[0] < 0 or np.any(np.diff(covered) != 1):
+        return None
+    return int(covered[0]), int(covered[-1]) + 1
 
 
 def _coverage_problems(batches: list[Batch], n_samples: int, missing: list[int],
