@@ -86,10 +86,7 @@ class PartialCache:
     def __init__(self, cache_path: str | Path):
         self.cache_path = Path(cache_path)
         self.directory = partial_dir_for(cache_path)
-
-    @property
-    def request_path(self) -> Path:
-        return self.directory / "request.json"
+        self.request_path = self.directory / "request.json"
 
     def exists(self) -> bool:
         return self.request_path.exists()
@@ -164,11 +161,15 @@ class PartialCache:
             FeaturekitError: batches are missing, damaged or overlap; it names them.
         """
         request = self.read_request()
-        batches, damaged = self._inspected_batches(self._layout(request, n_samples), n_samples, feature_dim)
+        layout = self._layout(request, n_samples)
+        found = {index: _inspect_batch(path, index, layout, feature_dim, n_samples)
+                 for index, path in self._batch_files()}
+        damaged = {index: why for index, why in found.items() if isinstance(why, str)}
+        for index in damaged:
+            self.batch_path(index).unlink(missing_ok=True)
+        batches = [batch for batch in found.values() if isinstance(batch, Batch)]
         n_batches = request.get("n_batches")
-        expected = range(int(n_batches)) if isinstance(n_batches, int) else range(0)
-        present = {batch.index for batch in batches}
-        missing = [index for index in expected if index not in present and index not in damaged]
+        missing = [index for index in range(n_batches if isinstance(n_batches, int) else 0) if index not in found]
         problems, doubled = _coverage_problems(batches, n_samples, missing, damaged)
         if problems:
             raise FeaturekitError(
@@ -177,20 +178,6 @@ class PartialCache:
                 fix="Run the same command again: it recomputes only those batches and keeps the others."
                     + ("" if not doubled else " If this repeats, pass `overwrite` to start over."))
         return sorted(batches, key=lambda batch: batch.start)
-
-    def _inspected_batches(self, layout: tuple[int, int] | None, n_samples: int,
-                           feature_dim: int) -> tuple[list[Batch], dict[int, str]]:
-        """The well-formed batches, and why each other batch file was removed (by index)."""
-        batches: list[Batch] = []
-        damaged: dict[int, str] = {}
-        for index, path in self._batch_files():
-            found = _inspect_batch(path, index, layout, feature_dim, n_samples)
-            if isinstance(found, str):
-                damaged[index] = found
-                path.unlink(missing_ok=True)
-            else:
-                batches.append(found)
-        return batches, damaged
 
     def remove(self) -> None:
         if self.directory.is_symlink():

@@ -57,10 +57,7 @@ def content_record(file: Any, attrs: dict[str, Any]) -> dict[str, Any]:
 
 def remembered_checksums(file: Any, path: str) -> dict[str, str]:
     """`content_checksums_of(file)`, computed once per file identity (path, size, mtime, ctime, inode)."""
-    try:
-        found = os.fstat(file.id.get_vfd_handle())
-    except (OSError, ValueError, TypeError, NotImplementedError):
-        found = os.stat(path)
+    found = os.fstat(file.id.get_vfd_handle())
     key = (os.path.realpath(path), found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns, found.st_ctime_ns)
     if key not in _verified:
         _verified[key] = content_checksums_of(file)

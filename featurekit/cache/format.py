@@ -76,10 +76,8 @@ def library_versions() -> dict[str, str]:
     import featurekit
     from featurekit.backend import backend_versions
 
-    versions = {"featurekit": featurekit.__version__, "python": platform.python_version(),
-                "numpy": np.__version__, "h5py": h5py.__version__}
-    versions.update(backend_versions())
-    return versions
+    return {"featurekit": featurekit.__version__, "python": platform.python_version(), "numpy": np.__version__,
+            "h5py": h5py.__version__} | backend_versions()
 
 
 def describe_differences(stored: dict[str, Any], requested: dict[str, Any], keys=IDENTITY_KEYS) -> list[str]:
@@ -132,7 +130,7 @@ def from_attr(key: str, value: Any) -> Any:
     if isinstance(value, bytes):
         value = value.decode()
     if isinstance(value, np.ndarray):
-        return [v.decode() if isinstance(v, bytes) else str(v) for v in value.tolist()]
+        return [decode(v) for v in value.tolist()]
     if isinstance(value, np.generic):
         value = value.item()
     if key in JSON_ATTRS and isinstance(value, str):
