@@ -60,22 +60,18 @@ class SplitAccess(AbstractContextManager):
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def split_indices(self, split: str) -> np.ndarray:
-        return np.flatnonzero(self.splits == split)
-
-    def rows_of(self, split: str | None) -> np.ndarray:
+    def split_indices(self, split: str | None) -> np.ndarray:
         """Row numbers of one split (all rows for None), ascending."""
-        return np.arange(self.n_rows) if split is None else self.split_indices(split)
+        return np.arange(self.n_rows) if split is None else np.flatnonzero(self.splits == split)
 
     def load(self, split: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Features (float32) and labels of one split (or all rows), in memory, in row order."""
-        rows = self.rows_of(split)
+        rows = self.split_indices(split)
         features = np.empty((len(rows), self.feature_dim), np.float32)  # filled block by block: one copy in memory
         start = 0
-        for block in self._plan_blocks(rows):
-            if len(block):
-                features[start:start + len(block)] = self._read_block(block)
-                start += len(block)
+        for block in filter(len, self._plan_blocks(rows)):
+            features[start:start + len(block)] = self._read_block(block)
+            start += len(block)
         return features, self.labels[rows]
 
     def iter_batches(self, split: str | None, batch_rows: int, shuffle: bool = False,
@@ -84,7 +80,7 @@ class SplitAccess(AbstractContextManager):
 
         Shuffling is at block level (block order) plus within each block, so it never reads the whole source.
         """
-        return rebatch(self._blocks(self.rows_of(split), shuffle, seed), batch_rows)
+        return rebatch(self._blocks(self.split_indices(split), shuffle, seed), batch_rows)
 
     def _blocks(self, rows: np.ndarray, shuffle: bool, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         plan = self._plan_blocks(rows)
@@ -93,15 +89,12 @@ class SplitAccess(AbstractContextManager):
             block = plan[index]
             if not len(block):
                 continue
-            x, y = self._read_block(block), self.labels[block]
-            if shuffle:
-                permutation = rng.permutation(len(x))
-                x, y = x[permutation], y[permutation]
-            yield x, y
+            order = rng.permutation(len(block)) if shuffle else slice(None)
+            yield self._read_block(block)[order], self.labels[block][order]
 
     def nbytes(self, split: str | None = None) -> int:
         """Bytes the split's features take in memory as float32."""
-        return len(self.rows_of(split)) * self.feature_dim * 4
+        return len(self.split_indices(split)) * self.feature_dim * 4
 
     def require_splits(self, splits: tuple[str, ...] = ("train", "valid", "test")) -> None:
         """Refuse rows whose splits cannot train and evaluate a binary classifier."""
