@@ -53,11 +53,10 @@ def new_hdf5_file(final: Path, action: str) -> Iterator[Any]:
         finally:
             sink.close()
         commit_file(temporary, final)
-    except BaseException as error:
-        temporary.unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise storage_error(error, action, final, then=RESUME_HINT) from None
-        raise
+    except OSError as error:
+        raise storage_error(error, action, final, then=RESUME_HINT) from None
+    finally:
+        temporary.unlink(missing_ok=True)  # gone already once committed
 
 
 
@@ -118,8 +117,9 @@ class PartialCache:
 
     def done_batches(self) -> set[int]:
         """Indices of the batches whose files are well formed and hold exactly their slice of rows."""
-        layout = self._layout(self.request_or_empty())
-        return {index for index, path in self._batch_files() if isinstance(_inspect_batch(path, index, layout), Batch)}
+        request = self.request_or_empty()
+        return {index for index, path in self._batch_files()
+                if isinstance(_inspect_batch(path, index, request.get("batch_size"), request.get("n_samples")), Batch)}
 
     def write_batch(self, index: int, row_indices: np.ndarray, features: np.ndarray,
                     skipped_indices: np.ndarray, skipped_reasons: list[str], dtype: str) -> None:
@@ -161,8 +161,7 @@ class PartialCache:
             FeaturekitError: batches are missing, damaged or overlap; it names them.
         """
         request = self.read_request()
-        layout = self._layout(request, n_samples)
-        found = {index: _inspect_batch(path, index, layout, feature_dim, n_samples)
+        found = {index: _inspect_batch(path, index, request.get("batch_size"), n_samples, feature_dim)
                  for index, path in self._batch_files()}
         damaged = {index: why for index, why in found.items() if isinstance(why, str)}
         for index in damaged:
@@ -191,14 +190,6 @@ class PartialCache:
         except FeaturekitError:
             return {}
 
-    @staticmethod
-    def _layout(request: dict[str, Any], n_samples: int | None = None) -> tuple[int, int] | None:
-        """(batch size, number of samples) when the request says where each batch's rows lie."""
-        batch_size, n_samples = request.get("batch_size"), request.get("n_samples") if n_samples is None else n_samples
-        if isinstance(batch_size, int) and batch_size > 0 and isinstance(n_samples, int):
-            return batch_size, n_samples
-        return None
-
     def _batch_files(self) -> list[tuple[int, Path]]:
         """(index, path) of every file named like a batch; links and other non-files are not ours."""
         try:
@@ -217,10 +208,10 @@ class PartialCache:
 
 
 
-def _inspect_batch(path: Path, index: int, layout: tuple[int, int] | None, feature_dim: int | None = None,
-                   n_samples: int | None = None) -> Batch | str:
-    """The batch a file holds, or why it cannot be trusted (unreadable, malformed, not its slice; with `feature_dim`
-    and `n_samples`: features of another width, rows past the last image)."""
+def _inspect_batch(path: Path, index: int, batch_size: Any, n_samples: Any,
+                   feature_dim: int | None = None) -> Batch | str:
+    """The batch a file holds, or why it cannot be trusted: unreadable, malformed, not its slice (where the request
+    gives `batch_size` and `n_samples`), rows past the last image, features of another width than `feature_dim`."""
     import h5py
 
     try:
@@ -244,14 +235,13 @@ def _inspect_batch(path: Path, index: int, layout: tuple[int, int] | None, featu
     start, stop = span
     if stored[0] is not None and (int(stored[0]), int(stored[1])) != span:
         return "its rows differ from the slice it records"
-    if layout is not None:
-        batch_size, total = layout
-        expected = (index * batch_size, min((index + 1) * batch_size, total))
+    if isinstance(batch_size, int) and batch_size > 0 and isinstance(n_samples, int):
+        expected = (index * batch_size, min((index + 1) * batch_size, n_samples))
         if span != expected:
             return f"holds rows {start}-{stop - 1} instead of {expected[0]}-{expected[1] - 1}"
     if feature_dim is not None and shape[1] != feature_dim and len(rows):
         return f"holds {shape[1]}-dimensional features, not {feature_dim}"
-    if n_samples is not None and stop > n_samples:
+    if isinstance(n_samples, int) and stop > n_samples:
         return f"holds rows up to {stop - 1}, but there are only {n_samples} images"
     return Batch(index, path, np.sort(rows), skipped, reasons, start, stop)
 
