@@ -100,12 +100,9 @@ class FusedCache(SplitAccess):
             twice = next(p for p in paths if resolved.count(p.expanduser().resolve()) > 1)
             raise FeaturekitError("The same cache is named twice in a fusion.", received=str(twice),
                                   fix="Name each cache once.")
-        self._stack = ExitStack()
-        try:
-            self._setup([self._stack.enter_context(open_cache(p)) for p in paths], log or print, keep_order)
-        except BaseException:
-            self._stack.close()
-            raise
+        with ExitStack() as stack:
+            self._setup([stack.enter_context(open_cache(p)) for p in paths], log or print, keep_order)
+            self._stack = stack.pop_all()  # closed by close()
 
     def _setup(self, members: list[CacheReader], log: Callable[[str], None], keep_order: bool = False) -> None:
         fingerprints = [m.fingerprint for m in members]

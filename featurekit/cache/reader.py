@@ -10,6 +10,7 @@ finished, and `positive_class` against `class_names`. The contents themselves ar
 from __future__ import annotations
 
 import math
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -60,11 +61,10 @@ class CacheReader(SplitAccess):
         except OSError as error:
             raise FeaturekitError(f"Not a readable HDF5 cache ({error}).", received=str(self.path),
                                   fix=REBUILD) from None
-        try:
+        with ExitStack() as closing:  # closes the file if a check refuses it
+            closing.callback(self._file.close)
             self._check_and_load()
-        except BaseException:
-            self._file.close()
-            raise
+            closing.pop_all()
 
     def _check_and_load(self) -> None:
         missing = [name for name in ROW_DATASETS if name not in self._file]
