@@ -50,9 +50,8 @@ def string_dtype():
 def default_cache_path(data_root: str | Path, backbone: str, layer: str | None, pooling: str,
                        image_size: int, cache_dir: str | Path = "cache", tag: str | None = None) -> Path:
     """``cache/<data-folder-name>-<backbone>[-<layer>]-<pooling>-<size>[-<tag>].h5``."""
-    name = Path(data_root).expanduser().resolve().name
-    parts = [name, backbone] + ([layer] if layer else []) + [pooling, str(image_size)] + ([tag] if tag else [])
-    return Path(cache_dir) / ("-".join(parts) + ".h5")
+    parts = [Path(data_root).expanduser().resolve().name, backbone, layer, pooling, str(image_size), tag]
+    return Path(cache_dir) / ("-".join(part for part in parts if part) + ".h5")
 
 
 def partial_dir_for(cache_path: str | Path) -> Path:

@@ -114,12 +114,6 @@ class FusedCache(SplitAccess):
         # test set or view (other fingerprints) must keep the columns in the order the probe was fitted on.
         self.members: list[CacheReader] = members if keep_order else sorted(members, key=lambda m: m.fingerprint)
         first = self.members[0]
-        for other in self.members[1:]:
-            if other.class_names != first.class_names:
-                raise FeaturekitError(
-                    f"Caches of a fusion must have the same classes: {first.path.name} has {first.class_names}, "
-                    f"{other.path.name} has {other.class_names}.", received=f"{first.path}, {other.path}",
-                    fix="Fuse caches extracted from the same data folder.")
         self._rows = self._align(log)
         keep = self._rows[0]
         self.labels, self.splits = first.labels[keep], first.splits[keep]
@@ -138,13 +132,19 @@ class FusedCache(SplitAccess):
         self.attrs = self._describe()
 
     def _align(self, log: Callable[[str], None]) -> list[np.ndarray]:
-        """For each member, its row of every fused row (the rows all members hold, in the first's order)."""
+        """For each member, its row of every fused row (the rows all members hold, in the first's order), once the
+        members are found to hold the same classes and images."""
         first = self.members[0]
         first_sha = first.sha256
         present = np.ones(first.n_rows, dtype=bool)
         left_out: list[tuple[str, str]] = []
         member_rows: list[np.ndarray] = []
         for other in self.members[1:]:
+            if other.class_names != first.class_names:
+                raise FeaturekitError(
+                    f"Caches of a fusion must have the same classes: {first.path.name} has {first.class_names}, "
+                    f"{other.path.name} has {other.class_names}.", received=f"{first.path}, {other.path}",
+                    fix="Fuse caches extracted from the same data folder.")
             where = {path: row for row, path in enumerate(other.paths)}
             rows = np.array([where.pop(path, -1) for path in first.paths], dtype=np.int64)
             # A row one member holds and the other lacks is left out where the other skipped that file, else refused.
