@@ -247,8 +247,8 @@ def _inspect_batch(path: Path, index: int, batch_size: Any, n_samples: Any,
 
 
 def _span(rows: np.ndarray, skipped: np.ndarray) -> tuple[int, int] | None:
-    """(start, stop) of the rows a batch covers, kept or skipped; None unless they are one run of rows from 0 up,
-    each once."""
+    """(start, stop) of the rows a batch covers, kept or skipped; None unless they are one contiguous run of
+    non-negative rows, each once."""
     covered = np.sort(np.concatenate([rows, skipped]))
     if len(covered) == 0 or covered[0] < 0 or np.any(np.diff(covered) != 1):
         return None

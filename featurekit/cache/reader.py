@@ -123,8 +123,7 @@ class CacheReader(SplitAccess):
         if self.features.ndim != 2:
             raise self._damaged(f"features has shape {self.features.shape}, not (images, features)")
         n_rows = self.features.shape[0]
-        lengths = {name: self._file[name].shape for name in ROW_DATASETS[1:]}
-        wrong = {name: shape for name, shape in lengths.items() if shape != (n_rows,)}
+        wrong = {name: self._file[name].shape for name in ROW_DATASETS[1:] if self._file[name].shape != (n_rows,)}
         if wrong:
             described = ", ".join(f"{name} has {shape[0] if len(shape) == 1 else shape} rows" for name, shape in wrong.items())
             raise self._damaged(f"features has {n_rows} rows but {described} (one row per image is expected)")
