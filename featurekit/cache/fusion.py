@@ -125,7 +125,7 @@ class FusedCache(SplitAccess):
         checksums = [m.content_checksums for m in self.members]  # in member order; None where one has none
         self.content_checksums = None if any(c is None for c in checksums) else checksums
         self.fingerprint = fused_fingerprint(fingerprints)
-        self.name = "fuse(" + "+".join(m.path.name for m in self.members) + ")"
+        self.name = source_name(self.member_paths)
         self.described = f"fusion {self.name}"
         self.path = Path(self.name)  # for messages, like CacheReader.path; not a file
         self.run_name = f"fuse-{self.fingerprint[:12]}"

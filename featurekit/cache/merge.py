@@ -107,14 +107,12 @@ def _write_rows(f: Any, samples: list, kept: np.ndarray, skipped: dict[int, str]
 
 def _finished_attrs(f: Any, attrs: dict[str, Any], n_rows: int, n_skipped: int, n_samples: int) -> dict[str, Any]:
     """The root attributes of the finished cache: the caller's, plus counts, fingerprint and content checksums."""
-    stored = dict(attrs)
-    class_names = list(attrs.get("class_names") or [])
-    stored.update(schema_version=SCHEMA_VERSION, complete=True, n_rows=n_rows, n_skipped=n_skipped,
-                  n_samples=n_samples, fingerprint=cache_fingerprint(attrs, n_rows, int(attrs["feature_dim"])),
-                  content_checksums=content_record(f, attrs))
-    if len(class_names) == 2:
-        stored.setdefault("positive_class", class_names[1])
-    return stored
+    names = list(attrs.get("class_names") or [])
+    label_1 = {"positive_class": names[1]} if len(names) == 2 else {}  # unless the caller names it
+    return label_1 | attrs | dict(
+        schema_version=SCHEMA_VERSION, complete=True, n_rows=n_rows, n_skipped=n_skipped, n_samples=n_samples,
+        fingerprint=cache_fingerprint(attrs, n_rows, int(attrs["feature_dim"])),
+        content_checksums=content_record(f, attrs))
 
 
 def _refuse_when_short_of_space(cache_path: Path, needed: int) -> None:
