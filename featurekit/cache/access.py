@@ -8,7 +8,7 @@ once, here, for every source.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from pathlib import Path
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -18,23 +18,18 @@ from featurekit.errors import FeaturekitError
 
 def rebatch(blocks: Iterable[tuple[np.ndarray, np.ndarray]], batch_rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(X, y) blocks of any sizes as batches of exactly `batch_rows` rows (the last one may be shorter)."""
-    pending_x: list[np.ndarray] = []
-    pending_y: list[np.ndarray] = []
-    count = 0
+    x_left, y_left = [], []  # the rows of earlier blocks that did not fill a batch
     for x, y in blocks:
-        pending_x.append(x)
-        pending_y.append(y)
-        count += len(x)
-        while count >= batch_rows:
-            x_all, y_all = np.concatenate(pending_x), np.concatenate(pending_y)
-            yield x_all[:batch_rows], y_all[:batch_rows]
-            pending_x, pending_y = [x_all[batch_rows:]], [y_all[batch_rows:]]
-            count = len(pending_x[0])
-    if count:
-        yield np.concatenate(pending_x), np.concatenate(pending_y)
+        x, y = np.concatenate([*x_left, x]), np.concatenate([*y_left, y])
+        whole = len(x) - len(x) % batch_rows
+        for start in range(0, whole, batch_rows):
+            yield x[start:start + batch_rows], y[start:start + batch_rows]
+        x_left, y_left = [x[whole:]], [y[whole:]]
+    if x_left and len(x_left[0]):
+        yield x_left[0], y_left[0]
 
 
-class SplitAccess:
+class SplitAccess(AbstractContextManager):
     """Rows of a cache or a fusion: split rows, features in memory or streamed, sizes, checks, names.
 
     Subclasses provide `labels`, `splits`, `paths`, `n_rows`, `feature_dim`, `class_names`, `positive_class`,
@@ -46,13 +41,6 @@ class SplitAccess:
     and `_read_block(rows)` reads the features (float32) of one block's rows, in the order given.
     """
 
-    path: Path
-    described: str
-    name: str
-    run_name: str
-    labels: np.ndarray
-    splits: np.ndarray
-    member_paths: list[Path]
     # Views of the train split read beside its clean rows, and their caches (`featurekit.cache.augmented`).
     train_views: tuple[str, ...] = ()
     train_view_caches: tuple[dict[str, Any], ...] = ()
@@ -69,28 +57,21 @@ class SplitAccess:
         return {"cache": str(self.path), "cache_fingerprint": self.fingerprint,
                 "embedding": {key: self.attrs.get(key) for key in keys}}
 
-    def __enter__(self):
-        return self
-
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def split_indices(self, split: str) -> np.ndarray:
-        return np.flatnonzero(self.splits == split)
-
-    def rows_of(self, split: str | None) -> np.ndarray:
+    def split_indices(self, split: str | None) -> np.ndarray:
         """Row numbers of one split (all rows for None), ascending."""
-        return np.arange(self.n_rows) if split is None else self.split_indices(split)
+        return np.arange(self.n_rows) if split is None else np.flatnonzero(self.splits == split)
 
     def load(self, split: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Features (float32) and labels of one split (or all rows), in memory, in row order."""
-        rows = self.rows_of(split)
+        rows = self.split_indices(split)
         features = np.empty((len(rows), self.feature_dim), np.float32)  # filled block by block: one copy in memory
         start = 0
-        for block in self._plan_blocks(rows):
-            if len(block):
-                features[start:start + len(block)] = self._read_block(block)
-                start += len(block)
+        for block in filter(len, self._plan_blocks(rows)):
+            features[start:start + len(block)] = self._read_block(block)
+            start += len(block)
         return features, self.labels[rows]
 
     def iter_batches(self, split: str | None, batch_rows: int, shuffle: bool = False,
@@ -99,28 +80,21 @@ class SplitAccess:
 
         Shuffling is at block level (block order) plus within each block, so it never reads the whole source.
         """
-        return rebatch(self._blocks(self.rows_of(split), shuffle, seed), batch_rows)
+        return rebatch(self._blocks(self.split_indices(split), shuffle, seed), batch_rows)
 
     def _blocks(self, rows: np.ndarray, shuffle: bool, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         plan = self._plan_blocks(rows)
         rng = np.random.default_rng(seed)
-        order = np.arange(len(plan))
-        if shuffle:
-            rng.shuffle(order)
-        for index in order:
+        for index in rng.permutation(len(plan)) if shuffle else range(len(plan)):
             block = plan[index]
             if not len(block):
                 continue
-            x, y = self._read_block(block), self.labels[block]
-            if shuffle:
-                permutation = rng.permutation(len(x))
-                x, y = x[permutation], y[permutation]
-            yield x, y
+            order = rng.permutation(len(block)) if shuffle else slice(None)
+            yield self._read_block(block)[order], self.labels[block][order]
 
     def nbytes(self, split: str | None = None) -> int:
         """Bytes the split's features take in memory as float32."""
-        rows = self.n_rows if split is None else len(self.split_indices(split))
-        return rows * self.feature_dim * 4
+        return len(self.split_indices(split)) * self.feature_dim * 4
 
     def require_splits(self, splits: tuple[str, ...] = ("train", "valid", "test")) -> None:
         """Refuse rows whose splits cannot train and evaluate a binary classifier."""

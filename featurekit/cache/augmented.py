@@ -26,11 +26,6 @@ from featurekit.cache.access import SplitAccess
 from featurekit.errors import FeaturekitError
 
 
-def _view_record(name: str, view: SplitAccess) -> dict[str, Any]:
-    return {"view": name, "caches": [str(p) for p in view.member_paths], "fingerprint": view.fingerprint,
-            "content_checksums": view.content_checksums}
-
-
 class AugmentedSource(SplitAccess):
     """The clean source plus the train rows of one source per view; it owns (and closes) all of them.
 
@@ -53,17 +48,18 @@ class AugmentedSource(SplitAccess):
         # Valid, test and the embedding are the clean source's.
         self.feature_dim, self.class_names = clean.feature_dim, clean.class_names
         self.positive_class, self.fingerprint = clean.positive_class, clean.fingerprint
-        self.content_checksums, self.skipped = clean.content_checksums, clean.skipped
-        parts = [(clean, np.arange(clean.n_rows), None)]
-        for view, order in zip(self.views, column_orders or [None] * len(self.views)):
-            parts.append((view, self._check_view(view), order))
-        self._parts = parts
+        self.content_checksums = clean.content_checksums
+        orders = column_orders or [None] * len(self.views)
+        self._parts = parts = [(clean, np.arange(clean.n_rows), None)] + [
+            (view, self._check_view(view), order) for view, order in zip(self.views, orders)]
         self._offsets = np.cumsum([0] + [len(rows) for _, rows, _ in parts])
         self.n_rows = int(self._offsets[-1])
         self.labels = np.concatenate([source.labels[rows] for source, rows, _ in parts])
         self.splits = np.concatenate([clean.splits] + [np.full(len(rows), "train") for _, rows, _ in parts[1:]])
         self.paths = [source.paths[i] for source, rows, _ in parts for i in rows]
-        self.train_view_caches = tuple(_view_record(n, v) for n, v in zip(names, self.views))
+        self.train_view_caches = tuple({"view": name, "caches": [str(p) for p in view.member_paths],
+                                        "fingerprint": view.fingerprint, "content_checksums": view.content_checksums}
+                                       for name, view in zip(names, self.views))
         digest = hashlib.sha256(json.dumps(self.train_view_caches, sort_keys=True, default=str).encode()).hexdigest()
         self.path = clean.path  # for messages, as CacheReader.path and FusedCache.path
         self.name = clean.name

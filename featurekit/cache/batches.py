@@ -53,11 +53,10 @@ def new_hdf5_file(final: Path, action: str) -> Iterator[Any]:
         finally:
             sink.close()
         commit_file(temporary, final)
-    except BaseException as error:
-        temporary.unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise storage_error(error, action, final, then=RESUME_HINT) from None
-        raise
+    except OSError as error:
+        raise storage_error(error, action, final, then=RESUME_HINT) from None
+    finally:
+        temporary.unlink(missing_ok=True)  # gone already once committed
 
 
 
@@ -73,7 +72,6 @@ class Batch:
     reasons: list[str]
     start: int  # the batch is the slice start:stop of the sample list
     stop: int
-    feature_dim: int
 
 
 class PartialCache:
@@ -87,10 +85,7 @@ class PartialCache:
     def __init__(self, cache_path: str | Path):
         self.cache_path = Path(cache_path)
         self.directory = partial_dir_for(cache_path)
-
-    @property
-    def request_path(self) -> Path:
-        return self.directory / "request.json"
+        self.request_path = self.directory / "request.json"
 
     def exists(self) -> bool:
         return self.request_path.exists()
@@ -122,9 +117,9 @@ class PartialCache:
 
     def done_batches(self) -> set[int]:
         """Indices of the batches whose files are well formed and hold exactly their slice of rows."""
-        layout = self._layout(self.request_or_empty())
+        request = self.request_or_empty()
         return {index for index, path in self._batch_files()
-                if isinstance(_inspect_batch(path, index, layout), Batch)}
+                if isinstance(_inspect_batch(path, index, request.get("batch_size"), request.get("n_samples")), Batch)}
 
     def write_batch(self, index: int, row_indices: np.ndarray, features: np.ndarray,
                     skipped_indices: np.ndarray, skipped_reasons: list[str], dtype: str) -> None:
@@ -144,13 +139,13 @@ class PartialCache:
         """
         rows = np.asarray(row_indices, dtype=np.int64).reshape(-1)
         skipped = np.asarray(skipped_indices, dtype=np.int64).reshape(-1)
-        covered = np.sort(np.concatenate([rows, skipped]))
-        if len(covered) == 0 or np.any(np.diff(covered) != 1) or len(skipped_reasons) != len(skipped):
+        span = _span(rows, skipped)
+        if span is None or len(skipped_reasons) != len(skipped):
             raise ValueError(f"batch {index}: rows must be one contiguous run, each once, with a reason per skipped row")
         features = np.asarray(features, dtype=dtype)
         self._refuse_link()
         with new_hdf5_file(self.batch_path(index), f"write batch {index} of the cache") as f:
-            f.attrs.update(batch_index=index, row_start=int(covered[0]), row_stop=int(covered[-1]) + 1)
+            f.attrs.update(batch_index=index, row_start=span[0], row_stop=span[1])
             f.create_dataset("row_indices", data=rows)
             f.create_dataset("features", data=features, **({"fletcher32": True} if features.size else {}))
             f.create_dataset("skipped_indices", data=skipped)
@@ -166,11 +161,14 @@ class PartialCache:
             FeaturekitError: batches are missing, damaged or overlap; it names them.
         """
         request = self.read_request()
-        batches, damaged = self._inspected_batches(self._layout(request, n_samples), n_samples, feature_dim)
+        found = {index: _inspect_batch(path, index, request.get("batch_size"), n_samples, feature_dim)
+                 for index, path in self._batch_files()}
+        damaged = {index: why for index, why in found.items() if isinstance(why, str)}
+        for index in damaged:
+            self.batch_path(index).unlink(missing_ok=True)
+        batches = [batch for batch in found.values() if isinstance(batch, Batch)]
         n_batches = request.get("n_batches")
-        expected = range(int(n_batches)) if isinstance(n_batches, int) else range(0)
-        present = {batch.index for batch in batches}
-        missing = [index for index in expected if index not in present and index not in damaged]
+        missing = [index for index in range(n_batches if isinstance(n_batches, int) else 0) if index not in found]
         problems, doubled = _coverage_problems(batches, n_samples, missing, damaged)
         if problems:
             raise FeaturekitError(
@@ -179,24 +177,6 @@ class PartialCache:
                 fix="Run the same command again: it recomputes only those batches and keeps the others."
                     + ("" if not doubled else " If this repeats, pass `overwrite` to start over."))
         return sorted(batches, key=lambda batch: batch.start)
-
-    def _inspected_batches(self, layout: tuple[int, int] | None, n_samples: int,
-                           feature_dim: int) -> tuple[list[Batch], dict[int, str]]:
-        """The well-formed batches, and why each other batch file was removed (by index)."""
-        batches: list[Batch] = []
-        damaged: dict[int, str] = {}
-        for index, path in self._batch_files():
-            found = _inspect_batch(path, index, layout)
-            if isinstance(found, Batch) and found.feature_dim != feature_dim and len(found.rows):
-                found = f"holds {found.feature_dim}-dimensional features, not {feature_dim}"
-            if isinstance(found, Batch) and found.stop > n_samples:
-                found = f"holds rows up to {found.stop - 1}, but there are only {n_samples} images"
-            if isinstance(found, str):
-                damaged[index] = found
-                path.unlink(missing_ok=True)
-            else:
-                batches.append(found)
-        return batches, damaged
 
     def remove(self) -> None:
         if self.directory.is_symlink():
@@ -209,15 +189,6 @@ class PartialCache:
             return self.read_request()
         except FeaturekitError:
             return {}
-
-    @staticmethod
-    def _layout(request: dict[str, Any], n_samples: int | None = None) -> tuple[int, int] | None:
-        """(batch size, number of samples) when the request says where each batch's rows lie."""
-        batch_size, stored = request.get("batch_size"), request.get("n_samples")
-        n_samples = stored if n_samples is None else n_samples
-        if isinstance(batch_size, int) and batch_size > 0 and isinstance(n_samples, int):
-            return batch_size, n_samples
-        return None
 
     def _batch_files(self) -> list[tuple[int, Path]]:
         """(index, path) of every file named like a batch; links and other non-files are not ours."""
@@ -237,8 +208,10 @@ class PartialCache:
 
 
 
-def _inspect_batch(path: Path, index: int, layout: tuple[int, int] | None) -> Batch | str:
-    """The batch a file holds, or why it cannot be trusted (unreadable, malformed, not its slice)."""
+def _inspect_batch(path: Path, index: int, batch_size: Any, n_samples: Any,
+                   feature_dim: int | None = None) -> Batch | str:
+    """The batch a file holds, or why it cannot be trusted: unreadable, malformed, not its slice (where the request
+    gives `batch_size` and `n_samples`), rows past the last image, features of another width than `feature_dim`."""
     import h5py
 
     try:
@@ -256,34 +229,30 @@ def _inspect_batch(path: Path, index: int, layout: tuple[int, int] | None) -> Ba
         return "its datasets do not agree in length"
     if not (np.issubdtype(rows.dtype, np.integer) and np.issubdtype(skipped.dtype, np.integer)):
         return "its row numbers are not integers"
+    span = _span(rows, skipped)
+    if span is None:
+        return "its rows are not one contiguous run, each once"
+    start, stop = span
+    if stored[0] is not None and (int(stored[0]), int(stored[1])) != span:
+        return "its rows differ from the slice it records"
+    if isinstance(batch_size, int) and batch_size > 0 and isinstance(n_samples, int):
+        expected = (index * batch_size, min((index + 1) * batch_size, n_samples))
+        if span != expected:
+            return f"holds rows {start}-{stop - 1} instead of {expected[0]}-{expected[1] - 1}"
+    if feature_dim is not None and shape[1] != feature_dim and len(rows):
+        return f"holds {shape[1]}-dimensional features, not {feature_dim}"
+    if isinstance(n_samples, int) and stop > n_samples:
+        return f"holds rows up to {stop - 1}, but there are only {n_samples} images"
+    return Batch(index, path, np.sort(rows), skipped, reasons, start, stop)
+
+
+def _span(rows: np.ndarray, skipped: np.ndarray) -> tuple[int, int] | None:
+    """(start, stop) of the rows a batch covers, kept or skipped; None unless they are one contiguous run of
+    non-negative rows, each once."""
     covered = np.sort(np.concatenate([rows, skipped]))
     if len(covered) == 0 or covered[0] < 0 or np.any(np.diff(covered) != 1):
-        return "its rows are not one contiguous run, each once"
-    start, stop = int(covered[0]), int(covered[-1]) + 1
-    if stored[0] is not None and (int(stored[0]), int(stored[1])) != (start, stop):
-        return "its rows differ from the slice it records"
-    if layout is not None:
-        batch_size, n_samples = layout
-        expected = (index * batch_size, min((index + 1) * batch_size, n_samples))
-        if (start, stop) != expected:
-            return f"holds rows {start}-{stop - 1} instead of {expected[0]}-{expected[1] - 1}"
-    order = np.argsort(rows)
-    return Batch(index, path, rows[order], skipped, reasons, start, stop, int(shape[1]))
-
-
-def read_batch_features(batch: Batch, dtype: str) -> np.ndarray:
-    import h5py
-
-    with h5py.File(batch.path, "r") as f:
-        features = f["features"][()]  # Fletcher-32 checksums are verified here
-        rows = f["row_indices"][()]
-    return np.asarray(features[np.argsort(rows)], dtype=dtype)
-
-
-class DamagedBatch(Exception):
-    def __init__(self, batch: Batch, error: Exception):
-        super().__init__(f"batch {batch.index}: {error}")
-        self.batch, self.error = batch, error
+        return None
+    return int(covered[0]), int(covered[-1]) + 1
 
 
 def _coverage_problems(batches: list[Batch], n_samples: int, missing: list[int],

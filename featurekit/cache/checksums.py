@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -21,7 +20,7 @@ ALGORITHM = "sha256"
 # How a refusal names each dataset that changed.
 WHAT_CHANGED = {"sha256": "image hashes (sha256)"}  # the others by their names
 _REMEMBERED = 64
-_verified: OrderedDict[tuple, dict[str, str]] = OrderedDict()  # file identity -> checksums computed from it
+_verified: dict[tuple, dict[str, str]] = {}  # file identity -> checksums computed from it, oldest first
 
 
 def dataset_checksum(dataset: Any) -> str:
@@ -57,15 +56,12 @@ def content_record(file: Any, attrs: dict[str, Any]) -> dict[str, Any]:
 
 def remembered_checksums(file: Any, path: str) -> dict[str, str]:
     """`content_checksums_of(file)`, computed once per file identity (path, size, mtime, ctime, inode)."""
-    try:
-        found = os.fstat(file.id.get_vfd_handle())
-    except (OSError, ValueError, TypeError, NotImplementedError):
-        found = os.stat(path)
+    found = os.fstat(file.id.get_vfd_handle())
     key = (os.path.realpath(path), found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns, found.st_ctime_ns)
     if key not in _verified:
         _verified[key] = content_checksums_of(file)
-        while len(_verified) > _REMEMBERED:
-            _verified.popitem(last=False)
+        if len(_verified) > _REMEMBERED:
+            del _verified[next(iter(_verified))]
     return _verified[key]
 
 

@@ -50,9 +50,8 @@ def string_dtype():
 def default_cache_path(data_root: str | Path, backbone: str, layer: str | None, pooling: str,
                        image_size: int, cache_dir: str | Path = "cache", tag: str | None = None) -> Path:
     """``cache/<data-folder-name>-<backbone>[-<layer>]-<pooling>-<size>[-<tag>].h5``."""
-    name = Path(data_root).expanduser().resolve().name
-    parts = [name, backbone] + ([layer] if layer else []) + [pooling, str(image_size)] + ([tag] if tag else [])
-    return Path(cache_dir) / ("-".join(parts) + ".h5")
+    parts = [Path(data_root).expanduser().resolve().name, backbone, layer, pooling, str(image_size), tag]
+    return Path(cache_dir) / ("-".join(part for part in parts if part) + ".h5")
 
 
 def partial_dir_for(cache_path: str | Path) -> Path:
@@ -76,10 +75,8 @@ def library_versions() -> dict[str, str]:
     import featurekit
     from featurekit.backend import backend_versions
 
-    versions = {"featurekit": featurekit.__version__, "python": platform.python_version(),
-                "numpy": np.__version__, "h5py": h5py.__version__}
-    versions.update(backend_versions())
-    return versions
+    return {"featurekit": featurekit.__version__, "python": platform.python_version(), "numpy": np.__version__,
+            "h5py": h5py.__version__} | backend_versions()
 
 
 def describe_differences(stored: dict[str, Any], requested: dict[str, Any], keys=IDENTITY_KEYS) -> list[str]:
@@ -132,7 +129,7 @@ def from_attr(key: str, value: Any) -> Any:
     if isinstance(value, bytes):
         value = value.decode()
     if isinstance(value, np.ndarray):
-        return [v.decode() if isinstance(v, bytes) else str(v) for v in value.tolist()]
+        return [decode(v) for v in value.tolist()]
     if isinstance(value, np.generic):
         value = value.item()
     if key in JSON_ATTRS and isinstance(value, str):

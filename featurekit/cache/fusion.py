@@ -100,12 +100,9 @@ class FusedCache(SplitAccess):
             twice = next(p for p in paths if resolved.count(p.expanduser().resolve()) > 1)
             raise FeaturekitError("The same cache is named twice in a fusion.", received=str(twice),
                                   fix="Name each cache once.")
-        self._stack = ExitStack()
-        try:
-            self._setup([self._stack.enter_context(open_cache(p)) for p in paths], log or print, keep_order)
-        except BaseException:
-            self._stack.close()
-            raise
+        with ExitStack() as stack:
+            self._setup([stack.enter_context(open_cache(p)) for p in paths], log or print, keep_order)
+            self._stack = stack.pop_all()  # closed by close()
 
     def _setup(self, members: list[CacheReader], log: Callable[[str], None], keep_order: bool = False) -> None:
         fingerprints = [m.fingerprint for m in members]
@@ -117,12 +114,6 @@ class FusedCache(SplitAccess):
         # test set or view (other fingerprints) must keep the columns in the order the probe was fitted on.
         self.members: list[CacheReader] = members if keep_order else sorted(members, key=lambda m: m.fingerprint)
         first = self.members[0]
-        for other in self.members[1:]:
-            if other.class_names != first.class_names:
-                raise FeaturekitError(
-                    f"Caches of a fusion must have the same classes: {first.path.name} has {first.class_names}, "
-                    f"{other.path.name} has {other.class_names}.", received=f"{first.path}, {other.path}",
-                    fix="Fuse caches extracted from the same data folder.")
         self._rows = self._align(log)
         keep = self._rows[0]
         self.labels, self.splits = first.labels[keep], first.splits[keep]
@@ -131,56 +122,57 @@ class FusedCache(SplitAccess):
         self.n_rows, self.feature_dim = len(keep), sum(m.feature_dim for m in self.members)
         self.class_names, self.positive_class = first.class_names, first.positive_class
         self.member_paths = [m.path for m in self.members]
-        skipped: dict[str, str] = {}  # each file once, with the first member's reason
-        for member in self.members:
-            for path, reason in member.skipped:
-                skipped.setdefault(path, reason)
-        self.skipped = list(skipped.items())
         checksums = [m.content_checksums for m in self.members]  # in member order; None where one has none
         self.content_checksums = None if any(c is None for c in checksums) else checksums
         self.fingerprint = fused_fingerprint(fingerprints)
-        self.name = "fuse(" + "+".join(m.path.name for m in self.members) + ")"
+        self.name = source_name(self.member_paths)
         self.described = f"fusion {self.name}"
         self.path = Path(self.name)  # for messages, like CacheReader.path; not a file
         self.run_name = f"fuse-{self.fingerprint[:12]}"
         self.attrs = self._describe()
 
     def _align(self, log: Callable[[str], None]) -> list[np.ndarray]:
-        """For each member, its row of every fused row (the rows all members hold, in the first's order)."""
+        """For each member, its row of every fused row (the rows all members hold, in the first's order), once the
+        members are found to hold the same classes and images."""
         first = self.members[0]
         first_sha = first.sha256
         present = np.ones(first.n_rows, dtype=bool)
         left_out: list[tuple[str, str]] = []
         member_rows: list[np.ndarray] = []
         for other in self.members[1:]:
+            if other.class_names != first.class_names:
+                raise FeaturekitError(
+                    f"Caches of a fusion must have the same classes: {first.path.name} has {first.class_names}, "
+                    f"{other.path.name} has {other.class_names}.", received=f"{first.path}, {other.path}",
+                    fix="Fuse caches extracted from the same data folder.")
             where = {path: row for row, path in enumerate(other.paths)}
-            skipped = {path for path, _ in other.skipped}
+            rows = np.array([where.pop(path, -1) for path in first.paths], dtype=np.int64)
+            # A row one member holds and the other lacks is left out where the other skipped that file, else refused.
+            for holder, lacking, lost in ((first, other, np.flatnonzero(rows < 0)), (other, first, where.values())):
+                skipped = {path for path, _ in lacking.skipped}
+                for row in lost:
+                    if holder.paths[row] not in skipped:
+                        raise FeaturekitError(
+                            f"The caches of the fusion do not hold the same images: row {row} of {holder.path.name} "
+                            f"({holder.paths[row]}) is not in {lacking.path.name} (nor among the files it skipped).",
+                            received=f"{holder.path}, {lacking.path}",
+                            fix="Fuse caches extracted from the same data folder (re-extract the one that is out of "
+                                "date).")
+                    left_out.append((holder.paths[row], lacking.path.name))
             other_sha = other.sha256
-            rows = np.full(first.n_rows, -1, dtype=np.int64)
-            for row, path in enumerate(first.paths):
-                match = where.pop(path, None)
-                if match is None:
-                    if path not in skipped:
-                        raise self._missing_row(first, other, path, row)
-                    present[row] = False
-                    left_out.append((path, other.path.name))
-                    continue
+            for row in np.flatnonzero(rows >= 0):
+                match = rows[row]
                 for what, mine, theirs in (("sha256", first_sha[row], other_sha[match]),
                                            ("label", _label(first, row), _label(other, match)),
                                            ("split", str(first.splits[row]), str(other.splits[match]))):
                     if mine != theirs:
                         raise FeaturekitError(
                             f"The caches of the fusion do not hold the same images: row {row} of {first.path.name} "
-                            f"({path}) has {what} {mine!r}, but row {match} of {other.path.name} has {theirs!r}.",
-                            received=f"{first.path}, {other.path}",
+                            f"({first.paths[row]}) has {what} {mine!r}, but row {match} of {other.path.name} has "
+                            f"{theirs!r}.", received=f"{first.path}, {other.path}",
                             fix="Fuse caches extracted from the same data folder with the same split "
                                 "(re-extract the one that is out of date).")
-                rows[row] = match
-            first_skipped = {path for path, _ in first.skipped}
-            for path, row in where.items():  # rows only the other member holds
-                if path not in first_skipped:
-                    raise self._missing_row(other, first, path, row)
-                left_out.append((path, first.path.name))
+            present &= rows >= 0
             member_rows.append(rows)
         keep = np.flatnonzero(present)
         if left_out:
@@ -188,14 +180,6 @@ class FusedCache(SplitAccess):
             more = f" and {len(left_out) - NAMED_ROWS} more" if len(left_out) > NAMED_ROWS else ""
             log(escape(f"fusion: {len(left_out)} images are left out because a member skipped them: {named}{more}."))
         return [keep] + [rows[keep] for rows in member_rows]
-
-    @staticmethod
-    def _missing_row(holder: CacheReader, lacking: CacheReader, path: str, row: int) -> FeaturekitError:
-        return FeaturekitError(
-            f"The caches of the fusion do not hold the same images: row {row} of {holder.path.name} ({path}) is "
-            f"not in {lacking.path.name} (nor among the files it skipped).",
-            received=f"{holder.path}, {lacking.path}",
-            fix="Fuse caches extracted from the same data folder (re-extract the one that is out of date).")
 
     def _describe(self) -> dict[str, Any]:
         """Attributes for rows and records: what each member is, joined; the sizes once where all agree."""
@@ -244,9 +228,8 @@ class FusedCache(SplitAccess):
 
     def _read_block(self, rows: np.ndarray) -> np.ndarray:
         """Fused features (float32, members' columns in member order), each member read in bounded windows."""
-        parts = [read_rows(member.features, member_rows[rows])
-                 for member, member_rows in zip(self.members, self._rows)]
-        return np.concatenate(parts, axis=1) if parts else np.zeros((len(rows), 0), np.float32)
+        return np.concatenate([read_rows(member.features, member_rows[rows])
+                               for member, member_rows in zip(self.members, self._rows)], axis=1)
 
 
 def check_fusion_request(caches: Sequence[str | Path], fuse: bool) -> None:

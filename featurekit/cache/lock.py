@@ -8,7 +8,6 @@ overwrite another file.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 import stat
@@ -23,7 +22,6 @@ from featurekit.fsutil import exclusive_lock, make_folder, storage_error
 @contextmanager
 def writer_lock(cache_path: str | Path) -> Iterator[None]:
     """Exclusive lock so two processes never write one cache; released by the kernel even on SIGKILL."""
-    cache_path = Path(cache_path)
     lock_path = lock_path_for(cache_path)
     make_folder(lock_path.parent, "create the cache folder")
     with ExitStack() as stack:
@@ -43,20 +41,16 @@ def lock_holder(cache_path: str | Path) -> str | None:
     """
     lock_path = lock_path_for(cache_path)
     try:
-        fd = os.open(lock_path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-                     | getattr(os, "O_NONBLOCK", 0))
+        fd = os.open(lock_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError:
         return None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError as error:
-            if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                return os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-            return None
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # released when `fd` is closed
+    except BlockingIOError:
+        return os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+    except OSError:
+        pass
     finally:
         os.close(fd)
+    return None

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from featurekit.cache.batches import RESUME_HINT, Batch, DamagedBatch, PartialCache, new_hdf5_file, read_batch_features
+from featurekit.cache.batches import RESUME_HINT, Batch, PartialCache, new_hdf5_file
 from featurekit.cache.checksums import content_record
 from featurekit.cache.format import SCHEMA_VERSION, cache_fingerprint, rows_per_chunk, string_dtype, to_attr
 from featurekit.errors import FeaturekitError
@@ -43,18 +43,11 @@ def finalize_cache(partial: PartialCache, samples: list, attrs: dict[str, Any],
                               fix=f"Pass a file name such as {cache_path / 'features.h5'} as `cache`.")
     _refuse_when_short_of_space(cache_path, len(kept) * feature_dim * np.dtype(dtype).itemsize + 256 * len(samples))
     discard_stale_temporaries(cache_path, lock_held=True)  # left by merges that were killed (we hold the lock)
-    try:
-        with new_hdf5_file(cache_path, "write the finished cache") as f:
-            _write_features(f, batches, kept, dtype, feature_dim)
-            _write_rows(f, samples, kept, skipped, ignored)
-            for key, value in _finished_attrs(f, attrs, len(kept), len(skipped), len(samples)).items():
-                f.attrs[key] = to_attr(value)
-    except DamagedBatch as error:
-        error.batch.path.unlink(missing_ok=True)
-        raise FeaturekitError(
-            f"Cannot finish cache {cache_path}: batch {error.batch.index} is damaged ({error.error}) and was "
-            "removed. Nothing was written at the cache path.", received=str(partial.directory),
-            fix="Run the same command again: it recomputes only that batch and keeps the others.") from None
+    with new_hdf5_file(cache_path, "write the finished cache") as f:
+        _write_features(f, partial, batches, kept, dtype, feature_dim)
+        _write_rows(f, samples, kept, skipped, ignored)
+        for key, value in _finished_attrs(f, attrs, len(kept), len(skipped), len(samples)).items():
+            f.attrs[key] = to_attr(value)
     partial.remove()
     return cache_path
 
@@ -73,22 +66,28 @@ def _kept_and_skipped(batches: list[Batch], samples: list) -> tuple[np.ndarray, 
     return kept, skipped
 
 
-def _write_features(f: Any, batches: list[Batch], kept: np.ndarray, dtype: str, feature_dim: int) -> None:
-    n_rows = len(kept)
-    chunk_rows = rows_per_chunk(feature_dim, np.dtype(dtype).itemsize, n_rows)
-    features = f.create_dataset("features", shape=(n_rows, feature_dim), maxshape=(None, feature_dim),
+def _write_features(f: Any, partial: PartialCache, batches: list[Batch], kept: np.ndarray, dtype: str,
+                    feature_dim: int) -> None:
+    """The features of the kept rows, batch by batch; a batch found damaged now is removed, for the rerun."""
+    import h5py
+
+    chunk_rows = rows_per_chunk(feature_dim, np.dtype(dtype).itemsize, len(kept))
+    features = f.create_dataset("features", shape=(len(kept), feature_dim), maxshape=(None, feature_dim),
                                 dtype=dtype, chunks=(chunk_rows, feature_dim))
-    for batch in batches:
-        if not len(batch.rows):
-            continue
+    for batch in (batch for batch in batches if len(batch.rows)):
         try:
-            batch_features = read_batch_features(batch, dtype)
+            with h5py.File(batch.path, "r") as stored:
+                rows, batch_features = stored["row_indices"][()], stored["features"][()]  # Fletcher-32 verified here
         except (OSError, ValueError, KeyError) as error:
-            raise DamagedBatch(batch, error) from None
+            batch.path.unlink(missing_ok=True)
+            raise FeaturekitError(
+                f"Cannot finish cache {partial.cache_path}: batch {batch.index} is damaged ({error}) and was "
+                "removed. Nothing was written at the cache path.", received=str(partial.directory),
+                fix="Run the same command again: it recomputes only that batch and keeps the others.") from None
         # A batch's kept rows are the kept rows of its slice (verified: slices cover every row once), so they are
         # consecutive in `kept`: one slice write per batch.
         start = int(np.searchsorted(kept, batch.rows[0]))
-        features[start:start + len(batch.rows)] = batch_features
+        features[start:start + len(batch.rows)] = np.asarray(batch_features[np.argsort(rows)], dtype=dtype)
 
 
 def _write_rows(f: Any, samples: list, kept: np.ndarray, skipped: dict[int, str],
@@ -108,14 +107,12 @@ def _write_rows(f: Any, samples: list, kept: np.ndarray, skipped: dict[int, str]
 
 def _finished_attrs(f: Any, attrs: dict[str, Any], n_rows: int, n_skipped: int, n_samples: int) -> dict[str, Any]:
     """The root attributes of the finished cache: the caller's, plus counts, fingerprint and content checksums."""
-    stored = dict(attrs)
-    class_names = list(attrs.get("class_names") or [])
-    stored.update(schema_version=SCHEMA_VERSION, complete=True, n_rows=n_rows, n_skipped=n_skipped,
-                  n_samples=n_samples, fingerprint=cache_fingerprint(attrs, n_rows, int(attrs["feature_dim"])),
-                  content_checksums=content_record(f, attrs))
-    if len(class_names) == 2:
-        stored.setdefault("positive_class", class_names[1])
-    return stored
+    names = list(attrs.get("class_names") or [])
+    label_1 = {"positive_class": names[1]} if len(names) == 2 else {}  # unless the caller names it
+    return label_1 | attrs | dict(
+        schema_version=SCHEMA_VERSION, complete=True, n_rows=n_rows, n_skipped=n_skipped, n_samples=n_samples,
+        fingerprint=cache_fingerprint(attrs, n_rows, int(attrs["feature_dim"])),
+        content_checksums=content_record(f, attrs))
 
 
 def _refuse_when_short_of_space(cache_path: Path, needed: int) -> None:

@@ -10,6 +10,7 @@ finished, and `positive_class` against `class_names`. The contents themselves ar
 from __future__ import annotations
 
 import math
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -60,11 +61,10 @@ class CacheReader(SplitAccess):
         except OSError as error:
             raise FeaturekitError(f"Not a readable HDF5 cache ({error}).", received=str(self.path),
                                   fix=REBUILD) from None
-        try:
+        with ExitStack() as closing:  # closes the file if a check refuses it
+            closing.callback(self._file.close)
             self._check_and_load()
-        except BaseException:
-            self._file.close()
-            raise
+            closing.pop_all()
 
     def _check_and_load(self) -> None:
         missing = [name for name in ROW_DATASETS if name not in self._file]
@@ -77,6 +77,7 @@ class CacheReader(SplitAccess):
         except (ValueError, OSError, RuntimeError) as error:
             raise self._damaged(f"its attributes cannot be read ({error})") from None
         self._check_schema_version()
+        self.content_checksums: dict[str, str] | None = self._recorded("datasets")
         if self.attrs.get("complete") is not True:
             raise FeaturekitError(f"Cache {self.path} is marked incomplete.", received=str(self.path),
                                   fix="Re-run its extract command to finish it, or pass `overwrite` to rebuild.")
@@ -122,8 +123,7 @@ class CacheReader(SplitAccess):
         if self.features.ndim != 2:
             raise self._damaged(f"features has shape {self.features.shape}, not (images, features)")
         n_rows = self.features.shape[0]
-        lengths = {name: self._file[name].shape for name in ROW_DATASETS[1:]}
-        wrong = {name: shape for name, shape in lengths.items() if shape != (n_rows,)}
+        wrong = {name: self._file[name].shape for name in ROW_DATASETS[1:] if self._file[name].shape != (n_rows,)}
         if wrong:
             described = ", ".join(f"{name} has {shape[0] if len(shape) == 1 else shape} rows" for name, shape in wrong.items())
             raise self._damaged(f"features has {n_rows} rows but {described} (one row per image is expected)")
@@ -140,16 +140,13 @@ class CacheReader(SplitAccess):
         (attributes absent from the file then count as their defaults, as for caches made before them), else
         from the attributes themselves.
         """
-        record = self.attrs.get("content_checksums")
-        recorded = record.get("identity") if isinstance(record, dict) else None
-        if isinstance(recorded, dict):
-            edited = edited_identity(self.attrs, recorded)
-            if edited:
-                raise self._edited("; ".join(edited))
+        recorded = self._recorded("identity")
+        edited = edited_identity(self.attrs, recorded or {})
+        if edited:
+            raise self._edited("; ".join(edited))
         stored = self.attrs.get("fingerprint")
         if stored:
-            expected = cache_fingerprint(recorded if isinstance(recorded, dict) else self.attrs, self.n_rows,
-                                         self.feature_dim)
+            expected = cache_fingerprint(self.attrs if recorded is None else recorded, self.n_rows, self.feature_dim)
             if stored != expected:
                 raise self._edited(f"its fingerprint {stored!r} is not the one its attributes give ({expected!r})")
         positive, names = self.attrs.get("positive_class"), self.class_names
@@ -159,7 +156,7 @@ class CacheReader(SplitAccess):
 
     def _check_schema_version(self) -> None:
         version = self.attrs.get("schema_version")
-        if version is None or version == "":
+        if version in (None, ""):
             raise FeaturekitError(f"Cache {self.path} has no schema_version, so it is not a finished featurekit cache.",
                                   received=str(self.path), fix=REBUILD)
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
@@ -181,12 +178,12 @@ class CacheReader(SplitAccess):
     def close(self) -> None:
         self._file.close()
 
-    @property
-    def content_checksums(self) -> dict[str, str] | None:
-        """The checksum of each row dataset recorded when the cache was finished (None for older caches)."""
+    def _recorded(self, part: str) -> dict[str, Any] | None:
+        """A part of what was recorded when the cache was finished: "datasets" (the checksum of each row dataset) or
+        "identity" (what its fingerprint was made from); None for caches made before it was recorded."""
         record = self.attrs.get("content_checksums")
-        datasets = record.get("datasets") if isinstance(record, dict) else None
-        return dict(datasets) if isinstance(datasets, dict) else None
+        found = record.get(part) if isinstance(record, dict) else None
+        return found if isinstance(found, dict) else None
 
     def verify_contents(self) -> list[str]:
         """Check every row dataset against the checksum recorded when the cache was finished.
@@ -228,41 +225,38 @@ class CacheReader(SplitAccess):
 
     def _plan_blocks(self, rows: np.ndarray) -> list[np.ndarray]:
         """Blocks of whole HDF5 chunks (about 8 MiB), at fixed positions in the file; a block may hold no row."""
-        chunk_rows = (self.features.chunks or (1024,))[0]
-        block_rows = max(chunk_rows, BLOCK_BYTES // max(1, self.feature_dim * self.features.dtype.itemsize))
-        block_rows = max(chunk_rows, block_rows // chunk_rows * chunk_rows)
-        starts = np.arange(0, self.n_rows, block_rows)
+        starts = np.arange(0, self.n_rows, _block_rows(self.features))
         return np.split(rows, np.searchsorted(rows, starts[1:]))
 
     def _read_block(self, rows: np.ndarray) -> np.ndarray:
         return read_rows(self.features, rows)
 
 
-def read_rows(features: Any, rows: np.ndarray, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
+def read_rows(features: Any, rows: np.ndarray) -> np.ndarray:
     """Rows of an HDF5 feature dataset in the order given, as float32, reading bounded contiguous windows.
 
-    Each read spans at most one block (about `block_bytes`), so memory stays bounded whatever the
+    Each read spans at most one block (about `BLOCK_BYTES`), so memory stays bounded whatever the
     order of `rows`; rows in increasing order (the usual case: members extracted from one folder
     list it in the same order) read every block once.
     """
     rows = np.asarray(rows, dtype=np.int64)
-    dim = int(features.shape[1])
-    out = np.empty((len(rows), dim), dtype=np.float32)
-    if not len(rows):
-        return out
-    chunk_rows = (features.chunks or (1024,))[0]
-    block_rows = max(chunk_rows, block_bytes // max(1, dim * features.dtype.itemsize))
+    out = np.empty((len(rows), int(features.shape[1])), dtype=np.float32)
+    block_rows = _block_rows(features)
     order = np.argsort(rows, kind="stable")
     ordered = rows[order]
-    start_index = 0
-    while start_index < len(ordered):
-        start = int(ordered[start_index])
-        stop_index = int(np.searchsorted(ordered, start + block_rows, side="left"))
-        stop = int(ordered[stop_index - 1]) + 1
-        block = features[start:stop]
-        out[order[start_index:stop_index]] = block[ordered[start_index:stop_index] - start]
-        start_index = stop_index
+    index = 0
+    while index < len(ordered):
+        start = int(ordered[index])
+        end = int(np.searchsorted(ordered, start + block_rows))
+        out[order[index:end]] = features[start:int(ordered[end - 1]) + 1][ordered[index:end] - start]
+        index = end
     return out
+
+
+def _block_rows(features: Any) -> int:
+    """Rows of whole HDF5 chunks of a feature dataset that hold about `BLOCK_BYTES` (at least one chunk)."""
+    chunk_rows = (features.chunks or (1024,))[0]
+    return max(1, BLOCK_BYTES // max(1, int(features.shape[1]) * features.dtype.itemsize) // chunk_rows) * chunk_rows
 
 
 def _stored_in_full(dataset: Any) -> bool:
@@ -278,24 +272,19 @@ def _stored_in_full(dataset: Any) -> bool:
 
 def _absent_cache(path: Path) -> FeaturekitError:
     """Why there is no cache file: an extraction under way, one that stopped, or none at all."""
-    partial = PartialCache(path)
-    holder = lock_holder(path)
-    if holder is not None:
-        progress = ""
-        if partial.exists():
-            request = partial.request_or_empty()
-            progress = f" ({len(partial.done_batches())} of {request.get('n_batches', '?')} batches done so far)"
-        return FeaturekitError(
-            f"Cache {path} is still being extracted: another process ({holder}) is writing it right now{progress}.",
-            received=str(path), fix="Wait for that extraction to finish, then run this command again.")
+    partial, holder, done = PartialCache(path), lock_holder(path), None
     if partial.exists():
-        request = partial.read_request()
-        done, total = len(partial.done_batches()), request.get("n_batches", "?")
+        request = partial.request_or_empty() if holder else partial.read_request()
+        done = f"{len(partial.done_batches())} of {request.get('n_batches', '?')} batches"
+    if holder is not None:
         return FeaturekitError(
-            f"Cache {path} is incomplete: its extraction stopped after {done} of {total} batches.",
-            received=str(path),
-            fix=f"Re-run the same extract command to finish it: `{request.get('command', 'python cli.py extract ...')}`.",
-        )
+            f"Cache {path} is still being extracted: another process ({holder}) is writing it right now"
+            + (f" ({done} done so far)." if done else "."),
+            received=str(path), fix="Wait for that extraction to finish, then run this command again.")
+    if done:
+        return FeaturekitError(
+            f"Cache {path} is incomplete: its extraction stopped after {done}.", received=str(path),
+            fix=f"Re-run the same extract command to finish it: `{request.get('command', 'python cli.py extract ...')}`.")
     return FeaturekitError("Cache file not found.", received=str(path),
                            fix="Make it with the `extract` command (`backbone` NAME, `data` DIR), or list caches with `ls cache/`.")
 
