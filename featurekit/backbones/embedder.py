@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, Callable, ClassVar
 
 import keras
 import numpy as np
@@ -74,25 +74,7 @@ def preprocess(images: Any, mode: str) -> np.ndarray:
     return np.asarray(ops.convert_to_numpy(PREPROCESSING_OPS[mode](pixels)), dtype=np.float32)
 
 
-class Preprocessing(keras.layers.Layer):
-    """Pixels 0..255 (any dtype) -> the backbone's input, in float32 whatever the model's precision.
-
-    `mode` is one of PREPROCESSING_MODES, checked with the request before any layer is built.
-    """
-
-    def __init__(self, mode: str, **kwargs: Any):
-        kwargs.setdefault("dtype", "float32")
-        super().__init__(**kwargs)
-        self.mode = mode
-
-    def call(self, pixels: Any) -> Any:
-        return PREPROCESSING_OPS[self.mode](ops.cast(pixels, "float32"))
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "mode": self.mode}
-
-
-# Each pooling of a feature map [B, H, W, C], in keras.ops.
+# Each pooling of a feature map [B, H, W, C], in keras.ops (flatten keeps a vector [B, D] as it is).
 POOLING_OPS = {
     "flatten": lambda x: ops.reshape(x, (-1, int(np.prod(x.shape[1:])))),
     "avg": lambda x: ops.mean(x, axis=(1, 2)),
@@ -101,25 +83,40 @@ POOLING_OPS = {
 }
 
 
-class Pooling(keras.layers.Layer):
-    """A feature map [B, H, W, C] -> [B, D] embedding, in float32 (a bfloat16 backbone's output is cast first).
+class _Float32Op(keras.layers.Layer):
+    """One operation of a table (`OPS`, keyed by `op`) applied in float32, whatever the model's precision.
 
-    flatten keeps every value (row-major H, W, C); avg and max pool over positions; meanstd is the per-channel
-    mean and standard deviation over positions, a cheap texture descriptor (2C values). `pooling` is one of
-    POOLINGS, checked with the request before any layer is built.
+    `op` is checked with the request before any layer is built.
     """
 
-    def __init__(self, pooling: str, **kwargs: Any):
+    OPS: ClassVar[dict[str, Callable[[Any], Any]]] = {}
+
+    def __init__(self, op: str, **kwargs: Any):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        self.pooling = pooling
+        self.op = op
 
-    def call(self, features: Any) -> Any:
-        x = ops.cast(features, "float32")
-        return x if len(x.shape) == 2 else POOLING_OPS[self.pooling](x)
+    def call(self, inputs: Any) -> Any:
+        return self.OPS[self.op](ops.cast(inputs, "float32"))
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "pooling": self.pooling}
+        return {**super().get_config(), "op": self.op}
+
+
+class Preprocessing(_Float32Op):
+    """Pixels 0..255 (any dtype) -> the backbone's input: `op` is one of PREPROCESSING_MODES."""
+
+    OPS = PREPROCESSING_OPS
+
+
+class Pooling(_Float32Op):
+    """A feature map [B, H, W, C] -> [B, D] embedding (a bfloat16 backbone's output is cast first).
+
+    flatten keeps every value (row-major H, W, C); avg and max pool over positions; meanstd is the per-channel
+    mean and standard deviation over positions, a cheap texture descriptor (2C values). `op` is one of POOLINGS.
+    """
+
+    OPS = POOLING_OPS
 
 
 def embedding_model(backbone: keras.Model, taps: list[tuple[str, str]], preprocessing: str, image_size: int,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, Sequence
 
-from featurekit.errors import FeaturekitError, given
+from featurekit.errors import FeaturekitError, given, refuse_unknown
 
 
 class RegistryEntry(Protocol):
@@ -73,11 +73,7 @@ def list_backbones(include_test: bool = False) -> list[str]:
 def get_spec(name: str) -> RegistryEntry:
     """The entry of a registered backbone; an unknown name gets an error listing the valid ones (not the test ones)."""
     if name not in _REGISTRY:
-        raise FeaturekitError(
-            f"Unknown backbone {name!r}.",
-            received=given("backbone", name),
-            fix=f"Choose one of: {', '.join(list_backbones())} (the `backbones` listing describes them).",
-        )
+        refuse_unknown("backbone", name, list_backbones(), " (the `backbones` listing describes them)")
     return _REGISTRY[name]
 
 

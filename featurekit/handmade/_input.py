@@ -1,10 +1,32 @@
-"""Checks shared by the hand-made features: what a batch of images must look like."""
+"""Checks shared by the hand-made features: what a batch of images must look like, and which values each
+parameter takes (declared per feature as a table: name -> its values)."""
 
 from __future__ import annotations
 
+from typing import Any, Mapping, Sequence
+
 import numpy as np
 
-from featurekit.errors import FeaturekitError
+from featurekit.errors import FeaturekitError, given
+
+
+def value_text(value: Any) -> str:
+    """A parameter value as a `layer` text spells it: 3, joint, true."""
+    return ("true" if value else "false") if isinstance(value, (bool, np.bool_)) else str(value)
+
+
+def check_parameters(feature: str, domains: Mapping[str, Sequence[Any]], **values: Any) -> None:
+    """Refuse a parameter value that is not one of its declared values, naming the parameter and those values.
+
+    A value must equal a declared one and be spelled like it, so 3.0, True or "3" are no threshold of 3.
+    """
+    for name, value in values.items():
+        domain = domains[name]
+        if value not in domain or value_text(value) not in map(value_text, domain):
+            spelled = (f"an integer from {domain.start} to {domain.stop - 1}" if isinstance(domain, range)
+                       else f"one of: {', '.join(map(value_text, domain))}")
+            raise FeaturekitError(f"Parameter {name!r} of {feature} takes {spelled}.", received=given(name, value),
+                                  fix=f"Pass one of those values for {name}, or leave it out for the default.")
 
 
 def require_uint8_rgb_batch(images: np.ndarray, min_size: int, feature: str) -> np.ndarray:
