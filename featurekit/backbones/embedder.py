@@ -323,8 +323,9 @@ def build_embedder(backbone: str, weights: str = "default", image_size: int | No
     Returns:
         The embedder.
     """
-    return multi_embedder_for_spec(network_spec(backbone), [(layer, pooling)], weights, image_size, preprocessing,
-                                   seed, precision, batch_size).embedders[0]
+    network_spec(backbone)  # a hand-made feature is refused: it has no network
+    return build_multi_embedder(backbone, [(layer, pooling)], weights, image_size, preprocessing, seed, precision,
+                                batch_size).embedders[0]
 
 
 def build_multi_embedder(backbone: str, taps: list[tuple[str | None, str]], weights: str = "default",
@@ -332,26 +333,28 @@ def build_multi_embedder(backbone: str, taps: list[tuple[str | None, str]], weig
                          precision: str = "float32", batch_size: int = BATCH_SIZE) -> Any:
     """The embedder of several (layer, pooling) taps of any registered backbone, from one pass over each batch.
 
-    Arguments as for `build_embedder`; the backbone's registry entry builds it (for a Keras network a
-    MultiEmbedder, for a hand-made feature its numpy embedder, whose `layer`s are parameter variants).
+    Arguments as for `build_embedder`; the backbone's registry entry checks the request, then builds it (for a
+    Keras network a MultiEmbedder, for a hand-made feature its numpy embedder, whose `layer`s are parameter variants).
     """
-    return get_spec(backbone).build_embedder(taps, weights=weights, image_size=image_size, preprocessing=preprocessing,
-                                             seed=seed, precision=precision, batch_size=batch_size)
+    spec = get_spec(backbone)
+    _, resolved = spec.check_request(image_size, [pooling for _, pooling in taps], preprocessing, precision, weights)
+    return spec.build_embedder(taps, weights=weights, image_size=image_size, preprocessing=preprocessing, seed=seed,
+                               precision=resolved, batch_size=batch_size)
 
 
 def multi_embedder_for_spec(spec: Any, taps: list[tuple[str | None, str]], weights: str = "default",
                             image_size: int | None = None, preprocessing: str | None = None, seed: int = 0,
                             precision: str = "float32", batch_size: int = BATCH_SIZE) -> MultiEmbedder:
     """A MultiEmbedder over (layer, pooling) taps of a Keras network's `BackboneSpec` (what its `build_embedder`
-    and `rebuild_embedder` call): the request is checked, then the frozen backbone built once."""
-    _, resolved = spec.check_request(image_size, [pooling for _, pooling in taps], preprocessing, precision)
+    and `rebuild_embedder` call), the frozen backbone built once. The request is checked already
+    (`spec.check_request`, as `build_multi_embedder` and extraction do): `precision` is a resolved one."""
     mode = spec.preprocessing if preprocessing is None else preprocessing
     size = spec.input_size if image_size is None else int(image_size)
-    with dtype_policy(resolved):
+    with dtype_policy(precision):
         model = build_with_weights(spec, weights, size, seed)
     provenance = weights_provenance(spec, weights, seed)
     trained = training_record_for(provenance["weights"], provenance["weights_sha256"])
     if trained is not None:  # a train-backbone file: say what it was trained on, not just its name
         provenance["weights_label"] = trained_label(trained)
-    return MultiEmbedder([Embedder(spec, model, layer, pooling, mode, size, provenance, resolved, batch_size)
+    return MultiEmbedder([Embedder(spec, model, layer, pooling, mode, size, provenance, precision, batch_size)
                           for layer, pooling in taps], batch_size)

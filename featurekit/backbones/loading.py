@@ -154,7 +154,7 @@ def _build_imagenet(spec: Any, input_shape: tuple[int, int, int]) -> keras.Model
     received = f"{given('backbone', spec.name)}, {given('weights', 'imagenet')}"
     if "imagenet" not in spec.pretrained:
         with_imagenet = [n for n in list_backbones(include_test=True)
-                         if n != spec.name and "imagenet" in get_spec(n).listing()["pretrained"]]
+                         if n != spec.name and "imagenet" in getattr(get_spec(n), "pretrained", ())]
         raise FeaturekitError(
             f"Backbone {spec.name!r} has no ImageNet weights.",
             received=received,
@@ -226,14 +226,10 @@ def _build_from_file(spec: Any, request: str, input_shape: tuple[int, int, int])
             received=given("weights", request),
             fix=f"Check the path, or use {_weights_choices(spec)}.",
         )
-    if is_weights_h5:
-        record = _record_of_file(spec, path)
-        variant = record.variant if record else STANDARD_VARIANT
-        model = spec.builder_for(variant)(input_shape, None)
-        _load_weights_h5(spec, model, path)
-    else:
-        model = spec.builder_for(STANDARD_VARIANT)(input_shape, None)
-        _copy_weights_from_keras_file(spec, model, path)
+    record = _record_of_file(spec, path)
+    # A .weights.h5 file builds the variant its record names; a .keras file holds its own architecture.
+    model = spec.builder_for(record.variant if record and is_weights_h5 else STANDARD_VARIANT)(input_shape, None)
+    (_load_weights_h5 if is_weights_h5 else _copy_weights_from_keras_file)(spec, model, path)
     return model
 
 

@@ -42,7 +42,8 @@ class RegistryEntry(Protocol):
     def build_embedder(self, taps: Sequence[tuple[str | None, str]], weights: str = "default",
                        image_size: int | None = None, preprocessing: str | None = None, seed: int = 0,
                        precision: str = "float32", batch_size: int = 32) -> Any:
-        """The embedder of several (layer, pooling) taps from one pass over each batch (`embedders`, `__call__`)."""
+        """The embedder of several (layer, pooling) taps from one pass over each batch (`embedders`, `__call__`), for
+        a request `check_request` has passed (`precision` resolved): it is not checked again."""
 
     def rebuild_embedder(self, embedding: dict[str, Any], weights: str | None = None) -> Any:
         """The one-tap embedder that made a cache, from its recorded attributes (`weights` overrides the record)."""

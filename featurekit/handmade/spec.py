@@ -167,8 +167,8 @@ class HandmadeSpec:
     def build_embedder(self, taps: Sequence[tuple[str | None, str]], weights: str | Sequence[str] = "default",
                        image_size: int | None = None, preprocessing: str | None = None, seed: int = 0,
                        precision: str = "float32", batch_size: int = BATCH_SIZE) -> HandmadeEmbedder:
-        """A HandmadeEmbedder over (variant, pooling) taps: `layer` texts are parameter variants; `seed` is unused."""
-        self.check_request(image_size, [pooling for _, pooling in taps], preprocessing, precision, weights)
+        """A HandmadeEmbedder over (variant, pooling) taps of a checked request: `layer` texts are parameter variants
+        (refused here when bad); `seed` is unused."""
         size = self._image_size(image_size)
         stored = size if image_size is None and not self.resamples else None
         return HandmadeEmbedder([HandmadeTap(self.variant(layer), size, batch_size) for layer, _ in taps],
