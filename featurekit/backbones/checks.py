@@ -28,15 +28,11 @@ def check_image_size(spec: Any, image_size: Any) -> int:
     [spec.min_input_size, MAX_IMAGE_SIZE] before any work is done (0 is refused, not read as "native")."""
     if image_size is None:
         return spec.input_size
-    if isinstance(image_size, (bool, np.bool_)) or not isinstance(image_size, (int, np.integer)):
+    if isinstance(image_size, (bool, np.bool_)) or not isinstance(image_size, (int, np.integer)) or \
+            not spec.min_input_size <= int(image_size) <= MAX_IMAGE_SIZE:
         raise FeaturekitError(
-            "The image size must be a whole number of pixels.", received=given("image_size", image_size),
-            fix=f"Use e.g. `image_size` {spec.input_size} (the native size of {spec.name}), "
-            "or leave it out for the native size.")
-    if not spec.min_input_size <= int(image_size) <= MAX_IMAGE_SIZE:
-        raise FeaturekitError(
-            f"Backbone {spec.name!r} takes image sizes from {spec.min_input_size} to {MAX_IMAGE_SIZE} pixels "
-            f"(at least {spec.min_input_size}x{spec.min_input_size} for its architecture; above "
+            f"Backbone {spec.name!r} takes image sizes from {spec.min_input_size} to {MAX_IMAGE_SIZE} pixels, whole "
+            f"numbers (at least {spec.min_input_size}x{spec.min_input_size} for its architecture; above "
             f"{MAX_IMAGE_SIZE} a batch no longer fits in memory).",
             received=given("image_size", image_size),
             fix=f"Use `image_size` {spec.input_size} (native) or another size in that range; "

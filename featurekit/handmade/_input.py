@@ -16,12 +16,16 @@ def value_text(value: Any) -> str:
 
 
 def check_parameters(feature: str, domains: Mapping[str, Sequence[Any]], **values: Any) -> None:
-    """Refuse a parameter value that is not one of its declared values, naming the parameter and those values.
+    """Refuse a parameter the feature does not have, or a value that is not one of the declared ones, naming the
+    parameter and what it takes.
 
     A value must equal a declared one and be spelled like it, so 3.0, True or "3" are no threshold of 3.
     """
     for name, value in values.items():
-        domain = domains[name]
+        domain = domains.get(name)
+        if domain is None:
+            raise FeaturekitError(f"Feature {feature!r} has no parameter {name!r}; its parameters are "
+                                  f"{', '.join(domains)}.", received=given(name, value), fix="Use one of those.")
         if value not in domain or value_text(value) not in map(value_text, domain):
             spelled = (f"an integer from {domain.start} to {domain.stop - 1}" if isinstance(domain, range)
                        else f"one of: {', '.join(map(value_text, domain))}")

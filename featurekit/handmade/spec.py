@@ -10,7 +10,7 @@ import numpy as np
 
 from featurekit.parameters import BATCH_SIZE, HANDMADE_POOLING
 from featurekit.errors import FeaturekitError, given
-from featurekit.handmade._input import value_text
+from featurekit.handmade._input import check_parameters, value_text
 from featurekit.handmade.embedder import HANDMADE_PREPROCESSING, HandmadeEmbedder, HandmadeTap
 
 # The faces' own size: hand-made features default to it instead of a CNN's 224/299.
@@ -31,7 +31,7 @@ class HandmadeSpec:
         function: `function(uint8_batch, **parameters) -> float32 (B, D)`.
         dim_function: `dim_function(image_size, **parameters) -> D`, without computing anything.
         parameters: The parameters `function` is called with (read-only).
-        domains: The values each parameter takes, by name (the feature's own table, which it checks itself).
+        domains: The values each parameter takes, by name (the feature's own table; every parameter has one).
         version: Version of the feature code; bump it whenever the same parameters would give
             different numbers, so caches made before the change are told apart.
         input_size: Native square input size in pixels (the data's own size, never resampled).
@@ -75,17 +75,8 @@ class HandmadeSpec:
 
     def with_parameters(self, **overrides: Any) -> "HandmadeSpec":
         """The same feature with other parameters; unknown names and bad values are refused here."""
-        unknown = sorted(set(overrides) - set(self.parameters))
-        if unknown:
-            raise FeaturekitError(
-                f"Feature {self.name!r} has no parameter {', '.join(map(repr, unknown))}; "
-                f"its parameters are {', '.join(self.parameters)}.",
-                received=", ".join(given(name, overrides[name]) for name in unknown),
-                fix=f"Use one of: {', '.join(f'{k}={v!r}' for k, v in self.parameters.items())}.",
-            )
-        spec = replace(self, parameters={**self.parameters, **overrides})
-        spec.feature_dim()  # validates the values before anything is extracted
-        return spec
+        check_parameters(self.name, self.domains, **overrides)
+        return replace(self, parameters={**self.parameters, **overrides})
 
     def describe(self, image_size: int | None = None) -> dict[str, Any]:
         """Provenance to record in a cache: name, parameters, code version and dimension."""
