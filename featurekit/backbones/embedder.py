@@ -264,14 +264,13 @@ class MultiEmbedder:
     Attributes:
         embedders: One Embedder per tap, in output order.
         model: The keras.Model with one output per tap (built on first use).
-        batch_size: Images per forward pass (the last batch is padded to it).
+        batch_size: Images per forward pass, its embedders' (the last batch is padded to it).
     """
 
-    def __init__(self, embedders: list[Embedder], batch_size: int | None = None):
+    def __init__(self, embedders: list[Embedder]):
         self.embedders = embedders
         first = embedders[0]
-        self.image_size, self.preprocessing = first.image_size, first.preprocessing
-        self.batch_size = int(batch_size or first.batch_size)
+        self.image_size, self.preprocessing, self.batch_size = first.image_size, first.preprocessing, first.batch_size
 
     @cached_property
     def model(self) -> keras.Model:
@@ -357,4 +356,4 @@ def multi_embedder_for_spec(spec: Any, taps: list[tuple[str | None, str]], weigh
     if trained is not None:  # a train-backbone file: say what it was trained on, not just its name
         provenance["weights_label"] = trained_label(trained)
     return MultiEmbedder([Embedder(spec, model, layer, pooling, mode, size, provenance, precision, batch_size)
-                          for layer, pooling in taps], batch_size)
+                          for layer, pooling in taps])
