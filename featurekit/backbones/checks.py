@@ -44,21 +44,17 @@ def pooled_dim(feature_shape: tuple[int, ...], pooling: str) -> int:
     """Embedding size after `pooling` of one example's feature map.
 
     Args:
-        feature_shape: Shape without the batch axis, (H, W, C) or (D,).
+        feature_shape: Shape without the batch axis: (H, W, C); flatten takes any shape, e.g. a vector (D,).
         pooling: One of POOLINGS (checked with the request).
 
     Returns:
-        H*W*C for "flatten", C for "avg"/"max", 2C for "meanstd"; D for a vector with "flatten".
+        The number of values for "flatten" (H*W*C; D for a vector), C for "avg"/"max", 2C for "meanstd".
     """
-    if len(feature_shape) == 1:
-        if pooling != "flatten":
-            raise FeaturekitError(
-                f"Pooling {pooling!r} needs a spatial feature map, but the tapped layer gives a vector.",
-                received=given("pooling", pooling),
-                fix=f"Use `pooling` flatten, or tap a convolutional layer.",
-            )
-        return int(feature_shape[0])
+    if pooling == "flatten":
+        return int(np.prod(feature_shape))
     if len(feature_shape) != 3:
-        raise FeaturekitError(f"Cannot pool features of shape {tuple(feature_shape)}; expected (H, W, C) or (D,).")
-    height, width, channels = (int(d) for d in feature_shape)
-    return {"flatten": height * width * channels, "avg": channels, "max": channels, "meanstd": 2 * channels}[pooling]
+        raise FeaturekitError(
+            f"Pooling {pooling!r} needs a spatial feature map (H, W, C), but the tapped layer gives shape "
+            f"{tuple(feature_shape)}.", received=given("pooling", pooling),
+            fix="Use `pooling` flatten, or tap a convolutional layer.")
+    return int(feature_shape[-1]) * (2 if pooling == "meanstd" else 1)
