@@ -175,15 +175,16 @@ def test_real_backbones_build_at_small_sizes_with_expected_outputs():
 
 
 def test_image_size_below_the_minimum_is_refused():
-    with pytest.raises(FeaturekitError, match=r"at least 75x75.*Received: image_size=64\. Use image_size=75 or more"):
+    refused = r"from 75 to 2048.*at least 75x75.*Received: image_size=64\. Use `image_size` 299 \(native\)"
+    with pytest.raises(FeaturekitError, match=refused):
         create_backbone("inceptionv3", weights="none", image_size=64)
     # The command line quotes its flags instead.
     with pytest.raises(FeaturekitError) as caught:
         create_backbone("inceptionv3", weights="none", image_size=64)
     from featurekit.flags import CommandSpelling
 
-    assert "Received: --image-size 64. Use --image-size 75" in CommandSpelling("extract", typed={"image_size": 64}).error(
-        caught.value)
+    assert "Received: --image-size 64. Use --image-size 299 (native)" in CommandSpelling(
+        "extract", typed={"image_size": 64}).error(caught.value)
 
 
 def test_random_init_is_reproducible_by_seed():

@@ -131,9 +131,20 @@ def test_pooled_dim_for_every_pooling():
     assert {p: pooled_dim((7, 7, 512), p) for p in POOLINGS} == {
         "flatten": 25088, "avg": 512, "max": 512, "meanstd": 1024,
     }
-    assert pooled_dim((300,), "flatten") == 300
-    with pytest.raises(FeaturekitError, match="needs a spatial feature map"):
-        pooled_dim((300,), "avg")
+    assert pooled_dim((300,), "flatten") == 300 and pooled_dim((4, 5), "flatten") == 20
+    for shape in ((300,), (4, 5)):
+        with pytest.raises(FeaturekitError, match="needs a spatial feature map"):
+            pooled_dim(shape, "avg")
+
+
+def test_a_multi_tap_request_is_checked_before_anything_is_built(monkeypatch):
+    import featurekit.backbones.embedder as embedder_module
+
+    monkeypatch.setattr(embedder_module, "build_with_weights", lambda *a, **k: pytest.fail("built a bad request"))
+    with pytest.raises(FeaturekitError, match="Unknown pooling 'median'"):
+        embedder_module.build_multi_embedder("test_tiny", [("pool1", "avg"), (None, "median")])
+    with pytest.raises(FeaturekitError, match="has no weights"):
+        embedder_module.build_multi_embedder("spam", [(None, "none")], weights="imagenet")
 
 
 # --- inputs -----------------------------------------------------------------------------------------------

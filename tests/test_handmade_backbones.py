@@ -167,8 +167,8 @@ def test_parameters_are_the_layer_and_part_of_the_identity(textures: Path, tmp_p
     ({"image_size": 4}, "takes image sizes from 8 to 2048"),
     ({"layer": "threshold"}, "name=value pairs joined by '+'"),
     ({"layer": "window=3"}, "has no parameter 'window'"),
-    ({"layer": "threshold=x"}, "Parameter 'threshold' of spam takes int values"),
-    ({"layer": "threshold=40"}, "threshold must be an integer from 1 to 10"),
+    ({"layer": "threshold=x"}, "'threshold' of spam takes an integer from 1 to 10. Received: threshold='x'"),
+    ({"layer": "threshold=40"}, "'threshold' of spam takes an integer from 1 to 10. Received: threshold='40'"),
 ])
 def test_options_that_mean_nothing_for_a_hand_made_feature_are_refused(textures: Path, tmp_path: Path, options,
                                                                         expected):

@@ -28,15 +28,11 @@ def check_image_size(spec: Any, image_size: Any) -> int:
     [spec.min_input_size, MAX_IMAGE_SIZE] before any work is done (0 is refused, not read as "native")."""
     if image_size is None:
         return spec.input_size
-    if isinstance(image_size, (bool, np.bool_)) or not isinstance(image_size, (int, np.integer)):
+    if isinstance(image_size, (bool, np.bool_)) or not isinstance(image_size, (int, np.integer)) or \
+            not spec.min_input_size <= int(image_size) <= MAX_IMAGE_SIZE:
         raise FeaturekitError(
-            "The image size must be a whole number of pixels.", received=given("image_size", image_size),
-            fix=f"Use e.g. `image_size` {spec.input_size} (the native size of {spec.name}), "
-            "or leave it out for the native size.")
-    if not spec.min_input_size <= int(image_size) <= MAX_IMAGE_SIZE:
-        raise FeaturekitError(
-            f"Backbone {spec.name!r} takes image sizes from {spec.min_input_size} to {MAX_IMAGE_SIZE} pixels "
-            f"(at least {spec.min_input_size}x{spec.min_input_size} for its architecture; above "
+            f"Backbone {spec.name!r} takes image sizes from {spec.min_input_size} to {MAX_IMAGE_SIZE} pixels, whole "
+            f"numbers (at least {spec.min_input_size}x{spec.min_input_size} for its architecture; above "
             f"{MAX_IMAGE_SIZE} a batch no longer fits in memory).",
             received=given("image_size", image_size),
             fix=f"Use `image_size` {spec.input_size} (native) or another size in that range; "
@@ -48,21 +44,17 @@ def pooled_dim(feature_shape: tuple[int, ...], pooling: str) -> int:
     """Embedding size after `pooling` of one example's feature map.
 
     Args:
-        feature_shape: Shape without the batch axis, (H, W, C) or (D,).
+        feature_shape: Shape without the batch axis: (H, W, C); flatten takes any shape, e.g. a vector (D,).
         pooling: One of POOLINGS (checked with the request).
 
     Returns:
-        H*W*C for "flatten", C for "avg"/"max", 2C for "meanstd"; D for a vector with "flatten".
+        The number of values for "flatten" (H*W*C; D for a vector), C for "avg"/"max", 2C for "meanstd".
     """
-    if len(feature_shape) == 1:
-        if pooling != "flatten":
-            raise FeaturekitError(
-                f"Pooling {pooling!r} needs a spatial feature map, but the tapped layer gives a vector.",
-                received=given("pooling", pooling),
-                fix=f"Use `pooling` flatten, or tap a convolutional layer.",
-            )
-        return int(feature_shape[0])
+    if pooling == "flatten":
+        return int(np.prod(feature_shape))
     if len(feature_shape) != 3:
-        raise FeaturekitError(f"Cannot pool features of shape {tuple(feature_shape)}; expected (H, W, C) or (D,).")
-    height, width, channels = (int(d) for d in feature_shape)
-    return {"flatten": height * width * channels, "avg": channels, "max": channels, "meanstd": 2 * channels}[pooling]
+        raise FeaturekitError(
+            f"Pooling {pooling!r} needs a spatial feature map (H, W, C), but the tapped layer gives shape "
+            f"{tuple(feature_shape)}.", received=given("pooling", pooling),
+            fix="Use `pooling` flatten, or tap a convolutional layer.")
+    return int(feature_shape[-1]) * (2 if pooling == "meanstd" else 1)

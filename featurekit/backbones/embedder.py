@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, Callable, ClassVar
 
 import keras
 import numpy as np
@@ -74,25 +74,7 @@ def preprocess(images: Any, mode: str) -> np.ndarray:
     return np.asarray(ops.convert_to_numpy(PREPROCESSING_OPS[mode](pixels)), dtype=np.float32)
 
 
-class Preprocessing(keras.layers.Layer):
-    """Pixels 0..255 (any dtype) -> the backbone's input, in float32 whatever the model's precision.
-
-    `mode` is one of PREPROCESSING_MODES, checked with the request before any layer is built.
-    """
-
-    def __init__(self, mode: str, **kwargs: Any):
-        kwargs.setdefault("dtype", "float32")
-        super().__init__(**kwargs)
-        self.mode = mode
-
-    def call(self, pixels: Any) -> Any:
-        return PREPROCESSING_OPS[self.mode](ops.cast(pixels, "float32"))
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "mode": self.mode}
-
-
-# Each pooling of a feature map [B, H, W, C], in keras.ops.
+# Each pooling of a feature map [B, H, W, C], in keras.ops (flatten keeps a vector [B, D] as it is).
 POOLING_OPS = {
     "flatten": lambda x: ops.reshape(x, (-1, int(np.prod(x.shape[1:])))),
     "avg": lambda x: ops.mean(x, axis=(1, 2)),
@@ -101,25 +83,40 @@ POOLING_OPS = {
 }
 
 
-class Pooling(keras.layers.Layer):
-    """A feature map [B, H, W, C] -> [B, D] embedding, in float32 (a bfloat16 backbone's output is cast first).
+class _Float32Op(keras.layers.Layer):
+    """One operation of a table (`OPS`, keyed by `op`) applied in float32, whatever the model's precision.
 
-    flatten keeps every value (row-major H, W, C); avg and max pool over positions; meanstd is the per-channel
-    mean and standard deviation over positions, a cheap texture descriptor (2C values). `pooling` is one of
-    POOLINGS, checked with the request before any layer is built.
+    `op` is checked with the request before any layer is built.
     """
 
-    def __init__(self, pooling: str, **kwargs: Any):
+    OPS: ClassVar[dict[str, Callable[[Any], Any]]] = {}
+
+    def __init__(self, op: str, **kwargs: Any):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        self.pooling = pooling
+        self.op = op
 
-    def call(self, features: Any) -> Any:
-        x = ops.cast(features, "float32")
-        return x if len(x.shape) == 2 else POOLING_OPS[self.pooling](x)
+    def call(self, inputs: Any) -> Any:
+        return self.OPS[self.op](ops.cast(inputs, "float32"))
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "pooling": self.pooling}
+        return {**super().get_config(), "op": self.op}
+
+
+class Preprocessing(_Float32Op):
+    """Pixels 0..255 (any dtype) -> the backbone's input: `op` is one of PREPROCESSING_MODES."""
+
+    OPS = PREPROCESSING_OPS
+
+
+class Pooling(_Float32Op):
+    """A feature map [B, H, W, C] -> [B, D] embedding (a bfloat16 backbone's output is cast first).
+
+    flatten keeps every value (row-major H, W, C); avg and max pool over positions; meanstd is the per-channel
+    mean and standard deviation over positions, a cheap texture descriptor (2C values). `op` is one of POOLINGS.
+    """
+
+    OPS = POOLING_OPS
 
 
 def embedding_model(backbone: keras.Model, taps: list[tuple[str, str]], preprocessing: str, image_size: int,
@@ -267,14 +264,13 @@ class MultiEmbedder:
     Attributes:
         embedders: One Embedder per tap, in output order.
         model: The keras.Model with one output per tap (built on first use).
-        batch_size: Images per forward pass (the last batch is padded to it).
+        batch_size: Images per forward pass, its embedders' (the last batch is padded to it).
     """
 
-    def __init__(self, embedders: list[Embedder], batch_size: int | None = None):
+    def __init__(self, embedders: list[Embedder]):
         self.embedders = embedders
         first = embedders[0]
-        self.image_size, self.preprocessing = first.image_size, first.preprocessing
-        self.batch_size = int(batch_size or first.batch_size)
+        self.image_size, self.preprocessing, self.batch_size = first.image_size, first.preprocessing, first.batch_size
 
     @cached_property
     def model(self) -> keras.Model:
@@ -326,8 +322,9 @@ def build_embedder(backbone: str, weights: str = "default", image_size: int | No
     Returns:
         The embedder.
     """
-    return multi_embedder_for_spec(network_spec(backbone), [(layer, pooling)], weights, image_size, preprocessing,
-                                   seed, precision, batch_size).embedders[0]
+    network_spec(backbone)  # a hand-made feature is refused: it has no network
+    return build_multi_embedder(backbone, [(layer, pooling)], weights, image_size, preprocessing, seed, precision,
+                                batch_size).embedders[0]
 
 
 def build_multi_embedder(backbone: str, taps: list[tuple[str | None, str]], weights: str = "default",
@@ -335,26 +332,28 @@ def build_multi_embedder(backbone: str, taps: list[tuple[str | None, str]], weig
                          precision: str = "float32", batch_size: int = BATCH_SIZE) -> Any:
     """The embedder of several (layer, pooling) taps of any registered backbone, from one pass over each batch.
 
-    Arguments as for `build_embedder`; the backbone's registry entry builds it (for a Keras network a
-    MultiEmbedder, for a hand-made feature its numpy embedder, whose `layer`s are parameter variants).
+    Arguments as for `build_embedder`; the backbone's registry entry checks the request, then builds it (for a
+    Keras network a MultiEmbedder, for a hand-made feature its numpy embedder, whose `layer`s are parameter variants).
     """
-    return get_spec(backbone).build_embedder(taps, weights=weights, image_size=image_size, preprocessing=preprocessing,
-                                             seed=seed, precision=precision, batch_size=batch_size)
+    spec = get_spec(backbone)
+    _, resolved = spec.check_request(image_size, [pooling for _, pooling in taps], preprocessing, precision, weights)
+    return spec.build_embedder(taps, weights=weights, image_size=image_size, preprocessing=preprocessing, seed=seed,
+                               precision=resolved, batch_size=batch_size)
 
 
 def multi_embedder_for_spec(spec: Any, taps: list[tuple[str | None, str]], weights: str = "default",
                             image_size: int | None = None, preprocessing: str | None = None, seed: int = 0,
                             precision: str = "float32", batch_size: int = BATCH_SIZE) -> MultiEmbedder:
     """A MultiEmbedder over (layer, pooling) taps of a Keras network's `BackboneSpec` (what its `build_embedder`
-    and `rebuild_embedder` call): the request is checked, then the frozen backbone built once."""
-    _, resolved = spec.check_request(image_size, [pooling for _, pooling in taps], preprocessing, precision)
+    and `rebuild_embedder` call), the frozen backbone built once. The request is checked already
+    (`spec.check_request`, as `build_multi_embedder` and extraction do): `precision` is a resolved one."""
     mode = spec.preprocessing if preprocessing is None else preprocessing
     size = spec.input_size if image_size is None else int(image_size)
-    with dtype_policy(resolved):
+    with dtype_policy(precision):
         model = build_with_weights(spec, weights, size, seed)
     provenance = weights_provenance(spec, weights, seed)
     trained = training_record_for(provenance["weights"], provenance["weights_sha256"])
     if trained is not None:  # a train-backbone file: say what it was trained on, not just its name
         provenance["weights_label"] = trained_label(trained)
-    return MultiEmbedder([Embedder(spec, model, layer, pooling, mode, size, provenance, resolved, batch_size)
-                          for layer, pooling in taps], batch_size)
+    return MultiEmbedder([Embedder(spec, model, layer, pooling, mode, size, provenance, precision, batch_size)
+                          for layer, pooling in taps])

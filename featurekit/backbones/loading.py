@@ -25,6 +25,7 @@ from typing import Any
 import h5py
 import keras
 
+from featurekit.backbones.checks import check_image_size
 from featurekit.backbones.registry import get_spec, list_backbones
 from featurekit.backbones.weights import (SHARED_WEIGHTS_DIR, STANDARD_VARIANT, WeightsRecord, cached_file_sha256,
                                           display_path, keras_imagenet_record, keras_models_dir, offline_files,
@@ -53,7 +54,7 @@ def build_with_weights(spec: Any, weights: str | os.PathLike, image_size: int, s
             random-features baseline), or a path to a `.weights.h5` file (same architecture; a file known by
             its sha256 builds the architecture variant its record names) or a `.keras` file (a saved model
             containing this backbone, possibly trained at another input size).
-        image_size: Square input size in pixels, at least spec.min_input_size.
+        image_size: Square input size in pixels, from spec.min_input_size to checks.MAX_IMAGE_SIZE.
         seed: Seed of the random initialisation; the caller's random state is left as it was.
 
     Returns:
@@ -63,16 +64,11 @@ def build_with_weights(spec: Any, weights: str | os.PathLike, image_size: int, s
         WeightsUnavailableError: ImageNet weights could not be downloaded, or the file does not exist.
         FeaturekitError: Any other unusable request (no ImageNet weights for this backbone, unknown
             suffix, a file that does not fit the backbone, a .keras file with Lambda layers, an input size
-            below the minimum, a local I/O error reading Keras' cached ImageNet file).
+            out of range, a local I/O error reading Keras' cached ImageNet file).
     """
-    if image_size < spec.min_input_size:
-        raise FeaturekitError(
-            f"Backbone {spec.name!r} needs inputs of at least {spec.min_input_size}x{spec.min_input_size} pixels.",
-            received=given("image_size", image_size),
-            fix=f"Use {given('image_size', spec.min_input_size)} or more (native: {spec.input_size}).",
-        )
+    size = check_image_size(spec, image_size)
     request = resolve_weights(spec, weights)
-    input_shape = (image_size, image_size, 3)
+    input_shape = (size, size, 3)
     # Seed every build: random init is then reproducible, and a file load starts from a known state.
     with initialisers_seeded(seed):
         if request == "imagenet":
@@ -158,7 +154,7 @@ def _build_imagenet(spec: Any, input_shape: tuple[int, int, int]) -> keras.Model
     received = f"{given('backbone', spec.name)}, {given('weights', 'imagenet')}"
     if "imagenet" not in spec.pretrained:
         with_imagenet = [n for n in list_backbones(include_test=True)
-                         if n != spec.name and "imagenet" in get_spec(n).listing()["pretrained"]]
+                         if n != spec.name and "imagenet" in getattr(get_spec(n), "pretrained", ())]
         raise FeaturekitError(
             f"Backbone {spec.name!r} has no ImageNet weights.",
             received=received,
@@ -230,14 +226,10 @@ def _build_from_file(spec: Any, request: str, input_shape: tuple[int, int, int])
             received=given("weights", request),
             fix=f"Check the path, or use {_weights_choices(spec)}.",
         )
-    if is_weights_h5:
-        record = _record_of_file(spec, path)
-        variant = record.variant if record else STANDARD_VARIANT
-        model = spec.builder_for(variant)(input_shape, None)
-        _load_weights_h5(spec, model, path)
-    else:
-        model = spec.builder_for(STANDARD_VARIANT)(input_shape, None)
-        _copy_weights_from_keras_file(spec, model, path)
+    record = _record_of_file(spec, path)
+    # A .weights.h5 file builds the variant its record names; a .keras file holds its own architecture.
+    model = spec.builder_for(record.variant if record and is_weights_h5 else STANDARD_VARIANT)(input_shape, None)
+    (_load_weights_h5 if is_weights_h5 else _copy_weights_from_keras_file)(spec, model, path)
     return model
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, Sequence
 
-from featurekit.errors import FeaturekitError, given
+from featurekit.errors import FeaturekitError, given, refuse_unknown
 
 
 class RegistryEntry(Protocol):
@@ -42,7 +42,8 @@ class RegistryEntry(Protocol):
     def build_embedder(self, taps: Sequence[tuple[str | None, str]], weights: str = "default",
                        image_size: int | None = None, preprocessing: str | None = None, seed: int = 0,
                        precision: str = "float32", batch_size: int = 32) -> Any:
-        """The embedder of several (layer, pooling) taps from one pass over each batch (`embedders`, `__call__`)."""
+        """The embedder of several (layer, pooling) taps from one pass over each batch (`embedders`, `__call__`), for
+        a request `check_request` has passed (`precision` resolved): it is not checked again."""
 
     def rebuild_embedder(self, embedding: dict[str, Any], weights: str | None = None) -> Any:
         """The one-tap embedder that made a cache, from its recorded attributes (`weights` overrides the record)."""
@@ -73,11 +74,7 @@ def list_backbones(include_test: bool = False) -> list[str]:
 def get_spec(name: str) -> RegistryEntry:
     """The entry of a registered backbone; an unknown name gets an error listing the valid ones (not the test ones)."""
     if name not in _REGISTRY:
-        raise FeaturekitError(
-            f"Unknown backbone {name!r}.",
-            received=given("backbone", name),
-            fix=f"Choose one of: {', '.join(list_backbones())} (the `backbones` listing describes them).",
-        )
+        refuse_unknown("backbone", name, list_backbones(), " (the `backbones` listing describes them)")
     return _REGISTRY[name]
 
 

@@ -116,7 +116,8 @@ class BackboneSpec:
     def build_embedder(self, taps: Sequence[tuple[str | None, str]], weights: str = "default",
                        image_size: int | None = None, preprocessing: str | None = None, seed: int = 0,
                        precision: str = "float32", batch_size: int = BATCH_SIZE) -> Any:
-        """A `featurekit.backbones.embedder.MultiEmbedder` over (layer, pooling) taps, one forward pass per batch."""
+        """A `featurekit.backbones.embedder.MultiEmbedder` over (layer, pooling) taps, one forward pass per batch, for
+        a checked request (`precision` resolved)."""
         from featurekit.backbones.embedder import multi_embedder_for_spec
 
         return multi_embedder_for_spec(self, list(taps), weights=weights, image_size=image_size,

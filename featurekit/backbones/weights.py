@@ -226,8 +226,7 @@ def display_path(path: Path) -> str:
 
 def offline_files(backbone: str) -> list[tuple[WeightsRecord, Path]]:
     """Local files (shipped, or beside the checkout) for this backbone that are present, genuine first."""
-    present = [(r, record_path(r)) for r in records_for(backbone) if r.location != "keras"]
-    present = [(r, path) for r, path in present if path.is_file()]
+    present = [(r, record_path(r)) for r in records_for(backbone) if r.location != "keras" and record_path(r).is_file()]
     return sorted(present, key=lambda item: not item[0].exact)
 
 

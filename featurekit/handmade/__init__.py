@@ -15,7 +15,8 @@ should decode at the images' own size and refuse (not resize) images of another 
 asks for an explicit image size. There is no preprocessing: the functions take uint8 RGB.
 
 Imports run one way: `features` -> `spec` (the registry entry: variants, request checks, building) ->
-`embedder` (the numpy taps, which know nothing of the spec), and `spam`, `spectrum` -> `_input`. The
+`embedder` (the numpy taps, which know nothing of the spec), and `spec`, `spam`, `spectrum` -> `_input` (the
+checks of an image batch and of parameter values against each feature's declared table). The
 computations themselves are in `featurekit.handmade.spam` and `featurekit.handmade.spectrum`.
 """
 

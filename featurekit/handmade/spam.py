@@ -33,12 +33,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from featurekit.errors import FeaturekitError, given
-from featurekit.handmade._input import require_uint8_rgb_batch
+from featurekit.handmade._input import check_parameters, require_uint8_rgb_batch
 
 SPAM_PLANES = ("R", "G", "B", "R-G", "B-G")
-SPAM_NORMALISATIONS = ("joint", "transition")
-SPAM_ORDERS = (1, 2)
+# The values each parameter takes: bin codes are int16, hence T <= 10; the paper uses T=3 for the second order
+# and T=4 for the first; "joint" is the authors' reference code, "transition" the paper.
+SPAM_PARAMETERS = {"threshold": range(1, 11), "order": (1, 2), "normalisation": ("joint", "transition")}
 # Images per bincount: bounds the temporary code arrays to a few tens of MB at 256 px.
 _IMAGES_PER_CHUNK = 8
 
@@ -49,20 +49,7 @@ def spam_feature_dim(threshold: int = 3, order: int = 2, normalisation: str = "j
     The dimension does not depend on the image size: SPAM is a histogram. Bad parameters are refused here,
     before any image is read (bin codes are int16, hence T <= 10).
     """
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, np.integer)) or not 1 <= threshold <= 10:
-        raise FeaturekitError(
-            "The SPAM truncation threshold must be an integer from 1 to 10 (the paper uses 3 for the second order, "
-            "4 for the first).",
-            received=given("threshold", threshold),
-            fix="Use threshold=3.",
-        )
-    if isinstance(order, bool) or order not in SPAM_ORDERS:
-        raise FeaturekitError("The SPAM Markov order must be 1 or 2.", received=given("order", order),
-                              fix="Use order=2 (686 features per plane at threshold 3) or order=1.")
-    if normalisation not in SPAM_NORMALISATIONS:
-        raise FeaturekitError(f"Unknown SPAM normalisation; valid: {', '.join(SPAM_NORMALISATIONS)}.",
-                              received=given("normalisation", normalisation),
-                              fix="Use 'joint' (the authors' reference code) or 'transition' (the paper).")
+    check_parameters("spam", SPAM_PARAMETERS, threshold=threshold, order=order, normalisation=normalisation)
     return len(SPAM_PLANES) * 2 * (2 * threshold + 1) ** (order + 1)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from featurekit.parameters import BATCH_SIZE, HANDMADE_POOLING
 from featurekit.errors import FeaturekitError, given
+from featurekit.handmade._input import check_parameters, value_text
 from featurekit.handmade.embedder import HANDMADE_PREPROCESSING, HandmadeEmbedder, HandmadeTap
 
 # The faces' own size: hand-made features default to it instead of a CNN's 224/299.
@@ -21,17 +22,6 @@ MAX_IMAGE_SIZE = 2048
 IDENTITY_POOLINGS = ("flatten", HANDMADE_POOLING)
 
 
-def _value_text(value: Any) -> str:
-    return ("true" if value else "false") if isinstance(value, bool) else str(value)
-
-
-def _parse_value(default: Any, text: str) -> Any:
-    """`text` as a value of the type of `default` (ValueError or KeyError when it is none)."""
-    if isinstance(default, bool):
-        return {"true": True, "false": False}[text.lower()]
-    return type(default)(text) if isinstance(default, (int, float)) else text
-
-
 @dataclass(frozen=True)
 class HandmadeSpec:
     """Everything featurekit knows about one hand-made feature.
@@ -41,6 +31,7 @@ class HandmadeSpec:
         function: `function(uint8_batch, **parameters) -> float32 (B, D)`.
         dim_function: `dim_function(image_size, **parameters) -> D`, without computing anything.
         parameters: The parameters `function` is called with (read-only).
+        domains: The values each parameter takes, by name (the feature's own table; every parameter has one).
         version: Version of the feature code; bump it whenever the same parameters would give
             different numbers, so caches made before the change are told apart.
         input_size: Native square input size in pixels (the data's own size, never resampled).
@@ -63,6 +54,7 @@ class HandmadeSpec:
     function: Callable[..., np.ndarray]
     dim_function: Callable[..., int]
     parameters: Mapping[str, Any] = field(default_factory=dict, hash=False)  # compared, not hashed (a mapping)
+    domains: Mapping[str, Sequence[Any]] = field(default_factory=dict, hash=False)
     version: str = "1"
     input_size: int = NATIVE_FACE_SIZE
     resamples: bool = False
@@ -83,17 +75,8 @@ class HandmadeSpec:
 
     def with_parameters(self, **overrides: Any) -> "HandmadeSpec":
         """The same feature with other parameters; unknown names and bad values are refused here."""
-        unknown = sorted(set(overrides) - set(self.parameters))
-        if unknown:
-            raise FeaturekitError(
-                f"Feature {self.name!r} has no parameter {', '.join(map(repr, unknown))}; "
-                f"its parameters are {', '.join(self.parameters)}.",
-                received=", ".join(given(name, overrides[name]) for name in unknown),
-                fix=f"Use one of: {', '.join(f'{k}={v!r}' for k, v in self.parameters.items())}.",
-            )
-        spec = replace(self, parameters={**self.parameters, **overrides})
-        spec.feature_dim()  # validates the values before anything is extracted
-        return spec
+        check_parameters(self.name, self.domains, **overrides)
+        return replace(self, parameters={**self.parameters, **overrides})
 
     def describe(self, image_size: int | None = None) -> dict[str, Any]:
         """Provenance to record in a cache: name, parameters, code version and dimension."""
@@ -109,7 +92,7 @@ class HandmadeSpec:
     def variant_text(self, only: Sequence[str] | None = None) -> str:
         """Parameters as `name=value` joined by "+", in declaration order (the recorded `layer`)."""
         names = [n for n in self.parameters if only is None or n in only]
-        return "+".join(f"{name}={_value_text(self.parameters[name])}" for name in names)
+        return "+".join(f"{name}={value_text(self.parameters[name])}" for name in names)
 
     def variant(self, text: str | None) -> "HandmadeSpec":
         """The feature with the parameters a `layer` text sets: None or "" for the defaults, else
@@ -120,26 +103,16 @@ class HandmadeSpec:
         """
         if text is None or not str(text).strip():
             return self
-        overrides: dict[str, Any] = {}
-        for pair in str(text).split("+"):
-            name, equals, value = pair.strip().partition("=")
-            if not equals or not name or not value:
-                raise FeaturekitError(
-                    f"A variant of hand-made feature {self.name!r} is name=value pairs joined by '+'.",
-                    received=given("layer", text),
-                    fix=f"Write e.g. `layer` {self.variant_text()} (its defaults), or leave "
-                    f"`layer` out for the defaults.")
-            if name not in self.parameters:
-                return self.with_parameters(**{name: value})  # refuses, naming the parameters there are
-            try:
-                overrides[name] = _parse_value(self.parameters[name], value)
-            except (KeyError, ValueError):
-                default = self.parameters[name]
-                raise FeaturekitError(
-                    f"Parameter {name!r} of {self.name} takes {type(default).__name__} values.",
-                    received=given("layer", text),
-                    fix=f"Write e.g. `layer` {name}={_value_text(default)}.") from None
-        return self.with_parameters(**overrides)
+        pairs = [pair.strip().partition("=") for pair in str(text).split("+")]
+        if not all(name and equals and value for name, equals, value in pairs):
+            raise FeaturekitError(
+                f"A variant of hand-made feature {self.name!r} is name=value pairs joined by '+'.",
+                received=given("layer", text),
+                fix=f"Write e.g. `layer` {self.variant_text()} (its defaults), or leave `layer` out for the defaults.")
+        # Each value text becomes the declared value spelled so; any other stays text, which the feature refuses.
+        parsed = {name: next((v for v in self.domains.get(name, ()) if value_text(v) == value), value)
+                  for name, _, value in pairs}
+        return self.with_parameters(**parsed)
 
     # --- the registry protocol (featurekit.backbones.registry.RegistryEntry) ---
 
@@ -185,8 +158,8 @@ class HandmadeSpec:
     def build_embedder(self, taps: Sequence[tuple[str | None, str]], weights: str | Sequence[str] = "default",
                        image_size: int | None = None, preprocessing: str | None = None, seed: int = 0,
                        precision: str = "float32", batch_size: int = BATCH_SIZE) -> HandmadeEmbedder:
-        """A HandmadeEmbedder over (variant, pooling) taps: `layer` texts are parameter variants; `seed` is unused."""
-        self.check_request(image_size, [pooling for _, pooling in taps], preprocessing, precision, weights)
+        """A HandmadeEmbedder over (variant, pooling) taps of a checked request: `layer` texts are parameter variants
+        (refused here when bad); `seed` is unused."""
         size = self._image_size(image_size)
         stored = size if image_size is None and not self.resamples else None
         return HandmadeEmbedder([HandmadeTap(self.variant(layer), size, batch_size) for layer, _ in taps],

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from featurekit.errors import FeaturekitError, given
-from featurekit.handmade._input import require_uint8_rgb_batch
+from featurekit.handmade._input import check_parameters, require_uint8_rgb_batch
 
-SPECTRUM_NORMALISATIONS = ("minmax", "none")
+# The values each parameter takes: "minmax" is the paper's profile scaled to [0, 1], "none" the log power.
+SPECTRUM_PARAMETERS = {"normalisation": ("minmax", "none"), "include_corners": (False, True)}
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _EPS = 1e-8
 _IMAGES_PER_CHUNK = 32
@@ -34,14 +34,7 @@ def spectrum_feature_dim(image_size: int | tuple[int, int], include_corners: boo
                          normalisation: str = "minmax") -> int:
     """Rings in the profile of an image of this size (an int means a square image); bad parameters are refused
     here, before any image is read."""
-    if normalisation not in SPECTRUM_NORMALISATIONS:
-        raise FeaturekitError(f"Unknown spectrum normalisation; valid: {', '.join(SPECTRUM_NORMALISATIONS)}.",
-                              received=given("normalisation", normalisation),
-                              fix="Use 'minmax' (the paper) or 'none'.")
-    if not isinstance(include_corners, (bool, np.bool_)):
-        raise FeaturekitError("include_corners must be True or False.",
-                              received=given("include_corners", include_corners),
-                              fix="Use include_corners=False (full rings only) or True.")
+    check_parameters("spectrum", SPECTRUM_PARAMETERS, normalisation=normalisation, include_corners=include_corners)
     height, width = (image_size, image_size) if np.isscalar(image_size) else image_size
     if include_corners:
         return int(np.floor(np.hypot(height // 2, width // 2))) + 1
