@@ -236,12 +236,10 @@ def _folders(directory: Path, scan: _Scan) -> list[Path]:
     found = []
     for entry in entries:
         kind, problem = _classify(entry)
-        if kind == "folder" and not is_utf8_name(entry.name):
-            scan.ignore(Path(entry.path), "folder name is not valid UTF-8 (rename the folder)")
-        elif kind == "folder":
+        if kind == "folder" and is_utf8_name(entry.name):
             found.append(Path(entry.path))
-        elif kind == "broken":  # files beside the class folders are not images of a class
-            scan.ignore(Path(entry.path), problem or "")
+        elif kind in ("folder", "broken"):  # files beside the class folders are not images of a class
+            scan.ignore(Path(entry.path), problem or "folder name is not valid UTF-8 (rename the folder)")
     return found
 
 
@@ -401,10 +399,9 @@ def decode_rgb(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS)
         raise ImageDecodeError("file name is not valid UTF-8 (rename the file)")
     try:
         info = os.stat(path)
-        if stat.S_ISDIR(info.st_mode):
-            raise IsADirectoryError(errno.EISDIR, "Is a directory")
         if not stat.S_ISREG(info.st_mode):
-            raise ImageDecodeError("not a regular file (a FIFO, socket or device): not read")
+            raise ImageDecodeError(_READ_PROBLEMS[IsADirectoryError] if stat.S_ISDIR(info.st_mode) else
+                                   "not a regular file (a FIFO, socket or device): not read")
         if info.st_size == 0:
             raise ImageDecodeError("empty file (0 bytes)")
         with open(path, "rb") as handle, Image.open(handle) as image:

@@ -261,8 +261,6 @@ def _scores(estimator: Any, embedders: list[tuple[Any, int]], paths: list[str], 
     from featurekit.pipeline import image_batches
     from featurekit.probes import fake_scores
 
-    if not paths:
-        return
     for embedder, _ in embedders:
         embedder.batch_size = batch_size
     # One decode per distinct input size; the streams slice the files identically, batch by batch.
