@@ -29,6 +29,7 @@ import hashlib
 import os
 import re
 import stat
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,10 +83,8 @@ class ImageFolder:
         return hashlib.sha256(lines.encode()).hexdigest()
 
     def split_counts(self) -> dict[str, dict[str, int]]:
-        counts = {split: {name: 0 for name in self.class_names} for split in SPLITS}
-        for s in self.samples:
-            counts[s.split][self.class_names[s.label]] += 1
-        return counts
+        found = Counter((s.split, s.label) for s in self.samples)
+        return {split: {name: found[split, label] for label, name in enumerate(self.class_names)} for split in SPLITS}
 
 
 def hash_split(relative_path: str, fractions: tuple[float, float, float] = DEFAULT_SPLIT_FRACTIONS) -> str:
