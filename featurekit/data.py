@@ -113,10 +113,9 @@ def order_class_names(names: list[str]) -> tuple[str, ...]:
     any other pair is in case-insensitive alphabetical order, so the second is positive.
     """
     ordered = sorted(names, key=lambda name: (name.casefold(), name))
-    if len(ordered) == 2:
-        folded = [name.casefold() for name in ordered]
-        if folded[0] == "fake" or folded[1] == "real":  # generated images are what a forensic tool detects
-            ordered.reverse()
+    # generated images are what a forensic tool detects
+    if len(ordered) == 2 and (ordered[0].casefold() == "fake" or ordered[1].casefold() == "real"):
+        ordered.reverse()
     return tuple(ordered)
 
 
