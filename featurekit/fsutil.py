@@ -329,10 +329,9 @@ def discard_stale_temporaries(path: str | Path, tags: tuple[str, ...] = ("tmp",)
     """
     path = Path(path)
     removed: list[Path] = []
-    try:
+    entries: list[os.DirEntry] = []
+    with suppress(OSError):  # a folder that cannot be listed holds nothing we can remove
         entries = list(os.scandir(path.parent))
-    except OSError:
-        return removed
     for entry in entries:
         found = _TEMPORARY_NAME.match(entry.name)
         if not found or found["name"] != path.name or found["tag"] not in tags:
