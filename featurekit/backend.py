@@ -18,7 +18,7 @@ import importlib
 import random
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import lru_cache
 
 import numpy as np
@@ -64,15 +64,13 @@ def tensorflow_kept_out() -> Iterator[None]:
     """
     import keras
 
-    if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules:
-        yield
-        return
-    try:
-        from keras.src.utils import module_utils
+    lazy_tensorflow = None
+    if keras.backend.backend() != "tensorflow" and "tensorflow" not in sys.modules:
+        with suppress(ImportError, AttributeError):  # a Keras laid out otherwise: accept the import
+            from keras.src.utils import module_utils
 
-        lazy_tensorflow = module_utils.tensorflow
-        known = lazy_tensorflow._available
-    except (ImportError, AttributeError):  # a Keras laid out otherwise: accept the import
+            known, lazy_tensorflow = module_utils.tensorflow._available, module_utils.tensorflow
+    if lazy_tensorflow is None:
         yield
         return
     lazy_tensorflow._available = False

@@ -43,13 +43,8 @@ class _QuietImport(importlib.abc.MetaPathFinder):
         spec = importlib.util.find_spec(name)
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
-        exec_module = spec.loader.exec_module
-
-        def exec_quietly(module) -> None:
-            with stderr_without_backend_noise():
-                exec_module(module)
-
-        spec.loader.exec_module = exec_quietly  # this module's loader only
+        # this module's loader only; a @contextmanager also decorates, entering a fresh block per call
+        spec.loader.exec_module = stderr_without_backend_noise()(spec.loader.exec_module)
         return spec
 
 

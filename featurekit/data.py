@@ -29,6 +29,7 @@ import hashlib
 import os
 import re
 import stat
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,10 +83,8 @@ class ImageFolder:
         return hashlib.sha256(lines.encode()).hexdigest()
 
     def split_counts(self) -> dict[str, dict[str, int]]:
-        counts = {split: {name: 0 for name in self.class_names} for split in SPLITS}
-        for s in self.samples:
-            counts[s.split][self.class_names[s.label]] += 1
-        return counts
+        found = Counter((s.split, s.label) for s in self.samples)
+        return {split: {name: found[split, label] for label, name in enumerate(self.class_names)} for split in SPLITS}
 
 
 def hash_split(relative_path: str, fractions: tuple[float, float, float] = DEFAULT_SPLIT_FRACTIONS) -> str:
@@ -114,10 +113,9 @@ def order_class_names(names: list[str]) -> tuple[str, ...]:
     any other pair is in case-insensitive alphabetical order, so the second is positive.
     """
     ordered = sorted(names, key=lambda name: (name.casefold(), name))
-    if len(ordered) == 2:
-        folded = [name.casefold() for name in ordered]
-        if folded[0] == "fake" or folded[1] == "real":  # generated images are what a forensic tool detects
-            ordered.reverse()
+    # generated images are what a forensic tool detects
+    if len(ordered) == 2 and (ordered[0].casefold() == "fake" or ordered[1].casefold() == "real"):
+        ordered.reverse()
     return tuple(ordered)
 
 
@@ -183,8 +181,8 @@ class _Scan:
     def files(self, directory: Path) -> Iterator[Path]:
         """Regular files below `directory` in sorted order, through symbolic links to files and folders
         wherever they point (reading through a link is harmless); whatever is not taken goes to `ignored`."""
-        for entry, kind, problem in _classified(self.enter(directory) or []):
-            path = Path(entry.path)
+        for entry in self.enter(directory) or []:
+            path, (kind, problem) = Path(entry.path), _classify(entry)
             if not is_utf8_name(entry.name):
                 kind = "folder" if entry.is_dir(follow_symlinks=False) else "file"
                 self.ignore(path, f"{kind} name is not valid UTF-8 (rename the {kind})")
@@ -197,44 +195,32 @@ class _Scan:
 
 
 def _sorted_entries(directory: Path) -> list[os.DirEntry]:
-    return sorted(os.scandir(directory), key=lambda entry: os.fsencode(entry.name))
-
-
-def _classified(entries: list[os.DirEntry]) -> Iterator[tuple[os.DirEntry, str, str | None]]:
-    """(entry, kind, why it is not taken) of every entry not hidden (a dot name), as `_classify` says; an entry
-    that cannot even be inspected is "broken", with the reason the decoder would give."""
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue
-        try:
-            kind, problem = _classify(entry)
-        except OSError as error:
-            kind, problem = "broken", read_problem(error)
-        yield entry, kind, problem
+    """The entries of a folder that are not hidden (a dot name), sorted by the bytes of their names."""
+    return sorted((entry for entry in os.scandir(directory) if not entry.name.startswith(".")),
+                  key=lambda entry: os.fsencode(entry.name))
 
 
 def _classify(entry: os.DirEntry) -> tuple[str, str | None]:
     """What an entry is, following a symbolic link ("file", "folder", "broken", "other"), and why it is not
-    taken (None for a regular file or a folder, wherever a link to it points)."""
-    if not entry.is_symlink():
-        if entry.is_dir(follow_symlinks=False):
-            return "folder", None
-        if entry.is_file(follow_symlinks=False):
-            return "file", None
-        return "other", "not a regular file (a FIFO, socket or device): not read"
+    taken (None for a regular file or a folder, wherever a link to it points); an entry that cannot even be
+    inspected is "broken", with the reason the decoder would give."""
+    link = False
     try:
-        target = os.stat(entry.path)
-    except FileNotFoundError:
-        return "broken", f"dangling symbolic link (to {printable_path(os.readlink(entry.path))})"
+        link = entry.is_symlink()
+        mode = os.stat(entry.path).st_mode if link else entry.stat(follow_symlinks=False).st_mode
     except OSError as error:
-        if error.errno == errno.ELOOP:
-            return "broken", "symbolic link loop"
-        return "broken", f"symbolic link that cannot be followed ({error.strerror or error})"
-    if stat.S_ISDIR(target.st_mode):
+        if not link:
+            return "broken", read_problem(error)
+        if isinstance(error, FileNotFoundError):
+            return "broken", f"dangling symbolic link (to {printable_path(os.readlink(entry.path))})"
+        return "broken", "symbolic link loop" if error.errno == errno.ELOOP else \
+            f"symbolic link that cannot be followed ({error.strerror or error})"
+    if stat.S_ISDIR(mode):
         return "folder", None
-    if not stat.S_ISREG(target.st_mode):
-        return "other", "symbolic link to something that is not a regular file (a FIFO, socket or device): not read"
-    return "file", None
+    if stat.S_ISREG(mode):
+        return "file", None
+    kind = "symbolic link to something that is not a regular file" if link else "not a regular file"
+    return "other", f"{kind} (a FIFO, socket or device): not read"
 
 
 def _folders(directory: Path, scan: _Scan) -> list[Path]:
@@ -246,13 +232,12 @@ def _folders(directory: Path, scan: _Scan) -> list[Path]:
                               received=given("data", printable_path(directory)),
                               fix="Make the folder readable for this user.") from None
     found = []
-    for entry, kind, problem in _classified(entries):
-        if kind == "folder" and not is_utf8_name(entry.name):
-            scan.ignore(Path(entry.path), "folder name is not valid UTF-8 (rename the folder)")
-        elif kind == "folder":
+    for entry in entries:
+        kind, problem = _classify(entry)
+        if kind == "folder" and is_utf8_name(entry.name):
             found.append(Path(entry.path))
-        elif kind == "broken":  # files beside the class folders are not images of a class
-            scan.ignore(Path(entry.path), problem or "")
+        elif kind in ("folder", "broken"):  # files beside the class folders are not images of a class
+            scan.ignore(Path(entry.path), problem or "folder name is not valid UTF-8 (rename the folder)")
     return found
 
 
@@ -412,10 +397,9 @@ def decode_rgb(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS)
         raise ImageDecodeError("file name is not valid UTF-8 (rename the file)")
     try:
         info = os.stat(path)
-        if stat.S_ISDIR(info.st_mode):
-            raise IsADirectoryError(errno.EISDIR, "Is a directory")
         if not stat.S_ISREG(info.st_mode):
-            raise ImageDecodeError("not a regular file (a FIFO, socket or device): not read")
+            raise ImageDecodeError(_READ_PROBLEMS[IsADirectoryError] if stat.S_ISDIR(info.st_mode) else
+                                   "not a regular file (a FIFO, socket or device): not read")
         if info.st_size == 0:
             raise ImageDecodeError("empty file (0 bytes)")
         with open(path, "rb") as handle, Image.open(handle) as image:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import io
 import json
 import os
 import re
@@ -98,7 +99,7 @@ def open_new_file(path: str | Path, readable: bool = False) -> int:
     return os.open(path, access | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
 
 
-class NewFileSink:
+class NewFileSink(io.RawIOBase):
     """A file object over a new file (O_EXCL, O_NOFOLLOW) that remembers the first write error instead of raising it.
 
     For libraries that write through a Python file object and cannot survive a failed write: HDF5 whose write
@@ -106,7 +107,10 @@ class NewFileSink:
     exit (exit code 139). Through this sink the first OSError is recorded (`failure`) and every later write
     "succeeds" without touching the disk, so the library always closes cleanly; the caller then calls
     `raise_failure()` and discards the file. Reads of what was never written return zeros, as a sparse file would.
+    `io.RawIOBase` gives `read`, `tell` and `flush` on top of the methods below.
     """
+
+    _fd = -1  # until the file is open
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -133,17 +137,9 @@ class NewFileSink:
         self._position += len(view)
         return len(view)
 
-    def read(self, size: int) -> bytes:  # h5py reads through `readinto`, but takes only objects with a `read`
-        buffer = bytearray(size)
-        self.readinto(buffer)
-        return bytes(buffer)
-
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         base = {os.SEEK_SET: 0, os.SEEK_CUR: self._position, os.SEEK_END: os.fstat(self._fd).st_size}[whence]
         self._position = base + offset
-        return self._position
-
-    def tell(self) -> int:
         return self._position
 
     def truncate(self, size: int | None = None) -> int:
@@ -155,13 +151,11 @@ class NewFileSink:
                 self.failure = error
         return size
 
-    def flush(self) -> None:
-        pass
-
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        super().close()
 
     def raise_failure(self) -> None:
         """Raise the first write error, if there was one."""
@@ -170,7 +164,7 @@ class NewFileSink:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes, ours: Callable[[Path], bool] | None = None) -> Path:
-    """Write `data` to `path` atomically: temporary sibling (O_EXCL), fsync, rename, fsync the folder.
+    """Write `data` to `path` atomically: temporary sibling (O_EXCL), then `commit_file`.
 
     What is at `path` is replaced only when `ours` recognises it (default `is_regular_file`: the file
     or link the caller named; see `refuse_unless_ours`): a folder or a device there is refused, and a
@@ -183,33 +177,24 @@ def atomic_write_bytes(path: str | Path, data: bytes, ours: Callable[[Path], boo
     discard_stale_temporaries(path)
     temporary = temporary_sibling(path)
     try:
-        fd = open_new_file(temporary)
+        handle = os.fdopen(open_new_file(temporary), "wb")  # a name in the way is not ours: left alone
     except OSError as error:
         raise storage_error(error, f"write {path.name}", path) from None
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        return commit_file(temporary, path, ours)
     except BaseException as error:
         temporary.unlink(missing_ok=True)
         if isinstance(error, OSError):
             raise storage_error(error, f"write {path.name}", path) from None
         raise
-    fsync_dir(path.parent)
-    return path
-
-
-def atomic_write_text(path: str | Path, text: str, ours: Callable[[Path], bool] | None = None) -> Path:
-    """`atomic_write_bytes` of UTF-8 text."""
-    return atomic_write_bytes(path, text.encode("utf-8"), ours)
 
 
 def atomic_write_json(path: str | Path, payload: Any, ours: Callable[[Path], bool] | None = None) -> Path:
-    """`atomic_write_text` of indented JSON (NumPy scalars and paths become plain values)."""
+    """`atomic_write_bytes` of indented JSON in UTF-8 (NumPy scalars and paths become plain values)."""
     text = json.dumps(payload, indent=2, default=lambda value: value.item() if hasattr(value, "item") else str(value))
-    return atomic_write_text(path, text + "\n", ours)
+    return atomic_write_bytes(path, (text + "\n").encode("utf-8"), ours)
 
 
 def commit_file(temporary: str | Path, path: str | Path, ours: Callable[[Path], bool] | None = None) -> Path:
@@ -270,10 +255,10 @@ def check_output_file(path: str | Path, ours: Callable[[Path], bool] | None = No
     path = Path(path)
     refuse_unless_ours(path, ours or is_regular_file)
     existing = next(folder for folder in path.parents if os.path.lexists(folder))  # "." or "/" at last
-    if not existing.is_dir():
-        raise storage_error(OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)), f"write {path.name}", path)
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise storage_error(PermissionError(errno.EACCES, os.strerror(errno.EACCES)), f"write {path.name}", path)
+    writable = os.access(existing, os.W_OK | os.X_OK)
+    number = errno.ENOTDIR if not existing.is_dir() else None if writable else errno.EACCES
+    if number:
+        raise storage_error(OSError(number, os.strerror(number)), f"write {path.name}", path)
     return path
 
 
@@ -344,10 +329,9 @@ def discard_stale_temporaries(path: str | Path, tags: tuple[str, ...] = ("tmp",)
     """
     path = Path(path)
     removed: list[Path] = []
-    try:
+    entries: list[os.DirEntry] = []
+    with suppress(OSError):  # a folder that cannot be listed holds nothing we can remove
         entries = list(os.scandir(path.parent))
-    except OSError:
-        return removed
     for entry in entries:
         found = _TEMPORARY_NAME.match(entry.name)
         if not found or found["name"] != path.name or found["tag"] not in tags:

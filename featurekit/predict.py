@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from featurekit.cache import IDENTITY_KEYS, cache_fingerprint, normalise_attr, open_cache
 from featurekit.data import IMAGE_SUFFIXES, printable_path, read_problem
 from featurekit.errors import FeaturekitError, WeightsUnavailableError
 from featurekit.evaluation.fitting import load_fitted
@@ -88,13 +89,6 @@ DESCRIBED_KEYS = {"backbone": None, "weights_label": None, "weights_sha256": Non
                   "image_size": None, "preprocessing": None, "precision": "float32", "feature_dim": None}
 
 
-def _plain(value: Any) -> Any:
-    """JSON and HDF5 spellings of one value made comparable (NumPy scalars, None vs "")."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    return "" if value is None else value
-
-
 def _refuse_field(model_dir: str | Path, field: str, recorded: Any, actual: Any, where: str) -> FeaturekitError:
     return FeaturekitError(
         f"The model's fitted.json says {field} is {recorded!r}, but {where} says {actual!r}: the model would "
@@ -112,8 +106,6 @@ def check_fitted_record(model_dir: str | Path, meta: dict[str, Any], estimator: 
         meta: Its parsed fitted.json.
         estimator: The estimator loaded from it.
     """
-    from featurekit.cache import IDENTITY_KEYS, cache_fingerprint, open_cache
-
     embedding = meta.get("embedding") or {}
     n_features = getattr(estimator, "n_features_in_", None)
     if n_features is not None and embedding.get("feature_dim") not in (None, "") and \
@@ -127,7 +119,7 @@ def check_fitted_record(model_dir: str | Path, meta: dict[str, Any], estimator: 
         in_cache = [(key, value, attrs[key]) for key, value in embedding.items() if key in attrs]
         for field, recorded, actual in [("cache_fingerprint", meta.get("cache_fingerprint"), fingerprint),
                                         ("class_names", meta.get("class_names", class_names), class_names), *in_cache]:
-            if _plain(recorded) != _plain(actual):
+            if normalise_attr(recorded) != normalise_attr(actual):
                 raise _refuse_field(model_dir, field, recorded, actual, f"its cache {cache_path}")
         return
     # The cache is not here: the record must still give the fingerprint of the cache the model was fitted on.
@@ -147,7 +139,7 @@ def check_embedder_matches(model_dir: str | Path, embedding: dict[str, Any], des
     """Refuse when the embedder rebuilt from the record does not describe the embeddings the record names."""
     for key, default in DESCRIBED_KEYS.items():
         recorded = default if embedding.get(key) is None else embedding[key]
-        if recorded is not None and _plain(recorded) != _plain(described.get(key)):
+        if recorded is not None and normalise_attr(recorded) != normalise_attr(described.get(key)):
             raise _refuse_field(model_dir, key, recorded, described.get(key), "the embedder rebuilt from it")
 
 
@@ -167,12 +159,12 @@ def embedder_for(embedding: dict[str, Any]):
     if weights not in ("none", "imagenet", "default") and expected_sha and not Path(weights).exists():
         record = record_for_sha256(expected_sha)
         weights = str(record_path(record)) if record is not None and record_path(record).is_file() else weights
-    if weights not in ("none", "imagenet") and Path(weights).exists() and expected_sha:
-        if file_sha256(weights) != expected_sha:
-            raise FeaturekitError(
-                "The weights file has changed since the model's cache was extracted.",
-                received=f"{weights} (sha256 differs from {expected_sha[:12]}...)",
-                fix="Restore the original file, or re-extract the cache and refit the model.")
+    if weights not in ("none", "imagenet") and expected_sha and Path(weights).exists() and \
+            file_sha256(weights) != expected_sha:
+        raise FeaturekitError(
+            "The weights file has changed since the model's cache was extracted.",
+            received=f"{weights} (sha256 differs from {expected_sha[:12]}...)",
+            fix="Restore the original file, or re-extract the cache and refit the model.")
     try:
         embedder = spec.rebuild_embedder(embedding, weights=weights)
     except (WeightsUnavailableError, FileNotFoundError) as error:
@@ -269,8 +261,6 @@ def _scores(estimator: Any, embedders: list[tuple[Any, int]], paths: list[str], 
     from featurekit.pipeline import image_batches
     from featurekit.probes import fake_scores
 
-    if not paths:
-        return
     for embedder, _ in embedders:
         embedder.batch_size = batch_size
     # One decode per distinct input size; the streams slice the files identically, batch by batch.

@@ -66,9 +66,7 @@ def _jpeg(image: Any, quality: float) -> Any:
 
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=int(quality))
-    buffer.seek(0)
-    with Image.open(buffer) as degraded:
-        degraded.load()
+    with Image.open(buffer) as degraded:  # Image.open reads from the start; convert decodes it all
         return degraded.convert("RGB")
 
 
@@ -158,11 +156,6 @@ class View:
         """The name as a file-name part: `jpeg50-blur1`, `jpeg30to100-s0`, `blur0.5`."""
         return "-".join(step.text("", "to") for step in self.steps) + (f"-s{self.seed}" if self.is_random else "")
 
-    def rng_for(self, key: str) -> np.random.Generator:
-        """The generator of one image: a function of this view (with its seed) and the image's key only."""
-        digest = hashlib.sha256(f"{self.name}\0{key}".encode("utf-8", "surrogateescape")).digest()
-        return np.random.default_rng(int.from_bytes(digest[:8], "big"))
-
     def apply(self, image: Any, key: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Any:
         """The degraded copy of an RGB Pillow image; `key` (its relative path) seeds the draws.
 
@@ -170,7 +163,9 @@ class View:
             ImageDecodeError: a resize step would make the image larger than `max_pixels` (the file is then
                 skipped with that reason, like a file too large to decode).
         """
-        rng = self.rng_for(key)
+        # The image's own generator: a function of this view (with its seed) and the image's key only.
+        digest = hashlib.sha256(f"{self.name}\0{key}".encode("utf-8", "surrogateescape")).digest()
+        rng = np.random.default_rng(int.from_bytes(digest[:8], "big"))
         for step in self.steps:
             value = step.value(rng)
             entry = DEGRADATIONS[step.kind]

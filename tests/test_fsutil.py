@@ -7,7 +7,7 @@ import os
 import pytest
 
 from featurekit.errors import FeaturekitError
-from featurekit.fsutil import atomic_write_text, exclusive_lock, replace_directory
+from featurekit.fsutil import atomic_write_bytes, exclusive_lock, replace_directory
 
 
 def _lock(path):
@@ -40,7 +40,7 @@ def test_atomic_write_replaces_a_symlink_instead_of_writing_through_it(tmp_path)
     victim.write_text("precious")
     target = tmp_path / "out.json"
     target.symlink_to(victim)
-    atomic_write_text(target, "new")
+    atomic_write_bytes(target, b"new")
     assert victim.read_text() == "precious"
     assert not target.is_symlink() and target.read_text() == "new"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -13,7 +13,7 @@ import pytest
 from conftest import REPO, quiet, separable_cache
 from featurekit.errors import FeaturekitError
 from featurekit.evaluation.fitting import fit_probe, is_fitted_folder, load_fitted
-from featurekit.fsutil import atomic_write_text, discard_stale_temporaries, replace_directory
+from featurekit.fsutil import atomic_write_bytes, discard_stale_temporaries, replace_directory
 
 
 def _tree(root: Path) -> dict[str, str]:
@@ -83,11 +83,11 @@ def test_atomic_writes_refuse_a_folder_a_fifo_or_a_file_the_marker_rejects(tmp_p
     victim.write_text("precious")
     for target, kind in ((tmp_path / "folder", "existing folder"), (tmp_path / "pipe.md", "special file")):
         with pytest.raises(FeaturekitError, match=kind):
-            atomic_write_text(target, "new")
+            atomic_write_bytes(target, b"new")
     with pytest.raises(FeaturekitError, match="did not write"):
-        atomic_write_text(victim, "new", ours=lambda path: path.read_text().startswith("# featurekit"))
+        atomic_write_bytes(victim, b"new", ours=lambda path: path.read_text().startswith("# featurekit"))
     assert victim.read_text() == "precious" and (tmp_path / "folder" / "inside.txt").read_text() == "x"
-    atomic_write_text(victim, "new")  # the default: a regular file the caller named is replaced
+    atomic_write_bytes(victim, b"new")  # the default: a regular file the caller named is replaced
     assert victim.read_text() == "new"
 
 
@@ -100,14 +100,14 @@ def test_atomic_write_errors_name_the_condition(tmp_path: Path, monkeypatch, num
 
     monkeypatch.setattr(fsutil.os, "fsync", failing_fsync)
     with pytest.raises(FeaturekitError, match="Could not write out.json"):
-        atomic_write_text(tmp_path / "out.json", "{}")
+        atomic_write_bytes(tmp_path / "out.json", b"{}")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_write_under_a_file_is_a_clear_error(tmp_path: Path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(FeaturekitError, match="a part of the path is a file"):
-        atomic_write_text(tmp_path / "file" / "out.md", "text")
+        atomic_write_bytes(tmp_path / "file" / "out.md", b"text")
 
 
 def _dead_pid() -> int:
@@ -168,7 +168,7 @@ def test_an_atomic_write_removes_the_temporary_a_killed_writer_left(tmp_path: Pa
     stale.write_text("half")
     live = tmp_path / f".out.json.tmp-{os.getpid()}-cafe4567"
     live.write_text("being written")
-    atomic_write_text(tmp_path / "out.json", "{}")
+    atomic_write_bytes(tmp_path / "out.json", b"{}")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out.json", live.name])
 
 
