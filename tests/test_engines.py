@@ -78,10 +78,6 @@ def test_ray_engine_without_ray_names_the_extra(monkeypatch, image_folder: Path,
     with pytest.raises(FeaturekitError, match=r"pip install 'featurekit\[ray\]'"):
         _extract(image_folder, tmp_path / "c.h5", engine="ray")
     assert not (tmp_path / "c.h5.partial").exists()
-    from featurekit.engines.ray_engine import import_ray
-
-    with pytest.raises(FeaturekitError, match=r"featurekit\[ray\]"):
-        import_ray()
 
 
 def test_cli_engine_ray_without_ray_exits_2_with_the_extra(monkeypatch, image_folder: Path, tmp_path: Path):

@@ -45,8 +45,6 @@ from featurekit.engines.job import Advance, BatchSink, Engine, ExtractionJob
 from featurekit.engines.ray_worker import BATCH_ATTEMPTS, BatchWorker
 from featurekit.errors import FeaturekitError, given
 
-RAY_EXTRA = "pip install 'featurekit[ray]'"
-
 # CPUs kept free of actors: Ray Data needs one to schedule and feed the actors (ray-project/ray#44687).
 RESERVED_CPUS = 1
 # Environment the driver passes on to every worker (its Keras backend is added explicitly).
@@ -87,7 +85,7 @@ def plan_workers(requested: int | None, cpus_per_worker: float, gpus_per_worker:
         FeaturekitError: the actors would hold every CPU (the run would hang, ray-project/ray#44687), more GPUs
             than the cluster has are asked for, or no node is large enough for one actor.
     """
-    fix_workers = f"`ray_workers` / `cpus_per_worker` / `gpus_per_worker`"
+    fix_workers = "`ray_workers` / `cpus_per_worker` / `gpus_per_worker`"
     received = (f"{given('ray_workers', requested)}, {given('cpus_per_worker', _number(cpus_per_worker))}, "
                 f"{given('gpus_per_worker', _number(gpus_per_worker))} on a cluster of {cluster.nodes} node(s) with "
                 f"{_number(cluster.cpus)} CPUs and {_number(cluster.gpus)} GPUs")
@@ -98,48 +96,43 @@ def plan_workers(requested: int | None, cpus_per_worker: float, gpus_per_worker:
             "node of the cluster has that many (the run would wait forever for them).", received=received,
             fix=f"Use at most {_number(most_cpus - RESERVED_CPUS)} `cpus_per_worker` and {_number(most_gpus)} "
                 f"`gpus_per_worker` (0 on a CPU cluster).")
+
+    def fits(have: float, need: float) -> float:  # actors of `need` that `have` holds
+        return math.floor(have / need + _EPSILON) if need > 0 else math.inf
+
     spare_cpus = cluster.cpus - RESERVED_CPUS
-    by_cpus = math.floor(spare_cpus / cpus_per_worker + _EPSILON) if spare_cpus > 0 else 0
-    by_nodes = sum(_fits(cpus, gpus, cpus_per_worker, gpus_per_worker)
+    by_cpus = max(fits(spare_cpus, cpus_per_worker), 0)
+    # Counted node by node, which also bounds the GPUs: no actor spans two nodes.
+    by_nodes = sum(min(fits(cpus, cpus_per_worker), fits(gpus, gpus_per_worker))
                    for cpus, gpus in zip(cluster.node_cpus, cluster.node_gpus))
-    by_gpus = math.floor(cluster.gpus / gpus_per_worker + _EPSILON) if gpus_per_worker > 0 else by_nodes
-    most = min(by_cpus, by_nodes, by_gpus)
     if requested is None:
-        if most < 1:
+        if min(by_cpus, by_nodes) < 1:
             raise FeaturekitError(
                 f"The cluster has no room for one Ray worker of {_number(cpus_per_worker)} CPUs once one CPU is kept "
                 "free for Ray Data to feed it (ray-project/ray#44687).", received=received,
                 fix=f"Use fewer CPUs per worker (e.g. {given('cpus_per_worker', 0.5)}), a larger cluster, or "
                     f"`engine` local.")
-        return most
+        return min(by_cpus, by_nodes)
     if requested * cpus_per_worker > spare_cpus + _EPSILON:
         raise FeaturekitError(
             f"{requested} Ray workers x {_number(cpus_per_worker)} CPUs would hold "
             f"{_number(requested * cpus_per_worker)} of the cluster's {_number(cluster.cpus)} CPUs, leaving less than "
             f"{RESERVED_CPUS} for Ray Data to feed them: the run would wait forever (ray-project/ray#44687).",
             received=received,
-            fix=f"Use at most {max(by_cpus, 0)} workers of {_number(cpus_per_worker)} CPUs, or fewer CPUs per worker "
+            fix=f"Use at most {by_cpus} workers of {_number(cpus_per_worker)} CPUs, or fewer CPUs per worker "
                 f"(e.g. {given('ray_workers', requested)} with "
                 f"{given('cpus_per_worker', _number(_fraction(spare_cpus, requested)))}) ({fix_workers}).")
     if requested * gpus_per_worker > cluster.gpus + _EPSILON:
         raise FeaturekitError(
             f"{requested} Ray workers x {_number(gpus_per_worker)} GPUs need {_number(requested * gpus_per_worker)} "
             f"GPUs, but the cluster has {_number(cluster.gpus)}.", received=received,
-            fix=f"Use at most {by_gpus} workers, or fewer GPUs per worker ({fix_workers}).")
+            fix=f"Use at most {fits(cluster.gpus, gpus_per_worker)} workers, or fewer GPUs per worker ({fix_workers}).")
     if requested > by_nodes:
         raise FeaturekitError(
             f"The cluster's nodes hold at most {by_nodes} Ray workers of {_number(cpus_per_worker)} CPUs and "
             f"{_number(gpus_per_worker)} GPUs each, not {requested}.", received=received,
             fix=f"Use at most {by_nodes} workers, or smaller ones ({fix_workers}).")
     return requested
-
-
-def _fits(cpus: float, gpus: float, cpus_per_worker: float, gpus_per_worker: float) -> int:
-    """Actors of this size one node holds."""
-    count = math.floor(cpus / cpus_per_worker + _EPSILON)
-    if gpus_per_worker > 0:
-        count = min(count, math.floor(gpus / gpus_per_worker + _EPSILON))
-    return max(count, 0)
 
 
 def _fraction(cpus: float, workers: int) -> float:
@@ -150,22 +143,6 @@ def _fraction(cpus: float, workers: int) -> float:
 def _number(value: float) -> float | int:
     """1.0 -> 1 (for messages and records), 0.5 stays 0.5."""
     return int(value) if float(value).is_integer() else float(value)
-
-
-def _ray_missing(detail: str = "") -> FeaturekitError:
-    return FeaturekitError(f"The ray engine needs Ray Data, which is not installed{detail}.",
-                           received=given("engine", "ray"),
-                           fix=f"Install the extra: {RAY_EXTRA} (or use {given('engine', 'local')}).")
-
-
-def import_ray():
-    """The `ray` module with Ray Data, or a FeaturekitError naming the extra to install."""
-    try:
-        import ray
-        import ray.data  # noqa: F401  (Ray Core alone is not enough)
-    except ImportError as error:
-        raise _ray_missing(f" ({error})") from None
-    return ray
 
 
 class RayEngine(Engine):
@@ -198,10 +175,14 @@ class RayEngine(Engine):
     @classmethod
     def check_available(cls) -> None:
         if importlib.util.find_spec("ray") is None or importlib.util.find_spec("ray.data") is None:
-            raise _ray_missing()
+            raise FeaturekitError("The ray engine needs Ray Data, which is not installed.",
+                                  received=given("engine", "ray"), fix="Install the extra: pip install "
+                                  f"'featurekit[ray]' (or use {given('engine', 'local')}).")
 
     def __enter__(self) -> "RayEngine":
-        ray, settings = import_ray(), self.settings
+        import ray
+
+        settings = self.settings
         if not ray.is_initialized():
             if settings.ray_address:
                 check_reachable(settings.ray_address, settings.ray_timeout)

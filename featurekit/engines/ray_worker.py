@@ -98,12 +98,13 @@ class BatchWorker:
 
 
 def _description_mismatch(worker: list[dict[str, Any]], driver: list[dict[str, Any]]) -> str:
-    """Why the worker's embedder is not the driver's ("" when it is): the same keys, weights path aside."""
+    """Why the worker's embedder is not the driver's ("" when it is): the same keys, weights path aside (the same
+    file may be spelled differently; its sha256 is compared)."""
     for own, wanted in zip(worker, driver):
-        for key in sorted(set(own) | set(wanted)):
-            if key == "weights":  # the same file may be spelled differently; its sha256 is compared
-                continue
-            if json.dumps(own.get(key), default=str) != json.dumps(wanted.get(key), default=str):
-                return (f"the worker's embedder differs from the driver's: {key} is {own.get(key)!r} there but "
-                        f"{wanted.get(key)!r} here")
+        differing = sorted(key for key in (set(own) | set(wanted)) - {"weights"}
+                           if json.dumps(own.get(key), default=str) != json.dumps(wanted.get(key), default=str))
+        if differing:
+            key = differing[0]
+            return (f"the worker's embedder differs from the driver's: {key} is {own.get(key)!r} there but "
+                    f"{wanted.get(key)!r} here")
     return ""
