@@ -34,7 +34,7 @@ import os
 import socket
 import warnings
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -52,44 +52,26 @@ FORWARDED_VARIABLES = ("TF_CPP_MIN_LOG_LEVEL", "KERAS_HOME")
 _EPSILON = 1e-9
 
 
-@dataclass(frozen=True)
-class ClusterShape:
-    """The resources of a Ray cluster's live nodes: CPUs and GPUs per node."""
-
-    node_cpus: tuple[float, ...]
-    node_gpus: tuple[float, ...]
-
-    @property
-    def nodes(self) -> int:
-        return len(self.node_cpus)
-
-    @property
-    def cpus(self) -> float:
-        return float(sum(self.node_cpus))
-
-    @property
-    def gpus(self) -> float:
-        return float(sum(self.node_gpus))
-
-
-def plan_workers(requested: int | None, cpus_per_worker: float, gpus_per_worker: float, cluster: ClusterShape) -> int:
+def plan_workers(requested: int | None, cpus_per_worker: float, gpus_per_worker: float,
+                 node_cpus: tuple[float, ...], node_gpus: tuple[float, ...]) -> int:
     """How many actors to start; refuses, before anything launches, a request that could never run.
 
     Args:
         requested: Actors asked for; None for as many as the cluster holds (one CPU kept free).
         cpus_per_worker: CPUs each actor reserves (> 0).
         gpus_per_worker: GPUs each actor reserves (>= 0).
-        cluster: The cluster's nodes.
+        node_cpus, node_gpus: The CPUs and GPUs of each live node of the cluster.
 
     Raises:
         FeaturekitError: the actors would hold every CPU (the run would hang, ray-project/ray#44687), more GPUs
             than the cluster has are asked for, or no node is large enough for one actor.
     """
     fix_workers = "`ray_workers` / `cpus_per_worker` / `gpus_per_worker`"
+    total_cpus, total_gpus = sum(node_cpus), sum(node_gpus)
     received = (f"{given('ray_workers', requested)}, {given('cpus_per_worker', _number(cpus_per_worker))}, "
-                f"{given('gpus_per_worker', _number(gpus_per_worker))} on a cluster of {cluster.nodes} node(s) with "
-                f"{_number(cluster.cpus)} CPUs and {_number(cluster.gpus)} GPUs")
-    most_cpus, most_gpus = max(cluster.node_cpus, default=0), max(cluster.node_gpus, default=0)
+                f"{given('gpus_per_worker', _number(gpus_per_worker))} on a cluster of {len(node_cpus)} node(s) with "
+                f"{_number(total_cpus)} CPUs and {_number(total_gpus)} GPUs")
+    most_cpus, most_gpus = max(node_cpus, default=0), max(node_gpus, default=0)
     if cpus_per_worker > most_cpus + _EPSILON or gpus_per_worker > most_gpus + _EPSILON:
         raise FeaturekitError(
             f"Each Ray worker asks for {_number(cpus_per_worker)} CPUs and {_number(gpus_per_worker)} GPUs, but no "
@@ -100,11 +82,11 @@ def plan_workers(requested: int | None, cpus_per_worker: float, gpus_per_worker:
     def fits(have: float, need: float) -> float:  # actors of `need` that `have` holds
         return math.floor(have / need + _EPSILON) if need > 0 else math.inf
 
-    spare_cpus = cluster.cpus - RESERVED_CPUS
+    spare_cpus = total_cpus - RESERVED_CPUS
     by_cpus = max(fits(spare_cpus, cpus_per_worker), 0)
     # Counted node by node, which also bounds the GPUs: no actor spans two nodes.
     by_nodes = sum(min(fits(cpus, cpus_per_worker), fits(gpus, gpus_per_worker))
-                   for cpus, gpus in zip(cluster.node_cpus, cluster.node_gpus))
+                   for cpus, gpus in zip(node_cpus, node_gpus))
     if requested is None:
         if min(by_cpus, by_nodes) < 1:
             raise FeaturekitError(
@@ -116,17 +98,17 @@ def plan_workers(requested: int | None, cpus_per_worker: float, gpus_per_worker:
     if requested * cpus_per_worker > spare_cpus + _EPSILON:
         raise FeaturekitError(
             f"{requested} Ray workers x {_number(cpus_per_worker)} CPUs would hold "
-            f"{_number(requested * cpus_per_worker)} of the cluster's {_number(cluster.cpus)} CPUs, leaving less than "
+            f"{_number(requested * cpus_per_worker)} of the cluster's {_number(total_cpus)} CPUs, leaving less than "
             f"{RESERVED_CPUS} for Ray Data to feed them: the run would wait forever (ray-project/ray#44687).",
             received=received,
             fix=f"Use at most {by_cpus} workers of {_number(cpus_per_worker)} CPUs, or fewer CPUs per worker "
                 f"(e.g. {given('ray_workers', requested)} with "
                 f"{given('cpus_per_worker', _number(_fraction(spare_cpus, requested)))}) ({fix_workers}).")
-    if requested * gpus_per_worker > cluster.gpus + _EPSILON:
+    if requested * gpus_per_worker > total_gpus + _EPSILON:
         raise FeaturekitError(
             f"{requested} Ray workers x {_number(gpus_per_worker)} GPUs need {_number(requested * gpus_per_worker)} "
-            f"GPUs, but the cluster has {_number(cluster.gpus)}.", received=received,
-            fix=f"Use at most {fits(cluster.gpus, gpus_per_worker)} workers, or fewer GPUs per worker ({fix_workers}).")
+            f"GPUs, but the cluster has {_number(total_gpus)}.", received=received,
+            fix=f"Use at most {fits(total_gpus, gpus_per_worker)} workers, or fewer GPUs per worker ({fix_workers}).")
     if requested > by_nodes:
         raise FeaturekitError(
             f"The cluster's nodes hold at most {by_nodes} Ray workers of {_number(cpus_per_worker)} CPUs and "
@@ -167,9 +149,9 @@ class RayEngine(Engine):
     options = ("prefetch_batches", "ray_address", "ray_workers", "cpus_per_worker", "gpus_per_worker", "ship_bytes",
                "ray_timeout")
     computes_here = False
-    # Until entered: the actors planned, the cluster joined, whether this engine started that Ray.
+    # Until entered: the actors planned, the cluster joined (its record), whether this engine started that Ray.
     workers = 0
-    cluster = ClusterShape((), ())
+    cluster: dict[str, Any] = {}
     _started = False
 
     @classmethod
@@ -199,16 +181,17 @@ class RayEngine(Engine):
             self._started = True
         try:
             nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
-            self.cluster = ClusterShape(tuple(float(n.get("CPU", 0)) for n in nodes),
-                                        tuple(float(n.get("GPU", 0)) for n in nodes))
+            cpus, gpus = (tuple(float(node.get(kind, 0)) for node in nodes) for kind in ("CPU", "GPU"))
             self.workers = plan_workers(settings.ray_workers, settings.cpus_per_worker, settings.gpus_per_worker,
-                                        self.cluster)
+                                        cpus, gpus)
         except BaseException:
             self.__exit__()
             raise
-        gpus = f", {_number(settings.gpus_per_worker)} GPU" if settings.gpus_per_worker else ""
-        self.log(f"Ray: {self.cluster.nodes} node(s), {_number(self.cluster.cpus)} CPUs, {_number(self.cluster.gpus)} "
-                 f"GPUs; {self.workers} workers x {_number(settings.cpus_per_worker)} CPU{gpus}"
+        self.cluster = {"cluster_nodes": len(nodes), "cluster_cpus": _number(sum(cpus)),
+                        "cluster_gpus": _number(sum(gpus))}
+        per_gpu = f", {_number(settings.gpus_per_worker)} GPU" if settings.gpus_per_worker else ""
+        self.log(f"Ray: {len(nodes)} node(s), {_number(sum(cpus))} CPUs, {_number(sum(gpus))} "
+                 f"GPUs; {self.workers} workers x {_number(settings.cpus_per_worker)} CPU{per_gpu}"
                  f"{', file bytes shipped' if settings.ship_bytes else ''}.")
         return self
 
@@ -220,9 +203,7 @@ class RayEngine(Engine):
             self._started = False
 
     def record(self) -> dict[str, Any]:
-        cluster = self.cluster
-        return {"engine": self.name, "engine_workers": self.workers, "cluster_nodes": cluster.nodes,
-                "cluster_cpus": _number(cluster.cpus), "cluster_gpus": _number(cluster.gpus)}
+        return {"engine": self.name, "engine_workers": self.workers, **self.cluster}
 
     def run(self, job: ExtractionJob, embedder: Any, sink: BatchSink, advance: Advance) -> dict[str, Any]:
         """Compute the job's batches on the cluster; each result is written by `sink` as it arrives.
