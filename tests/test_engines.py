@@ -183,7 +183,8 @@ def test_default_worker_count_fills_the_cluster_but_one_cpu():
 def test_gpus_the_cluster_does_not_have_are_refused():
     with pytest.raises(FeaturekitError, match="no node of the cluster has that many"):
         plan_workers(1, 1.0, 1.0, *TWO_CPUS)
-    with pytest.raises(FeaturekitError, match="need 2 GPUs, but the cluster has 1"):
+    with pytest.raises(FeaturekitError, match=r"at most 1 Ray workers of 1 CPUs and 1 GPUs each \(1 GPUs in all\), "
+                                              "not 2"):
         plan_workers(2, 1.0, 1.0, (16.0,), (1.0,))
 
 
@@ -306,7 +307,7 @@ def test_a_batch_that_keeps_failing_comes_back_as_an_error_not_an_exception(work
                                                                             tmp_path: Path):
     job, _ = worker_setup
     worker = faulty_worker([{"batch": 0, "times": 5, "action": "raise", "markers": str(tmp_path)}])
-    result = worker(job, decode_threads=2, attempts=3)(_row(job, 0, False))
+    result = _worker(job, worker)(_row(job, 0, False))
     assert "injected fault in batch 0 (try 3)" in result["error"][0] and not result["permanent"][0]
     assert len(list(tmp_path.glob("fault-0-*"))) == 3  # three tries, then given up
 

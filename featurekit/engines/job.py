@@ -45,19 +45,14 @@ class ExtractionJob:
     embedder_request: Any = None
     descriptions: tuple[dict[str, Any], ...] = ()
 
-    def rows(self, batch_index: int) -> range:
-        """The rows (of the sorted sample list) of one batch."""
-        start = batch_index * self.batch_size
-        return range(start, min(start + self.batch_size, len(self.paths)))
-
     def batch_paths(self, batch_index: int) -> list[str]:
-        rows = self.rows(batch_index)
-        return list(self.paths[rows.start:rows.stop])
+        """The paths of one batch: its slice of the sorted sample list."""
+        return list(self.paths[batch_index * self.batch_size:(batch_index + 1) * self.batch_size])
 
     @property
     def n_rows(self) -> int:
         """Rows of all the batches to compute."""
-        return sum(len(self.rows(b)) for b in self.todo)
+        return sum(len(self.batch_paths(b)) for b in self.todo)
 
 
 class BatchSink:

@@ -63,8 +63,8 @@ def plan_workers(requested: int | None, cpus_per_worker: float, gpus_per_worker:
         node_cpus, node_gpus: The CPUs and GPUs of each live node of the cluster.
 
     Raises:
-        FeaturekitError: the actors would hold every CPU (the run would hang, ray-project/ray#44687), more GPUs
-            than the cluster has are asked for, or no node is large enough for one actor.
+        FeaturekitError: the actors would hold every CPU (the run would hang, ray-project/ray#44687), the nodes
+            cannot hold that many actors (more GPUs than the cluster has), or no node is large enough for one actor.
     """
     fix_workers = "`ray_workers` / `cpus_per_worker` / `gpus_per_worker`"
     total_cpus, total_gpus = sum(node_cpus), sum(node_gpus)
@@ -84,7 +84,7 @@ def plan_workers(requested: int | None, cpus_per_worker: float, gpus_per_worker:
 
     spare_cpus = total_cpus - RESERVED_CPUS
     by_cpus = max(fits(spare_cpus, cpus_per_worker), 0)
-    # Counted node by node, which also bounds the GPUs: no actor spans two nodes.
+    # Counted node by node (no actor spans two nodes), which also bounds the GPUs asked for in all.
     by_nodes = sum(min(fits(cpus, cpus_per_worker), fits(gpus, gpus_per_worker))
                    for cpus, gpus in zip(node_cpus, node_gpus))
     if requested is None:
@@ -104,16 +104,11 @@ def plan_workers(requested: int | None, cpus_per_worker: float, gpus_per_worker:
             fix=f"Use at most {by_cpus} workers of {_number(cpus_per_worker)} CPUs, or fewer CPUs per worker "
                 f"(e.g. {given('ray_workers', requested)} with "
                 f"{given('cpus_per_worker', _number(_fraction(spare_cpus, requested)))}) ({fix_workers}).")
-    if requested * gpus_per_worker > total_gpus + _EPSILON:
-        raise FeaturekitError(
-            f"{requested} Ray workers x {_number(gpus_per_worker)} GPUs need {_number(requested * gpus_per_worker)} "
-            f"GPUs, but the cluster has {_number(total_gpus)}.", received=received,
-            fix=f"Use at most {fits(total_gpus, gpus_per_worker)} workers, or fewer GPUs per worker ({fix_workers}).")
-    if requested > by_nodes:
+    if requested > by_nodes:  # too many GPUs asked for, or CPUs split across nodes so that no actor fits
         raise FeaturekitError(
             f"The cluster's nodes hold at most {by_nodes} Ray workers of {_number(cpus_per_worker)} CPUs and "
-            f"{_number(gpus_per_worker)} GPUs each, not {requested}.", received=received,
-            fix=f"Use at most {by_nodes} workers, or smaller ones ({fix_workers}).")
+            f"{_number(gpus_per_worker)} GPUs each ({_number(total_gpus)} GPUs in all), not {requested}.",
+            received=received, fix=f"Use at most {by_nodes} workers, or smaller ones ({fix_workers}).")
     return requested
 
 
@@ -210,30 +205,17 @@ class RayEngine(Engine):
 
         `embedder` (the driver's) is not sent anywhere: actors build their own with `job.embedder_request.build()`.
 
+        One Ray Data pass: every batch to compute is a row, each actor returns a result row, or why it failed.
+
         Raises:
             FeaturekitError: a batch failed `BATCH_ATTEMPTS` times, a worker cannot work, or Ray failed; the batches
                 finished before are written and kept.
         """
-        failed = self._compute(job, sink, advance)
-        if failed:
-            index, (error, permanent) = min(failed.items())
-            tries = "" if permanent else f" {BATCH_ATTEMPTS} times"
-            others = f" ({len(failed) - 1} other batches failed too)" if len(failed) > 1 else ""
-            raise FeaturekitError(
-                f"Batch {index} (first file {job.batch_paths(index)[0]}) failed{tries} on the Ray workers: {error}"
-                f"{others}. The {len(job.todo) - len(failed)} batches finished in this run are kept.",
-                received=f"{given('engine', 'ray')}, batch {index} of {job.batch_size} images",
-                fix="Fix the cause and run the same command again: it computes only the missing batches "
-                    f"(or use `engine` local to see the error on this machine).")
-        return self.record()
-
-    def _compute(self, job: ExtractionJob, sink: BatchSink, advance: Advance) -> dict[int, tuple[str, bool]]:
-        """One Ray Data pass over the job's batches; returns {batch: (error, permanent)} of those that failed."""
         import ray
         from ray.data import ActorPoolStrategy
 
         rows = [_batch_row(job, index, self.settings.ship_bytes) for index in job.todo]
-        failed: dict[int, tuple[str, bool]] = {}
+        failed: dict[int, tuple[str, bool]] = {}  # batch: (error, whether no retry could help)
         finished: set[int] = set()
         with _quiet_ray(), warnings.catch_warnings():
             # Bounded actor restarts and task retries are Ray remote arguments, deprecated in Ray Data 2.60 in
@@ -267,7 +249,17 @@ class RayEngine(Engine):
                     received=f"{given('engine', 'ray')} with {self.workers} workers",
                     fix="Fix the cause (a worker that keeps dying: memory, a crash in a decoder) and run the same "
                         "command again: it computes only the missing batches.") from None
-        return failed
+        if failed:
+            index, (error, permanent) = min(failed.items())
+            tries = "" if permanent else f" {BATCH_ATTEMPTS} times"
+            others = f" ({len(failed) - 1} other batches failed too)" if len(failed) > 1 else ""
+            raise FeaturekitError(
+                f"Batch {index} (first file {job.batch_paths(index)[0]}) failed{tries} on the Ray workers: {error}"
+                f"{others}. The {len(finished)} batches finished in this run are kept.",
+                received=f"{given('engine', 'ray')}, batch {index} of {job.batch_size} images",
+                fix="Fix the cause and run the same command again: it computes only the missing batches "
+                    f"(or use `engine` local to see the error on this machine).")
+        return self.record()
 
     def _runtime_env(self, whole_job: bool) -> dict[str, Any]:
         """The driver's Keras backend and a few settings for every worker, and this featurekit's code: uploaded to

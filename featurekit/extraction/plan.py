@@ -31,10 +31,10 @@ Log = Callable[[str], None]
 
 @dataclass
 class Target:
-    """One cache being written: a tap of the shared forward pass."""
+    """One cache being written: a tap of the shared forward pass (`identity`: its `describe()` and what else
+    decides the cache's content)."""
 
     index: int
-    description: dict[str, Any]
     identity: dict[str, Any]
     path: Path
     partial: PartialCache
@@ -102,7 +102,7 @@ def _target(request: ExtractionRequest, spec: Any, index: int, tap: Any, built: 
                 "view": view_name(request.view), "subset": request.subset}
     if request.expected_identity is not None:
         check_expected_identity(identity, dict(request.expected_identity))
-    return Target(index, description, identity, Path(path), PartialCache(path))
+    return Target(index, identity, Path(path), PartialCache(path))
 
 
 def settle_targets(plan: ExtractionPlan, log: Log, check_memory: bool = True) -> None:
@@ -149,8 +149,8 @@ def _check_existing(target: Target, plan: ExtractionPlan, log: Log) -> None:
         return
     if target.partial.exists():
         stored = with_defaults(target.partial.read_request())
-        differences = describe_differences(stored, target.identity) + describe_differences(
-            stored, plan.settings, keys=[key for key in plan.settings if key in stored])
+        differences = describe_differences(stored, target.identity | plan.settings,
+                                           keys=[*IDENTITY_KEYS, *(key for key in plan.settings if key in stored)])
         if differences:
             raise FeaturekitError(
                 f"An interrupted extraction of {target.path} was made with other settings: {'; '.join(differences)}. "
@@ -288,11 +288,11 @@ def check_expected_identity(identity: dict[str, Any], expected: dict[str, Any]) 
     and the subset excepted): leave `data_fingerprint` out of `expected` for another test set, keep it in for a
     view of the training cache's own test split."""
     wanted = with_defaults(expected)
-    differing = [key for key in IDENTITY_KEYS if key in expected and key not in ("view", "subset")
-                 and normalise_attr(wanted[key]) != normalise_attr(identity.get(key))]
     differences = ["the images (or their split) differ from those the training cache was made from"
                    if key == "data_fingerprint" else
-                   f"{key} is {wanted[key]!r} in the training cache but {identity.get(key)!r} here" for key in differing]
+                   f"{key} is {wanted[key]!r} in the training cache but {identity.get(key)!r} here"
+                   for key in IDENTITY_KEYS if key in expected and key not in ("view", "subset")
+                   and normalise_attr(wanted[key]) != normalise_attr(identity.get(key))]
     if differences:
         raise FeaturekitError(
             f"The embedder rebuilt from the training cache does not give the features its probes were fitted on: "

@@ -105,14 +105,13 @@ def _decode_options(plan: ExtractionPlan) -> dict[str, Any]:
 
 def _cache_attributes(plan: ExtractionPlan, target: Target, engine_record: dict[str, Any]) -> dict[str, Any]:
     """Every attribute a finished cache records besides its rows."""
-    description, folder = target.description, plan.folder
-    return {**target.identity, "weights": plan.embedder_request.weights,
-            "random_features": description["random_features"],
-            "class_names": list(folder.class_names), "data_root": str(folder.root.resolve()),
-            "layout": folder.layout, "versions": library_versions(), "config": dict(plan.request.config),
+    folder = plan.folder
+    return {**target.identity, "weights": plan.embedder_request.weights, "class_names": list(folder.class_names),
+            "data_root": str(folder.root.resolve()), "layout": folder.layout, "versions": library_versions(),
+            "config": dict(plan.request.config),
             "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "batch_size": plan.batch_size, "seed": plan.request.seed, "resize": plan.settings["resize"],
-            "backbone_params": description.get("backbone_params", 0), **engine_record,
+            "backbone_params": target.identity.get("backbone_params", 0), **engine_record,
             **{f"train_overlap_{split}": count for split, count in plan.overlap.items()}}
 
 
@@ -121,4 +120,4 @@ def _result(plan: ExtractionPlan, target: Target, n_computed: int, seconds: floa
         skipped, n_rows = finished.skipped, finished.n_rows
     computed = 0 if target.status == "up-to-date" else n_computed
     return ExtractResult(target.path, target.status, n_rows, len(skipped), computed, seconds if computed else 0.0,
-                         target.description["weights_label"], skipped=skipped, unsupported=plan.folder.unsupported)
+                         target.identity["weights_label"], skipped=skipped, unsupported=plan.folder.unsupported)
