@@ -136,8 +136,8 @@ class Engine:
     def __exit__(self, *exc: object) -> None:
         pass
 
-    def run(self, job: ExtractionJob, embedder: Any, sink: BatchSink, advance: Advance) -> dict[str, Any]:
-        """Compute the job's batches, each handed to `sink`; returns what the caches record (see `record`)."""
+    def run(self, job: ExtractionJob, embedder: Any, sink: BatchSink, advance: Advance) -> None:
+        """Compute the job's batches, each handed to `sink`."""
         raise NotImplementedError
 
     def warm_up(self, job: ExtractionJob, embedder: Any) -> None:

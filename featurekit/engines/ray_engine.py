@@ -200,7 +200,7 @@ class RayEngine(Engine):
     def record(self) -> dict[str, Any]:
         return {"engine": self.name, "engine_workers": self.workers, **self.cluster}
 
-    def run(self, job: ExtractionJob, embedder: Any, sink: BatchSink, advance: Advance) -> dict[str, Any]:
+    def run(self, job: ExtractionJob, embedder: Any, sink: BatchSink, advance: Advance) -> None:
         """Compute the job's batches on the cluster; each result is written by `sink` as it arrives.
 
         `embedder` (the driver's) is not sent anywhere: actors build their own with `job.embedder_request.build()`.
@@ -259,7 +259,6 @@ class RayEngine(Engine):
                 received=f"{given('engine', 'ray')}, batch {index} of {job.batch_size} images",
                 fix="Fix the cause and run the same command again: it computes only the missing batches "
                     f"(or use `engine` local to see the error on this machine).")
-        return self.record()
 
     def _runtime_env(self, whole_job: bool) -> dict[str, Any]:
         """The driver's Keras backend and a few settings for every worker, and this featurekit's code: uploaded to

@@ -113,7 +113,17 @@ def settle_targets(plan: ExtractionPlan, log: Log, check_memory: bool = True) ->
 
     for target in plan.targets:
         _check_existing(target, plan, log)
-    batch_size = _agreed_batch_size([t for t in plan.active if not t.replaced], plan.batch_size, log)
+    # The batch size of interrupted runs, so their finished batches stay valid; else the one asked for.
+    stored = {t.partial.read_request()["batch_size"] for t in plan.active if not t.replaced and t.partial.exists()}
+    if len(stored) > 1:
+        raise FeaturekitError(
+            "Interrupted extractions of these caches used different batch sizes, so one pass cannot finish them all.",
+            received=f"batch sizes {sorted(stored)}",
+            fix=f"Finish them one layer/pooling at a time, or pass `overwrite` to start over.")
+    batch_size = stored.pop() if stored else plan.batch_size
+    if batch_size != plan.batch_size:
+        log(f"Resuming with the interrupted run's batch size {batch_size} (asked: {plan.batch_size}), "
+            "so its finished batches stay valid.")
     if check_memory and plan.active:
         check_batch_memory(batch_size, plan.embedder.bytes_per_image(),
                            plan.request.engine.prefetch_batches, plan.embedder.image_size, available_memory())
@@ -157,22 +167,6 @@ def _check_existing(target: Target, plan: ExtractionPlan, log: Log) -> None:
                 "Its finished batches cannot be merged with this run's.",
                 received=given("cache", str(target.path)),
                 fix=f"Re-run the original command to finish it, or pass `overwrite` to start over.")
-
-
-def _agreed_batch_size(active: list[Target], batch_size: int, log: Log) -> int:
-    """The batch size of interrupted runs, so their finished batches stay valid; else the one asked for."""
-    stored = {t.partial.read_request()["batch_size"] for t in active if t.partial.exists()}
-    if len(stored) > 1:
-        raise FeaturekitError(
-            "Interrupted extractions of these caches used different batch sizes, so one pass cannot finish them all.",
-            received=f"batch sizes {sorted(stored)}",
-            fix=f"Finish them one layer/pooling at a time, or pass `overwrite` to start over.")
-    if stored and stored != {batch_size}:
-        resumed = stored.pop()
-        log(f"Resuming with the interrupted run's batch size {resumed} (asked: {batch_size}), "
-            "so its finished batches stay valid.")
-        return resumed
-    return batch_size
 
 
 def with_defaults(stored: dict[str, Any]) -> dict[str, Any]:

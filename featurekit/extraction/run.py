@@ -52,9 +52,9 @@ def run(plan: ExtractionPlan, engine: Any, progress: ProgressFactory | None = No
     for target in plan.active:
         if not target.partial.exists():
             target.partial.start(_partial_record(plan, target))
-    n_computed, seconds, engine_record = _compute(plan, engine, progress)
-    for target in plan.active:
-        finalize_cache(target.partial, plan.folder.samples, _cache_attributes(plan, target, engine_record),
+    n_computed, seconds = _compute(plan, engine, progress)
+    for target in plan.active:  # an engine was entered for them
+        finalize_cache(target.partial, plan.folder.samples, _cache_attributes(plan, target, engine.record()),
                        ignored=plan.folder.unsupported)
     return [_result(plan, target, n_computed, seconds) for target in plan.targets]
 
@@ -66,11 +66,11 @@ def _partial_record(plan: ExtractionPlan, target: Target) -> dict[str, Any]:
         {"command": plan.request.command} if plan.request.command else {})
 
 
-def _compute(plan: ExtractionPlan, engine: Any, progress: ProgressFactory | None) -> tuple[int, float, dict[str, Any]]:
+def _compute(plan: ExtractionPlan, engine: Any, progress: ProgressFactory | None) -> tuple[int, float]:
     """Have the engine compute the batches some target misses; each target's part is written as it arrives.
 
     Returns:
-        (images computed, seconds, what the engine records in the caches).
+        (images computed, seconds).
     """
     active = plan.active
     todo = sorted({b for target in active for b in range(plan.n_batches) if b not in target.done})
@@ -80,14 +80,14 @@ def _compute(plan: ExtractionPlan, engine: Any, progress: ProgressFactory | None
                         decode_options=_decode_options(plan), embedder_request=plan.embedder_request,
                         descriptions=tuple(tap.describe() for tap in embedder.embedders))
     if not todo:
-        return 0, 0.0, engine.record() if engine is not None else {}
+        return 0, 0.0
     engine.warm_up(job, embedder)  # e.g. compile the forward pass before the clock and the bar start
     label = f"{plan.request.backbone} features" + (f" ({len(active)} taps)" if len(active) > 1 else "")
     bar = progress(job.n_rows, label) if progress else nullcontext(lambda n: None)
     started = time.perf_counter()
     with bar as advance, BatchSink(active, plan.batch_size, plan.request.dtype) as sink:
-        record = engine.run(job, embedder, sink, advance)
-    return job.n_rows, time.perf_counter() - started, record
+        engine.run(job, embedder, sink, advance)
+    return job.n_rows, time.perf_counter() - started
 
 
 def _decode_options(plan: ExtractionPlan) -> dict[str, Any]:
