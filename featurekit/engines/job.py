@@ -7,6 +7,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,7 @@ class ExtractionJob:
         return sum(len(self.batch_paths(b)) for b in self.todo)
 
 
-class BatchSink:
+class BatchSink(AbstractContextManager):
     """Writes each finished batch into every partial cache that misses it, on background threads.
 
     A target is a cache being written: `index` (which embedder output it stores), `partial` (its
@@ -95,9 +96,6 @@ class BatchSink:
         while len(self._pending) > self._limit or (self._pending and self._pending[0].done()):
             self._pending.popleft().result()  # re-raises a failed write here, in order
 
-    def __enter__(self) -> "BatchSink":
-        return self
-
     def __exit__(self, exc_type, *exc: object) -> None:
         """Wait for every queued write (a few batches at most), so every batch computed is kept even when the run
         fails (a batch that failed on a Ray worker); raise the first failed write unless the run is failing already.
@@ -113,7 +111,7 @@ class BatchSink:
             self._pool.shutdown(wait=True)
 
 
-class Engine:
+class Engine(AbstractContextManager):
     """An engine: a registry entry (`featurekit.engines.settings.ENGINE_KINDS`) built from checked settings
     (`Engine(settings, log)`) and, used as a context manager (entering makes it ready), computes an ExtractionJob's
     batches and hands each to the sink. The defaults here are those of an engine with nothing to set up."""
@@ -130,11 +128,8 @@ class Engine:
     def check_available(cls) -> None:
         """Refuse, before any image is read, an engine that cannot run here (an extra not installed)."""
 
-    def __enter__(self) -> "Engine":
-        return self
-
     def __exit__(self, *exc: object) -> None:
-        pass
+        """Release what entering took (`__enter__`, from AbstractContextManager, returns the engine)."""
 
     def run(self, job: ExtractionJob, embedder: Any, sink: BatchSink, advance: Advance) -> None:
         """Compute the job's batches, each handed to `sink`."""
