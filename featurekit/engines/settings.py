@@ -43,11 +43,6 @@ class EngineSettings:
         """
         return ENGINE_KINDS[self.name](self, log)
 
-    @property
-    def computes_here(self) -> bool:
-        """Whether the batches are computed in this process (so their memory is checked here)."""
-        return ENGINE_KINDS[self.name].computes_here
-
 
 # The engine options of the `extract` command (every field but the engine's name and `workers`).
 ENGINE_OPTIONS = tuple(f.name for f in fields(EngineSettings))[2:]

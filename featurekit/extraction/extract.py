@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from featurekit.cache import writer_lock
 from featurekit.config import parse_split_fractions
-from featurekit.engines import ENGINE_OPTIONS
+from featurekit.engines import ENGINE_KINDS, ENGINE_OPTIONS
 from featurekit.errors import FeaturekitError, given
 from featurekit.extraction.plan import plan_extraction, scan_for_extraction, settle_targets
 from featurekit.extraction.request import ALL_AS_TEST, SUBSETS, ExtractionRequest, Tap, make_request
@@ -107,7 +107,7 @@ def extract_request(request: ExtractionRequest, log: Callable[[str], None] = pri
         engine = stack.enter_context(request.engine.open(log)) if plan.may_compute() else None
         for target in plan.targets:
             stack.enter_context(writer_lock(target.path))
-        settle_targets(plan, log, check_memory=request.engine.computes_here)
+        settle_targets(plan, log, check_memory=ENGINE_KINDS[request.engine.name].computes_here)
         if plan.active and engine is None:  # a cache removed since the plan was made
             engine = stack.enter_context(request.engine.open(log))
         return run(plan, engine, progress)
