@@ -107,9 +107,8 @@ def _cache_attributes(plan: ExtractionPlan, target: Target, engine_record: dict[
     """Every attribute a finished cache records besides its rows."""
     folder = plan.folder
     return {**target.identity, "weights": plan.embedder_request.weights, "class_names": list(folder.class_names),
-            "data_root": str(folder.root.resolve()), "layout": folder.layout, "versions": library_versions(),
-            "config": dict(plan.request.config),
-            "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "data_root": str(folder.root.resolve()), "layout": folder.layout, "config": dict(plan.request.config),
+            "versions": library_versions(), "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "batch_size": plan.batch_size, "seed": plan.request.seed, "resize": plan.settings["resize"],
             "backbone_params": target.identity.get("backbone_params", 0), **engine_record,
             **{f"train_overlap_{split}": count for split, count in plan.overlap.items()}}
