@@ -15,7 +15,7 @@ from conftest import make_image_folder, write_image
 from conftest import extract_tiny as _extract  # the tests' shorthand
 from featurekit.cache import PartialCache, open_cache
 from featurekit.engines import ENGINE_KINDS, ENGINES, BatchSink, ExtractionJob, engine_settings
-from featurekit.engines.ray_engine import ClusterShape, plan_workers
+from featurekit.engines.ray_engine import plan_workers
 from featurekit.engines.ray_worker import BatchWorker
 from featurekit.errors import FeaturekitError
 
@@ -78,10 +78,6 @@ def test_ray_engine_without_ray_names_the_extra(monkeypatch, image_folder: Path,
     with pytest.raises(FeaturekitError, match=r"pip install 'featurekit\[ray\]'"):
         _extract(image_folder, tmp_path / "c.h5", engine="ray")
     assert not (tmp_path / "c.h5.partial").exists()
-    from featurekit.engines.ray_engine import import_ray
-
-    with pytest.raises(FeaturekitError, match=r"featurekit\[ray\]"):
-        import_ray()
 
 
 def test_cli_engine_ray_without_ray_exits_2_with_the_extra(monkeypatch, image_folder: Path, tmp_path: Path):
@@ -164,40 +160,41 @@ def test_sink_raises_a_failed_write_and_keeps_the_batches_before(tmp_path: Path)
 # Ray: planning the workers against the cluster (before anything launches)
 
 
-TWO_CPUS = ClusterShape((2.0,), (0.0,))
+TWO_CPUS = ((2.0,), (0.0,))  # CPUs and GPUs of each node
 
 
 def test_workers_holding_every_cpu_are_refused_as_the_44687_hang():
     with pytest.raises(FeaturekitError, match=r"2 Ray workers x 1 CPUs.*#44687") as refused:
-        plan_workers(2, 1.0, 0.0, TWO_CPUS)
+        plan_workers(2, 1.0, 0.0, *TWO_CPUS)
     assert "ray_workers=2" in str(refused.value) and "cpus_per_worker=0.5" in str(refused.value)
-    assert plan_workers(2, 0.5, 0.0, TWO_CPUS) == 2
-    assert plan_workers(1, 1.0, 0.0, TWO_CPUS) == 1
+    assert plan_workers(2, 0.5, 0.0, *TWO_CPUS) == 2
+    assert plan_workers(1, 1.0, 0.0, *TWO_CPUS) == 1
 
 
 def test_default_worker_count_fills_the_cluster_but_one_cpu():
-    assert plan_workers(None, 1.0, 0.0, ClusterShape((8.0, 8.0), (0.0, 0.0))) == 15
-    assert plan_workers(None, 0.5, 0.0, TWO_CPUS) == 2
-    assert plan_workers(None, 1.0, 1.0, ClusterShape((16.0,), (1.0,))) == 1
-    assert plan_workers(None, 1.0, 0.5, ClusterShape((16.0,), (1.0,))) == 2
+    assert plan_workers(None, 1.0, 0.0, (8.0, 8.0), (0.0, 0.0)) == 15
+    assert plan_workers(None, 0.5, 0.0, *TWO_CPUS) == 2
+    assert plan_workers(None, 1.0, 1.0, (16.0,), (1.0,)) == 1
+    assert plan_workers(None, 1.0, 0.5, (16.0,), (1.0,)) == 2
     with pytest.raises(FeaturekitError, match="no room for one Ray worker"):
-        plan_workers(None, 1.0, 0.0, ClusterShape((1.0,), (0.0,)))
+        plan_workers(None, 1.0, 0.0, (1.0,), (0.0,))
 
 
 def test_gpus_the_cluster_does_not_have_are_refused():
     with pytest.raises(FeaturekitError, match="no node of the cluster has that many"):
-        plan_workers(1, 1.0, 1.0, TWO_CPUS)
-    with pytest.raises(FeaturekitError, match="need 2 GPUs, but the cluster has 1"):
-        plan_workers(2, 1.0, 1.0, ClusterShape((16.0,), (1.0,)))
+        plan_workers(1, 1.0, 1.0, *TWO_CPUS)
+    with pytest.raises(FeaturekitError, match=r"at most 1 Ray workers of 1 CPUs and 1 GPUs each \(1 GPUs in all\), "
+                                              "not 2"):
+        plan_workers(2, 1.0, 1.0, (16.0,), (1.0,))
 
 
 def test_workers_too_large_for_any_node_are_refused():
     with pytest.raises(FeaturekitError, match="no node of the cluster has that many"):
-        plan_workers(1, 3.0, 0.0, ClusterShape((2.0, 2.0), (0.0, 0.0)))
-    odd_nodes = ClusterShape((1.9, 1.9, 1.9), (0.0, 0.0, 0.0))  # 5.7 CPUs, but one 1-CPU worker per node
-    assert plan_workers(3, 1.0, 0.0, odd_nodes) == 3 and plan_workers(None, 1.0, 0.0, odd_nodes) == 3
+        plan_workers(1, 3.0, 0.0, (2.0, 2.0), (0.0, 0.0))
+    odd_nodes = ((1.9, 1.9, 1.9), (0.0, 0.0, 0.0))  # 5.7 CPUs, but one 1-CPU worker per node
+    assert plan_workers(3, 1.0, 0.0, *odd_nodes) == 3 and plan_workers(None, 1.0, 0.0, *odd_nodes) == 3
     with pytest.raises(FeaturekitError, match="nodes hold at most 3 Ray workers"):
-        plan_workers(4, 1.0, 0.0, odd_nodes)
+        plan_workers(4, 1.0, 0.0, *odd_nodes)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -310,7 +307,7 @@ def test_a_batch_that_keeps_failing_comes_back_as_an_error_not_an_exception(work
                                                                             tmp_path: Path):
     job, _ = worker_setup
     worker = faulty_worker([{"batch": 0, "times": 5, "action": "raise", "markers": str(tmp_path)}])
-    result = worker(job, decode_threads=2, attempts=3)(_row(job, 0, False))
+    result = _worker(job, worker)(_row(job, 0, False))
     assert "injected fault in batch 0 (try 3)" in result["error"][0] and not result["permanent"][0]
     assert len(list(tmp_path.glob("fault-0-*"))) == 3  # three tries, then given up
 

@@ -7,6 +7,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,22 +46,17 @@ class ExtractionJob:
     embedder_request: Any = None
     descriptions: tuple[dict[str, Any], ...] = ()
 
-    def rows(self, batch_index: int) -> range:
-        """The rows (of the sorted sample list) of one batch."""
-        start = batch_index * self.batch_size
-        return range(start, min(start + self.batch_size, len(self.paths)))
-
     def batch_paths(self, batch_index: int) -> list[str]:
-        rows = self.rows(batch_index)
-        return list(self.paths[rows.start:rows.stop])
+        """The paths of one batch: its slice of the sorted sample list."""
+        return list(self.paths[batch_index * self.batch_size:(batch_index + 1) * self.batch_size])
 
     @property
     def n_rows(self) -> int:
         """Rows of all the batches to compute."""
-        return sum(len(self.rows(b)) for b in self.todo)
+        return sum(len(self.batch_paths(b)) for b in self.todo)
 
 
-class BatchSink:
+class BatchSink(AbstractContextManager):
     """Writes each finished batch into every partial cache that misses it, on background threads.
 
     A target is a cache being written: `index` (which embedder output it stores), `partial` (its
@@ -100,9 +96,6 @@ class BatchSink:
         while len(self._pending) > self._limit or (self._pending and self._pending[0].done()):
             self._pending.popleft().result()  # re-raises a failed write here, in order
 
-    def __enter__(self) -> "BatchSink":
-        return self
-
     def __exit__(self, exc_type, *exc: object) -> None:
         """Wait for every queued write (a few batches at most), so every batch computed is kept even when the run
         fails (a batch that failed on a Ray worker); raise the first failed write unless the run is failing already.
@@ -118,7 +111,7 @@ class BatchSink:
             self._pool.shutdown(wait=True)
 
 
-class Engine:
+class Engine(AbstractContextManager):
     """An engine: a registry entry (`featurekit.engines.settings.ENGINE_KINDS`) built from checked settings
     (`Engine(settings, log)`) and, used as a context manager (entering makes it ready), computes an ExtractionJob's
     batches and hands each to the sink. The defaults here are those of an engine with nothing to set up."""
@@ -135,14 +128,11 @@ class Engine:
     def check_available(cls) -> None:
         """Refuse, before any image is read, an engine that cannot run here (an extra not installed)."""
 
-    def __enter__(self) -> "Engine":
-        return self
-
     def __exit__(self, *exc: object) -> None:
-        pass
+        """Release what entering took (`__enter__`, from AbstractContextManager, returns the engine)."""
 
-    def run(self, job: ExtractionJob, embedder: Any, sink: BatchSink, advance: Advance) -> dict[str, Any]:
-        """Compute the job's batches, each handed to `sink`; returns what the caches record (see `record`)."""
+    def run(self, job: ExtractionJob, embedder: Any, sink: BatchSink, advance: Advance) -> None:
+        """Compute the job's batches, each handed to `sink`."""
         raise NotImplementedError
 
     def warm_up(self, job: ExtractionJob, embedder: Any) -> None:

@@ -24,7 +24,7 @@ class LocalEngine(Engine):
     options = ("prefetch_batches",)
     computes_here = True
 
-    def run(self, job: ExtractionJob, embedder: Any, sink: BatchSink, advance: Advance) -> dict[str, Any]:
+    def run(self, job: ExtractionJob, embedder: Any, sink: BatchSink, advance: Advance) -> None:
         """Embed the job's batches with `embedder` (a MultiEmbedder: uint8 batch -> one array per tap)."""
         settings = self.settings
         batches = image_batches(job.root, job.paths, job.image_size, job.batch_size, batch_indices=job.todo,
@@ -32,7 +32,6 @@ class LocalEngine(Engine):
         for batch_index, (images, ok, reasons) in zip(job.todo, batches):
             sink.put(batch_index, embedder(images), ok, reasons)
             advance(len(ok))
-        return self.record()
 
     def warm_up(self, job: ExtractionJob, embedder: Any) -> None:
         """Compile the forward pass before the clock and the progress bar start."""

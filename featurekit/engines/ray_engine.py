@@ -34,7 +34,7 @@ import os
 import socket
 import warnings
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -45,8 +45,6 @@ from featurekit.engines.job import Advance, BatchSink, Engine, ExtractionJob
 from featurekit.engines.ray_worker import BATCH_ATTEMPTS, BatchWorker
 from featurekit.errors import FeaturekitError, given
 
-RAY_EXTRA = "pip install 'featurekit[ray]'"
-
 # CPUs kept free of actors: Ray Data needs one to schedule and feed the actors (ray-project/ray#44687).
 RESERVED_CPUS = 1
 # Environment the driver passes on to every worker (its Keras backend is added explicitly).
@@ -54,92 +52,64 @@ FORWARDED_VARIABLES = ("TF_CPP_MIN_LOG_LEVEL", "KERAS_HOME")
 _EPSILON = 1e-9
 
 
-@dataclass(frozen=True)
-class ClusterShape:
-    """The resources of a Ray cluster's live nodes: CPUs and GPUs per node."""
-
-    node_cpus: tuple[float, ...]
-    node_gpus: tuple[float, ...]
-
-    @property
-    def nodes(self) -> int:
-        return len(self.node_cpus)
-
-    @property
-    def cpus(self) -> float:
-        return float(sum(self.node_cpus))
-
-    @property
-    def gpus(self) -> float:
-        return float(sum(self.node_gpus))
-
-
-def plan_workers(requested: int | None, cpus_per_worker: float, gpus_per_worker: float, cluster: ClusterShape) -> int:
+def plan_workers(requested: int | None, cpus_per_worker: float, gpus_per_worker: float,
+                 node_cpus: tuple[float, ...], node_gpus: tuple[float, ...]) -> int:
     """How many actors to start; refuses, before anything launches, a request that could never run.
 
     Args:
         requested: Actors asked for; None for as many as the cluster holds (one CPU kept free).
         cpus_per_worker: CPUs each actor reserves (> 0).
         gpus_per_worker: GPUs each actor reserves (>= 0).
-        cluster: The cluster's nodes.
+        node_cpus, node_gpus: The CPUs and GPUs of each live node of the cluster.
 
     Raises:
-        FeaturekitError: the actors would hold every CPU (the run would hang, ray-project/ray#44687), more GPUs
-            than the cluster has are asked for, or no node is large enough for one actor.
+        FeaturekitError: the actors would hold every CPU (the run would hang, ray-project/ray#44687), the nodes
+            cannot hold that many actors (more GPUs than the cluster has), or no node is large enough for one actor.
     """
-    fix_workers = f"`ray_workers` / `cpus_per_worker` / `gpus_per_worker`"
+    fix_workers = "`ray_workers` / `cpus_per_worker` / `gpus_per_worker`"
+    total_cpus, total_gpus = sum(node_cpus), sum(node_gpus)
     received = (f"{given('ray_workers', requested)}, {given('cpus_per_worker', _number(cpus_per_worker))}, "
-                f"{given('gpus_per_worker', _number(gpus_per_worker))} on a cluster of {cluster.nodes} node(s) with "
-                f"{_number(cluster.cpus)} CPUs and {_number(cluster.gpus)} GPUs")
-    most_cpus, most_gpus = max(cluster.node_cpus, default=0), max(cluster.node_gpus, default=0)
+                f"{given('gpus_per_worker', _number(gpus_per_worker))} on a cluster of {len(node_cpus)} node(s) with "
+                f"{_number(total_cpus)} CPUs and {_number(total_gpus)} GPUs")
+    most_cpus, most_gpus = max(node_cpus, default=0), max(node_gpus, default=0)
     if cpus_per_worker > most_cpus + _EPSILON or gpus_per_worker > most_gpus + _EPSILON:
         raise FeaturekitError(
             f"Each Ray worker asks for {_number(cpus_per_worker)} CPUs and {_number(gpus_per_worker)} GPUs, but no "
             "node of the cluster has that many (the run would wait forever for them).", received=received,
             fix=f"Use at most {_number(most_cpus - RESERVED_CPUS)} `cpus_per_worker` and {_number(most_gpus)} "
                 f"`gpus_per_worker` (0 on a CPU cluster).")
-    spare_cpus = cluster.cpus - RESERVED_CPUS
-    by_cpus = math.floor(spare_cpus / cpus_per_worker + _EPSILON) if spare_cpus > 0 else 0
-    by_nodes = sum(_fits(cpus, gpus, cpus_per_worker, gpus_per_worker)
-                   for cpus, gpus in zip(cluster.node_cpus, cluster.node_gpus))
-    by_gpus = math.floor(cluster.gpus / gpus_per_worker + _EPSILON) if gpus_per_worker > 0 else by_nodes
-    most = min(by_cpus, by_nodes, by_gpus)
+
+    def fits(have: float, need: float) -> float:  # actors of `need` that `have` holds
+        return math.floor(have / need + _EPSILON) if need > 0 else math.inf
+
+    spare_cpus = total_cpus - RESERVED_CPUS
+    by_cpus = max(fits(spare_cpus, cpus_per_worker), 0)
+    # Counted node by node (no actor spans two nodes), which also bounds the GPUs asked for in all.
+    by_nodes = sum(min(fits(cpus, cpus_per_worker), fits(gpus, gpus_per_worker))
+                   for cpus, gpus in zip(node_cpus, node_gpus))
     if requested is None:
-        if most < 1:
+        if min(by_cpus, by_nodes) < 1:
             raise FeaturekitError(
                 f"The cluster has no room for one Ray worker of {_number(cpus_per_worker)} CPUs once one CPU is kept "
                 "free for Ray Data to feed it (ray-project/ray#44687).", received=received,
                 fix=f"Use fewer CPUs per worker (e.g. {given('cpus_per_worker', 0.5)}), a larger cluster, or "
                     f"`engine` local.")
-        return most
+        return min(by_cpus, by_nodes)
     if requested * cpus_per_worker > spare_cpus + _EPSILON:
         raise FeaturekitError(
             f"{requested} Ray workers x {_number(cpus_per_worker)} CPUs would hold "
-            f"{_number(requested * cpus_per_worker)} of the cluster's {_number(cluster.cpus)} CPUs, leaving less than "
+            f"{_number(requested * cpus_per_worker)} of the cluster's {_number(total_cpus)} CPUs, leaving less than "
             f"{RESERVED_CPUS} for Ray Data to feed them: the run would wait forever (ray-project/ray#44687).",
             received=received,
-            fix=f"Use at most {max(by_cpus, 0)} workers of {_number(cpus_per_worker)} CPUs, or fewer CPUs per worker "
+            fix=f"Use at most {by_cpus} workers of {_number(cpus_per_worker)} CPUs, or fewer CPUs per worker "
                 f"(e.g. {given('ray_workers', requested)} with "
                 f"{given('cpus_per_worker', _number(_fraction(spare_cpus, requested)))}) ({fix_workers}).")
-    if requested * gpus_per_worker > cluster.gpus + _EPSILON:
-        raise FeaturekitError(
-            f"{requested} Ray workers x {_number(gpus_per_worker)} GPUs need {_number(requested * gpus_per_worker)} "
-            f"GPUs, but the cluster has {_number(cluster.gpus)}.", received=received,
-            fix=f"Use at most {by_gpus} workers, or fewer GPUs per worker ({fix_workers}).")
-    if requested > by_nodes:
+    if requested > by_nodes:  # too many GPUs asked for, or CPUs split across nodes so that no actor fits
         raise FeaturekitError(
             f"The cluster's nodes hold at most {by_nodes} Ray workers of {_number(cpus_per_worker)} CPUs and "
-            f"{_number(gpus_per_worker)} GPUs each, not {requested}.", received=received,
-            fix=f"Use at most {by_nodes} workers, or smaller ones ({fix_workers}).")
+            f"{_number(gpus_per_worker)} GPUs each ({_number(total_gpus)} GPUs in all), not {requested}.",
+            received=received, fix=f"Use at most {by_nodes} workers, or smaller ones ({fix_workers}).")
     return requested
-
-
-def _fits(cpus: float, gpus: float, cpus_per_worker: float, gpus_per_worker: float) -> int:
-    """Actors of this size one node holds."""
-    count = math.floor(cpus / cpus_per_worker + _EPSILON)
-    if gpus_per_worker > 0:
-        count = min(count, math.floor(gpus / gpus_per_worker + _EPSILON))
-    return max(count, 0)
 
 
 def _fraction(cpus: float, workers: int) -> float:
@@ -150,22 +120,6 @@ def _fraction(cpus: float, workers: int) -> float:
 def _number(value: float) -> float | int:
     """1.0 -> 1 (for messages and records), 0.5 stays 0.5."""
     return int(value) if float(value).is_integer() else float(value)
-
-
-def _ray_missing(detail: str = "") -> FeaturekitError:
-    return FeaturekitError(f"The ray engine needs Ray Data, which is not installed{detail}.",
-                           received=given("engine", "ray"),
-                           fix=f"Install the extra: {RAY_EXTRA} (or use {given('engine', 'local')}).")
-
-
-def import_ray():
-    """The `ray` module with Ray Data, or a FeaturekitError naming the extra to install."""
-    try:
-        import ray
-        import ray.data  # noqa: F401  (Ray Core alone is not enough)
-    except ImportError as error:
-        raise _ray_missing(f" ({error})") from None
-    return ray
 
 
 class RayEngine(Engine):
@@ -190,18 +144,22 @@ class RayEngine(Engine):
     options = ("prefetch_batches", "ray_address", "ray_workers", "cpus_per_worker", "gpus_per_worker", "ship_bytes",
                "ray_timeout")
     computes_here = False
-    # Until entered: the actors planned, the cluster joined, whether this engine started that Ray.
+    # Until entered: the actors planned, the cluster joined (its record), whether this engine started that Ray.
     workers = 0
-    cluster = ClusterShape((), ())
+    cluster: dict[str, Any] = {}
     _started = False
 
     @classmethod
     def check_available(cls) -> None:
         if importlib.util.find_spec("ray") is None or importlib.util.find_spec("ray.data") is None:
-            raise _ray_missing()
+            raise FeaturekitError("The ray engine needs Ray Data, which is not installed.",
+                                  received=given("engine", "ray"), fix="Install the extra: pip install "
+                                  f"'featurekit[ray]' (or use {given('engine', 'local')}).")
 
     def __enter__(self) -> "RayEngine":
-        ray, settings = import_ray(), self.settings
+        import ray
+
+        settings = self.settings
         if not ray.is_initialized():
             if settings.ray_address:
                 check_reachable(settings.ray_address, settings.ray_timeout)
@@ -218,16 +176,17 @@ class RayEngine(Engine):
             self._started = True
         try:
             nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
-            self.cluster = ClusterShape(tuple(float(n.get("CPU", 0)) for n in nodes),
-                                        tuple(float(n.get("GPU", 0)) for n in nodes))
+            cpus, gpus = (tuple(float(node.get(kind, 0)) for node in nodes) for kind in ("CPU", "GPU"))
             self.workers = plan_workers(settings.ray_workers, settings.cpus_per_worker, settings.gpus_per_worker,
-                                        self.cluster)
+                                        cpus, gpus)
         except BaseException:
             self.__exit__()
             raise
-        gpus = f", {_number(settings.gpus_per_worker)} GPU" if settings.gpus_per_worker else ""
-        self.log(f"Ray: {self.cluster.nodes} node(s), {_number(self.cluster.cpus)} CPUs, {_number(self.cluster.gpus)} "
-                 f"GPUs; {self.workers} workers x {_number(settings.cpus_per_worker)} CPU{gpus}"
+        self.cluster = {"cluster_nodes": len(nodes), "cluster_cpus": _number(sum(cpus)),
+                        "cluster_gpus": _number(sum(gpus))}
+        per_gpu = f", {_number(settings.gpus_per_worker)} GPU" if settings.gpus_per_worker else ""
+        self.log(f"Ray: {len(nodes)} node(s), {_number(sum(cpus))} CPUs, {_number(sum(gpus))} "
+                 f"GPUs; {self.workers} workers x {_number(settings.cpus_per_worker)} CPU{per_gpu}"
                  f"{', file bytes shipped' if settings.ship_bytes else ''}.")
         return self
 
@@ -239,39 +198,24 @@ class RayEngine(Engine):
             self._started = False
 
     def record(self) -> dict[str, Any]:
-        cluster = self.cluster
-        return {"engine": self.name, "engine_workers": self.workers, "cluster_nodes": cluster.nodes,
-                "cluster_cpus": _number(cluster.cpus), "cluster_gpus": _number(cluster.gpus)}
+        return {"engine": self.name, "engine_workers": self.workers, **self.cluster}
 
-    def run(self, job: ExtractionJob, embedder: Any, sink: BatchSink, advance: Advance) -> dict[str, Any]:
+    def run(self, job: ExtractionJob, embedder: Any, sink: BatchSink, advance: Advance) -> None:
         """Compute the job's batches on the cluster; each result is written by `sink` as it arrives.
 
         `embedder` (the driver's) is not sent anywhere: actors build their own with `job.embedder_request.build()`.
+
+        One Ray Data pass: every batch to compute is a row, each actor returns a result row, or why it failed.
 
         Raises:
             FeaturekitError: a batch failed `BATCH_ATTEMPTS` times, a worker cannot work, or Ray failed; the batches
                 finished before are written and kept.
         """
-        failed = self._compute(job, sink, advance)
-        if failed:
-            index, (error, permanent) = min(failed.items())
-            tries = "" if permanent else f" {BATCH_ATTEMPTS} times"
-            others = f" ({len(failed) - 1} other batches failed too)" if len(failed) > 1 else ""
-            raise FeaturekitError(
-                f"Batch {index} (first file {job.batch_paths(index)[0]}) failed{tries} on the Ray workers: {error}"
-                f"{others}. The {len(job.todo) - len(failed)} batches finished in this run are kept.",
-                received=f"{given('engine', 'ray')}, batch {index} of {job.batch_size} images",
-                fix="Fix the cause and run the same command again: it computes only the missing batches "
-                    f"(or use `engine` local to see the error on this machine).")
-        return self.record()
-
-    def _compute(self, job: ExtractionJob, sink: BatchSink, advance: Advance) -> dict[int, tuple[str, bool]]:
-        """One Ray Data pass over the job's batches; returns {batch: (error, permanent)} of those that failed."""
         import ray
         from ray.data import ActorPoolStrategy
 
         rows = [_batch_row(job, index, self.settings.ship_bytes) for index in job.todo]
-        failed: dict[int, tuple[str, bool]] = {}
+        failed: dict[int, tuple[str, bool]] = {}  # batch: (error, whether no retry could help)
         finished: set[int] = set()
         with _quiet_ray(), warnings.catch_warnings():
             # Bounded actor restarts and task retries are Ray remote arguments, deprecated in Ray Data 2.60 in
@@ -305,7 +249,16 @@ class RayEngine(Engine):
                     received=f"{given('engine', 'ray')} with {self.workers} workers",
                     fix="Fix the cause (a worker that keeps dying: memory, a crash in a decoder) and run the same "
                         "command again: it computes only the missing batches.") from None
-        return failed
+        if failed:
+            index, (error, permanent) = min(failed.items())
+            tries = "" if permanent else f" {BATCH_ATTEMPTS} times"
+            others = f" ({len(failed) - 1} other batches failed too)" if len(failed) > 1 else ""
+            raise FeaturekitError(
+                f"Batch {index} (first file {job.batch_paths(index)[0]}) failed{tries} on the Ray workers: {error}"
+                f"{others}. The {len(finished)} batches finished in this run are kept.",
+                received=f"{given('engine', 'ray')}, batch {index} of {job.batch_size} images",
+                fix="Fix the cause and run the same command again: it computes only the missing batches "
+                    f"(or use `engine` local to see the error on this machine).")
 
     def _runtime_env(self, whole_job: bool) -> dict[str, Any]:
         """The driver's Keras backend and a few settings for every worker, and this featurekit's code: uploaded to

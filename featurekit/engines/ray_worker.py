@@ -26,15 +26,13 @@ class BatchWorker:
         job: The driver's `featurekit.engines.job.ExtractionJob` (its `root` absolute): the batches' files, the
             decode options, the request that rebuilds the embedder and the descriptions it must match.
         decode_threads: Decode threads of this actor.
-        attempts: Tries per batch.
 
     Errors come back as data ({"error": ..., "permanent": ...}) rather than exceptions, so the driver knows
     which batch failed and why, and decides about retries itself.
     """
 
-    def __init__(self, job: Any, decode_threads: int, attempts: int = BATCH_ATTEMPTS):
+    def __init__(self, job: Any, decode_threads: int):
         self._job = job
-        self._attempts = attempts
         self._problem = ""
         self._host = socket.gethostname()
         try:
@@ -58,12 +56,12 @@ class BatchWorker:
             return self._columns(index, error=f"the data folder {self._job.root} is not visible on the worker's node "
                                  f"({self._host}); put it on a filesystem every node mounts, or pass `ship_bytes`",
                                  permanent=True)
-        for attempt in range(self._attempts):
+        for attempt in range(BATCH_ATTEMPTS):
             try:
                 outputs, ok, reasons = self._compute(index, blobs, json.loads(str(batch["unread"][0])))
                 break
             except Exception as error:  # retried here; the last error goes back to the driver as data
-                if attempt + 1 == self._attempts:
+                if attempt + 1 == BATCH_ATTEMPTS:
                     return self._columns(index, error=f"{type(error).__name__}: {error}")
         return self._columns(index, n=len(ok), ok=np.asarray(ok, bool).tobytes(), reasons=json.dumps(list(reasons)),
                              features=[np.ascontiguousarray(output, np.float32).tobytes() for output in outputs])
@@ -98,12 +96,13 @@ class BatchWorker:
 
 
 def _description_mismatch(worker: list[dict[str, Any]], driver: list[dict[str, Any]]) -> str:
-    """Why the worker's embedder is not the driver's ("" when it is): the same keys, weights path aside."""
+    """Why the worker's embedder is not the driver's ("" when it is): the same keys, weights path aside (the same
+    file may be spelled differently; its sha256 is compared)."""
     for own, wanted in zip(worker, driver):
-        for key in sorted(set(own) | set(wanted)):
-            if key == "weights":  # the same file may be spelled differently; its sha256 is compared
-                continue
-            if json.dumps(own.get(key), default=str) != json.dumps(wanted.get(key), default=str):
-                return (f"the worker's embedder differs from the driver's: {key} is {own.get(key)!r} there but "
-                        f"{wanted.get(key)!r} here")
+        differing = sorted(key for key in (set(own) | set(wanted)) - {"weights"}
+                           if json.dumps(own.get(key), default=str) != json.dumps(wanted.get(key), default=str))
+        if differing:
+            key = differing[0]
+            return (f"the worker's embedder differs from the driver's: {key} is {own.get(key)!r} there but "
+                    f"{wanted.get(key)!r} here")
     return ""

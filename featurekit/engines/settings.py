@@ -43,11 +43,6 @@ class EngineSettings:
         """
         return ENGINE_KINDS[self.name](self, log)
 
-    @property
-    def computes_here(self) -> bool:
-        """Whether the batches are computed in this process (so their memory is checked here)."""
-        return ENGINE_KINDS[self.name].computes_here
-
 
 # The engine options of the `extract` command (every field but the engine's name and `workers`).
 ENGINE_OPTIONS = tuple(f.name for f in fields(EngineSettings))[2:]
@@ -60,13 +55,10 @@ def engine_settings(engine: str = "local", engine_options: Mapping[str, Any] | N
     Options left out (or None) keep their declared defaults. Runs before any image is read."""
     refuse_unknown("engine", engine, tuple(ENGINE_KINDS))
     options = {name: value for name, value in (engine_options or {}).items() if value is not None}
-    unknown = sorted(set(options) - set(ENGINE_OPTIONS))
-    if unknown:
-        raise FeaturekitError(f"Unknown engine option {unknown[0]!r}.", received=given(unknown[0], options[unknown[0]]),
-                              fix=f"Engine options are: {', '.join(f'`{k}`' for k in ENGINE_OPTIONS)}.")
     kind = ENGINE_KINDS[engine]
     defaults = EngineSettings()
     for name, value in options.items():
+        refuse_unknown("engine_option", name, ENGINE_OPTIONS)
         if name not in kind.options and value != getattr(defaults, name):
             takers = [other.name for other in ENGINE_KINDS.values() if name in other.options]
             raise FeaturekitError(

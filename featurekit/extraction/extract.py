@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from featurekit.cache import writer_lock
 from featurekit.config import parse_split_fractions
-from featurekit.engines import ENGINE_OPTIONS
+from featurekit.engines import ENGINE_KINDS, ENGINE_OPTIONS
 from featurekit.errors import FeaturekitError, given
 from featurekit.extraction.plan import plan_extraction, scan_for_extraction, settle_targets
 from featurekit.extraction.request import ALL_AS_TEST, SUBSETS, ExtractionRequest, Tap, make_request
@@ -26,17 +26,15 @@ from featurekit.options import check_value, complete, options_for
 from featurekit.parameters import DTYPES
 from featurekit.views import parse_views
 
-# Settings of `extract_many` checked against the `extract` command's declarations (`featurekit.options`), mapped to
-# the option where the names differ; so are the engine options. The others are checked where they are read
-# (weights, view, subset, the engine; image size and preprocessing by the registry entry, which knows its own: a
-# hand-made feature records and accepts preprocessing "none").
-DECLARED_SETTINGS = {"poolings": "pooling", **{name: name for name in (
-    "precision", "batch_size", "dtype", "seed", "overwrite", "on_missing_weights", "allow_train_overlap",
-    "max_pixels", "workers")}}
+# Settings of `extract_many` checked against the declarations of the `extract` options of the same name
+# (`featurekit.options`); so are `poolings` (as `pooling`) and the engine options. The others are checked where they
+# are read (weights, view, subset, the engine; image size and preprocessing by the registry entry, which knows its
+# own: a hand-made feature records and accepts preprocessing "none").
+DECLARED_SETTINGS = ("precision", "batch_size", "dtype", "seed", "overwrite", "on_missing_weights",
+                     "allow_train_overlap", "max_pixels", "workers")
 # Options of the `extract` command that `make_request` takes as they are.
-REQUEST_OPTIONS = ("data", "backbone", "weights", "image_size", "preprocessing", "batch_size", "dtype", "cache",
-                   "cache_dir", "overwrite", "seed", "on_missing_weights", "precision", "allow_train_overlap",
-                   "max_pixels", "workers", "engine")
+REQUEST_OPTIONS = ("data", "backbone", "weights", "image_size", "preprocessing", "cache", "cache_dir", "engine",
+                   *DECLARED_SETTINGS)
 
 
 def extract(data: str | Path, backbone: str, weights: str | list[str] | None = None, image_size: int | None = None,
@@ -93,9 +91,9 @@ def extract_many(data: str | Path, backbone: str, weights: str | list[str] | Non
 def _checked(name: str, value: Any) -> Any:
     """`value` checked and converted by the declaration of the option the setting `name` stands for (see
     DECLARED_SETTINGS; engine options are named as their options); other settings as they are."""
-    option = DECLARED_SETTINGS.get(name, name if name in ENGINE_OPTIONS else None)
-    return value if option is None or value is None else check_value(options_for("extract")[option], value,
-                                                                      parameter=name)
+    option = "pooling" if name == "poolings" else name
+    return value if value is None or option not in (*DECLARED_SETTINGS, *ENGINE_OPTIONS, "pooling") else check_value(
+        options_for("extract")[option], value, parameter=name)
 
 
 def extract_request(request: ExtractionRequest, log: Callable[[str], None] = print,
@@ -107,7 +105,7 @@ def extract_request(request: ExtractionRequest, log: Callable[[str], None] = pri
         engine = stack.enter_context(request.engine.open(log)) if plan.may_compute() else None
         for target in plan.targets:
             stack.enter_context(writer_lock(target.path))
-        settle_targets(plan, log, check_memory=request.engine.computes_here)
+        settle_targets(plan, log, check_memory=ENGINE_KINDS[request.engine.name].computes_here)
         if plan.active and engine is None:  # a cache removed since the plan was made
             engine = stack.enter_context(request.engine.open(log))
         return run(plan, engine, progress)

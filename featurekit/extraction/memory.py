@@ -55,13 +55,11 @@ def check_batch_memory(batch_size: int, bytes_per_image: int, decoded_ahead: int
     Raises:
         FeaturekitError: the estimate exceeds `available`.
     """
-    if available is None:
+    per_image = bytes_per_image + decoded_ahead * image_size * image_size * 3  # and its uint8 pixels decoded ahead
+    needed = batch_size * per_image
+    if available is None or needed <= available:
         return
-    decoded = image_size * image_size * 3
-    needed = batch_size * (bytes_per_image + decoded_ahead * decoded)
-    if needed <= available:
-        return
-    fitting = int(0.8 * available // (bytes_per_image + decoded_ahead * decoded))
+    fitting = int(0.8 * available // per_image)
     fix = (f"Use `batch_size` {fitting} or less" if fitting >= 1 else
            f"Use a smaller `image_size`: even one image does not fit")
     raise FeaturekitError(

@@ -31,10 +31,10 @@ Log = Callable[[str], None]
 
 @dataclass
 class Target:
-    """One cache being written: a tap of the shared forward pass."""
+    """One cache being written: a tap of the shared forward pass (`identity`: its `describe()` and what else
+    decides the cache's content)."""
 
     index: int
-    description: dict[str, Any]
     identity: dict[str, Any]
     path: Path
     partial: PartialCache
@@ -102,7 +102,7 @@ def _target(request: ExtractionRequest, spec: Any, index: int, tap: Any, built: 
                 "view": view_name(request.view), "subset": request.subset}
     if request.expected_identity is not None:
         check_expected_identity(identity, dict(request.expected_identity))
-    return Target(index, description, identity, Path(path), PartialCache(path))
+    return Target(index, identity, Path(path), PartialCache(path))
 
 
 def settle_targets(plan: ExtractionPlan, log: Log, check_memory: bool = True) -> None:
@@ -113,7 +113,17 @@ def settle_targets(plan: ExtractionPlan, log: Log, check_memory: bool = True) ->
 
     for target in plan.targets:
         _check_existing(target, plan, log)
-    batch_size = _agreed_batch_size([t for t in plan.active if not t.replaced], plan.batch_size, log)
+    # The batch size of interrupted runs, so their finished batches stay valid; else the one asked for.
+    stored = {t.partial.read_request()["batch_size"] for t in plan.active if not t.replaced and t.partial.exists()}
+    if len(stored) > 1:
+        raise FeaturekitError(
+            "Interrupted extractions of these caches used different batch sizes, so one pass cannot finish them all.",
+            received=f"batch sizes {sorted(stored)}",
+            fix=f"Finish them one layer/pooling at a time, or pass `overwrite` to start over.")
+    batch_size = stored.pop() if stored else plan.batch_size
+    if batch_size != plan.batch_size:
+        log(f"Resuming with the interrupted run's batch size {batch_size} (asked: {plan.batch_size}), "
+            "so its finished batches stay valid.")
     if check_memory and plan.active:
         check_batch_memory(batch_size, plan.embedder.bytes_per_image(),
                            plan.request.engine.prefetch_batches, plan.embedder.image_size, available_memory())
@@ -149,30 +159,14 @@ def _check_existing(target: Target, plan: ExtractionPlan, log: Log) -> None:
         return
     if target.partial.exists():
         stored = with_defaults(target.partial.read_request())
-        differences = describe_differences(stored, target.identity) + describe_differences(
-            stored, plan.settings, keys=[key for key in plan.settings if key in stored])
+        differences = describe_differences(stored, target.identity | plan.settings,
+                                           keys=[*IDENTITY_KEYS, *(key for key in plan.settings if key in stored)])
         if differences:
             raise FeaturekitError(
                 f"An interrupted extraction of {target.path} was made with other settings: {'; '.join(differences)}. "
                 "Its finished batches cannot be merged with this run's.",
                 received=given("cache", str(target.path)),
                 fix=f"Re-run the original command to finish it, or pass `overwrite` to start over.")
-
-
-def _agreed_batch_size(active: list[Target], batch_size: int, log: Log) -> int:
-    """The batch size of interrupted runs, so their finished batches stay valid; else the one asked for."""
-    stored = {t.partial.read_request()["batch_size"] for t in active if t.partial.exists()}
-    if len(stored) > 1:
-        raise FeaturekitError(
-            "Interrupted extractions of these caches used different batch sizes, so one pass cannot finish them all.",
-            received=f"batch sizes {sorted(stored)}",
-            fix=f"Finish them one layer/pooling at a time, or pass `overwrite` to start over.")
-    if stored and stored != {batch_size}:
-        resumed = stored.pop()
-        log(f"Resuming with the interrupted run's batch size {resumed} (asked: {batch_size}), "
-            "so its finished batches stay valid.")
-        return resumed
-    return batch_size
 
 
 def with_defaults(stored: dict[str, Any]) -> dict[str, Any]:
@@ -288,11 +282,11 @@ def check_expected_identity(identity: dict[str, Any], expected: dict[str, Any]) 
     and the subset excepted): leave `data_fingerprint` out of `expected` for another test set, keep it in for a
     view of the training cache's own test split."""
     wanted = with_defaults(expected)
-    differing = [key for key in IDENTITY_KEYS if key in expected and key not in ("view", "subset")
-                 and normalise_attr(wanted[key]) != normalise_attr(identity.get(key))]
     differences = ["the images (or their split) differ from those the training cache was made from"
                    if key == "data_fingerprint" else
-                   f"{key} is {wanted[key]!r} in the training cache but {identity.get(key)!r} here" for key in differing]
+                   f"{key} is {wanted[key]!r} in the training cache but {identity.get(key)!r} here"
+                   for key in IDENTITY_KEYS if key in expected and key not in ("view", "subset")
+                   and normalise_attr(wanted[key]) != normalise_attr(identity.get(key))]
     if differences:
         raise FeaturekitError(
             f"The embedder rebuilt from the training cache does not give the features its probes were fitted on: "

@@ -52,9 +52,9 @@ def run(plan: ExtractionPlan, engine: Any, progress: ProgressFactory | None = No
     for target in plan.active:
         if not target.partial.exists():
             target.partial.start(_partial_record(plan, target))
-    n_computed, seconds, engine_record = _compute(plan, engine, progress)
-    for target in plan.active:
-        finalize_cache(target.partial, plan.folder.samples, _cache_attributes(plan, target, engine_record),
+    n_computed, seconds = _compute(plan, engine, progress)
+    for target in plan.active:  # an engine was entered for them
+        finalize_cache(target.partial, plan.folder.samples, _cache_attributes(plan, target, engine.record()),
                        ignored=plan.folder.unsupported)
     return [_result(plan, target, n_computed, seconds) for target in plan.targets]
 
@@ -66,11 +66,11 @@ def _partial_record(plan: ExtractionPlan, target: Target) -> dict[str, Any]:
         {"command": plan.request.command} if plan.request.command else {})
 
 
-def _compute(plan: ExtractionPlan, engine: Any, progress: ProgressFactory | None) -> tuple[int, float, dict[str, Any]]:
+def _compute(plan: ExtractionPlan, engine: Any, progress: ProgressFactory | None) -> tuple[int, float]:
     """Have the engine compute the batches some target misses; each target's part is written as it arrives.
 
     Returns:
-        (images computed, seconds, what the engine records in the caches).
+        (images computed, seconds).
     """
     active = plan.active
     todo = sorted({b for target in active for b in range(plan.n_batches) if b not in target.done})
@@ -80,14 +80,14 @@ def _compute(plan: ExtractionPlan, engine: Any, progress: ProgressFactory | None
                         decode_options=_decode_options(plan), embedder_request=plan.embedder_request,
                         descriptions=tuple(tap.describe() for tap in embedder.embedders))
     if not todo:
-        return 0, 0.0, engine.record() if engine is not None else {}
+        return 0, 0.0
     engine.warm_up(job, embedder)  # e.g. compile the forward pass before the clock and the bar start
     label = f"{plan.request.backbone} features" + (f" ({len(active)} taps)" if len(active) > 1 else "")
     bar = progress(job.n_rows, label) if progress else nullcontext(lambda n: None)
     started = time.perf_counter()
     with bar as advance, BatchSink(active, plan.batch_size, plan.request.dtype) as sink:
-        record = engine.run(job, embedder, sink, advance)
-    return job.n_rows, time.perf_counter() - started, record
+        engine.run(job, embedder, sink, advance)
+    return job.n_rows, time.perf_counter() - started
 
 
 def _decode_options(plan: ExtractionPlan) -> dict[str, Any]:
@@ -105,14 +105,12 @@ def _decode_options(plan: ExtractionPlan) -> dict[str, Any]:
 
 def _cache_attributes(plan: ExtractionPlan, target: Target, engine_record: dict[str, Any]) -> dict[str, Any]:
     """Every attribute a finished cache records besides its rows."""
-    description, folder = target.description, plan.folder
-    return {**target.identity, "weights": plan.embedder_request.weights,
-            "random_features": description["random_features"],
-            "class_names": list(folder.class_names), "data_root": str(folder.root.resolve()),
-            "layout": folder.layout, "versions": library_versions(), "config": dict(plan.request.config),
-            "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    folder = plan.folder
+    return {**target.identity, "weights": plan.embedder_request.weights, "class_names": list(folder.class_names),
+            "data_root": str(folder.root.resolve()), "layout": folder.layout, "config": dict(plan.request.config),
+            "versions": library_versions(), "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "batch_size": plan.batch_size, "seed": plan.request.seed, "resize": plan.settings["resize"],
-            "backbone_params": description.get("backbone_params", 0), **engine_record,
+            "backbone_params": target.identity.get("backbone_params", 0), **engine_record,
             **{f"train_overlap_{split}": count for split, count in plan.overlap.items()}}
 
 
@@ -121,4 +119,4 @@ def _result(plan: ExtractionPlan, target: Target, n_computed: int, seconds: floa
         skipped, n_rows = finished.skipped, finished.n_rows
     computed = 0 if target.status == "up-to-date" else n_computed
     return ExtractResult(target.path, target.status, n_rows, len(skipped), computed, seconds if computed else 0.0,
-                         target.description["weights_label"], skipped=skipped, unsupported=plan.folder.unsupported)
+                         target.identity["weights_label"], skipped=skipped, unsupported=plan.folder.unsupported)
