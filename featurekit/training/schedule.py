@@ -119,10 +119,6 @@ class Schedule:
             return self._plateau_rate(monitored[:epoch])
         return float(self.learning_rate)
 
-    def rates(self, monitored: Sequence[float] = ()) -> list[float]:
-        """The rate of every epoch of the run (plateau: given the monitored value of each epoch)."""
-        return [self.rate(epoch, monitored) for epoch in range(self.epochs)]
-
     def _cosine_rate(self, epoch: int) -> float:
         import keras
 
