@@ -30,6 +30,8 @@ MIN_VALID_IMAGES_PER_CLASS = 2
 class TrainRequest:
     """A checked training request. `unfreeze_from` set: fine-tuning `weights`; unset: training from scratch.
 
+    Epochs and patience are not in it: a resumed run may change them (the run's state holds them).
+
     Attributes:
         spec: The backbone's registry entry.
         weights: The parent weights request of a fine-tuning ("default" from scratch).
@@ -41,11 +43,9 @@ class TrainRequest:
     """
 
     spec: BackboneSpec
-    epochs: int
     image_size: int
     batch_size: int
     learning_rate: float
-    patience: int
     seed: int
     monitor: str
     schedule: Schedule
