@@ -93,14 +93,13 @@ def make_request(options: dict[str, Any]) -> TrainRequest:
 def _trainable_spec(backbone: str, unfreeze_from: str | None) -> BackboneSpec:
     from featurekit.backbones import get_spec, list_backbones
 
-    def is_network(name: str) -> bool:  # an entry with weights to train (a hand-made feature has none)
-        return "weights" in get_spec(name).request_options
-
-    known = backbone in list_backbones(include_test=True)
-    if known and (backbone in TRAINABLE_BACKBONES or (unfreeze_from is not None and is_network(backbone))):
+    # A network is an entry with weights to train (a hand-made feature has none).
+    networks = [name for name in list_backbones(include_test=True) if "weights" in get_spec(name).request_options]
+    if backbone in networks and (backbone in TRAINABLE_BACKBONES or unfreeze_from is not None):
         return get_spec(backbone)
-    others = [n for n in list_backbones() if n not in TRAINABLE_BACKBONES and is_network(n)]
-    if known and not is_network(backbone):
+    known = backbone in list_backbones(include_test=True)
+    others = [n for n in list_backbones() if n not in TRAINABLE_BACKBONES and n in networks]
+    if known and backbone not in networks:
         problem = f"{backbone!r} is a {get_spec(backbone).kind}: it has no weights to train."
     elif known:
         problem = (f"Backbone {backbone!r} cannot be trained from scratch here: only {', '.join(TRAINABLE_BACKBONES)} "
