@@ -45,7 +45,6 @@ from featurekit.training.state import (
     CLASSIFIER_FILE,
     LEGACY_IDENTITY,
     LOCK_FILE,
-    PROGRESS_FILE,
     RESULT_FILE,
     backup_epochs,
     model_file,
@@ -293,7 +292,6 @@ def _finish(plan: TrainPlan, state: dict[str, Any], classifier, backbone, params
     result = TrainResult(model_path=model_path, out=out, **{
         field.name: record[field.name] for field in fields(TrainResult) if field.name not in ("model_path", "out")})
     atomic_write_json(out / RESULT_FILE, record)
-    (out / PROGRESS_FILE).unlink(missing_ok=True)
     remove_unfinished_files(out)
     log(f"Best epoch {result.best_epoch} of {result.epochs_run}: val_accuracy {result.best_valid_accuracy:.3f}, "
         f"val_loss {result.best_valid_loss:.4f}; {result.seconds:.0f} s in all, "
