@@ -70,10 +70,8 @@ def make_request(options: dict[str, Any]) -> TrainRequest:
     Returns:
         The checked request (the learning rate resolved: 1e-3 from scratch, 1e-4 fine-tuning when None).
     """
-    from featurekit.backbones.checks import check_image_size
-
     spec = _trainable_spec(options["backbone"], options["unfreeze_from"])
-    check_image_size(spec, options["image_size"])
+    spec.check_request(options["image_size"])  # the backbone's own check: an image size in its range
     if options["batch_size"] < 2:
         raise FeaturekitError("The batch size must be at least 2 (batch norm needs two images per batch).",
                               received=given("batch_size", options["batch_size"]),
