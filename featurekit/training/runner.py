@@ -112,6 +112,14 @@ class TrainPlan:
     identity: dict[str, Any]
 
 
+def default_out_dir(data: str | Path, backbone: str, image_size: int, runs_dir: str | Path = "runs",
+                    unfreeze_from: str | None = None) -> Path:
+    """``runs/<backbone>-<data-folder-name>-<image_size>/`` (fine-tuning: ``<backbone>-from-<layer>-...``)."""
+    name = Path(data).expanduser().resolve().name
+    stem = backbone if unfreeze_from is None else f"{backbone}-from-{unfreeze_from}"
+    return Path(runs_dir) / f"{stem}-{name}-{image_size}"
+
+
 def train_backbone(data: str | Path, *, log: Callable[[str], None] = print, callbacks: list | None = None,
                    **settings: Any) -> TrainResult:
     """Train `backbone` from scratch, or fine-tune it from `weights` above `unfreeze_from`; save the backbone.
@@ -329,12 +337,8 @@ def finished_model(options: dict[str, Any]) -> Path | None:
 
 
 def _run_folder(options: dict[str, Any]) -> Path:
-    """`out`, else ``<runs_dir>/<backbone>[-from-<layer>]-<data-folder-name>-<image_size>/``."""
-    if options["out"]:
-        return Path(options["out"])
-    backbone, layer, data = options["backbone"], options["unfreeze_from"], Path(options["data"]).expanduser().resolve()
-    stem = backbone if layer is None else f"{backbone}-from-{layer}"
-    return Path(options["runs_dir"]) / f"{stem}-{data.name}-{options['image_size']}"
+    return Path(options["out"]) if options["out"] else default_out_dir(
+        options["data"], options["backbone"], options["image_size"], options["runs_dir"], options["unfreeze_from"])
 
 
 def _result_record(plan: TrainPlan, state: dict[str, Any], params: dict[str, int], model_path: Path,
