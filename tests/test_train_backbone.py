@@ -42,6 +42,11 @@ def _schedule(**changes):
     return Schedule(**{**settings, **changes})
 
 
+def _rates(schedule, monitored=()) -> list[float]:
+    """The rate of every epoch of the run, as the training callback asks for them (plateau: given the values)."""
+    return [schedule.rate(epoch, monitored) for epoch in range(schedule.epochs)]
+
+
 def _weights_snapshot(model) -> list[np.ndarray]:
     return [np.array(w) for w in model.get_weights()]
 
@@ -165,8 +170,8 @@ def test_unfinished_run_with_another_schedule_is_refused(resumed_run):
 
 
 def test_resumed_run_continues_the_schedule_where_it_stopped(resumed_run):
-    expected = _schedule(learning_rate=SETTINGS["learning_rate"], epochs=EPOCHS,
-                         min_learning_rate=SCHEDULE["min_learning_rate"]).rates()
+    expected = _rates(_schedule(learning_rate=SETTINGS["learning_rate"], epochs=EPOCHS,
+                                min_learning_rate=SCHEDULE["min_learning_rate"]))
     # Every epoch, before and after the interruption, trained at the uninterrupted run's rate for that epoch
     # (a resumed run that restarted the schedule would train epoch 3 at the first epoch's rate again).
     assert resumed_run["optimizer_rates"] == pytest.approx(expected, rel=1e-6)
@@ -323,7 +328,7 @@ def test_extracting_the_backbones_own_training_images_as_test_is_refused(incepti
 
 
 def test_cosine_falls_from_the_learning_rate_to_the_minimum_at_the_last_epoch():
-    rates = _schedule(epochs=5, learning_rate=1e-3, min_learning_rate=1e-5).rates()
+    rates = _rates(_schedule(epochs=5, learning_rate=1e-3, min_learning_rate=1e-5))
     assert len(rates) == 5
     assert rates[0] == pytest.approx(1e-3, rel=1e-6)
     assert rates[-1] == pytest.approx(1e-5, rel=1e-6)
@@ -334,14 +339,14 @@ def test_cosine_falls_from_the_learning_rate_to_the_minimum_at_the_last_epoch():
 
 
 def test_cosine_warmup_rises_linearly_to_the_learning_rate_then_decays():
-    rates = _schedule(epochs=6, warmup_epochs=2, learning_rate=1e-3, min_learning_rate=0.0).rates()
+    rates = _rates(_schedule(epochs=6, warmup_epochs=2, learning_rate=1e-3, min_learning_rate=0.0))
     assert rates[:3] == pytest.approx([1e-3 / 3, 2e-3 / 3, 1e-3], rel=1e-6)
     assert rates[-1] == pytest.approx(0.0, abs=1e-12)
     assert rates[3] > rates[4] > rates[5]
 
 
 def test_constant_schedule_keeps_the_learning_rate():
-    assert _schedule(name="constant", epochs=4, learning_rate=3e-4).rates() == [3e-4] * 4
+    assert _rates(_schedule(name="constant", epochs=4, learning_rate=3e-4)) == [3e-4] * 4
 
 
 @pytest.mark.parametrize("monitor, flat, better", [("val_loss", 0.5, 0.4), ("val_accuracy", 0.7, 0.8)])
@@ -351,9 +356,9 @@ def test_plateau_lowers_the_rate_after_patience_epochs_without_improvement(monit
     # Epoch 0 sets the best; epochs 1 and 2 are flat (patience 2): epoch 3 trains at half the rate. Epoch 3
     # improves (the count restarts); 4 and 5 are flat again: 6 is halved, down to the floor, where it stays.
     values = [flat, flat, flat, better, better, better, better, better]
-    assert schedule.rates(values) == pytest.approx([1e-3, 1e-3, 1e-3, 5e-4, 5e-4, 5e-4, 2.5e-4, 2.5e-4])
+    assert _rates(schedule, values) == pytest.approx([1e-3, 1e-3, 1e-3, 5e-4, 5e-4, 5e-4, 2.5e-4, 2.5e-4])
     assert schedule.rate(7, values + [better] * 4) == pytest.approx(2.5e-4)
-    assert schedule.rates([flat] * 8)[-1] == pytest.approx(2e-4)  # never below min_learning_rate
+    assert _rates(schedule, [flat] * 8)[-1] == pytest.approx(2e-4)  # never below min_learning_rate
     # Only the epochs before the one asked about count.
     assert schedule.rate(3, values[:3]) == schedule.rate(3, values)
 
@@ -431,7 +436,7 @@ def test_plateau_schedule_resumes_with_its_counters(tmp_path: Path, monkeypatch)
     schedule = _schedule(name="plateau", epochs=7, monitor="val_accuracy", plateau_patience=2, plateau_factor=0.5)
     for run in (straight, resumed):
         # Each epoch trained at the rate Keras' ReduceLROnPlateau gives for the validation values before it.
-        assert run.history["learning_rate"] == pytest.approx(schedule.rates(run.history["val_accuracy"]), rel=1e-6)
+        assert run.history["learning_rate"] == pytest.approx(_rates(schedule, run.history["val_accuracy"]), rel=1e-6)
     # The tiny network stops improving on valid within a few epochs: the rate falls, and the resumed run falls
     # on the same epochs as the uninterrupted one (a plateau whose counters restarted at the resume would not).
     assert resumed.history["val_accuracy"] == straight.history["val_accuracy"]

@@ -42,7 +42,9 @@ class SeededBatches(keras.utils.PyDataset):
         self.epoch = int(epoch)
 
     def positions(self, index: int) -> np.ndarray:
-        """Row indices of batch `index` of the current epoch."""
+        """Row indices of batch `index` of the current epoch (IndexError past the last batch)."""
+        if not 0 <= index < len(self):
+            raise IndexError(index)
         n = len(self.labels)
         if not self.train:
             return np.arange(index * self.batch_size, min((index + 1) * self.batch_size, n))
@@ -66,17 +68,14 @@ class ImageBatches(SeededBatches):
         seed: Seed of the shuffles and augmentations.
         augment: Whether training batches are augmented (default: yes when `train`).
         workers: Decode threads; default one per CPU.
-        prefetch: Batches decoded ahead of the one Keras is training on.
     """
 
     def __init__(self, root: str | Path, paths: list[str], labels: np.ndarray, image_size: int, batch_size: int,
-                 train: bool, seed: int = 0, workers: int | None = None, prefetch: int = DEFAULT_PREFETCH_BATCHES,
-                 augment: bool | None = None):
+                 train: bool, seed: int = 0, workers: int | None = None, augment: bool | None = None):
         super().__init__(labels, batch_size, train, seed)
         self.root = Path(root)
         self.paths = list(paths)
         self.augment = train if augment is None else augment
-        self.prefetch = int(prefetch)
         self._decoder = ParallelDecoder(image_size, workers)
         self._pending: dict[tuple[int, int], PendingBatch] = {}
 
@@ -95,13 +94,12 @@ class ImageBatches(SeededBatches):
                                     transform if self.augment else None)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        if not 0 <= index < len(self):
-            raise IndexError(index)
-        for ahead in range(index, min(index + 1 + self.prefetch, len(self))):
+        rows = self.positions(index)
+        # Batches decoded ahead of the one Keras is training on.
+        for ahead in range(index, min(index + 1 + DEFAULT_PREFETCH_BATCHES, len(self))):
             if (self.epoch, ahead) not in self._pending:
                 self._pending[(self.epoch, ahead)] = self._submit(ahead)
         images, ok, reasons = self._pending.pop((self.epoch, index)).result()
-        rows = self.positions(index)
         if not ok.all():
             first = int(np.flatnonzero(~ok)[0])
             raise FeaturekitError(

@@ -38,12 +38,10 @@ class ProgressRecorder(keras.callbacks.Callback):
                  log: Callable[[str], None]):
         super().__init__()
         self.out, self.state, self.images_per_epoch, self.since, self.log = out, state, images_per_epoch, since, log
-        self._epoch_started = time.perf_counter()
-        self._train_seconds: float | None = None
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._epoch_started = time.perf_counter()
-        self._train_seconds = None
+        self._train_seconds: float | None = None  # set when validation begins
 
     def on_test_begin(self, logs: dict | None = None) -> None:
         # fit() validates after the training steps of an epoch: this splits the epoch's time.

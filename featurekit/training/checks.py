@@ -30,6 +30,8 @@ MIN_VALID_IMAGES_PER_CLASS = 2
 class TrainRequest:
     """A checked training request. `unfreeze_from` set: fine-tuning `weights`; unset: training from scratch.
 
+    Epochs and patience are not in it: a resumed run may change them (the run's state holds them).
+
     Attributes:
         spec: The backbone's registry entry.
         weights: The parent weights request of a fine-tuning ("default" from scratch).
@@ -41,11 +43,9 @@ class TrainRequest:
     """
 
     spec: BackboneSpec
-    epochs: int
     image_size: int
     batch_size: int
     learning_rate: float
-    patience: int
     seed: int
     monitor: str
     schedule: Schedule
@@ -70,10 +70,8 @@ def make_request(options: dict[str, Any]) -> TrainRequest:
     Returns:
         The checked request (the learning rate resolved: 1e-3 from scratch, 1e-4 fine-tuning when None).
     """
-    from featurekit.backbones.checks import check_image_size
-
     spec = _trainable_spec(options["backbone"], options["unfreeze_from"])
-    check_image_size(spec, options["image_size"])
+    spec.check_request(options["image_size"])  # the backbone's own check: an image size in its range
     if options["batch_size"] < 2:
         raise FeaturekitError("The batch size must be at least 2 (batch norm needs two images per batch).",
                               received=given("batch_size", options["batch_size"]),
@@ -93,14 +91,13 @@ def make_request(options: dict[str, Any]) -> TrainRequest:
 def _trainable_spec(backbone: str, unfreeze_from: str | None) -> BackboneSpec:
     from featurekit.backbones import get_spec, list_backbones
 
-    def is_network(name: str) -> bool:  # an entry with weights to train (a hand-made feature has none)
-        return "weights" in get_spec(name).request_options
-
-    known = backbone in list_backbones(include_test=True)
-    if known and (backbone in TRAINABLE_BACKBONES or (unfreeze_from is not None and is_network(backbone))):
+    # A network is an entry with weights to train (a hand-made feature has none).
+    networks = [name for name in list_backbones(include_test=True) if "weights" in get_spec(name).request_options]
+    if backbone in networks and (backbone in TRAINABLE_BACKBONES or unfreeze_from is not None):
         return get_spec(backbone)
-    others = [n for n in list_backbones() if n not in TRAINABLE_BACKBONES and is_network(n)]
-    if known and not is_network(backbone):
+    known = backbone in list_backbones(include_test=True)
+    others = [n for n in list_backbones() if n not in TRAINABLE_BACKBONES and n in networks]
+    if known and backbone not in networks:
         problem = f"{backbone!r} is a {get_spec(backbone).kind}: it has no weights to train."
     elif known:
         problem = (f"Backbone {backbone!r} cannot be trained from scratch here: only {', '.join(TRAINABLE_BACKBONES)} "

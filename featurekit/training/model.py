@@ -75,10 +75,9 @@ class ScratchTraining:
         from featurekit.training.batches import ImageBatches
 
         request = self.request
-        return (ImageBatches(folder.root, [s.path for s in train], [s.label for s in train], request.image_size,
-                             request.batch_size, train=True, seed=request.seed),
-                ImageBatches(folder.root, [s.path for s in valid], [s.label for s in valid], request.image_size,
-                             request.batch_size, train=False, seed=request.seed))
+        return tuple(ImageBatches(folder.root, [s.path for s in samples], [s.label for s in samples],
+                                  request.image_size, request.batch_size, train=training, seed=request.seed)
+                     for samples, training in ((train, True), (valid, False)))
 
     def warm_start(self, train_batches, log) -> None:
         """Nothing to do before the first epoch: the network starts from its He initialisation."""

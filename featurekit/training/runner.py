@@ -45,7 +45,6 @@ from featurekit.training.state import (
     CLASSIFIER_FILE,
     LEGACY_IDENTITY,
     LOCK_FILE,
-    PROGRESS_FILE,
     RESULT_FILE,
     backup_epochs,
     model_file,
@@ -122,14 +121,13 @@ def default_out_dir(data: str | Path, backbone: str, image_size: int, runs_dir: 
 
 
 def train_backbone(data: str | Path, *, log: Callable[[str], None] = print, callbacks: list | None = None,
-                   save_classifier: bool = True, **settings: Any) -> TrainResult:
+                   **settings: Any) -> TrainResult:
     """Train `backbone` from scratch, or fine-tune it from `weights` above `unfreeze_from`; save the backbone.
 
     Args:
         data: Data folder (`DIR/<class>/...` or `DIR/{train,valid,test}/<class>/...`).
         log: Where messages go, one line per epoch included.
         callbacks: Extra Keras callbacks, called after the ones that record progress and back up.
-        save_classifier: From scratch, also save the network with its top as `classifier.keras`.
         **settings: The options of the `train_backbone` command, by name; each is validated against, and
             defaults to, its declaration in `featurekit.options` (where the help of each stands):
             backbone (from scratch only names in TRAINABLE_BACKBONES, fine-tuning any Keras backbone), epochs,
@@ -150,7 +148,7 @@ def train_backbone(data: str | Path, *, log: Callable[[str], None] = print, call
             finished run in `out` (without overwrite), or an unfinished run there with other settings.
     """
     options = complete("train_backbone", {**settings, "data": data})
-    return _train(options, log, options["progress"], callbacks or [], save_classifier)
+    return _train(options, log, options["progress"], callbacks or [])
 
 
 def train_from_options(options: dict[str, Any], log: Callable[[str], None] = print,
@@ -162,13 +160,14 @@ def train_from_options(options: dict[str, Any], log: Callable[[str], None] = pri
     Raises:
         FeaturekitError: an unknown option, a value of the wrong type, or no `data`.
     """
-    return _train(complete("train_backbone", options), log, progress, [], True)
+    return _train(complete("train_backbone", options), log, progress, [])
 
 
-def _train(options: dict[str, Any], log: Callable[[str], None], progress: bool, callbacks: list,
-           save_classifier: bool) -> TrainResult:
+def _train(options: dict[str, Any], log: Callable[[str], None], progress: bool, callbacks: list) -> TrainResult:
     """Request -> plan -> run: under the folder's lock (two runs writing one folder would interleave their
     backups), build the network, fit the epochs still to run (none for a finished fit), save the best epoch."""
+    import keras
+
     from featurekit.backend import seeded
     from featurekit.training.model import param_counts
 
@@ -187,14 +186,17 @@ def _train(options: dict[str, Any], log: Callable[[str], None], progress: bool, 
         with seeded(plan.request.seed + done):
             classifier, backbone = plan.method.build()
             params = param_counts(classifier, backbone)
-            _compile(classifier, plan.request.learning_rate)
+            classifier.compile(optimizer=keras.optimizers.Adam(learning_rate=plan.request.learning_rate),
+                               loss="binary_crossentropy", metrics=["accuracy"])
+            # Adam's slot variables made eagerly take under a second; made inside the first compiled train step
+            # (Keras' default) they add ~10 s to a compilation that already takes ~30 s on a CPU.
+            classifier.optimizer.build(classifier.trainable_variables)
             if finished_fit:
                 log(f"Training in {plan.out} had finished ({len(state['history'].get('loss', []))} epochs); saving "
                     "its best epoch.")
             else:
                 _fit(plan, state, classifier, params, done, callbacks, progress, log, since)
-        return _finish(plan, state, classifier, backbone, params, save_classifier and plan.method.saves_classifier,
-                       log, since)
+        return _finish(plan, state, classifier, backbone, params, log, since)
 
 
 def plan_run(options: dict[str, Any], log: Callable[[str], None] = print) -> TrainPlan:
@@ -225,16 +227,6 @@ def plan_run(options: dict[str, Any], log: Callable[[str], None] = print) -> Tra
         **method.identity(),
     }
     return TrainPlan(request, method, folder, split_fractions, *kept, skipped, _run_folder(options), identity)
-
-
-def _compile(classifier, learning_rate: float) -> None:
-    import keras
-
-    classifier.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="binary_crossentropy",
-                       metrics=["accuracy"])
-    # Adam's slot variables made eagerly take under a second; made inside the first compiled train step
-    # (Keras' default) they add ~10 s to a compilation that already takes ~30 s on a CPU.
-    classifier.optimizer.build(classifier.trainable_variables)
 
 
 def _fit(plan: TrainPlan, state: dict[str, Any], classifier, params: dict[str, int], done: int,
@@ -287,7 +279,7 @@ def _log_start(plan: TrainPlan, state: dict[str, Any], params: dict[str, int], l
 
 
 def _finish(plan: TrainPlan, state: dict[str, Any], classifier, backbone, params: dict[str, int],
-            save_classifier: bool, log: Callable[[str], None], since: float) -> TrainResult:
+            log: Callable[[str], None], since: float) -> TrainResult:
     """Load the best epoch's weights, save the backbone (and classifier), write training.json, tidy up."""
     from featurekit.training.model import save_keras
 
@@ -301,14 +293,13 @@ def _finish(plan: TrainPlan, state: dict[str, Any], classifier, backbone, params
         )
     classifier.set_weights(read_weights(out / state["best"]["weights"]))
     model_path = save_keras(backbone, out / model_file(plan.request.backbone))
-    if save_classifier:
+    if plan.method.saves_classifier:
         save_keras(classifier, out / CLASSIFIER_FILE)
-    record = _result_record(plan, state, params, model_path, save_classifier, time.perf_counter() - since)
+    record = _result_record(plan, state, params, model_path, time.perf_counter() - since)
     # The result is what training.json records, with the paths as paths.
     result = TrainResult(model_path=model_path, out=out, **{
         field.name: record[field.name] for field in fields(TrainResult) if field.name not in ("model_path", "out")})
     atomic_write_json(out / RESULT_FILE, record)
-    (out / PROGRESS_FILE).unlink(missing_ok=True)
     remove_unfinished_files(out)
     log(f"Best epoch {result.best_epoch} of {result.epochs_run}: val_accuracy {result.best_valid_accuracy:.3f}, "
         f"val_loss {result.best_valid_loss:.4f}; {result.seconds:.0f} s in all, "
@@ -351,7 +342,7 @@ def _run_folder(options: dict[str, Any]) -> Path:
 
 
 def _result_record(plan: TrainPlan, state: dict[str, Any], params: dict[str, int], model_path: Path,
-                   save_classifier: bool, seconds: float) -> dict[str, Any]:
+                   seconds: float) -> dict[str, Any]:
     """training.json: the result, the resolved settings, exactly which images trained, and library versions."""
     from featurekit.cache import library_versions
     from featurekit.hashing import file_sha256
@@ -364,7 +355,7 @@ def _result_record(plan: TrainPlan, state: dict[str, Any], params: dict[str, int
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model_path": model_path.name,
         "model_sha256": file_sha256(model_path),
-        "classifier_path": CLASSIFIER_FILE if save_classifier else None,
+        "classifier_path": CLASSIFIER_FILE if plan.method.saves_classifier else None,
         "best_epoch": best["epoch"], "best_valid_accuracy": best["val_accuracy"], "best_valid_loss": best["val_loss"],
         "epochs_run": len(history.get("loss", [])), "stopped_early": state["stopped_early"],
         "resumed_from": state["resumed_from"], "seconds": seconds,

@@ -113,40 +113,28 @@ class Schedule:
             epoch: The epoch about to run.
             monitored: The monitored value of each epoch before it (plateau reads them; others ignore them).
         """
+        import keras
+
         if self.name == "cosine":
-            return self._cosine_rate(epoch)
+            warmup = self.warmup_epochs
+            # Decaying over epochs - 1 - warmup steps puts the minimum exactly on the last epoch (one epoch: the
+            # rate). With no warmup (warmup_steps 0) this is the plain decay from the learning rate, to the same bits.
+            cosine = keras.optimizers.schedules.CosineDecay(
+                self.learning_rate / (warmup + 1), max(1, self.epochs - 1 - warmup),
+                alpha=self.min_learning_rate / self.learning_rate, warmup_target=self.learning_rate,
+                warmup_steps=warmup)
+            return float(keras.ops.convert_to_numpy(cosine(epoch)))
         if self.name == "plateau":
-            return self._plateau_rate(monitored[:epoch])
+            # Keras' own callback, fed the recorded values of the epochs before: its rule (min_delta, ties, NaN, the
+            # floor) exactly, and its counters rebuilt from the history instead of held in memory, which a resumed
+            # run would have lost.
+            stand_in = SimpleNamespace(optimizer=SimpleNamespace(learning_rate=float(self.learning_rate)))
+            plateau = keras.callbacks.ReduceLROnPlateau(
+                monitor=self.monitor, factor=self.plateau_factor, patience=self.plateau_patience,
+                mode="min" if self.monitor == "val_loss" else "max", min_lr=self.min_learning_rate)
+            plateau.set_model(stand_in)
+            plateau.on_train_begin()
+            for before, value in enumerate(monitored[:epoch]):
+                plateau.on_epoch_end(before, {self.monitor: float(value)})
+            return float(stand_in.optimizer.learning_rate)
         return float(self.learning_rate)
-
-    def rates(self, monitored: Sequence[float] = ()) -> list[float]:
-        """The rate of every epoch of the run (plateau: given the monitored value of each epoch)."""
-        return [self.rate(epoch, monitored) for epoch in range(self.epochs)]
-
-    def _cosine_rate(self, epoch: int) -> float:
-        import keras
-
-        warmup = self.warmup_epochs
-        # Decaying over epochs - 1 - warmup steps puts the minimum exactly on the last epoch (one epoch: the rate).
-        decay_steps = max(1, self.epochs - 1 - warmup)
-        alpha = self.min_learning_rate / self.learning_rate
-        # With no warmup (warmup_steps 0) this is the plain decay from the learning rate, to the same bits.
-        cosine = keras.optimizers.schedules.CosineDecay(
-            self.learning_rate / (warmup + 1), decay_steps, alpha=alpha, warmup_target=self.learning_rate,
-            warmup_steps=warmup)
-        return float(keras.ops.convert_to_numpy(cosine(epoch)))
-
-    def _plateau_rate(self, monitored: Sequence[float]) -> float:
-        import keras
-
-        # Keras' own callback, fed the recorded values: its rule (min_delta, ties, NaN, the floor) exactly, and
-        # its counters rebuilt from the history instead of held in memory, which a resumed run would have lost.
-        stand_in = SimpleNamespace(optimizer=SimpleNamespace(learning_rate=float(self.learning_rate)))
-        plateau = keras.callbacks.ReduceLROnPlateau(
-            monitor=self.monitor, factor=self.plateau_factor, patience=self.plateau_patience,
-            mode="min" if self.monitor == "val_loss" else "max", min_lr=self.min_learning_rate)
-        plateau.set_model(stand_in)
-        plateau.on_train_begin()
-        for epoch, value in enumerate(monitored):
-            plateau.on_epoch_end(epoch, {self.monitor: float(value)})
-        return float(stand_in.optimizer.learning_rate)

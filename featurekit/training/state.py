@@ -50,7 +50,8 @@ def model_file(backbone: str) -> str:
 
 
 def remove_unfinished_files(out: Path) -> None:
-    """What only an unfinished run needs: best-epoch weights, Keras' backup and the trunk's cached maps."""
+    """What only an unfinished run needs: progress.json, best-epoch weights, Keras' backup and the trunk's maps."""
+    (out / PROGRESS_FILE).unlink(missing_ok=True)
     for path in out.glob(BEST_WEIGHTS_GLOB):
         path.unlink()
     for folder in (BACKUP_DIR, TRUNK_DIR):
@@ -71,7 +72,7 @@ def prepare_out(out: Path, identity: dict[str, Any], overwrite: bool) -> dict[st
     """
     result_path, progress_path = out / RESULT_FILE, out / PROGRESS_FILE
     if overwrite:
-        for name in (model_file(identity["backbone"]), CLASSIFIER_FILE, RESULT_FILE, PROGRESS_FILE):
+        for name in (model_file(identity["backbone"]), CLASSIFIER_FILE, RESULT_FILE):
             (out / name).unlink(missing_ok=True)
         remove_unfinished_files(out)
     if result_path.exists():

@@ -101,8 +101,6 @@ class MapBatches(SeededBatches):
         self.versions = versions
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        if not 0 <= index < len(self):
-            raise IndexError(index)
         rows = self.positions(index)
         if not self.train:
             return np.asarray(self.versions[0][rows], np.float32), self.labels[rows]
