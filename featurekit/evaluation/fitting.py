@@ -68,13 +68,6 @@ class FittedProbe:
         return float(self.meta["threshold"])
 
 
-def run_dir_of(cache: SplitAccess, probe: str, runs_dir: str | Path = "runs") -> Path:
-    """The default folder of a probe fitted on an open cache: ``runs/<cache file stem>/<probe>``,
-    ``runs/fuse-<short hash>/<probe>`` for a fusion, ``runs/<cache file stem>-tv-<short hash>/<probe>`` with
-    training views (`featurekit.cache.augmented`)."""
-    return Path(runs_dir) / cache.run_name / probe
-
-
 def fit_estimator(probe: str, params: dict[str, Any], x_train: np.ndarray, y_train: np.ndarray,
                   x_valid: np.ndarray, y_valid: np.ndarray) -> Any:
     """A probe fitted on arrays in memory; probes that early-stop get the valid split as `X_val`/`y_val`."""
@@ -155,7 +148,9 @@ def fit_probe(cache_path: str | Path | Sequence[str | Path], probe: str, params:
         The fitted probe, already saved. Nothing is written unless fitting succeeded.
     """
     with open_training_source(cache_path, train_views, log=log) as cache:
-        return fit_on(cache, probe, dict(params or {}), Path(out) if out else run_dir_of(cache, probe, runs_dir),
+        # The default folder: runs/<cache file stem>/<probe>, runs/fuse-<short hash>/<probe> for a fusion,
+        # runs/<cache file stem>-tv-<short hash>/<probe> with training views (`featurekit.cache.augmented`).
+        return fit_on(cache, probe, dict(params or {}), Path(out or Path(runs_dir) / cache.run_name / probe),
                       memory_budget_gb, log)
 
 
