@@ -115,12 +115,11 @@ def _stream(cache: SplitAccess, split: str, shuffle: bool) -> Callable[[int], An
     return batches
 
 
-def split_scores(fitted: FittedProbe, cache: SplitAccess, split: str, streamed: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """P(fake) and labels of one split, in row order."""
+def split_scores(fitted: FittedProbe, cache: SplitAccess, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """P(fake) and labels of one split, in row order (streamed from disk where the probe was fitted so)."""
     from featurekit.probes import fake_scores
 
-    streamed = fitted.meta.get("streamed", False) if streamed is None else streamed
-    if streamed and hasattr(fitted.estimator, "predict_proba_stream"):
+    if fitted.meta.get("streamed") and hasattr(fitted.estimator, "predict_proba_stream"):
         scores = fitted.estimator.predict_proba_stream(_stream(cache, split, shuffle=False))[:, 1]
         return scores, cache.labels[cache.split_indices(split)]
     x, y = cache.load(split)
@@ -183,7 +182,7 @@ def fit_on(cache: SplitAccess, probe: str, params: dict[str, Any], directory: Pa
         "versions": library_versions(), "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     fitted = FittedProbe(estimator, meta, directory)
-    valid_scores, valid_labels = split_scores(fitted, cache, "valid", streamed)
+    valid_scores, valid_labels = split_scores(fitted, cache, "valid")
     meta["threshold"] = choose_threshold(valid_labels, valid_scores)
     _save_atomically(fitted, save_probe)
     return fitted

@@ -134,11 +134,9 @@ def view_cache_for(training_cache: Path, view: View, cache_dir: str | Path | Non
     from featurekit.extraction.extract import extract_many
 
     log(f"extracting view {view.name} of the {split} split of {training_cache.name} into {default.name} ...")
-    fractions = _recorded_split(attrs)
-    split_fractions = parse_split_fractions(fractions) if fractions else DEFAULT_SPLIT_FRACTIONS
-    extract_many(data_root, **extraction_request(attrs), cache=default, split_fractions=split_fractions,
-                 view=view, subset=split, expected_identity={k: v for k, v in wanted.items() if k != "view"},
-                 log=log, progress=False)
+    extract_many(data_root, **extraction_request(attrs), cache=default, view=view, subset=split, log=log,
+                 split_fractions=parse_split_fractions(_recorded_split(attrs) or DEFAULT_SPLIT_FRACTIONS),
+                 expected_identity=wanted, progress=False)
     return default
 
 

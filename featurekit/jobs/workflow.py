@@ -15,8 +15,12 @@ from typing import Any, Callable
 
 from rich.markup import escape
 
+from featurekit.cache.fusion import check_fusion_request
 from featurekit.config import check_config, resolve_config
 from featurekit.errors import FeaturekitError, given
+from featurekit.evaluation.compare import compare_from_options
+from featurekit.evaluation.fitting import fit_probe
+from featurekit.evaluation.grid import check_probes
 from featurekit.options import HEAD_PARAMETERS, complete, head_params, require
 
 
@@ -92,9 +96,6 @@ def fit_from_options(options: dict[str, Any], log: Callable[[str], None] = print
     Returns:
         The FittedProbe, saved.
     """
-    from featurekit.evaluation.fitting import fit_probe
-    from featurekit.cache.fusion import check_fusion_request
-
     options = complete("fit", options)
     params = head_params() if options["probe"] == "head" else {}
     caches = list(options["cache"])
@@ -110,8 +111,6 @@ def fit_head_from_options(options: dict[str, Any], log: Callable[[str], None] = 
     Returns:
         The FittedProbe, saved.
     """
-    from featurekit.evaluation.fitting import fit_probe
-
     options = complete("fit_head", options)
     params = head_params(**{name: options[name] for name in HEAD_PARAMETERS})
     return fit_probe(options["cache"], "head", params, out=options["out"], runs_dir=options["runs_dir"],
@@ -129,9 +128,6 @@ def run_job(file_config: dict[str, Any], options: dict[str, Any] | None = None, 
         log: Where messages go.
         render: Called with (rows, compare options + results and title) to show and write the results.
     """
-    from featurekit.evaluation.compare import compare_from_options
-    from featurekit.evaluation.grid import check_probes
-
     check_config(file_config, str((options or {}).get("config") or "the config"))
     run_options = resolve_config("run", file_config, options or {})
     require("run", run_options)
