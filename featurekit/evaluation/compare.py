@@ -21,7 +21,7 @@ from featurekit.errors import FeaturekitError, given
 from featurekit.evaluation.grid import CacheSource, ProbeGrid, resolved
 from featurekit.evaluation.scoring import scored
 from featurekit.evaluation.shifted_caches import stored_identity
-from featurekit.evaluation.shifted_scoring import at_thresholds, score_elsewhere, thresholds_on_valid_and_views
+from featurekit.evaluation.shifted_scoring import at_valid_and_views_thresholds, score_elsewhere
 from featurekit.rows import ROW_KEYS, image_keys
 from featurekit.parameters import MEMORY_BUDGET_GB, N_BOOT, RUNS_DIR
 
@@ -169,8 +169,7 @@ def compare_from_options(options: dict[str, Any], log: Callable[[str], None] = p
     rows = score_elsewhere([row for row in rows if not row["cache"].startswith("fuse(")], caches, views,
                            options["test_data"] or [], options["cache_dir"], options["boot"], log)
     if options["threshold_on"] == "valid+views":
-        thresholds = thresholds_on_valid_and_views(rows, caches, views, options["cache_dir"], log)
-        rows = at_thresholds(rows, thresholds, "valid+views", options["boot"])
+        rows = at_valid_and_views_thresholds(rows, caches, views, options["cache_dir"], options["boot"], log)
     return rows + fused
 
 

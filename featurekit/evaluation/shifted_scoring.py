@@ -152,23 +152,20 @@ def valid_and_views_threshold(source: Any, fitted: fitting.FittedProbe, views: S
                                   np.concatenate([scores for scores, _ in parts])))
 
 
-def thresholds_on_valid_and_views(rows: list[dict[str, Any]], caches: list[Path], views: Sequence[str | View],
-                                  cache_dir: str | Path | None = None, log: Callable[[str], None] = print
-                                  ) -> dict[str, float]:
-    """For each probe of the rows of `caches` scored on their own test split (by `model_dir`): its
-    `valid_and_views_threshold`."""
+def at_valid_and_views_thresholds(rows: list[dict[str, Any]], caches: list[Path], views: Sequence[str | View],
+                                  cache_dir: str | Path | None, n_boot: int, log: Callable[[str], None] = print
+                                  ) -> list[dict[str, Any]]:
+    """The rows evaluated again at the `valid_and_views_threshold` of their probe (by `model_dir`: each probe of the
+    rows of `caches` scored on their own test split), each saying so in `threshold_on`; rows of other probes keep
+    theirs."""
     names = {Path(c).name: Path(c) for c in caches}
-    return {str(row["model_dir"]): valid_and_views_threshold(names[row["cache"]], row["_fitted"], views, cache_dir, log)
-            for row in rows if row.get("cache") in names and not row.get("view")
-            and row.get("test_set", OWN_TEST_SPLIT) == OWN_TEST_SPLIT}
+    thresholds = {str(row["model_dir"]): valid_and_views_threshold(names[row["cache"]], row["_fitted"], views,
+                                                                   cache_dir, log)
+                  for row in rows if row.get("cache") in names and not row.get("view")
+                  and row.get("test_set", OWN_TEST_SPLIT) == OWN_TEST_SPLIT}
 
-
-def at_thresholds(rows: list[dict[str, Any]], thresholds: dict[str, float], rule: str, n_boot: int
-                  ) -> list[dict[str, Any]]:
-    """The rows evaluated again at the thresholds given per probe (`model_dir`), each saying its rule in
-    `threshold_on`; rows of probes without one keep theirs."""
     def at(row: dict[str, Any], threshold: float) -> dict[str, Any]:
         metrics = metrics_at(row["_labels"], row["_scores"], threshold, n_boot)
-        return {**row, **{key: value for key, value in metrics.items() if key in row}, "threshold_on": rule}
+        return {**row, **{key: value for key, value in metrics.items() if key in row}, "threshold_on": "valid+views"}
 
     return [at(row, thresholds[key]) if (key := str(row.get("model_dir"))) in thresholds else row for row in rows]

@@ -50,13 +50,12 @@ _VALID_FIGURES = ("roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "average_preci
 def _valid_row(fit: Any, n_boot: int) -> dict[str, Any]:
     """One row of valid figures: the fitted probe's own valid scores, at the threshold chosen on valid."""
     metrics = scored(fit.fitted, fit.cache, "valid", n_boot)
-    description = row_description(fit.cache)
     return {
-        **description, "probe": fit.probe, "n_valid": metrics["n"],
+        **row_description(fit.cache), "probe": fit.probe, "n_valid": metrics["n"],
         **{f"valid_{key}": metrics[key] for key in _VALID_FIGURES}, "threshold": fit.fitted.threshold,
         "fit_seconds": fit.fitted.meta["fit_seconds"], "reused": fit.reused,
         "streamed": bool(fit.fitted.meta.get("streamed")), "leaks": fit.leaks, "model_dir": str(fit.fitted.directory),
-        "name": f"{description['cache']} {fit.probe}", "_source": fit.source, "_fitted": fit.fitted,
+        "name": f"{fit.cache.name} {fit.probe}", "_source": fit.source, "_fitted": fit.fitted,
     }
 
 

@@ -82,10 +82,8 @@ def _check_names(options: dict[str, Any]) -> None:
     if not options.get("backbone"):
         raise FeaturekitError("The entry names no backbone.", received="no backbone key",
                               fix='Add backbone = "NAME" (the `backbones` command lists them).')
-    spec = get_spec(options["backbone"])
-    poolings = _joined(options["pooling"]).split(",")
-    spec.check_request(options["image_size"], poolings, options["preprocessing"], options["precision"],
-                       options["weights"])
+    get_spec(options["backbone"]).check_request(options["image_size"], _joined(options["pooling"]).split(","),
+                                                options["preprocessing"], options["precision"], options["weights"])
 
 
 def fit_from_options(options: dict[str, Any], log: Callable[[str], None] = print):
