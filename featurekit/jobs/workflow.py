@@ -19,7 +19,6 @@ from featurekit.cache.fusion import check_fusion_request
 from featurekit.config import check_config, resolve_config
 from featurekit.errors import FeaturekitError, given
 from featurekit.evaluation.compare import compare_from_options
-from featurekit.evaluation.fitting import fit_probe
 from featurekit.evaluation.grid import check_probes
 from featurekit.options import HEAD_PARAMETERS, complete, head_params, require
 
@@ -94,6 +93,8 @@ def fit_from_options(options: dict[str, Any], log: Callable[[str], None] = print
     Returns:
         The FittedProbe, saved.
     """
+    from featurekit.evaluation.fitting import fit_probe
+
     options = complete("fit", options)
     params = head_params() if options["probe"] == "head" else {}
     caches = list(options["cache"])
@@ -109,6 +110,8 @@ def fit_head_from_options(options: dict[str, Any], log: Callable[[str], None] = 
     Returns:
         The FittedProbe, saved.
     """
+    from featurekit.evaluation.fitting import fit_probe
+
     options = complete("fit_head", options)
     params = head_params(**{name: options[name] for name in HEAD_PARAMETERS})
     return fit_probe(options["cache"], "head", params, out=options["out"], runs_dir=options["runs_dir"],
