@@ -16,6 +16,7 @@ Everything here works on any Keras backend, or none: it is numpy and Pillow only
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -39,10 +40,7 @@ Transform = Callable[[np.ndarray, int], np.ndarray]
 
 def default_workers() -> int:
     """Decode threads: one per CPU this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 class PendingBatch:
@@ -79,8 +77,7 @@ class ParallelDecoder:
     def __init__(self, image_size: int, workers: int | None = None, decode: Decoder = load_image,
                  **decode_options: Any):
         self.image_size = int(image_size)
-        self._decode = decode
-        self._options = decode_options
+        self._decode = functools.partial(decode, **decode_options)
         self._pool = ThreadPoolExecutor(max_workers=workers or default_workers(), thread_name_prefix="decode")
 
     def submit(self, paths: Sequence[str | Path], transform: Transform | None = None) -> PendingBatch:
@@ -92,7 +89,7 @@ class ParallelDecoder:
 
     def _decode_row(self, images: np.ndarray, row: int, path: str | Path, transform: Transform | None) -> str:
         try:
-            image = self._decode(path, self.image_size, **self._options)
+            image = self._decode(path, self.image_size)
         except ImageDecodeError as error:
             return str(error) or "could not be decoded"  # the row stays black; the caller sees ok=False
         images[row] = image if transform is None else transform(image, row)

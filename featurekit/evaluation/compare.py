@@ -21,7 +21,7 @@ from featurekit.errors import FeaturekitError, given
 from featurekit.evaluation.grid import CacheSource, ProbeGrid, resolved
 from featurekit.evaluation.scoring import scored
 from featurekit.evaluation.shifted_caches import stored_identity
-from featurekit.evaluation.shifted_scoring import at_thresholds, score_elsewhere, thresholds_on_valid_and_views
+from featurekit.evaluation.shifted_scoring import at_valid_and_views_thresholds, score_elsewhere
 from featurekit.rows import ROW_KEYS, image_keys
 from featurekit.parameters import MEMORY_BUDGET_GB, N_BOOT, RUNS_DIR
 
@@ -162,22 +162,27 @@ def compare_from_options(options: dict[str, Any], log: Callable[[str], None] = p
                    runs_dir=options["runs_dir"], refit=options["refit"], n_boot=options["boot"],
                    memory_budget_gb=options["memory_budget_gb"], log=log, audit=options["audit"],
                    train_views=options["train_views"])
-    # Fused rows are scored on the test split only; views and other test sets score the members' probes.
-    return _scored_elsewhere([r for r in rows if not r["cache"].startswith("fuse(")], caches, options, log) + \
-        [r for r in rows if r["cache"].startswith("fuse(")]
+    # Fused rows are scored on the test split only; views and other test sets score the members' probes, then with
+    # `threshold_on` "valid+views" every row is reported at the threshold chosen on valid plus the valid split's views.
+    views = options["view"] or []
+    fused = [row for row in rows if row["cache"].startswith("fuse(")]
+    rows = score_elsewhere([row for row in rows if not row["cache"].startswith("fuse(")], caches, views,
+                           options["test_data"] or [], options["cache_dir"], options["boot"], log)
+    if options["threshold_on"] == "valid+views":
+        rows = at_valid_and_views_thresholds(rows, caches, views, options["cache_dir"], options["boot"], log)
+    return rows + fused
 
 
 def training_caches(paths: list[Path], found_by_scan: bool, log: Callable[[str], None] = print) -> list[Path]:
     """The caches `compare` fits probes on: a cache of one split or of another test set cannot train, so it
     is left out (with a message); a cache found by scanning the cache folder is left out too when it holds a
     view (views are scored through `view`, not compared as training caches; name one to compare it)."""
-    trains = [not (identity.get("subset") or (found_by_scan and identity.get("view")))
-              for identity in (stored_identity(path) or {} for path in paths)]
-    left = [path for path, ok in zip(paths, trains) if not ok]
+    left = [path for path in paths
+            if (identity := stored_identity(path) or {}).get("subset") or (found_by_scan and identity.get("view"))]
     if left:
         log(f"not fitting on {len(left)} view or test-set cache(s) (scored through view / test_data instead): "
             + ", ".join(p.name for p in left))
-    kept = [path for path, ok in zip(paths, trains) if ok]
+    kept = [path for path in paths if path not in left]
     if not kept:
         raise FeaturekitError(
             "No training cache to compare: every cache given holds a view or a test set only.",
@@ -185,15 +190,3 @@ def training_caches(paths: list[Path], found_by_scan: bool, log: Callable[[str],
             fix="Name a cache extracted without a view (its train, valid and test splits), e.g. "
             "`cache` cache/NAME.h5 with `view` jpeg:50.")
     return kept
-
-
-def _scored_elsewhere(rows: list[dict[str, Any]], caches: list[Path], options: dict[str, Any],
-                      log: Callable[[str], None]) -> list[dict[str, Any]]:
-    """The rows, then the same probes scored on each `view` of the test split and each `test_data` folder; with
-    `threshold_on` "valid+views", every row at the threshold chosen on valid plus the valid split's views."""
-    views = options["view"] or []
-    rows = score_elsewhere(rows, caches, views, options["test_data"] or [], options["cache_dir"], options["boot"], log)
-    if options["threshold_on"] == "valid+views":
-        thresholds = thresholds_on_valid_and_views(rows, caches, views, options["cache_dir"], log)
-        rows = at_thresholds(rows, thresholds, "valid+views", options["boot"])
-    return rows

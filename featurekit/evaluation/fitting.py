@@ -68,13 +68,6 @@ class FittedProbe:
         return float(self.meta["threshold"])
 
 
-def run_dir_of(cache: SplitAccess, probe: str, runs_dir: str | Path = "runs") -> Path:
-    """The default folder of a probe fitted on an open cache: ``runs/<cache file stem>/<probe>``,
-    ``runs/fuse-<short hash>/<probe>`` for a fusion, ``runs/<cache file stem>-tv-<short hash>/<probe>`` with
-    training views (`featurekit.cache.augmented`)."""
-    return Path(runs_dir) / cache.run_name / probe
-
-
 def fit_estimator(probe: str, params: dict[str, Any], x_train: np.ndarray, y_train: np.ndarray,
                   x_valid: np.ndarray, y_valid: np.ndarray) -> Any:
     """A probe fitted on arrays in memory; probes that early-stop get the valid split as `X_val`/`y_val`."""
@@ -122,12 +115,11 @@ def _stream(cache: SplitAccess, split: str, shuffle: bool) -> Callable[[int], An
     return batches
 
 
-def split_scores(fitted: FittedProbe, cache: SplitAccess, split: str, streamed: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """P(fake) and labels of one split, in row order."""
+def split_scores(fitted: FittedProbe, cache: SplitAccess, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """P(fake) and labels of one split, in row order (streamed from disk where the probe was fitted so)."""
     from featurekit.probes import fake_scores
 
-    streamed = fitted.meta.get("streamed", False) if streamed is None else streamed
-    if streamed and hasattr(fitted.estimator, "predict_proba_stream"):
+    if fitted.meta.get("streamed") and hasattr(fitted.estimator, "predict_proba_stream"):
         scores = fitted.estimator.predict_proba_stream(_stream(cache, split, shuffle=False))[:, 1]
         return scores, cache.labels[cache.split_indices(split)]
     x, y = cache.load(split)
@@ -155,7 +147,9 @@ def fit_probe(cache_path: str | Path | Sequence[str | Path], probe: str, params:
         The fitted probe, already saved. Nothing is written unless fitting succeeded.
     """
     with open_training_source(cache_path, train_views, log=log) as cache:
-        return fit_on(cache, probe, dict(params or {}), Path(out) if out else run_dir_of(cache, probe, runs_dir),
+        # The default folder: runs/<cache file stem>/<probe>, runs/fuse-<short hash>/<probe> for a fusion,
+        # runs/<cache file stem>-tv-<short hash>/<probe> with training views (`featurekit.cache.augmented`).
+        return fit_on(cache, probe, dict(params or {}), Path(out or Path(runs_dir) / cache.run_name / probe),
                       memory_budget_gb, log)
 
 
@@ -188,7 +182,7 @@ def fit_on(cache: SplitAccess, probe: str, params: dict[str, Any], directory: Pa
         "versions": library_versions(), "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     fitted = FittedProbe(estimator, meta, directory)
-    valid_scores, valid_labels = split_scores(fitted, cache, "valid", streamed)
+    valid_scores, valid_labels = split_scores(fitted, cache, "valid")
     meta["threshold"] = choose_threshold(valid_labels, valid_scores)
     _save_atomically(fitted, save_probe)
     return fitted

@@ -16,7 +16,7 @@ from rich.markup import escape
 from featurekit.cache import SplitAccess
 from featurekit.cache.fusion import source_paths
 from featurekit.errors import FeaturekitError
-from featurekit.evaluation.fitting import FittedProbe, fit_on, load_fitted, read_fitted_meta, run_dir_of
+from featurekit.evaluation.fitting import FittedProbe, fit_on, load_fitted, read_fitted_meta
 from featurekit.evaluation.train_views import open_training_source, parse_train_views
 from featurekit.parameters import MEMORY_BUDGET_GB, RUNS_DIR
 
@@ -123,7 +123,7 @@ class ProbeGrid:
         Returns:
             (the fitted probe, whether it was reused rather than fitted now).
         """
-        directory = run_dir_of(cache, probe, self.runs_dir)
+        directory = Path(self.runs_dir) / cache.run_name / probe
         params = self.probe_params.get(probe, {})
         fitted = None if self.refit else _reusable_fit(directory, cache, probe, params, self.log)
         if fitted is not None:

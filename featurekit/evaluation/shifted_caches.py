@@ -134,26 +134,26 @@ def view_cache_for(training_cache: Path, view: View, cache_dir: str | Path | Non
     from featurekit.extraction.extract import extract_many
 
     log(f"extracting view {view.name} of the {split} split of {training_cache.name} into {default.name} ...")
-    fractions = _recorded_split(attrs)
-    split_fractions = parse_split_fractions(fractions) if fractions else DEFAULT_SPLIT_FRACTIONS
-    extract_many(data_root, **extraction_request(attrs), cache=default, split_fractions=split_fractions,
-                 view=view, subset=split, expected_identity={k: v for k, v in wanted.items() if k != "view"},
-                 log=log, progress=False)
+    extract_many(data_root, **extraction_request(attrs), cache=default, view=view, subset=split, log=log,
+                 split_fractions=parse_split_fractions(_recorded_split(attrs) or DEFAULT_SPLIT_FRACTIONS),
+                 expected_identity=wanted, progress=False)
     return default
 
 
-def test_set_cache_for(training_cache: Path, attrs: dict[str, Any], data: str | Path,
-                       log: Callable[[str], None] = print) -> Path:
-    """Every image of `data` as a test image, embedded like the training cache, in
-    ``<training cache>-on-<data name>.h5`` next to it (reused while up to date, made again when the folder's
-    images changed).
+def other_test_set_cache(training_cache: Path, test_set: OtherTestSet, log: Callable[[str], None] = print) -> Path:
+    """Every image of another test set as a test image, embedded like the training cache, in
+    ``<training cache>-on-<folder name>.h5`` next to it (reused while up to date, made again when the folder's
+    images changed); a paired test set is first gathered into its own folder next to the training cache
+    (`paired_folder`).
 
     Raises:
         FeaturekitError: the rebuilt embedder differs from the training cache's (the difference is named),
-            its weights cannot be had, or `data` is not a data folder.
+            its weights cannot be had, or the folder is not a data folder.
     """
     from featurekit.extraction.extract import ALL_AS_TEST, extract_many, scan_for_extraction
 
+    attrs = cache_attrs(training_cache)
+    data = test_set.folder if test_set.folder is not None else paired_folder(training_cache, attrs, test_set, log)
     path = training_cache.with_name(f"{training_cache.stem}-on-{Path(data).expanduser().resolve().name}.h5")
     wanted = {key: attrs.get(key) for key in IDENTITY_KEYS if key not in ("data_fingerprint", "view", "subset")}
     overwrite = False
@@ -212,14 +212,6 @@ def parse_test_set(spec: str | Path) -> OtherTestSet:
                               fix="Use fake=DIR, real=DIR, or real=DIR1,fake=DIR2.")
     folders = {first: Path(first_dir)} | ({second: Path(second_dir)} if second else {})
     return OtherTestSet(text, real=folders.get("real"), fake=folders.get("fake"))
-
-
-def other_test_set_cache(training_cache: Path, test_set: OtherTestSet, log: Callable[[str], None] = print) -> Path:
-    """The cache of another test set, embedded like the training cache (`test_set_cache_for`); a paired test set
-    is first gathered into its own folder next to the training cache (`paired_folder`)."""
-    attrs = cache_attrs(training_cache)
-    folder = test_set.folder if test_set.folder is not None else paired_folder(training_cache, attrs, test_set, log)
-    return test_set_cache_for(training_cache, attrs, folder, log)
 
 
 def paired_folder(training_cache: Path, attrs: dict[str, Any], test_set: OtherTestSet,

@@ -136,7 +136,12 @@ def valid_and_views_threshold(source: Any, fitted: fitting.FittedProbe, views: S
     """
     from featurekit.metrics import choose_threshold
 
-    views = _threshold_views(views)
+    views = _views(views)
+    if not views:
+        raise FeaturekitError("A threshold chosen on valid plus its views needs at least one view.",
+                              received=given("threshold_on", "valid+views"),
+                              fix=f"Name views with {given('view', 'jpeg:50')} (repeat for several), e.g. the views "
+                              "you report robustness on.")
     members = _members(source)
     parts = []
     for caches in [members] + [[view_cache_for(m, view, cache_dir, log, split="valid") for m in members]
@@ -147,39 +152,20 @@ def valid_and_views_threshold(source: Any, fitted: fitting.FittedProbe, views: S
                                   np.concatenate([scores for scores, _ in parts])))
 
 
-def thresholds_on_valid_and_views(rows: list[dict[str, Any]], caches: list[Path], views: Sequence[str | View],
-                                  cache_dir: str | Path | None = None, log: Callable[[str], None] = print
-                                  ) -> dict[str, float]:
-    """For each probe of the rows of `caches` scored on their own test split (by `model_dir`): its
-    `valid_and_views_threshold`."""
-    _threshold_views(views)
+def at_valid_and_views_thresholds(rows: list[dict[str, Any]], caches: list[Path], views: Sequence[str | View],
+                                  cache_dir: str | Path | None, n_boot: int, log: Callable[[str], None] = print
+                                  ) -> list[dict[str, Any]]:
+    """The rows evaluated again at the `valid_and_views_threshold` of their probe (by `model_dir`: each probe of the
+    rows of `caches` scored on their own test split), each saying so in `threshold_on`; rows of other probes keep
+    theirs."""
     names = {Path(c).name: Path(c) for c in caches}
-    return {str(row["model_dir"]): valid_and_views_threshold(names[row["cache"]], row["_fitted"], views, cache_dir, log)
-            for row in rows if row.get("cache") in names and not row.get("view")
-            and row.get("test_set", OWN_TEST_SPLIT) == OWN_TEST_SPLIT}
+    thresholds = {str(row["model_dir"]): valid_and_views_threshold(names[row["cache"]], row["_fitted"], views,
+                                                                   cache_dir, log)
+                  for row in rows if row.get("cache") in names and not row.get("view")
+                  and row.get("test_set", OWN_TEST_SPLIT) == OWN_TEST_SPLIT}
 
-
-def _threshold_views(views: Sequence[str | View]) -> list[View]:
-    """The views a valid+views threshold is chosen on; refused when there are none."""
-    views = _views(views)
-    if not views:
-        raise FeaturekitError("A threshold chosen on valid plus its views needs at least one view.",
-                              received=given("threshold_on", "valid+views"),
-                              fix=f"Name views with {given('view', 'jpeg:50')} (repeat for several), e.g. the views "
-                              "you report robustness on.")
-    return views
-
-
-def at_thresholds(rows: list[dict[str, Any]], thresholds: dict[str, float], rule: str, n_boot: int
-                  ) -> list[dict[str, Any]]:
-    """The rows evaluated again at the thresholds given per probe (`model_dir`), each saying its rule in
-    `threshold_on`; rows of probes without one keep theirs."""
-    out = []
-    for row in rows:
-        threshold = thresholds.get(str(row.get("model_dir")))
-        if threshold is None:
-            out.append(row)
-            continue
+    def at(row: dict[str, Any], threshold: float) -> dict[str, Any]:
         metrics = metrics_at(row["_labels"], row["_scores"], threshold, n_boot)
-        out.append({**row, **{key: value for key, value in metrics.items() if key in row}, "threshold_on": rule})
-    return out
+        return {**row, **{key: value for key, value in metrics.items() if key in row}, "threshold_on": "valid+views"}
+
+    return [at(row, thresholds[key]) if (key := str(row.get("model_dir"))) in thresholds else row for row in rows]

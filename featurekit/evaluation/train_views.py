@@ -73,14 +73,12 @@ def open_training_source(source: str | Path | Sequence[str | Path], train_views:
     views = parse_train_views(train_views)
     opened: list[SplitAccess] = [open_source(source, log)]
     try:
-        # Per member (one cache, or a fusion's members in their column order), its view caches.
-        per_member = [train_view_caches(member, views, cache_dir, log) for member in opened[0].member_paths] \
-            if views else []
-        orders = []
-        for index in range(len(views)):
-            paths = [caches[index] for caches in per_member]
-            opened.append(open_source(paths, log))
-            orders.append(_columns_in_member_order(opened[-1], paths))
+        # Per view, the view cache of each member (one cache, or a fusion's members in their column order).
+        per_view = list(zip(*(train_view_caches(member, views, cache_dir, log)
+                              for member in opened[0].member_paths))) if views else []
+        for paths in per_view:
+            opened.append(open_source(list(paths), log))
+        orders = [_columns_in_member_order(view, list(paths)) for view, paths in zip(opened[1:], per_view)]
         training = AugmentedSource(opened[0], opened[1:], [view.name for view in views], orders) if views else opened[0]
         training.require_splits()
         for note in training.verify_contents():  # refuses contents changed since the cache was made

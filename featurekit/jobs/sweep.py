@@ -26,8 +26,15 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from rich.markup import escape
 
-from featurekit.errors import FeaturekitError, given
-from featurekit.options import check_value, options_for
+from featurekit.cache.fusion import open_source
+from featurekit.config import check_config, resolve_config
+from featurekit.errors import FeaturekitError, WeightsUnavailableError, given
+from featurekit.evaluation.compare import row_description
+from featurekit.evaluation.grid import ProbeGrid, check_probes
+from featurekit.evaluation.scoring import scored
+from featurekit.evaluation.shifted_scoring import score_on_test_sets, valid_and_views_threshold
+from featurekit.jobs.workflow import checked_extractions, entry_error, entry_place, extract_step
+from featurekit.options import check_value, head_params, options_for, require
 from featurekit.rows import TEST_KEYS, SweepResult, image_keys
 from featurekit.parameters import MEMORY_BUDGET_GB, N_BOOT, REPEATS, RUNS_DIR, SEED, TOP_K
 
@@ -42,16 +49,13 @@ _VALID_FIGURES = ("roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "average_preci
 
 def _valid_row(fit: Any, n_boot: int) -> dict[str, Any]:
     """One row of valid figures: the fitted probe's own valid scores, at the threshold chosen on valid."""
-    from featurekit.evaluation.compare import row_description, scored
-
     metrics = scored(fit.fitted, fit.cache, "valid", n_boot)
-    description = row_description(fit.cache)
     return {
-        **description, "probe": fit.probe, "n_valid": metrics["n"],
+        **row_description(fit.cache), "probe": fit.probe, "n_valid": metrics["n"],
         **{f"valid_{key}": metrics[key] for key in _VALID_FIGURES}, "threshold": fit.fitted.threshold,
         "fit_seconds": fit.fitted.meta["fit_seconds"], "reused": fit.reused,
         "streamed": bool(fit.fitted.meta.get("streamed")), "leaks": fit.leaks, "model_dir": str(fit.fitted.directory),
-        "name": f"{description['cache']} {fit.probe}", "_source": fit.source, "_fitted": fit.fitted,
+        "name": f"{fit.cache.name} {fit.probe}", "_source": fit.source, "_fitted": fit.fitted,
     }
 
 
@@ -91,12 +95,12 @@ def select_on_valid(caches: Sequence[str | Path], probes: Sequence[str],
     Returns:
         The SweepResult (nothing written; `featurekit.report.write_sweep_results` writes the files).
     """
-    from featurekit.evaluation.grid import ProbeGrid
-
     if not caches:
         raise FeaturekitError("The sweep has no caches to choose from.", received="no cache",
                               fix="List at least one extraction under [[sweep.backbone]].")
-    _check_probes(probes)
+    if not probes:
+        raise FeaturekitError("The sweep has no probes.", received=given("probe", list(probes)),
+                              fix="List probes, e.g. probe = [\"logreg\", \"linsvm\", \"head\"].")
     grid = ProbeGrid(probes, probe_params, runs_dir, refit, memory_budget_gb, log, train_views, audit)
 
     def ranked_rows(sources: list[Any]) -> list[dict[str, Any]]:
@@ -125,23 +129,11 @@ def select_on_valid(caches: Sequence[str | Path], probes: Sequence[str],
                        fusion_rows=fusion_rows)
 
 
-def _check_probes(probes: Sequence[str]) -> None:
-    from featurekit.evaluation.grid import check_probes
-
-    if not probes:
-        raise FeaturekitError("The sweep has no probes.", received=given("probe", list(probes)),
-                              fix="List probes, e.g. probe = [\"logreg\", \"linsvm\", \"head\"].")
-    check_probes(probes)
-
-
 def chosen_on_test(chosen: dict[str, Any], n_boot: int, log: Callable[[str], None] = print,
                    threshold: float | None = None) -> dict[str, Any]:
     """The chosen row's figures on the test split (the TEST_KEYS, and the private keys behind its pictures), at its
     threshold chosen on valid unless another is given (one chosen on valid plus its views): test is read for the
     chosen configuration only, after the choice."""
-    from featurekit.cache.fusion import open_source
-    from featurekit.evaluation.compare import scored
-
     with open_source(chosen["_source"], log) as cache:
         test = scored(chosen["_fitted"], cache, "test", n_boot, threshold)
         return {**{k: test[k] for k in TEST_KEYS}, "_scores": test["_scores"], "_labels": test["_labels"],
@@ -150,14 +142,6 @@ def chosen_on_test(chosen: dict[str, Any], n_boot: int, log: Callable[[str], Non
 
 # --------------------------------------------------------------------------------------------------
 # Learning curve
-
-
-def _seeded_params(probe: str, params: dict[str, Any], seed: int) -> dict[str, Any]:
-    """The probe's parameters with its own seed set, where it has one (the head, the linear SVM)."""
-    from featurekit.probes import get_probe_spec
-
-    accepted = inspect.signature(get_probe_spec(probe).factory).parameters
-    return {**params, "random_state": seed} if "random_state" in accepted else dict(params)
 
 
 def learning_curve(source: str | Path | Sequence[str | Path], probe: str, params: dict[str, Any] | None = None,
@@ -185,7 +169,14 @@ def learning_curve(source: str | Path | Sequence[str | Path], probe: str, params
         a size the probe cannot be fitted on (kNN with fewer rows than neighbours) has `error` instead.
     """
     repeats = check_value(options_for("sweep")["repeats"], repeats, parameter="repeats")  # an integer >= 1
-    splits = _three_splits(source, memory_budget_gb, log)
+    with open_source(source, log) as cache:  # the three splits in memory, refused beyond the memory budget
+        needed = sum(cache.nbytes(split) for split in ("train", "valid", "test"))
+        if needed > memory_budget_gb * 2**30:
+            raise FeaturekitError(
+                f"The learning curve holds the features of all three splits in memory ({needed / 2**30:.1f} GiB), "
+                f"more than the memory budget.", received=given("memory_budget_gb", memory_budget_gb),
+                fix="Raise the memory budget, or run the learning curve on a smaller tap or pooling.")
+        splits = {split: cache.load(split) for split in ("train", "valid", "test")}
     params = dict(params or {})
     points = []
     for fraction in fractions:
@@ -202,21 +193,6 @@ def learning_curve(source: str | Path | Sequence[str | Path], probe: str, params
     return points
 
 
-def _three_splits(source: Any, memory_budget_gb: float, log: Callable[[str], None]
-                  ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Features and labels of train, valid and test in memory; refused beyond the memory budget."""
-    from featurekit.cache.fusion import open_source
-
-    with open_source(source, log) as cache:
-        needed = sum(cache.nbytes(split) for split in ("train", "valid", "test"))
-        if needed > memory_budget_gb * 2**30:
-            raise FeaturekitError(
-                f"The learning curve holds the features of all three splits in memory ({needed / 2**30:.1f} GiB), "
-                f"more than the memory budget.", received=given("memory_budget_gb", memory_budget_gb),
-                fix="Raise the memory budget, or run the learning curve on a smaller tap or pooling.")
-        return {split: cache.load(split) for split in ("train", "valid", "test")}
-
-
 def _curve_point(splits: dict[str, tuple[np.ndarray, np.ndarray]], probe: str, params: dict[str, Any], size: int,
                  repeats: int, seed: int) -> dict[str, Any]:
     """Test figures of `repeats` fits on stratified subsamples of `size` training rows (seed + repeat)."""
@@ -224,17 +200,19 @@ def _curve_point(splits: dict[str, tuple[np.ndarray, np.ndarray]], probe: str, p
 
     from featurekit.evaluation.fitting import fit_estimator
     from featurekit.metrics import accuracy, choose_threshold, roc_auc
-    from featurekit.probes import fake_scores
+    from featurekit.probes import fake_scores, get_probe_spec
 
     (x_train, y_train), (x_valid, y_valid), (x_test, y_test) = splits["train"], splits["valid"], splits["test"]
+    # Probes with a seed of their own (the head, the linear SVM) are reseeded with each repeat.
+    seeded = "random_state" in inspect.signature(get_probe_spec(probe).factory).parameters
     all_rows = np.arange(len(y_train))
     figures = {"test_roc_auc": [], "test_accuracy": []}
     for repeat in range(repeats):
         rows = all_rows
         if size < len(y_train):
             rows = np.sort(train_test_split(all_rows, train_size=size, stratify=y_train, random_state=seed + repeat)[0])
-        estimator = fit_estimator(probe, _seeded_params(probe, params, seed + repeat), x_train[rows], y_train[rows],
-                                  x_valid, y_valid)
+        estimator = fit_estimator(probe, {**params, "random_state": seed + repeat} if seeded else params,
+                                  x_train[rows], y_train[rows], x_valid, y_valid)
         threshold = choose_threshold(y_valid, fake_scores(estimator, x_valid))
         scores = fake_scores(estimator, x_test)
         figures["test_roc_auc"].append(float(roc_auc(y_test, scores)))
@@ -259,9 +237,6 @@ def _extract_grid(config: dict[str, Any], resolved: dict[str, Any], source: str,
     Returns:
         The caches, and a note per skipped entry.
     """
-    from featurekit.errors import WeightsUnavailableError
-    from featurekit.jobs.workflow import checked_extractions, entry_error, entry_place, extract_step
-
     entries = (config.get("sweep") or {}).get("backbone") or []
     if not entries:
         raise FeaturekitError(f"The sweep's config {source} lists no [[sweep.backbone]] entry.", received="no entry",
@@ -301,8 +276,6 @@ def _weights_fix(entry: dict[str, Any]) -> str:
 def _report_elsewhere(result: SweepResult, resolved: dict[str, Any], log: Callable[[str], None]) -> None:
     """After the choice: with `threshold_on` "valid+views", the choice's threshold chosen again on valid plus its
     views (and its test figures at it); then the choice on each view of the test split and each other test set."""
-    from featurekit.evaluation.shifted_scoring import score_on_test_sets, valid_and_views_threshold
-
     chosen, threshold = result.chosen, None
     if resolved["threshold_on"] == "valid+views":
         threshold = valid_and_views_threshold(chosen["_source"], chosen["_fitted"], resolved["view"] or [], log=log)
@@ -340,8 +313,6 @@ def sweep(config: dict[str, Any], options: dict[str, Any] | None = None, log: Ca
     Returns:
         The SweepResult (`featurekit.report.write_sweep_results` writes its files).
     """
-    from featurekit.config import check_config, resolve_config
-    from featurekit.options import head_params, require
     from featurekit.probes import list_probes
 
     source = str((options or {}).get("config") or "the config")
@@ -350,7 +321,7 @@ def sweep(config: dict[str, Any], options: dict[str, Any] | None = None, log: Ca
     require("sweep", resolved)
     name = check_name(resolved["name"] or (Path(resolved["config"]).stem if resolved.get("config") else "sweep"))
     probes = list(resolved["probe"] or list_probes())
-    _check_probes(probes)  # probe names too are checked before anything is extracted
+    check_probes(probes)  # probe names too are checked before anything is extracted
     caches, skipped = _extract_grid(config, resolved, source, log)
     params = {"head": head_params(epochs=resolved["head_epochs"])}
     result = select_on_valid(caches, probes, params, top_k=resolved["top_k"], runs_dir=resolved["runs_dir"],

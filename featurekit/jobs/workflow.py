@@ -15,8 +15,11 @@ from typing import Any, Callable
 
 from rich.markup import escape
 
+from featurekit.cache.fusion import check_fusion_request
 from featurekit.config import check_config, resolve_config
 from featurekit.errors import FeaturekitError, given
+from featurekit.evaluation.compare import compare_from_options
+from featurekit.evaluation.grid import check_probes
 from featurekit.options import HEAD_PARAMETERS, complete, head_params, require
 
 
@@ -78,10 +81,8 @@ def _check_names(options: dict[str, Any]) -> None:
     if not options.get("backbone"):
         raise FeaturekitError("The entry names no backbone.", received="no backbone key",
                               fix='Add backbone = "NAME" (the `backbones` command lists them).')
-    spec = get_spec(options["backbone"])
-    poolings = _joined(options["pooling"]).split(",")
-    spec.check_request(options["image_size"], poolings, options["preprocessing"], options["precision"],
-                       options["weights"])
+    get_spec(options["backbone"]).check_request(options["image_size"], _joined(options["pooling"]).split(","),
+                                                options["preprocessing"], options["precision"], options["weights"])
 
 
 def fit_from_options(options: dict[str, Any], log: Callable[[str], None] = print):
@@ -93,7 +94,6 @@ def fit_from_options(options: dict[str, Any], log: Callable[[str], None] = print
         The FittedProbe, saved.
     """
     from featurekit.evaluation.fitting import fit_probe
-    from featurekit.cache.fusion import check_fusion_request
 
     options = complete("fit", options)
     params = head_params() if options["probe"] == "head" else {}
@@ -129,9 +129,6 @@ def run_job(file_config: dict[str, Any], options: dict[str, Any] | None = None, 
         log: Where messages go.
         render: Called with (rows, compare options + results and title) to show and write the results.
     """
-    from featurekit.evaluation.compare import compare_from_options
-    from featurekit.evaluation.grid import check_probes
-
     check_config(file_config, str((options or {}).get("config") or "the config"))
     run_options = resolve_config("run", file_config, options or {})
     require("run", run_options)
