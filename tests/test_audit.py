@@ -126,15 +126,15 @@ def test_near_duplicate_embeddings_across_splits_are_listed_not_within_a_split(t
     cache = write_cache(tmp_path / "c.h5", root, rows, features)
 
     report = audit_cache(cache, shortcuts=False)
-    assert report.near_duplicate_count == 1 and report.has_leaks
-    pair = report.near_duplicates[0]
+    assert report.near_duplicates.count == 1 and report.has_leaks
+    pair = report.near_duplicates.listed[0]
     assert pair.similarity > 0.99
     assert (pair.first.path, pair.first.split) == ("train/real/real_005.jpg", "train")
     assert (pair.second.path, pair.second.split) == ("test/fake/fake_002.jpg", "test")
     assert any(w.startswith("LEAK") and "near-duplicates" in w for w in report.warnings)
 
     strict = audit_cache(cache, shortcuts=False, near_duplicate_threshold=0.99999999)
-    assert strict.near_duplicate_count == 0 and not strict.has_leaks
+    assert strict.near_duplicates.count == 0 and not strict.has_leaks
 
 
 def test_exact_duplicates_are_not_listed_again_as_near_duplicates(tmp_path: Path):
@@ -145,7 +145,7 @@ def test_exact_duplicates_are_not_listed_again_as_near_duplicates(tmp_path: Path
     index = {path: i for i, (path, _, _) in enumerate(rows)}
     features[index["valid/real/copy.jpg"]] = features[index["train/real/real_000.jpg"]]
     report = audit_cache(write_cache(tmp_path / "c.h5", root, rows, features), shortcuts=False)
-    assert len(report.exact_cross_split) == 1 and report.near_duplicate_count == 0
+    assert len(report.exact_cross_split) == 1 and report.near_duplicates.count == 0
 
 
 def test_near_duplicate_search_streams_in_blocks_with_the_same_result(tmp_path: Path):

@@ -7,11 +7,17 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from featurekit.audit.report import DuplicateGroup, Member, split_rank
+from featurekit.audit.report import DuplicateGroup, Member
+from featurekit.data import SPLITS
 
 DEFAULT_NEAR_DUPLICATE_THRESHOLD = 0.99
 DEFAULT_MAX_LISTED = 1000
 DEFAULT_MEMORY_BUDGET_BYTES = 512 * 1024 * 1024
+
+
+def split_rank(split: str) -> tuple[int, str]:
+    """Sort key: train, valid, test, then any other split name alphabetically."""
+    return (SPLITS.index(split) if split in SPLITS else len(SPLITS), split)
 
 
 def find_exact_duplicates(paths: Sequence[str], splits: Sequence[str], labels: Sequence[str],
@@ -20,7 +26,9 @@ def find_exact_duplicates(paths: Sequence[str], splits: Sequence[str], labels: S
     by_hash: dict[str, list[Member]] = {}
     for path, split, label, digest in zip(paths, splits, labels, sha256):
         by_hash.setdefault(digest, []).append(Member(path, split, label))
-    groups = [DuplicateGroup(digest, sorted(members, key=lambda m: (split_rank(m.split), m.path)))
+    groups = [DuplicateGroup(digest, sorted({m.split for m in members}, key=split_rank),
+                             len({m.label for m in members}) > 1,
+                             sorted(members, key=lambda m: (split_rank(m.split), m.path)))
               for digest, members in sorted(by_hash.items(), key=lambda item: item[1][0].path) if len(members) > 1]
     return [g for g in groups if len(g.splits) > 1], [g for g in groups if len(g.splits) == 1]
 
@@ -54,8 +62,6 @@ def balance_warnings(balance: dict[str, dict[str, Any]], class_names: Sequence[s
                             f"{overall[off[0]]:.1%} over all images (tolerance {tolerance:.0%}); accuracy there "
                             "is not comparable with the other splits.")
     return warnings
-
-
 
 
 def _read_rows(features: Any, rows: np.ndarray, span_rows: int) -> np.ndarray:

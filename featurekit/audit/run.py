@@ -20,7 +20,9 @@ from featurekit.audit.duplicates import (
     find_exact_duplicates,
     find_near_duplicates,
 )
-from featurekit.audit.report import AuditReport, DuplicateGroup, Member, NearDuplicatePair, ShortcutReport
+from featurekit.audit.report import (
+    AuditReport, DuplicateGroup, Member, NearDuplicatePair, NearDuplicates, ShortcutReport,
+)
 from featurekit.audit.shortcuts import (
     DEFAULT_N_BOOT,
     DEFAULT_SHORTCUT_AUC,
@@ -50,10 +52,10 @@ def _finish(report: AuditReport, balance_tolerance: float) -> AuditReport:
         warnings.append(f"LEAK: {len(groups)} files have identical copies in other splits"
                         + (f", {conflicts} of them with CONFLICTING labels" if conflicts else "")
                         + f": {_named(groups, lambda m: f'{m.path} ({m.split})')}.")
-    if report.near_duplicate_count:
-        warnings.append(f"LEAK: {report.near_duplicate_count} pairs of images in different splits have embeddings "
-                        f"with {'centred ' if report.near_duplicate_centered else ''}cosine similarity >= "
-                        f"{report.near_duplicate_threshold} (near-duplicates; listed).")
+    if (near := report.near_duplicates) and near.count:
+        warnings.append(f"LEAK: {near.count} pairs of images in different splits have embeddings with "
+                        f"{'centred ' if near.centered else ''}cosine similarity >= {near.threshold} "
+                        "(near-duplicates; listed).")
     if report.shortcuts is not None:
         loud, notes = shortcut_warnings(report.shortcuts)
         warnings += loud
@@ -175,11 +177,9 @@ def audit_cache(path: str | Path, *, data_root: str | Path | None = None,
         if near_duplicates:
             pairs, count = find_near_duplicates(cache.features, splits, near_duplicate_threshold, max_listed,
                                                 memory_budget_bytes, same_bytes=np.asarray(sha256), center=center)
-            report.near_duplicates = [NearDuplicatePair(s, Member(paths[i], splits[i], label_names[i]),
-                                                        Member(paths[j], splits[j], label_names[j]))
-                                      for s, i, j in pairs]
-            report.near_duplicate_count, report.near_duplicate_threshold = count, near_duplicate_threshold
-            report.near_duplicate_centered = center
+            report.near_duplicates = NearDuplicates(near_duplicate_threshold, center, count, [
+                NearDuplicatePair(round(s, 6), Member(paths[i], splits[i], label_names[i]),
+                                  Member(paths[j], splits[j], label_names[j])) for s, i, j in pairs])
         root_text = str(data_root) if data_root is not None else str(cache.attrs.get("data_root") or "")
     if shortcuts:
         report.shortcuts = _cache_shortcuts(report, root_text, paths, sha256, labels, splits, shortcut_auc, n_boot,
