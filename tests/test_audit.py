@@ -208,8 +208,8 @@ def test_jpeg_quality_estimate_recovers_the_encoder_setting(tmp_path: Path, qual
     path = tmp_path / "q.jpg"
     Image.fromarray(face_like(0, 64)).save(path, quality=quality)
     properties = read_file_properties(path)
-    assert properties.jpeg_quality == quality
-    assert (properties.width, properties.height, properties.mode, properties.format) == (64, 64, "RGB", "JPEG")
+    assert properties["jpeg_quality"] == quality
+    assert [properties[name] for name in ("width", "height", "mode", "format")] == [64, 64, "RGB", "JPEG"]
 
 
 def test_non_jpeg_has_no_quality_and_mean_colour_is_measured(tmp_path: Path):
@@ -219,8 +219,8 @@ def test_non_jpeg_has_no_quality_and_mean_colour_is_measured(tmp_path: Path):
     pixels[..., 0], pixels[..., 2] = 200, 50
     Image.fromarray(pixels).save(tmp_path / "p.png")
     properties = read_file_properties(tmp_path / "p.png")
-    assert properties.jpeg_quality is None and properties.format == "PNG"
-    assert (properties.mean_red, properties.mean_green, properties.mean_blue) == (200.0, 0.0, 50.0)
+    assert properties["jpeg_quality"] is None and properties["format"] == "PNG"
+    assert [properties[name] for name in ("mean_red", "mean_green", "mean_blue")] == [200.0, 0.0, 50.0]
     assert estimate_jpeg_quality(None) is None
 
 

@@ -6,29 +6,20 @@ from the target the `audit` command names. Arguments are checked against the `au
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path, PurePosixPath
 from typing import Any, Sequence
 
 import numpy as np
 
 from featurekit.audit.duplicates import (
-    DEFAULT_MAX_LISTED,
-    DEFAULT_MEMORY_BUDGET_BYTES,
-    DEFAULT_NEAR_DUPLICATE_THRESHOLD,
-    balance_warnings,
-    class_balance,
-    find_exact_duplicates,
-    find_near_duplicates,
+    DEFAULT_MAX_LISTED, DEFAULT_MEMORY_BUDGET_BYTES, DEFAULT_NEAR_DUPLICATE_THRESHOLD, balance_warnings, class_balance,
+    find_exact_duplicates, find_near_duplicates,
 )
-from featurekit.audit.report import (
-    AuditReport, DuplicateGroup, Member, NearDuplicatePair, NearDuplicates, ShortcutReport,
-)
+from featurekit.audit.report import (AuditReport, DuplicateGroup, Member, NearDuplicatePair, NearDuplicates,
+                                     ShortcutReport)
 from featurekit.audit.shortcuts import (
-    DEFAULT_N_BOOT,
-    DEFAULT_SHORTCUT_AUC,
-    read_all_file_properties,
-    shortcut_probes,
-    shortcut_warnings,
+    DEFAULT_N_BOOT, DEFAULT_SHORTCUT_AUC, read_all_file_properties, shortcut_probes, shortcut_warnings,
 )
 from featurekit.data import DEFAULT_MAX_PIXELS
 from featurekit.errors import FeaturekitError, given
@@ -187,10 +178,6 @@ def audit_cache(path: str | Path, *, data_root: str | Path | None = None,
     return _finish(report, balance_tolerance)
 
 
-_COMMON = ("shortcuts", "shortcut_auc", "balance_tolerance", "n_boot", "seed", "workers", "max_pixels")
-_CACHE_ONLY = ("data_root", "max_listed", "near_duplicate_threshold", "center", "near_duplicates")
-
-
 def audit_from_options(options: dict[str, Any]) -> AuditReport:
     """The audit of the `audit` command's `target`: a data folder (`audit_data`) or a cache (`audit_cache`).
 
@@ -199,12 +186,13 @@ def audit_from_options(options: dict[str, Any]) -> AuditReport:
     """
     from featurekit.config import parse_split_fractions
 
+    def taken_by(audit) -> dict[str, Any]:
+        return {name: options[name] for name in inspect.signature(audit).parameters if name in options}
+
     target = Path(options["target"])
-    common = {name: options[name] for name in _COMMON}
     if target.is_dir():
-        return audit_data(target, split_fractions=parse_split_fractions(options["split"]), **common)
+        return audit_data(target, split_fractions=parse_split_fractions(options["split"]), **taken_by(audit_data))
     if target.is_file():
-        return audit_cache(target, memory_budget_bytes=options["memory_budget_mb"] * 2**20,
-                           **{name: options[name] for name in _CACHE_ONLY}, **common)
+        return audit_cache(target, memory_budget_bytes=options["memory_budget_mb"] * 2**20, **taken_by(audit_cache))
     raise FeaturekitError("Nothing to audit there.", received=given("target", str(target)),
                           fix="Pass a cache file written by `extract` (.h5) or a data folder.")

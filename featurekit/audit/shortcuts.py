@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -56,27 +55,14 @@ def estimate_jpeg_quality(quantization: dict[int, Sequence[int]] | None) -> int 
     return int(np.argmin(np.abs(_IJG_TABLE_SUMS - luminance.sum()))) + 1
 
 
-@dataclass(frozen=True)
-class FileProperties:
-    """Trivial properties of one image file: what a shortcut could exploit without seeing the content."""
-
-    file_size: int
-    jpeg_quality: int | None
-    width: int
-    height: int
-    mode: str
-    format: str
-    mean_red: float
-    mean_green: float
-    mean_blue: float
-
-
 class TooLargeImage(ValueError):
     """An image whose header declares more pixels than the audit may decode."""
 
 
-def read_file_properties(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> FileProperties:
-    """File size, JPEG quality, size, mode, format and mean colour, decoding as little as possible.
+def read_file_properties(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> dict[str, Any]:
+    """Trivial properties of one image file, what a shortcut could exploit without seeing the content:
+    {name: value} for each of PROPERTY_NAMES (file size, JPEG quality or None, width, height, mode, format and
+    mean red, green and blue), decoding as little as possible.
 
     The header gives size, mode, format and the quantisation tables without decoding; a file declaring
     more than `max_pixels` (width x height) is refused before any decoding (`TooLargeImage`). The mean
@@ -98,12 +84,13 @@ def read_file_properties(path: str | Path, max_pixels: int | None = DEFAULT_MAX_
             image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
         image.seek(0)
         mean = ImageStat.Stat(image.convert("RGB")).mean
-    return FileProperties(file_size, quality, width, height, mode, fmt, *(round(float(v), 3) for v in mean))
+    values = (file_size, quality, width, height, mode, fmt, *(round(float(v), 3) for v in mean))
+    return dict(zip(PROPERTY_NAMES, values))
 
 
 def read_all_file_properties(paths: Sequence[Path | None], workers: int | None = None,
                              max_pixels: int | None = DEFAULT_MAX_PIXELS
-                             ) -> tuple[list[FileProperties | None], list[tuple[str, str]]]:
+                             ) -> tuple[list[dict[str, Any] | None], list[tuple[str, str]]]:
     """Properties of many files in threads (Pillow decodes without the GIL); failures listed, not raised.
 
     Args:
@@ -115,7 +102,7 @@ def read_all_file_properties(paths: Sequence[Path | None], workers: int | None =
 
     workers = workers or min(8, os.cpu_count() or 1)
 
-    def one(path: Path | None) -> FileProperties | str | None:
+    def one(path: Path | None) -> dict[str, Any] | str | None:
         if path is None:
             return None
         try:
@@ -132,8 +119,8 @@ def read_all_file_properties(paths: Sequence[Path | None], workers: int | None =
     return [None if isinstance(r, str) else r for r in results], unreadable
 
 
-def _property_columns(properties: Sequence[FileProperties]) -> dict[str, np.ndarray]:
-    columns = {name: [getattr(p, name) for p in properties] for name in PROPERTY_NAMES}
+def _property_columns(properties: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
+    columns = {name: [p[name] for p in properties] for name in PROPERTY_NAMES}
     return {name: np.array([str(v) for v in values]) if name in CATEGORICAL_PROPERTIES
             else np.array([-1.0 if v is None else float(v) for v in values])  # no JPEG quality: itself a property
             for name, values in columns.items()}
@@ -195,7 +182,7 @@ def bootstrap_auc_interval(y: np.ndarray, score: np.ndarray, n_boot: int = 500, 
     return round(float(low), 4), round(float(high), 4)
 
 
-def shortcut_probes(properties: Sequence[FileProperties | None], labels: np.ndarray, splits: np.ndarray,
+def shortcut_probes(properties: Sequence[dict[str, Any] | None], labels: np.ndarray, splits: np.ndarray,
                     threshold: float = DEFAULT_SHORTCUT_AUC, n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
                     unreadable: Sequence[tuple[str, str]] = ()) -> ShortcutReport:
     """Train classifiers on trivial properties and see whether they beat chance on held-out images.
