@@ -65,13 +65,11 @@ def balance_warnings(balance: dict[str, dict[str, Any]], class_names: Sequence[s
 
 
 def _read_rows(features: Any, rows: np.ndarray, span_rows: int) -> np.ndarray:
-    """Rows (sorted) of an in-memory array or an HDF5 dataset, read in contiguous spans, as float32.
+    """Rows (sorted, at least one) of an in-memory array or an HDF5 dataset, read in contiguous spans, as float32.
 
     h5py reads a contiguous slice far faster than a long list of points; a span bounds how many
     unwanted rows between wanted ones are read along.
     """
-    if isinstance(features, np.ndarray):
-        return features[rows].astype(np.float32, copy=False)
     parts, start = [], 0
     while start < len(rows):
         low = int(rows[start])
@@ -79,7 +77,7 @@ def _read_rows(features: Any, rows: np.ndarray, span_rows: int) -> np.ndarray:
         block = features[low: int(rows[stop - 1]) + 1]
         parts.append(block[rows[start:stop] - low])
         start = stop
-    return np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros((0, features.shape[1]), np.float32)
+    return np.concatenate(parts).astype(np.float32, copy=False)
 
 
 def _mean_row(features: Any, block_rows: int) -> np.ndarray:
@@ -136,7 +134,7 @@ def find_near_duplicates(features: Any, splits: np.ndarray, threshold: float = D
     n_rows, dim = features.shape
     bytes_per_row = 4 * max(dim, 1)
     if n_rows * bytes_per_row <= memory_budget_bytes // 2:
-        features = _read_rows(features, np.arange(n_rows), span_rows=n_rows)
+        features = np.asarray(features[:], dtype=np.float32)
         memory_budget_bytes //= 2
     # Held at once: two normalised blocks and a read span of four blocks (about 8 blocks of rows), and a
     # block x block similarity matrix with its boolean mask (5 bytes per entry, at most 4,096 rows).

@@ -196,20 +196,17 @@ def shortcut_probes(properties: Sequence[dict[str, Any] | None], labels: np.ndar
 
     from featurekit.metrics import roc_auc
 
-    report = ShortcutReport(threshold=threshold, unreadable=list(unreadable))
     readable = np.array([p is not None for p in properties], dtype=bool)
     kept = [p for p in properties if p is not None]
     labels, splits = np.asarray(labels)[readable], np.asarray(splits)[readable]
-    if not kept:
-        report.skipped = "no image file could be read"
-        return report
     train = splits == "train"
     evaluation = next((s for s in ("test", "valid") if np.unique(labels[splits == s]).size == 2), None)
-    if np.unique(labels[train]).size < 2 or evaluation is None:
-        report.skipped = "the train split and a test or valid split each need both classes"
-        return report
+    if not kept or np.unique(labels[train]).size < 2 or evaluation is None:
+        return ShortcutReport(threshold, unreadable=list(unreadable), skipped="no image file could be read" if not kept
+                              else "the train split and a test or valid split each need both classes")
     scored = splits == evaluation
-    report.eval_split, report.n_train, report.n_eval = evaluation, int(train.sum()), int(scored.sum())
+    report = ShortcutReport(threshold, "train", evaluation, int(train.sum()), int(scored.sum()),
+                            unreadable=list(unreadable))
     y_train, y_eval = labels[train], labels[scored]
     columns = _property_columns(kept)
 
