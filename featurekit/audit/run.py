@@ -18,9 +18,7 @@ from featurekit.audit.duplicates import (
 )
 from featurekit.audit.report import (AuditReport, DuplicateGroup, Member, NearDuplicatePair, NearDuplicates,
                                      ShortcutReport)
-from featurekit.audit.shortcuts import (
-    DEFAULT_N_BOOT, DEFAULT_SHORTCUT_AUC, read_all_file_properties, shortcut_probes, shortcut_warnings,
-)
+from featurekit.audit.shortcuts import DEFAULT_N_BOOT, DEFAULT_SHORTCUT_AUC, shortcut_probes, shortcut_warnings
 from featurekit.data import DEFAULT_MAX_PIXELS
 from featurekit.errors import FeaturekitError, given
 from featurekit.options import validate_params
@@ -93,9 +91,8 @@ def audit_data(folder: str | Path, *, split_fractions: tuple[float, float, float
                                           [names[s.label] for s in samples], [s.sha256 for s in samples])
     report = AuditReport(str(folder), "data", names, len(samples), class_balance(labels, splits, names), cross, within)
     if shortcuts:
-        files = [scanned.root / s.path for s in samples]
-        properties, unreadable = read_all_file_properties(files, workers, max_pixels or None)
-        report.shortcuts = shortcut_probes(properties, labels, splits, shortcut_auc, n_boot, seed, unreadable)
+        report.shortcuts = shortcut_probes([scanned.root / s.path for s in samples], labels, splits, shortcut_auc,
+                                           n_boot, seed, workers, max_pixels)
     return _finish(report, balance_tolerance)
 
 
@@ -125,8 +122,7 @@ def _cache_shortcuts(report: AuditReport, root_text: str, paths: Sequence[str], 
     report.notes += [f"{count} image files {what} since extraction (left out of the shortcut probes)"
                      if what != "outside" else f"{count} cache paths point outside the data folder (ignored)"
                      for what, count in problems.items() if count]
-    properties, unreadable = read_all_file_properties(files, workers, max_pixels or None)
-    return shortcut_probes(properties, labels, splits, shortcut_auc, n_boot, seed, unreadable)
+    return shortcut_probes(files, labels, splits, shortcut_auc, n_boot, seed, workers, max_pixels)
 
 
 @validate_params("audit")

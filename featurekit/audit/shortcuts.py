@@ -182,11 +182,14 @@ def bootstrap_auc_interval(y: np.ndarray, score: np.ndarray, n_boot: int = 500, 
     return round(float(low), 4), round(float(high), 4)
 
 
-def shortcut_probes(properties: Sequence[dict[str, Any] | None], labels: np.ndarray, splits: np.ndarray,
+def shortcut_probes(files: Sequence[Path | None], labels: np.ndarray, splits: np.ndarray,
                     threshold: float = DEFAULT_SHORTCUT_AUC, n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
-                    unreadable: Sequence[tuple[str, str]] = ()) -> ShortcutReport:
-    """Train classifiers on trivial properties and see whether they beat chance on held-out images.
+                    workers: int | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ShortcutReport:
+    """Train classifiers on trivial properties of the image `files` and see whether they beat chance on held-out
+    images.
 
+    The files' properties are read by `read_all_file_properties` (`workers`, `max_pixels`); a file that cannot
+    be read is listed and left out, as is a None (a file known to be gone, not listed).
     Trained on the train split and scored on test (valid when test lacks a class). A property or probe
     is flagged when its ROC AUC is beyond `threshold` on either side of chance (above it, or below
     1 - threshold) and its 95 % bootstrap interval excludes 0.5 (`ShortcutReport.is_signal`), so a few
@@ -196,6 +199,7 @@ def shortcut_probes(properties: Sequence[dict[str, Any] | None], labels: np.ndar
 
     from featurekit.metrics import roc_auc
 
+    properties, unreadable = read_all_file_properties(files, workers, max_pixels or None)
     readable = np.array([p is not None for p in properties], dtype=bool)
     kept = [p for p in properties if p is not None]
     labels, splits = np.asarray(labels)[readable], np.asarray(splits)[readable]
