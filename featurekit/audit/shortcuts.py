@@ -72,8 +72,7 @@ def read_file_properties(path: str | Path, max_pixels: int | None = DEFAULT_MAX_
     """
     from PIL import Image, ImageStat
 
-    path = Path(path)
-    file_size = path.stat().st_size
+    file_size = os.stat(path).st_size
     with Image.open(path) as image:
         width, height, mode, fmt = image.width, image.height, image.mode, image.format or "unknown"
         if max_pixels is not None and width * height > max_pixels:

@@ -74,13 +74,11 @@ def render_audit(audit: dict[str, Any], fmt: str):
     heading = (f"audit of {audit['kind']} {audit['source']}: {audit['n_images']} images, classes "
                f"{', '.join(audit['class_names'])}")
     warnings = audit["warnings"]
-    blocks: list[Any] = [Note(md=f"# {heading}")]
-    blocks.append(Note(md="\n".join(f"- **WARNING**: {warning}" for warning in warnings) or _CLEAN))
-    blocks += [Note(f"WARNING: {warning}", style="bold red") for warning in warnings]
-    blocks.append(Note(heading, style="bold"))
-    if not warnings:
-        blocks.append(Note(_CLEAN, style="green"))
-    blocks += _audit_sections(audit)
+    blocks: list[Any] = [Note(md=f"# {heading}"),
+                         Note(md="\n".join(f"- **WARNING**: {warning}" for warning in warnings) or _CLEAN),
+                         *(Note(f"WARNING: {warning}", style="bold red") for warning in warnings),
+                         Note(heading, style="bold"), *([] if warnings else [Note(_CLEAN, style="green")]),
+                         *_audit_sections(audit)]
     if audit["notes"]:
         blocks.append(Note(md="## notes\n\n" + "\n".join(f"- {note}" for note in audit["notes"])))
     blocks += [Note(f"note: {note}") for note in audit["notes"]]
