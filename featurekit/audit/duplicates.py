@@ -145,7 +145,7 @@ def find_near_duplicates(features: Any, splits: np.ndarray, threshold: float = D
     names = sorted(set(splits.tolist()), key=split_rank)
     for index, first in enumerate(names):
         rows_first = np.flatnonzero(splits == first)
-        rows_later = np.flatnonzero(np.isin(splits, names[index + 1:]))  # none after the last split
+        rows_later = np.flatnonzero(np.isin(splits, names[index + 1:]))  # empty for the last split
         for rows_a, block_a in _normalised_blocks(features, rows_first, block_rows, mean):
             for rows_b, block_b in _normalised_blocks(features, rows_later, block_rows, mean):
                 hits_a, hits_b = np.nonzero(block_a @ block_b.T >= np.float32(threshold))

@@ -32,7 +32,8 @@ def _section(title: str, rows: list[dict[str, Any]], columns: Any, caption: str 
 
 def _shortcut_section(shortcuts: dict[str, Any]) -> Table:
     """The shortcut probes, then each property alone: ROC AUC, interval and verdict."""
-    rows = [{"name": name, "flagged": name in shortcuts["flagged"], **probe} for name, probe in shortcuts["probes"].items()]
+    rows = [{"name": name, "flagged": name in shortcuts["flagged"], **probe}
+            for name, probe in shortcuts["probes"].items()]
     rows += [{"name": f"{name} alone", "flagged": name in shortcuts["flagged"], "roc_auc": auc,
               **dict(zip(("roc_auc_ci_low", "roc_auc_ci_high"), shortcuts["property_auc_ci"][name]))}
              for name, auc in shortcuts["property_auc"].items()]
