@@ -119,10 +119,9 @@ def read_all_file_properties(paths: Sequence[Path | None], workers: int | None =
 
 
 def _property_columns(properties: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
-    columns = {name: [p[name] for p in properties] for name in PROPERTY_NAMES}
-    return {name: np.array([str(v) for v in values]) if name in CATEGORICAL_PROPERTIES
-            else np.array([-1.0 if v is None else float(v) for v in values])  # no JPEG quality: itself a property
-            for name, values in columns.items()}
+    return {name: np.array([str(p[name]) for p in properties]) if name in CATEGORICAL_PROPERTIES
+            else np.array([-1.0 if p[name] is None else float(p[name]) for p in properties])  # no JPEG quality: -1
+            for name in PROPERTY_NAMES}
 
 
 def _single_property_scores(train: np.ndarray, y_train: np.ndarray, scored: np.ndarray, categorical: bool) -> np.ndarray:
