@@ -183,15 +183,15 @@ def bootstrap_auc_interval(y: np.ndarray, score: np.ndarray, n_boot: int = 500, 
 def shortcut_probes(files: Sequence[Path | None], labels: np.ndarray, splits: np.ndarray,
                     threshold: float = DEFAULT_SHORTCUT_AUC, n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
                     workers: int | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ShortcutReport:
-    """Train classifiers on trivial properties of the image `files` and see whether they beat chance on held-out
-    images.
+    """Train classifiers on trivial properties of the image `files`: do they beat chance on held-out images?
 
-    The files' properties are read by `read_all_file_properties` (`workers`, `max_pixels`); a file that cannot
-    be read is listed and left out, as is a None (a file known to be gone, not listed).
     Trained on the train split and scored on test (valid when test lacks a class). A property or probe
     is flagged when its ROC AUC is beyond `threshold` on either side of chance (above it, or below
     1 - threshold) and its 95 % bootstrap interval excludes 0.5 (`ShortcutReport.is_signal`), so a few
     lucky test images cannot raise the alarm on their own.
+
+    The properties are read by `read_all_file_properties` (`workers`, `max_pixels`): a file that cannot be
+    read is listed and left out, as is a None (a file known to be gone, not listed).
     """
     from scipy.stats import binomtest
 
@@ -229,10 +229,9 @@ def shortcut_probes(files: Sequence[Path | None], labels: np.ndarray, splits: np
         auc, (low, high) = judged(name, probability)
         correct = int(((probability >= 0.5).astype(int) == y_eval).sum())
         accuracy_ci = binomtest(correct, len(y_eval)).proportion_ci(method="wilson")
-        report.probes[name] = {"roc_auc": auc, "roc_auc_ci_low": low, "roc_auc_ci_high": high,
-                               "accuracy": round(correct / len(y_eval), 4),
-                               "accuracy_ci_low": round(float(accuracy_ci.low), 4),
-                               "accuracy_ci_high": round(float(accuracy_ci.high), 4)}
+        figures = {"roc_auc": auc, "roc_auc_ci_low": low, "roc_auc_ci_high": high, "accuracy": correct / len(y_eval),
+                   "accuracy_ci_low": accuracy_ci.low, "accuracy_ci_high": accuracy_ci.high}
+        report.probes[name] = {key: round(float(value), 4) for key, value in figures.items()}
     return report
 
 
