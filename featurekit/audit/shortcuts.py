@@ -207,7 +207,7 @@ def shortcut_probes(files: Sequence[Path | None], labels: np.ndarray, splits: np
         return ShortcutReport(threshold, unreadable=list(unreadable), skipped="no image file could be read" if not kept
                               else "the train split and a test or valid split each need both classes")
     scored = splits == evaluation
-    report = ShortcutReport(threshold, "train", evaluation, int(train.sum()), int(scored.sum()),
+    report = ShortcutReport(threshold, eval_split=evaluation, n_train=int(train.sum()), n_eval=int(scored.sum()),
                             unreadable=list(unreadable))
     y_train, y_eval = labels[train], labels[scored]
     columns = _property_columns(kept)
