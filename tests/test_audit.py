@@ -126,15 +126,15 @@ def test_near_duplicate_embeddings_across_splits_are_listed_not_within_a_split(t
     cache = write_cache(tmp_path / "c.h5", root, rows, features)
 
     report = audit_cache(cache, shortcuts=False)
-    assert report.near_duplicate_count == 1 and report.has_leaks
-    pair = report.near_duplicates[0]
+    assert report.near_duplicates.count == 1 and report.has_leaks
+    pair = report.near_duplicates.listed[0]
     assert pair.similarity > 0.99
     assert (pair.first.path, pair.first.split) == ("train/real/real_005.jpg", "train")
     assert (pair.second.path, pair.second.split) == ("test/fake/fake_002.jpg", "test")
     assert any(w.startswith("LEAK") and "near-duplicates" in w for w in report.warnings)
 
     strict = audit_cache(cache, shortcuts=False, near_duplicate_threshold=0.99999999)
-    assert strict.near_duplicate_count == 0 and not strict.has_leaks
+    assert strict.near_duplicates.count == 0 and not strict.has_leaks
 
 
 def test_exact_duplicates_are_not_listed_again_as_near_duplicates(tmp_path: Path):
@@ -145,7 +145,7 @@ def test_exact_duplicates_are_not_listed_again_as_near_duplicates(tmp_path: Path
     index = {path: i for i, (path, _, _) in enumerate(rows)}
     features[index["valid/real/copy.jpg"]] = features[index["train/real/real_000.jpg"]]
     report = audit_cache(write_cache(tmp_path / "c.h5", root, rows, features), shortcuts=False)
-    assert len(report.exact_cross_split) == 1 and report.near_duplicate_count == 0
+    assert len(report.exact_cross_split) == 1 and report.near_duplicates.count == 0
 
 
 def test_near_duplicate_search_streams_in_blocks_with_the_same_result(tmp_path: Path):
@@ -208,8 +208,8 @@ def test_jpeg_quality_estimate_recovers_the_encoder_setting(tmp_path: Path, qual
     path = tmp_path / "q.jpg"
     Image.fromarray(face_like(0, 64)).save(path, quality=quality)
     properties = read_file_properties(path)
-    assert properties.jpeg_quality == quality
-    assert (properties.width, properties.height, properties.mode, properties.format) == (64, 64, "RGB", "JPEG")
+    assert properties["jpeg_quality"] == quality
+    assert [properties[name] for name in ("width", "height", "mode", "format")] == [64, 64, "RGB", "JPEG"]
 
 
 def test_non_jpeg_has_no_quality_and_mean_colour_is_measured(tmp_path: Path):
@@ -219,8 +219,8 @@ def test_non_jpeg_has_no_quality_and_mean_colour_is_measured(tmp_path: Path):
     pixels[..., 0], pixels[..., 2] = 200, 50
     Image.fromarray(pixels).save(tmp_path / "p.png")
     properties = read_file_properties(tmp_path / "p.png")
-    assert properties.jpeg_quality is None and properties.format == "PNG"
-    assert (properties.mean_red, properties.mean_green, properties.mean_blue) == (200.0, 0.0, 50.0)
+    assert properties["jpeg_quality"] is None and properties["format"] == "PNG"
+    assert [properties[name] for name in ("mean_red", "mean_green", "mean_blue")] == [200.0, 0.0, 50.0]
     assert estimate_jpeg_quality(None) is None
 
 

@@ -7,11 +7,17 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from featurekit.audit.report import DuplicateGroup, Member, split_rank
+from featurekit.audit.report import DuplicateGroup, Member
+from featurekit.data import SPLITS
 
 DEFAULT_NEAR_DUPLICATE_THRESHOLD = 0.99
 DEFAULT_MAX_LISTED = 1000
 DEFAULT_MEMORY_BUDGET_BYTES = 512 * 1024 * 1024
+
+
+def split_rank(split: str) -> tuple[int, str]:
+    """Sort key: train, valid, test, then any other split name alphabetically."""
+    return (SPLITS.index(split) if split in SPLITS else len(SPLITS), split)
 
 
 def find_exact_duplicates(paths: Sequence[str], splits: Sequence[str], labels: Sequence[str],
@@ -20,7 +26,9 @@ def find_exact_duplicates(paths: Sequence[str], splits: Sequence[str], labels: S
     by_hash: dict[str, list[Member]] = {}
     for path, split, label, digest in zip(paths, splits, labels, sha256):
         by_hash.setdefault(digest, []).append(Member(path, split, label))
-    groups = [DuplicateGroup(digest, sorted(members, key=lambda m: (split_rank(m.split), m.path)))
+    groups = [DuplicateGroup(digest, sorted({m.split for m in members}, key=split_rank),
+                             len({m.label for m in members}) > 1,
+                             sorted(members, key=lambda m: (split_rank(m.split), m.path)))
               for digest, members in sorted(by_hash.items(), key=lambda item: item[1][0].path) if len(members) > 1]
     return [g for g in groups if len(g.splits) > 1], [g for g in groups if len(g.splits) == 1]
 
@@ -56,16 +64,12 @@ def balance_warnings(balance: dict[str, dict[str, Any]], class_names: Sequence[s
     return warnings
 
 
-
-
 def _read_rows(features: Any, rows: np.ndarray, span_rows: int) -> np.ndarray:
-    """Rows (sorted) of an in-memory array or an HDF5 dataset, read in contiguous spans, as float32.
+    """Rows (sorted, at least one) of an in-memory array or an HDF5 dataset, read in contiguous spans, as float32.
 
     h5py reads a contiguous slice far faster than a long list of points; a span bounds how many
     unwanted rows between wanted ones are read along.
     """
-    if isinstance(features, np.ndarray):
-        return features[rows].astype(np.float32, copy=False)
     parts, start = [], 0
     while start < len(rows):
         low = int(rows[start])
@@ -73,7 +77,7 @@ def _read_rows(features: Any, rows: np.ndarray, span_rows: int) -> np.ndarray:
         block = features[low: int(rows[stop - 1]) + 1]
         parts.append(block[rows[start:stop] - low])
         start = stop
-    return np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros((0, features.shape[1]), np.float32)
+    return np.concatenate(parts).astype(np.float32, copy=False)
 
 
 def _mean_row(features: Any, block_rows: int) -> np.ndarray:
@@ -130,7 +134,7 @@ def find_near_duplicates(features: Any, splits: np.ndarray, threshold: float = D
     n_rows, dim = features.shape
     bytes_per_row = 4 * max(dim, 1)
     if n_rows * bytes_per_row <= memory_budget_bytes // 2:
-        features = _read_rows(features, np.arange(n_rows), span_rows=n_rows)
+        features = np.asarray(features[:], dtype=np.float32)
         memory_budget_bytes //= 2
     # Held at once: two normalised blocks and a read span of four blocks (about 8 blocks of rows), and a
     # block x block similarity matrix with its boolean mask (5 bytes per entry, at most 4,096 rows).
@@ -141,9 +145,7 @@ def find_near_duplicates(features: Any, splits: np.ndarray, threshold: float = D
     names = sorted(set(splits.tolist()), key=split_rank)
     for index, first in enumerate(names):
         rows_first = np.flatnonzero(splits == first)
-        rows_later = np.flatnonzero(np.isin(splits, names[index + 1:]))
-        if not len(rows_later):
-            continue
+        rows_later = np.flatnonzero(np.isin(splits, names[index + 1:]))  # empty for the last split
         for rows_a, block_a in _normalised_blocks(features, rows_first, block_rows, mean):
             for rows_b, block_b in _normalised_blocks(features, rows_later, block_rows, mean):
                 hits_a, hits_b = np.nonzero(block_a @ block_b.T >= np.float32(threshold))

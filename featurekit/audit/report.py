@@ -5,13 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from featurekit.data import SPLITS
-
-
-def split_rank(split: str) -> tuple[int, str]:
-    """Sort key: train, valid, test, then any other split name alphabetically."""
-    return (SPLITS.index(split) if split in SPLITS else len(SPLITS), split)
-
 
 @dataclass(frozen=True)
 class Member:
@@ -22,37 +15,35 @@ class Member:
     label: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class DuplicateGroup:
-    """Files with the same sha256."""
+    """Files with the same sha256: the splits they sit in, and whether they carry both labels (no classifier
+    can be right on both)."""
 
     sha256: str
+    splits: list[str]
+    label_conflict: bool
     members: list[Member]
-
-    @property
-    def splits(self) -> list[str]:
-        return sorted({m.split for m in self.members}, key=split_rank)
-
-    @property
-    def label_conflict(self) -> bool:
-        """The same bytes carry both labels: no classifier can be right on both."""
-        return len({m.label for m in self.members}) > 1
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"sha256": self.sha256, "splits": self.splits, "label_conflict": self.label_conflict,
-                "members": [asdict(m) for m in self.members]}
 
 
 @dataclass(frozen=True)
 class NearDuplicatePair:
-    """Two images in different splits whose embeddings nearly coincide."""
+    """Two images in different splits whose embeddings nearly coincide (cosine similarity, to 6 decimals)."""
 
     similarity: float
     first: Member
     second: Member
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"similarity": round(self.similarity, 6), "first": asdict(self.first), "second": asdict(self.second)}
+
+@dataclass(frozen=True)
+class NearDuplicates:
+    """The near-duplicate search of a cache: its threshold, whether it centred, every pair counted, the most
+    similar listed."""
+
+    threshold: float
+    centered: bool
+    count: int
+    listed: list[NearDuplicatePair]
 
 
 @dataclass
@@ -107,8 +98,7 @@ class ShortcutReport:
         return "inconclusive: far from chance, interval includes it" if far else "near chance"
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "verdict": self.verdict, "unreadable": [list(item) for item in self.unreadable],
-                "property_auc_ci": {k: list(v) for k, v in self.property_auc_ci.items()}}
+        return {**asdict(self), "verdict": self.verdict}
 
 
 @dataclass
@@ -127,17 +117,14 @@ class AuditReport:
     balance: dict[str, dict[str, Any]]
     exact_cross_split: list[DuplicateGroup]
     exact_within_split: list[DuplicateGroup]
-    near_duplicates: list[NearDuplicatePair] | None = None  # None: not computed (no embeddings)
-    near_duplicate_count: int = 0
-    near_duplicate_threshold: float | None = None
-    near_duplicate_centered: bool = True
+    near_duplicates: NearDuplicates | None = None  # None: not computed (no embeddings)
     shortcuts: ShortcutReport | None = None
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
     def has_leaks(self) -> bool:
-        return bool(self.exact_cross_split) or self.near_duplicate_count > 0
+        return bool(self.exact_cross_split) or bool(self.near_duplicates and self.near_duplicates.count)
 
     @property
     def has_shortcuts(self) -> bool:
@@ -149,15 +136,14 @@ class AuditReport:
         return any(g.label_conflict for g in self.exact_cross_split + self.exact_within_split)
 
     def to_dict(self) -> dict[str, Any]:
-        near = None if self.near_duplicates is None else {
-            "threshold": self.near_duplicate_threshold, "centered": self.near_duplicate_centered,
-            "count": self.near_duplicate_count, "listed": [p.to_dict() for p in self.near_duplicates]}
-        return {**{key: getattr(self, key) for key in _PLAIN_KEYS},
-                "exact_duplicates_across_splits": [g.to_dict() for g in self.exact_cross_split],
-                "exact_duplicates_within_split": [g.to_dict() for g in self.exact_within_split],
-                "near_duplicates": near, "shortcuts": None if self.shortcuts is None else self.shortcuts.to_dict()}
+        found = asdict(self)
+        found |= {"shortcuts": self.shortcuts and self.shortcuts.to_dict(),
+                  "exact_duplicates_across_splits": found["exact_cross_split"],
+                  "exact_duplicates_within_split": found["exact_within_split"]}
+        return {key: found[key] if key in found else getattr(self, key) for key in _JSON_KEYS}
 
 
-# The keys of `AuditReport.to_dict()` that are its attributes as they are, in the order of the JSON report.
-_PLAIN_KEYS = ("source", "kind", "class_names", "n_images", "has_leaks", "has_shortcuts", "has_label_conflicts",
-               "warnings", "notes", "balance")
+# The keys of `AuditReport.to_dict()`, in the order of the JSON report (the has_... flags are properties).
+_JSON_KEYS = ("source", "kind", "class_names", "n_images", "has_leaks", "has_shortcuts", "has_label_conflicts",
+              "warnings", "notes", "balance", "exact_duplicates_across_splits", "exact_duplicates_within_split",
+              "near_duplicates", "shortcuts")

@@ -6,28 +6,19 @@ from the target the `audit` command names. Arguments are checked against the `au
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path, PurePosixPath
 from typing import Any, Sequence
 
 import numpy as np
 
 from featurekit.audit.duplicates import (
-    DEFAULT_MAX_LISTED,
-    DEFAULT_MEMORY_BUDGET_BYTES,
-    DEFAULT_NEAR_DUPLICATE_THRESHOLD,
-    balance_warnings,
-    class_balance,
-    find_exact_duplicates,
-    find_near_duplicates,
+    DEFAULT_MAX_LISTED, DEFAULT_MEMORY_BUDGET_BYTES, DEFAULT_NEAR_DUPLICATE_THRESHOLD, balance_warnings, class_balance,
+    find_exact_duplicates, find_near_duplicates,
 )
-from featurekit.audit.report import AuditReport, DuplicateGroup, Member, NearDuplicatePair, ShortcutReport
-from featurekit.audit.shortcuts import (
-    DEFAULT_N_BOOT,
-    DEFAULT_SHORTCUT_AUC,
-    read_all_file_properties,
-    shortcut_probes,
-    shortcut_warnings,
-)
+from featurekit.audit.report import (AuditReport, DuplicateGroup, Member, NearDuplicatePair, NearDuplicates,
+                                     ShortcutReport)
+from featurekit.audit.shortcuts import DEFAULT_N_BOOT, DEFAULT_SHORTCUT_AUC, shortcut_probes, shortcut_warnings
 from featurekit.data import DEFAULT_MAX_PIXELS
 from featurekit.errors import FeaturekitError, given
 from featurekit.options import validate_params
@@ -50,10 +41,10 @@ def _finish(report: AuditReport, balance_tolerance: float) -> AuditReport:
         warnings.append(f"LEAK: {len(groups)} files have identical copies in other splits"
                         + (f", {conflicts} of them with CONFLICTING labels" if conflicts else "")
                         + f": {_named(groups, lambda m: f'{m.path} ({m.split})')}.")
-    if report.near_duplicate_count:
-        warnings.append(f"LEAK: {report.near_duplicate_count} pairs of images in different splits have embeddings "
-                        f"with {'centred ' if report.near_duplicate_centered else ''}cosine similarity >= "
-                        f"{report.near_duplicate_threshold} (near-duplicates; listed).")
+    if (near := report.near_duplicates) and near.count:
+        warnings.append(f"LEAK: {near.count} pairs of images in different splits have embeddings with "
+                        f"{'centred ' if near.centered else ''}cosine similarity >= {near.threshold} "
+                        "(near-duplicates; listed).")
     if report.shortcuts is not None:
         loud, notes = shortcut_warnings(report.shortcuts)
         warnings += loud
@@ -100,9 +91,8 @@ def audit_data(folder: str | Path, *, split_fractions: tuple[float, float, float
                                           [names[s.label] for s in samples], [s.sha256 for s in samples])
     report = AuditReport(str(folder), "data", names, len(samples), class_balance(labels, splits, names), cross, within)
     if shortcuts:
-        files = [scanned.root / s.path for s in samples]
-        properties, unreadable = read_all_file_properties(files, workers, max_pixels or None)
-        report.shortcuts = shortcut_probes(properties, labels, splits, shortcut_auc, n_boot, seed, unreadable)
+        report.shortcuts = shortcut_probes([scanned.root / s.path for s in samples], labels, splits, shortcut_auc,
+                                           n_boot, seed, workers, max_pixels)
     return _finish(report, balance_tolerance)
 
 
@@ -132,8 +122,7 @@ def _cache_shortcuts(report: AuditReport, root_text: str, paths: Sequence[str], 
     report.notes += [f"{count} image files {what} since extraction (left out of the shortcut probes)"
                      if what != "outside" else f"{count} cache paths point outside the data folder (ignored)"
                      for what, count in problems.items() if count]
-    properties, unreadable = read_all_file_properties(files, workers, max_pixels or None)
-    return shortcut_probes(properties, labels, splits, shortcut_auc, n_boot, seed, unreadable)
+    return shortcut_probes(files, labels, splits, shortcut_auc, n_boot, seed, workers, max_pixels)
 
 
 @validate_params("audit")
@@ -175,20 +164,14 @@ def audit_cache(path: str | Path, *, data_root: str | Path | None = None,
         if near_duplicates:
             pairs, count = find_near_duplicates(cache.features, splits, near_duplicate_threshold, max_listed,
                                                 memory_budget_bytes, same_bytes=np.asarray(sha256), center=center)
-            report.near_duplicates = [NearDuplicatePair(s, Member(paths[i], splits[i], label_names[i]),
-                                                        Member(paths[j], splits[j], label_names[j]))
-                                      for s, i, j in pairs]
-            report.near_duplicate_count, report.near_duplicate_threshold = count, near_duplicate_threshold
-            report.near_duplicate_centered = center
+            report.near_duplicates = NearDuplicates(near_duplicate_threshold, center, count, [
+                NearDuplicatePair(round(s, 6), Member(paths[i], splits[i], label_names[i]),
+                                  Member(paths[j], splits[j], label_names[j])) for s, i, j in pairs])
         root_text = str(data_root) if data_root is not None else str(cache.attrs.get("data_root") or "")
     if shortcuts:
         report.shortcuts = _cache_shortcuts(report, root_text, paths, sha256, labels, splits, shortcut_auc, n_boot,
                                             seed, workers, max_pixels)
     return _finish(report, balance_tolerance)
-
-
-_COMMON = ("shortcuts", "shortcut_auc", "balance_tolerance", "n_boot", "seed", "workers", "max_pixels")
-_CACHE_ONLY = ("data_root", "max_listed", "near_duplicate_threshold", "center", "near_duplicates")
 
 
 def audit_from_options(options: dict[str, Any]) -> AuditReport:
@@ -199,12 +182,13 @@ def audit_from_options(options: dict[str, Any]) -> AuditReport:
     """
     from featurekit.config import parse_split_fractions
 
+    def taken_by(audit) -> dict[str, Any]:
+        return {name: options[name] for name in inspect.signature(audit).parameters if name in options}
+
     target = Path(options["target"])
-    common = {name: options[name] for name in _COMMON}
     if target.is_dir():
-        return audit_data(target, split_fractions=parse_split_fractions(options["split"]), **common)
+        return audit_data(target, split_fractions=parse_split_fractions(options["split"]), **taken_by(audit_data))
     if target.is_file():
-        return audit_cache(target, memory_budget_bytes=options["memory_budget_mb"] * 2**20,
-                           **{name: options[name] for name in _CACHE_ONLY}, **common)
+        return audit_cache(target, memory_budget_bytes=options["memory_budget_mb"] * 2**20, **taken_by(audit_cache))
     raise FeaturekitError("Nothing to audit there.", received=given("target", str(target)),
                           fix="Pass a cache file written by `extract` (.h5) or a data folder.")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -56,27 +55,14 @@ def estimate_jpeg_quality(quantization: dict[int, Sequence[int]] | None) -> int 
     return int(np.argmin(np.abs(_IJG_TABLE_SUMS - luminance.sum()))) + 1
 
 
-@dataclass(frozen=True)
-class FileProperties:
-    """Trivial properties of one image file: what a shortcut could exploit without seeing the content."""
-
-    file_size: int
-    jpeg_quality: int | None
-    width: int
-    height: int
-    mode: str
-    format: str
-    mean_red: float
-    mean_green: float
-    mean_blue: float
-
-
 class TooLargeImage(ValueError):
     """An image whose header declares more pixels than the audit may decode."""
 
 
-def read_file_properties(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> FileProperties:
-    """File size, JPEG quality, size, mode, format and mean colour, decoding as little as possible.
+def read_file_properties(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> dict[str, Any]:
+    """Trivial properties of one image file, what a shortcut could exploit without seeing the content:
+    {name: value} for each of PROPERTY_NAMES (file size, JPEG quality or None, width, height, mode, format and
+    mean red, green and blue), decoding as little as possible.
 
     The header gives size, mode, format and the quantisation tables without decoding; a file declaring
     more than `max_pixels` (width x height) is refused before any decoding (`TooLargeImage`). The mean
@@ -86,8 +72,7 @@ def read_file_properties(path: str | Path, max_pixels: int | None = DEFAULT_MAX_
     """
     from PIL import Image, ImageStat
 
-    path = Path(path)
-    file_size = path.stat().st_size
+    file_size = os.stat(path).st_size
     with Image.open(path) as image:
         width, height, mode, fmt = image.width, image.height, image.mode, image.format or "unknown"
         if max_pixels is not None and width * height > max_pixels:
@@ -98,12 +83,13 @@ def read_file_properties(path: str | Path, max_pixels: int | None = DEFAULT_MAX_
             image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
         image.seek(0)
         mean = ImageStat.Stat(image.convert("RGB")).mean
-    return FileProperties(file_size, quality, width, height, mode, fmt, *(round(float(v), 3) for v in mean))
+    values = (file_size, quality, width, height, mode, fmt, *(round(float(v), 3) for v in mean))
+    return dict(zip(PROPERTY_NAMES, values))
 
 
 def read_all_file_properties(paths: Sequence[Path | None], workers: int | None = None,
                              max_pixels: int | None = DEFAULT_MAX_PIXELS
-                             ) -> tuple[list[FileProperties | None], list[tuple[str, str]]]:
+                             ) -> tuple[list[dict[str, Any] | None], list[tuple[str, str]]]:
     """Properties of many files in threads (Pillow decodes without the GIL); failures listed, not raised.
 
     Args:
@@ -115,7 +101,7 @@ def read_all_file_properties(paths: Sequence[Path | None], workers: int | None =
 
     workers = workers or min(8, os.cpu_count() or 1)
 
-    def one(path: Path | None) -> FileProperties | str | None:
+    def one(path: Path | None) -> dict[str, Any] | str | None:
         if path is None:
             return None
         try:
@@ -132,11 +118,10 @@ def read_all_file_properties(paths: Sequence[Path | None], workers: int | None =
     return [None if isinstance(r, str) else r for r in results], unreadable
 
 
-def _property_columns(properties: Sequence[FileProperties]) -> dict[str, np.ndarray]:
-    columns = {name: [getattr(p, name) for p in properties] for name in PROPERTY_NAMES}
-    return {name: np.array([str(v) for v in values]) if name in CATEGORICAL_PROPERTIES
-            else np.array([-1.0 if v is None else float(v) for v in values])  # no JPEG quality: itself a property
-            for name, values in columns.items()}
+def _property_columns(properties: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
+    return {name: np.array([str(p[name]) for p in properties]) if name in CATEGORICAL_PROPERTIES
+            else np.array([-1.0 if p[name] is None else float(p[name]) for p in properties])  # no JPEG quality: -1
+            for name in PROPERTY_NAMES}
 
 
 def _single_property_scores(train: np.ndarray, y_train: np.ndarray, scored: np.ndarray, categorical: bool) -> np.ndarray:
@@ -195,34 +180,35 @@ def bootstrap_auc_interval(y: np.ndarray, score: np.ndarray, n_boot: int = 500, 
     return round(float(low), 4), round(float(high), 4)
 
 
-def shortcut_probes(properties: Sequence[FileProperties | None], labels: np.ndarray, splits: np.ndarray,
+def shortcut_probes(files: Sequence[Path | None], labels: np.ndarray, splits: np.ndarray,
                     threshold: float = DEFAULT_SHORTCUT_AUC, n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
-                    unreadable: Sequence[tuple[str, str]] = ()) -> ShortcutReport:
-    """Train classifiers on trivial properties and see whether they beat chance on held-out images.
+                    workers: int | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ShortcutReport:
+    """Train classifiers on trivial properties of the image `files`: do they beat chance on held-out images?
 
     Trained on the train split and scored on test (valid when test lacks a class). A property or probe
     is flagged when its ROC AUC is beyond `threshold` on either side of chance (above it, or below
     1 - threshold) and its 95 % bootstrap interval excludes 0.5 (`ShortcutReport.is_signal`), so a few
     lucky test images cannot raise the alarm on their own.
+
+    The properties are read by `read_all_file_properties` (`workers`, `max_pixels`): a file that cannot be
+    read is listed and left out, as is a None (a file known to be gone, not listed).
     """
     from scipy.stats import binomtest
 
     from featurekit.metrics import roc_auc
 
-    report = ShortcutReport(threshold=threshold, unreadable=list(unreadable))
+    properties, unreadable = read_all_file_properties(files, workers, max_pixels or None)
     readable = np.array([p is not None for p in properties], dtype=bool)
     kept = [p for p in properties if p is not None]
     labels, splits = np.asarray(labels)[readable], np.asarray(splits)[readable]
-    if not kept:
-        report.skipped = "no image file could be read"
-        return report
     train = splits == "train"
     evaluation = next((s for s in ("test", "valid") if np.unique(labels[splits == s]).size == 2), None)
-    if np.unique(labels[train]).size < 2 or evaluation is None:
-        report.skipped = "the train split and a test or valid split each need both classes"
-        return report
+    if not kept or np.unique(labels[train]).size < 2 or evaluation is None:
+        return ShortcutReport(threshold, unreadable=list(unreadable), skipped="no image file could be read" if not kept
+                              else "the train split and a test or valid split each need both classes")
     scored = splits == evaluation
-    report.eval_split, report.n_train, report.n_eval = evaluation, int(train.sum()), int(scored.sum())
+    report = ShortcutReport(threshold, eval_split=evaluation, n_train=int(train.sum()), n_eval=int(scored.sum()),
+                            unreadable=list(unreadable))
     y_train, y_eval = labels[train], labels[scored]
     columns = _property_columns(kept)
 
@@ -243,10 +229,9 @@ def shortcut_probes(properties: Sequence[FileProperties | None], labels: np.ndar
         auc, (low, high) = judged(name, probability)
         correct = int(((probability >= 0.5).astype(int) == y_eval).sum())
         accuracy_ci = binomtest(correct, len(y_eval)).proportion_ci(method="wilson")
-        report.probes[name] = {"roc_auc": auc, "roc_auc_ci_low": low, "roc_auc_ci_high": high,
-                               "accuracy": round(correct / len(y_eval), 4),
-                               "accuracy_ci_low": round(float(accuracy_ci.low), 4),
-                               "accuracy_ci_high": round(float(accuracy_ci.high), 4)}
+        figures = {"roc_auc": auc, "roc_auc_ci_low": low, "roc_auc_ci_high": high, "accuracy": correct / len(y_eval),
+                   "accuracy_ci_low": accuracy_ci.low, "accuracy_ci_high": accuracy_ci.high}
+        report.probes[name] = {key: round(float(value), 4) for key, value in figures.items()}
     return report
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from featurekit.report.document import Column, Document, Note, Table
+from featurekit.report.document import Column, Document, Note, Table, with_interval
 from featurekit.report.formats import render
 
 _BALANCE_FIXED = (Column("split", lambda r: r["split"]), Column("images", lambda r: str(r["total"]), "right"))
@@ -19,8 +19,7 @@ _NEAR_COLUMNS = (
 )
 _SHORTCUT_COLUMNS = (
     Column("shortcut probe", lambda r: r["name"]),
-    Column("ROC AUC [95% CI]", lambda r: "n/a" if r["auc"] is None else f"{r['auc']:.3f} [{r['low']:.3f}, {r['high']:.3f}]",
-           "right"),
+    Column("ROC AUC [95% CI]", lambda r: with_interval(r, "roc_auc"), "right"),
     Column("verdict", lambda r: "SHORTCUT" if r["flagged"] else ""),
 )
 _CLEAN = "No leaks, shortcuts or imbalance found."
@@ -33,10 +32,10 @@ def _section(title: str, rows: list[dict[str, Any]], columns: Any, caption: str 
 
 def _shortcut_section(shortcuts: dict[str, Any]) -> Table:
     """The shortcut probes, then each property alone: ROC AUC, interval and verdict."""
-    rows = [{"name": name, "auc": probe["roc_auc"], "low": probe["roc_auc_ci_low"], "high": probe["roc_auc_ci_high"],
-             "flagged": name in shortcuts["flagged"]} for name, probe in shortcuts["probes"].items()]
-    rows += [{"name": f"{name} alone", "auc": auc, "low": (shortcuts["property_auc_ci"].get(name) or [0, 0])[0],
-              "high": (shortcuts["property_auc_ci"].get(name) or [0, 0])[1], "flagged": name in shortcuts["flagged"]}
+    rows = [{"name": name, "flagged": name in shortcuts["flagged"], **probe}
+            for name, probe in shortcuts["probes"].items()]
+    rows += [{"name": f"{name} alone", "flagged": name in shortcuts["flagged"], "roc_auc": auc,
+              **dict(zip(("roc_auc_ci_low", "roc_auc_ci_high"), shortcuts["property_auc_ci"][name]))}
              for name, auc in shortcuts["property_auc"].items()]
     return _section(f"shortcut probes ({shortcuts['verdict']}): trained on {shortcuts['train_split']} "
                     f"({shortcuts['n_train']}), scored on {shortcuts['eval_split']} ({shortcuts['n_eval']}); "
@@ -76,13 +75,11 @@ def render_audit(audit: dict[str, Any], fmt: str):
     heading = (f"audit of {audit['kind']} {audit['source']}: {audit['n_images']} images, classes "
                f"{', '.join(audit['class_names'])}")
     warnings = audit["warnings"]
-    blocks: list[Any] = [Note(md=f"# {heading}")]
-    blocks.append(Note(md="\n".join(f"- **WARNING**: {warning}" for warning in warnings) or _CLEAN))
-    blocks += [Note(f"WARNING: {warning}", style="bold red") for warning in warnings]
-    blocks.append(Note(heading, style="bold"))
-    if not warnings:
-        blocks.append(Note(_CLEAN, style="green"))
-    blocks += _audit_sections(audit)
+    blocks: list[Any] = [Note(md=f"# {heading}"),
+                         Note(md="\n".join(f"- **WARNING**: {warning}" for warning in warnings) or _CLEAN),
+                         *(Note(f"WARNING: {warning}", style="bold red") for warning in warnings),
+                         Note(heading, style="bold"), *([] if warnings else [Note(_CLEAN, style="green")]),
+                         *_audit_sections(audit)]
     if audit["notes"]:
         blocks.append(Note(md="## notes\n\n" + "\n".join(f"- {note}" for note in audit["notes"])))
     blocks += [Note(f"note: {note}") for note in audit["notes"]]

@@ -22,6 +22,7 @@ from featurekit.report.results import features_text, scored_elsewhere, short_wei
 MAX_CURVES = 6  # curves per panel: more cannot be told apart
 PANEL_INCHES = 3.4
 RANDOM_COLOUR, COLLAPSED_COLOUR, PLAIN_COLOUR = "#d97706", "#dc2626", "#1f4e9c"
+PROBE_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f")
 
 
 def new_figure(width: float, height: float):
@@ -70,13 +71,6 @@ def _curve(row: dict[str, Any], kind: str) -> tuple[np.ndarray, np.ndarray, floa
     return recall, precision, float(row.get("average_precision", np.nan))
 
 
-def probe_colours(rows: Sequence[dict[str, Any]]) -> dict[str, str]:
-    """One colour per probe, the same in every panel."""
-    palette = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f")
-    probes = sorted({str(row["probe"]) for row in rows})
-    return {probe: palette[index % len(palette)] for index, probe in enumerate(probes)}
-
-
 def curves_figure(rows: Sequence[dict[str, Any]], kind: str = "roc", columns: int = 4):
     """ROC (`kind="roc"`) or precision-recall (`"pr"`) curves as small multiples; None without scored rows.
 
@@ -85,7 +79,8 @@ def curves_figure(rows: Sequence[dict[str, Any]], kind: str = "roc", columns: in
     groups, roc = curve_groups(rows), kind == "roc"
     if not groups:
         return None
-    colours = probe_colours([row for _, members in groups for row in members])
+    probes = sorted({str(row["probe"]) for _, members in groups for row in members})
+    colours = {probe: PROBE_PALETTE[index % len(PROBE_PALETTE)] for index, probe in enumerate(probes)}  # every panel
     n_columns = max(1, min(columns, len(groups)))
     n_rows = math.ceil(len(groups) / n_columns)
     figure = new_figure(PANEL_INCHES * n_columns, PANEL_INCHES * n_rows + 0.4)
