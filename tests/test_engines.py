@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -73,7 +74,6 @@ def test_ray_engine_without_ray_names_the_extra(monkeypatch, image_folder: Path,
             raise ImportError(f"No module named {name!r}")
         return real_import(name, *args, **kwargs)
 
-    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None if name.startswith("ray") else object())
     monkeypatch.setattr(builtins, "__import__", no_ray)
     with pytest.raises(FeaturekitError, match=r"pip install 'featurekit\[ray\]'"):
         _extract(image_folder, tmp_path / "c.h5", engine="ray")
@@ -85,11 +85,7 @@ def test_cli_engine_ray_without_ray_exits_2_with_the_extra(monkeypatch, image_fo
 
     from featurekit.cli import app
 
-    import importlib.util
-
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None if name.startswith("ray") else
-                        real_find_spec(name, *a))
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError, as where Ray is missing or broken
     result = CliRunner().invoke(app, ["extract", "--backbone", "test_tiny", "--data", str(image_folder), "--engine",
                                       "ray", "--cache", str(tmp_path / "c.h5"), "--no-progress"])
     assert result.exit_code == 2

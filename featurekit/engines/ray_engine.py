@@ -26,7 +26,6 @@ environment (`KERAS_BACKEND`, `py_modules`), so the workers compute exactly what
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import math
@@ -151,10 +150,12 @@ class RayEngine(Engine):
 
     @classmethod
     def check_available(cls) -> None:
-        if importlib.util.find_spec("ray") is None or importlib.util.find_spec("ray.data") is None:
-            raise FeaturekitError("The ray engine needs Ray Data, which is not installed.",
+        try:
+            import ray.data  # noqa: F401  (a Ray that is installed but broken is refused here too)
+        except ImportError as error:
+            raise FeaturekitError(f"The ray engine needs Ray Data, which cannot be imported ({error}).",
                                   received=given("engine", "ray"), fix="Install the extra: pip install "
-                                  f"'featurekit[ray]' (or use {given('engine', 'local')}).")
+                                  f"'featurekit[ray]' (or use {given('engine', 'local')}).") from None
 
     def __enter__(self) -> "RayEngine":
         import ray
