@@ -101,20 +101,18 @@ class FusedCache(SplitAccess):
             raise FeaturekitError("The same cache is named twice in a fusion.", received=str(twice),
                                   fix="Name each cache once.")
         with ExitStack() as stack:
-            self._setup([stack.enter_context(open_cache(p)) for p in paths], log or print, keep_order)
+            members = [stack.enter_context(open_cache(p)) for p in paths]
+            fingerprints = [m.fingerprint for m in members]
+            if len(set(fingerprints)) < len(fingerprints):
+                same = [m.path for m in members if fingerprints.count(m.fingerprint) > 1]
+                raise FeaturekitError("Two caches of the fusion hold the same features (equal fingerprints).",
+                                      received=", ".join(map(str, same)), fix="Fuse caches of different features.")
+            # Canonical order (by fingerprint), unless the caller keeps its own: the members' substitutes on another
+            # test set or view (other fingerprints) must keep the columns in the order the probe was fitted on.
+            self.members: list[CacheReader] = members if keep_order else sorted(members, key=lambda m: m.fingerprint)
+            self._rows = self._align(log or print)
             self._stack = stack.pop_all()  # closed by close()
-
-    def _setup(self, members: list[CacheReader], log: Callable[[str], None], keep_order: bool = False) -> None:
-        fingerprints = [m.fingerprint for m in members]
-        if len(set(fingerprints)) < len(fingerprints):
-            same = [m.path for m in members if fingerprints.count(m.fingerprint) > 1]
-            raise FeaturekitError("Two caches of the fusion hold the same features (equal fingerprints).",
-                                  received=", ".join(map(str, same)), fix="Fuse caches of different features.")
-        # Canonical order (by fingerprint), unless the caller keeps its own: the members' substitutes on another
-        # test set or view (other fingerprints) must keep the columns in the order the probe was fitted on.
-        self.members: list[CacheReader] = members if keep_order else sorted(members, key=lambda m: m.fingerprint)
         first = self.members[0]
-        self._rows = self._align(log)
         keep = self._rows[0]
         self.labels, self.splits = first.labels[keep], first.splits[keep]
         first_sha = first.sha256
