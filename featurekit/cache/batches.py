@@ -17,7 +17,7 @@ from itertools import groupby
 import re
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,13 +45,10 @@ def new_hdf5_file(final: Path, action: str) -> Iterator[Any]:
 
     temporary = temporary_sibling(final)
     try:
-        sink = NewFileSink(temporary)
-        try:
+        with closing(NewFileSink(temporary)) as sink:
             with h5py.File(sink, "w") as f:
                 yield f
             sink.raise_failure()  # the first OSError of a write, raised once HDF5 has closed the file cleanly
-        finally:
-            sink.close()
         commit_file(temporary, final)
     except OSError as error:
         raise storage_error(error, action, final, then=RESUME_HINT) from None

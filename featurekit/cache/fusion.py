@@ -134,7 +134,6 @@ class FusedCache(SplitAccess):
         members are found to hold the same classes and images."""
         first = self.members[0]
         first_sha = first.sha256
-        present = np.ones(first.n_rows, dtype=bool)
         left_out: list[tuple[str, str]] = []
         member_rows: list[np.ndarray] = []
         for other in self.members[1:]:
@@ -170,9 +169,8 @@ class FusedCache(SplitAccess):
                             f"{theirs!r}.", received=f"{first.path}, {other.path}",
                             fix="Fuse caches extracted from the same data folder with the same split "
                                 "(re-extract the one that is out of date).")
-            present &= rows >= 0
             member_rows.append(rows)
-        keep = np.flatnonzero(present)
+        keep = np.flatnonzero(np.all([rows >= 0 for rows in member_rows], axis=0))
         if left_out:
             named = "; ".join(f"{path} (skipped by {name})" for path, name in left_out[:NAMED_ROWS])
             more = f" and {len(left_out) - NAMED_ROWS} more" if len(left_out) > NAMED_ROWS else ""
