@@ -61,7 +61,8 @@ class AugmentedSource(SplitAccess):
                                         "fingerprint": view.fingerprint, "content_checksums": view.content_checksums}
                                        for name, view in zip(names, self.views))
         digest = hashlib.sha256(json.dumps(self.train_view_caches, sort_keys=True, default=str).encode()).hexdigest()
-        self.path, self.name = clean.path, clean.name  # path for messages, as CacheReader.path and FusedCache.path
+        self.path = clean.path  # for messages, as CacheReader.path and FusedCache.path
+        self.name = clean.name
         self.run_name = f"{clean.run_name}-tv-{digest[:12]}"
         self.described = f"{clean.described} with train views {', '.join(names)}"
         self.attrs = dict(clean.attrs) | {"train_views": list(names)}

@@ -259,10 +259,11 @@ def _coverage_problems(batches: list[Batch], n_samples: int, missing: list[int],
     coverage = np.zeros(n_samples, dtype=np.int64)
     for batch in batches:
         coverage[batch.start:batch.stop] += 1
-    problems = [f"{_batches(missing, 'is', 'are')} missing (deleted while the run went on?)"] if missing else []
+    problems = [f"{_named_batches(missing, 'is', 'are')} missing (deleted while the run went on?)"] if missing else []
     if damaged:
         first = next(iter(damaged.items()))
-        problems.append(f"{_batches(sorted(damaged), 'was', 'were')} damaged and removed (batch {first[0]}: {first[1]})")
+        problems.append(f"{_named_batches(sorted(damaged), 'was', 'were')} damaged and removed "
+                        f"(batch {first[0]}: {first[1]})")
     uncovered = np.flatnonzero(coverage == 0)
     if len(uncovered) and not missing and not damaged:
         problems.append(f"rows {_ranges(uncovered.tolist())} are in no batch")
@@ -272,7 +273,7 @@ def _coverage_problems(batches: list[Batch], n_samples: int, missing: list[int],
     return problems, bool(len(doubled))
 
 
-def _batches(indices: list[int], one: str, many: str) -> str:
+def _named_batches(indices: list[int], one: str, many: str) -> str:
     """`batch 3 is` or `batches 3, 5-7 are` (with `one`, `many` the verb)."""
     return f"batch {indices[0]} {one}" if len(indices) == 1 else f"batches {_ranges(indices)} {many}"
 

@@ -115,8 +115,7 @@ class FusedCache(SplitAccess):
         first = self.members[0]
         keep = self._rows[0]
         self.labels, self.splits = first.labels[keep], first.splits[keep]
-        first_sha = first.sha256
-        self.paths, self.sha256 = [first.paths[i] for i in keep], [first_sha[i] for i in keep]
+        self.paths, self.sha256 = ([values[i] for i in keep] for values in (first.paths, first.sha256))
         self.n_rows, self.feature_dim = len(keep), sum(m.feature_dim for m in self.members)
         self.class_names, self.positive_class = first.class_names, first.positive_class
         self.member_paths = [m.path for m in self.members]
