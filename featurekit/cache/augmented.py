@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -108,13 +107,9 @@ class AugmentedSource(SplitAccess):
 
     def _plan_blocks(self, rows: np.ndarray) -> list[np.ndarray]:
         """Each part's own blocks, part after part; a block never spans two parts."""
-        blocks = []
-        for index, (source, part_rows, _) in enumerate(self._parts):
-            start, stop = self._offsets[index], self._offsets[index + 1]
-            mine = rows[(rows >= start) & (rows < stop)] - start
-            for block in source._plan_blocks(part_rows[mine]):
-                blocks.append(start + np.searchsorted(part_rows, block))
-        return blocks
+        return [start + np.searchsorted(part_rows, block)
+                for (source, part_rows, _), start, stop in zip(self._parts, self._offsets, self._offsets[1:])
+                for block in source._plan_blocks(part_rows[rows[(rows >= start) & (rows < stop)] - start])]
 
     def _read_block(self, rows: np.ndarray) -> np.ndarray:
         index = int(np.searchsorted(self._offsets, rows[0], side="right")) - 1

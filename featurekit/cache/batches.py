@@ -17,14 +17,14 @@ from itertools import groupby
 import re
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from featurekit.cache.format import decode, partial_dir_for, string_dtype
+from featurekit.cache.format import decode, string_dtype
 from featurekit.errors import FeaturekitError
 from featurekit.fsutil import NewFileSink, atomic_write_json, commit_file, make_folder, storage_error, temporary_sibling
 
@@ -45,13 +45,10 @@ def new_hdf5_file(final: Path, action: str) -> Iterator[Any]:
 
     temporary = temporary_sibling(final)
     try:
-        sink = NewFileSink(temporary)
-        try:
+        with closing(NewFileSink(temporary)) as sink:
             with h5py.File(sink, "w") as f:
                 yield f
             sink.raise_failure()  # the first OSError of a write, raised once HDF5 has closed the file cleanly
-        finally:
-            sink.close()
         commit_file(temporary, final)
     except OSError as error:
         raise storage_error(error, action, final, then=RESUME_HINT) from None
@@ -84,7 +81,7 @@ class PartialCache:
 
     def __init__(self, cache_path: str | Path):
         self.cache_path = Path(cache_path)
-        self.directory = partial_dir_for(cache_path)
+        self.directory = Path(f"{cache_path}.partial")
         self.request_path = self.directory / "request.json"
 
     def exists(self) -> bool:
@@ -171,12 +168,16 @@ class PartialCache:
         missing = [index for index in range(n_batches if isinstance(n_batches, int) else 0) if index not in found]
         problems, doubled = _coverage_problems(batches, n_samples, missing, damaged)
         if problems:
-            raise FeaturekitError(
-                f"Cannot finish cache {self.cache_path}: {'; '.join(problems)}. Nothing was written at the cache path.",
-                received=str(self.directory),
-                fix="Run the same command again: it recomputes only those batches and keeps the others."
-                    + ("" if not doubled else " If this repeats, pass `overwrite` to start over."))
+            raise self.cannot_finish(problems, doubled)
         return sorted(batches, key=lambda batch: batch.start)
+
+    def cannot_finish(self, problems: list[str], doubled: bool = False) -> FeaturekitError:
+        """Why the batches cannot be merged yet; a rerun recomputes the batches that were removed or are missing."""
+        return FeaturekitError(
+            f"Cannot finish cache {self.cache_path}: {'; '.join(problems)}. Nothing was written at the cache path.",
+            received=str(self.directory),
+            fix="Run the same command again: it recomputes only those batches and keeps the others."
+                + (" If this repeats, pass `overwrite` to start over." if doubled else ""))
 
     def remove(self) -> None:
         if self.directory.is_symlink():
@@ -216,9 +217,6 @@ def _inspect_batch(path: Path, index: int, batch_size: Any, n_samples: Any,
 
     try:
         with h5py.File(path, "r") as f:
-            absent = [name for name in ("row_indices", "features", "skipped_indices", "skipped_reasons") if name not in f]
-            if absent:
-                return f"datasets {absent} are missing"
             rows, skipped = f["row_indices"][()], f["skipped_indices"][()]
             reasons = [decode(r) for r in f["skipped_reasons"][()]]
             shape = f["features"].shape
@@ -261,14 +259,11 @@ def _coverage_problems(batches: list[Batch], n_samples: int, missing: list[int],
     coverage = np.zeros(n_samples, dtype=np.int64)
     for batch in batches:
         coverage[batch.start:batch.stop] += 1
-    problems = []
-    if missing:
-        problems.append(f"{'batch' if len(missing) == 1 else 'batches'} {_ranges(missing)} "
-                        f"{'is' if len(missing) == 1 else 'are'} missing (deleted while the run went on?)")
+    problems = [f"{_named_batches(missing, 'is', 'are')} missing (deleted while the run went on?)"] if missing else []
     if damaged:
         first = next(iter(damaged.items()))
-        problems.append(f"{'batch' if len(damaged) == 1 else 'batches'} {_ranges(sorted(damaged))} "
-                        f"{'was' if len(damaged) == 1 else 'were'} damaged and removed (batch {first[0]}: {first[1]})")
+        problems.append(f"{_named_batches(sorted(damaged), 'was', 'were')} damaged and removed "
+                        f"(batch {first[0]}: {first[1]})")
     uncovered = np.flatnonzero(coverage == 0)
     if len(uncovered) and not missing and not damaged:
         problems.append(f"rows {_ranges(uncovered.tolist())} are in no batch")
@@ -276,6 +271,11 @@ def _coverage_problems(batches: list[Batch], n_samples: int, missing: list[int],
     if len(doubled):
         problems.append(f"rows {_ranges(doubled.tolist())} are in more than one batch")
     return problems, bool(len(doubled))
+
+
+def _named_batches(indices: list[int], one: str, many: str) -> str:
+    """`batch 3 is` or `batches 3, 5-7 are` (with `one`, `many` the verb)."""
+    return f"batch {indices[0]} {one}" if len(indices) == 1 else f"batches {_ranges(indices)} {many}"
 
 
 def _ranges(values: list[int], limit: int = 8) -> str:

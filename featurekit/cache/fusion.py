@@ -101,24 +101,21 @@ class FusedCache(SplitAccess):
             raise FeaturekitError("The same cache is named twice in a fusion.", received=str(twice),
                                   fix="Name each cache once.")
         with ExitStack() as stack:
-            self._setup([stack.enter_context(open_cache(p)) for p in paths], log or print, keep_order)
+            members = [stack.enter_context(open_cache(p)) for p in paths]
+            fingerprints = [m.fingerprint for m in members]
+            if len(set(fingerprints)) < len(fingerprints):
+                same = [m.path for m in members if fingerprints.count(m.fingerprint) > 1]
+                raise FeaturekitError("Two caches of the fusion hold the same features (equal fingerprints).",
+                                      received=", ".join(map(str, same)), fix="Fuse caches of different features.")
+            # Canonical order (by fingerprint), unless the caller keeps its own: the members' substitutes on another
+            # test set or view (other fingerprints) must keep the columns in the order the probe was fitted on.
+            self.members: list[CacheReader] = members if keep_order else sorted(members, key=lambda m: m.fingerprint)
+            self._rows = self._align(log or print)
             self._stack = stack.pop_all()  # closed by close()
-
-    def _setup(self, members: list[CacheReader], log: Callable[[str], None], keep_order: bool = False) -> None:
-        fingerprints = [m.fingerprint for m in members]
-        if len(set(fingerprints)) < len(fingerprints):
-            same = [m.path for m in members if fingerprints.count(m.fingerprint) > 1]
-            raise FeaturekitError("Two caches of the fusion hold the same features (equal fingerprints).",
-                                  received=", ".join(map(str, same)), fix="Fuse caches of different features.")
-        # Canonical order (by fingerprint), unless the caller keeps its own: the members' substitutes on another
-        # test set or view (other fingerprints) must keep the columns in the order the probe was fitted on.
-        self.members: list[CacheReader] = members if keep_order else sorted(members, key=lambda m: m.fingerprint)
         first = self.members[0]
-        self._rows = self._align(log)
         keep = self._rows[0]
         self.labels, self.splits = first.labels[keep], first.splits[keep]
-        first_sha = first.sha256
-        self.paths, self.sha256 = [first.paths[i] for i in keep], [first_sha[i] for i in keep]
+        self.paths, self.sha256 = ([values[i] for i in keep] for values in (first.paths, first.sha256))
         self.n_rows, self.feature_dim = len(keep), sum(m.feature_dim for m in self.members)
         self.class_names, self.positive_class = first.class_names, first.positive_class
         self.member_paths = [m.path for m in self.members]
@@ -136,7 +133,6 @@ class FusedCache(SplitAccess):
         members are found to hold the same classes and images."""
         first = self.members[0]
         first_sha = first.sha256
-        present = np.ones(first.n_rows, dtype=bool)
         left_out: list[tuple[str, str]] = []
         member_rows: list[np.ndarray] = []
         for other in self.members[1:]:
@@ -172,9 +168,8 @@ class FusedCache(SplitAccess):
                             f"{theirs!r}.", received=f"{first.path}, {other.path}",
                             fix="Fuse caches extracted from the same data folder with the same split "
                                 "(re-extract the one that is out of date).")
-            present &= rows >= 0
             member_rows.append(rows)
-        keep = np.flatnonzero(present)
+        keep = np.flatnonzero(np.all([rows >= 0 for rows in member_rows], axis=0))
         if left_out:
             named = "; ".join(f"{path} (skipped by {name})" for path, name in left_out[:NAMED_ROWS])
             more = f" and {len(left_out) - NAMED_ROWS} more" if len(left_out) > NAMED_ROWS else ""

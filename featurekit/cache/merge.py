@@ -80,10 +80,7 @@ def _write_features(f: Any, partial: PartialCache, batches: list[Batch], kept: n
                 rows, batch_features = stored["row_indices"][()], stored["features"][()]  # Fletcher-32 verified here
         except (OSError, ValueError, KeyError) as error:
             batch.path.unlink(missing_ok=True)
-            raise FeaturekitError(
-                f"Cannot finish cache {partial.cache_path}: batch {batch.index} is damaged ({error}) and was "
-                "removed. Nothing was written at the cache path.", received=str(partial.directory),
-                fix="Run the same command again: it recomputes only that batch and keeps the others.") from None
+            raise partial.cannot_finish([f"batch {batch.index} is damaged ({error}) and was removed"]) from None
         # A batch's kept rows are the kept rows of its slice (verified: slices cover every row once), so they are
         # consecutive in `kept`: one slice write per batch.
         start = int(np.searchsorted(kept, batch.rows[0]))
