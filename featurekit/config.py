@@ -98,9 +98,8 @@ def resolve_paths(config: Mapping[str, Any], folder: str | Path) -> dict[str, An
     absolute path; absolute paths and the weights keywords (default, imagenet, none) are kept as written.
     """
     def resolve(key: str, value: Any) -> Any:
-        if isinstance(value, dict):
-            if key == "fuse" or key not in PATH_KEYS:  # a table, a step or a [[compare.fuse]] group
-                return {k: resolve(k if key != "fuse" else "cache", v) for k, v in value.items()}
+        if isinstance(value, dict):  # a table, a step or a [[compare.fuse]] group (its `caches` are caches)
+            return {k: resolve("cache" if key == "fuse" else k, v) for k, v in value.items()}
         if isinstance(value, list):
             return [resolve(key, item) for item in value]
         if key not in PATH_KEYS or not isinstance(value, str) or os.path.isabs(value) or (
