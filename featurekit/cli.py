@@ -96,16 +96,15 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", metavar="", help
 
 def typer_parameter(option: Option) -> inspect.Parameter:
     """The Typer flag (or argument) of a declared option, with the declared default and help."""
-    help_text = escape(option.help)
-    show_default: bool | str = True if option.default is not None else escape(option.default_text or "") or False
+    shown = {"help": escape(option.help),
+             "show_default": True if option.default is not None else escape(option.default_text or "") or False}
     if option.argument:
-        info = typer.Argument(... if option.required else option.default, help=help_text, show_default=show_default,
-                              metavar=option.name.upper())
+        info = typer.Argument(... if option.required else option.default, metavar=option.name.upper(), **shown)
     else:
         switch = option.kind.cli_type is bool  # a switch takes no value
         names = [f"{option.flag}/--no-{option.flag[2:]}" if switch else option.flag, option.short]
-        info = typer.Option(option.default, *filter(None, names), help=help_text, show_default=show_default,
-                            metavar="" if switch else "|".join(option.choices) or None)
+        info = typer.Option(option.default, *filter(None, names), metavar="" if switch else "|".join(option.choices)
+                            or None, **shown)
     optional = option.default is None and not (option.argument and option.required)
     annotation = Optional[option.kind.cli_type] if optional else option.kind.cli_type
     return inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=annotation)
@@ -179,7 +178,8 @@ def extract(options: dict[str, Any]) -> None:
     command = shlex.join(["python", "cli.py", *sys.argv[1:]])
     for result in extract_from_options(options, log=console.print, command=command,
                                        progress=rich_progress_bar if options["progress"] else None):
-        rate = f", {result.images_per_second:.1f} img/s" if result.n_computed else ""  # the closing line: counts
+        # The closing lines of each cache: counts, throughput, skipped files.
+        rate = f", {result.images_per_second:.1f} img/s" if result.n_computed else ""
         console.print(f"[bold]{result.status}[/]: {escape(str(result.cache_path))}  {result.n_images} images, "
                       f"{result.n_skipped} skipped, {result.n_computed} computed in {result.seconds:.1f} s{rate}; "
                       f"weights: {escape(str(result.weights_label))}", highlight=False)

@@ -173,9 +173,8 @@ def resolve_config(command: str, file_config: Mapping[str, Any], flags: Mapping[
 
 def set_in_file(command: str, file_config: Mapping[str, Any]) -> dict[str, Any]:
     """The options of `command` that a checked config file sets: its top-level keys, under its `[command]` table."""
-    keys = config_keys(command)
-    table = {k: v for k, v in file_config.get(command, {}).items() if k not in STEPS.get(command, {})}
-    return {**{k: v for k, v in file_config.items() if k in keys}, **table}
+    keys = config_keys(command)  # a table's lists of steps (`[[run.extract]]`) are no options of its command
+    return {k: v for layer in (file_config, file_config.get(command, {})) for k, v in layer.items() if k in keys}
 
 
 @validate_params("extract")

@@ -105,10 +105,8 @@ def _integer_or_auto(value: Any) -> int | str:
 
 
 def _string_or_strings(value: Any) -> str | list[str]:
-    """Kept as given: a comma-separated string and a list of strings mean the same to the library."""
-    if isinstance(value, (list, tuple)) and not value:
-        raise ValueError
-    return _list_of(_string)(value) if isinstance(value, (list, tuple)) else _string(value)
+    """Kept as given: a comma-separated string and a (non-empty) list of strings mean the same to the library."""
+    return _string(value) if isinstance(value, str) else _instance((list, tuple), _list_of(_string), bool)(value)
 
 
 def _split(value: Any) -> str | list[float]:
@@ -648,7 +646,7 @@ def require(command: str, values: Mapping[str, Any]) -> None:
     """Refuse values that leave a required option unset."""
     for name, option in options_for(command).items():
         if option.required and values.get(name) in (None, "", []):
-            in_file = name in config_keys(command) and "config" in options_for(command)
+            in_file = "config" in options_for(command)  # (`config` itself is never required)
             raise FeaturekitError(
                 f"Missing option {name}.", received="no value given",
                 fix=f"Pass it, e.g. {given(name, option.sample())}"
