@@ -216,7 +216,7 @@ def fit_head(options: dict[str, Any]) -> None:
     """Train the study's Dense-512 / Dropout-0.5 / sigmoid head on a cache (train split; early stop on valid)."""
     from featurekit.jobs.workflow import fit_head_from_options
 
-    print_fitted(fit_head_from_options(options, log=console.print), options["cache"])
+    print_fitted(fit_head_from_options(options, log=console.print))
 
 
 @command
@@ -224,17 +224,17 @@ def fit(options: dict[str, Any]) -> None:
     """Fit one probe (a scikit-learn baseline, or the head with its declared defaults) on a cache."""
     from featurekit.jobs.workflow import fit_from_options
 
-    fitted = fit_from_options(options, log=console.print)
-    print_fitted(fitted, fitted.meta["cache"])
+    print_fitted(fit_from_options(options, log=console.print))
 
 
-def print_fitted(fitted, cache: str | Path) -> None:
-    """One line: what was fitted on what, how long, the threshold chosen on valid, where it is saved."""
+def print_fitted(fitted) -> None:
+    """One line: what was fitted on which cache, how long, the threshold chosen on valid, where it is saved."""
     meta, head = fitted.meta, fitted.estimator  # a probe trained in epochs (EpochProbe) sets best_epoch_ and history_
     extra = f", best epoch {head.best_epoch_ + 1} of {len(head.history_['loss'])}" if hasattr(head, "history_") else ""
-    console.print(f"[bold]fitted[/] {escape(str(meta['probe']))} on {escape(Path(cache).name)}: {meta['n_train']} "
-                  f"train rows in {meta['fit_seconds']:.1f} s{extra}; threshold {meta['threshold']:.4g} chosen on "
-                  f"valid ({meta['n_valid']} rows). Saved to {escape(str(fitted.directory))}", highlight=False)
+    console.print(f"[bold]fitted[/] {escape(str(meta['probe']))} on {escape(Path(meta['cache']).name)}: "
+                  f"{meta['n_train']} train rows in {meta['fit_seconds']:.1f} s{extra}; threshold "
+                  f"{meta['threshold']:.4g} chosen on valid ({meta['n_valid']} rows). Saved to "
+                  f"{escape(str(fitted.directory))}", highlight=False)
 
 
 @command

@@ -77,7 +77,8 @@ from featurekit.errors import ConfigFileError, FeaturekitError, given
 
 def _instance(types: type | tuple, convert: Callable[[Any], Any] = lambda value: value,
               valid: Callable[[Any], bool] = lambda value: True) -> Callable[[Any], Any]:
-    """A check that a value is one of `types` (a bool is no number: TOML `true` is not 1) and `valid`, then `convert`."""
+    """A check that a value is one of `types` (a bool is no number: TOML `true` is not 1) and is `valid`; then
+    `convert`."""
     def check(value: Any) -> Any:
         if not isinstance(value, types) or (isinstance(value, bool) and types is not bool) or not valid(value):
             raise ValueError
