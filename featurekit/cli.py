@@ -96,80 +96,62 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", metavar="", help
 
 def typer_parameter(option: Option) -> inspect.Parameter:
     """The Typer flag (or argument) of a declared option, with the declared default and help."""
-    help_text = escape(option.help)
-    show_default: bool | str = True if option.default is not None else escape(option.default_text or "") or False
+    shown = {"help": escape(option.help),
+             "show_default": True if option.default is not None else escape(option.default_text or "") or False}
     if option.argument:
-        info = typer.Argument(... if option.required else option.default, help=help_text, show_default=show_default,
-                              metavar=option.name.upper())
+        info = typer.Argument(... if option.required else option.default, metavar=option.name.upper(), **shown)
     else:
         switch = option.kind.cli_type is bool  # a switch takes no value
         names = [f"{option.flag}/--no-{option.flag[2:]}" if switch else option.flag, option.short]
-        info = typer.Option(option.default, *filter(None, names), help=help_text, show_default=show_default,
-                            metavar="" if switch else "|".join(option.choices) or None)
+        info = typer.Option(option.default, *filter(None, names), metavar="" if switch else "|".join(option.choices)
+                            or None, **shown)
     optional = option.default is None and not (option.argument and option.required)
     annotation = Optional[option.kind.cli_type] if optional else option.kind.cli_type
     return inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=annotation)
 
 
-def given_flags(context: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
-    """The values the user typed; the rest is left to the config file and the declared defaults.
+def command(body: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    """Register `body(options)` as the Typer command of its name, its flags generated from featurekit.options.
 
-    Click records where each value came from, so a flag given with its default value still
-    overrides the config file.
+    Options resolve as declared defaults < config file < the flags the user typed (click records where each
+    value came from, so a flag given with its default value still overrides the config file), checked, with
+    required options present; the spelling of the command's messages learns which options the user typed and
+    which the config file set. A command with a `format` option has its output checked before any work. A
+    FeaturekitError exits 2 with its message, its parameters spelled as this command's flags; Ctrl-C exits 130
+    with what the command leaves behind.
     """
-    return {name: value for name, value in values.items()
-            if getattr(context.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
+    name = body.__name__
 
+    def cli_command(typer_context: typer.Context, **flags: Any) -> None:
+        spelling = CommandSpelling(name)
+        token = _spelling.set(spelling)
+        try:
+            spelling.typed = {flag: value for flag, value in flags.items() if getattr(
+                typer_context.get_parameter_source(flag), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
+            spelling.config = flags.get("config") or defaults(name).get("config")  # None: the command reads no file
+            file_config = load_config_file(spelling.config)
+            spelling.from_file = set_in_file(name, file_config)
+            options = resolve_config(name, file_config, spelling.typed)
+            require(name, options)
+            if "format" in options:  # the output is checked before any work is done
+                from featurekit.report import check_output
 
-def resolve_command_options(command: str, flags: dict[str, Any], spelling: CommandSpelling) -> dict[str, Any]:
-    """Declared defaults < config file < the flags given, checked; required options present.
+                check_output(options["format"], options["out"])
+            body(options)
+        except FeaturekitError as error:
+            error_console.print(Text.assemble(("Error: ", "bold red"), spelling.error(error)), soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            error_console.print(Text(COMMANDS[name]), soft_wrap=True)
+            raise typer.Exit(130) from None
+        finally:
+            _spelling.reset(token)
 
-    `spelling` learns which options the user typed and which the config file set.
-    """
-    spelling.typed = flags
-    spelling.config = flags.get("config") or defaults(command).get("config")  # None: the command reads no file
-    file_config = load_config_file(spelling.config)
-    spelling.from_file = set_in_file(command, file_config)
-    options = resolve_config(command, file_config, flags)
-    require(command, options)
-    return options
-
-
-def command(name: str) -> Callable[[Callable[[dict[str, Any]], None]], Callable[[dict[str, Any]], None]]:
-    """Register `body(options)` as the Typer command `name`, its flags generated from featurekit.options.
-
-    A command with a `format` option has its output checked before any work. A FeaturekitError exits 2
-    with its message, its parameters spelled as this command's flags; Ctrl-C exits 130 with what the
-    command leaves behind.
-    """
-
-    def register(body: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
-        def cli_command(typer_context: typer.Context, **flags: Any) -> None:
-            spelling = CommandSpelling(name)
-            token = _spelling.set(spelling)
-            try:
-                options = resolve_command_options(name, given_flags(typer_context, flags), spelling)
-                if "format" in options:  # the output is checked before any work is done
-                    from featurekit.report import check_output
-
-                    check_output(options["format"], options["out"])
-                body(options)
-            except FeaturekitError as error:
-                error_console.print(Text.assemble(("Error: ", "bold red"), spelling.error(error)), soft_wrap=True)
-                raise typer.Exit(2) from None
-            except KeyboardInterrupt:
-                error_console.print(Text(COMMANDS[name]), soft_wrap=True)
-                raise typer.Exit(130) from None
-            finally:
-                _spelling.reset(token)
-
-        context = inspect.Parameter("typer_context", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
-        cli_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-            [context] + [typer_parameter(option) for option in options_for(name).values()])
-        app.command(name.replace("_", "-"), cls=_Command, help=body.__doc__)(cli_command)
-        return body
-
-    return register
+    context = inspect.Parameter("typer_context", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
+    cli_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [context] + [typer_parameter(option) for option in options_for(name).values()])
+    app.command(name.replace("_", "-"), cls=_Command, help=body.__doc__)(cli_command)
+    return body
 
 
 def show(rendered: Any, options: dict[str, Any]) -> None:
@@ -184,7 +166,7 @@ def show(rendered: Any, options: dict[str, Any]) -> None:
         print_text(console, rendered)
 
 
-@command("extract")
+@command
 def extract(options: dict[str, Any]) -> None:
     """Run a frozen backbone over a data folder once and write HDF5 embedding caches (resumable).
 
@@ -196,21 +178,17 @@ def extract(options: dict[str, Any]) -> None:
     command = shlex.join(["python", "cli.py", *sys.argv[1:]])
     for result in extract_from_options(options, log=console.print, command=command,
                                        progress=rich_progress_bar if options["progress"] else None):
-        print_extract_summary(result)
+        # The closing lines of each cache: counts, throughput, skipped files.
+        rate = f", {result.images_per_second:.1f} img/s" if result.n_computed else ""
+        console.print(f"[bold]{result.status}[/]: {escape(str(result.cache_path))}  {result.n_images} images, "
+                      f"{result.n_skipped} skipped, {result.n_computed} computed in {result.seconds:.1f} s{rate}; "
+                      f"weights: {escape(str(result.weights_label))}", highlight=False)
+        for what, files in (("skipped", result.skipped), ("ignored", result.unsupported)):
+            for path, reason in files:
+                console.print(f"  {what} {escape(path)}: {escape(reason)}", highlight=False)
 
 
-def print_extract_summary(result) -> None:
-    """The closing line of an extraction: counts, skipped files, throughput."""
-    rate = f", {result.images_per_second:.1f} img/s" if result.n_computed else ""
-    console.print(f"[bold]{result.status}[/]: {escape(str(result.cache_path))}  {result.n_images} images, "
-                  f"{result.n_skipped} skipped, {result.n_computed} computed in {result.seconds:.1f} s{rate}; "
-                  f"weights: {escape(str(result.weights_label))}", highlight=False)
-    for what, files in (("skipped", result.skipped), ("ignored", result.unsupported)):
-        for path, reason in files:
-            console.print(f"  {what} {escape(path)}: {escape(reason)}", highlight=False)
-
-
-@command("info")
+@command
 def info(options: dict[str, Any]) -> None:
     """Describe a cache: what made it, from which images, split and class counts, skipped files."""
     from featurekit.cache.describe import describe_cache
@@ -219,7 +197,7 @@ def info(options: dict[str, Any]) -> None:
     show(render_cache(describe_cache(options["cache"]), options["format"]), options)
 
 
-@command("backbones")
+@command
 def backbones(options: dict[str, Any]) -> None:
     """List the registered backbones: input size, preprocessing, feature sizes, parameters, weights."""
     from featurekit.backbones import list_backbones
@@ -233,33 +211,33 @@ def backbones(options: dict[str, Any]) -> None:
     show(render_backbones([backbone_listing(name) for name in names], options["format"], files, labels), options)
 
 
-@command("fit_head")
+@command
 def fit_head(options: dict[str, Any]) -> None:
     """Train the study's Dense-512 / Dropout-0.5 / sigmoid head on a cache (train split; early stop on valid)."""
     from featurekit.jobs.workflow import fit_head_from_options
 
-    print_fitted(fit_head_from_options(options, log=console.print), options["cache"])
+    print_fitted(fit_head_from_options(options, log=console.print))
 
 
-@command("fit")
+@command
 def fit(options: dict[str, Any]) -> None:
     """Fit one probe (a scikit-learn baseline, or the head with its declared defaults) on a cache."""
     from featurekit.jobs.workflow import fit_from_options
 
-    fitted = fit_from_options(options, log=console.print)
-    print_fitted(fitted, fitted.meta["cache"])
+    print_fitted(fit_from_options(options, log=console.print))
 
 
-def print_fitted(fitted, cache: str | Path) -> None:
-    """One line: what was fitted on what, how long, the threshold chosen on valid, where it is saved."""
+def print_fitted(fitted) -> None:
+    """One line: what was fitted on which cache, how long, the threshold chosen on valid, where it is saved."""
     meta, head = fitted.meta, fitted.estimator  # a probe trained in epochs (EpochProbe) sets best_epoch_ and history_
     extra = f", best epoch {head.best_epoch_ + 1} of {len(head.history_['loss'])}" if hasattr(head, "history_") else ""
-    console.print(f"[bold]fitted[/] {escape(str(meta['probe']))} on {escape(Path(cache).name)}: {meta['n_train']} "
-                  f"train rows in {meta['fit_seconds']:.1f} s{extra}; threshold {meta['threshold']:.4g} chosen on "
-                  f"valid ({meta['n_valid']} rows). Saved to {escape(str(fitted.directory))}", highlight=False)
+    console.print(f"[bold]fitted[/] {escape(str(meta['probe']))} on {escape(Path(meta['cache']).name)}: "
+                  f"{meta['n_train']} train rows in {meta['fit_seconds']:.1f} s{extra}; threshold "
+                  f"{meta['threshold']:.4g} chosen on valid ({meta['n_valid']} rows). Saved to "
+                  f"{escape(str(fitted.directory))}", highlight=False)
 
 
-@command("compare")
+@command
 def compare(options: dict[str, Any]) -> None:
     """One table of every cache x classifier on the test split, with forensic metrics and 95% intervals.
 
@@ -288,7 +266,7 @@ def render_results(rows: list[dict], options: dict[str, Any]) -> None:
         console.print(f"wrote {escape(str(path))}", highlight=False)
 
 
-@command("train_backbone")
+@command
 def train_backbone(options: dict[str, Any]) -> None:
     """Train InceptionV1 from scratch, or fine-tune a backbone above --unfreeze-from (resumable); save the backbone."""
     from featurekit.training.runner import train_from_options
@@ -303,7 +281,7 @@ def train_backbone(options: dict[str, Any]) -> None:
                   f"{escape(str(result.model_path))}; extract with `{escape(extract)}`.", highlight=False)
 
 
-@command("run")
+@command
 def run(options: dict[str, Any]) -> None:
     """The whole job of a config: (train backbones), extract each cache, fit every probe, one compare table."""
     from featurekit.jobs.workflow import run_job
@@ -311,7 +289,7 @@ def run(options: dict[str, Any]) -> None:
     run_job(load_config_file(options["config"]), options, log=console.print, render=render_results)
 
 
-@command("predict")
+@command
 def predict(options: dict[str, Any]) -> None:
     """P(fake) and the label at the model's threshold for image files or folders."""
     from featurekit.evaluation.fitting import read_fitted_meta
@@ -325,7 +303,7 @@ def predict(options: dict[str, Any]) -> None:
                             positive_class=str(class_names[-1])), options)
 
 
-@command("audit")
+@command
 def audit(options: dict[str, Any]) -> None:
     """Look for leaks before trusting a score: duplicates across splits, class balance, shortcut probes.
 
@@ -349,7 +327,7 @@ def audit(options: dict[str, Any]) -> None:
         raise typer.Exit(1)
 
 
-@command("sweep")
+@command
 def sweep(options: dict[str, Any]) -> None:
     """Choose backbone x layer x pooling x probe on VALID ROC AUC over a config's grid; report its test figures once.
 
@@ -365,7 +343,7 @@ def sweep(options: dict[str, Any]) -> None:
         console.print(f"wrote {escape(str(path))}", highlight=False)
 
 
-@command("report")
+@command
 def report(options: dict[str, Any]) -> None:
     """Write one self-contained HTML page of every cache x probe (compare's inputs; fitted probes are reused).
 

@@ -98,9 +98,8 @@ def resolve_paths(config: Mapping[str, Any], folder: str | Path) -> dict[str, An
     absolute path; absolute paths and the weights keywords (default, imagenet, none) are kept as written.
     """
     def resolve(key: str, value: Any) -> Any:
-        if isinstance(value, dict):
-            if key == "fuse" or key not in PATH_KEYS:  # a table, a step or a [[compare.fuse]] group
-                return {k: resolve(k if key != "fuse" else "cache", v) for k, v in value.items()}
+        if isinstance(value, dict):  # a table, a step or a [[compare.fuse]] group (its `caches` are caches)
+            return {k: resolve("cache" if key == "fuse" else k, v) for k, v in value.items()}
         if isinstance(value, list):
             return [resolve(key, item) for item in value]
         if key not in PATH_KEYS or not isinstance(value, str) or os.path.isabs(value) or (
@@ -174,9 +173,8 @@ def resolve_config(command: str, file_config: Mapping[str, Any], flags: Mapping[
 
 def set_in_file(command: str, file_config: Mapping[str, Any]) -> dict[str, Any]:
     """The options of `command` that a checked config file sets: its top-level keys, under its `[command]` table."""
-    keys = config_keys(command)
-    table = {k: v for k, v in file_config.get(command, {}).items() if k not in STEPS.get(command, {})}
-    return {**{k: v for k, v in file_config.items() if k in keys}, **table}
+    keys = config_keys(command)  # a table's lists of steps (`[[run.extract]]`) are no options of its command
+    return {k: v for layer in (file_config, file_config.get(command, {})) for k, v in layer.items() if k in keys}
 
 
 @validate_params("extract")

@@ -75,10 +75,12 @@ from featurekit.errors import ConfigFileError, FeaturekitError, given
 # Value types
 
 
-def _instance(types: type | tuple, convert: Callable[[Any], Any] = lambda value: value) -> Callable[[Any], Any]:
-    """A check that a value is one of `types` (a bool is no number: TOML `true` is not 1), then `convert`."""
+def _instance(types: type | tuple, convert: Callable[[Any], Any] = lambda value: value,
+              valid: Callable[[Any], bool] = lambda value: True) -> Callable[[Any], Any]:
+    """A check that a value is one of `types` (a bool is no number: TOML `true` is not 1) and is `valid`; then
+    `convert`."""
     def check(value: Any) -> Any:
-        if not isinstance(value, types) or (isinstance(value, bool) and types is not bool):
+        if not isinstance(value, types) or (isinstance(value, bool) and types is not bool) or not valid(value):
             raise ValueError
         return convert(value)
 
@@ -87,19 +89,9 @@ def _instance(types: type | tuple, convert: Callable[[Any], Any] = lambda value:
 
 _integer = _instance(numbers.Integral, int)
 _string = _instance(str)
-
-
-def _number(value: Any) -> float:
-    """A finite number: NaN and infinity (TOML has `nan` and `inf`) fit no bound and mean no setting."""
-    if not math.isfinite(value := _instance(numbers.Real, float)(value)):
-        raise ValueError
-    return value
-
-
-def _path(value: Any) -> str | os.PathLike:
-    if not str(_instance((str, os.PathLike))(value)):
-        raise ValueError
-    return value
+# A finite number: NaN and infinity (TOML has `nan` and `inf`) fit no bound and mean no setting.
+_number = _instance(numbers.Real, float, math.isfinite)
+_path = _instance((str, os.PathLike), valid=lambda value: str(value) != "")
 
 
 def _list_of(item: Callable[[Any], Any]) -> Callable[[Any], list]:
@@ -114,10 +106,8 @@ def _integer_or_auto(value: Any) -> int | str:
 
 
 def _string_or_strings(value: Any) -> str | list[str]:
-    """Kept as given: a comma-separated string and a list of strings mean the same to the library."""
-    if isinstance(value, (list, tuple)) and not value:
-        raise ValueError
-    return _list_of(_string)(value) if isinstance(value, (list, tuple)) else _string(value)
+    """Kept as given: a comma-separated string and a (non-empty) list of strings mean the same to the library."""
+    return _string(value) if isinstance(value, str) else _instance((list, tuple), _list_of(_string), bool)(value)
 
 
 def _split(value: Any) -> str | list[float]:
@@ -137,10 +127,9 @@ def _fusion_groups(value: Any) -> bool | list[list[str | os.PathLike]]:
     `caches = [...]` (two or more), or lists of paths (from Python); groups come back as lists of paths."""
     if isinstance(value, bool):
         return value
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ValueError
-    groups = [group["caches"] if isinstance(group, dict) and set(group) == {"caches"} else group for group in value]
-    if any(not isinstance(group, (list, tuple)) or len(group) < 2 for group in groups):
+    groups = [group["caches"] if isinstance(group, dict) and set(group) == {"caches"} else group
+              for group in (value if isinstance(value, (list, tuple)) else [])]
+    if not groups or any(not isinstance(group, (list, tuple)) or len(group) < 2 for group in groups):
         raise ValueError
     return [[_path(member) for member in group] for group in groups]
 
@@ -199,7 +188,6 @@ class Option:
         example: A value to show in errors (defaults to `default`).
         short: A one-letter flag ("-d").
         argument: Given positionally on the command line instead of as a flag.
-        in_config: May be set in a config file (not `config` itself).
     """
 
     name: str
@@ -217,7 +205,6 @@ class Option:
     example: Any = None
     short: str | None = None
     argument: bool = False
-    in_config: bool = True
 
     @property
     def flag(self) -> str:
@@ -439,7 +426,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("out", PATH, None, "Output folder.", ("train_backbone",),
            default_text="<runs-dir>/<backbone>-<data>-<size>/", example="runs/NAME"),
     # run
-    Option("config", PATH, "configs/default.toml", "The job: see configs/*.toml.", ("run",), in_config=False),
+    Option("config", PATH, "configs/default.toml", "The job: see configs/*.toml.", ("run",)),
     Option("results", PATH, None, "Write the compare table as STEM.md, STEM.json, STEM-roc.png and the page STEM.html; "
            "{data_name} is the data folder's name.", ("run",), example="results/NAME"),
     Option("title", STR, None, "Title of the compare table.", ("run",), example="my study"),
@@ -478,7 +465,7 @@ OPTIONS: tuple[Option, ...] = (
            choices=AUDIT_FORMATS),
     # sweep
     Option("config", PATH, "configs/sweep.toml", "The sweep: [[sweep.backbone]] entries (the extractions) and "
-           "the probes, see configs/sweep.toml.", ("sweep",), in_config=False),
+           "the probes, see configs/sweep.toml.", ("sweep",)),
     Option("probe", STRS, None, "Probe (repeat the flag for several).", ("sweep",),
            default_text="head, logreg, linsvm, knn", example=["logreg"], choices=PROBES),
     Option("top_k", INT, TOP_K, "The caches of the best k rows by valid ROC AUC are fused as one more candidate "
@@ -523,7 +510,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("out", PATH, None, "Write the csv/json/md output to this file instead of the terminal.",
            ("compare", "backbones", "info", "predict", "audit"), example="results.md"),
     Option("config", PATH, None, "TOML file with defaults; flags override it.",
-           ("extract", "fit_head", "fit", "compare", "train_backbone"), in_config=False, example="x.toml"),
+           ("extract", "fit_head", "fit", "compare", "train_backbone"), example="x.toml"),
 )
 
 # `report` takes compare's inputs (fitted probes are reused) and writes one HTML page instead of a table.
@@ -557,8 +544,8 @@ def defaults(command: str) -> dict[str, Any]:
 
 
 def config_keys(command: str) -> list[str]:
-    """The keys a config file may set for a command."""
-    return [name for name, option in options_for(command).items() if option.in_config]
+    """The keys a config file may set for a command: its options, but `config` itself."""
+    return [name for name in options_for(command) if name != "config"]
 
 
 def validate(command: str, values: Mapping[str, Any], source: str | None = None,
@@ -660,7 +647,7 @@ def require(command: str, values: Mapping[str, Any]) -> None:
     """Refuse values that leave a required option unset."""
     for name, option in options_for(command).items():
         if option.required and values.get(name) in (None, "", []):
-            in_file = option.in_config and "config" in options_for(command)
+            in_file = "config" in options_for(command)  # (`config` itself is never required)
             raise FeaturekitError(
                 f"Missing option {name}.", received="no value given",
                 fix=f"Pass it, e.g. {given(name, option.sample())}"

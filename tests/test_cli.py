@@ -127,9 +127,11 @@ def test_fit_head_compare_predict_end_to_end(tmp_path: Path):
     fitted = invoke("fit-head", "--cache", cache, "--epochs", "5", "--runs-dir", runs)
     assert fitted.exit_code == 0, fitted.output
     assert "threshold" in fitted.output and "chosen on valid" in fitted.output
+    assert f"fitted head on {cache.name}: " in " ".join(fitted.output.split())
     model = runs / cache.stem / "head"
     assert (model / "fitted.json").exists()
-    assert invoke("fit", "--cache", cache, "--probe", "logreg", "--runs-dir", runs).exit_code == 0
+    logreg = invoke("fit", "--cache", cache, "--probe", "logreg", "--runs-dir", runs)
+    assert logreg.exit_code == 0 and f"fitted logreg on {cache.name}: " in " ".join(logreg.output.split())
 
     table = invoke("compare", "--cache-dir", caches, "--runs-dir", runs, "--probe", "head", "--probe", "logreg",
                    "--head-epochs", "5", "--boot", "100", "--plot", tmp_path / "roc.png")
