@@ -38,6 +38,7 @@ import numpy as np
 
 from featurekit.errors import FeaturekitError, given
 from featurekit.hashing import file_sha256
+from featurekit.parameters import MAX_PIXELS
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 SPLITS = ("train", "valid", "test")
@@ -47,7 +48,6 @@ DEFAULT_SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
 # and is 1,000 times a 256x256 face; its RGB decode takes 192 MB, so a few decoder threads stay within a
 # laptop's memory. A file declaring more (a "decompression bomb": a 20000x20000 PNG is a few kilobytes that
 # decode to 1.2 GB) is skipped before a byte of it is decoded. Pillow's own global limit is left alone.
-DEFAULT_MAX_PIXELS = 64_000_000
 
 
 @dataclass(frozen=True)
@@ -361,7 +361,7 @@ class ImageDecodeError(ValueError):
     """An image file that cannot be decoded (corrupt, truncated, empty, unreadable, too large, not an image)."""
 
 
-def load_image(path: str | Path, image_size: int, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def load_image(path: str | Path, image_size: int, *, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
     """Decode one file to RGB uint8 of shape (image_size, image_size, 3).
 
     Grayscale, 16-bit, RGBA, CMYK and palette images become 8-bit RGB (16-bit values are scaled, 65535 ->
@@ -381,7 +381,7 @@ def load_image(path: str | Path, image_size: int, *, max_pixels: int | None = DE
     return resize_rgb(decode_rgb(path, max_pixels=max_pixels), image_size)
 
 
-def decode_rgb(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS):
+def decode_rgb(path: str | Path, *, max_pixels: int | None = MAX_PIXELS):
     """Decode one file to an upright 8-bit RGB Pillow image at its stored size (`load_image` without the resize).
 
     Robustness views (`featurekit.views`) degrade this image before the backbone's resize, as CNNDetection
@@ -443,7 +443,7 @@ def _check_max_pixels(max_pixels: int | None) -> None:
     if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1):
         raise FeaturekitError("The pixel limit must be a positive whole number of pixels (or None for no limit).",
                               received=given("max_pixels", max_pixels),
-                              fix=f"Use e.g. `max_pixels` {DEFAULT_MAX_PIXELS}.")
+                              fix=f"Use e.g. `max_pixels` {MAX_PIXELS}.")
 
 
 def _too_large(pixels: int | None, max_pixels: int | None) -> str:

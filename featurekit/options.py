@@ -36,6 +36,8 @@ from typing import Any, Callable, Mapping, TypeVar
 
 from featurekit.parameters import (
     AUDIT_FORMATS,
+    AUDIT_MEMORY_BUDGET_MB,
+    BALANCE_TOLERANCE,
     BATCH_SIZE,
     CACHE_DIR,
     CPUS_PER_WORKER,
@@ -43,9 +45,11 @@ from featurekit.parameters import (
     ENGINE,
     GPUS_PER_WORKER,
     HEAD_EPOCHS,
+    MAX_LISTED,
     MAX_PIXELS,
     MEMORY_BUDGET_GB,
     N_BOOT,
+    NEAR_DUPLICATE_THRESHOLD,
     POOLING,
     PRECISION,
     PREFETCH_BATCHES,
@@ -53,6 +57,8 @@ from featurekit.parameters import (
     REPEATS,
     RUNS_DIR,
     SEED,
+    SHORTCUT_AUC,
+    SHORTCUT_N_BOOT,
     TOP_K,
     WEIGHTS as DEFAULT_WEIGHTS,
     DTYPES,
@@ -439,21 +445,21 @@ OPTIONS: tuple[Option, ...] = (
            example="cache/NAME.h5"),
     Option("near_duplicates", BOOL, True, "Search a cache for near-duplicate embeddings across splits (quadratic "
            "in the number of rows, in bounded blocks).", ("audit",)),
-    Option("near_duplicate_threshold", FLOAT, 0.99, "Cosine similarity of embeddings from which two images in "
+    Option("near_duplicate_threshold", FLOAT, NEAR_DUPLICATE_THRESHOLD, "Cosine similarity of embeddings from which two images in "
            "different splits count as near-duplicates.", ("audit",), above=0, maximum=1),
     Option("center", BOOL, True, "Centre the embeddings before the cosine similarity (pooled ReLU features need "
            "it).", ("audit",)),
-    Option("max_listed", INT, 1000, "Most near-duplicate pairs listed (the most similar); all are counted.",
+    Option("max_listed", INT, MAX_LISTED, "Most near-duplicate pairs listed (the most similar); all are counted.",
            ("audit",), minimum=0),
-    Option("memory_budget_mb", INT, 512, "Memory the near-duplicate search may hold at once (MiB).", ("audit",),
+    Option("memory_budget_mb", INT, AUDIT_MEMORY_BUDGET_MB, "Memory the near-duplicate search may hold at once (MiB).", ("audit",),
            minimum=1),
     Option("shortcuts", BOOL, True, "Train shortcut probes on trivial file properties (size, JPEG quality, "
            "dimensions, mode, format, mean colour); they should sit near chance.", ("audit",)),
-    Option("shortcut_auc", FLOAT, 0.65, "ROC AUC above which a shortcut probe is called a shortcut.", ("audit",),
+    Option("shortcut_auc", FLOAT, SHORTCUT_AUC, "ROC AUC above which a shortcut probe is called a shortcut.", ("audit",),
            above=0.5, maximum=1),
-    Option("balance_tolerance", FLOAT, 0.10, "Largest allowed difference between a split's class fraction and "
+    Option("balance_tolerance", FLOAT, BALANCE_TOLERANCE, "Largest allowed difference between a split's class fraction and "
            "the whole set's.", ("audit",), above=0, maximum=1),
-    Option("n_boot", INT, 500, "Bootstrap resamples for the intervals of the shortcut probes.", ("audit",),
+    Option("n_boot", INT, SHORTCUT_N_BOOT, "Bootstrap resamples for the intervals of the shortcut probes.", ("audit",),
            minimum=1),
     Option("data_root", PATH, None, "The data folder a cache was made from, when it has moved since (the shortcut "
            "probes read its image files).", ("audit",), default_text="the folder recorded in the cache",

@@ -50,3 +50,11 @@ N_BOOT = 1000  # bootstrap resamples of the 95% intervals
 MEMORY_BUDGET_GB = 4.0  # train and valid features larger than this stream from disk
 TOP_K = 3
 REPEATS = 3
+
+# Defaults: audit
+NEAR_DUPLICATE_THRESHOLD = 0.99  # cosine similarity from which two images in different splits are near-duplicates
+MAX_LISTED = 1000  # near-duplicate pairs listed (all are counted)
+AUDIT_MEMORY_BUDGET_MB = 512  # what the near-duplicate search may hold at once
+SHORTCUT_AUC = 0.65  # ROC AUC above which a shortcut probe is called a shortcut
+SHORTCUT_N_BOOT = 500  # bootstrap resamples of the shortcut probes' intervals
+BALANCE_TOLERANCE = 0.10  # largest allowed difference of a split's class fraction from the whole set's

@@ -27,6 +27,7 @@ from featurekit.errors import FeaturekitError, WeightsUnavailableError
 from featurekit.evaluation.fitting import load_fitted
 from featurekit.hashing import file_sha256
 from featurekit.options import validate_params
+from featurekit.parameters import BATCH_SIZE, MAX_PIXELS
 
 
 def entry_problem(path: Path) -> str:
@@ -183,7 +184,7 @@ def embedder_for(embedding: dict[str, Any]):
 
 
 @validate_params("predict")
-def predict(model_dir: str | Path, inputs: list[str | Path], batch_size: int = 32, max_pixels: int | None = 64_000_000,
+def predict(model_dir: str | Path, inputs: list[str | Path], batch_size: int = BATCH_SIZE, max_pixels: int | None = MAX_PIXELS,
             workers: int | None = None) -> list[dict[str, Any]]:
     """P(fake) and the label at the model's stored threshold for every input image.
 

@@ -41,7 +41,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from featurekit.data import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_rgb, resize_rgb
+from featurekit.parameters import MAX_PIXELS
+from featurekit.data import ImageDecodeError, decode_rgb, resize_rgb
 from featurekit.errors import FeaturekitError, given
 
 
@@ -156,7 +157,7 @@ class View:
         """The name as a file-name part: `jpeg50-blur1`, `jpeg30to100-s0`, `blur0.5`."""
         return "-".join(step.text("", "to") for step in self.steps) + (f"-s{self.seed}" if self.is_random else "")
 
-    def apply(self, image: Any, key: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Any:
+    def apply(self, image: Any, key: str, max_pixels: int | None = MAX_PIXELS) -> Any:
         """The degraded copy of an RGB Pillow image; `key` (its relative path) seeds the draws.
 
         Raises:
@@ -291,7 +292,7 @@ class ViewDecoder:
             f"`image_size` {self.stored_size} to resample every image to that size (recorded in the "
             "cache).")
 
-    def __call__(self, path: str | Path, image_size: int, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    def __call__(self, path: str | Path, image_size: int, *, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
         image = decode_rgb(path, max_pixels=max_pixels)
         if self.stored_size is not None and image.size != (self.stored_size, self.stored_size):
             raise self.size_error(self.key(path), image.size)

@@ -9,10 +9,8 @@ import numpy as np
 
 from featurekit.audit.report import DuplicateGroup, Member
 from featurekit.data import SPLITS
+from featurekit.parameters import AUDIT_MEMORY_BUDGET_MB, MAX_LISTED, NEAR_DUPLICATE_THRESHOLD
 
-DEFAULT_NEAR_DUPLICATE_THRESHOLD = 0.99
-DEFAULT_MAX_LISTED = 1000
-DEFAULT_MEMORY_BUDGET_BYTES = 512 * 1024 * 1024
 
 
 def split_rank(split: str) -> tuple[int, str]:
@@ -100,8 +98,8 @@ def _normalised_blocks(features: Any, rows: np.ndarray, block_rows: int,
         yield chunk, np.divide(block, norms, out=np.zeros_like(block), where=norms > 0)
 
 
-def find_near_duplicates(features: Any, splits: np.ndarray, threshold: float = DEFAULT_NEAR_DUPLICATE_THRESHOLD,
-                         max_listed: int = DEFAULT_MAX_LISTED, memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
+def find_near_duplicates(features: Any, splits: np.ndarray, threshold: float = NEAR_DUPLICATE_THRESHOLD,
+                         max_listed: int = MAX_LISTED, memory_budget_bytes: int = AUDIT_MEMORY_BUDGET_MB * 2**20,
                          same_bytes: np.ndarray | None = None, center: bool = True
                          ) -> tuple[list[tuple[float, int, int]], int]:
     """Pairs of rows in different splits whose cosine similarity is at least `threshold`.

@@ -13,17 +13,17 @@ from typing import Any, Sequence
 import numpy as np
 
 from featurekit.audit.duplicates import (
-    DEFAULT_MAX_LISTED, DEFAULT_MEMORY_BUDGET_BYTES, DEFAULT_NEAR_DUPLICATE_THRESHOLD, balance_warnings, class_balance,
+    balance_warnings, class_balance,
     find_exact_duplicates, find_near_duplicates,
 )
 from featurekit.audit.report import (AuditReport, DuplicateGroup, Member, NearDuplicatePair, NearDuplicates,
                                      ShortcutReport)
-from featurekit.audit.shortcuts import DEFAULT_N_BOOT, DEFAULT_SHORTCUT_AUC, shortcut_probes, shortcut_warnings
-from featurekit.data import DEFAULT_MAX_PIXELS
+from featurekit.audit.shortcuts import shortcut_probes, shortcut_warnings
+from featurekit.parameters import (AUDIT_MEMORY_BUDGET_MB, BALANCE_TOLERANCE, MAX_LISTED, MAX_PIXELS,
+                                   NEAR_DUPLICATE_THRESHOLD, SHORTCUT_AUC, SHORTCUT_N_BOOT)
 from featurekit.errors import FeaturekitError, given
 from featurekit.options import validate_params
 
-DEFAULT_BALANCE_TOLERANCE = 0.10
 LEAKS_NAMED = 5  # duplicate groups named in the warning itself; the report lists all
 
 
@@ -62,9 +62,9 @@ def _finish(report: AuditReport, balance_tolerance: float) -> AuditReport:
 
 @validate_params("audit")
 def audit_data(folder: str | Path, *, split_fractions: tuple[float, float, float] | None = None,
-               shortcut_auc: float = DEFAULT_SHORTCUT_AUC, balance_tolerance: float = DEFAULT_BALANCE_TOLERANCE,
-               shortcuts: bool = True, n_boot: int = DEFAULT_N_BOOT, seed: int = 0, workers: int | None = None,
-               max_pixels: int | None = DEFAULT_MAX_PIXELS) -> AuditReport:
+               shortcut_auc: float = SHORTCUT_AUC, balance_tolerance: float = BALANCE_TOLERANCE,
+               shortcuts: bool = True, n_boot: int = SHORTCUT_N_BOOT, seed: int = 0, workers: int | None = None,
+               max_pixels: int | None = MAX_PIXELS) -> AuditReport:
     """Audit an image folder: exact duplicates, class balance and shortcut probes (no embeddings needed).
 
     Args:
@@ -127,12 +127,12 @@ def _cache_shortcuts(report: AuditReport, root_text: str, paths: Sequence[str], 
 
 @validate_params("audit")
 def audit_cache(path: str | Path, *, data_root: str | Path | None = None,
-                near_duplicate_threshold: float = DEFAULT_NEAR_DUPLICATE_THRESHOLD,
-                max_listed: int = DEFAULT_MAX_LISTED, memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
+                near_duplicate_threshold: float = NEAR_DUPLICATE_THRESHOLD,
+                max_listed: int = MAX_LISTED, memory_budget_bytes: int = AUDIT_MEMORY_BUDGET_MB * 2**20,
                 near_duplicates: bool = True, center: bool = True, shortcuts: bool = True,
-                shortcut_auc: float = DEFAULT_SHORTCUT_AUC, balance_tolerance: float = DEFAULT_BALANCE_TOLERANCE,
-                n_boot: int = DEFAULT_N_BOOT, seed: int = 0, workers: int | None = None,
-                max_pixels: int | None = DEFAULT_MAX_PIXELS) -> AuditReport:
+                shortcut_auc: float = SHORTCUT_AUC, balance_tolerance: float = BALANCE_TOLERANCE,
+                n_boot: int = SHORTCUT_N_BOOT, seed: int = 0, workers: int | None = None,
+                max_pixels: int | None = MAX_PIXELS) -> AuditReport:
     """Audit a cache: exact and near-duplicates across its splits, balance, and shortcut probes.
 
     The shortcut probes read the image files under the cache's recorded `data_root` (or the given

@@ -16,10 +16,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from featurekit.audit.report import ShortcutReport
-from featurekit.data import DEFAULT_MAX_PIXELS
+from featurekit.parameters import MAX_PIXELS, SHORTCUT_AUC, SHORTCUT_N_BOOT
 
-DEFAULT_SHORTCUT_AUC = 0.65
-DEFAULT_N_BOOT = 500
 PROPERTY_NAMES = ("file_size", "jpeg_quality", "width", "height", "mode", "format", "mean_red", "mean_green", "mean_blue")
 CATEGORICAL_PROPERTIES = ("mode", "format")
 
@@ -59,7 +57,7 @@ class TooLargeImage(ValueError):
     """An image whose header declares more pixels than the audit may decode."""
 
 
-def read_file_properties(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> dict[str, Any]:
+def read_file_properties(path: str | Path, max_pixels: int | None = MAX_PIXELS) -> dict[str, Any]:
     """Trivial properties of one image file, what a shortcut could exploit without seeing the content:
     {name: value} for each of PROPERTY_NAMES (file size, JPEG quality or None, width, height, mode, format and
     mean red, green and blue), decoding as little as possible.
@@ -88,7 +86,7 @@ def read_file_properties(path: str | Path, max_pixels: int | None = DEFAULT_MAX_
 
 
 def read_all_file_properties(paths: Sequence[Path | None], workers: int | None = None,
-                             max_pixels: int | None = DEFAULT_MAX_PIXELS
+                             max_pixels: int | None = MAX_PIXELS
                              ) -> tuple[list[dict[str, Any] | None], list[tuple[str, str]]]:
     """Properties of many files in threads (Pillow decodes without the GIL); failures listed, not raised.
 
@@ -158,7 +156,7 @@ def _probe_models(seed: int) -> dict[str, Any]:
     }
 
 
-def bootstrap_auc_interval(y: np.ndarray, score: np.ndarray, n_boot: int = 500, seed: int = 0,
+def bootstrap_auc_interval(y: np.ndarray, score: np.ndarray, n_boot: int = SHORTCUT_N_BOOT, seed: int = 0,
                            alpha: float = 0.05) -> tuple[float, float]:
     """Stratified percentile bootstrap interval of ROC AUC, many resamples per rank computation.
 
@@ -181,8 +179,8 @@ def bootstrap_auc_interval(y: np.ndarray, score: np.ndarray, n_boot: int = 500, 
 
 
 def shortcut_probes(files: Sequence[Path | None], labels: np.ndarray, splits: np.ndarray,
-                    threshold: float = DEFAULT_SHORTCUT_AUC, n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
-                    workers: int | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ShortcutReport:
+                    threshold: float = SHORTCUT_AUC, n_boot: int = SHORTCUT_N_BOOT, seed: int = 0,
+                    workers: int | None = None, max_pixels: int | None = MAX_PIXELS) -> ShortcutReport:
     """Train classifiers on trivial properties of the image `files`: do they beat chance on held-out images?
 
     Trained on the train split and scored on test (valid when test lacks a class). A property or probe

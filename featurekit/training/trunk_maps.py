@@ -24,7 +24,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from featurekit.data import DEFAULT_MAX_PIXELS, decode_rgb, resize_rgb
+from featurekit.parameters import MAX_PIXELS
+from featurekit.data import decode_rgb, resize_rgb
 from featurekit.errors import FeaturekitError, given
 from featurekit.fsutil import atomic_write_bytes, make_folder
 from featurekit.training.batches import SeededBatches
@@ -42,7 +43,7 @@ class AugmentedCopy:
     seed: int
     views: tuple[str, ...] = ()
 
-    def __call__(self, path: str | Path, image_size: int, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    def __call__(self, path: str | Path, image_size: int, *, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
         from PIL import ImageOps
 
         image = decode_rgb(path, max_pixels=max_pixels)
