@@ -193,7 +193,7 @@ class EpochProbe(ClassifierMixin, BaseEstimator):
         n_rows = self._scan(chunks)
         self._start_training(n_rows, seed)
         history: dict[str, list[float]] = {"loss": []}
-        best_value, best_state, best_epoch, wait = None, None, 0, 0
+        best_value, best_state, best_epoch = None, None, 0
         for epoch in range(self.epochs):
             rng = np.random.default_rng([seed, SEED_ROWS, epoch])
             total, rows = 0.0, 0
@@ -212,15 +212,13 @@ class EpochProbe(ClassifierMixin, BaseEstimator):
                     history.setdefault(key, []).append(value)
                 value = history["val_loss"][-1] if self.monitor == "val_loss" else -history["val_auc"][-1]
                 if best_value is None or value < best_value:
-                    best_value, best_state, best_epoch, wait = value, self._get_state(), epoch, 0
-                else:
-                    wait += 1
+                    best_value, best_state, best_epoch = value, self._get_state(), epoch
             else:
                 best_epoch = epoch
             if self.verbose:
                 figures = " - ".join(f"{key} {values[-1]:.4f}" for key, values in history.items())
                 print(f"epoch {epoch + 1}/{self.epochs} - {figures}", flush=True)
-            if wait >= self.patience:  # only with valid data
+            if epoch - best_epoch >= self.patience:  # epochs without improvement: only with valid data
                 break
         if best_state is not None:
             self._set_state(best_state)

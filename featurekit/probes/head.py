@@ -129,8 +129,7 @@ class DenseHeadClassifier(EpochProbe):
         so the backend compiles the step once per fit instead of once per distinct batch length."""
         pad = max(0, self._step_shape - len(X))
         weights = np.pad(np.ones(len(X), dtype=np.float32), (0, pad))
-        if pad:
-            X, y = np.pad(X, ((0, pad), (0, 0))), np.pad(y, (0, pad))
+        X, y = np.pad(X, ((0, pad), (0, 0))), np.pad(y, (0, pad))
         return float(self._net.train_on_batch(X, y[:, None], sample_weight=weights))
 
     def _get_state(self) -> list[np.ndarray]:
