@@ -227,8 +227,7 @@ class EpochProbe(ClassifierMixin, BaseEstimator):
         return self
 
     def _validate(self, valid: LabelledChunks) -> dict[str, float]:
-        scores, labels = zip(*((self._decision(Xc), yc) for Xc, yc in valid(0)))
-        z, t = np.concatenate(scores), np.concatenate(labels)
+        z, t = map(np.concatenate, zip(*((self._decision(Xc), yc) for Xc, yc in valid(0))))
         return {"val_loss": float(self._loss(t, z)), "val_auc": float(roc_auc_score(t, z))}
 
     def _loss(self, y: np.ndarray, z: np.ndarray) -> float:
