@@ -195,13 +195,8 @@ def resampled_roc_auc(y: np.ndarray, score: np.ndarray, idx: np.ndarray) -> np.n
 
 
 def resampled_accuracy(threshold: float) -> ResampledMetric:
-    """Accuracy at `score >= threshold` of every resample at once."""
-
-    def metric(y: np.ndarray, score: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        correct = (score >= threshold) == (y == POSITIVE_LABEL)
-        return correct[idx].mean(axis=1)
-
-    return metric
+    """Accuracy at `score >= threshold` of every resample at once (correct decisions averaged per resample)."""
+    return lambda y, score, idx: ((score >= threshold) == (y == POSITIVE_LABEL))[idx].mean(axis=1)
 
 
 def bootstrap_resamples(y: np.ndarray, n_boot: int, seed: int = 0, stratified: bool = True) -> Iterator[np.ndarray]:

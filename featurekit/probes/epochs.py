@@ -213,16 +213,14 @@ class EpochProbe(ClassifierMixin, BaseEstimator):
                 value = history["val_loss"][-1] if self.monitor == "val_loss" else -history["val_auc"][-1]
                 if best_value is None or value < best_value:
                     best_value, best_state, best_epoch = value, self._get_state(), epoch
-            else:
-                best_epoch = epoch
             if self.verbose:
                 figures = " - ".join(f"{key} {values[-1]:.4f}" for key, values in history.items())
                 print(f"epoch {epoch + 1}/{self.epochs} - {figures}", flush=True)
-            if epoch - best_epoch >= self.patience:  # epochs without improvement: only with valid data
+            if valid is not None and epoch - best_epoch >= self.patience:  # epochs without improvement
                 break
         if best_state is not None:
             self._set_state(best_state)
-        self.history_, self.best_epoch_ = history, best_epoch
+        self.history_, self.best_epoch_ = history, (best_epoch if valid is not None else len(history["loss"]) - 1)
         self._finish_training(chunks, n_rows, seed)
         return self
 
