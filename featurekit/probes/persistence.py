@@ -3,8 +3,8 @@
 scikit-learn probes (the logreg/linsvm/knn/rbfsvm pipelines and SGDLinearProbe) are written with
 `skops.io` and read back only if every type in the file is on `TRUSTED_TYPES`, an explicit list of
 what our probes contain; anything else is refused before a single object is built. The Keras head is
-a `.keras` file (its config checked against the layers the head has, then loaded with Keras' safe
-mode) plus `estimator.json`. Pickle-based files (joblib, the format before this one) are never opened:
+a `.keras` file (its config checked against the layers the head has; only its weights are read, into
+a head built here, so Keras deserialises nothing) plus `estimator.json`. Pickle-based files (joblib, the format before this one) are never opened:
 a folder holding one is refused with the command that refits it.
 
 Every refusal is an `UnloadableProbeError` (a FeaturekitError): what was wrong, the file, and a fix.
@@ -121,7 +121,8 @@ def _inspected(path: Path) -> tuple[str, dict[str, Any]]:
 
 
 def _refuse(problem: str, file: Path, error: BaseException | None = None) -> UnloadableProbeError:
-    detail = f" ({type(error).__name__}: {error})" if error is not None else ""
+    first_line = str(error).partition("\n")[0]  # of the error behind it: Keras' run on with whole arrays
+    detail = f" ({type(error).__name__}: {first_line})" if error is not None else ""
     return UnloadableProbeError(problem + detail, received=str(file), fix=GENERIC_REFIT)
 
 
@@ -158,7 +159,7 @@ def _load_sklearn(path: Path, meta: dict[str, Any]) -> Any:
     return estimator
 
 
-# -- the Keras head: model.keras (safe mode) + estimator.json ---------------------------------------
+# -- the Keras head: model.keras (weights only) + estimator.json -------------------------------------
 
 
 def _save_head(head: DenseHeadClassifier, path: Path) -> None:
@@ -205,19 +206,12 @@ def _load_head(path: Path, meta: dict[str, Any]) -> DenseHeadClassifier:
     except Exception as error:  # missing keys, wrong types, bad values: all one refusal
         raise _refuse("The saved head's estimator.json is incomplete or damaged", meta_file, error) from None
     _check_head_config(model_file)
-    try:
-        import keras
-
-        model = keras.saving.load_model(model_file, safe_mode=True, compile=False)
-    except Exception as error:
-        raise _refuse("The saved head's model.keras could not be loaded", model_file, error) from None
-    # Copy the weights into a model we build ourselves: what predicts is always the head's architecture.
-    try:
-        weights = [w for name in ("hidden", "logit") for w in model.get_layer(name).get_weights()]
+    try:  # the weights only (Keras reads no config), into a model we build: what predicts is always the head
         head.model_ = build_inference_model(head.n_features_in_, int(head.units), float(head.dropout))
-        head.model_.set_weights(weights)
+        head.model_.load_weights(model_file)
     except Exception as error:
-        raise _refuse("The saved head's model.keras does not match its estimator.json", model_file, error) from None
+        raise _refuse("The saved head's model.keras could not be loaded or does not match its estimator.json",
+                      model_file, error) from None
     return head
 
 
