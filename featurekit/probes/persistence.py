@@ -4,8 +4,8 @@ scikit-learn probes (the logreg/linsvm/knn/rbfsvm pipelines and SGDLinearProbe) 
 `skops.io` and read back only if every type in the file is on `TRUSTED_TYPES`, an explicit list of
 what our probes contain; anything else is refused before a single object is built. The Keras head is
 a `.keras` file (its config checked against the layers the head has; only its weights are read, into
-a head built here, so Keras deserialises nothing) plus `estimator.json`. Pickle-based files (joblib, the format before this one) are never opened:
-a folder holding one is refused with the command that refits it.
+a head built here, so Keras deserialises nothing) plus `estimator.json`. Pickle-based files (joblib, the
+format before this one) are never opened: a folder holding one is refused with the command that refits it.
 
 Every refusal is an `UnloadableProbeError` (a FeaturekitError): what was wrong, the file, and a fix.
 """
