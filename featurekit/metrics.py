@@ -126,15 +126,11 @@ def eer(y_true: np.ndarray, score: np.ndarray) -> float:
 def tpr_at_fpr(y_true: np.ndarray, score: np.ndarray, max_fpr: float = 0.01) -> float:
     """Best true-positive rate among operating points whose false-positive rate is <= max_fpr.
 
-    Operating points only (no interpolation): a threshold that is actually reachable.
+    Operating points only (no interpolation): a threshold that is actually reachable. At the default 1 %, how
+    many fakes are caught when at most 1 in 100 real faces is flagged (`evaluate`'s "tpr_at_1pct_fpr").
     """
     fpr, tpr, _ = skm.roc_curve(y_true, score, drop_intermediate=False)
     return float(tpr[fpr <= max_fpr].max())
-
-
-def tpr_at_1pct_fpr(y_true: np.ndarray, score: np.ndarray) -> float:
-    """TPR at FPR <= 1 %: how many fakes are caught when at most 1 in 100 real faces is flagged."""
-    return tpr_at_fpr(y_true, score, max_fpr=0.01)
 
 
 def choose_threshold(y_valid: np.ndarray, score_valid: np.ndarray) -> float:
@@ -167,7 +163,7 @@ def choose_threshold(y_valid: np.ndarray, score_valid: np.ndarray) -> float:
 _METRICS = {"accuracy": (accuracy, True), "accuracy_real": (accuracy_real, True),
             "accuracy_fake": (accuracy_fake, True), "balanced_accuracy": (balanced_accuracy, True),
             "roc_auc": (roc_auc, False), "average_precision": (average_precision, False), "eer": (eer, False),
-            "tpr_at_1pct_fpr": (tpr_at_1pct_fpr, False), "f1": (f1, True)}
+            "tpr_at_1pct_fpr": (tpr_at_fpr, False), "f1": (f1, True)}
 METRIC_KEYS = tuple(_METRICS)
 
 # A resampled metric maps (labels, scores, index block of shape (resamples, n)) to one value per resample.
@@ -199,13 +195,8 @@ def resampled_roc_auc(y: np.ndarray, score: np.ndarray, idx: np.ndarray) -> np.n
 
 
 def resampled_accuracy(threshold: float) -> ResampledMetric:
-    """Accuracy at `score >= threshold` of every resample at once."""
-
-    def metric(y: np.ndarray, score: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        correct = (score >= threshold) == (y == POSITIVE_LABEL)
-        return correct[idx].mean(axis=1)
-
-    return metric
+    """Accuracy at `score >= threshold` of every resample at once (correct decisions averaged per resample)."""
+    return lambda y, score, idx: ((score >= threshold) == (y == POSITIVE_LABEL))[idx].mean(axis=1)
 
 
 def bootstrap_resamples(y: np.ndarray, n_boot: int, seed: int = 0, stratified: bool = True) -> Iterator[np.ndarray]:
@@ -321,9 +312,8 @@ def evaluate(y_test: np.ndarray, score_test: np.ndarray, threshold: float, n_boo
     out.update({key: metric(y, s, threshold) if at_threshold else metric(y, s)
                 for key, (metric, at_threshold) in _METRICS.items()})
     resampled = {"accuracy": resampled_accuracy(threshold), "roc_auc": resampled_roc_auc}
-    intervals = dict.fromkeys(resampled, (float("nan"), float("nan")))
-    if n_boot:
-        intervals = bootstrap_intervals(resampled, y, s, n_boot, seed, alpha)
+    intervals = (bootstrap_intervals(resampled, y, s, n_boot, seed, alpha) if n_boot
+                 else dict.fromkeys(resampled, (float("nan"), float("nan"))))
     for name, (low, high) in intervals.items():
         out[f"{name}_ci_low"], out[f"{name}_ci_high"] = low, high
     out["collapsed"] = is_collapsed((s >= threshold).astype(np.int64), s, out["roc_auc"])

@@ -44,7 +44,8 @@ def test_tpr_at_1pct_fpr_allows_one_real_in_a_hundred():
     y = np.r_[np.zeros(100), np.ones(4)]
     s = np.r_[reals, fakes]
     # At threshold 0.985 only the real 0.99 is flagged (FPR 0.01) and 3 of 4 fakes are caught.
-    assert metrics.tpr_at_1pct_fpr(y, s) == pytest.approx(0.75)
+    assert metrics.tpr_at_fpr(y, s) == pytest.approx(0.75)  # the default: FPR <= 1 %
+    assert metrics.evaluate(y, s, 0.5, n_boot=0)["tpr_at_1pct_fpr"] == pytest.approx(0.75)
     assert metrics.tpr_at_fpr(y, s, max_fpr=0.0) == pytest.approx(0.5)
 
 

@@ -193,7 +193,7 @@ class EpochProbe(ClassifierMixin, BaseEstimator):
         n_rows = self._scan(chunks)
         self._start_training(n_rows, seed)
         history: dict[str, list[float]] = {"loss": []}
-        best_value, best_state, best_epoch, wait = None, None, 0, 0
+        best_value, best_state, best_epoch = None, None, 0
         for epoch in range(self.epochs):
             rng = np.random.default_rng([seed, SEED_ROWS, epoch])
             total, rows = 0.0, 0
@@ -212,25 +212,20 @@ class EpochProbe(ClassifierMixin, BaseEstimator):
                     history.setdefault(key, []).append(value)
                 value = history["val_loss"][-1] if self.monitor == "val_loss" else -history["val_auc"][-1]
                 if best_value is None or value < best_value:
-                    best_value, best_state, best_epoch, wait = value, self._get_state(), epoch, 0
-                else:
-                    wait += 1
-            else:
-                best_epoch = epoch
+                    best_value, best_state, best_epoch = value, self._get_state(), epoch
             if self.verbose:
                 figures = " - ".join(f"{key} {values[-1]:.4f}" for key, values in history.items())
                 print(f"epoch {epoch + 1}/{self.epochs} - {figures}", flush=True)
-            if wait >= self.patience:  # only with valid data
+            if valid is not None and epoch - best_epoch >= self.patience:  # epochs without improvement
                 break
         if best_state is not None:
             self._set_state(best_state)
-        self.history_, self.best_epoch_ = history, best_epoch
+        self.history_, self.best_epoch_ = history, (best_epoch if valid is not None else len(history["loss"]) - 1)
         self._finish_training(chunks, n_rows, seed)
         return self
 
     def _validate(self, valid: LabelledChunks) -> dict[str, float]:
-        scores, labels = zip(*((self._decision(Xc), yc) for Xc, yc in valid(0)))
-        z, t = np.concatenate(scores), np.concatenate(labels)
+        z, t = map(np.concatenate, zip(*((self._decision(Xc), yc) for Xc, yc in valid(0))))
         return {"val_loss": float(self._loss(t, z)), "val_auc": float(roc_auc_score(t, z))}
 
     def _loss(self, y: np.ndarray, z: np.ndarray) -> float:

@@ -110,12 +110,7 @@ class DenseHeadClassifier(EpochProbe):
             # Scaling inside the graph: no scaled copy of the training matrix, folded away afterwards.
             layers.append(keras.layers.Normalization(mean=self.mean_, variance=self.scale_.astype(np.float64) ** 2,
                                                      name="standardize"))
-        layers += [
-            keras.layers.Dense(int(self.units), activation="relu", name="hidden",
-                               kernel_initializer=keras.initializers.GlorotUniform(seed=seeds[0])),
-            keras.layers.Dropout(float(self.dropout), seed=seeds[1], name="dropout"),
-            keras.layers.Dense(1, name="logit", kernel_initializer=keras.initializers.GlorotUniform(seed=seeds[2])),
-        ]
+        layers += head_layers(int(self.units), float(self.dropout), seeds)
         self._net = keras.Sequential(layers, name="dense_head_training")
         # The loss sees the logits: stable where the sigmoid saturates, on every backend.
         # Padded rows weigh 0 and the mean runs over the weights, so a padded step equals an unpadded one.
@@ -129,8 +124,7 @@ class DenseHeadClassifier(EpochProbe):
         so the backend compiles the step once per fit instead of once per distinct batch length."""
         pad = max(0, self._step_shape - len(X))
         weights = np.pad(np.ones(len(X), dtype=np.float32), (0, pad))
-        if pad:
-            X, y = np.pad(X, ((0, pad), (0, 0))), np.pad(y, (0, pad))
+        X, y = np.pad(X, ((0, pad), (0, 0))), np.pad(y, (0, pad))
         return float(self._net.train_on_batch(X, y[:, None], sample_weight=weights))
 
     def _get_state(self) -> list[np.ndarray]:
@@ -164,24 +158,28 @@ class DenseHeadClassifier(EpochProbe):
         return forward_logits(self.model_.get_weights() if hasattr(self, "model_") else self._folded_weights(), X)
 
 
-def build_inference_model(n_features: int, units: int, dropout: float) -> Any:
-    """The saved head: raw features in, P(positive) out, weights to be set by the caller.
+def head_layers(units: int, dropout: float, seeds: list[int] | None = None) -> list[Any]:
+    """hidden -> dropout -> logit, the stack the training net and the saved model share.
 
-    Zero initialisers and a fixed dropout seed: building it draws nothing from Keras' global seed
-    (which would advance Python's `random`).
+    With `seeds` (training): Glorot initialisers seeded by `seeds[0]` and `seeds[2]`, dropout by `seeds[1]`.
+    Without (the saved model, whose weights the caller sets): zero initialisers and a fixed dropout seed, so
+    building it draws nothing from Keras' global seed (which would advance Python's `random`).
     """
     import keras
 
-    return keras.Sequential(
-        [
-            keras.Input(shape=(n_features,), name="embedding"),
-            keras.layers.Dense(units, activation="relu", name="hidden", kernel_initializer="zeros"),
-            keras.layers.Dropout(dropout, seed=1, name="dropout"),
-            keras.layers.Dense(1, name="logit", kernel_initializer="zeros"),
-            keras.layers.Activation("sigmoid", name="probability"),
-        ],
-        name="dense_head",
-    )
+    hidden, logit = [keras.initializers.GlorotUniform(seed=s) for s in seeds[::2]] if seeds else ["zeros", "zeros"]
+    return [keras.layers.Dense(units, activation="relu", name="hidden", kernel_initializer=hidden),
+            keras.layers.Dropout(dropout, seed=seeds[1] if seeds else 1, name="dropout"),
+            keras.layers.Dense(1, name="logit", kernel_initializer=logit)]
+
+
+def build_inference_model(n_features: int, units: int, dropout: float) -> Any:
+    """The saved head: raw features in, P(positive) out (`head_layers` then a sigmoid), weights to be set by the
+    caller."""
+    import keras
+
+    return keras.Sequential([keras.Input(shape=(n_features,), name="embedding"), *head_layers(units, dropout),
+                             keras.layers.Activation("sigmoid", name="probability")], name="dense_head")
 
 
 def forward_logits(weights: list[np.ndarray], X: np.ndarray) -> np.ndarray:

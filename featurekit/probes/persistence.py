@@ -3,9 +3,9 @@
 scikit-learn probes (the logreg/linsvm/knn/rbfsvm pipelines and SGDLinearProbe) are written with
 `skops.io` and read back only if every type in the file is on `TRUSTED_TYPES`, an explicit list of
 what our probes contain; anything else is refused before a single object is built. The Keras head is
-a `.keras` file (its config checked against the layers the head has, then loaded with Keras' safe
-mode) plus `estimator.json`. Pickle-based files (joblib, the format before this one) are never opened:
-a folder holding one is refused with the command that refits it.
+a `.keras` file (its config checked against the layers the head has; only its weights are read, into
+a head built here, so Keras deserialises nothing) plus `estimator.json`. Pickle-based files (joblib, the
+format before this one) are never opened: a folder holding one is refused with the command that refits it.
 
 Every refusal is an `UnloadableProbeError` (a FeaturekitError): what was wrong, the file, and a fix.
 """
@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +82,8 @@ def load_probe(path_dir: str | Path) -> Any:
     if problem:
         fix = "Pass the folder that `save_probe` (or fitting) wrote." if "No saved probe" in problem else GENERIC_REFIT
         raise UnloadableProbeError(problem, received=str(path), fix=fix)
-    return FORMATS[meta["kind"]].load(path, meta)
+    *_, load = FORMATS[meta["kind"]]
+    return load(path, meta)
 
 
 def saved_probe_problem(path_dir: str | Path) -> str:
@@ -98,46 +97,32 @@ def saved_probe_problem(path_dir: str | Path) -> str:
 
 def _inspected(path: Path) -> tuple[str, dict[str, Any]]:
     """(`saved_probe_problem`, the content of the folder's JSON file or {} where it has none that reads)."""
-    if any((path / name).exists() or (path / name).is_symlink() for name in PICKLE_FILES):
+    if any(os.path.lexists(path / name) for name in PICKLE_FILES):
         return ("The saved probe is in the old pickle (joblib) format, which can run arbitrary code when loaded; "
                 "featurekit no longer opens it."), {}
-    saved = next((saved for saved in FORMATS.values() if (path / saved.meta).is_file()), None)  # the head's first
-    if saved is None:
+    files = next((files for files in FORMATS.values() if (path / files[0]).is_file()), None)  # the head's first
+    if files is None:
         return "No saved probe found in this folder.", {}
+    meta_name, model_name, _ = files
     try:
-        meta = _read_json(path / saved.meta)
-    except UnloadableProbeError as error:
-        return error.problem, {}
+        meta = json.loads((path / meta_name).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        return f"The saved probe's {meta_name} cannot be read ({type(error).__name__}: {error})", {}
+    if not isinstance(meta, dict):
+        return f"The saved probe's {meta_name} is not a JSON object", {}
     kind = meta.get("kind")
     if kind not in FORMATS:
-        return f"The saved probe's {saved.meta} names an unknown kind of probe ({kind!r}).", meta
+        return f"The saved probe's {meta_name} names an unknown kind of probe ({kind!r}).", meta
     if kind == "sklearn" and meta.get("format") != "skops":
         return "The saved probe is in the old pickle (joblib) format; featurekit no longer opens it.", meta
-    model_file = path / saved.model
-    if model_file.is_symlink() or not model_file.is_file():
-        return f"The saved probe has no regular file {model_file.name}.", meta
+    if not (path / model_name).is_file():
+        return f"The saved probe has no regular file {model_name}.", meta
     return "", meta
 
 
-def _read_json(file: Path) -> dict[str, Any]:
-    try:
-        meta = json.loads(_read_regular_file(file).decode("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise _refuse(f"The saved probe's {file.name} cannot be read", file, error) from None
-    if not isinstance(meta, dict):
-        raise _refuse(f"The saved probe's {file.name} is not a JSON object", file)
-    return meta
-
-
-def _read_regular_file(file: Path) -> bytes:
-    """The bytes of a regular file, opened without following a symbolic link."""
-    fd = os.open(file, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
-    with os.fdopen(fd, "rb") as handle:
-        return handle.read()
-
-
 def _refuse(problem: str, file: Path, error: BaseException | None = None) -> UnloadableProbeError:
-    detail = f" ({type(error).__name__}: {error})" if error is not None else ""
+    first_line = str(error).partition("\n")[0]  # of the error behind it: Keras' run on with whole arrays
+    detail = f" ({type(error).__name__}: {first_line})" if error is not None else ""
     return UnloadableProbeError(problem + detail, received=str(file), fix=GENERIC_REFIT)
 
 
@@ -162,7 +147,7 @@ def _load_sklearn(path: Path, meta: dict[str, Any]) -> Any:
 
     file = path / SKLEARN_FILE
     try:  # nothing is built unless every type in the file is trusted
-        data = _read_regular_file(file)
+        data = file.read_bytes()
         untrusted = [t for t in skops.io.get_untrusted_types(data=data) if t not in TRUSTED_TYPES]
         estimator = None if untrusted else skops.io.loads(data, trusted=list(TRUSTED_TYPES))
     except Exception as error:  # a damaged zip or schema surfaces as any of several exception types
@@ -174,7 +159,7 @@ def _load_sklearn(path: Path, meta: dict[str, Any]) -> Any:
     return estimator
 
 
-# -- the Keras head: model.keras (safe mode) + estimator.json ---------------------------------------
+# -- the Keras head: model.keras (weights only) + estimator.json -------------------------------------
 
 
 def _save_head(head: DenseHeadClassifier, path: Path) -> None:
@@ -221,58 +206,40 @@ def _load_head(path: Path, meta: dict[str, Any]) -> DenseHeadClassifier:
     except Exception as error:  # missing keys, wrong types, bad values: all one refusal
         raise _refuse("The saved head's estimator.json is incomplete or damaged", meta_file, error) from None
     _check_head_config(model_file)
-    try:
-        import keras
-
-        model = keras.saving.load_model(model_file, safe_mode=True, compile=False)
-    except Exception as error:
-        raise _refuse("The saved head's model.keras could not be loaded", model_file, error) from None
-    # Copy the weights into a model we build ourselves: what predicts is always the head's architecture.
-    try:
-        weights = [w for name in ("hidden", "logit") for w in model.get_layer(name).get_weights()]
+    try:  # the weights only (Keras reads no config), into a model we build: what predicts is always the head
         head.model_ = build_inference_model(head.n_features_in_, int(head.units), float(head.dropout))
-        head.model_.set_weights(weights)
+        head.model_.load_weights(model_file)
     except Exception as error:
-        raise _refuse("The saved head's model.keras does not match its estimator.json", model_file, error) from None
+        raise _refuse("The saved head's model.keras could not be loaded or does not match its estimator.json",
+                      model_file, error) from None
     return head
 
 
 def _check_head_config(model_file: Path) -> None:
     """Refuse a model.keras whose config names anything a head does not have, before Keras reads it."""
+    named: dict[str, set[str]] = {"class_name": set(), "module": set()}  # every such string, at any depth
+
+    def note(node: dict) -> dict:
+        for key, values in named.items():
+            if isinstance(node.get(key), str):
+                values.add(node[key])
+        return node
+
     try:
         with zipfile.ZipFile(model_file) as archive:
-            config = json.loads(archive.read("config.json"))
+            json.loads(archive.read("config.json"), object_hook=note)
     except Exception as error:
         raise _refuse("The saved head's model.keras is damaged or not a Keras file", model_file, error) from None
-    unexpected = sorted({name for name in _values_of(config, "class_name") if name not in HEAD_CLASS_NAMES})
-    modules = sorted({m for m in _values_of(config, "module") if not (m == "keras" or m.startswith("keras."))})
+    unexpected = sorted(named["class_name"] - HEAD_CLASS_NAMES)
+    modules = sorted(m for m in named["module"] if not (m == "keras" or m.startswith("keras.")))
     if unexpected or modules:
         raise _refuse(f"The saved head's model.keras names objects a head does not have: "
                       f"{', '.join(unexpected + modules)[:200]}", model_file)
 
 
-def _values_of(node: Any, key: str):
-    """Every string under `key` in a nested JSON config (Keras' "class_name", "module")."""
-    if isinstance(node, dict):
-        if isinstance(node.get(key), str):
-            yield node[key]
-        node = list(node.values())
-    if isinstance(node, list):
-        for value in node:
-            yield from _values_of(value, key)
-
-
-@dataclass(frozen=True)
-class _Format:
-    """One way a fitted probe lies in its folder: its JSON file, its model file, how to read them."""
-
-    meta: str
-    model: str
-    load: Callable[[Path, dict[str, Any]], Any]
-
-
-# By the `kind` their JSON file records.
+# By the `kind` their JSON file records: how a fitted probe lies in its folder (its JSON file, its model file) and
+# how to read it.
 FORMATS = {
-    "keras_head": _Format(HEAD_META, HEAD_MODEL, _load_head),
-    "sklearn": _Format(SKLEARN_META, SKLEARN_FILE, _load_sklearn),
+    "keras_head": (HEAD_META, HEAD_MODEL, _load_head),
+    "sklearn": (SKLEARN_META, SKLEARN_FILE, _load_sklearn),
 }
