@@ -136,9 +136,8 @@ class HandmadeEmbedder:
             except Exception:  # undecodable files are skipped and listed at decode time
                 continue
             if size != (self.stored_size, self.stored_size):
-                decoder = ViewDecoder(stored_size=self.stored_size, feature=self.embedders[0].feature.name,
-                                      root=str(root))
-                raise decoder.size_error(relative, size)
+                raise ViewDecoder(stored_size=self.stored_size, feature=self.embedders[0].feature.name,
+                                  root=str(root)).size_error(relative, size)
 
     def bytes_per_image(self) -> int:
         """Memory one image takes, roughly: its uint8 pixels and a few float64 intermediate arrays."""

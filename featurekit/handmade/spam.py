@@ -55,8 +55,7 @@ def spam_feature_dim(threshold: int = 3, order: int = 2, normalisation: str = "j
 
 def colour_planes(images: np.ndarray) -> np.ndarray:
     """R, G, B, R-G and B-G planes as int16 of shape (B, 5, H, W)."""
-    channels = np.moveaxis(images, -1, 1).astype(np.int16)
-    red, green, blue = channels[:, 0], channels[:, 1], channels[:, 2]
+    red, green, blue = np.moveaxis(images.astype(np.int16), -1, 0)
     return np.stack([red, green, blue, red - green, blue - green], axis=1)
 
 
@@ -86,7 +85,6 @@ def _clipped_differences(planes: np.ndarray, step: tuple[int, int], threshold: i
 def _forward_histograms(planes: np.ndarray, direction: str, threshold: int, order: int) -> np.ndarray:
     """Counts of clipped difference runs along one direction: (N, n, ..., n) with order+1 axes of n = 2T+1."""
     n = 2 * threshold + 1
-    bins = n ** (order + 1)
     step = DIRECTIONS[direction]
     d = _clipped_differences(planes, step, threshold)
     runs = [_run_view(d, step, k, order) for k in range(order + 1)]
@@ -96,15 +94,14 @@ def _forward_histograms(planes: np.ndarray, direction: str, threshold: int, orde
         code += run
     # One bincount per plane: measured faster than a single bincount over per-plane offsets, whose
     # int64 codes cost more memory traffic than the Python loop over planes (not pixels) costs here.
-    counts = np.stack([np.bincount(plane_codes.ravel(), minlength=bins) for plane_codes in code])
+    counts = np.stack([np.bincount(plane_codes.ravel(), minlength=n ** (order + 1)) for plane_codes in code])
     return counts.reshape(len(planes), *([n] * (order + 1))).astype(np.float64)
 
 
 def _opposite(histogram: np.ndarray) -> np.ndarray:
     """Histogram of the opposite direction: negate every difference and reverse the run's order."""
     axes = tuple(range(1, histogram.ndim))
-    flipped = np.flip(histogram, axis=axes)  # bin of v -> bin of -v
-    return flipped.transpose(0, *reversed(axes))
+    return np.flip(histogram, axis=axes).transpose(0, *reversed(axes))  # flip: bin of v -> bin of -v
 
 
 def _normalise(histogram: np.ndarray, normalisation: str) -> np.ndarray:
@@ -116,10 +113,8 @@ def _normalise(histogram: np.ndarray, normalisation: str) -> np.ndarray:
 def _spam_of_planes(planes: np.ndarray, threshold: int, order: int, normalisation: str) -> np.ndarray:
     groups = []
     for pair in (("horizontal", "vertical"), ("diagonal", "antidiagonal")):
-        summed = 0.0
-        for direction in pair:
-            forward = _forward_histograms(planes, direction, threshold, order)
-            summed = summed + _normalise(forward, normalisation) + _normalise(_opposite(forward), normalisation)
+        forwards = [_forward_histograms(planes, direction, threshold, order) for direction in pair]
+        summed = sum(_normalise(h, normalisation) for forward in forwards for h in (forward, _opposite(forward)))
         groups.append((summed / 4.0).reshape(len(planes), -1))
     return np.concatenate(groups, axis=1)
 
@@ -143,9 +138,7 @@ def spam_features(images: np.ndarray, threshold: int = 3, order: int = 2,
     images = require_uint8_rgb_batch(images, min_size=order + 2, feature="SPAM")
     out = np.empty((len(images), dim), dtype=np.float32)
     for start in range(0, len(images), _IMAGES_PER_CHUNK):
-        chunk = images[start: start + _IMAGES_PER_CHUNK]
-        planes = colour_planes(chunk)
-        b, p = planes.shape[:2]
-        features = _spam_of_planes(planes.reshape(b * p, *planes.shape[2:]), threshold, order, normalisation)
-        out[start: start + b] = features.reshape(b, -1)
+        planes = colour_planes(images[start: start + _IMAGES_PER_CHUNK])
+        features = _spam_of_planes(planes.reshape(-1, *planes.shape[2:]), threshold, order, normalisation)
+        out[start: start + len(planes)] = features.reshape(len(planes), -1)
     return out

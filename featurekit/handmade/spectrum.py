@@ -36,9 +36,7 @@ def spectrum_feature_dim(image_size: int | tuple[int, int], include_corners: boo
     here, before any image is read."""
     check_parameters("spectrum", SPECTRUM_PARAMETERS, normalisation=normalisation, include_corners=include_corners)
     height, width = (image_size, image_size) if np.isscalar(image_size) else image_size
-    if include_corners:
-        return int(np.floor(np.hypot(height // 2, width // 2))) + 1
-    return min(height, width) // 2
+    return int(np.floor(np.hypot(height // 2, width // 2))) + 1 if include_corners else min(height, width) // 2
 
 
 def _ring_index(height: int, width: int, n_rings: int) -> np.ndarray:
