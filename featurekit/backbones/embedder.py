@@ -145,9 +145,8 @@ def run_in_batches(model: keras.Model, pixels: np.ndarray, batch_size: int) -> l
     One input shape means one compiled program on JAX (every new shape would compile again); in inference
     mode a row's output does not depend on the other rows, so the padding changes nothing.
     """
-    n_rows = len(pixels)
     parts: list[list[np.ndarray]] = []
-    for start in range(0, max(n_rows, 1), batch_size):
+    for start in range(0, max(len(pixels), 1), batch_size):
         chunk = pixels[start:start + batch_size]
         n_real = len(chunk)
         if n_real < batch_size:
@@ -210,8 +209,7 @@ class Embedder:
 
     def _as_pixels(self, images: Any) -> np.ndarray:
         pixels = np.asarray(images)
-        expected = (self.image_size, self.image_size, 3)
-        if pixels.ndim != 4 or pixels.shape[1:] != expected:
+        if pixels.ndim != 4 or pixels.shape[1:] != (self.image_size, self.image_size, 3):
             raise FeaturekitError(
                 f"Embedder for {self.spec.name!r} takes image batches of shape [B, {self.image_size}, "
                 f"{self.image_size}, 3].",

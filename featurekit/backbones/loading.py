@@ -41,8 +41,7 @@ _NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, ConnectionE
 
 def resolve_weights(spec: Any, weights: str | os.PathLike) -> str:
     """The concrete request behind `weights`: "default" becomes the spec's own default, paths become str."""
-    request = str(weights)
-    return spec.default_weights if request == "default" else request
+    return spec.default_weights if str(weights) == "default" else str(weights)
 
 
 def build_with_weights(spec: Any, weights: str | os.PathLike, image_size: int, seed: int) -> keras.Model:
@@ -277,8 +276,7 @@ def _load_weights_h5(spec: Any, model: keras.Model, path: Path) -> None:
     try:
         model.load_weights(path)
     except ValueError as exc:
-        first_line = str(exc).strip().splitlines()[0]
-        raise _does_not_fit(spec, path, first_line) from exc
+        raise _does_not_fit(spec, path, str(exc).strip().splitlines()[0]) from exc
 
 
 def _weighted_leaf_layers(model: keras.Model) -> list[keras.layers.Layer]:
