@@ -74,11 +74,8 @@ def fit_estimator(probe: str, params: dict[str, Any], x_train: np.ndarray, y_tra
     from featurekit.probes import make_probe
 
     estimator = make_probe(probe, **params)
-    if "X_val" in inspect.signature(estimator.fit).parameters:
-        estimator.fit(x_train, y_train, X_val=x_valid, y_val=y_valid)
-    else:
-        estimator.fit(x_train, y_train)
-    return estimator
+    valid = {"X_val": x_valid, "y_val": y_valid} if "X_val" in inspect.signature(estimator.fit).parameters else {}
+    return estimator.fit(x_train, y_train, **valid)  # `fit` returns the estimator (scikit-learn's API)
 
 
 def _check_finite(x: np.ndarray, cache: SplitAccess, split: str) -> np.ndarray:
