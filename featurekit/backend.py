@@ -160,10 +160,8 @@ def dtype_policy(precision: str) -> Iterator[str]:
     """
     import keras
 
-    previous, policy = keras.config.dtype_policy(), DTYPE_POLICIES[precision]
-    keras.config.set_dtype_policy(policy)
-    try:
-        yield policy
-    finally:
-        keras.config.set_dtype_policy(previous)
+    with ExitStack() as restore:
+        restore.callback(keras.config.set_dtype_policy, keras.config.dtype_policy())
+        keras.config.set_dtype_policy(DTYPE_POLICIES[precision])
+        yield DTYPE_POLICIES[precision]
 
