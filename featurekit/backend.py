@@ -18,7 +18,7 @@ import importlib
 import random
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from functools import lru_cache
 
 import numpy as np
@@ -64,20 +64,14 @@ def tensorflow_kept_out() -> Iterator[None]:
     """
     import keras
 
-    lazy_tensorflow = None
-    if keras.backend.backend() != "tensorflow" and "tensorflow" not in sys.modules:
-        with suppress(ImportError, AttributeError):  # a Keras laid out otherwise: accept the import
-            from keras.src.utils import module_utils
+    with ExitStack() as restore:
+        if keras.backend.backend() != "tensorflow" and "tensorflow" not in sys.modules:
+            with suppress(ImportError, AttributeError):  # a Keras laid out otherwise: accept the import
+                from keras.src.utils.module_utils import tensorflow as lazy_tensorflow
 
-            known, lazy_tensorflow = module_utils.tensorflow._available, module_utils.tensorflow
-    if lazy_tensorflow is None:
+                restore.callback(setattr, lazy_tensorflow, "_available", lazy_tensorflow._available)
+                lazy_tensorflow._available = False
         yield
-        return
-    lazy_tensorflow._available = False
-    try:
-        yield
-    finally:
-        lazy_tensorflow._available = known
 
 
 @contextmanager
@@ -92,14 +86,12 @@ def seeded(seed: int) -> Iterator[None]:
     """
     import keras
 
-    python_state, numpy_state = random.getstate(), np.random.get_state()
-    with tensorflow_kept_out():
-        keras.utils.set_random_seed(int(seed))
-    try:
+    with ExitStack() as restore:
+        restore.callback(random.setstate, random.getstate())
+        restore.callback(np.random.set_state, np.random.get_state())
+        with tensorflow_kept_out():
+            keras.utils.set_random_seed(int(seed))
         yield
-    finally:
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)
 
 
 @lru_cache(maxsize=1)
@@ -168,10 +160,8 @@ def dtype_policy(precision: str) -> Iterator[str]:
     """
     import keras
 
-    previous, policy = keras.config.dtype_policy(), DTYPE_POLICIES[precision]
-    keras.config.set_dtype_policy(policy)
-    try:
-        yield policy
-    finally:
-        keras.config.set_dtype_policy(previous)
+    with ExitStack() as restore:
+        restore.callback(keras.config.set_dtype_policy, keras.config.dtype_policy())
+        keras.config.set_dtype_policy(DTYPE_POLICIES[precision])
+        yield DTYPE_POLICIES[precision]
 

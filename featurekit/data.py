@@ -257,10 +257,9 @@ def _class_names(groups: list[tuple[str | None, Path]], root: Path, scan: _Scan)
     spellings = {class_dir.name.casefold(): class_dir.name for _, class_dir in by_name}
     class_names = order_class_names(list(spellings.values()))
     if len(class_names) != 2:
-        found = ", ".join(class_names) or "none"
         raise FeaturekitError(
             f"featurekit's probes are binary: the data folder needs exactly two class folders, found "
-            f"{len(class_names)} ({found}){_skipped_summary(scan.ignored, ' Not taken: ')}.",
+            f"{len(class_names)} ({', '.join(class_names) or 'none'}){_skipped_summary(scan.ignored, ' Not taken: ')}.",
             received=given("data", printable_path(root)),
             fix="Lay the images out as DIR/real/*.jpg and DIR/fake/*.jpg (or DIR/{train,valid,test}/{real,fake}/).",
         )
@@ -321,8 +320,7 @@ def _check_both_classes(samples: list[Sample], groups, class_names, root: Path, 
     if len(present) < 2:
         missing = class_names[1 - present.pop()]
         folders = [scan.relative(d) + "/" for _, d in groups if d.name.casefold() == missing.casefold()]
-        not_taken = [(path, reason) for path, reason in scan.ignored
-                     if any(path.startswith(folder) or path + "/" == folder for folder in folders)]
+        not_taken = [(path, reason) for path, reason in scan.ignored if (path + "/").startswith(tuple(folders))]
         raise FeaturekitError(
             f"Only one class has images: the class folder {', '.join(folders)} ({missing!r}) has none"
             f"{_skipped_summary(not_taken, '. Not taken there: ')}.",
