@@ -54,10 +54,6 @@ def default_cache_path(data_root: str | Path, backbone: str, layer: str | None, 
     return Path(cache_dir) / ("-".join(part for part in parts if part) + ".h5")
 
 
-def lock_path_for(cache_path: str | Path) -> Path:
-    return Path(f"{cache_path}.lock")
-
-
 def library_versions() -> dict[str, str]:
     """Versions of what made a cache (recorded in it), with the Keras backend that computed.
 
