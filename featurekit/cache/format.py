@@ -106,9 +106,7 @@ def to_attr(value: Any) -> Any:
         return np.array([utf8(str(v)) for v in value], dtype=object) if value else "[]"
     if value is None:
         return ""
-    if isinstance(value, str):
-        return utf8(value)
-    return value
+    return utf8(value) if isinstance(value, str) else value
 
 
 def utf8(text: str) -> str:
