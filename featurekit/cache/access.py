@@ -85,10 +85,7 @@ class SplitAccess(AbstractContextManager):
     def _blocks(self, rows: np.ndarray, shuffle: bool, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         plan = self._plan_blocks(rows)
         rng = np.random.default_rng(seed)
-        for index in rng.permutation(len(plan)) if shuffle else range(len(plan)):
-            block = plan[index]
-            if not len(block):
-                continue
+        for block in filter(len, [plan[index] for index in rng.permutation(len(plan))] if shuffle else plan):
             order = rng.permutation(len(block)) if shuffle else slice(None)
             yield self._read_block(block)[order], self.labels[block][order]
 

@@ -54,10 +54,6 @@ def default_cache_path(data_root: str | Path, backbone: str, layer: str | None, 
     return Path(cache_dir) / ("-".join(part for part in parts if part) + ".h5")
 
 
-def lock_path_for(cache_path: str | Path) -> Path:
-    return Path(f"{cache_path}.lock")
-
-
 def library_versions() -> dict[str, str]:
     """Versions of what made a cache (recorded in it), with the Keras backend that computed.
 
@@ -110,9 +106,7 @@ def to_attr(value: Any) -> Any:
         return np.array([utf8(str(v)) for v in value], dtype=object) if value else "[]"
     if value is None:
         return ""
-    if isinstance(value, str):
-        return utf8(value)
-    return value
+    return utf8(value) if isinstance(value, str) else value
 
 
 def utf8(text: str) -> str:

@@ -242,5 +242,4 @@ def check_fusion_request(caches: Sequence[str | Path], fuse: bool) -> None:
 def fusion_command_flags(member_paths: Sequence[str | Path]) -> str:
     """``--cache A --cache B --fuse`` (``--cache A`` for one cache, as `member_paths` of a `CacheReader` gives):
     the flags of the `python cli.py fit` command a message tells the user to run."""
-    flags = " ".join(f"--cache {p}" for p in member_paths)
-    return flags + " --fuse" if len(member_paths) > 1 else flags
+    return " ".join(f"--cache {p}" for p in member_paths) + (" --fuse" if len(member_paths) > 1 else "")

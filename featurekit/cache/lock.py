@@ -15,8 +15,11 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from featurekit.cache.format import lock_path_for
 from featurekit.fsutil import exclusive_lock, make_folder, storage_error
+
+
+def lock_path_for(cache_path: str | Path) -> Path:
+    return Path(f"{cache_path}.lock")
 
 
 @contextmanager
@@ -39,9 +42,8 @@ def lock_holder(cache_path: str | Path) -> str | None:
 
     Asks without writing: the lock file is opened read-only, never created, and only probed with a shared lock.
     """
-    lock_path = lock_path_for(cache_path)
     try:
-        fd = os.open(lock_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        fd = os.open(lock_path_for(cache_path), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError:
         return None
     try:

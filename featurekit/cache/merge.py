@@ -90,7 +90,6 @@ def _write_features(f: Any, partial: PartialCache, batches: list[Batch], kept: n
 def _write_rows(f: Any, samples: list, kept: np.ndarray, skipped: dict[int, str],
                 ignored: list[tuple[str, str]]) -> None:
     """Labels, paths, splits and image hashes of the kept rows; the skipped and ignored files with reasons."""
-    strings = string_dtype()
     chosen = [samples[i] for i in kept]
     skipped_rows = sorted(skipped)
     f.create_dataset("labels", data=np.array([s.label for s in chosen], dtype=np.int8))
@@ -99,7 +98,7 @@ def _write_rows(f: Any, samples: list, kept: np.ndarray, skipped: dict[int, str]
                          ("skipped_paths", [samples[i].path for i in skipped_rows]),
                          ("skipped_reasons", [skipped[i] for i in skipped_rows]),
                          ("ignored_paths", [p for p, _ in ignored]), ("ignored_reasons", [r for _, r in ignored])):
-        f.create_dataset(name, data=np.array(values, dtype=object), dtype=strings)
+        f.create_dataset(name, data=np.array(values, dtype=object), dtype=string_dtype())
 
 
 def _finished_attrs(f: Any, attrs: dict[str, Any], n_rows: int, n_skipped: int, n_samples: int) -> dict[str, Any]:

@@ -196,11 +196,10 @@ class CacheReader(SplitAccess):
         Raises:
             FeaturekitError: A dataset differs; the message names which (features, labels, paths, splits, ...).
         """
-        recorded = self.content_checksums
-        if recorded is None:
+        if self.content_checksums is None:
             return [f"note: {self.described} was made before featurekit recorded content checksums, so its contents "
                     "cannot be verified (re-extract it with `overwrite` to record them)."]
-        changed = changed_datasets(recorded, remembered_checksums(self._file, str(self.path)))
+        changed = changed_datasets(self.content_checksums, remembered_checksums(self._file, str(self.path)))
         if changed:
             raise self._edited(f"its {', '.join(changed)} differ from what was recorded when it was made")
         return []
