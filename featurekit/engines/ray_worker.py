@@ -33,7 +33,6 @@ class BatchWorker:
 
     def __init__(self, job: Any, decode_threads: int):
         self._job = job
-        self._problem = ""
         self._host = socket.gethostname()
         try:
             from featurekit.pipeline import ParallelDecoder

@@ -56,10 +56,9 @@ def engine_settings(engine: str = "local", engine_options: Mapping[str, Any] | N
     refuse_unknown("engine", engine, tuple(ENGINE_KINDS))
     options = {name: value for name, value in (engine_options or {}).items() if value is not None}
     kind = ENGINE_KINDS[engine]
-    defaults = EngineSettings()
     for name, value in options.items():
         refuse_unknown("engine_option", name, ENGINE_OPTIONS)
-        if name not in kind.options and value != getattr(defaults, name):
+        if name not in kind.options and value != getattr(EngineSettings(), name):
             takers = [other.name for other in ENGINE_KINDS.values() if name in other.options]
             raise FeaturekitError(
                 f"`{name}` applies to the {' and '.join(takers)} engine only.", received=given(name, value),

@@ -148,11 +148,9 @@ def extract_from_options(options: dict[str, Any], log: Callable[[str], None] = p
 
 
 def _as_list(value: Any) -> list:
-    if value is None:
-        return [None]
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
-    return list(value)
+    return [None] if value is None else list(value)
 
 
 __all__ = ["ALL_AS_TEST", "DTYPES", "ENGINE_OPTIONS", "SUBSETS", "ExtractResult", "ExtractionRequest", "Tap",

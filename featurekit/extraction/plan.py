@@ -265,16 +265,12 @@ def scan_for_extraction(data: str | Path, split_fractions: tuple[float, float, f
     if subset == ALL_AS_TEST:
         folder = replace(folder, samples=[replace(sample, split="test") for sample in folder.samples])
         return folder, folder.fingerprint()
-    fingerprint = folder.fingerprint()
-    if subset:
-        kept = [sample for sample in folder.samples if sample.split == subset]
-        if not kept:
-            raise FeaturekitError(f"The data folder has no images in its {subset!r} split.",
-                                  received=f"{given('data', str(data))} with {given('subset', subset)}",
-                                  fix="Extract every split (leave the split choice out), or change the split "
-                                  "fractions.")
-        folder = replace(folder, samples=kept)
-    return folder, fingerprint
+    kept = [sample for sample in folder.samples if not subset or sample.split == subset]
+    if not kept:
+        raise FeaturekitError(f"The data folder has no images in its {subset!r} split.",
+                              received=f"{given('data', str(data))} with {given('subset', subset)}",
+                              fix="Extract every split (leave the split choice out), or change the split fractions.")
+    return replace(folder, samples=kept), folder.fingerprint()
 
 
 def check_expected_identity(identity: dict[str, Any], expected: dict[str, Any]) -> None:

@@ -74,19 +74,18 @@ def _compute(plan: ExtractionPlan, engine: Any, progress: ProgressFactory | None
     """
     active = plan.active
     todo = sorted({b for target in active for b in range(plan.n_batches) if b not in target.done})
-    embedder = plan.embedder
-    job = ExtractionJob(root=plan.folder.root, paths=tuple(sample.path for sample in plan.folder.samples),
-                        todo=tuple(todo), batch_size=plan.batch_size, image_size=embedder.image_size,
-                        decode_options=_decode_options(plan), embedder_request=plan.embedder_request,
-                        descriptions=tuple(tap.describe() for tap in embedder.embedders))
     if not todo:
         return 0, 0.0
-    engine.warm_up(job, embedder)  # e.g. compile the forward pass before the clock and the bar start
+    job = ExtractionJob(root=plan.folder.root, paths=tuple(sample.path for sample in plan.folder.samples),
+                        todo=tuple(todo), batch_size=plan.batch_size, image_size=plan.embedder.image_size,
+                        decode_options=_decode_options(plan), embedder_request=plan.embedder_request,
+                        descriptions=tuple(tap.describe() for tap in plan.embedder.embedders))
+    engine.warm_up(job, plan.embedder)  # e.g. compile the forward pass before the clock and the bar start
     label = f"{plan.request.backbone} features" + (f" ({len(active)} taps)" if len(active) > 1 else "")
     bar = progress(job.n_rows, label) if progress else nullcontext(lambda n: None)
     started = time.perf_counter()
     with bar as advance, BatchSink(active, plan.batch_size, plan.request.dtype) as sink:
-        engine.run(job, embedder, sink, advance)
+        engine.run(job, plan.embedder, sink, advance)
     return job.n_rows, time.perf_counter() - started
 
 
