@@ -95,13 +95,12 @@ def _trainable_spec(backbone: str, unfreeze_from: str | None) -> BackboneSpec:
     networks = [name for name in list_backbones(include_test=True) if "weights" in get_spec(name).request_options]
     if backbone in networks and (backbone in TRAINABLE_BACKBONES or unfreeze_from is not None):
         return get_spec(backbone)
-    known = backbone in list_backbones(include_test=True)
     others = [n for n in list_backbones() if n not in TRAINABLE_BACKBONES and n in networks]
-    if known and backbone not in networks:
-        problem = f"{backbone!r} is a {get_spec(backbone).kind}: it has no weights to train."
-    elif known:
+    if backbone in networks:
         problem = (f"Backbone {backbone!r} cannot be trained from scratch here: only {', '.join(TRAINABLE_BACKBONES)} "
                    f"can ({backbone} is used frozen, as it is, or fine-tuned from its weights above a layer).")
+    elif backbone in list_backbones(include_test=True):
+        problem = f"{backbone!r} is a {get_spec(backbone).kind}: it has no weights to train."
     else:
         problem = f"{backbone!r} is no registered backbone: only {', '.join(TRAINABLE_BACKBONES)} can be trained."
     raise FeaturekitError(

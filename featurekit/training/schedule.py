@@ -86,13 +86,12 @@ class Schedule:
         Only the settings the named schedule reads are included, so a constant run does not depend on, say,
         `plateau_factor`; and a cosine run depends on `epochs` (its length), which other runs may change.
         """
-        if self.name == "cosine":
-            return {"name": "cosine", "epochs": self.epochs, "warmup_epochs": self.warmup_epochs,
-                    "min_learning_rate": self.min_learning_rate}
-        if self.name == "plateau":
-            return {"name": "plateau", "factor": self.plateau_factor, "patience": self.plateau_patience,
-                    "min_learning_rate": self.min_learning_rate}
-        return {"name": self.name}
+        return {"name": self.name, **{
+            "cosine": {"epochs": self.epochs, "warmup_epochs": self.warmup_epochs,
+                       "min_learning_rate": self.min_learning_rate},
+            "plateau": {"factor": self.plateau_factor, "patience": self.plateau_patience,
+                        "min_learning_rate": self.min_learning_rate},
+        }.get(self.name, {})}
 
     def describe(self) -> str:
         """One phrase for the log: 'cosine from 0.001 to 1e-05 over 40 epochs (2 warmup)'."""
@@ -116,13 +115,12 @@ class Schedule:
         import keras
 
         if self.name == "cosine":
-            warmup = self.warmup_epochs
             # Decaying over epochs - 1 - warmup steps puts the minimum exactly on the last epoch (one epoch: the
             # rate). With no warmup (warmup_steps 0) this is the plain decay from the learning rate, to the same bits.
             cosine = keras.optimizers.schedules.CosineDecay(
-                self.learning_rate / (warmup + 1), max(1, self.epochs - 1 - warmup),
+                self.learning_rate / (self.warmup_epochs + 1), max(1, self.epochs - 1 - self.warmup_epochs),
                 alpha=self.min_learning_rate / self.learning_rate, warmup_target=self.learning_rate,
-                warmup_steps=warmup)
+                warmup_steps=self.warmup_epochs)
             return float(keras.ops.convert_to_numpy(cosine(epoch)))
         if self.name == "plateau":
             # Keras' own callback, fed the recorded values of the epochs before: its rule (min_delta, ties, NaN, the
