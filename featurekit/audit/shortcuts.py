@@ -97,8 +97,6 @@ def read_all_file_properties(paths: Sequence[Path | None], workers: int | None =
     """
     from PIL import Image
 
-    workers = workers or min(8, os.cpu_count() or 1)
-
     def one(path: Path | None) -> dict[str, Any] | str | None:
         if path is None:
             return None
@@ -110,7 +108,7 @@ def read_all_file_properties(paths: Sequence[Path | None], workers: int | None =
         except (OSError, ValueError, SyntaxError, MemoryError, Image.DecompressionBombError) as error:
             return f"{type(error).__name__}: {error}"
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
         results = list(pool.map(one, paths, chunksize=64))
     unreadable = [(str(p), r) for p, r in zip(paths, results) if isinstance(r, str)]
     return [None if isinstance(r, str) else r for r in results], unreadable
