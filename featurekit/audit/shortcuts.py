@@ -70,7 +70,6 @@ def read_file_properties(path: str | Path, max_pixels: int | None = MAX_PIXELS) 
     """
     from PIL import Image, ImageStat
 
-    file_size = os.stat(path).st_size
     with Image.open(path) as image:
         width, height, mode, fmt = image.width, image.height, image.mode, image.format or "unknown"
         if max_pixels is not None and width * height > max_pixels:
@@ -81,7 +80,7 @@ def read_file_properties(path: str | Path, max_pixels: int | None = MAX_PIXELS) 
             image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
         image.seek(0)
         mean = ImageStat.Stat(image.convert("RGB")).mean
-    values = (file_size, quality, width, height, mode, fmt, *(round(float(v), 3) for v in mean))
+    values = (os.stat(path).st_size, quality, width, height, mode, fmt, *(round(float(v), 3) for v in mean))
     return dict(zip(PROPERTY_NAMES, values))
 
 
