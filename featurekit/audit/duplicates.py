@@ -80,10 +80,9 @@ def _read_rows(features: Any, rows: np.ndarray, span_rows: int) -> np.ndarray:
 
 def _mean_row(features: Any, block_rows: int) -> np.ndarray:
     """Mean embedding over all rows, read in contiguous blocks (float64 sums, float32 result)."""
-    total = np.zeros(features.shape[1], dtype=np.float64)
-    for start in range(0, features.shape[0], block_rows):
-        total += np.asarray(features[start: start + block_rows], dtype=np.float64).sum(axis=0)
-    return (total / max(features.shape[0], 1)).astype(np.float32)
+    sums = (np.asarray(features[start: start + block_rows], dtype=np.float64).sum(axis=0)
+            for start in range(0, features.shape[0], block_rows))
+    return (sum(sums, np.zeros(features.shape[1])) / max(features.shape[0], 1)).astype(np.float32)
 
 
 def _normalised_blocks(features: Any, rows: np.ndarray, block_rows: int,
@@ -147,8 +146,6 @@ def find_near_duplicates(features: Any, splits: np.ndarray, threshold: float = N
         for rows_a, block_a in _normalised_blocks(features, rows_first, block_rows, mean):
             for rows_b, block_b in _normalised_blocks(features, rows_later, block_rows, mean):
                 hits_a, hits_b = np.nonzero(block_a @ block_b.T >= np.float32(threshold))
-                if not len(hits_a):
-                    continue
                 a, b = rows_a[hits_a], rows_b[hits_b]
                 if same_bytes is not None:
                     keep = same_bytes[a] != same_bytes[b]

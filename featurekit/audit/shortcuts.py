@@ -70,7 +70,6 @@ def read_file_properties(path: str | Path, max_pixels: int | None = MAX_PIXELS) 
     """
     from PIL import Image, ImageStat
 
-    file_size = os.stat(path).st_size
     with Image.open(path) as image:
         width, height, mode, fmt = image.width, image.height, image.mode, image.format or "unknown"
         if max_pixels is not None and width * height > max_pixels:
@@ -81,7 +80,7 @@ def read_file_properties(path: str | Path, max_pixels: int | None = MAX_PIXELS) 
             image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
         image.seek(0)
         mean = ImageStat.Stat(image.convert("RGB")).mean
-    values = (file_size, quality, width, height, mode, fmt, *(round(float(v), 3) for v in mean))
+    values = (os.stat(path).st_size, quality, width, height, mode, fmt, *(round(float(v), 3) for v in mean))
     return dict(zip(PROPERTY_NAMES, values))
 
 
@@ -97,8 +96,6 @@ def read_all_file_properties(paths: Sequence[Path | None], workers: int | None =
     """
     from PIL import Image
 
-    workers = workers or min(8, os.cpu_count() or 1)
-
     def one(path: Path | None) -> dict[str, Any] | str | None:
         if path is None:
             return None
@@ -110,7 +107,7 @@ def read_all_file_properties(paths: Sequence[Path | None], workers: int | None =
         except (OSError, ValueError, SyntaxError, MemoryError, Image.DecompressionBombError) as error:
             return f"{type(error).__name__}: {error}"
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
         results = list(pool.map(one, paths, chunksize=64))
     unreadable = [(str(p), r) for p, r in zip(paths, results) if isinstance(r, str)]
     return [None if isinstance(r, str) else r for r in results], unreadable

@@ -128,9 +128,7 @@ def results_table(rows: list[dict[str, Any]], title: str = "featurekit compare (
 def results_table_for(console, rows: list[dict[str, Any]], title: str, wide: bool = False):
     """The wide table where it fits the console (or `wide` is asked for), else the compact one."""
     table = results_table(rows, title, wide=True)
-    if wide or natural_width(console, table) <= console.width:
-        return table
-    return results_table(rows, title, wide=False)
+    return table if wide or natural_width(console, table) <= console.width else results_table(rows, title, wide=False)
 
 
 def results_markdown(rows: list[dict[str, Any]]) -> str:

@@ -103,11 +103,9 @@ def sweep_document(result: SweepResult, plot_name: str | None = None) -> Documen
     if footnotes:
         blocks.append(Note(md="\n".join(f"- {note}" for note in footnotes)))
     fusion_heading = "## top-k fusion candidate (valid split)"
-    if result.fusion:
-        blocks.append(Table(result.fusion_rows or [result.fusion], VALID_COLUMNS, heading=fusion_heading,
-                            title="top-k fusion candidate, every probe (valid split)"))
-    else:
-        blocks.append(Note(md=f"{fusion_heading}\n\nnone"))
+    blocks.append(Table(result.fusion_rows or [result.fusion], VALID_COLUMNS, heading=fusion_heading,
+                        title="top-k fusion candidate, every probe (valid split)") if result.fusion
+                  else Note(md=f"{fusion_heading}\n\nnone"))
     blocks.append(Note(chosen_line(result), style="bold",
                        md=f"## the choice, and its test figures (reported once)\n\n{chosen_line(result)}"))
     blocks.append(Table(test_rows(result.test, result.threshold_on), _TEST_COLUMNS,
