@@ -29,7 +29,7 @@ from typer.core import TyperCommand, TyperGroup
 from featurekit.config import load_config_file, resolve_config, set_in_file
 from featurekit.errors import FeaturekitError
 from featurekit.flags import CommandSpelling
-from featurekit.options import COMMANDS, Option, defaults, options_for, require
+from featurekit.options import COMMANDS, Option, options_for, require
 
 PIPED_WIDTH = 100_000  # a pipe or a file gets every line whole: rich tables keep their natural width
 PIPED_HELP_WIDTH = 160  # help panels fill the width they get: wide enough that no option name is cut
@@ -58,8 +58,7 @@ def _console(stderr: bool = False) -> Console:
 class _SwitchHelp:
     def get_help_option(self, ctx):
         option = super().get_help_option(ctx)
-        if option is not None:
-            option.metavar = ""  # a switch takes no value: help shows no `<bool>` after it
+        option.metavar = ""  # a switch takes no value: help shows no `<bool>` after it
         return option
 
 
@@ -128,7 +127,7 @@ def command(body: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]]
         try:
             spelling.typed = {flag: value for flag, value in flags.items() if getattr(
                 typer_context.get_parameter_source(flag), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
-            spelling.config = flags.get("config") or defaults(name).get("config")  # None: the command reads no file
+            spelling.config = flags.get("config")  # None: the command reads no file
             file_config = load_config_file(spelling.config)
             spelling.from_file = set_in_file(name, file_config)
             options = resolve_config(name, file_config, spelling.typed)

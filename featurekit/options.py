@@ -120,10 +120,8 @@ def _split(value: Any) -> str | list[float]:
     """"0.7,0.15,0.15" or three numbers, finite, non-negative, summing to 1; kept as given (the library
     parses it)."""
     parts = value.split(",") if isinstance(value, str) else value
-    if not isinstance(parts, (list, tuple)) or len(parts) != 3:
-        raise ValueError
-    numbers_ = [_number(float(p) if isinstance(p, str) else p) for p in parts]
-    if any(n < 0 for n in numbers_) or not abs(sum(numbers_) - 1.0) <= 1e-6:
+    numbers_ = [_number(float(p) if isinstance(p, str) else p) for p in _instance((list, tuple))(parts)]
+    if len(numbers_) != 3 or any(n < 0 for n in numbers_) or not abs(sum(numbers_) - 1.0) <= 1e-6:
         raise ValueError
     return value if isinstance(value, str) else numbers_
 
@@ -653,12 +651,11 @@ def require(command: str, values: Mapping[str, Any]) -> None:
     """Refuse values that leave a required option unset."""
     for name, option in options_for(command).items():
         if option.required and values.get(name) in (None, "", []):
-            in_file = "config" in options_for(command)  # (`config` itself is never required)
             raise FeaturekitError(
                 f"Missing option {name}.", received="no value given",
                 fix=f"Pass it, e.g. {given(name, option.sample())}"
                     + (f", or set {name} = {toml_literal(option.sample())} in a `config` file."
-                       if in_file else "."),
+                       if "config" in options_for(command) else "."),
                 parameters=(name,))
 
 
@@ -668,8 +665,7 @@ def complete(command: str, values: Mapping[str, Any]) -> dict[str, Any]:
     This is how library entry points (`extract_from_options`, ...) get their defaults: from the same
     declarations as the command line and the config files.
     """
-    checked = validate(command, values)
-    merged = {**defaults(command), **{k: v for k, v in checked.items() if v is not None}}
+    merged = {**defaults(command), **{k: v for k, v in validate(command, values).items() if v is not None}}
     require(command, merged)
     return merged
 
