@@ -97,11 +97,9 @@ def seeded(seed: int) -> Iterator[None]:
 @lru_cache(maxsize=1)
 def cpu_info() -> dict[str, object]:
     """The CPU's model name and flags from /proc/cpuinfo (empty where there is none, e.g. macOS)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
-            fields = [(key.strip(), value.strip()) for key, _, value in (line.partition(":") for line in handle)]
-    except OSError:
-        fields = []
+    fields: list[tuple[str, str]] = []
+    with suppress(OSError), open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+        fields = [(key.strip(), value.strip()) for key, _, value in (line.partition(":") for line in handle)]
     model = next((value for key, value in fields if key == "model name" and value), "")
     flags = next((value.split() for key, value in fields if key in ("flags", "Features") and value), [])
     return {"model": model, "flags": frozenset(flags)}
@@ -122,11 +120,10 @@ GPU_COUNTS = {
 
 def gpu_count() -> int:
     """GPUs the active backend computes on (asked of that backend only: no other is imported)."""
-    count = GPU_COUNTS.get(active_backend())
-    try:
-        return count() if count is not None else 0
-    except Exception:  # a backend that cannot say has none we know of
-        return 0
+    count = GPU_COUNTS.get(active_backend(), lambda: 0)
+    with suppress(Exception):  # a backend that cannot say has none we know of
+        return count()
+    return 0
 
 
 def has_accelerator() -> bool:
