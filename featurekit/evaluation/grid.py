@@ -142,14 +142,13 @@ def _reusable_fit(directory: Path, cache: SplitAccess, probe: str, params: dict[
     """
     try:
         meta = read_fitted_meta(directory)
-        same = (meta.get("cache_fingerprint") == cache.fingerprint and meta.get("probe") == probe
+        if not (meta.get("cache_fingerprint") == cache.fingerprint and meta.get("probe") == probe
                 # fitted on other training views, or on other contents (or before they were recorded)
                 and meta.get("train_view_caches", []) == list(cache.train_view_caches)
                 and meta.get("content_checksums") == cache.content_checksums
-                and effective_params(probe, dict(meta.get("params") or {})) == effective_params(probe, params))
+                and effective_params(probe, dict(meta.get("params") or {})) == effective_params(probe, params)):
+            return None
     except (FeaturekitError, TypeError, ValueError):  # no usable fitted.json, or parameters this version lacks
-        return None
-    if not same:
         return None
     try:
         return load_fitted(directory, cache)
