@@ -107,9 +107,7 @@ class ProbeGrid:
         scores on such a test split are optimistic."""
         from featurekit.audit import audit_cache
 
-        for path in (path for source in sources for path in source_paths(source)):
-            if resolved(path) in self.leaky:
-                continue
+        for path in (path for source in sources for path in source_paths(source) if resolved(path) not in self.leaky):
             report = audit_cache(path, near_duplicates=False, shortcuts=False)
             self.leaky[resolved(path)] = report.has_leaks
             if report.has_leaks:
