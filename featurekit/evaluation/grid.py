@@ -107,9 +107,7 @@ class ProbeGrid:
         scores on such a test split are optimistic."""
         from featurekit.audit import audit_cache
 
-        for path in (path for source in sources for path in source_paths(source)):
-            if resolved(path) in self.leaky:
-                continue
+        for path in (path for source in sources for path in source_paths(source) if resolved(path) not in self.leaky):
             report = audit_cache(path, near_duplicates=False, shortcuts=False)
             self.leaky[resolved(path)] = report.has_leaks
             if report.has_leaks:
@@ -142,14 +140,13 @@ def _reusable_fit(directory: Path, cache: SplitAccess, probe: str, params: dict[
     """
     try:
         meta = read_fitted_meta(directory)
-        same = (meta.get("cache_fingerprint") == cache.fingerprint and meta.get("probe") == probe
+        if not (meta.get("cache_fingerprint") == cache.fingerprint and meta.get("probe") == probe
                 # fitted on other training views, or on other contents (or before they were recorded)
                 and meta.get("train_view_caches", []) == list(cache.train_view_caches)
                 and meta.get("content_checksums") == cache.content_checksums
-                and effective_params(probe, dict(meta.get("params") or {})) == effective_params(probe, params))
+                and effective_params(probe, dict(meta.get("params") or {})) == effective_params(probe, params)):
+            return None
     except (FeaturekitError, TypeError, ValueError):  # no usable fitted.json, or parameters this version lacks
-        return None
-    if not same:
         return None
     try:
         return load_fitted(directory, cache)

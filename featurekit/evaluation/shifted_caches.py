@@ -274,8 +274,7 @@ def _paired_files(training_cache: Path, attrs: dict[str, Any], test_set: OtherTe
         given_folder = getattr(test_set, key)
         if given_folder is not None:
             folder = Path(given_folder).expanduser()
-            found = sorted(f for f in folder.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()) \
-                if folder.is_dir() else []
+            found = sorted(f for f in folder.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
             if not found:
                 raise FeaturekitError(f"The {key} folder of a test set holds no images ({', '.join(IMAGE_SUFFIXES)}).",
                                       received=given("test_data", test_set.text), fix="Name a folder of images.")

@@ -177,12 +177,11 @@ def learning_curve(source: str | Path | Sequence[str | Path], probe: str, params
                 f"more than the memory budget.", received=given("memory_budget_gb", memory_budget_gb),
                 fix="Raise the memory budget, or run the learning curve on a smaller tap or pooling.")
         splits = {split: cache.load(split) for split in ("train", "valid", "test")}
-    params = dict(params or {})
     points = []
     for fraction in fractions:
         size = int(round(fraction * len(splits["train"][1])))
         try:
-            point = _curve_point(splits, probe, params, size, repeats, seed)
+            point = _curve_point(splits, probe, params or {}, size, repeats, seed)
         except ValueError as error:  # too few rows for this probe (kNN's neighbours, a class-stratified split)
             log(f"learning curve: {probe} cannot be fitted on {size} training images ({escape(str(error))}); skipped.")
             points.append({"fraction": float(fraction), "n_train": size, "repeats": 0, "error": str(error)})
