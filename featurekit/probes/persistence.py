@@ -165,16 +165,7 @@ def _load_sklearn(path: Path, meta: dict[str, Any]) -> Any:
 def _save_head(head: DenseHeadClassifier, path: Path) -> None:
     import keras
 
-    from featurekit.backend import tensorflow_kept_out
-
-    final = path / HEAD_MODEL
-    temporary = temporary_sibling(final).with_suffix(".keras")  # Keras insists on the suffix
-    try:
-        with tensorflow_kept_out():  # Keras' serialisation would import TensorFlow under JAX or PyTorch
-            head.model_.save(temporary)
-        commit_file(temporary, final)
-    finally:
-        temporary.unlink(missing_ok=True)
+    save_keras(head.model_, path / HEAD_MODEL)
     params = head.get_params()
     if not isinstance(params["random_state"], (int, type(None))):  # a RandomState object is not data
         params["random_state"] = None
@@ -188,6 +179,20 @@ def _save_head(head: DenseHeadClassifier, path: Path) -> None:
         "feature_names_in_": None if names is None else [str(n) for n in names],
         "history_": head.history_, "best_epoch_": int(head.best_epoch_), "batch_size_": int(head.batch_size_),
     })
+
+
+def save_keras(model: Any, path: Path) -> Path:
+    """`model.save` atomically: into a fresh temporary sibling (Keras insists on the .keras suffix), then
+    fsynced and renamed into place, so a file at `path` is always complete."""
+    from featurekit.backend import tensorflow_kept_out
+
+    temporary = Path(f"{temporary_sibling(path)}.keras")
+    try:
+        with tensorflow_kept_out():  # Keras' serialisation would import TensorFlow under JAX or PyTorch
+            model.save(temporary)
+        return commit_file(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)  # gone once committed; what a failed save left otherwise
 
 
 def _load_head(path: Path, meta: dict[str, Any]) -> DenseHeadClassifier:

@@ -4,8 +4,8 @@
 - `runner`: `train_backbone` itself (options -> request -> plan -> run, under the folder's lock),
   `train_from_options`, `finished_model`;
 - `model`: InceptionV1 with its preprocessing and small top trained from scratch on images (`ScratchTraining`),
-  parameter counts, atomic `.keras` saves; `finetune`: a pretrained backbone's top trained on the cached maps of
-  its frozen trunk (`layers_split`: the cut, the head; `trunk_maps`: the cached maps, batches);
+  parameter counts; `finetune`: a pretrained backbone's top trained on the cached maps of its frozen trunk
+  (`layers_split`: the cut, the head; `trunk_maps`: the cached maps, batches);
 - `state`: the run's folder, its files (fsynced, atomic) and the state an interrupted run resumes from;
 - `batches`: seeded training batches (shuffled, wrapped; images augmented) as a `keras.utils.PyDataset`;
 - `callbacks`: history, best epoch and early stopping that survive a resume;

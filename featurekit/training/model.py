@@ -7,8 +7,7 @@ small binary top, trained end to end on shuffled, augmented image batches.
 The backbone alone, with the best epoch's weights, is what extraction uses afterwards; the top is dropped.
 `ScratchTraining` is one of the two ways `featurekit.training.runner` trains (the other is
 `featurekit.training.finetune.FineTuning`); both offer the same small interface: `identity`, `describe`, `build`,
-`datasets`, `warm_start`, `record`, `saves_classifier`. Also here: parameter counts and atomic `.keras` saves,
-which both ways use.
+`datasets`, `warm_start`, `record`, `saves_classifier`. Also here: parameter counts, which both ways use.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from typing import Any
 import keras
 
 from featurekit.data import ImageFolder, Sample
-from featurekit.fsutil import commit_file, temporary_sibling
 from featurekit.training.checks import TrainRequest
 
 HEAD_UNITS = 512
@@ -110,17 +108,3 @@ def param_counts(classifier: keras.Model, backbone: keras.Model) -> dict[str, in
         "total": backbone_total + top,
         "total_trainable": count(classifier.trainable_weights),
     }
-
-
-def save_keras(model: keras.Model, path: Path) -> Path:
-    """`model.save` atomically: into a fresh temporary sibling (Keras insists on the .keras suffix), then
-    fsynced and renamed into place, so a file at `path` is always complete."""
-    from featurekit.backend import tensorflow_kept_out
-
-    temporary = Path(f"{temporary_sibling(path)}.keras")
-    try:
-        with tensorflow_kept_out():  # Keras' serialisation would import TensorFlow under JAX or PyTorch
-            model.save(temporary)
-        return commit_file(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)  # gone once committed; what a failed save left otherwise

@@ -281,7 +281,7 @@ def _log_start(plan: TrainPlan, state: dict[str, Any], params: dict[str, int], l
 def _finish(plan: TrainPlan, state: dict[str, Any], classifier, backbone, params: dict[str, int],
             log: Callable[[str], None], since: float) -> TrainResult:
     """Load the best epoch's weights, save the backbone (and classifier), write training.json, tidy up."""
-    from featurekit.training.model import save_keras
+    from featurekit.probes.persistence import save_keras
 
     out = plan.out
     if state["best"] is None:
