@@ -219,7 +219,7 @@ class Option:
         if self.choices:
             each = "one of" if self.kind is STR else f"{self.kind.expected}, each one of"
             return f"{each}: {', '.join(self.choices)}"
-        bounds = [f"{sign} {_bound(limit)}" for sign, limit, _ in self._limits()]
+        bounds = [f"{sign} {limit:.15g}" for sign, limit, _ in self._limits()]  # 16, not 16.0; 0.5; 4294967295
         return self.kind.expected + (f", {' and '.join(bounds)}" if bounds else "")
 
     def _limits(self) -> list[tuple[str, float, Callable[[Any, Any], bool]]]:
@@ -246,10 +246,6 @@ class Option:
 
 _LIMITS = ((">=", "minimum", operator.ge), (">", "above", operator.gt), ("<=", "maximum", operator.le),
            ("<", "below", operator.lt))
-
-
-def _bound(limit: float) -> str:
-    return str(int(limit)) if float(limit).is_integer() else f"{limit:g}"
 
 
 # Each command (its TOML table name; the command line spells it with dashes) -> what Ctrl-C leaves behind, printed
