@@ -6,7 +6,8 @@ import h5py
 import numpy as np
 import pytest
 
-from featurekit.cache import PartialCache, default_cache_path, finalize_cache, open_cache, rows_per_chunk, writer_lock
+from featurekit.cache import PartialCache, default_cache_path, finalize_cache, open_cache, writer_lock
+from featurekit.cache.format import rows_per_chunk
 from featurekit.data import Sample
 from featurekit.errors import FeaturekitError
 

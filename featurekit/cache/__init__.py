@@ -18,7 +18,6 @@ from featurekit.cache.format import (
     describe_differences,
     library_versions,
     normalise_attr,
-    rows_per_chunk,
 )
 from featurekit.cache.lock import writer_lock
 from featurekit.cache.merge import finalize_cache
@@ -27,5 +26,5 @@ from featurekit.cache.reader import CacheReader, open_cache
 __all__ = [
     "IDENTITY_KEYS", "CacheReader", "PartialCache", "SplitAccess",
     "cache_fingerprint", "default_cache_path", "describe_differences", "finalize_cache", "library_versions",
-    "normalise_attr", "open_cache", "rows_per_chunk", "writer_lock",
+    "normalise_attr", "open_cache", "writer_lock",
 ]

@@ -22,13 +22,12 @@ CACHE_ATTRIBUTES = ("backbone", "weights", "weights_label", "weights_sha256", "r
 
 def describe_cache(path: str | Path) -> dict[str, Any]:
     """What a cache holds and what made it, as plain data (for `info` in every format)."""
-    path = Path(path)
     with open_cache(path) as cache:
         names = cache.class_names
         counts = {split: {name: int(np.sum(cache.labels[cache.splits == split] == i)) for i, name in enumerate(names)}
                   for split in ("train", "valid", "test")}
         return plain({
-            "path": str(path), "size_mib": round(path.stat().st_size / 2**20, 3),
+            "path": str(cache.path), "size_mib": round(cache.path.stat().st_size / 2**20, 3),
             "attributes": {**{key: cache.attrs[key] for key in CACHE_ATTRIBUTES if key in cache.attrs},
                            "positive_class": cache.positive_class},
             "class_names": names, "counts": counts,

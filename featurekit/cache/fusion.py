@@ -97,7 +97,7 @@ class FusedCache(SplitAccess):
                                   fix="Name two or more caches of the same images (`cache` A `cache` B).")
         resolved = [p.expanduser().resolve() for p in paths]
         if len(set(resolved)) < len(resolved):
-            twice = next(p for p in paths if resolved.count(p.expanduser().resolve()) > 1)
+            twice = next(p for p, where in zip(paths, resolved) if resolved.count(where) > 1)
             raise FeaturekitError("The same cache is named twice in a fusion.", received=str(twice),
                                   fix="Name each cache once.")
         with ExitStack() as stack:

@@ -93,7 +93,7 @@ class CacheReader(SplitAccess):
         self.positive_class = self.attrs.get("positive_class") or (names[1] if len(names) == 2 else None)
         self.labels: np.ndarray = self._file["labels"][()].astype(np.int64)
         if not np.isin(self.labels, (0, 1)).all():
-            raise self._damaged(f"labels other than 0 and 1: {sorted(set(np.unique(self.labels).tolist()) - {0, 1})[:5]}")
+            raise self._damaged(f"labels other than 0 and 1: {np.setdiff1d(self.labels, (0, 1))[:5].tolist()}")
         self.splits: np.ndarray = np.array([decode(s) for s in self._file["splits"][()]])
         unknown = sorted(set(self.splits.tolist()) - {"train", "valid", "test"})
         if unknown:
@@ -261,8 +261,6 @@ def _block_rows(features: Any) -> int:
 def _stored_in_full(dataset: Any) -> bool:
     """Whether the file holds data for every element a dataset declares (not a fill value for most of it)."""
     n_elements = math.prod(dataset.shape or ())
-    if n_elements == 0:
-        return True
     if dataset.chunks is None:
         return dataset.id.get_storage_size() >= n_elements * max(1, min(dataset.dtype.itemsize, 8))
     n_chunks = math.prod(-(-size // chunk) for size, chunk in zip(dataset.shape, dataset.chunks))
