@@ -37,9 +37,8 @@ def class_balance(labels: np.ndarray, splits: np.ndarray, class_names: Sequence[
     for split in sorted(set(splits.tolist()), key=split_rank) + ["all"]:
         rows = labels if split == "all" else labels[splits == split]
         counts = {name: int((rows == index).sum()) for index, name in enumerate(class_names)}
-        total = int(len(rows))
-        out[split] = {"total": total, "counts": counts,
-                      "fractions": {name: (count / total if total else 0.0) for name, count in counts.items()}}
+        out[split] = {"total": len(rows), "counts": counts,
+                      "fractions": {name: count / max(len(rows), 1) for name, count in counts.items()}}
     return out
 
 

@@ -71,10 +71,9 @@ class ShortcutReport:
 
     def scored(self) -> dict[str, tuple[float, tuple[float, float]]]:
         """Every property that could be scored, then every probe: name -> (ROC AUC, its 95% interval)."""
-        out = {name: (auc, self.property_auc_ci[name]) for name, auc in self.property_auc.items() if auc is not None}
-        out.update({name: (probe["roc_auc"], (probe["roc_auc_ci_low"], probe["roc_auc_ci_high"]))
-                    for name, probe in self.probes.items()})
-        return out
+        alone = {name: (auc, self.property_auc_ci[name]) for name, auc in self.property_auc.items() if auc is not None}
+        return alone | {name: (probe["roc_auc"], (probe["roc_auc_ci_low"], probe["roc_auc_ci_high"]))
+                        for name, probe in self.probes.items()}
 
     def far_from_chance(self, auc: float) -> bool:
         """ROC AUC beyond the threshold on either side of chance: above it, or below 1 - threshold."""

@@ -54,14 +54,12 @@ def _audit_sections(audit: dict[str, Any]) -> list[Table]:
                              duplicates, _DUPLICATE_COLUMNS,
                              f"groups of identical files inside one split (not a leak): "
                              f"{len(audit['exact_duplicates_within_split'])}"))
-    near = audit["near_duplicates"]
-    if near is not None:
+    if (near := audit["near_duplicates"]) is not None:
         listed = near["listed"]
         sections.append(_section(f"near-duplicates across splits ({'centred ' if near['centered'] else ''}cosine >= "
                                  f"{near['threshold']}): {near['count']} pairs", listed, _NEAR_COLUMNS,
                                  f"{len(listed)} most similar listed" if len(listed) < near["count"] else ""))
-    shortcuts = audit["shortcuts"]
-    if shortcuts is not None and not shortcuts["skipped"]:
+    if (shortcuts := audit["shortcuts"]) is not None and not shortcuts["skipped"]:
         sections.append(_shortcut_section(shortcuts))
     return sections  # shortcut probes that did not run are among the notes
 

@@ -99,8 +99,7 @@ def sweep_document(result: SweepResult, plot_name: str | None = None) -> Documen
                for n in result.notes]
     blocks.append(Table(result.rows, VALID_COLUMNS, title=f"sweep {result.name}: every configuration, VALID split only",
                         caption=SELECTION_RULE, heading="## every configuration, on the valid split only"))
-    footnotes = weights_footnotes(result.rows + ([result.fusion] if result.fusion else []))
-    if footnotes:
+    if footnotes := weights_footnotes(result.rows + ([result.fusion] if result.fusion else [])):
         blocks.append(Note(md="\n".join(f"- {note}" for note in footnotes)))
     fusion_heading = "## top-k fusion candidate (valid split)"
     blocks.append(Table(result.fusion_rows or [result.fusion], VALID_COLUMNS, heading=fusion_heading,
