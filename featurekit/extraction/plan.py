@@ -100,8 +100,7 @@ def _target(request: ExtractionRequest, spec: Any, index: int, tap: Any, built: 
         request.cache_dir, tag=name_tag(description, spec.preprocessing, request.view, request.subset))
     identity = {**description, "dtype": request.dtype, "data_fingerprint": fingerprint,
                 "view": view_name(request.view), "subset": request.subset}
-    if request.expected_identity is not None:
-        check_expected_identity(identity, dict(request.expected_identity))
+    check_expected_identity(identity, dict(request.expected_identity or {}))
     return Target(index, identity, Path(path), PartialCache(path))
 
 
