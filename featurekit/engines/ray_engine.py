@@ -143,9 +143,8 @@ class RayEngine(Engine):
     options = ("prefetch_batches", "ray_address", "ray_workers", "cpus_per_worker", "gpus_per_worker", "ship_bytes",
                "ray_timeout")
     computes_here = False
-    # Until entered: the actors planned, the cluster joined (its record), whether this engine started that Ray.
-    workers = 0
-    cluster: dict[str, Any] = {}
+    # Entering sets `workers` (the actors planned) and `cluster` (the record of the cluster joined); whether this
+    # engine started that Ray:
     _started = False
 
     @classmethod
