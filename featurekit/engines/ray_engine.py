@@ -324,8 +324,7 @@ def _first_line(error: BaseException) -> str:
 
 
 def _short_list(values: list[int], limit: int = 10) -> str:
-    shown = ", ".join(map(str, values[:limit]))
-    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
+    return ", ".join(map(str, values[:limit])) + (f" and {len(values) - limit} more" if len(values) > limit else "")
 
 
 @contextmanager
