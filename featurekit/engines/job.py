@@ -85,8 +85,7 @@ class BatchSink(AbstractContextManager):
             reasons: One per row; why a row did not decode ("" where it did).
         """
         ok = np.asarray(ok, dtype=bool)
-        start = batch_index * self._batch_size
-        rows = np.arange(start, start + len(ok))
+        rows = batch_index * self._batch_size + np.arange(len(ok))
         skipped_reasons = [reason for reason, good in zip(reasons, ok) if not good]
         for target in self._targets:
             if batch_index not in target.done:

@@ -143,9 +143,8 @@ class RayEngine(Engine):
     options = ("prefetch_batches", "ray_address", "ray_workers", "cpus_per_worker", "gpus_per_worker", "ship_bytes",
                "ray_timeout")
     computes_here = False
-    # Until entered: the actors planned, the cluster joined (its record), whether this engine started that Ray.
-    workers = 0
-    cluster: dict[str, Any] = {}
+    # Entering sets `workers` (the actors planned) and `cluster` (the record of the cluster joined); whether this
+    # engine started that Ray:
     _started = False
 
     @classmethod
@@ -325,8 +324,7 @@ def _first_line(error: BaseException) -> str:
 
 
 def _short_list(values: list[int], limit: int = 10) -> str:
-    shown = ", ".join(map(str, values[:limit]))
-    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
+    return ", ".join(map(str, values[:limit])) + (f" and {len(values) - limit} more" if len(values) > limit else "")
 
 
 @contextmanager

@@ -98,10 +98,9 @@ def _description_mismatch(worker: list[dict[str, Any]], driver: list[dict[str, A
     """Why the worker's embedder is not the driver's ("" when it is): the same keys, weights path aside (the same
     file may be spelled differently; its sha256 is compared)."""
     for own, wanted in zip(worker, driver):
-        differing = sorted(key for key in (set(own) | set(wanted)) - {"weights"}
-                           if json.dumps(own.get(key), default=str) != json.dumps(wanted.get(key), default=str))
-        if differing:
-            key = differing[0]
+        key = min((key for key in (set(own) | set(wanted)) - {"weights"}
+                   if json.dumps(own.get(key), default=str) != json.dumps(wanted.get(key), default=str)), default=None)
+        if key is not None:
             return (f"the worker's embedder differs from the driver's: {key} is {own.get(key)!r} there but "
                     f"{wanted.get(key)!r} here")
     return ""

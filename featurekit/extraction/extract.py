@@ -20,7 +20,7 @@ from featurekit.config import parse_split_fractions
 from featurekit.engines import ENGINE_KINDS, ENGINE_OPTIONS
 from featurekit.errors import FeaturekitError, given
 from featurekit.extraction.plan import plan_extraction, scan_for_extraction, settle_targets
-from featurekit.extraction.request import ALL_AS_TEST, SUBSETS, ExtractionRequest, Tap, make_request
+from featurekit.extraction.request import ALL_AS_TEST, ExtractionRequest, make_request
 from featurekit.extraction.run import ExtractResult, ProgressFactory, run
 from featurekit.options import check_value, complete, options_for
 from featurekit.parameters import DTYPES
@@ -153,6 +153,5 @@ def _as_list(value: Any) -> list:
     return [None] if value is None else list(value)
 
 
-__all__ = ["ALL_AS_TEST", "DTYPES", "ENGINE_OPTIONS", "SUBSETS", "ExtractResult", "ExtractionRequest", "Tap",
-           "extract", "extract_from_options", "extract_many", "extract_request", "make_request",
-           "scan_for_extraction"]
+__all__ = ["ALL_AS_TEST", "DTYPES", "ENGINE_OPTIONS", "ExtractResult", "ExtractionRequest", "extract",
+           "extract_from_options", "extract_many", "extract_request", "make_request", "scan_for_extraction"]

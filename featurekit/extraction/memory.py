@@ -35,9 +35,7 @@ def _cgroup_room() -> int | None:
             usage = int(Path("/sys/fs/cgroup", usage_file).read_text().strip())
         except (OSError, ValueError):
             continue
-        if limit == "max" or int(limit) >= _NO_LIMIT:
-            return None
-        return max(int(limit) - usage, 0)
+        return None if limit == "max" or int(limit) >= _NO_LIMIT else max(int(limit) - usage, 0)
     return None
 
 

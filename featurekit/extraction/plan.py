@@ -100,8 +100,7 @@ def _target(request: ExtractionRequest, spec: Any, index: int, tap: Any, built: 
         request.cache_dir, tag=name_tag(description, spec.preprocessing, request.view, request.subset))
     identity = {**description, "dtype": request.dtype, "data_fingerprint": fingerprint,
                 "view": view_name(request.view), "subset": request.subset}
-    if request.expected_identity is not None:
-        check_expected_identity(identity, dict(request.expected_identity))
+    check_expected_identity(identity, dict(request.expected_identity or {}))
     return Target(index, identity, Path(path), PartialCache(path))
 
 
@@ -214,9 +213,7 @@ def _train_overlap(description: dict[str, Any], folder: ImageFolder, allowed: bo
     Refused unless `allowed`: a probe judged on images its backbone was trained on looks better than it is.
     """
     record = training_record_for(description["weights"], description["weights_sha256"])
-    if record is None:
-        return {}
-    overlap = train_overlap(record, folder.samples)
+    overlap = train_overlap(record, folder.samples) if record is not None else {}
     if not any(overlap.values()):
         return overlap
     where = " and ".join(f"{count} in {split}" for split, count in overlap.items() if count)
