@@ -147,10 +147,8 @@ def run_in_batches(model: keras.Model, pixels: np.ndarray, batch_size: int) -> l
     """
     parts: list[list[np.ndarray]] = []
     for start in range(0, max(len(pixels), 1), batch_size):
-        chunk = pixels[start:start + batch_size]
-        n_real = len(chunk)
-        if n_real < batch_size:
-            chunk = np.concatenate([chunk, np.zeros((batch_size - n_real, *chunk.shape[1:]), chunk.dtype)])
+        n_real = min(batch_size, len(pixels) - start)
+        chunk = np.pad(pixels[start:start + n_real], [(0, batch_size - n_real)] + [(0, 0)] * (pixels.ndim - 1))
         outputs = model.predict_on_batch(chunk)
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         parts.append([np.asarray(output[:n_real], dtype=np.float32) for output in outputs])
