@@ -70,8 +70,7 @@ def preprocess(images: Any, mode: str) -> np.ndarray:
         float32 array of the same shape.
     """
     check_preprocessing(mode)
-    pixels = ops.convert_to_tensor(np.asarray(images, dtype=np.float32))
-    return np.asarray(ops.convert_to_numpy(PREPROCESSING_OPS[mode](pixels)), dtype=np.float32)
+    return np.asarray(ops.convert_to_numpy(PREPROCESSING_OPS[mode](_float32(images))), dtype=np.float32)
 
 
 # Each pooling of a feature map [B, H, W, C], in keras.ops (flatten keeps a vector [B, D] as it is).
@@ -130,8 +129,7 @@ def embedding_model(backbone: keras.Model, taps: list[tuple[str, str]], preproce
                          name=f"{backbone.name}_taps")
     pixels = keras.Input((image_size, image_size, 3), dtype="float32", name="pixels")
     maps = tapped(Preprocessing(preprocessing, name="preprocess")(pixels))
-    maps = maps if isinstance(maps, (list, tuple)) else [maps]
-    by_layer = dict(zip(layer_names, maps))
+    by_layer = dict(zip(layer_names, keras.tree.flatten(maps)))
     outputs = [Pooling(pooling, name=f"pool_{index}_{pooling}")(by_layer[layer])
                for index, (layer, pooling) in enumerate(taps)]
     model = keras.Model(pixels, outputs, name=name)
@@ -149,8 +147,7 @@ def run_in_batches(model: keras.Model, pixels: np.ndarray, batch_size: int) -> l
     for start in range(0, max(len(pixels), 1), batch_size):
         n_real = min(batch_size, len(pixels) - start)
         chunk = np.pad(pixels[start:start + n_real], [(0, batch_size - n_real)] + [(0, 0)] * (pixels.ndim - 1))
-        outputs = model.predict_on_batch(chunk)
-        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        outputs = keras.tree.flatten(model.predict_on_batch(chunk))
         parts.append([np.asarray(output[:n_real], dtype=np.float32) for output in outputs])
     return [np.concatenate(columns) for columns in zip(*parts)]
 
