@@ -91,8 +91,7 @@ class _Float32Op(keras.layers.Layer):
     OPS: ClassVar[dict[str, Callable[[Any], Any]]] = {}
 
     def __init__(self, op: str, **kwargs: Any):
-        kwargs.setdefault("dtype", "float32")
-        super().__init__(**kwargs)
+        super().__init__(**{"dtype": "float32", **kwargs})
         self.op = op
 
     def call(self, inputs: Any) -> Any:
