@@ -70,8 +70,7 @@ def preprocess(images: Any, mode: str) -> np.ndarray:
         float32 array of the same shape.
     """
     check_preprocessing(mode)
-    pixels = ops.convert_to_tensor(np.asarray(images, dtype=np.float32))
-    return np.asarray(ops.convert_to_numpy(PREPROCESSING_OPS[mode](pixels)), dtype=np.float32)
+    return np.asarray(ops.convert_to_numpy(PREPROCESSING_OPS[mode](_float32(images))), dtype=np.float32)
 
 
 # Each pooling of a feature map [B, H, W, C], in keras.ops (flatten keeps a vector [B, D] as it is).
@@ -92,8 +91,7 @@ class _Float32Op(keras.layers.Layer):
     OPS: ClassVar[dict[str, Callable[[Any], Any]]] = {}
 
     def __init__(self, op: str, **kwargs: Any):
-        kwargs.setdefault("dtype", "float32")
-        super().__init__(**kwargs)
+        super().__init__(**{"dtype": "float32", **kwargs})
         self.op = op
 
     def call(self, inputs: Any) -> Any:
@@ -130,8 +128,7 @@ def embedding_model(backbone: keras.Model, taps: list[tuple[str, str]], preproce
                          name=f"{backbone.name}_taps")
     pixels = keras.Input((image_size, image_size, 3), dtype="float32", name="pixels")
     maps = tapped(Preprocessing(preprocessing, name="preprocess")(pixels))
-    maps = maps if isinstance(maps, (list, tuple)) else [maps]
-    by_layer = dict(zip(layer_names, maps))
+    by_layer = dict(zip(layer_names, keras.tree.flatten(maps)))
     outputs = [Pooling(pooling, name=f"pool_{index}_{pooling}")(by_layer[layer])
                for index, (layer, pooling) in enumerate(taps)]
     model = keras.Model(pixels, outputs, name=name)
@@ -147,12 +144,9 @@ def run_in_batches(model: keras.Model, pixels: np.ndarray, batch_size: int) -> l
     """
     parts: list[list[np.ndarray]] = []
     for start in range(0, max(len(pixels), 1), batch_size):
-        chunk = pixels[start:start + batch_size]
-        n_real = len(chunk)
-        if n_real < batch_size:
-            chunk = np.concatenate([chunk, np.zeros((batch_size - n_real, *chunk.shape[1:]), chunk.dtype)])
-        outputs = model.predict_on_batch(chunk)
-        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        n_real = min(batch_size, len(pixels) - start)
+        chunk = np.pad(pixels[start:start + n_real], [(0, batch_size - n_real)] + [(0, 0)] * (pixels.ndim - 1))
+        outputs = keras.tree.flatten(model.predict_on_batch(chunk))
         parts.append([np.asarray(output[:n_real], dtype=np.float32) for output in outputs])
     return [np.concatenate(columns) for columns in zip(*parts)]
 

@@ -77,9 +77,7 @@ def _clipped_differences(planes: np.ndarray, step: tuple[int, int], threshold: i
     """Differences along one forward direction (a pixel minus the next), clipped to [-T, T] and shifted to bin
     digits 0 .. 2T: horizontal D[i, j] = I[i, j] - I[i, j+1]; antidiagonal D[i, j] = I[i+1, j] - I[i, j+1]."""
     d = _run_view(planes, step, 0, 1) - _run_view(planes, step, 1, 1)
-    np.clip(d, -threshold, threshold, out=d)
-    d += threshold
-    return d
+    return np.clip(d, -threshold, threshold, out=d) + threshold
 
 
 def _forward_histograms(planes: np.ndarray, direction: str, threshold: int, order: int) -> np.ndarray:

@@ -161,9 +161,8 @@ class HandmadeSpec:
         """A HandmadeEmbedder over (variant, pooling) taps of a checked request: `layer` texts are parameter variants
         (refused here when bad); `seed` is unused."""
         size = self._image_size(image_size)
-        stored = size if image_size is None and not self.resamples else None
         return HandmadeEmbedder([HandmadeTap(self.variant(layer), size, batch_size) for layer, _ in taps],
-                                batch_size, stored_size=stored)
+                                batch_size, stored_size=size if image_size is None and not self.resamples else None)
 
     def rebuild_embedder(self, embedding: dict[str, Any], weights: str | None = None) -> HandmadeTap:
         """The tap that made a cache, from its recorded attributes; refuses another code version."""
