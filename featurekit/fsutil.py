@@ -137,6 +137,10 @@ class NewFileSink(io.RawIOBase):
         self._position += len(view)
         return len(view)
 
+    def readall(self) -> bytes:
+        """To the end of the file (`read()` with no size): readinto zero-fills past it, so RawIOBase's loop would not end."""
+        return self.read(max(0, os.fstat(self._fd).st_size - self._position))
+
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         base = {os.SEEK_SET: 0, os.SEEK_CUR: self._position, os.SEEK_END: os.fstat(self._fd).st_size}[whence]
         self._position = base + offset

@@ -84,6 +84,8 @@ def test_new_file_sink_latches_the_first_write_error(tmp_path, monkeypatch):
     sink.write(b"h")  # never written after a failure: the file is garbage and will be discarded
     sink.seek(0)
     assert sink.read(8) == b"abc\0\0\0\0\0"  # what was never written reads as zeros
+    sink.seek(1)
+    assert sink.read() == b"bc"  # read() without a size stops at the end of the file (it once looped for ever)
     with pytest.raises(OSError) as error:
         sink.raise_failure()
     assert error.value.errno == errno.ENOSPC
