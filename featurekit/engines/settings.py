@@ -58,7 +58,7 @@ def engine_settings(engine: str = "local", engine_options: Mapping[str, Any] | N
     kind = ENGINE_KINDS[engine]
     for name, value in options.items():
         refuse_unknown("engine_option", name, ENGINE_OPTIONS)
-        if name not in kind.options and value != getattr(EngineSettings(), name):
+        if name not in kind.options and value != getattr(EngineSettings, name):  # the field's default
             takers = [other.name for other in ENGINE_KINDS.values() if name in other.options]
             raise FeaturekitError(
                 f"`{name}` applies to the {' and '.join(takers)} engine only.", received=given(name, value),
