@@ -138,7 +138,8 @@ class NewFileSink(io.RawIOBase):
         return len(view)
 
     def readall(self) -> bytes:
-        """To the end of the file (`read()` with no size): readinto zero-fills past it, so RawIOBase's loop would not end."""
+        """To the end of the file (`read()` without a size): readinto zero-fills past the end, so the loop
+        RawIOBase would run never ends."""
         return self.read(max(0, os.fstat(self._fd).st_size - self._position))
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
