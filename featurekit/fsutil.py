@@ -235,19 +235,21 @@ def refuse_unless_ours(path: str | Path, ours: Callable[[Path], bool], what: str
         what: What the output is, for the message ("The output folder", "The cache").
     """
     path = Path(path)
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return
-    except OSError as error:
-        raise storage_error(error, f"inspect {what.lower()}", path) from None
-    if not ours(path):
-        kind = ("symbolic link" if stat.S_ISLNK(mode) else "folder" if stat.S_ISDIR(mode)
-                else "file" if stat.S_ISREG(mode) else "special file (FIFO, socket or device)")
-        raise FeaturekitError(
-            f"{what} names an existing {kind} that featurekit did not write; featurekit replaces only its own "
-            "outputs and never deletes or moves anything else.",
-            received=str(path), fix="Choose another path, or move that one away yourself.")
+    for _ in range(3):  # a racing writer may rename `path` away and put its own in while we look: look again
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return
+        except OSError as error:
+            raise storage_error(error, f"inspect {what.lower()}", path) from None
+        if ours(path):
+            return
+    kind = ("symbolic link" if stat.S_ISLNK(mode) else "folder" if stat.S_ISDIR(mode)
+            else "file" if stat.S_ISREG(mode) else "special file (FIFO, socket or device)")
+    raise FeaturekitError(
+        f"{what} names an existing {kind} that featurekit did not write; featurekit replaces only its own "
+        "outputs and never deletes or moves anything else.",
+        received=str(path), fix="Choose another path, or move that one away yourself.")
 
 
 def check_output_file(path: str | Path, ours: Callable[[Path], bool] | None = None) -> Path:
@@ -267,6 +269,17 @@ def check_output_file(path: str | Path, ours: Callable[[Path], bool] | None = No
     return path
 
 
+def _put_back(aside: Path, final: Path) -> None:
+    """Return our old folder from `aside` to `final`; when a racing writer's newer folder is there, the old one is
+    obsolete and removed."""
+    try:
+        os.rename(aside, final)
+    except OSError as error:
+        if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+        shutil.rmtree(aside, ignore_errors=True)
+
+
 def replace_directory(new: str | Path, final: str | Path, ours: Callable[[Path], bool]) -> Path:
     """Put the finished folder `new` at `final`, keeping the old one until the new one is in place.
 
@@ -279,27 +292,24 @@ def replace_directory(new: str | Path, final: str | Path, ours: Callable[[Path],
     new, final = Path(new), Path(final)
     for _ in range(10):
         refuse_unless_ours(final, ours, "The output folder")
-        aside = None
-        if final.exists():
-            aside = temporary_sibling(final, "old")
-            try:
-                os.rename(final, aside)
-            except FileNotFoundError:  # another writer moved it first: try again
-                continue
-            if not ours(aside):  # swapped in after the check: put it back untouched
-                os.rename(aside, final)
-                continue
+        aside = temporary_sibling(final, "old")
+        try:
+            os.rename(final, aside)
+        except FileNotFoundError:  # nothing there, or another writer moved it first
+            aside = None
+        if aside is not None and not ours(aside):  # swapped in after the check: put it back untouched
+            os.rename(aside, final)
+            continue
         try:
             os.rename(new, final)
         except OSError as error:
+            if aside is not None:
+                _put_back(aside, final)  # the new folder could not go in: the old one goes back
             if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                 raise
             continue  # another writer put its folder in between: set it aside next round
-        finally:
-            if aside is not None and not final.exists():
-                os.rename(aside, final)  # the new folder could not go in: the old one goes back
-            elif aside is not None:
-                shutil.rmtree(aside, ignore_errors=True)
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
         fsync_dir(final.parent)
         return final
     raise FeaturekitError("Could not put the output folder in place: other processes keep replacing it.",

@@ -75,6 +75,48 @@ def test_replace_directory_refuses_what_the_marker_does_not_recognise(tmp_path: 
     assert list(final.iterdir()) == []
 
 
+def test_an_output_a_racing_writer_moves_away_while_it_is_checked_is_not_refused(tmp_path: Path):
+    final, new = tmp_path / "out", tmp_path / "new"
+    final.mkdir()
+    new.mkdir()
+
+    def ours_while_another_writer_moves_it(path: Path) -> bool:
+        if path == final and final.exists():
+            final.rename(tmp_path / "moved")  # the other writer sets the folder aside between look and check
+            return False
+        return True
+
+    replace_directory(new, final, ours=ours_while_another_writer_moves_it)
+    assert final.is_dir() and not new.exists()
+
+
+def test_many_writers_racing_for_one_output_folder_all_succeed_and_leave_one_folder(tmp_path: Path):
+    import threading
+
+    final = tmp_path / "out"
+    ours = lambda path: (path / "marker").is_file()  # noqa: E731
+
+    def one_writer(round_: int, writer: int, together: threading.Barrier, errors: list) -> None:
+        new = tmp_path / f"new-{round_}-{writer}"
+        new.mkdir()
+        (new / "marker").write_text(str(writer))
+        together.wait()
+        try:
+            replace_directory(new, final, ours=ours)
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    for round_ in range(60):
+        together, errors = threading.Barrier(4, timeout=60), []
+        writers = [threading.Thread(target=one_writer, args=(round_, w, together, errors)) for w in range(4)]
+        for thread in writers:
+            thread.start()
+        for thread in writers:
+            thread.join()
+        assert errors == [], f"round {round_}"
+        assert [p.name for p in tmp_path.iterdir()] == ["out"] and ours(final)
+
+
 def test_atomic_writes_refuse_a_folder_a_fifo_or_a_file_the_marker_rejects(tmp_path: Path):
     (tmp_path / "folder").mkdir()
     (tmp_path / "folder" / "inside.txt").write_text("x")
