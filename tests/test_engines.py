@@ -282,6 +282,21 @@ def test_the_actor_computes_what_the_local_engine_computes(worker_setup, ship_by
         np.testing.assert_array_equal(_features(result, dim, tap)[ok], expected[tap][ok])
 
 
+@pytest.mark.parametrize("ship_bytes", [False, True])
+def test_the_actor_draws_a_random_view_as_the_local_engine_does(worker_setup, ship_bytes: bool):
+    from featurekit.pipeline import image_batches
+    from featurekit.views import ViewDecoder, parse_view
+
+    job, embedder = worker_setup  # each image's draws are seeded by its path in the data folder, wherever it is read
+    job = replace(job, decode_options={"max_pixels": 10**7,
+                                       "decode": ViewDecoder(parse_view("jpeg:20-90+blur:0-2"), str(job.root))})
+    result = _worker(job)(_row(job, 0, ship_bytes))
+    images, ok, _ = next(image_batches(job.root, job.paths, job.image_size, 8, **job.decode_options))
+    expected = embedder(images)
+    for tap, dim in enumerate(d["feature_dim"] for d in job.descriptions):
+        np.testing.assert_array_equal(_features(result, dim, tap)[ok], expected[tap][ok])
+
+
 def test_shipped_bytes_of_a_file_the_driver_cannot_read_give_the_local_reason(worker_setup):
     job, _ = worker_setup
     (job.root / job.paths[1]).unlink()  # vanished between the scan and the read

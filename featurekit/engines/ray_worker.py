@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from featurekit.pipeline import ParallelDecoder
 
 
 # Tries per batch: a batch whose computation fails (or kills its actor) this many times stops the run.
@@ -34,9 +37,8 @@ class BatchWorker:
     def __init__(self, job: Any, decode_threads: int):
         self._job = job
         self._host = socket.gethostname()
+        self._decode_threads = decode_threads
         try:
-            from featurekit.pipeline import ParallelDecoder
-
             self._embedder = job.embedder_request.build()
             self._problem = _description_mismatch([e.describe() for e in self._embedder.embedders], job.descriptions)
             self._decoder = ParallelDecoder(job.image_size, decode_threads, **job.decode_options)
@@ -69,18 +71,26 @@ class BatchWorker:
                                                                                  list[str]]:
         """One try at batch `index`: decode with the same `load_image` and options as the local engine, then embed;
         returns (features per tap, ok, reasons). Shipped bytes are written to a private scratch folder first, each
-        file under its own name (load_image reads files, and checks names)."""
+        file at its path in the data folder (load_image reads files and checks names; a view seeds each image's
+        draws from that path, so they are the local engine's draws)."""
         paths = self._job.batch_paths(index)
         if blobs is None:
             images, ok, reasons = self._decoder.submit([Path(self._job.root) / path for path in paths]).result()
             return self._embedder(images), ok, reasons
+        if any(Path(path).is_absolute() or ".." in Path(path).parts for path in paths):
+            raise ValueError(f"the batch's paths must lie inside the data folder: {paths}")
         with tempfile.TemporaryDirectory(prefix="featurekit-ray-") as scratch:
-            written = [Path(scratch, str(row), Path(path).name) for row, path in enumerate(paths)]
+            written = [Path(scratch, path) for path in paths]
             for local, blob in zip(written, blobs):
-                local.parent.mkdir()
+                local.parent.mkdir(parents=True, exist_ok=True)
                 if blob is not None:
                     local.write_bytes(bytes(blob))
-            images, ok, reasons = self._decoder.submit(written).result()
+            decoder = ParallelDecoder(self._job.image_size, self._decode_threads, **_rebased(self._job.decode_options,
+                                                                                             scratch))
+            try:
+                images, ok, reasons = decoder.submit(written).result()
+            finally:
+                decoder.close()
         # A file the driver could not read was not written (so it did not decode here): the driver's reason, the one
         # the local engine gives.
         return self._embedder(images), ok, [driver or own for driver, own in zip(unread, reasons)]
@@ -92,6 +102,13 @@ class BatchWorker:
                 "n": np.array([n]), "ok": np.array([ok], dtype=object), "reasons": np.array([reasons])} | {
             f"features_{i}": np.array([blob], dtype=object)
             for i, blob in enumerate(features or [b""] * len(self._job.descriptions))}
+
+
+def _rebased(decode_options: dict[str, Any], root: str) -> dict[str, Any]:
+    """The decode options for the data folder's files written under `root`: a per-image decoder that reads paths
+    relative to the data folder (`featurekit.views.ViewDecoder`) reads them relative to `root`."""
+    decode = decode_options.get("decode")
+    return decode_options if decode is None else {**decode_options, "decode": dataclasses.replace(decode, root=root)}
 
 
 def _description_mismatch(worker: list[dict[str, Any]], driver: list[dict[str, Any]]) -> str:
