@@ -173,6 +173,7 @@ cache_dir = "{tmp_path / 'cache'}"
 runs_dir = "{tmp_path / 'runs'}"
 [extract]
 pooling = "avg"
+precision = "float32"  # the names below; "auto" names bfloat16 caches on a CPU with bfloat16 units
 [compare]
 probe = ["logreg", "knn"]
 boot = 50
@@ -201,7 +202,7 @@ preprocessing = "rescale"
 
 def test_extract_several_layers_and_poolings_in_one_command(image_folder: Path, tmp_path: Path):
     result = invoke("extract", "--backbone", "test_tiny", "--data", image_folder, "--layer", "pool1,pool2",
-                    "--pooling", "avg,max", "--cache-dir", tmp_path, "--no-progress")
+                    "--pooling", "avg,max", "--precision", "float32", "--cache-dir", tmp_path, "--no-progress")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.glob("*.h5")) == [
         "faces-test_tiny-pool1-avg-32-random.h5", "faces-test_tiny-pool1-max-32-random.h5",

@@ -84,7 +84,7 @@ def _edited_copy(fitted, tmp_path: Path, **changes) -> Path:
 
 
 @pytest.mark.backend
-@pytest.mark.parametrize("field, value", [("pooling", "avg"), ("precision", "bfloat16"), ("layer", "pool1"),
+@pytest.mark.parametrize("field, value", [("pooling", "avg"), ("precision", "float16"), ("layer", "pool1"),
                                           ("image_size", 48)])
 def test_an_edited_fitted_json_is_refused_naming_the_field(fitted_on_images, tmp_path: Path, field, value):
     data, _, fitted = fitted_on_images

@@ -189,7 +189,8 @@ def test_a_view_changes_the_features_and_is_recorded(faces: Path, tmp_path: Path
 
         decoder = ViewDecoder(parse_view(view), str(faces))
         images = np.stack([decoder(faces / p, 32) for p in b.paths[:4]])
-        np.testing.assert_allclose(b.load()[0][:4], build_embedder("test_tiny", weights="none", pooling="avg")(images),
+        np.testing.assert_allclose(b.load()[0][:4], build_embedder("test_tiny", weights="none", pooling="avg",
+                                                                  precision=b.attrs["precision"])(images),
                                    rtol=1e-5, atol=1e-6)
 
 
