@@ -318,7 +318,7 @@ def sweep(config: dict[str, Any], options: dict[str, Any] | None = None, log: Ca
     check_config(config, source)
     resolved = resolve_config("sweep", config, options or {})
     require("sweep", resolved)
-    name = check_name(resolved["name"] or (Path(resolved["config"]).stem if resolved.get("config") else "sweep"))
+    name = check_name(resolved["name"] or Path(resolved["config"]).stem)  # config is declared with a default
     probes = list(resolved["probe"] or list_probes())  # declared choices: checked with the options
     caches, skipped = _extract_grid(config, resolved, source, log)
     params = {"head": head_params(epochs=resolved["head_epochs"])}
