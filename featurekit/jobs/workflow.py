@@ -19,7 +19,7 @@ from featurekit.cache.fusion import check_fusion_request
 from featurekit.config import check_config, resolve_config
 from featurekit.errors import FeaturekitError, given
 from featurekit.evaluation.compare import compare_from_options
-from featurekit.options import HEAD_PARAMETERS, complete, head_params, require
+from featurekit.options import complete, head_params, require
 
 
 def _joined(value: Any) -> str:
@@ -112,7 +112,7 @@ def fit_head_from_options(options: dict[str, Any], log: Callable[[str], None] = 
     from featurekit.evaluation.fitting import fit_probe
 
     options = complete("fit_head", options)
-    params = head_params(**{name: options[name] for name in HEAD_PARAMETERS})
+    params = head_params(**options)  # it takes the fit-head options by their names and leaves the others
     return fit_probe(options["cache"], "head", params, out=options["out"], runs_dir=options["runs_dir"],
                      memory_budget_gb=options["memory_budget_gb"], log=log, train_views=options["train_views"])
 
