@@ -30,7 +30,7 @@ from featurekit.cache.fusion import open_source
 from featurekit.config import check_config, resolve_config
 from featurekit.errors import FeaturekitError, WeightsUnavailableError, given
 from featurekit.evaluation.compare import row_description
-from featurekit.evaluation.grid import ProbeGrid, check_probes
+from featurekit.evaluation.grid import ProbeGrid
 from featurekit.evaluation.scoring import scored
 from featurekit.evaluation.shifted_scoring import score_on_test_sets, valid_and_views_threshold
 from featurekit.jobs.workflow import checked_extractions, entry_error, entry_place, extract_step
@@ -318,9 +318,8 @@ def sweep(config: dict[str, Any], options: dict[str, Any] | None = None, log: Ca
     check_config(config, source)
     resolved = resolve_config("sweep", config, options or {})
     require("sweep", resolved)
-    name = check_name(resolved["name"] or (Path(resolved["config"]).stem if resolved.get("config") else "sweep"))
-    probes = list(resolved["probe"] or list_probes())
-    check_probes(probes)  # probe names too are checked before anything is extracted
+    name = check_name(resolved["name"] or Path(resolved["config"]).stem)  # config is declared with a default
+    probes = list(resolved["probe"] or list_probes())  # declared choices: checked with the options
     caches, skipped = _extract_grid(config, resolved, source, log)
     params = {"head": head_params(epochs=resolved["head_epochs"])}
     result = select_on_valid(caches, probes, params, top_k=resolved["top_k"], runs_dir=resolved["runs_dir"],

@@ -19,8 +19,7 @@ from featurekit.cache.fusion import check_fusion_request
 from featurekit.config import check_config, resolve_config
 from featurekit.errors import FeaturekitError, given
 from featurekit.evaluation.compare import compare_from_options
-from featurekit.evaluation.grid import check_probes
-from featurekit.options import HEAD_PARAMETERS, complete, head_params, require
+from featurekit.options import complete, head_params, require
 
 
 def _joined(value: Any) -> str:
@@ -113,7 +112,7 @@ def fit_head_from_options(options: dict[str, Any], log: Callable[[str], None] = 
     from featurekit.evaluation.fitting import fit_probe
 
     options = complete("fit_head", options)
-    params = head_params(**{name: options[name] for name in HEAD_PARAMETERS})
+    params = head_params(**options)  # it takes the fit-head options by their names and leaves the others
     return fit_probe(options["cache"], "head", params, out=options["out"], runs_dir=options["runs_dir"],
                      memory_budget_gb=options["memory_budget_gb"], log=log, train_views=options["train_views"])
 
@@ -142,10 +141,10 @@ def run_job(file_config: dict[str, Any], options: dict[str, Any] | None = None, 
     names = {"data_name": Path(data).expanduser().resolve().name}
     progress = run_options["progress"]
     source = str(run_options["config"])
-    # Every name of the whole job is checked before anything is trained or extracted.
+    # Every name of the whole job is checked before anything is trained or extracted (probe names are declared
+    # choices: check_config checked them).
     steps = checked_extractions([{k: _substitute(v, names) for k, v in job.items()} for job in extract_jobs],
                                 file_config, data, "run.extract", source)
-    check_probes(resolve_config("compare", file_config, {})["probe"] or [])
 
     for job in run.get("train_backbone", []):
         _train_backbone_step(file_config, {k: _substitute(v, names) for k, v in job.items()}, data, log, progress)
