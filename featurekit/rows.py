@@ -33,6 +33,11 @@ ROW_KEYS = (
 )
 
 
+def scored_elsewhere(row: dict[str, Any]) -> bool:
+    """Whether a row was scored on a view or another test set rather than its own clean test split."""
+    return bool(row.get("view")) or (row.get("test_set") or OWN_TEST_SPLIT) != OWN_TEST_SPLIT
+
+
 def public_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows without private keys, with NumPy scalars as plain Python values (for CSV/JSON)."""
     return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items() if not k.startswith("_")}

@@ -8,7 +8,7 @@ from typing import Any
 from featurekit.report.document import Column, Document, Note, Table, number, with_interval
 from featurekit.report.formats import FORMATS, render, unknown_format
 from featurekit.report.output import natural_width, write_text
-from featurekit.rows import OWN_TEST_SPLIT, PAIRED_TEST_SET, ROW_KEYS, public_rows
+from featurekit.rows import OWN_TEST_SPLIT, PAIRED_TEST_SET, ROW_KEYS, public_rows, scored_elsewhere
 
 
 def short_weights(label: str | None) -> str:
@@ -46,11 +46,6 @@ def scored_on(row: dict[str, Any]) -> str:
     else:
         where = f"{Path(str(test_set)).name} (all images)"
     return f"{where}, {row['view']}" if row.get("view") else where
-
-
-def scored_elsewhere(row: dict[str, Any]) -> bool:
-    """Whether a row was scored on a view or another test set rather than its own clean test split."""
-    return bool(row.get("view")) or (row.get("test_set") or OWN_TEST_SPLIT) != OWN_TEST_SPLIT
 
 
 # Columns that the compare and sweep tables share.
