@@ -8,6 +8,7 @@ A sweep returns a `SweepResult` of such rows. This module sits below both the li
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,8 @@ import numpy as np
 
 # `test_set` of rows scored on the training cache's own test split.
 OWN_TEST_SPLIT = "test"
+# A test set that pairs one class's folder with the other class of the test split: "fake=DIR", "real=DIR1,fake=DIR2".
+PAIRED_TEST_SET = re.compile(r"^(real|fake)=([^,]+?)(?:,(real|fake)=([^,]+))?$")
 
 # Columns every compare row has, in display order (snake_case keys of the JSON output).
 ROW_KEYS = (
@@ -28,6 +31,11 @@ ROW_KEYS = (
     "threshold", "threshold_on", "fit_seconds", "reused", "streamed", "collapsed", "model_dir", "scored_cache", "leaks",
     "train_overlap", "backend", "precision",
 )
+
+
+def scored_elsewhere(row: dict[str, Any]) -> bool:
+    """Whether a row was scored on a view or another test set rather than its own clean test split."""
+    return bool(row.get("view")) or (row.get("test_set") or OWN_TEST_SPLIT) != OWN_TEST_SPLIT
 
 
 def public_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any, Callable
 
 from featurekit.cache import IDENTITY_KEYS, normalise_attr, open_cache
 from featurekit.errors import FeaturekitError, given
-from featurekit.rows import OWN_TEST_SPLIT
+from featurekit.rows import OWN_TEST_SPLIT, PAIRED_TEST_SET
 from featurekit.views import View
 
 
@@ -173,8 +172,6 @@ def other_test_set_cache(training_cache: Path, test_set: OtherTestSet, log: Call
 # --------------------------------------------------------------------------------------------------
 # Other test sets: a folder of both classes, or one class paired with the other class of the test split
 
-_PAIRED = re.compile(r"^(real|fake)=([^,]+?)(?:,(real|fake)=([^,]+))?$")
-
 
 @dataclass(frozen=True)
 class OtherTestSet:
@@ -203,7 +200,7 @@ def parse_test_set(spec: str | Path) -> OtherTestSet:
         FeaturekitError: a class named twice.
     """
     text = str(spec)
-    match = _PAIRED.match(text)
+    match = PAIRED_TEST_SET.match(text)
     if match is None:
         return OtherTestSet(text, folder=Path(text))
     first, first_dir, second, second_dir = match.groups()

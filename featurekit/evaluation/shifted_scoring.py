@@ -34,7 +34,7 @@ from featurekit.errors import FeaturekitError, given
 from featurekit.evaluation import fitting
 from featurekit.evaluation.scoring import metrics_at, scored
 from featurekit.evaluation.shifted_caches import OtherTestSet, other_test_set_cache, parse_test_set, view_cache_for
-from featurekit.rows import OWN_TEST_SPLIT
+from featurekit.rows import OWN_TEST_SPLIT, scored_elsewhere
 from featurekit.views import View, parse_views
 
 
@@ -90,8 +90,7 @@ def score_elsewhere(rows: list[dict[str, Any]], caches: list[Path], views: Seque
     scored_rows = list(rows)  # then one block per view and per test set
     for view, test_set in [(view, None) for view in _views(views)] + [(None, parse_test_set(d)) for d in test_data]:
         for name, training_cache in by_name.items():
-            own = [row for row in rows if row.get("cache") == name and row.get("test_set") == OWN_TEST_SPLIT
-                   and not row.get("view")]
+            own = [row for row in rows if row.get("cache") == name and not scored_elsewhere(row)]
             if not own:
                 continue
             view_name, label, scored_caches = _target([training_cache], view, test_set, cache_dir, log)
@@ -161,8 +160,7 @@ def at_valid_and_views_thresholds(rows: list[dict[str, Any]], caches: list[Path]
     names = {Path(c).name: Path(c) for c in caches}
     thresholds = {str(row["model_dir"]): valid_and_views_threshold(names[row["cache"]], row["_fitted"], views,
                                                                    cache_dir, log)
-                  for row in rows if row.get("cache") in names and not row.get("view")
-                  and row.get("test_set", OWN_TEST_SPLIT) == OWN_TEST_SPLIT}
+                  for row in rows if row.get("cache") in names and not scored_elsewhere(row)}
 
     def at(row: dict[str, Any], threshold: float) -> dict[str, Any]:
         metrics = metrics_at(row["_labels"], row["_scores"], threshold, n_boot)

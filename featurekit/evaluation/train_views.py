@@ -45,9 +45,9 @@ def parse_train_views(texts: TrainViews) -> list[View]:
     return [view for view in views if view is not None]
 
 
-def train_view_caches(clean_path: str | Path, views: Sequence[View], cache_dir: str | Path | None = None,
-                      log: Callable[[str], None] = print) -> list[Path]:
-    """The cache of each view of the clean cache's train split: found by identity, else extracted (train only)."""
+def train_view_caches(clean_path: str | Path, views: Sequence[View], log: Callable[[str], None] = print) -> list[Path]:
+    """The cache of each view of the clean cache's train split: found by identity next to it, else extracted (train
+    only)."""
     clean_path = Path(clean_path)
     attrs = cache_attrs(clean_path)
     if attrs.get("view") or attrs.get("subset"):
@@ -55,12 +55,11 @@ def train_view_caches(clean_path: str | Path, views: Sequence[View], cache_dir: 
             f"Training views widen a clean cache of every split, but {clean_path.name} holds "
             f"{'the view ' + repr(attrs['view']) if attrs.get('view') else 'the subset ' + repr(attrs['subset'])}.",
             received=str(clean_path), fix="Name the clean cache the views were made from.")
-    return [view_cache_for(clean_path, view, cache_dir, log, split="train") for view in views]
+    return [view_cache_for(clean_path, view, log=log, split="train") for view in views]
 
 
 def open_training_source(source: str | Path | Sequence[str | Path], train_views: TrainViews = None,
-                         cache_dir: str | Path | None = None, log: Callable[[str], None] = print
-                         ) -> SplitAccess:
+                         log: Callable[[str], None] = print) -> SplitAccess:
     """The rows a probe trains on: the cache (or fusion) itself, or with `train_views` the clean source plus the
     train rows of each view (extracted first when missing; for a fusion, each member's view, fused alike); checked
     to hold every split of both classes and the contents it was made with (notes on what cannot be checked go to
@@ -74,7 +73,7 @@ def open_training_source(source: str | Path | Sequence[str | Path], train_views:
     opened: list[SplitAccess] = [open_source(source, log)]
     try:
         # Per view, the view cache of each member (one cache, or a fusion's members in their column order).
-        per_view = list(zip(*(train_view_caches(member, views, cache_dir, log)
+        per_view = list(zip(*(train_view_caches(member, views, log)
                               for member in opened[0].member_paths))) if views else []
         for paths in per_view:
             opened.append(open_source(list(paths), log))

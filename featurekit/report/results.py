@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
-
 from pathlib import Path
 from typing import Any
 
 from featurekit.report.document import Column, Document, Note, Table, number, with_interval
 from featurekit.report.formats import FORMATS, render, unknown_format
 from featurekit.report.output import natural_width, write_text
-from featurekit.rows import OWN_TEST_SPLIT, ROW_KEYS, public_rows
+from featurekit.rows import OWN_TEST_SPLIT, PAIRED_TEST_SET, ROW_KEYS, public_rows, scored_elsewhere
 
 
 def short_weights(label: str | None) -> str:
@@ -38,24 +36,16 @@ def features_text(row: dict[str, Any]) -> str:
     return f"{row['backbone']} {layer}{row['pooling']} {row['image_size']}px{extra}"
 
 
-_PAIRED = re.compile(r"^(real|fake)=([^,]+?)(?:,(real|fake)=([^,]+))?$")
-
-
 def scored_on(row: dict[str, Any]) -> str:
     """Where a row was scored, for tables: "test split", "test split, jpeg:50", "other_faces (all images)"."""
     test_set = row.get("test_set") or OWN_TEST_SPLIT
     if test_set == OWN_TEST_SPLIT:
         where = "test split"
-    elif _PAIRED.match(str(test_set).split(" + ")[0]):  # a paired test set's label (fake=DIR + real faces), as is
-        where = str(test_set)
+    elif PAIRED_TEST_SET.match(str(test_set).split(" + ")[0]):
+        where = str(test_set)  # a paired test set's label (fake=DIR + real faces), as is
     else:
         where = f"{Path(str(test_set)).name} (all images)"
     return f"{where}, {row['view']}" if row.get("view") else where
-
-
-def scored_elsewhere(row: dict[str, Any]) -> bool:
-    """Whether a row was scored on a view or another test set rather than its own clean test split."""
-    return bool(row.get("view")) or (row.get("test_set") or OWN_TEST_SPLIT) != OWN_TEST_SPLIT
 
 
 # Columns that the compare and sweep tables share.
