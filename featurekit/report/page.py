@@ -22,7 +22,8 @@ from featurekit.report.gallery import gallery_items
 from featurekit.report.output import write_text
 from featurekit.report.page_assets import CONTENT_SECURITY_POLICY, SCRIPT, STYLE
 from featurekit.report.plots import curves_figure, figure_bytes, forest_figure, panel_name
-from featurekit.report.results import features_text, flags_text, scored_elsewhere, scored_on, short_weights
+from featurekit.report.results import features_text, flags_text, scored_on, short_weights
+from featurekit.rows import scored_elsewhere
 
 
 def esc(value: Any) -> str:

@@ -17,7 +17,8 @@ import numpy as np
 
 from featurekit.report.document import rank_value
 from featurekit.report.output import write_bytes
-from featurekit.report.results import features_text, scored_elsewhere, short_weights
+from featurekit.report.results import features_text, short_weights
+from featurekit.rows import scored_elsewhere
 
 MAX_CURVES = 6  # curves per panel: more cannot be told apart
 PANEL_INCHES = 3.4
