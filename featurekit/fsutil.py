@@ -80,7 +80,7 @@ def storage_error(error: OSError, action: str, path: str | Path, then: str = "")
                            fix=f"{fix}. {then}".strip())
 
 
-def make_folder(directory: str | Path, action: str, then: str = "", exist_ok: bool = True) -> Path:
+def make_folder(directory: str | Path, action: str, exist_ok: bool = True) -> Path:
     """Create `directory` (and its parents) unless it exists; refuse clearly when something is in the way.
 
     With `exist_ok=False` the folder must be new (a fresh temporary name: nothing already there is used).
@@ -89,7 +89,7 @@ def make_folder(directory: str | Path, action: str, then: str = "", exist_ok: bo
     try:
         directory.mkdir(parents=True, exist_ok=exist_ok)
     except OSError as error:
-        raise storage_error(error, action, directory, then) from None
+        raise storage_error(error, action, directory) from None
     return directory
 
 
