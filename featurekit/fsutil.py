@@ -80,7 +80,7 @@ def storage_error(error: OSError, action: str, path: str | Path, then: str = "")
                            fix=f"{fix}. {then}".strip())
 
 
-def make_folder(directory: str | Path, action: str, then: str = "", exist_ok: bool = True) -> Path:
+def make_folder(directory: str | Path, action: str, exist_ok: bool = True) -> Path:
     """Create `directory` (and its parents) unless it exists; refuse clearly when something is in the way.
 
     With `exist_ok=False` the folder must be new (a fresh temporary name: nothing already there is used).
@@ -89,7 +89,7 @@ def make_folder(directory: str | Path, action: str, then: str = "", exist_ok: bo
     try:
         directory.mkdir(parents=True, exist_ok=exist_ok)
     except OSError as error:
-        raise storage_error(error, action, directory, then) from None
+        raise storage_error(error, action, directory) from None
     return directory
 
 
@@ -392,14 +392,13 @@ def exclusive_lock(lock_path: str | Path, holder_message: str, received: str, fi
     locked a file just removed by its holder sees that the path now names another file and locks again.
 
     Args:
-        lock_path: The lock file.
+        lock_path: The lock file, in a folder that exists (callers make it, naming what they were doing).
         holder_message: The problem sentence when another process holds the lock; "{holder}" is replaced
             by what the holder wrote into the file (its pid).
         received: The "received" part of that error.
         fix: The "fix" part of that error.
     """
     lock_path = Path(lock_path)
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
     while True:
         try:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)

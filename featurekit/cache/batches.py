@@ -104,10 +104,7 @@ class PartialCache:
         """Record the request of a new extraction (fsynced, atomic) so a rerun can check it resumes the same one."""
         self._refuse_link()
         make_folder(self.directory, "create the folder for finished batches")
-        try:
-            atomic_write_json(self.request_path, request)
-        except OSError as error:
-            raise storage_error(error, "record the extraction request", self.request_path) from None
+        atomic_write_json(self.request_path, request)  # an OSError comes out as a FeaturekitError naming the condition
 
     def batch_path(self, index: int) -> Path:
         return self.directory / f"batch-{index:07d}.h5"

@@ -130,7 +130,6 @@ def extract_from_options(options: dict[str, Any], log: Callable[[str], None] = p
         FeaturekitError: an unknown option, a value of the wrong type, or no `backbone` or `data`.
     """
     options = complete("extract", options)
-    stored = {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
     views = parse_views(options["view"]) or [None]
     if options["cache"] and len(views) > 1:
         raise FeaturekitError(f"`cache` names one file, but several views were asked for.",
@@ -139,7 +138,7 @@ def extract_from_options(options: dict[str, Any], log: Callable[[str], None] = p
     settings = {name: options[name] for name in REQUEST_OPTIONS} | {
         "layers": _as_list(options["layer"]), "poolings": _as_list(options["pooling"]),
         "split_fractions": parse_split_fractions(options["split"]),
-        "engine_options": {name: options[name] for name in ENGINE_OPTIONS}, "config": stored, "command": command}
+        "engine_options": {name: options[name] for name in ENGINE_OPTIONS}, "config": options, "command": command}
     subset = None if options["views_split"] == "all" else options["views_split"]  # None: every split
     requests = [make_request(**settings, view=view, subset=subset if view is not None else None) for view in views]
     # One pass per view: the forward pass, not the decode, is what costs (a JPEG decode is a few ms against tens

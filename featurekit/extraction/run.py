@@ -109,8 +109,7 @@ def _cache_attributes(plan: ExtractionPlan, target: Target, engine_record: dict[
             "data_root": str(folder.root.resolve()), "layout": folder.layout, "config": dict(plan.request.config),
             "versions": library_versions(), "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "batch_size": plan.batch_size, "seed": plan.request.seed, "resize": plan.settings["resize"],
-            "backbone_params": target.identity.get("backbone_params", 0), **engine_record,
-            **{f"train_overlap_{split}": count for split, count in plan.overlap.items()}}
+            **engine_record, **{f"train_overlap_{split}": count for split, count in plan.overlap.items()}}
 
 
 def _result(plan: ExtractionPlan, target: Target, n_computed: int, seconds: float) -> ExtractResult:
