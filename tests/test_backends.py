@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO, make_image_folder
-from featurekit.backbones import POOLINGS, create_backbone
+from featurekit.backbones import create_backbone
+from featurekit.parameters import POOLINGS
 from featurekit.backbones.embedder import build_multi_embedder
 
 # Each test starts Python with the other backend: seconds of imports and compiling.

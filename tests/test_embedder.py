@@ -9,7 +9,8 @@ import keras
 import numpy as np
 import pytest
 
-from featurekit.backbones import POOLINGS, create_backbone
+from featurekit.backbones import create_backbone
+from featurekit.parameters import POOLINGS
 from featurekit.hashing import file_sha256
 from featurekit.backbones.embedder import Embedder, build_embedder, pooled_dim, preprocess
 from featurekit.errors import FeaturekitError

@@ -15,10 +15,11 @@ import pytest
 from conftest import make_image_folder, write_image
 from conftest import extract_tiny as _extract  # the tests' shorthand
 from featurekit.cache import PartialCache, open_cache
-from featurekit.engines import ENGINE_KINDS, ENGINES, BatchSink, ExtractionJob, engine_settings
+from featurekit.engines import ENGINE_KINDS, BatchSink, ExtractionJob, engine_settings
 from featurekit.engines.ray_engine import plan_workers
 from featurekit.engines.ray_worker import BatchWorker
 from featurekit.errors import FeaturekitError
+from featurekit.parameters import ENGINES
 
 
 # --------------------------------------------------------------------------------------------------

@@ -244,17 +244,11 @@ def test_validate_params_checks_and_converts_a_functions_arguments():
 
 
 def test_choices_are_declared_once_and_the_library_agrees():
-    """Until each module imports featurekit.parameters, its own tuple must equal the declared one."""
+    """The declared choices are the registries' names (the library's checks import the same tuples)."""
     from featurekit import parameters
-    from featurekit.backbones import POOLINGS, PREPROCESSING_MODES
-    from featurekit.backend import PRECISIONS
-    from featurekit.engines import ENGINES
-    from featurekit.extraction.extract import DTYPES
     from featurekit.probes import list_probes
     from featurekit.report.formats import FORMATS as RENDERERS
 
-    assert (parameters.POOLINGS, parameters.PREPROCESSING_MODES, parameters.PRECISIONS, parameters.ENGINES, parameters.DTYPES) == (
-        POOLINGS, PREPROCESSING_MODES, PRECISIONS, ENGINES, DTYPES)
     assert set(parameters.FORMATS) | set(parameters.AUDIT_FORMATS) <= set(RENDERERS)  # every declared format renders
     assert parameters.PROBES == tuple(list_probes(include_optional=True))
     declared = {(o.name, c) for o in OPTIONS for c in o.commands}

@@ -10,10 +10,8 @@ Imports run one way: `catalog` -> `spec` (the entry, which builds itself) -> `em
 nothing of it; the spec imports them inside its methods, so registering loads no backend.
 """
 
-from featurekit.parameters import POOLINGS, PREPROCESSING_MODES
 from featurekit.backbones.registry import RegistryEntry, create_backbone, get_spec, list_backbones, register_backbone
 from featurekit.backbones.spec import BackboneSpec
 from featurekit.backbones import catalog  # noqa: F401  (registers every entry)
 
-__all__ = ["BackboneSpec", "POOLINGS", "PREPROCESSING_MODES", "RegistryEntry", "create_backbone", "get_spec",
-           "list_backbones", "register_backbone"]
+__all__ = ["BackboneSpec", "RegistryEntry", "create_backbone", "get_spec", "list_backbones", "register_backbone"]

@@ -16,9 +16,8 @@ and a rerun computes only the batches that are missing, whichever engine ran bef
   started or joined, a request that cannot run there refused) before any cache is locked or written.
 """
 
-from featurekit.parameters import ENGINES
 from featurekit.engines.job import Advance, BatchSink, Engine, ExtractionJob
 from featurekit.engines.settings import ENGINE_KINDS, ENGINE_OPTIONS, EngineSettings, engine_settings
 
-__all__ = ["Advance", "BatchSink", "ENGINES", "ENGINE_KINDS", "ENGINE_OPTIONS", "Engine", "EngineSettings",
+__all__ = ["Advance", "BatchSink", "ENGINE_KINDS", "ENGINE_OPTIONS", "Engine", "EngineSettings",
            "ExtractionJob", "engine_settings"]

@@ -23,7 +23,6 @@ from featurekit.extraction.plan import plan_extraction, scan_for_extraction, set
 from featurekit.extraction.request import ALL_AS_TEST, ExtractionRequest, make_request
 from featurekit.extraction.run import ExtractResult, ProgressFactory, run
 from featurekit.options import check_value, complete, options_for
-from featurekit.parameters import DTYPES
 from featurekit.views import parse_views
 
 # Settings of `extract_many` checked against the declarations of the `extract` options of the same name
@@ -152,5 +151,5 @@ def _as_list(value: Any) -> list:
     return [None] if value is None else list(value)
 
 
-__all__ = ["ALL_AS_TEST", "DTYPES", "ENGINE_OPTIONS", "ExtractResult", "ExtractionRequest", "extract",
+__all__ = ["ALL_AS_TEST", "ENGINE_OPTIONS", "ExtractResult", "ExtractionRequest", "extract",
            "extract_from_options", "extract_many", "extract_request", "make_request", "scan_for_extraction"]
