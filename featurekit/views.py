@@ -72,8 +72,6 @@ def _jpeg(image: Any, quality: float) -> Any:
 
 
 def _blur(image: Any, sigma: float) -> Any:
-    if sigma == 0:
-        return image
     from PIL import Image
     from scipy.ndimage import gaussian_filter
 

@@ -97,9 +97,6 @@ class _Float32Op(keras.layers.Layer):
     def call(self, inputs: Any) -> Any:
         return self.OPS[self.op](ops.cast(inputs, "float32"))
 
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "op": self.op}
-
 
 class Preprocessing(_Float32Op):
     """Pixels 0..255 (any dtype) -> the backbone's input: `op` is one of PREPROCESSING_MODES."""

@@ -218,10 +218,7 @@ def record_path(record: WeightsRecord) -> Path:
 
 def display_path(path: Path) -> str:
     """A path as a user should type it: relative to the working directory (`../shared/weights/X`)."""
-    try:
-        return os.path.relpath(path)
-    except ValueError:  # another drive (Windows): nothing relative exists
-        return str(path)
+    return os.path.relpath(path)
 
 
 def offline_files(backbone: str) -> list[tuple[WeightsRecord, Path]]:

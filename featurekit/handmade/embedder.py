@@ -66,7 +66,6 @@ class HandmadeTap:
         self.layer = feature.variant_text()
         self.pooling = HANDMADE_POOLING
         self.preprocessing = HANDMADE_PREPROCESSING
-        self.precision = "float32"
         self.batch_size = int(batch_size)
         self.feature_dim = feature.feature_dim(self.image_size)
 
@@ -86,7 +85,7 @@ class HandmadeTap:
             "backbone": self.feature.name, "weights": "none", "weights_label": HANDMADE_WEIGHTS_LABEL,
             "weights_sha256": "", "random_features": False, "architecture_variant": f"handmade-v{self.feature.version}",
             "layer": self.layer, "pooling": self.pooling, "image_size": self.image_size,
-            "preprocessing": self.preprocessing, "precision": self.precision, "backend": "numpy",
+            "preprocessing": self.preprocessing, "precision": "float32", "backend": "numpy",
             "feature_dim": self.feature_dim, "backbone_params": 0, "handmade": self.feature.describe(self.image_size),
         }
 
@@ -108,7 +107,6 @@ class HandmadeEmbedder:
     def __init__(self, embedders: list[HandmadeTap], batch_size: int, stored_size: int | None = None):
         self.embedders = embedders
         self.image_size = embedders[0].image_size
-        self.preprocessing = HANDMADE_PREPROCESSING
         self.batch_size = int(batch_size)
         self.stored_size = stored_size
 

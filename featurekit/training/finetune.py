@@ -32,12 +32,11 @@ class FineTuning:
     def __init__(self, request: TrainRequest):
         from featurekit.backbones.loading import build_with_weights, weights_provenance
         from featurekit.training.layers_split import split_backbone
-        from featurekit.backend import seeded
 
         self.request = request
-        with seeded(request.seed):
-            self.parent = weights_provenance(request.spec, request.weights, request.seed)
-            self.backbone = build_with_weights(request.spec, request.weights, request.image_size, request.seed)
+        # build_with_weights seeds its own build (a random init is a function of the seed alone).
+        self.parent = weights_provenance(request.spec, request.weights, request.seed)
+        self.backbone = build_with_weights(request.spec, request.weights, request.image_size, request.seed)
         self.trunk, self.top, self.top_layer = split_backbone(self.backbone, request.backbone, request.unfreeze_from,
                                                               request.top_layer)
 

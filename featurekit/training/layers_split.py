@@ -41,9 +41,6 @@ class MeanStdPooling(keras.layers.Layer):
         variance = ops.mean(ops.square(x - mean[:, None, None, :]), axis=(1, 2))
         return ops.concatenate([mean, ops.sqrt(variance + STD_EPSILON)], axis=-1)
 
-    def compute_output_shape(self, input_shape: tuple) -> tuple:
-        return (input_shape[0], 2 * input_shape[-1])
-
 
 def cut_points(model: keras.Model) -> list[str]:
     """Names of the layers whose output alone carries everything the layers after them need."""
