@@ -37,7 +37,14 @@ BATCH_SIZE = 32  # images per forward pass
 SEED = 0
 CACHE_DIR = "cache"
 MAX_PIXELS = 64_000_000  # largest image decoded (a guard against decompression bombs)
+# The largest square input a backbone or hand-made feature takes. Memory sets it: at 2048 px one image is 12 MiB of
+# uint8 and 48 MiB of float32 input, and VGG16's first block alone holds 64 channels x 2048^2 x 4 B = 1 GiB of
+# activations per image (SPAM's bin codes for a batch already take hundreds of MB); far beyond that a batch cannot
+# fit any machine's memory and ends in MemoryError after work was done.
+MAX_IMAGE_SIZE = 2048
 ENGINE = "local"
+# Batches decoded ahead of the one the model is working on. Two keep the workers busy across the hand-over
+# without holding more than a few batches of pixels in memory (VGG16 at 224, batch 32: 4.8 MB each).
 PREFETCH_BATCHES = 2
 CPUS_PER_WORKER = 1.0
 GPUS_PER_WORKER = 0.0

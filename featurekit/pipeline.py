@@ -27,10 +27,7 @@ from typing import Any
 import numpy as np
 
 from featurekit.data import ImageDecodeError, load_image
-
-# Batches decoded ahead of the one the model is working on. Two keep the workers busy across the hand-over
-# without holding more than a few batches of pixels in memory (VGG16 at 224, batch 32: 4.8 MB each).
-DEFAULT_PREFETCH_BATCHES = 2
+from featurekit.parameters import PREFETCH_BATCHES
 # The smallest crop side of the training augmentation, as a fraction of the image side (as before: 7/8).
 MIN_CROP_FRACTION = 7 / 8
 
@@ -102,7 +99,7 @@ class ParallelDecoder:
 
 def image_batches(root: str | Path, paths: Sequence[str], image_size: int, batch_size: int,
                   batch_indices: Iterable[int] | None = None, workers: int | None = None,
-                  prefetch: int = DEFAULT_PREFETCH_BATCHES, decode: Decoder = load_image,
+                  prefetch: int = PREFETCH_BATCHES, decode: Decoder = load_image,
                   **decode_options: Any) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
     """Decoded batches of fixed slices of `paths`, in order, decoded in parallel ahead of the consumer.
 

@@ -10,12 +10,7 @@ from typing import Any
 import numpy as np
 
 from featurekit.errors import FeaturekitError, given, refuse_unknown
-from featurekit.parameters import PREPROCESSING_MODES
-
-# The largest square input we accept. Memory sets it: at 2048 px one image is 12 MiB of uint8 and 48 MiB of
-# float32 input, and VGG16's first block alone holds 64 channels x 2048^2 x 4 B = 1 GiB of activations per
-# image; far beyond that a batch cannot fit any machine's memory and ends in MemoryError after work was done.
-MAX_IMAGE_SIZE = 2048
+from featurekit.parameters import MAX_IMAGE_SIZE, PREPROCESSING_MODES
 
 
 def check_preprocessing(mode: str) -> None:

@@ -8,16 +8,13 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from featurekit.parameters import BATCH_SIZE, HANDMADE_POOLING
+from featurekit.parameters import BATCH_SIZE, HANDMADE_POOLING, MAX_IMAGE_SIZE
 from featurekit.errors import FeaturekitError, given
 from featurekit.handmade._input import check_parameters, value_text
 from featurekit.handmade.embedder import HANDMADE_PREPROCESSING, HandmadeEmbedder, HandmadeTap
 
 # The faces' own size: hand-made features default to it instead of a CNN's 224/299.
 NATIVE_FACE_SIZE = 256
-# The largest square input, as for CNNs (featurekit.backbones.checks.MAX_IMAGE_SIZE, not imported: the
-# registry sits above this package): SPAM's bin codes for a batch of 2048 px images already take hundreds of MB.
-MAX_IMAGE_SIZE = 2048
 # Poolings that mean "the vector as it is" for a feature that is one vector per image.
 IDENTITY_POOLINGS = ("flatten", HANDMADE_POOLING)
 

@@ -16,7 +16,8 @@ import keras
 import numpy as np
 
 from featurekit.errors import FeaturekitError
-from featurekit.pipeline import DEFAULT_PREFETCH_BATCHES, ParallelDecoder, PendingBatch, augment_image
+from featurekit.parameters import PREFETCH_BATCHES
+from featurekit.pipeline import ParallelDecoder, PendingBatch, augment_image
 
 
 class SeededBatches(keras.utils.PyDataset):
@@ -96,7 +97,7 @@ class ImageBatches(SeededBatches):
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         rows = self.positions(index)
         # Batches decoded ahead of the one Keras is training on.
-        for ahead in range(index, min(index + 1 + DEFAULT_PREFETCH_BATCHES, len(self))):
+        for ahead in range(index, min(index + 1 + PREFETCH_BATCHES, len(self))):
             if (self.epoch, ahead) not in self._pending:
                 self._pending[(self.epoch, ahead)] = self._submit(ahead)
         images, ok, reasons = self._pending.pop((self.epoch, index)).result()
