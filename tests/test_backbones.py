@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 from featurekit.backbones import (
-    PREPROCESSING_MODES,
     BackboneSpec,
     create_backbone,
     get_spec,
@@ -27,6 +26,7 @@ from featurekit.backbones.loading import weights_provenance
 from featurekit.backbones.weights import display_path, keras_imagenet_record, keras_models_dir, record_path, records_for
 from featurekit.errors import FeaturekitError, WeightsUnavailableError
 from featurekit.hashing import file_sha256
+from featurekit.parameters import PREPROCESSING_MODES
 
 from conftest import REPO
 
