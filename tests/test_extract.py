@@ -100,8 +100,8 @@ def test_resume_after_sigkill_gives_the_same_cache_row_for_row(tmp_path: Path):
     data = make_image_folder(tmp_path / "faces", per_class=150, size=64)
     interrupted, uninterrupted = tmp_path / "killed.h5", tmp_path / "whole.h5"
     command = [sys.executable, str(REPO / "cli.py"), "extract", "--backbone", "test_tiny", "--data", str(data),
-               "--pooling", "flatten", "--image-size", "64", "--batch-size", "2", "--cache", str(interrupted),
-               "--no-progress"]
+               "--pooling", "flatten", "--image-size", "64", "--batch-size", "2", "--precision", "float32",
+               "--cache", str(interrupted), "--no-progress"]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     partial = PartialCache(interrupted)
     deadline = time.monotonic() + 120

@@ -128,7 +128,7 @@ def test_extract_uses_the_finetuned_file_with_its_label_and_refuses_its_training
     from featurekit.extraction.extract import extract
 
     result = finetuned_run["result"]
-    quiet = dict(progress=False, log=lambda _: None, image_size=IMAGE_SIZE, pooling="avg")
+    quiet = dict(progress=False, log=lambda _: None, image_size=IMAGE_SIZE, pooling="avg", precision="float32")
     with pytest.raises(FeaturekitError, match=r"trained on \d+ images"):
         extract(finetuned_run["data"], "mobilenet", weights=str(result.model_path), split_fractions=(0.0, 0.0, 1.0),
                 cache=tmp_path / "refused.h5", **quiet)
