@@ -29,7 +29,6 @@ from featurekit.probes import (
     make_probe,
     make_stream_probe,
     save_probe,
-    saved_probe_problem,
 )
 from featurekit.probes.persistence import HEAD_MODEL, SKLEARN_FILE, SKLEARN_META, TRUSTED_TYPES
 
@@ -229,13 +228,14 @@ def test_a_damaged_head_json_is_refused(damage, saved_head: Path, tmp_path: Path
         load_probe(folder)
 
 
-def test_saved_probe_problem_reads_names_and_json_only(saved_head: Path, tmp_path: Path, marker: Path):
-    assert saved_probe_problem(saved_head) == ""
-    assert "No saved probe" in saved_probe_problem(tmp_path)
+def test_load_probe_refuses_an_empty_folder_and_an_old_pickle_from_names_only(tmp_path: Path, marker: Path):
+    with pytest.raises(UnloadableProbeError, match="No saved probe"):
+        load_probe(tmp_path)
     old = tmp_path / "old"
     old.mkdir()
     joblib.dump(Payload(marker), old / "estimator.joblib")
-    assert "old pickle" in saved_probe_problem(old)
+    with pytest.raises(UnloadableProbeError, match="old pickle"):
+        load_probe(old)
     assert not marker.exists()
 
 
@@ -272,7 +272,7 @@ def test_compare_refits_an_old_pickle_folder_without_opening_it(tmp_path: Path, 
     assert not marker.exists()
     assert not again[0]["reused"] and again[0]["accuracy"] == first[0]["accuracy"]
     assert any("old pickle" in m and "Refitting" in m for m in messages)
-    assert saved_probe_problem(Path(again[0]["model_dir"]) / "model") == ""  # replaced by a safe fit
+    assert hasattr(load_probe(Path(again[0]["model_dir"]) / "model"), "predict_proba")  # replaced by a safe fit
 
 
 @pytest.mark.parametrize("damage", ["truncated", "empty", "list", "no-threshold"])

@@ -13,10 +13,9 @@ Importing this package imports no Keras backend; the head imports Keras when it 
 from featurekit.metrics import fake_scores
 from featurekit.probes.epochs import EpochProbe
 from featurekit.probes.head import DenseHeadClassifier
-from featurekit.probes.persistence import UnloadableProbeError, load_probe, save_probe, saved_probe_problem
+from featurekit.probes.persistence import UnloadableProbeError, load_probe, save_probe
 from featurekit.probes.registry import ProbeSpec, get_probe_spec, list_probes, make_probe, make_stream_probe
 from featurekit.probes.sgd import SGDLinearProbe
 
 __all__ = ["DenseHeadClassifier", "EpochProbe", "ProbeSpec", "SGDLinearProbe", "UnloadableProbeError", "fake_scores",
-           "get_probe_spec", "list_probes", "load_probe", "make_probe", "make_stream_probe", "save_probe",
-           "saved_probe_problem"]
+           "get_probe_spec", "list_probes", "load_probe", "make_probe", "make_stream_probe", "save_probe"]

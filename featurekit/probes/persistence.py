@@ -86,17 +86,9 @@ def load_probe(path_dir: str | Path) -> Any:
     return load(path, meta)
 
 
-def saved_probe_problem(path_dir: str | Path) -> str:
-    """Why a folder does not hold a probe this version can load, read from its file names and JSON
-    only (nothing is deserialised); "" when it does.
-
-    `compare` uses it to decide that an old fit is not reusable without ever opening its model.
-    """
-    return _inspected(Path(path_dir))[0]
-
-
 def _inspected(path: Path) -> tuple[str, dict[str, Any]]:
-    """(`saved_probe_problem`, the content of the folder's JSON file or {} where it has none that reads)."""
+    """(Why the folder holds no probe this version can load, "" when it does; the content of its JSON file or {}
+    where it has none that reads), from its file names and JSON only: nothing is deserialised."""
     if any(os.path.lexists(path / name) for name in PICKLE_FILES):
         return ("The saved probe is in the old pickle (joblib) format, which can run arbitrary code when loaded; "
                 "featurekit no longer opens it."), {}
