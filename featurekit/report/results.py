@@ -121,11 +121,6 @@ def results_table_for(console, rows: list[dict[str, Any]], title: str, wide: boo
     return table if wide or natural_width(console, table) <= console.width else results_table(rows, title, wide=False)
 
 
-def results_markdown(rows: list[dict[str, Any]]) -> str:
-    """A Markdown table with every column of the wide terminal table, and the weights footnotes."""
-    return render(results_document(rows), "md")
-
-
 def write_rows(rows: list[dict[str, Any]], fmt: str, out: str | Path | None) -> str:
     """Render compare rows as csv/json/md (every column); write to `out` when given; return the text."""
     if fmt in FORMATS and not FORMATS[fmt].to_file:
