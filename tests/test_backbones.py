@@ -280,6 +280,18 @@ def test_weights_file_with_same_count_but_other_shapes_is_refused(tmp_path):
         create_backbone("test_tiny", weights=str(path))
 
 
+def test_a_load_error_without_a_message_is_still_a_clear_refusal(tmp_path, monkeypatch):
+    path = tmp_path / "same.weights.h5"
+    create_backbone("test_tiny", weights="none").save_weights(path)
+
+    def load_weights_without_a_message(self, *args, **kwargs):
+        raise ValueError("")
+
+    monkeypatch.setattr(keras.Model, "load_weights", load_weights_without_a_message)
+    with pytest.raises(FeaturekitError, match=r"'same.weights.h5' does not fit backbone 'test_tiny': ValueError"):
+        create_backbone("test_tiny", weights=str(path))
+
+
 def test_missing_weights_file_is_unavailable(tmp_path):
     path = tmp_path / "absent.weights.h5"
     with pytest.raises(WeightsUnavailableError, match=r"does not exist\. Received: weights='.*absent\.weights\.h5'"):

@@ -276,7 +276,7 @@ def _load_weights_h5(spec: Any, model: keras.Model, path: Path) -> None:
     try:
         model.load_weights(path)
     except ValueError as exc:
-        raise _does_not_fit(spec, path, str(exc).strip().splitlines()[0]) from exc
+        raise _does_not_fit(spec, path, next(iter(str(exc).strip().splitlines()), type(exc).__name__)) from exc
 
 
 def _weighted_leaf_layers(model: keras.Model) -> list[keras.layers.Layer]:
@@ -332,7 +332,7 @@ def _copy_weights_from_keras_file(spec: Any, model: keras.Model, path: Path) -> 
     except Exception as exc:  # Keras raises ValueError, TypeError, OSError or zipfile errors here
         raise FeaturekitError(
             f"File {path.name!r} could not be loaded as a Keras model ({type(exc).__name__}: "
-            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}).",
+            f"{next(iter(str(exc).strip().splitlines()), '')}).",
             received=given("weights", str(path)),
             fix="Pass a .keras file saved with model.save() from a registered architecture (safe mode refuses "
             "Lambda layers), or a .weights.h5 file.",
