@@ -165,6 +165,8 @@ def test_create_backbone_is_frozen_at_native_and_requested_size():
     assert tuple(model.outputs[0].shape) == (None, 8, 8, 16)
     bigger = create_backbone("test_tiny", weights="none", image_size=64)
     assert tuple(bigger.outputs[0].shape) == (None, 16, 16, 16)
+    with pytest.raises(FeaturekitError, match=r"Received: image_size=0\b"):  # 0 is no size, not "native"
+        create_backbone("test_tiny", weights="none", image_size=0)
 
 
 def test_real_backbones_build_at_small_sizes_with_expected_outputs():

@@ -44,7 +44,7 @@ def resolve_weights(spec: Any, weights: str | os.PathLike) -> str:
     return spec.default_weights if str(weights) == "default" else str(weights)
 
 
-def build_with_weights(spec: Any, weights: str | os.PathLike, image_size: int, seed: int) -> keras.Model:
+def build_with_weights(spec: Any, weights: str | os.PathLike, image_size: int | None, seed: int) -> keras.Model:
     """Build `spec`'s network at `image_size` with the requested weights, frozen.
 
     Args:
@@ -53,7 +53,7 @@ def build_with_weights(spec: Any, weights: str | os.PathLike, image_size: int, s
             random-features baseline), or a path to a `.weights.h5` file (same architecture; a file known by
             its sha256 builds the architecture variant its record names) or a `.keras` file (a saved model
             containing this backbone, possibly trained at another input size).
-        image_size: Square input size in pixels, from spec.min_input_size to parameters.MAX_IMAGE_SIZE.
+        image_size: Square input size in pixels, from spec.min_input_size to parameters.MAX_IMAGE_SIZE; None: native.
         seed: Seed of the random initialisation; the caller's random state is left as it was.
 
     Returns:

@@ -91,7 +91,7 @@ class BackboneSpec:
         """The frozen keras.Model (see `featurekit.backbones.create_backbone`)."""
         from featurekit.backbones.loading import build_with_weights
 
-        return build_with_weights(self, weights, image_size or self.input_size, seed)
+        return build_with_weights(self, weights, image_size, seed)  # None: the native size
 
     # --- the registry protocol (featurekit.backbones.registry.RegistryEntry) ---
 
