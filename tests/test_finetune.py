@@ -234,6 +234,17 @@ def test_augmented_copies_are_seeded_and_copy_zero_is_the_clean_image(tmp_path: 
     assert not np.array_equal(AugmentedCopy(str(data), 2, 0, ("jpeg:30-95",))(path, 32), copy(path, 32))
 
 
+def test_an_augmented_copy_keeps_the_callers_pixel_limit(tmp_path: Path):
+    from featurekit.data import ImageDecodeError
+    from featurekit.training.trunk_maps import AugmentedCopy
+
+    data = make_image_folder(tmp_path / "faces", per_class=1, size=48)
+    enlarged = AugmentedCopy(str(data), 1, 0, ("resize:2",))  # 48x48 -> 96x96 = 9216 pixels
+    assert enlarged(data / "real" / "img_00.png", 32, max_pixels=10_000).shape == (32, 32, 3)
+    with pytest.raises(ImageDecodeError):
+        enlarged(data / "real" / "img_00.png", 32, max_pixels=3_000)
+
+
 def test_the_head_starts_as_the_logistic_regression_of_the_parents_features():
     import keras
     from sklearn.linear_model import LogisticRegression

@@ -55,7 +55,7 @@ class AugmentedCopy:
                 image = ImageOps.mirror(image)
             if self.views:
                 view: View = parse_view(self.views[int(rng.integers(len(self.views)))])
-                image = replace(view, seed=self.seed).apply(image, f"{key}#copy{self.copy}")
+                image = replace(view, seed=self.seed).apply(image, f"{key}#copy{self.copy}", max_pixels)
         return resize_rgb(image, image_size)
 
 
