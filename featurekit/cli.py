@@ -199,15 +199,14 @@ def info(options: dict[str, Any]) -> None:
 @command
 def backbones(options: dict[str, Any]) -> None:
     """List the registered backbones: input size, preprocessing, feature sizes, parameters, weights."""
-    from featurekit.backbones import list_backbones
-    from featurekit.backbones.listing import backbone_listing
+    from featurekit.backbones import get_spec, list_backbones
     from featurekit.backbones.weights import default_weights_label, known_weights_rows
     from featurekit.report import render_backbones
 
     files = known_weights_rows() if options["files"] else None
     names = list_backbones()
     labels = {name: default_weights_label(name) for name in names}
-    show(render_backbones([backbone_listing(name) for name in names], options["format"], files, labels), options)
+    show(render_backbones([get_spec(name).listing() for name in names], options["format"], files, labels), options)
 
 
 @command

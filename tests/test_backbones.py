@@ -92,14 +92,13 @@ def test_every_builder_and_variant_path_resolves():
 
 def test_a_keras_backbone_without_a_weights_record_registers_and_lists(monkeypatch):
     from featurekit.backbones import registry
-    from featurekit.backbones.listing import backbone_listing
     from featurekit.backbones.spec import NO_RECORD_LICENCE
 
     spec = BackboneSpec(name="no_record_net", builder="featurekit.backbones.tiny:build_test_tiny", input_size=32,
                         preprocessing="tf", taps=("pool2",), output_shape=(8, 8, 16), params=1_392,
                         pretrained=("imagenet",))
     monkeypatch.setitem(registry._REGISTRY, spec.name, spec)
-    listings = {name: backbone_listing(name) for name in list_backbones()}
+    listings = {name: get_spec(name).listing() for name in list_backbones()}
     assert "no_record_net" in listings and "vgg16" in listings  # listing every entry raised nothing
     assert listings["no_record_net"]["weights_licence"] == NO_RECORD_LICENCE
     assert listings["no_record_net"]["feature_dim"] == {"flatten": 1024, "avg": 16, "max": 16, "meanstd": 32}

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import types
 from pathlib import Path
 
 import pytest
@@ -387,7 +388,7 @@ FAKE_BACKBONES = [
 def fake_backbones(monkeypatch):
     summaries = {s["name"]: s for s in FAKE_BACKBONES}
     monkeypatch.setattr("featurekit.backbones.list_backbones", lambda include_test=False: list(summaries))
-    monkeypatch.setattr("featurekit.backbones.listing.backbone_listing", lambda name: summaries[name])
+    monkeypatch.setattr("featurekit.backbones.get_spec", lambda name: types.SimpleNamespace(listing=lambda: summaries[name]))
 
 
 def test_backbones_prints_whole_on_a_narrow_console(fake_backbones, monkeypatch):

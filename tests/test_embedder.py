@@ -301,9 +301,9 @@ def test_near_imagenet_vgg16_file_loads_and_is_labelled():
 
 
 def test_listing_of_the_test_backbone():
-    from featurekit.backbones.listing import backbone_listing
+    from featurekit.backbones import get_spec
 
-    listing = backbone_listing("test_tiny")
+    listing = get_spec("test_tiny").listing()
     assert listing["feature_dim"] == {"flatten": 1024, "avg": 16, "max": 16, "meanstd": 32}
     assert listing["params"] == 1392 and listing["output_layer"] == "pool2" and listing["output_shape"] == [8, 8, 16]
     assert listing["preprocessing"] == "tf" and listing["input_size"] == 32
@@ -313,9 +313,9 @@ def test_listing_of_the_test_backbone():
 
 
 def test_listing_of_vgg16_at_native_size():
-    from featurekit.backbones.listing import backbone_listing
+    from featurekit.backbones import get_spec
 
-    listing = backbone_listing("vgg16")
+    listing = get_spec("vgg16").listing()
     assert listing["output_shape"] == [7, 7, 512]
     assert listing["feature_dim"] == {"flatten": 25088, "avg": 512, "max": 512, "meanstd": 1024}
     assert listing["params"] == 14_714_688

@@ -88,13 +88,13 @@ def test_keras_entries_check_their_request_before_building():
 
 
 def test_backbones_listing_shows_hand_made_features():
-    from featurekit.backbones.listing import backbone_listing
+    from featurekit.backbones import get_spec
     from featurekit.report import render_backbones
 
-    summary = backbone_listing("spam")
+    summary = get_spec("spam").listing()
     assert summary["feature_dim"] == {"flatten": 3430} and summary["params"] == 0
     assert summary["output_layer"] == "threshold=3+order=2+normalisation=joint"
-    text = render_backbones([summary, backbone_listing("spectrum")], "md")
+    text = render_backbones([summary, get_spec("spectrum").listing()], "md")
     assert "| spam | 256 | none | threshold=3+order=2+normalisation=joint | 3430 | 0 | no weights (hand-made) |" in text
     assert "| spectrum | 256 | none |" in text and "| 128 |" in text
 

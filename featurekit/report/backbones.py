@@ -9,7 +9,7 @@ from featurekit.report.formats import render
 
 
 def backbone_rows(summaries: list[dict[str, Any]], default_weights: dict[str, str]) -> list[dict[str, Any]]:
-    """Flat rows (for CSV) from `backbone_listing` dicts; `default_weights`: each Keras backbone's default weights
+    """Flat rows (for CSV) from the entries' `listing()` dicts; `default_weights`: each Keras backbone's default weights
     in words, by name (hand-made features have no weights: their `weights_text` says so)."""
     return [{"name": s["name"], "input_size": s["input_size"], "preprocessing": s["preprocessing"],
              "output_layer": s["output_layer"], **{f"feature_dim_{p}": dim for p, dim in s["feature_dim"].items()},
