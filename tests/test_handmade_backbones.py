@@ -143,12 +143,14 @@ def test_parameters_are_the_layer_and_part_of_the_identity(textures: Path, tmp_p
     names = [r.cache_path.name for r in results]
     assert names == ["textures-spam-none-48.h5", "textures-spam-threshold=2-none-48.h5",
                      "textures-spam-threshold=2+order=1-none-48.h5"]
-    dims = []
+    dims, fingerprints = [], set()
     for result in results:
         with open_cache(result.cache_path) as cache:
             dims.append(cache.feature_dim)
-            layer, fingerprint = cache.attrs["layer"], cache.fingerprint
+            layer = cache.attrs["layer"]
+            fingerprints.add(cache.fingerprint)
     assert dims == [3430, 5 * 2 * 5 ** 3, 5 * 2 * 5 ** 2] and layer == "threshold=2+order=1+normalisation=joint"
+    assert len(fingerprints) == 3  # each variant is its own cache identity
     # The defaults spelled out name the default cache, which is then up to date.
     again = extract(textures, "spam", image_size=48, layer="threshold=3", cache_dir=tmp_path, **QUIET)
     assert again.cache_path.name == names[0] and again.status == "up-to-date"

@@ -87,7 +87,6 @@ def test_the_sweep_reports_its_choice_on_views_at_a_threshold_chosen_on_valid_pl
     from typer.testing import CliRunner
 
     from conftest import make_image_folder
-    from featurekit.cache import open_cache
     from featurekit.cli import app
     from featurekit.evaluation.fitting import load_fitted, split_scores
     from featurekit.cache.fusion import open_source
