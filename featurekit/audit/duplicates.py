@@ -8,6 +8,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from featurekit.audit.report import DuplicateGroup, Member
+from featurekit.cache.reader import read_rows
 from featurekit.data import SPLITS
 from featurekit.parameters import AUDIT_MEMORY_BUDGET_MB, MAX_LISTED, NEAR_DUPLICATE_THRESHOLD
 
@@ -61,22 +62,6 @@ def balance_warnings(balance: dict[str, dict[str, Any]], class_names: Sequence[s
     return warnings
 
 
-def _read_rows(features: Any, rows: np.ndarray, span_rows: int) -> np.ndarray:
-    """Rows (sorted, at least one) of an in-memory array or an HDF5 dataset, read in contiguous spans, as float32.
-
-    h5py reads a contiguous slice far faster than a long list of points; a span bounds how many
-    unwanted rows between wanted ones are read along.
-    """
-    parts, start = [], 0
-    while start < len(rows):
-        low = int(rows[start])
-        stop = int(np.searchsorted(rows, low + span_rows, side="left"))
-        block = features[low: int(rows[stop - 1]) + 1]
-        parts.append(block[rows[start:stop] - low])
-        start = stop
-    return np.concatenate(parts).astype(np.float32, copy=False)
-
-
 def _mean_row(features: Any, block_rows: int) -> np.ndarray:
     """Mean embedding over all rows, read in contiguous blocks (float64 sums, float32 result)."""
     sums = (np.asarray(features[start: start + block_rows], dtype=np.float64).sum(axis=0)
@@ -88,7 +73,7 @@ def _normalised_blocks(features: Any, rows: np.ndarray, block_rows: int,
                        mean: np.ndarray | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     for start in range(0, len(rows), block_rows):
         chunk = rows[start: start + block_rows]
-        block = _read_rows(features, chunk, span_rows=4 * block_rows)
+        block = read_rows(features, chunk, span_rows=4 * block_rows)
         if mean is not None:
             block = block - mean
         norms = np.linalg.norm(block, axis=1, keepdims=True)
