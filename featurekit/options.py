@@ -116,6 +116,14 @@ def _string_or_strings(value: Any) -> str | list[str]:
     return _string(value) if isinstance(value, str) else _instance((list, tuple), _list_of(_string), bool)(value)
 
 
+def name_list(value: Any) -> list:
+    """The names a checked NAMES value (`layer`, `pooling`) stands for: "avg, max" -> ["avg", "max"] (spaces and
+    empty parts dropped), a list as it is, None (not set) -> [None]."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return [None] if value is None else list(value)
+
+
 def _split(value: Any) -> str | list[float]:
     """"0.7,0.15,0.15" or three numbers, finite, non-negative, summing to 1; kept as given (the library
     parses it)."""

@@ -180,6 +180,17 @@ def test_a_dict_from_python_is_held_to_the_same_rules_as_a_file():
         run_job({"dta": "x", "run": {"extract": [{"backbone": "vgg16"}]}})
 
 
+def test_a_job_entry_reads_its_poolings_as_extract_does(tmp_path: Path):
+    """`pooling = "avg, max"` is two poolings to `extract`; the job's check before any extraction agrees."""
+    from featurekit.jobs.workflow import checked_extractions
+
+    entries = checked_extractions([{"backbone": "test_tiny", "pooling": "avg, max"}], {}, tmp_path, "run.extract",
+                                  "job.toml")
+    assert entries[0]["pooling"] == "avg, max"
+    with pytest.raises(FeaturekitError, match="Unknown pooling 'none'"):  # a hand-made feature's, not a network's
+        checked_extractions([{"backbone": "test_tiny", "pooling": "avg, none"}], {}, tmp_path, "run.extract", "job.toml")
+
+
 # ---- bounds: NaN, infinity, seeds, splits
 
 

@@ -22,7 +22,7 @@ from featurekit.errors import FeaturekitError, given
 from featurekit.extraction.plan import plan_extraction, scan_for_extraction, settle_targets
 from featurekit.extraction.request import ALL_AS_TEST, ExtractionRequest, make_request
 from featurekit.extraction.run import ExtractResult, ProgressFactory, run
-from featurekit.options import check_value, complete, options_for
+from featurekit.options import check_value, complete, name_list, options_for
 from featurekit.views import parse_views
 
 # Settings of `extract_many` checked against the declarations of the `extract` options of the same name
@@ -135,7 +135,7 @@ def extract_from_options(options: dict[str, Any], log: Callable[[str], None] = p
                               received=f"{given('cache', str(options['cache']))} with {len(views)} views",
                               fix=f"Leave `cache` out (each view then gets its default name).")
     settings = {name: options[name] for name in REQUEST_OPTIONS} | {
-        "layers": _as_list(options["layer"]), "poolings": _as_list(options["pooling"]),
+        "layers": name_list(options["layer"]), "poolings": name_list(options["pooling"]),
         "split_fractions": parse_split_fractions(options["split"]),
         "engine_options": {name: options[name] for name in ENGINE_OPTIONS}, "config": options, "command": command}
     subset = None if options["views_split"] == "all" else options["views_split"]  # None: every split
@@ -143,12 +143,6 @@ def extract_from_options(options: dict[str, Any], log: Callable[[str], None] = p
     # One pass per view: the forward pass, not the decode, is what costs (a JPEG decode is a few ms against tens
     # of ms of CNN per image on a CPU), so sharing decodes between views would save little.
     return [result for request in requests for result in extract_request(request, log, progress)]
-
-
-def _as_list(value: Any) -> list:
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return [None] if value is None else list(value)
 
 
 __all__ = ["ALL_AS_TEST", "ENGINE_OPTIONS", "ExtractResult", "ExtractionRequest", "extract",

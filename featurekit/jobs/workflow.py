@@ -19,7 +19,7 @@ from featurekit.cache.fusion import check_fusion_request
 from featurekit.config import check_config, resolve_config
 from featurekit.errors import FeaturekitError, given
 from featurekit.evaluation.compare import compare_from_options
-from featurekit.options import complete, head_params, require
+from featurekit.options import complete, head_params, name_list, require
 
 
 def _joined(value: Any) -> str:
@@ -80,7 +80,7 @@ def _check_names(options: dict[str, Any]) -> None:
     if not options.get("backbone"):
         raise FeaturekitError("The entry names no backbone.", received="no backbone key",
                               fix='Add backbone = "NAME" (the `backbones` command lists them).')
-    get_spec(options["backbone"]).check_request(options["image_size"], _joined(options["pooling"]).split(","),
+    get_spec(options["backbone"]).check_request(options["image_size"], name_list(options["pooling"]),
                                                 options["preprocessing"], options["precision"], options["weights"])
 
 
