@@ -163,8 +163,7 @@ class View:
                 skipped with that reason, like a file too large to decode).
         """
         # The image's own generator: a function of this view (with its seed) and the image's key only.
-        digest = hashlib.sha256(f"{self.name}\0{key}".encode("utf-8", "surrogateescape")).digest()
-        rng = np.random.default_rng(int.from_bytes(digest[:8], "big"))
+        rng = keyed_rng(f"{self.name}\0{key}")
         for step in self.steps:
             value = step.value(rng)
             entry = DEGRADATIONS[step.kind]
@@ -178,6 +177,13 @@ class View:
 
     def __str__(self) -> str:
         return self.name
+
+
+def keyed_rng(key: str) -> np.random.Generator:
+    """A generator that is a function of the text `key` alone (its sha256): the same draws in every process, run
+    and thread, whatever else was drawn before (any file name, even one that is not UTF-8)."""
+    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "big"))
 
 
 def _refuse(text: Any, problem: str) -> FeaturekitError:

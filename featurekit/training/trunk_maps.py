@@ -15,7 +15,6 @@ trunk's cost once. Validation sees the clean images only.
 
 from __future__ import annotations
 
-import hashlib
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -29,7 +28,7 @@ from featurekit.data import decode_rgb, resize_rgb
 from featurekit.errors import FeaturekitError, given
 from featurekit.fsutil import atomic_write_bytes, make_folder
 from featurekit.training.batches import SeededBatches
-from featurekit.views import View, parse_view
+from featurekit.views import View, keyed_rng, parse_view
 
 MAP_DTYPE = np.float16
 
@@ -49,8 +48,7 @@ class AugmentedCopy:
         image = decode_rgb(path, max_pixels=max_pixels)
         if self.copy:
             key = Path(path).relative_to(self.root).as_posix()
-            digest = hashlib.sha256(f"{self.seed}\0{self.copy}\0{key}".encode("utf-8", "surrogateescape")).digest()
-            rng = np.random.default_rng(int.from_bytes(digest[:8], "big"))
+            rng = keyed_rng(f"{self.seed}\0{self.copy}\0{key}")
             if rng.random() < 0.5:
                 image = ImageOps.mirror(image)
             if self.views:
