@@ -155,12 +155,24 @@ def _probe_models(seed: int) -> dict[str, Any]:
 
 def bootstrap_auc_interval(y: np.ndarray, score: np.ndarray, n_boot: int = SHORTCUT_N_BOOT, seed: int = 0,
                            alpha: float = 0.05) -> tuple[float, float]:
-    """Stratified percentile bootstrap interval of ROC AUC: the resampling of compare's intervals
-    (`featurekit.metrics.bootstrap_intervals`), rounded to 4 decimals."""
-    from featurekit.metrics import bootstrap_intervals, resampled_roc_auc
+    """Stratified percentile bootstrap interval of ROC AUC, many resamples per rank computation.
 
-    low, high = bootstrap_intervals({"roc_auc": resampled_roc_auc}, y, score, n_boot, seed, alpha)["roc_auc"]
-    return round(low, 4), round(high, 4)
+    The resampling of `featurekit.metrics.bootstrap_intervals` (each class drawn with replacement to its own
+    size), drawn a block at a time (fakes, then reals) and scored by `metrics.resampled_roc_auc`: hundreds of
+    times faster on small test splits, which matters because the audit bootstraps every suspicious property.
+    """
+    from featurekit.metrics import resampled_roc_auc
+
+    rng = np.random.default_rng(seed)
+    classes = [np.flatnonzero(y == 1), np.flatnonzero(y == 0)]
+    per_round = max(1, 4_000_000 // len(y))  # resamples per rank computation: bounded memory
+    values = []
+    for start in range(0, n_boot, per_round):
+        rounds = min(per_round, n_boot - start)
+        drawn = np.concatenate([rows[rng.integers(0, len(rows), (rounds, len(rows)))] for rows in classes], axis=1)
+        values.append(resampled_roc_auc(y, score, drawn))
+    low, high = np.percentile(np.concatenate(values), [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return round(float(low), 4), round(float(high), 4)
 
 
 def shortcut_probes(files: Sequence[Path | None], labels: np.ndarray, splits: np.ndarray,
