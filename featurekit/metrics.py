@@ -218,8 +218,8 @@ def bootstrap_resamples(y: np.ndarray, n_boot: int, seed: int = 0) -> Iterator[n
 
 
 def bootstrap_intervals(metrics: dict[str, ResampledMetric], y: np.ndarray, score: np.ndarray, n_boot: int = 1000,
-                        seed: int = 0, alpha: float = 0.05) -> dict[str, tuple[float, float]]:
-    """Percentile bootstrap confidence intervals of several metrics, from one set of stratified resamples
+                        seed: int = 0) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap 95 % confidence intervals of several metrics, from one set of stratified resamples
     (`bootstrap_resamples`: every resample holds both classes, as the split does).
 
     Args:
@@ -229,18 +229,16 @@ def bootstrap_intervals(metrics: dict[str, ResampledMetric], y: np.ndarray, scor
         score: Scores, higher meaning more likely fake.
         n_boot: Number of resamples.
         seed: Seed of the resampling; the same seed gives the same intervals.
-        alpha: 1 - confidence level (0.05 gives a 95 % interval).
 
     Returns:
-        Name -> (low, high), the alpha/2 and 1 - alpha/2 percentiles of the resampled metric.
+        Name -> (low, high), the 2.5th and 97.5th percentiles of the resampled metric.
     """
     y, s = _as_binary(y, score, "scored")
     values: dict[str, list[np.ndarray]] = {name: [] for name in metrics}
     for idx in bootstrap_resamples(y, n_boot, seed):
         for name, metric in metrics.items():
             values[name].append(metric(y, s, idx))
-    bounds = [100 * alpha / 2, 100 * (1 - alpha / 2)]
-    return {name: tuple(float(v) for v in np.percentile(np.concatenate(parts), bounds))
+    return {name: tuple(float(v) for v in np.percentile(np.concatenate(parts), [2.5, 97.5]))
             for name, parts in values.items()}
 
 
@@ -275,17 +273,15 @@ def is_collapsed(y_pred: np.ndarray, score: np.ndarray, auc: float | None = None
     return "; ".join(reasons)
 
 
-def evaluate(y_test: np.ndarray, score_test: np.ndarray, threshold: float, n_boot: int = 1000, seed: int = 0,
-             alpha: float = 0.05) -> dict:
+def evaluate(y_test: np.ndarray, score_test: np.ndarray, threshold: float, n_boot: int = 1000, seed: int = 0) -> dict:
     """All forensic metrics of one probe on the test split, at a threshold chosen on valid.
 
     Args:
         y_test: Test labels, 0 real / 1 fake.
         score_test: Test scores, higher meaning more likely fake.
         threshold: From `choose_threshold` on the valid split (0.5 for probabilities if no valid).
-        n_boot: Bootstrap resamples for the intervals (0 skips them, giving NaN bounds).
+        n_boot: Bootstrap resamples for the 95 % intervals (0 skips them, giving NaN bounds).
         seed: Bootstrap seed.
-        alpha: 1 - confidence level of the intervals.
 
     Returns:
         A flat dict: n, n_fake, threshold, the METRIC_KEYS (accuracy_real and accuracy_fake are the
@@ -297,7 +293,7 @@ def evaluate(y_test: np.ndarray, score_test: np.ndarray, threshold: float, n_boo
     out.update({key: metric(y, s, threshold) if at_threshold else metric(y, s)
                 for key, (metric, at_threshold) in _METRICS.items()})
     resampled = {"accuracy": resampled_accuracy(threshold), "roc_auc": resampled_roc_auc}
-    intervals = (bootstrap_intervals(resampled, y, s, n_boot, seed, alpha) if n_boot
+    intervals = (bootstrap_intervals(resampled, y, s, n_boot, seed) if n_boot
                  else dict.fromkeys(resampled, (float("nan"), float("nan"))))
     for name, (low, high) in intervals.items():
         out[f"{name}_ci_low"], out[f"{name}_ci_high"] = low, high

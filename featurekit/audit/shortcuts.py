@@ -153,13 +153,12 @@ def _probe_models(seed: int) -> dict[str, Any]:
     }
 
 
-def bootstrap_auc_interval(y: np.ndarray, score: np.ndarray, n_boot: int = SHORTCUT_N_BOOT, seed: int = 0,
-                           alpha: float = 0.05) -> tuple[float, float]:
-    """Stratified percentile bootstrap interval of ROC AUC: the resampling of compare's intervals
+def bootstrap_auc_interval(y: np.ndarray, score: np.ndarray, n_boot: int, seed: int) -> tuple[float, float]:
+    """Stratified percentile bootstrap 95 % interval of ROC AUC: the resampling of compare's intervals
     (`featurekit.metrics.bootstrap_intervals`), rounded to 4 decimals."""
     from featurekit.metrics import bootstrap_intervals, resampled_roc_auc
 
-    low, high = bootstrap_intervals({"roc_auc": resampled_roc_auc}, y, score, n_boot, seed, alpha)["roc_auc"]
+    low, high = bootstrap_intervals({"roc_auc": resampled_roc_auc}, y, score, n_boot, seed)["roc_auc"]
     return round(low, 4), round(high, 4)
 
 
