@@ -300,8 +300,7 @@ def check_name(name: str) -> str:
     return name
 
 
-def sweep(config: dict[str, Any], options: dict[str, Any] | None = None, log: Callable[[str], None] = print
-          ) -> SweepResult:
+def sweep(config: dict[str, Any], options: dict[str, Any], log: Callable[[str], None] = print) -> SweepResult:
     """Run a sweep config: extract the grid, fit every probe, choose on valid, test once.
 
     Args:
@@ -314,9 +313,9 @@ def sweep(config: dict[str, Any], options: dict[str, Any] | None = None, log: Ca
     """
     from featurekit.probes import list_probes
 
-    source = str((options or {}).get("config") or "the config")
+    source = str(options.get("config") or "the config")
     check_config(config, source)
-    resolved = resolve_config("sweep", config, options or {})
+    resolved = resolve_config("sweep", config, options)
     require("sweep", resolved)
     name = check_name(resolved["name"] or Path(resolved["config"]).stem)  # config is declared with a default
     probes = list(resolved["probe"] or list_probes())  # declared choices: checked with the options
