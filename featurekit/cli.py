@@ -249,15 +249,15 @@ def compare(options: dict[str, Any]) -> None:
 
 def render_results(rows: list[dict], options: dict[str, Any]) -> None:
     """Show the compare table and write the files asked for (`format`/`out`, `plot`, or a `results` stem)."""
-    from featurekit.report import plot_roc, results_table_for, write_html_report, write_rows, write_text
+    from featurekit.report import plot_roc, render_rows, results_table_for, write_html_report, write_text
 
     title = options.get("title") or "featurekit compare (test split)"
     show(results_table_for(console, rows, title, wide=bool(options.get("wide"))) if options["format"] == "table"
-         else write_rows(rows, options["format"], None), options)
+         else render_rows(rows, options["format"]), options)
     written = [plot_roc(rows, options["plot"])] if options["plot"] else []
     if options.get("results"):
         stem = Path(options["results"])
-        written += [write_text(write_rows(rows, fmt, None), stem.with_suffix(f".{fmt}")) for fmt in ("md", "json")]
+        written += [write_text(render_rows(rows, fmt), stem.with_suffix(f".{fmt}")) for fmt in ("md", "json")]
         written += [plot_roc(rows, stem.with_name(stem.name + "-roc.png")),
                     write_html_report(rows, stem.with_suffix(".html"), options.get("title") or "featurekit compare")]
     for path in written:

@@ -196,10 +196,11 @@ def atomic_write_bytes(path: str | Path, data: bytes, ours: Callable[[Path], boo
         raise
 
 
-def atomic_write_json(path: str | Path, payload: Any, ours: Callable[[Path], bool] | None = None) -> Path:
-    """`atomic_write_bytes` of indented JSON in UTF-8 (NumPy scalars and paths become plain values)."""
+def atomic_write_json(path: str | Path, payload: Any) -> Path:
+    """`atomic_write_bytes` of indented JSON in UTF-8 (NumPy scalars and paths become plain values), replacing
+    only a regular file or a link at `path`."""
     text = json.dumps(payload, indent=2, default=lambda value: value.item() if hasattr(value, "item") else str(value))
-    return atomic_write_bytes(path, (text + "\n").encode("utf-8"), ours)
+    return atomic_write_bytes(path, (text + "\n").encode("utf-8"))
 
 
 def commit_file(temporary: str | Path, path: str | Path, ours: Callable[[Path], bool] | None = None) -> Path:
@@ -252,15 +253,15 @@ def refuse_unless_ours(path: str | Path, ours: Callable[[Path], bool], what: str
         received=str(path), fix="Choose another path, or move that one away yourself.")
 
 
-def check_output_file(path: str | Path, ours: Callable[[Path], bool] | None = None) -> Path:
+def check_output_file(path: str | Path) -> Path:
     """Refuse, before any work, an output file that could not be written or would replace what is not ours.
 
-    What is at `path` must pass `refuse_unless_ours` (default marker: a regular file); the nearest folder
-    that exists on the way must be a folder this user can write into (its missing subfolders are made
-    when the file is written).
+    What is at `path` must pass `refuse_unless_ours` with the marker of a file the caller named
+    (`is_regular_file`); the nearest folder that exists on the way must be a folder this user can write
+    into (its missing subfolders are made when the file is written).
     """
     path = Path(path)
-    refuse_unless_ours(path, ours or is_regular_file)
+    refuse_unless_ours(path, is_regular_file)
     existing = next(folder for folder in path.parents if os.path.lexists(folder))  # "." or "/" at last
     writable = os.access(existing, os.W_OK | os.X_OK)
     number = errno.ENOTDIR if not existing.is_dir() else None if writable else errno.EACCES

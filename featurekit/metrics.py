@@ -199,34 +199,28 @@ def resampled_accuracy(threshold: float) -> ResampledMetric:
     return lambda y, score, idx: ((score >= threshold) == (y == POSITIVE_LABEL))[idx].mean(axis=1)
 
 
-def bootstrap_resamples(y: np.ndarray, n_boot: int, seed: int = 0, stratified: bool = True) -> Iterator[np.ndarray]:
-    """Bootstrap resamples as blocks of row indices, shape (resamples in the block, n).
+def bootstrap_resamples(y: np.ndarray, n_boot: int, seed: int = 0) -> Iterator[np.ndarray]:
+    """Stratified bootstrap resamples as blocks of row indices, shape (resamples in the block, n).
 
-    Stratified resampling draws each class with replacement to its own size (reals first, then
-    fakes); plain resampling draws n rows from all. The draws are those of
+    Each resample draws each class with replacement to its own size (reals first, then fakes), so it
+    keeps the class balance of the split, which is what the split actually measures. The draws are those of
     `rng.choice(group, size=group.size)` per resample and class with `rng = default_rng(seed)`, so
     the same seed gives the same resamples as featurekit's earlier one-resample-at-a-time loop.
     """
     rng = np.random.default_rng(seed)
     n = y.size
-    groups = [np.flatnonzero(y == c) for c in (0, 1)] if stratified else [np.arange(n)]
+    groups = [np.flatnonzero(y == c) for c in (0, 1)]
     per_block = max(1, BOOTSTRAP_BLOCK_ELEMENTS // max(1, n))
     for start in range(0, n_boot, per_block):
         rows = min(per_block, n_boot - start)
-        if len(groups) == 1:  # one draw for the block: the same numbers as `rows` draws of n
-            yield rng.integers(0, n, size=(rows, n))
-            continue
         yield np.array([np.concatenate([group[rng.integers(0, group.size, size=group.size)] for group in groups])
                         for _ in range(rows)], dtype=np.intp)
 
 
 def bootstrap_intervals(metrics: dict[str, ResampledMetric], y: np.ndarray, score: np.ndarray, n_boot: int = 1000,
-                        seed: int = 0, alpha: float = 0.05, stratified: bool = True) -> dict[str, tuple[float, float]]:
-    """Percentile bootstrap confidence intervals of several metrics, from one set of resamples.
-
-    Stratified resampling (the default) keeps every resample's class balance that of the split, which
-    is what the split actually measures. With `stratified=False`, resamples that hold one class only
-    are skipped (for every metric), because AUC-like metrics are undefined there.
+                        seed: int = 0) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap 95 % confidence intervals of several metrics, from one set of stratified resamples
+    (`bootstrap_resamples`: every resample holds both classes, as the split does).
 
     Args:
         metrics: Name -> resampled metric, e.g. `{"roc_auc": resampled_roc_auc,
@@ -235,27 +229,16 @@ def bootstrap_intervals(metrics: dict[str, ResampledMetric], y: np.ndarray, scor
         score: Scores, higher meaning more likely fake.
         n_boot: Number of resamples.
         seed: Seed of the resampling; the same seed gives the same intervals.
-        alpha: 1 - confidence level (0.05 gives a 95 % interval).
-        stratified: Resample within each class (True) or over all samples (False).
 
     Returns:
-        Name -> (low, high), the alpha/2 and 1 - alpha/2 percentiles of the resampled metric.
+        Name -> (low, high), the 2.5th and 97.5th percentiles of the resampled metric.
     """
     y, s = _as_binary(y, score, "scored")
     values: dict[str, list[np.ndarray]] = {name: [] for name in metrics}
-    kept = 0
-    for idx in bootstrap_resamples(y, n_boot, seed, stratified):
-        fakes = (y[idx] == POSITIVE_LABEL).sum(axis=1)
-        idx = idx[(fakes > 0) & (fakes < y.size)]
-        kept += len(idx)
+    for idx in bootstrap_resamples(y, n_boot, seed):
         for name, metric in metrics.items():
             values[name].append(metric(y, s, idx))
-    if not kept:
-        raise FeaturekitError("Every bootstrap resample held one class only.",
-                              received=f"{y.size} samples, n_boot={n_boot}",
-                              fix="Use stratified=True or a larger split.")
-    bounds = [100 * alpha / 2, 100 * (1 - alpha / 2)]
-    return {name: tuple(float(v) for v in np.percentile(np.concatenate(parts), bounds))
+    return {name: tuple(float(v) for v in np.percentile(np.concatenate(parts), [2.5, 97.5]))
             for name, parts in values.items()}
 
 
@@ -290,17 +273,15 @@ def is_collapsed(y_pred: np.ndarray, score: np.ndarray, auc: float | None = None
     return "; ".join(reasons)
 
 
-def evaluate(y_test: np.ndarray, score_test: np.ndarray, threshold: float, n_boot: int = 1000, seed: int = 0,
-             alpha: float = 0.05) -> dict:
+def evaluate(y_test: np.ndarray, score_test: np.ndarray, threshold: float, n_boot: int = 1000, seed: int = 0) -> dict:
     """All forensic metrics of one probe on the test split, at a threshold chosen on valid.
 
     Args:
         y_test: Test labels, 0 real / 1 fake.
         score_test: Test scores, higher meaning more likely fake.
         threshold: From `choose_threshold` on the valid split (0.5 for probabilities if no valid).
-        n_boot: Bootstrap resamples for the intervals (0 skips them, giving NaN bounds).
+        n_boot: Bootstrap resamples for the 95 % intervals (0 skips them, giving NaN bounds).
         seed: Bootstrap seed.
-        alpha: 1 - confidence level of the intervals.
 
     Returns:
         A flat dict: n, n_fake, threshold, the METRIC_KEYS (accuracy_real and accuracy_fake are the
@@ -312,7 +293,7 @@ def evaluate(y_test: np.ndarray, score_test: np.ndarray, threshold: float, n_boo
     out.update({key: metric(y, s, threshold) if at_threshold else metric(y, s)
                 for key, (metric, at_threshold) in _METRICS.items()})
     resampled = {"accuracy": resampled_accuracy(threshold), "roc_auc": resampled_roc_auc}
-    intervals = (bootstrap_intervals(resampled, y, s, n_boot, seed, alpha) if n_boot
+    intervals = (bootstrap_intervals(resampled, y, s, n_boot, seed) if n_boot
                  else dict.fromkeys(resampled, (float("nan"), float("nan"))))
     for name, (low, high) in intervals.items():
         out[f"{name}_ci_low"], out[f"{name}_ci_high"] = low, high

@@ -161,14 +161,14 @@ def augment_image(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.ascontiguousarray(image, dtype=np.uint8)
 
 
-def decodable(root: str | Path, paths: Sequence[str], image_size: int, batch_size: int = 64,
-              workers: int | None = None, **decode_options: Any) -> tuple[list[int], list[tuple[str, str]]]:
+def decodable(root: str | Path, paths: Sequence[str], image_size: int,
+              batch_size: int = 64) -> tuple[list[int], list[tuple[str, str]]]:
     """Which files decode: (indices of the good ones, [(path, reason)] of the others).
 
     Training reads every image many times in shuffled order; checking once up front keeps every
     training batch full and its content a pure function of (seed, epoch, step).
     """
-    reasons = [reason for _, _, batch in image_batches(root, paths, image_size, batch_size, workers=workers,
-                                                       **decode_options) for reason in batch]  # "": it decodes
+    # One reason per file, "" where it decodes.
+    reasons = [reason for _, _, batch in image_batches(root, paths, image_size, batch_size) for reason in batch]
     return ([index for index, reason in enumerate(reasons) if not reason],
             [(paths[index], reason) for index, reason in enumerate(reasons) if reason])

@@ -11,7 +11,7 @@ from featurekit.cache import open_cache
 from featurekit.evaluation.compare import ROW_KEYS, compare
 from featurekit.errors import FeaturekitError
 from featurekit.evaluation.fitting import fit_probe, load_fitted
-from featurekit.report import write_rows
+from featurekit.report import render_rows
 
 FAST_HEAD = {"epochs": 15, "batch_size": 32}
 
@@ -125,14 +125,14 @@ def test_model_fitted_on_another_cache_is_refused(tmp_path: Path):
 def test_outputs_in_every_format(tmp_path: Path):
     cache = separable_cache(tmp_path / "sep.h5")
     rows = compare([cache], ["logreg"], runs_dir=tmp_path / "runs", n_boot=50, log=lambda m: None)
-    data = json.loads(write_rows(rows, "json", tmp_path / "r.json"))
+    data = json.loads(render_rows(rows, "json"))
     assert isinstance(data, list) and data[0]["probe"] == "logreg"
     for key in ("accuracy", "balanced_accuracy", "roc_auc", "average_precision", "eer", "tpr_at_1pct_fpr", "f1",
                 "accuracy_ci_low", "roc_auc_ci_high", "threshold", "fit_seconds", "collapsed", "random_features"):
         assert key in data[0]
-    csv_text = write_rows(rows, "csv", None)
+    csv_text = render_rows(rows, "csv")
     assert csv_text.splitlines()[0].startswith("cache,data,backbone,weights_label")
-    assert "| test_tiny pool2/avg 32px | random-init | logreg |" in write_rows(rows, "md", None)
+    assert "| test_tiny pool2/avg 32px | random-init | logreg |" in render_rows(rows, "md")
     from featurekit.report import plot_roc
 
     assert plot_roc(rows, tmp_path / "roc.png").stat().st_size > 1000

@@ -292,11 +292,11 @@ def test_weights_trained_on_the_valid_or_test_images_are_refused_unless_allowed(
         assert made.attrs["train_overlap_test"] == expected["test"]
         assert made.attrs["weights_label"] == "test_tiny trained on faces (train split, 24 images, epoch 3)"
     from featurekit.evaluation.compare import compare
-    from featurekit.report import write_rows
+    from featurekit.report import render_rows
 
     rows = compare([result.cache_path], ["logreg"], runs_dir=tmp_path / "runs", n_boot=0, log=lambda m: None)
     assert rows[0]["train_overlap"] == expected["valid"] + expected["test"]
-    assert "TRAIN OVERLAP" in write_rows(rows, "md", None)  # every output flags the optimistic scores
+    assert "TRAIN OVERLAP" in render_rows(rows, "md")  # every output flags the optimistic scores
 
 
 def test_weights_trained_on_the_train_split_only_extract_and_are_labelled(image_folder: Path, tmp_path: Path):

@@ -111,22 +111,13 @@ def test_bootstrap_ci_contains_estimate_and_is_reproducible():
     assert (low, high) != _interval(metrics.resampled_roc_auc, y, s, n_boot=100, seed=8)
 
 
-def test_bootstrap_ci_plain_resampling_skips_one_class_resamples():
-    # With 1 fake among 6, about a third of plain resamples hold no fake at all.
-    y, s = np.array([0, 0, 0, 0, 0, 1]), np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.9])
-    low, high = _interval(metrics.resampled_roc_auc, y, s, n_boot=200, seed=0, stratified=False)
-    assert low == high == 1.0
-
-
-def _sklearn_loop_interval(metric_fn, y, s, n_boot, seed, stratified=True):
+def _sklearn_loop_interval(metric_fn, y, s, n_boot, seed):
     """The bootstrap as featurekit computed it before vectorising: one resample and one sklearn call at a time."""
     rng = np.random.default_rng(seed)
-    groups = [np.flatnonzero(y == c) for c in (0, 1)] if stratified else [np.arange(y.size)]
+    groups = [np.flatnonzero(y == c) for c in (0, 1)]
     values = []
     for _ in range(n_boot):
         idx = np.concatenate([rng.choice(g, size=g.size, replace=True) for g in groups])
-        if not stratified and np.unique(y[idx]).size < 2:
-            continue
         values.append(metric_fn(y[idx], s[idx]))
     return tuple(np.percentile(values, [2.5, 97.5]))
 
@@ -148,8 +139,7 @@ def test_resampled_auc_equals_sklearn_with_ties():
     assert np.isnan(metrics.resampled_roc_auc(y, s, one_class)[0])
 
 
-@pytest.mark.parametrize("stratified", [True, False])
-def test_vectorised_intervals_equal_the_sklearn_loop(stratified):
+def test_vectorised_intervals_equal_the_sklearn_loop():
     # The same seed draws the same resamples, so the intervals agree to rounding, not just to Monte-Carlo noise.
     y, s = _noisy_scores(n=150, seed=5)
     s = np.round(s, 1)
@@ -157,8 +147,8 @@ def test_vectorised_intervals_equal_the_sklearn_loop(stratified):
         (metrics.resampled_roc_auc, roc_auc_score),
         (metrics.resampled_accuracy(0.5), lambda yy, ss: metrics.accuracy(yy, ss, 0.5)),
     ]:
-        expected = _sklearn_loop_interval(reference, y, s, n_boot=300, seed=3, stratified=stratified)
-        got = _interval(vectorised, y, s, n_boot=300, seed=3, stratified=stratified)
+        expected = _sklearn_loop_interval(reference, y, s, n_boot=300, seed=3)
+        got = _interval(vectorised, y, s, n_boot=300, seed=3)
         np.testing.assert_allclose(got, expected, rtol=1e-12)
 
 

@@ -45,15 +45,15 @@ def _options(cache_dir: Path, tmp_path: Path, **extra) -> dict:
 def test_rows_of_two_data_sets_say_which_is_which(two_data_sets, tmp_path: Path):
     from rich.console import Console
 
-    from featurekit.report import results_table, write_rows
+    from featurekit.report import render_rows, results_table
 
     cache_dir, _, _ = two_data_sets
     rows = compare_from_options(_options(cache_dir, tmp_path), **QUIET)
     assert sorted(row["data"] for row in rows) == ["faces 9f8e7d6c", "mydata 1a2b3c4d"]
     assert {row["cache"]: row["data"] for row in rows} == {"a.h5": "mydata 1a2b3c4d", "b.h5": "faces 9f8e7d6c"}
-    assert [row["data"] for row in json.loads(write_rows(rows, "json", None))] == [row["data"] for row in rows]
-    assert write_rows(rows, "csv", None).splitlines()[1].split(",")[1] == rows[0]["data"]
-    markdown = write_rows(rows, "md", None)
+    assert [row["data"] for row in json.loads(render_rows(rows, "json"))] == [row["data"] for row in rows]
+    assert render_rows(rows, "csv").splitlines()[1].split(",")[1] == rows[0]["data"]
+    markdown = render_rows(rows, "md")
     assert markdown.splitlines()[0].startswith("| data |") and "mydata 1a2b3c4d" in markdown
     console = Console(width=400, record=True, file=open(os.devnull, "w"))
     console.print(results_table(rows))
@@ -62,12 +62,12 @@ def test_rows_of_two_data_sets_say_which_is_which(two_data_sets, tmp_path: Path)
 
 
 def test_one_data_set_has_no_data_column_in_the_table(two_data_sets, tmp_path: Path):
-    from featurekit.report import write_rows
+    from featurekit.report import render_rows
 
     cache_dir, mine, _ = two_data_sets
     rows = compare_from_options(_options(cache_dir, tmp_path, data=mine), **QUIET)
     assert [row["cache"] for row in rows] == ["a.h5"] and rows[0]["data"] == "mydata 1a2b3c4d"
-    assert not write_rows(rows, "md", None).startswith("| data |")
+    assert not render_rows(rows, "md").startswith("| data |")
 
 
 def test_compare_data_keeps_that_folders_caches_from_the_command_line(two_data_sets, tmp_path: Path):

@@ -153,9 +153,8 @@ def _probe_models(seed: int) -> dict[str, Any]:
     }
 
 
-def bootstrap_auc_interval(y: np.ndarray, score: np.ndarray, n_boot: int = SHORTCUT_N_BOOT, seed: int = 0,
-                           alpha: float = 0.05) -> tuple[float, float]:
-    """Stratified percentile bootstrap interval of ROC AUC, many resamples per rank computation.
+def bootstrap_auc_interval(y: np.ndarray, score: np.ndarray, n_boot: int, seed: int) -> tuple[float, float]:
+    """Stratified percentile bootstrap 95 % interval of ROC AUC, many resamples per rank computation.
 
     The resampling of `featurekit.metrics.bootstrap_intervals` (each class drawn with replacement to its own
     size), drawn a block at a time (fakes, then reals) and scored by `metrics.resampled_roc_auc`: hundreds of
@@ -171,7 +170,7 @@ def bootstrap_auc_interval(y: np.ndarray, score: np.ndarray, n_boot: int = SHORT
         rounds = min(per_round, n_boot - start)
         drawn = np.concatenate([rows[rng.integers(0, len(rows), (rounds, len(rows)))] for rows in classes], axis=1)
         values.append(resampled_roc_auc(y, score, drawn))
-    low, high = np.percentile(np.concatenate(values), [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    low, high = np.percentile(np.concatenate(values), [2.5, 97.5])
     return round(float(low), 4), round(float(high), 4)
 
 

@@ -49,14 +49,6 @@ def resolved(path: str | Path) -> Path:
     return Path(path).expanduser().resolve()
 
 
-def check_probes(probes: Sequence[str]) -> None:
-    """Refuse an unknown probe name (the known ones listed), before any work."""
-    from featurekit.probes import get_probe_spec
-
-    for probe in probes:
-        get_probe_spec(probe)
-
-
 @dataclass
 class ProbeGrid:
     """Probes to fit on every cache (or fusion), and how: fitted where missing, reused where the fit still matches.
@@ -85,7 +77,10 @@ class ProbeGrid:
     audit: bool = True
 
     def __post_init__(self) -> None:
-        check_probes(self.probes)  # unknown names fail before any work
+        from featurekit.probes import get_probe_spec
+
+        for probe in self.probes:  # an unknown name fails before any work (the known ones listed)
+            get_probe_spec(probe)
         self.train_views = parse_train_views(self.train_views)  # so do wrong view texts
         self.probe_params = self.probe_params or {}
         self.leaky: dict[Path, bool] = {}  # for each resolved cache path audited, whether it leaks

@@ -145,10 +145,10 @@ def chosen_on_test(chosen: dict[str, Any], n_boot: int, log: Callable[[str], Non
 
 
 def learning_curve(source: str | Path | Sequence[str | Path], probe: str, params: dict[str, Any] | None = None,
-                   fractions: Sequence[float] = LEARNING_CURVE_FRACTIONS, repeats: int = REPEATS, seed: int = SEED,
-                   memory_budget_gb: float = MEMORY_BUDGET_GB,
+                   repeats: int = REPEATS, seed: int = SEED, memory_budget_gb: float = MEMORY_BUDGET_GB,
                    log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Refit one configuration on growing stratified subsamples of train; score each on test.
+    """Refit one configuration on growing stratified subsamples of train (the LEARNING_CURVE_FRACTIONS of it);
+    score each on test.
 
     Each refit chooses its threshold on the full valid split (and early-stops there, for the head), as
     every fit does. Repeats draw other subsamples (seed + repeat) and reseed probes that have a seed; at
@@ -158,7 +158,6 @@ def learning_curve(source: str | Path | Sequence[str | Path], probe: str, params
         source: The chosen cache, or a fusion (a list of caches).
         probe: Probe name.
         params: Its constructor parameters.
-        fractions: Fractions of the train split.
         repeats: Fits per fraction.
         seed: Seed of the first repeat's subsample.
         memory_budget_gb: The three splits must fit in this; larger features are refused here.
@@ -178,7 +177,7 @@ def learning_curve(source: str | Path | Sequence[str | Path], probe: str, params
                 fix="Raise the memory budget, or run the learning curve on a smaller tap or pooling.")
         splits = {split: cache.load(split) for split in ("train", "valid", "test")}
     points = []
-    for fraction in fractions:
+    for fraction in LEARNING_CURVE_FRACTIONS:
         size = int(round(fraction * len(splits["train"][1])))
         try:
             point = _curve_point(splits, probe, params or {}, size, repeats, seed)
@@ -300,8 +299,7 @@ def check_name(name: str) -> str:
     return name
 
 
-def sweep(config: dict[str, Any], options: dict[str, Any] | None = None, log: Callable[[str], None] = print
-          ) -> SweepResult:
+def sweep(config: dict[str, Any], options: dict[str, Any], log: Callable[[str], None] = print) -> SweepResult:
     """Run a sweep config: extract the grid, fit every probe, choose on valid, test once.
 
     Args:
@@ -314,9 +312,9 @@ def sweep(config: dict[str, Any], options: dict[str, Any] | None = None, log: Ca
     """
     from featurekit.probes import list_probes
 
-    source = str((options or {}).get("config") or "the config")
+    source = str(options.get("config") or "the config")
     check_config(config, source)
-    resolved = resolve_config("sweep", config, options or {})
+    resolved = resolve_config("sweep", config, options)
     require("sweep", resolved)
     name = check_name(resolved["name"] or Path(resolved["config"]).stem)  # config is declared with a default
     probes = list(resolved["probe"] or list_probes())  # declared choices: checked with the options

@@ -20,12 +20,12 @@ from featurekit.report.output import print_text, print_whole, write_text
 from featurekit.report.page import compare_page, write_html_report
 from featurekit.report.plots import plot_roc
 from featurekit.report.predictions import render_predictions
-from featurekit.report.results import results_table, results_table_for, write_rows
+from featurekit.report.results import render_rows, results_table, results_table_for
 from featurekit.report.sweep import sweep_table
 from featurekit.report.sweep_files import write_sweep_results
 
 __all__ = [
     "FORMATS", "check_output", "compare_page", "plot_roc", "print_text", "print_whole", "render", "render_audit",
-    "render_backbones", "render_cache", "render_predictions", "results_table",
-    "results_table_for", "sweep_table", "write_html_report", "write_rows", "write_sweep_results", "write_text",
+    "render_backbones", "render_cache", "render_predictions", "render_rows", "results_table",
+    "results_table_for", "sweep_table", "write_html_report", "write_sweep_results", "write_text",
 ]

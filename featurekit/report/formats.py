@@ -75,9 +75,10 @@ def render(document: Document, fmt: str):
 
 
 def check_output(fmt: str, out: str | Path | None) -> None:
-    """Refuse an unknown format, or an output file for the terminal table (before any work is done)."""
-    if fmt not in FORMATS:
-        raise unknown_format(fmt, FORMATS)
+    """Refuse an output file for the terminal table, or one that cannot be written (before any work is done).
+
+    `fmt` is one of the command's declared `format` choices (checked with the options), each a key of FORMATS.
+    """
     if out and not FORMATS[fmt].to_file:
         files = [name for name, f in FORMATS.items() if f.to_file]
         raise FeaturekitError(f"`out` needs a file format.",

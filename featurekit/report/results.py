@@ -7,7 +7,7 @@ from typing import Any
 
 from featurekit.report.document import Column, Document, Note, Table, number, with_interval
 from featurekit.report.formats import FORMATS, render, unknown_format
-from featurekit.report.output import natural_width, write_text
+from featurekit.report.output import natural_width
 from featurekit.rows import OWN_TEST_SPLIT, PAIRED_TEST_SET, ROW_KEYS, public_rows, scored_elsewhere
 
 
@@ -121,11 +121,8 @@ def results_table_for(console, rows: list[dict[str, Any]], title: str, wide: boo
     return table if wide or natural_width(console, table) <= console.width else results_table(rows, title, wide=False)
 
 
-def write_rows(rows: list[dict[str, Any]], fmt: str, out: str | Path | None) -> str:
-    """Render compare rows as csv/json/md (every column); write to `out` when given; return the text."""
+def render_rows(rows: list[dict[str, Any]], fmt: str) -> str:
+    """Compare rows as csv/json/md text (every column)."""
     if fmt in FORMATS and not FORMATS[fmt].to_file:
         raise unknown_format(fmt, [name for name, entry in FORMATS.items() if entry.to_file])
-    text = render(results_document(rows), fmt)
-    if out:
-        write_text(text, out)
-    return text
+    return render(results_document(rows), fmt)
