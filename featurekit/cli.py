@@ -295,7 +295,7 @@ def predict(options: dict[str, Any]) -> None:
     from featurekit.report import render_predictions
 
     rows = predict_images(options["model"], options["inputs"], batch_size=options["batch_size"],
-                          max_pixels=options["max_pixels"] or None, workers=options["workers"])
+                          max_pixels=options["max_pixels"], workers=options["workers"])
     class_names = read_fitted_meta(options["model"]).get("class_names") or ["real", "fake"]  # predict has read it
     show(render_predictions(rows, options["format"], title=f"predictions of {options['model']}",
                             positive_class=str(class_names[-1])), options)

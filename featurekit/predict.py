@@ -192,7 +192,7 @@ def predict(model_dir: str | Path, inputs: list[str | Path], batch_size: int = B
         model_dir: A fitted-model folder (``runs/<cache>/<probe>``).
         inputs: Image files and/or folders.
         batch_size: Images per forward pass.
-        max_pixels: Largest image (width x height) decoded; larger files get an error row. None: no limit.
+        max_pixels: Largest image (width x height) decoded; larger files get an error row. 0 or None: no limit.
         workers: Decode threads; None for one per CPU core.
 
     Returns:
@@ -203,7 +203,7 @@ def predict(model_dir: str | Path, inputs: list[str | Path], batch_size: int = B
     entries = collect_images(inputs)
     embedders = model_embedders(model_dir, fitted.meta, fitted.estimator)
     readable = [str(path.resolve()) for path, problem in entries if not problem]
-    scored = _scores(fitted.estimator, embedders, readable, batch_size, max_pixels, workers)
+    scored = _scores(fitted.estimator, embedders, readable, batch_size, max_pixels or None, workers)
     class_names, threshold = fitted.meta["class_names"], fitted.threshold
     rows: list[dict[str, Any]] = []
     for path, problem in entries:

@@ -48,6 +48,15 @@ def test_predict_on_a_folder_lists_undecodable_files(fitted_on_images, tmp_path:
     assert broken["p_fake"] is None and "not an image" in broken["error"]
 
 
+def test_predict_max_pixels_zero_means_no_limit_as_on_the_command_line(fitted_on_images, tmp_path: Path):
+    data, _, fitted = fitted_on_images
+    image = data / "real" / "img_00.png"
+    unlimited, = predict(fitted.directory, [image], max_pixels=0)
+    assert "error" not in unlimited and unlimited["p_fake"] == predict(fitted.directory, [image])[0]["p_fake"]
+    too_small, = predict(fitted.directory, [image], max_pixels=16)
+    assert too_small["p_fake"] is None and too_small["error"]
+
+
 def test_predict_refuses_missing_inputs_and_non_model_folders(fitted_on_images, tmp_path: Path):
     _, _, fitted = fitted_on_images
     with pytest.raises(FeaturekitError, match="Input not found"):
