@@ -117,11 +117,12 @@ def _string_or_strings(value: Any) -> str | list[str]:
 
 
 def name_list(value: Any) -> list:
-    """The names a checked NAMES value (`layer`, `pooling`) stands for: "avg, max" -> ["avg", "max"] (spaces and
-    empty parts dropped), a list as it is, None (not set) -> [None]."""
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return [None] if value is None else list(value)
+    """The names a checked NAMES value (`layer`, `pooling`) stands for, as `Option.convert` checks them: "avg, max"
+    and ["avg", "max"] and ["avg, max"] -> ["avg", "max"] (spaces and empty parts dropped); None (not set) -> [None]."""
+    if value is None:
+        return [None]
+    return [part.strip() for item in ([value] if isinstance(value, str) else value) for part in item.split(",")
+            if part.strip()]
 
 
 def _split(value: Any) -> str | list[float]:

@@ -180,6 +180,13 @@ def test_a_dict_from_python_is_held_to_the_same_rules_as_a_file():
         run_job({"dta": "x", "run": {"extract": [{"backbone": "vgg16"}]}})
 
 
+def test_names_read_as_the_options_check_them():
+    from featurekit.options import name_list
+
+    assert name_list("avg, max") == name_list(["avg", "max"]) == name_list(["avg, max"]) == ["avg", "max"]
+    assert name_list(None) == [None] and name_list(["block2_pool"]) == ["block2_pool"]
+
+
 def test_a_job_entry_reads_its_poolings_as_extract_does(tmp_path: Path):
     """`pooling = "avg, max"` is two poolings to `extract`; the job's check before any extraction agrees."""
     from featurekit.jobs.workflow import checked_extractions
