@@ -28,6 +28,7 @@ import numpy as np
 
 from featurekit.data import ImageDecodeError, load_image
 from featurekit.parameters import PREFETCH_BATCHES
+
 # The smallest crop side of the training augmentation, as a fraction of the image side (as before: 7/8).
 MIN_CROP_FRACTION = 7 / 8
 
